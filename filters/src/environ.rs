@@ -1,0 +1,108 @@
+//! Request extensions that carry what WSGI kept in `environ`.
+//!
+//! | WSGI                         | extension        | set by                                  |
+//! |------------------------------|------------------|-----------------------------------------|
+//! | `SCRIPT_NAME`                | [`MountPath`]    | urlmap, prefix filter, FastCGI server   |
+//! | `PATH_INFO`                  | the request URI  | (the part below the mount path)         |
+//! | `REMOTE_ADDR`                | [`RemoteAddr`]   | server; trusted forwarded headers       |
+//! | (socket peer)                | [`PeerAddr`]     | server only, never rewritten            |
+//! | `wsgi.url_scheme`, `HTTP_HOST` | [`PublicUrl`]  | server; trusted forwarded headers       |
+//! | `REMOTE_USER`                | [`RemoteUser`]   | auth filters                            |
+//!
+//! Apps build public URLs with [`script_url`], never from guesses.
+
+use std::net::{IpAddr, SocketAddr};
+
+use http::Request;
+
+/// The path the app is mounted at (`SCRIPT_NAME`): `""` at the root, otherwise starting with
+/// `/` and without a trailing `/`. The request URI holds only the rest (`PATH_INFO`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MountPath(pub String);
+
+/// The client address as the app should see it (`REMOTE_ADDR`). A trusted forwarded header may
+/// replace it; the port is 0 when the address came from a header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RemoteAddr(pub SocketAddr);
+
+/// The address of the socket peer that sent the request. Set once by the server, never
+/// rewritten: the forwarded-headers filter decides trust from it. Absent on unix sockets and
+/// FastCGI, where the peer is the local web server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// The public scheme and host (with port when not the default) the client used, after trusted
+/// forwarded headers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicUrl {
+    /// `http` or `https`.
+    pub scheme: String,
+    /// `host` or `host:port`, as in a `Host` header.
+    pub host: String,
+}
+
+/// The authenticated user (`REMOTE_USER`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteUser(pub String);
+
+/// The mount path of a request (`""` when none is set).
+pub fn mount_path<B>(req: &Request<B>) -> &str {
+    req.extensions()
+        .get::<MountPath>()
+        .map(|m| m.0.as_str())
+        .unwrap_or("")
+}
+
+/// The client IP of a request, if the server recorded one.
+pub fn remote_ip<B>(req: &Request<B>) -> Option<IpAddr> {
+    req.extensions().get::<RemoteAddr>().map(|a| a.0.ip())
+}
+
+/// The public scheme and host of a request: the [`PublicUrl`] extension when set, else the
+/// URI's own scheme and authority, else the `Host` header, else `http` and `localhost`.
+pub fn public_url<B>(req: &Request<B>) -> PublicUrl {
+    if let Some(p) = req.extensions().get::<PublicUrl>() {
+        return p.clone();
+    }
+    let scheme = req.uri().scheme_str().unwrap_or("http").to_string();
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            req.headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "localhost".to_string());
+    PublicUrl { scheme, host }
+}
+
+/// The public URL of the app itself: `scheme://host` + mount path, no trailing `/`.
+/// This is what capabilities documents and redirects are built from (never from `PATH_INFO`).
+pub fn script_url<B>(req: &Request<B>) -> String {
+    let p = public_url(req);
+    format!("{}://{}{}", p.scheme, p.host, mount_path(req))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_url_from_extensions_and_headers() {
+        let mut req = Request::builder()
+            .uri("/x")
+            .header("host", "example.org:8080")
+            .body(())
+            .unwrap();
+        assert_eq!(script_url(&req), "http://example.org:8080");
+        req.extensions_mut().insert(MountPath("/maps".into()));
+        req.extensions_mut().insert(PublicUrl {
+            scheme: "https".into(),
+            host: "public.example".into(),
+        });
+        assert_eq!(script_url(&req), "https://public.example/maps");
+    }
+}

@@ -1,0 +1,1 @@
+//! Built-in apps and composites.

@@ -1,0 +1,3 @@
+fn main() {
+    mapproxy_serve::cli::main()
+}

@@ -1,0 +1,95 @@
+//! Servers run the composed app: HTTP (`http.rs`), FastCGI (`fcgi/`).
+//!
+//! A server is built from its `[server:NAME]` section by a registered factory, then given a
+//! [`ServeContext`]: the [`SharedApp`] (swapped atomically on reload), a shutdown token and
+//! the command line's overrides. It binds, prints `serving on ...` to stderr, and serves until
+//! the token is cancelled, then drains in-flight requests.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use arc_swap::ArcSwap;
+use http::{Request, Response};
+use tokio_util::sync::CancellationToken;
+use tower::{Service, ServiceExt};
+
+use crate::app::{App, Body};
+
+/// A boxed future returned by [`Server::serve`].
+pub type ServeFuture = Pin<Box<dyn Future<Output = Result<(), ServeError>> + Send>>;
+
+/// A failure while serving (bind error, accept error): exit status 1.
+#[derive(Debug)]
+pub struct ServeError(pub String);
+
+impl std::fmt::Display for ServeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ServeError {}
+
+/// A built server, ready to run an app.
+pub trait Server: Send + Sync + 'static {
+    /// One line naming what it will serve on, e.g. `http on 127.0.0.1:8080`.
+    fn describe(&self) -> String;
+
+    /// Bind, print one `serving on ...` line per listener on stderr, serve until
+    /// `ctx.shutdown` is cancelled, then let in-flight requests finish (up to the server's
+    /// shutdown timeout) and return.
+    fn serve(self: Box<Self>, ctx: ServeContext) -> ServeFuture;
+}
+
+/// What the command line hands a server.
+#[derive(Clone)]
+pub struct ServeContext {
+    /// The app to serve; reloads swap it.
+    pub app: SharedApp,
+    /// Cancelled on SIGTERM/SIGINT: stop accepting, drain, return.
+    pub shutdown: CancellationToken,
+    /// `-b/--bind` addresses (`8080`, `:8080`, `host:port`, `[v6]:port`, `unix:/path`), which
+    /// replace the section's own.
+    pub bind: Vec<String>,
+    /// `--debug`: panics show their message and backtrace in the 500 body.
+    pub debug: bool,
+}
+
+/// The running app, swapped atomically on reload: each request takes the current stack when
+/// it starts (also on open keep-alive and HTTP/2 connections); in-flight requests keep theirs.
+#[derive(Clone)]
+pub struct SharedApp(Arc<ArcSwap<App>>);
+
+impl SharedApp {
+    /// Start with `app`.
+    pub fn new(app: App) -> Self {
+        SharedApp(Arc::new(ArcSwap::from_pointee(app)))
+    }
+
+    /// Replace the app for every request that starts from now on.
+    pub fn store(&self, app: App) {
+        self.0.store(Arc::new(app));
+    }
+
+    /// The app as it is now.
+    pub fn current(&self) -> App {
+        (**self.0.load()).clone()
+    }
+}
+
+impl Service<Request<Body>> for SharedApp {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = tower::util::Oneshot<App, Request<Body>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        self.current().oneshot(req)
+    }
+}
