@@ -121,3 +121,18 @@ where
 {
     Arc::new(move |inner: App| app(layer.layer(inner)))
 }
+
+/// A boxed response future, as returned by [`call`].
+pub type ResponseFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send>>;
+
+/// Call an app and get its response. Use this inside `async` blocks that call another app:
+/// awaiting `app.oneshot(req)` there directly trips a compiler limitation with higher-ranked
+/// lifetimes ("implementation of `Service` is not general enough").
+pub fn call(app: App, req: Request<Body>) -> ResponseFuture {
+    use futures_util::FutureExt;
+    Box::pin(app.oneshot(req).map(|r| match r {
+        Ok(res) => res,
+        Err(never) => match never {},
+    }))
+}

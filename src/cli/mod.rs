@@ -1,6 +1,367 @@
-//! The `mapproxy-serve` command line.
+//! The `mapproxy-serve` command line: serve, check, inspect, appconfig, list-factories, create.
+//!
+//! A binary that links extra factory crates calls [`main`] to get the whole command line:
+//!
+//! ```no_run
+//! // use my_filters as _;   // link the crate so its factories register
+//! fn main() {
+//!     mapproxy_serve::cli::main()
+//! }
+//! ```
+//!
+//! Exit status: 0 clean stop, 2 configuration or usage error, 1 other failure.
+
+mod create;
+mod serve;
+
+use std::io::Write;
+
+use clap::{Args, Parser, Subcommand};
+use indexmap::IndexMap;
+
+use crate::deploy::{self, Deployment};
+use crate::error::{ConfigError, ConfigErrors};
+use crate::registry::registry;
+
+pub use create::TEMPLATES;
+
+/// Compose and serve HTTP apps from a Paste Deploy ini file.
+#[derive(Parser, Debug)]
+#[command(
+    name = "mapproxy-serve",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+#[command(
+    after_help = "CONFIG_URI is FILE.ini, FILE.ini#name or config:FILE.ini#name. \
+NAME=VALUE values are in every global_conf and win over [DEFAULT] in %(NAME)s."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+/// `mapproxy-serve [OPTIONS] CONFIG_URI [NAME=VALUE ...]`
+#[derive(Args, Debug, Default, Clone)]
+pub struct ServeArgs {
+    /// The config file (FILE.ini, FILE.ini#name, config:FILE.ini#name)
+    #[arg(value_name = "CONFIG_URI")]
+    pub config_uri: Option<String>,
+    /// NAME=VALUE values for %(NAME)s and global_conf
+    #[arg(value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+    /// The app to serve (default: the URI's #name, else main)
+    #[arg(short = 'n', long = "app-name", value_name = "NAME")]
+    pub app_name: Option<String>,
+    /// The server section to use (default: the URI's #name, else main)
+    #[arg(short = 's', long = "server-name", value_name = "NAME")]
+    pub server_name: Option<String>,
+    /// Listen here instead of the server section's address: PORT, :PORT, HOST:PORT, [V6]:PORT, unix:/PATH (repeatable)
+    #[arg(short = 'b', long = "bind", value_name = "ADDR")]
+    pub bind: Vec<String>,
+    /// Rebuild the whole composition when a file it read changes
+    #[arg(long)]
+    pub reload: bool,
+    /// Show panic messages and backtraces in 500 responses; debug logging
+    #[arg(long)]
+    pub debug: bool,
+    /// More output (repeatable)
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Less output (repeatable)
+    #[arg(short = 'q', long = "quiet", action = clap::ArgAction::Count)]
+    pub quiet: u8,
+    /// Write the process id to this file (removed on exit)
+    #[arg(long = "pid-file", value_name = "FILE")]
+    pub pid_file: Option<std::path::PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Build everything, bind nothing, report every error (exit 2 on any)
+    Check {
+        /// The config file
+        config_uri: String,
+        /// NAME=VALUE values
+        vars: Vec<String>,
+        #[arg(short = 'n', long = "app-name")]
+        app_name: Option<String>,
+        #[arg(short = 's', long = "server-name")]
+        server_name: Option<String>,
+    },
+    /// Print the resolved composition tree
+    Inspect {
+        /// The config file
+        config_uri: String,
+        /// NAME=VALUE values
+        vars: Vec<String>,
+        /// JSON instead of text
+        #[arg(long)]
+        json: bool,
+        #[arg(short = 'n', long = "app-name")]
+        app_name: Option<String>,
+    },
+    /// Print one app's local_conf and global_conf, as Paste's appconfig gives them
+    Appconfig {
+        /// The config file (FILE.ini or FILE.ini#name)
+        config_uri: String,
+        /// NAME=VALUE values
+        vars: Vec<String>,
+        /// JSON instead of text
+        #[arg(long)]
+        json: bool,
+        #[arg(short = 'n', long = "app-name")]
+        app_name: Option<String>,
+    },
+    /// List every registered egg name, its kind and options
+    ListFactories {
+        /// JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write an ini template
+    Create {
+        /// The template: develop, production, urlmap, fcgi, log-ini
+        #[arg(short = 't', long = "template")]
+        template: Option<String>,
+        /// Where to write it
+        dest: Option<std::path::PathBuf>,
+        /// Overwrite an existing file
+        #[arg(long)]
+        force: bool,
+        /// List the templates
+        #[arg(short = 'l', long = "list")]
+        list: bool,
+    },
+}
+
+/// Exit status for configuration and usage errors.
+pub const EXIT_CONFIG: i32 = 2;
+
+/// Parse `NAME=VALUE` arguments (a missing `=` is a usage error).
+pub fn parse_vars(vars: &[String]) -> Result<IndexMap<String, String>, ConfigError> {
+    let mut out = IndexMap::new();
+    for v in vars {
+        match v.split_once('=') {
+            Some((k, val)) if !k.trim().is_empty() => {
+                out.insert(k.trim().to_string(), val.to_string());
+            }
+            _ => {
+                return Err(ConfigError::new(format!(
+                    "variable assignment '{v}' invalid (no \"=\"): write NAME=VALUE"
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Print errors, one per line, on stderr.
+pub fn print_errors(errs: &ConfigErrors) {
+    let mut e = std::io::stderr().lock();
+    for err in &errs.0 {
+        let _ = writeln!(e, "{err}");
+    }
+}
+
+fn print_warnings(warnings: &[ConfigError]) {
+    let mut seen = std::collections::HashSet::new();
+    let mut e = std::io::stderr().lock();
+    for w in warnings {
+        let s = w.to_string();
+        if seen.insert(s.clone()) {
+            let _ = writeln!(e, "warning: {s}");
+        }
+    }
+}
 
 /// Run the command line with the process arguments and exit.
 pub fn main() {
-    std::process::exit(0)
+    let cli = Cli::parse();
+    std::process::exit(run(cli));
+}
+
+/// Run a parsed command line; returns the exit status.
+pub fn run(cli: Cli) -> i32 {
+    if let Err(e) = registry().check() {
+        print_errors(&e);
+        return EXIT_CONFIG;
+    }
+    match cli.command {
+        Some(Command::Check {
+            config_uri,
+            vars,
+            app_name,
+            server_name,
+        }) => check(
+            &config_uri,
+            &vars,
+            app_name.as_deref(),
+            server_name.as_deref(),
+        ),
+        Some(Command::Inspect {
+            config_uri,
+            vars,
+            json,
+            app_name,
+        }) => inspect(&config_uri, &vars, json, app_name.as_deref()),
+        Some(Command::Appconfig {
+            config_uri,
+            vars,
+            json,
+            app_name,
+        }) => appconfig(&config_uri, &vars, json, app_name.as_deref()),
+        Some(Command::ListFactories { json }) => list_factories(json),
+        Some(Command::Create {
+            template,
+            dest,
+            force,
+            list,
+        }) => create::run(template, dest, force, list),
+        None => match cli.serve.config_uri.clone() {
+            Some(_) => serve::run(cli.serve),
+            None => {
+                eprintln!("mapproxy-serve: you must give a config file (mapproxy-serve CONFIG_URI; --help for more)");
+                EXIT_CONFIG
+            }
+        },
+    }
+}
+
+fn vars_or_exit(vars: &[String]) -> Result<IndexMap<String, String>, i32> {
+    parse_vars(vars).map_err(|e| {
+        eprintln!("mapproxy-serve: {e}");
+        EXIT_CONFIG
+    })
+}
+
+fn check(uri: &str, vars: &[String], app_name: Option<&str>, server_name: Option<&str>) -> i32 {
+    let vars = match vars_or_exit(vars) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    let d = match Deployment::resolve(uri, app_name, server_name, &vars) {
+        Ok(d) => d,
+        Err(e) => {
+            print_errors(&e);
+            return EXIT_CONFIG;
+        }
+    };
+    print_warnings(&d.warnings);
+    let mut errs = ConfigErrors::new();
+    errs.take(serve::logging_config(&d, &vars));
+    errs.take(d.app.build_app());
+    if let Some(s) = &d.server {
+        errs.take(s.build_server());
+    }
+    if errs.is_empty() {
+        eprintln!("{}: ok ({} file(s) read)", uri, d.files.len());
+        0
+    } else {
+        print_errors(&errs);
+        EXIT_CONFIG
+    }
+}
+
+fn inspect(uri: &str, vars: &[String], json: bool, app_name: Option<&str>) -> i32 {
+    let vars = match vars_or_exit(vars) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    let mut loader = deploy::Loader::new(vars.clone());
+    let spec = loader.load_uri(
+        deploy::ObjType::App,
+        &deploy::normalize_uri(uri),
+        app_name,
+        std::path::Path::new(""),
+        &vars,
+    );
+    match spec {
+        Ok(spec) => {
+            print_warnings(&loader.warnings);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&spec.to_json()).unwrap_or_default()
+                );
+            } else {
+                print!("{}", spec.to_text());
+            }
+            0
+        }
+        Err(e) => {
+            print_errors(&e);
+            EXIT_CONFIG
+        }
+    }
+}
+
+fn appconfig(uri: &str, vars: &[String], json: bool, app_name: Option<&str>) -> i32 {
+    let vars = match vars_or_exit(vars) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    match deploy::app_config(uri, app_name, &vars) {
+        Ok(conf) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&conf).unwrap_or_default()
+                );
+            } else {
+                println!("[local_conf]");
+                for (k, v) in &conf.local_conf {
+                    println!("{k} = {}", v.replace('\n', "\n    "));
+                }
+                println!("\n[global_conf]");
+                for (k, v) in &conf.global_conf {
+                    println!("{k} = {}", v.replace('\n', "\n    "));
+                }
+            }
+            0
+        }
+        Err(e) => {
+            print_errors(&e);
+            EXIT_CONFIG
+        }
+    }
+}
+
+fn list_factories(json: bool) -> i32 {
+    let reg = registry();
+    if json {
+        let v: Vec<serde_json::Value> = reg
+            .all()
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "eggs": f.eggs.iter().map(|e| format!("egg:{e}")).collect::<Vec<_>>(),
+                    "kind": f.kind().as_str(),
+                    "summary": f.summary,
+                    "options": f.options.iter().map(|o| serde_json::json!({"name": o.name, "doc": o.doc})).collect::<Vec<_>>(),
+                    "any_options": f.any_options,
+                    "ignored": f.ignored,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return 0;
+    }
+    for f in reg.all() {
+        let eggs: Vec<String> = f.eggs.iter().map(|e| format!("egg:{e}")).collect();
+        println!("{}  ({})", eggs.join(", "), f.kind().as_str());
+        if !f.summary.is_empty() {
+            println!("    {}", f.summary);
+        }
+        for o in f.options {
+            println!("    {:<24} {}", o.name, o.doc);
+        }
+        if f.any_options {
+            println!("    (any key: see the summary)");
+        }
+    }
+    0
 }

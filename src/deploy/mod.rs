@@ -1,1 +1,208 @@
-//! Paste Deploy semantics: from ini sections to a spec tree, and from the tree to an app.
+//! Paste Deploy semantics: from ini sections to a spec tree ([`Spec`]), and from the tree to
+//! an app, a filter or a server. The public functions mirror Paste Deploy's `loadapp`,
+//! `loadfilter`, `loadserver` and `appconfig`.
+//!
+//! ```no_run
+//! use indexmap::IndexMap;
+//! // Build the app of `[app:main]` (or the composite/pipeline named main) in config.ini.
+//! let app = mapproxy_serve::deploy::load_app("config:config.ini", None, &IndexMap::new())
+//!     .unwrap_or_else(|errors| panic!("{errors}"));
+//! // `app` is a tower::Service<Request<Body>>: serve it with hyper, or nest it in axum.
+//! # let _ = app;
+//! ```
+//!
+//! `global_conf` values act like command-line `NAME=VALUE` values: they are in every
+//! global_conf and win over `[DEFAULT]` inside `%(...)s` (a deliberate difference from Paste).
+
+mod resolve;
+mod spec;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+
+pub use resolve::{Loader, ObjType};
+pub use spec::{Node, Spec};
+
+use crate::app::{App, Filter};
+use crate::error::{ConfigError, ConfigErrors};
+use crate::ini::IniFile;
+use crate::server::Server;
+
+/// Normalise a config URI as the command line and the API take it: `file.ini`,
+/// `file.ini#name`, `config:file.ini#name`, `egg:Dist#name`. A bare path gets `config:`.
+pub fn normalize_uri(uri: &str) -> String {
+    let has_scheme = uri
+        .find(':')
+        .is_some_and(|i| i > 1 && uri[..i].chars().all(|c| c.is_ascii_alphabetic()));
+    if has_scheme {
+        uri.to_string()
+    } else {
+        format!("config:{uri}")
+    }
+}
+
+fn load(
+    ty: ObjType,
+    uri: &str,
+    name: Option<&str>,
+    global_conf: &IndexMap<String, String>,
+) -> Result<(Spec, Loader), ConfigErrors> {
+    let mut loader = Loader::new(global_conf.clone());
+    let spec = loader.load_uri(ty, &normalize_uri(uri), name, Path::new(""), global_conf)?;
+    Ok((spec, loader))
+}
+
+/// Paste's `loadapp`: build the app `name` (default: the URI's fragment, else `main`).
+pub fn load_app(
+    uri: &str,
+    name: Option<&str>,
+    global_conf: &IndexMap<String, String>,
+) -> Result<App, ConfigErrors> {
+    load(ObjType::App, uri, name, global_conf)?.0.build_app()
+}
+
+/// Paste's `loadfilter`.
+pub fn load_filter(
+    uri: &str,
+    name: Option<&str>,
+    global_conf: &IndexMap<String, String>,
+) -> Result<Filter, ConfigErrors> {
+    load(ObjType::Filter, uri, name, global_conf)?
+        .0
+        .build_filter()
+}
+
+/// Paste's `loadserver`.
+pub fn load_server(
+    uri: &str,
+    name: Option<&str>,
+    global_conf: &IndexMap<String, String>,
+) -> Result<Box<dyn Server>, ConfigErrors> {
+    load(ObjType::Server, uri, name, global_conf)?
+        .0
+        .build_server()
+}
+
+/// An app's configuration as Paste's `appconfig` gives it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AppConfig {
+    /// The section's own options.
+    pub local_conf: IndexMap<String, String>,
+    /// `[DEFAULT]`, `here`, `__file__`, `set` keys and the caller's values.
+    pub global_conf: IndexMap<String, String>,
+}
+
+impl AppConfig {
+    /// Paste's merged view: global_conf updated by local_conf.
+    pub fn merged(&self) -> IndexMap<String, String> {
+        let mut m = self.global_conf.clone();
+        for (k, v) in &self.local_conf {
+            m.insert(k.clone(), v.clone());
+        }
+        m
+    }
+}
+
+/// Paste's `appconfig`: the options an app would be built with, without building it.
+pub fn app_config(
+    uri: &str,
+    name: Option<&str>,
+    global_conf: &IndexMap<String, String>,
+) -> Result<AppConfig, ConfigErrors> {
+    let (spec, _) = load(ObjType::App, uri, name, global_conf)?;
+    Ok(AppConfig {
+        local_conf: spec.local_conf(),
+        global_conf: spec.global_conf(),
+    })
+}
+
+/// The spec tree of an app, without building it (`inspect`).
+pub fn app_spec(
+    uri: &str,
+    name: Option<&str>,
+    global_conf: &IndexMap<String, String>,
+) -> Result<Spec, ConfigErrors> {
+    Ok(load(ObjType::App, uri, name, global_conf)?.0)
+}
+
+/// Everything `mapproxy-serve CONFIG_URI` serves: the app and server specs, the files read
+/// (for `--reload`) and the top file (its logging sections).
+pub struct Deployment {
+    /// The app tree.
+    pub app: Spec,
+    /// The server tree; `None` when the file has no server section and none was asked for.
+    pub server: Option<Spec>,
+    /// Every ini file the configuration read (absolute paths).
+    pub files: Vec<PathBuf>,
+    /// The top file.
+    pub config: Arc<IniFile>,
+    /// Non-fatal findings, each with file:line.
+    pub warnings: Vec<ConfigError>,
+}
+
+impl Deployment {
+    /// Resolve `uri` (`file.ini`, `file.ini#name`): the fragment names both the app and the
+    /// server unless `app_name` / `server_name` are given (as `pserve` does). All errors of both
+    /// trees are collected.
+    pub fn resolve(
+        uri: &str,
+        app_name: Option<&str>,
+        server_name: Option<&str>,
+        vars: &IndexMap<String, String>,
+    ) -> Result<Deployment, ConfigErrors> {
+        let uri = normalize_uri(uri);
+        let frag = uri
+            .split_once('#')
+            .map(|(_, f)| f.to_string())
+            .filter(|f| !f.is_empty());
+        let path = uri
+            .strip_prefix("config:")
+            .map(|p| p.split('#').next().unwrap_or(p).to_string())
+            .ok_or_else(|| {
+                ConfigError::new(format!(
+                    "'{uri}' is not a config file (expected FILE.ini or FILE.ini#name)"
+                ))
+            })?;
+        let mut loader = Loader::new(vars.clone());
+        let config = loader.file(Path::new(&path))?;
+        let mut errs = ConfigErrors::new();
+        let app_name = app_name
+            .map(str::to_string)
+            .or(frag.clone())
+            .unwrap_or_else(|| "main".into());
+        let app =
+            errs.take(loader.load_uri(ObjType::App, &uri, Some(&app_name), Path::new(""), vars));
+        let server_wanted = server_name
+            .map(str::to_string)
+            .or(frag)
+            .unwrap_or_else(|| "main".into());
+        let has_server_section = config.sections.iter().any(|s| {
+            s.name
+                .strip_prefix("server:")
+                .is_some_and(|n| n.trim() == server_wanted)
+        });
+        let server = if has_server_section || server_name.is_some() {
+            errs.take(loader.load_uri(
+                ObjType::Server,
+                &uri,
+                Some(&server_wanted),
+                Path::new(""),
+                vars,
+            ))
+        } else {
+            None
+        };
+        match app {
+            Some(app) if errs.is_empty() => Ok(Deployment {
+                app,
+                server,
+                files: loader.files(),
+                config,
+                warnings: std::mem::take(&mut loader.warnings),
+            }),
+            _ => Err(errs),
+        }
+    }
+}

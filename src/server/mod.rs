@@ -42,6 +42,11 @@ pub trait Server: Send + Sync + 'static {
     /// `ctx.shutdown` is cancelled, then let in-flight requests finish (up to the server's
     /// shutdown timeout) and return.
     fn serve(self: Box<Self>, ctx: ServeContext) -> ServeFuture;
+
+    /// Tokio worker threads wanted (`threads`/`workers`); `None`: one per core.
+    fn worker_threads(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// What the command line hands a server.

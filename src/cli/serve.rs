@@ -1,0 +1,304 @@
+//! `mapproxy-serve CONFIG_URI`: build, serve, reload on SIGHUP or file changes, stop on
+//! SIGTERM/SIGINT.
+//!
+//! The stack: the server runs a [`SharedApp`]; a reload resolves and builds the whole
+//! composition (and its logging) again, and only when everything built does it swap the app.
+//! A broken edit logs one error with file:line and the old stack keeps serving.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use tokio_util::sync::CancellationToken;
+
+use super::{print_errors, print_warnings, ServeArgs, EXIT_CONFIG};
+use crate::config::FactoryConf;
+use crate::deploy::{Deployment, Spec};
+use crate::error::ConfigErrors;
+use crate::registry::{registry, Build};
+use crate::server::{ServeContext, Server, SharedApp};
+
+const TARGET: &str = "mapproxy_serve.serve";
+
+/// The logging configuration of a deployment's top file (`None`: no `[loggers]`).
+pub(crate) fn logging_config(
+    d: &Deployment,
+    vars: &IndexMap<String, String>,
+) -> Result<Option<()>, ConfigErrors> {
+    let _ = (d, vars);
+    Ok(None)
+}
+
+/// The server to use when the file has no `[server:...]` section: HTTP with its defaults.
+fn default_server() -> Result<Box<dyn Server>, ConfigErrors> {
+    let f = registry()
+        .find("mapproxy-serve#http")
+        .ok_or_else(|| crate::error::ConfigError::new("no HTTP server is registered"))?;
+    match f.build {
+        Build::Server(build) => build(&FactoryConf::from_pairs("mapproxy-serve#http", [])),
+        _ => Err(crate::error::ConfigError::new("egg:mapproxy-serve#http is not a server").into()),
+    }
+}
+
+struct Built {
+    deployment: Deployment,
+    app: crate::App,
+    server: Box<dyn Server>,
+}
+
+fn build(args: &ServeArgs, vars: &IndexMap<String, String>) -> Result<Built, ConfigErrors> {
+    let uri = args.config_uri.clone().unwrap_or_default();
+    let d = Deployment::resolve(
+        &uri,
+        args.app_name.as_deref(),
+        args.server_name.as_deref(),
+        vars,
+    )?;
+    let mut errs = ConfigErrors::new();
+    errs.take(logging_config(&d, vars));
+    let app = errs.take(d.app.build_app());
+    let server = match &d.server {
+        Some(s) => errs.take(s.build_server()),
+        None => errs.take(default_server()),
+    };
+    match (app, server) {
+        (Some(app), Some(server)) if errs.is_empty() => Ok(Built {
+            deployment: d,
+            app,
+            server,
+        }),
+        _ => Err(errs),
+    }
+}
+
+fn server_fingerprint(spec: &Option<Spec>) -> String {
+    spec.as_ref()
+        .map(|s| {
+            let mut j = s.to_json();
+            if let Some(o) = j.as_object_mut() {
+                o.remove("global_conf");
+            }
+            j.to_string()
+        })
+        .unwrap_or_default()
+}
+
+/// What a reload needs to know.
+struct Reloader {
+    args: ServeArgs,
+    vars: IndexMap<String, String>,
+    app: SharedApp,
+    server_fp: Mutex<String>,
+    files: Mutex<Vec<PathBuf>>,
+    hashes: Mutex<HashMap<PathBuf, u64>>,
+}
+
+fn file_hash(p: &Path) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    match std::fs::read(p) {
+        Ok(b) => b.hash(&mut h),
+        Err(_) => 0u8.hash(&mut h),
+    }
+    h.finish()
+}
+
+impl Reloader {
+    fn remember(&self, files: &[PathBuf]) {
+        *self.files.lock().unwrap_or_else(|e| e.into_inner()) = files.to_vec();
+        let mut h = self.hashes.lock().unwrap_or_else(|e| e.into_inner());
+        h.clear();
+        for f in files {
+            h.insert(f.clone(), file_hash(f));
+        }
+    }
+
+    /// Did any watched file's content change since the last (re)load?
+    fn changed(&self) -> bool {
+        let h = self.hashes.lock().unwrap_or_else(|e| e.into_inner());
+        h.iter().any(|(f, old)| file_hash(f) != *old)
+    }
+
+    fn reload(&self, why: &str) {
+        log::info!(target: TARGET, "reloading ({why})");
+        match build(&self.args, &self.vars) {
+            Ok(b) => {
+                let fp = server_fingerprint(&b.deployment.server);
+                {
+                    let mut old = self.server_fp.lock().unwrap_or_else(|e| e.into_inner());
+                    if *old != fp {
+                        log::warn!(
+                            target: TARGET,
+                            "the server section changed; its address, socket and options apply after a restart of mapproxy-serve (the app was reloaded)"
+                        );
+                        *old = fp;
+                    }
+                }
+                for w in &b.deployment.warnings {
+                    log::warn!(target: TARGET, "{w}");
+                }
+                self.app.store(b.app);
+                self.remember(&b.deployment.files);
+                log::info!(target: TARGET, "reloaded: new requests get the new configuration");
+            }
+            Err(e) => {
+                // Keep the old stack; remember the broken content so it is reported once.
+                let files = self.files.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                self.remember(&files);
+                log::error!(target: TARGET, "reload failed, still serving the previous configuration:\n{e}");
+            }
+        }
+    }
+}
+
+/// Watch the directories of every file the configuration read; reload on content changes.
+fn watch(
+    reloader: Arc<Reloader>,
+) -> Option<
+    notify_debouncer_full::Debouncer<
+        notify::RecommendedWatcher,
+        notify_debouncer_full::RecommendedCache,
+    >,
+> {
+    use notify::RecursiveMode;
+    let r = reloader.clone();
+    let mut deb = match notify_debouncer_full::new_debouncer(
+        Duration::from_millis(300),
+        None,
+        move |res: notify_debouncer_full::DebounceEventResult| {
+            let Ok(events) = res else { return };
+            let files = r.files.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let relevant = events.iter().any(|e| {
+                !e.kind.is_access() && e.paths.iter().any(|p| files.iter().any(|f| f == p))
+            });
+            if relevant && r.changed() {
+                r.reload("a configuration file changed");
+            }
+        },
+    ) {
+        Ok(d) => d,
+        Err(e) => {
+            log::error!(target: TARGET, "--reload: cannot watch files: {e}");
+            return None;
+        }
+    };
+    let mut dirs: Vec<PathBuf> = reloader
+        .files
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter_map(|f| f.parent().map(Path::to_path_buf))
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    for d in dirs {
+        if let Err(e) = deb.watch(&d, RecursiveMode::NonRecursive) {
+            log::error!(target: TARGET, "--reload: cannot watch {}: {e}", d.display());
+        }
+    }
+    Some(deb)
+}
+
+struct PidFile(Option<PathBuf>);
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Serve until SIGTERM/SIGINT; returns the exit status.
+pub(super) fn run(args: ServeArgs) -> i32 {
+    let vars = match super::parse_vars(&args.vars) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("mapproxy-serve: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    let built = match build(&args, &vars) {
+        Ok(b) => b,
+        Err(e) => {
+            print_errors(&e);
+            return EXIT_CONFIG;
+        }
+    };
+    print_warnings(&built.deployment.warnings);
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if let Some(n) = built.server.worker_threads() {
+        rt.worker_threads(n.max(1));
+    }
+    let rt = match rt.build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mapproxy-serve: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    let _pid = match &args.pid_file {
+        Some(p) => match std::fs::write(p, format!("{}\n", std::process::id())) {
+            Ok(()) => PidFile(Some(p.clone())),
+            Err(e) => {
+                eprintln!("mapproxy-serve: cannot write pid file {}: {e}", p.display());
+                return 1;
+            }
+        },
+        None => PidFile(None),
+    };
+    let app = SharedApp::new(built.app);
+    let reloader = Arc::new(Reloader {
+        args: args.clone(),
+        vars,
+        app: app.clone(),
+        server_fp: Mutex::new(server_fingerprint(&built.deployment.server)),
+        files: Mutex::new(Vec::new()),
+        hashes: Mutex::new(HashMap::new()),
+    });
+    reloader.remember(&built.deployment.files);
+    let shutdown = CancellationToken::new();
+    let ctx = ServeContext {
+        app,
+        shutdown: shutdown.clone(),
+        bind: args.bind.clone(),
+        debug: args.debug,
+    };
+    let server = built.server;
+    rt.block_on(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) else {
+            eprintln!("mapproxy-serve: cannot install signal handlers");
+            return 1;
+        };
+        let _watcher = if args.reload { watch(reloader.clone()) } else { None };
+        let token = shutdown.clone();
+        let r = reloader.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = term.recv() => { log::info!(target: TARGET, "SIGTERM: stopping"); token.cancel(); break }
+                    _ = int.recv() => { log::info!(target: TARGET, "SIGINT: stopping"); token.cancel(); break }
+                    _ = hup.recv() => {
+                        let r = r.clone();
+                        let _ = tokio::task::spawn_blocking(move || r.reload("SIGHUP")).await;
+                    }
+                }
+            }
+        });
+        match server.serve(ctx).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("mapproxy-serve: {e}");
+                1
+            }
+        }
+    })
+}
