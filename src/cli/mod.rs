@@ -271,32 +271,32 @@ fn inspect(uri: &str, vars: &[String], json: bool, app_name: Option<&str>) -> i3
         Ok(v) => v,
         Err(code) => return code,
     };
-    let mut loader = deploy::Loader::new(vars.clone());
-    let spec = loader.load_uri(
-        deploy::ObjType::App,
-        &deploy::normalize_uri(uri),
-        app_name,
-        std::path::Path::new(""),
-        &vars,
-    );
-    match spec {
-        Ok(spec) => {
-            print_warnings(&loader.warnings);
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&spec.to_json()).unwrap_or_default()
-                );
-            } else {
-                print!("{}", spec.to_text());
-            }
-            0
-        }
+    let d = match Deployment::resolve(uri, app_name, None, &vars) {
+        Ok(d) => d,
         Err(e) => {
             print_errors(&e);
-            EXIT_CONFIG
+            return EXIT_CONFIG;
+        }
+    };
+    print_warnings(&d.warnings);
+    if json {
+        let v = serde_json::json!({
+            "app": d.app.to_json(),
+            "server": d.server.as_ref().map(|s| s.to_json()),
+            "files": d.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        print!("{}", d.app.to_text());
+        if let Some(s) = &d.server {
+            print!("{}", s.to_text());
+        }
+        println!("files read:");
+        for f in &d.files {
+            println!("  {}", f.display());
         }
     }
+    0
 }
 
 fn appconfig(uri: &str, vars: &[String], json: bool, app_name: Option<&str>) -> i32 {
