@@ -1,1 +1,2 @@
 //! Built-in apps and composites.
+pub mod urlmap;
