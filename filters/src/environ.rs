@@ -4,12 +4,22 @@
 //! |------------------------------|------------------|-----------------------------------------|
 //! | `SCRIPT_NAME`                | [`MountPath`]    | urlmap, prefix filter, FastCGI server   |
 //! | `PATH_INFO`                  | the request URI  | (the part below the mount path)         |
+//! | `PATH_INFO == ""`            | [`EmptyPathInfo`] | urlmap ([`set_path_info`])             |
 //! | `REMOTE_ADDR`                | [`RemoteAddr`]   | server; trusted forwarded headers       |
 //! | (socket peer)                | [`PeerAddr`]     | server only, never rewritten            |
 //! | `wsgi.url_scheme`, `HTTP_HOST` | [`PublicUrl`]  | server; trusted forwarded headers       |
 //! | `REMOTE_USER`                | [`RemoteUser`]   | auth filters                            |
 //!
 //! Apps build public URLs with [`script_url`], never from guesses.
+//!
+//! ## `PATH_INFO` of `""` versus `"/"`
+//!
+//! WSGI tells `/foo` (mounted at `/foo`: `PATH_INFO` `""`) from `/foo/` (`PATH_INFO` `"/"`);
+//! Paste's static app answers the first with a redirect to the second. An [`http::Uri`] cannot
+//! have an empty path, so both keep the URI path `/` and the empty case is marked with the
+//! [`EmptyPathInfo`] extension. Read `PATH_INFO` with [`path_info`] and change it with
+//! [`set_path_info`]; the marker counts only while the URI path is `/`, so a layer that
+//! rewrites the URI without knowing about it cannot leave a stale `""` behind.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -44,6 +54,46 @@ pub struct PublicUrl {
 /// The authenticated user (`REMOTE_USER`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RemoteUser(pub String);
+
+/// Marks a request whose `PATH_INFO` is `""` (the URI path is then `/`); see the module docs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EmptyPathInfo;
+
+/// The path below the mount path (`PATH_INFO`), still percent-encoded as in the URI: `""` when
+/// [`EmptyPathInfo`] is set and the URI path is `/`, else the URI path.
+pub fn path_info<B>(req: &Request<B>) -> &str {
+    let path = req.uri().path();
+    if path == "/" && req.extensions().get::<EmptyPathInfo>().is_some() {
+        ""
+    } else {
+        path
+    }
+}
+
+/// Replace the URI path with `path_info` (percent-encoded; `""` or starting with `/`, a
+/// missing leading `/` is added), keeping the scheme, authority and query, and set or clear
+/// [`EmptyPathInfo`]. On an error (a character a URI cannot hold) the request is unchanged.
+pub fn set_path_info<B>(req: &mut Request<B>, path_info: &str) -> Result<(), http::Error> {
+    let query = req.uri().query();
+    let mut pq = String::with_capacity(path_info.len() + query.map_or(0, |q| q.len() + 2) + 1);
+    if !path_info.starts_with('/') {
+        pq.push('/');
+    }
+    pq.push_str(path_info);
+    if let Some(q) = query {
+        pq.push('?');
+        pq.push_str(q);
+    }
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query = Some(http::uri::PathAndQuery::try_from(pq)?);
+    *req.uri_mut() = http::Uri::from_parts(parts)?;
+    if path_info.is_empty() {
+        req.extensions_mut().insert(EmptyPathInfo);
+    } else {
+        req.extensions_mut().remove::<EmptyPathInfo>();
+    }
+    Ok(())
+}
 
 /// The mount path of a request (`""` when none is set).
 pub fn mount_path<B>(req: &Request<B>) -> &str {
@@ -104,5 +154,27 @@ mod tests {
             host: "public.example".into(),
         });
         assert_eq!(script_url(&req), "https://public.example/maps");
+    }
+
+    #[test]
+    fn empty_path_info_is_kept_beside_the_uri() {
+        let mut req = Request::builder()
+            .uri("http://h.example/foo?a=1")
+            .body(())
+            .unwrap();
+        assert_eq!(path_info(&req), "/foo");
+        set_path_info(&mut req, "").unwrap();
+        assert_eq!(req.uri().to_string(), "http://h.example/?a=1");
+        assert_eq!(path_info(&req), "");
+        set_path_info(&mut req, "/").unwrap();
+        assert_eq!(path_info(&req), "/");
+        set_path_info(&mut req, "").unwrap();
+        // A layer that rewrites the URI without knowing the marker makes it void.
+        *req.uri_mut() = "/other".parse().unwrap();
+        assert_eq!(path_info(&req), "/other");
+        set_path_info(&mut req, "x/y").unwrap();
+        assert_eq!(req.uri().to_string(), "/x/y");
+        assert!(set_path_info(&mut req, "/a b").is_err());
+        assert_eq!(req.uri().to_string(), "/x/y");
     }
 }

@@ -1,0 +1,313 @@
+//! `egg:mapproxy-serve#echo`: answers every request with a JSON description of it, as the app
+//! sees it after all filters and mounts. For debugging deployments and for tests.
+//!
+//! ```ini
+//! [app:main]
+//! use = egg:mapproxy-serve#echo
+//! any_key = is echoed in local_conf
+//! ```
+//!
+//! The answer (`application/json`) has exactly these keys:
+//!
+//! | key | value |
+//! |---|---|
+//! | `method` | the request method |
+//! | `script_name` | the mount path (`SCRIPT_NAME`), `""` at the root |
+//! | `path_info` | the path below the mount ([`environ::path_info`]; percent-encoded as in the URI, `""` when a mount consumed the whole path) |
+//! | `query` | the raw query string, `""` if none |
+//! | `scheme`, `host` | the public scheme and host ([`environ::public_url`]) |
+//! | `remote_addr` | the client IP ([`environ::RemoteAddr`]), or `null` |
+//! | `remote_user` | the authenticated user ([`environ::RemoteUser`]), or `null` |
+//! | `headers` | an object of lower-case names; repeated headers joined with `", "` |
+//! | `body_length` | the number of request body bytes read |
+//! | `local_conf`, `global_conf` | the section's options, as the factory got them |
+//!
+//! A body over 16 MiB gets 413, a body that fails to arrive 400.
+//!
+//! ```
+//! use http::Request;
+//! use http_body_util::BodyExt;
+//! use mapproxy_serve::{app::full_body, apps::echo, config::FactoryConf};
+//! use tower::ServiceExt;
+//!
+//! let app = echo::build(&FactoryConf::from_pairs("mapproxy-serve#echo", [("a", "1")])).unwrap();
+//! let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+//! let res = rt.block_on(app.oneshot(Request::post("/x?y").body(full_body("hi")).unwrap())).unwrap();
+//! let body = rt.block_on(res.into_body().collect()).unwrap().to_bytes();
+//! let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+//! assert_eq!(v["body_length"], 2);
+//! assert_eq!(v["local_conf"]["a"], "1");
+//! ```
+
+use std::sync::Arc;
+
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Map, Value};
+
+use crate::app::{app_fn, full_body, text_response, App, Body};
+use crate::config::FactoryConf;
+use crate::environ::{self, RemoteUser};
+use crate::error::ConfigErrors;
+use crate::registry::{Build, Factory};
+
+/// The largest request body the echo app reads.
+pub const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// Build the echo app; `local_conf` and `global_conf` are captured for the answer.
+pub fn build(conf: &FactoryConf) -> Result<App, ConfigErrors> {
+    let local: Map<String, Value> = conf
+        .local
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.value.clone())))
+        .collect();
+    let global: Map<String, Value> = conf
+        .global
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    let confs = Arc::new((Value::Object(local), Value::Object(global)));
+    Ok(app_fn(move |req| echo(req, Arc::clone(&confs))))
+}
+
+async fn echo(req: Request<Body>, confs: Arc<(Value, Value)>) -> Response<Body> {
+    let too_large = || {
+        text_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "text/plain; charset=utf-8",
+            "413 Request Entity Too Large\r\n",
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return too_large();
+    }
+    let (parts, mut body) = req.into_parts();
+    // Read (and count) the whole body without keeping it.
+    let mut body_length = 0usize;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                body_length += frame.data_ref().map_or(0, |d| d.len());
+                if body_length > MAX_BODY {
+                    return too_large();
+                }
+            }
+            Err(e) => {
+                log::debug!(target: "mapproxy_serve.apps.echo", "request body failed: {e}");
+                return text_response(
+                    StatusCode::BAD_REQUEST,
+                    "text/plain; charset=utf-8",
+                    "400 Bad Request\r\n",
+                );
+            }
+        }
+    }
+    let req = Request::from_parts(parts, ());
+
+    let mut headers = Map::new();
+    for name in req.headers().keys() {
+        let joined = req
+            .headers()
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        headers.insert(name.as_str().to_string(), Value::String(joined));
+    }
+    let public = environ::public_url(&req);
+    let mut out = Map::new();
+    out.insert("method".into(), req.method().as_str().into());
+    out.insert("script_name".into(), environ::mount_path(&req).into());
+    out.insert("path_info".into(), environ::path_info(&req).into());
+    out.insert("query".into(), req.uri().query().unwrap_or("").into());
+    out.insert("scheme".into(), public.scheme.into());
+    out.insert("host".into(), public.host.into());
+    out.insert(
+        "remote_addr".into(),
+        environ::remote_ip(&req).map_or(Value::Null, |ip| ip.to_string().into()),
+    );
+    out.insert(
+        "remote_user".into(),
+        req.extensions()
+            .get::<RemoteUser>()
+            .map_or(Value::Null, |u| u.0.clone().into()),
+    );
+    out.insert("headers".into(), Value::Object(headers));
+    out.insert("body_length".into(), body_length.into());
+    out.insert("local_conf".into(), confs.0.clone());
+    out.insert("global_conf".into(), confs.1.clone());
+
+    let mut json = serde_json::to_vec_pretty(&Value::Object(out)).unwrap_or_default();
+    json.push(b'\n');
+    let mut res = Response::new(full_body(json));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res
+}
+
+crate::register_factory!(Factory {
+    eggs: &["mapproxy-serve#echo"],
+    summary: "answers with a JSON description of the request (method, paths, headers, confs)",
+    any_options: true,
+    build: Build::App(build),
+    ..Factory::DEFAULT
+});
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use bytes::Bytes;
+    use http_body_util::StreamBody;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::app::{box_body, empty_body};
+    use crate::environ::{EmptyPathInfo, MountPath, PublicUrl, RemoteAddr};
+
+    async fn call(app: &App, req: Request<Body>) -> (StatusCode, Option<String>, Bytes) {
+        let res = app.clone().oneshot(req).await.expect("infallible");
+        let status = res.status();
+        let ct = res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_string());
+        (
+            status,
+            ct,
+            res.into_body().collect().await.unwrap().to_bytes(),
+        )
+    }
+
+    async fn json(app: &App, req: Request<Body>) -> Value {
+        let (status, ct, body) = call(app, req).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(ct.as_deref(), Some("application/json"));
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    fn echo_app() -> App {
+        let mut conf = FactoryConf::from_pairs("mapproxy-serve#echo", [("b", "2"), ("a", "1")]);
+        conf.global.insert("here".into(), "/etc".into());
+        build(&conf).unwrap()
+    }
+
+    #[tokio::test]
+    async fn describes_the_request() {
+        let mut req = Request::post("/x/y%20z?q=1&r")
+            .header("host", "example.org:8080")
+            .header("x-multi", "one")
+            .header("X-Multi", "two")
+            .body(full_body("hello"))
+            .unwrap();
+        req.extensions_mut().insert(MountPath("/mnt".into()));
+        req.extensions_mut()
+            .insert(RemoteAddr(SocketAddr::from(([192, 0, 2, 7], 5555))));
+        req.extensions_mut().insert(RemoteUser("alice".into()));
+        let v = json(&echo_app(), req).await;
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "method",
+                "script_name",
+                "path_info",
+                "query",
+                "scheme",
+                "host",
+                "remote_addr",
+                "remote_user",
+                "headers",
+                "body_length",
+                "local_conf",
+                "global_conf"
+            ]
+        );
+        assert_eq!(v["method"], "POST");
+        assert_eq!(v["script_name"], "/mnt");
+        assert_eq!(v["path_info"], "/x/y%20z");
+        assert_eq!(v["query"], "q=1&r");
+        assert_eq!(v["scheme"], "http");
+        assert_eq!(v["host"], "example.org:8080");
+        assert_eq!(v["remote_addr"], "192.0.2.7");
+        assert_eq!(v["remote_user"], "alice");
+        assert_eq!(v["headers"]["x-multi"], "one, two");
+        assert_eq!(v["headers"]["host"], "example.org:8080");
+        assert_eq!(v["body_length"], 5);
+        assert_eq!(v["local_conf"], serde_json::json!({"b": "2", "a": "1"}));
+        let local_keys: Vec<_> = v["local_conf"].as_object().unwrap().keys().collect();
+        assert_eq!(local_keys, ["b", "a"]);
+        assert_eq!(v["global_conf"], serde_json::json!({"here": "/etc"}));
+    }
+
+    #[tokio::test]
+    async fn defaults_when_nothing_is_set() {
+        let mut req = Request::get("/").body(empty_body()).unwrap();
+        req.extensions_mut().insert(EmptyPathInfo);
+        req.extensions_mut().insert(PublicUrl {
+            scheme: "https".into(),
+            host: "pub.example".into(),
+        });
+        let v = json(&echo_app(), req).await;
+        assert_eq!(v["script_name"], "");
+        assert_eq!(v["path_info"], "");
+        assert_eq!(v["query"], "");
+        assert_eq!(v["scheme"], "https");
+        assert_eq!(v["host"], "pub.example");
+        assert_eq!(v["remote_addr"], Value::Null);
+        assert_eq!(v["remote_user"], Value::Null);
+        assert_eq!(v["headers"], serde_json::json!({}));
+        assert_eq!(v["body_length"], 0);
+    }
+
+    #[tokio::test]
+    async fn large_bodies_get_413() {
+        let app = echo_app();
+        // Declared too large: refused before reading.
+        let req = Request::put("/")
+            .header(header::CONTENT_LENGTH, (MAX_BODY + 1).to_string())
+            .body(empty_body())
+            .unwrap();
+        assert_eq!(call(&app, req).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+        // Streamed without a length: refused once the limit is passed.
+        let chunk = Bytes::from(vec![b'x'; 1024 * 1024]);
+        let chunks = (0..17)
+            .map(move |_| Ok::<_, std::convert::Infallible>(http_body::Frame::data(chunk.clone())));
+        let body = box_body(StreamBody::new(futures_util::stream::iter(chunks)));
+        let req = Request::put("/").body(body).unwrap();
+        assert_eq!(call(&app, req).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+        // Exactly the limit is fine.
+        let req = Request::put("/")
+            .body(full_body(vec![0u8; MAX_BODY]))
+            .unwrap();
+        assert_eq!(json(&app, req).await["body_length"], MAX_BODY);
+    }
+
+    #[tokio::test]
+    async fn broken_body_gets_400() {
+        let chunks = [
+            Ok(http_body::Frame::data(Bytes::from_static(b"ab"))),
+            Err(crate::app::BoxError::from("connection reset")),
+        ];
+        let body = box_body(StreamBody::new(futures_util::stream::iter(chunks)));
+        let req = Request::post("/").body(body).unwrap();
+        assert_eq!(call(&echo_app(), req).await.0, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn registered() {
+        let f = crate::registry::registry()
+            .find("mapproxy-serve#echo")
+            .unwrap();
+        assert_eq!(f.kind(), crate::registry::Kind::App);
+        assert!(f.any_options);
+    }
+}
