@@ -59,6 +59,12 @@ pub struct Child {
     pub app: String,
 }
 
+/// `Build::Composite::children`: which keys of the section name apps.
+pub type ChildrenFn = fn(&FactoryConf) -> Result<Vec<Child>, ConfigErrors>;
+
+/// `Build::Composite::build`: the composite from its built children.
+pub type CompositeFn = fn(&FactoryConf, Vec<(Child, App)>) -> Result<App, ConfigErrors>;
+
 /// How a factory builds its object.
 #[derive(Clone, Copy)]
 pub enum Build {
@@ -72,9 +78,9 @@ pub enum Build {
     /// inspected before anything is built); `build` gets them built, in the same order.
     Composite {
         /// The apps this section names.
-        children: fn(&FactoryConf) -> Result<Vec<Child>, ConfigErrors>,
+        children: ChildrenFn,
         /// Build the composite from its built children.
-        build: fn(&FactoryConf, Vec<(Child, App)>) -> Result<App, ConfigErrors>,
+        build: CompositeFn,
     },
     /// `paste.server_factory`: options → a server that runs an app.
     Server(fn(&FactoryConf) -> Result<Box<dyn Server>, ConfigErrors>),
