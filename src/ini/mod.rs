@@ -7,6 +7,8 @@
 
 mod interpolate;
 mod reader;
+#[cfg(test)]
+mod tests;
 
 use std::path::{Path, PathBuf};
 
