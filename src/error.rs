@@ -55,12 +55,12 @@ impl Location {
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line > 0 {
-            write!(f, "{}:{}", self.file.display(), self.line)?;
+            write!(f, "{}:{}:", self.file.display(), self.line)?;
         } else {
-            write!(f, "{}", self.file.display())?;
+            write!(f, "{}:", self.file.display())?;
         }
         if let Some(s) = &self.section {
-            write!(f, ": [{s}]")?;
+            write!(f, " [{s}]")?;
         }
         Ok(())
     }

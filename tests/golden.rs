@@ -42,7 +42,11 @@ fn golden_inspect() {
         .filter(|p| p.extension().is_some_and(|x| x == "ini"))
         .collect();
     inis.sort();
-    assert!(inis.len() >= 20, "expected at least 20 golden files, found {}", inis.len());
+    assert!(
+        inis.len() >= 20,
+        "expected at least 20 golden files, found {}",
+        inis.len()
+    );
     let mut failures = Vec::new();
     for ini in &inis {
         let name = ini.file_name().unwrap().to_string_lossy().into_owned();
@@ -64,11 +68,19 @@ fn golden_inspect() {
                 compare(&stem.with_extension("err"), &stderr, update, &mut failures);
                 // Every configuration error names the file and a line.
                 for line in stderr.lines() {
-                    assert!(line.starts_with(&format!("{name}:")), "{name}: error without file:line: {line}");
+                    assert!(
+                        line.starts_with(&format!("{name}:")),
+                        "{name}: error without file:line: {line}"
+                    );
                 }
             }
             other => failures.push(format!("{name}: exit status {other:?}\n{stderr}")),
         }
     }
-    assert!(failures.is_empty(), "{} golden mismatches:\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} golden mismatches:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }

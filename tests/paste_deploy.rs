@@ -484,7 +484,7 @@ async fn case19_24_filters_pipelines_filter_apps() {
     ));
     assert!(
         e.starts_with(&format!(
-            "{}:35: [pipeline:piped3]",
+            "{}:26: [pipeline:piped3]",
             file_of("test_filter.ini")
         )),
         "{e}"
@@ -710,7 +710,9 @@ fn case44_call_in_filter_app_is_a_clear_error() {
 fn case45_circular_use_prints_the_cycle() {
     let e = err_of(deploy::load_app(&uri("circular.ini"), None, &none()));
     assert!(
-        e.contains("circular use: [app:main]") && e.contains("[app:a]") && e.contains("[app:b]"),
+        e.contains("circular use: [app:a] (")
+            && e.contains("→ [app:b] (")
+            && e.ends_with("→ [app:a]"),
         "{e}"
     );
     assert!(

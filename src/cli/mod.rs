@@ -4,9 +4,7 @@
 //!
 //! ```no_run
 //! // use my_filters as _;   // link the crate so its factories register
-//! fn main() {
-//!     mapproxy_serve::cli::main()
-//! }
+//! mapproxy_serve::cli::main()
 //! ```
 //!
 //! Exit status: 0 clean stop, 2 configuration or usage error, 1 other failure.

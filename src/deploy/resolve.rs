@@ -78,6 +78,8 @@ struct Ctx {
     loader_file: Option<Arc<IniFile>>,
 }
 
+// Built once per load; boxing the factory variant buys nothing.
+#[allow(clippy::large_enum_variant)]
 enum CtxNode {
     Factory {
         factory: &'static Factory,
@@ -183,13 +185,14 @@ impl Loader {
                 None => ConfigError::new(msg).into(),
             }
         };
-        let (scheme, rest) =
-            match uri.split_once(':') {
-                Some((s, r)) if is_uri(uri) => (s.to_ascii_lowercase(), r),
-                _ => return Err(err(format!(
+        let (scheme, rest) = match uri.split_once(':') {
+            Some((s, r)) if is_uri(uri) => (s.to_ascii_lowercase(), r),
+            _ => {
+                return Err(err(format!(
                     "URI has no scheme: '{uri}' (expected config:FILE.ini#name or egg:Dist#name)"
-                ))),
-            };
+                )))
+            }
+        };
         match scheme.as_str() {
             "config" => {
                 let (path, frag) = match rest.split_once('#') {
@@ -275,12 +278,12 @@ impl Loader {
                 .into());
         }
         self.stack.push((key.0, key.1, loc));
-        let r = self.from_section(ty, file, section, name, global);
+        let r = self.section_ctx(ty, file, section, name, global);
         self.stack.pop();
         r
     }
 
-    fn from_section(
+    fn section_ctx(
         &mut self,
         ty: ObjType,
         file: &Arc<IniFile>,
@@ -383,7 +386,7 @@ impl Loader {
             "filter-app" => self.filter_app(file, section, name, local, &gconf, &additions)?,
             "pipeline" => self.pipeline(file, section, name, local, &gconf)?,
             _ if local.contains_key("use") => {
-                self.from_use(ty, file, section, name, local, &gconf, &additions)?
+                self.use_ctx(ty, file, section, name, local, &gconf, &additions)?
             }
             _ => return Err(explicit_error(&sec_loc, &local).into()),
         };
@@ -411,7 +414,7 @@ impl Loader {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn from_use(
+    fn use_ctx(
         &mut self,
         ty: ObjType,
         file: &Arc<IniFile>,
@@ -486,7 +489,7 @@ impl Loader {
             .and_then(|c| self.finalize(c));
         let next_spec = errs.take(next_spec);
         let filter = self
-            .from_use(
+            .use_ctx(
                 ObjType::Filter,
                 file,
                 section,

@@ -27,6 +27,8 @@ pub struct Spec {
 }
 
 /// The kinds of node.
+// Built once per load; boxing the factory variant buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 pub enum Node {
     /// A registered factory with its options; composites have their children.

@@ -367,7 +367,7 @@ fn text_before_any_section() {
     // error.rs prints no colon after the line when there is no section.
     assert_eq!(
         errors("  indented\n"),
-        vec!["/cfg/test.ini:1 'indented' comes before any [section] header"]
+        vec!["/cfg/test.ini:1: 'indented' comes before any [section] header"]
     );
 }
 
@@ -421,7 +421,7 @@ fn all_errors_are_collected() {
     assert_eq!(
         errors(text),
         vec![
-            "/cfg/test.ini:1 'stray' comes before any [section] header",
+            "/cfg/test.ini:1: 'stray' comes before any [section] header",
             "/cfg/test.ini:4: [a] expected 'key = value' or 'key: value', found 'noequals'",
             "/cfg/test.ini:5: [a] empty key in '= v'",
             "/cfg/test.ini:6: [a] duplicate key 'x' (first at line 3)",
@@ -463,7 +463,7 @@ fn read_missing_file_names_it() {
     let err = IniFile::read(&path).expect_err("missing file");
     let text = err.to_string();
     assert!(
-        text.starts_with(&format!("{} cannot read: ", path.display())),
+        text.starts_with(&format!("{}: cannot read: ", path.display())),
         "{text}"
     );
 }
@@ -477,7 +477,7 @@ fn read_non_utf8_is_an_error_with_its_line() {
     assert_eq!(err.0.len(), 1);
     let text = err.to_string();
     assert!(
-        text.starts_with(&format!("{}:2 not valid UTF-8 text", path.display())),
+        text.starts_with(&format!("{}:2: not valid UTF-8 text", path.display())),
         "{text}"
     );
 }
