@@ -750,6 +750,7 @@ fn find_section<'f>(
             ))
             .into()),
         _ => {
+            let at = from.cloned().unwrap_or_else(|| file.location(found[0]));
             let names: Vec<String> = found
                 .iter()
                 .map(|s| format!("[{}] (line {})", s.name, s.line))
