@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Full, LengthLimitError};
 use hyper_util::rt::TokioIo;
@@ -119,6 +120,17 @@ fn test_app() -> App {
                 Err(_) => text_response(StatusCode::BAD_REQUEST, "text/plain", "bad body"),
             },
             "/panic" => panic!("kaboom in the app"),
+            "/panic-body" => {
+                let chunks = futures_util::stream::iter(0..3).map(|i| {
+                    if i == 2 {
+                        panic!("kaboom in the body");
+                    }
+                    Ok::<_, Infallible>(http_body::Frame::data(Bytes::from_static(b"part ")))
+                });
+                Response::new(mapproxy_serve::app::box_body(
+                    http_body_util::StreamBody::new(chunks),
+                ))
+            }
             _ => text("hello"),
         }
     })
@@ -567,6 +579,15 @@ async fn panic_gives_500_and_serving_goes_on() {
     assert_eq!(body, "Internal Server Error\n");
     let (status, body) = c.get("/").await;
     assert_eq!((status.as_u16(), body.as_str()), (200, "hello"));
+    // a panic while streaming the body cuts that response; the server goes on
+    // (hyper may not have flushed the head yet: the request or the body fails)
+    let cut = match reqwest::get(srv.url("/panic-body")).await {
+        Ok(res) => res.bytes().await.is_err(),
+        Err(_) => true,
+    };
+    assert!(cut, "a response whose body panicked looked complete");
+    let res = reqwest::get(srv.url("/")).await.unwrap();
+    assert_eq!(res.text().await.unwrap(), "hello");
     srv.stop().await;
 }
 

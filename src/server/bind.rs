@@ -468,4 +468,22 @@ mod tests {
             .is_err());
         assert!(sock.exists());
     }
+
+    #[tokio::test]
+    async fn all_interfaces_binds_v4_and_v6_on_one_port() {
+        let ls = bind_all(&[BindAddr::tcp("*", 0)], 0o600).await.unwrap();
+        let a = ls[0].bound().tcp().unwrap();
+        assert_eq!(a.ip(), IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        if let Some(l6) = ls.get(1) {
+            let b = l6.bound().tcp().unwrap();
+            assert_eq!(b.ip(), IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+            assert_eq!(a.port(), b.port());
+            assert_eq!(l6.display(), format!("[::]:{}", b.port()));
+        }
+        // an IPv6 listener shows its address in brackets, as the serving line needs
+        if let Ok(ls) = bind_all(&[BindAddr::tcp("::1", 0)], 0o600).await {
+            let port = ls[0].bound().tcp().unwrap().port();
+            assert_eq!(ls[0].display(), format!("[::1]:{port}"));
+        }
+    }
 }

@@ -191,7 +191,7 @@ fn seconds(conf: &FactoryConf, key: &str, default: f64) -> Result<Option<Duratio
     let v = conf
         .get_parsed::<f64>(key, "a number of seconds")?
         .unwrap_or(default);
-    if !v.is_finite() || v < 0.0 || v > 1e9 {
+    if !v.is_finite() || !(0.0..=1e9).contains(&v) {
         return Err(conf.error(
             key,
             format!("expected a number of seconds >= 0, found '{v}'"),
