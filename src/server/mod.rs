@@ -11,12 +11,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use ::http::{Request, Response};
 use arc_swap::ArcSwap;
-use http::{Request, Response};
 use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
 
 use crate::app::{App, Body};
+
+pub mod bind;
+pub mod http;
+pub mod panic;
 
 /// A boxed future returned by [`Server::serve`].
 pub type ServeFuture = Pin<Box<dyn Future<Output = Result<(), ServeError>> + Send>>;
@@ -43,7 +47,9 @@ pub trait Server: Send + Sync + 'static {
     /// shutdown timeout) and return.
     fn serve(self: Box<Self>, ctx: ServeContext) -> ServeFuture;
 
-    /// Tokio worker threads wanted (`threads`/`workers`); `None`: one per core.
+    /// Worker threads the tokio runtime should have (the section's `threads`/`workers`);
+    /// `None`: tokio's default (one per CPU). The command line asks before building the
+    /// runtime that runs [`Server::serve`].
     fn worker_threads(&self) -> Option<usize> {
         None
     }

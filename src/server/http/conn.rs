@@ -1,0 +1,261 @@
+//! One connection: the I/O wrapper that notices traffic, and the watchdog that enforces
+//! `header_read_timeout` and `channel_timeout`.
+//!
+//! hyper's own `header_read_timeout` is switched off: it is re-armed while a keep-alive
+//! connection is idle, which would make the idle time equal the header time, and hyper-util's
+//! auto builder does not apply it before the first byte at all. Instead:
+//!
+//! - **header time**: from the accept, and from the first byte read while no request is in
+//!   progress, until hyper hands the request to the app. A silent or slowloris connection is
+//!   closed when it runs out. HTTP/2 connections use it for their first request only.
+//! - **idle time** (`channel_timeout`): a connection with no request in progress and no byte
+//!   read or written for that long is closed (HTTP/1.1 keep-alive and HTTP/2 alike).
+//!
+//! A request is "in progress" from the call of the app until its response body is done.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
+
+const NONE: u64 = u64::MAX;
+
+/// Per-connection activity, shared by the I/O wrapper, the request service and the watchdog.
+#[derive(Debug)]
+pub(crate) struct ConnState {
+    start: Instant,
+    /// Milliseconds since `start` of the last byte read or written.
+    last_io: AtomicU64,
+    /// Milliseconds since `start` when the current request head began, or `NONE`.
+    head_since: AtomicU64,
+    /// Requests between the app call and the end of their response body.
+    active: AtomicUsize,
+    /// Seen an HTTP/2 request: the header timer no longer applies.
+    h2: AtomicBool,
+    notify: Notify,
+}
+
+impl ConnState {
+    pub(crate) fn new() -> Self {
+        ConnState {
+            start: Instant::now(),
+            last_io: AtomicU64::new(0),
+            head_since: AtomicU64::new(0),
+            active: AtomicUsize::new(0),
+            h2: AtomicBool::new(false),
+            notify: Notify::new(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(NONE - 1)
+    }
+
+    fn on_read(&self) {
+        let now = self.now_ms();
+        self.last_io.store(now, Ordering::Relaxed);
+        if self.active.load(Ordering::SeqCst) == 0
+            && !self.h2.load(Ordering::Relaxed)
+            && self
+                .head_since
+                .compare_exchange(NONE, now, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        {
+            self.notify.notify_one();
+        }
+    }
+
+    fn on_write(&self) {
+        self.last_io.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// The app is called for a request: the head is complete.
+    pub(crate) fn request_started(self: &Arc<Self>, http2: bool) -> ActiveGuard {
+        if http2 {
+            self.h2.store(true, Ordering::Relaxed);
+        }
+        self.active.fetch_add(1, Ordering::SeqCst);
+        self.head_since.store(NONE, Ordering::SeqCst);
+        ActiveGuard(self.clone())
+    }
+
+    /// Resolves when the connection should be closed, saying why.
+    pub(crate) async fn expired(
+        &self,
+        header_timeout: Option<Duration>,
+        idle_timeout: Option<Duration>,
+    ) -> &'static str {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(NONE / 2);
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let now = self.now_ms();
+            let mut next: Option<u64> = None;
+            if let Some(t) = header_timeout {
+                let since = self.head_since.load(Ordering::SeqCst);
+                if since != NONE && !self.h2.load(Ordering::Relaxed) {
+                    let due = since.saturating_add(ms(t));
+                    if now >= due {
+                        return "header_read_timeout";
+                    }
+                    next = Some(due);
+                }
+            }
+            if let Some(t) = idle_timeout {
+                if self.active.load(Ordering::SeqCst) == 0 {
+                    let due = self.last_io.load(Ordering::Relaxed).saturating_add(ms(t));
+                    if now >= due {
+                        return "channel_timeout";
+                    }
+                    next = Some(next.map_or(due, |n| n.min(due)));
+                }
+            }
+            match next {
+                Some(due) => {
+                    let sleep = tokio::time::sleep(Duration::from_millis(due - now));
+                    tokio::select! {
+                        _ = sleep => {}
+                        _ = notified => {}
+                    }
+                }
+                None => notified.await,
+            }
+        }
+    }
+}
+
+/// Held while a request is in progress; dropping it ends the request.
+#[derive(Debug)]
+pub(crate) struct ActiveGuard(Arc<ConnState>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        let s = &self.0;
+        s.last_io.store(s.now_ms(), Ordering::Relaxed);
+        s.active.fetch_sub(1, Ordering::SeqCst);
+        s.notify.notify_one();
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A stream that reports its reads and writes to a [`ConnState`].
+    pub(crate) struct Tracked<S> {
+        #[pin]
+        inner: S,
+        state: Arc<ConnState>,
+    }
+}
+
+impl<S> Tracked<S> {
+    pub(crate) fn new(inner: S, state: Arc<ConnState>) -> Self {
+        Tracked { inner, state }
+    }
+}
+
+impl<S: AsyncRead> AsyncRead for Tracked<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        let r = this.inner.poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.state.on_read();
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite> AsyncWrite for Tracked<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.project();
+        let r = this.inner.poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            this.state.on_write();
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.project();
+        let r = this.inner.poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            this.state.on_write();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: Duration = Duration::from_millis(100);
+    const C: Duration = Duration::from_millis(400);
+
+    #[tokio::test]
+    async fn silent_connection_expires_on_header_time() {
+        let s = ConnState::new();
+        let t0 = Instant::now();
+        assert_eq!(s.expired(Some(H), Some(C)).await, "header_read_timeout");
+        assert!(t0.elapsed() >= H && t0.elapsed() < C, "{:?}", t0.elapsed());
+    }
+
+    #[tokio::test]
+    async fn idle_keep_alive_uses_channel_timeout() {
+        let s = Arc::new(ConnState::new());
+        drop(s.request_started(false));
+        let t0 = Instant::now();
+        assert_eq!(s.expired(Some(H), Some(C)).await, "channel_timeout");
+        assert!(t0.elapsed() >= C - Duration::from_millis(20));
+    }
+
+    #[tokio::test]
+    async fn a_byte_after_idle_starts_the_header_time() {
+        let s = Arc::new(ConnState::new());
+        drop(s.request_started(false));
+        s.on_read();
+        let t0 = Instant::now();
+        assert_eq!(s.expired(Some(H), Some(C)).await, "header_read_timeout");
+        assert!(t0.elapsed() < C, "{:?}", t0.elapsed());
+    }
+
+    #[tokio::test]
+    async fn request_in_progress_never_expires() {
+        let s = Arc::new(ConnState::new());
+        let g = s.request_started(false);
+        let r = tokio::time::timeout(C + H, s.expired(Some(H), Some(C))).await;
+        assert!(r.is_err());
+        drop(g);
+    }
+}
