@@ -9,4 +9,5 @@
 #![warn(unreachable_pub)]
 
 pub mod environ;
+pub mod proxy;
 pub mod static_files;
