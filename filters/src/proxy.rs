@@ -65,13 +65,33 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body of requests sent upstream and of the responses [`Proxy`] returns.
 pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 
-/// A bad proxy configuration (the address cannot be used).
+/// Which builder option a [`ProxyConfigError`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyOption {
+    /// The upstream address.
+    Address,
+    /// [`ProxyBuilder::allowed_methods`].
+    AllowedMethods,
+    /// [`ProxyBuilder::suppress_headers`].
+    SuppressHeaders,
+}
+
+/// A bad proxy configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProxyConfigError(pub String);
+pub struct ProxyConfigError {
+    /// The option at fault.
+    pub option: ProxyOption,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn bad(option: ProxyOption, message: String) -> ProxyConfigError {
+    ProxyConfigError { option, message }
+}
 
 impl std::fmt::Display for ProxyConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -128,31 +148,40 @@ impl ProxyBuilder {
 
     /// Check the address and build the proxy.
     pub fn build(self) -> Result<Proxy, ProxyConfigError> {
-        let uri: Uri = self
-            .address
-            .trim()
-            .parse()
-            .map_err(|e| ProxyConfigError(format!("bad address '{}': {e}", self.address)))?;
+        let uri: Uri = self.address.trim().parse().map_err(|e| {
+            bad(
+                ProxyOption::Address,
+                format!("bad address '{}': {e}", self.address),
+            )
+        })?;
         match uri.scheme_str() {
             Some("http") => {}
             Some("https") => {
-                return Err(ProxyConfigError(format!(
-                    "address '{}': https upstreams are not supported (no TLS client); \
+                return Err(bad(
+                    ProxyOption::Address,
+                    format!(
+                        "address '{}': https upstreams are not supported (no TLS client); \
                      use http:// or terminate TLS in front",
-                    self.address
-                )))
+                        self.address
+                    ),
+                ))
             }
             _ => {
-                return Err(ProxyConfigError(format!(
-                    "address '{}' must be a full URL like http://host:port/path/",
-                    self.address
-                )))
+                return Err(bad(
+                    ProxyOption::Address,
+                    format!(
+                        "address '{}' must be a full URL like http://host:port/path/",
+                        self.address
+                    ),
+                ))
             }
         }
-        let authority = uri
-            .authority()
-            .cloned()
-            .ok_or_else(|| ProxyConfigError(format!("address '{}' has no host", self.address)))?;
+        let authority = uri.authority().cloned().ok_or_else(|| {
+            bad(
+                ProxyOption::Address,
+                format!("address '{}' has no host", self.address),
+            )
+        })?;
         if uri.query().is_some() {
             log::warn!(target: LOG, "address '{}': the query is ignored", self.address);
         }
@@ -174,14 +203,20 @@ impl ProxyBuilder {
             Some(i) => base[..=i].to_string(),
             None => String::new(),
         };
-        let host = HeaderValue::from_str(authority.as_str())
-            .map_err(|e| ProxyConfigError(format!("bad host in '{}': {e}", self.address)))?;
+        let host = HeaderValue::from_str(authority.as_str()).map_err(|e| {
+            bad(
+                ProxyOption::Address,
+                format!("bad host in '{}': {e}", self.address),
+            )
+        })?;
         let mut allowed = Vec::new();
         for m in &self.allowed {
-            allowed.push(
-                Method::from_bytes(m.as_bytes())
-                    .map_err(|_| ProxyConfigError(format!("bad request method '{m}'")))?,
-            );
+            allowed.push(Method::from_bytes(m.as_bytes()).map_err(|_| {
+                bad(
+                    ProxyOption::AllowedMethods,
+                    format!("bad request method '{m}'"),
+                )
+            })?);
         }
         let allow_header = if allowed.is_empty() {
             None
@@ -195,10 +230,12 @@ impl ProxyBuilder {
         };
         let mut suppress = Vec::new();
         for n in &self.suppress {
-            suppress.push(
-                HeaderName::from_bytes(n.as_bytes())
-                    .map_err(|_| ProxyConfigError(format!("bad header name '{n}'")))?,
-            );
+            suppress.push(HeaderName::from_bytes(n.as_bytes()).map_err(|_| {
+                bad(
+                    ProxyOption::SuppressHeaders,
+                    format!("bad header name '{n}'"),
+                )
+            })?);
         }
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);

@@ -1,1 +1,3 @@
 //! Built-in apps and composites.
+pub mod proxy;
+pub mod static_files;
