@@ -5,8 +5,8 @@
 //!
 //! - **Path**: `address` is a base URL joined with the request path (`PATH_INFO`) like Paste's
 //!   `urljoin(base, path.lstrip('/'))`: the base's last segment is replaced, so
-//!   `http://up/base/` + `/x?y=1` → `/base/x?y=1`, while `http://up/base` (no trailing slash)
-//!   + `/x` → `/x` (Paste's rule; a warning is logged when such an address is built). With no
+//!   `http://up/base/` with `/x?y=1` → `/base/x?y=1`, while `http://up/base` (no trailing
+//!   slash) with `/x` → `/x` (Paste's rule; a warning is logged when such an address is built). With no
 //!   path in `address` the request path is sent as it is. Unlike Python's `urljoin`, all
 //!   leading slashes are stripped and `.`/`..` segments are resolved *without leaving the base*,
 //!   so a client cannot reach upstream paths outside it. The mount path (`SCRIPT_NAME`) is not
