@@ -8,4 +8,7 @@
 #![deny(unsafe_code)]
 #![warn(unreachable_pub)]
 
+pub mod cascade;
 pub mod environ;
+pub mod proxy;
+pub mod static_files;

@@ -1,0 +1,122 @@
+//! `egg:Paste#static`, `egg:mapproxy-serve#static`: the files under `document_root`.
+//!
+//! Options: `document_root` (required; a relative path is taken from the directory of the ini
+//! file that wrote it — Paste takes it from the working directory), `cache_max_age` (seconds,
+//! sent as `Cache-Control: max-age=N`). The service is
+//! [`mapproxy_serve_filters::static_files::StaticFiles`].
+
+use mapproxy_serve_filters::static_files::StaticFiles;
+
+use crate::app::{app, App};
+use crate::config::FactoryConf;
+use crate::error::ConfigErrors;
+use crate::registry::{Build, Factory, Opt};
+
+fn build_static(conf: &FactoryConf) -> Result<App, ConfigErrors> {
+    let mut errs = ConfigErrors::new();
+    conf.require("document_root")?;
+    let max_age = errs.take(conf.get_parsed::<u64>("cache_max_age", "a number of seconds"));
+    let Some(root) = conf.get_path("document_root") else {
+        return Err(errs);
+    };
+    let mut builder = StaticFiles::builder(&root);
+    if let Some(Some(secs)) = max_age {
+        builder = builder.cache_max_age(secs);
+    }
+    let files = errs.take(
+        builder
+            .build()
+            .map_err(|e| conf.error("document_root", format!("cannot serve files from {e}"))),
+    );
+    match files {
+        Some(files) if errs.is_empty() => Ok(app(files)),
+        _ => Err(errs),
+    }
+}
+
+crate::register_factory!(Factory {
+    eggs: &["mapproxy-serve#static", "Paste#static"],
+    summary: "static files from a directory (ETag, 304, Range, index.html)",
+    options: &[
+        Opt::new(
+            "document_root",
+            "the directory to serve (required; relative to the ini file)"
+        ),
+        Opt::new(
+            "cache_max_age",
+            "seconds for Cache-Control: max-age (default: no header)"
+        ),
+    ],
+    build: Build::App(build_static),
+    ..Factory::DEFAULT
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn serves_files_with_options() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("a.txt"), "hello").unwrap();
+        let root = tmp.path().to_str().unwrap();
+        let conf = FactoryConf::from_pairs(
+            "Paste#static",
+            [("document_root", root), ("cache_max_age", "60")],
+        );
+        let app = build_static(&conf).unwrap();
+        let req = Request::builder()
+            .uri("/a.txt")
+            .body(crate::app::empty_body())
+            .unwrap();
+        let res = app.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["cache-control"], "max-age=60");
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "hello");
+    }
+
+    #[test]
+    fn config_errors_name_the_key() {
+        let conf = FactoryConf::from_pairs("Paste#static", []);
+        let e = build_static(&conf).err().unwrap().to_string();
+        assert!(
+            e.contains("[Paste#static]") && e.contains("document_root"),
+            "{e}"
+        );
+
+        let conf = FactoryConf::from_pairs(
+            "Paste#static",
+            [("document_root", "/nonexistent/mapproxy-serve-test")],
+        );
+        let e = build_static(&conf).err().unwrap().to_string();
+        assert!(
+            e.contains("key 'document_root'") && e.contains("/nonexistent/mapproxy-serve-test"),
+            "{e}"
+        );
+
+        let tmp = tempfile::tempdir().unwrap();
+        let conf = FactoryConf::from_pairs(
+            "Paste#static",
+            [
+                ("document_root", tmp.path().to_str().unwrap()),
+                ("cache_max_age", "soon"),
+            ],
+        );
+        let e = build_static(&conf).err().unwrap().to_string();
+        assert!(e.contains("key 'cache_max_age'"), "{e}");
+    }
+
+    #[test]
+    fn registered_under_both_eggs() {
+        let reg = crate::registry::registry();
+        for egg in ["Paste#static", "mapproxy-serve#static"] {
+            let f = reg.find(egg).unwrap();
+            assert_eq!(f.name(), "mapproxy-serve#static");
+            assert!(f.knows_option("document_root") && f.knows_option("cache_max_age"));
+        }
+    }
+}
