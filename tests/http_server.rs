@@ -495,6 +495,38 @@ async fn keep_alive_outlives_header_timeout_and_idles_out_on_channel_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_upload_is_closed_on_channel_timeout() {
+    let srv = start(
+        &[("header_read_timeout", "5"), ("channel_timeout", "0.5")],
+        test_app(),
+        false,
+    )
+    .await;
+    let mut s = TcpStream::connect(srv.tcp()).await.unwrap();
+    s.write_all(b"POST /careful HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+        .await
+        .unwrap();
+    let t0 = Instant::now();
+    assert!(closed_within(&mut s, Duration::from_secs(5)).await);
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    // an app that is slow to answer is not cut
+    srv.app.store(app_fn(|_req| async {
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_millis(1200) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        text("slow but whole")
+    }));
+    let res = reqwest::get(srv.url("/")).await.unwrap();
+    assert_eq!(res.text().await.unwrap(), "slow but whole");
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_completes_the_request_in_flight() {
     let (started_tx, mut started_rx) = mpsc::unbounded_channel::<()>();
     let release = Arc::new(Notify::new());

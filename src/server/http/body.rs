@@ -10,26 +10,29 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::{LengthLimitError, Limited};
 
-use super::conn::ActiveGuard;
+use super::conn::{ActiveGuard, BodyWait};
 use crate::app::{Body, BoxError};
 use crate::server::panic::catch_sync;
 
 pin_project_lite::pin_project! {
     /// A request body cut at a size limit. Past the limit it yields an error that downcasts to
-    /// [`LengthLimitError`] and raises a flag the server reads after the app answered.
+    /// [`LengthLimitError`] and raises a flag the server reads after the app answered. It also
+    /// tells the connection when the app waits for bytes that have not come.
     pub(crate) struct LimitedBody<B> {
         #[pin]
         inner: Limited<B>,
         hit: Arc<AtomicBool>,
+        wait: BodyWait,
     }
 }
 
 impl<B> LimitedBody<B> {
-    pub(crate) fn new(inner: B, limit: u64, hit: Arc<AtomicBool>) -> Self {
+    pub(crate) fn new(inner: B, limit: u64, hit: Arc<AtomicBool>, wait: BodyWait) -> Self {
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         LimitedBody {
             inner: Limited::new(inner, limit),
             hit,
+            wait,
         }
     }
 }
@@ -48,6 +51,7 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
         let r = this.inner.poll_frame(cx);
+        this.wait.set(r.is_pending());
         if let Poll::Ready(Some(Err(e))) = &r {
             if e.downcast_ref::<LengthLimitError>().is_some() {
                 this.hit.store(true, Ordering::SeqCst);

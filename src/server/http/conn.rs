@@ -9,7 +9,9 @@
 //!   progress, until hyper hands the request to the app. A silent or slowloris connection is
 //!   closed when it runs out. HTTP/2 connections use it for their first request only.
 //! - **idle time** (`channel_timeout`): a connection with no request in progress and no byte
-//!   read or written for that long is closed (HTTP/1.1 keep-alive and HTTP/2 alike).
+//!   read or written for that long is closed (HTTP/1.1 keep-alive and HTTP/2 alike). The same
+//!   applies while the app waits for request body bytes that do not come (a slow upload), as
+//!   waitress does; an app computing its answer is never cut.
 //!
 //! A request is "in progress" from the call of the app until its response body is done.
 
@@ -37,6 +39,8 @@ pub(crate) struct ConnState {
     head_since: AtomicU64,
     /// Requests between the app call and the end of their response body.
     active: AtomicUsize,
+    /// Request bodies the app is waiting on (last poll was `Pending`).
+    body_waits: AtomicUsize,
     /// Seen an HTTP/2 request: the header timer no longer applies.
     h2: AtomicBool,
     notify: Notify,
@@ -49,6 +53,7 @@ impl ConnState {
             last_io: AtomicU64::new(0),
             head_since: AtomicU64::new(0),
             active: AtomicUsize::new(0),
+            body_waits: AtomicUsize::new(0),
             h2: AtomicBool::new(false),
             notify: Notify::new(),
         }
@@ -110,7 +115,9 @@ impl ConnState {
                 }
             }
             if let Some(t) = idle_timeout {
-                if self.active.load(Ordering::SeqCst) == 0 {
+                if self.active.load(Ordering::SeqCst) == 0
+                    || self.body_waits.load(Ordering::SeqCst) > 0
+                {
                     let due = self.last_io.load(Ordering::Relaxed).saturating_add(ms(t));
                     if now >= due {
                         return "channel_timeout";
@@ -129,6 +136,42 @@ impl ConnState {
                 None => notified.await,
             }
         }
+    }
+}
+
+/// Marks the app as waiting on a request body while set; see [`ConnState`].
+#[derive(Debug)]
+pub(crate) struct BodyWait {
+    state: Arc<ConnState>,
+    waiting: bool,
+}
+
+impl BodyWait {
+    pub(crate) fn new(state: Arc<ConnState>) -> Self {
+        BodyWait {
+            state,
+            waiting: false,
+        }
+    }
+
+    /// The last poll of the body returned `Pending` (`true`) or a frame/end (`false`).
+    pub(crate) fn set(&mut self, waiting: bool) {
+        if waiting == self.waiting {
+            return;
+        }
+        self.waiting = waiting;
+        if waiting {
+            self.state.body_waits.fetch_add(1, Ordering::SeqCst);
+            self.state.notify.notify_one();
+        } else {
+            self.state.body_waits.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for BodyWait {
+    fn drop(&mut self) {
+        self.set(false);
     }
 }
 
@@ -248,6 +291,19 @@ mod tests {
         let t0 = Instant::now();
         assert_eq!(s.expired(Some(H), Some(C)).await, "header_read_timeout");
         assert!(t0.elapsed() < C, "{:?}", t0.elapsed());
+    }
+
+    #[tokio::test]
+    async fn a_stalled_body_upload_idles_out() {
+        let s = Arc::new(ConnState::new());
+        let _g = s.request_started(false);
+        let mut w = BodyWait::new(s.clone());
+        w.set(true);
+        let t0 = Instant::now();
+        assert_eq!(s.expired(Some(H), Some(C)).await, "channel_timeout");
+        assert!(t0.elapsed() >= C - Duration::from_millis(20));
+        drop(w);
+        assert_eq!(s.body_waits.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test]

@@ -23,7 +23,9 @@
 //!   backlog until a connection closes.
 //! - `header_read_timeout` runs from the accept (or from the first byte of a next request on
 //!   a keep-alive connection) until the request head is complete; `channel_timeout` closes a
-//!   connection with no request in progress and no traffic. See `conn.rs`.
+//!   connection with no traffic and no request in progress, or whose request body stopped
+//!   arriving while the app waits for it. An app computing its answer is never cut; slow
+//!   response readers are not timed out.
 //! - Request bodies: a `Content-Length` above `max_request_body_size` is answered 413 without
 //!   calling the app. A chunked (or HTTP/2) body that grows past it yields an error that
 //!   downcasts to [`http_body_util::LengthLimitError`]; apps should answer 413 — if an app
@@ -87,7 +89,7 @@ pub const OPTIONS: &[Opt] = &[
     Opt::new("threads", "tokio worker threads (default: one per CPU)"),
     Opt::new("workers", "gunicorn's name for `threads`"),
     Opt::new("connection_limit", "open connections at most; more wait in the listen backlog (default 1000)"),
-    Opt::new("channel_timeout", "seconds an idle connection (no request, no traffic) stays open (default 120; 0 = forever)"),
+    Opt::new("channel_timeout", "seconds without traffic before an idle connection, or one whose upload stalled, is closed (default 120; 0 = never)"),
     Opt::new("header_read_timeout", "seconds to receive a request head, from the accept or its first byte (default 10; 0 = no limit)"),
     Opt::new("shutdown_timeout", "seconds in-flight requests may take to finish on shutdown (default 30)"),
     Opt::new("graceful_timeout", "gunicorn's name for `shutdown_timeout`"),

@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use tower::Service;
 
 use super::body::{LimitedBody, ResponseBody};
-use super::conn::{ActiveGuard, ConnState};
+use super::conn::{ActiveGuard, BodyWait, ConnState};
 use super::Settings;
 use crate::app::{box_body, text_response, Body};
 use crate::environ::{MountPath, PeerAddr, PublicUrl, RemoteAddr};
@@ -99,7 +99,13 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
         ext.insert(MountPath(mount));
 
         let hit = Arc::new(AtomicBool::new(false));
-        let body = box_body(LimitedBody::new(incoming, settings.max_body, hit.clone()));
+        let wait = BodyWait::new(self.conn.clone());
+        let body = box_body(LimitedBody::new(
+            incoming,
+            settings.max_body,
+            hit.clone(),
+            wait,
+        ));
         let req = Request::from_parts(parts, body);
 
         let fut = call_app(self.app.clone(), req);
