@@ -9,3 +9,4 @@
 #![warn(unreachable_pub)]
 
 pub mod environ;
+pub mod htpasswd;
