@@ -112,13 +112,17 @@ impl Hash {
                 .into());
         }
         if s.len() == 13 && s.bytes().all(|b| CRYPT_CHARS.contains(&b)) {
-            return Err("DES crypt hashes are refused (only 8 characters of the password count); \
+            return Err(
+                "DES crypt hashes are refused (only 8 characters of the password count); \
                         re-create the entry with `htpasswd -B` (bcrypt)"
-                .into());
+                    .into(),
+            );
         }
-        Err("not a supported hash (a bare password?); use `htpasswd -B` (bcrypt), \
+        Err(
+            "not a supported hash (a bare password?); use `htpasswd -B` (bcrypt), \
              or write a plain-text password explicitly as {PLAIN}password"
-            .into())
+                .into(),
+        )
     }
 
     /// Is checking this hash expensive (worth caching and running off the async threads)?
@@ -376,7 +380,9 @@ gina:{PLAIN}secret
         let s = e.to_string();
         assert!(s.starts_with("/etc/pw:3: user 'carol': DES crypt"), "{s}");
         let e = Users::parse("erin:secret\n", "pw").unwrap_err();
-        assert!(e.to_string().starts_with("pw:1: user 'erin': not a supported hash"));
+        assert!(e
+            .to_string()
+            .starts_with("pw:1: user 'erin': not a supported hash"));
         assert!(e.to_string().contains("{PLAIN}"));
         let e = Users::parse("nocolon\n", "pw").unwrap_err();
         assert_eq!(e.to_string(), "pw:1: expected 'user:hash'");

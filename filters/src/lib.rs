@@ -8,5 +8,6 @@
 #![deny(unsafe_code)]
 #![warn(unreachable_pub)]
 
+pub mod basic_auth;
 pub mod environ;
 pub mod htpasswd;
