@@ -480,10 +480,7 @@ where
                 } => {
                     let ok = match job {
                         Verify::Done(ok) => *ok,
-                        Verify::Spawned(h) => match ready!(Pin::new(h).poll(cx)) {
-                            Ok(ok) => ok,
-                            Err(_) => false,
-                        },
+                        Verify::Spawned(h) => ready!(Pin::new(h).poll(cx)).unwrap_or_default(),
                     };
                     let Some((mut svc, mut req, user)) = pending.take() else {
                         return Poll::Pending;
