@@ -11,3 +11,4 @@
 pub mod basic_auth;
 pub mod environ;
 pub mod htpasswd;
+pub mod proxy_headers;
