@@ -8,6 +8,7 @@
 #![deny(unsafe_code)]
 #![warn(unreachable_pub)]
 
+pub mod access_log;
 pub mod basic_auth;
 pub mod environ;
 pub mod htpasswd;
