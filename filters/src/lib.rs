@@ -11,5 +11,6 @@
 pub mod access_log;
 pub mod basic_auth;
 pub mod environ;
+pub mod error_catcher;
 pub mod htpasswd;
 pub mod proxy_headers;
