@@ -8,7 +8,12 @@
 #![deny(unsafe_code)]
 #![warn(unreachable_pub)]
 
+pub mod access_log;
+pub mod basic_auth;
 pub mod cascade;
 pub mod environ;
+pub mod error_catcher;
+pub mod htpasswd;
 pub mod proxy;
+pub mod proxy_headers;
 pub mod static_files;

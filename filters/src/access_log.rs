@@ -1,0 +1,713 @@
+//! An access log line per request, in Apache's combined format by default (Paste's
+//! `translogger`), written when the response body has been sent (or dropped), with the real
+//! number of body bytes and the duration.
+//!
+//! The format uses Paste's `%(NAME)s` fields (in an ini file write them as `%%(NAME)s`):
+//!
+//! | field | value |
+//! |---|---|
+//! | `REMOTE_ADDR` | the client IP ([`RemoteAddr`]; from the response when an inner forwarded-headers layer changed it), else `-` |
+//! | `REMOTE_USER` | the user an auth layer accepted ([`RemoteUser`], from the response or the request), else `-` |
+//! | `time` | request start, local time honouring `TZ`: `21/Nov/2026:05:16:03 +0100` |
+//! | `REQUEST_METHOD`, `HTTP_VERSION` | `GET`, `HTTP/1.1` |
+//! | `REQUEST_URI` | mount path + path + `?query`, as received (already percent-encoded) |
+//! | `status` | the status code |
+//! | `bytes` | body bytes sent, `-` for none |
+//! | `HTTP_REFERER`, `HTTP_USER_AGENT`, any `HTTP_*` | request headers, else `-` |
+//! | `SCRIPT_NAME`, `PATH_INFO`, `QUERY_STRING` | WSGI's parts of the URI |
+//! | `duration`, `wsgi.duration` | seconds, 6 decimals |
+//! | `duration_ms`, `duration_us` | whole milliseconds, microseconds |
+//!
+//! `"`, `\` and control characters in request-supplied values are escaped as Apache does
+//! (`\"`, `\\`, `\xHH`). Unlike Paste, `REMOTE_ADDR` never reads `X-Forwarded-For` itself:
+//! put the forwarded-headers layer in front, which believes only trusted proxies.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use mapproxy_serve_filters::access_log::{AccessLogLayer, LogFormat, LogSink};
+//!
+//! let sink = LogSink::new("wsgi", log::Level::Info);
+//! let layer = AccessLogLayer::new(LogFormat::default(), Arc::new(sink));
+//! # let _ = layer;
+//! ```
+
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Buf;
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
+
+use crate::environ::{MountPath, RemoteAddr, RemoteUser};
+
+/// Paste's `translogger` default: Apache's combined format.
+pub const COMBINED: &str = "%(REMOTE_ADDR)s - %(REMOTE_USER)s [%(time)s] \
+\"%(REQUEST_METHOD)s %(REQUEST_URI)s %(HTTP_VERSION)s\" %(status)s %(bytes)s \
+\"%(HTTP_REFERER)s\" \"%(HTTP_USER_AGENT)s\"";
+
+/// Where finished lines go.
+pub trait AccessLogSink: Send + Sync + 'static {
+    /// Write one line (without a newline).
+    fn write(&self, line: &str);
+}
+
+/// Lines through the `log` crate, at `level` with target `target` (Paste's logger name).
+///
+/// With [`console_fallback`](LogSink::console_fallback) (Paste's `setup_console_handler`), a
+/// line that the installed logger would not take (no logging configured, or this logger not
+/// enabled at this level) is printed to stderr instead.
+#[derive(Clone, Debug)]
+pub struct LogSink {
+    target: String,
+    level: log::Level,
+    console_fallback: bool,
+}
+
+impl LogSink {
+    /// Log at `level` to `target`.
+    pub fn new(target: impl Into<String>, level: log::Level) -> Self {
+        LogSink {
+            target: target.into(),
+            level,
+            console_fallback: false,
+        }
+    }
+
+    /// Print to stderr when the logging system would drop the line.
+    pub fn console_fallback(mut self, on: bool) -> Self {
+        self.console_fallback = on;
+        self
+    }
+}
+
+impl AccessLogSink for LogSink {
+    fn write(&self, line: &str) {
+        let md = log::Metadata::builder()
+            .target(&self.target)
+            .level(self.level)
+            .build();
+        let logger = log::logger();
+        if self.level <= log::max_level() && logger.enabled(&md) {
+            logger.log(
+                &log::Record::builder()
+                    .metadata(md)
+                    .args(format_args!("{line}"))
+                    .module_path_static(Some(module_path!()))
+                    .build(),
+            );
+        } else if self.console_fallback {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "{line}");
+        }
+    }
+}
+
+/// Lines dropped (a logger level above the line's level).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DiscardSink;
+
+impl AccessLogSink for DiscardSink {
+    fn write(&self, _line: &str) {}
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Field {
+    RemoteAddr,
+    RemoteUser,
+    Time,
+    Method,
+    RequestUri,
+    ScriptName,
+    PathInfo,
+    QueryString,
+    HttpVersion,
+    Status,
+    Bytes,
+    Header(HeaderName),
+    DurationSecs,
+    DurationMs,
+    DurationUs,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Segment {
+    Lit(String),
+    Field(Field),
+}
+
+/// A parsed log format; see the [module docs](self) for the fields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogFormat {
+    segments: Vec<Segment>,
+    needs_headers: bool,
+}
+
+impl Default for LogFormat {
+    fn default() -> Self {
+        // the constant is known to parse
+        LogFormat::parse(COMBINED).unwrap_or(LogFormat {
+            segments: Vec::new(),
+            needs_headers: false,
+        })
+    }
+}
+
+impl LogFormat {
+    /// Parse Python `%`-formatting with named fields (`%(status)s`, `%(bytes)d`, `%%`).
+    pub fn parse(s: &str) -> Result<LogFormat, String> {
+        let mut segments = Vec::new();
+        let mut lit = String::new();
+        let mut rest = s;
+        while let Some(i) = rest.find('%') {
+            lit.push_str(&rest[..i]);
+            rest = &rest[i + 1..];
+            if let Some(r) = rest.strip_prefix('%') {
+                lit.push('%');
+                rest = r;
+                continue;
+            }
+            let Some(r) = rest.strip_prefix('(') else {
+                return Err(format!(
+                    "'%' must start a field like %(status)s or be doubled as %%, at '%{}'",
+                    rest.chars().take(10).collect::<String>()
+                ));
+            };
+            let end = r
+                .find(')')
+                .ok_or_else(|| format!("unclosed field '%({r}'"))?;
+            let name = &r[..end];
+            let conv = r[end + 1..].chars().next();
+            if !matches!(conv, Some('s' | 'd' | 'i')) {
+                return Err(format!("field %({name}) must end in 's' (like %({name})s)"));
+            }
+            rest = &r[end + 2..];
+            let field = Self::field(name)?;
+            if !lit.is_empty() {
+                segments.push(Segment::Lit(std::mem::take(&mut lit)));
+            }
+            segments.push(Segment::Field(field));
+        }
+        lit.push_str(rest);
+        if !lit.is_empty() {
+            segments.push(Segment::Lit(lit));
+        }
+        let needs_headers = segments
+            .iter()
+            .any(|s| matches!(s, Segment::Field(Field::Header(_))));
+        Ok(LogFormat {
+            segments,
+            needs_headers,
+        })
+    }
+
+    fn field(name: &str) -> Result<Field, String> {
+        Ok(match name {
+            "REMOTE_ADDR" => Field::RemoteAddr,
+            "REMOTE_USER" => Field::RemoteUser,
+            "time" => Field::Time,
+            "REQUEST_METHOD" => Field::Method,
+            "REQUEST_URI" => Field::RequestUri,
+            "SCRIPT_NAME" => Field::ScriptName,
+            "PATH_INFO" => Field::PathInfo,
+            "QUERY_STRING" => Field::QueryString,
+            "HTTP_VERSION" => Field::HttpVersion,
+            "status" => Field::Status,
+            "bytes" => Field::Bytes,
+            "duration" | "wsgi.duration" => Field::DurationSecs,
+            "duration_ms" => Field::DurationMs,
+            "duration_us" => Field::DurationUs,
+            h if h.starts_with("HTTP_") && h.len() > 5 => {
+                let name = h[5..].to_ascii_lowercase().replace('_', "-");
+                Field::Header(
+                    HeaderName::from_bytes(name.as_bytes())
+                        .map_err(|_| format!("unknown field %({h})s"))?,
+                )
+            }
+            other => {
+                return Err(format!(
+                    "unknown field %({other})s (known: REMOTE_ADDR, REMOTE_USER, time, \
+                     REQUEST_METHOD, REQUEST_URI, HTTP_VERSION, status, bytes, HTTP_<HEADER>, \
+                     SCRIPT_NAME, PATH_INFO, QUERY_STRING, duration, duration_ms, duration_us)"
+                ))
+            }
+        })
+    }
+}
+
+/// Layer writing one line per request to a sink.
+#[derive(Clone)]
+pub struct AccessLogLayer {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    format: LogFormat,
+    sink: Arc<dyn AccessLogSink>,
+}
+
+impl std::fmt::Debug for AccessLogLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessLogLayer")
+            .field("format", &self.shared.format)
+            .finish()
+    }
+}
+
+impl AccessLogLayer {
+    /// Write lines in `format` to `sink`.
+    pub fn new(format: LogFormat, sink: Arc<dyn AccessLogSink>) -> Self {
+        AccessLogLayer {
+            shared: Arc::new(Shared { format, sink }),
+        }
+    }
+}
+
+impl<S> Layer<S> for AccessLogLayer {
+    type Service = AccessLog<S>;
+    fn layer(&self, inner: S) -> AccessLog<S> {
+        AccessLog {
+            inner,
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+/// The service made by [`AccessLogLayer`].
+#[derive(Clone)]
+pub struct AccessLog<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+/// What is known about a request when it starts.
+struct Entry {
+    shared: Arc<Shared>,
+    start: Instant,
+    wall: SystemTime,
+    remote: Option<IpAddr>,
+    user: Option<String>,
+    method: Method,
+    uri: Uri,
+    mount: Option<String>,
+    version: Version,
+    headers: Vec<Option<HeaderValue>>,
+    status: StatusCode,
+    bytes: u64,
+}
+
+impl Entry {
+    fn write(&self) {
+        let line = self.format_line();
+        self.shared.sink.write(&line);
+    }
+
+    fn format_line(&self) -> String {
+        let mut out = String::with_capacity(192);
+        let elapsed = self.start.elapsed();
+        let mut header_idx = 0;
+        for seg in &self.shared.format.segments {
+            match seg {
+                Segment::Lit(s) => out.push_str(s),
+                Segment::Field(f) => match f {
+                    Field::RemoteAddr => match self.remote {
+                        Some(ip) => {
+                            let _ = write!(out, "{ip}");
+                        }
+                        None => out.push('-'),
+                    },
+                    Field::RemoteUser => match &self.user {
+                        Some(u) => escape_into(&mut out, u.as_bytes()),
+                        None => out.push('-'),
+                    },
+                    Field::Time => with_time(self.wall, |t| out.push_str(t)),
+                    Field::Method => escape_into(&mut out, self.method.as_str().as_bytes()),
+                    Field::RequestUri => {
+                        if let Some(m) = &self.mount {
+                            escape_into(&mut out, m.as_bytes());
+                        }
+                        escape_into(&mut out, self.uri.path().as_bytes());
+                        if let Some(q) = self.uri.query() {
+                            out.push('?');
+                            escape_into(&mut out, q.as_bytes());
+                        }
+                    }
+                    Field::ScriptName => {
+                        if let Some(m) = &self.mount {
+                            escape_into(&mut out, m.as_bytes());
+                        }
+                    }
+                    Field::PathInfo => escape_into(&mut out, self.uri.path().as_bytes()),
+                    Field::QueryString => {
+                        escape_into(&mut out, self.uri.query().unwrap_or("").as_bytes())
+                    }
+                    Field::HttpVersion => out.push_str(match self.version {
+                        Version::HTTP_09 => "HTTP/0.9",
+                        Version::HTTP_10 => "HTTP/1.0",
+                        Version::HTTP_11 => "HTTP/1.1",
+                        Version::HTTP_2 => "HTTP/2.0",
+                        Version::HTTP_3 => "HTTP/3.0",
+                        _ => "HTTP/?",
+                    }),
+                    Field::Status => out.push_str(self.status.as_str()),
+                    Field::Bytes => {
+                        if self.bytes == 0 {
+                            out.push('-');
+                        } else {
+                            let _ = write!(out, "{}", self.bytes);
+                        }
+                    }
+                    Field::Header(_) => {
+                        match self.headers.get(header_idx).and_then(Option::as_ref) {
+                            Some(v) => escape_into(&mut out, v.as_bytes()),
+                            None => out.push('-'),
+                        }
+                        header_idx += 1;
+                    }
+                    Field::DurationSecs => {
+                        let _ = write!(out, "{:.6}", elapsed.as_secs_f64());
+                    }
+                    Field::DurationMs => {
+                        let _ = write!(out, "{}", elapsed.as_millis());
+                    }
+                    Field::DurationUs => {
+                        let _ = write!(out, "{}", elapsed.as_micros());
+                    }
+                },
+            }
+        }
+        out
+    }
+}
+
+/// Apache's escaping of request-supplied text: `"` and `\` get a backslash, bytes outside
+/// printable ASCII become `\xHH`.
+fn escape_into(out: &mut String, s: &[u8]) {
+    if s.iter()
+        .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        // all ASCII printable: valid UTF-8
+        out.push_str(std::str::from_utf8(s).unwrap_or(""));
+        return;
+    }
+    for &b in s {
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => {
+                let _ = write!(out, "\\x{b:02x}");
+            }
+        }
+    }
+}
+
+/// The Apache time stamp of `t` (local time), cached per second and thread.
+fn with_time(t: SystemTime, f: impl FnOnce(&str)) {
+    thread_local! {
+        static CACHE: RefCell<(i64, String)> = const { RefCell::new((i64::MIN, String::new())) };
+    }
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != secs {
+            let s = format_time(secs);
+            *c = (secs, s);
+        }
+        f(&c.1);
+    });
+}
+
+fn format_time(secs: i64) -> String {
+    use chrono::TimeZone as _;
+    match chrono::Local.timestamp_opt(secs, 0) {
+        chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(t, _) => {
+            t.format("%d/%b/%Y:%H:%M:%S %z").to_string()
+        }
+        chrono::LocalResult::None => "-".to_string(),
+    }
+}
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for AccessLog<S>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    ResB: Body,
+{
+    type Response = Response<AccessLogBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        let headers = if self.shared.format.needs_headers {
+            self.shared
+                .format
+                .segments
+                .iter()
+                .filter_map(|s| match s {
+                    Segment::Field(Field::Header(h)) => Some(req.headers().get(h).cloned()),
+                    _ => None,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let entry = Entry {
+            shared: Arc::clone(&self.shared),
+            start: Instant::now(),
+            wall: SystemTime::now(),
+            remote: req.extensions().get::<RemoteAddr>().map(|r| r.0.ip()),
+            user: req.extensions().get::<RemoteUser>().map(|u| u.0.clone()),
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            mount: req
+                .extensions()
+                .get::<MountPath>()
+                .filter(|m| !m.0.is_empty())
+                .map(|m| m.0.clone()),
+            version: req.version(),
+            headers,
+            status: StatusCode::OK,
+            bytes: 0,
+        };
+        ResponseFuture {
+            fut: self.inner.call(req),
+            entry: Some(entry),
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`AccessLog`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        fut: F,
+        entry: Option<Entry>,
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Body,
+{
+    type Output = Result<Response<AccessLogBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let res = ready!(this.fut.poll(cx));
+        let Some(mut entry) = this.entry.take() else {
+            return Poll::Pending;
+        };
+        match res {
+            Ok(res) => {
+                entry.status = res.status();
+                if let Some(u) = res.extensions().get::<RemoteUser>() {
+                    entry.user = Some(u.0.clone());
+                }
+                if let Some(r) = res.extensions().get::<RemoteAddr>() {
+                    entry.remote = Some(r.0.ip());
+                }
+                Poll::Ready(Ok(res.map(|inner| AccessLogBody {
+                    inner,
+                    guard: Guard(Some(entry)),
+                })))
+            }
+            Err(e) => {
+                entry.status = StatusCode::INTERNAL_SERVER_ERROR;
+                entry.write();
+                Poll::Ready(Err(e))
+            }
+        }
+    }
+}
+
+/// Writes the line when dropped (the body finished or was abandoned).
+struct Guard(Option<Entry>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(e) = self.0.take() {
+            e.write();
+        }
+    }
+}
+
+pin_project! {
+    /// A response body that counts its bytes and writes the log line when it ends or is
+    /// dropped.
+    pub struct AccessLogBody<B> {
+        #[pin]
+        inner: B,
+        guard: Guard,
+    }
+}
+
+impl<B: Body> Body for AccessLogBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        match &frame {
+            Some(Ok(f)) => {
+                if let (Some(d), Some(e)) = (f.data_ref(), this.guard.0.as_mut()) {
+                    e.bytes += d.remaining() as u64;
+                }
+            }
+            Some(Err(_)) | None => {
+                // finished (or failed): write now, not when the connection drops the body
+                if let Some(e) = this.guard.0.take() {
+                    e.write();
+                }
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full, StreamBody};
+    use std::convert::Infallible;
+    use std::sync::Mutex;
+    use tower::ServiceExt;
+
+    #[derive(Default)]
+    struct Lines(Mutex<Vec<String>>);
+    impl AccessLogSink for Lines {
+        fn write(&self, line: &str) {
+            self.0.lock().unwrap().push(line.to_string());
+        }
+    }
+
+    fn req(uri: &str) -> http::request::Builder {
+        Request::builder().uri(uri)
+    }
+
+    #[test]
+    fn format_parsing() {
+        let f = LogFormat::parse("%(status)s %%(x) %(bytes)d %(HTTP_X_REQUEST_ID)s").unwrap();
+        assert_eq!(f.segments.len(), 5);
+        assert!(f.needs_headers);
+        assert!(LogFormat::parse("%(nope)s")
+            .unwrap_err()
+            .contains("unknown field %(nope)s"));
+        assert!(LogFormat::parse("%(status)").is_err());
+        assert!(LogFormat::parse("%(status").is_err());
+        assert!(LogFormat::parse("100%").is_err());
+        assert!(LogFormat::parse("%s").is_err());
+        assert!(!LogFormat::default().segments.is_empty());
+    }
+
+    #[test]
+    fn time_is_apache_style() {
+        let t = format_time(0);
+        assert_eq!(t.len(), "01/Jan/1970:00:00:00 +0000".len(), "{t}");
+        assert!(t.contains("/19"), "{t}");
+        let z = &t[t.len() - 5..];
+        assert!(z.starts_with('+') || z.starts_with('-'), "{t}");
+    }
+
+    #[tokio::test]
+    async fn combined_line_after_streamed_body() {
+        let lines = Arc::new(Lines::default());
+        let layer = AccessLogLayer::new(LogFormat::default(), lines.clone());
+        let svc = tower::service_fn(|_req: Request<()>| async {
+            let chunks = vec![
+                Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"hello "))),
+                Ok(Frame::data(Bytes::from_static(b"world"))),
+            ];
+            let mut res = Response::new(StreamBody::new(futures_util::stream::iter(chunks)));
+            res.extensions_mut().insert(RemoteUser("alice".into()));
+            *res.status_mut() = StatusCode::CREATED;
+            Ok::<_, Infallible>(res)
+        });
+        let mut r = req("/a%20b/c?x=1")
+            .header("user-agent", "UA \"q\"")
+            .body(())
+            .unwrap();
+        r.extensions_mut()
+            .insert(RemoteAddr("1.2.3.4:5".parse().unwrap()));
+        r.extensions_mut().insert(MountPath("/maps".into()));
+        let res = layer.layer(svc).oneshot(r).await.unwrap();
+        assert!(
+            lines.0.lock().unwrap().is_empty(),
+            "written before the body"
+        );
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"hello world");
+        let l = lines.0.lock().unwrap().clone();
+        assert_eq!(l.len(), 1);
+        let line = &l[0];
+        assert!(line.starts_with("1.2.3.4 - alice ["), "{line}");
+        assert!(
+            line.ends_with("] \"GET /maps/a%20b/c?x=1 HTTP/1.1\" 201 11 \"-\" \"UA \\\"q\\\"\""),
+            "{line}"
+        );
+    }
+
+    #[tokio::test]
+    async fn dropped_body_and_empty_body_are_logged_once() {
+        let lines = Arc::new(Lines::default());
+        let fmt = LogFormat::parse("%(REMOTE_ADDR)s %(status)s %(bytes)s %(duration_ms)s").unwrap();
+        let layer = AccessLogLayer::new(fmt, lines.clone());
+        let svc = tower::service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"abc"))))
+        });
+        let res = layer
+            .layer(svc)
+            .oneshot(req("/").body(()).unwrap())
+            .await
+            .unwrap();
+        drop(res);
+        let svc = tower::service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+        });
+        let res = layer
+            .layer(svc)
+            .oneshot(req("/").body(()).unwrap())
+            .await
+            .unwrap();
+        let _ = res.into_body().collect().await.unwrap();
+        let l = lines.0.lock().unwrap().clone();
+        assert_eq!(l.len(), 2, "{l:?}");
+        assert!(l[0].starts_with("- 200 - "), "{:?}", l);
+        assert!(l[1].starts_with("- 200 - "), "{:?}", l);
+    }
+
+    #[test]
+    fn escaping() {
+        let mut s = String::new();
+        escape_into(&mut s, b"a\"b\\c\x01\xff");
+        assert_eq!(s, "a\\\"b\\\\c\\x01\\xff");
+    }
+}
