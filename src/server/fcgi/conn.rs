@@ -191,10 +191,8 @@ pub(crate) async fn serve_connection<R, W>(
     }
     drop(rd);
     tasks.close();
-    tokio::select! {
-        _ = tasks.wait() => {}
-        _ = force.cancelled() => {}
-    }
+    // Every request task ends promptly once `force` is cancelled.
+    tasks.wait().await;
     drop(conn);
     tokio::select! {
         _ = &mut writer => {}
@@ -501,8 +499,14 @@ async fn run_request(rc: ReqCtx, work: Work) {
         return;
     };
     let end = record::end_request(rc.id, app_status, record::REQUEST_COMPLETE);
-    if rc.writer.send(Out::Record(end)).await.is_ok() && !rc.keep_conn {
-        let _ = rc.writer.send(Out::Close).await;
+    let finish = async {
+        if rc.writer.send(Out::Record(end)).await.is_ok() && !rc.keep_conn {
+            let _ = rc.writer.send(Out::Close).await;
+        }
+    };
+    tokio::select! {
+        _ = finish => {}
+        _ = rc.force.cancelled() => {}
     }
 }
 
