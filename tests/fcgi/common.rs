@@ -205,6 +205,9 @@ pub struct Running {
 /// Start the echo app on a unix socket in a fresh tempdir.
 pub async fn start_unix(configure: impl FnOnce(FcgiServer) -> FcgiServer) -> Running {
     let dir = tempfile::tempdir().expect("tempdir");
+    // Web servers that drop privileges (Apache's www-data) must reach the socket.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let socket = dir.path().join("fcgi.sock");
     let server = configure(FcgiServer::new(Address::Unix(socket.clone())));
     let bound = server.bind(&[]).await.expect("bind");

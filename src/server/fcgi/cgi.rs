@@ -161,9 +161,10 @@ pub fn build_request(params: &[(Bytes, Bytes)]) -> Result<CgiRequest, BadRequest
                 if hn == http::header::HOST {
                     http_host = text(value);
                 }
-                // The body handed to the app is already de-chunked.
+                // The body handed to the app is already de-chunked. A variable sent twice:
+                // the last one wins (as in flup and PHP).
                 if hn != TRANSFER_ENCODING {
-                    headers.append(hn, hv);
+                    headers.insert(hn, hv);
                 }
             }
         }
