@@ -5,6 +5,8 @@
 //! the command line's overrides. It binds, prints `serving on ...` to stderr, and serves until
 //! the token is cancelled, then drains in-flight requests.
 
+pub mod fcgi;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;

@@ -1,0 +1,613 @@
+//! FastCGI protocol tests: the `fastcgi-client` crate and hand-made records against the
+//! server running in-process on a unix socket (or TCP port 0).
+
+#[path = "fcgi/common.rs"]
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::*;
+use fastcgi_client::{Client, Params, Request as FcgiRequest};
+use mapproxy_serve::server::fcgi::{Address, FcgiServer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+
+const MIB: usize = 1024 * 1024;
+/// Bytes the server may hold for one streaming request (queues + socket buffers), far
+/// below the 10 MiB moved.
+const IN_FLIGHT_BOUND: u64 = 3 * MIB as u64;
+
+fn client_params<'a>(vars: &'a [(String, String)]) -> Params<'a> {
+    let mut p = Params::default();
+    for (k, v) in vars {
+        p = p.custom(k.as_str(), v.as_str());
+    }
+    p
+}
+
+fn split_head(stdout: &[u8]) -> (String, Vec<u8>) {
+    let pos = stdout
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of head");
+    (
+        String::from_utf8_lossy(&stdout[..pos + 2]).into_owned(),
+        stdout[pos + 4..].to_vec(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_with_fastcgi_client() {
+    let srv = start_unix(|s| s).await;
+    let vars = cgi("/service", "SERVICE=WMS&status=404");
+    let stream = UnixStream::connect(&srv.socket).await.unwrap();
+    let out = Client::new_tokio(stream)
+        .execute_once(FcgiRequest::new_tokio(
+            client_params(&vars),
+            tokio::io::empty(),
+        ))
+        .await
+        .unwrap();
+    let (head, body) = split_head(&out.stdout.unwrap());
+    let body = String::from_utf8(body).unwrap();
+    assert!(head.starts_with("Status: 404 Not Found\r\n"), "{head}");
+    assert!(head.contains("set-cookie: a=1; Path=/\r\n"), "{head}");
+    assert!(head.contains("set-cookie: b=2; Path=/\r\n"), "{head}");
+    assert_eq!(field(&body, "mount"), "/mapproxy");
+    assert_eq!(field(&body, "path"), "/service");
+    assert_eq!(field(&body, "query"), "SERVICE=WMS&status=404");
+    assert_eq!(field(&body, "scheme"), "http");
+    assert_eq!(field(&body, "host"), "example.org");
+    assert_eq!(field(&body, "remote"), "192.0.2.7:4711");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_body_with_fastcgi_client() {
+    let srv = start_unix(|s| s).await;
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    let mut vars = cgi("/post", "");
+    vars[0].1 = "POST".into();
+    vars.push(("CONTENT_LENGTH".into(), data.len().to_string()));
+    vars.push(("CONTENT_TYPE".into(), "application/xml".into()));
+    vars.push(("HTTP_X_TEST".into(), "yes".into()));
+    let stream = UnixStream::connect(&srv.socket).await.unwrap();
+    let out = Client::new_tokio(stream)
+        .execute_once(FcgiRequest::new_tokio(client_params(&vars), &data[..]))
+        .await
+        .unwrap();
+    let (head, body) = split_head(&out.stdout.unwrap());
+    let body = String::from_utf8(body).unwrap();
+    assert!(head.starts_with("Status: 200 OK\r\n"), "{head}");
+    assert_eq!(field(&body, "method"), "POST");
+    assert_eq!(field(&body, "body_len"), data.len().to_string());
+    assert_eq!(field(&body, "body_sum"), checksum(&data).to_string());
+    assert_eq!(field(&body, "content_type"), "application/xml");
+    assert_eq!(field(&body, "x_test"), "yes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_1000_requests_on_one_connection() {
+    let srv = start_unix(|s| s).await;
+    let stream = UnixStream::connect(&srv.socket).await.unwrap();
+    let mut client = Client::new_keep_alive_tokio(stream);
+    let mut conn_ids = std::collections::HashSet::new();
+    for i in 0..1000 {
+        let vars = cgi("/k", &format!("i={i}"));
+        let out = client
+            .execute(FcgiRequest::new_tokio(
+                client_params(&vars),
+                tokio::io::empty(),
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("request {i}: {e}"));
+        let (_, body) = split_head(&out.stdout.unwrap());
+        let body = String::from_utf8(body).unwrap();
+        assert_eq!(field(&body, "query"), format!("i={i}"));
+        conn_ids.insert(field(&body, "conn").to_string());
+    }
+    assert_eq!(conn_ids.len(), 1, "all on one connection: {conn_ids:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn params_split_into_one_byte_records() {
+    let srv = start_unix(|s| s).await;
+    let long_cookie = "c".repeat(1000);
+    let mut vars = cgi("/split path/é", "x=1");
+    vars.push(("HTTP_COOKIE".into(), long_cookie.clone()));
+    let mut s = UnixStream::connect(&srv.socket).await.unwrap();
+    let mut out = begin(1, false);
+    out.extend(params(1, &kv(&vars), 1));
+    out.extend(rec(STDIN, 1, b""));
+    s.write_all(&out).await.unwrap();
+    let res = read_response(&mut s, 1).await.expect("response");
+    assert_eq!(res.protocol_status, 0);
+    let text = res.text();
+    assert!(text.starts_with("Status: 200 OK\r\n"), "{text}");
+    assert!(text.contains("path=/split%20path/%C3%A9\n"), "{text}");
+    // KEEP_CONN was not set: the server closes.
+    assert!(read_rec(&mut s).await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_10_mib_streams_in_bounded_records() {
+    let srv = start_unix(|s| s).await;
+    let n = 10 * MIB;
+    let mut s = UnixStream::connect(&srv.socket).await.unwrap();
+    send_request(&mut s, 1, true, &kv(&cgi("/big", &format!("n={n}"))), b"").await;
+    let (mut rd, _wr) = s.split();
+    let mut received_body = 0u64;
+    let mut head_seen = false;
+    let mut pending = Vec::new();
+    let mut records = 0;
+    loop {
+        let r = read_rec(&mut rd).await.expect("record");
+        assert_eq!(r.id, 1);
+        if r.kind == END_REQUEST {
+            break;
+        }
+        assert_eq!(r.kind, STDOUT);
+        assert!(r.content.len() <= 65535);
+        records += 1;
+        let mut data = &r.content[..];
+        if !head_seen {
+            pending.extend_from_slice(data);
+            let Some(pos) = pending.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            head_seen = true;
+            let head = String::from_utf8_lossy(&pending[..pos]).into_owned();
+            assert!(head.starts_with("Status: 200 OK"), "{head}");
+            let rest = pending.split_off(pos + 4);
+            pending = rest;
+            data = &pending;
+        }
+        for (i, b) in data.iter().enumerate() {
+            assert_eq!(*b, big_byte(received_body + i as u64));
+        }
+        received_body += data.len() as u64;
+        let produced = srv.probe.produced.load(Ordering::SeqCst);
+        assert!(
+            produced <= received_body + IN_FLIGHT_BOUND,
+            "the app ran {} bytes ahead of the client: not streaming",
+            produced - received_body
+        );
+    }
+    assert_eq!(received_body, n as u64);
+    assert!(records >= n / 65535);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_10_mib_streams_with_backpressure() {
+    let srv = start_unix(|s| s).await;
+    let n = 10 * MIB;
+    let data: Vec<u8> = (0..n).map(|i| (i % 241) as u8).collect();
+    let mut vars = cgi("/upload", "");
+    vars[0].1 = "PUT".into();
+    vars.push(("CONTENT_LENGTH".into(), n.to_string()));
+    let s = UnixStream::connect(&srv.socket).await.unwrap();
+    let (rd, mut wr) = s.into_split();
+    let mut head = begin(1, true);
+    head.extend(params(1, &kv(&vars), 0xffff));
+    wr.write_all(&head).await.unwrap();
+
+    // The app does not read until the gate opens: the writer must get stuck after a
+    // bounded number of bytes, not deliver all 10 MiB into server memory.
+    let mut sent = 0usize;
+    let mut gate_opened = false;
+    for chunk in data.chunks(65535) {
+        let r = rec(STDIN, 1, chunk);
+        if gate_opened {
+            wr.write_all(&r).await.unwrap();
+        } else {
+            match tokio::time::timeout(Duration::from_millis(500), wr.write_all(&r)).await {
+                Ok(res) => res.unwrap(),
+                Err(_) => {
+                    assert!(
+                        (sent as u64) <= IN_FLIGHT_BOUND,
+                        "{sent} bytes accepted before backpressure"
+                    );
+                    assert_eq!(srv.probe.consumed.load(Ordering::SeqCst), 0);
+                    srv.probe.upload_gate.notify_one();
+                    gate_opened = true;
+                    // write_all was cancelled part-way: the record is incomplete, so this
+                    // connection cannot continue. Finish the check on a new one.
+                    break;
+                }
+            }
+        }
+        sent += chunk.len();
+    }
+    assert!(
+        gate_opened,
+        "all {sent} bytes accepted with the app not reading"
+    );
+    drop((rd, wr));
+
+    // The same upload with the app reading (a fresh server): complete and intact, and the
+    // client never gets far ahead of what the app has read.
+    let srv = start_unix(|s| s).await;
+    srv.probe.upload_gate.notify_one();
+    let mut s = UnixStream::connect(&srv.socket).await.unwrap();
+    let start_consumed = 0;
+    let (mut rd, mut wr) = s.split();
+    let writer = async {
+        let mut out = begin(2, true);
+        out.extend(params(2, &kv(&vars), 0xffff));
+        wr.write_all(&out).await.unwrap();
+        let mut sent = 0u64;
+        for chunk in data.chunks(65535) {
+            let consumed = srv.probe.consumed.load(Ordering::SeqCst) - start_consumed;
+            assert!(
+                sent <= consumed + IN_FLIGHT_BOUND,
+                "ran ahead: {sent} vs {consumed}"
+            );
+            wr.write_all(&rec(STDIN, 2, chunk)).await.unwrap();
+            sent += chunk.len() as u64;
+        }
+        wr.write_all(&rec(STDIN, 2, b"")).await.unwrap();
+    };
+    let reader = read_response(&mut rd, 2);
+    let ((), res) = tokio::join!(writer, reader);
+    let text = res.expect("response").text();
+    assert!(text.contains(&format!("body_len={n}\n")), "{text}");
+    assert!(
+        text.contains(&format!("body_sum={}\n", checksum(&data))),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_drops_the_request_and_keeps_the_connection() {
+    let srv = start_unix(|s| s).await;
+    let mut s = UnixStream::connect(&srv.socket).await.unwrap();
+    send_request(&mut s, 1, true, &kv(&cgi("/slow", "")), b"").await;
+    assert!(
+        wait_until(Duration::from_secs(5), || srv
+            .probe
+            .slow_started
+            .load(Ordering::SeqCst)
+            == 1)
+        .await
+    );
+    s.write_all(&rec(ABORT_REQUEST, 1, b"")).await.unwrap();
+    let res = read_response(&mut s, 1).await.expect("END_REQUEST");
+    assert_eq!(res.protocol_status, 0);
+    assert!(res.stdout.is_empty());
+    assert!(
+        wait_until(Duration::from_secs(5), || srv
+            .probe
+            .slow_dropped
+            .load(Ordering::SeqCst))
+        .await,
+        "the app's future was not dropped"
+    );
+    // Same id again, same connection.
+    send_request(&mut s, 1, true, &kv(&cgi("/after", "")), b"").await;
+    let res = read_response(&mut s, 1).await.expect("response");
+    assert!(res.text().contains("path=/after\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_before_params_end() {
+    let srv = start_unix(|s| s).await;
+    let mut s = UnixStream::connect(&srv.socket).await.unwrap();
+    let mut out = begin(3, true);
+    out.extend(rec(PARAMS, 3, &pairs(&[("REQUEST_METHOD", "GET")])));
+    out.extend(rec(ABORT_REQUEST, 3, b""));
+    s.write_all(&out).await.unwrap();
+    let res = read_response(&mut s, 3).await.expect("END_REQUEST");
+    assert!(res.stdout.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_values_and_unknown_type() {
+    let srv = start_unix(|s| s.max_concurrency(7)).await;
+    let mut s = UnixStream::connect(&srv.socket).await.unwrap();
+    let ask = pairs(&[
+        ("FCGI_MAX_CONNS", ""),
+        ("FCGI_MAX_REQS", ""),
+        ("FCGI_MPXS_CONNS", ""),
+        ("FCGI_NOT_A_THING", ""),
+    ]);
+    s.write_all(&rec(GET_VALUES, 0, &ask)).await.unwrap();
+    let r = read_rec(&mut s).await.unwrap();
+    assert_eq!((r.kind, r.id), (GET_VALUES_RESULT, 0));
+    assert_eq!(
+        r.content,
+        pairs(&[
+            ("FCGI_MAX_CONNS", "7"),
+            ("FCGI_MAX_REQS", "7"),
+            ("FCGI_MPXS_CONNS", "1")
+        ])
+    );
+    s.write_all(&rec(42, 0, b"xyz")).await.unwrap();
+    let r = read_rec(&mut s).await.unwrap();
+    assert_eq!((r.kind, r.id), (UNKNOWN_TYPE, 0));
+    assert_eq!(r.content, vec![42, 0, 0, 0, 0, 0, 0, 0]);
+    // The connection still serves requests.
+    send_request(&mut s, 9, false, &kv(&cgi("/x", "")), b"").await;
+    assert!(read_response(&mut s, 9)
+        .await
+        .unwrap()
+        .text()
+        .contains("path=/x\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_role_is_refused() {
+    let srv = start_unix(|s| s).await;
+    let mut s = UnixStream::connect(&srv.socket).await.unwrap();
+    // Role 2 = AUTHORIZER.
+    let mut out = rec(BEGIN_REQUEST, 5, &[0, 2, 1, 0, 0, 0, 0, 0]);
+    out.extend(params(5, &[("REQUEST_METHOD", "GET")], 100));
+    out.extend(rec(STDIN, 5, b""));
+    s.write_all(&out).await.unwrap();
+    let res = read_response(&mut s, 5).await.unwrap();
+    assert_eq!(res.protocol_status, 3, "UNKNOWN_ROLE");
+    send_request(&mut s, 6, true, &kv(&cgi("/y", "")), b"").await;
+    assert!(read_response(&mut s, 6)
+        .await
+        .unwrap()
+        .text()
+        .contains("path=/y\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multiplexed_requests_are_served_concurrently() {
+    let srv = start_unix(|s| s).await;
+    let mut s = UnixStream::connect(&srv.socket).await.unwrap();
+    // Interleave: BEGIN 1, BEGIN 2, params of both, stdin of both.
+    let v1 = cgi("/slow", "");
+    let v2 = cgi("/fast", "");
+    let mut out = begin(1, true);
+    out.extend(begin(2, true));
+    let p1 = params(1, &kv(&v1), 7);
+    let p2 = params(2, &kv(&v2), 5);
+    out.extend(p1);
+    out.extend(p2);
+    out.extend(rec(STDIN, 2, b""));
+    out.extend(rec(STDIN, 1, b""));
+    s.write_all(&out).await.unwrap();
+    // Request 2 completes while 1 is still waiting.
+    let res2 = read_response(&mut s, 2).await.unwrap();
+    assert!(res2.text().contains("path=/fast\n"));
+    srv.probe.slow_gate.add_permits(1);
+    let res1 = read_response(&mut s, 1).await.unwrap();
+    assert!(res1.text().contains("path=/slow\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panic_is_500_for_that_request_only() {
+    let srv = start_unix(|s| s).await;
+    let mut s = UnixStream::connect(&srv.socket).await.unwrap();
+    send_request(&mut s, 1, true, &kv(&cgi("/panic", "")), b"").await;
+    let res = read_response(&mut s, 1).await.unwrap();
+    let text = res.text();
+    assert!(
+        text.starts_with("Status: 500 Internal Server Error\r\n"),
+        "{text}"
+    );
+    assert!(text.contains("boom"), "debug shows the message: {text}");
+    send_request(&mut s, 1, true, &kv(&cgi("/ok", "")), b"").await;
+    assert!(read_response(&mut s, 1)
+        .await
+        .unwrap()
+        .text()
+        .contains("Status: 200 OK"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_cgi_variables_get_400() {
+    let srv = start_unix(|s| s).await;
+    let mut s = UnixStream::connect(&srv.socket).await.unwrap();
+    let vars = [("REQUEST_METHOD", "G E T"), ("PATH_INFO", "/")];
+    send_request(&mut s, 1, true, &vars, b"ignored body").await;
+    let text = read_response(&mut s, 1).await.unwrap().text();
+    assert!(text.starts_with("Status: 400 Bad Request\r\n"), "{text}");
+    send_request(&mut s, 1, true, &kv(&cgi("/ok", "")), b"").await;
+    assert!(read_response(&mut s, 1)
+        .await
+        .unwrap()
+        .text()
+        .contains("Status: 200 OK"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unread_body_is_drained() {
+    let srv = start_unix(|s| s).await;
+    let mut s = UnixStream::connect(&srv.socket).await.unwrap();
+    // /panic never reads its 1 MiB body; the connection must stay in sync.
+    let mut vars = cgi("/panic", "");
+    vars.push(("CONTENT_LENGTH".into(), MIB.to_string()));
+    let body = vec![7u8; MIB];
+    let (mut rd, mut wr) = s.split();
+    let pairs = kv(&vars);
+    let w = send_request(&mut wr, 1, true, &pairs, &body);
+    let r = read_response(&mut rd, 1);
+    let ((), res) = tokio::join!(w, r);
+    assert!(res.unwrap().text().starts_with("Status: 500"));
+    send_request(&mut s, 2, true, &kv(&cgi("/next", "")), b"").await;
+    assert!(read_response(&mut s, 2)
+        .await
+        .unwrap()
+        .text()
+        .contains("path=/next\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_closes_only_that_connection() {
+    let srv = start_unix(|s| s).await;
+    let inputs: Vec<Vec<u8>> = vec![
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        vec![1, 1, 0, 1, 0, 2, 0, 0, 0, 1], // BEGIN_REQUEST with a 2-byte body
+        {
+            // STDIN before the end of PARAMS
+            let mut v = begin(1, true);
+            v.extend(rec(STDIN, 1, b"x"));
+            v
+        },
+        {
+            // a name-value pair longer than its stream
+            let mut v = begin(1, true);
+            v.extend(rec(PARAMS, 1, &[0x80, 0, 1, 0, 1, b'a']));
+            v.extend(rec(PARAMS, 1, b""));
+            v
+        },
+        {
+            // BEGIN twice for the same active id
+            let mut v = begin(1, true);
+            v.extend(begin(1, true));
+            v
+        },
+    ];
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut random = Vec::new();
+    for _ in 0..20 {
+        let len = 1 + (seed % 300) as usize;
+        let mut v = Vec::with_capacity(len);
+        for _ in 0..len {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            v.push(seed as u8);
+        }
+        random.push(v);
+    }
+    for (i, input) in inputs.iter().enumerate() {
+        let mut s = UnixStream::connect(&srv.socket).await.unwrap();
+        s.write_all(input).await.unwrap();
+        let mut sink = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut sink)).await;
+        assert!(closed.is_ok(), "input {i}: connection not closed");
+    }
+    for input in &random {
+        let mut s = UnixStream::connect(&srv.socket).await.unwrap();
+        let _ = s.write_all(input).await;
+        s.shutdown().await.ok();
+        let mut sink = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut sink)).await;
+    }
+    // The server is still up.
+    let mut s = UnixStream::connect(&srv.socket).await.unwrap();
+    send_request(&mut s, 1, false, &kv(&cgi("/alive", "")), b"").await;
+    assert!(read_response(&mut s, 1)
+        .await
+        .unwrap()
+        .text()
+        .contains("path=/alive\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_finishes_in_flight_and_removes_socket() {
+    let srv = start_unix(|s| s).await;
+    let mut busy = UnixStream::connect(&srv.socket).await.unwrap();
+    let idle = UnixStream::connect(&srv.socket).await.unwrap();
+    send_request(&mut busy, 1, true, &kv(&cgi("/slow", "")), b"").await;
+    assert!(
+        wait_until(Duration::from_secs(5), || srv
+            .probe
+            .slow_started
+            .load(Ordering::SeqCst)
+            == 1)
+        .await
+    );
+    srv.shutdown.cancel();
+    assert!(
+        wait_until(Duration::from_secs(5), || !exists(&srv.socket)).await,
+        "socket file not removed"
+    );
+    assert!(UnixStream::connect(&srv.socket).await.is_err());
+    // The idle keep-alive connection is closed.
+    let mut idle = idle;
+    let mut sink = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut sink))
+        .await
+        .expect("idle connection closed")
+        .unwrap();
+    assert!(!srv.done.is_finished());
+    srv.probe.slow_gate.add_permits(1);
+    let res = read_response(&mut busy, 1)
+        .await
+        .expect("in-flight response");
+    assert!(res.text().contains("path=/slow\n"));
+    tokio::time::timeout(Duration::from_secs(5), srv.done)
+        .await
+        .expect("server returned")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_timeout_bounds_the_drain() {
+    let srv = start_unix(|s| s.shutdown_timeout(Duration::from_millis(200))).await;
+    let mut busy = UnixStream::connect(&srv.socket).await.unwrap();
+    send_request(&mut busy, 1, true, &kv(&cgi("/slow", "")), b"").await;
+    assert!(
+        wait_until(Duration::from_secs(5), || srv
+            .probe
+            .slow_started
+            .load(Ordering::SeqCst)
+            == 1)
+        .await
+    );
+    srv.shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), srv.done)
+        .await
+        .expect("server returned after its shutdown timeout")
+        .unwrap();
+    assert!(srv.probe.slow_dropped.load(Ordering::SeqCst));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_socket_is_replaced_and_files_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    // A stale socket: bound, then its listener dropped.
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    assert!(exists(&path));
+    let server = FcgiServer::new(Address::Unix(path.clone())).socket_mode(0o660);
+    let bound = server.bind(&[]).await.expect("stale socket replaced");
+    assert_eq!(bound.urls(), vec![format!("fcgi:unix:{}", path.display())]);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+    // A live one is not taken over.
+    let err = server.bind(&[]).await.unwrap_err();
+    assert!(err.to_string().contains("in use"), "{err}");
+    drop(bound);
+    assert!(!exists(&path), "removed with its listener");
+    // A regular file is never removed.
+    std::fs::write(&path, "data").unwrap();
+    let err = server.bind(&[]).await.unwrap_err();
+    assert!(err.to_string().contains("not a socket"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), b"data");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_port_zero_and_bind_override() {
+    let server = FcgiServer::new(Address::Unix("/nonexistent/dir/never-used".into()));
+    let bound = server.bind(&["127.0.0.1:0".to_string()]).await.unwrap();
+    let addr = bound.tcp_addrs()[0];
+    assert_eq!(bound.urls(), vec![format!("fcgi://{addr}")]);
+    let probe = std::sync::Arc::new(Probe::default());
+    let (shutdown, done) = run(bound, echo_app(probe));
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut client = Client::new_keep_alive_tokio(stream);
+    for i in 0..3 {
+        let vars = cgi("/tcp", &format!("i={i}"));
+        let out = client
+            .execute(FcgiRequest::new_tokio(
+                client_params(&vars),
+                tokio::io::empty(),
+            ))
+            .await
+            .unwrap();
+        let text = String::from_utf8(out.stdout.unwrap()).unwrap();
+        assert!(text.contains(&format!("query=i={i}\n")), "{text}");
+    }
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), done)
+        .await
+        .unwrap()
+        .unwrap();
+}
