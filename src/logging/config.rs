@@ -413,7 +413,12 @@ impl Reader<'_> {
         };
         match (formatter, kind) {
             (Some(formatter), Some(kind)) if errors.is_empty() => Ok(HandlerConf {
-                location: head,
+                // Errors opening the file point at `args` (or `kwargs`), else the header.
+                location: self
+                    .raw(section, "args")
+                    .or_else(|| self.raw(section, "kwargs"))
+                    .map(|(_, l)| l)
+                    .unwrap_or(head),
                 level,
                 formatter,
                 kind,
