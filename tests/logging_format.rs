@@ -69,7 +69,12 @@ fn formats_render_like_python() {
             Err(e) => failures.push(format!("{fmt:?}: rejected: {e}")),
         }
     }
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]

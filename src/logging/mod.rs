@@ -10,7 +10,8 @@
 //!   ancestor until one has `propagate = 0`; each handler applies its own level. A record that
 //!   finds no handler at all and is WARNING or above is printed to stderr (Python's
 //!   `lastResort`). Levels print as Python names them (`WARNING`, `CRITICAL`); Rust's TRACE is
-//!   level 5, `TRACE`.
+//!   level 5, `TRACE`, shown only where a logger is set to `TRACE` (a NOTSET root means
+//!   DEBUG and above, everything Python code could log).
 //! - Handlers: `StreamHandler`, `FileHandler`, `handlers.RotatingFileHandler`,
 //!   `handlers.TimedRotatingFileHandler`, `handlers.WatchedFileHandler`, `NullHandler`. Files
 //!   are written by a background thread per file: a log call on the request path formats the
@@ -255,7 +256,7 @@ impl Runtime {
             handlers,
             max: log::LevelFilter::Off,
         };
-        let mut min = rt.root.level;
+        let mut min = rt.effective("");
         for name in rt.nodes.keys() {
             min = min.min(rt.effective(name));
         }
@@ -332,11 +333,14 @@ impl Runtime {
         })
     }
 
+    /// The effective level of a logger. NOTSET all the way up lets through everything Python
+    /// knows (DEBUG and above); Rust's TRACE records need a logger set to TRACE (else a
+    /// `level = NOTSET` root would flood the log with hyper's and h2's traces).
     fn effective(&self, name: &str) -> u32 {
         self.chain(name)
             .map(|n| n.level)
             .find(|l| *l != 0)
-            .unwrap_or(0)
+            .unwrap_or(level::DEBUG)
     }
 
     fn flush(&self) {
@@ -525,5 +529,12 @@ mod tests {
         assert_eq!(rt.effective("mapproxy_util"), level::WARNING);
         assert_eq!(rt.chain("mapproxy.source.request").count(), 3);
         assert_eq!(rt.max, log::LevelFilter::Debug);
+
+        let mut nodes = HashMap::new();
+        nodes.insert("h2".to_string(), node(level::TRACE));
+        let rt = Runtime::new(node(0), nodes, vec![]);
+        assert_eq!(rt.effective("hyper.proto"), level::DEBUG);
+        assert_eq!(rt.effective("h2.codec"), level::TRACE);
+        assert_eq!(rt.max, log::LevelFilter::Trace);
     }
 }
