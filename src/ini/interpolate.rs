@@ -1,7 +1,22 @@
 //! `%(name)s` interpolation as Python's `BasicInterpolation` does it, plus the
 //! project's additions (command-line values win over `[DEFAULT]`, `%(ENV:NAME)s`).
 //!
-//! STUB: the contract is fixed here; the implementation is being written.
+//! - `%%` is `%`; `%(name)s` is the value of `name` (case-sensitive); any other `%` is an error.
+//! - A value found in the file ([`Found::Raw`]) is interpolated again, in the same section's
+//!   view, at most [`MAX_DEPTH`] levels deep (a loop ends with the depth error).
+//! - `here`, `__file__`, command-line values and environment variables ([`Found::Literal`]) are
+//!   used as they are: a `here` containing `%` works (in Paste it breaks every `%(here)s`).
+//!
+//! ```
+//! use mapproxy_serve::ini::{interpolate, Found};
+//!
+//! let lookup = |name: &str| match name {
+//!     "here" => Some(Found::Literal("/srv/100%".to_string())),
+//!     "cache" => Some(Found::Raw("%(here)s/cache")),
+//!     _ => None,
+//! };
+//! assert_eq!(interpolate("%(cache)s/tiles 50%%", &lookup).unwrap(), "/srv/100%/cache/tiles 50%");
+//! ```
 
 use indexmap::IndexMap;
 
@@ -29,28 +44,191 @@ pub enum Found<'a> {
     Literal(String),
 }
 
+/// The prefix of `%(ENV:NAME)s`.
+const ENV_PREFIX: &str = "ENV:";
+
 /// Interpolate `raw` with `lookup`; the error is the bare message (the caller adds the location).
-pub fn interpolate(
+///
+/// A name `lookup` does not know that starts with `ENV:` is the environment variable after it.
+pub fn interpolate<'a>(
     raw: &str,
-    lookup: &dyn Fn(&str) -> Option<Found<'_>>,
+    lookup: &dyn Fn(&str) -> Option<Found<'a>>,
 ) -> Result<String, String> {
-    let _ = (raw, lookup);
-    todo!("interpolate")
+    let mut out = String::with_capacity(raw.len());
+    interpolate_some(raw, raw, lookup, &mut out, 1)?;
+    Ok(out)
+}
+
+/// `BasicInterpolation._interpolate_some`: `top` is the raw value asked for (for messages).
+fn interpolate_some<'a>(
+    top: &str,
+    mut rest: &str,
+    lookup: &dyn Fn(&str) -> Option<Found<'a>>,
+    out: &mut String,
+    depth: usize,
+) -> Result<(), String> {
+    if depth > MAX_DEPTH {
+        return Err(format!(
+            "recursion limit exceeded in value substitution: more than {MAX_DEPTH} steps \
+             (raw value: {})",
+            py_repr(top)
+        ));
+    }
+    while !rest.is_empty() {
+        let Some(p) = rest.find('%') else {
+            out.push_str(rest);
+            return Ok(());
+        };
+        out.push_str(&rest[..p]);
+        rest = &rest[p..];
+        let after = &rest[1..];
+        if let Some(tail) = after.strip_prefix('%') {
+            out.push('%');
+            rest = tail;
+        } else if let Some(inner) = after.strip_prefix('(') {
+            // `%\(([^)]+)\)s`
+            let name = match inner.find(')') {
+                Some(end) if end > 0 && inner[end + 1..].starts_with('s') => {
+                    let name = &inner[..end];
+                    rest = &inner[end + 2..];
+                    name
+                }
+                _ => {
+                    return Err(format!(
+                        "bad interpolation variable reference {}",
+                        py_repr(rest)
+                    ))
+                }
+            };
+            match lookup(name) {
+                Some(Found::Raw(v)) if v.contains('%') => {
+                    interpolate_some(top, v, lookup, out, depth + 1)?
+                }
+                Some(Found::Raw(v)) => out.push_str(v),
+                Some(Found::Literal(v)) => out.push_str(&v),
+                None => out.push_str(&missing(top, name)?),
+            }
+        } else {
+            return Err(format!(
+                "'%' must be followed by '%' or '(', found: {} (write %% for a literal %)",
+                py_repr(rest)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A name no lookup knows: an environment variable (`ENV:NAME`) or an error.
+fn missing(top: &str, name: &str) -> Result<String, String> {
+    let reference = format!("%({name})s");
+    if let Some(var) = name.strip_prefix(ENV_PREFIX) {
+        return match std::env::var(var) {
+            Ok(v) => Ok(v),
+            Err(std::env::VarError::NotPresent) => Err(format!(
+                "environment variable {var} is not set (from {})",
+                py_repr(&reference)
+            )),
+            Err(std::env::VarError::NotUnicode(_)) => Err(format!(
+                "environment variable {var} is not valid UTF-8 (from {})",
+                py_repr(&reference)
+            )),
+        };
+    }
+    Err(format!(
+        "bad value substitution: {} names no key of this section, [DEFAULT] or the command \
+         line (raw value: {})",
+        py_repr(&reference),
+        py_repr(top)
+    ))
+}
+
+/// Python's `repr()` of a string, as its error messages show values (`'a\nb'`).
+fn py_repr(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || (0x7f..0xa0).contains(&(c as u32)) => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
 }
 
 impl IniFile {
     /// The interpolated value of `key` in `section`.
+    ///
+    /// `%(name)s` is looked up in: the section's own keys (not for `[DEFAULT]`), the command
+    /// line (`vars.overrides`), `[DEFAULT]`, `here` and `__file__`, `vars.fallbacks`, then
+    /// `ENV:NAME` in the environment. Other sections are not visible.
     pub fn get(&self, section: &Section, key: &str, vars: &Vars) -> Result<String, ConfigError> {
-        let _ = (section, key, vars);
-        todo!("IniFile::get")
+        let Some(entry) = section.get(key) else {
+            return Err(self
+                .location(section)
+                .error(format!("key '{key}': no such key in this section")));
+        };
+        let own = (section.name != "DEFAULT").then_some(section);
+        let here = self.here.to_string_lossy();
+        let file = self.abs_path.to_string_lossy();
+        let lookup = |name: &str| -> Option<Found<'_>> {
+            if let Some(e) = own.and_then(|s| s.get(name)) {
+                return Some(Found::Raw(&e.value));
+            }
+            if let Some(v) = vars.overrides.get(name) {
+                return Some(Found::Literal(v.clone()));
+            }
+            if let Some(e) = self.defaults.get(name) {
+                return Some(Found::Raw(&e.value));
+            }
+            match name {
+                "here" => return Some(Found::Literal(here.to_string())),
+                "__file__" => return Some(Found::Literal(file.to_string())),
+                _ => {}
+            }
+            vars.fallbacks.get(name).map(|v| Found::Literal(v.clone()))
+        };
+        interpolate(&entry.value, &lookup).map_err(|msg| {
+            self.entry_location(section, entry)
+                .error(format!("key '{key}': {msg}"))
+        })
     }
 
     /// `[DEFAULT]` interpolated, plus `here` and `__file__` (Paste's `parser.defaults()`).
+    ///
+    /// Keys in file order, then `here` and `__file__` unless `[DEFAULT]` defines them. As in
+    /// Paste, a value that interpolates to the empty string keeps its raw text.
     pub fn defaults_interpolated(
         &self,
         vars: &Vars,
     ) -> Result<IndexMap<String, String>, ConfigErrors> {
-        let _ = vars;
-        todo!("defaults_interpolated")
+        let mut errors = ConfigErrors::new();
+        let mut out = IndexMap::new();
+        for entry in &self.defaults.entries {
+            if let Some(v) = errors.take(self.get(&self.defaults, &entry.key, vars)) {
+                let v = if v.is_empty() { entry.value.clone() } else { v };
+                out.insert(entry.key.clone(), v);
+            }
+        }
+        out.entry("here".to_string())
+            .or_insert_with(|| self.here.to_string_lossy().into_owned());
+        out.entry("__file__".to_string())
+            .or_insert_with(|| self.abs_path.to_string_lossy().into_owned());
+        errors.into_result(out)
     }
 }

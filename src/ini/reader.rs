@@ -392,7 +392,13 @@ fn tokenize(path: &Path, blocks: &[Block]) -> Result<(Vec<Section>, Section), Co
             };
             let mut value = "\n".repeat(leading);
             value.push_str(tok_value);
-            debug_assert_eq!(value, raw.value(), "line {}", raw.line);
+            // The line pass knows the answer too: never hand out a value that differs.
+            if value != raw.value() {
+                return Err(internal(
+                    raw.line,
+                    format!("value of '{}' tokenized as {value:?}", raw.key),
+                ));
+            }
             entries.push(Entry {
                 key,
                 value,
