@@ -288,7 +288,7 @@ impl Reader<'_> {
             }
             var(&vars.fallbacks, name).map(Found::Literal)
         };
-        interpolate(&e.value, lookup)
+        crate::ini::interpolate(&e.value, lookup)
             .map(|v| Some((v, loc.clone())))
             .map_err(|m| loc.error(format!("{key}: {m}")))
     }
@@ -811,59 +811,4 @@ fn absolute(p: &Path) -> PathBuf {
             .map(|d| d.join(p))
             .unwrap_or_else(|_| p.to_path_buf())
     }
-}
-
-/// `%(name)s` interpolation (Python's `BasicInterpolation`).
-// TODO(ini merge): use `crate::ini::interpolate` once its lookup signature takes `Found<'a>`
-// independent of the name's lifetime (fixed on the ini branch).
-fn interpolate<'a>(
-    raw: &str,
-    lookup: &dyn Fn(&str) -> Option<Found<'a>>,
-) -> Result<String, String> {
-    fn go<'a>(
-        raw: &str,
-        lookup: &dyn Fn(&str) -> Option<Found<'a>>,
-        depth: usize,
-        out: &mut String,
-    ) -> Result<(), String> {
-        if depth > crate::ini::MAX_DEPTH {
-            return Err(format!(
-                "recursion limit exceeded in value substitution (raw value: {raw:?})"
-            ));
-        }
-        let mut rest = raw;
-        while let Some(i) = rest.find('%') {
-            out.push_str(&rest[..i]);
-            rest = &rest[i..];
-            if let Some(r) = rest.strip_prefix("%%") {
-                out.push('%');
-                rest = r;
-            } else if let Some(r) = rest.strip_prefix("%(") {
-                let end = r
-                    .find(")s")
-                    .filter(|e| !r[..*e].contains(')'))
-                    .ok_or_else(|| format!("bad interpolation variable reference {rest:?}"))?;
-                let name = &r[..end];
-                match lookup(name) {
-                    Some(Found::Raw(v)) => go(v, lookup, depth + 1, out)?,
-                    Some(Found::Literal(v)) => out.push_str(&v),
-                    None => {
-                        return Err(format!(
-                            "interpolation key '{name}' is not a valid option name"
-                        ))
-                    }
-                }
-                rest = &r[end + 2..];
-            } else {
-                return Err(format!(
-                    "'%' must be followed by '%' or '(', found: {rest:?}"
-                ));
-            }
-        }
-        out.push_str(rest);
-        Ok(())
-    }
-    let mut out = String::new();
-    go(raw, lookup, 1, &mut out)?;
-    Ok(out)
 }
