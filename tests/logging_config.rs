@@ -117,6 +117,9 @@ style = {
     for e in expect {
         assert!(err.contains(e), "missing error {e:?} in:\n{err}");
     }
+    // A broken handler is reported once, not again where a logger uses it.
+    assert!(!err.contains("handler 'console'"), "{err}");
+    assert_eq!(err.lines().count(), expect.len(), "{err}");
 }
 
 #[test]

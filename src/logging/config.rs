@@ -105,7 +105,9 @@ impl LoggingConfig {
         let mut errors = ConfigErrors::new();
 
         // Formatters (fileConfig: `_create_formatters`).
-        let mut formatters: Vec<(String, Formatter)> = Vec::new();
+        // Listed formatters and handlers; `None` when their section has errors (reported
+        // once, not again where they are used).
+        let mut formatters: Vec<(String, Option<Formatter>)> = Vec::new();
         match r.required_section("formatters", loggers) {
             Err(e) => errors.push(e),
             Ok(sec) => {
@@ -117,9 +119,8 @@ impl LoggingConfig {
                                 "formatter '{key}' is listed but there is no [{name}] section"
                             ))),
                             Some(fs) => {
-                                if let Some(f) = errors.take(r.formatter(fs)) {
-                                    formatters.push((key, f));
-                                }
+                                let f = errors.take(r.formatter(fs));
+                                formatters.push((key, f));
                             }
                         }
                     }
@@ -128,7 +129,7 @@ impl LoggingConfig {
         }
 
         // Handlers (`_install_handlers`).
-        let mut handlers: Vec<(String, HandlerConf)> = Vec::new();
+        let mut handlers: Vec<(String, Option<HandlerConf>)> = Vec::new();
         match r.required_section("handlers", loggers) {
             Err(e) => errors.push(e),
             Ok(sec) => {
@@ -140,9 +141,8 @@ impl LoggingConfig {
                                 "handler '{key}' is listed but there is no [{name}] section"
                             ))),
                             Some(hs) => {
-                                if let Some(h) = errors.take(r.handler(hs, &formatters)) {
-                                    handlers.push((key, h));
-                                }
+                                let h = errors.take(r.handler(hs, &formatters));
+                                handlers.push((key, h));
                             }
                         }
                     }
@@ -194,7 +194,7 @@ impl LoggingConfig {
         Ok(Some(LoggingConfig {
             root,
             loggers: others,
-            handlers: handlers.into_iter().map(|(_, h)| h).collect(),
+            handlers: handlers.into_iter().filter_map(|(_, h)| h).collect(),
         }))
     }
 
@@ -355,7 +355,7 @@ impl Reader<'_> {
     fn handler(
         &self,
         section: &Section,
-        formatters: &[(String, Formatter)],
+        formatters: &[(String, Option<Formatter>)],
     ) -> Result<HandlerConf, ConfigErrors> {
         let mut errors = ConfigErrors::new();
         let head = self.file.location(section);
@@ -372,10 +372,12 @@ impl Reader<'_> {
             Ok(Some((name, loc))) => {
                 let name = name.trim();
                 match formatters.iter().find(|(k, _)| k == name) {
-                    Some((_, f)) => Some(Ok(f.clone())),
+                    Some((_, Some(f))) => Some(Ok(f.clone())),
+                    // Its own errors are reported.
+                    Some((_, None)) => None,
                     None => {
                         errors.push(loc.error(format!(
-                            "formatter '{name}' is not listed in [formatters] keys (or its section has errors)"
+                            "formatter '{name}' is not listed in [formatters] keys"
                         )));
                         None
                     }
@@ -694,7 +696,7 @@ impl Reader<'_> {
         &self,
         section: &Section,
         is_root: bool,
-        handlers: &[(String, HandlerConf)],
+        handlers: &[(String, Option<HandlerConf>)],
     ) -> Result<LoggerConf, ConfigErrors> {
         let mut errors = ConfigErrors::new();
         let head = self.file.location(section);
@@ -761,9 +763,10 @@ impl Reader<'_> {
                 for (h, entry) in list {
                     match handlers.iter().position(|(k, _)| *k == h) {
                         Some(i) => idx.push(i),
-                        None => errors.push(self.at(section, entry).error(format!(
-                            "handler '{h}' is not listed in [handlers] keys (or its section has errors)"
-                        ))),
+                        None => errors.push(
+                            self.at(section, entry)
+                                .error(format!("handler '{h}' is not listed in [handlers] keys")),
+                        ),
                     }
                 }
             }
