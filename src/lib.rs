@@ -18,6 +18,7 @@ pub mod config;
 pub mod deploy;
 pub mod error;
 pub mod ini;
+pub mod logging;
 pub mod registry;
 pub mod server;
 

@@ -1,0 +1,540 @@
+//! Logging configured from the deployment ini exactly as Python's `logging.config.fileConfig`
+//! reads `[loggers]`, `[handlers]`, `[formatters]`, `[logger_*]`, `[handler_*]` and
+//! `[formatter_*]`, behind the `log` crate's global logger.
+//!
+//! - Records from this program use dotted targets (`mapproxy.source.request`); records from
+//!   Rust crates use module paths (`hyper::proto::h1`), read as `hyper.proto.h1`. `tracing`
+//!   events (hyper, tower-http, ours) arrive as `log` records through tracing's `log` feature.
+//! - Python's rules: a record passes when its level reaches the logger's effective level
+//!   (NOTSET inherits from the parent); it goes to the handlers of the logger and of each
+//!   ancestor until one has `propagate = 0`; each handler applies its own level. A record that
+//!   finds no handler at all and is WARNING or above is printed to stderr (Python's
+//!   `lastResort`). Levels print as Python names them (`WARNING`, `CRITICAL`); Rust's TRACE is
+//!   level 5, `TRACE`, shown only where a logger is set to `TRACE` (a NOTSET root means
+//!   DEBUG and above, everything Python code could log).
+//! - Handlers: `StreamHandler`, `FileHandler`, `handlers.RotatingFileHandler`,
+//!   `handlers.TimedRotatingFileHandler`, `handlers.WatchedFileHandler`, `NullHandler`. Files
+//!   are written by a background thread per file: a log call on the request path formats the
+//!   line and queues it, never waits for the disk.
+//! - [`LogHandle::apply`] switches configurations atomically (reload); a configuration that
+//!   cannot be applied (a file that cannot be opened) leaves the old one in place.
+//!
+//! Differences from Python, on purpose: a formatter field with no meaning here
+//! (`%(exc_info)s`, a typo) is an error when the file is read, not at the first record;
+//! `funcName` is `(unknown function)` (Rust log records do not carry it); `thread` is Rust's
+//! thread number; `%Z` in `datefmt` prints `UTC` or the numeric offset; a `# comment` after a
+//! `propagate` value is tolerated (MapProxy's own `log.ini` template has one, which Python
+//! rejects); Rust has no CRITICAL records, so a logger at CRITICAL passes nothing.
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use mapproxy_serve::ini::{IniFile, Vars};
+//! use mapproxy_serve::logging::{self, LoggingConfig};
+//!
+//! let handle = logging::init(0); // INFO and above to stderr until configured
+//! let file = IniFile::read(Path::new("config.ini")).unwrap();
+//! let cfg = LoggingConfig::from_ini(&file, &Vars::default()).unwrap();
+//! handle.apply(cfg.as_ref()).unwrap();
+//! log::info!(target: "mapproxy.config", "reading: {}", "mapproxy.yaml");
+//! handle.flush();
+//! ```
+
+mod config;
+pub mod format;
+pub mod pyliteral;
+mod writer;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+
+pub use config::LoggingConfig;
+
+use crate::error::ConfigErrors;
+use config::HandlerKind;
+use format::{Formatter, LogRecord};
+use writer::FileSink;
+
+/// The format of the default logging (no logging sections).
+pub const DEFAULT_CONSOLE_FORMAT: &str = "%(asctime)s %(levelname)-5.5s [%(name)s] %(message)s";
+
+/// MapProxy's `log.ini` template (`mapproxy-util create -t log-ini`): the root logger at INFO
+/// to `%(here)s/mapproxy.log`, `mapproxy.source.request` to `%(here)s/source-requests.log`.
+/// (MapProxy's file has `propagate=0 # ...` on one line, which Python's fileConfig rejects;
+/// the comment is on its own line here.)
+pub const LOG_INI_TEMPLATE: &str = r#"[loggers]
+keys=root,source_requests
+
+[handlers]
+keys=mapproxy,source_requests
+
+[formatters]
+keys=default,requests
+
+[logger_root]
+level=INFO
+handlers=mapproxy
+
+[logger_source_requests]
+level=INFO
+qualname=mapproxy.source.request
+# propagate=0 -> do not show up in logger_root
+propagate=0
+handlers=source_requests
+
+[handler_mapproxy]
+class=FileHandler
+formatter=default
+args=(r"%(here)s/mapproxy.log", "a")
+
+[handler_source_requests]
+class=FileHandler
+formatter=requests
+args=(r"%(here)s/source-requests.log", "a")
+
+[formatter_default]
+format=%(asctime)s - %(levelname)s - %(name)s - %(message)s
+
+[formatter_requests]
+format=[%(asctime)s] %(message)s
+"#;
+
+/// Python's level numbers and names.
+pub(crate) mod level {
+    pub const TRACE: u32 = 5;
+    pub const DEBUG: u32 = 10;
+    pub const INFO: u32 = 20;
+    pub const WARNING: u32 = 30;
+    pub const ERROR: u32 = 40;
+    pub const CRITICAL: u32 = 50;
+
+    /// `logging._nameToLevel` (names are case-sensitive, as in Python), plus TRACE.
+    pub fn from_name(name: &str) -> Option<u32> {
+        Some(match name.trim() {
+            "CRITICAL" | "FATAL" => CRITICAL,
+            "ERROR" => ERROR,
+            "WARNING" | "WARN" => WARNING,
+            "INFO" => INFO,
+            "DEBUG" => DEBUG,
+            "TRACE" => TRACE,
+            "NOTSET" => 0,
+            _ => return None,
+        })
+    }
+
+    /// The message for an unknown level name.
+    pub fn unknown(name: &str) -> String {
+        let upper = name.trim().to_ascii_uppercase();
+        if from_name(&upper).is_some() {
+            format!("unknown level '{name}' (level names are upper case: '{upper}')")
+        } else {
+            format!("unknown level '{name}' (known: CRITICAL, ERROR, WARNING, INFO, DEBUG, NOTSET)")
+        }
+    }
+
+    pub fn of(l: log::Level) -> u32 {
+        match l {
+            log::Level::Error => ERROR,
+            log::Level::Warn => WARNING,
+            log::Level::Info => INFO,
+            log::Level::Debug => DEBUG,
+            log::Level::Trace => TRACE,
+        }
+    }
+
+    pub fn name(l: log::Level) -> &'static str {
+        match l {
+            log::Level::Error => "ERROR",
+            log::Level::Warn => "WARNING",
+            log::Level::Info => "INFO",
+            log::Level::Debug => "DEBUG",
+            log::Level::Trace => "TRACE",
+        }
+    }
+
+    /// The `log` crate's filter that lets through every level >= `n`.
+    pub fn filter(n: u32) -> log::LevelFilter {
+        match n {
+            0..=TRACE => log::LevelFilter::Trace,
+            6..=DEBUG => log::LevelFilter::Debug,
+            11..=INFO => log::LevelFilter::Info,
+            21..=WARNING => log::LevelFilter::Warn,
+            31..=ERROR => log::LevelFilter::Error,
+            _ => log::LevelFilter::Off,
+        }
+    }
+}
+
+/// Where a handler writes.
+#[derive(Debug)]
+enum Sink {
+    Stdout,
+    Stderr,
+    Null,
+    File(FileSink),
+}
+
+#[derive(Debug)]
+struct Handler {
+    level: u32,
+    formatter: Formatter,
+    sink: Sink,
+}
+
+impl Handler {
+    fn emit(&self, record: &LogRecord<'_>) {
+        let mut line = String::with_capacity(160);
+        self.formatter.format_into(record, &mut line);
+        line.push('\n');
+        match &self.sink {
+            Sink::Stderr => {
+                let _ = std::io::stderr().lock().write_all(line.as_bytes());
+            }
+            Sink::Stdout => {
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(line.as_bytes());
+                let _ = out.flush();
+            }
+            Sink::File(f) => f.write(line.into_bytes()),
+            Sink::Null => {}
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Node {
+    /// 0 = NOTSET.
+    level: u32,
+    handlers: Vec<Arc<Handler>>,
+    propagate: bool,
+}
+
+/// One applied configuration.
+#[derive(Debug)]
+struct Runtime {
+    root: Node,
+    nodes: HashMap<String, Node>,
+    handlers: Vec<Arc<Handler>>,
+    max: log::LevelFilter,
+}
+
+impl Runtime {
+    fn default_for(verbosity: i8) -> Runtime {
+        let lvl = match verbosity {
+            i8::MIN..=-2 => level::ERROR,
+            -1 => level::WARNING,
+            0 => level::INFO,
+            1 => level::DEBUG,
+            _ => level::TRACE,
+        };
+        let formatter = Formatter::new(Some(DEFAULT_CONSOLE_FORMAT), None)
+            .expect("the default console format is valid");
+        let h = Arc::new(Handler {
+            level: 0,
+            formatter,
+            sink: Sink::Stderr,
+        });
+        Runtime::new(
+            Node {
+                level: lvl,
+                handlers: vec![h.clone()],
+                propagate: true,
+            },
+            HashMap::new(),
+            vec![h],
+        )
+    }
+
+    fn new(root: Node, nodes: HashMap<String, Node>, handlers: Vec<Arc<Handler>>) -> Runtime {
+        let mut rt = Runtime {
+            root,
+            nodes,
+            handlers,
+            max: log::LevelFilter::Off,
+        };
+        let mut min = rt.effective("");
+        for name in rt.nodes.keys() {
+            min = min.min(rt.effective(name));
+        }
+        rt.max = level::filter(min);
+        rt
+    }
+
+    fn build(cfg: &LoggingConfig) -> Result<Runtime, ConfigErrors> {
+        let mut errors = ConfigErrors::new();
+        let mut handlers = Vec::new();
+        for h in &cfg.handlers {
+            let sink = match &h.kind {
+                HandlerKind::Stdout => Sink::Stdout,
+                HandlerKind::Stderr => Sink::Stderr,
+                HandlerKind::Null => Sink::Null,
+                HandlerKind::File(f) => match FileSink::open(f) {
+                    Ok(s) => Sink::File(s),
+                    Err(e) => {
+                        errors.push(
+                            h.location
+                                .error(format!("cannot open log file '{}': {e}", f.path.display())),
+                        );
+                        Sink::Null
+                    }
+                },
+            };
+            handlers.push(Arc::new(Handler {
+                level: h.level,
+                formatter: h.formatter.clone(),
+                sink,
+            }));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let node = |l: &config::LoggerConf| Node {
+            level: l.level,
+            handlers: l
+                .handlers
+                .iter()
+                .filter_map(|i| handlers.get(*i).cloned())
+                .collect(),
+            propagate: l.propagate,
+        };
+        let root = node(&cfg.root);
+        let nodes = cfg
+            .loggers
+            .iter()
+            .map(|l| (l.name.clone(), node(l)))
+            .collect();
+        Ok(Runtime::new(root, nodes, handlers))
+    }
+
+    /// The configured loggers from `name` up to the root.
+    fn chain<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Node> + 'a {
+        let mut next = Some(name);
+        let mut done = false;
+        std::iter::from_fn(move || loop {
+            if done {
+                return None;
+            }
+            match next {
+                Some(n) if !n.is_empty() => {
+                    next = n.rfind('.').map(|i| &n[..i]).or(Some(""));
+                    if let Some(node) = self.nodes.get(n) {
+                        return Some(node);
+                    }
+                }
+                _ => {
+                    done = true;
+                    return Some(&self.root);
+                }
+            }
+        })
+    }
+
+    /// The effective level of a logger. NOTSET all the way up lets through everything Python
+    /// knows (DEBUG and above); Rust's TRACE records need a logger set to TRACE (else a
+    /// `level = NOTSET` root would flood the log with hyper's and h2's traces).
+    fn effective(&self, name: &str) -> u32 {
+        self.chain(name)
+            .map(|n| n.level)
+            .find(|l| *l != 0)
+            .unwrap_or(level::DEBUG)
+    }
+
+    fn flush(&self) {
+        for h in &self.handlers {
+            if let Sink::File(f) = &h.sink {
+                f.flush();
+            }
+        }
+    }
+}
+
+/// A dotted logger name for a `log` target (`hyper::proto::h1` → `hyper.proto.h1`).
+fn logger_name(target: &str) -> Cow<'_, str> {
+    if target.contains("::") {
+        Cow::Owned(target.replace("::", "."))
+    } else if target.is_empty() {
+        Cow::Borrowed("root")
+    } else {
+        Cow::Borrowed(target)
+    }
+}
+
+struct Global {
+    current: ArcSwap<Runtime>,
+    start: SystemTime,
+}
+
+static GLOBAL: OnceLock<Global> = OnceLock::new();
+
+fn global() -> &'static Global {
+    GLOBAL.get_or_init(|| Global {
+        current: ArcSwap::from_pointee(Runtime::default_for(0)),
+        start: SystemTime::now(),
+    })
+}
+
+thread_local! {
+    static THREAD: (u64, String) = {
+        let t = std::thread::current();
+        let id = format!("{:?}", t.id())
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap_or(0);
+        let name = match t.name() {
+            Some("main") => "MainThread".to_string(),
+            Some(n) => n.to_string(),
+            None => format!("Thread-{id}"),
+        };
+        (id, name)
+    };
+}
+
+impl log::Log for Global {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        let rt = self.current.load();
+        level::of(metadata.level()) >= rt.effective(&logger_name(metadata.target()))
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let rt = self.current.load();
+        let name = logger_name(record.target());
+        let levelno = level::of(record.level());
+        if levelno < rt.effective(&name) {
+            return;
+        }
+        let now = SystemTime::now();
+        let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let relative = now
+            .duration_since(self.start)
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(0.0);
+        let message = match record.args().as_str() {
+            Some(s) => Cow::Borrowed(s),
+            None => Cow::Owned(record.args().to_string()),
+        };
+        THREAD.with(|(thread, thread_name)| {
+            let rec = LogRecord {
+                name: &name,
+                levelno,
+                levelname: level::name(record.level()),
+                pathname: record.file(),
+                lineno: record.line(),
+                func_name: None,
+                created_secs: since.as_secs() as i64,
+                created_nanos: since.subsec_nanos(),
+                relative_created: relative,
+                thread: *thread,
+                thread_name,
+                process: std::process::id(),
+                message: &message,
+                tz: None,
+            };
+            let mut found = false;
+            for node in rt.chain(&name) {
+                for h in &node.handlers {
+                    found = true;
+                    if levelno >= h.level {
+                        h.emit(&rec);
+                    }
+                }
+                if !node.propagate {
+                    break;
+                }
+            }
+            if !found && levelno >= level::WARNING {
+                // Python's lastResort handler.
+                let _ = writeln!(std::io::stderr().lock(), "{message}");
+            }
+        });
+    }
+
+    fn flush(&self) {
+        self.current.load().flush();
+    }
+}
+
+/// The installed logging; [`LogHandle::apply`] switches its configuration.
+#[derive(Clone, Debug)]
+pub struct LogHandle {
+    verbosity: i8,
+}
+
+/// Install this module's logger as the `log` crate's global logger (once per process) with the
+/// default configuration: INFO and above to stderr; `verbosity` 1 (`-v`) shows DEBUG, 2 TRACE,
+/// -1 (`-q`) WARNING, -2 ERROR. Calling it again resets to the default configuration.
+pub fn init(verbosity: i8) -> LogHandle {
+    let g = global();
+    static INSTALLED: OnceLock<bool> = OnceLock::new();
+    let installed = *INSTALLED.get_or_init(|| log::set_logger(g).is_ok());
+    if !installed {
+        eprintln!("mapproxy-serve: logging: another logger is already installed; logging sections are ignored");
+    }
+    let handle = LogHandle { verbosity };
+    let _ = handle.apply(None);
+    handle
+}
+
+impl LogHandle {
+    /// Switch to `cfg` (`None`: back to the default). Files are opened first; if one cannot
+    /// be opened, the errors are returned and the current configuration stays.
+    pub fn apply(&self, cfg: Option<&LoggingConfig>) -> Result<(), ConfigErrors> {
+        let rt = match cfg {
+            Some(c) => Runtime::build(c)?,
+            None => Runtime::default_for(self.verbosity),
+        };
+        let max = rt.max;
+        let old = global().current.swap(Arc::new(rt));
+        log::set_max_level(max);
+        // Lines queued for the old files are written before this returns.
+        old.flush();
+        Ok(())
+    }
+
+    /// Wait until every queued line is written (call before the process exits).
+    pub fn flush(&self) {
+        global().current.load().flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_format_is_valid() {
+        assert!(Formatter::new(Some(DEFAULT_CONSOLE_FORMAT), None).is_ok());
+    }
+
+    #[test]
+    fn names_and_chain() {
+        assert_eq!(logger_name("hyper::proto::h1"), "hyper.proto.h1");
+        assert_eq!(logger_name("mapproxy.source"), "mapproxy.source");
+        let node = |level| Node {
+            level,
+            handlers: vec![],
+            propagate: true,
+        };
+        let mut nodes = HashMap::new();
+        nodes.insert("mapproxy".to_string(), node(0));
+        nodes.insert("mapproxy.source.request".to_string(), node(level::DEBUG));
+        let rt = Runtime::new(node(level::WARNING), nodes, vec![]);
+        assert_eq!(rt.effective("mapproxy.source.request.x"), level::DEBUG);
+        assert_eq!(rt.effective("mapproxy.source"), level::WARNING);
+        assert_eq!(rt.effective("mapproxy_util"), level::WARNING);
+        assert_eq!(rt.chain("mapproxy.source.request").count(), 3);
+        assert_eq!(rt.max, log::LevelFilter::Debug);
+
+        let mut nodes = HashMap::new();
+        nodes.insert("h2".to_string(), node(level::TRACE));
+        let rt = Runtime::new(node(0), nodes, vec![]);
+        assert_eq!(rt.effective("hyper.proto"), level::DEBUG);
+        assert_eq!(rt.effective("h2.codec"), level::TRACE);
+        assert_eq!(rt.max, log::LevelFilter::Trace);
+    }
+}
