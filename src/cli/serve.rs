@@ -17,18 +17,21 @@ use super::{print_errors, print_warnings, ServeArgs, EXIT_CONFIG};
 use crate::config::FactoryConf;
 use crate::deploy::{Deployment, Spec};
 use crate::error::ConfigErrors;
+use crate::ini::Vars;
+use crate::logging::{LogHandle, LoggingConfig};
 use crate::registry::{registry, Build};
 use crate::server::{ServeContext, Server, SharedApp};
 
 const TARGET: &str = "mapproxy_serve.serve";
 
 /// The logging configuration of a deployment's top file (`None`: no `[loggers]`).
+/// Command-line values are visible in `args` (and win over `[DEFAULT]`), as everywhere.
 pub(crate) fn logging_config(
     d: &Deployment,
     vars: &IndexMap<String, String>,
-) -> Result<Option<()>, ConfigErrors> {
-    let _ = (d, vars);
-    Ok(None)
+) -> Result<Option<LoggingConfig>, ConfigErrors> {
+    let v = Vars { overrides: vars.clone(), fallbacks: IndexMap::new() };
+    LoggingConfig::from_ini(&d.config, &v)
 }
 
 /// The server to use when the file has no `[server:...]` section: HTTP with its defaults.
@@ -44,6 +47,7 @@ fn default_server() -> Result<Box<dyn Server>, ConfigErrors> {
 
 struct Built {
     deployment: Deployment,
+    logging: Option<LoggingConfig>,
     app: crate::App,
     server: Box<dyn Server>,
 }
@@ -57,7 +61,7 @@ fn build(args: &ServeArgs, vars: &IndexMap<String, String>) -> Result<Built, Con
         vars,
     )?;
     let mut errs = ConfigErrors::new();
-    errs.take(logging_config(&d, vars));
+    let logging = errs.take(logging_config(&d, vars)).flatten();
     let app = errs.take(d.app.build_app());
     let server = match &d.server {
         Some(s) => errs.take(s.build_server()),
@@ -66,6 +70,7 @@ fn build(args: &ServeArgs, vars: &IndexMap<String, String>) -> Result<Built, Con
     match (app, server) {
         (Some(app), Some(server)) if errs.is_empty() => Ok(Built {
             deployment: d,
+            logging,
             app,
             server,
         }),
@@ -90,6 +95,7 @@ struct Reloader {
     args: ServeArgs,
     vars: IndexMap<String, String>,
     app: SharedApp,
+    log: LogHandle,
     server_fp: Mutex<String>,
     files: Mutex<Vec<PathBuf>>,
     hashes: Mutex<HashMap<PathBuf, u64>>,
@@ -135,6 +141,12 @@ impl Reloader {
                         );
                         *old = fp;
                     }
+                }
+                if let Err(e) = self.log.apply(b.logging.as_ref()) {
+                    let files = self.files.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    self.remember(&files);
+                    log::error!(target: TARGET, "reload failed, still serving the previous configuration:\n{e}");
+                    return;
                 }
                 for w in &b.deployment.warnings {
                     log::warn!(target: TARGET, "{w}");
@@ -220,6 +232,8 @@ pub(super) fn run(args: ServeArgs) -> i32 {
             return EXIT_CONFIG;
         }
     };
+    let verbosity = (args.verbose as i8).saturating_sub(args.quiet as i8).max(if args.debug { 1 } else { i8::MIN });
+    let log = crate::logging::init(verbosity);
     let built = match build(&args, &vars) {
         Ok(b) => b,
         Err(e) => {
@@ -228,6 +242,10 @@ pub(super) fn run(args: ServeArgs) -> i32 {
         }
     };
     print_warnings(&built.deployment.warnings);
+    if let Err(e) = log.apply(built.logging.as_ref()) {
+        print_errors(&e);
+        return EXIT_CONFIG;
+    }
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
     if let Some(n) = built.server.worker_threads() {
@@ -255,6 +273,7 @@ pub(super) fn run(args: ServeArgs) -> i32 {
         args: args.clone(),
         vars,
         app: app.clone(),
+        log: log.clone(),
         server_fp: Mutex::new(server_fingerprint(&built.deployment.server)),
         files: Mutex::new(Vec::new()),
         hashes: Mutex::new(HashMap::new()),
@@ -268,7 +287,7 @@ pub(super) fn run(args: ServeArgs) -> i32 {
         debug: args.debug,
     };
     let server = built.server;
-    rt.block_on(async move {
+    let code = rt.block_on(async move {
         use tokio::signal::unix::{signal, SignalKind};
         let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
             signal(SignalKind::terminate()),
@@ -300,5 +319,7 @@ pub(super) fn run(args: ServeArgs) -> i32 {
                 1
             }
         }
-    })
+    });
+    log.flush();
+    code
 }
