@@ -636,8 +636,7 @@ format=%(message)s
         h.flush();
     }
 
-    fn app_log_ini(dir: &Path, level: &str, file: &Path) -> String {
-        let _ = dir;
+    fn app_log_ini(level: &str, file: &Path) -> String {
         format!(
             "\
 [loggers]
@@ -670,13 +669,13 @@ format=%(levelname)s %(message)s
         let Some(dir) = dir() else { return };
         let h = logging::init(0);
         let log = dir.join("app.log");
-        configure(&h, &dir.join("a.ini"), &app_log_ini(&dir, "WARNING", &log));
+        configure(&h, &dir.join("a.ini"), &app_log_ini("WARNING", &log));
         log::info!(target: "mapproxy.app", "one");
         log::warn!(target: "mapproxy.app", "two");
-        configure(&h, &dir.join("b.ini"), &app_log_ini(&dir, "INFO", &log));
+        configure(&h, &dir.join("b.ini"), &app_log_ini("INFO", &log));
         log::info!(target: "mapproxy.app", "three");
         // A broken configuration (a file in a missing directory) keeps the current one.
-        let text = app_log_ini(&dir, "DEBUG", &dir.join("missing/app.log"));
+        let text = app_log_ini("DEBUG", &dir.join("missing/app.log"));
         std::fs::write(dir.join("c.ini"), &text).unwrap();
         let file = IniFile::read(&dir.join("c.ini")).unwrap();
         let cfg = LoggingConfig::from_ini(&file, &Vars::default()).unwrap();
