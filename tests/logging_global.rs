@@ -7,6 +7,10 @@ use std::process::Command;
 
 /// Run `child::<name>` in a new process with `dir` as its scratch directory.
 fn run_child(name: &str, dir: &Path) -> (String, String) {
+    run_child_tz(name, dir, "UTC")
+}
+
+fn run_child_tz(name: &str, dir: &Path, tz: &str) -> (String, String) {
     let exe = std::env::current_exe().expect("test binary");
     let out = Command::new(exe)
         .args([
@@ -17,7 +21,7 @@ fn run_child(name: &str, dir: &Path) -> (String, String) {
             "--test-threads=1",
         ])
         .env("LOGGING_CHILD_DIR", dir)
-        .env("TZ", "UTC")
+        .env("TZ", tz)
         .output()
         .expect("run child");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -284,6 +288,26 @@ fn default_logging_and_verbosity() {
             "<T> WARNI [mapproxy.test] warning with -q",
             "no handler: last resort",
         ]
+    );
+}
+
+#[test]
+fn asctime_is_local_time_honouring_tz() {
+    let dir = tempfile::tempdir().unwrap();
+    // A POSIX TZ string: five and a half hours east of UTC, no tz database needed.
+    let (_, stderr) = run_child_tz("tz", dir.path(), "XYZ-5:30");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("in local time"))
+        .expect(&stderr);
+    let (stamp, rest) = line.split_once(' ').expect(line);
+    assert_eq!(rest, "+0530 in local time");
+    // The wall-clock time printed is UTC + 5:30.
+    let printed = chrono::NaiveDateTime::parse_from_str(stamp, "%Y-%m-%dT%H:%M:%S").unwrap();
+    let now = chrono::Utc::now().naive_utc() + chrono::Duration::minutes(330);
+    assert!(
+        (now - printed).num_seconds().abs() < 120,
+        "{printed} vs {now}"
     );
 }
 
@@ -612,8 +636,7 @@ format=%(message)s
         h.flush();
     }
 
-    fn app_log_ini(dir: &Path, level: &str, file: &Path) -> String {
-        let _ = dir;
+    fn app_log_ini(level: &str, file: &Path) -> String {
         format!(
             "\
 [loggers]
@@ -646,13 +669,13 @@ format=%(levelname)s %(message)s
         let Some(dir) = dir() else { return };
         let h = logging::init(0);
         let log = dir.join("app.log");
-        configure(&h, &dir.join("a.ini"), &app_log_ini(&dir, "WARNING", &log));
+        configure(&h, &dir.join("a.ini"), &app_log_ini("WARNING", &log));
         log::info!(target: "mapproxy.app", "one");
         log::warn!(target: "mapproxy.app", "two");
-        configure(&h, &dir.join("b.ini"), &app_log_ini(&dir, "INFO", &log));
+        configure(&h, &dir.join("b.ini"), &app_log_ini("INFO", &log));
         log::info!(target: "mapproxy.app", "three");
         // A broken configuration (a file in a missing directory) keeps the current one.
-        let text = app_log_ini(&dir, "DEBUG", &dir.join("missing/app.log"));
+        let text = app_log_ini("DEBUG", &dir.join("missing/app.log"));
         std::fs::write(dir.join("c.ini"), &text).unwrap();
         let file = IniFile::read(&dir.join("c.ini")).unwrap();
         let cfg = LoggingConfig::from_ini(&file, &Vars::default()).unwrap();
@@ -736,6 +759,26 @@ format=%(levelname)s %(message)s
             h.flush();
         }
         log::warn!(target: "app", "after the full disk");
+        h.flush();
+    }
+
+    #[test]
+    #[ignore]
+    fn tz() {
+        let Some(dir) = dir() else { return };
+        let h = logging::init(0);
+        configure(
+            &h,
+            &dir.join("log.ini"),
+            "[loggers]\nkeys=root\n[handlers]\nkeys=e\n[formatters]\nkeys=t\n\
+             [logger_root]\nlevel=INFO\nhandlers=e\n\
+             [handler_e]\nclass=StreamHandler\nformatter=t\n\
+             [formatter_t]\nformat=%(asctime)s %(message)s\ndatefmt=%Y-%m-%dT%H:%M:%S %z\n",
+        );
+        // From another thread too: local time must work in a multi-threaded process.
+        std::thread::spawn(|| log::info!(target: "app", "in local time"))
+            .join()
+            .unwrap();
         h.flush();
     }
 
