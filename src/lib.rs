@@ -17,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod deploy;
 pub mod error;
+pub mod filters;
 pub mod ini;
 pub mod logging;
 pub mod registry;

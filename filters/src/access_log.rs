@@ -704,6 +704,38 @@ mod tests {
         assert!(l[1].starts_with("- 200 - "), "{:?}", l);
     }
 
+    struct TestLogger(Mutex<Vec<(String, log::Level, String)>>);
+    impl log::Log for TestLogger {
+        fn enabled(&self, md: &log::Metadata<'_>) -> bool {
+            md.target() == "wsgi.on"
+        }
+        fn log(&self, r: &log::Record<'_>) {
+            if self.enabled(r.metadata()) {
+                let entry = (r.target().to_string(), r.level(), r.args().to_string());
+                self.0.lock().unwrap().push(entry);
+            }
+        }
+        fn flush(&self) {}
+    }
+    static LOGGER: TestLogger = TestLogger(Mutex::new(Vec::new()));
+
+    #[test]
+    fn log_sink_writes_through_the_log_crate() {
+        let _ = log::set_logger(&LOGGER);
+        log::set_max_level(log::LevelFilter::Trace);
+        LogSink::new("wsgi.on", log::Level::Warn).write("line one");
+        LogSink::new("wsgi.off", log::Level::Info).write("not taken");
+        let got = LOGGER.0.lock().unwrap().clone();
+        assert_eq!(
+            got,
+            vec![(
+                "wsgi.on".to_string(),
+                log::Level::Warn,
+                "line one".to_string()
+            )]
+        );
+    }
+
     #[test]
     fn escaping() {
         let mut s = String::new();

@@ -1,0 +1,178 @@
+//! `egg:mapproxy-serve#access_log`, `egg:Paste#translogger`: one line per request in Apache's
+//! combined format, written when the response body has been sent.
+//!
+//! Options (Paste's):
+//! - `logger_name`: the logger (log target) the lines go to (default `wsgi`).
+//! - `format`: Paste's format with `%(NAME)s` fields; in an ini file write `%%(NAME)s`
+//!   (fields: see `mapproxy_serve_filters::access_log`).
+//! - `logging_level`: the level of the lines, a name (`INFO`, `WARNING`) or a number (20);
+//!   default INFO.
+//! - `setup_console_handler` (default true): when the logging configuration would not take a
+//!   line (no logging set up, or the logger not enabled at that level), it is printed to
+//!   stderr instead, like Paste's console handler. With `false` such lines are dropped.
+//!   (Paste prints to the console *and* to handlers configured for the logger; here a line
+//!   goes to one or the other.)
+//! - `set_logger_level`: a level name or number; lines below it are dropped (Paste sets the
+//!   logger's level; the logging configuration itself is not changed here).
+//!
+//! ```ini
+//! [filter:translogger]
+//! use = egg:Paste#translogger
+//! setup_console_handler = false
+//! ```
+
+use std::sync::Arc;
+
+use mapproxy_serve_filters::access_log::{
+    AccessLogLayer, AccessLogSink, DiscardSink, LogFormat, LogSink,
+};
+
+use crate::app::{layer_filter, Filter};
+use crate::config::FactoryConf;
+use crate::error::{ConfigError, ConfigErrors};
+use crate::registry::{Build, Factory, Opt};
+
+crate::register_factory!(Factory {
+    eggs: &["mapproxy-serve#access_log", "Paste#translogger"],
+    summary: "access log: one line per request (Apache combined format) to the `wsgi` logger",
+    options: &[
+        Opt::new("logger_name", "the logger the lines go to (default: wsgi)"),
+        Opt::new(
+            "format",
+            "Paste's format, %%(REMOTE_ADDR)s ... (default: Apache combined)"
+        ),
+        Opt::new(
+            "logging_level",
+            "level of the lines: name or number (default: INFO)"
+        ),
+        Opt::new(
+            "setup_console_handler",
+            "print to stderr when logging would not take the line (default: true)"
+        ),
+        Opt::new(
+            "set_logger_level",
+            "drop lines below this level (default: keep all)"
+        ),
+    ],
+    build: Build::Filter(build),
+    ..Factory::DEFAULT
+});
+
+/// A Python logging level (name or number) as its number: `INFO` → 20.
+pub fn python_level(v: &str) -> Result<u32, String> {
+    let t = v.trim();
+    if let Ok(n) = t.parse::<u32>() {
+        return Ok(n);
+    }
+    Ok(match t.to_ascii_uppercase().as_str() {
+        "CRITICAL" | "FATAL" => 50,
+        "ERROR" => 40,
+        "WARNING" | "WARN" => 30,
+        "INFO" => 20,
+        "DEBUG" => 10,
+        "NOTSET" => 0,
+        _ => {
+            return Err(format!(
+                "expected a level (CRITICAL, ERROR, WARNING, INFO, DEBUG, NOTSET) or a number, \
+                 found '{v}'"
+            ))
+        }
+    })
+}
+
+/// The `log` level for a Python level number.
+pub fn log_level(n: u32) -> log::Level {
+    match n {
+        40.. => log::Level::Error,
+        30..=39 => log::Level::Warn,
+        20..=29 => log::Level::Info,
+        10..=19 => log::Level::Debug,
+        _ => log::Level::Trace,
+    }
+}
+
+fn level_opt(conf: &FactoryConf, key: &str) -> Result<Option<u32>, ConfigError> {
+    conf.get(key)
+        .map(|v| python_level(v).map_err(|e| conf.error(key, e)))
+        .transpose()
+}
+
+/// Build the filter from its options.
+pub fn build(conf: &FactoryConf) -> Result<Filter, ConfigErrors> {
+    let mut errs = ConfigErrors::new();
+    let logger = conf.get("logger_name").unwrap_or("wsgi").trim().to_string();
+    let format = match conf.get("format") {
+        None => Some(LogFormat::default()),
+        Some(f) => errs.take(LogFormat::parse(f).map_err(|e| conf.error("format", e))),
+    };
+    let console = errs.take(conf.get_bool("setup_console_handler", true));
+    let level = errs
+        .take(level_opt(conf, "logging_level"))
+        .map(|l| l.unwrap_or(20));
+    let min = errs.take(level_opt(conf, "set_logger_level")).flatten();
+    let (Some(format), Some(console), Some(level)) = (format, console, level) else {
+        return Err(errs);
+    };
+    errs.into_result(())?;
+    let sink: Arc<dyn AccessLogSink> = match min {
+        Some(min) if level < min => Arc::new(DiscardSink),
+        _ => Arc::new(LogSink::new(logger, log_level(level)).console_fallback(console)),
+    };
+    Ok(layer_filter(AccessLogLayer::new(format, sink)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filters::test_util::{err, hello, send};
+
+    #[test]
+    fn levels() {
+        assert_eq!(python_level("info"), Ok(20));
+        assert_eq!(python_level("WARN"), Ok(30));
+        assert_eq!(python_level(" 35 "), Ok(35));
+        assert!(python_level("loud").is_err());
+        assert_eq!(log_level(35), log::Level::Warn);
+        assert_eq!(log_level(5), log::Level::Trace);
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        let e = err(build(&FactoryConf::from_pairs(
+            "Paste#translogger",
+            [("format", "%(nope)s")],
+        )));
+        assert!(e.contains("key 'format': unknown field %(nope)s"), "{e}");
+        let e = err(build(&FactoryConf::from_pairs(
+            "Paste#translogger",
+            [
+                ("logging_level", "loud"),
+                ("setup_console_handler", "perhaps"),
+            ],
+        )));
+        assert!(e.contains("key 'logging_level'"), "{e}");
+        assert!(e.contains("key 'setup_console_handler'"), "{e}");
+        let e = err(build(&FactoryConf::from_pairs(
+            "Paste#translogger",
+            [("set_logger_level", "x")],
+        )));
+        assert!(e.contains("key 'set_logger_level'"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn builds_and_passes_requests() {
+        let conf = FactoryConf::from_pairs(
+            "Paste#translogger",
+            [
+                ("logger_name", "wsgi.test"),
+                ("format", "%(status)s %(bytes)s"),
+                ("logging_level", "DEBUG"),
+                ("set_logger_level", "WARNING"),
+                ("setup_console_handler", "false"),
+            ],
+        );
+        let f = build(&conf).unwrap();
+        let req = http::Request::new(crate::app::empty_body());
+        assert_eq!(send(&f, hello(), req).await.2, "hello");
+    }
+}

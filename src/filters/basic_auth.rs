@@ -1,0 +1,173 @@
+//! `egg:mapproxy-serve#basic_auth`, `egg:Paste#auth_basic`: HTTP Basic authentication.
+//!
+//! Options:
+//! - `realm`: shown by browsers (default `restricted`).
+//! - `htpasswd`: an Apache htpasswd file (bcrypt, apr1-MD5, `{SHA}`, nginx's `{PLAIN}`),
+//!   relative to the ini file's directory; re-read when it changes.
+//! - `users`: inline `user:password` pairs separated by whitespace or newlines (tests, demos);
+//!   checked before the file.
+//! - `authfunc` (Paste): names Python code, so it is refused with an error pointing to
+//!   `htpasswd` or a Rust filter.
+//!
+//! ```ini
+//! [filter:auth]
+//! use = egg:Paste#auth_basic
+//! realm = maps
+//! htpasswd = %(here)s/htpasswd
+//! ```
+
+use mapproxy_serve_filters::basic_auth::{BasicAuthLayer, CredentialStore};
+use mapproxy_serve_filters::htpasswd::Users;
+
+use crate::app::{layer_filter, Filter};
+use crate::config::FactoryConf;
+use crate::error::ConfigErrors;
+use crate::registry::{Build, Factory, Opt};
+
+crate::register_factory!(Factory {
+    eggs: &["mapproxy-serve#basic_auth", "Paste#auth_basic"],
+    summary: "HTTP Basic authentication against an htpasswd file or inline users",
+    options: &[
+        Opt::new("realm", "the realm browsers show (default: restricted)"),
+        Opt::new(
+            "htpasswd",
+            "Apache htpasswd file (bcrypt, apr1, {SHA}, {PLAIN}); re-read when it changes"
+        ),
+        Opt::new(
+            "users",
+            "inline user:password pairs, whitespace-separated (tests, demos)"
+        ),
+        Opt::new(
+            "authfunc",
+            "Paste's Python check function: not supported (use htpasswd)"
+        ),
+    ],
+    build: Build::Filter(build),
+    ..Factory::DEFAULT
+});
+
+/// Build the filter from its options.
+pub fn build(conf: &FactoryConf) -> Result<Filter, ConfigErrors> {
+    let mut errs = ConfigErrors::new();
+    if conf.get("authfunc").is_some() {
+        errs.push(conf.error(
+            "authfunc",
+            "names Python code, which mapproxy-serve cannot run; use `htpasswd = /path/to/file` \
+             (create it with `htpasswd -cB FILE USER`), or write the check as a Rust filter and \
+             register it (README: \"Writing a filter\")",
+        ));
+    }
+    let inline = match conf.get("users") {
+        None => Users::new(),
+        Some(v) => match Users::from_plain_pairs(v) {
+            Ok(u) => u,
+            Err(e) => {
+                errs.push(conf.error("users", e));
+                Users::new()
+            }
+        },
+    };
+    let file = conf.get_path("htpasswd");
+    if file.is_none() && conf.get("users").is_none() && conf.get("authfunc").is_none() {
+        errs.push(conf.section_error(format!(
+            "egg:{} needs `htpasswd = FILE` or `users = name:password ...`",
+            conf.egg
+        )));
+    }
+    let realm = conf.get("realm").unwrap_or("restricted");
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    let store = CredentialStore::new(inline, file).map_err(|e| conf.error("htpasswd", e))?;
+    let layer = BasicAuthLayer::new(realm, store)
+        .map_err(|_| conf.error("realm", "contains characters not allowed in a header"))?;
+    Ok(layer_filter(layer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filters::test_util::{err, hello, send};
+    use http::{Request, StatusCode};
+
+    fn req(auth: Option<&str>) -> Request<crate::Body> {
+        let mut b = Request::builder().uri("/");
+        if let Some(a) = auth {
+            let token = match a {
+                "a:b" => "YTpi",
+                "c:d" => "Yzpk",
+                _ => "Yzp4", // c:x
+            };
+            b = b.header("authorization", format!("Basic {token}"));
+        }
+        b.body(crate::app::empty_body()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn inline_users() {
+        let conf = FactoryConf::from_pairs(
+            "Paste#auth_basic",
+            [("realm", "maps"), ("users", "a:b\n c:d")],
+        );
+        let f = build(&conf).unwrap();
+        let (st, h, _) = send(&f, hello(), req(None)).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED);
+        assert_eq!(h["www-authenticate"], "Basic realm=\"maps\"");
+        assert_eq!(send(&f, hello(), req(Some("c:d"))).await.2, "hello");
+        assert_eq!(
+            send(&f, hello(), req(Some("c:x"))).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+
+    #[tokio::test]
+    async fn htpasswd_relative_to_ini() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pw"), "a:{PLAIN}b\n").unwrap();
+        let mut conf = FactoryConf::from_pairs("mapproxy-serve#basic_auth", [("htpasswd", "pw")]);
+        for v in conf.local.values_mut() {
+            v.location.file = dir.path().join("config.ini");
+        }
+        let f = build(&conf).unwrap();
+        assert_eq!(send(&f, hello(), req(Some("a:b"))).await.0, StatusCode::OK);
+    }
+
+    #[test]
+    fn config_errors_name_the_key() {
+        let e = err(build(&FactoryConf::from_pairs(
+            "Paste#auth_basic",
+            [("realm", "x"), ("authfunc", "mod:check")],
+        )));
+        assert!(e.contains("key 'authfunc': names Python code"), "{e}");
+        assert!(e.contains("htpasswd"), "{e}");
+        let e = err(build(&FactoryConf::from_pairs(
+            "Paste#auth_basic",
+            [("realm", "x")],
+        )));
+        assert!(e.contains("needs `htpasswd = FILE`"), "{e}");
+        let e = err(build(&FactoryConf::from_pairs(
+            "Paste#auth_basic",
+            [("users", "nopass")],
+        )));
+        assert!(e.contains("key 'users': expected 'user:password'"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "# x\ncarol:vTgIitjl/y/fM\n").unwrap();
+        let e = err(build(&FactoryConf::from_pairs(
+            "Paste#auth_basic",
+            [("htpasswd", pw.to_str().unwrap())],
+        )));
+        assert!(
+            e.contains(&format!(
+                "key 'htpasswd': {}:2: user 'carol': DES crypt",
+                pw.display()
+            )),
+            "{e}"
+        );
+        let e = err(build(&FactoryConf::from_pairs(
+            "Paste#auth_basic",
+            [("users", "a:b"), ("realm", "x\ny")],
+        )));
+        assert!(e.contains("key 'realm'"), "{e}");
+    }
+}
