@@ -611,3 +611,68 @@ async fn tcp_port_zero_and_bind_override() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_applies_to_the_next_request_on_an_open_connection() {
+    use mapproxy_serve::app::{app_fn, text_response};
+    use mapproxy_serve::server::{ServeContext, Server, SharedApp};
+
+    fn generation(n: u32) -> mapproxy_serve::App {
+        app_fn(move |_req| async move {
+            text_response(http::StatusCode::OK, "text/plain", format!("gen{n}"))
+        })
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("reload.sock");
+    let app = SharedApp::new(generation(1));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let ctx = ServeContext {
+        app: app.clone(),
+        shutdown: shutdown.clone(),
+        bind: vec![],
+        debug: false,
+    };
+    // Through the `Server` trait, as the command line runs it.
+    let server: Box<dyn Server> = Box::new(FcgiServer::new(Address::Unix(socket.clone())));
+    assert_eq!(
+        server.describe(),
+        format!("fcgi on unix:{}", socket.display())
+    );
+    let done = tokio::spawn(server.serve(ctx));
+    assert!(wait_until(Duration::from_secs(5), || exists(&socket)).await);
+
+    let mut s = UnixStream::connect(&socket).await.unwrap();
+    send_request(&mut s, 1, true, &kv(&cgi("/", "")), b"").await;
+    assert!(read_response(&mut s, 1)
+        .await
+        .unwrap()
+        .text()
+        .ends_with("gen1"));
+    app.store(generation(2));
+    send_request(&mut s, 1, true, &kv(&cgi("/", "")), b"").await;
+    assert!(read_response(&mut s, 1)
+        .await
+        .unwrap()
+        .text()
+        .ends_with("gen2"));
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), done)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(!exists(&socket), "socket removed on exit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_request_gets_headers_only() {
+    let srv = start_unix(|s| s).await;
+    let mut s = UnixStream::connect(&srv.socket).await.unwrap();
+    let mut vars = cgi("/h", "");
+    vars[0].1 = "HEAD".into();
+    send_request(&mut s, 1, true, &kv(&vars), b"").await;
+    let text = read_response(&mut s, 1).await.unwrap().text();
+    assert!(text.starts_with("Status: 200 OK\r\n"), "{text}");
+    assert!(text.ends_with("\r\n\r\n"), "no body: {text}");
+}
