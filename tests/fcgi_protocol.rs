@@ -676,3 +676,37 @@ async fn head_request_gets_headers_only() {
     assert!(text.starts_with("Status: 200 OK\r\n"), "{text}");
     assert!(text.ends_with("\r\n\r\n"), "no body: {text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_concurrency_limits_running_requests() {
+    // maxChildren = 1: a second request waits until the first is done.
+    let srv = start_unix(|s| s.max_concurrency(1)).await;
+    let mut a = UnixStream::connect(&srv.socket).await.unwrap();
+    let mut b = UnixStream::connect(&srv.socket).await.unwrap();
+    send_request(&mut a, 1, true, &kv(&cgi("/slow", "")), b"").await;
+    assert!(
+        wait_until(Duration::from_secs(5), || srv
+            .probe
+            .slow_started
+            .load(Ordering::SeqCst)
+            == 1)
+        .await
+    );
+    send_request(&mut b, 1, true, &kv(&cgi("/quick", "")), b"").await;
+    let waited = tokio::time::timeout(Duration::from_millis(300), read_rec(&mut b)).await;
+    assert!(
+        waited.is_err(),
+        "second request ran past the limit: {waited:?}"
+    );
+    srv.probe.slow_gate.add_permits(1);
+    assert!(read_response(&mut a, 1)
+        .await
+        .unwrap()
+        .text()
+        .contains("path=/slow\n"));
+    assert!(read_response(&mut b, 1)
+        .await
+        .unwrap()
+        .text()
+        .contains("path=/quick\n"));
+}

@@ -545,7 +545,10 @@ pub const OPTIONS: &[Opt] = &[
         "socket",
         "unix socket path, relative to the ini's directory; a stale socket is replaced, and it is removed on exit",
     ),
-    Opt::new("umask", "octal; the socket gets mode 777 & ~umask (000 → 777)"),
+    Opt::new(
+        "umask",
+        "octal; the socket gets mode 777 & ~umask (000 → 777). flup parsed it as a decimal int; 000 means the same",
+    ),
     Opt::new("socket_mode", "octal permission bits of the socket (e.g. 660); instead of umask"),
     Opt::new("host", "TCP host to listen on (with 'port'); instead of 'socket'"),
     Opt::new("port", "TCP port to listen on (host defaults to 127.0.0.1)"),
