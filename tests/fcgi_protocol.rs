@@ -710,3 +710,44 @@ async fn max_concurrency_limits_running_requests() {
         .text()
         .contains("path=/quick\n"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_peers_outside_web_server_addrs_are_refused() {
+    let probe = std::sync::Arc::new(Probe::default());
+    let server = FcgiServer::new(Address::Tcp {
+        host: "127.0.0.1".into(),
+        port: 0,
+    })
+    .web_server_addrs(vec!["192.0.2.1".parse().unwrap()]);
+    let bound = server.bind(&[]).await.unwrap();
+    let addr = bound.tcp_addrs()[0];
+    let (shutdown, done) = run(bound, echo_app(probe.clone()));
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = s.write_all(&begin(1, false)).await;
+    let mut sink = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut sink)).await;
+    assert!(
+        matches!(r, Ok(Ok(0)) | Ok(Err(_))),
+        "closed without an answer: {r:?}"
+    );
+    shutdown.cancel();
+    done.await.unwrap();
+
+    let server = FcgiServer::new(Address::Tcp {
+        host: "127.0.0.1".into(),
+        port: 0,
+    })
+    .web_server_addrs(vec!["127.0.0.1".parse().unwrap()]);
+    let bound = server.bind(&[]).await.unwrap();
+    let addr = bound.tcp_addrs()[0];
+    let (shutdown, done) = run(bound, echo_app(probe));
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    send_request(&mut s, 1, false, &kv(&cgi("/ok", "")), b"").await;
+    assert!(read_response(&mut s, 1)
+        .await
+        .unwrap()
+        .text()
+        .contains("path=/ok\n"));
+    shutdown.cancel();
+    done.await.unwrap();
+}
