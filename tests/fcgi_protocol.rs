@@ -611,3 +611,143 @@ async fn tcp_port_zero_and_bind_override() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_applies_to_the_next_request_on_an_open_connection() {
+    use mapproxy_serve::app::{app_fn, text_response};
+    use mapproxy_serve::server::{ServeContext, Server, SharedApp};
+
+    fn generation(n: u32) -> mapproxy_serve::App {
+        app_fn(move |_req| async move {
+            text_response(http::StatusCode::OK, "text/plain", format!("gen{n}"))
+        })
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("reload.sock");
+    let app = SharedApp::new(generation(1));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let ctx = ServeContext {
+        app: app.clone(),
+        shutdown: shutdown.clone(),
+        bind: vec![],
+        debug: false,
+    };
+    // Through the `Server` trait, as the command line runs it.
+    let server: Box<dyn Server> = Box::new(FcgiServer::new(Address::Unix(socket.clone())));
+    assert_eq!(
+        server.describe(),
+        format!("fcgi on unix:{}", socket.display())
+    );
+    let done = tokio::spawn(server.serve(ctx));
+    assert!(wait_until(Duration::from_secs(5), || exists(&socket)).await);
+
+    let mut s = UnixStream::connect(&socket).await.unwrap();
+    send_request(&mut s, 1, true, &kv(&cgi("/", "")), b"").await;
+    assert!(read_response(&mut s, 1)
+        .await
+        .unwrap()
+        .text()
+        .ends_with("gen1"));
+    app.store(generation(2));
+    send_request(&mut s, 1, true, &kv(&cgi("/", "")), b"").await;
+    assert!(read_response(&mut s, 1)
+        .await
+        .unwrap()
+        .text()
+        .ends_with("gen2"));
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), done)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(!exists(&socket), "socket removed on exit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_request_gets_headers_only() {
+    let srv = start_unix(|s| s).await;
+    let mut s = UnixStream::connect(&srv.socket).await.unwrap();
+    let mut vars = cgi("/h", "");
+    vars[0].1 = "HEAD".into();
+    send_request(&mut s, 1, true, &kv(&vars), b"").await;
+    let text = read_response(&mut s, 1).await.unwrap().text();
+    assert!(text.starts_with("Status: 200 OK\r\n"), "{text}");
+    assert!(text.ends_with("\r\n\r\n"), "no body: {text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_concurrency_limits_running_requests() {
+    // maxChildren = 1: a second request waits until the first is done.
+    let srv = start_unix(|s| s.max_concurrency(1)).await;
+    let mut a = UnixStream::connect(&srv.socket).await.unwrap();
+    let mut b = UnixStream::connect(&srv.socket).await.unwrap();
+    send_request(&mut a, 1, true, &kv(&cgi("/slow", "")), b"").await;
+    assert!(
+        wait_until(Duration::from_secs(5), || srv
+            .probe
+            .slow_started
+            .load(Ordering::SeqCst)
+            == 1)
+        .await
+    );
+    send_request(&mut b, 1, true, &kv(&cgi("/quick", "")), b"").await;
+    let waited = tokio::time::timeout(Duration::from_millis(300), read_rec(&mut b)).await;
+    assert!(
+        waited.is_err(),
+        "second request ran past the limit: {waited:?}"
+    );
+    srv.probe.slow_gate.add_permits(1);
+    assert!(read_response(&mut a, 1)
+        .await
+        .unwrap()
+        .text()
+        .contains("path=/slow\n"));
+    assert!(read_response(&mut b, 1)
+        .await
+        .unwrap()
+        .text()
+        .contains("path=/quick\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_peers_outside_web_server_addrs_are_refused() {
+    let probe = std::sync::Arc::new(Probe::default());
+    let server = FcgiServer::new(Address::Tcp {
+        host: "127.0.0.1".into(),
+        port: 0,
+    })
+    .web_server_addrs(vec!["192.0.2.1".parse().unwrap()]);
+    let bound = server.bind(&[]).await.unwrap();
+    let addr = bound.tcp_addrs()[0];
+    let (shutdown, done) = run(bound, echo_app(probe.clone()));
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = s.write_all(&begin(1, false)).await;
+    let mut sink = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut sink)).await;
+    assert!(
+        matches!(r, Ok(Ok(0)) | Ok(Err(_))),
+        "closed without an answer: {r:?}"
+    );
+    shutdown.cancel();
+    done.await.unwrap();
+
+    let server = FcgiServer::new(Address::Tcp {
+        host: "127.0.0.1".into(),
+        port: 0,
+    })
+    .web_server_addrs(vec!["127.0.0.1".parse().unwrap()]);
+    let bound = server.bind(&[]).await.unwrap();
+    let addr = bound.tcp_addrs()[0];
+    let (shutdown, done) = run(bound, echo_app(probe));
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    send_request(&mut s, 1, false, &kv(&cgi("/ok", "")), b"").await;
+    assert!(read_response(&mut s, 1)
+        .await
+        .unwrap()
+        .text()
+        .contains("path=/ok\n"));
+    shutdown.cancel();
+    done.await.unwrap();
+}

@@ -39,6 +39,7 @@ mod cgi;
 mod conn;
 mod record;
 
+use std::net::IpAddr;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -85,6 +86,7 @@ pub struct FcgiServer {
     socket_mode: Option<u32>,
     max_concurrency: Option<usize>,
     shutdown_timeout: Duration,
+    web_server_addrs: Option<Vec<IpAddr>>,
 }
 
 impl FcgiServer {
@@ -95,7 +97,16 @@ impl FcgiServer {
             socket_mode: None,
             max_concurrency: None,
             shutdown_timeout: Duration::from_secs(30),
+            web_server_addrs: None,
         }
+    }
+
+    /// Accept TCP connections only from these addresses. Unset, the `FCGI_WEB_SERVER_ADDRS`
+    /// environment variable (comma-separated, as in the FastCGI spec and flup) decides;
+    /// neither set, any peer may connect. Unix sockets are governed by their file mode.
+    pub fn web_server_addrs(mut self, addrs: Vec<IpAddr>) -> Self {
+        self.web_server_addrs = Some(addrs);
+        self
     }
 
     /// The unix socket's permission bits (e.g. `0o660`); unset, the process umask decides.
@@ -204,6 +215,7 @@ impl FcgiServer {
             socket_mode,
             max_concurrency,
             shutdown_timeout,
+            web_server_addrs: None,
         })
     }
 
@@ -248,6 +260,23 @@ impl FcgiServer {
             server: self.clone(),
         })
     }
+}
+
+/// `FCGI_WEB_SERVER_ADDRS`: comma-separated IP addresses; unparsable entries are logged
+/// and left out.
+fn web_server_addrs_from_env() -> Option<Vec<IpAddr>> {
+    let v = std::env::var("FCGI_WEB_SERVER_ADDRS").ok()?;
+    let mut out = Vec::new();
+    for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.parse() {
+            Ok(ip) => out.push(ip),
+            Err(_) => log::warn!(
+                target: TARGET,
+                "FCGI_WEB_SERVER_ADDRS: ignoring '{part}' (not an IP address)"
+            ),
+        }
+    }
+    Some(out)
 }
 
 fn octal(conf: &FactoryConf, key: &str) -> Result<Option<u32>, ConfigError> {
@@ -428,6 +457,12 @@ impl Bound {
             max_conns: limit.unwrap_or(1024),
             max_reqs: limit.unwrap_or(1024),
         });
+        let allowed: Option<Arc<Vec<IpAddr>>> = self
+            .server
+            .web_server_addrs
+            .clone()
+            .or_else(web_server_addrs_from_env)
+            .map(Arc::new);
         let tracker = TaskTracker::new();
         let force = CancellationToken::new();
         let ids = Arc::new(AtomicU64::new(1));
@@ -439,6 +474,7 @@ impl Bound {
                 ctx.shutdown.clone(),
                 force.clone(),
                 ids.clone(),
+                allowed.clone(),
             )
         });
         futures_util::future::join_all(loops).await;
@@ -467,6 +503,7 @@ async fn accept_loop(
     shutdown: CancellationToken,
     force: CancellationToken,
     ids: Arc<AtomicU64>,
+    allowed: Option<Arc<Vec<IpAddr>>>,
 ) {
     loop {
         let accepted = tokio::select! {
@@ -482,7 +519,17 @@ async fn accept_loop(
                         let (r, w) = s.into_split();
                         tracker.spawn(conn::serve_connection(r, w, shared, id, shutdown, force));
                     }
-                    Accepted::Tcp(s) => {
+                    Accepted::Tcp(s, peer) => {
+                        let peer = peer.ip().to_canonical();
+                        if let Some(list) = &allowed {
+                            if !list.iter().any(|a| a.to_canonical() == peer) {
+                                log::warn!(
+                                    target: TARGET,
+                                    "refusing FastCGI connection from {peer} (not in FCGI_WEB_SERVER_ADDRS)"
+                                );
+                                continue;
+                            }
+                        }
                         let _ = s.set_nodelay(true);
                         let (r, w) = s.into_split();
                         tracker.spawn(conn::serve_connection(r, w, shared, id, shutdown, force));
@@ -505,13 +552,13 @@ async fn accept_loop(
 
 enum Accepted {
     Unix(tokio::net::UnixStream),
-    Tcp(tokio::net::TcpStream),
+    Tcp(tokio::net::TcpStream, std::net::SocketAddr),
 }
 
 async fn accept(l: &Listener) -> std::io::Result<Accepted> {
     match l {
         Listener::Unix(l, _) => l.accept().await.map(|(s, _)| Accepted::Unix(s)),
-        Listener::Tcp(l, _) => l.accept().await.map(|(s, _)| Accepted::Tcp(s)),
+        Listener::Tcp(l, _) => l.accept().await.map(|(s, a)| Accepted::Tcp(s, a)),
     }
 }
 
@@ -545,7 +592,10 @@ pub const OPTIONS: &[Opt] = &[
         "socket",
         "unix socket path, relative to the ini's directory; a stale socket is replaced, and it is removed on exit",
     ),
-    Opt::new("umask", "octal; the socket gets mode 777 & ~umask (000 → 777)"),
+    Opt::new(
+        "umask",
+        "octal; the socket gets mode 777 & ~umask (000 → 777). flup parsed it as a decimal int; 000 means the same",
+    ),
     Opt::new("socket_mode", "octal permission bits of the socket (e.g. 660); instead of umask"),
     Opt::new("host", "TCP host to listen on (with 'port'); instead of 'socket'"),
     Opt::new("port", "TCP port to listen on (host defaults to 127.0.0.1)"),
