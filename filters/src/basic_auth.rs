@@ -23,7 +23,7 @@
 //! # let _ = layer;
 //! ```
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -66,6 +66,26 @@ fn stamp_of(path: &Path) -> std::io::Result<Stamp> {
 struct FileState {
     users: Users,
     verified: RwLock<HashSet<[u8; 32]>>,
+    /// One gate per credential being hashed, so that many concurrent first requests with the
+    /// same credentials hash once and the rest find them verified.
+    inflight: Mutex<HashMap<[u8; 32], Arc<Mutex<()>>>>,
+}
+
+impl FileState {
+    fn new(users: Users) -> Arc<Self> {
+        Arc::new(FileState {
+            users,
+            verified: RwLock::new(HashSet::new()),
+            inflight: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn is_verified(&self, digest: &[u8; 32]) -> bool {
+        self.verified
+            .read()
+            .map(|s| s.contains(digest))
+            .unwrap_or(false)
+    }
 }
 
 struct FileSource {
@@ -115,14 +135,32 @@ pub struct SlowCheck {
 impl SlowCheck {
     /// Compute the hash; a success is remembered for this version of the file.
     pub fn run(self) -> bool {
-        let ok = self.state.users.verify(&self.user, &self.password);
-        if ok {
-            if let Ok(mut set) = self.state.verified.write() {
-                if set.len() >= CACHE_CAPACITY {
-                    set.clear();
+        let st = &self.state;
+        let gate = {
+            let mut m = st.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(m.entry(self.digest).or_default())
+        };
+        let ok = {
+            let _g = gate.lock().unwrap_or_else(|p| p.into_inner());
+            if st.is_verified(&self.digest) {
+                true
+            } else {
+                let ok = st.users.verify(&self.user, &self.password);
+                if ok {
+                    if let Ok(mut set) = st.verified.write() {
+                        if set.len() >= CACHE_CAPACITY {
+                            set.clear();
+                        }
+                        set.insert(self.digest);
+                    }
                 }
-                set.insert(self.digest);
+                ok
             }
+        };
+        let mut m = st.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        // the map's reference and ours: nobody else is waiting at this gate
+        if Arc::strong_count(&gate) <= 2 {
+            m.remove(&self.digest);
         }
         ok
     }
@@ -145,10 +183,7 @@ impl CredentialStore {
                 let users = Users::load(&path)?;
                 Some(FileSource {
                     path,
-                    state: RwLock::new(Arc::new(FileState {
-                        users,
-                        verified: RwLock::new(HashSet::new()),
-                    })),
+                    state: RwLock::new(FileState::new(users)),
                     seen: Mutex::new(stamp),
                     next_check: AtomicU64::new(1000),
                     epoch: Instant::now(),
@@ -195,12 +230,7 @@ impl CredentialStore {
             };
         }
         let digest = self.digest(user, password);
-        if state
-            .verified
-            .read()
-            .map(|s| s.contains(&digest))
-            .unwrap_or(false)
-        {
+        if state.is_verified(&digest) {
             return Check::Accept;
         }
         Check::Slow(SlowCheck {
@@ -267,10 +297,7 @@ impl FileSource {
             Ok(users) => {
                 log::info!(target: LOG_TARGET, "re-read htpasswd file {} ({} users)",
                     self.path.display(), users.len());
-                let fresh = Arc::new(FileState {
-                    users,
-                    verified: RwLock::new(HashSet::new()),
-                });
+                let fresh = FileState::new(users);
                 if let Ok(mut st) = self.state.write() {
                     *st = fresh;
                 }
@@ -662,6 +689,35 @@ mod tests {
             l.shared.store.check("alice", b"nope"),
             Check::Slow(_)
         ));
+    }
+
+    #[test]
+    fn concurrent_slow_checks_hash_once_and_clean_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("htpasswd");
+        std::fs::write(&path, BCRYPT_ALICE).unwrap();
+        let store = Arc::new(CredentialStore::new(Users::new(), Some(path)).unwrap());
+        let checks: Vec<SlowCheck> = (0..4)
+            .map(|_| match store.check("alice", b"secret") {
+                Check::Slow(s) => s,
+                _ => panic!("expected a slow check"),
+            })
+            .collect();
+        let state = Arc::clone(&checks[0].state);
+        let handles: Vec<_> = checks
+            .into_iter()
+            .map(|c| std::thread::spawn(move || c.run()))
+            .collect();
+        for h in handles {
+            assert!(h.join().unwrap());
+        }
+        assert!(state.inflight.lock().unwrap().is_empty());
+        assert!(matches!(store.check("alice", b"secret"), Check::Accept));
+        match store.check("alice", b"bad") {
+            Check::Slow(s) => assert!(!s.run()),
+            _ => panic!("expected a slow check"),
+        }
+        assert!(state.inflight.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -63,6 +63,41 @@ pub(crate) fn get_seconds(
 }
 
 #[cfg(test)]
+mod tests {
+    use crate::registry::{registry, Kind};
+
+    #[test]
+    fn every_egg_resolves_to_a_filter() {
+        registry().check().unwrap();
+        for egg in [
+            "Paste#translogger",
+            "mapproxy-serve#access_log",
+            "Paste#auth_basic",
+            "mapproxy_serve#basic_auth",
+            "PasteDeploy#prefix",
+            "mapproxy-serve#proxy_headers",
+            "Paste#gzip",
+            "mapproxy-serve#compress",
+            "Paste#errorcatcher",
+            "mapproxy-serve#error_catcher",
+            "mapproxy-serve#cors",
+            "mapproxy-serve#body_limit",
+            "mapproxy-serve#timeout",
+            "mapproxy-serve#headers",
+            "mapproxy-serve#request_id",
+        ] {
+            let f = registry()
+                .find(egg)
+                .unwrap_or_else(|| panic!("{egg} not registered"));
+            assert_eq!(f.kind(), Kind::Filter, "{egg}");
+            assert!(!f.summary.is_empty() && !f.options.is_empty(), "{egg}");
+        }
+        let f = registry().find("Paste#errorcatcher").unwrap();
+        assert!(f.ignores_option("smtp_server"));
+    }
+}
+
+#[cfg(test)]
 pub(crate) mod test_util {
     use std::convert::Infallible;
 
