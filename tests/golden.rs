@@ -60,10 +60,17 @@ fn golden_inspect() {
         let stem = ini.with_extension("");
         match out.status.code() {
             Some(0) => {
+                if update {
+                    let _ = std::fs::remove_file(stem.with_extension("err"));
+                }
                 compare(&stem.with_extension("json"), &stdout, update, &mut failures);
                 compare(&stem.with_extension("warn"), &stderr, update, &mut failures);
             }
             Some(2) => {
+                if update {
+                    let _ = std::fs::remove_file(stem.with_extension("json"));
+                    let _ = std::fs::remove_file(stem.with_extension("warn"));
+                }
                 assert!(stdout.is_empty(), "{name}: stdout on error: {stdout}");
                 compare(&stem.with_extension("err"), &stderr, update, &mut failures);
                 // Every configuration error names the file and a line.

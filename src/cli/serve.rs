@@ -30,7 +30,10 @@ pub(crate) fn logging_config(
     d: &Deployment,
     vars: &IndexMap<String, String>,
 ) -> Result<Option<LoggingConfig>, ConfigErrors> {
-    let v = Vars { overrides: vars.clone(), fallbacks: IndexMap::new() };
+    let v = Vars {
+        overrides: vars.clone(),
+        fallbacks: IndexMap::new(),
+    };
     LoggingConfig::from_ini(&d.config, &v)
 }
 
@@ -232,7 +235,9 @@ pub(super) fn run(args: ServeArgs) -> i32 {
             return EXIT_CONFIG;
         }
     };
-    let verbosity = (args.verbose as i8).saturating_sub(args.quiet as i8).max(if args.debug { 1 } else { i8::MIN });
+    let verbosity = (args.verbose as i8)
+        .saturating_sub(args.quiet as i8)
+        .max(if args.debug { 1 } else { i8::MIN });
     let log = crate::logging::init(verbosity);
     let built = match build(&args, &vars) {
         Ok(b) => b,

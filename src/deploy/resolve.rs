@@ -203,7 +203,7 @@ impl Loader {
                 let path = path.replace('\\', "/");
                 let path = percent_encoding::percent_decode_str(&path).decode_utf8_lossy().into_owned();
                 let p = Path::new(&path);
-                let full = if p.is_absolute() { p.to_path_buf() } else { relative_to.join(p) };
+                let full = normalize_lexically(&if p.is_absolute() { p.to_path_buf() } else { relative_to.join(p) });
                 let file = self.file(&full).map_err(|e| match from {
                     Some(l) => ConfigErrors(
                         e.0.into_iter()
@@ -451,17 +451,19 @@ impl Loader {
         if let Some(f) = gconf.get("__file__") {
             ctx.global.insert("__file__".into(), f.clone());
         }
-        let mut uses = vec![match &ctx.location {
-            Some(l) if l.section.is_some() => format!(
-                "[{}] ({}:{})",
-                l.section.as_deref().unwrap_or(""),
-                l.file.display(),
-                l.line
-            ),
-            _ => use_v.value.clone(),
-        }];
-        uses.extend(ctx.uses);
-        ctx.uses = uses;
+        // The chain of sections passed through (an egg shows in the node's own `egg`).
+        let used_a_section = !use_v.value.to_ascii_lowercase().starts_with("egg:");
+        if used_a_section {
+            if let Some(l) = &ctx.location {
+                let entry = format!(
+                    "[{}] ({}:{})",
+                    l.section.as_deref().unwrap_or(""),
+                    l.file.display(),
+                    l.line
+                );
+                ctx.uses.insert(0, entry);
+            }
+        }
         ctx.location = Some(file.location(section));
         ctx.loader_file = Some(file.clone());
         ctx.name = name.to_string();
