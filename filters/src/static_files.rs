@@ -16,13 +16,15 @@
 //!   the whole file), `If-Range`, `HEAD` without body, `cache_max_age` → `Cache-Control`;
 //! - other methods get 405 with `Allow: GET, HEAD`.
 //!
-//! Speed: files up to [`StaticFilesBuilder::max_cached_file_size`] (64 KiB by default) are kept
-//! in memory with their headers, keyed by the normalized request path, within a total budget.
-//! A hit is a hash lookup and a `Bytes` clone. An entry is revalidated (path resolved again and
-//! `stat`ed) when it is older than [`StaticFilesBuilder::revalidate_after`] (1 s by default), so
-//! a changed file is seen within that time. Larger files are streamed in 256 KiB chunks read on
-//! the blocking pool. Lookups on a miss (`realpath`, `open`, small `read`) run inline, like a
-//! web server's worker does: the document root is expected on a local file system.
+//! Speed: files up to [`StaticFilesBuilder::max_cached_file_size`] (1 MiB by default) are kept
+//! in memory with their ready-made headers, keyed by the normalized request path, within a
+//! total budget ([`StaticFilesBuilder::cache_budget`], 64 MiB). A hit is a hash lookup and a
+//! `Bytes` clone. An entry is revalidated (path resolved again and `stat`ed) when it is older
+//! than [`StaticFilesBuilder::revalidate_after`] (1 s by default), so a changed file is seen
+//! within that time. Files up to 64 KiB are read on the request's thread when first asked for
+//! (like a web server's worker does: the document root is expected on a local file system);
+//! larger cacheable ones stream the first time while the blocking pool loads them. Files
+//! above the limit are streamed in 256 KiB chunks read on the blocking pool.
 //!
 //! ```no_run
 //! use mapproxy_serve_filters::static_files::StaticFiles;
@@ -55,6 +57,9 @@ use http::{Method, Request, Response, StatusCode};
 use http_body::{Frame, SizeHint};
 
 const LOG: &str = "mapproxy_serve.static";
+/// Cached files up to this size are read on the request's own thread; larger cacheable ones
+/// are loaded on the blocking pool while the first response streams.
+const INLINE_READ_MAX: u64 = 64 * 1024;
 /// Read size for streamed (large) files.
 const CHUNK: usize = 256 * 1024;
 /// The most entries the memory cache holds.
@@ -78,7 +83,9 @@ impl StaticFilesBuilder {
         self
     }
 
-    /// Files up to this size are kept in memory (default 64 KiB; 0 disables the memory cache).
+    /// Files up to this size are kept in memory (default 1 MiB; 0 disables the memory cache).
+    /// Up to 64 KiB they are read when first asked for; larger ones stream the first time
+    /// while the blocking pool loads them for the next requests.
     pub fn max_cached_file_size(mut self, bytes: u64) -> Self {
         self.max_cached_file_size = bytes;
         self
@@ -238,7 +245,7 @@ impl StaticFiles {
         StaticFilesBuilder {
             root: root.as_ref().to_path_buf(),
             cache_max_age: None,
-            max_cached_file_size: 64 * 1024,
+            max_cached_file_size: 1024 * 1024,
             cache_budget: 64 * 1024 * 1024,
             revalidate_after: Duration::from_secs(1),
             chunk_size: CHUNK,
@@ -317,26 +324,59 @@ impl StaticFiles {
         if let Some(e) = stale {
             if e.path == path && e.stamp == stamp {
                 e.checked_ms.store(now, Ordering::Relaxed);
+                if e.body.is_none() && stamp.len <= self.inner.max_cached_file_size {
+                    self.spawn_load(key, path, stamp);
+                }
                 return Ok(Lookup::Entry(e));
             }
         }
-        let body = if stamp.len <= self.inner.max_cached_file_size {
-            let mut f = File::open(&path)?;
-            let cap = usize::try_from(stamp.len).unwrap_or(0);
-            let mut buf = Vec::with_capacity(cap);
-            f.read_to_end(&mut buf)?;
-            // The file may have changed between stat and read: take what the handle says.
-            let stamp2 = Stamp::of(&f.metadata()?);
-            if stamp2 != stamp || buf.len() as u64 != stamp.len {
-                return Err(io::Error::other("file changed while being read"));
-            }
-            Some(Bytes::from(buf))
+        let cacheable = stamp.len <= self.inner.max_cached_file_size;
+        let mut load_later = false;
+        let body = if cacheable && stamp.len <= INLINE_READ_MAX {
+            Some(read_whole(&path, stamp)?)
         } else {
+            load_later = cacheable;
             None
         };
-        let entry = Arc::new(Entry::new(path, stamp, body, now));
+        let entry = Arc::new(Entry::new(path.clone(), stamp, body, now));
         self.remember(key, entry.clone());
+        if load_later {
+            self.spawn_load(key, path, stamp);
+        }
         Ok(Lookup::Entry(entry))
+    }
+
+    /// This response streams; the body is loaded for later ones on the blocking pool (a big
+    /// read never blocks a runtime thread).
+    fn spawn_load(&self, key: &[u8], path: PathBuf, stamp: Stamp) {
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let this = self.clone();
+            let key = key.to_vec();
+            rt.spawn_blocking(move || this.load_body(&key, path, stamp));
+        }
+    }
+
+    /// Put the contents of a mid-size file into the cache, if its entry is still current.
+    fn load_body(&self, key: &[u8], path: PathBuf, stamp: Stamp) {
+        let bytes = match read_whole(&path, stamp) {
+            Ok(b) => b,
+            Err(e) => {
+                log::debug!(target: LOG, "{}: {e}", path.display());
+                return;
+            }
+        };
+        let current = self
+            .inner
+            .cache
+            .read()
+            .ok()
+            .and_then(|c| c.get(key).cloned());
+        if let Some(cur) = current {
+            if cur.path == path && cur.stamp == stamp && cur.body.is_none() {
+                let now = cur.checked_ms.load(Ordering::Relaxed);
+                self.remember(key, Arc::new(Entry::new(path, stamp, Some(bytes), now)));
+            }
+        }
     }
 
     fn remember(&self, key: &[u8], entry: Arc<Entry>) {
@@ -444,6 +484,18 @@ impl StaticFiles {
             self.forget(&key);
         }
     }
+}
+
+/// Read a whole file that must still be the version `stamp` describes.
+fn read_whole(path: &Path, stamp: Stamp) -> io::Result<Bytes> {
+    let mut f = File::open(path)?;
+    let mut buf = Vec::with_capacity(usize::try_from(stamp.len).unwrap_or(0));
+    f.read_to_end(&mut buf)?;
+    // The file may have changed between stat and read: trust only an unchanged handle.
+    if Stamp::of(&f.metadata()?) != stamp || buf.len() as u64 != stamp.len {
+        return Err(io::Error::other("file changed while being read"));
+    }
+    Ok(Bytes::from(buf))
 }
 
 enum Lookup {
@@ -1056,15 +1108,44 @@ mod tests {
             .insert("if-range", HeaderValue::from_static("\"old\""));
         assert_eq!(s.respond(&req).status(), StatusCode::OK);
 
-        // The large file is streamed in chunks; whole and a range across chunk borders.
+        // A file above the cache limit is streamed in chunks; whole and a range across
+        // chunk borders.
+        let s = StaticFiles::builder(tmp.path().join("root"))
+            .max_cached_file_size(100_000)
+            .chunk_size(4096)
+            .build()
+            .unwrap();
         let expect: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
         let res = s.respond(&get("/big.bin"));
+        assert_eq!(format!("{:?}", res.body()), "StaticBody { kind: \"file\" }");
         assert_eq!(res.headers()["content-length"], "1000000");
         assert_eq!(res.headers()["content-type"], "application/octet-stream");
         assert_eq!(body(res).await, expect);
         let res = ranged(&s, "/big.bin", "bytes=262000-600000");
         assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
         assert_eq!(body(res).await, &expect[262000..=600000]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn mid_size_files_stream_first_then_come_from_memory() {
+        let tmp = fixture();
+        let s = StaticFiles::new(tmp.path().join("root")).unwrap();
+        let expect: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+        let res = s.respond(&get("/big.bin"));
+        assert_eq!(format!("{:?}", res.body()), "StaticBody { kind: \"file\" }");
+        assert_eq!(body(res).await, expect);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let res = s.respond(&get("/big.bin"));
+            if format!("{:?}", res.body()) == "StaticBody { kind: \"full\" }" {
+                assert_eq!(body(res).await, expect);
+                break;
+            }
+            assert!(Instant::now() < deadline, "never loaded into memory");
+            tokio::task::yield_now().await;
+        }
+        let res = ranged(&s, "/big.bin", "bytes=10-19");
+        assert_eq!(body(res).await, &expect[10..20]);
     }
 
     #[tokio::test]
