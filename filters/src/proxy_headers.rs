@@ -46,7 +46,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use http::header::{HeaderMap, HeaderName};
-use http::uri::{Authority, PathAndQuery, Uri};
+use http::uri::{Authority, PathAndQuery};
 use http::{Request, Response};
 use ipnet::IpNet;
 use pin_project_lite::pin_project;
@@ -226,18 +226,8 @@ fn strip_segment_prefix<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
 }
 
 fn set_path<B>(req: &mut Request<B>, path: &str) {
-    let pq = match req.uri().query() {
-        Some(q) => format!("{path}?{q}"),
-        None => path.to_string(),
-    };
-    let Ok(pq) = pq.parse::<PathAndQuery>() else {
-        return;
-    };
-    let mut parts = req.uri().clone().into_parts();
-    parts.path_and_query = Some(pq);
-    if let Ok(uri) = Uri::from_parts(parts) {
-        *req.uri_mut() = uri;
-    }
+    // PATH_INFO "" (exactly the prefix) is kept distinct from "/" (see environ::path_info).
+    let _ = crate::environ::set_path_info(req, path);
 }
 
 /// The first value of a comma-separated header (all lines joined), trimmed.

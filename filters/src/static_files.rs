@@ -273,7 +273,8 @@ impl StaticFiles {
                 return res;
             }
         };
-        let path_info = req.uri().path();
+        // PATH_INFO "" (a mount requested without its trailing slash) gets Paste's 301.
+        let path_info = crate::environ::path_info(req);
         if path_info.is_empty() {
             return add_slash(req);
         }
@@ -610,7 +611,7 @@ fn not_found() -> Response<StaticBody> {
 /// 301 to the public URL of the request plus `/` (Paste's `add_slash`; query kept).
 fn add_slash<B>(req: &Request<B>) -> Response<StaticBody> {
     let mut url = crate::environ::script_url(req);
-    url.push_str(req.uri().path());
+    url.push_str(crate::environ::path_info(req));
     url.push('/');
     if let Some(q) = req.uri().query() {
         url.push('?');
@@ -947,8 +948,10 @@ mod tests {
 
         // '' → 301 to URL + '/'
         let mut req = get("/");
-        *req.uri_mut() = http::Uri::from_static("example.org");
-        assert_eq!(req.uri().path(), "");
+        req.headers_mut()
+            .insert("host", HeaderValue::from_static("example.org"));
+        crate::environ::set_path_info(&mut req, "").unwrap();
+        assert_eq!(crate::environ::path_info(&req), "");
         req.extensions_mut()
             .insert(crate::environ::MountPath("/static".into()));
         let res = s.respond(&req);

@@ -60,6 +60,8 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
         }
 
         let (mut parts, incoming) = req.into_parts();
+        let exact_prefix =
+            !settings.url_prefix.is_empty() && parts.uri.path() == settings.url_prefix;
         let mount = match strip_prefix(&settings.url_prefix, &parts.uri) {
             Some((mount, uri)) => {
                 parts.uri = uri;
@@ -97,6 +99,10 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
             host,
         });
         ext.insert(MountPath(mount));
+        if exact_prefix {
+            // PATH_INFO "" (the prefix without a trailing slash), distinct from "/".
+            ext.insert(crate::environ::EmptyPathInfo);
+        }
 
         let hit = Arc::new(AtomicBool::new(false));
         let wait = BodyWait::new(self.conn.clone());
