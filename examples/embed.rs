@@ -18,7 +18,10 @@ use mapproxy_serve::environ::{PeerAddr, RemoteAddr};
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let ini = args.next().unwrap_or_else(|| "ini/develop.ini".into());
-    let addr: SocketAddr = args.next().unwrap_or_else(|| "127.0.0.1:8081".into()).parse()?;
+    let addr: SocketAddr = args
+        .next()
+        .unwrap_or_else(|| "127.0.0.1:8081".into())
+        .parse()?;
 
     // Paste's loadapp: `[app:main]` (or the pipeline/composite named main) of the file.
     // Command-line style values go in the map: they win over [DEFAULT] in %(name)s.

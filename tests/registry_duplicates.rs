@@ -7,12 +7,22 @@ use mapproxy_serve::register_factory;
 use mapproxy_serve::registry::{registry, Build, Factory};
 
 fn one(_: &FactoryConf) -> Result<App, ConfigErrors> {
-    Ok(app_fn(|_req| async { text_response(http::StatusCode::OK, "text/plain", "one") }))
+    Ok(app_fn(|_req| async {
+        text_response(http::StatusCode::OK, "text/plain", "one")
+    }))
 }
 
 // Same dist under another spelling (Python's rule: case and -/_/. do not matter).
-register_factory!(Factory { eggs: &["Dup-Dist#thing"], build: Build::App(one), ..Factory::DEFAULT });
-register_factory!(Factory { eggs: &["dup_dist#thing"], build: Build::App(one), ..Factory::DEFAULT });
+register_factory!(Factory {
+    eggs: &["Dup-Dist#thing"],
+    build: Build::App(one),
+    ..Factory::DEFAULT
+});
+register_factory!(Factory {
+    eggs: &["dup_dist#thing"],
+    build: Build::App(one),
+    ..Factory::DEFAULT
+});
 
 #[test]
 fn duplicate_egg_names_fail_at_start_up() {

@@ -57,6 +57,8 @@ struct Built {
 
 fn build(args: &ServeArgs, vars: &IndexMap<String, String>) -> Result<Built, ConfigErrors> {
     let uri = args.config_uri.clone().unwrap_or_default();
+    // Filters built below may ask for console handlers (Paste's translogger); start afresh.
+    crate::logging::clear_console_requests();
     let d = Deployment::resolve(
         &uri,
         args.app_name.as_deref(),

@@ -7,13 +7,12 @@
 //!   (fields: see `mapproxy_serve_filters::access_log`).
 //! - `logging_level`: the level of the lines, a name (`INFO`, `WARNING`) or a number (20);
 //!   default INFO.
-//! - `setup_console_handler` (default true): when the logging configuration would not take a
-//!   line (no logging set up, or the logger not enabled at that level), it is printed to
-//!   stderr instead, like Paste's console handler. With `false` such lines are dropped.
-//!   (Paste prints to the console *and* to handlers configured for the logger; here a line
-//!   goes to one or the other.)
-//! - `set_logger_level`: a level name or number; lines below it are dropped (Paste sets the
-//!   logger's level; the logging configuration itself is not changed here).
+//! - `setup_console_handler` (default true): as in Paste, the logger gets a handler printing
+//!   the bare line on stderr and stops propagating (so with logging sections configuring the
+//!   logger, lines go to its handlers *and* the console; set it to `false` then). Outside the
+//!   `mapproxy-serve` command (no logging installed), lines are printed on stderr.
+//! - `set_logger_level`: a level name or number, the logger's level (Paste's default: DEBUG,
+//!   applied with `setup_console_handler`); lines below it are dropped.
 //!
 //! ```ini
 //! [filter:translogger]
@@ -114,6 +113,9 @@ pub fn build(conf: &FactoryConf) -> Result<Filter, ConfigErrors> {
         return Err(errs);
     };
     errs.into_result(())?;
+    if console {
+        crate::logging::request_console_handler(&logger, min.unwrap_or(10));
+    }
     let sink: Arc<dyn AccessLogSink> = match min {
         Some(min) if level < min => Arc::new(DiscardSink),
         _ => Arc::new(LogSink::new(logger, log_level(level)).console_fallback(console)),

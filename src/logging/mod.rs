@@ -169,6 +169,29 @@ pub(crate) mod level {
     }
 }
 
+/// Loggers that asked for a console handler, as Paste's translogger does with
+/// `setup_console_handler = true`: a `%(message)s` handler on stderr, `propagate = 0`, and the
+/// logger's level (`set_logger_level`, DEBUG by default). Applied on top of whichever
+/// configuration [`LogHandle::apply`] installs next.
+static CONSOLE_REQUESTS: std::sync::Mutex<Vec<(String, u32)>> = std::sync::Mutex::new(Vec::new());
+
+/// Ask for Paste's translogger console handler on `logger` with the logger's level set to
+/// `level` (a Python level number). Takes effect at the next [`LogHandle::apply`]; a build that
+/// starts afresh (a reload) calls [`clear_console_requests`] first.
+pub fn request_console_handler(logger: &str, level: u32) {
+    let mut r = CONSOLE_REQUESTS.lock().unwrap_or_else(|e| e.into_inner());
+    r.retain(|(n, _)| n != logger);
+    r.push((logger.to_string(), level));
+}
+
+/// Forget every [`request_console_handler`] (before building a new composition).
+pub fn clear_console_requests() {
+    CONSOLE_REQUESTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clear();
+}
+
 /// Where a handler writes.
 #[derive(Debug)]
 enum Sink {
@@ -308,6 +331,39 @@ impl Runtime {
             .map(|l| (l.name.clone(), node(l)))
             .collect();
         Ok(Runtime::new(root, nodes, handlers))
+    }
+
+    /// Add Paste's translogger console handlers (see [`request_console_handler`]).
+    fn with_console_handlers(self, requests: &[(String, u32)]) -> Runtime {
+        if requests.is_empty() {
+            return self;
+        }
+        let Runtime {
+            root,
+            mut nodes,
+            mut handlers,
+            ..
+        } = self;
+        for (name, lvl) in requests {
+            let Ok(formatter) = Formatter::new(Some("%(message)s"), None) else {
+                continue;
+            };
+            let h = Arc::new(Handler {
+                level: 0,
+                formatter,
+                sink: Sink::Stderr,
+            });
+            handlers.push(h.clone());
+            let node = nodes.entry(name.clone()).or_insert_with(|| Node {
+                level: 0,
+                handlers: Vec::new(),
+                propagate: true,
+            });
+            node.handlers.push(h);
+            node.propagate = false;
+            node.level = *lvl;
+        }
+        Runtime::new(root, nodes, handlers)
     }
 
     /// The configured loggers from `name` up to the root.
@@ -488,6 +544,11 @@ impl LogHandle {
             Some(c) => Runtime::build(c)?,
             None => Runtime::default_for(self.verbosity),
         };
+        let requests = CONSOLE_REQUESTS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let rt = rt.with_console_handlers(&requests);
         let max = rt.max;
         let old = global().current.swap(Arc::new(rt));
         log::set_max_level(max);
@@ -505,6 +566,20 @@ impl LogHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn translogger_console_handler_overlays_any_configuration() {
+        let rt =
+            Runtime::default_for(-1).with_console_handlers(&[("wsgi".to_string(), level::DEBUG)]);
+        let node = rt.nodes.get("wsgi").expect("wsgi logger added");
+        assert!(!node.propagate, "Paste sets propagate = False");
+        assert_eq!(node.level, level::DEBUG);
+        assert_eq!(node.handlers.len(), 1);
+        // The root stays at WARNING (-q), yet wsgi's INFO lines pass.
+        assert_eq!(rt.effective("wsgi"), level::DEBUG);
+        assert_eq!(rt.effective("other"), level::WARNING);
+        assert_eq!(rt.max, log::LevelFilter::Debug);
+    }
 
     #[test]
     fn default_format_is_valid() {
