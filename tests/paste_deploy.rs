@@ -839,3 +839,101 @@ fn percent_in_here_still_works() {
 
 #[allow(dead_code)]
 fn unused(_: ConfigErrors, _: Infallible, _: FactoryConf) {}
+
+// ---- 39, 46, 47, 50 with the built-in apps ----------------------------------------------
+
+#[tokio::test]
+async fn case39_gzip() {
+    use std::io::Read;
+    let app = load("gzip.ini", None);
+    let req = Request::builder()
+        .uri("/")
+        .header("accept-encoding", "gzip")
+        .body(empty_body())
+        .unwrap();
+    let res = app
+        .clone()
+        .oneshot(req)
+        .await
+        .unwrap_or_else(|e| match e {});
+    assert_eq!(res.headers()["content-encoding"], "gzip");
+    assert_eq!(
+        res.headers()["vary"],
+        "accept-encoding",
+        "Paste sends no Vary: a deliberate fix"
+    );
+    let len = res.headers().get("content-length").cloned();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    if let Some(len) = len {
+        assert_eq!(
+            len.to_str().unwrap(),
+            body.len().to_string(),
+            "Content-Length is the compressed size"
+        );
+    }
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&body[..])
+        .read_to_string(&mut text)
+        .unwrap();
+    assert!(text.starts_with("<html><body>hello"), "{text}");
+    // HEAD: not compressed (the server never sends a HEAD body).
+    let req = Request::builder()
+        .method("HEAD")
+        .uri("/")
+        .header("accept-encoding", "gzip")
+        .body(empty_body())
+        .unwrap();
+    let res = app.oneshot(req).await.unwrap_or_else(|e| match e {});
+    assert!(res.headers().get("content-encoding").is_none());
+}
+
+#[test]
+fn case46_http_urlmap_keys_cannot_be_written() {
+    // ConfigParser splits `http://example.org/ = app` at the first ':': key `http`.
+    let e = err_of(deploy::load_app(&uri("urlmap_http_key.ini"), None, &none()));
+    assert!(
+        e.starts_with(&format!(
+            "{}:3: [composite:main] key 'http': a mount path must start with /",
+            file_of("urlmap_http_key.ini")
+        )),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn case47_mixed_case_domains_match() {
+    // Paste never matches a domain key with capitals; mapproxy-serve compares hosts
+    // case-insensitively (DESIGN §5).
+    let app = load("urlmap_mixed_case.ini", None);
+    let req = Request::builder()
+        .uri("/x")
+        .header("host", "maps.example.org")
+        .body(empty_body())
+        .unwrap();
+    assert_eq!(
+        call(&app, req).await,
+        (StatusCode::OK, "matched".to_string())
+    );
+}
+
+#[test]
+fn case50_logging_sees_command_line_values() {
+    // paster serve did not pass command-line values to fileConfig; mapproxy-serve does.
+    let tmp = tempfile::tempdir().unwrap();
+    let file = mapproxy_serve::ini::IniFile::read(&dir().join("logging_vars.ini")).unwrap();
+    let v = mapproxy_serve::ini::Vars {
+        overrides: vars(&[("logdir", &tmp.path().display().to_string())]),
+        ..Default::default()
+    };
+    let cfg = mapproxy_serve::logging::LoggingConfig::from_ini(&file, &v)
+        .unwrap()
+        .expect("has [loggers]");
+    assert_eq!(cfg.files(), [tmp.path().join("app.log")]);
+    let e = mapproxy_serve::logging::LoggingConfig::from_ini(&file, &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("logging_vars.ini:19: [handler_file]") && e.contains("logdir"),
+        "{e}"
+    );
+}
