@@ -266,7 +266,7 @@ impl StaticFiles {
                 return res;
             }
         };
-        let path_info = req.uri().path();
+        let path_info = crate::environ::path_info(req);
         if path_info.is_empty() {
             return add_slash(req);
         }
@@ -558,7 +558,7 @@ fn not_found() -> Response<StaticBody> {
 /// 301 to the public URL of the request plus `/` (Paste's `add_slash`; query kept).
 fn add_slash<B>(req: &Request<B>) -> Response<StaticBody> {
     let mut url = crate::environ::script_url(req);
-    url.push_str(req.uri().path());
+    url.push_str(crate::environ::path_info(req));
     url.push('/');
     if let Some(q) = req.uri().query() {
         url.push('?');
