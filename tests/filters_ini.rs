@@ -198,6 +198,42 @@ async fn access_log_goes_to_stderr_without_logging_sections() {
 }
 
 #[tokio::test]
+async fn access_log_options_format_logger_name_and_console() {
+    let dir = tmp();
+    let s = serve(
+        dir.path(),
+        "[composite:main]\nuse = egg:Paste#urlmap\n/custom = custom\n/quiet = quiet\n\
+         [pipeline:custom]\npipeline = customlog text\n\
+         [pipeline:quiet]\npipeline = quietlog text\n\
+         [filter:customlog]\nuse = egg:Paste#translogger\nlogger_name = access.custom\n\
+         logging_level = WARNING\n\
+         format = %%(REMOTE_ADDR)s %%(REQUEST_METHOD)s %%(REQUEST_URI)s %%(status)s %%(bytes)s \
+         %%(HTTP_X_TAG)s\n\
+         [filter:quietlog]\nuse = egg:Paste#translogger\nlogging_level = DEBUG\n\
+         setup_console_handler = false\n\
+         [app:text]\nuse = egg:mapproxy-serve#text\nbody = 12345\n",
+    );
+    // DEBUG lines are below the default logging's level, and not printed instead
+    assert_eq!(get(s.addr, "/quiet/x", &[]).await.status, 200);
+    for tag in ["first", "second"] {
+        let r = get(s.addr, "/custom/x?y", &[("x-tag", tag)]).await;
+        assert_eq!(r.text(), "12345");
+    }
+    let line = s.wait_stderr_line(|l| l.ends_with(" second"));
+    assert!(
+        // the default console format has %(levelname)-5.5s, as in Paste's templates
+        line.ends_with(" WARNI [access.custom] 127.0.0.1 GET /custom/x?y 200 5 second"),
+        "{line}"
+    );
+    let err = s.stderr();
+    assert!(
+        err.contains("127.0.0.1 GET /custom/x?y 200 5 first"),
+        "{err}"
+    );
+    assert!(!err.contains("/quiet/x"), "{err}");
+}
+
+#[tokio::test]
 async fn access_log_goes_to_a_file_with_logging_sections() {
     let dir = tmp();
     let s = serve(
@@ -320,8 +356,6 @@ async fn basic_auth_users_and_htpasswd_reread_without_restart() {
         .await;
         assert_eq!(ok.status, 200, "{user}");
         assert_eq!(ok.json()["remote_user"], user);
-        // the credentials do not reach the app... they do: Paste passes them; only the user
-        // matters here
         let bad = get(
             s.addr,
             "/file/x",
@@ -863,7 +897,7 @@ async fn cascade_urlmap_echo_text() {
         dir.path(),
         "[DEFAULT]\nshared = from-default\n\
          [composite:main]\nuse = egg:Paste#urlmap\n/ = home\n/c = cascade\n/echo = echo\n\
-         domain Other.Test /echo = other\nnot_found_app = nf\n\
+         domain Other.Test /echo = other\n\
          [composite:cascade]\nuse = egg:Paste#cascade\napp1 = files\napp2 = forbidden\napp3 = fallback\n\
          catch = 404 403\n\
          [app:files]\nuse = egg:Paste#static\ndocument_root = %(here)s/root\n\
@@ -871,8 +905,7 @@ async fn cascade_urlmap_echo_text() {
          [app:fallback]\nuse = egg:mapproxy-serve#text\nbody = fallback\n\
          [app:home]\nuse = egg:mapproxy-serve#text\n\
          [app:echo]\nuse = egg:mapproxy-serve#echo\nlocal = mine\n\
-         [app:other]\nuse = egg:mapproxy-serve#text\nbody = other host\ncontent_type = text/x-other\n\
-         [app:nf]\nuse = egg:mapproxy-serve#text\nstatus = 404\nbody = custom not found\n",
+         [app:other]\nuse = egg:mapproxy-serve#text\nbody = other host\ncontent_type = text/x-other\n",
     );
     // text defaults
     let r = get(s.addr, "/anything?x", &[]).await;
@@ -902,8 +935,7 @@ async fn cascade_urlmap_echo_text() {
         v["global_conf"]["here"],
         dir.path().to_str().unwrap_or_default()
     );
-    // a urlmap with no "/" mount uses not_found_app; here "/" is mounted, so check it on a
-    // host-only miss instead: paths under / always match
+    // the mount itself without a slash: PATH_INFO ""
     let r = get(s.addr, "/echo", &[]).await;
     assert_eq!(r.json()["path_info"], "");
 }
