@@ -27,9 +27,12 @@ fn serve(ini: &str) -> (Server, String) {
     let stderr = child.stderr.take().expect("stderr");
     let server = Server(child);
     // Lines until "serving on" (the process exits, closing stderr, if it cannot start).
-    for line in BufReader::new(stderr).lines().take(100) {
-        let line = line.expect("stderr line");
+    let mut lines = BufReader::new(stderr).lines();
+    for _ in 0..100 {
+        let Some(Ok(line)) = lines.next() else { break };
         if let Some(addr) = line.strip_prefix("serving on http://") {
+            // keep reading its stderr (log lines), so that its writes never fail
+            std::thread::spawn(move || lines.for_each(drop));
             return (server, addr.trim().to_string());
         }
         eprintln!("{line}");
