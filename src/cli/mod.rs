@@ -136,6 +136,20 @@ enum Command {
     },
 }
 
+/// `println!` that ignores a closed stdout (`mapproxy-serve list-factories | head`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `print!` that ignores a closed stdout.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// Exit status for configuration and usage errors.
 pub const EXIT_CONFIG: i32 = 2;
 
@@ -283,15 +297,15 @@ fn inspect(uri: &str, vars: &[String], json: bool, app_name: Option<&str>) -> i3
             "server": d.server.as_ref().map(|s| s.to_json()),
             "files": d.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
-        print!("{}", d.app.to_text());
+        out!("{}", d.app.to_text());
         if let Some(s) = &d.server {
-            print!("{}", s.to_text());
+            out!("{}", s.to_text());
         }
-        println!("files read:");
+        outln!("files read:");
         for f in &d.files {
-            println!("  {}", f.display());
+            outln!("  {}", f.display());
         }
     }
     0
@@ -305,18 +319,18 @@ fn appconfig(uri: &str, vars: &[String], json: bool, app_name: Option<&str>) -> 
     match deploy::app_config(uri, app_name, &vars) {
         Ok(conf) => {
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&conf).unwrap_or_default()
                 );
             } else {
-                println!("[local_conf]");
+                outln!("[local_conf]");
                 for (k, v) in &conf.local_conf {
-                    println!("{k} = {}", v.replace('\n', "\n    "));
+                    outln!("{k} = {}", v.replace('\n', "\n    "));
                 }
-                println!("\n[global_conf]");
+                outln!("\n[global_conf]");
                 for (k, v) in &conf.global_conf {
-                    println!("{k} = {}", v.replace('\n', "\n    "));
+                    outln!("{k} = {}", v.replace('\n', "\n    "));
                 }
             }
             0
@@ -345,20 +359,20 @@ fn list_factories(json: bool) -> i32 {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return 0;
     }
     for f in reg.all() {
         let eggs: Vec<String> = f.eggs.iter().map(|e| format!("egg:{e}")).collect();
-        println!("{}  ({})", eggs.join(", "), f.kind().as_str());
+        outln!("{}  ({})", eggs.join(", "), f.kind().as_str());
         if !f.summary.is_empty() {
-            println!("    {}", f.summary);
+            outln!("    {}", f.summary);
         }
         for o in f.options {
-            println!("    {:<24} {}", o.name, o.doc);
+            outln!("    {:<24} {}", o.name, o.doc);
         }
         if f.any_options {
-            println!("    (any key: see the summary)");
+            outln!("    (any key: see the summary)");
         }
     }
     0
