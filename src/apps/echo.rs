@@ -22,7 +22,7 @@
 //! | `body_length` | the number of request body bytes read |
 //! | `local_conf`, `global_conf` | the section's options, as the factory got them |
 //!
-//! A body over 16 MiB gets 413, a body that fails to arrive 400.
+//! A body over 16 MiB, or over the server's limit, gets 413; a body that fails to arrive 400.
 //!
 //! Test options (set in the ini only; a request can never turn them on). They are echoed in
 //! `local_conf` like any other key:
@@ -162,6 +162,8 @@ async fn echo(
                     return too_large();
                 }
             }
+            // The server's body limit (`max_request_body_size`) passed mid-stream.
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
             Err(e) => {
                 log::debug!(target: "mapproxy_serve.apps.echo", "request body failed: {e}");
                 return text_response(
@@ -355,6 +357,17 @@ mod tests {
             .body(full_body(vec![0u8; MAX_BODY]))
             .unwrap();
         assert_eq!(json(&app, req).await["body_length"], MAX_BODY);
+    }
+
+    #[tokio::test]
+    async fn server_body_limit_gets_413() {
+        // The server wraps request bodies in `Limited`, whose error is `LengthLimitError`.
+        let body = box_body(http_body_util::Limited::new(full_body("abc"), 2));
+        let req = Request::post("/").body(body).unwrap();
+        assert_eq!(
+            call(&echo_app(), req).await.0,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
     }
 
     #[tokio::test]
