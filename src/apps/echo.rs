@@ -31,7 +31,8 @@
 //!   answers a crashing app (500 for that request, the next one is served).
 //! - `slow_path`, `slow_seconds` (default 1): a request whose `path_info` is exactly
 //!   `slow_path` is answered after sleeping `slow_seconds`, to test graceful shutdown and
-//!   reload with requests in flight.
+//!   reload with requests in flight. It logs `slow_path PATH: answering in ...` (INFO, target
+//!   `mapproxy_serve.apps.echo`) when the sleep starts.
 //!
 //! ```
 //! use http::Request;
@@ -134,6 +135,8 @@ async fn echo(
         panic!("echo: panic_path {path} was requested");
     }
     if let Some((_, secs)) = testing.slow.as_ref().filter(|(p, _)| *p == path) {
+        // Tests wait for this line to know the request is in flight.
+        log::info!(target: "mapproxy_serve.apps.echo", "slow_path {path}: answering in {secs:?}");
         tokio::time::sleep(*secs).await;
     }
     let too_large = || {
