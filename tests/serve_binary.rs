@@ -497,3 +497,144 @@ async fn the_shipped_develop_ini_serves() {
     });
     assert!(logged.is_some(), "{}", s.stderr());
 }
+
+// ---- create -t TEMPLATE DEST ----
+
+const TEMPLATE_NAMES: [&str; 5] = ["develop", "production", "urlmap", "fcgi", "log-ini"];
+
+#[test]
+fn create_lists_the_templates() {
+    let r = run(&["create", "-l"], None);
+    assert_eq!(r.code(), Some(0), "{}", r.stderr);
+    for t in TEMPLATE_NAMES {
+        assert!(
+            r.stdout.lines().any(|l| l.starts_with(t)),
+            "{t} listed:\n{}",
+            r.stdout
+        );
+    }
+}
+
+#[test]
+fn every_created_template_passes_check() {
+    let dir = tempfile::tempdir().unwrap();
+    for t in TEMPLATE_NAMES {
+        let dest = dir.path().join("etc").join(format!("{t}.ini"));
+        let r = run(&["create", "-t", t, path(&dest)], None);
+        assert_eq!(r.code(), Some(0), "create {t}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!("writing {}", dest.display())),
+            "{}",
+            r.stderr
+        );
+        let to_check = if t == "log-ini" {
+            // A log.ini has only logging sections: check it as part of a deployment.
+            let develop = std::fs::read_to_string(dir.path().join("etc/develop.ini")).unwrap();
+            let log = std::fs::read_to_string(&dest).unwrap();
+            write(
+                &dir.path().join("etc"),
+                "with-log.ini",
+                &format!("{develop}\n{log}"),
+            )
+        } else {
+            dest
+        };
+        let r = run(&["check", path(&to_check)], None);
+        assert_eq!(r.code(), Some(0), "check {t}: {}", r.stderr);
+    }
+    // production's companions were made.
+    assert!(dir.path().join("etc/htpasswd").is_file());
+    assert!(dir.path().join("etc/static/index.html").is_file());
+}
+
+#[test]
+fn create_refuses_to_overwrite_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = write(dir.path(), "site.ini", "# mine\n");
+    let r = run(&["create", "-t", "urlmap", path(&dest)], None);
+    assert_eq!(r.code(), Some(2), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("already exists") && r.stderr.contains("--force"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), "# mine\n");
+    let r = run(&["create", "-t", "urlmap", path(&dest), "--force"], None);
+    assert_eq!(r.code(), Some(0), "{}", r.stderr);
+    assert!(std::fs::read_to_string(&dest)
+        .unwrap()
+        .contains("egg:Paste#urlmap"));
+    // A directory as DEST: the template's own file name inside it.
+    let r = run(&["create", "-t", "log-ini", path(dir.path())], None);
+    assert_eq!(r.code(), Some(0), "{}", r.stderr);
+    assert!(dir.path().join("log.ini").is_file());
+    // Usage errors.
+    let r = run(
+        &["create", "-t", "nope", path(&dir.path().join("x.ini"))],
+        None,
+    );
+    assert_eq!(r.code(), Some(2));
+    assert!(r.stderr.contains("unknown template 'nope'"), "{}", r.stderr);
+    let r = run(&["create", path(&dir.path().join("x.ini"))], None);
+    assert_eq!(r.code(), Some(2));
+    let r = run(&["create", "-t", "develop"], None);
+    assert_eq!(r.code(), Some(2));
+    assert!(!dir.path().join("x.ini").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_production_template_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("production.ini");
+    assert_eq!(
+        run(&["create", "-t", "production", path(&dest)], None).code(),
+        Some(0)
+    );
+    std::fs::write(dir.path().join("htpasswd"), "alice:{PLAIN}secret\n").unwrap();
+    let s = serve(&[path(&dest), "-b", "127.0.0.1:0"], None);
+    let c = client();
+    assert_eq!(get(&c, &s.url("/health")).await, (200, "ok".to_string()));
+    assert_eq!(get(&c, &s.url("/echo/x")).await.0, 401);
+    let res = c
+        .get(s.url("/echo/x"))
+        .basic_auth("alice", Some("secret"))
+        .header("X-Forwarded-For", "203.0.113.9")
+        .header("X-Forwarded-Proto", "https")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let v = json(&res.text().await.unwrap());
+    assert_eq!(v["remote_user"], "alice");
+    assert_eq!(v["remote_addr"], "203.0.113.9", "trusted proxy on loopback");
+    assert_eq!(v["scheme"], "https");
+    assert_eq!(v["script_name"], "/echo");
+    let res = c
+        .get(s.url("/static/index.html"))
+        .basic_auth("alice", Some("secret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+#[test]
+fn the_fcgi_template_serves_on_its_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("etc/fcgi.ini");
+    assert_eq!(
+        run(&["create", "-t", "fcgi", path(&dest)], None).code(),
+        Some(0)
+    );
+    std::fs::create_dir(dir.path().join("var")).unwrap();
+    let mut s = serve(&[path(&dest)], None);
+    assert!(s.addr.contains("fcgi-socket"), "{}", s.addr);
+    let sock = dir.path().join("var/fcgi-socket");
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let meta = std::fs::metadata(&sock).expect("socket made");
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o777, "umask 000");
+    s.signal(libc::SIGTERM);
+    assert_eq!(s.wait_exit(DEADLINE).code(), Some(0));
+    assert!(!sock.exists());
+}
