@@ -398,3 +398,49 @@ async fn a_changed_server_section_says_a_restart_is_needed() {
     // Still served on the same address.
     wait_body(&s.url("/"), "v1").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_finish_on_the_old_stack() {
+    let dir = tempfile::tempdir().unwrap();
+    let echo = |version: &str| {
+        format!(
+            "[server:main]\nuse = egg:mapproxy-serve#http\nport = 0\n\n\
+             [app:main]\nuse = egg:mapproxy-serve#echo\nslow_path = /slow\n\
+             slow_seconds = 1\nversion = {version}\n"
+        )
+    };
+    let ini = write(dir.path(), "echo.ini", &echo("old"));
+    let mut s = serve(&[ini.to_str().unwrap(), "--reload"], None);
+    let url = s.url("/slow");
+    let slow = tokio::spawn(async move { client().get(url).send().await?.text().await });
+    wait_log(&s, 0, "slow_path /slow: answering");
+    std::fs::write(&ini, echo("new")).unwrap();
+    let c = client();
+    let end = Instant::now() + DEADLINE;
+    loop {
+        let body = c
+            .get(s.url("/"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if v["local_conf"]["version"] == "new" {
+            break;
+        }
+        assert!(Instant::now() < end, "never reloaded: {}", s.stderr());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let body = slow.await.unwrap().expect("the slow request is answered");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["local_conf"]["version"], "old",
+        "started on the old stack"
+    );
+    // SIGTERM stops the watcher too: a clean exit.
+    s.signal(libc::SIGTERM);
+    let status = tokio::task::block_in_place(|| s.wait_exit(DEADLINE));
+    assert_eq!(status.code(), Some(0), "{}", s.stderr());
+}

@@ -638,3 +638,61 @@ fn the_fcgi_template_serves_on_its_socket() {
     assert_eq!(s.wait_exit(DEADLINE).code(), Some(0));
     assert!(!sock.exists());
 }
+
+#[test]
+fn app_name_and_server_name_choose_sections() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("alt.sock");
+    let ini = write(
+        dir.path(),
+        "two.ini",
+        &format!(
+            "[server:main]
+use = egg:mapproxy-serve#http
+port = 0
+
+[server:alt]
+use = egg:waitress#main
+unix_socket = {}
+
+[app:main]
+use = egg:mapproxy-serve#text
+body = main
+
+[app:other]
+use = egg:mapproxy-serve#text
+body = other
+",
+            sock.display()
+        ),
+    );
+    let s = serve(&[path(&ini), "-n", "other", "-s", "alt"], None);
+    assert_eq!(s.addr, format!("unix:{}", sock.display()));
+    let r = raw_exchange(
+        UnixStream::connect(&sock).unwrap(),
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(r.ends_with("\r\n\r\nother"), "{r}");
+    let s = serve(&[path(&ini), "--app-name", "main"], None);
+    let r = raw_exchange(
+        TcpStream::connect(s.host_port()).unwrap(),
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(r.ends_with("\r\n\r\nmain"), "{r}");
+    let r = run(&[path(&ini), "-s", "nope"], None);
+    assert_eq!(r.code(), Some(2), "{}", r.stderr);
+}
+
+#[test]
+fn quiet_hides_info_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = tcp_site(dir.path());
+    let mut s = serve(&[path(&ini), "-q"], None);
+    s.signal(libc::SIGTERM);
+    assert_eq!(s.wait_exit(DEADLINE).code(), Some(0));
+    // stderr is complete once the reader saw it close.
+    assert!(s.wait_line(|_| false, DEADLINE).is_none());
+    let err = s.stderr();
+    assert!(err.starts_with("serving on "), "{err}");
+    assert!(!err.contains("SIGTERM: stopping"), "{err}");
+}
