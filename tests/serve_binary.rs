@@ -148,6 +148,18 @@ async fn bind_option_overrides_the_section() {
     assert_eq!(s.count_lines(|l| l.starts_with("serving on")), 1);
     assert!(!sock.exists(), "the section's socket is not bound");
     assert_eq!(get(&client(), &s.url("/")).await.0, 200);
+    // A bare port and `:port` mean 127.0.0.1.
+    for b in ["0", ":0"] {
+        let s = serve(&[path(&ini), "-b", b], None);
+        assert!(s.addr.starts_with("http://127.0.0.1:"), "{b}: {}", s.addr);
+        assert_eq!(get(&client(), &s.url("/")).await.0, 200);
+    }
+    // A malformed address is a usage error.
+    for b in ["localhost", "::1:80", "unix:"] {
+        let r = run(&[path(&ini), "-b", b], None);
+        assert_eq!(r.code(), Some(2), "-b {b}: {}", r.stderr);
+        assert!(r.stderr.contains(&format!("--bind {b}:")), "{}", r.stderr);
+    }
 }
 
 #[test]

@@ -389,6 +389,12 @@ pub(super) fn run(args: ServeArgs) -> i32 {
         });
         match server.serve(ctx).await {
             Ok(()) => 0,
+            // Both servers parse every -b value before binding any, and name the value
+            // first: a malformed address is a usage error (2), a failed bind is 1.
+            Err(e) if e.0.starts_with("--bind ") => {
+                eprintln!("mapproxy-serve: {e}");
+                EXIT_CONFIG
+            }
             Err(e) => {
                 eprintln!("mapproxy-serve: {e}");
                 1
