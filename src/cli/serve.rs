@@ -3,7 +3,18 @@
 //!
 //! The stack: the server runs a [`SharedApp`]; a reload resolves and builds the whole
 //! composition (and its logging) again, and only when everything built does it swap the app.
-//! A broken edit logs one error with file:line and the old stack keeps serving.
+//! A broken edit logs one error with file:line and the old stack keeps serving. Requests in
+//! flight finish on the stack they started on.
+//!
+//! `--reload` watches the directories of every file the configuration read (so editors'
+//! write-and-rename saves are seen), debounced by 300 ms; access events, other files and
+//! rewrites with unchanged content are ignored. Files (and directories) a reload newly reads
+//! are watched from then on. Contents are hashed before a build, so an edit made while a
+//! build runs triggers another reload. One reload runs at a time (SIGHUP and the watcher).
+//!
+//! The listeners are not rebuilt: a changed server section logs that a restart is needed.
+//! Exit status: 0 after SIGTERM/SIGINT, 2 for a configuration error or a malformed `-b`
+//! address, 1 for other failures (a bind error, the pid file).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
