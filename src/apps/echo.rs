@@ -22,7 +22,17 @@
 //! | `body_length` | the number of request body bytes read |
 //! | `local_conf`, `global_conf` | the section's options, as the factory got them |
 //!
-//! A body over 16 MiB gets 413, a body that fails to arrive 400.
+//! A body over 16 MiB, or over the server's limit, gets 413; a body that fails to arrive 400.
+//!
+//! Test options (set in the ini only; a request can never turn them on). They are echoed in
+//! `local_conf` like any other key:
+//!
+//! - `panic_path`: a request whose `path_info` is exactly this panics, to test how the server
+//!   answers a crashing app (500 for that request, the next one is served).
+//! - `slow_path`, `slow_seconds` (default 1): a request whose `path_info` is exactly
+//!   `slow_path` is answered after sleeping `slow_seconds`, to test graceful shutdown and
+//!   reload with requests in flight. It logs `slow_path PATH: answering in ...` (INFO, target
+//!   `mapproxy_serve.apps.echo`) when the sleep starts.
 //!
 //! ```
 //! use http::Request;
@@ -49,13 +59,56 @@ use crate::app::{app_fn, full_body, text_response, App, Body};
 use crate::config::FactoryConf;
 use crate::environ::{self, RemoteUser};
 use crate::error::ConfigErrors;
-use crate::registry::{Build, Factory};
+use crate::registry::{Build, Factory, Opt};
 
 /// The largest request body the echo app reads.
 pub const MAX_BODY: usize = 16 * 1024 * 1024;
 
+/// The options the echo app reads itself (any other key is only echoed).
+pub const OPTIONS: &[Opt] = &[
+    Opt::new(
+        "panic_path",
+        "tests: a request to exactly this path_info panics (ini only)",
+    ),
+    Opt::new(
+        "slow_path",
+        "tests: a request to exactly this path_info answers after slow_seconds (ini only)",
+    ),
+    Opt::new(
+        "slow_seconds",
+        "tests: how long slow_path sleeps (default 1)",
+    ),
+];
+
+/// The test behaviours set by the ini.
+#[derive(Debug, Default)]
+struct Testing {
+    panic_path: Option<String>,
+    slow: Option<(String, std::time::Duration)>,
+}
+
+fn testing(conf: &FactoryConf) -> Result<Testing, ConfigErrors> {
+    let path = |key: &str| conf.get(key).map(str::trim).filter(|p| !p.is_empty());
+    let secs = conf
+        .get_parsed::<f64>("slow_seconds", "a number of seconds")?
+        .unwrap_or(1.0);
+    if !secs.is_finite() || !(0.0..=3600.0).contains(&secs) {
+        return Err(conf
+            .error(
+                "slow_seconds",
+                format!("expected a number of seconds from 0 to 3600, found '{secs}'"),
+            )
+            .into());
+    }
+    Ok(Testing {
+        panic_path: path("panic_path").map(str::to_string),
+        slow: path("slow_path").map(|p| (p.to_string(), std::time::Duration::from_secs_f64(secs))),
+    })
+}
+
 /// Build the echo app; `local_conf` and `global_conf` are captured for the answer.
 pub fn build(conf: &FactoryConf) -> Result<App, ConfigErrors> {
+    let testing = Arc::new(testing(conf)?);
     let local: Map<String, Value> = conf
         .local
         .iter()
@@ -67,10 +120,25 @@ pub fn build(conf: &FactoryConf) -> Result<App, ConfigErrors> {
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
     let confs = Arc::new((Value::Object(local), Value::Object(global)));
-    Ok(app_fn(move |req| echo(req, Arc::clone(&confs))))
+    Ok(app_fn(move |req| {
+        echo(req, Arc::clone(&confs), Arc::clone(&testing))
+    }))
 }
 
-async fn echo(req: Request<Body>, confs: Arc<(Value, Value)>) -> Response<Body> {
+async fn echo(
+    req: Request<Body>,
+    confs: Arc<(Value, Value)>,
+    testing: Arc<Testing>,
+) -> Response<Body> {
+    let path = environ::path_info(&req);
+    if testing.panic_path.as_deref() == Some(path) {
+        panic!("echo: panic_path {path} was requested");
+    }
+    if let Some((_, secs)) = testing.slow.as_ref().filter(|(p, _)| *p == path) {
+        // Tests wait for this line to know the request is in flight.
+        log::info!(target: "mapproxy_serve.apps.echo", "slow_path {path}: answering in {secs:?}");
+        tokio::time::sleep(*secs).await;
+    }
     let too_large = || {
         text_response(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -97,6 +165,8 @@ async fn echo(req: Request<Body>, confs: Arc<(Value, Value)>) -> Response<Body> 
                     return too_large();
                 }
             }
+            // The server's body limit (`max_request_body_size`) passed mid-stream.
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
             Err(e) => {
                 log::debug!(target: "mapproxy_serve.apps.echo", "request body failed: {e}");
                 return text_response(
@@ -156,6 +226,7 @@ async fn echo(req: Request<Body>, confs: Arc<(Value, Value)>) -> Response<Body> 
 crate::register_factory!(Factory {
     eggs: &["mapproxy-serve#echo"],
     summary: "answers with a JSON description of the request (method, paths, headers, confs)",
+    options: OPTIONS,
     any_options: true,
     build: Build::App(build),
     ..Factory::DEFAULT
@@ -292,6 +363,17 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn server_body_limit_gets_413() {
+        // The server wraps request bodies in `Limited`, whose error is `LengthLimitError`.
+        let body = box_body(http_body_util::Limited::new(full_body("abc"), 2));
+        let req = Request::post("/").body(body).unwrap();
+        assert_eq!(
+            call(&echo_app(), req).await.0,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+    }
+
+    #[tokio::test]
     async fn broken_body_gets_400() {
         let chunks = [
             Ok(http_body::Frame::data(Bytes::from_static(b"ab"))),
@@ -302,6 +384,41 @@ mod tests {
         assert_eq!(call(&echo_app(), req).await.0, StatusCode::BAD_REQUEST);
     }
 
+    #[tokio::test]
+    async fn panic_path_and_slow_path_are_ini_only() {
+        let conf = FactoryConf::from_pairs(
+            "mapproxy-serve#echo",
+            [
+                ("panic_path", "/boom"),
+                ("slow_path", "/slow"),
+                ("slow_seconds", "0.2"),
+            ],
+        );
+        let app = build(&conf).unwrap();
+        // Other paths, also below or next to them, are echoed as usual.
+        for p in ["/", "/boom/x", "/slo", "/slow/"] {
+            let req = Request::get(p).body(empty_body()).unwrap();
+            assert_eq!(json(&app, req).await["local_conf"]["panic_path"], "/boom");
+        }
+        let started = std::time::Instant::now();
+        let req = Request::get("/slow?x").body(empty_body()).unwrap();
+        assert_eq!(json(&app, req).await["path_info"], "/slow");
+        assert!(started.elapsed() >= std::time::Duration::from_millis(200));
+        let req = Request::get("/boom").body(empty_body()).unwrap();
+        let task = tokio::spawn(app.oneshot(req));
+        assert!(task.await.unwrap_err().is_panic());
+    }
+
+    #[test]
+    fn slow_seconds_errors_name_the_key() {
+        let conf = FactoryConf::from_pairs("mapproxy-serve#echo", [("slow_seconds", "soon")]);
+        let e = build(&conf).err().unwrap().to_string();
+        assert!(e.contains("key 'slow_seconds'"), "{e}");
+        let conf = FactoryConf::from_pairs("mapproxy-serve#echo", [("slow_seconds", "-1")]);
+        let e = build(&conf).err().unwrap().to_string();
+        assert!(e.contains("key 'slow_seconds'"), "{e}");
+    }
+
     #[test]
     fn registered() {
         let f = crate::registry::registry()
@@ -309,5 +426,6 @@ mod tests {
             .unwrap();
         assert_eq!(f.kind(), crate::registry::Kind::App);
         assert!(f.any_options);
+        assert!(f.knows_option("panic_path") && f.knows_option("slow_seconds"));
     }
 }

@@ -3,7 +3,18 @@
 //!
 //! The stack: the server runs a [`SharedApp`]; a reload resolves and builds the whole
 //! composition (and its logging) again, and only when everything built does it swap the app.
-//! A broken edit logs one error with file:line and the old stack keeps serving.
+//! A broken edit logs one error with file:line and the old stack keeps serving. Requests in
+//! flight finish on the stack they started on.
+//!
+//! `--reload` watches the directories of every file the configuration read (so editors'
+//! write-and-rename saves are seen), debounced by 300 ms; access events, other files and
+//! rewrites with unchanged content are ignored. Files (and directories) a reload newly reads
+//! are watched from then on. Contents are hashed before a build, so an edit made while a
+//! build runs triggers another reload. One reload runs at a time (SIGHUP and the watcher).
+//!
+//! The listeners are not rebuilt: a changed server section logs that a restart is needed.
+//! Exit status: 0 after SIGTERM/SIGINT, 2 for a configuration error or a malformed `-b`
+//! address, 1 for other failures (a bind error, the pid file).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -101,9 +112,14 @@ struct Reloader {
     vars: IndexMap<String, String>,
     app: SharedApp,
     log: LogHandle,
-    server_fp: Mutex<String>,
+    /// The server section the listeners were made from (they are not rebuilt on reload).
+    running_server_fp: String,
+    /// The last server section a restart warning was given for.
+    warned_server_fp: Mutex<String>,
     files: Mutex<Vec<PathBuf>>,
     hashes: Mutex<HashMap<PathBuf, u64>>,
+    /// One reload at a time (SIGHUP and the watcher may ask together).
+    reloading: Mutex<()>,
 }
 
 fn file_hash(p: &Path) -> u64 {
@@ -117,12 +133,23 @@ fn file_hash(p: &Path) -> u64 {
 }
 
 impl Reloader {
-    fn remember(&self, files: &[PathBuf]) {
+    fn files(&self) -> Vec<PathBuf> {
+        self.files.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn hash_all(files: &[PathBuf]) -> HashMap<PathBuf, u64> {
+        files.iter().map(|f| (f.clone(), file_hash(f))).collect()
+    }
+
+    /// Watch `files` from now on; `known` has the hashes of contents read before building
+    /// (a file edited while the build ran then still counts as changed).
+    fn remember(&self, files: &[PathBuf], known: &HashMap<PathBuf, u64>) {
         *self.files.lock().unwrap_or_else(|e| e.into_inner()) = files.to_vec();
         let mut h = self.hashes.lock().unwrap_or_else(|e| e.into_inner());
         h.clear();
         for f in files {
-            h.insert(f.clone(), file_hash(f));
+            let hash = known.get(f).copied().unwrap_or_else(|| file_hash(f));
+            h.insert(f.clone(), hash);
         }
     }
 
@@ -132,66 +159,106 @@ impl Reloader {
         h.iter().any(|(f, old)| file_hash(f) != *old)
     }
 
+    fn server_section(&self, fp: String) {
+        let mut warned = self
+            .warned_server_fp
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if fp != self.running_server_fp && fp != *warned {
+            log::warn!(
+                target: TARGET,
+                "the server section changed; its address, socket and options apply after a restart of mapproxy-serve (the app was reloaded)"
+            );
+        }
+        *warned = fp;
+    }
+
     fn reload(&self, why: &str) {
+        let _one = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         log::info!(target: TARGET, "reloading ({why})");
+        // Hash before building: an edit made while the build runs is seen as a change.
+        let old_files = self.files();
+        let before = Self::hash_all(&old_files);
         match build(&self.args, &self.vars) {
             Ok(b) => {
-                let fp = server_fingerprint(&b.deployment.server);
-                {
-                    let mut old = self.server_fp.lock().unwrap_or_else(|e| e.into_inner());
-                    if *old != fp {
-                        log::warn!(
-                            target: TARGET,
-                            "the server section changed; its address, socket and options apply after a restart of mapproxy-serve (the app was reloaded)"
-                        );
-                        *old = fp;
-                    }
-                }
                 if let Err(e) = self.log.apply(b.logging.as_ref()) {
-                    let files = self.files.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                    self.remember(&files);
+                    self.remember(&old_files, &before);
                     log::error!(target: TARGET, "reload failed, still serving the previous configuration:\n{e}");
                     return;
                 }
+                self.server_section(server_fingerprint(&b.deployment.server));
                 for w in &b.deployment.warnings {
                     log::warn!(target: TARGET, "{w}");
                 }
                 self.app.store(b.app);
-                self.remember(&b.deployment.files);
+                self.remember(&b.deployment.files, &before);
                 log::info!(target: TARGET, "reloaded: new requests get the new configuration");
             }
             Err(e) => {
                 // Keep the old stack; remember the broken content so it is reported once.
-                let files = self.files.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                self.remember(&files);
+                self.remember(&old_files, &before);
                 log::error!(target: TARGET, "reload failed, still serving the previous configuration:\n{e}");
             }
         }
     }
 }
 
-/// Watch the directories of every file the configuration read; reload on content changes.
-fn watch(
-    reloader: Arc<Reloader>,
-) -> Option<
-    notify_debouncer_full::Debouncer<
-        notify::RecommendedWatcher,
-        notify_debouncer_full::RecommendedCache,
-    >,
-> {
-    use notify::RecursiveMode;
-    let r = reloader.clone();
+type Debouncer = notify_debouncer_full::Debouncer<
+    notify::RecommendedWatcher,
+    notify_debouncer_full::RecommendedCache,
+>;
+
+enum WatchMsg {
+    Events(Vec<notify_debouncer_full::DebouncedEvent>),
+    Stop,
+}
+
+/// The `--reload` watcher thread; stops when dropped.
+struct Watcher {
+    tx: std::sync::mpsc::Sender<WatchMsg>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.tx.send(WatchMsg::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Watch the directories of `files` not watched yet (directories, so that editors'
+/// write-and-rename saves are seen).
+fn watch_dirs(deb: &mut Debouncer, watched: &mut Vec<PathBuf>, files: &[PathBuf]) {
+    for dir in files.iter().filter_map(|f| f.parent()) {
+        if dir.as_os_str().is_empty() || watched.iter().any(|w| w == dir) {
+            continue;
+        }
+        match deb.watch(dir, notify::RecursiveMode::NonRecursive) {
+            Ok(()) => watched.push(dir.to_path_buf()),
+            Err(e) => log::error!(target: TARGET, "--reload: cannot watch {}: {e}", dir.display()),
+        }
+    }
+}
+
+/// Watch the directories of every file the configuration read; reload on content changes
+/// (debounced; access events and rewrites with the same content are ignored). After a
+/// reload, directories of newly read files are watched too.
+fn watch(reloader: Arc<Reloader>) -> Option<Watcher> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let events = tx.clone();
     let mut deb = match notify_debouncer_full::new_debouncer(
         Duration::from_millis(300),
         None,
-        move |res: notify_debouncer_full::DebounceEventResult| {
-            let Ok(events) = res else { return };
-            let files = r.files.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            let relevant = events.iter().any(|e| {
-                !e.kind.is_access() && e.paths.iter().any(|p| files.iter().any(|f| f == p))
-            });
-            if relevant && r.changed() {
-                r.reload("a configuration file changed");
+        move |res: notify_debouncer_full::DebounceEventResult| match res {
+            Ok(ev) => {
+                let _ = events.send(WatchMsg::Events(ev));
+            }
+            Err(errs) => {
+                for e in errs {
+                    log::warn!(target: TARGET, "--reload: {e}");
+                }
             }
         },
     ) {
@@ -201,21 +268,33 @@ fn watch(
             return None;
         }
     };
-    let mut dirs: Vec<PathBuf> = reloader
-        .files
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .filter_map(|f| f.parent().map(Path::to_path_buf))
-        .collect();
-    dirs.sort();
-    dirs.dedup();
-    for d in dirs {
-        if let Err(e) = deb.watch(&d, RecursiveMode::NonRecursive) {
-            log::error!(target: TARGET, "--reload: cannot watch {}: {e}", d.display());
+    let mut watched = Vec::new();
+    watch_dirs(&mut deb, &mut watched, &reloader.files());
+    let thread = std::thread::Builder::new()
+        .name("reload-watcher".into())
+        .spawn(move || {
+            while let Ok(WatchMsg::Events(events)) = rx.recv() {
+                let files = reloader.files();
+                let relevant = events
+                    .iter()
+                    .any(|e| !e.kind.is_access() && e.paths.iter().any(|p| files.contains(p)));
+                if relevant && reloader.changed() {
+                    reloader.reload("a configuration file changed");
+                    watch_dirs(&mut deb, &mut watched, &reloader.files());
+                }
+            }
+            drop(deb);
+        });
+    match thread {
+        Ok(t) => Some(Watcher {
+            tx,
+            thread: Some(t),
+        }),
+        Err(e) => {
+            log::error!(target: TARGET, "--reload: cannot start the watcher thread: {e}");
+            None
         }
     }
-    Some(deb)
 }
 
 struct PidFile(Option<PathBuf>);
@@ -281,11 +360,13 @@ pub(super) fn run(args: ServeArgs) -> i32 {
         vars,
         app: app.clone(),
         log: log.clone(),
-        server_fp: Mutex::new(server_fingerprint(&built.deployment.server)),
+        running_server_fp: server_fingerprint(&built.deployment.server),
+        warned_server_fp: Mutex::new(server_fingerprint(&built.deployment.server)),
         files: Mutex::new(Vec::new()),
         hashes: Mutex::new(HashMap::new()),
+        reloading: Mutex::new(()),
     });
-    reloader.remember(&built.deployment.files);
+    reloader.remember(&built.deployment.files, &HashMap::new());
     let shutdown = CancellationToken::new();
     let ctx = ServeContext {
         app,
@@ -321,6 +402,12 @@ pub(super) fn run(args: ServeArgs) -> i32 {
         });
         match server.serve(ctx).await {
             Ok(()) => 0,
+            // Both servers parse every -b value before binding any, and name the value
+            // first: a malformed address is a usage error (2), a failed bind is 1.
+            Err(e) if e.0.starts_with("--bind ") => {
+                eprintln!("mapproxy-serve: {e}");
+                EXIT_CONFIG
+            }
             Err(e) => {
                 eprintln!("mapproxy-serve: {e}");
                 1

@@ -1,0 +1,710 @@
+//! Issue 3, acceptance 1, through the real `mapproxy-serve` binary: addresses (port 0, unix
+//! sockets, `-b`), HTTP/1.1 and h2c, 431/413, header timeouts against silent and slowloris
+//! connections, graceful SIGTERM, panics, the pid file, `NAME=VALUE`, exit statuses and
+//! `check`.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::{raw_exchange, run, serve, write, DEADLINE};
+
+/// A test site: the HTTP server on port 0 with short limits, and the echo app with its test
+/// paths. `server_extra` lines go into `[server:main]`.
+fn site(dir: &Path, server_extra: &str) -> PathBuf {
+    write(
+        dir,
+        "site.ini",
+        &format!(
+            "[server:main]
+use = egg:mapproxy-serve#http
+header_read_timeout = 0.5
+max_request_header_size = 8192
+max_request_body_size = 1000
+shutdown_timeout = 10
+{server_extra}
+
+[app:main]
+use = egg:mapproxy-serve#echo
+panic_path = /boom
+slow_path = /slow
+slow_seconds = 1
+"
+        ),
+    )
+}
+
+fn tcp_site(dir: &Path) -> PathBuf {
+    site(dir, "port = 0")
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .http1_only()
+        .timeout(DEADLINE)
+        .build()
+        .expect("client")
+}
+
+fn h2c_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .timeout(DEADLINE)
+        .build()
+        .expect("client")
+}
+
+async fn get(c: &reqwest::Client, url: &str) -> (u16, String) {
+    let res = c.get(url).send().await.expect("request");
+    let status = res.status().as_u16();
+    (status, res.text().await.expect("body"))
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// The first line of a raw HTTP response: `HTTP/1.1 413 Payload Too Large`.
+fn status_line(response: &str) -> &str {
+    response.lines().next().unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_0_http1_and_h2c() {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = tcp_site(dir.path());
+    let s = serve(&[path(&ini)], None);
+    assert!(s.addr.starts_with("http://127.0.0.1:"), "{}", s.addr);
+    assert_ne!(s.host_port(), "127.0.0.1:0");
+
+    let res = client().get(s.url("/a?b=1")).send().await.unwrap();
+    assert_eq!(res.version(), reqwest::Version::HTTP_11);
+    assert_eq!(res.status(), 200);
+    let v = json(&res.text().await.unwrap());
+    assert_eq!(v["path_info"], "/a");
+    assert_eq!(v["query"], "b=1");
+    assert_eq!(v["remote_addr"], "127.0.0.1");
+
+    let h2 = h2c_client();
+    for _ in 0..3 {
+        let res = h2.get(s.url("/h2")).send().await.unwrap();
+        assert_eq!(res.version(), reqwest::Version::HTTP_2);
+        assert_eq!(res.status(), 200);
+        assert_eq!(json(&res.text().await.unwrap())["path_info"], "/h2");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unix_socket_from_the_section_and_from_bind() {
+    let dir = tempfile::tempdir().unwrap();
+    // The section's unix socket.
+    let sock = dir.path().join("section.sock");
+    let ini = site(dir.path(), &format!("unix_socket = {}", sock.display()));
+    let mut s = serve(&[path(&ini)], None);
+    assert_eq!(s.addr, format!("unix:{}", sock.display()));
+    let r = raw_exchange(
+        UnixStream::connect(&sock).unwrap(),
+        b"GET /u HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(status_line(&r).contains(" 200 "), "{r}");
+    assert!(r.contains("\"path_info\": \"/u\""), "{r}");
+    s.signal(libc::SIGTERM);
+    assert_eq!(s.wait_exit(DEADLINE).code(), Some(0));
+    assert!(!sock.exists(), "the socket file is removed on exit");
+
+    // -b unix:/path replaces the section's TCP address.
+    let ini = tcp_site(dir.path());
+    let sock = dir.path().join("bind.sock");
+    let arg = format!("unix:{}", sock.display());
+    let s = serve(&[path(&ini), "-b", &arg], None);
+    assert_eq!(s.addr, arg);
+    assert_eq!(s.count_lines(|l| l.starts_with("serving on")), 1);
+    let r = raw_exchange(
+        UnixStream::connect(&sock).unwrap(),
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(status_line(&r).contains(" 200 "), "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bind_option_overrides_the_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("not-used.sock");
+    let ini = site(dir.path(), &format!("unix_socket = {}", sock.display()));
+    let s = serve(&[path(&ini), "-b", "127.0.0.1:0"], None);
+    assert!(s.addr.starts_with("http://127.0.0.1:"), "{}", s.addr);
+    assert_eq!(s.count_lines(|l| l.starts_with("serving on")), 1);
+    assert!(!sock.exists(), "the section's socket is not bound");
+    assert_eq!(get(&client(), &s.url("/")).await.0, 200);
+    // A bare port and `:port` mean 127.0.0.1.
+    for b in ["0", ":0"] {
+        let s = serve(&[path(&ini), "-b", b], None);
+        assert!(s.addr.starts_with("http://127.0.0.1:"), "{b}: {}", s.addr);
+        assert_eq!(get(&client(), &s.url("/")).await.0, 200);
+    }
+    // A malformed address is a usage error.
+    for b in ["localhost", "::1:80", "unix:"] {
+        let r = run(&[path(&ini), "-b", b], None);
+        assert_eq!(r.code(), Some(2), "-b {b}: {}", r.stderr);
+        assert!(r.stderr.contains(&format!("--bind {b}:")), "{}", r.stderr);
+    }
+}
+
+#[test]
+fn header_too_large_431_and_body_too_large_413() {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = tcp_site(dir.path());
+    let s = serve(&[path(&ini)], None);
+    let connect = || {
+        let c = TcpStream::connect(s.host_port()).unwrap();
+        c.set_read_timeout(Some(DEADLINE)).unwrap();
+        c
+    };
+
+    let big = "x".repeat(20_000);
+    let req = format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {big}\r\n\r\n");
+    let r = raw_exchange(connect(), req.as_bytes());
+    assert!(status_line(&r).contains(" 431 "), "{}", status_line(&r));
+
+    // Declared too large: refused before the app reads anything.
+    let body = "y".repeat(2000);
+    let req = format!(
+        "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2000\r\nConnection: close\r\n\r\n{body}"
+    );
+    let r = raw_exchange(connect(), req.as_bytes());
+    assert!(status_line(&r).contains(" 413 "), "{}", status_line(&r));
+
+    // Chunked: the limit is found while the body streams.
+    let req = format!(
+        "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+         200\r\n{}\r\n200\r\n{}\r\n200\r\n{}\r\n0\r\n\r\n",
+        "a".repeat(0x200),
+        "b".repeat(0x200),
+        "c".repeat(0x200)
+    );
+    let r = raw_exchange(connect(), req.as_bytes());
+    assert!(status_line(&r).contains(" 413 "), "{}", status_line(&r));
+
+    // Within the limits all is well.
+    let req =
+        "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+               5\r\nhello\r\n0\r\n\r\n";
+    let r = raw_exchange(connect(), req.as_bytes());
+    assert!(status_line(&r).contains(" 200 "), "{r}");
+    assert!(r.contains("\"body_length\": 5"), "{r}");
+}
+
+/// Read until the server closes the connection; how long that took.
+fn time_to_close(mut c: &TcpStream, started: Instant) -> Duration {
+    let mut buf = [0u8; 1024];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => return started.elapsed(),
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return started.elapsed(),
+            Err(e) => panic!("connection not closed after {:?}: {e}", started.elapsed()),
+        }
+    }
+}
+
+#[test]
+fn silent_and_slowloris_connections_are_closed_within_the_header_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = tcp_site(dir.path());
+    let s = serve(&[path(&ini)], None);
+
+    // Silent: connects and sends nothing.
+    let started = Instant::now();
+    let c = TcpStream::connect(s.host_port()).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let took = time_to_close(&c, started);
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(3),
+        "silent connection closed after {took:?}"
+    );
+
+    // Slowloris: one header line every 100 ms, never finishing the head.
+    let started = Instant::now();
+    let c = TcpStream::connect(s.host_port()).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut w = c.try_clone().unwrap();
+    let stop2 = stop.clone();
+    let writer = std::thread::spawn(move || {
+        if w.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n").is_err() {
+            return;
+        }
+        for i in 0..50 {
+            if stop2.load(Ordering::SeqCst) || write!(w, "X-Slow-{i}: 1\r\n").is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let took = time_to_close(&c, started);
+    stop.store(true, Ordering::SeqCst);
+    let _ = writer.join();
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(3),
+        "slowloris connection closed after {took:?}"
+    );
+
+    // The server still serves.
+    let r = raw_exchange(
+        TcpStream::connect(s.host_port()).unwrap(),
+        b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    assert!(status_line(&r).contains(" 200 "), "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_the_request_in_flight_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = tcp_site(dir.path());
+    let mut s = serve(&[path(&ini)], None);
+    let url = s.url("/slow");
+    let req = tokio::spawn(async move {
+        let res = client()
+            .get(url)
+            .send()
+            .await
+            .expect("slow request answered");
+        let status = res.status().as_u16();
+        (status, res.text().await.expect("slow body"))
+    });
+    tokio::task::block_in_place(|| {
+        s.wait_line(|l| l.contains("slow_path /slow: answering"), DEADLINE)
+            .expect("the slow request reached the app");
+        s.signal(libc::SIGTERM);
+    });
+    let (status, body) = req.await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(json(&body)["path_info"], "/slow");
+    let code = tokio::task::block_in_place(|| s.wait_exit(DEADLINE));
+    assert_eq!(code.code(), Some(0), "{}", s.stderr());
+    assert!(s.stderr().contains("SIGTERM: stopping"), "{}", s.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_app_gives_500_and_the_next_request_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = tcp_site(dir.path());
+    let c = client();
+
+    let s = serve(&[path(&ini)], None);
+    let (status, body) = get(&c, &s.url("/boom")).await;
+    assert_eq!(status, 500);
+    assert_eq!(body, "Internal Server Error\n");
+    let (status, body) = get(&c, &s.url("/after")).await;
+    assert_eq!(status, 200);
+    assert_eq!(json(&body)["path_info"], "/after");
+    let line =
+        tokio::task::block_in_place(|| s.wait_line(|l| l.contains("panic in the app"), DEADLINE));
+    assert!(line.is_some(), "{}", s.stderr());
+
+    // --debug: the panic message is in the body.
+    let s = serve(&[path(&ini), "--debug"], None);
+    let (status, body) = get(&c, &s.url("/boom")).await;
+    assert_eq!(status, 500);
+    assert!(
+        body.contains("panic_path /boom was requested"),
+        "debug body: {body}"
+    );
+    assert_eq!(get(&c, &s.url("/")).await.0, 200);
+}
+
+#[test]
+fn pid_file_is_written_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = tcp_site(dir.path());
+    let pid_file = dir.path().join("serve.pid");
+    let mut s = serve(&[path(&ini), "--pid-file", path(&pid_file)], None);
+    let text = std::fs::read_to_string(&pid_file).expect("pid file written");
+    assert_eq!(text.trim(), s.pid().to_string());
+    s.signal(libc::SIGTERM);
+    assert_eq!(s.wait_exit(DEADLINE).code(), Some(0));
+    assert!(!pid_file.exists(), "pid file removed on exit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn name_value_arguments_reach_global_conf() {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = tcp_site(dir.path());
+    let s = serve(&[path(&ini), "greeting=hello world", "empty="], None);
+    let v = json(&get(&client(), &s.url("/")).await.1);
+    assert_eq!(v["global_conf"]["greeting"], "hello world");
+    assert_eq!(v["global_conf"]["empty"], "");
+}
+
+#[test]
+fn usage_and_configuration_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = tcp_site(dir.path());
+
+    // NAME=VALUE without '='.
+    for args in [vec![path(&ini), "x"], vec!["check", path(&ini), "x"]] {
+        let r = run(&args, None);
+        assert_eq!(r.code(), Some(2), "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("'x' invalid") && r.stderr.contains("NAME=VALUE"),
+            "{}",
+            r.stderr
+        );
+        assert!(!r.stderr.contains("serving on"));
+    }
+
+    // No config file at all.
+    let r = run(&[], None);
+    assert_eq!(r.code(), Some(2));
+    assert!(
+        r.stderr.contains("you must give a config file"),
+        "{}",
+        r.stderr
+    );
+
+    // A missing file.
+    let missing = dir.path().join("missing.ini");
+    let r = run(&[path(&missing)], None);
+    assert_eq!(r.code(), Some(2));
+    assert!(r.stderr.contains("missing.ini"), "{}", r.stderr);
+
+    // A broken file: the error names file:line, and nothing is bound.
+    let sock = dir.path().join("broken.sock");
+    let broken = write(
+        dir.path(),
+        "broken.ini",
+        &format!(
+            "[server:main]
+use = egg:mapproxy-serve#http
+unix_socket = {}
+
+[app:main]
+use = egg:mapproxy-serve#text
+status = fine
+",
+            sock.display()
+        ),
+    );
+    let r = run(&[path(&broken)], None);
+    assert_eq!(r.code(), Some(2), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("broken.ini:7: [app:main] key 'status'"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("serving on"), "{}", r.stderr);
+    assert!(!sock.exists(), "nothing bound");
+}
+
+#[test]
+fn a_bind_failure_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = tcp_site(dir.path());
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let r = run(&[path(&ini), "-b", &addr], None);
+    assert_eq!(r.code(), Some(1), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&addr) && r.stderr.contains("Address already in use"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("serving on"));
+}
+
+#[test]
+fn check_valid_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = tcp_site(dir.path());
+    let r = run(&["check", path(&ini)], None);
+    assert_eq!(r.code(), Some(0), "{}", r.stderr);
+    assert!(!r.stderr.contains("serving on"));
+    let r = run(&["check", "ini/develop.ini"], Some(&support::repo_root()));
+    assert_eq!(r.code(), Some(0), "{}", r.stderr);
+}
+
+#[test]
+fn check_prints_every_error_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = write(
+        dir.path(),
+        "three.ini",
+        "[server:main]
+use = egg:mapproxy-serve#http
+port = 0
+
+[composite:main]
+use = egg:Paste#urlmap
+/ = hello
+/x = missing
+/e = echo
+
+[app:hello]
+use = egg:mapproxy-serve#text
+body = hi
+bogus = 1
+
+[app:echo]
+use = egg:mapproxy-serve#echo
+x = %(nope)s
+",
+    );
+    let r = run(&["check", path(&ini)], None);
+    assert_eq!(r.code(), Some(2), "{}", r.stderr);
+    for expected in [
+        "three.ini:14: [app:hello] unknown option 'bogus'",
+        "three.ini:8: [composite:main] no section 'missing'",
+        "three.ini:18: [app:echo] key 'x': bad value substitution",
+    ] {
+        assert!(r.stderr.contains(expected), "{expected}\n---\n{}", r.stderr);
+    }
+    // `serve` reports the same errors and binds nothing.
+    let r = run(&[path(&ini)], None);
+    assert_eq!(r.code(), Some(2));
+    assert_eq!(
+        r.stderr
+            .lines()
+            .filter(|l| l.contains("three.ini:"))
+            .count(),
+        3
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_develop_ini_serves() {
+    let s = serve(
+        &["ini/develop.ini", "-b", "127.0.0.1:0"],
+        Some(&support::repo_root()),
+    );
+    let c = client();
+    let (status, body) = get(&c, &s.url("/")).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("<html") || body.contains("<!DOCTYPE"),
+        "{body}"
+    );
+    let (status, body) = get(&c, &s.url("/echo/x")).await;
+    assert_eq!(status, 200);
+    let v = json(&body);
+    assert_eq!(v["script_name"], "/echo");
+    assert_eq!(v["path_info"], "/x");
+    assert_eq!(get(&c, &s.url("/static/index.html")).await.0, 200);
+    assert_eq!(get(&c, &s.url("/health")).await, (200, "ok".to_string()));
+    // The access log goes to stderr.
+    let logged = tokio::task::block_in_place(|| {
+        s.wait_line(|l| l.contains("\"GET /health HTTP/1.1\" 200"), DEADLINE)
+    });
+    assert!(logged.is_some(), "{}", s.stderr());
+}
+
+// ---- create -t TEMPLATE DEST ----
+
+const TEMPLATE_NAMES: [&str; 5] = ["develop", "production", "urlmap", "fcgi", "log-ini"];
+
+#[test]
+fn create_lists_the_templates() {
+    let r = run(&["create", "-l"], None);
+    assert_eq!(r.code(), Some(0), "{}", r.stderr);
+    for t in TEMPLATE_NAMES {
+        assert!(
+            r.stdout.lines().any(|l| l.starts_with(t)),
+            "{t} listed:\n{}",
+            r.stdout
+        );
+    }
+}
+
+#[test]
+fn every_created_template_passes_check() {
+    let dir = tempfile::tempdir().unwrap();
+    for t in TEMPLATE_NAMES {
+        let dest = dir.path().join("etc").join(format!("{t}.ini"));
+        let r = run(&["create", "-t", t, path(&dest)], None);
+        assert_eq!(r.code(), Some(0), "create {t}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!("writing {}", dest.display())),
+            "{}",
+            r.stderr
+        );
+        let to_check = if t == "log-ini" {
+            // A log.ini has only logging sections: check it as part of a deployment.
+            let develop = std::fs::read_to_string(dir.path().join("etc/develop.ini")).unwrap();
+            let log = std::fs::read_to_string(&dest).unwrap();
+            write(
+                &dir.path().join("etc"),
+                "with-log.ini",
+                &format!("{develop}\n{log}"),
+            )
+        } else {
+            dest
+        };
+        let r = run(&["check", path(&to_check)], None);
+        assert_eq!(r.code(), Some(0), "check {t}: {}", r.stderr);
+    }
+    // production's companions were made.
+    assert!(dir.path().join("etc/htpasswd").is_file());
+    assert!(dir.path().join("etc/static/index.html").is_file());
+}
+
+#[test]
+fn create_refuses_to_overwrite_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = write(dir.path(), "site.ini", "# mine\n");
+    let r = run(&["create", "-t", "urlmap", path(&dest)], None);
+    assert_eq!(r.code(), Some(2), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("already exists") && r.stderr.contains("--force"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), "# mine\n");
+    let r = run(&["create", "-t", "urlmap", path(&dest), "--force"], None);
+    assert_eq!(r.code(), Some(0), "{}", r.stderr);
+    assert!(std::fs::read_to_string(&dest)
+        .unwrap()
+        .contains("egg:Paste#urlmap"));
+    // A directory as DEST: the template's own file name inside it.
+    let r = run(&["create", "-t", "log-ini", path(dir.path())], None);
+    assert_eq!(r.code(), Some(0), "{}", r.stderr);
+    assert!(dir.path().join("log.ini").is_file());
+    // Usage errors.
+    let r = run(
+        &["create", "-t", "nope", path(&dir.path().join("x.ini"))],
+        None,
+    );
+    assert_eq!(r.code(), Some(2));
+    assert!(r.stderr.contains("unknown template 'nope'"), "{}", r.stderr);
+    let r = run(&["create", path(&dir.path().join("x.ini"))], None);
+    assert_eq!(r.code(), Some(2));
+    let r = run(&["create", "-t", "develop"], None);
+    assert_eq!(r.code(), Some(2));
+    assert!(!dir.path().join("x.ini").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_production_template_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("production.ini");
+    assert_eq!(
+        run(&["create", "-t", "production", path(&dest)], None).code(),
+        Some(0)
+    );
+    std::fs::write(dir.path().join("htpasswd"), "alice:{PLAIN}secret\n").unwrap();
+    let s = serve(&[path(&dest), "-b", "127.0.0.1:0"], None);
+    let c = client();
+    assert_eq!(get(&c, &s.url("/health")).await, (200, "ok".to_string()));
+    assert_eq!(get(&c, &s.url("/echo/x")).await.0, 401);
+    let res = c
+        .get(s.url("/echo/x"))
+        .basic_auth("alice", Some("secret"))
+        .header("X-Forwarded-For", "203.0.113.9")
+        .header("X-Forwarded-Proto", "https")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let v = json(&res.text().await.unwrap());
+    assert_eq!(v["remote_user"], "alice");
+    assert_eq!(v["remote_addr"], "203.0.113.9", "trusted proxy on loopback");
+    assert_eq!(v["scheme"], "https");
+    assert_eq!(v["script_name"], "/echo");
+    let res = c
+        .get(s.url("/static/index.html"))
+        .basic_auth("alice", Some("secret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+#[test]
+fn the_fcgi_template_serves_on_its_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("etc/fcgi.ini");
+    assert_eq!(
+        run(&["create", "-t", "fcgi", path(&dest)], None).code(),
+        Some(0)
+    );
+    std::fs::create_dir(dir.path().join("var")).unwrap();
+    let mut s = serve(&[path(&dest)], None);
+    assert!(s.addr.contains("fcgi-socket"), "{}", s.addr);
+    let sock = dir.path().join("var/fcgi-socket");
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let meta = std::fs::metadata(&sock).expect("socket made");
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o777, "umask 000");
+    s.signal(libc::SIGTERM);
+    assert_eq!(s.wait_exit(DEADLINE).code(), Some(0));
+    assert!(!sock.exists());
+}
+
+#[test]
+fn app_name_and_server_name_choose_sections() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("alt.sock");
+    let ini = write(
+        dir.path(),
+        "two.ini",
+        &format!(
+            "[server:main]
+use = egg:mapproxy-serve#http
+port = 0
+
+[server:alt]
+use = egg:waitress#main
+unix_socket = {}
+
+[app:main]
+use = egg:mapproxy-serve#text
+body = main
+
+[app:other]
+use = egg:mapproxy-serve#text
+body = other
+",
+            sock.display()
+        ),
+    );
+    let s = serve(&[path(&ini), "-n", "other", "-s", "alt"], None);
+    assert_eq!(s.addr, format!("unix:{}", sock.display()));
+    let r = raw_exchange(
+        UnixStream::connect(&sock).unwrap(),
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(r.ends_with("\r\n\r\nother"), "{r}");
+    let s = serve(&[path(&ini), "--app-name", "main"], None);
+    let r = raw_exchange(
+        TcpStream::connect(s.host_port()).unwrap(),
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(r.ends_with("\r\n\r\nmain"), "{r}");
+    let r = run(&[path(&ini), "-s", "nope"], None);
+    assert_eq!(r.code(), Some(2), "{}", r.stderr);
+}
+
+#[test]
+fn quiet_hides_info_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = tcp_site(dir.path());
+    let mut s = serve(&[path(&ini), "-q"], None);
+    s.signal(libc::SIGTERM);
+    assert_eq!(s.wait_exit(DEADLINE).code(), Some(0));
+    // stderr is complete once the reader saw it close.
+    assert!(s.wait_line(|_| false, DEADLINE).is_none());
+    let err = s.stderr();
+    assert!(err.starts_with("serving on "), "{err}");
+    assert!(!err.contains("SIGTERM: stopping"), "{err}");
+}
