@@ -121,7 +121,10 @@ async fn production_ini_behind_nginx() {
     let upstream = Served::start(&up_ini, &[]);
     let production = Path::new(env!("CARGO_MANIFEST_DIR")).join("ini/production.ini");
     let up_var = format!("upstream=http://{}/", upstream.addr);
-    let served = Served::start(&production, &[&up_var]);
+    let logdir = tmp.path().join("log");
+    std::fs::create_dir(&logdir).expect("log dir");
+    let log_var = format!("logdir={}", logdir.display());
+    let served = Served::start(&production, &[&up_var, &log_var]);
     let nginx = start_nginx(&nginx_bin, served.addr, tmp.path());
     let front = std::net::SocketAddr::from(([127, 0, 0, 1], nginx.port));
     let auth = basic(DEMO);
@@ -177,10 +180,31 @@ async fn production_ini_behind_nginx() {
     assert_eq!(v["scheme"], "http");
     assert_eq!(v["script_name"], "/mapproxy/echo");
 
-    // The access log line names the client, the user and the public path.
-    let line = served.wait_stderr_line(|l| l.contains("\"GET /mapproxy/echo/x?y=1 HTTP/1.1\""));
+    // The access log (production.ini's logging sections: a file) names the client, the user
+    // and the public path.
+    let access = logdir.join("access.log");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let line = loop {
+        let text = std::fs::read_to_string(&access).unwrap_or_default();
+        if let Some(l) = text
+            .lines()
+            .find(|l| l.contains("\"GET /mapproxy/echo/x?y=1 HTTP/1.1\""))
+        {
+            break l.to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no access line in {}:\n{text}",
+            access.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     assert!(line.starts_with("127.0.0.1 - demo ["), "{line}");
     assert!(line.contains("\" 200 "), "{line}");
+    assert!(
+        !served.stderr().contains("GET /mapproxy/echo/x?y=1"),
+        "setup_console_handler = false: file only"
+    );
 
     // Static files through nginx; a directory without a slash redirects to the public URL.
     let r = via_nginx("/mapproxy/static/hello.txt", vec![]).await;
