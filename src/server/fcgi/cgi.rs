@@ -20,7 +20,7 @@ use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, TRANSF
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use percent_encoding::{percent_encode, AsciiSet, CONTROLS};
 
-use crate::environ::{MountPath, PublicUrl, RemoteAddr, RemoteUser};
+use crate::environ::{EmptyPathInfo, MountPath, PublicUrl, RemoteAddr, RemoteUser};
 
 /// Bytes of a decoded `PATH_INFO` that must be escaped again in a URI path: everything
 /// except RFC 3986 `pchar` and `/` (so `%`, `?`, `#`, space and non-ASCII are escaped).
@@ -193,6 +193,11 @@ pub fn build_request(params: &[(Bytes, Bytes)]) -> Result<CgiRequest, BadRequest
     }
     let mount = String::from_utf8_lossy(script_name);
     ext.insert(MountPath(mount.trim_end_matches('/').to_string()));
+    // `/mapproxy` (`PATH_INFO` "") is not `/mapproxy/` (`PATH_INFO` "/"), as in WSGI. A
+    // trailing `/` of SCRIPT_NAME, cut from the mount path above, is the path's `/`.
+    if path_info.is_empty() && !script_name.ends_with(b"/") {
+        ext.insert(EmptyPathInfo);
+    }
 
     let scheme = if https {
         "https"
@@ -317,6 +322,20 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn empty_path_info_is_marked() {
+        let base = [("REQUEST_METHOD", "GET"), ("SCRIPT_NAME", "/mapproxy")];
+        let r = build_request(&p(&[base[0], base[1], ("PATH_INFO", "")])).unwrap();
+        assert_eq!(crate::environ::path_info(&r.request), "");
+        assert_eq!(r.request.uri().path(), "/");
+        let r = build_request(&p(&base)).unwrap();
+        assert_eq!(crate::environ::path_info(&r.request), "");
+        let r = build_request(&p(&[base[0], base[1], ("PATH_INFO", "/")])).unwrap();
+        assert_eq!(crate::environ::path_info(&r.request), "/");
+        let r = build_request(&p(&[base[0], ("SCRIPT_NAME", "/mapproxy/")])).unwrap();
+        assert_eq!(crate::environ::path_info(&r.request), "/");
     }
 
     #[test]

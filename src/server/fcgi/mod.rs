@@ -54,6 +54,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::FactoryConf;
 use crate::error::{ConfigError, ConfigErrors};
 use crate::registry::{Build, Factory, Opt};
+use crate::server::bind::{self, parse_bind};
 use crate::server::{ServeContext, ServeError, ServeFuture, Server};
 
 const TARGET: &str = "mapproxy_serve.server.fcgi";
@@ -65,19 +66,9 @@ const MAX_REQS_PER_CONN: usize = 256;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FcgiConnectionId(pub u64);
 
-/// Where the server listens.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Address {
-    /// A unix socket file; a stale one is replaced, and it is removed on exit.
-    Unix(PathBuf),
-    /// A TCP address (`port` 0 picks a free port).
-    Tcp {
-        /// A host name or IP address.
-        host: String,
-        /// The port.
-        port: u16,
-    },
-}
+/// Where the server listens: the shared [`BindAddr`] (`Address::Unix(path)` or
+/// `Address::Tcp { host, port }`; host `*` is every interface).
+pub use crate::server::bind::BindAddr as Address;
 
 /// The FastCGI server, built from `[server:NAME]` or with [`FcgiServer::new`].
 #[derive(Clone, Debug)]
@@ -159,7 +150,7 @@ impl FcgiServer {
         let address = if let Some(path) = socket {
             Some(Address::Unix(path))
         } else if let Some(ba) = bind_address {
-            match parse_bind(ba) {
+            match parse_bind_address(ba) {
                 Ok(Address::Unix(p)) if p.is_relative() => {
                     let base = conf
                         .location_of("bindAddress")
@@ -240,20 +231,20 @@ impl FcgiServer {
         };
         let mut listeners = Vec::new();
         for a in addresses {
-            listeners.push(match a {
-                Address::Unix(p) => bind_unix(&p, self.socket_mode)?,
-                Address::Tcp { host, port } => {
-                    let l = TcpListener::bind((host.as_str(), port))
+            match a {
+                Address::Unix(p) => listeners.push(bind_unix(&p, self.socket_mode)?),
+                tcp @ Address::Tcp { .. } => {
+                    // Host names bind all they resolve to, `*` every interface: as for HTTP.
+                    let bound = bind::bind_all(&[tcp], 0o600)
                         .await
-                        .map_err(|e| {
-                            ServeError(format!("fcgi: cannot listen on {host}:{port}: {e}"))
-                        })?;
-                    let addr = l
-                        .local_addr()
-                        .map_err(|e| ServeError(format!("fcgi: {e}")))?;
-                    Listener::Tcp(l, addr)
+                        .map_err(|e| ServeError(format!("fcgi: {}", e.0)))?;
+                    for l in bound {
+                        if let bind::Listener::Tcp(l, addr) = l {
+                            listeners.push(Listener::Tcp(l, addr));
+                        }
+                    }
                 }
-            });
+            }
         }
         Ok(Bound {
             listeners,
@@ -292,44 +283,15 @@ fn octal(conf: &FactoryConf, key: &str) -> Result<Option<u32>, ConfigError> {
     }
 }
 
-/// A `-b`/`bindAddress` value: `unix:/path` (or a path with `/`), `host:port`, `[v6]:port`,
-/// `:port` or `port` (host 127.0.0.1).
-///
-/// Minimal on purpose: to be replaced by the shared `crate::server::bind::parse_bind`.
-pub fn parse_bind(s: &str) -> Result<Address, String> {
-    let s = s.trim();
-    if let Some(path) = s.strip_prefix("unix:") {
-        if path.is_empty() {
-            return Err("empty unix socket path".into());
-        }
-        return Ok(Address::Unix(PathBuf::from(path)));
+/// A `bindAddress` value (flup's key): a socket path (anything with a `/`), or one of the
+/// shared forms of [`bind::parse_bind`](crate::server::bind::parse_bind) (`host:port`,
+/// `[v6]:port`, `*:port`, `:port`, `port`, `unix:/path`).
+fn parse_bind_address(s: &str) -> Result<Address, String> {
+    let t = s.trim();
+    if !t.starts_with("unix:") && t.contains('/') {
+        return Ok(Address::Unix(PathBuf::from(t)));
     }
-    let s = s.strip_prefix("fcgi://").unwrap_or(s);
-    if s.contains('/') {
-        return Ok(Address::Unix(PathBuf::from(s)));
-    }
-    let port_err = |p: &str| format!("expected host:port, a port or unix:/path, found port '{p}'");
-    if let Ok(port) = s.parse::<u16>() {
-        return Ok(Address::Tcp {
-            host: "127.0.0.1".into(),
-            port,
-        });
-    }
-    let Some((host, port)) = s.rsplit_once(':') else {
-        return Err(format!(
-            "expected host:port, a port or unix:/path, found '{s}'"
-        ));
-    };
-    let port = port.parse::<u16>().map_err(|_| port_err(port))?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    let host = if host.is_empty() { "127.0.0.1" } else { host };
-    Ok(Address::Tcp {
-        host: host.to_string(),
-        port,
-    })
+    parse_bind(t)
 }
 
 /// `path` made absolute and without `.`/`..` (for the serving line and the guard).
@@ -566,7 +528,7 @@ impl Server for FcgiServer {
     fn describe(&self) -> String {
         match &self.address {
             Some(Address::Unix(p)) => format!("fcgi on unix:{}", absolute(p).display()),
-            Some(Address::Tcp { host, port }) => format!("fcgi on {host}:{port}"),
+            Some(a @ Address::Tcp { .. }) => format!("fcgi on {a}"),
             None => "fcgi (no address configured)".to_string(),
         }
     }
@@ -634,34 +596,52 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bind_strings() {
+    fn bind_address_strings() {
         assert_eq!(
-            parse_bind("unix:/tmp/s").unwrap(),
+            parse_bind_address("unix:/tmp/s").unwrap(),
             Address::Unix("/tmp/s".into())
         );
+        // flup's bindAddress may be a bare socket path.
         assert_eq!(
-            parse_bind("127.0.0.1:5050").unwrap(),
-            Address::Tcp {
-                host: "127.0.0.1".into(),
-                port: 5050
-            }
+            parse_bind_address("/run/mp/fcgi.sock").unwrap(),
+            Address::Unix("/run/mp/fcgi.sock".into())
         );
         assert_eq!(
-            parse_bind("[::1]:9").unwrap(),
-            Address::Tcp {
-                host: "::1".into(),
-                port: 9
-            }
+            parse_bind_address("../var/s").unwrap(),
+            Address::Unix("../var/s".into())
         );
         assert_eq!(
-            parse_bind(":9").unwrap(),
-            Address::Tcp {
-                host: "127.0.0.1".into(),
-                port: 9
-            }
+            parse_bind_address("127.0.0.1:5050").unwrap(),
+            Address::tcp("127.0.0.1", 5050)
         );
-        assert!(parse_bind("host:port").is_err());
-        assert!(parse_bind("nonsense").is_err());
+        assert_eq!(
+            parse_bind_address("[::1]:9").unwrap(),
+            Address::tcp("::1", 9)
+        );
+        assert_eq!(
+            parse_bind_address(":9").unwrap(),
+            Address::tcp("127.0.0.1", 9)
+        );
+        assert_eq!(parse_bind_address("*:9").unwrap(), Address::tcp("*", 9));
+        assert!(parse_bind_address("host:port").is_err());
+        assert!(parse_bind_address("nonsense").is_err());
+    }
+
+    #[tokio::test]
+    async fn bind_overrides_use_the_shared_forms() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("o.sock");
+        let s = FcgiServer::new(Address::Unix(dir.path().join("unused.sock")));
+        let bound = s
+            .bind(&[format!("unix:{}", sock.display()), ":0".into()])
+            .await
+            .unwrap();
+        let urls = bound.urls();
+        assert_eq!(urls[0], format!("fcgi:unix:{}", sock.display()));
+        assert!(urls[1].starts_with("fcgi://127.0.0.1:"), "{urls:?}");
+        assert!(!dir.path().join("unused.sock").exists());
+        let e = s.bind(&["localhost".into()]).await.unwrap_err();
+        assert!(e.0.contains("--bind localhost: missing port"), "{}", e.0);
     }
 
     #[test]
