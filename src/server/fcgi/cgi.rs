@@ -187,10 +187,6 @@ pub fn build_request(params: &[(Bytes, Bytes)]) -> Result<CgiRequest, BadRequest
     *request.headers_mut() = headers;
 
     let ext = request.extensions_mut();
-    if path_info.is_empty() {
-        // `/mapproxy` (no trailing slash): PATH_INFO "" stays distinct from "/".
-        ext.insert(crate::environ::EmptyPathInfo);
-    }
     let mount = String::from_utf8_lossy(script_name);
     ext.insert(MountPath(mount.trim_end_matches('/').to_string()));
     // `/mapproxy` (`PATH_INFO` "") is not `/mapproxy/` (`PATH_INFO` "/"), as in WSGI. A
