@@ -131,7 +131,7 @@ http {
 
     server {
         listen 127.0.0.1:$NGINX_PORT;
-        # docs/deploy-fcgi.md's recipe
+        # the README's FastCGI recipe
         location /fcgi {
             fastcgi_split_path_info ^(/fcgi)(.*)\$;
             include /etc/nginx/fastcgi_params;
