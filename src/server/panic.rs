@@ -115,6 +115,28 @@ impl<F: Future> Future for CatchPanic<F> {
     }
 }
 
+/// The 500 answer for a caught panic, logged on `target`: the panic message and backtrace
+/// in the body only with `debug` (`--debug`), nothing internal otherwise.
+pub fn response(info: &PanicInfo, debug: bool, target: &str) -> http::Response<crate::app::Body> {
+    log::error!(target: target, "panic in the app: {}", info.message);
+    let body = if debug {
+        format!(
+            "Internal Server Error\n\npanic: {}\n\nbacktrace:\n{}\n",
+            info.message,
+            info.backtrace
+                .as_deref()
+                .unwrap_or("(not captured: start with --debug)")
+        )
+    } else {
+        "Internal Server Error\n".to_string()
+    };
+    crate::app::text_response(
+        http::StatusCode::INTERNAL_SERVER_ERROR,
+        "text/plain; charset=utf-8",
+        body,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

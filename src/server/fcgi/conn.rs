@@ -35,6 +35,7 @@ use super::cgi::{self, HeadInfo};
 use super::record::{self, ProtocolError, Record};
 use super::FcgiConnectionId;
 use crate::app::{box_body, text_response, Body};
+use crate::server::panic::catch_panic;
 use crate::server::SharedApp;
 
 const TARGET: &str = "mapproxy_serve.server.fcgi";
@@ -581,30 +582,11 @@ fn call_app(
     let fut: Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>> =
         Box::pin(shared.app.current().oneshot(req));
     let debug = shared.debug;
-    Box::pin(async move {
-        match AssertUnwindSafe(fut).catch_unwind().await {
-            Ok(Ok(res)) => res,
-            Ok(Err(never)) => match never {},
-            Err(panic) => {
-                let msg = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "(no message)".to_string());
-                log::error!(target: TARGET, "the app panicked: {msg}");
-                let body = if debug {
-                    format!("Internal Server Error\n\npanic: {msg}\n")
-                } else {
-                    "Internal Server Error\n".to_string()
-                };
-                text_response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "text/plain; charset=utf-8",
-                    body,
-                )
-            }
-        }
-    })
+    Box::pin(catch_panic(fut).map(move |r| match r {
+        Ok(Ok(res)) => res,
+        Ok(Err(never)) => match never {},
+        Err(info) => crate::server::panic::response(&info, debug, TARGET),
+    }))
 }
 
 /// Own the write half: write queued records, flush when the queue runs dry.

@@ -410,6 +410,10 @@ impl Bound {
     /// Serve until `ctx.shutdown` is cancelled: then stop accepting, remove the socket
     /// files, let in-flight requests finish (up to the shutdown timeout) and return.
     pub async fn run(self, ctx: ServeContext) -> Result<(), ServeError> {
+        crate::server::panic::install_hook();
+        if ctx.debug {
+            crate::server::panic::set_capture_backtraces(true);
+        }
         let limit = self.server.max_concurrency;
         let shared = Arc::new(conn::Shared {
             app: ctx.app.clone(),

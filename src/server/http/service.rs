@@ -185,21 +185,7 @@ fn strip_prefix(prefix: &str, uri: &Uri) -> Option<(String, Uri)> {
 }
 
 fn panic_response(info: &PanicInfo, debug: bool) -> Response<Body> {
-    log::error!(target: LOG, "panic in the app: {}", info.message);
-    let body = if debug {
-        format!(
-            "Internal Server Error\n\npanic: {}\n\nbacktrace:\n{}\n",
-            info.message,
-            info.backtrace.as_deref().unwrap_or("(not captured)")
-        )
-    } else {
-        "Internal Server Error\n".to_string()
-    };
-    text_response(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "text/plain; charset=utf-8",
-        body,
-    )
+    crate::server::panic::response(info, debug, LOG)
 }
 
 fn finish(
