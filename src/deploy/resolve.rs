@@ -78,6 +78,27 @@ struct Ctx {
     loader_file: Option<Arc<IniFile>>,
 }
 
+impl Ctx {
+    /// A structural node (pipeline, filter-app, filter-with): already placed, takes no options.
+    fn done(
+        name: &str,
+        node: Node,
+        global: IndexMap<String, String>,
+        location: Option<Location>,
+        file: &Arc<IniFile>,
+    ) -> Ctx {
+        Ctx {
+            name: name.to_string(),
+            node: CtxNode::Done(node),
+            local: IndexMap::new(),
+            global,
+            location,
+            uses: Vec::new(),
+            loader_file: Some(file.clone()),
+        }
+    }
+}
+
 // Built once per load; boxing the factory variant buys nothing.
 #[allow(clippy::large_enum_variant)]
 enum CtxNode {
@@ -397,18 +418,11 @@ impl Loader {
             let global = ctx.global.clone();
             let location = ctx.location.clone();
             let next = self.finalize(ctx)?;
-            ctx = Ctx {
-                name: name.to_string(),
-                node: CtxNode::Done(Node::FilterWith {
-                    filter: Box::new(filter),
-                    next: Box::new(next),
-                }),
-                local: IndexMap::new(),
-                global,
-                location,
-                uses: Vec::new(),
-                loader_file: Some(file.clone()),
+            let node = Node::FilterWith {
+                filter: Box::new(filter),
+                next: Box::new(next),
             };
+            ctx = Ctx::done(name, node, global, location, file);
         }
         Ok(ctx)
     }
@@ -503,18 +517,13 @@ impl Loader {
             .and_then(|c| self.finalize(c));
         let filter = errs.take(filter);
         match (filter, next_spec) {
-            (Some(filter), Some(next)) if errs.is_empty() => Ok(Ctx {
-                name: name.to_string(),
-                node: CtxNode::Done(Node::FilterApp {
+            (Some(filter), Some(next)) if errs.is_empty() => {
+                let node = Node::FilterApp {
                     filter: Box::new(filter),
                     next: Box::new(next),
-                }),
-                local: IndexMap::new(),
-                global: gconf.clone(),
-                location: Some(loc),
-                uses: Vec::new(),
-                loader_file: Some(file.clone()),
-            }),
+                };
+                Ok(Ctx::done(name, node, gconf.clone(), Some(loc), file))
+            }
             _ => Err(errs),
         }
     }
@@ -566,18 +575,13 @@ impl Loader {
             .and_then(|c| self.finalize(c));
         let app = errs.take(app);
         match app {
-            Some(app) if errs.is_empty() => Ok(Ctx {
-                name: name.to_string(),
-                node: CtxNode::Done(Node::Pipeline {
+            Some(app) if errs.is_empty() => {
+                let node = Node::Pipeline {
                     filters,
                     app: Box::new(app),
-                }),
-                local: IndexMap::new(),
-                global: gconf.clone(),
-                location: Some(loc),
-                uses: Vec::new(),
-                loader_file: Some(file.clone()),
-            }),
+                };
+                Ok(Ctx::done(name, node, gconf.clone(), Some(loc), file))
+            }
             _ => Err(errs),
         }
     }
