@@ -2,7 +2,7 @@
 # The wrk benchmarks of issues 3, 4 and 5, measured with the shared harness (../shared/bench).
 #
 #   bench/run.sh            full run  (ROUNDS=2 DURATION=10s WARMUP=2s, about 20 minutes)
-#   QUICK=1 bench/run.sh    quick run (ROUNDS=1 DURATION=3s WARMUP=1s, about 5 minutes)
+#   QUICK=1 bench/run.sh    quick run (ROUNDS=1 DURATION=3s WARMUP=1s MAX_TRIES=1, about 4 minutes)
 #
 # What it does:
 #   0. builds `target/release/mapproxy-serve` once (cargo build --release);
@@ -37,7 +37,8 @@ SHARED_BENCH="$(cd "$SHARED_BENCH" && pwd)"
 
 QUICK="${QUICK:-0}"
 if [[ $QUICK == 1 ]]; then
-  ROUNDS="${ROUNDS:-1}" DURATION="${DURATION:-3s}" WARMUP="${WARMUP:-1s}" STARTUP_REPS="${STARTUP_REPS:-0}"
+  # no repeats for noisy runs in quick mode (the noise is still reported)
+  ROUNDS="${ROUNDS:-1}" DURATION="${DURATION:-3s}" WARMUP="${WARMUP:-1s}" STARTUP_REPS="${STARTUP_REPS:-0}" MAX_TRIES="${MAX_TRIES:-1}"
 else
   ROUNDS="${ROUNDS:-2}" DURATION="${DURATION:-10s}" WARMUP="${WARMUP:-2s}" STARTUP_REPS="${STARTUP_REPS:-3}"
 fi
@@ -265,39 +266,45 @@ run_group() {   # GROUP CONFIGS...
 }
 
 # ------------------------------------------------------------------ main
-{
-  echo "date: $(date -Is)"; echo "uname: $(uname -a)"; echo "nproc: $(nproc)"
-  echo "commit: $(git -C "$REPO" rev-parse HEAD)$(git -C "$REPO" diff --quiet || echo ' (dirty)')"
-  echo "rounds=$ROUNDS duration=$DURATION warmup=$WARMUP wrk -t$THREADS -c$CONNS; server cpu$SERVER_CPU, wrk cpu$LOAD_CPU"
-  echo "loadavg: $(cat /proc/loadavg)"
-  ps -eo pid,pcpu,rss,comm --sort=-pcpu | head -8
-} > "$RESULTS/machine.txt" 2>&1
+# (in a function and ended with `exit` on the same line, so that editing this file while it
+# runs cannot change what bash reads next)
+main() {
+  {
+    echo "date: $(date -Is)"; echo "uname: $(uname -a)"; echo "nproc: $(nproc)"
+    echo "commit: $(git -C "$REPO" rev-parse HEAD)$(git -C "$REPO" diff --quiet || echo ' (dirty)')"
+    echo "rounds=$ROUNDS duration=$DURATION warmup=$WARMUP wrk -t$THREADS -c$CONNS; server cpu$SERVER_CPU, wrk cpu$LOAD_CPU"
+    echo "loadavg: $(cat /proc/loadavg)"
+    ps -eo pid,pcpu,rss,comm --sort=-pcpu | head -8
+  } > "$RESULTS/machine.txt" 2>&1
 
-T0=$(date +%s)
-for part in $PARTS; do
-  case $part in
-    harness) run_harness ;;
-    issue3) ensure_installed; run_group issue3 hyper_min mps_text mps_urlmap100 ;;
-    issue5) ensure_installed; run_group issue5 mps_nolog mps_log ;;
-    bcrypt) ensure_installed; run_group bcrypt nginx_w1_bcrypt mps_bcrypt ;;
-    *) echo "unknown part $part" >&2; exit 2 ;;
-  esac
-done
-
-{
-  echo "# mapproxy-serve benchmarks ($(date -Is), $(( $(date +%s) - T0 )) s)"
-  echo
-  echo '```'; cat "$RESULTS/machine.txt"; echo '```'
-  for g in harness issue3 issue5 bcrypt; do
-    [[ -d $RESULTS/$g ]] || continue
-    base=hyper_min
-    [[ $g == issue5 ]] && base=mps_nolog
-    [[ $g == bcrypt ]] && base=nginx_w1_bcrypt
-    echo; echo "## $g (ratios against $base)"; echo
-    $PY "$WORK/tools/report.py" "$RESULTS/$g" "$base"
+  T0=$(date +%s)
+  for part in $PARTS; do
+    case $part in
+      harness) run_harness ;;
+      issue3) ensure_installed; run_group issue3 hyper_min mps_text mps_urlmap100 ;;
+      issue5) ensure_installed; run_group issue5 mps_nolog mps_log ;;
+      bcrypt) ensure_installed; run_group bcrypt nginx_w1_bcrypt mps_bcrypt ;;
+      *) echo "unknown part $part" >&2; exit 2 ;;
+    esac
   done
-  echo; echo "## Targets"; echo
+
+  {
+    echo "# mapproxy-serve benchmarks ($(date -Is), $(( $(date +%s) - T0 )) s)"
+    echo
+    echo '```'; cat "$RESULTS/machine.txt"; echo '```'
+    for g in harness issue3 issue5 bcrypt; do
+      [[ -d $RESULTS/$g ]] || continue
+      base=hyper_min
+      [[ $g == issue5 ]] && base=mps_nolog
+      [[ $g == bcrypt ]] && base=nginx_w1_bcrypt
+      echo; echo "## $g (ratios against $base)"; echo
+      $PY "$WORK/tools/report.py" "$RESULTS/$g" "$base"
+    done
+    echo; echo "## Targets"; echo
+    $PY "$HERE/targets.py" "$RESULTS"
+  } > "$RESULTS/summary.md"
   $PY "$HERE/targets.py" "$RESULTS"
-} > "$RESULTS/summary.md"
-$PY "$HERE/targets.py" "$RESULTS"
-log "done in $(( $(date +%s) - T0 )) s: $RESULTS/summary.md"
+  log "done in $(( $(date +%s) - T0 )) s: $RESULTS/summary.md"
+}
+
+main "$@"; exit
