@@ -15,6 +15,8 @@
 #   3. issue 5: the harness's composition (mps/bench.ini: access log to a FileHandler, urlmap,
 #      auth, static) against the same file without the access-log filter;
 #   4. extra: nginx 1 worker with a bcrypt htpasswd against mapproxy-serve with the same file;
+#   5. extra: nginx_w1 against the composition with `max_cached_file_size = 1048576` on the static
+#      app (the 1 MiB file served from memory instead of streamed), /static/4k and /static/1m;
 #   then prints the harness's tables for each part (tools/report.py) and the targets
 #   (bench/targets.py), and writes them to RESULTS_DIR/summary.md.
 #
@@ -24,7 +26,7 @@
 # Everything is on 127.0.0.1 and bounded (wrk -d, startup timeout 60 s).
 #
 # Knobs (env): QUICK ROUNDS DURATION WARMUP THREADS CONNS SERVER_CPU LOAD_CPU OTHER_MAX MAX_TRIES
-#              STARTUP_REPS PARTS="harness issue3 issue5 bcrypt" HARNESS_CONFIGS WORK_DIR
+#              STARTUP_REPS PARTS="harness issue3 issue5 bcrypt static" HARNESS_CONFIGS WORK_DIR
 #              RESULTS_DIR SKIP_BUILD=1 (use the existing release binary) SHARED_BENCH (harness dir)
 set -euo pipefail
 
@@ -48,7 +50,7 @@ SERVER_CPU="${SERVER_CPU:-1}"
 LOAD_CPU="${LOAD_CPU:-0}"
 OTHER_MAX="${OTHER_MAX:-15}"
 MAX_TRIES="${MAX_TRIES:-3}"
-PARTS="${PARTS:-harness issue3 issue5 bcrypt}"
+PARTS="${PARTS:-harness issue3 issue5 bcrypt static}"
 HARNESS_CONFIGS="${HARNESS_CONFIGS:-hyper_min nginx_w1 nginx_w1_apr1 paste_waitress mapproxy_serve mapproxy_serve_apr1 mapproxy_serve_bcrypt}"
 WORK="${WORK_DIR:-${TMPDIR:-/tmp}/mapproxy-serve-bench}"
 RESULTS="${RESULTS_DIR:-$WORK/results/mps-$(date +%Y%m%d-%H%M%S)}"
@@ -102,6 +104,8 @@ port_of() {
     mps_nolog) echo 18189 ;;
     nginx_w1_bcrypt) echo 18190 ;;
     mps_bcrypt) echo 18191 ;;
+    nginx_w1) echo 18192 ;;
+    mps_cached1m) echo 18193 ;;
     *) echo "unknown config $1" >&2; return 1 ;;
   esac
 }
@@ -111,6 +115,7 @@ endpoints_of() {
     hyper_min | mps_text | mps_urlmap100) echo "root" ;;
     mps_log | mps_nolog) echo "root api s4k" ;;
     nginx_w1_bcrypt | mps_bcrypt) echo "api" ;;
+    nginx_w1 | mps_cached1m) echo "s4k s1m" ;;
   esac
 }
 
@@ -127,8 +132,8 @@ url_of() {
 
 accesslog_of() {
   case $1 in
-    mps_log | mps_bcrypt) echo "$WORK/logs/access-$1.log" ;;
-    nginx_w1_bcrypt) echo "$WORK/logs/access-nginx-$1.log" ;;   # the template's name
+    mps_log | mps_bcrypt | mps_cached1m) echo "$WORK/logs/access-$1.log" ;;
+    nginx_w1_bcrypt | nginx_w1) echo "$WORK/logs/access-nginx-$1.log" ;;   # the template's name
     *) echo "" ;;
   esac
 }
@@ -140,6 +145,10 @@ fill_bench_ini() {   # NAME PORT HTPASSWD OUT
   [[ -n $alog ]] || alog="$WORK/logs/access-unused.log"
   sed -e "s#@PORT@#$port#; s#@BENCH@#$WORK#g; s#@HTPASSWD@#$WORK/nginx/htpasswd.$pw#; s#@ACCESSLOG@#$alog#" \
     "$WORK/mps/bench.ini" > "$out"
+  if [[ $name == mps_cached1m ]]; then
+    sed -i -e 's|^document_root = %(static_root)s$|&\nmax_cached_file_size = 1048576|' "$out"
+    grep -q '^max_cached_file_size = 1048576$' "$out" || { echo "mps/bench.ini changed: cannot set max_cached_file_size" >&2; return 1; }
+  fi
   if [[ $name == mps_nolog ]]; then
     sed -i -e 's/^pipeline = accesslog urlmap$/pipeline = urlmap/' "$out"
     grep -q '^pipeline = urlmap$' "$out" || { echo "mps/bench.ini changed: cannot drop the access log" >&2; return 1; }
@@ -158,14 +167,16 @@ server_cmd() {   # NAME DIR -> CMD
       [[ $name == mps_urlmap100 ]] && src=urlmap100.ini
       sed -e "s#@PORT@#$port#" "$HERE/$src" > "$dir/$name.ini"
       CMD=("${pin[@]}" "$MPS_BIN" "$dir/$name.ini") ;;
-    mps_log | mps_nolog)
+    mps_log | mps_nolog | mps_cached1m)
       fill_bench_ini "$name" "$port" plain "$dir/$name.ini"
       CMD=("${pin[@]}" "$MPS_BIN" "$dir/$name.ini") ;;
     mps_bcrypt)
       fill_bench_ini "$name" "$port" bcrypt "$dir/$name.ini"
       CMD=("${pin[@]}" "$MPS_BIN" "$dir/$name.ini") ;;
-    nginx_w1_bcrypt)
-      sed -e "s#@WORKERS@#1#; s#@PORT@#$port#; s#@BENCH@#$WORK#g; s#@HTPASSWD@#$WORK/nginx/htpasswd.bcrypt#; s#@NAME@#$name#g" \
+    nginx_w1_bcrypt | nginx_w1)
+      local pw=plain
+      [[ $name == nginx_w1_bcrypt ]] && pw=bcrypt
+      sed -e "s#@WORKERS@#1#; s#@PORT@#$port#; s#@BENCH@#$WORK#g; s#@HTPASSWD@#$WORK/nginx/htpasswd.$pw#; s#@NAME@#$name#g" \
         "$WORK/nginx/nginx.conf.tmpl" > "$dir/nginx.conf"
       CMD=("${pin[@]}" nginx -c "$dir/nginx.conf") ;;
   esac
@@ -284,6 +295,7 @@ main() {
       issue3) ensure_installed; run_group issue3 hyper_min mps_text mps_urlmap100 ;;
       issue5) ensure_installed; run_group issue5 mps_nolog mps_log ;;
       bcrypt) ensure_installed; run_group bcrypt nginx_w1_bcrypt mps_bcrypt ;;
+      static) ensure_installed; run_group static nginx_w1 mps_cached1m ;;
       *) echo "unknown part $part" >&2; exit 2 ;;
     esac
   done
@@ -292,11 +304,12 @@ main() {
     echo "# mapproxy-serve benchmarks ($(date -Is), $(( $(date +%s) - T0 )) s)"
     echo
     echo '```'; cat "$RESULTS/machine.txt"; echo '```'
-    for g in harness issue3 issue5 bcrypt; do
+    for g in harness issue3 issue5 bcrypt static; do
       [[ -d $RESULTS/$g ]] || continue
       base=hyper_min
       [[ $g == issue5 ]] && base=mps_nolog
       [[ $g == bcrypt ]] && base=nginx_w1_bcrypt
+      [[ $g == static ]] && base=nginx_w1
       echo; echo "## $g (ratios against $base)"; echo
       $PY "$WORK/tools/report.py" "$RESULTS/$g" "$base"
     done

@@ -88,7 +88,7 @@ def fmt(xs, digits=2):
     return (f"{m:.{digits}f}x" + (f" ({per})" if len(xs) > 1 else "")), m
 
 
-GROUPS = {g: load(g) for g in ("harness", "issue3", "issue5", "bcrypt")
+GROUPS = {g: load(g) for g in ("harness", "issue3", "issue5", "bcrypt", "static")
           if os.path.isdir(os.path.join(OUT, g))}
 rows = []
 
@@ -138,6 +138,8 @@ check(4, "`/api` bcrypt htpasswd vs nginx_w1 apr1", "harness", "mapproxy_serve_b
 check(4, "`/api` bcrypt htpasswd vs nginx_w1 bcrypt (same group)", "bcrypt", "mps_bcrypt", "nginx_w1_bcrypt", "api", ">=", 5)
 check(4, "static 4 KiB vs nginx_w1", "harness", "mapproxy_serve", "nginx_w1", "s4k", ">=", 0.8)
 check(4, "static 1 MiB vs nginx_w1", "harness", "mapproxy_serve", "nginx_w1", "s1m", ">=", 1.0)
+check(4, "static 4 KiB, `max_cached_file_size = 1048576` vs nginx_w1 (same group)", "static", "mps_cached1m", "nginx_w1", "s4k", ">=", 0.8)
+check(4, "static 1 MiB, `max_cached_file_size = 1048576` vs nginx_w1 (same group)", "static", "mps_cached1m", "nginx_w1", "s1m", ">=", 1.0)
 
 # issue 5: access log to a FileHandler vs the same stack without the access-log filter
 for ep, label in (("root", "`/`"), ("api", "`/api`"), ("s4k", "static 4 KiB")):
