@@ -2,7 +2,7 @@
 # The wrk benchmarks of issues 3, 4 and 5, measured with the shared harness (../shared/bench).
 #
 #   bench/run.sh            full run  (ROUNDS=2 DURATION=10s WARMUP=2s, about 20 minutes)
-#   QUICK=1 bench/run.sh    quick run (ROUNDS=1 DURATION=3s WARMUP=1s MAX_TRIES=1, about 4 minutes)
+#   QUICK=1 bench/run.sh    quick run (ROUNDS=1 DURATION=3s WARMUP=1s MAX_TRIES=1, about 3.5 minutes)
 #
 # What it does:
 #   0. builds `target/release/mapproxy-serve` once (cargo build --release);
