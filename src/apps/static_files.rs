@@ -16,12 +16,16 @@ fn build_static(conf: &FactoryConf) -> Result<App, ConfigErrors> {
     let mut errs = ConfigErrors::new();
     conf.require("document_root")?;
     let max_age = errs.take(conf.get_parsed::<u64>("cache_max_age", "a number of seconds"));
+    let max_cached = errs.take(conf.get_parsed::<u64>("max_cached_file_size", "a number of bytes"));
     let Some(root) = conf.get_path("document_root") else {
         return Err(errs);
     };
     let mut builder = StaticFiles::builder(&root);
     if let Some(Some(secs)) = max_age {
         builder = builder.cache_max_age(secs);
+    }
+    if let Some(Some(bytes)) = max_cached {
+        builder = builder.max_cached_file_size(bytes);
     }
     let files = errs.take(
         builder
@@ -46,6 +50,10 @@ crate::register_factory!(Factory {
             "cache_max_age",
             "seconds for Cache-Control: max-age (default: no header)"
         ),
+        Opt::new(
+            "max_cached_file_size",
+            "files up to this many bytes are served from memory (default 65536; 0 = no memory cache)"
+        ),
     ],
     build: Build::App(build_static),
     ..Factory::DEFAULT
@@ -65,7 +73,11 @@ mod tests {
         let root = tmp.path().to_str().unwrap();
         let conf = FactoryConf::from_pairs(
             "Paste#static",
-            [("document_root", root), ("cache_max_age", "60")],
+            [
+                ("document_root", root),
+                ("cache_max_age", "60"),
+                ("max_cached_file_size", "1048576"),
+            ],
         );
         let app = build_static(&conf).unwrap();
         let req = Request::builder()
@@ -104,10 +116,12 @@ mod tests {
             [
                 ("document_root", tmp.path().to_str().unwrap()),
                 ("cache_max_age", "soon"),
+                ("max_cached_file_size", "1M"),
             ],
         );
         let e = build_static(&conf).err().unwrap().to_string();
         assert!(e.contains("key 'cache_max_age'"), "{e}");
+        assert!(e.contains("key 'max_cached_file_size'"), "{e}");
     }
 
     #[test]

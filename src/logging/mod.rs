@@ -433,6 +433,13 @@ fn global() -> &'static Global {
     })
 }
 
+/// The process id, asked once: `std::process::id()` is a `getpid` system call on every
+/// record (one per access-log line), and this program never forks.
+fn process_id() -> u32 {
+    static PID: OnceLock<u32> = OnceLock::new();
+    *PID.get_or_init(std::process::id)
+}
+
 thread_local! {
     static THREAD: (u64, String) = {
         let t = std::thread::current();
@@ -487,7 +494,7 @@ impl log::Log for Global {
                 relative_created: relative,
                 thread: *thread,
                 thread_name,
-                process: std::process::id(),
+                process: process_id(),
                 message: &message,
                 tz: None,
             };
