@@ -2,7 +2,7 @@
 //! `[pipeline:]`, `[filter-app:]`, composites, `config:`/`egg:` URIs, cycles.
 //! (Python: `paste.deploy.loadwsgi.ConfigLoader.get_context` and friends.)
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
@@ -140,6 +140,7 @@ pub struct Loader {
     /// Command-line `NAME=VALUE`: in every global_conf, and winning over `[DEFAULT]` in `%(...)s`.
     cli_vars: IndexMap<String, String>,
     files: IndexMap<PathBuf, Arc<IniFile>>,
+    indexes: HashMap<PathBuf, Arc<SectionIndex>>,
     stack: Vec<(PathBuf, String, Location)>,
     /// Non-fatal findings (a section key shadowed by `[DEFAULT]`, ignored options).
     pub warnings: Vec<ConfigError>,
@@ -151,6 +152,7 @@ impl Loader {
         Loader {
             cli_vars,
             files: IndexMap::new(),
+            indexes: HashMap::new(),
             stack: Vec::new(),
             warnings: Vec::new(),
         }
@@ -280,7 +282,12 @@ impl Loader {
                 .unwrap_or_default();
             return self.uri_context(ty, name, None, &dir, global, from);
         }
-        let section = find_section(ty, file, name, from)?;
+        let index = self
+            .indexes
+            .entry(file.abs_path.clone())
+            .or_insert_with(|| Arc::new(index_sections(file)))
+            .clone();
+        let section = find_section(ty, file, &index, name, from)?;
         let loc = file.location(section);
         let key = (file.abs_path.clone(), section.name.clone());
         if let Some(pos) = self
@@ -716,29 +723,37 @@ fn find_factory(ty: ObjType, egg: &str) -> Result<&'static Factory, String> {
     }
 }
 
+/// `(prefix, name)` → the sections `[prefix:name]` (the name stripped, as Paste compares it),
+/// in file order: one hash lookup per prefix instead of a scan of every section.
+type SectionIndex = HashMap<(String, String), Vec<usize>>;
+
+fn index_sections(file: &IniFile) -> SectionIndex {
+    let mut index = SectionIndex::new();
+    for (i, s) in file.sections.iter().enumerate() {
+        if let Some((prefix, name)) = s.name.split_once(':') {
+            index
+                .entry((prefix.to_string(), name.trim().to_string()))
+                .or_default()
+                .push(i);
+        }
+    }
+    index
+}
+
 /// Paste's `find_config_section`: in each prefix group the first prefix with a match wins;
 /// matches from two groups are ambiguous.
 fn find_section<'f>(
     ty: ObjType,
     file: &'f IniFile,
+    index: &SectionIndex,
     name: &str,
     from: Option<&Location>,
 ) -> Result<&'f Section, ConfigErrors> {
     let mut found: Vec<&Section> = Vec::new();
     for group in ty.prefix_groups() {
         for prefix in *group {
-            let matches: Vec<&Section> = file
-                .sections
-                .iter()
-                .filter(|s| {
-                    s.name
-                        .strip_prefix(prefix)
-                        .and_then(|r| r.strip_prefix(':'))
-                        .is_some_and(|r| r.trim() == name)
-                })
-                .collect();
-            if !matches.is_empty() {
-                found.extend(matches);
+            if let Some(matches) = index.get(&(prefix.to_string(), name.to_string())) {
+                found.extend(matches.iter().filter_map(|i| file.sections.get(*i)));
                 break;
             }
         }
