@@ -44,7 +44,18 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    body.map_err(Into::into).boxed_unsync()
+    // Already a `Body`: boxing it again would add an allocation and a second dynamic call
+    // per frame.
+    let mut slot = Some(body);
+    if let Some(b) = (&mut slot as &mut dyn std::any::Any).downcast_mut::<Option<Body>>() {
+        if let Some(b) = b.take() {
+            return b;
+        }
+    }
+    match slot {
+        Some(body) => body.map_err(Into::into).boxed_unsync(),
+        None => empty_body(),
+    }
 }
 
 /// Erase the body type of a response.

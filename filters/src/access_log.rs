@@ -96,7 +96,16 @@ impl AccessLogSink for LogSink {
             .level(self.level)
             .build();
         let logger = log::logger();
-        if self.level <= log::max_level() && logger.enabled(&md) {
+        if self.level > log::max_level() {
+            if self.console_fallback {
+                let mut err = std::io::stderr().lock();
+                let _ = writeln!(err, "{line}");
+            }
+            return;
+        }
+        // Without the console fallback, `log` decides alone (as the `log!` macros do): asking
+        // `enabled` first would walk the logger's configuration twice per line.
+        if !self.console_fallback || logger.enabled(&md) {
             logger.log(
                 &log::Record::builder()
                     .metadata(md)
@@ -288,6 +297,33 @@ pub struct AccessLog<S> {
     shared: Arc<Shared>,
 }
 
+/// The request headers the format names, in format order: the first two inline (the
+/// combined format's referer and user agent), any further ones in a `Vec`.
+#[derive(Default)]
+struct HeaderValues {
+    inline: [Option<HeaderValue>; 2],
+    more: Vec<Option<HeaderValue>>,
+}
+
+impl HeaderValues {
+    fn push(&mut self, i: usize, v: Option<HeaderValue>) {
+        match self.inline.get_mut(i) {
+            Some(slot) => *slot = v,
+            None => self.more.push(v),
+        }
+    }
+
+    fn get(&self, i: usize) -> Option<&HeaderValue> {
+        match self.inline.get(i) {
+            Some(v) => v.as_ref(),
+            None => self
+                .more
+                .get(i - self.inline.len())
+                .and_then(Option::as_ref),
+        }
+    }
+}
+
 /// What is known about a request when it starts.
 struct Entry {
     shared: Arc<Shared>,
@@ -299,19 +335,33 @@ struct Entry {
     uri: Uri,
     mount: Option<String>,
     version: Version,
-    headers: Vec<Option<HeaderValue>>,
+    headers: HeaderValues,
     status: StatusCode,
     bytes: u64,
 }
 
 impl Entry {
     fn write(&self) {
-        let line = self.format_line();
-        self.shared.sink.write(&line);
+        thread_local! {
+            static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+        }
+        // One buffer per thread, reused for every line (a sink that logs from inside its
+        // `write` would find it borrowed: that line gets a buffer of its own).
+        LINE.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut out) => {
+                out.clear();
+                self.format_into(&mut out);
+                self.shared.sink.write(&out);
+            }
+            Err(_) => {
+                let mut out = String::with_capacity(192);
+                self.format_into(&mut out);
+                self.shared.sink.write(&out);
+            }
+        });
     }
 
-    fn format_line(&self) -> String {
-        let mut out = String::with_capacity(192);
+    fn format_into(&self, out: &mut String) {
         let elapsed = self.start.elapsed();
         let mut header_idx = 0;
         for seg in &self.shared.format.segments {
@@ -325,29 +375,29 @@ impl Entry {
                         None => out.push('-'),
                     },
                     Field::RemoteUser => match &self.user {
-                        Some(u) => escape_into(&mut out, u.as_bytes()),
+                        Some(u) => escape_into(out, u.as_bytes()),
                         None => out.push('-'),
                     },
                     Field::Time => with_time(self.wall, |t| out.push_str(t)),
-                    Field::Method => escape_into(&mut out, self.method.as_str().as_bytes()),
+                    Field::Method => escape_into(out, self.method.as_str().as_bytes()),
                     Field::RequestUri => {
                         if let Some(m) = &self.mount {
-                            escape_into(&mut out, m.as_bytes());
+                            escape_into(out, m.as_bytes());
                         }
-                        escape_into(&mut out, self.uri.path().as_bytes());
+                        escape_into(out, self.uri.path().as_bytes());
                         if let Some(q) = self.uri.query() {
                             out.push('?');
-                            escape_into(&mut out, q.as_bytes());
+                            escape_into(out, q.as_bytes());
                         }
                     }
                     Field::ScriptName => {
                         if let Some(m) = &self.mount {
-                            escape_into(&mut out, m.as_bytes());
+                            escape_into(out, m.as_bytes());
                         }
                     }
-                    Field::PathInfo => escape_into(&mut out, self.uri.path().as_bytes()),
+                    Field::PathInfo => escape_into(out, self.uri.path().as_bytes()),
                     Field::QueryString => {
-                        escape_into(&mut out, self.uri.query().unwrap_or("").as_bytes())
+                        escape_into(out, self.uri.query().unwrap_or("").as_bytes())
                     }
                     Field::HttpVersion => out.push_str(match self.version {
                         Version::HTTP_09 => "HTTP/0.9",
@@ -366,8 +416,8 @@ impl Entry {
                         }
                     }
                     Field::Header(_) => {
-                        match self.headers.get(header_idx).and_then(Option::as_ref) {
-                            Some(v) => escape_into(&mut out, v.as_bytes()),
+                        match self.headers.get(header_idx) {
+                            Some(v) => escape_into(out, v.as_bytes()),
                             None => out.push('-'),
                         }
                         header_idx += 1;
@@ -384,7 +434,6 @@ impl Entry {
                 },
             }
         }
-        out
     }
 }
 
@@ -453,19 +502,16 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let headers = if self.shared.format.needs_headers {
-            self.shared
-                .format
-                .segments
-                .iter()
-                .filter_map(|s| match s {
-                    Segment::Field(Field::Header(h)) => Some(req.headers().get(h).cloned()),
-                    _ => None,
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let mut headers = HeaderValues::default();
+        if self.shared.format.needs_headers {
+            let names = self.shared.format.segments.iter().filter_map(|s| match s {
+                Segment::Field(Field::Header(h)) => Some(h),
+                _ => None,
+            });
+            for (i, h) in names.enumerate() {
+                headers.push(i, req.headers().get(h).cloned());
+            }
+        }
         let entry = Entry {
             shared: Arc::clone(&self.shared),
             start: Instant::now(),

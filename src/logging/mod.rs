@@ -45,6 +45,7 @@ pub mod pyliteral;
 mod writer;
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, OnceLock};
@@ -210,8 +211,11 @@ struct Handler {
 
 impl Handler {
     fn emit(&self, record: &LogRecord<'_>) {
-        let mut line = String::with_capacity(160);
-        self.formatter.format_into(record, &mut line);
+        with_buffer(&LINE, |line| self.emit_with(record, line));
+    }
+
+    fn emit_with(&self, record: &LogRecord<'_>, line: &mut String) {
+        self.formatter.format_into(record, line);
         line.push('\n');
         match &self.sink {
             Sink::Stderr => {
@@ -222,10 +226,36 @@ impl Handler {
                 let _ = out.write_all(line.as_bytes());
                 let _ = out.flush();
             }
-            Sink::File(f) => f.write(line.into_bytes()),
+            Sink::File(f) => f.write(line.as_bytes()),
             Sink::Null => {}
         }
     }
+}
+
+thread_local! {
+    /// The formatted line of a handler, reused for every record on this thread.
+    static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+    /// A record's message when it is not a plain string.
+    static MESSAGE: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Run `f` with this thread's empty buffer `key` (a fresh one when it is in use: a handler
+/// logging while it formats).
+fn with_buffer<R>(
+    key: &'static std::thread::LocalKey<RefCell<String>>,
+    f: impl FnOnce(&mut String) -> R,
+) -> R {
+    key.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            let r = f(&mut buf);
+            if buf.capacity() > 64 * 1024 {
+                *buf = String::new();
+            }
+            r
+        }
+        Err(_) => f(&mut String::new()),
+    })
 }
 
 #[derive(Debug)]
@@ -477,10 +507,35 @@ impl log::Log for Global {
             .duration_since(self.start)
             .map(|d| d.as_secs_f64() * 1000.0)
             .unwrap_or(0.0);
-        let message = match record.args().as_str() {
-            Some(s) => Cow::Borrowed(s),
-            None => Cow::Owned(record.args().to_string()),
-        };
+        with_buffer(&MESSAGE, |buf| {
+            let message: &str = match record.args().as_str() {
+                Some(s) => s,
+                None => {
+                    let _ = std::fmt::Write::write_fmt(buf, *record.args());
+                    buf
+                }
+            };
+            self.emit(&rt, record, &name, levelno, since, relative, message);
+        });
+    }
+
+    fn flush(&self) {
+        self.current.load().flush();
+    }
+}
+
+impl Global {
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        &self,
+        rt: &Runtime,
+        record: &log::Record<'_>,
+        name: &str,
+        levelno: u32,
+        since: std::time::Duration,
+        relative: f64,
+        message: &str,
+    ) {
         THREAD.with(|(thread, thread_name)| {
             let rec = LogRecord {
                 name: &name,
@@ -515,10 +570,6 @@ impl log::Log for Global {
                 let _ = writeln!(std::io::stderr().lock(), "{message}");
             }
         });
-    }
-
-    fn flush(&self) {
-        self.current.load().flush();
     }
 }
 
