@@ -369,6 +369,7 @@ impl Entry {
                 Segment::Lit(s) => out.push_str(s),
                 Segment::Field(f) => match f {
                     Field::RemoteAddr => match self.remote {
+                        Some(IpAddr::V4(ip)) => push_ipv4(out, ip),
                         Some(ip) => {
                             let _ = write!(out, "{ip}");
                         }
@@ -434,6 +435,22 @@ impl Entry {
                 },
             }
         }
+    }
+}
+
+/// `a.b.c.d`, as `Display` writes it, without the formatting machinery.
+fn push_ipv4(out: &mut String, ip: std::net::Ipv4Addr) {
+    for (i, o) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        if o >= 100 {
+            out.push(char::from(b'0' + o / 100));
+        }
+        if o >= 10 {
+            out.push(char::from(b'0' + o / 10 % 10));
+        }
+        out.push(char::from(b'0' + o % 10));
     }
 }
 
@@ -646,6 +663,22 @@ mod tests {
     use std::convert::Infallible;
     use std::sync::Mutex;
     use tower::ServiceExt;
+
+    #[test]
+    fn ipv4_as_display_writes_it() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.99.100",
+            "255.255.255.255",
+            "1.9.10.199",
+        ] {
+            let ip: std::net::Ipv4Addr = ip.parse().unwrap();
+            let mut out = String::new();
+            push_ipv4(&mut out, ip);
+            assert_eq!(out, ip.to_string());
+        }
+    }
 
     #[derive(Default)]
     struct Lines(Mutex<Vec<String>>);
