@@ -46,16 +46,19 @@ where
 {
     // Already a `Body`: boxing it again would add an allocation and a second dynamic call
     // per frame.
-    let mut slot = Some(body);
-    if let Some(b) = (&mut slot as &mut dyn std::any::Any).downcast_mut::<Option<Body>>() {
-        if let Some(b) = b.take() {
-            return b;
+    if std::any::TypeId::of::<B>() == std::any::TypeId::of::<Body>() {
+        let mut slot = Some(body);
+        if let Some(b) = (&mut slot as &mut dyn std::any::Any).downcast_mut::<Option<Body>>() {
+            if let Some(b) = b.take() {
+                return b;
+            }
         }
+        if let Some(body) = slot {
+            return body.map_err(Into::into).boxed_unsync();
+        }
+        return empty_body();
     }
-    match slot {
-        Some(body) => body.map_err(Into::into).boxed_unsync(),
-        None => empty_body(),
-    }
+    body.map_err(Into::into).boxed_unsync()
 }
 
 /// Erase the body type of a response.

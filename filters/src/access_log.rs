@@ -362,7 +362,9 @@ impl Entry {
     }
 
     fn format_into(&self, out: &mut String) {
-        let elapsed = self.start.elapsed();
+        // only the duration fields need the clock
+        let mut elapsed = None;
+        let mut elapsed = || *elapsed.get_or_insert_with(|| self.start.elapsed());
         let mut header_idx = 0;
         for seg in &self.shared.format.segments {
             match seg {
@@ -376,30 +378,28 @@ impl Entry {
                         None => out.push('-'),
                     },
                     Field::RemoteUser => match &self.user {
-                        Some(u) => escape_into(out, u.as_bytes()),
+                        Some(u) => escape_str(out, u),
                         None => out.push('-'),
                     },
                     Field::Time => with_time(self.wall, |t| out.push_str(t)),
-                    Field::Method => escape_into(out, self.method.as_str().as_bytes()),
+                    Field::Method => escape_str(out, self.method.as_str()),
                     Field::RequestUri => {
                         if let Some(m) = &self.mount {
-                            escape_into(out, m.as_bytes());
+                            escape_str(out, m);
                         }
-                        escape_into(out, self.uri.path().as_bytes());
+                        escape_str(out, self.uri.path());
                         if let Some(q) = self.uri.query() {
                             out.push('?');
-                            escape_into(out, q.as_bytes());
+                            escape_str(out, q);
                         }
                     }
                     Field::ScriptName => {
                         if let Some(m) = &self.mount {
-                            escape_into(out, m.as_bytes());
+                            escape_str(out, m);
                         }
                     }
-                    Field::PathInfo => escape_into(out, self.uri.path().as_bytes()),
-                    Field::QueryString => {
-                        escape_into(out, self.uri.query().unwrap_or("").as_bytes())
-                    }
+                    Field::PathInfo => escape_str(out, self.uri.path()),
+                    Field::QueryString => escape_str(out, self.uri.query().unwrap_or("")),
                     Field::HttpVersion => out.push_str(match self.version {
                         Version::HTTP_09 => "HTTP/0.9",
                         Version::HTTP_10 => "HTTP/1.0",
@@ -413,7 +413,7 @@ impl Entry {
                         if self.bytes == 0 {
                             out.push('-');
                         } else {
-                            let _ = write!(out, "{}", self.bytes);
+                            push_u64(out, self.bytes);
                         }
                     }
                     Field::Header(_) => {
@@ -424,17 +424,34 @@ impl Entry {
                         header_idx += 1;
                     }
                     Field::DurationSecs => {
-                        let _ = write!(out, "{:.6}", elapsed.as_secs_f64());
+                        let _ = write!(out, "{:.6}", elapsed().as_secs_f64());
                     }
                     Field::DurationMs => {
-                        let _ = write!(out, "{}", elapsed.as_millis());
+                        let _ = write!(out, "{}", elapsed().as_millis());
                     }
                     Field::DurationUs => {
-                        let _ = write!(out, "{}", elapsed.as_micros());
+                        let _ = write!(out, "{}", elapsed().as_micros());
                     }
                 },
             }
         }
+    }
+}
+
+/// The decimal digits of `n`, as `Display` writes them.
+fn push_u64(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        out.push(char::from(d));
     }
 }
 
@@ -457,13 +474,29 @@ fn push_ipv4(out: &mut String, ip: std::net::Ipv4Addr) {
 /// Apache's escaping of request-supplied text: `"` and `\` get a backslash, bytes outside
 /// printable ASCII become `\xHH`.
 fn escape_into(out: &mut String, s: &[u8]) {
-    if s.iter()
-        .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
-    {
+    if s.iter().all(|&b| plain(b)) {
         // all ASCII printable: valid UTF-8
         out.push_str(std::str::from_utf8(s).unwrap_or(""));
         return;
     }
+    escape_bytes(out, s);
+}
+
+/// [`escape_into`] for text that is already a `str` (no second UTF-8 check).
+fn escape_str(out: &mut String, s: &str) {
+    if s.bytes().all(plain) {
+        out.push_str(s);
+    } else {
+        escape_bytes(out, s.as_bytes());
+    }
+}
+
+/// A byte Apache writes as it is.
+fn plain(b: u8) -> bool {
+    (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'
+}
+
+fn escape_bytes(out: &mut String, s: &[u8]) {
     for &b in s {
         match b {
             b'"' => out.push_str("\\\""),
@@ -677,6 +710,11 @@ mod tests {
             let mut out = String::new();
             push_ipv4(&mut out, ip);
             assert_eq!(out, ip.to_string());
+        }
+        for n in [1u64, 9, 10, 4096, 1_048_576, u64::MAX] {
+            let mut out = String::new();
+            push_u64(&mut out, n);
+            assert_eq!(out, n.to_string());
         }
     }
 

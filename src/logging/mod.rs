@@ -264,6 +264,8 @@ struct Node {
     level: u32,
     handlers: Vec<Arc<Handler>>,
     propagate: bool,
+    /// The effective level of this logger (set by [`Runtime::new`]).
+    effective: u32,
 }
 
 /// One applied configuration.
@@ -296,6 +298,7 @@ impl Runtime {
                 level: lvl,
                 handlers: vec![h.clone()],
                 propagate: true,
+                effective: 0,
             },
             HashMap::new(),
             vec![h],
@@ -309,9 +312,25 @@ impl Runtime {
             handlers,
             max: log::LevelFilter::Off,
         };
-        let mut min = rt.effective("");
-        for name in rt.nodes.keys() {
-            min = min.min(rt.effective(name));
+        let resolve = |rt: &Runtime, name: &str| {
+            rt.chain(name)
+                .map(|n| n.level)
+                .find(|l| *l != 0)
+                .unwrap_or(level::DEBUG)
+        };
+        let root = resolve(&rt, "");
+        let levels: Vec<(String, u32)> = rt
+            .nodes
+            .keys()
+            .map(|name| (name.clone(), resolve(&rt, name)))
+            .collect();
+        rt.root.effective = root;
+        let mut min = root;
+        for (name, l) in levels {
+            min = min.min(l);
+            if let Some(n) = rt.nodes.get_mut(&name) {
+                n.effective = l;
+            }
         }
         rt.max = level::filter(min);
         rt
@@ -353,6 +372,7 @@ impl Runtime {
                 .filter_map(|i| handlers.get(*i).cloned())
                 .collect(),
             propagate: l.propagate,
+            effective: 0,
         };
         let root = node(&cfg.root);
         let nodes = cfg
@@ -388,6 +408,7 @@ impl Runtime {
                 level: 0,
                 handlers: Vec::new(),
                 propagate: true,
+                effective: 0,
             });
             node.handlers.push(h);
             node.propagate = false;
@@ -423,10 +444,10 @@ impl Runtime {
     /// knows (DEBUG and above); Rust's TRACE records need a logger set to TRACE (else a
     /// `level = NOTSET` root would flood the log with hyper's and h2's traces).
     fn effective(&self, name: &str) -> u32 {
+        // the nearest configured logger knows its effective level
         self.chain(name)
-            .map(|n| n.level)
-            .find(|l| *l != 0)
-            .unwrap_or(level::DEBUG)
+            .next()
+            .map_or(level::DEBUG, |n| n.effective)
     }
 
     fn flush(&self) {
@@ -498,7 +519,10 @@ impl log::Log for Global {
         let rt = self.current.load();
         let name = logger_name(record.target());
         let levelno = level::of(record.level());
-        if levelno < rt.effective(&name) {
+        // One walk up the configured loggers: the nearest one has the effective level, and
+        // the handlers are found from it upwards.
+        let mut nodes = rt.chain(&name).peekable();
+        if levelno < nodes.peek().map_or(level::DEBUG, |n| n.effective) {
             return;
         }
         let now = SystemTime::now();
@@ -515,7 +539,7 @@ impl log::Log for Global {
                     buf
                 }
             };
-            self.emit(&rt, record, &name, levelno, since, relative, message);
+            self.emit(nodes, record, &name, levelno, since, relative, message);
         });
     }
 
@@ -526,9 +550,9 @@ impl log::Log for Global {
 
 impl Global {
     #[allow(clippy::too_many_arguments)]
-    fn emit(
+    fn emit<'a>(
         &self,
-        rt: &Runtime,
+        nodes: impl Iterator<Item = &'a Node>,
         record: &log::Record<'_>,
         name: &str,
         levelno: u32,
@@ -554,7 +578,7 @@ impl Global {
                 tz: None,
             };
             let mut found = false;
-            for node in rt.chain(&name) {
+            for node in nodes {
                 for h in &node.handlers {
                     found = true;
                     if levelno >= h.level {
@@ -652,6 +676,7 @@ mod tests {
             level,
             handlers: vec![],
             propagate: true,
+            effective: 0,
         };
         let mut nodes = HashMap::new();
         nodes.insert("mapproxy".to_string(), node(0));
