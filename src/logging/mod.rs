@@ -562,7 +562,7 @@ impl Global {
     ) {
         THREAD.with(|(thread, thread_name)| {
             let rec = LogRecord {
-                name: &name,
+                name,
                 levelno,
                 levelname: level::name(record.level()),
                 pathname: record.file(),
@@ -574,7 +574,7 @@ impl Global {
                 thread: *thread,
                 thread_name,
                 process: process_id(),
-                message: &message,
+                message,
                 tz: None,
             };
             let mut found = false;
