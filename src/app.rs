@@ -44,6 +44,20 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    // Already a `Body`: boxing it again would add an allocation and a second dynamic call
+    // per frame.
+    if std::any::TypeId::of::<B>() == std::any::TypeId::of::<Body>() {
+        let mut slot = Some(body);
+        if let Some(b) = (&mut slot as &mut dyn std::any::Any).downcast_mut::<Option<Body>>() {
+            if let Some(b) = b.take() {
+                return b;
+            }
+        }
+        if let Some(body) = slot {
+            return body.map_err(Into::into).boxed_unsync();
+        }
+        return empty_body();
+    }
     body.map_err(Into::into).boxed_unsync()
 }
 

@@ -96,7 +96,16 @@ impl AccessLogSink for LogSink {
             .level(self.level)
             .build();
         let logger = log::logger();
-        if self.level <= log::max_level() && logger.enabled(&md) {
+        if self.level > log::max_level() {
+            if self.console_fallback {
+                let mut err = std::io::stderr().lock();
+                let _ = writeln!(err, "{line}");
+            }
+            return;
+        }
+        // Without the console fallback, `log` decides alone (as the `log!` macros do): asking
+        // `enabled` first would walk the logger's configuration twice per line.
+        if !self.console_fallback || logger.enabled(&md) {
             logger.log(
                 &log::Record::builder()
                     .metadata(md)
@@ -288,6 +297,33 @@ pub struct AccessLog<S> {
     shared: Arc<Shared>,
 }
 
+/// The request headers the format names, in format order: the first two inline (the
+/// combined format's referer and user agent), any further ones in a `Vec`.
+#[derive(Default)]
+struct HeaderValues {
+    inline: [Option<HeaderValue>; 2],
+    more: Vec<Option<HeaderValue>>,
+}
+
+impl HeaderValues {
+    fn push(&mut self, i: usize, v: Option<HeaderValue>) {
+        match self.inline.get_mut(i) {
+            Some(slot) => *slot = v,
+            None => self.more.push(v),
+        }
+    }
+
+    fn get(&self, i: usize) -> Option<&HeaderValue> {
+        match self.inline.get(i) {
+            Some(v) => v.as_ref(),
+            None => self
+                .more
+                .get(i - self.inline.len())
+                .and_then(Option::as_ref),
+        }
+    }
+}
+
 /// What is known about a request when it starts.
 struct Entry {
     shared: Arc<Shared>,
@@ -299,56 +335,71 @@ struct Entry {
     uri: Uri,
     mount: Option<String>,
     version: Version,
-    headers: Vec<Option<HeaderValue>>,
+    headers: HeaderValues,
     status: StatusCode,
     bytes: u64,
 }
 
 impl Entry {
     fn write(&self) {
-        let line = self.format_line();
-        self.shared.sink.write(&line);
+        thread_local! {
+            static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+        }
+        // One buffer per thread, reused for every line (a sink that logs from inside its
+        // `write` would find it borrowed: that line gets a buffer of its own).
+        LINE.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut out) => {
+                out.clear();
+                self.format_into(&mut out);
+                self.shared.sink.write(&out);
+            }
+            Err(_) => {
+                let mut out = String::with_capacity(192);
+                self.format_into(&mut out);
+                self.shared.sink.write(&out);
+            }
+        });
     }
 
-    fn format_line(&self) -> String {
-        let mut out = String::with_capacity(192);
-        let elapsed = self.start.elapsed();
+    fn format_into(&self, out: &mut String) {
+        // only the duration fields need the clock
+        let mut elapsed = None;
+        let mut elapsed = || *elapsed.get_or_insert_with(|| self.start.elapsed());
         let mut header_idx = 0;
         for seg in &self.shared.format.segments {
             match seg {
                 Segment::Lit(s) => out.push_str(s),
                 Segment::Field(f) => match f {
                     Field::RemoteAddr => match self.remote {
+                        Some(IpAddr::V4(ip)) => push_ipv4(out, ip),
                         Some(ip) => {
                             let _ = write!(out, "{ip}");
                         }
                         None => out.push('-'),
                     },
                     Field::RemoteUser => match &self.user {
-                        Some(u) => escape_into(&mut out, u.as_bytes()),
+                        Some(u) => escape_str(out, u),
                         None => out.push('-'),
                     },
                     Field::Time => with_time(self.wall, |t| out.push_str(t)),
-                    Field::Method => escape_into(&mut out, self.method.as_str().as_bytes()),
+                    Field::Method => escape_str(out, self.method.as_str()),
                     Field::RequestUri => {
                         if let Some(m) = &self.mount {
-                            escape_into(&mut out, m.as_bytes());
+                            escape_str(out, m);
                         }
-                        escape_into(&mut out, self.uri.path().as_bytes());
+                        escape_str(out, self.uri.path());
                         if let Some(q) = self.uri.query() {
                             out.push('?');
-                            escape_into(&mut out, q.as_bytes());
+                            escape_str(out, q);
                         }
                     }
                     Field::ScriptName => {
                         if let Some(m) = &self.mount {
-                            escape_into(&mut out, m.as_bytes());
+                            escape_str(out, m);
                         }
                     }
-                    Field::PathInfo => escape_into(&mut out, self.uri.path().as_bytes()),
-                    Field::QueryString => {
-                        escape_into(&mut out, self.uri.query().unwrap_or("").as_bytes())
-                    }
+                    Field::PathInfo => escape_str(out, self.uri.path()),
+                    Field::QueryString => escape_str(out, self.uri.query().unwrap_or("")),
                     Field::HttpVersion => out.push_str(match self.version {
                         Version::HTTP_09 => "HTTP/0.9",
                         Version::HTTP_10 => "HTTP/1.0",
@@ -362,42 +413,90 @@ impl Entry {
                         if self.bytes == 0 {
                             out.push('-');
                         } else {
-                            let _ = write!(out, "{}", self.bytes);
+                            push_u64(out, self.bytes);
                         }
                     }
                     Field::Header(_) => {
-                        match self.headers.get(header_idx).and_then(Option::as_ref) {
-                            Some(v) => escape_into(&mut out, v.as_bytes()),
+                        match self.headers.get(header_idx) {
+                            Some(v) => escape_into(out, v.as_bytes()),
                             None => out.push('-'),
                         }
                         header_idx += 1;
                     }
                     Field::DurationSecs => {
-                        let _ = write!(out, "{:.6}", elapsed.as_secs_f64());
+                        let _ = write!(out, "{:.6}", elapsed().as_secs_f64());
                     }
                     Field::DurationMs => {
-                        let _ = write!(out, "{}", elapsed.as_millis());
+                        let _ = write!(out, "{}", elapsed().as_millis());
                     }
                     Field::DurationUs => {
-                        let _ = write!(out, "{}", elapsed.as_micros());
+                        let _ = write!(out, "{}", elapsed().as_micros());
                     }
                 },
             }
         }
-        out
+    }
+}
+
+/// The decimal digits of `n`, as `Display` writes them.
+fn push_u64(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        out.push(char::from(d));
+    }
+}
+
+/// `a.b.c.d`, as `Display` writes it, without the formatting machinery.
+fn push_ipv4(out: &mut String, ip: std::net::Ipv4Addr) {
+    for (i, o) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        if o >= 100 {
+            out.push(char::from(b'0' + o / 100));
+        }
+        if o >= 10 {
+            out.push(char::from(b'0' + o / 10 % 10));
+        }
+        out.push(char::from(b'0' + o % 10));
     }
 }
 
 /// Apache's escaping of request-supplied text: `"` and `\` get a backslash, bytes outside
 /// printable ASCII become `\xHH`.
 fn escape_into(out: &mut String, s: &[u8]) {
-    if s.iter()
-        .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
-    {
+    if s.iter().all(|&b| plain(b)) {
         // all ASCII printable: valid UTF-8
         out.push_str(std::str::from_utf8(s).unwrap_or(""));
         return;
     }
+    escape_bytes(out, s);
+}
+
+/// [`escape_into`] for text that is already a `str` (no second UTF-8 check).
+fn escape_str(out: &mut String, s: &str) {
+    if s.bytes().all(plain) {
+        out.push_str(s);
+    } else {
+        escape_bytes(out, s.as_bytes());
+    }
+}
+
+/// A byte Apache writes as it is.
+fn plain(b: u8) -> bool {
+    (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'
+}
+
+fn escape_bytes(out: &mut String, s: &[u8]) {
     for &b in s {
         match b {
             b'"' => out.push_str("\\\""),
@@ -453,19 +552,16 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let headers = if self.shared.format.needs_headers {
-            self.shared
-                .format
-                .segments
-                .iter()
-                .filter_map(|s| match s {
-                    Segment::Field(Field::Header(h)) => Some(req.headers().get(h).cloned()),
-                    _ => None,
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let mut headers = HeaderValues::default();
+        if self.shared.format.needs_headers {
+            let names = self.shared.format.segments.iter().filter_map(|s| match s {
+                Segment::Field(Field::Header(h)) => Some(h),
+                _ => None,
+            });
+            for (i, h) in names.enumerate() {
+                headers.push(i, req.headers().get(h).cloned());
+            }
+        }
         let entry = Entry {
             shared: Arc::clone(&self.shared),
             start: Instant::now(),
@@ -600,6 +696,27 @@ mod tests {
     use std::convert::Infallible;
     use std::sync::Mutex;
     use tower::ServiceExt;
+
+    #[test]
+    fn ipv4_as_display_writes_it() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.99.100",
+            "255.255.255.255",
+            "1.9.10.199",
+        ] {
+            let ip: std::net::Ipv4Addr = ip.parse().unwrap();
+            let mut out = String::new();
+            push_ipv4(&mut out, ip);
+            assert_eq!(out, ip.to_string());
+        }
+        for n in [1u64, 9, 10, 4096, 1_048_576, u64::MAX] {
+            let mut out = String::new();
+            push_u64(&mut out, n);
+            assert_eq!(out, n.to_string());
+        }
+    }
 
     #[derive(Default)]
     struct Lines(Mutex<Vec<String>>);

@@ -427,8 +427,12 @@ fn parse(fmt: &str) -> Result<Vec<Part>, String> {
 
 /// Pad `body` (already signed) to the spec's width as Python's `%` does.
 fn pad(out: &mut String, body: &str, spec: &Spec, numeric: bool) {
-    let len = body.chars().count();
     let width = spec.width.unwrap_or(0);
+    if width == 0 {
+        out.push_str(body);
+        return;
+    }
+    let len = body.chars().count();
     if len >= width {
         out.push_str(body);
         return;
@@ -465,6 +469,12 @@ fn pad(out: &mut String, body: &str, spec: &Spec, numeric: bool) {
 
 fn render(out: &mut String, value: &Value<'_>, spec: &Spec) {
     match spec.conv {
+        's' if spec.precision.is_none() && matches!(value, Value::Str(_)) => {
+            // the common `%(message)s`: no copy
+            if let Value::Str(s) = value {
+                pad(out, s, spec, false);
+            }
+        }
         's' | 'r' | 'a' => {
             let s: String = match value {
                 Value::Str(s) if spec.conv == 's' => s.to_string(),

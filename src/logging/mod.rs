@@ -45,6 +45,7 @@ pub mod pyliteral;
 mod writer;
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, OnceLock};
@@ -210,8 +211,11 @@ struct Handler {
 
 impl Handler {
     fn emit(&self, record: &LogRecord<'_>) {
-        let mut line = String::with_capacity(160);
-        self.formatter.format_into(record, &mut line);
+        with_buffer(&LINE, |line| self.emit_with(record, line));
+    }
+
+    fn emit_with(&self, record: &LogRecord<'_>, line: &mut String) {
+        self.formatter.format_into(record, line);
         line.push('\n');
         match &self.sink {
             Sink::Stderr => {
@@ -222,10 +226,36 @@ impl Handler {
                 let _ = out.write_all(line.as_bytes());
                 let _ = out.flush();
             }
-            Sink::File(f) => f.write(line.into_bytes()),
+            Sink::File(f) => f.write(line.as_bytes()),
             Sink::Null => {}
         }
     }
+}
+
+thread_local! {
+    /// The formatted line of a handler, reused for every record on this thread.
+    static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+    /// A record's message when it is not a plain string.
+    static MESSAGE: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Run `f` with this thread's empty buffer `key` (a fresh one when it is in use: a handler
+/// logging while it formats).
+fn with_buffer<R>(
+    key: &'static std::thread::LocalKey<RefCell<String>>,
+    f: impl FnOnce(&mut String) -> R,
+) -> R {
+    key.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            let r = f(&mut buf);
+            if buf.capacity() > 64 * 1024 {
+                *buf = String::new();
+            }
+            r
+        }
+        Err(_) => f(&mut String::new()),
+    })
 }
 
 #[derive(Debug)]
@@ -234,6 +264,8 @@ struct Node {
     level: u32,
     handlers: Vec<Arc<Handler>>,
     propagate: bool,
+    /// The effective level of this logger (set by [`Runtime::new`]).
+    effective: u32,
 }
 
 /// One applied configuration.
@@ -266,6 +298,7 @@ impl Runtime {
                 level: lvl,
                 handlers: vec![h.clone()],
                 propagate: true,
+                effective: 0,
             },
             HashMap::new(),
             vec![h],
@@ -279,9 +312,25 @@ impl Runtime {
             handlers,
             max: log::LevelFilter::Off,
         };
-        let mut min = rt.effective("");
-        for name in rt.nodes.keys() {
-            min = min.min(rt.effective(name));
+        let resolve = |rt: &Runtime, name: &str| {
+            rt.chain(name)
+                .map(|n| n.level)
+                .find(|l| *l != 0)
+                .unwrap_or(level::DEBUG)
+        };
+        let root = resolve(&rt, "");
+        let levels: Vec<(String, u32)> = rt
+            .nodes
+            .keys()
+            .map(|name| (name.clone(), resolve(&rt, name)))
+            .collect();
+        rt.root.effective = root;
+        let mut min = root;
+        for (name, l) in levels {
+            min = min.min(l);
+            if let Some(n) = rt.nodes.get_mut(&name) {
+                n.effective = l;
+            }
         }
         rt.max = level::filter(min);
         rt
@@ -323,6 +372,7 @@ impl Runtime {
                 .filter_map(|i| handlers.get(*i).cloned())
                 .collect(),
             propagate: l.propagate,
+            effective: 0,
         };
         let root = node(&cfg.root);
         let nodes = cfg
@@ -358,6 +408,7 @@ impl Runtime {
                 level: 0,
                 handlers: Vec::new(),
                 propagate: true,
+                effective: 0,
             });
             node.handlers.push(h);
             node.propagate = false;
@@ -393,10 +444,10 @@ impl Runtime {
     /// knows (DEBUG and above); Rust's TRACE records need a logger set to TRACE (else a
     /// `level = NOTSET` root would flood the log with hyper's and h2's traces).
     fn effective(&self, name: &str) -> u32 {
+        // the nearest configured logger knows its effective level
         self.chain(name)
-            .map(|n| n.level)
-            .find(|l| *l != 0)
-            .unwrap_or(level::DEBUG)
+            .next()
+            .map_or(level::DEBUG, |n| n.effective)
     }
 
     fn flush(&self) {
@@ -468,7 +519,10 @@ impl log::Log for Global {
         let rt = self.current.load();
         let name = logger_name(record.target());
         let levelno = level::of(record.level());
-        if levelno < rt.effective(&name) {
+        // One walk up the configured loggers: the nearest one has the effective level, and
+        // the handlers are found from it upwards.
+        let mut nodes = rt.chain(&name).peekable();
+        if levelno < nodes.peek().map_or(level::DEBUG, |n| n.effective) {
             return;
         }
         let now = SystemTime::now();
@@ -477,13 +531,38 @@ impl log::Log for Global {
             .duration_since(self.start)
             .map(|d| d.as_secs_f64() * 1000.0)
             .unwrap_or(0.0);
-        let message = match record.args().as_str() {
-            Some(s) => Cow::Borrowed(s),
-            None => Cow::Owned(record.args().to_string()),
-        };
+        with_buffer(&MESSAGE, |buf| {
+            let message: &str = match record.args().as_str() {
+                Some(s) => s,
+                None => {
+                    let _ = std::fmt::Write::write_fmt(buf, *record.args());
+                    buf
+                }
+            };
+            self.emit(nodes, record, &name, levelno, since, relative, message);
+        });
+    }
+
+    fn flush(&self) {
+        self.current.load().flush();
+    }
+}
+
+impl Global {
+    #[allow(clippy::too_many_arguments)]
+    fn emit<'a>(
+        &self,
+        nodes: impl Iterator<Item = &'a Node>,
+        record: &log::Record<'_>,
+        name: &str,
+        levelno: u32,
+        since: std::time::Duration,
+        relative: f64,
+        message: &str,
+    ) {
         THREAD.with(|(thread, thread_name)| {
             let rec = LogRecord {
-                name: &name,
+                name,
                 levelno,
                 levelname: level::name(record.level()),
                 pathname: record.file(),
@@ -495,11 +574,11 @@ impl log::Log for Global {
                 thread: *thread,
                 thread_name,
                 process: process_id(),
-                message: &message,
+                message,
                 tz: None,
             };
             let mut found = false;
-            for node in rt.chain(&name) {
+            for node in nodes {
                 for h in &node.handlers {
                     found = true;
                     if levelno >= h.level {
@@ -515,10 +594,6 @@ impl log::Log for Global {
                 let _ = writeln!(std::io::stderr().lock(), "{message}");
             }
         });
-    }
-
-    fn flush(&self) {
-        self.current.load().flush();
     }
 }
 
@@ -601,6 +676,7 @@ mod tests {
             level,
             handlers: vec![],
             propagate: true,
+            effective: 0,
         };
         let mut nodes = HashMap::new();
         nodes.insert("mapproxy".to_string(), node(0));

@@ -13,9 +13,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chrono::{Datelike, Local, TimeZone, Timelike, Utc};
 
@@ -33,17 +32,44 @@ const FLUSH_WAIT: Duration = Duration::from_secs(5);
 /// server on one core). A line after an idle period is still written at once.
 const GATHER: Duration = Duration::from_millis(10);
 
-enum Msg {
-    Line(Vec<u8>),
-    Flush(SyncSender<()>),
+/// Lines handed from the loggers to the writer thread: appended to one shared buffer (no
+/// allocation per line once it has grown), which the writer swaps for its own empty one.
+#[derive(Debug, Default)]
+struct State {
+    /// The queued lines, back to back.
+    buf: Vec<u8>,
+    /// The end offset of each queued line in `buf` (rotation looks at lines).
+    ends: Vec<usize>,
+    /// The writer waits on `wake` (a sender must notify it).
+    waiting: bool,
+    /// The sink was dropped: write what is queued and stop.
+    closed: bool,
+    /// Flush requests made and completed.
+    flush_req: u64,
+    flushed: u64,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    state: Mutex<State>,
+    /// Lines or a flush request for the writer.
+    wake: Condvar,
+    /// A flush completed.
+    done: Condvar,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// The sending side of one log file.
 #[derive(Debug)]
 pub(super) struct FileSink {
-    tx: SyncSender<Msg>,
+    queue: Arc<Queue>,
     path: PathBuf,
-    dropped: Arc<AtomicU64>,
+    dropped: AtomicU64,
 }
 
 impl FileSink {
@@ -54,41 +80,71 @@ impl FileSink {
         } else {
             Some(open(&conf.path, conf.append)?)
         };
-        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let queue = Arc::new(Queue::default());
         let mut w = Writer::new(conf, file);
+        let q = Arc::clone(&queue);
         std::thread::Builder::new()
             .name("log-writer".into())
-            .spawn(move || w.run(rx))?;
+            .spawn(move || w.run(&q))?;
         Ok(FileSink {
-            tx,
+            queue,
             path: conf.path.clone(),
-            dropped: Arc::new(AtomicU64::new(0)),
+            dropped: AtomicU64::new(0),
         })
     }
 
-    /// Queue one line (with its terminator). Never blocks: a full queue drops the line.
-    pub(super) fn write(&self, line: Vec<u8>) {
-        match self.tx.try_send(Msg::Line(line)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
-                    eprintln!(
-                        "mapproxy-serve: logging: the writer of {} is behind; dropping log lines \
-                         (reported once)",
-                        self.path.display()
-                    );
-                }
+    /// Queue one line (with its terminator). Never blocks on the writer: a full queue drops
+    /// the line.
+    pub(super) fn write(&self, line: &[u8]) {
+        let mut st = self.queue.lock();
+        if st.ends.len() >= QUEUE {
+            drop(st);
+            if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+                eprintln!(
+                    "mapproxy-serve: logging: the writer of {} is behind; dropping log lines \
+                     (reported once)",
+                    self.path.display()
+                );
             }
-            Err(TrySendError::Disconnected(_)) => {}
+            return;
+        }
+        st.buf.extend_from_slice(line);
+        let end = st.buf.len();
+        st.ends.push(end);
+        if st.waiting {
+            st.waiting = false;
+            drop(st);
+            self.queue.wake.notify_one();
         }
     }
 
     /// Wait (a few seconds at most) until everything queued so far is written.
     pub(super) fn flush(&self) {
-        let (ack_tx, ack_rx) = mpsc::sync_channel(1);
-        if self.tx.send(Msg::Flush(ack_tx)).is_ok() {
-            let _ = ack_rx.recv_timeout(FLUSH_WAIT);
+        let deadline = Instant::now() + FLUSH_WAIT;
+        let mut st = self.queue.lock();
+        st.flush_req += 1;
+        let mine = st.flush_req;
+        st.waiting = false;
+        self.queue.wake.notify_one();
+        while st.flushed < mine && !st.closed {
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            st = self
+                .queue
+                .done
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
+    }
+}
+
+impl Drop for FileSink {
+    fn drop(&mut self) {
+        self.queue.lock().closed = true;
+        self.queue.wake.notify_one();
     }
 }
 
@@ -142,40 +198,58 @@ impl Writer {
         w
     }
 
-    fn run(&mut self, rx: Receiver<Msg>) {
+    fn run(&mut self, queue: &Queue) {
+        let mut buf = Vec::new();
+        let mut ends = Vec::new();
         loop {
-            let msg = match rx.recv_timeout(Duration::from_secs(1)) {
-                Ok(m) => m,
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => break,
+            let (flush_to, closed) = {
+                let mut st = queue.lock();
+                while st.ends.is_empty() && st.flush_req == st.flushed && !st.closed {
+                    st.waiting = true;
+                    st = queue
+                        .wake
+                        .wait_timeout(st, Duration::from_secs(1))
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+                st.waiting = false;
+                std::mem::swap(&mut st.buf, &mut buf);
+                std::mem::swap(&mut st.ends, &mut ends);
+                (st.flush_req, st.closed)
             };
-            self.handle(msg);
-            while let Ok(m) = rx.try_recv() {
-                self.handle(m);
+            let mut start = 0;
+            for &end in &ends {
+                if let Some(line) = buf.get(start..end) {
+                    self.handle(line);
+                }
+                start = end;
                 if self.pending.len() >= BATCH {
                     self.write_pending();
                 }
             }
+            buf.clear();
+            ends.clear();
             self.write_pending();
+            {
+                let mut st = queue.lock();
+                if st.flushed < flush_to {
+                    st.flushed = flush_to;
+                    queue.done.notify_all();
+                }
+            }
+            if closed {
+                break;
+            }
             std::thread::sleep(GATHER);
         }
-        self.write_pending();
     }
 
-    fn handle(&mut self, msg: Msg) {
-        match msg {
-            Msg::Line(line) => {
-                if self.should_roll(line.len() as u64) {
-                    self.write_pending();
-                    self.roll();
-                }
-                self.pending.extend_from_slice(&line);
-            }
-            Msg::Flush(ack) => {
-                self.write_pending();
-                let _ = ack.send(());
-            }
+    fn handle(&mut self, line: &[u8]) {
+        if self.should_roll(line.len() as u64) {
+            self.write_pending();
+            self.roll();
         }
+        self.pending.extend_from_slice(line);
     }
 
     fn should_roll(&mut self, len: u64) -> bool {
@@ -512,7 +586,7 @@ mod tests {
         };
         let sink = FileSink::open(&conf).unwrap();
         for i in 0..30 {
-            sink.write(format!("line {i:02} of the log file\n").into_bytes()); // 24 bytes
+            sink.write(format!("line {i:02} of the log file\n").as_bytes()); // 24 bytes
         }
         sink.flush();
         // 4 lines = 96 bytes; a 5th would reach 120 >= 100 → roll. 30 lines: 7 full files + 2.
