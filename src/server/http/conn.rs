@@ -63,17 +63,16 @@ impl ConnState {
         u64::try_from(self.start.elapsed().as_millis()).unwrap_or(NONE - 1)
     }
 
+    /// No wake-up of the watchdog: a header time starting now ends no earlier than
+    /// `now + header_timeout`, and the watchdog never sleeps past that (see
+    /// [`ConnState::expired`]).
     fn on_read(&self) {
         let now = self.now_ms();
         self.last_io.store(now, Ordering::Relaxed);
-        if self.active.load(Ordering::SeqCst) == 0
-            && !self.h2.load(Ordering::Relaxed)
-            && self
+        if self.active.load(Ordering::SeqCst) == 0 && !self.h2.load(Ordering::Relaxed) {
+            let _ = self
                 .head_since
-                .compare_exchange(NONE, now, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
-        {
-            self.notify.notify_one();
+                .compare_exchange(NONE, now, Ordering::SeqCst, Ordering::SeqCst);
         }
     }
 
@@ -92,12 +91,22 @@ impl ConnState {
     }
 
     /// Resolves when the connection should be closed, saying why.
+    ///
+    /// The requests do not wake the watchdog (that would cost a wake-up and a timer reset
+    /// per request). Instead it never sleeps longer than the shorter timeout: a header or
+    /// idle time that starts while it sleeps ends no earlier than `now + that timeout`, so
+    /// the watchdog is awake in time to see it. Only a stalled upload ([`BodyWait`]), whose
+    /// idle time may have started in the past, wakes it.
     pub(crate) async fn expired(
         &self,
         header_timeout: Option<Duration>,
         idle_timeout: Option<Duration>,
     ) -> &'static str {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(NONE / 2);
+        let period = match (header_timeout, idle_timeout) {
+            (Some(h), Some(i)) => Some(ms(h.min(i))),
+            (h, i) => h.or(i).map(ms),
+        };
         loop {
             let notified = self.notify.notified();
             tokio::pin!(notified);
@@ -124,6 +133,10 @@ impl ConnState {
                     }
                     next = Some(next.map_or(due, |n| n.min(due)));
                 }
+            }
+            if let Some(p) = period {
+                let check = now.saturating_add(p);
+                next = Some(next.map_or(check, |n| n.min(check)));
             }
             match next {
                 Some(due) => {
@@ -184,7 +197,6 @@ impl Drop for ActiveGuard {
         let s = &self.0;
         s.last_io.store(s.now_ms(), Ordering::Relaxed);
         s.active.fetch_sub(1, Ordering::SeqCst);
-        s.notify.notify_one();
     }
 }
 
