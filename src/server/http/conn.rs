@@ -15,12 +15,15 @@
 //!
 //! A request is "in progress" from the call of the app until its response body is done.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
+
+use futures_util::task::AtomicWaker;
 
 use tokio::time::Instant;
 
@@ -271,6 +274,58 @@ impl<S: AsyncWrite> AsyncWrite for Tracked<S> {
     }
 }
 
+/// Sets the flag of a [`WokenOnly`] and wakes its task.
+#[derive(Default)]
+struct WakeFlag {
+    woken: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for WakeFlag {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::SeqCst);
+        self.task.wake();
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future polled only when its own waker fired (and on the first poll), not each time
+    /// the task it shares is woken. The connection task is woken for every read and write;
+    /// its watchdog and shutdown signals, wrapped in this, then cost a flag test instead of
+    /// polling two cancellation tokens, a `Notify` and a timer.
+    pub(crate) struct WokenOnly<F> {
+        #[pin]
+        inner: F,
+        flag: Arc<WakeFlag>,
+    }
+}
+
+impl<F> WokenOnly<F> {
+    pub(crate) fn new(inner: F) -> Self {
+        let flag = Arc::new(WakeFlag::default());
+        flag.woken.store(true, Ordering::SeqCst);
+        WokenOnly { inner, flag }
+    }
+}
+
+impl<F: Future> Future for WokenOnly<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        this.flag.task.register(cx.waker());
+        if !this.flag.woken.swap(false, Ordering::SeqCst) {
+            return Poll::Pending;
+        }
+        let waker = Waker::from(this.flag.clone());
+        this.inner.poll(&mut Context::from_waker(&waker))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,6 +371,27 @@ mod tests {
         assert!(t0.elapsed() >= C - Duration::from_millis(20));
         drop(w);
         assert_eq!(s.body_waits.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn woken_only_polls_after_its_own_wake() {
+        let polls = std::cell::Cell::new(0);
+        let n = Notify::new();
+        let fut = WokenOnly::new(async {
+            loop {
+                polls.set(polls.get() + 1);
+                n.notified().await;
+            }
+        });
+        tokio::pin!(fut);
+        let noop = Waker::noop();
+        let mut cx = Context::from_waker(noop);
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(polls.get(), 1);
+        n.notify_one();
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(polls.get(), 2);
     }
 
     #[tokio::test]
