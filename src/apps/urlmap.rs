@@ -186,7 +186,7 @@ impl std::fmt::Display for MountKey {
 
 /// `//+` → `/`, borrowing when there is nothing to collapse.
 fn collapse_slashes(path: &str) -> std::borrow::Cow<'_, str> {
-    if !path.contains("//") {
+    if !path.as_bytes().windows(2).any(|w| w == b"//") {
         return path.into();
     }
     let mut out = String::with_capacity(path.len());
@@ -341,12 +341,32 @@ fn cuts(path: &str, max_len: usize) -> (Vec<u8>, Vec<(usize, usize)>) {
 impl Inner {
     /// The mount for a request, and the raw length of the normalised path it covers.
     fn find(&self, host: Option<&(String, String)>, path: &str) -> Option<(&Mount, usize)> {
-        let (decoded, cuts) = cuts(path, self.max_len);
         let mut buckets: [Option<&Bucket>; 3] = [None, None, Some(&self.any)];
         if let Some((host, host_port)) = host {
             buckets[0] = self.domains.get(host);
             buckets[1] = self.domains.get(host_port);
         }
+        if !path.as_bytes().contains(&b'%') {
+            // Nothing to decode: the prefixes are the path's own, cut at each `/` and at its
+            // end, longest first (the same cuts as below, without building them).
+            let bytes = path.as_bytes();
+            for bucket in buckets.into_iter().flatten() {
+                let mut end = bytes.len();
+                loop {
+                    if end <= bucket.max_len {
+                        if let Some(&i) = bucket.by_path.get(&bytes[..end]) {
+                            return Some((&self.mounts[i], end));
+                        }
+                    }
+                    match bytes[..end].iter().rposition(|&b| b == b'/') {
+                        Some(slash) => end = slash,
+                        None => break,
+                    }
+                }
+            }
+            return None;
+        }
+        let (decoded, cuts) = cuts(path, self.max_len);
         for bucket in buckets.into_iter().flatten() {
             for &(raw_end, dec_end) in cuts.iter().rev() {
                 if dec_end > bucket.max_len {
@@ -450,6 +470,27 @@ fn html_escape(s: &str) -> String {
     out
 }
 
+/// `uri` with its path replaced by `path_info` (a missing leading `/` added), scheme,
+/// authority and query kept: as [`environ::set_path_info`].
+fn rewrite_uri(uri: &http::Uri, path_info: &str) -> Result<http::Uri, http::Error> {
+    let query = uri.query();
+    let slash = !path_info.starts_with('/');
+    let len = usize::from(slash) + path_info.len() + query.map_or(0, |q| q.len() + 1);
+    let mut pq = Vec::with_capacity(len);
+    if slash {
+        pq.push(b'/');
+    }
+    pq.extend_from_slice(path_info.as_bytes());
+    if let Some(q) = query {
+        pq.push(b'?');
+        pq.extend_from_slice(q.as_bytes());
+    }
+    let pq = http::uri::PathAndQuery::from_maybe_shared(bytes::Bytes::from(pq))?;
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(pq);
+    Ok(http::Uri::from_parts(parts)?)
+}
+
 fn respond(res: Response<Body>) -> UrlMapFuture {
     Either::Right(std::future::ready(Ok(res)))
 }
@@ -470,7 +511,7 @@ impl Service<Request<Body>> for UrlMap {
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         let inner = &*self.inner;
         let host = inner.request_host(&req);
-        let path = collapse_slashes(environ::path_info(&req)).into_owned();
+        let path = collapse_slashes(environ::path_info(&req));
         let Some((mount, raw_end)) = inner.find(host.as_ref(), &path) else {
             return match &inner.not_found {
                 Some(app) => Either::Left(app.clone().oneshot(req)),
@@ -478,16 +519,37 @@ impl Service<Request<Body>> for UrlMap {
             };
         };
         let (mounted, rest) = path.split_at(raw_end);
-        if let Err(e) = environ::set_path_info(&mut req, rest) {
-            log::debug!(target: LOG_TARGET, "urlmap: cannot rewrite {path:?}: {e}");
-            let mut res = Response::new(full_body("400 Bad Request\r\n"));
-            *res.status_mut() = StatusCode::BAD_REQUEST;
-            return respond(res);
+        // What `environ::set_path_info` does, with the new path and mount path built while
+        // the old ones are still borrowed (no copy of the path) and exactly sized.
+        let rewritten = rewrite_uri(req.uri(), rest);
+        let rest_empty = rest.is_empty();
+        let new_mount = {
+            let old = environ::mount_path(&req);
+            let mut m = String::with_capacity(old.len() + mounted.len());
+            m.push_str(old);
+            m.push_str(mounted);
+            m
+        };
+        let uri = match rewritten {
+            Ok(uri) => uri,
+            Err(e) => {
+                log::debug!(target: LOG_TARGET, "urlmap: cannot rewrite {path:?}: {e}");
+                let mut res = Response::new(full_body("400 Bad Request\r\n"));
+                *res.status_mut() = StatusCode::BAD_REQUEST;
+                return respond(res);
+            }
+        };
+        *req.uri_mut() = uri;
+        let ext = req.extensions_mut();
+        if rest_empty {
+            ext.insert(environ::EmptyPathInfo);
+        } else {
+            ext.remove::<environ::EmptyPathInfo>();
         }
-        match req.extensions_mut().get_mut::<MountPath>() {
-            Some(mp) => mp.0.push_str(mounted),
+        match ext.get_mut::<MountPath>() {
+            Some(mp) => mp.0 = new_mount,
             None => {
-                req.extensions_mut().insert(MountPath(mounted.to_string()));
+                ext.insert(MountPath(new_mount));
             }
         }
         Either::Left(mount.app.clone().oneshot(req))

@@ -15,12 +15,15 @@
 //!
 //! A request is "in progress" from the call of the app until its response body is done.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
+
+use futures_util::task::AtomicWaker;
 
 use tokio::time::Instant;
 
@@ -63,17 +66,16 @@ impl ConnState {
         u64::try_from(self.start.elapsed().as_millis()).unwrap_or(NONE - 1)
     }
 
+    /// No wake-up of the watchdog: a header time starting now ends no earlier than
+    /// `now + header_timeout`, and the watchdog never sleeps past that (see
+    /// [`ConnState::expired`]).
     fn on_read(&self) {
         let now = self.now_ms();
         self.last_io.store(now, Ordering::Relaxed);
-        if self.active.load(Ordering::SeqCst) == 0
-            && !self.h2.load(Ordering::Relaxed)
-            && self
+        if self.active.load(Ordering::SeqCst) == 0 && !self.h2.load(Ordering::Relaxed) {
+            let _ = self
                 .head_since
-                .compare_exchange(NONE, now, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
-        {
-            self.notify.notify_one();
+                .compare_exchange(NONE, now, Ordering::SeqCst, Ordering::SeqCst);
         }
     }
 
@@ -92,12 +94,22 @@ impl ConnState {
     }
 
     /// Resolves when the connection should be closed, saying why.
+    ///
+    /// The requests do not wake the watchdog (that would cost a wake-up and a timer reset
+    /// per request). Instead it never sleeps longer than the shorter timeout: a header or
+    /// idle time that starts while it sleeps ends no earlier than `now + that timeout`, so
+    /// the watchdog is awake in time to see it. Only a stalled upload ([`BodyWait`]), whose
+    /// idle time may have started in the past, wakes it.
     pub(crate) async fn expired(
         &self,
         header_timeout: Option<Duration>,
         idle_timeout: Option<Duration>,
     ) -> &'static str {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(NONE / 2);
+        let period = match (header_timeout, idle_timeout) {
+            (Some(h), Some(i)) => Some(ms(h.min(i))),
+            (h, i) => h.or(i).map(ms),
+        };
         loop {
             let notified = self.notify.notified();
             tokio::pin!(notified);
@@ -124,6 +136,10 @@ impl ConnState {
                     }
                     next = Some(next.map_or(due, |n| n.min(due)));
                 }
+            }
+            if let Some(p) = period {
+                let check = now.saturating_add(p);
+                next = Some(next.map_or(check, |n| n.min(check)));
             }
             match next {
                 Some(due) => {
@@ -184,7 +200,6 @@ impl Drop for ActiveGuard {
         let s = &self.0;
         s.last_io.store(s.now_ms(), Ordering::Relaxed);
         s.active.fetch_sub(1, Ordering::SeqCst);
-        s.notify.notify_one();
     }
 }
 
@@ -259,6 +274,58 @@ impl<S: AsyncWrite> AsyncWrite for Tracked<S> {
     }
 }
 
+/// Sets the flag of a [`WokenOnly`] and wakes its task.
+#[derive(Default)]
+struct WakeFlag {
+    woken: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for WakeFlag {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::SeqCst);
+        self.task.wake();
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future polled only when its own waker fired (and on the first poll), not each time
+    /// the task it shares is woken. The connection task is woken for every read and write;
+    /// its watchdog and shutdown signals, wrapped in this, then cost a flag test instead of
+    /// polling two cancellation tokens, a `Notify` and a timer.
+    pub(crate) struct WokenOnly<F> {
+        #[pin]
+        inner: F,
+        flag: Arc<WakeFlag>,
+    }
+}
+
+impl<F> WokenOnly<F> {
+    pub(crate) fn new(inner: F) -> Self {
+        let flag = Arc::new(WakeFlag::default());
+        flag.woken.store(true, Ordering::SeqCst);
+        WokenOnly { inner, flag }
+    }
+}
+
+impl<F: Future> Future for WokenOnly<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        this.flag.task.register(cx.waker());
+        if !this.flag.woken.swap(false, Ordering::SeqCst) {
+            return Poll::Pending;
+        }
+        let waker = Waker::from(this.flag.clone());
+        this.inner.poll(&mut Context::from_waker(&waker))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,6 +371,27 @@ mod tests {
         assert!(t0.elapsed() >= C - Duration::from_millis(20));
         drop(w);
         assert_eq!(s.body_waits.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn woken_only_polls_after_its_own_wake() {
+        let polls = std::cell::Cell::new(0);
+        let n = Notify::new();
+        let fut = WokenOnly::new(async {
+            loop {
+                polls.set(polls.get() + 1);
+                n.notified().await;
+            }
+        });
+        tokio::pin!(fut);
+        let noop = Waker::noop();
+        let mut cx = Context::from_waker(noop);
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(polls.get(), 1);
+        n.notify_one();
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(polls.get(), 2);
     }
 
     #[tokio::test]

@@ -68,7 +68,7 @@ use tokio_util::task::TaskTracker;
 
 pub use body::ResponseBody;
 
-use self::conn::{ConnState, Tracked};
+use self::conn::{ConnState, Tracked, WokenOnly};
 use self::service::RequestService;
 use super::bind::{bind_all, parse_bind, parse_listen, BindAddr, BoundAddr, Listener, Stream};
 use super::{ServeContext, ServeError, ServeFuture, Server, SharedApp};
@@ -591,24 +591,42 @@ async fn serve_connection(
     let conn = shared.builder.serve_connection(io, svc);
     tokio::pin!(conn);
     let settings = &shared.settings;
+    enum Stop {
+        Shutdown,
+        Force,
+        Expired(&'static str),
+    }
     let mut draining = false;
     loop {
+        // Polled only when one of its own signals fired, not on every read and write.
+        let stop = WokenOnly::new(async {
+            tokio::select! {
+                _ = shared.shutdown.cancelled(), if !draining => Stop::Shutdown,
+                _ = shared.force.cancelled() => Stop::Force,
+                why = state.expired(settings.header_read_timeout, settings.channel_timeout) => {
+                    Stop::Expired(why)
+                }
+            }
+        });
         tokio::select! {
+            biased;
             r = conn.as_mut() => {
                 if let Err(e) = r {
                     log::debug!(target: LOG, "connection from {peer:?}: {e}");
                 }
                 break;
             }
-            _ = shared.shutdown.cancelled(), if !draining => {
-                conn.as_mut().graceful_shutdown();
-                draining = true;
-            }
-            _ = shared.force.cancelled() => break,
-            why = state.expired(settings.header_read_timeout, settings.channel_timeout) => {
-                log::debug!(target: LOG, "closing connection from {peer:?}: {why}");
-                break;
-            }
+            stop = stop => match stop {
+                Stop::Shutdown => {
+                    conn.as_mut().graceful_shutdown();
+                    draining = true;
+                }
+                Stop::Force => break,
+                Stop::Expired(why) => {
+                    log::debug!(target: LOG, "closing connection from {peer:?}: {why}");
+                    break;
+                }
+            },
         }
     }
 }

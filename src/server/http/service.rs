@@ -7,19 +7,19 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
-use futures_util::FutureExt;
 use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, SERVER};
 use http::{Request, Response, StatusCode, Uri, Version};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use tower::Service;
 
 use super::body::{LimitedBody, ResponseBody};
 use super::conn::{ActiveGuard, BodyWait, ConnState};
 use super::Settings;
-use crate::app::{box_body, text_response, Body};
+use crate::app::{box_body, empty_body, text_response, Body};
 use crate::environ::{MountPath, PeerAddr, PublicUrl, RemoteAddr};
-use crate::server::panic::{catch_panic, PanicInfo};
+use crate::server::panic::{catch_panic, CatchPanic, PanicInfo};
 use crate::server::SharedApp;
 
 const LOG: &str = "mapproxy_serve.server.http";
@@ -36,14 +36,12 @@ pub(crate) struct RequestService {
     pub(crate) debug: bool,
 }
 
-type ResFuture = Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Infallible>> + Send>>;
-
 impl hyper::service::Service<Request<Incoming>> for RequestService {
     type Response = Response<ResponseBody>;
     type Error = Infallible;
-    type Future = ResFuture;
+    type Future = ResponseFuture;
 
-    fn call(&self, req: Request<Incoming>) -> ResFuture {
+    fn call(&self, req: Request<Incoming>) -> ResponseFuture {
         let guard = self.conn.request_started(req.version() == Version::HTTP_2);
         let settings = self.settings.clone();
         let h1 = req.version() < Version::HTTP_2;
@@ -80,76 +78,132 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
         let host = parts
             .uri
             .authority()
-            .map(|a| a.as_str().to_string())
-            .or_else(|| {
-                parts
-                    .headers
-                    .get(HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(str::to_string)
-            })
-            .unwrap_or_else(|| self.local_host.to_string());
+            .map(|a| a.as_str())
+            .or_else(|| parts.headers.get(HOST).and_then(|h| h.to_str().ok()));
+        // `environ::public_url` derives the same scheme and host from the URI and the `Host`
+        // header when no `PublicUrl` is set: only insert one when it says something else (a
+        // `url_scheme` other than the URI's, or no host in the request). Saves an extension
+        // and two strings per request.
+        let public = match host {
+            Some(_) if parts.uri.scheme_str().unwrap_or("http") == settings.url_scheme => None,
+            Some(host) => Some(PublicUrl {
+                scheme: settings.url_scheme.clone(),
+                host: host.to_string(),
+            }),
+            None => Some(PublicUrl {
+                scheme: settings.url_scheme.clone(),
+                host: self.local_host.to_string(),
+            }),
+        };
         let ext = &mut parts.extensions;
         if let Some(peer) = self.peer {
             ext.insert(PeerAddr(peer));
             ext.insert(RemoteAddr(peer));
         }
-        ext.insert(PublicUrl {
-            scheme: settings.url_scheme.clone(),
-            host,
-        });
+        if let Some(public) = public {
+            ext.insert(public);
+        }
         ext.insert(MountPath(mount));
         if exact_prefix {
             // PATH_INFO "" (the prefix without a trailing slash), distinct from "/".
             ext.insert(crate::environ::EmptyPathInfo);
         }
 
-        let hit = Arc::new(AtomicBool::new(false));
-        let wait = BodyWait::new(self.conn.clone());
-        let body = box_body(LimitedBody::new(
-            incoming,
-            settings.max_body,
-            hit.clone(),
-            wait,
-        ));
+        // A request without a body (most GETs) gets an empty body: no limit to watch, no
+        // upload to wait for, and no allocation.
+        let (body, hit) = if incoming.is_end_stream() {
+            (empty_body(), None)
+        } else {
+            let hit = Arc::new(AtomicBool::new(false));
+            let wait = BodyWait::new(self.conn.clone());
+            let body = box_body(LimitedBody::new(
+                incoming,
+                settings.max_body,
+                hit.clone(),
+                wait,
+            ));
+            (body, Some(hit))
+        };
         let req = Request::from_parts(parts, body);
 
-        let fut = call_app(self.app.clone(), req);
-        let debug = self.debug;
-        Box::pin(async move {
-            let res = match fut.await {
-                Ok(res) => res,
-                Err(info) => panic_response(&info, debug),
-            };
-            let res = if hit.load(Ordering::SeqCst) && res.status().is_server_error() {
-                text_response(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "text/plain; charset=utf-8",
-                    "Request body too large\n",
-                )
-            } else {
-                res
-            };
-            Ok(finish(res, guard, &settings, false))
-        })
+        let mut app = self.app.clone();
+        ResponseFuture::App {
+            fut: catch_panic(app.call(req)),
+            pending: Some(Pending {
+                hit,
+                guard,
+                settings,
+                debug: self.debug,
+            }),
+        }
     }
 }
 
-type AppFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, PanicInfo>> + Send>>;
-
-/// Call the current app under `catch_unwind`. A plain `fn` returning a boxed future: an
-/// `async` block holding the app's future trips "implementation of `Service` is not general
-/// enough" (higher-ranked `dyn Error` lifetimes in `Body`), so combinators are used.
-fn call_app(mut app: SharedApp, req: Request<Body>) -> AppFuture {
-    Box::pin(catch_panic(app.call(req)).map(|r| match r {
-        Ok(Ok(res)) => Ok(res),
-        Ok(Err(never)) => match never {},
-        Err(info) => Err(info),
-    }))
+/// What the response still needs once the app answered.
+struct Pending {
+    hit: Option<Arc<AtomicBool>>,
+    guard: ActiveGuard,
+    settings: Arc<Settings>,
+    debug: bool,
 }
 
-fn ready(res: Response<ResponseBody>) -> ResFuture {
-    Box::pin(std::future::ready(Ok(res)))
+type AppFuture = CatchPanic<<SharedApp as Service<Request<Body>>>::Future>;
+
+pin_project_lite::pin_project! {
+    /// The future of [`RequestService`]: a response ready at once (413, 404 outside the
+    /// prefix), or the app's, under `catch_unwind`. A named type rather than boxed `async`
+    /// blocks: no allocation per request.
+    #[project = ResponseFutureProj]
+    pub(crate) enum ResponseFuture {
+        Ready { res: Option<Response<ResponseBody>> },
+        App {
+            #[pin]
+            fut: AppFuture,
+            pending: Option<Pending>,
+        },
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Response<ResponseBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            ResponseFutureProj::Ready { res } => match res.take() {
+                Some(res) => Poll::Ready(Ok(res)),
+                None => panic!("ResponseFuture polled after completion"),
+            },
+            ResponseFutureProj::App { fut, pending } => {
+                let res = match ready!(fut.poll(cx)) {
+                    Ok(Ok(res)) => Ok(res),
+                    Ok(Err(never)) => match never {},
+                    Err(info) => Err(info),
+                };
+                let Some(p) = pending.take() else {
+                    panic!("ResponseFuture polled after completion");
+                };
+                let res = match res {
+                    Ok(res) => res,
+                    Err(info) => panic_response(&info, p.debug),
+                };
+                let limit_hit = p.hit.is_some_and(|h| h.load(Ordering::SeqCst));
+                let res = if limit_hit && res.status().is_server_error() {
+                    text_response(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "text/plain; charset=utf-8",
+                        "Request body too large\n",
+                    )
+                } else {
+                    res
+                };
+                Poll::Ready(Ok(finish(res, p.guard, &p.settings, false)))
+            }
+        }
+    }
+}
+
+fn ready(res: Response<ResponseBody>) -> ResponseFuture {
+    ResponseFuture::Ready { res: Some(res) }
 }
 
 fn content_length<B>(req: &Request<B>) -> Option<u64> {
