@@ -1,27 +1,11 @@
 //! Golden table: each format in tests/logging/formats.json renders, for the same record, the
 //! text Python's `logging.Formatter` produced (tests/logging/gen_formats.py, CPython 3.11).
 
-use chrono::FixedOffset;
 use mapproxy_serve::logging::format::{Formatter, LogRecord};
 
 fn record(which: &str) -> LogRecord<'static> {
-    let utc = FixedOffset::east_opt(0);
-    let base = LogRecord {
-        name: "mapproxy.source.request",
-        levelno: 20,
-        levelname: "INFO",
-        pathname: Some("src/client/log.rs"),
-        lineno: Some(42),
-        func_name: Some("log_request"),
-        created_secs: 1_700_000_000,
-        created_nanos: 123_456_000,
-        relative_created: 1234.5678,
-        thread: 140_000_000_001,
-        thread_name: "MainThread",
-        process: 4242,
-        message: "GET http://example.org/wms 200 1.1 10",
-        tz: utc,
-    };
+    // The fixed record of the library (UTC); the variants change a few fields of it.
+    let base = LogRecord::example();
     match which {
         "info" => base,
         "warning" => LogRecord {

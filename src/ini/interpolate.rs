@@ -18,6 +18,8 @@
 //! assert_eq!(interpolate("%(cache)s/tiles 50%%", &lookup).unwrap(), "/srv/100%/cache/tiles 50%");
 //! ```
 
+use std::fmt::Write as _;
+
 use indexmap::IndexMap;
 
 use super::{IniFile, Section};
@@ -71,7 +73,7 @@ fn interpolate_some<'a>(
         return Err(format!(
             "recursion limit exceeded in value substitution: more than {MAX_DEPTH} steps \
              (raw value: {})",
-            py_repr(top)
+            py_repr(top, false)
         ));
     }
     while !rest.is_empty() {
@@ -96,7 +98,7 @@ fn interpolate_some<'a>(
                 _ => {
                     return Err(format!(
                         "bad interpolation variable reference {}",
-                        py_repr(rest)
+                        py_repr(rest, false)
                     ))
                 }
             };
@@ -111,7 +113,7 @@ fn interpolate_some<'a>(
         } else {
             return Err(format!(
                 "'%' must be followed by '%' or '(', found: {} (write %% for a literal %)",
-                py_repr(rest)
+                py_repr(rest, false)
             ));
         }
     }
@@ -126,24 +128,25 @@ fn missing(top: &str, name: &str) -> Result<String, String> {
             Ok(v) => Ok(v),
             Err(std::env::VarError::NotPresent) => Err(format!(
                 "environment variable {var} is not set (from {})",
-                py_repr(&reference)
+                py_repr(&reference, false)
             )),
             Err(std::env::VarError::NotUnicode(_)) => Err(format!(
                 "environment variable {var} is not valid UTF-8 (from {})",
-                py_repr(&reference)
+                py_repr(&reference, false)
             )),
         };
     }
     Err(format!(
         "bad value substitution: {} names no key of this section, [DEFAULT] or the command \
          line (raw value: {})",
-        py_repr(&reference),
-        py_repr(top)
+        py_repr(&reference, false),
+        py_repr(top, false)
     ))
 }
 
-/// Python's `repr()` of a string, as its error messages show values (`'a\nb'`).
-fn py_repr(s: &str) -> String {
+/// Python's `repr(str)` (and `ascii()` when `ascii`), as Python's error messages and
+/// `%(x)r` format fields show strings (`'a\nb'`).
+pub(crate) fn py_repr(s: &str, ascii: bool) -> String {
     let quote = if s.contains('\'') && !s.contains('"') {
         '"'
     } else {
@@ -161,8 +164,21 @@ fn py_repr(s: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            c if (c as u32) < 0x20 || (0x7f..0xa0).contains(&(c as u32)) => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if ascii && !c.is_ascii() => {
+                let n = c as u32;
+                if n <= 0xff {
+                    let _ = write!(out, "\\x{n:02x}");
+                } else if n <= 0xffff {
+                    let _ = write!(out, "\\u{n:04x}");
+                } else {
+                    let _ = write!(out, "\\U{n:08x}");
+                }
+            }
+            c if !ascii && (0x80..0xa0).contains(&(c as u32)) => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
             }
             c => out.push(c),
         }

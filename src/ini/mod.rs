@@ -12,6 +12,7 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 
+pub(crate) use interpolate::py_repr;
 pub use interpolate::{interpolate, Found, Vars, MAX_DEPTH};
 
 use crate::error::Location;

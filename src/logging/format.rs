@@ -478,7 +478,7 @@ fn render(out: &mut String, value: &Value<'_>, spec: &Spec) {
         's' | 'r' | 'a' => {
             let s: String = match value {
                 Value::Str(s) if spec.conv == 's' => s.to_string(),
-                Value::Str(s) => py_repr(s, spec.conv == 'a'),
+                Value::Str(s) => crate::ini::py_repr(s, spec.conv == 'a'),
                 Value::Int(i) => i.to_string(),
                 Value::Float(f) => py_float_repr(*f),
             };
@@ -656,48 +656,6 @@ fn py_float_repr(f: f64) -> String {
     } else {
         format!("{s}.0")
     }
-}
-
-/// Python's `repr(str)` (and `ascii()` when `ascii`).
-fn py_repr(s: &str, ascii: bool) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c if ascii && !c.is_ascii() => {
-                let n = c as u32;
-                if n <= 0xff {
-                    let _ = write!(out, "\\x{n:02x}");
-                } else if n <= 0xffff {
-                    let _ = write!(out, "\\u{n:04x}");
-                } else {
-                    let _ = write!(out, "\\U{n:08x}");
-                }
-            }
-            c if !ascii && (0x80..0xa0).contains(&(c as u32)) => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
 }
 
 /// One piece of a `datefmt`.
