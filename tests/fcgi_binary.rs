@@ -9,6 +9,8 @@
 mod common;
 #[path = "fcgi/peer.rs"]
 mod peer;
+#[path = "common/programs.rs"]
+mod programs;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};

@@ -8,6 +8,8 @@
 mod common;
 #[path = "fcgi/peer.rs"]
 mod peer;
+#[path = "common/programs.rs"]
+mod programs;
 
 use std::collections::HashSet;
 use std::time::Duration;

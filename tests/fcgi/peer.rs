@@ -86,21 +86,7 @@ impl Drop for Peer {
 
 /// The binary, or `None` (after a SKIP line) when it is not installed; panics under CI.
 pub fn find(kind: Kind) -> Option<PathBuf> {
-    let name = kind.binary();
-    let path = std::env::var("PATH").unwrap_or_default();
-    let found = path
-        .split(':')
-        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"])
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{name} is not installed (required when CI=true)"
-        );
-        eprintln!("SKIP: {name} is not installed; not testing it as a FastCGI client");
-    }
-    found
+    crate::programs::find_program(kind.binary(), "not testing it as a FastCGI client")
 }
 
 /// A port that was free a moment ago (nginx cannot listen on port 0).

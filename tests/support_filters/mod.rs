@@ -9,6 +9,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[path = "../common/programs.rs"]
+mod programs;
+#[allow(unused_imports)] // not every test crate that includes this module needs it
+pub use programs::find_program;
+
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -231,23 +236,4 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     l.local_addr().expect("local addr").port()
-}
-
-/// The path of a program (also looked up in the sbin directories), or `None` after a
-/// `SKIP:` line; panics when it is missing and `CI=true`.
-pub fn find_program(name: &str, skipping: &str) -> Option<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    let found = path
-        .split(':')
-        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"])
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{name} is not installed (required when CI=true)"
-        );
-        eprintln!("SKIP: {name} is not installed; {skipping}");
-    }
-    found
 }
