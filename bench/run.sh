@@ -27,7 +27,7 @@
 #
 # Knobs (env): QUICK ROUNDS DURATION WARMUP THREADS CONNS SERVER_CPU LOAD_CPU OTHER_MAX MAX_TRIES
 #              STARTUP_REPS PARTS="harness issue3 issue5 bcrypt static" HARNESS_CONFIGS WORK_DIR
-#              RESULTS_DIR SKIP_BUILD=1 (use the existing release binary) SHARED_BENCH (harness dir)
+#              RESULTS_DIR SKIP_BUILD=1 (use the existing release binary, or MPS_BIN) SHARED_BENCH (harness dir)
 set -euo pipefail
 
 REPO="$(git -C "$(dirname "${BASH_SOURCE[0]}")" rev-parse --show-toplevel)"
@@ -64,7 +64,7 @@ if [[ ${SKIP_BUILD:-0} != 1 ]]; then
   log "cargo build --release (mapproxy-serve)"
   (cd "$REPO" && cargo build --release -q --bin mapproxy-serve)
 fi
-MPS_BIN="$REPO/target/release/mapproxy-serve"
+MPS_BIN="${MPS_BIN:-$REPO/target/release/mapproxy-serve}"
 [[ -x $MPS_BIN ]] || { echo "no $MPS_BIN" >&2; exit 1; }
 export MPS_BIN
 
