@@ -12,7 +12,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use indexmap::IndexMap;
 use mapproxy_serve::app::box_request;
-use mapproxy_serve::environ::{PeerAddr, RemoteAddr};
+use mapproxy_serve::environ::PeerAddr;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -38,8 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let svc = tower::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let mut req = box_request(req);
                 req.extensions_mut().insert(PeerAddr(peer));
-                req.extensions_mut().insert(RemoteAddr(peer));
-                let res = mapproxy_serve::app::call(app.clone(), req);
+                let res = app.call(req);
                 async move { Ok::<_, std::convert::Infallible>(res.await) }
             });
             let _ = auto::Builder::new(TokioExecutor::new())

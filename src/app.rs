@@ -4,12 +4,14 @@
 //! Type erasure happens here, at the config boundary; inside a filter use concrete types.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Empty, Full};
-use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceExt};
 
 /// Errors inside bodies and services.
@@ -18,8 +20,105 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type of every request and response (`Send`, not `Sync`, like axum's).
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
-/// A built application: a cloneable, type-erased Tower service.
-pub type App = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
+/// A built application: a type-erased service that is called through `&self`.
+///
+/// Cloning is one reference count (no allocation) and calling needs no clone, so a stack of
+/// erased apps costs one boxed future per Tower layer per request, and none for apps that
+/// implement [`Handler`] themselves and answer at once (text, urlmap). It is also a Tower
+/// [`Service`], so Tower middleware wraps it as usual.
+#[derive(Clone)]
+pub struct App(Arc<dyn Handler>);
+
+/// An app called through `&self`: what [`App`] erases. Implement it for apps that do not need
+/// Tower's `&mut self` and `poll_ready` (most apps); wrap a Tower service with [`app`] instead.
+pub trait Handler: Send + Sync + 'static {
+    /// Answer `req`. Work that can panic belongs in the future: servers catch panics of both.
+    fn call(&self, req: Request<Body>) -> AppFuture;
+}
+
+impl App {
+    /// Erase a [`Handler`].
+    pub fn from_handler(handler: impl Handler) -> App {
+        App(Arc::new(handler))
+    }
+
+    /// Answer `req`.
+    pub fn call(&self, req: Request<Body>) -> AppFuture {
+        self.0.call(req)
+    }
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("App")
+    }
+}
+
+impl Service<Request<Body>> for App {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = ServiceFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> ServiceFuture {
+        ServiceFuture(App::call(self, req))
+    }
+}
+
+/// The future of an [`App`]: a response that is ready at once (no allocation), or a boxed
+/// future.
+pub struct AppFuture(FutureKind);
+
+enum FutureKind {
+    Ready(Option<Response<Body>>),
+    Boxed(Pin<Box<dyn Future<Output = Response<Body>> + Send>>),
+}
+
+impl AppFuture {
+    /// A response that is already there.
+    pub fn ready(res: Response<Body>) -> AppFuture {
+        AppFuture(FutureKind::Ready(Some(res)))
+    }
+
+    /// A response still to come (boxed).
+    pub fn new(fut: impl Future<Output = Response<Body>> + Send + 'static) -> AppFuture {
+        AppFuture(FutureKind::Boxed(Box::pin(fut)))
+    }
+}
+
+impl Future for AppFuture {
+    type Output = Response<Body>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response<Body>> {
+        match &mut self.get_mut().0 {
+            FutureKind::Ready(res) => match res.take() {
+                Some(res) => Poll::Ready(res),
+                None => panic!("AppFuture polled after completion"),
+            },
+            FutureKind::Boxed(fut) => fut.as_mut().poll(cx),
+        }
+    }
+}
+
+/// [`AppFuture`] as a Tower service's future (`Result<_, Infallible>`).
+pub struct ServiceFuture(AppFuture);
+
+impl From<AppFuture> for ServiceFuture {
+    fn from(fut: AppFuture) -> ServiceFuture {
+        ServiceFuture(fut)
+    }
+}
+
+impl Future for ServiceFuture {
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.get_mut().0).poll(cx).map(Ok)
+    }
+}
 
 /// A built filter: wraps an app into another app (Paste's `filter(app) -> app`).
 pub type Filter = Arc<dyn Fn(App) -> App + Send + Sync>;
@@ -93,7 +192,8 @@ pub fn text_response(
     res
 }
 
-/// Erase a service whose requests are [`Body`] requests into an [`App`].
+/// Erase a Tower service into an [`App`]. Each request calls a clone of `svc` (Tower's
+/// `&mut self`), so keep its clone cheap: `Arc`s and [`App`]s, which are one reference count.
 pub fn app<S, B>(svc: S) -> App
 where
     S: Service<Request<Body>, Response = Response<B>, Error = Infallible>
@@ -105,19 +205,69 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    BoxCloneSyncService::new(svc.map_response(box_response))
+    App::from_handler(TowerHandler(svc))
+}
+
+struct TowerHandler<S>(S);
+
+impl<S, B> Handler for TowerHandler<S>
+where
+    S: Service<Request<Body>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    fn call(&self, req: Request<Body>) -> AppFuture {
+        use futures_util::FutureExt;
+        // Tower's `call` takes `&mut self`: call a clone (reference counts, see `app`).
+        let mut svc = self.0.clone();
+        // Ready at once (every service over `App` is): call it now and box only its future.
+        // Otherwise `oneshot` waits for readiness inside the future; polling `poll_ready` again
+        // there with the task's waker is what the Tower contract asks for anyway.
+        // Combinators, not `async` blocks: awaiting the service's future there trips
+        // "implementation of `Send` is not general enough".
+        match svc.poll_ready(&mut Context::from_waker(std::task::Waker::noop())) {
+            Poll::Ready(Ok(())) => AppFuture::new(svc.call(req).map(infallible_response)),
+            Poll::Ready(Err(never)) => match never {},
+            Poll::Pending => AppFuture::new(svc.oneshot(req).map(infallible_response)),
+        }
+    }
+}
+
+fn infallible_response<B>(r: Result<Response<B>, Infallible>) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    match r {
+        Ok(res) => box_response(res),
+        Err(never) => match never {},
+    }
 }
 
 /// An app from an async function of the request.
 pub fn app_fn<F, Fut>(f: F) -> App
 where
-    F: Fn(Request<Body>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Response<Body>> + Send + 'static,
+    F: Fn(Request<Body>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
 {
-    BoxCloneSyncService::new(tower::service_fn(move |req| {
-        let fut = f(req);
-        async move { Ok::<_, Infallible>(fut.await) }
-    }))
+    App::from_handler(FnHandler(f))
+}
+
+struct FnHandler<F>(F);
+
+impl<F, Fut> Handler for FnHandler<F>
+where
+    F: Fn(Request<Body>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    fn call(&self, req: Request<Body>) -> AppFuture {
+        AppFuture::new((self.0)(req))
+    }
 }
 
 /// Turn a Tower layer over [`App`] into a [`Filter`].
@@ -134,19 +284,4 @@ where
     B::Error: Into<BoxError>,
 {
     Arc::new(move |inner: App| app(layer.layer(inner)))
-}
-
-/// A boxed response future, as returned by [`call`].
-pub type ResponseFuture =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send>>;
-
-/// Call an app and get its response. Use this inside `async` blocks that call another app:
-/// awaiting `app.oneshot(req)` there directly trips a compiler limitation with higher-ranked
-/// lifetimes ("implementation of `Service` is not general enough").
-pub fn call(app: App, req: Request<Body>) -> ResponseFuture {
-    use futures_util::FutureExt;
-    Box::pin(app.oneshot(req).map(|r| match r {
-        Ok(res) => res,
-        Err(never) => match never {},
-    }))
 }

@@ -395,6 +395,19 @@ async fn panic_is_500_for_that_request_only() {
         .unwrap()
         .text()
         .contains("Status: 200 OK"));
+    // The same for a panic in the app's `call` itself (before it returned a future).
+    send_request(&mut s, 1, true, &kv(&cgi("/panic-in-call", "")), b"").await;
+    let text = read_response(&mut s, 1).await.unwrap().text();
+    assert!(
+        text.starts_with("Status: 500 Internal Server Error\r\n"),
+        "{text}"
+    );
+    send_request(&mut s, 1, true, &kv(&cgi("/ok", "")), b"").await;
+    assert!(read_response(&mut s, 1)
+        .await
+        .unwrap()
+        .text()
+        .contains("Status: 200 OK"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Full, LengthLimitError};
 use hyper_util::rt::TokioIo;
 use mapproxy_serve::app::{app_fn, text_response, App, Body};
 use mapproxy_serve::config::FactoryConf;
-use mapproxy_serve::environ::{mount_path, public_url, MountPath, PeerAddr, RemoteAddr};
+use mapproxy_serve::environ::{mount_path, public_url, remote_addr, PeerAddr};
 use mapproxy_serve::registry::{registry, Build};
 use mapproxy_serve::server::bind::BoundAddr;
 use mapproxy_serve::server::http::HttpServer;
@@ -83,57 +83,64 @@ fn text(s: impl Into<Bytes>) -> Response<Body> {
     text_response(StatusCode::OK, "text/plain", s)
 }
 
-/// `/` hello, `/info` the request extensions, `/echo` the body, `/panic`.
+/// `/` hello, `/info` the request extensions, `/echo` the body, `/panic` (in the app's
+/// future), `/panic-in-call` (in the app's `call`, before there is a future).
 fn test_app() -> App {
-    app_fn(|req: Request<Body>| async move {
-        match req.uri().path() {
-            "/info" => {
-                let p = public_url(&req);
-                let ext = req.extensions();
-                text(format!(
-                    "path={} mount={} has_mount={} scheme={} host={} peer={:?} remote={:?}",
-                    req.uri().path(),
-                    mount_path(&req),
-                    ext.get::<MountPath>().is_some(),
-                    p.scheme,
-                    p.host,
-                    ext.get::<PeerAddr>().map(|a| a.0.ip()),
-                    ext.get::<RemoteAddr>().map(|a| a.0.ip()),
-                ))
-            }
-            "/echo" => match req.into_body().collect().await {
-                Ok(b) => text(b.to_bytes()),
-                // a careless app: any body error becomes 500 (the server turns it into 413)
-                Err(e) => text_response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "text/plain",
-                    e.to_string(),
-                ),
-            },
-            "/careful" => match req.into_body().collect().await {
-                Ok(b) => text(b.to_bytes()),
-                Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => text_response(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "text/plain",
-                    "too big, says the app",
-                ),
-                Err(_) => text_response(StatusCode::BAD_REQUEST, "text/plain", "bad body"),
-            },
-            "/panic" => panic!("kaboom in the app"),
-            "/panic-body" => {
-                let chunks = futures_util::stream::iter(0..3).map(|i| {
-                    if i == 2 {
-                        panic!("kaboom in the body");
-                    }
-                    Ok::<_, Infallible>(http_body::Frame::data(Bytes::from_static(b"part ")))
-                });
-                Response::new(mapproxy_serve::app::box_body(
-                    http_body_util::StreamBody::new(chunks),
-                ))
-            }
-            _ => text("hello"),
+    app_fn(|req: Request<Body>| {
+        if req.uri().path() == "/panic-in-call" {
+            panic!("kaboom in call");
         }
+        test_response(req)
     })
+}
+
+async fn test_response(req: Request<Body>) -> Response<Body> {
+    match req.uri().path() {
+        "/info" => {
+            let p = public_url(&req);
+            let ext = req.extensions();
+            text(format!(
+                "path={} mount={} scheme={} host={} peer={:?} remote={:?}",
+                req.uri().path(),
+                mount_path(&req),
+                p.scheme,
+                p.host,
+                ext.get::<PeerAddr>().map(|a| a.0.ip()),
+                remote_addr(&req).map(|a| a.ip()),
+            ))
+        }
+        "/echo" => match req.into_body().collect().await {
+            Ok(b) => text(b.to_bytes()),
+            // a careless app: any body error becomes 500 (the server turns it into 413)
+            Err(e) => text_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "text/plain",
+                e.to_string(),
+            ),
+        },
+        "/careful" => match req.into_body().collect().await {
+            Ok(b) => text(b.to_bytes()),
+            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => text_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "text/plain",
+                "too big, says the app",
+            ),
+            Err(_) => text_response(StatusCode::BAD_REQUEST, "text/plain", "bad body"),
+        },
+        "/panic" => panic!("kaboom in the app"),
+        "/panic-body" => {
+            let chunks = futures_util::stream::iter(0..3).map(|i| {
+                if i == 2 {
+                    panic!("kaboom in the body");
+                }
+                Ok::<_, Infallible>(http_body::Frame::data(Bytes::from_static(b"part ")))
+            });
+            Response::new(mapproxy_serve::app::box_body(
+                http_body_util::StreamBody::new(chunks),
+            ))
+        }
+        _ => text("hello"),
+    }
 }
 
 fn const_app(s: &'static str) -> App {
@@ -218,7 +225,7 @@ async fn port_zero_http1_and_h2c() {
     let host = srv.tcp().to_string();
     assert_eq!(
         info,
-        format!("path=/info mount= has_mount=true scheme=https host={host} peer=Some(127.0.0.1) remote=Some(127.0.0.1)")
+        format!("path=/info mount= scheme=https host={host} peer=Some(127.0.0.1) remote=Some(127.0.0.1)")
     );
 
     let h2 = reqwest::Client::builder()
@@ -609,6 +616,13 @@ async fn panic_gives_500_and_serving_goes_on() {
     let (status, body) = c.get("/panic").await;
     assert_eq!(status, 500);
     assert_eq!(body, "Internal Server Error\n");
+    let (status, body) = c.get("/").await;
+    assert_eq!((status.as_u16(), body.as_str()), (200, "hello"));
+    let (status, body) = c.get("/panic-in-call").await;
+    assert_eq!(
+        (status.as_u16(), body.as_str()),
+        (500, "Internal Server Error\n")
+    );
     let (status, body) = c.get("/").await;
     assert_eq!((status.as_u16(), body.as_str()), (200, "hello"));
     // a panic while streaming the body cuts that response; the server goes on

@@ -68,10 +68,8 @@ fn remote_addr_build(conf: &FactoryConf, apps: Vec<(Child, App)>) -> Result<App,
         map.push((addr, app));
     }
     Ok(app_fn(move |req| {
-        let ip = req
-            .extensions()
-            .get::<RemoteAddr>()
-            .map(|a| a.0.ip().to_string())
+        let ip = mapproxy_serve::environ::remote_ip(&req)
+            .map(|ip| ip.to_string())
             .unwrap_or_default();
         let app = map
             .iter()
@@ -79,7 +77,7 @@ fn remote_addr_build(conf: &FactoryConf, apps: Vec<(Child, App)>) -> Result<App,
             .map(|(_, app)| app.clone());
         async move {
             match app {
-                Some(app) => mapproxy_serve::app::call(app, req).await,
+                Some(app) => app.call(req).await,
                 None => text_response(StatusCode::NOT_FOUND, "text/plain", "no app"),
             }
         }
@@ -92,7 +90,7 @@ fn cap_wrap(method: String, inner: App) -> App {
         let inner = inner.clone();
         let method = method.clone();
         async move {
-            let res = mapproxy_serve::app::call(inner, req).await;
+            let res = inner.call(req).await;
             let (parts, body) = res.into_parts();
             let bytes = body
                 .collect()

@@ -566,7 +566,7 @@ where
             shared: Arc::clone(&self.shared),
             start: Instant::now(),
             wall: SystemTime::now(),
-            remote: req.extensions().get::<RemoteAddr>().map(|r| r.0.ip()),
+            remote: crate::environ::remote_ip(&req),
             user: req.extensions().get::<RemoteUser>().map(|u| u.0.clone()),
             method: req.method().clone(),
             uri: req.uri().clone(),

@@ -5,12 +5,16 @@
 //! | `SCRIPT_NAME`                | [`MountPath`]    | urlmap, prefix filter, FastCGI server   |
 //! | `PATH_INFO`                  | the request URI  | (the part below the mount path)         |
 //! | `PATH_INFO == ""`            | [`EmptyPathInfo`] | urlmap ([`set_path_info`])             |
-//! | `REMOTE_ADDR`                | [`RemoteAddr`]   | server; trusted forwarded headers       |
-//! | (socket peer)                | [`PeerAddr`]     | server only, never rewritten            |
+//! | `REMOTE_ADDR`                | [`RemoteAddr`], else [`PeerAddr`] | FastCGI server; trusted forwarded headers |
+//! | (socket peer)                | [`PeerAddr`]     | HTTP server only, never rewritten       |
 //! | `wsgi.url_scheme`, `HTTP_HOST` | [`PublicUrl`]  | server; trusted forwarded headers       |
 //! | `REMOTE_USER`                | [`RemoteUser`]   | auth filters                            |
 //!
-//! Apps build public URLs with [`script_url`], never from guesses.
+//! Read them with the functions here ([`mount_path`], [`remote_addr`], [`public_url`],
+//! [`path_info`]): servers leave out an extension whose value the function derives anyway
+//! (no [`MountPath`] at the root, no [`RemoteAddr`] equal to the peer, no [`PublicUrl`] that
+//! the URI and `Host` already say), which saves allocations on every request. Apps build public
+//! URLs with [`script_url`], never from guesses.
 //!
 //! ## `PATH_INFO` of `""` versus `"/"`
 //!
@@ -26,12 +30,15 @@ use std::net::{IpAddr, SocketAddr};
 use http::Request;
 
 /// The path the app is mounted at (`SCRIPT_NAME`): `""` at the root, otherwise starting with
-/// `/` and without a trailing `/`. The request URI holds only the rest (`PATH_INFO`).
+/// `/` and without a trailing `/`. The request URI holds only the rest (`PATH_INFO`). Absent
+/// means `""`: read it with [`mount_path`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MountPath(pub String);
 
-/// The client address as the app should see it (`REMOTE_ADDR`). A trusted forwarded header may
-/// replace it; the port is 0 when the address came from a header.
+/// The client address as the app should see it (`REMOTE_ADDR`), when it differs from the
+/// socket peer: a trusted forwarded header replaced it (the port is then 0), or the FastCGI
+/// server read it from `REMOTE_ADDR`. Read it with [`remote_addr`], which falls back to
+/// [`PeerAddr`] (the HTTP server sets only that: one extension less per request).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RemoteAddr(pub SocketAddr);
 
@@ -103,9 +110,18 @@ pub fn mount_path<B>(req: &Request<B>) -> &str {
         .unwrap_or("")
 }
 
-/// The client IP of a request, if the server recorded one.
+/// The client address of a request (`REMOTE_ADDR`): [`RemoteAddr`] when set, else the
+/// socket peer ([`PeerAddr`]), else `None` (a unix socket without forwarded headers).
+pub fn remote_addr<B>(req: &Request<B>) -> Option<SocketAddr> {
+    let ext = req.extensions();
+    ext.get::<RemoteAddr>()
+        .map(|a| a.0)
+        .or_else(|| ext.get::<PeerAddr>().map(|a| a.0))
+}
+
+/// The client IP of a request ([`remote_addr`] without the port).
 pub fn remote_ip<B>(req: &Request<B>) -> Option<IpAddr> {
-    req.extensions().get::<RemoteAddr>().map(|a| a.0.ip())
+    remote_addr(req).map(|a| a.ip())
 }
 
 /// The public scheme and host of a request: the [`PublicUrl`] extension when set, else the

@@ -521,7 +521,7 @@ mod tests {
                         .unwrap_or_default(),
                     mount: mount_path(&req).to_string(),
                     script_url: script_url(&req),
-                    remote: req.extensions().get::<RemoteAddr>().map(|r| r.0),
+                    remote: crate::environ::remote_addr(&req),
                     headers: req.headers().keys().map(|k| k.to_string()).collect(),
                 };
                 tx.send(seen).unwrap();

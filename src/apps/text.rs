@@ -27,7 +27,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 
-use crate::app::{full_body, App, Body};
+use crate::app::{full_body, App, AppFuture, Body, Handler};
 use crate::config::FactoryConf;
 use crate::error::ConfigErrors;
 use crate::registry::{Build, Factory, Opt};
@@ -57,6 +57,15 @@ impl Text {
             body,
         }
     }
+
+    fn response(&self) -> Response<Body> {
+        let mut res = Response::new(full_body(self.body.clone()));
+        *res.status_mut() = self.status;
+        let h = res.headers_mut();
+        h.insert(header::CONTENT_TYPE, self.content_type.clone());
+        h.insert(header::CONTENT_LENGTH, self.content_length.clone());
+        res
+    }
 }
 
 impl<B> tower::Service<Request<B>> for Text {
@@ -69,12 +78,14 @@ impl<B> tower::Service<Request<B>> for Text {
     }
 
     fn call(&mut self, _req: Request<B>) -> Self::Future {
-        let mut res = Response::new(full_body(self.body.clone()));
-        *res.status_mut() = self.status;
-        let h = res.headers_mut();
-        h.insert(header::CONTENT_TYPE, self.content_type.clone());
-        h.insert(header::CONTENT_LENGTH, self.content_length.clone());
-        std::future::ready(Ok(res))
+        std::future::ready(Ok(self.response()))
+    }
+}
+
+/// Answers at once: no future to box.
+impl Handler for Text {
+    fn call(&self, _req: Request<Body>) -> AppFuture {
+        AppFuture::ready(self.response())
     }
 }
 
@@ -107,7 +118,7 @@ pub fn build(conf: &FactoryConf) -> Result<App, ConfigErrors> {
     };
     let body = Bytes::from(conf.get("body").unwrap_or(DEFAULT_BODY).to_string());
     match (status, content_type) {
-        (Some(s), Some(ct)) if errors.is_empty() => Ok(crate::app::app(Text::new(s, ct, body))),
+        (Some(s), Some(ct)) if errors.is_empty() => Ok(App::from_handler(Text::new(s, ct, body))),
         _ => Err(errors),
     }
 }

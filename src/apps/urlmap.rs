@@ -72,13 +72,11 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use futures_util::future::Either;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use percent_encoding::percent_decode_str;
-use tower::util::Oneshot;
-use tower::{Service, ServiceExt};
+use tower::Service;
 
-use crate::app::{full_body, App, Body};
+use crate::app::{full_body, App, AppFuture, Body, Handler, ServiceFuture};
 use crate::config::FactoryConf;
 use crate::environ::{self, MountPath};
 use crate::error::ConfigErrors;
@@ -491,30 +489,33 @@ fn rewrite_uri(uri: &http::Uri, path_info: &str) -> Result<http::Uri, http::Erro
     Ok(http::Uri::from_parts(parts)?)
 }
 
-fn respond(res: Response<Body>) -> UrlMapFuture {
-    Either::Right(std::future::ready(Ok(res)))
+fn respond(res: Response<Body>) -> AppFuture {
+    AppFuture::ready(res)
 }
-
-/// The future of [`UrlMap`]: the chosen app's, or a ready 404.
-pub type UrlMapFuture =
-    Either<Oneshot<App, Request<Body>>, std::future::Ready<Result<Response<Body>, Infallible>>>;
 
 impl Service<Request<Body>> for UrlMap {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = UrlMapFuture;
+    type Future = ServiceFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        Handler::call(self, req).into()
+    }
+}
+
+/// Routing, through `&self`: the chosen app's future is returned as it is (no box of ours).
+impl Handler for UrlMap {
+    fn call(&self, mut req: Request<Body>) -> AppFuture {
         let inner = &*self.inner;
         let host = inner.request_host(&req);
         let path = collapse_slashes(environ::path_info(&req));
         let Some((mount, raw_end)) = inner.find(host.as_ref(), &path) else {
             return match &inner.not_found {
-                Some(app) => Either::Left(app.clone().oneshot(req)),
+                Some(app) => app.call(req),
                 None => respond(inner.not_found_page(&req)),
             };
         };
@@ -552,7 +553,7 @@ impl Service<Request<Body>> for UrlMap {
                 ext.insert(MountPath(new_mount));
             }
         }
-        Either::Left(mount.app.clone().oneshot(req))
+        mount.app.call(req)
     }
 }
 
@@ -611,7 +612,7 @@ fn build(conf: &FactoryConf, children: Vec<(Child, App)>) -> Result<App, ConfigE
         }
     }
     errors.into_result(())?;
-    Ok(crate::app::app(builder.build()))
+    Ok(App::from_handler(builder.build()))
 }
 
 crate::register_factory!(Factory {

@@ -10,15 +10,12 @@
 //! already have a `Content-Encoding` or a `Content-Range`, nor any answer to `HEAD`.
 //! Compressible responses carry `Vary: Accept-Encoding` (Paste's gzip forgot it).
 
-use std::convert::Infallible;
-use std::task::{Context, Poll};
-
-use http::{Method, Request, Response};
-use tower::{Layer, Service};
+use http::{Method, Request};
+use tower::Layer;
 use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
 use tower_http::compression::{CompressionLayer, CompressionLevel};
 
-use crate::app::{app, Body, Filter};
+use crate::app::{app, AppFuture, Body, Filter, Handler};
 use crate::config::FactoryConf;
 use crate::error::ConfigErrors;
 use crate::filters::split_list;
@@ -53,19 +50,8 @@ struct SkipHead {
     compressed: App,
 }
 
-impl Service<Request<Body>> for SkipHead {
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = <App as Service<Request<Body>>>::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        match self.plain.poll_ready(cx) {
-            Poll::Ready(Ok(())) => self.compressed.poll_ready(cx),
-            other => other,
-        }
-    }
-
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
+impl Handler for SkipHead {
+    fn call(&self, req: Request<Body>) -> AppFuture {
         if req.method() == Method::HEAD {
             self.plain.call(req)
         } else {
@@ -122,7 +108,7 @@ pub fn build(conf: &FactoryConf) -> Result<Filter, ConfigErrors> {
         .compress_when(predicate);
     Ok(std::sync::Arc::new(move |inner: App| {
         let compressed = app(layer.clone().layer(inner.clone()));
-        App::new(SkipHead {
+        App::from_handler(SkipHead {
             plain: inner,
             compressed,
         })

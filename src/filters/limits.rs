@@ -13,8 +13,6 @@
 //! - `egg:mapproxy-serve#request_id` — option `header` (default `x-request-id`): a request
 //!   without one gets a UUID; the id is passed to the app and copied to the response.
 
-use std::convert::Infallible;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -24,11 +22,13 @@ use bytes::{Buf, Bytes};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use tower::{Service, ServiceBuilder};
+use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 
-use crate::app::{box_body, layer_filter, text_response, Body, BoxError, Filter};
+use crate::app::{
+    box_body, layer_filter, text_response, AppFuture, Body, BoxError, Filter, Handler,
+};
 use crate::config::FactoryConf;
 use crate::error::{ConfigError, ConfigErrors};
 use crate::filters::get_seconds;
@@ -162,23 +162,15 @@ impl HttpBody for LimitedBody {
     }
 }
 
-impl Service<Request<Body>> for BodyLimit {
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
+impl Handler for BodyLimit {
+    fn call(&self, req: Request<Body>) -> AppFuture {
         let declared = req
             .headers()
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
         if declared.is_some_and(|n| n > self.max) || req.body().size_hint().lower() > self.max {
-            return Box::pin(async { Ok(too_large()) });
+            return AppFuture::ready(too_large());
         }
         let tripped = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&tripped);
@@ -191,12 +183,12 @@ impl Service<Request<Body>> for BodyLimit {
             })
         });
         let fut = self.inner.call(req);
-        Box::pin(async move {
-            let res = fut.await?;
+        AppFuture::new(async move {
+            let res = fut.await;
             if tripped.load(Ordering::Relaxed) {
-                return Ok(too_large());
+                return too_large();
             }
-            Ok(res)
+            res
         })
     }
 }
@@ -211,7 +203,7 @@ pub fn build_body_limit(conf: &FactoryConf) -> Result<Filter, ConfigErrors> {
         )
     })?;
     Ok(Arc::new(move |inner: App| {
-        App::new(BodyLimit { inner, max })
+        App::from_handler(BodyLimit { inner, max })
     }))
 }
 
@@ -260,28 +252,20 @@ struct SetHeaders {
     replace: bool,
 }
 
-impl Service<Request<Body>> for SetHeaders {
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
+impl Handler for SetHeaders {
+    fn call(&self, req: Request<Body>) -> AppFuture {
         let fut = self.inner.call(req);
         let headers = Arc::clone(&self.headers);
         let replace = self.replace;
-        Box::pin(async move {
-            let mut res = fut.await?;
+        AppFuture::new(async move {
+            let mut res = fut.await;
             let map = res.headers_mut();
             for (n, v) in headers.iter() {
                 if replace || !map.contains_key(n) {
                     map.insert(n.clone(), v.clone());
                 }
             }
-            Ok(res)
+            res
         })
     }
 }
@@ -312,7 +296,7 @@ pub fn build_headers(conf: &FactoryConf) -> Result<Filter, ConfigErrors> {
     let headers = Arc::new(parse_headers(conf, conf.require("headers")?)?);
     let replace = conf.get_bool("override", true)?;
     Ok(Arc::new(move |inner: App| {
-        App::new(SetHeaders {
+        App::from_handler(SetHeaders {
             inner,
             headers: Arc::clone(&headers),
             replace,

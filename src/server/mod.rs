@@ -16,9 +16,9 @@ use std::task::{Context, Poll};
 use ::http::{Request, Response};
 use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
-use tower::{Service, ServiceExt};
+use tower::Service;
 
-use crate::app::{App, Body};
+use crate::app::{App, AppFuture, Body, ServiceFuture};
 
 pub mod bind;
 pub mod http;
@@ -91,18 +91,23 @@ impl SharedApp {
     pub fn current(&self) -> App {
         (**self.0.load()).clone()
     }
+
+    /// Answer `req` with the app as it is now (no clone of the app).
+    pub fn call(&self, req: Request<Body>) -> AppFuture {
+        self.0.load().call(req)
+    }
 }
 
 impl Service<Request<Body>> for SharedApp {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = tower::util::Oneshot<App, Request<Body>>;
+    type Future = ServiceFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        self.current().oneshot(req)
+        SharedApp::call(self, req).into()
     }
 }

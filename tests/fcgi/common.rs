@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use mapproxy_serve::app::{app_fn, full_body, text_response};
-use mapproxy_serve::environ::{mount_path, public_url, RemoteAddr};
+use mapproxy_serve::environ::{mount_path, public_url, remote_addr};
 use mapproxy_serve::server::fcgi::{Address, Bound, FcgiConnectionId, FcgiServer};
 use mapproxy_serve::server::{ServeContext, SharedApp};
 use mapproxy_serve::{App, Body};
@@ -75,9 +75,13 @@ fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
 /// - `/big?n=BYTES`: streams `n` bytes (64 KiB chunks, made lazily, counted in `produced`).
 /// - `/upload`: waits for `upload_gate`, then reads the body counting `consumed`.
 /// - `/slow`: waits for a `slow_gate` permit.
-/// - `/panic`: panics.
+/// - `/panic`: panics in its future; `/panic-in-call`: panics in the app's `call`, before
+///   there is a future.
 pub fn echo_app(probe: Arc<Probe>) -> App {
     app_fn(move |req: Request<Body>| {
+        if req.uri().path() == "/panic-in-call" {
+            panic!("boom in call");
+        }
         let probe = probe.clone();
         async move {
             let path = req.uri().path().to_string();
@@ -103,11 +107,7 @@ pub fn echo_app(probe: Arc<Probe>) -> App {
             let method = req.method().to_string();
             let mount = mount_path(&req).to_string();
             let public = public_url(&req);
-            let remote = req
-                .extensions()
-                .get::<RemoteAddr>()
-                .map(|a| a.0.to_string())
-                .unwrap_or_default();
+            let remote = remote_addr(&req).map(|a| a.to_string()).unwrap_or_default();
             let conn = req
                 .extensions()
                 .get::<FcgiConnectionId>()

@@ -14,10 +14,8 @@
 //! id is free again by the time the web server can reuse it.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -28,14 +26,13 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower::ServiceExt;
 
 use super::body::{BodyError, BodySender, StdinBody};
 use super::cgi::{self, HeadInfo};
 use super::record::{self, ProtocolError, Record};
 use super::FcgiConnectionId;
 use crate::app::{box_body, text_response, Body};
-use crate::server::panic::catch_panic;
+use crate::server::panic::{catch_panic, catch_sync};
 use crate::server::SharedApp;
 
 const TARGET: &str = "mapproxy_serve.server.fcgi";
@@ -571,22 +568,18 @@ async fn stdout(rc: &ReqCtx, mut data: Bytes) -> Result<(), WriterGone> {
     Ok(())
 }
 
-/// Call the current app; a panic becomes 500 for this request only.
-///
-/// A plain `fn` returning a boxed future: an `async fn` holding the erased service's future
-/// across an await trips "implementation of `Service` is not general enough".
-fn call_app(
-    shared: &Shared,
-    req: Request<Body>,
-) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> {
-    let fut: Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>> =
-        Box::pin(shared.app.current().oneshot(req));
+/// Call the current app; a panic (in its `call` or its future) becomes 500 for this request
+/// only.
+fn call_app(shared: &Shared, req: Request<Body>) -> impl Future<Output = Response<Body>> {
     let debug = shared.debug;
-    Box::pin(catch_panic(fut).map(move |r| match r {
-        Ok(Ok(res)) => res,
-        Ok(Err(never)) => match never {},
-        Err(info) => crate::server::panic::response(&info, debug, TARGET),
-    }))
+    let fut = catch_sync(|| shared.app.call(req));
+    async move {
+        let res = match fut {
+            Ok(fut) => catch_panic(fut).await,
+            Err(info) => Err(info),
+        };
+        res.unwrap_or_else(|info| crate::server::panic::response(&info, debug, TARGET))
+    }
 }
 
 /// Own the write half: write queued records, flush when the queue runs dry.

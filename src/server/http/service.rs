@@ -12,14 +12,13 @@ use std::task::{ready, Context, Poll};
 use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, SERVER};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::{Body as _, Incoming};
-use tower::Service;
 
 use super::body::{LimitedBody, ResponseBody};
 use super::conn::{ActiveGuard, BodyWait, ConnState};
 use super::Settings;
 use crate::app::{box_body, empty_body, text_response, Body};
-use crate::environ::{MountPath, PeerAddr, PublicUrl, RemoteAddr};
-use crate::server::panic::{catch_panic, CatchPanic, PanicInfo};
+use crate::environ::{MountPath, PeerAddr, PublicUrl};
+use crate::server::panic::{catch_panic, catch_sync, CatchPanic, PanicInfo};
 use crate::server::SharedApp;
 
 const LOG: &str = "mapproxy_serve.server.http";
@@ -95,15 +94,18 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
                 host: self.local_host.to_string(),
             }),
         };
+        // Only what `environ`'s functions cannot derive: `remote_addr` falls back to the peer,
+        // `mount_path` to "" (each extension is an allocation per request).
         let ext = &mut parts.extensions;
         if let Some(peer) = self.peer {
             ext.insert(PeerAddr(peer));
-            ext.insert(RemoteAddr(peer));
         }
         if let Some(public) = public {
             ext.insert(public);
         }
-        ext.insert(MountPath(mount));
+        if !mount.is_empty() {
+            ext.insert(MountPath(mount));
+        }
         if exact_prefix {
             // PATH_INFO "" (the prefix without a trailing slash), distinct from "/".
             ext.insert(crate::environ::EmptyPathInfo);
@@ -126,9 +128,16 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
         };
         let req = Request::from_parts(parts, body);
 
-        let mut app = self.app.clone();
+        // The app's own `call` runs here, before its future: catch a panic in either.
+        let fut = match catch_sync(|| self.app.call(req)) {
+            Ok(fut) => fut,
+            Err(info) => {
+                let res = panic_response(&info, self.debug);
+                return ready(finish(res, guard, &settings, false));
+            }
+        };
         ResponseFuture::App {
-            fut: catch_panic(app.call(req)),
+            fut: catch_panic(fut),
             pending: Some(Pending {
                 hit,
                 guard,
@@ -147,7 +156,7 @@ struct Pending {
     debug: bool,
 }
 
-type AppFuture = CatchPanic<<SharedApp as Service<Request<Body>>>::Future>;
+type AppCall = CatchPanic<crate::app::AppFuture>;
 
 pin_project_lite::pin_project! {
     /// The future of [`RequestService`]: a response ready at once (413, 404 outside the
@@ -158,7 +167,7 @@ pin_project_lite::pin_project! {
         Ready { res: Option<Response<ResponseBody>> },
         App {
             #[pin]
-            fut: AppFuture,
+            fut: AppCall,
             pending: Option<Pending>,
         },
     }
@@ -174,11 +183,7 @@ impl Future for ResponseFuture {
                 None => panic!("ResponseFuture polled after completion"),
             },
             ResponseFutureProj::App { fut, pending } => {
-                let res = match ready!(fut.poll(cx)) {
-                    Ok(Ok(res)) => Ok(res),
-                    Ok(Err(never)) => match never {},
-                    Err(info) => Err(info),
-                };
+                let res = ready!(fut.poll(cx));
                 let Some(p) = pending.take() else {
                     panic!("ResponseFuture polled after completion");
                 };
