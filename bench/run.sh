@@ -252,9 +252,17 @@ run_group() {   # GROUP CONFIGS...
   mkdir -p "$out"
   printf '{"pin": 1, "server_cpu": "cpu%s", "load_cpu": "cpu%s", "duration": "%s", "threads": %s, "conns": %s}\n' \
     "$SERVER_CPU" "$LOAD_CPU" "$DURATION" "$THREADS" "$CONNS" > "$out/meta.json"
+  local order=("$@") i
   for r in $(seq 1 "$ROUNDS"); do
     echo "round $r start loadavg: $(cat /proc/loadavg)" >> "$out/loadavg.txt"
-    for name in "$@"; do
+    # Even rounds run the configs in reverse order (A B, B A, ...), so that a drift of the
+    # machine during a round does not always favour the same config.
+    if (( r % 2 == 0 )); then
+      order=(); for (( i = $#; i >= 1; i-- )); do order+=("${!i}"); done
+    else
+      order=("$@")
+    fi
+    for name in "${order[@]}"; do
       dir="$out/r$r/$name"; mkdir -p "$dir"
       alog=$(accesslog_of "$name")
       [[ -n $alog ]] && : > "$alog"
