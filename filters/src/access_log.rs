@@ -158,6 +158,8 @@ enum Segment {
 pub struct LogFormat {
     segments: Vec<Segment>,
     needs_headers: bool,
+    /// A duration field: requests read the monotonic clock when they start.
+    needs_duration: bool,
 }
 
 impl Default for LogFormat {
@@ -166,6 +168,7 @@ impl Default for LogFormat {
         LogFormat::parse(COMBINED).unwrap_or(LogFormat {
             segments: Vec::new(),
             needs_headers: false,
+            needs_duration: false,
         })
     }
 }
@@ -212,9 +215,16 @@ impl LogFormat {
         let needs_headers = segments
             .iter()
             .any(|s| matches!(s, Segment::Field(Field::Header(_))));
+        let needs_duration = segments.iter().any(|s| {
+            matches!(
+                s,
+                Segment::Field(Field::DurationSecs | Field::DurationMs | Field::DurationUs)
+            )
+        });
         Ok(LogFormat {
             segments,
             needs_headers,
+            needs_duration,
         })
     }
 
@@ -327,7 +337,8 @@ impl HeaderValues {
 /// What is known about a request when it starts.
 struct Entry {
     shared: Arc<Shared>,
-    start: Instant,
+    /// When the request started, for duration fields (`None` without them).
+    start: Option<Instant>,
     wall: SystemTime,
     remote: Option<IpAddr>,
     user: Option<String>,
@@ -364,7 +375,8 @@ impl Entry {
     fn format_into(&self, out: &mut String) {
         // only the duration fields need the clock
         let mut elapsed = None;
-        let mut elapsed = || *elapsed.get_or_insert_with(|| self.start.elapsed());
+        let mut elapsed =
+            || *elapsed.get_or_insert_with(|| self.start.map(|s| s.elapsed()).unwrap_or_default());
         let mut header_idx = 0;
         for seg in &self.shared.format.segments {
             match seg {
@@ -564,7 +576,7 @@ where
         }
         let entry = Entry {
             shared: Arc::clone(&self.shared),
-            start: Instant::now(),
+            start: self.shared.format.needs_duration.then(Instant::now),
             wall: SystemTime::now(),
             remote: crate::environ::remote_ip(&req),
             user: req.extensions().get::<RemoteUser>().map(|u| u.0.clone()),

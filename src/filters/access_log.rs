@@ -118,9 +118,40 @@ pub fn build(conf: &FactoryConf) -> Result<Filter, ConfigErrors> {
     }
     let sink: Arc<dyn AccessLogSink> = match min {
         Some(min) if level < min => Arc::new(DiscardSink),
-        _ => Arc::new(LogSink::new(logger, log_level(level)).console_fallback(console)),
+        _ => Arc::new(RuntimeSink {
+            name: logger.replace("::", "."),
+            level: log_level(level),
+            console_fallback: console,
+            other: LogSink::new(logger, log_level(level)).console_fallback(console),
+        }),
     };
     Ok(layer_filter(AccessLogLayer::new(format, sink)))
+}
+
+/// Lines straight into this crate's logging (`logging::log_message`: the line is not
+/// formatted again by the `log` crate), or through `log` when another logger is installed.
+struct RuntimeSink {
+    /// The logger, dotted.
+    name: String,
+    level: log::Level,
+    console_fallback: bool,
+    /// The `log` path, for a program with its own logger.
+    other: LogSink,
+}
+
+impl AccessLogSink for RuntimeSink {
+    fn write(&self, line: &str) {
+        match crate::logging::log_message(&self.name, self.level, line) {
+            Some(true) => {}
+            // Paste's console handler: the line the configured loggers would drop.
+            Some(false) if self.console_fallback => {
+                use std::io::Write as _;
+                let _ = writeln!(std::io::stderr().lock(), "{line}");
+            }
+            Some(false) => {}
+            None => self.other.write(line),
+        }
+    }
 }
 
 #[cfg(test)]

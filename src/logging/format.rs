@@ -201,6 +201,29 @@ impl Formatter {
         Ok(Formatter { parts, datefmt })
     }
 
+    /// True when the format shows the record's time in any form (`asctime`, `created`,
+    /// `msecs`, `relativeCreated`): records for other formats skip reading the clock.
+    pub fn uses_clock(&self) -> bool {
+        self.parts.iter().any(|p| {
+            matches!(
+                p,
+                Part::Field(
+                    Field::Asctime | Field::Created | Field::Msecs | Field::RelativeCreated,
+                    _
+                )
+            )
+        })
+    }
+
+    /// True when the format is `%(message)s` alone: the line is the message as it is.
+    pub fn is_message_only(&self) -> bool {
+        matches!(
+            self.parts.as_slice(),
+            [Part::Field(Field::Message, spec)]
+                if spec.width.is_none() && spec.precision.is_none() && spec.conv == 's'
+        )
+    }
+
     /// True when the format shows the time (`%(asctime)s`).
     pub fn uses_time(&self) -> bool {
         self.parts

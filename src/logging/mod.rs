@@ -206,11 +206,30 @@ enum Sink {
 struct Handler {
     level: u32,
     formatter: Formatter,
+    /// `formatter.is_message_only()`, asked once.
+    message_only: bool,
     sink: Sink,
 }
 
 impl Handler {
+    fn new(level: u32, formatter: Formatter, sink: Sink) -> Handler {
+        Handler {
+            level,
+            message_only: formatter.is_message_only(),
+            formatter,
+            sink,
+        }
+    }
+}
+
+impl Handler {
     fn emit(&self, record: &LogRecord<'_>) {
+        if let (true, Sink::File(f)) = (self.message_only, &self.sink) {
+            // `%(message)s` to a file (access logs): the message goes to the file's queue
+            // as it is, without being copied into a line first.
+            f.write_parts(&[record.message.as_bytes(), b"\n"]);
+            return;
+        }
         with_buffer(&LINE, |line| self.emit_with(record, line));
     }
 
@@ -266,6 +285,9 @@ struct Node {
     propagate: bool,
     /// The effective level of this logger (set by [`Runtime::new`]).
     effective: u32,
+    /// A handler that a record of this logger reaches shows the time (set by
+    /// [`Runtime::new`]); records that reach none skip reading the clock.
+    uses_clock: bool,
 }
 
 /// One applied configuration.
@@ -288,17 +310,14 @@ impl Runtime {
         };
         let formatter = Formatter::new(Some(DEFAULT_CONSOLE_FORMAT), None)
             .expect("the default console format is valid");
-        let h = Arc::new(Handler {
-            level: 0,
-            formatter,
-            sink: Sink::Stderr,
-        });
+        let h = Arc::new(Handler::new(0, formatter, Sink::Stderr));
         Runtime::new(
             Node {
                 level: lvl,
                 handlers: vec![h.clone()],
                 propagate: true,
                 effective: 0,
+                uses_clock: true,
             },
             HashMap::new(),
             vec![h],
@@ -318,18 +337,32 @@ impl Runtime {
                 .find(|l| *l != 0)
                 .unwrap_or(level::DEBUG)
         };
+        // The handlers a record reaches: from its nearest logger up, until one does not
+        // propagate.
+        let clock = |rt: &Runtime, name: &str| {
+            let mut uses = false;
+            for node in rt.chain(name) {
+                uses |= node.handlers.iter().any(|h| h.formatter.uses_clock());
+                if !node.propagate {
+                    break;
+                }
+            }
+            uses
+        };
         let root = resolve(&rt, "");
-        let levels: Vec<(String, u32)> = rt
+        let levels: Vec<(String, u32, bool)> = rt
             .nodes
             .keys()
-            .map(|name| (name.clone(), resolve(&rt, name)))
+            .map(|name| (name.clone(), resolve(&rt, name), clock(&rt, name)))
             .collect();
         rt.root.effective = root;
+        rt.root.uses_clock = clock(&rt, "");
         let mut min = root;
-        for (name, l) in levels {
+        for (name, l, uses_clock) in levels {
             min = min.min(l);
             if let Some(n) = rt.nodes.get_mut(&name) {
                 n.effective = l;
+                n.uses_clock = uses_clock;
             }
         }
         rt.max = level::filter(min);
@@ -355,11 +388,7 @@ impl Runtime {
                     }
                 },
             };
-            handlers.push(Arc::new(Handler {
-                level: h.level,
-                formatter: h.formatter.clone(),
-                sink,
-            }));
+            handlers.push(Arc::new(Handler::new(h.level, h.formatter.clone(), sink)));
         }
         if !errors.is_empty() {
             return Err(errors);
@@ -373,6 +402,7 @@ impl Runtime {
                 .collect(),
             propagate: l.propagate,
             effective: 0,
+            uses_clock: true,
         };
         let root = node(&cfg.root);
         let nodes = cfg
@@ -398,17 +428,14 @@ impl Runtime {
             let Ok(formatter) = Formatter::new(Some("%(message)s"), None) else {
                 continue;
             };
-            let h = Arc::new(Handler {
-                level: 0,
-                formatter,
-                sink: Sink::Stderr,
-            });
+            let h = Arc::new(Handler::new(0, formatter, Sink::Stderr));
             handlers.push(h.clone());
             let node = nodes.entry(name.clone()).or_insert_with(|| Node {
                 level: 0,
                 handlers: Vec::new(),
                 propagate: true,
                 effective: 0,
+                uses_clock: true,
             });
             node.handlers.push(h);
             node.propagate = false;
@@ -516,31 +543,12 @@ impl log::Log for Global {
     }
 
     fn log(&self, record: &log::Record<'_>) {
-        let rt = self.current.load();
         let name = logger_name(record.target());
-        let levelno = level::of(record.level());
-        // One walk up the configured loggers: the nearest one has the effective level, and
-        // the handlers are found from it upwards.
-        let mut nodes = rt.chain(&name).peekable();
-        if levelno < nodes.peek().map_or(level::DEBUG, |n| n.effective) {
-            return;
-        }
-        let now = SystemTime::now();
-        let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let relative = now
-            .duration_since(self.start)
-            .map(|d| d.as_secs_f64() * 1000.0)
-            .unwrap_or(0.0);
-        with_buffer(&MESSAGE, |buf| {
-            let message: &str = match record.args().as_str() {
-                Some(s) => s,
-                None => {
-                    let _ = std::fmt::Write::write_fmt(buf, *record.args());
-                    buf
-                }
-            };
-            self.emit(nodes, record, &name, levelno, since, relative, message);
-        });
+        let message = match record.args().as_str() {
+            Some(s) => Message::Str(s),
+            None => Message::Args(*record.args()),
+        };
+        self.dispatch(&name, record, message);
     }
 
     fn flush(&self) {
@@ -548,7 +556,50 @@ impl log::Log for Global {
     }
 }
 
+/// A record's message: a plain string, or arguments formatted once the level let it through.
+enum Message<'a> {
+    Str(&'a str),
+    Args(std::fmt::Arguments<'a>),
+}
+
 impl Global {
+    /// What [`log::Log::log`] does, for a logger `name` (dotted); false when the logger's level
+    /// dropped the record.
+    fn dispatch(&self, name: &str, record: &log::Record<'_>, message: Message<'_>) -> bool {
+        let rt = self.current.load();
+        let levelno = level::of(record.level());
+        // One walk up the configured loggers: the nearest one has the effective level, and
+        // the handlers are found from it upwards.
+        let mut nodes = rt.chain(name).peekable();
+        let Some(nearest) = nodes.peek() else {
+            return false;
+        };
+        if levelno < nearest.effective {
+            return false;
+        }
+        // Only formats that show the time need the clock (an access log's `%(message)s` does
+        // not).
+        let (since, relative) = if nearest.uses_clock {
+            let now = SystemTime::now();
+            let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+            let relative = now
+                .duration_since(self.start)
+                .map(|d| d.as_secs_f64() * 1000.0)
+                .unwrap_or(0.0);
+            (since, relative)
+        } else {
+            (std::time::Duration::ZERO, 0.0)
+        };
+        match message {
+            Message::Str(m) => self.emit(nodes, record, name, levelno, since, relative, m),
+            Message::Args(args) => with_buffer(&MESSAGE, |buf| {
+                let _ = std::fmt::Write::write_fmt(buf, args);
+                self.emit(nodes, record, name, levelno, since, relative, buf);
+            }),
+        }
+        true
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn emit<'a>(
         &self,
@@ -597,6 +648,26 @@ impl Global {
     }
 }
 
+/// Log `message` to the logger `name` (dotted, as in the ini file) at `level`: what
+/// `log::log!(target: name, level, "{message}")` does, without formatting the message again
+/// (the access log's path, once per request). `None` when this module's logger is not the
+/// installed one (a program embedding the library with its own logger: use `log` then);
+/// otherwise whether the logger's level let the line through.
+pub fn log_message(name: &str, level: log::Level, message: &str) -> Option<bool> {
+    if INSTALLED.get() != Some(&true) {
+        return None;
+    }
+    let record = log::Record::builder()
+        .target(name)
+        .level(level)
+        .module_path_static(Some(module_path!()))
+        .build();
+    Some(global().dispatch(name, &record, Message::Str(message)))
+}
+
+/// Whether [`init`] installed this module's logger as the `log` crate's.
+static INSTALLED: OnceLock<bool> = OnceLock::new();
+
 /// The installed logging; [`LogHandle::apply`] switches its configuration.
 #[derive(Clone, Debug)]
 pub struct LogHandle {
@@ -608,7 +679,6 @@ pub struct LogHandle {
 /// -1 (`-q`) WARNING, -2 ERROR. Calling it again resets to the default configuration.
 pub fn init(verbosity: i8) -> LogHandle {
     let g = global();
-    static INSTALLED: OnceLock<bool> = OnceLock::new();
     let installed = *INSTALLED.get_or_init(|| log::set_logger(g).is_ok());
     if !installed {
         eprintln!("mapproxy-serve: logging: another logger is already installed; logging sections are ignored");
@@ -677,6 +747,7 @@ mod tests {
             handlers: vec![],
             propagate: true,
             effective: 0,
+            uses_clock: true,
         };
         let mut nodes = HashMap::new();
         nodes.insert("mapproxy".to_string(), node(0));

@@ -96,6 +96,11 @@ impl FileSink {
     /// Queue one line (with its terminator). Never blocks on the writer: a full queue drops
     /// the line.
     pub(super) fn write(&self, line: &[u8]) {
+        self.write_parts(&[line]);
+    }
+
+    /// Queue one line made of `parts` (the last one ending with the terminator), copied once.
+    pub(super) fn write_parts(&self, parts: &[&[u8]]) {
         let mut st = self.queue.lock();
         if st.ends.len() >= QUEUE {
             drop(st);
@@ -108,7 +113,9 @@ impl FileSink {
             }
             return;
         }
-        st.buf.extend_from_slice(line);
+        for part in parts {
+            st.buf.extend_from_slice(part);
+        }
         let end = st.buf.len();
         st.ends.push(end);
         if st.waiting {
