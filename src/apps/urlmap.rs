@@ -66,7 +66,7 @@
 //! assert_eq!(res.unwrap().status(), StatusCode::OK);
 //! ```
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -472,6 +472,10 @@ fn html_escape(s: &str) -> String {
 /// authority and query kept: as [`environ::set_path_info`].
 fn rewrite_uri(uri: &http::Uri, path_info: &str) -> Result<http::Uri, http::Error> {
     let query = uri.query();
+    if path_info.is_empty() && query.is_none() && uri.scheme().is_none() {
+        // The mount path itself (`/api` mounted at `/api`), the common case: no copy to make.
+        return Ok(http::Uri::from_static("/"));
+    }
     let slash = !path_info.starts_with('/');
     let len = usize::from(slash) + path_info.len() + query.map_or(0, |q| q.len() + 1);
     let mut pq = Vec::with_capacity(len);
@@ -519,6 +523,11 @@ impl Handler for UrlMap {
                 None => respond(inner.not_found_page(&req)),
             };
         };
+        if raw_end == 0 && matches!(path, std::borrow::Cow::Borrowed(_)) {
+            // Mounted at the root and no `//` to collapse: `SCRIPT_NAME` and `PATH_INFO` stay
+            // as they are, the request goes on untouched.
+            return mount.app.call(req);
+        }
         let (mounted, rest) = path.split_at(raw_end);
         // What `environ::set_path_info` does, with the new path and mount path built while
         // the old ones are still borrowed (no copy of the path) and exactly sized.

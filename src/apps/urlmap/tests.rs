@@ -99,6 +99,12 @@ async fn observed_paste_table() {
         ("//foo//x", "foo|/foo|/x|"),
         ("/foo?a=1&b", "foo|/foo||a=1&b"),
         ("/foo/x?q", "foo|/foo|/x|q"),
+        // the root mount passes the request on untouched, unless `//` must be collapsed
+        ("/x?q=1", "root||/x|q=1"),
+        ("//a//b?c", "root||/a/b|c"),
+        // a mount path hit exactly: PATH_INFO "", also with a scheme and host in the URI
+        ("http://h.example/foo", "foo|/foo||"),
+        ("http://h.example/foo?z", "foo|/foo||z"),
     ] {
         assert_eq!(body_of(&app, get(uri)).await, want, "{uri}");
     }
@@ -112,6 +118,9 @@ async fn observed_paste_table() {
     let mut req = get("/foo/x");
     req.extensions_mut().insert(MountPath("/pre".into()));
     assert_eq!(body_of(&app, req).await, "foo|/pre/foo|/x|");
+    let mut req = get("/x");
+    req.extensions_mut().insert(MountPath("/pre".into()));
+    assert_eq!(body_of(&app, req).await, "root|/pre|/x|");
 }
 
 #[tokio::test]
