@@ -10,9 +10,8 @@
 # Each path is measured twice, with N1 and N2 keep-alive requests (defaults 300 and 900), and the
 # difference divided by N2-N1, so start-up and shutdown cancel out.
 # Needs valgrind and target/release/mapproxy-serve (built unless SKIP_BUILD=1 or BIN is given).
-# Allocations are counted by dhat, which sees only glibc's malloc: for them, build with
-# `cargo build --release --no-default-features` (no mimalloc) and pass that binary as BIN;
-# with mimalloc the column says n/a.
+# Allocations are counted by dhat (glibc's malloc; a binary with another global allocator shows
+# n/a).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD

@@ -2,6 +2,19 @@
 //!
 //! Apps never fail at the service level (`Error = Infallible`): errors become responses.
 //! Type erasure happens here, at the config boundary; inside a filter use concrete types.
+//!
+//! Per request, a stack of erased apps costs one boxed future per Tower layer and nothing for
+//! a [`Handler`] that answers at once; the stack itself is never cloned (see [`App`]).
+//!
+//! ```
+//! use http::{Request, StatusCode};
+//! use mapproxy_serve::app::{app_fn, empty_body, text_response, App};
+//!
+//! let app: App = app_fn(|_req| async { text_response(StatusCode::OK, "text/plain", "hi") });
+//! let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+//! let res = rt.block_on(app.call(Request::new(empty_body())));
+//! assert_eq!(res.status(), StatusCode::OK);
+//! ```
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -381,33 +381,22 @@ async fn multiplexed_requests_are_served_concurrently() {
 async fn panic_is_500_for_that_request_only() {
     let srv = start_unix(|s| s).await;
     let mut s = UnixStream::connect(&srv.socket).await.unwrap();
-    send_request(&mut s, 1, true, &kv(&cgi("/panic", "")), b"").await;
-    let res = read_response(&mut s, 1).await.unwrap();
-    let text = res.text();
-    assert!(
-        text.starts_with("Status: 500 Internal Server Error\r\n"),
-        "{text}"
-    );
-    assert!(text.contains("boom"), "debug shows the message: {text}");
-    send_request(&mut s, 1, true, &kv(&cgi("/ok", "")), b"").await;
-    assert!(read_response(&mut s, 1)
-        .await
-        .unwrap()
-        .text()
-        .contains("Status: 200 OK"));
-    // The same for a panic in the app's `call` itself (before it returned a future).
-    send_request(&mut s, 1, true, &kv(&cgi("/panic-in-call", "")), b"").await;
-    let text = read_response(&mut s, 1).await.unwrap().text();
-    assert!(
-        text.starts_with("Status: 500 Internal Server Error\r\n"),
-        "{text}"
-    );
-    send_request(&mut s, 1, true, &kv(&cgi("/ok", "")), b"").await;
-    assert!(read_response(&mut s, 1)
-        .await
-        .unwrap()
-        .text()
-        .contains("Status: 200 OK"));
+    // A panic in the app's future, then in its `call` itself (before there is a future).
+    for path in ["/panic", "/panic-in-call"] {
+        send_request(&mut s, 1, true, &kv(&cgi(path, "")), b"").await;
+        let text = read_response(&mut s, 1).await.unwrap().text();
+        assert!(
+            text.starts_with("Status: 500 Internal Server Error\r\n"),
+            "{path}: {text}"
+        );
+        assert!(text.contains("boom"), "debug shows the message: {text}");
+        send_request(&mut s, 1, true, &kv(&cgi("/ok", "")), b"").await;
+        assert!(read_response(&mut s, 1)
+            .await
+            .unwrap()
+            .text()
+            .contains("Status: 200 OK"));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
