@@ -224,17 +224,26 @@ impl Writer {
                 std::mem::swap(&mut st.ends, &mut ends);
                 (st.flush_req, st.closed)
             };
-            let mut start = 0;
-            for &end in &ends {
-                if let Some(line) = buf.get(start..end) {
-                    self.handle(line);
+            if matches!(self.rotation, Rotation::None | Rotation::Watched) {
+                // Nothing looks at single lines: write the batch as it came, without copying
+                // it line by line.
+                self.write_pending();
+                std::mem::swap(&mut self.pending, &mut buf);
+                self.write_pending();
+                std::mem::swap(&mut self.pending, &mut buf);
+            } else {
+                let mut start = 0;
+                for &end in &ends {
+                    if let Some(line) = buf.get(start..end) {
+                        self.handle(line);
+                    }
+                    start = end;
+                    if self.pending.len() >= BATCH {
+                        self.write_pending();
+                    }
                 }
-                start = end;
-                if self.pending.len() >= BATCH {
-                    self.write_pending();
-                }
+                buf.clear();
             }
-            buf.clear();
             ends.clear();
             self.write_pending();
             {
