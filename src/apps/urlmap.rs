@@ -493,10 +493,6 @@ fn rewrite_uri(uri: &http::Uri, path_info: &str) -> Result<http::Uri, http::Erro
     Ok(http::Uri::from_parts(parts)?)
 }
 
-fn respond(res: Response<Body>) -> AppFuture {
-    AppFuture::ready(res)
-}
-
 impl Service<Request<Body>> for UrlMap {
     type Response = Response<Body>;
     type Error = Infallible;
@@ -520,7 +516,7 @@ impl Handler for UrlMap {
         let Some((mount, raw_end)) = inner.find(host.as_ref(), &path) else {
             return match &inner.not_found {
                 Some(app) => app.call(req),
-                None => respond(inner.not_found_page(&req)),
+                None => AppFuture::ready(inner.not_found_page(&req)),
             };
         };
         if raw_end == 0 && matches!(path, std::borrow::Cow::Borrowed(_)) {
@@ -546,7 +542,7 @@ impl Handler for UrlMap {
                 log::debug!(target: LOG_TARGET, "urlmap: cannot rewrite {path:?}: {e}");
                 let mut res = Response::new(full_body("400 Bad Request\r\n"));
                 *res.status_mut() = StatusCode::BAD_REQUEST;
-                return respond(res);
+                return AppFuture::ready(res);
             }
         };
         *req.uri_mut() = uri;

@@ -224,13 +224,6 @@ impl Formatter {
         )
     }
 
-    /// True when the format shows the time (`%(asctime)s`).
-    pub fn uses_time(&self) -> bool {
-        self.parts
-            .iter()
-            .any(|p| matches!(p, Part::Field(Field::Asctime, _)))
-    }
-
     /// Render a record (without the line terminator).
     pub fn format(&self, r: &LogRecord<'_>) -> String {
         let mut out = String::with_capacity(128);

@@ -87,11 +87,6 @@ impl SharedApp {
         self.0.store(Arc::new(app));
     }
 
-    /// The app as it is now.
-    pub fn current(&self) -> App {
-        (**self.0.load()).clone()
-    }
-
     /// Answer `req` with the app as it is now (no clone of the app).
     pub fn call(&self, req: Request<Body>) -> AppFuture {
         self.0.load().call(req)
