@@ -100,6 +100,19 @@ impl AppFuture {
     pub fn new(fut: impl Future<Output = Response<Body>> + Send + 'static) -> AppFuture {
         AppFuture(FutureKind::Boxed(Box::pin(fut)))
     }
+
+    /// The response passed through `f`: at once when it is ready (no allocation), else in a
+    /// new boxed future.
+    pub fn map(
+        self,
+        f: impl FnOnce(Response<Body>) -> Response<Body> + Send + 'static,
+    ) -> AppFuture {
+        match self.0 {
+            FutureKind::Ready(Some(res)) => AppFuture::ready(f(res)),
+            FutureKind::Ready(None) => self,
+            FutureKind::Boxed(fut) => AppFuture::new(async move { f(fut.await) }),
+        }
+    }
 }
 
 impl Future for AppFuture {

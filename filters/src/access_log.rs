@@ -42,7 +42,8 @@ use std::task::{ready, Context, Poll};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Buf;
-use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http::uri::PathAndQuery;
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
@@ -263,29 +264,16 @@ impl LogFormat {
 }
 
 /// Layer writing one line per request to a sink.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct AccessLogLayer {
-    shared: Arc<Shared>,
-}
-
-struct Shared {
-    format: LogFormat,
-    sink: Arc<dyn AccessLogSink>,
-}
-
-impl std::fmt::Debug for AccessLogLayer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccessLogLayer")
-            .field("format", &self.shared.format)
-            .finish()
-    }
+    logger: AccessLogger,
 }
 
 impl AccessLogLayer {
     /// Write lines in `format` to `sink`.
     pub fn new(format: LogFormat, sink: Arc<dyn AccessLogSink>) -> Self {
         AccessLogLayer {
-            shared: Arc::new(Shared { format, sink }),
+            logger: AccessLogger::new(format, sink),
         }
     }
 }
@@ -295,8 +283,114 @@ impl<S> Layer<S> for AccessLogLayer {
     fn layer(&self, inner: S) -> AccessLog<S> {
         AccessLog {
             inner,
-            shared: Arc::clone(&self.shared),
+            logger: self.logger.clone(),
         }
+    }
+}
+
+/// A format and a sink: what [`AccessLogLayer`] does, for code that is not a Tower stack
+/// (a server's own handler type): [`start`](AccessLogger::start) when the request comes in,
+/// [`LogEntry::respond`] with the response.
+///
+/// ```
+/// use std::sync::Arc;
+/// use mapproxy_serve_filters::access_log::{AccessLogger, DiscardSink, LogFormat};
+///
+/// let logger = AccessLogger::new(LogFormat::default(), Arc::new(DiscardSink));
+/// let req = http::Request::new(());
+/// let entry = logger.start(&req);
+/// // ... the response comes back; its body writes the line when it has been sent
+/// let res = entry.respond(http::Response::new(String::from("hello")));
+/// # drop(res);
+/// ```
+#[derive(Clone)]
+pub struct AccessLogger {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    format: LogFormat,
+    sink: Arc<dyn AccessLogSink>,
+}
+
+impl std::fmt::Debug for AccessLogger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessLogger")
+            .field("format", &self.shared.format)
+            .finish()
+    }
+}
+
+impl AccessLogger {
+    /// Write lines in `format` to `sink`.
+    pub fn new(format: LogFormat, sink: Arc<dyn AccessLogSink>) -> Self {
+        AccessLogger {
+            shared: Arc::new(Shared { format, sink }),
+        }
+    }
+
+    /// What the line needs to know of a request, taken when it starts.
+    pub fn start<B>(&self, req: &Request<B>) -> LogEntry {
+        let format = &self.shared.format;
+        let mut headers = HeaderValues::default();
+        if format.needs_headers {
+            let names = format.segments.iter().filter_map(|s| match s {
+                Segment::Field(Field::Header(h)) => Some(h),
+                _ => None,
+            });
+            for (i, h) in names.enumerate() {
+                headers.push(i, req.headers().get(h).cloned());
+            }
+        }
+        LogEntry(Entry {
+            shared: Arc::clone(&self.shared),
+            start: format.needs_duration.then(Instant::now),
+            wall: SystemTime::now(),
+            remote: crate::environ::remote_ip(req),
+            user: req.extensions().get::<RemoteUser>().map(|u| u.0.clone()),
+            method: req.method().clone(),
+            target: req.uri().path_and_query().cloned(),
+            mount: req
+                .extensions()
+                .get::<MountPath>()
+                .filter(|m| !m.0.is_empty())
+                .map(|m| m.0.clone()),
+            version: req.version(),
+            headers,
+            status: StatusCode::OK,
+            bytes: 0,
+        })
+    }
+}
+
+/// A request being logged (from [`AccessLogger::start`]): its line is written when the body
+/// of the response given to [`respond`](LogEntry::respond) has been sent or dropped, or by
+/// [`fail`](LogEntry::fail).
+pub struct LogEntry(Entry);
+
+impl LogEntry {
+    /// The response to send: status, the user and client an inner layer put in its
+    /// extensions, and a body that counts its bytes and writes the line when it ends.
+    pub fn respond<B: Body>(self, res: Response<B>) -> Response<AccessLogBody<B>> {
+        let mut entry = self.0;
+        entry.status = res.status();
+        if let Some(u) = res.extensions().get::<RemoteUser>() {
+            entry.user = Some(u.0.clone());
+        }
+        if let Some(r) = res.extensions().get::<RemoteAddr>() {
+            entry.remote = Some(r.0.ip());
+        }
+        res.map(|inner| AccessLogBody {
+            inner,
+            guard: Guard(Some(entry)),
+        })
+    }
+
+    /// No response: the line is written now, with status 500.
+    pub fn fail(self) {
+        let mut entry = self.0;
+        entry.status = StatusCode::INTERNAL_SERVER_ERROR;
+        entry.write();
     }
 }
 
@@ -304,7 +398,7 @@ impl<S> Layer<S> for AccessLogLayer {
 #[derive(Clone)]
 pub struct AccessLog<S> {
     inner: S,
-    shared: Arc<Shared>,
+    logger: AccessLogger,
 }
 
 /// The request headers the format names, in format order: the first two inline (the
@@ -343,7 +437,9 @@ struct Entry {
     remote: Option<IpAddr>,
     user: Option<String>,
     method: Method,
-    uri: Uri,
+    /// The request target's path and query (an absolute-form target's scheme and host are
+    /// not logged).
+    target: Option<PathAndQuery>,
     mount: Option<String>,
     version: Version,
     headers: HeaderValues,
@@ -352,27 +448,35 @@ struct Entry {
 }
 
 impl Entry {
+    /// The request path, as `Uri::path` gives it (empty for `CONNECT host:port`).
+    fn path(&self) -> &str {
+        self.target.as_ref().map_or("", PathAndQuery::path)
+    }
+
     fn write(&self) {
         thread_local! {
-            static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+            static SCRATCH: RefCell<Scratch> = const {
+                RefCell::new(Scratch { line: String::new(), time: TimeCache::new() })
+            };
         }
         // One buffer per thread, reused for every line (a sink that logs from inside its
         // `write` would find it borrowed: that line gets a buffer of its own).
-        LINE.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut out) => {
-                out.clear();
-                self.format_into(&mut out);
-                self.shared.sink.write(&out);
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut scratch) => {
+                let Scratch { line, time } = &mut *scratch;
+                line.clear();
+                self.format_into(line, time);
+                self.shared.sink.write(line);
             }
             Err(_) => {
                 let mut out = String::with_capacity(192);
-                self.format_into(&mut out);
+                self.format_into(&mut out, &mut TimeCache::new());
                 self.shared.sink.write(&out);
             }
         });
     }
 
-    fn format_into(&self, out: &mut String) {
+    fn format_into(&self, out: &mut String, time: &mut TimeCache) {
         // only the duration fields need the clock
         let mut elapsed = None;
         let mut elapsed =
@@ -393,14 +497,14 @@ impl Entry {
                         Some(u) => escape_str(out, u),
                         None => out.push('-'),
                     },
-                    Field::Time => with_time(self.wall, |t| out.push_str(t)),
+                    Field::Time => out.push_str(time.get(self.wall)),
                     Field::Method => escape_str(out, self.method.as_str()),
                     Field::RequestUri => {
                         if let Some(m) = &self.mount {
                             escape_str(out, m);
                         }
-                        escape_str(out, self.uri.path());
-                        if let Some(q) = self.uri.query() {
+                        escape_str(out, self.path());
+                        if let Some(q) = self.target.as_ref().and_then(PathAndQuery::query) {
                             out.push('?');
                             escape_str(out, q);
                         }
@@ -410,8 +514,14 @@ impl Entry {
                             escape_str(out, m);
                         }
                     }
-                    Field::PathInfo => escape_str(out, self.uri.path()),
-                    Field::QueryString => escape_str(out, self.uri.query().unwrap_or("")),
+                    Field::PathInfo => escape_str(out, self.path()),
+                    Field::QueryString => escape_str(
+                        out,
+                        self.target
+                            .as_ref()
+                            .and_then(PathAndQuery::query)
+                            .unwrap_or(""),
+                    ),
                     Field::HttpVersion => out.push_str(match self.version {
                         Version::HTTP_09 => "HTTP/0.9",
                         Version::HTTP_10 => "HTTP/1.0",
@@ -505,8 +615,19 @@ fn escape_str(out: &mut String, s: &str) {
 
 /// A byte Apache writes as it is.
 fn plain(b: u8) -> bool {
-    (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'
+    PLAIN[usize::from(b)]
 }
+
+/// Printable ASCII but `"` and `\\`, by byte.
+static PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0x20;
+    while b < 0x7f {
+        t[b] = b != b'"' as usize && b != b'\\' as usize;
+        b += 1;
+    }
+    t
+};
 
 fn escape_bytes(out: &mut String, s: &[u8]) {
     for &b in s {
@@ -521,23 +642,38 @@ fn escape_bytes(out: &mut String, s: &[u8]) {
     }
 }
 
-/// The Apache time stamp of `t` (local time), cached per second and thread.
-fn with_time(t: SystemTime, f: impl FnOnce(&str)) {
-    thread_local! {
-        static CACHE: RefCell<(i64, String)> = const { RefCell::new((i64::MIN, String::new())) };
-    }
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    CACHE.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.0 != secs {
-            let s = format_time(secs);
-            *c = (secs, s);
+/// A thread's line buffer and time stamp, reused for every line.
+struct Scratch {
+    line: String,
+    time: TimeCache,
+}
+
+/// The Apache time stamp of the last second asked for.
+struct TimeCache {
+    secs: i64,
+    text: String,
+}
+
+impl TimeCache {
+    const fn new() -> TimeCache {
+        TimeCache {
+            secs: i64::MIN,
+            text: String::new(),
         }
-        f(&c.1);
-    });
+    }
+
+    /// The time stamp of `t` (local time), formatted once per second.
+    fn get(&mut self, t: SystemTime) -> &str {
+        let secs = t
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        if self.secs != secs {
+            self.text = format_time(secs);
+            self.secs = secs;
+        }
+        &self.text
+    }
 }
 
 fn format_time(secs: i64) -> String {
@@ -564,34 +700,7 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let mut headers = HeaderValues::default();
-        if self.shared.format.needs_headers {
-            let names = self.shared.format.segments.iter().filter_map(|s| match s {
-                Segment::Field(Field::Header(h)) => Some(h),
-                _ => None,
-            });
-            for (i, h) in names.enumerate() {
-                headers.push(i, req.headers().get(h).cloned());
-            }
-        }
-        let entry = Entry {
-            shared: Arc::clone(&self.shared),
-            start: self.shared.format.needs_duration.then(Instant::now),
-            wall: SystemTime::now(),
-            remote: crate::environ::remote_ip(&req),
-            user: req.extensions().get::<RemoteUser>().map(|u| u.0.clone()),
-            method: req.method().clone(),
-            uri: req.uri().clone(),
-            mount: req
-                .extensions()
-                .get::<MountPath>()
-                .filter(|m| !m.0.is_empty())
-                .map(|m| m.0.clone()),
-            version: req.version(),
-            headers,
-            status: StatusCode::OK,
-            bytes: 0,
-        };
+        let entry = self.logger.start(&req);
         ResponseFuture {
             fut: self.inner.call(req),
             entry: Some(entry),
@@ -604,7 +713,7 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         fut: F,
-        entry: Option<Entry>,
+        entry: Option<LogEntry>,
     }
 }
 
@@ -618,29 +727,16 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let res = ready!(this.fut.poll(cx));
-        let Some(mut entry) = this.entry.take() else {
+        let Some(entry) = this.entry.take() else {
             return Poll::Pending;
         };
-        match res {
-            Ok(res) => {
-                entry.status = res.status();
-                if let Some(u) = res.extensions().get::<RemoteUser>() {
-                    entry.user = Some(u.0.clone());
-                }
-                if let Some(r) = res.extensions().get::<RemoteAddr>() {
-                    entry.remote = Some(r.0.ip());
-                }
-                Poll::Ready(Ok(res.map(|inner| AccessLogBody {
-                    inner,
-                    guard: Guard(Some(entry)),
-                })))
-            }
+        Poll::Ready(match res {
+            Ok(res) => Ok(entry.respond(res)),
             Err(e) => {
-                entry.status = StatusCode::INTERNAL_SERVER_ERROR;
-                entry.write();
-                Poll::Ready(Err(e))
+                entry.fail();
+                Err(e)
             }
-        }
+        })
     }
 }
 
@@ -649,7 +745,7 @@ struct Guard(Option<Entry>);
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        if let Some(e) = self.0.take() {
+        if let Some(e) = &self.0 {
             e.write();
         }
     }
@@ -683,9 +779,10 @@ impl<B: Body> Body for AccessLogBody<B> {
             }
             Some(Err(_)) | None => {
                 // finished (or failed): write now, not when the connection drops the body
-                if let Some(e) = this.guard.0.take() {
+                if let Some(e) = &this.guard.0 {
                     e.write();
                 }
+                this.guard.0 = None;
             }
         }
         Poll::Ready(frame)

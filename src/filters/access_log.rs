@@ -22,11 +22,12 @@
 
 use std::sync::Arc;
 
+use http::Request;
 use mapproxy_serve_filters::access_log::{
-    AccessLogLayer, AccessLogSink, DiscardSink, LogFormat, LogSink,
+    AccessLogSink, AccessLogger, DiscardSink, LogFormat, LogSink,
 };
 
-use crate::app::{layer_filter, Filter};
+use crate::app::{App, AppFuture, Body, Filter, Handler};
 use crate::config::FactoryConf;
 use crate::error::{ConfigError, ConfigErrors};
 use crate::registry::{Build, Factory, Opt};
@@ -125,7 +126,29 @@ pub fn build(conf: &FactoryConf) -> Result<Filter, ConfigErrors> {
             other: LogSink::new(logger, log_level(level)).console_fallback(console),
         }),
     };
-    Ok(layer_filter(AccessLogLayer::new(format, sink)))
+    let logger = AccessLogger::new(format, sink);
+    Ok(Arc::new(move |inner| {
+        App::from_handler(AccessLog {
+            inner,
+            logger: logger.clone(),
+        })
+    }))
+}
+
+/// The filter as an app (`AccessLogLayer`'s work without the Tower wrapping: this filter
+/// sees every request, so its cost counts; a ready answer stays unboxed).
+struct AccessLog {
+    inner: App,
+    logger: AccessLogger,
+}
+
+impl Handler for AccessLog {
+    fn call(&self, req: Request<Body>) -> AppFuture {
+        let entry = self.logger.start(&req);
+        self.inner
+            .call(req)
+            .map(|res| entry.respond(res).map(Body::new))
+    }
 }
 
 /// Lines straight into this crate's logging (`logging::log_message`: the line is not

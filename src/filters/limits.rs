@@ -254,11 +254,9 @@ struct SetHeaders {
 
 impl Handler for SetHeaders {
     fn call(&self, req: Request<Body>) -> AppFuture {
-        let fut = self.inner.call(req);
         let headers = Arc::clone(&self.headers);
         let replace = self.replace;
-        AppFuture::new(async move {
-            let mut res = fut.await;
+        self.inner.call(req).map(move |mut res| {
             let map = res.headers_mut();
             for (n, v) in headers.iter() {
                 if replace || !map.contains_key(n) {

@@ -446,23 +446,24 @@ impl Runtime {
 
     /// The configured loggers from `name` up to the root.
     fn chain<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Node> + 'a {
+        // `name`, then its parents (computed only when asked for: a logger that does not
+        // propagate ends the walk at once), then the root
         let mut next = Some(name);
-        let mut done = false;
+        let mut up = false;
         std::iter::from_fn(move || loop {
-            if done {
-                return None;
+            let n = next?;
+            if up {
+                next = Some(n.rfind('.').map_or("", |i| &n[..i]));
+                up = false;
+                continue;
             }
-            match next {
-                Some(n) if !n.is_empty() => {
-                    next = n.rfind('.').map(|i| &n[..i]).or(Some(""));
-                    if let Some(node) = self.nodes.get(n) {
-                        return Some(node);
-                    }
-                }
-                _ => {
-                    done = true;
-                    return Some(&self.root);
-                }
+            if n.is_empty() {
+                next = None;
+                return Some(&self.root);
+            }
+            up = true;
+            if let Some(node) = self.nodes.get(n) {
+                return Some(node);
             }
         })
     }
