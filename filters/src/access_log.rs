@@ -42,8 +42,7 @@ use std::task::{ready, Context, Poll};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Buf;
-use http::uri::PathAndQuery;
-use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
+use http::{HeaderName, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
@@ -158,19 +157,47 @@ enum Segment {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogFormat {
     segments: Vec<Segment>,
-    needs_headers: bool,
+    /// The segments grouped for writing: runs known when the request starts, rendered then
+    /// (the request's own text is copied out at once, so no entry keeps a reference into the
+    /// server's read buffer), and the fields known at the end.
+    parts: Vec<Part>,
+    /// How many [`Part::Early`] runs there are.
+    early_runs: usize,
     /// A duration field: requests read the monotonic clock when they start.
     needs_duration: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Part {
+    /// Text of the format alone.
+    Lit(String),
+    /// Literals and request fields, rendered when the request starts.
+    Early(Vec<Segment>),
+    /// A field known when the response is sent (status, bytes, client, user, duration).
+    Late(Field),
+}
+
+impl Field {
+    /// Known only at the end: from the response (an inner layer may set the user or the
+    /// client address) or from the finished body.
+    fn is_late(&self) -> bool {
+        matches!(
+            self,
+            Field::RemoteAddr
+                | Field::RemoteUser
+                | Field::Status
+                | Field::Bytes
+                | Field::DurationSecs
+                | Field::DurationMs
+                | Field::DurationUs
+        )
+    }
 }
 
 impl Default for LogFormat {
     fn default() -> Self {
         // the constant is known to parse
-        LogFormat::parse(COMBINED).unwrap_or(LogFormat {
-            segments: Vec::new(),
-            needs_headers: false,
-            needs_duration: false,
-        })
+        LogFormat::parse(COMBINED).unwrap_or_else(|_| LogFormat::from_segments(Vec::new()))
     }
 }
 
@@ -213,20 +240,49 @@ impl LogFormat {
         if !lit.is_empty() {
             segments.push(Segment::Lit(lit));
         }
-        let needs_headers = segments
-            .iter()
-            .any(|s| matches!(s, Segment::Field(Field::Header(_))));
+        Ok(LogFormat::from_segments(segments))
+    }
+
+    fn from_segments(segments: Vec<Segment>) -> LogFormat {
         let needs_duration = segments.iter().any(|s| {
             matches!(
                 s,
                 Segment::Field(Field::DurationSecs | Field::DurationMs | Field::DurationUs)
             )
         });
-        Ok(LogFormat {
+        let mut parts = Vec::new();
+        let mut run: Vec<Segment> = Vec::new();
+        let end_run = |run: &mut Vec<Segment>, parts: &mut Vec<Part>| {
+            if run.iter().any(|s| matches!(s, Segment::Field(_))) {
+                parts.push(Part::Early(std::mem::take(run)));
+            } else if !run.is_empty() {
+                let text = run
+                    .drain(..)
+                    .map(|s| match s {
+                        Segment::Lit(l) => l,
+                        Segment::Field(_) => String::new(),
+                    })
+                    .collect();
+                parts.push(Part::Lit(text));
+            }
+        };
+        for seg in &segments {
+            match seg {
+                Segment::Field(f) if f.is_late() => {
+                    end_run(&mut run, &mut parts);
+                    parts.push(Part::Late(f.clone()));
+                }
+                other => run.push(other.clone()),
+            }
+        }
+        end_run(&mut run, &mut parts);
+        let early_runs = parts.iter().filter(|p| matches!(p, Part::Early(_))).count();
+        LogFormat {
             segments,
-            needs_headers,
+            parts,
+            early_runs,
             needs_duration,
-        })
+        }
     }
 
     fn field(name: &str) -> Result<Field, String> {
@@ -332,34 +388,89 @@ impl AccessLogger {
     /// What the line needs to know of a request, taken when it starts.
     pub fn start<B>(&self, req: &Request<B>) -> LogEntry {
         let format = &self.shared.format;
-        let mut headers = HeaderValues::default();
-        if format.needs_headers {
-            let names = format.segments.iter().filter_map(|s| match s {
-                Segment::Field(Field::Header(h)) => Some(h),
-                _ => None,
+        let mut early = Early::default();
+        if format.early_runs > 0 {
+            let wall = SystemTime::now();
+            let mount = req
+                .extensions()
+                .get::<MountPath>()
+                .map_or("", |m| m.0.as_str());
+            with_scratch(|scratch| {
+                early.text = scratch.spare.pop().unwrap_or_default();
+                early.text.reserve(EARLY_CAPACITY);
+                for part in &format.parts {
+                    if let Part::Early(segments) = part {
+                        for seg in segments {
+                            render_early(&mut early.text, seg, req, mount, wall, &mut scratch.time);
+                        }
+                        early.end_run();
+                    }
+                }
             });
-            for (i, h) in names.enumerate() {
-                headers.push(i, req.headers().get(h).cloned());
-            }
         }
         LogEntry(Entry {
             shared: Arc::clone(&self.shared),
             start: format.needs_duration.then(Instant::now),
-            wall: SystemTime::now(),
             remote: crate::environ::remote_ip(req),
             user: req.extensions().get::<RemoteUser>().map(|u| u.0.clone()),
-            method: req.method().clone(),
-            target: req.uri().path_and_query().cloned(),
-            mount: req
-                .extensions()
-                .get::<MountPath>()
-                .filter(|m| !m.0.is_empty())
-                .map(|m| m.0.clone()),
-            version: req.version(),
-            headers,
+            early,
             status: StatusCode::OK,
             bytes: 0,
         })
+    }
+}
+
+/// Room for a typical line's request part (a browser's user agent is ~120 bytes).
+const EARLY_CAPACITY: usize = 256;
+
+/// One field or literal known when the request starts, as it goes in the line.
+fn render_early<B>(
+    out: &mut String,
+    seg: &Segment,
+    req: &Request<B>,
+    mount: &str,
+    wall: SystemTime,
+    time: &mut TimeCache,
+) {
+    let f = match seg {
+        Segment::Lit(s) => return out.push_str(s),
+        Segment::Field(f) => f,
+    };
+    let uri = req.uri();
+    match f {
+        Field::Time => out.push_str(time.get(wall)),
+        Field::Method => escape_str(out, req.method().as_str()),
+        Field::RequestUri => {
+            escape_str(out, mount);
+            escape_str(out, uri.path());
+            if let Some(q) = uri.query() {
+                out.push('?');
+                escape_str(out, q);
+            }
+        }
+        Field::ScriptName => escape_str(out, mount),
+        Field::PathInfo => escape_str(out, uri.path()),
+        Field::QueryString => escape_str(out, uri.query().unwrap_or("")),
+        Field::HttpVersion => out.push_str(match req.version() {
+            Version::HTTP_09 => "HTTP/0.9",
+            Version::HTTP_10 => "HTTP/1.0",
+            Version::HTTP_11 => "HTTP/1.1",
+            Version::HTTP_2 => "HTTP/2.0",
+            Version::HTTP_3 => "HTTP/3.0",
+            _ => "HTTP/?",
+        }),
+        Field::Header(h) => match req.headers().get(h) {
+            Some(v) => escape_into(out, v.as_bytes()),
+            None => out.push('-'),
+        },
+        // late fields are not in early runs
+        Field::RemoteAddr
+        | Field::RemoteUser
+        | Field::Status
+        | Field::Bytes
+        | Field::DurationSecs
+        | Field::DurationMs
+        | Field::DurationUs => {}
     }
 }
 
@@ -401,196 +512,163 @@ pub struct AccessLog<S> {
     logger: AccessLogger,
 }
 
-/// The request headers the format names, in format order: the first two inline (the
-/// combined format's referer and user agent), any further ones in a `Vec`.
+/// The runs of the line rendered when the request started, back to back in `text`.
 #[derive(Default)]
-struct HeaderValues {
-    inline: [Option<HeaderValue>; 2],
-    more: Vec<Option<HeaderValue>>,
+struct Early {
+    text: String,
+    /// Where each run ends in `text`: the first ones inline (the combined format has two),
+    /// any further ones in a `Vec`.
+    ends: [u32; 3],
+    more: Vec<u32>,
+    runs: usize,
 }
 
-impl HeaderValues {
-    fn push(&mut self, i: usize, v: Option<HeaderValue>) {
-        match self.inline.get_mut(i) {
-            Some(slot) => *slot = v,
-            None => self.more.push(v),
+impl Early {
+    /// The run rendered since the last one ends here.
+    fn end_run(&mut self) {
+        let end = u32::try_from(self.text.len()).unwrap_or(u32::MAX);
+        match self.ends.get_mut(self.runs) {
+            Some(slot) => *slot = end,
+            None => self.more.push(end),
         }
+        self.runs += 1;
     }
 
-    fn get(&self, i: usize) -> Option<&HeaderValue> {
-        match self.inline.get(i) {
-            Some(v) => v.as_ref(),
-            None => self
-                .more
-                .get(i - self.inline.len())
-                .and_then(Option::as_ref),
-        }
+    /// Run `i`'s text.
+    fn run(&self, i: usize) -> &str {
+        let end = |i: usize| -> usize {
+            let e = match self.ends.get(i) {
+                Some(e) => *e,
+                None => self.more.get(i - self.ends.len()).copied().unwrap_or(0),
+            };
+            e as usize
+        };
+        let start = if i == 0 { 0 } else { end(i - 1) };
+        self.text.get(start..end(i)).unwrap_or("")
     }
 }
 
-/// What is known about a request when it starts.
+/// What is known about a request: the early runs of its line, then what the response adds.
 struct Entry {
     shared: Arc<Shared>,
     /// When the request started, for duration fields (`None` without them).
     start: Option<Instant>,
-    wall: SystemTime,
     remote: Option<IpAddr>,
     user: Option<String>,
-    method: Method,
-    /// The request target's path and query (an absolute-form target's scheme and host are
-    /// not logged).
-    target: Option<PathAndQuery>,
-    mount: Option<String>,
-    version: Version,
-    headers: HeaderValues,
+    early: Early,
     status: StatusCode,
     bytes: u64,
 }
 
-impl Entry {
-    /// The request path, as `Uri::path` gives it (empty for `CONNECT host:port`).
-    fn path(&self) -> &str {
-        self.target.as_ref().map_or("", PathAndQuery::path)
+/// Run `f` with this thread's scratch space (a fresh one when it is in use: a sink that
+/// logs from inside its `write`).
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    thread_local! {
+        static SCRATCH: RefCell<Scratch> = const {
+            RefCell::new(Scratch { line: String::new(), time: TimeCache::new(), spare: Vec::new() })
+        };
     }
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => f(&mut scratch),
+        Err(_) => f(&mut Scratch {
+            line: String::new(),
+            time: TimeCache::new(),
+            spare: Vec::new(),
+        }),
+    })
+}
 
-    fn write(&self) {
-        thread_local! {
-            static SCRATCH: RefCell<Scratch> = const {
-                RefCell::new(Scratch { line: String::new(), time: TimeCache::new() })
-            };
-        }
-        // One buffer per thread, reused for every line (a sink that logs from inside its
-        // `write` would find it borrowed: that line gets a buffer of its own).
-        SCRATCH.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut scratch) => {
-                let Scratch { line, time } = &mut *scratch;
-                line.clear();
-                self.format_into(line, time);
-                self.shared.sink.write(line);
-            }
-            Err(_) => {
-                let mut out = String::with_capacity(192);
-                self.format_into(&mut out, &mut TimeCache::new());
-                self.shared.sink.write(&out);
+impl Entry {
+    fn write(&mut self) {
+        // one line buffer per thread, reused for every line
+        with_scratch(|scratch| {
+            let line = &mut scratch.line;
+            line.clear();
+            self.format_into(line);
+            self.shared.sink.write(line);
+            // the early text's buffer serves the next request started on this thread
+            let mut text = std::mem::take(&mut self.early.text);
+            if scratch.spare.len() < SPARE_BUFFERS && text.capacity() <= 4 * EARLY_CAPACITY {
+                text.clear();
+                scratch.spare.push(text);
             }
         });
     }
 
-    fn format_into(&self, out: &mut String, time: &mut TimeCache) {
-        // only the duration fields need the clock
-        let mut elapsed = None;
-        let mut elapsed =
-            || *elapsed.get_or_insert_with(|| self.start.map(|s| s.elapsed()).unwrap_or_default());
-        let mut header_idx = 0;
-        for seg in &self.shared.format.segments {
-            match seg {
-                Segment::Lit(s) => out.push_str(s),
-                Segment::Field(f) => match f {
-                    Field::RemoteAddr => match self.remote {
-                        Some(IpAddr::V4(ip)) => push_ipv4(out, ip),
-                        Some(ip) => {
-                            let _ = write!(out, "{ip}");
-                        }
-                        None => out.push('-'),
-                    },
-                    Field::RemoteUser => match &self.user {
-                        Some(u) => escape_str(out, u),
-                        None => out.push('-'),
-                    },
-                    Field::Time => out.push_str(time.get(self.wall)),
-                    Field::Method => escape_str(out, self.method.as_str()),
-                    Field::RequestUri => {
-                        if let Some(m) = &self.mount {
-                            escape_str(out, m);
-                        }
-                        escape_str(out, self.path());
-                        if let Some(q) = self.target.as_ref().and_then(PathAndQuery::query) {
-                            out.push('?');
-                            escape_str(out, q);
-                        }
-                    }
-                    Field::ScriptName => {
-                        if let Some(m) = &self.mount {
-                            escape_str(out, m);
-                        }
-                    }
-                    Field::PathInfo => escape_str(out, self.path()),
-                    Field::QueryString => escape_str(
-                        out,
-                        self.target
-                            .as_ref()
-                            .and_then(PathAndQuery::query)
-                            .unwrap_or(""),
-                    ),
-                    Field::HttpVersion => out.push_str(match self.version {
-                        Version::HTTP_09 => "HTTP/0.9",
-                        Version::HTTP_10 => "HTTP/1.0",
-                        Version::HTTP_11 => "HTTP/1.1",
-                        Version::HTTP_2 => "HTTP/2.0",
-                        Version::HTTP_3 => "HTTP/3.0",
-                        _ => "HTTP/?",
-                    }),
-                    Field::Status => out.push_str(self.status.as_str()),
-                    Field::Bytes => {
-                        if self.bytes == 0 {
-                            out.push('-');
-                        } else {
-                            push_u64(out, self.bytes);
-                        }
-                    }
-                    Field::Header(_) => {
-                        match self.headers.get(header_idx) {
-                            Some(v) => escape_into(out, v.as_bytes()),
-                            None => out.push('-'),
-                        }
-                        header_idx += 1;
-                    }
-                    Field::DurationSecs => {
-                        let _ = write!(out, "{:.6}", elapsed().as_secs_f64());
-                    }
-                    Field::DurationMs => {
-                        let _ = write!(out, "{}", elapsed().as_millis());
-                    }
-                    Field::DurationUs => {
-                        let _ = write!(out, "{}", elapsed().as_micros());
-                    }
-                },
+    fn format_into(&self, out: &mut String) {
+        let mut run = 0;
+        for part in &self.shared.format.parts {
+            match part {
+                Part::Lit(s) => out.push_str(s),
+                Part::Early(_) => {
+                    out.push_str(self.early.run(run));
+                    run += 1;
+                }
+                Part::Late(f) => self.late_field(out, f),
             }
+        }
+    }
+
+    fn late_field(&self, out: &mut String, f: &Field) {
+        let elapsed = || self.start.map(|s| s.elapsed()).unwrap_or_default();
+        match f {
+            Field::RemoteAddr => match self.remote {
+                Some(IpAddr::V4(ip)) => push_ipv4(out, ip),
+                Some(ip) => {
+                    let _ = write!(out, "{ip}");
+                }
+                None => out.push('-'),
+            },
+            Field::RemoteUser => match &self.user {
+                Some(u) => escape_str(out, u),
+                None => out.push('-'),
+            },
+            Field::Status => out.push_str(self.status.as_str()),
+            Field::Bytes => {
+                if self.bytes == 0 {
+                    out.push('-');
+                } else {
+                    push_u64(out, self.bytes);
+                }
+            }
+            Field::DurationSecs => {
+                let _ = write!(out, "{:.6}", elapsed().as_secs_f64());
+            }
+            Field::DurationMs => {
+                let _ = write!(out, "{}", elapsed().as_millis());
+            }
+            Field::DurationUs => {
+                let _ = write!(out, "{}", elapsed().as_micros());
+            }
+            // early fields were rendered when the request started
+            Field::Time
+            | Field::Method
+            | Field::RequestUri
+            | Field::ScriptName
+            | Field::PathInfo
+            | Field::QueryString
+            | Field::HttpVersion
+            | Field::Header(_) => {}
         }
     }
 }
 
 /// The decimal digits of `n`, as `Display` writes them.
-fn push_u64(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for &d in &digits[i..] {
-        out.push(char::from(d));
-    }
+fn push_u64(out: &mut String, n: u64) {
+    out.push_str(itoa::Buffer::new().format(n));
 }
 
 /// `a.b.c.d`, as `Display` writes it, without the formatting machinery.
 fn push_ipv4(out: &mut String, ip: std::net::Ipv4Addr) {
-    for (i, o) in ip.octets().into_iter().enumerate() {
-        if i > 0 {
-            out.push('.');
-        }
-        if o >= 100 {
-            out.push(char::from(b'0' + o / 100));
-        }
-        if o >= 10 {
-            out.push(char::from(b'0' + o / 10 % 10));
-        }
-        out.push(char::from(b'0' + o % 10));
-    }
+    let [a, b, c, d] = ip.octets();
+    let mut buf = itoa::Buffer::new();
+    out.push_str(buf.format(a));
+    out.push('.');
+    out.push_str(buf.format(b));
+    out.push('.');
+    out.push_str(buf.format(c));
+    out.push('.');
+    out.push_str(buf.format(d));
 }
 
 /// Apache's escaping of request-supplied text: `"` and `\` get a backslash, bytes outside
@@ -642,11 +720,16 @@ fn escape_bytes(out: &mut String, s: &[u8]) {
     }
 }
 
-/// A thread's line buffer and time stamp, reused for every line.
+/// A thread's line buffer, time stamp and spare buffers for early text, reused for every
+/// line.
 struct Scratch {
     line: String,
     time: TimeCache,
+    spare: Vec<String>,
 }
+
+/// Early-text buffers kept per thread (requests in flight started on it, at most).
+const SPARE_BUFFERS: usize = 64;
 
 /// The Apache time stamp of the last second asked for.
 struct TimeCache {
@@ -745,7 +828,7 @@ struct Guard(Option<Entry>);
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        if let Some(e) = &self.0 {
+        if let Some(e) = &mut self.0 {
             e.write();
         }
     }
@@ -779,7 +862,7 @@ impl<B: Body> Body for AccessLogBody<B> {
             }
             Some(Err(_)) | None => {
                 // finished (or failed): write now, not when the connection drops the body
-                if let Some(e) = &this.guard.0 {
+                if let Some(e) = &mut this.guard.0 {
                     e.write();
                 }
                 this.guard.0 = None;
@@ -843,7 +926,14 @@ mod tests {
     fn format_parsing() {
         let f = LogFormat::parse("%(status)s %%(x) %(bytes)d %(HTTP_X_REQUEST_ID)s").unwrap();
         assert_eq!(f.segments.len(), 5);
-        assert!(f.needs_headers);
+        // the status and bytes are late; the header and the text between are one early run
+        assert_eq!(f.early_runs, 1);
+        assert!(
+            matches!(&f.parts[..], [Part::Late(Field::Status), Part::Lit(l), Part::Late(Field::Bytes), Part::Early(_)] if l == " %(x) ")
+        );
+        let combined = LogFormat::default();
+        assert_eq!(combined.early_runs, 2);
+        assert_eq!(combined.parts.len(), 8);
         assert!(LogFormat::parse("%(nope)s")
             .unwrap_err()
             .contains("unknown field %(nope)s"));
@@ -960,6 +1050,49 @@ mod tests {
                 "line one".to_string()
             )]
         );
+    }
+
+    /// Early and late fields interleaved, more early runs than are kept inline, a mount path,
+    /// a header sent twice (the first counts), and escaping in the early text.
+    #[tokio::test]
+    async fn many_runs_in_format_order() {
+        let lines = Arc::new(Lines::default());
+        let fmt = LogFormat::parse(
+            "%(SCRIPT_NAME)s|%(PATH_INFO)s|%(QUERY_STRING)s %(status)s %(HTTP_X_A)s \
+             %(REMOTE_USER)s %(HTTP_X_B)s %(bytes)s [%(HTTP_X_C)s] %(REMOTE_ADDR)s \
+             %(REQUEST_METHOD)s %(HTTP_VERSION)s %(duration_us)s end",
+        )
+        .unwrap();
+        assert_eq!(fmt.early_runs, 5);
+        let layer = AccessLogLayer::new(fmt, lines.clone());
+        let svc = tower::service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"abc"))))
+        });
+        let mut r = req("/p%20q?x=1")
+            .header("x-b", "say \"hi\"")
+            .header("x-a", "one")
+            .header("x-a", "two")
+            .header("x-c", "t\u{e9}")
+            .body(())
+            .unwrap();
+        r.extensions_mut().insert(MountPath("/m".into()));
+        r.extensions_mut()
+            .insert(RemoteAddr("[::1]:5".parse().unwrap()));
+        let res = layer.layer(svc).oneshot(r).await.unwrap();
+        let _ = res.into_body().collect().await.unwrap();
+        let l = lines.0.lock().unwrap().clone();
+        let (head, us) = l[0]
+            .rsplit_once(' ')
+            .map(|(h, _)| h)
+            .unwrap()
+            .rsplit_once(' ')
+            .unwrap();
+        assert_eq!(
+            head,
+            "/m|/p%20q|x=1 200 one - say \\\"hi\\\" 3 [t\\xc3\\xa9] ::1 GET HTTP/1.1"
+        );
+        assert!(us.parse::<u64>().is_ok(), "{}", l[0]);
+        assert!(l[0].ends_with(" end"), "{}", l[0]);
     }
 
     #[test]

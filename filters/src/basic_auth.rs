@@ -133,6 +133,11 @@ pub struct SlowCheck {
 }
 
 impl SlowCheck {
+    /// The user whose password is being checked.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
     /// Compute the hash; a success is remembered for this version of the file.
     pub fn run(self) -> bool {
         let st = &self.state;
@@ -353,6 +358,16 @@ impl BasicAuthLayer {
             shared: Arc::new(Shared { challenge, store }),
         })
     }
+
+    /// What the layer does with `req`; see [`Decision`].
+    pub fn decide<B>(&self, req: &Request<B>) -> Decision {
+        decide(&self.shared, req)
+    }
+
+    /// The `401` answer with this realm's challenge.
+    pub fn unauthorized(&self) -> Response<Full<Bytes>> {
+        unauthorized(&self.shared)
+    }
 }
 
 impl<S> Layer<S> for BasicAuthLayer {
@@ -375,11 +390,11 @@ pub struct BasicAuth<S> {
 /// Response body: the app's, or the 401 page.
 pub type ResponseBody<B> = Either<B, Full<Bytes>>;
 
-fn unauthorized<B>(shared: &Shared) -> Response<ResponseBody<B>> {
-    let mut res = Response::new(Either::Right(Full::new(Bytes::from_static(
+fn unauthorized(shared: &Shared) -> Response<Full<Bytes>> {
+    let mut res = Response::new(Full::new(Bytes::from_static(
         b"401 Unauthorized\n\nThis server could not verify that you are authorized to access the \
           document requested.\n",
-    ))));
+    )));
     *res.status_mut() = StatusCode::UNAUTHORIZED;
     res.headers_mut()
         .insert(WWW_AUTHENTICATE, shared.challenge.clone());
@@ -403,35 +418,22 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
-        if let Some(user) = req.extensions().get::<RemoteUser>().cloned() {
-            return ResponseFuture::Inner {
+        match decide(&self.shared, &req) {
+            Decision::Known(user) => ResponseFuture::Inner {
                 fut: self.inner.call(req),
                 user: Some(user),
-            };
-        }
-        let mut buf = [0u8; 1024];
-        let check = match parse_basic(req.headers(), &mut buf) {
-            None => None,
-            Some((user, pass)) => match self.shared.store.check(user, pass) {
-                Check::Accept => Some(Ok(user.to_string())),
-                Check::Reject => None,
-                Check::Slow(slow) => Some(Err(slow)),
             },
-        };
-        buf.fill(0);
-        match check {
-            None => ResponseFuture::Done {
-                res: Some(unauthorized(&self.shared)),
-            },
-            Some(Ok(user)) => {
-                let user = RemoteUser(user);
+            Decision::Accept(user) => {
                 req.extensions_mut().insert(user.clone());
                 ResponseFuture::Inner {
                     fut: self.inner.call(req),
                     user: Some(user),
                 }
             }
-            Some(Err(slow)) => {
+            Decision::Reject => ResponseFuture::Done {
+                res: Some(unauthorized(&self.shared).map(Either::Right)),
+            },
+            Decision::Slow(slow) => {
                 // take the service that was made ready; leave a fresh clone behind
                 let clone = self.inner.clone();
                 let svc = std::mem::replace(&mut self.inner, clone);
@@ -448,6 +450,39 @@ where
             }
         }
     }
+}
+
+/// What [`BasicAuthLayer`] decides about a request ([`BasicAuthLayer::decide`]), for code
+/// that is not a Tower stack (a server's own handler type).
+pub enum Decision {
+    /// The request already carries [`RemoteUser`] (an outer authenticator, the FastCGI
+    /// server): it passes as that user.
+    Known(RemoteUser),
+    /// Valid credentials: put the user in the request's extensions (and the response's, for
+    /// an outer access log) and pass the request on.
+    Accept(RemoteUser),
+    /// No or wrong credentials: answer [`BasicAuthLayer::unauthorized`].
+    Reject,
+    /// An expensive hash: run [`SlowCheck::run`] off the async threads; `true` is
+    /// [`Accept`](Decision::Accept) of [`SlowCheck::user`].
+    Slow(SlowCheck),
+}
+
+fn decide<B>(shared: &Shared, req: &Request<B>) -> Decision {
+    if let Some(user) = req.extensions().get::<RemoteUser>() {
+        return Decision::Known(user.clone());
+    }
+    let mut buf = [0u8; 1024];
+    let decision = match parse_basic(req.headers(), &mut buf) {
+        None => Decision::Reject,
+        Some((user, pass)) => match shared.store.check(user, pass) {
+            Check::Accept => Decision::Accept(RemoteUser(user.to_string())),
+            Check::Reject => Decision::Reject,
+            Check::Slow(slow) => Decision::Slow(slow),
+        },
+    };
+    buf.fill(0);
+    decision
 }
 
 /// A running or finished slow check.
@@ -513,7 +548,7 @@ where
                         return Poll::Pending;
                     };
                     if !ok {
-                        let res = unauthorized(shared);
+                        let res = unauthorized(shared).map(Either::Right);
                         self.set(ResponseFuture::Done { res: Some(res) });
                         continue;
                     }

@@ -215,6 +215,61 @@ mod tests {
         assert!(e.contains("key 'set_logger_level'"), "{e}");
     }
 
+    #[derive(Default)]
+    struct Lines(std::sync::Mutex<Vec<String>>);
+    impl AccessLogSink for Lines {
+        fn write(&self, line: &str) {
+            self.0.lock().unwrap().push(line.to_string());
+        }
+    }
+
+    /// The native handler around an app that answers later (a boxed future), behind basic
+    /// auth that names the user in the response: one line, written when the body is done.
+    #[tokio::test]
+    async fn pending_answers_and_the_user_from_inner_auth() {
+        let lines = Arc::new(Lines::default());
+        let format =
+            LogFormat::parse("%(REMOTE_USER)s %(REQUEST_URI)s %(status)s %(bytes)s").unwrap();
+        let slow = crate::app::app_fn(|_req| async {
+            tokio::task::yield_now().await;
+            http::Response::new(crate::app::full_body("later"))
+        });
+        let auth = crate::filters::basic_auth::build(&FactoryConf::from_pairs(
+            "Paste#auth_basic",
+            [("users", "ann:pw")],
+        ))
+        .unwrap();
+        let app = App::from_handler(AccessLog {
+            inner: auth(slow),
+            logger: AccessLogger::new(format, lines.clone()),
+        });
+        let req = http::Request::builder()
+            .uri("/a?b=1")
+            .header("authorization", "Basic YW5uOnB3") // ann:pw
+            .body(crate::app::empty_body())
+            .unwrap();
+        let res = app.call(req).await;
+        assert!(
+            lines.0.lock().unwrap().is_empty(),
+            "written before the body"
+        );
+        let body = http_body_util::BodyExt::collect(res.into_body())
+            .await
+            .unwrap();
+        assert_eq!(&body.to_bytes()[..], b"later");
+        assert_eq!(
+            *lines.0.lock().unwrap(),
+            vec!["ann /a?b=1 200 5".to_string()]
+        );
+        // refused: the 401 is logged, without a user
+        let req = http::Request::builder()
+            .uri("/x")
+            .body(crate::app::empty_body())
+            .unwrap();
+        drop(app.call(req).await);
+        assert_eq!(lines.0.lock().unwrap()[1], "- /x 401 -");
+    }
+
     #[tokio::test]
     async fn builds_and_passes_requests() {
         let conf = FactoryConf::from_pairs(

@@ -16,10 +16,14 @@
 //! htpasswd = %(here)s/htpasswd
 //! ```
 
-use mapproxy_serve_filters::basic_auth::{BasicAuthLayer, CredentialStore};
+use std::sync::Arc;
+
+use http::Request;
+use mapproxy_serve_filters::basic_auth::{BasicAuthLayer, CredentialStore, Decision};
+use mapproxy_serve_filters::environ::RemoteUser;
 use mapproxy_serve_filters::htpasswd::Users;
 
-use crate::app::{layer_filter, Filter};
+use crate::app::{box_response, App, AppFuture, Body, Filter, Handler};
 use crate::config::FactoryConf;
 use crate::error::ConfigErrors;
 use crate::registry::{Build, Factory, Opt};
@@ -81,7 +85,56 @@ pub fn build(conf: &FactoryConf) -> Result<Filter, ConfigErrors> {
     let store = CredentialStore::new(inline, file).map_err(|e| conf.error("htpasswd", e))?;
     let layer = BasicAuthLayer::new(realm, store)
         .map_err(|_| conf.error("realm", "contains characters not allowed in a header"))?;
-    Ok(layer_filter(layer))
+    Ok(Arc::new(move |inner| {
+        App::from_handler(BasicAuth {
+            inner,
+            auth: layer.clone(),
+        })
+    }))
+}
+
+/// The filter as an app (`BasicAuthLayer`'s decisions without the Tower wrapping: accepted
+/// requests answered at once by the app stay unboxed).
+struct BasicAuth {
+    inner: App,
+    auth: BasicAuthLayer,
+}
+
+impl Handler for BasicAuth {
+    fn call(&self, mut req: Request<Body>) -> AppFuture {
+        match self.auth.decide(&req) {
+            Decision::Known(user) => pass(&self.inner, req, user),
+            Decision::Accept(user) => {
+                req.extensions_mut().insert(user.clone());
+                pass(&self.inner, req, user)
+            }
+            Decision::Reject => AppFuture::ready(box_response(self.auth.unauthorized())),
+            Decision::Slow(slow) => {
+                let (inner, auth) = (self.inner.clone(), self.auth.clone());
+                AppFuture::new(async move {
+                    let user = RemoteUser(slow.user().to_string());
+                    // bcrypt and MD5-crypt take milliseconds: not on the async threads
+                    let ok = match tokio::runtime::Handle::try_current() {
+                        Ok(h) => h.spawn_blocking(move || slow.run()).await.unwrap_or(false),
+                        Err(_) => slow.run(),
+                    };
+                    if !ok {
+                        return box_response(auth.unauthorized());
+                    }
+                    req.extensions_mut().insert(user.clone());
+                    pass(&inner, req, user).await
+                })
+            }
+        }
+    }
+}
+
+/// The request on to the app; the response carries the user for an outer access log.
+fn pass(inner: &App, req: Request<Body>, user: RemoteUser) -> AppFuture {
+    inner.call(req).map(move |mut res| {
+        res.extensions_mut().insert(user);
+        res
+    })
 }
 
 #[cfg(test)]

@@ -223,11 +223,23 @@ impl Handler {
 }
 
 impl Handler {
+    /// `%(message)s` to a file (access logs): [`write_message`](Handler::write_message) is
+    /// all the handler does.
+    fn writes_message_to_file(&self) -> bool {
+        self.message_only && matches!(self.sink, Sink::File(_))
+    }
+
+    /// The message goes to the file's queue as it is, without being copied into a line first
+    /// (for a handler that [`writes_message_to_file`](Handler::writes_message_to_file)).
+    fn write_message(&self, message: &str) {
+        if let Sink::File(f) = &self.sink {
+            f.write_parts(&[message.as_bytes(), b"\n"]);
+        }
+    }
+
     fn emit(&self, record: &LogRecord<'_>) {
-        if let (true, Sink::File(f)) = (self.message_only, &self.sink) {
-            // `%(message)s` to a file (access logs): the message goes to the file's queue
-            // as it is, without being copied into a line first.
-            f.write_parts(&[record.message.as_bytes(), b"\n"]);
+        if self.writes_message_to_file() {
+            self.write_message(record.message);
             return;
         }
         with_buffer(&LINE, |line| self.emit_with(record, line));
@@ -285,9 +297,42 @@ struct Node {
     propagate: bool,
     /// The effective level of this logger (set by [`Runtime::new`]).
     effective: u32,
-    /// A handler that a record of this logger reaches shows the time (set by
-    /// [`Runtime::new`]); records that reach none skip reading the clock.
+    /// Set by [`Runtime::new`]: the handlers a record of this logger reaches, from this
+    /// logger up until one does not propagate (walked once per configuration, not per record).
+    reach: Vec<Arc<Handler>>,
+    /// One of `reach` shows the time; records that reach none skip reading the clock.
     uses_clock: bool,
+    /// Every handler in `reach` writes the bare message to a file (access logs): records
+    /// skip building a `LogRecord`.
+    message_files_only: bool,
+}
+
+/// A logger's effective level and the handlers its records reach.
+struct Derived {
+    effective: u32,
+    reach: Vec<Arc<Handler>>,
+}
+
+impl Node {
+    /// What [`Runtime::new`] works out.
+    fn set_derived(&mut self, Derived { effective, reach }: Derived) {
+        self.effective = effective;
+        self.uses_clock = reach.iter().any(|h| h.formatter.uses_clock());
+        self.message_files_only = reach.iter().all(|h| h.writes_message_to_file());
+        self.reach = reach;
+    }
+
+    fn new(level: u32, handlers: Vec<Arc<Handler>>, propagate: bool) -> Node {
+        Node {
+            level,
+            handlers,
+            propagate,
+            effective: 0,
+            reach: Vec::new(),
+            uses_clock: true,
+            message_files_only: false,
+        }
+    }
 }
 
 /// One applied configuration.
@@ -312,13 +357,7 @@ impl Runtime {
             .expect("the default console format is valid");
         let h = Arc::new(Handler::new(0, formatter, Sink::Stderr));
         Runtime::new(
-            Node {
-                level: lvl,
-                handlers: vec![h.clone()],
-                propagate: true,
-                effective: 0,
-                uses_clock: true,
-            },
+            Node::new(lvl, vec![h.clone()], true),
             HashMap::new(),
             vec![h],
         )
@@ -339,30 +378,32 @@ impl Runtime {
         };
         // The handlers a record reaches: from its nearest logger up, until one does not
         // propagate.
-        let clock = |rt: &Runtime, name: &str| {
-            let mut uses = false;
+        let reach = |rt: &Runtime, name: &str| {
+            let mut reach = Vec::new();
             for node in rt.chain(name) {
-                uses |= node.handlers.iter().any(|h| h.formatter.uses_clock());
+                reach.extend(node.handlers.iter().cloned());
                 if !node.propagate {
                     break;
                 }
             }
-            uses
+            reach
         };
-        let root = resolve(&rt, "");
-        let levels: Vec<(String, u32, bool)> = rt
+        let derived = |rt: &Runtime, name: &str| Derived {
+            effective: resolve(rt, name),
+            reach: reach(rt, name),
+        };
+        let root = derived(&rt, "");
+        let per_name: Vec<(String, Derived)> = rt
             .nodes
             .keys()
-            .map(|name| (name.clone(), resolve(&rt, name), clock(&rt, name)))
+            .map(|name| (name.clone(), derived(&rt, name)))
             .collect();
-        rt.root.effective = root;
-        rt.root.uses_clock = clock(&rt, "");
-        let mut min = root;
-        for (name, l, uses_clock) in levels {
-            min = min.min(l);
+        let mut min = root.effective;
+        rt.root.set_derived(root);
+        for (name, d) in per_name {
+            min = min.min(d.effective);
             if let Some(n) = rt.nodes.get_mut(&name) {
-                n.effective = l;
-                n.uses_clock = uses_clock;
+                n.set_derived(d);
             }
         }
         rt.max = level::filter(min);
@@ -393,16 +434,9 @@ impl Runtime {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let node = |l: &config::LoggerConf| Node {
-            level: l.level,
-            handlers: l
-                .handlers
-                .iter()
-                .filter_map(|i| handlers.get(*i).cloned())
-                .collect(),
-            propagate: l.propagate,
-            effective: 0,
-            uses_clock: true,
+        let node = |l: &config::LoggerConf| {
+            let reached = l.handlers.iter().filter_map(|i| handlers.get(*i).cloned());
+            Node::new(l.level, reached.collect(), l.propagate)
         };
         let root = node(&cfg.root);
         let nodes = cfg
@@ -430,13 +464,9 @@ impl Runtime {
             };
             let h = Arc::new(Handler::new(0, formatter, Sink::Stderr));
             handlers.push(h.clone());
-            let node = nodes.entry(name.clone()).or_insert_with(|| Node {
-                level: 0,
-                handlers: Vec::new(),
-                propagate: true,
-                effective: 0,
-                uses_clock: true,
-            });
+            let node = nodes
+                .entry(name.clone())
+                .or_insert_with(|| Node::new(0, Vec::new(), true));
             node.handlers.push(h);
             node.propagate = false;
             node.level = *lvl;
@@ -569,18 +599,42 @@ impl Global {
     fn dispatch(&self, name: &str, record: &log::Record<'_>, message: Message<'_>) -> bool {
         let rt = self.current.load();
         let levelno = level::of(record.level());
-        // One walk up the configured loggers: the nearest one has the effective level, and
-        // the handlers are found from it upwards.
-        let mut nodes = rt.chain(name).peekable();
-        let Some(nearest) = nodes.peek() else {
+        // the nearest configured logger has the effective level and the handlers reached
+        let Some(node) = rt.chain(name).next() else {
             return false;
         };
-        if levelno < nearest.effective {
+        if levelno < node.effective {
             return false;
         }
-        // Only formats that show the time need the clock (an access log's `%(message)s` does
-        // not).
-        let (since, relative) = if nearest.uses_clock {
+        match message {
+            Message::Str(m) => self.emit(node, record, name, levelno, m),
+            Message::Args(args) => with_buffer(&MESSAGE, |buf| {
+                let _ = std::fmt::Write::write_fmt(buf, args);
+                self.emit(node, record, name, levelno, buf);
+            }),
+        }
+        true
+    }
+
+    fn emit(&self, node: &Node, record: &log::Record<'_>, name: &str, levelno: u32, message: &str) {
+        if node.reach.is_empty() {
+            if levelno >= level::WARNING {
+                // Python's lastResort handler.
+                let _ = writeln!(std::io::stderr().lock(), "{message}");
+            }
+            return;
+        }
+        if node.message_files_only {
+            // access logs: no record to build, no clock to read
+            for h in &node.reach {
+                if levelno >= h.level {
+                    h.write_message(message);
+                }
+            }
+            return;
+        }
+        // Only formats that show the time need the clock.
+        let (since, relative) = if node.uses_clock {
             let now = SystemTime::now();
             let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
             let relative = now
@@ -591,27 +645,6 @@ impl Global {
         } else {
             (std::time::Duration::ZERO, 0.0)
         };
-        match message {
-            Message::Str(m) => self.emit(nodes, record, name, levelno, since, relative, m),
-            Message::Args(args) => with_buffer(&MESSAGE, |buf| {
-                let _ = std::fmt::Write::write_fmt(buf, args);
-                self.emit(nodes, record, name, levelno, since, relative, buf);
-            }),
-        }
-        true
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn emit<'a>(
-        &self,
-        nodes: impl Iterator<Item = &'a Node>,
-        record: &log::Record<'_>,
-        name: &str,
-        levelno: u32,
-        since: std::time::Duration,
-        relative: f64,
-        message: &str,
-    ) {
         THREAD.with(|(thread, thread_name)| {
             let rec = LogRecord {
                 name,
@@ -629,21 +662,10 @@ impl Global {
                 message,
                 tz: None,
             };
-            let mut found = false;
-            for node in nodes {
-                for h in &node.handlers {
-                    found = true;
-                    if levelno >= h.level {
-                        h.emit(&rec);
-                    }
+            for h in &node.reach {
+                if levelno >= h.level {
+                    h.emit(&rec);
                 }
-                if !node.propagate {
-                    break;
-                }
-            }
-            if !found && levelno >= level::WARNING {
-                // Python's lastResort handler.
-                let _ = writeln!(std::io::stderr().lock(), "{message}");
             }
         });
     }
@@ -743,13 +765,7 @@ mod tests {
     fn names_and_chain() {
         assert_eq!(logger_name("hyper::proto::h1"), "hyper.proto.h1");
         assert_eq!(logger_name("mapproxy.source"), "mapproxy.source");
-        let node = |level| Node {
-            level,
-            handlers: vec![],
-            propagate: true,
-            effective: 0,
-            uses_clock: true,
-        };
+        let node = |level| Node::new(level, vec![], true);
         let mut nodes = HashMap::new();
         nodes.insert("mapproxy".to_string(), node(0));
         nodes.insert("mapproxy.source.request".to_string(), node(level::DEBUG));
