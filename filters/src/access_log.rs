@@ -565,7 +565,12 @@ struct Entry {
 fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
     thread_local! {
         static SCRATCH: RefCell<Scratch> = const {
-            RefCell::new(Scratch { line: String::new(), time: TimeCache::new(), spare: Vec::new() })
+            RefCell::new(Scratch {
+                line: String::new(),
+                time: TimeCache::new(),
+                client: ClientCache::new(),
+                spare: Vec::new(),
+            })
         };
     }
     SCRATCH.with(|cell| match cell.try_borrow_mut() {
@@ -573,6 +578,7 @@ fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
         Err(_) => f(&mut Scratch {
             line: String::new(),
             time: TimeCache::new(),
+            client: ClientCache::new(),
             spare: Vec::new(),
         }),
     })
@@ -582,20 +588,25 @@ impl Entry {
     fn write(&mut self) {
         // one line buffer per thread, reused for every line
         with_scratch(|scratch| {
-            let line = &mut scratch.line;
+            let Scratch {
+                line,
+                client,
+                spare,
+                ..
+            } = scratch;
             line.clear();
-            self.format_into(line);
+            self.format_into(line, client);
             self.shared.sink.write(line);
             // the early text's buffer serves the next request started on this thread
             let mut text = std::mem::take(&mut self.early.text);
-            if scratch.spare.len() < SPARE_BUFFERS && text.capacity() <= 4 * EARLY_CAPACITY {
+            if spare.len() < SPARE_BUFFERS && text.capacity() <= 4 * EARLY_CAPACITY {
                 text.clear();
-                scratch.spare.push(text);
+                spare.push(text);
             }
         });
     }
 
-    fn format_into(&self, out: &mut String) {
+    fn format_into(&self, out: &mut String, client: &mut ClientCache) {
         let mut run = 0;
         for part in &self.shared.format.parts {
             match part {
@@ -604,19 +615,16 @@ impl Entry {
                     out.push_str(self.early.run(run));
                     run += 1;
                 }
-                Part::Late(f) => self.late_field(out, f),
+                Part::Late(f) => self.late_field(out, f, client),
             }
         }
     }
 
-    fn late_field(&self, out: &mut String, f: &Field) {
+    fn late_field(&self, out: &mut String, f: &Field, client: &mut ClientCache) {
         let elapsed = || self.start.map(|s| s.elapsed()).unwrap_or_default();
         match f {
             Field::RemoteAddr => match self.remote {
-                Some(IpAddr::V4(ip)) => push_ipv4(out, ip),
-                Some(ip) => {
-                    let _ = write!(out, "{ip}");
-                }
+                Some(ip) => out.push_str(client.get(ip)),
                 None => out.push('-'),
             },
             Field::RemoteUser => match &self.user {
@@ -674,7 +682,7 @@ fn push_ipv4(out: &mut String, ip: std::net::Ipv4Addr) {
 /// Apache's escaping of request-supplied text: `"` and `\` get a backslash, bytes outside
 /// printable ASCII become `\xHH`.
 fn escape_into(out: &mut String, s: &[u8]) {
-    if s.iter().all(|&b| plain(b)) {
+    if all_plain(s) {
         // all ASCII printable: valid UTF-8
         out.push_str(std::str::from_utf8(s).unwrap_or(""));
         return;
@@ -684,11 +692,33 @@ fn escape_into(out: &mut String, s: &[u8]) {
 
 /// [`escape_into`] for text that is already a `str` (no second UTF-8 check).
 fn escape_str(out: &mut String, s: &str) {
-    if s.bytes().all(plain) {
+    if all_plain(s.as_bytes()) {
         out.push_str(s);
     } else {
         escape_bytes(out, s.as_bytes());
     }
+}
+
+/// Every byte is [`plain`]: eight at a time (paths, user agents and referers are long, and
+/// nearly always plain).
+fn all_plain(s: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    // some byte of `v` is zero
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
+    let mut chunks = s.chunks_exact(8);
+    for chunk in &mut chunks {
+        let w = match <[u8; 8]>::try_from(chunk) {
+            Ok(b) => u64::from_ne_bytes(b),
+            Err(_) => return chunk.iter().all(|&b| plain(b)),
+        };
+        let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH != 0; // a byte < 0x20
+        let high = (w.wrapping_add(ONES) | w) & HIGH != 0; // a byte > 0x7e
+        if control || high || has_zero(w ^ (ONES * 0x22)) || has_zero(w ^ (ONES * 0x5c)) {
+            return false;
+        }
+    }
+    chunks.remainder().iter().all(|&b| plain(b))
 }
 
 /// A byte Apache writes as it is.
@@ -725,7 +755,38 @@ fn escape_bytes(out: &mut String, s: &[u8]) {
 struct Scratch {
     line: String,
     time: TimeCache,
+    client: ClientCache,
     spare: Vec<String>,
+}
+
+/// The text of the last client address written on this thread: a client sends its requests
+/// in a row, and behind a reverse proxy it is always the same one.
+struct ClientCache {
+    ip: Option<IpAddr>,
+    text: String,
+}
+
+impl ClientCache {
+    const fn new() -> ClientCache {
+        ClientCache {
+            ip: None,
+            text: String::new(),
+        }
+    }
+
+    fn get(&mut self, ip: IpAddr) -> &str {
+        if self.ip != Some(ip) {
+            self.text.clear();
+            match ip {
+                IpAddr::V4(v4) => push_ipv4(&mut self.text, v4),
+                IpAddr::V6(v6) => {
+                    let _ = write!(self.text, "{v6}");
+                }
+            }
+            self.ip = Some(ip);
+        }
+        &self.text
+    }
 }
 
 /// Early-text buffers kept per thread (requests in flight started on it, at most).
@@ -1093,6 +1154,43 @@ mod tests {
         );
         assert!(us.parse::<u64>().is_ok(), "{}", l[0]);
         assert!(l[0].ends_with(" end"), "{}", l[0]);
+    }
+
+    #[test]
+    fn client_text_follows_the_address() {
+        let mut c = ClientCache::new();
+        for ip in [
+            "10.0.0.1",
+            "::1",
+            "10.0.0.1",
+            "192.168.100.255",
+            "2001:db8::7",
+        ] {
+            assert_eq!(c.get(ip.parse().unwrap()), ip);
+        }
+    }
+
+    #[test]
+    fn eight_at_a_time_agrees_with_the_table() {
+        let mut buf = *b"0123456789abcdefghijklmnopq";
+        assert!(all_plain(&buf));
+        for b in 0..=255u8 {
+            for pos in 0..buf.len() {
+                let mut t = buf;
+                t[pos] = b;
+                for len in [pos + 1, buf.len()] {
+                    assert_eq!(
+                        all_plain(&t[..len]),
+                        plain(b),
+                        "byte {b:#x} at {pos} of {len}"
+                    );
+                }
+            }
+        }
+        // neighbours that could carry into each other
+        buf[..8].copy_from_slice(&[0xff, 0x20, 0x7e, 0x00, 0x21, 0x7f, 0x1f, 0x5b]);
+        assert!(!all_plain(&buf));
+        assert!(all_plain(b"~~~~~~~~ !#[]}{z"));
     }
 
     #[test]
