@@ -7,7 +7,9 @@
 
 use mapproxy_serve_filters::static_files::StaticFiles;
 
-use crate::app::{app, App};
+use http::Request;
+
+use crate::app::{box_response, App, AppFuture, Body, Handler};
 use crate::config::FactoryConf;
 use crate::error::ConfigErrors;
 use crate::registry::{Build, Factory, Opt};
@@ -33,8 +35,18 @@ fn build_static(conf: &FactoryConf) -> Result<App, ConfigErrors> {
             .map_err(|e| conf.error("document_root", format!("cannot serve files from {e}"))),
     );
     match files {
-        Some(files) if errs.is_empty() => Ok(app(files)),
+        Some(files) if errs.is_empty() => Ok(App::from_handler(Static(files))),
         _ => Err(errs),
+    }
+}
+
+/// The app: `StaticFiles` answers at once (a cached body, or a file streamed from the
+/// blocking pool), so the answer needs no boxed future.
+struct Static(StaticFiles);
+
+impl Handler for Static {
+    fn call(&self, req: Request<Body>) -> AppFuture {
+        AppFuture::ready(box_response(self.0.respond(&req)))
     }
 }
 
