@@ -463,14 +463,8 @@ fn render_early<B>(
             Some(v) => escape_into(out, v.as_bytes()),
             None => out.push('-'),
         },
-        // late fields are not in early runs
-        Field::RemoteAddr
-        | Field::RemoteUser
-        | Field::Status
-        | Field::Bytes
-        | Field::DurationSecs
-        | Field::DurationMs
-        | Field::DurationUs => {}
+        // late fields (`Field::is_late`) are not in early runs
+        _ => {}
     }
 }
 
@@ -649,14 +643,7 @@ impl Entry {
                 let _ = write!(out, "{}", elapsed().as_micros());
             }
             // early fields were rendered when the request started
-            Field::Time
-            | Field::Method
-            | Field::RequestUri
-            | Field::ScriptName
-            | Field::PathInfo
-            | Field::QueryString
-            | Field::HttpVersion
-            | Field::Header(_) => {}
+            _ => {}
         }
     }
 }

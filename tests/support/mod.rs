@@ -23,9 +23,12 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Write `text` to `dir/name` and return the path.
+/// Write `text` to `dir/name` (creating directories in `name`) and return the path.
 pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent).expect("mkdir");
+    }
     std::fs::write(&p, text).expect("write test file");
     p
 }
@@ -77,8 +80,8 @@ impl Exited {
     }
 }
 
-fn command(args: &[&str], cwd: Option<&Path>) -> Command {
-    let mut c = Command::new(bin());
+fn command(bin: &str, args: &[&str], cwd: Option<&Path>) -> Command {
+    let mut c = Command::new(bin);
     c.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -93,7 +96,9 @@ fn command(args: &[&str], cwd: Option<&Path>) -> Command {
 
 /// Run the binary to completion (killed after [`DEADLINE`]).
 pub fn run(args: &[&str], cwd: Option<&Path>) -> Exited {
-    let mut child = command(args, cwd).spawn().expect("spawn mapproxy-serve");
+    let mut child = command(bin(), args, cwd)
+        .spawn()
+        .expect("spawn mapproxy-serve");
     let mut out = child.stdout.take().expect("stdout");
     let mut err = child.stderr.take().expect("stderr");
     let t_out = std::thread::spawn(move || {
@@ -134,7 +139,14 @@ fn wait_with_deadline(child: &mut Child, limit: Duration) -> Option<ExitStatus> 
 /// Start the binary and wait for its first `serving on ...` line; `Err` has the exit and
 /// stderr when it stopped before serving.
 pub fn try_serve(args: &[&str], cwd: Option<&Path>) -> Result<Served, Exited> {
-    let mut child = command(args, cwd).spawn().expect("spawn mapproxy-serve");
+    try_serve_bin(bin(), args, cwd)
+}
+
+/// [`try_serve`] with another binary that has the same command line (an example's own).
+pub fn try_serve_bin(bin: &str, args: &[&str], cwd: Option<&Path>) -> Result<Served, Exited> {
+    let mut child = command(bin, args, cwd)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
     let lines = Arc::new(Lines::default());
     let err = child.stderr.take().expect("stderr");
     let l2 = lines.clone();
@@ -166,7 +178,7 @@ pub fn try_serve(args: &[&str], cwd: Option<&Path>) -> Result<Served, Exited> {
             let status = wait_with_deadline(&mut served.child, DEADLINE);
             let stderr = served.stderr();
             let Some(status) = status else {
-                panic!("mapproxy-serve {args:?} neither served nor exited:\n{stderr}")
+                panic!("{bin} {args:?} neither served nor exited:\n{stderr}")
             };
             Err(Exited {
                 status,
@@ -179,10 +191,15 @@ pub fn try_serve(args: &[&str], cwd: Option<&Path>) -> Result<Served, Exited> {
 
 /// Start the binary; panics (with its stderr) when it does not serve.
 pub fn serve(args: &[&str], cwd: Option<&Path>) -> Served {
-    match try_serve(args, cwd) {
+    serve_bin(bin(), args, cwd)
+}
+
+/// [`serve`] with another binary that has the same command line.
+pub fn serve_bin(bin: &str, args: &[&str], cwd: Option<&Path>) -> Served {
+    match try_serve_bin(bin, args, cwd) {
         Ok(s) => s,
         Err(e) => panic!(
-            "mapproxy-serve {args:?} exited with {} before serving:\n{}",
+            "{bin} {args:?} exited with {} before serving:\n{}",
             e.status, e.stderr
         ),
     }
@@ -280,9 +297,18 @@ impl Served {
 }
 
 impl Drop for Served {
+    /// SIGTERM for a clean stop (log files are flushed), SIGKILL when that takes 5 s.
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
+            if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
+                // SAFETY: kill(2) with our own child's pid; no memory is involved.
+                unsafe {
+                    libc::kill(pid, libc::SIGTERM);
+                }
+            }
+            if wait_with_deadline(&mut self.child, Duration::from_secs(5)).is_none() {
+                let _ = self.child.kill();
+            }
         }
         let _ = self.child.wait();
     }

@@ -2,15 +2,14 @@
 //! over HTTP: start on `127.0.0.1:0`, read the `serving on` line, send raw-path requests.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 #[path = "../common/programs.rs"]
 mod programs;
+#[path = "../support/mod.rs"]
+mod support;
 #[allow(unused_imports)] // not every test crate that includes this module needs it
 pub use programs::find_program;
 
@@ -21,12 +20,12 @@ use http_body_util::{BodyExt, Full};
 /// The `mapproxy-serve` binary built for these tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_mapproxy-serve");
 
-/// A running `mapproxy-serve`; stopped (SIGTERM, then SIGKILL) when dropped.
+/// A running `mapproxy-serve` on a TCP port (`support::Served`: stopped with SIGTERM, then
+/// SIGKILL, when dropped).
 pub struct Served {
-    child: Child,
+    inner: support::Served,
     /// Where it listens.
     pub addr: SocketAddr,
-    stderr: Arc<Mutex<String>>,
 }
 
 impl Served {
@@ -38,101 +37,32 @@ impl Served {
 
     /// Like [`Served::start`] with another binary that has the same command line.
     pub fn start_bin(bin: &str, config: impl AsRef<Path>, extra: &[&str]) -> Served {
-        let mut child = Command::new(bin)
-            .arg(config.as_ref())
-            .args(["-b", "127.0.0.1:0"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let pipe = child.stderr.take().expect("stderr pipe");
-        let sink = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                let mut s = sink.lock().unwrap_or_else(|e| e.into_inner());
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
-        let mut served = Served {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            stderr,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let text = served.stderr();
-            if let Some(addr) = text
-                .lines()
-                .find_map(|l| l.strip_prefix("serving on http://"))
-                .and_then(|a| a.trim().parse().ok())
-            {
-                served.addr = addr;
-                return served;
-            }
-            if let Ok(Some(status)) = served.child.try_wait() {
-                panic!("{bin} exited ({status}) before serving:\n{text}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{bin} did not start serving within 30 s:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let config = config.as_ref().to_string_lossy().into_owned();
+        let mut args = vec![config.as_str(), "-b", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let inner = support::serve_bin(bin, &args, None);
+        let addr = inner
+            .host_port()
+            .parse()
+            .unwrap_or_else(|e| panic!("serving on {}: {e}", inner.addr));
+        Served { inner, addr }
     }
 
     /// Everything it wrote to stderr so far.
     pub fn stderr(&self) -> String {
-        self.stderr
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.inner.stderr()
     }
 
     /// Wait (at most 10 s) until stderr has a line matching `pred`; that line.
     pub fn wait_stderr_line(&self, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let text = self.stderr();
-            if let Some(l) = text.lines().find(|l| pred(l)) {
-                return l.to_string();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no such line on stderr within 10 s:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.inner
+            .wait_line(pred, Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("no such line on stderr within 10 s:\n{}", self.stderr()))
     }
 
     /// `http://127.0.0.1:PORT`
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        // SIGTERM for a clean stop (flushes log files), then SIGKILL after 5 s.
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            // SAFETY: kill(2) on our own child's pid has no memory effects.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -222,15 +152,8 @@ pub fn basic(user_pass: &str) -> String {
     )
 }
 
-/// Write `text` to `dir/name` and return the path.
-pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = dir.join(name);
-    if let Some(parent) = p.parent() {
-        std::fs::create_dir_all(parent).expect("mkdir");
-    }
-    std::fs::write(&p, text).expect("write file");
-    p
-}
+#[allow(unused_imports)] // not every test crate that includes this module needs it
+pub use support::write;
 
 /// A loopback port that was free a moment ago (for peers that cannot listen on port 0).
 pub fn free_port() -> u16 {
