@@ -18,9 +18,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::{LengthLimitError, Limited};
 use pin_project_lite::pin_project;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -107,28 +108,34 @@ fn too_large() -> Response<Body> {
     )
 }
 
-/// The error a limited body returns once it has grown too large.
-#[derive(Debug)]
-pub struct BodyTooLarge;
-
-impl std::fmt::Display for BodyTooLarge {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("request body too large")
-    }
-}
-
-impl std::error::Error for BodyTooLarge {}
-
 pin_project! {
-    struct LimitedBody {
+    /// A request body cut at a size limit (`http_body_util::Limited`): past the limit it yields
+    /// an error that downcasts to [`LengthLimitError`] (what apps check, whichever limit cut the
+    /// body) and raises `tripped`, which the owner of the limit reads after the app answered.
+    /// Used by `body_limit` and by the HTTP server's `max_request_body_size`.
+    pub struct LimitedBody<B> {
         #[pin]
-        inner: Body,
-        left: u64,
+        inner: Limited<B>,
         tripped: Arc<AtomicBool>,
     }
 }
 
-impl HttpBody for LimitedBody {
+impl<B> LimitedBody<B> {
+    /// `inner` cut at `limit` bytes; `tripped` is set when a frame would pass it.
+    pub fn new(inner: B, limit: u64, tripped: Arc<AtomicBool>) -> Self {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        LimitedBody {
+            inner: Limited::new(inner, limit),
+            tripped,
+        }
+    }
+}
+
+impl<B> HttpBody for LimitedBody<B>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
     type Data = Bytes;
     type Error = BoxError;
 
@@ -137,20 +144,13 @@ impl HttpBody for LimitedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
-        match std::task::ready!(this.inner.poll_frame(cx)) {
-            Some(Ok(frame)) => {
-                if let Some(d) = frame.data_ref() {
-                    let n = d.remaining() as u64;
-                    if n > *this.left {
-                        this.tripped.store(true, Ordering::Relaxed);
-                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
-                    }
-                    *this.left -= n;
-                }
-                Poll::Ready(Some(Ok(frame)))
+        let r = this.inner.poll_frame(cx);
+        if let Poll::Ready(Some(Err(e))) = &r {
+            if e.downcast_ref::<LengthLimitError>().is_some() {
+                this.tripped.store(true, Ordering::SeqCst);
             }
-            other => Poll::Ready(other),
         }
+        r
     }
 
     fn is_end_stream(&self) -> bool {
@@ -175,17 +175,11 @@ impl Handler for BodyLimit {
         let tripped = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&tripped);
         let max = self.max;
-        let req = req.map(|b| {
-            box_body(LimitedBody {
-                inner: b,
-                left: max,
-                tripped: flag,
-            })
-        });
+        let req = req.map(|b| box_body(LimitedBody::new(b, max, flag)));
         let fut = self.inner.call(req);
         AppFuture::new(async move {
             let res = fut.await;
-            if tripped.load(Ordering::Relaxed) {
+            if tripped.load(Ordering::SeqCst) {
                 return too_large();
             }
             res
@@ -369,6 +363,21 @@ mod tests {
         assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE);
         let (st, _, body) = send(&f, hello(), post(chunked(5), None)).await;
         assert_eq!((st, body.as_str()), (StatusCode::OK, "50"));
+        // the app sees the error the server's own limit gives (echo answers 413 on it)
+        let seen = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&seen);
+        let reader = crate::app::app_fn(move |req: Request<Body>| {
+            let flag = Arc::clone(&flag);
+            async move {
+                if let Err(e) = http_body_util::BodyExt::collect(req.into_body()).await {
+                    flag.store(e.is::<LengthLimitError>(), Ordering::SeqCst);
+                }
+                Response::new(crate::app::empty_body())
+            }
+        });
+        let (st, _, _) = send(&f, reader, post(chunked(6), None)).await;
+        assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(seen.load(Ordering::SeqCst), "LengthLimitError");
     }
 
     #[tokio::test]

@@ -2,42 +2,39 @@
 //! ends the request's "in progress" state and survives panics while streaming.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use http_body_util::{LengthLimitError, Limited};
 
 use super::conn::{ActiveGuard, BodyWait};
 use crate::app::{Body, BoxError};
+use crate::filters::limits::LimitedBody;
 use crate::server::panic::catch_sync;
 
 pin_project_lite::pin_project! {
-    /// A request body cut at a size limit. Past the limit it yields an error that downcasts to
-    /// [`LengthLimitError`] and raises a flag the server reads after the app answered. It also
+    /// A request body cut at `max_request_body_size` ([`LimitedBody`]: an error that downcasts
+    /// to `LengthLimitError` and a flag the server reads after the app answered) that also
     /// tells the connection when the app waits for bytes that have not come.
-    pub(crate) struct LimitedBody<B> {
+    pub(crate) struct WatchedBody<B> {
         #[pin]
-        inner: Limited<B>,
-        hit: Arc<AtomicBool>,
+        inner: LimitedBody<B>,
         wait: BodyWait,
     }
 }
 
-impl<B> LimitedBody<B> {
+impl<B> WatchedBody<B> {
     pub(crate) fn new(inner: B, limit: u64, hit: Arc<AtomicBool>, wait: BodyWait) -> Self {
-        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        LimitedBody {
-            inner: Limited::new(inner, limit),
-            hit,
+        WatchedBody {
+            inner: LimitedBody::new(inner, limit, hit),
             wait,
         }
     }
 }
 
-impl<B> HttpBody for LimitedBody<B>
+impl<B> HttpBody for WatchedBody<B>
 where
     B: HttpBody<Data = Bytes>,
     B::Error: Into<BoxError>,
@@ -52,11 +49,6 @@ where
         let this = self.project();
         let r = this.inner.poll_frame(cx);
         this.wait.set(r.is_pending());
-        if let Poll::Ready(Some(Err(e))) = &r {
-            if e.downcast_ref::<LengthLimitError>().is_some() {
-                this.hit.store(true, Ordering::SeqCst);
-            }
-        }
         r
     }
 

@@ -13,7 +13,7 @@ use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, SERVER};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::{Body as _, Incoming};
 
-use super::body::{LimitedBody, ResponseBody};
+use super::body::{ResponseBody, WatchedBody};
 use super::conn::{ActiveGuard, BodyWait, ConnState};
 use super::Settings;
 use crate::app::{box_body, empty_body, text_response, Body};
@@ -118,7 +118,7 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
         } else {
             let hit = Arc::new(AtomicBool::new(false));
             let wait = BodyWait::new(self.conn.clone());
-            let body = box_body(LimitedBody::new(
+            let body = box_body(WatchedBody::new(
                 incoming,
                 settings.max_body,
                 hit.clone(),
