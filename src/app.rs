@@ -163,12 +163,51 @@ pub fn full_body(bytes: impl Into<Bytes>) -> Body {
         .boxed_unsync()
 }
 
-/// Erase any body type into [`Body`].
-pub fn box_body<B>(body: B) -> Body
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
+/// A body that [`box_body`] erases into [`Body`] (the bounds, written once; every body with
+/// `Bytes` frames, an error that converts to [`BoxError`], `Send + 'static` is one).
+pub trait IntoBody: http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static {}
+
+impl<B> IntoBody for B where B: http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static
+{}
+
+/// A response that [`app`] erases into `Response<Body>`: `Response<B>` for any [`IntoBody`].
+pub trait IntoAppResponse: Send + 'static {
+    /// The response with its body erased.
+    fn into_app_response(self) -> Response<Body>;
+}
+
+impl<B: IntoBody> IntoAppResponse for Response<B> {
+    fn into_app_response(self) -> Response<Body> {
+        box_response(self)
+    }
+}
+
+/// A Tower service that [`app`] erases into an [`App`] (the bounds, written once; blanket
+/// implemented).
+pub trait AppService:
+    Service<Request<Body>, Response: IntoAppResponse, Error = Infallible, Future: Send + 'static>
+    + Clone
+    + Send
+    + Sync
+    + 'static
 {
+}
+
+impl<S> AppService for S where
+    S: Service<
+            Request<Body>,
+            Response: IntoAppResponse,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// Erase any body type into [`Body`].
+pub fn box_body<B: IntoBody>(body: B) -> Body {
     // Already a `Body`: boxing it again would add an allocation and a second dynamic call
     // per frame.
     if std::any::TypeId::of::<B>() == std::any::TypeId::of::<Body>() {
@@ -187,20 +226,12 @@ where
 }
 
 /// Erase the body type of a response.
-pub fn box_response<B>(res: Response<B>) -> Response<Body>
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
+pub fn box_response<B: IntoBody>(res: Response<B>) -> Response<Body> {
     res.map(box_body)
 }
 
 /// Erase the body type of a request.
-pub fn box_request<B>(req: Request<B>) -> Request<Body>
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
+pub fn box_request<B: IntoBody>(req: Request<B>) -> Request<Body> {
     req.map(box_body)
 }
 
@@ -220,33 +251,13 @@ pub fn text_response(
 
 /// Erase a Tower service into an [`App`]. Each request calls a clone of `svc` (Tower's
 /// `&mut self`), so keep its clone cheap: `Arc`s and [`App`]s, which are one reference count.
-pub fn app<S, B>(svc: S) -> App
-where
-    S: Service<Request<Body>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
+pub fn app<S: AppService>(svc: S) -> App {
     App::from_handler(TowerHandler(svc))
 }
 
 struct TowerHandler<S>(S);
 
-impl<S, B> Handler for TowerHandler<S>
-where
-    S: Service<Request<Body>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
+impl<S: AppService> Handler for TowerHandler<S> {
     fn call(&self, req: Request<Body>) -> AppFuture {
         use futures_util::FutureExt;
         // Tower's `call` takes `&mut self`: call a clone (reference counts, see `app`).
@@ -264,13 +275,9 @@ where
     }
 }
 
-fn infallible_response<B>(r: Result<Response<B>, Infallible>) -> Response<Body>
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
+fn infallible_response<R: IntoAppResponse>(r: Result<R, Infallible>) -> Response<Body> {
     match r {
-        Ok(res) => box_response(res),
+        Ok(res) => res.into_app_response(),
         Err(never) => match never {},
     }
 }
@@ -297,17 +304,9 @@ where
 }
 
 /// Turn a Tower layer over [`App`] into a [`Filter`].
-pub fn layer_filter<L, B>(layer: L) -> Filter
+pub fn layer_filter<L>(layer: L) -> Filter
 where
-    L: Layer<App> + Send + Sync + 'static,
-    L::Service: Service<Request<Body>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    <L::Service as Service<Request<Body>>>::Future: Send + 'static,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
+    L: Layer<App, Service: AppService> + Send + Sync + 'static,
 {
     Arc::new(move |inner: App| app(layer.layer(inner)))
 }
