@@ -133,6 +133,15 @@ pub struct SlowCheck {
 }
 
 impl SlowCheck {
+    /// [`run`](SlowCheck::run) on tokio's blocking pool (bcrypt and MD5-crypt take
+    /// milliseconds: not on the async threads); inline outside a runtime.
+    pub fn verify(self) -> Verify {
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => Verify::Spawned(h.spawn_blocking(move || self.run())),
+            Err(_) => Verify::Done(self.run()),
+        }
+    }
+
     /// The user whose password is being checked.
     pub fn user(&self) -> &str {
         &self.user
@@ -438,10 +447,7 @@ where
                 let clone = self.inner.clone();
                 let svc = std::mem::replace(&mut self.inner, clone);
                 let user = slow.user.clone();
-                let job = match tokio::runtime::Handle::try_current() {
-                    Ok(h) => Verify::Spawned(h.spawn_blocking(move || slow.run())),
-                    Err(_) => Verify::Done(slow.run()),
-                };
+                let job = slow.verify();
                 ResponseFuture::Verifying {
                     job,
                     pending: Some((svc, req, user)),
@@ -485,12 +491,25 @@ fn decide<B>(shared: &Shared, req: &Request<B>) -> Decision {
     decision
 }
 
-/// A running or finished slow check.
+/// A running or finished slow check ([`SlowCheck::verify`]); resolves to whether the
+/// credentials are valid.
 pub enum Verify {
     /// On tokio's blocking pool.
     Spawned(tokio::task::JoinHandle<bool>),
     /// Computed inline (no runtime).
     Done(bool),
+}
+
+impl Future for Verify {
+    type Output = bool;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
+        match self.get_mut() {
+            Verify::Done(ok) => Poll::Ready(*ok),
+            // a panicked or cancelled check rejects
+            Verify::Spawned(h) => Pin::new(h).poll(cx).map(|r| r.unwrap_or_default()),
+        }
+    }
 }
 
 pin_project! {
@@ -540,10 +559,7 @@ where
                     pending,
                     shared,
                 } => {
-                    let ok = match job {
-                        Verify::Done(ok) => *ok,
-                        Verify::Spawned(h) => ready!(Pin::new(h).poll(cx)).unwrap_or_default(),
-                    };
+                    let ok = ready!(Pin::new(job).poll(cx));
                     let Some((mut svc, mut req, user)) = pending.take() else {
                         return Poll::Pending;
                     };

@@ -113,12 +113,7 @@ impl Handler for BasicAuth {
                 let (inner, auth) = (self.inner.clone(), self.auth.clone());
                 AppFuture::new(async move {
                     let user = RemoteUser(slow.user().to_string());
-                    // bcrypt and MD5-crypt take milliseconds: not on the async threads
-                    let ok = match tokio::runtime::Handle::try_current() {
-                        Ok(h) => h.spawn_blocking(move || slow.run()).await.unwrap_or(false),
-                        Err(_) => slow.run(),
-                    };
-                    if !ok {
+                    if !slow.verify().await {
                         return box_response(auth.unauthorized());
                     }
                     req.extensions_mut().insert(user.clone());
