@@ -156,7 +156,6 @@ enum Segment {
 /// A parsed log format; see the [module docs](self) for the fields.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogFormat {
-    segments: Vec<Segment>,
     /// The segments grouped for writing: runs known when the request starts, rendered then
     /// (the request's own text is copied out at once, so no entry keeps a reference into the
     /// server's read buffer), and the fields known at the end.
@@ -266,19 +265,18 @@ impl LogFormat {
                 parts.push(Part::Lit(text));
             }
         };
-        for seg in &segments {
+        for seg in segments {
             match seg {
                 Segment::Field(f) if f.is_late() => {
                     end_run(&mut run, &mut parts);
-                    parts.push(Part::Late(f.clone()));
+                    parts.push(Part::Late(f));
                 }
-                other => run.push(other.clone()),
+                other => run.push(other),
             }
         }
         end_run(&mut run, &mut parts);
         let early_runs = parts.iter().filter(|p| matches!(p, Part::Early(_))).count();
         LogFormat {
-            segments,
             parts,
             early_runs,
             needs_duration,
@@ -973,7 +971,7 @@ mod tests {
     #[test]
     fn format_parsing() {
         let f = LogFormat::parse("%(status)s %%(x) %(bytes)d %(HTTP_X_REQUEST_ID)s").unwrap();
-        assert_eq!(f.segments.len(), 5);
+        assert_eq!(f.parts.len(), 4);
         // the status and bytes are late; the header and the text between are one early run
         assert_eq!(f.early_runs, 1);
         assert!(
@@ -989,7 +987,7 @@ mod tests {
         assert!(LogFormat::parse("%(status").is_err());
         assert!(LogFormat::parse("100%").is_err());
         assert!(LogFormat::parse("%s").is_err());
-        assert!(!LogFormat::default().segments.is_empty());
+        assert!(!LogFormat::default().parts.is_empty());
     }
 
     #[test]
