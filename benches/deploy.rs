@@ -210,7 +210,11 @@ fn main() {
     );
     let (med, min, n) = measure(budget, 1, || {
         let d = Deployment::resolve(&ini_s, None, None, &vars).expect("resolve");
-        black_box(d.app.build_app().expect("build"));
+        black_box(
+            d.app
+                .build_app(&mut mapproxy_serve::build::BuildContext::current())
+                .expect("build"),
+        );
     });
     println!(
         "| resolve + build the service (`Spec::build_app`) | {} | {} | {n} |",

@@ -1,30 +1,36 @@
 //! mapproxy-serve: Paste Deploy ini files composed into one Tower service, served by hyper.
 //!
-//! Data flows top to bottom; no layer reaches up:
+//! This crate is the runtime; what apps and filters are written against is the core crate
+//! ([`mapproxy_serve_core`], re-exported here under the same module names). Data flows top to
+//! bottom; no layer reaches up:
 //!
 //! ```text
 //! ini text ─► ini/        ConfigParser-exact reader, positions, %(here)s interpolation
 //!          ─► deploy/     Paste Deploy rules (use/set/get/pipeline/filter-with/...) → spec tree
-//!          ─► registry    factories by egg name (inventory, link time)
-//!          ─► app::App    one type-erased Tower service
+//!          ─► registry    factories by egg name (core crate; inventory, link time)
+//!          ─► app::App    one type-erased Tower service (core crate)
 //!          ─► server/     HTTP, unix socket, FastCGI
 //! ```
+//!
+//! The binary links the factory crates (`mapproxy-serve-apps`, `mapproxy-serve-filters`) as a
+//! user's binary links their own; see ARCHITECTURE.md.
 #![deny(unsafe_code)]
 
-pub mod app;
-pub mod apps;
 pub mod cli;
-pub mod config;
 pub mod deploy;
-pub mod error;
-pub mod filters;
+mod eggs;
 pub mod ini;
 pub mod logging;
-pub mod registry;
 pub mod server;
 
-pub use app::{App, Body, Filter};
-pub use mapproxy_serve_filters::environ;
+pub use mapproxy_serve_core::{app, build, config, environ, error, path, registry};
+pub use mapproxy_serve_core::{App, Body, Filter};
+
+/// The factory crates this runtime links (their eggs register at link time).
+pub use mapproxy_serve_apps as apps;
+pub use mapproxy_serve_filters as filters;
 
 #[doc(hidden)]
-pub use inventory;
+pub use mapproxy_serve_core::inventory;
+#[doc(hidden)]
+pub use mapproxy_serve_core::register_factory;

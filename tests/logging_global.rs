@@ -327,7 +327,7 @@ mod child {
         std::fs::write(path, text).unwrap();
         let file = IniFile::read(path).unwrap();
         let cfg = LoggingConfig::from_ini(&file, &Vars::default()).unwrap();
-        handle.apply(cfg.as_ref()).unwrap();
+        handle.apply(cfg.as_ref(), &[]).unwrap();
     }
 
     /// A small HTTP server like the real one: hyper, tower-http's TraceLayer, `log` and
@@ -679,14 +679,14 @@ format=%(levelname)s %(message)s
         std::fs::write(dir.join("c.ini"), &text).unwrap();
         let file = IniFile::read(&dir.join("c.ini")).unwrap();
         let cfg = LoggingConfig::from_ini(&file, &Vars::default()).unwrap();
-        let err = h.apply(cfg.as_ref()).unwrap_err().to_string();
+        let err = h.apply(cfg.as_ref(), &[]).unwrap_err().to_string();
         assert!(
             err.contains("c.ini:16: [handler_file] cannot open log file"),
             "{err}"
         );
         log::info!(target: "mapproxy.app", "four");
         log::debug!(target: "mapproxy.app", "not shown: still INFO");
-        h.apply(None).unwrap();
+        h.apply(None, &[]).unwrap();
         log::info!(target: "mapproxy.app", "five");
         h.flush();
     }

@@ -10,6 +10,7 @@ use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use indexmap::IndexMap;
 use mapproxy_serve::app::{app_fn, empty_body, full_body, text_response, App, Body};
+use mapproxy_serve::build::BuildContext;
 use mapproxy_serve::config::FactoryConf;
 use mapproxy_serve::deploy::{self, Deployment, Node};
 use mapproxy_serve::environ::RemoteAddr;
@@ -25,16 +26,16 @@ fn named(name: &'static str) -> App {
     app_fn(move |_req| async move { text_response(StatusCode::OK, "text/plain", name) })
 }
 
-fn basic_app(_: &FactoryConf) -> Result<App, ConfigErrors> {
+fn basic_app(_: &FactoryConf, _: &mut BuildContext) -> Result<App, ConfigErrors> {
     Ok(named("basic_app"))
 }
 
-fn other_app(_: &FactoryConf) -> Result<App, ConfigErrors> {
+fn other_app(_: &FactoryConf, _: &mut BuildContext) -> Result<App, ConfigErrors> {
     Ok(named("basic_app2"))
 }
 
 /// `SimpleApp.make_app`: answers its local_conf and global_conf as JSON.
-fn configed(conf: &FactoryConf) -> Result<App, ConfigErrors> {
+fn configed(conf: &FactoryConf, _: &mut BuildContext) -> Result<App, ConfigErrors> {
     let local: IndexMap<String, String> = conf
         .local
         .iter()
@@ -60,7 +61,11 @@ fn remote_addr_children(conf: &FactoryConf) -> Result<Vec<Child>, ConfigErrors> 
 }
 
 /// `make_remote_addr`: dispatch on the client address (`addr.N` → `app.N`).
-fn remote_addr_build(conf: &FactoryConf, apps: Vec<(Child, App)>) -> Result<App, ConfigErrors> {
+fn remote_addr_build(
+    conf: &FactoryConf,
+    _: &mut BuildContext,
+    apps: Vec<(Child, App)>,
+) -> Result<App, ConfigErrors> {
     let mut map: Vec<(String, App)> = Vec::new();
     for (child, app) in apps {
         let n = child.key.trim_start_matches("app.");
@@ -103,14 +108,14 @@ fn cap_wrap(method: String, inner: App) -> App {
     })
 }
 
-fn caps(conf: &FactoryConf) -> Result<mapproxy_serve::Filter, ConfigErrors> {
+fn caps(conf: &FactoryConf, _: &mut BuildContext) -> Result<mapproxy_serve::Filter, ConfigErrors> {
     let method = conf.get("method_to_call").unwrap_or("upper").to_string();
     Ok(std::sync::Arc::new(move |app| {
         cap_wrap(method.clone(), app)
     }))
 }
 
-fn caps2(conf: &FactoryConf, app: App) -> Result<App, ConfigErrors> {
+fn caps2(conf: &FactoryConf, _: &mut BuildContext, app: App) -> Result<App, ConfigErrors> {
     Ok(cap_wrap(
         format!("{}2", conf.get("method_to_call").unwrap_or("upper")),
         app,
@@ -135,7 +140,7 @@ fn fake_server(conf: &FactoryConf) -> Result<Box<dyn Server>, ConfigErrors> {
     ))))
 }
 
-fn strict(_: &FactoryConf) -> Result<App, ConfigErrors> {
+fn strict(_: &FactoryConf, _: &mut BuildContext) -> Result<App, ConfigErrors> {
     Ok(named("strict"))
 }
 

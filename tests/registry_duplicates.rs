@@ -1,12 +1,13 @@
 //! Two crates registering the same egg name is an error at start-up, naming both.
 
 use mapproxy_serve::app::{app_fn, text_response, App};
+use mapproxy_serve::build::BuildContext;
 use mapproxy_serve::config::FactoryConf;
 use mapproxy_serve::error::ConfigErrors;
 use mapproxy_serve::register_factory;
 use mapproxy_serve::registry::{registry, Build, Factory};
 
-fn one(_: &FactoryConf) -> Result<App, ConfigErrors> {
+fn one(_: &FactoryConf, _: &mut BuildContext) -> Result<App, ConfigErrors> {
     Ok(app_fn(|_req| async {
         text_response(http::StatusCode::OK, "text/plain", "one")
     }))

@@ -265,17 +265,48 @@ fn check(uri: &str, vars: &[String], app_name: Option<&str>, server_name: Option
     print_warnings(&d.warnings);
     let mut errs = ConfigErrors::new();
     errs.take(serve::logging_config(&d, &vars));
-    errs.take(d.app.build_app());
+    let built = errs.take(build_once(&d)).flatten();
     if let Some(s) = &d.server {
         errs.take(s.build_server());
     }
+    let files = match &built {
+        Some(b) => {
+            print_warnings(&b.context.warnings);
+            d.all_files(&b.context).len()
+        }
+        None => d.files.len(),
+    };
     if errs.is_empty() {
-        eprintln!("{}: ok ({} file(s) read)", uri, d.files.len());
+        eprintln!("{}: ok ({} file(s) read)", uri, files);
         0
     } else {
         print_errors(&errs);
         EXIT_CONFIG
     }
+}
+
+/// Build the app once, as serving would, on a runtime of its own that is dropped afterwards
+/// (`check`, `inspect`); the factories' shutdown work runs before it is. `Ok(None)`: no
+/// runtime could be started (said on stderr).
+fn build_once(d: &Deployment) -> Result<Option<deploy::BuiltApp>, ConfigErrors> {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mapproxy-serve: cannot start a runtime to build the app: {e}");
+            return Ok(None);
+        }
+    };
+    let mut built = d.build_app(rt.handle())?;
+    let mut shutdown = std::mem::take(&mut built.context.shutdown);
+    rt.block_on(async move {
+        for hook in shutdown.drain(..) {
+            hook.await;
+        }
+    });
+    Ok(Some(built))
 }
 
 fn inspect(uri: &str, vars: &[String], json: bool, app_name: Option<&str>) -> i32 {
@@ -291,11 +322,24 @@ fn inspect(uri: &str, vars: &[String], json: bool, app_name: Option<&str>) -> i3
         }
     };
     print_warnings(&d.warnings);
+    // The files the factories read are known once they have run.
+    let files = match build_once(&d) {
+        Ok(Some(b)) => {
+            print_warnings(&b.context.warnings);
+            d.all_files(&b.context)
+        }
+        Ok(None) => d.files.clone(),
+        Err(e) => {
+            eprintln!("mapproxy-serve: the app does not build, so the files its factories read are not listed:");
+            print_errors(&e);
+            d.files.clone()
+        }
+    };
     if json {
         let v = serde_json::json!({
             "app": d.app.to_json(),
             "server": d.server.as_ref().map(|s| s.to_json()),
-            "files": d.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+            "files": files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
         });
         outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
@@ -304,7 +348,7 @@ fn inspect(uri: &str, vars: &[String], json: bool, app_name: Option<&str>) -> i3
             out!("{}", s.to_text());
         }
         outln!("files read:");
-        for f in &d.files {
+        for f in &files {
             outln!("  {}", f.display());
         }
     }

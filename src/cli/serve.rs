@@ -25,6 +25,7 @@ use indexmap::IndexMap;
 use tokio_util::sync::CancellationToken;
 
 use super::{print_errors, print_warnings, ServeArgs, EXIT_CONFIG};
+use crate::build::Finished;
 use crate::config::FactoryConf;
 use crate::deploy::{Deployment, Spec};
 use crate::error::ConfigErrors;
@@ -63,13 +64,50 @@ struct Built {
     deployment: Deployment,
     logging: Option<LoggingConfig>,
     app: crate::App,
+    /// What the app's factories left: watched files, warnings, shutdown work, console loggers.
+    context: Finished,
     server: Box<dyn Server>,
 }
 
-fn build(args: &ServeArgs, vars: &IndexMap<String, String>) -> Result<Built, ConfigErrors> {
+impl Built {
+    /// Every file a reload watches: the ini files and the files the factories read.
+    fn files(&self) -> Vec<PathBuf> {
+        self.deployment.all_files(&self.context)
+    }
+
+    /// The warnings of resolution and of the factories.
+    fn warnings(&self) -> Vec<crate::error::ConfigError> {
+        let mut w = self.deployment.warnings.clone();
+        w.extend(self.context.warnings.iter().cloned());
+        w
+    }
+}
+
+/// The threads the server section asks the runtime for, when it builds (its errors are
+/// reported by the full [`build`] that follows, inside the runtime).
+fn worker_threads(args: &ServeArgs, vars: &IndexMap<String, String>) -> Option<usize> {
     let uri = args.config_uri.clone().unwrap_or_default();
-    // Filters built below may ask for console handlers (Paste's translogger); start afresh.
-    crate::logging::clear_console_requests();
+    let d = Deployment::resolve(
+        &uri,
+        args.app_name.as_deref(),
+        args.server_name.as_deref(),
+        vars,
+    )
+    .ok()?;
+    let server = match &d.server {
+        Some(s) => s.build_server().ok()?,
+        None => default_server().ok()?,
+    };
+    server.worker_threads()
+}
+
+/// Resolve and build everything; the app's factories run on `runtime`.
+fn build(
+    args: &ServeArgs,
+    vars: &IndexMap<String, String>,
+    runtime: &tokio::runtime::Handle,
+) -> Result<Built, ConfigErrors> {
+    let uri = args.config_uri.clone().unwrap_or_default();
     let d = Deployment::resolve(
         &uri,
         args.app_name.as_deref(),
@@ -78,7 +116,7 @@ fn build(args: &ServeArgs, vars: &IndexMap<String, String>) -> Result<Built, Con
     )?;
     let mut errs = ConfigErrors::new();
     let logging = errs.take(logging_config(&d, vars)).flatten();
-    let app = errs.take(d.app.build_app());
+    let app = errs.take(d.build_app(runtime));
     let server = match &d.server {
         Some(s) => errs.take(s.build_server()),
         None => errs.take(default_server()),
@@ -87,7 +125,8 @@ fn build(args: &ServeArgs, vars: &IndexMap<String, String>) -> Result<Built, Con
         (Some(app), Some(server)) if errs.is_empty() => Ok(Built {
             deployment: d,
             logging,
-            app,
+            app: app.app,
+            context: app.context,
             server,
         }),
         _ => Err(errs),
@@ -118,6 +157,10 @@ struct Reloader {
     warned_server_fp: Mutex<String>,
     files: Mutex<Vec<PathBuf>>,
     hashes: Mutex<HashMap<PathBuf, u64>>,
+    /// The runtime the stacks are built on and run by.
+    runtime: tokio::runtime::Handle,
+    /// The shutdown work of the stack now serving (run when a reload replaces it, or at exit).
+    running: Mutex<Finished>,
     /// One reload at a time (SIGHUP and the watcher may ask together).
     reloading: Mutex<()>,
 }
@@ -179,19 +222,31 @@ impl Reloader {
         // Hash before building: an edit made while the build runs is seen as a change.
         let old_files = self.files();
         let before = Self::hash_all(&old_files);
-        match build(&self.args, &self.vars) {
-            Ok(b) => {
-                if let Err(e) = self.log.apply(b.logging.as_ref()) {
+        match build(&self.args, &self.vars, &self.runtime) {
+            Ok(mut b) => {
+                if let Err(e) = self
+                    .log
+                    .apply(b.logging.as_ref(), &b.context.console_loggers)
+                {
                     self.remember(&old_files, &before);
                     log::error!(target: TARGET, "reload failed, still serving the previous configuration:\n{e}");
+                    // The new stack never served: its shutdown work runs now.
+                    self.runtime
+                        .spawn(async move { b.context.shut_down().await });
                     return;
                 }
                 self.server_section(server_fingerprint(&b.deployment.server));
-                for w in &b.deployment.warnings {
+                for w in b.warnings() {
                     log::warn!(target: TARGET, "{w}");
                 }
+                let files = b.files();
                 self.app.store(b.app);
-                self.remember(&b.deployment.files, &before);
+                let mut old = std::mem::replace(
+                    &mut *self.running.lock().unwrap_or_else(|e| e.into_inner()),
+                    b.context,
+                );
+                self.runtime.spawn(async move { old.shut_down().await });
+                self.remember(&files, &before);
                 log::info!(target: TARGET, "reloaded: new requests get the new configuration");
             }
             Err(e) => {
@@ -320,21 +375,11 @@ pub(super) fn run(args: ServeArgs) -> i32 {
         .saturating_sub(args.quiet as i8)
         .max(if args.debug { 1 } else { i8::MIN });
     let log = crate::logging::init(verbosity);
-    let built = match build(&args, &vars) {
-        Ok(b) => b,
-        Err(e) => {
-            print_errors(&e);
-            return EXIT_CONFIG;
-        }
-    };
-    print_warnings(&built.deployment.warnings);
-    if let Err(e) = log.apply(built.logging.as_ref()) {
-        print_errors(&e);
-        return EXIT_CONFIG;
-    }
+    // The server section sizes the runtime; everything else is built inside it, as reloads
+    // are, so a factory may spawn tasks.
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
-    if let Some(n) = built.server.worker_threads() {
+    if let Some(n) = worker_threads(&args, &vars) {
         rt.worker_threads(n.max(1));
     }
     let rt = match rt.build() {
@@ -344,6 +389,18 @@ pub(super) fn run(args: ServeArgs) -> i32 {
             return 1;
         }
     };
+    let built = match build(&args, &vars, rt.handle()) {
+        Ok(b) => b,
+        Err(e) => {
+            print_errors(&e);
+            return EXIT_CONFIG;
+        }
+    };
+    print_warnings(&built.warnings());
+    if let Err(e) = log.apply(built.logging.as_ref(), &built.context.console_loggers) {
+        print_errors(&e);
+        return EXIT_CONFIG;
+    }
     let _pid = match &args.pid_file {
         Some(p) => match std::fs::write(p, format!("{}\n", std::process::id())) {
             Ok(()) => PidFile(Some(p.clone())),
@@ -354,6 +411,7 @@ pub(super) fn run(args: ServeArgs) -> i32 {
         },
         None => PidFile(None),
     };
+    let files = built.files();
     let app = SharedApp::new(built.app);
     let reloader = Arc::new(Reloader {
         args: args.clone(),
@@ -364,9 +422,12 @@ pub(super) fn run(args: ServeArgs) -> i32 {
         warned_server_fp: Mutex::new(server_fingerprint(&built.deployment.server)),
         files: Mutex::new(Vec::new()),
         hashes: Mutex::new(HashMap::new()),
+        runtime: rt.handle().clone(),
+        running: Mutex::new(Finished::default()),
         reloading: Mutex::new(()),
     });
-    reloader.remember(&built.deployment.files, &HashMap::new());
+    reloader.remember(&files, &HashMap::new());
+    *reloader.running.lock().unwrap_or_else(|e| e.into_inner()) = built.context;
     let shutdown = CancellationToken::new();
     let ctx = ServeContext {
         app,
@@ -375,6 +436,7 @@ pub(super) fn run(args: ServeArgs) -> i32 {
         debug: args.debug,
     };
     let server = built.server;
+    let stopping = reloader.clone();
     let code = rt.block_on(async move {
         use tokio::signal::unix::{signal, SignalKind};
         let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
@@ -400,7 +462,11 @@ pub(super) fn run(args: ServeArgs) -> i32 {
                 }
             }
         });
-        match server.serve(ctx).await {
+        let served = server.serve(ctx).await;
+        // The stack stopped taking requests: its factories' shutdown work.
+        let mut last = std::mem::take(&mut *stopping.running.lock().unwrap_or_else(|e| e.into_inner()));
+        last.shut_down().await;
+        match served {
             Ok(()) => 0,
             // Both servers parse every -b value before binding any, and name the value
             // first: a malformed address is a usage error (2), a failed bind is 1.

@@ -26,6 +26,7 @@ pub use resolve::{Loader, ObjType};
 pub use spec::{Node, Spec};
 
 use crate::app::{App, Filter};
+use crate::build::{BuildContext, Finished};
 use crate::error::{ConfigError, ConfigErrors};
 use crate::ini::IniFile;
 use crate::server::Server;
@@ -54,24 +55,26 @@ fn load(
     Ok((spec, loader))
 }
 
-/// Paste's `loadapp`: build the app `name` (default: the URI's fragment, else `main`).
+/// Paste's `loadapp`: build the app `name` (default: the URI's fragment, else `main`), on the
+/// tokio runtime this thread is in (else [`BuildContext::standalone`]'s). What the factories left in their build context (watched
+/// files, warnings, shutdown work) is dropped: use [`Deployment::build_app`] to keep it.
 pub fn load_app(
     uri: &str,
     name: Option<&str>,
     global_conf: &IndexMap<String, String>,
 ) -> Result<App, ConfigErrors> {
-    load(ObjType::App, uri, name, global_conf)?.0.build_app()
+    let spec = load(ObjType::App, uri, name, global_conf)?.0;
+    spec.build_app(&mut BuildContext::current())
 }
 
-/// Paste's `loadfilter`.
+/// Paste's `loadfilter` (inside a tokio runtime, as [`load_app`]).
 pub fn load_filter(
     uri: &str,
     name: Option<&str>,
     global_conf: &IndexMap<String, String>,
 ) -> Result<Filter, ConfigErrors> {
-    load(ObjType::Filter, uri, name, global_conf)?
-        .0
-        .build_filter()
+    let spec = load(ObjType::Filter, uri, name, global_conf)?.0;
+    spec.build_filter(&mut BuildContext::current())
 }
 
 /// Paste's `loadserver`.
@@ -142,7 +145,38 @@ pub struct Deployment {
     pub warnings: Vec<ConfigError>,
 }
 
+/// An app built from a [`Deployment`], with what its factories left in their build context.
+pub struct BuiltApp {
+    /// The app.
+    pub app: App,
+    /// Watched files, warnings, shutdown work, console-logger requests.
+    pub context: Finished,
+}
+
 impl Deployment {
+    /// Build the app on `runtime` (a build may spawn tasks there). All errors are collected.
+    pub fn build_app(&self, runtime: &tokio::runtime::Handle) -> Result<BuiltApp, ConfigErrors> {
+        let _in_runtime = runtime.enter();
+        let mut ctx = BuildContext::new(runtime.clone());
+        let app = self.app.build_app(&mut ctx)?;
+        Ok(BuiltApp {
+            app,
+            context: ctx.finish(),
+        })
+    }
+
+    /// Every file the configuration read: the ini files, then the files the factories of
+    /// `built` watch.
+    pub fn all_files(&self, built: &Finished) -> Vec<PathBuf> {
+        let mut files = self.files.clone();
+        for f in &built.watched {
+            if !files.contains(f) {
+                files.push(f.clone());
+            }
+        }
+        files
+    }
+
     /// Resolve `uri` (`file.ini`, `file.ini#name`): the fragment names both the app and the
     /// server unless `app_name` / `server_name` are given (as `pserve` does). All errors of both
     /// trees are collected.

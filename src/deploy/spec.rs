@@ -5,6 +5,7 @@ use indexmap::IndexMap;
 use serde_json::{json, Map, Value};
 
 use crate::app::{App, Filter};
+use crate::build::BuildContext;
 use crate::config::FactoryConf;
 use crate::error::{ConfigError, ConfigErrors, Location};
 use crate::registry::{Build, Child, Factory};
@@ -127,24 +128,24 @@ impl Spec {
     }
 
     /// Build this node as an app. All errors in the subtree are collected.
-    pub fn build_app(&self) -> Result<App, ConfigErrors> {
+    pub fn build_app(&self, ctx: &mut BuildContext) -> Result<App, ConfigErrors> {
         match &self.node {
             Node::Factory {
                 factory,
                 conf,
                 children,
             } => match factory.build {
-                Build::App(f) => f(conf).map_err(|e| locate(e, &conf.location)),
+                Build::App(f) => f(conf, ctx).map_err(|e| locate(e, &conf.location)),
                 Build::Composite { build, .. } => {
                     let mut errs = ConfigErrors::new();
                     let mut built = Vec::with_capacity(children.len());
                     for (child, spec) in children {
-                        if let Some(app) = errs.take(spec.build_app()) {
+                        if let Some(app) = errs.take(spec.build_app(ctx)) {
                             built.push((child.clone(), app));
                         }
                     }
                     errs.into_result(())?;
-                    build(conf, built).map_err(|e| locate(e, &conf.location))
+                    build(conf, ctx, built).map_err(|e| locate(e, &conf.location))
                 }
                 _ => Err(conf
                     .section_error(format!(
@@ -156,9 +157,11 @@ impl Spec {
             },
             Node::Pipeline { filters, app } => {
                 let mut errs = ConfigErrors::new();
-                let mut app = errs.take(app.build_app()).unwrap_or_else(placeholder_app);
+                let mut app = errs
+                    .take(app.build_app(ctx))
+                    .unwrap_or_else(placeholder_app);
                 for f in filters.iter().rev() {
-                    match f.apply_filter(app.clone()) {
+                    match f.apply_filter(ctx, app.clone()) {
                         Ok(a) => app = a,
                         Err(e) => errs.extend(e),
                     }
@@ -167,8 +170,10 @@ impl Spec {
             }
             Node::FilterApp { filter, next } | Node::FilterWith { filter, next } => {
                 let mut errs = ConfigErrors::new();
-                let inner = errs.take(next.build_app()).unwrap_or_else(placeholder_app);
-                let app = errs.take(filter.apply_filter(inner));
+                let inner = errs
+                    .take(next.build_app(ctx))
+                    .unwrap_or_else(placeholder_app);
+                let app = errs.take(filter.apply_filter(ctx, inner));
                 match app {
                     Some(app) if errs.is_empty() => Ok(app),
                     _ => Err(errs),
@@ -178,13 +183,13 @@ impl Spec {
     }
 
     /// Build this node as a filter and wrap `app` in it.
-    pub fn apply_filter(&self, app: App) -> Result<App, ConfigErrors> {
+    pub fn apply_filter(&self, ctx: &mut BuildContext, app: App) -> Result<App, ConfigErrors> {
         match &self.node {
             Node::Factory { factory, conf, .. } => match factory.build {
-                Build::Filter(f) => f(conf)
+                Build::Filter(f) => f(conf, ctx)
                     .map(|filter| filter(app))
                     .map_err(|e| locate(e, &conf.location)),
-                Build::FilterApp(f) => f(conf, app).map_err(|e| locate(e, &conf.location)),
+                Build::FilterApp(f) => f(conf, ctx, app).map_err(|e| locate(e, &conf.location)),
                 _ => Err(conf
                     .section_error(format!(
                         "egg:{} is a {}, not a filter",
@@ -195,8 +200,8 @@ impl Spec {
             },
             // filter-with on a filter: `next` is the inner filter, `filter` the outer one.
             Node::FilterWith { filter, next } => {
-                let inner = next.apply_filter(app)?;
-                filter.apply_filter(inner)
+                let inner = next.apply_filter(ctx, app)?;
+                filter.apply_filter(ctx, inner)
             }
             _ => Err(self
                 .location
@@ -207,17 +212,45 @@ impl Spec {
         }
     }
 
-    /// Build this node as a filter object (for the public `load_filter`).
-    pub fn build_filter(&self) -> Result<Filter, ConfigErrors> {
-        // Validate once against a placeholder so errors surface now, not when applied.
-        self.apply_filter(placeholder_app())?;
-        let spec = self.clone();
-        Ok(std::sync::Arc::new(move |app: App| {
-            spec.apply_filter(app).unwrap_or_else(|e| {
-                log::error!(target: "mapproxy_serve.deploy", "{e}");
-                placeholder_app()
-            })
-        }))
+    /// Build this node as a filter object (for the public `load_filter`): each factory is
+    /// called once, now; a filter-app factory (which needs its app) is checked now against a
+    /// placeholder and called again for each app the filter wraps.
+    pub fn build_filter(&self, ctx: &mut BuildContext) -> Result<Filter, ConfigErrors> {
+        match &self.node {
+            Node::Factory { factory, conf, .. } => match factory.build {
+                Build::Filter(f) => f(conf, ctx).map_err(|e| locate(e, &conf.location)),
+                Build::FilterApp(f) => {
+                    f(conf, ctx, placeholder_app()).map_err(|e| locate(e, &conf.location))?;
+                    let conf = conf.clone();
+                    let runtime = ctx.runtime().clone();
+                    Ok(std::sync::Arc::new(move |app: App| {
+                        let mut ctx = BuildContext::new(runtime.clone());
+                        f(&conf, &mut ctx, app).unwrap_or_else(|e| {
+                            log::error!(target: "mapproxy_serve.deploy", "{e}");
+                            placeholder_app()
+                        })
+                    }))
+                }
+                _ => Err(conf
+                    .section_error(format!(
+                        "egg:{} is a {}, not a filter",
+                        conf.egg,
+                        factory.kind().as_str()
+                    ))
+                    .into()),
+            },
+            Node::FilterWith { filter, next } => {
+                let inner = next.build_filter(ctx)?;
+                let outer = filter.build_filter(ctx)?;
+                Ok(std::sync::Arc::new(move |app: App| outer(inner(app))))
+            }
+            _ => Err(self
+                .location
+                .clone()
+                .map(|l| l.error("is not a filter"))
+                .unwrap_or_else(|| ConfigError::new(format!("'{}' is not a filter", self.name)))
+                .into()),
+        }
     }
 
     /// Build this node as a server.

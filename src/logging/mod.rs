@@ -34,7 +34,7 @@
 //! let handle = logging::init(0); // INFO and above to stderr until configured
 //! let file = IniFile::read(Path::new("config.ini")).unwrap();
 //! let cfg = LoggingConfig::from_ini(&file, &Vars::default()).unwrap();
-//! handle.apply(cfg.as_ref()).unwrap();
+//! handle.apply(cfg.as_ref(), &[]).unwrap();
 //! log::info!(target: "mapproxy.config", "reading: {}", "mapproxy.yaml");
 //! handle.flush();
 //! ```
@@ -111,20 +111,11 @@ pub(crate) mod level {
     pub const INFO: u32 = 20;
     pub const WARNING: u32 = 30;
     pub const ERROR: u32 = 40;
-    pub const CRITICAL: u32 = 50;
 
-    /// `logging._nameToLevel` (names are case-sensitive, as in Python), plus TRACE.
+    /// `logging._nameToLevel` (names are case-sensitive, as in Python), plus TRACE: the one
+    /// table, the core crate's.
     pub fn from_name(name: &str) -> Option<u32> {
-        Some(match name.trim() {
-            "CRITICAL" | "FATAL" => CRITICAL,
-            "ERROR" => ERROR,
-            "WARNING" | "WARN" => WARNING,
-            "INFO" => INFO,
-            "DEBUG" => DEBUG,
-            "TRACE" => TRACE,
-            "NOTSET" => 0,
-            _ => return None,
-        })
+        mapproxy_serve_core::config::level_by_name(name)
     }
 
     /// The message for an unknown level name.
@@ -168,29 +159,6 @@ pub(crate) mod level {
             _ => log::LevelFilter::Off,
         }
     }
-}
-
-/// Loggers that asked for a console handler, as Paste's translogger does with
-/// `setup_console_handler = true`: a `%(message)s` handler on stderr, `propagate = 0`, and the
-/// logger's level (`set_logger_level`, DEBUG by default). Applied on top of whichever
-/// configuration [`LogHandle::apply`] installs next.
-static CONSOLE_REQUESTS: std::sync::Mutex<Vec<(String, u32)>> = std::sync::Mutex::new(Vec::new());
-
-/// Ask for Paste's translogger console handler on `logger` with the logger's level set to
-/// `level` (a Python level number). Takes effect at the next [`LogHandle::apply`]; a build that
-/// starts afresh (a reload) calls [`clear_console_requests`] first.
-pub fn request_console_handler(logger: &str, level: u32) {
-    let mut r = CONSOLE_REQUESTS.lock().unwrap_or_else(|e| e.into_inner());
-    r.retain(|(n, _)| n != logger);
-    r.push((logger.to_string(), level));
-}
-
-/// Forget every [`request_console_handler`] (before building a new composition).
-pub fn clear_console_requests() {
-    CONSOLE_REQUESTS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clear();
 }
 
 /// Where a handler writes.
@@ -688,6 +656,15 @@ pub fn log_message(name: &str, level: log::Level, message: &str) -> Option<bool>
     Some(global().dispatch(name, &record, Message::Str(message)))
 }
 
+/// This module's logging as the core crate's line logger (the access log's path).
+struct Lines;
+
+impl mapproxy_serve_core::logline::LineLogger for Lines {
+    fn log_line(&self, name: &str, level: log::Level, line: &str) -> bool {
+        log_message(name, level, line).unwrap_or(false)
+    }
+}
+
 /// Whether [`init`] installed this module's logger as the `log` crate's.
 static INSTALLED: OnceLock<bool> = OnceLock::new();
 
@@ -702,28 +679,39 @@ pub struct LogHandle {
 /// -1 (`-q`) WARNING, -2 ERROR. Calling it again resets to the default configuration.
 pub fn init(verbosity: i8) -> LogHandle {
     let g = global();
-    let installed = *INSTALLED.get_or_init(|| log::set_logger(g).is_ok());
+    let installed = *INSTALLED.get_or_init(|| {
+        let ok = log::set_logger(g).is_ok();
+        if ok {
+            mapproxy_serve_core::logline::set_line_logger(&Lines);
+        }
+        ok
+    });
     if !installed {
         eprintln!("mapproxy-serve: logging: another logger is already installed; logging sections are ignored");
     }
     let handle = LogHandle { verbosity };
-    let _ = handle.apply(None);
+    let _ = handle.apply(None, &[]);
     handle
 }
 
 impl LogHandle {
     /// Switch to `cfg` (`None`: back to the default). Files are opened first; if one cannot
     /// be opened, the errors are returned and the current configuration stays.
-    pub fn apply(&self, cfg: Option<&LoggingConfig>) -> Result<(), ConfigErrors> {
+    ///
+    /// `console_loggers` are the loggers a build asked a console handler for
+    /// ([`BuildContext::console_logger`](mapproxy_serve_core::build::BuildContext::console_logger),
+    /// Paste's translogger `setup_console_handler`): each gets a `%(message)s` handler on
+    /// stderr, `propagate = 0` and the given level, over whatever `cfg` says.
+    pub fn apply(
+        &self,
+        cfg: Option<&LoggingConfig>,
+        console_loggers: &[(String, u32)],
+    ) -> Result<(), ConfigErrors> {
         let rt = match cfg {
             Some(c) => Runtime::build(c)?,
             None => Runtime::default_for(self.verbosity),
         };
-        let requests = CONSOLE_REQUESTS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let rt = rt.with_console_handlers(&requests);
+        let rt = rt.with_console_handlers(console_loggers);
         let max = rt.max;
         let old = global().current.swap(Arc::new(rt));
         log::set_max_level(max);

@@ -2,7 +2,7 @@
 //! README's "Writing a filter".
 //!
 //! Three parts: a Tower layer ([`ApiKeyLayer`], no ini in sight), a build function reading the
-//! ini section ([`build`]), and one [`register_factory!`](mapproxy_serve::register_factory)
+//! ini section ([`build`]), and one [`register_factory!`](mapproxy_serve_core::register_factory)
 //! item that makes `use = egg:custom-auth#api_key` find it.
 //!
 //! ```ini
@@ -22,18 +22,19 @@ use std::task::{Context, Poll};
 
 use futures_util::future::{ready, Either, Ready};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
-use mapproxy_serve::app::{layer_filter, text_response, Body};
-use mapproxy_serve::config::FactoryConf;
-use mapproxy_serve::environ::RemoteUser;
-use mapproxy_serve::error::ConfigErrors;
-use mapproxy_serve::registry::{Build, Factory, Opt};
-use mapproxy_serve::Filter;
+use mapproxy_serve_core::app::{layer_filter, text_response, Body};
+use mapproxy_serve_core::build::BuildContext;
+use mapproxy_serve_core::config::FactoryConf;
+use mapproxy_serve_core::environ::RemoteUser;
+use mapproxy_serve_core::error::ConfigErrors;
+use mapproxy_serve_core::registry::{Build, Factory, Opt};
+use mapproxy_serve_core::Filter;
 use subtle::ConstantTimeEq;
 use tower::{Layer, Service};
 
 // The factory descriptor: the egg name(s), one line for `list-factories`, the options (any
 // other key in the section is an error), and the build function.
-mapproxy_serve::register_factory!(Factory {
+mapproxy_serve_core::register_factory!(Factory {
     eggs: &["custom-auth#api_key"],
     summary: "API keys: 401 unless the request carries a known key; REMOTE_USER = its name",
     options: &[
@@ -57,7 +58,7 @@ mapproxy_serve::register_factory!(Factory {
 
 /// Build the filter from its ini section. Every error names file:line, section and key
 /// (`FactoryConf::error`), and all of them are reported at once.
-pub fn build(conf: &FactoryConf) -> Result<Filter, ConfigErrors> {
+pub fn build(conf: &FactoryConf, _ctx: &mut BuildContext) -> Result<Filter, ConfigErrors> {
     let mut errs = ConfigErrors::new();
     let header = conf.get("header").unwrap_or("authorization").trim();
     let header = errs.take(
@@ -232,11 +233,11 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mapproxy_serve::app::{app_fn, empty_body};
+    use mapproxy_serve_core::app::{app_fn, empty_body};
     use tower::ServiceExt;
 
     /// An app answering 200 with the user in a header.
-    fn whoami() -> mapproxy_serve::App {
+    fn whoami() -> mapproxy_serve_core::App {
         app_fn(|req: Request<Body>| async move {
             let user = req.extensions().get::<RemoteUser>().map(|u| u.0.clone());
             let mut res = text_response(StatusCode::OK, "text/plain", "ok");
@@ -268,7 +269,7 @@ mod tests {
     #[tokio::test]
     async fn bearer_keys_by_default() {
         let conf = FactoryConf::from_pairs("custom-auth#api_key", [("keys", "a:k1\n b:k2")]);
-        let f = build(&conf).unwrap();
+        let f = build(&conf, &mut BuildContext::current()).unwrap();
         let none = status(&f, &[]).await;
         assert_eq!((none.0, none.2.as_str()), (401, "Bearer realm=\"api\""));
         assert_eq!(status(&f, &[("authorization", "Bearer k3")]).await.0, 401);
@@ -291,7 +292,7 @@ mod tests {
                 ("realm", "maps"),
             ],
         );
-        let f = build(&conf).unwrap();
+        let f = build(&conf, &mut BuildContext::current()).unwrap();
         let none = status(&f, &[("authorization", "Bearer ci-key")]).await;
         assert_eq!((none.0, none.2.as_str()), (401, "ApiKey realm=\"maps\""));
         let ok = status(&f, &[("x-api-key", "ci-key")]).await;
@@ -301,10 +302,10 @@ mod tests {
 
     #[test]
     fn config_errors_name_the_key_and_hide_secrets() {
-        let err = |pairs: &[(&'static str, &'static str)]| match build(&FactoryConf::from_pairs(
-            "custom-auth#api_key",
-            pairs.iter().copied(),
-        )) {
+        let err = |pairs: &[(&'static str, &'static str)]| match build(
+            &FactoryConf::from_pairs("custom-auth#api_key", pairs.iter().copied()),
+            &mut BuildContext::current(),
+        ) {
             Ok(_) => panic!("expected an error for {pairs:?}"),
             Err(e) => e.to_string(),
         };

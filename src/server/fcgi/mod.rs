@@ -53,7 +53,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::FactoryConf;
 use crate::error::{ConfigError, ConfigErrors};
-use crate::registry::{Build, Factory, Opt};
+use crate::registry::Opt;
 use crate::server::bind::{self, parse_bind};
 use crate::server::{ServeContext, ServeError, ServeFuture, Server};
 
@@ -548,7 +548,8 @@ impl Server for FcgiServer {
     }
 }
 
-fn build(conf: &FactoryConf) -> Result<Box<dyn Server>, ConfigErrors> {
+/// Build the server from its `[server:NAME]` section.
+pub fn build(conf: &FactoryConf) -> Result<Box<dyn Server>, ConfigErrors> {
     Ok(Box::new(FcgiServer::from_conf(conf)?))
 }
 
@@ -573,27 +574,6 @@ pub const OPTIONS: &[Opt] = &[
         "seconds in-flight requests may run after shutdown starts (default 30)",
     ),
 ];
-
-crate::register_factory!(Factory {
-    eggs: &["mapproxy-serve#fcgi", "Flup#fcgi_fork", "Flup#fcgi_thread"],
-    summary: "FastCGI server on a unix socket or TCP port (flup compatible)",
-    options: OPTIONS,
-    ignored: &[
-        "maxRequests",
-        "minSpare",
-        "maxSpare",
-        "multiplexed",
-        "multithreaded",
-        "multiprocess",
-        "debug",
-        "loggingLevel",
-        "forceCGI",
-        "roles",
-        "environ",
-    ],
-    build: Build::Server(build),
-    ..Factory::DEFAULT
-});
 
 #[cfg(test)]
 mod tests {

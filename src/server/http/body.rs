@@ -11,8 +11,8 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 
 use super::conn::{ActiveGuard, BodyWait};
 use crate::app::{Body, BoxError};
-use crate::filters::limits::LimitedBody;
 use crate::server::panic::catch_sync;
+use mapproxy_serve_core::body::LimitedBody;
 
 pin_project_lite::pin_project! {
     /// A request body cut at `max_request_body_size` ([`LimitedBody`]: an error that downcasts

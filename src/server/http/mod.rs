@@ -74,7 +74,7 @@ use super::bind::{bind_all, parse_bind, parse_listen, BindAddr, BoundAddr, Liste
 use super::{ServeContext, ServeError, ServeFuture, Server, SharedApp};
 use crate::config::FactoryConf;
 use crate::error::{ConfigError, ConfigErrors};
-use crate::registry::{Build, Factory, Opt};
+use crate::registry::Opt;
 
 const LOG: &str = "mapproxy_serve.server.http";
 
@@ -145,22 +145,8 @@ pub const IGNORED: &[&str] = &[
     "loglevel",
 ];
 
-crate::register_factory!(Factory {
-    eggs: &[
-        "mapproxy-serve#http",
-        "Paste#http",
-        "waitress#main",
-        "gunicorn#main",
-        "pyramid#wsgiref",
-    ],
-    summary: "HTTP/1.1 and h2c server on TCP and unix sockets (Paste#http, waitress options)",
-    options: OPTIONS,
-    ignored: IGNORED,
-    build: Build::Server(build_server),
-    ..Factory::DEFAULT
-});
-
-fn build_server(conf: &FactoryConf) -> Result<Box<dyn Server>, ConfigErrors> {
+/// Build the server from its `[server:NAME]` section.
+pub fn build(conf: &FactoryConf) -> Result<Box<dyn Server>, ConfigErrors> {
     Ok(Box::new(HttpServer::from_conf(conf)?))
 }
 

@@ -1,0 +1,228 @@
+//! The one URL-path normaliser: what the static app maps to a file, what the proxy app joins
+//! to its base URL and what becomes a mount path (`X-Script-Name`, prefixes, urlmap keys) are
+//! all read by the rules here.
+//!
+//! [`decode`] percent-decodes a path **before** splitting it, so `%2e%2e`, `.%2e`, `..%2f`
+//! and `%2e%2e%2f` are the `..` segments they stand for; empty and `.` segments are dropped
+//! and any `..` or NUL byte is refused: a decoded path can never leave the directory or base
+//! path it is joined to. [`mount_path`] is the rule for mount paths.
+//!
+//! ```
+//! use mapproxy_serve_core::path::{decode, mount_path};
+//!
+//! assert_eq!(decode("/a//./b%20c/").unwrap().encoded(), "/a/b%20c/");
+//! for escape in ["/%2e%2e/secret", "/.%2e/x", "/..%2fx", "/%2e%2e%2fx", "/a/../b"] {
+//!     assert!(decode(escape).is_err(), "{escape}");
+//! }
+//! assert_eq!(mount_path("//evil.example/x/").unwrap(), "/evil.example/x");
+//! ```
+
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
+
+/// Why a path was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathError {
+    /// A `..` segment (also percent-encoded): it would leave the base.
+    ParentSegment,
+    /// A NUL byte.
+    Nul,
+    /// Not a path (no leading `/` where one is needed, `?` or `#`, control characters).
+    Invalid,
+}
+
+impl std::fmt::Display for PathError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PathError::ParentSegment => "a '..' segment",
+            PathError::Nul => "a NUL byte",
+            PathError::Invalid => "not a URL path",
+        })
+    }
+}
+
+impl std::error::Error for PathError {}
+
+/// A decoded path: its segments (never empty, `.` or `..`) and whether it ended in `/`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodedPath {
+    segments: Vec<Vec<u8>>,
+    trailing_slash: bool,
+}
+
+/// Percent-decode `path`, split it at `/`, drop empty and `.` segments; refuse `..` and NUL.
+pub fn decode(path: &str) -> Result<DecodedPath, PathError> {
+    let decoded: Vec<u8> = percent_decode_str(path).collect();
+    if decoded.contains(&0) {
+        return Err(PathError::Nul);
+    }
+    let mut segments = Vec::new();
+    for seg in decoded.split(|&b| b == b'/') {
+        match seg {
+            b"" | b"." => {}
+            b".." => return Err(PathError::ParentSegment),
+            s => segments.push(s.to_vec()),
+        }
+    }
+    Ok(DecodedPath {
+        trailing_slash: decoded.ends_with(b"/") && !segments.is_empty(),
+        segments,
+    })
+}
+
+/// What [`DecodedPath::encoded`] escapes in a segment: controls, space and the characters
+/// that would end or restructure a path (`/`, `?`, `#`, `%`), plus `"<>\^`{|}`.
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+impl DecodedPath {
+    /// The decoded segments.
+    pub fn segments(&self) -> impl Iterator<Item = &[u8]> {
+        self.segments.iter().map(Vec::as_slice)
+    }
+
+    /// Whether the path ended in `/` (a directory was asked for).
+    pub fn trailing_slash(&self) -> bool {
+        self.trailing_slash
+    }
+
+    /// The relative path, `a/b`, with a trailing `/` kept (`a/b/`); empty for the root.
+    pub fn relative(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.segments.iter().map(|s| s.len() + 1).sum());
+        for (i, s) in self.segments.iter().enumerate() {
+            if i > 0 {
+                out.push(b'/');
+            }
+            out.extend_from_slice(s);
+        }
+        if self.trailing_slash {
+            out.push(b'/');
+        }
+        out
+    }
+
+    /// The path again as URL text, each segment percent-encoded (a decoded `/` or `?` stays
+    /// data): `/` for the root, otherwise `/a/b` (and `/a/b/`).
+    pub fn encoded(&self) -> String {
+        let mut out = String::from("/");
+        for (i, s) in self.segments.iter().enumerate() {
+            if i > 0 {
+                out.push('/');
+            }
+            // Segments are bytes: encode the non-UTF-8 ones byte by byte.
+            match std::str::from_utf8(s) {
+                Ok(t) => out.extend(utf8_percent_encode(t, SEGMENT)),
+                Err(_) => out.extend(percent_encoding::percent_encode(s, SEGMENT)),
+            }
+        }
+        if self.trailing_slash {
+            out.push('/');
+        }
+        out
+    }
+}
+
+/// A mount path (`SCRIPT_NAME`): `""` for the root, otherwise one leading `/`, no empty, `.`
+/// or `..` segments, no trailing `/` (`//evil.example/x/` is `/evil.example/x`). Refused:
+/// a value not starting with `/` (after trimming), `..`, `?`, `#`, control characters and
+/// anything outside the URL path characters.
+pub fn mount_path(p: &str) -> Result<String, PathError> {
+    let p = p.trim();
+    if p.is_empty() {
+        return Ok(String::new());
+    }
+    if !p.starts_with('/') {
+        return Err(PathError::Invalid);
+    }
+    let mut out = String::with_capacity(p.len());
+    for seg in p.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => return Err(PathError::ParentSegment),
+            s => {
+                if !s.bytes().all(is_path_char) {
+                    return Err(PathError::Invalid);
+                }
+                out.push('/');
+                out.push_str(s);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// RFC 3986 `pchar` (unreserved, sub-delims, `:`, `@`) plus `%` for escapes, and non-ASCII
+/// bytes (IRIs, as urlmap keys are written).
+fn is_path_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@%".contains(&b) || b >= 0x80
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decoded_paths_never_leave_their_base() {
+        for p in [
+            "/..",
+            "/../x",
+            "/a/../../x",
+            "/%2e%2e/x",
+            "/%2E%2E/x",
+            "/.%2e/x",
+            "/%2e./x",
+            "/..%2fx",
+            "/..%2Fx",
+            "/%2e%2e%2fx",
+            "/a%2f..%2f..%2fx",
+            "/..\\",
+            "..",
+        ] {
+            if p == "/..\\" {
+                // `..\` is a plain name on unix, not a parent segment.
+                assert!(decode(p).is_ok());
+                continue;
+            }
+            assert_eq!(decode(p), Err(PathError::ParentSegment), "{p}");
+        }
+        assert_eq!(decode("/a%00b"), Err(PathError::Nul));
+    }
+
+    #[test]
+    fn decoded_paths_keep_their_shape() {
+        let d = decode("/a//./b%2Fc/").unwrap();
+        assert_eq!(d.relative(), b"a/b/c/");
+        assert!(d.trailing_slash());
+        assert_eq!(decode("/").unwrap().relative(), b"");
+        assert_eq!(decode("").unwrap().encoded(), "/");
+        assert_eq!(
+            decode("/k%C3%A4rten/x%3Fy").unwrap().encoded(),
+            "/k%C3%A4rten/x%3Fy"
+        );
+        assert_eq!(decode("/%ff").unwrap().encoded(), "/%FF");
+    }
+
+    #[test]
+    fn mount_paths_have_one_shape() {
+        assert_eq!(mount_path("").unwrap(), "");
+        assert_eq!(mount_path("/").unwrap(), "");
+        assert_eq!(mount_path("/a/b/").unwrap(), "/a/b");
+        assert_eq!(mount_path("//a//b").unwrap(), "/a/b");
+        assert_eq!(mount_path("/a/./b").unwrap(), "/a/b");
+        for bad in ["a", "/a/../b", "/a?b", "/a#b", "/a b", "/a\nb", "http://x/"] {
+            assert!(mount_path(bad).is_err(), "{bad}");
+        }
+    }
+}
