@@ -17,6 +17,7 @@
 //! sees the key's name as `REMOTE_USER` ([`RemoteUser`]).
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -51,14 +52,28 @@ mapproxy_serve_core::register_factory!(Factory {
             "a file of name:key lines (# comments), relative to the ini file"
         ),
         Opt::new("realm", "the realm in WWW-Authenticate (default: api)"),
+        Opt::new(
+            "usage_log_interval",
+            "seconds between 'api_key usage: name=N ...' log lines (default: none)"
+        ),
     ],
     build: Build::Filter(build),
     ..Factory::DEFAULT
 });
 
+/// Keys shorter than this get a warning (`check` shows it; serving goes on).
+const SHORT_KEY: usize = 12;
+
 /// Build the filter from its ini section. Every error names file:line, section and key
 /// (`FactoryConf::error`), and all of them are reported at once.
-pub fn build(conf: &FactoryConf, _ctx: &mut BuildContext) -> Result<Filter, ConfigErrors> {
+///
+/// What the [`BuildContext`] is for, shown on a real filter:
+/// - `keys_file` is [watched](BuildContext::watch): with `--reload` (or on SIGHUP) an edited
+///   key file takes effect without a restart, and a broken one keeps the old keys serving;
+/// - a key shorter than 12 characters is a [warning](BuildContext::warn) with file:line;
+/// - `usage_log_interval` [spawns](BuildContext::runtime) a task that logs how often each key
+///   was used, stopped [when the stack is replaced](BuildContext::on_shutdown).
+pub fn build(conf: &FactoryConf, ctx: &mut BuildContext) -> Result<Filter, ConfigErrors> {
     let mut errs = ConfigErrors::new();
     let header = conf.get("header").unwrap_or("authorization").trim();
     let header = errs.take(
@@ -70,6 +85,8 @@ pub fn build(conf: &FactoryConf, _ctx: &mut BuildContext) -> Result<Filter, Conf
         errs.take(parse_keys(v, &mut keys).map_err(|e| conf.error("keys", e)));
     }
     if let Some(path) = conf.get_path("keys_file") {
+        // Watched even when it cannot be read now: creating it then triggers a rebuild.
+        ctx.watch(&path);
         let text = std::fs::read_to_string(&path)
             .map_err(|e| conf.error("keys_file", format!("{}: {e}", path.display())));
         if let Some(text) = errs.take(text) {
@@ -90,13 +107,46 @@ pub fn build(conf: &FactoryConf, _ctx: &mut BuildContext) -> Result<Filter, Conf
             conf.egg
         )));
     }
+    for (name, key) in &keys {
+        if key.chars().count() < SHORT_KEY {
+            let from = if conf.get("keys_file").is_some() {
+                "keys_file"
+            } else {
+                "keys"
+            };
+            ctx.warn(
+                conf.location_of(from),
+                format!(
+                    "the key of '{name}' is shorter than {SHORT_KEY} characters: easy to guess"
+                ),
+            );
+        }
+    }
+    let interval = errs.take(conf.get_seconds("usage_log_interval", 0.01..=86400.0));
     let realm = conf.get("realm").unwrap_or("api");
-    let Some(header) = header else {
+    let (Some(header), Some(interval)) = (header, interval) else {
         return Err(errs);
     };
     errs.into_result(())?;
     let layer = ApiKeyLayer::new(header, keys, realm)
         .map_err(|e| conf.error("realm", format!("'{realm}': {e}")))?;
+    if let Some(every) = interval {
+        let config = Arc::clone(&layer.config);
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        ctx.runtime().spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await; // the first tick is immediate
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => log::info!(target: "custom_auth.usage", "api_key usage: {}", config.usage()),
+                    _ = stopped.changed() => break,
+                }
+            }
+        });
+        ctx.on_shutdown(async move {
+            let _ = stop.send(true);
+        });
+    }
     Ok(layer_filter(layer))
 }
 
@@ -123,6 +173,8 @@ struct Config {
     header: HeaderName,
     /// `name`, `key`
     keys: Vec<(String, String)>,
+    /// Requests each key let through, by index in `keys`.
+    used: Vec<AtomicU64>,
     challenge: HeaderValue,
 }
 
@@ -147,6 +199,7 @@ impl ApiKeyLayer {
         Ok(ApiKeyLayer {
             config: Arc::new(Config {
                 header,
+                used: keys.iter().map(|_| AtomicU64::new(0)).collect(),
                 keys,
                 challenge,
             }),
@@ -169,12 +222,25 @@ impl Config {
         };
         // Compare with every key in constant time: no early exit that leaks which one matched.
         let mut found = None;
-        for (name, key) in &self.keys {
+        for (i, (name, key)) in self.keys.iter().enumerate() {
             if bool::from(key.as_bytes().ct_eq(given.as_bytes())) && found.is_none() {
-                found = Some(name.clone());
+                found = Some((i, name.clone()));
             }
         }
-        found
+        let (i, name) = found?;
+        if let Some(n) = self.used.get(i) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+        Some(name)
+    }
+
+    /// `alice=3 ci=0`: the requests each key let through since this stack was built.
+    fn usage(&self) -> String {
+        let counts = self.keys.iter().zip(&self.used);
+        let parts: Vec<String> = counts
+            .map(|((name, _), n)| format!("{name}={}", n.load(Ordering::Relaxed)))
+            .collect();
+        parts.join(" ")
     }
 
     fn unauthorized(&self) -> Response<Body> {

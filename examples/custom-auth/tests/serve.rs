@@ -103,3 +103,203 @@ fn check_accepts_the_example() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+// ---------------------------------------------------------------- the build context
+
+/// A running binary whose stderr lines are collected (for log lines and reload messages).
+struct Watched {
+    child: Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    addr: String,
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+impl Watched {
+    fn start(ini: &std::path::Path, extra: &[&str]) -> Watched {
+        let mut child = Command::new(BIN)
+            .arg(ini)
+            .args(["-b", "127.0.0.1:0"])
+            .args(extra)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start custom-auth-serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut w = Watched {
+            child,
+            lines,
+            addr: String::new(),
+        };
+        let line = w.wait_for(|l| l.starts_with("serving on http://"));
+        w.addr = line["serving on http://".len()..].trim().to_string();
+        w
+    }
+
+    /// The first stderr line (from now on or earlier) matching `want`; panics at the deadline.
+    fn wait_for(&self, want: impl Fn(&str) -> bool) -> String {
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(l) = self.lines.lock().unwrap().iter().find(|l| want(l)) {
+                return l.clone();
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "no such line; stderr so far:\n{}",
+                self.lines.lock().unwrap().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// How many stderr lines match `want` so far.
+    fn count(&self, want: impl Fn(&str) -> bool) -> usize {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| want(l))
+            .count()
+    }
+
+    fn sighup(&self) {
+        let ok = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(ok.success());
+    }
+
+    /// Poll until `key` gets `status`; panics at the deadline.
+    fn until_status(&self, key: &str, status: u16) {
+        let start = std::time::Instant::now();
+        while get(&self.addr, &format!("X-Api-Key: {key}\r\n")).0 != status {
+            assert!(start.elapsed() < DEADLINE, "{key} never got {status}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn keys_ini(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
+    let ini = dir.join("keys.ini");
+    std::fs::write(
+        &ini,
+        format!(
+            "[pipeline:main]\npipeline = api_key echo\n\n\
+             [filter:api_key]\nuse = egg:custom-auth#api_key\nheader = X-Api-Key\n\
+             keys_file = %(here)s/keys.txt\n{extra}\n\
+             [app:echo]\nuse = egg:mapproxy-serve#echo\n"
+        ),
+    )
+    .unwrap();
+    ini
+}
+
+/// Replace `path` as editors do (write beside it, rename over it).
+fn replace(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("tmp~");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[test]
+fn an_edited_keys_file_is_picked_up_by_reload_and_sighup_and_a_broken_one_keeps_the_old_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.txt");
+    std::fs::write(&keys, "alice:alice-secret-1\n").unwrap();
+    let ini = keys_ini(dir.path(), "");
+
+    // --reload: the key file is watched like the ini file.
+    let w = Watched::start(&ini, &["--reload"]);
+    assert_eq!(get(&w.addr, "X-Api-Key: alice-secret-1\r\n").0, 200);
+    replace(&keys, "alice:alice-secret-2\n");
+    w.until_status("alice-secret-2", 200);
+    assert_eq!(get(&w.addr, "X-Api-Key: alice-secret-1\r\n").0, 401);
+    // A broken edit: the reload fails, the old keys keep serving.
+    replace(&keys, "alice-without-a-colon\n");
+    w.wait_for(|l| l.contains("reload failed") && l.contains("still serving"));
+    assert_eq!(get(&w.addr, "X-Api-Key: alice-secret-2\r\n").0, 200);
+    drop(w);
+
+    // SIGHUP without --reload reads it again too.
+    std::fs::write(&keys, "alice:alice-secret-3\n").unwrap();
+    let w = Watched::start(&ini, &[]);
+    std::fs::write(&keys, "alice:alice-secret-4\n").unwrap();
+    w.sighup();
+    w.until_status("alice-secret-4", 200);
+    // `inspect` lists the key file among the files read.
+    let out = Command::new(BIN)
+        .args(["inspect", ini.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(keys.to_str().unwrap()), "{text}");
+}
+
+#[test]
+fn a_task_spawned_at_build_runs_on_first_start_and_after_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("keys.txt"), "alice:alice-secret-1\n").unwrap();
+    let ini = keys_ini(dir.path(), "usage_log_interval = 0.05\n");
+    let w = Watched::start(&ini, &[]);
+    assert_eq!(get(&w.addr, "X-Api-Key: alice-secret-1\r\n").0, 200);
+    // The task spawned while the first stack was built (before the server bound) logs.
+    w.wait_for(|l| l.contains("api_key usage: alice=1"));
+    // A reload builds a new stack whose task counts from zero, and stops the old task (which
+    // would go on saying alice=1 forever).
+    w.sighup();
+    w.wait_for(|l| l.contains("api_key usage: alice=0"));
+    for _ in 0..2 {
+        assert_eq!(get(&w.addr, "X-Api-Key: alice-secret-1\r\n").0, 200);
+    }
+    w.wait_for(|l| l.contains("api_key usage: alice=2"));
+    let usage = |l: &str| l.contains("api_key usage:");
+    let seen = w.count(usage);
+    let start = std::time::Instant::now();
+    while w.count(usage) < seen + 5 {
+        assert!(start.elapsed() < DEADLINE, "the usage task stopped logging");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let lines = w.lines.lock().unwrap().clone();
+    let later: Vec<&String> = lines.iter().filter(|l| usage(l)).skip(seen).collect();
+    assert!(
+        later.iter().all(|l| l.contains("alice=2")),
+        "the replaced stack's task still logs: {later:?}"
+    );
+}
+
+#[test]
+fn check_shows_a_factory_warning_with_file_and_line_and_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = dir.path().join("weak.ini");
+    std::fs::write(
+        &ini,
+        "[app:main]\nuse = egg:mapproxy-serve#echo\nfilter-with = api_key\n\n\
+         [filter:api_key]\nuse = egg:custom-auth#api_key\nkeys = bob:short\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check", ini.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let want = format!(
+        "{}:7: [filter:api_key] the key of 'bob' is shorter than 12 characters",
+        ini.display()
+    );
+    assert!(err.contains(&want), "{err}");
+}
