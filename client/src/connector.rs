@@ -14,7 +14,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::error::{chain_text, find_in_chain, BoxError, ClientErrorKind};
+use crate::error::{chain_text, find_in_chain, ClientErrorKind};
+use mapproxy_serve_core::BoxError;
 
 /// A failed connect, found again in the client's error chain by `downcast_ref`.
 #[derive(Debug)]

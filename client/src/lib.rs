@@ -73,7 +73,6 @@ use bytes::{Bytes, BytesMut};
 use http::header::{HeaderValue, USER_AGENT};
 use http::uri::Scheme;
 use http::{Request, Response, Uri};
-use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
