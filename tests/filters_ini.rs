@@ -869,6 +869,20 @@ async fn proxy_headers_methods_and_errors() {
         "{v:#}"
     );
 
+    // Encoded dot segments are resolved under the base too; what is left is sent encoded.
+    for escape in [
+        "/up/%2e%2e/secret/s.txt",
+        "/up/.%2e/secret/s.txt",
+        "/up/..%2fsecret/s.txt",
+        "/up/%2e%2e%2fsecret%2fs.txt",
+        "/up/a/%2E%2E/%2e%2e/secret/s.txt",
+    ] {
+        let v = get(s.addr, escape, &[]).await.json();
+        assert_eq!(v["path_info"], "/base/secret/s.txt", "{escape}: {v:#}");
+    }
+    // A tunnel is not a request under the base.
+    assert_eq!(send(s.addr, "CONNECT", "/up/x", &[], "").await.status, 405);
+
     // methods
     assert_eq!(get(s.addr, "/ro/x", &[]).await.status, 200);
     let r = send(s.addr, "DELETE", "/ro/x", &[], "").await;
@@ -951,4 +965,102 @@ async fn urlmap_not_found_app() {
         (r.status.as_u16(), r.text().as_str()),
         (404, "custom not found")
     );
+}
+
+/// An HTTPS upstream on 127.0.0.1 answering `tls upstream: PATH`, with a certificate signed by
+/// a CA made here; the CA's PEM is written to `ca_file`.
+async fn https_upstream(ca_file: &Path) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "test CA");
+    let ca_cert = ca.self_signed(&ca_key).expect("CA certificate");
+    let key = KeyPair::generate().expect("server key");
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .expect("server params")
+        .signed_by(&key, &ca_cert, &ca_key)
+        .expect("server certificate");
+    std::fs::write(ca_file, ca_cert.pem()).expect("write CA");
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![leaf.der().clone()],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+    )
+    .expect("TLS config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(
+                    |req: http::Request<hyper::body::Incoming>| async move {
+                        let body = format!("tls upstream: {}", req.uri().path());
+                        Ok::<_, std::convert::Infallible>(http::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from(body)),
+                        ))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn proxy_reaches_https_upstreams_with_a_ca_file_and_http_ones_through_the_shared_client() {
+    let dir = tmp();
+    let ca = dir.path().join("ca.pem");
+    let (tls, task) = https_upstream(&ca).await;
+    let plain_dir = tmp();
+    let plain = serve(
+        plain_dir.path(),
+        "[app:main]\nuse = egg:mapproxy-serve#text\nbody = plain upstream\n",
+    );
+    let s = serve(
+        dir.path(),
+        &format!(
+            "[composite:main]\nuse = egg:Paste#urlmap\n/tls = tls\n/untrusted = untrusted\n\
+             /insecure = insecure\n/plain = plain\n\
+             [app:tls]\nuse = egg:Paste#proxy\naddress = https://{tls}/base/\nssl_ca_certs = %(here)s/ca.pem\n\
+             [app:untrusted]\nuse = egg:Paste#proxy\naddress = https://{tls}/base/\n\
+             [app:insecure]\nuse = egg:Paste#proxy\naddress = https://{tls}/base/\nssl_no_cert_checks = true\n\
+             [app:plain]\nuse = egg:Paste#proxy\naddress = http://{plain}/\n",
+            plain = plain.addr,
+        ),
+    );
+    let r = get(s.addr, "/tls/x/%2e%2e/y", &[]).await;
+    assert_eq!(
+        (r.status.as_u16(), r.text()),
+        (200, "tls upstream: /base/y".to_string())
+    );
+    // The system roots do not know the test CA: the handshake fails, 502.
+    assert_eq!(get(s.addr, "/untrusted/x", &[]).await.status, 502);
+    let r = get(s.addr, "/insecure/x", &[]).await;
+    assert_eq!(
+        (r.status.as_u16(), r.text()),
+        (200, "tls upstream: /base/x".to_string())
+    );
+    let r = get(s.addr, "/plain/", &[]).await;
+    assert_eq!(
+        (r.status.as_u16(), r.text()),
+        (200, "plain upstream".to_string())
+    );
+    task.abort();
 }

@@ -55,11 +55,11 @@ register_factory!(Factory {
 
 register_factory!(Factory {
     eggs: &["mapproxy-serve#proxy", "Paste#proxy"],
-    summary: "streaming reverse proxy to an HTTP upstream",
+    summary: "streaming reverse proxy to an HTTP or HTTPS upstream",
     options: &[
         Opt::new(
             "address",
-            "upstream base URL, http://host:port/path/ (required)"
+            "upstream base URL, http(s)://host:port/path/ (required)"
         ),
         Opt::new(
             "allowed_request_methods",
@@ -71,7 +71,15 @@ register_factory!(Factory {
         ),
         Opt::new(
             "timeout",
-            "seconds to wait for the upstream's response head; then 504 (default: none)"
+            "seconds to wait for the upstream's response head; then 504 (default: 60; 0 = no limit)"
+        ),
+        Opt::new(
+            "ssl_ca_certs",
+            "PEM file of CAs trusted for https upstreams, besides the system's"
+        ),
+        Opt::new(
+            "ssl_no_cert_checks",
+            "accept any upstream certificate: insecure (default: false)"
         ),
     ],
     build: Build::App(crate::proxy::build),

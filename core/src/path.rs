@@ -49,22 +49,44 @@ pub struct DecodedPath {
     trailing_slash: bool,
 }
 
+/// What [`decode_with`] does with a `..` segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParentSegments {
+    /// Refuse the path ([`PathError::ParentSegment`]): the static app's rule.
+    Refuse,
+    /// Remove the segment before it, never going above the root (`/a/../../b` is `/b`):
+    /// URL resolution (RFC 3986 §5.2.4, Paste's urljoin), the proxy app's rule.
+    Resolve,
+}
+
 /// Percent-decode `path`, split it at `/`, drop empty and `.` segments; refuse `..` and NUL.
 pub fn decode(path: &str) -> Result<DecodedPath, PathError> {
+    decode_with(path, ParentSegments::Refuse)
+}
+
+/// [`decode`] with a choice for `..` segments. Decoding comes first either way, so an
+/// encoded `..` (`%2e%2e`, `.%2e`, `..%2f`) counts as one.
+pub fn decode_with(path: &str, parents: ParentSegments) -> Result<DecodedPath, PathError> {
     let decoded: Vec<u8> = percent_decode_str(path).collect();
     if decoded.contains(&0) {
         return Err(PathError::Nul);
     }
-    let mut segments = Vec::new();
+    let mut segments: Vec<Vec<u8>> = Vec::new();
+    // A path ending in `/`, `/.` or `/..` names a directory.
+    let mut dir = false;
     for seg in decoded.split(|&b| b == b'/') {
+        dir = matches!(seg, b"" | b"." | b"..");
         match seg {
             b"" | b"." => {}
-            b".." => return Err(PathError::ParentSegment),
+            b".." if parents == ParentSegments::Refuse => return Err(PathError::ParentSegment),
+            b".." => {
+                segments.pop();
+            }
             s => segments.push(s.to_vec()),
         }
     }
     Ok(DecodedPath {
-        trailing_slash: decoded.ends_with(b"/") && !segments.is_empty(),
+        trailing_slash: dir && !segments.is_empty(),
         segments,
     })
 }
@@ -212,6 +234,18 @@ mod tests {
             "/k%C3%A4rten/x%3Fy"
         );
         assert_eq!(decode("/%ff").unwrap().encoded(), "/%FF");
+    }
+
+    #[test]
+    fn resolved_parents_stay_at_the_root() {
+        let r = |p| decode_with(p, ParentSegments::Resolve).unwrap().encoded();
+        assert_eq!(r("/a/../../../etc/passwd"), "/etc/passwd");
+        assert_eq!(r("/%2e%2e/secret/s.txt"), "/secret/s.txt");
+        assert_eq!(r("/x/.%2e/y"), "/y");
+        assert_eq!(r("/x/..%2f..%2fy"), "/y");
+        assert_eq!(r("/a/./b/"), "/a/b/");
+        assert_eq!(r("/a/b/.."), "/a/");
+        assert_eq!(r("/a/.."), "/");
     }
 
     #[test]

@@ -4,9 +4,10 @@
 //! path like Paste's urljoin, see [`crate::proxy`]),
 //! `allowed_request_methods` (space list; others get 405 — Paste answers 400),
 //! `suppress_http_headers` (space list of request headers not sent, `x_foo` = `x-foo`),
-//! `timeout` (seconds, may be fractional: 504 when the upstream's response head is slower).
-
-use std::time::Duration;
+//! `timeout` (seconds, may be fractional: 504 when the upstream's response head is slower;
+//! default 60, 0 = no limit), `ssl_ca_certs` (a PEM file of CAs trusted for `https://`
+//! upstreams besides the system's, relative to the ini file), `ssl_no_cert_checks` (accept any
+//! certificate: insecure; MapProxy's names for both).
 
 use crate::proxy::{Proxy, ProxyOption};
 
@@ -21,20 +22,21 @@ pub fn build(conf: &FactoryConf, _ctx: &mut BuildContext) -> Result<App, ConfigE
     let mut builder = Proxy::builder(address)
         .allowed_methods(conf.get_list("allowed_request_methods"))
         .suppress_headers(conf.get_list("suppress_http_headers"));
-    if let Some(Some(secs)) = errs.take(conf.get_parsed::<f64>("timeout", "a number of seconds")) {
-        match Duration::try_from_secs_f64(secs) {
-            Ok(d) if secs > 0.0 => builder = builder.timeout(d),
-            _ => errs.push(conf.error(
-                "timeout",
-                format!("expected a positive number of seconds, found '{secs}'"),
-            )),
-        }
+    if let Some(t) = errs.take(conf.get_timeout("timeout", 60.0, 86400.0)) {
+        builder = builder.timeout(t);
+    }
+    if let Some(ca) = conf.get_path("ssl_ca_certs") {
+        builder = builder.ca_file(ca);
+    }
+    if let Some(insecure) = errs.take(conf.get_bool("ssl_no_cert_checks", false)) {
+        builder = builder.insecure(insecure);
     }
     let proxy = errs.take(builder.build().map_err(|e| {
         let key = match e.option {
             ProxyOption::Address => "address",
             ProxyOption::AllowedMethods => "allowed_request_methods",
             ProxyOption::SuppressHeaders => "suppress_http_headers",
+            ProxyOption::CaFile => "ssl_ca_certs",
         };
         conf.error(key, e)
     }));
@@ -97,14 +99,24 @@ mod tests {
             e.contains("key 'timeout'") && e.contains("key 'address'"),
             "{e}"
         );
+        // https upstreams work now; a CA file that is not there is an error naming its key.
         let e = build(
-            &FactoryConf::from_pairs("Paste#proxy", [("address", "https://example.org/")]),
+            &FactoryConf::from_pairs(
+                "Paste#proxy",
+                [
+                    ("address", "https://example.org/"),
+                    ("ssl_ca_certs", "/nonexistent/ca.pem"),
+                ],
+            ),
             &mut BuildContext::current(),
         )
         .err()
         .unwrap()
         .to_string();
-        assert!(e.contains("https"), "{e}");
+        assert!(
+            e.contains("key 'ssl_ca_certs'") && e.contains("/nonexistent/ca.pem"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,16 +1,21 @@
-//! A streaming reverse proxy to one HTTP/1.1 upstream (`egg:Paste#proxy`).
+//! A streaming reverse proxy to one HTTP/1.1 upstream, `http://` or `https://`
+//! (`egg:Paste#proxy`).
 //!
 //! [`Proxy`] forwards each request to `address` and streams both bodies through (nothing is
-//! buffered), over a pool of kept-alive connections (hyper-util's client):
+//! buffered), over the shared pool of kept-alive connections of
+//! [`mapproxy_serve_client::HttpClient`] (hyper-util's client; TLS by rustls with the system's
+//! roots plus an optional CA file):
 //!
 //! - **Path**: `address` is a base URL joined with the request path (`PATH_INFO`) like Paste's
 //!   `urljoin(base, path.lstrip('/'))`: the base's last segment is replaced, so
 //!   `http://up/base/` with `/x?y=1` → `/base/x?y=1`, while `http://up/base` (no trailing
-//!   slash) with `/x` → `/x` (Paste's rule; a warning is logged when such an address is built). With no
-//!   path in `address` the request path is sent as it is. Unlike Python's `urljoin`, all
-//!   leading slashes are stripped and `.`/`..` segments are resolved *without leaving the base*,
-//!   so a client cannot reach upstream paths outside it. The mount path (`SCRIPT_NAME`) is not
-//!   sent, as in Paste.
+//!   slash) with `/x` → `/x` (Paste's rule; a warning is logged when such an address is built).
+//!   Unlike Python's `urljoin`, the request path is percent-decoded first (core's
+//!   [`path::decode_with`](mapproxy_serve_core::path::decode_with)), so `%2e%2e`, `.%2e`,
+//!   `..%2f` are the `..` segments they stand for; empty segments are dropped and `.`/`..`
+//!   resolved *without leaving the base*, and the segments are sent percent-encoded again: a
+//!   client cannot reach upstream paths outside the base, however it spells them. The mount
+//!   path (`SCRIPT_NAME`) is not sent, as in Paste.
 //! - **Headers**: hop-by-hop headers (`Connection` and the names it lists, `Keep-Alive`,
 //!   `Proxy-*`, `TE`, `Trailer(s)`, `Transfer-Encoding`, `Upgrade`) are removed both ways;
 //!   `Host` is set to the upstream's host; `X-Forwarded-For` gets the client IP
@@ -18,11 +23,10 @@
 //!   `X-Forwarded-Proto` are set from [`public_url`](mapproxy_serve_core::environ::public_url). Headers named
 //!   in [`ProxyBuilder::suppress_headers`] are not sent.
 //! - **Errors**: a method outside [`ProxyBuilder::allowed_methods`] gets 405 with `Allow`;
-//!   an unreachable upstream gets 502; no response head within [`ProxyBuilder::timeout`] gets
-//!   504 (the timeout covers sending the request and waiting for the response head, not the
-//!   streaming of the response body).
-//!
-//! Only `http://` upstreams are supported (no TLS client is linked).
+//!   `CONNECT` gets 405 (a tunnel is not a request to the base); an unreachable upstream or a
+//!   failed TLS handshake gets 502; no response head within [`ProxyBuilder::timeout`] (default
+//!   60 s, nginx's `proxy_read_timeout`) gets 504 (the timeout covers connecting, sending the
+//!   request and waiting for the response head, not the streaming of the response body).
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -56,17 +60,17 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use mapproxy_serve_client::{ClientConfig, HttpClient};
+use mapproxy_serve_core::path::{decode_with, ParentSegments};
+use mapproxy_serve_core::BoxError;
 
 const LOG: &str = "mapproxy_serve.proxy";
 
-/// Errors inside bodies.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
 /// The body of requests sent upstream and of the responses [`Proxy`] returns.
 pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// How long the upstream may take to answer with a response head, by default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Which builder option a [`ProxyConfigError`] is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +81,8 @@ pub enum ProxyOption {
     AllowedMethods,
     /// [`ProxyBuilder::suppress_headers`].
     SuppressHeaders,
+    /// [`ProxyBuilder::ca_file`].
+    CaFile,
 }
 
 /// A bad proxy configuration.
@@ -108,6 +114,8 @@ pub struct ProxyBuilder {
     suppress: Vec<String>,
     timeout: Option<Duration>,
     pool_idle_timeout: Duration,
+    ca_file: Option<std::path::PathBuf>,
+    insecure: bool,
 }
 
 impl ProxyBuilder {
@@ -137,9 +145,24 @@ impl ProxyBuilder {
         self
     }
 
-    /// Answer 504 when the upstream's response head takes longer than this.
-    pub fn timeout(mut self, t: Duration) -> Self {
-        self.timeout = Some(t);
+    /// Answer 504 when the upstream's response head takes longer than this (default
+    /// [`DEFAULT_TIMEOUT`]; `None`: wait as long as it takes).
+    pub fn timeout(mut self, t: impl Into<Option<Duration>>) -> Self {
+        self.timeout = t.into();
+        self
+    }
+
+    /// Trust the certificates in this PEM file for `https://` upstreams, besides the
+    /// system's roots.
+    pub fn ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self
+    }
+
+    /// Accept any certificate from an `https://` upstream (MapProxy's `ssl_no_cert_checks`):
+    /// insecure, for test setups only.
+    pub fn insecure(mut self, on: bool) -> Self {
+        self.insecure = on;
         self
     }
 
@@ -157,18 +180,9 @@ impl ProxyBuilder {
                 format!("bad address '{}': {e}", self.address),
             )
         })?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(bad(
-                    ProxyOption::Address,
-                    format!(
-                        "address '{}': https upstreams are not supported (no TLS client); \
-                     use http:// or terminate TLS in front",
-                        self.address
-                    ),
-                ))
-            }
+        let scheme = match uri.scheme_str() {
+            Some("http") => Scheme::HTTP,
+            Some("https") => Scheme::HTTPS,
             _ => {
                 return Err(bad(
                     ProxyOption::Address,
@@ -178,7 +192,7 @@ impl ProxyBuilder {
                     ),
                 ))
             }
-        }
+        };
         let authority = uri.authority().cloned().ok_or_else(|| {
             bad(
                 ProxyOption::Address,
@@ -240,21 +254,25 @@ impl ProxyBuilder {
                 )
             })?);
         }
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(self.pool_idle_timeout)
-            .build(connector);
+        let config = ClientConfig {
+            header_timeout: self.timeout,
+            pool_idle_timeout: Some(self.pool_idle_timeout),
+            ca_file: self.ca_file.clone(),
+            insecure: self.insecure,
+            ..ClientConfig::default()
+        };
+        let client =
+            HttpClient::shared(&config).map_err(|e| bad(ProxyOption::CaFile, e.to_string()))?;
         Ok(Proxy {
             inner: Arc::new(Inner {
                 client,
+                scheme,
                 authority,
                 host,
                 base_dir,
                 allowed,
                 allow_header,
                 suppress,
-                timeout: self.timeout,
             }),
         })
     }
@@ -267,7 +285,8 @@ pub struct Proxy {
 }
 
 struct Inner {
-    client: Client<HttpConnector, ProxyBody>,
+    client: HttpClient,
+    scheme: Scheme,
     authority: Authority,
     host: HeaderValue,
     /// The address path up to its last `/` ("" when the address has no path).
@@ -275,7 +294,6 @@ struct Inner {
     allowed: Vec<Method>,
     allow_header: Option<HeaderValue>,
     suppress: Vec<HeaderName>,
-    timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -294,8 +312,10 @@ impl Proxy {
             address: address.into(),
             allowed: Vec::new(),
             suppress: Vec::new(),
-            timeout: None,
+            timeout: Some(DEFAULT_TIMEOUT),
             pool_idle_timeout: Duration::from_secs(90),
+            ca_file: None,
+            insecure: false,
         }
     }
 
@@ -304,51 +324,30 @@ impl Proxy {
         Self::builder(address).build()
     }
 
-    /// The upstream path and query for a request path and query.
-    pub fn upstream_path(&self, path: &str, query: Option<&str>) -> String {
-        let mut out = join_path(&self.inner.base_dir, path);
+    /// The upstream path and query for a request path and query; `None` for a path that
+    /// cannot be sent (a NUL byte).
+    pub fn upstream_path(&self, path: &str, query: Option<&str>) -> Option<String> {
+        let mut out = join_path(&self.inner.base_dir, path)?;
         if let Some(q) = query {
             out.push('?');
             out.push_str(q);
         }
-        out
+        Some(out)
     }
 }
 
-/// `base_dir` (ending in `/`, or empty) joined with `path`; dot segments cannot leave it.
-fn join_path(base_dir: &str, path: &str) -> String {
+/// `base_dir` (ending in `/`, or empty) joined with `path`, decoded and resolved first so that
+/// no spelling of `..` leaves the base, then encoded again. `None` for a NUL byte.
+fn join_path(base_dir: &str, path: &str) -> Option<String> {
+    let decoded = decode_with(path, ParentSegments::Resolve).ok()?;
+    let encoded = decoded.encoded();
     if base_dir.is_empty() {
-        return if path.is_empty() {
-            "/".to_string()
-        } else {
-            path.to_string()
-        };
+        return Some(encoded);
     }
-    let rel = path.trim_start_matches('/');
-    let mut segs: Vec<&str> = Vec::new();
-    let mut parts = rel.split('/').peekable();
-    let mut trailing = false;
-    while let Some(seg) = parts.next() {
-        let last = parts.peek().is_none();
-        match seg {
-            "." => trailing = last,
-            ".." => {
-                segs.pop();
-                trailing = last;
-            }
-            s => {
-                segs.push(s);
-                trailing = false;
-            }
-        }
-    }
-    let mut out = String::with_capacity(base_dir.len() + rel.len());
+    let mut out = String::with_capacity(base_dir.len() + encoded.len());
     out.push_str(base_dir);
-    out.push_str(&segs.join("/"));
-    if trailing && !out.ends_with('/') {
-        out.push('/');
-    }
-    out
+    out.push_str(encoded.trim_start_matches('/'));
+    Some(out)
 }
 
 /// The hop-by-hop headers of `h`: the fixed list plus the names `Connection` lists.
@@ -415,7 +414,9 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let inner = self.inner.clone();
-        if !inner.allowed.is_empty() && !inner.allowed.contains(req.method()) {
+        let refused = req.method() == Method::CONNECT
+            || (!inner.allowed.is_empty() && !inner.allowed.contains(req.method()));
+        if refused {
             let mut res =
                 error_response(StatusCode::METHOD_NOT_ALLOWED, "405 Method Not Allowed\n");
             if let Some(a) = &inner.allow_header {
@@ -425,19 +426,20 @@ where
         }
         let client_ip = mapproxy_serve_core::environ::remote_ip(&req);
         let public = mapproxy_serve_core::environ::public_url(&req);
-        let path = join_path(&inner.base_dir, req.uri().path());
-        let pq = match req.uri().query() {
+        let pq = join_path(&inner.base_dir, req.uri().path()).map(|path| match req.uri().query() {
             Some(q) => format!("{path}?{q}"),
             None => path,
-        };
-        let uri = PathAndQuery::try_from(pq).ok().and_then(|pq| {
-            Uri::builder()
-                .scheme(Scheme::HTTP)
-                .authority(inner.authority.clone())
-                .path_and_query(pq)
-                .build()
-                .ok()
         });
+        let uri = pq
+            .and_then(|pq| PathAndQuery::try_from(pq).ok())
+            .and_then(|pq| {
+                Uri::builder()
+                    .scheme(inner.scheme.clone())
+                    .authority(inner.authority.clone())
+                    .path_and_query(pq)
+                    .build()
+                    .ok()
+            });
         let Some(uri) = uri else {
             return Box::pin(async move {
                 Ok(error_response(StatusCode::BAD_REQUEST, "400 Bad Request\n"))
@@ -478,32 +480,19 @@ where
         *up.headers_mut() = headers;
 
         Box::pin(async move {
-            let fut = inner.client.request(up);
-            let result = match inner.timeout {
-                Some(t) => match tokio::time::timeout(t, fut).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        log::warn!(target: LOG, "upstream {} timed out after {t:?}", inner.authority);
-                        return Ok(error_response(
-                            StatusCode::GATEWAY_TIMEOUT,
-                            "504 Gateway Timeout\n",
-                        ));
-                    }
-                },
-                None => fut.await,
-            };
-            match result {
+            match inner.client.request(up).await {
                 Ok(res) => {
                     let (mut parts, body) = res.into_parts();
                     remove_hop_by_hop(&mut parts.headers);
-                    Ok(Response::from_parts(
-                        parts,
-                        body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync(),
-                    ))
+                    Ok(Response::from_parts(parts, body.into_body()))
                 }
                 Err(e) => {
-                    log::warn!(target: LOG, "upstream {}: {e:?}", inner.authority);
-                    Ok(error_response(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n"))
+                    log::warn!(target: LOG, "upstream {}: {e}", inner.authority);
+                    Ok(if e.is_timeout() {
+                        error_response(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout\n")
+                    } else {
+                        error_response(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n")
+                    })
                 }
             }
         })
@@ -604,32 +593,44 @@ mod tests {
 
     #[test]
     fn paths_join_like_urljoin_but_stay_under_the_base() {
-        assert_eq!(join_path("", "/x/y"), "/x/y");
-        assert_eq!(join_path("", ""), "/");
-        assert_eq!(join_path("/base/", "/x"), "/base/x");
-        assert_eq!(join_path("/base/", "/"), "/base/");
-        assert_eq!(join_path("/base/", "//x"), "/base/x");
-        assert_eq!(
-            join_path("/base/", "/a/../../../etc/passwd"),
-            "/base/etc/passwd"
-        );
-        assert_eq!(join_path("/base/", "/a/./b/"), "/base/a/b/");
-        assert_eq!(join_path("/base/", "/a/.."), "/base/");
-        assert_eq!(join_path("/", "/x"), "/x");
+        let join = |b, p| join_path(b, p).unwrap();
+        assert_eq!(join("", "/x/y"), "/x/y");
+        assert_eq!(join("", ""), "/");
+        assert_eq!(join("/base/", "/x"), "/base/x");
+        assert_eq!(join("/base/", "/"), "/base/");
+        assert_eq!(join("/base/", "//x"), "/base/x");
+        assert_eq!(join("/base/", "/a/../../../etc/passwd"), "/base/etc/passwd");
+        assert_eq!(join("/base/", "/a/./b/"), "/base/a/b/");
+        assert_eq!(join("/base/", "/a/.."), "/base/");
+        assert_eq!(join("/", "/x"), "/x");
+        // Every spelling of `..` is resolved under the base; what is left is encoded again.
+        for escape in [
+            "/%2e%2e/secret/s.txt",
+            "/%2E%2E/secret/s.txt",
+            "/.%2e/secret/s.txt",
+            "/%2e./secret/s.txt",
+            "/..%2fsecret/s.txt",
+            "/%2e%2e%2fsecret%2fs.txt",
+            "/a/%2e%2e/%2e%2e/secret/s.txt",
+        ] {
+            assert_eq!(join("/base/", escape), "/base/secret/s.txt", "{escape}");
+        }
+        assert_eq!(join("/base/", "/a%20b/c%3Fd"), "/base/a%20b/c%3Fd");
+        assert_eq!(join_path("/base/", "/a%00b"), None);
         let p = Proxy::new("http://127.0.0.1:9/base/").unwrap();
-        assert_eq!(p.upstream_path("/x", Some("y=1")), "/base/x?y=1");
+        assert_eq!(p.upstream_path("/x", Some("y=1")).unwrap(), "/base/x?y=1");
         // No trailing slash: the last segment is replaced (Paste's urljoin).
         let p = Proxy::new("http://127.0.0.1:9/base").unwrap();
-        assert_eq!(p.upstream_path("/x", None), "/x");
+        assert_eq!(p.upstream_path("/x", None).unwrap(), "/x");
         let p = Proxy::new("http://127.0.0.1:9/a/base").unwrap();
-        assert_eq!(p.upstream_path("/x", None), "/a/x");
+        assert_eq!(p.upstream_path("/x", None).unwrap(), "/a/x");
         let p = Proxy::new("http://127.0.0.1:9").unwrap();
-        assert_eq!(p.upstream_path("/x/y", None), "/x/y");
+        assert_eq!(p.upstream_path("/x/y", None).unwrap(), "/x/y");
     }
 
     #[test]
     fn bad_addresses() {
-        assert!(Proxy::new("https://example.org/").is_err());
+        assert!(Proxy::new("ftp://example.org/").is_err());
         assert!(Proxy::new("127.0.0.1:9000").is_err());
         assert!(Proxy::new("not a url").is_err());
         assert!(Proxy::builder("http://h/")
