@@ -49,7 +49,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use http::header::{HeaderMap, HeaderName};
-use http::uri::{Authority, PathAndQuery};
+use http::uri::Authority;
 use http::{Request, Response};
 use ipnet::IpNet;
 use pin_project_lite::pin_project;
@@ -118,19 +118,17 @@ impl ProxyHeadersConfig {
             .collect()
     }
 
-    /// Normalise a prefix: `""` or `/x/y` without a trailing `/`.
+    /// Normalise a prefix or forwarded mount path by the one rule for mount paths
+    /// ([`mapproxy_serve_core::path::mount_path`]): `""`, or `/x/y` with one leading `/`, no
+    /// empty, `.` or `..` segments and no trailing `/` (`//evil.example/x/` is
+    /// `/evil.example/x`, which cannot become a host in a `Location`).
     pub fn normalize_prefix(p: &str) -> Result<String, String> {
-        let p = p.trim().trim_end_matches('/');
-        if p.is_empty() {
-            return Ok(String::new());
-        }
-        if !p.starts_with('/') {
-            return Err(format!("a prefix must start with '/', found '{p}'"));
-        }
-        if p.parse::<PathAndQuery>().is_err() || p.contains('?') || p.contains('#') {
-            return Err(format!("'{p}' is not a valid URL path"));
-        }
-        Ok(p.to_string())
+        mapproxy_serve_core::path::mount_path(p).map_err(|e| match e {
+            mapproxy_serve_core::path::PathError::Invalid if !p.trim().starts_with('/') => {
+                format!("a prefix must start with '/', found '{}'", p.trim())
+            }
+            e => format!("'{}' is not a valid URL path ({e})", p.trim()),
+        })
     }
 
     fn is_trusted(&self, ip: IpAddr) -> bool {
@@ -560,6 +558,15 @@ mod tests {
         assert_eq!(s.path, "/c");
         assert!(ProxyHeadersConfig::normalize_prefix("james").is_err());
         assert_eq!(ProxyHeadersConfig::normalize_prefix("/").unwrap(), "");
+        // One leading slash, no empty segments: never a scheme-relative `//host`.
+        for (given, want) in [
+            ("//evil.example", "/evil.example"),
+            ("//evil.example//x/", "/evil.example/x"),
+            ("/a//b/./c", "/a/b/c"),
+        ] {
+            assert_eq!(ProxyHeadersConfig::normalize_prefix(given).unwrap(), want);
+        }
+        assert!(ProxyHeadersConfig::normalize_prefix("/a/../b").is_err());
     }
 
     const ALL: &[(&str, &str)] = &[
@@ -680,6 +687,15 @@ mod tests {
             (s.script_url.as_str(), s.mount.as_str()),
             ("http://inner:8080", "")
         );
+        // A scheme-relative mount path would put another host into `Location` headers.
+        for sn in ["//evil.example", "//evil.example//", "///evil.example/./"] {
+            let (s, _) = run(Default::default(), None, "/", &[("x-script-name", sn)]).await;
+            assert_eq!(
+                (s.script_url.as_str(), s.mount.as_str()),
+                ("http://inner:8080/evil.example", "/evil.example"),
+                "{sn}"
+            );
+        }
     }
 
     #[tokio::test]
