@@ -91,20 +91,12 @@ struct Testing {
 
 fn testing(conf: &FactoryConf) -> Result<Testing, ConfigErrors> {
     let path = |key: &str| conf.get(key).map(str::trim).filter(|p| !p.is_empty());
-    let secs = conf
-        .get_parsed::<f64>("slow_seconds", "a number of seconds")?
-        .unwrap_or(1.0);
-    if !secs.is_finite() || !(0.0..=3600.0).contains(&secs) {
-        return Err(conf
-            .error(
-                "slow_seconds",
-                format!("expected a number of seconds from 0 to 3600, found '{secs}'"),
-            )
-            .into());
-    }
+    let slow = conf
+        .get_seconds("slow_seconds", 0.0..=3600.0)?
+        .unwrap_or(std::time::Duration::from_secs(1));
     Ok(Testing {
         panic_path: path("panic_path").map(str::to_string),
-        slow: path("slow_path").map(|p| (p.to_string(), std::time::Duration::from_secs_f64(secs))),
+        slow: path("slow_path").map(|p| (p.to_string(), slow)),
     })
 }
 

@@ -42,19 +42,12 @@ impl Handler for SkipHead {
 /// Build the filter from its options.
 pub fn build(conf: &FactoryConf, _ctx: &mut BuildContext) -> Result<Filter, ConfigErrors> {
     let mut errs = ConfigErrors::new();
-    let level = match errs.take(conf.get_parsed::<i32>("compress_level", "a level from 1 to 9")) {
-        Some(Some(l)) if (1..=9).contains(&l) => CompressionLevel::Precise(l),
-        Some(Some(l)) => {
-            errs.push(conf.error(
-                "compress_level",
-                format!("expected a level from 1 to 9, found {l}"),
-            ));
-            CompressionLevel::Default
-        }
+    let level = match errs.take(conf.get_int::<i32>("compress_level", 1..=9)) {
+        Some(Some(l)) => CompressionLevel::Precise(l),
         _ => CompressionLevel::Default,
     };
     let min_size = errs
-        .take(conf.get_parsed::<u64>("min_size", "a size in bytes"))
+        .take(conf.get_size("min_size", 0..=u64::from(u16::MAX)))
         .flatten()
         .unwrap_or(32);
     let (mut gzip, mut br, mut zstd, mut deflate) = (true, true, true, false);

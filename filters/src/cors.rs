@@ -71,7 +71,7 @@ pub fn build(conf: &FactoryConf, _ctx: &mut BuildContext) -> Result<Filter, Conf
     let headers = errs.take(items(conf, "allow_headers", "a header name", header));
     let expose = errs.take(items(conf, "expose_headers", "a header name", header));
     let max_age = errs
-        .take(conf.get_parsed::<u64>("max_age", "a number of seconds"))
+        .take(conf.get_int::<u64>("max_age", 0..=315_360_000))
         .flatten();
     let credentials = errs
         .take(conf.get_bool("allow_credentials", false))
