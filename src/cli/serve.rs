@@ -125,7 +125,8 @@ struct Reloader {
 fn file_hash(p: &Path) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    match std::fs::read(p) {
+    // As the loader reads it: a file replaced by a FIFO or a device must not block the watcher.
+    match crate::ini::read_limited(p, crate::ini::MAX_FILE_SIZE) {
         Ok(b) => b.hash(&mut h),
         Err(_) => 0u8.hash(&mut h),
     }
