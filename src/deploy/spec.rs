@@ -126,8 +126,13 @@ impl Spec {
         }
     }
 
-    /// Build this node as an app. All errors in the subtree are collected.
+    /// Build this node as an app. All errors in the subtree are collected. (On a stack of
+    /// its own: the build recurses once per level of the tree.)
     pub fn build_app(&self) -> Result<App, ConfigErrors> {
+        super::on_deep_stack(|| self.build_app_in())
+    }
+
+    fn build_app_in(&self) -> Result<App, ConfigErrors> {
         match &self.node {
             Node::Factory {
                 factory,
@@ -139,7 +144,7 @@ impl Spec {
                     let mut errs = ConfigErrors::new();
                     let mut built = Vec::with_capacity(children.len());
                     for (child, spec) in children {
-                        if let Some(app) = errs.take(spec.build_app()) {
+                        if let Some(app) = errs.take(spec.build_app_in()) {
                             built.push((child.clone(), app));
                         }
                     }
@@ -156,9 +161,11 @@ impl Spec {
             },
             Node::Pipeline { filters, app } => {
                 let mut errs = ConfigErrors::new();
-                let mut app = errs.take(app.build_app()).unwrap_or_else(placeholder_app);
+                let mut app = errs
+                    .take(app.build_app_in())
+                    .unwrap_or_else(placeholder_app);
                 for f in filters.iter().rev() {
-                    match f.apply_filter(app.clone()) {
+                    match f.apply_filter_in(app.clone()) {
                         Ok(a) => app = a,
                         Err(e) => errs.extend(e),
                     }
@@ -167,8 +174,10 @@ impl Spec {
             }
             Node::FilterApp { filter, next } | Node::FilterWith { filter, next } => {
                 let mut errs = ConfigErrors::new();
-                let inner = errs.take(next.build_app()).unwrap_or_else(placeholder_app);
-                let app = errs.take(filter.apply_filter(inner));
+                let inner = errs
+                    .take(next.build_app_in())
+                    .unwrap_or_else(placeholder_app);
+                let app = errs.take(filter.apply_filter_in(inner));
                 match app {
                     Some(app) if errs.is_empty() => Ok(app),
                     _ => Err(errs),
@@ -179,6 +188,10 @@ impl Spec {
 
     /// Build this node as a filter and wrap `app` in it.
     pub fn apply_filter(&self, app: App) -> Result<App, ConfigErrors> {
+        super::on_deep_stack(|| self.apply_filter_in(app))
+    }
+
+    fn apply_filter_in(&self, app: App) -> Result<App, ConfigErrors> {
         match &self.node {
             Node::Factory { factory, conf, .. } => match factory.build {
                 Build::Filter(f) => f(conf)
@@ -195,8 +208,8 @@ impl Spec {
             },
             // filter-with on a filter: `next` is the inner filter, `filter` the outer one.
             Node::FilterWith { filter, next } => {
-                let inner = next.apply_filter(app)?;
-                filter.apply_filter(inner)
+                let inner = next.apply_filter_in(app)?;
+                filter.apply_filter_in(inner)
             }
             _ => Err(self
                 .location
