@@ -418,6 +418,27 @@ fn handler_args_nested_thousands_deep_are_an_error() {
     }
 }
 
+#[test]
+fn an_absurd_thread_count_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for key in ["threads", "workers"] {
+        write(
+            dir.path(),
+            "t.ini",
+            &format!(
+                "[app:main]\nuse = egg:mapproxy-serve#echo\n\n\
+                 [server:main]\nuse = egg:mapproxy-serve#http\n{key} = 100000000\n"
+            ),
+        );
+        config_error(
+            dir.path(),
+            "t.ini",
+            "t.ini:6: [server:main] ",
+            &format!("key '{key}': 100000000 worker threads is too many (at most 1024)"),
+        );
+    }
+}
+
 // ---- files -------------------------------------------------------------------------------
 
 #[test]
