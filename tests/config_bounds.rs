@@ -485,6 +485,28 @@ fn only_regular_files_of_bounded_size_are_read() {
 }
 
 #[test]
+fn a_log_file_that_is_a_fifo_nobody_reads_is_an_error_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.log");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+    let site = logging_site("(sys.stderr,)", "%(message)s").replace(
+        "class = StreamHandler\nargs = (sys.stderr,)",
+        "class = FileHandler\nargs = ('fifo.log', 'a')",
+    );
+    write(dir.path(), "log.ini", &site);
+    let e = run(&["log.ini"], Some(dir.path()));
+    assert_eq!(e.code(), Some(2), "{e:?}");
+    assert!(
+        e.stderr
+            .starts_with("log.ini:19: [handler_console] cannot open log file '")
+            && e.stderr.contains("fifo.log': a FIFO that nobody reads"),
+        "{}",
+        e.stderr
+    );
+}
+
+#[test]
 fn a_file_that_is_not_an_ini_file_is_not_quoted() {
     let dir = tempfile::tempdir().unwrap();
     write(
