@@ -34,7 +34,7 @@ use crate::registry::{registry, Build, Factory, Kind};
 pub const MAX_NESTING: usize = 100;
 
 /// How many settings one load may copy into the tree (see the module docs): a resolved
-/// section counts [`SECTION_COST`] plus its keys, its file's `[DEFAULT]` keys and the
+/// section counts 16 (`SECTION_COST`) plus its keys, its file's `[DEFAULT]` keys and the
 /// global_conf it is given. A 100,000-mount urlmap takes about 2.1 million; at the bound the
 /// tree takes about 400 MB.
 pub const MAX_WORK: usize = 4_000_000;
