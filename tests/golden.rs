@@ -11,6 +11,11 @@ fn golden_dir() -> PathBuf {
 }
 
 fn normalize(text: &str, dir: &Path) -> String {
+    // Files read are listed by their canonical paths: the checkout may be under a symlink.
+    let text = match dir.canonicalize() {
+        Ok(real) if real != dir => text.replace(&real.display().to_string(), "$DIR"),
+        _ => text.to_string(),
+    };
     text.replace(&dir.display().to_string(), "$DIR")
 }
 

@@ -444,3 +444,92 @@ async fn requests_in_flight_finish_on_the_old_stack() {
     let status = tokio::task::block_in_place(|| s.wait_exit(DEADLINE));
     assert_eq!(status.code(), Some(0), "{}", s.stderr());
 }
+
+/// The site with its logging configured: a console handler with these `args`, a formatter with
+/// this `format`.
+fn site_with_logging(args: &str, format: &str) -> String {
+    format!(
+        "{}\n[loggers]\nkeys = root\n\n[handlers]\nkeys = console\n\n[formatters]\nkeys = x\n\n\
+         [logger_root]\nlevel = INFO\nhandlers = console\n\n\
+         [handler_console]\nclass = StreamHandler\nargs = {args}\nformatter = x\n\n\
+         [formatter_x]\nformat = {format}\n",
+        site_text("v0")
+    )
+}
+
+/// Edits that used to overflow the stack, exhaust memory or hang a running server when it
+/// reloaded: each is refused with an error naming file and line, and the running
+/// configuration keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_edit_is_refused_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = setup(dir.path());
+    let fifo = dir.path().join("fifo.ini");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+    let s = serve(&[ini.to_str().unwrap()], None);
+    let url = s.url("/");
+    wait_body(&url, "v0").await;
+
+    let site = site_text("v0");
+    let text_app = "[app:text]\nuse = egg:mapproxy-serve#text\nbody = v0\n";
+    let mut deep = String::from("[app:text]\nuse = t1\n");
+    for i in 1..600 {
+        deep.push_str(&format!("\n[app:t{i}]\nuse = t{}\n", i + 1));
+    }
+    deep.push_str("\n[app:t600]\nuse = egg:mapproxy-serve#text\nbody = deep\n");
+    let mut bomb = String::from("x0 = aaaaaaaaaa\n");
+    for i in 1..10 {
+        bomb.push_str(&format!(
+            "x{i} = {}\n",
+            format!("%(x{})s", i - 1).repeat(10)
+        ));
+    }
+    let edits: Vec<(String, &str)> = vec![
+        (
+            site.replace(text_app, &deep),
+            "sections nested more than 100 deep: [composite:main]",
+        ),
+        (
+            site.replace("/ = text", "/ = main"),
+            "site.ini:7: [composite:main] circular use: [composite:main]",
+        ),
+        (
+            site.replace("body = v0\n", &format!("body = v0\n{bomb}")),
+            "site.ini:22: [app:text] key 'x9': the value takes more than",
+        ),
+        (
+            site_with_logging(
+                &format!("{}sys.stderr,{}", "(".repeat(10_000), ")".repeat(10_000)),
+                "%(message)s",
+            ),
+            "[handler_console] args: brackets nested more than 100 deep",
+        ),
+        (
+            site_with_logging("(sys.stderr,)", "%(message)99999999999999999999s"),
+            "[formatter_x] format: %(message): width 99999999999999999999 is too large",
+        ),
+        (
+            site.replace("config:inc.ini#inc", "config:/dev/zero#inc"),
+            "'config:/dev/zero#inc': /dev/zero: cannot read: not a regular file (a device)",
+        ),
+        (
+            site.replace("config:inc.ini#inc", "config:fifo.ini#inc"),
+            "cannot read: not a regular file (a FIFO)",
+        ),
+    ];
+    for (text, expected) in edits {
+        let mark = s.line_count();
+        std::fs::write(&ini, &text).unwrap();
+        s.signal(libc::SIGHUP);
+        wait_log(&s, mark, "reload failed");
+        wait_log(&s, mark, expected);
+        wait_body(&url, "v0").await;
+    }
+    // The reloader itself is still there.
+    let mark = s.line_count();
+    std::fs::write(&ini, site_text("v1")).unwrap();
+    s.signal(libc::SIGHUP);
+    wait_body(&url, "v1").await;
+    wait_log(&s, mark, "reloaded: new requests get the new configuration");
+}

@@ -168,7 +168,8 @@ struct Reloader {
 fn file_hash(p: &Path) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    match std::fs::read(p) {
+    // As the loader reads it: a file replaced by a FIFO or a device must not block the watcher.
+    match crate::ini::read_limited(p, crate::ini::MAX_FILE_SIZE) {
         Ok(b) => b.hash(&mut h),
         Err(_) => 0u8.hash(&mut h),
     }
@@ -437,7 +438,7 @@ pub(super) fn run(args: ServeArgs) -> i32 {
     };
     let server = built.server;
     let stopping = reloader.clone();
-    let code = rt.block_on(async move {
+    let serving = async move {
         use tokio::signal::unix::{signal, SignalKind};
         let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
             signal(SignalKind::terminate()),
@@ -447,14 +448,19 @@ pub(super) fn run(args: ServeArgs) -> i32 {
             eprintln!("mapproxy-serve: cannot install signal handlers");
             return 1;
         };
-        let _watcher = if args.reload { watch(reloader.clone()) } else { None };
+        let _watcher = if args.reload {
+            watch(reloader.clone())
+        } else {
+            None
+        };
         let token = shutdown.clone();
         let r = reloader.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
-                    _ = term.recv() => { log::info!(target: TARGET, "SIGTERM: stopping"); token.cancel(); break }
-                    _ = int.recv() => { log::info!(target: TARGET, "SIGINT: stopping"); token.cancel(); break }
+                    // Stop first, then say so: nothing the log line does can keep the server up.
+                    _ = term.recv() => { token.cancel(); log::info!(target: TARGET, "SIGTERM: stopping"); break }
+                    _ = int.recv() => { token.cancel(); log::info!(target: TARGET, "SIGINT: stopping"); break }
                     _ = hup.recv() => {
                         let r = r.clone();
                         let _ = tokio::task::spawn_blocking(move || r.reload("SIGHUP")).await;
@@ -464,7 +470,8 @@ pub(super) fn run(args: ServeArgs) -> i32 {
         });
         let served = server.serve(ctx).await;
         // The stack stopped taking requests: its factories' shutdown work.
-        let mut last = std::mem::take(&mut *stopping.running.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut last =
+            std::mem::take(&mut *stopping.running.lock().unwrap_or_else(|e| e.into_inner()));
         last.shut_down().await;
         match served {
             Ok(()) => 0,
@@ -479,7 +486,19 @@ pub(super) fn run(args: ServeArgs) -> i32 {
                 1
             }
         }
-    });
+    };
+    // The way out never hangs and never skips the exit: a panic while serving or stopping is
+    // reported and the process exits with 1; a reload still running in a blocking thread gets
+    // a moment, not forever (dropping a runtime would wait for it).
+    let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(serving)))
+        .unwrap_or_else(|_| {
+            eprintln!("mapproxy-serve: internal error (a panic) while serving; exiting");
+            1
+        });
+    rt.shutdown_timeout(EXIT_GRACE);
     log.flush();
     code
 }
+
+/// How long blocking work still running at exit (a reload) may delay it.
+const EXIT_GRACE: Duration = Duration::from_secs(2);

@@ -13,6 +13,12 @@
 //!
 //! `global_conf` values act like command-line `NAME=VALUE` values: they are in every
 //! global_conf and win over `[DEFAULT]` inside `%(...)s` (a deliberate difference from Paste).
+//!
+//! Limits, each a configuration error naming file:line (Paste has none but Python's recursion
+//! limit): a cycle through any kind of reference (`use`, a composite's apps, `pipeline`,
+//! `next`, `filter-with`, `config:` includes) is printed as a chain; sections nest at most
+//! [`MAX_NESTING`] (100) deep; one load copies at most [`MAX_WORK`] settings. The ini limits
+//! (file size and type, value length) are in [`crate::ini`].
 
 mod resolve;
 mod spec;
@@ -22,7 +28,7 @@ use std::sync::Arc;
 
 use indexmap::IndexMap;
 
-pub use resolve::{Loader, ObjType};
+pub use resolve::{Loader, ObjType, MAX_NESTING, MAX_WORK};
 pub use spec::{Node, Spec};
 
 use crate::app::{App, Filter};
@@ -41,6 +47,48 @@ pub fn normalize_uri(uri: &str) -> String {
         uri.to_string()
     } else {
         format!("config:{uri}")
+    }
+}
+
+/// The stack resolution and building run on (see [`on_deep_stack`]).
+const DEEP_STACK: usize = 32 * 1024 * 1024;
+
+/// Run `f` on a thread of its own with a [`DEEP_STACK`]-byte stack, and wait for it.
+///
+/// Resolving and building recurse once per nesting level (at most [`MAX_NESTING`] levels),
+/// and a level can take tens of kilobytes of stack in a debug build: more than the 2 MiB a
+/// tokio blocking thread (a reload) or a test thread has. The thread keeps the caller's tokio
+/// runtime context, so factories see the same runtime. If no thread can be started, `f` runs
+/// here. A panic in `f` is resumed in the caller.
+pub(crate) fn on_deep_stack<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    thread_local! {
+        static DEEP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if DEEP.with(std::cell::Cell::get) {
+        return f();
+    }
+    let handle = tokio::runtime::Handle::try_current().ok();
+    let mut f = Some(f);
+    let joined = std::thread::scope(|scope| {
+        let f = &mut f;
+        let spawned = std::thread::Builder::new()
+            .name("mapproxy-serve-config".into())
+            .stack_size(DEEP_STACK)
+            .spawn_scoped(scope, move || {
+                let _rt = handle.as_ref().map(|h| h.enter());
+                DEEP.with(|d| d.set(true));
+                f.take().map(|f| f())
+            });
+        spawned.map(|t| t.join())
+    });
+    match joined {
+        Ok(Ok(Some(r))) => r,
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        // No thread could be started: run here.
+        Ok(Ok(None)) | Err(_) => match f.take() {
+            Some(f) => f(),
+            None => unreachable!("the closure ran and returned"),
+        },
     }
 }
 
@@ -63,8 +111,12 @@ pub fn load_app(
     name: Option<&str>,
     global_conf: &IndexMap<String, String>,
 ) -> Result<App, ConfigErrors> {
-    let spec = load(ObjType::App, uri, name, global_conf)?.0;
-    spec.build_app(&mut BuildContext::current())
+    let mut ctx = BuildContext::current();
+    on_deep_stack(|| {
+        load(ObjType::App, uri, name, global_conf)?
+            .0
+            .build_app(&mut ctx)
+    })
 }
 
 /// Paste's `loadfilter` (inside a tokio runtime, as [`load_app`]).
@@ -73,8 +125,12 @@ pub fn load_filter(
     name: Option<&str>,
     global_conf: &IndexMap<String, String>,
 ) -> Result<Filter, ConfigErrors> {
-    let spec = load(ObjType::Filter, uri, name, global_conf)?.0;
-    spec.build_filter(&mut BuildContext::current())
+    let mut ctx = BuildContext::current();
+    on_deep_stack(|| {
+        load(ObjType::Filter, uri, name, global_conf)?
+            .0
+            .build_filter(&mut ctx)
+    })
 }
 
 /// Paste's `loadserver`.
@@ -83,9 +139,11 @@ pub fn load_server(
     name: Option<&str>,
     global_conf: &IndexMap<String, String>,
 ) -> Result<Box<dyn Server>, ConfigErrors> {
-    load(ObjType::Server, uri, name, global_conf)?
-        .0
-        .build_server()
+    on_deep_stack(|| {
+        load(ObjType::Server, uri, name, global_conf)?
+            .0
+            .build_server()
+    })
 }
 
 /// An app's configuration as Paste's `appconfig` gives it.
@@ -114,7 +172,7 @@ pub fn app_config(
     name: Option<&str>,
     global_conf: &IndexMap<String, String>,
 ) -> Result<AppConfig, ConfigErrors> {
-    let (spec, _) = load(ObjType::App, uri, name, global_conf)?;
+    let (spec, _) = on_deep_stack(|| load(ObjType::App, uri, name, global_conf))?;
     Ok(AppConfig {
         local_conf: spec.local_conf(),
         global_conf: spec.global_conf(),
@@ -127,7 +185,7 @@ pub fn app_spec(
     name: Option<&str>,
     global_conf: &IndexMap<String, String>,
 ) -> Result<Spec, ConfigErrors> {
-    Ok(load(ObjType::App, uri, name, global_conf)?.0)
+    Ok(on_deep_stack(|| load(ObjType::App, uri, name, global_conf))?.0)
 }
 
 /// Everything `mapproxy-serve CONFIG_URI` serves: the app and server specs, the files read
@@ -181,6 +239,15 @@ impl Deployment {
     /// server unless `app_name` / `server_name` are given (as `pserve` does). All errors of both
     /// trees are collected.
     pub fn resolve(
+        uri: &str,
+        app_name: Option<&str>,
+        server_name: Option<&str>,
+        vars: &IndexMap<String, String>,
+    ) -> Result<Deployment, ConfigErrors> {
+        on_deep_stack(|| Self::resolve_here(uri, app_name, server_name, vars))
+    }
+
+    fn resolve_here(
         uri: &str,
         app_name: Option<&str>,
         server_name: Option<&str>,

@@ -1,6 +1,21 @@
 //! Paste Deploy's rules, section by section: `use`, `set`/`get`, `[DEFAULT]`, `filter-with`,
 //! `[pipeline:]`, `[filter-app:]`, composites, `config:`/`egg:` URIs, cycles.
 //! (Python: `paste.deploy.loadwsgi.ConfigLoader.get_context` and friends.)
+//!
+//! Bounds (Python has none but its recursion limit):
+//! - every section being resolved is on a stack; naming one that is already there is a
+//!   cycle, whichever way it is named (`use`, `next`, `pipeline`, `filter-with`, a composite's
+//!   apps such as urlmap's paths and `not_found_app` or cascade's `app1`, a `config:` include);
+//! - the stack is at most [`MAX_NESTING`] sections deep, so resolving (and building, which
+//!   follows the same tree) recurses a bounded number of times;
+//! - one load copies at most [`MAX_WORK`] settings into the tree (each resolved section gets
+//!   its own global_conf, so a composite fanning out to composites, or a large `[DEFAULT]`
+//!   repeated for thousands of mounts, ends with an error instead of exhausting memory).
+//!
+//! `config:` paths: a relative path is joined to the directory of the file that names it
+//! (its `%(here)s`), and the file is opened by its canonical path, resolved by the file system
+//! (symlinks, then `..`), so it does not matter how the top file was named on the command line.
+//! Messages name an included file as it was written, joined to its includer's name.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
@@ -13,6 +28,23 @@ use crate::config::{ConfValue, FactoryConf};
 use crate::error::{ConfigError, ConfigErrors, Location};
 use crate::ini::{IniFile, Section, Vars};
 use crate::registry::{registry, Build, Factory, Kind};
+
+/// How many sections deep a resolution may go: a `use` chain, a composite's app, a pipeline's
+/// items, `filter-with`, `next` and `config:` includes each add one level.
+pub const MAX_NESTING: usize = 100;
+
+/// How many settings one load may copy into the tree (see the module docs): a resolved
+/// section counts 16 (`SECTION_COST`) plus its keys, its file's `[DEFAULT]` keys and the
+/// global_conf it is given. A 100,000-mount urlmap takes about 2.1 million; at the bound the
+/// tree takes about 400 MB.
+pub const MAX_WORK: usize = 4_000_000;
+
+/// What resolving a section costs besides its settings (its name, location and node take
+/// about as much memory as 16 settings).
+const SECTION_COST: usize = 16;
+
+/// A section on the resolution stack: its file's canonical path, its header, where it is.
+type StackEntry = (PathBuf, String, Location);
 
 /// The three things Paste Deploy loads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,6 +108,9 @@ struct Ctx {
     uses: Vec<String>,
     /// The file whose sections the node's names resolve against (composite children).
     loader_file: Option<Arc<IniFile>>,
+    /// The sections this context was resolved through (outermost first): they were on the
+    /// stack while it was made, and are again while its composite children are resolved.
+    trail: Vec<StackEntry>,
 }
 
 impl Ctx {
@@ -95,6 +130,7 @@ impl Ctx {
             location,
             uses: Vec::new(),
             loader_file: Some(file.clone()),
+            trail: Vec::new(),
         }
     }
 }
@@ -118,20 +154,61 @@ fn is_uri(name: &str) -> bool {
 }
 
 /// `a/b/../c` → `a/c` without touching the file system (symlinks are not resolved).
+/// `/..` is `/`; a relative path keeps the `..` it cannot remove (`../../x` stays so).
 fn normalize_lexically(p: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in p.components() {
         match c {
             Component::CurDir => {}
-            Component::ParentDir => {
-                if !out.pop() {
-                    out.push("..");
+            Component::ParentDir => match out.components().next_back() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
                 }
-            }
+                Some(Component::RootDir | Component::Prefix(_)) => {}
+                Some(Component::ParentDir | Component::CurDir) | None => out.push(".."),
+            },
             other => out.push(other.as_os_str()),
         }
     }
     out
+}
+
+/// `p` made absolute against the current directory, `.` and `..` removed lexically.
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        return normalize_lexically(p);
+    }
+    let cwd = std::env::current_dir().unwrap_or_default();
+    normalize_lexically(&cwd.join(p))
+}
+
+/// Where relative `config:` paths start: a directory as the user wrote it (messages) and the
+/// same directory absolute (opening, `%(__file__)s`).
+struct Base {
+    shown: PathBuf,
+    abs: PathBuf,
+}
+
+impl Base {
+    /// The directory of `file` (its `%(here)s`).
+    fn of_file(file: &IniFile) -> Base {
+        Base {
+            shown: file
+                .path
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+            abs: file.here.clone(),
+        }
+    }
+
+    /// A directory (`""`: the current one).
+    fn dir(dir: &Path) -> Base {
+        Base {
+            shown: dir.to_path_buf(),
+            abs: absolute(dir),
+        }
+    }
 }
 
 /// Resolves sections into specs. One per load (or reload); it caches files and records every
@@ -139,9 +216,17 @@ fn normalize_lexically(p: &Path) -> PathBuf {
 pub struct Loader {
     /// Command-line `NAME=VALUE`: in every global_conf, and winning over `[DEFAULT]` in `%(...)s`.
     cli_vars: IndexMap<String, String>,
+    /// Files by canonical path.
     files: IndexMap<PathBuf, Arc<IniFile>>,
     indexes: HashMap<PathBuf, Arc<SectionIndex>>,
-    stack: Vec<(PathBuf, String, Location)>,
+    /// `[DEFAULT]` interpolated, per file, when it does not depend on the includer's values
+    /// (`None`: it does, and is interpolated for each section).
+    defaults: HashMap<PathBuf, Option<Arc<IndexMap<String, String>>>>,
+    stack: Vec<StackEntry>,
+    /// Settings copied so far (bounded by [`MAX_WORK`]).
+    work: usize,
+    /// Sections resolved so far.
+    resolved: usize,
     /// Non-fatal findings (a section key shadowed by `[DEFAULT]`, ignored options).
     pub warnings: Vec<ConfigError>,
 }
@@ -153,29 +238,41 @@ impl Loader {
             cli_vars,
             files: IndexMap::new(),
             indexes: HashMap::new(),
+            defaults: HashMap::new(),
             stack: Vec::new(),
+            work: 0,
+            resolved: 0,
             warnings: Vec::new(),
         }
     }
 
-    /// Every file read so far (absolute paths), in read order.
+    /// Every file read so far (canonical paths), in read order.
     pub fn files(&self) -> Vec<PathBuf> {
         self.files.keys().cloned().collect()
     }
 
-    /// The parsed file at `path` (cached).
+    /// The parsed file at `path` (relative: to the current directory), cached by its
+    /// canonical path.
     pub fn file(&mut self, path: &Path) -> Result<Arc<IniFile>, ConfigErrors> {
-        let abs = if path.is_absolute() {
-            normalize_lexically(path)
-        } else {
-            let cwd = std::env::current_dir().unwrap_or_default();
-            normalize_lexically(&cwd.join(path))
-        };
-        if let Some(f) = self.files.get(&abs) {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        self.file_at(path, &cwd.join(path), &absolute(path))
+    }
+
+    /// The file named `shown` in messages, opened at `open` (resolved by the file system, so
+    /// `dir/link/../x.ini` is what the kernel says it is), with `abs` as its `%(__file__)s`.
+    fn file_at(
+        &mut self,
+        shown: &Path,
+        open: &Path,
+        abs: &Path,
+    ) -> Result<Arc<IniFile>, ConfigErrors> {
+        let real = std::fs::canonicalize(open)
+            .map_err(|e| ConfigError::in_file(shown, format!("cannot read: {e}")))?;
+        if let Some(f) = self.files.get(&real) {
             return Ok(f.clone());
         }
-        let f = Arc::new(IniFile::read(path)?);
-        self.files.insert(abs, f.clone());
+        let f = Arc::new(IniFile::read_at(&real, shown, abs)?);
+        self.files.insert(real, f.clone());
         Ok(f)
     }
 
@@ -189,7 +286,7 @@ impl Loader {
         relative_to: &Path,
         global: &IndexMap<String, String>,
     ) -> Result<Spec, ConfigErrors> {
-        let ctx = self.uri_context(ty, uri, name, relative_to, global, None)?;
+        let ctx = self.uri_context(ty, uri, name, &Base::dir(relative_to), global, None)?;
         self.finalize(ctx)
     }
 
@@ -198,7 +295,7 @@ impl Loader {
         ty: ObjType,
         uri: &str,
         name: Option<&str>,
-        relative_to: &Path,
+        base: &Base,
         global: &IndexMap<String, String>,
         from: Option<&Location>,
     ) -> Result<Ctx, ConfigErrors> {
@@ -226,8 +323,13 @@ impl Loader {
                 let path = path.replace('\\', "/");
                 let path = percent_encoding::percent_decode_str(&path).decode_utf8_lossy().into_owned();
                 let p = Path::new(&path);
-                let full = normalize_lexically(&if p.is_absolute() { p.to_path_buf() } else { relative_to.join(p) });
-                let file = self.file(&full).map_err(|e| match from {
+                // `open` keeps its `..`: the file system resolves them after the symlinks.
+                let (shown, open) = if p.is_absolute() {
+                    (p.to_path_buf(), p.to_path_buf())
+                } else {
+                    (normalize_lexically(&base.shown.join(p)), base.abs.join(p))
+                };
+                let file = self.file_at(&shown, &open, &absolute(&open)).map_err(|e| match from {
                     Some(l) => ConfigErrors(
                         e.0.into_iter()
                             .map(|e| l.error(format!("'{uri}': {}", e)))
@@ -254,6 +356,7 @@ impl Loader {
                     location: from.cloned(),
                     uses: Vec::new(),
                     loader_file: None,
+                    trail: Vec::new(),
                 })
             }
             "call" => Err(err(format!(
@@ -275,40 +378,108 @@ impl Loader {
         from: Option<&Location>,
     ) -> Result<Ctx, ConfigErrors> {
         if is_uri(name) {
-            let dir = file
-                .path
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_default();
-            return self.uri_context(ty, name, None, &dir, global, from);
+            return self.uri_context(ty, name, None, &Base::of_file(file), global, from);
         }
         let index = self
             .indexes
-            .entry(file.abs_path.clone())
+            .entry(file.real_path.clone())
             .or_insert_with(|| Arc::new(index_sections(file)))
             .clone();
         let section = find_section(ty, file, &index, name, from)?;
         let loc = file.location(section);
-        let key = (file.abs_path.clone(), section.name.clone());
+        let at = from.cloned().unwrap_or_else(|| loc.clone());
+        let key = (file.real_path.clone(), section.name.clone());
         if let Some(pos) = self
             .stack
             .iter()
             .position(|(f, s, _)| (f, s) == (&key.0, &key.1))
         {
-            let mut chain: Vec<String> = self.stack[pos..]
-                .iter()
-                .map(|(_, s, l)| format!("[{s}] ({}:{})", l.file.display(), l.line))
-                .collect();
+            let mut chain: Vec<String> = self.stack[pos..].iter().map(stack_text).collect();
             chain.push(format!("[{}]", section.name));
-            let at = from.cloned().unwrap_or(loc);
             return Err(at
                 .error(format!("circular use: {}", chain.join(" → ")))
                 .into());
         }
+        if self.stack.len() >= MAX_NESTING {
+            let mut chain: Vec<String> = self.stack.iter().map(stack_text).collect();
+            if chain.len() > 6 {
+                let skipped = chain.len() - 6;
+                chain.splice(3..chain.len() - 3, [format!("({skipped} more)")]);
+            }
+            chain.push(format!("[{}]", section.name));
+            return Err(at
+                .error(format!(
+                    "sections nested more than {MAX_NESTING} deep: {}",
+                    chain.join(" → ")
+                ))
+                .into());
+        }
+        self.charge(
+            SECTION_COST + section.entries.len() + file.defaults.entries.len() + global.len(),
+            &at,
+        )?;
         self.stack.push((key.0, key.1, loc));
         let r = self.section_ctx(ty, file, section, name, global);
-        self.stack.pop();
-        r
+        let entry = self.stack.pop();
+        r.map(|mut ctx| {
+            if let Some(entry) = entry {
+                ctx.trail.insert(0, entry);
+            }
+            ctx
+        })
+    }
+
+    /// Has this load run past [`MAX_WORK`]?
+    fn exhausted(&self) -> bool {
+        self.work > MAX_WORK
+    }
+
+    /// Count `n` settings copied; past [`MAX_WORK`] the load ends with an error at `at`.
+    fn charge(&mut self, n: usize, at: &Location) -> Result<(), ConfigErrors> {
+        self.resolved += 1;
+        self.work = self.work.saturating_add(n);
+        if self.work > MAX_WORK {
+            return Err(at
+                .error(format!(
+                    "the configuration is too large to resolve: more than {MAX_WORK} settings \
+                     would be copied ({} sections resolved so far; every section a composite or \
+                     pipeline names gets its own copy of [DEFAULT] and of its global_conf)",
+                    self.resolved
+                ))
+                .into());
+        }
+        Ok(())
+    }
+
+    /// `[DEFAULT]` of `file` interpolated (Paste's `parser.defaults()`), computed once per file
+    /// unless it refers to values only the includer's global_conf has.
+    fn defaults_of(
+        &mut self,
+        file: &IniFile,
+        vars: &Vars,
+    ) -> Result<Arc<IndexMap<String, String>>, ConfigErrors> {
+        match self.defaults.get(&file.real_path) {
+            Some(Some(d)) => return Ok(d.clone()),
+            Some(None) => return file.defaults_interpolated(vars).map(Arc::new),
+            None => {}
+        }
+        let alone = Vars {
+            overrides: vars.overrides.clone(),
+            fallbacks: IndexMap::new(),
+        };
+        match file.defaults_interpolated(&alone) {
+            // Nothing came from the fallbacks: the same for every includer.
+            Ok(d) => {
+                let d = Arc::new(d);
+                self.defaults
+                    .insert(file.real_path.clone(), Some(d.clone()));
+                Ok(d)
+            }
+            Err(_) => {
+                self.defaults.insert(file.real_path.clone(), None);
+                file.defaults_interpolated(vars).map(Arc::new)
+            }
+        }
     }
 
     fn section_ctx(
@@ -323,8 +494,8 @@ impl Loader {
             overrides: self.cli_vars.clone(),
             fallbacks: global.clone(),
         };
-        let defaults = file.defaults_interpolated(&vars)?;
-        let mut gconf = defaults.clone();
+        let defaults = self.defaults_of(file, &vars)?;
+        let mut gconf = IndexMap::clone(&defaults);
         for (k, v) in global {
             gconf.insert(k.clone(), v.clone());
         }
@@ -576,6 +747,9 @@ impl Loader {
             if let Some(s) = errs.take(spec) {
                 filters.push(s);
             }
+            if self.exhausted() {
+                return Err(errs);
+            }
         }
         let app = self
             .section_context(ObjType::App, file, app_name, gconf, Some(&p.location))
@@ -646,7 +820,12 @@ impl Loader {
         }
         let mut children = Vec::new();
         if let Build::Composite { children: list, .. } = factory.build {
-            match list(&conf) {
+            // The sections this composite came through are on the stack again while its apps
+            // are resolved: an app naming one of them is a cycle.
+            let base = self.stack.len();
+            self.stack.extend(ctx.trail.iter().cloned());
+            let listed = list(&conf);
+            match listed {
                 Ok(list) => {
                     for child in list {
                         let from = conf.location_of(&child.key);
@@ -660,26 +839,29 @@ impl Loader {
                                     Some(&from),
                                 )
                                 .and_then(|c| self.finalize(c)),
-                            None => {
-                                let cwd = PathBuf::new();
-                                self.uri_context(
+                            None => self
+                                .uri_context(
                                     ObjType::App,
                                     &child.app,
                                     None,
-                                    &cwd,
+                                    &Base::dir(Path::new("")),
                                     &conf.global,
                                     Some(&from),
                                 )
-                                .and_then(|c| self.finalize(c))
-                            }
+                                .and_then(|c| self.finalize(c)),
                         };
                         if let Some(s) = errs.take(spec) {
                             children.push((child, s));
+                        }
+                        if self.exhausted() {
+                            // Reported once; the other apps are not tried.
+                            break;
                         }
                     }
                 }
                 Err(e) => errs.extend(e),
             }
+            self.stack.truncate(base);
         }
         errs.into_result(Spec {
             name: ctx.name,
@@ -693,6 +875,11 @@ impl Loader {
             },
         })
     }
+}
+
+/// `[app:main] (file.ini:3)`: a stack entry in a cycle or nesting message.
+fn stack_text((_, section, l): &StackEntry) -> String {
+    format!("[{section}] ({}:{})", l.file.display(), l.line)
 }
 
 /// The factory for an egg name, checked against what is being loaded.

@@ -127,8 +127,13 @@ impl Spec {
         }
     }
 
-    /// Build this node as an app. All errors in the subtree are collected.
+    /// Build this node as an app. All errors in the subtree are collected. (On a stack of
+    /// its own: the build recurses once per level of the tree.)
     pub fn build_app(&self, ctx: &mut BuildContext) -> Result<App, ConfigErrors> {
+        super::on_deep_stack(|| self.build_app_in(ctx))
+    }
+
+    fn build_app_in(&self, ctx: &mut BuildContext) -> Result<App, ConfigErrors> {
         match &self.node {
             Node::Factory {
                 factory,
@@ -140,7 +145,7 @@ impl Spec {
                     let mut errs = ConfigErrors::new();
                     let mut built = Vec::with_capacity(children.len());
                     for (child, spec) in children {
-                        if let Some(app) = errs.take(spec.build_app(ctx)) {
+                        if let Some(app) = errs.take(spec.build_app_in(ctx)) {
                             built.push((child.clone(), app));
                         }
                     }
@@ -158,10 +163,10 @@ impl Spec {
             Node::Pipeline { filters, app } => {
                 let mut errs = ConfigErrors::new();
                 let mut app = errs
-                    .take(app.build_app(ctx))
+                    .take(app.build_app_in(ctx))
                     .unwrap_or_else(placeholder_app);
                 for f in filters.iter().rev() {
-                    match f.apply_filter(ctx, app.clone()) {
+                    match f.apply_filter_in(ctx, app.clone()) {
                         Ok(a) => app = a,
                         Err(e) => errs.extend(e),
                     }
@@ -171,9 +176,9 @@ impl Spec {
             Node::FilterApp { filter, next } | Node::FilterWith { filter, next } => {
                 let mut errs = ConfigErrors::new();
                 let inner = errs
-                    .take(next.build_app(ctx))
+                    .take(next.build_app_in(ctx))
                     .unwrap_or_else(placeholder_app);
-                let app = errs.take(filter.apply_filter(ctx, inner));
+                let app = errs.take(filter.apply_filter_in(ctx, inner));
                 match app {
                     Some(app) if errs.is_empty() => Ok(app),
                     _ => Err(errs),
@@ -184,6 +189,10 @@ impl Spec {
 
     /// Build this node as a filter and wrap `app` in it.
     pub fn apply_filter(&self, ctx: &mut BuildContext, app: App) -> Result<App, ConfigErrors> {
+        super::on_deep_stack(|| self.apply_filter_in(ctx, app))
+    }
+
+    fn apply_filter_in(&self, ctx: &mut BuildContext, app: App) -> Result<App, ConfigErrors> {
         match &self.node {
             Node::Factory { factory, conf, .. } => match factory.build {
                 Build::Filter(f) => f(conf, ctx)
@@ -200,8 +209,8 @@ impl Spec {
             },
             // filter-with on a filter: `next` is the inner filter, `filter` the outer one.
             Node::FilterWith { filter, next } => {
-                let inner = next.apply_filter(ctx, app)?;
-                filter.apply_filter(ctx, inner)
+                let inner = next.apply_filter_in(ctx, app)?;
+                filter.apply_filter_in(ctx, inner)
             }
             _ => Err(self
                 .location

@@ -6,6 +6,10 @@
 //!   view, at most [`MAX_DEPTH`] levels deep (a loop ends with the depth error).
 //! - `here`, `__file__`, command-line values and environment variables ([`Found::Literal`]) are
 //!   used as they are: a `here` containing `%` works (in Paste it breaks every `%(here)s`).
+//! - Bounds (not in Python): a value is at most [`MAX_VALUE_LEN`] bytes and takes at most
+//!   [`MAX_SUBSTITUTIONS`] `%(name)s` substitutions, both checked while it is expanded, so ten
+//!   keys each repeating the previous one ten times fail at once instead of asking for
+//!   gigabytes (or for a billion empty substitutions).
 //!
 //! ```
 //! use mapproxy_serve::ini::{interpolate, Found};
@@ -27,6 +31,15 @@ use crate::error::{ConfigError, ConfigErrors};
 
 /// Python's `MAX_INTERPOLATION_DEPTH`.
 pub const MAX_DEPTH: usize = 10;
+
+/// The longest value interpolation produces: 1 MiB.
+pub const MAX_VALUE_LEN: usize = 1024 * 1024;
+
+/// The most `%(name)s` substitutions one value may take (nested ones included).
+pub const MAX_SUBSTITUTIONS: usize = 100_000;
+
+/// How much of a raw value an error message quotes.
+const QUOTE_VALUE_CHARS: usize = 60;
 
 /// Values visible to `%(name)s` besides the file's own.
 #[derive(Clone, Debug, Default)]
@@ -56,36 +69,74 @@ pub fn interpolate<'a>(
     raw: &str,
     lookup: &dyn Fn(&str) -> Option<Found<'a>>,
 ) -> Result<String, String> {
-    let mut out = String::with_capacity(raw.len());
-    interpolate_some(raw, raw, lookup, &mut out, 1)?;
-    Ok(out)
+    let mut out = Out {
+        text: String::with_capacity(raw.len().min(MAX_VALUE_LEN)),
+        substitutions: 0,
+        top: raw,
+    };
+    interpolate_some(raw, lookup, &mut out, 1)?;
+    Ok(out.text)
 }
 
-/// `BasicInterpolation._interpolate_some`: `top` is the raw value asked for (for messages).
+/// The value being built, with what the bounds count.
+struct Out<'t> {
+    text: String,
+    substitutions: usize,
+    /// The raw value asked for (for messages).
+    top: &'t str,
+}
+
+impl Out<'_> {
+    /// Append `s`, unless the value would grow past [`MAX_VALUE_LEN`].
+    fn push(&mut self, s: &str) -> Result<(), String> {
+        if self.text.len() + s.len() > MAX_VALUE_LEN {
+            return Err(format!(
+                "the value is longer than {} after %(...)s substitution (raw value: {})",
+                super::reader::size_text(MAX_VALUE_LEN as u64),
+                short_repr(self.top, QUOTE_VALUE_CHARS)
+            ));
+        }
+        self.text.push_str(s);
+        Ok(())
+    }
+
+    /// Count one substitution, unless there were [`MAX_SUBSTITUTIONS`] already.
+    fn substitution(&mut self) -> Result<(), String> {
+        self.substitutions += 1;
+        if self.substitutions > MAX_SUBSTITUTIONS {
+            return Err(format!(
+                "the value takes more than {MAX_SUBSTITUTIONS} %(...)s substitutions \
+                 (raw value: {})",
+                short_repr(self.top, QUOTE_VALUE_CHARS)
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `BasicInterpolation._interpolate_some`.
 fn interpolate_some<'a>(
-    top: &str,
     mut rest: &str,
     lookup: &dyn Fn(&str) -> Option<Found<'a>>,
-    out: &mut String,
+    out: &mut Out<'_>,
     depth: usize,
 ) -> Result<(), String> {
     if depth > MAX_DEPTH {
         return Err(format!(
             "recursion limit exceeded in value substitution: more than {MAX_DEPTH} steps \
              (raw value: {})",
-            py_repr(top, false)
+            short_repr(out.top, QUOTE_VALUE_CHARS)
         ));
     }
     while !rest.is_empty() {
         let Some(p) = rest.find('%') else {
-            out.push_str(rest);
-            return Ok(());
+            return out.push(rest);
         };
-        out.push_str(&rest[..p]);
+        out.push(&rest[..p])?;
         rest = &rest[p..];
         let after = &rest[1..];
         if let Some(tail) = after.strip_prefix('%') {
-            out.push('%');
+            out.push("%")?;
             rest = tail;
         } else if let Some(inner) = after.strip_prefix('(') {
             // `%\(([^)]+)\)s`
@@ -98,22 +149,26 @@ fn interpolate_some<'a>(
                 _ => {
                     return Err(format!(
                         "bad interpolation variable reference {}",
-                        py_repr(rest, false)
+                        short_repr(rest, QUOTE_VALUE_CHARS)
                     ))
                 }
             };
+            out.substitution()?;
             match lookup(name) {
                 Some(Found::Raw(v)) if v.contains('%') => {
-                    interpolate_some(top, v, lookup, out, depth + 1)?
+                    interpolate_some(v, lookup, out, depth + 1)?
                 }
-                Some(Found::Raw(v)) => out.push_str(v),
-                Some(Found::Literal(v)) => out.push_str(&v),
-                None => out.push_str(&missing(top, name)?),
+                Some(Found::Raw(v)) => out.push(v)?,
+                Some(Found::Literal(v)) => out.push(&v)?,
+                None => {
+                    let v = missing(out.top, name)?;
+                    out.push(&v)?
+                }
             }
         } else {
             return Err(format!(
                 "'%' must be followed by '%' or '(', found: {} (write %% for a literal %)",
-                py_repr(rest, false)
+                short_repr(rest, QUOTE_VALUE_CHARS)
             ));
         }
     }
@@ -139,9 +194,17 @@ fn missing(top: &str, name: &str) -> Result<String, String> {
     Err(format!(
         "bad value substitution: {} names no key of this section, [DEFAULT] or the command \
          line (raw value: {})",
-        py_repr(&reference, false),
-        py_repr(top, false)
+        short_repr(&reference, QUOTE_VALUE_CHARS),
+        short_repr(top, QUOTE_VALUE_CHARS)
     ))
+}
+
+/// [`py_repr`] of at most `max` characters of `s`, followed by `…` when it was cut.
+pub(crate) fn short_repr(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => py_repr(s, false),
+        Some((end, _)) => format!("{}…", py_repr(&s[..end], false)),
+    }
 }
 
 /// Python's `repr(str)` (and `ascii()` when `ascii`), as Python's error messages and

@@ -19,46 +19,137 @@
 //!   is written after it, which rust-ini trims;
 //! - a value whose first line is empty (`key =` followed by continuation lines): rust-ini drops
 //!   the leading line feeds, Python keeps them (`"\na\nb"`); they are put back.
+//!
+//! Files: only a regular file is read, and at most [`MAX_FILE_SIZE`] bytes of it. It is opened
+//! with `O_NONBLOCK` and its type is checked on the open handle, so a FIFO (no writer), a
+//! device (`/dev/zero`) or a directory is refused at once instead of blocking or filling
+//! memory.
+//!
+//! Quoting: an error quotes at most [`QUOTE_CHARS`] characters of the line, escaped as Python's
+//! `repr` does (`'noequals'`, `'\x1b[…'`), and a line before the first section header is not
+//! quoted at all: that is where a file that is not an ini file (a `config:` URI naming
+//! `/etc/passwd`) fails, and its content is nobody's business. File:line says where the line is.
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 use ini::{Ini, ParseOption};
 
-use super::{Entry, IniFile, Section};
+use super::{short_repr, Entry, IniFile, Section};
 use crate::error::{ConfigError, ConfigErrors, Location};
 
 /// The name of the defaults section.
 const DEFAULT: &str = "DEFAULT";
 
-pub(super) fn read(path: &Path) -> Result<IniFile, ConfigErrors> {
-    let bytes =
-        std::fs::read(path).map_err(|e| ConfigError::in_file(path, format!("cannot read: {e}")))?;
+/// The largest ini file read: 16 MiB. (A 100,000-mount urlmap is about 1.5 MB.)
+pub const MAX_FILE_SIZE: u64 = 16 * 1024 * 1024;
+
+/// How much of a line an error message quotes.
+pub(crate) const QUOTE_CHARS: usize = 32;
+
+/// The contents of the regular file at `path`, at most `limit` bytes. Anything else (a FIFO,
+/// a device, a directory, a socket, a longer file) is an error; a FIFO never blocks: the file
+/// is opened with `O_NONBLOCK` and its type is read from the open handle.
+pub fn read_limited(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind};
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    let meta = file.metadata()?;
+    let ft = meta.file_type();
+    if !ft.is_file() {
+        let what = if ft.is_dir() {
+            "a directory"
+        } else if ft.is_fifo() {
+            "a FIFO"
+        } else if ft.is_char_device() || ft.is_block_device() {
+            "a device"
+        } else if ft.is_socket() {
+            "a socket"
+        } else {
+            "a special file"
+        };
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("not a regular file ({what})"),
+        ));
+    }
+    let too_big = || {
+        Error::new(
+            ErrorKind::InvalidData,
+            format!("larger than {} (the limit for this file)", size_text(limit)),
+        )
+    };
+    if meta.len() > limit {
+        return Err(too_big());
+    }
+    // The file may grow while it is read: never read more than the limit.
+    let mut buf = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(limit.saturating_add(1)).read_to_end(&mut buf)?;
+    if buf.len() as u64 > limit {
+        return Err(too_big());
+    }
+    Ok(buf)
+}
+
+/// `16 MiB`, `1 MiB`, `512 bytes`.
+pub(crate) fn size_text(n: u64) -> String {
+    const MIB: u64 = 1024 * 1024;
+    if n >= MIB && n % MIB == 0 {
+        format!("{} MiB", n / MIB)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+/// Read the file at `open`, named `shown` in messages; `abs` is its `%(__file__)s` (default:
+/// `shown` made absolute).
+pub(super) fn read(open: &Path, shown: &Path, abs: Option<&Path>) -> Result<IniFile, ConfigErrors> {
+    let bytes = read_limited(open, MAX_FILE_SIZE)
+        .map_err(|e| ConfigError::in_file(shown, format!("cannot read: {e}")))?;
     let text = match std::str::from_utf8(&bytes) {
         Ok(t) => t,
         Err(e) => {
             let good = &bytes[..e.valid_up_to()];
             let line = 1 + good.iter().filter(|&&b| b == b'\n').count();
-            return Err(Location::file(path, line)
+            return Err(Location::file(shown, line)
                 .error(format!("not valid UTF-8 text ({e})"))
                 .into());
         }
     };
-    parse_str(path, text)
+    let mut f = parse_str(shown, text)?;
+    f.real_path = std::fs::canonicalize(open).unwrap_or_else(|_| absolute(open));
+    if let Some(abs) = abs {
+        f.abs_path = abs.to_path_buf();
+        f.here = parent_or_root(abs);
+    }
+    Ok(f)
+}
+
+fn parent_or_root(p: &Path) -> PathBuf {
+    p.parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/"))
 }
 
 pub(super) fn parse_str(path: &Path, text: &str) -> Result<IniFile, ConfigErrors> {
     let abs_path = absolute(path);
-    let here = abs_path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("/"));
+    let here = parent_or_root(&abs_path);
     let blocks = scan(path, text)?;
     let (sections, defaults) = tokenize(path, &blocks)?;
+    let mut index = HashMap::with_capacity(sections.len());
+    for (i, s) in sections.iter().enumerate() {
+        index.entry(s.name.clone()).or_insert(i);
+    }
     Ok(IniFile {
         path: path.to_path_buf(),
+        real_path: abs_path.clone(),
         abs_path,
         here,
+        section_index: (index, sections.len()),
         sections,
         defaults,
     })
@@ -79,12 +170,14 @@ fn absolute(path: &Path) -> PathBuf {
     for c in joined.components() {
         match c {
             Component::CurDir => {}
-            Component::ParentDir => {
-                // `/..` stays `/`; a relative path (no cwd) keeps its leading `..`.
-                if !out.pop() && !joined.is_absolute() {
-                    out.push("..");
+            // `/..` stays `/`; a relative path (no cwd) keeps its leading `..`s.
+            Component::ParentDir => match out.components().next_back() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
                 }
-            }
+                Some(Component::RootDir | Component::Prefix(_)) => {}
+                Some(Component::ParentDir | Component::CurDir) | None => out.push(".."),
+            },
             other => out.push(other.as_os_str()),
         }
     }
@@ -221,10 +314,11 @@ fn scan(path: &Path, text: &str) -> Result<Vec<Block>, ConfigErrors> {
         let Some(b) = cur else {
             if !reported_no_header {
                 reported_no_header = true;
-                errors.push(
-                    Location::file(path, lineno)
-                        .error(format!("'{value}' comes before any [section] header")),
-                );
+                // Not quoted: this is where a file that is not an ini file fails.
+                errors.push(Location::file(path, lineno).error(
+                    "text before the first [section] header (an ini file starts with a \
+                     [section] line; is this an ini file?)",
+                ));
             }
             continue;
         };
@@ -233,21 +327,25 @@ fn scan(path: &Path, text: &str) -> Result<Vec<Block>, ConfigErrors> {
         let Some(split) = value.find(['=', ':']) else {
             // Python keeps the current option: deeper lines still continue it.
             errors.push(at.error(format!(
-                "expected 'key = value' or 'key: value', found '{value}'"
+                "expected 'key = value' or 'key: value', found {}",
+                short_repr(value, QUOTE_CHARS)
             )));
             continue;
         };
         let key = value[..split].trim_end_matches(py_space);
         let val = py_strip(&value[split + 1..]);
         if key.is_empty() {
-            errors.push(at.error(format!("empty key in '{value}'")));
+            errors.push(at.error(format!("empty key in {}", short_repr(value, QUOTE_CHARS))));
             opt = None;
             continue;
         }
         let group = if block_name == DEFAULT { usize::MAX } else { b };
         if let Some(&first) = key_lines.get(&(group, key.to_string())) {
             // Still read (with its continuation lines); the file is rejected anyway.
-            errors.push(at.error(format!("duplicate key '{key}' (first at line {first})")));
+            errors.push(at.error(format!(
+                "duplicate key {} (first at line {first})",
+                short_repr(key, QUOTE_CHARS)
+            )));
         } else {
             key_lines.insert((group, key.to_string()), lineno);
         }
@@ -347,11 +445,8 @@ fn tokenize(path: &Path, blocks: &[Block]) -> Result<(Vec<Section>, Section), Co
         ));
     }
     let mut sections = Vec::new();
-    let mut defaults = Section {
-        name: DEFAULT.to_string(),
-        line: 0,
-        entries: Vec::new(),
-    };
+    let mut default_line = 0;
+    let mut default_entries = Vec::new();
     for (block, (tok_name, props)) in blocks.iter().zip(tokens) {
         if header_safe(&block.name) && tok_name != block.name {
             return Err(internal(
@@ -406,17 +501,16 @@ fn tokenize(path: &Path, blocks: &[Block]) -> Result<(Vec<Section>, Section), Co
             });
         }
         if block.name == DEFAULT {
-            if defaults.line == 0 {
-                defaults.line = block.line;
+            if default_line == 0 {
+                default_line = block.line;
             }
-            defaults.entries.extend(entries);
+            default_entries.extend(entries);
         } else {
-            sections.push(Section {
-                name: block.name.clone(),
-                line: block.line,
-                entries,
-            });
+            sections.push(Section::new(block.name.clone(), block.line, entries));
         }
     }
-    Ok((sections, defaults))
+    Ok((
+        sections,
+        Section::new(DEFAULT, default_line, default_entries),
+    ))
 }

@@ -354,20 +354,51 @@ fn empty_key() {
     );
 }
 
+/// The error for text before the first header (the line is not quoted).
+const NO_HEADER: &str = "text before the first [section] header (an ini file starts with a [section] line; is this an ini file?)";
+
 #[test]
 fn text_before_any_section() {
     // Only the first such line is reported (a file without headers would give one error
     // per line otherwise).
     let e =
         IniFile::parse_str(Path::new(PATH), "# c\n\na = 1\nb = 2\n[s]\n").expect_err("no header");
-    assert_eq!(
-        e.0,
-        vec![Location::file(PATH, 3).error("'a = 1' comes before any [section] header")]
-    );
+    assert_eq!(e.0, vec![Location::file(PATH, 3).error(NO_HEADER)]);
     // error.rs prints no colon after the line when there is no section.
     assert_eq!(
         errors("  indented\n"),
-        vec!["/cfg/test.ini:1: 'indented' comes before any [section] header"]
+        vec![format!("/cfg/test.ini:1: {NO_HEADER}")]
+    );
+}
+
+#[test]
+fn errors_quote_a_short_escaped_start_of_the_line_at_most() {
+    // A file that is not an ini file: its first line is not shown at all.
+    let e = errors("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/:/sbin/nologin\n");
+    assert_eq!(e, vec![format!("/cfg/test.ini:1: {NO_HEADER}")]);
+    // Inside a section: 32 characters at most, escaped as Python's repr does.
+    let long = format!("\u{1b}[2J{}", "y".repeat(100));
+    assert_eq!(
+        errors(&format!("[s]\n{long}\n= {long}\n")),
+        vec![
+            format!(
+                "/cfg/test.ini:2: [s] expected 'key = value' or 'key: value', found \
+                 '\\x1b[2J{}'…",
+                "y".repeat(28)
+            ),
+            format!(
+                "/cfg/test.ini:3: [s] empty key in '= \\x1b[2J{}'…",
+                "y".repeat(26)
+            ),
+        ]
+    );
+    let key = "k".repeat(40);
+    assert_eq!(
+        errors(&format!("[s]\n{key} = 1\n{key} = 2\n")),
+        vec![format!(
+            "/cfg/test.ini:3: [s] duplicate key '{}'… (first at line 2)",
+            "k".repeat(32)
+        )]
     );
 }
 
@@ -421,7 +452,7 @@ fn all_errors_are_collected() {
     assert_eq!(
         errors(text),
         vec![
-            "/cfg/test.ini:1: 'stray' comes before any [section] header",
+            &format!("/cfg/test.ini:1: {NO_HEADER}"),
             "/cfg/test.ini:4: [a] expected 'key = value' or 'key: value', found 'noequals'",
             "/cfg/test.ini:5: [a] empty key in '= v'",
             "/cfg/test.ini:6: [a] duplicate key 'x' (first at line 3)",
@@ -988,4 +1019,160 @@ fn defaults_interpolated_order_errors_and_empty_quirk() {
         .defaults_interpolated(&vars(&[], &[("x", "fb"), ("g", "fb g")]))
         .expect("defaults");
     assert_eq!(d.get("y").map(String::as_str), Some("file fb g"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Bounds: value length and substitutions, checked while expanding; hash lookups
+
+#[test]
+fn interpolation_stops_as_soon_as_a_value_is_too_long() {
+    use std::cell::Cell;
+    // Each reference brings 600 KiB: the second one would pass 1 MiB, and no third lookup
+    // happens (the bound is checked while expanding, not on the result).
+    let calls = Cell::new(0);
+    let big = "b".repeat(600 * 1024);
+    let lookup = |_: &str| {
+        calls.set(calls.get() + 1);
+        Some(Found::Literal(big.clone()))
+    };
+    let e = interpolate("%(a)s%(a)s%(a)s%(a)s", &lookup).expect_err("too long");
+    assert!(
+        e.starts_with("the value is longer than 1 MiB after %(...)s substitution (raw value: "),
+        "{e}"
+    );
+    assert_eq!(calls.get(), 2);
+    // Literal text counts too, and exactly MAX_VALUE_LEN bytes is fine.
+    let exact = "x".repeat(MAX_VALUE_LEN);
+    assert_eq!(
+        interpolate(&exact, &|_| None).map(|v| v.len()),
+        Ok(MAX_VALUE_LEN)
+    );
+    assert!(interpolate(&format!("{exact}%%"), &|_| None).is_err());
+}
+
+#[test]
+fn interpolation_stops_after_the_substitution_bound() {
+    use std::cell::Cell;
+    // References to an empty value produce nothing, so only a count of them bounds the work.
+    // `e0` is ten `e1`s, ..., `e6` is empty: a million substitutions for nothing.
+    let raws: Vec<String> = (0..6)
+        .map(|n| format!("%(e{})s", n + 1).repeat(10))
+        .collect();
+    let calls = Cell::new(0);
+    let lookup = |name: &str| {
+        calls.set(calls.get() + 1);
+        let n: usize = name.trim_start_matches('e').parse().ok()?;
+        Some(Found::Raw(raws.get(n).map_or("", String::as_str)))
+    };
+    let e = interpolate("%(e0)s", &lookup).expect_err("too many substitutions");
+    assert!(
+        e.starts_with("the value takes more than 100000 %(...)s substitutions (raw value: "),
+        "{e}"
+    );
+    assert_eq!(calls.get(), MAX_SUBSTITUTIONS);
+}
+
+/// Ten keys, each the previous one ten times: `x9` would be 10 GB (or, with an empty `x0`, a
+/// billion substitutions).
+fn bomb(x0: &str) -> String {
+    let mut text = format!("[app:main]\nx0 = {x0}\n");
+    for i in 1..10 {
+        text.push_str(&format!(
+            "x{i} = {}\n",
+            format!("%(x{})s", i - 1).repeat(10)
+        ));
+    }
+    text
+}
+
+#[test]
+fn an_interpolation_bomb_is_an_error_at_the_key() {
+    for x0 in ["aaaaaaaaaa", ""] {
+        let f = parse(&bomb(x0));
+        // x4: 100,000 bytes in 11,110 substitutions, fine.
+        assert_eq!(
+            get(&f, "app:main", "x4", &Vars::default()).map(|v| v.len()),
+            Ok(10 * x0.len() * 1000)
+        );
+        for i in 5..10 {
+            let e = get(&f, "app:main", &format!("x{i}"), &Vars::default()).expect_err("bomb");
+            assert!(
+                e.starts_with(&format!(
+                    "/cfg/test.ini:{}: [app:main] key 'x{i}': the value ",
+                    i + 2
+                )),
+                "{e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn keys_and_sections_are_found_by_hash_lookups() {
+    let mut text = String::from("[DEFAULT]\n");
+    for i in 0..1000 {
+        text.push_str(&format!("d{i} = {i}\n"));
+    }
+    text.push_str("[s]\nKey = first\nother = x\nKEY = last\n");
+    for i in 0..1000 {
+        text.push_str(&format!("[sec{i}]\nk = {i}\n"));
+    }
+    let f = parse(&text);
+    let s = f.section("s").expect("[s]");
+    // Every key is in the index: a lookup is one hash probe, not a scan of the section.
+    assert_eq!(s.index.exact.len(), 3);
+    assert_eq!(s.index.len, s.entries.len());
+    assert_eq!(f.defaults.index.exact.len(), 1000);
+    assert_eq!(f.section_index.0.len(), 1001);
+    assert_eq!(s.get("Key").map(|e| e.value.as_str()), Some("first"));
+    assert_eq!(s.get("KEY").map(|e| e.value.as_str()), Some("last"));
+    assert!(s.get("key").is_none());
+    // Case-insensitive (logging's fileConfig): the last one wins.
+    assert_eq!(
+        s.get_ignore_ascii_case("key").map(|e| e.value.as_str()),
+        Some("last")
+    );
+    assert_eq!(f.defaults.get("d999").map(|e| e.line), Some(1001));
+    assert_eq!(f.section("sec999").map(|s| s.line), Some(3004));
+    assert!(f.section("sec1000").is_none());
+    // Entries pushed after reading (the fields are public) are still found.
+    let mut s = s.clone();
+    s.entries.push(Entry {
+        key: "late".into(),
+        value: "v".into(),
+        line: 99,
+    });
+    assert_eq!(s.get("late").map(|e| e.line), Some(99));
+    assert_eq!(s.get_ignore_ascii_case("LATE").map(|e| e.line), Some(99));
+}
+
+#[test]
+fn only_regular_files_are_read_and_never_block() {
+    let dir = std::env::temp_dir().join(format!("ini-read-limited-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let fifo = dir.join("fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo {}", fifo.display());
+    let file = dir.join("f.ini");
+    std::fs::write(&file, "[s]\nk = v\n").expect("write");
+    let err = |p: &Path, limit| read_limited(p, limit).expect_err("not read").to_string();
+    assert_eq!(err(&fifo, MAX_FILE_SIZE), "not a regular file (a FIFO)");
+    assert_eq!(
+        err(Path::new("/dev/zero"), MAX_FILE_SIZE),
+        "not a regular file (a device)"
+    );
+    assert_eq!(err(&dir, MAX_FILE_SIZE), "not a regular file (a directory)");
+    assert_eq!(
+        err(&file, 9),
+        "larger than 9 bytes (the limit for this file)"
+    );
+    assert_eq!(read_limited(&file, 10).map(|b| b.len()).ok(), Some(10));
+    let e = IniFile::read(&fifo).expect_err("a FIFO");
+    assert!(
+        e.to_string()
+            .ends_with("fifo: cannot read: not a regular file (a FIFO)"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

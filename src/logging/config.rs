@@ -231,20 +231,11 @@ impl Reader<'_> {
 
     /// The entry for `key` (case-insensitive), from the section or else `[DEFAULT]`.
     fn entry<'s>(&'s self, section: &'s Section, key: &str) -> Option<(&'s Entry, &'s Section)> {
-        if let Some(e) = section
-            .entries
-            .iter()
-            .rev()
-            .find(|e| e.key.eq_ignore_ascii_case(key))
-        {
+        if let Some(e) = section.get_ignore_ascii_case(key) {
             return Some((e, section));
         }
         let d = &self.file.defaults;
-        d.entries
-            .iter()
-            .rev()
-            .find(|e| e.key.eq_ignore_ascii_case(key))
-            .map(|e| (e, d))
+        d.get_ignore_ascii_case(key).map(|e| (e, d))
     }
 
     /// The raw value of `key`.
@@ -792,11 +783,7 @@ fn parse_int(s: &str) -> Option<i64> {
 
 /// A key of a section, case-insensitively (the last one if repeated).
 fn find<'s>(s: &'s Section, name: &str) -> Option<&'s str> {
-    s.entries
-        .iter()
-        .rev()
-        .find(|x| x.key.eq_ignore_ascii_case(name))
-        .map(|x| x.value.as_str())
+    s.get_ignore_ascii_case(name).map(|x| x.value.as_str())
 }
 
 /// A command-line value, case-insensitively.

@@ -6,7 +6,8 @@
 //! Unlike Python, every field is checked when the format is read: a field that has no meaning
 //! for records of this program (`%(exc_info)s`, `%(taskName)s`, a typo) or a conversion that
 //! Python would reject at emit time (`%(name)d`) is an error then, not a blank or a
-//! `--- Logging error ---` later.
+//! `--- Logging error ---` later. So is a width or precision above [`MAX_WIDTH`]
+//! (`%(message)99999999999999999999s` would ask for more memory than there is, at every line).
 //!
 //! ```
 //! use mapproxy_serve::logging::format::{Formatter, LogRecord};
@@ -23,6 +24,9 @@ use chrono::{DateTime, FixedOffset, Local, TimeZone, Utc};
 
 /// Python's default format (`logging.Formatter()` with no format).
 pub const DEFAULT_FORMAT: &str = "%(message)s";
+
+/// The largest width or precision a format field may give (`%(levelname)-10000s`).
+pub const MAX_WIDTH: usize = 10_000;
 
 /// One log record as Python's `LogRecord` presents it to a formatter.
 #[derive(Clone, Debug)]
@@ -372,25 +376,40 @@ fn parse(fmt: &str) -> Result<Vec<Part>, String> {
             }
             chars.next();
         }
-        let number = |chars: &mut std::iter::Peekable<std::str::CharIndices<'_>>| {
-            let mut n: Option<usize> = None;
+        let number = |chars: &mut std::iter::Peekable<std::str::CharIndices<'_>>,
+                      what: &str|
+         -> Result<Option<usize>, String> {
+            let mut digits = String::new();
             while let Some(&(_, ch)) = chars.peek() {
-                match ch.to_digit(10) {
-                    Some(d) => {
-                        n = Some(n.unwrap_or(0).saturating_mul(10).saturating_add(d as usize));
-                        chars.next();
-                    }
-                    None => break,
+                if !ch.is_ascii_digit() {
+                    break;
+                }
+                digits.push(ch);
+                chars.next();
+            }
+            if digits.is_empty() {
+                return Ok(None);
+            }
+            match digits.parse::<usize>() {
+                Ok(n) if n <= MAX_WIDTH => Ok(Some(n)),
+                _ => {
+                    let shown = if digits.len() > 24 {
+                        format!("{}… ({} digits)", &digits[..20], digits.len())
+                    } else {
+                        digits
+                    };
+                    Err(format!(
+                        "%({name}): {what} {shown} is too large (at most {MAX_WIDTH})"
+                    ))
                 }
             }
-            n
         };
         if matches!(chars.peek(), Some((_, '*'))) {
             return Err(format!(
                 "%({name})*: a '*' width needs positional arguments, which a log format has not"
             ));
         }
-        spec.width = number(&mut chars);
+        spec.width = number(&mut chars, "width")?;
         if matches!(chars.peek(), Some((_, '.'))) {
             chars.next();
             if matches!(chars.peek(), Some((_, '*'))) {
@@ -398,7 +417,7 @@ fn parse(fmt: &str) -> Result<Vec<Part>, String> {
                     "%({name}).*: a '*' precision needs positional arguments, which a log format has not"
                 ));
             }
-            spec.precision = Some(number(&mut chars).unwrap_or(0));
+            spec.precision = Some(number(&mut chars, "precision")?.unwrap_or(0));
         }
         // Python accepts length modifiers h, l, L and ignores them.
         while matches!(chars.peek(), Some((_, 'h' | 'l' | 'L'))) {
@@ -786,6 +805,35 @@ mod tests {
         assert!(Formatter::new(Some("%s"), None).is_err());
         assert!(Formatter::new(Some("no fields"), None).is_err());
         assert!(Formatter::new(Some(""), None).is_ok());
+    }
+
+    #[test]
+    fn widths_and_precisions_are_bounded_when_read() {
+        for (format, shown) in [
+            (
+                "%(message)99999999999999999999s",
+                "width 99999999999999999999",
+            ),
+            ("%(levelname)-999999999s", "width 999999999"),
+            ("%(message)10001s", "width 10001"),
+            ("%(message).10001s", "precision 10001"),
+            ("%(created)1.99999f", "precision 99999"),
+            (
+                "%(message)-1234567890123456789012345s",
+                "width 12345678901234567890… (25 digits)",
+            ),
+            ("%(message)0000000000000000000000000010001s", "width 10001"),
+        ] {
+            let e = Formatter::new(Some(format), None).expect_err(format);
+            assert!(
+                e.ends_with(&format!("{shown} is too large (at most {MAX_WIDTH})")),
+                "{format}: {e}"
+            );
+        }
+        // The bound itself is fine, and so are leading zeros (a flag, then a width).
+        assert_eq!(fmt("%(levelno)010000d").len(), MAX_WIDTH);
+        assert_eq!(fmt("%(levelname)-10000.10000s").len(), MAX_WIDTH);
+        assert_eq!(fmt("%(levelno)000000000000000000000000000003d"), "020");
     }
 
     #[test]

@@ -48,6 +48,7 @@ use foldhash::{HashMap, HashMapExt};
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::io::Write;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -168,6 +169,9 @@ enum Sink {
     Stderr,
     Null,
     File(FileSink),
+    /// A handler that panics when it writes (tests of what a bug in a handler may do).
+    #[cfg(test)]
+    Panic,
 }
 
 #[derive(Debug)]
@@ -227,6 +231,8 @@ impl Handler {
             }
             Sink::File(f) => f.write(line.as_bytes()),
             Sink::Null => {}
+            #[cfg(test)]
+            Sink::Panic => panic!("a handler that panics"),
         }
     }
 }
@@ -547,11 +553,11 @@ impl log::Log for Global {
             Some(s) => Message::Str(s),
             None => Message::Args(*record.args()),
         };
-        self.dispatch(&name, record, message);
+        self.dispatch_catching(&name, record, message);
     }
 
     fn flush(&self) {
-        self.current.load().flush();
+        let _ = catch_unwind(AssertUnwindSafe(|| self.current.load().flush()));
     }
 }
 
@@ -562,6 +568,26 @@ enum Message<'a> {
 }
 
 impl Global {
+    /// [`dispatch`](Global::dispatch), but a panic while formatting or writing (a bug) stays
+    /// here: logging must not take down its caller, be it a request or the task that stops the
+    /// server on SIGTERM. The record is lost; stderr gets a note.
+    fn dispatch_catching(
+        &self,
+        name: &str,
+        record: &log::Record<'_>,
+        message: Message<'_>,
+    ) -> bool {
+        catch_unwind(AssertUnwindSafe(|| self.dispatch(name, record, message))).unwrap_or_else(
+            |_| {
+                let _ = writeln!(
+                    std::io::stderr().lock(),
+                    "mapproxy-serve: logging: a record for '{name}' could not be written (a panic)"
+                );
+                false
+            },
+        )
+    }
+
     /// What [`log::Log::log`] does, for a logger `name` (dotted); false when the logger's level
     /// dropped the record.
     fn dispatch(&self, name: &str, record: &log::Record<'_>, message: Message<'_>) -> bool {
@@ -653,7 +679,7 @@ pub fn log_message(name: &str, level: log::Level, message: &str) -> Option<bool>
         .level(level)
         .module_path_static(Some(module_path!()))
         .build();
-    Some(global().dispatch(name, &record, Message::Str(message)))
+    Some(global().dispatch_catching(name, &record, Message::Str(message)))
 }
 
 /// This module's logging as the core crate's line logger (the access log's path).
@@ -720,9 +746,10 @@ impl LogHandle {
         Ok(())
     }
 
-    /// Wait until every queued line is written (call before the process exits).
+    /// Wait until every queued line is written (call before the process exits). Never
+    /// panics.
     pub fn flush(&self) {
-        global().current.load().flush();
+        let _ = catch_unwind(AssertUnwindSafe(|| global().current.load().flush()));
     }
 }
 
@@ -742,6 +769,25 @@ mod tests {
         assert_eq!(rt.effective("wsgi"), level::DEBUG);
         assert_eq!(rt.effective("other"), level::WARNING);
         assert_eq!(rt.max, log::LevelFilter::Debug);
+    }
+
+    #[test]
+    fn a_panicking_handler_does_not_take_the_caller_with_it() {
+        let formatter = Formatter::new(Some("%(message)s %(levelname)s"), None).expect("valid");
+        let h = Arc::new(Handler::new(0, formatter, Sink::Panic));
+        let rt = Runtime::new(Node::new(0, vec![h.clone()], true), HashMap::new(), vec![h]);
+        let g = Global {
+            current: ArcSwap::from_pointee(rt),
+            start: SystemTime::now(),
+        };
+        let record = log::Record::builder()
+            .target("mapproxy_serve.serve")
+            .level(log::Level::Info)
+            .build();
+        // As the SIGTERM task logs "stopping": the call returns, the record is lost.
+        assert!(!g.dispatch_catching("mapproxy_serve.serve", &record, Message::Str("stopping")));
+        log::Log::log(&g, &record);
+        log::Log::flush(&g);
     }
 
     #[test]

@@ -3,6 +3,9 @@
 //! adjacent literals joined), integers (with `_`, hex, and `*`/`+`/`-` arithmetic such as
 //! `10*1024*1024`), floats, `True`/`False`/`None`, and `sys.stdout`/`sys.stderr`.
 //!
+//! Brackets may nest at most [`MAX_NESTING`] deep (Python's own parser gives up at 200);
+//! deeper is an error, never a stack overflow. Signs (`- - -1`) are read in a loop.
+//!
 //! ```
 //! use mapproxy_serve::logging::pyliteral::{parse, Value};
 //!
@@ -85,12 +88,16 @@ impl fmt::Display for Value {
     }
 }
 
+/// How deep `(`, `[` and `{` may nest.
+pub const MAX_NESTING: usize = 100;
+
 /// Parse one expression. A bare `a, b` is a tuple, as in Python.
 pub fn parse(text: &str) -> Result<Value, String> {
     let mut p = Parser {
         s: text.as_bytes(),
         text,
         pos: 0,
+        depth: 0,
     };
     p.ws();
     if p.pos == p.s.len() {
@@ -127,6 +134,8 @@ struct Parser<'a> {
     s: &'a [u8],
     text: &'a str,
     pos: usize,
+    /// Brackets open around `pos`.
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -186,18 +195,42 @@ impl Parser<'_> {
     }
 
     fn unary(&mut self) -> Result<Value, String> {
-        self.ws();
-        if self.eat(b'-') {
-            return match self.unary()? {
-                Value::Int(i) => Ok(Value::Int(-i)),
-                Value::Float(f) => Ok(Value::Float(-f)),
-                _ => self.err("'-' before something that is not a number"),
-            };
+        // Any number of signs, read in a loop (not one call each).
+        let mut signs = 0usize;
+        let mut negative = false;
+        loop {
+            self.ws();
+            if self.eat(b'-') {
+                negative = !negative;
+            } else if !self.eat(b'+') {
+                break;
+            }
+            signs += 1;
         }
-        if self.eat(b'+') {
-            return self.unary();
+        let v = self.atom()?;
+        if signs == 0 {
+            return Ok(v);
         }
-        self.atom()
+        match v {
+            Value::Int(i) if negative => i
+                .checked_neg()
+                .map(Value::Int)
+                .ok_or_else(|| "integer overflow".to_string())
+                .or_else(|e| self.err(&e)),
+            Value::Float(f) if negative => Ok(Value::Float(-f)),
+            v @ (Value::Int(_) | Value::Float(_)) => Ok(v),
+            _ => self.err("a sign before something that is not a number"),
+        }
+    }
+
+    /// Enter a bracket (`(`, `[`, `{` at `pos`), unless that nests too deep.
+    fn open(&mut self) -> Result<(), String> {
+        if self.depth >= MAX_NESTING {
+            return self.err(&format!("brackets nested more than {MAX_NESTING} deep"));
+        }
+        self.depth += 1;
+        self.pos += 1;
+        Ok(())
     }
 
     fn atom(&mut self) -> Result<Value, String> {
@@ -205,8 +238,9 @@ impl Parser<'_> {
         match self.peek() {
             None => self.err("unexpected end of expression"),
             Some(b'(') => {
-                self.pos += 1;
+                self.open()?;
                 let (items, trailing_comma) = self.items(b')')?;
+                self.depth -= 1;
                 if items.len() == 1 && !trailing_comma {
                     Ok(items.into_iter().next().unwrap_or(Value::None))
                 } else {
@@ -214,12 +248,16 @@ impl Parser<'_> {
                 }
             }
             Some(b'[') => {
-                self.pos += 1;
-                Ok(Value::List(self.items(b']')?.0))
+                self.open()?;
+                let items = self.items(b']')?.0;
+                self.depth -= 1;
+                Ok(Value::List(items))
             }
             Some(b'{') => {
-                self.pos += 1;
-                self.dict()
+                self.open()?;
+                let d = self.dict()?;
+                self.depth -= 1;
+                Ok(d)
             }
             Some(b'\'' | b'"') => self.strings(),
             Some(c) if c.is_ascii_digit() || c == b'.' => self.number(),
@@ -509,8 +547,41 @@ mod tests {
                 ("delay".into(), Value::Bool(true)),
             ])
         );
+        assert_eq!(parse("- - -1").unwrap(), Value::Int(-1));
+        assert_eq!(parse("+-+2.5").unwrap(), Value::Float(-2.5));
+        assert!(parse("-'a'").is_err());
+        assert!(parse("-(-9223372036854775807 - 1)").is_err(), "overflow");
         assert!(parse("(os.path.join('a'),)").is_err());
         assert!(parse("('a'").is_err());
         assert!(parse("").is_err());
+    }
+
+    #[test]
+    fn nesting_is_bounded_and_signs_are_a_loop() {
+        let nested = |n: usize, open: &str, close: &str| {
+            format!("{}sys.stderr,{}", open.repeat(n), close.repeat(n))
+        };
+        assert!(parse(&nested(MAX_NESTING, "(", ")")).is_ok());
+        assert!(parse(&nested(MAX_NESTING, "[", "]")).is_ok());
+        for (open, close) in [("(", ")"), ("[", "]")] {
+            let e = parse(&nested(10_000, open, close)).expect_err("too deep");
+            assert_eq!(e, "brackets nested more than 100 deep at column 101");
+        }
+        let e = parse(&format!(
+            "{}'k': 1{}",
+            "{'k': ".repeat(200),
+            "}".repeat(201)
+        ))
+        .expect_err("too deep");
+        assert!(e.starts_with("brackets nested more than 100 deep"), "{e}");
+        // A hundred thousand signs do not recurse.
+        assert_eq!(
+            parse(&format!("{}1", "-".repeat(100_000))).unwrap(),
+            Value::Int(1)
+        );
+        assert_eq!(
+            parse(&format!("{}1", "+".repeat(100_001))).unwrap(),
+            Value::Int(1)
+        );
     }
 }

@@ -155,12 +155,31 @@ impl Drop for FileSink {
     }
 }
 
+/// Open a log file. A FIFO that nobody reads would block the open forever (at start, on a
+/// reload): it is opened without blocking first, which fails at once in that case; a FIFO,
+/// pipe or terminal that has a reader is then opened again normally (writes to it should
+/// wait, not fail). For a regular file the flag means nothing and the first handle is kept.
 fn open(path: &Path, append: bool) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
     let mut o = OpenOptions::new();
     if append {
         o.append(true).create(true);
     } else {
         o.write(true).create(true).truncate(true);
+    }
+    let probe = o
+        .clone()
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ENXIO) => io::Error::new(
+                e.kind(),
+                "a FIFO that nobody reads (opening it would wait for a reader)",
+            ),
+            _ => e,
+        })?;
+    if probe.metadata()?.is_file() {
+        return Ok(probe);
     }
     o.open(path)
 }

@@ -17,8 +17,8 @@
 //!
 //! - The default host is `127.0.0.1` for every egg name (waitress and wsgiref would use
 //!   `0.0.0.0`): say `host = 0.0.0.0` or `listen = *:8080` to serve other machines.
-//! - `threads`/`workers` are the number of tokio worker threads. The runtime is made by the
-//!   command line before serving: it asks [`Server::worker_threads`].
+//! - `threads`/`workers` are the number of tokio worker threads (at most 1024). The runtime is
+//!   made by the command line before serving: it asks [`Server::worker_threads`].
 //! - `connection_limit`: connections beyond it are not accepted; they wait in the listen
 //!   backlog until a connection closes.
 //! - `header_read_timeout` runs from the accept (or from the first byte of a next request on
@@ -188,6 +188,9 @@ fn seconds(conf: &FactoryConf, key: &str, default: f64) -> Result<Option<Duratio
     Ok((v > 0.0).then(|| Duration::from_secs_f64(v)))
 }
 
+/// The most worker threads `threads`/`workers` may ask for (each has its own stack).
+const MAX_THREADS: usize = 1024;
+
 fn positive(conf: &FactoryConf, key: &str) -> Result<Option<usize>, ConfigError> {
     match conf.get_parsed::<usize>(key, "a positive integer")? {
         Some(0) => Err(conf.error(key, "expected a positive integer, found '0'")),
@@ -288,10 +291,15 @@ impl HttpServer {
                     })
             }
         });
-        let threads = errs.take(
-            first_of(conf, ["threads", "workers"])
-                .and_then(|k| k.map_or(Ok(None), |k| positive(conf, k))),
-        );
+        let threads = errs.take(first_of(conf, ["threads", "workers"]).and_then(|k| {
+            k.map_or(Ok(None), |k| match positive(conf, k)? {
+                Some(n) if n > MAX_THREADS => Err(conf.error(
+                    k,
+                    format!("{n} worker threads is too many (at most {MAX_THREADS})"),
+                )),
+                n => Ok(n),
+            })
+        }));
         let connection_limit = errs.take(positive(conf, "connection_limit"));
         let channel_timeout = errs.take(seconds(conf, "channel_timeout", 120.0));
         let header_read_timeout = errs.take(seconds(conf, "header_read_timeout", 10.0));
