@@ -1,4 +1,4 @@
-//! Issue 5, acceptance 1 for the shipped examples: `ini/production.ini`'s logging sections, served
+//! The shipped examples' logging: `ini/production.ini`'s logging sections, served
 //! by the real binary; the files written are compared line by line with the expected format
 //! (time fields matched by pattern).
 

@@ -1,6 +1,6 @@
-//! The Paste Deploy acceptance cases (`pastedeploy-semantics.md` §6), with FakeApp's factories
-//! re-made as Rust test factories registered in this test binary. Deliberate differences from
-//! Paste (DESIGN §5) are tested as differences.
+//! Paste Deploy's own test cases (its `tests/` with FakeApp), with FakeApp's factories re-made
+//! as Rust test factories registered in this test binary. Deliberate differences from Paste
+//! (the README's "Differences from Paste Deploy") are tested as differences.
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -668,7 +668,7 @@ fn case40_default_shadowing_key_dropped_with_warning() {
 
 #[test]
 fn case41_cli_values_win_over_default_in_interpolation() {
-    // Paste gives port = 6543 here; mapproxy-serve gives the command line's value (DESIGN §5).
+    // Paste gives port = 6543 here; mapproxy-serve gives the command line's value (a deliberate difference: see the README).
     let c =
         deploy::app_config(&uri("cli_wins.ini"), None, &vars(&[("http_port", "8080")])).unwrap();
     assert_eq!(c.local_conf["port"], "8080");
@@ -906,7 +906,7 @@ fn case46_http_urlmap_keys_cannot_be_written() {
 #[tokio::test]
 async fn case47_mixed_case_domains_match() {
     // Paste never matches a domain key with capitals; mapproxy-serve compares hosts
-    // case-insensitively (DESIGN §5).
+    // case-insensitively (a deliberate difference: see the README).
     let app = load("urlmap_mixed_case.ini", None);
     let req = Request::builder()
         .uri("/x")

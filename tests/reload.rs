@@ -1,4 +1,4 @@
-//! Issue 3, acceptance 2: reload without dropping a request, through the real binary.
+//! Reload without dropping a request, through the real binary.
 //!
 //! A bounded load loop (16 keep-alive connections on loopback, at most 20 s and a maximum
 //! request count) runs while the ini file is edited: five new versions of a text app's body
@@ -457,7 +457,7 @@ fn site_with_logging(args: &str, format: &str) -> String {
     )
 }
 
-/// Edits that used to overflow the stack, exhaust memory or hang a running server when it
+/// Edits that would overflow the stack, exhaust memory or hang a running server when it
 /// reloaded: each is refused with an error naming file and line, and the running
 /// configuration keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

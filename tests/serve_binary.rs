@@ -1,4 +1,4 @@
-//! Issue 3, acceptance 1, through the real `mapproxy-serve` binary: addresses (port 0, unix
+//! The server through the real `mapproxy-serve` binary: addresses (port 0, unix
 //! sockets, `-b`), HTTP/1.1 and h2c, 431/413, header timeouts against silent and slowloris
 //! connections, graceful SIGTERM, panics, the pid file, `NAME=VALUE`, exit statuses and
 //! `check`.
