@@ -86,7 +86,7 @@ pub const OPTIONS: &[Opt] = &[
     Opt::new("bind", "gunicorn's name for `listen`"),
     Opt::new("unix_socket", "serve on this unix socket instead of TCP (host/port are then ignored)"),
     Opt::new("unix_socket_perms", "octal mode of the unix socket file (default 600)"),
-    Opt::new("threads", "tokio worker threads (default: one per CPU)"),
+    Opt::new("threads", "tokio worker threads, 1 to 1024 (default: one per CPU)"),
     Opt::new("workers", "gunicorn's name for `threads`"),
     Opt::new("connection_limit", "open connections at most; more wait in the listen backlog (default 1000)"),
     Opt::new("channel_timeout", "seconds without traffic before an idle connection, or one whose upload stalled, is closed (default 120; 0 = never)"),
@@ -209,6 +209,23 @@ fn positive(conf: &FactoryConf, key: &str) -> Result<Option<usize>, ConfigError>
     }
 }
 
+/// Worker threads at most: tokio starts them all at once, and far more than cores only
+/// costs memory (each has its own stack).
+const MAX_THREADS: usize = 1024;
+
+fn threads(conf: &FactoryConf, key: &str) -> Result<Option<usize>, ConfigError> {
+    match conf.get_parsed::<u64>(key, "a number of threads (1-1024)")? {
+        None => Ok(None),
+        Some(n) => match usize::try_from(n) {
+            Ok(n) if (1..=MAX_THREADS).contains(&n) => Ok(Some(n)),
+            _ => Err(conf.error(
+                key,
+                format!("expected a number of threads from 1 to {MAX_THREADS}, found '{n}'"),
+            )),
+        },
+    }
+}
+
 fn first_of<'a>(conf: &FactoryConf, keys: [&'a str; 2]) -> Result<Option<&'a str>, ConfigError> {
     match (conf.get(keys[0]).is_some(), conf.get(keys[1]).is_some()) {
         (true, true) => Err(conf.error(
@@ -304,7 +321,7 @@ impl HttpServer {
         });
         let threads = errs.take(
             first_of(conf, ["threads", "workers"])
-                .and_then(|k| k.map_or(Ok(None), |k| positive(conf, k))),
+                .and_then(|k| k.map_or(Ok(None), |k| threads(conf, k))),
         );
         let connection_limit = errs.take(positive(conf, "connection_limit"));
         let channel_timeout = errs.take(seconds(conf, "channel_timeout", 120.0));
@@ -749,6 +766,28 @@ mod tests {
         assert!(e.contains("key 'threads'"), "{e}");
         assert!(e.contains("key 'channel_timeout'"), "{e}");
         assert!(e.contains("key 'unix_socket_perms'"), "{e}");
+        // threads/workers: 1 to 1024, else an error at check time naming file and line
+        // (not an abort when the runtime starts them)
+        for (k, v) in [
+            ("threads", "100000000"),
+            ("workers", "1025"),
+            ("threads", "0"),
+            ("workers", "99999999999999999999999"),
+            ("threads", "-1"),
+        ] {
+            let mut c = conf(&[(k, v)]);
+            if let Some(val) = c.local.get_mut(k) {
+                val.location = Location::in_section("site.ini", 9, "server:main");
+            }
+            let e = HttpServer::from_conf(&c).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("site.ini:9: [server:main] key '{k}'"))
+                    && e.contains("1024"),
+                "{e}"
+            );
+        }
+        let ok = HttpServer::from_conf(&conf(&[("workers", "1024")])).unwrap();
+        assert_eq!(ok.worker_threads(), Some(1024));
         let e = err(&[("threads", "2"), ("workers", "2")]);
         assert!(e.contains("not both"), "{e}");
         let e = err(&[("host", "h:1"), ("port", "2")]);
