@@ -772,3 +772,94 @@ async fn bind_error_names_the_address_and_os_error() {
     );
     srv.stop().await;
 }
+
+/// An HTTP/2 connection driven by the `h2` crate; `window` is the flow-control window the
+/// client grants the server for each stream.
+async fn h2_connect(
+    addr: SocketAddr,
+    window: u32,
+) -> (
+    h2::client::SendRequest<Bytes>,
+    h2::client::Connection<TcpStream, Bytes>,
+) {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    h2::client::Builder::new()
+        .initial_window_size(window)
+        .handshake(tcp)
+        .await
+        .expect("h2 handshake")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_hosts_and_targets_get_400_without_calling_the_app() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let calls2 = calls.clone();
+    let app = app_fn(move |req: Request<Body>| {
+        calls2.fetch_add(1, Ordering::SeqCst);
+        test_response(req)
+    });
+    let srv = start(&[], app, false).await;
+    let bad: &[&str] = &[
+        "GET /info HTTP/1.1\r\nHost: evil.example/x?\r\n\r\n",
+        "GET /info HTTP/1.1\r\nHost: a b@c\r\n\r\n",
+        "GET /info HTTP/1.1\r\nHost: good@evil.example\r\n\r\n",
+        "GET /info HTTP/1.1\r\nHost: \r\n\r\n",
+        "GET /info HTTP/1.1\r\nHost: x:http\r\n\r\n",
+        "GET /info HTTP/1.1\r\n\r\n",
+        "GET /info HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
+        "GET ftp://evil:21/info HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET http://good@evil.example/info HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET http://evil.example:99999/info HTTP/1.0\r\n\r\n",
+    ];
+    for req in bad {
+        let res = raw_response(srv.tcp(), req.as_bytes()).await;
+        assert!(
+            res.starts_with("HTTP/1.") && res[..12].ends_with(" 400"),
+            "{req:?}: {res}"
+        );
+        assert!(!res.contains("evil"), "{req:?} echoed: {res}");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    let good: &[(&str, &str)] = &[
+        ("GET /info HTTP/1.0\r\n\r\n", "host=127.0.0.1:"),
+        (
+            "GET /info HTTP/1.1\r\nHost: maps.example:8080\r\nConnection: close\r\n\r\n",
+            "host=maps.example:8080 ",
+        ),
+        (
+            "GET /info HTTP/1.1\r\nHost: [::1]:81\r\nConnection: close\r\n\r\n",
+            "host=[::1]:81 ",
+        ),
+        (
+            "GET http://maps.example/info HTTP/1.1\r\nHost: other\r\nConnection: close\r\n\r\n",
+            "host=maps.example ",
+        ),
+    ];
+    for (req, want) in good {
+        let res = raw_response(srv.tcp(), req.as_bytes()).await;
+        assert!(
+            res.contains(" 200 ") && res.contains(want),
+            "{req:?}: {res}"
+        );
+    }
+    // HTTP/2: `:authority` is checked the same way, and must agree with a Host header
+    let (send, conn) = h2_connect(srv.tcp(), 65_535).await;
+    tokio::spawn(conn);
+    let cases: &[(&str, Option<&str>, u16)] = &[
+        ("http://maps.example/info", None, 200),
+        ("http://good@evil.example/info", None, 400),
+        ("http://maps.example/info", Some("evil.example"), 400),
+        ("http://maps.example/info", Some("maps.example"), 200),
+    ];
+    for (uri, host, status) in cases {
+        let mut b = Request::get(*uri);
+        if let Some(h) = host {
+            b = b.header("host", *h);
+        }
+        let mut send = send.clone().ready().await.expect("ready");
+        let (res, _) = send.send_request(b.body(()).unwrap(), true).unwrap();
+        let res = tokio::time::timeout(DEADLINE, res).await.unwrap().unwrap();
+        assert_eq!(res.status().as_u16(), *status, "{uri} {host:?}");
+    }
+    srv.stop().await;
+}

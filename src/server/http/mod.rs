@@ -53,6 +53,7 @@
 
 mod body;
 mod conn;
+mod host;
 mod service;
 
 use std::net::SocketAddr;

@@ -15,6 +15,7 @@ use hyper::body::{Body as _, Incoming};
 
 use super::body::{ResponseBody, WatchedBody};
 use super::conn::{ActiveGuard, BodyWait, ConnState};
+use super::host;
 use super::Settings;
 use crate::app::{box_body, empty_body, text_response, Body};
 use crate::environ::{MountPath, PeerAddr, PublicUrl};
@@ -45,7 +46,17 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
         let settings = self.settings.clone();
         let h1 = req.version() < Version::HTTP_2;
 
-        if let Some(len) = content_length(&req) {
+        let (mut parts, incoming) = req.into_parts();
+        if let Err(bad) = host::check_request(&parts) {
+            log::debug!(target: LOG, "400 from {:?}: {}", self.peer, bad.message().trim_end());
+            let res = text_response(
+                StatusCode::BAD_REQUEST,
+                "text/plain; charset=utf-8",
+                bad.message(),
+            );
+            return ready(finish(res, guard, &settings, h1));
+        }
+        if let Some(len) = content_length(&parts.headers) {
             if len > settings.max_body {
                 let res = text_response(
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -56,7 +67,6 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
             }
         }
 
-        let (mut parts, incoming) = req.into_parts();
         let exact_prefix =
             !settings.url_prefix.is_empty() && parts.uri.path() == settings.url_prefix;
         let mount = match strip_prefix(&settings.url_prefix, &parts.uri) {
@@ -211,8 +221,8 @@ fn ready(res: Response<ResponseBody>) -> ResponseFuture {
     ResponseFuture::Ready { res: Some(res) }
 }
 
-fn content_length<B>(req: &Request<B>) -> Option<u64> {
-    req.headers()
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
         .get(CONTENT_LENGTH)?
         .to_str()
         .ok()?
