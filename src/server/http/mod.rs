@@ -24,8 +24,13 @@
 //! - `header_read_timeout` runs from the accept (or from the first byte of a next request on
 //!   a keep-alive connection) until the request head is complete; `channel_timeout` closes a
 //!   connection with no traffic and no request in progress, or whose request body stopped
-//!   arriving while the app waits for it. An app computing its answer is never cut; slow
-//!   response readers are not timed out.
+//!   arriving while the app waits for it; HTTP/2 PINGs, SETTINGS and WINDOW_UPDATEs are not
+//!   traffic. An app computing its answer is never cut. `send_timeout` closes a connection
+//!   whose response data the client does not take (does not read, or grants no HTTP/2
+//!   window) for that long.
+//! - HTTP/2: at most 100 concurrent streams per connection; response bodies are handed to
+//!   hyper in 16 KiB pieces, and only 4 bodies per connection may hold data not yet sent, so
+//!   streams the client grants no window cost about 16 KiB each, not a body chunk each.
 //! - Request bodies: a `Content-Length` above `max_request_body_size` is answered 413 without
 //!   calling the app. A chunked (or HTTP/2) body that grows past it yields an error that
 //!   downcasts to [`http_body_util::LengthLimitError`]; apps should answer 413 — if an app
@@ -69,7 +74,7 @@ use tokio_util::task::TaskTracker;
 
 pub use body::ResponseBody;
 
-use self::conn::{ConnState, Tracked, WokenOnly};
+use self::conn::{ConnState, Timeouts, Tracked, WokenOnly};
 use self::service::RequestService;
 use super::bind::{bind_all, parse_bind, parse_listen, BindAddr, BoundAddr, Listener, Stream};
 use super::{ServeContext, ServeError, ServeFuture, Server, SharedApp};
@@ -78,6 +83,9 @@ use crate::error::{ConfigError, ConfigErrors};
 use crate::registry::{Build, Factory, Opt};
 
 const LOG: &str = "mapproxy_serve.server.http";
+
+/// Concurrent HTTP/2 streams per connection (as Apache httpd and h2o; hyper's default: 200).
+const MAX_STREAMS: u32 = 100;
 
 /// The options this server reads.
 pub const OPTIONS: &[Opt] = &[
@@ -91,6 +99,7 @@ pub const OPTIONS: &[Opt] = &[
     Opt::new("workers", "gunicorn's name for `threads`"),
     Opt::new("connection_limit", "open connections at most; more wait in the listen backlog (default 1000)"),
     Opt::new("channel_timeout", "seconds without traffic before an idle connection, or one whose upload stalled, is closed (default 120; 0 = never)"),
+    Opt::new("send_timeout", "seconds a response may wait for the client to take data (read it, or grant HTTP/2 window) before the connection is closed (default 60; 0 = never)"),
     Opt::new("header_read_timeout", "seconds to receive a request head, from the accept or its first byte (default 10; 0 = no limit)"),
     Opt::new("shutdown_timeout", "seconds in-flight requests may take to finish on shutdown (default 30)"),
     Opt::new("graceful_timeout", "gunicorn's name for `shutdown_timeout`"),
@@ -176,6 +185,7 @@ pub(crate) struct Settings {
     max_header: usize,
     header_read_timeout: Option<Duration>,
     channel_timeout: Option<Duration>,
+    send_timeout: Option<Duration>,
     shutdown_timeout: Duration,
     http2: bool,
     connection_limit: usize,
@@ -327,6 +337,7 @@ impl HttpServer {
         let connection_limit = errs.take(positive(conf, "connection_limit"));
         let channel_timeout = errs.take(seconds(conf, "channel_timeout", 120.0));
         let header_read_timeout = errs.take(seconds(conf, "header_read_timeout", 10.0));
+        let send_timeout = errs.take(seconds(conf, "send_timeout", 60.0));
         let shutdown_timeout = errs.take(
             first_of(conf, ["shutdown_timeout", "graceful_timeout"])
                 .and_then(|k| seconds(conf, k.unwrap_or("shutdown_timeout"), 30.0)),
@@ -368,6 +379,7 @@ impl HttpServer {
             Some(connection_limit),
             Some(channel_timeout),
             Some(header_read_timeout),
+            Some(send_timeout),
             Some(shutdown_timeout),
             Some(max_header),
             Some(max_body),
@@ -380,6 +392,7 @@ impl HttpServer {
             connection_limit,
             channel_timeout,
             header_read_timeout,
+            send_timeout,
             shutdown_timeout,
             max_header,
             max_body,
@@ -400,6 +413,7 @@ impl HttpServer {
                 max_header: max_header.unwrap_or(64 * 1024),
                 header_read_timeout,
                 channel_timeout,
+                send_timeout,
                 shutdown_timeout: shutdown_timeout.unwrap_or(Duration::ZERO),
                 http2,
                 connection_limit: connection_limit.unwrap_or(1000),
@@ -497,9 +511,15 @@ impl BoundHttpServer {
             .timer(TokioTimer::new())
             .header_read_timeout(None)
             .max_buf_size(s.max_header.max(8192));
+        // HTTP/2 memory per connection: hyper's defaults are 200 streams with up to 400 KiB
+        // of response data buffered each. Bodies hand hyper 16 KiB pieces and only a few may
+        // hold unsent data (conn.rs), so a stream that gets no flow-control window holds
+        // about one piece here plus one in hyper.
         builder
             .http2()
             .timer(TokioTimer::new())
+            .max_concurrent_streams(MAX_STREAMS)
+            .max_send_buf_size(conn::PIECE * 2)
             .max_header_list_size(u32::try_from(s.max_header).unwrap_or(u32::MAX));
         let builder = if s.http2 {
             builder
@@ -615,13 +635,18 @@ async fn serve_connection(
         Expired(&'static str),
     }
     let mut draining = false;
+    let timeouts = Timeouts {
+        header: settings.header_read_timeout,
+        idle: settings.channel_timeout,
+        send: settings.send_timeout,
+    };
     loop {
         // Polled only when one of its own signals fired, not on every read and write.
         let stop = WokenOnly::new(async {
             tokio::select! {
                 _ = shared.shutdown.cancelled(), if !draining => Stop::Shutdown,
                 _ = shared.force.cancelled() => Stop::Force,
-                why = state.expired(settings.header_read_timeout, settings.channel_timeout) => {
+                why = state.expired(timeouts) => {
                     Stop::Expired(why)
                 }
             }
@@ -671,6 +696,7 @@ mod tests {
         assert_eq!(s.settings.max_body, 1 << 30);
         assert_eq!(s.settings.connection_limit, 1000);
         assert_eq!(s.settings.channel_timeout, Some(Duration::from_secs(120)));
+        assert_eq!(s.settings.send_timeout, Some(Duration::from_secs(60)));
         assert_eq!(
             s.settings.header_read_timeout,
             Some(Duration::from_secs(10))
@@ -715,6 +741,7 @@ mod tests {
             ("threads", "3"),
             ("unix_socket_perms", "0660"),
             ("channel_timeout", "0"),
+            ("send_timeout", "0"),
             ("header_read_timeout", "0.5"),
             ("url_prefix", "maps/"),
             ("ident", ""),
@@ -724,6 +751,7 @@ mod tests {
         assert_eq!(s.worker_threads(), Some(3));
         assert_eq!(s.settings.unix_perms, 0o660);
         assert_eq!(s.settings.channel_timeout, None);
+        assert_eq!(s.settings.send_timeout, None);
         assert_eq!(
             s.settings.header_read_timeout,
             Some(Duration::from_millis(500))

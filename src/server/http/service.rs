@@ -54,7 +54,7 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
                 "text/plain; charset=utf-8",
                 bad.message(),
             );
-            return ready(finish(res, guard, &settings, h1));
+            return ready(finish(res, guard, &settings, h1, !h1));
         }
         if let Some(len) = content_length(&parts.headers) {
             if len > settings.max_body {
@@ -63,7 +63,7 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
                     "text/plain; charset=utf-8",
                     "Request body too large\n",
                 );
-                return ready(finish(res, guard, &settings, h1));
+                return ready(finish(res, guard, &settings, h1, !h1));
             }
         }
 
@@ -80,7 +80,7 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
                     "text/plain; charset=utf-8",
                     "Not Found\n",
                 );
-                return ready(finish(res, guard, &settings, false));
+                return ready(finish(res, guard, &settings, false, !h1));
             }
         };
 
@@ -143,7 +143,7 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
             Ok(fut) => fut,
             Err(info) => {
                 let res = panic_response(&info, self.debug);
-                return ready(finish(res, guard, &settings, false));
+                return ready(finish(res, guard, &settings, false, !h1));
             }
         };
         ResponseFuture::App {
@@ -153,6 +153,7 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
                 guard,
                 settings,
                 debug: self.debug,
+                http2: !h1,
             }),
         }
     }
@@ -164,6 +165,7 @@ struct Pending {
     guard: ActiveGuard,
     settings: Arc<Settings>,
     debug: bool,
+    http2: bool,
 }
 
 type AppCall = CatchPanic<crate::app::AppFuture>;
@@ -211,7 +213,7 @@ impl Future for ResponseFuture {
                 } else {
                     res
                 };
-                Poll::Ready(Ok(finish(res, p.guard, &p.settings, false)))
+                Poll::Ready(Ok(finish(res, p.guard, &p.settings, false, p.http2)))
             }
         }
     }
@@ -262,6 +264,7 @@ fn finish(
     guard: ActiveGuard,
     settings: &Settings,
     close: bool,
+    http2: bool,
 ) -> Response<ResponseBody> {
     let (mut parts, body) = res.into_parts();
     if let Some(ident) = &settings.ident {
@@ -274,7 +277,7 @@ fn finish(
             .headers
             .insert(CONNECTION, HeaderValue::from_static("close"));
     }
-    Response::from_parts(parts, ResponseBody::new(body, guard))
+    Response::from_parts(parts, ResponseBody::new(body, guard, http2))
 }
 
 #[cfg(test)]
