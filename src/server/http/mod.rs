@@ -58,7 +58,7 @@
 
 mod body;
 mod conn;
-mod host;
+pub(crate) mod host;
 mod service;
 
 use std::net::SocketAddr;
