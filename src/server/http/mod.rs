@@ -31,6 +31,10 @@
 //! - HTTP/2: at most 100 concurrent streams per connection; response bodies are handed to
 //!   hyper in 16 KiB pieces, and only 4 bodies per connection may hold data not yet sent, so
 //!   streams the client grants no window cost about 16 KiB each, not a body chunk each.
+//! - The request's authority is checked before the app sees it (`host.rs`): a `Host` that is
+//!   not `host[:port]` (RFC 3986, no userinfo), a second `Host`, none on HTTP/1.1, an
+//!   absolute-form target that is not http(s) or names an invalid authority, and an HTTP/2
+//!   `:authority` likewise, are answered 400.
 //! - Request bodies: a `Content-Length` above `max_request_body_size` is answered 413 without
 //!   calling the app. A chunked (or HTTP/2) body that grows past it yields an error that
 //!   downcasts to [`http_body_util::LengthLimitError`]; apps should answer 413 — if an app
