@@ -436,7 +436,7 @@ fn an_absurd_thread_count_is_an_error() {
             dir.path(),
             "t.ini",
             "t.ini:6: [server:main] ",
-            &format!("key '{key}': 100000000 worker threads is too many (at most 1024)"),
+            &format!("key '{key}': expected a whole number from 1 to 1024, found '100000000'"),
         );
     }
 }
@@ -607,5 +607,125 @@ fn eighty_thousand_keys_and_a_hundred_thousand_mounts_are_read() {
     for name in ["keys.ini", "default.ini", "mounts.ini"] {
         let e = check(dir.path(), name);
         assert_eq!(e.code(), Some(0), "{name}: {}", e.stderr);
+    }
+}
+
+// ---- every duration, size and count option: absurd values are errors with file:line --------
+
+/// A site whose one option under test is `KEY = VALUE`, and the section that holds it.
+struct NumericOption {
+    key: &'static str,
+    /// The site; `@` is replaced by the line `KEY = VALUE`.
+    site: &'static str,
+    section: &'static str,
+    bad: &'static [&'static str],
+}
+
+const SECONDS: &[&str] = &["1e30", "-1", "NaN", "inf", "1e9999", "soon", "86401"];
+const SIZES: &[&str] = &["99999999999G", "99999999999999999999", "-1", "1.5k", "lots"];
+const COUNTS: &[&str] = &["100000000000000000000", "-1", "0", "many"];
+
+const HTTP: &str =
+    "[server:main]\nuse = egg:Paste#http\nport = 0\n@\n[app:main]\nuse = egg:mapproxy-serve#text\n";
+const FCGI: &str = "[server:main]\nuse = egg:Flup#fcgi_fork\nsocket = %(here)s/fcgi.sock\n@\n[app:main]\nuse = egg:mapproxy-serve#text\n";
+
+const NUMERIC_OPTIONS: &[NumericOption] = &[
+    NumericOption { key: "channel_timeout", site: HTTP, section: "server:main", bad: SECONDS },
+    NumericOption { key: "header_read_timeout", site: HTTP, section: "server:main", bad: SECONDS },
+    NumericOption { key: "send_timeout", site: HTTP, section: "server:main", bad: SECONDS },
+    NumericOption { key: "shutdown_timeout", site: HTTP, section: "server:main", bad: SECONDS },
+    NumericOption { key: "graceful_timeout", site: HTTP, section: "server:main", bad: SECONDS },
+    NumericOption { key: "max_request_header_size", site: HTTP, section: "server:main", bad: SIZES },
+    NumericOption { key: "max_request_body_size", site: HTTP, section: "server:main", bad: SIZES },
+    NumericOption { key: "threads", site: HTTP, section: "server:main", bad: &["100000000", "0", "-1", "x"] },
+    NumericOption { key: "workers", site: HTTP, section: "server:main", bad: &["1025", "0"] },
+    NumericOption { key: "connection_limit", site: HTTP, section: "server:main", bad: COUNTS },
+    NumericOption { key: "shutdown_timeout", site: FCGI, section: "server:main", bad: SECONDS },
+    NumericOption { key: "header_read_timeout", site: FCGI, section: "server:main", bad: SECONDS },
+    NumericOption { key: "channel_timeout", site: FCGI, section: "server:main", bad: SECONDS },
+    NumericOption { key: "send_timeout", site: FCGI, section: "server:main", bad: SECONDS },
+    NumericOption { key: "connection_limit", site: FCGI, section: "server:main", bad: COUNTS },
+    NumericOption { key: "max_request_header_size", site: FCGI, section: "server:main", bad: SIZES },
+    NumericOption { key: "maxChildren", site: FCGI, section: "server:main", bad: COUNTS },
+    NumericOption { key: "maxThreads", site: FCGI, section: "server:main", bad: COUNTS },
+    NumericOption {
+        key: "timeout",
+        site: "[app:main]\nuse = egg:mapproxy-serve#text\nfilter-with = t\n[filter:t]\nuse = egg:mapproxy-serve#timeout\n@\n",
+        section: "filter:t",
+        bad: SECONDS,
+    },
+    NumericOption {
+        key: "max_body_size",
+        site: "[app:main]\nuse = egg:mapproxy-serve#text\nfilter-with = b\n[filter:b]\nuse = egg:mapproxy-serve#body_limit\n@\n",
+        section: "filter:b",
+        bad: SIZES,
+    },
+    NumericOption {
+        key: "min_size",
+        site: "[app:main]\nuse = egg:mapproxy-serve#text\nfilter-with = c\n[filter:c]\nuse = egg:Paste#gzip\n@\n",
+        section: "filter:c",
+        bad: SIZES,
+    },
+    NumericOption {
+        key: "compress_level",
+        site: "[app:main]\nuse = egg:mapproxy-serve#text\nfilter-with = c\n[filter:c]\nuse = egg:Paste#gzip\n@\n",
+        section: "filter:c",
+        bad: &["0", "10", "-1", "99999999999", "max"],
+    },
+    NumericOption {
+        key: "max_age",
+        site: "[app:main]\nuse = egg:mapproxy-serve#text\nfilter-with = c\n[filter:c]\nuse = egg:mapproxy-serve#cors\n@\n",
+        section: "filter:c",
+        bad: &["99999999999999999999", "-1", "1e30", "x"],
+    },
+    NumericOption {
+        key: "timeout",
+        site: "[app:main]\nuse = egg:Paste#proxy\naddress = http://127.0.0.1:9/\n@\n",
+        section: "app:main",
+        bad: SECONDS,
+    },
+    NumericOption {
+        key: "cache_max_age",
+        site: "[app:main]\nuse = egg:Paste#static\ndocument_root = %(here)s\n@\n",
+        section: "app:main",
+        bad: &["99999999999999999999", "-1", "1e30", "x"],
+    },
+    NumericOption {
+        key: "max_cached_file_size",
+        site: "[app:main]\nuse = egg:Paste#static\ndocument_root = %(here)s\n@\n",
+        section: "app:main",
+        bad: SIZES,
+    },
+    NumericOption {
+        key: "slow_seconds",
+        site: "[app:main]\nuse = egg:mapproxy-serve#echo\nslow_path = /slow\n@\n",
+        section: "app:main",
+        bad: SECONDS,
+    },
+];
+
+#[test]
+fn every_duration_size_and_count_option_rejects_absurd_values_naming_file_and_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for opt in NUMERIC_OPTIONS {
+        for bad in opt.bad {
+            let text = opt.site.replace('@', &format!("{} = {bad}", opt.key));
+            let line = text
+                .lines()
+                .position(|l| l.starts_with(&format!("{} = ", opt.key)))
+                .map(|i| i + 1)
+                .expect("the option's line");
+            write(dir.path(), "site.ini", &text);
+            let start = format!("site.ini:{line}: [{}] key '{}'", opt.section, opt.key);
+            let e = check(dir.path(), "site.ini");
+            assert_eq!(e.code(), Some(2), "{} = {bad}: {e:?}", opt.key);
+            assert!(
+                e.stderr.lines().any(|l| l.starts_with(&start)),
+                "{} = {bad} in\n{text}\nexpected a line starting {start:?}, got:\n{}",
+                opt.key,
+                e.stderr
+            );
+            assert!(!e.stderr.contains("panicked"), "{}", e.stderr);
+        }
     }
 }

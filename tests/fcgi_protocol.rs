@@ -753,3 +753,174 @@ async fn tcp_peers_outside_web_server_addrs_are_refused() {
     shutdown.cancel();
     done.await.unwrap();
 }
+
+/// Read until EOF or error within `limit`; `None` when the connection stayed open.
+async fn closed_within<R: tokio::io::AsyncRead + Unpin>(r: &mut R, limit: Duration) -> Option<u64> {
+    let mut got = 0u64;
+    let mut buf = vec![0u8; 1 << 16];
+    tokio::time::timeout(limit, async {
+        loop {
+            match r.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n as u64,
+            }
+        }
+    })
+    .await
+    .ok()?;
+    Some(got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_params_get_431_and_the_connection_goes_on() {
+    let srv = start_unix(|s| s).await;
+    let mut s = UnixStream::connect(&srv.socket).await.unwrap();
+    // just under the 64 KiB default, over it, and far over the old 1 MiB protocol limit
+    for (i, cookie) in [60_000usize, 70_000, 2 << 20].into_iter().enumerate() {
+        let mut vars = cgi("/c", "");
+        vars.push(("HTTP_COOKIE".into(), "c".repeat(cookie)));
+        let id = i as u16 + 1;
+        send_request(&mut s, id, true, &kv(&vars), b"").await;
+        let res = read_response(&mut s, id).await.expect("answered");
+        let text = res.text();
+        let want = if cookie < 64 * 1024 {
+            "Status: 200 OK\r\n"
+        } else {
+            "Status: 431 Request Header Fields Too Large\r\n"
+        };
+        assert!(text.starts_with(want), "{cookie}: {text}");
+        assert_eq!(res.protocol_status, 0);
+    }
+    assert_next_request_ok(&mut s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn params_buffered_on_one_connection_are_bounded() {
+    let srv = start_unix(|s| s).await;
+    let mut s = UnixStream::connect(&srv.socket).await.unwrap();
+    // eight requests, each with 60,000 bytes of PARAMS and no end to them: the connection
+    // holds four requests' worth (4 x 64 KiB); the others are refused at once
+    let chunk = vec![b'x'; 60_000];
+    let mut out = Vec::new();
+    for id in 1..=8u16 {
+        out.extend(begin(id, true));
+        out.extend(rec(PARAMS, id, &chunk));
+    }
+    s.write_all(&out).await.unwrap();
+    let mut refused = Vec::new();
+    for _ in 5..=8 {
+        let r = tokio::time::timeout(Duration::from_secs(10), read_rec(&mut s))
+            .await
+            .expect("refusal in time")
+            .expect("a record");
+        assert_eq!(r.kind, END_REQUEST, "{r:?}");
+        assert_eq!(r.content[4], 2, "OVERLOADED");
+        refused.push(r.id);
+    }
+    assert_eq!(refused, vec![5, 6, 7, 8]);
+    // aborting an open request frees its share
+    s.write_all(&rec(ABORT_REQUEST, 2, b"")).await.unwrap();
+    let r = read_rec(&mut s).await.expect("END_REQUEST for the abort");
+    assert_eq!((r.kind, r.id), (END_REQUEST, 2));
+    // and a new one fits again
+    send_request(&mut s, 9, true, &kv(&cgi("/fits", "")), b"").await;
+    let res = read_response(&mut s, 9).await.expect("served");
+    assert!(res.text().contains("path=/fits\n"), "{}", res.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_half_finished_connections_are_closed() {
+    let srv = start_unix(|s| {
+        s.header_read_timeout(Some(Duration::from_millis(500)))
+            .channel_timeout(Some(Duration::from_secs(1)))
+    })
+    .await;
+    let mut stalled_upload = cgi("/upload", "");
+    stalled_upload[0].1 = "PUT".into();
+    stalled_upload.push(("CONTENT_LENGTH".into(), "100".into()));
+    srv.probe.upload_gate.notify_one();
+    let inputs: Vec<(&str, Vec<u8>, Duration)> = vec![
+        ("silent", vec![], Duration::from_millis(400)),
+        (
+            "half a record header",
+            vec![1, 1, 0],
+            Duration::from_millis(400),
+        ),
+        (
+            "PARAMS never ended",
+            [
+                begin(1, true),
+                rec(PARAMS, 1, &pairs(&[("REQUEST_METHOD", "GET")])),
+            ]
+            .concat(),
+            Duration::from_millis(400),
+        ),
+        (
+            "upload stalled",
+            {
+                let mut v = begin(1, true);
+                v.extend(params(1, &kv(&stalled_upload), 0xffff));
+                v.extend(rec(STDIN, 1, b"0123456789"));
+                v
+            },
+            Duration::from_millis(800),
+        ),
+    ];
+    for (what, input, at_least) in inputs {
+        let t0 = std::time::Instant::now();
+        let mut s = UnixStream::connect(&srv.socket).await.unwrap();
+        s.write_all(&input).await.unwrap();
+        let closed = closed_within(&mut s, Duration::from_secs(10)).await;
+        assert!(closed.is_some(), "{what}: connection kept open");
+        assert!(t0.elapsed() >= at_least, "{what}: {:?}", t0.elapsed());
+    }
+    // an idle keep-alive connection lasts past the header time, until channel_timeout
+    let mut s = UnixStream::connect(&srv.socket).await.unwrap();
+    assert_next_request_ok(&mut s).await;
+    let t0 = std::time::Instant::now();
+    assert!(closed_within(&mut s, Duration::from_secs(10))
+        .await
+        .is_some());
+    assert!(
+        t0.elapsed() >= Duration::from_millis(800),
+        "{:?}",
+        t0.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_web_server_that_does_not_read_is_cut_and_frees_its_connection_slot() {
+    let srv = start_unix(|s| {
+        s.connection_limit(1)
+            .send_timeout(Some(Duration::from_millis(500)))
+    })
+    .await;
+    // takes the only connection slot and never reads its 1 GiB answer
+    let mut slow = UnixStream::connect(&srv.socket).await.unwrap();
+    let n = 1u64 << 30;
+    send_request(
+        &mut slow,
+        1,
+        true,
+        &kv(&cgi("/big", &format!("n={n}"))),
+        b"",
+    )
+    .await;
+    // the next connection waits in the backlog until the slow one is cut
+    let t0 = std::time::Instant::now();
+    let mut next = UnixStream::connect(&srv.socket).await.unwrap();
+    send_request(&mut next, 1, true, &kv(&cgi("/next", "")), b"").await;
+    let res = tokio::time::timeout(Duration::from_secs(10), read_response(&mut next, 1))
+        .await
+        .expect("second connection served in time")
+        .expect("response");
+    assert!(res.text().contains("path=/next\n"));
+    assert!(
+        t0.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        t0.elapsed()
+    );
+    let got = closed_within(&mut slow, Duration::from_secs(10)).await;
+    assert!(got.is_some_and(|g| g < n), "slow connection: {got:?}");
+    assert!(srv.probe.produced.load(Ordering::SeqCst) < n);
+}

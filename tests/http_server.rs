@@ -772,3 +772,334 @@ async fn bind_error_names_the_address_and_os_error() {
     );
     srv.stop().await;
 }
+
+/// An app whose `/big` body is endless 256 KiB chunks (the size the static file app reads),
+/// counting the chunks it produced; anything else answers "hello".
+fn chunky_app(produced: Arc<AtomicUsize>) -> App {
+    app_fn(move |req: Request<Body>| {
+        let produced = produced.clone();
+        async move {
+            if req.uri().path() != "/big" {
+                return text("hello");
+            }
+            let chunks = futures_util::stream::repeat_with(move || {
+                produced.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, Infallible>(http_body::Frame::data(Bytes::from(vec![7u8; 256 * 1024])))
+            });
+            Response::new(mapproxy_serve::app::box_body(
+                http_body_util::StreamBody::new(chunks),
+            ))
+        }
+    })
+}
+
+/// An HTTP/2 connection driven by the `h2` crate; `window` is the flow-control window the
+/// client grants the server for each stream.
+async fn h2_connect(
+    addr: SocketAddr,
+    window: u32,
+) -> (
+    h2::client::SendRequest<Bytes>,
+    h2::client::Connection<TcpStream, Bytes>,
+) {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    h2::client::Builder::new()
+        .initial_window_size(window)
+        .handshake(tcp)
+        .await
+        .expect("h2 handshake")
+}
+
+fn h2_get(uri: &str) -> Request<()> {
+    Request::get(uri).body(()).expect("request")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_streams_without_window_hold_few_chunks_and_are_cut_on_send_timeout() {
+    let produced = Arc::new(AtomicUsize::new(0));
+    let srv = start(
+        &[("send_timeout", "1"), ("channel_timeout", "60")],
+        chunky_app(produced.clone()),
+        false,
+    )
+    .await;
+    let (mut send, conn) = h2_connect(srv.tcp(), 0).await;
+    let conn = tokio::spawn(conn);
+    const STREAMS: usize = 60;
+    let mut heads = Vec::new();
+    for _ in 0..STREAMS {
+        send = send.ready().await.expect("stream slot");
+        let (res, _) = send
+            .send_request(h2_get(&srv.url("/big")), true)
+            .expect("send request");
+        heads.push(res);
+    }
+    // every stream is accepted and answered (HEADERS need no window)...
+    let t0 = Instant::now();
+    // (kept: dropping a response would reset its stream)
+    let mut responses = Vec::new();
+    for res in heads {
+        let res = tokio::time::timeout(DEADLINE, res)
+            .await
+            .expect("response head in time")
+            .expect("response head");
+        assert_eq!(res.status(), 200);
+        responses.push(res);
+    }
+    // ...but with no window nothing is sent: the connection is closed after send_timeout
+    let closed = tokio::time::timeout(DEADLINE, conn).await;
+    assert!(
+        closed.is_ok(),
+        "a connection that sends nothing was kept open"
+    );
+    assert!(
+        t0.elapsed() >= Duration::from_millis(800),
+        "{:?}",
+        t0.elapsed()
+    );
+    // and only a few bodies read ahead, not one chunk per stream
+    let n = produced.load(Ordering::SeqCst);
+    assert!(
+        n <= 8,
+        "{n} chunks of 256 KiB read for {STREAMS} stalled streams"
+    );
+    drop(responses);
+    // the server goes on
+    let res = reqwest::get(srv.url("/")).await.unwrap();
+    assert_eq!(res.text().await.unwrap(), "hello");
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_concurrent_downloads_are_whole() {
+    let app = app_fn(|req: Request<Body>| async move {
+        let n: usize = req.uri().query().and_then(|q| q.parse().ok()).unwrap_or(0);
+        // chunks of odd sizes, some far above a frame
+        let chunks = (0..n).map(|i| {
+            let len = 1 + (i * 7919) % 300_000;
+            Ok::<_, Infallible>(http_body::Frame::data(Bytes::from(vec![
+                (i % 251) as u8;
+                len
+            ])))
+        });
+        Response::new(mapproxy_serve::app::box_body(
+            http_body_util::StreamBody::new(futures_util::stream::iter(chunks)),
+        ))
+    });
+    let srv = start(&[], app, false).await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let gets = (0..12).map(|k| {
+        let h2 = h2.clone();
+        let url = srv.url(&format!("/?{}", 3 + k));
+        async move {
+            let body = h2.get(url).send().await?.bytes().await?;
+            Ok::<_, reqwest::Error>((k, body))
+        }
+    });
+    let results = tokio::time::timeout(DEADLINE, futures_util::future::join_all(gets))
+        .await
+        .expect("downloads in time");
+    for r in results {
+        let (k, body) = r.unwrap();
+        let mut expected = Vec::new();
+        for i in 0..3 + k {
+            let len = 1 + (i * 7919) % 300_000;
+            expected.extend(std::iter::repeat_n((i % 251) as u8, len));
+        }
+        assert!(body[..] == expected[..], "download {k} differs");
+    }
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_pings_settings_and_window_updates_do_not_keep_an_idle_connection() {
+    let srv = start(&[("channel_timeout", "1")], test_app(), false).await;
+    let (mut send, mut conn) = h2_connect(srv.tcp(), 65_535).await;
+    let mut ping_pong = conn.ping_pong().expect("ping_pong");
+    let (res, _) = send.send_request(h2_get(&srv.url("/")), true).unwrap();
+    let mut tick = tokio::time::interval(Duration::from_millis(150));
+    let mut res = Box::pin(res);
+    // one request, answered
+    let res = tokio::select! {
+        r = &mut res => r.expect("response"),
+        r = &mut conn => panic!("connection ended early: {r:?}"),
+    };
+    assert_eq!(res.status(), 200);
+    let mut body = res.into_body();
+    let t0 = Instant::now();
+    let mut window = 1 << 20;
+    let pinger = tokio::spawn(async move {
+        loop {
+            if ping_pong.ping(h2::Ping::opaque()).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    });
+    let closed = tokio::time::timeout(DEADLINE, async {
+        loop {
+            tokio::select! {
+                r = &mut conn => break r,
+                _ = tick.tick() => {
+                    window += 1;
+                    conn.set_target_window_size(window);
+                    let _ = conn.set_initial_window_size(window);
+                }
+                _ = body.data() => {}
+            }
+        }
+    })
+    .await;
+    pinger.abort();
+    assert!(closed.is_ok(), "pings kept an idle connection open");
+    let idle = t0.elapsed();
+    assert!(idle >= Duration::from_millis(800), "{idle:?}");
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_read_is_cut_on_send_timeout() {
+    // the static file app with a large (sparse) file
+    let dir = tempfile::tempdir().unwrap();
+    let file = std::fs::File::create(dir.path().join("big.bin")).unwrap();
+    const SIZE: u64 = 256 << 20;
+    file.set_len(SIZE).unwrap();
+    drop(file);
+    let f = registry().find("Paste#static").expect("static files app");
+    let Build::App(build) = f.build else {
+        panic!("not an app factory")
+    };
+    let root = dir.path().to_str().unwrap();
+    let app = build(
+        &FactoryConf::from_pairs("Paste#static", [("document_root", root)]),
+        &mut mapproxy_serve::build::BuildContext::current(),
+    )
+    .expect("static app");
+    let srv = start(
+        &[
+            ("send_timeout", "1"),
+            ("channel_timeout", "60"),
+            ("connection_limit", "1"),
+        ],
+        app,
+        false,
+    )
+    .await;
+    // the slow reader takes the only connection slot and never reads
+    let mut slow = TcpStream::connect(srv.tcp()).await.unwrap();
+    slow.write_all(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // the next client is served once the server gave up on the slow one
+    let t0 = Instant::now();
+    let mut next = TcpStream::connect(srv.tcp()).await.unwrap();
+    next.write_all(b"HEAD /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(DEADLINE, next.read(&mut buf))
+        .await
+        .expect("second client served within the deadline")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    assert!(
+        t0.elapsed() >= Duration::from_millis(800),
+        "{:?}",
+        t0.elapsed()
+    );
+    // the slow reader finds its response cut: what was buffered, then EOF or reset
+    let mut got = 0u64;
+    let drained = tokio::time::timeout(DEADLINE, async {
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match slow.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n as u64,
+            }
+        }
+    })
+    .await;
+    assert!(
+        drained.is_ok(),
+        "the slow reader's connection is still open"
+    );
+    assert!(got < SIZE, "the whole file arrived: {got}");
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_hosts_and_targets_get_400_without_calling_the_app() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let calls2 = calls.clone();
+    let app = app_fn(move |req: Request<Body>| {
+        calls2.fetch_add(1, Ordering::SeqCst);
+        test_response(req)
+    });
+    let srv = start(&[], app, false).await;
+    let bad: &[&str] = &[
+        "GET /info HTTP/1.1\r\nHost: evil.example/x?\r\n\r\n",
+        "GET /info HTTP/1.1\r\nHost: a b@c\r\n\r\n",
+        "GET /info HTTP/1.1\r\nHost: good@evil.example\r\n\r\n",
+        "GET /info HTTP/1.1\r\nHost: \r\n\r\n",
+        "GET /info HTTP/1.1\r\nHost: x:http\r\n\r\n",
+        "GET /info HTTP/1.1\r\n\r\n",
+        "GET /info HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
+        "GET ftp://evil:21/info HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET http://good@evil.example/info HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET http://evil.example:99999/info HTTP/1.0\r\n\r\n",
+    ];
+    for req in bad {
+        let res = raw_response(srv.tcp(), req.as_bytes()).await;
+        assert!(
+            res.starts_with("HTTP/1.") && res[..12].ends_with(" 400"),
+            "{req:?}: {res}"
+        );
+        assert!(!res.contains("evil"), "{req:?} echoed: {res}");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    let good: &[(&str, &str)] = &[
+        ("GET /info HTTP/1.0\r\n\r\n", "host=127.0.0.1:"),
+        (
+            "GET /info HTTP/1.1\r\nHost: maps.example:8080\r\nConnection: close\r\n\r\n",
+            "host=maps.example:8080 ",
+        ),
+        (
+            "GET /info HTTP/1.1\r\nHost: [::1]:81\r\nConnection: close\r\n\r\n",
+            "host=[::1]:81 ",
+        ),
+        (
+            "GET http://maps.example/info HTTP/1.1\r\nHost: other\r\nConnection: close\r\n\r\n",
+            "host=maps.example ",
+        ),
+    ];
+    for (req, want) in good {
+        let res = raw_response(srv.tcp(), req.as_bytes()).await;
+        assert!(
+            res.contains(" 200 ") && res.contains(want),
+            "{req:?}: {res}"
+        );
+    }
+    // HTTP/2: `:authority` is checked the same way, and must agree with a Host header
+    let (send, conn) = h2_connect(srv.tcp(), 65_535).await;
+    tokio::spawn(conn);
+    let cases: &[(&str, Option<&str>, u16)] = &[
+        ("http://maps.example/info", None, 200),
+        ("http://good@evil.example/info", None, 400),
+        ("http://maps.example/info", Some("evil.example"), 400),
+        ("http://maps.example/info", Some("maps.example"), 200),
+    ];
+    for (uri, host, status) in cases {
+        let mut b = Request::get(*uri);
+        if let Some(h) = host {
+            b = b.header("host", *h);
+        }
+        let mut send = send.clone().ready().await.expect("ready");
+        let (res, _) = send.send_request(b.body(()).unwrap(), true).unwrap();
+        let res = tokio::time::timeout(DEADLINE, res).await.unwrap().unwrap();
+        assert_eq!(res.status().as_u16(), *status, "{uri} {host:?}");
+    }
+    srv.stop().await;
+}

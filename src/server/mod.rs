@@ -5,6 +5,7 @@
 pub mod bind;
 pub mod fcgi;
 pub mod http;
+pub mod limits;
 pub mod panic;
 
 pub use mapproxy_serve_core::server::{ServeContext, ServeError, ServeFuture, Server, SharedApp};

@@ -1,14 +1,17 @@
 //! The request body: STDIN records as they arrive, through a small bounded channel.
 //!
 //! The connection reader waits when the channel is full, so a slow app slows the web server
-//! down instead of filling memory (at most [`CHANNEL_RECORDS`] records of ≤ 64 KiB queued).
+//! down instead of filling memory (at most [`CHANNEL_RECORDS`] records of ≤ 64 KiB queued
+//! per request). Each queued chunk also holds its bytes of the connection's STDIN budget
+//! (a semaphore), given back when the app takes the chunk: multiplexed requests whose apps
+//! do not read cannot queue more than that budget on one connection.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 use crate::app::BoxError;
 
@@ -27,13 +30,16 @@ impl std::fmt::Display for BodyError {
 
 impl std::error::Error for BodyError {}
 
+/// A chunk of the body and its share of the connection's STDIN budget.
+pub type Chunk = (Bytes, Option<OwnedSemaphorePermit>);
+
 /// The sending half, kept by the connection reader.
-pub type BodySender = mpsc::Sender<Result<Bytes, BodyError>>;
+pub type BodySender = mpsc::Sender<Result<Chunk, BodyError>>;
 
 /// A request body fed by the connection reader.
 #[derive(Debug)]
 pub struct StdinBody {
-    rx: Option<mpsc::Receiver<Result<Bytes, BodyError>>>,
+    rx: Option<mpsc::Receiver<Result<Chunk, BodyError>>>,
     /// `CONTENT_LENGTH` minus what was already handed out, when known.
     remaining: Option<u64>,
 }
@@ -73,7 +79,7 @@ impl http_body::Body for StdinBody {
         };
         match rx.poll_recv(cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Ok(chunk))) => {
+            Poll::Ready(Some(Ok((chunk, _budget)))) => {
                 if let Some(rem) = self.remaining.as_mut() {
                     *rem = rem.saturating_sub(chunk.len() as u64);
                 }

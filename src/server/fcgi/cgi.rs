@@ -21,6 +21,7 @@ use http::{Method, Request, Response, StatusCode, Uri, Version};
 use percent_encoding::{percent_encode, AsciiSet, CONTROLS};
 
 use crate::environ::{EmptyPathInfo, MountPath, PublicUrl, RemoteAddr, RemoteUser};
+use crate::server::http::host::valid_authority;
 
 /// Bytes of a decoded `PATH_INFO` that must be escaped again in a URI path: everything
 /// except RFC 3986 `pchar` and `/` (so `%`, `?`, `#`, space and non-ASCII are escaped).
@@ -204,6 +205,10 @@ pub fn build_request(params: &[(Bytes, Bytes)]) -> Result<CgiRequest, BadRequest
         }
     };
     let host = match http_host.filter(|h| !h.is_empty()) {
+        // the same check as the HTTP server's: the host ends up in redirects
+        Some(h) if !valid_authority(h) => {
+            return Err(BadRequest(format!("invalid Host header {h:?}")));
+        }
         Some(h) => h.to_string(),
         None => server_host(server_name, server_port, scheme),
     };
@@ -376,6 +381,15 @@ mod tests {
             ext.get::<RemoteAddr>().unwrap().0,
             "10.0.0.9:5555".parse().unwrap()
         );
+    }
+
+    #[test]
+    fn invalid_host_header_is_a_bad_request() {
+        for h in ["evil.example/x?", "a b@c", "good@evil.example", "h:x"] {
+            let e = build_request(&p(&[("HTTP_HOST", h)])).unwrap_err();
+            assert!(e.0.contains("invalid Host"), "{h}: {e:?}");
+        }
+        assert!(build_request(&p(&[("HTTP_HOST", "[::1]:81")])).is_ok());
     }
 
     #[test]

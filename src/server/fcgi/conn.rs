@@ -12,11 +12,24 @@
 //! Requests on one connection may be multiplexed; each is served concurrently. A request
 //! task reports that it is done *before* it queues END_REQUEST, so the reader always knows an
 //! id is free again by the time the web server can reuse it.
+//!
+//! What one connection may hold and how long it may dawdle ([`Limits`]):
+//!
+//! - PARAMS of one request: `max_params` bytes; more is answered 431 (the rest of its PARAMS
+//!   is read and dropped). PARAMS buffered across the connection's requests:
+//!   `conn_params` bytes; a request that would pass it is refused with `OVERLOADED`.
+//! - STDIN queued for apps that have not read it yet: `conn_stdin` bytes (see `body.rs`).
+//! - header time (`header_read_timeout`): from BEGIN_REQUEST to the end of its PARAMS, and
+//!   from the accept (or the first byte of a record while no request is open) to the next
+//!   BEGIN_REQUEST; idle time (`channel_timeout`): no request open, or a request waiting for
+//!   STDIN, and nothing arrived for that long; send time (`send_timeout`): one write to the
+//!   web server may not take longer. Each closes the connection.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
@@ -24,6 +37,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::{mpsc, Semaphore};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -39,8 +53,6 @@ const TARGET: &str = "mapproxy_serve.server.fcgi";
 
 /// Records queued for the writer before request tasks wait (each ≤ 64 KiB).
 const WRITER_QUEUE: usize = 8;
-/// The most PARAMS bytes one request may send.
-const MAX_PARAMS: usize = 1 << 20;
 /// Read buffer growth step.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -58,6 +70,22 @@ pub(crate) struct Shared {
     pub max_conns: usize,
     /// Reported as `FCGI_MAX_REQS`.
     pub max_reqs: usize,
+    /// Buffers and timeouts of each connection.
+    pub limits: Limits,
+}
+
+/// What one connection may buffer, and its timeouts (`None`: no limit).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// PARAMS bytes of one request, else 431.
+    pub max_params: usize,
+    /// PARAMS bytes buffered across a connection's requests, else `OVERLOADED`.
+    pub conn_params: usize,
+    /// STDIN bytes queued for apps across a connection's requests; the reader waits.
+    pub conn_stdin: usize,
+    pub header_timeout: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
+    pub send_timeout: Option<Duration>,
 }
 
 /// A message for the writer task.
@@ -75,8 +103,14 @@ struct WriterGone;
 
 /// State of one request id on the connection.
 enum Slot {
-    /// Collecting PARAMS.
-    Params { buf: BytesMut, keep_conn: bool },
+    /// Collecting PARAMS (since BEGIN_REQUEST at `since`); `overflow`: more than
+    /// `max_params` came, the rest is dropped and the answer is 431.
+    Params {
+        buf: BytesMut,
+        keep_conn: bool,
+        since: Instant,
+        overflow: bool,
+    },
     /// The request task runs; STDIN goes to `tx` until it ends.
     Running {
         gen: u64,
@@ -101,9 +135,10 @@ pub(crate) async fn serve_connection<R, W>(
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    let limits = shared.limits;
     let (wtx, wrx) = mpsc::channel::<Out>(WRITER_QUEUE);
     let closed = CancellationToken::new();
-    let mut writer = tokio::spawn(write_loop(wr, wrx, closed.clone()));
+    let mut writer = tokio::spawn(write_loop(wr, wrx, closed.clone(), limits.send_timeout));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(u16, u64)>();
     let tasks = TaskTracker::new();
 
@@ -118,8 +153,16 @@ pub(crate) async fn serve_connection<R, W>(
         closed: closed.clone(),
         force: force.clone(),
         draining: shutdown.is_cancelled(),
+        params_buffered: 0,
+        stdin_budget: Arc::new(Semaphore::new(limits.conn_stdin)),
+        had_request: false,
     };
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    // The header time of the connection itself: from the accept until the first request,
+    // and from the first byte of a record while no request is open.
+    let mut head_since = Some(Instant::now());
+    let timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(timer);
 
     let clean = loop {
         // Handle every complete record already read.
@@ -150,10 +193,26 @@ pub(crate) async fn serve_connection<R, W>(
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
         }
+        // Every pass is activity: something was read, or a request ended.
+        let now = Instant::now();
+        if conn.slots.is_empty() && (!buf.is_empty() || !conn.had_request) {
+            head_since.get_or_insert(now);
+        } else {
+            head_since = None;
+        }
+        let deadline = conn.deadline(now, head_since);
+        if let Some((at, _)) = deadline {
+            timer.as_mut().reset(at);
+        }
         tokio::select! {
             biased;
             _ = closed.cancelled() => break true,
             _ = force.cancelled() => break false,
+            _ = &mut timer, if deadline.is_some() => {
+                let why = deadline.map_or("", |d| d.1);
+                log::info!(target: TARGET, "connection {conn_id}: closing: {why}");
+                break conn.slots.is_empty();
+            }
             Some((id, gen)) = done_rx.recv() => conn.free(id, gen),
             _ = shutdown.cancelled(), if !conn.draining => conn.draining = true,
             r = rd.read_buf(&mut buf) => match r {
@@ -208,6 +267,12 @@ fn fail_body(tx: &mut Option<BodySender>, why: &'static str) {
 
 struct Conn {
     shared: Arc<Shared>,
+    /// PARAMS bytes held by the requests in `Slot::Params`.
+    params_buffered: usize,
+    /// STDIN bytes that may be queued for apps (see `body.rs`).
+    stdin_budget: Arc<Semaphore>,
+    /// A BEGIN_REQUEST has come (the accept's header time is over).
+    had_request: bool,
     conn_id: u64,
     slots: HashMap<u16, Slot>,
     next_gen: u64,
@@ -220,6 +285,47 @@ struct Conn {
 }
 
 impl Conn {
+    /// When the connection expires if nothing happens, and why: the earliest header time
+    /// (PARAMS incomplete, or no request yet), or the idle time when no request is open or
+    /// one waits for STDIN.
+    fn deadline(
+        &self,
+        now: Instant,
+        head_since: Option<Instant>,
+    ) -> Option<(Instant, &'static str)> {
+        let limits = &self.shared.limits;
+        let mut out: Option<(Instant, &'static str)> = None;
+        let mut consider = |at: Instant, why| {
+            if out.is_none_or(|(o, _)| at < o) {
+                out = Some((at, why));
+            }
+        };
+        if let Some(t) = limits.header_timeout {
+            let params = self.slots.values().filter_map(|s| match s {
+                Slot::Params { since, .. } => Some(*since),
+                Slot::Running { .. } => None,
+            });
+            if let Some(since) = params.chain(head_since).min() {
+                consider(since + t, "header_read_timeout");
+            }
+        }
+        if let Some(t) = limits.idle_timeout {
+            let waiting = self.slots.values().any(|s| {
+                matches!(
+                    s,
+                    Slot::Running {
+                        stdin_done: false,
+                        ..
+                    }
+                )
+            });
+            if self.slots.is_empty() || waiting {
+                consider(now + t, "channel_timeout");
+            }
+        }
+        out
+    }
+
     fn free(&mut self, id: u16, gen: u64) {
         if matches!(self.slots.get(&id), Some(Slot::Running { gen: g, .. }) if *g == gen) {
             self.slots.remove(&id);
@@ -319,11 +425,14 @@ impl Conn {
         if self.draining || self.slots.len() >= self.shared.max_reqs_per_conn {
             return self.end_now(id, record::OVERLOADED, begin.keep_conn).await;
         }
+        self.had_request = true;
         self.slots.insert(
             id,
             Slot::Params {
                 buf: BytesMut::new(),
                 keep_conn: begin.keep_conn,
+                since: Instant::now(),
+                overflow: false,
             },
         );
         Ok(())
@@ -331,8 +440,9 @@ impl Conn {
 
     async fn abort(&mut self, id: u16) -> Result<(), ProtocolError> {
         match self.slots.get_mut(&id) {
-            Some(Slot::Params { keep_conn, .. }) => {
+            Some(Slot::Params { keep_conn, buf, .. }) => {
                 let keep_conn = *keep_conn;
+                self.params_buffered -= buf.len();
                 self.slots.remove(&id);
                 self.end_now(id, record::REQUEST_COMPLETE, keep_conn).await
             }
@@ -346,24 +456,62 @@ impl Conn {
     }
 
     async fn params(&mut self, id: u16, content: Bytes) -> Result<(), ProtocolError> {
-        let Some(Slot::Params { buf, keep_conn }) = self.slots.get_mut(&id) else {
+        let limits = self.shared.limits;
+        let Some(Slot::Params {
+            buf,
+            keep_conn,
+            overflow,
+            ..
+        }) = self.slots.get_mut(&id)
+        else {
             return Ok(());
         };
         if !content.is_empty() {
-            if buf.len() + content.len() > MAX_PARAMS {
-                return Err(ProtocolError(format!(
-                    "request {id}: more than {MAX_PARAMS} bytes of PARAMS"
-                )));
+            if *overflow {
+                return Ok(());
+            }
+            if buf.len() + content.len() > limits.max_params {
+                log::info!(
+                    target: TARGET,
+                    "connection {}: request {id}: more than {} bytes of PARAMS: 431",
+                    self.conn_id,
+                    limits.max_params
+                );
+                *overflow = true;
+                self.params_buffered -= buf.len();
+                *buf = BytesMut::new();
+                return Ok(());
+            }
+            if self.params_buffered + content.len() > limits.conn_params {
+                let keep_conn = *keep_conn;
+                self.params_buffered -= buf.len();
+                self.slots.remove(&id);
+                log::warn!(
+                    target: TARGET,
+                    "connection {}: request {id}: PARAMS of open requests pass {} bytes: OVERLOADED",
+                    self.conn_id,
+                    limits.conn_params
+                );
+                return self.end_now(id, record::OVERLOADED, keep_conn).await;
             }
             buf.extend_from_slice(&content);
+            self.params_buffered += content.len();
             return Ok(());
         }
         let keep_conn = *keep_conn;
-        let pairs = record::parse_pairs(buf)?;
+        let overflow = *overflow;
+        let buf = std::mem::take(buf);
+        self.params_buffered -= buf.len();
+        let built = if overflow {
+            Err(None)
+        } else {
+            cgi::build_request(&record::parse_pairs(&buf)?).map_err(Some)
+        };
+        drop(buf);
         let gen = self.next_gen;
         self.next_gen += 1;
         let abort = CancellationToken::new();
-        let (work, tx, expected, head_request) = match cgi::build_request(&pairs) {
+        let (work, tx, expected, head_request) = match built {
             Ok(cgi_req) => {
                 let head_request = cgi_req.request.method() == http::Method::HEAD;
                 let (tx, body) = match cgi_req.content_length {
@@ -377,7 +525,15 @@ impl Conn {
                 req.extensions_mut().insert(FcgiConnectionId(self.conn_id));
                 (Work::App(req), tx, cgi_req.content_length, head_request)
             }
-            Err(cgi::BadRequest(msg)) => {
+            Err(None) => {
+                let res = text_response(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "text/plain; charset=utf-8",
+                    "Request header fields too large\n",
+                );
+                (Work::Fixed(res), None, None, false)
+            }
+            Err(Some(cgi::BadRequest(msg))) => {
                 log::info!(target: TARGET, "bad request: {msg}");
                 let res = text_response(
                     StatusCode::BAD_REQUEST,
@@ -452,8 +608,14 @@ impl Conn {
         let Some(t) = tx.as_ref() else {
             return Ok(()); // the app is not reading: drain
         };
+        let budget = self.stdin_budget.clone();
+        let n = u32::try_from(content.len()).unwrap_or(u32::MAX);
+        let queue = async move {
+            let share = budget.acquire_many_owned(n).await.ok();
+            t.send(Ok((content, share))).await
+        };
         let sent = tokio::select! {
-            r = t.send(Ok(content)) => r.is_ok(),
+            r = queue => r.is_ok(),
             _ = self.closed.cancelled() => false,
             _ = self.force.cancelled() => false,
         };
@@ -583,11 +745,29 @@ fn call_app(shared: &Shared, req: Request<Body>) -> impl Future<Output = Respons
 }
 
 /// Own the write half: write queued records, flush when the queue runs dry.
+/// Each write to the web server must finish within `send_timeout` (a web server that does
+/// not read is given up on).
 async fn write_loop<W: AsyncWrite + Unpin>(
     wr: W,
     mut rx: mpsc::Receiver<Out>,
     closed: CancellationToken,
+    send_timeout: Option<Duration>,
 ) {
+    async fn within<T>(
+        t: Option<Duration>,
+        f: impl Future<Output = std::io::Result<T>>,
+    ) -> std::io::Result<T> {
+        match t {
+            None => f.await,
+            Some(t) => tokio::time::timeout(t, f).await.unwrap_or_else(|_| {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "send_timeout: the web server does not read",
+                ))
+            }),
+        }
+    }
+    let t = send_timeout;
     let mut w = BufWriter::with_capacity(64 * 1024, wr);
     let result: std::io::Result<()> = async {
         while let Some(first) = rx.recv().await {
@@ -595,10 +775,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             let mut close = false;
             while let Some(out) = next.take() {
                 match out {
-                    Out::Record(b) => w.write_all(&b).await?,
+                    Out::Record(b) => within(t, w.write_all(&b)).await?,
                     Out::Chunk(h, b) => {
-                        w.write_all(&h).await?;
-                        w.write_all(&b).await?;
+                        within(t, w.write_all(&h)).await?;
+                        within(t, w.write_all(&b)).await?;
                     }
                     Out::Close => {
                         close = true;
@@ -607,13 +787,13 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 }
                 next = rx.try_recv().ok();
             }
-            w.flush().await?;
+            within(t, w.flush()).await?;
             if close {
-                w.shutdown().await?;
+                within(t, w.shutdown()).await?;
                 break;
             }
         }
-        w.flush().await
+        within(t, w.flush()).await
     }
     .await;
     if let Err(e) = result {

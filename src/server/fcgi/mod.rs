@@ -47,7 +47,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -55,12 +55,20 @@ use crate::config::FactoryConf;
 use crate::error::{ConfigError, ConfigErrors};
 use crate::registry::Opt;
 use crate::server::bind::{self, parse_bind};
+use crate::server::limits;
 use crate::server::{ServeContext, ServeError, ServeFuture, Server};
 
 const TARGET: &str = "mapproxy_serve.server.fcgi";
 
 /// Requests one connection may have open at once; more get `OVERLOADED`.
 const MAX_REQS_PER_CONN: usize = 256;
+/// PARAMS bytes of one request by default (as the HTTP server's `max_request_header_size`).
+const DEFAULT_MAX_PARAMS: usize = 64 * 1024;
+/// PARAMS buffered across one connection's open requests: this many requests' worth.
+const CONN_PARAMS_REQUESTS: usize = 4;
+/// STDIN bytes queued for apps across one connection's requests (16 full records; one
+/// request's own queue is 4).
+const CONN_STDIN: usize = 16 * 65_535;
 
 /// Which FastCGI connection a request came on (a request extension; for logs and tests).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -78,10 +86,16 @@ pub struct FcgiServer {
     max_concurrency: Option<usize>,
     shutdown_timeout: Duration,
     web_server_addrs: Option<Vec<IpAddr>>,
+    connection_limit: usize,
+    max_params: usize,
+    header_read_timeout: Option<Duration>,
+    channel_timeout: Option<Duration>,
+    send_timeout: Option<Duration>,
 }
 
 impl FcgiServer {
-    /// A server on `address`, no concurrency limit, a 30 s shutdown timeout.
+    /// A server on `address`, no concurrency limit, a 30 s shutdown timeout, and the
+    /// defaults of [`OPTIONS`] for connections, PARAMS size and timeouts.
     pub fn new(address: Address) -> Self {
         FcgiServer {
             address: Some(address),
@@ -89,7 +103,45 @@ impl FcgiServer {
             max_concurrency: None,
             shutdown_timeout: Duration::from_secs(30),
             web_server_addrs: None,
+            connection_limit: 1000,
+            max_params: DEFAULT_MAX_PARAMS,
+            header_read_timeout: Some(Duration::from_secs(10)),
+            channel_timeout: Some(Duration::from_secs(120)),
+            send_timeout: Some(Duration::from_secs(60)),
         }
+    }
+
+    /// At most `n` connections open at once; more wait in the listen backlog.
+    pub fn connection_limit(mut self, n: usize) -> Self {
+        self.connection_limit = n.max(1);
+        self
+    }
+
+    /// At most `bytes` of PARAMS (the request's CGI variables and headers) per request;
+    /// a request with more is answered 431.
+    pub fn max_params_size(mut self, bytes: usize) -> Self {
+        self.max_params = bytes.max(1024);
+        self
+    }
+
+    /// Time from BEGIN_REQUEST to the end of its PARAMS, and from the accept (or a record's
+    /// first byte while no request is open) to the next BEGIN_REQUEST; `None`: no limit.
+    pub fn header_read_timeout(mut self, t: Option<Duration>) -> Self {
+        self.header_read_timeout = t;
+        self
+    }
+
+    /// Time a connection with no open request, or a request waiting for its STDIN, may stay
+    /// silent; `None`: no limit.
+    pub fn channel_timeout(mut self, t: Option<Duration>) -> Self {
+        self.channel_timeout = t;
+        self
+    }
+
+    /// Time one write to the web server may take; `None`: no limit.
+    pub fn send_timeout(mut self, t: Option<Duration>) -> Self {
+        self.send_timeout = t;
+        self
     }
 
     /// Accept TCP connections only from these addresses. Unset, the `FCGI_WEB_SERVER_ADDRS`
@@ -182,31 +234,46 @@ impl FcgiServer {
 
         let mut max_concurrency: Option<usize> = None;
         for k in ["maxChildren", "maxThreads"] {
-            match conf.get_parsed::<usize>(k, "a positive integer") {
-                Ok(Some(0)) => errs.push(conf.error(k, "expected a positive integer, found '0'")),
+            match conf.get_int::<usize>(k, 1..=limits::MAX_CONNECTIONS) {
                 Ok(Some(n)) => max_concurrency = Some(max_concurrency.map_or(n, |m| m.min(n))),
                 Ok(None) => {}
                 Err(e) => errs.push(e),
             }
         }
-        let shutdown_timeout = match conf.get_parsed::<f64>("shutdown_timeout", "seconds") {
-            Ok(Some(s)) if s.is_finite() && s >= 0.0 => Duration::from_secs_f64(s),
-            Ok(Some(_)) => {
-                errs.push(conf.error("shutdown_timeout", "expected seconds (0 or more)"));
-                Duration::from_secs(30)
-            }
-            Ok(None) => Duration::from_secs(30),
+        let mut timeout = |key: &str, default: f64| match limits::timeout(conf, key, default) {
+            Ok(t) => t,
             Err(e) => {
                 errs.push(e);
-                Duration::from_secs(30)
+                None
             }
         };
+        let header_read_timeout = timeout("header_read_timeout", 10.0);
+        let channel_timeout = timeout("channel_timeout", 120.0);
+        let send_timeout = timeout("send_timeout", 60.0);
+        let connection_limit = errs
+            .take(conf.get_int("connection_limit", 1..=limits::MAX_CONNECTIONS))
+            .flatten()
+            .unwrap_or(1000);
+        let max_params = errs
+            .take(conf.get_size("max_request_header_size", limits::HEADER_SIZE))
+            .flatten()
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(DEFAULT_MAX_PARAMS);
+        let shutdown_timeout = errs
+            .take(limits::timeout(conf, "shutdown_timeout", 30.0))
+            .map(Option::unwrap_or_default)
+            .unwrap_or(Duration::from_secs(30));
         errs.into_result(FcgiServer {
             address,
             socket_mode,
             max_concurrency,
             shutdown_timeout,
             web_server_addrs: None,
+            connection_limit,
+            max_params,
+            header_read_timeout,
+            channel_timeout,
+            send_timeout,
         })
     }
 
@@ -415,14 +482,24 @@ impl Bound {
             crate::server::panic::set_capture_backtraces(true);
         }
         let limit = self.server.max_concurrency;
+        let conns = self.server.connection_limit;
         let shared = Arc::new(conn::Shared {
             app: ctx.app.clone(),
             limit: limit.map(|n| Arc::new(Semaphore::new(n))),
             debug: ctx.debug,
             max_reqs_per_conn: MAX_REQS_PER_CONN,
-            max_conns: limit.unwrap_or(1024),
+            max_conns: limit.map_or(conns, |n| n.min(conns)),
             max_reqs: limit.unwrap_or(1024),
+            limits: conn::Limits {
+                max_params: self.server.max_params,
+                conn_params: self.server.max_params * CONN_PARAMS_REQUESTS,
+                conn_stdin: CONN_STDIN,
+                header_timeout: self.server.header_read_timeout,
+                idle_timeout: self.server.channel_timeout,
+                send_timeout: self.server.send_timeout,
+            },
         });
+        let slots = Arc::new(Semaphore::new(conns));
         let allowed: Option<Arc<Vec<IpAddr>>> = self
             .server
             .web_server_addrs
@@ -440,7 +517,10 @@ impl Bound {
                 ctx.shutdown.clone(),
                 force.clone(),
                 ids.clone(),
-                allowed.clone(),
+                Gate {
+                    allowed: allowed.clone(),
+                    slots: slots.clone(),
+                },
             )
         });
         futures_util::future::join_all(loops).await;
@@ -462,6 +542,12 @@ impl Bound {
     }
 }
 
+/// Who may connect: TCP peers in `allowed` (if set), and `connection_limit` at once.
+struct Gate {
+    allowed: Option<Arc<Vec<IpAddr>>>,
+    slots: Arc<Semaphore>,
+}
+
 async fn accept_loop(
     listener: Listener,
     shared: Arc<conn::Shared>,
@@ -469,9 +555,15 @@ async fn accept_loop(
     shutdown: CancellationToken,
     force: CancellationToken,
     ids: Arc<AtomicU64>,
-    allowed: Option<Arc<Vec<IpAddr>>>,
+    gate: Gate,
 ) {
+    let Gate { allowed, slots } = gate;
     loop {
+        // `connection_limit`: beyond it, connections wait in the listen backlog.
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+        };
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
             r = accept(&listener) => r,
@@ -483,7 +575,10 @@ async fn accept_loop(
                 match conn {
                     Accepted::Unix(s) => {
                         let (r, w) = s.into_split();
-                        tracker.spawn(conn::serve_connection(r, w, shared, id, shutdown, force));
+                        tracker.spawn(holding(
+                            permit,
+                            conn::serve_connection(r, w, shared, id, shutdown, force),
+                        ));
                     }
                     Accepted::Tcp(s, peer) => {
                         let peer = peer.ip().to_canonical();
@@ -498,7 +593,10 @@ async fn accept_loop(
                         }
                         let _ = s.set_nodelay(true);
                         let (r, w) = s.into_split();
-                        tracker.spawn(conn::serve_connection(r, w, shared, id, shutdown, force));
+                        tracker.spawn(holding(
+                            permit,
+                            conn::serve_connection(r, w, shared, id, shutdown, force),
+                        ));
                     }
                 }
             }
@@ -514,6 +612,12 @@ async fn accept_loop(
     }
     // Dropping the listener removes its socket file: new connections fail at once.
     drop(listener);
+}
+
+/// Run `fut` holding a connection slot.
+async fn holding(permit: OwnedSemaphorePermit, fut: impl std::future::Future<Output = ()>) {
+    fut.await;
+    drop(permit);
 }
 
 enum Accepted {
@@ -572,6 +676,26 @@ pub const OPTIONS: &[Opt] = &[
     Opt::new(
         "shutdown_timeout",
         "seconds in-flight requests may run after shutdown starts (default 30)",
+    ),
+    Opt::new(
+        "connection_limit",
+        "open connections at most; more wait in the listen backlog (default 1000)",
+    ),
+    Opt::new(
+        "max_request_header_size",
+        "bytes of PARAMS (CGI variables and headers) per request at most, else 431 (default 65536); a connection buffers 4 requests' worth, more get OVERLOADED",
+    ),
+    Opt::new(
+        "header_read_timeout",
+        "seconds from BEGIN_REQUEST to the end of its PARAMS, and from the accept to the first request (default 10; 0 = no limit)",
+    ),
+    Opt::new(
+        "channel_timeout",
+        "seconds a connection with no open request, or whose request waits for STDIN, may stay silent (default 120; 0 = never)",
+    ),
+    Opt::new(
+        "send_timeout",
+        "seconds one write to the web server may take before the connection is closed (default 60; 0 = never)",
     ),
 ];
 
@@ -704,6 +828,53 @@ mod tests {
                 port: 7000
             })
         );
+    }
+
+    #[test]
+    fn limits_and_timeouts() {
+        let s = FcgiServer::from_conf(&FactoryConf::from_pairs("Flup#fcgi_fork", [])).unwrap();
+        assert_eq!(s.connection_limit, 1000);
+        assert_eq!(s.max_params, 65536);
+        assert_eq!(s.header_read_timeout, Some(Duration::from_secs(10)));
+        assert_eq!(s.channel_timeout, Some(Duration::from_secs(120)));
+        assert_eq!(s.send_timeout, Some(Duration::from_secs(60)));
+        let s = FcgiServer::from_conf(&FactoryConf::from_pairs(
+            "Flup#fcgi_fork",
+            [
+                ("connection_limit", "5"),
+                ("max_request_header_size", "131072"),
+                ("header_read_timeout", "0"),
+                ("channel_timeout", "2.5"),
+                ("send_timeout", "0"),
+            ],
+        ))
+        .unwrap();
+        assert_eq!(s.connection_limit, 5);
+        assert_eq!(s.max_params, 131072);
+        assert_eq!(s.header_read_timeout, None);
+        assert_eq!(s.channel_timeout, Some(Duration::from_millis(2500)));
+        assert_eq!(s.send_timeout, None);
+        let e = FcgiServer::from_conf(&FactoryConf::from_pairs(
+            "Flup#fcgi_fork",
+            [
+                ("connection_limit", "0"),
+                ("max_request_header_size", "100"),
+                ("header_read_timeout", "-1"),
+                ("channel_timeout", "soon"),
+                ("send_timeout", "inf"),
+            ],
+        ))
+        .unwrap_err()
+        .to_string();
+        for k in [
+            "connection_limit",
+            "max_request_header_size",
+            "header_read_timeout",
+            "channel_timeout",
+            "send_timeout",
+        ] {
+            assert!(e.contains(&format!("key '{k}'")), "{k}: {e}");
+        }
     }
 
     #[test]

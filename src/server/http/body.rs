@@ -9,7 +9,10 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 
-use super::conn::{ActiveGuard, BodyWait};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::PollSemaphore;
+
+use super::conn::{ActiveGuard, BodyWait, PIECE};
 use crate::app::{Body, BoxError};
 use crate::server::panic::catch_sync;
 use mapproxy_serve_core::body::LimitedBody;
@@ -49,6 +52,9 @@ where
         let this = self.project();
         let r = this.inner.poll_frame(cx);
         this.wait.set(r.is_pending());
+        if matches!(r, Poll::Ready(Some(Ok(_)))) {
+            this.wait.data();
+        }
         r
     }
 
@@ -65,20 +71,35 @@ pin_project_lite::pin_project! {
     /// The body hyper writes: the app's body, plus the request's [`ActiveGuard`], dropped as
     /// soon as the body ends. A panic while producing the body ends the response with an error
     /// (hyper then aborts the stream or closes the connection).
+    ///
+    /// It marks the send timer's state (data handed, hyper not back for more), and on HTTP/2
+    /// paces the body (see `conn.rs`): data goes to hyper in pieces of at most [`PIECE`]
+    /// bytes, the rest of a chunk stays here, and the app's body is polled only with one of
+    /// the connection's [`BODY_PERMITS`](super::conn::BODY_PERMITS), held until the chunk it
+    /// yields is all handed on.
     pub struct ResponseBody {
         #[pin]
         inner: Body,
         guard: Option<ActiveGuard>,
         failed: bool,
+        // HTTP/2 pacing
+        paced: bool,
+        rest: Bytes,
+        permit: Option<OwnedSemaphorePermit>,
+        acquire: Option<PollSemaphore>,
     }
 }
 
 impl ResponseBody {
-    pub(crate) fn new(inner: Body, guard: ActiveGuard) -> Self {
+    pub(crate) fn new(inner: Body, guard: ActiveGuard, http2: bool) -> Self {
         ResponseBody {
             inner,
             guard: Some(guard),
             failed: false,
+            paced: http2,
+            rest: Bytes::new(),
+            permit: None,
+            acquire: None,
         }
     }
 }
@@ -95,6 +116,47 @@ impl HttpBody for ResponseBody {
         if *this.failed {
             return Poll::Ready(None);
         }
+        // hyper is back for more: what was handed before has been taken on.
+        if let Some(g) = this.guard.as_mut() {
+            g.set_waiting(false);
+        }
+        if *this.paced {
+            if !this.rest.is_empty() {
+                let piece = this.rest.split_to(this.rest.len().min(PIECE));
+                if this.rest.is_empty() {
+                    this.permit.take();
+                }
+                if let Some(g) = this.guard.as_mut() {
+                    g.set_waiting(true);
+                }
+                return Poll::Ready(Some(Ok(Frame::data(piece))));
+            }
+            if this.permit.is_none() {
+                if let Some(g) = this.guard.as_ref() {
+                    let sem = &g.conn().body_permits;
+                    let permit = match this.acquire.as_mut() {
+                        None => match sem.clone().try_acquire_owned() {
+                            Ok(p) => Some(p),
+                            Err(_) => {
+                                let mut poll = PollSemaphore::new(sem.clone());
+                                let r = poll.poll_acquire(cx);
+                                *this.acquire = Some(poll);
+                                match r {
+                                    Poll::Ready(p) => p,
+                                    Poll::Pending => return Poll::Pending,
+                                }
+                            }
+                        },
+                        Some(poll) => match poll.poll_acquire(cx) {
+                            Poll::Ready(p) => p,
+                            Poll::Pending => return Poll::Pending,
+                        },
+                    };
+                    // `None`: the semaphore was closed, which it never is; go on unpaced.
+                    *this.permit = permit;
+                }
+            }
+        }
         let inner = this.inner;
         let r = match catch_sync(|| inner.poll_frame(cx)) {
             Ok(r) => r,
@@ -108,17 +170,50 @@ impl HttpBody for ResponseBody {
                 Poll::Ready(Some(Err("panic in the response body".into())))
             }
         };
-        if matches!(r, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
-            this.guard.take();
+        let r = match r {
+            Poll::Ready(Some(Ok(frame))) if *this.paced => match frame.into_data() {
+                Ok(mut data) => {
+                    if data.len() > PIECE {
+                        *this.rest = data.split_off(PIECE);
+                    } else {
+                        this.permit.take();
+                    }
+                    Poll::Ready(Some(Ok(Frame::data(data))))
+                }
+                Err(frame) => {
+                    this.permit.take();
+                    Poll::Ready(Some(Ok(frame)))
+                }
+            },
+            r => r,
+        };
+        match &r {
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => {
+                this.permit.take();
+                this.guard.take();
+            }
+            Poll::Ready(Some(Ok(frame))) if frame.is_data() => {
+                if let Some(g) = this.guard.as_mut() {
+                    g.set_waiting(true);
+                }
+            }
+            _ => {}
         }
         r
     }
 
     fn is_end_stream(&self) -> bool {
-        self.failed || self.inner.is_end_stream()
+        self.failed || (self.rest.is_empty() && self.inner.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        let inner = self.inner.size_hint();
+        let rest = self.rest.len() as u64;
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower().saturating_add(rest));
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper.saturating_add(rest));
+        }
+        hint
     }
 }

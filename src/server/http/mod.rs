@@ -24,8 +24,17 @@
 //! - `header_read_timeout` runs from the accept (or from the first byte of a next request on
 //!   a keep-alive connection) until the request head is complete; `channel_timeout` closes a
 //!   connection with no traffic and no request in progress, or whose request body stopped
-//!   arriving while the app waits for it. An app computing its answer is never cut; slow
-//!   response readers are not timed out.
+//!   arriving while the app waits for it; HTTP/2 PINGs, SETTINGS and WINDOW_UPDATEs are not
+//!   traffic. An app computing its answer is never cut. `send_timeout` closes a connection
+//!   whose response data the client does not take (does not read, or grants no HTTP/2
+//!   window) for that long.
+//! - HTTP/2: at most 100 concurrent streams per connection; response bodies are handed to
+//!   hyper in 16 KiB pieces, and only 4 bodies per connection may hold data not yet sent, so
+//!   streams the client grants no window cost about 16 KiB each, not a body chunk each.
+//! - The request's authority is checked before the app sees it (`host.rs`): a `Host` that is
+//!   not `host[:port]` (RFC 3986, no userinfo), a second `Host`, none on HTTP/1.1, an
+//!   absolute-form target that is not http(s) or names an invalid authority, and an HTTP/2
+//!   `:authority` likewise, are answered 400.
 //! - Request bodies: a `Content-Length` above `max_request_body_size` is answered 413 without
 //!   calling the app. A chunked (or HTTP/2) body that grows past it yields an error that
 //!   downcasts to [`http_body_util::LengthLimitError`]; apps should answer 413 — if an app
@@ -53,6 +62,7 @@
 
 mod body;
 mod conn;
+pub(crate) mod host;
 mod service;
 
 use std::net::SocketAddr;
@@ -68,15 +78,19 @@ use tokio_util::task::TaskTracker;
 
 pub use body::ResponseBody;
 
-use self::conn::{ConnState, Tracked, WokenOnly};
+use self::conn::{ConnState, Timeouts, Tracked, WokenOnly};
 use self::service::RequestService;
 use super::bind::{bind_all, parse_bind, parse_listen, BindAddr, BoundAddr, Listener, Stream};
 use super::{ServeContext, ServeError, ServeFuture, Server, SharedApp};
 use crate::config::FactoryConf;
 use crate::error::{ConfigError, ConfigErrors};
 use crate::registry::Opt;
+use crate::server::limits;
 
 const LOG: &str = "mapproxy_serve.server.http";
+
+/// Concurrent HTTP/2 streams per connection (as Apache httpd and h2o; hyper's default: 200).
+const MAX_STREAMS: u32 = 100;
 
 /// The options this server reads.
 pub const OPTIONS: &[Opt] = &[
@@ -86,10 +100,11 @@ pub const OPTIONS: &[Opt] = &[
     Opt::new("bind", "gunicorn's name for `listen`"),
     Opt::new("unix_socket", "serve on this unix socket instead of TCP (host/port are then ignored)"),
     Opt::new("unix_socket_perms", "octal mode of the unix socket file (default 600)"),
-    Opt::new("threads", "tokio worker threads (default: one per CPU)"),
+    Opt::new("threads", "tokio worker threads, 1 to 1024 (default: one per CPU)"),
     Opt::new("workers", "gunicorn's name for `threads`"),
     Opt::new("connection_limit", "open connections at most; more wait in the listen backlog (default 1000)"),
     Opt::new("channel_timeout", "seconds without traffic before an idle connection, or one whose upload stalled, is closed (default 120; 0 = never)"),
+    Opt::new("send_timeout", "seconds a response may wait for the client to take data (read it, or grant HTTP/2 window) before the connection is closed (default 60; 0 = never)"),
     Opt::new("header_read_timeout", "seconds to receive a request head, from the accept or its first byte (default 10; 0 = no limit)"),
     Opt::new("shutdown_timeout", "seconds in-flight requests may take to finish on shutdown (default 30)"),
     Opt::new("graceful_timeout", "gunicorn's name for `shutdown_timeout`"),
@@ -161,6 +176,7 @@ pub(crate) struct Settings {
     max_header: usize,
     header_read_timeout: Option<Duration>,
     channel_timeout: Option<Duration>,
+    send_timeout: Option<Duration>,
     shutdown_timeout: Duration,
     http2: bool,
     connection_limit: usize,
@@ -173,29 +189,6 @@ pub struct HttpServer {
     addrs: Vec<BindAddr>,
     worker_threads: Option<usize>,
     settings: Arc<Settings>,
-}
-
-fn seconds(conf: &FactoryConf, key: &str, default: f64) -> Result<Option<Duration>, ConfigError> {
-    let v = conf
-        .get_parsed::<f64>(key, "a number of seconds")?
-        .unwrap_or(default);
-    if !v.is_finite() || !(0.0..=1e9).contains(&v) {
-        return Err(conf.error(
-            key,
-            format!("expected a number of seconds >= 0, found '{v}'"),
-        ));
-    }
-    Ok((v > 0.0).then(|| Duration::from_secs_f64(v)))
-}
-
-/// The most worker threads `threads`/`workers` may ask for (each has its own stack).
-const MAX_THREADS: usize = 1024;
-
-fn positive(conf: &FactoryConf, key: &str) -> Result<Option<usize>, ConfigError> {
-    match conf.get_parsed::<usize>(key, "a positive integer")? {
-        Some(0) => Err(conf.error(key, "expected a positive integer, found '0'")),
-        v => Ok(v),
-    }
 }
 
 fn first_of<'a>(conf: &FactoryConf, keys: [&'a str; 2]) -> Result<Option<&'a str>, ConfigError> {
@@ -291,25 +284,24 @@ impl HttpServer {
                     })
             }
         });
-        let threads = errs.take(first_of(conf, ["threads", "workers"]).and_then(|k| {
-            k.map_or(Ok(None), |k| match positive(conf, k)? {
-                Some(n) if n > MAX_THREADS => Err(conf.error(
-                    k,
-                    format!("{n} worker threads is too many (at most {MAX_THREADS})"),
-                )),
-                n => Ok(n),
-            })
-        }));
-        let connection_limit = errs.take(positive(conf, "connection_limit"));
-        let channel_timeout = errs.take(seconds(conf, "channel_timeout", 120.0));
-        let header_read_timeout = errs.take(seconds(conf, "header_read_timeout", 10.0));
+        let threads = errs.take(
+            first_of(conf, ["threads", "workers"])
+                .and_then(|k| k.map_or(Ok(None), |k| conf.get_int(k, 1..=limits::MAX_THREADS))),
+        );
+        let connection_limit =
+            errs.take(conf.get_int("connection_limit", 1..=limits::MAX_CONNECTIONS));
+        let channel_timeout = errs.take(limits::timeout(conf, "channel_timeout", 120.0));
+        let header_read_timeout = errs.take(limits::timeout(conf, "header_read_timeout", 10.0));
+        let send_timeout = errs.take(limits::timeout(conf, "send_timeout", 60.0));
         let shutdown_timeout = errs.take(
             first_of(conf, ["shutdown_timeout", "graceful_timeout"])
-                .and_then(|k| seconds(conf, k.unwrap_or("shutdown_timeout"), 30.0)),
+                .and_then(|k| limits::timeout(conf, k.unwrap_or("shutdown_timeout"), 30.0)),
         );
-        let max_header = errs.take(positive(conf, "max_request_header_size"));
-        let max_body =
-            errs.take(conf.get_parsed::<u64>("max_request_body_size", "a number of bytes"));
+        let max_header = errs.take(
+            conf.get_size("max_request_header_size", limits::HEADER_SIZE)
+                .map(|n| n.and_then(|n| usize::try_from(n).ok())),
+        );
+        let max_body = errs.take(conf.get_size("max_request_body_size", limits::BODY_SIZE));
         let url_scheme = conf.get("url_scheme").map(str::trim).unwrap_or("http");
         if !matches!(url_scheme, "http" | "https") {
             errs.push(conf.error(
@@ -344,6 +336,7 @@ impl HttpServer {
             Some(connection_limit),
             Some(channel_timeout),
             Some(header_read_timeout),
+            Some(send_timeout),
             Some(shutdown_timeout),
             Some(max_header),
             Some(max_body),
@@ -356,6 +349,7 @@ impl HttpServer {
             connection_limit,
             channel_timeout,
             header_read_timeout,
+            send_timeout,
             shutdown_timeout,
             max_header,
             max_body,
@@ -376,6 +370,7 @@ impl HttpServer {
                 max_header: max_header.unwrap_or(64 * 1024),
                 header_read_timeout,
                 channel_timeout,
+                send_timeout,
                 shutdown_timeout: shutdown_timeout.unwrap_or(Duration::ZERO),
                 http2,
                 connection_limit: connection_limit.unwrap_or(1000),
@@ -473,9 +468,15 @@ impl BoundHttpServer {
             .timer(TokioTimer::new())
             .header_read_timeout(None)
             .max_buf_size(s.max_header.max(8192));
+        // HTTP/2 memory per connection: hyper's defaults are 200 streams with up to 400 KiB
+        // of response data buffered each. Bodies hand hyper 16 KiB pieces and only a few may
+        // hold unsent data (conn.rs), so a stream that gets no flow-control window holds
+        // about one piece here plus one in hyper.
         builder
             .http2()
             .timer(TokioTimer::new())
+            .max_concurrent_streams(MAX_STREAMS)
+            .max_send_buf_size(conn::PIECE * 2)
             .max_header_list_size(u32::try_from(s.max_header).unwrap_or(u32::MAX));
         let builder = if s.http2 {
             builder
@@ -591,13 +592,18 @@ async fn serve_connection(
         Expired(&'static str),
     }
     let mut draining = false;
+    let timeouts = Timeouts {
+        header: settings.header_read_timeout,
+        idle: settings.channel_timeout,
+        send: settings.send_timeout,
+    };
     loop {
         // Polled only when one of its own signals fired, not on every read and write.
         let stop = WokenOnly::new(async {
             tokio::select! {
                 _ = shared.shutdown.cancelled(), if !draining => Stop::Shutdown,
                 _ = shared.force.cancelled() => Stop::Force,
-                why = state.expired(settings.header_read_timeout, settings.channel_timeout) => {
+                why = state.expired(timeouts) => {
                     Stop::Expired(why)
                 }
             }
@@ -647,6 +653,7 @@ mod tests {
         assert_eq!(s.settings.max_body, 1 << 30);
         assert_eq!(s.settings.connection_limit, 1000);
         assert_eq!(s.settings.channel_timeout, Some(Duration::from_secs(120)));
+        assert_eq!(s.settings.send_timeout, Some(Duration::from_secs(60)));
         assert_eq!(
             s.settings.header_read_timeout,
             Some(Duration::from_secs(10))
@@ -691,6 +698,7 @@ mod tests {
             ("threads", "3"),
             ("unix_socket_perms", "0660"),
             ("channel_timeout", "0"),
+            ("send_timeout", "0"),
             ("header_read_timeout", "0.5"),
             ("url_prefix", "maps/"),
             ("ident", ""),
@@ -700,6 +708,7 @@ mod tests {
         assert_eq!(s.worker_threads(), Some(3));
         assert_eq!(s.settings.unix_perms, 0o660);
         assert_eq!(s.settings.channel_timeout, None);
+        assert_eq!(s.settings.send_timeout, None);
         assert_eq!(
             s.settings.header_read_timeout,
             Some(Duration::from_millis(500))
@@ -743,6 +752,28 @@ mod tests {
         assert!(e.contains("key 'threads'"), "{e}");
         assert!(e.contains("key 'channel_timeout'"), "{e}");
         assert!(e.contains("key 'unix_socket_perms'"), "{e}");
+        // threads/workers: 1 to 1024, else an error at check time naming file and line
+        // (not an abort when the runtime starts them)
+        for (k, v) in [
+            ("threads", "100000000"),
+            ("workers", "1025"),
+            ("threads", "0"),
+            ("workers", "99999999999999999999999"),
+            ("threads", "-1"),
+        ] {
+            let mut c = conf(&[(k, v)]);
+            if let Some(val) = c.local.get_mut(k) {
+                val.location = Location::in_section("site.ini", 9, "server:main");
+            }
+            let e = HttpServer::from_conf(&c).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("site.ini:9: [server:main] key '{k}'"))
+                    && e.contains("1024"),
+                "{e}"
+            );
+        }
+        let ok = HttpServer::from_conf(&conf(&[("workers", "1024")])).unwrap();
+        assert_eq!(ok.worker_threads(), Some(1024));
         let e = err(&[("threads", "2"), ("workers", "2")]);
         assert!(e.contains("not both"), "{e}");
         let e = err(&[("host", "h:1"), ("port", "2")]);

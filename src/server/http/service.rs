@@ -15,6 +15,7 @@ use hyper::body::{Body as _, Incoming};
 
 use super::body::{ResponseBody, WatchedBody};
 use super::conn::{ActiveGuard, BodyWait, ConnState};
+use super::host;
 use super::Settings;
 use crate::app::{box_body, empty_body, text_response, Body};
 use crate::environ::{MountPath, PeerAddr, PublicUrl};
@@ -45,18 +46,27 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
         let settings = self.settings.clone();
         let h1 = req.version() < Version::HTTP_2;
 
-        if let Some(len) = content_length(&req) {
+        let (mut parts, incoming) = req.into_parts();
+        if let Err(bad) = host::check_request(&parts) {
+            log::debug!(target: LOG, "400 from {:?}: {}", self.peer, bad.message().trim_end());
+            let res = text_response(
+                StatusCode::BAD_REQUEST,
+                "text/plain; charset=utf-8",
+                bad.message(),
+            );
+            return ready(finish(res, guard, &settings, h1, !h1));
+        }
+        if let Some(len) = content_length(&parts.headers) {
             if len > settings.max_body {
                 let res = text_response(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "text/plain; charset=utf-8",
                     "Request body too large\n",
                 );
-                return ready(finish(res, guard, &settings, h1));
+                return ready(finish(res, guard, &settings, h1, !h1));
             }
         }
 
-        let (mut parts, incoming) = req.into_parts();
         let exact_prefix =
             !settings.url_prefix.is_empty() && parts.uri.path() == settings.url_prefix;
         let mount = match strip_prefix(&settings.url_prefix, &parts.uri) {
@@ -70,7 +80,7 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
                     "text/plain; charset=utf-8",
                     "Not Found\n",
                 );
-                return ready(finish(res, guard, &settings, false));
+                return ready(finish(res, guard, &settings, false, !h1));
             }
         };
 
@@ -133,7 +143,7 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
             Ok(fut) => fut,
             Err(info) => {
                 let res = panic_response(&info, self.debug);
-                return ready(finish(res, guard, &settings, false));
+                return ready(finish(res, guard, &settings, false, !h1));
             }
         };
         ResponseFuture::App {
@@ -143,6 +153,7 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
                 guard,
                 settings,
                 debug: self.debug,
+                http2: !h1,
             }),
         }
     }
@@ -154,6 +165,7 @@ struct Pending {
     guard: ActiveGuard,
     settings: Arc<Settings>,
     debug: bool,
+    http2: bool,
 }
 
 type AppCall = CatchPanic<crate::app::AppFuture>;
@@ -201,7 +213,7 @@ impl Future for ResponseFuture {
                 } else {
                     res
                 };
-                Poll::Ready(Ok(finish(res, p.guard, &p.settings, false)))
+                Poll::Ready(Ok(finish(res, p.guard, &p.settings, false, p.http2)))
             }
         }
     }
@@ -211,8 +223,8 @@ fn ready(res: Response<ResponseBody>) -> ResponseFuture {
     ResponseFuture::Ready { res: Some(res) }
 }
 
-fn content_length<B>(req: &Request<B>) -> Option<u64> {
-    req.headers()
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
         .get(CONTENT_LENGTH)?
         .to_str()
         .ok()?
@@ -252,6 +264,7 @@ fn finish(
     guard: ActiveGuard,
     settings: &Settings,
     close: bool,
+    http2: bool,
 ) -> Response<ResponseBody> {
     let (mut parts, body) = res.into_parts();
     if let Some(ident) = &settings.ident {
@@ -264,7 +277,7 @@ fn finish(
             .headers
             .insert(CONNECTION, HeaderValue::from_static("close"));
     }
-    Response::from_parts(parts, ResponseBody::new(body, guard))
+    Response::from_parts(parts, ResponseBody::new(body, guard, http2))
 }
 
 #[cfg(test)]
