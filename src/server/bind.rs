@@ -22,7 +22,7 @@
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
@@ -145,22 +145,27 @@ pub enum Listener {
     Unix(UnixListener, SocketFile),
 }
 
-/// Removes a unix socket file when dropped.
+/// Removes a unix socket file when dropped, if it is still the one this server created (same
+/// device and inode: a socket another process made at the path since is left alone).
 #[derive(Debug)]
-pub struct SocketFile(PathBuf);
+pub struct SocketFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
 
 impl SocketFile {
     /// The socket path.
     pub fn path(&self) -> &Path {
-        &self.0
+        &self.path
     }
 }
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
-        if let Ok(meta) = std::fs::symlink_metadata(&self.0) {
-            if meta.file_type().is_socket() {
-                let _ = std::fs::remove_file(&self.0);
+        if let Ok(m) = std::fs::symlink_metadata(&self.path) {
+            if m.file_type().is_socket() && m.dev() == self.dev && m.ino() == self.ino {
+                let _ = std::fs::remove_file(&self.path);
             }
         }
     }
@@ -322,7 +327,11 @@ async fn bind_one_tcp(host: &str, port: u16, out: &mut Vec<Listener>) -> Result<
     Ok(())
 }
 
-fn bind_unix(path: &Path, perms: u32) -> Result<Listener, ServeError> {
+/// Listen on the unix socket `path` (the one place both servers bind unix sockets): a file
+/// that is not a socket is never replaced, a socket a live server answers on is refused, a
+/// stale one is removed first; `mode` is set on the new socket. The [`SocketFile`] removes it
+/// again when dropped, unless another process replaced it meanwhile.
+pub fn bind_unix(path: &Path, mode: Option<u32>) -> Result<(UnixListener, SocketFile), ServeError> {
     let shown = format!("unix:{}", path.display());
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
@@ -333,16 +342,23 @@ fn bind_unix(path: &Path, perms: u32) -> Result<Listener, ServeError> {
         // A live server answers; a stale socket file is refused and removed.
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(ServeError(format!(
-                "cannot listen on {shown}: another process is serving on it"
+                "cannot listen on {shown}: it is in use by a running server"
             )));
         }
         std::fs::remove_file(path).map_err(|e| bind_error(&shown, e))?;
     }
     let l = UnixListener::bind(path).map_err(|e| bind_error(&shown, e))?;
-    let file = SocketFile(path.to_path_buf());
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(perms))
-        .map_err(|e| ServeError(format!("cannot set mode {perms:o} on {shown}: {e}")))?;
-    Ok(Listener::Unix(l, file))
+    let meta = std::fs::symlink_metadata(path).map_err(|e| bind_error(&shown, e))?;
+    let file = SocketFile {
+        path: path.to_path_buf(),
+        dev: meta.dev(),
+        ino: meta.ino(),
+    };
+    if let Some(mode) = mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| ServeError(format!("cannot set mode {mode:o} on {shown}: {e}")))?;
+    }
+    Ok((l, file))
 }
 
 /// Bind every address, in order. Unix sockets get mode `unix_perms` (e.g. `0o600`); a stale
@@ -352,7 +368,10 @@ pub async fn bind_all(addrs: &[BindAddr], unix_perms: u32) -> Result<Vec<Listene
     for a in addrs {
         match a {
             BindAddr::Tcp { host, port } => bind_one_tcp(host, *port, &mut out).await?,
-            BindAddr::Unix(p) => out.push(bind_unix(p, unix_perms)?),
+            BindAddr::Unix(p) => {
+                let (l, file) = bind_unix(p, Some(unix_perms))?;
+                out.push(Listener::Unix(l, file));
+            }
         }
     }
     Ok(out)

@@ -40,7 +40,6 @@ mod conn;
 mod record;
 
 use std::net::IpAddr;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -382,69 +381,21 @@ fn absolute(path: &Path) -> PathBuf {
 }
 
 fn bind_unix(path: &Path, mode: Option<u32>) -> Result<Listener, ServeError> {
-    let path = absolute(path);
-    let shown = path.display();
-    if let Ok(meta) = std::fs::symlink_metadata(&path) {
-        if !meta.file_type().is_socket() {
-            return Err(ServeError(format!(
-                "fcgi: {shown} exists and is not a socket; not replacing it"
-            )));
-        }
-        if std::os::unix::net::UnixStream::connect(&path).is_ok() {
-            return Err(ServeError(format!(
-                "fcgi: {shown} is in use by a running server"
-            )));
-        }
-        log::debug!(target: TARGET, "removing stale socket {shown}");
-        std::fs::remove_file(&path)
-            .map_err(|e| ServeError(format!("fcgi: cannot remove stale socket {shown}: {e}")))?;
-    }
-    let listener = UnixListener::bind(&path)
-        .map_err(|e| ServeError(format!("fcgi: cannot listen on {shown}: {e}")))?;
-    if let Some(mode) = mode {
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| ServeError(format!("fcgi: cannot chmod {shown}: {e}")))?;
-    }
-    let meta =
-        std::fs::symlink_metadata(&path).map_err(|e| ServeError(format!("fcgi: {shown}: {e}")))?;
-    Ok(Listener::Unix(
-        listener,
-        SocketFile {
-            path,
-            dev: meta.dev(),
-            ino: meta.ino(),
-        },
-    ))
-}
-
-/// Removes the socket file when dropped, if it is still the one this server created.
-#[derive(Debug)]
-struct SocketFile {
-    path: PathBuf,
-    dev: u64,
-    ino: u64,
-}
-
-impl Drop for SocketFile {
-    fn drop(&mut self) {
-        if let Ok(m) = std::fs::symlink_metadata(&self.path) {
-            if m.dev() == self.dev && m.ino() == self.ino {
-                let _ = std::fs::remove_file(&self.path);
-            }
-        }
-    }
+    let (l, file) = crate::server::bind::bind_unix(&absolute(path), mode)
+        .map_err(|e| ServeError(format!("fcgi: {e}")))?;
+    Ok(Listener::Unix(l, file))
 }
 
 #[derive(Debug)]
 enum Listener {
-    Unix(UnixListener, SocketFile),
+    Unix(UnixListener, crate::server::bind::SocketFile),
     Tcp(TcpListener, std::net::SocketAddr),
 }
 
 impl Listener {
     fn url(&self) -> String {
         match self {
-            Listener::Unix(_, f) => format!("fcgi:unix:{}", f.path.display()),
+            Listener::Unix(_, f) => format!("fcgi:unix:{}", f.path().display()),
             Listener::Tcp(_, a) => format!("fcgi://{a}"),
         }
     }
