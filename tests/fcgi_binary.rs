@@ -5,12 +5,9 @@
 //! The ini tree is copied into a tempdir, so the socket appears in the copy's `var/`.
 //! A missing nginx is skipped with a visible `SKIP:` line, unless `CI=true`.
 
-#[path = "fcgi/common.rs"]
-mod common;
-#[path = "fcgi/peer.rs"]
-mod peer;
-#[path = "common/programs.rs"]
-mod programs;
+mod support;
+
+use support::{fcgi as common, peer};
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};

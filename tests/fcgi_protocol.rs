@@ -1,8 +1,9 @@
 //! FastCGI protocol tests: the `fastcgi-client` crate and hand-made records against the
 //! server running in-process on a unix socket (or TCP port 0).
 
-#[path = "fcgi/common.rs"]
-mod common;
+mod support;
+
+use support::fcgi as common;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

@@ -4,12 +4,9 @@
 //!
 //! A missing web server is skipped with a visible `SKIP:` line, unless `CI=true`.
 
-#[path = "fcgi/common.rs"]
-mod common;
-#[path = "fcgi/peer.rs"]
-mod peer;
-#[path = "common/programs.rs"]
-mod programs;
+mod support;
+
+use support::{fcgi as common, peer};
 
 use std::collections::HashSet;
 use std::time::Duration;

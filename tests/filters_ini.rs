@@ -5,14 +5,14 @@
 //! `every_filter_and_app_egg_is_covered` fails when a filter or app is registered that no
 //! test here serves.
 
-mod support_filters;
+mod support;
 
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support_filters::*;
+use support::*;
 
 /// Write `config.ini` into `dir` and serve it.
 fn serve(dir: &Path, ini: &str) -> Served {
@@ -160,7 +160,7 @@ async fn access_log_goes_to_stderr_without_logging_sections() {
          [app:other]\nuse = egg:mapproxy-serve#text\n",
     );
     let r = get(
-        s.addr,
+        s.addr(),
         "/p/a%20b?q=%221%22",
         &[
             ("authorization", &basic("ann:pw")),
@@ -187,7 +187,7 @@ async fn access_log_goes_to_stderr_without_logging_sections() {
         }
     );
     // a refused request is logged with its status and no user
-    let r = get(s.addr, "/denied", &[]).await;
+    let r = get(s.addr(), "/denied", &[]).await;
     assert_eq!(r.status, 401);
     let line = s.wait_stderr_line(|l| l.contains("\"GET /denied HTTP/1.1\""));
     let c = combined(&line).unwrap_or_else(|| panic!("not a combined line: {line}"));
@@ -212,9 +212,9 @@ async fn access_log_options_format_logger_name_and_console() {
          [app:text]\nuse = egg:mapproxy-serve#text\nbody = 12345\n",
     );
     // DEBUG lines are below the default logging's level, and not printed instead
-    assert_eq!(get(s.addr, "/quiet/x", &[]).await.status, 200);
+    assert_eq!(get(s.addr(), "/quiet/x", &[]).await.status, 200);
     for tag in ["first", "second"] {
-        let r = get(s.addr, "/custom/x?y", &[("x-tag", tag)]).await;
+        let r = get(s.addr(), "/custom/x?y", &[("x-tag", tag)]).await;
         assert_eq!(r.text(), "12345");
     }
     let line = s.wait_stderr_line(|l| l.ends_with(" second"));
@@ -284,7 +284,7 @@ format = %(message)s
 "#,
     );
     for path in ["/one", "/two?x=1"] {
-        let r = get(s.addr, path, &[("user-agent", "filetest")]).await;
+        let r = get(s.addr(), path, &[("user-agent", "filetest")]).await;
         assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "hello"));
     }
     let file = dir.path().join("access.log");
@@ -339,12 +339,12 @@ async fn basic_auth_users_and_htpasswd_reread_without_restart() {
          [filter:inlineauth]\nuse = egg:mapproxy-serve#basic_auth\nusers = ann:one\n  ben:two:three\n\
          [app:echo]\nuse = egg:mapproxy-serve#echo\n",
     );
-    let r = get(s.addr, "/file/x", &[]).await;
+    let r = get(s.addr(), "/file/x", &[]).await;
     assert_eq!(r.status, 401);
     assert_eq!(r.header("www-authenticate"), "Basic realm=\"files\"");
     for user in ["alice", "dave", "bob", "gina"] {
         let ok = get(
-            s.addr,
+            s.addr(),
             "/file/x",
             &[("authorization", &basic(&format!("{user}:secret")))],
         )
@@ -352,7 +352,7 @@ async fn basic_auth_users_and_htpasswd_reread_without_restart() {
         assert_eq!(ok.status, 200, "{user}");
         assert_eq!(ok.json()["remote_user"], user);
         let bad = get(
-            s.addr,
+            s.addr(),
             "/file/x",
             &[("authorization", &basic(&format!("{user}:Secret")))],
         )
@@ -360,28 +360,28 @@ async fn basic_auth_users_and_htpasswd_reread_without_restart() {
         assert_eq!(bad.status, 401, "{user}");
     }
     // inline users (default realm); a password may contain ':'
-    let r = get(s.addr, "/inline/", &[]).await;
+    let r = get(s.addr(), "/inline/", &[]).await;
     assert_eq!(r.header("www-authenticate"), "Basic realm=\"restricted\"");
     let r = get(
-        s.addr,
+        s.addr(),
         "/inline/",
         &[("authorization", &basic("ben:two:three"))],
     )
     .await;
     assert_eq!(r.json()["remote_user"], "ben");
     for bad in ["Basic", "Basic !!!", "Bearer x", "Basic YW5u"] {
-        let r = get(s.addr, "/inline/", &[("authorization", bad)]).await;
+        let r = get(s.addr(), "/inline/", &[("authorization", bad)]).await;
         assert_eq!(r.status, 401, "{bad}");
     }
 
     // A user added to the file is accepted without a restart.
     let newcomer = [("authorization", basic("newcomer:fresh"))];
     let h: Vec<(&str, &str)> = newcomer.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    assert_eq!(get(s.addr, "/file/", &h).await.status, 401);
+    assert_eq!(get(s.addr(), "/file/", &h).await.status, 401);
     std::fs::write(&pw, format!("{HTPASSWD}newcomer:{{PLAIN}}fresh\n")).expect("rewrite");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let r = get(s.addr, "/file/", &h).await;
+        let r = get(s.addr(), "/file/", &h).await;
         if r.status == 200 {
             assert_eq!(r.json()["remote_user"], "newcomer");
             break;
@@ -396,7 +396,7 @@ async fn basic_auth_users_and_htpasswd_reread_without_restart() {
     std::fs::write(&pw, "gina:{PLAIN}secret\n").expect("rewrite");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let r = get(s.addr, "/file/", &h).await;
+        let r = get(s.addr(), "/file/", &h).await;
         if r.status == 401 {
             break;
         }
@@ -432,7 +432,7 @@ async fn prefix_and_proxy_headers() {
         ("x-script-name", "/public"),
     ];
     // the client (127.0.0.1) is a trusted proxy by default (loopback)
-    let v = get(s.addr, "/trusted/public/x", &fwd).await.json();
+    let v = get(s.addr(), "/trusted/public/x", &fwd).await.json();
     assert_eq!(v["scheme"], "https", "{v:#}");
     assert_eq!(v["host"], "maps.example.org:8443");
     assert_eq!(v["remote_addr"], "203.0.113.7");
@@ -449,7 +449,7 @@ async fn prefix_and_proxy_headers() {
     }
     // RFC 7239 Forwarded
     let v = get(
-        s.addr,
+        s.addr(),
         "/trusted/y",
         &[("forwarded", "for=198.51.100.1;proto=https;host=fwd.example")],
     )
@@ -464,9 +464,9 @@ async fn prefix_and_proxy_headers() {
         )
     );
     // not a trusted peer: the headers are ignored and removed
-    let v = get(s.addr, "/untrusted/public/x", &fwd).await.json();
+    let v = get(s.addr(), "/untrusted/public/x", &fwd).await.json();
     assert_eq!(v["scheme"], "http", "{v:#}");
-    assert_eq!(v["host"], s.addr.to_string());
+    assert_eq!(v["host"], s.addr().to_string());
     assert_eq!(v["remote_addr"], "127.0.0.1");
     assert_eq!(v["script_name"], "/untrusted");
     assert_eq!(v["path_info"], "/public/x");
@@ -479,7 +479,7 @@ async fn prefix_and_proxy_headers() {
         assert!(v["headers"].get(h).is_none(), "{h}: {v:#}");
     }
     // Paste's prefix: the prefix is removed, scheme forced, port dropped
-    let v = get(s.addr, "/james/x?a=1", &[("host", "inner.example:8080")])
+    let v = get(s.addr(), "/james/x?a=1", &[("host", "inner.example:8080")])
         .await
         .json();
     assert_eq!(v["script_name"], "/james", "{v:#}");
@@ -488,7 +488,7 @@ async fn prefix_and_proxy_headers() {
     assert_eq!(v["scheme"], "https");
     assert_eq!(v["host"], "inner.example");
     // a path outside the prefix is left alone (on a segment boundary only)
-    let v = get(s.addr, "/jamesx", &[]).await.json();
+    let v = get(s.addr(), "/jamesx", &[]).await.json();
     assert_eq!(
         (&v["script_name"], &v["path_info"]),
         (&"/james".into(), &"/jamesx".into())
@@ -514,7 +514,7 @@ async fn compress_gzip_br_and_not_head_or_small() {
              [app:short]\nuse = egg:mapproxy-serve#text\nbody = tiny\n"
         ),
     );
-    let r = get(s.addr, "/gz/", &[("accept-encoding", "gzip")]).await;
+    let r = get(s.addr(), "/gz/", &[("accept-encoding", "gzip")]).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-encoding"), "gzip");
     assert!(r
@@ -528,18 +528,18 @@ async fn compress_gzip_br_and_not_head_or_small() {
         .expect("gunzip");
     assert_eq!(plain, long);
     // not accepted: not compressed
-    let r = get(s.addr, "/gz/", &[]).await;
+    let r = get(s.addr(), "/gz/", &[]).await;
     assert_eq!((r.header("content-encoding"), r.text()), ("", long.clone()));
     // HEAD is not compressed (its headers would not match a GET)
-    let r = send(s.addr, "HEAD", "/gz/", &[("accept-encoding", "gzip")], "").await;
+    let r = send(s.addr(), "HEAD", "/gz/", &[("accept-encoding", "gzip")], "").await;
     assert_eq!(r.header("content-encoding"), "");
     // encodings = br: gzip is not used
-    let r = get(s.addr, "/br/", &[("accept-encoding", "gzip, br")]).await;
+    let r = get(s.addr(), "/br/", &[("accept-encoding", "gzip, br")]).await;
     assert_eq!(r.header("content-encoding"), "br");
-    let r = get(s.addr, "/br/", &[("accept-encoding", "gzip")]).await;
+    let r = get(s.addr(), "/br/", &[("accept-encoding", "gzip")]).await;
     assert_eq!(r.header("content-encoding"), "");
     // below min_size (default 32 bytes)
-    let r = get(s.addr, "/small/", &[("accept-encoding", "gzip")]).await;
+    let r = get(s.addr(), "/small/", &[("accept-encoding", "gzip")]).await;
     assert_eq!(
         (r.header("content-encoding"), r.text().as_str()),
         ("", "tiny")
@@ -563,17 +563,17 @@ async fn error_catcher_hides_5xx_details_unless_debug() {
          [app:broken]\nuse = egg:mapproxy-serve#text\nstatus = 500\nbody = db password is hunter2\n\
          [app:fine]\nuse = egg:mapproxy-serve#text\nstatus = 404\nbody = no such map\n",
     );
-    let r = get(s.addr, "/quiet/", &[]).await;
+    let r = get(s.addr(), "/quiet/", &[]).await;
     assert_eq!(r.status, 500);
     assert!(!r.text().contains("hunter2"), "{}", r.text());
     assert!(r.text().contains("Sorry, try later."), "{}", r.text());
-    let r = get(s.addr, "/debug/", &[]).await;
+    let r = get(s.addr(), "/debug/", &[]).await;
     assert_eq!(
         (r.status.as_u16(), r.text().as_str()),
         (500, "db password is hunter2")
     );
     // 4xx answers pass through
-    let r = get(s.addr, "/ok/", &[]).await;
+    let r = get(s.addr(), "/ok/", &[]).await;
     assert_eq!((r.status.as_u16(), r.text().as_str()), (404, "no such map"));
 }
 
@@ -591,7 +591,7 @@ async fn cors_preflight_and_simple_requests() {
     );
     let origin = "https://maps.example.org";
     let r = send(
-        s.addr,
+        s.addr(),
         "OPTIONS",
         "/wms",
         &[
@@ -608,12 +608,12 @@ async fn cors_preflight_and_simple_requests() {
     assert_eq!(r.header("access-control-allow-headers"), "x-token");
     assert_eq!(r.header("access-control-max-age"), "600");
     assert_eq!(r.text(), "");
-    let r = get(s.addr, "/wms", &[("origin", origin)]).await;
+    let r = get(s.addr(), "/wms", &[("origin", origin)]).await;
     assert_eq!(r.text(), "data");
     assert_eq!(r.header("access-control-allow-origin"), origin);
     assert_eq!(r.header("access-control-expose-headers"), "x-count");
     // another origin gets no grant
-    let r = get(s.addr, "/wms", &[("origin", "https://evil.example")]).await;
+    let r = get(s.addr(), "/wms", &[("origin", "https://evil.example")]).await;
     assert_eq!(r.header("access-control-allow-origin"), "");
 }
 
@@ -665,32 +665,32 @@ async fn body_limit_timeout_headers_request_id() {
         ),
     );
     // body_limit: 1 KiB
-    let r = send(s.addr, "POST", "/limit/", &[], vec![b'x'; 1024]).await;
+    let r = send(s.addr(), "POST", "/limit/", &[], vec![b'x'; 1024]).await;
     assert_eq!(r.json()["body_length"], 1024);
-    let r = send(s.addr, "POST", "/limit/", &[], vec![b'x'; 1025]).await;
+    let r = send(s.addr(), "POST", "/limit/", &[], vec![b'x'; 1025]).await;
     assert_eq!(r.status, 413);
 
     // timeout: 504 (or the configured status) in about the time given
     let t = Instant::now();
-    let r = get(s.addr, "/slow/", &[]).await;
+    let r = get(s.addr(), "/slow/", &[]).await;
     assert_eq!(r.status, 504);
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
-    assert_eq!(get(s.addr, "/slow408/", &[]).await.status, 503);
+    assert_eq!(get(s.addr(), "/slow408/", &[]).await.status, 503);
 
     // headers: set (replacing the app's) or added only when missing
-    let r = get(s.addr, "/headers/", &[]).await;
+    let r = get(s.addr(), "/headers/", &[]).await;
     assert_eq!(r.header("x-frame-options"), "DENY");
     assert_eq!(r.header("content-type"), "text/x-forced");
     assert_eq!(r.header("cache-control"), "max-age=5");
 
     // request_id: a new id, or the client's, seen by the app and copied to the response
-    let r = get(s.addr, "/rid/", &[]).await;
+    let r = get(s.addr(), "/rid/", &[]).await;
     let id = r.header("x-trace").to_string();
     assert_eq!(id.len(), 36, "{id:?}");
     assert_eq!(r.json()["headers"]["x-trace"], id.as_str());
-    let r2 = get(s.addr, "/rid/", &[]).await;
+    let r2 = get(s.addr(), "/rid/", &[]).await;
     assert_ne!(r2.header("x-trace"), id);
-    let r = get(s.addr, "/rid/", &[("x-trace", "client-id-1")]).await;
+    let r = get(s.addr(), "/rid/", &[("x-trace", "client-id-1")]).await;
     assert_eq!(r.header("x-trace"), "client-id-1");
     assert_eq!(r.json()["headers"]["x-trace"], "client-id-1");
 }
@@ -715,41 +715,44 @@ async fn static_files_and_their_security_cases() {
         "[composite:main]\nuse = egg:Paste#urlmap\n/files = files\n\
          [app:files]\nuse = egg:Paste#static\ndocument_root = %(here)s/root\ncache_max_age = 60\n",
     );
-    let base = s.url();
+    let base = s.url("");
 
-    let r = get(s.addr, "/files/a.txt", &[]).await;
+    let r = get(s.addr(), "/files/a.txt", &[]).await;
     assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "file a"));
     assert_eq!(r.header("cache-control"), "max-age=60");
     assert_eq!(r.header("content-type"), "text/plain");
     let etag = r.header("etag").to_string();
     assert!(!etag.is_empty());
-    let r = get(s.addr, "/files/a.txt", &[("if-none-match", &etag)]).await;
+    let r = get(s.addr(), "/files/a.txt", &[("if-none-match", &etag)]).await;
     assert_eq!((r.status.as_u16(), r.body.len()), (304, 0));
-    let r = get(s.addr, "/files/a.txt", &[("range", "bytes=1-3")]).await;
+    let r = get(s.addr(), "/files/a.txt", &[("range", "bytes=1-3")]).await;
     assert_eq!((r.status.as_u16(), r.text().as_str()), (206, "ile"));
     assert_eq!(r.header("content-range"), "bytes 1-3/6");
-    let r = send(s.addr, "HEAD", "/files/a.txt", &[], "").await;
+    let r = send(s.addr(), "HEAD", "/files/a.txt", &[], "").await;
     assert_eq!((r.status.as_u16(), r.body.len()), (200, 0));
     assert_eq!(r.header("content-length"), "6");
-    let r = send(s.addr, "POST", "/files/a.txt", &[], "x").await;
+    let r = send(s.addr(), "POST", "/files/a.txt", &[], "x").await;
     assert_eq!(r.status, 405);
     assert_eq!(r.header("allow"), "GET, HEAD");
     // a symlink inside the root is fine
-    assert_eq!(get(s.addr, "/files/inside.txt", &[]).await.text(), "file a");
+    assert_eq!(
+        get(s.addr(), "/files/inside.txt", &[]).await.text(),
+        "file a"
+    );
 
     // index.html, and directories without their slash redirect (query kept)
     assert_eq!(
-        get(s.addr, "/files/", &[]).await.text(),
+        get(s.addr(), "/files/", &[]).await.text(),
         "<p>root index</p>"
     );
     assert_eq!(
-        get(s.addr, "/files/sub/", &[]).await.text(),
+        get(s.addr(), "/files/sub/", &[]).await.text(),
         "<p>sub index</p>"
     );
-    let r = get(s.addr, "/files/sub?x=1", &[]).await;
+    let r = get(s.addr(), "/files/sub?x=1", &[]).await;
     assert_eq!(r.status, 301);
     assert_eq!(r.header("location"), format!("{base}/files/sub/?x=1"));
-    let r = get(s.addr, "/files", &[]).await;
+    let r = get(s.addr(), "/files", &[]).await;
     assert_eq!(r.status, 301, "mount root without slash");
     assert_eq!(r.header("location"), format!("{base}/files/"));
 
@@ -770,7 +773,7 @@ async fn static_files_and_their_security_cases() {
         "/files/a.txt%00.html",
         "/files/missing.txt",
     ] {
-        let r = get(s.addr, path, &[]).await;
+        let r = get(s.addr(), path, &[]).await;
         assert_eq!(r.status, 404, "{path}: {}", r.text());
         assert!(!r.text().contains("secret"), "{path}");
     }
@@ -803,7 +806,7 @@ async fn proxy_headers_methods_and_errors() {
              allowed_request_methods = GET HEAD\n\
              [app:down]\nuse = egg:Paste#proxy\naddress = http://127.0.0.1:{down}/\n\
              [app:slow]\nuse = egg:Paste#proxy\naddress = http://{silent}/\ntimeout = 0.3\n",
-            up = upstream.addr,
+            up = upstream.addr(),
         ),
     );
 
@@ -819,7 +822,7 @@ async fn proxy_headers_methods_and_errors() {
         ("x-normal", "n"),
     ];
     // control: sent directly, the upstream sees these headers
-    let direct = send(upstream.addr, "POST", "/", &hop_by_hop, "payload").await;
+    let direct = send(upstream.addr(), "POST", "/", &hop_by_hop, "payload").await;
     for name in [
         "x-secret",
         "keep-alive",
@@ -833,7 +836,7 @@ async fn proxy_headers_methods_and_errors() {
         );
     }
     assert_eq!(direct.header("x-hop"), "1");
-    let r = send(s.addr, "POST", "/up/x/../y?q=1", &hop_by_hop, "payload").await;
+    let r = send(s.addr(), "POST", "/up/x/../y?q=1", &hop_by_hop, "payload").await;
     assert_eq!(r.status, 200, "{}", r.text());
     // answers: hop-by-hop headers removed, others kept
     assert_eq!(r.header("x-kept"), "yes");
@@ -857,13 +860,15 @@ async fn proxy_headers_methods_and_errors() {
         assert!(h.get(name).is_none(), "{name} reached the upstream: {h:#}");
     }
     assert_eq!(h["x-normal"], "n");
-    assert_eq!(h["host"], upstream.addr.to_string());
+    assert_eq!(h["host"], upstream.addr().to_string());
     assert_eq!(h["x-forwarded-for"], "127.0.0.1");
     assert_eq!(h["x-forwarded-host"], "public.example:8000");
     assert_eq!(h["x-forwarded-proto"], "http");
 
     // the path cannot leave the base
-    let v = get(s.addr, "/up/%2e%2e/../../etc/passwd", &[]).await.json();
+    let v = get(s.addr(), "/up/%2e%2e/../../etc/passwd", &[])
+        .await
+        .json();
     assert!(
         v["path_info"].as_str().unwrap_or("").starts_with("/base/"),
         "{v:#}"
@@ -877,22 +882,25 @@ async fn proxy_headers_methods_and_errors() {
         "/up/%2e%2e%2fsecret%2fs.txt",
         "/up/a/%2E%2E/%2e%2e/secret/s.txt",
     ] {
-        let v = get(s.addr, escape, &[]).await.json();
+        let v = get(s.addr(), escape, &[]).await.json();
         assert_eq!(v["path_info"], "/base/secret/s.txt", "{escape}: {v:#}");
     }
     // A tunnel is not a request under the base.
-    assert_eq!(send(s.addr, "CONNECT", "/up/x", &[], "").await.status, 405);
+    assert_eq!(
+        send(s.addr(), "CONNECT", "/up/x", &[], "").await.status,
+        405
+    );
 
     // methods
-    assert_eq!(get(s.addr, "/ro/x", &[]).await.status, 200);
-    let r = send(s.addr, "DELETE", "/ro/x", &[], "").await;
+    assert_eq!(get(s.addr(), "/ro/x", &[]).await.status, 200);
+    let r = send(s.addr(), "DELETE", "/ro/x", &[], "").await;
     assert_eq!(r.status, 405);
     assert_eq!(r.header("allow"), "GET, HEAD");
 
     // upstream down: 502; silent upstream: 504 after the timeout
-    assert_eq!(get(s.addr, "/down/x", &[]).await.status, 502);
+    assert_eq!(get(s.addr(), "/down/x", &[]).await.status, 502);
     let t = Instant::now();
-    assert_eq!(get(s.addr, "/slow/x", &[]).await.status, 504);
+    assert_eq!(get(s.addr(), "/slow/x", &[]).await.status, 504);
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
 }
 
@@ -917,19 +925,19 @@ async fn cascade_urlmap_echo_text() {
          [app:other]\nuse = egg:mapproxy-serve#text\nbody = other host\ncontent_type = text/x-other\n",
     );
     // text defaults
-    let r = get(s.addr, "/anything?x", &[]).await;
+    let r = get(s.addr(), "/anything?x", &[]).await;
     assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "ok\n"));
     assert_eq!(r.header("content-type"), "text/plain; charset=utf-8");
     // cascade: the first app that does not answer a `catch` status
-    assert_eq!(get(s.addr, "/c/a.txt", &[]).await.text(), "file a");
-    let r = get(s.addr, "/c/missing", &[]).await;
+    assert_eq!(get(s.addr(), "/c/a.txt", &[]).await.text(), "file a");
+    let r = get(s.addr(), "/c/missing", &[]).await;
     assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "fallback"));
     // urlmap by host first (case-insensitive), then by path
-    let r = get(s.addr, "/echo/x", &[("host", "other.test")]).await;
+    let r = get(s.addr(), "/echo/x", &[("host", "other.test")]).await;
     assert_eq!(r.text(), "other host");
     assert_eq!(r.header("content-type"), "text/x-other");
     // echo: the request and its confs
-    let v = send(s.addr, "PUT", "/echo/p%20q?r=1", &[("x-a", "1")], "abc")
+    let v = send(s.addr(), "PUT", "/echo/p%20q?r=1", &[("x-a", "1")], "abc")
         .await
         .json();
     assert_eq!(v["method"], "PUT");
@@ -945,7 +953,7 @@ async fn cascade_urlmap_echo_text() {
         dir.path().to_str().unwrap_or_default()
     );
     // the mount itself without a slash: PATH_INFO ""
-    let r = get(s.addr, "/echo", &[]).await;
+    let r = get(s.addr(), "/echo", &[]).await;
     assert_eq!(r.json()["path_info"], "");
 }
 
@@ -959,8 +967,8 @@ async fn urlmap_not_found_app() {
          [app:a]\nuse = egg:mapproxy-serve#text\nbody = a\n\
          [app:nf]\nuse = egg:mapproxy-serve#text\nstatus = 404\nbody = custom not found\n",
     );
-    assert_eq!(get(s.addr, "/a/x", &[]).await.text(), "a");
-    let r = get(s.addr, "/ab", &[]).await;
+    assert_eq!(get(s.addr(), "/a/x", &[]).await.text(), "a");
+    let r = get(s.addr(), "/ab", &[]).await;
     assert_eq!(
         (r.status.as_u16(), r.text().as_str()),
         (404, "custom not found")
@@ -1042,22 +1050,22 @@ async fn proxy_reaches_https_upstreams_with_a_ca_file_and_http_ones_through_the_
              [app:untrusted]\nuse = egg:Paste#proxy\naddress = https://{tls}/base/\n\
              [app:insecure]\nuse = egg:Paste#proxy\naddress = https://{tls}/base/\nssl_no_cert_checks = true\n\
              [app:plain]\nuse = egg:Paste#proxy\naddress = http://{plain}/\n",
-            plain = plain.addr,
+            plain = plain.addr(),
         ),
     );
-    let r = get(s.addr, "/tls/x/%2e%2e/y", &[]).await;
+    let r = get(s.addr(), "/tls/x/%2e%2e/y", &[]).await;
     assert_eq!(
         (r.status.as_u16(), r.text()),
         (200, "tls upstream: /base/y".to_string())
     );
     // The system roots do not know the test CA: the handshake fails, 502.
-    assert_eq!(get(s.addr, "/untrusted/x", &[]).await.status, 502);
-    let r = get(s.addr, "/insecure/x", &[]).await;
+    assert_eq!(get(s.addr(), "/untrusted/x", &[]).await.status, 502);
+    let r = get(s.addr(), "/insecure/x", &[]).await;
     assert_eq!(
         (r.status.as_u16(), r.text()),
         (200, "tls upstream: /base/x".to_string())
     );
-    let r = get(s.addr, "/plain/", &[]).await;
+    let r = get(s.addr(), "/plain/", &[]).await;
     assert_eq!(
         (r.status.as_u16(), r.text()),
         (200, "plain upstream".to_string())

@@ -2,12 +2,12 @@
 //! by the real binary; the files written are compared line by line with the expected format
 //! (time fields matched by pattern).
 
-mod support_filters;
+mod support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support_filters::{basic, get, Served};
+use support::{basic, get, Served};
 
 /// `dd/Mon/yyyy:HH:MM:SS +zzzz`, Apache's time field.
 fn is_apache_time(t: &str) -> bool {
@@ -63,7 +63,7 @@ async fn production_ini_logging_sections_write_the_expected_files() {
     let auth = basic("demo:demo-password");
     assert_eq!(
         get(
-            served.addr,
+            served.addr(),
             "/echo/a?b=1",
             &[("authorization", &auth), ("user-agent", "t/1")]
         )
@@ -71,9 +71,9 @@ async fn production_ini_logging_sections_write_the_expected_files() {
         .status,
         200
     );
-    assert_eq!(get(served.addr, "/echo/", &[]).await.status, 401);
+    assert_eq!(get(served.addr(), "/echo/", &[]).await.status, 401);
     assert_eq!(
-        get(served.addr, "/static/nope", &[("authorization", &auth)])
+        get(served.addr(), "/static/nope", &[("authorization", &auth)])
             .await
             .status,
         404

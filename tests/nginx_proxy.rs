@@ -5,13 +5,13 @@
 //!
 //! Without nginx the test prints `SKIP:` and passes, unless `CI=true`.
 
-mod support_filters;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support_filters::*;
+use support::*;
 
 const DEMO: &str = "demo:demo-password";
 
@@ -120,12 +120,12 @@ async fn production_ini_behind_nginx() {
     );
     let upstream = Served::start(&up_ini, &[]);
     let production = Path::new(env!("CARGO_MANIFEST_DIR")).join("ini/production.ini");
-    let up_var = format!("upstream=http://{}/", upstream.addr);
+    let up_var = format!("upstream=http://{}/", upstream.addr());
     let logdir = tmp.path().join("log");
     std::fs::create_dir(&logdir).expect("log dir");
     let log_var = format!("logdir={}", logdir.display());
     let served = Served::start(&production, &[&up_var, &log_var]);
-    let nginx = start_nginx(&nginx_bin, served.addr, tmp.path());
+    let nginx = start_nginx(&nginx_bin, served.addr(), tmp.path());
     let front = std::net::SocketAddr::from(([127, 0, 0, 1], nginx.port));
     let auth = basic(DEMO);
 
@@ -242,9 +242,9 @@ async fn production_ini_behind_nginx() {
     assert_eq!(v["headers"]["x-forwarded-for"], "127.0.0.1");
 
     // The same headers sent directly from 127.0.0.1 (not a trusted proxy) are ignored.
-    let direct_host = served.addr.to_string();
+    let direct_host = served.addr().to_string();
     let r = get(
-        served.addr,
+        served.addr(),
         "/echo/x",
         &[
             ("authorization", &auth),
@@ -274,7 +274,7 @@ async fn production_ini_behind_nginx() {
     }
     // ... and a path under /mapproxy is not found directly.
     let r = get(
-        served.addr,
+        served.addr(),
         "/mapproxy/echo/x",
         &[("authorization", &auth), ("x-script-name", "/mapproxy")],
     )

@@ -86,7 +86,7 @@ async fn port_0_http1_and_h2c() {
     let dir = tempfile::tempdir().unwrap();
     let ini = tcp_site(dir.path());
     let s = serve(&[path(&ini)], None);
-    assert!(s.addr.starts_with("http://127.0.0.1:"), "{}", s.addr);
+    assert!(s.listen.starts_with("http://127.0.0.1:"), "{}", s.listen);
     assert_ne!(s.host_port(), "127.0.0.1:0");
 
     let res = client().get(s.url("/a?b=1")).send().await.unwrap();
@@ -113,7 +113,7 @@ async fn unix_socket_from_the_section_and_from_bind() {
     let sock = dir.path().join("section.sock");
     let ini = site(dir.path(), &format!("unix_socket = {}", sock.display()));
     let mut s = serve(&[path(&ini)], None);
-    assert_eq!(s.addr, format!("unix:{}", sock.display()));
+    assert_eq!(s.listen, format!("unix:{}", sock.display()));
     let r = raw_exchange(
         UnixStream::connect(&sock).unwrap(),
         b"GET /u HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
@@ -129,7 +129,7 @@ async fn unix_socket_from_the_section_and_from_bind() {
     let sock = dir.path().join("bind.sock");
     let arg = format!("unix:{}", sock.display());
     let s = serve(&[path(&ini), "-b", &arg], None);
-    assert_eq!(s.addr, arg);
+    assert_eq!(s.listen, arg);
     assert_eq!(s.count_lines(|l| l.starts_with("serving on")), 1);
     let r = raw_exchange(
         UnixStream::connect(&sock).unwrap(),
@@ -144,14 +144,18 @@ async fn bind_option_overrides_the_section() {
     let sock = dir.path().join("not-used.sock");
     let ini = site(dir.path(), &format!("unix_socket = {}", sock.display()));
     let s = serve(&[path(&ini), "-b", "127.0.0.1:0"], None);
-    assert!(s.addr.starts_with("http://127.0.0.1:"), "{}", s.addr);
+    assert!(s.listen.starts_with("http://127.0.0.1:"), "{}", s.listen);
     assert_eq!(s.count_lines(|l| l.starts_with("serving on")), 1);
     assert!(!sock.exists(), "the section's socket is not bound");
     assert_eq!(get(&client(), &s.url("/")).await.0, 200);
     // A bare port and `:port` mean 127.0.0.1.
     for b in ["0", ":0"] {
         let s = serve(&[path(&ini), "-b", b], None);
-        assert!(s.addr.starts_with("http://127.0.0.1:"), "{b}: {}", s.addr);
+        assert!(
+            s.listen.starts_with("http://127.0.0.1:"),
+            "{b}: {}",
+            s.listen
+        );
         assert_eq!(get(&client(), &s.url("/")).await.0, 200);
     }
     // A malformed address is a usage error.
@@ -640,7 +644,7 @@ fn the_fcgi_template_serves_on_its_socket() {
     );
     std::fs::create_dir(dir.path().join("var")).unwrap();
     let mut s = serve(&[path(&dest)], None);
-    assert!(s.addr.contains("fcgi-socket"), "{}", s.addr);
+    assert!(s.listen.contains("fcgi-socket"), "{}", s.listen);
     let sock = dir.path().join("var/fcgi-socket");
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     let meta = std::fs::metadata(&sock).expect("socket made");
@@ -679,7 +683,7 @@ body = other
         ),
     );
     let s = serve(&[path(&ini), "-n", "other", "-s", "alt"], None);
-    assert_eq!(s.addr, format!("unix:{}", sock.display()));
+    assert_eq!(s.listen, format!("unix:{}", sock.display()));
     let r = raw_exchange(
         UnixStream::connect(&sock).unwrap(),
         b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",

@@ -342,7 +342,7 @@ pub fn bind_unix(path: &Path, mode: Option<u32>) -> Result<(UnixListener, Socket
         // A live server answers; a stale socket file is refused and removed.
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(ServeError(format!(
-                "cannot listen on {shown}: it is in use by a running server"
+                "cannot listen on {shown}: it is in use (another process is serving on it)"
             )));
         }
         std::fs::remove_file(path).map_err(|e| bind_error(&shown, e))?;

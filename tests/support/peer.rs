@@ -1,7 +1,6 @@
 //! Real web servers as FastCGI clients, for the tests: find the binary (or SKIP), fill in a
 //! config template from `tests/fcgi/`, start it in the foreground on a free loopback port and
 //! stop it when dropped.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -86,7 +85,7 @@ impl Drop for Peer {
 
 /// The binary, or `None` (after a SKIP line) when it is not installed; panics under CI.
 pub fn find(kind: Kind) -> Option<PathBuf> {
-    crate::programs::find_program(kind.binary(), "not testing it as a FastCGI client")
+    super::programs::find_program(kind.binary(), "not testing it as a FastCGI client")
 }
 
 /// A port that was free a moment ago (nginx cannot listen on port 0).

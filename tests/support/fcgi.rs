@@ -1,7 +1,6 @@
 //! Shared by the FastCGI tests: an echo app, an in-process server on a socket in a tempdir,
 //! and a raw record client for what `fastcgi-client` cannot send (split params, abort,
 //! GET_VALUES, multiplexing, garbage).
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -1,70 +1,12 @@
-//! Helpers for tests that run the real `mapproxy-serve` binary on an ini file and talk to it
-//! over HTTP: start on `127.0.0.1:0`, read the `serving on` line, send raw-path requests.
-#![allow(dead_code)]
+//! HTTP helpers for tests that talk to a served binary: one request per connection with the
+//! path sent exactly as given, responses collected, Basic credentials, a free port.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
-
-#[path = "../common/programs.rs"]
-mod programs;
-#[path = "../support/mod.rs"]
-mod support;
-#[allow(unused_imports)] // not every test crate that includes this module needs it
-pub use programs::find_program;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-
-/// The `mapproxy-serve` binary built for these tests.
-pub const BIN: &str = env!("CARGO_BIN_EXE_mapproxy-serve");
-
-/// A running `mapproxy-serve` on a TCP port (`support::Served`: stopped with SIGTERM, then
-/// SIGKILL, when dropped).
-pub struct Served {
-    inner: support::Served,
-    /// Where it listens.
-    pub addr: SocketAddr,
-}
-
-impl Served {
-    /// Serve `config` (a path or `config:` URI) with extra arguments (`NAME=VALUE`, options)
-    /// on a free loopback port; panics with its stderr when it does not come up.
-    pub fn start(config: impl AsRef<Path>, extra: &[&str]) -> Served {
-        Self::start_bin(BIN, config, extra)
-    }
-
-    /// Like [`Served::start`] with another binary that has the same command line.
-    pub fn start_bin(bin: &str, config: impl AsRef<Path>, extra: &[&str]) -> Served {
-        let config = config.as_ref().to_string_lossy().into_owned();
-        let mut args = vec![config.as_str(), "-b", "127.0.0.1:0"];
-        args.extend_from_slice(extra);
-        let inner = support::serve_bin(bin, &args, None);
-        let addr = inner
-            .host_port()
-            .parse()
-            .unwrap_or_else(|e| panic!("serving on {}: {e}", inner.addr));
-        Served { inner, addr }
-    }
-
-    /// Everything it wrote to stderr so far.
-    pub fn stderr(&self) -> String {
-        self.inner.stderr()
-    }
-
-    /// Wait (at most 10 s) until stderr has a line matching `pred`; that line.
-    pub fn wait_stderr_line(&self, pred: impl Fn(&str) -> bool) -> String {
-        self.inner
-            .wait_line(pred, Duration::from_secs(10))
-            .unwrap_or_else(|| panic!("no such line on stderr within 10 s:\n{}", self.stderr()))
-    }
-
-    /// `http://127.0.0.1:PORT`
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
 
 /// A response, its body collected.
 #[derive(Debug)]
@@ -151,9 +93,6 @@ pub fn basic(user_pass: &str) -> String {
         base64::engine::general_purpose::STANDARD.encode(user_pass)
     )
 }
-
-#[allow(unused_imports)] // not every test crate that includes this module needs it
-pub use support::write;
 
 /// A loopback port that was free a moment ago (for peers that cannot listen on port 0).
 pub fn free_port() -> u16 {
