@@ -221,5 +221,13 @@ mod tests {
         assert!(LogFormat::parse("100%").is_err());
         assert!(LogFormat::parse("%s").is_err());
         assert!(!LogFormat::default().parts.is_empty());
+        // early and late fields interleaved: five runs rendered when the request starts
+        let many = LogFormat::parse(
+            "%(SCRIPT_NAME)s|%(PATH_INFO)s|%(QUERY_STRING)s %(status)s %(HTTP_X_A)s \
+             %(REMOTE_USER)s %(HTTP_X_B)s %(bytes)s [%(HTTP_X_C)s] %(REMOTE_ADDR)s \
+             %(REQUEST_METHOD)s %(HTTP_VERSION)s %(duration_us)s end",
+        )
+        .unwrap();
+        assert_eq!(many.early_runs, 5);
     }
 }

@@ -1,5 +1,8 @@
-//! The Tower layer: [`AccessLogLayer`] makes [`AccessLog`] services, whose
-//! [`ResponseFuture`] hands the response to the request's [`LogEntry`].
+//! The filter: [`AccessLogLayer`] makes [`AccessLog`] services. Both ways of calling one,
+//! as a Tower service (any inner service and body types) and, over an [`App`], as the
+//! [`Handler`] the `translogger` factory builds, take the same two steps:
+//! [`AccessLogger::start`] when the request comes in, [`LogEntry::respond`] with the
+//! response.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,6 +13,8 @@ use http::{Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
+
+use mapproxy_serve_core::app::{App, AppFuture, Body as AppBody, Handler};
 
 use super::{AccessLogBody, AccessLogSink, AccessLogger, LogEntry, LogFormat};
 
@@ -38,7 +43,9 @@ impl<S> Layer<S> for AccessLogLayer {
     }
 }
 
-/// The service made by [`AccessLogLayer`].
+/// The service made by [`AccessLogLayer`]. Over an [`App`] it is also a [`Handler`]: the
+/// filter as an app, answering through `&self` without Tower's boxed future (an answer the
+/// app had at once stays unboxed).
 #[derive(Clone)]
 pub struct AccessLog<S> {
     inner: S,
@@ -96,5 +103,14 @@ where
                 Err(e)
             }
         })
+    }
+}
+
+impl Handler for AccessLog<App> {
+    fn call(&self, req: Request<AppBody>) -> AppFuture {
+        let entry = self.logger.start(&req);
+        self.inner
+            .call(req)
+            .map(|res| entry.respond(res).map(AppBody::new))
     }
 }
