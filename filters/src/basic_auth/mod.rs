@@ -406,35 +406,37 @@ pub struct BasicAuth<S> {
 }
 
 /// What [`BasicAuth`] does with a request.
-enum Admission<B> {
+enum Admission {
     /// Pass the request on as this user (in its extensions already); the response names
     /// the user too, for an outer access log.
-    Pass(Request<B>, RemoteUser),
+    Pass(RemoteUser),
     /// Answer 401.
     Refuse,
     /// An expensive hash is being checked for this user; then pass or refuse.
-    Verify(Verify, Request<B>, String),
+    Verify(Verify, String),
 }
 
 impl<S> BasicAuth<S> {
-    /// The decision on `req` ([`decide`]), and the request as the app will see it.
-    fn admit<B>(&self, req: Request<B>) -> Admission<B> {
-        match decide(&self.shared, &req) {
-            Decision::Known(user) => Admission::Pass(req, user),
-            Decision::Accept(user) => Admission::Pass(as_user(req, &user), user),
+    /// The decision on `req` ([`decide`]); an accepted request gets its user.
+    fn admit<B>(&self, req: &mut Request<B>) -> Admission {
+        match decide(&self.shared, req) {
+            Decision::Known(user) => Admission::Pass(user),
+            Decision::Accept(user) => {
+                accept(req, &user);
+                Admission::Pass(user)
+            }
             Decision::Reject => Admission::Refuse,
             Decision::Slow(slow) => {
                 let user = slow.user.clone();
-                Admission::Verify(slow.verify(), req, user)
+                Admission::Verify(slow.verify(), user)
             }
         }
     }
 }
 
 /// An accepted request: its user in its extensions, for the app.
-fn as_user<B>(mut req: Request<B>, user: &RemoteUser) -> Request<B> {
+fn accept<B>(req: &mut Request<B>, user: &RemoteUser) {
     req.extensions_mut().insert(user.clone());
-    req
 }
 
 /// The response of an accepted request names its user (for an outer access log).
@@ -473,16 +475,16 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        match self.admit(req) {
-            Admission::Pass(req, user) => ResponseFuture::Inner {
+    fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
+        match self.admit(&mut req) {
+            Admission::Pass(user) => ResponseFuture::Inner {
                 fut: self.inner.call(req),
                 user: Some(user),
             },
             Admission::Refuse => ResponseFuture::Done {
                 res: Some(unauthorized(&self.shared).map(Either::Right)),
             },
-            Admission::Verify(job, req, user) => {
+            Admission::Verify(job, user) => {
                 // take the service that was made ready; leave a fresh clone behind
                 let clone = self.inner.clone();
                 let svc = std::mem::replace(&mut self.inner, clone);
@@ -497,11 +499,11 @@ where
 }
 
 impl Handler for BasicAuth<App> {
-    fn call(&self, req: Request<AppBody>) -> AppFuture {
-        match self.admit(req) {
-            Admission::Pass(req, user) => self.inner.call(req).map(|res| with_user(res, user)),
+    fn call(&self, mut req: Request<AppBody>) -> AppFuture {
+        match self.admit(&mut req) {
+            Admission::Pass(user) => self.inner.call(req).map(|res| with_user(res, user)),
             Admission::Refuse => AppFuture::ready(unauthorized(&self.shared).map(box_body)),
-            Admission::Verify(job, req, user) => {
+            Admission::Verify(job, user) => {
                 // `App` is always ready: the clone can be called as it is.
                 let fut: ResponseFuture<App, AppBody, AppBody> = ResponseFuture::Verifying {
                     job,
@@ -622,7 +624,7 @@ where
                     shared,
                 } => {
                     let ok = ready!(Pin::new(job).poll(cx));
-                    let Some((mut svc, req, user)) = pending.take() else {
+                    let Some((mut svc, mut req, user)) = pending.take() else {
                         return Poll::Pending;
                     };
                     if !ok {
@@ -631,7 +633,8 @@ where
                         continue;
                     }
                     let user = RemoteUser(user);
-                    let fut = svc.call(as_user(req, &user));
+                    accept(&mut req, &user);
+                    let fut = svc.call(req);
                     self.set(ResponseFuture::Inner {
                         fut,
                         user: Some(user),
