@@ -45,28 +45,66 @@ impl std::error::Error for PathError {}
 /// A decoded path: its segments (never empty, `.` or `..`) and whether it ended in `/`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DecodedPath {
-    segments: Vec<Vec<u8>>,
+    /// The segments joined by `/`, plus the trailing `/` (a decoded segment never holds a
+    /// `/`: the path is split after decoding).
+    relative: Vec<u8>,
     trailing_slash: bool,
 }
 
-/// Percent-decode `path`, split it at `/`, drop empty and `.` segments; refuse `..` and NUL.
+/// Percent-decode `path`, split it at `/`, drop empty and `.` segments; refuse `..` and NUL
+/// (NUL first, when a path has both).
 pub fn decode(path: &str) -> Result<DecodedPath, PathError> {
-    let decoded: Vec<u8> = percent_decode_str(path).collect();
-    if decoded.contains(&0) {
-        return Err(PathError::Nul);
-    }
-    let mut segments = Vec::new();
-    for seg in decoded.split(|&b| b == b'/') {
-        match seg {
-            b"" | b"." => {}
-            b".." => return Err(PathError::ParentSegment),
-            s => segments.push(s.to_vec()),
+    // The kept segments, each followed by `/`, written as the bytes are decoded: one buffer.
+    let mut out = Vec::with_capacity(path.len() + 1);
+    let mut segment = 0;
+    let mut parent = false;
+    let mut ends_in_slash = false;
+    for b in percent_decode_str(path) {
+        match b {
+            0 => return Err(PathError::Nul),
+            b'/' => {
+                parent |= end_segment(&mut out, segment);
+                segment = out.len();
+                ends_in_slash = true;
+            }
+            _ => {
+                out.push(b);
+                ends_in_slash = false;
+            }
         }
     }
+    parent |= end_segment(&mut out, segment);
+    if parent {
+        return Err(PathError::ParentSegment);
+    }
+    let trailing_slash = ends_in_slash && !out.is_empty();
+    if !trailing_slash {
+        out.pop();
+    }
     Ok(DecodedPath {
-        trailing_slash: decoded.ends_with(b"/") && !segments.is_empty(),
-        segments,
+        relative: out,
+        trailing_slash,
     })
+}
+
+/// The segment `out[start..]` is complete: an empty or `.` one is dropped, any other gets its
+/// `/`. Whether it was `..`.
+fn end_segment(out: &mut Vec<u8>, start: usize) -> bool {
+    match out.get(start..) {
+        Some(b"") | None => false,
+        Some(b".") => {
+            out.truncate(start);
+            false
+        }
+        Some(b"..") => {
+            out.truncate(start);
+            true
+        }
+        Some(_) => {
+            out.push(b'/');
+            false
+        }
+    }
 }
 
 /// What [`DecodedPath::encoded`] escapes in a segment: controls, space and the characters
@@ -90,7 +128,9 @@ const SEGMENT: &AsciiSet = &CONTROLS
 impl DecodedPath {
     /// The decoded segments.
     pub fn segments(&self) -> impl Iterator<Item = &[u8]> {
-        self.segments.iter().map(Vec::as_slice)
+        let joined = self.relative.strip_suffix(b"/").unwrap_or(&self.relative);
+        // The root's empty text is no segment; no other segment is empty.
+        joined.split(|&b| b == b'/').filter(|s| !s.is_empty())
     }
 
     /// Whether the path ended in `/` (a directory was asked for).
@@ -100,24 +140,19 @@ impl DecodedPath {
 
     /// The relative path, `a/b`, with a trailing `/` kept (`a/b/`); empty for the root.
     pub fn relative(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.segments.iter().map(|s| s.len() + 1).sum());
-        for (i, s) in self.segments.iter().enumerate() {
-            if i > 0 {
-                out.push(b'/');
-            }
-            out.extend_from_slice(s);
-        }
-        if self.trailing_slash {
-            out.push(b'/');
-        }
-        out
+        self.relative.clone()
+    }
+
+    /// [`relative`](DecodedPath::relative), without a copy.
+    pub fn into_relative(self) -> Vec<u8> {
+        self.relative
     }
 
     /// The path again as URL text, each segment percent-encoded (a decoded `/` or `?` stays
     /// data): `/` for the root, otherwise `/a/b` (and `/a/b/`).
     pub fn encoded(&self) -> String {
         let mut out = String::from("/");
-        for (i, s) in self.segments.iter().enumerate() {
+        for (i, s) in self.segments().enumerate() {
             if i > 0 {
                 out.push('/');
             }
@@ -212,6 +247,15 @@ mod tests {
             "/k%C3%A4rten/x%3Fy"
         );
         assert_eq!(decode("/%ff").unwrap().encoded(), "/%FF");
+        let d = decode("a/./b%2F/").unwrap();
+        assert_eq!(d.segments().collect::<Vec<_>>(), [b"a", b"b"]);
+        assert_eq!(d.into_relative(), b"a/b/");
+        assert_eq!(decode("//.//").unwrap().segments().count(), 0);
+        assert!(!decode("//.//").unwrap().trailing_slash());
+        assert_eq!(decode("/x/.").unwrap().relative(), b"x");
+        // NUL before `..`, whichever comes first
+        assert_eq!(decode("/../a%00"), Err(PathError::Nul));
+        assert_eq!(decode("/a%00/.."), Err(PathError::Nul));
     }
 
     #[test]

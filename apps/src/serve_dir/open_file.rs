@@ -55,7 +55,7 @@ pub(super) fn request_key(path_info: &str) -> Option<Vec<u8>> {
     {
         return None;
     }
-    let mut key = decoded.relative();
+    let mut key = decoded.into_relative();
     // `relative()` has no trailing `/` for the root; the key of a directory request keeps it
     // (`/`, `/./`, `/%2F`), so that the root's index is served and not redirected.
     if key.is_empty() && ends_in_slash(path_info) {
