@@ -45,7 +45,9 @@ impl std::error::Error for PathError {}
 /// A decoded path: its segments (never empty, `.` or `..`) and whether it ended in `/`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DecodedPath {
-    segments: Vec<Vec<u8>>,
+    /// The segments joined by `/`, plus the trailing `/` (a decoded segment never holds a
+    /// `/`: the path is split after decoding).
+    relative: Vec<u8>,
     trailing_slash: bool,
 }
 
@@ -54,12 +56,14 @@ pub struct DecodedPath {
 pub enum ParentSegments {
     /// Refuse the path ([`PathError::ParentSegment`]): the static app's rule.
     Refuse,
-    /// Remove the segment before it, never going above the root (`/a/../../b` is `/b`):
-    /// URL resolution (RFC 3986 §5.2.4, Paste's urljoin), the proxy app's rule.
+    /// Remove the segment before it, never going above the root (`/a/../../b` is `/b`), and
+    /// a path ending in `.` or `..` names a directory: URL resolution (RFC 3986 §5.2.4,
+    /// Paste's urljoin), the proxy app's rule.
     Resolve,
 }
 
-/// Percent-decode `path`, split it at `/`, drop empty and `.` segments; refuse `..` and NUL.
+/// Percent-decode `path`, split it at `/`, drop empty and `.` segments; refuse `..` and NUL
+/// (NUL first, when a path has both).
 pub fn decode(path: &str) -> Result<DecodedPath, PathError> {
     decode_with(path, ParentSegments::Refuse)
 }
@@ -67,28 +71,81 @@ pub fn decode(path: &str) -> Result<DecodedPath, PathError> {
 /// [`decode`] with a choice for `..` segments. Decoding comes first either way, so an
 /// encoded `..` (`%2e%2e`, `.%2e`, `..%2f`) counts as one.
 pub fn decode_with(path: &str, parents: ParentSegments) -> Result<DecodedPath, PathError> {
-    let decoded: Vec<u8> = percent_decode_str(path).collect();
-    if decoded.contains(&0) {
-        return Err(PathError::Nul);
-    }
-    let mut segments: Vec<Vec<u8>> = Vec::new();
-    // A path ending in `/`, `/.` or `/..` names a directory.
-    let mut dir = false;
-    for seg in decoded.split(|&b| b == b'/') {
-        dir = matches!(seg, b"" | b"." | b"..");
-        match seg {
-            b"" | b"." => {}
-            b".." if parents == ParentSegments::Refuse => return Err(PathError::ParentSegment),
-            b".." => {
-                segments.pop();
+    // The kept segments, each followed by `/`, written as the bytes are decoded: one buffer.
+    let mut out = Vec::with_capacity(path.len() + 1);
+    let mut segment = 0;
+    let mut parent = false;
+    let mut ends_in_slash = false;
+    let mut dots = Segment::Kept;
+    for b in percent_decode_str(path) {
+        match b {
+            0 => return Err(PathError::Nul),
+            b'/' => {
+                dots = end_segment(&mut out, segment, parents);
+                parent |= dots == Segment::Parent;
+                segment = out.len();
+                ends_in_slash = true;
             }
-            s => segments.push(s.to_vec()),
+            _ => {
+                out.push(b);
+                ends_in_slash = false;
+            }
         }
     }
+    if !ends_in_slash {
+        dots = end_segment(&mut out, segment, parents);
+        parent |= dots == Segment::Parent;
+    }
+    if parent && parents == ParentSegments::Refuse {
+        return Err(PathError::ParentSegment);
+    }
+    // Resolving, `/a/.` and `/a/b/..` name the directory `/a/`.
+    let dir = ends_in_slash || (parents == ParentSegments::Resolve && dots != Segment::Kept);
+    let trailing_slash = dir && !out.is_empty();
+    if !trailing_slash {
+        out.pop();
+    }
     Ok(DecodedPath {
-        trailing_slash: dir && !segments.is_empty(),
-        segments,
+        relative: out,
+        trailing_slash,
     })
+}
+
+/// What [`end_segment`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Segment {
+    /// A name, kept.
+    Kept,
+    /// Empty or `.`, dropped.
+    Dot,
+    /// `..`: dropped, and (resolving) the one before it too.
+    Parent,
+}
+
+/// The segment `out[start..]` is complete: an empty or `.` one is dropped, `..` too (and,
+/// resolving, the kept segment before it), any other gets its `/`.
+fn end_segment(out: &mut Vec<u8>, start: usize, parents: ParentSegments) -> Segment {
+    match out.get(start..) {
+        Some(b"") | None => Segment::Dot,
+        Some(b".") => {
+            out.truncate(start);
+            Segment::Dot
+        }
+        Some(b"..") => {
+            out.truncate(start);
+            if parents == ParentSegments::Resolve {
+                // `out` is `a/b/`: drop `b/`.
+                out.pop();
+                let keep = out.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
+                out.truncate(keep);
+            }
+            Segment::Parent
+        }
+        Some(_) => {
+            out.push(b'/');
+            Segment::Kept
+        }
+    }
 }
 
 /// What [`DecodedPath::encoded`] escapes in a segment: controls, space and the characters
@@ -112,7 +169,9 @@ const SEGMENT: &AsciiSet = &CONTROLS
 impl DecodedPath {
     /// The decoded segments.
     pub fn segments(&self) -> impl Iterator<Item = &[u8]> {
-        self.segments.iter().map(Vec::as_slice)
+        let joined = self.relative.strip_suffix(b"/").unwrap_or(&self.relative);
+        // The root's empty text is no segment; no other segment is empty.
+        joined.split(|&b| b == b'/').filter(|s| !s.is_empty())
     }
 
     /// Whether the path ended in `/` (a directory was asked for).
@@ -122,24 +181,19 @@ impl DecodedPath {
 
     /// The relative path, `a/b`, with a trailing `/` kept (`a/b/`); empty for the root.
     pub fn relative(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.segments.iter().map(|s| s.len() + 1).sum());
-        for (i, s) in self.segments.iter().enumerate() {
-            if i > 0 {
-                out.push(b'/');
-            }
-            out.extend_from_slice(s);
-        }
-        if self.trailing_slash {
-            out.push(b'/');
-        }
-        out
+        self.relative.clone()
+    }
+
+    /// [`relative`](DecodedPath::relative), without a copy.
+    pub fn into_relative(self) -> Vec<u8> {
+        self.relative
     }
 
     /// The path again as URL text, each segment percent-encoded (a decoded `/` or `?` stays
     /// data): `/` for the root, otherwise `/a/b` (and `/a/b/`).
     pub fn encoded(&self) -> String {
         let mut out = String::from("/");
-        for (i, s) in self.segments.iter().enumerate() {
+        for (i, s) in self.segments().enumerate() {
             if i > 0 {
                 out.push('/');
             }
@@ -234,6 +288,15 @@ mod tests {
             "/k%C3%A4rten/x%3Fy"
         );
         assert_eq!(decode("/%ff").unwrap().encoded(), "/%FF");
+        let d = decode("a/./b%2F/").unwrap();
+        assert_eq!(d.segments().collect::<Vec<_>>(), [b"a", b"b"]);
+        assert_eq!(d.into_relative(), b"a/b/");
+        assert_eq!(decode("//.//").unwrap().segments().count(), 0);
+        assert!(!decode("//.//").unwrap().trailing_slash());
+        assert_eq!(decode("/x/.").unwrap().relative(), b"x");
+        // NUL before `..`, whichever comes first
+        assert_eq!(decode("/../a%00"), Err(PathError::Nul));
+        assert_eq!(decode("/a%00/.."), Err(PathError::Nul));
     }
 
     #[test]
@@ -245,7 +308,14 @@ mod tests {
         assert_eq!(r("/x/..%2f..%2fy"), "/y");
         assert_eq!(r("/a/./b/"), "/a/b/");
         assert_eq!(r("/a/b/.."), "/a/");
+        assert_eq!(r("/a/."), "/a/");
         assert_eq!(r("/a/.."), "/");
+        assert_eq!(r("/a/b/../c"), "/a/c");
+        assert_eq!(r("/.."), "/");
+        assert_eq!(
+            decode_with("/a%00/..", ParentSegments::Resolve),
+            Err(PathError::Nul)
+        );
     }
 
     #[test]

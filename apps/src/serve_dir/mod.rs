@@ -2,8 +2,9 @@
 //!
 //! [`StaticFiles`] answers `GET` and `HEAD` for the files under one directory:
 //!
-//! - the request URI path is `PATH_INFO` (the part below the mount path); it is
-//!   percent-decoded, and any `..` segment or NUL byte gives 404. The decoded path is joined
+//! - the request URI path is `PATH_INFO` (the part below the mount path); it is decoded by
+//!   the core crate's [`path::decode`](mapproxy_serve_core::path::decode) (percent-decoded
+//!   before it is split), and any `..` segment or NUL byte gives 404. The decoded path is joined
 //!   under the canonical root, canonicalized, and must still lie under the root, compared
 //!   component by component (a sibling `root2` is *not* under `root`; a symlink that points
 //!   out of the root gives 404);
@@ -39,34 +40,34 @@
 //! # }
 //! ```
 
+mod body;
+mod cache;
 mod factory;
+mod headers;
+mod open_file;
+
+pub use body::StaticBody;
 pub use factory::build;
 
-use std::collections::HashMap;
 use std::convert::Infallible;
-use std::fs::File;
 use std::future::{ready, Ready};
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body::{Frame, SizeHint};
+
+use cache::{Entry, FileCache, Lookup};
+use headers::{header_value, not_modified, range, RangeReq};
+use open_file::{open_checked, request_key};
 
 const LOG: &str = "mapproxy_serve.static";
-/// Cached files up to this size are read on the request's own thread; larger cacheable ones
-/// are loaded on the blocking pool while the first response streams.
-const INLINE_READ_MAX: u64 = 64 * 1024;
 /// Read size for streamed (large) files.
 const CHUNK: usize = 256 * 1024;
-/// The most entries the memory cache holds.
-const MAX_ENTRIES: usize = 16 * 1024;
 
 /// Options of a [`StaticFiles`] service.
 #[derive(Clone, Debug)]
@@ -135,13 +136,12 @@ impl StaticFilesBuilder {
             inner: Arc::new(Inner {
                 root,
                 cache_control,
-                max_cached_file_size: self.max_cached_file_size,
-                cache_budget: self.cache_budget,
-                revalidate_ms: u64::try_from(self.revalidate_after.as_millis()).unwrap_or(u64::MAX),
                 chunk_size: self.chunk_size,
-                epoch: Instant::now(),
-                cache: RwLock::new(HashMap::new()),
-                cache_bytes: AtomicUsize::new(0),
+                cache: FileCache::new(
+                    self.cache_budget,
+                    self.max_cached_file_size,
+                    self.revalidate_after,
+                ),
             }),
         })
     }
@@ -158,83 +158,8 @@ pub struct StaticFiles {
 struct Inner {
     root: PathBuf,
     cache_control: Option<HeaderValue>,
-    max_cached_file_size: u64,
-    cache_budget: usize,
-    revalidate_ms: u64,
     chunk_size: usize,
-    epoch: Instant,
-    cache: RwLock<HashMap<Box<[u8]>, Arc<Entry>>>,
-    cache_bytes: AtomicUsize,
-}
-
-/// What identifies one version of a file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Stamp {
-    len: u64,
-    mtime: SystemTime,
-    #[cfg(unix)]
-    ino: (u64, u64),
-}
-
-impl Stamp {
-    fn of(meta: &std::fs::Metadata) -> Stamp {
-        #[cfg(unix)]
-        use std::os::unix::fs::MetadataExt;
-        Stamp {
-            len: meta.len(),
-            mtime: meta.modified().unwrap_or(UNIX_EPOCH),
-            #[cfg(unix)]
-            ino: (meta.dev(), meta.ino()),
-        }
-    }
-}
-
-/// A resolved file with its ready-made headers and, when small, its contents.
-#[derive(Debug)]
-struct Entry {
-    path: PathBuf,
-    stamp: Stamp,
-    content_type: HeaderValue,
-    content_length: HeaderValue,
-    etag: HeaderValue,
-    last_modified: HeaderValue,
-    /// `Last-Modified` in whole seconds, for `If-Modified-Since`.
-    mtime_secs: u64,
-    body: Option<Bytes>,
-    checked_ms: AtomicU64,
-}
-
-impl Entry {
-    fn new(path: PathBuf, stamp: Stamp, body: Option<Bytes>, now_ms: u64) -> Entry {
-        let since = stamp.mtime.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let mime = mime_guess::from_path(&path).first_or_octet_stream();
-        Entry {
-            content_type: HeaderValue::from_str(mime.as_ref())
-                .unwrap_or(HeaderValue::from_static("application/octet-stream")),
-            content_length: HeaderValue::from(stamp.len),
-            etag: header_value(format!("\"{:x}-{:x}\"", since.as_nanos(), stamp.len)),
-            last_modified: header_value(httpdate::fmt_http_date(stamp.mtime)),
-            mtime_secs: since.as_secs(),
-            path,
-            stamp,
-            body,
-            checked_ms: AtomicU64::new(now_ms),
-        }
-    }
-}
-
-fn header_value(s: String) -> HeaderValue {
-    HeaderValue::from_str(&s).unwrap_or(HeaderValue::from_static(""))
-}
-
-/// Where a request path leads.
-#[derive(Debug, PartialEq, Eq)]
-enum Resolved {
-    /// A regular file, canonical path.
-    File(PathBuf),
-    /// A directory named without a trailing slash.
-    AddSlash,
-    NotFound,
+    cache: FileCache,
 }
 
 impl StaticFiles {
@@ -260,10 +185,6 @@ impl StaticFiles {
         &self.inner.root
     }
 
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.inner.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
     /// Answer one request (the body of the request is not read).
     pub fn respond<B>(&self, req: &Request<B>) -> Response<StaticBody> {
         let head = match *req.method() {
@@ -281,161 +202,49 @@ impl StaticFiles {
         if path_info.is_empty() {
             return add_slash(req);
         }
-        let Some(key) = normalize(path_info) else {
+        let Some(key) = request_key(path_info) else {
             return not_found();
         };
-        let now = self.now_ms();
-        let cached = self
-            .inner
-            .cache
-            .read()
-            .ok()
-            .and_then(|c| c.get(key.as_slice()).cloned());
-        let entry = match cached {
-            Some(e)
-                if now.saturating_sub(e.checked_ms.load(Ordering::Relaxed))
-                    < self.inner.revalidate_ms =>
-            {
-                e
-            }
-            stale => match self.lookup(&key, stale, now) {
-                Ok(Lookup::Entry(e)) => e,
-                Ok(Lookup::AddSlash) => return add_slash(req),
-                Ok(Lookup::NotFound) => return not_found(),
-                Err(e) => {
-                    log::debug!(target: LOG, "{}: {e}", path_info);
-                    return not_found();
-                }
-            },
-        };
-        self.answer(req, &entry, head)
-    }
-
-    /// Resolve `key`, reusing `stale` when the file did not change.
-    fn lookup(&self, key: &[u8], stale: Option<Arc<Entry>>, now: u64) -> io::Result<Lookup> {
-        let path = match resolve(&self.inner.root, key) {
-            Resolved::File(p) => p,
-            Resolved::AddSlash => return Ok(Lookup::AddSlash),
-            Resolved::NotFound => {
-                if stale.is_some() {
-                    self.forget(key);
-                }
-                return Ok(Lookup::NotFound);
-            }
-        };
-        let meta = std::fs::metadata(&path)?;
-        let stamp = Stamp::of(&meta);
-        if let Some(e) = stale {
-            if e.path == path && e.stamp == stamp {
-                e.checked_ms.store(now, Ordering::Relaxed);
-                if e.body.is_none() && stamp.len <= self.inner.max_cached_file_size {
-                    self.spawn_load(key, path, stamp);
-                }
-                return Ok(Lookup::Entry(e));
-            }
-        }
-        let cacheable = stamp.len <= self.inner.max_cached_file_size;
-        let mut load_later = false;
-        let body = if cacheable && stamp.len <= INLINE_READ_MAX {
-            Some(read_whole(&path, stamp)?)
-        } else {
-            load_later = cacheable;
-            None
-        };
-        let entry = Arc::new(Entry::new(path.clone(), stamp, body, now));
-        self.remember(key, entry.clone());
-        if load_later {
-            self.spawn_load(key, path, stamp);
-        }
-        Ok(Lookup::Entry(entry))
-    }
-
-    /// This response streams; the body is loaded for later ones on the blocking pool (a big
-    /// read never blocks a runtime thread).
-    fn spawn_load(&self, key: &[u8], path: PathBuf, stamp: Stamp) {
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let this = self.clone();
-            let key = key.to_vec();
-            rt.spawn_blocking(move || this.load_body(&key, path, stamp));
-        }
-    }
-
-    /// Put the contents of a mid-size file into the cache, if its entry is still current.
-    fn load_body(&self, key: &[u8], path: PathBuf, stamp: Stamp) {
-        let bytes = match read_whole(&path, stamp) {
-            Ok(b) => b,
+        let entry = match self.entry(&key) {
+            Ok(Lookup::Entry(e)) => e,
+            Ok(Lookup::AddSlash) => return add_slash(req),
+            Ok(Lookup::NotFound) => return not_found(),
             Err(e) => {
-                log::debug!(target: LOG, "{}: {e}", path.display());
-                return;
+                log::debug!(target: LOG, "{}: {e}", path_info);
+                return not_found();
             }
         };
-        let current = self
-            .inner
-            .cache
-            .read()
-            .ok()
-            .and_then(|c| c.get(key).cloned());
-        if let Some(cur) = current {
-            if cur.path == path && cur.stamp == stamp && cur.body.is_none() {
-                let now = cur.checked_ms.load(Ordering::Relaxed);
-                self.remember(key, Arc::new(Entry::new(path, stamp, Some(bytes), now)));
-            }
-        }
+        self.answer(req, &key, &entry, head)
     }
 
-    fn remember(&self, key: &[u8], entry: Arc<Entry>) {
-        let size = entry.body.as_ref().map_or(0, Bytes::len) + key.len();
-        let Ok(mut cache) = self.inner.cache.write() else {
-            return;
-        };
-        let used = self.inner.cache_bytes.load(Ordering::Relaxed);
-        if used + size > self.inner.cache_budget || cache.len() >= MAX_ENTRIES {
-            cache.clear();
-            self.inner.cache_bytes.store(0, Ordering::Relaxed);
-            if size > self.inner.cache_budget {
-                return;
-            }
-        }
-        let old = cache.insert(key.into(), entry);
-        let freed = old.map_or(0, |o| o.body.as_ref().map_or(0, Bytes::len) + key.len());
-        let used = self.inner.cache_bytes.load(Ordering::Relaxed);
-        self.inner
-            .cache_bytes
-            .store((used + size).saturating_sub(freed), Ordering::Relaxed);
-    }
-
-    fn forget(&self, key: &[u8]) {
-        if let Ok(mut cache) = self.inner.cache.write() {
-            if let Some(old) = cache.remove(key) {
-                let freed = old.body.as_ref().map_or(0, Bytes::len) + key.len();
-                let used = self.inner.cache_bytes.load(Ordering::Relaxed);
-                self.inner
-                    .cache_bytes
-                    .store(used.saturating_sub(freed), Ordering::Relaxed);
-            }
-        }
-    }
-
-    fn answer<B>(&self, req: &Request<B>, e: &Entry, head: bool) -> Response<StaticBody> {
+    /// The response for the file of `e` (looked up under `key`): 304, 206, 416 or 200.
+    fn answer<B>(
+        &self,
+        req: &Request<B>,
+        key: &[u8],
+        e: &Entry,
+        head: bool,
+    ) -> Response<StaticBody> {
+        let fh = &e.headers;
         let mut headers = HeaderMap::with_capacity(8);
-        headers.insert(header::ETAG, e.etag.clone());
-        headers.insert(header::LAST_MODIFIED, e.last_modified.clone());
+        headers.insert(header::ETAG, fh.etag.clone());
+        headers.insert(header::LAST_MODIFIED, fh.last_modified.clone());
         if let Some(cc) = &self.inner.cache_control {
             headers.insert(header::CACHE_CONTROL, cc.clone());
         }
-        if not_modified(req.headers(), e) {
+        if not_modified(req.headers(), fh) {
             let mut res = Response::new(StaticBody::empty());
             *res.status_mut() = StatusCode::NOT_MODIFIED;
             *res.headers_mut() = headers;
             return res;
         }
-        headers.insert(header::CONTENT_TYPE, e.content_type.clone());
+        headers.insert(header::CONTENT_TYPE, fh.content_type.clone());
         headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
         let len = e.stamp.len;
         let mut status = StatusCode::OK;
-        let (start, count) = match range(req.headers(), e) {
+        let (start, count) = match range(req.headers(), fh, len) {
             RangeReq::Whole => {
-                headers.insert(header::CONTENT_LENGTH, e.content_length.clone());
+                headers.insert(header::CONTENT_LENGTH, fh.content_length.clone());
                 (0, len)
             }
             RangeReq::Part(start, end) => {
@@ -472,7 +281,7 @@ impl StaticFiles {
                 Ok(f) => StaticBody::file(f, start, count, self.inner.chunk_size),
                 Err(err) => {
                     log::debug!(target: LOG, "{}: {err}", e.path.display());
-                    self.forget_path(req.uri().path());
+                    self.inner.cache.forget(key);
                     return not_found();
                 }
             }
@@ -482,119 +291,6 @@ impl StaticFiles {
         *res.headers_mut() = headers;
         res
     }
-
-    fn forget_path(&self, path_info: &str) {
-        if let Some(key) = normalize(path_info) {
-            self.forget(&key);
-        }
-    }
-}
-
-/// Read a whole file that must still be the version `stamp` describes.
-fn read_whole(path: &Path, stamp: Stamp) -> io::Result<Bytes> {
-    let mut f = File::open(path)?;
-    let mut buf = Vec::with_capacity(usize::try_from(stamp.len).unwrap_or(0));
-    f.read_to_end(&mut buf)?;
-    // The file may have changed between stat and read: trust only an unchanged handle.
-    if Stamp::of(&f.metadata()?) != stamp || buf.len() as u64 != stamp.len {
-        return Err(io::Error::other("file changed while being read"));
-    }
-    Ok(Bytes::from(buf))
-}
-
-enum Lookup {
-    Entry(Arc<Entry>),
-    AddSlash,
-    NotFound,
-}
-
-/// Open a large file and check that it is still the version the headers describe.
-fn open_checked(path: &Path, stamp: Stamp) -> io::Result<File> {
-    let f = File::open(path)?;
-    if Stamp::of(&f.metadata()?) != stamp {
-        return Err(io::Error::other("file changed since it was looked up"));
-    }
-    Ok(f)
-}
-
-/// Decode `PATH_INFO` into the cache key: the relative path with `/` separators, no empty or
-/// `.` segments, and a trailing `/` when the request had one. `None` (404) for a `..` segment
-/// or a NUL byte.
-fn normalize(path_info: &str) -> Option<Vec<u8>> {
-    let decoded = percent_encoding::percent_decode_str(path_info).collect::<Vec<u8>>();
-    if decoded.contains(&0) {
-        return None;
-    }
-    let mut key = Vec::with_capacity(decoded.len());
-    for seg in decoded.split(|&b| b == b'/') {
-        match seg {
-            b"" | b"." => {}
-            b".." => return None,
-            s => {
-                #[cfg(not(unix))]
-                if s.contains(&b'\\') || s.contains(&b':') {
-                    return None;
-                }
-                if !key.is_empty() {
-                    key.push(b'/');
-                }
-                key.extend_from_slice(s);
-            }
-        }
-    }
-    if decoded.ends_with(b"/") {
-        key.push(b'/');
-    }
-    Some(key)
-}
-
-#[cfg(unix)]
-fn key_path(key: &[u8]) -> Option<PathBuf> {
-    use std::os::unix::ffi::OsStrExt;
-    Some(PathBuf::from(std::ffi::OsStr::from_bytes(key)))
-}
-
-#[cfg(not(unix))]
-fn key_path(key: &[u8]) -> Option<PathBuf> {
-    std::str::from_utf8(key).ok().map(PathBuf::from)
-}
-
-/// Resolve a normalized key under the canonical `root`.
-fn resolve(root: &Path, key: &[u8]) -> Resolved {
-    let (rel, dir_wanted) = match key.strip_suffix(b"/") {
-        Some(r) => (r, true),
-        None => (key, false),
-    };
-    let Some(rel) = key_path(rel) else {
-        return Resolved::NotFound;
-    };
-    let Some(target) = canonical_under(root, &root.join(rel)) else {
-        return Resolved::NotFound;
-    };
-    let Ok(meta) = std::fs::metadata(&target) else {
-        return Resolved::NotFound;
-    };
-    if meta.is_dir() {
-        if !dir_wanted {
-            return Resolved::AddSlash;
-        }
-        match canonical_under(root, &target.join("index.html")) {
-            Some(index) if std::fs::metadata(&index).is_ok_and(|m| m.is_file()) => {
-                Resolved::File(index)
-            }
-            _ => Resolved::NotFound,
-        }
-    } else if meta.is_file() && !dir_wanted {
-        Resolved::File(target)
-    } else {
-        Resolved::NotFound
-    }
-}
-
-/// The canonical form of `path` if it exists and lies under `root` (component-wise).
-fn canonical_under(root: &Path, path: &Path) -> Option<PathBuf> {
-    let c = std::fs::canonicalize(path).ok()?;
-    c.starts_with(root).then_some(c)
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response<StaticBody> {
@@ -630,261 +326,6 @@ fn add_slash<B>(req: &Request<B>) -> Response<StaticBody> {
     }
 }
 
-/// `If-None-Match` (weak comparison, `*`), else `If-Modified-Since`.
-fn not_modified(h: &HeaderMap, e: &Entry) -> bool {
-    if let Some(inm) = h.get(header::IF_NONE_MATCH) {
-        let Ok(inm) = inm.to_str() else {
-            return false;
-        };
-        let ours = e.etag.as_bytes();
-        return inm
-            .split(',')
-            .map(str::trim)
-            .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t).as_bytes() == ours);
-    }
-    if let Some(ims) = h.get(header::IF_MODIFIED_SINCE) {
-        if let Some(t) = ims
-            .to_str()
-            .ok()
-            .and_then(|s| httpdate::parse_http_date(s).ok())
-        {
-            let t = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-            return e.mtime_secs <= t;
-        }
-    }
-    false
-}
-
-enum RangeReq {
-    Whole,
-    /// Inclusive byte positions.
-    Part(u64, u64),
-    Unsatisfiable,
-}
-
-/// One `bytes=` range; several ranges, bad syntax or a failed `If-Range` mean the whole file.
-fn range(h: &HeaderMap, e: &Entry) -> RangeReq {
-    let Some(spec) = h.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
-        return RangeReq::Whole;
-    };
-    if let Some(ir) = h.get(header::IF_RANGE) {
-        if ir != e.etag && ir != e.last_modified {
-            return RangeReq::Whole;
-        }
-    }
-    let Some(set) = spec.trim().strip_prefix("bytes=") else {
-        return RangeReq::Whole;
-    };
-    if set.contains(',') {
-        return RangeReq::Whole;
-    }
-    let Some((a, b)) = set.trim().split_once('-') else {
-        return RangeReq::Whole;
-    };
-    let (a, b) = (a.trim(), b.trim());
-    let len = e.stamp.len;
-    let parse = |s: &str| -> Option<u64> {
-        if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
-            None
-        } else {
-            s.parse().ok()
-        }
-    };
-    match (a.is_empty(), b.is_empty()) {
-        (true, true) => RangeReq::Whole,
-        (true, false) => match parse(b) {
-            // Suffix: the last n bytes.
-            Some(0) => RangeReq::Unsatisfiable,
-            Some(_) if len == 0 => RangeReq::Unsatisfiable,
-            Some(n) => RangeReq::Part(len.saturating_sub(n), len - 1),
-            None => RangeReq::Whole,
-        },
-        (false, _) => {
-            let Some(start) = parse(a) else {
-                return RangeReq::Whole;
-            };
-            let end = if b.is_empty() {
-                None
-            } else {
-                match parse(b) {
-                    Some(end) if end >= start => Some(end),
-                    _ => return RangeReq::Whole,
-                }
-            };
-            if start >= len {
-                return RangeReq::Unsatisfiable;
-            }
-            RangeReq::Part(start, end.map_or(len - 1, |x| x.min(len - 1)))
-        }
-    }
-}
-
-/// The response body of [`StaticFiles`]: empty, one in-memory buffer, or a file streamed in
-/// chunks read on tokio's blocking pool.
-pub struct StaticBody {
-    kind: Kind,
-}
-
-enum Kind {
-    Empty,
-    Full(Option<Bytes>),
-    File(FileStream),
-}
-
-struct FileStream {
-    file: Option<File>,
-    /// Not yet seeked to the start offset.
-    offset: Option<u64>,
-    remaining: u64,
-    chunk: usize,
-    pending: Option<tokio::task::JoinHandle<(File, io::Result<Bytes>)>>,
-}
-
-impl std::fmt::Debug for StaticBody {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let what = match &self.kind {
-            Kind::Empty => "empty",
-            Kind::Full(_) => "full",
-            Kind::File(_) => "file",
-        };
-        f.debug_struct("StaticBody").field("kind", &what).finish()
-    }
-}
-
-impl StaticBody {
-    fn empty() -> Self {
-        StaticBody { kind: Kind::Empty }
-    }
-    fn full(b: Bytes) -> Self {
-        StaticBody {
-            kind: Kind::Full(Some(b)),
-        }
-    }
-    fn file(file: File, offset: u64, len: u64, chunk: usize) -> Self {
-        StaticBody {
-            kind: Kind::File(FileStream {
-                file: Some(file),
-                offset: (offset > 0).then_some(offset),
-                remaining: len,
-                chunk,
-                pending: None,
-            }),
-        }
-    }
-}
-
-fn read_chunk(mut file: File, offset: Option<u64>, want: usize) -> (File, io::Result<Bytes>) {
-    let res = (|| {
-        if let Some(off) = offset {
-            file.seek(SeekFrom::Start(off))?;
-        }
-        let mut buf = BytesMut::zeroed(want);
-        let mut filled = 0;
-        while filled < want {
-            match file.read(&mut buf[filled..]) {
-                Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(buf.freeze())
-    })();
-    (file, res)
-}
-
-impl http_body::Body for StaticBody {
-    type Data = Bytes;
-    type Error = io::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        let this = self.get_mut();
-        match &mut this.kind {
-            Kind::Empty => Poll::Ready(None),
-            Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Kind::File(fs) => {
-                loop {
-                    if let Some(h) = &mut fs.pending {
-                        let (file, res) = match Pin::new(h).poll(cx) {
-                            Poll::Pending => return Poll::Pending,
-                            Poll::Ready(Ok(v)) => v,
-                            Poll::Ready(Err(e)) => {
-                                fs.pending = None;
-                                fs.remaining = 0;
-                                return Poll::Ready(Some(Err(io::Error::other(e))));
-                            }
-                        };
-                        fs.pending = None;
-                        return match res {
-                            Ok(bytes) => {
-                                fs.file = Some(file);
-                                fs.remaining -= bytes.len() as u64;
-                                Poll::Ready(Some(Ok(Frame::data(bytes))))
-                            }
-                            Err(e) => {
-                                fs.remaining = 0;
-                                Poll::Ready(Some(Err(e)))
-                            }
-                        };
-                    }
-                    if fs.remaining == 0 {
-                        return Poll::Ready(None);
-                    }
-                    let Some(file) = fs.file.take() else {
-                        return Poll::Ready(None);
-                    };
-                    let want = usize::try_from(fs.remaining)
-                        .unwrap_or(usize::MAX)
-                        .min(fs.chunk);
-                    let offset = fs.offset.take();
-                    match tokio::runtime::Handle::try_current() {
-                        Ok(rt) => {
-                            fs.pending =
-                                Some(rt.spawn_blocking(move || read_chunk(file, offset, want)));
-                        }
-                        Err(_) => {
-                            // No runtime: read in place.
-                            let (file, res) = read_chunk(file, offset, want);
-                            fs.file = Some(file);
-                            return match res {
-                                Ok(bytes) => {
-                                    fs.remaining -= bytes.len() as u64;
-                                    Poll::Ready(Some(Ok(Frame::data(bytes))))
-                                }
-                                Err(e) => {
-                                    fs.remaining = 0;
-                                    Poll::Ready(Some(Err(e)))
-                                }
-                            };
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            Kind::Empty => true,
-            Kind::Full(b) => b.is_none(),
-            Kind::File(fs) => fs.remaining == 0 && fs.pending.is_none(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            Kind::Empty => SizeHint::with_exact(0),
-            Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            Kind::File(fs) => SizeHint::with_exact(fs.remaining),
-        }
-    }
-}
-
-use std::future::Future as _;
-
 impl<B> tower::Service<Request<B>> for StaticFiles {
     type Response = Response<StaticBody>;
     type Error = Infallible;
@@ -903,6 +344,7 @@ impl<B> tower::Service<Request<B>> for StaticFiles {
 mod tests {
     use super::*;
     use http_body_util::BodyExt;
+    use std::time::Instant;
 
     /// `tmp/{secured.txt, root/..., root2/secret.txt}` like Paste's `urlparser_data`.
     fn fixture() -> tempfile::TempDir {
@@ -1182,15 +624,5 @@ mod tests {
         let tmp = fixture();
         assert!(StaticFiles::new(tmp.path().join("nope")).is_err());
         assert!(StaticFiles::new(tmp.path().join("secured.txt")).is_err());
-    }
-
-    #[test]
-    fn normalize_keys() {
-        assert_eq!(normalize("/").unwrap(), b"/");
-        assert_eq!(normalize("/a//./b").unwrap(), b"a/b");
-        assert_eq!(normalize("/a/b/").unwrap(), b"a/b/");
-        assert_eq!(normalize("/a%2Fb").unwrap(), b"a/b");
-        assert!(normalize("/a/%2e%2e/b").is_none());
-        assert!(normalize("/a%00").is_none());
     }
 }

@@ -22,10 +22,11 @@
 
 use std::sync::Arc;
 
-use crate::access_log::{AccessLogSink, AccessLogger, DiscardSink, LogFormat, LogSink};
-use http::Request;
+use tower::Layer as _;
 
-use mapproxy_serve_core::app::{App, AppFuture, Body, Filter, Handler};
+use crate::access_log::{AccessLogLayer, AccessLogSink, DiscardSink, LogFormat, LogSink};
+
+use mapproxy_serve_core::app::{App, Filter};
 use mapproxy_serve_core::build::BuildContext;
 use mapproxy_serve_core::config::FactoryConf;
 use mapproxy_serve_core::error::ConfigErrors;
@@ -70,29 +71,10 @@ pub fn build(conf: &FactoryConf, ctx: &mut BuildContext) -> Result<Filter, Confi
             other: LogSink::new(logger, log_level(level)).console_fallback(console),
         }),
     };
-    let logger = AccessLogger::new(format, sink);
-    Ok(Arc::new(move |inner| {
-        App::from_handler(AccessLog {
-            inner,
-            logger: logger.clone(),
-        })
-    }))
-}
-
-/// The filter as an app (`AccessLogLayer`'s work without the Tower wrapping: this filter
-/// sees every request, so its cost counts; a ready answer stays unboxed).
-struct AccessLog {
-    inner: App,
-    logger: AccessLogger,
-}
-
-impl Handler for AccessLog {
-    fn call(&self, req: Request<Body>) -> AppFuture {
-        let entry = self.logger.start(&req);
-        self.inner
-            .call(req)
-            .map(|res| entry.respond(res).map(Body::new))
-    }
+    // The layer's service over the app is the app: a `Handler`, so no Tower wrapping (this
+    // filter sees every request).
+    let layer = AccessLogLayer::new(format, sink);
+    Ok(Arc::new(move |inner| App::from_handler(layer.layer(inner))))
 }
 
 /// Lines straight into the runtime's logging ([`mapproxy_serve_core::logline`]: the line is
@@ -163,61 +145,6 @@ mod tests {
             &mut BuildContext::current(),
         ));
         assert!(e.contains("key 'set_logger_level'"), "{e}");
-    }
-
-    #[derive(Default)]
-    struct Lines(std::sync::Mutex<Vec<String>>);
-    impl AccessLogSink for Lines {
-        fn write(&self, line: &str) {
-            self.0.lock().unwrap().push(line.to_string());
-        }
-    }
-
-    /// The native handler around an app that answers later (a boxed future), behind basic
-    /// auth that names the user in the response: one line, written when the body is done.
-    #[tokio::test]
-    async fn pending_answers_and_the_user_from_inner_auth() {
-        let lines = Arc::new(Lines::default());
-        let format =
-            LogFormat::parse("%(REMOTE_USER)s %(REQUEST_URI)s %(status)s %(bytes)s").unwrap();
-        let slow = mapproxy_serve_core::app::app_fn(|_req| async {
-            tokio::task::yield_now().await;
-            http::Response::new(mapproxy_serve_core::app::full_body("later"))
-        });
-        let auth = crate::basic_auth::build(
-            &FactoryConf::from_pairs("Paste#auth_basic", [("users", "ann:pw")]),
-            &mut BuildContext::current(),
-        )
-        .unwrap();
-        let app = App::from_handler(AccessLog {
-            inner: auth(slow),
-            logger: AccessLogger::new(format, lines.clone()),
-        });
-        let req = http::Request::builder()
-            .uri("/a?b=1")
-            .header("authorization", "Basic YW5uOnB3") // ann:pw
-            .body(mapproxy_serve_core::app::empty_body())
-            .unwrap();
-        let res = app.call(req).await;
-        assert!(
-            lines.0.lock().unwrap().is_empty(),
-            "written before the body"
-        );
-        let body = http_body_util::BodyExt::collect(res.into_body())
-            .await
-            .unwrap();
-        assert_eq!(&body.to_bytes()[..], b"later");
-        assert_eq!(
-            *lines.0.lock().unwrap(),
-            vec!["ann /a?b=1 200 5".to_string()]
-        );
-        // refused: the 401 is logged, without a user
-        let req = http::Request::builder()
-            .uri("/x")
-            .body(mapproxy_serve_core::app::empty_body())
-            .unwrap();
-        drop(app.call(req).await);
-        assert_eq!(lines.0.lock().unwrap()[1], "- /x 401 -");
     }
 
     #[tokio::test]

@@ -46,6 +46,7 @@ use sha2::{Digest as _, Sha256};
 use tower::{Layer, Service};
 
 use crate::basic_auth::htpasswd::{HtpasswdError, Users};
+use mapproxy_serve_core::app::{box_body, App, AppFuture, Body as AppBody, Handler};
 use mapproxy_serve_core::environ::RemoteUser;
 
 const LOG_TARGET: &str = "mapproxy_serve.filters.basic_auth";
@@ -393,11 +394,55 @@ impl<S> Layer<S> for BasicAuthLayer {
     }
 }
 
-/// The service made by [`BasicAuthLayer`].
+/// The service made by [`BasicAuthLayer`]. Over an [`App`] it is also a [`Handler`]: the
+/// filter as an app (what the `auth_basic` factory builds), answering through `&self`
+/// without Tower's boxed future, so an accepted request that the app answers at once stays
+/// unboxed. Both take the same steps: one decision per request ([`BasicAuthLayer::decide`]),
+/// a slow check in [`ResponseFuture`], and a response that names the accepted user.
 #[derive(Clone, Debug)]
 pub struct BasicAuth<S> {
     inner: S,
     shared: Arc<Shared>,
+}
+
+/// What [`BasicAuth`] does with a request.
+enum Admission {
+    /// Pass the request on as this user (in its extensions already); the response names
+    /// the user too, for an outer access log.
+    Pass(RemoteUser),
+    /// Answer 401.
+    Refuse,
+    /// An expensive hash is being checked for this user; then pass or refuse.
+    Verify(Verify, String),
+}
+
+impl<S> BasicAuth<S> {
+    /// The decision on `req` ([`decide`]); an accepted request gets its user.
+    fn admit<B>(&self, req: &mut Request<B>) -> Admission {
+        match decide(&self.shared, req) {
+            Decision::Known(user) => Admission::Pass(user),
+            Decision::Accept(user) => {
+                accept(req, &user);
+                Admission::Pass(user)
+            }
+            Decision::Reject => Admission::Refuse,
+            Decision::Slow(slow) => {
+                let user = slow.user.clone();
+                Admission::Verify(slow.verify(), user)
+            }
+        }
+    }
+}
+
+/// An accepted request: its user in its extensions, for the app.
+fn accept<B>(req: &mut Request<B>, user: &RemoteUser) {
+    req.extensions_mut().insert(user.clone());
+}
+
+/// The response of an accepted request names its user (for an outer access log).
+fn with_user<B>(mut res: Response<B>, user: RemoteUser) -> Response<B> {
+    res.extensions_mut().insert(user);
+    res
 }
 
 /// Response body: the app's, or the 401 page.
@@ -431,32 +476,47 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
-        match decide(&self.shared, &req) {
-            Decision::Known(user) => ResponseFuture::Inner {
+        match self.admit(&mut req) {
+            Admission::Pass(user) => ResponseFuture::Inner {
                 fut: self.inner.call(req),
                 user: Some(user),
             },
-            Decision::Accept(user) => {
-                req.extensions_mut().insert(user.clone());
-                ResponseFuture::Inner {
-                    fut: self.inner.call(req),
-                    user: Some(user),
-                }
-            }
-            Decision::Reject => ResponseFuture::Done {
+            Admission::Refuse => ResponseFuture::Done {
                 res: Some(unauthorized(&self.shared).map(Either::Right)),
             },
-            Decision::Slow(slow) => {
+            Admission::Verify(job, user) => {
                 // take the service that was made ready; leave a fresh clone behind
                 let clone = self.inner.clone();
                 let svc = std::mem::replace(&mut self.inner, clone);
-                let user = slow.user.clone();
-                let job = slow.verify();
                 ResponseFuture::Verifying {
                     job,
                     pending: Some((svc, req, user)),
                     shared: Arc::clone(&self.shared),
                 }
+            }
+        }
+    }
+}
+
+impl Handler for BasicAuth<App> {
+    fn call(&self, mut req: Request<AppBody>) -> AppFuture {
+        match self.admit(&mut req) {
+            Admission::Pass(user) => self.inner.call(req).map(|res| with_user(res, user)),
+            Admission::Refuse => AppFuture::ready(unauthorized(&self.shared).map(box_body)),
+            Admission::Verify(job, user) => {
+                // `App` is always ready: the clone can be called as it is.
+                let fut: ResponseFuture<App, AppBody, AppBody> = ResponseFuture::Verifying {
+                    job,
+                    pending: Some((self.inner.clone(), req, user)),
+                    shared: Arc::clone(&self.shared),
+                };
+                AppFuture::new(futures_util::FutureExt::map(fut, |res| match res {
+                    Ok(res) => res.map(|body| match body {
+                        Either::Left(app) => app,
+                        Either::Right(page) => box_body(page),
+                    }),
+                    Err(never) => match never {},
+                }))
             }
         }
     }
@@ -548,7 +608,7 @@ where
                 Proj::Inner { fut, user } => {
                     let mut res = ready!(fut.poll(cx))?;
                     if let Some(u) = user.take() {
-                        res.extensions_mut().insert(u);
+                        res = with_user(res, u);
                     }
                     return Poll::Ready(Ok(res.map(Either::Left)));
                 }
@@ -573,7 +633,7 @@ where
                         continue;
                     }
                     let user = RemoteUser(user);
-                    req.extensions_mut().insert(user.clone());
+                    accept(&mut req, &user);
                     let fut = svc.call(req);
                     self.set(ResponseFuture::Inner {
                         fut,
@@ -586,261 +646,4 @@ where
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use http_body_util::BodyExt;
-    use std::convert::Infallible;
-    use tower::ServiceExt;
-
-    fn app() -> impl Service<
-        Request<()>,
-        Response = Response<Full<Bytes>>,
-        Error = Infallible,
-        Future = impl Send,
-    > + Clone {
-        tower::service_fn(|req: Request<()>| async move {
-            let user = req
-                .extensions()
-                .get::<RemoteUser>()
-                .map(|u| u.0.clone())
-                .unwrap_or_default();
-            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!("hi {user}")))))
-        })
-    }
-
-    fn basic(user_pass: &str) -> String {
-        format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(user_pass)
-        )
-    }
-
-    async fn get(
-        layer: &BasicAuthLayer,
-        auth: Option<&[u8]>,
-    ) -> (StatusCode, HeaderMap, Option<RemoteUser>, String) {
-        let mut b = Request::builder().uri("/");
-        if let Some(a) = auth {
-            b = b.header(AUTHORIZATION, HeaderValue::from_bytes(a).unwrap());
-        }
-        let res = layer
-            .layer(app())
-            .oneshot(b.body(()).unwrap())
-            .await
-            .unwrap();
-        let (parts, body) = res.into_parts();
-        let body = body.collect().await.unwrap().to_bytes();
-        (
-            parts.status,
-            parts.headers,
-            parts.extensions.get::<RemoteUser>().cloned(),
-            String::from_utf8_lossy(&body).into_owned(),
-        )
-    }
-
-    fn inline_layer() -> BasicAuthLayer {
-        let users = Users::from_plain_pairs("alice:secret bob:pa:ss").unwrap();
-        BasicAuthLayer::new("my \"maps\"", CredentialStore::new(users, None).unwrap()).unwrap()
-    }
-
-    #[tokio::test]
-    async fn accepts_valid_and_sets_remote_user() {
-        let l = inline_layer();
-        let (st, _, user, body) = get(&l, Some(basic("alice:secret").as_bytes())).await;
-        assert_eq!(st, StatusCode::OK);
-        assert_eq!(body, "hi alice");
-        assert_eq!(user, Some(RemoteUser("alice".into())));
-        let (st, _, _, body) = get(&l, Some(basic("bob:pa:ss").as_bytes())).await;
-        assert_eq!((st, body.as_str()), (StatusCode::OK, "hi bob"));
-    }
-
-    #[tokio::test]
-    async fn rejects_with_challenge() {
-        let l = inline_layer();
-        for auth in [
-            None,
-            Some(basic("alice:wrong")),
-            Some(basic("nobody:secret")),
-            Some(basic("alice:secre")),
-        ] {
-            let (st, h, user, _) = get(&l, auth.as_deref().map(str::as_bytes)).await;
-            assert_eq!(st, StatusCode::UNAUTHORIZED, "{auth:?}");
-            assert_eq!(h[WWW_AUTHENTICATE], "Basic realm=\"my \\\"maps\\\"\"");
-            assert_eq!(user, None);
-        }
-    }
-
-    #[tokio::test]
-    async fn malformed_headers_get_401_never_500() {
-        let l = inline_layer();
-        let long = format!("Basic {}", "A".repeat(5000));
-        let no_colon = basic("alicesecret");
-        let bad_utf8 = format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(b"\xff\xfe:secret")
-        );
-        let cases: Vec<&[u8]> = vec![
-            b"Basic",
-            b"Basic ",
-            b"Basic !!!notbase64",
-            b"Basic YWxpY2U6c2VjcmV0=====",
-            b"Bearer abc",
-            b"basicYWxpY2U6c2VjcmV0",
-            no_colon.as_bytes(),
-            bad_utf8.as_bytes(),
-            long.as_bytes(),
-            b"Basic \xff\xfe",
-            b"",
-        ];
-        for c in cases {
-            let (st, _, _, _) = get(&l, Some(c)).await;
-            assert_eq!(
-                st,
-                StatusCode::UNAUTHORIZED,
-                "{:?}",
-                String::from_utf8_lossy(c)
-            );
-        }
-        // the scheme is case-insensitive and extra spaces are fine
-        let ok = format!("bAsIc   {}", &basic("alice:secret")[6..]);
-        assert_eq!(get(&l, Some(ok.as_bytes())).await.0, StatusCode::OK);
-    }
-
-    #[tokio::test]
-    async fn existing_remote_user_passes_through() {
-        let l = inline_layer();
-        let mut req = Request::new(());
-        req.extensions_mut().insert(RemoteUser("fcgi-user".into()));
-        let res = l.layer(app()).oneshot(req).await.unwrap();
-        assert_eq!(res.status(), StatusCode::OK);
-        let body = res.into_body().collect().await.unwrap().to_bytes();
-        assert_eq!(&body[..], b"hi fcgi-user");
-    }
-
-    const BCRYPT_ALICE: &str =
-        "alice:$2y$05$hB/j7d8LOr.e1c/ow61zFOT4ybNSLe2oWhFQ8t2W5coBHnGfmijG2\n";
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn bcrypt_file_is_checked_off_thread_and_cached() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("htpasswd");
-        std::fs::write(&path, BCRYPT_ALICE).unwrap();
-        let store = CredentialStore::new(Users::new(), Some(path)).unwrap();
-        assert!(matches!(store.check("alice", b"secret"), Check::Slow(_)));
-        let l = BasicAuthLayer::new("r", store).unwrap();
-        let (st, _, user, _) = get(&l, Some(basic("alice:secret").as_bytes())).await;
-        assert_eq!(st, StatusCode::OK);
-        assert_eq!(user, Some(RemoteUser("alice".into())));
-        assert!(matches!(
-            l.shared.store.check("alice", b"secret"),
-            Check::Accept
-        ));
-        // a wrong password is never cached as good
-        assert_eq!(
-            get(&l, Some(basic("alice:nope").as_bytes())).await.0,
-            StatusCode::UNAUTHORIZED
-        );
-        assert!(matches!(
-            l.shared.store.check("alice", b"nope"),
-            Check::Slow(_)
-        ));
-    }
-
-    #[test]
-    fn concurrent_slow_checks_hash_once_and_clean_up() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("htpasswd");
-        std::fs::write(&path, BCRYPT_ALICE).unwrap();
-        let store = Arc::new(CredentialStore::new(Users::new(), Some(path)).unwrap());
-        let checks: Vec<SlowCheck> = (0..4)
-            .map(|_| match store.check("alice", b"secret") {
-                Check::Slow(s) => s,
-                _ => panic!("expected a slow check"),
-            })
-            .collect();
-        let state = Arc::clone(&checks[0].state);
-        let handles: Vec<_> = checks
-            .into_iter()
-            .map(|c| std::thread::spawn(move || c.run()))
-            .collect();
-        for h in handles {
-            assert!(h.join().unwrap());
-        }
-        assert!(state.inflight.lock().unwrap().is_empty());
-        assert!(matches!(store.check("alice", b"secret"), Check::Accept));
-        match store.check("alice", b"bad") {
-            Check::Slow(s) => assert!(!s.run()),
-            _ => panic!("expected a slow check"),
-        }
-        assert!(state.inflight.lock().unwrap().is_empty());
-    }
-
-    #[test]
-    fn slow_check_without_runtime_runs_inline() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("htpasswd");
-        std::fs::write(&path, BCRYPT_ALICE).unwrap();
-        let l = BasicAuthLayer::new("r", CredentialStore::new(Users::new(), Some(path)).unwrap())
-            .unwrap();
-        let mut req = Request::new(());
-        req.headers_mut()
-            .insert(AUTHORIZATION, basic("alice:secret").parse().unwrap());
-        let mut svc = l.layer(app());
-        let fut = svc.call(req);
-        let res = futures_util::FutureExt::now_or_never(fut).unwrap().unwrap();
-        assert_eq!(res.status(), StatusCode::OK);
-    }
-
-    #[tokio::test]
-    async fn changed_file_is_reread_without_restart() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("htpasswd");
-        std::fs::write(&path, "alice:{PLAIN}one\n").unwrap();
-        let store = CredentialStore::new(Users::new(), Some(path.clone())).unwrap();
-        assert!(store.verify_blocking("alice", b"one"));
-        assert!(!store.verify_blocking("bob", b"two"));
-        // a new file (new inode, other size) with a new user
-        let tmp = dir.path().join("htpasswd.new");
-        std::fs::write(
-            &tmp,
-            "alice:{PLAIN}one\nbob:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=\n",
-        )
-        .unwrap();
-        std::fs::rename(&tmp, &path).unwrap();
-        store.reload_if_changed();
-        assert!(store.verify_blocking("bob", b"secret"));
-        // a broken file keeps the previous users
-        std::fs::write(&path, "carol:vTgIitjl/y/fM\n").unwrap();
-        store.reload_if_changed();
-        assert!(store.verify_blocking("bob", b"secret"));
-        assert!(!store.verify_blocking("carol", b"secret"));
-        // through the layer: the periodic check picks the change up (no restart)
-        std::fs::write(&path, "dave:{PLAIN}x\n").unwrap();
-        let l = BasicAuthLayer::new("r", store).unwrap();
-        l.shared
-            .store
-            .file
-            .as_ref()
-            .unwrap()
-            .next_check
-            .store(0, Ordering::Relaxed);
-        let (st, _, _, _) = get(&l, Some(basic("dave:x").as_bytes())).await;
-        assert_eq!(st, StatusCode::OK);
-        assert_eq!(
-            get(&l, Some(basic("bob:secret").as_bytes())).await.0,
-            StatusCode::UNAUTHORIZED
-        );
-    }
-
-    #[test]
-    fn missing_or_invalid_file_is_an_error_naming_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("htpasswd");
-        let e = CredentialStore::new(Users::new(), Some(path.clone())).unwrap_err();
-        assert!(e.to_string().contains("cannot read htpasswd file"));
-        std::fs::write(&path, "ok:{PLAIN}x\nbad:plain\n").unwrap();
-        let e = CredentialStore::new(Users::new(), Some(path.clone())).unwrap_err();
-        assert_eq!(e.line, 2);
-        assert!(e.to_string().starts_with(&format!("{}:2:", path.display())));
-    }
-}
+mod tests;
