@@ -18,7 +18,8 @@
 //! - **send time** (`send_timeout`): while a response body has handed data that the
 //!   connection has not been able to send (the peer does not read, or gives no HTTP/2 flow
 //!   control window), response data must be written at least once per `send_timeout`, else
-//!   the connection is closed.
+//!   the connection is closed. When no byte at all could be written, the wait is timed from
+//!   the watchdog's next round (at most the shortest of the three timeouts late).
 //!
 //! A request is "in progress" from the call of the app until its response body is done.
 //!
@@ -196,7 +197,20 @@ impl ConnState {
             }
             if let Some(t) = send_timeout {
                 if self.send_waits.load(Ordering::SeqCst) > 0 {
-                    let due = self.last_send.load(Ordering::Relaxed).saturating_add(ms(t));
+                    let mut since = self.last_send.load(Ordering::Relaxed);
+                    if since == NONE {
+                        // A body began waiting and nothing was written since: from now.
+                        since = match self.last_send.compare_exchange(
+                            NONE,
+                            now,
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        ) {
+                            Ok(_) => now,
+                            Err(stamped) => stamped,
+                        };
+                    }
+                    let due = since.saturating_add(ms(t));
                     if now >= due {
                         return "send_timeout";
                     }
@@ -295,7 +309,10 @@ impl ActiveGuard {
         let s = &self.state;
         if waiting {
             if s.send_waits.fetch_add(1, Ordering::SeqCst) == 0 {
-                s.last_send.store(s.now_ms(), Ordering::Relaxed);
+                // The timer starts now; the clock is read when data is written (`on_send`), or
+                // by the watchdog if nothing is (it stamps `NONE` on its next round), not
+                // here: this runs for every response.
+                s.last_send.store(NONE, Ordering::Relaxed);
             }
         } else {
             s.send_waits.fetch_sub(1, Ordering::SeqCst);

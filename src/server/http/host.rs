@@ -56,12 +56,15 @@ pub(crate) fn check_request(parts: &Parts) -> Result<(), BadHost> {
     match (hosts.next(), hosts.next()) {
         (_, Some(_)) => Err(BadHost::Repeated),
         (Some(h), None) => {
-            let h = h.to_str().map_err(|_| BadHost::InvalidHost)?;
-            if !valid_authority(h) {
+            let h = h.as_bytes();
+            if !valid_authority_bytes(h) {
                 return Err(BadHost::InvalidHost);
             }
             match authority {
-                Some(a) if parts.version == Version::HTTP_2 && !a.eq_ignore_ascii_case(h) => {
+                Some(a)
+                    if parts.version == Version::HTTP_2
+                        && !a.as_bytes().eq_ignore_ascii_case(h) =>
+                {
                     Err(BadHost::Mismatch)
                 }
                 _ => Ok(()),
@@ -77,59 +80,101 @@ pub(crate) fn check_request(parts: &Parts) -> Result<(), BadHost> {
 /// non-empty reg-name (an IPv4 address is one), of unreserved characters, sub-delims and
 /// `%XX` escapes; port is 1 to 5 digits, at most 65535.
 pub(crate) fn valid_authority(s: &str) -> bool {
-    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-        let Some((v6, after)) = rest.split_once(']') else {
-            return false;
-        };
-        if v6.parse::<std::net::Ipv6Addr>().is_err() {
-            return false;
-        }
-        match after {
-            "" => return true,
-            _ => match after.strip_prefix(':') {
-                Some(port) => ("", Some(port)),
-                None => return false,
-            },
-        }
-    } else {
-        match s.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (s, None),
-        }
+    valid_authority_bytes(s.as_bytes())
+}
+
+/// [`valid_authority`] on bytes (a header value need not be UTF-8 to be refused). One pass
+/// over a byte table: this runs for every request.
+pub(crate) fn valid_authority_bytes(b: &[u8]) -> bool {
+    if b.first() == Some(&b'[') {
+        return valid_ipv6_authority(b);
+    }
+    // The port is after the last ':' (a reg-name has none).
+    let (host, port) = match b.iter().rposition(|&c| c == b':') {
+        Some(i) => (&b[..i], Some(&b[i + 1..])),
+        None => (b, None),
     };
     if let Some(p) = port {
-        if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
-            return false;
-        }
-        if p.parse::<u32>().map_or(true, |n| n > 65535) {
+        if !valid_port(p) {
             return false;
         }
     }
-    if s.starts_with('[') {
-        return true;
-    }
-    !host.is_empty() && reg_name(host.as_bytes())
+    !host.is_empty() && reg_name(host)
 }
+
+fn valid_ipv6_authority(b: &[u8]) -> bool {
+    let Some(end) = b.iter().position(|&c| c == b']') else {
+        return false;
+    };
+    let ok = std::str::from_utf8(&b[1..end])
+        .ok()
+        .is_some_and(|v6| v6.parse::<std::net::Ipv6Addr>().is_ok());
+    ok && match &b[end + 1..] {
+        [] => true,
+        [b':', port @ ..] => valid_port(port),
+        _ => false,
+    }
+}
+
+/// 1 to 5 digits, at most 65535.
+fn valid_port(p: &[u8]) -> bool {
+    if p.is_empty() || p.len() > 5 {
+        return false;
+    }
+    let mut n: u32 = 0;
+    for &c in p {
+        if !c.is_ascii_digit() {
+            return false;
+        }
+        n = n * 10 + u32::from(c - b'0');
+    }
+    n <= 65535
+}
+
+/// Bytes allowed as they are in a reg-name: RFC 3986 unreserved and sub-delims.
+const REG_NAME: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            );
+        c += 1;
+    }
+    t
+};
 
 fn reg_name(b: &[u8]) -> bool {
     let mut i = 0;
     while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hex = |j: usize| b.get(j).is_some_and(u8::is_ascii_hexdigit);
-                if !(hex(i + 1) && hex(i + 2)) {
-                    return false;
-                }
-                i += 3;
-                continue;
+        let c = b[i];
+        if REG_NAME[usize::from(c)] {
+            i += 1;
+        } else if c == b'%' {
+            let hex = |j: usize| b.get(j).is_some_and(u8::is_ascii_hexdigit);
+            if !(hex(i + 1) && hex(i + 2)) {
+                return false;
             }
-            // unreserved
-            c if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') => {}
-            // sub-delims
-            b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' => {}
-            _ => return false,
+            i += 3;
+        } else {
+            return false;
         }
-        i += 1;
     }
     true
 }
