@@ -61,19 +61,20 @@ for t in "${TARGETS[@]}"; do
     art="$FUZZ_DIR/artifacts/$t"
     mkdir -p "corpus/$t" "$art"
     args=(-max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -timeout=10 -max_len="$MAX_LEN"
-          -print_final_stats=1 -artifact_prefix="$art/")
+          -print_final_stats=1)
     dict=$(dict_of "$t")
     [ -n "$dict" ] && args+=(-dict="$FUZZ_DIR/$dict")
-    # -jobs makes libFuzzer fork workers that log to ./fuzz-N.log (here: in $art).
+    # cargo fuzz sets -artifact_prefix to $art/. -jobs makes libFuzzer fork workers that log
+    # to ./fuzz-N.log (here: in $art).
     [ "$JOBS" -gt 1 ] && args+=(-jobs="$JOBS" -workers="$JOBS")
     log="$art/last-run.log"
+    rm -f "$art"/fuzz-*.log
     echo "== $t: ${SECONDS_EACH}s (log: fuzz/artifacts/$t/last-run.log)"
     before=$(ls "$art" | grep -E '^(crash|timeout|oom|leak)-' | sort)
     (cd "$art" && cargo "+$TOOLCHAIN" fuzz run --fuzz-dir "$FUZZ_DIR" "$t" \
         "$FUZZ_DIR/corpus/$t" "$FUZZ_DIR/seeds/$t" -- "${args[@]}") >"$log" 2>&1
     status=$?
     clean_scratch
-    [ "$JOBS" -gt 1 ] && cat "$art"/fuzz-*.log >>"$log" 2>/dev/null
     grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -1
     grep -E '^stat::' "$log"
     after=$(ls "$art" | grep -E '^(crash|timeout|oom|leak)-' | sort)
