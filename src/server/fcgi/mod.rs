@@ -37,6 +37,8 @@
 mod body;
 mod cgi;
 mod conn;
+#[doc(hidden)]
+pub mod fuzzing;
 mod record;
 
 use std::net::IpAddr;
