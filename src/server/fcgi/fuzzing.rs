@@ -17,7 +17,7 @@ pub use super::record::{
 use crate::server::SharedApp;
 
 /// Serve one FastCGI connection read from `rd` and answered on `wr` with `app` (no
-/// `maxChildren`, not in debug mode), until the peer closes it, a protocol error or
+/// `maxChildren`, not in debug mode, the default buffer limits, no timeouts), until the peer closes it, a protocol error or
 /// `KEEP_CONN=0`, and every request on it is done.
 pub async fn serve_connection<R, W>(rd: R, wr: W, app: SharedApp)
 where
@@ -31,6 +31,15 @@ where
         max_reqs_per_conn: super::MAX_REQS_PER_CONN,
         max_conns: 1024,
         max_reqs: 1024,
+        limits: super::conn::Limits {
+            max_params: super::DEFAULT_MAX_PARAMS,
+            conn_params: super::DEFAULT_MAX_PARAMS * super::CONN_PARAMS_REQUESTS,
+            conn_stdin: super::CONN_STDIN,
+            // The input ends, and so does the connection: no timer needed.
+            header_timeout: None,
+            idle_timeout: None,
+            send_timeout: None,
+        },
     });
     let (shutdown, force) = (CancellationToken::new(), CancellationToken::new());
     super::conn::serve_connection(rd, wr, shared, 0, shutdown, force).await;
