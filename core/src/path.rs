@@ -148,23 +148,28 @@ fn end_segment(out: &mut Vec<u8>, start: usize, parents: ParentSegments) -> Segm
     }
 }
 
-/// What [`DecodedPath::encoded`] escapes in a segment: controls, space and the characters
-/// that would end or restructure a path (`/`, `?`, `#`, `%`), plus `"<>\^`{|}`.
-const SEGMENT: &AsciiSet = &CONTROLS
+/// Bytes that must be escaped in a URL path: everything except RFC 3986 `pchar` and `/` (so
+/// `%`, `?`, `#`, space, `[`, `]` and non-ASCII are escaped). The one set both the FastCGI
+/// server (a decoded `PATH_INFO` back into a URI) and [`DecodedPath::encoded`] use.
+pub const PATH: &AsciiSet = &CONTROLS
     .add(b' ')
     .add(b'"')
     .add(b'#')
     .add(b'%')
-    .add(b'/')
     .add(b'<')
     .add(b'>')
     .add(b'?')
+    .add(b'[')
     .add(b'\\')
+    .add(b']')
     .add(b'^')
     .add(b'`')
     .add(b'{')
     .add(b'|')
     .add(b'}');
+
+/// [`PATH`] for one segment: a decoded `/` is data there, so it is escaped too.
+pub const SEGMENT: &AsciiSet = &PATH.add(b'/');
 
 impl DecodedPath {
     /// The decoded segments.

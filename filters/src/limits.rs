@@ -210,19 +210,7 @@ mod tests {
     use http_body_util::LengthLimitError;
     use http_body_util::StreamBody;
     use mapproxy_serve_core::app::{app_fn, full_body};
-    use mapproxy_serve_core::config::parse_size;
     use mapproxy_serve_core::BoxError;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("100"), Some(100));
-        assert_eq!(parse_size("2k"), Some(2048));
-        assert_eq!(parse_size("10M"), Some(10 << 20));
-        assert_eq!(parse_size("1GiB"), Some(1 << 30));
-        assert_eq!(parse_size("10 MB"), Some(10 << 20));
-        assert_eq!(parse_size("lots"), None);
-        assert_eq!(parse_size("99999999999999G"), None);
-    }
 
     fn post(body: Body, len: Option<usize>) -> Request<Body> {
         let mut b = Request::builder().method("POST").uri("/");

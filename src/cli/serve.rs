@@ -86,19 +86,23 @@ impl Built {
 /// The threads the server section asks the runtime for, when it builds (its errors are
 /// reported by the full [`build`] that follows, inside the runtime).
 fn worker_threads(args: &ServeArgs, vars: &IndexMap<String, String>) -> Option<usize> {
-    let uri = args.config_uri.clone().unwrap_or_default();
-    let d = Deployment::resolve(
-        &uri,
-        args.app_name.as_deref(),
-        args.server_name.as_deref(),
-        vars,
-    )
-    .ok()?;
+    let d = resolve(args, vars).ok()?;
     let server = match &d.server {
         Some(s) => s.build_server().ok()?,
         None => default_server().ok()?,
     };
     server.worker_threads()
+}
+
+/// The deployment the command line names.
+fn resolve(args: &ServeArgs, vars: &IndexMap<String, String>) -> Result<Deployment, ConfigErrors> {
+    let uri = args.config_uri.clone().unwrap_or_default();
+    Deployment::resolve(
+        &uri,
+        args.app_name.as_deref(),
+        args.server_name.as_deref(),
+        vars,
+    )
 }
 
 /// Resolve and build everything; the app's factories run on `runtime`.
@@ -107,13 +111,7 @@ fn build(
     vars: &IndexMap<String, String>,
     runtime: &tokio::runtime::Handle,
 ) -> Result<Built, ConfigErrors> {
-    let uri = args.config_uri.clone().unwrap_or_default();
-    let d = Deployment::resolve(
-        &uri,
-        args.app_name.as_deref(),
-        args.server_name.as_deref(),
-        vars,
-    )?;
+    let d = resolve(args, vars)?;
     let mut errs = ConfigErrors::new();
     let logging = errs.take(logging_config(&d, vars)).flatten();
     let app = errs.take(d.build_app(runtime));

@@ -199,26 +199,24 @@ impl Spec {
                     .map(|filter| filter(app))
                     .map_err(|e| locate(e, &conf.location)),
                 Build::FilterApp(f) => f(conf, ctx, app).map_err(|e| locate(e, &conf.location)),
-                _ => Err(conf
-                    .section_error(format!(
-                        "egg:{} is a {}, not a filter",
-                        conf.egg,
-                        factory.kind().as_str()
-                    ))
-                    .into()),
+                _ => Err(not_a_filter(factory, conf)),
             },
             // filter-with on a filter: `next` is the inner filter, `filter` the outer one.
             Node::FilterWith { filter, next } => {
                 let inner = next.apply_filter_in(ctx, app)?;
                 filter.apply_filter_in(ctx, inner)
             }
-            _ => Err(self
-                .location
-                .clone()
-                .map(|l| l.error("is not a filter"))
-                .unwrap_or_else(|| ConfigError::new(format!("'{}' is not a filter", self.name)))
-                .into()),
+            _ => Err(self.not_a_filter()),
         }
+    }
+
+    /// The error for a node that is not a filter (a pipeline, an app section).
+    fn not_a_filter(&self) -> ConfigErrors {
+        self.location
+            .clone()
+            .map(|l| l.error("is not a filter"))
+            .unwrap_or_else(|| ConfigError::new(format!("'{}' is not a filter", self.name)))
+            .into()
     }
 
     /// Build this node as a filter object (for the public `load_filter`): each factory is
@@ -240,25 +238,14 @@ impl Spec {
                         })
                     }))
                 }
-                _ => Err(conf
-                    .section_error(format!(
-                        "egg:{} is a {}, not a filter",
-                        conf.egg,
-                        factory.kind().as_str()
-                    ))
-                    .into()),
+                _ => Err(not_a_filter(factory, conf)),
             },
             Node::FilterWith { filter, next } => {
                 let inner = next.build_filter(ctx)?;
                 let outer = filter.build_filter(ctx)?;
                 Ok(std::sync::Arc::new(move |app: App| outer(inner(app))))
             }
-            _ => Err(self
-                .location
-                .clone()
-                .map(|l| l.error("is not a filter"))
-                .unwrap_or_else(|| ConfigError::new(format!("'{}' is not a filter", self.name)))
-                .into()),
+            _ => Err(self.not_a_filter()),
         }
     }
 
@@ -378,4 +365,14 @@ impl Spec {
             }
         }
     }
+}
+
+/// The error for a factory of another kind used as a filter.
+fn not_a_filter(factory: &Factory, conf: &FactoryConf) -> ConfigErrors {
+    conf.section_error(format!(
+        "egg:{} is a {}, not a filter",
+        conf.egg,
+        factory.kind().as_str()
+    ))
+    .into()
 }

@@ -23,24 +23,9 @@ use percent_encoding::{percent_encode, AsciiSet, CONTROLS};
 use crate::environ::{EmptyPathInfo, MountPath, PublicUrl, RemoteAddr, RemoteUser};
 use crate::server::http::host::valid_authority;
 
-/// Bytes of a decoded `PATH_INFO` that must be escaped again in a URI path: everything
-/// except RFC 3986 `pchar` and `/` (so `%`, `?`, `#`, space and non-ASCII are escaped).
-const PATH: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'%')
-    .add(b'<')
-    .add(b'>')
-    .add(b'?')
-    .add(b'[')
-    .add(b'\\')
-    .add(b']')
-    .add(b'^')
-    .add(b'`')
-    .add(b'{')
-    .add(b'|')
-    .add(b'}');
+// Bytes of a decoded `PATH_INFO` that must be escaped again in a URI path: the core crate's
+// one set for URL paths.
+use mapproxy_serve_core::path::PATH;
 
 /// Bytes of a raw `QUERY_STRING` that `http::Uri` would refuse; `%` is kept (already encoded).
 const QUERY: &AsciiSet = &CONTROLS
