@@ -35,7 +35,7 @@ use crate::app::{App, Filter};
 use crate::build::{BuildContext, Finished};
 use crate::error::{ConfigError, ConfigErrors};
 use crate::ini::IniFile;
-use crate::server::Server;
+use mapproxy_serve_core::server::Server;
 
 /// Normalise a config URI as the command line and the API take it: `file.ini`,
 /// `file.ini#name`, `config:file.ini#name`, `egg:Dist#name`. A bare path gets `config:`.

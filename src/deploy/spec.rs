@@ -9,7 +9,7 @@ use crate::build::BuildContext;
 use crate::config::FactoryConf;
 use crate::error::{ConfigError, ConfigErrors, Location};
 use crate::registry::{Build, Child, Factory};
-use crate::server::Server;
+use mapproxy_serve_core::server::Server;
 
 /// What a section (or URI) asks for, fully resolved.
 #[derive(Clone)]
