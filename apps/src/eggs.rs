@@ -46,7 +46,7 @@ register_factory!(Factory {
         ),
         Opt::new(
             "max_cached_file_size",
-            "files up to this many bytes are served from memory (default 65536; 0 = no memory cache)"
+            "files up to this size (bytes, or 64k, 1M) are served from memory (default 65536; 0 = no memory cache)"
         ),
     ],
     build: Build::App(crate::serve_dir::build),

@@ -14,11 +14,14 @@ use mapproxy_serve_core::build::BuildContext;
 use mapproxy_serve_core::config::FactoryConf;
 use mapproxy_serve_core::error::ConfigErrors;
 
+/// Build the app from its options.
 pub fn build(conf: &FactoryConf, _ctx: &mut BuildContext) -> Result<App, ConfigErrors> {
     let mut errs = ConfigErrors::new();
     conf.require("document_root")?;
-    let max_age = errs.take(conf.get_parsed::<u64>("cache_max_age", "a number of seconds"));
-    let max_cached = errs.take(conf.get_parsed::<u64>("max_cached_file_size", "a number of bytes"));
+    // Seconds in Cache-Control (ten years at most, as RFC 9111 advises far less), and the
+    // largest file kept in memory.
+    let max_age = errs.take(conf.get_int::<u64>("cache_max_age", 0..=315_360_000));
+    let max_cached = errs.take(conf.get_size("max_cached_file_size", 0..=1 << 30));
     let Some(root) = conf.get_path("document_root") else {
         return Err(errs);
     };
@@ -113,7 +116,7 @@ mod tests {
             [
                 ("document_root", tmp.path().to_str().unwrap()),
                 ("cache_max_age", "soon"),
-                ("max_cached_file_size", "1M"),
+                ("max_cached_file_size", "1.5M"),
             ],
         );
         let e = build(&conf, &mut BuildContext::current())
