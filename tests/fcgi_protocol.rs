@@ -925,3 +925,70 @@ async fn a_web_server_that_does_not_read_is_cut_and_frees_its_connection_slot() 
     assert!(got.is_some_and(|g| g < n), "slow connection: {got:?}");
     assert!(srv.probe.produced.load(Ordering::SeqCst) < n);
 }
+
+/// `REMOTE_USER` sent by whoever reaches the socket does not pass an `auth_basic` pipeline:
+/// the server ignores it unless `trust_remote_user`, and the filter ignores a carried user
+/// unless its own `trust_remote_user`. Real credentials pass either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_remote_user_passes_basic_auth_only_when_both_trust_it() {
+    use mapproxy_serve::build::BuildContext;
+    use mapproxy_serve::config::FactoryConf;
+
+    for (server_trusts, filter_trusts) in
+        [(false, false), (true, false), (false, true), (true, true)]
+    {
+        let what = format!("server trusts {server_trusts}, filter trusts {filter_trusts}");
+        let srv = start_unix_app(
+            |s| s.trust_remote_user(server_trusts),
+            |probe| {
+                let conf = FactoryConf::from_pairs(
+                    "Paste#auth_basic",
+                    [
+                        ("users", "bob:pw"),
+                        (
+                            "trust_remote_user",
+                            if filter_trusts { "on" } else { "off" },
+                        ),
+                    ],
+                );
+                let auth =
+                    mapproxy_serve::filters::basic_auth::build(&conf, &mut BuildContext::current())
+                        .expect("auth_basic");
+                auth(echo_app(probe))
+            },
+        )
+        .await;
+        let mut s = UnixStream::connect(&srv.socket).await.unwrap();
+        let mut forged = cgi("/x", "");
+        forged.push(("REMOTE_USER".into(), "alice".into()));
+        send_request(&mut s, 1, true, &kv(&forged), b"").await;
+        let (head, body) = split_head(&read_response(&mut s, 1).await.unwrap().stdout);
+        if server_trusts && filter_trusts {
+            assert!(head.starts_with("Status: 200 OK\r\n"), "{what}: {head}");
+            assert_eq!(field(&String::from_utf8_lossy(&body), "user"), "alice");
+        } else {
+            assert!(
+                head.starts_with("Status: 401 Unauthorized\r\n"),
+                "{what}: {head}"
+            );
+            assert!(head.contains("www-authenticate: Basic"), "{what}: {head}");
+        }
+        // real credentials next to the forged variable: their user, unless both trust it
+        let mut with_credentials = forged.clone();
+        with_credentials.push(("HTTP_AUTHORIZATION".into(), support::basic("bob:pw")));
+        send_request(&mut s, 1, true, &kv(&with_credentials), b"").await;
+        let (head, body) = split_head(&read_response(&mut s, 1).await.unwrap().stdout);
+        assert!(head.starts_with("Status: 200 OK\r\n"), "{what}: {head}");
+        let expected = if server_trusts && filter_trusts {
+            "alice"
+        } else {
+            "bob"
+        };
+        assert_eq!(
+            field(&String::from_utf8_lossy(&body), "user"),
+            expected,
+            "{what}"
+        );
+        srv.shutdown.cancel();
+    }
+}

@@ -1072,3 +1072,101 @@ async fn proxy_reaches_https_upstreams_with_a_ca_file_and_http_ones_through_the_
     );
     task.abort();
 }
+
+/// A TCP server that answers every request with `answer` as it is (bytes on the wire), then
+/// keeps the connection open (up to 60 s) without sending more.
+fn raw_upstream(answer: &'static [u8]) -> SocketAddr {
+    use std::io::Write;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for conn in l.incoming().take(100) {
+            let Ok(mut c) = conn else { continue };
+            std::thread::spawn(move || {
+                // read the request head, answer, then hold the connection open
+                let _ = c.set_read_timeout(Some(Duration::from_secs(60)));
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match c.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let _ = c.write_all(answer);
+                let _ = c.read(&mut byte);
+            });
+        }
+    });
+    addr
+}
+
+/// `GET path` on a new connection: what arrived, and whether the server closed the
+/// connection (rather than `DEADLINE` passing).
+fn raw_get(addr: SocketAddr, path: &str) -> (Vec<u8>, bool) {
+    use std::io::Write;
+    let mut c = std::net::TcpStream::connect(addr).expect("connect");
+    c.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    write!(c, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => return (got, true),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return (got, false),
+        }
+    }
+}
+
+#[tokio::test]
+async fn proxy_cuts_a_body_that_stalls_and_refuses_ambiguous_framing() {
+    let dir = tmp();
+    // A body that stops after 10 of 100 bytes, or after one chunk.
+    let stalls_sized = raw_upstream(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789");
+    let stalls_chunked =
+        raw_upstream(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\n");
+    // Framing two ways at once (a smuggling shape): whatever the body, 502.
+    let ambiguous: [&'static [u8]; 4] = [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 100\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+    ];
+    let mut ini = format!(
+        "[composite:main]\nuse = egg:Paste#urlmap\n/sized = sized\n/chunked = chunked\n\
+         [app:sized]\nuse = egg:Paste#proxy\naddress = http://{stalls_sized}/\ntimeout = 0.5\n\
+         [app:chunked]\nuse = egg:Paste#proxy\naddress = http://{stalls_chunked}/\ntimeout = 0.5\n"
+    );
+    for (i, answer) in ambiguous.iter().enumerate() {
+        ini = ini.replacen(
+            "[app:sized]",
+            &format!("/ambiguous{i} = ambiguous{i}\n[app:sized]"),
+            1,
+        );
+        ini.push_str(&format!(
+            "[app:ambiguous{i}]\nuse = egg:Paste#proxy\naddress = http://{}/\n",
+            raw_upstream(answer)
+        ));
+    }
+    let s = serve(dir.path(), &ini);
+
+    // The head and the first bytes pass; then, `timeout` after the upstream went silent, the
+    // connection is closed mid-body (the client cannot take a short body for a whole one).
+    for (path, whole_body_end) in [("/sized/", None), ("/chunked/", Some(&b"0\r\n\r\n"[..]))] {
+        let (got, closed) = raw_get(s.addr(), path);
+        let text = String::from_utf8_lossy(&got);
+        assert!(closed, "{path}: the connection stayed open: {text}");
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{path}: {text}");
+        assert!(text.contains("0123456789"), "{path}: {text}");
+        match whole_body_end {
+            None => assert!(text.contains("content-length: 100\r\n"), "{path}: {text}"),
+            Some(end) => assert!(!got.ends_with(end), "{path}: {text}"),
+        }
+    }
+    for i in 0..ambiguous.len() {
+        let r = get(s.addr(), &format!("/ambiguous{i}/"), &[]).await;
+        assert_eq!(r.status, 502, "ambiguous{i}: {}", r.text());
+    }
+}

@@ -71,7 +71,8 @@ register_factory!(Factory {
         ),
         Opt::new(
             "timeout",
-            "seconds to wait for the upstream's response head; then 504 (default: 60; 0 = no limit)"
+            "seconds to wait for the upstream's response head (then 504), and for each piece \
+             of its body (then the connection is cut) (default: 60; 0 = no limit)"
         ),
         Opt::new(
             "ssl_ca_certs",

@@ -1,4 +1,5 @@
-//! [`ResponseBody`]: the response body under the whole-request deadline.
+//! [`ResponseBody`]: the response body under the whole-request deadline and the read
+//! timeout.
 
 use std::fmt;
 use std::future::Future as _;
@@ -10,7 +11,7 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use crate::error::{chain_text, ClientError, ClientErrorKind};
 use crate::Body;
@@ -19,30 +20,77 @@ use crate::Body;
 /// streaming body, cut with a [`ClientErrorKind::RequestTimeout`] error when
 /// [`ClientConfig::request_timeout`](crate::ClientConfig::request_timeout) passes before its
 /// end, whether data is still flowing or the server went silent (the deadline is a timer, not
-/// a check made when data arrives). Other read errors are [`ClientErrorKind::Body`].
+/// a check made when data arrives), and with a [`ClientErrorKind::ReadTimeout`] error when a
+/// wait for the next frame lasts
+/// [`ClientConfig::read_timeout`](crate::ClientConfig::read_timeout) (only time spent
+/// waiting counts: a reader that pauses is not cut). Other read errors are
+/// [`ClientErrorKind::Body`].
 ///
 /// After an error the body ends (`None`); dropping it closes the connection unless the body
 /// was read to its end. [`ResponseBody::into_body`] makes it the project's [`Body`].
 pub struct ResponseBody {
     inner: Option<Incoming>,
     deadline: Option<Pin<Box<Sleep>>>,
-    timeout: Duration,
+    limits: Limits,
+    /// The read timer, made at the first wait and reset at each new one.
+    idle: Option<Pin<Box<Sleep>>>,
+    /// The last poll found no frame: `idle` runs for this wait.
+    waiting: bool,
     url: String,
+}
+
+/// The body's time limits, for its timers and messages.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// The whole-request limit (for messages; its deadline is the body's `deadline`).
+    pub request_timeout: Duration,
+    /// The longest wait for a frame.
+    pub read_timeout: Option<Duration>,
 }
 
 impl ResponseBody {
     pub(crate) fn new(
         inner: Incoming,
         deadline: Option<Pin<Box<Sleep>>>,
-        timeout: Duration,
+        limits: Limits,
         url: String,
     ) -> Self {
         ResponseBody {
             inner: Some(inner),
             deadline,
-            timeout,
+            limits,
+            idle: None,
+            waiting: false,
             url,
         }
+    }
+
+    /// The body ends now (the connection is dropped with `inner`).
+    fn finish(&mut self) {
+        self.inner = None;
+        self.deadline = None;
+        self.idle = None;
+    }
+
+    /// No frame this time: start the read timer if this is a new wait; true when it ran out.
+    fn idle_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(limit) = self.limits.read_timeout else {
+            return false;
+        };
+        if !self.waiting {
+            self.waiting = true;
+            // A limit too large to add is no limit.
+            let Some(at) = Instant::now().checked_add(limit) else {
+                return false;
+            };
+            match self.idle.as_mut() {
+                Some(timer) => timer.as_mut().reset(at),
+                None => self.idle = Some(Box::pin(tokio::time::sleep_until(at))),
+            }
+        }
+        self.idle
+            .as_mut()
+            .is_some_and(|timer| timer.as_mut().poll(cx).is_ready())
     }
 
     /// The URL for messages (no query).
@@ -63,6 +111,7 @@ impl fmt::Debug for ResponseBody {
             .field("url", &self.url)
             .field("finished", &self.inner.is_none())
             .field("deadline", &self.deadline.as_ref().map(|d| d.deadline()))
+            .field("read_timeout", &self.limits.read_timeout)
             .finish()
     }
 }
@@ -82,28 +131,42 @@ impl http_body::Body for ResponseBody {
         // The deadline first: a body still streaming past it is cut too.
         if let Some(deadline) = this.deadline.as_mut() {
             if deadline.as_mut().poll(cx).is_ready() {
-                this.inner = None; // drop the connection now
-                this.deadline = None;
+                this.finish(); // drop the connection now
                 return Poll::Ready(Some(Err(ClientError::new(
                     ClientErrorKind::RequestTimeout,
                     format!(
                         "request timeout ({}): the response body was not complete after {:?}",
-                        this.url, this.timeout
+                        this.url, this.limits.request_timeout
                     ),
                 ))));
             }
         }
         match Pin::new(inner).poll_frame(cx) {
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                if !this.idle_expired(cx) {
+                    return Poll::Pending;
+                }
+                this.finish();
+                let kind = ClientErrorKind::ReadTimeout;
+                Poll::Ready(Some(Err(ClientError::new(
+                    kind,
+                    format!(
+                        "{kind} ({}): no more of the body for {:?}",
+                        this.url,
+                        this.limits.read_timeout.unwrap_or_default()
+                    ),
+                ))))
+            }
             Poll::Ready(None) => {
-                this.inner = None;
-                this.deadline = None;
+                this.finish();
                 Poll::Ready(None)
             }
-            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
+            Poll::Ready(Some(Ok(frame))) => {
+                this.waiting = false;
+                Poll::Ready(Some(Ok(frame)))
+            }
             Poll::Ready(Some(Err(e))) => {
-                this.inner = None;
-                this.deadline = None;
+                this.finish();
                 let message = format!(
                     "error reading the response body ({}): {}",
                     this.url,

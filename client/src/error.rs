@@ -32,8 +32,12 @@ pub enum ClientErrorKind {
     /// The whole exchange, response body included, took longer than
     /// [`ClientConfig::request_timeout`](crate::ClientConfig::request_timeout).
     RequestTimeout,
+    /// No piece of the response body within
+    /// [`ClientConfig::read_timeout`](crate::ClientConfig::read_timeout) while it was read.
+    ReadTimeout,
     /// The exchange failed after connecting: the connection closed before a response, a
-    /// malformed response, an error from the request body.
+    /// malformed response (also one with both `Content-Length` and `Transfer-Encoding`), an
+    /// error from the request body.
     Request,
     /// Reading the response body failed (the connection closed or broke mid-body).
     Body,
@@ -55,6 +59,7 @@ impl ClientErrorKind {
             Self::Tls => "TLS error",
             Self::HeaderTimeout => "timeout waiting for the response head",
             Self::RequestTimeout => "request timeout",
+            Self::ReadTimeout => "timeout reading the response body",
             Self::Request => "request failed",
             Self::Body => "error reading the response body",
             Self::BodyTooLarge => "response body too large",
@@ -102,13 +107,14 @@ impl ClientError {
         &self.message
     }
 
-    /// True for the three timeouts: connect, response head, whole request.
+    /// True for the four timeouts: connect, response head, whole request, body read.
     pub fn is_timeout(&self) -> bool {
         matches!(
             self.kind,
             ClientErrorKind::ConnectTimeout
                 | ClientErrorKind::HeaderTimeout
                 | ClientErrorKind::RequestTimeout
+                | ClientErrorKind::ReadTimeout
         )
     }
 
@@ -118,7 +124,8 @@ impl ClientError {
         match self.kind {
             ClientErrorKind::ConnectTimeout
             | ClientErrorKind::HeaderTimeout
-            | ClientErrorKind::RequestTimeout => StatusCode::GATEWAY_TIMEOUT,
+            | ClientErrorKind::RequestTimeout
+            | ClientErrorKind::ReadTimeout => StatusCode::GATEWAY_TIMEOUT,
             ClientErrorKind::Config => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_GATEWAY,
         }

@@ -11,8 +11,13 @@
 //!   and TLS handshake: [`ConnectTimeout`](ClientErrorKind::ConnectTimeout)), waiting for the
 //!   response head ([`HeaderTimeout`](ClientErrorKind::HeaderTimeout)) and the whole
 //!   exchange, body included ([`RequestTimeout`](ClientErrorKind::RequestTimeout): the
-//!   [`ResponseBody`] errors when the deadline passes while it streams or stalls).
+//!   [`ResponseBody`] errors when the deadline passes while it streams or stalls), and each
+//!   wait for the next piece of the body ([`ReadTimeout`](ClientErrorKind::ReadTimeout): a
+//!   server that goes silent mid-body).
 //!   [`ClientError::gateway_status`] maps them to 504 and the other failures to 502.
+//! - **Framing**: a response with both `Content-Length` and `Transfer-Encoding` (a request
+//!   smuggling shape: the two disagree on where the body ends) is refused with
+//!   [`ClientErrorKind::Request`] (502), and its connection is not used again.
 //! - **Sharing**: [`HttpClient::shared`] hands out the process-wide client of a
 //!   configuration, so every factory with equal settings uses one pool. Cloning an
 //!   [`HttpClient`] clones an `Arc`.
@@ -74,6 +79,7 @@ use http::header::{HeaderValue, USER_AGENT};
 use http::uri::Scheme;
 use http::{Request, Response, Uri};
 use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::connect::capture_connection;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
@@ -105,6 +111,11 @@ pub struct ClientConfig {
     /// body (default none). Errors with [`ClientErrorKind::RequestTimeout`], from
     /// [`HttpClient::request`] or later from the [`ResponseBody`].
     pub request_timeout: Option<Duration>,
+    /// Limit on each wait for the next piece of the response body, counted while the body is
+    /// being read (a reader that pauses does not use it up): a server that goes silent
+    /// mid-body is cut after this long (default 60 s). The [`ResponseBody`] errors with
+    /// [`ClientErrorKind::ReadTimeout`] and the connection is closed.
+    pub read_timeout: Option<Duration>,
     /// A PEM file of CA certificates trusted in addition to the system's.
     pub ca_file: Option<PathBuf>,
     /// Accept any server certificate (MapProxy's `http.ssl_no_cert_checks`). **Insecure**:
@@ -125,6 +136,7 @@ impl Default for ClientConfig {
             connect_timeout: Some(Duration::from_secs(10)),
             header_timeout: Some(Duration::from_secs(60)),
             request_timeout: None,
+            read_timeout: Some(Duration::from_secs(60)),
             ca_file: None,
             insecure: false,
             pool_idle_timeout: Some(Duration::from_secs(90)),
@@ -255,7 +267,9 @@ impl HttpClient {
         async move {
             // The limits count from the first poll, not from building the future.
             let start = Instant::now();
-            let (req, url) = prepared?;
+            let (mut req, url) = prepared?;
+            // To keep a connection that answered badly out of the pool.
+            let connection = capture_connection(&mut req);
             let config = &inner.config;
             let request_deadline = deadline(start, config.request_timeout);
             let header_deadline = deadline(start, config.header_timeout);
@@ -287,9 +301,18 @@ impl HttpClient {
                 None => sending.await,
             };
             let response = result.map_err(|e| classify(e, &url))?;
+            if let Err(e) = check_framing(response.headers(), &url) {
+                if let Some(c) = connection.connection_metadata().as_ref() {
+                    c.poison();
+                }
+                return Err(e);
+            }
             let body_deadline = request_deadline.map(|at| Box::pin(tokio::time::sleep_until(at)));
-            let timeout = config.request_timeout.unwrap_or_default();
-            Ok(response.map(|body| ResponseBody::new(body, body_deadline, timeout, url)))
+            let limits = body::Limits {
+                request_timeout: config.request_timeout.unwrap_or_default(),
+                read_timeout: config.read_timeout,
+            };
+            Ok(response.map(|body| ResponseBody::new(body, body_deadline, limits, url)))
         }
     }
 
@@ -297,8 +320,9 @@ impl HttpClient {
     /// [`ClientErrorKind::Status`] for another status, [`ClientErrorKind::BodyTooLarge`]
     /// when the body is longer than `limit` bytes.
     ///
-    /// Only [`ClientConfig::request_timeout`] bounds the reading of the body: without it, a
-    /// server that stalls mid-body keeps this waiting. Tile fetches should set one.
+    /// [`ClientConfig::read_timeout`] bounds each wait for more of the body, and
+    /// [`ClientConfig::request_timeout`] the whole: without it, a server that trickles a
+    /// byte at a time keeps this waiting. Tile fetches should set one.
     pub async fn get(&self, url: &str, limit: usize) -> Result<Bytes, ClientError> {
         let req = get_request(url)?;
         let shown = url_for_messages(Some(req.uri()));
@@ -424,6 +448,25 @@ fn get_request(url: &str) -> Result<Request<Empty<Bytes>>, ClientError> {
         ClientError::new(ClientErrorKind::InvalidUrl, format!("invalid request: {e}"))
             .with_source(e)
     })
+}
+
+/// Refuses a response whose body could end in two places: `Content-Length` next to
+/// `Transfer-Encoding` (hyper reads it as chunked; a proxy passing the length on would let
+/// the two sides disagree). The caller keeps its connection out of the pool.
+fn check_framing(headers: &http::HeaderMap, url: &str) -> Result<(), ClientError> {
+    if headers.contains_key(http::header::TRANSFER_ENCODING)
+        && headers.contains_key(http::header::CONTENT_LENGTH)
+    {
+        let kind = ClientErrorKind::Request;
+        return Err(ClientError::new(
+            kind,
+            format!(
+                "{kind} ({url}): malformed response: both Content-Length and \
+                 Transfer-Encoding"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Sorts hyper-util's error into a kind; connect failures were sorted by the connector.

@@ -29,6 +29,8 @@ use tokio_rustls::TlsAcceptor;
 const SHORT: Duration = Duration::from_millis(200);
 /// Upper bound for anything that should take about SHORT (generous: shared 2-core machine).
 const PATIENCE: Duration = Duration::from_secs(10);
+/// More than the socket buffers hold: the server waits for the client to read.
+const LARGE: usize = 8 * 1024 * 1024;
 
 // ---------------------------------------------------------------------------------------------
 // Servers
@@ -83,7 +85,7 @@ fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<ServerBody> {
 }
 
 /// Routes: `/hello`, `/echo` (the request body), `/ua` (the User-Agent), `/big` (1000
-/// bytes), `/missing` (404), `/stall` (one chunk, then silence). Every response has
+/// bytes), `/large` ([`LARGE`] bytes), `/missing` (404), `/stall` (one chunk, then silence). Every response has
 /// `x-conn`: the number of the connection it was sent on.
 async fn handle(req: Request<Incoming>, conn: usize) -> Result<Response<ServerBody>, Infallible> {
     let mut response = match req.uri().path() {
@@ -102,6 +104,7 @@ async fn handle(req: Request<Incoming>, conn: usize) -> Result<Response<ServerBo
         }
         "/big" => full(StatusCode::OK, vec![b'x'; 1000]),
         "/stall" => Response::new(StallBody { sent: false }.boxed()),
+        "/large" => full(StatusCode::OK, vec![b'x'; LARGE]),
         _ => full(StatusCode::NOT_FOUND, "not found"),
     };
     response
@@ -547,6 +550,134 @@ async fn stalled_body_ends_with_the_request_timeout() {
         .downcast_ref::<ClientError>()
         .expect("a ClientError in the box");
     assert_eq!(err.kind(), ClientErrorKind::RequestTimeout);
+}
+
+#[tokio::test]
+async fn stalled_body_ends_with_the_read_timeout() {
+    let server = start(None).await;
+    let client = HttpClient::new(&ClientConfig {
+        read_timeout: Some(SHORT),
+        request_timeout: None,
+        ..config()
+    })
+    .expect("client");
+    let req = Request::get(server.url("http", "/stall"))
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let response = client.request(req).await.expect("the head arrives");
+    let mut body = response.into_body();
+    let first = body
+        .frame()
+        .await
+        .expect("a frame")
+        .expect("the first chunk");
+    assert_eq!(first.into_data().expect("data"), "partial");
+    let waiting = Instant::now();
+    let err = body
+        .frame()
+        .await
+        .expect("an error, not the end")
+        .expect_err("the server went silent");
+    let took = waiting.elapsed();
+    assert_eq!(err.kind(), ClientErrorKind::ReadTimeout, "{err}");
+    assert!(err.is_timeout());
+    assert_eq!(err.gateway_status(), StatusCode::GATEWAY_TIMEOUT);
+    assert!(took >= SHORT && took < PATIENCE, "took {took:?}");
+    assert!(
+        body.frame().await.is_none(),
+        "the body ends after its error"
+    );
+    // through `get` too
+    let err = client
+        .get(&server.url("http", "/stall"), 1024)
+        .await
+        .expect_err("stalls");
+    assert_eq!(err.kind(), ClientErrorKind::ReadTimeout, "{err}");
+    // the default is a minute, not forever
+    assert_eq!(config().read_timeout, Some(Duration::from_secs(60)));
+}
+
+/// The read timeout counts time spent waiting for the server, not time the reader spends
+/// elsewhere: a reader that pauses for longer than it still gets the whole body.
+#[tokio::test]
+async fn a_reader_that_pauses_is_not_cut() {
+    let server = start(None).await;
+    let client = HttpClient::new(&ClientConfig {
+        read_timeout: Some(SHORT),
+        ..config()
+    })
+    .expect("client");
+    let req = Request::get(server.url("http", "/large"))
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let mut body = client.request(req).await.expect("head").into_body();
+    let mut total = 0;
+    let mut frames = 0;
+    while let Some(frame) = body.frame().await {
+        total += frame.expect("no error").into_data().map_or(0, |d| d.len());
+        frames += 1;
+        if frames <= 2 {
+            // The pause is the behaviour under test, not a wait for something.
+            tokio::time::sleep(SHORT * 3).await;
+        }
+    }
+    assert_eq!(total, LARGE);
+}
+
+/// A TCP server that answers every request with `answer`, bytes as given, then keeps the
+/// connection open.
+async fn start_raw(answer: &'static [u8]) -> Server {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counter = connections.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream.write_all(answer).await;
+                let _ = stream.read(&mut buf).await;
+            });
+        }
+    });
+    Server {
+        addr,
+        connections,
+        task,
+    }
+}
+
+/// A body that could end in two places is refused, whichever header comes first, and its
+/// connection is not used again.
+#[tokio::test]
+async fn content_length_with_transfer_encoding_is_refused() {
+    for answer in [
+        &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"[..],
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 100\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    ] {
+        let server = start_raw(answer).await;
+        let client = HttpClient::new(&config()).expect("client");
+        for _ in 0..2 {
+            let err = client
+                .get(&server.url("http", "/"), 1024)
+                .await
+                .expect_err("ambiguous framing");
+            assert_eq!(err.kind(), ClientErrorKind::Request, "{err}");
+            assert_eq!(err.gateway_status(), StatusCode::BAD_GATEWAY);
+            assert!(err.message().contains("Content-Length"), "{err}");
+        }
+        assert_eq!(server.connections.load(Ordering::SeqCst), 2);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -47,6 +47,19 @@ register_factory!(Factory {
             "authfunc",
             "Paste's Python check function: not supported (use htpasswd)"
         ),
+        Opt::new(
+            "trust_remote_user",
+            "a request that already carries a user (outer filter, trusted FastCGI REMOTE_USER) \
+             passes as that user (default: false, only the Authorization header decides)"
+        ),
+        Opt::new(
+            "max_concurrent_checks",
+            "bcrypt/MD5-crypt checks running at once (default: the number of CPUs)"
+        ),
+        Opt::new(
+            "max_queued_checks",
+            "checks that may wait for a turn; past that 503 with Retry-After: 1 (default 64)"
+        ),
     ],
     build: Build::Filter(crate::basic_auth::build),
     ..Factory::DEFAULT

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use mapproxy_serve::app::{app_fn, full_body, text_response};
-use mapproxy_serve::environ::{mount_path, public_url, remote_addr};
+use mapproxy_serve::environ::{mount_path, public_url, remote_addr, RemoteUser};
 use mapproxy_serve::server::fcgi::{Address, Bound, FcgiConnectionId, FcgiServer};
 use mapproxy_serve::server::{ServeContext, SharedApp};
 use mapproxy_serve::{App, Body};
@@ -69,7 +69,7 @@ fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
 /// The echo app.
 ///
 /// - any path: a text body with method, mount, path, query, body length, body checksum,
-///   connection id, public URL and remote address; two `Set-Cookie` headers; the status from
+///   connection id, public URL, remote address and remote user; two `Set-Cookie` headers; the status from
 ///   `?status=NNN`.
 /// - `/big?n=BYTES`: streams `n` bytes (64 KiB chunks, made lazily, counted in `produced`).
 /// - `/upload`: waits for `upload_gate`, then reads the body counting `consumed`.
@@ -107,6 +107,11 @@ pub fn echo_app(probe: Arc<Probe>) -> App {
             let mount = mount_path(&req).to_string();
             let public = public_url(&req);
             let remote = remote_addr(&req).map(|a| a.to_string()).unwrap_or_default();
+            let user = req
+                .extensions()
+                .get::<RemoteUser>()
+                .map(|u| u.0.clone())
+                .unwrap_or_default();
             let conn = req
                 .extensions()
                 .get::<FcgiConnectionId>()
@@ -146,7 +151,7 @@ pub fn echo_app(probe: Arc<Probe>) -> App {
             let text = format!(
                 "method={method}\nmount={mount}\npath={path}\nquery={query}\nbody_len={len}\n\
                  body_sum={sum}\nconn={conn}\nscheme={}\nhost={}\nremote={remote}\n\
-                 content_type={ctype}\nx_test={xtest}\n",
+                 content_type={ctype}\nx_test={xtest}\nuser={user}\n",
                 public.scheme, public.host
             );
             Response::builder()
@@ -203,6 +208,14 @@ pub struct Running {
 
 /// Start the echo app on a unix socket in a fresh tempdir.
 pub async fn start_unix(configure: impl FnOnce(FcgiServer) -> FcgiServer) -> Running {
+    start_unix_app(configure, echo_app).await
+}
+
+/// Start the app `make` builds (given the probe) on a unix socket in a fresh tempdir.
+pub async fn start_unix_app(
+    configure: impl FnOnce(FcgiServer) -> FcgiServer,
+    make: impl FnOnce(Arc<Probe>) -> App,
+) -> Running {
     let dir = tempfile::tempdir().expect("tempdir");
     // Web servers that drop privileges (Apache's www-data) must reach the socket.
     use std::os::unix::fs::PermissionsExt;
@@ -211,7 +224,7 @@ pub async fn start_unix(configure: impl FnOnce(FcgiServer) -> FcgiServer) -> Run
     let server = configure(FcgiServer::new(Address::Unix(socket.clone())));
     let bound = server.bind(&[]).await.expect("bind");
     let probe = Arc::new(Probe::default());
-    let (shutdown, done) = run(bound, echo_app(probe.clone()));
+    let (shutdown, done) = run(bound, make(probe.clone()));
     Running {
         shutdown,
         done,

@@ -4,7 +4,8 @@
 //! path like Paste's urljoin, see [`crate::proxy`]),
 //! `allowed_request_methods` (space list; others get 405 — Paste answers 400),
 //! `suppress_http_headers` (space list of request headers not sent, `x_foo` = `x-foo`),
-//! `timeout` (seconds, may be fractional: 504 when the upstream's response head is slower;
+//! `timeout` (seconds, may be fractional: 504 when the upstream's response head is slower,
+//! and the longest silence inside its body, after which the client's connection is cut;
 //! default 60, 0 = no limit), `ssl_ca_certs` (a PEM file of CAs trusted for `https://`
 //! upstreams besides the system's, relative to the ini file), `ssl_no_cert_checks` (accept any
 //! certificate: insecure; MapProxy's names for both).

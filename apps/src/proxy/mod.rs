@@ -26,7 +26,12 @@
 //!   `CONNECT` gets 405 (a tunnel is not a request to the base); an unreachable upstream or a
 //!   failed TLS handshake gets 502; no response head within [`ProxyBuilder::timeout`] (default
 //!   60 s, nginx's `proxy_read_timeout`) gets 504 (the timeout covers connecting, sending the
-//!   request and waiting for the response head, not the streaming of the response body).
+//!   request and waiting for the response head). An answer whose body could end in two
+//!   places (`Content-Length` next to `Transfer-Encoding`) gets 502.
+//! - **Stalls**: once the response streams, the same timeout bounds each wait for the next
+//!   piece of its body (as nginx's `proxy_read_timeout` does); an upstream silent for longer
+//!   is cut, and the client's response ends with an error: its connection is closed before
+//!   the body's end, so it cannot take a short body for a whole one.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -145,7 +150,8 @@ impl ProxyBuilder {
         self
     }
 
-    /// Answer 504 when the upstream's response head takes longer than this (default
+    /// Answer 504 when the upstream's response head takes longer than this, and cut a
+    /// response whose body stalls for longer than this between two pieces (default
     /// [`DEFAULT_TIMEOUT`]; `None`: wait as long as it takes).
     pub fn timeout(mut self, t: impl Into<Option<Duration>>) -> Self {
         self.timeout = t.into();
@@ -256,6 +262,7 @@ impl ProxyBuilder {
         }
         let config = ClientConfig {
             header_timeout: self.timeout,
+            read_timeout: self.timeout,
             pool_idle_timeout: Some(self.pool_idle_timeout),
             ca_file: self.ca_file.clone(),
             insecure: self.insecure,

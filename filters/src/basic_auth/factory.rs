@@ -8,6 +8,12 @@
 //!   checked before the file.
 //! - `authfunc` (Paste): names Python code, so it is refused with an error pointing to
 //!   `htpasswd` or a Rust filter.
+//! - `trust_remote_user`: a request that already carries a user (an outer filter, or the
+//!   FastCGI server's `REMOTE_USER` with its own `trust_remote_user`) passes as that user
+//!   (Paste's behaviour). Default false: only the `Authorization` header decides.
+//! - `max_concurrent_checks`: expensive hash checks (bcrypt, MD5-crypt) running at once
+//!   (default: the number of CPUs); `max_queued_checks`: more that may wait for a turn
+//!   (default 64). Past both, `503` with `Retry-After: 1`.
 //!
 //! ```ini
 //! [filter:auth]
@@ -21,7 +27,9 @@ use std::sync::Arc;
 use tower::Layer as _;
 
 use crate::basic_auth::htpasswd::Users;
-use crate::basic_auth::{BasicAuthLayer, CredentialStore};
+use crate::basic_auth::{
+    default_concurrent_checks, BasicAuthLayer, CredentialStore, DEFAULT_QUEUED_CHECKS,
+};
 
 use mapproxy_serve_core::app::{App, Filter};
 use mapproxy_serve_core::build::BuildContext;
@@ -57,12 +65,26 @@ pub fn build(conf: &FactoryConf, _ctx: &mut BuildContext) -> Result<Filter, Conf
         )));
     }
     let realm = conf.get("realm").unwrap_or("restricted");
+    let trust_remote_user = errs
+        .take(conf.get_bool("trust_remote_user", false))
+        .unwrap_or(false);
+    let concurrent = errs
+        .take(conf.get_int("max_concurrent_checks", 1..=4096usize))
+        .flatten()
+        .unwrap_or_else(default_concurrent_checks);
+    let queued = errs
+        .take(conf.get_int("max_queued_checks", 0..=1_000_000usize))
+        .flatten()
+        .unwrap_or(DEFAULT_QUEUED_CHECKS);
     if !errs.is_empty() {
         return Err(errs);
     }
-    let store = CredentialStore::new(inline, file).map_err(|e| conf.error("htpasswd", e))?;
+    let store = CredentialStore::new(inline, file)
+        .map_err(|e| conf.error("htpasswd", e))?
+        .check_limits(concurrent, queued);
     let layer = BasicAuthLayer::new(realm, store)
-        .map_err(|_| conf.error("realm", "contains characters not allowed in a header"))?;
+        .map_err(|_| conf.error("realm", "contains characters not allowed in a header"))?
+        .trust_remote_user(trust_remote_user);
     // The layer's service over the app is the app: a `Handler`, so no Tower wrapping (this
     // filter sees every request).
     Ok(Arc::new(move |inner| App::from_handler(layer.layer(inner))))
@@ -139,5 +161,24 @@ mod tests {
             &mut BuildContext::current(),
         ));
         assert!(e.contains("key 'realm'"), "{e}");
+        let e = err(build(
+            &FactoryConf::from_pairs(
+                "Paste#auth_basic",
+                [
+                    ("users", "a:b"),
+                    ("trust_remote_user", "sometimes"),
+                    ("max_concurrent_checks", "0"),
+                    ("max_queued_checks", "-1"),
+                ],
+            ),
+            &mut BuildContext::current(),
+        ));
+        for key in [
+            "trust_remote_user",
+            "max_concurrent_checks",
+            "max_queued_checks",
+        ] {
+            assert!(e.contains(&format!("key '{key}'")), "{key}: {e}");
+        }
     }
 }

@@ -152,9 +152,12 @@ impl Hash {
 }
 
 fn cost_ok(s: &str) -> bool {
-    s.get(4..6)
-        .and_then(|c| c.parse::<u32>().ok())
-        .is_some_and(|c| (4..=31).contains(&c))
+    bcrypt_cost(s).is_some_and(|c| (4..=31).contains(&c))
+}
+
+/// The cost of a bcrypt hash string (`$2y$NN$...`).
+fn bcrypt_cost(s: &str) -> Option<u32> {
+    s.get(4..6).and_then(|c| c.parse::<u32>().ok())
 }
 
 /// The MD5-crypt checksum (22 characters) of Poul-Henning Kamp's algorithm, as used by
@@ -332,6 +335,36 @@ impl Users {
         self.get(user).is_some_and(|h| h.verify(password))
     }
 
+    /// The entry most like the others, to check an unknown user's password against so that
+    /// an unknown user costs what a known one does: a bcrypt hash of the most common cost
+    /// (of two equally common costs, the higher) when there are bcrypt entries, else an
+    /// MD5-crypt, `{SHA}` or `{PLAIN}` one, in that order. `None` without users.
+    pub fn typical(&self) -> Option<&Hash> {
+        let mut bcrypt: HashMap<u32, (usize, &Hash)> = HashMap::new();
+        let mut other: Option<&Hash> = None;
+        let rank = |h: &Hash| match h {
+            Hash::Bcrypt(_) => 4,
+            Hash::Md5Crypt { .. } => 3,
+            Hash::Sha1(_) => 2,
+            Hash::Plain(_) => 1,
+        };
+        for h in self.map.values() {
+            match h {
+                Hash::Bcrypt(s) => {
+                    let cost = bcrypt_cost(s).unwrap_or(0);
+                    bcrypt.entry(cost).or_insert((0, h)).0 += 1;
+                }
+                _ if other.is_none_or(|o| rank(h) > rank(o)) => other = Some(h),
+                _ => {}
+            }
+        }
+        bcrypt
+            .into_iter()
+            .max_by_key(|&(cost, (n, _))| (n, cost))
+            .map(|(_, (_, h))| h)
+            .or(other)
+    }
+
     /// The number of users.
     pub fn len(&self) -> usize {
         self.map.len()
@@ -405,6 +438,36 @@ gina:{PLAIN}secret
         assert!(u.verify("c", b""));
         assert!(Users::from_plain_pairs("nopass").is_err());
         assert!(Users::from_plain_pairs(":x").is_err());
+    }
+
+    #[test]
+    fn typical_entry_is_bcrypt_of_the_most_common_cost() {
+        let cost = |u: &Users| match u.typical() {
+            Some(Hash::Bcrypt(s)) => bcrypt_cost(s),
+            _ => None,
+        };
+        let b4 = bcrypt::hash("x", 4).unwrap();
+        let b5 = bcrypt::hash("y", 5).unwrap();
+        let b5b = bcrypt::hash("z", 5).unwrap();
+        let text = format!("a:{b4}\nb:{b5}\nc:{b5b}\nd:{{SHA}}5en6G6MezRroT3XKqkdPOmY/BfQ=\n");
+        assert_eq!(cost(&Users::parse(&text, "pw").unwrap()), Some(5));
+        // equally common: the higher cost
+        let text = format!("a:{b4}\nb:{b5}\ne:{{PLAIN}}p\n");
+        assert_eq!(cost(&Users::parse(&text, "pw").unwrap()), Some(5));
+        let text = format!("a:{b4}\nb:{b4}\nc:{b5}\n");
+        assert_eq!(cost(&Users::parse(&text, "pw").unwrap()), Some(4));
+        // no bcrypt: MD5-crypt before {SHA} before {PLAIN}
+        let u = Users::parse(
+            FILE.lines().skip(2).collect::<Vec<_>>().join("\n").as_str(),
+            "pw",
+        )
+        .unwrap();
+        assert!(matches!(u.typical(), Some(Hash::Md5Crypt { .. })));
+        let u = Users::parse("g:{PLAIN}x\nb:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=\n", "pw").unwrap();
+        assert!(matches!(u.typical(), Some(Hash::Sha1(_))));
+        let u = Users::parse("g:{PLAIN}x\n", "pw").unwrap();
+        assert!(matches!(u.typical(), Some(Hash::Plain(_))));
+        assert!(Users::new().typical().is_none());
     }
 
     #[test]

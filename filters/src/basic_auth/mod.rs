@@ -4,14 +4,24 @@
 //!   a malformed `Authorization` header is a `401` too, never a `500`.
 //! - On success the user name is put in the [`RemoteUser`] extension of the request (for the
 //!   app) and of the response (so an outer access log can print it).
-//! - A request that already carries [`RemoteUser`] (set by an outer authenticator or the
-//!   FastCGI server) passes through, as in Paste's `auth_basic`.
+//! - The `Authorization` header alone decides: a [`RemoteUser`] the request already carries
+//!   (from an outer filter, or the FastCGI server's `REMOTE_USER`) is ignored, and replaced
+//!   by the header's user when that one is accepted. With
+//!   [`BasicAuthLayer::trust_remote_user`] (option `trust_remote_user`) such a request passes
+//!   as that user, as in Paste's `auth_basic`: for a stack behind an authenticator it trusts.
 //! - The htpasswd file is checked for changes (modification time, size, inode) at most once a
 //!   second, on a request; a changed file is re-read, so adding a user needs no restart. A file
 //!   that became unreadable or invalid is logged once and the previous users stay in force.
 //! - Expensive hashes (bcrypt, MD5-crypt) are checked on tokio's blocking pool, once: verified
 //!   credentials are remembered in a bounded in-memory set keyed by a salted SHA-256 of
 //!   `user:password` (random per-process key), emptied whenever the file changes.
+//! - At most [`CredentialStore::check_limits`] expensive checks run at once (default: one
+//!   per CPU) and a bounded number wait for a turn (default 64); past that a request is
+//!   answered `503` with `Retry-After: 1` instead of piling onto the blocking pool.
+//! - An unknown user costs what a known one does: the password is checked against the
+//!   file's [typical](htpasswd::Users::typical) entry (a bcrypt hash of the file's most
+//!   common cost when it has bcrypt users) on the same path, through the same queue, and the
+//!   result is thrown away. The answer is 401 either way, after the same work.
 //!
 //! ```no_run
 //! use mapproxy_serve_filters::basic_auth::{BasicAuthLayer, CredentialStore};
@@ -31,21 +41,21 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::{ready, Context, Poll};
 use std::time::{Instant, SystemTime};
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use pin_project_lite::pin_project;
 use sha2::{Digest as _, Sha256};
 use tower::{Layer, Service};
 
-use crate::basic_auth::htpasswd::{HtpasswdError, Users};
+use crate::basic_auth::htpasswd::{Hash, HtpasswdError, Users};
 use mapproxy_serve_core::app::{box_body, App, AppFuture, Body as AppBody, Handler};
 use mapproxy_serve_core::environ::RemoteUser;
 
@@ -56,6 +66,14 @@ pub const CACHE_CAPACITY: usize = 1024;
 
 /// The longest base64 credential token accepted (longer ones get 401).
 const MAX_TOKEN: usize = 1364;
+
+/// Expensive checks that may wait for a turn by default, besides those running.
+pub const DEFAULT_QUEUED_CHECKS: usize = 64;
+
+/// Expensive checks that run at once by default: one per CPU (more would only share them).
+pub fn default_concurrent_checks() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
 
 type Stamp = (SystemTime, u64, u64);
 
@@ -70,6 +88,8 @@ fn stamp_of(path: &Path) -> std::io::Result<Stamp> {
 
 struct FileState {
     users: Users,
+    /// What an unknown user's password is checked against ([`Users::typical`]).
+    decoy: Option<Hash>,
     verified: RwLock<HashSet<[u8; 32]>>,
     /// One gate per credential being hashed, so that many concurrent first requests with the
     /// same credentials hash once and the rest find them verified.
@@ -79,6 +99,7 @@ struct FileState {
 impl FileState {
     fn new(users: Users) -> Arc<Self> {
         Arc::new(FileState {
+            decoy: users.typical().cloned(),
             users,
             verified: RwLock::new(HashSet::new()),
             inflight: Mutex::new(HashMap::new()),
@@ -108,6 +129,68 @@ pub struct CredentialStore {
     inline: Users,
     file: Option<FileSource>,
     key: [u8; 32],
+    pool: Arc<CheckPool>,
+}
+
+/// The expensive checks of one store: how many run at once, how many may be admitted
+/// (running or waiting), and how many hashes were computed.
+struct CheckPool {
+    running: Arc<tokio::sync::Semaphore>,
+    admitted: AtomicUsize,
+    capacity: usize,
+    hashed: AtomicU64,
+    /// Seconds since `epoch` (plus one) of the last "too many checks" warning; 0: none yet.
+    warned: AtomicU64,
+    epoch: Instant,
+}
+
+impl CheckPool {
+    fn new(concurrent: usize, queued: usize) -> Arc<Self> {
+        let concurrent = concurrent.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        Arc::new(CheckPool {
+            running: Arc::new(tokio::sync::Semaphore::new(concurrent)),
+            admitted: AtomicUsize::new(0),
+            capacity: concurrent.saturating_add(queued),
+            hashed: AtomicU64::new(0),
+            warned: AtomicU64::new(0),
+            epoch: Instant::now(),
+        })
+    }
+
+    /// A place among the admitted checks, or `None` when all are taken (then warn, at most
+    /// every 10 seconds).
+    fn admit(self: &Arc<Self>) -> Option<Ticket> {
+        let taken = self
+            .admitted
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.capacity).then_some(n + 1)
+            });
+        if taken.is_ok() {
+            return Some(Ticket(Arc::clone(self)));
+        }
+        let now = self.epoch.elapsed().as_secs() + 1;
+        let last = self.warned.load(Ordering::Relaxed);
+        if (last == 0 || now >= last + 10)
+            && self
+                .warned
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            log::warn!(target: LOG_TARGET,
+                "{} password checks running or waiting: answering 503 (max_concurrent_checks, \
+                 max_queued_checks)", self.capacity);
+        }
+        None
+    }
+}
+
+/// An admitted check; its place is given back on drop.
+struct Ticket(Arc<CheckPool>);
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.0.admitted.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl std::fmt::Debug for CredentialStore {
@@ -132,19 +215,38 @@ pub enum Check {
 /// A pending check of an expensive hash; remembers a success.
 pub struct SlowCheck {
     state: Arc<FileState>,
+    pool: Arc<CheckPool>,
     user: String,
     password: Vec<u8>,
     digest: [u8; 32],
+    /// The user is in the file; else the password is checked against the decoy, in vain.
+    known: bool,
 }
 
 impl SlowCheck {
     /// [`run`](SlowCheck::run) on tokio's blocking pool (bcrypt and MD5-crypt take
-    /// milliseconds: not on the async threads); inline outside a runtime.
+    /// milliseconds: not on the async threads), when the store's
+    /// [limits](CredentialStore::check_limits) let it: it waits for a turn, or resolves to
+    /// [`Busy`] at once when too many are running and waiting. Inline outside a runtime.
     pub fn verify(self) -> Verify {
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) => Verify::Spawned(h.spawn_blocking(move || self.run())),
-            Err(_) => Verify::Done(self.run()),
-        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return Verify(VerifyState::Done(Some(Ok(self.run()))));
+        };
+        let Some(ticket) = self.pool.admit() else {
+            return Verify(VerifyState::Done(Some(Err(Busy))));
+        };
+        let running = Arc::clone(&self.pool.running);
+        Verify(VerifyState::Queued(Box::pin(async move {
+            // the semaphore is never closed
+            let permit = running.acquire_owned().await.map_err(|_| Busy)?;
+            // the turn is held while the hash runs, even if the request goes away meanwhile
+            let job = rt.spawn_blocking(move || {
+                let _held = (permit, ticket);
+                self.run()
+            });
+            // a panicked check rejects
+            Ok(job.await.unwrap_or(false))
+        })))
     }
 
     /// The user whose password is being checked.
@@ -164,7 +266,15 @@ impl SlowCheck {
             if st.is_verified(&self.digest) {
                 true
             } else {
-                let ok = st.users.verify(&self.user, &self.password);
+                self.pool.hashed.fetch_add(1, Ordering::Relaxed);
+                let hash = if self.known {
+                    st.users.get(&self.user)
+                } else {
+                    st.decoy.as_ref()
+                };
+                // an unknown user's check is thrown away: the work is what counts
+                let ok = std::hint::black_box(hash.is_some_and(|h| h.verify(&self.password)))
+                    && self.known;
                 if ok {
                     if let Ok(mut set) = st.verified.write() {
                         if set.len() >= CACHE_CAPACITY {
@@ -209,7 +319,24 @@ impl CredentialStore {
                 })
             }
         };
-        Ok(CredentialStore { inline, file, key })
+        Ok(CredentialStore {
+            inline,
+            file,
+            key,
+            pool: CheckPool::new(default_concurrent_checks(), DEFAULT_QUEUED_CHECKS),
+        })
+    }
+
+    /// At most `concurrent` expensive checks run at once (at least 1), and at most `queued`
+    /// more wait for a turn; a check past both is [`Busy`] (the filter answers 503).
+    pub fn check_limits(mut self, concurrent: usize, queued: usize) -> Self {
+        self.pool = CheckPool::new(concurrent, queued);
+        self
+    }
+
+    /// Expensive hashes computed so far (bcrypt, MD5-crypt; unknown users' included).
+    pub fn slow_hashes(&self) -> u64 {
+        self.pool.hashed.load(Ordering::Relaxed)
     }
 
     fn digest(&self, user: &str, password: &[u8]) -> [u8; 32] {
@@ -238,25 +365,32 @@ impl CredentialStore {
             Ok(s) => Arc::clone(&s),
             Err(_) => return Check::Reject,
         };
-        let Some(hash) = state.users.get(user) else {
-            return Check::Reject;
+        // An unknown user takes the same steps against the decoy, to the same 401.
+        let (hash, known) = match state.users.get(user) {
+            Some(hash) => (hash, true),
+            None => match &state.decoy {
+                Some(decoy) => (decoy, false),
+                None => return Check::Reject,
+            },
         };
         if !hash.is_slow() {
-            return if hash.verify(password) {
+            return if std::hint::black_box(hash.verify(password)) && known {
                 Check::Accept
             } else {
                 Check::Reject
             };
         }
         let digest = self.digest(user, password);
-        if state.is_verified(&digest) {
+        if state.is_verified(&digest) && known {
             return Check::Accept;
         }
         Check::Slow(SlowCheck {
             state,
+            pool: Arc::clone(&self.pool),
             user: user.to_string(),
             password: password.to_vec(),
             digest,
+            known,
         })
     }
 
@@ -352,6 +486,7 @@ fn parse_basic<'a>(headers: &HeaderMap, buf: &'a mut [u8; 1024]) -> Option<(&'a 
 #[derive(Clone, Debug)]
 pub struct BasicAuthLayer {
     shared: Arc<Shared>,
+    trust_remote_user: bool,
 }
 
 #[derive(Debug)]
@@ -370,12 +505,21 @@ impl BasicAuthLayer {
         let challenge = HeaderValue::from_str(&format!("Basic realm=\"{escaped}\""))?;
         Ok(BasicAuthLayer {
             shared: Arc::new(Shared { challenge, store }),
+            trust_remote_user: false,
         })
+    }
+
+    /// Let a request that already carries [`RemoteUser`] (an outer authenticator, the
+    /// FastCGI server's trusted `REMOTE_USER`) pass as that user, whatever its
+    /// `Authorization` header says. Off by default: only the header decides.
+    pub fn trust_remote_user(mut self, on: bool) -> Self {
+        self.trust_remote_user = on;
+        self
     }
 
     /// What the layer does with `req`; see [`Decision`].
     pub fn decide<B>(&self, req: &Request<B>) -> Decision {
-        decide(&self.shared, req)
+        decide(&self.shared, self.trust_remote_user, req)
     }
 
     /// The `401` answer with this realm's challenge.
@@ -390,6 +534,7 @@ impl<S> Layer<S> for BasicAuthLayer {
         BasicAuth {
             inner,
             shared: Arc::clone(&self.shared),
+            trust_remote_user: self.trust_remote_user,
         }
     }
 }
@@ -403,6 +548,7 @@ impl<S> Layer<S> for BasicAuthLayer {
 pub struct BasicAuth<S> {
     inner: S,
     shared: Arc<Shared>,
+    trust_remote_user: bool,
 }
 
 /// What [`BasicAuth`] does with a request.
@@ -412,14 +558,15 @@ enum Admission {
     Pass(RemoteUser),
     /// Answer 401.
     Refuse,
-    /// An expensive hash is being checked for this user; then pass or refuse.
+    /// An expensive hash is being checked for this user; then pass, refuse, or answer 503.
     Verify(Verify, String),
 }
 
 impl<S> BasicAuth<S> {
-    /// The decision on `req` ([`decide`]); an accepted request gets its user.
+    /// The decision on `req` ([`decide`]); an accepted request gets its user (in place of
+    /// any it carried).
     fn admit<B>(&self, req: &mut Request<B>) -> Admission {
-        match decide(&self.shared, req) {
+        match decide(&self.shared, self.trust_remote_user, req) {
             Decision::Known(user) => Admission::Pass(user),
             Decision::Accept(user) => {
                 accept(req, &user);
@@ -434,7 +581,7 @@ impl<S> BasicAuth<S> {
     }
 }
 
-/// An accepted request: its user in its extensions, for the app.
+/// An accepted request: its user in its extensions (replacing any it carried), for the app.
 fn accept<B>(req: &mut Request<B>, user: &RemoteUser) {
     req.extensions_mut().insert(user.clone());
 }
@@ -445,8 +592,23 @@ fn with_user<B>(mut res: Response<B>, user: RemoteUser) -> Response<B> {
     res
 }
 
-/// Response body: the app's, or the 401 page.
+/// Response body: the app's, or the 401 or 503 page.
 pub type ResponseBody<B> = Either<B, Full<Bytes>>;
+
+/// The `503` answer when too many expensive checks are running and waiting.
+fn busy() -> Response<Full<Bytes>> {
+    let mut res = Response::new(Full::new(Bytes::from_static(
+        b"503 Service Unavailable\n\nToo many password checks at once; try again shortly.\n",
+    )));
+    *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    res.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    res.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    res
+}
 
 fn unauthorized(shared: &Shared) -> Response<Full<Bytes>> {
     let mut res = Response::new(Full::new(Bytes::from_static(
@@ -526,21 +688,26 @@ impl Handler for BasicAuth<App> {
 /// that is not a Tower stack (a server's own handler type).
 pub enum Decision {
     /// The request already carries [`RemoteUser`] (an outer authenticator, the FastCGI
-    /// server): it passes as that user.
+    /// server) and the layer [trusts it](BasicAuthLayer::trust_remote_user): it passes as
+    /// that user. Without that trust a carried user is ignored (and replaced on
+    /// [`Accept`](Decision::Accept)).
     Known(RemoteUser),
     /// Valid credentials: put the user in the request's extensions (and the response's, for
     /// an outer access log) and pass the request on.
     Accept(RemoteUser),
     /// No or wrong credentials: answer [`BasicAuthLayer::unauthorized`].
     Reject,
-    /// An expensive hash: run [`SlowCheck::run`] off the async threads; `true` is
-    /// [`Accept`](Decision::Accept) of [`SlowCheck::user`].
+    /// An expensive hash: await [`SlowCheck::verify`] (limited, off the async threads) or
+    /// run [`SlowCheck::run`] off them; `true` is [`Accept`](Decision::Accept) of
+    /// [`SlowCheck::user`].
     Slow(SlowCheck),
 }
 
-fn decide<B>(shared: &Shared, req: &Request<B>) -> Decision {
-    if let Some(user) = req.extensions().get::<RemoteUser>() {
-        return Decision::Known(user.clone());
+fn decide<B>(shared: &Shared, trust_remote_user: bool, req: &Request<B>) -> Decision {
+    if trust_remote_user {
+        if let Some(user) = req.extensions().get::<RemoteUser>() {
+            return Decision::Known(user.clone());
+        }
     }
     let mut buf = [0u8; 1024];
     let decision = match parse_basic(req.headers(), &mut buf) {
@@ -555,23 +722,30 @@ fn decide<B>(shared: &Shared, req: &Request<B>) -> Decision {
     decision
 }
 
-/// A running or finished slow check ([`SlowCheck::verify`]); resolves to whether the
-/// credentials are valid.
-pub enum Verify {
-    /// On tokio's blocking pool.
-    Spawned(tokio::task::JoinHandle<bool>),
-    /// Computed inline (no runtime).
-    Done(bool),
+/// Too many expensive checks are running and waiting ([`CredentialStore::check_limits`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Busy;
+
+/// A waiting, running or finished slow check ([`SlowCheck::verify`]); resolves to whether
+/// the credentials are valid, or [`Busy`].
+pub struct Verify(VerifyState);
+
+type Queued = Pin<Box<dyn Future<Output = Result<bool, Busy>> + Send>>;
+
+enum VerifyState {
+    /// Waiting for a turn, then on tokio's blocking pool.
+    Queued(Queued),
+    /// Known already: computed inline (no runtime), or refused at once.
+    Done(Option<Result<bool, Busy>>),
 }
 
 impl Future for Verify {
-    type Output = bool;
+    type Output = Result<bool, Busy>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
-        match self.get_mut() {
-            Verify::Done(ok) => Poll::Ready(*ok),
-            // a panicked or cancelled check rejects
-            Verify::Spawned(h) => Pin::new(h).poll(cx).map(|r| r.unwrap_or_default()),
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<bool, Busy>> {
+        match &mut self.get_mut().0 {
+            VerifyState::Done(r) => r.take().map_or(Poll::Pending, Poll::Ready),
+            VerifyState::Queued(fut) => fut.as_mut().poll(cx),
         }
     }
 }
@@ -585,13 +759,13 @@ pin_project! {
     {
         /// Waiting for the app.
         Inner { #[pin] fut: S::Future, user: Option<RemoteUser> },
-        /// Computing an expensive hash.
+        /// Waiting for a turn and computing an expensive hash.
         Verifying {
             job: Verify,
             pending: Option<(S, Request<ReqB>, String)>,
             shared: Arc<Shared>,
         },
-        /// The 401 answer.
+        /// The 401 or 503 answer.
         Done { res: Option<Response<ResponseBody<ResB>>> },
     }
 }
@@ -623,13 +797,19 @@ where
                     pending,
                     shared,
                 } => {
-                    let ok = ready!(Pin::new(job).poll(cx));
+                    let verdict = ready!(Pin::new(job).poll(cx));
                     let Some((mut svc, mut req, user)) = pending.take() else {
                         return Poll::Pending;
                     };
-                    if !ok {
-                        let res = unauthorized(shared).map(Either::Right);
-                        self.set(ResponseFuture::Done { res: Some(res) });
+                    let refusal = match verdict {
+                        Ok(true) => None,
+                        Ok(false) => Some(unauthorized(shared)),
+                        Err(Busy) => Some(busy()),
+                    };
+                    if let Some(res) = refusal {
+                        self.set(ResponseFuture::Done {
+                            res: Some(res.map(Either::Right)),
+                        });
                         continue;
                     }
                     let user = RemoteUser(user);

@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-use mapproxy_serve_core::app::{app_fn, box_response, empty_body, text_response};
+use mapproxy_serve_core::app::{app, app_fn, box_response, empty_body, text_response};
 use mapproxy_serve_core::build::BuildContext;
 use mapproxy_serve_core::config::FactoryConf;
 
@@ -28,6 +28,8 @@ struct Case {
     authorization: Option<Vec<u8>>,
     /// A user set before the filter (an outer authenticator, the FastCGI server).
     known_user: Option<&'static str>,
+    /// Through the filter with `trust_remote_user = true`.
+    trusting: bool,
     status: StatusCode,
     /// `REMOTE_USER` as the app and the response see it; `None` goes with a 401 and the
     /// realm's challenge.
@@ -49,7 +51,10 @@ impl Case {
 
     fn name(&self) -> String {
         let auth = self.authorization.as_deref().map(String::from_utf8_lossy);
-        format!("{auth:?} (known user {:?})", self.known_user)
+        format!(
+            "{auth:?} (known user {:?}, trusting {})",
+            self.known_user, self.trusting
+        )
     }
 }
 
@@ -64,14 +69,24 @@ fn cases() -> Vec<Case> {
     let ok = |auth: String, user| Case {
         authorization: Some(auth.into_bytes()),
         known_user: None,
+        trusting: false,
         status: StatusCode::OK,
         user: Some(user),
     };
     let refused = |auth: Option<Vec<u8>>| Case {
         authorization: auth,
         known_user: None,
+        trusting: false,
         status: StatusCode::UNAUTHORIZED,
         user: None,
+    };
+    // A user set before the filter (a forged FastCGI REMOTE_USER, an outer filter) ...
+    let carried = |auth: Option<String>, trusting, status, user| Case {
+        authorization: auth.map(String::into_bytes),
+        known_user: Some("fcgi-user"),
+        trusting,
+        status,
+        user,
     };
     let mut cases = vec![
         // valid inline users
@@ -89,18 +104,54 @@ fn cases() -> Vec<Case> {
         // a bcrypt user from the file: checked on the blocking pool
         ok(basic("carol:secret"), "carol"),
         refused(Some(basic("carol:nope").into_bytes())),
-        // a user set before the filter passes, whatever the header says
+        // an unknown user next to a bcrypt file: the same slow path, the same 401
+        refused(Some(basic("mallory:secret").into_bytes())),
+        // ... is ignored by default: the header decides, and its user replaces the carried one
+        carried(None, false, StatusCode::UNAUTHORIZED, None),
+        carried(
+            Some(basic("alice:wrong")),
+            false,
+            StatusCode::UNAUTHORIZED,
+            None,
+        ),
+        carried(
+            Some("Basic !!!".into()),
+            false,
+            StatusCode::UNAUTHORIZED,
+            None,
+        ),
+        carried(
+            Some(basic("alice:secret")),
+            false,
+            StatusCode::OK,
+            Some("alice"),
+        ),
+        carried(
+            Some(basic("carol:secret")),
+            false,
+            StatusCode::OK,
+            Some("carol"),
+        ),
+        // ... and passes, whatever the header says, with trust_remote_user
+        carried(None, true, StatusCode::OK, Some("fcgi-user")),
+        carried(
+            Some(basic("alice:wrong")),
+            true,
+            StatusCode::OK,
+            Some("fcgi-user"),
+        ),
+        // trusting changes nothing for a request without a carried user
         Case {
-            authorization: None,
-            known_user: Some("fcgi-user"),
-            status: StatusCode::OK,
-            user: Some("fcgi-user"),
+            trusting: true,
+            ..ok(basic("alice:secret"), "alice")
         },
         Case {
-            authorization: Some(basic("alice:wrong").into_bytes()),
-            known_user: Some("fcgi-user"),
-            status: StatusCode::OK,
-            user: Some("fcgi-user"),
+            trusting: true,
+            ..refused(None)
+        },
+        Case {
+            trusting: true,
+            ..refused(Some(basic("alice:wrong").into_bytes()))
         },
     ];
     // malformed headers get 401, never 500
@@ -159,22 +210,31 @@ async fn every_case_through_the_layer_and_the_factory() {
     let dir = tempfile::tempdir().unwrap();
     let htpasswd = dir.path().join("htpasswd");
     std::fs::write(&htpasswd, format!("carol:{BCRYPT_SECRET}\n")).unwrap();
-    let store = CredentialStore::new(
-        Users::from_plain_pairs(USERS).unwrap(),
-        Some(htpasswd.clone()),
-    )
-    .unwrap();
-    let layer = BasicAuthLayer::new(REALM, store).unwrap();
-    let conf = FactoryConf::from_pairs(
-        "Paste#auth_basic",
-        [
-            ("realm", REALM),
-            ("users", USERS),
-            ("htpasswd", htpasswd.to_str().unwrap()),
-        ],
-    );
-    let filter = build(&conf, &mut BuildContext::current()).unwrap();
+    let pair = |trusting: bool| {
+        let store = CredentialStore::new(
+            Users::from_plain_pairs(USERS).unwrap(),
+            Some(htpasswd.clone()),
+        )
+        .unwrap();
+        let layer = BasicAuthLayer::new(REALM, store)
+            .unwrap()
+            .trust_remote_user(trusting);
+        let trust = if trusting { "true" } else { "false" };
+        let conf = FactoryConf::from_pairs(
+            "Paste#auth_basic",
+            [
+                ("realm", REALM),
+                ("users", USERS),
+                ("htpasswd", htpasswd.to_str().unwrap()),
+                ("trust_remote_user", trust),
+            ],
+        );
+        let filter = build(&conf, &mut BuildContext::current()).unwrap();
+        (layer, filter)
+    };
+    let (plain, trusting) = (pair(false), pair(true));
     for case in cases() {
+        let (layer, filter) = if case.trusting { &trusting } else { &plain };
         let res = layer.layer(echo_user()).oneshot(case.request()).await;
         let Ok::<_, Infallible>(res) = res;
         check(&case, "layer", box_response(res)).await;
@@ -325,4 +385,123 @@ fn missing_or_invalid_file_is_an_error_naming_it() {
     let e = CredentialStore::new(Users::new(), Some(path.clone())).unwrap_err();
     assert_eq!(e.line, 2);
     assert!(e.to_string().starts_with(&format!("{}:2:", path.display())));
+}
+
+/// An unknown user next to bcrypt users takes the known users' slow path: one bcrypt
+/// verification of the file's cost, through the same queue, then 401; nothing is remembered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_users_cost_a_hash_like_known_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("htpasswd");
+    std::fs::write(&path, format!("alice:{BCRYPT_SECRET}\ngina:{{PLAIN}}g\n")).unwrap();
+    let store = CredentialStore::new(Users::new(), Some(path)).unwrap();
+    {
+        let state = store.file.as_ref().unwrap().state.read().unwrap();
+        match &state.decoy {
+            Some(Hash::Bcrypt(h)) => assert!(h.starts_with("$2y$05$")),
+            other => panic!("decoy {other:?}"),
+        }
+    }
+    let before = store.slow_hashes();
+    for (user, password) in [
+        ("alice", "wrong"),
+        ("mallory", "wrong"),
+        ("mallory", "secret"),
+    ] {
+        let Check::Slow(slow) = store.check(user, password.as_bytes()) else {
+            panic!("{user}:{password} did not take the slow path");
+        };
+        assert!(!slow.run(), "{user}:{password}");
+    }
+    assert_eq!(store.slow_hashes() - before, 3);
+    // alice's password under another name is not remembered as good
+    assert!(matches!(store.check("mallory", b"secret"), Check::Slow(_)));
+    // the same through the layer: 401 after one hash each
+    let l = BasicAuthLayer::new("r", store).unwrap();
+    let before = l.shared.store.slow_hashes();
+    for creds in ["alice:wrong", "nobody:x"] {
+        assert_eq!(
+            through_layer(&l, creds).await.0,
+            StatusCode::UNAUTHORIZED,
+            "{creds}"
+        );
+    }
+    assert_eq!(l.shared.store.slow_hashes() - before, 2);
+}
+
+/// Without slow entries an unknown user is checked against a fast one, inline.
+#[test]
+fn unknown_users_next_to_fast_entries_are_rejected_inline() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("htpasswd");
+    std::fs::write(&path, "bob:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=\n").unwrap();
+    let store = CredentialStore::new(Users::new(), Some(path)).unwrap();
+    assert!(matches!(store.check("nobody", b"secret"), Check::Reject));
+    assert!(matches!(store.check("bob", b"secret"), Check::Accept));
+    assert_eq!(store.slow_hashes(), 0);
+}
+
+/// A request with `alice:secret` (bcrypt) through `svc`, spawned.
+fn spawn_request(svc: App) -> tokio::task::JoinHandle<Response<AppBody>> {
+    let mut req = Request::new(empty_body());
+    req.headers_mut()
+        .insert(AUTHORIZATION, basic("alice:secret").parse().unwrap());
+    tokio::spawn(async move { svc.call(req).await })
+}
+
+/// Poll `cond` until it holds or 20 s pass.
+async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    cond()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_checks_past_the_running_and_waiting_limits_get_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("htpasswd");
+    std::fs::write(&path, format!("alice:{BCRYPT_SECRET}\n")).unwrap();
+    for queued in [0, 1] {
+        // through the Tower layer and as the factory's Handler; a new store each (a good
+        // password is remembered)
+        for handler in [false, true] {
+            let store = CredentialStore::new(Users::new(), Some(path.clone()))
+                .unwrap()
+                .check_limits(1, queued);
+            let layer = BasicAuthLayer::new("r", store).unwrap();
+            let pool = Arc::clone(&layer.shared.store.pool);
+            let svc = if handler {
+                App::from_handler(layer.layer(echo_user()))
+            } else {
+                app(layer.layer(echo_user()))
+            };
+            // a check in flight: its place and its turn held
+            let ticket = pool.admit().unwrap();
+            let turn = Arc::clone(&pool.running).try_acquire_owned().unwrap();
+            // with a waiting place, one more request waits for the turn
+            let waiting = (queued == 1).then(|| spawn_request(svc.clone()));
+            assert!(eventually(|| pool.admitted.load(Ordering::SeqCst) == 1 + queued).await);
+            let res = spawn_request(svc.clone()).await.unwrap();
+            assert_eq!(
+                res.status(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "queued {queued}"
+            );
+            assert_eq!(res.headers()[RETRY_AFTER], "1");
+            assert!(res.extensions().get::<RemoteUser>().is_none());
+            drop((ticket, turn));
+            if let Some(w) = waiting {
+                assert_eq!(w.await.unwrap().status(), StatusCode::OK);
+            }
+            // the places are given back: the next request is checked (cached by now or not)
+            assert_eq!(spawn_request(svc).await.unwrap().status(), StatusCode::OK);
+            assert!(eventually(|| pool.admitted.load(Ordering::SeqCst) == 0).await);
+        }
+    }
 }

@@ -10,7 +10,7 @@
 //! | `HTTPS=on`, `REQUEST_SCHEME`        | [`PublicUrl`] scheme                              |
 //! | `HTTP_HOST`, else `SERVER_NAME`/`SERVER_PORT` | [`PublicUrl`] host                      |
 //! | `REMOTE_ADDR`, `REMOTE_PORT`        | [`RemoteAddr`]                                    |
-//! | `REMOTE_USER`                       | [`RemoteUser`] (the web server authenticated)     |
+//! | `REMOTE_USER`                       | [`RemoteUser`], only with [`Trust::remote_user`]  |
 //! | `SERVER_PROTOCOL`                   | version                                           |
 
 use std::net::{IpAddr, SocketAddr};
@@ -58,8 +58,28 @@ fn text(v: &[u8]) -> Option<&str> {
     std::str::from_utf8(v).ok().map(str::trim)
 }
 
-/// Build the request head from the PARAMS name-value pairs.
+/// Which variables are believed. Anyone who can connect to the socket can send any variable;
+/// the default believes none of those that name a user.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Trust {
+    /// `REMOTE_USER` becomes [`RemoteUser`] (the web server authenticated the request, and
+    /// only it can reach the socket). Off: the variable is ignored.
+    pub remote_user: bool,
+}
+
+/// Build the request head from the PARAMS name-value pairs, believing no `REMOTE_USER`.
+// The server calls `build_request_with`; this is the entry point for callers without a
+// server configuration (tests, fuzzing).
+#[allow(dead_code)]
 pub fn build_request(params: &[(Bytes, Bytes)]) -> Result<CgiRequest, BadRequest> {
+    build_request_with(params, Trust::default())
+}
+
+/// [`build_request`] with `REMOTE_USER` believed or not, as `trust` says.
+pub fn build_request_with(
+    params: &[(Bytes, Bytes)],
+    trust: Trust,
+) -> Result<CgiRequest, BadRequest> {
     let mut method = Method::GET;
     let mut path_info: &[u8] = b"";
     let mut query: &[u8] = b"";
@@ -117,7 +137,8 @@ pub fn build_request(params: &[(Bytes, Bytes)]) -> Result<CgiRequest, BadRequest
             b"SERVER_PORT" => server_port = text(value),
             b"REMOTE_ADDR" => remote_addr = text(value),
             b"REMOTE_PORT" => remote_port = text(value),
-            b"REMOTE_USER" => remote_user = text(value),
+            b"REMOTE_USER" if trust.remote_user => remote_user = text(value),
+            b"REMOTE_USER" => {}
             n => {
                 let Some(h) = n.strip_prefix(b"HTTP_") else {
                     continue;
@@ -393,6 +414,32 @@ mod tests {
         let pu = r.request.extensions().get::<PublicUrl>().unwrap();
         assert_eq!(pu.host, "[::1]:8080");
         assert!(r.request.extensions().get::<RemoteAddr>().is_none());
+    }
+
+    #[test]
+    fn remote_user_is_believed_only_when_trusted() {
+        let user = |vars: &[(&str, &str)], trust| {
+            let r = build_request_with(&p(vars), trust).unwrap();
+            r.request
+                .extensions()
+                .get::<RemoteUser>()
+                .map(|u| u.0.clone())
+        };
+        let trusted = Trust { remote_user: true };
+        let forged = [("REMOTE_USER", "alice")];
+        assert_eq!(user(&forged, Trust::default()), None);
+        assert_eq!(
+            build_request(&p(&forged))
+                .unwrap()
+                .request
+                .extensions()
+                .get::<RemoteUser>(),
+            None
+        );
+        assert_eq!(user(&forged, trusted), Some("alice".into()));
+        assert_eq!(user(&[("REMOTE_USER", " ")], trusted), None);
+        // a header of that name is a header, never the user
+        assert_eq!(user(&[("HTTP_REMOTE_USER", "alice")], trusted), None);
     }
 
     #[test]

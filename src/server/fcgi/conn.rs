@@ -72,6 +72,8 @@ pub(crate) struct Shared {
     pub max_reqs: usize,
     /// Buffers and timeouts of each connection.
     pub limits: Limits,
+    /// Which CGI variables are believed (`trust_remote_user`).
+    pub trust: cgi::Trust,
 }
 
 /// What one connection may buffer, and its timeouts (`None`: no limit).
@@ -505,7 +507,7 @@ impl Conn {
         let built = if overflow {
             Err(None)
         } else {
-            cgi::build_request(&record::parse_pairs(&buf)?).map_err(Some)
+            cgi::build_request_with(&record::parse_pairs(&buf)?, self.shared.trust).map_err(Some)
         };
         drop(buf);
         let gen = self.next_gen;

@@ -9,6 +9,11 @@
 //! drops a request and `GET_VALUES` is answered. Each request takes the app current when it
 //! starts, so reloads behave as with the HTTP server.
 //!
+//! The `REMOTE_USER` variable is ignored unless `trust_remote_user = true`
+//! ([`FcgiServer::trust_remote_user`]): with `umask = 000` any local user can connect to the
+//! socket and send any variable, so a user name from it is believed only when the operator
+//! says that the web server authenticates and nobody else reaches the socket.
+//!
 //! ```ini
 //! [server:main]
 //! use = egg:Flup#fcgi_fork
@@ -92,6 +97,7 @@ pub struct FcgiServer {
     header_read_timeout: Option<Duration>,
     channel_timeout: Option<Duration>,
     send_timeout: Option<Duration>,
+    trust_remote_user: bool,
 }
 
 impl FcgiServer {
@@ -109,7 +115,18 @@ impl FcgiServer {
             header_read_timeout: Some(Duration::from_secs(10)),
             channel_timeout: Some(Duration::from_secs(120)),
             send_timeout: Some(Duration::from_secs(60)),
+            trust_remote_user: false,
         }
+    }
+
+    /// Believe the `REMOTE_USER` variable: it becomes the request's
+    /// [`RemoteUser`](crate::environ::RemoteUser), as if the request had been authenticated
+    /// here. Only for a web server that authenticates and is the only one able to connect
+    /// (anyone who reaches the socket can send any `REMOTE_USER`). Off by default: the
+    /// variable is ignored.
+    pub fn trust_remote_user(mut self, on: bool) -> Self {
+        self.trust_remote_user = on;
+        self
     }
 
     /// At most `n` connections open at once; more wait in the listen backlog.
@@ -260,6 +277,9 @@ impl FcgiServer {
             .flatten()
             .and_then(|n| usize::try_from(n).ok())
             .unwrap_or(DEFAULT_MAX_PARAMS);
+        let trust_remote_user = errs
+            .take(conf.get_bool("trust_remote_user", false))
+            .unwrap_or(false);
         let shutdown_timeout = errs
             .take(limits::timeout(conf, "shutdown_timeout", 30.0))
             .map(Option::unwrap_or_default)
@@ -275,6 +295,7 @@ impl FcgiServer {
             header_read_timeout,
             channel_timeout,
             send_timeout,
+            trust_remote_user,
         })
     }
 
@@ -450,6 +471,9 @@ impl Bound {
                 header_timeout: self.server.header_read_timeout,
                 idle_timeout: self.server.channel_timeout,
                 send_timeout: self.server.send_timeout,
+            },
+            trust: cgi::Trust {
+                remote_user: self.server.trust_remote_user,
             },
         });
         let slots = Arc::new(Semaphore::new(conns));
@@ -650,6 +674,10 @@ pub const OPTIONS: &[Opt] = &[
         "send_timeout",
         "seconds one write to the web server may take before the connection is closed (default 60; 0 = never)",
     ),
+    Opt::new(
+        "trust_remote_user",
+        "true: the REMOTE_USER variable becomes the request's user (auth_basic with trust_remote_user passes it); only when the web server authenticates and nobody else can reach the socket (default false: ignored)",
+    ),
 ];
 
 #[cfg(test)]
@@ -791,6 +819,7 @@ mod tests {
         assert_eq!(s.header_read_timeout, Some(Duration::from_secs(10)));
         assert_eq!(s.channel_timeout, Some(Duration::from_secs(120)));
         assert_eq!(s.send_timeout, Some(Duration::from_secs(60)));
+        assert!(!s.trust_remote_user);
         let s = FcgiServer::from_conf(&FactoryConf::from_pairs(
             "Flup#fcgi_fork",
             [
@@ -799,9 +828,11 @@ mod tests {
                 ("header_read_timeout", "0"),
                 ("channel_timeout", "2.5"),
                 ("send_timeout", "0"),
+                ("trust_remote_user", "yes"),
             ],
         ))
         .unwrap();
+        assert!(s.trust_remote_user);
         assert_eq!(s.connection_limit, 5);
         assert_eq!(s.max_params, 131072);
         assert_eq!(s.header_read_timeout, None);
@@ -815,6 +846,7 @@ mod tests {
                 ("header_read_timeout", "-1"),
                 ("channel_timeout", "soon"),
                 ("send_timeout", "inf"),
+                ("trust_remote_user", "maybe"),
             ],
         ))
         .unwrap_err()
@@ -825,6 +857,7 @@ mod tests {
             "header_read_timeout",
             "channel_timeout",
             "send_timeout",
+            "trust_remote_user",
         ] {
             assert!(e.contains(&format!("key '{k}'")), "{k}: {e}");
         }
