@@ -70,7 +70,6 @@ pub struct Trust {
 /// Build the request head from the PARAMS name-value pairs, believing no `REMOTE_USER`.
 // The server calls `build_request_with`; this is the entry point for callers without a
 // server configuration (tests, fuzzing).
-#[allow(dead_code)]
 pub fn build_request(params: &[(Bytes, Bytes)]) -> Result<CgiRequest, BadRequest> {
     build_request_with(params, Trust::default())
 }

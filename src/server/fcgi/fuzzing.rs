@@ -31,6 +31,7 @@ where
         max_reqs_per_conn: super::MAX_REQS_PER_CONN,
         max_conns: 1024,
         max_reqs: 1024,
+        trust: super::cgi::Trust::default(),
         limits: super::conn::Limits {
             max_params: super::DEFAULT_MAX_PARAMS,
             conn_params: super::DEFAULT_MAX_PARAMS * super::CONN_PARAMS_REQUESTS,
