@@ -60,7 +60,7 @@ fn catch_codes(conf: &FactoryConf) -> Result<Vec<StatusCode>, ConfigErrors> {
     };
     let mut errs = ConfigErrors::new();
     let mut codes = Vec::new();
-    for word in list.split_whitespace() {
+    for word in mapproxy_serve_core::config::split_list(list) {
         match word
             .parse::<u16>()
             .ok()

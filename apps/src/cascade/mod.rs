@@ -41,8 +41,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use tower::{Service, ServiceExt};
 
-/// Errors inside bodies.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub use mapproxy_serve_core::BoxError;
 
 /// The request body each app of a [`Cascade`] is given.
 pub type CascadeBody = UnsyncBoxBody<Bytes, BoxError>;

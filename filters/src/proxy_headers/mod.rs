@@ -108,8 +108,8 @@ impl ProxyHeadersConfig {
 
     /// Addresses or CIDRs separated by commas or whitespace (`10.0.0.0/8, ::1`).
     pub fn parse_trusted(s: &str) -> Result<Vec<IpNet>, String> {
-        s.split(|c: char| c == ',' || c.is_whitespace())
-            .filter(|t| !t.is_empty())
+        mapproxy_serve_core::config::split_list(s)
+            .into_iter()
             .map(|t| {
                 t.parse::<IpNet>()
                     .or_else(|_| t.parse::<IpAddr>().map(IpNet::from))
