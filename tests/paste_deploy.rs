@@ -2,6 +2,7 @@
 //! as Rust test factories registered in this test binary. Deliberate differences from Paste
 //! (the README's "Differences from Paste Deploy") are tested as differences.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::path::PathBuf;
 
@@ -939,4 +940,167 @@ fn case50_logging_sees_command_line_values() {
         e.contains("logging_vars.ini:19: [handler_file]") && e.contains("logdir"),
         "{e}"
     );
+}
+
+// ---- appconfig as Python's PasteDeploy 3.1 gives it --------------------------------------
+//
+// tests/fixtures/paste/expected.json is written by gen_expected.py (beside it) with Python's
+// PasteDeploy 3.1: each case is appconfig's local_conf and global_conf, or the error it raised.
+
+fn paste_expected(case: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir().join("expected.json")).unwrap();
+    let all: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let v = all[case].clone();
+    assert!(!v.is_null(), "no case {case} in expected.json");
+    v
+}
+
+/// A dict of expected.json as a sorted map, `{dir}` replaced by the fixtures directory.
+fn paste_dict(v: &serde_json::Value) -> BTreeMap<String, String> {
+    v.as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().replace("{dir}", &here())))
+        .collect()
+}
+
+fn sorted(m: &IndexMap<String, String>) -> BTreeMap<String, String> {
+    m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// Our appconfig of `name` in `file` is Paste's (case `case` of expected.json).
+fn assert_appconfig_like_paste(case: &str, file: &str, name: &str, gconf: &[(&str, &str)]) {
+    let want = paste_expected(case);
+    let got = deploy::app_config(&uri(file), Some(name), &vars(gconf))
+        .unwrap_or_else(|e| panic!("{case}: {e}"));
+    assert_eq!(
+        sorted(&got.local_conf),
+        paste_dict(&want["local_conf"]),
+        "{case}: local_conf"
+    );
+    assert_eq!(
+        sorted(&got.global_conf),
+        paste_dict(&want["global_conf"]),
+        "{case}: global_conf"
+    );
+}
+
+fn warnings_of(file: &str, gconf: &[(&str, &str)]) -> String {
+    let (_, w) = deploy::app_config_with_warnings(&uri(file), None, &vars(gconf)).unwrap();
+    w.iter()
+        .map(ConfigError::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn set_and_get_in_default_act_in_every_section() {
+    // `[DEFAULT] set x = 1` puts x in every global_conf, `get y = x` y in every local_conf;
+    // the two keys themselves stay in global_conf, as every [DEFAULT] key does.
+    assert_appconfig_like_paste("default_set_get_main", "default_set_get.ini", "main", &[]);
+    assert_appconfig_like_paste("default_set_get_other", "default_set_get.ini", "other", &[]);
+    // A pipeline takes no options, so the `get` Paste applies to it is an error there too.
+    assert!(paste_expected("default_set_get_piped")["error"]
+        .as_str()
+        .unwrap()
+        .contains("has extra (disallowed) settings: y"));
+    let e = err_of(deploy::app_config(
+        &uri("default_set_get.ini"),
+        Some("piped"),
+        &none(),
+    ));
+    assert!(
+        e.contains("default_set_get.ini:4: [DEFAULT]")
+            && e.contains("extra (disallowed) settings: y"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn set_in_default_reaches_the_factory() {
+    let c = deploy::app_config(&uri("default_set_get.ini"), None, &none()).unwrap();
+    assert_eq!(c.global_conf["x"], "1");
+    assert_eq!(c.local_conf["y"], "1");
+    // The app still builds (configed takes any option).
+    let _ = load("default_set_get.ini", None);
+}
+
+#[test]
+fn use_of_a_pipeline_keeps_the_extra_keys_in_appconfig() {
+    assert_appconfig_like_paste("use_pipeline_extra", "use_pipeline_extra.ini", "main", &[]);
+    let w = warnings_of("use_pipeline_extra.ini", &[]);
+    assert!(
+        w.contains("use_pipeline_extra.ini:1: [app:main] keys extra have no effect"),
+        "{w}"
+    );
+}
+
+#[test]
+fn a_caller_value_drops_the_section_key_of_the_same_name() {
+    // Paste: a key also in global_conf is a global option and leaves local_conf; inside
+    // %(port)s the section's own port still wins.
+    assert_appconfig_like_paste(
+        "cli_shadows_key",
+        "cli_shadows_key.ini",
+        "main",
+        &[("port", "9")],
+    );
+    let w = warnings_of("cli_shadows_key.ini", &[("port", "9")]);
+    assert!(
+        w.contains("cli_shadows_key.ini:3: [app:main] key 'port' is also given by the caller"),
+        "{w}"
+    );
+}
+
+#[test]
+fn caller_values_beat_default_inside_interpolation_unlike_paste() {
+    // The deliberate difference (README, "Differences from Paste Deploy"): Paste's %(http_port)s
+    // sees [DEFAULT]'s 6543; ours sees the caller's 8080. global_conf is the same in both.
+    let want = paste_expected("cli_wins_paste");
+    assert_eq!(want["local_conf"]["port"], "6543");
+    let got =
+        deploy::app_config(&uri("cli_wins.ini"), None, &vars(&[("http_port", "8080")])).unwrap();
+    assert_eq!(got.local_conf["port"], "8080");
+    assert_eq!(sorted(&got.global_conf), paste_dict(&want["global_conf"]));
+}
+
+#[test]
+fn an_includers_double_percent_is_interpolated_in_the_included_file() {
+    // tmpl = %%(libdir)s/x in the outer file is %(libdir)s/x in its global_conf; the included
+    // file's %(tmpl)s interpolates it again with its own libdir.
+    assert_appconfig_like_paste("include_percent", "include_percent.ini", "main", &[]);
+    let c = deploy::app_config(&uri("include_percent.ini"), None, &none()).unwrap();
+    assert_eq!(c.local_conf["path"], "/inner/lib/x");
+}
+
+#[test]
+fn a_key_shadowed_by_default_is_never_interpolated() {
+    // `a = 100%` would be a bad interpolation, but [DEFAULT] shadows a: dropped unread.
+    assert_appconfig_like_paste("shadow_bad_percent", "shadow_bad_percent.ini", "main", &[]);
+    let w = warnings_of("shadow_bad_percent.ini", &[]);
+    assert!(
+        w.contains("shadow_bad_percent.ini:6: [app:main] key 'a' is also in [DEFAULT]"),
+        "{w}"
+    );
+}
+
+#[test]
+fn appconfig_never_asks_the_factory() {
+    // Unknown options, a urlmap key that is not a path, a value the factory refuses: Paste's
+    // appconfig lists them; building (check, serve) refuses them.
+    assert_appconfig_like_paste("unknown_option", "unknown_option.ini", "main", &[]);
+    assert_appconfig_like_paste("urlmap_http_key", "urlmap_http_key.ini", "main", &[]);
+    assert_appconfig_like_paste("appconfig_lenient", "appconfig_lenient.ini", "main", &[]);
+    assert_appconfig_like_paste(
+        "appconfig_bad_value",
+        "appconfig_bad_value.ini",
+        "main",
+        &[],
+    );
+    assert!(deploy::load_app(&uri("unknown_option.ini"), None, &none()).is_err());
+    assert!(deploy::load_app(&uri("urlmap_http_key.ini"), None, &none()).is_err());
+    assert!(deploy::load_app(&uri("appconfig_bad_value.ini"), None, &none()).is_err());
+    // What Paste's appconfig fails on still fails: an egg nobody registered.
+    let e = err_of(deploy::app_config("egg:FakeApp#nosuch", None, &none()));
+    assert!(e.contains("no factory egg:FakeApp#nosuch"), "{e}");
 }

@@ -712,3 +712,60 @@ fn quiet_hides_info_lines() {
     assert!(err.starts_with("serving on "), "{err}");
     assert!(!err.contains("SIGTERM: stopping"), "{err}");
 }
+
+#[test]
+fn appconfig_lists_options_the_factory_refuses_with_warnings() {
+    // As Paste's appconfig: the factory is found, never asked. `check` refuses the same files.
+    let fixtures = support::repo_root().join("tests/fixtures/paste");
+    let cases: [(&str, &[&str], &[&str]); 3] = [
+        (
+            "appconfig_lenient.ini",
+            &["body = hello", "bdy = typo", "status = not-a-status"],
+            &["appconfig_lenient.ini:4: [app:main] unknown option 'bdy'"],
+        ),
+        (
+            "urlmap_http_key.ini",
+            &["http = //example.org/ = app"],
+            &["urlmap_http_key.ini:3: [composite:main] key 'http': a mount path must start with /"],
+        ),
+        (
+            "appconfig_bad_value.ini",
+            &["status = not-a-status"],
+            &["appconfig_bad_value.ini:4: [app:main] key 'status': expected an HTTP status code"],
+        ),
+    ];
+    for (file, local, refused) in cases {
+        let r = run(&["appconfig", file], Some(&fixtures));
+        assert_eq!(r.code(), Some(0), "{file}: {}", r.stderr);
+        let (local_part, global_part) = r
+            .stdout
+            .split_once("[global_conf]")
+            .unwrap_or_else(|| panic!("{file}: both dicts\n{}", r.stdout));
+        assert!(local_part.starts_with("[local_conf]\n"), "{}", r.stdout);
+        for line in local {
+            assert!(local_part.contains(line), "{file}: {line}\n{}", r.stdout);
+        }
+        assert!(global_part.contains("here = "), "{}", r.stdout);
+        for w in refused {
+            assert!(
+                r.stderr.contains(&format!("warning: {w}")),
+                "{file}: {w}\n---\n{}",
+                r.stderr
+            );
+        }
+        let r = run(&["check", file], Some(&fixtures));
+        assert_eq!(r.code(), Some(2), "{file}: {}", r.stderr);
+        for e in refused {
+            assert!(r.stderr.contains(e), "{file}: {e}\n---\n{}", r.stderr);
+            assert!(!r.stderr.contains(&format!("warning: {e}")), "{}", r.stderr);
+        }
+    }
+    // --json prints the same dicts.
+    let r = run(
+        &["appconfig", "urlmap_http_key.ini", "--json"],
+        Some(&fixtures),
+    );
+    assert_eq!(r.code(), Some(0), "{}", r.stderr);
+    let v = json(&r.stdout);
+    assert_eq!(v["local_conf"]["http"], "//example.org/ = app");
+}

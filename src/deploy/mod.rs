@@ -13,6 +13,8 @@
 //!
 //! `global_conf` values act like command-line `NAME=VALUE` values: they are in every
 //! global_conf and win over `[DEFAULT]` inside `%(...)s` (a deliberate difference from Paste).
+//! As in Paste, a section's own key still wins inside its `%(...)s`, and a section key that is
+//! also a `global_conf` value is dropped from its local_conf (with a warning).
 //!
 //! Limits, each a configuration error naming file:line (Paste has none but Python's recursion
 //! limit): a cycle through any kind of reference (`use`, a composite's apps, `pipeline`,
@@ -167,15 +169,40 @@ impl AppConfig {
 }
 
 /// Paste's `appconfig`: the options an app would be built with, without building it.
+///
+/// As in Paste, the factory is found but never asked anything: options it does not know, a
+/// composite's keys that name no app, values it would refuse are not errors here (building
+/// the app, `check` and serving report them). Errors are what Paste's `appconfig` fails on too:
+/// files, sections, `use`, interpolation, an egg that is not registered.
 pub fn app_config(
     uri: &str,
     name: Option<&str>,
     global_conf: &IndexMap<String, String>,
 ) -> Result<AppConfig, ConfigErrors> {
-    let (spec, _) = on_deep_stack(|| load(ObjType::App, uri, name, global_conf))?;
-    Ok(AppConfig {
-        local_conf: spec.local_conf(),
-        global_conf: spec.global_conf(),
+    Ok(app_config_with_warnings(uri, name, global_conf)?.0)
+}
+
+/// [`app_config`], with the loader's warnings (keys dropped because `[DEFAULT]` or the caller's
+/// values shadow them, options that have no effect), each with file:line.
+pub fn app_config_with_warnings(
+    uri: &str,
+    name: Option<&str>,
+    global_conf: &IndexMap<String, String>,
+) -> Result<(AppConfig, Vec<ConfigError>), ConfigErrors> {
+    on_deep_stack(|| {
+        let mut loader = Loader::configs_only(global_conf.clone());
+        let spec = loader.load_uri(
+            ObjType::App,
+            &normalize_uri(uri),
+            name,
+            Path::new(""),
+            global_conf,
+        )?;
+        let conf = AppConfig {
+            local_conf: spec.local_conf(),
+            global_conf: spec.global_conf(),
+        };
+        Ok((conf, std::mem::take(&mut loader.warnings)))
     })
 }
 

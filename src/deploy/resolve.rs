@@ -229,6 +229,9 @@ pub struct Loader {
     resolved: usize,
     /// Non-fatal findings (a section key shadowed by `[DEFAULT]`, ignored options).
     pub warnings: Vec<ConfigError>,
+    /// Resolve as Paste's `appconfig` does: find each factory, never ask it anything, so
+    /// options it does not know are not checked and a composite's apps are not resolved.
+    configs_only: bool,
 }
 
 impl Loader {
@@ -243,6 +246,18 @@ impl Loader {
             work: 0,
             resolved: 0,
             warnings: Vec::new(),
+            configs_only: false,
+        }
+    }
+
+    /// A loader for Paste's `appconfig`: the factories are found (an unknown egg is still an
+    /// error) but their options are not checked against them and a composite's apps are not
+    /// resolved, as Paste never calls the factory. The tree is for reading configurations,
+    /// not for building.
+    pub fn configs_only(cli_vars: IndexMap<String, String>) -> Self {
+        Loader {
+            configs_only: true,
+            ..Loader::new(cli_vars)
         }
     }
 
@@ -499,24 +514,65 @@ impl Loader {
         for (k, v) in global {
             gconf.insert(k.clone(), v.clone());
         }
-        // Keys that `[DEFAULT]` (or the includer's global_conf) shadows: Paste drops them.
+        // Keys that `[DEFAULT]`, the includer's global_conf or the caller's (command-line)
+        // values shadow: Paste drops them, without interpolating them.
         let shadowing: HashSet<&str> = defaults
             .keys()
+            .chain(global.keys())
             .map(String::as_str)
-            .chain(
-                global
-                    .keys()
-                    .map(String::as_str)
-                    .filter(|k| !self.cli_vars.contains_key(*k)),
-            )
             .collect();
         let mut errs = ConfigErrors::new();
         let mut additions: IndexMap<String, String> = IndexMap::new();
         let mut gets: Vec<(String, String, Location)> = Vec::new();
         let mut local: IndexMap<String, ConfValue> = IndexMap::new();
-        for entry in &section.entries {
-            let loc = file.entry_location(section, entry);
-            let value = match file.get(section, &entry.key, &vars) {
+        // Paste's `parser.options(section)`: the section's keys, then the `[DEFAULT]` keys it
+        // does not have. Of those only `set`/`get` keys act (in every section, interpolated
+        // in the section's view); the others are global_conf already.
+        let default_set_get = file.defaults.entries.iter().filter(|e| {
+            (e.key.starts_with("set ") || e.key.starts_with("get "))
+                && section.get(&e.key).is_none()
+        });
+        let mut seen_default_keys: HashSet<&str> = HashSet::new();
+        let entries = section
+            .entries
+            .iter()
+            .map(|e| (e, false))
+            .chain(default_set_get.map(|e| (e, true)))
+            .filter(|(e, from_default)| !from_default || seen_default_keys.insert(e.key.as_str()));
+        for (entry, from_default) in entries {
+            let is_set_get = entry.key.starts_with("set ") || entry.key.starts_with("get ");
+            let loc = if from_default {
+                file.entry_location(&file.defaults, entry)
+            } else {
+                file.entry_location(section, entry)
+            };
+            if !is_set_get && shadowing.contains(entry.key.as_str()) {
+                let msg = if self.cli_vars.contains_key(&entry.key)
+                    && !defaults.contains_key(&entry.key)
+                {
+                    format!(
+                        "key '{}' is also given by the caller ({}=... on the command line): as in \
+                         Paste Deploy it is dropped from this section's options and the factory \
+                         sees the caller's value in global_conf",
+                        entry.key, entry.key
+                    )
+                } else {
+                    format!(
+                        "key '{}' is also in [DEFAULT]: as in Paste Deploy it is dropped from this \
+                         section's options and the factory sees [DEFAULT]'s value; write 'set {} = ...' \
+                         to override it",
+                        entry.key, entry.key
+                    )
+                };
+                self.warnings.push(loc.error(msg));
+                continue;
+            }
+            let value = if from_default {
+                file.get_default_in(section, &entry.key, &vars)
+            } else {
+                file.get(section, &entry.key, &vars)
+            };
+            let value = match value {
                 Ok(v) => v,
                 Err(e) => {
                     errs.push(e);
@@ -529,13 +585,6 @@ impl Loader {
                 gconf.insert(n, value);
             } else if let Some(n) = entry.key.strip_prefix("get ") {
                 gets.push((n.trim().to_string(), value, loc));
-            } else if shadowing.contains(entry.key.as_str()) {
-                self.warnings.push(loc.error(format!(
-                    "key '{}' is also in [DEFAULT]: as in Paste Deploy it is dropped from this \
-                     section's options and the factory sees [DEFAULT]'s value; write 'set {} = ...' \
-                     to override it",
-                    entry.key, entry.key
-                )));
             } else {
                 local.insert(
                     entry.key.clone(),
@@ -623,22 +672,19 @@ impl Loader {
         for (k, v) in additions {
             ctx.global.insert(k.clone(), v.clone());
         }
-        match ctx.node {
-            CtxNode::Factory { .. } => {
-                for (k, v) in local {
-                    ctx.local.insert(k, v);
-                }
-            }
-            CtxNode::Done(_) if !local.is_empty() => {
-                let keys: Vec<&str> = local.keys().map(String::as_str).collect();
-                self.warnings.push(file.location(section).error(format!(
-                    "keys {} have no effect: 'use = {}' names a {} section, which takes no options",
-                    keys.join(", "),
-                    use_v.value,
-                    "pipeline or filter-app"
-                )));
-            }
-            CtxNode::Done(_) => {}
+        if matches!(ctx.node, CtxNode::Done(_)) && !local.is_empty() {
+            let keys: Vec<&str> = local.keys().map(String::as_str).collect();
+            self.warnings.push(file.location(section).error(format!(
+                "keys {} have no effect: 'use = {}' names a {} section, which takes no options \
+                 (appconfig lists them, as Paste Deploy's does)",
+                keys.join(", "),
+                use_v.value,
+                "pipeline or filter-app"
+            )));
+        }
+        // Paste's `context.local_conf.update(local_conf)`, whatever the context is.
+        for (k, v) in local {
+            ctx.local.insert(k, v);
         }
         if let Some(f) = gconf.get("__file__") {
             ctx.global.insert("__file__".into(), f.clone());
@@ -776,6 +822,7 @@ impl Loader {
                     location: ctx.location,
                     uses: ctx.uses,
                     global: ctx.global,
+                    local: ctx.local,
                     node,
                 })
             }
@@ -794,7 +841,7 @@ impl Loader {
         let mut errs = ConfigErrors::new();
         let mut ignored = Vec::new();
         for (k, v) in &conf.local {
-            if factory.knows_option(k) {
+            if self.configs_only || factory.knows_option(k) {
                 continue;
             }
             if factory.ignores_option(k) {
@@ -819,7 +866,8 @@ impl Loader {
             );
         }
         let mut children = Vec::new();
-        if let Build::Composite { children: list, .. } = factory.build {
+        if let (Build::Composite { children: list, .. }, false) = (factory.build, self.configs_only)
+        {
             // The sections this composite came through are on the stack again while its apps
             // are resolved: an app naming one of them is a cycle.
             let base = self.stack.len();
@@ -868,6 +916,7 @@ impl Loader {
             location: ctx.location,
             uses: ctx.uses,
             global: ctx.global,
+            local: IndexMap::new(),
             node: Node::Factory {
                 factory,
                 conf,

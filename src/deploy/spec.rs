@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value};
 
 use crate::app::{App, Filter};
 use crate::build::BuildContext;
-use crate::config::FactoryConf;
+use crate::config::{ConfValue, FactoryConf};
 use crate::error::{ConfigError, ConfigErrors, Location};
 use crate::registry::{Build, Child, Factory};
 use mapproxy_serve_core::server::Server;
@@ -23,6 +23,10 @@ pub struct Spec {
     pub uses: Vec<String>,
     /// The node's global_conf.
     pub global: IndexMap<String, String>,
+    /// For a pipeline or filter-app named by `use`: the using section's other keys. Nothing is
+    /// built with them; Paste's `appconfig` lists them as the local_conf. (A factory's options
+    /// are in its [`Node::Factory`] `conf`.)
+    pub local: IndexMap<String, ConfValue>,
     /// What it is.
     pub node: Node,
 }
@@ -114,7 +118,11 @@ impl Spec {
                 .map(|(k, v)| (k.clone(), v.value.clone()))
                 .collect(),
             Node::FilterWith { next, .. } => next.local_conf(),
-            _ => IndexMap::new(),
+            _ => self
+                .local
+                .iter()
+                .map(|(k, v)| (k.clone(), v.value.clone()))
+                .collect(),
         }
     }
 

@@ -5,7 +5,7 @@
 //! - A value found in the file ([`Found::Raw`]) is interpolated again, in the same section's
 //!   view, at most [`MAX_DEPTH`] levels deep (a loop ends with the depth error).
 //! - `here`, `__file__`, command-line values and environment variables ([`Found::Literal`]) are
-//!   used as they are: a `here` containing `%` works (in Paste it breaks every `%(here)s`).
+//!   used as they are (an includer's values, [`Vars::fallbacks`], are interpolated again): a `here` containing `%` works (in Paste it breaks every `%(here)s`).
 //! - Bounds (not in Python): a value is at most [`MAX_VALUE_LEN`] bytes and takes at most
 //!   [`MAX_SUBSTITUTIONS`] `%(name)s` substitutions, both checked while it is expanded, so ten
 //!   keys each repeating the previous one ten times fail at once instead of asking for
@@ -46,7 +46,9 @@ const QUOTE_VALUE_CHARS: usize = 60;
 pub struct Vars {
     /// Command-line `NAME=VALUE`: win over `[DEFAULT]` (not over the section's own keys).
     pub overrides: IndexMap<String, String>,
-    /// The includer's global_conf (`use = config:...`): used only when the file defines no such key.
+    /// The includer's global_conf (`use = config:...`): used only when the file defines no such
+    /// key, and interpolated again in this file's view (as Paste does: an includer's
+    /// `tmpl = %%(libdir)s` gives the included file's `libdir`).
     pub fallbacks: IndexMap<String, String>,
 }
 
@@ -262,6 +264,39 @@ impl IniFile {
                 .location(section)
                 .error(format!("key '{key}': no such key in this section")));
         };
+        self.get_entry(section, entry, vars)
+            .map_err(|msg| self.entry_location(section, entry).error(msg))
+    }
+
+    /// The interpolated value of a `[DEFAULT]` key as `section` sees it (ConfigParser's
+    /// `get(section, key)` for a key only `[DEFAULT]` has: the section's own keys are visible
+    /// to its `%(...)s`). Errors name the key's line in `[DEFAULT]`.
+    pub fn get_default_in(
+        &self,
+        section: &Section,
+        key: &str,
+        vars: &Vars,
+    ) -> Result<String, ConfigError> {
+        let Some(entry) = self.defaults.get(key) else {
+            return Err(self
+                .location(&self.defaults)
+                .error(format!("key '{key}': no such key in [DEFAULT]")));
+        };
+        self.get_entry(section, entry, vars).map_err(|msg| {
+            self.entry_location(&self.defaults, entry)
+                .error(format!("{msg} (as section [{}] sees it)", section.name))
+        })
+    }
+
+    /// `entry`'s raw value interpolated in `section`'s view; the error is the message after
+    /// the location.
+    fn get_entry(
+        &self,
+        section: &Section,
+        entry: &super::Entry,
+        vars: &Vars,
+    ) -> Result<String, String> {
+        let key = &entry.key;
         let own = (section.name != "DEFAULT").then_some(section);
         let here = self.here.to_string_lossy();
         let file = self.abs_path.to_string_lossy();
@@ -280,12 +315,11 @@ impl IniFile {
                 "__file__" => return Some(Found::Literal(file.to_string())),
                 _ => {}
             }
-            vars.fallbacks.get(name).map(|v| Found::Literal(v.clone()))
+            // As in Paste, the includer's values are raw defaults of this file: a `%(...)s`
+            // left in them (an includer's `%%(x)s`) is interpolated here, with this file's keys.
+            vars.fallbacks.get(name).map(|v| Found::Raw(v))
         };
-        interpolate(&entry.value, &lookup).map_err(|msg| {
-            self.entry_location(section, entry)
-                .error(format!("key '{key}': {msg}"))
-        })
+        interpolate(&entry.value, &lookup).map_err(|msg| format!("key '{key}': {msg}"))
     }
 
     /// `[DEFAULT]` interpolated, plus `here` and `__file__` (Paste's `parser.defaults()`).

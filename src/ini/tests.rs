@@ -1176,3 +1176,18 @@ fn only_regular_files_are_read_and_never_block() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn includer_values_are_interpolated_again() {
+    // An includer's `tmpl = %%(libdir)s/x` reaches the included file as `%(libdir)s/x`: as in
+    // Paste (the includer's values are raw defaults there), it takes this file's libdir.
+    let f = parse("[DEFAULT]\nlibdir = /inner\n[app:main]\npath = %(tmpl)s\nraw = %(pct)s\n");
+    let v = vars(&[], &[("tmpl", "%(libdir)s/x"), ("pct", "100%")]);
+    assert_eq!(get(&f, "app:main", "path", &v).as_deref(), Ok("/inner/x"));
+    // A lone `%` left in an includer's value is an error where it is used, as in Paste.
+    let e = get(&f, "app:main", "raw", &v).unwrap_err();
+    assert!(
+        e.starts_with("/cfg/test.ini:5: [app:main] key 'raw': '%' must be followed"),
+        "{e}"
+    );
+}
