@@ -52,7 +52,8 @@ pub enum GridError {
     Cycle(String),
     /// A level that the grid does not have.
     NoLevel(usize),
-    /// A coordinate that is not a finite number, or too large for a tile index.
+    /// A coordinate that is not a finite number, or too large for a tile index (beyond ±2^63;
+    /// Python's integers have no such limit).
     NotFinite,
     /// The request does not touch the grid, or is far coarser than level 0 (MapProxy's
     /// `NoTiles`).
@@ -647,7 +648,8 @@ impl TileGrid {
     /// The same tile counted from the other origin: `y` becomes `rows - 1 - y`.
     pub fn flip_tile_coord(&self, (x, y, z): TileCoord) -> Result<TileCoord, GridError> {
         let (_, rows) = self.grid_size(z)?;
-        Ok((x, rows - 1 - y, z))
+        let y = (rows - 1).checked_sub(y).ok_or(GridError::NotFinite)?;
+        Ok((x, y, z))
     }
 
     /// The bbox of a tile (MapProxy's `tile_bbox`); any `x`/`y`, also outside the grid.
@@ -720,21 +722,24 @@ impl TileGrid {
         let delta = self.resolution(level)? / 10.0;
         let (x0, y0, _) = self.tile_coord_for_point(bbox[0] + delta, bbox[1] + delta, level)?;
         let (x1, y1, _) = self.tile_coord_for_point(bbox[2] - delta, bbox[3] - delta, level)?;
-        if x1 < x0 {
-            return Err(GridError::InvalidBbox);
-        }
-        // ys in output order (top row first) from `y_first` by `y_step`
+        // the top edge's row comes first: for `ul` it is the smaller row number (y1 counts
+        // down from the top), for `ll` the larger one (y1 counts up from the bottom)
         let (y_first, y_last, y_step) = match self.parts.origin {
-            // rows count down: (y1 is the top edge's row)
             Origin::UpperLeft => (y1, y0, 1i64),
             Origin::LowerLeft => (y1, y0, -1i64),
         };
-        if (y_last - y_first) * y_step < 0 {
+        let span = |from: i64, to: i64| to.checked_sub(from).and_then(|d| d.checked_add(1));
+        let cols = span(x0, x1).ok_or(GridError::NotFinite)?;
+        let rows = match self.parts.origin {
+            Origin::UpperLeft => span(y_first, y_last),
+            Origin::LowerLeft => span(y_last, y_first),
+        }
+        .ok_or(GridError::NotFinite)?;
+        // an empty range of columns or rows is MapProxy's IndexError, turned into GridError
+        if cols <= 0 || rows <= 0 {
             return Err(GridError::InvalidBbox);
         }
         let grid_size = self.grid_size(level)?;
-        let cols = x1 - x0 + 1;
-        let rows = (y_last - y_first) * y_step + 1;
         let abbox = self.tiles_bbox((x0, y_last, level), (x1, y_first, level))?;
         Ok(AffectedTiles {
             bbox: abbox,
@@ -856,6 +861,17 @@ impl Iterator for TileIter {
             Some(None)
         } else {
             Some(Some((x, y, self.level)))
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self
+            .cols
+            .saturating_mul(self.rows)
+            .saturating_sub(self.index);
+        match usize::try_from(left) {
+            Ok(n) => (n, Some(n)),
+            Err(_) => (usize::MAX, None),
         }
     }
 }
@@ -1113,6 +1129,24 @@ mod tests {
             grid.get_affected_level_tiles([10.0, 10.0, 5.0, 5.0], 3),
             Err(GridError::InvalidBbox)
         );
+        // tile indexes beyond i64: an error, not an overflow
+        let huge = [-1e300, -1e300, 1e300, 1e300];
+        assert_eq!(
+            grid.get_affected_level_tiles(huge, 19),
+            Err(GridError::NotFinite)
+        );
+        let wide = [-1.5e22, 0.0, 1.5e22, 1.0];
+        assert_eq!(
+            grid.get_affected_level_tiles(wide, 19),
+            Err(GridError::NotFinite)
+        );
+        assert_eq!(
+            grid.flip_tile_coord((0, i64::MIN, 3)),
+            Err(GridError::NotFinite)
+        );
+        let some = grid.get_affected_level_tiles([0.0, 0.0, 1e6, 1e6], 8);
+        let sizes = some.map(|a| (a.grid_size, a.tiles.size_hint()));
+        assert_eq!(sizes, Ok(((7, 7), (49, Some(49)))));
         let mut set = GridSet::new(GridGlobals::default());
         set.insert(
             "a",
