@@ -107,19 +107,9 @@ impl BuildContext {
         }
     }
 
-    /// Files watched so far.
-    pub fn watched(&self) -> &[PathBuf] {
-        &self.watched
-    }
-
     /// A warning at `location`: printed as `file:line: [section] message`, never fatal.
     pub fn warn(&mut self, location: Location, message: impl Into<String>) {
         self.warnings.push(location.error(message));
-    }
-
-    /// A warning that is already a [`ConfigError`] (its location may be `None`).
-    pub fn warn_error(&mut self, warning: ConfigError) {
-        self.warnings.push(warning);
     }
 
     /// Warnings given so far.
