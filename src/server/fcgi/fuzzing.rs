@@ -24,24 +24,12 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let shared = Arc::new(super::conn::Shared {
-        app,
-        limit: None,
-        debug: false,
-        max_reqs_per_conn: super::MAX_REQS_PER_CONN,
-        max_conns: 1024,
-        max_reqs: 1024,
-        trust: super::cgi::Trust::default(),
-        limits: super::conn::Limits {
-            max_params: super::DEFAULT_MAX_PARAMS,
-            conn_params: super::DEFAULT_MAX_PARAMS * super::CONN_PARAMS_REQUESTS,
-            conn_stdin: super::CONN_STDIN,
-            // The input ends, and so does the connection: no timer needed.
-            header_timeout: None,
-            idle_timeout: None,
-            send_timeout: None,
-        },
-    });
+    // The server's defaults, less the timers: the input ends, and so does the connection.
+    let server = super::FcgiServer::new(super::Address::Unix(std::path::PathBuf::new()))
+        .header_read_timeout(None)
+        .channel_timeout(None)
+        .send_timeout(None);
+    let shared = Arc::new(server.connection_shared(app, false));
     let (shutdown, force) = (CancellationToken::new(), CancellationToken::new());
     super::conn::serve_connection(rd, wr, shared, 0, shutdown, force).await;
 }

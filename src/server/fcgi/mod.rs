@@ -119,6 +119,37 @@ impl FcgiServer {
         }
     }
 
+    /// What every connection of this server shares: the app, the concurrency limit, the
+    /// buffer limits and timeouts, what is trusted. (The fuzz targets serve a connection with
+    /// it too, so they follow the server's real settings.)
+    pub(crate) fn connection_shared(
+        &self,
+        app: crate::server::SharedApp,
+        debug: bool,
+    ) -> conn::Shared {
+        let limit = self.max_concurrency;
+        let conns = self.connection_limit;
+        conn::Shared {
+            app,
+            limit: limit.map(|n| Arc::new(Semaphore::new(n))),
+            debug,
+            max_reqs_per_conn: MAX_REQS_PER_CONN,
+            max_conns: limit.map_or(conns, |n| n.min(conns)),
+            max_reqs: limit.unwrap_or(1024),
+            limits: conn::Limits {
+                max_params: self.max_params,
+                conn_params: self.max_params * CONN_PARAMS_REQUESTS,
+                conn_stdin: CONN_STDIN,
+                header_timeout: self.header_read_timeout,
+                idle_timeout: self.channel_timeout,
+                send_timeout: self.send_timeout,
+            },
+            trust: cgi::Trust {
+                remote_user: self.trust_remote_user,
+            },
+        }
+    }
+
     /// Believe the `REMOTE_USER` variable: it becomes the request's
     /// [`RemoteUser`](crate::environ::RemoteUser), as if the request had been authenticated
     /// here. Only for a web server that authenticates and is the only one able to connect
@@ -455,27 +486,8 @@ impl Bound {
         if ctx.debug {
             crate::server::panic::set_capture_backtraces(true);
         }
-        let limit = self.server.max_concurrency;
         let conns = self.server.connection_limit;
-        let shared = Arc::new(conn::Shared {
-            app: ctx.app.clone(),
-            limit: limit.map(|n| Arc::new(Semaphore::new(n))),
-            debug: ctx.debug,
-            max_reqs_per_conn: MAX_REQS_PER_CONN,
-            max_conns: limit.map_or(conns, |n| n.min(conns)),
-            max_reqs: limit.unwrap_or(1024),
-            limits: conn::Limits {
-                max_params: self.server.max_params,
-                conn_params: self.server.max_params * CONN_PARAMS_REQUESTS,
-                conn_stdin: CONN_STDIN,
-                header_timeout: self.server.header_read_timeout,
-                idle_timeout: self.server.channel_timeout,
-                send_timeout: self.server.send_timeout,
-            },
-            trust: cgi::Trust {
-                remote_user: self.server.trust_remote_user,
-            },
-        });
+        let shared = Arc::new(self.server.connection_shared(ctx.app.clone(), ctx.debug));
         let slots = Arc::new(Semaphore::new(conns));
         let allowed: Option<Arc<Vec<IpAddr>>> = self
             .server
