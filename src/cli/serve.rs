@@ -161,6 +161,14 @@ struct Reloader {
     running: Mutex<Finished>,
     /// One reload at a time (SIGHUP and the watcher may ask together).
     reloading: Mutex<()>,
+    /// `--reload`'s directory watches (`None` without `--reload`).
+    watching: Mutex<Option<Watching>>,
+}
+
+/// The file watcher and the directories it watches.
+struct Watching {
+    debouncer: Debouncer,
+    dirs: Vec<PathBuf>,
 }
 
 fn file_hash(p: &Path) -> u64 {
@@ -201,6 +209,33 @@ impl Reloader {
         h.iter().any(|(f, old)| file_hash(f) != *old)
     }
 
+    /// Watch the directories of `files` not watched yet (directories, so that editors'
+    /// write-and-rename saves are seen).
+    fn watch_dirs(&self, files: &[PathBuf]) {
+        let mut watching = self.watching.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(w) = watching.as_mut() else {
+            return;
+        };
+        for dir in files.iter().filter_map(|f| f.parent()) {
+            if dir.as_os_str().is_empty() || w.dirs.iter().any(|d| d == dir) {
+                continue;
+            }
+            match w.debouncer.watch(dir, notify::RecursiveMode::NonRecursive) {
+                Ok(()) => w.dirs.push(dir.to_path_buf()),
+                Err(e) => {
+                    log::error!(target: TARGET, "--reload: cannot watch {}: {e}", dir.display())
+                }
+            }
+        }
+    }
+
+    fn stop_watching(&self) {
+        self.watching
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+    }
+
     fn server_section(&self, fp: String) {
         let mut warned = self
             .warned_server_fp
@@ -239,13 +274,16 @@ impl Reloader {
                     log::warn!(target: TARGET, "{w}");
                 }
                 let files = b.files();
+                // Watch and hash files this build read for the first time before it serves:
+                // an edit made as soon as the new content is seen must not be missed.
+                self.watch_dirs(&files);
+                self.remember(&files, &before);
                 self.app.store(b.app);
                 let mut old = std::mem::replace(
                     &mut *self.running.lock().unwrap_or_else(|e| e.into_inner()),
                     b.context,
                 );
                 self.runtime.spawn(async move { old.shut_down().await });
-                self.remember(&files, &before);
                 log::info!(target: TARGET, "reloaded: new requests get the new configuration");
             }
             Err(e) => {
@@ -271,6 +309,7 @@ enum WatchMsg {
 struct Watcher {
     tx: std::sync::mpsc::Sender<WatchMsg>,
     thread: Option<std::thread::JoinHandle<()>>,
+    reloader: Arc<Reloader>,
 }
 
 impl Drop for Watcher {
@@ -279,20 +318,7 @@ impl Drop for Watcher {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-    }
-}
-
-/// Watch the directories of `files` not watched yet (directories, so that editors'
-/// write-and-rename saves are seen).
-fn watch_dirs(deb: &mut Debouncer, watched: &mut Vec<PathBuf>, files: &[PathBuf]) {
-    for dir in files.iter().filter_map(|f| f.parent()) {
-        if dir.as_os_str().is_empty() || watched.iter().any(|w| w == dir) {
-            continue;
-        }
-        match deb.watch(dir, notify::RecursiveMode::NonRecursive) {
-            Ok(()) => watched.push(dir.to_path_buf()),
-            Err(e) => log::error!(target: TARGET, "--reload: cannot watch {}: {e}", dir.display()),
-        }
+        self.reloader.stop_watching();
     }
 }
 
@@ -302,7 +328,7 @@ fn watch_dirs(deb: &mut Debouncer, watched: &mut Vec<PathBuf>, files: &[PathBuf]
 fn watch(reloader: Arc<Reloader>) -> Option<Watcher> {
     let (tx, rx) = std::sync::mpsc::channel();
     let events = tx.clone();
-    let mut deb = match notify_debouncer_full::new_debouncer(
+    let debouncer = match notify_debouncer_full::new_debouncer(
         Duration::from_millis(300),
         None,
         move |res: notify_debouncer_full::DebounceEventResult| match res {
@@ -322,8 +348,12 @@ fn watch(reloader: Arc<Reloader>) -> Option<Watcher> {
             return None;
         }
     };
-    let mut watched = Vec::new();
-    watch_dirs(&mut deb, &mut watched, &reloader.files());
+    *reloader.watching.lock().unwrap_or_else(|e| e.into_inner()) = Some(Watching {
+        debouncer,
+        dirs: Vec::new(),
+    });
+    reloader.watch_dirs(&reloader.files());
+    let stopping = reloader.clone();
     let thread = std::thread::Builder::new()
         .name("reload-watcher".into())
         .spawn(move || {
@@ -334,17 +364,17 @@ fn watch(reloader: Arc<Reloader>) -> Option<Watcher> {
                     .any(|e| !e.kind.is_access() && e.paths.iter().any(|p| files.contains(p)));
                 if relevant && reloader.changed() {
                     reloader.reload("a configuration file changed");
-                    watch_dirs(&mut deb, &mut watched, &reloader.files());
                 }
             }
-            drop(deb);
         });
     match thread {
         Ok(t) => Some(Watcher {
             tx,
             thread: Some(t),
+            reloader: stopping,
         }),
         Err(e) => {
+            stopping.stop_watching();
             log::error!(target: TARGET, "--reload: cannot start the watcher thread: {e}");
             None
         }
@@ -424,6 +454,7 @@ pub(super) fn run(args: ServeArgs) -> i32 {
         runtime: rt.handle().clone(),
         running: Mutex::new(Finished::default()),
         reloading: Mutex::new(()),
+        watching: Mutex::new(None),
     });
     reloader.remember(&files, &HashMap::new());
     *reloader.running.lock().unwrap_or_else(|e| e.into_inner()) = built.context;
