@@ -1,0 +1,32 @@
+//! Tile caches (MapProxy's `mapproxy/cache/`): where a tile of a grid is stored.
+//!
+//! A cache stores encoded tiles by coordinate (in its grid's own origin). Calls are blocking
+//! file-system work: async callers run them where blocking is allowed.
+
+use std::io;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+use crate::grid::TileCoord;
+
+/// A stored tile.
+#[derive(Debug, Clone)]
+pub struct CachedTile {
+    pub data: Bytes,
+    pub mtime: SystemTime,
+}
+
+/// One cache of one grid (MapProxy: a cache's `<name>_<grid>` directory, or a table, ...).
+pub trait TileCache: Send + Sync + 'static {
+    /// The tile, or `None` when it is not stored.
+    fn load(&self, coord: TileCoord) -> io::Result<Option<CachedTile>>;
+    /// Is the tile stored? (Cheaper than `load` where the storage allows.)
+    fn is_cached(&self, coord: TileCoord) -> io::Result<bool> {
+        Ok(self.load(coord)?.is_some())
+    }
+    /// Store the tile so that readers see the whole tile or none of it.
+    fn store(&self, coord: TileCoord, data: &[u8]) -> io::Result<()>;
+    /// Remove the tile (seeding's cleanup); no error when it is not stored.
+    fn remove(&self, coord: TileCoord) -> io::Result<()>;
+}

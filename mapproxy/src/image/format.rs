@@ -1,0 +1,85 @@
+//! MapProxy's `ImageFormat`: a MIME type or a short name, compared by extension.
+
+use std::fmt;
+
+/// An image format as MapProxy writes it in its YAML: `image/png`, `png`, `image/jpeg`,
+/// `mixed`, `png8`, `image/png; mode=8bit`, ... Two formats are equal when their extensions are
+/// (MapProxy's `ImageFormat.__eq__`).
+#[derive(Debug, Clone)]
+pub struct ImageFormat(String);
+
+impl ImageFormat {
+    pub fn new(s: impl Into<String>) -> ImageFormat {
+        ImageFormat(s.into())
+    }
+
+    /// As written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `image/` + the format unless it already starts so.
+    pub fn mime_type(&self) -> String {
+        if self.0.starts_with("image/") {
+            self.0.clone()
+        } else {
+            format!("image/{}", self.0)
+        }
+    }
+
+    /// The part after `/`, before `;`, trimmed: `image/png; mode=8bit` → `png`.
+    pub fn ext(&self) -> &str {
+        let e = match self.0.split_once('/') {
+            Some((_, e)) => e,
+            None => &self.0,
+        };
+        let e = match e.split_once(';') {
+            Some((e, _)) => e,
+            None => e,
+        };
+        e.trim()
+    }
+
+    pub fn png() -> ImageFormat {
+        ImageFormat::new("image/png")
+    }
+
+    pub fn jpeg() -> ImageFormat {
+        ImageFormat::new("image/jpeg")
+    }
+}
+
+impl PartialEq for ImageFormat {
+    fn eq(&self, other: &Self) -> bool {
+        self.ext() == other.ext()
+    }
+}
+
+impl Eq for ImageFormat {}
+
+impl std::hash::Hash for ImageFormat {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.ext().hash(state)
+    }
+}
+
+impl fmt::Display for ImageFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn as_mapproxy() {
+        let f = ImageFormat::new("image/png; mode=8bit");
+        assert_eq!(f.ext(), "png");
+        assert_eq!(f.mime_type(), "image/png; mode=8bit");
+        assert_eq!(ImageFormat::new("png").mime_type(), "image/png");
+        assert_eq!(ImageFormat::new("jpeg"), ImageFormat::jpeg());
+        assert_ne!(ImageFormat::png(), ImageFormat::jpeg());
+    }
+}
