@@ -8,10 +8,17 @@
 //! | [`image`] | image formats, encoding, meta tile splitting | `mapproxy/image/` |
 //! | [`cache`] | tile caches: the `TileCache` trait and the file cache layouts | `mapproxy/cache/` |
 //! | [`source`] | sources: the `MapSource` trait, tile, WMS and debug sources | `mapproxy/source/`, `mapproxy/client/` |
+//! | [`multiapp`] | MultiMapProxy: one project per `NAME.yaml` of a directory | `mapproxy/multiapp.py` |
+//! | [`escape`] | HTML escaping and percent-decoding, for every page | `mapproxy/util/escape.py` |
 #![deny(unsafe_code)]
 
 pub mod cache;
+pub mod escape;
 pub mod grid;
 pub mod image;
+pub mod multiapp;
 pub mod source;
 pub mod tile;
+
+/// The MapProxy version whose behaviour this crate follows (its welcome pages name it).
+pub const VERSION: &str = "7.0.0";
