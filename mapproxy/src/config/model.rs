@@ -831,7 +831,8 @@ const CACHE_TYPES: &[(&str, &[&str])] = &[
 fn backend(ctx: &mut Ctx, n: Option<&Node>, path: &str, loc: &Location) -> CacheBackend {
     let mut b = CacheBackend {
         kind: "file".into(),
-        directory_layout: None,
+        // a file cache's default layout
+        directory_layout: Some("tc".into()),
         directory: None,
         filename: None,
         use_grid_names: None,
@@ -870,7 +871,8 @@ fn backend(ctx: &mut Ctx, n: Option<&Node>, path: &str, loc: &Location) -> Cache
         );
         return b;
     };
-    b.directory_layout = opt(&mut k, "directory_layout", |n, p| ctx.string(n, p));
+    b.directory_layout = opt(&mut k, "directory_layout", |n, p| ctx.string(n, p))
+        .or_else(|| (b.kind == "file").then(|| "tc".to_string()));
     b.directory = opt(&mut k, "directory", |n, p| ctx.path(n, p));
     b.filename = opt(&mut k, "filename", |n, p| ctx.path(n, p));
     b.use_grid_names = opt(&mut k, "use_grid_names", |n, p| ctx.boolean(n, p));
@@ -891,9 +893,6 @@ fn backend(ctx: &mut Ctx, n: Option<&Node>, path: &str, loc: &Location) -> Cache
         "tile_lock_dir",
     ] {
         b.options.shift_remove(key);
-    }
-    if b.kind == "file" && b.directory_layout.is_none() {
-        b.directory_layout = Some("tc".into());
     }
     k.finish(ctx);
     b

@@ -1,0 +1,419 @@
+//! mapproxy.yaml loading: MapProxy's own fixtures, base: includes, ${VAR}, defaults, and every
+//! kind of error and warning with its file:line and YAML path.
+
+use std::path::{Path, PathBuf};
+
+use mapproxy_serve_mapproxy::config::{load, load_str, load_with_env, LinkSingleColor, SourceKind};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config")
+}
+
+fn messages(e: &mapproxy_serve_core::error::ConfigErrors) -> Vec<String> {
+    e.0.iter().map(|e| e.to_string()).collect()
+}
+
+#[test]
+fn every_supported_system_fixture_of_mapproxy_loads() {
+    // the YAMLs of mapproxy/test/system/fixture whose sources are tile, wms or debug
+    let dir = fixtures().join("system");
+    let mut n = 0;
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .expect("fixture dir")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    names.sort();
+    for p in names {
+        let loaded = load(&p).unwrap_or_else(|e| panic!("{}:\n{e}", p.display()));
+        assert!(
+            loaded.warnings.is_empty(),
+            "{}: {:?}",
+            p.display(),
+            loaded.warnings
+        );
+        for s in loaded.conf.sources.values() {
+            assert!(
+                !matches!(s.kind, SourceKind::Other { .. }),
+                "{}",
+                p.display()
+            );
+        }
+        n += 1;
+    }
+    assert_eq!(n, 48);
+}
+
+#[test]
+fn a_system_fixture_reads_as_written() {
+    let l = load(&fixtures().join("system/layergroups.yaml")).expect("loads");
+    let c = &l.conf;
+    assert!(!c.layers.is_empty());
+    let tms = load(&fixtures().join("system/tileservice_origin.yaml")).expect("loads");
+    assert_eq!(
+        tms.conf
+            .services
+            .tms
+            .as_ref()
+            .and_then(|t| t.origin.as_deref()),
+        Some("nw")
+    );
+}
+
+#[test]
+fn base_config_template_loads() {
+    let p = fixtures().join("base_config_mapproxy.yaml");
+    let l = load_with_env(
+        &std::fs::read_to_string(&p).expect("template"),
+        &p,
+        &|name| match name {
+            "server" => Some("wms.example.org".to_string()),
+            "layer" => Some("osm".to_string()),
+            _ => None,
+        },
+    )
+    .expect("MapProxy's base_config template loads");
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    let SourceKind::Wms(w) = &l.conf.sources["osm_wms"].kind else {
+        panic!("a wms source")
+    };
+    assert!(
+        w.url.starts_with("http://wms.example.org/service?"),
+        "{}",
+        w.url
+    );
+    assert_eq!(
+        l.conf
+            .services
+            .tms
+            .as_ref()
+            .and_then(|t| t.origin.as_deref()),
+        Some("nw")
+    );
+    assert!(l.conf.services.demo);
+    assert!(l.conf.services.wms.is_some());
+    assert!(l.conf.caches.contains_key("osm_cache"));
+    assert_eq!(l.files, vec![p]);
+}
+
+#[test]
+fn base_includes_merge_as_mapproxy_does() {
+    // expected values: tests/fixtures/config/base/expected.json, printed by MapProxy's
+    // load_configuration_file (generate.py)
+    let dir = fixtures().join("base");
+    let main = dir.join("main.yaml");
+    let text = std::fs::read_to_string(&main).expect("main.yaml");
+    let env = |name: &str| match name {
+        "MPS_TEST_DIR" => Some("/data".to_string()),
+        "MPS_TEST_HOST" => Some("tiles.example.org".to_string()),
+        _ => None,
+    };
+    let l = load_with_env(&text, &main, &env).expect("loads");
+    let c = &l.conf;
+    assert_eq!(
+        l.files,
+        vec![
+            main.clone(),
+            dir.join("common.yaml"),
+            dir.join("sub/grids.yaml"),
+            dir.join("more.yaml")
+        ]
+    );
+    let cache = &c.caches["osm_cache"];
+    assert_eq!(cache.format, "image/jpeg"); // only in more.yaml
+    assert_eq!(cache.grids, vec!["g1"]); // common.yaml wins over more.yaml, 'grids' is replaced
+    assert_eq!(cache.sources, vec!["osm"]);
+    assert_eq!(cache.meta_size, (2, 2)); // globals from more.yaml
+    assert_eq!(c.globals.cache.base_dir, PathBuf::from("/data/tiles"));
+    assert_eq!(cache.cache_dir, PathBuf::from("/data/tiles"));
+    assert_eq!(c.grids["g1"].conf.num_levels, Some(5));
+    assert_eq!(c.grids["g1"].loc.file, dir.join("sub/grids.yaml"));
+    let wms = c.services.wms.as_ref().expect("wms");
+    assert_eq!(wms.srs, vec!["EPSG:4326", "EPSG:3857"]); // lists concatenate
+    assert_eq!(wms.image_formats, vec!["image/png"]);
+    assert!(c.services.tms.is_some()); // `tms:` with no value
+    let names: Vec<_> = c
+        .layers
+        .iter()
+        .map(|l| {
+            (
+                l.name.clone().unwrap_or_default(),
+                l.title.clone().unwrap_or_default(),
+                l.sources.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            (
+                "osm".to_string(),
+                "OSM from main".to_string(),
+                vec!["osm_cache".to_string()]
+            ),
+            (
+                "other".to_string(),
+                "Other".to_string(),
+                vec!["osm_cache".to_string()]
+            ),
+        ]
+    );
+    let SourceKind::Tile(t) = &c.sources["osm"].kind else {
+        panic!("a tile source")
+    };
+    assert_eq!(
+        t.url,
+        "http://tiles.example.org/{z}/{x}/{y}.png?key=${MPS_TEST_UNSET}"
+    );
+    let w: Vec<_> = l.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(
+        w,
+        vec![format!(
+            "{}:14: Environment variable 'MPS_TEST_UNSET' is not set. Using fallback value: '${{MPS_TEST_UNSET}}'",
+            main.display()
+        )]
+    );
+    // the sample grid built from the merged conf
+    let mut grids = c.grid_set();
+    let g = grids.tile_grid("g1").expect("g1 builds");
+    assert_eq!(g.levels(), 5);
+}
+
+#[test]
+fn base_cycle_is_an_error() {
+    let p = fixtures().join("base/cycle_a.yaml");
+    let e = load(&p).expect_err("a cycle");
+    let m = messages(&e);
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert!(
+        m[0].starts_with(&format!(
+            "{}:1: base: '",
+            fixtures().join("base/cycle_b.yaml").display()
+        )),
+        "{m:?}"
+    );
+    assert!(
+        m[0].ends_with("cycle_a.yaml' includes itself (a cycle of base: files)"),
+        "{m:?}"
+    );
+}
+
+#[test]
+fn missing_base_file_names_the_line() {
+    let e =
+        load_str("sources: {}\nbase: [nope.yaml]\n", Path::new("/x/m.yaml")).expect_err("missing");
+    let m = messages(&e);
+    assert!(
+        m[0].starts_with("/x/m.yaml:2: base: cannot read '/x/nope.yaml': "),
+        "{m:?}"
+    );
+}
+
+#[test]
+fn defaults_are_mapproxys() {
+    let l = load_str(
+        "caches:\n  c:\n    sources: []\nservices:\n  wms:\n  wmts:\n",
+        Path::new("/etc/mp/mapproxy.yaml"),
+    )
+    .expect("loads");
+    let g = &l.conf.globals;
+    assert_eq!(g.cache.base_dir, PathBuf::from("/etc/mp/cache_data"));
+    assert_eq!(
+        g.cache.lock_dir,
+        PathBuf::from("/etc/mp/cache_data/tile_locks")
+    );
+    assert_eq!(g.cache.meta_size, (4, 4));
+    assert_eq!(g.cache.meta_buffer, 80);
+    assert_eq!(g.cache.max_tile_limit, 500);
+    assert_eq!(g.cache.concurrent_tile_creators, 2);
+    assert!(!g.cache.minimize_meta_requests);
+    assert_eq!(g.cache.link_single_color_images, LinkSingleColor::No);
+    assert_eq!(g.http.client_timeout, 60.0);
+    assert_eq!(g.http.method, "AUTO");
+    assert_eq!(g.http.access_control_allow_origin.as_deref(), Some("*"));
+    assert!(g.http.hide_error_details);
+    assert!(!g.http.ssl_no_cert_checks);
+    assert_eq!(g.tiles_expires_hours, 72.0);
+    assert_eq!(g.image.resampling_method, "bicubic");
+    assert_eq!(g.image.jpeg_quality, 90);
+    assert!(g.image.paletted);
+    assert_eq!(g.image.stretch_factor, 1.15);
+    assert_eq!(g.image.max_shrink_factor, 4.0);
+    assert_eq!(g.grid_tile_size, (256, 256));
+    let c = &l.conf.caches["c"];
+    assert_eq!(c.grids, vec!["GLOBAL_MERCATOR"]);
+    assert_eq!(c.format, "image/png");
+    assert_eq!(c.cache.kind, "file");
+    assert_eq!(c.cache.directory_layout.as_deref(), Some("tc"));
+    let wms = l.conf.services.wms.as_ref().expect("wms");
+    assert_eq!(
+        wms.srs,
+        vec![
+            "EPSG:4326",
+            "EPSG:4258",
+            "CRS:84",
+            "EPSG:900913",
+            "EPSG:3857"
+        ]
+    );
+    assert_eq!(
+        wms.image_formats,
+        vec![
+            "image/png",
+            "image/jpeg",
+            "image/gif",
+            "image/GeoTIFF",
+            "image/tiff"
+        ]
+    );
+    assert!(!wms.strict);
+    assert_eq!(wms.concurrent_layer_renderer, 1);
+    let wmts = l.conf.services.wmts.as_ref().expect("wmts");
+    assert!(wmts.restful && wmts.kvp);
+}
+
+#[test]
+fn globals_override_defaults_and_paths_resolve() {
+    let l = load_str(
+        "globals:\n  cache:\n    base_dir: tiles\n    meta_size: [2, 3]\n    link_single_color_images: hardlink\n  http:\n    ssl_ca_certs: certs/ca.pem\n    access_control_allow_origin: {}\n    headers: {X-A: 1}\n  image:\n    paletted: off\ncaches:\n  c:\n    sources: []\n    cache: {type: mbtiles, filename: db/c.mbtiles}\n",
+        Path::new("/etc/mp/mapproxy.yaml"),
+    )
+    .expect("loads");
+    let g = &l.conf.globals;
+    assert_eq!(g.cache.base_dir, PathBuf::from("/etc/mp/tiles"));
+    assert_eq!(g.cache.meta_size, (2, 3));
+    assert_eq!(g.cache.link_single_color_images, LinkSingleColor::Hardlink);
+    assert_eq!(
+        g.http.ssl_ca_certs,
+        Some(PathBuf::from("/etc/mp/certs/ca.pem"))
+    );
+    assert_eq!(g.http.access_control_allow_origin, None);
+    assert_eq!(g.http.headers["X-A"], "1");
+    assert!(!g.image.paletted); // YAML 1.1: off
+    let c = &l.conf.caches["c"];
+    assert_eq!(c.meta_size, (2, 3)); // from globals
+    assert_eq!(
+        c.cache.filename,
+        Some(PathBuf::from("/etc/mp/db/c.mbtiles"))
+    );
+    assert_eq!(c.cache.directory_layout, None);
+}
+
+#[test]
+fn unknown_keys_are_warnings_in_mapproxys_wording() {
+    let text = "layers:\n  - name: a\n    title: A\n    foo: 1\ncaches:\n  c:\n    sources: [s]\n    cache: {type: file, bar: 2}\nsources:\n  s: {type: tile, url: x, http: {hdrs: 1}}\nglobals:\n  cache: {baz: 1}\nnope: 1\n";
+    let l = load_str(text, Path::new("m.yaml")).expect("warnings only");
+    let w: Vec<_> = l.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(
+        w,
+        vec![
+            "m.yaml:12: unknown 'baz' in globals.cache",
+            "m.yaml:10: unknown 'hdrs' in sources.s.http",
+            "m.yaml:8: unknown 'bar' in caches.c.cache",
+            "m.yaml:4: unknown 'foo' in layers[0]",
+            "m.yaml:13: unknown 'nope' in .",
+        ]
+    );
+}
+
+#[test]
+fn wrong_types_are_errors_with_line_and_path_all_collected() {
+    let text = "\
+caches:
+  c:
+    sources: [s]
+    meta_size: 3
+    disable_storage: maybe
+  d:
+    sources: [s]
+    cache: {type: nosuch}
+sources:
+  s: {type: tile, url: 'http://x/{z}', transparent: 1}
+  w: {type: wms, req: {layers: a}}
+grids:
+  g: {res_factor: twice, bbox: '1,2,3'}
+layers:
+  - name: l
+    sources: [s]
+";
+    let e = load_str(text, Path::new("m.yaml")).expect_err("errors");
+    assert_eq!(
+        messages(&e),
+        vec![
+            "m.yaml:13: grids.g.bbox: expected four numbers: 'minx,miny,maxx,maxy' or a list",
+            "m.yaml:13: grids.g.res_factor: expected a number or 'sqrt2'",
+            "m.yaml:10: sources.s.transparent: expected true or false, found 1",
+            "m.yaml:11: sources.w.req: missing 'url', not in sources.w.req",
+            "m.yaml:4: caches.c.meta_size: expected a list of two integers, found 3",
+            "m.yaml:5: caches.c.disable_storage: expected true or false, found 'maybe'",
+            "m.yaml:8: caches.d.cache.type: unknown cache type 'nosuch', expected one of file, sqlite, mbtiles, geopackage, couchdb, s3, redis, compact, azureblob",
+            "m.yaml:15: layers[0]: missing 'title', not in layers[0]",
+        ]
+    );
+}
+
+#[test]
+fn references_are_checked_in_mapproxys_wording() {
+    let text = "\
+caches:
+  c:
+    sources: ['missing_src', 'w:a,b', other]
+    grids: [nogrid, GLOBAL_GEODETIC]
+  other:
+    sources: []
+sources:
+  w: {type: wms, req: {url: 'http://x/', layers: a}}
+  t: {type: tile, url: 'http://x/', grid: g2}
+layers:
+  - name: top
+    title: Top
+    sources: [c, w, nosrc]
+    layers:
+      - name: child
+        title: Child
+        tile_sources: [w]
+";
+    let e = load_str(text, Path::new("m.yaml")).expect_err("reference errors");
+    assert_eq!(
+        messages(&e),
+        vec![
+            "m.yaml:3: Source 'missing_src' for cache 'c' not found in config",
+            "m.yaml:3: Grid 'nogrid' for cache 'c' not found in config",
+            "m.yaml:9: Grid 'g2' for source 't' not found in config",
+            "m.yaml:11: Source 'nosrc' for layer 'top' not in cache or source section",
+            "m.yaml:15: Tile source 'w' for layer 'child' not in cache section",
+        ]
+    );
+}
+
+#[test]
+fn other_source_types_are_kept_with_type_and_location() {
+    let l = load_str(
+        "sources:\n  m:\n    type: mapnik\n    mapfile: x.xml\n",
+        Path::new("m.yaml"),
+    )
+    .expect("loads");
+    let s = &l.conf.sources["m"];
+    assert_eq!(s.loc.line, 3);
+    match &s.kind {
+        SourceKind::Other { type_name, .. } => assert_eq!(type_name, "mapnik"),
+        other => panic!("expected Other, got {other:?}"),
+    }
+}
+
+#[test]
+fn old_dict_layers_and_yaml_errors() {
+    let l = load_str(
+        "layers:\n  a: {title: A, sources: []}\n",
+        Path::new("m.yaml"),
+    )
+    .expect("loads");
+    assert_eq!(l.conf.layers[0].name.as_deref(), Some("a"));
+    let e = load_str("- a\n- b\n", Path::new("m.yaml")).expect_err("not a dict");
+    assert_eq!(
+        messages(&e),
+        vec!["m.yaml: configuration not a YAML dictionary"]
+    );
+    let e = load_str("a: [1\n", Path::new("m.yaml")).expect_err("syntax");
+    assert!(messages(&e)[0].starts_with("m.yaml:"), "{e}");
+}
