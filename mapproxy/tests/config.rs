@@ -417,3 +417,42 @@ fn old_dict_layers_and_yaml_errors() {
     let e = load_str("a: [1\n", Path::new("m.yaml")).expect_err("syntax");
     assert!(messages(&e)[0].starts_with("m.yaml:"), "{e}");
 }
+
+#[test]
+fn coverage_files_resolve_against_the_yaml_directory() {
+    let text = "\
+sources:
+  s:
+    type: tile
+    url: 'http://x/'
+    coverage:
+      union:
+        - {polygons: cov/a.txt, polygons_srs: 'EPSG:4326'}
+        - {datasource: '1,2,3,4', srs: 'EPSG:4326'}
+        - {datasource: 'PG: dbname=x', srs: 'EPSG:4326'}
+        - {datasource: /abs/b.geojson, srs: 'EPSG:4326'}
+        - {ogr_datasource: shapes/c.shp, ogr_srs: 'EPSG:4326'}
+";
+    let l = load_str(text, Path::new("/etc/mp/mapproxy.yaml")).expect("loads");
+    let SourceKind::Tile(t) = &l.conf.sources["s"].kind else {
+        panic!("a tile source")
+    };
+    let cov = t.common.coverage.as_ref().expect("coverage");
+    let union = match &cov.as_map().expect("a mapping")["union"].value {
+        mapproxy_serve_mapproxy::config::yaml::Value::Seq(items) => items.clone(),
+        other => panic!("a list, got {other:?}"),
+    };
+    let value = |i: usize, k: &str| {
+        union[i].as_map().expect("a mapping")[k]
+            .as_str()
+            .map(str::to_string)
+    };
+    assert_eq!(value(0, "polygons").as_deref(), Some("/etc/mp/cov/a.txt"));
+    assert_eq!(value(1, "datasource").as_deref(), Some("1,2,3,4"));
+    assert_eq!(value(2, "datasource").as_deref(), Some("PG: dbname=x"));
+    assert_eq!(value(3, "datasource").as_deref(), Some("/abs/b.geojson"));
+    assert_eq!(
+        value(4, "ogr_datasource").as_deref(),
+        Some("/etc/mp/shapes/c.shp")
+    );
+}

@@ -179,7 +179,8 @@ pub struct CacheBackend {
     pub filename: Option<PathBuf>,
     pub use_grid_names: Option<bool>,
     pub tile_lock_dir: Option<PathBuf>,
-    /// Coverage of the cache, kept as written.
+    /// Coverage of the cache, as written but with its file names joined to the YAML's
+    /// directory.
     pub coverage: Option<Node>,
     /// All other keys of the backend (ttl, host, bucket_name, ...), as written.
     pub options: IndexMap<String, Node>,
@@ -245,7 +246,8 @@ pub struct SourceCommon {
     pub min_scale: Option<f64>,
     pub max_scale: Option<f64>,
     pub concurrent_requests: Option<u32>,
-    /// Kept as written; its file names are relative to the YAML's directory.
+    /// As written, but with its file names (`polygons`, `datasource`, ...) joined to the
+    /// YAML's directory.
     pub coverage: Option<Node>,
     pub seed_only: bool,
 }
@@ -388,6 +390,42 @@ pub struct ServicesConf {
     pub wms: Option<WmsConf>,
     /// Services this crate does not know yet (ogcapi, ...), by name.
     pub other: IndexMap<String, Node>,
+}
+
+/// A coverage with its file names joined to the YAML's directory, as MapProxy's
+/// `load_coverage` does: `polygons`, `expire_tiles`, and `datasource`/`ogr_datasource` unless
+/// they are a bbox (`"x,y,x,y"` or a list) or a `driver:`/URL-like name (`^\w{2,}:`); inside
+/// `union`/`difference`/`intersection` too.
+fn coverage(ctx: &Ctx, n: &Node) -> Node {
+    fn is_bbox(s: &str) -> bool {
+        let parts: Vec<_> = s.split(',').collect();
+        parts.len() == 4 && parts.iter().all(|p| p.trim().parse::<f64>().is_ok())
+    }
+    fn has_scheme(s: &str) -> bool {
+        s.find(':')
+            .is_some_and(|i| i >= 2 && s[..i].chars().all(|c| c.is_alphanumeric() || c == '_'))
+    }
+    let mut out = n.clone();
+    if let Value::Map(m) = &mut out.value {
+        for (k, v) in m.iter_mut() {
+            match (k.as_str(), &v.value) {
+                ("polygons" | "expire_tiles", Value::Str(p)) => {
+                    v.value = Value::Str(ctx.resolve(p).to_string_lossy().into_owned())
+                }
+                ("datasource" | "ogr_datasource", Value::Str(p))
+                    if !is_bbox(p) && !has_scheme(p) =>
+                {
+                    v.value = Value::Str(ctx.resolve(p).to_string_lossy().into_owned())
+                }
+                ("union" | "difference" | "intersection", Value::Seq(items)) => {
+                    let items: Vec<Node> = items.iter().map(|it| coverage(ctx, it)).collect();
+                    v.value = Value::Seq(items);
+                }
+                _ => {}
+            }
+        }
+    }
+    out
 }
 
 fn opt<T>(k: &mut Keys, key: &str, f: impl FnOnce(&Node, &str) -> Option<T>) -> Option<T> {
@@ -877,7 +915,7 @@ fn backend(ctx: &mut Ctx, n: Option<&Node>, path: &str, loc: &Location) -> Cache
     b.filename = opt(&mut k, "filename", |n, p| ctx.path(n, p));
     b.use_grid_names = opt(&mut k, "use_grid_names", |n, p| ctx.boolean(n, p));
     b.tile_lock_dir = opt(&mut k, "tile_lock_dir", |n, p| ctx.path(n, p));
-    b.coverage = k.get("coverage").cloned();
+    b.coverage = k.get("coverage").map(|c| coverage(ctx, c));
     for key in keys.iter() {
         if let Some(v) = k.get(key) {
             if !b.options.contains_key(*key) {
@@ -991,7 +1029,7 @@ fn common(ctx: &mut Ctx, k: &mut Keys) -> SourceCommon {
         min_scale: opt(k, "min_scale", |n, p| ctx.number(n, p)),
         max_scale: opt(k, "max_scale", |n, p| ctx.number(n, p)),
         concurrent_requests: opt(k, "concurrent_requests", |n, p| ctx.u32(n, p)),
-        coverage: k.get("coverage").cloned(),
+        coverage: k.get("coverage").map(|c| coverage(ctx, c)),
         seed_only: opt(k, "seed_only", |n, p| ctx.boolean(n, p)).unwrap_or(false),
     }
 }
