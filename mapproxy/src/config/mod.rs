@@ -121,6 +121,55 @@ fn check_references(conf: &MapProxyConf, ctx: &mut read::Ctx) {
             }
         }
     }
+    // validator.py's _validate_wms_source/_validate_tagged_layer_source, for every reference
+    // to a WMS source (MapProxy only logs these; they are warnings here too)
+    let mut wms_ref = |reference: &str, loc: &mapproxy_serve_core::error::Location| {
+        let (name, tags) = match reference.split_once(':') {
+            Some((n, t)) => (n, Some(t.split(',').collect::<Vec<_>>())),
+            None => (reference, None),
+        };
+        let Some(SourceConf {
+            kind: SourceKind::Wms(w),
+            ..
+        }) = conf.sources.get(name)
+        else {
+            return;
+        };
+        match (&w.layers, tags) {
+            (None, None) => ctx
+                .warnings
+                .push(loc.error(format!("Missing 'layers' for source '{name}'"))),
+            (Some(supported), Some(requested)) => {
+                let supported: Vec<&str> = supported.split(',').collect();
+                if !requested.iter().all(|r| supported.contains(r)) {
+                    ctx.warnings.push(loc.error(format!(
+                        "Supported layers for source '{name}' are '{}' but tagged source requested layers '{}'",
+                        supported.join(", "),
+                        requested.join(", ")
+                    )));
+                }
+            }
+            _ => {}
+        }
+    };
+    for c in conf.caches.values() {
+        for s in &c.sources {
+            wms_ref(s, &c.loc);
+        }
+    }
+    fn each_layer<'a>(ls: &'a [LayerConf], f: &mut dyn FnMut(&'a LayerConf)) {
+        for l in ls {
+            f(l);
+            each_layer(&l.layers, f);
+        }
+    }
+    each_layer(&conf.layers, &mut |l| {
+        for s in &l.sources {
+            if !conf.caches.contains_key(s) {
+                wms_ref(s, &l.loc);
+            }
+        }
+    });
     fn layers(ls: &[LayerConf], conf: &MapProxyConf, ctx: &mut read::Ctx) {
         for l in ls {
             let name = l.name.as_deref().unwrap_or("");

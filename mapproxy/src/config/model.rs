@@ -891,22 +891,21 @@ fn backend(ctx: &mut Ctx, n: Option<&Node>, path: &str, loc: &Location) -> Cache
                 b.kind = s;
             }
         }
-        None => ctx.error(&n.loc, path, "missing 'type'"),
+        None => ctx
+            .errors
+            .push(n.loc.error(format!("'type' not in {path}"))),
     }
     let Some((_, keys)) = CACHE_TYPES.iter().find(|(t, _)| *t == b.kind) else {
-        ctx.error(
-            &n.loc,
-            &tp,
-            format!(
-                "unknown cache type '{}', expected one of {}",
+        let loc = k.loc.clone();
+        ctx.errors.push(loc.error(format!(
+                "unknown type value '{}' in {path} (expected one of {})",
                 b.kind,
                 CACHE_TYPES
                     .iter()
                     .map(|(t, _)| *t)
                     .collect::<Vec<_>>()
                     .join(", ")
-            ),
-        );
+        )));
         return b;
     };
     b.directory_layout = opt(&mut k, "directory_layout", |n, p| ctx.string(n, p))
@@ -1046,11 +1045,24 @@ fn sub_http(ctx: &mut Ctx, k: &mut Keys) -> HttpOpts {
     }
 }
 
+/// The source types of MapProxy 7's spec (plugins may add more; those are refused).
+const SOURCE_TYPES: [&str; 8] = [
+    "wms",
+    "mapserver",
+    "tile",
+    "mapnik",
+    "arcgis",
+    "debug",
+    "ogcapitiles",
+    "ogcapimaps",
+];
+
 fn source(ctx: &mut Ctx, n: &Node, path: &str) -> Option<SourceConf> {
     let mut k = ctx.map(n, path)?;
     let tp = k.at("type");
     let Some(t) = k.get("type") else {
-        ctx.error(&n.loc, path, format!("missing 'type', not in {path}"));
+        ctx.errors
+            .push(n.loc.error(format!("'type' not in {path}")));
         return None;
     };
     let type_name = ctx.string(t, &tp)?;
@@ -1157,7 +1169,7 @@ fn source(ctx: &mut Ctx, n: &Node, path: &str) -> Option<SourceConf> {
             })
         }
         "debug" => SourceKind::Debug,
-        _ => {
+        "mapserver" | "mapnik" | "arcgis" | "ogcapitiles" | "ogcapimaps" => {
             return Some(SourceConf {
                 kind: SourceKind::Other {
                     type_name,
@@ -1165,6 +1177,13 @@ fn source(ctx: &mut Ctx, n: &Node, path: &str) -> Option<SourceConf> {
                 },
                 loc: n.loc.clone(),
             });
+        }
+        _ => {
+            ctx.errors.push(n.loc.error(format!(
+                "unknown type value '{type_name}' in {path} (expected one of {})",
+                SOURCE_TYPES.join(", ")
+            )));
+            return None;
         }
     };
     k.finish(ctx);
