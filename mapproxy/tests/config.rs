@@ -490,3 +490,23 @@ layers:
         ]
     );
 }
+
+#[test]
+fn value_errors_point_at_the_value_line() {
+    let text = "globals:\n  http:\n    client_timeout: 5\n    method: PUT\n  image:\n    resampling_method: cubic\n";
+    let e = load_str(text, Path::new("/m/m.yaml")).expect_err("errors");
+    assert_eq!(
+        messages(&e),
+        vec![
+            "/m/m.yaml:4: globals.http.method: expected AUTO, GET or POST, found 'PUT'",
+            "/m/m.yaml:6: globals.image.resampling_method: expected nearest, bilinear or bicubic, found 'cubic'",
+        ]
+    );
+}
+
+#[test]
+fn a_relative_yaml_path_resolves_against_the_working_directory() {
+    let l = load_str("sources: {}\n", Path::new("sub/mapproxy.yaml")).expect("loads");
+    let cwd = std::env::current_dir().expect("cwd");
+    assert_eq!(l.conf.globals.cache.base_dir, cwd.join("sub/cache_data"));
+}

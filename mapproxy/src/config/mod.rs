@@ -65,7 +65,9 @@ pub fn load_with_env(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Loaded, ConfigErrors> {
     let read = load::read_files(text, path, env)?;
+    // MapProxy's conf_base_dir: the absolute directory of the main file
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
     let mut ctx = read::Ctx {
         errors: ConfigErrors::new(),
         warnings: read.warnings,

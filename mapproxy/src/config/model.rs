@@ -536,7 +536,7 @@ fn http_opts(ctx: &mut Ctx, k: &mut Keys) -> HttpOpts {
     };
     if let Some(method) = &h.method {
         if !["AUTO", "GET", "POST"].contains(&method.as_str()) {
-            let loc = k.loc.clone();
+            let loc = k.loc_of("method");
             ctx.error(
                 &loc,
                 &k.at("method"),
@@ -694,7 +694,7 @@ fn globals(ctx: &mut Ctx, n: Option<&Node>) -> Globals {
         merge_method: opt(&mut ik, "merge_method", |n, p| ctx.string(n, p)),
     };
     if !["nearest", "bilinear", "bicubic"].contains(&image.resampling_method.as_str()) {
-        let loc = ik.loc.clone();
+        let loc = ik.loc_of("resampling_method");
         ctx.error(
             &loc,
             &ik.at("resampling_method"),
@@ -896,7 +896,7 @@ fn backend(ctx: &mut Ctx, n: Option<&Node>, path: &str, loc: &Location) -> Cache
             .push(n.loc.error(format!("'type' not in {path}"))),
     }
     let Some((_, keys)) = CACHE_TYPES.iter().find(|(t, _)| *t == b.kind) else {
-        let loc = k.loc.clone();
+        let loc = k.loc_of("type");
         ctx.errors.push(loc.error(format!(
                 "unknown type value '{}' in {path} (expected one of {})",
                 b.kind,

@@ -162,6 +162,13 @@ impl<'a> Keys<'a> {
         self.map?.get(key).filter(|n| n.value != Value::Null)
     }
 
+    /// Where `key`'s value was written (the mapping's line when absent).
+    pub fn loc_of(&self, key: &str) -> Location {
+        self.map
+            .and_then(|m| m.get(key))
+            .map_or_else(|| self.loc.clone(), |n| n.loc.clone())
+    }
+
     /// The YAML path of a key.
     pub fn at(&self, key: &str) -> String {
         if self.path.is_empty() {
