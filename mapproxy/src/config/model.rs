@@ -117,12 +117,15 @@ pub struct HttpOpts {
     pub client_timeout: Option<f64>,
     /// Extra request headers, in order.
     pub headers: IndexMap<String, String>,
+    /// Skip TLS certificate verification.
     pub ssl_no_cert_checks: Option<bool>,
     /// Joined to the YAML's directory.
     pub ssl_ca_certs: Option<PathBuf>,
     /// `AUTO`, `GET` or `POST`.
     pub method: Option<String>,
+    /// Answer upstream errors without their details.
     pub hide_error_details: Option<bool>,
+    /// Keep cookies between requests to the upstream.
     pub manage_cookies: Option<bool>,
 }
 
@@ -131,9 +134,11 @@ pub struct HttpOpts {
 pub struct HttpConf {
     /// Default 60 seconds.
     pub client_timeout: f64,
+    /// Extra request headers, in order.
     pub headers: IndexMap<String, String>,
     /// Default false.
     pub ssl_no_cert_checks: bool,
+    /// CA certificates file, joined to the YAML's directory.
     pub ssl_ca_certs: Option<PathBuf>,
     /// Default `*`; `None` when set to an empty mapping (no header sent).
     pub access_control_allow_origin: Option<String>,
@@ -161,7 +166,9 @@ pub struct GlobalsImage {
     /// `formats:`: per-format image options (mode, colors, transparent, encoding_options, ...),
     /// kept as written.
     pub formats: IndexMap<String, Node>,
+    /// `font_dir` (watermark fonts), joined to the YAML's directory.
     pub font_dir: Option<PathBuf>,
+    /// `merge_method` of layered images.
     pub merge_method: Option<String>,
 }
 
@@ -177,13 +184,16 @@ pub struct CacheBackend {
     pub directory: Option<PathBuf>,
     /// `filename` (mbtiles, geopackage), joined to the YAML's directory.
     pub filename: Option<PathBuf>,
+    /// `use_grid_names`: directories named by grid name instead of SRS code (file caches).
     pub use_grid_names: Option<bool>,
+    /// `tile_lock_dir`, joined to the YAML's directory.
     pub tile_lock_dir: Option<PathBuf>,
     /// Coverage of the cache, as written but with its file names joined to the YAML's
     /// directory.
     pub coverage: Option<Node>,
     /// All other keys of the backend (ttl, host, bucket_name, ...), as written.
     pub options: IndexMap<String, Node>,
+    /// Where `cache:` was written (the cache entry when absent).
     pub loc: Location,
 }
 
@@ -199,29 +209,45 @@ pub struct CacheConf {
     pub grids: Vec<String>,
     /// Default `image/png`.
     pub format: String,
+    /// The format tiles are requested from the sources in.
     pub request_format: Option<String>,
     /// Default from `globals.cache`.
     pub meta_size: (u32, u32),
+    /// Default from `globals.cache`.
     pub meta_buffer: u32,
+    /// Default from `globals.cache`.
     pub minimize_meta_requests: bool,
+    /// Default from `globals.cache`.
     pub bulk_meta_tiles: bool,
+    /// Default from `globals.cache`.
     pub link_single_color_images: LinkSingleColor,
+    /// Serve without storing tiles; default false.
     pub disable_storage: bool,
+    /// Default from `globals.cache`.
     pub concurrent_tile_creators: u32,
     /// `image:` options, kept as written.
     pub image: Option<Node>,
+    /// Levels to look up for a missing tile (coarser).
     pub upscale_tiles: Option<u32>,
+    /// Levels to look down for a missing tile (finer).
     pub downscale_tiles: Option<u32>,
+    /// From this level on, requests bypass the cache.
     pub use_direct_from_level: Option<f64>,
+    /// From this resolution on, requests bypass the cache.
     pub use_direct_from_res: Option<f64>,
+    /// Store tiles made by up/downscaling.
     pub cache_rescaled_tiles: Option<bool>,
+    /// `refresh_before` (seconds/minutes/hours/days/weeks, time or mtime), as written.
     pub refresh_before: Option<Node>,
+    /// `watermark` (text, font_size, color, opacity, spacing), as written.
     pub watermark: Option<Node>,
     /// `cache_dir`, default `globals.cache.base_dir`.
     pub cache_dir: PathBuf,
+    /// `name`: the cache's name in its file layout, if not its key.
     pub name: Option<String>,
     /// `cache:`; a file cache with MapProxy's defaults when absent.
     pub cache: CacheBackend,
+    /// Where the entry was written.
     pub loc: Location,
 }
 
@@ -234,35 +260,52 @@ pub struct OnError {
     pub response: Node,
     /// Default false.
     pub cache: bool,
+    /// Serve a stale cached tile on this error.
     pub authorize_stale: bool,
+    /// Where the status was written.
     pub loc: Location,
 }
 
 /// What every source type shares.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SourceCommon {
+    /// Scale hint: coarsest resolution served.
     pub min_res: Option<f64>,
+    /// Scale hint: finest resolution served.
     pub max_res: Option<f64>,
+    /// Scale hint: smallest scale denominator served.
     pub min_scale: Option<f64>,
+    /// Scale hint: largest scale denominator served.
     pub max_scale: Option<f64>,
+    /// Parallel requests to the upstream host.
     pub concurrent_requests: Option<u32>,
     /// As written, but with its file names (`polygons`, `datasource`, ...) joined to the
     /// YAML's directory.
     pub coverage: Option<Node>,
+    /// Only used while seeding; default false.
     pub seed_only: bool,
 }
 
 /// `type: tile`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TileSourceConf {
+    /// The URL template (`%(tms_path)s`, `{x}`, `{quadkey}`, ...).
     pub url: String,
+    /// The grid the upstream tiles are in.
     pub grid: Option<String>,
+    /// Deprecated `origin` (`sw`/`nw`).
     pub origin: Option<String>,
+    /// Default false.
     pub transparent: bool,
+    /// The format requested from the upstream.
     pub request_format: Option<String>,
+    /// `image:` options, as written.
     pub image: Option<Node>,
+    /// Per-source HTTP options.
     pub http: HttpOpts,
+    /// Answers for upstream HTTP errors.
     pub on_error: Vec<OnError>,
+    /// Scale hints, coverage, seed_only, concurrency.
     pub common: SourceCommon,
 }
 
@@ -277,36 +320,44 @@ pub struct WmsSourceConf {
     pub transparent: bool,
     /// The other `req:` parameters, sent as they are.
     pub params: IndexMap<String, Node>,
+    /// SRS the upstream WMS serves; requests are transformed into these.
     pub supported_srs: Option<Vec<String>>,
+    /// Formats the upstream WMS serves.
     pub supported_formats: Option<Vec<String>>,
     /// `wms_opts:` (version default `1.1.1`, map, featureinfo, legendgraphic, ...).
     pub wms_opts: IndexMap<String, Node>,
+    /// `image:` options (transparent_color, opacity, ...), as written.
     pub image: Option<Node>,
+    /// Per-source HTTP options.
     pub http: HttpOpts,
+    /// Answers for upstream HTTP errors.
     pub on_error: Vec<OnError>,
+    /// Request parameters forwarded to the upstream.
     pub forward_req_params: Vec<String>,
+    /// Scale hints, coverage, seed_only, concurrency.
     pub common: SourceCommon,
 }
 
 /// One entry of `sources:`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceKind {
+    /// `type: tile`.
     Tile(TileSourceConf),
+    /// `type: wms`.
     Wms(WmsSourceConf),
     /// `type: debug`.
     Debug,
     /// Another type (mapnik, arcgis, mapserver, ogcapitiles, ...): not supported yet, kept
     /// with its type name and keys for the app to report.
-    Other {
-        type_name: String,
-        conf: Node,
-    },
+    Other { type_name: String, conf: Node },
 }
 
 /// One entry of `sources:` and where it was written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceConf {
+    /// The source by type.
     pub kind: SourceKind,
+    /// Where the entry was written.
     pub loc: Location,
 }
 
@@ -315,28 +366,40 @@ pub struct SourceConf {
 pub struct LayerConf {
     /// `None` for a group without a name.
     pub name: Option<String>,
+    /// `title`; required, an error when absent.
     pub title: Option<String>,
+    /// Caches and sources rendered by the WMS (`name:layer,layer` tags kept).
     pub sources: Vec<String>,
+    /// Caches served by the tile services (WMTS, TMS, KML).
     pub tile_sources: Vec<String>,
     /// Child layers.
     pub layers: Vec<LayerConf>,
     /// Metadata as written (abstract, attribution, keyword_list, ...).
     pub md: Option<Node>,
+    /// Scale hint.
     pub min_res: Option<f64>,
+    /// Scale hint.
     pub max_res: Option<f64>,
+    /// Scale hint.
     pub min_scale: Option<f64>,
+    /// Scale hint.
     pub max_scale: Option<f64>,
+    /// A static legend URL.
     pub legendurl: Option<String>,
+    /// The legend URL template of WMTS RESTful.
     pub wmts_rest_legendurl: Option<String>,
+    /// The legend URL of WMTS KVP.
     pub wmts_kvp_legendurl: Option<String>,
     /// `dimensions:` as written.
     pub dimensions: Option<Node>,
+    /// Where the layer was written.
     pub loc: Location,
 }
 
 /// `services.tms` / `services.kml`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TmsConf {
+    /// Name tiles by grid name instead of SRS code.
     pub use_grid_names: bool,
     /// `origin` (`sw`/`nw`), tms only.
     pub origin: Option<String>,
@@ -347,11 +410,15 @@ pub struct TmsConf {
 pub struct WmtsConf {
     /// Default true.
     pub restful: bool,
+    /// The RESTful URL template; MapProxy's default when `None`.
     pub restful_template: Option<String>,
+    /// The RESTful FeatureInfo URL template.
     pub restful_featureinfo_template: Option<String>,
     /// Default true.
     pub kvp: bool,
+    /// Service metadata, as written.
     pub md: Option<Node>,
+    /// `featureinfo_formats` (`mimetype`, `suffix`), as written.
     pub featureinfo_formats: Option<Node>,
 }
 
@@ -364,29 +431,40 @@ pub struct WmsConf {
     pub bbox_srs: Option<Node>,
     /// Default: image/png, image/jpeg, image/gif, image/GeoTIFF, image/tiff.
     pub image_formats: Vec<String>,
+    /// WMS versions offered; all when `None`.
     pub versions: Option<Vec<String>>,
+    /// Service metadata (title, abstract, contact, ...), as written.
     pub md: Option<Node>,
     /// Default 4000×4000 (one number, or `[pixels, srs]` as written).
     pub max_output_pixels: Node,
     /// Default false.
     pub strict: bool,
+    /// FeatureInfo types offered.
     pub featureinfo_types: Option<Vec<String>>,
+    /// XSLT scripts per FeatureInfo type, as written.
     pub featureinfo_xslt: Option<Node>,
     /// Default `notify`.
     pub on_source_errors: String,
     /// Default 1.
     pub concurrent_layer_renderer: u32,
+    /// `attribution: {text}`, as written.
     pub attribution: Option<Node>,
+    /// INSPIRE metadata, as written.
     pub inspire_md: Option<Node>,
 }
 
 /// `services:`; `None` is a service not configured.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ServicesConf {
+    /// `demo:` present.
     pub demo: bool,
+    /// `tms:` (the `/tiles` and `/tms` services).
     pub tms: Option<TmsConf>,
+    /// `kml:`.
     pub kml: Option<TmsConf>,
+    /// `wmts:`.
     pub wmts: Option<WmtsConf>,
+    /// `wms:`.
     pub wms: Option<WmsConf>,
     /// Services this crate does not know yet (ogcapi, ...), by name.
     pub other: IndexMap<String, Node>,
