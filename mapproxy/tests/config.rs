@@ -308,17 +308,18 @@ fn globals_override_defaults_and_paths_resolve() {
 
 #[test]
 fn unknown_keys_are_warnings_in_mapproxys_wording() {
-    let text = "layers:\n  - name: a\n    title: A\n    foo: 1\ncaches:\n  c:\n    sources: [s]\n    cache: {type: file, bar: 2}\nsources:\n  s: {type: tile, url: x, http: {hdrs: 1}}\nglobals:\n  cache: {baz: 1}\nnope: 1\n";
+    let text = "layers:\n  - name: a\n    title: A\n    foo: 1\ncaches:\n  c:\n    sources: [s]\n    cache: {type: file, bar: 2}\n    image: {colours: 8}\nsources:\n  s: {type: tile, url: x, http: {hdrs: 1}}\nglobals:\n  cache: {baz: 1}\nnope: 1\n";
     let l = load_str(text, Path::new("m.yaml")).expect("warnings only");
     let w: Vec<_> = l.warnings.iter().map(|w| w.to_string()).collect();
     assert_eq!(
         w,
         vec![
-            "m.yaml:12: unknown 'baz' in globals.cache",
-            "m.yaml:10: unknown 'hdrs' in sources.s.http",
+            "m.yaml:13: unknown 'baz' in globals.cache",
+            "m.yaml:11: unknown 'hdrs' in sources.s.http",
+            "m.yaml:9: unknown 'colours' in caches.c.image",
             "m.yaml:8: unknown 'bar' in caches.c.cache",
             "m.yaml:4: unknown 'foo' in layers[0]",
-            "m.yaml:13: unknown 'nope' in .",
+            "m.yaml:14: unknown 'nope' in .",
         ]
     );
 }

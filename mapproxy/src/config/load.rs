@@ -307,3 +307,95 @@ pub(crate) fn normalize(p: &Path) -> PathBuf {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_substitution_matches_mapproxy() {
+        // replace_env_vars of MapProxy 7.0.0 with A=x, A_1=y, for the same inputs
+        let env = |n: &str| match n {
+            "A" => Some("x".to_string()),
+            "A_1" => Some("y".to_string()),
+            _ => None,
+        };
+        let cases = [
+            ("$A/${A}", "x/x"),
+            ("$", "$"),
+            ("a$", "a$"),
+            ("${}", "${}"),
+            ("$A_1b", "$A_1b"),
+            ("${A", "${A"),
+            ("p$A.q", "px.q"),
+            ("${A}${A_1}", "xy"),
+            ("$$A", "$x"),
+            ("é$A", "éx"),
+        ];
+        let loc = Location::file("m.yaml", 3);
+        let mut warned = Vec::new();
+        let mut warnings = Vec::new();
+        for (input, want) in cases {
+            assert_eq!(
+                expand_str(input, &loc, &env, &mut warned, &mut warnings),
+                want,
+                "{input}"
+            );
+        }
+        // $A_1b is unset: kept, one warning however often it appears
+        expand_str("$A_1b", &loc, &env, &mut warned, &mut warnings);
+        let w: Vec<_> = warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(
+            w,
+            vec!["m.yaml:3: Environment variable 'A_1b' is not set. Using fallback value: '$A_1b'"]
+        );
+    }
+
+    #[test]
+    fn merge_dict_rules() {
+        let conf = parse(
+            "a: {x: 1}\nl: [3]\nbbox: [9]\ne: []\nn: ~\ns: 2\n",
+            Path::new("c.yaml"),
+        )
+        .expect("yaml");
+        let base = parse(
+            "a: {x: 0, y: 0}\nl: [1, 2]\nbbox: [1, 2]\ne: [1]\nn: {k: 1}\ns: 1\n",
+            Path::new("b.yaml"),
+        )
+        .expect("yaml");
+        let (Value::Map(c), Value::Map(b)) = (conf.value, base.value) else {
+            panic!("mappings")
+        };
+        let m = merge_dict(c, b);
+        let show = |k: &str| format!("{:?}", strip(&m[k].value));
+        fn strip(v: &Value) -> String {
+            match v {
+                Value::Map(m) => format!(
+                    "{{{}}}",
+                    m.iter()
+                        .map(|(k, v)| format!("{k}:{}", strip(&v.value)))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+                Value::Seq(s) => format!(
+                    "[{}]",
+                    s.iter()
+                        .map(|v| strip(&v.value))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+                Value::Int(i) => i.to_string(),
+                Value::Null => "None".into(),
+                other => format!("{other:?}"),
+            }
+        }
+        // as MapProxy's merge_dict: nested dicts merge, lists concatenate, bbox is replaced,
+        // an empty list deletes, a null keeps the base dict, scalars are replaced
+        assert_eq!(show("a"), "\"{x:1,y:0}\"");
+        assert_eq!(show("l"), "\"[1,2,3]\"");
+        assert_eq!(show("bbox"), "\"[9]\"");
+        assert_eq!(show("e"), "\"None\"");
+        assert_eq!(show("n"), "\"{k:1}\"");
+        assert_eq!(show("s"), "\"2\"");
+    }
+}

@@ -506,6 +506,35 @@ fn coverage(ctx: &Ctx, n: &Node) -> Node {
     out
 }
 
+/// spec.py's `image_opts` keys.
+const IMAGE_OPTS: [&str; 7] = [
+    "mode",
+    "colors",
+    "transparent",
+    "resampling_method",
+    "format",
+    "encoding_options",
+    "merge_method",
+];
+
+/// Warn about keys `image_opts` (plus `extra`) does not know; type errors for a non-mapping.
+fn check_image_opts(ctx: &mut Ctx, n: &Node, path: &str, extra: &[&str]) {
+    if let Some(mut k) = ctx.map(n, path) {
+        for key in IMAGE_OPTS.iter().chain(extra) {
+            k.get(key);
+        }
+        k.finish(ctx);
+    }
+}
+
+/// `image:` of a cache or source: checked, then kept as written.
+fn image_opts(ctx: &mut Ctx, k: &mut Keys, extra: &[&str]) -> Option<Node> {
+    let path = k.at("image");
+    let n = k.get("image")?;
+    check_image_opts(ctx, n, &path, extra);
+    Some(n.clone())
+}
+
 fn opt<T>(k: &mut Keys, key: &str, f: impl FnOnce(&Node, &str) -> Option<T>) -> Option<T> {
     let path = k.at(key);
     k.get(key).and_then(|n| f(n, &path))
@@ -786,6 +815,7 @@ fn globals(ctx: &mut Ctx, n: Option<&Node>) -> Globals {
     if let Some(f) = ik.get("formats") {
         if let Some(fk) = ctx.map(f, &fp) {
             for (name, v) in fk.entries() {
+                check_image_opts(ctx, v, &format!("{fp}.{name}"), &[]);
                 image.formats.insert(name.clone(), v.clone());
             }
         }
@@ -1048,7 +1078,7 @@ fn cache(ctx: &mut Ctx, g: &Globals, n: &Node, path: &str) -> Option<CacheConf> 
         disable_storage: opt(&mut k, "disable_storage", |n, p| ctx.boolean(n, p)).unwrap_or(false),
         concurrent_tile_creators: opt(&mut k, "concurrent_tile_creators", |n, p| ctx.u32(n, p))
             .unwrap_or(g.cache.concurrent_tile_creators),
-        image: k.get("image").cloned(),
+        image: image_opts(ctx, &mut k, &[]),
         upscale_tiles: opt(&mut k, "upscale_tiles", |n, p| ctx.u32(n, p)),
         downscale_tiles: opt(&mut k, "downscale_tiles", |n, p| ctx.u32(n, p)),
         use_direct_from_level: opt(&mut k, "use_direct_from_level", |n, p| ctx.number(n, p)),
@@ -1160,7 +1190,7 @@ fn source(ctx: &mut Ctx, n: &Node, path: &str) -> Option<SourceConf> {
                 origin: opt(&mut k, "origin", |n, p| ctx.string(n, p)),
                 transparent: opt(&mut k, "transparent", |n, p| ctx.boolean(n, p)).unwrap_or(false),
                 request_format: opt(&mut k, "request_format", |n, p| ctx.string(n, p)),
-                image: k.get("image").cloned(),
+                image: image_opts(ctx, &mut k, &[]),
                 http: sub_http(ctx, &mut k),
                 on_error: on_error(ctx, &mut k),
                 common: common(ctx, &mut k),
@@ -1238,7 +1268,15 @@ fn source(ctx: &mut Ctx, n: &Node, path: &str) -> Option<SourceConf> {
                 supported_srs: opt(&mut k, "supported_srs", |n, p| ctx.strings(n, p)),
                 supported_formats: opt(&mut k, "supported_formats", |n, p| ctx.strings(n, p)),
                 wms_opts,
-                image: k.get("image").cloned(),
+                image: image_opts(
+                    ctx,
+                    &mut k,
+                    &[
+                        "opacity",
+                        "transparent_color",
+                        "transparent_color_tolerance",
+                    ],
+                ),
                 http: sub_http(ctx, &mut k),
                 on_error: on_error(ctx, &mut k),
                 forward_req_params: opt(&mut k, "forward_req_params", |n, p| ctx.strings(n, p))
