@@ -511,3 +511,20 @@ fn a_relative_yaml_path_resolves_against_the_working_directory() {
     let cwd = std::env::current_dir().expect("cwd");
     assert_eq!(l.conf.globals.cache.base_dir, cwd.join("sub/cache_data"));
 }
+
+#[test]
+fn coverage_keys_are_checked() {
+    let text = "sources:\n  s:\n    type: debug\n  t:\n    type: tile\n    url: 'http://x/'\n    coverage:\n      union:\n        - {bbox: '0,0,1,1', srs: 'EPSG:4326', polygon: a.txt}\n      difference: {bbox: '0,0,1,1'}\n";
+    let e = load_str(text, Path::new("m.yaml")).expect_err("a bad difference");
+    assert_eq!(
+        messages(&e),
+        vec!["m.yaml:10: sources.t.coverage.difference: expected a list of coverages, found a mapping"]
+    );
+    let text = text.replace("      difference: {bbox: '0,0,1,1'}\n", "");
+    let l = load_str(&text, Path::new("m.yaml")).expect("loads");
+    let w: Vec<_> = l.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(
+        w,
+        vec!["m.yaml:9: unknown 'polygon' in sources.t.coverage.union[0]"]
+    );
+}

@@ -474,7 +474,58 @@ pub struct ServicesConf {
 /// `load_coverage` does: `polygons`, `expire_tiles`, and `datasource`/`ogr_datasource` unless
 /// they are a bbox (`"x,y,x,y"` or a list) or a `driver:`/URL-like name (`^\w{2,}:`); inside
 /// `union`/`difference`/`intersection` too.
-fn coverage(ctx: &Ctx, n: &Node) -> Node {
+fn coverage(ctx: &mut Ctx, n: &Node, path: &str) -> Node {
+    check_coverage(ctx, n, path);
+    resolve_coverage(ctx, n)
+}
+
+/// spec.py's `coverage` keys.
+const COVERAGE_KEYS: [&str; 15] = [
+    "polygons",
+    "polygons_srs",
+    "bbox",
+    "bbox_srs",
+    "ogr_datasource",
+    "ogr_where",
+    "ogr_srs",
+    "datasource",
+    "where",
+    "srs",
+    "expire_tiles",
+    "union",
+    "difference",
+    "intersection",
+    "clip",
+];
+
+/// Unknown coverage keys are warnings, as MapProxy's validator reports them; `union`,
+/// `difference` and `intersection` must be lists of coverages.
+fn check_coverage(ctx: &mut Ctx, n: &Node, path: &str) {
+    let Some(mut k) = ctx.map(n, path) else {
+        return;
+    };
+    for key in COVERAGE_KEYS {
+        let p = k.at(key);
+        let Some(v) = k.get(key) else { continue };
+        if let "union" | "difference" | "intersection" = key {
+            match &v.value {
+                Value::Seq(items) => {
+                    for (i, it) in items.iter().enumerate() {
+                        check_coverage(ctx, it, &format!("{p}[{i}]"));
+                    }
+                }
+                _ => ctx.error(
+                    &v.loc,
+                    &p,
+                    format!("expected a list of coverages, found {}", v.value.kind()),
+                ),
+            }
+        }
+    }
+    k.finish(ctx);
+}
+
+fn resolve_coverage(ctx: &Ctx, n: &Node) -> Node {
     fn is_bbox(s: &str) -> bool {
         let parts: Vec<_> = s.split(',').collect();
         parts.len() == 4 && parts.iter().all(|p| p.trim().parse::<f64>().is_ok())
@@ -496,7 +547,8 @@ fn coverage(ctx: &Ctx, n: &Node) -> Node {
                     v.value = Value::Str(ctx.resolve(p).to_string_lossy().into_owned())
                 }
                 ("union" | "difference" | "intersection", Value::Seq(items)) => {
-                    let items: Vec<Node> = items.iter().map(|it| coverage(ctx, it)).collect();
+                    let items: Vec<Node> =
+                        items.iter().map(|it| resolve_coverage(ctx, it)).collect();
                     v.value = Value::Seq(items);
                 }
                 _ => {}
@@ -1022,7 +1074,8 @@ fn backend(ctx: &mut Ctx, n: Option<&Node>, path: &str, loc: &Location) -> Cache
     b.filename = opt(&mut k, "filename", |n, p| ctx.path(n, p));
     b.use_grid_names = opt(&mut k, "use_grid_names", |n, p| ctx.boolean(n, p));
     b.tile_lock_dir = opt(&mut k, "tile_lock_dir", |n, p| ctx.path(n, p));
-    b.coverage = k.get("coverage").map(|c| coverage(ctx, c));
+    let cp = k.at("coverage");
+    b.coverage = k.get("coverage").map(|c| coverage(ctx, c, &cp));
     for key in keys.iter() {
         if let Some(v) = k.get(key) {
             if !b.options.contains_key(*key) {
@@ -1136,7 +1189,10 @@ fn common(ctx: &mut Ctx, k: &mut Keys) -> SourceCommon {
         min_scale: opt(k, "min_scale", |n, p| ctx.number(n, p)),
         max_scale: opt(k, "max_scale", |n, p| ctx.number(n, p)),
         concurrent_requests: opt(k, "concurrent_requests", |n, p| ctx.u32(n, p)),
-        coverage: k.get("coverage").map(|c| coverage(ctx, c)),
+        coverage: {
+            let cp = k.at("coverage");
+            k.get("coverage").map(|c| coverage(ctx, c, &cp))
+        },
         seed_only: opt(k, "seed_only", |n, p| ctx.boolean(n, p)).unwrap_or(false),
     }
 }
