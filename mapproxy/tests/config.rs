@@ -528,3 +528,48 @@ fn coverage_keys_are_checked() {
         vec!["m.yaml:9: unknown 'polygon' in sources.t.coverage.union[0]"]
     );
 }
+
+#[test]
+fn watermark_refresh_before_and_on_error_are_checked() {
+    let text = "\
+caches:
+  c:
+    sources: [s]
+    watermark: {text: hi, colour: red}
+    refresh_before: {hours: 2, decades: 1}
+sources:
+  s:
+    type: tile
+    url: 'http://x/'
+    on_error:
+      500: {response: transparent, cache: false}
+      404: {response: 3}
+";
+    let e = load_str(text, Path::new("m.yaml")).expect_err("a bad response");
+    assert_eq!(
+        messages(&e),
+        vec!["m.yaml:12: sources.s.on_error.404.response: expected 'transparent', a colour like '#ff0000' or a list of integers"]
+    );
+    let l = load_str(
+        &text.replace("response: 3", "response: [255, 0, 0]"),
+        Path::new("m.yaml"),
+    )
+    .expect("loads");
+    let w: Vec<_> = l.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(
+        w,
+        vec![
+            "m.yaml:5: unknown 'decades' in caches.c.refresh_before",
+            "m.yaml:4: unknown 'colour' in caches.c.watermark",
+        ]
+    );
+    let SourceKind::Tile(t) = &l.conf.sources["s"].kind else {
+        panic!("a tile source")
+    };
+    let statuses: Vec<_> = t
+        .on_error
+        .iter()
+        .map(|e| (e.status.as_str(), e.cache))
+        .collect();
+    assert_eq!(statuses, vec![("500", false), ("404", false)]);
+}

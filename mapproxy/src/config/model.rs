@@ -587,6 +587,19 @@ fn image_opts(ctx: &mut Ctx, k: &mut Keys, extra: &[&str]) -> Option<Node> {
     Some(n.clone())
 }
 
+/// A mapping kept as written, after warning about keys not in `known`.
+fn checked(ctx: &mut Ctx, k: &mut Keys, key: &str, known: &[&str]) -> Option<Node> {
+    let path = k.at(key);
+    let n = k.get(key)?;
+    if let Some(mut sub) = ctx.map(n, &path) {
+        for key in known {
+            sub.get(key);
+        }
+        sub.finish(ctx);
+    }
+    Some(n.clone())
+}
+
 fn opt<T>(k: &mut Keys, key: &str, f: impl FnOnce(&Node, &str) -> Option<T>) -> Option<T> {
     let path = k.at(key);
     k.get(key).and_then(|n| f(n, &path))
@@ -1137,8 +1150,20 @@ fn cache(ctx: &mut Ctx, g: &Globals, n: &Node, path: &str) -> Option<CacheConf> 
         use_direct_from_level: opt(&mut k, "use_direct_from_level", |n, p| ctx.number(n, p)),
         use_direct_from_res: opt(&mut k, "use_direct_from_res", |n, p| ctx.number(n, p)),
         cache_rescaled_tiles: opt(&mut k, "cache_rescaled_tiles", |n, p| ctx.boolean(n, p)),
-        refresh_before: k.get("refresh_before").cloned(),
-        watermark: k.get("watermark").cloned(),
+        refresh_before: checked(
+            ctx,
+            &mut k,
+            "refresh_before",
+            &[
+                "seconds", "minutes", "hours", "days", "weeks", "time", "mtime",
+            ],
+        ),
+        watermark: checked(
+            ctx,
+            &mut k,
+            "watermark",
+            &["text", "font_size", "color", "opacity", "spacing"],
+        ),
         cache_dir: opt(&mut k, "cache_dir", |n, p| ctx.path(n, p))
             .unwrap_or_else(|| g.cache.base_dir.clone()),
         name: opt(&mut k, "name", |n, p| ctx.string(n, p)),
@@ -1162,7 +1187,21 @@ fn on_error(ctx: &mut Ctx, k: &mut Keys) -> Vec<OnError> {
             continue;
         };
         let response = match sk.get("response") {
-            Some(r) => r.clone(),
+            Some(r) => {
+                let ok = match &r.value {
+                    Value::Str(_) => true,
+                    Value::Seq(items) => items.iter().all(|c| matches!(c.value, Value::Int(_))),
+                    _ => false,
+                };
+                if !ok {
+                    ctx.error(
+                        &r.loc,
+                        &format!("{sp}.response"),
+                        "expected 'transparent', a colour like '#ff0000' or a list of integers",
+                    );
+                }
+                r.clone()
+            }
             None => {
                 ctx.error(&v.loc, &sp, format!("missing 'response', not in {sp}"));
                 continue;
