@@ -573,3 +573,27 @@ sources:
         .collect();
     assert_eq!(statuses, vec![("500", false), ("404", false)]);
 }
+
+#[test]
+fn band_sources_are_checked() {
+    let text = "\
+caches:
+  c:
+    sources:
+      l: [{source: s, band: 0}]
+      r: [{source: nope, band: 0}, {band: 1}]
+sources:
+  s: {type: debug}
+";
+    let e = load_str(text, Path::new("m.yaml")).expect_err("errors");
+    assert_eq!(
+        messages(&e),
+        vec![
+            "m.yaml:3: Cannot combine 'l' band with bands in cache 'c'",
+            "m.yaml:5: Source 'nope' for cache 'c' not found in config",
+            "m.yaml:5: caches.c.sources.r: expected {source: name, band: n}",
+        ]
+    );
+    let l = load(&fixtures().join("system/cache_band_merge.yaml")).expect("loads");
+    assert!(l.conf.caches.values().any(|c| c.band_sources.is_some()));
+}

@@ -103,6 +103,48 @@ fn check_references(conf: &MapProxyConf, ctx: &mut read::Ctx) {
                 )));
             }
         }
+        // band merging: `sources: {r: [{source: x, band: 0}], ...}`
+        if let Some(bands) = c.band_sources.as_ref().and_then(|b| b.as_map()) {
+            if bands.contains_key("l") && bands.len() > 1 {
+                ctx.errors.push(c.loc.error(format!(
+                    "Cannot combine 'l' band with bands in cache '{name}'"
+                )));
+            }
+            for (band, list) in bands {
+                if !["r", "g", "b", "a", "l"].contains(&band.as_str()) {
+                    ctx.warnings.push(
+                        list.loc
+                            .error(format!("unknown '{band}' in caches.{name}.sources")),
+                    );
+                }
+                let yaml::Value::Seq(items) = &list.value else {
+                    ctx.errors.push(list.loc.error(format!(
+                        "caches.{name}.sources.{band}: expected a list of {{source, band}}, found {}",
+                        list.value.kind()
+                    )));
+                    continue;
+                };
+                for it in items {
+                    match it
+                        .as_map()
+                        .and_then(|m| m.get("source"))
+                        .and_then(|s| s.as_str())
+                    {
+                        Some(s) => {
+                            let s = untagged(s);
+                            if !conf.sources.contains_key(s) && !conf.caches.contains_key(s) {
+                                ctx.errors.push(it.loc.error(format!(
+                                    "Source '{s}' for cache '{name}' not found in config"
+                                )));
+                            }
+                        }
+                        None => ctx.errors.push(it.loc.error(format!(
+                            "caches.{name}.sources.{band}: expected {{source: name, band: n}}"
+                        ))),
+                    }
+                }
+            }
+        }
         for g in &c.grids {
             if !known_grid(g) {
                 ctx.errors.push(
