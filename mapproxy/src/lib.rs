@@ -4,6 +4,7 @@
 //! | module | what | MapProxy |
 //! |---|---|---|
 //! | [`grid`] | tile grids: resolutions, tile coordinates and bboxes, level lookup | `mapproxy/grid/`, `config/configuration/grid.py` |
+//! | [`config`] | `mapproxy.yaml` loaded into a typed model: `base:` includes, `${VAR}`, defaults, checks | `mapproxy/config/loader.py`, `spec.py`, `defaults.py`, `validator.py` |
 //! | [`tile`] | the seam between services and the tile path: `TileProvider`, `TileData` | `mapproxy/cache/tile.py` (`TileManager`'s interface) |
 //! | [`image`] | image formats, encoding, meta tile splitting | `mapproxy/image/` |
 //! | [`cache`] | tile caches: the `TileCache` trait and the file cache layouts | `mapproxy/cache/` |
@@ -13,6 +14,7 @@
 #![deny(unsafe_code)]
 
 pub mod cache;
+pub mod config;
 pub mod escape;
 pub mod grid;
 pub mod image;
