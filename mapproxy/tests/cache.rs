@@ -180,20 +180,49 @@ fn mixed_and_linked_fixtures() {
         &ImageOpts::new(ImageFormat::png()),
     )
     .expect("encode");
+    let mut rgba = ImageOpts::new(ImageFormat::png());
+    rgba.paletted = false;
+    rgba.transparent = true;
+    let blank_rgba = encode(&blank_image(32, 32, [0, 0, 0, 0]), &rgba).expect("encode");
     for t in linked["tiles"].as_array().expect("tiles") {
         let Some(link) = t["link"].as_str() else {
             continue;
         };
         let xyz = coord(&t["coord"]);
-        cache.store(xyz, &white).expect("store");
+        let want = if link.ends_with("/00000000.png") {
+            // MapProxy names it by the RGBA image it had in memory; a truecolour RGBA PNG of it
+            // tells our store() the same
+            &blank_rgba
+        } else {
+            &white
+        };
+        cache.store(xyz, want).expect("store");
         let ours = fs::read_link(cache.tile_location(xyz)).expect("a symlink");
         assert_eq!(ours, Path::new(link));
         assert_eq!(
             &cache.load(xyz).expect("load").expect("tile").data[..],
-            &white[..]
+            &want[..]
         );
     }
     assert!(dir.join("single_color_tiles/ffffff.png").is_file());
+    assert!(dir.join("single_color_tiles/00000000.png").is_file());
+    // a paletted PNG is named by its palette's RGB, as MapProxy names a decoded 'P' image; the
+    // tile manager, knowing the image, can name it itself
+    let mut t_opts = ImageOpts::new(ImageFormat::png());
+    t_opts.transparent = true;
+    let blank_p = encode(&blank_image(32, 32, [0, 0, 0, 0]), &t_opts).expect("encode");
+    cache.store((5, 5, 5), &blank_p).expect("store");
+    assert_eq!(
+        fs::read_link(cache.tile_location((5, 5, 5))).expect("a symlink"),
+        Path::new("../../../../../../single_color_tiles/000000.png")
+    );
+    cache
+        .store_single_color((6, 5, 5), &blank_p, &[0, 0, 0, 0])
+        .expect("store");
+    assert_eq!(
+        fs::read_link(cache.tile_location((6, 5, 5))).expect("a symlink"),
+        Path::new("../../../../../../single_color_tiles/00000000.png")
+    );
     // MapProxy's linked tiles load through the link
     let theirs = FileCache::new(data.join("linked_EPSG3857"), DirectoryLayout::Tc, "png");
     let t = theirs.load((1, 0, 1)).expect("load").expect("linked tile");
@@ -371,6 +400,21 @@ fn atomic_store_leaves_no_temp_files() {
         .remove((0, 0, 2))
         .expect("removing a missing tile is fine");
     assert!(cache.load((0, 0, 2)).expect("load").is_none());
+}
+
+#[cfg(unix)]
+#[test]
+fn permissions_as_configured() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tmp_dir("perms");
+    let cache = FileCache::new(dir.join("c_EPSG3857"), DirectoryLayout::Tms, "png")
+        .with_permissions(Some(0o750), Some(0o640));
+    cache.store((1, 2, 3), b"not an image").expect("store");
+    let mode = |p: &Path| fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode(&dir.join("c_EPSG3857/3/1/2.png")), 0o640);
+    assert_eq!(mode(&dir.join("c_EPSG3857/3/1")), 0o750);
+    assert_eq!(mode(&dir.join("c_EPSG3857/3")), 0o750);
+    assert_eq!(mode(&dir.join("c_EPSG3857")), 0o750);
 }
 
 /// Tiles we store are found and decoded by MapProxy's own FileCache and PIL.

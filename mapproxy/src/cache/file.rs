@@ -150,25 +150,39 @@ impl FileCache {
         }
     }
 
+    /// MapProxy's `ensure_directory`: create the missing directories of `file`'s parent one by
+    /// one, each `chmod`ed to `directory_permissions` when given (so the umask does not apply).
     fn ensure_parent(&self, file: &Path) -> io::Result<()> {
-        let Some(dir) = file.parent() else {
-            return Ok(());
-        };
+        match file.parent() {
+            Some(dir) => self.ensure_dir(dir),
+            None => Ok(()),
+        }
+    }
+
+    fn ensure_dir(&self, dir: &Path) -> io::Result<()> {
         if dir.as_os_str().is_empty() || dir.is_dir() {
             return Ok(());
         }
-        let mut b = fs::DirBuilder::new();
-        b.recursive(true);
+        if let Some(parent) = dir.parent() {
+            self.ensure_dir(parent)?;
+        }
+        match fs::create_dir(dir) {
+            Ok(()) => {}
+            // another writer made it meanwhile
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot create cache directory {}: {e}", dir.display()),
+                ))
+            }
+        }
         #[cfg(unix)]
         if let Some(mode) = self.directory_permissions {
-            use std::os::unix::fs::DirBuilderExt;
-            b.mode(mode);
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(dir, fs::Permissions::from_mode(mode))?;
         }
-        match b.create(dir) {
-            // another writer made it meanwhile
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
-            r => r,
-        }
+        Ok(())
     }
 
     /// MapProxy's `_store`: a symbolic link at the location is replaced, not written through;
