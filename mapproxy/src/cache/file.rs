@@ -93,6 +93,18 @@ impl FileCache {
         path::tile_location(&self.cache_dir, self.layout, coord, &self.file_ext)
     }
 
+    /// The tile's file for a layer with dimensions (`time`, `elevation`, `dim_*`): below the
+    /// dimension directories in `tc`, `mp`, `tms` and `reverse_tms` (see
+    /// [`path::dimensions_part`]).
+    pub fn tile_location_with_dimensions(
+        &self,
+        coord: TileCoord,
+        dimensions: &[(&str, &str)],
+    ) -> Result<PathBuf, path::IllegalDimension> {
+        path::tile_relpath_with_dimensions(self.layout, coord, &self.file_ext, dimensions)
+            .map(|rel| self.cache_dir.join(rel))
+    }
+
     /// The directory of all tiles of `level` (`None` for `reverse_tms`, `quadkey`).
     pub fn level_location(&self, level: usize) -> Option<PathBuf> {
         path::level_location(&self.cache_dir, self.layout, level)

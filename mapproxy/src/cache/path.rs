@@ -114,6 +114,113 @@ pub fn tile_relpath(layout: DirectoryLayout, (x, y, z): TileCoord, file_ext: &st
     }
 }
 
+/// A dimension value MapProxy refuses in a cache path (`Dimension parameter value contains
+/// illegal characters`): one that is not already normalised (`a//b`, `a/`, `./a`, empty) or
+/// has a `..` part (split at `/` or `\`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IllegalDimension {
+    pub name: String,
+    pub value: String,
+}
+
+impl fmt::Display for IllegalDimension {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "dimension {} value {:?} contains illegal characters (expected a normalised value \
+             without '..' parts)",
+            self.name, self.value
+        )
+    }
+}
+
+impl std::error::Error for IllegalDimension {}
+
+/// Python's `posixpath.normpath`.
+fn normpath(path: &str) -> String {
+    if path.is_empty() {
+        return ".".to_string();
+    }
+    let initial_slashes = if path.starts_with("//") && !path.starts_with("///") {
+        2
+    } else if path.starts_with('/') {
+        1
+    } else {
+        0
+    };
+    let mut comps: Vec<&str> = Vec::new();
+    for comp in path.split('/') {
+        if comp.is_empty() || comp == "." {
+            continue;
+        }
+        if comp != ".." || (initial_slashes == 0 && comps.is_empty()) || comps.last() == Some(&"..")
+        {
+            comps.push(comp);
+        } else {
+            comps.pop();
+        }
+    }
+    let joined = format!("{}{}", "/".repeat(initial_slashes), comps.join("/"));
+    if joined.is_empty() {
+        ".".to_string()
+    } else {
+        joined
+    }
+}
+
+/// The directories of a tile's dimension values (`dimensions_part`): `<name>-<value>` per
+/// dimension joined by `/`, the predefined ones (`time`, `elevation`, ...) sorted first, then
+/// the `dim_` ones sorted; names compare case-insensitively (the first spelling is kept, with
+/// the first value). Empty for no dimensions.
+pub fn dimensions_part(dimensions: &[(&str, &str)]) -> Result<String, IllegalDimension> {
+    let mut seen: Vec<(String, &str, &str)> = Vec::new();
+    for &(name, value) in dimensions {
+        let normalized = normpath(value);
+        let traversal = normalized
+            .split('/')
+            .chain(normalized.split('\\'))
+            .any(|p| p == "..");
+        if value != normalized || traversal {
+            return Err(IllegalDimension {
+                name: name.to_string(),
+                value: value.to_string(),
+            });
+        }
+        let lower = name.to_lowercase();
+        if !seen.iter().any(|(l, _, _)| *l == lower) {
+            seen.push((lower, name, value));
+        }
+    }
+    let (mut custom, mut predefined): (Vec<_>, Vec<_>) = seen
+        .into_iter()
+        .partition(|(_, n, _)| n.starts_with("dim_"));
+    predefined.sort_by(|a, b| a.1.cmp(b.1));
+    custom.sort_by(|a, b| a.1.cmp(b.1));
+    Ok(predefined
+        .iter()
+        .chain(custom.iter())
+        .map(|(_, n, v)| format!("{n}-{v}"))
+        .collect::<Vec<_>>()
+        .join("/"))
+}
+
+/// [`tile_relpath`] below the [`dimensions_part`] directories (`tc`, `mp`, `tms`,
+/// `reverse_tms`; MapProxy's `quadkey` and `arcgis` layouts ignore dimensions).
+pub fn tile_relpath_with_dimensions(
+    layout: DirectoryLayout,
+    coord: TileCoord,
+    file_ext: &str,
+    dimensions: &[(&str, &str)],
+) -> Result<String, IllegalDimension> {
+    let rel = tile_relpath(layout, coord, file_ext);
+    let dims = dimensions_part(dimensions)?;
+    Ok(match layout {
+        DirectoryLayout::Quadkey | DirectoryLayout::Arcgis => rel,
+        _ if dims.is_empty() => rel,
+        _ => format!("{dims}/{rel}"),
+    })
+}
+
 /// Python's `'%08x' % v` (a negative value prints as `-` and its magnitude).
 fn hex8(v: i64) -> String {
     if v < 0 {
@@ -268,6 +375,53 @@ mod tests {
         assert_eq!(
             tile_relpath(DirectoryLayout::Quadkey, (0, 0, 0), "png"),
             ".png"
+        );
+    }
+
+    // dimensions_part's doctests, and values MapProxy refuses
+    #[test]
+    fn dimensions() {
+        assert_eq!(
+            dimensions_part(&[("time", "2020-08-25T00:00:00Z")]).as_deref(),
+            Ok("time-2020-08-25T00:00:00Z")
+        );
+        assert_eq!(
+            dimensions_part(&[
+                ("time", "2020-08-25T00:00:00Z"),
+                ("dim_reference_time", "2020-08-25T00:00:00Z"),
+                ("dim_level", "700"),
+            ])
+            .as_deref(),
+            Ok("time-2020-08-25T00:00:00Z/dim_level-700/dim_reference_time-2020-08-25T00:00:00Z")
+        );
+        assert_eq!(dimensions_part(&[]).as_deref(), Ok(""));
+        assert_eq!(dimensions_part(&[("time", ".")]).as_deref(), Ok("time-."));
+        assert_eq!(
+            dimensions_part(&[("time", "a\\b")]).as_deref(),
+            Ok("time-a\\b")
+        );
+        assert_eq!(
+            dimensions_part(&[("Time", "1"), ("time", "2"), ("elevation", "0")]).as_deref(),
+            Ok("Time-1/elevation-0")
+        );
+        for bad in ["..", "a/../b", "a//b", "a/", "./a", "", "..\\x"] {
+            let e = dimensions_part(&[("time", bad)]).unwrap_err();
+            assert!(e.to_string().contains("illegal characters"), "{bad}: {e}");
+        }
+        assert_eq!(
+            tile_relpath_with_dimensions(DirectoryLayout::Tms, (3, 4, 2), "png", &[("time", "t1")])
+                .as_deref(),
+            Ok("time-t1/2/3/4.png")
+        );
+        assert_eq!(
+            tile_relpath_with_dimensions(
+                DirectoryLayout::Quadkey,
+                (3, 4, 2),
+                "png",
+                &[("time", "t1")]
+            )
+            .as_deref(),
+            Ok("11.png")
         );
     }
 
