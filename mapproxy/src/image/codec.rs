@@ -415,6 +415,33 @@ mod tests {
     }
 
     #[test]
+    fn small_palettes_and_tiny_images() {
+        for colors in [1u16, 2, 3, 8, 16, 64, 255, 256, 1000] {
+            for (w, h) in [(1, 1), (3, 5), (16, 16), (256, 256)] {
+                let img = RgbaImage::from_fn(w, h, |x, y| {
+                    image::Rgba([(x * 37) as u8, (y * 91) as u8, (x * y) as u8, (x * 3) as u8])
+                });
+                let mut o = ImageOpts::new(ImageFormat::png());
+                o.colors = colors;
+                o.transparent = colors % 2 == 0;
+                let png = encode(&img, &o).expect("encode");
+                let back = decode(&png).expect("decode");
+                assert_eq!(back.dimensions(), (w, h));
+                let plte = png_plte_len(&png);
+                assert!(
+                    plte <= 3 * usize::from(colors.clamp(1, 256)),
+                    "{colors}: {plte}"
+                );
+            }
+        }
+    }
+
+    fn png_plte_len(png: &[u8]) -> usize {
+        let i = png.windows(4).position(|w| w == b"PLTE").expect("PLTE");
+        u32::from_be_bytes([png[i - 4], png[i - 3], png[i - 2], png[i - 1]]) as usize
+    }
+
+    #[test]
     fn single_color_and_sub_image() {
         let img = blank_image(4, 4, [1, 2, 3, 4]);
         assert_eq!(single_color(&img), Some([1, 2, 3, 4]));
