@@ -3,6 +3,12 @@
 //! A cache stores encoded tiles by coordinate (in its grid's own origin). Calls are blocking
 //! file-system work: async callers run them where blocking is allowed.
 
+pub mod file;
+pub mod path;
+
+pub use file::{FileCache, LinkMode};
+pub use path::{CacheDirNaming, DirectoryLayout};
+
 use std::io;
 use std::time::SystemTime;
 

@@ -1,4 +1,27 @@
-//! Decoding and encoding tiles and map images.
+//! Decoding and encoding tiles and map images as MapProxy's `img_to_buf` does
+//! (`mapproxy/image/__init__.py`).
+//!
+//! - `image/png` (and `png8`, `image/png; mode=8bit`, ...): paletted by default (MapProxy's
+//!   `image.paletted: true` gives PNG formats `colors: 256`): quantized to at most `colors`
+//!   colours, colour type 3; a transparent format keeps alpha in a `tRNS` chunk (Pillow's
+//!   `quantize(FASTOCTREE)` of an RGBA image), an opaque one is quantized from RGB. Palettes of
+//!   at most 16 colours are packed to 1, 2 or 4 bits as Pillow does.
+//! - `paletted: false`: a truecolour PNG, RGBA when the format is transparent, RGB otherwise.
+//! - `image/jpeg`: RGB at `jpeg_quality` (MapProxy's default 90).
+//! - `mixed`: a PNG (RGBA, not quantized: MapProxy gives `mixed` no `colors`) when any pixel is
+//!   not fully opaque, a JPEG otherwise.
+//!
+//! Compression is zlib level 6 as Pillow's default `compress_level`; paletted rows are not
+//! filtered (Pillow's encoder filters only truecolour rows), truecolour rows are filtered
+//! adaptively. (Pillow also sets the zlib `Z_RLE` strategy for quantized images; flate2 has no
+//! strategy knob, so our paletted files can be a little larger or smaller, never different
+//! pixels.)
+//!
+//! Quantizing: an image with at most `colors` distinct colours (most tiles: backgrounds, line
+//! maps, blank tiles) gets the exact palette, so its pixels are kept exactly; others go through
+//! NeuQuant (`color_quant`, image-rs's pure-Rust quantizer, which quantizes RGBA with alpha).
+
+use std::collections::HashMap;
 
 use bytes::Bytes;
 use image::RgbaImage;
@@ -50,16 +73,398 @@ pub fn decode(data: &[u8]) -> Result<RgbaImage, ImageError> {
         .map_err(|e| ImageError(format!("cannot decode image: {e}")))
 }
 
-/// Encode in `opts.format`.
-// Placeholder until the image module lands: RGBA PNG or RGB JPEG, no palette.
+/// The format of encoded bytes by their signature: `image/png` or `image/jpeg` (what a `mixed`
+/// cache's tile is), `None` for anything else.
+pub fn sniff_format(data: &[u8]) -> Option<ImageFormat> {
+    if data.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some(ImageFormat::png())
+    } else if data.starts_with(&[0xff, 0xd8, 0xff]) {
+        Some(ImageFormat::jpeg())
+    } else {
+        None
+    }
+}
+
+/// What `encode` writes for a format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Png,
+    Jpeg,
+    Mixed,
+}
+
+fn target(format: &ImageFormat) -> Result<Target, ImageError> {
+    let ext = format.ext().to_ascii_lowercase();
+    if ext.starts_with("png") {
+        Ok(Target::Png)
+    } else if ext == "jpeg" || ext == "jpg" {
+        Ok(Target::Jpeg)
+    } else if ext == "mixed" {
+        Ok(Target::Mixed)
+    } else {
+        Err(ImageError(format!(
+            "cannot encode {format}: expected a PNG, JPEG or mixed format"
+        )))
+    }
+}
+
+/// Encode in `opts.format` as MapProxy does (see the module documentation).
 pub fn encode(img: &RgbaImage, opts: &ImageOpts) -> Result<Bytes, ImageError> {
-    let mut out = std::io::Cursor::new(Vec::new());
-    let r = match opts.format.ext() {
-        "jpeg" | "jpg" => image::DynamicImage::ImageRgba8(img.clone())
-            .to_rgb8()
-            .write_to(&mut out, image::ImageFormat::Jpeg),
-        _ => img.write_to(&mut out, image::ImageFormat::Png),
+    let out = match target(&opts.format)? {
+        Target::Jpeg => encode_jpeg(img, opts.jpeg_quality)?,
+        Target::Png => {
+            if opts.paletted && opts.colors > 0 {
+                encode_png_paletted(img, usize::from(opts.colors.min(256)), opts.transparent)?
+            } else {
+                encode_png_truecolor(img, opts.transparent)?
+            }
+        }
+        Target::Mixed => {
+            if has_transparency(img) {
+                encode_png_truecolor(img, true)?
+            } else {
+                encode_jpeg(img, opts.jpeg_quality)?
+            }
+        }
     };
-    r.map_err(|e| ImageError(format!("cannot encode {}: {e}", opts.format)))?;
-    Ok(Bytes::from(out.into_inner()))
+    Ok(Bytes::from(out))
+}
+
+/// Any pixel not fully opaque (MapProxy's `img_has_transparency`).
+pub fn has_transparency(img: &RgbaImage) -> bool {
+    img.pixels().any(|p| p.0[3] < 255)
+}
+
+/// The colour of an image of one colour, `None` when it has more (MapProxy's
+/// `is_single_color_image`).
+pub fn single_color(img: &RgbaImage) -> Option<[u8; 4]> {
+    let mut pixels = img.pixels();
+    let first = pixels.next()?.0;
+    if pixels.all(|p| p.0 == first) {
+        Some(first)
+    } else {
+        None
+    }
+}
+
+/// A `width`×`height` image of one colour (`[0, 0, 0, 0]`: a blank transparent tile; MapProxy's
+/// `BlankImageSource` with its `bgcolor`).
+pub fn blank_image(width: u32, height: u32, color: [u8; 4]) -> RgbaImage {
+    RgbaImage::from_pixel(width, height, image::Rgba(color))
+}
+
+/// The `w`×`h` part of `img` at `x`, `y` (meta tile splitting); the part outside `img` is
+/// transparent, as Pillow's `crop` fills it.
+pub fn sub_image(img: &RgbaImage, x: u32, y: u32, w: u32, h: u32) -> RgbaImage {
+    if x.saturating_add(w) <= img.width() && y.saturating_add(h) <= img.height() {
+        return image::imageops::crop_imm(img, x, y, w, h).to_image();
+    }
+    let mut out = RgbaImage::new(w, h);
+    for (ox, oy, p) in out.enumerate_pixels_mut() {
+        let (sx, sy) = (u64::from(x) + u64::from(ox), u64::from(y) + u64::from(oy));
+        if sx < u64::from(img.width()) && sy < u64::from(img.height()) {
+            // in range: both fit in u32
+            *p = *img.get_pixel(sx as u32, sy as u32);
+        }
+    }
+    out
+}
+
+fn encode_jpeg(img: &RgbaImage, quality: u8) -> Result<Vec<u8>, ImageError> {
+    let rgb = image::DynamicImage::ImageRgba8(img.clone()).to_rgb8();
+    let mut out = Vec::new();
+    let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality.clamp(1, 100));
+    rgb.write_with_encoder(enc)
+        .map_err(|e| ImageError(format!("cannot encode JPEG: {e}")))?;
+    Ok(out)
+}
+
+fn png_encoder<'a>(out: &'a mut Vec<u8>, img: &RgbaImage) -> png::Encoder<'a, &'a mut Vec<u8>> {
+    let mut enc = png::Encoder::new(out, img.width(), img.height());
+    // Pillow's default compress_level
+    enc.set_deflate_compression(png::DeflateCompression::Level(6));
+    enc
+}
+
+fn png_err(e: png::EncodingError) -> ImageError {
+    ImageError(format!("cannot encode PNG: {e}"))
+}
+
+fn encode_png_truecolor(img: &RgbaImage, alpha: bool) -> Result<Vec<u8>, ImageError> {
+    let mut out = Vec::new();
+    let data: Vec<u8> = if alpha {
+        img.as_raw().clone()
+    } else {
+        img.as_raw()
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect()
+    };
+    {
+        let mut enc = png_encoder(&mut out, img);
+        enc.set_color(if alpha {
+            png::ColorType::Rgba
+        } else {
+            png::ColorType::Rgb
+        });
+        enc.set_depth(png::BitDepth::Eight);
+        enc.set_filter(png::Filter::Adaptive);
+        let mut w = enc.write_header().map_err(png_err)?;
+        w.write_image_data(&data).map_err(png_err)?;
+        w.finish().map_err(png_err)?;
+    }
+    Ok(out)
+}
+
+/// A palette and each pixel's index into it.
+struct Quantized {
+    /// RGBA entries.
+    palette: Vec<[u8; 4]>,
+    indices: Vec<u8>,
+}
+
+/// At most `colors` (1-256) colours; `alpha: false` quantizes the RGB image (alpha dropped, as
+/// MapProxy's `img.convert('RGB')`).
+fn quantize(img: &RgbaImage, colors: usize, alpha: bool) -> Quantized {
+    let px = |p: &[u8]| -> [u8; 4] {
+        if alpha {
+            [p[0], p[1], p[2], p[3]]
+        } else {
+            [p[0], p[1], p[2], 255]
+        }
+    };
+    // exact palette when the image has few colours
+    let mut exact: HashMap<[u8; 4], u8> = HashMap::new();
+    let mut palette: Vec<[u8; 4]> = Vec::new();
+    let mut fits = true;
+    for p in img.as_raw().chunks_exact(4) {
+        let c = px(p);
+        if let std::collections::hash_map::Entry::Vacant(e) = exact.entry(c) {
+            if palette.len() == colors {
+                fits = false;
+                break;
+            }
+            // palette.len() < colors <= 256
+            e.insert(palette.len() as u8);
+            palette.push(c);
+        }
+    }
+    if fits {
+        let indices = img
+            .as_raw()
+            .chunks_exact(4)
+            .map(|p| exact.get(&px(p)).copied().unwrap_or(0))
+            .collect();
+        return sort_transparent_first(Quantized { palette, indices });
+    }
+    let rgba: Vec<u8> = if alpha {
+        img.as_raw().clone()
+    } else {
+        img.as_raw()
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2], 255])
+            .collect()
+    };
+    let nq = color_quant::NeuQuant::new(10, colors, &rgba);
+    let map = nq.color_map_rgba();
+    let palette: Vec<[u8; 4]> = map
+        .chunks_exact(4)
+        // NeuQuant's learned alpha can drift from 255 on an opaque image
+        .map(|c| [c[0], c[1], c[2], if alpha { c[3] } else { 255 }])
+        .collect();
+    // NeuQuant's palette index for a colour is cached: tiles repeat colours a lot
+    let mut memo: HashMap<[u8; 4], u8> = HashMap::new();
+    let indices = rgba
+        .chunks_exact(4)
+        .map(|p| {
+            let c = [p[0], p[1], p[2], p[3]];
+            *memo
+                .entry(c)
+                .or_insert_with(|| u8::try_from(nq.index_of(p)).unwrap_or(0))
+        })
+        .collect();
+    sort_transparent_first(Quantized { palette, indices })
+}
+
+/// Entries with alpha < 255 first, so the `tRNS` chunk is as short as it can be.
+fn sort_transparent_first(q: Quantized) -> Quantized {
+    if q.palette.iter().all(|c| c[3] == 255) {
+        return q;
+    }
+    let mut order: Vec<usize> = (0..q.palette.len()).collect();
+    order.sort_by_key(|&i| q.palette[i][3] == 255);
+    let mut new_index = vec![0u8; q.palette.len()];
+    for (new, &old) in order.iter().enumerate() {
+        // at most 256 entries
+        new_index[old] = new as u8;
+    }
+    Quantized {
+        palette: order.iter().map(|&i| q.palette[i]).collect(),
+        indices: q
+            .indices
+            .iter()
+            .map(|&i| new_index.get(usize::from(i)).copied().unwrap_or(0))
+            .collect(),
+    }
+}
+
+fn encode_png_paletted(img: &RgbaImage, colors: usize, alpha: bool) -> Result<Vec<u8>, ImageError> {
+    let q = quantize(img, colors, alpha);
+    let n = q.palette.len().max(1);
+    // Pillow: palettes of up to 16 colours are written with 1, 2 or 4 bits per pixel
+    let (depth, bits) = match n {
+        0..=2 => (png::BitDepth::One, 1),
+        3..=4 => (png::BitDepth::Two, 2),
+        5..=16 => (png::BitDepth::Four, 4),
+        _ => (png::BitDepth::Eight, 8),
+    };
+    let width = img.width() as usize;
+    let data = if bits == 8 {
+        q.indices
+    } else {
+        let per_byte = 8 / bits;
+        let row_bytes = width.div_ceil(per_byte);
+        let mut packed = Vec::with_capacity(row_bytes * img.height() as usize);
+        for row in q.indices.chunks(width.max(1)) {
+            for group in row.chunks(per_byte) {
+                let mut b = 0u8;
+                for (i, &v) in group.iter().enumerate() {
+                    b |= v << (8 - bits * (i + 1));
+                }
+                packed.push(b);
+            }
+        }
+        packed
+    };
+    let mut plte = Vec::with_capacity(n * 3);
+    for c in &q.palette {
+        plte.extend_from_slice(&c[..3]);
+    }
+    if plte.is_empty() {
+        plte.extend_from_slice(&[0, 0, 0]);
+    }
+    let trns: Vec<u8> = {
+        let last = q.palette.iter().rposition(|c| c[3] != 255);
+        match last {
+            Some(l) => q.palette[..=l].iter().map(|c| c[3]).collect(),
+            None => Vec::new(),
+        }
+    };
+    let mut out = Vec::new();
+    {
+        let mut enc = png_encoder(&mut out, img);
+        enc.set_color(png::ColorType::Indexed);
+        enc.set_depth(depth);
+        enc.set_palette(plte);
+        if !trns.is_empty() {
+            enc.set_trns(trns);
+        }
+        enc.set_filter(png::Filter::NoFilter);
+        let mut w = enc.write_header().map_err(png_err)?;
+        w.write_image_data(&data).map_err(png_err)?;
+        w.finish().map_err(png_err)?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gradient(alpha: bool) -> RgbaImage {
+        RgbaImage::from_fn(256, 256, |x, y| {
+            image::Rgba([
+                x as u8,
+                y as u8,
+                (x ^ y) as u8,
+                if alpha { (x / 2) as u8 } else { 255 },
+            ])
+        })
+    }
+
+    #[test]
+    fn exact_palette_keeps_pixels() {
+        let mut img = blank_image(256, 256, [255, 255, 255, 255]);
+        for x in 0..256 {
+            img.put_pixel(x, 10, image::Rgba([200, 0, 0, 255]));
+            img.put_pixel(x, 20, image::Rgba([0, 0, 200, 0]));
+        }
+        let mut o = ImageOpts::new(ImageFormat::png());
+        o.transparent = true;
+        let png = encode(&img, &o).expect("encode");
+        assert_eq!(decode(&png).expect("decode"), img);
+    }
+
+    #[test]
+    fn neuquant_gets_close() {
+        let img = gradient(false);
+        let png = encode(&img, &ImageOpts::new(ImageFormat::png())).expect("encode");
+        let back = decode(&png).expect("decode");
+        let err: u64 = img
+            .as_raw()
+            .iter()
+            .zip(back.as_raw())
+            .map(|(a, b)| u64::from(a.abs_diff(*b)))
+            .sum();
+        // mean error per channel well under 10
+        assert!(
+            err / (img.as_raw().len() as u64) < 10,
+            "mean error {}",
+            err / 262144
+        );
+    }
+
+    #[test]
+    fn small_palettes_and_tiny_images() {
+        for colors in [1u16, 2, 3, 8, 16, 64, 255, 256, 1000] {
+            for (w, h) in [(1, 1), (3, 5), (16, 16), (256, 256)] {
+                let img = RgbaImage::from_fn(w, h, |x, y| {
+                    image::Rgba([(x * 37) as u8, (y * 91) as u8, (x * y) as u8, (x * 3) as u8])
+                });
+                let mut o = ImageOpts::new(ImageFormat::png());
+                o.colors = colors;
+                o.transparent = colors % 2 == 0;
+                let png = encode(&img, &o).expect("encode");
+                let back = decode(&png).expect("decode");
+                assert_eq!(back.dimensions(), (w, h));
+                let plte = png_plte_len(&png);
+                assert!(
+                    plte <= 3 * usize::from(colors.clamp(1, 256)),
+                    "{colors}: {plte}"
+                );
+            }
+        }
+    }
+
+    fn png_plte_len(png: &[u8]) -> usize {
+        let i = png.windows(4).position(|w| w == b"PLTE").expect("PLTE");
+        u32::from_be_bytes([png[i - 4], png[i - 3], png[i - 2], png[i - 1]]) as usize
+    }
+
+    #[test]
+    fn single_color_and_sub_image() {
+        let img = blank_image(4, 4, [1, 2, 3, 4]);
+        assert_eq!(single_color(&img), Some([1, 2, 3, 4]));
+        let mut img2 = img.clone();
+        img2.put_pixel(3, 3, image::Rgba([0, 0, 0, 0]));
+        assert_eq!(single_color(&img2), None);
+        let s = sub_image(&img2, 2, 2, 4, 4);
+        assert_eq!(s.get_pixel(1, 1).0, [0, 0, 0, 0]);
+        assert_eq!(s.get_pixel(0, 0).0, [1, 2, 3, 4]);
+        assert_eq!(s.get_pixel(3, 3).0, [0, 0, 0, 0]);
+        assert_eq!(
+            sub_image(&img2, 0, 0, 2, 2),
+            blank_image(2, 2, [1, 2, 3, 4])
+        );
+    }
+
+    #[test]
+    fn unknown_format_is_an_error() {
+        let e = encode(
+            &blank_image(1, 1, [0; 4]),
+            &ImageOpts::new(ImageFormat::new("image/tiff")),
+        )
+        .unwrap_err();
+        assert!(e.0.contains("expected a PNG, JPEG or mixed"), "{e}");
+    }
 }

@@ -3,6 +3,9 @@
 mod codec;
 mod format;
 
-pub use codec::{decode, encode, ImageError, ImageOpts};
+pub use codec::{
+    blank_image, decode, encode, has_transparency, single_color, sniff_format, sub_image,
+    ImageError, ImageOpts,
+};
 pub use format::ImageFormat;
 pub use image::RgbaImage;

@@ -1,0 +1,347 @@
+//! MapProxy's file cache (`mapproxy/cache/file.py`): one file per tile under a cache
+//! directory, in one of the [`DirectoryLayout`]s.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use super::path::{self, DirectoryLayout};
+use super::{CachedTile, TileCache};
+use crate::grid::TileCoord;
+use crate::image::{self, ImageFormat};
+
+/// How single-colour tiles are linked (`link_single_color_images: true` / `hardlink`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkMode {
+    /// A relative symbolic link to `single_color_tiles/<colour>.<ext>` (`true`).
+    Symlink,
+    /// A hard link to it (`hardlink`).
+    Hardlink,
+}
+
+/// One file cache of one grid.
+#[derive(Debug, Clone)]
+pub struct FileCache {
+    cache_dir: PathBuf,
+    layout: DirectoryLayout,
+    file_ext: String,
+    link_single_color: Option<LinkMode>,
+    directory_permissions: Option<u32>,
+    file_permissions: Option<u32>,
+}
+
+impl FileCache {
+    /// A cache in `cache_dir` (see [`path::cache_dir`] for how MapProxy names it) whose files
+    /// end in `.<file_ext>`: the cache format's extension (`png`, `jpeg`, `png8`, and `mixed`
+    /// for a `mixed` cache, whose files hold PNG or JPEG as each tile needs).
+    pub fn new(
+        cache_dir: impl Into<PathBuf>,
+        layout: DirectoryLayout,
+        file_ext: impl Into<String>,
+    ) -> FileCache {
+        FileCache {
+            cache_dir: cache_dir.into(),
+            layout,
+            file_ext: file_ext.into(),
+            link_single_color: None,
+            directory_permissions: None,
+            file_permissions: None,
+        }
+    }
+
+    /// A cache for tiles in `format` (the extension MapProxy uses: `format.ext()`).
+    pub fn for_format(
+        cache_dir: impl Into<PathBuf>,
+        layout: DirectoryLayout,
+        format: &ImageFormat,
+    ) -> FileCache {
+        FileCache::new(cache_dir, layout, format.ext())
+    }
+
+    /// `link_single_color_images`: store each single-colour tile once and link it.
+    pub fn with_link_single_color(mut self, mode: Option<LinkMode>) -> FileCache {
+        self.link_single_color = mode;
+        self
+    }
+
+    /// `directory_permissions` / `file_permissions` (octal in MapProxy's YAML, e.g. `0o775`);
+    /// `None`: as the umask gives them (directories 0777, files 0664, less the umask).
+    pub fn with_permissions(mut self, directories: Option<u32>, files: Option<u32>) -> FileCache {
+        self.directory_permissions = directories;
+        self.file_permissions = files;
+        self
+    }
+
+    pub fn cache_dir(&self) -> &Path {
+        &self.cache_dir
+    }
+
+    pub fn layout(&self) -> DirectoryLayout {
+        self.layout
+    }
+
+    pub fn file_ext(&self) -> &str {
+        &self.file_ext
+    }
+
+    /// The tile's file.
+    pub fn tile_location(&self, coord: TileCoord) -> PathBuf {
+        path::tile_location(&self.cache_dir, self.layout, coord, &self.file_ext)
+    }
+
+    /// The tile's file for a layer with dimensions (`time`, `elevation`, `dim_*`): below the
+    /// dimension directories in `tc`, `mp`, `tms` and `reverse_tms` (see
+    /// [`path::dimensions_part`]).
+    pub fn tile_location_with_dimensions(
+        &self,
+        coord: TileCoord,
+        dimensions: &[(&str, &str)],
+    ) -> Result<PathBuf, path::IllegalDimension> {
+        path::tile_relpath_with_dimensions(self.layout, coord, &self.file_ext, dimensions)
+            .map(|rel| self.cache_dir.join(rel))
+    }
+
+    /// The directory of all tiles of `level` (`None` for `reverse_tms`, `quadkey`).
+    pub fn level_location(&self, level: usize) -> Option<PathBuf> {
+        path::level_location(&self.cache_dir, self.layout, level)
+    }
+
+    /// The file a single-colour tile of `components` (3 for RGB, 4 for RGBA, as in
+    /// [`path::single_color_location`]) is linked to.
+    pub fn single_color_location(&self, components: &[u8]) -> PathBuf {
+        path::single_color_location(&self.cache_dir, components, &self.file_ext)
+    }
+
+    /// Store an encoded tile as a link to its single-colour file, `components` being the colour
+    /// as MapProxy's image mode has it (`[r, g, b]` or `[r, g, b, a]`), whatever
+    /// `link_single_color_images` says (symbolic link when it is off).
+    pub fn store_single_color(
+        &self,
+        coord: TileCoord,
+        data: &[u8],
+        components: &[u8],
+    ) -> io::Result<()> {
+        let tile_loc = self.tile_location(coord);
+        self.ensure_parent(&tile_loc)?;
+        let real = self.single_color_location(components);
+        self.ensure_parent(&real)?;
+        if fs::symlink_metadata(&real).is_err() {
+            self.write_file(&real, data)?;
+        }
+        match fs::symlink_metadata(&tile_loc) {
+            Ok(_) => remove_if_exists(&tile_loc)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let r = match self.link_single_color.unwrap_or(LinkMode::Symlink) {
+            LinkMode::Hardlink => fs::hard_link(&real, &tile_loc),
+            LinkMode::Symlink => symlink(&self.relative_to_tile_dir(coord, &real), &tile_loc),
+        };
+        match r {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// `real` (under the cache directory) as seen from the tile's directory: `../` once per
+    /// directory of the tile's relative path (MapProxy's `os.path.relpath`).
+    fn relative_to_tile_dir(&self, coord: TileCoord, real: &Path) -> PathBuf {
+        let rel = path::tile_relpath(self.layout, coord, &self.file_ext);
+        let depth = rel.matches('/').count();
+        let mut p = PathBuf::new();
+        for _ in 0..depth {
+            p.push("..");
+        }
+        match real.strip_prefix(&self.cache_dir) {
+            Ok(r) => p.join(r),
+            Err(_) => real.to_path_buf(),
+        }
+    }
+
+    /// MapProxy's `ensure_directory`: create the missing directories of `file`'s parent one by
+    /// one, each `chmod`ed to `directory_permissions` when given (so the umask does not apply).
+    fn ensure_parent(&self, file: &Path) -> io::Result<()> {
+        match file.parent() {
+            Some(dir) => self.ensure_dir(dir),
+            None => Ok(()),
+        }
+    }
+
+    fn ensure_dir(&self, dir: &Path) -> io::Result<()> {
+        if dir.as_os_str().is_empty() || dir.is_dir() {
+            return Ok(());
+        }
+        if let Some(parent) = dir.parent() {
+            self.ensure_dir(parent)?;
+        }
+        match fs::create_dir(dir) {
+            Ok(()) => {}
+            // another writer made it meanwhile
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot create cache directory {}: {e}", dir.display()),
+                ))
+            }
+        }
+        #[cfg(unix)]
+        if let Some(mode) = self.directory_permissions {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(dir, fs::Permissions::from_mode(mode))?;
+        }
+        Ok(())
+    }
+
+    /// MapProxy's `_store`: a symbolic link at the location is replaced, not written through;
+    /// the file is written atomically.
+    fn write_file(&self, location: &Path, data: &[u8]) -> io::Result<()> {
+        if fs::symlink_metadata(location)
+            .map(|m| m.file_type().is_symlink())
+            .unwrap_or(false)
+        {
+            remove_if_exists(location)?;
+        }
+        write_atomic(location, data)?;
+        #[cfg(unix)]
+        if let Some(mode) = self.file_permissions {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(location, fs::Permissions::from_mode(mode))?;
+        }
+        Ok(())
+    }
+}
+
+impl TileCache for FileCache {
+    fn load(&self, coord: TileCoord) -> io::Result<Option<CachedTile>> {
+        let loc = self.tile_location(coord);
+        let data = match fs::read(&loc) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", loc.display()))),
+        };
+        // MapProxy takes the timestamp with lstat: a linked single-colour tile's link time.
+        let mtime = fs::symlink_metadata(&loc)
+            .and_then(|m| m.modified())
+            .unwrap_or(UNIX_EPOCH);
+        Ok(Some(CachedTile {
+            data: Bytes::from(data),
+            mtime,
+        }))
+    }
+
+    /// `os.path.exists`: one `stat` (a dangling link is not cached).
+    fn is_cached(&self, coord: TileCoord) -> io::Result<bool> {
+        Ok(self.tile_location(coord).exists())
+    }
+
+    fn store(&self, coord: TileCoord, data: &[u8]) -> io::Result<()> {
+        if self.link_single_color.is_some() {
+            if let Some(components) = single_color_components(data) {
+                return self.store_single_color(coord, data, &components);
+            }
+        }
+        let loc = self.tile_location(coord);
+        self.ensure_parent(&loc)?;
+        self.write_file(&loc, data)
+    }
+
+    fn remove(&self, coord: TileCoord) -> io::Result<()> {
+        remove_if_exists(&self.tile_location(coord))
+    }
+}
+
+/// The colour of a single-colour encoded tile as MapProxy names its file: RGB for JPEG, RGB and
+/// paletted PNGs, RGBA for PNGs with an alpha channel. `None` when it has several colours or
+/// does not decode (it is then stored as it is).
+fn single_color_components(data: &[u8]) -> Option<Vec<u8>> {
+    let img = image::decode(data).ok()?;
+    let c = image::single_color(&img)?;
+    if png_has_alpha_channel(data) {
+        Some(c.to_vec())
+    } else {
+        Some(c[..3].to_vec())
+    }
+}
+
+/// PNG colour type 4 or 6 (gray+alpha, RGBA) in the IHDR.
+fn png_has_alpha_channel(data: &[u8]) -> bool {
+    data.starts_with(b"\x89PNG\r\n\x1a\n") && matches!(data.get(25), Some(4) | Some(6))
+}
+
+fn remove_if_exists(p: &Path) -> io::Result<()> {
+    match fs::remove_file(p) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(unix)]
+fn symlink(target: &Path, link: &Path) -> io::Result<()> {
+    std::os::unix::fs::symlink(target, link)
+}
+
+#[cfg(not(unix))]
+fn symlink(_target: &Path, _link: &Path) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "link_single_color_images needs symbolic links (MapProxy: not supported on Windows)",
+    ))
+}
+
+/// MapProxy's `write_atomic`: write `<file>.tmp-<random>` in the same directory (created
+/// exclusively, mode 0664 less the umask), then rename it over `file`; the temporary file is
+/// removed when anything fails.
+pub fn write_atomic(file: &Path, data: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut attempts = 0;
+    loop {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let rnd =
+            (u64::from(std::process::id()) * 7919 + n * 104_729 + u64::from(nanos)) % 100_000_000;
+        let mut tmp = file.as_os_str().to_owned();
+        tmp.push(format!(".tmp-{rnd}"));
+        let tmp = PathBuf::from(tmp);
+        let mut opts = fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o664);
+        }
+        let mut f = match opts.open(&tmp) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 16 => {
+                attempts += 1;
+                continue;
+            }
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot create {}: {e}", tmp.display()),
+                ))
+            }
+        };
+        let r = f.write_all(data).and_then(|_| {
+            drop(f);
+            fs::rename(&tmp, file)
+        });
+        if let Err(e) = r {
+            let _ = fs::remove_file(&tmp);
+            return Err(io::Error::new(
+                e.kind(),
+                format!("cannot write {}: {e}", file.display()),
+            ));
+        }
+        return Ok(());
+    }
+}

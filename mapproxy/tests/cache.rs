@@ -1,0 +1,519 @@
+//! The file cache against the real MapProxy 7: caches MapProxy wrote (tests/fixtures/cache/,
+//! made by its generate.py) are read tile for tile; caches we write are read by MapProxy's own
+//! FileCache (MAPPROXY_PYTHON); the encoder's PNG/JPEG output is checked chunk by chunk.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use mapproxy_serve_mapproxy::cache::path::{self, CacheDirNaming};
+use mapproxy_serve_mapproxy::cache::{DirectoryLayout, FileCache, LinkMode, TileCache};
+use mapproxy_serve_mapproxy::image::{
+    blank_image, decode, encode, sniff_format, ImageFormat, ImageOpts, RgbaImage,
+};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cache")
+}
+
+fn manifest() -> serde_json::Value {
+    let text = fs::read_to_string(fixtures().join("manifest.json")).expect("manifest.json");
+    serde_json::from_str(&text).expect("manifest.json is JSON")
+}
+
+fn coord(v: &serde_json::Value) -> (i64, i64, usize) {
+    let a = v.as_array().expect("coord is a list");
+    (
+        a[0].as_i64().expect("x"),
+        a[1].as_i64().expect("y"),
+        a[2].as_u64().expect("z") as usize,
+    )
+}
+
+/// A fresh directory under the target's tmp dir.
+fn tmp_dir(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cache-{name}"));
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).expect("tmp dir");
+    d
+}
+
+/// Every file (and link) under `dir`, relative, `/`-separated.
+fn files_under(dir: &Path) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).expect("read_dir") {
+            let e = e.expect("entry");
+            let ft = e.file_type().expect("file type");
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else {
+                let rel = e.path().strip_prefix(dir).expect("under dir").to_path_buf();
+                out.insert(rel.to_string_lossy().replace('\\', "/"));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn reads_every_tile_mapproxy_wrote_in_each_layout() {
+    let data = fixtures().join("data");
+    let m = manifest();
+    let caches = m.as_object().expect("manifest is an object");
+    let mut layouts_seen = BTreeSet::new();
+    for (name, c) in caches {
+        let dir = data.join(c["dir"].as_str().expect("dir"));
+        let layout = DirectoryLayout::parse(c["layout"].as_str().expect("layout")).expect("layout");
+        layouts_seen.insert(layout.as_str());
+        let cache = FileCache::new(&dir, layout, c["ext"].as_str().expect("ext"));
+        let mut listed = BTreeSet::new();
+        for t in c["tiles"].as_array().expect("tiles") {
+            let xyz = coord(&t["coord"]);
+            let rel = t["path"].as_str().expect("path");
+            assert_eq!(
+                path::tile_relpath(layout, xyz, cache.file_ext()),
+                rel,
+                "{name} {xyz:?}"
+            );
+            assert_eq!(cache.tile_location(xyz), dir.join(rel));
+            assert!(cache.is_cached(xyz).expect("stat"), "{name} {xyz:?}");
+            let got = cache.load(xyz).expect("load").expect("tile is there");
+            assert_eq!(
+                &got.data[..],
+                &fs::read(dir.join(rel)).expect("fixture file")[..],
+                "{name} {xyz:?}"
+            );
+            // MapProxy's tiles decode, 32x32
+            let img = decode(&got.data).expect("decodes");
+            assert_eq!(img.dimensions(), (32, 32));
+            listed.insert(rel.to_string());
+        }
+        // no file of the cache's tiles that MapProxy's paths did not name
+        let on_disk: BTreeSet<String> = files_under(&dir)
+            .into_iter()
+            .filter(|f| !f.starts_with("single_color_tiles/"))
+            .collect();
+        assert_eq!(on_disk, listed, "{name}");
+        // a tile that is not there
+        assert!(cache.load((3, 3, 2)).expect("load").is_none());
+        assert!(!cache.is_cached((3, 3, 2)).expect("stat"));
+    }
+    assert_eq!(layouts_seen.len(), 6, "{layouts_seen:?}");
+
+    // the directory names MapProxy gave the caches
+    for l in ["tc", "mp", "tms", "reverse_tms", "quadkey", "arcgis"] {
+        let name = format!("l_{l}");
+        let want = data.join(caches[&name]["dir"].as_str().expect("dir"));
+        let got = path::cache_dir(
+            &name,
+            CacheDirNaming::Srs {
+                base_dir: &data,
+                grid_srs: "EPSG:3857",
+            },
+        );
+        assert_eq!(got, want);
+    }
+    let got = path::cache_dir(
+        "gridnames",
+        CacheDirNaming::GridName {
+            base_dir: &data,
+            grid_name: "tiny",
+        },
+    );
+    assert_eq!(
+        got,
+        data.join(caches["gridnames"]["dir"].as_str().expect("dir"))
+    );
+}
+
+#[test]
+fn mixed_and_linked_fixtures() {
+    let m = manifest();
+    let data = fixtures().join("data");
+    // mixed: files end in .mixed, the opaque tile is a JPEG, the transparent one a PNG
+    let mixed = FileCache::for_format(
+        data.join("mixed_EPSG3857"),
+        DirectoryLayout::Tc,
+        &ImageFormat::new("mixed"),
+    );
+    let jpeg = mixed.load((0, 0, 1)).expect("load").expect("opaque tile");
+    assert_eq!(sniff_format(&jpeg.data), Some(ImageFormat::jpeg()));
+    let png = mixed
+        .load((1, 0, 1))
+        .expect("load")
+        .expect("transparent tile");
+    assert_eq!(sniff_format(&png.data), Some(ImageFormat::png()));
+
+    // our encoder picks the same formats for the same images
+    let mut opaque = blank_image(32, 32, [10, 120, 200, 255]);
+    let mut transparent = blank_image(32, 32, [10, 120, 200, 0]);
+    for y in 0..16 {
+        for x in 0..16 {
+            opaque.put_pixel(x, y, image_px([250, 250, 0, 255]));
+            transparent.put_pixel(x, y, image_px([250, 0, 0, 255]));
+        }
+    }
+    let mut o = ImageOpts::new(ImageFormat::new("mixed"));
+    o.transparent = true;
+    let ours = encode(&opaque, &o).expect("encode");
+    assert_eq!(sniff_format(&ours), Some(ImageFormat::jpeg()));
+    let ours = encode(&transparent, &o).expect("encode");
+    assert_eq!(sniff_format(&ours), Some(ImageFormat::png()));
+    // as MapProxy's: RGBA (colour type 6), pixels exact
+    assert_eq!(png_chunk(&ours, b"IHDR").expect("IHDR")[9], 6);
+    assert_eq!(png_chunk(&png.data, b"IHDR").expect("IHDR")[9], 6);
+    assert_eq!(
+        decode(&ours).expect("ours"),
+        decode(&png.data).expect("theirs")
+    );
+
+    // linked: MapProxy's relative symlinks; we link the same way
+    let linked = &m["linked"];
+    let dir = tmp_dir("linked");
+    let cache = FileCache::new(&dir, DirectoryLayout::Tc, "png")
+        .with_link_single_color(Some(LinkMode::Symlink));
+    let white = encode(
+        &blank_image(32, 32, [255, 255, 255, 255]),
+        &ImageOpts::new(ImageFormat::png()),
+    )
+    .expect("encode");
+    let mut rgba = ImageOpts::new(ImageFormat::png());
+    rgba.paletted = false;
+    rgba.transparent = true;
+    let blank_rgba = encode(&blank_image(32, 32, [0, 0, 0, 0]), &rgba).expect("encode");
+    for t in linked["tiles"].as_array().expect("tiles") {
+        let Some(link) = t["link"].as_str() else {
+            continue;
+        };
+        let xyz = coord(&t["coord"]);
+        let want = if link.ends_with("/00000000.png") {
+            // MapProxy names it by the RGBA image it had in memory; a truecolour RGBA PNG of it
+            // tells our store() the same
+            &blank_rgba
+        } else {
+            &white
+        };
+        cache.store(xyz, want).expect("store");
+        let ours = fs::read_link(cache.tile_location(xyz)).expect("a symlink");
+        assert_eq!(ours, Path::new(link));
+        assert_eq!(
+            &cache.load(xyz).expect("load").expect("tile").data[..],
+            &want[..]
+        );
+    }
+    assert!(dir.join("single_color_tiles/ffffff.png").is_file());
+    assert!(dir.join("single_color_tiles/00000000.png").is_file());
+    // a paletted PNG is named by its palette's RGB, as MapProxy names a decoded 'P' image; the
+    // tile manager, knowing the image, can name it itself
+    let mut t_opts = ImageOpts::new(ImageFormat::png());
+    t_opts.transparent = true;
+    let blank_p = encode(&blank_image(32, 32, [0, 0, 0, 0]), &t_opts).expect("encode");
+    cache.store((5, 5, 5), &blank_p).expect("store");
+    assert_eq!(
+        fs::read_link(cache.tile_location((5, 5, 5))).expect("a symlink"),
+        Path::new("../../../../../../single_color_tiles/000000.png")
+    );
+    cache
+        .store_single_color((6, 5, 5), &blank_p, &[0, 0, 0, 0])
+        .expect("store");
+    assert_eq!(
+        fs::read_link(cache.tile_location((6, 5, 5))).expect("a symlink"),
+        Path::new("../../../../../../single_color_tiles/00000000.png")
+    );
+    // MapProxy's linked tiles load through the link
+    let theirs = FileCache::new(data.join("linked_EPSG3857"), DirectoryLayout::Tc, "png");
+    let t = theirs.load((1, 0, 1)).expect("load").expect("linked tile");
+    assert_eq!(
+        decode(&t.data).expect("decodes"),
+        blank_image(32, 32, [255, 255, 255, 255])
+    );
+
+    // hard links
+    let dir = tmp_dir("hardlinked");
+    let cache = FileCache::new(&dir, DirectoryLayout::Tms, "png")
+        .with_link_single_color(Some(LinkMode::Hardlink));
+    cache.store((0, 0, 1), &white).expect("store");
+    cache.store((1, 0, 1), &white).expect("store");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let md = fs::metadata(dir.join("single_color_tiles/ffffff.png")).expect("real file");
+        assert_eq!(md.nlink(), 3);
+    }
+    // storing a tile that is not single-coloured over a link replaces the link
+    let two = encode(&two_colors(), &ImageOpts::new(ImageFormat::png())).expect("encode");
+    cache.store((0, 0, 1), &two).expect("store");
+    assert_eq!(
+        &cache.load((0, 0, 1)).expect("load").expect("tile").data[..],
+        &two[..]
+    );
+    assert_eq!(
+        &fs::read(dir.join("single_color_tiles/ffffff.png")).expect("real file")[..],
+        &white[..]
+    );
+}
+
+fn image_px(c: [u8; 4]) -> image::Rgba<u8> {
+    image::Rgba(c)
+}
+
+fn two_colors() -> RgbaImage {
+    let mut img = blank_image(32, 32, [255, 255, 255, 255]);
+    for y in 0..32 {
+        for x in 0..16 {
+            img.put_pixel(x, y, image_px([200, 0, 0, 255]));
+        }
+    }
+    img
+}
+
+/// A varied transparent image: a gradient with an alpha ramp and a fully transparent corner.
+fn varied() -> RgbaImage {
+    RgbaImage::from_fn(256, 256, |x, y| {
+        let a = if x < 32 && y < 32 {
+            0
+        } else {
+            255 - (y as u8 / 4)
+        };
+        image_px([x as u8, y as u8, ((x + y) / 2) as u8, a])
+    })
+}
+
+/// The data of the first `name` chunk of a PNG.
+fn png_chunk<'a>(png: &'a [u8], name: &[u8; 4]) -> Option<&'a [u8]> {
+    let mut i = 8;
+    while i + 8 <= png.len() {
+        let len = u32::from_be_bytes(png[i..i + 4].try_into().ok()?) as usize;
+        let kind = &png[i + 4..i + 8];
+        let body = png.get(i + 8..i + 8 + len)?;
+        if kind == name {
+            return Some(body);
+        }
+        i += 12 + len;
+    }
+    None
+}
+
+#[test]
+fn png_is_paletted_by_default_with_trns_when_transparent() {
+    let img = varied();
+    // opaque image/png: colour type 3, no tRNS, bit depth 8 (many colours)
+    let out = encode(&img, &ImageOpts::new(ImageFormat::png())).expect("encode");
+    let ihdr = png_chunk(&out, b"IHDR").expect("IHDR");
+    assert_eq!((ihdr[8], ihdr[9]), (8, 3));
+    assert!(png_chunk(&out, b"PLTE").expect("PLTE").len() <= 256 * 3);
+    assert!(png_chunk(&out, b"tRNS").is_none());
+    assert!(decode(&out)
+        .expect("decodes")
+        .pixels()
+        .all(|p| p.0[3] == 255));
+
+    // transparent: tRNS, the transparent corner stays transparent
+    let mut o = ImageOpts::new(ImageFormat::new("image/png"));
+    o.transparent = true;
+    let out = encode(&img, &o).expect("encode");
+    assert_eq!(png_chunk(&out, b"IHDR").expect("IHDR")[9], 3);
+    assert!(png_chunk(&out, b"tRNS").is_some());
+    let back = decode(&out).expect("decodes");
+    assert_eq!(back.get_pixel(5, 5).0[3], 0);
+    assert!(back.get_pixel(200, 200).0[3] > 180);
+
+    // few colours: the exact palette, packed to 1 bit as Pillow writes it
+    let out = encode(&two_colors(), &ImageOpts::new(ImageFormat::png())).expect("encode");
+    let ihdr = png_chunk(&out, b"IHDR").expect("IHDR");
+    assert_eq!((ihdr[8], ihdr[9]), (1, 3));
+    assert_eq!(decode(&out).expect("decodes"), two_colors());
+
+    // colors: 16 -> at most 16 palette entries, 4 bits
+    let mut o = ImageOpts::new(ImageFormat::png());
+    o.colors = 16;
+    let out = encode(&img, &o).expect("encode");
+    assert!(png_chunk(&out, b"PLTE").expect("PLTE").len() <= 16 * 3);
+    assert_eq!(png_chunk(&out, b"IHDR").expect("IHDR")[8], 4);
+
+    // paletted: false -> truecolour, RGBA when transparent
+    let mut o = ImageOpts::new(ImageFormat::png());
+    o.paletted = false;
+    let out = encode(&img, &o).expect("encode");
+    assert_eq!(png_chunk(&out, b"IHDR").expect("IHDR")[9], 2);
+    o.transparent = true;
+    let out = encode(&img, &o).expect("encode");
+    assert_eq!(png_chunk(&out, b"IHDR").expect("IHDR")[9], 6);
+    assert_eq!(decode(&out).expect("decodes"), img);
+}
+
+/// The first value of the first quantization table of a JPEG (the luminance DC step).
+fn jpeg_dqt0(jpeg: &[u8]) -> Option<u8> {
+    let i = jpeg.windows(2).position(|w| w == [0xff, 0xdb])?;
+    // marker, length (2), Pq/Tq (1), then 64 values
+    jpeg.get(i + 5).copied()
+}
+
+#[test]
+fn jpeg_quality_is_honoured() {
+    let img = varied();
+    let mut o = ImageOpts::new(ImageFormat::jpeg());
+    let q90 = encode(&img, &o).expect("encode");
+    assert_eq!(sniff_format(&q90), Some(ImageFormat::jpeg()));
+    // IJG scaling of the standard table's 16: quality 90 -> 3, 50 -> 16, 10 -> 80
+    assert_eq!(jpeg_dqt0(&q90), Some(3));
+    o.jpeg_quality = 50;
+    let q50 = encode(&img, &o).expect("encode");
+    assert_eq!(jpeg_dqt0(&q50), Some(16));
+    o.jpeg_quality = 10;
+    let q10 = encode(&img, &o).expect("encode");
+    assert_eq!(jpeg_dqt0(&q10), Some(80));
+    assert!(q10.len() < q50.len() && q50.len() < q90.len());
+}
+
+#[test]
+fn atomic_store_leaves_no_temp_files() {
+    let dir = tmp_dir("atomic");
+    let cache = FileCache::new(&dir, DirectoryLayout::Tc, "png");
+    let a = encode(&varied(), &ImageOpts::new(ImageFormat::png())).expect("encode");
+    let b = encode(&two_colors(), &ImageOpts::new(ImageFormat::png())).expect("encode");
+    // writers racing on one tile: a reader sees one whole tile
+    std::thread::scope(|s| {
+        for i in 0..8 {
+            let (cache, a, b) = (&cache, &a, &b);
+            s.spawn(move || {
+                for _ in 0..20 {
+                    let d = if i % 2 == 0 { a } else { b };
+                    cache.store((1, 2, 3), d).expect("store");
+                    let got = cache.load((1, 2, 3)).expect("load").expect("stored");
+                    assert!(got.data[..] == a[..] || got.data[..] == b[..]);
+                }
+            });
+        }
+    });
+    for x in 0..4 {
+        cache.store((x, 0, 2), &a).expect("store");
+    }
+    let files = files_under(&dir);
+    assert!(files.iter().all(|f| !f.contains(".tmp-")), "{files:?}");
+    assert_eq!(files.len(), 5, "{files:?}");
+    cache.remove((0, 0, 2)).expect("remove");
+    cache
+        .remove((0, 0, 2))
+        .expect("removing a missing tile is fine");
+    assert!(cache.load((0, 0, 2)).expect("load").is_none());
+}
+
+#[cfg(unix)]
+#[test]
+fn permissions_as_configured() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tmp_dir("perms");
+    let cache = FileCache::new(dir.join("c_EPSG3857"), DirectoryLayout::Tms, "png")
+        .with_permissions(Some(0o750), Some(0o640));
+    cache.store((1, 2, 3), b"not an image").expect("store");
+    let mode = |p: &Path| fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode(&dir.join("c_EPSG3857/3/1/2.png")), 0o640);
+    assert_eq!(mode(&dir.join("c_EPSG3857/3/1")), 0o750);
+    assert_eq!(mode(&dir.join("c_EPSG3857/3")), 0o750);
+    assert_eq!(mode(&dir.join("c_EPSG3857")), 0o750);
+}
+
+/// Tiles we store are found and decoded by MapProxy's own FileCache and PIL.
+#[test]
+fn mapproxy_reads_tiles_we_store() {
+    let python = match std::env::var("MAPPROXY_PYTHON") {
+        Ok(p) if !p.is_empty() => p,
+        _ => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("MAPPROXY_PYTHON is not set: set it to a python with MapProxy 7 installed");
+            }
+            println!("SKIP: mapproxy_reads_tiles_we_store: set MAPPROXY_PYTHON to a python with MapProxy 7 (e.g. /tmp/mpv/bin/python)");
+            return;
+        }
+    };
+    let dir = tmp_dir("for-mapproxy");
+    let img = varied();
+    let mut transparent = ImageOpts::new(ImageFormat::png());
+    transparent.transparent = true;
+    let paletted = encode(&img, &transparent).expect("encode");
+    let mut mixed_opts = ImageOpts::new(ImageFormat::new("mixed"));
+    mixed_opts.transparent = true;
+    let mixed_jpeg = encode(&two_colors(), &mixed_opts).expect("encode");
+    let white = encode(
+        &blank_image(256, 256, [255, 255, 255, 255]),
+        &ImageOpts::new(ImageFormat::png()),
+    )
+    .expect("encode");
+
+    let mut checks = Vec::new();
+    let layouts = ["tc", "mp", "tms", "reverse_tms", "quadkey", "arcgis"];
+    for (i, l) in layouts.iter().enumerate() {
+        let layout = DirectoryLayout::parse(l).expect("layout");
+        let cdir = dir.join(format!("c_{l}"));
+        let cache = FileCache::new(&cdir, layout, "png");
+        let xyz = (1234 + i as i64, 5678, 13);
+        cache.store(xyz, &paletted).expect("store");
+        checks.push((cdir, *l, "png", xyz, &paletted, "P"));
+    }
+    let cdir = dir.join("mixed");
+    let cache = FileCache::for_format(&cdir, DirectoryLayout::Tc, &ImageFormat::new("mixed"));
+    cache.store((3, 4, 5), &mixed_jpeg).expect("store");
+    checks.push((cdir, "tc", "mixed", (3, 4, 5), &mixed_jpeg, "RGB"));
+    let cdir = dir.join("linked");
+    let cache = FileCache::new(&cdir, DirectoryLayout::Tc, "png")
+        .with_link_single_color(Some(LinkMode::Symlink));
+    cache.store((1, 1, 1), &white).expect("store");
+    assert!(fs::read_link(cache.tile_location((1, 1, 1))).is_ok());
+    checks.push((cdir, "tc", "png", (1, 1, 1), &white, "P"));
+
+    let mut list = Vec::new();
+    for (d, l, ext, (x, y, z), data, mode) in &checks {
+        list.push(serde_json::json!({
+            "dir": d.to_string_lossy(), "layout": l, "ext": ext, "coord": [x, y, z],
+            "hex": data.iter().map(|b| format!("{b:02x}")).collect::<String>(), "mode": mode,
+        }));
+    }
+    let snippet = r#"
+import io, json, sys
+from PIL import Image
+from mapproxy.cache.file import FileCache
+from mapproxy.cache.tile import Tile
+for c in json.load(sys.stdin):
+    fc = FileCache(c['dir'], c['ext'], directory_layout=c['layout'])
+    t = Tile(tuple(c['coord']))
+    assert fc.is_cached(t), ('not cached', c['dir'], c['coord'])
+    assert fc.load_tile(t), ('not loaded', c['dir'], c['coord'])
+    data = t.image_result.as_buffer().read()
+    assert data == bytes.fromhex(c['hex']), ('other bytes', c['dir'])
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    assert img.mode == c['mode'], (img.mode, c)
+    assert img.size == (256, 256) or img.size == (32, 32), img.size
+    t.image_result.as_image()
+    print('ok', c['layout'], c['ext'], fc.tile_location(t))
+"#;
+    let mut child = Command::new(&python)
+        .args(["-c", snippet])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run MAPPROXY_PYTHON={python}: {e}"));
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(serde_json::Value::Array(list).to_string().as_bytes())
+            .expect("write stdin");
+    }
+    let out = child.wait_with_output().expect("python ran");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "MapProxy could not read our tiles:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("ok ")).count(),
+        checks.len()
+    );
+}
