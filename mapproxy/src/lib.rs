@@ -8,12 +8,14 @@
 //! | [`image`] | image formats, encoding, meta tile splitting | `mapproxy/image/` |
 //! | [`cache`] | tile caches: the `TileCache` trait and the file cache layouts | `mapproxy/cache/` |
 //! | [`meta`] | meta tiles: the block of tiles one source request covers, its buffer | `mapproxy/grid/meta_grid.py` |
+//! | [`lock`] | the cross-process lock file of a meta tile | `mapproxy/cache/base.py` `TileLocker`, `mapproxy/util/lock.py` |
 //! | [`source`] | sources: the `MapSource` trait, tile, WMS and debug sources | `mapproxy/source/`, `mapproxy/client/` |
 #![deny(unsafe_code)]
 
 pub mod cache;
 pub mod grid;
 pub mod image;
+pub mod lock;
 pub mod meta;
 pub mod source;
 pub mod tile;
