@@ -9,6 +9,7 @@
 //! | [`cache`] | tile caches: the `TileCache` trait and the file cache layouts | `mapproxy/cache/` |
 //! | [`meta`] | meta tiles: the block of tiles one source request covers, its buffer | `mapproxy/grid/meta_grid.py` |
 //! | [`lock`] | the cross-process lock file of a meta tile | `mapproxy/cache/base.py` `TileLocker`, `mapproxy/util/lock.py` |
+//! | [`tile_manager`] | cache hit or create: meta tiles, single flight, locks, splitting | `mapproxy/cache/tile_manager.py`, `tile_creator.py` |
 //! | [`source`] | sources: the `MapSource` trait, tile, WMS and debug sources | `mapproxy/source/`, `mapproxy/client/` |
 #![deny(unsafe_code)]
 
@@ -19,3 +20,4 @@ pub mod lock;
 pub mod meta;
 pub mod source;
 pub mod tile;
+pub mod tile_manager;
