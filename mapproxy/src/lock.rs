@@ -151,3 +151,33 @@ impl Drop for TileLock {
         self.file.take();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn held_lock_times_out_then_is_free_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let locker = TileLocker::new(dir.path().join("locks"), "abc", Duration::from_millis(50));
+        let path = locker.lock_filename((1, 2, 3));
+        assert_eq!(path, dir.path().join("locks").join("abc-1-2-3.lck"));
+        let held = locker.lock((1, 2, 3)).await.expect("first");
+        assert_eq!(held.path(), path);
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("lock file"),
+            format!(" {}\n", std::process::id())
+        );
+        let start = std::time::Instant::now();
+        match locker.lock((1, 2, 3)).await {
+            Err(LockError::Timeout(p)) => assert_eq!(p, path),
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        assert!(start.elapsed() >= Duration::from_millis(50));
+        // another meta tile is not held
+        drop(locker.lock((0, 0, 3)).await.expect("other tile"));
+        drop(held);
+        assert!(!path.exists(), "removed on unlock");
+        drop(locker.lock((1, 2, 3)).await.expect("free again"));
+    }
+}

@@ -58,6 +58,8 @@ pub struct Upstream {
     pub mode: Mutex<Mode>,
     /// When set, each request takes a permit first (the test adds them).
     pub gate: Mutex<Option<Arc<Semaphore>>>,
+    /// The headers of each request, in order.
+    pub headers: Mutex<Vec<http::HeaderMap>>,
 }
 
 impl Upstream {
@@ -71,6 +73,7 @@ impl Upstream {
             requests: Mutex::new(Vec::new()),
             mode: Mutex::new(mode),
             gate: Mutex::new(None),
+            headers: Mutex::new(Vec::new()),
         });
         let server = up.clone();
         tokio::spawn(async move {
@@ -116,6 +119,10 @@ impl Upstream {
             .map(|p| p.as_str().to_owned())
             .unwrap_or_default();
         self.requests.lock().expect("lock").push(pq.clone());
+        self.headers
+            .lock()
+            .expect("lock")
+            .push(req.headers().clone());
         self.count.fetch_add(1, Ordering::SeqCst);
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);
