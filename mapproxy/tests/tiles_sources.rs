@@ -128,9 +128,18 @@ fn tile_urls_match_mapproxy() {
         "http://h/%(x)",
         "http://h/%(format)d",
         "http://h/%s",
+        "%(quadkey)5d/abc",
+        "%(x",
+        "%(x)05",
     ] {
         assert!(TileUrlTemplate::new(bad).is_err(), "{bad}");
     }
+    let e = TileUrlTemplate::new("http://h/%(bbox)d").expect_err("%d of a string");
+    assert!(
+        e.message.ends_with("conversion %d for %(bbox)"),
+        "{}",
+        e.message
+    );
 }
 
 fn tile_source(up: &Upstream, on_error: Option<OnError>) -> TileSource {

@@ -256,7 +256,8 @@ fn log_request(url: &str, status: Option<u16>, size: Option<u64>, duration: Opti
     let url: String = url.chars().filter(|c| *c != ' ').collect();
     let status = status.map_or_else(|| "-".to_owned(), |s| s.to_string());
     let size = match size {
-        Some(n) if n > 0 => format!("{:.1}", n as f64 / 1024.0),
+        // a Content-Length of 0 is shown as 0.0, as MapProxy (the header's text is truthy)
+        Some(n) => format!("{:.1}", n as f64 / 1024.0),
         _ => "-".to_owned(),
     };
     let duration = match duration {

@@ -74,7 +74,8 @@ impl TileUrlTemplate {
             let Some(end) = r.find(')') else {
                 return Err(bad("unclosed %("));
             };
-            let name = match &r[..end] {
+            let var_name = &r[..end];
+            let name = match var_name {
                 "x" => Var::X,
                 "y" => Var::Y,
                 "z" => Var::Z,
@@ -111,7 +112,7 @@ impl TileUrlTemplate {
             match conv {
                 's' => {}
                 'd' | 'i' | 'x' | 'X' if numeric => {}
-                _ => return Err(bad(&format!("conversion %{conv} for {}", &template))),
+                _ => return Err(bad(&format!("conversion %{conv} for %({})", var_name))),
             }
             r = &r[conv.len_utf8()..];
             if !lit.is_empty() {
