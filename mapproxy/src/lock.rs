@@ -7,12 +7,16 @@
 //!   main tile; a file cache's `lock_cache_id` is the MD5 hex digest of its directory;
 //! - the lock is an exclusive `flock` on the open file, tried every 10 ms until the timeout
 //!   (MapProxy's `http.client_timeout`, default 60 s), then [`LockError::Timeout`];
-//! - the holder writes ` <pid>\n` into the file, and removes the file on unlock.
+//! - the holder writes ` <pid>\n` into the file, and removes the file on unlock;
+//! - every 50th lock of a locker first removes `.lck` files of the directory older than the
+//!   timeout + 10 s (MapProxy's `cleanup_lockdir`: files left by a process that died).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use fs4::fs_std::FileExt;
 
@@ -47,6 +51,7 @@ pub struct TileLocker {
     lock_dir: PathBuf,
     lock_cache_id: String,
     timeout: Duration,
+    calls: Arc<AtomicUsize>,
 }
 
 impl TileLocker {
@@ -59,6 +64,7 @@ impl TileLocker {
             lock_dir: lock_dir.into(),
             lock_cache_id: lock_cache_id.into(),
             timeout,
+            calls: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -81,6 +87,11 @@ impl TileLocker {
     /// async.
     pub async fn lock(&self, coord: TileCoord) -> Result<TileLock, LockError> {
         let path = self.lock_filename(coord);
+        if self.calls.fetch_add(1, Ordering::Relaxed) % 50 == 0 {
+            let dir = self.lock_dir.clone();
+            let max_age = self.timeout + Duration::from_secs(10);
+            let _ = tokio::task::spawn_blocking(move || cleanup_lock_dir(&dir, max_age)).await;
+        }
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
             let p = path.clone();
@@ -101,6 +112,35 @@ impl TileLocker {
                 return Err(LockError::Timeout(path));
             }
             tokio::time::sleep(STEP).await;
+        }
+    }
+}
+
+/// Removes `.lck` files older than `max_age` (MapProxy's `cleanup_lockdir`); errors are
+/// ignored (another process may remove the same file).
+pub fn cleanup_lock_dir(dir: &Path, max_age: Duration) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let now = SystemTime::now();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "lck") {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .ok()
+            .filter(|m| m.is_file())
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|age| age > max_age);
+        if old {
+            if let Err(e) = std::fs::remove_file(&path) {
+                if e.kind() != io::ErrorKind::NotFound {
+                    log::warn!(target: "mapproxy.util.lock", "could not remove old lock file {}: {e}", path.display());
+                }
+            }
         }
     }
 }
@@ -179,5 +219,24 @@ mod tests {
         drop(held);
         assert!(!path.exists(), "removed on unlock");
         drop(locker.lock((1, 2, 3)).await.expect("free again"));
+    }
+
+    #[test]
+    fn cleanup_removes_only_old_lock_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let old = dir.path().join("a-0-0-0.lck");
+        let other = dir.path().join("keep.txt");
+        std::fs::write(&old, " 1\n").expect("write");
+        std::fs::write(&other, "x").expect("write");
+        cleanup_lock_dir(dir.path(), Duration::from_secs(3600));
+        assert!(old.exists(), "young");
+        let f = File::options().write(true).open(&old).expect("open");
+        f.set_modified(SystemTime::now() - Duration::from_secs(7200))
+            .expect("mtime");
+        drop(f);
+        cleanup_lock_dir(dir.path(), Duration::from_secs(3600));
+        assert!(!old.exists(), "old lock file removed");
+        assert!(other.exists());
+        cleanup_lock_dir(&dir.path().join("missing"), Duration::ZERO);
     }
 }
