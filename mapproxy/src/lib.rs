@@ -8,6 +8,9 @@
 //! | [`tile`] | the seam between services and the tile path: `TileProvider`, `TileData` | `mapproxy/cache/tile.py` (`TileManager`'s interface) |
 //! | [`image`] | image formats, encoding, meta tile splitting | `mapproxy/image/` |
 //! | [`cache`] | tile caches: the `TileCache` trait and the file cache layouts | `mapproxy/cache/` |
+//! | [`meta`] | meta tiles: the block of tiles one source request covers, its buffer | `mapproxy/grid/meta_grid.py` |
+//! | [`lock`] | the cross-process lock file of a meta tile | `mapproxy/cache/base.py` `TileLocker`, `mapproxy/util/lock.py` |
+//! | [`tile_manager`] | cache hit or create: meta tiles, single flight, locks, splitting | `mapproxy/cache/tile_manager.py`, `tile_creator.py` |
 //! | [`source`] | sources: the `MapSource` trait, tile, WMS and debug sources | `mapproxy/source/`, `mapproxy/client/` |
 //! | [`multiapp`] | MultiMapProxy: one project per `NAME.yaml` of a directory | `mapproxy/multiapp.py` |
 //! | [`escape`] | HTML escaping and percent-decoding, for every page | `mapproxy/util/escape.py` |
@@ -18,9 +21,12 @@ pub mod config;
 pub mod escape;
 pub mod grid;
 pub mod image;
+pub mod lock;
+pub mod meta;
 pub mod multiapp;
 pub mod source;
 pub mod tile;
+pub mod tile_manager;
 
 /// The MapProxy version whose behaviour this crate follows (its welcome pages name it).
 pub const VERSION: &str = "7.0.0";

@@ -1,4 +1,27 @@
 //! Sources (MapProxy's `mapproxy/source/`): where images come from when a cache misses.
+//!
+//! | source | what | MapProxy |
+//! |---|---|---|
+//! | [`TileSource`] | `type: tile`: one tile of its grid per query, from a URL template | `source/tile.py`, `client/tile.py` |
+//! | [`WmsSource`] | `type: wms`: GetMap 1.1.1 / 1.3.0 | `source/wms.py`, `client/wms.py`, `request/wms/` |
+//! | [`DebugSource`] | `type: debug`: the query's bbox and resolution as text | `source/debug.py`, `image/message.py` |
+//!
+//! HTTP goes through [`SourceHttp`] (the project's shared client, MapProxy's `client/http.py`
+//! errors and the `mapproxy.source.request` log line); [`OnError`] is a source's `on_error`.
+
+mod debug;
+mod error;
+mod http;
+mod pyfmt;
+mod tile;
+mod wms;
+
+pub use debug::DebugSource;
+pub use error::{OnError, OnErrorResponse};
+pub use http::{HttpOpts, HttpSourceError, SourceHttp};
+pub use pyfmt::{py_float_repr, py_quote};
+pub use tile::{TileSource, TileUrlTemplate};
+pub use wms::{WmsSource, WmsSourceConf, WmsVersion};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -23,6 +46,20 @@ pub struct MapQuery {
 pub struct SourceImage {
     pub data: Bytes,
     pub format: Option<ImageFormat>,
+    /// May the tiles made from it be stored? False for an `on_error` image without
+    /// `cache: true` (MapProxy's `ImageResult.cacheable`).
+    pub cacheable: bool,
+}
+
+impl SourceImage {
+    /// A cacheable image.
+    pub fn new(data: Bytes, format: Option<ImageFormat>) -> SourceImage {
+        SourceImage {
+            data,
+            format,
+            cacheable: true,
+        }
+    }
 }
 
 /// Why a source gave no image. `message` is what MapProxy answers to clients (the URL and
@@ -30,6 +67,14 @@ pub struct SourceImage {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceError {
     pub message: String,
+}
+
+impl SourceError {
+    pub fn new(message: impl Into<String>) -> SourceError {
+        SourceError {
+            message: message.into(),
+        }
+    }
 }
 
 impl std::fmt::Display for SourceError {

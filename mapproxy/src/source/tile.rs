@@ -1,0 +1,339 @@
+//! `type: tile` sources (MapProxy's `source/tile.py` `TiledSource` and `client/tile.py`): one
+//! tile of the source's grid per query, fetched from a URL template.
+
+use futures_util::future::BoxFuture;
+
+use super::error::OnError;
+use super::http::SourceHttp;
+use super::{MapQuery, MapSource, SourceError, SourceImage};
+use crate::grid::{TileCoord, TileGrid};
+
+/// A URL template with Python `%`-style variables, as MapProxy's `TileURLTemplate`:
+///
+/// | variable | value for (x, y, z) in the source grid's own origin |
+/// |---|---|
+/// | `%(x)s` `%(y)s` `%(z)s` | the numbers (`d`, `i`, `x`, `X` conversions, widths and `0` padding work too) |
+/// | `%(format)s` | the requested format's extension (`png`, `jpeg`) |
+/// | `%(tms_path)s` | `z/x/y` |
+/// | `%(tc_path)s` | `%02d/%03d/%03d/%03d/%03d/%03d/%03d` of z, x and y in thousands |
+/// | `%(quadkey)s` | the quadkey |
+/// | `%(arcgiscache_path)s` | `L%02d/R%08x/C%08x` of z, y, x |
+/// | `%(bbox)s` | the tile's bbox, `%.8f` each, comma separated |
+///
+/// `%%` is a `%`. Another name, or a conversion that does not fit, is an error when the
+/// template is made (MapProxy fails at the first request).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TileUrlTemplate {
+    template: String,
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Part {
+    Lit(String),
+    Var {
+        name: Var,
+        zero: bool,
+        left: bool,
+        width: usize,
+        conv: char,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Var {
+    X,
+    Y,
+    Z,
+    Format,
+    TmsPath,
+    TcPath,
+    Quadkey,
+    ArcgisPath,
+    Bbox,
+}
+
+impl TileUrlTemplate {
+    pub fn new(template: &str) -> Result<TileUrlTemplate, SourceError> {
+        let bad =
+            |why: &str| SourceError::new(format!("invalid tile URL template {template:?}: {why}"));
+        let mut parts = Vec::new();
+        let mut lit = String::new();
+        let mut rest = template;
+        while let Some(i) = rest.find('%') {
+            lit.push_str(&rest[..i]);
+            rest = &rest[i + 1..];
+            if let Some(r) = rest.strip_prefix('%') {
+                lit.push('%');
+                rest = r;
+                continue;
+            }
+            let Some(r) = rest.strip_prefix('(') else {
+                return Err(bad("a % without (name)"));
+            };
+            let Some(end) = r.find(')') else {
+                return Err(bad("unclosed %("));
+            };
+            let var_name = &r[..end];
+            let name = match var_name {
+                "x" => Var::X,
+                "y" => Var::Y,
+                "z" => Var::Z,
+                "format" => Var::Format,
+                "tms_path" => Var::TmsPath,
+                "tc_path" => Var::TcPath,
+                "quadkey" => Var::Quadkey,
+                "arcgiscache_path" => Var::ArcgisPath,
+                "bbox" => Var::Bbox,
+                other => return Err(bad(&format!("unknown variable {other:?}"))),
+            };
+            let mut r = &r[end + 1..];
+            let (mut zero, mut left) = (false, false);
+            while let Some(c) = r
+                .chars()
+                .next()
+                .filter(|c| matches!(c, '0' | '-' | ' ' | '+' | '#'))
+            {
+                zero |= c == '0';
+                left |= c == '-';
+                r = &r[1..];
+            }
+            let digits = r.len() - r.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+            let width = if digits > 0 {
+                r[..digits].parse().map_err(|_| bad("width too large"))?
+            } else {
+                0
+            };
+            r = &r[digits..];
+            let Some(conv) = r.chars().next() else {
+                return Err(bad("no conversion after %(name)"));
+            };
+            let numeric = matches!(name, Var::X | Var::Y | Var::Z);
+            match conv {
+                's' => {}
+                'd' | 'i' | 'x' | 'X' if numeric => {}
+                _ => return Err(bad(&format!("conversion %{conv} for %({})", var_name))),
+            }
+            r = &r[conv.len_utf8()..];
+            if !lit.is_empty() {
+                parts.push(Part::Lit(std::mem::take(&mut lit)));
+            }
+            parts.push(Part::Var {
+                name,
+                zero,
+                left,
+                width,
+                conv,
+            });
+            rest = r;
+        }
+        lit.push_str(rest);
+        if !lit.is_empty() {
+            parts.push(Part::Lit(lit));
+        }
+        Ok(TileUrlTemplate {
+            template: template.to_owned(),
+            parts,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.template
+    }
+
+    /// The URL of a tile (`format`: the extension; `grid`: for `%(bbox)s`).
+    pub fn substitute(
+        &self,
+        (x, y, z): TileCoord,
+        format: &str,
+        grid: &TileGrid,
+    ) -> Result<String, SourceError> {
+        let mut out = String::new();
+        for part in &self.parts {
+            let (name, zero, left, width, conv) = match part {
+                Part::Lit(s) => {
+                    out.push_str(s);
+                    continue;
+                }
+                Part::Var {
+                    name,
+                    zero,
+                    left,
+                    width,
+                    conv,
+                } => (*name, *zero, *left, *width, *conv),
+            };
+            let num = match name {
+                Var::X => Some(x),
+                Var::Y => Some(y),
+                Var::Z => Some(z as i64),
+                _ => None,
+            };
+            let text = match (num, conv) {
+                (Some(n), 'x') => format!("{n:x}"),
+                (Some(n), 'X') => format!("{n:X}"),
+                (Some(n), _) => n.to_string(),
+                (None, _) => match name {
+                    Var::Format => format.to_owned(),
+                    Var::TmsPath => format!("{z}/{x}/{y}"),
+                    Var::TcPath => tc_path((x, y, z)),
+                    Var::Quadkey => quadkey((x, y, z)),
+                    Var::ArcgisPath => format!("L{z:02}/R{y:08x}/C{x:08x}"),
+                    Var::Bbox => {
+                        let b = grid
+                            .tile_bbox((x, y, z), false)
+                            .map_err(|e| SourceError::new(e.to_string()))?;
+                        format!("{:.8},{:.8},{:.8},{:.8}", b[0], b[1], b[2], b[3])
+                    }
+                    Var::X | Var::Y | Var::Z => String::new(),
+                },
+            };
+            let pad = width.saturating_sub(text.chars().count());
+            if left {
+                out.push_str(&text);
+                out.extend(std::iter::repeat_n(' ', pad));
+            } else if zero && num.is_some() && conv != 's' {
+                let (sign, digits) = match text.strip_prefix('-') {
+                    Some(d) => ("-", d),
+                    None => ("", text.as_str()),
+                };
+                out.push_str(sign);
+                out.extend(std::iter::repeat_n('0', pad));
+                out.push_str(digits);
+            } else {
+                out.extend(std::iter::repeat_n(' ', pad));
+                out.push_str(&text);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `%02d/%03d/%03d/%03d/%03d/%03d/%03d` (Python's `int(x / 1000000)` etc.).
+fn tc_path((x, y, z): TileCoord) -> String {
+    let p = |v: i64| {
+        (
+            (v as f64 / 1e6).trunc() as i64,
+            ((v as f64 / 1000.0).trunc() as i64).rem_euclid(1000),
+            v.rem_euclid(1000),
+        )
+    };
+    let (x1, x2, x3) = p(x);
+    let (y1, y2, y3) = p(y);
+    format!("{z:02}/{x1:03}/{x2:03}/{x3:03}/{y1:03}/{y2:03}/{y3:03}")
+}
+
+fn quadkey((x, y, z): TileCoord) -> String {
+    let mut s = String::with_capacity(z);
+    for i in (1..=z).rev() {
+        let mask = 1i64.checked_shl((i - 1) as u32).unwrap_or(0);
+        let mut digit = 0;
+        if x & mask != 0 {
+            digit += 1;
+        }
+        if y & mask != 0 {
+            digit += 2;
+        }
+        s.push(char::from(b'0' + digit));
+    }
+    s
+}
+
+/// A `type: tile` source.
+pub struct TileSource {
+    template: TileUrlTemplate,
+    grid: TileGrid,
+    http: SourceHttp,
+    on_error: Option<OnError>,
+}
+
+impl TileSource {
+    /// `url` template, the source's `grid` (MapProxy's default: `GLOBAL_MERCATOR`), its HTTP
+    /// client, its `on_error`.
+    pub fn new(
+        template: TileUrlTemplate,
+        grid: TileGrid,
+        http: SourceHttp,
+        on_error: Option<OnError>,
+    ) -> TileSource {
+        TileSource {
+            template,
+            grid,
+            http,
+            on_error,
+        }
+    }
+
+    pub fn grid(&self) -> &TileGrid {
+        &self.grid
+    }
+
+    /// The one tile of the grid that `query` is, else MapProxy's error.
+    pub fn tile_for(&self, query: &MapQuery) -> Result<TileCoord, SourceError> {
+        let ts = self.grid.tile_size();
+        if ts != query.size {
+            let e = format!(
+                "tile size of cache and tile source do not match: ({}, {}) != ({}, {})",
+                ts.0, ts.1, query.size.0, query.size.1
+            );
+            log::error!(target: "mapproxy.config", "{e}");
+            return Err(SourceError::new(e));
+        }
+        if self.grid.srs() != query.srs {
+            let e = format!(
+                "SRS of cache and tile source do not match: SRS EPSG:{} != SRS EPSG:{}",
+                self.grid.srs(),
+                query.srs
+            );
+            log::error!(target: "mapproxy.config", "{e}");
+            return Err(SourceError::new(e));
+        }
+        let mut affected = self
+            .grid
+            .get_affected_tiles(query.bbox, query.size)
+            .map_err(|e| SourceError::new(e.to_string()))?;
+        if affected.grid_size != (1, 1) {
+            return Err(SourceError::new("BBOX does not align to tile"));
+        }
+        match affected.tiles.next() {
+            Some(Some(c)) => Ok(c),
+            _ => Err(SourceError::new("BBOX does not align to tile")),
+        }
+    }
+
+    /// The URL of a tile for a query in `format` (an extension).
+    pub fn url(&self, coord: TileCoord, format: &str) -> Result<String, SourceError> {
+        self.template.substitute(coord, format, &self.grid)
+    }
+}
+
+impl MapSource for TileSource {
+    fn get_map<'a>(
+        &'a self,
+        query: &'a MapQuery,
+    ) -> BoxFuture<'a, Result<SourceImage, SourceError>> {
+        Box::pin(async move {
+            let coord = self.tile_for(query)?;
+            let url = self.url(coord, query.format.ext())?;
+            match self.http.open_image(&url).await {
+                Ok(img) => Ok(img),
+                Err(e) => {
+                    if let Some(r) = self
+                        .on_error
+                        .as_ref()
+                        .and_then(|h| h.handle(e.status, query.size))
+                    {
+                        return r;
+                    }
+                    log::warn!(
+                        target: "mapproxy.source.tile",
+                        "could not retrieve tile (client: TileClient({:?})): {}",
+                        self.template.as_str(),
+                        e.full_msg
+                    );
+                    Err(e.into())
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,291 @@
+//! `type: wms` sources (MapProxy's `source/wms.py` `WMSSource`, `client/wms.py` `WMSClient`
+//! and the GetMap requests of `request/wms/`).
+//!
+//! The GetMap URL is built as MapProxy builds it: the `req` parameters in their order (keys
+//! as written, matched without regard to case), `format` (replacing `req`'s, else after
+//! them), `bbox` (Python `repr` of each float), `width`, `height`, `srs`, then `request`,
+//! `version`, `service`, and `styles=` when `req` has none. WMS 1.3.0 swaps the bbox axes for
+//! CRSs with north/east axis order and sends `crs` last instead of `srs`. Values are
+//! percent-encoded as Python's `quote(value, safe=',')`; keys are not. The URL is the service
+//! URL + `?` (or `&` when it has a `?` already, nothing when it ends with one) + the query.
+
+use std::collections::BTreeSet;
+
+use futures_util::future::BoxFuture;
+use tokio::sync::Semaphore;
+
+use super::error::OnError;
+use super::http::{content_type, image_format_of, SourceHttp};
+use super::pyfmt::{py_float_repr, py_quote};
+use super::{MapQuery, MapSource, SourceError, SourceImage};
+use crate::image::ImageFormat;
+
+/// The EPSG codes MapProxy treats as north/east (lat/lon) in WMS 1.3.0 by default
+/// (`srs.axis_order_ne_` of its defaults). Geographic CRSs beyond these need a projection
+/// library to tell; [`WmsSourceConf::axis_order_ne`] adds codes.
+pub const DEFAULT_AXIS_ORDER_NE: [u32; 5] = [4326, 4258, 31466, 31467, 31468];
+
+/// `wms_opts.version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WmsVersion {
+    V1_1_1,
+    V1_3_0,
+}
+
+impl WmsVersion {
+    /// `1.1.1` or `1.3.0`; other versions are not supported.
+    pub fn parse(s: &str) -> Option<WmsVersion> {
+        match s.trim() {
+            "1.1.1" => Some(WmsVersion::V1_1_1),
+            "1.3.0" => Some(WmsVersion::V1_3_0),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WmsVersion::V1_1_1 => "1.1.1",
+            WmsVersion::V1_3_0 => "1.3.0",
+        }
+    }
+}
+
+/// The configuration of a WMS source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WmsSourceConf {
+    /// `req.url` (user info already taken out).
+    pub url: String,
+    /// The other `req` parameters in their order, values as Python's `str()` writes them
+    /// (YAML `true` is `True`).
+    pub req: Vec<(String, String)>,
+    /// `wms_opts.version` (default 1.1.1).
+    pub version: WmsVersion,
+    /// `supported_srs` (EPSG codes; empty: any). A query in another SRS is an error until a
+    /// projection library can transform it.
+    pub supported_srs: Vec<u32>,
+    /// `supported_formats` (empty: any): a query in another format asks for the first.
+    pub supported_formats: Vec<ImageFormat>,
+    /// The source's own image format (`req.format`), else the query's.
+    pub format: Option<ImageFormat>,
+    /// `concurrent_requests` (0: no limit): requests of this source at once, in this process.
+    pub concurrent_requests: usize,
+    /// More codes with north/east axis order for 1.3.0 (MapProxy's `srs.axis_order_ne`).
+    pub axis_order_ne: Vec<u32>,
+    /// Codes with east/north axis order even if listed as north/east (`srs.axis_order_en`).
+    pub axis_order_en: Vec<u32>,
+}
+
+impl WmsSourceConf {
+    /// A 1.1.1 source of `url` with `req` parameters and MapProxy's defaults otherwise.
+    pub fn new(url: impl Into<String>, req: Vec<(String, String)>) -> WmsSourceConf {
+        WmsSourceConf {
+            url: url.into(),
+            req,
+            version: WmsVersion::V1_1_1,
+            supported_srs: Vec::new(),
+            supported_formats: Vec::new(),
+            format: None,
+            concurrent_requests: 0,
+            axis_order_ne: Vec::new(),
+            axis_order_en: Vec::new(),
+        }
+    }
+}
+
+/// A `type: wms` source.
+pub struct WmsSource {
+    conf: WmsSourceConf,
+    ne: BTreeSet<u32>,
+    http: SourceHttp,
+    on_error: Option<OnError>,
+    limit: Option<Semaphore>,
+}
+
+/// Case-insensitive ordered parameters (MapProxy's `NoCaseMultiDict`, one value per key).
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn set(&mut self, key: &str, value: String) {
+        match self.0.iter_mut().find(|(k, _)| k.eq_ignore_ascii_case(key)) {
+            Some(kv) => kv.1 = value,
+            None => self.0.push((key.to_owned(), value)),
+        }
+    }
+    fn has(&self, key: &str) -> bool {
+        self.0.iter().any(|(k, _)| k.eq_ignore_ascii_case(key))
+    }
+    fn remove(&mut self, key: &str) -> Option<String> {
+        let i = self
+            .0
+            .iter()
+            .position(|(k, _)| k.eq_ignore_ascii_case(key))?;
+        Some(self.0.remove(i).1)
+    }
+}
+
+impl WmsSource {
+    pub fn new(conf: WmsSourceConf, http: SourceHttp, on_error: Option<OnError>) -> WmsSource {
+        let mut ne: BTreeSet<u32> = DEFAULT_AXIS_ORDER_NE.into_iter().collect();
+        ne.extend(conf.axis_order_ne.iter().copied());
+        for c in &conf.axis_order_en {
+            ne.remove(c);
+        }
+        let limit =
+            (conf.concurrent_requests > 0).then(|| Semaphore::new(conf.concurrent_requests));
+        WmsSource {
+            conf,
+            ne,
+            http,
+            on_error,
+            limit,
+        }
+    }
+
+    pub fn conf(&self) -> &WmsSourceConf {
+        &self.conf
+    }
+
+    /// The format asked for: the source's, else the query's; the first supported one when
+    /// that is not supported.
+    pub fn request_format(&self, query: &MapQuery) -> ImageFormat {
+        let f = self
+            .conf
+            .format
+            .clone()
+            .unwrap_or_else(|| query.format.clone());
+        match self.conf.supported_formats.first() {
+            Some(first) if !self.conf.supported_formats.contains(&f) => first.clone(),
+            _ => f,
+        }
+    }
+
+    /// The GetMap URL for `query`; an error for an SRS that is not in `supported_srs`.
+    pub fn get_map_url(&self, query: &MapQuery) -> Result<String, SourceError> {
+        if !self.conf.supported_srs.is_empty() && !self.conf.supported_srs.contains(&query.srs) {
+            return Err(SourceError::new(format!(
+                "EPSG:{} is not among the supported_srs of the WMS source ({}) and \
+                 transforming needs a projection library",
+                query.srs,
+                self.conf
+                    .supported_srs
+                    .iter()
+                    .map(|c| format!("EPSG:{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let format = self.request_format(query);
+        let mut p = Params(
+            self.conf
+                .req
+                .iter()
+                .filter(|(k, _)| !k.eq_ignore_ascii_case("url"))
+                .cloned()
+                .collect(),
+        );
+        p.set("format", format.mime_type());
+        let b = query.bbox;
+        let v130 = self.conf.version == WmsVersion::V1_3_0;
+        let b = if v130 && self.ne.contains(&query.srs) {
+            [b[1], b[0], b[3], b[2]]
+        } else {
+            b
+        };
+        p.set(
+            "bbox",
+            b.iter()
+                .map(|v| py_float_repr(*v))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        p.set("width", query.size.0.to_string());
+        p.set("height", query.size.1.to_string());
+        p.set("srs", format!("EPSG:{}", query.srs));
+        p.set("request", "GetMap".into());
+        p.set("version", self.conf.version.as_str().into());
+        p.set("service", "WMS".into());
+        if !p.has("styles") {
+            p.set("styles", String::new());
+        }
+        if v130 {
+            if let Some(srs) = p.remove("srs") {
+                p.set("crs", srs);
+            }
+        }
+        let qs =
+            p.0.iter()
+                .map(|(k, v)| format!("{k}={}", py_quote(v)))
+                .collect::<Vec<_>>()
+                .join("&");
+        let url = &self.conf.url;
+        let delim = if url.ends_with('?') {
+            ""
+        } else if url.contains('?') {
+            "&"
+        } else {
+            "?"
+        };
+        Ok(format!("{url}{delim}{qs}"))
+    }
+}
+
+impl MapSource for WmsSource {
+    fn get_map<'a>(
+        &'a self,
+        query: &'a MapQuery,
+    ) -> BoxFuture<'a, Result<SourceImage, SourceError>> {
+        Box::pin(async move {
+            let url = self.get_map_url(query)?;
+            let _permit = match &self.limit {
+                Some(s) => Some(
+                    s.acquire()
+                        .await
+                        .map_err(|_| SourceError::new("source closed"))?,
+                ),
+                None => None,
+            };
+            let resp = match self.http.open(&url).await {
+                Ok(r) => r,
+                Err(e) => {
+                    if let Some(r) = self
+                        .on_error
+                        .as_ref()
+                        .and_then(|h| h.handle(e.status, query.size))
+                    {
+                        return r;
+                    }
+                    log::warn!(target: "mapproxy.source.wms", "could not retrieve WMS map: {}", e.full_msg);
+                    return Err(e.into());
+                }
+            };
+            let ct = content_type(resp.headers());
+            if let Some(ct) = &ct {
+                if !ct.starts_with("image/") {
+                    let body = resp.body();
+                    let max = if ct.starts_with("text/") || ct.starts_with("application/vnd.ogc") {
+                        8000
+                    } else {
+                        100
+                    };
+                    let shown = String::from_utf8_lossy(&body[..body.len().min(max)]);
+                    let truncated = if body.len() > max {
+                        " [output truncated]"
+                    } else {
+                        ""
+                    };
+                    log::warn!(
+                        target: "mapproxy.source.wms",
+                        "no image returned from source WMS: {url}, response was: '{shown}'{truncated}"
+                    );
+                    return Err(SourceError::new(format!(
+                        "no image returned from source WMS: {url}"
+                    )));
+                }
+            }
+            Ok(SourceImage::new(
+                resp.into_body(),
+                ct.as_deref().and_then(image_format_of),
+            ))
+        })
+    }
+}

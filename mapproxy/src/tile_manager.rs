@@ -1,0 +1,416 @@
+//! The tile path of one cache in one grid (MapProxy's `cache/tile_manager.py` `TileManager`
+//! and `cache/tile_creator.py` `TileCreator`): a tile is read from the cache; a missing one
+//! is made by requesting its whole meta tile from the source, cutting that image into tiles,
+//! storing them all and answering the one asked for.
+//!
+//! - **Single flight in the process**: concurrent misses of tiles of one meta tile share one
+//!   creation (keyed by the meta tile's main tile in this manager, i.e. this cache and grid);
+//!   the creation runs in its own task, so a client that goes away does not cancel it.
+//! - **Across processes**: the creation holds the meta tile's lock file ([`TileLocker`]) and
+//!   looks at the cache again once it has it, as MapProxy does: a second process that waited
+//!   for the lock finds the tiles stored and requests nothing.
+//! - **`concurrent_tile_creators`**: at most this many creations at once (a semaphore).
+//! - **No meta tiling** (`meta_size` 1×1 and no buffer, as MapProxy for tile sources): the
+//!   source's bytes are stored as they came when their format is the cache's, else decoded
+//!   and encoded with the cache's image options.
+//! - A source error stores nothing and is answered as [`TileError::Source`] with MapProxy's
+//!   text; an `on_error` image is stored only when the source marked it cacheable.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
+use futures_util::future::{BoxFuture, FutureExt, Shared};
+use tokio::sync::Semaphore;
+
+use crate::cache::TileCache;
+use crate::grid::{TileCoord, TileGrid};
+use crate::image::{decode, encode, ImageFormat, ImageOpts, RgbaImage};
+use crate::lock::TileLocker;
+use crate::meta::{MetaGrid, MetaTile};
+use crate::source::{MapQuery, MapSource};
+use crate::tile::{TileData, TileError, TileProvider};
+
+/// Meta tiling of a cache (MapProxy's `meta_size`, `meta_buffer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetaSettings {
+    pub meta_size: (u32, u32),
+    pub meta_buffer: u32,
+}
+
+impl MetaSettings {
+    /// No meta tiling: one source request per tile (tile sources).
+    pub const NONE: MetaSettings = MetaSettings {
+        meta_size: (1, 1),
+        meta_buffer: 0,
+    };
+
+    /// MapProxy's defaults: 4×4 tiles, 80 pixels.
+    pub const DEFAULT: MetaSettings = MetaSettings {
+        meta_size: crate::meta::DEFAULT_META_SIZE,
+        meta_buffer: crate::meta::DEFAULT_META_BUFFER,
+    };
+
+    fn is_none(&self) -> bool {
+        self.meta_buffer == 0 && self.meta_size.0 <= 1 && self.meta_size.1 <= 1
+    }
+}
+
+/// A made tile: its bytes, and whether it was stored.
+#[derive(Debug, Clone)]
+struct Made {
+    data: Bytes,
+    format: ImageFormat,
+    stored: bool,
+}
+
+type Created = Arc<HashMap<TileCoord, Made>>;
+type Creation = Shared<BoxFuture<'static, Result<Created, TileError>>>;
+
+/// Gives the tiles of one cache in one grid, making missing ones from one source.
+pub struct TileManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cache: Arc<dyn TileCache>,
+    source: Arc<dyn MapSource>,
+    grid: TileGrid,
+    meta: MetaGrid,
+    metatiling: bool,
+    image_opts: ImageOpts,
+    request_format: ImageFormat,
+    locker: TileLocker,
+    creators: Semaphore,
+    in_flight: Mutex<HashMap<TileCoord, Creation>>,
+}
+
+impl TileManager {
+    /// A manager of `cache` (tiles of `grid`) filled from `source`, meta tiles as `meta`,
+    /// tiles encoded with `image_opts` (the source is asked for `image_opts.format`), locks
+    /// from `locker`, at most `concurrent_tile_creators` (at least 1) creations at once.
+    pub fn new(
+        cache: Arc<dyn TileCache>,
+        source: Arc<dyn MapSource>,
+        grid: TileGrid,
+        meta: MetaSettings,
+        image_opts: ImageOpts,
+        locker: TileLocker,
+        concurrent_tile_creators: usize,
+    ) -> TileManager {
+        let metatiling = !meta.is_none();
+        let meta = if metatiling {
+            MetaGrid::new(grid.clone(), meta.meta_size, meta.meta_buffer)
+        } else {
+            MetaGrid::new(grid.clone(), (1, 1), 0)
+        };
+        TileManager {
+            inner: Arc::new(Inner {
+                cache,
+                source,
+                grid,
+                meta,
+                metatiling,
+                request_format: image_opts.format.clone(),
+                image_opts,
+                locker,
+                creators: Semaphore::new(concurrent_tile_creators.max(1)),
+                in_flight: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn grid(&self) -> &TileGrid {
+        &self.inner.grid
+    }
+
+    pub fn meta_grid(&self) -> &MetaGrid {
+        &self.inner.meta
+    }
+
+    /// The tile, from the cache or made.
+    pub async fn load_tile(&self, coord: TileCoord) -> Result<TileData, TileError> {
+        let inner = &self.inner;
+        let coord = inner.grid.limit_tile(coord).ok_or(TileError::OutOfRange)?;
+        if let Some(t) = inner.load(coord).await? {
+            return Ok(t);
+        }
+        let main = inner
+            .meta
+            .main_tile(coord)
+            .map_err(|_| TileError::OutOfRange)?;
+        let creation = {
+            let mut map = inner
+                .in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match map.get(&main) {
+                Some(c) => c.clone(),
+                None => {
+                    let task = tokio::spawn(Inner::create(self.inner.clone(), main));
+                    let c = async move {
+                        task.await.unwrap_or_else(|e| {
+                            Err(TileError::Source {
+                                message: format!("tile creation failed: {e}"),
+                            })
+                        })
+                    }
+                    .boxed()
+                    .shared();
+                    map.insert(main, c.clone());
+                    c
+                }
+            }
+        };
+        let created = creation.await?;
+        let Some(made) = created.get(&coord) else {
+            // the source gave nothing for this tile (e.g. outside the image)
+            return Err(TileError::Source {
+                message: "no tile created".into(),
+            });
+        };
+        if made.stored {
+            // the stored file's mtime, as a later cache hit will show it
+            if let Some(t) = inner.load(coord).await? {
+                return Ok(t);
+            }
+        }
+        Ok(TileData {
+            data: made.data.clone(),
+            format: made.format.clone(),
+            mtime: None,
+        })
+    }
+}
+
+impl TileProvider for TileManager {
+    fn tile(&self, coord: TileCoord) -> BoxFuture<'_, Result<TileData, TileError>> {
+        Box::pin(self.load_tile(coord))
+    }
+}
+
+fn cache_error(e: impl std::fmt::Display) -> TileError {
+    TileError::Cache {
+        message: e.to_string(),
+    }
+}
+
+fn source_error(e: impl std::fmt::Display) -> TileError {
+    TileError::Source {
+        message: e.to_string(),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, TileError> + Send + 'static,
+) -> Result<T, TileError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(cache_error(format!("blocking task failed: {e}"))))
+}
+
+impl Inner {
+    async fn load(&self, coord: TileCoord) -> Result<Option<TileData>, TileError> {
+        let cache = self.cache.clone();
+        let loaded = blocking(move || cache.load(coord).map_err(cache_error)).await?;
+        Ok(loaded.map(|t| TileData {
+            format: sniff_format(&t.data).unwrap_or_else(|| self.image_opts.format.clone()),
+            data: t.data,
+            mtime: Some(t.mtime),
+        }))
+    }
+
+    /// Makes the meta tile of `main` (run as its own task), then leaves the in-flight table.
+    async fn create(self: Arc<Self>, main: TileCoord) -> Result<Created, TileError> {
+        let result = self.create_locked(main).await;
+        self.in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&main);
+        result.map(Arc::new)
+    }
+
+    async fn create_locked(&self, main: TileCoord) -> Result<HashMap<TileCoord, Made>, TileError> {
+        let _permit = self
+            .creators
+            .acquire()
+            .await
+            .map_err(|_| source_error("tile manager closed"))?;
+        let meta_tile = self
+            .meta
+            .meta_tile(main)
+            .map_err(|_| TileError::OutOfRange)?;
+        let lock_coord = meta_tile.main_tile_coord().unwrap_or(main);
+        let lock_coord = self.meta.main_tile(lock_coord).unwrap_or(lock_coord);
+        let _lock = self.locker.lock(lock_coord).await.map_err(cache_error)?;
+
+        // another process may have made them while this one waited for the lock
+        if let Some(stored) = self.load_all(&meta_tile).await? {
+            return Ok(stored);
+        }
+
+        let query = MapQuery {
+            bbox: meta_tile.bbox,
+            size: meta_tile.size,
+            srs: self.grid.srs(),
+            format: self.request_format.clone(),
+            transparent: self.image_opts.transparent,
+        };
+        let image = self
+            .source
+            .get_map(&query)
+            .await
+            .map_err(|e| source_error(e.message))?;
+
+        let opts = self.image_opts.clone();
+        let tile_size = self.grid.tile_size();
+        let passthrough = !self.metatiling
+            && image
+                .format
+                .clone()
+                .or_else(|| sniff_format(&image.data))
+                .is_some_and(|f| f == opts.format);
+        let pattern = meta_tile.tiles.clone();
+        let data = image.data.clone();
+        let tiles: Vec<(TileCoord, Bytes)> = blocking(move || {
+            if passthrough {
+                return Ok(pattern
+                    .iter()
+                    .filter_map(|(c, _)| c.map(|c| (c, data.clone())))
+                    .collect());
+            }
+            let img = decode(&data).map_err(source_error)?;
+            let mut out = Vec::new();
+            for (coord, offset) in pattern {
+                let Some(coord) = coord else { continue };
+                let tile = crop(&img, offset, tile_size, opts.transparent);
+                out.push((coord, encode(&tile, &opts).map_err(source_error)?));
+            }
+            Ok(out)
+        })
+        .await?;
+
+        let stored = image.cacheable;
+        if stored {
+            let cache = self.cache.clone();
+            let to_store = tiles.clone();
+            blocking(move || {
+                for (coord, data) in &to_store {
+                    cache.store(*coord, data).map_err(cache_error)?;
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        let format = self.image_opts.format.clone();
+        Ok(tiles
+            .into_iter()
+            .map(|(c, data)| {
+                let format = if passthrough {
+                    sniff_format(&data).unwrap_or_else(|| format.clone())
+                } else {
+                    format.clone()
+                };
+                (
+                    c,
+                    Made {
+                        data,
+                        format,
+                        stored,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// All tiles of the meta tile when every one is stored, else `None`.
+    async fn load_all(
+        &self,
+        meta_tile: &MetaTile,
+    ) -> Result<Option<HashMap<TileCoord, Made>>, TileError> {
+        let coords: Vec<TileCoord> = meta_tile.coords().collect();
+        let cache = self.cache.clone();
+        let format = self.image_opts.format.clone();
+        blocking(move || {
+            let mut out = HashMap::new();
+            for c in coords {
+                match cache.load(c).map_err(cache_error)? {
+                    Some(t) => {
+                        let f = sniff_format(&t.data).unwrap_or_else(|| format.clone());
+                        out.insert(
+                            c,
+                            Made {
+                                data: t.data,
+                                format: f,
+                                stored: true,
+                            },
+                        );
+                    }
+                    None => return Ok(None),
+                }
+            }
+            Ok(Some(out))
+        })
+        .await
+    }
+}
+
+/// The tile at `offset` of the meta image; parts outside it are the background (transparent,
+/// or white), as MapProxy's `TileSplitter`.
+fn crop(
+    img: &RgbaImage,
+    (ox, oy): (i64, i64),
+    (tw, th): (u32, u32),
+    transparent: bool,
+) -> RgbaImage {
+    let bg = if transparent {
+        image::Rgba([255, 255, 255, 0])
+    } else {
+        image::Rgba([255, 255, 255, 255])
+    };
+    let mut out = RgbaImage::from_pixel(tw, th, bg);
+    let (iw, ih) = (i64::from(img.width()), i64::from(img.height()));
+    for y in 0..i64::from(th) {
+        let sy = oy + y;
+        if sy < 0 || sy >= ih {
+            continue;
+        }
+        for x in 0..i64::from(tw) {
+            let sx = ox + x;
+            if sx < 0 || sx >= iw {
+                continue;
+            }
+            // in range: both fit in u32
+            out.put_pixel(x as u32, y as u32, *img.get_pixel(sx as u32, sy as u32));
+        }
+    }
+    out
+}
+
+/// PNG or JPEG by their magic bytes.
+fn sniff_format(data: &[u8]) -> Option<ImageFormat> {
+    if data.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some(ImageFormat::png())
+    } else if data.starts_with(b"\xff\xd8\xff") {
+        Some(ImageFormat::jpeg())
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crop_fills_outside_with_background() {
+        let img = RgbaImage::from_pixel(4, 4, image::Rgba([1, 2, 3, 255]));
+        let t = crop(&img, (2, -1), (4, 4), true);
+        assert_eq!(t.get_pixel(0, 1).0, [1, 2, 3, 255]);
+        assert_eq!(t.get_pixel(0, 0).0, [255, 255, 255, 0]);
+        assert_eq!(t.get_pixel(2, 1).0, [255, 255, 255, 0]);
+        let t = crop(&img, (0, 0), (2, 2), false);
+        assert_eq!(t.get_pixel(1, 1).0, [1, 2, 3, 255]);
+        assert_eq!(sniff_format(b"\xff\xd8\xff\xe0"), Some(ImageFormat::jpeg()));
+    }
+}
