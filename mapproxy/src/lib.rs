@@ -7,11 +7,13 @@
 //! | [`tile`] | the seam between services and the tile path: `TileProvider`, `TileData` | `mapproxy/cache/tile.py` (`TileManager`'s interface) |
 //! | [`image`] | image formats, encoding, meta tile splitting | `mapproxy/image/` |
 //! | [`cache`] | tile caches: the `TileCache` trait and the file cache layouts | `mapproxy/cache/` |
+//! | [`service`] | the HTTP surface for tiles: welcome page, TMS, `/tiles`, the OWS dispatch, their error documents and cache headers | `wsgiapp.py`, `service/`, `request/`, `response.py`, `exception.py` |
 //! | [`source`] | sources: the `MapSource` trait, tile, WMS and debug sources | `mapproxy/source/`, `mapproxy/client/` |
 #![deny(unsafe_code)]
 
 pub mod cache;
 pub mod grid;
 pub mod image;
+pub mod service;
 pub mod source;
 pub mod tile;

@@ -1,0 +1,206 @@
+//! MapProxy's `Response` rules (`mapproxy/response.py`): content types, `Vary`, cache headers,
+//! conditional requests, and the error documents of `exception.py`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Response, StatusCode};
+use mapproxy_serve_core::app::{full_body, Body};
+use md5::{Digest, Md5};
+
+const VARY: &str = "X-Script-Name, X-Forwarded-Host, X-Forwarded-Proto";
+
+/// A response as MapProxy's `Response(body, status, mimetype=...)` makes it: `text/*` gets
+/// `; charset=utf-8`, and every `text/*` or `application/*` type gets `Vary`.
+pub(crate) fn mimetype_response(
+    status: StatusCode,
+    mimetype: &str,
+    body: impl Into<bytes::Bytes>,
+) -> Response<Body> {
+    let ct = if mimetype.starts_with("text/") {
+        format!("{mimetype}; charset=utf-8")
+    } else {
+        mimetype.to_string()
+    };
+    content_type_response(status, &ct, body)
+}
+
+/// A response with the content type as given (MapProxy's `content_type=`).
+pub(crate) fn content_type_response(
+    status: StatusCode,
+    content_type: &str,
+    body: impl Into<bytes::Bytes>,
+) -> Response<Body> {
+    let mut res = Response::new(full_body(body));
+    *res.status_mut() = status;
+    let h = res.headers_mut();
+    set(h, "content-type", content_type);
+    if content_type.starts_with("text/") || content_type.starts_with("application/") {
+        set(h, "vary", VARY);
+    }
+    res
+}
+
+fn set(h: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        h.insert(HeaderName::from_static(name), v);
+    }
+}
+
+/// `cache_headers(no_cache=True)`: what every rendered `RequestError` carries.
+pub(crate) fn no_cache(mut res: Response<Body>) -> Response<Body> {
+    let h = res.headers_mut();
+    set(h, "cache-control", "no-cache, no-store");
+    set(h, "pragma", "no-cache");
+    set(h, "expires", "-1");
+    res
+}
+
+/// Python's `str(float)` (`repr`): shortest round trip, `.0` on integral values, exponent
+/// below 1e-4 and from 1e16 on (`8.58306884765625e-05`).
+pub fn py_float(v: f64) -> String {
+    if !v.is_finite() {
+        return if v.is_nan() {
+            "nan".into()
+        } else if v > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        };
+    }
+    let a = v.abs();
+    if a != 0.0 && !(1e-4..1e16).contains(&a) {
+        let s = format!("{v:e}");
+        let (mant, exp) = s.split_once('e').unwrap_or((&s, "0"));
+        let (sign, digits) = match exp.strip_prefix('-') {
+            Some(d) => ('-', d),
+            None => ('+', exp),
+        };
+        return format!("{mant}e{sign}{digits:0>2}");
+    }
+    if v.fract() == 0.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Python's `html.escape(s)` (quotes too): how MapProxy escapes messages in XML documents.
+pub fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#x27;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A tile's modification time as the float MapProxy's file cache reports (`os.path.getmtime`).
+fn timestamp(t: SystemTime) -> f64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs_f64(),
+        Err(e) => -e.duration().as_secs_f64(),
+    }
+}
+
+/// MapProxy's tile ETag: `md5(str(timestamp) + str(size))`, hex, unquoted.
+pub fn tile_etag(mtime: Option<SystemTime>, size: usize) -> String {
+    let ts = match mtime {
+        Some(t) => py_float(timestamp(t)),
+        None => "None".to_string(),
+    };
+    let digest = Md5::digest(format!("{ts}{size}").as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A tile answer: `cache_headers(timestamp, etag_data=(timestamp, size), max_age)` and
+/// `make_conditional` (304 with the headers kept, no body, no content type).
+pub(crate) fn tile_response(
+    req_headers: &HeaderMap,
+    content_type: &str,
+    data: bytes::Bytes,
+    mtime: Option<SystemTime>,
+    max_age: u64,
+) -> Response<Body> {
+    let etag = tile_etag(mtime, data.len());
+    let mut res = content_type_response(StatusCode::OK, content_type, data);
+    let h = res.headers_mut();
+    set(h, "etag", &etag);
+    let ts = mtime.map(timestamp);
+    if let Some(t) = mtime {
+        // wsgiref's format_date_time: whole seconds (gmtime truncates)
+        let secs = timestamp(t).floor();
+        if (0.0..253_402_300_800.0).contains(&secs) {
+            let t = UNIX_EPOCH + Duration::from_secs(secs as u64);
+            set(h, "last-modified", &httpdate::fmt_http_date(t));
+        }
+    }
+    set(
+        h,
+        "cache-control",
+        &format!("public, max-age={max_age}, s-maxage={max_age}"),
+    );
+    let mut not_modified = false;
+    if let Some(inm) = req_headers.get(http::header::IF_NONE_MATCH) {
+        if inm.as_bytes() == etag.as_bytes() {
+            not_modified = true;
+        }
+    }
+    if !not_modified {
+        if let (Some(ts), Some(ims)) = (ts, req_headers.get(http::header::IF_MODIFIED_SINCE)) {
+            if let Some(since) = ims.to_str().ok().and_then(parse_httpdate) {
+                if ts <= since {
+                    not_modified = true;
+                }
+            }
+        }
+    }
+    if not_modified {
+        *res.status_mut() = StatusCode::NOT_MODIFIED;
+        *res.body_mut() = full_body(bytes::Bytes::new());
+        res.headers_mut().remove(http::header::CONTENT_TYPE);
+    }
+    res
+}
+
+/// An HTTP date (RFC 1123, RFC 850, asctime) as Unix seconds; `None` when unparsable.
+pub fn parse_httpdate(s: &str) -> Option<f64> {
+    let t = httpdate::parse_http_date(s.trim()).ok()?;
+    Some(timestamp(t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_floats() {
+        assert_eq!(py_float(-180.0), "-180.0");
+        assert_eq!(py_float(-20037508.342789244), "-20037508.342789244");
+        assert_eq!(py_float(8.58306884765625e-05), "8.58306884765625e-05");
+        assert_eq!(py_float(0.0006866455078125), "0.0006866455078125");
+        assert_eq!(py_float(1e16), "1e+16");
+        assert_eq!(py_float(1234567890.0), "1234567890.0");
+    }
+
+    #[test]
+    fn etag_as_mapproxy() {
+        let t = UNIX_EPOCH + Duration::from_secs(1234567890);
+        let expected: String = Md5::digest(b"1234567890.010214")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(tile_etag(Some(t), 10214), expected);
+    }
+
+    #[test]
+    fn escape_like_python() {
+        assert_eq!(html_escape("a<b>&\"'"), "a&lt;b&gt;&amp;&quot;&#x27;");
+    }
+}
