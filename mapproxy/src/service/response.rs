@@ -68,21 +68,59 @@ pub fn py_float(v: f64) -> String {
             "-inf".into()
         };
     }
+    let sign = if v.is_sign_negative() { "-" } else { "" };
     let a = v.abs();
-    if a != 0.0 && !(1e-4..1e16).contains(&a) {
-        let s = format!("{v:e}");
-        let (mant, exp) = s.split_once('e').unwrap_or((&s, "0"));
-        let (sign, digits) = match exp.strip_prefix('-') {
-            Some(d) => ('-', d),
-            None => ('+', exp),
+    if a == 0.0 {
+        return format!("{sign}0.0");
+    }
+    // The shortest round-trip digits; Python breaks exact ties to the even digit, Rust's
+    // shortest form may round up (1.07288360595703125e-05 is ...312 in Python).
+    let short = format!("{a:e}");
+    let (mant, exp) = short.split_once('e').unwrap_or((&short, "0"));
+    let mut digits: String = mant.chars().filter(|c| *c != '.').collect();
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let n = digits.len();
+    let exact = format!("{a:.*e}", n + 40);
+    let exact_digits: String = exact
+        .split_once('e')
+        .map_or(exact.as_str(), |(m, _)| m)
+        .chars()
+        .filter(|c| *c != '.')
+        .collect();
+    if exact_digits.len() > n {
+        let (head, tail) = exact_digits.split_at(n);
+        let tie = tail.starts_with('5') && tail[1..].bytes().all(|b| b == b'0');
+        let even = head.bytes().last().is_some_and(|b| (b - b'0') % 2 == 0);
+        if tie
+            && even
+            && head != digits
+            && exact.split_once('e').map(|(_, e)| e) == Some(&exp.to_string())
+        {
+            digits = head.to_string();
+        }
+    }
+    if (1e-4..1e16).contains(&a) {
+        let point = exp + 1;
+        let body = if point <= 0 {
+            format!("0.{}{digits}", "0".repeat(point.unsigned_abs() as usize))
+        } else {
+            let point = point as usize;
+            if digits.len() <= point {
+                format!("{digits}{}.0", "0".repeat(point - digits.len()))
+            } else {
+                format!("{}.{}", &digits[..point], &digits[point..])
+            }
         };
-        return format!("{mant}e{sign}{digits:0>2}");
+        return format!("{sign}{body}");
     }
-    if v.fract() == 0.0 {
-        format!("{v:.1}")
+    let (first, rest) = digits.split_at(1);
+    let mant = if rest.is_empty() {
+        first.to_string()
     } else {
-        format!("{v}")
-    }
+        format!("{first}.{rest}")
+    };
+    let esign = if exp < 0 { '-' } else { '+' };
+    format!("{sign}{mant}e{esign}{:02}", exp.unsigned_abs())
 }
 
 /// Python's `html.escape(s)` (quotes too): how MapProxy escapes messages in XML documents.
@@ -187,6 +225,14 @@ mod tests {
         assert_eq!(py_float(0.0006866455078125), "0.0006866455078125");
         assert_eq!(py_float(1e16), "1e+16");
         assert_eq!(py_float(1234567890.0), "1234567890.0");
+        assert_eq!(py_float(1.0728836059570312e-05), "1.0728836059570312e-05");
+        assert_eq!(py_float(0.29858214173896974), "0.29858214173896974");
+        assert_eq!(py_float(0.0), "0.0");
+        assert_eq!(py_float(-0.5), "-0.5");
+        assert_eq!(py_float(123.0), "123.0");
+        assert_eq!(py_float(0.0001), "0.0001");
+        assert_eq!(py_float(1.5e300), "1.5e+300");
+        assert_eq!(py_float(1234567890.5), "1234567890.5");
     }
 
     #[test]
