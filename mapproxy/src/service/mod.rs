@@ -15,12 +15,16 @@
 //! same filter's layer, trusting every peer as MapProxy does). Documents never repeat extra
 //! `PATH_INFO` segments (MapProxy #1184) and take the first value of a list (#590).
 //!
-//! Not yet here: WMTS capabilities and tiles, KML, the WMS service (each answers as MapProxy
-//! does when the service is not configured, except `SERVICE=WMS`).
+//! | `/wmts/...` | RESTful WMTS tiles by `restful_template` | `service/wmts.py`, `request/wmts.py` |
+//! | `SERVICE=WMTS&REQUEST=GetTile` | KVP WMTS tiles | the same |
+//!
+//! Not yet here: WMTS capabilities and GetFeatureInfo (501 `OperationNotSupported`), KML
+//! (404 as when not configured), the WMS service (a WMS 1.3.0 ServiceException that says so).
 
 mod ows;
 mod response;
 mod tms;
+mod wmts;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -38,6 +42,7 @@ use crate::image::ImageFormat;
 use crate::tile::TileProvider;
 
 pub use response::{html_escape, parse_httpdate, py_float, tile_etag};
+pub use wmts::restful_template_regex;
 
 /// Service metadata (`services.<svc>.md`, `services.wms.md`): what capabilities print.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -203,6 +208,9 @@ pub struct MapProxyService {
     layers: Vec<Arc<TileLayer>>,
     by_key: HashMap<String, usize>,
     forwarded: ProxyHeadersLayer,
+    /// The RESTful WMTS template as a regex (`None`: no RESTful WMTS, or an invalid template,
+    /// which [`restful_template_regex`] reports to the configuration loader).
+    wmts_regex: Option<regex::Regex>,
 }
 
 impl std::fmt::Debug for MapProxyService {
@@ -232,11 +240,17 @@ impl MapProxyService {
                 .unwrap_or_default(),
             ..ProxyHeadersConfig::default()
         });
+        let wmts_regex = config
+            .wmts
+            .as_ref()
+            .filter(|w| w.restful)
+            .and_then(|w| restful_template_regex(&w.restful_template).ok());
         MapProxyService {
             config,
             layers,
             by_key,
             forwarded,
+            wmts_regex,
         }
     }
 
@@ -308,8 +322,11 @@ impl MapProxyService {
             Some("tms") | Some("tiles") if self.config.tms.is_some() => {
                 Some(tms::handle(self, &ctx).await)
             }
-            Some("service") | Some("ows") if self.has_ows() => Some(ows::handle(self, &ctx)),
-            Some("wms") if self.config.wms => Some(ows::handle(self, &ctx)),
+            Some("wmts") if self.config.wmts.as_ref().is_some_and(|w| w.restful) => {
+                Some(wmts::rest(self, &ctx).await)
+            }
+            Some("service") | Some("ows") if self.has_ows() => Some(ows::handle(self, &ctx).await),
+            Some("wms") if self.config.wms => Some(ows::handle(self, &ctx).await),
             _ => None,
         };
         if let Some(res) = res {

@@ -45,7 +45,7 @@ pub(crate) fn wms130_exception(code: Option<&str>, msg: &str) -> Response<Body> 
     ))
 }
 
-pub(crate) fn handle(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body> {
+pub(crate) async fn handle(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body> {
     let service = ctx.arg("service").filter(|s| !s.is_empty());
     let service = match service {
         Some(s) => s.to_lowercase(),
@@ -69,14 +69,9 @@ pub(crate) fn handle(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body> {
     match service.as_str() {
         "wms" if svc.config.wms => wms130_exception(
             Some("OperationNotSupported"),
-            "WMS is not available yet: this server answers tile requests only (TMS, /tiles); the WMS service lands in a later release",
+            "WMS is not available yet: this server answers tile requests only (TMS, /tiles, WMTS); the WMS service lands in a later release",
         ),
-        "wmts" if wmts_kvp => no_cache(ows_exception(
-            StatusCode::NOT_IMPLEMENTED,
-            Some("OperationNotSupported"),
-            Some("service"),
-            "WMTS is not available yet: this server answers tile requests only (TMS, /tiles)",
-        )),
+        "wmts" if wmts_kvp => super::wmts::kvp(svc, ctx).await,
         _ => no_cache(ows_exception(
             StatusCode::BAD_REQUEST,
             Some("InvalidParameterValue"),

@@ -24,6 +24,8 @@ enum Kind {
 pub(crate) struct TileRequestError {
     pub msg: String,
     pub internal: bool,
+    /// The OWS exception code (WMTS answers use it for the status).
+    pub code: Option<&'static str>,
 }
 
 impl TileRequestError {
@@ -31,7 +33,13 @@ impl TileRequestError {
         TileRequestError {
             msg: msg.into(),
             internal: false,
+            code: None,
         }
+    }
+
+    fn with_code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
     }
 }
 
@@ -70,7 +78,7 @@ fn is_int(s: &str) -> bool {
     !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())
 }
 
-fn parse_int(s: &str) -> i64 {
+pub(crate) fn parse_int(s: &str) -> i64 {
     s.parse::<i64>().unwrap_or(if s.starts_with('-') {
         i64::MIN
     } else {
@@ -403,10 +411,13 @@ pub(crate) async fn serve_tile(
         return Err(TileRequestError::new(format!(
             "invalid format ({}). this tile set only supports ({fmt})",
             req.format
-        )));
+        ))
+        .with_code("InvalidParameterValue"));
     }
-    let out_of_range =
-        || TileRequestError::new("The requested tile is outside the bounding box of the tile map.");
+    let out_of_range = || {
+        TileRequestError::new("The requested tile is outside the bounding box of the tile map.")
+            .with_code("TileOutOfRange")
+    };
     let g = ServiceGrid::of(layer);
     let mut coord = g
         .internal_tile_coord(layer, req.tile, use_profiles)
@@ -427,6 +438,7 @@ pub(crate) async fn serve_tile(
             return Err(TileRequestError {
                 msg: e.to_string(),
                 internal: true,
+                code: None,
             })
         }
     };
