@@ -110,7 +110,7 @@ fn golden_service() -> Golden {
         wms: true,
         md: ServiceMd {
             title: "Golden WMS".into(),
-            abstract_: String::new(),
+            ..ServiceMd::default()
         },
         ..ServiceConfig::default()
     };
@@ -203,10 +203,8 @@ async fn golden_documents_as_mapproxy_printed_them() {
             panic!("bad index line {line}");
         };
         let name = words[0];
-        // WMTS capabilities and KML are not implemented yet.
-        if name.ends_with("_capabilities.xml") && name.starts_with("wmts")
-            || name.starts_with("kml_")
-        {
+        // KML is not implemented yet.
+        if name.starts_with("kml_") {
             continue;
         }
         let status: u16 = words[1].parse().expect("status");
@@ -227,7 +225,7 @@ async fn golden_documents_as_mapproxy_printed_them() {
         assert_eq!(a.header("access-control-allow-origin"), Some("*"), "{name}");
         checked += 1;
     }
-    assert_eq!(checked, 26);
+    assert_eq!(checked, 28);
     // The jpeg request to a png layer, the out-of-range tiles: never asked the provider.
     assert_eq!(g.osm.calls(), 0);
     assert_eq!(g.geo.calls(), 0);
@@ -781,10 +779,11 @@ async fn wmts_restful_tiles() {
         a.text(),
         "internal error: invalid request (/wmts/wms_cache/GLOBAL_MERCATOR/01/0/0.jpeg)"
     );
-    // capabilities: not yet
     let a = get(&svc, "/wmts/1.0.0/WMTSCapabilities.xml").await;
-    assert_eq!(a.status, StatusCode::NOT_IMPLEMENTED);
-    assert!(a.text().contains("OperationNotSupported"));
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.text().contains(
+        "template=\"http://localhost/wmts/myrest/wms_cache/{TileMatrixSet}/{TileMatrix}/{TileCol}/{TileRow}.jpeg\""
+    ));
     assert_eq!(p.calls(), 2);
 }
 
@@ -867,7 +866,13 @@ async fn wmts_kvp_tiles() {
         assert_eq!(a.status.as_u16(), status, "{}", bad.1);
         assert!(a.text().contains(needle), "{}: {}", bad.1, a.text());
     }
-    let a = get(&svc, "/service?SERVICE=WMTS&REQUEST=GetCapabilities").await;
+    let a = get(&svc, "/ows?SERVICE=WMTS&REQUEST=GetCapabilities").await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.header("content-type"), Some("application/xml"));
+    assert!(a
+        .text()
+        .contains("<ows:Get xlink:href=\"http://localhost/ows?\">"));
+    let a = get(&svc, "/service?SERVICE=WMTS&REQUEST=GetFeatureInfo").await;
     assert_eq!(a.status, StatusCode::NOT_IMPLEMENTED);
     assert_eq!(p.calls(), 3);
 }

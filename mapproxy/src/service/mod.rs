@@ -15,10 +15,10 @@
 //! same filter's layer, trusting every peer as MapProxy does). Documents never repeat extra
 //! `PATH_INFO` segments (MapProxy #1184) and take the first value of a list (#590).
 //!
-//! | `/wmts/...` | RESTful WMTS tiles by `restful_template` | `service/wmts.py`, `request/wmts.py` |
-//! | `SERVICE=WMTS&REQUEST=GetTile` | KVP WMTS tiles | the same |
+//! | `/wmts/...` | RESTful WMTS capabilities and tiles by `restful_template` | `service/wmts.py`, `request/wmts.py` |
+//! | `SERVICE=WMTS` | KVP WMTS `GetCapabilities`, `GetTile` | the same |
 //!
-//! Not yet here: WMTS capabilities and GetFeatureInfo (501 `OperationNotSupported`), KML
+//! Not yet here: WMTS GetFeatureInfo (501 `OperationNotSupported`), KML
 //! (404 as when not configured), the WMS service (a WMS 1.3.0 ServiceException that says so).
 
 mod ows;
@@ -49,6 +49,10 @@ pub use wmts::restful_template_regex;
 pub struct ServiceMd {
     pub title: String,
     pub abstract_: String,
+    /// `fees` (WMTS capabilities print `none` when unset).
+    pub fees: Option<String>,
+    /// `access_constraints` (`none` when unset).
+    pub access_constraints: Option<String>,
 }
 
 /// `services.tms`.
@@ -65,7 +69,7 @@ pub struct KmlConfig {
     pub use_grid_names: bool,
 }
 
-/// `services.wmts`.
+/// `services.wmts` (`md` falls back field by field to [`ServiceConfig::md`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct WmtsConfig {
     pub restful: bool,
@@ -163,7 +167,8 @@ pub fn wgs84_bbox(srs: u32, bbox: Bbox) -> Option<Bbox> {
         4326 => Some(bbox),
         3857 | 900913 => {
             const R: f64 = 6378137.0;
-            let lon = |x: f64| (x / R).to_degrees();
+            // proj keeps longitudes within ±180 (x / R is a hair over π at the bbox edge)
+            let lon = |x: f64| (x / R).to_degrees().clamp(-180.0, 180.0);
             let lat =
                 |y: f64| (2.0 * (y / R).exp().atan() - std::f64::consts::FRAC_PI_2).to_degrees();
             Some([lon(bbox[0]), lat(bbox[1]), lon(bbox[2]), lat(bbox[3])])

@@ -1,12 +1,12 @@
-//! WMTS tiles: RESTful (`/wmts` + `restful_template`) and KVP `GetTile` (MapProxy's
-//! `service/wmts.py`, `request/wmts.py`). Capabilities and GetFeatureInfo are not here yet:
-//! they answer `OperationNotSupported` (501).
+//! WMTS: capabilities and tiles, RESTful (`/wmts` + `restful_template`) and KVP (MapProxy's
+//! `service/wmts.py`, `request/wmts.py`, `templates/wmts100capabilities.xml`). GetFeatureInfo
+//! is not here yet: it answers `OperationNotSupported` (501).
 
 use http::{Response, StatusCode};
 use mapproxy_serve_core::app::Body;
 use regex::Regex;
 
-use super::response::{content_type_response, html_escape, no_cache};
+use super::response::{content_type_response, html_escape, mimetype_response, no_cache, py_float};
 use super::tms::{parse_int, serve_tile, TileReq, TileRequestError};
 use super::{Ctx, MapProxyService, TileLayer};
 use crate::grid::Origin;
@@ -105,6 +105,158 @@ fn not_yet(what: &str) -> Response<Body> {
     )
 }
 
+/// MapProxy's `meter_per_unit`: geographic SRS count degrees of 111319.4907932736 m.
+fn meters_per_unit(srs: u32) -> f64 {
+    if srs == 4326 {
+        111319.4907932736
+    } else {
+        1.0
+    }
+}
+
+/// `f'{round(v, 10)}'.strip('0').strip('.')`.
+fn scale_denominator(res: f64, srs: u32) -> String {
+    let v = res / (0.28 / 1000.0) * meters_per_unit(srs);
+    let rounded = format!("{v:.10}").parse::<f64>().unwrap_or(v);
+    py_float(rounded)
+        .trim_matches('0')
+        .trim_matches('.')
+        .to_string()
+}
+
+/// The capabilities document (`Capabilities.render`, blank lines stripped).
+fn capabilities(svc: &MapProxyService, url: &str, restful: bool) -> Response<Body> {
+    let wmts = svc.config.wmts.clone().unwrap_or_default();
+    let pick = |own: &str, global: &str| {
+        if own.is_empty() {
+            global.to_string()
+        } else {
+            own.to_string()
+        }
+    };
+    let md = &svc.config.md;
+    let title = pick(&wmts.md.title, &md.title);
+    let abstract_ = pick(&wmts.md.abstract_, &md.abstract_);
+    let fees = wmts
+        .md
+        .fees
+        .clone()
+        .or(md.fees.clone())
+        .unwrap_or("none".into());
+    let access = wmts
+        .md
+        .access_constraints
+        .clone()
+        .or(md.access_constraints.clone())
+        .unwrap_or("none".into());
+    let encoding = if restful { "RESTful" } else { "KVP" };
+    let mut d = String::new();
+    d.push_str("<?xml version=\"1.0\"?>\n<Capabilities xmlns=\"http://www.opengis.net/wmts/1.0\" xmlns:ows=\"http://www.opengis.net/ows/1.1\" xmlns:xlink=\"http://www.w3.org/1999/xlink\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xmlns:gml=\"http://www.opengis.net/gml\" xsi:schemaLocation=\"http://www.opengis.net/wmts/1.0 http://schemas.opengis.net/wmts/1.0/wmtsGetCapabilities_response.xsd\" version=\"1.0.0\">\n");
+    d.push_str(&format!(
+        "  <ows:ServiceIdentification>\n    <ows:Title>{}</ows:Title>\n    <ows:Abstract>{}</ows:Abstract>\n    <ows:ServiceType>OGC WMTS</ows:ServiceType>\n    <ows:ServiceTypeVersion>1.0.0</ows:ServiceTypeVersion>\n    <ows:Fees>{}</ows:Fees>\n    <ows:AccessConstraints>{}</ows:AccessConstraints>\n  </ows:ServiceIdentification>\n  <ows:OperationsMetadata>\n",
+        html_escape(&title),
+        html_escape(&abstract_),
+        html_escape(&fees),
+        html_escape(&access)
+    ));
+    for op in ["GetCapabilities", "GetTile", "GetFeatureInfo"] {
+        d.push_str(&format!(
+            "    <ows:Operation name=\"{op}\">\n      <ows:DCP>\n        <ows:HTTP>\n          <ows:Get xlink:href=\"{url}?\">\n            <ows:Constraint name=\"GetEncoding\">\n              <ows:AllowedValues>\n                <ows:Value>{encoding}</ows:Value>\n              </ows:AllowedValues>\n            </ows:Constraint>\n          </ows:Get>\n        </ows:HTTP>\n      </ows:DCP>\n    </ows:Operation>\n"
+        ));
+    }
+    d.push_str("  </ows:OperationsMetadata>\n  <Contents>\n");
+    // layers by name (first appearance), each with its grids; matrix sets by grid name
+    let wmts_layers: Vec<&TileLayer> = svc
+        .layers()
+        .iter()
+        .map(|l| l.as_ref())
+        .filter(|l| l.grid.supports_access_with_origin(Origin::UpperLeft))
+        .collect();
+    let mut names: Vec<&str> = Vec::new();
+    let mut sets: Vec<&TileLayer> = Vec::new();
+    for l in &wmts_layers {
+        if !names.contains(&l.name.as_str()) {
+            names.push(&l.name);
+        }
+        if !sets
+            .iter()
+            .any(|s| matrix_set_name(s) == matrix_set_name(l))
+        {
+            sets.push(l);
+        }
+    }
+    for name in names {
+        let grids: Vec<&&TileLayer> = wmts_layers.iter().filter(|l| l.name == name).collect();
+        let Some(first) = grids.first() else { continue };
+        let fmt = super::tms::layer_format(first);
+        let ll = first.wgs84_bbox.unwrap_or([-180.0, -90.0, 180.0, 90.0]);
+        d.push_str(&format!(
+            "    <Layer>\n      <ows:Title>{}</ows:Title>\n      <ows:Abstract></ows:Abstract>\n      <ows:WGS84BoundingBox>\n        <ows:LowerCorner>{} {}</ows:LowerCorner>\n        <ows:UpperCorner>{} {}</ows:UpperCorner>\n      </ows:WGS84BoundingBox>\n      <ows:Identifier>{}</ows:Identifier>\n      <Style isDefault=\"true\">\n        <ows:Identifier>default</ows:Identifier>\n      </Style>\n      <Format>image/{fmt}</Format>\n",
+            html_escape(&first.title),
+            py_float(ll[0]),
+            py_float(ll[1]),
+            py_float(ll[2]),
+            py_float(ll[3]),
+            html_escape(&first.name),
+        ));
+        for g in &grids {
+            d.push_str(&format!(
+                "      <TileMatrixSetLink>\n        <TileMatrixSet>{}</TileMatrixSet>\n      </TileMatrixSetLink>\n",
+                html_escape(matrix_set_name(g))
+            ));
+        }
+        if restful {
+            let template = wmts
+                .restful_template
+                .replace("{Format}", fmt)
+                .replace("{Layer}", &first.name);
+            d.push_str(&format!(
+                "      <ResourceURL format=\"image/{fmt}\" resourceType=\"tile\"\n        template=\"{}\"/>\n",
+                html_escape(&format!("{url}{template}"))
+            ));
+        }
+        d.push_str("    </Layer>\n");
+    }
+    for s in sets {
+        let g = &s.grid;
+        let srs = g.srs();
+        d.push_str(&format!(
+            "    <TileMatrixSet>\n      <ows:Identifier>{}</ows:Identifier>\n      <ows:SupportedCRS>urn:ogc:def:crs:EPSG:{srs}</ows:SupportedCRS>\n",
+            html_escape(matrix_set_name(s))
+        ));
+        for (level, &res) in g.resolutions().iter().enumerate() {
+            let Some(origin) = g.origin_tile(level, Origin::UpperLeft) else {
+                continue;
+            };
+            let Ok(bbox) = g.tile_bbox(origin, false) else {
+                continue;
+            };
+            let topleft = if srs == 4326 {
+                (bbox[3], bbox[0])
+            } else {
+                (bbox[0], bbox[3])
+            };
+            let (w, h) = g.grid_sizes().get(level).copied().unwrap_or((0, 0));
+            let (tw, th) = g.tile_size();
+            d.push_str(&format!(
+                "      <TileMatrix>\n        <ows:Identifier>{level:02}</ows:Identifier>\n        <ScaleDenominator>{}</ScaleDenominator>\n        <TopLeftCorner>{} {}</TopLeftCorner>\n        <TileWidth>{tw}</TileWidth>\n        <TileHeight>{th}</TileHeight>\n        <MatrixWidth>{w}</MatrixWidth>\n        <MatrixHeight>{h}</MatrixHeight>\n      </TileMatrix>\n",
+                scale_denominator(res, srs),
+                py_float(topleft.0),
+                py_float(topleft.1),
+            ));
+        }
+        d.push_str("    </TileMatrixSet>\n");
+    }
+    d.push_str("  </Contents>\n");
+    if restful {
+        d.push_str(&format!(
+            "  <ServiceMetadataURL xlink:href=\"{url}/1.0.0/WMTSCapabilities.xml\"/>\n"
+        ));
+    }
+    d.push_str("</Capabilities>");
+    mimetype_response(StatusCode::OK, "application/xml", d)
+}
+
 /// A WMTS tile request, parsed.
 struct WmtsTile {
     layer: String,
@@ -117,7 +269,7 @@ struct WmtsTile {
 /// `/wmts...` (RESTful).
 pub(crate) async fn rest(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body> {
     if ctx.path.ends_with(CAPABILITIES_PATH) {
-        return not_yet("GetCapabilities");
+        return capabilities(svc, &format!("{}/wmts", ctx.script_url), true);
     }
     let caps = svc.wmts_regex.as_ref().and_then(|re| re.captures(ctx.path));
     let Some(caps) = caps else {
@@ -151,7 +303,15 @@ pub(crate) async fn kvp(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body> 
         .filter(|r| matches!(r.as_str(), "tile" | "featureinfo" | "capabilities"));
     match kind.as_deref() {
         Some("tile") => {}
-        Some("capabilities") => return not_yet("GetCapabilities"),
+        Some("capabilities") => {
+            // the OWS path used (`/service` or `/ows`), never extra segments (#1184)
+            let name = if ctx.path.starts_with("/ows") {
+                "ows"
+            } else {
+                "service"
+            };
+            return capabilities(svc, &format!("{}/{name}", ctx.script_url), false);
+        }
         Some(_) => return not_yet("GetFeatureInfo"),
         None => return wmts_error(None, "unknown WMTS request type 'None'"),
     }
