@@ -18,9 +18,12 @@
 //! | `/wmts/...` | RESTful WMTS capabilities and tiles by `restful_template` | `service/wmts.py`, `request/wmts.py` |
 //! | `SERVICE=WMTS` | KVP WMTS `GetCapabilities`, `GetTile` | the same |
 //!
-//! Not yet here: WMTS GetFeatureInfo (501 `OperationNotSupported`), KML
-//! (404 as when not configured), the WMS service (a WMS 1.3.0 ServiceException that says so).
+//! | `/kml/...` | KML super-overlays and their tiles | `service/kml.py` |
+//!
+//! Not yet here: WMTS GetFeatureInfo (501 `OperationNotSupported`), the WMS service (a WMS
+//! 1.3.0 ServiceException that says so).
 
+mod kml;
 mod ows;
 mod response;
 mod tms;
@@ -327,6 +330,7 @@ impl MapProxyService {
             Some("tms") | Some("tiles") if self.config.tms.is_some() => {
                 Some(tms::handle(self, &ctx).await)
             }
+            Some("kml") if self.config.kml.is_some() => Some(kml::handle(self, &ctx).await),
             Some("wmts") if self.config.wmts.as_ref().is_some_and(|w| w.restful) => {
                 Some(wmts::rest(self, &ctx).await)
             }

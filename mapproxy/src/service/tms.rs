@@ -12,7 +12,7 @@ use crate::tile::TileError;
 
 /// Which exception document a request answers with.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Kind {
+pub(crate) enum Kind {
     /// `/tms`: `TileMapServerError`, text/xml, 404 (500 when internal).
     Tms,
     /// `/tiles`: the message as text/plain, 404 (500 when internal).
@@ -43,7 +43,7 @@ impl TileRequestError {
     }
 }
 
-fn render_error(kind: Kind, e: &TileRequestError) -> Response<Body> {
+pub(crate) fn render_error(kind: Kind, e: &TileRequestError) -> Response<Body> {
     let status = if e.internal {
         StatusCode::INTERNAL_SERVER_ERROR
     } else {
@@ -90,6 +90,12 @@ pub(crate) fn parse_int(s: &str) -> i64 {
 /// `^(/[^/]+)/((1.0.0)/)?([^/]+)/(([^/]+)/)?(-?\d+)/(-?\d+)/(-?\d+)\.(\w+)`, tried in the
 /// regex's order of alternatives. Returns the first segment and the request.
 pub(crate) fn parse_tile_path(path: &str) -> Option<(&str, TileReq)> {
+    parse_tile_path_with(path, true)
+}
+
+/// [`parse_tile_path`]; without `version` the `1.0.0/` group is not in the regex (KML's).
+pub(crate) fn parse_tile_path_with(path: &str, version: bool) -> Option<(&str, TileReq)> {
+    let allow_version = version;
     let rest = path.strip_prefix('/')?;
     let segs: Vec<&str> = rest.split('/').collect();
     let begin = *segs.first()?;
@@ -98,6 +104,9 @@ pub(crate) fn parse_tile_path(path: &str) -> Option<(&str, TileReq)> {
     }
     for (version, spec) in [(true, true), (true, false), (false, true), (false, false)] {
         let mut i = 1;
+        if version && !allow_version {
+            continue;
+        }
         if version {
             if segs.get(i) != Some(&"1.0.0") {
                 continue;
@@ -203,6 +212,11 @@ impl ServiceGrid {
             skip_first_level,
             skip_odd_level,
         }
+    }
+
+    /// Is every second level left out (`res_factor: sqrt2`)?
+    pub fn skips_odd_levels(&self) -> bool {
+        self.skip_odd_level
     }
 
     /// `tile_sets`: (order, resolution) of every public level.
