@@ -89,7 +89,7 @@ fn layer(
     format: ImageFormat,
     provider: Arc<FakeProvider>,
 ) -> TileLayer {
-    let grid_name = format!("EPSG{}", grid.srs());
+    let grid_name = grid.name().unwrap_or("unnamed").to_string();
     TileLayer::new(name, title, grid_name, Arc::new(grid), format, provider)
 }
 
@@ -962,4 +962,56 @@ async fn kml_documents_and_tiles() {
     let e = get(&svc, "/kml/wms_cache/0/0/0.jpeg").await;
     assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(e.text().starts_with("No response from URL"));
+}
+
+#[tokio::test]
+async fn use_grid_names_per_service() {
+    let p = FakeProvider::new(ImageFormat::png());
+    let svc = MapProxyService::new(
+        ServiceConfig {
+            tms: Some(TmsConfig {
+                use_grid_names: true,
+                origin: None,
+            }),
+            kml: Some(KmlConfig::default()),
+            ..ServiceConfig::default()
+        },
+        vec![layer(
+            "osm",
+            "o",
+            global_webmercator(),
+            ImageFormat::png(),
+            p.clone(),
+        )],
+    );
+    let caps = get(&svc, "/tms/1.0.0/").await;
+    assert!(caps
+        .text()
+        .contains("href=\"http://localhost/tms/1.0.0/osm/GLOBAL_WEBMERCATOR\""));
+    assert_eq!(
+        get(&svc, "/tms/1.0.0/osm/GLOBAL_WEBMERCATOR/0/0/0.png")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // with use_grid_names the pair must match exactly: no EPSG keys, no fallbacks
+    for path in [
+        "/tms/1.0.0/osm/EPSG3857/0/0/0.png",
+        "/tms/1.0.0/osm/0/0/0.png",
+    ] {
+        let a = get(&svc, path).await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND, "{path}");
+        assert!(a.text().contains("unknown layer: osm"));
+    }
+    assert_eq!(
+        get(&svc, "/tiles/osm/GLOBAL_WEBMERCATOR/1/0/0.png")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // KML keeps its own setting (EPSG codes)
+    let k = get(&svc, "/kml/osm/EPSG3857/0/0/0.kml").await;
+    assert_eq!(k.status, StatusCode::OK);
+    assert!(k.text().contains("/kml/osm/EPSG3857/1/0/1.kml"));
+    assert_eq!(p.calls(), 2);
 }

@@ -14,7 +14,7 @@ use super::tms::{
     layer_format, parse_tile_path_with, render_error, serve_tile, Kind, ServiceGrid, TileReq,
     TileRequestError,
 };
-use super::{wgs84_bbox, Ctx, MapProxyService, TileLayer};
+use super::{wgs84_bbox, Ctx, MapProxyService, TileLayer, TileService};
 use crate::grid::{Bbox, Origin};
 
 /// `KMLInitRequest.tile_req_re`: `^/kml/(layer)(/(spec))?/?$`.
@@ -29,19 +29,12 @@ fn parse_init(path: &str) -> Option<(&str, Option<&str>)> {
     }
 }
 
-/// `KMLServer._internal_layer`: `<layer>[_<spec>]`, then `_EPSG4326`, then `_EPSG900913`.
 fn kml_layer<'s>(
     svc: &'s MapProxyService,
     layer: &str,
     spec: Option<&str>,
 ) -> Option<&'s Arc<TileLayer>> {
-    let name = match spec {
-        Some(s) => format!("{layer}_{s}"),
-        None => layer.to_string(),
-    };
-    svc.layer_by_key(&name)
-        .or_else(|| svc.layer_by_key(&format!("{name}_EPSG4326")))
-        .or_else(|| svc.layer_by_key(&format!("{name}_EPSG900913")))
+    svc.find_tile_layer(TileService::Kml, layer, spec)
 }
 
 pub(crate) async fn handle(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body> {
@@ -169,7 +162,11 @@ fn kml_document(
 
     let url = html_escape(ctx.script_url.trim_end_matches('/'));
     let name = &req.layer;
-    let name_path = format!("{}/{}", layer.name, layer.grid_name);
+    let name_path = format!(
+        "{}/{}",
+        layer.name,
+        layer.url_grid_name(svc.use_grid_names(TileService::Kml))
+    );
     let fmt = layer_format(layer);
     let tile_size = i64::from(grid.tile_size().0);
     let f = |v: f64| format!("{v:.6}");

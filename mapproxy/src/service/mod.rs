@@ -130,8 +130,9 @@ impl Default for ServiceConfig {
 pub struct TileLayer {
     pub name: String,
     pub title: String,
-    /// The grid segment of URLs: the grid name with `use_grid_names`, else the SRS code
-    /// without the colon (`EPSG3857`); see [`grid_url_name`].
+    /// The grid's name in the configuration (`GLOBAL_WEBMERCATOR`): the WMTS TileMatrixSet,
+    /// and the URL segment of TMS and KML with their `use_grid_names` (else `EPSG3857`; see
+    /// [`TileLayer::url_grid_name`]).
     pub grid_name: String,
     pub grid: Arc<TileGrid>,
     /// The cache's format (`mixed` answers PNG or JPEG per tile).
@@ -204,9 +205,47 @@ impl TileLayer {
         }
     }
 
-    /// The key MapProxy's tile services look layers up by: `<name>_<grid>`.
-    pub fn key(&self) -> String {
-        format!("{}_{}", self.name, self.grid_name)
+    /// The grid segment of this layer's TMS/KML URLs (MapProxy's `md['name_path'][1]`).
+    pub fn url_grid_name(&self, use_grid_names: bool) -> String {
+        grid_url_name(&self.grid, &self.grid_name, use_grid_names)
+    }
+}
+
+/// Which tile service looks a layer up (each has its own `use_grid_names`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum TileService {
+    Tms,
+    Kml,
+}
+
+/// MapProxy's `tile_layers(use_grid_names)`: keys in first-insertion order, the last layer
+/// with a key wins (a Python dict filled in order).
+#[derive(Default)]
+struct LayerIndex {
+    order: Vec<String>,
+    by_key: HashMap<String, usize>,
+}
+
+impl LayerIndex {
+    fn build(layers: &[Arc<TileLayer>], use_grid_names: bool) -> LayerIndex {
+        let mut idx = LayerIndex::default();
+        for (i, l) in layers.iter().enumerate() {
+            let key = layer_key(&l.name, &l.url_grid_name(use_grid_names), use_grid_names);
+            if idx.by_key.insert(key.clone(), i).is_none() {
+                idx.order.push(key);
+            }
+        }
+        idx
+    }
+}
+
+/// `name_internal` (`<name>_<grid>`), or with `use_grid_names` the `(name, grid)` pair
+/// (kept apart by a character no URL segment holds after `/` splitting).
+fn layer_key(name: &str, grid: &str, use_grid_names: bool) -> String {
+    if use_grid_names {
+        format!("{name}/{grid}")
+    } else {
+        format!("{name}_{grid}")
     }
 }
 
@@ -214,7 +253,8 @@ impl TileLayer {
 pub struct MapProxyService {
     config: ServiceConfig,
     layers: Vec<Arc<TileLayer>>,
-    by_key: HashMap<String, usize>,
+    tms_index: LayerIndex,
+    kml_index: LayerIndex,
     forwarded: ProxyHeadersLayer,
     /// The RESTful WMTS template as a regex (`None`: no RESTful WMTS, or an invalid template,
     /// which [`restful_template_regex`] reports to the configuration loader).
@@ -238,10 +278,14 @@ impl MapProxyService {
     /// `<name>_<grid>` key is not reachable by URL).
     pub fn new(config: ServiceConfig, layers: Vec<TileLayer>) -> MapProxyService {
         let layers: Vec<Arc<TileLayer>> = layers.into_iter().map(Arc::new).collect();
-        let mut by_key = HashMap::new();
-        for (i, l) in layers.iter().enumerate() {
-            by_key.entry(l.key()).or_insert(i);
-        }
+        let tms_index = LayerIndex::build(
+            &layers,
+            config.tms.as_ref().is_some_and(|t| t.use_grid_names),
+        );
+        let kml_index = LayerIndex::build(
+            &layers,
+            config.kml.as_ref().is_some_and(|k| k.use_grid_names),
+        );
         // MapProxy believes these headers from every peer (its `Vary` says so).
         let forwarded = ProxyHeadersLayer::new(ProxyHeadersConfig {
             trusted_proxies: ProxyHeadersConfig::parse_trusted("0.0.0.0/0, ::/0")
@@ -256,7 +300,8 @@ impl MapProxyService {
         MapProxyService {
             config,
             layers,
-            by_key,
+            tms_index,
+            kml_index,
             forwarded,
             wmts_regex,
         }
@@ -270,9 +315,54 @@ impl MapProxyService {
         &self.layers
     }
 
-    /// The layer for a key (`<name>_<grid>`).
-    pub(crate) fn layer_by_key(&self, key: &str) -> Option<&Arc<TileLayer>> {
-        self.by_key.get(key).and_then(|&i| self.layers.get(i))
+    /// `use_grid_names` of a tile service.
+    pub(crate) fn use_grid_names(&self, service: TileService) -> bool {
+        match service {
+            TileService::Tms => self.config.tms.as_ref().is_some_and(|t| t.use_grid_names),
+            TileService::Kml => self.config.kml.as_ref().is_some_and(|k| k.use_grid_names),
+        }
+    }
+
+    /// The layers a tile service lists, in MapProxy's order.
+    pub(crate) fn tile_layers(&self, service: TileService) -> Vec<&Arc<TileLayer>> {
+        let idx = match service {
+            TileService::Tms => &self.tms_index,
+            TileService::Kml => &self.kml_index,
+        };
+        idx.order
+            .iter()
+            .filter_map(|k| idx.by_key.get(k).and_then(|&i| self.layers.get(i)))
+            .collect()
+    }
+
+    /// MapProxy's `_internal_layer` / `_internal_dimension_layer`: with `use_grid_names` the
+    /// exact (layer, grid) pair; else `<layer>[_<spec>]`, then the two global grids' keys
+    /// (TMS tries EPSG900913 first, KML EPSG4326).
+    pub(crate) fn find_tile_layer(
+        &self,
+        service: TileService,
+        layer: &str,
+        spec: Option<&str>,
+    ) -> Option<&Arc<TileLayer>> {
+        let idx = match service {
+            TileService::Tms => &self.tms_index,
+            TileService::Kml => &self.kml_index,
+        };
+        let get = |k: &str| idx.by_key.get(k).and_then(|&i| self.layers.get(i));
+        if self.use_grid_names(service) {
+            return get(&layer_key(layer, spec?, true));
+        }
+        let name = match spec {
+            Some(s) => format!("{layer}_{s}"),
+            None => layer.to_string(),
+        };
+        let fallbacks = match service {
+            TileService::Tms => ["_EPSG900913", "_EPSG4326"],
+            TileService::Kml => ["_EPSG4326", "_EPSG900913"],
+        };
+        get(&name)
+            .or_else(|| get(&format!("{name}{}", fallbacks[0])))
+            .or_else(|| get(&format!("{name}{}", fallbacks[1])))
     }
 
     /// This service as an [`App`].

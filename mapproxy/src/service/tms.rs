@@ -6,7 +6,7 @@ use http::{Response, StatusCode};
 use mapproxy_serve_core::app::Body;
 
 use super::response::{html_escape, mimetype_response, no_cache, py_float, tile_response};
-use super::{Ctx, MapProxyService, TileLayer};
+use super::{Ctx, MapProxyService, TileLayer, TileService};
 use crate::grid::{default_bbox, Origin, TileCoord};
 use crate::tile::TileError;
 
@@ -290,20 +290,12 @@ pub(crate) async fn handle(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Bod
     tile(svc, ctx, Kind::Tiles).await
 }
 
-/// `_internal_layer`: `<layer>_<spec>`, else `<layer>`, `<layer>_EPSG900913`,
-/// `<layer>_EPSG4326`.
 fn tile_layer<'s>(
     svc: &'s MapProxyService,
     layer: &str,
     spec: Option<&str>,
 ) -> Option<&'s Arc<TileLayer>> {
-    let name = match spec {
-        Some(s) => format!("{layer}_{s}"),
-        None => layer.to_string(),
-    };
-    svc.layer_by_key(&name)
-        .or_else(|| svc.layer_by_key(&format!("{name}_EPSG900913")))
-        .or_else(|| svc.layer_by_key(&format!("{name}_EPSG4326")))
+    svc.find_tile_layer(TileService::Tms, layer, spec)
 }
 
 fn tms_root(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body> {
@@ -322,7 +314,8 @@ fn tms_capabilities(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body> {
         html_escape(&md.title),
         html_escape(&md.abstract_)
     );
-    for layer in svc.layers() {
+    let use_grid_names = svc.use_grid_names(TileService::Tms);
+    for layer in svc.tile_layers(TileService::Tms) {
         let g = ServiceGrid::of(layer);
         body.push_str(&format!(
             "        <TileMap title=\"{}\"\n                 srs=\"{}\"\n                 profile=\"{}\"\n                 href=\"{}/tms/1.0.0/{}/{}\" />\n",
@@ -331,14 +324,14 @@ fn tms_capabilities(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body> {
             g.profile,
             ctx.script_url,
             html_escape(&layer.name),
-            html_escape(&layer.grid_name)
+            html_escape(&layer.url_grid_name(use_grid_names))
         ));
     }
     body.push_str("    </TileMaps>\n</TileMapService>\n");
     mimetype_response(StatusCode::OK, "text/xml", body)
 }
 
-fn tilemap(_svc: &MapProxyService, ctx: &Ctx<'_>, layer: &TileLayer) -> Response<Body> {
+fn tilemap(svc: &MapProxyService, ctx: &Ctx<'_>, layer: &TileLayer) -> Response<Body> {
     let g = ServiceGrid::of(layer);
     let b = layer.bbox;
     let (tw, th) = layer.grid.tile_size();
@@ -346,7 +339,7 @@ fn tilemap(_svc: &MapProxyService, ctx: &Ctx<'_>, layer: &TileLayer) -> Response
         "{}/tms/1.0.0/{}/{}",
         ctx.script_url,
         html_escape(&layer.name),
-        html_escape(&layer.grid_name)
+        html_escape(&layer.url_grid_name(svc.use_grid_names(TileService::Tms)))
     );
     let mime = if layer.format.ext() == "mixed" {
         "image/png".to_string()

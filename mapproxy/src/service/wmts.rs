@@ -77,7 +77,7 @@ pub fn restful_template_regex(template: &str) -> Result<Regex, String> {
 
 /// The TileMatrixSet identifier of a layer: its grid's name.
 pub(crate) fn matrix_set_name(layer: &TileLayer) -> &str {
-    layer.grid.name().unwrap_or(&layer.grid_name)
+    &layer.grid_name
 }
 
 /// `WMTS100ExceptionHandler`: `text/xml`, status by code.
