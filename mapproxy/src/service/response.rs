@@ -140,10 +140,13 @@ pub fn html_escape(s: &str) -> String {
 }
 
 /// A tile's modification time as the float MapProxy's file cache reports (`os.path.getmtime`).
+/// CPython's `st_mtime`: `sec + nsec * 1e-9` (not `/ 1e9`: the last bit can differ, and the
+/// ETag hashes the printed float).
 fn timestamp(t: SystemTime) -> f64 {
+    let f = |d: Duration| d.as_secs() as f64 + f64::from(d.subsec_nanos()) * 1e-9;
     match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_secs_f64(),
-        Err(e) => -e.duration().as_secs_f64(),
+        Ok(d) => f(d),
+        Err(e) => -f(e.duration()),
     }
 }
 
@@ -243,6 +246,13 @@ mod tests {
             .map(|b| format!("{b:02x}"))
             .collect();
         assert_eq!(tile_etag(Some(t), 10214), expected);
+        // a file-system mtime with nanoseconds prints as Python's float of it
+        let t = UNIX_EPOCH + Duration::new(1712345678, 123456789);
+        let expected: String = Md5::digest(b"1712345678.12345675")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(tile_etag(Some(t), 5), expected);
     }
 
     #[test]
