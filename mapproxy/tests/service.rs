@@ -383,6 +383,10 @@ async fn tiles_cache_headers_as_mapproxy() {
         "Fri Feb 13 23:31:30 2009",
         "Fri, 13 Feb 2009 23:31:31 GMT",
         "Sat, 14 Feb 2009 23:31:30 GMT",
+        // Python's parsedate + timegm: no weekday, zone ignored, out-of-range rolls over
+        "13 Feb 2009 23:31:30",
+        "Fri, 13 Feb 2009 23:31:30 +0100",
+        "Fri, 99 Feb 2009 99:99:99 GMT",
     ] {
         let a = get_with(
             &g.svc,
@@ -396,7 +400,8 @@ async fn tiles_cache_headers_as_mapproxy() {
         "Fri, 13 Feb 2009 23:31:29 GMT",
         "foobar",
         "",
-        "Fri, 99 Feb 2009 99:99:99 GMT",
+        "Fri, 13 Feb 99999 1:1:1 GMT",
+        "Fri, 13 Feb 2009 23:31:30:00 GMT",
     ] {
         let a = get_with(
             &g.svc,

@@ -210,10 +210,147 @@ pub(crate) fn tile_response(
     res
 }
 
-/// An HTTP date (RFC 1123, RFC 850, asctime) as Unix seconds; `None` when unparsable.
+/// A date as MapProxy reads `If-Modified-Since`: Python's `email.utils.parsedate` (RFC 1123,
+/// RFC 850, asctime and looser forms; a zone offset is ignored) and `calendar.timegm` (which
+/// rolls over out-of-range days and times: `99 Feb` is in May). `None` when unparsable (or a
+/// year `timegm` refuses, where MapProxy fails with a 500).
 pub fn parse_httpdate(s: &str) -> Option<f64> {
-    let t = httpdate::parse_http_date(s.trim()).ok()?;
-    Some(timestamp(t))
+    const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    const MONTHS: [&str; 24] = [
+        "jan",
+        "feb",
+        "mar",
+        "apr",
+        "may",
+        "jun",
+        "jul",
+        "aug",
+        "sep",
+        "oct",
+        "nov",
+        "dec",
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+    ];
+    let mut data: Vec<String> = s.split_whitespace().map(str::to_string).collect();
+    let first = data.first()?.clone();
+    if first.ends_with(',') || DAYS.contains(&first.to_lowercase().as_str()) {
+        data.remove(0);
+    } else if let Some(i) = first.rfind(',') {
+        data[0] = first[i + 1..].to_string();
+    }
+    if data.len() == 3 {
+        let stuff: Vec<String> = data[0].split('-').map(str::to_string).collect();
+        if stuff.len() == 3 {
+            let rest = data.split_off(1);
+            data = stuff;
+            data.extend(rest);
+        }
+    }
+    if data.len() == 4 {
+        let s3 = data[3].clone();
+        let i = s3.find('+').or_else(|| s3.find('-'));
+        match i {
+            Some(i) if i > 0 => {
+                data.truncate(3);
+                data.push(s3[..i].to_string());
+                data.push(s3[i..].to_string());
+            }
+            _ => data.push(String::new()),
+        }
+    }
+    if data.len() < 5 {
+        return None;
+    }
+    let (mut dd, mut mm, mut yy, mut tm) = (
+        data[0].clone(),
+        data[1].to_lowercase(),
+        data[2].clone(),
+        data[3].clone(),
+    );
+    if dd.is_empty() || mm.is_empty() || yy.is_empty() {
+        return None;
+    }
+    if !MONTHS.contains(&mm.as_str()) {
+        (dd, mm) = (mm, dd.to_lowercase());
+        if !MONTHS.contains(&mm.as_str()) {
+            return None;
+        }
+    }
+    let mut month = MONTHS.iter().position(|m| *m == mm)? as i64 + 1;
+    if month > 12 {
+        month -= 12;
+    }
+    if let Some(d) = dd.strip_suffix(',') {
+        dd = d.to_string();
+    }
+    if yy.find(':').is_some_and(|i| i > 0) {
+        std::mem::swap(&mut yy, &mut tm);
+    }
+    if let Some(y) = yy.strip_suffix(',') {
+        yy = y.to_string();
+        if yy.is_empty() {
+            return None;
+        }
+    }
+    if !yy.chars().next().is_some_and(|c| c.is_ascii_digit()) {
+        yy = data[4].clone();
+    }
+    if let Some(t) = tm.strip_suffix(',') {
+        tm = t.to_string();
+    }
+    let parts: Vec<&str> = if tm.contains(':') || !tm.contains('.') {
+        tm.split(':').collect()
+    } else {
+        tm.split('.').collect()
+    };
+    let (thh, tmm, tss) = match parts.as_slice() {
+        [h, m] if tm.contains(':') || tm.contains('.') => (*h, *m, "0"),
+        [h, m, s] => (*h, *m, *s),
+        _ => return None,
+    };
+    // Python's int(): optional sign, digits (no overflow in Python; ours is bounded)
+    let int = |s: &str| -> Option<i64> {
+        let t = s.trim();
+        let t = t.strip_prefix('+').unwrap_or(t);
+        let d = t.strip_prefix('-').unwrap_or(t);
+        if d.is_empty() || !d.bytes().all(|b| b.is_ascii_digit()) || d.len() > 12 {
+            return None;
+        }
+        t.parse().ok()
+    };
+    let (mut year, day, h, m, sec) = (int(&yy)?, int(&dd)?, int(thh)?, int(tmm)?, int(tss)?);
+    if year < 100 {
+        year += if year > 68 { 1900 } else { 2000 };
+    }
+    if !(1..=9999).contains(&year) {
+        return None;
+    }
+    // calendar.timegm: days since the epoch of the 1st of the month, plus the rest as is
+    let days = days_from_civil(year, month) + day - 1;
+    let secs = ((days * 24 + h) * 60 + m) * 60 + sec;
+    Some(secs as f64)
+}
+
+/// Days from 1970-01-01 to the first of `month` in `year` (proleptic Gregorian).
+fn days_from_civil(year: i64, month: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
 }
 
 #[cfg(test)]
@@ -253,6 +390,39 @@ mod tests {
             .map(|b| format!("{b:02x}"))
             .collect();
         assert_eq!(tile_etag(Some(t), 5), expected);
+    }
+
+    #[test]
+    fn dates_as_python_parsedate() {
+        let t = Some(1234567890.0);
+        for d in [
+            "Fri, 13 Feb 2009 23:31:30 GMT",
+            "Friday, 13-Feb-09 23:31:30 GMT",
+            "Fri Feb 13 23:31:30 2009",
+            "13 Feb 2009 23:31:30",
+            "Fri, 13 Feb 2009 23:31:30 +0100",
+            "Fri, 13 Feb 2009 23:31 GMT",
+        ] {
+            let expect = if d.ends_with("23:31 GMT") {
+                Some(1234567860.0)
+            } else {
+                t
+            };
+            assert_eq!(parse_httpdate(d), expect, "{d}");
+        }
+        // timegm rolls over: 99 Feb 2009 is 10 May 2009
+        assert_eq!(
+            parse_httpdate("Fri, 99 Feb 2009 00:00:00 GMT"),
+            Some(1241913600.0)
+        );
+        for d in [
+            "",
+            "foobar",
+            "Fri, 13 Foo 2009 23:31:30 GMT",
+            "13 Feb 99999999999999999 1:1:1",
+        ] {
+            assert_eq!(parse_httpdate(d), None, "{d}");
+        }
     }
 
     #[test]
