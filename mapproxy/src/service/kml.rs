@@ -9,7 +9,7 @@ use http::{Response, StatusCode};
 use mapproxy_serve_core::app::Body;
 use md5::{Digest, Md5};
 
-use super::response::{content_type_response, html_escape};
+use super::response::{content_type_response, escape_html};
 use super::tms::{
     layer_format, parse_tile_path_with, render_error, serve_tile, Kind, ServiceGrid, TileReq,
     TileRequestError,
@@ -160,7 +160,7 @@ fn kml_document(
         }
     }
 
-    let url = html_escape(ctx.script_url.trim_end_matches('/'));
+    let url = escape_html(ctx.script_url.trim_end_matches('/'));
     let name = &req.layer;
     let name_path = format!(
         "{}/{}",

@@ -44,7 +44,7 @@ use crate::grid::{Bbox, Origin, TileGrid};
 use crate::image::ImageFormat;
 use crate::tile::TileProvider;
 
-pub use response::{html_escape, parse_httpdate, py_float, tile_etag};
+pub use response::{escape_html, html_escape, parse_httpdate, py_float, tile_etag};
 pub use wmts::restful_template_regex;
 
 /// Service metadata (`services.<svc>.md`, `services.wms.md`): what capabilities print.
@@ -447,7 +447,7 @@ impl MapProxyService {
         if self.config.demo {
             html.push_str(&format!(
                 "<p>See all configured layers and services at: <a href=\"{}/demo/\">demo</a>",
-                html_escape(script_url)
+                escape_html(script_url)
             ));
         }
         response::mimetype_response(StatusCode::OK, "text/html", html)

@@ -139,6 +139,15 @@ pub fn html_escape(s: &str) -> String {
     out
 }
 
+/// MapProxy's `escape_html` (`util/escape.py`): `&`, `<`, `>` escaped, quotes removed; used
+/// for the script URL in the welcome page and KML documents.
+pub fn escape_html(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('>', "&gt;")
+        .replace('<', "&lt;")
+        .replace(['\'', '"'], "")
+}
+
 /// A tile's modification time as the float MapProxy's file cache reports (`os.path.getmtime`).
 /// CPython's `st_mtime`: `sec + nsec * 1e-9` (not `/ 1e9`: the last bit can differ, and the
 /// ETag hashes the printed float).
@@ -428,5 +437,6 @@ mod tests {
     #[test]
     fn escape_like_python() {
         assert_eq!(html_escape("a<b>&\"'"), "a&lt;b&gt;&amp;&quot;&#x27;");
+        assert_eq!(escape_html("a<b>&\"'"), "a&lt;b&gt;&amp;");
     }
 }
