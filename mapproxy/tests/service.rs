@@ -18,7 +18,8 @@ use mapproxy_serve_mapproxy::grid::{
 };
 use mapproxy_serve_mapproxy::image::ImageFormat;
 use mapproxy_serve_mapproxy::service::{
-    KmlConfig, MapProxyService, ServiceConfig, ServiceMd, TileLayer, TmsConfig, WmtsConfig,
+    Contact, Keywords, KmlConfig, MapProxyService, ServiceConfig, ServiceMd, TileLayer, TmsConfig,
+    WmtsConfig,
 };
 use mapproxy_serve_mapproxy::tile::{TileData, TileError, TileProvider};
 
@@ -111,7 +112,33 @@ fn golden_service() -> Golden {
         wms: true,
         md: ServiceMd {
             title: "Golden WMS".into(),
-            ..ServiceMd::default()
+            abstract_: "Tiles and more".into(),
+            online_resource: "http://example.org/".into(),
+            fees: Some("free".into()),
+            access_constraints: Some("none at all".into()),
+            keyword_list: vec![
+                Keywords {
+                    vocabulary: Some("GEMET".into()),
+                    keywords: vec!["maps".into(), "tiles".into()],
+                },
+                Keywords {
+                    vocabulary: None,
+                    keywords: vec!["debug".into()],
+                },
+            ],
+            contact: Some(Contact {
+                person: "Jane Doe".into(),
+                position: "Maps".into(),
+                organization: "Example Org".into(),
+                address: "Main Street 1".into(),
+                city: "Oldenburg".into(),
+                postcode: "26122".into(),
+                country: "Germany".into(),
+                phone: "+49 1".into(),
+                fax: "+49 2".into(),
+                email: "jane@example.org".into(),
+                ..Contact::default()
+            }),
         },
         ..ServiceConfig::default()
     };
@@ -1019,4 +1046,25 @@ async fn use_grid_names_per_service() {
     assert_eq!(k.status, StatusCode::OK);
     assert!(k.text().contains("/kml/osm/EPSG3857/1/0/1.kml"));
     assert_eq!(p.calls(), 2);
+}
+
+/// A deliberate difference: MapProxy prints metadata raw (an `&` makes its XML unreadable).
+#[tokio::test]
+async fn metadata_is_escaped() {
+    let svc = MapProxyService::new(
+        ServiceConfig {
+            tms: Some(TmsConfig::default()),
+            wmts: Some(WmtsConfig::default()),
+            md: ServiceMd {
+                title: "Maps & <Tiles>".into(),
+                ..ServiceMd::default()
+            },
+            ..ServiceConfig::default()
+        },
+        vec![],
+    );
+    for path in ["/tms", "/tms/1.0.0/", "/wmts/1.0.0/WMTSCapabilities.xml"] {
+        let a = get(&svc, path).await;
+        assert!(a.text().contains("Maps &amp; &lt;Tiles&gt;"), "{path}");
+    }
 }

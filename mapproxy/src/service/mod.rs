@@ -9,6 +9,10 @@
 //! | `/service?`, `/ows?`, `/wms?` | OWS dispatch by `SERVICE`: its exception documents; WMS answers a ServiceException until the WMS service lands | `service/ows.py` |
 //! | anything else | 404 `not found` | `MapProxyApp.__call__` |
 //!
+//! Metadata and titles are XML-escaped in every document (MapProxy prints them raw, so an
+//! `&` in an abstract makes its capabilities unreadable); otherwise the documents are
+//! MapProxy 7.0.0's byte for byte (`tests/fixtures/service/`).
+//!
 //! Public URLs are built from the request's script URL ([`script_url`]): the runtime's
 //! forwarded-headers filter sets it; when `X-Script-Name`, `X-Forwarded-Host` or
 //! `X-Forwarded-Proto` reach the app unconsumed, MapProxy's own rule applies them (through the
@@ -52,10 +56,39 @@ pub use wmts::restful_template_regex;
 pub struct ServiceMd {
     pub title: String,
     pub abstract_: String,
+    /// `keyword_list`: keyword groups with an optional vocabulary.
+    pub keyword_list: Vec<Keywords>,
+    /// `contact` (TMS `ContactInformation`, WMTS `ServiceProvider`).
+    pub contact: Option<Contact>,
+    /// `online_resource` (WMTS `ProviderSite`).
+    pub online_resource: String,
     /// `fees` (WMTS capabilities print `none` when unset).
     pub fees: Option<String>,
     /// `access_constraints` (`none` when unset).
     pub access_constraints: Option<String>,
+}
+
+/// One entry of `keyword_list`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Keywords {
+    pub vocabulary: Option<String>,
+    pub keywords: Vec<String>,
+}
+
+/// `md.contact`; unset fields print empty.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Contact {
+    pub person: String,
+    pub position: String,
+    pub organization: String,
+    pub address: String,
+    pub city: String,
+    pub state: String,
+    pub postcode: String,
+    pub country: String,
+    pub phone: String,
+    pub fax: String,
+    pub email: String,
 }
 
 /// `services.tms`.

@@ -310,10 +310,39 @@ fn tms_root(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body> {
 fn tms_capabilities(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body> {
     let md = &svc.config.md;
     let mut body = format!(
-        "<?xml version=\"1.0\"?>\n    <TileMapService version=\"1.0.0\">\n    <Title>{}</Title>\n    <Abstract>{}</Abstract>\n    <TileMaps>\n",
+        "<?xml version=\"1.0\"?>\n    <TileMapService version=\"1.0.0\">\n    <Title>{}</Title>\n    <Abstract>{}</Abstract>\n",
         html_escape(&md.title),
         html_escape(&md.abstract_)
     );
+    if !md.keyword_list.is_empty() {
+        body.push_str("    <KeywordList>");
+        for kw in &md.keyword_list {
+            let words: Vec<String> = kw
+                .keywords
+                .iter()
+                .map(|k| format!("\"{}\"", html_escape(k)))
+                .collect();
+            body.push_str(&words.join(" "));
+        }
+        body.push_str("</KeywordList>\n");
+    }
+    if let Some(c) = &md.contact {
+        let e = |s: &str| html_escape(s);
+        body.push_str(&format!(
+            "    <ContactInformation>\n        <ContactPersonPrimary>\n            <ContactPerson>{}</ContactPerson>\n            <ContactOrganization>{}</ContactOrganization>\n        </ContactPersonPrimary>\n        <ContactPosition>{}</ContactPosition>\n        <ContactAddress>\n            <Address>{}</Address>\n            <City>{}</City>\n            <PostCode>{}</PostCode>\n            <Country>{}</Country>\n        </ContactAddress>\n        <ContactVoiceTelephone>{}</ContactVoiceTelephone>\n        <ContactFacsimileTelephone>{}</ContactFacsimileTelephone>\n        <ContactElectronicMailAddress>{}</ContactElectronicMailAddress>\n    </ContactInformation>\n",
+            e(&c.person),
+            e(&c.organization),
+            e(&c.position),
+            e(&c.address),
+            e(&c.city),
+            e(&c.postcode),
+            e(&c.country),
+            e(&c.phone),
+            e(&c.fax),
+            e(&c.email)
+        ));
+    }
+    body.push_str("    <TileMaps>\n");
     let use_grid_names = svc.use_grid_names(TileService::Tms);
     for layer in svc.tile_layers(TileService::Tms) {
         let g = ServiceGrid::of(layer);

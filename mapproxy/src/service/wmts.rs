@@ -153,12 +153,58 @@ fn capabilities(svc: &MapProxyService, url: &str, restful: bool) -> Response<Bod
     let mut d = String::new();
     d.push_str("<?xml version=\"1.0\"?>\n<Capabilities xmlns=\"http://www.opengis.net/wmts/1.0\" xmlns:ows=\"http://www.opengis.net/ows/1.1\" xmlns:xlink=\"http://www.w3.org/1999/xlink\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xmlns:gml=\"http://www.opengis.net/gml\" xsi:schemaLocation=\"http://www.opengis.net/wmts/1.0 http://schemas.opengis.net/wmts/1.0/wmtsGetCapabilities_response.xsd\" version=\"1.0.0\">\n");
     d.push_str(&format!(
-        "  <ows:ServiceIdentification>\n    <ows:Title>{}</ows:Title>\n    <ows:Abstract>{}</ows:Abstract>\n    <ows:ServiceType>OGC WMTS</ows:ServiceType>\n    <ows:ServiceTypeVersion>1.0.0</ows:ServiceTypeVersion>\n    <ows:Fees>{}</ows:Fees>\n    <ows:AccessConstraints>{}</ows:AccessConstraints>\n  </ows:ServiceIdentification>\n  <ows:OperationsMetadata>\n",
+        "  <ows:ServiceIdentification>\n    <ows:Title>{}</ows:Title>\n    <ows:Abstract>{}</ows:Abstract>\n",
         html_escape(&title),
         html_escape(&abstract_),
+    ));
+    let keyword_list = if wmts.md.keyword_list.is_empty() {
+        &md.keyword_list
+    } else {
+        &wmts.md.keyword_list
+    };
+    if !keyword_list.is_empty() {
+        d.push_str("    <ows:Keywords>\n");
+        for kw in keyword_list {
+            let vocabulary = kw
+                .vocabulary
+                .as_deref()
+                .filter(|v| !v.is_empty())
+                .map(|v| format!(" vocabulary=\"{}\"", html_escape(v)))
+                .unwrap_or_default();
+            for k in &kw.keywords {
+                d.push_str(&format!(
+                    "        <ows:Keyword{vocabulary}>{}</ows:Keyword>\n",
+                    html_escape(k)
+                ));
+            }
+        }
+        d.push_str("    </ows:Keywords>\n");
+    }
+    d.push_str(&format!(
+        "    <ows:ServiceType>OGC WMTS</ows:ServiceType>\n    <ows:ServiceTypeVersion>1.0.0</ows:ServiceTypeVersion>\n    <ows:Fees>{}</ows:Fees>\n    <ows:AccessConstraints>{}</ows:AccessConstraints>\n  </ows:ServiceIdentification>\n",
         html_escape(&fees),
         html_escape(&access)
     ));
+    if let Some(c) = wmts.md.contact.as_ref().or(md.contact.as_ref()) {
+        let e = |s: &str| html_escape(s);
+        let online = pick(&wmts.md.online_resource, &md.online_resource);
+        d.push_str(&format!(
+            "  <ows:ServiceProvider>\n    <ows:ProviderName>{}</ows:ProviderName>\n    <ows:ProviderSite xlink:href=\"{}\"/>\n    <ows:ServiceContact>\n      <ows:IndividualName>{}</ows:IndividualName>\n      <ows:PositionName>{}</ows:PositionName>\n      <ows:ContactInfo>\n        <ows:Phone>\n          <ows:Voice>{}</ows:Voice>\n          <ows:Facsimile>{}</ows:Facsimile>\n        </ows:Phone>\n        <ows:Address>\n          <ows:DeliveryPoint>{}</ows:DeliveryPoint>\n          <ows:City>{}</ows:City>\n          <ows:AdministrativeArea>{}</ows:AdministrativeArea>\n          <ows:PostalCode>{}</ows:PostalCode>\n          <ows:Country>{}</ows:Country>\n          <ows:ElectronicMailAddress>{}</ows:ElectronicMailAddress>\n        </ows:Address>\n      </ows:ContactInfo>\n    </ows:ServiceContact>\n  </ows:ServiceProvider>\n",
+            e(&c.organization),
+            e(&online),
+            e(&c.person),
+            e(&c.position),
+            e(&c.phone),
+            e(&c.fax),
+            e(&c.address),
+            e(&c.city),
+            e(&c.state),
+            e(&c.postcode),
+            e(&c.country),
+            e(&c.email)
+        ));
+    }
+    d.push_str("  <ows:OperationsMetadata>\n");
     for op in ["GetCapabilities", "GetTile", "GetFeatureInfo"] {
         d.push_str(&format!(
             "    <ows:Operation name=\"{op}\">\n      <ows:DCP>\n        <ows:HTTP>\n          <ows:Get xlink:href=\"{url}?\">\n            <ows:Constraint name=\"GetEncoding\">\n              <ows:AllowedValues>\n                <ows:Value>{encoding}</ows:Value>\n              </ows:AllowedValues>\n            </ows:Constraint>\n          </ows:Get>\n        </ows:HTTP>\n      </ows:DCP>\n    </ows:Operation>\n"
