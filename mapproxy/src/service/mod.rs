@@ -6,8 +6,16 @@
 //! | `/` | the welcome page (exact bytes) | `MapProxyApp.welcome_response` |
 //! | `/tms`, `/tms/1.0.0/...` | TMS root, capabilities, tile maps, tiles (level offset for the global profiles, always `sw`) | `service/tile.py`, `request/tile.py` |
 //! | `/tiles/...` | tiles in the grid's origin unless `tms.origin` or `?origin=` says otherwise | the same |
-//! | `/service?`, `/ows?`, `/wms?` | OWS dispatch by `SERVICE`: its exception documents; WMS answers a ServiceException until the WMS service lands | `service/ows.py` |
+//! | `/wmts/...` | RESTful WMTS capabilities and tiles by `restful_template` | `service/wmts.py`, `request/wmts.py` |
+//! | `/kml/...` | KML super-overlays and their tiles | `service/kml.py` |
+//! | `/service?`, `/ows?`, `/wms?` | OWS dispatch by `SERVICE`: its exception documents; `SERVICE=WMTS` KVP `GetCapabilities`, `GetTile`; WMS answers a ServiceException until the WMS service lands | `service/ows.py` |
 //! | anything else | 404 `not found` | `MapProxyApp.__call__` |
+//!
+//! Every answer carries `Access-control-allow-origin` (unless configured off); `text/*` and
+//! `application/*` answers carry `Vary: X-Script-Name, X-Forwarded-Host, X-Forwarded-Proto`;
+//! error documents `Cache-Control: no-cache, no-store`, `Pragma`, `Expires: -1`; tiles `ETag`
+//! (MapProxy's md5 of timestamp and size), `Last-modified`, `Cache-control: public, max-age`
+//! from `expires_hours`, and 304 for a matching `If-None-Match` or `If-Modified-Since`.
 //!
 //! Metadata and titles are XML-escaped in every document (MapProxy prints them raw, so an
 //! `&` in an abstract makes its capabilities unreadable); otherwise the documents are
@@ -18,11 +26,6 @@
 //! `X-Forwarded-Proto` reach the app unconsumed, MapProxy's own rule applies them (through the
 //! same filter's layer, trusting every peer as MapProxy does). Documents never repeat extra
 //! `PATH_INFO` segments (MapProxy #1184) and take the first value of a list (#590).
-//!
-//! | `/wmts/...` | RESTful WMTS capabilities and tiles by `restful_template` | `service/wmts.py`, `request/wmts.py` |
-//! | `SERVICE=WMTS` | KVP WMTS `GetCapabilities`, `GetTile` | the same |
-//!
-//! | `/kml/...` | KML super-overlays and their tiles | `service/kml.py` |
 //!
 //! Not yet here: WMTS GetFeatureInfo (501 `OperationNotSupported`), the WMS service (a WMS
 //! 1.3.0 ServiceException that says so).
