@@ -1,0 +1,574 @@
+//! MapProxy's HTTP surface for tiles (`mapproxy/wsgiapp.py`, `service/tile.py`, `service/ows.py`,
+//! `response.py`, `exception.py`), given already-built layers.
+//!
+//! | path | what | MapProxy |
+//! |---|---|---|
+//! | `/` | the welcome page (exact bytes) | `MapProxyApp.welcome_response` |
+//! | `/tms`, `/tms/1.0.0/...` | TMS root, capabilities, tile maps, tiles (level offset for the global profiles, always `sw`) | `service/tile.py`, `request/tile.py` |
+//! | `/tiles/...` | tiles in the grid's origin unless `tms.origin` or `?origin=` says otherwise | the same |
+//! | `/wmts/...` | RESTful WMTS capabilities and tiles by `restful_template` | `service/wmts.py`, `request/wmts.py` |
+//! | `/kml/...` | KML super-overlays and their tiles | `service/kml.py` |
+//! | `/service?`, `/ows?`, `/wms?` | OWS dispatch by `SERVICE`: its exception documents; `SERVICE=WMTS` KVP `GetCapabilities`, `GetTile`; WMS answers a ServiceException until the WMS service lands | `service/ows.py` |
+//! | anything else | 404 `not found` | `MapProxyApp.__call__` |
+//!
+//! Every answer carries `Access-control-allow-origin` (unless configured off); `text/*` and
+//! `application/*` answers carry `Vary: X-Script-Name, X-Forwarded-Host, X-Forwarded-Proto`;
+//! error documents `Cache-Control: no-cache, no-store`, `Pragma`, `Expires: -1`; tiles `ETag`
+//! (MapProxy's md5 of timestamp and size), `Last-modified`, `Cache-control: public, max-age`
+//! from `expires_hours`, and 304 for a matching `If-None-Match` or `If-Modified-Since`.
+//!
+//! Metadata and titles are XML-escaped in every document (MapProxy prints them raw, so an
+//! `&` in an abstract makes its capabilities unreadable); otherwise the documents are
+//! MapProxy 7.0.0's byte for byte (`tests/fixtures/service/`).
+//!
+//! Public URLs are built from the request's script URL ([`script_url`]): the runtime's
+//! forwarded-headers filter sets it; when `X-Script-Name`, `X-Forwarded-Host` or
+//! `X-Forwarded-Proto` reach the app unconsumed, MapProxy's own rule applies them (through the
+//! same filter's layer, trusting every peer as MapProxy does). Documents never repeat extra
+//! `PATH_INFO` segments (MapProxy #1184) and take the first value of a list (#590).
+//!
+//! Not yet here: WMTS GetFeatureInfo (501 `OperationNotSupported`), the WMS service (a WMS
+//! 1.3.0 ServiceException that says so).
+
+mod kml;
+mod ows;
+mod response;
+mod tms;
+mod wmts;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::{Request, Response, StatusCode};
+use mapproxy_serve_core::app::{AppFuture, Body, Handler};
+use mapproxy_serve_core::environ::{path_info, script_url};
+use mapproxy_serve_core::App;
+use mapproxy_serve_filters::proxy_headers::{ProxyHeadersConfig, ProxyHeadersLayer};
+use tower::{Layer, Service};
+
+use crate::grid::{Bbox, Origin, TileGrid};
+use crate::image::ImageFormat;
+use crate::tile::TileProvider;
+
+pub use response::{escape_html, html_escape, parse_httpdate, py_float, tile_etag};
+pub use wmts::restful_template_regex;
+
+/// Service metadata (`services.<svc>.md`, `services.wms.md`): what capabilities print.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServiceMd {
+    pub title: String,
+    pub abstract_: String,
+    /// `keyword_list`: keyword groups with an optional vocabulary.
+    pub keyword_list: Vec<Keywords>,
+    /// `contact` (TMS `ContactInformation`, WMTS `ServiceProvider`).
+    pub contact: Option<Contact>,
+    /// `online_resource` (WMTS `ProviderSite`).
+    pub online_resource: String,
+    /// `fees` (WMTS capabilities print `none` when unset).
+    pub fees: Option<String>,
+    /// `access_constraints` (`none` when unset).
+    pub access_constraints: Option<String>,
+}
+
+/// One entry of `keyword_list`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Keywords {
+    pub vocabulary: Option<String>,
+    pub keywords: Vec<String>,
+}
+
+/// `md.contact`; unset fields print empty.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Contact {
+    pub person: String,
+    pub position: String,
+    pub organization: String,
+    pub address: String,
+    pub city: String,
+    pub state: String,
+    pub postcode: String,
+    pub country: String,
+    pub phone: String,
+    pub fax: String,
+    pub email: String,
+}
+
+/// `services.tms`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TmsConfig {
+    pub use_grid_names: bool,
+    /// `origin` for `/tiles` (never `/tms`, which is always `sw`).
+    pub origin: Option<Origin>,
+}
+
+/// `services.kml`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KmlConfig {
+    pub use_grid_names: bool,
+}
+
+/// `services.wmts` (`md` falls back field by field to [`ServiceConfig::md`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WmtsConfig {
+    pub restful: bool,
+    pub restful_template: String,
+    pub kvp: bool,
+    pub md: ServiceMd,
+}
+
+impl Default for WmtsConfig {
+    fn default() -> Self {
+        WmtsConfig {
+            restful: true,
+            restful_template: "/{Layer}/{TileMatrixSet}/{TileMatrix}/{TileCol}/{TileRow}.{Format}"
+                .into(),
+            kvp: true,
+            md: ServiceMd::default(),
+        }
+    }
+}
+
+/// Which services are on, and the globals they read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceConfig {
+    pub demo: bool,
+    pub tms: Option<TmsConfig>,
+    pub kml: Option<KmlConfig>,
+    pub wmts: Option<WmtsConfig>,
+    /// `services.wms` is present (the WMS service itself lands later).
+    pub wms: bool,
+    /// `globals.tiles.expires_hours` (default 72).
+    pub expires_hours: u64,
+    /// `globals.http.access_control_allow_origin` (default `*`; `None` or `""`: no header).
+    pub access_control_allow_origin: Option<String>,
+    /// The service metadata the TMS documents print (MapProxy passes the WMS `md`).
+    pub md: ServiceMd,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            demo: false,
+            tms: None,
+            kml: None,
+            wmts: None,
+            wms: false,
+            expires_hours: 72,
+            access_control_allow_origin: Some("*".into()),
+            md: ServiceMd::default(),
+        }
+    }
+}
+
+/// One layer in one grid, as the tile services see it (MapProxy's `service.tile.TileLayer`).
+#[derive(Clone)]
+pub struct TileLayer {
+    pub name: String,
+    pub title: String,
+    /// The grid's name in the configuration (`GLOBAL_WEBMERCATOR`): the WMTS TileMatrixSet,
+    /// and the URL segment of TMS and KML with their `use_grid_names` (else `EPSG3857`; see
+    /// [`TileLayer::url_grid_name`]).
+    pub grid_name: String,
+    pub grid: Arc<TileGrid>,
+    /// The cache's format (`mixed` answers PNG or JPEG per tile).
+    pub format: ImageFormat,
+    pub provider: Arc<dyn TileProvider>,
+    /// The layer's extent in the grid's SRS (TMS `BoundingBox`); the grid's bbox by default.
+    pub bbox: Bbox,
+    /// The extent in WGS84 for capabilities: computed for EPSG:4326/3857/900913, else what
+    /// the caller passes.
+    pub wgs84_bbox: Option<Bbox>,
+}
+
+impl std::fmt::Debug for TileLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TileLayer")
+            .field("name", &self.name)
+            .field("grid_name", &self.grid_name)
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The grid segment of tile URLs: `grid_name` with `use_grid_names`, else `EPSG<code>`.
+pub fn grid_url_name(grid: &TileGrid, grid_name: &str, use_grid_names: bool) -> String {
+    if use_grid_names {
+        grid_name.to_string()
+    } else {
+        format!("EPSG{}", grid.srs())
+    }
+}
+
+/// A bbox in EPSG:4326, 3857 or 900913 as WGS84 longitudes and latitudes; `None` for any
+/// other SRS (the caller passes those).
+pub fn wgs84_bbox(srs: u32, bbox: Bbox) -> Option<Bbox> {
+    match srs {
+        4326 => Some(bbox),
+        3857 | 900913 => {
+            const R: f64 = 6378137.0;
+            // proj keeps longitudes within ±180 (x / R is a hair over π at the bbox edge)
+            let lon = |x: f64| (x / R).to_degrees().clamp(-180.0, 180.0);
+            let lat =
+                |y: f64| (2.0 * (y / R).exp().atan() - std::f64::consts::FRAC_PI_2).to_degrees();
+            Some([lon(bbox[0]), lat(bbox[1]), lon(bbox[2]), lat(bbox[3])])
+        }
+        _ => None,
+    }
+}
+
+impl TileLayer {
+    /// A layer over `grid` with the grid's bbox as its extent.
+    pub fn new(
+        name: impl Into<String>,
+        title: impl Into<String>,
+        grid_name: impl Into<String>,
+        grid: Arc<TileGrid>,
+        format: ImageFormat,
+        provider: Arc<dyn TileProvider>,
+    ) -> TileLayer {
+        let bbox = grid.bbox();
+        let wgs84 = wgs84_bbox(grid.srs(), bbox);
+        TileLayer {
+            name: name.into(),
+            title: title.into(),
+            grid_name: grid_name.into(),
+            grid,
+            format,
+            provider,
+            bbox,
+            wgs84_bbox: wgs84,
+        }
+    }
+
+    /// The grid segment of this layer's TMS/KML URLs (MapProxy's `md['name_path'][1]`).
+    pub fn url_grid_name(&self, use_grid_names: bool) -> String {
+        grid_url_name(&self.grid, &self.grid_name, use_grid_names)
+    }
+}
+
+/// Which tile service looks a layer up (each has its own `use_grid_names`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum TileService {
+    Tms,
+    Kml,
+}
+
+/// MapProxy's `tile_layers(use_grid_names)`: keys in first-insertion order, the last layer
+/// with a key wins (a Python dict filled in order).
+#[derive(Default)]
+struct LayerIndex {
+    order: Vec<String>,
+    by_key: HashMap<String, usize>,
+}
+
+impl LayerIndex {
+    fn build(layers: &[Arc<TileLayer>], use_grid_names: bool) -> LayerIndex {
+        let mut idx = LayerIndex::default();
+        for (i, l) in layers.iter().enumerate() {
+            let key = layer_key(&l.name, &l.url_grid_name(use_grid_names), use_grid_names);
+            if idx.by_key.insert(key.clone(), i).is_none() {
+                idx.order.push(key);
+            }
+        }
+        idx
+    }
+}
+
+/// `name_internal` (`<name>_<grid>`), or with `use_grid_names` the `(name, grid)` pair
+/// (kept apart by a character no URL segment holds after `/` splitting).
+fn layer_key(name: &str, grid: &str, use_grid_names: bool) -> String {
+    if use_grid_names {
+        format!("{name}/{grid}")
+    } else {
+        format!("{name}_{grid}")
+    }
+}
+
+/// MapProxy's HTTP surface over a set of tile layers.
+pub struct MapProxyService {
+    config: ServiceConfig,
+    layers: Vec<Arc<TileLayer>>,
+    tms_index: LayerIndex,
+    kml_index: LayerIndex,
+    forwarded: ProxyHeadersLayer,
+    /// The RESTful WMTS template as a regex (`None`: no RESTful WMTS, or an invalid template,
+    /// which [`restful_template_regex`] reports to the configuration loader).
+    wmts_regex: Option<regex::Regex>,
+}
+
+impl std::fmt::Debug for MapProxyService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MapProxyService")
+            .field("config", &self.config)
+            .field("layers", &self.layers)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The headers MapProxy itself reads for public URLs.
+const MAPPROXY_FORWARDED: &[&str] = &["x-script-name", "x-forwarded-host", "x-forwarded-proto"];
+
+impl MapProxyService {
+    /// The service for `layers` (in capabilities order; a later layer with the same
+    /// `<name>_<grid>` key is not reachable by URL).
+    pub fn new(config: ServiceConfig, layers: Vec<TileLayer>) -> MapProxyService {
+        let layers: Vec<Arc<TileLayer>> = layers.into_iter().map(Arc::new).collect();
+        let tms_index = LayerIndex::build(
+            &layers,
+            config.tms.as_ref().is_some_and(|t| t.use_grid_names),
+        );
+        let kml_index = LayerIndex::build(
+            &layers,
+            config.kml.as_ref().is_some_and(|k| k.use_grid_names),
+        );
+        // MapProxy believes these headers from every peer (its `Vary` says so).
+        let forwarded = ProxyHeadersLayer::new(ProxyHeadersConfig {
+            trusted_proxies: ProxyHeadersConfig::parse_trusted("0.0.0.0/0, ::/0")
+                .unwrap_or_default(),
+            ..ProxyHeadersConfig::default()
+        });
+        let wmts_regex = config
+            .wmts
+            .as_ref()
+            .filter(|w| w.restful)
+            .and_then(|w| restful_template_regex(&w.restful_template).ok());
+        MapProxyService {
+            config,
+            layers,
+            tms_index,
+            kml_index,
+            forwarded,
+            wmts_regex,
+        }
+    }
+
+    pub fn config(&self) -> &ServiceConfig {
+        &self.config
+    }
+
+    pub fn layers(&self) -> &[Arc<TileLayer>] {
+        &self.layers
+    }
+
+    /// `use_grid_names` of a tile service.
+    pub(crate) fn use_grid_names(&self, service: TileService) -> bool {
+        match service {
+            TileService::Tms => self.config.tms.as_ref().is_some_and(|t| t.use_grid_names),
+            TileService::Kml => self.config.kml.as_ref().is_some_and(|k| k.use_grid_names),
+        }
+    }
+
+    /// The layers a tile service lists, in MapProxy's order.
+    pub(crate) fn tile_layers(&self, service: TileService) -> Vec<&Arc<TileLayer>> {
+        let idx = match service {
+            TileService::Tms => &self.tms_index,
+            TileService::Kml => &self.kml_index,
+        };
+        idx.order
+            .iter()
+            .filter_map(|k| idx.by_key.get(k).and_then(|&i| self.layers.get(i)))
+            .collect()
+    }
+
+    /// MapProxy's `_internal_layer` / `_internal_dimension_layer`: with `use_grid_names` the
+    /// exact (layer, grid) pair; else `<layer>[_<spec>]`, then the two global grids' keys
+    /// (TMS tries EPSG900913 first, KML EPSG4326).
+    pub(crate) fn find_tile_layer(
+        &self,
+        service: TileService,
+        layer: &str,
+        spec: Option<&str>,
+    ) -> Option<&Arc<TileLayer>> {
+        let idx = match service {
+            TileService::Tms => &self.tms_index,
+            TileService::Kml => &self.kml_index,
+        };
+        let get = |k: &str| idx.by_key.get(k).and_then(|&i| self.layers.get(i));
+        if self.use_grid_names(service) {
+            return get(&layer_key(layer, spec?, true));
+        }
+        let name = match spec {
+            Some(s) => format!("{layer}_{s}"),
+            None => layer.to_string(),
+        };
+        let fallbacks = match service {
+            TileService::Tms => ["_EPSG900913", "_EPSG4326"],
+            TileService::Kml => ["_EPSG4326", "_EPSG900913"],
+        };
+        get(&name)
+            .or_else(|| get(&format!("{name}{}", fallbacks[0])))
+            .or_else(|| get(&format!("{name}{}", fallbacks[1])))
+    }
+
+    /// This service as an [`App`].
+    pub fn into_app(self: Arc<Self>) -> App {
+        App::from_handler(ServiceHandler(self))
+    }
+
+    /// Answer one request as MapProxy's `MapProxyApp` does.
+    pub async fn handle<B: Send + 'static>(&self, req: Request<B>) -> Response<Body> {
+        // The body is never read (GET semantics); drop it before any await.
+        let req = self.apply_mapproxy_forwarded(req.map(|_| ())).await;
+        let mut res = self.dispatch(&req).await;
+        if let Some(origin) = self
+            .config
+            .access_control_allow_origin
+            .as_deref()
+            .filter(|o| !o.is_empty())
+        {
+            if let Ok(v) = http::HeaderValue::from_str(origin) {
+                res.headers_mut().insert("access-control-allow-origin", v);
+            }
+        }
+        res
+    }
+
+    /// `X-Script-Name`, `X-Forwarded-Host`, `X-Forwarded-Proto` the runtime left in place.
+    async fn apply_mapproxy_forwarded(&self, req: Request<()>) -> Request<()> {
+        if !MAPPROXY_FORWARDED
+            .iter()
+            .any(|h| req.headers().contains_key(*h))
+        {
+            return req;
+        }
+        let mut svc = self
+            .forwarded
+            .layer(tower::service_fn(|r: Request<()>| async move {
+                Ok::<_, Infallible>(Response::new(r))
+            }));
+        match svc.call(req).await {
+            Ok(res) => res.into_body(),
+            Err(never) => match never {},
+        }
+    }
+
+    async fn dispatch(&self, req: &Request<()>) -> Response<Body> {
+        let path = decoded_path(req);
+        let handler = handler_name(&path);
+        let ctx = Ctx {
+            path: &path,
+            query: req.uri().query().unwrap_or(""),
+            headers: req.headers(),
+            script_url: script_url(req),
+        };
+        let res = match handler {
+            Some("tms") | Some("tiles") if self.config.tms.is_some() => {
+                Some(tms::handle(self, &ctx).await)
+            }
+            Some("kml") if self.config.kml.is_some() => Some(kml::handle(self, &ctx).await),
+            Some("wmts") if self.config.wmts.as_ref().is_some_and(|w| w.restful) => {
+                Some(wmts::rest(self, &ctx).await)
+            }
+            Some("service") | Some("ows") if self.has_ows() => Some(ows::handle(self, &ctx).await),
+            Some("wms") if self.config.wms => Some(ows::handle(self, &ctx).await),
+            _ => None,
+        };
+        if let Some(res) = res {
+            return res;
+        }
+        if path.is_empty() || path == "/" {
+            return self.welcome(&ctx.script_url);
+        }
+        response::mimetype_response(StatusCode::NOT_FOUND, "text/plain", "not found")
+    }
+
+    /// Is `/service` served: WMS, or WMTS with KVP.
+    fn has_ows(&self) -> bool {
+        self.config.wms || self.config.wmts.as_ref().is_some_and(|w| w.kvp)
+    }
+
+    fn welcome(&self, script_url: &str) -> Response<Body> {
+        let mut html = String::from("<html><body><h1>Welcome to MapProxy 7.0.0</h1>");
+        if self.config.demo {
+            html.push_str(&format!(
+                "<p>See all configured layers and services at: <a href=\"{}/demo/\">demo</a>",
+                escape_html(script_url)
+            ));
+        }
+        response::mimetype_response(StatusCode::OK, "text/html", html)
+    }
+}
+
+/// What the services read of a request.
+pub(crate) struct Ctx<'a> {
+    /// `PATH_INFO`, percent-decoded (invalid UTF-8 replaced).
+    pub path: &'a str,
+    /// The raw query string.
+    pub query: &'a str,
+    pub headers: &'a http::HeaderMap,
+    /// Scheme, host and mount path, no trailing `/`.
+    pub script_url: String,
+}
+
+impl Ctx<'_> {
+    /// The first value of a query parameter, name compared case-insensitively (MapProxy's
+    /// `NoCaseMultiDict`); values percent-decoded with `+` as space.
+    pub fn arg(&self, name: &str) -> Option<String> {
+        query_pairs(self.query)
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+}
+
+/// `parse_qsl`: `&`-separated `k=v` pairs, `+` is a space, percent-decoded (lossy UTF-8).
+pub(crate) fn query_pairs(q: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    q.split('&').filter(|p| !p.is_empty()).map(|p| {
+        let (k, v) = p.split_once('=').unwrap_or((p, ""));
+        (qs_decode(k), qs_decode(v))
+    })
+}
+
+fn qs_decode(s: &str) -> String {
+    let s = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+fn decoded_path<B>(req: &Request<B>) -> String {
+    percent_encoding::percent_decode_str(path_info(req))
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// `^/(\w+)`: the first path segment's leading word characters.
+fn handler_name(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix('/')?;
+    let end = rest
+        .char_indices()
+        .find(|(_, c)| !(c.is_alphanumeric() || *c == '_'))
+        .map_or(rest.len(), |(i, _)| i);
+    (end > 0).then(|| &rest[..end])
+}
+
+struct ServiceHandler(Arc<MapProxyService>);
+
+impl Handler for ServiceHandler {
+    fn call(&self, req: Request<Body>) -> AppFuture {
+        let svc = Arc::clone(&self.0);
+        AppFuture::new(async move { svc.handle(req).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handler_names() {
+        assert_eq!(handler_name("/tms/1.0.0"), Some("tms"));
+        assert_eq!(handler_name("/service"), Some("service"));
+        assert_eq!(handler_name("/"), None);
+        assert_eq!(handler_name(""), None);
+        assert_eq!(handler_name("/-x"), None);
+    }
+
+    #[test]
+    fn wgs84_of_webmercator() {
+        let b = crate::grid::global_webmercator().bbox();
+        let w = wgs84_bbox(3857, b).unwrap_or_default();
+        assert!((w[0] + 180.0).abs() < 1e-9 && (w[2] - 180.0).abs() < 1e-9);
+        assert!((w[3] - 85.05112877980659).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,542 @@
+//! TMS and `/tiles` (MapProxy's `service/tile.py` `TileServer`, `request/tile.py`).
+
+use std::sync::Arc;
+
+use http::{Response, StatusCode};
+use mapproxy_serve_core::app::Body;
+
+use super::response::{html_escape, mimetype_response, no_cache, py_float, tile_response};
+use super::{Ctx, MapProxyService, TileLayer, TileService};
+use crate::grid::{default_bbox, Origin, TileCoord};
+use crate::tile::TileError;
+
+/// Which exception document a request answers with.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Kind {
+    /// `/tms`: `TileMapServerError`, text/xml, 404 (500 when internal).
+    Tms,
+    /// `/tiles`: the message as text/plain, 404 (500 when internal).
+    Tiles,
+}
+
+/// A `RequestError` of the tile services.
+#[derive(Debug)]
+pub(crate) struct TileRequestError {
+    pub msg: String,
+    pub internal: bool,
+    /// The OWS exception code (WMTS answers use it for the status).
+    pub code: Option<&'static str>,
+}
+
+impl TileRequestError {
+    fn new(msg: impl Into<String>) -> Self {
+        TileRequestError {
+            msg: msg.into(),
+            internal: false,
+            code: None,
+        }
+    }
+
+    fn with_code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
+    }
+}
+
+pub(crate) fn render_error(kind: Kind, e: &TileRequestError) -> Response<Body> {
+    let status = if e.internal {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::NOT_FOUND
+    };
+    let res = match kind {
+        Kind::Tms => mimetype_response(
+            status,
+            "text/xml",
+            format!(
+                "<?xml version=\"1.0\"?>\n<TileMapServerError>\n    <Message>{}</Message>\n</TileMapServerError>",
+                html_escape(&e.msg)
+            ),
+        ),
+        Kind::Tiles => mimetype_response(status, "text/plain", e.msg.clone()),
+    };
+    no_cache(res)
+}
+
+/// A parsed tile request (`/layer[/grid]/z/x/y.format`).
+#[derive(Debug, PartialEq)]
+pub(crate) struct TileReq {
+    pub layer: String,
+    pub layer_spec: Option<String>,
+    /// x, y, z as given (numbers too large for i64 are clamped: they are out of range anyway).
+    pub tile: (i64, i64, i64),
+    pub format: String,
+}
+
+fn is_int(s: &str) -> bool {
+    let d = s.strip_prefix('-').unwrap_or(s);
+    !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())
+}
+
+pub(crate) fn parse_int(s: &str) -> i64 {
+    s.parse::<i64>().unwrap_or(if s.starts_with('-') {
+        i64::MIN
+    } else {
+        i64::MAX
+    })
+}
+
+/// MapProxy's `tile_req_re` (searched from the start, nothing required after the format):
+/// `^(/[^/]+)/((1.0.0)/)?([^/]+)/(([^/]+)/)?(-?\d+)/(-?\d+)/(-?\d+)\.(\w+)`, tried in the
+/// regex's order of alternatives. Returns the first segment and the request.
+pub(crate) fn parse_tile_path(path: &str) -> Option<(&str, TileReq)> {
+    parse_tile_path_with(path, true)
+}
+
+/// [`parse_tile_path`]; without `version` the `1.0.0/` group is not in the regex (KML's).
+pub(crate) fn parse_tile_path_with(path: &str, version: bool) -> Option<(&str, TileReq)> {
+    let allow_version = version;
+    let rest = path.strip_prefix('/')?;
+    let segs: Vec<&str> = rest.split('/').collect();
+    let begin = *segs.first()?;
+    if begin.is_empty() || segs.len() < 2 {
+        return None;
+    }
+    for (version, spec) in [(true, true), (true, false), (false, true), (false, false)] {
+        let mut i = 1;
+        if version && !allow_version {
+            continue;
+        }
+        if version {
+            if segs.get(i) != Some(&"1.0.0") {
+                continue;
+            }
+            i += 1;
+        }
+        let Some(layer) = segs.get(i).filter(|s| !s.is_empty()) else {
+            continue;
+        };
+        i += 1;
+        let mut layer_spec = None;
+        if spec {
+            let Some(s) = segs.get(i).filter(|s| !s.is_empty()) else {
+                continue;
+            };
+            layer_spec = Some(s.to_string());
+            i += 1;
+        }
+        let (Some(z), Some(x), Some(last)) = (segs.get(i), segs.get(i + 1), segs.get(i + 2)) else {
+            continue;
+        };
+        if !is_int(z) || !is_int(x) {
+            continue;
+        }
+        let Some((y, fmt)) = last.split_once('.') else {
+            continue;
+        };
+        let fmt_end = fmt
+            .char_indices()
+            .find(|(_, c)| !(c.is_alphanumeric() || *c == '_'))
+            .map_or(fmt.len(), |(i, _)| i);
+        if !is_int(y) || fmt_end == 0 {
+            continue;
+        }
+        return Some((
+            begin,
+            TileReq {
+                layer: layer.to_string(),
+                layer_spec,
+                tile: (parse_int(x), parse_int(y), parse_int(z)),
+                format: fmt[..fmt_end].to_string(),
+            },
+        ));
+    }
+    None
+}
+
+/// `capabilities_re`: `^.*/1\.0\.0/?(/(?P<layer>[^/]+))?(/(?P<layer_spec>[^/]+))?$`.
+/// `Some((layer, layer_spec))` when it matches.
+fn parse_capabilities_path(path: &str) -> Option<(Option<&str>, Option<&str>)> {
+    let mut positions: Vec<usize> = path.match_indices("/1.0.0").map(|(i, _)| i).collect();
+    positions.reverse();
+    for p in positions {
+        let rest = &path[p + "/1.0.0".len()..];
+        let mut candidates = Vec::with_capacity(2);
+        if let Some(r) = rest.strip_prefix('/') {
+            candidates.push(r);
+        }
+        candidates.push(rest);
+        for r in candidates {
+            if r.is_empty() {
+                return Some((None, None));
+            }
+            let Some(r) = r.strip_prefix('/') else {
+                continue;
+            };
+            let parts: Vec<&str> = r.split('/').collect();
+            match parts.as_slice() {
+                [l] if !l.is_empty() => return Some((Some(*l), None)),
+                [l, s] if !l.is_empty() && !s.is_empty() => return Some((Some(*l), Some(*s))),
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
+/// MapProxy's `TileServiceGrid`: profile, level offset.
+pub(crate) struct ServiceGrid {
+    pub profile: &'static str,
+    pub srs_name: String,
+    skip_first_level: bool,
+    skip_odd_level: bool,
+}
+
+impl ServiceGrid {
+    pub fn of(layer: &TileLayer) -> ServiceGrid {
+        let g = &layer.grid;
+        let srs = g.srs();
+        let (profile, srs_name, skip_first_level) =
+            if matches!(srs, 900913 | 3857) && Some(g.bbox()) == default_bbox(900913) {
+                ("global-mercator", "OSGEO:41001".to_string(), true)
+            } else if srs == 4326 && Some(g.bbox()) == default_bbox(4326) {
+                ("global-geodetic", "EPSG:4326".to_string(), true)
+            } else {
+                ("local", format!("EPSG:{srs}"), false)
+            };
+        let res = g.resolutions();
+        let skip_odd_level = res.len() >= 2 && res[0] / res[1] == std::f64::consts::SQRT_2;
+        ServiceGrid {
+            profile,
+            srs_name,
+            skip_first_level,
+            skip_odd_level,
+        }
+    }
+
+    /// Is every second level left out (`res_factor: sqrt2`)?
+    pub fn skips_odd_levels(&self) -> bool {
+        self.skip_odd_level
+    }
+
+    /// `tile_sets`: (order, resolution) of every public level.
+    pub fn tile_sets(&self, layer: &TileLayer) -> Vec<(usize, f64)> {
+        let res = layer.grid.resolutions();
+        let start = match (self.skip_first_level, self.skip_odd_level) {
+            (true, true) => 2,
+            (true, false) => 1,
+            _ => 0,
+        };
+        let step = if self.skip_odd_level { 2 } else { 1 };
+        res.iter()
+            .skip(start)
+            .step_by(step)
+            .copied()
+            .enumerate()
+            .collect()
+    }
+
+    /// `internal_tile_coord`: the grid's coordinate of a public one, `None` outside.
+    pub fn internal_tile_coord(
+        &self,
+        layer: &TileLayer,
+        (x, y, z): (i64, i64, i64),
+        use_profiles: bool,
+    ) -> Option<TileCoord> {
+        if z < 0 {
+            return None;
+        }
+        let mut z = z;
+        if use_profiles && self.skip_first_level {
+            z = z.checked_add(1)?;
+        }
+        if self.skip_odd_level {
+            z = z.checked_mul(2)?;
+        }
+        let z = usize::try_from(z).ok()?;
+        layer.grid.limit_tile((x, y, z))
+    }
+}
+
+/// The format MapProxy's `TileLayer.format` compares requests with.
+pub(crate) fn layer_format(layer: &TileLayer) -> &str {
+    if layer.format.ext() == "mixed" {
+        "png"
+    } else {
+        layer.format.ext()
+    }
+}
+
+/// `/tms...` or `/tiles...`.
+pub(crate) async fn handle(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body> {
+    if ctx.path.starts_with("/tms") {
+        if let Some((layer, spec)) = parse_capabilities_path(ctx.path) {
+            return match layer {
+                None => tms_capabilities(svc, ctx),
+                Some(l) => match tile_layer(svc, l, spec) {
+                    Some(layer) => tilemap(svc, ctx, layer),
+                    None => render_error(
+                        Kind::Tms,
+                        &TileRequestError::new(format!("unknown layer: {l}")),
+                    ),
+                },
+            };
+        }
+        if ctx.path == "/tms" || ctx.path == "/tms/" {
+            return tms_root(svc, ctx);
+        }
+        return tile(svc, ctx, Kind::Tms).await;
+    }
+    tile(svc, ctx, Kind::Tiles).await
+}
+
+fn tile_layer<'s>(
+    svc: &'s MapProxyService,
+    layer: &str,
+    spec: Option<&str>,
+) -> Option<&'s Arc<TileLayer>> {
+    svc.find_tile_layer(TileService::Tms, layer, spec)
+}
+
+fn tms_root(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body> {
+    let body = format!(
+        "<?xml version=\"1.0\"?>\n    <Services>\n    <TileMapService title=\"{}\" version=\"1.0.0\"\n        href=\"{}/tms/1.0.0/\" />\n</Services>",
+        html_escape(&svc.config.md.title),
+        ctx.script_url
+    );
+    mimetype_response(StatusCode::OK, "text/xml", body)
+}
+
+fn tms_capabilities(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body> {
+    let md = &svc.config.md;
+    let mut body = format!(
+        "<?xml version=\"1.0\"?>\n    <TileMapService version=\"1.0.0\">\n    <Title>{}</Title>\n    <Abstract>{}</Abstract>\n",
+        html_escape(&md.title),
+        html_escape(&md.abstract_)
+    );
+    if !md.keyword_list.is_empty() {
+        body.push_str("    <KeywordList>");
+        for kw in &md.keyword_list {
+            let words: Vec<String> = kw
+                .keywords
+                .iter()
+                .map(|k| format!("\"{}\"", html_escape(k)))
+                .collect();
+            body.push_str(&words.join(" "));
+        }
+        body.push_str("</KeywordList>\n");
+    }
+    if let Some(c) = &md.contact {
+        let e = |s: &str| html_escape(s);
+        body.push_str(&format!(
+            "    <ContactInformation>\n        <ContactPersonPrimary>\n            <ContactPerson>{}</ContactPerson>\n            <ContactOrganization>{}</ContactOrganization>\n        </ContactPersonPrimary>\n        <ContactPosition>{}</ContactPosition>\n        <ContactAddress>\n            <Address>{}</Address>\n            <City>{}</City>\n            <PostCode>{}</PostCode>\n            <Country>{}</Country>\n        </ContactAddress>\n        <ContactVoiceTelephone>{}</ContactVoiceTelephone>\n        <ContactFacsimileTelephone>{}</ContactFacsimileTelephone>\n        <ContactElectronicMailAddress>{}</ContactElectronicMailAddress>\n    </ContactInformation>\n",
+            e(&c.person),
+            e(&c.organization),
+            e(&c.position),
+            e(&c.address),
+            e(&c.city),
+            e(&c.postcode),
+            e(&c.country),
+            e(&c.phone),
+            e(&c.fax),
+            e(&c.email)
+        ));
+    }
+    body.push_str("    <TileMaps>\n");
+    let use_grid_names = svc.use_grid_names(TileService::Tms);
+    for layer in svc.tile_layers(TileService::Tms) {
+        let g = ServiceGrid::of(layer);
+        body.push_str(&format!(
+            "        <TileMap title=\"{}\"\n                 srs=\"{}\"\n                 profile=\"{}\"\n                 href=\"{}/tms/1.0.0/{}/{}\" />\n",
+            html_escape(&layer.title),
+            g.srs_name,
+            g.profile,
+            ctx.script_url,
+            html_escape(&layer.name),
+            html_escape(&layer.url_grid_name(use_grid_names))
+        ));
+    }
+    body.push_str("    </TileMaps>\n</TileMapService>\n");
+    mimetype_response(StatusCode::OK, "text/xml", body)
+}
+
+fn tilemap(svc: &MapProxyService, ctx: &Ctx<'_>, layer: &TileLayer) -> Response<Body> {
+    let g = ServiceGrid::of(layer);
+    let b = layer.bbox;
+    let (tw, th) = layer.grid.tile_size();
+    let url = format!(
+        "{}/tms/1.0.0/{}/{}",
+        ctx.script_url,
+        html_escape(&layer.name),
+        html_escape(&layer.url_grid_name(svc.use_grid_names(TileService::Tms)))
+    );
+    let mime = if layer.format.ext() == "mixed" {
+        "image/png".to_string()
+    } else {
+        layer.format.mime_type()
+    };
+    let mut body = format!(
+        "<?xml version=\"1.0\"?>\n <TileMap version=\"1.0.0\">\n  <Title>{}</Title>\n  <Abstract></Abstract>\n  <SRS>{}</SRS>\n  <BoundingBox minx=\"{}\" miny=\"{}\" maxx=\"{}\" maxy=\"{}\" />\n  <Origin x=\"{}\" y=\"{}\" />\n  <TileFormat width=\"{tw}\" height=\"{th}\" mime-type=\"{}\" extension=\"{}\" />\n  <TileSets profile=\"{}\">\n",
+        html_escape(&layer.title),
+        g.srs_name,
+        py_float(b[0]),
+        py_float(b[1]),
+        py_float(b[2]),
+        py_float(b[3]),
+        py_float(b[0]),
+        py_float(b[1]),
+        html_escape(&mime),
+        html_escape(layer_format(layer)),
+        g.profile,
+    );
+    for (order, res) in g.tile_sets(layer) {
+        body.push_str(&format!(
+            "    <TileSet href=\"{url}/{order}\" units-per-pixel=\"{}\" order=\"{order}\" />\n",
+            py_float(res)
+        ));
+    }
+    body.push_str("  </TileSets>\n</TileMap>");
+    mimetype_response(StatusCode::OK, "text/xml", body)
+}
+
+async fn tile(svc: &MapProxyService, ctx: &Ctx<'_>, kind: Kind) -> Response<Body> {
+    let prefix = match kind {
+        Kind::Tms => "tms",
+        Kind::Tiles => "tiles",
+    };
+    let req = match parse_tile_path(ctx.path) {
+        Some((begin, req)) if begin == prefix => req,
+        _ => {
+            return render_error(
+                kind,
+                &TileRequestError::new(format!("invalid request ({})", ctx.path)),
+            )
+        }
+    };
+    let origin = match kind {
+        Kind::Tms => Some(Origin::LowerLeft),
+        Kind::Tiles => match ctx.arg("origin").as_deref() {
+            Some("sw") => Some(Origin::LowerLeft),
+            Some("nw") => Some(Origin::UpperLeft),
+            _ => svc.config.tms.as_ref().and_then(|t| t.origin),
+        },
+    };
+    let Some(layer) = tile_layer(svc, &req.layer, req.layer_spec.as_deref()) else {
+        return render_error(
+            kind,
+            &TileRequestError::new(format!("unknown layer: {}", req.layer)),
+        );
+    };
+    match serve_tile(svc, ctx, layer, &req, origin, kind == Kind::Tms).await {
+        Ok(res) => res,
+        Err(e) => render_error(kind, &e),
+    }
+}
+
+/// `TileLayer.render` + `TileServer.map`'s response: format check, coordinate, the tile.
+pub(crate) async fn serve_tile(
+    svc: &MapProxyService,
+    ctx: &Ctx<'_>,
+    layer: &TileLayer,
+    req: &TileReq,
+    origin: Option<Origin>,
+    use_profiles: bool,
+) -> Result<Response<Body>, TileRequestError> {
+    let fmt = layer_format(layer);
+    if req.format != fmt {
+        return Err(TileRequestError::new(format!(
+            "invalid format ({}). this tile set only supports ({fmt})",
+            req.format
+        ))
+        .with_code("InvalidParameterValue"));
+    }
+    let out_of_range = || {
+        TileRequestError::new("The requested tile is outside the bounding box of the tile map.")
+            .with_code("TileOutOfRange")
+    };
+    let g = ServiceGrid::of(layer);
+    let mut coord = g
+        .internal_tile_coord(layer, req.tile, use_profiles)
+        .ok_or_else(out_of_range)?;
+    let grid_origin = layer.grid.origin();
+    if let Some(o) = origin {
+        if o != grid_origin {
+            coord = layer
+                .grid
+                .flip_tile_coord(coord)
+                .map_err(|_| out_of_range())?;
+        }
+    }
+    let data = match layer.provider.tile(coord).await {
+        Ok(d) => d,
+        Err(TileError::OutOfRange) => return Err(out_of_range()),
+        Err(e) => {
+            return Err(TileRequestError {
+                msg: e.to_string(),
+                internal: true,
+                code: None,
+            })
+        }
+    };
+    let content_type = if layer.format.ext() == "mixed" {
+        if data.data.starts_with(&[0xFF, 0xD8]) {
+            "image/jpeg".to_string()
+        } else {
+            "image/png".to_string()
+        }
+    } else {
+        format!("image/{}", req.format)
+    };
+    let max_age = svc.config.expires_hours.saturating_mul(3600);
+    Ok(tile_response(
+        ctx.headers,
+        &content_type,
+        data.data,
+        data.mtime,
+        max_age,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tile_paths_as_the_regex() {
+        let (b, r) = parse_tile_path("/tiles/osm/EPSG3857/1/0/2.png").unwrap_or_else(|| panic!());
+        assert_eq!(b, "tiles");
+        assert_eq!(r.layer, "osm");
+        assert_eq!(r.layer_spec.as_deref(), Some("EPSG3857"));
+        assert_eq!(r.tile, (0, 2, 1));
+        let (_, r) =
+            parse_tile_path("/tiles/1.0.0/osm/1/0/2.png/extra").unwrap_or_else(|| panic!());
+        assert_eq!((r.layer.as_str(), r.layer_spec), ("osm", None));
+        let (_, r) = parse_tile_path("/tms/1.0.0/1/0/0/0.png").unwrap_or_else(|| panic!());
+        assert_eq!((r.layer.as_str(), r.tile), ("1", (0, 0, 0)));
+        assert!(parse_tile_path("/tiles/osm/EPSG3857/1/0/2").is_none());
+        assert!(parse_tile_path("/tiles").is_none());
+        let (_, r) = parse_tile_path("/tiles/osm/1/99999999999999999999999/-0.png")
+            .unwrap_or_else(|| panic!());
+        assert_eq!(r.tile, (i64::MAX, 0, 1));
+    }
+
+    #[test]
+    fn capabilities_paths() {
+        assert_eq!(parse_capabilities_path("/tms/1.0.0"), Some((None, None)));
+        assert_eq!(parse_capabilities_path("/tms/1.0.0/"), Some((None, None)));
+        assert_eq!(
+            parse_capabilities_path("/tms/1.0.0/osm"),
+            Some((Some("osm"), None))
+        );
+        assert_eq!(
+            parse_capabilities_path("/tms/1.0.0/osm/EPSG3857"),
+            Some((Some("osm"), Some("EPSG3857")))
+        );
+        assert_eq!(
+            parse_capabilities_path("/tms/1.0.0/osm/EPSG3857/0/0/0.png"),
+            None
+        );
+        assert_eq!(parse_capabilities_path("/tms/1.0.0/osm/"), None);
+        assert_eq!(parse_capabilities_path("/tms"), None);
+    }
+}
