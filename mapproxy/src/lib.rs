@@ -13,5 +13,6 @@
 pub mod cache;
 pub mod grid;
 pub mod image;
+pub mod service;
 pub mod source;
 pub mod tile;
