@@ -290,7 +290,10 @@ fn static_files() {
     let res = handle_with_headers("/demo/static/ol.js", &h, "", &input());
     assert_eq!(res.status(), StatusCode::OK);
 
+    let res = handle("/demo/static/ol%2Ejs", "", &input());
+    assert_eq!(res.status(), StatusCode::OK);
     for p in [
+        "/demo/static/%2E%2E/Cargo.toml",
         "/demo/static/nope.js",
         "/demo/static/../Cargo.toml",
         "/demo/static/",

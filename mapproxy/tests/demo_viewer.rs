@@ -17,8 +17,12 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use mapproxy_serve_mapproxy::grid::{global_geodetic, global_webmercator};
-use mapproxy_serve_mapproxy::service::demo::{handle, DemoInput, DemoServices, DemoTileLayer};
+use mapproxy_serve_mapproxy::grid::{
+    global_geodetic, global_webmercator, tile_grid, GridConf, GridGlobals, TileGrid,
+};
+use mapproxy_serve_mapproxy::service::demo::{
+    handle, DemoInput, DemoServices, DemoTileLayer, DemoWmsLayer,
+};
 use support::chromium;
 
 /// The two tile colours: tiles of the northern hemisphere are red, of the southern blue, so the
@@ -30,6 +34,8 @@ const SOUTH: [u8; 4] = [40, 40, 200, 255];
 fn level_size(service: &str, grid: &str, z: u32) -> (u32, u32) {
     match (service, grid) {
         ("tms", "GLOBAL_GEODETIC") => (2 << z, 1 << z),
+        // the local grid of local_grid(): 1×1 tiles at level 0, 2×1, 4×2, no level offset
+        ("tms", "LOCAL") => (1 << z, (1u32 << z >> 1).max(1)),
         ("tms", _) => (2 << z, 2 << z),
         _ => (1 << z, 1 << z),
     }
@@ -54,9 +60,58 @@ fn png_tile(colour: [u8; 4]) -> Vec<u8> {
     }
 }
 
+/// A grid of TMS's `local` profile (no level offset) in EPSG:3857: ±2000 km by ±1000 km,
+/// origin lower left, three levels.
+fn local_grid() -> TileGrid {
+    let conf = GridConf {
+        name: Some("LOCAL".into()),
+        srs: Some(3857),
+        bbox: Some([-2_000_000.0, -1_000_000.0, 2_000_000.0, 1_000_000.0]),
+        origin: Some("sw".into()),
+        res: Some(vec![15625.0, 7812.5, 3906.25]),
+        ..GridConf::default()
+    };
+    tile_grid(&conf, None, &GridGlobals::default()).expect("local grid")
+}
+
+/// A PNG of `width`×`height`, red above the equator and blue below, for a WMS GetMap of
+/// `bbox` (EPSG:3857); `None` for a request that is not one.
+fn wms_image(query: &str) -> Option<Vec<u8>> {
+    let mut width = 0u32;
+    let mut height = 0u32;
+    let mut bbox = Vec::new();
+    for part in query.split('&') {
+        let (k, v) = part.split_once('=')?;
+        match k.to_ascii_uppercase().as_str() {
+            "WIDTH" => width = v.parse().ok()?,
+            "HEIGHT" => height = v.parse().ok()?,
+            "BBOX" => {
+                bbox = v
+                    .replace("%2C", ",")
+                    .split(',')
+                    .map(|n| n.parse::<f64>())
+                    .collect::<Result<Vec<f64>, _>>()
+                    .ok()?
+            }
+            _ => {}
+        }
+    }
+    if width == 0 || height == 0 || width > 4096 || height > 4096 || bbox.len() != 4 {
+        return None;
+    }
+    let (miny, maxy) = (bbox[1], bbox[3]);
+    let img = image::RgbaImage::from_fn(width, height, |_, row| {
+        let y = maxy - (f64::from(row) + 0.5) / f64::from(height) * (maxy - miny);
+        image::Rgba(if y >= 0.0 { NORTH } else { SOUTH })
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).ok()?;
+    Some(out.into_inner())
+}
+
 fn demo_input() -> DemoInput {
-    let layer = |grid, gname: &str| DemoTileLayer {
-        name: "osm".to_string(),
+    let layer = |name: &str, grid, gname: &str| DemoTileLayer {
+        name: name.to_string(),
         tms_grid: gname.to_string(),
         matrix_set: gname.to_string(),
         format: "png".to_string(),
@@ -67,12 +122,24 @@ fn demo_input() -> DemoInput {
         services: DemoServices {
             tms: true,
             wmts_restful: true,
+            wms: true,
+            wms_111: true,
             ..DemoServices::default()
         },
         tile_layers: vec![
-            layer(global_webmercator(), "GLOBAL_WEBMERCATOR"),
-            layer(global_geodetic(), "GLOBAL_GEODETIC"),
+            layer("osm", global_webmercator(), "GLOBAL_WEBMERCATOR"),
+            layer("osm", global_geodetic(), "GLOBAL_GEODETIC"),
+            layer("local", local_grid(), "LOCAL"),
         ],
+        wms_layers: vec![DemoWmsLayer {
+            name: "wmslayer".into(),
+            native_srs: vec!["EPSG:3857".into()],
+            extents: vec![(
+                "EPSG:3857".into(),
+                [-20_037_508.34, -10_000_000.0, 20_037_508.34, 10_000_000.0],
+            )],
+        }],
+        wms_formats: vec!["image/png".into()],
         ..DemoInput::default()
     }
 }
@@ -83,7 +150,7 @@ type TileReq = (String, String, u32, u32, u32);
 /// Tile requests seen.
 type Seen = Arc<Mutex<Vec<TileReq>>>;
 
-/// `/tms/1.0.0/osm/<grid>/z/x/y.png` or `/wmts/osm/<grid>/z/x/y.png`.
+/// `/tms/1.0.0/<layer>/<grid>/z/x/y.png` or `/wmts/<layer>/<grid>/z/x/y.png`.
 fn parse_tile(path: &str) -> Option<TileReq> {
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let (service, rest) = match parts.as_slice() {
@@ -92,7 +159,7 @@ fn parse_tile(path: &str) -> Option<TileReq> {
         _ => return None,
     };
     match rest {
-        ["osm", grid, z, x, y] => Some((
+        [_layer, grid, z, x, y] => Some((
             service.to_string(),
             grid.to_string(),
             z.parse().ok()?,
@@ -139,6 +206,17 @@ async fn serve(
                         s.push(t);
                     }
                     let mut r = Response::new(mapproxy_serve_core::app::full_body(body));
+                    r.headers_mut()
+                        .insert("content-type", http::HeaderValue::from_static("image/png"));
+                    r
+                } else if let Some(png) = (req.uri().path() == "/service")
+                    .then(|| wms_image(req.uri().query().unwrap_or("")))
+                    .flatten()
+                {
+                    if let Ok(mut s) = seen.lock() {
+                        s.push(("wms".into(), "EPSG:3857".into(), 0, 0, 0));
+                    }
+                    let mut r = Response::new(mapproxy_serve_core::app::full_body(png));
                     r.headers_mut()
                         .insert("content-type", http::HeaderValue::from_static("image/png"));
                     r
@@ -267,6 +345,8 @@ fn viewer_draws_tiles_in_chromium() {
             "wmts",
             "GLOBAL_WEBMERCATOR",
         ),
+        // TMS of a local grid: no level offset
+        ("tms_layer=local&format=png&srs=EPSG%3A3857", "tms", "LOCAL"),
     ];
     for (query, service, grid) in cases {
         let (seen, img) = view(&browser, &server, query, 20_000);
@@ -293,5 +373,16 @@ fn viewer_draws_tiles_in_chromium() {
             got.len()
         );
     }
+    // WMS: one GetMap image of the layer's extent
+    let (seen, img) = view(
+        &browser,
+        &server,
+        "wms_layer=wmslayer&format=image%2Fpng&srs=EPSG%3A3857",
+        20_000,
+    );
+    assert!(seen.iter().all(|t| t.0 == "wms"), "{seen:?}");
+    let (north, south) = (mean_row(&img, NORTH), mean_row(&img, SOUTH));
+    assert!(north < south, "WMS: north at row {north}, south at {south}");
+    eprintln!("WMS: {} GetMap requests", seen.len());
     drop(server.rt);
 }

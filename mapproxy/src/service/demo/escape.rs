@@ -72,12 +72,21 @@ fn hex(b: u8) -> Option<u8> {
 /// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a byte (a malformed
 /// escape stays as written), invalid UTF-8 becomes U+FFFD.
 pub fn unquote_plus(s: &str) -> String {
+    decode(s, true)
+}
+
+/// A URL path decoded: `%XX` a byte, `+` stays.
+pub fn unquote(s: &str) -> String {
+    decode(s, false)
+}
+
+fn decode(s: &str, plus: bool) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
         match b[i] {
-            b'+' => out.push(b' '),
+            b'+' if plus => out.push(b' '),
             b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
                 (Some(h), Some(l)) => {
                     out.push(h * 16 + l);

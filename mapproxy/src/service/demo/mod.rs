@@ -82,7 +82,8 @@ pub struct DemoTileLayer {
     pub format: String,
     /// The grid.
     pub grid: Arc<TileGrid>,
-    /// The layer's extent in the grid's SRS (the map opens on it); `None`: the grid's bbox.
+    /// The layer's extent in the grid's SRS (the map opens on it); `None`: the grid's
+    /// configured bbox (MapProxy's default extent of a cache layer).
     pub extent: Option<Bbox>,
 }
 
@@ -192,7 +193,10 @@ pub fn handle_with_headers(
     script_url: &str,
     input: &DemoInput,
 ) -> Response<Body> {
-    let (path, query) = split(path_and_query);
+    let (raw_path, query) = split(path_and_query);
+    // MapProxy sees the decoded path (WSGI's PATH_INFO)
+    let path = escape::unquote(raw_path);
+    let path = path.as_str();
     if let Some(name) = path.strip_prefix("/demo/static/") {
         return static_file(name, headers);
     }

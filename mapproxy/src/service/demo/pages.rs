@@ -505,7 +505,7 @@ pub fn tms_viewer(
     let tile_sets = tms.tile_sets();
     let res: Vec<f64> = tile_sets.iter().map(|&(_, r)| r).collect();
     let grid_bbox = tms.bbox();
-    let extent = layer.extent.unwrap_or(grid_bbox);
+    let extent = layer.extent.unwrap_or(layer.grid.bbox());
     let (tw, th) = layer.grid.tile_size();
     let url = format!(
         "../tms/1.0.0/{}/{}/{{z}}/{{x}}/{{-y}}.{}",
@@ -570,7 +570,7 @@ pub fn wmts_viewer(
         "../service?".to_string()
     };
     let grid_bbox = TmsGrid::new(&layer.grid).bbox();
-    let extent = layer.extent.unwrap_or(grid_bbox);
+    let extent = layer.extent.unwrap_or(layer.grid.bbox());
     let (tw, th) = layer.grid.tile_size();
     let config = format!(
         "{{kind: \"wmts\", url: {}, rest: {rest}, layer: {}, matrixSet: {}, srs: {}, format: {}, \
