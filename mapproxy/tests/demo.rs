@@ -42,7 +42,8 @@ fn input() -> DemoInput {
             wmts_restful: true,
             tms: true,
         },
-        wms_layers: vec![wms("a-layer"), wms("b-layer")],
+        // unsorted on purpose: the index sorts layers by name
+        wms_layers: vec![wms("b-layer"), wms("a-layer")],
         wms_srs: vec!["CRS:84".into(), "EPSG:900913".into(), "EPSG:4258".into()],
         wms_formats: vec!["image/png".into(), "image/jpeg".into(), "image/gif".into()],
         // unsorted on purpose: the index sorts tile layers by name
@@ -124,7 +125,10 @@ fn index_as_mapproxy() {
     );
     assert!(page.contains(">EPSG:3857*</option>"));
 
-    // test_layers_sorted_by_name: WMTS and TMS tables list geo (2 grids) before osm
+    // test_layers_sorted_by_name: WMS, WMTS and TMS tables list their layers by name
+    let a = page.find("<td rowspan=\"2\">a-layer</td>");
+    let b = page.find("<td rowspan=\"2\">b-layer</td>");
+    assert!(a.is_some() && b.is_some() && a < b);
     let wmts = page.split("<h2>WMTS</h2>").nth(1).unwrap_or("");
     let tms = page.split("<h2>TMS</h2>").nth(1).unwrap_or("");
     for section in [wmts, tms] {

@@ -91,7 +91,7 @@ pub struct DemoTileLayer {
 #[derive(Debug, Clone)]
 pub struct DemoInput {
     pub services: DemoServices,
-    /// WMS layers in configuration order (MapProxy lists them unsorted).
+    /// WMS layers (the index sorts them by name, as MapProxy).
     pub wms_layers: Vec<DemoWmsLayer>,
     /// The WMS `srs:` list.
     pub wms_srs: Vec<String>,

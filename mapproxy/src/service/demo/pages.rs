@@ -142,7 +142,10 @@ pub fn index(input: &DemoInput) -> String {
         if s.wms_111 {
             let formats = demo_formats(input);
             b.push_str("<table class=\"code\">\n<tr><th>Layer</th><th>Coordinate-System</th><th>Image-Format</th></tr>\n");
-            for layer in &input.wms_layers {
+            // MapProxy sorts them by name (config/configuration/service.py)
+            let mut wms_layers: Vec<&DemoWmsLayer> = input.wms_layers.iter().collect();
+            wms_layers.sort_by(|a, b| a.name.cmp(&b.name));
+            for layer in wms_layers {
                 let srs_list = layer_srs(layer, &input.wms_srs);
                 for (i, format) in formats.iter().enumerate() {
                     b.push_str("<tr>");
