@@ -118,6 +118,8 @@ pub fn screenshot(
         Err(_) => {
             // the process we started, by its id
             let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            // let it exit before its profile folder is removed
+            let _ = rx.recv_timeout(Duration::from_secs(10));
             return Err(format!("chromium did not finish by the deadline ({url})"));
         }
     };
