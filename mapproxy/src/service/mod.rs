@@ -30,6 +30,7 @@
 //! Not yet here: WMTS GetFeatureInfo (501 `OperationNotSupported`), the WMS service (a WMS
 //! 1.3.0 ServiceException that says so).
 
+pub mod demo;
 mod kml;
 mod ows;
 mod response;

@@ -1,0 +1,3 @@
+//! Helpers shared by this crate's integration tests (`mod support;`).
+
+pub mod chromium;
