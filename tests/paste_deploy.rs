@@ -190,6 +190,27 @@ register_factory!(Factory {
     build: Build::Server(fake_server),
     ..Factory::DEFAULT
 });
+/// Builds of `FakeApp#counted` so far: `appconfig` must not add any.
+static COUNTED_BUILDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Counts its builds and refuses every `greeting` (a value only the build function reads).
+fn counted(conf: &FactoryConf, _: &mut BuildContext) -> Result<App, ConfigErrors> {
+    COUNTED_BUILDS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    match conf.local.get("greeting") {
+        Some(v) => Err(v
+            .location
+            .error("key 'greeting': refused by the factory")
+            .into()),
+        None => Ok(named("counted")),
+    }
+}
+
+register_factory!(Factory {
+    eggs: &["FakeApp#counted"],
+    options: &[Opt::new("greeting", "a greeting")],
+    build: Build::App(counted),
+    ..Factory::DEFAULT
+});
 register_factory!(Factory {
     eggs: &["FakeApp#strict"],
     options: &[
@@ -1103,4 +1124,39 @@ fn appconfig_never_asks_the_factory() {
     // What Paste's appconfig fails on still fails: an egg nobody registered.
     let e = err_of(deploy::app_config("egg:FakeApp#nosuch", None, &none()));
     assert!(e.contains("no factory egg:FakeApp#nosuch"), "{e}");
+}
+
+#[test]
+fn appconfig_and_its_refusals_never_build_the_app() {
+    use std::sync::atomic::Ordering::SeqCst;
+    // Only this test uses FakeApp#counted.
+    let (c, w) =
+        deploy::app_config_with_warnings(&uri("appconfig_counted.ini"), None, &none()).unwrap();
+    assert_eq!(c.local_conf, map(&[("greeting", "hi"), ("colour", "blue")]));
+    assert!(w.is_empty(), "{w:?}");
+    // What resolving finds: the option the factory does not declare, nothing about values.
+    let refused: Vec<String> = deploy::app_refusals(&uri("appconfig_counted.ini"), None, &none())
+        .iter()
+        .map(ConfigError::to_string)
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].contains("appconfig_counted.ini:5: [app:main] unknown option 'colour'"),
+        "{refused:?}"
+    );
+    let known = deploy::app_refusals(&uri("appconfig_counted.ini"), Some("known"), &none());
+    assert!(known.is_empty(), "{known:?}");
+    assert_eq!(
+        COUNTED_BUILDS.load(SeqCst),
+        0,
+        "appconfig called the factory"
+    );
+    // Building calls it (the counter works), and it refuses the value.
+    let e = err_of(deploy::load_app(
+        &uri("appconfig_counted.ini"),
+        Some("known"),
+        &none(),
+    ));
+    assert!(e.contains("refused by the factory"), "{e}");
+    assert_eq!(COUNTED_BUILDS.load(SeqCst), 1);
 }

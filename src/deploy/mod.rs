@@ -206,6 +206,22 @@ pub fn app_config_with_warnings(
     })
 }
 
+/// What `check` and serving would refuse in the app that resolving it finds, without
+/// calling any factory (what `appconfig` warns about): options a factory does not declare, a
+/// composite's keys that name no app (its `children` function only reads the keys), the
+/// sections those apps name. Values are not checked: only a factory's build function reads
+/// them, and building may have side effects. Empty when the app resolves.
+pub fn app_refusals(
+    uri: &str,
+    name: Option<&str>,
+    global_conf: &IndexMap<String, String>,
+) -> Vec<ConfigError> {
+    match app_spec(uri, name, global_conf) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.0,
+    }
+}
+
 /// The spec tree of an app, without building it (`inspect`).
 pub fn app_spec(
     uri: &str,
