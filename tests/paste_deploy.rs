@@ -1160,3 +1160,62 @@ fn appconfig_and_its_refusals_never_build_the_app() {
     assert!(e.contains("refused by the factory"), "{e}");
     assert_eq!(COUNTED_BUILDS.load(SeqCst), 1);
 }
+
+#[test]
+fn a_set_in_the_same_file_neither_shadows_nor_interpolates_a_used_sections_key() {
+    // `[app:main] set a = 1` + `use = base`: base's own `a` stays in its local_conf (only
+    // [DEFAULT] and the values the file was loaded with shadow keys), and base's `%(a)s` does
+    // not see the `set` (it changes global_conf, not the file's defaults).
+    assert_appconfig_like_paste(
+        "use_same_file_set_main",
+        "use_same_file_set.ini",
+        "main",
+        &[],
+    );
+    assert!(warnings_of("use_same_file_set.ini", &[]).is_empty());
+    let want = paste_expected("use_same_file_set_interp")["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(want.contains("interpolation key 'a'"), "{want}");
+    let e = err_of(deploy::app_config(
+        &uri("use_same_file_set.ini"),
+        Some("interp"),
+        &none(),
+    ));
+    assert!(
+        e.contains("use_same_file_set.ini:16: [app:interp_base] key 'b'") && e.contains("'%(a)s'"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_includers_default_and_set_drop_the_included_sections_keys() {
+    // The includer's [DEFAULT] `a` and its `set b` are in the global_conf the included file is
+    // loaded with: its section's `a` and `b` leave local_conf, unread.
+    assert_appconfig_like_paste("include_shadow", "include_shadow.ini", "main", &[]);
+    let w = warnings_of("include_shadow.ini", &[]);
+    for key in ["a", "b"] {
+        assert!(
+            w.contains(&format!(
+                "[app:main] key '{key}' is also in the global_conf the including file passes"
+            )),
+            "{w}"
+        );
+    }
+}
+
+#[test]
+fn use_of_a_filter_app_keeps_the_extra_keys_in_appconfig() {
+    assert_appconfig_like_paste(
+        "use_filter_app_extra",
+        "use_filter_app_extra.ini",
+        "main",
+        &[],
+    );
+    let w = warnings_of("use_filter_app_extra.ini", &[]);
+    assert!(
+        w.contains("use_filter_app_extra.ini:1: [app:main] keys extra have no effect"),
+        "{w}"
+    );
+}

@@ -108,6 +108,8 @@ struct Ctx {
     uses: Vec<String>,
     /// The file whose sections the node's names resolve against (composite children).
     loader_file: Option<Arc<IniFile>>,
+    /// The global_conf `loader_file` was loaded with (see [`Loaded`]).
+    loaded: Loaded,
     /// The sections this context was resolved through (outermost first): they were on the
     /// stack while it was made, and are again while its composite children are resolved.
     trail: Vec<StackEntry>,
@@ -121,6 +123,7 @@ impl Ctx {
         global: IndexMap<String, String>,
         location: Option<Location>,
         file: &Arc<IniFile>,
+        loaded: &Loaded,
     ) -> Ctx {
         Ctx {
             name: name.to_string(),
@@ -130,10 +133,19 @@ impl Ctx {
             location,
             uses: Vec::new(),
             loader_file: Some(file.clone()),
+            loaded: loaded.clone(),
             trail: Vec::new(),
         }
     }
 }
+
+/// The global_conf a file was loaded with (`config:` URI): the caller's values for the top
+/// file, the including section's global_conf for an included one. Paste adds them to the
+/// file's parser defaults (below its own `[DEFAULT]`), so they are what a section of that file
+/// sees in `%(...)s` besides its own keys and `[DEFAULT]`, and section keys they name are
+/// dropped from local_conf. A `set` in a section of the same file is not among them: it
+/// changes global_conf, not the file's defaults.
+type Loaded = Arc<IndexMap<String, String>>;
 
 // Built once per load; boxing the factory variant buys nothing.
 #[allow(clippy::large_enum_variant)]
@@ -352,7 +364,8 @@ impl Loader {
                     ),
                     None => e,
                 })?;
-                self.section_context(ty, &file, name, global, from)
+                let loaded = Arc::new(global.clone());
+                self.section_context(ty, &file, name, global, &loaded, from)
             }
             "egg" => {
                 // As for config: URIs, an explicit name beats the fragment.
@@ -371,6 +384,7 @@ impl Loader {
                     location: from.cloned(),
                     uses: Vec::new(),
                     loader_file: None,
+                    loaded: Loaded::default(),
                     trail: Vec::new(),
                 })
             }
@@ -390,6 +404,7 @@ impl Loader {
         file: &Arc<IniFile>,
         name: &str,
         global: &IndexMap<String, String>,
+        loaded: &Loaded,
         from: Option<&Location>,
     ) -> Result<Ctx, ConfigErrors> {
         if is_uri(name) {
@@ -434,7 +449,7 @@ impl Loader {
             &at,
         )?;
         self.stack.push((key.0, key.1, loc));
-        let r = self.section_ctx(ty, file, section, name, global);
+        let r = self.section_ctx(ty, file, section, name, global, loaded);
         let entry = self.stack.pop();
         r.map(|mut ctx| {
             if let Some(entry) = entry {
@@ -504,21 +519,24 @@ impl Loader {
         section: &Section,
         name: &str,
         global: &IndexMap<String, String>,
+        loaded: &Loaded,
     ) -> Result<Ctx, ConfigErrors> {
         let vars = Vars {
             overrides: self.cli_vars.clone(),
-            fallbacks: global.clone(),
+            fallbacks: IndexMap::clone(loaded),
         };
         let defaults = self.defaults_of(file, &vars)?;
         let mut gconf = IndexMap::clone(&defaults);
         for (k, v) in global {
             gconf.insert(k.clone(), v.clone());
         }
-        // Keys that `[DEFAULT]`, the includer's global_conf or the caller's (command-line)
-        // values shadow: Paste drops them, without interpolating them.
+        // Keys that `[DEFAULT]` or the global_conf the file was loaded with (the caller's
+        // command-line values, an includer's global_conf) shadow: Paste drops them, without
+        // interpolating them. A `set` of a section of this file does not: `[app:a] set k = 1`
+        // with `use = b` leaves b's own `k` in its local_conf.
         let shadowing: HashSet<&str> = defaults
             .keys()
-            .chain(global.keys())
+            .chain(loaded.keys())
             .map(String::as_str)
             .collect();
         let mut errs = ConfigErrors::new();
@@ -547,21 +565,26 @@ impl Loader {
                 file.entry_location(section, entry)
             };
             if !is_set_get && shadowing.contains(entry.key.as_str()) {
-                let msg = if self.cli_vars.contains_key(&entry.key)
-                    && !defaults.contains_key(&entry.key)
-                {
+                let msg = if self.cli_vars.contains_key(&entry.key) {
                     format!(
                         "key '{}' is also given by the caller ({}=... on the command line): as in \
                          Paste Deploy it is dropped from this section's options and the factory \
                          sees the caller's value in global_conf",
                         entry.key, entry.key
                     )
-                } else {
+                } else if defaults.contains_key(&entry.key) {
                     format!(
                         "key '{}' is also in [DEFAULT]: as in Paste Deploy it is dropped from this \
                          section's options and the factory sees [DEFAULT]'s value; write 'set {} = ...' \
                          to override it",
                         entry.key, entry.key
+                    )
+                } else {
+                    format!(
+                        "key '{}' is also in the global_conf the including file passes (its \
+                         [DEFAULT] or a 'set'): as in Paste Deploy it is dropped from this section's \
+                         options and the factory sees the includer's value in global_conf",
+                        entry.key
                     )
                 };
                 self.warnings.push(loc.error(msg));
@@ -631,16 +654,24 @@ impl Loader {
         let sec_loc = file.location(section);
         let prefix = section.name.split(':').next().unwrap_or("").trim();
         let mut ctx = match prefix {
-            "filter-app" => self.filter_app(file, section, name, local, &gconf, &additions)?,
-            "pipeline" => self.pipeline(file, section, name, local, &gconf)?,
+            "filter-app" => {
+                self.filter_app(file, section, name, local, &gconf, loaded, &additions)?
+            }
+            "pipeline" => self.pipeline(file, section, name, local, &gconf, loaded)?,
             _ if local.contains_key("use") => {
-                self.use_ctx(ty, file, section, name, local, &gconf, &additions)?
+                self.use_ctx(ty, file, section, name, local, &gconf, loaded, &additions)?
             }
             _ => return Err(explicit_error(&sec_loc, &local).into()),
         };
         if let Some(fw) = filter_with {
-            let f =
-                self.section_context(ObjType::Filter, file, &fw.value, &gconf, Some(&fw.location))?;
+            let f = self.section_context(
+                ObjType::Filter,
+                file,
+                &fw.value,
+                &gconf,
+                loaded,
+                Some(&fw.location),
+            )?;
             let filter = self.finalize(f)?;
             let global = ctx.global.clone();
             let location = ctx.location.clone();
@@ -649,7 +680,7 @@ impl Loader {
                 filter: Box::new(filter),
                 next: Box::new(next),
             };
-            ctx = Ctx::done(name, node, global, location, file);
+            ctx = Ctx::done(name, node, global, location, file, loaded);
         }
         Ok(ctx)
     }
@@ -663,12 +694,14 @@ impl Loader {
         name: &str,
         mut local: IndexMap<String, ConfValue>,
         gconf: &IndexMap<String, String>,
+        loaded: &Loaded,
         additions: &IndexMap<String, String>,
     ) -> Result<Ctx, ConfigErrors> {
         let Some(use_v) = local.shift_remove("use") else {
             return Err(explicit_error(&file.location(section), &local).into());
         };
-        let mut ctx = self.section_context(ty, file, &use_v.value, gconf, Some(&use_v.location))?;
+        let mut ctx =
+            self.section_context(ty, file, &use_v.value, gconf, loaded, Some(&use_v.location))?;
         for (k, v) in additions {
             ctx.global.insert(k.clone(), v.clone());
         }
@@ -704,10 +737,12 @@ impl Loader {
         }
         ctx.location = Some(file.location(section));
         ctx.loader_file = Some(file.clone());
+        ctx.loaded = loaded.clone();
         ctx.name = name.to_string();
         Ok(ctx)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn filter_app(
         &mut self,
         file: &Arc<IniFile>,
@@ -715,6 +750,7 @@ impl Loader {
         name: &str,
         mut local: IndexMap<String, ConfValue>,
         gconf: &IndexMap<String, String>,
+        loaded: &Loaded,
         additions: &IndexMap<String, String>,
     ) -> Result<Ctx, ConfigErrors> {
         let loc = file.location(section);
@@ -725,7 +761,14 @@ impl Loader {
         };
         let mut errs = ConfigErrors::new();
         let next_spec = self
-            .section_context(ObjType::App, file, &next.value, gconf, Some(&next.location))
+            .section_context(
+                ObjType::App,
+                file,
+                &next.value,
+                gconf,
+                loaded,
+                Some(&next.location),
+            )
             .and_then(|c| self.finalize(c));
         let next_spec = errs.take(next_spec);
         let filter = self
@@ -736,6 +779,7 @@ impl Loader {
                 name,
                 local,
                 gconf,
+                loaded,
                 additions,
             )
             .and_then(|c| self.finalize(c));
@@ -746,7 +790,14 @@ impl Loader {
                     filter: Box::new(filter),
                     next: Box::new(next),
                 };
-                Ok(Ctx::done(name, node, gconf.clone(), Some(loc), file))
+                Ok(Ctx::done(
+                    name,
+                    node,
+                    gconf.clone(),
+                    Some(loc),
+                    file,
+                    loaded,
+                ))
             }
             _ => Err(errs),
         }
@@ -759,6 +810,7 @@ impl Loader {
         name: &str,
         mut local: IndexMap<String, ConfValue>,
         gconf: &IndexMap<String, String>,
+        loaded: &Loaded,
     ) -> Result<Ctx, ConfigErrors> {
         let loc = file.location(section);
         let Some(p) = local.shift_remove("pipeline") else {
@@ -788,7 +840,7 @@ impl Loader {
         let mut filters = Vec::new();
         for f in filter_names {
             let spec = self
-                .section_context(ObjType::Filter, file, f, gconf, Some(&p.location))
+                .section_context(ObjType::Filter, file, f, gconf, loaded, Some(&p.location))
                 .and_then(|c| self.finalize(c));
             if let Some(s) = errs.take(spec) {
                 filters.push(s);
@@ -798,7 +850,14 @@ impl Loader {
             }
         }
         let app = self
-            .section_context(ObjType::App, file, app_name, gconf, Some(&p.location))
+            .section_context(
+                ObjType::App,
+                file,
+                app_name,
+                gconf,
+                loaded,
+                Some(&p.location),
+            )
             .and_then(|c| self.finalize(c));
         let app = errs.take(app);
         match app {
@@ -807,7 +866,14 @@ impl Loader {
                     filters,
                     app: Box::new(app),
                 };
-                Ok(Ctx::done(name, node, gconf.clone(), Some(loc), file))
+                Ok(Ctx::done(
+                    name,
+                    node,
+                    gconf.clone(),
+                    Some(loc),
+                    file,
+                    loaded,
+                ))
             }
             _ => Err(errs),
         }
@@ -884,6 +950,7 @@ impl Loader {
                                     file,
                                     &child.app,
                                     &conf.global,
+                                    &ctx.loaded,
                                     Some(&from),
                                 )
                                 .and_then(|c| self.finalize(c)),
