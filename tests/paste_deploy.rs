@@ -1219,3 +1219,33 @@ fn use_of_a_filter_app_keeps_the_extra_keys_in_appconfig() {
         "{w}"
     );
 }
+
+#[test]
+fn an_includers_value_is_interpolated_only_where_the_included_file_uses_it_unlike_paste() {
+    // The deliberate difference (README): Paste interpolates every value the includer passes
+    // in the included file's [DEFAULT], used or not, so an unused `%%(nothing)s` or `100%%`
+    // of the includer fails there. Ours interpolates them where they are used.
+    let want = paste_expected("include_unused_percent")["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(want.contains("interpolation key 'nothing'"), "{want}");
+    let got = deploy::app_config(&uri("include_unused_percent.ini"), None, &none()).unwrap();
+    assert_eq!(got.local_conf, map(&[("k", "v")]));
+    assert_eq!(got.global_conf["tmpl"], "%(nothing)s/x");
+    assert_eq!(got.global_conf["pct"], "100%");
+}
+
+#[test]
+fn caller_values_are_used_literally_unlike_paste() {
+    // The deliberate difference (README): Paste puts the caller's values among the file's
+    // defaults and interpolates them, so `v=100%` fails; ours are used as they are.
+    let want = paste_expected("cli_percent")["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(want.starts_with("InterpolationSyntaxError"), "{want}");
+    let got = deploy::app_config(&uri("cli_percent.ini"), None, &vars(&[("v", "100%")])).unwrap();
+    assert_eq!(got.local_conf, map(&[("keep", "k")]));
+    assert_eq!(got.global_conf["v"], "100%");
+}

@@ -12,7 +12,8 @@
 //! ```
 //!
 //! `global_conf` values act like command-line `NAME=VALUE` values: they are in every
-//! global_conf and win over `[DEFAULT]` inside `%(...)s` (a deliberate difference from Paste).
+//! global_conf and win over `[DEFAULT]` inside `%(...)s`, used literally (`%` in them is not
+//! interpolated): deliberate differences from Paste.
 //! As in Paste, a section's own key still wins inside its `%(...)s`, and a section key that is
 //! also a `global_conf` value is dropped from its local_conf (with a warning).
 //!
