@@ -1249,3 +1249,24 @@ fn caller_values_are_used_literally_unlike_paste() {
     assert_eq!(got.local_conf, map(&[("keep", "k")]));
     assert_eq!(got.global_conf["v"], "100%");
 }
+
+#[test]
+fn an_includers_default_set_and_get_act_again_in_the_included_file() {
+    // The includer's `[DEFAULT] set x`/`get y` keys are in the global_conf the included file is
+    // loaded with, so they act in its sections too: the included pipeline refuses the `get`.
+    assert_appconfig_like_paste("include_set_get_other", "include_set_get.ini", "other", &[]);
+    assert!(paste_expected("include_set_get_piped")["error"]
+        .as_str()
+        .unwrap()
+        .contains("has extra (disallowed) settings: y"));
+    let e = err_of(deploy::app_config(
+        &uri("include_set_get.ini"),
+        None,
+        &none(),
+    ));
+    assert!(
+        e.contains("include_set_get_inner.ini:1: [pipeline:piped]")
+            && e.contains("extra (disallowed) settings: y"),
+        "{e}"
+    );
+}

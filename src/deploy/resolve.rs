@@ -26,7 +26,7 @@ use indexmap::IndexMap;
 use super::spec::{Node, Spec};
 use crate::config::{ConfValue, FactoryConf};
 use crate::error::{ConfigError, ConfigErrors, Location};
-use crate::ini::{IniFile, Section, Vars};
+use crate::ini::{Entry, IniFile, Section, Vars};
 use crate::registry::{registry, Build, Factory, Kind};
 
 /// How many sections deep a resolution may go: a `use` chain, a composite's app, a pipeline's
@@ -155,6 +155,17 @@ enum CtxNode {
         egg: String,
     },
     Done(Node),
+}
+
+/// Where a key `section_ctx` reads comes from (Paste's `parser.options(section)`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// The section itself.
+    Section,
+    /// The file's `[DEFAULT]` (a `set`/`get` key).
+    Default,
+    /// The global_conf the file was loaded with (an includer's `set`/`get` key).
+    Loaded,
 }
 
 /// Is `name` a URI (`^[a-zA-Z]+:`) rather than a section name?
@@ -550,19 +561,38 @@ impl Loader {
             (e.key.starts_with("set ") || e.key.starts_with("get "))
                 && section.get(&e.key).is_none()
         });
+        // Then the values the file was loaded with that neither has (Paste adds them to the
+        // file's defaults, below `[DEFAULT]`): an includer's `[DEFAULT]` `set`/`get` keys act
+        // here again.
+        let loaded_set_get: Vec<Entry> = loaded
+            .iter()
+            .filter(|(k, _)| {
+                (k.starts_with("set ") || k.starts_with("get "))
+                    && section.get(k).is_none()
+                    && file.defaults.get(k).is_none()
+            })
+            .map(|(k, v)| Entry {
+                key: k.clone(),
+                value: v.clone(),
+                line: section.line,
+            })
+            .collect();
         let mut seen_default_keys: HashSet<&str> = HashSet::new();
         let entries = section
             .entries
             .iter()
-            .map(|e| (e, false))
-            .chain(default_set_get.map(|e| (e, true)))
-            .filter(|(e, from_default)| !from_default || seen_default_keys.insert(e.key.as_str()));
-        for (entry, from_default) in entries {
+            .map(|e| (e, Source::Section))
+            .chain(default_set_get.map(|e| (e, Source::Default)))
+            .filter(|(e, source)| {
+                *source != Source::Default || seen_default_keys.insert(e.key.as_str())
+            })
+            .chain(loaded_set_get.iter().map(|e| (e, Source::Loaded)));
+        for (entry, source) in entries {
             let is_set_get = entry.key.starts_with("set ") || entry.key.starts_with("get ");
-            let loc = if from_default {
-                file.entry_location(&file.defaults, entry)
-            } else {
-                file.entry_location(section, entry)
+            let loc = match source {
+                Source::Section => file.entry_location(section, entry),
+                Source::Default => file.entry_location(&file.defaults, entry),
+                Source::Loaded => file.location(section),
             };
             if !is_set_get && shadowing.contains(entry.key.as_str()) {
                 let msg = if self.cli_vars.contains_key(&entry.key) {
@@ -590,10 +620,10 @@ impl Loader {
                 self.warnings.push(loc.error(msg));
                 continue;
             }
-            let value = if from_default {
-                file.get_default_in(section, &entry.key, &vars)
-            } else {
-                file.get(section, &entry.key, &vars)
+            let value = match source {
+                Source::Section => file.get(section, &entry.key, &vars),
+                Source::Default => file.get_default_in(section, &entry.key, &vars),
+                Source::Loaded => file.get_loaded_in(section, entry, &vars),
             };
             let value = match value {
                 Ok(v) => v,
