@@ -190,6 +190,27 @@ register_factory!(Factory {
     build: Build::Server(fake_server),
     ..Factory::DEFAULT
 });
+/// Builds of `FakeApp#counted` so far: `appconfig` must not add any.
+static COUNTED_BUILDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Counts its builds and refuses every `greeting` (a value only the build function reads).
+fn counted(conf: &FactoryConf, _: &mut BuildContext) -> Result<App, ConfigErrors> {
+    COUNTED_BUILDS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    match conf.local.get("greeting") {
+        Some(v) => Err(v
+            .location
+            .error("key 'greeting': refused by the factory")
+            .into()),
+        None => Ok(named("counted")),
+    }
+}
+
+register_factory!(Factory {
+    eggs: &["FakeApp#counted"],
+    options: &[Opt::new("greeting", "a greeting")],
+    build: Build::App(counted),
+    ..Factory::DEFAULT
+});
 register_factory!(Factory {
     eggs: &["FakeApp#strict"],
     options: &[
@@ -1103,4 +1124,149 @@ fn appconfig_never_asks_the_factory() {
     // What Paste's appconfig fails on still fails: an egg nobody registered.
     let e = err_of(deploy::app_config("egg:FakeApp#nosuch", None, &none()));
     assert!(e.contains("no factory egg:FakeApp#nosuch"), "{e}");
+}
+
+#[test]
+fn appconfig_and_its_refusals_never_build_the_app() {
+    use std::sync::atomic::Ordering::SeqCst;
+    // Only this test uses FakeApp#counted.
+    let (c, w) =
+        deploy::app_config_with_warnings(&uri("appconfig_counted.ini"), None, &none()).unwrap();
+    assert_eq!(c.local_conf, map(&[("greeting", "hi"), ("colour", "blue")]));
+    assert!(w.is_empty(), "{w:?}");
+    // What resolving finds: the option the factory does not declare, nothing about values.
+    let refused: Vec<String> = deploy::app_refusals(&uri("appconfig_counted.ini"), None, &none())
+        .iter()
+        .map(ConfigError::to_string)
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].contains("appconfig_counted.ini:5: [app:main] unknown option 'colour'"),
+        "{refused:?}"
+    );
+    let known = deploy::app_refusals(&uri("appconfig_counted.ini"), Some("known"), &none());
+    assert!(known.is_empty(), "{known:?}");
+    assert_eq!(
+        COUNTED_BUILDS.load(SeqCst),
+        0,
+        "appconfig called the factory"
+    );
+    // Building calls it (the counter works), and it refuses the value.
+    let e = err_of(deploy::load_app(
+        &uri("appconfig_counted.ini"),
+        Some("known"),
+        &none(),
+    ));
+    assert!(e.contains("refused by the factory"), "{e}");
+    assert_eq!(COUNTED_BUILDS.load(SeqCst), 1);
+}
+
+#[test]
+fn a_set_in_the_same_file_neither_shadows_nor_interpolates_a_used_sections_key() {
+    // `[app:main] set a = 1` + `use = base`: base's own `a` stays in its local_conf (only
+    // [DEFAULT] and the values the file was loaded with shadow keys), and base's `%(a)s` does
+    // not see the `set` (it changes global_conf, not the file's defaults).
+    assert_appconfig_like_paste(
+        "use_same_file_set_main",
+        "use_same_file_set.ini",
+        "main",
+        &[],
+    );
+    assert!(warnings_of("use_same_file_set.ini", &[]).is_empty());
+    let want = paste_expected("use_same_file_set_interp")["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(want.contains("interpolation key 'a'"), "{want}");
+    let e = err_of(deploy::app_config(
+        &uri("use_same_file_set.ini"),
+        Some("interp"),
+        &none(),
+    ));
+    assert!(
+        e.contains("use_same_file_set.ini:16: [app:interp_base] key 'b'") && e.contains("'%(a)s'"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_includers_default_and_set_drop_the_included_sections_keys() {
+    // The includer's [DEFAULT] `a` and its `set b` are in the global_conf the included file is
+    // loaded with: its section's `a` and `b` leave local_conf, unread.
+    assert_appconfig_like_paste("include_shadow", "include_shadow.ini", "main", &[]);
+    let w = warnings_of("include_shadow.ini", &[]);
+    for key in ["a", "b"] {
+        assert!(
+            w.contains(&format!(
+                "[app:main] key '{key}' is also in the global_conf the including file passes"
+            )),
+            "{w}"
+        );
+    }
+}
+
+#[test]
+fn use_of_a_filter_app_keeps_the_extra_keys_in_appconfig() {
+    assert_appconfig_like_paste(
+        "use_filter_app_extra",
+        "use_filter_app_extra.ini",
+        "main",
+        &[],
+    );
+    let w = warnings_of("use_filter_app_extra.ini", &[]);
+    assert!(
+        w.contains("use_filter_app_extra.ini:1: [app:main] keys extra have no effect"),
+        "{w}"
+    );
+}
+
+#[test]
+fn an_includers_value_is_interpolated_only_where_the_included_file_uses_it_unlike_paste() {
+    // The deliberate difference (README): Paste interpolates every value the includer passes
+    // in the included file's [DEFAULT], used or not, so an unused `%%(nothing)s` or `100%%`
+    // of the includer fails there. Ours interpolates them where they are used.
+    let want = paste_expected("include_unused_percent")["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(want.contains("interpolation key 'nothing'"), "{want}");
+    let got = deploy::app_config(&uri("include_unused_percent.ini"), None, &none()).unwrap();
+    assert_eq!(got.local_conf, map(&[("k", "v")]));
+    assert_eq!(got.global_conf["tmpl"], "%(nothing)s/x");
+    assert_eq!(got.global_conf["pct"], "100%");
+}
+
+#[test]
+fn caller_values_are_used_literally_unlike_paste() {
+    // The deliberate difference (README): Paste puts the caller's values among the file's
+    // defaults and interpolates them, so `v=100%` fails; ours are used as they are.
+    let want = paste_expected("cli_percent")["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(want.starts_with("InterpolationSyntaxError"), "{want}");
+    let got = deploy::app_config(&uri("cli_percent.ini"), None, &vars(&[("v", "100%")])).unwrap();
+    assert_eq!(got.local_conf, map(&[("keep", "k")]));
+    assert_eq!(got.global_conf["v"], "100%");
+}
+
+#[test]
+fn an_includers_default_set_and_get_act_again_in_the_included_file() {
+    // The includer's `[DEFAULT] set x`/`get y` keys are in the global_conf the included file is
+    // loaded with, so they act in its sections too: the included pipeline refuses the `get`.
+    assert_appconfig_like_paste("include_set_get_other", "include_set_get.ini", "other", &[]);
+    assert!(paste_expected("include_set_get_piped")["error"]
+        .as_str()
+        .unwrap()
+        .contains("has extra (disallowed) settings: y"));
+    let e = err_of(deploy::app_config(
+        &uri("include_set_get.ini"),
+        None,
+        &none(),
+    ));
+    assert!(
+        e.contains("include_set_get_inner.ini:1: [pipeline:piped]")
+            && e.contains("extra (disallowed) settings: y"),
+        "{e}"
+    );
 }

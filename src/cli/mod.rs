@@ -363,8 +363,10 @@ fn appconfig(uri: &str, vars: &[String], json: bool, app_name: Option<&str>) -> 
     match deploy::app_config_with_warnings(uri, app_name, &vars) {
         Ok((conf, warnings)) => {
             print_warnings(&warnings);
-            // What Paste would only find when the factory is called: said, not fatal.
-            let refused = refusals(uri, app_name, &vars);
+            // What Paste would only find when the factory is called: said, not fatal. No
+            // factory is called here either (building may have side effects); values are
+            // checked only when the app is built (`check`).
+            let refused = deploy::app_refusals(uri, app_name, &vars);
             if !refused.is_empty() {
                 eprintln!(
                     "warning: 'check' and serving refuse this app (appconfig shows its options anyway, as Paste's does):"
@@ -392,43 +394,6 @@ fn appconfig(uri: &str, vars: &[String], json: bool, app_name: Option<&str>) -> 
             print_errors(&e);
             EXIT_CONFIG
         }
-    }
-}
-
-/// Everything `check` would refuse in the app `app_name` of `uri`: its resolution errors
-/// (unknown options, a composite's keys that name no app), else its build errors (values the
-/// factories refuse).
-fn refusals(
-    uri: &str,
-    app_name: Option<&str>,
-    vars: &IndexMap<String, String>,
-) -> Vec<ConfigError> {
-    let spec = match deploy::app_spec(uri, app_name, vars) {
-        Ok(spec) => spec,
-        Err(e) => return e.0,
-    };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("mapproxy-serve: cannot start a runtime to try building the app: {e}");
-            return Vec::new();
-        }
-    };
-    let _in_runtime = rt.enter();
-    let mut ctx = crate::build::BuildContext::new(rt.handle().clone());
-    let built = spec.build_app(&mut ctx);
-    let mut shutdown = std::mem::take(&mut ctx.finish().shutdown);
-    rt.block_on(async move {
-        for hook in shutdown.drain(..) {
-            hook.await;
-        }
-    });
-    match built {
-        Ok(_) => Vec::new(),
-        Err(e) => e.0,
     }
 }
 

@@ -12,7 +12,8 @@
 //! ```
 //!
 //! `global_conf` values act like command-line `NAME=VALUE` values: they are in every
-//! global_conf and win over `[DEFAULT]` inside `%(...)s` (a deliberate difference from Paste).
+//! global_conf and win over `[DEFAULT]` inside `%(...)s`, used literally (`%` in them is not
+//! interpolated): deliberate differences from Paste.
 //! As in Paste, a section's own key still wins inside its `%(...)s`, and a section key that is
 //! also a `global_conf` value is dropped from its local_conf (with a warning).
 //!
@@ -204,6 +205,22 @@ pub fn app_config_with_warnings(
         };
         Ok((conf, std::mem::take(&mut loader.warnings)))
     })
+}
+
+/// What `check` and serving would refuse in the app that resolving it finds, without
+/// calling any factory (what `appconfig` warns about): options a factory does not declare, a
+/// composite's keys that name no app (its `children` function only reads the keys), the
+/// sections those apps name. Values are not checked: only a factory's build function reads
+/// them, and building may have side effects. Empty when the app resolves.
+pub fn app_refusals(
+    uri: &str,
+    name: Option<&str>,
+    global_conf: &IndexMap<String, String>,
+) -> Vec<ConfigError> {
+    match app_spec(uri, name, global_conf) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.0,
+    }
 }
 
 /// The spec tree of an app, without building it (`inspect`).

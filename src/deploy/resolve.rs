@@ -26,7 +26,7 @@ use indexmap::IndexMap;
 use super::spec::{Node, Spec};
 use crate::config::{ConfValue, FactoryConf};
 use crate::error::{ConfigError, ConfigErrors, Location};
-use crate::ini::{IniFile, Section, Vars};
+use crate::ini::{Entry, IniFile, Section, Vars};
 use crate::registry::{registry, Build, Factory, Kind};
 
 /// How many sections deep a resolution may go: a `use` chain, a composite's app, a pipeline's
@@ -108,6 +108,8 @@ struct Ctx {
     uses: Vec<String>,
     /// The file whose sections the node's names resolve against (composite children).
     loader_file: Option<Arc<IniFile>>,
+    /// The global_conf `loader_file` was loaded with (see [`Loaded`]).
+    loaded: Loaded,
     /// The sections this context was resolved through (outermost first): they were on the
     /// stack while it was made, and are again while its composite children are resolved.
     trail: Vec<StackEntry>,
@@ -121,6 +123,7 @@ impl Ctx {
         global: IndexMap<String, String>,
         location: Option<Location>,
         file: &Arc<IniFile>,
+        loaded: &Loaded,
     ) -> Ctx {
         Ctx {
             name: name.to_string(),
@@ -130,10 +133,19 @@ impl Ctx {
             location,
             uses: Vec::new(),
             loader_file: Some(file.clone()),
+            loaded: loaded.clone(),
             trail: Vec::new(),
         }
     }
 }
+
+/// The global_conf a file was loaded with (`config:` URI): the caller's values for the top
+/// file, the including section's global_conf for an included one. Paste adds them to the
+/// file's parser defaults (below its own `[DEFAULT]`), so they are what a section of that file
+/// sees in `%(...)s` besides its own keys and `[DEFAULT]`, and section keys they name are
+/// dropped from local_conf. A `set` in a section of the same file is not among them: it
+/// changes global_conf, not the file's defaults.
+type Loaded = Arc<IndexMap<String, String>>;
 
 // Built once per load; boxing the factory variant buys nothing.
 #[allow(clippy::large_enum_variant)]
@@ -143,6 +155,17 @@ enum CtxNode {
         egg: String,
     },
     Done(Node),
+}
+
+/// Where a key `section_ctx` reads comes from (Paste's `parser.options(section)`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// The section itself.
+    Section,
+    /// The file's `[DEFAULT]` (a `set`/`get` key).
+    Default,
+    /// The global_conf the file was loaded with (an includer's `set`/`get` key).
+    Loaded,
 }
 
 /// Is `name` a URI (`^[a-zA-Z]+:`) rather than a section name?
@@ -352,7 +375,8 @@ impl Loader {
                     ),
                     None => e,
                 })?;
-                self.section_context(ty, &file, name, global, from)
+                let loaded = Arc::new(global.clone());
+                self.section_context(ty, &file, name, global, &loaded, from)
             }
             "egg" => {
                 // As for config: URIs, an explicit name beats the fragment.
@@ -371,6 +395,7 @@ impl Loader {
                     location: from.cloned(),
                     uses: Vec::new(),
                     loader_file: None,
+                    loaded: Loaded::default(),
                     trail: Vec::new(),
                 })
             }
@@ -390,6 +415,7 @@ impl Loader {
         file: &Arc<IniFile>,
         name: &str,
         global: &IndexMap<String, String>,
+        loaded: &Loaded,
         from: Option<&Location>,
     ) -> Result<Ctx, ConfigErrors> {
         if is_uri(name) {
@@ -434,7 +460,7 @@ impl Loader {
             &at,
         )?;
         self.stack.push((key.0, key.1, loc));
-        let r = self.section_ctx(ty, file, section, name, global);
+        let r = self.section_ctx(ty, file, section, name, global, loaded);
         let entry = self.stack.pop();
         r.map(|mut ctx| {
             if let Some(entry) = entry {
@@ -504,21 +530,24 @@ impl Loader {
         section: &Section,
         name: &str,
         global: &IndexMap<String, String>,
+        loaded: &Loaded,
     ) -> Result<Ctx, ConfigErrors> {
         let vars = Vars {
             overrides: self.cli_vars.clone(),
-            fallbacks: global.clone(),
+            fallbacks: IndexMap::clone(loaded),
         };
         let defaults = self.defaults_of(file, &vars)?;
         let mut gconf = IndexMap::clone(&defaults);
         for (k, v) in global {
             gconf.insert(k.clone(), v.clone());
         }
-        // Keys that `[DEFAULT]`, the includer's global_conf or the caller's (command-line)
-        // values shadow: Paste drops them, without interpolating them.
+        // Keys that `[DEFAULT]` or the global_conf the file was loaded with (the caller's
+        // command-line values, an includer's global_conf) shadow: Paste drops them, without
+        // interpolating them. A `set` of a section of this file does not: `[app:a] set k = 1`
+        // with `use = b` leaves b's own `k` in its local_conf.
         let shadowing: HashSet<&str> = defaults
             .keys()
-            .chain(global.keys())
+            .chain(loaded.keys())
             .map(String::as_str)
             .collect();
         let mut errs = ConfigErrors::new();
@@ -532,45 +561,69 @@ impl Loader {
             (e.key.starts_with("set ") || e.key.starts_with("get "))
                 && section.get(&e.key).is_none()
         });
+        // Then the values the file was loaded with that neither has (Paste adds them to the
+        // file's defaults, below `[DEFAULT]`): an includer's `[DEFAULT]` `set`/`get` keys act
+        // here again.
+        let loaded_set_get: Vec<Entry> = loaded
+            .iter()
+            .filter(|(k, _)| {
+                (k.starts_with("set ") || k.starts_with("get "))
+                    && section.get(k).is_none()
+                    && file.defaults.get(k).is_none()
+            })
+            .map(|(k, v)| Entry {
+                key: k.clone(),
+                value: v.clone(),
+                line: section.line,
+            })
+            .collect();
         let mut seen_default_keys: HashSet<&str> = HashSet::new();
         let entries = section
             .entries
             .iter()
-            .map(|e| (e, false))
-            .chain(default_set_get.map(|e| (e, true)))
-            .filter(|(e, from_default)| !from_default || seen_default_keys.insert(e.key.as_str()));
-        for (entry, from_default) in entries {
+            .map(|e| (e, Source::Section))
+            .chain(default_set_get.map(|e| (e, Source::Default)))
+            .filter(|(e, source)| {
+                *source != Source::Default || seen_default_keys.insert(e.key.as_str())
+            })
+            .chain(loaded_set_get.iter().map(|e| (e, Source::Loaded)));
+        for (entry, source) in entries {
             let is_set_get = entry.key.starts_with("set ") || entry.key.starts_with("get ");
-            let loc = if from_default {
-                file.entry_location(&file.defaults, entry)
-            } else {
-                file.entry_location(section, entry)
+            let loc = match source {
+                Source::Section => file.entry_location(section, entry),
+                Source::Default => file.entry_location(&file.defaults, entry),
+                Source::Loaded => file.location(section),
             };
             if !is_set_get && shadowing.contains(entry.key.as_str()) {
-                let msg = if self.cli_vars.contains_key(&entry.key)
-                    && !defaults.contains_key(&entry.key)
-                {
+                let msg = if self.cli_vars.contains_key(&entry.key) {
                     format!(
                         "key '{}' is also given by the caller ({}=... on the command line): as in \
                          Paste Deploy it is dropped from this section's options and the factory \
                          sees the caller's value in global_conf",
                         entry.key, entry.key
                     )
-                } else {
+                } else if defaults.contains_key(&entry.key) {
                     format!(
                         "key '{}' is also in [DEFAULT]: as in Paste Deploy it is dropped from this \
                          section's options and the factory sees [DEFAULT]'s value; write 'set {} = ...' \
                          to override it",
                         entry.key, entry.key
                     )
+                } else {
+                    format!(
+                        "key '{}' is also in the global_conf the including file passes (its \
+                         [DEFAULT] or a 'set'): as in Paste Deploy it is dropped from this section's \
+                         options and the factory sees the includer's value in global_conf",
+                        entry.key
+                    )
                 };
                 self.warnings.push(loc.error(msg));
                 continue;
             }
-            let value = if from_default {
-                file.get_default_in(section, &entry.key, &vars)
-            } else {
-                file.get(section, &entry.key, &vars)
+            let value = match source {
+                Source::Section => file.get(section, &entry.key, &vars),
+                Source::Default => file.get_default_in(section, &entry.key, &vars),
+                Source::Loaded => file.get_loaded_in(section, entry, &vars),
             };
             let value = match value {
                 Ok(v) => v,
@@ -631,16 +684,24 @@ impl Loader {
         let sec_loc = file.location(section);
         let prefix = section.name.split(':').next().unwrap_or("").trim();
         let mut ctx = match prefix {
-            "filter-app" => self.filter_app(file, section, name, local, &gconf, &additions)?,
-            "pipeline" => self.pipeline(file, section, name, local, &gconf)?,
+            "filter-app" => {
+                self.filter_app(file, section, name, local, &gconf, loaded, &additions)?
+            }
+            "pipeline" => self.pipeline(file, section, name, local, &gconf, loaded)?,
             _ if local.contains_key("use") => {
-                self.use_ctx(ty, file, section, name, local, &gconf, &additions)?
+                self.use_ctx(ty, file, section, name, local, &gconf, loaded, &additions)?
             }
             _ => return Err(explicit_error(&sec_loc, &local).into()),
         };
         if let Some(fw) = filter_with {
-            let f =
-                self.section_context(ObjType::Filter, file, &fw.value, &gconf, Some(&fw.location))?;
+            let f = self.section_context(
+                ObjType::Filter,
+                file,
+                &fw.value,
+                &gconf,
+                loaded,
+                Some(&fw.location),
+            )?;
             let filter = self.finalize(f)?;
             let global = ctx.global.clone();
             let location = ctx.location.clone();
@@ -649,7 +710,7 @@ impl Loader {
                 filter: Box::new(filter),
                 next: Box::new(next),
             };
-            ctx = Ctx::done(name, node, global, location, file);
+            ctx = Ctx::done(name, node, global, location, file, loaded);
         }
         Ok(ctx)
     }
@@ -663,12 +724,14 @@ impl Loader {
         name: &str,
         mut local: IndexMap<String, ConfValue>,
         gconf: &IndexMap<String, String>,
+        loaded: &Loaded,
         additions: &IndexMap<String, String>,
     ) -> Result<Ctx, ConfigErrors> {
         let Some(use_v) = local.shift_remove("use") else {
             return Err(explicit_error(&file.location(section), &local).into());
         };
-        let mut ctx = self.section_context(ty, file, &use_v.value, gconf, Some(&use_v.location))?;
+        let mut ctx =
+            self.section_context(ty, file, &use_v.value, gconf, loaded, Some(&use_v.location))?;
         for (k, v) in additions {
             ctx.global.insert(k.clone(), v.clone());
         }
@@ -704,10 +767,12 @@ impl Loader {
         }
         ctx.location = Some(file.location(section));
         ctx.loader_file = Some(file.clone());
+        ctx.loaded = loaded.clone();
         ctx.name = name.to_string();
         Ok(ctx)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn filter_app(
         &mut self,
         file: &Arc<IniFile>,
@@ -715,6 +780,7 @@ impl Loader {
         name: &str,
         mut local: IndexMap<String, ConfValue>,
         gconf: &IndexMap<String, String>,
+        loaded: &Loaded,
         additions: &IndexMap<String, String>,
     ) -> Result<Ctx, ConfigErrors> {
         let loc = file.location(section);
@@ -725,7 +791,14 @@ impl Loader {
         };
         let mut errs = ConfigErrors::new();
         let next_spec = self
-            .section_context(ObjType::App, file, &next.value, gconf, Some(&next.location))
+            .section_context(
+                ObjType::App,
+                file,
+                &next.value,
+                gconf,
+                loaded,
+                Some(&next.location),
+            )
             .and_then(|c| self.finalize(c));
         let next_spec = errs.take(next_spec);
         let filter = self
@@ -736,6 +809,7 @@ impl Loader {
                 name,
                 local,
                 gconf,
+                loaded,
                 additions,
             )
             .and_then(|c| self.finalize(c));
@@ -746,7 +820,14 @@ impl Loader {
                     filter: Box::new(filter),
                     next: Box::new(next),
                 };
-                Ok(Ctx::done(name, node, gconf.clone(), Some(loc), file))
+                Ok(Ctx::done(
+                    name,
+                    node,
+                    gconf.clone(),
+                    Some(loc),
+                    file,
+                    loaded,
+                ))
             }
             _ => Err(errs),
         }
@@ -759,6 +840,7 @@ impl Loader {
         name: &str,
         mut local: IndexMap<String, ConfValue>,
         gconf: &IndexMap<String, String>,
+        loaded: &Loaded,
     ) -> Result<Ctx, ConfigErrors> {
         let loc = file.location(section);
         let Some(p) = local.shift_remove("pipeline") else {
@@ -788,7 +870,7 @@ impl Loader {
         let mut filters = Vec::new();
         for f in filter_names {
             let spec = self
-                .section_context(ObjType::Filter, file, f, gconf, Some(&p.location))
+                .section_context(ObjType::Filter, file, f, gconf, loaded, Some(&p.location))
                 .and_then(|c| self.finalize(c));
             if let Some(s) = errs.take(spec) {
                 filters.push(s);
@@ -798,7 +880,14 @@ impl Loader {
             }
         }
         let app = self
-            .section_context(ObjType::App, file, app_name, gconf, Some(&p.location))
+            .section_context(
+                ObjType::App,
+                file,
+                app_name,
+                gconf,
+                loaded,
+                Some(&p.location),
+            )
             .and_then(|c| self.finalize(c));
         let app = errs.take(app);
         match app {
@@ -807,7 +896,14 @@ impl Loader {
                     filters,
                     app: Box::new(app),
                 };
-                Ok(Ctx::done(name, node, gconf.clone(), Some(loc), file))
+                Ok(Ctx::done(
+                    name,
+                    node,
+                    gconf.clone(),
+                    Some(loc),
+                    file,
+                    loaded,
+                ))
             }
             _ => Err(errs),
         }
@@ -884,6 +980,7 @@ impl Loader {
                                     file,
                                     &child.app,
                                     &conf.global,
+                                    &ctx.loaded,
                                     Some(&from),
                                 )
                                 .and_then(|c| self.finalize(c)),

@@ -288,6 +288,22 @@ impl IniFile {
         })
     }
 
+    /// A value the file was loaded with (`entry`: an includer's global_conf key, not in the
+    /// file) as `section` sees it: Paste adds those values to the file's defaults, so its
+    /// `set`/`get` keys act in every section of the file. Errors name the section's header.
+    pub fn get_loaded_in(
+        &self,
+        section: &Section,
+        entry: &super::Entry,
+        vars: &Vars,
+    ) -> Result<String, ConfigError> {
+        self.get_entry(section, entry, vars).map_err(|msg| {
+            self.location(section).error(format!(
+                "{msg} (a key of the global_conf the including file passes)"
+            ))
+        })
+    }
+
     /// `entry`'s raw value interpolated in `section`'s view; the error is the message after
     /// the location.
     fn get_entry(
