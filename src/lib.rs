@@ -29,6 +29,7 @@ pub use mapproxy_serve_core::{App, Body, Filter};
 /// The factory crates this runtime links (their eggs register at link time).
 pub use mapproxy_serve_apps as apps;
 pub use mapproxy_serve_filters as filters;
+pub use mapproxy_serve_mapproxy as mapproxy;
 
 #[doc(hidden)]
 pub use mapproxy_serve_core::inventory;

@@ -507,6 +507,25 @@ async fn the_shipped_develop_ini_serves() {
     assert_eq!(v["path_info"], "/x");
     assert_eq!(get(&c, &s.url("/static/index.html")).await.0, 200);
     assert_eq!(get(&c, &s.url("/health")).await, (200, "ok".to_string()));
+    // The map: MapProxy's debug tiles and its demo viewer, offline.
+    let res = c
+        .get(s.url("/mapproxy/tms/1.0.0/debug/webmercator/1/0/0.png"))
+        .send()
+        .await
+        .expect("tile");
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "image/png");
+    let png = res.bytes().await.expect("tile body");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
+    let (status, body) = get(&c, &s.url("/mapproxy/demo/")).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("debug"), "{body}");
+    let (status, body) = get(&c, &s.url("/mapproxy/")).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("/mapproxy/demo/"),
+        "links built from the mount: {body}"
+    );
     // The access log goes to stderr.
     let logged = tokio::task::block_in_place(|| {
         s.wait_line(|l| l.contains("\"GET /health HTTP/1.1\" 200"), DEADLINE)
@@ -785,4 +804,129 @@ fn appconfig_lists_options_the_factory_refuses_with_warnings() {
     assert_eq!(r.code(), Some(0), "{}", r.stderr);
     let v = json(&r.stdout);
     assert_eq!(v["local_conf"]["http"], "//example.org/ = app");
+}
+
+// ---- MapProxy apps (egg:MapProxy#app, egg:MapProxy#multiapp) ----
+
+const DEBUG_PROJECT: &str = r#"services:
+  demo:
+  tms:
+    use_grid_names: true
+layers:
+  - name: dbg
+    title: Debug
+    sources: [dbg_cache]
+caches:
+  dbg_cache:
+    grids: [GLOBAL_WEBMERCATOR]
+    sources: [dbg]
+    meta_size: [1, 1]
+    meta_buffer: 0
+sources:
+  dbg:
+    type: debug
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multiapp_serves_lists_and_rebuilds_projects() {
+    let dir = tempfile::tempdir().unwrap();
+    let projects = dir.path().join("projects");
+    std::fs::create_dir(&projects).unwrap();
+    write(&projects, "alpha.yaml", DEBUG_PROJECT);
+    write(&projects, "broken.yaml", "layers: [\n");
+    write(&projects, "UPPER.YAML", DEBUG_PROJECT);
+    let ini = write(
+        dir.path(),
+        "config.ini",
+        "[server:main]\nuse = egg:mapproxy-serve#http\nport = 0\n\n\
+         [app:main]\nuse = egg:MapProxy#multiapp\nconfig_dir = %(here)s/projects\n\
+         allow_listing = true\n",
+    );
+    let s = serve(&[path(&ini)], None);
+    let c = client();
+    // The listing: MapProxy's page; only what lookup serves (not UPPER.YAML).
+    let (status, body) = get(&c, &s.url("/")).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.starts_with(
+            "<html><body><h1>Welcome to MapProxy 7.0.0</h1><h2>available instances:</h2><ul>"
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!(
+            "<li><a href=\"{}/alpha/\">alpha</a></li>",
+            s.url("").trim_end_matches('/')
+        )),
+        "{body}"
+    );
+    assert!(body.contains(">broken<"), "{body}");
+    assert!(!body.contains("UPPER"), "{body}");
+    // A project: its own welcome page, links under /alpha, tiles from its cache.
+    let (status, body) = get(&c, &s.url("/alpha/")).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("/alpha/demo/"), "{body}");
+    let res = c
+        .get(s.url("/alpha/tms/1.0.0/dbg/GLOBAL_WEBMERCATOR/0/0/0.png"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "image/png");
+    assert!(projects.join("cache_data/dbg_cache_EPSG3857").is_dir());
+    // Unknown and broken projects.
+    let res = c.get(s.url("/nope/")).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+    assert_eq!(res.headers()["content-type"], "text/plain");
+    assert_eq!(res.text().await.unwrap(), "not found");
+    assert_eq!(get(&c, &s.url("/UPPER/")).await.0, 404);
+    assert_eq!(get(&c, &s.url("/broken/")).await.0, 500);
+    assert_eq!(get(&c, &s.url("/broken/")).await.0, 500);
+    let logged = s.count_lines(|l| l.contains("project broken does not build"));
+    assert_eq!(logged, 1, "logged once, not per request:\n{}", s.stderr());
+    // An edit rebuilds the project on its next request.
+    write(
+        &projects,
+        "alpha.yaml",
+        &DEBUG_PROJECT.replace("  demo:\n", ""),
+    );
+    let end = Instant::now() + DEADLINE;
+    loop {
+        let (_, body) = get(&c, &s.url("/alpha/")).await;
+        if !body.contains("demo") {
+            break;
+        }
+        assert!(Instant::now() < end, "still the old project: {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A fixed project is served without a restart.
+    write(&projects, "broken.yaml", DEBUG_PROJECT);
+    let end = Instant::now() + DEADLINE;
+    while get(&c, &s.url("/broken/")).await.0 != 200 {
+        assert!(Instant::now() < end, "broken.yaml fixed but still 500");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn check_reports_mapproxy_yaml_errors_with_file_line_and_path() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "mapproxy.yaml",
+        &format!("{DEBUG_PROJECT}  other:\n    type: mapnik\n    mapfile: x.xml\ncaches2: 1\n"),
+    );
+    let ini = write(
+        dir.path(),
+        "config.ini",
+        "[app:main]\nuse = egg:MapProxy#app\nmapproxy_conf = %(here)s/mapproxy.yaml\n",
+    );
+    let r = run(&["check", path(&ini)], None);
+    assert_eq!(r.code(), Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("mapproxy.yaml:"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("'mapnik' is not supported yet"),
+        "{}",
+        r.stderr
+    );
 }

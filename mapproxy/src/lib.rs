@@ -17,8 +17,10 @@
 //! | [`escape`] | HTML escaping and percent-decoding, for every page | `mapproxy/util/escape.py` |
 #![deny(unsafe_code)]
 
+pub mod app;
 pub mod cache;
 pub mod config;
+mod eggs;
 pub mod escape;
 pub mod grid;
 pub mod image;

@@ -332,3 +332,57 @@ mod tests {
         assert_eq!(pop_path("/foo/"), ("foo", "/"));
     }
 }
+
+/// `egg:MapProxy#multiapp`.
+pub fn factory(
+    conf: &mapproxy_serve_core::config::FactoryConf,
+    ctx: &mut mapproxy_serve_core::build::BuildContext,
+) -> Result<App, ConfigErrors> {
+    conf.require("config_dir")?;
+    let dir = conf
+        .get_path("config_dir")
+        .ok_or_else(|| conf.error("config_dir", "expected a directory"))?;
+    if !dir.is_dir() {
+        return Err(conf
+            .error(
+                "config_dir",
+                format!("{} is not a directory", dir.display()),
+            )
+            .into());
+    }
+    let allow_listing = conf.get_bool("allow_listing", false)?;
+    let app_cache_size = conf
+        .get_int::<usize>("app_cache_size", 1..=100_000)?
+        .unwrap_or(100);
+    let preload = conf.get_bool("preload", false)?;
+    let builder: ProjectBuilder = Arc::new(|path: &Path| {
+        let built = crate::app::build(path)?;
+        for w in &built.warnings {
+            log::warn!(target: "mapproxy.config", "{w}");
+        }
+        Ok(BuiltProject {
+            app: built.app,
+            files: built.files,
+        })
+    });
+    let multi = Arc::new(MultiApp::new(
+        MultiAppOptions {
+            config_dir: dir,
+            allow_listing,
+            app_cache_size,
+        },
+        builder,
+    ));
+    if preload {
+        for (name, errs) in multi.preload() {
+            for e in errs.0 {
+                let loc = e
+                    .location
+                    .clone()
+                    .unwrap_or_else(|| conf.location_of("preload"));
+                ctx.warn(loc, format!("project {name}: {}", e.message));
+            }
+        }
+    }
+    Ok(App::from_handler(MultiAppHandler(multi)))
+}

@@ -95,6 +95,9 @@ pub struct Contact {
     pub email: String,
 }
 
+/// Loopback: a web server on the same host.
+pub const DEFAULT_TRUSTED_PROXIES: &str = "127.0.0.0/8, ::1";
+
 /// `services.tms`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TmsConfig {
@@ -145,6 +148,9 @@ pub struct ServiceConfig {
     pub access_control_allow_origin: Option<String>,
     /// The service metadata the TMS documents print (MapProxy passes the WMS `md`).
     pub md: ServiceMd,
+    /// Peers whose `X-Script-Name`, `X-Forwarded-Host` and `X-Forwarded-Proto` are believed
+    /// (CIDRs, comma-separated; default loopback). MapProxy believes them from anyone.
+    pub trusted_proxies: String,
 }
 
 impl Default for ServiceConfig {
@@ -158,6 +164,7 @@ impl Default for ServiceConfig {
             expires_hours: 72,
             access_control_allow_origin: Some("*".into()),
             md: ServiceMd::default(),
+            trusted_proxies: DEFAULT_TRUSTED_PROXIES.into(),
         }
     }
 }
@@ -296,6 +303,8 @@ pub struct MapProxyService {
     /// The RESTful WMTS template as a regex (`None`: no RESTful WMTS, or an invalid template,
     /// which [`restful_template_regex`] reports to the configuration loader).
     wmts_regex: Option<regex::Regex>,
+    /// What `/demo/` lists (used when `config.demo`).
+    demo: demo::DemoInput,
 }
 
 impl std::fmt::Debug for MapProxyService {
@@ -323,9 +332,10 @@ impl MapProxyService {
             &layers,
             config.kml.as_ref().is_some_and(|k| k.use_grid_names),
         );
-        // MapProxy believes these headers from every peer (its `Vary` says so).
+        // MapProxy believes these headers from every peer; here only from `trusted_proxies`
+        // (default: loopback, where nginx or Apache in front of it runs).
         let forwarded = ProxyHeadersLayer::new(ProxyHeadersConfig {
-            trusted_proxies: ProxyHeadersConfig::parse_trusted("0.0.0.0/0, ::/0")
+            trusted_proxies: ProxyHeadersConfig::parse_trusted(&config.trusted_proxies)
                 .unwrap_or_default(),
             ..ProxyHeadersConfig::default()
         });
@@ -341,7 +351,14 @@ impl MapProxyService {
             kml_index,
             forwarded,
             wmts_regex,
+            demo: demo::DemoInput::default(),
         }
+    }
+
+    /// What `/demo/` shows.
+    pub fn with_demo(mut self, demo: demo::DemoInput) -> MapProxyService {
+        self.demo = demo;
+        self
     }
 
     pub fn config(&self) -> &ServiceConfig {
@@ -463,6 +480,18 @@ impl MapProxyService {
             }
             Some("service") | Some("ows") if self.has_ows() => Some(ows::handle(self, &ctx).await),
             Some("wms") if self.config.wms => Some(ows::handle(self, &ctx).await),
+            Some("demo") if self.config.demo => {
+                let pq = match req.uri().query() {
+                    Some(q) => format!("{}?{q}", path_info(req)),
+                    None => path_info(req).to_string(),
+                };
+                Some(demo::handle_with_headers(
+                    &pq,
+                    req.headers(),
+                    &ctx.script_url,
+                    &self.demo,
+                ))
+            }
             _ => None,
         };
         if let Some(res) = res {

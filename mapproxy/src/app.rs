@@ -1,0 +1,647 @@
+//! A MapProxy app from a `mapproxy.yaml`: the configuration compiled, in this one place, into
+//! caches, sources, tile managers and the layers the services serve.
+//!
+//! What is built today: `file` caches (every layout) of `tile`, `wms` and `debug` sources (one
+//! source per cache), tile layers from layers whose source is a cache, the services `tms`
+//! (`/tms`, `/tiles`), `kml`, `wmts` (REST and KVP) and `demo`. Everything else the YAML may
+//! say is an error naming the file, line and YAML path ("not supported yet"), never silently
+//! ignored: several sources per cache, caches as sources, other cache and source types.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use mapproxy_serve_core::app::App;
+use mapproxy_serve_core::error::{ConfigError, ConfigErrors, Location};
+
+use crate::cache::{DirectoryLayout, FileCache, LinkMode, TileCache};
+use crate::config::yaml::{Node, Value};
+use crate::config::{self, CacheConf, LayerConf, LinkSingleColor, MapProxyConf, SourceKind};
+use crate::grid::{GridSet, Origin, TileGrid};
+use crate::image::{ImageFormat, ImageOpts};
+use crate::lock::TileLocker;
+use crate::service::demo::{DemoInput, DemoServices, DemoTileLayer};
+use crate::service::{KmlConfig, MapProxyService, ServiceConfig, TileLayer, TmsConfig, WmtsConfig};
+use crate::source::{
+    DebugSource, HttpOpts, MapSource, OnError, OnErrorResponse, SourceHttp, TileSource,
+    TileUrlTemplate, WmsSource, WmsVersion,
+};
+use crate::tile_manager::{MetaSettings, TileManager};
+
+/// A built MapProxy: the app and the files it was built from (the YAML and its `base:` files).
+pub struct Built {
+    pub app: App,
+    pub files: Vec<PathBuf>,
+    pub warnings: Vec<ConfigError>,
+    pub service: Arc<MapProxyService>,
+}
+
+/// Load `mapproxy.yaml` and build the app with the default options. Must run inside a tokio
+/// runtime (the HTTP client).
+pub fn build(path: &Path) -> Result<Built, ConfigErrors> {
+    build_with(path, crate::service::DEFAULT_TRUSTED_PROXIES)
+}
+
+/// [`build`] with the peers whose forwarded headers are believed.
+pub fn build_with(path: &Path, trusted_proxies: &str) -> Result<Built, ConfigErrors> {
+    let loaded = config::load(path)?;
+    let mut errors = Vec::new();
+    let service = compile(&loaded.conf, trusted_proxies, &mut errors);
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    let service = Arc::new(service);
+    Ok(Built {
+        app: service.clone().into_app(),
+        files: loaded.files,
+        warnings: loaded.warnings,
+        service,
+    })
+}
+
+fn err(loc: &Location, msg: impl Into<String>) -> ConfigError {
+    loc.error(msg)
+}
+
+/// One cache in one grid, as the services see it.
+struct CacheGrid {
+    grid_name: String,
+    grid: TileGrid,
+    manager: Arc<TileManager>,
+    format: ImageFormat,
+}
+
+fn compile(
+    conf: &MapProxyConf,
+    trusted_proxies: &str,
+    errors: &mut Vec<ConfigError>,
+) -> MapProxyService {
+    let mut grids = conf.grid_set();
+    // A source type this crate cannot serve is an error even when no cache uses it yet, as
+    // MapProxy fails on a source it cannot load.
+    for (name, src) in &conf.sources {
+        if let SourceKind::Other { type_name, .. } = &src.kind {
+            errors.push(err(
+                &src.loc,
+                format!("source '{name}': type '{type_name}' is not supported yet"),
+            ));
+        }
+    }
+    let mut caches: IndexMap<String, Vec<CacheGrid>> = IndexMap::new();
+    for (name, cache) in &conf.caches {
+        match compile_cache(conf, &mut grids, name, cache) {
+            Ok(c) => {
+                caches.insert(name.clone(), c);
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    let mut layers = Vec::new();
+    let mut demo_layers = Vec::new();
+    let mut flat = Vec::new();
+    flatten(&conf.layers, &mut flat);
+    for layer in flat {
+        let Some(name) = &layer.name else { continue };
+        let tile_sources: Vec<&String> = if !layer.tile_sources.is_empty() {
+            layer.tile_sources.iter().collect()
+        } else if layer.sources.len() == 1 && caches.contains_key(&layer.sources[0]) {
+            vec![&layer.sources[0]]
+        } else {
+            Vec::new()
+        };
+        for src in tile_sources {
+            let Some(cgs) = caches.get(src) else { continue };
+            for cg in cgs {
+                let grid = Arc::new(cg.grid.clone());
+                let title = layer.title.clone().unwrap_or_default();
+                let tl = TileLayer::new(
+                    name.clone(),
+                    title,
+                    cg.grid_name.clone(),
+                    grid.clone(),
+                    cg.format.clone(),
+                    cg.manager.clone(),
+                );
+                demo_layers.push((tl.url_grid_name(false), tl.clone_for_demo(&grid)));
+                layers.push(tl);
+            }
+        }
+    }
+    let s = &conf.services;
+    let mut config = ServiceConfig {
+        demo: s.demo,
+        tms: s.tms.as_ref().map(|t| TmsConfig {
+            use_grid_names: t.use_grid_names,
+            origin: t.origin.as_deref().and_then(|o| Origin::parse(o).ok()),
+        }),
+        kml: s.kml.as_ref().map(|k| KmlConfig {
+            use_grid_names: k.use_grid_names,
+        }),
+        wmts: s.wmts.as_ref().map(|w| {
+            let mut c = WmtsConfig {
+                restful: w.restful,
+                kvp: w.kvp,
+                ..WmtsConfig::default()
+            };
+            if let Some(t) = &w.restful_template {
+                c.restful_template = t.clone();
+            }
+            c
+        }),
+        wms: false,
+        expires_hours: conf.globals.tiles_expires_hours.max(0.0) as u64,
+        access_control_allow_origin: conf.globals.http.access_control_allow_origin.clone(),
+        ..ServiceConfig::default()
+    };
+    config.trusted_proxies = trusted_proxies.to_string();
+    if let Some(wms) = &s.wms {
+        config.md = service_md(wms.md.as_ref());
+    }
+    if let Some(w) = &s.wmts {
+        if let Err(e) = crate::service::restful_template_regex(&config_template(&config, w)) {
+            errors.push(ConfigError::new(format!(
+                "services.wmts.restful_template: {e}"
+            )));
+        }
+    }
+    let tms_on = config.tms.is_some();
+    let wmts = config.wmts.clone();
+    let demo = DemoInput {
+        services: DemoServices {
+            ogcapi: false,
+            wms: false,
+            wms_111: false,
+            wmts_kvp: wmts.as_ref().is_some_and(|w| w.kvp),
+            wmts_restful: wmts.as_ref().is_some_and(|w| w.restful),
+            tms: tms_on,
+        },
+        tile_layers: demo_layers.into_iter().map(|(_, d)| d).collect(),
+        restful_template: wmts
+            .map(|w| w.restful_template)
+            .unwrap_or_else(|| crate::service::demo::DEFAULT_RESTFUL_TEMPLATE.to_string()),
+        ..DemoInput::default()
+    };
+    MapProxyService::new(config, layers).with_demo(demo)
+}
+
+fn config_template(config: &ServiceConfig, _w: &config::WmtsConf) -> String {
+    config
+        .wmts
+        .as_ref()
+        .map(|w| w.restful_template.clone())
+        .unwrap_or_default()
+}
+
+/// `md` of the WMS service: what the tile services' documents print.
+fn service_md(md: Option<&Node>) -> crate::service::ServiceMd {
+    let mut out = crate::service::ServiceMd::default();
+    let Some(Node {
+        value: Value::Map(m),
+        ..
+    }) = md
+    else {
+        return out;
+    };
+    let text = |k: &str| match m.get(k).map(|n| &n.value) {
+        Some(Value::Str(s)) => Some(s.clone()),
+        Some(Value::Int(i)) => Some(i.to_string()),
+        Some(Value::Float(f)) => Some(f.to_string()),
+        _ => None,
+    };
+    out.title = text("title").unwrap_or_default();
+    out.abstract_ = text("abstract").unwrap_or_default();
+    out.online_resource = text("online_resource").unwrap_or_default();
+    out.fees = text("fees");
+    out.access_constraints = text("access_constraints");
+    out
+}
+
+fn flatten<'a>(layers: &'a [LayerConf], out: &mut Vec<&'a LayerConf>) {
+    for l in layers {
+        out.push(l);
+        flatten(&l.layers, out);
+    }
+}
+
+impl TileLayer {
+    fn clone_for_demo(&self, grid: &Arc<TileGrid>) -> DemoTileLayer {
+        DemoTileLayer {
+            name: self.name.clone(),
+            tms_grid: self.url_grid_name(false),
+            matrix_set: self.grid_name.clone(),
+            format: self.format.ext().to_string(),
+            grid: grid.clone(),
+            extent: None,
+        }
+    }
+}
+
+fn http_opts(conf: &MapProxyConf, own: &config::HttpOpts) -> HttpOpts {
+    let g = &conf.globals.http;
+    let mut headers: Vec<(String, String)> = g
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (k, v) in &own.headers {
+        headers.retain(|(h, _)| !h.eq_ignore_ascii_case(k));
+        headers.push((k.clone(), v.clone()));
+    }
+    let timeout = own.client_timeout.unwrap_or(g.client_timeout);
+    HttpOpts {
+        client_timeout: Duration::from_secs_f64(timeout.clamp(0.001, 86_400.0)),
+        headers,
+        hide_error_details: own.hide_error_details.unwrap_or(g.hide_error_details),
+        insecure: own.ssl_no_cert_checks.unwrap_or(g.ssl_no_cert_checks),
+        ca_file: own.ssl_ca_certs.clone().or_else(|| g.ssl_ca_certs.clone()),
+        ..HttpOpts::default()
+    }
+}
+
+/// `on_error` as the source reads it: a status (or `other`) → a colour or transparent.
+fn on_error(list: &[config::OnError]) -> Result<Option<OnError>, ConfigError> {
+    if list.is_empty() {
+        return Ok(None);
+    }
+    let mut oe = OnError::new();
+    for e in list {
+        let status = if e.status == "other" {
+            None
+        } else {
+            Some(e.status.parse::<u16>().map_err(|_| {
+                err(
+                    &e.loc,
+                    format!(
+                        "on_error: expected an HTTP status or 'other', found '{}'",
+                        e.status
+                    ),
+                )
+            })?)
+        };
+        let color = match &e.response.value {
+            Value::Str(s) if s == "transparent" => [255, 255, 255, 0],
+            Value::Str(s) => parse_hex_color(s).ok_or_else(|| {
+                err(&e.response.loc, format!("on_error response: expected 'transparent', #rrggbb or [r, g, b], found '{s}'"))
+            })?,
+            Value::Seq(items) => {
+                let v: Vec<u8> = items
+                    .iter()
+                    .filter_map(|n| match n.value {
+                        Value::Int(i) => u8::try_from(i).ok(),
+                        _ => None,
+                    })
+                    .collect();
+                match v.as_slice() {
+                    [r, g, b] => [*r, *g, *b, 255],
+                    [r, g, b, a] => [*r, *g, *b, *a],
+                    _ => {
+                        return Err(err(
+                            &e.response.loc,
+                            "on_error response: expected [r, g, b] or [r, g, b, a] with values 0-255",
+                        ))
+                    }
+                }
+            }
+            _ => {
+                return Err(err(
+                    &e.response.loc,
+                    "on_error response: expected 'transparent', #rrggbb or [r, g, b]",
+                ))
+            }
+        };
+        oe.add(
+            status,
+            OnErrorResponse {
+                color,
+                cache: e.cache,
+                authorize_stale: e.authorize_stale,
+            },
+        );
+    }
+    Ok(Some(oe))
+}
+
+fn parse_hex_color(s: &str) -> Option<[u8; 4]> {
+    let h = s.strip_prefix('#')?;
+    let byte = |i: usize| u8::from_str_radix(h.get(i..i + 2)?, 16).ok();
+    match h.len() {
+        6 => Some([byte(0)?, byte(2)?, byte(4)?, 255]),
+        8 => Some([byte(0)?, byte(2)?, byte(4)?, byte(6)?]),
+        _ => None,
+    }
+}
+
+fn parse_srs(s: &str) -> Option<u32> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("CRS:84") {
+        return Some(4326);
+    }
+    s.strip_prefix("EPSG:")
+        .or_else(|| s.strip_prefix("epsg:"))?
+        .parse()
+        .ok()
+}
+
+/// The source of a cache, for the grid the cache is in.
+fn compile_source(
+    conf: &MapProxyConf,
+    grids: &mut GridSet,
+    cache: &CacheConf,
+    name: &str,
+) -> Result<(Arc<dyn MapSource>, bool, bool), ConfigError> {
+    let Some(src) = conf.sources.get(name) else {
+        return Err(err(
+            &cache.loc,
+            format!("source '{name}': caches as sources are not supported yet"),
+        ));
+    };
+    match &src.kind {
+        SourceKind::Debug => Ok((Arc::new(DebugSource::new()), true, true)),
+        SourceKind::Tile(t) => {
+            let grid_name = t.grid.as_deref().unwrap_or("GLOBAL_MERCATOR");
+            let grid = grids.tile_grid(grid_name).map_err(|e| {
+                err(
+                    &src.loc,
+                    format!("grid '{grid_name}' of source '{name}': {e}"),
+                )
+            })?;
+            let template = TileUrlTemplate::new(&t.url)
+                .map_err(|e| err(&src.loc, format!("sources.{name}.url: {e}")))?;
+            let http = SourceHttp::new(&http_opts(conf, &t.http))
+                .map_err(|e| err(&src.loc, format!("sources.{name}.http: {e}")))?;
+            let source = TileSource::new(template, grid, http, on_error(&t.on_error)?);
+            Ok((Arc::new(source), false, t.transparent))
+        }
+        SourceKind::Wms(w) => {
+            let mut req: Vec<(String, String)> = Vec::new();
+            if let Some(l) = &w.layers {
+                req.push(("layers".into(), l.clone()));
+            }
+            for (k, v) in &w.params {
+                let v = match &v.value {
+                    Value::Str(s) => s.clone(),
+                    Value::Int(i) => i.to_string(),
+                    Value::Float(f) => f.to_string(),
+                    Value::Bool(true) => "True".into(),
+                    Value::Bool(false) => "False".into(),
+                    _ => continue,
+                };
+                req.push((k.clone(), v));
+            }
+            if w.transparent && !req.iter().any(|(k, _)| k == "transparent") {
+                req.push(("transparent".into(), "True".into()));
+            }
+            let mut c = crate::source::WmsSourceConf::new(w.url.clone(), req);
+            if let Some(v) = w.wms_opts.get("version") {
+                let text = match &v.value {
+                    Value::Str(s) => s.clone(),
+                    Value::Float(f) => f.to_string(),
+                    _ => String::new(),
+                };
+                c.version = WmsVersion::parse(&text).ok_or_else(|| {
+                    err(&v.loc, format!("wms_opts.version: expected 1.1.1 or 1.3.0, found '{text}' (other versions are not supported yet)"))
+                })?;
+            }
+            if let Some(srs) = &w.supported_srs {
+                for s in srs {
+                    c.supported_srs.push(parse_srs(s).ok_or_else(|| {
+                        err(
+                            &src.loc,
+                            format!(
+                                "sources.{name}.supported_srs: expected EPSG:<code>, found '{s}'"
+                            ),
+                        )
+                    })?);
+                }
+            }
+            if let Some(f) = &w.supported_formats {
+                c.supported_formats = f.iter().map(|f| ImageFormat::new(f.clone())).collect();
+            }
+            c.concurrent_requests = w.common.concurrent_requests.unwrap_or(0) as usize;
+            let http = SourceHttp::new(&http_opts(conf, &w.http))
+                .map_err(|e| err(&src.loc, format!("sources.{name}.http: {e}")))?;
+            let transparent = w.transparent;
+            Ok((
+                Arc::new(WmsSource::new(c, http, on_error(&w.on_error)?)),
+                true,
+                transparent,
+            ))
+        }
+        SourceKind::Other { type_name, .. } => Err(err(
+            &src.loc,
+            format!("source '{name}': type '{type_name}' is not supported yet"),
+        )),
+    }
+}
+
+fn compile_cache(
+    conf: &MapProxyConf,
+    grids: &mut GridSet,
+    name: &str,
+    cache: &CacheConf,
+) -> Result<Vec<CacheGrid>, ConfigError> {
+    if cache.cache.kind != "file" {
+        return Err(err(
+            &cache.cache.loc,
+            format!(
+                "cache '{name}': cache type '{}' is not supported yet",
+                cache.cache.kind
+            ),
+        ));
+    }
+    let source_name = match cache.sources.as_slice() {
+        [one] => one,
+        [] => {
+            return Err(err(
+                &cache.loc,
+                format!("cache '{name}': caches without sources are not supported yet"),
+            ))
+        }
+        _ => {
+            return Err(err(
+                &cache.loc,
+                format!("cache '{name}': several sources in one cache are not supported yet"),
+            ))
+        }
+    };
+    let (source, metatiling, transparent) = compile_source(conf, grids, cache, source_name)?;
+    let layout = match &cache.cache.directory_layout {
+        Some(l) => DirectoryLayout::parse(l).map_err(|e| err(&cache.cache.loc, e.to_string()))?,
+        None => DirectoryLayout::Tc,
+    };
+    let format = ImageFormat::new(cache.format.clone());
+    let g = &conf.globals;
+    let mut opts = ImageOpts::new(format.clone());
+    opts.transparent = transparent;
+    opts.paletted = g.image.paletted;
+    opts.jpeg_quality = g.image.jpeg_quality;
+    let link = match cache.link_single_color_images {
+        LinkSingleColor::No => None,
+        LinkSingleColor::Symlink => Some(LinkMode::Symlink),
+        LinkSingleColor::Hardlink => Some(LinkMode::Hardlink),
+    };
+    let grid_names = if cache.grids.is_empty() {
+        vec!["GLOBAL_MERCATOR".to_string()]
+    } else {
+        cache.grids.clone()
+    };
+    let tile_lock_dir = cache
+        .cache
+        .tile_lock_dir
+        .clone()
+        .or_else(|| g.cache.tile_lock_dir.clone())
+        .unwrap_or_else(|| g.cache.base_dir.join("tile_locks"));
+    let mut out = Vec::new();
+    for grid_name in &grid_names {
+        let grid = grids.tile_grid(grid_name).map_err(|e| {
+            err(
+                &cache.loc,
+                format!("grid '{grid_name}' of cache '{name}': {e}"),
+            )
+        })?;
+        let naming = if let Some(d) = &cache.cache.directory {
+            crate::cache::CacheDirNaming::Directory(d)
+        } else if cache.cache.use_grid_names.unwrap_or(false) {
+            crate::cache::CacheDirNaming::GridName {
+                base_dir: &cache.cache_dir,
+                grid_name,
+            }
+        } else {
+            crate::cache::CacheDirNaming::Srs {
+                base_dir: &cache.cache_dir,
+                grid_srs: &format!("EPSG:{}", grid.srs()),
+            }
+        };
+        let dir = crate::cache::path::cache_dir(name, naming);
+        let file_cache: Arc<dyn TileCache> =
+            Arc::new(FileCache::for_format(&dir, layout, &format).with_link_single_color(link));
+        // MapProxy's lock_cache_id: the MD5 of the cache directory.
+        let lock_id = {
+            use md5::{Digest, Md5};
+            let d = Md5::digest(dir.to_string_lossy().as_bytes());
+            d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        };
+        let locker = TileLocker::new(
+            &tile_lock_dir,
+            lock_id,
+            Duration::from_secs_f64(g.http.client_timeout.clamp(1.0, 86_400.0)),
+        );
+        let meta = if metatiling {
+            MetaSettings {
+                meta_size: cache.meta_size,
+                meta_buffer: cache.meta_buffer,
+            }
+        } else {
+            MetaSettings::NONE
+        };
+        let manager = TileManager::new(
+            file_cache,
+            source.clone(),
+            grid.clone(),
+            meta,
+            opts.clone(),
+            locker,
+            cache.concurrent_tile_creators.max(1) as usize,
+        );
+        out.push(CacheGrid {
+            grid_name: grid_name.clone(),
+            grid,
+            manager: Arc::new(manager),
+            format: format.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// `egg:MapProxy#app`.
+pub fn factory(
+    conf: &mapproxy_serve_core::config::FactoryConf,
+    ctx: &mut mapproxy_serve_core::build::BuildContext,
+) -> Result<App, ConfigErrors> {
+    conf.require("mapproxy_conf")?;
+    let yaml = conf
+        .get_path("mapproxy_conf")
+        .ok_or_else(|| conf.error("mapproxy_conf", "expected a path"))?;
+    // The file is watched even when it is broken: fixing it reloads.
+    ctx.watch(yaml.clone());
+    if let Some(globs) = conf.get("reload_files") {
+        let base = conf
+            .location_of("reload_files")
+            .file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        for pattern in globs.split_whitespace() {
+            let full = base.join(pattern);
+            for f in watched_glob(&full) {
+                ctx.watch(f);
+            }
+        }
+    }
+    if conf.get("log_conf").is_some_and(|v| !v.trim().is_empty()) {
+        ctx.warn(
+            conf.location_of("log_conf"),
+            "log_conf is not applied yet: configure MapProxy's loggers (mapproxy.*) in this ini's [loggers] sections",
+        );
+    }
+    let trusted = conf
+        .get("trusted_proxies")
+        .unwrap_or(crate::service::DEFAULT_TRUSTED_PROXIES);
+    if mapproxy_serve_filters::proxy_headers::ProxyHeadersConfig::parse_trusted(trusted).is_err() {
+        return Err(conf
+            .error(
+                "trusted_proxies",
+                "expected CIDRs or addresses, comma-separated",
+            )
+            .into());
+    }
+    let built = build_with(&yaml, trusted)?;
+    for f in &built.files {
+        ctx.watch(f.clone());
+    }
+    for w in built.warnings {
+        let loc = w
+            .location
+            .clone()
+            .unwrap_or_else(|| conf.location_of("mapproxy_conf"));
+        ctx.warn(loc, w.message);
+    }
+    Ok(built.app)
+}
+
+/// The files a `reload_files` glob names (`*` and `?` in the last component only).
+fn watched_glob(pattern: &Path) -> Vec<PathBuf> {
+    let Some(name) = pattern.file_name().and_then(|n| n.to_str()) else {
+        return Vec::new();
+    };
+    if !name.contains(['*', '?']) {
+        return vec![pattern.to_path_buf()];
+    }
+    let dir = pattern.parent().unwrap_or(Path::new("."));
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_str().is_some_and(|n| glob_match(name, n)))
+        .map(|e| e.path())
+        .collect();
+    out.sort();
+    out
+}
+
+fn glob_match(pat: &str, name: &str) -> bool {
+    fn m(p: &[char], n: &[char]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some('*'), _) => m(&p[1..], n) || (!n.is_empty() && m(p, &n[1..])),
+            (Some('?'), Some(_)) => m(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => m(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    let p: Vec<char> = pat.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    m(&p, &n)
+}
