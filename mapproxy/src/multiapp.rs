@@ -320,19 +320,6 @@ impl MultiApp {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pop_path_as_mapproxy() {
-        assert_eq!(pop_path("/foo/service"), ("foo", "/service"));
-        assert_eq!(pop_path("/service"), ("service", ""));
-        assert_eq!(pop_path(""), ("", ""));
-        assert_eq!(pop_path("/foo/"), ("foo", "/"));
-    }
-}
-
 /// `egg:MapProxy#multiapp`.
 pub fn factory(
     conf: &mapproxy_serve_core::config::FactoryConf,
@@ -385,4 +372,17 @@ pub fn factory(
         }
     }
     Ok(App::from_handler(MultiAppHandler(multi)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pop_path_as_mapproxy() {
+        assert_eq!(pop_path("/foo/service"), ("foo", "/service"));
+        assert_eq!(pop_path("/service"), ("service", ""));
+        assert_eq!(pop_path(""), ("", ""));
+        assert_eq!(pop_path("/foo/"), ("foo", "/"));
+    }
 }
