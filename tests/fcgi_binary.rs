@@ -162,7 +162,6 @@ fn client() -> reqwest::Client {
         .expect("client")
 }
 
-
 /// What the seeds' deployment must do through nginx: MapProxy at `/mapproxy`.
 async fn check_through_nginx(port: u16) {
     let base = format!("http://127.0.0.1:{port}");
@@ -192,7 +191,10 @@ async fn check_through_nginx(port: u16) {
         .expect("GET");
     assert_eq!(res.status(), 200);
     let text = res.text().await.expect("body");
-    assert!(text.starts_with("<html><body><h1>Welcome to MapProxy 7.0.0</h1>"), "{text}");
+    assert!(
+        text.starts_with("<html><body><h1>Welcome to MapProxy 7.0.0</h1>"),
+        "{text}"
+    );
     assert!(text.contains(&format!("{base}/mapproxy/demo/")), "{text}");
 
     // A POST body (300 KiB: more than one STDIN record, more than nginx buffers in memory):
@@ -303,7 +305,10 @@ async fn bind_override_replaces_the_configured_socket() {
     let text = res.text();
     let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
     assert!(head.starts_with("Status: 200"), "{head}");
-    assert!(body.contains("/mapproxy/tms/1.0.0/debug/webmercator"), "{body}");
+    assert!(
+        body.contains("/mapproxy/tms/1.0.0/debug/webmercator"),
+        "{body}"
+    );
     drop(conn);
 
     let (status, stderr) = tokio::task::spawn_blocking(move || {

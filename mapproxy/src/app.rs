@@ -123,7 +123,8 @@ fn compile(
                     cg.format.clone(),
                     cg.manager.clone(),
                 );
-                demo_layers.push((tl.url_grid_name(false), tl.clone_for_demo(&grid)));
+                let tms_grid_names = conf.services.tms.as_ref().is_some_and(|t| t.use_grid_names);
+                demo_layers.push(tl.demo_layer(&grid, tms_grid_names));
                 layers.push(tl);
             }
         }
@@ -176,7 +177,7 @@ fn compile(
             wmts_restful: wmts.as_ref().is_some_and(|w| w.restful),
             tms: tms_on,
         },
-        tile_layers: demo_layers.into_iter().map(|(_, d)| d).collect(),
+        tile_layers: demo_layers,
         restful_template: wmts
             .map(|w| w.restful_template)
             .unwrap_or_else(|| crate::service::demo::DEFAULT_RESTFUL_TEMPLATE.to_string()),
@@ -225,10 +226,11 @@ fn flatten<'a>(layers: &'a [LayerConf], out: &mut Vec<&'a LayerConf>) {
 }
 
 impl TileLayer {
-    fn clone_for_demo(&self, grid: &Arc<TileGrid>) -> DemoTileLayer {
+    /// What the demo needs of this layer; its TMS URLs name the grid as `/tms/` does.
+    fn demo_layer(&self, grid: &Arc<TileGrid>, tms_use_grid_names: bool) -> DemoTileLayer {
         DemoTileLayer {
             name: self.name.clone(),
-            tms_grid: self.url_grid_name(false),
+            tms_grid: self.url_grid_name(tms_use_grid_names),
             matrix_set: self.grid_name.clone(),
             format: self.format.ext().to_string(),
             grid: grid.clone(),

@@ -386,3 +386,88 @@ fn viewer_draws_tiles_in_chromium() {
     eprintln!("WMS: {} GetMap requests", seen.len());
     drop(server.rt);
 }
+
+/// The whole MapProxy app of `ini/develop.ini` (its `ini/mapproxy.yaml`, cache in a temporary
+/// directory) on a loopback server: Chromium opens the demo's TMS viewer of the `debug` layer,
+/// the tiles go YAML → cache miss → debug source → paletted PNG → cache file → browser, and the
+/// debug text is drawn (dark pixels) on the screenshot.
+#[test]
+fn the_develop_mapproxy_yaml_draws_in_chromium() {
+    let Some(chromium) = chromium::find("the develop MapProxy demo test") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo_yaml = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ini/mapproxy.yaml");
+    let yaml = dir.path().join("mapproxy.yaml");
+    std::fs::copy(&repo_yaml, &yaml).expect("copy ini/mapproxy.yaml");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let built = rt
+        .block_on(async { mapproxy_serve_mapproxy::app::build(&yaml) })
+        .unwrap_or_else(|e| panic!("ini/mapproxy.yaml builds: {e}"));
+    let app = built.app;
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let tiles = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = tiles.clone();
+    rt.spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (app, counted) = (app.clone(), counted.clone());
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let tile = req.uri().path().starts_with("/tms/");
+                    let path = req.uri().path().to_string();
+                    let fut = app.call(mapproxy_serve_core::app::box_request(req));
+                    let counted = counted.clone();
+                    async move {
+                        let res = fut.await;
+                        let png = res
+                            .headers()
+                            .get("content-type")
+                            .is_some_and(|v| v == "image/png");
+                        if tile && res.status() == 200 && png {
+                            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        } else if tile {
+                            eprintln!("tile {path}: {}", res.status());
+                        }
+                        Ok::<_, Infallible>(res)
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    let url = format!("http://{addr}/demo/?tms_layer=debug&format=png&srs=EPSG%3A3857");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let dark = |img: &image::RgbaImage| {
+        img.pixels()
+            .filter(|p| p.0[3] > 0 && p.0[0] < 80 && p.0[1] < 80 && p.0[2] < 80)
+            .count()
+    };
+    let img =
+        chromium::poll_screenshot(&chromium, &url, (800, 600), deadline, |img| dark(img) > 500)
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        tiles.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "the viewer asked for tiles"
+    );
+    assert!(
+        dark(&img) > 500,
+        "debug text drawn: {} dark pixels",
+        dark(&img)
+    );
+    assert!(
+        dir.path().join("cache_data/debug_cache_EPSG3857").is_dir(),
+        "tiles cached next to the YAML"
+    );
+}
