@@ -1,0 +1,323 @@
+//! The whole app from a `mapproxy.yaml` (`app::build`), asked over its `App` interface:
+//! caches written by the real MapProxy 7 served byte for byte, and tile and WMS sources against
+//! real upstreams on loopback (requests counted, paths recorded).
+
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use mapproxy_serve_core::app::{empty_body, App};
+
+fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cache")
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir") {
+        let e = e.expect("entry");
+        let ty = e.file_type().expect("type");
+        let dest = to.join(e.file_name());
+        if ty.is_dir() {
+            copy_tree(&e.path(), &dest);
+        } else if ty.is_symlink() {
+            let target = std::fs::read_link(e.path()).expect("readlink");
+            std::os::unix::fs::symlink(target, &dest).expect("symlink");
+        } else {
+            std::fs::copy(e.path(), &dest).expect("copy");
+        }
+    }
+}
+
+async fn get(app: &App, uri: &str) -> (StatusCode, http::HeaderMap, Bytes) {
+    let req = Request::get(uri).body(empty_body()).expect("request");
+    let res = app.call(req).await;
+    let (parts, body) = res.into_parts();
+    let bytes = body.collect().await.expect("body").to_bytes();
+    (parts.status, parts.headers, bytes)
+}
+
+fn build(dir: &Path, yaml: &str) -> App {
+    let path = dir.join("mapproxy.yaml");
+    std::fs::write(&path, yaml).expect("write yaml");
+    match mapproxy_serve_mapproxy::app::build(&path) {
+        Ok(b) => b.app,
+        Err(e) => panic!("builds:\n{e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caches_written_by_mapproxy_7_are_served_byte_for_byte() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    copy_tree(&fixture_dir().join("data"), &data);
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(fixture_dir().join("manifest.json")).expect("manifest"),
+    )
+    .expect("manifest JSON");
+    let caches = [
+        ("l_tc", "directory_layout: tc"),
+        ("l_mp", "directory_layout: mp"),
+        ("l_tms", "directory_layout: tms"),
+        ("l_reverse_tms", "directory_layout: reverse_tms"),
+        ("l_quadkey", "directory_layout: quadkey"),
+        ("l_arcgis", "directory_layout: arcgis"),
+        ("gridnames", "{directory_layout: tc, use_grid_names: true}"),
+    ];
+    let mut yaml = String::from(
+        "services:\n  tms:\n    use_grid_names: true\n\
+         grids:\n  tiny:\n    srs: 'EPSG:3857'\n    base: GLOBAL_WEBMERCATOR\n    tile_size: [32, 32]\n    num_levels: 3\n\
+         sources:\n  dbg:\n    type: debug\n\
+         globals:\n  cache:\n    base_dir: ./data\n\
+         caches:\n",
+    );
+    for (name, cache) in caches {
+        let cache = if cache.starts_with('{') {
+            format!("    cache: {{type: file, {}\n", &cache[1..])
+        } else {
+            format!("    cache: {{type: file, {cache}}}\n")
+        };
+        yaml.push_str(&format!(
+            "  {name}:\n    grids: [tiny]\n    sources: [dbg]\n    format: image/png\n{cache}"
+        ));
+    }
+    yaml.push_str("layers:\n");
+    for (name, _) in caches {
+        yaml.push_str(&format!(
+            "  - name: {name}\n    title: {name}\n    sources: [{name}]\n"
+        ));
+    }
+    let app = build(tmp.path(), &yaml);
+    let mut served = 0;
+    for (name, _) in caches {
+        let m = &manifest[name];
+        let tiles = m["tiles"].as_array().expect("tiles");
+        assert!(!tiles.is_empty(), "{name}: tiles in the fixture");
+        for t in tiles {
+            let c = t["coord"].as_array().expect("coord");
+            let (x, y, z) = (
+                c[0].as_i64().expect("x"),
+                c[1].as_i64().expect("y"),
+                c[2].as_i64().expect("z"),
+            );
+            // /tiles/ counts rows as the grid does (nw), as the cache stores them
+            let (status, headers, body) =
+                get(&app, &format!("/tiles/{name}/tiny/{z}/{x}/{y}.png")).await;
+            assert_eq!(status, 200, "{name} {x},{y},{z}");
+            assert_eq!(headers["content-type"], "image/png");
+            let file = data
+                .join(m["dir"].as_str().expect("dir"))
+                .join(t["path"].as_str().expect("path"));
+            let want = std::fs::read(&file).expect("fixture tile");
+            assert_eq!(
+                body.as_ref(),
+                want.as_slice(),
+                "{name} {x},{y},{z}: MapProxy's bytes"
+            );
+            served += 1;
+        }
+    }
+    assert!(served >= 30, "{served} tiles");
+}
+
+/// A loopback upstream: tiles at `/{z}/{x}/{y}.png` (404 when z > 5), WMS GetMap at
+/// `/service`; every path and query recorded.
+struct Upstream {
+    addr: std::net::SocketAddr,
+    seen: Arc<Mutex<Vec<String>>>,
+    /// Set: the upstream accepts and reads requests but never answers (a hung server).
+    hung: Arc<std::sync::atomic::AtomicBool>,
+}
+
+fn png(w: u32, h: u32, rgba: [u8; 4]) -> Vec<u8> {
+    let img = image::RgbaImage::from_pixel(w, h, image::Rgba(rgba));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .expect("encode");
+    out.into_inner()
+}
+
+fn query_param(q: &str, name: &str) -> Option<String> {
+    q.split('&')
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.to_string())
+}
+
+async fn upstream() -> Upstream {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let hung: Arc<std::sync::atomic::AtomicBool> = Arc::default();
+    let log = seen.clone();
+    let is_hung = hung.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (log, is_hung) = (log.clone(), is_hung.clone());
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let hang = is_hung.load(std::sync::atomic::Ordering::SeqCst);
+                    let path = req.uri().path().to_string();
+                    let query = req.uri().query().unwrap_or("").to_string();
+                    if let Ok(mut l) = log.lock() {
+                        l.push(format!("{path}?{query}"));
+                    }
+                    let res = if path == "/service" {
+                        let w = query_param(&query, "width").and_then(|v| v.parse().ok());
+                        let h = query_param(&query, "height").and_then(|v| v.parse().ok());
+                        match (w, h) {
+                            (Some(w), Some(h)) if w <= 4096 && h <= 4096 => Response::builder()
+                                .header("content-type", "image/png")
+                                .body(http_body_util::Full::new(Bytes::from(png(
+                                    w,
+                                    h,
+                                    [0, 128, 0, 255],
+                                ))))
+                                .expect("response"),
+                            _ => Response::builder()
+                                .status(400)
+                                .body(http_body_util::Full::new(Bytes::from("bad size")))
+                                .expect("response"),
+                        }
+                    } else {
+                        let z: Option<u32> = path
+                            .trim_start_matches('/')
+                            .split('/')
+                            .next()
+                            .and_then(|z| z.parse().ok());
+                        match z {
+                            Some(z) if z <= 5 => Response::builder()
+                                .header("content-type", "image/png")
+                                .body(http_body_util::Full::new(Bytes::from(png(
+                                    256,
+                                    256,
+                                    [200, 0, 0, 255],
+                                ))))
+                                .expect("response"),
+                            _ => Response::builder()
+                                .status(404)
+                                .body(http_body_util::Full::new(Bytes::from("no such tile")))
+                                .expect("response"),
+                        }
+                    };
+                    async move {
+                        if hang {
+                            std::future::pending::<()>().await;
+                        }
+                        Ok::<_, Infallible>(res)
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Upstream { addr, seen, hung }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tile_source_fills_the_cache_once_and_errors_are_mapproxys() {
+    let up = upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let yaml = format!(
+        "services:\n  tms:\n\
+         layers:\n  - name: osm\n    title: OSM\n    sources: [osm_cache]\n\
+         caches:\n  osm_cache:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [osm_tiles]\n\
+         sources:\n  osm_tiles:\n    type: tile\n    grid: GLOBAL_WEBMERCATOR\n    url: http://{}/%(tms_path)s.png\n\
+         globals:\n  http:\n    client_timeout: 1\n",
+        up.addr
+    );
+    let app = build(tmp.path(), &yaml);
+    // TMS level 0 is grid level 1 for the global profiles; TMS rows count from the south.
+    let (status, headers, body) = get(&app, "/tms/1.0.0/osm/EPSG3857/0/0/0.png").await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "image/png");
+    assert!(headers.contains_key("etag"));
+    assert_eq!(
+        up.seen.lock().expect("seen").clone(),
+        vec!["/1/0/1.png?".to_string()],
+        "the source grid's own origin (nw): tms_path z/x/y"
+    );
+    let file = tmp
+        .path()
+        .join("cache_data/osm_cache_EPSG3857/01/000/000/000/000/000/001.png");
+    assert_eq!(std::fs::read(&file).expect("cached tile"), body.as_ref());
+    // Again: from the cache, no upstream request; a matching ETag gives 304.
+    let etag = headers["etag"].clone();
+    let req = Request::get("/tms/1.0.0/osm/EPSG3857/0/0/0.png")
+        .header("if-none-match", etag)
+        .body(empty_body())
+        .expect("request");
+    assert_eq!(app.call(req).await.status(), 304);
+    assert_eq!(up.seen.lock().expect("seen").len(), 1);
+    // The upstream's 404: MapProxy's TMS error document, 500, nothing cached.
+    let (status, headers, body) = get(&app, "/tms/1.0.0/osm/EPSG3857/7/0/0.png").await;
+    assert_eq!(status, 500);
+    assert!(headers["content-type"]
+        .to_str()
+        .expect("type")
+        .starts_with("text/xml"));
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("HTTP Error"), "{text}");
+    assert!(!tmp.path().join("cache_data/osm_cache_EPSG3857/08").exists());
+    // The upstream hangs: an error within client_timeout (1 s), nothing cached.
+    up.hung.store(true, std::sync::atomic::Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    let (status, _, body) = get(&app, "/tms/1.0.0/osm/EPSG3857/1/0/0.png").await;
+    assert_eq!(status, 500, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!tmp.path().join("cache_data/osm_cache_EPSG3857/02").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wms_source_is_asked_once_per_meta_tile() {
+    let up = upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let yaml = format!(
+        "services:\n  tms:\n\
+         layers:\n  - name: w\n    title: W\n    sources: [w_cache]\n\
+         caches:\n  w_cache:\n    grids: [GLOBAL_GEODETIC]\n    sources: [w_wms]\n    format: image/jpeg\n\
+         sources:\n  w_wms:\n    type: wms\n    req:\n      url: http://{}/service?\n      layers: dbg\n",
+        up.addr
+    );
+    let app = build(tmp.path(), &yaml);
+    // Grid level 1 of GLOBAL_GEODETIC (TMS level 0): 2×1 tiles, one meta tile.
+    let (status, headers, _) = get(&app, "/tms/1.0.0/w/EPSG4326/0/0/0.jpeg").await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "image/jpeg");
+    let (status, _, _) = get(&app, "/tms/1.0.0/w/EPSG4326/0/1/0.jpeg").await;
+    assert_eq!(status, 200);
+    let seen = up.seen.lock().expect("seen").clone();
+    assert_eq!(
+        seen,
+        vec!["/service?layers=dbg&format=image%2Fjpeg&bbox=-180.0,-90.0,180.0,90.0&width=512&height=256&srs=EPSG%3A4326&request=GetMap&version=1.1.1&service=WMS&styles=".to_string()],
+        "one GetMap for the meta tile, as MapProxy 7 asks it"
+    );
+    for p in [
+        "01/000/000/000/000/000/000.jpeg",
+        "01/000/000/001/000/000/000.jpeg",
+    ] {
+        assert!(
+            tmp.path()
+                .join("cache_data/w_cache_EPSG4326")
+                .join(p)
+                .is_file(),
+            "{p} cached"
+        );
+    }
+}
