@@ -77,8 +77,8 @@ async fn caches_written_by_mapproxy_7_are_served_byte_for_byte() {
          caches:\n",
     );
     for (name, cache) in caches {
-        let cache = if cache.starts_with('{') {
-            format!("    cache: {{type: file, {}\n", &cache[1..])
+        let cache = if let Some(rest) = cache.strip_prefix('{') {
+            format!("    cache: {{type: file, {rest}\n")
         } else {
             format!("    cache: {{type: file, {cache}}}\n")
         };
