@@ -42,6 +42,10 @@ const COVERED: &[&str] = &[
     "mapproxy-serve#echo",
     "mapproxy-serve#text",
     "mapproxy-serve#urlmap",
+    // served through ini files in tests/serve_binary.rs (ini/develop.ini's /mapproxy,
+    // multiapp_serves_lists_and_rebuilds_projects) and tests/fcgi_binary.rs (the seeds' config.ini)
+    "MapProxy#app",
+    "MapProxy#multiapp",
 ];
 
 #[test]
