@@ -3,6 +3,7 @@
 //!
 //! | module | what | MapProxy |
 //! |---|---|---|
+//! | [`authorize`] | the authorization callback: an `Authorizer` in the request extensions, asked by TMS, KML, WMTS and the demo (no `limited_to` yet) | `mapproxy.authorize`, `doc/auth.rst` |
 //! | [`grid`] | tile grids: resolutions, tile coordinates and bboxes, level lookup | `mapproxy/grid/`, `config/configuration/grid.py` |
 //! | [`config`] | `mapproxy.yaml` loaded into a typed model: `base:` includes, `${VAR}`, defaults, checks | `mapproxy/config/loader.py`, `spec.py`, `defaults.py`, `validator.py` |
 //! | [`tile`] | the seam between services and the tile path: `TileProvider`, `TileData` | `mapproxy/cache/tile.py` (`TileManager`'s interface) |
@@ -18,6 +19,7 @@
 #![deny(unsafe_code)]
 
 pub mod app;
+pub mod authorize;
 pub mod cache;
 pub mod config;
 mod eggs;

@@ -15,6 +15,12 @@
 //!
 //! A request without a known key gets `401` with `WWW-Authenticate`; otherwise the app behind
 //! sees the key's name as `REMOTE_USER` ([`RemoteUser`]).
+//!
+//! [`layer_auth`] (`egg:custom-auth#layer_auth`, feature `mapproxy`) goes behind it: it tells
+//! a MapProxy app which layers that user may see.
+
+#[cfg(feature = "mapproxy")]
+pub mod layer_auth;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};

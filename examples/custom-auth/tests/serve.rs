@@ -86,6 +86,10 @@ fn list_factories_shows_the_new_egg() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("egg:custom-auth#api_key  (filter)"), "{text}");
+    assert!(
+        text.contains("egg:custom-auth#layer_auth  (filter)"),
+        "{text}"
+    );
     // ... next to mapproxy-serve's own
     assert!(text.contains("egg:Paste#urlmap"), "{text}");
 }
@@ -302,4 +306,109 @@ fn check_shows_a_factory_warning_with_file_and_line_and_passes() {
         ini.display()
     );
     assert!(err.contains(&want), "{err}");
+}
+
+/// `GET path` with extra header lines; the status code and the whole answer.
+fn get_path(addr: &str, path: &str, headers: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{headers}\r\n"
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).expect("read answer");
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer}"));
+    (status, answer)
+}
+
+/// A MapProxy with two layers of a `debug` source (the shape of `ini/mapproxy.yaml`), behind
+/// `api_key` + `layer_auth` at `/`, and behind `layer_auth` alone at `/anon`.
+fn layer_auth_ini(dir: &std::path::Path) -> std::path::PathBuf {
+    std::fs::write(
+        dir.join("mapproxy.yaml"),
+        "services:\n  demo:\n  tms:\n  wmts:\n\n\
+         layers:\n  - name: open\n    title: Open layer\n    sources: [open_cache]\n  \
+         - name: secret\n    title: Secret layer\n    sources: [secret_cache]\n\n\
+         caches:\n  open_cache:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [debug]\n    \
+         format: image/png\n    meta_size: [1, 1]\n    meta_buffer: 0\n  \
+         secret_cache:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [debug]\n    \
+         format: image/png\n    meta_size: [1, 1]\n    meta_buffer: 0\n\n\
+         sources:\n  debug:\n    type: debug\n\n\
+         globals:\n  cache:\n    base_dir: ./cache_data\n",
+    )
+    .unwrap();
+    let ini = dir.join("layers.ini");
+    std::fs::write(
+        &ini,
+        "[server:main]\nuse = egg:mapproxy-serve#http\nhost = 127.0.0.1\nport = 8080\n\n\
+         [composite:main]\nuse = egg:Paste#urlmap\n/ = keyed\n/anon = anon\n\n\
+         [pipeline:keyed]\npipeline = api_key layer_auth mapproxy\n\n\
+         [pipeline:anon]\npipeline = layer_auth mapproxy\n\n\
+         [filter:api_key]\nuse = egg:custom-auth#api_key\nheader = X-Api-Key\n\
+         keys = alice:alice-secret-key ci:ci-secret-key\n\n\
+         [filter:layer_auth]\nuse = egg:custom-auth#layer_auth\n\
+         users =\n    alice: *\n    ci: open\n\n\
+         [app:mapproxy]\nuse = egg:MapProxy#app\nmapproxy_conf = %(here)s/mapproxy.yaml\n",
+    )
+    .unwrap();
+    ini
+}
+
+/// The `title="..."` of every TileMap in a TMS capabilities answer.
+fn tile_maps(answer: &str) -> Vec<&str> {
+    answer
+        .split("<TileMap title=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .collect()
+}
+
+#[test]
+fn layer_auth_lets_mapproxy_answer_by_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = layer_auth_ini(dir.path());
+    let (_server, addr) = serve(ini.to_str().unwrap());
+    let ci = "X-Api-Key: ci-secret-key\r\n";
+    let alice = "X-Api-Key: alice-secret-key\r\n";
+    let open_tile = "/tms/1.0.0/open/EPSG3857/0/0/0.png";
+    let secret_tile = "/tms/1.0.0/secret/EPSG3857/0/0/0.png";
+
+    // no credentials: api_key's 401; behind layer_auth alone, MapProxy's own 401
+    let (status, answer) = get_path(&addr, open_tile, "");
+    assert_eq!(status, 401, "{answer}");
+    assert!(answer.contains("www-authenticate: ApiKey"), "{answer}");
+    let (status, answer) = get_path(&addr, &format!("/anon{open_tile}"), "");
+    assert_eq!(status, 401, "{answer}");
+    assert!(answer.ends_with("\r\n\r\nunauthorized"), "{answer}");
+
+    // ci may see `open` only
+    let (status, answer) = get_path(&addr, secret_tile, ci);
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer.ends_with("\r\n\r\nforbidden"), "{answer}");
+    let (status, answer) = get_path(&addr, "/tms/1.0.0/", ci);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(tile_maps(&answer), ["Open layer"]);
+    let (status, answer) = get_path(&addr, open_tile, ci);
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains("content-type: image/png"), "{answer}");
+    let (status, answer) = get_path(&addr, "/wmts/1.0.0/WMTSCapabilities.xml", ci);
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer.contains("<ows:Title>Open layer</ows:Title>"),
+        "{answer}"
+    );
+    assert!(!answer.contains("Secret layer"), "{answer}");
+
+    // alice may see everything
+    let (status, answer) = get_path(&addr, "/tms/1.0.0/", alice);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(tile_maps(&answer), ["Open layer", "Secret layer"]);
+    let (status, answer) = get_path(&addr, secret_tile, alice);
+    assert_eq!(status, 200, "{answer}");
 }

@@ -11,8 +11,8 @@ use md5::{Digest, Md5};
 
 use super::response::{content_type_response, escape_html};
 use super::tms::{
-    layer_format, parse_tile_path_with, render_error, serve_tile, Kind, ServiceGrid, TileReq,
-    TileRequestError,
+    authorize_tile, layer_format, parse_tile_path_with, render_error, serve_tile, Kind,
+    ServiceGrid, TileReq, TileRequestError,
 };
 use super::{wgs84_bbox, Ctx, MapProxyService, TileLayer, TileService};
 use crate::grid::{Bbox, Origin};
@@ -55,6 +55,7 @@ pub(crate) async fn handle(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Bod
                         msg: format!("invalid request ({})", ctx.path),
                         internal: false,
                         code: None,
+                        denied: None,
                     },
                 )
             }
@@ -67,13 +68,15 @@ pub(crate) async fn handle(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Bod
                 msg: format!("unknown layer: {}", req.layer),
                 internal: false,
                 code: None,
+                denied: None,
             },
         );
     };
     let res = if req.format == "kml" {
-        kml_document(svc, ctx, layer, &req)
+        authorize_tile(ctx, "kml", layer, req.tile, Some(Origin::LowerLeft), false)
+            .and_then(|()| kml_document(svc, ctx, layer, &req))
     } else {
-        serve_tile(svc, ctx, layer, &req, Some(Origin::LowerLeft), false).await
+        serve_tile(svc, ctx, "kml", layer, &req, Some(Origin::LowerLeft), false).await
     };
     match res {
         Ok(r) => r,
@@ -101,6 +104,7 @@ fn out_of_range() -> TileRequestError {
         msg: "The requested tile is outside the bounding box of the tile map.".into(),
         internal: false,
         code: None,
+        denied: None,
     }
 }
 
@@ -127,6 +131,7 @@ fn kml_document(
         ),
         internal: true,
         code: None,
+        denied: None,
     };
     let tile_wgs = to_wgs(layer, bbox).ok_or_else(no_wgs)?;
 

@@ -27,6 +27,9 @@
 //! same filter's layer, trusting every peer as MapProxy does). Documents never repeat extra
 //! `PATH_INFO` segments (MapProxy #1184) and take the first value of a list (#590).
 //!
+//! A request carrying an [`Authorizer`] is authorized as with MapProxy's `mapproxy.authorize`
+//! callback ([`crate::authorize`]): TMS, KML, WMTS and the demo ask it.
+//!
 //! Not yet here: WMTS GetFeatureInfo (501 `OperationNotSupported`), the WMS service (a WMS
 //! 1.3.0 ServiceException that says so).
 
@@ -48,6 +51,7 @@ use mapproxy_serve_core::App;
 use mapproxy_serve_filters::proxy_headers::{ProxyHeadersConfig, ProxyHeadersLayer};
 use tower::{Layer, Service};
 
+use crate::authorize::{AuthRequest, Authorized, Authorizer, Denied, QueryExtent};
 use crate::grid::{Bbox, Origin, TileGrid};
 use crate::image::ImageFormat;
 use crate::tile::TileProvider;
@@ -469,6 +473,8 @@ impl MapProxyService {
             query: req.uri().query().unwrap_or(""),
             headers: req.headers(),
             script_url: script_url(req),
+            request: req,
+            authorizer: req.extensions().get::<Authorizer>(),
         };
         let res = match handler {
             Some("tms") | Some("tiles") if self.config.tms.is_some() => {
@@ -485,12 +491,22 @@ impl MapProxyService {
                     Some(q) => format!("{}?{q}", path_info(req)),
                     None => path_info(req).to_string(),
                 };
-                Some(demo::handle_with_headers(
-                    &pq,
-                    req.headers(),
-                    &ctx.script_url,
-                    &self.demo,
-                ))
+                // the static files are not authorized (MapProxy: not confidential)
+                let input = if path.starts_with("/demo/static/") {
+                    Ok(std::borrow::Cow::Borrowed(&self.demo))
+                } else {
+                    self.authorized_demo(&ctx)
+                };
+                Some(match input {
+                    Ok(input) => {
+                        demo::handle_with_headers(&pq, req.headers(), &ctx.script_url, &input)
+                    }
+                    // MapProxy's demo answers its own 403, without the no-cache headers
+                    Err(d) if d.0 == StatusCode::FORBIDDEN => {
+                        response::content_type_response(d.0, "text/plain", d.message())
+                    }
+                    Err(d) => denied_response(d),
+                })
             }
             _ => None,
         };
@@ -501,6 +517,32 @@ impl MapProxyService {
             return self.welcome(&ctx.script_url);
         }
         response::mimetype_response(StatusCode::NOT_FOUND, "text/plain", "not found")
+    }
+
+    /// `authorized_demo`: the demo's input as the authorizer allows it.
+    fn authorized_demo<'s>(
+        &'s self,
+        ctx: &Ctx<'_>,
+    ) -> Result<std::borrow::Cow<'s, demo::DemoInput>, Denied> {
+        let mut names: Vec<&str> = Vec::new();
+        let all = self.demo.tile_layers.iter().map(|l| l.name.as_str());
+        for n in all.chain(self.demo.wms_layers.iter().map(|l| l.name.as_str())) {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+        let Some(answer) = ctx.ask("demo", &names, None) else {
+            return Ok(std::borrow::Cow::Borrowed(&self.demo));
+        };
+        match crate::authorize::listing(answer)? {
+            crate::authorize::Listing::All => Ok(std::borrow::Cow::Borrowed(&self.demo)),
+            crate::authorize::Listing::Only(p) => {
+                let mut input = self.demo.clone();
+                input.tile_layers.retain(|l| p.access(&l.name).tile);
+                input.wms_layers.retain(|l| p.access(&l.name).map);
+                Ok(std::borrow::Cow::Owned(input))
+            }
+        }
     }
 
     /// Is `/service` served: WMS, or WMTS with KVP.
@@ -529,9 +571,53 @@ pub(crate) struct Ctx<'a> {
     pub headers: &'a http::HeaderMap,
     /// Scheme, host and mount path, no trailing `/`.
     pub script_url: String,
+    /// The request (extensions, for the authorizer).
+    pub request: &'a Request<()>,
+    /// MapProxy's `mapproxy.authorize`.
+    pub authorizer: Option<&'a Authorizer>,
 }
 
 impl Ctx<'_> {
+    /// Ask the authorizer; `None` when there is none (everything allowed).
+    pub fn ask(
+        &self,
+        service: &str,
+        layers: &[&str],
+        extent: Option<&QueryExtent>,
+    ) -> Option<Authorized> {
+        let auth = self.authorizer?;
+        let mut q = AuthRequest::new(service, layers, self.request);
+        if let Some(e) = extent {
+            q = q.with_query_extent(e);
+        }
+        Some(auth.authorize(&q))
+    }
+
+    /// `authorize_tile_layer`: may the request use `layer`?
+    pub fn check_layer(
+        &self,
+        service: &str,
+        layer: &str,
+        extent: Option<&QueryExtent>,
+    ) -> Result<(), Denied> {
+        match self.ask(service, &[layer], extent) {
+            Some(answer) => crate::authorize::check_layer(&answer, layer),
+            None => Ok(()),
+        }
+    }
+
+    /// `authorized_tile_layers`: which of `layers` a listing shows.
+    pub fn listing(
+        &self,
+        service: &str,
+        layers: &[&str],
+    ) -> Result<crate::authorize::Listing, Denied> {
+        match self.ask(service, layers, None) {
+            Some(answer) => crate::authorize::listing(answer),
+            None => Ok(crate::authorize::Listing::All),
+        }
+    }
+
     /// The first value of a query parameter, name compared case-insensitively (MapProxy's
     /// `NoCaseMultiDict`); values percent-decoded with `+` as space.
     pub fn arg(&self, name: &str) -> Option<String> {
@@ -539,6 +625,16 @@ impl Ctx<'_> {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v)
     }
+}
+
+/// A denial as MapProxy renders a `RequestError` without a request: the message as
+/// `text/plain`, no-cache.
+pub(crate) fn denied_response(d: Denied) -> Response<Body> {
+    response::no_cache(response::content_type_response(
+        d.0,
+        "text/plain",
+        d.message(),
+    ))
 }
 
 /// `parse_qsl`: `&`-separated `k=v` pairs, `+` is a space, percent-decoded (lossy UTF-8).

@@ -6,7 +6,8 @@ use http::{Response, StatusCode};
 use mapproxy_serve_core::app::Body;
 
 use super::response::{html_escape, mimetype_response, no_cache, py_float, tile_response};
-use super::{Ctx, MapProxyService, TileLayer, TileService};
+use super::{denied_response, Ctx, MapProxyService, TileLayer, TileService};
+use crate::authorize::{Denied, QueryExtent};
 use crate::grid::{default_bbox, Origin, TileCoord};
 use crate::tile::TileError;
 
@@ -26,6 +27,9 @@ pub(crate) struct TileRequestError {
     pub internal: bool,
     /// The OWS exception code (WMTS answers use it for the status).
     pub code: Option<&'static str>,
+    /// An authorizer's denial: rendered as MapProxy renders a `RequestError` with a status
+    /// and no request, whatever the service.
+    pub denied: Option<Denied>,
 }
 
 impl TileRequestError {
@@ -34,6 +38,14 @@ impl TileRequestError {
             msg: msg.into(),
             internal: false,
             code: None,
+            denied: None,
+        }
+    }
+
+    pub fn denied(d: Denied) -> Self {
+        TileRequestError {
+            denied: Some(d),
+            ..TileRequestError::new(d.message())
         }
     }
 
@@ -44,6 +56,9 @@ impl TileRequestError {
 }
 
 pub(crate) fn render_error(kind: Kind, e: &TileRequestError) -> Response<Body> {
+    if let Some(d) = e.denied {
+        return denied_response(d);
+    }
     let status = if e.internal {
         StatusCode::INTERNAL_SERVER_ERROR
     } else {
@@ -274,7 +289,10 @@ pub(crate) async fn handle(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Bod
             return match layer {
                 None => tms_capabilities(svc, ctx),
                 Some(l) => match tile_layer(svc, l, spec) {
-                    Some(layer) => tilemap(svc, ctx, layer),
+                    Some(layer) => match ctx.check_layer("tms", &layer.name, None) {
+                        Ok(()) => tilemap(svc, ctx, layer),
+                        Err(d) => denied_response(d),
+                    },
                     None => render_error(
                         Kind::Tms,
                         &TileRequestError::new(format!("unknown layer: {l}")),
@@ -344,7 +362,18 @@ fn tms_capabilities(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body> {
     }
     body.push_str("    <TileMaps>\n");
     let use_grid_names = svc.use_grid_names(TileService::Tms);
-    for layer in svc.tile_layers(TileService::Tms) {
+    let layers = svc.tile_layers(TileService::Tms);
+    let mut names: Vec<&str> = Vec::new();
+    for l in &layers {
+        if !names.contains(&l.name.as_str()) {
+            names.push(&l.name);
+        }
+    }
+    let listing = match ctx.listing("tms", &names) {
+        Ok(l) => l,
+        Err(d) => return denied_response(d),
+    };
+    for layer in layers.into_iter().filter(|l| listing.allows(&l.name)) {
         let g = ServiceGrid::of(layer);
         body.push_str(&format!(
             "        <TileMap title=\"{}\"\n                 srs=\"{}\"\n                 profile=\"{}\"\n                 href=\"{}/tms/1.0.0/{}/{}\" />\n",
@@ -427,21 +456,75 @@ async fn tile(svc: &MapProxyService, ctx: &Ctx<'_>, kind: Kind) -> Response<Body
             &TileRequestError::new(format!("unknown layer: {}", req.layer)),
         );
     };
-    match serve_tile(svc, ctx, layer, &req, origin, kind == Kind::Tms).await {
+    match serve_tile(svc, ctx, "tms", layer, &req, origin, kind == Kind::Tms).await {
         Ok(res) => res,
         Err(e) => render_error(kind, &e),
     }
 }
 
-/// `TileLayer.render` + `TileServer.map`'s response: format check, coordinate, the tile.
+fn out_of_range() -> TileRequestError {
+    TileRequestError::new("The requested tile is outside the bounding box of the tile map.")
+        .with_code("TileOutOfRange")
+}
+
+/// The grid's coordinate of a requested tile in `origin` (`None`: the grid's own).
+fn grid_coord(
+    layer: &TileLayer,
+    tile: (i64, i64, i64),
+    origin: Option<Origin>,
+    use_profiles: bool,
+) -> Result<TileCoord, TileRequestError> {
+    let g = ServiceGrid::of(layer);
+    let coord = g
+        .internal_tile_coord(layer, tile, use_profiles)
+        .ok_or_else(out_of_range)?;
+    match origin {
+        Some(o) if o != layer.grid.origin() => layer
+            .grid
+            .flip_tile_coord(coord)
+            .map_err(|_| out_of_range()),
+        _ => Ok(coord),
+    }
+}
+
+/// `authorize_tile_layer` for a tile (or a KML document of one): asked with the tile's
+/// extent, which a tile outside the grid has not (`TileOutOfRange` first, as MapProxy).
+pub(crate) fn authorize_tile(
+    ctx: &Ctx<'_>,
+    service: &str,
+    layer: &TileLayer,
+    tile: (i64, i64, i64),
+    origin: Option<Origin>,
+    use_profiles: bool,
+) -> Result<(), TileRequestError> {
+    if ctx.authorizer.is_none() {
+        return Ok(());
+    }
+    let coord = grid_coord(layer, tile, origin, use_profiles)?;
+    let bbox = layer
+        .grid
+        .tile_bbox(coord, false)
+        .map_err(|_| out_of_range())?;
+    let extent = QueryExtent {
+        srs: format!("EPSG:{}", layer.grid.srs()),
+        bbox,
+    };
+    ctx.check_layer(service, &layer.name, Some(&extent))
+        .map_err(TileRequestError::denied)
+}
+
+/// `TileLayer.render` + `TileServer.map`'s response: the authorizer (`service` is what it is
+/// asked for), format check, coordinate, the tile.
 pub(crate) async fn serve_tile(
     svc: &MapProxyService,
     ctx: &Ctx<'_>,
+    service: &str,
     layer: &TileLayer,
     req: &TileReq,
     origin: Option<Origin>,
     use_profiles: bool,
 ) -> Result<Response<Body>, TileRequestError> {
+    authorize_tile(ctx, service, layer, req.tile, origin, use_profiles)?;
     let fmt = layer_format(layer);
     if req.format != fmt {
         return Err(TileRequestError::new(format!(
@@ -450,23 +533,7 @@ pub(crate) async fn serve_tile(
         ))
         .with_code("InvalidParameterValue"));
     }
-    let out_of_range = || {
-        TileRequestError::new("The requested tile is outside the bounding box of the tile map.")
-            .with_code("TileOutOfRange")
-    };
-    let g = ServiceGrid::of(layer);
-    let mut coord = g
-        .internal_tile_coord(layer, req.tile, use_profiles)
-        .ok_or_else(out_of_range)?;
-    let grid_origin = layer.grid.origin();
-    if let Some(o) = origin {
-        if o != grid_origin {
-            coord = layer
-                .grid
-                .flip_tile_coord(coord)
-                .map_err(|_| out_of_range())?;
-        }
-    }
+    let coord = grid_coord(layer, req.tile, origin, use_profiles)?;
     let data = match layer.provider.tile(coord).await {
         Ok(d) => d,
         Err(TileError::OutOfRange) => return Err(out_of_range()),
@@ -475,6 +542,7 @@ pub(crate) async fn serve_tile(
                 msg: e.to_string(),
                 internal: true,
                 code: None,
+                denied: None,
             })
         }
     };

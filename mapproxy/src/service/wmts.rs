@@ -8,7 +8,7 @@ use regex::Regex;
 
 use super::response::{content_type_response, html_escape, mimetype_response, no_cache, py_float};
 use super::tms::{parse_int, serve_tile, TileReq, TileRequestError};
-use super::{Ctx, MapProxyService, TileLayer};
+use super::{denied_response, Ctx, MapProxyService, TileLayer};
 use crate::grid::Origin;
 
 const CAPABILITIES_PATH: &str = "/1.0.0/WMTSCapabilities.xml";
@@ -125,7 +125,20 @@ fn scale_denominator(res: f64, srs: u32) -> String {
 }
 
 /// The capabilities document (`Capabilities.render`, blank lines stripped).
-fn capabilities(svc: &MapProxyService, url: &str, restful: bool) -> Response<Body> {
+fn capabilities(svc: &MapProxyService, ctx: &Ctx<'_>, url: &str, restful: bool) -> Response<Body> {
+    // `authorized_tile_layers`: asked with every layer name; the matrix sets stay all
+    let mut all_names: Vec<&str> = Vec::new();
+    for l in svc.layers() {
+        if l.grid.supports_access_with_origin(Origin::UpperLeft)
+            && !all_names.contains(&l.name.as_str())
+        {
+            all_names.push(&l.name);
+        }
+    }
+    let listing = match ctx.listing("wmts", &all_names) {
+        Ok(l) => l,
+        Err(d) => return denied_response(d),
+    };
     let wmts = svc.config.wmts.clone().unwrap_or_default();
     let pick = |own: &str, global: &str| {
         if own.is_empty() {
@@ -221,7 +234,7 @@ fn capabilities(svc: &MapProxyService, url: &str, restful: bool) -> Response<Bod
     let mut names: Vec<&str> = Vec::new();
     let mut sets: Vec<&TileLayer> = Vec::new();
     for l in &wmts_layers {
-        if !names.contains(&l.name.as_str()) {
+        if !names.contains(&l.name.as_str()) && listing.allows(&l.name) {
             names.push(&l.name);
         }
         if !sets
@@ -315,7 +328,7 @@ struct WmtsTile {
 /// `/wmts...` (RESTful).
 pub(crate) async fn rest(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body> {
     if ctx.path.ends_with(CAPABILITIES_PATH) {
-        return capabilities(svc, &format!("{}/wmts", ctx.script_url), true);
+        return capabilities(svc, ctx, &format!("{}/wmts", ctx.script_url), true);
     }
     let caps = svc.wmts_regex.as_ref().and_then(|re| re.captures(ctx.path));
     let Some(caps) = caps else {
@@ -356,7 +369,7 @@ pub(crate) async fn kvp(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body> 
             } else {
                 "service"
             };
-            return capabilities(svc, &format!("{}/{name}", ctx.script_url), false);
+            return capabilities(svc, ctx, &format!("{}/{name}", ctx.script_url), false);
         }
         Some(_) => return not_yet("GetFeatureInfo"),
         None => return wmts_error(None, "unknown WMTS request type 'None'"),
@@ -448,8 +461,21 @@ async fn tile(svc: &MapProxyService, ctx: &Ctx<'_>, req: WmtsTile) -> Response<B
         tile: req.tile,
         format,
     };
-    match serve_tile(svc, ctx, layer, &treq, Some(Origin::UpperLeft), false).await {
+    match serve_tile(
+        svc,
+        ctx,
+        "wmts",
+        layer,
+        &treq,
+        Some(Origin::UpperLeft),
+        false,
+    )
+    .await
+    {
         Ok(res) => res,
+        Err(TileRequestError {
+            denied: Some(d), ..
+        }) => denied_response(d),
         Err(TileRequestError { msg, code, .. }) => wmts_error(code, &msg),
     }
 }
