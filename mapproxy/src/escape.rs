@@ -22,6 +22,26 @@ pub fn escape_html(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Python's `html.escape(s)` (quotes too: `&quot;`, `&#x27;`): how MapProxy escapes text in
+/// XML documents and HTML attributes.
+pub fn html_escape(s: &str) -> Cow<'_, str> {
+    if !s.contains(['&', '<', '>', '"', '\'']) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#x27;"),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// Percent-decode a path segment; `None` when the result is not UTF-8.
 pub fn percent_decode(s: &str) -> Option<String> {
     if !s.contains('%') {

@@ -123,30 +123,7 @@ pub fn py_float(v: f64) -> String {
     format!("{sign}{mant}e{esign}{:02}", exp.unsigned_abs())
 }
 
-/// Python's `html.escape(s)` (quotes too): how MapProxy escapes messages in XML documents.
-pub fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#x27;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// MapProxy's `escape_html` (`util/escape.py`): `&`, `<`, `>` escaped, quotes removed; used
-/// for the script URL in the welcome page and KML documents.
-pub fn escape_html(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('>', "&gt;")
-        .replace('<', "&lt;")
-        .replace(['\'', '"'], "")
-}
+pub use crate::escape::{escape_html, html_escape};
 
 /// A tile's modification time as the float MapProxy's file cache reports (`os.path.getmtime`).
 /// CPython's `st_mtime`: `sec + nsec * 1e-9` (not `/ 1e9`: the last bit can differ, and the

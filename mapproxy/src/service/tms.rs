@@ -345,7 +345,7 @@ fn tms_capabilities(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body> {
         body.push_str("</KeywordList>\n");
     }
     if let Some(c) = &md.contact {
-        let e = |s: &str| html_escape(s);
+        let e = |s: &str| html_escape(s).into_owned();
         body.push_str(&format!(
             "    <ContactInformation>\n        <ContactPersonPrimary>\n            <ContactPerson>{}</ContactPerson>\n            <ContactOrganization>{}</ContactOrganization>\n        </ContactPersonPrimary>\n        <ContactPosition>{}</ContactPosition>\n        <ContactAddress>\n            <Address>{}</Address>\n            <City>{}</City>\n            <PostCode>{}</PostCode>\n            <Country>{}</Country>\n        </ContactAddress>\n        <ContactVoiceTelephone>{}</ContactVoiceTelephone>\n        <ContactFacsimileTelephone>{}</ContactFacsimileTelephone>\n        <ContactElectronicMailAddress>{}</ContactElectronicMailAddress>\n    </ContactInformation>\n",
             e(&c.person),

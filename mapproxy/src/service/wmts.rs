@@ -199,7 +199,7 @@ fn capabilities(svc: &MapProxyService, ctx: &Ctx<'_>, url: &str, restful: bool) 
         html_escape(&access)
     ));
     if let Some(c) = wmts.md.contact.as_ref().or(md.contact.as_ref()) {
-        let e = |s: &str| html_escape(s);
+        let e = |s: &str| html_escape(s).into_owned();
         let online = pick(&wmts.md.online_resource, &md.online_resource);
         d.push_str(&format!(
             "  <ows:ServiceProvider>\n    <ows:ProviderName>{}</ows:ProviderName>\n    <ows:ProviderSite xlink:href=\"{}\"/>\n    <ows:ServiceContact>\n      <ows:IndividualName>{}</ows:IndividualName>\n      <ows:PositionName>{}</ows:PositionName>\n      <ows:ContactInfo>\n        <ows:Phone>\n          <ows:Voice>{}</ows:Voice>\n          <ows:Facsimile>{}</ows:Facsimile>\n        </ows:Phone>\n        <ows:Address>\n          <ows:DeliveryPoint>{}</ows:DeliveryPoint>\n          <ows:City>{}</ows:City>\n          <ows:AdministrativeArea>{}</ows:AdministrativeArea>\n          <ows:PostalCode>{}</ows:PostalCode>\n          <ows:Country>{}</ows:Country>\n          <ows:ElectronicMailAddress>{}</ows:ElectronicMailAddress>\n        </ows:Address>\n      </ows:ContactInfo>\n    </ows:ServiceContact>\n  </ows:ServiceProvider>\n",

@@ -3,27 +3,13 @@
 
 /// `s` escaped for HTML text and double- or single-quoted attribute values.
 pub fn html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#x27;"),
-            c => out.push(c),
-        }
-    }
-    out
+    crate::escape::html_escape(s).into_owned()
 }
 
 /// MapProxy's `escape_html` (`util/escape.py`), for the URLs it builds from request values:
 /// `&`, `<`, `>` escaped, quotes dropped.
 pub fn mapproxy_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('>', "&gt;")
-        .replace('<', "&lt;")
-        .replace(['\'', '"'], "")
+    crate::escape::escape_html(s).into_owned()
 }
 
 /// `s` as a double-quoted JavaScript string literal that is also safe inside `<script>`:
