@@ -1068,3 +1068,49 @@ fn grids_prints_what_mapproxy_util_grids_prints() {
     assert_eq!(r.code(), Some(2), "{}", r.stderr);
     assert!(r.stderr.contains("bad2.yaml:2: "), "{}", r.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_base_config_checks_and_serves_a_debug_tile() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("project");
+    let r = run(&["create", "-t", "base-config", path(&project)], None);
+    assert_eq!(r.code(), Some(0), "{}", r.stderr);
+    for f in ["mapproxy.yaml", "config.ini", "log.ini"] {
+        assert!(project.join(f).is_file(), "{f}");
+    }
+    let log_ini = std::fs::read_to_string(project.join("log.ini")).unwrap();
+    assert!(
+        log_ini.contains("qualname=mapproxy.source.request"),
+        "{log_ini}"
+    );
+    assert!(log_ini.contains("source-requests.log"), "{log_ini}");
+    let ini = project.join("config.ini");
+    let r = run(&["check", path(&ini)], None);
+    assert_eq!(r.code(), Some(0), "{}", r.stderr);
+    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+    // Existing files are not replaced.
+    let again = run(&["create", "-t", "base-config", path(&project)], None);
+    assert_eq!(again.code(), Some(2), "{}", again.stderr);
+    assert!(again.stderr.contains("already exists"), "{}", again.stderr);
+    // It serves: the demo, every service, a tile drawn by the debug source.
+    let s = support::Served::start(&ini, &[]);
+    let c = client();
+    for p in [
+        "/",
+        "/demo/",
+        "/tms/1.0.0/",
+        "/kml/debug/webmercator/0/0/0.kml",
+        "/wmts/1.0.0/WMTSCapabilities.xml",
+    ] {
+        let (status, body) = get(&c, &s.url(p)).await;
+        assert_eq!(status, 200, "{p}: {body}");
+    }
+    let res = c
+        .get(s.url("/tms/1.0.0/debug/webmercator/1/0/0.png"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "image/png");
+    assert!(project.join("cache_data").is_dir());
+}

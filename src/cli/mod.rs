@@ -169,9 +169,9 @@ enum Command {
         #[arg(short = 'a', long = "all")]
         all: bool,
     },
-    /// Write an ini template
+    /// Write an ini template (or, with -t base-config DIR, a MapProxy project)
     Create {
-        /// The template: develop, production, urlmap, fcgi, log-ini
+        /// The template: develop, production, urlmap, fcgi, log-ini, base-config
         #[arg(short = 't', long = "template")]
         template: Option<String>,
         /// Where to write it
