@@ -1114,3 +1114,40 @@ async fn create_base_config_checks_and_serves_a_debug_tile() {
     assert_eq!(res.headers()["content-type"], "image/png");
     assert!(project.join("cache_data").is_dir());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_develop_reloads_on_an_edit_of_a_base_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (main, sources) = DEBUG_PROJECT
+        .split_once("sources:\n  dbg:")
+        .expect("DEBUG_PROJECT has its sources last");
+    let yaml = write(
+        dir.path(),
+        "mapproxy.yaml",
+        &format!("base: base.yaml\n{main}"),
+    );
+    let base = write(
+        dir.path(),
+        "base.yaml",
+        &format!("sources:\n  dbg:{sources}"),
+    );
+    let s = serve(&["serve-develop", path(&yaml), "-b", "127.0.0.1:0"], None);
+    let c = client();
+    let tile = s.url("/tms/1.0.0/dbg/GLOBAL_WEBMERCATOR/0/0/0.png");
+    assert_eq!(c.get(&tile).send().await.unwrap().status(), 200);
+    // A broken base file: reported with its file:line, the app keeps serving.
+    let before = s.line_count();
+    std::fs::write(&base, "sources:\n  dbg:\n    type: nosuchtype\n").unwrap();
+    let line = s.wait_line_after(before, |l| l.contains("base.yaml:3:"), DEADLINE);
+    assert!(line.is_some(), "no error for base.yaml:\n{}", s.stderr());
+    assert_eq!(c.get(&tile).send().await.unwrap().status(), 200);
+    // A base file that adds a layer's source: served.
+    std::fs::write(
+        &yaml,
+        format!("base: base.yaml\n{main}").replace("name: dbg", "name: via_base"),
+    )
+    .unwrap();
+    std::fs::write(&base, format!("sources:\n  dbg:{sources}")).unwrap();
+    let tile = s.url("/tms/1.0.0/via_base/GLOBAL_WEBMERCATOR/0/0/0.png");
+    wait_status(&c, &tile, 200, "the fixed base file").await;
+}
