@@ -1044,6 +1044,13 @@ fn grids_prints_what_mapproxy_util_grids_prints() {
         ("grid-utm32_from_geo.txt", &["-g", "UTM32_FROM_GEO"], 0),
         ("grid-nope.txt", &["-g", "nope"], 1),
     ];
+    let r = run(&["grids", "-f", "grids.yaml"], Some(&dir));
+    assert_eq!(r.code(), Some(0), "{}", r.stderr);
+    assert_eq!(
+        r.stdout,
+        std::fs::read_to_string(dir.join("default.txt")).unwrap()
+    );
+    assert_eq!(run(&["grids"], Some(&dir)).code(), Some(2));
     for (golden, opts, code) in cases {
         let mut args = vec!["grids"];
         args.extend_from_slice(opts);

@@ -8,6 +8,7 @@
 //! - `-g NAME`: only that grid, of all grids, name compared ignoring case; an unknown one
 //!   prints `grid not found: NAME` and exits 1.
 //! - `-l`: the names only.
+//! - `-f FILE` names the configuration instead of the argument, as in MapProxy.
 //! - An invalid configuration: its errors (file:line) on stderr, exit 2.
 //!
 //! Not here: MapProxy's `-s SEED_CONF -c COVERAGE` (tiles within a seeding coverage).

@@ -158,7 +158,15 @@ enum Command {
     /// Show the grids of a mapproxy.yaml as MapProxy's `mapproxy-util grids` does
     Grids {
         /// The MapProxy configuration
-        mapproxy_conf: std::path::PathBuf,
+        mapproxy_conf: Option<std::path::PathBuf>,
+        /// The MapProxy configuration (MapProxy's -f; instead of the argument)
+        #[arg(
+            short = 'f',
+            long = "mapproxy-conf",
+            value_name = "FILE",
+            conflicts_with = "mapproxy_conf"
+        )]
+        conf_option: Option<std::path::PathBuf>,
         /// Only this grid (of all grids; case is ignored)
         #[arg(short = 'g', long = "grid", value_name = "NAME")]
         grid: Option<String>,
@@ -288,10 +296,17 @@ pub fn run(cli: Cli) -> i32 {
         }) => develop::run(develop::Kind::MultiApp, &projects_dir, &bind, debug),
         Some(Command::Grids {
             mapproxy_conf,
+            conf_option,
             grid,
             list,
             all,
-        }) => grids::run(mapproxy_conf, grid, list, all),
+        }) => match conf_option.or(mapproxy_conf) {
+            Some(conf) => grids::run(conf, grid, list, all),
+            None => {
+                eprintln!("mapproxy-serve grids: give the MapProxy configuration: grids mapproxy.yaml (or -f mapproxy.yaml)");
+                EXIT_CONFIG
+            }
+        },
         Some(Command::Create {
             template,
             dest,
