@@ -930,3 +930,231 @@ fn check_reports_mapproxy_yaml_errors_with_file_line_and_path() {
         r.stderr
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// MapProxy's tools: serve-develop, serve-multiapp-develop, grids, create -t base-config
+// ---------------------------------------------------------------------------------------
+
+/// Poll `url` until it answers `want` (or fail after [`DEADLINE`]).
+async fn wait_status(c: &reqwest::Client, url: &str, want: u16, why: &str) {
+    let end = Instant::now() + DEADLINE;
+    loop {
+        let status = match c.get(url).send().await {
+            Ok(r) => r.status().as_u16(),
+            Err(_) => 0,
+        };
+        if status == want {
+            return;
+        }
+        assert!(Instant::now() < end, "{why}: {url} still answers {status}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_develop_serves_a_yaml_reloads_edits_and_survives_a_broken_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = write(dir.path(), "mapproxy.yaml", DEBUG_PROJECT);
+    let s = serve(&["serve-develop", path(&yaml), "-b", "127.0.0.1:0"], None);
+    let c = client();
+    let (status, body) = get(&c, &s.url("/")).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("MapProxy"), "{body}");
+    let tile = |layer: &str| s.url(&format!("/tms/1.0.0/{layer}/GLOBAL_WEBMERCATOR/0/0/0.png"));
+    let res = c.get(tile("dbg")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "image/png");
+    assert!(dir.path().join("cache_data/dbg_cache_EPSG3857").is_dir());
+    // An edit of the YAML is served without a restart.
+    std::fs::write(&yaml, DEBUG_PROJECT.replace("name: dbg", "name: renamed")).unwrap();
+    wait_status(&c, &tile("renamed"), 200, "the edited YAML").await;
+    assert_eq!(c.get(tile("dbg")).send().await.unwrap().status(), 404);
+    // A broken edit is reported with file:line; the last good app keeps serving.
+    let before = s.line_count();
+    std::fs::write(&yaml, "layers: [\n").unwrap();
+    let line = s.wait_line_after(before, |l| l.contains("mapproxy.yaml:"), DEADLINE);
+    assert!(
+        line.is_some(),
+        "no error for the broken YAML:\n{}",
+        s.stderr()
+    );
+    assert!(s.stderr().contains("reload failed"), "{}", s.stderr());
+    assert_eq!(c.get(tile("renamed")).send().await.unwrap().status(), 200);
+    // Fixed again: served again.
+    std::fs::write(&yaml, DEBUG_PROJECT.replace("name: dbg", "name: third")).unwrap();
+    wait_status(&c, &tile("third"), 200, "the fixed YAML").await;
+}
+
+#[test]
+fn serve_develop_exits_2_on_a_configuration_error_and_a_missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = write(dir.path(), "mapproxy.yaml", "layers: [\n");
+    let r = run(&["serve-develop", path(&yaml), "-b", "127.0.0.1:0"], None);
+    assert_eq!(r.code(), Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("mapproxy.yaml:"), "{}", r.stderr);
+    let r = run(
+        &["serve-develop", path(&dir.path().join("nope.yaml"))],
+        None,
+    );
+    assert_eq!(r.code(), Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("nope.yaml"), "{}", r.stderr);
+    let r = run(&["serve-multiapp-develop", path(&yaml)], None);
+    assert_eq!(r.code(), Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("is not a directory"), "{}", r.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_multiapp_develop_lists_and_serves_projects() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "alpha.yaml", DEBUG_PROJECT);
+    let s = serve(
+        &[
+            "serve-multiapp-develop",
+            path(dir.path()),
+            "-b",
+            "127.0.0.1:0",
+        ],
+        None,
+    );
+    let c = client();
+    let (status, body) = get(&c, &s.url("/")).await;
+    assert_eq!(status, 200);
+    assert!(body.contains(">alpha</a>"), "{body}");
+    let res = c
+        .get(s.url("/alpha/tms/1.0.0/dbg/GLOBAL_WEBMERCATOR/0/0/0.png"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // A project added later is served (MultiMapProxy looks projects up per request).
+    write(dir.path(), "beta.yaml", DEBUG_PROJECT);
+    wait_status(&c, &s.url("/beta/"), 200, "the new project").await;
+}
+
+/// `tests/fixtures/mapproxy-grids/*.txt` are MapProxy 7.0.0's `mapproxy-util grids` output
+/// (`make-golden.sh` there wrote them).
+#[test]
+fn grids_prints_what_mapproxy_util_grids_prints() {
+    let dir = support::repo_root().join("tests/fixtures/mapproxy-grids");
+    let cases: &[(&str, &[&str], i32)] = &[
+        ("default.txt", &[], 0),
+        ("all.txt", &["--all"], 0),
+        ("list.txt", &["-l"], 0),
+        ("all-list.txt", &["--all", "-l"], 0),
+        ("grid-utm32_from_geo.txt", &["-g", "UTM32_FROM_GEO"], 0),
+        ("grid-nope.txt", &["-g", "nope"], 1),
+    ];
+    let r = run(&["grids", "-f", "grids.yaml"], Some(&dir));
+    assert_eq!(r.code(), Some(0), "{}", r.stderr);
+    assert_eq!(
+        r.stdout,
+        std::fs::read_to_string(dir.join("default.txt")).unwrap()
+    );
+    assert_eq!(run(&["grids"], Some(&dir)).code(), Some(2));
+    for (golden, opts, code) in cases {
+        let mut args = vec!["grids"];
+        args.extend_from_slice(opts);
+        args.push("grids.yaml");
+        let r = run(&args, Some(&dir));
+        assert_eq!(r.code(), Some(*code), "{args:?}: {}", r.stderr);
+        let want = std::fs::read_to_string(dir.join(golden)).unwrap();
+        assert_eq!(r.stdout, want, "{args:?} differs from {golden}");
+    }
+    // An invalid configuration: its errors with file:line, exit 2.
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = write(
+        tmp.path(),
+        "bad.yaml",
+        "grids:\n  g:\n    srs: 'EPSG:4326'\n    origin: middle\n",
+    );
+    let r = run(&["grids", "--all", path(&bad)], None);
+    assert_eq!(r.code(), Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("bad.yaml:3: grids.g: "), "{}", r.stderr);
+    let bad = write(tmp.path(), "bad2.yaml", "layers: [\n");
+    let r = run(&["grids", path(&bad)], None);
+    assert_eq!(r.code(), Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("bad2.yaml:2: "), "{}", r.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_base_config_checks_and_serves_a_debug_tile() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("project");
+    let r = run(&["create", "-t", "base-config", path(&project)], None);
+    assert_eq!(r.code(), Some(0), "{}", r.stderr);
+    for f in ["mapproxy.yaml", "config.ini", "log.ini"] {
+        assert!(project.join(f).is_file(), "{f}");
+    }
+    let log_ini = std::fs::read_to_string(project.join("log.ini")).unwrap();
+    assert!(
+        log_ini.contains("qualname=mapproxy.source.request"),
+        "{log_ini}"
+    );
+    assert!(log_ini.contains("source-requests.log"), "{log_ini}");
+    let ini = project.join("config.ini");
+    let r = run(&["check", path(&ini)], None);
+    assert_eq!(r.code(), Some(0), "{}", r.stderr);
+    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+    // Existing files are not replaced.
+    let again = run(&["create", "-t", "base-config", path(&project)], None);
+    assert_eq!(again.code(), Some(2), "{}", again.stderr);
+    assert!(again.stderr.contains("already exists"), "{}", again.stderr);
+    // It serves: the demo, every service, a tile drawn by the debug source.
+    let s = support::Served::start(&ini, &[]);
+    let c = client();
+    for p in [
+        "/",
+        "/demo/",
+        "/tms/1.0.0/",
+        "/kml/debug/webmercator/0/0/0.kml",
+        "/wmts/1.0.0/WMTSCapabilities.xml",
+    ] {
+        let (status, body) = get(&c, &s.url(p)).await;
+        assert_eq!(status, 200, "{p}: {body}");
+    }
+    let res = c
+        .get(s.url("/tms/1.0.0/debug/webmercator/1/0/0.png"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "image/png");
+    assert!(project.join("cache_data").is_dir());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_develop_reloads_on_an_edit_of_a_base_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (main, sources) = DEBUG_PROJECT
+        .split_once("sources:\n  dbg:")
+        .expect("DEBUG_PROJECT has its sources last");
+    let yaml = write(
+        dir.path(),
+        "mapproxy.yaml",
+        &format!("base: base.yaml\n{main}"),
+    );
+    let base = write(
+        dir.path(),
+        "base.yaml",
+        &format!("sources:\n  dbg:{sources}"),
+    );
+    let s = serve(&["serve-develop", path(&yaml), "-b", "127.0.0.1:0"], None);
+    let c = client();
+    let tile = s.url("/tms/1.0.0/dbg/GLOBAL_WEBMERCATOR/0/0/0.png");
+    assert_eq!(c.get(&tile).send().await.unwrap().status(), 200);
+    // A broken base file: reported with its file:line, the app keeps serving.
+    let before = s.line_count();
+    std::fs::write(&base, "sources:\n  dbg:\n    type: nosuchtype\n").unwrap();
+    let line = s.wait_line_after(before, |l| l.contains("base.yaml:3:"), DEADLINE);
+    assert!(line.is_some(), "no error for base.yaml:\n{}", s.stderr());
+    assert_eq!(c.get(&tile).send().await.unwrap().status(), 200);
+    // A base file that adds a layer's source: served.
+    std::fs::write(
+        &yaml,
+        format!("base: base.yaml\n{main}").replace("name: dbg", "name: via_base"),
+    )
+    .unwrap();
+    std::fs::write(&base, format!("sources:\n  dbg:{sources}")).unwrap();
+    let tile = s.url("/tms/1.0.0/via_base/GLOBAL_WEBMERCATOR/0/0/0.png");
+    wait_status(&c, &tile, 200, "the fixed base file").await;
+}

@@ -9,6 +9,11 @@
 //!   MapProxy's `mapproxy-util create` exits 1 there). Files next to it are never replaced.
 //! - An unknown template, or a missing `-t` or `DEST`, is a usage error (exit 2); a file that
 //!   cannot be written exits 1.
+//! - `create -t base-config DIR` writes a MapProxy project into `DIR` (made when missing):
+//!   `mapproxy.yaml` (services demo/tms/kml/wmts, a layer cached from a `debug` source, so it
+//!   runs offline), `config.ini` serving it with `egg:MapProxy#app` on HTTP, and `log.ini`
+//!   (the `log-ini` template). Every file is checked before any is written: an existing one
+//!   without `--force` writes nothing (exit 2).
 
 use std::path::{Path, PathBuf};
 
@@ -68,10 +73,59 @@ fn default_name(template: &str) -> String {
     }
 }
 
+/// `create -t base-config DIR`: a MapProxy project, file name and text.
+pub const BASE_CONFIG: &[(&str, &str)] = &[
+    (
+        "mapproxy.yaml",
+        include_str!("templates/base-config/mapproxy.yaml"),
+    ),
+    (
+        "config.ini",
+        include_str!("templates/base-config/config.ini"),
+    ),
+    ("log.ini", crate::logging::LOG_INI_TEMPLATE),
+];
+
+const BASE_CONFIG_DOC: &str = "a MapProxy project in DIR: mapproxy.yaml (demo, tms, kml, wmts; a cached debug layer that runs offline), config.ini serving it, log.ini";
+
 fn list() -> i32 {
-    let width = TEMPLATES.iter().map(|t| t.0.len()).max().unwrap_or(0);
+    let width = TEMPLATES
+        .iter()
+        .map(|t| t.0.len())
+        .chain(["base-config".len()])
+        .max()
+        .unwrap_or(0);
     for (name, doc, _) in TEMPLATES {
         println!("{name:<width$}  {doc}");
+    }
+    println!("{:<width$}  {BASE_CONFIG_DOC}", "base-config");
+    0
+}
+
+/// `create -t base-config DIR`: every file is checked before any is written.
+fn base_config(dest: &Path, force: bool) -> i32 {
+    if dest.exists() && !dest.is_dir() {
+        eprintln!(
+            "mapproxy-serve create: {} is not a directory (base-config writes several files into one)",
+            dest.display()
+        );
+        return EXIT_CONFIG;
+    }
+    for (name, _) in BASE_CONFIG {
+        let p = dest.join(name);
+        if p.exists() && !force {
+            eprintln!(
+                "mapproxy-serve create: {} already exists; use --force to overwrite it",
+                p.display()
+            );
+            return EXIT_CONFIG;
+        }
+    }
+    for (name, text) in BASE_CONFIG {
+        if let Err(e) = write_file(&dest.join(name), text) {
+            eprintln!("mapproxy-serve create: {e}");
+            return 1;
+        }
     }
     0
 }
@@ -94,7 +148,11 @@ pub(super) fn run(
     if list_ {
         return list();
     }
-    let names = || TEMPLATES.iter().map(|t| t.0).collect::<Vec<_>>().join(", ");
+    let names = || {
+        let mut n: Vec<_> = TEMPLATES.iter().map(|t| t.0).collect();
+        n.push("base-config");
+        n.join(", ")
+    };
     let Some(template) = template else {
         eprintln!(
             "mapproxy-serve create: give a template with -t ({}) and a destination file",
@@ -102,6 +160,15 @@ pub(super) fn run(
         );
         return EXIT_CONFIG;
     };
+    if template == "base-config" {
+        let Some(dest) = dest else {
+            eprintln!(
+                "mapproxy-serve create: give the directory to write: create -t base-config DIR"
+            );
+            return EXIT_CONFIG;
+        };
+        return base_config(&dest, force);
+    }
     let Some(&(name, _, text)) = TEMPLATES.iter().find(|t| t.0 == template) else {
         eprintln!(
             "mapproxy-serve create: unknown template '{template}' (templates: {})",

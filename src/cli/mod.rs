@@ -1,4 +1,5 @@
-//! The `mapproxy-serve` command line: serve, check, inspect, appconfig, list-factories, create.
+//! The `mapproxy-serve` command line: serve, check, inspect, appconfig, list-factories, create,
+//! and MapProxy's serve-develop, serve-multiapp-develop and grids.
 //!
 //! A binary that links extra factory crates calls [`main`] to get the whole command line:
 //!
@@ -10,6 +11,8 @@
 //! Exit status: 0 clean stop, 2 configuration or usage error, 1 other failure.
 
 mod create;
+mod develop;
+mod grids;
 mod serve;
 
 use std::io::Write;
@@ -120,9 +123,63 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Write an ini template
+    /// Serve a mapproxy.yaml as MapProxy's serve-develop does (reloads on edits)
+    ServeDevelop {
+        /// The MapProxy configuration
+        mapproxy_conf: std::path::PathBuf,
+        /// Listen here: PORT, :PORT, HOST, HOST:PORT (MapProxy's -b)
+        #[arg(
+            short = 'b',
+            long = "bind",
+            value_name = "ADDR",
+            default_value = "127.0.0.1:8080"
+        )]
+        bind: String,
+        /// Show panic messages and backtraces in 500 responses; debug logging
+        #[arg(long)]
+        debug: bool,
+    },
+    /// Serve a directory of MapProxy configurations (MultiMapProxy, listing on), reloading
+    ServeMultiappDevelop {
+        /// The directory of MapProxy configurations
+        projects_dir: std::path::PathBuf,
+        /// Listen here: PORT, :PORT, HOST, HOST:PORT (MapProxy's -b)
+        #[arg(
+            short = 'b',
+            long = "bind",
+            value_name = "ADDR",
+            default_value = "127.0.0.1:8080"
+        )]
+        bind: String,
+        /// Show panic messages and backtraces in 500 responses; debug logging
+        #[arg(long)]
+        debug: bool,
+    },
+    /// Show the grids of a mapproxy.yaml as MapProxy's `mapproxy-util grids` does
+    Grids {
+        /// The MapProxy configuration
+        mapproxy_conf: Option<std::path::PathBuf>,
+        /// The MapProxy configuration (MapProxy's -f; instead of the argument)
+        #[arg(
+            short = 'f',
+            long = "mapproxy-conf",
+            value_name = "FILE",
+            conflicts_with = "mapproxy_conf"
+        )]
+        conf_option: Option<std::path::PathBuf>,
+        /// Only this grid (of all grids; case is ignored)
+        #[arg(short = 'g', long = "grid", value_name = "NAME")]
+        grid: Option<String>,
+        /// The names only
+        #[arg(short = 'l', long = "list")]
+        list: bool,
+        /// Also the grids no cache uses, and the built-in ones
+        #[arg(short = 'a', long = "all")]
+        all: bool,
+    },
+    /// Write an ini template (or, with -t base-config DIR, a MapProxy project)
     Create {
-        /// The template: develop, production, urlmap, fcgi, log-ini
+        /// The template: develop, production, urlmap, fcgi, log-ini, base-config
         #[arg(short = 't', long = "template")]
         template: Option<String>,
         /// Where to write it
@@ -227,6 +284,29 @@ pub fn run(cli: Cli) -> i32 {
             app_name,
         }) => appconfig(&config_uri, &vars, json, app_name.as_deref()),
         Some(Command::ListFactories { json }) => list_factories(json),
+        Some(Command::ServeDevelop {
+            mapproxy_conf,
+            bind,
+            debug,
+        }) => develop::run(develop::Kind::App, &mapproxy_conf, &bind, debug),
+        Some(Command::ServeMultiappDevelop {
+            projects_dir,
+            bind,
+            debug,
+        }) => develop::run(develop::Kind::MultiApp, &projects_dir, &bind, debug),
+        Some(Command::Grids {
+            mapproxy_conf,
+            conf_option,
+            grid,
+            list,
+            all,
+        }) => match conf_option.or(mapproxy_conf) {
+            Some(conf) => grids::run(conf, grid, list, all),
+            None => {
+                eprintln!("mapproxy-serve grids: give the MapProxy configuration: grids mapproxy.yaml (or -f mapproxy.yaml)");
+                EXIT_CONFIG
+            }
+        },
         Some(Command::Create {
             template,
             dest,
