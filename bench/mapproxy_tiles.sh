@@ -19,7 +19,8 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 cargo build -q --release --bin mapproxy-serve
 BIN=$PWD/target/release/mapproxy-serve
 W=$(mktemp -d /tmp/mps-tiles-bench.XXXX)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$W"' EXIT
+chmod 755 "$W"   # nginx workers run as another user
+trap '"$NGINX" -c "$W/nginx.conf" -p "$W" -s stop 2>/dev/null; kill $(jobs -p) 2>/dev/null; pkill -f "gunicorn -w 2 -b 127.0.0.1:18403"; rm -rf "$W"' EXIT
 cat > "$W/mapproxy.yaml" <<EOF
 services:
   tms:
