@@ -20,7 +20,14 @@ cargo build -q --release --bin mapproxy-serve
 BIN=$PWD/target/release/mapproxy-serve
 W=$(mktemp -d /tmp/mps-tiles-bench.XXXX)
 chmod 755 "$W"   # nginx workers run as another user
-trap '"$NGINX" -c "$W/nginx.conf" -p "$W" -s stop 2>/dev/null; kill $(jobs -p) 2>/dev/null; pkill -f "gunicorn -w 2 -b 127.0.0.1:18403"; rm -rf "$W"' EXIT
+MPS=
+stop_all() {
+  "$NGINX" -c "$W/nginx.conf" -p "$W" -s stop 2>/dev/null || true
+  [ -f "$W/gunicorn.pid" ] && kill "$(cat "$W/gunicorn.pid")" 2>/dev/null
+  [ -n "$MPS" ] && kill "$MPS" 2>/dev/null
+  rm -rf "$W"
+}
+trap stop_all EXIT
 cat > "$W/mapproxy.yaml" <<EOF
 services:
   tms:
@@ -90,16 +97,15 @@ EOF
 cmp -s <(curl -s "http://127.0.0.1:18401$TILE") "$FILE" || { echo "bench: served tile differs from the cache file"; exit 1; }
 taskset -c "$SERVER_CPU" "$NGINX" -c "$W/nginx.conf" -p "$W"
 wait_up 18402
-( cd "$W" && taskset -c "$SERVER_CPU" "$(dirname "$PY")/gunicorn" -w 2 -b 127.0.0.1:18403 app:application 2>"$W/gunicorn.log" ) & GUN=$!
+( cd "$W" && taskset -c "$SERVER_CPU" "$(dirname "$PY")/gunicorn" -w 2 -b 127.0.0.1:18403 --pid "$W/gunicorn.pid" app:application 2>"$W/gunicorn.log" ) & GUN=$!
 wait_up 18403
 echo "| round | server | req/s | p99 | RSS |"
 echo "|---|---|---|---|---|"
 for r in $(seq 1 "$ROUNDS"); do
-  for line in "$(run mapproxy-serve 18401 $MPS)" "$(run nginx 18402 $(cat "$W/nginx.pid") $(pgrep -P "$(cat "$W/nginx.pid")" | tr '\n' ' '))" "$(run mapproxy7-gunicorn 18403 $(pgrep -f "gunicorn -w 2 -b 127.0.0.1:18403" | tr '\n' ' '))"; do
+  for line in "$(run mapproxy-serve 18401 $MPS)" "$(run nginx 18402 $(cat "$W/nginx.pid") $(pgrep -P "$(cat "$W/nginx.pid")" | tr '\n' ' '))" "$(run mapproxy7-gunicorn 18403 $(cat "$W/gunicorn.pid") $(pgrep -P "$(cat "$W/gunicorn.pid")" | tr '\n' ' '))"; do
     read -r n rps p99 mem <<<"$line"; echo "| $r | $n | $rps | $p99 | $mem |"; echo "$r $n $rps" >> "$W/rps"
   done
 done
-"$NGINX" -c "$W/nginx.conf" -p "$W" -s stop || true
 python3 - "$W/rps" <<'EOF'
 import sys, statistics, collections
 by = collections.defaultdict(dict)

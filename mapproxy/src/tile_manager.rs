@@ -211,8 +211,11 @@ async fn blocking<T: Send + 'static>(
 
 impl Inner {
     async fn load(&self, coord: TileCoord) -> Result<Option<TileData>, TileError> {
-        let cache = self.cache.clone();
-        let loaded = blocking(move || cache.load(coord).map_err(cache_error)).await?;
+        // A cache hit is one open, fstat and read of a small file, served from the page cache
+        // in the common case: done on the worker thread itself, as nginx does without aio. A
+        // hand-off to the blocking pool (spawn_blocking) cost more than the read (benchmark:
+        // bench/mapproxy_tiles.sh). Misses (source requests, encoding, locks) still leave it.
+        let loaded = self.cache.load(coord).map_err(cache_error)?;
         Ok(loaded.map(|t| TileData {
             format: sniff_format(&t.data).unwrap_or_else(|| self.image_opts.format.clone()),
             data: t.data,
