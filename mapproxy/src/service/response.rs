@@ -56,111 +56,7 @@ pub(crate) fn no_cache(mut res: Response<Body>) -> Response<Body> {
     res
 }
 
-/// Python's `str(float)` (`repr`): shortest round trip, `.0` on integral values, exponent
-/// below 1e-4 and from 1e16 on (`8.58306884765625e-05`).
-pub fn py_float(v: f64) -> String {
-    py_float_with(v, true)
-}
-
-fn py_float_with(v: f64, fast: bool) -> String {
-    if !v.is_finite() {
-        return if v.is_nan() {
-            "nan".into()
-        } else if v > 0.0 {
-            "inf".into()
-        } else {
-            "-inf".into()
-        };
-    }
-    let sign = if v.is_sign_negative() { "-" } else { "" };
-    let a = v.abs();
-    if a == 0.0 {
-        return format!("{sign}0.0");
-    }
-    // The shortest round-trip digits; Python breaks exact ties to the even digit, Rust's
-    // shortest form may round up (1.07288360595703125e-05 is ...312 in Python).
-    let short = format!("{a:e}");
-    let (mant, exp) = short.split_once('e').unwrap_or((&short, "0"));
-    let mut digits: String = mant.chars().filter(|c| *c != '.').collect();
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let n = digits.len();
-    if fast && tie_impossible(a, exp) {
-        return py_float_layout(sign, &digits, exp, a);
-    }
-    let exact = format!("{a:.*e}", n + 40);
-    let exact_digits: String = exact
-        .split_once('e')
-        .map_or(exact.as_str(), |(m, _)| m)
-        .chars()
-        .filter(|c| *c != '.')
-        .collect();
-    if exact_digits.len() > n {
-        let (head, tail) = exact_digits.split_at(n);
-        let tie = tail.starts_with('5') && tail[1..].bytes().all(|b| b == b'0');
-        let even = head.bytes().last().is_some_and(|b| (b - b'0') % 2 == 0);
-        if tie
-            && even
-            && head != digits
-            && exact.split_once('e').map(|(_, e)| e) == Some(&exp.to_string())
-        {
-            digits = head.to_string();
-        }
-    }
-    py_float_layout(sign, &digits, exp, a)
-}
-
-/// Can the shortest round-trip digits of `a` be a tie between two candidates (where Python
-/// rounds half to even and Rust may not)? Only when `a`'s exact decimal expansion is short: a
-/// tie needs it to end in 5 one digit after the shortest form (at most 18 significant digits).
-/// `a = m·2^e` with `m` odd has `-e` fractional digits when `e < 0`, so `-e + exp10 + 1`
-/// significant ones (`exp10` the decimal exponent, within one of the shortest form's); an
-/// integer below 2^53 is exact in its shortest form. So the exact expansion (slow: dozens of
-/// digits, for every tile's ETag) is only computed where it can matter.
-fn tie_impossible(a: f64, exp10: i32) -> bool {
-    let bits = a.to_bits();
-    let biased = ((bits >> 52) & 0x7ff) as i32;
-    let frac = bits & ((1u64 << 52) - 1);
-    let (m, e) = if biased == 0 {
-        (frac, -1074)
-    } else {
-        (frac | (1u64 << 52), biased - 1075)
-    };
-    if m == 0 {
-        return true;
-    }
-    let e = e + m.trailing_zeros() as i32;
-    if e >= 0 {
-        a < 9_007_199_254_740_992.0
-    } else {
-        -e + exp10 + 1 > 20
-    }
-}
-
-/// Python's layout of shortest digits `digits` (no point) with decimal exponent `exp`.
-fn py_float_layout(sign: &str, digits: &str, exp: i32, a: f64) -> String {
-    if (1e-4..1e16).contains(&a) {
-        let point = exp + 1;
-        let body = if point <= 0 {
-            format!("0.{}{digits}", "0".repeat(point.unsigned_abs() as usize))
-        } else {
-            let point = point as usize;
-            if digits.len() <= point {
-                format!("{digits}{}.0", "0".repeat(point - digits.len()))
-            } else {
-                format!("{}.{}", &digits[..point], &digits[point..])
-            }
-        };
-        return format!("{sign}{body}");
-    }
-    let (first, rest) = digits.split_at(1);
-    let mant = if rest.is_empty() {
-        first.to_string()
-    } else {
-        format!("{first}.{rest}")
-    };
-    let esign = if exp < 0 { '-' } else { '+' };
-    format!("{sign}{mant}e{esign}{:02}", exp.unsigned_abs())
-}
+pub use crate::source::py_float_repr as py_float;
 
 pub use crate::escape::{escape_html, html_escape};
 
@@ -398,31 +294,6 @@ mod tests {
         assert_eq!(py_float(0.0001), "0.0001");
         assert_eq!(py_float(1.5e300), "1.5e+300");
         assert_eq!(py_float(1234567890.5), "1234567890.5");
-    }
-
-    #[test]
-    fn the_fast_path_prints_what_the_exact_one_does() {
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        for i in 0..200_000u32 {
-            let r = next();
-            let v = match i % 4 {
-                0 => f64::from_bits(r >> 1),
-                // modification times with nanoseconds, and whole seconds
-                1 => 1.7e9 + (r % 1_000_000_000) as f64 * 1e-9,
-                2 => (r % 4_000_000_000) as f64,
-                // short dyadic fractions, where ties live
-                _ => (r % 1_000_000) as f64 / (1u64 << (r % 40)) as f64,
-            };
-            if v.is_finite() {
-                assert_eq!(py_float_with(v, true), py_float_with(v, false), "{v:e}");
-            }
-        }
     }
 
     #[test]

@@ -118,65 +118,7 @@ impl Args {
     }
 }
 
-/// Python's `repr(float)` (which `str()` also gives): the shortest digits that read back to the
-/// same number, in positional notation for exponents -4..16, else `d.ddde±XX`; integral values
-/// keep a `.0`.
-pub fn py_float(x: f64) -> String {
-    if x.is_nan() {
-        return "nan".to_string();
-    }
-    if x.is_infinite() {
-        return if x > 0.0 { "inf" } else { "-inf" }.to_string();
-    }
-    if x == 0.0 {
-        return if x.is_sign_negative() { "-0.0" } else { "0.0" }.to_string();
-    }
-    // Rust's `{:e}` gives the shortest round-trip digits: "-1.2345e-5". When two strings of
-    // that length read back the same, Python takes the correctly rounded one (round half to
-    // even), which `{:.N$e}` gives: 1.0728836059570312e-05, not ...313e-05.
-    let shortest = format!("{x:e}");
-    let n = shortest
-        .split('e')
-        .next()
-        .unwrap_or("")
-        .bytes()
-        .filter(u8::is_ascii_digit)
-        .count();
-    let rounded = format!("{:.*e}", n.saturating_sub(1), x);
-    let sci = if rounded.parse::<f64>() == Ok(x) {
-        rounded
-    } else {
-        shortest
-    };
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let (sign, mantissa) = match mantissa.strip_prefix('-') {
-        Some(m) => ("-", m),
-        None => ("", mantissa),
-    };
-    let digits: String = mantissa.chars().filter(|c| c.is_ascii_digit()).collect();
-    let n = digits.len() as i32;
-    if (-4..16).contains(&exp) {
-        let point = exp + 1; // digits before the decimal point
-        if point <= 0 {
-            format!("{sign}0.{}{digits}", "0".repeat((-point) as usize))
-        } else if point >= n {
-            format!("{sign}{digits}{}.0", "0".repeat((point - n) as usize))
-        } else {
-            let (a, b) = digits.split_at(point as usize);
-            format!("{sign}{a}.{b}")
-        }
-    } else {
-        let (a, b) = digits.split_at(1);
-        let frac = if b.is_empty() {
-            String::new()
-        } else {
-            format!(".{b}")
-        };
-        let esign = if exp < 0 { '-' } else { '+' };
-        format!("{sign}{a}{frac}e{esign}{:02}", exp.abs())
-    }
-}
+pub use crate::source::py_float_repr as py_float;
 
 /// Floats joined with `", "`, as the templates' `', '.join(str(r) for r in ...)`.
 pub fn py_floats(v: &[f64]) -> String {
