@@ -12,6 +12,7 @@
 //! | [`build`] | [`BuildContext`](build::BuildContext): watched files, warnings, the runtime, shutdown work |
 //! | [`environ`] | request facts: mount path, public URL, remote address, user |
 //! | [`path`] | the one URL-path normaliser |
+//! | [`pyformat`] | Python's `%(name)s` formatting, tokenized (log formats, tile URL templates) |
 //! | [`server`] | the [`Server`](server::Server) trait and the [`SharedApp`](server::SharedApp) it runs |
 //! | [`logline`] | whole log lines into the runtime's logging |
 #![deny(unsafe_code)]
@@ -24,6 +25,7 @@ pub mod environ;
 pub mod error;
 pub mod logline;
 pub mod path;
+pub mod pyformat;
 pub mod registry;
 pub mod server;
 

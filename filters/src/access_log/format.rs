@@ -83,41 +83,29 @@ impl Default for LogFormat {
 impl LogFormat {
     /// Parse Python `%`-formatting with named fields (`%(status)s`, `%(bytes)d`, `%%`).
     pub fn parse(s: &str) -> Result<LogFormat, String> {
-        let mut segments = Vec::new();
-        let mut lit = String::new();
-        let mut rest = s;
-        while let Some(i) = rest.find('%') {
-            lit.push_str(&rest[..i]);
-            rest = &rest[i + 1..];
-            if let Some(r) = rest.strip_prefix('%') {
-                lit.push('%');
-                rest = r;
-                continue;
+        use mapproxy_serve_core::pyformat::{self, FormatError, Piece};
+        let pieces = pyformat::parse(s).map_err(|e| match e {
+            FormatError::NoName { rest } => format!(
+                "'%' must start a field like %(status)s or be doubled as %%, at '%{}'",
+                rest.chars().take(10).collect::<String>()
+            ),
+            FormatError::Unclosed { rest } => format!("unclosed field '%({rest}'"),
+            FormatError::Width { name } | FormatError::NoConversion { name } => {
+                format!("field %({name}) must end in 's' (like %({name})s)")
             }
-            let Some(r) = rest.strip_prefix('(') else {
-                return Err(format!(
-                    "'%' must start a field like %(status)s or be doubled as %%, at '%{}'",
-                    rest.chars().take(10).collect::<String>()
-                ));
-            };
-            let end = r
-                .find(')')
-                .ok_or_else(|| format!("unclosed field '%({r}'"))?;
-            let name = &r[..end];
-            let conv = r[end + 1..].chars().next();
-            if !matches!(conv, Some('s' | 'd' | 'i')) {
-                return Err(format!("field %({name}) must end in 's' (like %({name})s)"));
-            }
-            rest = &r[end + 2..];
-            let field = Self::field(name)?;
-            if !lit.is_empty() {
-                segments.push(Segment::Lit(std::mem::take(&mut lit)));
-            }
-            segments.push(Segment::Field(field));
-        }
-        lit.push_str(rest);
-        if !lit.is_empty() {
-            segments.push(Segment::Lit(lit));
+        })?;
+        let mut segments = Vec::with_capacity(pieces.len());
+        for piece in pieces {
+            segments.push(match piece {
+                Piece::Lit(l) => Segment::Lit(l),
+                Piece::Field(f) => {
+                    let name = f.name;
+                    if f.flags || f.width > 0 || !matches!(f.conv, 's' | 'd' | 'i') {
+                        return Err(format!("field %({name}) must end in 's' (like %({name})s)"));
+                    }
+                    Segment::Field(Self::field(name)?)
+                }
+            });
         }
         Ok(LogFormat::from_segments(segments))
     }

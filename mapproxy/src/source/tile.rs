@@ -57,25 +57,23 @@ impl TileUrlTemplate {
     pub fn new(template: &str) -> Result<TileUrlTemplate, SourceError> {
         let bad =
             |why: &str| SourceError::new(format!("invalid tile URL template {template:?}: {why}"));
-        let mut parts = Vec::new();
-        let mut lit = String::new();
-        let mut rest = template;
-        while let Some(i) = rest.find('%') {
-            lit.push_str(&rest[..i]);
-            rest = &rest[i + 1..];
-            if let Some(r) = rest.strip_prefix('%') {
-                lit.push('%');
-                rest = r;
-                continue;
-            }
-            let Some(r) = rest.strip_prefix('(') else {
-                return Err(bad("a % without (name)"));
+        use mapproxy_serve_core::pyformat::{self, FormatError, Piece};
+        let pieces = pyformat::parse(template).map_err(|e| match e {
+            FormatError::NoName { .. } => bad("a % without (name)"),
+            FormatError::Unclosed { .. } => bad("unclosed %("),
+            FormatError::Width { .. } => bad("width too large"),
+            FormatError::NoConversion { .. } => bad("no conversion after %(name)"),
+        })?;
+        let mut parts = Vec::with_capacity(pieces.len());
+        for piece in pieces {
+            let f = match piece {
+                Piece::Lit(l) => {
+                    parts.push(Part::Lit(l));
+                    continue;
+                }
+                Piece::Field(f) => f,
             };
-            let Some(end) = r.find(')') else {
-                return Err(bad("unclosed %("));
-            };
-            let var_name = &r[..end];
-            let name = match var_name {
+            let name = match f.name {
                 "x" => Var::X,
                 "y" => Var::Y,
                 "z" => Var::Z,
@@ -87,49 +85,19 @@ impl TileUrlTemplate {
                 "bbox" => Var::Bbox,
                 other => return Err(bad(&format!("unknown variable {other:?}"))),
             };
-            let mut r = &r[end + 1..];
-            let (mut zero, mut left) = (false, false);
-            while let Some(c) = r
-                .chars()
-                .next()
-                .filter(|c| matches!(c, '0' | '-' | ' ' | '+' | '#'))
-            {
-                zero |= c == '0';
-                left |= c == '-';
-                r = &r[1..];
-            }
-            let digits = r.len() - r.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-            let width = if digits > 0 {
-                r[..digits].parse().map_err(|_| bad("width too large"))?
-            } else {
-                0
-            };
-            r = &r[digits..];
-            let Some(conv) = r.chars().next() else {
-                return Err(bad("no conversion after %(name)"));
-            };
             let numeric = matches!(name, Var::X | Var::Y | Var::Z);
-            match conv {
+            match f.conv {
                 's' => {}
                 'd' | 'i' | 'x' | 'X' if numeric => {}
-                _ => return Err(bad(&format!("conversion %{conv} for %({})", var_name))),
-            }
-            r = &r[conv.len_utf8()..];
-            if !lit.is_empty() {
-                parts.push(Part::Lit(std::mem::take(&mut lit)));
+                conv => return Err(bad(&format!("conversion %{conv} for %({})", f.name))),
             }
             parts.push(Part::Var {
                 name,
-                zero,
-                left,
-                width,
-                conv,
+                zero: f.zero,
+                left: f.left,
+                width: f.width,
+                conv: f.conv,
             });
-            rest = r;
-        }
-        lit.push_str(rest);
-        if !lit.is_empty() {
-            parts.push(Part::Lit(lit));
         }
         Ok(TileUrlTemplate {
             template: template.to_owned(),
