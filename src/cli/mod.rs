@@ -127,33 +127,15 @@ enum Command {
     ServeDevelop {
         /// The MapProxy configuration
         mapproxy_conf: std::path::PathBuf,
-        /// Listen here: PORT, :PORT, HOST, HOST:PORT (MapProxy's -b)
-        #[arg(
-            short = 'b',
-            long = "bind",
-            value_name = "ADDR",
-            default_value = "127.0.0.1:8080"
-        )]
-        bind: String,
-        /// Show panic messages and backtraces in 500 responses; debug logging
-        #[arg(long)]
-        debug: bool,
+        #[command(flatten)]
+        server: DevelopServer,
     },
     /// Serve a directory of MapProxy configurations (MultiMapProxy, listing on), reloading
     ServeMultiappDevelop {
         /// The directory of MapProxy configurations
         projects_dir: std::path::PathBuf,
-        /// Listen here: PORT, :PORT, HOST, HOST:PORT (MapProxy's -b)
-        #[arg(
-            short = 'b',
-            long = "bind",
-            value_name = "ADDR",
-            default_value = "127.0.0.1:8080"
-        )]
-        bind: String,
-        /// Show panic messages and backtraces in 500 responses; debug logging
-        #[arg(long)]
-        debug: bool,
+        #[command(flatten)]
+        server: DevelopServer,
     },
     /// Show the grids of a mapproxy.yaml as MapProxy's `mapproxy-util grids` does
     Grids {
@@ -209,6 +191,22 @@ macro_rules! out {
 
 /// Exit status for configuration and usage errors.
 pub const EXIT_CONFIG: i32 = 2;
+
+/// The server options of `serve-develop` and `serve-multiapp-develop`.
+#[derive(Args, Debug, Clone)]
+pub struct DevelopServer {
+    /// Listen here: PORT, :PORT, HOST, HOST:PORT (MapProxy's -b)
+    #[arg(
+        short = 'b',
+        long = "bind",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
+    bind: String,
+    /// Show panic messages and backtraces in 500 responses; debug logging
+    #[arg(long)]
+    debug: bool,
+}
 
 /// Parse `NAME=VALUE` arguments (a missing `=` is a usage error).
 pub fn parse_vars(vars: &[String]) -> Result<IndexMap<String, String>, ConfigError> {
@@ -286,14 +284,22 @@ pub fn run(cli: Cli) -> i32 {
         Some(Command::ListFactories { json }) => list_factories(json),
         Some(Command::ServeDevelop {
             mapproxy_conf,
-            bind,
-            debug,
-        }) => develop::run(develop::Kind::App, &mapproxy_conf, &bind, debug),
+            server,
+        }) => develop::run(
+            develop::Kind::App,
+            &mapproxy_conf,
+            &server.bind,
+            server.debug,
+        ),
         Some(Command::ServeMultiappDevelop {
             projects_dir,
-            bind,
-            debug,
-        }) => develop::run(develop::Kind::MultiApp, &projects_dir, &bind, debug),
+            server,
+        }) => develop::run(
+            develop::Kind::MultiApp,
+            &projects_dir,
+            &server.bind,
+            server.debug,
+        ),
         Some(Command::Grids {
             mapproxy_conf,
             conf_option,
