@@ -521,8 +521,7 @@ fn compile_cache(
         // MapProxy's lock_cache_id: the MD5 of the cache directory.
         let lock_id = {
             use md5::{Digest, Md5};
-            let d = Md5::digest(dir.to_string_lossy().as_bytes());
-            d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            format!("{:x}", Md5::digest(dir.to_string_lossy().as_bytes()))
         };
         let locker = TileLocker::new(
             &tile_lock_dir,

@@ -5,11 +5,11 @@
 
 use std::sync::Arc;
 
-use http::{Response, StatusCode};
+use http::Response;
 use mapproxy_serve_core::app::Body;
 use md5::{Digest, Md5};
 
-use super::response::{content_type_response, escape_html};
+use super::response::{cached_response, escape_html};
 use super::tms::{
     authorize_tile, layer_format, parse_tile_path_with, render_error, serve_tile, Kind,
     ServiceGrid, TileReq, TileRequestError,
@@ -209,33 +209,17 @@ fn kml_document(
     }
     d.push_str("</Document>\n</kml>\n");
 
-    // cache_headers(etag_data=(result,), max_age) and make_conditional (If-None-Match only)
-    let etag: String = Md5::digest(d.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    // cache_headers(etag_data=(result,), max_age) and make_conditional (If-None-Match only:
+    // there is no time)
+    let etag = format!("{:x}", Md5::digest(d.as_bytes()));
     let max_age = svc.config.expires_hours.saturating_mul(3600);
-    let not_modified = ctx
-        .headers
-        .get(http::header::IF_NONE_MATCH)
-        .is_some_and(|v| v.as_bytes() == etag.as_bytes());
-    let mut res = content_type_response(
-        StatusCode::OK,
+    let res = cached_response(
+        ctx.headers,
         "application/vnd.google-earth.kml+xml",
-        if not_modified { String::new() } else { d },
+        d,
+        &etag,
+        None,
+        max_age,
     );
-    let h = res.headers_mut();
-    if let Ok(v) = http::HeaderValue::from_str(&etag) {
-        h.insert(http::header::ETAG, v);
-    }
-    if let Ok(v) =
-        http::HeaderValue::from_str(&format!("public, max-age={max_age}, s-maxage={max_age}"))
-    {
-        h.insert(http::header::CACHE_CONTROL, v);
-    }
-    if not_modified {
-        *res.status_mut() = StatusCode::NOT_MODIFIED;
-        res.headers_mut().remove(http::header::CONTENT_TYPE);
-    }
     Ok(res)
 }

@@ -551,7 +551,10 @@ impl MapProxyService {
     }
 
     fn welcome(&self, script_url: &str) -> Response<Body> {
-        let mut html = String::from("<html><body><h1>Welcome to MapProxy 7.0.0</h1>");
+        let mut html = format!(
+            "<html><body><h1>Welcome to MapProxy {}</h1>",
+            crate::VERSION
+        );
         if self.config.demo {
             html.push_str(&format!(
                 "<p>See all configured layers and services at: <a href=\"{}/demo/\">demo</a>",

@@ -36,7 +36,7 @@ pub(crate) fn content_type_response(
     let h = res.headers_mut();
     set(h, "content-type", content_type);
     if content_type.starts_with("text/") || content_type.starts_with("application/") {
-        set(h, "vary", VARY);
+        h.insert(http::header::VARY, HeaderValue::from_static(VARY));
     }
     res
 }
@@ -50,9 +50,12 @@ fn set(h: &mut HeaderMap, name: &'static str, value: &str) {
 /// `cache_headers(no_cache=True)`: what every rendered `RequestError` carries.
 pub(crate) fn no_cache(mut res: Response<Body>) -> Response<Body> {
     let h = res.headers_mut();
-    set(h, "cache-control", "no-cache, no-store");
-    set(h, "pragma", "no-cache");
-    set(h, "expires", "-1");
+    h.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store"),
+    );
+    h.insert(http::header::PRAGMA, HeaderValue::from_static("no-cache"));
+    h.insert(http::header::EXPIRES, HeaderValue::from_static("-1"));
     res
 }
 
@@ -77,8 +80,7 @@ pub fn tile_etag(mtime: Option<SystemTime>, size: usize) -> String {
         Some(t) => py_float(timestamp(t)),
         None => "None".to_string(),
     };
-    let digest = Md5::digest(format!("{ts}{size}").as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    format!("{:x}", Md5::digest(format!("{ts}{size}").as_bytes()))
 }
 
 /// A tile answer: `cache_headers(timestamp, etag_data=(timestamp, size), max_age)` and
@@ -91,9 +93,23 @@ pub(crate) fn tile_response(
     max_age: u64,
 ) -> Response<Body> {
     let etag = tile_etag(mtime, data.len());
+    cached_response(req_headers, content_type, data, &etag, mtime, max_age)
+}
+
+/// MapProxy's `cache_headers` + `make_conditional` for any cacheable answer: `ETag`,
+/// `Last-modified` (when there is a time), `Cache-control`; 304 on a matching
+/// `If-None-Match` or an `If-Modified-Since` not before the time.
+pub(crate) fn cached_response(
+    req_headers: &HeaderMap,
+    content_type: &str,
+    data: impl Into<bytes::Bytes>,
+    etag: &str,
+    mtime: Option<SystemTime>,
+    max_age: u64,
+) -> Response<Body> {
     let mut res = content_type_response(StatusCode::OK, content_type, data);
     let h = res.headers_mut();
-    set(h, "etag", &etag);
+    set(h, "etag", etag);
     let ts = mtime.map(timestamp);
     if let Some(t) = mtime {
         // wsgiref's format_date_time: whole seconds (gmtime truncates)
