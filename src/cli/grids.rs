@@ -16,7 +16,7 @@
 //! file replaces the keys it writes, as MapProxy's merge does).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use indexmap::IndexMap;
 use mapproxy_serve_mapproxy::config::{self, yaml};
@@ -24,112 +24,12 @@ use mapproxy_serve_mapproxy::grid::builtin_grid_confs;
 
 use super::{print_errors, EXIT_CONFIG};
 
-/// Python's `repr` of a float.
-pub(super) fn py_float(x: f64) -> String {
-    if x.is_nan() {
-        return "nan".into();
-    }
-    if x.is_infinite() {
-        return if x > 0.0 { "inf".into() } else { "-inf".into() };
-    }
-    let a = x.abs();
-    if a != 0.0 && !(1e-4..1e16).contains(&a) {
-        let s = shortest_e(x);
-        let (m, e) = s.split_once('e').unwrap_or((s.as_str(), "0"));
-        let (sign, digits) = match e.strip_prefix('-') {
-            Some(d) => ('-', d),
-            None => ('+', e),
-        };
-        return format!("{m}e{sign}{digits:0>2}");
-    }
-    let e = shortest_e(x);
-    let s = match e.split_once('e') {
-        // the digits Python chooses, written out without an exponent
-        Some((m, exp)) if e != format!("{x:e}") => {
-            let exp: i32 = exp.parse().unwrap_or(0);
-            let neg = m.starts_with('-');
-            let digits: String = m.chars().filter(char::is_ascii_digit).collect();
-            let point = 1 + exp;
-            let body = if point <= 0 {
-                format!("0.{}{digits}", "0".repeat((-point) as usize))
-            } else if (point as usize) >= digits.len() {
-                format!("{digits}{}", "0".repeat(point as usize - digits.len()))
-            } else {
-                format!(
-                    "{}.{}",
-                    &digits[..point as usize],
-                    &digits[point as usize..]
-                )
-            };
-            format!("{}{body}", if neg { "-" } else { "" })
-        }
-        _ => format!("{x}"),
-    };
-    if s.contains('.') {
-        s
-    } else {
-        format!("{s}.0")
-    }
-}
-
-/// The shortest round-tripping digits in `d.ddde±x` form, as Python's `repr` picks them: when
-/// 17 digits are needed and the value lies exactly halfway, the even last digit (Rust's
-/// formatter rounds such a tie up).
-fn shortest_e(x: f64) -> String {
-    let s = format!("{x:e}");
-    let (m, exp) = s.split_once('e').unwrap_or((s.as_str(), "0"));
-    let digits: String = m.chars().filter(char::is_ascii_digit).collect();
-    if digits.len() < 17 {
-        return s;
-    }
-    // the exact expansion (a tie ends right after its 18th digit)
-    let exact = format!("{x:.40e}");
-    let (em, eexp) = exact.split_once('e').unwrap_or((exact.as_str(), "0"));
-    let edigits: String = em.chars().filter(char::is_ascii_digit).collect();
-    if eexp != exp || edigits.len() < 18 {
-        return s;
-    }
-    let (head, tail) = edigits.split_at(16);
-    let is_tie = tail.as_bytes()[1] == b'5' && tail[2..].bytes().all(|b| b == b'0');
-    if !is_tie {
-        return s;
-    }
-    let last = tail.as_bytes()[0] - b'0';
-    if last % 2 == 1 {
-        // the tie rounds up to an even digit: Rust's up-rounding already did that
-        return s;
-    }
-    let neg = if x < 0.0 { "-" } else { "" };
-    format!("{neg}{}.{}{}e{exp}", &head[..1], &head[1..], last)
-}
+use crate::ini::py_repr as py_repr_str;
+use mapproxy_serve_mapproxy::source::py_float_repr as py_float;
 
 /// Python's `repr` of a string.
 fn py_str(s: &str) -> String {
-    let q = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::new();
-    out.push(q);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == q => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(q);
-    out
+    py_repr_str(s, false)
 }
 
 /// Python's `repr` of a YAML value as PyYAML loads it.
@@ -168,47 +68,6 @@ fn human(n: f64) -> String {
     } else {
         format!("{}", n.trunc() as i64)
     }
-}
-
-/// The `grids:` entries as written, of `path` and (first) its `base:` files.
-fn raw_grids(
-    path: &Path,
-    depth: usize,
-    out: &mut IndexMap<String, IndexMap<String, yaml::Value>>,
-) -> Result<(), String> {
-    if depth > 20 {
-        return Err(format!("{}: base: files nest too deep", path.display()));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let root = yaml::parse(&text, path).map_err(|e| e.to_string())?;
-    let Some(map) = root.as_map() else {
-        return Ok(());
-    };
-    if let Some(base) = map.get("base") {
-        let dir = path.parent().unwrap_or(Path::new(""));
-        let files: Vec<String> = match &base.value {
-            yaml::Value::Str(s) => vec![s.clone()],
-            yaml::Value::Seq(items) => items
-                .iter()
-                .filter_map(|n| n.as_str().map(str::to_string))
-                .collect(),
-            _ => Vec::new(),
-        };
-        for f in files {
-            raw_grids(&dir.join(f), depth + 1, out)?;
-        }
-    }
-    if let Some(grids) = map.get("grids").and_then(|g| g.as_map()) {
-        for (name, g) in grids {
-            let entry = out.entry(name.clone()).or_default();
-            if let Some(keys) = g.as_map() {
-                for (k, v) in keys {
-                    entry.insert(k.clone(), v.value.clone());
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 /// One grid as `display_grid` prints it.
@@ -306,12 +165,20 @@ pub(super) fn run(conf: PathBuf, grid: Option<String>, list: bool, all: bool) ->
         }
         raw.insert(name.to_string(), m);
     }
-    let mut user = IndexMap::new();
-    if let Err(e) = raw_grids(&conf, 0, &mut user) {
-        eprintln!("mapproxy-serve grids: {e}");
-        return EXIT_CONFIG;
+    // the grids as written, after base: merging and ${VAR} expansion, as the loader read them
+    if let Some(grids) = loaded.root.get("grids").and_then(|g| g.as_map()) {
+        for (name, g) in grids {
+            let keys = g
+                .as_map()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.value.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            raw.insert(name.clone(), keys);
+        }
     }
-    raw.extend(user);
     let mut set = loaded.conf.grid_set();
     let mut names: Vec<String> = if all || grid.is_some() {
         set.names().map(str::to_string).collect()

@@ -43,6 +43,9 @@ pub struct Loaded {
     pub files: Vec<PathBuf>,
     /// Unknown keys and unset environment variables, each with file and line.
     pub warnings: Vec<ConfigError>,
+    /// The configuration as written, after `base:` merging and `${VAR}` expansion (what
+    /// `mapproxy-util grids` prints of a grid).
+    pub root: indexmap::IndexMap<String, yaml::Node>,
 }
 
 /// Read `path` (and its `base:` files) into a [`MapProxyConf`]; all errors at once.
@@ -82,6 +85,7 @@ pub fn load_with_env(
         conf,
         files: read.files,
         warnings,
+        root: read.root,
     })
 }
 
