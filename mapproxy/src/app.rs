@@ -151,7 +151,7 @@ fn compile(
             c
         }),
         wms: false,
-        expires_hours: conf.globals.tiles_expires_hours.max(0.0) as u64,
+        max_age: (conf.globals.tiles_expires_hours.max(0.0) * 3600.0) as u64,
         access_control_allow_origin: conf.globals.http.access_control_allow_origin.clone(),
         ..ServiceConfig::default()
     };
@@ -207,7 +207,7 @@ fn service_md(md: Option<&Node>) -> crate::service::ServiceMd {
     let text = |k: &str| match m.get(k).map(|n| &n.value) {
         Some(Value::Str(s)) => Some(s.clone()),
         Some(Value::Int(i)) => Some(i.to_string()),
-        Some(Value::Float(f)) => Some(f.to_string()),
+        Some(Value::Float(f)) => Some(crate::source::py_float_repr(*f)),
         _ => None,
     };
     out.title = text("title").unwrap_or_default();
@@ -384,7 +384,7 @@ fn compile_source(
                 let v = match &v.value {
                     Value::Str(s) => s.clone(),
                     Value::Int(i) => i.to_string(),
-                    Value::Float(f) => f.to_string(),
+                    Value::Float(f) => crate::source::py_float_repr(*f),
                     Value::Bool(true) => "True".into(),
                     Value::Bool(false) => "False".into(),
                     _ => continue,
@@ -398,7 +398,7 @@ fn compile_source(
             if let Some(v) = w.wms_opts.get("version") {
                 let text = match &v.value {
                     Value::Str(s) => s.clone(),
-                    Value::Float(f) => f.to_string(),
+                    Value::Float(f) => crate::source::py_float_repr(*f),
                     _ => String::new(),
                 };
                 c.version = WmsVersion::parse(&text).ok_or_else(|| {
@@ -452,6 +452,27 @@ fn compile_cache(
             ),
         ));
     }
+    let unsupported = [
+        ("request_format", cache.request_format.is_some()),
+        ("disable_storage", cache.disable_storage),
+        ("image", cache.image.is_some()),
+        ("upscale_tiles", cache.upscale_tiles.is_some()),
+        ("downscale_tiles", cache.downscale_tiles.is_some()),
+        (
+            "use_direct_from_level",
+            cache.use_direct_from_level.is_some(),
+        ),
+        ("use_direct_from_res", cache.use_direct_from_res.is_some()),
+        ("refresh_before", cache.refresh_before.is_some()),
+        ("watermark", cache.watermark.is_some()),
+        ("cache.coverage", cache.cache.coverage.is_some()),
+    ];
+    if let Some((key, _)) = unsupported.iter().find(|(_, set)| *set) {
+        return Err(err(
+            &cache.loc,
+            format!("cache '{name}': {key} is not supported yet"),
+        ));
+    }
     let source_name = match cache.sources.as_slice() {
         [one] => one,
         [] => {
@@ -493,7 +514,15 @@ fn compile_cache(
         .tile_lock_dir
         .clone()
         .or_else(|| g.cache.tile_lock_dir.clone())
-        .unwrap_or_else(|| g.cache.base_dir.join("tile_locks"));
+        // MapProxy: <the cache's directory, else its cache_dir (default base_dir)>/tile_locks
+        .unwrap_or_else(|| {
+            cache
+                .cache
+                .directory
+                .as_ref()
+                .unwrap_or(&cache.cache_dir)
+                .join("tile_locks")
+        });
     let mut out = Vec::new();
     for grid_name in &grid_names {
         let grid = grids.tile_grid(grid_name).map_err(|e| {

@@ -217,7 +217,8 @@ impl Inner {
         // bench/mapproxy_tiles.sh). Misses (source requests, encoding, locks) still leave it.
         let loaded = self.cache.load(coord).map_err(cache_error)?;
         Ok(loaded.map(|t| TileData {
-            format: sniff_format(&t.data).unwrap_or_else(|| self.image_opts.format.clone()),
+            format: crate::image::sniff_format(&t.data)
+                .unwrap_or_else(|| self.image_opts.format.clone()),
             data: t.data,
             mtime: Some(t.mtime),
         }))
@@ -271,7 +272,7 @@ impl Inner {
             && image
                 .format
                 .clone()
-                .or_else(|| sniff_format(&image.data))
+                .or_else(|| crate::image::sniff_format(&image.data))
                 .is_some_and(|f| f == opts.format);
         let pattern = meta_tile.tiles.clone();
         let data = image.data.clone();
@@ -310,7 +311,7 @@ impl Inner {
             .into_iter()
             .map(|(c, data)| {
                 let format = if passthrough {
-                    sniff_format(&data).unwrap_or_else(|| format.clone())
+                    crate::image::sniff_format(&data).unwrap_or_else(|| format.clone())
                 } else {
                     format.clone()
                 };
@@ -339,7 +340,8 @@ impl Inner {
             for c in coords {
                 match cache.load(c).map_err(cache_error)? {
                     Some(t) => {
-                        let f = sniff_format(&t.data).unwrap_or_else(|| format.clone());
+                        let f =
+                            crate::image::sniff_format(&t.data).unwrap_or_else(|| format.clone());
                         out.insert(
                             c,
                             Made {
@@ -390,17 +392,6 @@ fn crop(
     out
 }
 
-/// PNG or JPEG by their magic bytes.
-fn sniff_format(data: &[u8]) -> Option<ImageFormat> {
-    if data.starts_with(b"\x89PNG\r\n\x1a\n") {
-        Some(ImageFormat::png())
-    } else if data.starts_with(b"\xff\xd8\xff") {
-        Some(ImageFormat::jpeg())
-    } else {
-        None
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,6 +405,9 @@ mod tests {
         assert_eq!(t.get_pixel(2, 1).0, [255, 255, 255, 0]);
         let t = crop(&img, (0, 0), (2, 2), false);
         assert_eq!(t.get_pixel(1, 1).0, [1, 2, 3, 255]);
-        assert_eq!(sniff_format(b"\xff\xd8\xff\xe0"), Some(ImageFormat::jpeg()));
+        assert_eq!(
+            crate::image::sniff_format(b"\xff\xd8\xff\xe0"),
+            Some(ImageFormat::jpeg())
+        );
     }
 }

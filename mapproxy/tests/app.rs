@@ -321,3 +321,37 @@ async fn a_wms_source_is_asked_once_per_meta_tile() {
         );
     }
 }
+
+#[test]
+fn options_not_supported_yet_are_errors_and_expires_hours_keeps_fractions() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("mapproxy.yaml");
+    let base =
+        "services:\n  tms:\n    origin: nw\nlayers:\n  - name: d\n    title: d\n    sources: [c]\n\
+                caches:\n  c:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [s]\n";
+    let tail = "sources:\n  s:\n    type: debug\n";
+    std::fs::write(&path, format!("{base}    watermark: {{text: x}}\n{tail}")).expect("write");
+    let e = mapproxy_serve_mapproxy::app::build(&path)
+        .err()
+        .expect("watermark is refused")
+        .to_string();
+    assert!(e.contains("mapproxy.yaml:"), "{e}");
+    assert!(e.contains("watermark is not supported yet"), "{e}");
+    std::fs::write(
+        &path,
+        format!("{base}{tail}").replace("origin: nw", "origin: up"),
+    )
+    .expect("write");
+    let e = mapproxy_serve_mapproxy::app::build(&path)
+        .err()
+        .expect("a bad origin is refused")
+        .to_string();
+    assert!(e.contains("services.tms.origin"), "{e}");
+    std::fs::write(
+        &path,
+        format!("{base}{tail}globals:\n  tiles:\n    expires_hours: 0.5\n"),
+    )
+    .expect("write");
+    let built = mapproxy_serve_mapproxy::app::build(&path).expect("builds");
+    assert_eq!(built.service.config().max_age, 1800);
+}

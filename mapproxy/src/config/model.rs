@@ -1477,7 +1477,18 @@ fn services(ctx: &mut Ctx, n: Option<&Node>) -> ServicesConf {
                     use_grid_names: opt(&mut sk, "use_grid_names", |n, p| ctx.boolean(n, p))
                         .unwrap_or(false),
                     origin: if name == "tms" {
-                        opt(&mut sk, "origin", |n, p| ctx.string(n, p))
+                        opt(&mut sk, "origin", |n, p| {
+                            let o = ctx.string(n, p)?;
+                            if crate::grid::Origin::parse(&o).is_err() {
+                                ctx.error(
+                                    &n.loc,
+                                    p,
+                                    format!("expected an origin (sw, nw, ll, ul), found '{o}'"),
+                                );
+                                return None;
+                            }
+                            Some(o)
+                        })
                     } else {
                         None
                     },

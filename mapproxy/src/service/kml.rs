@@ -212,7 +212,7 @@ fn kml_document(
     // cache_headers(etag_data=(result,), max_age) and make_conditional (If-None-Match only:
     // there is no time)
     let etag = format!("{:x}", Md5::digest(d.as_bytes()));
-    let max_age = svc.config.expires_hours.saturating_mul(3600);
+    let max_age = svc.config.max_age;
     let res = cached_response(
         ctx.headers,
         "application/vnd.google-earth.kml+xml",

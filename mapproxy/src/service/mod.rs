@@ -146,8 +146,9 @@ pub struct ServiceConfig {
     pub wmts: Option<WmtsConfig>,
     /// `services.wms` is present (the WMS service itself lands later).
     pub wms: bool,
-    /// `globals.tiles.expires_hours` (default 72).
-    pub expires_hours: u64,
+    /// `Cache-control: max-age` of tiles and KML in seconds: `globals.tiles.expires_hours`
+    /// × 3600 (default 72 hours), whole seconds as MapProxy's `%d` prints them.
+    pub max_age: u64,
     /// `globals.http.access_control_allow_origin` (default `*`; `None` or `""`: no header).
     pub access_control_allow_origin: Option<String>,
     /// The service metadata the TMS documents print (MapProxy passes the WMS `md`).
@@ -165,7 +166,7 @@ impl Default for ServiceConfig {
             kml: None,
             wmts: None,
             wms: false,
-            expires_hours: 72,
+            max_age: 72 * 3600,
             access_control_allow_origin: Some("*".into()),
             md: ServiceMd::default(),
             trusted_proxies: DEFAULT_TRUSTED_PROXIES.into(),

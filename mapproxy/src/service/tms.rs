@@ -555,7 +555,7 @@ pub(crate) async fn serve_tile(
     } else {
         format!("image/{}", req.format)
     };
-    let max_age = svc.config.expires_hours.saturating_mul(3600);
+    let max_age = svc.config.max_age;
     Ok(tile_response(
         ctx.headers,
         &content_type,

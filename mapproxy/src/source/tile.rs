@@ -145,7 +145,7 @@ impl TileUrlTemplate {
                     Var::Format => format.to_owned(),
                     Var::TmsPath => format!("{z}/{x}/{y}"),
                     Var::TcPath => tc_path((x, y, z)),
-                    Var::Quadkey => quadkey((x, y, z)),
+                    Var::Quadkey => crate::cache::path::quadkey((x, y, z)),
                     Var::ArcgisPath => format!("L{z:02}/R{y:08x}/C{x:08x}"),
                     Var::Bbox => {
                         let b = grid
@@ -189,22 +189,6 @@ fn tc_path((x, y, z): TileCoord) -> String {
     let (x1, x2, x3) = p(x);
     let (y1, y2, y3) = p(y);
     format!("{z:02}/{x1:03}/{x2:03}/{x3:03}/{y1:03}/{y2:03}/{y3:03}")
-}
-
-fn quadkey((x, y, z): TileCoord) -> String {
-    let mut s = String::with_capacity(z);
-    for i in (1..=z).rev() {
-        let mask = 1i64.checked_shl((i - 1) as u32).unwrap_or(0);
-        let mut digit = 0;
-        if x & mask != 0 {
-            digit += 1;
-        }
-        if y & mask != 0 {
-            digit += 2;
-        }
-        s.push(char::from(b'0' + digit));
-    }
-    s
 }
 
 /// A `type: tile` source.
