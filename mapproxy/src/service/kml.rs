@@ -165,7 +165,8 @@ fn kml_document(
         }
     }
 
-    let url = escape_html(ctx.script_url.trim_end_matches('/'));
+    let script_url = ctx.script_url();
+    let url = escape_html(script_url.trim_end_matches('/'));
     let name = &req.layer;
     let name_path = format!(
         "{}/{}",

@@ -473,7 +473,6 @@ impl MapProxyService {
             path: &path,
             query: req.uri().query().unwrap_or(""),
             headers: req.headers(),
-            script_url: script_url(req),
             request: req,
             authorizer: req.extensions().get::<Authorizer>(),
         };
@@ -500,7 +499,7 @@ impl MapProxyService {
                 };
                 Some(match input {
                     Ok(input) => {
-                        demo::handle_with_headers(&pq, req.headers(), &ctx.script_url, &input)
+                        demo::handle_with_headers(&pq, req.headers(), &ctx.script_url(), &input)
                     }
                     // MapProxy's demo answers its own 403, without the no-cache headers
                     Err(d) if d.0 == StatusCode::FORBIDDEN => {
@@ -515,7 +514,7 @@ impl MapProxyService {
             return res;
         }
         if path.is_empty() || path == "/" {
-            return self.welcome(&ctx.script_url);
+            return self.welcome(&ctx.script_url());
         }
         response::mimetype_response(StatusCode::NOT_FOUND, "text/plain", "not found")
     }
@@ -573,8 +572,6 @@ pub(crate) struct Ctx<'a> {
     /// The raw query string.
     pub query: &'a str,
     pub headers: &'a http::HeaderMap,
-    /// Scheme, host and mount path, no trailing `/`.
-    pub script_url: String,
     /// The request (extensions, for the authorizer).
     pub request: &'a Request<()>,
     /// MapProxy's `mapproxy.authorize`.
@@ -582,6 +579,12 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Scheme, host and mount path, no trailing `/`: built when a document or page needs it,
+    /// not for every tile.
+    pub fn script_url(&self) -> String {
+        script_url(self.request)
+    }
+
     /// Ask the authorizer; `None` when there is none (everything allowed).
     pub fn ask(
         &self,

@@ -320,7 +320,7 @@ fn tms_root(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body> {
     let body = format!(
         "<?xml version=\"1.0\"?>\n    <Services>\n    <TileMapService title=\"{}\" version=\"1.0.0\"\n        href=\"{}/tms/1.0.0/\" />\n</Services>",
         html_escape(&svc.config.md.title),
-        ctx.script_url
+        ctx.script_url()
     );
     mimetype_response(StatusCode::OK, "text/xml", body)
 }
@@ -380,7 +380,7 @@ fn tms_capabilities(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body> {
             html_escape(&layer.title),
             g.srs_name,
             g.profile,
-            ctx.script_url,
+            ctx.script_url(),
             html_escape(&layer.name),
             html_escape(&layer.url_grid_name(use_grid_names))
         ));
@@ -395,7 +395,7 @@ fn tilemap(svc: &MapProxyService, ctx: &Ctx<'_>, layer: &TileLayer) -> Response<
     let (tw, th) = layer.grid.tile_size();
     let url = format!(
         "{}/tms/1.0.0/{}/{}",
-        ctx.script_url,
+        ctx.script_url(),
         html_escape(&layer.name),
         html_escape(&layer.url_grid_name(svc.use_grid_names(TileService::Tms)))
     );

@@ -328,7 +328,7 @@ struct WmtsTile {
 /// `/wmts...` (RESTful).
 pub(crate) async fn rest(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body> {
     if ctx.path.ends_with(CAPABILITIES_PATH) {
-        return capabilities(svc, ctx, &format!("{}/wmts", ctx.script_url), true);
+        return capabilities(svc, ctx, &format!("{}/wmts", ctx.script_url()), true);
     }
     let caps = svc.wmts_regex.as_ref().and_then(|re| re.captures(ctx.path));
     let Some(caps) = caps else {
@@ -369,7 +369,7 @@ pub(crate) async fn kvp(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body> 
             } else {
                 "service"
             };
-            return capabilities(svc, ctx, &format!("{}/{name}", ctx.script_url), false);
+            return capabilities(svc, ctx, &format!("{}/{name}", ctx.script_url()), false);
         }
         Some(_) => return not_yet("GetFeatureInfo"),
         None => return wmts_error(None, "unknown WMTS request type 'None'"),
