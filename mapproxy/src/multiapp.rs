@@ -204,25 +204,27 @@ impl MultiApp {
         }
     }
 
+    /// The cached project when its files did not change: `Some(None)` for a broken one.
+    fn fresh(&self, name: &str) -> Option<Option<App>> {
+        let e = self.cached(name)?;
+        if changed(e.stamps()) {
+            return None;
+        }
+        Some(match &*e {
+            Entry::Built { app, .. } => Some(app.clone()),
+            Entry::Broken { .. } => None,
+        })
+    }
+
     /// The project's app, building it when it is not cached or its files changed.
     async fn project(&self, name: &str) -> Option<App> {
-        if let Some(e) = self.cached(name) {
-            if !changed(e.stamps()) {
-                return match &*e {
-                    Entry::Built { app, .. } => Some(app.clone()),
-                    Entry::Broken { .. } => None,
-                };
-            }
+        if let Some(app) = self.fresh(name) {
+            return app;
         }
         let _one = self.building.lock().await;
         // Built by the request we waited for?
-        if let Some(e) = self.cached(name) {
-            if !changed(e.stamps()) {
-                return match &*e {
-                    Entry::Built { app, .. } => Some(app.clone()),
-                    Entry::Broken { .. } => None,
-                };
-            }
+        if let Some(app) = self.fresh(name) {
+            return app;
         }
         // Building reads files and may take milliseconds: keep other tasks of this worker going.
         match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
