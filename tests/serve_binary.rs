@@ -1158,3 +1158,131 @@ async fn serve_develop_reloads_on_an_edit_of_a_base_file() {
     let tile = s.url("/tms/1.0.0/via_base/GLOBAL_WEBMERCATOR/0/0/0.png");
     wait_status(&c, &tile, 200, "the fixed base file").await;
 }
+
+/// A loopback tile server for the lock test: counts requests and answers each with `png`
+/// only once the test opens the gate.
+async fn gated_tile_upstream(
+    png: bytes::Bytes,
+) -> (
+    std::net::SocketAddr,
+    Arc<std::sync::atomic::AtomicUsize>,
+    Arc<tokio::sync::Semaphore>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (c, g) = (count.clone(), gate.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let (c, g, png) = (c.clone(), g.clone(), png.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // one request per connection is enough: answer with Connection: close
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if let Ok(p) = g.acquire().await {
+                    p.forget();
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    png.len()
+                );
+                let _ = sock.write_all(head.as_bytes()).await;
+                let _ = sock.write_all(&png).await;
+            });
+        }
+    });
+    (addr, count, gate)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_sharing_a_cache_fetch_a_tile_once() {
+    use mapproxy_serve::mapproxy::image::{encode, ImageFormat, ImageOpts, RgbaImage};
+    let png = encode(
+        &RgbaImage::from_pixel(256, 256, [10, 20, 30, 255].into()),
+        &ImageOpts::new(ImageFormat::png()),
+    )
+    .unwrap();
+    let (up, count, gate) = gated_tile_upstream(png.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = write(
+        dir.path(),
+        "mapproxy.yaml",
+        &format!(
+            "services:\n  tms:\nlayers:\n  - name: up\n    title: up\n    sources: [up_cache]\n\
+             caches:\n  up_cache:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [up]\n\
+             sources:\n  up:\n    type: tile\n    grid: GLOBAL_WEBMERCATOR\n    url: http://{up}/%(tms_path)s.png\n"
+        ),
+    );
+    let ini = |name: &str| {
+        write(
+            dir.path(),
+            name,
+            &format!(
+                "[server:main]\nuse = egg:mapproxy-serve#http\nport = 0\n\n\
+                 [app:main]\nuse = egg:MapProxy#app\nmapproxy_conf = {}\n",
+                path(&yaml)
+            ),
+        )
+    };
+    let (a_ini, b_ini) = (ini("a.ini"), ini("b.ini"));
+    let a = serve(&[path(&a_ini)], None);
+    let b = serve(&[path(&b_ini)], None);
+    let c = client();
+    let tile = "/tms/1.0.0/up/EPSG3857/3/2/5.png";
+    // A misses and asks the upstream, which holds the answer: A holds the meta tile's lock.
+    let ra = tokio::spawn(c.get(a.url(tile)).send());
+    let deadline = Instant::now() + DEADLINE;
+    while count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "A never asked the upstream");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // B misses the same tile while A holds the lock; it waits for the lock, not the upstream.
+    let rb = tokio::spawn(c.get(b.url(tile)).send());
+    // While A holds the lock B does not ask the upstream (watched for 300 ms: the absence of
+    // a request has no event to wait for); then the upstream answers A.
+    let watch = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < watch {
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    gate.add_permits(10);
+    for r in [ra, rb] {
+        let res = r.await.unwrap().unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.bytes().await.unwrap(), png);
+    }
+    assert_eq!(
+        count.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "B found the tile A stored once it had the lock"
+    );
+    // one tile file in the cache, the upstream's bytes
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.path().join("cache_data/up_cache_EPSG3857")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                if !p.ends_with("tile_locks") {
+                    dirs.push(p);
+                }
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(std::fs::read(&files[0]).unwrap(), png);
+}

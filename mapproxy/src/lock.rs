@@ -1,24 +1,30 @@
-//! The cross-process tile lock (MapProxy's `TileLocker` in `mapproxy/cache/base.py` and
-//! `FileLock` in `mapproxy/util/lock.py`): one lock file per meta tile, so that processes
-//! sharing a lock directory create a meta tile once.
+//! The cross-process tile lock: one meta tile is made by one process at a time, among the
+//! processes sharing a lock directory (MapProxy's `TileLocker` in `mapproxy/cache/base.py`).
 //!
-//! As MapProxy:
-//! - the file is `<lock_dir>/<lock_cache_id>-<x>-<y>-<z>.lck`, named after the meta tile's
-//!   main tile; a file cache's `lock_cache_id` is the MD5 hex digest of its directory;
-//! - the lock is an exclusive `flock` on the open file, tried every 10 ms until the timeout
-//!   (MapProxy's `http.client_timeout`, default 60 s), then [`LockError::Timeout`];
-//! - the holder writes ` <pid>\n` into the file, and removes the file on unlock;
-//! - every 50th lock of a locker first removes `.lck` files of the directory older than the
-//!   timeout + 10 s (MapProxy's `cleanup_lockdir`: files left by a process that died).
+//! On Linux the locks are byte-range locks on one file per cache,
+//! `<lock_dir>/<lock_cache_id>.locks`: the meta tile's main tile names a byte (a fixed hash of
+//! its coordinates, the same in every process and build), locked with an open file
+//! description lock (`F_OFD_SETLK`) on a descriptor of its own. The kernel drops the lock when
+//! the holder closes it or dies, so nothing is left behind, and no file is created or removed
+//! per tile. That is a deliberate difference from MapProxy, which creates
+//! `<lock_cache_id>-<x>-<y>-<z>.lck` per meta tile, `flock`s it and removes it on unlock: on
+//! ext4 without a journal every removed inode makes the next file creations scan past it for a
+//! minute (`recently_deleted`), which cost more kernel time than fetching and writing the tile
+//! (`bench/mapproxy_misses.sh`, perf). A MapProxy process sharing the cache during a migration
+//! does not see these locks: at worst a meta tile is fetched by both, and both write it
+//! atomically.
+//!
+//! Elsewhere (no OFD locks) it is MapProxy's scheme: `<lock_cache_id>-<x>-<y>-<z>.lck`, an
+//! exclusive `flock`, ` <pid>\n` written into it, removed on unlock, and every 50th lock first
+//! removes `.lck` files older than the timeout + 10 s (`cleanup_lockdir`).
+//!
+//! Either way a lock is tried every 10 ms until the timeout (MapProxy's `http.client_timeout`,
+//! default 60 s), then [`LockError::Timeout`].
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
-
-use fs4::fs_std::FileExt;
+use std::time::Duration;
 
 use crate::grid::TileCoord;
 
@@ -45,13 +51,14 @@ impl std::fmt::Display for LockError {
 
 impl std::error::Error for LockError {}
 
-/// Lock files of one cache in one directory.
+/// The tile locks of one cache in one directory.
 #[derive(Debug, Clone)]
 pub struct TileLocker {
     lock_dir: PathBuf,
     lock_cache_id: String,
     timeout: Duration,
-    calls: Arc<AtomicUsize>,
+    #[cfg(not(target_os = "linux"))]
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl TileLocker {
@@ -64,7 +71,8 @@ impl TileLocker {
             lock_dir: lock_dir.into(),
             lock_cache_id: lock_cache_id.into(),
             timeout,
-            calls: Arc::new(AtomicUsize::new(0)),
+            #[cfg(not(target_os = "linux"))]
+            calls: Default::default(),
         }
     }
 
@@ -76,29 +84,28 @@ impl TileLocker {
         &self.lock_cache_id
     }
 
-    /// `<lock_dir>/<lock_cache_id>-<x>-<y>-<z>.lck`.
-    pub fn lock_filename(&self, (x, y, z): TileCoord) -> PathBuf {
-        self.lock_dir
-            .join(format!("{}-{x}-{y}-{z}.lck", self.lock_cache_id))
+    /// The file the lock of `coord` (a meta tile's main tile) is taken on.
+    pub fn lock_path(&self, coord: TileCoord) -> PathBuf {
+        imp::lock_path(&self.lock_dir, &self.lock_cache_id, coord)
     }
 
-    /// Takes the lock of `coord` (a meta tile's main tile), waiting at most the timeout.
-    /// Blocking file work runs on Tokio's blocking threads; the waits between tries are
-    /// async.
+    /// Takes the lock of `coord` (a meta tile's main tile), waiting at most the timeout. A try
+    /// is an open of the lock file and a non-blocking lock call, done on the calling thread
+    /// (as the cache hit's read is); the waits between tries are async.
     pub async fn lock(&self, coord: TileCoord) -> Result<TileLock, LockError> {
-        let path = self.lock_filename(coord);
-        if self.calls.fetch_add(1, Ordering::Relaxed) % 50 == 0 {
-            let dir = self.lock_dir.clone();
-            let max_age = self.timeout + Duration::from_secs(10);
-            let _ = tokio::task::spawn_blocking(move || cleanup_lock_dir(&dir, max_age)).await;
+        let path = self.lock_path(coord);
+        #[cfg(not(target_os = "linux"))]
+        if self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            % 50
+            == 0
+        {
+            cleanup_lock_dir(&self.lock_dir, self.timeout + Duration::from_secs(10));
         }
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
-            let p = path.clone();
-            let tried = tokio::task::spawn_blocking(move || try_lock(&p))
-                .await
-                .map_err(|e| LockError::Io(path.clone(), io::Error::other(e)))?;
-            match tried {
+            match imp::try_lock(&path, coord) {
                 Ok(Some(file)) => {
                     return Ok(TileLock {
                         file: Some(file),
@@ -122,7 +129,7 @@ pub fn cleanup_lock_dir(dir: &Path, max_age: Duration) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
-    let now = SystemTime::now();
+    let now = std::time::SystemTime::now();
     for entry in entries.flatten() {
         let path = entry.path();
         if path.extension().is_none_or(|e| e != "lck") {
@@ -145,32 +152,109 @@ pub fn cleanup_lock_dir(dir: &Path, max_age: Duration) {
     }
 }
 
-/// Opens (creating the directory and file) and tries the exclusive lock once.
-fn try_lock(path: &Path) -> io::Result<Option<File>> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+/// Opens the lock file for writing, creating it (mode 0664 less the umask, as MapProxy's) and
+/// its directory when missing.
+fn open_lock_file(path: &Path) -> io::Result<File> {
+    let open = || {
+        let mut o = OpenOptions::new();
+        o.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o664);
+        o.open(path)
+    };
+    match open() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            open()
+        }
+        r => r,
     }
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)?;
-    match FileExt::try_lock_exclusive(&file) {
-        Ok(true) => {}
-        Ok(false) => return Ok(None),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    // as MapProxy: " <pid>\n"; a failure to write is no reason to give up the lock
-    let _ = file
-        .set_len(0)
-        .and_then(|()| writeln!(file, " {}", std::process::id()))
-        .and_then(|()| file.flush());
-    Ok(Some(file))
 }
 
-/// A held lock: released (file removed, then closed) when dropped.
+/// The byte of the lock file that stands for a meta tile: SplitMix64's finalizer over its
+/// main tile's coordinates. Fixed, so that every process and build agrees; below 2^62, so the
+/// one-byte range fits an `off_t`. Two meta tiles on one byte only wait for each other.
+pub fn lock_byte((x, y, z): TileCoord) -> i64 {
+    let mut h = (x as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (y as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
+        ^ (z as u64);
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94D0_49BB_1331_11EB);
+    h ^= h >> 31;
+    (h >> 2) as i64
+}
+
+#[cfg(target_os = "linux")]
+mod imp {
+    use super::*;
+    use nix::errno::Errno;
+    use nix::fcntl::{fcntl, FcntlArg};
+
+    pub fn lock_path(dir: &Path, lock_cache_id: &str, _coord: TileCoord) -> PathBuf {
+        dir.join(format!("{lock_cache_id}.locks"))
+    }
+
+    /// An OFD write lock on the meta tile's byte, through a descriptor of its own (OFD locks
+    /// belong to the open file description: two tasks of one process exclude each other too).
+    pub fn try_lock(path: &Path, coord: TileCoord) -> io::Result<Option<File>> {
+        let file = open_lock_file(path)?;
+        let range = nix::libc::flock {
+            l_type: nix::libc::F_WRLCK as _,
+            l_whence: nix::libc::SEEK_SET as _,
+            l_start: lock_byte(coord),
+            l_len: 1,
+            l_pid: 0,
+        };
+        match fcntl(&file, FcntlArg::F_OFD_SETLK(&range)) {
+            Ok(_) => Ok(Some(file)),
+            Err(Errno::EAGAIN | Errno::EACCES) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Closing the descriptor releases the lock; the file stays for the next one.
+    pub fn release(_path: &Path) {}
+}
+
+#[cfg(not(target_os = "linux"))]
+mod imp {
+    use super::*;
+    use fs4::fs_std::FileExt;
+    use std::io::Write;
+
+    pub fn lock_path(dir: &Path, lock_cache_id: &str, (x, y, z): TileCoord) -> PathBuf {
+        dir.join(format!("{lock_cache_id}-{x}-{y}-{z}.lck"))
+    }
+
+    /// MapProxy's: an exclusive `flock` of the meta tile's own file, ` <pid>\n` written in it.
+    pub fn try_lock(path: &Path, _coord: TileCoord) -> io::Result<Option<File>> {
+        let mut file = open_lock_file(path)?;
+        match FileExt::try_lock_exclusive(&file) {
+            Ok(true) => {}
+            Ok(false) => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        // a failure to write is no reason to give up the lock
+        let _ = file
+            .set_len(0)
+            .and_then(|()| writeln!(file, " {}", std::process::id()))
+            .and_then(|()| file.flush());
+        Ok(Some(file))
+    }
+
+    /// MapProxy removes the file while holding the lock: a waiter that opened the old file may
+    /// then lock it while a newcomer locks a new one; both re-check the cache first.
+    pub fn release(path: &Path) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// A held lock: released when dropped.
 #[derive(Debug)]
 pub struct TileLock {
     file: Option<File>,
@@ -185,9 +269,7 @@ impl TileLock {
 
 impl Drop for TileLock {
     fn drop(&mut self) {
-        // MapProxy removes the file while holding the lock: a waiter that opened the old file
-        // may then lock it while a newcomer locks a new one; both re-check the cache first.
-        let _ = std::fs::remove_file(&self.path);
+        imp::release(&self.path);
         self.file.take();
     }
 }
@@ -200,25 +282,45 @@ mod tests {
     async fn held_lock_times_out_then_is_free_again() {
         let dir = tempfile::tempdir().expect("tempdir");
         let locker = TileLocker::new(dir.path().join("locks"), "abc", Duration::from_millis(50));
-        let path = locker.lock_filename((1, 2, 3));
+        let path = locker.lock_path((1, 2, 3));
+        #[cfg(target_os = "linux")]
+        assert_eq!(path, dir.path().join("locks").join("abc.locks"));
+        #[cfg(not(target_os = "linux"))]
         assert_eq!(path, dir.path().join("locks").join("abc-1-2-3.lck"));
         let held = locker.lock((1, 2, 3)).await.expect("first");
         assert_eq!(held.path(), path);
-        assert_eq!(
-            std::fs::read_to_string(&path).expect("lock file"),
-            format!(" {}\n", std::process::id())
-        );
+        assert!(path.exists());
         let start = std::time::Instant::now();
-        match locker.lock((1, 2, 3)).await {
-            Err(LockError::Timeout(p)) => assert_eq!(p, path),
-            other => panic!("expected a timeout, got {other:?}"),
+        // a second locker (as another process would) and the same one both wait
+        let other = TileLocker::new(dir.path().join("locks"), "abc", Duration::from_millis(50));
+        for l in [&locker, &other] {
+            match l.lock((1, 2, 3)).await {
+                Err(LockError::Timeout(p)) => assert_eq!(p, path),
+                other => panic!("expected a timeout, got {other:?}"),
+            }
         }
-        assert!(start.elapsed() >= Duration::from_millis(50));
+        assert!(start.elapsed() >= Duration::from_millis(100));
         // another meta tile is not held
-        drop(locker.lock((0, 0, 3)).await.expect("other tile"));
+        drop(other.lock((0, 0, 3)).await.expect("other tile"));
         drop(held);
-        assert!(!path.exists(), "removed on unlock");
-        drop(locker.lock((1, 2, 3)).await.expect("free again"));
+        drop(other.lock((1, 2, 3)).await.expect("free again"));
+    }
+
+    #[test]
+    fn lock_bytes_are_fixed_and_spread() {
+        // fixed across builds: processes of different versions share a lock file
+        assert_eq!(lock_byte((0, 0, 0)), 0);
+        let a = lock_byte((1, 2, 3));
+        assert_eq!(a, lock_byte((1, 2, 3)));
+        assert!((0..1 << 62).contains(&a));
+        let mut seen = std::collections::HashSet::new();
+        for z in 0..6 {
+            for x in 0..(1i64 << z) {
+                for y in 0..(1i64 << z) {
+                    assert!(seen.insert(lock_byte((x, y, z))), "{x} {y} {z}");
+                }
+            }
+        }
     }
 
     #[test]
@@ -231,7 +333,7 @@ mod tests {
         cleanup_lock_dir(dir.path(), Duration::from_secs(3600));
         assert!(old.exists(), "young");
         let f = File::options().write(true).open(&old).expect("open");
-        f.set_modified(SystemTime::now() - Duration::from_secs(7200))
+        f.set_modified(std::time::SystemTime::now() - Duration::from_secs(7200))
             .expect("mtime");
         drop(f);
         cleanup_lock_dir(dir.path(), Duration::from_secs(3600));

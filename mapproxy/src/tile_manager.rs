@@ -9,7 +9,10 @@
 //! - **Across processes**: the creation holds the meta tile's lock file ([`TileLocker`]) and
 //!   looks at the cache again once it has it, as MapProxy does: a second process that waited
 //!   for the lock finds the tiles stored and requests nothing.
-//! - **`concurrent_tile_creators`**: at most this many creations at once (a semaphore).
+//! - **`concurrent_tile_creators`** is MapProxy's limit per client request (how many meta
+//!   tiles one request, a WMS GetMap, makes at once), not per cache: the manager keeps it for
+//!   such callers ([`TileManager::concurrent_tile_creators`]); each tile request makes one
+//!   meta tile. The limit on a source's parallel requests is its `concurrent_requests`.
 //! - **No meta tiling** (`meta_size` 1×1 and no buffer, as MapProxy for tile sources): the
 //!   source's bytes are stored as they came when their format is the cache's, else decoded
 //!   and encoded with the cache's image options.
@@ -18,10 +21,10 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
-use tokio::sync::Semaphore;
 
 use crate::cache::TileCache;
 use crate::grid::{TileCoord, TileGrid};
@@ -62,6 +65,8 @@ struct Made {
     data: Bytes,
     format: ImageFormat,
     stored: bool,
+    /// The stored tile's time as a cache load reports it, when the store told it.
+    mtime: Option<SystemTime>,
 }
 
 type Created = Arc<HashMap<TileCoord, Made>>;
@@ -81,14 +86,15 @@ struct Inner {
     image_opts: ImageOpts,
     request_format: ImageFormat,
     locker: TileLocker,
-    creators: Semaphore,
+    concurrent_tile_creators: usize,
     in_flight: Mutex<HashMap<TileCoord, Creation>>,
 }
 
 impl TileManager {
     /// A manager of `cache` (tiles of `grid`) filled from `source`, meta tiles as `meta`,
     /// tiles encoded with `image_opts` (the source is asked for `image_opts.format`), locks
-    /// from `locker`, at most `concurrent_tile_creators` (at least 1) creations at once.
+    /// from `locker`; `concurrent_tile_creators` (at least 1) is kept for callers that make
+    /// several meta tiles for one request.
     pub fn new(
         cache: Arc<dyn TileCache>,
         source: Arc<dyn MapSource>,
@@ -114,7 +120,7 @@ impl TileManager {
                 request_format: image_opts.format.clone(),
                 image_opts,
                 locker,
-                creators: Semaphore::new(concurrent_tile_creators.max(1)),
+                concurrent_tile_creators: concurrent_tile_creators.max(1),
                 in_flight: Mutex::new(HashMap::new()),
             }),
         }
@@ -126,6 +132,11 @@ impl TileManager {
 
     pub fn meta_grid(&self) -> &MetaGrid {
         &self.inner.meta
+    }
+
+    /// MapProxy's `concurrent_tile_creators`: how many meta tiles one request makes at once.
+    pub fn concurrent_tile_creators(&self) -> usize {
+        self.inner.concurrent_tile_creators
     }
 
     /// The tile, from the cache or made.
@@ -169,8 +180,8 @@ impl TileManager {
                 message: "no tile created".into(),
             });
         };
-        if made.stored {
-            // the stored file's mtime, as a later cache hit will show it
+        if made.stored && made.mtime.is_none() {
+            // the stored tile's time, as a later cache hit will show it
             if let Some(t) = inner.load(coord).await? {
                 return Ok(t);
             }
@@ -178,7 +189,7 @@ impl TileManager {
         Ok(TileData {
             data: made.data.clone(),
             format: made.format.clone(),
-            mtime: None,
+            mtime: made.mtime,
         })
     }
 }
@@ -235,11 +246,6 @@ impl Inner {
     }
 
     async fn create_locked(&self, main: TileCoord) -> Result<HashMap<TileCoord, Made>, TileError> {
-        let _permit = self
-            .creators
-            .acquire()
-            .await
-            .map_err(|_| source_error("tile manager closed"))?;
         let meta_tile = self
             .meta
             .meta_tile(main)
@@ -249,7 +255,7 @@ impl Inner {
         let _lock = self.locker.lock(lock_coord).await.map_err(cache_error)?;
 
         // another process may have made them while this one waited for the lock
-        if let Some(stored) = self.load_all(&meta_tile).await? {
+        if let Some(stored) = self.load_all(&meta_tile)? {
             return Ok(stored);
         }
 
@@ -274,37 +280,39 @@ impl Inner {
                 .clone()
                 .or_else(|| crate::image::sniff_format(&image.data))
                 .is_some_and(|f| f == opts.format);
-        let pattern = meta_tile.tiles.clone();
-        let data = image.data.clone();
-        let tiles: Vec<(TileCoord, Bytes)> = blocking(move || {
-            if passthrough {
-                return Ok(pattern
-                    .iter()
-                    .filter_map(|(c, _)| c.map(|c| (c, data.clone())))
-                    .collect());
-            }
-            let img = decode(&data).map_err(source_error)?;
-            let mut out = Vec::new();
-            for (coord, offset) in pattern {
-                let Some(coord) = coord else { continue };
-                let tile = crop(&img, offset, tile_size, opts.transparent);
-                out.push((coord, encode(&tile, &opts).map_err(source_error)?));
-            }
-            Ok(out)
-        })
-        .await?;
+        let tiles: Vec<(TileCoord, Bytes)> = if passthrough {
+            meta_tile
+                .tiles
+                .iter()
+                .filter_map(|(c, _)| c.map(|c| (c, image.data.clone())))
+                .collect()
+        } else {
+            let pattern = meta_tile.tiles.clone();
+            let data = image.data.clone();
+            // decoding, cropping and encoding are CPU work: off the async workers
+            blocking(move || {
+                let img = decode(&data).map_err(source_error)?;
+                let mut out = Vec::new();
+                for (coord, offset) in pattern {
+                    let Some(coord) = coord else { continue };
+                    let tile = crop(&img, offset, tile_size, opts.transparent);
+                    out.push((coord, encode(&tile, &opts).map_err(source_error)?));
+                }
+                Ok(out)
+            })
+            .await?
+        };
 
         let stored = image.cacheable;
+        // Stored on this thread, as hits are read: a tile is a small file written into the
+        // page cache (a hand-off to the blocking pool cost more: bench/mapproxy_misses.sh).
+        let mut mtimes = HashMap::new();
         if stored {
-            let cache = self.cache.clone();
-            let to_store = tiles.clone();
-            blocking(move || {
-                for (coord, data) in &to_store {
-                    cache.store(*coord, data).map_err(cache_error)?;
+            for (coord, data) in &tiles {
+                if let Some(t) = self.cache.store(*coord, data).map_err(cache_error)? {
+                    mtimes.insert(*coord, t);
                 }
-                Ok(())
-            })
-            .await?;
+            }
         }
         let format = self.image_opts.format.clone();
         Ok(tiles
@@ -321,42 +329,39 @@ impl Inner {
                         data,
                         format,
                         stored,
+                        mtime: mtimes.get(&c).copied(),
                     },
                 )
             })
             .collect())
     }
 
-    /// All tiles of the meta tile when every one is stored, else `None`.
-    async fn load_all(
+    /// All tiles of the meta tile when every one is stored, else `None` (read on this thread,
+    /// as hits are).
+    fn load_all(
         &self,
         meta_tile: &MetaTile,
     ) -> Result<Option<HashMap<TileCoord, Made>>, TileError> {
-        let coords: Vec<TileCoord> = meta_tile.coords().collect();
-        let cache = self.cache.clone();
-        let format = self.image_opts.format.clone();
-        blocking(move || {
-            let mut out = HashMap::new();
-            for c in coords {
-                match cache.load(c).map_err(cache_error)? {
-                    Some(t) => {
-                        let f =
-                            crate::image::sniff_format(&t.data).unwrap_or_else(|| format.clone());
-                        out.insert(
-                            c,
-                            Made {
-                                data: t.data,
-                                format: f,
-                                stored: true,
-                            },
-                        );
-                    }
-                    None => return Ok(None),
+        let mut out = HashMap::new();
+        for c in meta_tile.coords() {
+            match self.cache.load(c).map_err(cache_error)? {
+                Some(t) => {
+                    let format = crate::image::sniff_format(&t.data)
+                        .unwrap_or_else(|| self.image_opts.format.clone());
+                    out.insert(
+                        c,
+                        Made {
+                            data: t.data,
+                            format,
+                            stored: true,
+                            mtime: Some(t.mtime),
+                        },
+                    );
                 }
+                None => return Ok(None),
             }
-            Ok(Some(out))
-        })
-        .await
+        }
+        Ok(Some(out))
     }
 }
 

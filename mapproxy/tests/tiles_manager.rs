@@ -113,13 +113,9 @@ async fn geodetic_level_1_is_one_512x256_getmap() {
         m.tile((2, 0, 1)).await.expect_err("outside"),
         TileError::OutOfRange
     );
-    assert!(
-        std::fs::read_dir(dir.path())
-            .expect("lock dir")
-            .next()
-            .is_none(),
-        "lock file removed"
-    );
+    // the meta tile's lock is released
+    let probe = TileLocker::new(dir.path(), "cacheid", Duration::ZERO);
+    drop(probe.lock((0, 0, 1)).await.expect("lock released"));
 
     // level 0: one tile reaching to 270 degrees north; the image is its lower half
     let t = m.tile((0, 0, 0)).await.expect("level 0");
@@ -260,9 +256,12 @@ async fn two_managers_sharing_a_lock_dir_fetch_once() {
     });
     // A holds the lock of the meta tile and waits for the upstream
     until("A's request", || up.count() == 1).await;
-    let lock = dir.path().join("cacheid-0-0-2.lck");
-    let content = std::fs::read_to_string(&lock).expect("lock file");
-    assert_eq!(content, format!(" {}\n", std::process::id()));
+    // the meta tile's lock is held, for any process sharing the lock directory
+    let probe = TileLocker::new(dir.path(), "cacheid", Duration::ZERO);
+    assert!(matches!(
+        probe.lock((0, 0, 2)).await,
+        Err(mapproxy_serve_mapproxy::lock::LockError::Timeout(_))
+    ));
     let loads = cache.loads.load(Ordering::SeqCst);
     let tb = tokio::spawn({
         let b = b.clone();
@@ -281,7 +280,7 @@ async fn two_managers_sharing_a_lock_dir_fetch_once() {
     assert_eq!(tb.data, cache.get((2, 2, 2)).expect("stored").data);
     assert_eq!(ta.data, cache.get((1, 1, 2)).expect("stored").data);
     assert_eq!(cache.stores.load(Ordering::SeqCst), 16);
-    assert!(!lock.exists());
+    drop(probe.lock((0, 0, 2)).await.expect("released"));
 }
 
 #[tokio::test]

@@ -124,7 +124,7 @@ impl FileCache {
         coord: TileCoord,
         data: &[u8],
         components: &[u8],
-    ) -> io::Result<()> {
+    ) -> io::Result<SystemTime> {
         let tile_loc = self.tile_location(coord);
         self.ensure_parent(&tile_loc)?;
         let real = self.single_color_location(components);
@@ -143,7 +143,8 @@ impl FileCache {
         };
         match r {
             Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
-            _ => Ok(()),
+            // the time a later load reports: the link's own (MapProxy's lstat)
+            _ => fs::symlink_metadata(&tile_loc)?.modified(),
         }
     }
 
@@ -197,41 +198,26 @@ impl FileCache {
         Ok(())
     }
 
-    /// MapProxy's `_store`: a symbolic link at the location is replaced, not written through;
-    /// the file is written atomically.
-    fn write_file(&self, location: &Path, data: &[u8]) -> io::Result<()> {
-        if fs::symlink_metadata(location)
-            .map(|m| m.file_type().is_symlink())
-            .unwrap_or(false)
-        {
-            remove_if_exists(location)?;
-        }
-        write_atomic(location, data)?;
-        #[cfg(unix)]
-        if let Some(mode) = self.file_permissions {
-            use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(location, fs::Permissions::from_mode(mode))?;
-        }
-        Ok(())
+    /// MapProxy's `_store`: the file is written atomically; a symbolic link at the location
+    /// (a linked single-colour tile) is replaced, not written through (the rename replaces the
+    /// link itself). The directories are made when the first try finds them missing, so a
+    /// store into an existing directory is an open, a write, an fstat, a close and a rename.
+    /// Returns the stored file's modification time.
+    fn write_file(&self, location: &Path, data: &[u8]) -> io::Result<SystemTime> {
+        write_atomic(location, data, self.file_permissions, || {
+            self.ensure_parent(location)
+        })
     }
 }
 
 impl TileCache for FileCache {
     fn load(&self, coord: TileCoord) -> io::Result<Option<CachedTile>> {
         let loc = self.tile_location(coord);
-        let data = match fs::read(&loc) {
-            Ok(d) => d,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", loc.display()))),
-        };
-        // MapProxy takes the timestamp with lstat: a linked single-colour tile's link time.
-        let mtime = fs::symlink_metadata(&loc)
-            .and_then(|m| m.modified())
-            .unwrap_or(UNIX_EPOCH);
-        Ok(Some(CachedTile {
-            data: Bytes::from(data),
-            mtime,
-        }))
+        match read_tile_file(&loc) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io::Error::new(e.kind(), format!("{}: {e}", loc.display()))),
+        }
     }
 
     /// `os.path.exists`: one `stat` (a dangling link is not cached).
@@ -239,15 +225,13 @@ impl TileCache for FileCache {
         Ok(self.tile_location(coord).exists())
     }
 
-    fn store(&self, coord: TileCoord, data: &[u8]) -> io::Result<()> {
+    fn store(&self, coord: TileCoord, data: &[u8]) -> io::Result<Option<SystemTime>> {
         if self.link_single_color.is_some() {
             if let Some(components) = single_color_components(data) {
-                return self.store_single_color(coord, data, &components);
+                return self.store_single_color(coord, data, &components).map(Some);
             }
         }
-        let loc = self.tile_location(coord);
-        self.ensure_parent(&loc)?;
-        self.write_file(&loc, data)
+        self.write_file(&self.tile_location(coord), data).map(Some)
     }
 
     fn remove(&self, coord: TileCoord) -> io::Result<()> {
@@ -293,35 +277,80 @@ fn symlink(_target: &Path, _link: &Path) -> io::Result<()> {
     ))
 }
 
+/// A tile file read with one open, fstat, read and close: the open does not follow a symbolic
+/// link, so that the size and time come from the file read; a linked single-colour tile (a
+/// symbolic link) is opened again through the link and takes the link's own time, as
+/// MapProxy's `lstat`.
+fn read_tile_file(loc: &Path) -> io::Result<CachedTile> {
+    use std::io::Read;
+    let mut opts = fs::OpenOptions::new();
+    opts.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut opts, libc::O_NOFOLLOW);
+    let (file, link_time) = match opts.open(loc) {
+        Ok(f) => (f, None),
+        #[cfg(unix)]
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            let link_time = fs::symlink_metadata(loc)?.modified()?;
+            (fs::File::open(loc)?, Some(link_time))
+        }
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    let mtime = match link_time {
+        Some(t) => t,
+        None => meta.modified().unwrap_or(UNIX_EPOCH),
+    };
+    // exactly the file's size: no further read to find the end (tiles are replaced by rename,
+    // never written in place)
+    let len = meta.len();
+    let mut data = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.take(len).read_to_end(&mut data)?;
+    Ok(CachedTile {
+        data: Bytes::from(data),
+        mtime,
+    })
+}
+
 /// MapProxy's `write_atomic`: write `<file>.tmp-<random>` in the same directory (created
-/// exclusively, mode 0664 less the umask), then rename it over `file`; the temporary file is
-/// removed when anything fails.
-pub fn write_atomic(file: &Path, data: &[u8]) -> io::Result<()> {
+/// exclusively, mode 0664 less the umask, or `mode` when given), then rename it over `file`;
+/// the temporary file is removed when anything fails. `make_dir` is called once when the
+/// directory is missing. Returns the file's modification time.
+pub fn write_atomic(
+    file: &Path,
+    data: &[u8],
+    mode: Option<u32>,
+    make_dir: impl Fn() -> io::Result<()>,
+) -> io::Result<SystemTime> {
     use std::io::Write;
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static PID: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let pid = *PID.get_or_init(|| u64::from(std::process::id()));
     let mut attempts = 0;
+    let mut made_dir = false;
     loop {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let rnd =
-            (u64::from(std::process::id()) * 7919 + n * 104_729 + u64::from(nanos)) % 100_000_000;
+        let rnd = (pid * 7919 + n * 104_729 + u64::from(nanos)) % 100_000_000;
         let mut tmp = file.as_os_str().to_owned();
         tmp.push(format!(".tmp-{rnd}"));
         let tmp = PathBuf::from(tmp);
         let mut opts = fs::OpenOptions::new();
         opts.write(true).create_new(true);
         #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o664);
-        }
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o664);
         let mut f = match opts.open(&tmp) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 16 => {
                 attempts += 1;
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !made_dir => {
+                made_dir = true;
+                make_dir()?;
                 continue;
             }
             Err(e) => {
@@ -331,17 +360,23 @@ pub fn write_atomic(file: &Path, data: &[u8]) -> io::Result<()> {
                 ))
             }
         };
-        let r = f.write_all(data).and_then(|_| {
+        #[cfg(not(unix))]
+        let _ = mode;
+        let r = (|| {
+            f.write_all(data)?;
+            #[cfg(unix)]
+            if let Some(mode) = mode {
+                use std::os::unix::fs::PermissionsExt;
+                f.set_permissions(fs::Permissions::from_mode(mode))?;
+            }
+            let mtime = f.metadata()?.modified()?;
             drop(f);
-            fs::rename(&tmp, file)
-        });
-        if let Err(e) = r {
+            fs::rename(&tmp, file)?;
+            Ok(mtime)
+        })();
+        return r.map_err(|e: io::Error| {
             let _ = fs::remove_file(&tmp);
-            return Err(io::Error::new(
-                e.kind(),
-                format!("cannot write {}: {e}", file.display()),
-            ));
-        }
-        return Ok(());
+            io::Error::new(e.kind(), format!("cannot write {}: {e}", file.display()))
+        });
     }
 }

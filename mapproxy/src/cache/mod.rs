@@ -31,8 +31,9 @@ pub trait TileCache: Send + Sync + 'static {
     fn is_cached(&self, coord: TileCoord) -> io::Result<bool> {
         Ok(self.load(coord)?.is_some())
     }
-    /// Store the tile so that readers see the whole tile or none of it.
-    fn store(&self, coord: TileCoord, data: &[u8]) -> io::Result<()>;
+    /// Store the tile so that readers see the whole tile or none of it. Returns the time a
+    /// later `load` reports for it when the storage knows it without a second look.
+    fn store(&self, coord: TileCoord, data: &[u8]) -> io::Result<Option<SystemTime>>;
     /// Remove the tile (seeding's cleanup); no error when it is not stored.
     fn remove(&self, coord: TileCoord) -> io::Result<()>;
 }

@@ -201,7 +201,7 @@ impl TileCache for MemCache {
         self.loads.fetch_add(1, Ordering::SeqCst);
         Ok(self.get(coord))
     }
-    fn store(&self, coord: TileCoord, data: &[u8]) -> io::Result<()> {
+    fn store(&self, coord: TileCoord, data: &[u8]) -> io::Result<Option<SystemTime>> {
         self.stores.fetch_add(1, Ordering::SeqCst);
         self.tiles.lock().expect("lock").insert(
             coord,
@@ -210,7 +210,8 @@ impl TileCache for MemCache {
                 mtime: SystemTime::now(),
             },
         );
-        Ok(())
+        // unknown: the manager loads it again, as from a storage that cannot tell
+        Ok(None)
     }
     fn remove(&self, coord: TileCoord) -> io::Result<()> {
         self.tiles.lock().expect("lock").remove(&coord);
