@@ -398,7 +398,8 @@ mod tests {
     #[test]
     fn reprojection_within_one_pixel() -> Result<(), crate::srs::SrsError> {
         // (source SRS, source bbox, target SRS, target bbox, target size)
-        let cases: &[(&str, Bbox, &str, Bbox, (u32, u32))] = &[
+        type Case = (&'static str, Bbox, &'static str, Bbox, (u32, u32));
+        let cases: &[Case] = &[
             (
                 "EPSG:3857",
                 [-MERC_MAX, -MERC_MAX, MERC_MAX, MERC_MAX],
