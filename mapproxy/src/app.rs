@@ -222,6 +222,12 @@ fn compile_wms(
         jpeg_quality: conf.globals.image.jpeg_quality,
         ..WmsConfig::default()
     };
+    if let Some(n) = &w.bbox_srs {
+        match wms_bbox_srs(n) {
+            Ok(b) => wc.bbox_srs = b,
+            Err(e) => errors.push(e),
+        }
+    }
     for s in &wc.srs {
         if let Err(e) = Srs::get(s) {
             errors.push(ConfigError::new(format!("services.wms.srs: {e}")));
@@ -314,6 +320,51 @@ fn compile_wms(
     Some(WmsService::new(wc, Arc::new(root)))
 }
 
+/// `services.wms.bbox_srs`: `['EPSG:3857', {srs: 'EPSG:25832', bbox: [...]}]`.
+fn wms_bbox_srs(n: &Node) -> Result<Vec<(String, Option<crate::grid::Bbox>)>, ConfigError> {
+    let bad = |loc: &Location| {
+        err(
+            loc,
+            "services.wms.bbox_srs: expected a list of SRS codes or {srs: CODE, bbox: [minx, miny, maxx, maxy]}",
+        )
+    };
+    let Value::Seq(items) = &n.value else {
+        return Err(bad(&n.loc));
+    };
+    let mut out = Vec::new();
+    for it in items {
+        match &it.value {
+            Value::Str(s) => {
+                let (code, _) = crate::srs::parse_code(s).ok_or_else(|| bad(&it.loc))?;
+                out.push((code, None));
+            }
+            Value::Map(m) => {
+                let code = match m.get("srs").map(|v| &v.value) {
+                    Some(Value::Str(s)) => crate::srs::parse_code(s).ok_or_else(|| bad(&it.loc))?.0,
+                    _ => return Err(bad(&it.loc)),
+                };
+                let nums: Vec<f64> = match m.get("bbox").map(|v| &v.value) {
+                    Some(Value::Seq(v)) => v
+                        .iter()
+                        .filter_map(|x| match x.value {
+                            Value::Int(i) => Some(i as f64),
+                            Value::Float(f) => Some(f),
+                            _ => None,
+                        })
+                        .collect(),
+                    _ => return Err(bad(&it.loc)),
+                };
+                let [a, b, c, d] = nums.as_slice() else {
+                    return Err(bad(&it.loc));
+                };
+                out.push((code, Some([*a, *b, *c, *d])));
+            }
+            _ => return Err(bad(&it.loc)),
+        }
+    }
+    Ok(out)
+}
+
 /// One entry of `layers:` as a WMS layer (children first); `None` for an empty group.
 fn wms_layer(
     conf: &MapProxyConf,
@@ -360,29 +411,28 @@ fn wms_layer(
                 format!("layer source '{src}' is neither a cache nor a source"),
             ));
         };
-        let (source, supported, transparent): (Arc<dyn MapSource>, Vec<Arc<Srs>>, bool) = match &sc
-            .kind
-        {
-            SourceKind::Wms(w) => {
-                let s = wms_source(conf, src, sc, w)?;
-                let mut supported = Vec::new();
-                for code in w.supported_srs.iter().flatten() {
-                    supported.push(
-                        Srs::get(code).map_err(|e| {
+        let (source, supported, transparent): (Arc<dyn MapSource>, Vec<Arc<Srs>>, bool) =
+            match &sc.kind {
+                SourceKind::Wms(w) => {
+                    let s = wms_source(conf, src, sc, w)?;
+                    let mut supported = Vec::new();
+                    for code in w.supported_srs.iter().flatten() {
+                        supported.push(Srs::get(code).map_err(|e| {
                             err(&sc.loc, format!("sources.{src}.supported_srs: {e}"))
-                        })?,
-                    );
+                        })?);
+                    }
+                    (Arc::new(s), supported, w.transparent)
                 }
-                (Arc::new(s), supported, w.transparent)
-            }
-            SourceKind::Debug => (Arc::new(DebugSource::new()), Vec::new(), true),
-            _ => return Err(err(
-                &l.loc,
-                format!(
+                SourceKind::Debug => (Arc::new(DebugSource::new()), Vec::new(), true),
+                _ => {
+                    return Err(err(
+                        &l.loc,
+                        format!(
                     "source '{src}': only caches, wms and debug sources can be WMS layer sources"
                 ),
-            )),
-        };
+                    ))
+                }
+            };
         if let Ok(wgs84) = Srs::get("EPSG:4326") {
             extents.push(WmsExtent {
                 srs: wgs84,

@@ -218,6 +218,9 @@ layers:
   - name: direct
     title: Direct
     sources: [up]
+  - name: broken
+    title: Upstream down
+    sources: [down]
   - title: Group
     name: group
     layers:
@@ -235,6 +238,11 @@ caches:
     grids: [GLOBAL_WEBMERCATOR]
     sources: [up]
 sources:
+  down:
+    type: wms
+    req:
+      url: http://127.0.0.1:1/service
+      layers: foo
   up:
     type: wms
     supported_srs: ['EPSG:3857', 'EPSG:4326']
@@ -438,6 +446,29 @@ async fn exceptions_as_mapproxy() {
             assert!(t.contains(&format!("code=\"{code}\"")), "{t}");
         }
     }
+    // FORMAT as written: `png` is not `image/png` (MapProxy)
+    let a = get(&s, &ok.replace("FORMAT=image/png", "FORMAT=png")).await;
+    assert!(a.text().contains("unsupported image format: png"));
+    // WIDTH=256.0 is 256, as MapProxy's int(float())
+    let a = get(&s, &ok.replace("WIDTH=256", "WIDTH=256.0")).await;
+    assert_eq!((a.status, a.image().width()), (200, 256));
+    // 1.0.0: WMTVER, the WMTException document, text/xml without a charset
+    let a = get(&s, "/service?SERVICE=WMS&REQUEST=GetMap&VERSION=1.0.0").await;
+    assert_eq!((a.status, a.content_type.as_str()), (500, "text/xml"));
+    assert!(a.text().contains("<WMTException version=\"1.0.0\">\nmissing parameters [&#x27;wmtver&#x27;, &#x27;layers&#x27;"), "{}", a.text());
+    // a source down: MapProxy's "Could not get any sources"; with another layer rendered:
+    // the image, not cacheable
+    let a = get(&s, &ok.replace("LAYERS=cached", "LAYERS=broken")).await;
+    assert_eq!(a.status, 500);
+    assert!(
+        a.text()
+            .contains("Could not get any sources:\nNo response from URL"),
+        "{}",
+        a.text()
+    );
+    let a = get(&s, &ok.replace("LAYERS=cached", "LAYERS=cached,broken")).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+
     // 1.3.0: text/xml in the ogc namespace, InvalidCRS
     let url = getmap(
         "1.3.0",

@@ -14,7 +14,7 @@ use crate::grid::Bbox;
 use crate::service::response::{html_escape, mimetype_response};
 use crate::service::Ctx;
 use crate::source::py_float_repr;
-use crate::srs::switch_axis_order;
+use crate::srs::{switch_axis_order, Srs};
 
 pub(crate) fn handle(wms: &WmsService, req: &WmsRequest, ctx: &Ctx<'_>) -> Response<Body> {
     let handler = super::super::handler_name(ctx.path).unwrap_or("service");
@@ -67,30 +67,65 @@ fn f(v: f64) -> String {
     py_float_repr(v)
 }
 
-/// `limit_llbbox`: longitudes within ±180, latitudes within ±90.
+/// `limit_llbbox`: longitudes within ±180, latitudes within ±89.999999 (some clients cannot
+/// handle the poles).
 fn limit_llbbox(b: Bbox) -> Bbox {
     [
         b[0].max(-180.0),
-        b[1].max(-90.0),
+        b[1].max(-89.999999),
         b[2].min(180.0),
-        b[3].min(90.0),
+        b[3].min(89.999999),
     ]
 }
 
-/// `layer_srs_bbox` without `bbox_srs`: the layer's own SRS when the service lists it.
-fn layer_srs_bbox(wms: &WmsService, l: &WmsLayer, axis_order: bool) -> Option<(String, Bbox)> {
-    let ext = l.extent.as_ref()?;
-    let code = ext.srs.code().to_string();
-    let listed = wms.config.srs.iter().any(|s| s.eq_ignore_ascii_case(&code));
-    if !listed {
-        return None;
-    }
-    let b = if axis_order {
-        switch_axis_order(ext.bbox, &ext.srs)
-    } else {
-        ext.bbox
+/// `layer_srs_bbox`: one bbox per `bbox_srs` entry the service lists (default EPSG:3857,
+/// 4326, 900913: the layer's extent in each; an entry with a bbox: its intersection with the
+/// layer's extent, via EPSG:4326), then the layer's own SRS when listed and not among them.
+fn layer_srs_bbox(wms: &WmsService, l: &WmsLayer, axis_order: bool) -> Vec<(String, Bbox)> {
+    let mut out = Vec::new();
+    let Some(ext) = l.extent.as_ref() else {
+        return out;
     };
-    Some((code, b))
+    let listed = |code: &str| wms.config.srs.iter().any(|s| s.eq_ignore_ascii_case(code));
+    let flip = |b: Bbox, srs: &Srs| {
+        if axis_order {
+            switch_axis_order(b, srs)
+        } else {
+            b
+        }
+    };
+    for (code, bbox) in &wms.config.bbox_srs {
+        if !listed(code) {
+            continue;
+        }
+        let Ok(srs) = Srs::get(code) else { continue };
+        let b = match bbox {
+            None => ext.bbox_for(&srs),
+            Some(b) => (|| {
+                let wgs84 = Srs::get("EPSG:4326").ok()?;
+                let a = srs.transform_bbox_to(&wgs84, *b).ok()?;
+                let c = ext.bbox_for(&wgs84)?;
+                let i = [
+                    a[0].max(c[0]),
+                    a[1].max(c[1]),
+                    a[2].min(c[2]),
+                    a[3].min(c[3]),
+                ];
+                if i[0] >= i[2] || i[1] >= i[3] {
+                    return None;
+                }
+                wgs84.transform_bbox_to(&srs, i).ok()
+            })(),
+        };
+        if let Some(b) = b {
+            out.push((code.clone(), flip(b, &srs)));
+        }
+    }
+    let code = ext.srs.code();
+    if listed(code) && !wms.config.bbox_srs.iter().any(|(c, _)| c == code) {
+        out.push((code.to_string(), flip(ext.bbox, &ext.srs)));
+    }
+    out
 }
 
 fn llbbox(l: &WmsLayer) -> Bbox {
@@ -193,7 +228,7 @@ fn layer_111(
         f(ll[2]),
         f(ll[3])
     ));
-    if let Some((code, b)) = layer_srs_bbox(wms, l, false) {
+    for (code, b) in layer_srs_bbox(wms, l, false) {
         s.push_str(&format!(
             "{ind}  <BoundingBox SRS=\"{code}\" minx=\"{}\" miny=\"{}\" maxx=\"{}\" maxy=\"{}\" />\n",
             f(b[0]),
@@ -278,7 +313,7 @@ fn layer_130(
         f(ll[1]),
         f(ll[3])
     ));
-    if let Some((code, b)) = layer_srs_bbox(wms, l, true) {
+    for (code, b) in layer_srs_bbox(wms, l, true) {
         s.push_str(&format!(
             "{ind}  <BoundingBox CRS=\"{code}\" minx=\"{}\" miny=\"{}\" maxx=\"{}\" maxy=\"{}\" />\n",
             f(b[0]),

@@ -25,7 +25,7 @@ use http::{Response, StatusCode};
 use image::RgbaImage;
 use mapproxy_serve_core::app::Body;
 
-use super::{mime_of_format, parse_bgcolor, Version, WmsError, WmsRequest, WmsService};
+use super::{parse_bgcolor, Version, WmsError, WmsRequest, WmsService};
 use crate::authorize::{Authorized, QueryExtent};
 use crate::grid::{bbox_intersects, get_resolution, Bbox, TileGrid};
 use crate::image::transform::{transform, Resampling};
@@ -94,23 +94,35 @@ pub(crate) async fn handle(
     let v130 = req.version >= Version::V130;
     // validate_param
     let srs_key = if v130 { "crs" } else { "srs" };
+    // 1.0.0 requests carry WMTVER instead of VERSION
+    let version_key = if req.version < Version::V110 {
+        "wmtver"
+    } else {
+        "version"
+    };
     let expected = [
-        "version", "request", "layers", "styles", srs_key, "bbox", "width", "height", "format",
+        version_key,
+        "request",
+        "layers",
+        "styles",
+        srs_key,
+        "bbox",
+        "width",
+        "height",
+        "format",
     ];
     let missing: Vec<&str> = expected
         .iter()
         .copied()
         .filter(|k| {
+            // 1.3.0 also takes SRS for CRS (MapProxy's adapt_to_111)
             let present = match *k {
-                // MapProxy's 1.0.0 requests carry WMTVER; 1.3.0 accepts SRS for CRS
-                "version" => p.has("version") || p.has("wmtver"),
                 "crs" => p.has("crs") || p.has("srs"),
                 k => p.has(k),
             };
             // MapProxy's map requests have no non-strict parameters: all are required
             !present
         })
-        .filter(|k| !(*k == "version" && req.version < Version::V110))
         .collect();
     if !missing.is_empty() {
         let list = missing
@@ -166,13 +178,9 @@ pub(crate) async fn handle(
             return Err(WmsError::new(format!("unknown layer: {n}")).code("LayerNotDefined"));
         }
     }
-    let format = mime_of_format(p.get("format").unwrap_or("image/png"));
-    if !wms
-        .config
-        .image_formats
-        .iter()
-        .any(|f| f.eq_ignore_ascii_case(&format))
-    {
+    // the format as written must be one of image_formats (MapProxy: `png` is not `image/png`)
+    let format = p.get("format").unwrap_or("image/png").to_string();
+    if !wms.config.image_formats.iter().any(|f| *f == format) {
         return Err(
             WmsError::new(format!("unsupported image format: {format}")).code("InvalidFormat")
         );
@@ -284,7 +292,10 @@ pub(crate) async fn handle(
         }
     }
     if !errors.is_empty() && images.is_empty() {
-        return Err(WmsError::new(errors.join(" ")));
+        return Err(WmsError::new(format!(
+            "Could not get any sources:\n{}",
+            errors.join("\n")
+        )));
     }
     // pass-through: one direct layer, answered in the asked format, no background to merge
     if let [Rendered::Encoded(bytes, fmt)] = images.as_slice() {
@@ -304,6 +315,8 @@ pub(crate) async fn handle(
     } else {
         [bgcolor[0], bgcolor[1], bgcolor[2], 255]
     };
+    let notice = errors.join("\n");
+    let cacheable = errors.is_empty();
     let encoded = tokio::task::spawn_blocking(move || -> Result<Bytes, String> {
         let mut out = crate::image::blank_image(size.0, size.1, bg);
         for img in images {
@@ -316,16 +329,21 @@ pub(crate) async fn handle(
                 image::imageops::overlay(&mut out, &img, 0, 0);
             }
         }
+        if !notice.is_empty() {
+            // on_source_errors: notify: the errors written over the rendered layers
+            crate::source::draw_text(&mut out, &notice);
+        }
         crate::image::encode(&out, &opts).map_err(|e| e.to_string())
     })
     .await
     .map_err(|e| WmsError::new(format!("rendering failed: {e}")))?
     .map_err(|e| WmsError::new(format!("error while processing image file: {e}")))?;
-    Ok(super::super::response::content_type_response(
-        StatusCode::OK,
-        &format,
-        encoded,
-    ))
+    let res = super::super::response::content_type_response(StatusCode::OK, &format, encoded);
+    Ok(if cacheable {
+        res
+    } else {
+        super::super::response::no_cache(res)
+    })
 }
 
 fn parse_bbox(s: &str) -> Option<Bbox> {
@@ -339,8 +357,11 @@ fn parse_bbox(s: &str) -> Option<Bbox> {
     }
 }
 
+/// `int(float(v))` as MapProxy reads WIDTH/HEIGHT (`256.0` is 256); 0 and negatives are
+/// errors here (MapProxy divides by zero).
 fn parse_dim(s: Option<&str>) -> Option<u32> {
-    s?.trim().parse::<u32>().ok().filter(|v| *v > 0)
+    let v = s?.trim().parse::<f64>().ok()?.trunc();
+    (v >= 1.0 && v <= f64::from(u32::MAX)).then_some(v as u32)
 }
 
 /// MapProxy's `bbox_position_in_image`: the part of `bbox` (drawn at `size`) inside `inner`:
@@ -466,8 +487,11 @@ async fn cache_image(
         .get_affected_level_tiles(src_bbox, level)
         .map_err(|e| e.to_string())?;
     let (cols, rows) = affected.grid_size;
-    if cols.saturating_mul(rows) >= MAX_TILE_LIMIT {
-        return Err(format!("too many tiles, max_tile_limit: {MAX_TILE_LIMIT}"));
+    let num_tiles = cols.saturating_mul(rows);
+    if num_tiles >= MAX_TILE_LIMIT {
+        return Err(format!(
+            "Request too large or invalid BBOX. (too many tiles, max_tile_limit: {MAX_TILE_LIMIT}, num_tiles: {num_tiles})"
+        ));
     }
     let coords: Vec<Option<crate::tile::TileCoord>> = affected.tiles.clone().collect();
     let provider = &g.provider;

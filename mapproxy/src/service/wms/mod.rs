@@ -88,6 +88,9 @@ pub struct WmsConfig {
     pub srs: Vec<String>,
     /// `image_formats` (MIME types).
     pub image_formats: Vec<String>,
+    /// `bbox_srs`: the SRS capabilities print a `BoundingBox` in, each with an optional
+    /// bbox of its own (default EPSG:3857, 4326, 900913, as MapProxy's `DEFAULT_EXTENTS`).
+    pub bbox_srs: Vec<(String, Option<Bbox>)>,
     /// `versions`, sorted (default all four).
     pub versions: Vec<Version>,
     /// `max_output_pixels` (`None`: no limit).
@@ -117,6 +120,9 @@ impl Default for WmsConfig {
             .map(String::from)
             .to_vec(),
             image_formats: ["image/png", "image/jpeg"].map(String::from).to_vec(),
+            bbox_srs: ["EPSG:3857", "EPSG:4326", "EPSG:900913"]
+                .map(|s| (s.to_string(), None))
+                .to_vec(),
             versions: vec![Version::V100, Version::V110, Version::V111, Version::V130],
             max_output_pixels: Some(4000 * 4000),
             strict: false,
@@ -364,6 +370,10 @@ fn xml_exception(version: Version, e: &WmsError) -> Response<Body> {
         ("text/xml", format!("<?xml version=\"1.0\"?>\n<ServiceExceptionReport version=\"1.3.0\"\n  xmlns=\"http://www.opengis.net/ogc\"\n  xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"\n  xsi:schemaLocation=\"http://www.opengis.net/ogc\nhttp://schemas.opengis.net/wms/1.3.0/exceptions_1_3_0.xsd\">\n    <ServiceException{code}>{msg}</ServiceException>\n</ServiceExceptionReport>"))
     };
     let status = e.status.unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if version < Version::V110 {
+        // MapProxy's 1.0.0 handler sets content_type: no charset
+        return no_cache(super::response::content_type_response(status, ct, body));
+    }
     no_cache(mimetype_response(status, ct, body))
 }
 
