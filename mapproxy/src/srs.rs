@@ -78,16 +78,6 @@ fn registry() -> &'static Mutex<HashMap<String, Arc<Srs>>> {
     R.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
-/// The axis-order overrides of `globals.srs` (`axis_order_ne`, `axis_order_en`), set once by
-/// the app before any SRS is looked up.
-static AXIS_OVERRIDES: OnceLock<(Vec<String>, Vec<String>)> = OnceLock::new();
-
-/// Set `globals.srs.axis_order_ne` / `axis_order_en` (codes as `EPSG:n`). Only the first
-/// call counts (one process, one set of defaults, as MapProxy's `base_config`).
-pub fn set_axis_overrides(ne: Vec<String>, en: Vec<String>) {
-    let _ = AXIS_OVERRIDES.set((ne, en));
-}
-
 impl Srs {
     /// The SRS for a code (`EPSG:4326`, `epsg:25832`, `CRS:84`, `900913`), shared.
     pub fn get(code: &str) -> Result<Arc<Srs>, SrsError> {
@@ -231,15 +221,9 @@ pub fn switch_axis_order(bbox: Bbox, srs: &Srs) -> Bbox {
     }
 }
 
+/// MapProxy's default `axis_order_ne_`/`axis_order_en_`, else EPSG's rule for geographic CRSs
+/// (`globals.srs.axis_order_ne`/`_en` are not read yet).
 fn axis_order_ne(code: &str, latlong: bool) -> bool {
-    if let Some((ne, en)) = AXIS_OVERRIDES.get() {
-        if ne.iter().any(|c| c == code) {
-            return true;
-        }
-        if en.iter().any(|c| c == code) {
-            return false;
-        }
-    }
     match code {
         "EPSG:4326" | "EPSG:4258" | "EPSG:31466" | "EPSG:31467" | "EPSG:31468" => true,
         "CRS:84" | "EPSG:900913" | "EPSG:25831" | "EPSG:25832" | "EPSG:25833" => false,

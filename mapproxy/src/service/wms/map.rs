@@ -180,7 +180,7 @@ pub(crate) async fn handle(
     }
     // the format as written must be one of image_formats (MapProxy: `png` is not `image/png`)
     let format = p.get("format").unwrap_or("image/png").to_string();
-    if !wms.config.image_formats.iter().any(|f| *f == format) {
+    if !wms.config.image_formats.contains(&format) {
         return Err(
             WmsError::new(format!("unsupported image format: {format}")).code("InvalidFormat")
         );
