@@ -222,6 +222,11 @@ pub fn mesh(
         ];
         let (w, h) = (q[2] - q[0], q[3] - q[1]);
         let finite = corners.iter().all(|c| c.0.is_finite() && c.1.is_finite());
+        if !corners.iter().any(|c| c.0.is_finite() && c.1.is_finite()) {
+            // no corner projects (far outside the source SRS's domain): nothing to draw, and
+            // not split further (a large request there would make millions of quads)
+            continue;
+        }
         if w <= 2 || h <= 2 {
             if finite {
                 out.push((q, corners));
