@@ -19,14 +19,20 @@ use crate::cache::{DirectoryLayout, FileCache, LinkMode, TileCache};
 use crate::config::yaml::{Node, Value};
 use crate::config::{self, CacheConf, LayerConf, LinkSingleColor, MapProxyConf, SourceKind};
 use crate::grid::{GridSet, Origin, TileGrid};
+use crate::image::transform::Resampling;
 use crate::image::{ImageFormat, ImageOpts};
 use crate::lock::TileLocker;
 use crate::service::demo::{DemoInput, DemoServices, DemoTileLayer};
+use crate::service::wms::{
+    CacheLayer, Extent as WmsExtent, MapLayer, Version as WmsVersionNum, WmsConfig, WmsLayer,
+    WmsService,
+};
 use crate::service::{KmlConfig, MapProxyService, ServiceConfig, TileLayer, TmsConfig, WmtsConfig};
 use crate::source::{
     DebugSource, HttpOpts, MapSource, OnError, OnErrorResponse, SourceHttp, TileSource,
     TileUrlTemplate, WmsSource, WmsVersion,
 };
+use crate::srs::Srs;
 use crate::tile_manager::{MetaSettings, TileManager};
 
 /// A built MapProxy: the app and the files it was built from (the YAML and its `base:` files).
@@ -150,7 +156,7 @@ fn compile(
             }
             c
         }),
-        wms: false,
+        wms: s.wms.is_some(),
         max_age: (conf.globals.tiles_expires_hours.max(0.0) * 3600.0) as u64,
         access_control_allow_origin: conf.globals.http.access_control_allow_origin.clone(),
         ..ServiceConfig::default()
@@ -183,7 +189,295 @@ fn compile(
             .unwrap_or_else(|| crate::service::demo::DEFAULT_RESTFUL_TEMPLATE.to_string()),
         ..DemoInput::default()
     };
-    MapProxyService::new(config, layers).with_demo(demo)
+    let service = MapProxyService::new(config, layers).with_demo(demo);
+    match &s.wms {
+        Some(w) => match compile_wms(conf, w, &caches, errors) {
+            Some(wms) => service.with_wms(wms),
+            None => service,
+        },
+        None => service,
+    }
+}
+
+// ---- the WMS (services.wms): the layer tree over caches and direct sources ----
+
+/// `services.wms` and `layers:` → the WMS; errors name the file, line and YAML path.
+fn compile_wms(
+    conf: &MapProxyConf,
+    w: &config::WmsConf,
+    caches: &IndexMap<String, Vec<CacheGrid>>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<WmsService> {
+    let mut wc = WmsConfig {
+        md: service_md(w.md.as_ref()),
+        srs: w.srs.clone(),
+        image_formats: w
+            .image_formats
+            .iter()
+            .map(|f| crate::service::wms::mime_of_format(f))
+            .collect(),
+        strict: w.strict,
+        on_source_errors_raise: w.on_source_errors == "raise",
+        paletted: conf.globals.image.paletted,
+        jpeg_quality: conf.globals.image.jpeg_quality,
+        ..WmsConfig::default()
+    };
+    if let Some(n) = &w.bbox_srs {
+        match wms_bbox_srs(n) {
+            Ok(b) => wc.bbox_srs = b,
+            Err(e) => errors.push(e),
+        }
+    }
+    for s in &wc.srs {
+        if let Err(e) = Srs::get(s) {
+            errors.push(ConfigError::new(format!("services.wms.srs: {e}")));
+        }
+    }
+    match Resampling::parse(&conf.globals.image.resampling_method) {
+        Some(r) => wc.resampling = r,
+        None => errors.push(ConfigError::new(format!(
+            "globals.image.resampling_method: expected nearest, bilinear or bicubic, found '{}'",
+            conf.globals.image.resampling_method
+        ))),
+    }
+    if let Some(vs) = &w.versions {
+        let mut parsed = Vec::new();
+        for v in vs {
+            match WmsVersionNum::parse(v) {
+                Some(p)
+                    if [
+                        WmsVersionNum::V100,
+                        WmsVersionNum::V110,
+                        WmsVersionNum::V111,
+                        WmsVersionNum::V130,
+                    ]
+                    .contains(&p) =>
+                {
+                    parsed.push(p)
+                }
+                _ => errors.push(ConfigError::new(format!(
+                    "services.wms.versions: expected 1.0.0, 1.1.0, 1.1.1 or 1.3.0, found '{v}'"
+                ))),
+            }
+        }
+        parsed.sort();
+        if !parsed.is_empty() {
+            wc.versions = parsed;
+        }
+    }
+    wc.max_output_pixels = match &w.max_output_pixels.value {
+        Value::Int(i) if *i > 0 => Some(*i as u64),
+        Value::Seq(v) => match v.as_slice() {
+            [a, b] => match (&a.value, &b.value) {
+                (Value::Int(a), Value::Int(b)) if *a > 0 && *b > 0 => {
+                    Some((*a as u64) * (*b as u64))
+                }
+                _ => None,
+            },
+            _ => None,
+        },
+        Value::Null => None,
+        _ => {
+            errors.push(err(
+                &w.max_output_pixels.loc,
+                "services.wms.max_output_pixels: expected a number of pixels or [width, height]",
+            ));
+            None
+        }
+    };
+    let mut top = Vec::new();
+    for l in &conf.layers {
+        match wms_layer(conf, l, caches) {
+            Ok(Some(layer)) => top.push(Arc::new(layer)),
+            Ok(None) => {}
+            Err(e) => errors.push(e),
+        }
+    }
+    let mut root = if top.len() == 1 {
+        match Arc::try_unwrap(top.remove(0)) {
+            Ok(l) => l,
+            Err(_) => return None,
+        }
+    } else {
+        let extents: Vec<WmsExtent> = top.iter().filter_map(|l| l.extent.clone()).collect();
+        WmsLayer {
+            name: None,
+            title: String::new(),
+            abstract_: None,
+            map_layers: Vec::new(),
+            children: top,
+            extent: WmsExtent::merge(&extents),
+            min_res: None,
+            max_res: None,
+        }
+    };
+    if root.title.is_empty() {
+        root.title = wc.md.title.clone();
+    }
+    if root.name.is_none() && root.children.is_empty() {
+        return None;
+    }
+    Some(WmsService::new(wc, Arc::new(root)))
+}
+
+/// `services.wms.bbox_srs`: `['EPSG:3857', {srs: 'EPSG:25832', bbox: [...]}]`.
+fn wms_bbox_srs(n: &Node) -> Result<Vec<(String, Option<crate::grid::Bbox>)>, ConfigError> {
+    let bad = |loc: &Location| {
+        err(
+            loc,
+            "services.wms.bbox_srs: expected a list of SRS codes or {srs: CODE, bbox: [minx, miny, maxx, maxy]}",
+        )
+    };
+    let Value::Seq(items) = &n.value else {
+        return Err(bad(&n.loc));
+    };
+    let mut out = Vec::new();
+    for it in items {
+        match &it.value {
+            Value::Str(s) => {
+                let (code, _) = crate::srs::parse_code(s).ok_or_else(|| bad(&it.loc))?;
+                out.push((code, None));
+            }
+            Value::Map(m) => {
+                let code = match m.get("srs").map(|v| &v.value) {
+                    Some(Value::Str(s)) => crate::srs::parse_code(s).ok_or_else(|| bad(&it.loc))?.0,
+                    _ => return Err(bad(&it.loc)),
+                };
+                let nums: Vec<f64> = match m.get("bbox").map(|v| &v.value) {
+                    Some(Value::Seq(v)) => v
+                        .iter()
+                        .filter_map(|x| match x.value {
+                            Value::Int(i) => Some(i as f64),
+                            Value::Float(f) => Some(f),
+                            _ => None,
+                        })
+                        .collect(),
+                    _ => return Err(bad(&it.loc)),
+                };
+                let [a, b, c, d] = nums.as_slice() else {
+                    return Err(bad(&it.loc));
+                };
+                out.push((code, Some([*a, *b, *c, *d])));
+            }
+            _ => return Err(bad(&it.loc)),
+        }
+    }
+    Ok(out)
+}
+
+/// One entry of `layers:` as a WMS layer (children first); `None` for an empty group.
+fn wms_layer(
+    conf: &MapProxyConf,
+    l: &LayerConf,
+    caches: &IndexMap<String, Vec<CacheGrid>>,
+) -> Result<Option<WmsLayer>, ConfigError> {
+    let mut children = Vec::new();
+    for c in &l.layers {
+        if let Some(c) = wms_layer(conf, c, caches)? {
+            children.push(Arc::new(c));
+        }
+    }
+    let mut map_layers = Vec::new();
+    let mut extents = Vec::new();
+    for src in &l.sources {
+        if src.contains(':') {
+            return Err(err(
+                &l.loc,
+                format!("layer sources with layer tags ('{src}') are not supported yet"),
+            ));
+        }
+        if let Some(cgs) = caches.get(src) {
+            let mut grids = Vec::new();
+            for cg in cgs {
+                let g = crate::service::wms::cache_grid_layer(
+                    Arc::new(cg.grid.clone()),
+                    cg.manager.clone(),
+                )
+                .map_err(|e| err(&l.loc, format!("cache '{src}': {e}")))?;
+                if grids.is_empty() {
+                    extents.push(WmsExtent {
+                        srs: g.srs.clone(),
+                        bbox: cg.grid.bbox(),
+                    });
+                }
+                grids.push(g);
+            }
+            map_layers.push(MapLayer::Cache(CacheLayer { grids }));
+            continue;
+        }
+        let Some(sc) = conf.sources.get(src) else {
+            return Err(err(
+                &l.loc,
+                format!("layer source '{src}' is neither a cache nor a source"),
+            ));
+        };
+        let (source, supported, transparent): (Arc<dyn MapSource>, Vec<Arc<Srs>>, bool) =
+            match &sc.kind {
+                SourceKind::Wms(w) => {
+                    let s = wms_source(conf, src, sc, w)?;
+                    let mut supported = Vec::new();
+                    for code in w.supported_srs.iter().flatten() {
+                        supported.push(Srs::get(code).map_err(|e| {
+                            err(&sc.loc, format!("sources.{src}.supported_srs: {e}"))
+                        })?);
+                    }
+                    (Arc::new(s), supported, w.transparent)
+                }
+                SourceKind::Debug => (Arc::new(DebugSource::new()), Vec::new(), true),
+                _ => {
+                    return Err(err(
+                        &l.loc,
+                        format!(
+                    "source '{src}': only caches, wms and debug sources can be WMS layer sources"
+                ),
+                    ))
+                }
+            };
+        if let Ok(wgs84) = Srs::get("EPSG:4326") {
+            extents.push(WmsExtent {
+                srs: wgs84,
+                bbox: [-180.0, -90.0, 180.0, 90.0],
+            });
+        }
+        map_layers.push(MapLayer::Direct(crate::service::wms::direct_layer(
+            source,
+            supported,
+            transparent,
+        )));
+    }
+    if map_layers.is_empty() && children.is_empty() {
+        return Ok(None);
+    }
+    for c in &children {
+        if let Some(e) = &c.extent {
+            if map_layers.is_empty() {
+                extents.push(e.clone());
+            }
+        }
+    }
+    let abstract_ = match &l.md {
+        Some(Node {
+            value: Value::Map(m),
+            ..
+        }) => match m.get("abstract").map(|n| &n.value) {
+            Some(Value::Str(s)) => Some(s.clone()),
+            _ => None,
+        },
+        _ => None,
+    };
+    // scales are resolutions at 0.28 mm per pixel (MapProxy's scale_to_res)
+    let min_res = l.min_res.or(l.min_scale.map(|s| s * 0.00028));
+    let max_res = l.max_res.or(l.max_scale.map(|s| s * 0.00028));
+    Ok(Some(WmsLayer {
+        name: l.name.clone(),
+        title: l.title.clone().unwrap_or_default(),
+        abstract_,
+        map_layers,
+        children,
+        extent: WmsExtent::merge(&extents),
+        min_res,
+        max_res,
+    }))
 }
 
 fn config_template(config: &ServiceConfig, _w: &config::WmtsConf) -> String {
@@ -376,65 +670,69 @@ fn compile_source(
             Ok((Arc::new(source), false, t.transparent))
         }
         SourceKind::Wms(w) => {
-            let mut req: Vec<(String, String)> = Vec::new();
-            if let Some(l) = &w.layers {
-                req.push(("layers".into(), l.clone()));
-            }
-            for (k, v) in &w.params {
-                let v = match &v.value {
-                    Value::Str(s) => s.clone(),
-                    Value::Int(i) => i.to_string(),
-                    Value::Float(f) => crate::source::py_float_repr(*f),
-                    Value::Bool(true) => "True".into(),
-                    Value::Bool(false) => "False".into(),
-                    _ => continue,
-                };
-                req.push((k.clone(), v));
-            }
-            if w.transparent && !req.iter().any(|(k, _)| k == "transparent") {
-                req.push(("transparent".into(), "True".into()));
-            }
-            let mut c = crate::source::WmsSourceConf::new(w.url.clone(), req);
-            if let Some(v) = w.wms_opts.get("version") {
-                let text = match &v.value {
-                    Value::Str(s) => s.clone(),
-                    Value::Float(f) => crate::source::py_float_repr(*f),
-                    _ => String::new(),
-                };
-                c.version = WmsVersion::parse(&text).ok_or_else(|| {
-                    err(&v.loc, format!("wms_opts.version: expected 1.1.1 or 1.3.0, found '{text}' (other versions are not supported yet)"))
-                })?;
-            }
-            if let Some(srs) = &w.supported_srs {
-                for s in srs {
-                    c.supported_srs.push(parse_srs(s).ok_or_else(|| {
-                        err(
-                            &src.loc,
-                            format!(
-                                "sources.{name}.supported_srs: expected EPSG:<code>, found '{s}'"
-                            ),
-                        )
-                    })?);
-                }
-            }
-            if let Some(f) = &w.supported_formats {
-                c.supported_formats = f.iter().map(|f| ImageFormat::new(f.clone())).collect();
-            }
-            c.concurrent_requests = w.common.concurrent_requests.unwrap_or(0) as usize;
-            let http = SourceHttp::new(&http_opts(conf, &w.http))
-                .map_err(|e| err(&src.loc, format!("sources.{name}.http: {e}")))?;
-            let transparent = w.transparent;
-            Ok((
-                Arc::new(WmsSource::new(c, http, on_error(&w.on_error)?)),
-                true,
-                transparent,
-            ))
+            let source = wms_source(conf, name, src, w)?;
+            Ok((Arc::new(source), true, w.transparent))
         }
         SourceKind::Other { type_name, .. } => Err(err(
             &src.loc,
             format!("source '{name}': type '{type_name}' is not supported yet"),
         )),
     }
+}
+
+/// A `type: wms` source (for caches and for direct WMS layers).
+fn wms_source(
+    conf: &MapProxyConf,
+    name: &str,
+    src: &config::SourceConf,
+    w: &config::WmsSourceConf,
+) -> Result<WmsSource, ConfigError> {
+    let mut req: Vec<(String, String)> = Vec::new();
+    if let Some(l) = &w.layers {
+        req.push(("layers".into(), l.clone()));
+    }
+    for (k, v) in &w.params {
+        let v = match &v.value {
+            Value::Str(s) => s.clone(),
+            Value::Int(i) => i.to_string(),
+            Value::Float(f) => crate::source::py_float_repr(*f),
+            Value::Bool(true) => "True".into(),
+            Value::Bool(false) => "False".into(),
+            _ => continue,
+        };
+        req.push((k.clone(), v));
+    }
+    if w.transparent && !req.iter().any(|(k, _)| k == "transparent") {
+        req.push(("transparent".into(), "True".into()));
+    }
+    let mut c = crate::source::WmsSourceConf::new(w.url.clone(), req);
+    if let Some(v) = w.wms_opts.get("version") {
+        let text = match &v.value {
+            Value::Str(s) => s.clone(),
+            Value::Float(f) => crate::source::py_float_repr(*f),
+            _ => String::new(),
+        };
+        c.version = WmsVersion::parse(&text).ok_or_else(|| {
+            err(&v.loc, format!("wms_opts.version: expected 1.1.1 or 1.3.0, found '{text}' (other versions are not supported yet)"))
+        })?;
+    }
+    if let Some(srs) = &w.supported_srs {
+        for s in srs {
+            c.supported_srs.push(parse_srs(s).ok_or_else(|| {
+                err(
+                    &src.loc,
+                    format!("sources.{name}.supported_srs: expected EPSG:<code>, found '{s}'"),
+                )
+            })?);
+        }
+    }
+    if let Some(f) = &w.supported_formats {
+        c.supported_formats = f.iter().map(|f| ImageFormat::new(f.clone())).collect();
+    }
+    c.concurrent_requests = w.common.concurrent_requests.unwrap_or(0) as usize;
+    let http = SourceHttp::new(&http_opts(conf, &w.http))
+        .map_err(|e| err(&src.loc, format!("sources.{name}.http: {e}")))?;
+    Ok(WmsSource::new(c, http, on_error(&w.on_error)?))
 }
 
 fn compile_cache(

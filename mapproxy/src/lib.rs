@@ -12,9 +12,10 @@
 //! | [`meta`] | meta tiles: the block of tiles one source request covers, its buffer | `mapproxy/grid/meta_grid.py` |
 //! | [`lock`] | the cross-process lock file of a meta tile | `mapproxy/cache/base.py` `TileLocker`, `mapproxy/util/lock.py` |
 //! | [`tile_manager`] | cache hit or create: meta tiles, single flight, locks, splitting | `mapproxy/cache/tile_manager.py`, `tile_creator.py` |
-//! | [`service`] | the HTTP surface for tiles: welcome page, TMS, `/tiles`, the OWS dispatch, their error documents and cache headers | `wsgiapp.py`, `service/`, `request/`, `response.py`, `exception.py` |
+//! | [`service`] | the HTTP surface: welcome page, TMS, `/tiles`, the OWS dispatch, the WMS, their error documents and cache headers | `wsgiapp.py`, `service/`, `request/`, `response.py`, `exception.py` |
 //! | [`source`] | sources: the `MapSource` trait, tile, WMS and debug sources | `mapproxy/source/`, `mapproxy/client/` |
 //! | [`multiapp`] | MultiMapProxy: one project per `NAME.yaml` of a directory | `mapproxy/multiapp.py` |
+//! | [`srs`] | CRS codes, transformations (proj4rs), WMS 1.3.0 axis order | `mapproxy/srs.py` |
 //! | [`escape`] | HTML escaping and percent-decoding, for every page | `mapproxy/util/escape.py` |
 #![deny(unsafe_code)]
 
@@ -31,6 +32,7 @@ pub mod meta;
 pub mod multiapp;
 pub mod service;
 pub mod source;
+pub mod srs;
 pub mod tile;
 pub mod tile_manager;
 

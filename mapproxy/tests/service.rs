@@ -678,7 +678,7 @@ async fn ows_dispatch() {
         assert!(a
             .text()
             .contains("<ServiceExceptionReport version=\"1.3.0\""));
-        assert!(a.text().contains("later release"));
+        assert!(a.text().contains("no WMS layer is configured"));
     }
     // No WMS, no WMTS KVP: no /service at all; no WMS: /wms is not found.
     let svc = MapProxyService::new(

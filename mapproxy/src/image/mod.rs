@@ -2,6 +2,7 @@
 
 mod codec;
 mod format;
+pub mod transform;
 
 pub use codec::{
     blank_image, decode, encode, has_transparency, single_color, sniff_format, sub_image,

@@ -8,7 +8,7 @@
 //! | `/tiles/...` | tiles in the grid's origin unless `tms.origin` or `?origin=` says otherwise | the same |
 //! | `/wmts/...` | RESTful WMTS capabilities and tiles by `restful_template` | `service/wmts.py`, `request/wmts.py` |
 //! | `/kml/...` | KML super-overlays and their tiles | `service/kml.py` |
-//! | `/service?`, `/ows?`, `/wms?` | OWS dispatch by `SERVICE`: its exception documents; `SERVICE=WMTS` KVP `GetCapabilities`, `GetTile`; WMS answers a ServiceException until the WMS service lands | `service/ows.py` |
+//! | `/service?`, `/ows?`, `/wms?` | OWS dispatch by `SERVICE`: its exception documents; `SERVICE=WMTS` KVP `GetCapabilities`, `GetTile`; `SERVICE=WMS` ([`wms`]) | `service/ows.py`, `service/wms.py` |
 //! | anything else | 404 `not found` | `MapProxyApp.__call__` |
 //!
 //! Every answer carries `Access-control-allow-origin` (unless configured off); `text/*` and
@@ -30,14 +30,15 @@
 //! A request carrying an [`Authorizer`] is authorized as with MapProxy's `mapproxy.authorize`
 //! callback ([`crate::authorize`]): TMS, KML, WMTS and the demo ask it.
 //!
-//! Not yet here: WMTS GetFeatureInfo (501 `OperationNotSupported`), the WMS service (a WMS
-//! 1.3.0 ServiceException that says so).
+//! Not yet here: WMTS GetFeatureInfo (501 `OperationNotSupported`), WMS GetFeatureInfo and
+//! GetLegendGraphic (an `OperationNotSupported` exception that says so).
 
 pub mod demo;
 mod kml;
 mod ows;
 mod response;
 mod tms;
+pub mod wms;
 mod wmts;
 
 use std::collections::HashMap;
@@ -310,6 +311,8 @@ pub struct MapProxyService {
     wmts_regex: Option<regex::Regex>,
     /// What `/demo/` lists (used when `config.demo`).
     demo: demo::DemoInput,
+    /// The WMS (`services.wms`), when built.
+    wms: Option<Arc<wms::WmsService>>,
 }
 
 impl std::fmt::Debug for MapProxyService {
@@ -357,7 +360,19 @@ impl MapProxyService {
             forwarded,
             wmts_regex,
             demo: demo::DemoInput::default(),
+            wms: None,
         }
+    }
+
+    /// The WMS `SERVICE=WMS` answers.
+    pub fn with_wms(mut self, wms: wms::WmsService) -> MapProxyService {
+        self.wms = Some(Arc::new(wms));
+        self
+    }
+
+    /// The WMS, when configured.
+    pub fn wms(&self) -> Option<&Arc<wms::WmsService>> {
+        self.wms.as_ref()
     }
 
     /// What `/demo/` shows.

@@ -67,10 +67,14 @@ pub(crate) async fn handle(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Bod
     };
     let wmts_kvp = svc.config.wmts.as_ref().is_some_and(|w| w.kvp);
     match service.as_str() {
-        "wms" if svc.config.wms => wms130_exception(
-            Some("OperationNotSupported"),
-            "WMS is not available yet: this server answers tile requests only (TMS, /tiles, WMTS); the WMS service lands in a later release",
-        ),
+        "wms" if svc.config.wms => match svc.wms() {
+            Some(w) => super::wms::handle(w, ctx).await,
+            // services.wms without a layer MapProxy can serve (its "found no WMS layer")
+            None => wms130_exception(
+                Some("OperationNotSupported"),
+                "WMS is not available: no WMS layer is configured",
+            ),
+        },
         "wmts" if wmts_kvp => super::wmts::kvp(svc, ctx).await,
         _ => no_cache(ows_exception(
             StatusCode::BAD_REQUEST,

@@ -47,17 +47,22 @@ impl DebugSource {
         if w == 0 || h == 0 || u64::from(w) * u64::from(h) > MAX_PIXELS {
             return Err(SourceError::new(format!("invalid image size {w}x{h}")));
         }
-        let mut canvas = Canvas(RgbaImage::new(w, h));
-        let style = MonoTextStyle::new(&FONT_6X10, Rgb888::BLACK);
-        let text = Self::text(query);
-        // MapProxy: padding 3, 5 px between lines
-        for (i, line) in text.lines().enumerate() {
-            let y = 3 + i as i32 * (10 + 5);
-            let _ =
-                Text::with_baseline(line, Point::new(3, y), style, Baseline::Top).draw(&mut canvas);
-        }
-        Ok(canvas.0)
+        let mut img = RgbaImage::new(w, h);
+        draw_text(&mut img, &Self::text(query));
+        Ok(img)
     }
+}
+
+/// Draw `text` in black at the top left of `img` (MapProxy's `message_image` layout: padding
+/// 3, 5 px between lines); the debug source and the WMS in-image exceptions use it.
+pub fn draw_text(img: &mut RgbaImage, text: &str) {
+    let mut canvas = Canvas(std::mem::take(img));
+    let style = MonoTextStyle::new(&FONT_6X10, Rgb888::BLACK);
+    for (i, line) in text.lines().enumerate() {
+        let y = 3 + i as i32 * (10 + 5);
+        let _ = Text::with_baseline(line, Point::new(3, y), style, Baseline::Top).draw(&mut canvas);
+    }
+    *img = canvas.0;
 }
 
 struct Canvas(RgbaImage);

@@ -16,7 +16,7 @@ mod pyfmt;
 mod tile;
 mod wms;
 
-pub use debug::DebugSource;
+pub use debug::{draw_text, DebugSource};
 pub use error::{OnError, OnErrorResponse};
 pub use http::{HttpOpts, HttpSourceError, SourceHttp};
 pub use pyfmt::{py_float_repr, py_quote};

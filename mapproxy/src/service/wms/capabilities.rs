@@ -1,0 +1,345 @@
+//! GetCapabilities (MapProxy's `Capabilities`, `templates/wms1*capabilities.xml`): the same
+//! elements in the same order (blank lines stripped as MapProxy strips them; indentation is
+//! not byte for byte), metadata XML-escaped.
+//!
+//! The online resource is the script URL + `/service` (or `/ows`, `/wms`: the path the request
+//! came by), never extra `PATH_INFO` segments (MapProxy #1184), with the first value of a
+//! forwarded header (#590).
+
+use http::{Response, StatusCode};
+use mapproxy_serve_core::app::Body;
+
+use super::{Version, WmsLayer, WmsRequest, WmsService};
+use crate::grid::Bbox;
+use crate::service::response::{html_escape, mimetype_response};
+use crate::service::Ctx;
+use crate::source::py_float_repr;
+use crate::srs::{switch_axis_order, Srs};
+
+pub(crate) fn handle(wms: &WmsService, req: &WmsRequest, ctx: &Ctx<'_>) -> Response<Body> {
+    let handler = super::super::handler_name(ctx.path).unwrap_or("service");
+    let url = format!("{}/{handler}", ctx.script_url());
+    // authorization: a partial answer lists only the layers with `map`
+    let allowed: Box<dyn Fn(&str) -> bool> = {
+        let mut names = Vec::new();
+        collect_names(&wms.root, &mut names);
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        match ctx.listing("wms.capabilities", &refs) {
+            Ok(crate::authorize::Listing::All) => Box::new(|_| true),
+            Ok(crate::authorize::Listing::Only(p)) => Box::new(move |n| p.access(n).map),
+            Err(d) => return super::super::denied_response(d),
+        }
+    };
+    let doc = if req.version >= Version::V130 {
+        render_130(wms, &url, &*allowed)
+    } else {
+        render_111(wms, &url, req.version, &*allowed)
+    };
+    let doc = doc
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mime = if req.version >= Version::V130 {
+        "text/xml"
+    } else if req.version >= Version::V110 {
+        "application/vnd.ogc.wms_xml"
+    } else {
+        "text/xml"
+    };
+    mimetype_response(StatusCode::OK, mime, doc)
+}
+
+fn collect_names(l: &WmsLayer, out: &mut Vec<String>) {
+    if let Some(n) = &l.name {
+        out.push(n.clone());
+    }
+    for c in &l.children {
+        collect_names(c, out);
+    }
+}
+
+fn e(s: &str) -> String {
+    html_escape(s).into_owned()
+}
+
+fn f(v: f64) -> String {
+    py_float_repr(v)
+}
+
+/// `limit_llbbox`: longitudes within ±180, latitudes within ±89.999999 (some clients cannot
+/// handle the poles).
+fn limit_llbbox(b: Bbox) -> Bbox {
+    [
+        b[0].max(-180.0),
+        b[1].max(-89.999999),
+        b[2].min(180.0),
+        b[3].min(89.999999),
+    ]
+}
+
+/// `layer_srs_bbox`: one bbox per `bbox_srs` entry the service lists (default EPSG:3857,
+/// 4326, 900913: the layer's extent in each; an entry with a bbox: its intersection with the
+/// layer's extent, via EPSG:4326), then the layer's own SRS when listed and not among them.
+fn layer_srs_bbox(wms: &WmsService, l: &WmsLayer, axis_order: bool) -> Vec<(String, Bbox)> {
+    let mut out = Vec::new();
+    let Some(ext) = l.extent.as_ref() else {
+        return out;
+    };
+    let listed = |code: &str| wms.config.srs.iter().any(|s| s.eq_ignore_ascii_case(code));
+    let flip = |b: Bbox, srs: &Srs| {
+        if axis_order {
+            switch_axis_order(b, srs)
+        } else {
+            b
+        }
+    };
+    for (code, bbox) in &wms.config.bbox_srs {
+        if !listed(code) {
+            continue;
+        }
+        let Ok(srs) = Srs::get(code) else { continue };
+        let b = match bbox {
+            None => ext.bbox_for(&srs),
+            Some(b) => (|| {
+                let wgs84 = Srs::get("EPSG:4326").ok()?;
+                let a = srs.transform_bbox_to(&wgs84, *b).ok()?;
+                let c = ext.bbox_for(&wgs84)?;
+                let i = [
+                    a[0].max(c[0]),
+                    a[1].max(c[1]),
+                    a[2].min(c[2]),
+                    a[3].min(c[3]),
+                ];
+                if i[0] >= i[2] || i[1] >= i[3] {
+                    return None;
+                }
+                wgs84.transform_bbox_to(&srs, i).ok()
+            })(),
+        };
+        if let Some(b) = b {
+            out.push((code.clone(), flip(b, &srs)));
+        }
+    }
+    let code = ext.srs.code();
+    if listed(code) && !wms.config.bbox_srs.iter().any(|(c, _)| c == code) {
+        out.push((code.to_string(), flip(ext.bbox, &ext.srs)));
+    }
+    out
+}
+
+fn llbbox(l: &WmsLayer) -> Bbox {
+    l.extent
+        .as_ref()
+        .and_then(|e| e.llbbox())
+        .map(limit_llbbox)
+        .unwrap_or([-180.0, -90.0, 180.0, 90.0])
+}
+
+fn service_block(wms: &WmsService, url: &str, name: &str) -> String {
+    let md = &wms.config.md;
+    let mut s = format!(
+        "<Service>\n  <Name>{name}</Name>\n  <Title>{}</Title>\n  <Abstract>{}</Abstract>\n",
+        e(&md.title),
+        e(&md.abstract_)
+    );
+    let online = if md.online_resource.is_empty() {
+        url
+    } else {
+        md.online_resource.as_str()
+    };
+    s.push_str(&format!(
+        "  <OnlineResource xmlns:xlink=\"http://www.w3.org/1999/xlink\" xlink:href=\"{}\"/>\n",
+        e(online)
+    ));
+    if let Some(c) = &md.contact {
+        s.push_str(&format!(
+            "  <ContactInformation>\n      <ContactPersonPrimary>\n        <ContactPerson>{}</ContactPerson>\n        <ContactOrganization>{}</ContactOrganization>\n      </ContactPersonPrimary>\n      <ContactPosition>{}</ContactPosition>\n      <ContactAddress>\n        <AddressType>postal</AddressType>\n        <Address>{}</Address>\n        <City>{}</City>\n        <StateOrProvince>{}</StateOrProvince>\n        <PostCode>{}</PostCode>\n        <Country>{}</Country>\n      </ContactAddress>\n      <ContactVoiceTelephone>{}</ContactVoiceTelephone>\n      <ContactFacsimileTelephone>{}</ContactFacsimileTelephone>\n      <ContactElectronicMailAddress>{}</ContactElectronicMailAddress>\n  </ContactInformation>\n",
+            e(&c.person), e(&c.organization), e(&c.position), e(&c.address), e(&c.city),
+            e(&c.state), e(&c.postcode), e(&c.country), e(&c.phone), e(&c.fax), e(&c.email)
+        ));
+    }
+    s.push_str(&format!(
+        "  <Fees>{}</Fees>\n  <AccessConstraints>{}</AccessConstraints>\n",
+        e(md.fees.as_deref().unwrap_or("none")),
+        e(md.access_constraints.as_deref().unwrap_or("none"))
+    ));
+    s
+}
+
+fn dcp(url: &str) -> String {
+    format!("      <DCPType>\n        <HTTP>\n          <Get><OnlineResource xmlns:xlink=\"http://www.w3.org/1999/xlink\" xlink:href=\"{}?\"/></Get>\n        </HTTP>\n      </DCPType>\n", e(url))
+}
+
+fn render_111(
+    wms: &WmsService,
+    url: &str,
+    version: Version,
+    allowed: &dyn Fn(&str) -> bool,
+) -> String {
+    let v = version.to_string();
+    let mut s = format!("<?xml version=\"1.0\"?>\n<!DOCTYPE WMT_MS_Capabilities SYSTEM \"http://schemas.opengis.net/wms/{v}/WMS_MS_Capabilities.dtd\"\n [\n <!ELEMENT VendorSpecificCapabilities EMPTY>\n ]>  <!-- end of DOCTYPE declaration -->\n<WMT_MS_Capabilities version=\"{v}\">\n");
+    s.push_str(&service_block(wms, url, "OGC:WMS"));
+    s.push_str("</Service>\n\n<Capability>\n  <Request>\n    <GetCapabilities>\n      <Format>application/vnd.ogc.wms_xml</Format>\n");
+    s.push_str(&dcp(url));
+    s.push_str("    </GetCapabilities>\n    <GetMap>\n");
+    for fmt in &wms.config.image_formats {
+        s.push_str(&format!("        <Format>{}</Format>\n", e(fmt)));
+    }
+    s.push_str(&dcp(url));
+    s.push_str("    </GetMap>\n  </Request>\n  <Exception>\n    <Format>application/vnd.ogc.se_xml</Format>\n    <Format>application/vnd.ogc.se_inimage</Format>\n    <Format>application/vnd.ogc.se_blank</Format>\n  </Exception>\n");
+    layer_111(wms, &wms.root, true, allowed, &mut s, 1);
+    s.push_str("</Capability>\n</WMT_MS_Capabilities>");
+    s
+}
+
+fn layer_111(
+    wms: &WmsService,
+    l: &WmsLayer,
+    with_srs: bool,
+    allowed: &dyn Fn(&str) -> bool,
+    s: &mut String,
+    depth: usize,
+) {
+    if let Some(n) = &l.name {
+        if !with_srs && !allowed(n) {
+            return;
+        }
+    }
+    let ind = "  ".repeat(depth);
+    s.push_str(&format!("{ind}<Layer>\n"));
+    if let Some(n) = &l.name {
+        s.push_str(&format!("{ind}  <Name>{}</Name>\n", e(n)));
+    }
+    s.push_str(&format!("{ind}  <Title>{}</Title>\n", e(&l.title)));
+    if let Some(a) = &l.abstract_ {
+        s.push_str(&format!("{ind}  <Abstract>{}</Abstract>\n", e(a)));
+    }
+    if with_srs {
+        for srs in &wms.config.srs {
+            s.push_str(&format!("{ind}  <SRS>{}</SRS>\n", e(srs)));
+        }
+    }
+    let ll = llbbox(l);
+    s.push_str(&format!(
+        "{ind}  <LatLonBoundingBox minx=\"{}\" miny=\"{}\" maxx=\"{}\" maxy=\"{}\" />\n",
+        f(ll[0]),
+        f(ll[1]),
+        f(ll[2]),
+        f(ll[3])
+    ));
+    for (code, b) in layer_srs_bbox(wms, l, false) {
+        s.push_str(&format!(
+            "{ind}  <BoundingBox SRS=\"{code}\" minx=\"{}\" miny=\"{}\" maxx=\"{}\" maxy=\"{}\" />\n",
+            f(b[0]),
+            f(b[1]),
+            f(b[2]),
+            f(b[3])
+        ));
+    }
+    if l.min_res.is_some() || l.max_res.is_some() {
+        // MapProxy's scale_hint: the diagonal of a pixel at each resolution
+        let hint = |r: f64| f((r * r * 2.0).sqrt());
+        let min = l
+            .max_res
+            .map(|r| format!("min=\"{}\"", hint(r)))
+            .unwrap_or_default();
+        let max = l
+            .min_res
+            .map(|r| format!("max=\"{}\"", hint(r)))
+            .unwrap_or_default();
+        s.push_str(&format!("{ind}  <ScaleHint {min} {max} />\n"));
+    }
+    for c in &l.children {
+        layer_111(wms, c, false, allowed, s, depth + 1);
+    }
+    s.push_str(&format!("{ind}</Layer>\n"));
+}
+
+fn render_130(wms: &WmsService, url: &str, allowed: &dyn Fn(&str) -> bool) -> String {
+    let mut s = String::from("<?xml version=\"1.0\" ?>\n<WMS_Capabilities xmlns=\"http://www.opengis.net/wms\" xmlns:sld=\"http://www.opengis.net/sld\" xmlns:xlink=\"http://www.w3.org/1999/xlink\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" version=\"1.3.0\" xsi:schemaLocation=\"http://www.opengis.net/wms http://schemas.opengis.net/wms/1.3.0/capabilities_1_3_0.xsd http://www.opengis.net/sld http://schemas.opengis.net/sld/1.1.0/sld_capabilities.xsd\">\n");
+    s.push_str(&service_block(wms, url, "WMS"));
+    if let Some(max) = wms.config.max_output_pixels {
+        let side = (max as f64).sqrt() as u64;
+        s.push_str(&format!(
+            "  <MaxWidth>{side}</MaxWidth>\n  <MaxHeight>{side}</MaxHeight>\n"
+        ));
+    }
+    s.push_str("</Service>\n<Capability>\n  <Request>\n    <GetCapabilities>\n      <Format>text/xml</Format>\n");
+    s.push_str(&dcp(url));
+    s.push_str("    </GetCapabilities>\n    <GetMap>\n");
+    for fmt in &wms.config.image_formats {
+        s.push_str(&format!("      <Format>{}</Format>\n", e(fmt)));
+    }
+    s.push_str(&dcp(url));
+    s.push_str("    </GetMap>\n  </Request>\n  <Exception>\n    <Format>XML</Format>\n    <Format>INIMAGE</Format>\n    <Format>BLANK</Format>\n  </Exception>\n");
+    layer_130(wms, &wms.root, true, allowed, &mut s, 1);
+    s.push_str("</Capability>\n</WMS_Capabilities>");
+    s
+}
+
+fn layer_130(
+    wms: &WmsService,
+    l: &WmsLayer,
+    with_srs: bool,
+    allowed: &dyn Fn(&str) -> bool,
+    s: &mut String,
+    depth: usize,
+) {
+    if let Some(n) = &l.name {
+        if !with_srs && !allowed(n) {
+            return;
+        }
+    }
+    let ind = "  ".repeat(depth);
+    s.push_str(&format!("{ind}<Layer>\n"));
+    if let Some(n) = &l.name {
+        s.push_str(&format!("{ind}  <Name>{}</Name>\n", e(n)));
+    }
+    s.push_str(&format!("{ind}  <Title>{}</Title>\n", e(&l.title)));
+    if let Some(a) = &l.abstract_ {
+        s.push_str(&format!("{ind}  <Abstract>{}</Abstract>\n", e(a)));
+    }
+    if with_srs {
+        for srs in &wms.config.srs {
+            s.push_str(&format!("{ind}  <CRS>{}</CRS>\n", e(srs)));
+        }
+    }
+    let ll = llbbox(l);
+    s.push_str(&format!(
+        "{ind}  <EX_GeographicBoundingBox>\n{ind}    <westBoundLongitude>{}</westBoundLongitude>\n{ind}    <eastBoundLongitude>{}</eastBoundLongitude>\n{ind}    <southBoundLatitude>{}</southBoundLatitude>\n{ind}    <northBoundLatitude>{}</northBoundLatitude>\n{ind}  </EX_GeographicBoundingBox>\n",
+        f(ll[0]),
+        f(ll[2]),
+        f(ll[1]),
+        f(ll[3])
+    ));
+    for (code, b) in layer_srs_bbox(wms, l, true) {
+        s.push_str(&format!(
+            "{ind}  <BoundingBox CRS=\"{code}\" minx=\"{}\" miny=\"{}\" maxx=\"{}\" maxy=\"{}\" />\n",
+            f(b[0]),
+            f(b[1]),
+            f(b[2]),
+            f(b[3])
+        ));
+    }
+    if l.min_res.is_some() || l.max_res.is_some() {
+        // MapProxy: res / 0.00028 (metres) as scale denominators
+        let den = |r: f64| f(r / 0.00028);
+        if let Some(r) = l.max_res {
+            s.push_str(&format!(
+                "{ind}  <MinScaleDenominator>{}</MinScaleDenominator>\n",
+                den(r)
+            ));
+        }
+        if let Some(r) = l.min_res {
+            s.push_str(&format!(
+                "{ind}  <MaxScaleDenominator>{}</MaxScaleDenominator>\n",
+                den(r)
+            ));
+        }
+    }
+    for c in &l.children {
+        layer_130(wms, c, false, allowed, s, depth + 1);
+    }
+    s.push_str(&format!("{ind}</Layer>\n"));
+}

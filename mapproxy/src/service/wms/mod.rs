@@ -1,0 +1,580 @@
+//! MapProxy's WMS (`service/wms.py`, `request/wms/`): `SERVICE=WMS` on `/service`, `/ows`,
+//! `/wms`.
+//!
+//! | request | what |
+//! |---|---|
+//! | `GetCapabilities` | 1.0.0/1.1.0/1.1.1 (`application/vnd.ogc.wms_xml`) and 1.3.0 (`text/xml`) documents: service metadata, the layer tree, SRS lists, bboxes (1.3.0 axis order) ([`capabilities`]) |
+//! | `GetMap` | layers from caches (the best grid and level, tiles stitched, cropped, resampled or reprojected) and from direct WMS sources, merged in order; PNG (paletted by default), JPEG ([`map`]) |
+//! | `GetFeatureInfo`, `GetLegendGraphic` | not yet: an `OperationNotSupported` exception that says so |
+//!
+//! Versions are negotiated as MapProxy's `negotiate_version`; parameter names are
+//! case-insensitive. Errors are MapProxy's exception documents (1.1.1
+//! `application/vnd.ogc.se_xml`, 1.3.0 `text/xml` in the ogc namespace, 1.0.0 `WMTException`),
+//! HTTP 500 as MapProxy ≥ 3 answers them, or with `EXCEPTIONS=...inimage`/`...blank` an image
+//! (200). Requests MapProxy answers with a bare `internal error` (a malformed `BBOX` or
+//! `VERSION`, `WIDTH=0`) get an exception document here.
+
+mod capabilities;
+mod map;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::{Response, StatusCode};
+use mapproxy_serve_core::app::Body;
+
+use super::response::{html_escape, mimetype_response, no_cache};
+use super::{Ctx, ServiceMd};
+use crate::grid::{Bbox, TileGrid};
+use crate::image::transform::Resampling;
+use crate::srs::Srs;
+use crate::tile::TileProvider;
+
+pub use map::{CacheGridLayer, CacheLayer, DirectLayer, MapLayer};
+
+/// A WMS version (`1.1.1` → (1, 1, 1)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Version(pub u32, pub u32, pub u32);
+
+impl Version {
+    pub const V100: Version = Version(1, 0, 0);
+    pub const V110: Version = Version(1, 1, 0);
+    pub const V111: Version = Version(1, 1, 1);
+    pub const V130: Version = Version(1, 3, 0);
+
+    /// `a.b.c` (missing parts are 0, as tuples compare in MapProxy).
+    pub fn parse(s: &str) -> Option<Version> {
+        let mut parts = s.trim().split('.').map(|p| p.trim().parse::<u32>());
+        let a = parts.next()?.ok()?;
+        let b = parts.next().unwrap_or(Ok(0)).ok()?;
+        let c = parts.next().unwrap_or(Ok(0)).ok()?;
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(Version(a, b, c))
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+/// MapProxy's `negotiate_version` over the supported versions (sorted).
+pub fn negotiate_version(v: Version, supported: &[Version]) -> Version {
+    let (Some(&lo), Some(&hi)) = (supported.first(), supported.last()) else {
+        return Version::V130;
+    };
+    if v < lo {
+        return lo;
+    }
+    if v > hi {
+        return hi;
+    }
+    supported
+        .iter()
+        .rev()
+        .find(|s| v >= **s)
+        .copied()
+        .unwrap_or(lo)
+}
+
+/// `services.wms` as the service uses it.
+#[derive(Debug, Clone)]
+pub struct WmsConfig {
+    pub md: ServiceMd,
+    /// `srs`, as written (compared upper-cased).
+    pub srs: Vec<String>,
+    /// `image_formats` (MIME types).
+    pub image_formats: Vec<String>,
+    /// `bbox_srs`: the SRS capabilities print a `BoundingBox` in, each with an optional
+    /// bbox of its own (default EPSG:3857, 4326, 900913, as MapProxy's `DEFAULT_EXTENTS`).
+    pub bbox_srs: Vec<(String, Option<Bbox>)>,
+    /// `versions`, sorted (default all four).
+    pub versions: Vec<Version>,
+    /// `max_output_pixels` (`None`: no limit).
+    pub max_output_pixels: Option<u64>,
+    pub strict: bool,
+    /// `on_source_errors: raise` (default `notify`).
+    pub on_source_errors_raise: bool,
+    /// `globals.image.resampling_method`.
+    pub resampling: Resampling,
+    /// `globals.image.paletted`.
+    pub paletted: bool,
+    /// `globals.image.jpeg_quality`.
+    pub jpeg_quality: u8,
+}
+
+impl Default for WmsConfig {
+    fn default() -> Self {
+        WmsConfig {
+            md: ServiceMd::default(),
+            srs: [
+                "EPSG:4326",
+                "EPSG:4258",
+                "CRS:84",
+                "EPSG:900913",
+                "EPSG:3857",
+            ]
+            .map(String::from)
+            .to_vec(),
+            image_formats: ["image/png", "image/jpeg"].map(String::from).to_vec(),
+            bbox_srs: ["EPSG:3857", "EPSG:4326", "EPSG:900913"]
+                .map(|s| (s.to_string(), None))
+                .to_vec(),
+            versions: vec![Version::V100, Version::V110, Version::V111, Version::V130],
+            max_output_pixels: Some(4000 * 4000),
+            strict: false,
+            on_source_errors_raise: false,
+            resampling: Resampling::Bicubic,
+            paletted: true,
+            jpeg_quality: 90,
+        }
+    }
+}
+
+/// A layer's extent: an SRS and a bbox in it.
+#[derive(Debug, Clone)]
+pub struct Extent {
+    pub srs: Arc<Srs>,
+    pub bbox: Bbox,
+}
+
+impl Extent {
+    /// The bbox in `srs`.
+    pub fn bbox_for(&self, srs: &Srs) -> Option<Bbox> {
+        self.srs.transform_bbox_to(srs, self.bbox).ok()
+    }
+
+    /// The bbox in WGS84 longitudes/latitudes.
+    pub fn llbbox(&self) -> Option<Bbox> {
+        let wgs84 = Srs::get("EPSG:4326").ok()?;
+        self.bbox_for(&wgs84)
+    }
+
+    /// The union of extents: in their SRS when they share one, else in EPSG:4326 (MapProxy's
+    /// `merge_layer_extents`).
+    pub fn merge(extents: &[Extent]) -> Option<Extent> {
+        let first = extents.first()?;
+        let same = extents.iter().all(|e| *e.srs == *first.srs);
+        let (srs, boxes): (Arc<Srs>, Vec<Bbox>) = if same {
+            (first.srs.clone(), extents.iter().map(|e| e.bbox).collect())
+        } else {
+            let wgs84 = Srs::get("EPSG:4326").ok()?;
+            let b = extents.iter().filter_map(|e| e.bbox_for(&wgs84)).collect();
+            (wgs84, b)
+        };
+        let mut u = *boxes.first()?;
+        for b in &boxes[1..] {
+            u = [
+                u[0].min(b[0]),
+                u[1].min(b[1]),
+                u[2].max(b[2]),
+                u[3].max(b[3]),
+            ];
+        }
+        Some(Extent { srs, bbox: u })
+    }
+}
+
+/// One layer of the WMS tree (MapProxy's `WMSLayer` / `WMSGroupLayer`).
+pub struct WmsLayer {
+    /// `None` for an unnamed group (not requestable).
+    pub name: Option<String>,
+    pub title: String,
+    pub abstract_: Option<String>,
+    /// What a request of this layer renders (a group with a name and its own sources: these;
+    /// else the children's).
+    pub map_layers: Vec<MapLayer>,
+    pub children: Vec<Arc<WmsLayer>>,
+    pub extent: Option<Extent>,
+    /// `min_res`, `max_res` (the layer renders nothing outside).
+    pub min_res: Option<f64>,
+    pub max_res: Option<f64>,
+}
+
+impl std::fmt::Debug for WmsLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WmsLayer")
+            .field("name", &self.name)
+            .field("children", &self.children)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WmsLayer {
+    /// The map layers a request of this layer renders, in drawing order.
+    fn render_layers(&self, out: &mut Vec<(String, MapLayer)>) {
+        if !self.map_layers.is_empty() {
+            let name = self.name.clone().unwrap_or_default();
+            for l in &self.map_layers {
+                out.push((name.clone(), l.clone()));
+            }
+            return;
+        }
+        for c in &self.children {
+            c.render_layers(out);
+        }
+    }
+
+    /// `renders_query`: within `min_res`/`max_res` (MapProxy's `ResolutionRange.contains`).
+    fn renders_res(&self, res: f64) -> bool {
+        // MapProxy compares with a small tolerance: res within min_res (exclusive of coarser)
+        if let Some(min) = self.min_res {
+            if res > min * (1.0 + 1e-9) {
+                return false;
+            }
+        }
+        if let Some(max) = self.max_res {
+            if res <= max * (1.0 - 1e-9) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// The WMS: its configuration and layer tree.
+#[derive(Debug)]
+pub struct WmsService {
+    pub config: WmsConfig,
+    pub root: Arc<WmsLayer>,
+    /// Named layers, depth first.
+    layers: HashMap<String, Arc<WmsLayer>>,
+}
+
+impl WmsService {
+    pub fn new(config: WmsConfig, root: Arc<WmsLayer>) -> WmsService {
+        let mut layers = HashMap::new();
+        fn walk(l: &Arc<WmsLayer>, out: &mut HashMap<String, Arc<WmsLayer>>) {
+            if let Some(n) = &l.name {
+                out.entry(n.clone()).or_insert_with(|| l.clone());
+            }
+            for c in &l.children {
+                walk(c, out);
+            }
+        }
+        walk(&root, &mut layers);
+        WmsService {
+            config,
+            root,
+            layers,
+        }
+    }
+
+    pub fn layer(&self, name: &str) -> Option<&Arc<WmsLayer>> {
+        self.layers.get(name)
+    }
+}
+
+/// A cache in one grid, as the WMS reads it.
+pub fn cache_grid_layer(
+    grid: Arc<TileGrid>,
+    provider: Arc<dyn TileProvider>,
+) -> Result<CacheGridLayer, crate::srs::SrsError> {
+    let srs = Srs::get(&format!("EPSG:{}", grid.srs()))?;
+    Ok(CacheGridLayer {
+        grid,
+        srs,
+        provider,
+    })
+}
+
+/// A direct WMS source layer.
+pub fn direct_layer(
+    source: Arc<dyn crate::source::MapSource>,
+    supported_srs: Vec<Arc<Srs>>,
+    transparent: bool,
+) -> DirectLayer {
+    DirectLayer {
+        source,
+        supported_srs,
+        transparent,
+    }
+}
+
+/// Case-insensitive request parameters: first value per name (MapProxy's `NoCaseMultiDict`).
+pub(crate) struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn from_query(q: &str) -> Params {
+        Params(
+            super::query_pairs(q)
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect(),
+        )
+    }
+    pub(crate) fn get(&self, k: &str) -> Option<&str> {
+        self.0.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+    }
+    fn has(&self, k: &str) -> bool {
+        self.get(k).is_some()
+    }
+}
+
+/// How an error is answered.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ExcFormat {
+    Xml,
+    InImage,
+    Blank,
+}
+
+/// A WMS error: MapProxy's `RequestError`.
+#[derive(Debug, Clone)]
+pub(crate) struct WmsError {
+    msg: String,
+    code: Option<&'static str>,
+    status: Option<StatusCode>,
+    /// `prevent_image_exception` (max_output_pixels): always XML.
+    xml_only: bool,
+}
+
+impl WmsError {
+    pub(crate) fn new(msg: impl Into<String>) -> WmsError {
+        WmsError {
+            msg: msg.into(),
+            code: None,
+            status: None,
+            xml_only: false,
+        }
+    }
+    pub(crate) fn code(mut self, c: &'static str) -> WmsError {
+        self.code = Some(c);
+        self
+    }
+    pub(crate) fn status(mut self, s: StatusCode) -> WmsError {
+        self.status = Some(s);
+        self
+    }
+}
+
+/// The XML exception document of a version.
+fn xml_exception(version: Version, e: &WmsError) -> Response<Body> {
+    // MapProxy: html.escape (quotes too)
+    let msg = html_escape(&e.msg);
+    let code = e.code.map(|c| format!(" code=\"{c}\"")).unwrap_or_default();
+    let (ct, body) = if version < Version::V110 {
+        (
+            "text/xml",
+            format!(
+                "<?xml version=\"1.0\"?>\n<WMTException version=\"1.0.0\">\n{msg}\n</WMTException>"
+            ),
+        )
+    } else if version < Version::V111 {
+        ("application/vnd.ogc.se_xml", format!("<?xml version=\"1.0\"?>\n<!DOCTYPE ServiceExceptionReport SYSTEM \"http://schemas.opengis.net/wms/1.1.0/exception_1_1_0.dtd\">\n<ServiceExceptionReport version=\"1.1.0\">\n    <ServiceException{code}>{msg}</ServiceException>\n</ServiceExceptionReport>"))
+    } else if version < Version::V130 {
+        ("application/vnd.ogc.se_xml", format!("<?xml version=\"1.0\"?>\n<!DOCTYPE ServiceExceptionReport SYSTEM \"http://schemas.opengis.net/wms/1.1.1/exception_1_1_1.dtd\">\n<ServiceExceptionReport version=\"1.1.1\">\n    <ServiceException{code}>{msg}</ServiceException>\n</ServiceExceptionReport>"))
+    } else {
+        ("text/xml", format!("<?xml version=\"1.0\"?>\n<ServiceExceptionReport version=\"1.3.0\"\n  xmlns=\"http://www.opengis.net/ogc\"\n  xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"\n  xsi:schemaLocation=\"http://www.opengis.net/ogc\nhttp://schemas.opengis.net/wms/1.3.0/exceptions_1_3_0.xsd\">\n    <ServiceException{code}>{msg}</ServiceException>\n</ServiceExceptionReport>"))
+    };
+    let status = e.status.unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if version < Version::V110 {
+        // MapProxy's 1.0.0 handler sets content_type: no charset
+        return no_cache(super::response::content_type_response(status, ct, body));
+    }
+    no_cache(mimetype_response(status, ct, body))
+}
+
+/// `WMSImageExceptionHandler` / `WMSBlankExceptionHandler`: the message drawn on an image of
+/// the request's size (256×256 without one), format, transparency and `BGCOLOR`; 200.
+fn image_exception(p: &Params, e: &WmsError, blank: bool) -> Response<Body> {
+    let size = match (
+        p.get("width").and_then(|w| w.trim().parse::<u32>().ok()),
+        p.get("height").and_then(|h| h.trim().parse::<u32>().ok()),
+    ) {
+        (Some(w), Some(h)) if w > 0 && h > 0 && u64::from(w) * u64::from(h) <= 4000 * 4000 => {
+            (w, h)
+        }
+        _ => (256, 256),
+    };
+    let transparent = p
+        .get("transparent")
+        .is_some_and(|t| t.eq_ignore_ascii_case("true"));
+    let bg = p
+        .get("bgcolor")
+        .and_then(parse_bgcolor)
+        .unwrap_or([255, 255, 255]);
+    let color = if transparent {
+        [bg[0], bg[1], bg[2], 0]
+    } else {
+        [bg[0], bg[1], bg[2], 255]
+    };
+    let mut img = crate::image::blank_image(size.0, size.1, color);
+    if !blank {
+        crate::source::draw_text(&mut img, &e.msg);
+    }
+    let mime = p
+        .get("format")
+        .map(mime_of_format)
+        .filter(|f| f.starts_with("image/"))
+        .unwrap_or_else(|| "image/png".into());
+    let mut opts = crate::image::ImageOpts::new(crate::image::ImageFormat::new(mime.clone()));
+    opts.transparent = transparent;
+    match crate::image::encode(&img, &opts) {
+        Ok(bytes) => super::response::content_type_response(StatusCode::OK, &mime, bytes),
+        Err(err) => xml_exception(Version::V111, &WmsError::new(err.to_string())),
+    }
+}
+
+/// `0xRRGGBB`, `#RRGGBB` or `RRGGBB`.
+pub(crate) fn parse_bgcolor(s: &str) -> Option<[u8; 3]> {
+    let t = s.trim();
+    let h = t
+        .strip_prefix("0x")
+        .or_else(|| t.strip_prefix("0X"))
+        .or_else(|| t.strip_prefix('#'))
+        .unwrap_or(t);
+    if h.len() != 6 {
+        return None;
+    }
+    let b = |i: usize| u8::from_str_radix(h.get(i..i + 2)?, 16).ok();
+    Some([b(0)?, b(2)?, b(4)?])
+}
+
+/// MapProxy's `split_mime_type` of `FORMAT`: `png` → `image/png`; options kept.
+pub(crate) fn mime_of_format(f: &str) -> String {
+    let f = f.trim();
+    if f.contains('/') {
+        f.to_string()
+    } else {
+        format!("image/{f}")
+    }
+}
+
+/// What kind of request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ReqType {
+    Map,
+    FeatureInfo,
+    Capabilities,
+    LegendGraphic,
+}
+
+/// A parsed request: version, type, its error format.
+pub(crate) struct WmsRequest {
+    pub version: Version,
+    pub params: Params,
+    exc: ExcFormat,
+}
+
+impl WmsRequest {
+    fn error(&self, e: WmsError) -> Response<Body> {
+        if e.xml_only {
+            return xml_exception(self.version, &e);
+        }
+        match self.exc {
+            ExcFormat::Xml => xml_exception(self.version, &e),
+            ExcFormat::InImage => image_exception(&self.params, &e, false),
+            ExcFormat::Blank => image_exception(&self.params, &e, true),
+        }
+    }
+
+    /// `SRS` (1.3.0: `CRS`).
+    pub(crate) fn srs_param(&self) -> Option<&str> {
+        if self.version >= Version::V130 {
+            self.params.get("crs").or_else(|| self.params.get("srs"))
+        } else {
+            self.params.get("srs")
+        }
+    }
+}
+
+/// `/service?SERVICE=WMS...`.
+pub(crate) async fn handle(wms: &WmsService, ctx: &Ctx<'_>) -> Response<Body> {
+    let params = Params::from_query(ctx.query);
+    let versions = &wms.config.versions;
+    let highest = versions.last().copied().unwrap_or(Version::V130);
+    let raw_version = params.get("version").or_else(|| params.get("wmtver"));
+    let version = match raw_version {
+        None => highest,
+        Some(v) => match Version::parse(v) {
+            Some(v) if versions.contains(&v) => v,
+            Some(v) => negotiate_version(v, versions),
+            None => {
+                return xml_exception(
+                    highest,
+                    &WmsError::new(format!("invalid version: {v}")).code("InvalidParameterValue"),
+                )
+            }
+        },
+    };
+    let req_type = params
+        .get("request")
+        .map(|r| r.to_ascii_lowercase())
+        .map(|r| match r.as_str() {
+            "getmap" | "map" => Ok(ReqType::Map),
+            "getfeatureinfo" | "feature_info" => Ok(ReqType::FeatureInfo),
+            "getcapabilities" | "capabilities" => Ok(ReqType::Capabilities),
+            "getlegendgraphic" => Ok(ReqType::LegendGraphic),
+            _ => Err(r),
+        });
+    let exc = match params.get("exceptions").map(|e| e.to_ascii_lowercase()) {
+        Some(e) if e.contains("image") => ExcFormat::InImage,
+        Some(e) if e.contains("blank") => ExcFormat::Blank,
+        _ => ExcFormat::Xml,
+    };
+    let mut req = WmsRequest {
+        version,
+        params,
+        exc,
+    };
+    let req_type = match req_type {
+        Some(Ok(t)) => t,
+        Some(Err(other)) => {
+            return req.error(WmsError::new(format!("unknown WMS request type '{other}'")))
+        }
+        None => return req.error(WmsError::new("unknown WMS request type 'None'")),
+    };
+    if req_type != ReqType::Map {
+        // only GetMap answers errors in images
+        req.exc = ExcFormat::Xml;
+    }
+    match req_type {
+        ReqType::Capabilities => capabilities::handle(wms, &req, ctx),
+        ReqType::Map => match map::handle(wms, &req, ctx).await {
+            Ok(r) => r,
+            Err(e) => req.error(e),
+        },
+        ReqType::FeatureInfo => req.error(
+            WmsError::new("GetFeatureInfo is not supported yet by this server")
+                .code("OperationNotSupported"),
+        ),
+        ReqType::LegendGraphic => req.error(
+            WmsError::new("GetLegendGraphic is not supported yet by this server")
+                .code("OperationNotSupported"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiation_as_mapproxy() {
+        let all = [Version::V100, Version::V110, Version::V111, Version::V130];
+        assert_eq!(negotiate_version(Version(0, 9, 0), &all), Version::V100);
+        assert_eq!(negotiate_version(Version(2, 0, 0), &all), Version::V130);
+        assert_eq!(negotiate_version(Version::V111, &all), Version::V111);
+        assert_eq!(negotiate_version(Version(1, 2, 0), &all), Version::V111);
+        assert_eq!(
+            negotiate_version(Version::V110, &[Version::V100]),
+            Version::V100
+        );
+        assert_eq!(
+            negotiate_version(Version::V130, &[Version::V110, Version::V111]),
+            Version::V111
+        );
+        assert_eq!(Version::parse("1.3.0"), Some(Version::V130));
+        assert_eq!(Version::parse("x"), None);
+    }
+
+    #[test]
+    fn bgcolors() {
+        assert_eq!(parse_bgcolor("0Xf0ea42"), Some([0xf0, 0xea, 0x42]));
+        assert_eq!(parse_bgcolor("#ffffff"), Some([255, 255, 255]));
+        assert_eq!(parse_bgcolor("red"), None);
+    }
+}

@@ -1,0 +1,708 @@
+//! MapProxy's WMS system tests (`test/system/test_wms.py`, `test_wms_version.py`), ported:
+//! the app is served on 127.0.0.1:0 and asked over real HTTP; its upstream is a real
+//! loopback WMS whose pixels are a function of their map coordinates (red: longitude, green:
+//! latitude, in steps of 1/16°, repeating every 16°), so every GetMap is checked for
+//! geolocation by sampling pixels, in the cache's SRS and reprojected (EPSG:4326, UTM 32N).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use mapproxy_serve_mapproxy::srs::Srs;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const R: f64 = 6378137.0;
+
+/// The colour of a WGS84 position: 1/16° steps, repeating every 16°.
+fn color_of(lon: f64, lat: f64) -> [u8; 4] {
+    let c = |v: f64| ((v * 16.0).floor().rem_euclid(256.0)) as u8;
+    [c(lon + 180.0), c(lat + 90.0), 128, 255]
+}
+
+/// The upstream WMS's image for a GetMap in EPSG:4326 or 3857 (its own math, no library).
+fn upstream_image(srs: &str, bbox: [f64; 4], w: u32, h: u32) -> image::RgbaImage {
+    image::RgbaImage::from_fn(w, h, |i, j| {
+        let x = bbox[0] + (f64::from(i) + 0.5) * (bbox[2] - bbox[0]) / f64::from(w);
+        let y = bbox[3] - (f64::from(j) + 0.5) * (bbox[3] - bbox[1]) / f64::from(h);
+        let (lon, lat) = if srs.ends_with("4326") {
+            (x, y)
+        } else {
+            (
+                (x / R).to_degrees(),
+                (2.0 * (y / R).exp().atan() - std::f64::consts::FRAC_PI_2).to_degrees(),
+            )
+        };
+        image::Rgba(color_of(lon, lat))
+    })
+}
+
+fn png(img: &image::RgbaImage) -> Bytes {
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .expect("encode");
+    Bytes::from(out.into_inner())
+}
+
+/// The loopback WMS: answers GetMap for EPSG:4326/3857/900913 (1.1.1 `SRS`), records queries.
+async fn upstream() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let log2 = log.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let log = log2.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let log = log.clone();
+                    async move {
+                        let q = req.uri().query().unwrap_or("").to_string();
+                        log.lock().expect("log").push(q.clone());
+                        let get = |k: &str| {
+                            q.split('&')
+                                .filter_map(|p| p.split_once('='))
+                                .find(|(n, _)| n.eq_ignore_ascii_case(k))
+                                .map(|(_, v)| v.replace("%3A", ":").replace("%2C", ","))
+                        };
+                        let bbox: Vec<f64> = get("bbox")
+                            .unwrap_or_default()
+                            .split(',')
+                            .filter_map(|v| v.parse().ok())
+                            .collect();
+                        let w: u32 = get("width").and_then(|v| v.parse().ok()).unwrap_or(0);
+                        let h: u32 = get("height").and_then(|v| v.parse().ok()).unwrap_or(0);
+                        let srs = get("srs").unwrap_or_default();
+                        let res = if bbox.len() == 4 && w > 0 && h > 0 && w * h < 5_000_000 {
+                            let img =
+                                upstream_image(&srs, [bbox[0], bbox[1], bbox[2], bbox[3]], w, h);
+                            Response::builder()
+                                .header("content-type", "image/png")
+                                .body(Full::new(png(&img)))
+                        } else {
+                            Response::builder()
+                                .status(400)
+                                .body(Full::new(Bytes::from_static(b"bad request")))
+                        };
+                        Ok::<_, Infallible>(res.expect("response"))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, log)
+}
+
+struct Served {
+    addr: SocketAddr,
+    upstream: Arc<Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+/// The MapProxy app of `yaml` (with `UPSTREAM` replaced) served on 127.0.0.1:0.
+async fn serve(yaml: &str) -> Served {
+    let (up, log) = upstream().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("mapproxy.yaml");
+    std::fs::write(&path, yaml.replace("UPSTREAM", &up.to_string())).expect("write");
+    let built = match mapproxy_serve_mapproxy::app::build(&path) {
+        Ok(b) => b,
+        Err(e) => panic!("builds:\n{e}"),
+    };
+    let app = built.app;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let app = app.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let app = app.clone();
+                    async move {
+                        let req = req.map(|b| {
+                            b.map_err(|e| -> mapproxy_serve_core::error::BoxError { Box::new(e) })
+                                .boxed_unsync()
+                        });
+                        Ok::<_, Infallible>(app.call(req).await)
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Served {
+        addr,
+        upstream: log,
+        _dir: dir,
+    }
+}
+
+struct Answer {
+    status: u16,
+    content_type: String,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    fn image(&self) -> image::RgbaImage {
+        match image::load_from_memory(&self.body) {
+            Ok(i) => i.to_rgba8(),
+            Err(e) => panic!("not an image ({e}): {} {}", self.status, self.text()),
+        }
+    }
+}
+
+/// A real HTTP/1.0 GET over TCP.
+async fn get(s: &Served, path: &str) -> Answer {
+    let mut stream = TcpStream::connect(s.addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", s.addr);
+    stream.write_all(req.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("read");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("header end");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-type")
+                .then(|| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    Answer {
+        status,
+        content_type,
+        body: raw[split + 4..].to_vec(),
+    }
+}
+
+const YAML: &str = r#"
+services:
+  wms:
+    srs: ['EPSG:4326', 'EPSG:3857', 'EPSG:900913', 'EPSG:32632', 'CRS:84']
+    image_formats: ['image/png', 'image/jpeg', 'image/png; mode=32bit']
+    md:
+      title: Test WMS
+      abstract: geolocated pixels
+layers:
+  - name: cached
+    title: Cached 3857
+    sources: [c]
+  - name: direct
+    title: Direct
+    sources: [up]
+  - name: broken
+    title: Upstream down
+    sources: [down]
+  - title: Group
+    name: group
+    layers:
+      - name: inner
+        title: Inner
+        sources: [c]
+globals:
+  cache:
+    base_dir: ./cache
+  image:
+    # exact colours: the geolocation check reads them (paletted output: its own test)
+    paletted: false
+caches:
+  c:
+    grids: [GLOBAL_WEBMERCATOR]
+    sources: [up]
+sources:
+  down:
+    type: wms
+    req:
+      url: http://127.0.0.1:1/service
+      layers: foo
+  up:
+    type: wms
+    supported_srs: ['EPSG:3857', 'EPSG:4326']
+    req:
+      url: http://UPSTREAM/service
+      layers: foo
+"#;
+
+/// Sample the image at a grid of pixels and check each against the colour of its WGS84
+/// position (the output SRS's pixel centre projected with srs.rs). Returns the pixels checked.
+fn check_geolocation(img: &image::RgbaImage, srs: &str, bbox: [f64; 4]) -> usize {
+    let srs = Srs::get(srs).expect("srs");
+    let wgs84 = Srs::get("EPSG:4326").expect("4326");
+    let (w, h) = img.dimensions();
+    let mut checked = 0;
+    for j in (5..h - 5).step_by(23) {
+        for i in (5..w - 5).step_by(23) {
+            let x = bbox[0] + (f64::from(i) + 0.5) * (bbox[2] - bbox[0]) / f64::from(w);
+            let y = bbox[3] - (f64::from(j) + 0.5) * (bbox[3] - bbox[1]) / f64::from(h);
+            let (lon, lat) = srs.transform_to(&wgs84, (x, y));
+            // skip positions next to a colour wrap (every 16°): resampling blends across it
+            let near_wrap = |v: f64| {
+                let r = (v * 16.0).rem_euclid(256.0);
+                !(4.0..=252.0).contains(&r)
+            };
+            if near_wrap(lon + 180.0) || near_wrap(lat + 90.0) {
+                continue;
+            }
+            let want = color_of(lon, lat);
+            let got = img.get_pixel(i, j).0;
+            let d = |a: u8, b: u8| {
+                let d = (i32::from(a) - i32::from(b)).rem_euclid(256);
+                d.min(256 - d)
+            };
+            assert!(
+                d(got[0], want[0]) <= 3 && d(got[1], want[1]) <= 3,
+                "pixel {i},{j} ({lon:.4}, {lat:.4}): got {got:?}, want {want:?}"
+            );
+            checked += 1;
+        }
+    }
+    checked
+}
+
+fn getmap(
+    version: &str,
+    layers: &str,
+    srs: &str,
+    bbox: &str,
+    w: u32,
+    h: u32,
+    format: &str,
+) -> String {
+    let srs_key = if version == "1.3.0" { "CRS" } else { "SRS" };
+    format!(
+        "/service?SERVICE=WMS&VERSION={version}&REQUEST=GetMap&LAYERS={layers}&STYLES=&{srs_key}={srs}&BBOX={bbox}&WIDTH={w}&HEIGHT={h}&FORMAT={format}"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capabilities_111_and_130() {
+    let s = serve(YAML).await;
+    let a = get(
+        &s,
+        "/service?SERVICE=WMS&REQUEST=GetCapabilities&VERSION=1.1.1",
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.content_type, "application/vnd.ogc.wms_xml");
+    let t = a.text();
+    assert!(t.contains("<WMT_MS_Capabilities version=\"1.1.1\">"), "{t}");
+    assert!(t.contains("<Title>Test WMS</Title>"));
+    let url = format!("http://{}/service?", s.addr);
+    assert!(t.contains(&format!("xlink:href=\"{url}\"")), "{t}");
+    for name in ["cached", "direct", "group", "inner"] {
+        assert!(t.contains(&format!("<Name>{name}</Name>")), "{name}");
+    }
+    assert!(t.contains("<SRS>EPSG:32632</SRS>"));
+    // the direct layer's extent is WGS84: east/north in 1.1.1
+    assert!(
+        t.contains(
+            r#"<BoundingBox SRS="EPSG:4326" minx="-180.0" miny="-90.0" maxx="180.0" maxy="90.0" />"#
+        ),
+        "{t}"
+    );
+    assert!(t.contains(r#"<BoundingBox SRS="EPSG:3857" minx="-20037508.342789244""#));
+
+    // 1.3.0 is the default; lat/lon order for EPSG:4326
+    let a = get(&s, "/wms?SERVICE=WMS&REQUEST=GetCapabilities").await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.content_type, "text/xml; charset=utf-8");
+    let t = a.text();
+    assert!(t.contains("version=\"1.3.0\""));
+    assert!(
+        t.contains(&format!("xlink:href=\"http://{}/wms?\"", s.addr)),
+        "{t}"
+    );
+    assert!(
+        t.contains(
+            r#"<BoundingBox CRS="EPSG:4326" minx="-90.0" miny="-180.0" maxx="90.0" maxy="180.0" />"#
+        ),
+        "{t}"
+    );
+    assert!(t.contains(r#"<BoundingBox CRS="EPSG:3857" minx="-20037508.342789244""#));
+    assert!(t.contains("<CRS>CRS:84</CRS>"));
+    assert!(t.contains("<MaxWidth>4000</MaxWidth>"));
+    // extra PATH_INFO does not leak into the online resource (MapProxy #1184)
+    let t = get(&s, "/service/foo/bar?SERVICE=WMS&REQUEST=GetCapabilities")
+        .await
+        .text();
+    assert!(t.contains(&format!("xlink:href=\"http://{}/service?\"", s.addr)));
+    // 1.0.0 and 1.2.0 negotiate to 1.0.0 (text/xml) and 1.1.1
+    let a = get(
+        &s,
+        "/service?SERVICE=WMS&REQUEST=GetCapabilities&VERSION=1.2.0",
+    )
+    .await;
+    assert!(a.text().contains("<WMT_MS_Capabilities version=\"1.1.1\">"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exceptions_as_mapproxy() {
+    let s = serve(YAML).await;
+    let ok = getmap(
+        "1.1.1",
+        "cached",
+        "EPSG:3857",
+        "0,0,1000000,1000000",
+        256,
+        256,
+        "image/png",
+    );
+    // missing SERVICE
+    let a = get(&s, "/service?REQUEST=GetCapabilities").await;
+    assert_eq!(a.status, 400);
+    assert!(a.text().contains("MissingParameterValue"));
+    let cases: &[(String, &str, &str)] = &[
+        (
+            ok.replace("LAYERS=cached", "LAYERS=nope"),
+            "LayerNotDefined",
+            "unknown layer: nope",
+        ),
+        (
+            ok.replace("EPSG:3857", "EPSG:31467"),
+            "InvalidSRS",
+            "unsupported srs: EPSG:31467",
+        ),
+        (
+            ok.replace("image/png", "image/tiff"),
+            "InvalidFormat",
+            "unsupported image format: image/tiff",
+        ),
+        (
+            ok.replace("STYLES=", "STYLES=fancy"),
+            "StyleNotDefined",
+            "unsupported styles: fancy",
+        ),
+        (
+            ok.replace("WIDTH=256", "WIDTH=5000")
+                .replace("HEIGHT=256", "HEIGHT=5000"),
+            "",
+            "image size too large",
+        ),
+        (
+            ok.replace("0,0,1000000,1000000", "0,0,x,1"),
+            "",
+            "invalid bbox 0,0,x,1",
+        ),
+        (
+            ok.replace("0,0,1000000,1000000", "10,0,0,1"),
+            "",
+            "invalid bbox 10,0,0,1",
+        ),
+        (
+            ok.replace("WIDTH=256", "WIDTH=0"),
+            "InvalidParameterValue",
+            "invalid image size",
+        ),
+        (
+            ok.replace("&BBOX=0,0,1000000,1000000", ""),
+            "",
+            "missing parameters [&#x27;bbox&#x27;]",
+        ),
+        (
+            ok.replace("GetMap", "GetFoo"),
+            "",
+            "unknown WMS request type &#x27;getfoo&#x27;",
+        ),
+    ];
+    for (url, code, msg) in cases {
+        let a = get(&s, url).await;
+        assert_eq!(a.status, 500, "{url}");
+        assert_eq!(a.content_type, "application/vnd.ogc.se_xml", "{url}");
+        let t = a.text();
+        assert!(
+            t.contains("<ServiceExceptionReport version=\"1.1.1\">"),
+            "{t}"
+        );
+        assert!(t.contains(msg), "{url}: {t}");
+        if !code.is_empty() {
+            assert!(t.contains(&format!("code=\"{code}\"")), "{t}");
+        }
+    }
+    // FORMAT as written: `png` is not `image/png` (MapProxy)
+    let a = get(&s, &ok.replace("FORMAT=image/png", "FORMAT=png")).await;
+    assert!(a.text().contains("unsupported image format: png"));
+    // WIDTH=256.0 is 256, as MapProxy's int(float())
+    let a = get(&s, &ok.replace("WIDTH=256", "WIDTH=256.0")).await;
+    assert_eq!((a.status, a.image().width()), (200, 256));
+    // 1.0.0: WMTVER, the WMTException document, text/xml without a charset
+    let a = get(&s, "/service?SERVICE=WMS&REQUEST=GetMap&VERSION=1.0.0").await;
+    assert_eq!((a.status, a.content_type.as_str()), (500, "text/xml"));
+    assert!(a.text().contains("<WMTException version=\"1.0.0\">\nmissing parameters [&#x27;wmtver&#x27;, &#x27;layers&#x27;"), "{}", a.text());
+    // a source down: MapProxy's "Could not get any sources"; with another layer rendered:
+    // the image, not cacheable
+    let a = get(&s, &ok.replace("LAYERS=cached", "LAYERS=broken")).await;
+    assert_eq!(a.status, 500);
+    assert!(
+        a.text()
+            .contains("Could not get any sources:\nNo response from URL"),
+        "{}",
+        a.text()
+    );
+    let a = get(&s, &ok.replace("LAYERS=cached", "LAYERS=cached,broken")).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+
+    // 1.3.0: text/xml in the ogc namespace, InvalidCRS
+    let url = getmap(
+        "1.3.0",
+        "cached",
+        "EPSG:31467",
+        "0,0,1,1",
+        256,
+        256,
+        "image/png",
+    );
+    let a = get(&s, &url).await;
+    assert_eq!(a.status, 500);
+    assert_eq!(a.content_type, "text/xml; charset=utf-8");
+    let t = a.text();
+    assert!(
+        t.contains("xmlns=\"http://www.opengis.net/ogc\"") && t.contains("code=\"InvalidCRS\""),
+        "{t}"
+    );
+    // in image and blank: 200 and an image of the request's size
+    let bad = ok.replace("LAYERS=cached", "LAYERS=nope");
+    let a = get(
+        &s,
+        &format!("{bad}&EXCEPTIONS=application/vnd.ogc.se_inimage"),
+    )
+    .await;
+    assert_eq!((a.status, a.content_type.as_str()), (200, "image/png"));
+    let img = a.image();
+    assert_eq!(img.dimensions(), (256, 256));
+    assert!(img.pixels().any(|p| p.0[0] < 100), "the message is drawn");
+    let a = get(
+        &s,
+        &format!("{bad}&EXCEPTIONS=application/vnd.ogc.se_blank&BGCOLOR=0xff0000"),
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    assert!(a.image().pixels().all(|p| p.0 == [255, 0, 0, 255]));
+    // max_output_pixels is always XML
+    let big = ok
+        .replace("WIDTH=256", "WIDTH=5000")
+        .replace("HEIGHT=256", "HEIGHT=5000");
+    let a = get(
+        &s,
+        &format!("{big}&EXCEPTIONS=application/vnd.ogc.se_inimage"),
+    )
+    .await;
+    assert_eq!(a.status, 500);
+    assert!(a.text().contains("image size too large"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn getmap_from_the_cache_same_srs_and_reprojected() {
+    let s = serve(YAML).await;
+    // 3857, the cache's own SRS (Europe)
+    let bbox = [500_000.0, 5_500_000.0, 2_500_000.0, 7_000_000.0];
+    let b = format!("{},{},{},{}", bbox[0], bbox[1], bbox[2], bbox[3]);
+    let a = get(
+        &s,
+        &getmap("1.1.1", "cached", "EPSG:3857", &b, 512, 384, "image/png"),
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.content_type.as_str()),
+        (200, "image/png"),
+        "{}",
+        a.text()
+    );
+    // paletted: false, opaque: RGB
+    assert_eq!(a.body[25], 2, "PNG colour type");
+    assert!(check_geolocation(&a.image(), "EPSG:3857", bbox) > 100);
+    assert!(
+        !s.upstream.lock().expect("log").is_empty(),
+        "tiles came from the upstream"
+    );
+
+    // 4326 from the 3857-only cache, 1.1.1 (lon/lat) and 1.3.0 (lat/lon)
+    let bbox = [4.0, 45.0, 20.0, 55.0];
+    let a = get(
+        &s,
+        &getmap(
+            "1.1.1",
+            "cached",
+            "EPSG:4326",
+            "4,45,20,55",
+            512,
+            320,
+            "image/png%3B%20mode%3D32bit",
+        ),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert!(check_geolocation(&a.image(), "EPSG:4326", bbox) > 100);
+    let a = get(
+        &s,
+        &getmap(
+            "1.3.0",
+            "cached",
+            "EPSG:4326",
+            "45,4,55,20",
+            512,
+            320,
+            "image/png",
+        ),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert!(check_geolocation(&a.image(), "EPSG:4326", bbox) > 100);
+    // UTM 32N
+    let bbox = [300_000.0, 5_000_000.0, 800_000.0, 5_800_000.0];
+    let a = get(
+        &s,
+        &getmap(
+            "1.1.1",
+            "group",
+            "EPSG:32632",
+            "300000,5000000,800000,5800000",
+            400,
+            640,
+            "image/jpeg",
+        ),
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.content_type.as_str()),
+        (200, "image/jpeg"),
+        "{}",
+        a.text()
+    );
+    assert!(check_geolocation(&a.image(), "EPSG:32632", bbox) > 100);
+    // partly outside the grid: transparent there
+    let a = get(
+        &s,
+        &(getmap(
+            "1.1.1",
+            "cached",
+            "EPSG:4326",
+            "-10,80,10,90",
+            200,
+            100,
+            "image/png",
+        ) + "&TRANSPARENT=true"),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let img = a.image();
+    assert_eq!(img.get_pixel(100, 5).0[3], 0, "north of 85.05°: nothing");
+    assert_eq!(img.get_pixel(100, 90).0[3], 255);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_source_passes_through_and_reprojects() {
+    let s = serve(YAML).await;
+    let bbox = [5.0, 47.0, 15.0, 55.0];
+    let a = get(
+        &s,
+        &getmap(
+            "1.1.1",
+            "direct",
+            "EPSG:4326",
+            "5,47,15,55",
+            300,
+            240,
+            "image/png",
+        ),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    // the upstream's bytes, unchanged
+    assert_eq!(
+        a.body,
+        png(&upstream_image("EPSG:4326", bbox, 300, 240)).to_vec()
+    );
+    // a CRS the source does not support: asked in one it does, reprojected
+    let bbox = [400_000.0, 5_200_000.0, 700_000.0, 5_600_000.0];
+    let a = get(
+        &s,
+        &getmap(
+            "1.1.1",
+            "direct",
+            "EPSG:32632",
+            "400000,5200000,700000,5600000",
+            300,
+            400,
+            "image/png",
+        ),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert!(check_geolocation(&a.image(), "EPSG:32632", bbox) > 50);
+    // two layers merged: the later one on top
+    let a = get(
+        &s,
+        &getmap(
+            "1.1.1",
+            "cached,direct",
+            "EPSG:3857",
+            "1000000,6000000,1500000,6500000",
+            256,
+            256,
+            "image/png",
+        ),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert!(
+        check_geolocation(
+            &a.image(),
+            "EPSG:3857",
+            [1_000_000.0, 6_000_000.0, 1_500_000.0, 6_500_000.0]
+        ) > 50
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn png_is_paletted_by_default_with_trns_when_transparent() {
+    let s = serve(&YAML.replace("    paletted: false\n", "")).await;
+    let url = getmap(
+        "1.1.1",
+        "cached",
+        "EPSG:3857",
+        "0,0,1000000,1000000",
+        128,
+        128,
+        "image/png",
+    );
+    let a = get(&s, &url).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.body[25], 3, "colour type 3 (palette)");
+    let a = get(&s, &format!("{url}&TRANSPARENT=true")).await;
+    assert_eq!(a.body[25], 3);
+    assert!(
+        a.body.windows(4).any(|w| w == b"tRNS"),
+        "transparent: a tRNS chunk"
+    );
+    // 32 bit on request
+    let a = get(&s, &url.replace("image/png", "image/png%3B%20mode%3D32bit")).await;
+    assert_eq!(a.body[25], 6, "RGBA");
+}
