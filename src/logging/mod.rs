@@ -24,7 +24,9 @@
 //! `funcName` is `(unknown function)` (Rust log records do not carry it); `thread` is Rust's
 //! thread number; `%Z` in `datefmt` prints `UTC` or the numeric offset; a `# comment` after a
 //! `propagate` value is tolerated (MapProxy's own `log.ini` template has one, which Python
-//! rejects); Rust has no CRITICAL records, so a logger at CRITICAL passes nothing.
+//! rejects). The `log` crate has five levels (its ERROR is Python's 40, so a logger at CRITICAL
+//! passes no Rust record); lines logged through [`log_message`] (the access log's
+//! `logging_level`) keep Python's number: CRITICAL (50), or `Level 25` for 25.
 //!
 //! ```no_run
 //! use std::path::Path;
@@ -146,6 +148,22 @@ pub(crate) mod level {
             log::Level::Info => "INFO",
             log::Level::Debug => "DEBUG",
             log::Level::Trace => "TRACE",
+        }
+    }
+
+    /// Python's `logging.getLevelName` for a level number: the names of the five levels and
+    /// NOTSET (and our TRACE), `Level N` for any other number.
+    pub fn name_of(n: u32) -> std::borrow::Cow<'static, str> {
+        use std::borrow::Cow;
+        match n {
+            50 => Cow::Borrowed("CRITICAL"),
+            ERROR => Cow::Borrowed("ERROR"),
+            WARNING => Cow::Borrowed("WARNING"),
+            INFO => Cow::Borrowed("INFO"),
+            DEBUG => Cow::Borrowed("DEBUG"),
+            TRACE => Cow::Borrowed("TRACE"),
+            0 => Cow::Borrowed("NOTSET"),
+            n => Cow::Owned(format!("Level {n}")),
         }
     }
 
@@ -553,11 +571,41 @@ impl log::Log for Global {
             Some(s) => Message::Str(s),
             None => Message::Args(*record.args()),
         };
-        self.dispatch_catching(&name, record, message);
+        let level = Level::of(record);
+        self.dispatch_catching(&name, &level, message);
     }
 
     fn flush(&self) {
         let _ = catch_unwind(AssertUnwindSafe(|| self.current.load().flush()));
+    }
+}
+
+/// A record's level and where it was logged: Python's number and name (a `log` record's
+/// level, or the number a line was logged at: CRITICAL is 50, 25 is `Level 25`).
+struct Level<'a> {
+    no: u32,
+    name: Cow<'static, str>,
+    file: Option<&'a str>,
+    line: Option<u32>,
+}
+
+impl<'a> Level<'a> {
+    fn of(record: &log::Record<'a>) -> Level<'a> {
+        Level {
+            no: level::of(record.level()),
+            name: Cow::Borrowed(level::name(record.level())),
+            file: record.file(),
+            line: record.line(),
+        }
+    }
+
+    fn number(no: u32) -> Level<'static> {
+        Level {
+            no,
+            name: level::name_of(no),
+            file: None,
+            line: None,
+        }
     }
 }
 
@@ -571,13 +619,8 @@ impl Global {
     /// [`dispatch`](Global::dispatch), but a panic while formatting or writing (a bug) stays
     /// here: logging must not take down its caller, be it a request or the task that stops the
     /// server on SIGTERM. The record is lost; stderr gets a note.
-    fn dispatch_catching(
-        &self,
-        name: &str,
-        record: &log::Record<'_>,
-        message: Message<'_>,
-    ) -> bool {
-        catch_unwind(AssertUnwindSafe(|| self.dispatch(name, record, message))).unwrap_or_else(
+    fn dispatch_catching(&self, name: &str, level: &Level<'_>, message: Message<'_>) -> bool {
+        catch_unwind(AssertUnwindSafe(|| self.dispatch(name, level, message))).unwrap_or_else(
             |_| {
                 let _ = writeln!(
                     std::io::stderr().lock(),
@@ -590,9 +633,9 @@ impl Global {
 
     /// What [`log::Log::log`] does, for a logger `name` (dotted); false when the logger's level
     /// dropped the record.
-    fn dispatch(&self, name: &str, record: &log::Record<'_>, message: Message<'_>) -> bool {
+    fn dispatch(&self, name: &str, level: &Level<'_>, message: Message<'_>) -> bool {
         let rt = self.current.load();
-        let levelno = level::of(record.level());
+        let levelno = level.no;
         // the nearest configured logger has the effective level and the handlers reached
         let Some(node) = rt.chain(name).next() else {
             return false;
@@ -601,16 +644,17 @@ impl Global {
             return false;
         }
         match message {
-            Message::Str(m) => self.emit(node, record, name, levelno, m),
+            Message::Str(m) => self.emit(node, level, name, m),
             Message::Args(args) => with_buffer(&MESSAGE, |buf| {
                 let _ = std::fmt::Write::write_fmt(buf, args);
-                self.emit(node, record, name, levelno, buf);
+                self.emit(node, level, name, buf);
             }),
         }
         true
     }
 
-    fn emit(&self, node: &Node, record: &log::Record<'_>, name: &str, levelno: u32, message: &str) {
+    fn emit(&self, node: &Node, level: &Level<'_>, name: &str, message: &str) {
+        let levelno = level.no;
         if node.reach.is_empty() {
             if levelno >= level::WARNING {
                 // Python's lastResort handler.
@@ -643,9 +687,9 @@ impl Global {
             let rec = LogRecord {
                 name,
                 levelno,
-                levelname: level::name(record.level()),
-                pathname: record.file(),
-                lineno: record.line(),
+                levelname: &level.name,
+                pathname: level.file,
+                lineno: level.line,
                 func_name: None,
                 created_secs: since.as_secs() as i64,
                 created_nanos: since.subsec_nanos(),
@@ -665,29 +709,26 @@ impl Global {
     }
 }
 
-/// Log `message` to the logger `name` (dotted, as in the ini file) at `level`: what
-/// `log::log!(target: name, level, "{message}")` does, without formatting the message again
-/// (the access log's path, once per request). `None` when this module's logger is not the
-/// installed one (a program embedding the library with its own logger: use `log` then);
-/// otherwise whether the logger's level let the line through.
-pub fn log_message(name: &str, level: log::Level, message: &str) -> Option<bool> {
+/// Log `message` to the logger `name` (dotted, as in the ini file) at the Python level number
+/// `levelno`: what Python's `logging.getLogger(name).log(levelno, message)` does, without
+/// formatting the message again (the access log's path, once per request). The number is
+/// kept: 50 prints as `CRITICAL`, 25 as `Level 25`, and loggers and handlers compare it as
+/// Python does. `None` when this module's logger is not the installed one (a program
+/// embedding the library with its own logger: use `log` then); otherwise whether the logger's
+/// level let the line through.
+pub fn log_message(name: &str, levelno: u32, message: &str) -> Option<bool> {
     if INSTALLED.get() != Some(&true) {
         return None;
     }
-    let record = log::Record::builder()
-        .target(name)
-        .level(level)
-        .module_path_static(Some(module_path!()))
-        .build();
-    Some(global().dispatch_catching(name, &record, Message::Str(message)))
+    Some(global().dispatch_catching(name, &Level::number(levelno), Message::Str(message)))
 }
 
 /// This module's logging as the core crate's line logger (the access log's path).
 struct Lines;
 
 impl mapproxy_serve_core::logline::LineLogger for Lines {
-    fn log_line(&self, name: &str, level: log::Level, line: &str) -> bool {
-        log_message(name, level, line).unwrap_or(false)
+    fn log_line(&self, name: &str, levelno: u32, line: &str) -> bool {
+        log_message(name, levelno, line).unwrap_or(false)
     }
 }
 
@@ -785,9 +826,27 @@ mod tests {
             .level(log::Level::Info)
             .build();
         // As the SIGTERM task logs "stopping": the call returns, the record is lost.
-        assert!(!g.dispatch_catching("mapproxy_serve.serve", &record, Message::Str("stopping")));
+        let level = Level::of(&record);
+        assert!(!g.dispatch_catching("mapproxy_serve.serve", &level, Message::Str("stopping")));
         log::Log::log(&g, &record);
         log::Log::flush(&g);
+    }
+
+    #[test]
+    fn level_names_as_python_get_level_name() {
+        // logging.getLevelName in Python 3.11
+        for (n, name) in [
+            (50, "CRITICAL"),
+            (40, "ERROR"),
+            (30, "WARNING"),
+            (20, "INFO"),
+            (10, "DEBUG"),
+            (0, "NOTSET"),
+            (25, "Level 25"),
+            (51, "Level 51"),
+        ] {
+            assert_eq!(level::name_of(n), name);
+        }
     }
 
     #[test]
