@@ -255,12 +255,7 @@ impl Future for ResponseFuture {
                 ResponseFutureProj::Drain { body, res, pending } => {
                     // Read and drop the rest; the limit ends it with an error (and sets
                     // `hit`), a closed connection with another.
-                    loop {
-                        match ready!(Pin::new(&mut *body).poll_frame(cx)) {
-                            Some(Ok(_)) => continue,
-                            None | Some(Err(_)) => break,
-                        }
-                    }
+                    while let Some(Ok(_)) = ready!(Pin::new(&mut *body).poll_frame(cx)) {}
                     let (Some(p), Some(res)) = (pending.take(), res.take()) else {
                         panic!("ResponseFuture polled after completion");
                     };
