@@ -39,6 +39,7 @@ pub struct BuildContext {
     warnings: Vec<ConfigError>,
     shutdown: Vec<ShutdownHook>,
     console_loggers: Vec<(String, u32)>,
+    logging_files: Vec<(Location, PathBuf)>,
 }
 
 /// What a build left behind, for the runtime: [`BuildContext::finish`].
@@ -52,6 +53,9 @@ pub struct Finished {
     pub shutdown: Vec<ShutdownHook>,
     /// Loggers that asked for a console handler ([`BuildContext::console_logger`]).
     pub console_loggers: Vec<(String, u32)>,
+    /// Logging configuration files asked for ([`BuildContext::logging_file`]), with the
+    /// option that named each.
+    pub logging_files: Vec<(Location, PathBuf)>,
 }
 
 impl BuildContext {
@@ -63,6 +67,7 @@ impl BuildContext {
             warnings: Vec::new(),
             shutdown: Vec::new(),
             console_loggers: Vec::new(),
+            logging_files: Vec::new(),
         }
     }
 
@@ -133,6 +138,18 @@ impl BuildContext {
         self.console_loggers.push((logger.to_string(), level));
     }
 
+    /// Ask the runtime to configure its logging from `path` instead of the ini file's logging
+    /// sections (MapProxy's `log_conf`): an ini file with Python's fileConfig sections, or a
+    /// log4rs YAML file (`.yaml`/`.yml`). When several factories ask, the last one wins (as
+    /// the last `fileConfig` call does in Python). The file is watched; its errors name
+    /// `location` (the option) and the file.
+    pub fn logging_file(&mut self, location: Location, path: impl Into<PathBuf>) {
+        let path = path.into();
+        self.watch(path.clone());
+        let path = std::path::absolute(&path).unwrap_or(path);
+        self.logging_files.push((location, path));
+    }
+
     /// Everything the factories left, for the runtime.
     pub fn finish(self) -> Finished {
         Finished {
@@ -140,6 +157,7 @@ impl BuildContext {
             warnings: self.warnings,
             shutdown: self.shutdown,
             console_loggers: self.console_loggers,
+            logging_files: self.logging_files,
         }
     }
 }
