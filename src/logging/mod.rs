@@ -643,7 +643,7 @@ impl log::Log for Global {
     }
 
     fn log(&self, record: &log::Record<'_>) {
-        self.dispatch_catching(record);
+        self.dispatch_catching(&logger_name(record.target()), record);
     }
 
     fn flush(&self) {
@@ -655,24 +655,23 @@ impl Global {
     /// [`dispatch`](Global::dispatch), but a panic while formatting or writing (a bug) stays
     /// here: logging must not take down its caller, be it a request or the task that stops the
     /// server on SIGTERM. The record is lost; stderr gets a note.
-    fn dispatch_catching(&self, record: &log::Record<'_>) -> bool {
-        catch_unwind(AssertUnwindSafe(|| self.dispatch(record))).unwrap_or_else(|_| {
+    fn dispatch_catching(&self, name: &str, record: &log::Record<'_>) -> bool {
+        catch_unwind(AssertUnwindSafe(|| self.dispatch(name, record))).unwrap_or_else(|_| {
             let _ = writeln!(
                 std::io::stderr().lock(),
-                "mapproxy-serve: logging: a record for '{}' could not be written (a panic)",
-                logger_name(record.target())
+                "mapproxy-serve: logging: a record for '{name}' could not be written (a panic)"
             );
             false
         })
     }
 
-    /// What [`log::Log::log`] does: Python's level check at the record's nearest configured
-    /// logger, then log4rs (its appenders, their filters); false when the logger's level
-    /// dropped the record.
-    fn dispatch(&self, record: &log::Record<'_>) -> bool {
+    /// What [`log::Log::log`] does for a record of the logger `name` (dotted): Python's level
+    /// check at its nearest configured logger, then log4rs (its appenders, their filters);
+    /// false when the logger's level dropped the record.
+    fn dispatch(&self, name: &str, record: &log::Record<'_>) -> bool {
         let rt = self.current.load();
         let levelno = encode::levelno(record);
-        let node = rt.tree.nearest(&logger_name(record.target()));
+        let node = rt.tree.nearest(name);
         if levelno < node.effective {
             return false;
         }
@@ -717,13 +716,16 @@ pub fn log_message(name: &str, levelno: u32, message: &str) -> Option<bool> {
         return None;
     }
     Some(
-        global().dispatch_catching(&py_record(
+        global().dispatch_catching(
             name,
-            levelno,
-            format_args!("{message}"),
-            &(level::of(level::floor(levelno)) != levelno)
-                .then_some((encode::LEVELNO_KEY, u64::from(levelno))),
-        )),
+            &py_record(
+                name,
+                levelno,
+                format_args!("{message}"),
+                &(level::of(level::floor(levelno)) != levelno)
+                    .then_some((encode::LEVELNO_KEY, u64::from(levelno))),
+            ),
+        ),
     )
 }
 
@@ -901,7 +903,7 @@ mod tests {
             .args(format_args!("stopping"))
             .build();
         // As the SIGTERM task logs "stopping": the call returns, the record is lost.
-        assert!(!g.dispatch_catching(&record));
+        assert!(!g.dispatch_catching("mapproxy_serve.serve", &record));
         log::Log::log(&g, &record);
         log::Log::flush(&g);
     }
