@@ -77,8 +77,8 @@ impl Filter for LevelNumber {
     }
 }
 
-/// An appender an embedding program added ([`LogHandle::add_appender`]
-/// (super::LogHandle::add_appender)), shared by every configuration applied after.
+/// An appender an embedding program added ([`LogHandle::add_appender`](super::LogHandle::add_appender)),
+/// shared by every configuration applied after.
 #[derive(Debug, Clone)]
 pub(super) struct Shared(pub Arc<dyn Append>);
 
