@@ -193,6 +193,8 @@ pub struct TileLayer {
     /// The extent in WGS84 for capabilities: computed for EPSG:4326/3857/900913, else what
     /// the caller passes.
     pub wgs84_bbox: Option<Bbox>,
+    /// The grid as the TMS and KML services present it, computed on first use.
+    pub(crate) service_grid: std::sync::OnceLock<tms::ServiceGrid>,
 }
 
 impl std::fmt::Debug for TileLayer {
@@ -252,6 +254,7 @@ impl TileLayer {
             provider,
             bbox,
             wgs84_bbox: wgs84,
+            service_grid: std::sync::OnceLock::new(),
         }
     }
 

@@ -80,7 +80,41 @@ pub fn tile_etag(mtime: Option<SystemTime>, size: usize) -> String {
         Some(t) => py_float(timestamp(t)),
         None => "None".to_string(),
     };
-    format!("{:x}", Md5::digest(format!("{ts}{size}").as_bytes()))
+    let mut text = ts;
+    text.push_str(itoa::Buffer::new().format(size));
+    hex(&Md5::digest(text.as_bytes()))
+}
+
+/// Lower-case hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    s
+}
+
+/// `Cache-Control: public, max-age=N, s-maxage=N`, made once per thread and age (every tile
+/// answer carries it).
+fn cache_control(max_age: u64) -> HeaderValue {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(u64, HeaderValue)>> = const { std::cell::RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some((age, v)) if *age == max_age => v.clone(),
+            _ => {
+                let v =
+                    HeaderValue::try_from(format!("public, max-age={max_age}, s-maxage={max_age}"))
+                        .unwrap_or_else(|_| HeaderValue::from_static("public"));
+                *last = Some((max_age, v.clone()));
+                v
+            }
+        }
+    })
 }
 
 /// A tile answer: `cache_headers(timestamp, etag_data=(timestamp, size), max_age)` and
@@ -119,11 +153,7 @@ pub(crate) fn cached_response(
             set(h, "last-modified", &httpdate::fmt_http_date(t));
         }
     }
-    set(
-        h,
-        "cache-control",
-        &format!("public, max-age={max_age}, s-maxage={max_age}"),
-    );
+    h.insert(http::header::CACHE_CONTROL, cache_control(max_age));
     let mut not_modified = false;
     if let Some(inm) = req_headers.get(http::header::IF_NONE_MATCH) {
         if inm.as_bytes() == etag.as_bytes() {
