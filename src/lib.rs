@@ -29,6 +29,7 @@ pub use mapproxy_serve_core::{App, Body, Filter};
 pub use mapproxy_serve_apps as apps;
 pub use mapproxy_serve_filters as filters;
 pub use mapproxy_serve_mapproxy as mapproxy;
+pub use mapproxy_serve_wps as wps;
 
 #[doc(hidden)]
 pub use mapproxy_serve_core::inventory;
