@@ -489,3 +489,16 @@ async fn owslib_as_a_client() {
     assert_eq!(v["async_status"], "ProcessSucceeded");
     assert_eq!(v["async_output"], serde_json::json!(["done sleeping"]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipped_ini_serves_wps_next_to_mapproxy() {
+    let ini = support::repo_root().join("ini/wps.ini");
+    let served = Served::start(&ini, &[]);
+    let r = get(served.addr(), "/wps", &[]).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(exception(&r).1, "service");
+    let r = get(served.addr(), "/wps?service=WPS&request=Execute&identifier=say_hello&DataInputs=name=ini&RawDataOutput=response", &[]).await;
+    assert_eq!(r.text(), "Hello ini");
+    let r = get(served.addr(), "/mapproxy/tms/1.0.0/", &[]).await;
+    assert_eq!(r.status, 200, "MapProxy in the same urlmap: {}", r.text());
+}

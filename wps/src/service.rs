@@ -86,7 +86,7 @@ impl Inner {
         match self.clone().dispatch(req).await {
             Ok(res) => res,
             Err(e) => {
-                log_line(log::Level::Info, &format!("Exception: {e}"));
+                self.log(log::Level::Info, &format!("Exception: {e}"));
                 e.response()
             }
         }
@@ -568,8 +568,21 @@ fn mb(bytes: u64) -> String {
     LiteralValue::Float(bytes as f64 / 1024.0 / 1024.0).to_string()
 }
 
-fn log_line(level: log::Level, msg: &str) {
-    log::log!(target: LOG, level, "{msg}");
+impl Inner {
+    /// A line to the logger `PYWPS` (the runtime's logging: `[logger_*]` with
+    /// `qualname = PYWPS`), if `[logging] level` lets it through.
+    fn log(&self, level: log::Level, msg: &str) {
+        let py = match level {
+            log::Level::Error => 40,
+            log::Level::Warn => 30,
+            log::Level::Info => 20,
+            log::Level::Debug => 10,
+            log::Level::Trace => 5,
+        };
+        if py >= self.cfg.log_level {
+            log::log!(target: LOG, level, "{msg}");
+        }
+    }
 }
 
 /// `creationTime` (UTC).
@@ -787,7 +800,7 @@ impl Job {
                 Arc::new(move |msg: &str, pct: u8| {
                     let doc = j.document(Status::Started(msg.to_string(), pct), &[]);
                     if let Err(e) = j.write_status(&doc) {
-                        log_line(log::Level::Error, &e.to_string());
+                        j.inner.log(log::Level::Error, &e.to_string());
                     }
                 }) as StatusSink
             });
@@ -809,7 +822,7 @@ impl Job {
         let outcome = match outcome {
             Ok(Ok(outputs)) => Outcome::Succeeded(outputs),
             Ok(Err(e)) => {
-                log_line(log::Level::Error, &format!("Process error: {e}"));
+                self.inner.log(log::Level::Error, &format!("Process error: {e}"));
                 Outcome::Failed(format!("Process error: {e}"))
             }
             Err(join) => {
@@ -821,7 +834,7 @@ impl Job {
                         .unwrap_or_else(|| "panic".to_string()),
                     Err(e) => e.to_string(),
                 };
-                log_line(
+                self.inner.log(
                     log::Level::Error,
                     &format!("Process error: process {} panicked: {what}", self.spec.identifier),
                 );
@@ -846,7 +859,7 @@ impl Job {
                 Outcome::Failed(msg) => self.document(Status::Failed(msg.clone()), &[]),
             };
             if let Err(e) = self.write_status(&doc) {
-                log_line(log::Level::Error, &e.to_string());
+                self.inner.log(log::Level::Error, &e.to_string());
             }
         }
         drop(slot);
@@ -869,7 +882,7 @@ impl Job {
         match std::fs::create_dir_all(&dir) {
             Ok(()) => Some(dir),
             Err(e) => {
-                log_line(
+                self.inner.log(
                     log::Level::Warn,
                     &format!("cannot create the working directory {}: {e}", dir.display()),
                 );
