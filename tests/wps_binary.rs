@@ -58,7 +58,11 @@ level = INFO
         ),
     );
     // A second file overrides the first key by key.
-    write(&d, "local.cfg", "[metadata:main]\nidentification_abstract = local abstract\n");
+    write(
+        &d,
+        "local.cfg",
+        "[metadata:main]\nidentification_abstract = local abstract\n",
+    );
     write(&d, "outputs/layer.gml", GML);
     let ini = write(
         &d,
@@ -172,17 +176,27 @@ async fn deployment_check_and_exceptions_as_pywps() {
     for (q, status, code, locator, text) in cases {
         let r = s.get(&format!("/wps{q}")).await;
         assert_eq!(r.status, *status, "{q}: {}", r.text());
-        assert_eq!(exception(&r), (code.to_string(), locator.to_string(), text.to_string()), "{q}");
+        assert_eq!(
+            exception(&r),
+            (code.to_string(), locator.to_string(), text.to_string()),
+            "{q}"
+        );
     }
     // POST: not XML, a WPS 2.0 document, another method.
     let r = s.post("not xml").await;
-    assert_eq!((r.status.as_u16(), exception(&r).0.as_str()), (400, "NoApplicableCode"));
+    assert_eq!(
+        (r.status.as_u16(), exception(&r).0.as_str()),
+        (400, "NoApplicableCode")
+    );
     let r = s
         .post(r#"<wps:GetCapabilities xmlns:wps="http://www.opengis.net/wps/2.0" service="WPS"/>"#)
         .await;
     assert_eq!(exception(&r).0, "VersionNegotiationFailed");
     let r = send(s.served.addr(), "PUT", "/wps", &[], "x").await;
-    assert_eq!((r.status.as_u16(), exception(&r).0.as_str()), (405, "NoApplicableCode"));
+    assert_eq!(
+        (r.status.as_u16(), exception(&r).0.as_str()),
+        (405, "NoApplicableCode")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,7 +207,10 @@ async fn capabilities_and_describe() {
     let t = r.text();
     assert!(t.contains("<wps:Capabilities service=\"WPS\" version=\"1.0.0\" xml:lang=\"en-US\""));
     assert!(t.contains("<ows:Title>Test WPS</ows:Title>"));
-    assert!(t.contains("<ows:Abstract>local abstract</ows:Abstract>"), "the second cfg file wins");
+    assert!(
+        t.contains("<ows:Abstract>local abstract</ows:Abstract>"),
+        "the second cfg file wins"
+    );
     // PyWPS leaves these empty (its template reads keys that do not exist): filled here.
     assert!(t.contains("<ows:Facsimile>+00 99 88</ows:Facsimile>"));
     assert!(t.contains("<ows:DeliveryPoint>My Street 1</ows:DeliveryPoint>"));
@@ -204,7 +221,15 @@ async fn capabilities_and_describe() {
         .skip(1)
         .map(|p| between(p, "<ows:Identifier>", "</ows:Identifier>"))
         .collect();
-    for id in ["say_hello", "ultimate_question", "sleep", "feature_count", "centroids", "buffer", "area"] {
+    for id in [
+        "say_hello",
+        "ultimate_question",
+        "sleep",
+        "feature_count",
+        "centroids",
+        "buffer",
+        "area",
+    ] {
         assert!(ids.contains(&id), "{id} in {ids:?}");
     }
     // POST GetCapabilities answers the same document.
@@ -214,13 +239,17 @@ async fn capabilities_and_describe() {
     assert_eq!(r.status, 200);
     assert!(r.text().contains("<ows:Title>Test WPS</ows:Title>"));
 
-    let r = s.get("/wps?service=WPS&request=DescribeProcess&version=1.0.0&identifier=say_hello,buffer").await;
+    let r = s
+        .get("/wps?service=WPS&request=DescribeProcess&version=1.0.0&identifier=say_hello,buffer")
+        .await;
     let t = r.text();
     assert_eq!(t.matches("<ProcessDescription ").count(), 2);
     assert!(t.contains("<ProcessDescription wps:processVersion=\"1.3.3.7\" storeSupported=\"true\" statusSupported=\"true\">"));
     assert!(t.contains("<ComplexData maximumMegabytes=\"2\">"));
     assert!(t.contains("<ows:Range ows:rangeClosure=\"closed\">"));
-    let r = s.get("/wps?service=WPS&request=DescribeProcess&identifier=all").await;
+    let r = s
+        .get("/wps?service=WPS&request=DescribeProcess&identifier=all")
+        .await;
     assert!(r.text().matches("<ProcessDescription ").count() >= 7);
     let r = s
         .post(r#"<wps:DescribeProcess xmlns:wps="http://www.opengis.net/wps/1.0.0" xmlns:ows="http://www.opengis.net/ows/1.1" service="WPS" version="1.0.0"><ows:Identifier>area</ows:Identifier></wps:DescribeProcess>"#)
@@ -238,10 +267,13 @@ async fn execute_kvp_xml_raw_lineage_and_references() {
         .await;
     assert_eq!(r.status, 200);
     let t = r.text();
-    assert!(t.contains(&format!(
-        "serviceInstance=\"{}?request=GetCapabilities&amp;service=WPS\" statusLocation=\"\"",
-        s.url("/wps")
-    )), "escaped once: {t}");
+    assert!(
+        t.contains(&format!(
+            "serviceInstance=\"{}?request=GetCapabilities&amp;service=WPS\" statusLocation=\"\"",
+            s.url("/wps")
+        )),
+        "escaped once: {t}"
+    );
     assert!(t.contains("<wps:ProcessSucceeded>"));
     assert!(t.contains("dataType=\"string\">Hello W@rld</wps:LiteralData>"));
     assert!(!t.contains("<wps:DataInputs>"), "no lineage unless asked");
@@ -250,7 +282,10 @@ async fn execute_kvp_xml_raw_lineage_and_references() {
         .get("/wps?service=WPS&request=Execute&identifier=say_hello&DataInputs=name=x&RawDataOutput=response")
         .await;
     assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "Hello x"));
-    assert_eq!(r.header("content-disposition"), "attachment; filename=\"response\"");
+    assert_eq!(
+        r.header("content-disposition"),
+        "attachment; filename=\"response\""
+    );
     // Lineage.
     let r = s
         .get("/wps?service=WPS&request=Execute&identifier=say_hello&DataInputs=name=x&lineage=true")
@@ -277,20 +312,35 @@ async fn execute_kvp_xml_raw_lineage_and_references() {
         )
     };
     let r = s
-        .post(&execute("area", &inline("layer"), "<wps:RawDataOutput><ows:Identifier>area</ows:Identifier></wps:RawDataOutput>"))
+        .post(&execute(
+            "area",
+            &inline("layer"),
+            "<wps:RawDataOutput><ows:Identifier>area</ows:Identifier></wps:RawDataOutput>",
+        ))
         .await;
-    assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "[4.0, 1.0, 0.0]"));
+    assert_eq!(
+        (r.status.as_u16(), r.text().as_str()),
+        (200, "[4.0, 1.0, 0.0]")
+    );
     let r = s
         .post(&execute("feature_count", &inline("layer"), "<wps:ResponseDocument><wps:Output><ows:Identifier>count</ows:Identifier></wps:Output></wps:ResponseDocument>"))
         .await;
-    assert!(r.text().contains("dataType=\"integer\">3</wps:LiteralData>"), "{}", r.text());
+    assert!(
+        r.text()
+            .contains("dataType=\"integer\">3</wps:LiteralData>"),
+        "{}",
+        r.text()
+    );
     // Centroids as GeoJSON, raw.
     let r = s
         .post(&execute("centroids", &inline("layer"), "<wps:RawDataOutput mimeType=\"application/json\"><ows:Identifier>out</ows:Identifier></wps:RawDataOutput>"))
         .await;
     assert_eq!(r.header("content-type"), "application/json");
     let v: serde_json::Value = serde_json::from_slice(&r.body).expect("GeoJSON");
-    assert_eq!(v["features"][0]["geometry"]["coordinates"], serde_json::json!([1.0, 1.0]));
+    assert_eq!(
+        v["features"][0]["geometry"]["coordinates"],
+        serde_json::json!([1.0, 1.0])
+    );
     assert_eq!(v["features"][2]["properties"]["name"], "c");
 
     // Buffer, output as reference: written under outputpath, served by the outputs mount.
@@ -300,8 +350,14 @@ async fn execute_kvp_xml_raw_lineage_and_references() {
         .await;
     let t = r.text();
     let href = between(&t, "<wps:Reference href=\"", "\"").to_string();
-    assert!(href.starts_with(&s.url("/wps/outputs/buff_out-")) && href.ends_with(".gml"), "{t}");
-    assert!(t.contains("asReference=\"true\""), "lineage's output definitions: {t}");
+    assert!(
+        href.starts_with(&s.url("/wps/outputs/buff_out-")) && href.ends_with(".gml"),
+        "{t}"
+    );
+    assert!(
+        t.contains("asReference=\"true\""),
+        "lineage's output definitions: {t}"
+    );
     let name = href.rsplit('/').next().expect("name");
     assert!(s.outputs().join(name).is_file());
     let r = s.get(&format!("/wps/outputs/{name}")).await;
@@ -387,16 +443,28 @@ async fn async_life_cycle_and_limits() {
     assert_eq!(r.status, 400);
     assert!(r.text().contains("<ows:Exception exceptionCode=\"ServerBusy\">Maximum number of processes in queue reached. Please try later.</ows:Exception>"), "{}", r.text());
     // A synchronous run finds no free slot either.
-    let r = s.get("/wps?service=WPS&request=Execute&identifier=ultimate_question").await;
+    let r = s
+        .get("/wps?service=WPS&request=Execute&identifier=ultimate_question")
+        .await;
     assert_eq!(exception(&r).0, "ServerBusy");
 
     let seen = poll_status(&s, &first, "<wps:ProcessSucceeded>").await;
     let percents: Vec<u32> = seen
         .iter()
-        .filter_map(|t| between(t, "<wps:ProcessStarted percentCompleted=\"", "\"").parse().ok())
+        .filter_map(|t| {
+            between(t, "<wps:ProcessStarted percentCompleted=\"", "\"")
+                .parse()
+                .ok()
+        })
         .collect();
-    assert!(!percents.is_empty(), "the status document showed ProcessStarted: {seen:?}");
-    assert!(percents.windows(2).all(|w| w[0] <= w[1]), "rising: {percents:?}");
+    assert!(
+        !percents.is_empty(),
+        "the status document showed ProcessStarted: {seen:?}"
+    );
+    assert!(
+        percents.windows(2).all(|w| w[0] <= w[1]),
+        "rising: {percents:?}"
+    );
     let last = seen.last().expect("a document");
     assert!(last.contains(&format!("statusLocation=\"{first}\"")));
     assert!(last.contains(">done sleeping</wps:LiteralData>"));
@@ -421,7 +489,9 @@ async fn async_life_cycle_and_limits() {
         .collect();
     assert!(leftovers.is_empty());
     // Working directories are removed (cleantempdir defaults to true).
-    let left = std::fs::read_dir(s.dir.join("workdir")).map(|d| d.count()).unwrap_or(0);
+    let left = std::fs::read_dir(s.dir.join("workdir"))
+        .map(|d| d.count())
+        .unwrap_or(0);
     assert_eq!(left, 0);
 }
 
@@ -429,7 +499,11 @@ async fn async_life_cycle_and_limits() {
 fn configuration_errors_name_file_and_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    write(d, "pywps.cfg", "[server]\nurl = http://x/wps\nparallelprocesses = lots\n");
+    write(
+        d,
+        "pywps.cfg",
+        "[server]\nurl = http://x/wps\nparallelprocesses = lots\n",
+    );
     let ini = write(
         d,
         "wps.ini",
@@ -438,12 +512,33 @@ fn configuration_errors_name_file_and_line() {
     let out = run(&["check", ini.to_str().expect("path")], None);
     assert_eq!(out.code(), Some(2), "{}", out.stderr);
     let cfg: &Path = &d.join("pywps.cfg");
-    assert!(out.stderr.contains(&format!("{}:3: [server] key 'parallelprocesses'", cfg.display())), "{}", out.stderr);
-    assert!(out.stderr.contains("wps.ini:4: [app:main] key 'processes': unknown process 'nope'"), "{}", out.stderr);
-    let ini = write(d, "missing.ini", "[app:main]\nuse = egg:PyWPS#app\npywps_cfg = gone.cfg\n");
+    assert!(
+        out.stderr.contains(&format!(
+            "{}:3: [server] key 'parallelprocesses'",
+            cfg.display()
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("wps.ini:4: [app:main] key 'processes': unknown process 'nope'"),
+        "{}",
+        out.stderr
+    );
+    let ini = write(
+        d,
+        "missing.ini",
+        "[app:main]\nuse = egg:PyWPS#app\npywps_cfg = gone.cfg\n",
+    );
     let out = run(&["check", ini.to_str().expect("path")], None);
     assert_eq!(out.code(), Some(2));
-    assert!(out.stderr.contains("missing.ini:3: [app:main] pywps_cfg: cannot use"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("missing.ini:3: [app:main] pywps_cfg: cannot use"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -473,11 +568,18 @@ async fn owslib_as_a_client() {
     })
     .await
     .expect("join");
-    assert!(out.status.success(), "OWSLib failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "OWSLib failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON from the script");
     assert_eq!(v["title"], "Test WPS");
     assert_eq!(v["provider"], "Test Provider");
-    assert!(v["processes"].as_array().expect("list").contains(&"say_hello".into()));
+    assert!(v["processes"]
+        .as_array()
+        .expect("list")
+        .contains(&"say_hello".into()));
     assert_eq!(v["buffer_inputs"], serde_json::json!(["poly_in", "buffer"]));
     assert_eq!(v["buffer_outputs"], serde_json::json!(["buff_out"]));
     assert_eq!(v["sync_status"], "ProcessSucceeded");
@@ -485,7 +587,10 @@ async fn owslib_as_a_client() {
     assert_eq!(v["reference_status"], "ProcessSucceeded");
     assert_eq!(v["reference_output"], serde_json::json!(["3"]));
     assert_eq!(v["async_first_status"], "ProcessAccepted");
-    assert!(v["async_status_location"].as_str().expect("url").starts_with(&s.url("/wps/outputs/")));
+    assert!(v["async_status_location"]
+        .as_str()
+        .expect("url")
+        .starts_with(&s.url("/wps/outputs/")));
     assert_eq!(v["async_status"], "ProcessSucceeded");
     assert_eq!(v["async_output"], serde_json::json!(["done sleeping"]));
 }

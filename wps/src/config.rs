@@ -161,8 +161,8 @@ impl Files {
                 .find(|(k, _)| k.to_ascii_lowercase() == name)
                 .map(|(_, v)| Found::Literal(v))
         };
-        let text = interpolate(raw, &lookup)
-            .map_err(|m| location.error(format!("key '{key}': {m}")))?;
+        let text =
+            interpolate(raw, &lookup).map_err(|m| location.error(format!("key '{key}': {m}")))?;
         Ok(Some(Value {
             text: expandvars(&text),
             location: Some(location),
@@ -193,7 +193,10 @@ pub fn expandvars(s: &str) -> String {
             let end = after.find(|c| !is_name(c)).unwrap_or(after.len());
             (&after[..end], end)
         };
-        match (!name.is_empty()).then(|| std::env::var(name).ok()).flatten() {
+        match (!name.is_empty())
+            .then(|| std::env::var(name).ok())
+            .flatten()
+        {
             Some(v) => {
                 out.push_str(&v);
                 rest = &after[consumed..];
@@ -325,7 +328,12 @@ impl WpsConfig {
             match parse_size_mb(&t) {
                 Some(n) => n,
                 None => {
-                    errors2.push(bad(v, key, &t, "a size such as 1mb, 500kb, 2gb or 3 (megabytes)"));
+                    errors2.push(bad(
+                        v,
+                        key,
+                        &t,
+                        "a size such as 1mb, 500kb, 2gb or 3 (megabytes)",
+                    ));
                     parse_size_mb(default).unwrap_or(0)
                 }
             }
@@ -336,9 +344,14 @@ impl WpsConfig {
             match v {
                 None => default,
                 Some(x) => match x.text.trim().parse::<i64>() {
-                    Ok(n) if n >= -1 && n <= 1_000_000 => n,
+                    Ok(n) if (-1..=1_000_000).contains(&n) => n,
                     _ => {
-                        errors2.push(bad(v, key, &x.text, "a whole number from -1 (no limit) to 1000000"));
+                        errors2.push(bad(
+                            v,
+                            key,
+                            &x.text,
+                            "a whole number from -1 (no limit) to 1000000",
+                        ));
                         default
                     }
                 },
@@ -451,7 +464,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a.cfg");
         let b = dir.path().join("b.cfg");
-        std::fs::write(&a, "[server]\nurl = http://a/wps\nmaxprocesses = 5\noutputpath = out\n").unwrap();
+        std::fs::write(
+            &a,
+            "[server]\nurl = http://a/wps\nmaxprocesses = 5\noutputpath = out\n",
+        )
+        .unwrap();
         std::fs::write(&b, "[server]\nURL = http://b/%(prefix)s\nprefix = wps\n").unwrap();
         let origin = Location::in_section("x.ini", 3, "app:wps");
         let c = WpsConfig::load(&[a.clone(), b.clone()], &origin).unwrap();
@@ -459,18 +476,32 @@ mod tests {
         assert_eq!(c.maxprocesses, 5);
         assert_eq!(c.outputpath, dir.path().join("out"));
         std::fs::write(&b, "[server]\n\nparallelprocesses = many\n").unwrap();
-        let e = WpsConfig::load(&[a, b.clone()], &origin).unwrap_err().to_string();
-        assert!(e.contains(&format!("{}:3: [server] key 'parallelprocesses'", b.display())), "{e}");
+        let e = WpsConfig::load(&[a, b.clone()], &origin)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!(
+                "{}:3: [server] key 'parallelprocesses'",
+                b.display()
+            )),
+            "{e}"
+        );
         let e = WpsConfig::load(&[dir.path().join("nope.cfg")], &origin)
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("x.ini:3: [app:wps] pywps_cfg: cannot use"), "{e}");
+        assert!(
+            e.starts_with("x.ini:3: [app:wps] pywps_cfg: cannot use"),
+            "{e}"
+        );
     }
 
     #[test]
     fn expandvars_as_python() {
         std::env::set_var("WPS_TEST_HOST", "example.org");
-        assert_eq!(expandvars("http://${WPS_TEST_HOST}/$WPS_TEST_HOST/x"), "http://example.org/example.org/x");
+        assert_eq!(
+            expandvars("http://${WPS_TEST_HOST}/$WPS_TEST_HOST/x"),
+            "http://example.org/example.org/x"
+        );
         assert_eq!(expandvars("$NOPE_NOT_SET_42 ${x"), "$NOPE_NOT_SET_42 ${x");
     }
 }

@@ -423,8 +423,7 @@ pub trait Process: Send + Sync + 'static {
 
     /// Run it: read `req`, set outputs on `res`, report progress with
     /// [`ExecuteResponse::update_status`]. Runs on a blocking thread.
-    fn execute(&self, req: &ExecuteRequest, res: &mut ExecuteResponse)
-        -> Result<(), ProcessError>;
+    fn execute(&self, req: &ExecuteRequest, res: &mut ExecuteResponse) -> Result<(), ProcessError>;
 }
 
 /// A process registered at link time ([`register_process!`](crate::register_process)).
@@ -527,12 +526,15 @@ impl InputValue {
     }
 }
 
+/// The inputs of a job: each input's identifier with its values, in the process's order.
+pub type Inputs = Vec<(&'static str, Vec<InputValue>)>;
+
 /// What a handler reads: the inputs by identifier, the job's working directory.
 #[derive(Clone, Debug, Default)]
 pub struct ExecuteRequest {
     /// Inputs in the process's order, each with its values (at least `min_occurs`, at most
     /// `max_occurs`; defaults applied).
-    pub inputs: Vec<(&'static str, Vec<InputValue>)>,
+    pub inputs: Inputs,
     /// A fresh directory for this job (`[server] workdir/pywps_process_*`), removed after it.
     pub workdir: PathBuf,
 }

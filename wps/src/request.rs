@@ -145,7 +145,9 @@ pub fn parse_kvp(query: &str) -> Result<WpsRequest, WpsException> {
                 if !accept.split(',').any(|v| v.trim() == "1.0.0") {
                     return Err(WpsException::new(
                         Code::VersionNegotiationFailed,
-                        format!("The requested version \"{accept}\" is not supported by this server"),
+                        format!(
+                            "The requested version \"{accept}\" is not supported by this server"
+                        ),
                         "version",
                     ));
                 }
@@ -235,9 +237,12 @@ fn output_request(id: String, attrs: Vec<(String, String)>) -> OutputRequest {
     o
 }
 
+/// One `id=value@attr=v` item: identifier, attributes, value.
+type KvpItem = (String, Vec<(String, String)>, String);
+
 /// `get_data_from_kvp`: `id=value@attr=v@...` items separated by `;`, each value
 /// percent-decoded once more. An item without `=` is an identifier with no value.
-fn kvp_items(s: &str) -> Vec<(String, Vec<(String, String)>, String)> {
+fn kvp_items(s: &str) -> Vec<KvpItem> {
     let unquote = |v: &str| percent_decode(v);
     s.split(';')
         .filter(|item| !item.is_empty())
@@ -354,7 +359,10 @@ fn parse_execute(
 ) -> Result<WpsRequest, WpsException> {
     check_version(root.attribute("version"))?;
     let Some(identifier) = identifier_of(root) else {
-        return Err(WpsException::missing("Process identifier not set", "Identifier"));
+        return Err(WpsException::missing(
+            "Process identifier not set",
+            "Identifier",
+        ));
     };
     let mut spec = ExecuteSpec {
         identifier,
@@ -364,7 +372,10 @@ fn parse_execute(
     if let Some(inputs) = child(root, WPS_NS, "DataInputs") {
         for input in children(inputs, WPS_NS, "Input") {
             let Some(id) = identifier_of(input) else {
-                return Err(WpsException::missing("Input identifier not set", "Identifier"));
+                return Err(WpsException::missing(
+                    "Input identifier not set",
+                    "Identifier",
+                ));
             };
             let data = child(input, WPS_NS, "Data");
             if let Some(lit) = data.and_then(|d| child(d, WPS_NS, "LiteralData")) {
@@ -372,7 +383,10 @@ fn parse_execute(
                     id,
                     RawInput {
                         data: Some(lit.text().unwrap_or("").to_string()),
-                        uom: lit.attribute("uom").filter(|u| !u.is_empty()).map(str::to_string),
+                        uom: lit
+                            .attribute("uom")
+                            .filter(|u| !u.is_empty())
+                            .map(str::to_string),
                         ..RawInput::default()
                     },
                 );
@@ -416,7 +430,9 @@ fn parse_execute(
                     },
                 );
             } else if let Some(r) = child(input, WPS_NS, "Reference") {
-                if r.attribute("method").is_some_and(|m| !m.eq_ignore_ascii_case("GET")) {
+                if r.attribute("method")
+                    .is_some_and(|m| !m.eq_ignore_ascii_case("GET"))
+                {
                     return Err(WpsException::invalid(
                         "Only references fetched with GET are supported",
                         id,
@@ -475,10 +491,7 @@ fn parse_execute(
 /// `tostring` does), else its text (CDATA included).
 fn complex_content(cx: roxmltree::Node<'_, '_>) -> String {
     let Some(el) = cx.children().find(|c| c.is_element()) else {
-        return cx
-            .children()
-            .filter_map(|c| c.text())
-            .collect::<String>();
+        return cx.children().filter_map(|c| c.text()).collect::<String>();
     };
     let src = cx.document().input_text();
     let range = el.range();
@@ -532,15 +545,27 @@ mod tests {
     #[test]
     fn kvp_errors_as_pywps() {
         let e = parse_kvp("").unwrap_err();
-        assert_eq!((e.code, e.locator.as_str(), e.text.as_str()), (Code::MissingParameterValue, "service", "service"));
+        assert_eq!(
+            (e.code, e.locator.as_str(), e.text.as_str()),
+            (Code::MissingParameterValue, "service", "service")
+        );
         let e = parse_kvp("service=WPS").unwrap_err();
-        assert_eq!((e.locator.as_str(), e.text.as_str()), ("request", "Missing request value"));
+        assert_eq!(
+            (e.locator.as_str(), e.text.as_str()),
+            ("request", "Missing request value")
+        );
         let e = parse_kvp("service=foo&request=GetCapabilities").unwrap_err();
         assert_eq!(e.text, "parameter SERVICE [foo] not supported");
         let e = parse_kvp("service=wps&request=Foo").unwrap_err();
-        assert_eq!((e.code, e.locator.as_str(), e.text.as_str()), (Code::OperationNotSupported, "Foo", "Unknown request foo"));
+        assert_eq!(
+            (e.code, e.locator.as_str(), e.text.as_str()),
+            (Code::OperationNotSupported, "Foo", "Unknown request foo")
+        );
         let e = parse_kvp("service=wps&request=DescribeProcess&version=3.0.0").unwrap_err();
-        assert_eq!((e.code, e.locator.as_str()), (Code::VersionNegotiationFailed, "version"));
+        assert_eq!(
+            (e.code, e.locator.as_str()),
+            (Code::VersionNegotiationFailed, "version")
+        );
     }
 
     #[test]
@@ -555,13 +580,21 @@ mod tests {
   </wps:DataInputs>
   <wps:ResponseForm><wps:ResponseDocument storeExecuteResponse="true" status="true" lineage="true"><wps:Output asReference="true"><ows:Identifier>area</ows:Identifier></wps:Output></wps:ResponseDocument></wps:ResponseForm>
 </wps:Execute>"#;
-        let WpsRequest::Execute(s) = parse_xml(body).unwrap() else { panic!() };
+        let WpsRequest::Execute(s) = parse_xml(body).unwrap() else {
+            panic!()
+        };
         let gml = s.inputs[0].1[0].data.clone().unwrap();
         assert!(gml.starts_with("<gml:FeatureCollection xmlns:"), "{gml}");
-        assert!(gml.contains(" xmlns:gml=\"http://www.opengis.net/gml\""), "{gml}");
+        assert!(
+            gml.contains(" xmlns:gml=\"http://www.opengis.net/gml\""),
+            "{gml}"
+        );
         assert!(roxmltree::Document::parse(&gml).is_ok());
         assert_eq!(s.inputs[1].1[0].href.as_deref(), Some("http://x/y.gml"));
-        assert_eq!(s.inputs[2].1[0].bbox, Some((vec![1.0, 2.0], vec![3.0, 4.0], Some("EPSG:4326".into()))));
+        assert_eq!(
+            s.inputs[2].1[0].bbox,
+            Some((vec![1.0, 2.0], vec![3.0, 4.0], Some("EPSG:4326".into())))
+        );
         assert!(s.store && s.status && s.lineage && s.outputs[0].as_reference);
     }
 }

@@ -127,7 +127,11 @@ impl Inner {
                     }
                 };
                 let text = std::str::from_utf8(&body).map_err(|e| {
-                    WpsException::new(Code::NoApplicableCode, format!("the request body is not UTF-8: {e}"), "")
+                    WpsException::new(
+                        Code::NoApplicableCode,
+                        format!("the request body is not UTF-8: {e}"),
+                        "",
+                    )
                 })?;
                 parse_xml(text)?
             }
@@ -159,19 +163,21 @@ impl Inner {
                         "identifier",
                     ));
                 }
-                let descs: Vec<&'static ProcessDesc> =
-                    if identifiers.iter().any(|i| i.eq_ignore_ascii_case("all")) {
-                        self.processes.iter().map(|p| p.describe()).collect()
-                    } else {
-                        identifiers
-                            .iter()
-                            .map(|i| {
-                                self.find(i).map(|p| p.describe()).ok_or_else(|| {
-                                    WpsException::invalid(format!("Unknown process {i}"), "identifier")
-                                })
+                let descs: Vec<&'static ProcessDesc> = if identifiers
+                    .iter()
+                    .any(|i| i.eq_ignore_ascii_case("all"))
+                {
+                    self.processes.iter().map(|p| p.describe()).collect()
+                } else {
+                    identifiers
+                        .iter()
+                        .map(|i| {
+                            self.find(i).map(|p| p.describe()).ok_or_else(|| {
+                                WpsException::invalid(format!("Unknown process {i}"), "identifier")
                             })
-                            .collect::<Result<_, _>>()?
-                    };
+                        })
+                        .collect::<Result<_, _>>()?
+                };
                 Ok(xml_response(xml::describe(&self.cfg, &lang, &descs)))
             }
             WpsRequest::Execute(spec) => self.execute(spec).await,
@@ -217,7 +223,10 @@ impl Inner {
     async fn execute(self: Arc<Self>, spec: ExecuteSpec) -> Result<Response<Body>, WpsException> {
         let language = self.language(spec.language.as_deref())?;
         if spec.identifier.is_empty() {
-            return Err(WpsException::missing("Process identifier not set", "Identifier"));
+            return Err(WpsException::missing(
+                "Process identifier not set",
+                "Identifier",
+            ));
         }
         let Some(process) = self.find(&spec.identifier) else {
             return Err(WpsException::invalid(
@@ -230,7 +239,10 @@ impl Inner {
         for o in spec.outputs.iter().chain(spec.raw.iter()) {
             if desc.output(&o.identifier).is_none() {
                 return Err(WpsException::invalid(
-                    format!("Unknown output {} of process {}", o.identifier, desc.identifier),
+                    format!(
+                        "Unknown output {} of process {}",
+                        o.identifier, desc.identifier
+                    ),
                     o.identifier.clone(),
                 ));
             }
@@ -288,7 +300,10 @@ impl Inner {
                 .unwrap_or(&[]);
             let mut values = Vec::with_capacity(given.len());
             for raw in given {
-                values.push(self.resolve_value(input.identifier, &input.kind, raw).await?);
+                values.push(
+                    self.resolve_value(input.identifier, &input.kind, raw)
+                        .await?,
+                );
             }
             if values.is_empty() {
                 if let InputKind::Literal {
@@ -361,12 +376,16 @@ impl Inner {
             InputKind::Complex { formats } => {
                 let format = match raw.mime_type.as_deref().filter(|m| !m.is_empty()) {
                     None => formats.first().copied().unwrap_or(Format::XML),
-                    Some(m) => formats.iter().find(|f| f.mime_type == m).copied().ok_or_else(|| {
-                        WpsException::invalid(
-                            format!("Invalid mimeType value {m} for input {id}"),
-                            "mimeType",
-                        )
-                    })?,
+                    Some(m) => formats
+                        .iter()
+                        .find(|f| f.mime_type == m)
+                        .copied()
+                        .ok_or_else(|| {
+                            WpsException::invalid(
+                                format!("Invalid mimeType value {m} for input {id}"),
+                                "mimeType",
+                            )
+                        })?,
                 };
                 let limit = self.cfg.maxsingleinputsize;
                 let too_large = || {
@@ -404,7 +423,10 @@ impl Inner {
                 Ok(InputValue::Complex {
                     data,
                     format,
-                    mime_type: raw.mime_type.clone().unwrap_or_else(|| format.mime_type.to_string()),
+                    mime_type: raw
+                        .mime_type
+                        .clone()
+                        .unwrap_or_else(|| format.mime_type.to_string()),
                     encoding: raw.encoding.clone(),
                     schema: raw.schema.clone(),
                     href: raw.href.clone(),
@@ -458,8 +480,14 @@ impl Inner {
         if let Some(path) = href.strip_prefix("file://") {
             let path = PathBuf::from(path);
             let allowed = path.is_absolute()
-                && !path.components().any(|c| c == std::path::Component::ParentDir)
-                && self.cfg.allowedinputpaths.iter().any(|a| path.starts_with(a));
+                && !path
+                    .components()
+                    .any(|c| c == std::path::Component::ParentDir)
+                && self
+                    .cfg
+                    .allowedinputpaths
+                    .iter()
+                    .any(|a| path.starts_with(a));
             if !allowed {
                 return Err(WpsException::new(
                     Code::FileUrlNotSupported,
@@ -500,7 +528,13 @@ impl Inner {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
             && !name.starts_with('.');
-        let not_found = || text_response(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "not found\n");
+        let not_found = || {
+            text_response(
+                StatusCode::NOT_FOUND,
+                "text/plain; charset=utf-8",
+                "not found\n",
+            )
+        };
         if !plain || !(method == Method::GET || method == Method::HEAD) {
             return not_found();
         }
@@ -508,8 +542,10 @@ impl Inner {
             Ok(bytes) => {
                 let ct = content_type_of(&name);
                 let mut res = text_response(StatusCode::OK, ct, bytes);
-                res.headers_mut()
-                    .insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-cache"));
+                res.headers_mut().insert(
+                    header::CACHE_CONTROL,
+                    http::HeaderValue::from_static("no-cache"),
+                );
                 res
             }
             Err(_) => not_found(),
@@ -611,7 +647,12 @@ struct Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         let next = {
-            let mut st = self.inner.jobs.state.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut st = self
+                .inner
+                .jobs
+                .state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             match st.queue.pop_front() {
                 Some(next) => Some(next),
                 None => {
@@ -635,7 +676,11 @@ impl Inner {
 
     /// A slot now, or `None` when `parallelprocesses` are running.
     fn try_slot(self: &Arc<Self>) -> Option<Slot> {
-        let mut st = self.jobs.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut st = self
+            .jobs
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if self.limit().is_some_and(|l| st.running >= l) {
             return None;
         }
@@ -698,7 +743,11 @@ impl Job {
 
     fn document(&self, status: Status, outputs: &[(String, ShownOutput)]) -> String {
         let service_instance = self.inner.service_instance();
-        let status_location = if self.is_async { self.status_url() } else { String::new() };
+        let status_location = if self.is_async {
+            self.status_url()
+        } else {
+            String::new()
+        };
         let defs = self.output_definitions();
         xml::execute_response(&ExecuteDoc {
             process: self.process.describe(),
@@ -707,7 +756,7 @@ impl Job {
             language: &self.language,
             time: now(),
             status,
-            lineage: self.spec.lineage.then_some((self.inputs.as_slice(), defs.as_slice())),
+            lineage: self.spec.lineage.then_some((&self.inputs, defs.as_slice())),
             outputs,
         })
     }
@@ -734,11 +783,18 @@ impl Job {
         let job = Arc::new(self);
         // PyWPS's ExecuteResponse.json replaces the message of an accepted job.
         let accepted = |_why: &str| {
-            let msg = format!("PyWPS Process {} accepted", job.process.describe().identifier);
+            let msg = format!(
+                "PyWPS Process {} accepted",
+                job.process.describe().identifier
+            );
             job.document(Status::Accepted(msg), &[])
         };
         let (doc, start_now) = {
-            let mut st = inner.jobs.state.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut st = inner
+                .jobs
+                .state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             if inner.limit().is_none_or(|l| st.running < l) {
                 st.running += 1;
                 (accepted("PyWPS Request accepted"), true)
@@ -793,7 +849,9 @@ impl Job {
         let workdir = self.make_workdir();
         let is_async = slot.is_some();
         let job = self.clone();
-        let workdir2 = workdir.clone().unwrap_or_else(|| self.inner.cfg.temp_path.clone());
+        let workdir2 = workdir
+            .clone()
+            .unwrap_or_else(|| self.inner.cfg.temp_path.clone());
         let outcome = tokio::task::spawn_blocking(move || {
             let sink: Option<StatusSink> = is_async.then(|| {
                 let j = job.clone();
@@ -822,7 +880,8 @@ impl Job {
         let outcome = match outcome {
             Ok(Ok(outputs)) => Outcome::Succeeded(outputs),
             Ok(Err(e)) => {
-                self.inner.log(log::Level::Error, &format!("Process error: {e}"));
+                self.inner
+                    .log(log::Level::Error, &format!("Process error: {e}"));
                 Outcome::Failed(format!("Process error: {e}"))
             }
             Err(join) => {
@@ -836,7 +895,10 @@ impl Job {
                 };
                 self.inner.log(
                     log::Level::Error,
-                    &format!("Process error: process {} panicked: {what}", self.spec.identifier),
+                    &format!(
+                        "Process error: process {} panicked: {what}",
+                        self.spec.identifier
+                    ),
                 );
                 if debug {
                     Outcome::Failed(format!("Process error: panic: {what}"))
@@ -943,7 +1005,9 @@ impl Job {
                 Err(WpsException::new(Code::NoApplicableCode, msg, ""))
             }
             (Some(raw), Outcome::Succeeded(outputs)) => raw_output(raw, &outputs),
-            (None, Outcome::Failed(msg)) => Ok(xml_response(self.document(Status::Failed(msg), &[]))),
+            (None, Outcome::Failed(msg)) => {
+                Ok(xml_response(self.document(Status::Failed(msg), &[])))
+            }
             (None, Outcome::Succeeded(outputs)) => {
                 let shown = self.shown_outputs(&outputs)?;
                 Ok(xml_response(self.document(self.succeeded_status(), &shown)))
@@ -970,7 +1034,11 @@ fn raw_output(
         }
         OutputValue::BoundingBox { lower, upper, crs } => {
             let v = serde_json::json!({"bbox": [lower, upper], "crs": crs});
-            (Bytes::from(v.to_string()), "application/json".to_string(), ".json")
+            (
+                Bytes::from(v.to_string()),
+                "application/json".to_string(),
+                ".json",
+            )
         }
     };
     let mut res = text_response(StatusCode::OK, &ct, body);

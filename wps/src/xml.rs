@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 
 use crate::config::WpsConfig;
 use crate::process::{
-    AllowedValue, DataType, Format, InputKind, InputValue, LiteralValue, OutputKind, OutputValue,
-    ProcessDesc,
+    AllowedValue, DataType, Format, InputKind, InputValue, Inputs, LiteralValue, OutputKind,
+    OutputValue, ProcessDesc,
 };
 
 /// Escapes text or an attribute value (quick-xml: `&amp; &lt; &gt; &quot; &apos;`).
@@ -29,20 +29,36 @@ pub fn capabilities(cfg: &WpsConfig, language: &str, processes: &[&'static Proce
         esc(language)
     );
     o.push_str("    <ows:ServiceIdentification>\n");
-    let _ = writeln!(o, "        <ows:Title>{}</ows:Title>", esc(&m.identification_title));
-    let _ = writeln!(o, "        <ows:Abstract>{}</ows:Abstract>", esc(&m.identification_abstract));
+    let _ = writeln!(
+        o,
+        "        <ows:Title>{}</ows:Title>",
+        esc(&m.identification_title)
+    );
+    let _ = writeln!(
+        o,
+        "        <ows:Abstract>{}</ows:Abstract>",
+        esc(&m.identification_abstract)
+    );
     o.push_str("        <ows:Keywords>\n");
     for k in &m.identification_keywords {
         let _ = writeln!(o, "            <ows:Keyword>{}</ows:Keyword>", esc(k));
     }
     for k in &m.identification_keywords_type {
-        let _ = writeln!(o, "            <ows:Type codeSpace=\"ISOTC211/19115\">{}</ows:Type>", esc(k));
+        let _ = writeln!(
+            o,
+            "            <ows:Type codeSpace=\"ISOTC211/19115\">{}</ows:Type>",
+            esc(k)
+        );
     }
     o.push_str("        </ows:Keywords>\n");
     o.push_str("        <ows:ServiceType>WPS</ows:ServiceType>\n");
     o.push_str("        <ows:ServiceTypeVersion>1.0.0</ows:ServiceTypeVersion>\n");
     o.push_str("        <ows:ServiceTypeVersion>2.0.0</ows:ServiceTypeVersion>\n");
-    let _ = writeln!(o, "        <ows:Fees>{}</ows:Fees>", esc(&m.identification_fees));
+    let _ = writeln!(
+        o,
+        "        <ows:Fees>{}</ows:Fees>",
+        esc(&m.identification_fees)
+    );
     let _ = writeln!(
         o,
         "        <ows:AccessConstraints>{}</ows:AccessConstraints>",
@@ -50,43 +66,99 @@ pub fn capabilities(cfg: &WpsConfig, language: &str, processes: &[&'static Proce
     );
     o.push_str("    </ows:ServiceIdentification>\n");
     o.push_str("    <ows:ServiceProvider>\n");
-    let _ = writeln!(o, "        <ows:ProviderName>{}</ows:ProviderName>", esc(&m.provider_name));
-    let _ = writeln!(o, "        <ows:ProviderSite xlink:href=\"{}\"/>", esc(&m.provider_url));
+    let _ = writeln!(
+        o,
+        "        <ows:ProviderName>{}</ows:ProviderName>",
+        esc(&m.provider_name)
+    );
+    let _ = writeln!(
+        o,
+        "        <ows:ProviderSite xlink:href=\"{}\"/>",
+        esc(&m.provider_url)
+    );
     o.push_str("        <ows:ServiceContact>\n");
-    let _ = writeln!(o, "            <ows:IndividualName>{}</ows:IndividualName>", esc(&m.contact_name));
-    let _ = writeln!(o, "            <ows:PositionName>{}</ows:PositionName>", esc(&m.contact_position));
+    let _ = writeln!(
+        o,
+        "            <ows:IndividualName>{}</ows:IndividualName>",
+        esc(&m.contact_name)
+    );
+    let _ = writeln!(
+        o,
+        "            <ows:PositionName>{}</ows:PositionName>",
+        esc(&m.contact_position)
+    );
     o.push_str("            <ows:ContactInfo>\n                <ows:Phone>\n");
-    let _ = writeln!(o, "                    <ows:Voice>{}</ows:Voice>", esc(&m.contact_phone));
-    let _ = writeln!(o, "                    <ows:Facsimile>{}</ows:Facsimile>", esc(&m.contact_fax));
+    let _ = writeln!(
+        o,
+        "                    <ows:Voice>{}</ows:Voice>",
+        esc(&m.contact_phone)
+    );
+    let _ = writeln!(
+        o,
+        "                    <ows:Facsimile>{}</ows:Facsimile>",
+        esc(&m.contact_fax)
+    );
     o.push_str("                </ows:Phone>\n                <ows:Address>\n");
-    let _ = writeln!(o, "                    <ows:DeliveryPoint>{}</ows:DeliveryPoint>", esc(&m.contact_address));
-    let _ = writeln!(o, "                    <ows:City>{}</ows:City>", esc(&m.contact_city));
+    let _ = writeln!(
+        o,
+        "                    <ows:DeliveryPoint>{}</ows:DeliveryPoint>",
+        esc(&m.contact_address)
+    );
+    let _ = writeln!(
+        o,
+        "                    <ows:City>{}</ows:City>",
+        esc(&m.contact_city)
+    );
     let _ = writeln!(
         o,
         "                    <ows:AdministrativeArea>{}</ows:AdministrativeArea>",
         esc(&m.contact_stateorprovince)
     );
-    let _ = writeln!(o, "                    <ows:PostalCode>{}</ows:PostalCode>", esc(&m.contact_postalcode));
-    let _ = writeln!(o, "                    <ows:Country>{}</ows:Country>", esc(&m.contact_country));
+    let _ = writeln!(
+        o,
+        "                    <ows:PostalCode>{}</ows:PostalCode>",
+        esc(&m.contact_postalcode)
+    );
+    let _ = writeln!(
+        o,
+        "                    <ows:Country>{}</ows:Country>",
+        esc(&m.contact_country)
+    );
     let _ = writeln!(
         o,
         "                    <ows:ElectronicMailAddress>{}</ows:ElectronicMailAddress>",
         esc(&m.contact_email)
     );
     o.push_str("                </ows:Address>\n");
-    let _ = writeln!(o, "                <ows:OnlineResource xlink:href=\"{}\"/>", esc(&m.contact_url));
-    let _ = writeln!(o, "                <ows:HoursOfService>{}</ows:HoursOfService>", esc(&m.contact_hours));
+    let _ = writeln!(
+        o,
+        "                <ows:OnlineResource xlink:href=\"{}\"/>",
+        esc(&m.contact_url)
+    );
+    let _ = writeln!(
+        o,
+        "                <ows:HoursOfService>{}</ows:HoursOfService>",
+        esc(&m.contact_hours)
+    );
     let _ = writeln!(
         o,
         "                <ows:ContactInstructions>{}</ows:ContactInstructions>",
         esc(&m.contact_instructions)
     );
     o.push_str("            </ows:ContactInfo>\n");
-    let _ = writeln!(o, "            <ows:Role>{}</ows:Role>", esc(&m.contact_role));
+    let _ = writeln!(
+        o,
+        "            <ows:Role>{}</ows:Role>",
+        esc(&m.contact_role)
+    );
     o.push_str("        </ows:ServiceContact>\n    </ows:ServiceProvider>\n");
     o.push_str("    <ows:OperationsMetadata>\n");
     let url = esc(&cfg.url);
-    for (op, post) in [("GetCapabilities", false), ("DescribeProcess", true), ("Execute", true)] {
+    for (op, post) in [
+        ("GetCapabilities", false),
+        ("DescribeProcess", true),
+        ("Execute", true),
+    ] {
         let _ = write!(
             o,
             "        <ows:Operation name=\"{op}\">\n            <ows:DCP>\n                <ows:HTTP>\n                    <ows:Get xlink:href=\"{url}\"/>\n"
@@ -94,14 +166,28 @@ pub fn capabilities(cfg: &WpsConfig, language: &str, processes: &[&'static Proce
         if post {
             let _ = writeln!(o, "                    <ows:Post xlink:href=\"{url}\"/>");
         }
-        o.push_str("                </ows:HTTP>\n            </ows:DCP>\n        </ows:Operation>\n");
+        o.push_str(
+            "                </ows:HTTP>\n            </ows:DCP>\n        </ows:Operation>\n",
+        );
     }
     o.push_str("    </ows:OperationsMetadata>\n    <wps:ProcessOfferings>\n");
     for p in processes {
-        let _ = writeln!(o, "        <wps:Process wps:processVersion=\"{}\">", esc(p.version));
-        let _ = writeln!(o, "            <ows:Identifier>{}</ows:Identifier>", esc(p.identifier));
+        let _ = writeln!(
+            o,
+            "        <wps:Process wps:processVersion=\"{}\">",
+            esc(p.version)
+        );
+        let _ = writeln!(
+            o,
+            "            <ows:Identifier>{}</ows:Identifier>",
+            esc(p.identifier)
+        );
         let _ = writeln!(o, "            <ows:Title>{}</ows:Title>", esc(p.title));
-        let _ = writeln!(o, "            <ows:Abstract>{}</ows:Abstract>", esc(p.abstract_));
+        let _ = writeln!(
+            o,
+            "            <ows:Abstract>{}</ows:Abstract>",
+            esc(p.abstract_)
+        );
         if !p.keywords.is_empty() {
             o.push_str("            <ows:Keywords>\n");
             for k in p.keywords {
@@ -128,7 +214,11 @@ pub fn capabilities(cfg: &WpsConfig, language: &str, processes: &[&'static Proce
 
 fn metadata(o: &mut String, p: &ProcessDesc, indent: &str) {
     for m in p.metadata {
-        let _ = writeln!(o, "{indent}<ows:Metadata xlink:title=\"{}\" xlink:type=\"simple\"/>", esc(m));
+        let _ = writeln!(
+            o,
+            "{indent}<ows:Metadata xlink:title=\"{}\" xlink:type=\"simple\"/>",
+            esc(m)
+        );
     }
 }
 
@@ -151,9 +241,17 @@ pub fn describe(cfg: &WpsConfig, language: &str, processes: &[&'static ProcessDe
             p.store_supported,
             p.status_supported
         );
-        let _ = writeln!(o, "        <ows:Identifier>{}</ows:Identifier>", esc(p.identifier));
+        let _ = writeln!(
+            o,
+            "        <ows:Identifier>{}</ows:Identifier>",
+            esc(p.identifier)
+        );
         let _ = writeln!(o, "        <ows:Title>{}</ows:Title>", esc(p.title));
-        let _ = writeln!(o, "        <ows:Abstract>{}</ows:Abstract>", esc(p.abstract_));
+        let _ = writeln!(
+            o,
+            "        <ows:Abstract>{}</ows:Abstract>",
+            esc(p.abstract_)
+        );
         metadata(&mut o, p, "        ");
         if !p.inputs.is_empty() {
             o.push_str("        <DataInputs>\n");
@@ -163,7 +261,13 @@ pub fn describe(cfg: &WpsConfig, language: &str, processes: &[&'static ProcessDe
                     "            <Input minOccurs=\"{}\" maxOccurs=\"{}\">",
                     i.min_occurs, i.max_occurs
                 );
-                ident(&mut o, i.identifier, i.title, i.abstract_, "                ");
+                ident(
+                    &mut o,
+                    i.identifier,
+                    i.title,
+                    i.abstract_,
+                    "                ",
+                );
                 match i.kind {
                     InputKind::Literal {
                         data_type,
@@ -176,7 +280,10 @@ pub fn describe(cfg: &WpsConfig, language: &str, processes: &[&'static ProcessDe
                         o.push_str("                </LiteralData>\n");
                     }
                     InputKind::Complex { formats } => {
-                        let _ = writeln!(o, "                <ComplexData maximumMegabytes=\"{max_mb}\">");
+                        let _ = writeln!(
+                            o,
+                            "                <ComplexData maximumMegabytes=\"{max_mb}\">"
+                        );
                         complex(&mut o, formats);
                         o.push_str("                </ComplexData>\n");
                     }
@@ -194,7 +301,13 @@ pub fn describe(cfg: &WpsConfig, language: &str, processes: &[&'static ProcessDe
             o.push_str("        <ProcessOutputs>\n");
             for out in p.outputs {
                 o.push_str("            <Output>\n");
-                ident(&mut o, out.identifier, out.title, out.abstract_, "                ");
+                ident(
+                    &mut o,
+                    out.identifier,
+                    out.title,
+                    out.abstract_,
+                    "                ",
+                );
                 match out.kind {
                     OutputKind::Literal { data_type } => {
                         o.push_str("                <LiteralOutput>\n");
@@ -267,7 +380,11 @@ fn literal(
                             num(t, *max)
                         );
                         if *spacing != 0.0 {
-                            let _ = writeln!(o, "{ind}        <ows:Spacing>{}</ows:Spacing>", num(t, *spacing));
+                            let _ = writeln!(
+                                o,
+                                "{ind}        <ows:Spacing>{}</ows:Spacing>",
+                                num(t, *spacing)
+                            );
                         }
                         let _ = writeln!(o, "{ind}    </ows:Range>");
                     }
@@ -305,7 +422,11 @@ fn complex(o: &mut String, formats: &[Format]) {
 }
 
 fn format_el(o: &mut String, f: &Format, ind: &str) {
-    let _ = writeln!(o, "{ind}<Format>\n{ind}    <MimeType>{}</MimeType>", esc(f.mime_type));
+    let _ = writeln!(
+        o,
+        "{ind}<Format>\n{ind}    <MimeType>{}</MimeType>",
+        esc(f.mime_type)
+    );
     if !f.encoding.is_empty() {
         let _ = writeln!(o, "{ind}    <Encoding>{}</Encoding>", esc(f.encoding));
     }
@@ -381,7 +502,7 @@ pub struct ExecuteDoc<'a> {
     /// The status.
     pub status: Status,
     /// Lineage: the inputs (`None`: lineage not asked for).
-    pub lineage: Option<(&'a [(&'static str, Vec<InputValue>)], &'a [OutputDefinition])>,
+    pub lineage: Option<(&'a Inputs, &'a [OutputDefinition])>,
     /// Outputs (only with `ProcessSucceeded`).
     pub outputs: &'a [(String, ShownOutput)],
 }
@@ -398,13 +519,21 @@ pub fn execute_response(d: &ExecuteDoc<'_>) -> String {
         esc(d.service_instance),
         esc(d.status_location)
     );
-    let _ = writeln!(o, "    <wps:Process wps:processVersion=\"{}\">", esc(p.version));
+    let _ = writeln!(
+        o,
+        "    <wps:Process wps:processVersion=\"{}\">",
+        esc(p.version)
+    );
     ident(&mut o, p.identifier, p.title, p.abstract_, "        ");
     o.push_str("    </wps:Process>\n");
     let _ = writeln!(o, "    <wps:Status creationTime=\"{}\">", esc(&d.time));
     match &d.status {
         Status::Accepted(m) => {
-            let _ = writeln!(o, "        <wps:ProcessAccepted percentCompleted=\"0\">{}</wps:ProcessAccepted>", esc(m));
+            let _ = writeln!(
+                o,
+                "        <wps:ProcessAccepted percentCompleted=\"0\">{}</wps:ProcessAccepted>",
+                esc(m)
+            );
         }
         Status::Started(m, pct) => {
             let _ = writeln!(
@@ -415,7 +544,11 @@ pub fn execute_response(d: &ExecuteDoc<'_>) -> String {
             );
         }
         Status::Succeeded(m) => {
-            let _ = writeln!(o, "        <wps:ProcessSucceeded>{}</wps:ProcessSucceeded>", esc(m));
+            let _ = writeln!(
+                o,
+                "        <wps:ProcessSucceeded>{}</wps:ProcessSucceeded>",
+                esc(m)
+            );
         }
         Status::Failed(m) => {
             let _ = writeln!(

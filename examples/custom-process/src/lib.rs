@@ -32,7 +32,11 @@ const DESC: ProcessDesc = ProcessDesc {
             ..InputDesc::literal("min_length", "Shortest word counted", DataType::Integer)
         },
     ],
-    outputs: &[OutputDesc::literal("count", "Number of words", DataType::Integer)],
+    outputs: &[OutputDesc::literal(
+        "count",
+        "Number of words",
+        DataType::Integer,
+    )],
     store_supported: true,
     status_supported: true,
     ..ProcessDesc::DEFAULT
@@ -51,7 +55,10 @@ impl Process for WordCount {
             other => return Err(ProcessError::new(format!("not an integer: {other}"))),
         };
         res.update_status("counting", 50);
-        let n = text.split_whitespace().filter(|w| w.chars().count() >= min).count();
+        let n = text
+            .split_whitespace()
+            .filter(|w| w.chars().count() >= min)
+            .count();
         res.set_literal("count", LiteralValue::Integer(n as i64));
         Ok(())
     }
@@ -68,25 +75,37 @@ mod tests {
     fn counts_long_words() {
         let req = ExecuteRequest {
             inputs: vec![
-                ("text", vec![InputValue::Complex {
-                    data: "a bb ccc dddd".into(),
-                    format: Format::TEXT,
-                    mime_type: "text/plain".into(),
-                    encoding: String::new(),
-                    schema: String::new(),
-                    href: None,
-                }]),
-                ("min_length", vec![InputValue::Literal {
-                    value: LiteralValue::Integer(3),
-                    text: "3".into(),
-                    uom: None,
-                }]),
+                (
+                    "text",
+                    vec![InputValue::Complex {
+                        data: "a bb ccc dddd".into(),
+                        format: Format::TEXT,
+                        mime_type: "text/plain".into(),
+                        encoding: String::new(),
+                        schema: String::new(),
+                        href: None,
+                    }],
+                ),
+                (
+                    "min_length",
+                    vec![InputValue::Literal {
+                        value: LiteralValue::Integer(3),
+                        text: "3".into(),
+                        uom: None,
+                    }],
+                ),
             ],
             ..ExecuteRequest::default()
         };
         let mut res = ExecuteResponse::new();
         WordCount.execute(&req, &mut res).unwrap();
-        assert!(matches!(res.get("count"), Some(OutputValue::Literal { value: LiteralValue::Integer(2), .. })));
+        assert!(matches!(
+            res.get("count"),
+            Some(OutputValue::Literal {
+                value: LiteralValue::Integer(2),
+                ..
+            })
+        ));
         assert_eq!(res.percent(), 50);
     }
 }

@@ -18,7 +18,11 @@ impl Drop for Server {
 
 fn get(addr: &str, path: &str) -> String {
     let mut s = TcpStream::connect(addr).expect("connect");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("send");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
     let mut out = String::new();
     s.read_to_string(&mut out).expect("read");
     out
@@ -41,11 +45,20 @@ fn serves_word_count() {
         .find_map(|l| l.strip_prefix("serving on http://").map(str::to_string))
         .expect("serving on ...");
     let r = get(&addr, "/?service=WPS&request=Execute&identifier=word_count&DataInputs=text=to%2520be%2520or%2520not;min_length=3&RawDataOutput=count");
-    assert!(r.starts_with("HTTP/1.1 200") && r.ends_with("\r\n\r\n1"), "{r}");
+    assert!(
+        r.starts_with("HTTP/1.1 200") && r.ends_with("\r\n\r\n1"),
+        "{r}"
+    );
     // min_length has a default.
     let r = get(&addr, "/?service=WPS&request=Execute&identifier=word_count&DataInputs=text=a%2520b&RawDataOutput=count");
     assert!(r.ends_with("\r\n\r\n2"), "{r}");
     let r = get(&addr, "/?service=WPS&request=GetCapabilities");
-    assert!(r.contains("<ows:Identifier>word_count</ows:Identifier>"), "{r}");
-    assert!(!r.contains("<ows:Identifier>say_hello</ows:Identifier>"), "processes = word_count");
+    assert!(
+        r.contains("<ows:Identifier>word_count</ows:Identifier>"),
+        "{r}"
+    );
+    assert!(
+        !r.contains("<ows:Identifier>say_hello</ows:Identifier>"),
+        "processes = word_count"
+    );
 }

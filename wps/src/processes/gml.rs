@@ -62,10 +62,13 @@ pub fn feature_members<'a, 'i>(
 pub fn features(data: &[u8]) -> Result<Vec<Feature>, ProcessError> {
     let doc = parse(data)?;
     let mut out = Vec::new();
-    for member in doc
-        .descendants()
-        .filter(|n| n.is_element() && matches!(gml_name(n), Some("featureMember" | "featureMembers" | "member")))
-    {
+    for member in doc.descendants().filter(|n| {
+        n.is_element()
+            && matches!(
+                gml_name(n),
+                Some("featureMember" | "featureMembers" | "member")
+            )
+    }) {
         for f in member.children().filter(|c| c.is_element()) {
             out.push(feature(f)?);
         }
@@ -115,7 +118,11 @@ fn bad(what: &str) -> ProcessError {
 
 /// The coordinates directly under `el` (one of the four encodings).
 fn coords(el: roxmltree::Node<'_, '_>) -> Result<Vec<Coord<f64>>, ProcessError> {
-    let num = |s: &str| s.trim().parse::<f64>().map_err(|_| bad(&format!("number '{s}'")));
+    let num = |s: &str| {
+        s.trim()
+            .parse::<f64>()
+            .map_err(|_| bad(&format!("number '{s}'")))
+    };
     let mut out = Vec::new();
     for c in el.children().filter(|c| c.is_element()) {
         match gml_name(&c) {
@@ -126,7 +133,10 @@ fn coords(el: roxmltree::Node<'_, '_>) -> Result<Vec<Coord<f64>>, ProcessError> 
                 let tuples: Vec<&str> = if ts.trim().is_empty() {
                     text.split_whitespace().collect()
                 } else {
-                    text.split(ts).map(str::trim).filter(|t| !t.is_empty()).collect()
+                    text.split(ts)
+                        .map(str::trim)
+                        .filter(|t| !t.is_empty())
+                        .collect()
                 };
                 for t in tuples {
                     let mut it = t.split(cs);
@@ -229,7 +239,10 @@ pub fn read_geometry(el: roxmltree::Node<'_, '_>) -> Result<Geometry<f64>, Proce
         "Curve" => {
             // gml:Curve/gml:segments/gml:LineStringSegment*
             let mut all = Vec::new();
-            for seg in el.descendants().filter(|d| gml_name(d) == Some("LineStringSegment")) {
+            for seg in el
+                .descendants()
+                .filter(|d| gml_name(d) == Some("LineStringSegment"))
+            {
                 all.extend(coords(seg)?);
             }
             Geometry::LineString(LineString::new(all))
@@ -326,7 +339,10 @@ pub fn write_polygons(layer: &str, features: &[(Option<String>, MultiPolygon<f64
             }
             o.push_str("</gml:MultiPolygon>");
         }
-        let _ = writeln!(o, "</ogr:geometryProperty>\n    </ogr:{layer}>\n  </gml:featureMember>");
+        let _ = writeln!(
+            o,
+            "</ogr:geometryProperty>\n    </ogr:{layer}>\n  </gml:featureMember>"
+        );
     }
     o.push_str("</ogr:FeatureCollection>\n");
     o
@@ -346,13 +362,27 @@ mod tests {
         let f = features(DOC.as_bytes()).unwrap();
         assert_eq!(f.len(), 2);
         assert_eq!(f[0].id.as_deref(), Some("a.1"));
-        assert_eq!(f[0].properties, vec![("name".to_string(), "sq".to_string())]);
-        let Some(Geometry::LineString(l)) = &f[1].geometry else { panic!() };
-        assert_eq!(l.0, vec![Coord { x: 0.0, y: 0.0 }, Coord { x: 4.0, y: 0.0 }]);
-        let out = write_polygons("b", &[(None, MultiPolygon::new(vec![match &f[0].geometry {
-            Some(Geometry::Polygon(p)) => p.clone(),
-            _ => panic!(),
-        }]))]);
+        assert_eq!(
+            f[0].properties,
+            vec![("name".to_string(), "sq".to_string())]
+        );
+        let Some(Geometry::LineString(l)) = &f[1].geometry else {
+            panic!()
+        };
+        assert_eq!(
+            l.0,
+            vec![Coord { x: 0.0, y: 0.0 }, Coord { x: 4.0, y: 0.0 }]
+        );
+        let out = write_polygons(
+            "b",
+            &[(
+                None,
+                MultiPolygon::new(vec![match &f[0].geometry {
+                    Some(Geometry::Polygon(p)) => p.clone(),
+                    _ => panic!(),
+                }]),
+            )],
+        );
         assert_eq!(features(out.as_bytes()).unwrap().len(), 1);
     }
 }

@@ -27,7 +27,11 @@ impl Process for SayHello {
             abstract_: "Returns a literal string output with Hello plus the inputed name",
             version: "1.3.3.7",
             inputs: &[InputDesc::literal("name", "Input name", DataType::String)],
-            outputs: &[OutputDesc::literal("response", "Output response", DataType::String)],
+            outputs: &[OutputDesc::literal(
+                "response",
+                "Output response",
+                DataType::String,
+            )],
             store_supported: true,
             status_supported: true,
             ..ProcessDesc::DEFAULT
@@ -81,10 +85,19 @@ impl Process for Sleep {
         const D: ProcessDesc = ProcessDesc {
             identifier: "sleep",
             title: "Sleep Process",
-            abstract_: "The process will sleep for a given delay or 10 seconds if not a valid value",
+            abstract_:
+                "The process will sleep for a given delay or 10 seconds if not a valid value",
             metadata: &["Sleep", "Wait", "Delay"],
-            inputs: &[InputDesc::literal("delay", "Delay between every update", DataType::Float)],
-            outputs: &[OutputDesc::literal("sleep_output", "Sleep Output", DataType::String)],
+            inputs: &[InputDesc::literal(
+                "delay",
+                "Delay between every update",
+                DataType::Float,
+            )],
+            outputs: &[OutputDesc::literal(
+                "sleep_output",
+                "Sleep Output",
+                DataType::String,
+            )],
             store_supported: true,
             status_supported: true,
             ..ProcessDesc::DEFAULT
@@ -95,7 +108,11 @@ impl Process for Sleep {
     fn execute(&self, req: &ExecuteRequest, res: &mut ExecuteResponse) -> Result<(), ProcessError> {
         let d = req.literal("delay")?.as_f64()?;
         // As pywps-flask: a false value (0) means 10 seconds. Bounded to an hour per step.
-        let d = if d == 0.0 || !d.is_finite() { 10.0 } else { d.clamp(0.0, 3600.0) };
+        let d = if d == 0.0 || !d.is_finite() {
+            10.0
+        } else {
+            d.clamp(0.0, 3600.0)
+        };
         let wait = Duration::from_secs_f64(d);
         std::thread::sleep(wait);
         for pct in [20, 40, 60, 80] {
@@ -150,7 +167,11 @@ impl Process for Centroids {
             title: "Process Centroids",
             abstract_: "Returns a GeoJSON with centroids of features from  an uploaded GML.",
             inputs: &[InputDesc::complex("layer", "Layer", GML_ONLY)],
-            outputs: &[OutputDesc::complex("out", "Referenced Output", &[Format::JSON])],
+            outputs: &[OutputDesc::complex(
+                "out",
+                "Referenced Output",
+                &[Format::JSON],
+            )],
             store_supported: true,
             status_supported: true,
             ..ProcessDesc::DEFAULT
@@ -168,7 +189,8 @@ impl Process for Centroids {
             }
             features.push(geojson::Feature {
                 bbox: None,
-                geometry: centroid.map(|p| geojson::Geometry::new(geojson::GeometryValue::from(&p))),
+                geometry: centroid
+                    .map(|p| geojson::Geometry::new(geojson::GeometryValue::from(&p))),
                 id: f.id.map(geojson::feature::Id::String),
                 properties: Some(props),
                 foreign_members: None,
@@ -195,7 +217,8 @@ impl Process for Buffer {
         const D: ProcessDesc = ProcessDesc {
             identifier: "buffer",
             title: "GDAL Buffer process",
-            abstract_: "The process returns buffers around the input features, using the GDAL library",
+            abstract_:
+                "The process returns buffers around the input features, using the GDAL library",
             version: "0.1",
             inputs: &[
                 InputDesc::complex("poly_in", "Input vector file", GML_ONLY),
@@ -206,8 +229,16 @@ impl Process for Buffer {
                             AllowedValue::Value("0"),
                             AllowedValue::Value("1"),
                             AllowedValue::Value("10"),
-                            AllowedValue::Range { min: 10.0, max: 100.0, spacing: 10.0 },
-                            AllowedValue::Range { min: 100.0, max: 1000.0, spacing: 100.0 },
+                            AllowedValue::Range {
+                                min: 10.0,
+                                max: 100.0,
+                                spacing: 10.0,
+                            },
+                            AllowedValue::Range {
+                                min: 100.0,
+                                max: 1000.0,
+                                spacing: 100.0,
+                            },
                         ],
                         default: None,
                         uoms: &[],
@@ -276,7 +307,10 @@ impl Process for Area {
             })
             .collect();
         // str() of a Python list of floats, as pywps-flask's output.
-        res.set_literal("area", LiteralValue::String(format!("[{}]", areas.join(", "))));
+        res.set_literal(
+            "area",
+            LiteralValue::String(format!("[{}]", areas.join(", "))),
+        );
         Ok(())
     }
 }
@@ -315,24 +349,46 @@ mod tests {
         };
         let mut res = ExecuteResponse::new();
         Area.execute(&req, &mut res).unwrap();
-        assert!(matches!(res.get("area"), Some(OutputValue::Literal { value: LiteralValue::String(s), .. }) if s == "[4.0, 1.0]"));
+        assert!(
+            matches!(res.get("area"), Some(OutputValue::Literal { value: LiteralValue::String(s), .. }) if s == "[4.0, 1.0]")
+        );
         FeatureCount.execute(&req, &mut res).unwrap();
-        assert!(matches!(res.get("count"), Some(OutputValue::Literal { value: LiteralValue::Integer(2), .. })));
+        assert!(matches!(
+            res.get("count"),
+            Some(OutputValue::Literal {
+                value: LiteralValue::Integer(2),
+                ..
+            })
+        ));
         Centroids.execute(&req, &mut res).unwrap();
-        let Some(OutputValue::Complex { data, .. }) = res.get("out") else { panic!() };
+        let Some(OutputValue::Complex { data, .. }) = res.get("out") else {
+            panic!()
+        };
         let v: serde_json::Value = serde_json::from_slice(data).unwrap();
-        assert_eq!(v["features"][0]["geometry"]["coordinates"], serde_json::json!([1.0, 1.0]));
+        assert_eq!(
+            v["features"][0]["geometry"]["coordinates"],
+            serde_json::json!([1.0, 1.0])
+        );
 
         let req = ExecuteRequest {
             inputs: vec![
                 gml_input("poly_in", SQUARES),
-                ("buffer", vec![InputValue::Literal { value: LiteralValue::Float(1.0), text: "1".into(), uom: None }]),
+                (
+                    "buffer",
+                    vec![InputValue::Literal {
+                        value: LiteralValue::Float(1.0),
+                        text: "1".into(),
+                        uom: None,
+                    }],
+                ),
             ],
             ..ExecuteRequest::default()
         };
         Buffer.execute(&req, &mut res).unwrap();
         assert_eq!(res.percent(), 100);
-        let Some(OutputValue::Complex { data, .. }) = res.get("buff_out") else { panic!() };
+        let Some(OutputValue::Complex { data, .. }) = res.get("buff_out") else {
+            panic!()
+        };
         let f = gml::features(data).unwrap();
         let a = f[0].geometry.as_ref().unwrap().unsigned_area();
         // a 2x2 square grown by 1: 4 + 4*2 + pi ≈ 15.14
