@@ -161,13 +161,13 @@ async fn deployment_check_and_exceptions_as_pywps() {
         ("?service=WPS", 400, "MissingParameterValue", "request", "Missing request value"),
         ("?service=foo&request=GetCapabilities", 400, "InvalidParameterValue", "service", "parameter SERVICE [foo] not supported"),
         ("?service=wps&request=Foo", 400, "OperationNotSupported", "Foo", "Unknown request foo"),
-        ("?service=wps&request=DescribeProcess", 400, "MissingParameterValue", "identifier", "Missing parameter value &quot;identifier&quot;"),
+        ("?service=wps&request=DescribeProcess", 400, "MissingParameterValue", "identifier", "Missing parameter value &#34;identifier&#34;"),
         ("?service=wps&request=DescribeProcess&identifier=nope", 400, "InvalidParameterValue", "identifier", "Unknown process nope"),
-        ("?service=wps&request=DescribeProcess&identifier=all&version=3.0.0", 400, "VersionNegotiationFailed", "version", "The requested version &quot;3.0.0&quot; is not supported by this server"),
-        ("?service=wps&request=GetCapabilities&language=xx", 400, "InvalidParameterValue", "language", "The requested language &quot;xx&quot; is not supported by this server"),
-        ("?service=wps&request=Execute&identifier=nope", 400, "InvalidParameterValue", "Identifier", "Unknown process &apos;nope&apos;"),
+        ("?service=wps&request=DescribeProcess&identifier=all&version=3.0.0", 400, "VersionNegotiationFailed", "version", "The requested version &#34;3.0.0&#34; is not supported by this server"),
+        ("?service=wps&request=GetCapabilities&language=xx", 400, "InvalidParameterValue", "language", "The requested language &#34;xx&#34; is not supported by this server"),
+        ("?service=wps&request=Execute&identifier=nope", 400, "InvalidParameterValue", "Identifier", "Unknown process &#39;nope&#39;"),
         ("?service=wps&request=Execute&identifier=say_hello", 400, "MissingParameterValue", "name", "name"),
-        ("?service=wps&request=Execute&identifier=sleep&DataInputs=delay=x", 400, "InvalidParameterValue", "", "Could not convert value &apos;x&apos; to format &apos;float&apos;"),
+        ("?service=wps&request=Execute&identifier=sleep&DataInputs=delay=x", 400, "InvalidParameterValue", "", "Could not convert value &#39;x&#39; to format &#39;float&#39;"),
         ("?service=wps&request=Execute&identifier=buffer&DataInputs=poly_in=x;buffer=7", 400, "InvalidParameterValue", "buffer", "Input value 7.0 of buffer is not in the allowed values"),
         ("?service=wps&request=Execute&identifier=say_hello&DataInputs=name=a&RawDataOutput=nope", 400, "InvalidParameterValue", "nope", "Unknown output nope of process say_hello"),
         ("?service=wps&request=Execute&identifier=ultimate_question&storeExecuteResponse=true", 400, "StorageNotSupported", "", "Process does not support the storing of the execute response"),
@@ -204,6 +204,11 @@ async fn capabilities_and_describe() {
     let s = site("maxsingleinputsize = 2mb");
     let r = s.get("/wps?service=WPS&request=GetCapabilities").await;
     assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-type"),
+        "text/xml",
+        "as PyWPS 4.8.1: no charset"
+    );
     let t = r.text();
     assert!(t.contains("<wps:Capabilities service=\"WPS\" version=\"1.0.0\" xml:lang=\"en-US\""));
     assert!(t.contains("<ows:Title>Test WPS</ows:Title>"));
@@ -282,6 +287,7 @@ async fn execute_kvp_xml_raw_lineage_and_references() {
         .get("/wps?service=WPS&request=Execute&identifier=say_hello&DataInputs=name=x&RawDataOutput=response")
         .await;
     assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "Hello x"));
+    assert_eq!(r.header("content-type"), "text/plain; charset=utf-8");
     assert_eq!(
         r.header("content-disposition"),
         "attachment; filename=\"response\""

@@ -73,6 +73,11 @@ fn xml_response(body: String) -> Response<Body> {
     text_response(StatusCode::OK, XML, body)
 }
 
+/// GetCapabilities and DescribeProcess: PyWPS 4.8 sends these without a charset.
+fn plain_xml_response(body: String) -> Response<Body> {
+    text_response(StatusCode::OK, "text/xml", body)
+}
+
 impl Inner {
     async fn handle(self: Arc<Self>, req: Request<Body>) -> Response<Body> {
         if let Some(mount) = &self.outputs_mount {
@@ -150,7 +155,9 @@ impl Inner {
             WpsRequest::GetCapabilities { language } => {
                 let lang = self.language(language.as_deref())?;
                 let descs: Vec<_> = self.processes.iter().map(|p| p.describe()).collect();
-                Ok(xml_response(xml::capabilities(&self.cfg, &lang, &descs)))
+                Ok(plain_xml_response(xml::capabilities(
+                    &self.cfg, &lang, &descs,
+                )))
             }
             WpsRequest::DescribeProcess {
                 identifiers,
@@ -178,7 +185,7 @@ impl Inner {
                         })
                         .collect::<Result<_, _>>()?
                 };
-                Ok(xml_response(xml::describe(&self.cfg, &lang, &descs)))
+                Ok(plain_xml_response(xml::describe(&self.cfg, &lang, &descs)))
             }
             WpsRequest::Execute(spec) => self.execute(spec).await,
         }
@@ -1028,7 +1035,11 @@ fn raw_output(
         ));
     };
     let (body, ct, suffix) = match value {
-        OutputValue::Literal { value, .. } => (Bytes::from(value.to_string()), XML.to_string(), ""),
+        OutputValue::Literal { value, .. } => (
+            Bytes::from(value.to_string()),
+            "text/plain; charset=utf-8".to_string(),
+            "",
+        ),
         OutputValue::Complex { data, format } => {
             (data.clone(), format.mime_type.to_string(), format.extension)
         }

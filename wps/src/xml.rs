@@ -1,7 +1,8 @@
 //! The WPS 1.0.0 documents, shaped like PyWPS's Jinja templates (`templates/1.0.0/`): the
 //! same namespaces, element order and attributes. Every text and attribute value goes
-//! through [`esc`] (quick-xml's escaping of `& < > " '`), once.
+//! through [`esc`], once.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use crate::config::WpsConfig;
@@ -10,9 +11,26 @@ use crate::process::{
     OutputValue, ProcessDesc,
 };
 
-/// Escapes text or an attribute value (quick-xml: `&amp; &lt; &gt; &quot; &apos;`).
-pub fn esc(s: &str) -> std::borrow::Cow<'_, str> {
-    quick_xml::escape::escape(s)
+/// Escapes text or an attribute value as PyWPS does (markupsafe, Jinja's autoescape:
+/// `&amp; &lt; &gt; &#34; &#39;`), so that documents and exception texts are byte-identical to
+/// PyWPS's. Written here because the XML crates (quick-xml, xml-rs) emit the named entities
+/// `&quot;`/`&apos;` and cannot be told otherwise; the rule is these five replacements.
+pub fn esc(s: &str) -> Cow<'_, str> {
+    if !s.contains(['&', '<', '>', '"', '\'']) {
+        return Cow::Borrowed(s);
+    }
+    let mut o = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&#34;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    Cow::Owned(o)
 }
 
 const HEAD: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
