@@ -265,7 +265,7 @@ async fn capabilities_and_describe() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn execute_kvp_xml_raw_lineage_and_references() {
-    let s = site("maxsingleinputsize = 0.005mb");
+    let s = site("maxsingleinputsize = 0.005mb\nmaxrequestsize = 0.02mb");
     // KVP, response document.
     let r = s
         .get("/wps?service=WPS&request=Execute&version=1.0.0&identifier=say_hello&DataInputs=name=W%2540rld")
@@ -397,6 +397,18 @@ async fn execute_kvp_xml_raw_lineage_and_references() {
         .post(&execute("feature_count", &format!(r#"<wps:Input><ows:Identifier>layer</ows:Identifier><wps:Data><wps:ComplexData mimeType="application/gml+xml"><![CDATA[{big}]]></wps:ComplexData></wps:Data></wps:Input>"#), ""))
         .await;
     assert_eq!(exception(&r).0, "FileSizeExceeded");
+    // A POST body over maxrequestsize.
+    let r = s.post(&" ".repeat(30_000)).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        exception(&r),
+        (
+            "FileSizeExceeded".to_string(),
+            String::new(),
+            "File size for input exceeded. Maximum request size allowed: 0.02 megabytes"
+                .to_string()
+        )
+    );
     // file: references are refused (no allowedinputpaths).
     let r = s
         .get("/wps?service=WPS&request=Execute&identifier=feature_count&DataInputs=layer=@xlink:href=file:///etc/passwd")

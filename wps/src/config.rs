@@ -70,6 +70,11 @@ pub struct WpsConfig {
     pub maxsingleinputsize: u64,
     /// `[server] maxrequestsize` in bytes (the POST body).
     pub maxrequestsize: u64,
+    /// The two sizes in megabytes as PyWPS computes them (for messages: `0.02`, not the
+    /// byte count divided back).
+    pub maxsingleinputsize_mb: f64,
+    /// See `maxsingleinputsize_mb`.
+    pub maxrequestsize_mb: f64,
     /// `[server] parallelprocesses` (-1: no limit).
     pub parallelprocesses: i64,
     /// `[server] maxprocesses`: queued asynchronous jobs (-1: no limit).
@@ -97,6 +102,12 @@ pub struct WpsConfig {
 /// PyWPS's `get_size_mb`: a number with an optional unit (`g`, `m`, `k`; `b` or nothing means
 /// megabytes: `3` is 3 MiB), in bytes.
 pub fn parse_size_mb(text: &str) -> Option<u64> {
+    let bytes = size_mb(text)? * 1024.0 * 1024.0;
+    (bytes < 1e18).then_some(bytes as u64)
+}
+
+/// PyWPS's `get_size_mb` itself: the size in megabytes.
+pub fn size_mb(text: &str) -> Option<f64> {
     let t = text.trim().to_ascii_lowercase();
     let cut = t.find(['g', 'm', 'k', 'b']).unwrap_or(t.len());
     let n: f64 = t[..cut].trim().parse().ok()?;
@@ -112,8 +123,7 @@ pub fn parse_size_mb(text: &str) -> Option<u64> {
     } else {
         n
     };
-    let bytes = mb * 1024.0 * 1024.0;
-    (bytes < 1e18).then_some(bytes as u64)
+    Some(mb)
 }
 
 /// The configuration files, merged as ConfigParser's `read([...])`.
@@ -340,6 +350,8 @@ impl WpsConfig {
         };
         let maxsingleinputsize = size(&single, "maxsingleinputsize", "1mb");
         let maxrequestsize = size(&request, "maxrequestsize", "3mb");
+        let maxsingleinputsize_mb = size_mb(&text(&single, "1mb")).unwrap_or(1.0);
+        let maxrequestsize_mb = size_mb(&text(&request, "3mb")).unwrap_or(3.0);
         let mut int = |v: &Option<Value>, key: &str, default: i64| -> i64 {
             match v {
                 None => default,
@@ -403,6 +415,8 @@ impl WpsConfig {
             temp_path: path(&temp_path, &tmp),
             maxsingleinputsize,
             maxrequestsize,
+            maxsingleinputsize_mb,
+            maxrequestsize_mb,
             parallelprocesses,
             maxprocesses,
             languages,

@@ -112,7 +112,7 @@ impl Inner {
                         Code::FileSizeExceeded,
                         format!(
                             "File size for input exceeded. Maximum request size allowed: {} megabytes",
-                            mb(limit)
+                            mb(self.cfg.maxrequestsize_mb)
                         ),
                         "",
                     )
@@ -400,7 +400,7 @@ impl Inner {
                         Code::FileSizeExceeded,
                         format!(
                             "File size for input {id} exceeded. Maximum allowed: {} megabytes",
-                            mb(limit)
+                            mb(self.cfg.maxsingleinputsize_mb)
                         ),
                         id,
                     )
@@ -607,8 +607,9 @@ fn allowed_contains(
     })
 }
 
-fn mb(bytes: u64) -> String {
-    LiteralValue::Float(bytes as f64 / 1024.0 / 1024.0).to_string()
+/// Megabytes as Python prints a float.
+fn mb(mb: f64) -> String {
+    LiteralValue::Float(mb).to_string()
 }
 
 impl Inner {

@@ -242,7 +242,8 @@ fn metadata(o: &mut String, p: &ProcessDesc, indent: &str) {
 
 /// `DescribeProcess` for `processes`.
 pub fn describe(cfg: &WpsConfig, language: &str, processes: &[&'static ProcessDesc]) -> String {
-    let max_mb = cfg.maxsingleinputsize / (1024 * 1024);
+    // int(get_size_mb(...)), as PyWPS
+    let max_mb = cfg.maxsingleinputsize_mb as u64;
     let mut o = String::with_capacity(4096);
     o.push_str(HEAD);
     let _ = writeln!(o, "<!-- PyWPS {} -->", crate::PYWPS_VERSION);
