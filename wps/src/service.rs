@@ -779,8 +779,7 @@ impl Job {
             ));
         };
         let job = Arc::new(self);
-        let outcome = job.clone().run(None).await;
-        drop(slot);
+        let outcome = job.clone().run(slot, false).await;
         job.answer(outcome)
     }
 
@@ -822,20 +821,21 @@ impl Job {
                 let rt = inner.runtime.clone();
                 st.queue.push_back(Box::new(move |slot: Slot| {
                     rt.spawn(async move {
-                        let _ = queued.clone().run(Some(slot)).await;
+                        let _ = queued.clone().run(slot, true).await;
                     });
                 }));
                 (doc, false)
             }
         };
         if start_now {
-            job.write_status(&doc)?;
+            // The slot counted above: released by this guard if the document cannot be written.
             let slot = Slot {
                 inner: inner.clone(),
             };
+            job.write_status(&doc)?;
             let j = job.clone();
             inner.runtime.spawn(async move {
-                let _ = j.run(Some(slot)).await;
+                let _ = j.run(slot, true).await;
             });
         }
         Ok(xml_response(doc))
@@ -851,16 +851,16 @@ impl Job {
         })
     }
 
-    /// Runs the handler on a blocking thread; in async mode (`slot` given) the status document
-    /// follows it and the final document is written. A panic is a failure of this job only.
-    async fn run(self: Arc<Self>, slot: Option<Slot>) -> Outcome {
-        let workdir = self.make_workdir();
-        let is_async = slot.is_some();
+    /// Runs the handler on a blocking thread, holding `slot` and the job's working directory
+    /// until the handler returns or panics (also when the request that waits for it is
+    /// dropped: a client that hangs up does not free the slot early). In async mode the
+    /// status document follows the job and its final version is written. A panic is a failure
+    /// of this job only.
+    async fn run(self: Arc<Self>, slot: Slot, is_async: bool) -> Outcome {
         let job = self.clone();
-        let workdir2 = workdir
-            .clone()
-            .unwrap_or_else(|| self.inner.cfg.temp_path.clone());
-        let outcome = tokio::task::spawn_blocking(move || {
+        let joined = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            let workdir = job.make_workdir();
             let sink: Option<StatusSink> = is_async.then(|| {
                 let j = job.clone();
                 Arc::new(move |msg: &str, pct: u8| {
@@ -879,28 +879,33 @@ impl Job {
             };
             let req = ExecuteRequest {
                 inputs: job.inputs.clone(),
-                workdir: workdir2,
+                workdir: workdir
+                    .clone()
+                    .unwrap_or_else(|| job.inner.cfg.temp_path.clone()),
             };
-            job.process.execute(&req, &mut res).map(|()| res.outputs)
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                job.process.execute(&req, &mut res)
+            }));
+            if let (Some(dir), true) = (workdir, job.inner.cfg.cleantempdir) {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            result.map(|r| r.map(|()| res.outputs))
         })
         .await;
         let debug = self.inner.cfg.log_level <= 10;
-        let outcome = match outcome {
-            Ok(Ok(outputs)) => Outcome::Succeeded(outputs),
-            Ok(Err(e)) => {
+        let outcome = match joined {
+            Ok(Ok(Ok(outputs))) => Outcome::Succeeded(outputs),
+            Ok(Ok(Err(e))) => {
                 self.inner
                     .log(log::Level::Error, &format!("Process error: {e}"));
                 Outcome::Failed(format!("Process error: {e}"))
             }
-            Err(join) => {
-                let what = match join.try_into_panic() {
-                    Ok(p) => p
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| p.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "panic".to_string()),
-                    Err(e) => e.to_string(),
-                };
+            Ok(Err(panic)) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "panic".to_string());
                 self.inner.log(
                     log::Level::Error,
                     &format!(
@@ -914,12 +919,8 @@ impl Job {
                     Outcome::Failed("Process failed, please check server error log".to_string())
                 }
             }
+            Err(e) => Outcome::Failed(format!("Process error: {e}")),
         };
-        if let Some(dir) = workdir {
-            if self.inner.cfg.cleantempdir {
-                let _ = tokio::fs::remove_dir_all(dir).await;
-            }
-        }
         if is_async {
             let doc = match &outcome {
                 Outcome::Succeeded(outputs) => match self.shown_outputs(outputs) {
@@ -932,7 +933,6 @@ impl Job {
                 self.inner.log(log::Level::Error, &e.to_string());
             }
         }
-        drop(slot);
         outcome
     }
 
