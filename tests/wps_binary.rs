@@ -446,8 +446,8 @@ async fn async_life_cycle_and_limits() {
     let start = |delay: &str| {
         format!("/wps?service=WPS&request=Execute&identifier=sleep&DataInputs=delay={delay}&storeExecuteResponse=true&status=true")
     };
-    // One running (five waits of 0.2 s).
-    let r = s.get(&start("0.2")).await;
+    // One running (five waits of 0.3 s).
+    let r = s.get(&start("0.3")).await;
     let t = r.text();
     assert!(t.contains("<wps:ProcessAccepted percentCompleted=\"0\">PyWPS Process sleep accepted</wps:ProcessAccepted>"), "{t}");
     let first = between(&t, "statusLocation=\"", "\"").to_string();

@@ -535,11 +535,24 @@ pub struct ExecuteRequest {
     /// Inputs in the process's order, each with its values (at least `min_occurs`, at most
     /// `max_occurs`; defaults applied).
     pub inputs: Inputs,
-    /// A fresh directory for this job (`[server] workdir/pywps_process_*`), removed after it.
-    pub workdir: PathBuf,
+    /// This job's working directory (`[server] workdir/pywps_process_<uuid>`): created by
+    /// [`workdir`](ExecuteRequest::workdir) when the handler first asks for it (most handlers
+    /// never do), removed after the job.
+    pub workdir_path: PathBuf,
 }
 
 impl ExecuteRequest {
+    /// The job's working directory, created on first use.
+    pub fn workdir(&self) -> Result<&std::path::Path, ProcessError> {
+        std::fs::create_dir_all(&self.workdir_path).map_err(|e| {
+            ProcessError::new(format!(
+                "cannot create the working directory {}: {e}",
+                self.workdir_path.display()
+            ))
+        })?;
+        Ok(&self.workdir_path)
+    }
+
     /// The values of an input (empty when it was optional and not given).
     pub fn values(&self, id: &str) -> &[InputValue] {
         self.inputs

@@ -860,7 +860,11 @@ impl Job {
         let job = self.clone();
         let joined = tokio::task::spawn_blocking(move || {
             let _slot = slot;
-            let workdir = job.make_workdir();
+            let workdir = job
+                .inner
+                .cfg
+                .workdir
+                .join(format!("pywps_process_{}", job.uuid));
             let sink: Option<StatusSink> = is_async.then(|| {
                 let j = job.clone();
                 Arc::new(move |msg: &str, pct: u8| {
@@ -879,15 +883,14 @@ impl Job {
             };
             let req = ExecuteRequest {
                 inputs: job.inputs.clone(),
-                workdir: workdir
-                    .clone()
-                    .unwrap_or_else(|| job.inner.cfg.temp_path.clone()),
+                workdir_path: workdir.clone(),
             };
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 job.process.execute(&req, &mut res)
             }));
-            if let (Some(dir), true) = (workdir, job.inner.cfg.cleantempdir) {
-                let _ = std::fs::remove_dir_all(dir);
+            if job.inner.cfg.cleantempdir {
+                // Absent unless the handler asked for it: one failing syscall then.
+                let _ = std::fs::remove_dir_all(&workdir);
             }
             result.map(|r| r.map(|()| res.outputs))
         })
@@ -941,24 +944,6 @@ impl Job {
             "PyWPS Process {} finished",
             self.process.describe().title
         ))
-    }
-
-    fn make_workdir(&self) -> Option<PathBuf> {
-        let dir = self
-            .inner
-            .cfg
-            .workdir
-            .join(format!("pywps_process_{}", self.uuid));
-        match std::fs::create_dir_all(&dir) {
-            Ok(()) => Some(dir),
-            Err(e) => {
-                self.inner.log(
-                    log::Level::Warn,
-                    &format!("cannot create the working directory {}: {e}", dir.display()),
-                );
-                None
-            }
-        }
     }
 
     /// The outputs as the document shows them: the requested ones (all if none was named),

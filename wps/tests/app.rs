@@ -33,6 +33,9 @@ impl Process for Panics {
     }
     fn execute(&self, req: &ExecuteRequest, res: &mut ExecuteResponse) -> Result<(), ProcessError> {
         res.update_status("about to fail", 50);
+        // The working directory is made on request and removed after the job.
+        let dir = req.workdir()?;
+        std::fs::write(dir.join("scratch"), "x").map_err(|e| ProcessError::new(e.to_string()))?;
         match req.literal("how")?.as_text().as_str() {
             "error" => Err(ProcessError::new("bad input <x>")),
             _ => panic!("the process panicked on purpose"),
@@ -89,6 +92,7 @@ mapproxy_serve_wps::register_process!(BboxEcho);
 struct Setup {
     _dir: tempfile::TempDir,
     outputs: std::path::PathBuf,
+    work: std::path::PathBuf,
     app: App,
 }
 
@@ -114,6 +118,7 @@ fn setup(level: &str) -> Setup {
     assert_eq!(ctx.finish().watched, vec![cfg]);
     Setup {
         outputs: dir.path().join("out"),
+        work: dir.path().join("work"),
         _dir: dir,
         app,
     }
@@ -166,6 +171,11 @@ async fn a_panic_fails_its_job_only() {
     .await;
     assert_eq!(status, 400);
     assert!(t.contains("exceptionCode=\"NoApplicableCode\""), "{t}");
+    let left = std::fs::read_dir(&s.work).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(
+        left, 0,
+        "working directories are removed after failed jobs too"
+    );
     // The slot (parallelprocesses = 1) is free again.
     let (status, t) = call(
         &s.app,
