@@ -395,14 +395,14 @@ fn literal(
                         let _ = writeln!(
                             o,
                             "{ind}    <ows:Range ows:rangeClosure=\"closed\">\n{ind}        <ows:MinimumValue>{}</ows:MinimumValue>\n{ind}        <ows:MaximumValue>{}</ows:MaximumValue>",
-                            num(t, *min),
-                            num(t, *max)
+                            num(*min),
+                            num(*max)
                         );
                         if *spacing != 0.0 {
                             let _ = writeln!(
                                 o,
                                 "{ind}        <ows:Spacing>{}</ows:Spacing>",
-                                num(t, *spacing)
+                                num(*spacing)
                             );
                         }
                         let _ = writeln!(o, "{ind}    </ows:Range>");
@@ -417,12 +417,12 @@ fn literal(
     }
 }
 
-/// A range bound as PyWPS prints it: converted to the input's type first.
-fn num(t: DataType, v: f64) -> String {
-    match t {
-        DataType::Float => LiteralValue::Float(v).to_string(),
-        _ if v.fract() == 0.0 => format!("{}", v as i64),
-        _ => v.to_string(),
+/// A range bound as PyWPS prints what the process wrote (`10`, `0.5`).
+fn num(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        LiteralValue::Float(v).to_string()
     }
 }
 
@@ -732,7 +732,8 @@ fn cdata(text: &str) -> String {
 
 fn lineage_input(o: &mut String, v: &InputValue) {
     match v {
-        InputValue::Literal { text, uom, .. } => {
+        InputValue::Literal { value, uom, .. } => {
+            // The converted value, as PyWPS prints it (`buffer=1` of a float shows 1.0).
             let uom = uom
                 .as_ref()
                 .map(|u| format!(" uom=\"{}\"", esc(u)))
@@ -740,7 +741,7 @@ fn lineage_input(o: &mut String, v: &InputValue) {
             let _ = writeln!(
                 o,
                 "            <wps:Data>\n                <wps:LiteralData{uom}>{}</wps:LiteralData>\n            </wps:Data>",
-                esc(text)
+                esc(&value.to_string())
             );
         }
         InputValue::Complex {
