@@ -252,6 +252,8 @@ async fn capabilities_and_describe() {
     assert!(t.contains("<ProcessDescription wps:processVersion=\"1.3.3.7\" storeSupported=\"true\" statusSupported=\"true\">"));
     assert!(t.contains("<ComplexData maximumMegabytes=\"2\">"));
     assert!(t.contains("<ows:Range ows:rangeClosure=\"closed\">"));
+    // Bounds as the process wrote them, as PyWPS prints them.
+    assert!(t.contains("<ows:MinimumValue>10</ows:MinimumValue>"), "{t}");
     let r = s
         .get("/wps?service=WPS&request=DescribeProcess&identifier=all")
         .await;
@@ -363,6 +365,10 @@ async fn execute_kvp_xml_raw_lineage_and_references() {
     assert!(
         t.contains("asReference=\"true\""),
         "lineage's output definitions: {t}"
+    );
+    assert!(
+        t.contains("<wps:LiteralData>1.0</wps:LiteralData>"),
+        "lineage shows the converted float: {t}"
     );
     let name = href.rsplit('/').next().expect("name");
     assert!(s.outputs().join(name).is_file());
