@@ -3,7 +3,8 @@
 //! DescribeProcess, Execute (KVP and XML POST, raw and document answers, lineage, outputs as
 //! reference served by the outputs mount, complex input by reference through the shared
 //! client and its size limit), the asynchronous life cycle and its status document,
-//! parallelprocesses / maxprocesses / ServerBusy, configuration errors with file:line, and
+//! parallelprocesses / maxprocesses / ServerBusy, a failing process (ProcessFailed), a reload
+//! on an edit of pywps.cfg, configuration errors with file:line, the shipped ini/wps.ini, and
 //! OWSLib as a real client (`WPS_OWSLIB_PYTHON`, installed by `.ci/test`).
 
 mod support;
@@ -630,4 +631,71 @@ async fn shipped_ini_serves_wps_next_to_mapproxy() {
     assert_eq!(r.text(), "Hello ini");
     let r = get(served.addr(), "/mapproxy/tms/1.0.0/", &[]).await;
     assert_eq!(r.status, 200, "MapProxy in the same urlmap: {}", r.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_process_and_a_cfg_edit() {
+    let s = site("");
+    // feature_count on something that is not GML: the process fails (a ProcessError), the
+    // answer is a document with ProcessFailed, synchronously and in the status document.
+    let run =
+        "/wps?service=WPS&request=Execute&identifier=feature_count&DataInputs=layer=not%2520xml";
+    let r = s.get(run).await;
+    assert_eq!(r.status, 200);
+    let t = r.text();
+    assert!(t.contains("<wps:ProcessFailed>"), "{t}");
+    assert!(
+        t.contains("<ows:ExceptionText>Process error: the GML does not parse"),
+        "{t}"
+    );
+    let r = s
+        .get(&format!("{run}&storeExecuteResponse=true&status=true"))
+        .await;
+    let loc = between(&r.text(), "statusLocation=\"", "\"").to_string();
+    let seen = poll_status(&s, &loc, "<wps:ProcessFailed>").await;
+    assert!(seen
+        .last()
+        .expect("doc")
+        .contains("Process error: the GML does not parse"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_of_pywps_cfg_reloads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write(
+        dir.path(),
+        "pywps.cfg",
+        "[metadata:main]\nidentification_title = before\n",
+    );
+    let ini = write(
+        dir.path(),
+        "wps.ini",
+        "[app:main]\nuse = egg:PyWPS#app\npywps_cfg = pywps.cfg\n",
+    );
+    let served = support::serve(
+        &[ini.to_str().expect("path"), "-b", "127.0.0.1:0", "--reload"],
+        None,
+    );
+    let caps = "/?service=WPS&request=GetCapabilities";
+    assert!(get(served.addr(), caps, &[])
+        .await
+        .text()
+        .contains("<ows:Title>before</ows:Title>"));
+    support::write_by_rename(&cfg, "[metadata:main]\nidentification_title = after\n");
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        if get(served.addr(), caps, &[])
+            .await
+            .text()
+            .contains("<ows:Title>after</ows:Title>")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "no reload within 20 s:\n{}",
+            served.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
