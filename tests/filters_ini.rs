@@ -46,6 +46,8 @@ const COVERED: &[&str] = &[
     // multiapp_serves_lists_and_rebuilds_projects) and tests/fcgi_binary.rs (the seeds' config.ini)
     "MapProxy#app",
     "MapProxy#multiapp",
+    // served through ini files in tests/wps_binary.rs (and the shipped ini/wps.ini)
+    "mapproxy-serve#wps",
 ];
 
 #[test]
