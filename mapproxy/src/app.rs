@@ -907,11 +907,12 @@ pub fn factory(
             }
         }
     }
+    // MapProxy ≤ 1.11's `log_conf`: its logging is configured from that file (Python's
+    // fileConfig ini, or a log4rs YAML) instead of this ini's logging sections
     if conf.get("log_conf").is_some_and(|v| !v.trim().is_empty()) {
-        ctx.warn(
-            conf.location_of("log_conf"),
-            "log_conf is not applied yet: configure MapProxy's loggers (mapproxy.*) in this ini's [loggers] sections",
-        );
+        if let Some(path) = conf.get_path("log_conf") {
+            ctx.logging_file(conf.location_of("log_conf"), path);
+        }
     }
     let trusted = conf
         .get("trusted_proxies")
