@@ -34,16 +34,16 @@ pub(crate) fn content_type_response(
     let mut res = Response::new(full_body(body));
     *res.status_mut() = status;
     let h = res.headers_mut();
-    set(h, "content-type", content_type);
+    set(h, http::header::CONTENT_TYPE, content_type);
     if content_type.starts_with("text/") || content_type.starts_with("application/") {
         h.insert(http::header::VARY, HeaderValue::from_static(VARY));
     }
     res
 }
 
-fn set(h: &mut HeaderMap, name: &'static str, value: &str) {
+fn set(h: &mut HeaderMap, name: HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
-        h.insert(HeaderName::from_static(name), v);
+        h.insert(name, v);
     }
 }
 
@@ -143,14 +143,14 @@ pub(crate) fn cached_response(
 ) -> Response<Body> {
     let mut res = content_type_response(StatusCode::OK, content_type, data);
     let h = res.headers_mut();
-    set(h, "etag", etag);
+    set(h, http::header::ETAG, etag);
     let ts = mtime.map(timestamp);
     if let Some(t) = mtime {
         // wsgiref's format_date_time: whole seconds (gmtime truncates)
         let secs = timestamp(t).floor();
         if (0.0..253_402_300_800.0).contains(&secs) {
             let t = UNIX_EPOCH + Duration::from_secs(secs as u64);
-            set(h, "last-modified", &httpdate::fmt_http_date(t));
+            set(h, http::header::LAST_MODIFIED, &httpdate::fmt_http_date(t));
         }
     }
     h.insert(http::header::CACHE_CONTROL, cache_control(max_age));
