@@ -1357,4 +1357,18 @@ async fn mapproxy_log_conf_configures_the_logging() {
         "the ini's console logging was replaced:\n{}",
         s.stderr()
     );
+    // a missing log_conf is reported and ignored, as MapProxy's app_factory does
+    let missing = write(
+        dir.path(),
+        "missing.ini",
+        "[app:main]\nuse = egg:MapProxy#app\nmapproxy_conf = %(here)s/mapproxy.yaml\n\
+         log_conf = %(here)s/nope.ini\n",
+    );
+    let r = run(&["check", path(&missing)], None);
+    assert_eq!(r.code(), Some(0), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("missing.ini:4") && r.stderr.contains("nope.ini not found"),
+        "{}",
+        r.stderr
+    );
 }

@@ -911,7 +911,18 @@ pub fn factory(
     // fileConfig ini, or a log4rs YAML) instead of this ini's logging sections
     if conf.get("log_conf").is_some_and(|v| !v.trim().is_empty()) {
         if let Some(path) = conf.get_path("log_conf") {
-            ctx.logging_file(conf.location_of("log_conf"), path);
+            if path.is_file() {
+                ctx.logging_file(conf.location_of("log_conf"), path);
+            } else {
+                // MapProxy's app_factory: "ERROR: log configuration %s not found." and on
+                ctx.warn(
+                    conf.location_of("log_conf"),
+                    format!(
+                        "log configuration {} not found; the ini's logging sections stay",
+                        path.display()
+                    ),
+                );
+            }
         }
     }
     let trusted = conf
