@@ -34,7 +34,23 @@ pub(crate) fn content_type_response(
     let mut res = Response::new(full_body(body));
     *res.status_mut() = status;
     let h = res.headers_mut();
-    set(h, http::header::CONTENT_TYPE, content_type);
+    // room for a tile answer's headers without growing
+    h.reserve(8);
+    match content_type {
+        "image/png" => {
+            h.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("image/png"),
+            );
+        }
+        "image/jpeg" => {
+            h.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("image/jpeg"),
+            );
+        }
+        _ => set(h, http::header::CONTENT_TYPE, content_type),
+    }
     if content_type.starts_with("text/") || content_type.starts_with("application/") {
         h.insert(http::header::VARY, HeaderValue::from_static(VARY));
     }
