@@ -32,6 +32,11 @@ struct Site {
 }
 
 fn site(server_cfg: &str) -> Site {
+    site_with(server_cfg, "")
+}
+
+/// [`site`], with more `[logging]` keys.
+fn site_with(server_cfg: &str, logging_cfg: &str) -> Site {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path().join("my conf"); // a space in the path, as %(here)s often has
     let port = free_port();
@@ -55,6 +60,7 @@ workdir = workdir
 
 [logging]
 level = INFO
+{logging_cfg}
 "
         ),
     );
@@ -635,7 +641,11 @@ async fn shipped_ini_serves_wps_next_to_mapproxy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_process_and_a_cfg_edit() {
-    let s = site("");
+    // `[logging] file` (relative to the cfg) and `format`: PyWPS's FileHandler on PYWPS
+    let s = site_with(
+        "",
+        "file = pywps.log\nformat = %(levelname)s %(name)s: %(message)s",
+    );
     // feature_count on something that is not GML: the process fails (a ProcessError), the
     // answer is a document with ProcessFailed, synchronously and in the status document.
     let run =
@@ -657,6 +667,16 @@ async fn a_failing_process_and_a_cfg_edit() {
         .last()
         .expect("doc")
         .contains("Process error: the GML does not parse"));
+    let log = s.dir.join("pywps.log");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("ERROR PYWPS: Process error: the GML does not parse") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "PYWPS log file: {text:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -311,10 +311,11 @@ impl Reloader {
         let before = Self::hash_all(&old_files);
         match build(&self.args, &self.vars, &self.runtime) {
             Ok(mut b) => {
-                if let Err(e) = self
-                    .log
-                    .apply(b.logging.as_ref(), &b.context.console_loggers)
-                {
+                if let Err(e) = self.log.apply_with(
+                    b.logging.as_ref(),
+                    &b.context.console_loggers,
+                    &b.context.file_loggers,
+                ) {
                     self.remember(&old_files, &before);
                     log::error!(target: TARGET, "reload failed, still serving the previous configuration:\n{e}");
                     // The new stack never served: its shutdown work runs now.
@@ -479,7 +480,11 @@ pub(super) fn run(args: ServeArgs) -> i32 {
         }
     };
     print_warnings(&built.warnings());
-    if let Err(e) = log.apply(built.logging.as_ref(), &built.context.console_loggers) {
+    if let Err(e) = log.apply_with(
+        built.logging.as_ref(),
+        &built.context.console_loggers,
+        &built.context.file_loggers,
+    ) {
         print_errors(&e);
         return EXIT_CONFIG;
     }

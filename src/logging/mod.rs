@@ -81,6 +81,7 @@ use crate::error::{ConfigError, ConfigErrors};
 use append::Shared;
 use config::{HandlerKind, IniConfig, Source};
 use format::Formatter;
+use mapproxy_serve_core::build::FileLogger;
 use writer::FileSink;
 use yaml::Log4rsYaml;
 
@@ -389,6 +390,50 @@ impl Plan {
         self
     }
 
+    /// The file handlers a build asked for (PyWPS's `[logging] file`): a `FileHandler` with
+    /// the given format on the logger, whose level is set; it keeps propagating.
+    fn with_file_handlers(mut self, requests: &[FileLogger]) -> Result<Plan, ConfigErrors> {
+        let mut errors = ConfigErrors::new();
+        for r in requests {
+            let formatter = match Formatter::new(Some(&r.format), None) {
+                Ok(f) => f,
+                Err(e) => {
+                    errors.push(r.location.error(format!("log format: {e}")));
+                    continue;
+                }
+            };
+            let conf = config::FileConf {
+                path: r.path.clone(),
+                append: true,
+                delay: false,
+                rotation: config::Rotation::None,
+            };
+            let sink = match FileSink::open(&conf) {
+                Ok(s) => s,
+                Err(e) => {
+                    errors.push(
+                        r.location
+                            .error(format!("cannot open log file '{}': {e}", r.path.display())),
+                    );
+                    continue;
+                }
+            };
+            let appender = self.add_appender(
+                &format!("file {}", r.logger),
+                0,
+                Box::new(FileAppender::new(sink, PyEncoder::new(formatter))),
+            );
+            let node = self.logger(&r.logger);
+            node.appenders.push(appender);
+            node.level = r.level;
+        }
+        if errors.is_empty() {
+            Ok(self)
+        } else {
+            Err(errors)
+        }
+    }
+
     /// The appenders an embedding program added, on their loggers.
     fn with_extra(mut self, extra: &[(String, Shared)]) -> Plan {
         for (logger, appender) in extra {
@@ -581,6 +626,7 @@ impl Runtime {
         cfg: Option<&LoggingConfig>,
         verbosity: i8,
         console_loggers: &[(String, u32)],
+        file_loggers: &[FileLogger],
         extra: &[(String, Shared)],
     ) -> Result<Runtime, ConfigErrors> {
         let plan = match cfg.map(|c| &c.source) {
@@ -589,6 +635,7 @@ impl Runtime {
             Some(Source::Log4rs(y)) => Plan::from_yaml(y)?,
         };
         plan.with_console_handlers(console_loggers)
+            .with_file_handlers(file_loggers)?
             .with_extra(extra)
             .into_runtime()
     }
@@ -618,6 +665,7 @@ struct Global {
 struct Applied {
     cfg: Option<LoggingConfig>,
     console_loggers: Vec<(String, u32)>,
+    file_loggers: Vec<FileLogger>,
     verbosity: i8,
     extra: Vec<(String, Shared)>,
 }
@@ -629,7 +677,7 @@ fn global() -> &'static Global {
         let _ = encode::start();
         Global {
             current: ArcSwap::from_pointee(
-                Runtime::build(None, 0, &[], &[]).expect("the default configuration builds"),
+                Runtime::build(None, 0, &[], &[], &[]).expect("the default configuration builds"),
             ),
             last: Mutex::new(Applied::default()),
         }
@@ -796,11 +844,29 @@ impl LogHandle {
         cfg: Option<&LoggingConfig>,
         console_loggers: &[(String, u32)],
     ) -> Result<(), ConfigErrors> {
+        self.apply_with(cfg, console_loggers, &[])
+    }
+
+    /// [`apply`](LogHandle::apply), with the file handlers a build asked for
+    /// ([`BuildContext::file_logger`](mapproxy_serve_core::build::BuildContext::file_logger)).
+    pub fn apply_with(
+        &self,
+        cfg: Option<&LoggingConfig>,
+        console_loggers: &[(String, u32)],
+        file_loggers: &[FileLogger],
+    ) -> Result<(), ConfigErrors> {
         let g = global();
         let mut last = g.last.lock().unwrap_or_else(|e| e.into_inner());
-        let rt = Runtime::build(cfg, self.verbosity, console_loggers, &last.extra)?;
+        let rt = Runtime::build(
+            cfg,
+            self.verbosity,
+            console_loggers,
+            file_loggers,
+            &last.extra,
+        )?;
         last.cfg = cfg.cloned();
         last.console_loggers = console_loggers.to_vec();
+        last.file_loggers = file_loggers.to_vec();
         last.verbosity = self.verbosity;
         Self::install(rt);
         Ok(())
@@ -823,6 +889,7 @@ impl LogHandle {
             last.cfg.as_ref(),
             last.verbosity,
             &last.console_loggers,
+            &last.file_loggers,
             &last.extra,
         );
         match rt {

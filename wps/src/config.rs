@@ -91,8 +91,10 @@ pub struct WpsConfig {
     pub log_level: u32,
     /// `[logging] level` as written (ProcessFailed shows the error only at DEBUG, as PyWPS).
     pub log_level_name: String,
-    /// `[logging] file`, if set (not applied: see README; a warning says so).
+    /// `[logging] file`, if set: PyWPS's `FileHandler` on the logger `PYWPS`.
     pub log_file: Option<Value>,
+    /// `[logging] format` (read raw, as PyWPS's RAW_OPTIONS).
+    pub log_format: String,
     /// `[logging] database`, if set in a file (not used: jobs are tracked in memory).
     pub log_database: Option<Value>,
     /// The files read, in order.
@@ -298,6 +300,8 @@ impl WpsConfig {
         let clean = get("server", "cleantempdir");
         let level = get("logging", "level");
         let log_file = get("logging", "file").filter(|v| !v.text.trim().is_empty());
+        let log_format =
+            get("logging", "format").map_or_else(|| DEFAULT_LOG_FORMAT.to_string(), |v| v.text);
         let log_database = get("logging", "database");
 
         let mut m = |key: &str, default: &str| text(&get("metadata:main", key), default);
@@ -426,12 +430,16 @@ impl WpsConfig {
             log_level,
             log_level_name: level_text.trim().to_string(),
             log_file,
+            log_format,
             log_database: log_database.filter(|v| v.location.is_some()),
             files: Vec::new(),
         };
         errors.into_result(cfg)
     }
 }
+
+/// PyWPS's default `[logging] format`.
+pub const DEFAULT_LOG_FORMAT: &str = "%(asctime)s] [%(levelname)s] file=%(pathname)s line=%(lineno)s module=%(module)s function=%(funcName)s %(message)s";
 
 fn bad(v: &Option<Value>, key: &str, text: &str, expected: &str) -> ConfigError {
     let msg = format!("key '{key}': {text:?} is not {expected}");

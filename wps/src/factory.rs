@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use mapproxy_serve_client::{ClientConfig, HttpClient};
-use mapproxy_serve_core::build::BuildContext;
+use mapproxy_serve_core::build::{BuildContext, FileLogger};
 use mapproxy_serve_core::config::FactoryConf;
 use mapproxy_serve_core::error::{ConfigErrors, Location};
 use mapproxy_serve_core::App;
@@ -98,13 +98,28 @@ pub fn build(conf: &FactoryConf, ctx: &mut BuildContext) -> Result<App, ConfigEr
     if !errors.is_empty() {
         return Err(errors);
     }
-    for (v, what) in [
-        (&cfg.log_file, "[logging] file is not applied: configure the logger PYWPS in the ini's [loggers] sections"),
-        (&cfg.log_database, "[logging] database is not used: jobs are tracked in memory"),
-    ] {
-        if let Some(loc) = v.as_ref().and_then(|v| v.location.clone()) {
-            ctx.warn(loc, what);
-        }
+    // PyWPS's Service: with `[logging] file` (and a level), the logger PYWPS gets that level
+    // and a FileHandler with `[logging] format`; the ini's logging sections still apply to
+    // everything else.
+    if let Some(file) = &cfg.log_file {
+        let path = PathBuf::from(file.text.trim());
+        let path = match (&file.here, path.is_relative()) {
+            (Some(here), true) => here.join(path),
+            _ => path,
+        };
+        ctx.file_logger(FileLogger {
+            logger: "PYWPS".into(),
+            level: cfg.log_level,
+            path,
+            format: cfg.log_format.clone(),
+            location: file.location.clone().unwrap_or_else(|| origin.clone()),
+        });
+    }
+    if let Some(loc) = cfg.log_database.as_ref().and_then(|v| v.location.clone()) {
+        ctx.warn(
+            loc,
+            "[logging] database is not used: jobs are tracked in memory",
+        );
     }
     for dir in [&cfg.outputpath, &cfg.workdir] {
         if let Err(e) = std::fs::create_dir_all(dir) {
