@@ -1,11 +1,12 @@
 //! A MapProxy app from a `mapproxy.yaml`: the configuration compiled, in this one place, into
 //! caches, sources, tile managers and the layers the services serve.
 //!
-//! What is built today: `file` caches (every layout) of `tile`, `wms` and `debug` sources (one
-//! source per cache), tile layers from layers whose source is a cache, the services `tms`
-//! (`/tms`, `/tiles`), `kml`, `wmts` (REST and KVP) and `demo`. Everything else the YAML may
-//! say is an error naming the file, line and YAML path ("not supported yet"), never silently
-//! ignored: several sources per cache, caches as sources, other cache and source types.
+//! What is built today: `file` caches (every layout) of `tile`, `wms` and `debug` sources
+//! (several merged in order: [`MergedSource`]), tile layers from layers whose source is a
+//! cache, the services `tms` (`/tms`, `/tiles`), `kml`, `wmts` (REST and KVP), `wms` and
+//! `demo`. Everything else the YAML may say is an error naming the file, line and YAML path
+//! ("not supported yet"), never silently ignored: caches as sources, tile sources merged with
+//! WMS ones, other cache and source types.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,8 +30,8 @@ use crate::service::wms::{
 };
 use crate::service::{KmlConfig, MapProxyService, ServiceConfig, TileLayer, TmsConfig, WmtsConfig};
 use crate::source::{
-    DebugSource, HttpOpts, MapSource, OnError, OnErrorResponse, SourceHttp, TileSource,
-    TileUrlTemplate, WmsSource, WmsVersion,
+    DebugSource, HttpOpts, MapSource, MergedSource, OnError, OnErrorResponse, SourceHttp,
+    TileSource, TileUrlTemplate, WmsSource, WmsVersion,
 };
 use crate::srs::Srs;
 use crate::tile_manager::{MetaSettings, TileManager};
@@ -771,22 +772,38 @@ fn compile_cache(
             format!("cache '{name}': {key} is not supported yet"),
         ));
     }
-    let source_name = match cache.sources.as_slice() {
-        [one] => one,
+    let (mut parts, metatiling, transparent) = match cache.sources.as_slice() {
+        [one] => {
+            let (src, meta, tr) = compile_source(conf, grids, cache, one)?;
+            (vec![src], meta, tr)
+        }
         [] => {
             return Err(err(
                 &cache.loc,
                 format!("cache '{name}': caches without sources are not supported yet"),
             ))
         }
-        _ => {
-            return Err(err(
-                &cache.loc,
-                format!("cache '{name}': several sources in one cache are not supported yet"),
-            ))
+        several => {
+            // merged in list order, the first at the bottom (MapProxy's LayerMerger); all
+            // asked for meta tiles, or all tile sources asked tile by tile
+            let mut parts = Vec::new();
+            let (mut metatiling, mut transparent) = (None, false);
+            for s in several {
+                let (src, meta, tr) = compile_source(conf, grids, cache, s)?;
+                if *metatiling.get_or_insert(meta) != meta {
+                    return Err(err(
+                        &cache.loc,
+                        format!(
+                            "cache '{name}': tile sources merged with WMS or debug sources are not supported yet"
+                        ),
+                    ));
+                }
+                transparent |= tr;
+                parts.push(src);
+            }
+            (parts, metatiling.unwrap_or(true), transparent)
         }
     };
-    let (source, metatiling, transparent) = compile_source(conf, grids, cache, source_name)?;
     let layout = match &cache.cache.directory_layout {
         Some(l) => DirectoryLayout::parse(l).map_err(|e| err(&cache.cache.loc, e.to_string()))?,
         None => DirectoryLayout::Tc,
@@ -797,6 +814,23 @@ fn compile_cache(
     opts.transparent = transparent;
     opts.paletted = g.image.paletted;
     opts.jpeg_quality = g.image.jpeg_quality;
+    let source: Arc<dyn MapSource> = match parts.pop() {
+        Some(one) if parts.is_empty() => one,
+        last => {
+            parts.extend(last);
+            // a meta image is cut and encoded by the tile manager: merged losslessly; a
+            // merged tile is stored as the cache encodes it
+            let out = if metatiling {
+                let mut o = ImageOpts::new(ImageFormat::png());
+                o.transparent = transparent;
+                o.paletted = false;
+                o
+            } else {
+                opts.clone()
+            };
+            Arc::new(MergedSource::new(parts, out))
+        }
+    };
     let link = match cache.link_single_color_images {
         LinkSingleColor::No => None,
         LinkSingleColor::Symlink => Some(LinkMode::Symlink),

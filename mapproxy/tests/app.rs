@@ -175,7 +175,25 @@ async fn upstream() -> Upstream {
                     let res = if path == "/service" {
                         let w = query_param(&query, "width").and_then(|v| v.parse().ok());
                         let h = query_param(&query, "height").and_then(|v| v.parse().ok());
+                        let top = query_param(&query, "layers").as_deref() == Some("top");
                         match (w, h) {
+                            // layer "top": the left half transparent, the right half blue
+                            (Some(w), Some(h)) if top && w <= 4096 && h <= 4096 => {
+                                let img = image::RgbaImage::from_fn(w, h, |x, _| {
+                                    image::Rgba(if x < w / 2 {
+                                        [0, 0, 0, 0]
+                                    } else {
+                                        [0, 0, 255, 255]
+                                    })
+                                });
+                                let mut out = std::io::Cursor::new(Vec::new());
+                                img.write_to(&mut out, image::ImageFormat::Png)
+                                    .expect("encode");
+                                Response::builder()
+                                    .header("content-type", "image/png")
+                                    .body(http_body_util::Full::new(Bytes::from(out.into_inner())))
+                                    .expect("response")
+                            }
                             (Some(w), Some(h)) if w <= 4096 && h <= 4096 => Response::builder()
                                 .header("content-type", "image/png")
                                 .body(http_body_util::Full::new(Bytes::from(png(
@@ -354,4 +372,43 @@ fn options_not_supported_yet_are_errors_and_expires_hours_keeps_fractions() {
     .expect("write");
     let built = mapproxy_serve_mapproxy::app::build(&path).expect("builds");
     assert_eq!(built.service.config().max_age, 1800);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_sources_of_a_cache_are_merged_in_order() {
+    let up = upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let yaml = format!(
+        "services:\n  tms:\n\
+         layers:\n  - name: m\n    title: M\n    sources: [m_cache]\n\
+         caches:\n  m_cache:\n    grids: [GLOBAL_GEODETIC]\n    sources: [bottom, top]\n    format: image/png\n\
+         sources:\n  bottom:\n    type: wms\n    req:\n      url: http://{0}/service?\n      layers: bottom\n\
+         \x20 top:\n    type: wms\n    req:\n      url: http://{0}/service?\n      layers: top\n      transparent: true\n",
+        up.addr
+    );
+    let app = build(tmp.path(), &yaml);
+    // one meta tile of 512×256: each source asked once for it, the top laid over the bottom
+    let (status, _, left) = get(&app, "/tms/1.0.0/m/EPSG4326/0/0/0.png").await;
+    assert_eq!(status, 200);
+    let (status, _, right) = get(&app, "/tms/1.0.0/m/EPSG4326/0/1/0.png").await;
+    assert_eq!(status, 200);
+    let left = image::load_from_memory(&left).expect("png").to_rgba8();
+    let right = image::load_from_memory(&right).expect("png").to_rgba8();
+    assert_eq!(
+        left.get_pixel(100, 100).0,
+        [0, 128, 0, 255],
+        "the bottom shows through"
+    );
+    assert_eq!(
+        right.get_pixel(100, 100).0,
+        [0, 0, 255, 255],
+        "the top covers it"
+    );
+    let mut seen = up.seen.lock().expect("seen").clone();
+    seen.sort();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(
+        seen[0].contains("layers=bottom") && seen[1].contains("layers=top"),
+        "{seen:?}"
+    );
 }
