@@ -36,7 +36,11 @@ pub enum GridError {
     /// 102113 have).
     NeedBbox { srs: u32 },
     /// `bbox_srs` cannot be transformed into `srs`.
-    BboxSrs { srs: u32, bbox_srs: u32, why: String },
+    BboxSrs {
+        srs: u32,
+        bbox_srs: u32,
+        why: String,
+    },
     /// `origin` is none of `ll`, `sw`, `ul`, `nw` (any case).
     UnknownOrigin(String),
     /// Keys that cannot go together (MapProxy asserts): `res` with `min_res`, `max_res` or
@@ -239,11 +243,7 @@ pub fn tile_grid(
     let srs = conf.srs.unwrap_or(900913);
     let bbox = match (conf.bbox, conf.bbox_srs) {
         (Some(b), Some(bbox_srs)) if bbox_srs != srs => {
-            let fail = |why: String| GridError::BboxSrs {
-                srs,
-                bbox_srs,
-                why,
-            };
+            let fail = |why: String| GridError::BboxSrs { srs, bbox_srs, why };
             let from = crate::srs::Srs::get(&format!("EPSG:{bbox_srs}"))
                 .map_err(|e| fail(e.to_string()))?;
             let to =

@@ -412,3 +412,24 @@ async fn several_sources_of_a_cache_are_merged_in_order() {
         "{seen:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kml_of_a_utm_grid_as_mapproxy_7() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let yaml = "services:\n  kml:\n\
+         layers:\n  - name: d\n    title: D\n    sources: [c]\n\
+         caches:\n  c:\n    grids: [utm32]\n    sources: [dbg]\n\
+         sources:\n  dbg:\n    type: debug\n\
+         grids:\n  utm32:\n    srs: 'EPSG:25832'\n    bbox: [280000, 5200000, 920000, 6100000]\n    origin: sw\n    num_levels: 5\n";
+    let app = build(tmp.path(), yaml);
+    let (status, _, body) = get(&app, "/kml/d/EPSG25832/0/0/0.kml").await;
+    assert_eq!(status, 200);
+    let body = String::from_utf8_lossy(&body);
+    // what MapProxy 7.0.0 answers (transform_bbox_to(SRS(4326), with_points=4))
+    assert!(
+        body.contains(
+            "<LatLonAltBox>\n        <north>54.998171</north><south>46.820887</south>\n        <east>15.549430</east><west>5.560259</west>\n      </LatLonAltBox>"
+        ),
+        "{body}"
+    );
+}

@@ -216,8 +216,9 @@ pub fn grid_url_name(grid: &TileGrid, grid_name: &str, use_grid_names: bool) -> 
     }
 }
 
-/// A bbox in EPSG:4326, 3857 or 900913 as WGS84 longitudes and latitudes; `None` for any
-/// other SRS (the caller passes those).
+/// A bbox as WGS84 longitudes and latitudes: EPSG:4326 as it is, web mercator by its
+/// formula, any other SRS as MapProxy's `transform_bbox_to(SRS(4326))` (16 envelope points);
+/// `None` when the SRS is unknown or the transformation fails.
 pub fn wgs84_bbox(srs: u32, bbox: Bbox) -> Option<Bbox> {
     match srs {
         4326 => Some(bbox),
@@ -229,7 +230,12 @@ pub fn wgs84_bbox(srs: u32, bbox: Bbox) -> Option<Bbox> {
                 |y: f64| (2.0 * (y / R).exp().atan() - std::f64::consts::FRAC_PI_2).to_degrees();
             Some([lon(bbox[0]), lat(bbox[1]), lon(bbox[2]), lat(bbox[3])])
         }
-        _ => None,
+        // MapProxy: SRS(srs).transform_bbox_to(SRS(4326), bbox)
+        _ => {
+            let from = crate::srs::Srs::get(&format!("EPSG:{srs}")).ok()?;
+            let wgs84 = crate::srs::Srs::get("EPSG:4326").ok()?;
+            from.transform_bbox_to(&wgs84, bbox).ok()
+        }
     }
 }
 
