@@ -433,3 +433,47 @@ async fn kml_of_a_utm_grid_as_mapproxy_7() {
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_capabilities_views_show_the_apps_own_documents() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let yaml = "services:\n  demo:\n  tms:\n  wmts:\n\
+         layers:\n  - name: d\n    title: D\n    sources: [c]\n\
+         caches:\n  c:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [dbg]\n\
+         sources:\n  dbg:\n    type: debug\n";
+    let app = build(tmp.path(), yaml);
+    for (query, service, doc) in [
+        ("tms_capabilities", "TMS", "&lt;TileMapService"),
+        (
+            "tms_capabilities&layer=d&srs=EPSG3857",
+            "TMS",
+            "&lt;TileMap version=&quot;1.0.0&quot;&gt;",
+        ),
+        (
+            "wmts_capabilities",
+            "WMTS",
+            "&lt;Capabilities xmlns=&quot;http://www.opengis.net/wmts/1.0&quot;",
+        ),
+        (
+            "wmts_capabilities_kvp",
+            "WMTS",
+            "&lt;ows:Identifier&gt;d&lt;/ows:Identifier&gt;",
+        ),
+    ] {
+        let (status, headers, body) = get(&app, &format!("/demo/?{query}")).await;
+        assert_eq!(status, 200, "{query}");
+        assert!(headers["content-type"]
+            .to_str()
+            .unwrap_or("")
+            .starts_with("text/html"));
+        let body = String::from_utf8_lossy(&body);
+        assert!(
+            body.contains(&format!("<h2>{service} GetCapabilities</h2>")),
+            "{query}: {body}"
+        );
+        assert!(body.contains(doc), "{query}: {body}");
+    }
+    // a capabilities document the app does not have: its own error, as MapProxy's urlopen
+    let (status, _, _) = get(&app, "/demo/?tms_capabilities&layer=nope&srs=EPSG3857").await;
+    assert_eq!(status, 404);
+}

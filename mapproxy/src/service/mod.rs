@@ -522,6 +522,9 @@ impl MapProxyService {
                     self.authorized_demo(&ctx)
                 };
                 Some(match input {
+                    Ok(_) if demo::capabilities_target(&pq).is_some() => {
+                        self.demo_capabilities(req, &ctx, &pq).await
+                    }
                     Ok(input) => {
                         demo::handle_with_headers(&pq, req.headers(), &ctx.script_url(), &input)
                     }
@@ -541,6 +544,51 @@ impl MapProxyService {
             return self.welcome(&ctx.script_url());
         }
         response::mimetype_response(StatusCode::NOT_FOUND, "text/plain", "not found")
+    }
+
+    /// The demo's capabilities views (`?wms_capabilities`, `?tms_capabilities&layer=..&srs=..`,
+    /// ...): the document answered by this app itself, with the request's headers and
+    /// extensions (so the authorizer and the forwarded URL apply), escaped into the page.
+    /// MapProxy fetches it over HTTP from its own URL (or the public one with
+    /// `type=external`); here no request leaves the process, and both show the public URL.
+    async fn demo_capabilities(
+        &self,
+        req: &Request<()>,
+        ctx: &Ctx<'_>,
+        path_and_query: &str,
+    ) -> Response<Body> {
+        use http_body_util::BodyExt;
+        let Some(target) = demo::capabilities_target(path_and_query) else {
+            return response::mimetype_response(StatusCode::NOT_FOUND, "text/plain", "not found");
+        };
+        let Ok(uri) = target.path_and_query.parse::<http::Uri>() else {
+            return response::mimetype_response(StatusCode::NOT_FOUND, "text/plain", "not found");
+        };
+        let mut inner = Request::new(());
+        *inner.uri_mut() = uri;
+        *inner.headers_mut() = req.headers().clone();
+        *inner.extensions_mut() = req.extensions().clone();
+        inner
+            .extensions_mut()
+            .remove::<mapproxy_serve_core::environ::EmptyPathInfo>();
+        let res = Box::pin(self.dispatch(&inner)).await;
+        if !res.status().is_success() {
+            // MapProxy: urlopen raises, the demo answers its internal error
+            return res;
+        }
+        let Ok(body) = res.into_body().collect().await else {
+            return response::mimetype_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "text/plain",
+                "internal error",
+            );
+        };
+        let url = format!("{}{}", ctx.script_url(), target.path_and_query);
+        demo::capabilities_page(
+            target.service,
+            &url,
+            &String::from_utf8_lossy(&body.to_bytes()),
+        )
     }
 
     /// `authorized_demo`: the demo's input as the authorizer allows it.
