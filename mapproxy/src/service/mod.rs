@@ -195,6 +195,9 @@ pub struct TileLayer {
     pub wgs84_bbox: Option<Bbox>,
     /// The grid as the TMS and KML services present it, computed on first use.
     pub(crate) service_grid: std::sync::OnceLock<tms::ServiceGrid>,
+    /// Whether WMTS can serve the grid (every level from the upper left), computed on first
+    /// use: the answer walks every level, and WMTS asks it of every layer per tile.
+    pub(crate) wmts_compatible: std::sync::OnceLock<bool>,
 }
 
 impl std::fmt::Debug for TileLayer {
@@ -261,7 +264,16 @@ impl TileLayer {
             bbox,
             wgs84_bbox: wgs84,
             service_grid: std::sync::OnceLock::new(),
+            wmts_compatible: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Can WMTS serve this layer's grid (`supports_access_with_origin('ul')`)?
+    pub fn wmts_compatible(&self) -> bool {
+        *self.wmts_compatible.get_or_init(|| {
+            self.grid
+                .supports_access_with_origin(crate::grid::Origin::UpperLeft)
+        })
     }
 
     /// The grid segment of this layer's TMS/KML URLs (MapProxy's `md['name_path'][1]`).
