@@ -517,3 +517,285 @@ for c in json.load(sys.stdin):
         checks.len()
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// One behaviour table over every cache type: file, mbtiles, sqlite, geopackage (one file and one
+// per level) and redis (a real redis-server on a loopback port).
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mapproxy_serve_mapproxy::cache::{
+    GeoPackageCache, GpkgTable, MbTilesCache, RedisCache, RedisOptions, SqliteCache,
+};
+use mapproxy_serve_mapproxy::grid::global_webmercator;
+use support::redis::RedisServer;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    File,
+    MbTiles,
+    Sqlite,
+    GeoPackage,
+    GeoPackageLevels,
+    Redis,
+}
+
+const KINDS: [Kind; 6] = [
+    Kind::File,
+    Kind::MbTiles,
+    Kind::Sqlite,
+    Kind::GeoPackage,
+    Kind::GeoPackageLevels,
+    Kind::Redis,
+];
+
+/// How a kind reports tile times: exactly what `store` returned, to the second, unknown (the
+/// epoch: MBTiles and GeoPackage have no tile times), or derived (Redis: from the key's ttl).
+fn time_kind(k: Kind) -> &'static str {
+    match k {
+        Kind::File => "exact",
+        Kind::Sqlite => "seconds",
+        Kind::MbTiles | Kind::GeoPackage | Kind::GeoPackageLevels => "epoch",
+        Kind::Redis => "derived",
+    }
+}
+
+/// A cache of `kind` in `dir` (a Redis prefix named after `dir` on `redis`). `ttl`: seconds
+/// (sqlite, redis).
+fn open_cache(
+    kind: Kind,
+    dir: &Path,
+    redis: Option<&RedisServer>,
+    ttl: f64,
+) -> Option<Arc<dyn TileCache>> {
+    let grid = global_webmercator();
+    let timeout = Duration::from_secs(30);
+    Some(match kind {
+        Kind::File => Arc::new(FileCache::new(dir.join("file"), DirectoryLayout::Tc, "png")),
+        Kind::MbTiles => {
+            Arc::new(MbTilesCache::open(dir.join("c.mbtiles"), timeout).expect("mbtiles"))
+        }
+        Kind::Sqlite => Arc::new(SqliteCache::new(dir.join("sqlite"), timeout, ttl as u64)),
+        Kind::GeoPackage => Arc::new(
+            GeoPackageCache::open(
+                dir.join("c.gpkg"),
+                GpkgTable::new("c_GLOBAL_WEBMERCATOR", &grid).expect("table"),
+                timeout,
+            )
+            .expect("gpkg"),
+        ),
+        Kind::GeoPackageLevels => Arc::new(GeoPackageCache::levels(
+            dir.join("gpkg_levels"),
+            GpkgTable::new("c_GLOBAL_WEBMERCATOR", &grid).expect("table"),
+            timeout,
+        )),
+        Kind::Redis => {
+            let server = redis?;
+            let mut o = RedisOptions::new(dir.to_string_lossy());
+            o.port = server.port;
+            o.ttl = ttl;
+            Arc::new(RedisCache::new(&o).expect("redis"))
+        }
+    })
+}
+
+fn secs_of(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH).expect("after epoch").as_secs_f64()
+}
+
+/// Polls `f` until it is true or `secs` pass.
+fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
+#[test]
+fn every_cache_type_passes_the_behaviour_table() {
+    let redis = RedisServer::start("every_cache_type_passes_the_behaviour_table (redis rows)");
+    let a = encode(&varied(), &ImageOpts::new(ImageFormat::png())).expect("encode");
+    let b = encode(&two_colors(), &ImageOpts::new(ImageFormat::png())).expect("encode");
+    let mut ran = Vec::new();
+    for kind in KINDS {
+        let dir = tmp_dir(&format!("table-{kind:?}"));
+        let Some(cache) = open_cache(kind, &dir, redis.as_ref(), 3600.0) else {
+            continue;
+        };
+        let k = format!("{kind:?}");
+        // nothing stored
+        let c = (5, 6, 7);
+        assert!(cache.load(c).expect("load").is_none(), "{k}");
+        assert!(!cache.is_cached(c).expect("is_cached"), "{k}");
+        // store, load, is_cached, the stored time
+        let before = SystemTime::now();
+        let stored = cache.store(c, &a).expect("store");
+        let after = SystemTime::now();
+        let got = cache.load(c).expect("load").expect("stored tile");
+        assert_eq!(&got.data[..], &a[..], "{k}");
+        assert!(cache.is_cached(c).expect("is_cached"), "{k}");
+        match time_kind(kind) {
+            "exact" => assert_eq!(Some(got.mtime), stored, "{k}"),
+            "seconds" => {
+                assert_eq!(Some(got.mtime), stored, "{k}");
+                assert_eq!(secs_of(got.mtime), secs_of(before).floor(), "{k}");
+            }
+            "epoch" => assert_eq!(got.mtime, UNIX_EPOCH, "{k}"),
+            _ => {
+                let t = secs_of(got.mtime);
+                assert!(
+                    t >= secs_of(before) - 0.1 && t <= secs_of(after) + 0.1,
+                    "{k}: {t} not in [{}, {}]",
+                    secs_of(before),
+                    secs_of(after)
+                );
+            }
+        }
+        // the same coordinates in other orders and levels are other tiles
+        for other in [(6, 5, 7), (5, 6, 8), (5, 6, 6), (5, 7, 7)] {
+            assert!(!cache.is_cached(other).expect("is_cached"), "{k} {other:?}");
+        }
+        // replace
+        cache.store(c, &b).expect("store");
+        assert_eq!(&cache.load(c).expect("load").expect("tile").data[..], &b[..], "{k}");
+        // level 0 and big coordinates
+        cache.store((0, 0, 0), &a).expect("store");
+        cache.store((262_143, 262_143, 18), &b).expect("store");
+        assert_eq!(&cache.load((0, 0, 0)).expect("load").expect("z0").data[..], &a[..]);
+        assert_eq!(
+            &cache.load((262_143, 262_143, 18)).expect("load").expect("z18").data[..],
+            &b[..]
+        );
+        // a second instance on the same storage (another process) sees the tiles
+        let again = open_cache(kind, &dir, redis.as_ref(), 3600.0).expect("reopen");
+        assert_eq!(&again.load(c).expect("load").expect("tile").data[..], &b[..], "{k}");
+        // remove, twice
+        again.remove(c).expect("remove");
+        assert!(cache.load(c).expect("load").is_none(), "{k}");
+        assert!(!cache.is_cached(c).expect("is_cached"), "{k}");
+        cache.remove(c).expect("remove of a missing tile");
+        assert!(cache.is_cached((0, 0, 0)).expect("is_cached"), "{k}");
+        ran.push(k);
+    }
+    println!("behaviour table ran for: {}", ran.join(", "));
+}
+
+/// `ttl`: an expired tile is not cached (sqlite: MapProxy's last_modified condition; redis:
+/// the key's expiry).
+#[test]
+fn ttl_expires_tiles() {
+    let redis = RedisServer::start("ttl_expires_tiles (redis row)");
+    let a = encode(&varied(), &ImageOpts::new(ImageFormat::png())).expect("encode");
+    for (kind, ttl) in [(Kind::Sqlite, 1.0), (Kind::Redis, 0.3)] {
+        let dir = tmp_dir(&format!("ttl-{kind:?}"));
+        let Some(cache) = open_cache(kind, &dir, redis.as_ref(), ttl) else {
+            continue;
+        };
+        cache.store((1, 1, 1), &a).expect("store");
+        assert!(cache.is_cached((1, 1, 1)).expect("is_cached"), "{kind:?}");
+        assert!(
+            eventually(5, || !cache.is_cached((1, 1, 1)).expect("is_cached")),
+            "{kind:?}: the tile did not expire"
+        );
+        assert!(cache.load((1, 1, 1)).expect("load").is_none(), "{kind:?}");
+        // stored again, it is fresh again
+        cache.store((1, 1, 1), &a).expect("store");
+        assert!(cache.load((1, 1, 1)).expect("load").is_some(), "{kind:?}");
+    }
+}
+
+/// A tile of `len` bytes whose content says what it is: 8 bytes seed, 4 bytes length, then
+/// bytes derived from the seed; [`check_payload`] tells a whole tile from a torn one.
+fn payload(seed: u64, len: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len);
+    v.extend_from_slice(&seed.to_le_bytes());
+    v.extend_from_slice(&(len as u32).to_le_bytes());
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    while v.len() < len {
+        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        v.push((s >> 33) as u8);
+    }
+    v
+}
+
+fn check_payload(data: &[u8]) -> bool {
+    if data.len() < 12 {
+        return false;
+    }
+    let seed = u64::from_le_bytes(data[..8].try_into().expect("8 bytes"));
+    let len = u32::from_le_bytes(data[8..12].try_into().expect("4 bytes")) as usize;
+    len == data.len() && payload(seed, len) == data
+}
+
+/// Writers and readers on the same tiles at once, through two instances of each cache (two
+/// connection pools, as two processes): no error ("database is locked" included), and every
+/// tile read is whole.
+#[test]
+fn concurrent_readers_and_writers() {
+    let redis = RedisServer::start("concurrent_readers_and_writers (redis row)");
+    const THREADS: usize = 8;
+    const OPS: usize = 150;
+    for kind in KINDS {
+        let dir = tmp_dir(&format!("conc-{kind:?}"));
+        let Some(one) = open_cache(kind, &dir, redis.as_ref(), 3600.0) else {
+            continue;
+        };
+        let two = open_cache(kind, &dir, redis.as_ref(), 3600.0).expect("second instance");
+        let coords: Vec<(i64, i64, usize)> =
+            (0..12).map(|i| (i % 4, i / 4, 3 + (i as usize % 2))).collect();
+        let start = Instant::now();
+        let mut handles = Vec::new();
+        for t in 0..THREADS {
+            let cache = if t % 2 == 0 { one.clone() } else { two.clone() };
+            let coords = coords.clone();
+            handles.push(std::thread::spawn(move || {
+                let (mut reads, mut writes, mut hits) = (0, 0, 0);
+                for i in 0..OPS {
+                    let c = coords[(t * 7 + i * 5) % coords.len()];
+                    if (t + i) % 3 == 0 {
+                        let seed = (t * 1_000_000 + i) as u64;
+                        let len = 2_000 + (i * 997 + t * 131) % 30_000;
+                        cache
+                            .store(c, &payload(seed, len))
+                            .unwrap_or_else(|e| panic!("{kind:?} store {c:?}: {e}"));
+                        writes += 1;
+                    } else if i % 17 == 0 {
+                        cache
+                            .remove(c)
+                            .unwrap_or_else(|e| panic!("{kind:?} remove {c:?}: {e}"));
+                    } else {
+                        match cache.load(c).unwrap_or_else(|e| panic!("{kind:?} load {c:?}: {e}")) {
+                            Some(tile) => {
+                                assert!(check_payload(&tile.data), "{kind:?}: torn tile at {c:?}");
+                                hits += 1;
+                            }
+                            None => {}
+                        }
+                        reads += 1;
+                    }
+                }
+                (reads, writes, hits)
+            }));
+        }
+        let (mut reads, mut writes, mut hits) = (0, 0, 0);
+        for h in handles {
+            let (r, w, x) = h.join().expect("no thread failed");
+            reads += r;
+            writes += w;
+            hits += x;
+        }
+        let took = start.elapsed();
+        assert!(writes > 0 && hits > 0, "{kind:?}");
+        println!(
+            "concurrent {kind:?}: {THREADS} threads, {writes} stores, {reads} loads ({hits} hits) in {:.0} ms",
+            took.as_secs_f64() * 1000.0
+        );
+    }
+}
