@@ -603,7 +603,9 @@ fn open_cache(
 }
 
 fn secs_of(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).expect("after epoch").as_secs_f64()
+    t.duration_since(UNIX_EPOCH)
+        .expect("after epoch")
+        .as_secs_f64()
 }
 
 /// Polls `f` until it is true or `secs` pass.
@@ -664,18 +666,33 @@ fn every_cache_type_passes_the_behaviour_table() {
         }
         // replace
         cache.store(c, &b).expect("store");
-        assert_eq!(&cache.load(c).expect("load").expect("tile").data[..], &b[..], "{k}");
+        assert_eq!(
+            &cache.load(c).expect("load").expect("tile").data[..],
+            &b[..],
+            "{k}"
+        );
         // level 0 and big coordinates
         cache.store((0, 0, 0), &a).expect("store");
         cache.store((262_143, 262_143, 18), &b).expect("store");
-        assert_eq!(&cache.load((0, 0, 0)).expect("load").expect("z0").data[..], &a[..]);
         assert_eq!(
-            &cache.load((262_143, 262_143, 18)).expect("load").expect("z18").data[..],
+            &cache.load((0, 0, 0)).expect("load").expect("z0").data[..],
+            &a[..]
+        );
+        assert_eq!(
+            &cache
+                .load((262_143, 262_143, 18))
+                .expect("load")
+                .expect("z18")
+                .data[..],
             &b[..]
         );
         // a second instance on the same storage (another process) sees the tiles
         let again = open_cache(kind, &dir, redis.as_ref(), 3600.0).expect("reopen");
-        assert_eq!(&again.load(c).expect("load").expect("tile").data[..], &b[..], "{k}");
+        assert_eq!(
+            &again.load(c).expect("load").expect("tile").data[..],
+            &b[..],
+            "{k}"
+        );
         // remove, twice
         again.remove(c).expect("remove");
         assert!(cache.load(c).expect("load").is_none(), "{k}");
@@ -719,7 +736,9 @@ fn payload(seed: u64, len: usize) -> Vec<u8> {
     v.extend_from_slice(&(len as u32).to_le_bytes());
     let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
     while v.len() < len {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         v.push((s >> 33) as u8);
     }
     v
@@ -748,8 +767,9 @@ fn concurrent_readers_and_writers() {
             continue;
         };
         let two = open_cache(kind, &dir, redis.as_ref(), 3600.0).expect("second instance");
-        let coords: Vec<(i64, i64, usize)> =
-            (0..12).map(|i| (i % 4, i / 4, 3 + (i as usize % 2))).collect();
+        let coords: Vec<(i64, i64, usize)> = (0..12)
+            .map(|i| (i % 4, i / 4, 3 + (i as usize % 2)))
+            .collect();
         let start = Instant::now();
         let mut handles = Vec::new();
         for t in 0..THREADS {
@@ -771,7 +791,10 @@ fn concurrent_readers_and_writers() {
                             .remove(c)
                             .unwrap_or_else(|e| panic!("{kind:?} remove {c:?}: {e}"));
                     } else {
-                        match cache.load(c).unwrap_or_else(|e| panic!("{kind:?} load {c:?}: {e}")) {
+                        match cache
+                            .load(c)
+                            .unwrap_or_else(|e| panic!("{kind:?} load {c:?}: {e}"))
+                        {
                             Some(tile) => {
                                 assert!(check_payload(&tile.data), "{kind:?}: torn tile at {c:?}");
                                 hits += 1;

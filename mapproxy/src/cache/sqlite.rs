@@ -265,10 +265,8 @@ impl MbTilesFile {
             "SELECT 1 FROM tiles WHERE tile_column = ? AND tile_row = ? AND zoom_level = ?{}",
             self.ttl_condition()
         );
-        self.db.with(|c| {
-            c.prepare_cached(&sql)?
-                .exists(params![x, y, z as i64])
-        })
+        self.db
+            .with(|c| c.prepare_cached(&sql)?.exists(params![x, y, z as i64]))
     }
 
     fn store(&self, (x, y, z): TileCoord, data: &[u8]) -> io::Result<Option<SystemTime>> {
@@ -703,8 +701,10 @@ impl GpkgFile {
     }
 
     fn is_cached(&self, (x, y, z): TileCoord) -> io::Result<bool> {
-        self.db
-            .with(|c| c.prepare_cached(&self.exists)?.exists(params![x, y, z as i64]))
+        self.db.with(|c| {
+            c.prepare_cached(&self.exists)?
+                .exists(params![x, y, z as i64])
+        })
     }
 
     fn store(&self, (x, y, z): TileCoord, data: &[u8]) -> io::Result<Option<SystemTime>> {

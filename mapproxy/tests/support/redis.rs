@@ -22,7 +22,11 @@ fn find() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("REDIS_SERVER") {
         return Some(PathBuf::from(p));
     }
-    for d in std::env::var("PATH").unwrap_or_default().split(':').chain(["/usr/bin", "/usr/sbin"]) {
+    for d in std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .chain(["/usr/bin", "/usr/sbin"])
+    {
         let p = PathBuf::from(d).join("redis-server");
         if p.is_file() {
             return Some(p);
@@ -68,7 +72,16 @@ impl RedisServer {
         for _ in 0..5 {
             let port = free_port();
             let mut child = Command::new(&bin)
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
                 .arg("--dir")
                 .arg(dir.path())
                 .stdin(Stdio::null())
@@ -79,7 +92,11 @@ impl RedisServer {
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
                 if ping(port) {
-                    return Some(RedisServer { port, child, _dir: dir });
+                    return Some(RedisServer {
+                        port,
+                        child,
+                        _dir: dir,
+                    });
                 }
                 if let Ok(Some(_)) = child.try_wait() {
                     break; // exited: port taken, try another
