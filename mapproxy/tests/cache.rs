@@ -822,3 +822,262 @@ fn concurrent_readers_and_writers() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The SQLite and Redis caches against the real MapProxy 7 (MAPPROXY_PYTHON): it reads what we
+// wrote, we read what it wrote.
+
+/// MapProxy's own cache classes on the storage in each JSON entry: `read` entries are loaded
+/// and compared byte for byte (sqlite: the timestamp too), `write` entries are stored.
+const MAPPROXY_CACHES_PY: &str = r#"
+import io, json, sys, time
+from mapproxy.cache.tile import Tile
+from mapproxy.image import ImageResult
+from mapproxy.grid.tile_grid import tile_grid
+from mapproxy.cache.mbtiles import MBTilesCache, MBTilesLevelCache
+from mapproxy.cache.geopackage import GeopackageCache, GeopackageLevelCache
+grid = tile_grid(3857, origin='nw', name='GLOBAL_WEBMERCATOR')
+def cache(c):
+    k = c['kind']
+    if k == 'mbtiles': return MBTilesCache(c['path'])
+    if k == 'sqlite': return MBTilesLevelCache(c['path'])
+    if k == 'gpkg': return GeopackageCache(c['path'], grid, c['table'])
+    if k == 'gpkg_levels': return GeopackageLevelCache(c['path'], grid, c['table'])
+    if k == 'redis':
+        from mapproxy.cache.redis import RedisCache
+        return RedisCache('127.0.0.1', c['port'], c['prefix'], ttl=c['ttl'])
+    raise ValueError(k)
+job = json.load(sys.stdin)
+for c in job['read']:
+    fc = cache(c)
+    t = Tile(tuple(c['coord']))
+    assert fc.is_cached(Tile(tuple(c['coord']))), ('not cached', c)
+    assert fc.load_tile(t), ('not loaded', c)
+    data = t.image_result.as_buffer().read()
+    assert data == bytes.fromhex(c['hex']), ('other bytes', c['kind'], c['coord'])
+    if c['kind'] == 'sqlite':
+        assert t.timestamp == c['time'], ('timestamp', t.timestamp, c['time'])
+    missing = Tile((c['coord'][0] + 1, c['coord'][1], c['coord'][2]))
+    assert not fc.load_tile(missing), ('a tile we did not write', c)
+    print('read', c['kind'], c['coord'])
+for c in job['write']:
+    fc = cache(c)
+    t = Tile(tuple(c['coord']), ImageResult(io.BytesIO(bytes.fromhex(c['hex']))))
+    assert fc.store_tile(t) is not False, ('not stored', c)
+    print('wrote', c['kind'], c['coord'])
+"#;
+
+fn run_mapproxy(python: &str, job: serde_json::Value) -> String {
+    let mut child = Command::new(python)
+        .args(["-c", MAPPROXY_CACHES_PY])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run MAPPROXY_PYTHON={python}: {e}"));
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        // a python that failed early closes its stdin: its stderr tells why (below)
+        let _ = stdin.write_all(job.to_string().as_bytes());
+    }
+    let out = child.wait_with_output().expect("python ran");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "MapProxy failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn hex(data: &[u8]) -> String {
+    data.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn mapproxy_and_we_read_each_others_sqlite_and_redis_caches() {
+    let what = "mapproxy_and_we_read_each_others_sqlite_and_redis_caches";
+    let python = match std::env::var("MAPPROXY_PYTHON") {
+        Ok(p) if !p.is_empty() => p,
+        _ => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("MAPPROXY_PYTHON is not set: set it to a python with MapProxy 7 installed");
+            }
+            println!("SKIP: {what}: set MAPPROXY_PYTHON to a python with MapProxy 7");
+            return;
+        }
+    };
+    // MapProxy's redis cache needs the Python redis package (.ci/test installs it)
+    let has_redis_py = Command::new(&python)
+        .args(["-c", "import redis"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    let redis = if has_redis_py {
+        RedisServer::start(&format!("{what} (redis rows)"))
+    } else {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{what}: MAPPROXY_PYTHON has no redis package (pip install redis)");
+        }
+        println!("SKIP: {what} (redis rows): MAPPROXY_PYTHON has no redis package");
+        None
+    };
+    let dir = tmp_dir("interop");
+    let ours = encode(&varied(), &ImageOpts::new(ImageFormat::png())).expect("encode");
+    let theirs = encode(&two_colors(), &ImageOpts::new(ImageFormat::png())).expect("encode");
+    let grid = global_webmercator();
+    let table = "c_GLOBAL_WEBMERCATOR";
+    let timeout = Duration::from_secs(30);
+
+    // (kind as MapProxy names it, storage, our cache)
+    let mut rows: Vec<(&str, serde_json::Value, Arc<dyn TileCache>)> = vec![
+        (
+            "mbtiles",
+            serde_json::json!({"path": dir.join("ours.mbtiles")}),
+            Arc::new(MbTilesCache::open(dir.join("ours.mbtiles"), timeout).expect("mbtiles")),
+        ),
+        (
+            "sqlite",
+            serde_json::json!({"path": dir.join("ours_sqlite")}),
+            Arc::new(SqliteCache::new(dir.join("ours_sqlite"), timeout, 0)),
+        ),
+        (
+            "gpkg",
+            serde_json::json!({"path": dir.join("ours.gpkg"), "table": table}),
+            Arc::new(
+                GeoPackageCache::open(
+                    dir.join("ours.gpkg"),
+                    GpkgTable::new(table, &grid).expect("table"),
+                    timeout,
+                )
+                .expect("gpkg"),
+            ),
+        ),
+        (
+            "gpkg_levels",
+            serde_json::json!({"path": dir.join("ours_gpkg_levels"), "table": table}),
+            Arc::new(GeoPackageCache::levels(
+                dir.join("ours_gpkg_levels"),
+                GpkgTable::new(table, &grid).expect("table"),
+                timeout,
+            )),
+        ),
+    ];
+    if let Some(r) = &redis {
+        let mut o = RedisOptions::new("ours");
+        o.port = r.port;
+        o.ttl = 600.0;
+        rows.push((
+            "redis",
+            serde_json::json!({"port": r.port, "prefix": "ours", "ttl": 600}),
+            Arc::new(RedisCache::new(&o).expect("redis")),
+        ));
+    }
+    let coords = [(0i64, 0i64, 0usize), (5, 9, 4), (1000, 77, 12)];
+    // 1. we write, MapProxy reads
+    let mut read = Vec::new();
+    for (kind, storage, cache) in &rows {
+        for c in coords {
+            let t = cache.store(c, &ours).expect("store");
+            let mut e = storage.clone();
+            e["kind"] = (*kind).into();
+            e["coord"] = serde_json::json!([c.0, c.1, c.2]);
+            e["hex"] = hex(&ours).into();
+            if *kind == "sqlite" {
+                e["time"] = secs_of(t.expect("sqlite knows the time")).into();
+            }
+            read.push(e);
+        }
+    }
+    // 2. MapProxy writes into its own storage of each kind, we read
+    let mut write = Vec::new();
+    let mut theirs_rows: Vec<(&str, Option<PathBuf>, serde_json::Value)> = Vec::new();
+    for (kind, storage, _) in &rows {
+        let mut s = storage.clone();
+        let ours_path = s["path"].as_str().map(|p| p.replace("ours", "theirs"));
+        if let Some(p) = &ours_path {
+            s["path"] = p.clone().into();
+        }
+        if *kind == "redis" {
+            s["prefix"] = "theirs".into();
+        }
+        for c in coords {
+            let mut e = s.clone();
+            e["kind"] = (*kind).into();
+            e["coord"] = serde_json::json!([c.0, c.1, c.2]);
+            e["hex"] = hex(&theirs).into();
+            write.push(e);
+        }
+        // opened after MapProxy made them (below)
+        theirs_rows.push((kind, ours_path.map(PathBuf::from), s));
+    }
+    let before = SystemTime::now();
+    let out = run_mapproxy(&python, serde_json::json!({"read": read, "write": write}));
+    let after = SystemTime::now();
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("read ")).count(),
+        read.len(),
+        "{out}"
+    );
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("wrote ")).count(),
+        write.len(),
+        "{out}"
+    );
+    for (kind, path, storage) in &theirs_rows {
+        let cache: Arc<dyn TileCache> = match *kind {
+            "mbtiles" => Arc::new(
+                MbTilesCache::open(path.clone().expect("path"), timeout).expect("their mbtiles"),
+            ),
+            "sqlite" => Arc::new(SqliteCache::new(path.clone().expect("path"), timeout, 0)),
+            "gpkg" => Arc::new(
+                GeoPackageCache::open(
+                    path.clone().expect("path"),
+                    GpkgTable::new(table, &grid).expect("table"),
+                    timeout,
+                )
+                .expect("their gpkg fits the grid"),
+            ),
+            "gpkg_levels" => Arc::new(GeoPackageCache::levels(
+                path.clone().expect("path"),
+                GpkgTable::new(table, &grid).expect("table"),
+                timeout,
+            )),
+            _ => {
+                let mut o = RedisOptions::new("theirs");
+                o.port = storage["port"].as_u64().expect("port") as u16;
+                o.ttl = 3600.0;
+                Arc::new(RedisCache::new(&o).expect("redis"))
+            }
+        };
+        for c in coords {
+            assert!(cache.is_cached(c).expect("is_cached"), "{kind} {c:?}");
+            let t = cache
+                .load(c)
+                .expect("load")
+                .unwrap_or_else(|| panic!("{kind} {c:?}"));
+            assert_eq!(&t.data[..], &theirs[..], "{kind} {c:?}");
+            if *kind == "sqlite" {
+                let s = secs_of(t.mtime);
+                assert!(
+                    s >= secs_of(before).floor() && s <= secs_of(after),
+                    "{kind}: MapProxy's time {s} not in its run"
+                );
+            }
+            assert!(
+                !cache.is_cached((c.0 + 1, c.1, c.2)).expect("is_cached"),
+                "{kind}"
+            );
+        }
+    }
+    println!(
+        "MapProxy 7 read our {} and we read its: {}",
+        rows.iter().map(|r| r.0).collect::<Vec<_>>().join(", "),
+        theirs_rows
+            .iter()
+            .map(|r| r.0)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+}
