@@ -1081,3 +1081,86 @@ fn mapproxy_and_we_read_each_others_sqlite_and_redis_caches() {
             .join(", ")
     );
 }
+
+/// Not a test of its own: the writer that [`a_killed_writer_leaves_no_torn_tile`] runs in a
+/// child process (this test binary again) and kills; without `CACHES_KILLED_WRITER` it returns.
+#[test]
+fn killed_writer_child() {
+    let Ok(spec) = std::env::var("CACHES_KILLED_WRITER") else {
+        return;
+    };
+    let (kind, dir) = spec.split_once('|').expect("kind|dir");
+    let kind = KINDS
+        .into_iter()
+        .find(|k| format!("{k:?}") == kind)
+        .expect("a kind");
+    let cache = open_cache(kind, Path::new(dir), None, 3600.0).expect("cache");
+    let mut i = 0u64;
+    loop {
+        let c = ((i % 4) as i64, ((i / 4) % 4) as i64, 5);
+        let len = 1_000 + (i as usize * 7_919) % 200_000;
+        cache.store(c, &payload(i, len)).expect("store");
+        i += 1;
+    }
+}
+
+/// A writer killed (SIGKILL) while it stores tiles leaves every tile whole (the previous one
+/// or the new one) and the database intact.
+#[test]
+fn a_killed_writer_leaves_no_torn_tile() {
+    let exe = std::env::current_exe().expect("test binary");
+    let coords: Vec<(i64, i64, usize)> = (0..16).map(|i| (i % 4, i / 4, 5)).collect();
+    for kind in [Kind::File, Kind::MbTiles, Kind::Sqlite, Kind::GeoPackage] {
+        let dir = tmp_dir(&format!("killed-{kind:?}"));
+        let mut child = Command::new(&exe)
+            .args([
+                "--exact",
+                "killed_writer_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(
+                "CACHES_KILLED_WRITER",
+                format!("{kind:?}|{}", dir.display()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("child writer");
+        let cache = open_cache(kind, &dir, None, 3600.0).expect("cache");
+        // every tile written once, then one of them replaced: the writer is in its loop
+        let all = eventually(30, || {
+            coords.iter().all(|c| cache.is_cached(*c).unwrap_or(false))
+        });
+        assert!(all, "{kind:?}: the child wrote no tiles");
+        let first = cache.load(coords[0]).expect("load").expect("tile");
+        assert!(
+            eventually(30, || cache
+                .load(coords[0])
+                .expect("load")
+                .is_some_and(|t| t.data != first.data)),
+            "{kind:?}: the child stopped writing"
+        );
+        child.kill().expect("kill");
+        child.wait().expect("reaped");
+        let after = open_cache(kind, &dir, None, 3600.0).expect("reopen");
+        for c in &coords {
+            let t = after.load(*c).expect("load").expect("a tile");
+            assert!(check_payload(&t.data), "{kind:?}: torn tile at {c:?}");
+        }
+        // the database is intact
+        let db = match kind {
+            Kind::MbTiles => Some(dir.join("c.mbtiles")),
+            Kind::Sqlite => Some(dir.join("sqlite/5.mbtiles")),
+            Kind::GeoPackage => Some(dir.join("c.gpkg")),
+            _ => None,
+        };
+        if let Some(db) = db {
+            let conn = rusqlite::Connection::open(&db).expect("open");
+            let check: String = conn
+                .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+                .expect("integrity_check");
+            assert_eq!(check, "ok", "{kind:?}");
+        }
+    }
+}
