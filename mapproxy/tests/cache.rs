@@ -791,15 +791,12 @@ fn concurrent_readers_and_writers() {
                             .remove(c)
                             .unwrap_or_else(|e| panic!("{kind:?} remove {c:?}: {e}"));
                     } else {
-                        match cache
+                        if let Some(tile) = cache
                             .load(c)
                             .unwrap_or_else(|e| panic!("{kind:?} load {c:?}: {e}"))
                         {
-                            Some(tile) => {
-                                assert!(check_payload(&tile.data), "{kind:?}: torn tile at {c:?}");
-                                hits += 1;
-                            }
-                            None => {}
+                            assert!(check_payload(&tile.data), "{kind:?}: torn tile at {c:?}");
+                            hits += 1;
                         }
                         reads += 1;
                     }
