@@ -1161,3 +1161,36 @@ fn a_killed_writer_leaves_no_torn_tile() {
         }
     }
 }
+
+/// MapProxy's checks of an existing GeoPackage table: another SRS or other resolutions are
+/// errors (not tiles written into a table that describes another grid).
+#[test]
+fn a_geopackage_table_of_another_grid_is_refused() {
+    let dir = tmp_dir("gpkg-mismatch");
+    let file = dir.join("c.gpkg");
+    let timeout = Duration::from_secs(5);
+    let web = global_webmercator();
+    GeoPackageCache::open(&file, GpkgTable::new("t", &web).expect("table"), timeout).expect("made");
+    // the same grid: fine; another table in the same file: fine
+    GeoPackageCache::open(&file, GpkgTable::new("t", &web).expect("table"), timeout)
+        .expect("reopened");
+    let geo = mapproxy_serve_mapproxy::grid::global_geodetic();
+    GeoPackageCache::open(&file, GpkgTable::new("u", &geo).expect("table"), timeout)
+        .expect("a second table");
+    let e = GeoPackageCache::open(&file, GpkgTable::new("t", &geo).expect("table"), timeout)
+        .err()
+        .expect("another SRS is refused")
+        .to_string();
+    assert!(e.contains("EPSG:4326") && e.contains("c.gpkg"), "{e}");
+    // same SRS, other resolutions (GLOBAL_MERCATOR is 900913: a table of its own)
+    let mut other = GpkgTable::new("t", &web).expect("table");
+    for l in &mut other.levels {
+        l.0 /= 3.0;
+    }
+    let e = GeoPackageCache::open(&file, other, timeout)
+        .err()
+        .expect("other resolutions are refused")
+        .to_string();
+    assert!(e.contains("resolution"), "{e}");
+    assert!(GpkgTable::new("a;b", &web).is_err());
+}
