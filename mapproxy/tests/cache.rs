@@ -1194,3 +1194,73 @@ fn a_geopackage_table_of_another_grid_is_refused() {
     assert!(e.contains("resolution"), "{e}");
     assert!(GpkgTable::new("a;b", &web).is_err());
 }
+
+/// Two writer processes (this test binary again) and this one writing and reading the same
+/// SQLite files at once: no "database is locked", every tile whole.
+#[test]
+fn writer_processes_and_readers_share_a_sqlite_cache() {
+    let exe = std::env::current_exe().expect("test binary");
+    for kind in [Kind::MbTiles, Kind::Sqlite, Kind::GeoPackage] {
+        let dir = tmp_dir(&format!("procs-{kind:?}"));
+        let cache = open_cache(kind, &dir, None, 3600.0).expect("cache");
+        let mut children: Vec<std::process::Child> = (0..2)
+            .map(|_| {
+                Command::new(&exe)
+                    .args([
+                        "--exact",
+                        "killed_writer_child",
+                        "--nocapture",
+                        "--test-threads=1",
+                    ])
+                    .env(
+                        "CACHES_KILLED_WRITER",
+                        format!("{kind:?}|{}", dir.display()),
+                    )
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("child writer")
+            })
+            .collect();
+        // the children are writing: the first tile is there
+        assert!(
+            eventually(30, || cache.is_cached((0, 0, 5)).unwrap_or(false)),
+            "{kind:?}: the children wrote nothing"
+        );
+        let start = Instant::now();
+        let (mut stores, mut loads) = (0, 0);
+        for i in 0..400u64 {
+            let c = ((i % 4) as i64, ((i / 4) % 4) as i64, 5);
+            if i % 2 == 0 {
+                cache
+                    .store(
+                        c,
+                        &payload(1 << 40 | i, 5_000 + (i as usize * 131) % 50_000),
+                    )
+                    .unwrap_or_else(|e| panic!("{kind:?} store: {e}"));
+                stores += 1;
+            } else if let Some(t) = cache
+                .load(c)
+                .unwrap_or_else(|e| panic!("{kind:?} load: {e}"))
+            {
+                assert!(check_payload(&t.data), "{kind:?}: torn tile at {c:?}");
+                loads += 1;
+            }
+            // the children are still running (a failed store ends one with an error)
+            for ch in &mut children {
+                assert!(
+                    ch.try_wait().expect("try_wait").is_none(),
+                    "{kind:?}: a writer process failed"
+                );
+            }
+        }
+        for mut ch in children {
+            ch.kill().expect("kill");
+            ch.wait().expect("reaped");
+        }
+        println!(
+            "{kind:?}: {stores} stores and {loads} loads beside 2 writer processes in {:.0} ms",
+            start.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+}
