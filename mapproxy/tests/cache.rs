@@ -552,14 +552,15 @@ const KINDS: [Kind; 6] = [
     Kind::Redis,
 ];
 
-/// How a kind reports tile times: exactly what `store` returned, to the second, unknown (the
-/// epoch: MBTiles and GeoPackage have no tile times), or derived (Redis: from the key's ttl).
+/// How a kind reports tile times: exactly what `store` returned (Redis: its key's expiry less
+/// the ttl, to the millisecond), to the second, or unknown (the epoch: MBTiles and GeoPackage
+/// have no tile times).
 fn time_kind(k: Kind) -> &'static str {
     match k {
         Kind::File => "exact",
+        Kind::Redis => "milliseconds",
         Kind::Sqlite => "seconds",
         Kind::MbTiles | Kind::GeoPackage | Kind::GeoPackageLevels => "epoch",
-        Kind::Redis => "derived",
     }
 }
 
@@ -651,9 +652,13 @@ fn every_cache_type_passes_the_behaviour_table() {
             }
             "epoch" => assert_eq!(got.mtime, UNIX_EPOCH, "{k}"),
             _ => {
+                assert_eq!(Some(got.mtime), stored, "{k}");
+                // the same on every read (a stable ETag)
+                let again = cache.load(c).expect("load").expect("tile");
+                assert_eq!(again.mtime, got.mtime, "{k}");
                 let t = secs_of(got.mtime);
                 assert!(
-                    t >= secs_of(before) - 0.1 && t <= secs_of(after) + 0.1,
+                    t >= secs_of(before) - 0.001 && t <= secs_of(after),
                     "{k}: {t} not in [{}, {}]",
                     secs_of(before),
                     secs_of(after)
@@ -1044,7 +1049,8 @@ fn mapproxy_and_we_read_each_others_sqlite_and_redis_caches() {
             _ => {
                 let mut o = RedisOptions::new("theirs");
                 o.port = storage["port"].as_u64().expect("port") as u16;
-                o.ttl = 3600.0;
+                // the ttl MapProxy wrote with
+                o.ttl = storage["ttl"].as_f64().expect("ttl");
                 Arc::new(RedisCache::new(&o).expect("redis"))
             }
         };
@@ -1055,7 +1061,8 @@ fn mapproxy_and_we_read_each_others_sqlite_and_redis_caches() {
                 .expect("load")
                 .unwrap_or_else(|| panic!("{kind} {c:?}"));
             assert_eq!(&t.data[..], &theirs[..], "{kind} {c:?}");
-            if *kind == "sqlite" {
+            // sqlite: its last_modified; redis: the key's expiry less the ttl
+            if *kind == "sqlite" || *kind == "redis" {
                 let s = secs_of(t.mtime);
                 assert!(
                     s >= secs_of(before).floor() && s <= secs_of(after),

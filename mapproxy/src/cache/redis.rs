@@ -3,11 +3,14 @@
 //! (3600; 0: never), so that a Python MapProxy and this server can share one Redis during a
 //! migration.
 //!
-//! A tile's time is derived from its key's remaining time to live as MapProxy does
-//! (`now - ttl + remaining`), in milliseconds here; without a ttl it is unknown and reported
-//! as the time of the read.
+//! A tile's time is its key's expiry less the ttl (MapProxy derives it the same way from the
+//! remaining time to live). Here the expiry is set as an absolute time (`SET .. PXAT`, Redis
+//! 6.2+) and read back with `PEXPIRETIME` (Redis 7+; `PTTL` before), so that a tile's time, and
+//! with it its ETag, is the same on every read and equal to what `store` returned. Without a
+//! ttl the time is unknown: the epoch (a stable ETag), as for MBTiles.
 
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -62,10 +65,19 @@ pub struct RedisCache {
     prefix: String,
     ttl_ms: u64,
     pool: Mutex<Vec<redis::Connection>>,
+    /// The server has no PEXPIRETIME / no SET PXAT (Redis before 7 / 6.2): relative times.
+    old_server: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn io_err(e: redis::RedisError) -> io::Error {
@@ -96,6 +108,7 @@ impl RedisCache {
                 0
             },
             pool: Mutex::new(Vec::new()),
+            old_server: AtomicBool::new(false),
         })
     }
 
@@ -149,22 +162,44 @@ impl RedisCache {
 impl TileCache for RedisCache {
     fn load(&self, coord: TileCoord) -> io::Result<Option<CachedTile>> {
         let key = self.key(coord);
-        let (data, pttl): (Option<Vec<u8>>, i64) = self.with(|c| {
-            redis::pipe()
-                .cmd("GET")
-                .arg(&key)
-                .cmd("PTTL")
-                .arg(&key)
-                .query(c)
-        })?;
-        let Some(data) = data else { return Ok(None) };
-        let now = SystemTime::now();
-        let mtime = if self.ttl_ms > 0 && pttl >= 0 {
-            let age = self.ttl_ms.saturating_sub(pttl as u64);
-            now.checked_sub(Duration::from_millis(age))
-                .unwrap_or(UNIX_EPOCH)
+        if self.ttl_ms == 0 {
+            let data: Option<Vec<u8>> = self.with(|c| redis::cmd("GET").arg(&key).query(c))?;
+            return Ok(data.map(|d| CachedTile {
+                data: Bytes::from(d),
+                mtime: UNIX_EPOCH,
+            }));
+        }
+        let query = |cmd: &str| {
+            self.with(|c| {
+                redis::pipe()
+                    .cmd("GET")
+                    .arg(&key)
+                    .cmd(cmd)
+                    .arg(&key)
+                    .query::<(Option<Vec<u8>>, i64)>(c)
+            })
+        };
+        let (data, expiry) = if self.old_server.load(Ordering::Relaxed) {
+            let (d, pttl) = query("PTTL")?;
+            (d, (pttl >= 0).then(|| now_ms() + pttl))
         } else {
-            now
+            match query("PEXPIRETIME") {
+                Ok((d, at)) => (d, (at >= 0).then_some(at)),
+                Err(e) if e.to_string().contains("unknown command") => {
+                    self.old_server.store(true, Ordering::Relaxed);
+                    return self.load(coord);
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let Some(data) = data else { return Ok(None) };
+        let mtime = match expiry {
+            Some(at) => {
+                UNIX_EPOCH
+                    + Duration::from_millis(at.saturating_sub(self.ttl_ms as i64).max(0) as u64)
+            }
+            // a key without expiry (written with another ttl setting): unknown
+            None => UNIX_EPOCH,
         };
         Ok(Some(CachedTile {
             data: Bytes::from(data),
@@ -180,17 +215,31 @@ impl TileCache for RedisCache {
 
     fn store(&self, coord: TileCoord, data: &[u8]) -> io::Result<Option<SystemTime>> {
         let key = self.key(coord);
-        let now = SystemTime::now();
-        // MapProxy's SET then PEXPIRE, as one command
-        self.with(|c| {
+        if self.ttl_ms == 0 {
+            self.with(|c| redis::cmd("SET").arg(&key).arg(data).query::<()>(c))?;
+            return Ok(Some(UNIX_EPOCH));
+        }
+        // MapProxy's SET then PEXPIRE, as one command, with the expiry as an absolute time
+        let now = now_ms();
+        let old = self.old_server.load(Ordering::Relaxed);
+        let r = self.with(|c| {
             let mut cmd = redis::cmd("SET");
             cmd.arg(&key).arg(data);
-            if self.ttl_ms > 0 {
+            if old {
                 cmd.arg("PX").arg(self.ttl_ms);
+            } else {
+                cmd.arg("PXAT").arg(now + self.ttl_ms as i64);
             }
             cmd.query::<()>(c)
-        })?;
-        Ok(Some(now))
+        });
+        match r {
+            Err(e) if !old && e.to_string().contains("syntax error") => {
+                self.old_server.store(true, Ordering::Relaxed);
+                self.store(coord, data)
+            }
+            Err(e) => Err(e),
+            Ok(()) => Ok(Some(UNIX_EPOCH + Duration::from_millis(now.max(0) as u64))),
+        }
     }
 
     fn remove(&self, coord: TileCoord) -> io::Result<()> {
