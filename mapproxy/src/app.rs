@@ -742,13 +742,23 @@ fn compile_cache(
     name: &str,
     cache: &CacheConf,
 ) -> Result<Vec<CacheGrid>, ConfigError> {
-    if cache.cache.kind != "file" {
+    if !matches!(
+        cache.cache.kind.as_str(),
+        "file" | "mbtiles" | "sqlite" | "geopackage" | "redis"
+    ) {
         return Err(err(
             &cache.cache.loc,
             format!(
                 "cache '{name}': cache type '{}' is not supported yet",
                 cache.cache.kind
             ),
+        ));
+    }
+    // options of the supported types that are not implemented (MapProxy's redis TLS)
+    if let Some(key) = cache.cache.options.keys().find(|k| k.starts_with("ssl_")) {
+        return Err(err(
+            &cache.cache.loc,
+            format!("cache '{name}': cache.{key} is not supported yet"),
         ));
     }
     let unsupported = [
@@ -876,13 +886,119 @@ fn compile_cache(
                 grid_srs: &format!("EPSG:{}", grid.srs()),
             }
         };
-        let dir = crate::cache::path::cache_dir(name, naming);
-        let file_cache: Arc<dyn TileCache> =
-            Arc::new(FileCache::for_format(&dir, layout, &format).with_link_single_color(link));
-        // MapProxy's lock_cache_id: the MD5 of the cache directory.
-        let lock_id = {
+        let md5 = |s: &str| {
             use md5::{Digest, Md5};
-            format!("{:x}", Md5::digest(dir.to_string_lossy().as_bytes()))
+            format!("{:x}", Md5::digest(s.as_bytes()))
+        };
+        // MapProxy's `cache_dir()`: `cache.directory`, else `cache_dir`
+        let own_dir = cache.cache.directory.as_ref().unwrap_or(&cache.cache_dir);
+        // `<directory>/<grid>` when `directory` is set, else `<cache_dir>/<name>/<grid>`
+        // (MapProxy's sqlite and geopackage `levels` directories)
+        let level_dir = match &cache.cache.directory {
+            Some(d) => d.join(grid_name),
+            None => cache.cache_dir.join(name).join(grid_name),
+        };
+        let timeout = Duration::from_secs_f64(
+            cache
+                .cache
+                .sqlite_timeout
+                .unwrap_or(g.cache.sqlite_timeout)
+                .clamp(0.001, 86_400.0),
+        );
+        let cache_err = |e: std::io::Error| {
+            err(
+                &cache.cache.loc,
+                format!("cache '{name}' (grid '{grid_name}'): {e}"),
+            )
+        };
+        // the storage, and MapProxy's lock_cache_id for it (the tile locks' file names)
+        let (file_cache, lock_id): (Arc<dyn TileCache>, String) = match cache.cache.kind.as_str() {
+            "mbtiles" => {
+                let file = cache
+                    .cache
+                    .filename
+                    .clone()
+                    .unwrap_or_else(|| own_dir.join(format!("{name}.mbtiles")));
+                let c = crate::cache::MbTilesCache::open(&file, timeout).map_err(cache_err)?;
+                (
+                    Arc::new(c),
+                    format!("mbtiles-{}", md5(&file.to_string_lossy())),
+                )
+            }
+            "sqlite" => (
+                Arc::new(crate::cache::SqliteCache::new(
+                    &level_dir,
+                    timeout,
+                    cache.cache.ttl.unwrap_or(0),
+                )),
+                format!("sqlite-{}", md5(&level_dir.to_string_lossy())),
+            ),
+            "geopackage" => {
+                let table_name = cache
+                    .cache
+                    .table_name
+                    .clone()
+                    .unwrap_or_else(|| format!("{name}_{grid_name}"));
+                let table = crate::cache::GpkgTable::new(&table_name, &grid)
+                    .map_err(|e| err(&cache.cache.loc, format!("cache '{name}': {e}")))?;
+                if cache.cache.levels.unwrap_or(false) {
+                    (
+                        Arc::new(crate::cache::GeoPackageCache::levels(
+                            &level_dir, table, timeout,
+                        )),
+                        format!("gpkg-{}", md5(&level_dir.to_string_lossy())),
+                    )
+                } else {
+                    let file = cache
+                        .cache
+                        .filename
+                        .clone()
+                        .unwrap_or_else(|| own_dir.join(format!("{name}.gpkg")));
+                    let c = crate::cache::GeoPackageCache::open(&file, table, timeout)
+                        .map_err(cache_err)?;
+                    (Arc::new(c), format!("gpkg{}", md5(&file.to_string_lossy())))
+                }
+            }
+            "redis" => {
+                let r = cache
+                    .cache
+                    .redis
+                    .clone()
+                    .unwrap_or(crate::config::RedisConf {
+                        host: "127.0.0.1".into(),
+                        port: 6379,
+                        db: 0,
+                        prefix: None,
+                        default_ttl: 3600.0,
+                        username: None,
+                        password: None,
+                    });
+                let mut o = crate::cache::RedisOptions::new(
+                    r.prefix
+                        .clone()
+                        .unwrap_or_else(|| format!("{name}_{grid_name}")),
+                );
+                o.host = r.host.clone();
+                o.port = r.port;
+                o.db = r.db;
+                o.username = r.username.clone();
+                o.password = r.password.clone();
+                o.ttl = r.default_ttl;
+                let c = crate::cache::RedisCache::new(&o).map_err(cache_err)?;
+                let id = md5(&format!("{}{}{}{}", o.host, o.port, o.prefix, o.db));
+                (Arc::new(c), format!("redis-{id}"))
+            }
+            _ => {
+                let dir = crate::cache::path::cache_dir(name, naming);
+                // MapProxy's lock_cache_id: the MD5 of the cache directory.
+                let id = md5(&dir.to_string_lossy());
+                (
+                    Arc::new(
+                        FileCache::for_format(&dir, layout, &format).with_link_single_color(link),
+                    ),
+                    id,
+                )
+            }
         };
         let locker = TileLocker::new(
             &tile_lock_dir,

@@ -2,6 +2,8 @@
 //! caches written by the real MapProxy 7 served byte for byte, and tile and WMS sources against
 //! real upstreams on loopback (requests counted, paths recorded).
 
+mod support;
+
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -476,4 +478,120 @@ async fn demo_capabilities_views_show_the_apps_own_documents() {
     // a capabilities document the app does not have: its own error, as MapProxy's urlopen
     let (status, _, _) = get(&app, "/demo/?tms_capabilities&layer=nope&srs=EPSG3857").await;
     assert_eq!(status, 404);
+}
+
+/// Each cache type behind the app: a miss is fetched once and stored where MapProxy keeps it,
+/// the second request is a hit (with its conditional answer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_cache_type_is_filled_once_and_served() {
+    let redis = support::redis::RedisServer::start(
+        "every_cache_type_is_filled_once_and_served (redis row)",
+    );
+    let mut kinds = vec![
+        ("{type: mbtiles}", "cache_data/c.mbtiles"),
+        ("{type: mbtiles, filename: ./m/x.mbtiles}", "m/x.mbtiles"),
+        (
+            "{type: sqlite}",
+            "cache_data/c/GLOBAL_WEBMERCATOR/1.mbtiles",
+        ),
+        (
+            "{type: sqlite, directory: sq, ttl: 60}",
+            "sq/GLOBAL_WEBMERCATOR/1.mbtiles",
+        ),
+        ("{type: geopackage}", "cache_data/c.gpkg"),
+        (
+            "{type: geopackage, table_name: t-1, filename: g.gpkg}",
+            "cache_data/g.gpkg",
+        ),
+        (
+            "{type: geopackage, levels: true}",
+            "cache_data/c/GLOBAL_WEBMERCATOR/1.gpkg",
+        ),
+    ];
+    let redis_backend;
+    if let Some(r) = &redis {
+        redis_backend = format!(
+            "{{type: redis, port: {}, prefix: app-test, default_ttl: 60}}",
+            r.port
+        );
+        kinds.push((redis_backend.as_str(), ""));
+    }
+    for (backend, file) in kinds {
+        let up = upstream().await;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let yaml = format!(
+            "services:\n  tms:\n\
+             layers:\n  - name: osm\n    title: OSM\n    sources: [c]\n\
+             caches:\n  c:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [osm_tiles]\n    cache: {backend}\n\
+             sources:\n  osm_tiles:\n    type: tile\n    grid: GLOBAL_WEBMERCATOR\n    url: http://{}/%(tms_path)s.png\n",
+            up.addr
+        );
+        let app = build(tmp.path(), &yaml);
+        let (status, headers, body) = get(&app, "/tms/1.0.0/osm/EPSG3857/0/0/0.png").await;
+        assert_eq!(status, 200, "{backend}: {}", String::from_utf8_lossy(&body));
+        if !file.is_empty() {
+            assert!(tmp.path().join(file).is_file(), "{backend}: {file}");
+        }
+        let (status, headers2, body2) = get(&app, "/tms/1.0.0/osm/EPSG3857/0/0/0.png").await;
+        assert_eq!(status, 200, "{backend}");
+        assert_eq!(body2, body, "{backend}");
+        assert_eq!(
+            up.seen.lock().expect("seen").len(),
+            1,
+            "{backend}: one upstream request"
+        );
+        // a new app on the same storage (a restart, another instance) serves it from the cache
+        let again = build(tmp.path(), &yaml);
+        let (status, _, body3) = get(&again, "/tms/1.0.0/osm/EPSG3857/0/0/0.png").await;
+        assert_eq!((status, &body3), (StatusCode::OK, &body), "{backend}");
+        assert_eq!(
+            up.seen.lock().expect("seen").len(),
+            1,
+            "{backend}: still one"
+        );
+        // the stored time is stable: the same ETag twice, and a 304 for it
+        assert_eq!(headers["etag"], headers2["etag"], "{backend}");
+        let req = Request::get("/tms/1.0.0/osm/EPSG3857/0/0/0.png")
+            .header("if-none-match", headers["etag"].clone())
+            .body(empty_body())
+            .expect("request");
+        assert_eq!(app.call(req).await.status(), 304, "{backend}");
+    }
+}
+
+#[test]
+fn bad_cache_backend_options_are_errors_with_file_and_line() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("mapproxy.yaml");
+    for (backend, want) in [
+        ("{type: geopackage, table_name: 'a b'}", "table_name"),
+        ("{type: sqlite, sqlite_timeout: -1}", "sqlite_timeout"),
+        ("{type: sqlite, ttl: soon}", "ttl"),
+        ("{type: redis, port: 70000}", "port"),
+        (
+            "{type: redis, ssl_certfile: c.pem, ssl_keyfile: k.pem}",
+            "ssl_certfile is not supported yet",
+        ),
+        (
+            "{type: compact, version: 2}",
+            "cache type 'compact' is not supported yet",
+        ),
+    ] {
+        std::fs::write(
+            &path,
+            format!(
+                "services:\n  tms:\nlayers:\n  - name: d\n    title: d\n    sources: [c]\n\
+                 caches:\n  c:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [s]\n    cache: {backend}\n\
+                 sources:\n  s:\n    type: debug\n"
+            ),
+        )
+        .expect("write");
+        let e = mapproxy_serve_mapproxy::app::build(&path)
+            .err()
+            .unwrap_or_else(|| panic!("{backend} is refused"))
+            .to_string();
+        // the cache: line (11), or the key on it
+        assert!(e.contains("mapproxy.yaml:11"), "{backend}: {e}");
+        assert!(e.contains(want), "{backend}: {e}");
+    }
 }
