@@ -76,6 +76,8 @@ struct CacheGrid {
     grid: TileGrid,
     manager: Arc<TileManager>,
     format: ImageFormat,
+    /// `max_tile_limit` of the cache (0: none).
+    max_tile_limit: u32,
 }
 
 fn compile(
@@ -392,6 +394,7 @@ fn wms_layer(
                 let g = crate::service::wms::cache_grid_layer(
                     Arc::new(cg.grid.clone()),
                     cg.manager.clone(),
+                    cg.max_tile_limit,
                 )
                 .map_err(|e| err(&l.loc, format!("cache '{src}': {e}")))?;
                 if grids.is_empty() {
@@ -877,6 +880,7 @@ fn compile_cache(
             grid,
             manager: Arc::new(manager),
             format: format.clone(),
+            max_tile_limit: cache.max_tile_limit,
         });
     }
     Ok(out)

@@ -6,6 +6,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -49,11 +50,21 @@ fn png(img: &image::RgbaImage) -> Bytes {
     Bytes::from(out.into_inner())
 }
 
+/// What the loopback WMS saw: the queries, and the most GetMaps it answered at once.
+#[derive(Default)]
+struct UpstreamLog {
+    queries: Mutex<Vec<String>>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
 /// The loopback WMS: answers GetMap for EPSG:4326/3857/900913 (1.1.1 `SRS`), records queries.
-async fn upstream() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+/// A GetMap with `slow=1` is answered after 30 ms (a slow peer, so that concurrent requests
+/// overlap and their number shows).
+async fn upstream() -> (SocketAddr, Arc<UpstreamLog>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let log = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::new(UpstreamLog::default());
     let log2 = log.clone();
     tokio::spawn(async move {
         loop {
@@ -66,7 +77,12 @@ async fn upstream() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
                     let log = log.clone();
                     async move {
                         let q = req.uri().query().unwrap_or("").to_string();
-                        log.lock().expect("log").push(q.clone());
+                        log.queries.lock().expect("log").push(q.clone());
+                        let now = log.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                        log.max_in_flight.fetch_max(now, Ordering::SeqCst);
+                        if q.contains("slow=1") {
+                            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+                        }
                         let get = |k: &str| {
                             q.split('&')
                                 .filter_map(|p| p.split_once('='))
@@ -92,6 +108,7 @@ async fn upstream() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
                                 .status(400)
                                 .body(Full::new(Bytes::from_static(b"bad request")))
                         };
+                        log.in_flight.fetch_sub(1, Ordering::SeqCst);
                         Ok::<_, Infallible>(res.expect("response"))
                     }
                 });
@@ -106,7 +123,7 @@ async fn upstream() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
 
 struct Served {
     addr: SocketAddr,
-    upstream: Arc<Mutex<Vec<String>>>,
+    upstream: Arc<UpstreamLog>,
     _dir: tempfile::TempDir,
 }
 
@@ -539,7 +556,7 @@ async fn getmap_from_the_cache_same_srs_and_reprojected() {
     assert_eq!(a.body[25], 2, "PNG colour type");
     assert!(check_geolocation(&a.image(), "EPSG:3857", bbox) > 100);
     assert!(
-        !s.upstream.lock().expect("log").is_empty(),
+        !s.upstream.queries.lock().expect("log").is_empty(),
         "tiles came from the upstream"
     );
 
@@ -705,4 +722,80 @@ async fn png_is_paletted_by_default_with_trns_when_transparent() {
     // 32 bit on request
     let a = get(&s, &url.replace("image/png", "image/png%3B%20mode%3D32bit")).await;
     assert_eq!(a.body[25], 6, "RGBA");
+}
+
+/// MapProxy's `concurrent_tile_creators` bounds the meta tiles one GetMap makes at once;
+/// `max_tile_limit` is read from the cache (else `globals.cache`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_tile_creators_and_max_tile_limit() {
+    let yaml = |creators: u32| {
+        format!(
+            r#"
+services:
+  wms:
+    srs: ['EPSG:3857']
+layers:
+  - name: one
+    title: One at a time
+    sources: [c1]
+  - name: limited
+    title: Few tiles
+    sources: [c2]
+globals:
+  cache:
+    base_dir: ./cache
+    max_tile_limit: 10
+caches:
+  c1:
+    grids: [GLOBAL_WEBMERCATOR]
+    sources: [up]
+    meta_size: [1, 1]
+    meta_buffer: 0
+    concurrent_tile_creators: {creators}
+  c2:
+    grids: [GLOBAL_WEBMERCATOR]
+    sources: [up]
+    max_tile_limit: 4
+sources:
+  up:
+    type: wms
+    req:
+      url: http://UPSTREAM/service
+      layers: foo
+      slow: 1
+"#
+        )
+    };
+    // 3×3 tiles at level 4 (one meta tile each): one request at a time, then at most three
+    let url = getmap(
+        "1.1.1",
+        "one",
+        "EPSG:3857",
+        "0,0,7514065.628545966,7514065.628545966",
+        768,
+        768,
+        "image/png",
+    );
+    for creators in [1, 3] {
+        let s = serve(&yaml(creators)).await;
+        let a = get(&s, &url).await;
+        assert_eq!(a.status, 200, "{}", a.text());
+        assert_eq!(s.upstream.queries.lock().expect("log").len(), 9);
+        let max = s.upstream.max_in_flight.load(Ordering::SeqCst);
+        assert!(
+            (1..=creators as usize).contains(&max),
+            "concurrent_tile_creators {creators}: {max} upstream requests at once"
+        );
+    }
+    // the cache's own limit (4) wins over globals' (10)
+    let s = serve(&yaml(2)).await;
+    let a = get(&s, &url.replace("LAYERS=one", "LAYERS=limited")).await;
+    assert_eq!(a.status, 500);
+    assert!(
+        a.text()
+            .contains("too many tiles, max_tile_limit: 4, num_tiles: 9"),
+        "{}",
+        a.text()
+    );
+    assert!(s.upstream.queries.lock().expect("log").is_empty());
 }

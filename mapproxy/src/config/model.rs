@@ -225,6 +225,10 @@ pub struct CacheConf {
     pub disable_storage: bool,
     /// Default from `globals.cache`.
     pub concurrent_tile_creators: u32,
+    /// The most tiles one WMS request may read from this cache (0: no limit); default from
+    /// `globals.cache` (MapProxy's spec does not list it for caches, but its configuration
+    /// reads it there first).
+    pub max_tile_limit: u32,
     /// `image:` options, kept as written.
     pub image: Option<Node>,
     /// Levels to look up for a missing tile (coarser).
@@ -1144,6 +1148,8 @@ fn cache(ctx: &mut Ctx, g: &Globals, n: &Node, path: &str) -> Option<CacheConf> 
         disable_storage: opt(&mut k, "disable_storage", |n, p| ctx.boolean(n, p)).unwrap_or(false),
         concurrent_tile_creators: opt(&mut k, "concurrent_tile_creators", |n, p| ctx.u32(n, p))
             .unwrap_or(g.cache.concurrent_tile_creators),
+        max_tile_limit: opt(&mut k, "max_tile_limit", |n, p| ctx.u32(n, p))
+            .unwrap_or(g.cache.max_tile_limit),
         image: image_opts(ctx, &mut k, &[]),
         upscale_tiles: opt(&mut k, "upscale_tiles", |n, p| ctx.u32(n, p)),
         downscale_tiles: opt(&mut k, "downscale_tiles", |n, p| ctx.u32(n, p)),

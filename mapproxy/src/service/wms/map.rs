@@ -6,7 +6,9 @@
 //! concurrently:
 //! - a cache: the grid in the request's SRS (else one of the same kind, geographic or
 //!   projected, else the first), the level `closest_level` picks for the resolution in the
-//!   grid's SRS, the covering tiles from the tile manager (created on a miss), stitched, then
+//!   grid's SRS, the covering tiles from the tile manager (missing ones made, at most
+//!   `concurrent_tile_creators` meta tiles at once; more than `max_tile_limit` tiles is an
+//!   error), stitched, then
 //!   cropped/resized or reprojected by [`crate::image::transform`]; the part of the request
 //!   outside the grid stays transparent;
 //! - a direct WMS source: one GetMap in the request's SRS when the source supports it (else in
@@ -21,6 +23,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::future::join_all;
+use futures_util::stream::{self, StreamExt};
 use http::{Response, StatusCode};
 use image::RgbaImage;
 use mapproxy_serve_core::app::Body;
@@ -33,17 +36,17 @@ use crate::image::{ImageFormat, ImageOpts};
 use crate::service::Ctx;
 use crate::source::{MapQuery, MapSource};
 use crate::srs::Srs;
-use crate::tile::{TileError, TileProvider};
-
-/// MapProxy's default `max_tile_limit` of a cache.
-const MAX_TILE_LIMIT: i64 = 500;
+use crate::tile::{TileCoord, TileError};
+use crate::tile_manager::TileManager;
 
 /// A cache in one grid.
 #[derive(Clone)]
 pub struct CacheGridLayer {
     pub grid: Arc<TileGrid>,
     pub srs: Arc<Srs>,
-    pub provider: Arc<dyn TileProvider>,
+    pub manager: Arc<TileManager>,
+    /// `max_tile_limit` of the cache (0: no limit): a request needing more tiles is an error.
+    pub max_tile_limit: u32,
 }
 
 /// A cache in its grids.
@@ -488,24 +491,14 @@ async fn cache_image(
         .map_err(|e| e.to_string())?;
     let (cols, rows) = affected.grid_size;
     let num_tiles = cols.saturating_mul(rows);
-    if num_tiles >= MAX_TILE_LIMIT {
+    let limit = i64::from(g.max_tile_limit);
+    if limit > 0 && num_tiles >= limit {
         return Err(format!(
-            "Request too large or invalid BBOX. (too many tiles, max_tile_limit: {MAX_TILE_LIMIT}, num_tiles: {num_tiles})"
+            "Request too large or invalid BBOX. (too many tiles, max_tile_limit: {limit}, num_tiles: {num_tiles})"
         ));
     }
-    let coords: Vec<Option<crate::tile::TileCoord>> = affected.tiles.clone().collect();
-    let provider = &g.provider;
-    let tiles = join_all(coords.iter().map(|c| async move {
-        match c {
-            Some(c) => match provider.tile(*c).await {
-                Ok(t) => Ok(Some(t.data)),
-                Err(TileError::OutOfRange) => Ok(None),
-                Err(e) => Err(e.to_string()),
-            },
-            None => Ok(None),
-        }
-    }))
-    .await;
+    let coords: Vec<Option<TileCoord>> = affected.tiles.clone().collect();
+    let tiles = load_tiles(&g.manager, &coords).await;
     let tiles: Vec<Option<Bytes>> = tiles.into_iter().collect::<Result<_, _>>()?;
     if tiles.iter().all(|t| t.is_none()) {
         return Ok(None);
@@ -535,6 +528,47 @@ async fn cache_image(
     })
     .await
     .map_err(|e| e.to_string())?
+}
+
+/// The tiles at `coords` (in order; `None` outside the grid or where nothing was made),
+/// making missing ones as MapProxy's `TileCreator` does: the tiles grouped by meta tile, at
+/// most `concurrent_tile_creators` meta tiles of this request at once.
+async fn load_tiles(
+    manager: &TileManager,
+    coords: &[Option<TileCoord>],
+) -> Vec<Result<Option<Bytes>, String>> {
+    // meta tile → the indexes of its tiles, in first-seen order
+    let meta = manager.meta_grid();
+    let mut groups: Vec<(TileCoord, Vec<(usize, TileCoord)>)> = Vec::new();
+    let mut index: std::collections::HashMap<TileCoord, usize> = Default::default();
+    for (i, c) in coords.iter().enumerate() {
+        let Some(c) = *c else { continue };
+        let main = meta.main_tile(c).unwrap_or(c);
+        let gi = *index.entry(main).or_insert_with(|| {
+            groups.push((main, Vec::new()));
+            groups.len() - 1
+        });
+        groups[gi].1.push((i, c));
+    }
+    let mut out: Vec<Result<Option<Bytes>, String>> = coords.iter().map(|_| Ok(None)).collect();
+    let mut done = stream::iter(groups.into_iter().map(|(_, tiles)| async move {
+        join_all(tiles.into_iter().map(|(i, c)| async move {
+            let r = match manager.load_tile(c).await {
+                Ok(t) => Ok(Some(t.data)),
+                Err(TileError::OutOfRange) => Ok(None),
+                Err(e) => Err(e.to_string()),
+            };
+            (i, r)
+        }))
+        .await
+    }))
+    .buffer_unordered(manager.concurrent_tile_creators());
+    while let Some(group) = done.next().await {
+        for (i, r) in group {
+            out[i] = r;
+        }
+    }
+    out
 }
 
 /// A direct WMS source: in the query's SRS if supported, else a supported one reprojected.

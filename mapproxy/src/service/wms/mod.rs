@@ -28,7 +28,7 @@ use super::{Ctx, ServiceMd};
 use crate::grid::{Bbox, TileGrid};
 use crate::image::transform::Resampling;
 use crate::srs::Srs;
-use crate::tile::TileProvider;
+use crate::tile_manager::TileManager;
 
 pub use map::{CacheGridLayer, CacheLayer, DirectLayer, MapLayer};
 
@@ -268,16 +268,18 @@ impl WmsService {
     }
 }
 
-/// A cache in one grid, as the WMS reads it.
+/// A cache in one grid, as the WMS reads it; `max_tile_limit` 0 is no limit.
 pub fn cache_grid_layer(
     grid: Arc<TileGrid>,
-    provider: Arc<dyn TileProvider>,
+    manager: Arc<TileManager>,
+    max_tile_limit: u32,
 ) -> Result<CacheGridLayer, crate::srs::SrsError> {
     let srs = Srs::get(&format!("EPSG:{}", grid.srs()))?;
     Ok(CacheGridLayer {
         grid,
         srs,
-        provider,
+        manager,
+        max_tile_limit,
     })
 }
 
