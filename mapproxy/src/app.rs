@@ -230,6 +230,23 @@ fn compile_wms(
             Err(e) => errors.push(e),
         }
     }
+    if let Some(types) = &w.featureinfo_types {
+        wc.info_types.clear();
+        for t in types {
+            match crate::featureinfo::InfoType::parse(t) {
+                Some(t) => wc.info_types.push(t),
+                None => errors.push(ConfigError::new(format!(
+                    "services.wms.featureinfo_types: expected text, html, xml or json, found '{t}'"
+                ))),
+            }
+        }
+    }
+    if let Some(n) = &w.featureinfo_xslt {
+        errors.push(err(
+            &n.loc,
+            "services.wms.featureinfo_xslt: XSLT transformation of feature info is not supported yet",
+        ));
+    }
     for s in &wc.srs {
         if let Err(e) = Srs::get(s) {
             errors.push(ConfigError::new(format!("services.wms.srs: {e}")));
@@ -307,6 +324,8 @@ fn compile_wms(
             title: String::new(),
             abstract_: None,
             map_layers: Vec::new(),
+            own: false,
+            info: Vec::new(),
             children: top,
             extent: WmsExtent::merge(&extents),
             min_res: None,
@@ -380,6 +399,7 @@ fn wms_layer(
         }
     }
     let mut map_layers = Vec::new();
+    let mut info = Vec::new();
     let mut extents = Vec::new();
     for src in &l.sources {
         if src.contains(':') {
@@ -387,6 +407,20 @@ fn wms_layer(
                 &l.loc,
                 format!("layer sources with layer tags ('{src}') are not supported yet"),
             ));
+        }
+        // MapProxy's fi_source of the layer's source, or of the cache's sources
+        let fi_names: Vec<&String> = match conf.caches.get(src) {
+            Some(c) => c.sources.iter().collect(),
+            None => vec![src],
+        };
+        for n in fi_names {
+            if let Some(sc) = conf.sources.get(n) {
+                if let SourceKind::Wms(w) = &sc.kind {
+                    if let Some(i) = info_layer(conf, n, sc, w)? {
+                        info.push(i);
+                    }
+                }
+            }
         }
         if let Some(cgs) = caches.get(src) {
             let mut grids = Vec::new();
@@ -448,7 +482,7 @@ fn wms_layer(
             transparent,
         )));
     }
-    if map_layers.is_empty() && children.is_empty() {
+    if map_layers.is_empty() && info.is_empty() && children.is_empty() {
         return Ok(None);
     }
     for c in &children {
@@ -475,6 +509,8 @@ fn wms_layer(
         name: l.name.clone(),
         title: l.title.clone().unwrap_or_default(),
         abstract_,
+        own: !l.sources.is_empty() || l.legendurl.is_some(),
+        info,
         map_layers,
         children,
         extent: WmsExtent::merge(&extents),
@@ -683,6 +719,40 @@ fn compile_source(
     }
 }
 
+/// The info source of a WMS source with `wms_opts.featureinfo: true`.
+fn info_layer(
+    conf: &MapProxyConf,
+    name: &str,
+    src: &config::SourceConf,
+    w: &config::WmsSourceConf,
+) -> Result<Option<crate::service::wms::InfoLayer>, ConfigError> {
+    let on = match w.wms_opts.get("featureinfo").map(|n| &n.value) {
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(err(
+                &src.loc,
+                format!("sources.{name}.wms_opts.featureinfo: expected true or false"),
+            ))
+        }
+        None => false,
+    };
+    if !on {
+        return Ok(None);
+    }
+    let source = wms_source(conf, name, src, w)?;
+    let mut supported_srs = Vec::new();
+    for code in w.supported_srs.iter().flatten() {
+        supported_srs.push(
+            Srs::get(code)
+                .map_err(|e| err(&src.loc, format!("sources.{name}.supported_srs: {e}")))?,
+        );
+    }
+    Ok(Some(crate::service::wms::InfoLayer {
+        source: Arc::new(source),
+        supported_srs,
+    }))
+}
+
 /// A `type: wms` source (for caches and for direct WMS layers).
 fn wms_source(
     conf: &MapProxyConf,
@@ -733,6 +803,33 @@ fn wms_source(
         c.supported_formats = f.iter().map(|f| ImageFormat::new(f.clone())).collect();
     }
     c.concurrent_requests = w.common.concurrent_requests.unwrap_or(0) as usize;
+    let opt_text = |k: &str| -> Result<Option<String>, ConfigError> {
+        match w.wms_opts.get(k) {
+            None => Ok(None),
+            Some(Node {
+                value: Value::Str(s),
+                ..
+            }) => Ok(Some(s.clone())),
+            Some(n) => Err(err(
+                &n.loc,
+                format!("sources.{name}.wms_opts.{k}: expected a string"),
+            )),
+        }
+    };
+    c.featureinfo = matches!(
+        w.wms_opts.get("featureinfo").map(|n| &n.value),
+        Some(Value::Bool(true))
+    );
+    c.featureinfo_format = opt_text("featureinfo_format")?;
+    c.query_layers = opt_text("query_layers")?;
+    for k in ["featureinfo_xslt", "featureinfo_out_format"] {
+        if let Some(n) = w.wms_opts.get(k) {
+            return Err(err(
+                &n.loc,
+                format!("sources.{name}.wms_opts.{k}: XSLT transformation of feature info is not supported yet"),
+            ));
+        }
+    }
     let http = SourceHttp::new(&http_opts(conf, &w.http))
         .map_err(|e| err(&src.loc, format!("sources.{name}.http: {e}")))?;
     Ok(WmsSource::new(c, http, on_error(&w.on_error)?))

@@ -97,7 +97,10 @@ async fn upstream() -> (SocketAddr, Arc<UpstreamLog>) {
                         let w: u32 = get("width").and_then(|v| v.parse().ok()).unwrap_or(0);
                         let h: u32 = get("height").and_then(|v| v.parse().ok()).unwrap_or(0);
                         let srs = get("srs").unwrap_or_default();
-                        let res = if bbox.len() == 4 && w > 0 && h > 0 && w * h < 5_000_000 {
+                        let request = get("request").unwrap_or_default();
+                        let res = if request == "GetFeatureInfo" {
+                            Ok(feature_info(&get))
+                        } else if bbox.len() == 4 && w > 0 && h > 0 && w * h < 5_000_000 {
                             let img =
                                 upstream_image(&srs, [bbox[0], bbox[1], bbox[2], bbox[3]], w, h);
                             Response::builder()
@@ -119,6 +122,59 @@ async fn upstream() -> (SocketAddr, Arc<UpstreamLog>) {
         }
     });
     (addr, log)
+}
+
+/// The loopback WMS's GetFeatureInfo: the queried point's longitude and latitude (from its
+/// own math) and the `query_layers`, in the asked `info_format`.
+fn feature_info(get: &dyn Fn(&str) -> Option<String>) -> Response<Full<Bytes>> {
+    let num = |k: &str| {
+        get(k)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    let v130 = get("version").as_deref() == Some("1.3.0");
+    let srs = get(if v130 { "crs" } else { "srs" }).unwrap_or_default();
+    let mut b: Vec<f64> = get("bbox")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    if v130 && srs.ends_with("4326") {
+        b = vec![b[1], b[0], b[3], b[2]];
+    }
+    let (px, py) = if v130 {
+        (num("i"), num("j"))
+    } else {
+        (num("x"), num("y"))
+    };
+    let x = b[0] + px * (b[2] - b[0]) / num("width");
+    let y = b[3] - py * (b[3] - b[1]) / num("height");
+    let (lon, lat) = if srs.ends_with("4326") {
+        (x, y)
+    } else {
+        (
+            (x / R).to_degrees(),
+            (2.0 * (y / R).exp().atan() - std::f64::consts::FRAC_PI_2).to_degrees(),
+        )
+    };
+    let layers = get("query_layers").unwrap_or_default();
+    let format = get("info_format").unwrap_or_else(|| "text/plain".into());
+    let body = match format.replace("%2F", "/").as_str() {
+        "text/html" => {
+            format!("<html><head><title>{layers}</title></head><body><p>{layers} {lon:.4} {lat:.4}</p></body></html>")
+        }
+        "application/vnd.ogc.gml" | "text/xml" => format!(
+            "<?xml version=\"1.0\"?>\n<FeatureCollection><feature layer=\"{layers}\" lon=\"{lon:.4}\" lat=\"{lat:.4}\"/></FeatureCollection>"
+        ),
+        "application/json" => format!(
+            r#"{{"type": "FeatureCollection", "features": [{{"layer": "{layers}", "lon": {lon:.4}, "lat": {lat:.4}}}]}}"#
+        ),
+        _ => format!("{layers} {lon:.4} {lat:.4}"),
+    };
+    Response::builder()
+        .header("content-type", format.replace("%2F", "/"))
+        .body(Full::new(Bytes::from(body)))
+        .expect("response")
 }
 
 struct Served {
@@ -244,6 +300,18 @@ layers:
       - name: inner
         title: Inner
         sources: [c]
+  - name: fi
+    title: Queryable
+    sources: [info]
+  - name: fi_group
+    title: Queryable group
+    layers:
+      - name: fi_a
+        title: A
+        sources: [info]
+      - name: fi_b
+        title: B
+        sources: [fic]
 globals:
   cache:
     base_dir: ./cache
@@ -254,7 +322,27 @@ caches:
   c:
     grids: [GLOBAL_WEBMERCATOR]
     sources: [up]
+  fic:
+    grids: [GLOBAL_WEBMERCATOR]
+    sources: [info130]
 sources:
+  info:
+    type: wms
+    supported_srs: ['EPSG:4326']
+    wms_opts:
+      featureinfo: true
+    req:
+      url: http://UPSTREAM/service
+      layers: a
+  info130:
+    type: wms
+    supported_srs: ['EPSG:3857']
+    wms_opts:
+      featureinfo: true
+      version: '1.3.0'
+    req:
+      url: http://UPSTREAM/service
+      layers: b
   down:
     type: wms
     req:
@@ -798,4 +886,205 @@ sources:
         a.text()
     );
     assert!(s.upstream.queries.lock().expect("log").is_empty());
+}
+
+/// Parses `NAME LON LAT` lines of the loopback's text answers.
+fn text_points(t: &str) -> Vec<(String, f64, f64)> {
+    t.lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            Some((
+                it.next()?.to_string(),
+                it.next()?.parse().ok()?,
+                it.next()?.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn featureinfo_forwarded_reprojected_and_merged() {
+    let s = serve(YAML).await;
+    let webmerc = Srs::get("EPSG:3857").expect("3857");
+    let wgs84 = Srs::get("EPSG:4326").expect("4326");
+    // 1.1.1 in EPSG:3857; the source supports only 4326: bbox and point transformed
+    let bbox = [1_000_000.0, 6_000_000.0, 1_512_000.0, 6_512_000.0];
+    let (px, py) = (100u32, 300u32);
+    let point = |b: [f64; 4], w: f64, h: f64| {
+        (
+            b[0] + f64::from(px) * (b[2] - b[0]) / w,
+            b[3] - f64::from(py) * (b[3] - b[1]) / h,
+        )
+    };
+    let want = webmerc.transform_to(&wgs84, point(bbox, 512.0, 512.0));
+    let fi = |v: &str, layers: &str, srs: &str, bbox: &str, fmt: &str| {
+        let (srs_key, x, y) = if v == "1.3.0" {
+            ("CRS", "I", "J")
+        } else {
+            ("SRS", "X", "Y")
+        };
+        format!(
+            "/service?SERVICE=WMS&VERSION={v}&REQUEST=GetFeatureInfo&LAYERS={layers}&QUERY_LAYERS={layers}&{srs_key}={srs}&BBOX={bbox}&WIDTH=512&HEIGHT=512&{x}={px}&{y}={py}&INFO_FORMAT={fmt}"
+        )
+    };
+    let b3857 = "1000000,6000000,1512000,6512000";
+    let a = get(&s, &fi("1.1.1", "fi", "EPSG:3857", b3857, "text/plain")).await;
+    assert_eq!(
+        (a.status, a.content_type.as_str()),
+        (200, "text/plain; charset=utf-8"),
+        "{}",
+        a.text()
+    );
+    let pts = text_points(&a.text());
+    assert_eq!(pts.len(), 1, "{}", a.text());
+    // within one pixel of the transformed bbox (~0.01°)
+    assert!(
+        (pts[0].1 - want.0).abs() < 0.01 && (pts[0].2 - want.1).abs() < 0.01,
+        "{pts:?} vs {want:?}"
+    );
+    let q = s.upstream.queries.lock().expect("log").clone();
+    let fiq = q
+        .iter()
+        .find(|q| q.contains("GetFeatureInfo"))
+        .expect("asked");
+    assert!(
+        fiq.contains("srs=EPSG%3A4326") && fiq.contains("query_layers=a"),
+        "{fiq}"
+    );
+
+    // 1.3.0 in EPSG:4326 (lat/lon bbox, I/J) on a group: the 4326 source as asked, the 1.3.0
+    // cache source in 3857 (its own i/j and crs); text documents joined
+    let b4326 = [8.0, 47.0, 9.0, 48.0];
+    let want = point(b4326, 512.0, 512.0);
+    let a = get(
+        &s,
+        &fi("1.3.0", "fi_group", "EPSG:4326", "47,8,48,9", "text/plain"),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let pts = text_points(&a.text());
+    assert_eq!(
+        pts.iter().map(|p| p.0.as_str()).collect::<Vec<_>>(),
+        ["a", "b"],
+        "{}",
+        a.text()
+    );
+    for p in &pts {
+        assert!(
+            (p.1 - want.0).abs() < 0.01 && (p.2 - want.1).abs() < 0.01,
+            "{p:?} vs {want:?}"
+        );
+    }
+    let q = s.upstream.queries.lock().expect("log").clone();
+    assert!(
+        q.iter().any(|q| q.contains("GetFeatureInfo")
+            && q.contains("crs=EPSG%3A3857")
+            && q.contains("&i=")),
+        "{q:?}"
+    );
+
+    // JSON merged as MapProxy: the features lists concatenated
+    let a = get(
+        &s,
+        &fi(
+            "1.3.0",
+            "fi_group",
+            "EPSG:4326",
+            "47,8,48,9",
+            "application/json",
+        ),
+    )
+    .await;
+    assert_eq!(a.content_type, "application/json", "{}", a.text());
+    let v: serde_json::Value = serde_json::from_str(&a.text()).expect("json");
+    let features = v["features"].as_array().expect("features");
+    assert_eq!(features.len(), 2, "{v}");
+    assert_eq!(v["type"], "FeatureCollection");
+    // XML: the root's children appended; 1.1.1 answers application/vnd.ogc.gml
+    let a = get(
+        &s,
+        &fi(
+            "1.1.1",
+            "fi_group",
+            "EPSG:4326",
+            "8,47,9,48",
+            "application/vnd.ogc.gml",
+        ),
+    )
+    .await;
+    assert_eq!(a.content_type, "application/vnd.ogc.gml", "{}", a.text());
+    let t = a.text();
+    assert!(t.starts_with("<FeatureCollection>"), "{t}");
+    assert_eq!(t.matches("<feature ").count(), 2, "{t}");
+    // 1.3.0 XML is text/xml
+    let a = get(&s, &fi("1.3.0", "fi", "EPSG:4326", "47,8,48,9", "text/xml")).await;
+    assert_eq!(a.content_type, "text/xml; charset=utf-8");
+    // HTML: the bodies' children appended
+    let a = get(
+        &s,
+        &fi("1.1.1", "fi_group", "EPSG:4326", "8,47,9,48", "text/html"),
+    )
+    .await;
+    assert_eq!(a.content_type, "text/html; charset=utf-8");
+    let t = a.text();
+    assert!(t.starts_with("<html><head><title>a</title>"), "{t}");
+    assert_eq!(t.matches("<p>").count(), 2, "{t}");
+    assert_eq!(t.matches("<body>").count(), 1, "{t}");
+
+    // not queryable, unknown layers: MapProxy's exceptions
+    let a = get(&s, &fi("1.1.1", "cached", "EPSG:3857", b3857, "text/plain")).await;
+    assert_eq!(a.status, 500);
+    assert!(
+        a.text().contains("layer cached is not queryable"),
+        "{}",
+        a.text()
+    );
+    let url = fi("1.1.1", "fi", "EPSG:3857", b3857, "text/plain")
+        .replace("QUERY_LAYERS=fi", "QUERY_LAYERS=nope");
+    let a = get(&s, &url).await;
+    assert_eq!(a.status, 500);
+    assert!(
+        a.text().contains("code=\"LayerNotDefined\"") && a.text().contains("unknown layer: nope"),
+        "{}",
+        a.text()
+    );
+    // missing X: MapProxy's missing parameters
+    let a = get(
+        &s,
+        &fi("1.1.1", "fi", "EPSG:3857", b3857, "text/plain").replace("&X=100", ""),
+    )
+    .await;
+    assert!(
+        a.text().contains("missing parameters [&#x27;x&#x27;]"),
+        "{}",
+        a.text()
+    );
+
+    // capabilities: queryable flags and the GetFeatureInfo formats
+    let t = get(
+        &s,
+        "/service?SERVICE=WMS&REQUEST=GetCapabilities&VERSION=1.1.1",
+    )
+    .await
+    .text();
+    assert!(
+        t.contains("<Layer queryable=\"1\">\n      <Name>fi</Name>"),
+        "{t}"
+    );
+    assert!(
+        t.contains("<Layer queryable=\"1\">\n      <Name>fi_group</Name>"),
+        "{t}"
+    );
+    assert!(t.contains("<Layer>\n      <Name>cached</Name>"), "{t}");
+    assert!(t.contains("<GetFeatureInfo>\n      <Format>text/plain</Format>\n      <Format>text/html</Format>\n      <Format>application/vnd.ogc.gml</Format>"), "{t}");
+    let t = get(
+        &s,
+        "/service?SERVICE=WMS&REQUEST=GetCapabilities&VERSION=1.3.0",
+    )
+    .await
+    .text();
+    assert!(
+        t.contains("<Format>text/xml</Format>\n      <DCPType>"),
+        "{t}"
+    );
 }

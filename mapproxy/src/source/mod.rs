@@ -21,7 +21,7 @@ pub use error::{OnError, OnErrorResponse};
 pub use http::{HttpOpts, HttpSourceError, SourceHttp};
 pub use pyfmt::{py_float_repr, py_quote};
 pub use tile::{TileSource, TileUrlTemplate};
-pub use wms::{WmsSource, WmsSourceConf, WmsVersion};
+pub use wms::{InfoQuery, WmsSource, WmsSourceConf, WmsVersion};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;

@@ -73,6 +73,13 @@ pub struct WmsSourceConf {
     pub axis_order_ne: Vec<u32>,
     /// Codes with east/north axis order even if listed as north/east (`srs.axis_order_en`).
     pub axis_order_en: Vec<u32>,
+    /// `wms_opts.featureinfo`: GetFeatureInfo is forwarded to this source.
+    pub featureinfo: bool,
+    /// `wms_opts.featureinfo_format`: the `info_format` asked for (and the type the answer
+    /// is read as), instead of the client's.
+    pub featureinfo_format: Option<String>,
+    /// `wms_opts.query_layers` (default: `req.layers`).
+    pub query_layers: Option<String>,
 }
 
 impl WmsSourceConf {
@@ -88,8 +95,29 @@ impl WmsSourceConf {
             concurrent_requests: 0,
             axis_order_ne: Vec::new(),
             axis_order_en: Vec::new(),
+            featureinfo: false,
+            featureinfo_format: None,
+            query_layers: None,
         }
     }
+}
+
+/// A GetFeatureInfo request to a source (MapProxy's `InfoQuery`), bbox in east/north order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InfoQuery {
+    pub bbox: crate::grid::Bbox,
+    pub size: (u32, u32),
+    /// EPSG code.
+    pub srs: u32,
+    /// The queried pixel; `pos_float`: written with a decimal point (MapProxy keeps `x`/`y`
+    /// as floats when the client sent one).
+    pub pos: (f64, f64),
+    pub pos_float: bool,
+    /// The client's `INFO_FORMAT`.
+    pub info_format: Option<String>,
+    /// The client's `FORMAT`.
+    pub format: Option<String>,
+    pub feature_count: Option<String>,
 }
 
 /// A `type: wms` source.
@@ -184,20 +212,7 @@ impl WmsSource {
                 .collect(),
         );
         p.set("format", format.mime_type());
-        let b = query.bbox;
-        let v130 = self.conf.version == WmsVersion::V1_3_0;
-        let b = if v130 && self.ne.contains(&query.srs) {
-            [b[1], b[0], b[3], b[2]]
-        } else {
-            b
-        };
-        p.set(
-            "bbox",
-            b.iter()
-                .map(|v| py_float_repr(*v))
-                .collect::<Vec<_>>()
-                .join(","),
-        );
+        p.set("bbox", self.axis_bbox(query.bbox, query.srs));
         p.set("width", query.size.0.to_string());
         p.set("height", query.size.1.to_string());
         p.set("srs", format!("EPSG:{}", query.srs));
@@ -207,7 +222,13 @@ impl WmsSource {
         if !p.has("styles") {
             p.set("styles", String::new());
         }
-        if v130 {
+        Ok(self.finish_url(p))
+    }
+
+    /// `srs` → `crs` for 1.3.0, the query string written as MapProxy writes it, appended to
+    /// the URL.
+    fn finish_url(&self, mut p: Params) -> String {
+        if self.conf.version == WmsVersion::V1_3_0 {
             if let Some(srs) = p.remove("srs") {
                 p.set("crs", srs);
             }
@@ -225,7 +246,121 @@ impl WmsSource {
         } else {
             "?"
         };
-        Ok(format!("{url}{delim}{qs}"))
+        format!("{url}{delim}{qs}")
+    }
+
+    fn axis_bbox(&self, b: crate::grid::Bbox, srs: u32) -> String {
+        let b = if self.conf.version == WmsVersion::V1_3_0 && self.ne.contains(&srs) {
+            [b[1], b[0], b[3], b[2]]
+        } else {
+            b
+        };
+        b.iter()
+            .map(|v| py_float_repr(*v))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The GetFeatureInfo URL (MapProxy's `WMSInfoClient._query_url`): the `req` parameters,
+    /// `info_format`/`query_layers` from `wms_opts`, then bbox, size, position (`x`/`y`,
+    /// 1.3.0 `i`/`j`), `feature_count`, `query_layers` (else `req.layers`), the client's
+    /// `info_format`, a `format` (the client's, else `image/png`), the SRS.
+    pub fn get_info_url(&self, q: &InfoQuery) -> String {
+        let mut p = Params(
+            self.conf
+                .req
+                .iter()
+                .filter(|(k, _)| !k.eq_ignore_ascii_case("url"))
+                .cloned()
+                .collect(),
+        );
+        if let Some(f) = &self.conf.format {
+            p.set("format", f.mime_type());
+        }
+        if let Some(f) = &self.conf.featureinfo_format {
+            p.set("info_format", f.clone());
+        }
+        if let Some(l) = &self.conf.query_layers {
+            p.set("query_layers", l.clone());
+        }
+        p.set("bbox", self.axis_bbox(q.bbox, q.srs));
+        p.set("width", q.size.0.to_string());
+        p.set("height", q.size.1.to_string());
+        let coord = |v: f64| {
+            if q.pos_float {
+                py_float_repr(v)
+            } else {
+                format!("{}", v as i64)
+            }
+        };
+        let (xk, yk) = if self.conf.version == WmsVersion::V1_3_0 {
+            ("i", "j")
+        } else {
+            ("x", "y")
+        };
+        p.set(xk, coord(q.pos.0));
+        p.set(yk, coord(q.pos.1));
+        if let Some(c) = &q.feature_count {
+            p.set("feature_count", c.clone());
+        }
+        if !p.has("query_layers") {
+            let layers =
+                p.0.iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("layers"))
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default();
+            p.set("query_layers", layers);
+        }
+        if !p.has("info_format") {
+            if let Some(f) = &q.info_format {
+                p.set("info_format", f.clone());
+            }
+        }
+        if !p.has("format") {
+            p.set(
+                "format",
+                q.format.clone().unwrap_or_else(|| "image/png".into()),
+            );
+        }
+        p.set("srs", format!("EPSG:{}", q.srs));
+        p.set("request", "GetFeatureInfo".into());
+        p.set("version", self.conf.version.as_str().into());
+        p.set("service", "WMS".into());
+        if !p.has("styles") {
+            p.set("styles", String::new());
+        }
+        self.finish_url(p)
+    }
+
+    /// GetFeatureInfo (MapProxy's `WMSInfoClient.get_info`): the document, typed by
+    /// `wms_opts.featureinfo_format`, else the answer's Content-Type, else the client's
+    /// `INFO_FORMAT`.
+    pub async fn get_info(
+        &self,
+        q: &InfoQuery,
+    ) -> Result<crate::featureinfo::InfoDoc, SourceError> {
+        let url = self.get_info_url(q);
+        let _permit = match &self.limit {
+            Some(s) => Some(
+                s.acquire()
+                    .await
+                    .map_err(|_| SourceError::new("source closed"))?,
+            ),
+            None => None,
+        };
+        let resp = self.http.open(&url).await.map_err(|e| {
+            log::warn!(target: "mapproxy.source.wms", "could not retrieve feature info: {}", e.full_msg);
+            SourceError::from(e)
+        })?;
+        let mime = self
+            .conf
+            .featureinfo_format
+            .clone()
+            .or_else(|| content_type(resp.headers()))
+            .or_else(|| q.info_format.clone())
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(resp.body()).into_owned();
+        Ok(crate::featureinfo::InfoDoc::new(text, &mime))
     }
 }
 

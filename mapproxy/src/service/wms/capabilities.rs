@@ -187,7 +187,13 @@ fn render_111(
         s.push_str(&format!("        <Format>{}</Format>\n", e(fmt)));
     }
     s.push_str(&dcp(url));
-    s.push_str("    </GetMap>\n  </Request>\n  <Exception>\n    <Format>application/vnd.ogc.se_xml</Format>\n    <Format>application/vnd.ogc.se_inimage</Format>\n    <Format>application/vnd.ogc.se_blank</Format>\n  </Exception>\n");
+    s.push_str("    </GetMap>\n    <GetFeatureInfo>\n");
+    for t in &wms.config.info_types {
+        s.push_str(&format!("      <Format>{}</Format>\n", t.mime(false)));
+    }
+    s.push_str(&dcp(url));
+    s.push_str("    </GetFeatureInfo>\n");
+    s.push_str("  </Request>\n  <Exception>\n    <Format>application/vnd.ogc.se_xml</Format>\n    <Format>application/vnd.ogc.se_inimage</Format>\n    <Format>application/vnd.ogc.se_blank</Format>\n  </Exception>\n");
     layer_111(wms, &wms.root, true, allowed, &mut s, 1);
     s.push_str("</Capability>\n</WMT_MS_Capabilities>");
     s
@@ -207,7 +213,12 @@ fn layer_111(
         }
     }
     let ind = "  ".repeat(depth);
-    s.push_str(&format!("{ind}<Layer>\n"));
+    let q = if l.queryable() {
+        " queryable=\"1\""
+    } else {
+        ""
+    };
+    s.push_str(&format!("{ind}<Layer{q}>\n"));
     if let Some(n) = &l.name {
         s.push_str(&format!("{ind}  <Name>{}</Name>\n", e(n)));
     }
@@ -272,7 +283,13 @@ fn render_130(wms: &WmsService, url: &str, allowed: &dyn Fn(&str) -> bool) -> St
         s.push_str(&format!("      <Format>{}</Format>\n", e(fmt)));
     }
     s.push_str(&dcp(url));
-    s.push_str("    </GetMap>\n  </Request>\n  <Exception>\n    <Format>XML</Format>\n    <Format>INIMAGE</Format>\n    <Format>BLANK</Format>\n  </Exception>\n");
+    s.push_str("    </GetMap>\n    <GetFeatureInfo>\n");
+    for t in &wms.config.info_types {
+        s.push_str(&format!("      <Format>{}</Format>\n", t.mime(true)));
+    }
+    s.push_str(&dcp(url));
+    s.push_str("    </GetFeatureInfo>\n");
+    s.push_str("  </Request>\n  <Exception>\n    <Format>XML</Format>\n    <Format>INIMAGE</Format>\n    <Format>BLANK</Format>\n  </Exception>\n");
     layer_130(wms, &wms.root, true, allowed, &mut s, 1);
     s.push_str("</Capability>\n</WMS_Capabilities>");
     s
@@ -292,7 +309,12 @@ fn layer_130(
         }
     }
     let ind = "  ".repeat(depth);
-    s.push_str(&format!("{ind}<Layer>\n"));
+    let q = if l.queryable() {
+        " queryable=\"1\""
+    } else {
+        ""
+    };
+    s.push_str(&format!("{ind}<Layer{q}>\n"));
     if let Some(n) = &l.name {
         s.push_str(&format!("{ind}  <Name>{}</Name>\n", e(n)));
     }

@@ -95,73 +95,9 @@ pub(crate) async fn handle(
 ) -> Result<Response<Body>, WmsError> {
     let p = &req.params;
     let v130 = req.version >= Version::V130;
-    // validate_param
-    let srs_key = if v130 { "crs" } else { "srs" };
-    // 1.0.0 requests carry WMTVER instead of VERSION
-    let version_key = if req.version < Version::V110 {
-        "wmtver"
-    } else {
-        "version"
-    };
-    let expected = [
-        version_key,
-        "request",
-        "layers",
-        "styles",
-        srs_key,
-        "bbox",
-        "width",
-        "height",
-        "format",
-    ];
-    let missing: Vec<&str> = expected
-        .iter()
-        .copied()
-        .filter(|k| {
-            // 1.3.0 also takes SRS for CRS (MapProxy's adapt_to_111)
-            let present = match *k {
-                "crs" => p.has("crs") || p.has("srs"),
-                k => p.has(k),
-            };
-            // MapProxy's map requests have no non-strict parameters: all are required
-            !present
-        })
-        .collect();
-    if !missing.is_empty() {
-        let list = missing
-            .iter()
-            .map(|m| format!("'{m}'"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        return Err(WmsError::new(format!("missing parameters [{list}]")));
-    }
-    let raw_bbox = p.get("bbox").unwrap_or_default();
-    let bbox =
-        parse_bbox(raw_bbox).ok_or_else(|| WmsError::new(format!("invalid bbox {raw_bbox}")))?;
-    if bbox[0] >= bbox[2] || bbox[1] >= bbox[3] {
-        return Err(WmsError::new(format!("invalid bbox {raw_bbox}")));
-    }
-    if let Some(styles) = p.get("styles") {
-        if !styles
-            .split(',')
-            .all(|s| matches!(s, "" | "default" | "inspire_common:DEFAULT"))
-        {
-            return Err(
-                WmsError::new(format!("unsupported styles: {styles}")).code("StyleNotDefined")
-            );
-        }
-    }
-    let size = match (parse_dim(p.get("width")), parse_dim(p.get("height"))) {
-        (Some(w), Some(h)) => (w, h),
-        _ => {
-            return Err(WmsError::new(format!(
-                "invalid image size {}x{}: width and height must be positive integers",
-                p.get("width").unwrap_or_default(),
-                p.get("height").unwrap_or_default()
-            ))
-            .code("InvalidParameterValue"))
-        }
-    };
+    // MapProxy's map requests have no non-strict parameters: all are required
+    check_missing(p, &map_params(req.version))?;
+    let (bbox, size) = check_bbox_styles_size(p)?;
     // check_map_request: max_output_pixels first, always as XML
     if let Some(max) = wms.config.max_output_pixels {
         if u64::from(size.0) * u64::from(size.1) > max {
@@ -188,21 +124,7 @@ pub(crate) async fn handle(
             WmsError::new(format!("unsupported image format: {format}")).code("InvalidFormat")
         );
     }
-    let srs_code = req.srs_param().unwrap_or_default();
-    let srs_ok = wms
-        .config
-        .srs
-        .iter()
-        .any(|s| s.eq_ignore_ascii_case(srs_code.trim()));
-    let srs = match Srs::get(srs_code).ok().filter(|_| srs_ok) {
-        Some(s) => s,
-        None if v130 => {
-            return Err(WmsError::new(format!("unsupported crs: {srs_code}")).code("InvalidCRS"))
-        }
-        None => {
-            return Err(WmsError::new(format!("unsupported srs: {srs_code}")).code("InvalidSRS"))
-        }
-    };
+    let srs = check_srs(wms, req)?;
     let bbox = if v130 {
         crate::srs::switch_axis_order(bbox, &srs)
     } else {
@@ -347,6 +269,98 @@ pub(crate) async fn handle(
     } else {
         super::super::response::no_cache(res)
     })
+}
+
+/// The parameters of a GetMap of `version` (1.0.0 has `WMTVER`, 1.3.0 `CRS`).
+pub(super) fn map_params(version: Version) -> [&'static str; 9] {
+    [
+        if version < Version::V110 {
+            "wmtver"
+        } else {
+            "version"
+        },
+        "request",
+        "layers",
+        "styles",
+        if version >= Version::V130 {
+            "crs"
+        } else {
+            "srs"
+        },
+        "bbox",
+        "width",
+        "height",
+        "format",
+    ]
+}
+
+/// MapProxy's `validate_param`: `missing parameters ['a', 'b']`.
+pub(super) fn check_missing(p: &super::Params, expected: &[&str]) -> Result<(), WmsError> {
+    let missing: Vec<&str> = expected
+        .iter()
+        .copied()
+        .filter(|k| match *k {
+            // 1.3.0 also takes SRS for CRS (MapProxy's adapt_to_111)
+            "crs" => !(p.has("crs") || p.has("srs")),
+            k => !p.has(k),
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let list = missing
+        .iter()
+        .map(|m| format!("'{m}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(WmsError::new(format!("missing parameters [{list}]")))
+}
+
+/// `validate_bbox`, `validate_styles` and the size: the bbox as given (axis order of the
+/// request) and the size.
+pub(super) fn check_bbox_styles_size(p: &super::Params) -> Result<(Bbox, (u32, u32)), WmsError> {
+    let raw_bbox = p.get("bbox").unwrap_or_default();
+    let bbox =
+        parse_bbox(raw_bbox).ok_or_else(|| WmsError::new(format!("invalid bbox {raw_bbox}")))?;
+    if bbox[0] >= bbox[2] || bbox[1] >= bbox[3] {
+        return Err(WmsError::new(format!("invalid bbox {raw_bbox}")));
+    }
+    if let Some(styles) = p.get("styles") {
+        if !styles
+            .split(',')
+            .all(|s| matches!(s, "" | "default" | "inspire_common:DEFAULT"))
+        {
+            return Err(
+                WmsError::new(format!("unsupported styles: {styles}")).code("StyleNotDefined")
+            );
+        }
+    }
+    match (parse_dim(p.get("width")), parse_dim(p.get("height"))) {
+        (Some(w), Some(h)) => Ok((bbox, (w, h))),
+        _ => Err(WmsError::new(format!(
+            "invalid image size {}x{}: width and height must be positive integers",
+            p.get("width").unwrap_or_default(),
+            p.get("height").unwrap_or_default()
+        ))
+        .code("InvalidParameterValue")),
+    }
+}
+
+/// `validate_srs`: one of the service's `srs` (InvalidSRS, 1.3.0 InvalidCRS).
+pub(super) fn check_srs(wms: &WmsService, req: &WmsRequest) -> Result<Arc<Srs>, WmsError> {
+    let srs_code = req.srs_param().unwrap_or_default();
+    let srs_ok = wms
+        .config
+        .srs
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case(srs_code.trim()));
+    match Srs::get(srs_code).ok().filter(|_| srs_ok) {
+        Some(s) => Ok(s),
+        None if req.version >= Version::V130 => {
+            Err(WmsError::new(format!("unsupported crs: {srs_code}")).code("InvalidCRS"))
+        }
+        None => Err(WmsError::new(format!("unsupported srs: {srs_code}")).code("InvalidSRS")),
+    }
 }
 
 fn parse_bbox(s: &str) -> Option<Bbox> {

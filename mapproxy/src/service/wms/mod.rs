@@ -5,7 +5,8 @@
 //! |---|---|
 //! | `GetCapabilities` | 1.0.0/1.1.0/1.1.1 (`application/vnd.ogc.wms_xml`) and 1.3.0 (`text/xml`) documents: service metadata, the layer tree, SRS lists, bboxes (1.3.0 axis order) ([`capabilities`]) |
 //! | `GetMap` | layers from caches (the best grid and level, tiles stitched, cropped, resampled or reprojected) and from direct WMS sources, merged in order; PNG (paletted by default), JPEG ([`map`]) |
-//! | `GetFeatureInfo`, `GetLegendGraphic` | not yet: an `OperationNotSupported` exception that says so |
+//! | `GetFeatureInfo` | forwarded to the layers' info sources, the documents merged ([`featureinfo`]) |
+//! | `GetLegendGraphic` | not yet: an `OperationNotSupported` exception that says so |
 //!
 //! Versions are negotiated as MapProxy's `negotiate_version`; parameter names are
 //! case-insensitive. Errors are MapProxy's exception documents (1.1.1
@@ -15,6 +16,7 @@
 //! `VERSION`, `WIDTH=0`) get an exception document here.
 
 mod capabilities;
+mod featureinfo;
 mod map;
 
 use std::collections::HashMap;
@@ -30,6 +32,7 @@ use crate::image::transform::Resampling;
 use crate::srs::Srs;
 use crate::tile_manager::TileManager;
 
+pub use featureinfo::InfoLayer;
 pub use map::{CacheGridLayer, CacheLayer, DirectLayer, MapLayer};
 
 /// A WMS version (`1.1.1` → (1, 1, 1)).
@@ -104,6 +107,9 @@ pub struct WmsConfig {
     pub paletted: bool,
     /// `globals.image.jpeg_quality`.
     pub jpeg_quality: u8,
+    /// `featureinfo_types`: the GetFeatureInfo formats capabilities list (default text,
+    /// html, xml).
+    pub info_types: Vec<crate::featureinfo::InfoType>,
 }
 
 impl Default for WmsConfig {
@@ -130,6 +136,11 @@ impl Default for WmsConfig {
             resampling: Resampling::Bicubic,
             paletted: true,
             jpeg_quality: 90,
+            info_types: vec![
+                crate::featureinfo::InfoType::Text,
+                crate::featureinfo::InfoType::Html,
+                crate::featureinfo::InfoType::Xml,
+            ],
         }
     }
 }
@@ -187,6 +198,11 @@ pub struct WmsLayer {
     /// What a request of this layer renders (a group with a name and its own sources: these;
     /// else the children's).
     pub map_layers: Vec<MapLayer>,
+    /// The layer has sources (or a legend) of its own (MapProxy's `this` of a group): its
+    /// own info and legend sources answer for it, not its children's.
+    pub own: bool,
+    /// Its own info sources (WMS sources with `wms_opts.featureinfo`).
+    pub info: Vec<InfoLayer>,
     pub children: Vec<Arc<WmsLayer>>,
     pub extent: Option<Extent>,
     /// `min_res`, `max_res` (the layer renders nothing outside).
@@ -216,6 +232,11 @@ impl WmsLayer {
         for c in &self.children {
             c.render_layers(out);
         }
+    }
+
+    /// `queryable`: it or one of its children has info sources.
+    pub fn queryable(&self) -> bool {
+        !self.info.is_empty() || self.children.iter().any(|c| c.queryable())
     }
 
     /// `renders_query`: within `min_res`/`max_res` (MapProxy's `ResolutionRange.contains`).
@@ -539,10 +560,10 @@ pub(crate) async fn handle(wms: &WmsService, ctx: &Ctx<'_>) -> Response<Body> {
             Ok(r) => r,
             Err(e) => req.error(e),
         },
-        ReqType::FeatureInfo => req.error(
-            WmsError::new("GetFeatureInfo is not supported yet by this server")
-                .code("OperationNotSupported"),
-        ),
+        ReqType::FeatureInfo => match featureinfo::handle(wms, &req, ctx).await {
+            Ok(r) => r,
+            Err(e) => req.error(e),
+        },
         ReqType::LegendGraphic => req.error(
             WmsError::new("GetLegendGraphic is not supported yet by this server")
                 .code("OperationNotSupported"),
