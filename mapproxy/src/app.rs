@@ -821,6 +821,46 @@ fn wms_source(
         Some(Value::Bool(true))
     );
     c.featureinfo_format = opt_text("featureinfo_format")?;
+    c.forward_req_params = w.forward_req_params.clone();
+    if let Some(Node {
+        value: Value::Map(m),
+        ..
+    }) = &w.image
+    {
+        if let Some(n) = m.get("transparent_color") {
+            let color = match &n.value {
+                Value::Str(s) => parse_hex_color(s).map(|c| [c[0], c[1], c[2]]),
+                Value::Seq(items) => {
+                    let v: Vec<u8> = items
+                        .iter()
+                        .filter_map(|n| match n.value {
+                            Value::Int(i) => u8::try_from(i).ok(),
+                            _ => None,
+                        })
+                        .collect();
+                    match v.as_slice() {
+                        [r, g, b] => Some([*r, *g, *b]),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            }
+            .ok_or_else(|| {
+                err(
+                    &n.loc,
+                    format!(
+                        "sources.{name}.image.transparent_color: expected #rrggbb or [r, g, b]"
+                    ),
+                )
+            })?;
+            let tolerance = match m.get("transparent_color_tolerance").map(|n| &n.value) {
+                Some(Value::Int(i)) => *i as f64,
+                Some(Value::Float(f)) => *f,
+                _ => conf.globals.image.transparent_color_tolerance,
+            };
+            c.transparent_color = Some((color, tolerance));
+        }
+    }
     c.query_layers = opt_text("query_layers")?;
     for k in ["featureinfo_xslt", "featureinfo_out_format"] {
         if let Some(n) = w.wms_opts.get(k) {

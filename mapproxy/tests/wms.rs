@@ -1088,3 +1088,66 @@ async fn featureinfo_forwarded_reprojected_and_merged() {
         "{t}"
     );
 }
+
+/// A WMS source's `image.transparent_color` (+ tolerance) and `forward_req_params`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transparent_color_and_forward_req_params() {
+    let s = serve(
+        r#"
+services:
+  wms:
+    srs: ['EPSG:4326']
+    image_formats: ['image/png']
+layers:
+  - name: masked
+    title: Masked
+    sources: [masked]
+globals:
+  image:
+    paletted: false
+sources:
+  masked:
+    type: wms
+    forward_req_params: ['Time']
+    image:
+      transparent_color: [128, 128, 128]
+      transparent_color_tolerance: 64
+    req:
+      url: http://UPSTREAM/service
+      layers: foo
+"#,
+    )
+    .await;
+    let url = getmap(
+        "1.1.1",
+        "masked",
+        "EPSG:4326",
+        "0,0,20,20",
+        200,
+        200,
+        "image/png",
+    ) + "&TRANSPARENT=true&time=2020-01-01&other=1";
+    let a = get(&s, &url).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let img = a.image();
+    let (mut clear, mut opaque) = (0, 0);
+    for j in (0..200).step_by(7) {
+        for i in (0..200).step_by(7) {
+            let lon = (f64::from(i) + 0.5) * 0.1;
+            let lat = 20.0 - (f64::from(j) + 0.5) * 0.1;
+            let c = color_of(lon, lat);
+            let hit = (64..=192).contains(&c[0]) && (64..=192).contains(&c[1]);
+            let alpha = img.get_pixel(i, j).0[3];
+            assert_eq!(alpha == 0, hit, "pixel {i},{j}: {c:?} alpha {alpha}");
+            if hit {
+                clear += 1;
+            } else {
+                opaque += 1;
+            }
+        }
+    }
+    assert!(clear > 20 && opaque > 20, "{clear} {opaque}");
+    let q = s.upstream.queries.lock().expect("log").clone();
+    assert!(q[0].contains("&Time=2020-01-01"), "{q:?}");
+    assert!(!q[0].contains("other="), "{q:?}");
+}

@@ -170,6 +170,8 @@ pub struct GlobalsImage {
     pub font_dir: Option<PathBuf>,
     /// `merge_method` of layered images.
     pub merge_method: Option<String>,
+    /// `transparent_color_tolerance` of WMS sources' `transparent_color`; default 5.
+    pub transparent_color_tolerance: f64,
 }
 
 /// Where a cache stores tiles: `cache: {type: ...}`.
@@ -868,6 +870,10 @@ fn globals(ctx: &mut Ctx, n: Option<&Node>) -> Globals {
         formats: IndexMap::new(),
         font_dir: opt(&mut ik, "font_dir", |n, p| ctx.path(n, p)),
         merge_method: opt(&mut ik, "merge_method", |n, p| ctx.string(n, p)),
+        transparent_color_tolerance: opt(&mut ik, "transparent_color_tolerance", |n, p| {
+            ctx.number(n, p)
+        })
+        .unwrap_or(5.0),
     };
     if !["nearest", "bilinear", "bicubic"].contains(&image.resampling_method.as_str()) {
         let loc = ik.loc_of("resampling_method");

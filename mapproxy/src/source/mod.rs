@@ -91,4 +91,15 @@ pub trait MapSource: Send + Sync + 'static {
         &'a self,
         query: &'a MapQuery,
     ) -> BoxFuture<'a, Result<SourceImage, SourceError>>;
+
+    /// [`get_map`](Self::get_map) for a WMS GetMap that carries parameters of the client's
+    /// request (name as written by the client, value): a source that forwards some of them
+    /// (a WMS source's `forward_req_params`) adds those to its request; others ignore them.
+    fn get_map_forwarding<'a>(
+        &'a self,
+        query: &'a MapQuery,
+        _client_params: &'a [(String, String)],
+    ) -> BoxFuture<'a, Result<SourceImage, SourceError>> {
+        self.get_map(query)
+    }
 }

@@ -80,6 +80,12 @@ pub struct WmsSourceConf {
     pub featureinfo_format: Option<String>,
     /// `wms_opts.query_layers` (default: `req.layers`).
     pub query_layers: Option<String>,
+    /// `image.transparent_color` and its tolerance: pixels of that colour (each channel
+    /// within the tolerance) are made transparent (MapProxy's `make_transparent`).
+    pub transparent_color: Option<([u8; 3], f64)>,
+    /// `forward_req_params`: parameters of the client's GetMap passed on (names compared
+    /// without regard to case).
+    pub forward_req_params: Vec<String>,
 }
 
 impl WmsSourceConf {
@@ -98,6 +104,8 @@ impl WmsSourceConf {
             featureinfo: false,
             featureinfo_format: None,
             query_layers: None,
+            transparent_color: None,
+            forward_req_params: Vec::new(),
         }
     }
 }
@@ -189,6 +197,16 @@ impl WmsSource {
 
     /// The GetMap URL for `query`; an error for an SRS that is not in `supported_srs`.
     pub fn get_map_url(&self, query: &MapQuery) -> Result<String, SourceError> {
+        self.get_map_url_forwarding(query, &[])
+    }
+
+    /// [`get_map_url`](Self::get_map_url) with the client's parameters named in
+    /// `forward_req_params` added (MapProxy's `dimensions_for_params`).
+    pub fn get_map_url_forwarding(
+        &self,
+        query: &MapQuery,
+        client_params: &[(String, String)],
+    ) -> Result<String, SourceError> {
         if !self.conf.supported_srs.is_empty() && !self.conf.supported_srs.contains(&query.srs) {
             return Err(SourceError::new(format!(
                 "EPSG:{} is not among the supported_srs of the WMS source ({}) and \
@@ -221,6 +239,15 @@ impl WmsSource {
         p.set("service", "WMS".into());
         if !p.has("styles") {
             p.set("styles", String::new());
+        }
+        // by the configured name (MapProxy: `query.dimensions[name] = params[name]`)
+        for f in &self.conf.forward_req_params {
+            if let Some((_, v)) = client_params
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(f))
+            {
+                p.set(f, v.clone());
+            }
         }
         Ok(self.finish_url(p))
     }
@@ -369,8 +396,61 @@ impl MapSource for WmsSource {
         &'a self,
         query: &'a MapQuery,
     ) -> BoxFuture<'a, Result<SourceImage, SourceError>> {
+        self.get_map_forwarding(query, &[])
+    }
+
+    fn get_map_forwarding<'a>(
+        &'a self,
+        query: &'a MapQuery,
+        client_params: &'a [(String, String)],
+    ) -> BoxFuture<'a, Result<SourceImage, SourceError>> {
         Box::pin(async move {
-            let url = self.get_map_url(query)?;
+            let img = self.fetch_map(query, client_params).await?;
+            match self.conf.transparent_color {
+                Some((color, tolerance)) => {
+                    tokio::task::spawn_blocking(move || make_transparent(&img, color, tolerance))
+                        .await
+                        .map_err(|e| SourceError::new(e.to_string()))?
+                }
+                None => Ok(img),
+            }
+        })
+    }
+}
+
+/// MapProxy's `make_transparent`: pixels whose channels are each within `tolerance` of
+/// `color` get alpha 0 (others keep theirs); the result is a PNG.
+fn make_transparent(
+    img: &SourceImage,
+    color: [u8; 3],
+    tolerance: f64,
+) -> Result<SourceImage, SourceError> {
+    let mut rgba = crate::image::decode(&img.data).map_err(|e| SourceError::new(e.to_string()))?;
+    for p in rgba.pixels_mut() {
+        let hit = (0..3).all(|i| (f64::from(p.0[i]) - f64::from(color[i])).abs() <= tolerance);
+        if hit {
+            p.0[3] = 0;
+        }
+    }
+    let mut opts = crate::image::ImageOpts::new(ImageFormat::png());
+    opts.transparent = true;
+    opts.paletted = false;
+    let data = crate::image::encode(&rgba, &opts).map_err(|e| SourceError::new(e.to_string()))?;
+    Ok(SourceImage {
+        data,
+        format: Some(ImageFormat::png()),
+        cacheable: img.cacheable,
+    })
+}
+
+impl WmsSource {
+    async fn fetch_map(
+        &self,
+        query: &MapQuery,
+        client_params: &[(String, String)],
+    ) -> Result<SourceImage, SourceError> {
+        {
+            let url = self.get_map_url_forwarding(query, client_params)?;
             let _permit = match &self.limit {
                 Some(s) => Some(
                     s.acquire()
@@ -421,6 +501,6 @@ impl MapSource for WmsSource {
                 resp.into_body(),
                 ct.as_deref().and_then(image_format_of),
             ))
-        })
+        }
     }
 }

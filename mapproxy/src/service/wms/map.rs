@@ -200,7 +200,7 @@ pub(crate) async fn handle(
     let results = join_all(
         render
             .iter()
-            .map(|(_, l)| render_layer(l, &query, &format, resampling)),
+            .map(|(_, l)| render_layer(l, &query, &format, resampling, &p.0)),
     )
     .await;
     let mut images = Vec::new();
@@ -414,10 +414,11 @@ async fn render_layer(
     q: &Query,
     format: &str,
     resampling: Resampling,
+    client_params: &[(String, String)],
 ) -> Result<Rendered, String> {
     match layer {
         MapLayer::Cache(c) => render_cache(c, q, resampling).await,
-        MapLayer::Direct(d) => render_direct(d, q, format, resampling).await,
+        MapLayer::Direct(d) => render_direct(d, q, format, resampling, client_params).await,
     }
 }
 
@@ -591,6 +592,7 @@ async fn render_direct(
     q: &Query,
     format: &str,
     resampling: Resampling,
+    client_params: &[(String, String)],
 ) -> Result<Rendered, String> {
     let supported = d.supported_srs.is_empty() || d.supported_srs.iter().any(|s| **s == *q.srs);
     let fmt = ImageFormat::new(
@@ -609,7 +611,11 @@ async fn render_direct(
             format: fmt,
             transparent: d.transparent,
         };
-        let img = d.source.get_map(&mq).await.map_err(|e| e.message)?;
+        let img = d
+            .source
+            .get_map_forwarding(&mq, client_params)
+            .await
+            .map_err(|e| e.message)?;
         return Ok(Rendered::Encoded(img.data, img.format));
     }
     let target = d
@@ -630,7 +636,11 @@ async fn render_direct(
         format: ImageFormat::png(),
         transparent: d.transparent,
     };
-    let img = d.source.get_map(&mq).await.map_err(|e| e.message)?;
+    let img = d
+        .source
+        .get_map_forwarding(&mq, client_params)
+        .await
+        .map_err(|e| e.message)?;
     let q = q.clone();
     tokio::task::spawn_blocking(move || -> Result<Rendered, String> {
         let src = crate::image::decode(&img.data).map_err(|e| e.to_string())?;
