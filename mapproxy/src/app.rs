@@ -326,6 +326,7 @@ fn compile_wms(
             map_layers: Vec::new(),
             own: false,
             info: Vec::new(),
+            legends: Vec::new(),
             children: top,
             extent: WmsExtent::merge(&extents),
             min_res: None,
@@ -400,6 +401,12 @@ fn wms_layer(
     }
     let mut map_layers = Vec::new();
     let mut info = Vec::new();
+    let mut legends = Vec::new();
+    let legend_dir = conf.globals.cache.base_dir.join("legends");
+    if let Some(url) = &l.legendurl {
+        legends.push(Arc::new(static_legend(conf, url, &l.loc, &legend_dir)?));
+    }
+    let layer_legend = l.legendurl.is_some();
     let mut extents = Vec::new();
     for src in &l.sources {
         if src.contains(':') {
@@ -418,6 +425,11 @@ fn wms_layer(
                 if let SourceKind::Wms(w) = &sc.kind {
                     if let Some(i) = info_layer(conf, n, sc, w)? {
                         info.push(i);
+                    }
+                    if !layer_legend {
+                        if let Some(lg) = legend_source(conf, n, sc, w, &legend_dir)? {
+                            legends.push(Arc::new(lg));
+                        }
                     }
                 }
             }
@@ -482,7 +494,7 @@ fn wms_layer(
             transparent,
         )));
     }
-    if map_layers.is_empty() && info.is_empty() && children.is_empty() {
+    if map_layers.is_empty() && info.is_empty() && legends.is_empty() && children.is_empty() {
         return Ok(None);
     }
     for c in &children {
@@ -511,6 +523,7 @@ fn wms_layer(
         abstract_,
         own: !l.sources.is_empty() || l.legendurl.is_some(),
         info,
+        legends,
         map_layers,
         children,
         extent: WmsExtent::merge(&extents),
@@ -717,6 +730,86 @@ fn compile_source(
             format!("source '{name}': type '{type_name}' is not supported yet"),
         )),
     }
+}
+
+/// A static legend (`legendurl` of a layer or `wms_opts.legendurl` of a source):
+/// `http(s)://` through the shared client, `file://` read from disk (a relative path from the
+/// YAML's directory, as MapProxy's `abspath`).
+fn static_legend(
+    conf: &MapProxyConf,
+    url: &str,
+    loc: &Location,
+    dir: &Path,
+) -> Result<crate::source::LegendSource, ConfigError> {
+    use crate::source::{LegendClient, LegendSource};
+    let client = if let Some(rest) = url.strip_prefix("file://") {
+        let path = if rest.starts_with('/') {
+            PathBuf::from(rest)
+        } else {
+            loc.file
+                .parent()
+                .map(|d| d.join(rest))
+                .unwrap_or_else(|| PathBuf::from(rest))
+        };
+        LegendClient::File {
+            url: format!("file://{}", path.display()),
+            path,
+        }
+    } else {
+        let http = SourceHttp::new(&http_opts(conf, &config::HttpOpts::default()))
+            .map_err(|e| err(loc, format!("legendurl: {e}")))?;
+        LegendClient::Url {
+            url: url.to_string(),
+            http,
+        }
+    };
+    Ok(LegendSource::new(vec![client], dir.to_path_buf(), true))
+}
+
+/// The legend of a WMS source: `wms_opts.legendurl` (static), else with
+/// `wms_opts.legendgraphic: true` a GetLegendGraphic per layer of `req.layers`.
+fn legend_source(
+    conf: &MapProxyConf,
+    name: &str,
+    src: &config::SourceConf,
+    w: &config::WmsSourceConf,
+    dir: &Path,
+) -> Result<Option<crate::source::LegendSource>, ConfigError> {
+    if let Some(n) = w.wms_opts.get("legendurl") {
+        let Value::Str(url) = &n.value else {
+            return Err(err(
+                &n.loc,
+                format!("sources.{name}.wms_opts.legendurl: expected a URL"),
+            ));
+        };
+        return static_legend(conf, url, &n.loc, dir).map(Some);
+    }
+    match w.wms_opts.get("legendgraphic").map(|n| &n.value) {
+        Some(Value::Bool(true)) => {}
+        None | Some(Value::Bool(false)) => return Ok(None),
+        Some(_) => {
+            return Err(err(
+                &src.loc,
+                format!("sources.{name}.wms_opts.legendgraphic: expected true or false"),
+            ))
+        }
+    }
+    let source = Arc::new(wms_source(conf, name, src, w)?);
+    let clients = w
+        .layers
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(|layer| crate::source::LegendClient::Wms {
+            source: source.clone(),
+            layer: layer.to_string(),
+        })
+        .collect();
+    Ok(Some(crate::source::LegendSource::new(
+        clients,
+        dir.to_path_buf(),
+        false,
+    )))
 }
 
 /// The info source of a WMS source with `wms_opts.featureinfo: true`.

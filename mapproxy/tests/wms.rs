@@ -77,6 +77,7 @@ async fn upstream() -> (SocketAddr, Arc<UpstreamLog>) {
                     let log = log.clone();
                     async move {
                         let q = req.uri().query().unwrap_or("").to_string();
+                        let path = req.uri().path().to_string();
                         log.queries.lock().expect("log").push(q.clone());
                         let now = log.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
                         log.max_in_flight.fetch_max(now, Ordering::SeqCst);
@@ -100,6 +101,20 @@ async fn upstream() -> (SocketAddr, Arc<UpstreamLog>) {
                         let request = get("request").unwrap_or_default();
                         let res = if request == "GetFeatureInfo" {
                             Ok(feature_info(&get))
+                        } else if request == "GetLegendGraphic" || path == "/legend.png" {
+                            // legends: a solid image per upstream layer
+                            let (w, h, c) = match get("layer").as_deref() {
+                                Some("a") => (20, 10, [255, 0, 0, 255]),
+                                Some("b") => (30, 15, [0, 255, 0, 255]),
+                                _ => (25, 5, [0, 0, 255, 255]),
+                            };
+                            Response::builder()
+                                .header("content-type", "image/png")
+                                .body(Full::new(png(&image::RgbaImage::from_pixel(
+                                    w,
+                                    h,
+                                    image::Rgba(c),
+                                ))))
                         } else if bbox.len() == 4 && w > 0 && h > 0 && w * h < 5_000_000 {
                             let img =
                                 upstream_image(&srs, [bbox[0], bbox[1], bbox[2], bbox[3]], w, h);
@@ -179,6 +194,7 @@ fn feature_info(get: &dyn Fn(&str) -> Option<String>) -> Response<Full<Bytes>> {
 
 struct Served {
     addr: SocketAddr,
+    upstream_addr: SocketAddr,
     upstream: Arc<UpstreamLog>,
     _dir: tempfile::TempDir,
 }
@@ -221,6 +237,7 @@ async fn serve(yaml: &str) -> Served {
     });
     Served {
         addr,
+        upstream_addr: up,
         upstream: log,
         _dir: dir,
     }
@@ -1150,4 +1167,189 @@ sources:
     let q = s.upstream.queries.lock().expect("log").clone();
     assert!(q[0].contains("&Time=2020-01-01"), "{q:?}");
     assert!(!q[0].contains("other="), "{q:?}");
+}
+
+const LEGEND_YAML: &str = r#"
+services:
+  wms:
+    srs: ['EPSG:4326']
+    image_formats: ['image/png', 'image/jpeg']
+layers:
+  - name: lg
+    title: Legend graphic
+    sources: [lgsrc]
+  - name: lgurl
+    title: Static
+    sources: [lgstatic]
+  - name: lgfile
+    title: File
+    legendurl: file://legend_file.png
+    sources: [lgsrc]
+  - name: lggroup
+    title: Group
+    layers:
+      - name: lg_child
+        title: Child
+        sources: [lgsrc]
+      - name: lg_child2
+        title: Child2
+        sources: [lgstatic]
+  - name: nolegend
+    title: None
+    sources: [plain]
+globals:
+  cache:
+    base_dir: ./cache
+sources:
+  lgsrc:
+    type: wms
+    wms_opts:
+      legendgraphic: true
+    req:
+      url: http://UPSTREAM/service
+      layers: a,b
+  lgstatic:
+    type: wms
+    wms_opts:
+      legendurl: http://UPSTREAM/legend.png
+    req:
+      url: http://UPSTREAM/service
+      layers: c
+  plain:
+    type: wms
+    req:
+      url: http://UPSTREAM/service
+      layers: d
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legendgraphic_from_sources_cached_and_stacked() {
+    let s = serve(LEGEND_YAML).await;
+    let lg = |layer: &str| {
+        format!("/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetLegendGraphic&LAYER={layer}&FORMAT=image/png&SLD_VERSION=1.1.0")
+    };
+    let upstream_count = || s.upstream.queries.lock().expect("log").len();
+    // a GetLegendGraphic per upstream layer, stacked: the last on top
+    let a = get(&s, &lg("lg")).await;
+    assert_eq!(
+        (a.status, a.content_type.as_str()),
+        (200, "image/png"),
+        "{}",
+        a.text()
+    );
+    let img = a.image();
+    assert_eq!(img.dimensions(), (30, 25));
+    assert_eq!(img.get_pixel(0, 0).0, [0, 255, 0, 255], "b on top");
+    assert_eq!(img.get_pixel(0, 20).0, [255, 0, 0, 255]);
+    assert_eq!(img.get_pixel(25, 20).0[3], 0, "transparent beside a");
+    let q = s.upstream.queries.lock().expect("log").clone();
+    assert_eq!(q.len(), 2, "{q:?}");
+    for l in ["a", "b"] {
+        let want = format!("layer={l}&format=image%2Fpng&request=GetLegendGraphic&version=1.1.1&service=WMS&sld_version=1.1.0");
+        assert!(q.contains(&want), "{q:?}");
+    }
+    // cached as MapProxy: <base_dir>/legends/md5(url+layer... + str(scale)).png
+    let up = format!("http://{}/service", q_host(&s));
+    let id = format!("{up}a{up}bNone");
+    let file = s
+        ._dir
+        .path()
+        .join("cache/legends")
+        .join(format!("{:x}.png", md5_hex(&id)));
+    assert!(file.exists(), "{}", file.display());
+    let a = get(&s, &lg("lg")).await;
+    assert_eq!(a.image().dimensions(), (30, 25));
+    assert_eq!(upstream_count(), 2, "from the cache");
+    // SCALE goes upstream (and is another cache entry)
+    let a = get(&s, &format!("{}&SCALE=5000", lg("lg"))).await;
+    assert_eq!(a.status, 200);
+    let q = s.upstream.queries.lock().expect("log").clone();
+    assert_eq!(q.len(), 4);
+    assert!(q[2..].iter().all(|q| q.contains("&scale=5000.0&")), "{q:?}");
+    // a static legendurl of a source; a layer's file:// legendurl (relative to the YAML)
+    let a = get(&s, &lg("lgurl")).await;
+    assert_eq!(a.image().dimensions(), (25, 5));
+    image::RgbaImage::from_pixel(7, 9, image::Rgba([1, 2, 3, 255]))
+        .save(s._dir.path().join("legend_file.png"))
+        .expect("save");
+    let a = get(&s, &lg("lgfile")).await;
+    assert_eq!(a.image().dimensions(), (7, 9), "{}", a.text());
+    // a group: its children's legends stacked (MapProxy: internal error)
+    let a = get(&s, &lg("lggroup")).await;
+    assert_eq!(a.image().dimensions(), (30, 30), "{}", a.text());
+    // JPEG on request
+    let a = get(&s, &lg("lg").replace("image/png", "image/jpeg")).await;
+    assert_eq!(a.content_type, "image/jpeg");
+
+    // errors as MapProxy
+    let a = get(&s, &lg("nolegend")).await;
+    assert_eq!(
+        (a.status, a.content_type.as_str()),
+        (404, "application/vnd.ogc.se_xml")
+    );
+    assert!(
+        a.text().contains("layer nolegend has no legend graphic"),
+        "{}",
+        a.text()
+    );
+    let a = get(
+        &s,
+        &lg("lg").replace("SLD_VERSION=1.1.0", "SLD_VERSION=1.0.0"),
+    )
+    .await;
+    assert!(
+        a.text().contains("invalid sld_version 1.0.0"),
+        "{}",
+        a.text()
+    );
+    let a = get(&s, &lg("lg").replace("&FORMAT=image/png", "")).await;
+    assert!(
+        a.text().contains("missing parameters [&#x27;format&#x27;]"),
+        "{}",
+        a.text()
+    );
+    let a = get(&s, &lg("nope").replace("1.1.1", "1.3.0")).await;
+    assert_eq!(a.status, 500);
+    assert!(
+        a.text().contains("code=\"LayerNotDefined\""),
+        "{}",
+        a.text()
+    );
+
+    // capabilities: the GetLegendGraphic request and LegendURLs with the legends' sizes
+    let t = get(
+        &s,
+        "/service?SERVICE=WMS&REQUEST=GetCapabilities&VERSION=1.1.1",
+    )
+    .await
+    .text();
+    assert!(t.contains("<GetLegendGraphic>"), "{t}");
+    assert!(t.contains("<LegendURL width=\"30\" height=\"25\">"), "{t}");
+    assert!(t.contains("<LegendURL width=\"25\" height=\"5\">"), "{t}");
+    assert!(
+        t.contains(&format!("xlink:href=\"http://{}/service?format=image%2Fpng&amp;layer=lg&amp;sld_version=1.1.0&amp;request=GetLegendGraphic&amp;service=WMS&amp;version=1.1.1\"", s.addr)),
+        "{t}"
+    );
+    assert_eq!(
+        t.matches("<LegendURL").count(),
+        5,
+        "lg, lgurl, lgfile, lg_child, lg_child2: {t}"
+    );
+    let t = get(
+        &s,
+        "/service?SERVICE=WMS&REQUEST=GetCapabilities&VERSION=1.3.0",
+    )
+    .await
+    .text();
+    assert!(t.contains("<sld:GetLegendGraphic>"), "{t}");
+}
+
+fn md5_hex(s: &str) -> impl std::fmt::LowerHex {
+    use md5::Digest;
+    md5::Md5::digest(s.as_bytes())
+}
+
+/// The loopback upstream's host:port.
+fn q_host(s: &Served) -> String {
+    s.upstream_addr.to_string()
 }

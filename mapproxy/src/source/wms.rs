@@ -359,6 +359,55 @@ impl WmsSource {
         self.finish_url(p)
     }
 
+    /// The GetLegendGraphic URL of one upstream layer (MapProxy's `WMSLegendClient`): the
+    /// `req` parameters without `layers`, `layer`, `format` (the source's, else PNG),
+    /// `scale` when asked, then `request`, `version`, `service`, `sld_version`.
+    pub fn get_legend_url(&self, layer: &str, scale: Option<f64>) -> String {
+        let mut p = Params(
+            self.conf
+                .req
+                .iter()
+                .filter(|(k, _)| {
+                    !k.eq_ignore_ascii_case("url") && !k.eq_ignore_ascii_case("layers")
+                })
+                .cloned()
+                .collect(),
+        );
+        p.set("layer", layer.to_string());
+        let format = self
+            .conf
+            .format
+            .as_ref()
+            .map(|f| f.mime_type())
+            .unwrap_or_else(|| "image/png".into());
+        p.set("format", format);
+        if let Some(s) = scale {
+            p.set("scale", py_float_repr(s));
+        }
+        p.set("request", "GetLegendGraphic".into());
+        p.set("version", self.conf.version.as_str().into());
+        p.set("service", "WMS".into());
+        p.set("sld_version", "1.1.0".into());
+        self.finish_url(p)
+    }
+
+    /// A legend image of one upstream layer; an answer that is not an image is an error
+    /// (`no image returned from source WMS`).
+    pub async fn get_legend(
+        &self,
+        layer: &str,
+        scale: Option<f64>,
+    ) -> Result<bytes::Bytes, SourceError> {
+        let url = self.get_legend_url(layer, scale);
+        let resp = self.http.open(&url).await.map_err(SourceError::from)?;
+        if let Some(ct) = content_type(resp.headers()) {
+            if !ct.starts_with("image/") {
+                return Err(SourceError::new("no image returned from source WMS"));
+            }
+        }
+        Ok(resp.into_body())
+    }
+
     /// GetFeatureInfo (MapProxy's `WMSInfoClient.get_info`): the document, typed by
     /// `wms_opts.featureinfo_format`, else the answer's Content-Type, else the client's
     /// `INFO_FORMAT`.

@@ -6,7 +6,7 @@
 //! | `GetCapabilities` | 1.0.0/1.1.0/1.1.1 (`application/vnd.ogc.wms_xml`) and 1.3.0 (`text/xml`) documents: service metadata, the layer tree, SRS lists, bboxes (1.3.0 axis order) ([`capabilities`]) |
 //! | `GetMap` | layers from caches (the best grid and level, tiles stitched, cropped, resampled or reprojected) and from direct WMS sources, merged in order; PNG (paletted by default), JPEG ([`map`]) |
 //! | `GetFeatureInfo` | forwarded to the layers' info sources, the documents merged ([`featureinfo`]) |
-//! | `GetLegendGraphic` | not yet: an `OperationNotSupported` exception that says so |
+//! | `GetLegendGraphic` | the layer's legends (`legendurl`, upstream GetLegendGraphic), cached and stacked ([`legend`]) |
 //!
 //! Versions are negotiated as MapProxy's `negotiate_version`; parameter names are
 //! case-insensitive. Errors are MapProxy's exception documents (1.1.1
@@ -17,6 +17,7 @@
 
 mod capabilities;
 mod featureinfo;
+mod legend;
 mod map;
 
 use std::collections::HashMap;
@@ -203,6 +204,9 @@ pub struct WmsLayer {
     pub own: bool,
     /// Its own info sources (WMS sources with `wms_opts.featureinfo`).
     pub info: Vec<InfoLayer>,
+    /// Its own legend sources (`legendurl`, or its sources' `wms_opts.legendurl` /
+    /// `legendgraphic`).
+    pub legends: Vec<Arc<crate::source::LegendSource>>,
     pub children: Vec<Arc<WmsLayer>>,
     pub extent: Option<Extent>,
     /// `min_res`, `max_res` (the layer renders nothing outside).
@@ -555,7 +559,7 @@ pub(crate) async fn handle(wms: &WmsService, ctx: &Ctx<'_>) -> Response<Body> {
         req.exc = ExcFormat::Xml;
     }
     match req_type {
-        ReqType::Capabilities => capabilities::handle(wms, &req, ctx),
+        ReqType::Capabilities => capabilities::handle(wms, &req, ctx).await,
         ReqType::Map => match map::handle(wms, &req, ctx).await {
             Ok(r) => r,
             Err(e) => req.error(e),
@@ -564,10 +568,10 @@ pub(crate) async fn handle(wms: &WmsService, ctx: &Ctx<'_>) -> Response<Body> {
             Ok(r) => r,
             Err(e) => req.error(e),
         },
-        ReqType::LegendGraphic => req.error(
-            WmsError::new("GetLegendGraphic is not supported yet by this server")
-                .code("OperationNotSupported"),
-        ),
+        ReqType::LegendGraphic => match legend::handle(wms, &req, ctx).await {
+            Ok(r) => r,
+            Err(e) => req.error(e),
+        },
     }
 }
 
