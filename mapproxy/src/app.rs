@@ -219,6 +219,7 @@ fn compile_wms(
             .map(|f| crate::service::wms::mime_of_format(f))
             .collect(),
         strict: w.strict,
+        concurrent_layer_renderer: w.concurrent_layer_renderer.max(1) as usize,
         on_source_errors_raise: w.on_source_errors == "raise",
         paletted: conf.globals.image.paletted,
         jpeg_quality: conf.globals.image.jpeg_quality,

@@ -201,6 +201,14 @@ struct Served {
 
 /// The MapProxy app of `yaml` (with `UPSTREAM` replaced) served on 127.0.0.1:0.
 async fn serve(yaml: &str) -> Served {
+    serve_auth(yaml, None).await
+}
+
+/// [`serve`] with `auth` in every request (as a filter in front would put it).
+async fn serve_auth(
+    yaml: &str,
+    auth: Option<mapproxy_serve_mapproxy::authorize::Authorizer>,
+) -> Served {
     let (up, log) = upstream().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("mapproxy.yaml");
@@ -218,10 +226,16 @@ async fn serve(yaml: &str) -> Served {
                 return;
             };
             let app = app.clone();
+            let auth = auth.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                     let app = app.clone();
+                    let auth = auth.clone();
                     async move {
+                        let mut req = req;
+                        if let Some(a) = auth {
+                            req.extensions_mut().insert(a);
+                        }
                         let req = req.map(|b| {
                             b.map_err(|e| -> mapproxy_serve_core::error::BoxError { Box::new(e) })
                                 .boxed_unsync()
@@ -1352,4 +1366,127 @@ fn md5_hex(s: &str) -> impl std::fmt::LowerHex {
 /// The loopback upstream's host:port.
 fn q_host(s: &Served) -> String {
     s.upstream_addr.to_string()
+}
+
+/// `limited_to` (MapProxy's `doc/auth.rst`): GetMap clipped per layer and per request,
+/// GetFeatureInfo only inside, capabilities' bboxes limited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limited_to_clips_maps_featureinfo_and_capabilities() {
+    use mapproxy_serve_mapproxy::authorize::{
+        AuthRequest, Authorized, Authorizer, LayerAccess, LimitedTo, Partial,
+    };
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let log = asked.clone();
+    let auth = Authorizer::new(move |r: &AuthRequest<'_>| {
+        log.lock()
+            .expect("log")
+            .push((r.service.to_string(), r.layers.join(",")));
+        let triangle =
+            LimitedTo::wkt("EPSG:4326", "POLYGON((5 45, 15 45, 15 55, 5 45))").expect("wkt");
+        let box_fi = LimitedTo::bbox("EPSG:4326", [8.0, 47.0, 9.0, 48.0]);
+        // the whole request: west of 12°E, as GeoJSON in EPSG:3857
+        let x12 = 12.0_f64.to_radians() * R;
+        let whole = LimitedTo::geojson(
+            "EPSG:3857",
+            &format!(
+                r#"{{"type": "Polygon", "coordinates": [[[-2e7, -2e7], [{x12}, -2e7], [{x12}, 2e7], [-2e7, 2e7], [-2e7, -2e7]]]}}"#
+            ),
+        )
+        .expect("geojson");
+        let mut p = Partial::new()
+            .layer("cached", LayerAccess::all().limited_to(triangle))
+            .layer("fi", LayerAccess::all().limited_to(box_fi))
+            .layer("direct", LayerAccess::all());
+        if r.service == "wms.map" && r.layers.contains(&"direct") {
+            p = p.limited_to(whole);
+        }
+        Authorized::Partial(p)
+    });
+    let s = serve_auth(YAML, Some(auth)).await;
+    // the triangle (5 45, 15 45, 15 55): inside drawn and geolocated, outside transparent
+    let url = getmap(
+        "1.1.1",
+        "cached",
+        "EPSG:4326",
+        "0,40,20,60",
+        200,
+        200,
+        "image/png",
+    ) + "&TRANSPARENT=true";
+    let a = get(&s, &url).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let img = a.image();
+    let px = |lon: f64, lat: f64| {
+        let i = ((lon - 0.0) / 20.0 * 200.0) as u32;
+        let j = ((60.0 - lat) / 20.0 * 200.0) as u32;
+        img.get_pixel(i, j).0
+    };
+    assert_eq!(px(13.0, 46.0)[3], 255, "inside");
+    assert_eq!(px(6.0, 53.0)[3], 0, "outside the triangle, inside its bbox");
+    assert_eq!(px(2.0, 50.0)[3], 0);
+    assert_eq!(px(17.0, 50.0)[3], 0);
+    let want = color_of(13.05, 45.95);
+    let got = px(13.0, 46.0);
+    assert!(
+        (i32::from(got[0]) - i32::from(want[0])).abs() <= 3,
+        "{got:?} {want:?}"
+    );
+    // the request's limited_to: west of 12°E only, BGCOLOR beyond
+    let url = getmap(
+        "1.1.1",
+        "direct",
+        "EPSG:4326",
+        "0,40,20,60",
+        200,
+        200,
+        "image/png",
+    ) + "&BGCOLOR=0xff00ff";
+    let a = get(&s, &url).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let img = a.image();
+    assert_eq!(
+        img.get_pixel(150, 100).0,
+        [255, 0, 255, 255],
+        "east of 12°: bgcolor"
+    );
+    assert_ne!(img.get_pixel(50, 100).0, [255, 0, 255, 255]);
+    assert!(asked
+        .lock()
+        .expect("log")
+        .iter()
+        .any(|(svc, l)| svc == "wms.map" && l == "direct"));
+
+    // feature info only inside the layer's limited_to
+    let fi = |x: u32, y: u32| {
+        format!("/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetFeatureInfo&LAYERS=fi&QUERY_LAYERS=fi&SRS=EPSG:4326&BBOX=8,47,10,49&WIDTH=200&HEIGHT=200&X={x}&Y={y}&INFO_FORMAT=text/plain")
+    };
+    let a = get(&s, &fi(50, 150)).await;
+    assert_eq!(text_points(&a.text()).len(), 1, "inside: {}", a.text());
+    let a = get(&s, &fi(150, 50)).await;
+    assert_eq!((a.status, a.text().as_str()), (200, ""), "outside: empty");
+
+    // capabilities: fi's bbox limited to its limited_to
+    let t = get(
+        &s,
+        "/service?SERVICE=WMS&REQUEST=GetCapabilities&VERSION=1.1.1",
+    )
+    .await
+    .text();
+    assert!(
+        t.contains("<Name>fi</Name>\n      <Title>Queryable</Title>\n      <LatLonBoundingBox minx=\"8.0\" miny=\"47.0\" maxx=\"9.0\" maxy=\"48.0\" />"),
+        "{t}"
+    );
+    // a layer the answer does not name is not listed
+    assert!(!t.contains("<Name>broken</Name>"), "{t}");
+    // legends: asked as wms.legendgraphic
+    let _ = get(
+        &s,
+        "/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetLegendGraphic&LAYER=broken&FORMAT=image/png",
+    )
+    .await;
+    assert!(asked
+        .lock()
+        .expect("log")
+        .iter()
+        .any(|(svc, l)| svc == "wms.legendgraphic" && l == "broken"));
 }

@@ -2,6 +2,7 @@
 
 mod codec;
 mod format;
+pub mod mask;
 pub mod transform;
 
 pub use codec::{

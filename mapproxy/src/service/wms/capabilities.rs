@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use http::{Response, StatusCode};
 use mapproxy_serve_core::app::Body;
 
-use super::{Version, WmsLayer, WmsRequest, WmsService};
+use super::{Extent, Version, WmsLayer, WmsRequest, WmsService};
 use crate::grid::Bbox;
 use crate::service::response::{html_escape, mimetype_response};
 use crate::service::Ctx;
@@ -22,13 +22,13 @@ pub(crate) async fn handle(wms: &WmsService, req: &WmsRequest, ctx: &Ctx<'_>) ->
     let handler = super::super::handler_name(ctx.path).unwrap_or("service");
     let url = format!("{}/{handler}", ctx.script_url());
     // authorization: a partial answer lists only the layers with `map`
-    let allowed: Box<dyn Fn(&str) -> bool + Send + Sync> = {
+    let allowed = {
         let mut names = Vec::new();
         collect_names(&wms.root, &mut names);
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         match ctx.listing("wms.capabilities", &refs) {
-            Ok(crate::authorize::Listing::All) => Box::new(|_| true),
-            Ok(crate::authorize::Listing::Only(p)) => Box::new(move |n| p.access(n).map),
+            Ok(crate::authorize::Listing::All) => Access(None),
+            Ok(crate::authorize::Listing::Only(p)) => Access(Some(p)),
             Err(d) => return super::super::denied_response(d),
         }
     };
@@ -42,9 +42,9 @@ pub(crate) async fn handle(wms: &WmsService, req: &WmsRequest, ctx: &Ctx<'_>) ->
         .filter_map(|(l, s)| Some((l.name.clone()?, s?)))
         .collect();
     let doc = if req.version >= Version::V130 {
-        render_130(wms, &url, &*allowed, &legend_sizes)
+        render_130(wms, &url, &allowed, &legend_sizes)
     } else {
-        render_111(wms, &url, req.version, &*allowed, &legend_sizes)
+        render_111(wms, &url, req.version, &allowed, &legend_sizes)
     };
     let doc = doc
         .lines()
@@ -59,6 +59,50 @@ pub(crate) async fn handle(wms: &WmsService, req: &WmsRequest, ctx: &Ctx<'_>) ->
         "text/xml"
     };
     mimetype_response(StatusCode::OK, mime, doc)
+}
+
+/// What a capabilities request may see: every layer, or a `partial` answer's layers with
+/// `map`, their extents limited to the `limited_to`s.
+struct Access(Option<crate::authorize::Partial>);
+
+impl Access {
+    fn allows(&self, name: &str) -> bool {
+        self.0.as_ref().is_none_or(|p| p.access(name).map)
+    }
+
+    /// The layer's extent, intersected with the bounding boxes of the answer's and the
+    /// layer's `limited_to` (in EPSG:4326; left as it is when they do not intersect).
+    fn extent(&self, l: &WmsLayer) -> Option<Extent> {
+        let ext = l.extent.clone()?;
+        let Some(p) = &self.0 else { return Some(ext) };
+        let own = l.name.as_deref().and_then(|n| p.access(n).limited_to);
+        let limits: Vec<&crate::authorize::LimitedTo> =
+            p.limited_to.iter().chain(own.as_ref()).collect();
+        if limits.is_empty() {
+            return Some(ext);
+        }
+        let wgs84 = Srs::get("EPSG:4326").ok()?;
+        let mut b = ext.bbox_for(&wgs84)?;
+        for g in limits {
+            use geo::BoundingRect;
+            let Some(r) = g.in_srs(&wgs84).and_then(|m| m.bounding_rect()) else {
+                continue;
+            };
+            let i = [
+                b[0].max(r.min().x),
+                b[1].max(r.min().y),
+                b[2].min(r.max().x),
+                b[3].min(r.max().y),
+            ];
+            if i[0] < i[2] && i[1] < i[3] {
+                b = i;
+            }
+        }
+        Some(Extent {
+            srs: wgs84,
+            bbox: b,
+        })
+    }
 }
 
 fn collect_legend_layers<'a>(l: &'a WmsLayer, out: &mut Vec<&'a WmsLayer>) {
@@ -152,9 +196,9 @@ fn limit_llbbox(b: Bbox) -> Bbox {
 /// `layer_srs_bbox`: one bbox per `bbox_srs` entry the service lists (default EPSG:3857,
 /// 4326, 900913: the layer's extent in each; an entry with a bbox: its intersection with the
 /// layer's extent, via EPSG:4326), then the layer's own SRS when listed and not among them.
-fn layer_srs_bbox(wms: &WmsService, l: &WmsLayer, axis_order: bool) -> Vec<(String, Bbox)> {
+fn layer_srs_bbox(wms: &WmsService, ext: Option<&Extent>, axis_order: bool) -> Vec<(String, Bbox)> {
     let mut out = Vec::new();
-    let Some(ext) = l.extent.as_ref() else {
+    let Some(ext) = ext else {
         return out;
     };
     let listed = |code: &str| wms.config.srs.iter().any(|s| s.eq_ignore_ascii_case(code));
@@ -199,10 +243,8 @@ fn layer_srs_bbox(wms: &WmsService, l: &WmsLayer, axis_order: bool) -> Vec<(Stri
     out
 }
 
-fn llbbox(l: &WmsLayer) -> Bbox {
-    l.extent
-        .as_ref()
-        .and_then(|e| e.llbbox())
+fn llbbox(ext: Option<&Extent>) -> Bbox {
+    ext.and_then(|e| e.llbbox())
         .map(limit_llbbox)
         .unwrap_or([-180.0, -90.0, 180.0, 90.0])
 }
@@ -246,7 +288,7 @@ fn render_111(
     wms: &WmsService,
     url: &str,
     version: Version,
-    allowed: &dyn Fn(&str) -> bool,
+    allowed: &Access,
     sizes: &HashMap<String, (u32, u32)>,
 ) -> String {
     let v = version.to_string();
@@ -278,13 +320,13 @@ fn layer_111(
     url: &str,
     l: &WmsLayer,
     with_srs: bool,
-    allowed: &dyn Fn(&str) -> bool,
+    allowed: &Access,
     sizes: &HashMap<String, (u32, u32)>,
     s: &mut String,
     depth: usize,
 ) {
     if let Some(n) = &l.name {
-        if !with_srs && !allowed(n) {
+        if !with_srs && !allowed.allows(n) {
             return;
         }
     }
@@ -307,7 +349,8 @@ fn layer_111(
             s.push_str(&format!("{ind}  <SRS>{}</SRS>\n", e(srs)));
         }
     }
-    let ll = llbbox(l);
+    let ext = allowed.extent(l);
+    let ll = llbbox(ext.as_ref());
     s.push_str(&format!(
         "{ind}  <LatLonBoundingBox minx=\"{}\" miny=\"{}\" maxx=\"{}\" maxy=\"{}\" />\n",
         f(ll[0]),
@@ -315,7 +358,7 @@ fn layer_111(
         f(ll[2]),
         f(ll[3])
     ));
-    for (code, b) in layer_srs_bbox(wms, l, false) {
+    for (code, b) in layer_srs_bbox(wms, ext.as_ref(), false) {
         s.push_str(&format!(
             "{ind}  <BoundingBox SRS=\"{code}\" minx=\"{}\" miny=\"{}\" maxx=\"{}\" maxy=\"{}\" />\n",
             f(b[0]),
@@ -347,7 +390,7 @@ fn layer_111(
 fn render_130(
     wms: &WmsService,
     url: &str,
-    allowed: &dyn Fn(&str) -> bool,
+    allowed: &Access,
     sizes: &HashMap<String, (u32, u32)>,
 ) -> String {
     let mut s = String::from("<?xml version=\"1.0\" ?>\n<WMS_Capabilities xmlns=\"http://www.opengis.net/wms\" xmlns:sld=\"http://www.opengis.net/sld\" xmlns:xlink=\"http://www.w3.org/1999/xlink\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" version=\"1.3.0\" xsi:schemaLocation=\"http://www.opengis.net/wms http://schemas.opengis.net/wms/1.3.0/capabilities_1_3_0.xsd http://www.opengis.net/sld http://schemas.opengis.net/sld/1.1.0/sld_capabilities.xsd\">\n");
@@ -384,13 +427,13 @@ fn layer_130(
     url: &str,
     l: &WmsLayer,
     with_srs: bool,
-    allowed: &dyn Fn(&str) -> bool,
+    allowed: &Access,
     sizes: &HashMap<String, (u32, u32)>,
     s: &mut String,
     depth: usize,
 ) {
     if let Some(n) = &l.name {
-        if !with_srs && !allowed(n) {
+        if !with_srs && !allowed.allows(n) {
             return;
         }
     }
@@ -413,7 +456,8 @@ fn layer_130(
             s.push_str(&format!("{ind}  <CRS>{}</CRS>\n", e(srs)));
         }
     }
-    let ll = llbbox(l);
+    let ext = allowed.extent(l);
+    let ll = llbbox(ext.as_ref());
     s.push_str(&format!(
         "{ind}  <EX_GeographicBoundingBox>\n{ind}    <westBoundLongitude>{}</westBoundLongitude>\n{ind}    <eastBoundLongitude>{}</eastBoundLongitude>\n{ind}    <southBoundLatitude>{}</southBoundLatitude>\n{ind}    <northBoundLatitude>{}</northBoundLatitude>\n{ind}  </EX_GeographicBoundingBox>\n",
         f(ll[0]),
@@ -421,7 +465,7 @@ fn layer_130(
         f(ll[1]),
         f(ll[3])
     ));
-    for (code, b) in layer_srs_bbox(wms, l, true) {
+    for (code, b) in layer_srs_bbox(wms, ext.as_ref(), true) {
         s.push_str(&format!(
             "{ind}  <BoundingBox CRS=\"{code}\" minx=\"{}\" miny=\"{}\" maxx=\"{}\" maxy=\"{}\" />\n",
             f(b[0]),

@@ -236,6 +236,8 @@ pub(crate) async fn handle(
         srs: srs.code().to_string(),
         bbox,
     };
+    let point = pixel_to_coord(bbox, size, query.pos);
+    let mut outside = false;
     if let Some(answer) = ctx.ask("wms.featureinfo", &names_asked, Some(&extent)) {
         match answer {
             Authorized::Full => {}
@@ -246,6 +248,11 @@ pub(crate) async fn handle(
                 return Err(WmsError::new("forbidden").status(StatusCode::FORBIDDEN))
             }
             Authorized::Partial(part) => {
+                // limited_to of the whole request: no info outside
+                outside = part
+                    .limited_to
+                    .as_ref()
+                    .is_some_and(|g| !g.contains_point(&srs, point));
                 let mut kept = Vec::new();
                 for (n, ls) in actual {
                     let access = part.access(&n);
@@ -256,13 +263,23 @@ pub(crate) async fn handle(
                         }
                         continue;
                     }
+                    // of the layer: only where the point is inside
+                    if let Some(g) = &access.limited_to {
+                        if !g.contains_point(&srs, point) {
+                            continue;
+                        }
+                    }
                     kept.push((n, ls));
                 }
                 actual = kept;
             }
         }
     }
-    let info_layers: Vec<InfoLayer> = actual.into_iter().flat_map(|(_, ls)| ls).collect();
+    let info_layers: Vec<InfoLayer> = if outside {
+        Vec::new()
+    } else {
+        actual.into_iter().flat_map(|(_, ls)| ls).collect()
+    };
     let results = join_all(info_layers.iter().map(|l| l.get_info(&query))).await;
     let mut docs = Vec::new();
     for r in results {

@@ -22,7 +22,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::future::join_all;
+use futures_util::future::{join_all, FutureExt};
 use futures_util::stream::{self, StreamExt};
 use http::{Response, StatusCode};
 use image::RgbaImage;
@@ -166,6 +166,8 @@ pub(crate) async fn handle(
         srs: srs.code().to_string(),
         bbox,
     };
+    // per rendered layer: the geometries it is clipped to
+    let mut masks: Vec<Vec<geo::MultiPolygon<f64>>> = Vec::new();
     if let Some(answer) = ctx.ask("wms.map", &layer_names, Some(&extent)) {
         match answer {
             Authorized::Full => {}
@@ -182,6 +184,23 @@ pub(crate) async fn handle(
                     }
                 }
                 render.retain(|(n, _)| part.access(n).map);
+                // limited_to: of the layer and of the whole request, in the request's SRS
+                // (a geometry in an unknown SRS allows nothing)
+                let in_srs = |g: &crate::authorize::LimitedTo| {
+                    g.in_srs(&srs)
+                        .unwrap_or_else(|| geo::MultiPolygon(Vec::new()))
+                };
+                let whole = part.limited_to.as_ref().map(in_srs);
+                masks = render
+                    .iter()
+                    .map(|(n, _)| {
+                        whole
+                            .iter()
+                            .cloned()
+                            .chain(part.access(n).limited_to.as_ref().map(in_srs))
+                            .collect()
+                    })
+                    .collect();
             }
         }
     }
@@ -197,17 +216,21 @@ pub(crate) async fn handle(
     }
 
     let resampling = wms.config.resampling;
-    let results = join_all(
-        render
-            .iter()
-            .map(|(_, l)| render_layer(l, &query, &format, resampling, &p.0)),
-    )
-    .await;
+    // concurrent_layer_renderer: how many layers render at once (in order)
+    let futures: Vec<_> = render
+        .iter()
+        .map(|(_, l)| render_layer(l, &query, &format, resampling, &p.0).boxed())
+        .collect();
+    let results: Vec<_> = stream::iter(futures)
+        .buffered(wms.config.concurrent_layer_renderer.max(1))
+        .collect()
+        .await;
+    masks.resize(results.len(), Vec::new());
     let mut images = Vec::new();
     let mut errors = Vec::new();
-    for r in results {
+    for (r, m) in results.into_iter().zip(masks) {
         match r {
-            Ok(img) => images.push(img),
+            Ok(img) => images.push((img, m)),
             Err(e) => {
                 if wms.config.on_source_errors_raise {
                     return Err(WmsError::new(e));
@@ -223,11 +246,11 @@ pub(crate) async fn handle(
         )));
     }
     // pass-through: one direct layer, answered in the asked format, no background to merge
-    if let [Rendered::Encoded(bytes, fmt)] = images.as_slice() {
+    if let [(Rendered::Encoded(bytes, fmt), m)] = images.as_slice() {
         let same_format = fmt
             .as_ref()
             .is_some_and(|f| *f == ImageFormat::new(format.clone()));
-        if same_format && (transparent || !p.has("bgcolor")) && errors.is_empty() {
+        if same_format && (transparent || !p.has("bgcolor")) && errors.is_empty() && m.is_empty() {
             return Ok(super::super::response::content_type_response(
                 StatusCode::OK,
                 &format,
@@ -244,12 +267,15 @@ pub(crate) async fn handle(
     let cacheable = errors.is_empty();
     let encoded = tokio::task::spawn_blocking(move || -> Result<Bytes, String> {
         let mut out = crate::image::blank_image(size.0, size.1, bg);
-        for img in images {
-            let img = match img {
+        for (img, masks) in images {
+            let mut img = match img {
                 Rendered::Blank => continue,
                 Rendered::Image(i) => i,
                 Rendered::Encoded(b, _) => crate::image::decode(&b).map_err(|e| e.to_string())?,
             };
+            for m in &masks {
+                crate::image::mask::mask_outside(&mut img, bbox, m);
+            }
             if img.dimensions() == size {
                 image::imageops::overlay(&mut out, &img, 0, 0);
             }

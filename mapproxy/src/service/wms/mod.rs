@@ -108,6 +108,8 @@ pub struct WmsConfig {
     pub paletted: bool,
     /// `globals.image.jpeg_quality`.
     pub jpeg_quality: u8,
+    /// `concurrent_layer_renderer`: layers of one GetMap rendered at once (default 1).
+    pub concurrent_layer_renderer: usize,
     /// `featureinfo_types`: the GetFeatureInfo formats capabilities list (default text,
     /// html, xml).
     pub info_types: Vec<crate::featureinfo::InfoType>,
@@ -137,6 +139,7 @@ impl Default for WmsConfig {
             resampling: Resampling::Bicubic,
             paletted: true,
             jpeg_quality: 90,
+            concurrent_layer_renderer: 1,
             info_types: vec![
                 crate::featureinfo::InfoType::Text,
                 crate::featureinfo::InfoType::Html,
