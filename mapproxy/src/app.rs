@@ -176,7 +176,11 @@ fn compile(
     }
     let tms_on = config.tms.is_some();
     let wmts = config.wmts.clone();
-    let demo = DemoInput {
+    let wms = s
+        .wms
+        .as_ref()
+        .and_then(|w| compile_wms(conf, w, &caches, errors));
+    let mut demo = DemoInput {
         services: DemoServices {
             ogcapi: false,
             wms: false,
@@ -191,14 +195,63 @@ fn compile(
             .unwrap_or_else(|| crate::service::demo::DEFAULT_RESTFUL_TEMPLATE.to_string()),
         ..DemoInput::default()
     };
+    if let Some(wms) = &wms {
+        demo.services.wms = true;
+        demo.services.wms_111 = wms.config.versions.contains(&WmsVersionNum::V111);
+        demo.wms_srs = wms.config.srs.clone();
+        demo.wms_formats = wms.config.image_formats.clone();
+        demo.wms_layers = demo_wms_layers(wms);
+    }
     let service = MapProxyService::new(config, layers).with_demo(demo);
-    match &s.wms {
-        Some(w) => match compile_wms(conf, w, &caches, errors) {
-            Some(wms) => service.with_wms(wms),
-            None => service,
-        },
+    match wms {
+        Some(wms) => service.with_wms(wms),
         None => service,
     }
+}
+
+/// The demo's WMS layers: every named layer, its SRS without reprojection (its caches'
+/// grids, its direct sources' `supported_srs`) and its extent in each SRS of the WMS.
+fn demo_wms_layers(wms: &WmsService) -> Vec<crate::service::demo::DemoWmsLayer> {
+    fn walk(l: &WmsLayer, srs: &[String], out: &mut Vec<crate::service::demo::DemoWmsLayer>) {
+        if let (Some(name), Some(ext)) = (&l.name, &l.extent) {
+            let mut native: Vec<String> = Vec::new();
+            for m in &l.map_layers {
+                let codes: Vec<String> = match m {
+                    MapLayer::Cache(c) => {
+                        c.grids.iter().map(|g| g.srs.code().to_string()).collect()
+                    }
+                    MapLayer::Direct(d) => d
+                        .supported_srs
+                        .iter()
+                        .map(|s| s.code().to_string())
+                        .collect(),
+                };
+                for c in codes {
+                    if !native.contains(&c) {
+                        native.push(c);
+                    }
+                }
+            }
+            let extents = srs
+                .iter()
+                .filter_map(|code| {
+                    let target = Srs::get(code).ok()?;
+                    Some((code.clone(), ext.bbox_for(&target)?))
+                })
+                .collect();
+            out.push(crate::service::demo::DemoWmsLayer {
+                name: name.clone(),
+                native_srs: native,
+                extents,
+            });
+        }
+        for c in &l.children {
+            walk(c, srs, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&wms.root, &wms.config.srs, &mut out);
+    out
 }
 
 // ---- the WMS (services.wms): the layer tree over caches and direct sources ----
