@@ -1490,3 +1490,94 @@ async fn limited_to_clips_maps_featureinfo_and_capabilities() {
         .iter()
         .any(|(svc, l)| svc == "wms.legendgraphic" && l == "broken"));
 }
+
+/// OWSLib, the Python OGC client (OWSLIB_PYTHON: `.ci/test` installs it into
+/// target/owslib-venv), reads the capabilities of 1.1.1 and 1.3.0, fetches a map in
+/// EPSG:4326 from the 3857 cache (checked for geolocation here) and a feature info.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owslib_reads_capabilities_and_fetches_maps() {
+    let python = match std::env::var("OWSLIB_PYTHON") {
+        Ok(p) if !p.is_empty() => p,
+        _ => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("OWSLIB_PYTHON is not set (CI=true): set it to a python with OWSLib");
+            }
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIP: owslib_reads_capabilities_and_fetches_maps: set OWSLIB_PYTHON to a python with OWSLib (.ci/test installs it)"
+            );
+            return;
+        }
+    };
+    let s = serve(YAML).await;
+    let out = s._dir.path().to_path_buf();
+    let script = r#"
+import sys
+from owslib.wms import WebMapService
+url, out = sys.argv[1], sys.argv[2]
+for v in ('1.1.1', '1.3.0'):
+    wms = WebMapService(url, version=v)
+    print(v, wms.identification.title)
+    print(v, 'layers', ' '.join(sorted(wms.contents)))
+    print(v, 'queryable', wms['fi'].queryable, wms['cached'].queryable)
+    print(v, 'crs', ' '.join(sorted(wms['cached'].crsOptions)))
+    print(v, 'getmap', ' '.join(o.name for o in wms.operations))
+    img = wms.getmap(layers=['cached'], srs='EPSG:4326', bbox=(4, 45, 20, 55),
+                     size=(512, 320), format='image/png')
+    open('%s/owslib-%s.png' % (out, v), 'wb').write(img.read())
+    fi = wms.getfeatureinfo(layers=['fi'], query_layers=['fi'], srs='EPSG:4326',
+                            bbox=(8, 47, 10, 49), size=(200, 200), format='image/png',
+                            info_format='text/plain', xy=(50, 150))
+    print(v, 'featureinfo', fi.read().decode())
+"#;
+    let url = format!("http://{}/service", s.addr);
+    let (python2, out2) = (python.clone(), out.clone());
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python2)
+            .args(["-c", script, &url, &out2.to_string_lossy()])
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("run python");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "OWSLib failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for v in ["1.1.1", "1.3.0"] {
+        assert!(stdout.contains(&format!("{v} Test WMS")), "{stdout}");
+        assert!(
+            stdout.contains(&format!(
+                "{v} layers broken cached direct fi fi_a fi_b fi_group group inner"
+            )),
+            "{stdout}"
+        );
+        assert!(stdout.contains(&format!("{v} queryable 1 0")), "{stdout}");
+        assert!(stdout.contains("EPSG:32632"), "{stdout}");
+        assert!(
+            stdout.contains(&format!("{v} getmap GetCapabilities GetMap GetFeatureInfo")),
+            "{stdout}"
+        );
+        let img = image::open(out.join(format!("owslib-{v}.png")))
+            .expect("OWSLib's map is an image")
+            .to_rgba8();
+        assert_eq!(img.dimensions(), (512, 320));
+        assert!(
+            check_geolocation(&img, "EPSG:4326", [4.0, 45.0, 20.0, 55.0]) > 100,
+            "{v}"
+        );
+        // the point x=50, y=150 of 8,47,10,49 at 200 px: 8.5°E 47.5°N
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{v} featureinfo")))
+            .expect("feature info line");
+        let pts = text_points(line.trim_start_matches(&format!("{v} featureinfo ")));
+        assert!(
+            pts.len() == 1 && (pts[0].1 - 8.5).abs() < 0.02 && (pts[0].2 - 47.5).abs() < 0.02,
+            "{line}"
+        );
+    }
+}
