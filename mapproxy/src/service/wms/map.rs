@@ -277,7 +277,7 @@ pub(crate) async fn handle(
                 crate::image::mask::mask_outside(&mut img, bbox, m);
             }
             if img.dimensions() == size {
-                image::imageops::overlay(&mut out, &img, 0, 0);
+                crate::image::overlay(&mut out, &img);
             }
         }
         if !notice.is_empty() {
@@ -502,7 +502,7 @@ async fn render_cache(
         return Ok(Rendered::Image(img));
     }
     let mut out = RgbaImage::new(q.size.0, q.size.1);
-    image::imageops::replace(&mut out, &img, i64::from(offset.0), i64::from(offset.1));
+    crate::image::paste(&mut out, &img, offset.0, offset.1);
     Ok(Rendered::Image(out))
 }
 
@@ -556,12 +556,7 @@ async fn cache_image(
             let Some(data) = t else { continue };
             let tile = crate::image::decode(data).map_err(|e| e.to_string())?;
             let (col, row) = ((i as i64 % cols) as u32, (i as i64 / cols) as u32);
-            image::imageops::replace(
-                &mut stitched,
-                &tile,
-                i64::from(col * tw),
-                i64::from(row * th),
-            );
+            crate::image::paste(&mut stitched, &tile, col * tw, row * th);
         }
         Ok(Some(transform(
             &stitched, abbox, &src_srs, q.size, q.bbox, &q.srs, resampling,
