@@ -761,6 +761,14 @@ fn compile_source(
     match &src.kind {
         SourceKind::Debug => Ok((Arc::new(DebugSource::new()), true, true)),
         SourceKind::Tile(t) => {
+            if let Some(n) = &t.common.coverage {
+                return Err(err(
+                    &n.loc,
+                    format!(
+                        "sources.{name}.coverage: coverages of tile sources are not supported yet"
+                    ),
+                ));
+            }
             let grid_name = t.grid.as_deref().unwrap_or("GLOBAL_MERCATOR");
             let grid = grids.tile_grid(grid_name).map_err(|e| {
                 err(
@@ -1019,7 +1027,14 @@ fn wms_source(
     }
     let http = SourceHttp::new(&http_opts(conf, &w.http))
         .map_err(|e| err(&src.loc, format!("sources.{name}.http: {e}")))?;
-    Ok(WmsSource::new(c, http, on_error(&w.on_error)?))
+    let source = WmsSource::new(c, http, on_error(&w.on_error)?);
+    Ok(match &w.common.coverage {
+        Some(n) => source.with_coverage(crate::coverage::load(
+            n,
+            &format!("sources.{name}.coverage"),
+        )?),
+        None => source,
+    })
 }
 
 fn compile_cache(

@@ -1581,3 +1581,193 @@ for v in ('1.1.1', '1.3.0'):
         );
     }
 }
+
+/// Coverages of sources (MapProxy's `coverage:`): blank outside without asking, only the part
+/// inside the coverage's bbox asked for, `clip` clears outside the polygons (WKT file,
+/// GeoJSON datasource); feature info outside is empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_coverages_blank_clip_and_limit_featureinfo() {
+    let yaml = r#"
+services:
+  wms:
+    srs: ['EPSG:4326', 'EPSG:3857']
+    image_formats: ['image/png']
+layers:
+  - name: boxed
+    title: bbox coverage
+    sources: [boxed]
+  - name: clipped
+    title: WKT coverage, clipped
+    sources: [clipped]
+  - name: cached
+    title: a cache of a GeoJSON-covered source
+    sources: [c]
+globals:
+  cache:
+    base_dir: ./cache
+  image:
+    paletted: false
+caches:
+  c:
+    grids: [GLOBAL_WEBMERCATOR]
+    sources: [geo]
+sources:
+  boxed:
+    type: wms
+    coverage:
+      bbox: [5, 45, 15, 55]
+      srs: 'EPSG:4326'
+    wms_opts:
+      featureinfo: true
+    req:
+      url: http://UPSTREAM/service
+      layers: boxed
+  clipped:
+    type: wms
+    coverage:
+      polygons: triangle.wkt
+      polygons_srs: 'EPSG:4326'
+      clip: true
+    req:
+      url: http://UPSTREAM/service
+      layers: clipped
+  geo:
+    type: wms
+    coverage:
+      datasource: area.geojson
+      srs: 'EPSG:4326'
+    req:
+      url: http://UPSTREAM/service
+      layers: geo
+"#;
+    // the coverage files are read when the app is built: written next to the YAML first
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("triangle.wkt"),
+        "POLYGON((5 45, 15 45, 15 55, 5 45))\n",
+    )
+    .expect("wkt");
+    std::fs::write(
+        dir.path().join("area.geojson"),
+        r#"{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [[[0, 40], [20, 40], [20, 60], [0, 60], [0, 40]]]}}]}"#,
+    )
+    .expect("geojson");
+    let yaml = yaml
+        .replace(
+            "triangle.wkt",
+            &dir.path().join("triangle.wkt").to_string_lossy(),
+        )
+        .replace(
+            "area.geojson",
+            &dir.path().join("area.geojson").to_string_lossy(),
+        );
+    let s = serve(&yaml).await;
+    let count = |layer: &str| {
+        s.upstream
+            .queries
+            .lock()
+            .expect("log")
+            .iter()
+            .filter(|q| q.contains(&format!("layers={layer}")))
+            .count()
+    };
+    // outside the bbox coverage: blank, the upstream not asked
+    let url = getmap(
+        "1.1.1",
+        "boxed",
+        "EPSG:4326",
+        "20,40,30,50",
+        100,
+        100,
+        "image/png",
+    ) + "&TRANSPARENT=true";
+    let a = get(&s, &url).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert!(a.image().pixels().all(|p| p.0[3] == 0));
+    assert_eq!(count("boxed"), 0);
+    // partly inside: only the coverage's bbox asked for, the rest transparent
+    let url = getmap(
+        "1.1.1",
+        "boxed",
+        "EPSG:4326",
+        "0,40,20,60",
+        200,
+        200,
+        "image/png",
+    ) + "&TRANSPARENT=true";
+    let a = get(&s, &url).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let q = s.upstream.queries.lock().expect("log").clone();
+    let asked = q
+        .iter()
+        .find(|q| q.contains("layers=boxed"))
+        .expect("asked");
+    assert!(
+        asked.contains("bbox=5.0%2C45.0%2C15.0%2C55.0")
+            || asked.contains("bbox=5.0,45.0,15.0,55.0"),
+        "{asked}"
+    );
+    assert!(asked.contains("width=100&height=100"), "{asked}");
+    let img = a.image();
+    assert_eq!(img.get_pixel(20, 100).0[3], 0, "west of 5°E");
+    assert_eq!(img.get_pixel(100, 100).0[3], 255);
+    assert!(
+        check_geolocation(
+            &image::imageops::crop_imm(&img, 50, 50, 100, 100).to_image(),
+            "EPSG:4326",
+            [5.0, 45.0, 15.0, 55.0]
+        ) > 5
+    );
+    // clip: the triangle only
+    let url = getmap(
+        "1.1.1",
+        "clipped",
+        "EPSG:4326",
+        "5,45,15,55",
+        100,
+        100,
+        "image/png",
+    ) + "&TRANSPARENT=true";
+    let img = get(&s, &url).await.image();
+    assert_eq!(img.get_pixel(80, 80).0[3], 255, "inside (13.05, 46.95)");
+    assert_eq!(
+        img.get_pixel(20, 20).0[3],
+        0,
+        "outside the triangle (7.05, 52.95)"
+    );
+    // a cache of a GeoJSON-covered source: tiles far outside are blank, not asked for
+    let url = getmap(
+        "1.1.1",
+        "cached",
+        "EPSG:4326",
+        "-120,-40,-100,-20",
+        100,
+        100,
+        "image/png",
+    ) + "&TRANSPARENT=true";
+    let a = get(&s, &url).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(count("geo"), 0);
+    let url = getmap(
+        "1.1.1",
+        "cached",
+        "EPSG:4326",
+        "8,47,12,51",
+        100,
+        100,
+        "image/png",
+    );
+    let a = get(&s, &url).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert!(count("geo") > 0);
+    assert!(check_geolocation(&a.image(), "EPSG:4326", [8.0, 47.0, 12.0, 51.0]) > 5);
+    // feature info only inside the coverage
+    let fi = |bbox: &str| {
+        format!("/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetFeatureInfo&LAYERS=boxed&QUERY_LAYERS=boxed&SRS=EPSG:4326&BBOX={bbox}&WIDTH=100&HEIGHT=100&X=50&Y=50&INFO_FORMAT=text/plain")
+    };
+    assert_eq!(get(&s, &fi("20,40,30,50")).await.text(), "");
+    assert_eq!(
+        text_points(&get(&s, &fi("8,47,10,49")).await.text()).len(),
+        1
+    );
+}

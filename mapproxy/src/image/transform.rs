@@ -288,6 +288,38 @@ fn quad_is_good(
     true
 }
 
+/// MapProxy's `bbox_position_in_image`: the part of `bbox` (drawn at `size`) inside `inner`:
+/// its size, offset and bbox.
+pub fn bbox_position_in_image(
+    bbox: Bbox,
+    size: (u32, u32),
+    inner: Bbox,
+) -> ((u32, u32), (u32, u32), Bbox) {
+    let sx = f64::from(size.0) / (bbox[2] - bbox[0]);
+    let sy = f64::from(size.1) / (bbox[3] - bbox[1]);
+    let mut off = [0.0, f64::from(size.1), f64::from(size.0), 0.0];
+    let mut sub = bbox;
+    if inner[0] > bbox[0] {
+        sub[0] = inner[0];
+        off[0] = (inner[0] - bbox[0]) * sx;
+    }
+    if inner[1] > bbox[1] {
+        sub[1] = inner[1];
+        off[1] = (bbox[3] - inner[1]) * sy;
+    }
+    if inner[2] < bbox[2] {
+        sub[2] = inner[2];
+        off[2] = (inner[2] - bbox[0]) * sx;
+    }
+    if inner[3] < bbox[3] {
+        sub[3] = inner[3];
+        off[3] = (bbox[3] - inner[3]) * sy;
+    }
+    let w = (off[2] - off[0]).abs() as u32;
+    let h = (off[1] - off[3]).abs() as u32;
+    ((w, h), (off[0] as u32, off[3] as u32), sub)
+}
+
 /// Fill the target rectangle of `quad` by sampling `src` through its bilinear map: along a
 /// row the map is linear, so each row is a start point and a step.
 fn fill_quad(src: &RgbaImage, out: &mut RgbaImage, quad: &Quad, resampling: Resampling) {

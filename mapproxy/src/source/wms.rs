@@ -131,6 +131,8 @@ pub struct InfoQuery {
 /// A `type: wms` source.
 pub struct WmsSource {
     conf: WmsSourceConf,
+    /// `coverage`: outside it a request is answered blank without asking the upstream.
+    coverage: Option<std::sync::Arc<crate::coverage::Coverage>>,
     ne: BTreeSet<u32>,
     http: SourceHttp,
     on_error: Option<OnError>,
@@ -170,6 +172,7 @@ impl WmsSource {
             (conf.concurrent_requests > 0).then(|| Semaphore::new(conf.concurrent_requests));
         WmsSource {
             conf,
+            coverage: None,
             ne,
             http,
             on_error,
@@ -179,6 +182,78 @@ impl WmsSource {
 
     pub fn conf(&self) -> &WmsSourceConf {
         &self.conf
+    }
+
+    /// This source limited to `coverage` (MapProxy's source `coverage:`).
+    pub fn with_coverage(mut self, coverage: crate::coverage::Coverage) -> WmsSource {
+        self.coverage = Some(std::sync::Arc::new(coverage));
+        self
+    }
+
+    pub fn coverage(&self) -> Option<&crate::coverage::Coverage> {
+        self.coverage.as_deref()
+    }
+
+    /// MapProxy's `WMSSource.get_map` with a coverage: blank outside it (no request), only
+    /// the part inside its bbox asked for (`_get_sub_query`), cleared outside the polygons
+    /// with `clip`.
+    async fn fetch_covered(
+        &self,
+        cov: &crate::coverage::Coverage,
+        query: &MapQuery,
+        client_params: &[(String, String)],
+    ) -> Result<SourceImage, SourceError> {
+        let srs = crate::srs::Srs::get(&format!("EPSG:{}", query.srs))
+            .map_err(|e| SourceError::new(e.to_string()))?;
+        let blank = |size: (u32, u32)| -> Result<SourceImage, SourceError> {
+            let img = crate::image::blank_image(size.0.max(1), size.1.max(1), [255, 255, 255, 0]);
+            encode_png(&img).map(|d| SourceImage::new(d, Some(ImageFormat::png())))
+        };
+        if !cov.intersects(query.bbox, &srs) {
+            return blank(query.size);
+        }
+        let inside = cov.bbox_contains(query.bbox, &srs);
+        if inside && !cov.clip {
+            return self.fetch_map(query, client_params).await;
+        }
+        let (img, offset) = if inside {
+            (self.fetch_map(query, client_params).await?, (0, 0))
+        } else {
+            let Some(ext) = cov.extent_in(&srs) else {
+                return blank(query.size);
+            };
+            let (size, offset, bbox) =
+                crate::image::transform::bbox_position_in_image(query.bbox, query.size, ext);
+            if size.0 == 0 || size.1 == 0 {
+                return blank(query.size);
+            }
+            let sub = MapQuery {
+                bbox,
+                size,
+                ..query.clone()
+            };
+            (self.fetch_map(&sub, client_params).await?, offset)
+        };
+        let clip = if cov.clip {
+            cov.geometry.in_srs(&srs)
+        } else {
+            None
+        };
+        let (size, bbox, cacheable) = (query.size, query.bbox, img.cacheable);
+        tokio::task::spawn_blocking(move || -> Result<SourceImage, SourceError> {
+            let part =
+                crate::image::decode(&img.data).map_err(|e| SourceError::new(e.to_string()))?;
+            let mut full = crate::image::blank_image(size.0, size.1, [255, 255, 255, 0]);
+            crate::image::paste(&mut full, &part, offset.0, offset.1);
+            if let Some(g) = &clip {
+                crate::image::mask::mask_outside(&mut full, bbox, g);
+            }
+            let mut out = SourceImage::new(encode_png(&full)?, Some(ImageFormat::png()));
+            out.cacheable = cacheable;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| SourceError::new(e.to_string()))?
     }
 
     /// The format asked for: the source's, else the query's; the first supported one when
@@ -454,7 +529,10 @@ impl MapSource for WmsSource {
         client_params: &'a [(String, String)],
     ) -> BoxFuture<'a, Result<SourceImage, SourceError>> {
         Box::pin(async move {
-            let img = self.fetch_map(query, client_params).await?;
+            let img = match &self.coverage {
+                Some(cov) => self.fetch_covered(cov, query, client_params).await?,
+                None => self.fetch_map(query, client_params).await?,
+            };
             match self.conf.transparent_color {
                 Some((color, tolerance)) => {
                     tokio::task::spawn_blocking(move || make_transparent(&img, color, tolerance))
@@ -481,15 +559,20 @@ fn make_transparent(
             p.0[3] = 0;
         }
     }
-    let mut opts = crate::image::ImageOpts::new(ImageFormat::png());
-    opts.transparent = true;
-    opts.paletted = false;
-    let data = crate::image::encode(&rgba, &opts).map_err(|e| SourceError::new(e.to_string()))?;
+    let data = encode_png(&rgba)?;
     Ok(SourceImage {
         data,
         format: Some(ImageFormat::png()),
         cacheable: img.cacheable,
     })
+}
+
+/// A 32 bit PNG of `img` (a source's image after a change: transparent colour, coverage).
+fn encode_png(img: &crate::image::RgbaImage) -> Result<bytes::Bytes, SourceError> {
+    let mut opts = crate::image::ImageOpts::new(ImageFormat::png());
+    opts.transparent = true;
+    opts.paletted = false;
+    crate::image::encode(img, &opts).map_err(|e| SourceError::new(e.to_string()))
 }
 
 impl WmsSource {

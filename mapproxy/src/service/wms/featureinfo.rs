@@ -36,7 +36,13 @@ pub struct InfoLayer {
 }
 
 impl InfoLayer {
-    async fn get_info(&self, q: &Query) -> Result<InfoDoc, String> {
+    /// The source's document; `None` outside its coverage (MapProxy's `WMSInfoSource`).
+    async fn get_info(&self, q: &Query) -> Result<Option<InfoDoc>, String> {
+        if let Some(cov) = self.source.coverage() {
+            if !cov.contains_point(&q.srs, pixel_to_coord(q.bbox, q.size, q.pos)) {
+                return Ok(None);
+            }
+        }
         let supported =
             self.supported_srs.is_empty() || self.supported_srs.iter().any(|s| **s == *q.srs);
         let iq = if supported {
@@ -64,7 +70,11 @@ impl InfoLayer {
             }
             q.info_query(target.epsg(), bbox, size, (px.round(), py.round()), false)
         };
-        self.source.get_info(&iq).await.map_err(|e| e.message)
+        self.source
+            .get_info(&iq)
+            .await
+            .map(Some)
+            .map_err(|e| e.message)
     }
 }
 
@@ -284,7 +294,8 @@ pub(crate) async fn handle(
     let mut docs = Vec::new();
     for r in results {
         match r {
-            Ok(d) => docs.push(d),
+            Ok(Some(d)) => docs.push(d),
+            Ok(None) => {}
             Err(e) => return Err(WmsError::new(e)),
         }
     }

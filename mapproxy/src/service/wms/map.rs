@@ -407,34 +407,6 @@ fn parse_dim(s: Option<&str>) -> Option<u32> {
     (v >= 1.0 && v <= f64::from(u32::MAX)).then_some(v as u32)
 }
 
-/// MapProxy's `bbox_position_in_image`: the part of `bbox` (drawn at `size`) inside `inner`:
-/// its size, offset and bbox.
-fn position_in_image(bbox: Bbox, size: (u32, u32), inner: Bbox) -> ((u32, u32), (u32, u32), Bbox) {
-    let sx = f64::from(size.0) / (bbox[2] - bbox[0]);
-    let sy = f64::from(size.1) / (bbox[3] - bbox[1]);
-    let mut off = [0.0, f64::from(size.1), f64::from(size.0), 0.0];
-    let mut sub = bbox;
-    if inner[0] > bbox[0] {
-        sub[0] = inner[0];
-        off[0] = (inner[0] - bbox[0]) * sx;
-    }
-    if inner[1] > bbox[1] {
-        sub[1] = inner[1];
-        off[1] = (bbox[3] - inner[1]) * sy;
-    }
-    if inner[2] < bbox[2] {
-        sub[2] = inner[2];
-        off[2] = (inner[2] - bbox[0]) * sx;
-    }
-    if inner[3] < bbox[3] {
-        sub[3] = inner[3];
-        off[3] = (bbox[3] - inner[3]) * sy;
-    }
-    let w = (off[2] - off[0]).abs() as u32;
-    let h = (off[1] - off[3]).abs() as u32;
-    ((w, h), (off[0] as u32, off[3] as u32), sub)
-}
-
 async fn render_layer(
     layer: &MapLayer,
     q: &Query,
@@ -485,7 +457,7 @@ async fn render_cache(
     let (sub_size, offset, sub_bbox) = if contained {
         (q.size, (0, 0), q.bbox)
     } else {
-        position_in_image(q.bbox, q.size, extent)
+        crate::image::transform::bbox_position_in_image(q.bbox, q.size, extent)
     };
     if sub_size.0 == 0 || sub_size.1 == 0 {
         return Ok(Rendered::Blank);
@@ -680,7 +652,7 @@ mod tests {
     #[test]
     fn bbox_position() {
         // MapProxy's doctest
-        let (size, off, sub) = position_in_image(
+        let (size, off, sub) = crate::image::transform::bbox_position_in_image(
             [-180.0, -90.0, 180.0, 90.0],
             (360, 180),
             [-60.0, -30.0, 180.0, 90.0],
