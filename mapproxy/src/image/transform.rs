@@ -391,9 +391,9 @@ pub fn sample(src: &RgbaImage, x: f64, y: f64, resampling: Resampling) -> [u8; 4
         }
         Resampling::Bicubic => {
             let (fx, fy) = (x - 0.5, y - 0.5);
-            let (i, j) = (fx.floor() as i64, fy.floor() as i64);
-            let wx = cubic_weights((fx - fx.floor()) as f32);
-            let wy = cubic_weights((fy - fy.floor()) as f32);
+            let (i, j) = (fast_floor(fx), fast_floor(fy));
+            let wx = cubic_weights_at((fx - i as f64) as f32);
+            let wy = cubic_weights_at((fy - j as f64) as f32);
             let mut acc = [0.0f32; 4];
             if i >= 1 && j >= 1 && i + 2 < w && j + 2 < h {
                 // the 4×4 window is inside: rows of 16 bytes from the raw buffer
@@ -428,6 +428,32 @@ pub fn sample(src: &RgbaImage, x: f64, y: f64, resampling: Resampling) -> [u8; 4
             to_u8(acc)
         }
     }
+}
+
+/// `floor` without the libm call (x86-64's baseline has no rounding instruction).
+fn fast_floor(v: f64) -> i64 {
+    let t = v as i64;
+    if (t as f64) > v {
+        t - 1
+    } else {
+        t
+    }
+}
+
+/// Steps of the bicubic weight table: a fraction of a source pixel is rounded to 1/1024
+/// (0.001 px, far below the mesh's half-pixel tolerance).
+const CUBIC_STEPS: usize = 1024;
+
+/// [`cubic_weights`] from a table (the kernel's branches were a sixth of a reprojection).
+fn cubic_weights_at(d: f32) -> [f32; 4] {
+    static TABLE: std::sync::OnceLock<Vec<[f32; 4]>> = std::sync::OnceLock::new();
+    let t = TABLE.get_or_init(|| {
+        (0..=CUBIC_STEPS)
+            .map(|i| cubic_weights(i as f32 / CUBIC_STEPS as f32))
+            .collect()
+    });
+    let i = ((d * CUBIC_STEPS as f32 + 0.5) as usize).min(CUBIC_STEPS);
+    t[i]
 }
 
 /// Pillow's bicubic kernel (a = -0.5) at offsets -1, 0, 1, 2 from the sample's cell.

@@ -266,6 +266,16 @@ pub(crate) async fn handle(
     let notice = errors.join("\n");
     let cacheable = errors.is_empty();
     let encoded = tokio::task::spawn_blocking(move || -> Result<Bytes, String> {
+        // one opaque image of the full size and nothing to clip: it is the output
+        if let [(Rendered::Image(img), m)] = images.as_slice() {
+            if img.dimensions() == size
+                && m.is_empty()
+                && notice.is_empty()
+                && !crate::image::has_transparency(img)
+            {
+                return crate::image::encode(img, &opts).map_err(|e| e.to_string());
+            }
+        }
         let mut out = crate::image::blank_image(size.0, size.1, bg);
         for (img, masks) in images {
             let mut img = match img {
