@@ -14,7 +14,7 @@
 # With PERF=1, then records mapproxy-serve under each case with perf and prints where the time
 # goes (decode, resample/reproject, encode, the rest).
 #
-#   bench/mapproxy_wms.sh                  # ROUNDS=3 DURATION=5s CONNS=16
+#   bench/mapproxy_wms.sh                  # ROUNDS=3 DURATION=5s CONNS=16 CASES="same 4326 utm jpeg"
 #
 # Needs wrk (and perf for PERF=1) and a Python with MapProxy 7 (MAPPROXY_PYTHON, default
 # target/mapproxy-venv/bin/python, as .ci/test installs it); gunicorn is added to that venv.
@@ -82,7 +82,7 @@ declare -A CASE=(
   [utm]="$Q&SRS=EPSG:32632&BBOX=540000,5240000,800000,5500000&WIDTH=512&HEIGHT=512&FORMAT=image/png"
   [jpeg]="$Q&SRS=EPSG:3857&BBOX=1000000,6000000,1819200,6819200&WIDTH=1024&HEIGHT=1024&FORMAT=image/jpeg"
 )
-CASES="same 4326 utm jpeg"
+CASES=${CASES:-same 4326 utm jpeg}
 
 wait_up() { for _ in $(seq 1 600); do curl -sf -o /dev/null "http://127.0.0.1:$1/service?SERVICE=WMS&REQUEST=GetCapabilities" && return 0; sleep 0.1; done; echo "bench: :$1 did not answer"; exit 1; }
 rss() { local t=0; for p in "$@"; do t=$((t + $(awk '/VmRSS/{print $2}' "/proc/$p/status" 2>/dev/null || echo 0))); done; echo $((t / 1024)); }
