@@ -94,7 +94,10 @@ application = make_wsgi_app('$W/mp7.yaml')
 EOF
 # Distinct tiles of level 12 (4096×4096 tiles), each asked once: wrk's threads take every
 # THREADS-th tile in turn, so every request of a round is a miss (the upstream's request count
-# shows it). wrk cannot stop after N requests and still report, so a round is DURATION long.
+# shows it). Row by row: with the default `tc` layout nearly every tile makes new directories
+# (column by column, 64 writers share one directory, and ext4's directory lock and linear
+# search dominate both servers instead). wrk cannot stop after N requests and still report,
+# so a round is DURATION long.
 cat > "$W/misses.lua" <<EOF
 local n, counter = 0, 0
 function setup(thread) thread:set("id", counter); counter = counter + 1 end

@@ -7,16 +7,16 @@
 # 2. MultiMapProxy RSS over RELOADS reloads of a 600-layer project: each round changes the
 #    project's mtime and requests /proj/tms/1.0.0/ (a rebuild); RSS after 1, 10, 50 and 100
 #    reloads, for `egg:MapProxy#multiapp` and MapProxy 7's `make_wsgi_app` multiapp on gunicorn
-#    with one worker.
+#    with one worker (MP7_RELOADS reloads: each takes MapProxy seconds).
 #
-#   bench/mapproxy_startup.sh            # RUNS=5 RELOADS=100
+#   bench/mapproxy_startup.sh            # RUNS=5 RELOADS=100 MP7_RELOADS=10
 #
 # Each server pinned to SERVER_CPU; loopback only; every wait is polled with a deadline.
 # Needs a Python with MapProxy 7 (MAPPROXY_PYTHON, default target/mapproxy-venv/bin/python, as
 # .ci/test installs it); gunicorn is added to that venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUNS=${RUNS:-5} RELOADS=${RELOADS:-100} SERVER_CPU=${SERVER_CPU:-1}
+RUNS=${RUNS:-5} RELOADS=${RELOADS:-100} MP7_RELOADS=${MP7_RELOADS:-10} SERVER_CPU=${SERVER_CPU:-1}
 PY=${MAPPROXY_PYTHON:-$PWD/target/mapproxy-venv/bin/python}
 "$PY" -c 'import gunicorn' 2>/dev/null || "$PY" -m pip install -q gunicorn
 cargo build -q --release --bin mapproxy-serve
@@ -139,7 +139,7 @@ else:
         st = os.stat(yaml)
         os.utime(yaml, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
         get("/proj/tms/1.0.0/", time.monotonic() + 600)
-        if i in (1, 10, 50, reloads):
+        if i in (1, 10, 50, 100, reloads):
             row.append(f"{i}: {rss(p.pid):.0f} MB")
     dt = time.monotonic() - t0
     stop(p)
@@ -152,4 +152,4 @@ echo "|---|---|---|"
 python3 "$W/driver.py" start mapproxy-serve 18411 taskset -c "$SERVER_CPU" "$BIN" "$W/start.ini"
 python3 "$W/driver.py" start mapproxy7-gunicorn 18413 taskset -c "$SERVER_CPU" "$GUNICORN" -w 1 --timeout 600 -b 127.0.0.1:18413 start_app:application
 python3 "$W/driver.py" reload mapproxy-serve 18412 taskset -c "$SERVER_CPU" "$BIN" "$W/multi.ini"
-python3 "$W/driver.py" reload mapproxy7-gunicorn 18414 taskset -c "$SERVER_CPU" "$GUNICORN" -w 1 --timeout 600 -b 127.0.0.1:18414 multi_app:application
+RELOADS=$MP7_RELOADS python3 "$W/driver.py" reload mapproxy7-gunicorn 18414 taskset -c "$SERVER_CPU" "$GUNICORN" -w 1 --timeout 600 -b 127.0.0.1:18414 multi_app:application

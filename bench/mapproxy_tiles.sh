@@ -69,13 +69,18 @@ EOF
 
 wait_up() { for _ in $(seq 1 300); do curl -sf -o /dev/null "http://127.0.0.1:$1$TILE" && return 0; sleep 0.1; done; echo "bench: :$1 did not answer"; exit 1; }
 rss() { awk '/VmRSS/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+cpu_ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo $t; }
 run() { # NAME PORT PIDS...
   local name=$1 port=$2; shift 2
   taskset -c "$LOAD_CPU" wrk -t"$THREADS" -c"$CONNS" -d2s "http://127.0.0.1:$port$TILE" >/dev/null
-  local out; out=$(taskset -c "$LOAD_CPU" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$port$TILE")
+  local c0 out; c0=$(cpu_ticks "$@")
+  out=$(taskset -c "$LOAD_CPU" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$port$TILE")
+  local ticks=$(( $(cpu_ticks "$@") - c0 )) n; n=$(awk '/requests in/{print $1}' <<<"$out")
   local rps p99 mem=0; rps=$(awk '/Requests\/sec/{print $2}' <<<"$out"); p99=$(awk '$1=="99%"{print $2}' <<<"$out")
   for p in "$@"; do mem=$((mem + $(rss "$p"))); done
-  echo "$name $rps $p99 $((mem / 1024))MB"
+  # server CPU time (user + system) per request, in µs: what wrk's rate hides when the load
+  # generator, not the server, is the limit
+  echo "$name $rps $p99 $((mem / 1024))MB $(python3 -c "print(f'{$ticks * 1e6 / $(getconf CLK_TCK) / $n:.1f}')")"
 }
 
 taskset -c "$SERVER_CPU" "$BIN" "$W/config.ini" 2>"$W/mps.log" & MPS=$!
@@ -99,19 +104,21 @@ taskset -c "$SERVER_CPU" "$NGINX" -c "$W/nginx.conf" -p "$W"
 wait_up 18402
 ( cd "$W" && taskset -c "$SERVER_CPU" "$(dirname "$PY")/gunicorn" -w 2 -b 127.0.0.1:18403 --pid "$W/gunicorn.pid" app:application 2>"$W/gunicorn.log" ) & GUN=$!
 wait_up 18403
-echo "| round | server | req/s | p99 | RSS |"
-echo "|---|---|---|---|---|"
+echo "| round | server | req/s | p99 | RSS | server CPU µs/req |"
+echo "|---|---|---|---|---|---|"
 for r in $(seq 1 "$ROUNDS"); do
   for line in "$(run mapproxy-serve 18401 $MPS)" "$(run nginx 18402 $(cat "$W/nginx.pid") $(pgrep -P "$(cat "$W/nginx.pid")" | tr '\n' ' '))" "$(run mapproxy7-gunicorn 18403 $(cat "$W/gunicorn.pid") $(pgrep -P "$(cat "$W/gunicorn.pid")" | tr '\n' ' '))"; do
-    read -r n rps p99 mem <<<"$line"; echo "| $r | $n | $rps | $p99 | $mem |"; echo "$r $n $rps" >> "$W/rps"
+    read -r n rps p99 mem cpu <<<"$line"; echo "| $r | $n | $rps | $p99 | $mem | $cpu |"; echo "$r $n $rps $cpu" >> "$W/rps"
   done
 done
 python3 - "$W/rps" <<'EOF'
 import sys, statistics, collections
 by = collections.defaultdict(dict)
 for line in open(sys.argv[1]):
-    r, n, rps = line.split(); by[r][n] = float(rps)
-def med(a, b): return statistics.median(v[a] / v[b] for v in by.values())
-print(f"\nmedian per-round ratio: mapproxy-serve / nginx = {med('mapproxy-serve','nginx'):.2f}x, "
-      f"mapproxy-serve / MapProxy 7 (gunicorn -w 2) = {med('mapproxy-serve','mapproxy7-gunicorn'):.1f}x")
+    r, n, rps, cpu = line.split(); by[r][n] = (float(rps), float(cpu))
+def med(a, b, i=0):
+    return statistics.median(v[a][i] / v[b][i] if i == 0 else v[b][i] / v[a][i] for v in by.values())
+print(f"\nmedian per-round ratios, mapproxy-serve against nginx: req/s {med('mapproxy-serve','nginx'):.2f}x, "
+      f"CPU per request {med('mapproxy-serve','nginx', 1):.2f}x less; against MapProxy 7 (gunicorn -w 2): "
+      f"req/s {med('mapproxy-serve','mapproxy7-gunicorn'):.1f}x, CPU per request {med('mapproxy-serve','mapproxy7-gunicorn', 1):.1f}x less")
 EOF

@@ -19,17 +19,17 @@
 pub mod cli;
 pub mod deploy;
 mod eggs;
-pub mod ini;
 pub mod logging;
 pub mod server;
 
-pub use mapproxy_serve_core::{app, build, config, environ, error, path, registry};
+pub use mapproxy_serve_core::{app, build, config, environ, error, ini, path, registry};
 pub use mapproxy_serve_core::{App, Body, Filter};
 
 /// The factory crates this runtime links (their eggs register at link time).
 pub use mapproxy_serve_apps as apps;
 pub use mapproxy_serve_filters as filters;
 pub use mapproxy_serve_mapproxy as mapproxy;
+pub use mapproxy_serve_wps as wps;
 
 #[doc(hidden)]
 pub use mapproxy_serve_core::inventory;

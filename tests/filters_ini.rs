@@ -46,6 +46,8 @@ const COVERED: &[&str] = &[
     // multiapp_serves_lists_and_rebuilds_projects) and tests/fcgi_binary.rs (the seeds' config.ini)
     "MapProxy#app",
     "MapProxy#multiapp",
+    // served through ini files in tests/wps_binary.rs (and the shipped ini/wps.ini)
+    "mapproxy-serve#wps",
 ];
 
 #[test]
@@ -316,6 +318,100 @@ format = %(message)s
     }
     // propagate = 0: not on the console too
     assert!(!s.stderr().contains("GET /one"), "{}", s.stderr());
+}
+
+#[tokio::test]
+async fn access_log_levels_keep_python_numbers() {
+    // `logging_level = CRITICAL` logs CRITICAL/50 and a number that names no level prints as
+    // Python's `Level 25`; loggers compare the numbers as Python does (CRITICAL passes a
+    // logger at CRITICAL, 24 does not pass one at WARNING). fileConfig takes level names
+    // only, as Python's. Expected lines from Python 3.11's logging with the same levels and
+    // format (`logger.log(50 | 25, ...)`).
+    let dir = tmp();
+    let s = serve(
+        dir.path(),
+        r#"[pipeline:main]
+pipeline = crit mid low text
+
+[filter:crit]
+use = egg:Paste#translogger
+logger_name = crit
+logging_level = CRITICAL
+setup_console_handler = false
+
+[filter:mid]
+use = egg:Paste#translogger
+logger_name = mid
+logging_level = 25
+setup_console_handler = false
+
+[filter:low]
+use = egg:Paste#translogger
+logger_name = low
+logging_level = 24
+setup_console_handler = false
+
+[app:text]
+use = egg:mapproxy-serve#text
+body = hello
+
+[loggers]
+keys = root, crit, mid, low
+
+[handlers]
+keys = levels
+
+[formatters]
+keys = levels
+
+[logger_root]
+level = INFO
+handlers =
+
+[logger_crit]
+level = CRITICAL
+qualname = crit
+handlers = levels
+
+[logger_mid]
+level = INFO
+qualname = mid
+handlers = levels
+
+[logger_low]
+level = WARNING
+qualname = low
+handlers = levels
+
+[handler_levels]
+class = FileHandler
+args = ('%(here)s/levels.log', 'a')
+formatter = levels
+
+[formatter_levels]
+format = %(levelname)s|%(levelno)s|%(name)s|%(message)s
+"#,
+    );
+    let r = get(s.addr(), "/x", &[]).await;
+    assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "hello"));
+    let file = dir.path().join("levels.log");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let t = std::fs::read_to_string(&file).unwrap_or_default();
+        if t.lines().count() >= 2 || Instant::now() > deadline {
+            break t;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let heads: Vec<&str> = text
+        .lines()
+        .map(|l| l.split_once("|127.0.0.1 ").map_or(l, |(h, _)| h))
+        .collect();
+    // The inner filter writes first (its response ends first).
+    let mut sorted = heads.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["CRITICAL|50|crit", "Level 25|25|mid"], "{text}");
+    assert!(!s.stderr().contains("GET /x"), "{}", s.stderr());
 }
 
 // ------------------------------------------------------------------------- basic auth

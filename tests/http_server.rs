@@ -413,6 +413,41 @@ async fn body_limit_413_with_content_length_and_chunked() {
     let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
     let res = h2.post(srv.url("/echo")).body(body).send().await.unwrap();
     assert_eq!(res.status(), 413);
+
+    // An app that never reads the body (`/` answers hello): the server reads the rest before
+    // it answers, as waitress reads whole bodies first; past the limit that is 413.
+    let chunks: Vec<Result<Vec<u8>, Infallible>> = (0..4).map(|_| Ok(vec![b'z'; 400])).collect();
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let res = c.post(srv.url("/")).body(body).send().await.unwrap();
+    assert_eq!(res.status(), 413);
+    assert_eq!(res.text().await.unwrap(), "Request body too large\n");
+    let chunks: Vec<Result<Vec<u8>, Infallible>> = (0..4).map(|_| Ok(vec![b'z'; 400])).collect();
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let res = h2.post(srv.url("/")).body(body).send().await.unwrap();
+    assert_eq!(res.status(), 413);
+    // under the limit the app's answer stands, and the connection serves the next request
+    let mut raw = TcpStream::connect(srv.tcp()).await.unwrap();
+    raw.write_all(
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+          190\r\n",
+    )
+    .await
+    .unwrap();
+    raw.write_all(&[b'z'; 400]).await.unwrap();
+    raw.write_all(b"\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 4096];
+    while String::from_utf8_lossy(&got).matches("hello").count() < 2 && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(5), raw.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    let got = String::from_utf8_lossy(&got);
+    assert_eq!(got.matches("HTTP/1.1 200 OK").count(), 2, "{got}");
     srv.stop().await;
 }
 

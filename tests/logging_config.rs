@@ -184,3 +184,74 @@ fn args_forms() {
         assert!(err.contains("/etc/mp/log.ini:"), "{err}");
     }
 }
+
+// ---- a factory's logging file (MapProxy's `log_conf`) ----------------------------------
+
+mod logging_file {
+    use std::path::Path;
+
+    use clap::Parser;
+    use mapproxy_serve::app::{app_fn, text_response, App};
+    use mapproxy_serve::build::BuildContext;
+    use mapproxy_serve::cli::{run, Cli};
+    use mapproxy_serve::config::FactoryConf;
+    use mapproxy_serve::error::ConfigErrors;
+    use mapproxy_serve::register_factory;
+    use mapproxy_serve::registry::{Build, Factory, Opt};
+
+    /// An app that asks for its `log_conf` as MapProxy's app does.
+    fn with_log_conf(conf: &FactoryConf, ctx: &mut BuildContext) -> Result<App, ConfigErrors> {
+        if let Some(path) = conf.get_path("log_conf") {
+            ctx.logging_file(conf.location_of("log_conf"), path);
+        }
+        Ok(app_fn(|_req| async {
+            text_response(http::StatusCode::OK, "text/plain", "ok")
+        }))
+    }
+
+    register_factory!(Factory {
+        eggs: &["LogConfTest#app"],
+        options: &[Opt::new("log_conf", "a logging configuration file")],
+        build: Build::App(with_log_conf),
+        ..Factory::DEFAULT
+    });
+
+    fn check(dir: &Path, log_conf: &str) -> i32 {
+        let ini = dir.join("config.ini");
+        std::fs::write(
+            &ini,
+            format!("[app:main]\nuse = egg:LogConfTest#app\nlog_conf = {log_conf}\n"),
+        )
+        .unwrap();
+        run(Cli::parse_from([
+            "mapproxy-serve",
+            "check",
+            ini.to_str().unwrap(),
+        ]))
+    }
+
+    #[test]
+    fn log_conf_may_name_a_log4rs_yaml_or_an_ini_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(
+            d.join("log.yaml"),
+            "appenders:\n  e:\n    kind: console\n    target: stderr\n    encoder:\n      \
+             kind: python\n      format: \"%(levelname)s %(message)s\"\n\
+             root:\n  level: info\n  appenders: [e]\n",
+        )
+        .unwrap();
+        assert_eq!(check(d, "%(here)s/log.yaml"), 0);
+        // not log4rs's structure: an error (exit 2), as a bad ini file's logging sections
+        std::fs::write(d.join("bad.yml"), "appenders: [1, 2\n").unwrap();
+        assert_eq!(check(d, "%(here)s/bad.yml"), 2);
+        std::fs::write(d.join("unknown.yaml"), "loggerz: {}\n").unwrap();
+        assert_eq!(check(d, "%(here)s/unknown.yaml"), 2);
+        // an ini file with Python's fileConfig sections (MapProxy's log.ini)
+        std::fs::write(d.join("log.ini"), super::LOG_INI_TEMPLATE).unwrap();
+        assert_eq!(check(d, "%(here)s/log.ini"), 0);
+        std::fs::write(d.join("nolog.ini"), "[app:x]\nk = v\n").unwrap();
+        assert_eq!(check(d, "%(here)s/nolog.ini"), 2);
+        assert_eq!(check(d, "%(here)s/missing.ini"), 2);
+    }
+}

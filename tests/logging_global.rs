@@ -292,6 +292,46 @@ fn default_logging_and_verbosity() {
 }
 
 #[test]
+fn log4rs_yaml_configuration_with_dotted_loggers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, stderr) = run_child("yaml", dir.path());
+    // `kind: python`: Python's format; dotted logger names form Python's hierarchy
+    // (mapproxy.source.request is under mapproxy.source, which does not propagate).
+    assert_lines(
+        &lines(&dir.path().join("requests.log")),
+        &[
+            "DEBUG mapproxy.source.request GET /tiles/0/0/0.png",
+            "CRITICAL mapproxy.source.request Level 50 as CRITICAL",
+            "Level 25 mapproxy.source Level 25",
+        ],
+    );
+    // log4rs's own pattern encoder on the root's file: its `{t}` is the target as log4rs
+    // has it (`::`).
+    assert_lines(
+        &lines(&dir.path().join("root.log")),
+        &["INFO mapproxy::config reading", "WARN app root warning"],
+    );
+    assert!(!stderr.contains("GET /tiles"), "{stderr}");
+}
+
+#[test]
+fn an_appender_added_through_the_library_api() {
+    let dir = tempfile::tempdir().unwrap();
+    // The child asserts what its appender got; here: the ini's own file is untouched by it.
+    let (_, stderr) = run_child("user_appender", dir.path());
+    assert_lines(
+        &lines(&dir.path().join("app.log")),
+        &[
+            "INFO mapproxy.app one",
+            "CRITICAL mapproxy.app critical",
+            "INFO other not for the appender",
+            "INFO mapproxy.app after a reload",
+        ],
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
 fn asctime_is_local_time_honouring_tz() {
     let dir = tempfile::tempdir().unwrap();
     // A POSIX TZ string: five and a half hours east of UTC, no tz database needed.
@@ -807,5 +847,129 @@ format=%(levelname)s %(message)s
         log::info!(target: "x", "no handler, below WARNING: dropped");
         log::warn!(target: "x", "no handler: last resort");
         h.flush();
+    }
+
+    #[test]
+    #[ignore]
+    fn yaml() {
+        let Some(dir) = dir() else { return };
+        let h = logging::init(0);
+        let path = dir.join("log4rs.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                r#"appenders:
+  requests:
+    kind: file
+    path: {requests:?}
+    encoder:
+      kind: python
+      format: "%(levelname)s %(name)s %(message)s"
+  root:
+    kind: file
+    path: {root:?}
+    encoder:
+      kind: pattern
+      pattern: "{{l}} {{t}} {{m}}{{n}}"
+root:
+  level: info
+  appenders: [root]
+loggers:
+  mapproxy.source:
+    level: debug
+    appenders: [requests]
+    additive: false
+"#,
+                requests = dir.join("requests.log").display().to_string(),
+                root = dir.join("root.log").display().to_string(),
+            ),
+        )
+        .unwrap();
+        let cfg = LoggingConfig::from_log4rs_yaml(&path).unwrap();
+        h.apply(Some(&cfg), &[]).unwrap();
+        log::debug!(target: "mapproxy.source.request", "GET /tiles/0/0/0.png");
+        logging::log_message("mapproxy.source.request", 50, "Level 50 as CRITICAL");
+        logging::log_message("mapproxy.source", 25, "Level 25");
+        log::info!(target: "mapproxy.config", "reading");
+        log::debug!(target: "mapproxy.config", "not shown: root is at info");
+        log::warn!(target: "app", "root warning");
+        h.flush();
+        // An unknown appender kind is an error naming the file; the configuration stays.
+        std::fs::write(&path, "appenders:\n  x:\n    kind: nosuch\n").unwrap();
+        let cfg = LoggingConfig::from_log4rs_yaml(&path).unwrap();
+        let e = h.apply(Some(&cfg), &[]).unwrap_err().to_string();
+        assert!(e.contains("log4rs.yaml") && e.contains("nosuch"), "{e}");
+        std::fs::write(&path, "appenders: [1, 2\n").unwrap();
+        let e = LoggingConfig::from_log4rs_yaml(&path)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("log4rs.yaml:"), "{e}");
+        h.flush();
+    }
+
+    /// What an embedding program's appender got: (target, levelno, message).
+    #[derive(Debug, Default)]
+    struct Collect(std::sync::Mutex<Vec<(String, u64, String)>>);
+
+    impl logging::Append for Collect {
+        fn append(&self, record: &log::Record<'_>) -> anyhow::Result<()> {
+            let levelno = record
+                .key_values()
+                .get(log::kv::Key::from_str("levelno"))
+                .and_then(|v| v.to_u64())
+                .unwrap_or(match record.level() {
+                    log::Level::Error => 40,
+                    log::Level::Warn => 30,
+                    log::Level::Info => 20,
+                    log::Level::Debug => 10,
+                    log::Level::Trace => 5,
+                });
+            self.0.lock().unwrap().push((
+                record.target().to_string(),
+                levelno,
+                record.args().to_string(),
+            ));
+            Ok(())
+        }
+
+        fn flush(&self) {}
+    }
+
+    #[test]
+    #[ignore]
+    fn user_appender() {
+        let Some(dir) = dir() else { return };
+        let h = logging::init(0);
+        let log = dir.join("app.log");
+        let ini = |level: &str| {
+            format!(
+                "[loggers]\nkeys=root\n[handlers]\nkeys=f\n[formatters]\nkeys=m\n\
+                 [logger_root]\nlevel={level}\nhandlers=f\n\
+                 [handler_f]\nclass=FileHandler\nargs=({:?},)\nformatter=m\n\
+                 [formatter_m]\nformat=%(levelname)s %(name)s %(message)s\n",
+                log.display().to_string()
+            )
+        };
+        configure(&h, &dir.join("a.ini"), &ini("INFO"));
+        let collect = std::sync::Arc::new(Collect::default());
+        h.add_appender("mapproxy", collect.clone()).unwrap();
+        log::info!(target: "mapproxy.app", "one");
+        log::debug!(target: "mapproxy.app", "not shown: root is at INFO");
+        logging::log_message("mapproxy.app", 50, "critical");
+        log::info!(target: "other", "not for the appender");
+        // A reload keeps the added appender.
+        configure(&h, &dir.join("b.ini"), &ini("INFO"));
+        log::info!(target: "mapproxy.app", "after a reload");
+        h.flush();
+        let got = collect.0.lock().unwrap().clone();
+        let want = [
+            ("mapproxy::app", 20, "one"),
+            ("mapproxy::app", 50, "critical"),
+            ("mapproxy::app", 20, "after a reload"),
+        ];
+        assert_eq!(got.len(), want.len(), "{got:?}");
+        for ((t, n, m), (wt, wn, wm)) in got.iter().zip(want) {
+            assert_eq!((t.as_str(), *n, m.as_str()), (wt, wn, wm));
+        }
     }
 }

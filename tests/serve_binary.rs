@@ -1286,3 +1286,89 @@ async fn two_processes_sharing_a_cache_fetch_a_tile_once() {
     assert_eq!(files.len(), 1, "{files:?}");
     assert_eq!(std::fs::read(&files[0]).unwrap(), png);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mapproxy_log_conf_configures_the_logging() {
+    use mapproxy_serve::mapproxy::image::{encode, ImageFormat, ImageOpts, RgbaImage};
+    let png = encode(
+        &RgbaImage::from_pixel(256, 256, [1, 2, 3, 255].into()),
+        &ImageOpts::new(ImageFormat::png()),
+    )
+    .unwrap();
+    let (up, _count, gate) = gated_tile_upstream(png).await;
+    gate.add_permits(100);
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "mapproxy.yaml",
+        &format!(
+            "services:\n  tms:\nlayers:\n  - name: up\n    title: up\n    sources: [up_cache]\n\
+             caches:\n  up_cache:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [up]\n\
+             sources:\n  up:\n    type: tile\n    grid: GLOBAL_WEBMERCATOR\n    url: http://{up}/%(tms_path)s.png\n"
+        ),
+    );
+    // MapProxy ≤ 1.11's log.ini: Python's fileConfig, here (%(here)s) its own directory
+    write(
+        dir.path(),
+        "log.ini",
+        "[loggers]\nkeys = root,source_requests\n\n[handlers]\nkeys = file\n\n\
+         [formatters]\nkeys = plain\n\n[logger_root]\nlevel = WARNING\nhandlers = file\n\n\
+         [logger_source_requests]\nlevel = INFO\nqualname = mapproxy.source.request\n\
+         propagate = 0\nhandlers = file\n\n[handler_file]\nclass = FileHandler\n\
+         formatter = plain\nargs = (r'%(here)s/source-requests.log', 'a')\n\n\
+         [formatter_plain]\nformat = %(name)s %(levelname)s %(message)s\n",
+    );
+    let ini = write(
+        dir.path(),
+        "config.ini",
+        "[server:main]\nuse = egg:mapproxy-serve#http\nport = 0\n\n\
+         [app:main]\nuse = egg:MapProxy#app\nmapproxy_conf = %(here)s/mapproxy.yaml\n\
+         log_conf = log.ini\n",
+    );
+    let s = serve(&[path(&ini)], None);
+    let c = client();
+    let res = c
+        .get(s.url("/tms/1.0.0/up/EPSG3857/1/0/0.png"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let log = dir.path().join("source-requests.log");
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(line) = text.lines().next() {
+            assert!(
+                line.starts_with(&format!("mapproxy.source.request INFO GET http://{up}/")),
+                "{line}"
+            );
+            assert!(line.contains(" 200 "), "{line}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no source request logged:\n{}",
+            s.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        !s.stderr().contains("mapproxy.source.request"),
+        "the ini's console logging was replaced:\n{}",
+        s.stderr()
+    );
+    // a missing log_conf is reported and ignored, as MapProxy's app_factory does
+    let missing = write(
+        dir.path(),
+        "missing.ini",
+        "[app:main]\nuse = egg:MapProxy#app\nmapproxy_conf = %(here)s/mapproxy.yaml\n\
+         log_conf = %(here)s/nope.ini\n",
+    );
+    let r = run(&["check", path(&missing)], None);
+    assert_eq!(r.code(), Some(0), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("missing.ini:4") && r.stderr.contains("nope.ini not found"),
+        "{}",
+        r.stderr
+    );
+}

@@ -39,6 +39,23 @@ pub struct BuildContext {
     warnings: Vec<ConfigError>,
     shutdown: Vec<ShutdownHook>,
     console_loggers: Vec<(String, u32)>,
+    file_loggers: Vec<FileLogger>,
+    logging_files: Vec<(Location, PathBuf)>,
+}
+
+/// A file handler a factory asked for ([`BuildContext::file_logger`]).
+#[derive(Clone, Debug)]
+pub struct FileLogger {
+    /// The logger (dotted, as Python names it).
+    pub logger: String,
+    /// Its level (a Python level number).
+    pub level: u32,
+    /// The file, appended to.
+    pub path: PathBuf,
+    /// The records' format, Python's `%(name)s` style.
+    pub format: String,
+    /// The option that asked, for errors (the file cannot be opened).
+    pub location: Location,
 }
 
 /// What a build left behind, for the runtime: [`BuildContext::finish`].
@@ -52,6 +69,11 @@ pub struct Finished {
     pub shutdown: Vec<ShutdownHook>,
     /// Loggers that asked for a console handler ([`BuildContext::console_logger`]).
     pub console_loggers: Vec<(String, u32)>,
+    /// File handlers asked for ([`BuildContext::file_logger`]).
+    pub file_loggers: Vec<FileLogger>,
+    /// Logging configuration files asked for ([`BuildContext::logging_file`]), with the
+    /// option that named each.
+    pub logging_files: Vec<(Location, PathBuf)>,
 }
 
 impl BuildContext {
@@ -63,6 +85,8 @@ impl BuildContext {
             warnings: Vec::new(),
             shutdown: Vec::new(),
             console_loggers: Vec::new(),
+            file_loggers: Vec::new(),
+            logging_files: Vec::new(),
         }
     }
 
@@ -133,6 +157,29 @@ impl BuildContext {
         self.console_loggers.push((logger.to_string(), level));
     }
 
+    /// Ask the runtime's logging for a `FileHandler` on `logger` writing `format`ted records
+    /// to `path`, with the logger's level set to `level` (a Python level number); the
+    /// logger keeps propagating. PyWPS's `[logging] file`: `LOGGER.setLevel(level)`,
+    /// `addHandler(FileHandler(file))` with `Formatter(format)`. Applied over whatever the
+    /// logging sections configure, for the stack this build makes.
+    pub fn file_logger(&mut self, request: FileLogger) {
+        self.file_loggers
+            .retain(|f| f.logger != request.logger || f.path != request.path);
+        self.file_loggers.push(request);
+    }
+
+    /// Ask the runtime to configure its logging from `path` instead of the ini file's logging
+    /// sections (MapProxy's `log_conf`): an ini file with Python's fileConfig sections, or a
+    /// log4rs YAML file (`.yaml`/`.yml`). When several factories ask, the last one wins (as
+    /// the last `fileConfig` call does in Python). The file is watched; its errors name
+    /// `location` (the option) and the file.
+    pub fn logging_file(&mut self, location: Location, path: impl Into<PathBuf>) {
+        let path = path.into();
+        self.watch(path.clone());
+        let path = std::path::absolute(&path).unwrap_or(path);
+        self.logging_files.push((location, path));
+    }
+
     /// Everything the factories left, for the runtime.
     pub fn finish(self) -> Finished {
         Finished {
@@ -140,6 +187,8 @@ impl BuildContext {
             warnings: self.warnings,
             shutdown: self.shutdown,
             console_loggers: self.console_loggers,
+            file_loggers: self.file_loggers,
+            logging_files: self.logging_files,
         }
     }
 }

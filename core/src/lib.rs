@@ -7,6 +7,7 @@
 //! |---|---|
 //! | [`app`] | [`App`], [`Handler`](app::Handler), [`Body`], [`Filter`], body and response helpers |
 //! | [`config`] | [`FactoryConf`](config::FactoryConf): a section's options, one typed reader per rule |
+//! | [`ini`] | ini files read as Python's `ConfigParser` (Paste Deploy's settings), with the file:line of every key; `%(name)s` interpolation |
 //! | [`error`] | [`ConfigError`](error::ConfigError) with its [`Location`](error::Location) (file:line, section), [`BoxError`] |
 //! | [`registry`] | [`Factory`](registry::Factory), [`register_factory!`], the link-time registry |
 //! | [`build`] | [`BuildContext`](build::BuildContext): watched files, warnings, the runtime, shutdown work |
@@ -23,6 +24,7 @@ pub mod build;
 pub mod config;
 pub mod environ;
 pub mod error;
+pub mod ini;
 pub mod logline;
 pub mod path;
 pub mod pyformat;

@@ -14,7 +14,7 @@ register_factory!(Factory {
         ),
         Opt::new(
             "log_conf",
-            "a logging ini for MapProxy's loggers (MapProxy ≤ 1.11's option; not applied yet: use the ini's [loggers])"
+            "a logging file used instead of the ini's logging sections: Python's fileConfig ini (MapProxy ≤ 1.11's log.ini) or a log4rs YAML; relative to the ini file"
         ),
         Opt::new(
             "reload_files",

@@ -352,6 +352,9 @@ fn check(uri: &str, vars: &[String], app_name: Option<&str>, server_name: Option
     let mut errs = ConfigErrors::new();
     errs.take(serve::logging_config(&d, &vars));
     let built = errs.take(build_once(&d)).flatten();
+    if let Some(b) = &built {
+        errs.take(serve::logging_file_config(&b.context.logging_files, &vars));
+    }
     if let Some(s) = &d.server {
         errs.take(s.build_server());
     }

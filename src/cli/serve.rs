@@ -49,6 +49,52 @@ pub(crate) fn logging_config(
     LoggingConfig::from_ini(&d.config, &v)
 }
 
+/// The logging configuration a factory asked for instead of the ini file's sections
+/// ([`BuildContext::logging_file`](mapproxy_serve_core::build::BuildContext::logging_file),
+/// MapProxy's `log_conf`): the last one asked for, a log4rs YAML file (`.yaml`/`.yml`) or an
+/// ini file's fileConfig sections (its `%(here)s` and the command-line values visible).
+/// `None`: none asked for.
+pub(crate) fn logging_file_config(
+    files: &[(crate::error::Location, PathBuf)],
+    vars: &IndexMap<String, String>,
+) -> Result<Option<LoggingConfig>, ConfigErrors> {
+    let Some((location, path)) = files.last() else {
+        return Ok(None);
+    };
+    let yaml = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"));
+    let named = |e: ConfigErrors| {
+        let mut out = ConfigErrors::new();
+        out.push(location.error(format!(
+            "logging configuration '{}' does not apply:",
+            path.display()
+        )));
+        out.extend(e);
+        out
+    };
+    if yaml {
+        return LoggingConfig::from_log4rs_yaml(path)
+            .map(Some)
+            .map_err(named);
+    }
+    let file = crate::ini::IniFile::read(path).map_err(named)?;
+    let v = Vars {
+        overrides: vars.clone(),
+        fallbacks: IndexMap::new(),
+    };
+    match LoggingConfig::from_ini(&file, &v).map_err(named)? {
+        Some(cfg) => Ok(Some(cfg)),
+        None => Err(location
+            .error(format!(
+                "logging configuration '{}' has no [loggers] section",
+                path.display()
+            ))
+            .into()),
+    }
+}
+
 /// The server to use when the file has no `[server:...]` section: HTTP with its defaults.
 fn default_server() -> Result<Box<dyn Server>, ConfigErrors> {
     let f = registry()
@@ -118,6 +164,13 @@ fn build(
     let server = match &d.server {
         Some(s) => errs.take(s.build_server()),
         None => errs.take(default_server()),
+    };
+    // A factory's logging file (MapProxy's `log_conf`) replaces the ini's sections.
+    let logging = match &app {
+        Some(app) if !app.context.logging_files.is_empty() => errs
+            .take(logging_file_config(&app.context.logging_files, vars))
+            .flatten(),
+        _ => logging,
     };
     match (app, server) {
         (Some(app), Some(server)) if errs.is_empty() => Ok(Built {
@@ -258,10 +311,11 @@ impl Reloader {
         let before = Self::hash_all(&old_files);
         match build(&self.args, &self.vars, &self.runtime) {
             Ok(mut b) => {
-                if let Err(e) = self
-                    .log
-                    .apply(b.logging.as_ref(), &b.context.console_loggers)
-                {
+                if let Err(e) = self.log.apply_with(
+                    b.logging.as_ref(),
+                    &b.context.console_loggers,
+                    &b.context.file_loggers,
+                ) {
                     self.remember(&old_files, &before);
                     log::error!(target: TARGET, "reload failed, still serving the previous configuration:\n{e}");
                     // The new stack never served: its shutdown work runs now.
@@ -426,7 +480,11 @@ pub(super) fn run(args: ServeArgs) -> i32 {
         }
     };
     print_warnings(&built.warnings());
-    if let Err(e) = log.apply(built.logging.as_ref(), &built.context.console_loggers) {
+    if let Err(e) = log.apply_with(
+        built.logging.as_ref(),
+        &built.context.console_loggers,
+        &built.context.file_loggers,
+    ) {
         print_errors(&e);
         return EXIT_CONFIG;
     }

@@ -14,12 +14,26 @@ use super::pyliteral::{self, Value};
 use crate::error::{ConfigError, ConfigErrors, Location};
 use crate::ini::{Entry, Found, IniFile, Section, Vars};
 
-/// A logging configuration read from an ini file, ready to apply.
+/// A logging configuration read from an ini file's logging sections (or a log4rs YAML
+/// file), ready to apply.
 #[derive(Clone, Debug)]
 pub struct LoggingConfig {
-    pub(super) root: LoggerConf,
-    pub(super) loggers: Vec<LoggerConf>,
-    pub(super) handlers: Vec<HandlerConf>,
+    pub(super) source: Source,
+}
+
+/// Where a configuration came from.
+#[derive(Clone, Debug)]
+pub(super) enum Source {
+    Ini(IniConfig),
+    Log4rs(super::yaml::Log4rsYaml),
+}
+
+/// The logging sections of an ini file.
+#[derive(Clone, Debug)]
+pub(super) struct IniConfig {
+    pub root: LoggerConf,
+    pub loggers: Vec<LoggerConf>,
+    pub handlers: Vec<HandlerConf>,
 }
 
 /// One logger (`[logger_root]` has the name `""`).
@@ -192,21 +206,38 @@ impl LoggingConfig {
             return Err(file.location(loggers).error("no root logger").into());
         };
         Ok(Some(LoggingConfig {
-            root,
-            loggers: others,
-            handlers: handlers.into_iter().filter_map(|(_, h)| h).collect(),
+            source: Source::Ini(IniConfig {
+                root,
+                loggers: others,
+                handlers: handlers.into_iter().filter_map(|(_, h)| h).collect(),
+            }),
         }))
     }
 
-    /// The files the handlers write (for information; rotated backups are not listed).
+    /// A log4rs YAML file (log4rs's `appenders`, `root`, `loggers`; any of log4rs's appender,
+    /// encoder and filter kinds, and `kind: python` for an encoder with Python's `format` and
+    /// `datefmt`). Logger names may be dotted as Python's. Its structure is checked here; its
+    /// appenders are made (files opened) when it is applied.
+    pub fn from_log4rs_yaml(path: &Path) -> Result<LoggingConfig, ConfigErrors> {
+        Ok(LoggingConfig {
+            source: Source::Log4rs(super::yaml::Log4rsYaml::read(path)?),
+        })
+    }
+
+    /// The files the handlers write (for information; rotated backups are not listed; the
+    /// files a log4rs YAML configuration's appenders write are not known here: none).
     pub fn files(&self) -> Vec<PathBuf> {
-        self.handlers
-            .iter()
-            .filter_map(|h| match &h.kind {
-                HandlerKind::File(f) => Some(f.path.clone()),
-                _ => None,
-            })
-            .collect()
+        match &self.source {
+            Source::Ini(c) => c
+                .handlers
+                .iter()
+                .filter_map(|h| match &h.kind {
+                    HandlerKind::File(f) => Some(f.path.clone()),
+                    _ => None,
+                })
+                .collect(),
+            Source::Log4rs(_) => Vec::new(),
+        }
     }
 }
 

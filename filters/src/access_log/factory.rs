@@ -31,7 +31,8 @@ use mapproxy_serve_core::build::BuildContext;
 use mapproxy_serve_core::config::FactoryConf;
 use mapproxy_serve_core::error::ConfigErrors;
 
-/// The `log` level for a Python level number.
+/// The `log` level for a Python level number (the `log` crate's path, for a program with its
+/// own logger; the runtime's logging keeps the number).
 pub fn log_level(n: u32) -> log::Level {
     match n {
         40.. => log::Level::Error,
@@ -66,7 +67,7 @@ pub fn build(conf: &FactoryConf, ctx: &mut BuildContext) -> Result<Filter, Confi
         Some(min) if level < min => Arc::new(DiscardSink),
         _ => Arc::new(RuntimeSink {
             name: logger.replace("::", "."),
-            level: log_level(level),
+            levelno: level,
             console_fallback: console,
             other: LogSink::new(logger, log_level(level)).console_fallback(console),
         }),
@@ -82,7 +83,8 @@ pub fn build(conf: &FactoryConf, ctx: &mut BuildContext) -> Result<Filter, Confi
 struct RuntimeSink {
     /// The logger, dotted.
     name: String,
-    level: log::Level,
+    /// Python's level number: CRITICAL stays 50, 25 stays 25 (the `log` crate has five).
+    levelno: u32,
     console_fallback: bool,
     /// The `log` path, for a program with its own logger.
     other: LogSink,
@@ -90,7 +92,7 @@ struct RuntimeSink {
 
 impl AccessLogSink for RuntimeSink {
     fn write(&self, line: &str) {
-        match mapproxy_serve_core::logline::log_line(&self.name, self.level, line) {
+        match mapproxy_serve_core::logline::log_line(&self.name, self.levelno, line) {
             Some(true) => {}
             // Paste's console handler: the line the configured loggers would drop.
             Some(false) if self.console_fallback => {

@@ -171,7 +171,7 @@ impl AccessLogSink for Lines {
 struct Captured(Mutex<Vec<(String, String)>>);
 
 impl LineLogger for Captured {
-    fn log_line(&self, name: &str, _level: log::Level, line: &str) -> bool {
+    fn log_line(&self, name: &str, _levelno: u32, line: &str) -> bool {
         self.0
             .lock()
             .unwrap()

@@ -5,9 +5,13 @@
 
 pub mod file;
 pub mod path;
+pub mod redis;
+pub mod sqlite;
 
 pub use file::{FileCache, LinkMode};
 pub use path::{CacheDirNaming, DirectoryLayout};
+pub use redis::{RedisCache, RedisOptions};
+pub use sqlite::{GeoPackageCache, GpkgTable, MbTilesCache, SqliteCache};
 
 use std::io;
 use std::time::SystemTime;

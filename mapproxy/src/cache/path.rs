@@ -85,10 +85,48 @@ fn zpad(v: i64, width: usize) -> String {
     format!("{v:0width$}")
 }
 
+/// `v` zero padded to `width` digits (more when it has more), as `"%03d"` of a non-negative
+/// value.
+fn push_zpad(s: &mut String, v: u64, width: usize) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut v = v;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for _ in (buf.len() - i)..width {
+        s.push('0');
+    }
+    for &b in &buf[i..] {
+        s.push(b as char);
+    }
+}
+
 /// The tile's path relative to the cache directory, `/`-separated, with `file_ext` appended
 /// (MapProxy's `tile_location_<layout>` without the cache directory and dimensions).
 pub fn tile_relpath(layout: DirectoryLayout, (x, y, z): TileCoord, file_ext: &str) -> String {
     match layout {
+        // the default layout, on every cache hit: written digit by digit (format! was a
+        // sixth of a hit's instructions); negative coordinates take the general path
+        DirectoryLayout::Tc if x >= 0 && y >= 0 && z < 100 => {
+            let mut s = String::with_capacity(32 + file_ext.len());
+            push_zpad(&mut s, z as u64, 2);
+            for v in [x, y] {
+                let v = v as u64;
+                for part in [v / 1_000_000, v / 1000 % 1000, v % 1000] {
+                    s.push('/');
+                    push_zpad(&mut s, part, 3);
+                }
+            }
+            s.push('.');
+            s.push_str(file_ext);
+            s
+        }
         DirectoryLayout::Tc => format!(
             "{:02}/{}/{}/{}/{}/{}/{}.{file_ext}",
             z,

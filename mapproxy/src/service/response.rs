@@ -34,16 +34,32 @@ pub(crate) fn content_type_response(
     let mut res = Response::new(full_body(body));
     *res.status_mut() = status;
     let h = res.headers_mut();
-    set(h, "content-type", content_type);
+    // room for a tile answer's headers without growing
+    h.reserve(8);
+    match content_type {
+        "image/png" => {
+            h.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("image/png"),
+            );
+        }
+        "image/jpeg" => {
+            h.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("image/jpeg"),
+            );
+        }
+        _ => set(h, http::header::CONTENT_TYPE, content_type),
+    }
     if content_type.starts_with("text/") || content_type.starts_with("application/") {
         h.insert(http::header::VARY, HeaderValue::from_static(VARY));
     }
     res
 }
 
-fn set(h: &mut HeaderMap, name: &'static str, value: &str) {
+fn set(h: &mut HeaderMap, name: HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
-        h.insert(HeaderName::from_static(name), v);
+        h.insert(name, v);
     }
 }
 
@@ -80,7 +96,41 @@ pub fn tile_etag(mtime: Option<SystemTime>, size: usize) -> String {
         Some(t) => py_float(timestamp(t)),
         None => "None".to_string(),
     };
-    format!("{:x}", Md5::digest(format!("{ts}{size}").as_bytes()))
+    let mut text = ts;
+    text.push_str(itoa::Buffer::new().format(size));
+    hex(&Md5::digest(text.as_bytes()))
+}
+
+/// Lower-case hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    s
+}
+
+/// `Cache-Control: public, max-age=N, s-maxage=N`, made once per thread and age (every tile
+/// answer carries it).
+fn cache_control(max_age: u64) -> HeaderValue {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(u64, HeaderValue)>> = const { std::cell::RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some((age, v)) if *age == max_age => v.clone(),
+            _ => {
+                let v =
+                    HeaderValue::try_from(format!("public, max-age={max_age}, s-maxage={max_age}"))
+                        .unwrap_or_else(|_| HeaderValue::from_static("public"));
+                *last = Some((max_age, v.clone()));
+                v
+            }
+        }
+    })
 }
 
 /// A tile answer: `cache_headers(timestamp, etag_data=(timestamp, size), max_age)` and
@@ -109,21 +159,17 @@ pub(crate) fn cached_response(
 ) -> Response<Body> {
     let mut res = content_type_response(StatusCode::OK, content_type, data);
     let h = res.headers_mut();
-    set(h, "etag", etag);
+    set(h, http::header::ETAG, etag);
     let ts = mtime.map(timestamp);
     if let Some(t) = mtime {
         // wsgiref's format_date_time: whole seconds (gmtime truncates)
         let secs = timestamp(t).floor();
         if (0.0..253_402_300_800.0).contains(&secs) {
             let t = UNIX_EPOCH + Duration::from_secs(secs as u64);
-            set(h, "last-modified", &httpdate::fmt_http_date(t));
+            set(h, http::header::LAST_MODIFIED, &httpdate::fmt_http_date(t));
         }
     }
-    set(
-        h,
-        "cache-control",
-        &format!("public, max-age={max_age}, s-maxage={max_age}"),
-    );
+    h.insert(http::header::CACHE_CONTROL, cache_control(max_age));
     let mut not_modified = false;
     if let Some(inm) = req_headers.get(http::header::IF_NONE_MATCH) {
         if inm.as_bytes() == etag.as_bytes() {

@@ -8,7 +8,7 @@ use mapproxy_serve_core::app::Body;
 use super::response::{html_escape, mimetype_response, no_cache, py_float, tile_response};
 use super::{denied_response, Ctx, MapProxyService, TileLayer, TileService};
 use crate::authorize::{Denied, QueryExtent};
-use crate::grid::{default_bbox, Origin, TileCoord};
+use crate::grid::{default_bbox, Origin, TileCoord, TileGrid};
 use crate::tile::TileError;
 
 /// Which exception document a request answers with.
@@ -172,26 +172,21 @@ pub(crate) fn parse_tile_path_with(path: &str, version: bool) -> Option<(&str, T
 /// `capabilities_re`: `^.*/1\.0\.0/?(/(?P<layer>[^/]+))?(/(?P<layer_spec>[^/]+))?$`.
 /// `Some((layer, layer_spec))` when it matches.
 fn parse_capabilities_path(path: &str) -> Option<(Option<&str>, Option<&str>)> {
-    let mut positions: Vec<usize> = path.match_indices("/1.0.0").map(|(i, _)| i).collect();
-    positions.reverse();
-    for p in positions {
+    for (p, _) in path.rmatch_indices("/1.0.0") {
         let rest = &path[p + "/1.0.0".len()..];
-        let mut candidates = Vec::with_capacity(2);
-        if let Some(r) = rest.strip_prefix('/') {
-            candidates.push(r);
-        }
-        candidates.push(rest);
-        for r in candidates {
+        for r in [rest.strip_prefix('/'), Some(rest)].into_iter().flatten() {
             if r.is_empty() {
                 return Some((None, None));
             }
             let Some(r) = r.strip_prefix('/') else {
                 continue;
             };
-            let parts: Vec<&str> = r.split('/').collect();
-            match parts.as_slice() {
-                [l] if !l.is_empty() => return Some((Some(*l), None)),
-                [l, s] if !l.is_empty() && !s.is_empty() => return Some((Some(*l), Some(*s))),
+            let mut parts = r.split('/');
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(l), None, None) if !l.is_empty() => return Some((Some(l), None)),
+                (Some(l), Some(s), None) if !l.is_empty() && !s.is_empty() => {
+                    return Some((Some(l), Some(s)))
+                }
                 _ => {}
             }
         }
@@ -200,6 +195,7 @@ fn parse_capabilities_path(path: &str) -> Option<(Option<&str>, Option<&str>)> {
 }
 
 /// MapProxy's `TileServiceGrid`: profile, level offset.
+#[derive(Clone, Debug)]
 pub(crate) struct ServiceGrid {
     pub profile: &'static str,
     pub srs_name: String,
@@ -208,8 +204,14 @@ pub(crate) struct ServiceGrid {
 }
 
 impl ServiceGrid {
-    pub fn of(layer: &TileLayer) -> ServiceGrid {
-        let g = &layer.grid;
+    /// The layer's service grid (computed once per layer: every tile request needs it).
+    pub fn of(layer: &TileLayer) -> &ServiceGrid {
+        layer
+            .service_grid
+            .get_or_init(|| ServiceGrid::compute(&layer.grid))
+    }
+
+    fn compute(g: &TileGrid) -> ServiceGrid {
         let srs = g.srs();
         let (profile, srs_name, skip_first_level) =
             if matches!(srs, 900913 | 3857) && Some(g.bbox()) == default_bbox(900913) {
@@ -546,14 +548,18 @@ pub(crate) async fn serve_tile(
             })
         }
     };
-    let content_type = if layer.format.ext() == "mixed" {
+    let content_type: std::borrow::Cow<'static, str> = if layer.format.ext() == "mixed" {
         if data.data.starts_with(&[0xFF, 0xD8]) {
-            "image/jpeg".to_string()
+            "image/jpeg".into()
         } else {
-            "image/png".to_string()
+            "image/png".into()
         }
     } else {
-        format!("image/{}", req.format)
+        match req.format.as_str() {
+            "png" => "image/png".into(),
+            "jpeg" => "image/jpeg".into(),
+            f => format!("image/{f}").into(),
+        }
     };
     let max_age = svc.config.max_age;
     Ok(tile_response(

@@ -4,6 +4,18 @@
 /// Python's `str(float)` (`repr`): shortest round trip, `.0` on integral values, exponent
 /// below 1e-4 and from 1e16 on (`8.58306884765625e-05`).
 pub fn py_float_repr(v: f64) -> String {
+    let a = v.abs();
+    // Between 1e-4 and 1e16 Python writes the shortest round-trip digits without an exponent,
+    // as Rust's Display does; only an exact tie between two shortest forms can differ (the
+    // decimal exponent passed is one below floor(log10), which only makes the check stricter).
+    // Every tile's ETag prints a timestamp: this is its path.
+    if (1e-4..1e16).contains(&a) && tie_impossible(a, a.log10().floor() as i32 - 1) {
+        let mut s = format!("{v}");
+        if !s.contains('.') {
+            s.push_str(".0");
+        }
+        return s;
+    }
     py_float_with(v, true)
 }
 

@@ -3,7 +3,7 @@
 
 use std::pin::Pin;
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -17,29 +17,17 @@ use crate::app::{Body, BoxError};
 use crate::server::panic::catch_sync;
 use mapproxy_serve_core::body::LimitedBody;
 
-pin_project_lite::pin_project! {
-    /// A request body cut at `max_request_body_size` ([`LimitedBody`]: an error that downcasts
-    /// to `LengthLimitError` and a flag the server reads after the app answered) that also
-    /// tells the connection when the app waits for bytes that have not come.
-    pub(crate) struct WatchedBody<B> {
-        #[pin]
-        inner: LimitedBody<B>,
-        wait: BodyWait,
-    }
+/// A request body cut at `max_request_body_size` ([`LimitedBody`]: an error that downcasts
+/// to `LengthLimitError` and a flag the server reads after the app answered) that also tells
+/// the connection when the app waits for bytes that have not come.
+pub(crate) struct Watched<B> {
+    inner: LimitedBody<B>,
+    wait: BodyWait,
 }
 
-impl<B> WatchedBody<B> {
-    pub(crate) fn new(inner: B, limit: u64, hit: Arc<AtomicBool>, wait: BodyWait) -> Self {
-        WatchedBody {
-            inner: LimitedBody::new(inner, limit, hit),
-            wait,
-        }
-    }
-}
-
-impl<B> HttpBody for WatchedBody<B>
+impl<B> HttpBody for Watched<B>
 where
-    B: HttpBody<Data = Bytes>,
+    B: HttpBody<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
     type Data = Bytes;
@@ -49,8 +37,8 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.project();
-        let r = this.inner.poll_frame(cx);
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_frame(cx);
         this.wait.set(r.is_pending());
         if matches!(r, Poll::Ready(Some(Ok(_)))) {
             this.wait.data();
@@ -64,6 +52,83 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// Where a request body without a `Content-Length` goes when the app drops it before its end:
+/// the server reads the rest (up to the limit) before it answers, as waitress reads a whole
+/// body before it calls the app, so a body past `max_request_body_size` is answered 413 even
+/// when the app never read it.
+pub(crate) type Leftover<B> = Arc<Mutex<Option<Watched<B>>>>;
+
+/// The request body the app gets: a [`Watched`] body, handed to its [`Leftover`] slot (if it
+/// has one) when the app drops it unfinished.
+pub(crate) struct WatchedBody<B> {
+    body: Option<Watched<B>>,
+    leftover: Option<Leftover<B>>,
+}
+
+impl<B> WatchedBody<B> {
+    pub(crate) fn new(
+        inner: B,
+        limit: u64,
+        hit: Arc<AtomicBool>,
+        wait: BodyWait,
+        leftover: Option<Leftover<B>>,
+    ) -> Self {
+        WatchedBody {
+            body: Some(Watched {
+                inner: LimitedBody::new(inner, limit, hit),
+                wait,
+            }),
+            leftover,
+        }
+    }
+}
+
+impl<B> Drop for WatchedBody<B> {
+    fn drop(&mut self) {
+        let (Some(body), Some(slot)) = (self.body.take(), self.leftover.take()) else {
+            return;
+        };
+        if let Ok(mut left) = slot.lock() {
+            *left = Some(body);
+        };
+    }
+}
+
+impl<B> HttpBody for WatchedBody<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let Some(body) = this.body.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let r = Pin::new(&mut *body).poll_frame(cx);
+        if matches!(r, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
+            // the end, or an error: nothing left for the server to read
+            this.leftover = None;
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint())
     }
 }
 

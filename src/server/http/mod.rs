@@ -38,7 +38,10 @@
 //! - Request bodies: a `Content-Length` above `max_request_body_size` is answered 413 without
 //!   calling the app. A chunked (or HTTP/2) body that grows past it yields an error that
 //!   downcasts to [`http_body_util::LengthLimitError`]; apps should answer 413 — if an app
-//!   answers with any 5xx after that error, the server replaces the response by 413.
+//!   answers with any 5xx after that error, the server replaces the response by 413. Such a
+//!   body that the app drops before its end is read to its end (or the limit) before the
+//!   app's answer is sent, and answered 413 past the limit, as waitress (which reads whole
+//!   bodies before it calls the app) answers it.
 //! - A panic in the app answers 500 for that request only; with `--debug` the body shows the
 //!   panic message and a backtrace, otherwise nothing internal.
 //! - Request extensions set for the app: [`PeerAddr`](crate::environ::PeerAddr) and

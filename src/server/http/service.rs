@@ -6,14 +6,14 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 
 use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, SERVER};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::{Body as _, Incoming};
 
-use super::body::{ResponseBody, WatchedBody};
+use super::body::{Leftover, ResponseBody, Watched, WatchedBody};
 use super::conn::{ActiveGuard, BodyWait, ConnState};
 use super::host;
 use super::Settings;
@@ -123,18 +123,24 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
 
         // A request without a body (most GETs) gets an empty body: no limit to watch, no
         // upload to wait for, and no allocation.
-        let (body, hit) = if incoming.is_end_stream() {
-            (empty_body(), None)
+        // A body without a Content-Length (chunked, or HTTP/2 without one) that the app drops
+        // unfinished is read to its end or the limit before the answer (`Leftover`).
+        let (body, hit, leftover) = if incoming.is_end_stream() {
+            (empty_body(), None, None)
         } else {
             let hit = Arc::new(AtomicBool::new(false));
             let wait = BodyWait::new(self.conn.clone());
+            let leftover: Option<Leftover<Incoming>> = content_length(&parts.headers)
+                .is_none()
+                .then(|| Arc::new(Mutex::new(None)));
             let body = box_body(WatchedBody::new(
                 incoming,
                 settings.max_body,
                 hit.clone(),
                 wait,
+                leftover.clone(),
             ));
-            (body, Some(hit))
+            (body, Some(hit), leftover)
         };
         let req = Request::from_parts(parts, body);
 
@@ -150,6 +156,7 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
             fut: catch_panic(fut),
             pending: Some(Pending {
                 hit,
+                leftover,
                 guard,
                 settings,
                 debug: self.debug,
@@ -162,18 +169,45 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
 /// What the response still needs once the app answered.
 struct Pending {
     hit: Option<Arc<AtomicBool>>,
+    /// Where the app's request body goes if it drops it unfinished (no Content-Length).
+    leftover: Option<Leftover<Incoming>>,
     guard: ActiveGuard,
     settings: Arc<Settings>,
     debug: bool,
     http2: bool,
 }
 
+impl Pending {
+    /// The app's body, if it dropped it before its end.
+    fn take_leftover(&self) -> Option<Watched<Incoming>> {
+        self.leftover.as_ref()?.lock().ok()?.take()
+    }
+
+    /// The response for the app's `res`: 413 instead when the body passed the limit and the
+    /// app answered 5xx (it could not read the body), or when the server read the rest of a
+    /// body the app left (`drained`) and it passed the limit (waitress reads whole bodies
+    /// before it calls the app, and answers 413 then).
+    fn answer(self, res: Response<Body>, drained: bool) -> Response<ResponseBody> {
+        let limit_hit = self.hit.is_some_and(|h| h.load(Ordering::SeqCst));
+        let res = if limit_hit && (drained || res.status().is_server_error()) {
+            text_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "text/plain; charset=utf-8",
+                "Request body too large\n",
+            )
+        } else {
+            res
+        };
+        finish(res, self.guard, &self.settings, false, self.http2)
+    }
+}
+
 type AppCall = CatchPanic<crate::app::AppFuture>;
 
 pin_project_lite::pin_project! {
     /// The future of [`RequestService`]: a response ready at once (413, 404 outside the
-    /// prefix), or the app's, under `catch_unwind`. A named type rather than boxed `async`
-    /// blocks: no allocation per request.
+    /// prefix), or the app's, under `catch_unwind`, then the rest of a request body the app
+    /// left unread. A named type rather than boxed `async` blocks: no allocation per request.
     #[project = ResponseFutureProj]
     pub(crate) enum ResponseFuture {
         Ready { res: Option<Response<ResponseBody>> },
@@ -182,39 +216,53 @@ pin_project_lite::pin_project! {
             fut: AppCall,
             pending: Option<Pending>,
         },
+        Drain {
+            body: Watched<Incoming>,
+            res: Option<Response<Body>>,
+            pending: Option<Pending>,
+        },
     }
 }
 
 impl Future for ResponseFuture {
     type Output = Result<Response<ResponseBody>, Infallible>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            ResponseFutureProj::Ready { res } => match res.take() {
-                Some(res) => Poll::Ready(Ok(res)),
-                None => panic!("ResponseFuture polled after completion"),
-            },
-            ResponseFutureProj::App { fut, pending } => {
-                let res = ready!(fut.poll(cx));
-                let Some(p) = pending.take() else {
-                    panic!("ResponseFuture polled after completion");
-                };
-                let res = match res {
-                    Ok(res) => res,
-                    Err(info) => panic_response(&info, p.debug),
-                };
-                let limit_hit = p.hit.is_some_and(|h| h.load(Ordering::SeqCst));
-                let res = if limit_hit && res.status().is_server_error() {
-                    text_response(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "text/plain; charset=utf-8",
-                        "Request body too large\n",
-                    )
-                } else {
-                    res
-                };
-                Poll::Ready(Ok(finish(res, p.guard, &p.settings, false, p.http2)))
-            }
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let next = match self.as_mut().project() {
+                ResponseFutureProj::Ready { res } => match res.take() {
+                    Some(res) => return Poll::Ready(Ok(res)),
+                    None => panic!("ResponseFuture polled after completion"),
+                },
+                ResponseFutureProj::App { fut, pending } => {
+                    let res = ready!(fut.poll(cx));
+                    let Some(p) = pending.take() else {
+                        panic!("ResponseFuture polled after completion");
+                    };
+                    let res = match res {
+                        Ok(res) => res,
+                        Err(info) => panic_response(&info, p.debug),
+                    };
+                    match p.take_leftover() {
+                        None => return Poll::Ready(Ok(p.answer(res, false))),
+                        Some(body) => ResponseFuture::Drain {
+                            body,
+                            res: Some(res),
+                            pending: Some(p),
+                        },
+                    }
+                }
+                ResponseFutureProj::Drain { body, res, pending } => {
+                    // Read and drop the rest; the limit ends it with an error (and sets
+                    // `hit`), a closed connection with another.
+                    while let Some(Ok(_)) = ready!(Pin::new(&mut *body).poll_frame(cx)) {}
+                    let (Some(p), Some(res)) = (pending.take(), res.take()) else {
+                        panic!("ResponseFuture polled after completion");
+                    };
+                    return Poll::Ready(Ok(p.answer(res, true)));
+                }
+            };
+            self.set(next);
         }
     }
 }

@@ -20,7 +20,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub use interpolate::{interpolate, Found, Vars, MAX_DEPTH, MAX_SUBSTITUTIONS, MAX_VALUE_LEN};
-pub(crate) use interpolate::{py_repr, short_repr};
+#[doc(hidden)]
+pub use interpolate::{py_repr, short_repr};
 pub use reader::{read_limited, MAX_FILE_SIZE};
 
 use crate::error::Location;

@@ -12,7 +12,7 @@
 //!   gigabytes (or for a billion empty substitutions).
 //!
 //! ```
-//! use mapproxy_serve::ini::{interpolate, Found};
+//! use mapproxy_serve_core::ini::{interpolate, Found};
 //!
 //! let lookup = |name: &str| match name {
 //!     "here" => Some(Found::Literal("/srv/100%".to_string())),
@@ -202,7 +202,7 @@ fn missing(top: &str, name: &str) -> Result<String, String> {
 }
 
 /// [`py_repr`] of at most `max` characters of `s`, followed by `…` when it was cut.
-pub(crate) fn short_repr(s: &str, max: usize) -> String {
+pub fn short_repr(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
         None => py_repr(s, false),
         Some((end, _)) => format!("{}…", py_repr(&s[..end], false)),
@@ -211,7 +211,7 @@ pub(crate) fn short_repr(s: &str, max: usize) -> String {
 
 /// Python's `repr(str)` (and `ascii()` when `ascii`), as Python's error messages and
 /// `%(x)r` format fields show strings (`'a\nb'`).
-pub(crate) fn py_repr(s: &str, ascii: bool) -> String {
+pub fn py_repr(s: &str, ascii: bool) -> String {
     let quote = if s.contains('\'') && !s.contains('"') {
         '"'
     } else {
