@@ -392,35 +392,30 @@ pub fn sample(src: &RgbaImage, x: f64, y: f64, resampling: Resampling) -> [u8; 4
         Resampling::Bicubic => {
             let (fx, fy) = (x - 0.5, y - 0.5);
             let (i, j) = (fast_floor(fx), fast_floor(fy));
-            let (dx, dy) = ((fx - i as f64) as f32, (fy - j as f64) as f32);
+            let wx = cubic_weights_at((fx - i as f64) as f32);
+            let wy = cubic_weights_at((fy - j as f64) as f32);
+            let mut acc = [0.0f32; 4];
             if i >= 1 && j >= 1 && i + 2 < w && j + 2 < h {
-                // the 4×4 window is inside: rows of 16 bytes from the raw buffer, fixed-point
-                // weights (as Pillow's resampling), the sums in i32
-                let (wx, wy) = (cubic_weights_fixed(dx), cubic_weights_fixed(dy));
+                // the 4×4 window is inside: rows of 16 bytes from the raw buffer
                 let raw: &[u8] = src;
                 let stride = w as usize * 4;
-                let mut acc = [0i32; 4];
                 for (m, wyv) in wy.iter().enumerate() {
                     let at = (j as usize - 1 + m) * stride + (i as usize - 1) * 4;
                     let Some(r) = raw.get(at..at + 16) else {
                         return [0; 4];
                     };
-                    let mut hsum = [0i32; 4];
+                    let mut hsum = [0.0f32; 4];
                     for (n, wxv) in wx.iter().enumerate() {
                         for k in 0..4 {
-                            hsum[k] += i32::from(r[n * 4 + k]) * wxv;
+                            hsum[k] += f32::from(r[n * 4 + k]) * wxv;
                         }
                     }
                     for k in 0..4 {
                         acc[k] += hsum[k] * wyv;
                     }
                 }
-                const HALF: i32 = 1 << (2 * FIXED_BITS - 1);
-                return acc.map(|v| ((v + HALF) >> (2 * FIXED_BITS)).clamp(0, 255) as u8);
+                return to_u8(acc);
             }
-            let wx = cubic_weights_at(dx);
-            let wy = cubic_weights_at(dy);
-            let mut acc = [0.0f32; 4];
             for (m, wyv) in wy.iter().enumerate() {
                 for (n, wxv) in wx.iter().enumerate() {
                     let p = px(i - 1 + n as i64, j - 1 + m as i64);
@@ -455,30 +450,6 @@ fn cubic_weights_at(d: f32) -> [f32; 4] {
     let t = TABLE.get_or_init(|| {
         (0..=CUBIC_STEPS)
             .map(|i| cubic_weights(i as f32 / CUBIC_STEPS as f32))
-            .collect()
-    });
-    let i = ((d * CUBIC_STEPS as f32 + 0.5) as usize).min(CUBIC_STEPS);
-    t[i]
-}
-
-/// Fixed-point bits of the bicubic weights: 255 × (1.25 × 2¹¹)² stays within an i32.
-const FIXED_BITS: u32 = 11;
-
-/// [`cubic_weights`] in fixed point (summing to exactly 2¹¹), from a table.
-fn cubic_weights_fixed(d: f32) -> [i32; 4] {
-    static TABLE: std::sync::OnceLock<Vec<[i32; 4]>> = std::sync::OnceLock::new();
-    let t = TABLE.get_or_init(|| {
-        (0..=CUBIC_STEPS)
-            .map(|i| {
-                let f = cubic_weights(i as f32 / CUBIC_STEPS as f32);
-                let one = 1i32 << FIXED_BITS;
-                let mut w = f.map(|v| (v * one as f32).round() as i32);
-                // the rounding error goes to the largest weight: flat areas stay exact
-                let err = one - w.iter().sum::<i32>();
-                let big = (0..4).max_by_key(|&k| w[k]).unwrap_or(1);
-                w[big] += err;
-                w
-            })
             .collect()
     });
     let i = ((d * CUBIC_STEPS as f32 + 0.5) as usize).min(CUBIC_STEPS);
