@@ -77,6 +77,8 @@ struct CacheGrid {
     grid: TileGrid,
     manager: Arc<TileManager>,
     format: ImageFormat,
+    /// `max_tile_limit` of the cache (0: none).
+    max_tile_limit: u32,
 }
 
 fn compile(
@@ -175,7 +177,11 @@ fn compile(
     }
     let tms_on = config.tms.is_some();
     let wmts = config.wmts.clone();
-    let demo = DemoInput {
+    let wms = s
+        .wms
+        .as_ref()
+        .and_then(|w| compile_wms(conf, w, &caches, errors));
+    let mut demo = DemoInput {
         services: DemoServices {
             ogcapi: false,
             wms: false,
@@ -190,14 +196,63 @@ fn compile(
             .unwrap_or_else(|| crate::service::demo::DEFAULT_RESTFUL_TEMPLATE.to_string()),
         ..DemoInput::default()
     };
+    if let Some(wms) = &wms {
+        demo.services.wms = true;
+        demo.services.wms_111 = wms.config.versions.contains(&WmsVersionNum::V111);
+        demo.wms_srs = wms.config.srs.clone();
+        demo.wms_formats = wms.config.image_formats.clone();
+        demo.wms_layers = demo_wms_layers(wms);
+    }
     let service = MapProxyService::new(config, layers).with_demo(demo);
-    match &s.wms {
-        Some(w) => match compile_wms(conf, w, &caches, errors) {
-            Some(wms) => service.with_wms(wms),
-            None => service,
-        },
+    match wms {
+        Some(wms) => service.with_wms(wms),
         None => service,
     }
+}
+
+/// The demo's WMS layers: every named layer, its SRS without reprojection (its caches'
+/// grids, its direct sources' `supported_srs`) and its extent in each SRS of the WMS.
+fn demo_wms_layers(wms: &WmsService) -> Vec<crate::service::demo::DemoWmsLayer> {
+    fn walk(l: &WmsLayer, srs: &[String], out: &mut Vec<crate::service::demo::DemoWmsLayer>) {
+        if let (Some(name), Some(ext)) = (&l.name, &l.extent) {
+            let mut native: Vec<String> = Vec::new();
+            for m in &l.map_layers {
+                let codes: Vec<String> = match m {
+                    MapLayer::Cache(c) => {
+                        c.grids.iter().map(|g| g.srs.code().to_string()).collect()
+                    }
+                    MapLayer::Direct(d) => d
+                        .supported_srs
+                        .iter()
+                        .map(|s| s.code().to_string())
+                        .collect(),
+                };
+                for c in codes {
+                    if !native.contains(&c) {
+                        native.push(c);
+                    }
+                }
+            }
+            let extents = srs
+                .iter()
+                .filter_map(|code| {
+                    let target = Srs::get(code).ok()?;
+                    Some((code.clone(), ext.bbox_for(&target)?))
+                })
+                .collect();
+            out.push(crate::service::demo::DemoWmsLayer {
+                name: name.clone(),
+                native_srs: native,
+                extents,
+            });
+        }
+        for c in &l.children {
+            walk(c, srs, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&wms.root, &wms.config.srs, &mut out);
+    out
 }
 
 // ---- the WMS (services.wms): the layer tree over caches and direct sources ----
@@ -218,6 +273,7 @@ fn compile_wms(
             .map(|f| crate::service::wms::mime_of_format(f))
             .collect(),
         strict: w.strict,
+        concurrent_layer_renderer: w.concurrent_layer_renderer.max(1) as usize,
         on_source_errors_raise: w.on_source_errors == "raise",
         paletted: conf.globals.image.paletted,
         jpeg_quality: conf.globals.image.jpeg_quality,
@@ -228,6 +284,23 @@ fn compile_wms(
             Ok(b) => wc.bbox_srs = b,
             Err(e) => errors.push(e),
         }
+    }
+    if let Some(types) = &w.featureinfo_types {
+        wc.info_types.clear();
+        for t in types {
+            match crate::featureinfo::InfoType::parse(t) {
+                Some(t) => wc.info_types.push(t),
+                None => errors.push(ConfigError::new(format!(
+                    "services.wms.featureinfo_types: expected text, html, xml or json, found '{t}'"
+                ))),
+            }
+        }
+    }
+    if let Some(n) = &w.featureinfo_xslt {
+        errors.push(err(
+            &n.loc,
+            "services.wms.featureinfo_xslt: XSLT transformation of feature info is not supported yet",
+        ));
     }
     for s in &wc.srs {
         if let Err(e) = Srs::get(s) {
@@ -306,6 +379,9 @@ fn compile_wms(
             title: String::new(),
             abstract_: None,
             map_layers: Vec::new(),
+            own: false,
+            info: Vec::new(),
+            legends: Vec::new(),
             children: top,
             extent: WmsExtent::merge(&extents),
             min_res: None,
@@ -379,6 +455,13 @@ fn wms_layer(
         }
     }
     let mut map_layers = Vec::new();
+    let mut info = Vec::new();
+    let mut legends = Vec::new();
+    let legend_dir = conf.globals.cache.base_dir.join("legends");
+    if let Some(url) = &l.legendurl {
+        legends.push(Arc::new(static_legend(conf, url, &l.loc, &legend_dir)?));
+    }
+    let layer_legend = l.legendurl.is_some();
     let mut extents = Vec::new();
     for src in &l.sources {
         if src.contains(':') {
@@ -387,12 +470,32 @@ fn wms_layer(
                 format!("layer sources with layer tags ('{src}') are not supported yet"),
             ));
         }
+        // MapProxy's fi_source of the layer's source, or of the cache's sources
+        let fi_names: Vec<&String> = match conf.caches.get(src) {
+            Some(c) => c.sources.iter().collect(),
+            None => vec![src],
+        };
+        for n in fi_names {
+            if let Some(sc) = conf.sources.get(n) {
+                if let SourceKind::Wms(w) = &sc.kind {
+                    if let Some(i) = info_layer(conf, n, sc, w)? {
+                        info.push(i);
+                    }
+                    if !layer_legend {
+                        if let Some(lg) = legend_source(conf, n, sc, w, &legend_dir)? {
+                            legends.push(Arc::new(lg));
+                        }
+                    }
+                }
+            }
+        }
         if let Some(cgs) = caches.get(src) {
             let mut grids = Vec::new();
             for cg in cgs {
                 let g = crate::service::wms::cache_grid_layer(
                     Arc::new(cg.grid.clone()),
                     cg.manager.clone(),
+                    cg.max_tile_limit,
                 )
                 .map_err(|e| err(&l.loc, format!("cache '{src}': {e}")))?;
                 if grids.is_empty() {
@@ -446,7 +549,7 @@ fn wms_layer(
             transparent,
         )));
     }
-    if map_layers.is_empty() && children.is_empty() {
+    if map_layers.is_empty() && info.is_empty() && legends.is_empty() && children.is_empty() {
         return Ok(None);
     }
     for c in &children {
@@ -473,6 +576,9 @@ fn wms_layer(
         name: l.name.clone(),
         title: l.title.clone().unwrap_or_default(),
         abstract_,
+        own: !l.sources.is_empty() || l.legendurl.is_some(),
+        info,
+        legends,
         map_layers,
         children,
         extent: WmsExtent::merge(&extents),
@@ -656,6 +762,14 @@ fn compile_source(
     match &src.kind {
         SourceKind::Debug => Ok((Arc::new(DebugSource::new()), true, true)),
         SourceKind::Tile(t) => {
+            if let Some(n) = &t.common.coverage {
+                return Err(err(
+                    &n.loc,
+                    format!(
+                        "sources.{name}.coverage: coverages of tile sources are not supported yet"
+                    ),
+                ));
+            }
             let grid_name = t.grid.as_deref().unwrap_or("GLOBAL_MERCATOR");
             let grid = grids.tile_grid(grid_name).map_err(|e| {
                 err(
@@ -679,6 +793,120 @@ fn compile_source(
             format!("source '{name}': type '{type_name}' is not supported yet"),
         )),
     }
+}
+
+/// A static legend (`legendurl` of a layer or `wms_opts.legendurl` of a source):
+/// `http(s)://` through the shared client, `file://` read from disk (a relative path from the
+/// YAML's directory, as MapProxy's `abspath`).
+fn static_legend(
+    conf: &MapProxyConf,
+    url: &str,
+    loc: &Location,
+    dir: &Path,
+) -> Result<crate::source::LegendSource, ConfigError> {
+    use crate::source::{LegendClient, LegendSource};
+    let client = if let Some(rest) = url.strip_prefix("file://") {
+        let path = if rest.starts_with('/') {
+            PathBuf::from(rest)
+        } else {
+            loc.file
+                .parent()
+                .map(|d| d.join(rest))
+                .unwrap_or_else(|| PathBuf::from(rest))
+        };
+        LegendClient::File {
+            url: format!("file://{}", path.display()),
+            path,
+        }
+    } else {
+        let http = SourceHttp::new(&http_opts(conf, &config::HttpOpts::default()))
+            .map_err(|e| err(loc, format!("legendurl: {e}")))?;
+        LegendClient::Url {
+            url: url.to_string(),
+            http,
+        }
+    };
+    Ok(LegendSource::new(vec![client], dir.to_path_buf(), true))
+}
+
+/// The legend of a WMS source: `wms_opts.legendurl` (static), else with
+/// `wms_opts.legendgraphic: true` a GetLegendGraphic per layer of `req.layers`.
+fn legend_source(
+    conf: &MapProxyConf,
+    name: &str,
+    src: &config::SourceConf,
+    w: &config::WmsSourceConf,
+    dir: &Path,
+) -> Result<Option<crate::source::LegendSource>, ConfigError> {
+    if let Some(n) = w.wms_opts.get("legendurl") {
+        let Value::Str(url) = &n.value else {
+            return Err(err(
+                &n.loc,
+                format!("sources.{name}.wms_opts.legendurl: expected a URL"),
+            ));
+        };
+        return static_legend(conf, url, &n.loc, dir).map(Some);
+    }
+    match w.wms_opts.get("legendgraphic").map(|n| &n.value) {
+        Some(Value::Bool(true)) => {}
+        None | Some(Value::Bool(false)) => return Ok(None),
+        Some(_) => {
+            return Err(err(
+                &src.loc,
+                format!("sources.{name}.wms_opts.legendgraphic: expected true or false"),
+            ))
+        }
+    }
+    let source = Arc::new(wms_source(conf, name, src, w)?);
+    let clients = w
+        .layers
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(|layer| crate::source::LegendClient::Wms {
+            source: source.clone(),
+            layer: layer.to_string(),
+        })
+        .collect();
+    Ok(Some(crate::source::LegendSource::new(
+        clients,
+        dir.to_path_buf(),
+        false,
+    )))
+}
+
+/// The info source of a WMS source with `wms_opts.featureinfo: true`.
+fn info_layer(
+    conf: &MapProxyConf,
+    name: &str,
+    src: &config::SourceConf,
+    w: &config::WmsSourceConf,
+) -> Result<Option<crate::service::wms::InfoLayer>, ConfigError> {
+    let on = match w.wms_opts.get("featureinfo").map(|n| &n.value) {
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(err(
+                &src.loc,
+                format!("sources.{name}.wms_opts.featureinfo: expected true or false"),
+            ))
+        }
+        None => false,
+    };
+    if !on {
+        return Ok(None);
+    }
+    let source = wms_source(conf, name, src, w)?;
+    let mut supported_srs = Vec::new();
+    for code in w.supported_srs.iter().flatten() {
+        supported_srs.push(
+            Srs::get(code)
+                .map_err(|e| err(&src.loc, format!("sources.{name}.supported_srs: {e}")))?,
+        );
+    }
+    Ok(Some(crate::service::wms::InfoLayer {
+        source: Arc::new(source),
+        supported_srs,
+    }))
 }
 
 /// A `type: wms` source (for caches and for direct WMS layers).
@@ -731,9 +959,83 @@ fn wms_source(
         c.supported_formats = f.iter().map(|f| ImageFormat::new(f.clone())).collect();
     }
     c.concurrent_requests = w.common.concurrent_requests.unwrap_or(0) as usize;
+    let opt_text = |k: &str| -> Result<Option<String>, ConfigError> {
+        match w.wms_opts.get(k) {
+            None => Ok(None),
+            Some(Node {
+                value: Value::Str(s),
+                ..
+            }) => Ok(Some(s.clone())),
+            Some(n) => Err(err(
+                &n.loc,
+                format!("sources.{name}.wms_opts.{k}: expected a string"),
+            )),
+        }
+    };
+    c.featureinfo = matches!(
+        w.wms_opts.get("featureinfo").map(|n| &n.value),
+        Some(Value::Bool(true))
+    );
+    c.featureinfo_format = opt_text("featureinfo_format")?;
+    c.forward_req_params = w.forward_req_params.clone();
+    if let Some(Node {
+        value: Value::Map(m),
+        ..
+    }) = &w.image
+    {
+        if let Some(n) = m.get("transparent_color") {
+            let color = match &n.value {
+                Value::Str(s) => parse_hex_color(s).map(|c| [c[0], c[1], c[2]]),
+                Value::Seq(items) => {
+                    let v: Vec<u8> = items
+                        .iter()
+                        .filter_map(|n| match n.value {
+                            Value::Int(i) => u8::try_from(i).ok(),
+                            _ => None,
+                        })
+                        .collect();
+                    match v.as_slice() {
+                        [r, g, b] => Some([*r, *g, *b]),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            }
+            .ok_or_else(|| {
+                err(
+                    &n.loc,
+                    format!(
+                        "sources.{name}.image.transparent_color: expected #rrggbb or [r, g, b]"
+                    ),
+                )
+            })?;
+            let tolerance = match m.get("transparent_color_tolerance").map(|n| &n.value) {
+                Some(Value::Int(i)) => *i as f64,
+                Some(Value::Float(f)) => *f,
+                _ => conf.globals.image.transparent_color_tolerance,
+            };
+            c.transparent_color = Some((color, tolerance));
+        }
+    }
+    c.query_layers = opt_text("query_layers")?;
+    for k in ["featureinfo_xslt", "featureinfo_out_format"] {
+        if let Some(n) = w.wms_opts.get(k) {
+            return Err(err(
+                &n.loc,
+                format!("sources.{name}.wms_opts.{k}: XSLT transformation of feature info is not supported yet"),
+            ));
+        }
+    }
     let http = SourceHttp::new(&http_opts(conf, &w.http))
         .map_err(|e| err(&src.loc, format!("sources.{name}.http: {e}")))?;
-    Ok(WmsSource::new(c, http, on_error(&w.on_error)?))
+    let source = WmsSource::new(c, http, on_error(&w.on_error)?);
+    Ok(match &w.common.coverage {
+        Some(n) => source.with_coverage(crate::coverage::load(
+            n,
+            &format!("sources.{name}.coverage"),
+        )?),
+        None => source,
+    })
 }
 
 fn compile_cache(
@@ -1027,6 +1329,7 @@ fn compile_cache(
             grid,
             manager: Arc::new(manager),
             format: format.clone(),
+            max_tile_limit: cache.max_tile_limit,
         });
     }
     Ok(out)

@@ -11,6 +11,10 @@
 //! | `wmts` capabilities (REST and KVP) | every layer name | all layers | the layers with `tile` | 403 | 401 |
 //! | `wmts` tiles (REST and KVP) | the layer | served | served if `tile` | 403 | 401 |
 //! | `demo` (not its static files) | every tile layer name | all layers | the layers with `tile` (MapProxy: 403) | 403 | 401 |
+//! | `wms.map` | the layers to render (groups resolved) | all | the layers with `map` (a requested one without: 403), each clipped to its `limited_to`, all to the answer's | 403 | 401 |
+//! | `wms.featureinfo` | the layers to query | all | the layers with `featureinfo`, only where the point is inside the `limited_to`s | 403 | 401 |
+//! | `wms.capabilities` | every layer name | all | the layers with `map`, bboxes limited to the `limited_to`s | 403 | 401 |
+//! | `wms.legendgraphic` | the layer | served | served if `legendgraphic` | 403 | 401 |
 //!
 //! The denials are MapProxy's bodies: `forbidden` (403) and `unauthorized` (401), `text/plain`
 //! with the no-cache headers (the demo's 403 without them, as MapProxy).
@@ -19,10 +23,13 @@
 //! `query_extent`); a tile outside the grid is answered `TileOutOfRange` before the
 //! authorizer is asked, and a wrong format after it, in MapProxy's order.
 //!
+//! WMS requests are asked with the request's extent. `limited_to` ([`LimitedTo`]: a bbox,
+//! WKT or GeoJSON polygons in an SRS) is the WMS's.
+//!
 //! Differences from MapProxy 7, on purpose:
-//! - `limited_to` (clip tiles to a geometry) is not here: it needs the clipping and
-//!   geometry code that lands with the WMS service. An authorizer can answer only whole
-//!   layers;
+//! - `limited_to` is not applied by the tile services (TMS, WMTS, KML: MapProxy clips
+//!   tiles); an authorizer's tile answers are whole layers;
+//! - `wms.legendgraphic` is asked (MapProxy serves legends without asking);
 //! - TMS capabilities pass the layer names (MapProxy passes its internal keys, such as
 //!   `osm_EPSG900913`, and reads the answer by layer name), and list every allowed
 //!   layer in every grid (MapProxy's `partial` keeps only the last grid of a layer);
@@ -57,6 +64,96 @@ pub enum Authorized {
 pub struct Partial {
     /// By layer name; a missing layer is a denied one.
     pub layers: HashMap<String, LayerAccess>,
+    /// `limited_to` of the whole request (WMS): output outside is transparent (or the
+    /// request's `BGCOLOR`), feature info outside is empty.
+    pub limited_to: Option<LimitedTo>,
+}
+
+/// MapProxy's `limited_to`: a geometry (polygons) and the SRS of its coordinates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LimitedTo {
+    /// `EPSG:4326` and the like.
+    pub srs: String,
+    pub geometry: geo::MultiPolygon<f64>,
+}
+
+impl LimitedTo {
+    /// A bbox `[minx, miny, maxx, maxy]` (MapProxy's list geometry).
+    pub fn bbox(srs: impl Into<String>, b: Bbox) -> LimitedTo {
+        let rect = geo::Rect::new(
+            geo::coord! { x: b[0], y: b[1] },
+            geo::coord! { x: b[2], y: b[3] },
+        );
+        LimitedTo {
+            srs: srs.into(),
+            geometry: geo::MultiPolygon(vec![rect.to_polygon()]),
+        }
+    }
+
+    /// One or more `POLYGON`/`MULTIPOLYGON` WKTs, one per line (MapProxy's string geometry).
+    pub fn wkt(srs: impl Into<String>, text: &str) -> Result<LimitedTo, String> {
+        use wkt::TryFromWkt;
+        let mut polys = Vec::new();
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let g = geo::Geometry::<f64>::try_from_wkt_str(line).map_err(|e| e.to_string())?;
+            push_polygons(g, &mut polys)?;
+        }
+        Ok(LimitedTo {
+            srs: srs.into(),
+            geometry: geo::MultiPolygon(polys),
+        })
+    }
+
+    /// A GeoJSON geometry, feature or feature collection of (multi)polygons.
+    pub fn geojson(srs: impl Into<String>, text: &str) -> Result<LimitedTo, String> {
+        let gj: geojson::GeoJson = text.parse().map_err(|e: geojson::Error| e.to_string())?;
+        let g = geo::Geometry::<f64>::try_from(gj).map_err(|e| e.to_string())?;
+        let mut polys = Vec::new();
+        push_polygons(g, &mut polys)?;
+        Ok(LimitedTo {
+            srs: srs.into(),
+            geometry: geo::MultiPolygon(polys),
+        })
+    }
+
+    /// Is `p` (in `srs`) inside (not on the boundary, as shapely's `contains`)?
+    pub fn contains_point(&self, srs: &crate::srs::Srs, p: (f64, f64)) -> bool {
+        use geo::Contains;
+        let Ok(own) = crate::srs::Srs::get(&self.srs) else {
+            return false;
+        };
+        let (x, y) = srs.transform_to(&own, p);
+        self.geometry.contains(&geo::Point::new(x, y))
+    }
+
+    /// The geometry's coordinates transformed into `srs` (vertex by vertex, as MapProxy
+    /// transforms a coverage); `None` when the SRS is unknown.
+    pub fn in_srs(&self, srs: &crate::srs::Srs) -> Option<geo::MultiPolygon<f64>> {
+        use geo::MapCoords;
+        let own = crate::srs::Srs::get(&self.srs).ok()?;
+        if *own == *srs {
+            return Some(self.geometry.clone());
+        }
+        Some(self.geometry.map_coords(|c| {
+            let (x, y) = own.transform_to(srs, (c.x, c.y));
+            geo::coord! { x: x, y: y }
+        }))
+    }
+}
+
+fn push_polygons(g: geo::Geometry<f64>, out: &mut Vec<geo::Polygon<f64>>) -> Result<(), String> {
+    match g {
+        geo::Geometry::Polygon(p) => out.push(p),
+        geo::Geometry::MultiPolygon(m) => out.extend(m.0),
+        geo::Geometry::Rect(r) => out.push(r.to_polygon()),
+        geo::Geometry::GeometryCollection(c) => {
+            for g in c.0 {
+                push_polygons(g, out)?;
+            }
+        }
+        _ => return Err("expected polygons or multipolygons".into()),
+    }
+    Ok(())
 }
 
 impl Partial {
@@ -84,6 +181,12 @@ impl Partial {
         self
     }
 
+    /// This answer limited to `geometry` as a whole.
+    pub fn limited_to(mut self, geometry: LimitedTo) -> Partial {
+        self.limited_to = Some(geometry);
+        self
+    }
+
     /// What `layer` may do (nothing when not named).
     pub fn access(&self, layer: &str) -> LayerAccess {
         self.layers.get(layer).cloned().unwrap_or_default()
@@ -91,14 +194,17 @@ impl Partial {
 }
 
 /// One layer's features in a `partial` answer; a feature left `false` is denied. The tile
-/// services read `tile`; `map`, `featureinfo`, `legendgraphic` are WMS's (not served yet).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// services read `tile`; `map`, `featureinfo`, `legendgraphic` are the WMS's, which honours
+/// `limited_to` too.
+#[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
 pub struct LayerAccess {
     pub tile: bool,
     pub map: bool,
     pub featureinfo: bool,
     pub legendgraphic: bool,
+    /// `limited_to` of the layer (WMS `map`, `featureinfo`, `capabilities`).
+    pub limited_to: Option<LimitedTo>,
 }
 
 impl LayerAccess {
@@ -117,7 +223,14 @@ impl LayerAccess {
             map: true,
             featureinfo: true,
             legendgraphic: true,
+            limited_to: None,
         }
+    }
+
+    /// This access limited to `geometry`.
+    pub fn limited_to(mut self, geometry: LimitedTo) -> LayerAccess {
+        self.limited_to = Some(geometry);
+        self
     }
 }
 

@@ -16,6 +16,8 @@
 //! | [`source`] | sources: the `MapSource` trait, tile, WMS and debug sources | `mapproxy/source/`, `mapproxy/client/` |
 //! | [`multiapp`] | MultiMapProxy: one project per `NAME.yaml` of a directory | `mapproxy/multiapp.py` |
 //! | [`srs`] | CRS codes, transformations (proj4rs), WMS 1.3.0 axis order | `mapproxy/srs.py` |
+//! | [`coverage`] | coverages of sources (bbox, WKT, GeoJSON): blank outside, asked inside, `clip` | `config/coverage.py`, `util/coverage.py` |
+//! | [`featureinfo`] | feature info documents (text, HTML, XML, JSON) and how several are merged | `mapproxy/featureinfo.py` |
 //! | [`escape`] | HTML escaping and percent-decoding, for every page | `mapproxy/util/escape.py` |
 #![deny(unsafe_code)]
 
@@ -23,8 +25,10 @@ pub mod app;
 pub mod authorize;
 pub mod cache;
 pub mod config;
+pub mod coverage;
 mod eggs;
 pub mod escape;
+pub mod featureinfo;
 pub mod grid;
 pub mod image;
 pub mod lock;

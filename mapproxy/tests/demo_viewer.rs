@@ -390,7 +390,9 @@ fn viewer_draws_tiles_in_chromium() {
 /// The whole MapProxy app of `ini/develop.ini` (its `ini/mapproxy.yaml`, cache in a temporary
 /// directory) on a loopback server: Chromium opens the demo's TMS viewer of the `debug` layer,
 /// the tiles go YAML → cache miss → debug source → paletted PNG → cache file → browser, and the
-/// debug text is drawn (dark pixels) on the screenshot.
+/// debug text is drawn (dark pixels) on the screenshot. Then the demo's WMS viewer of the same
+/// layer, in EPSG:3857 and EPSG:4326: GetMap images stitched from the cache by the WMS are
+/// drawn.
 #[test]
 fn the_develop_mapproxy_yaml_draws_in_chromium() {
     let Some(chromium) = chromium::find("the develop MapProxy demo test") else {
@@ -415,18 +417,23 @@ fn the_develop_mapproxy_yaml_draws_in_chromium() {
     let addr = listener.local_addr().expect("addr");
     let tiles = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counted = tiles.clone();
+    let maps = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted_maps = maps.clone();
     rt.spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
-            let (app, counted) = (app.clone(), counted.clone());
+            let (app, counted, counted_maps) = (app.clone(), counted.clone(), counted_maps.clone());
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                     let tile = req.uri().path().starts_with("/tms/");
+                    let getmap = req.uri().path() == "/service"
+                        && req.uri().query().is_some_and(|q| q.contains("GetMap"));
                     let path = req.uri().path().to_string();
                     let fut = app.call(mapproxy_serve_core::app::box_request(req));
                     let counted = counted.clone();
+                    let counted_maps = counted_maps.clone();
                     async move {
                         let res = fut.await;
                         let png = res
@@ -437,6 +444,11 @@ fn the_develop_mapproxy_yaml_draws_in_chromium() {
                             counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         } else if tile {
                             eprintln!("tile {path}: {}", res.status());
+                        }
+                        if getmap && res.status() == 200 && png {
+                            counted_maps.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        } else if getmap {
+                            eprintln!("GetMap {path}: {}", res.status());
                         }
                         Ok::<_, Infallible>(res)
                     }
@@ -470,4 +482,22 @@ fn the_develop_mapproxy_yaml_draws_in_chromium() {
         dir.path().join("cache_data/debug_cache_EPSG3857").is_dir(),
         "tiles cached next to the YAML"
     );
+    // the WMS viewer: OpenLayers' ImageWMS asks the app's /service for GetMap images
+    for srs in ["EPSG%3A3857", "EPSG%3A4326"] {
+        let before = maps.load(std::sync::atomic::Ordering::SeqCst);
+        let url = format!("http://{addr}/demo/?wms_layer=debug&format=image%2Fpng&srs={srs}");
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let img =
+            chromium::poll_screenshot(&chromium, &url, (800, 600), deadline, |img| dark(img) > 500)
+                .unwrap_or_else(|e| panic!("WMS {srs}: {e}"));
+        assert!(
+            maps.load(std::sync::atomic::Ordering::SeqCst) > before,
+            "WMS {srs}: the viewer asked for GetMap images"
+        );
+        assert!(
+            dark(&img) > 500,
+            "WMS {srs}: debug text drawn: {} dark pixels",
+            dark(&img)
+        );
+    }
 }

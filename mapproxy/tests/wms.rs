@@ -6,6 +6,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -49,11 +50,21 @@ fn png(img: &image::RgbaImage) -> Bytes {
     Bytes::from(out.into_inner())
 }
 
+/// What the loopback WMS saw: the queries, and the most GetMaps it answered at once.
+#[derive(Default)]
+struct UpstreamLog {
+    queries: Mutex<Vec<String>>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
 /// The loopback WMS: answers GetMap for EPSG:4326/3857/900913 (1.1.1 `SRS`), records queries.
-async fn upstream() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+/// A GetMap with `slow=1` is answered after 30 ms (a slow peer, so that concurrent requests
+/// overlap and their number shows).
+async fn upstream() -> (SocketAddr, Arc<UpstreamLog>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let log = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::new(UpstreamLog::default());
     let log2 = log.clone();
     tokio::spawn(async move {
         loop {
@@ -66,7 +77,13 @@ async fn upstream() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
                     let log = log.clone();
                     async move {
                         let q = req.uri().query().unwrap_or("").to_string();
-                        log.lock().expect("log").push(q.clone());
+                        let path = req.uri().path().to_string();
+                        log.queries.lock().expect("log").push(q.clone());
+                        let now = log.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                        log.max_in_flight.fetch_max(now, Ordering::SeqCst);
+                        if q.contains("slow=1") {
+                            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+                        }
                         let get = |k: &str| {
                             q.split('&')
                                 .filter_map(|p| p.split_once('='))
@@ -81,7 +98,24 @@ async fn upstream() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
                         let w: u32 = get("width").and_then(|v| v.parse().ok()).unwrap_or(0);
                         let h: u32 = get("height").and_then(|v| v.parse().ok()).unwrap_or(0);
                         let srs = get("srs").unwrap_or_default();
-                        let res = if bbox.len() == 4 && w > 0 && h > 0 && w * h < 5_000_000 {
+                        let request = get("request").unwrap_or_default();
+                        let res = if request == "GetFeatureInfo" {
+                            Ok(feature_info(&get))
+                        } else if request == "GetLegendGraphic" || path == "/legend.png" {
+                            // legends: a solid image per upstream layer
+                            let (w, h, c) = match get("layer").as_deref() {
+                                Some("a") => (20, 10, [255, 0, 0, 255]),
+                                Some("b") => (30, 15, [0, 255, 0, 255]),
+                                _ => (25, 5, [0, 0, 255, 255]),
+                            };
+                            Response::builder()
+                                .header("content-type", "image/png")
+                                .body(Full::new(png(&image::RgbaImage::from_pixel(
+                                    w,
+                                    h,
+                                    image::Rgba(c),
+                                ))))
+                        } else if bbox.len() == 4 && w > 0 && h > 0 && w * h < 5_000_000 {
                             let img =
                                 upstream_image(&srs, [bbox[0], bbox[1], bbox[2], bbox[3]], w, h);
                             Response::builder()
@@ -92,6 +126,7 @@ async fn upstream() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
                                 .status(400)
                                 .body(Full::new(Bytes::from_static(b"bad request")))
                         };
+                        log.in_flight.fetch_sub(1, Ordering::SeqCst);
                         Ok::<_, Infallible>(res.expect("response"))
                     }
                 });
@@ -104,14 +139,76 @@ async fn upstream() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
     (addr, log)
 }
 
+/// The loopback WMS's GetFeatureInfo: the queried point's longitude and latitude (from its
+/// own math) and the `query_layers`, in the asked `info_format`.
+fn feature_info(get: &dyn Fn(&str) -> Option<String>) -> Response<Full<Bytes>> {
+    let num = |k: &str| {
+        get(k)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    let v130 = get("version").as_deref() == Some("1.3.0");
+    let srs = get(if v130 { "crs" } else { "srs" }).unwrap_or_default();
+    let mut b: Vec<f64> = get("bbox")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    if v130 && srs.ends_with("4326") {
+        b = vec![b[1], b[0], b[3], b[2]];
+    }
+    let (px, py) = if v130 {
+        (num("i"), num("j"))
+    } else {
+        (num("x"), num("y"))
+    };
+    let x = b[0] + px * (b[2] - b[0]) / num("width");
+    let y = b[3] - py * (b[3] - b[1]) / num("height");
+    let (lon, lat) = if srs.ends_with("4326") {
+        (x, y)
+    } else {
+        (
+            (x / R).to_degrees(),
+            (2.0 * (y / R).exp().atan() - std::f64::consts::FRAC_PI_2).to_degrees(),
+        )
+    };
+    let layers = get("query_layers").unwrap_or_default();
+    let format = get("info_format").unwrap_or_else(|| "text/plain".into());
+    let body = match format.replace("%2F", "/").as_str() {
+        "text/html" => {
+            format!("<html><head><title>{layers}</title></head><body><p>{layers} {lon:.4} {lat:.4}</p></body></html>")
+        }
+        "application/vnd.ogc.gml" | "text/xml" => format!(
+            "<?xml version=\"1.0\"?>\n<FeatureCollection><feature layer=\"{layers}\" lon=\"{lon:.4}\" lat=\"{lat:.4}\"/></FeatureCollection>"
+        ),
+        "application/json" => format!(
+            r#"{{"type": "FeatureCollection", "features": [{{"layer": "{layers}", "lon": {lon:.4}, "lat": {lat:.4}}}]}}"#
+        ),
+        _ => format!("{layers} {lon:.4} {lat:.4}"),
+    };
+    Response::builder()
+        .header("content-type", format.replace("%2F", "/"))
+        .body(Full::new(Bytes::from(body)))
+        .expect("response")
+}
+
 struct Served {
     addr: SocketAddr,
-    upstream: Arc<Mutex<Vec<String>>>,
+    upstream_addr: SocketAddr,
+    upstream: Arc<UpstreamLog>,
     _dir: tempfile::TempDir,
 }
 
 /// The MapProxy app of `yaml` (with `UPSTREAM` replaced) served on 127.0.0.1:0.
 async fn serve(yaml: &str) -> Served {
+    serve_auth(yaml, None).await
+}
+
+/// [`serve`] with `auth` in every request (as a filter in front would put it).
+async fn serve_auth(
+    yaml: &str,
+    auth: Option<mapproxy_serve_mapproxy::authorize::Authorizer>,
+) -> Served {
     let (up, log) = upstream().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("mapproxy.yaml");
@@ -129,10 +226,16 @@ async fn serve(yaml: &str) -> Served {
                 return;
             };
             let app = app.clone();
+            let auth = auth.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                     let app = app.clone();
+                    let auth = auth.clone();
                     async move {
+                        let mut req = req;
+                        if let Some(a) = auth {
+                            req.extensions_mut().insert(a);
+                        }
                         let req = req.map(|b| {
                             b.map_err(|e| -> mapproxy_serve_core::error::BoxError { Box::new(e) })
                                 .boxed_unsync()
@@ -148,6 +251,7 @@ async fn serve(yaml: &str) -> Served {
     });
     Served {
         addr,
+        upstream_addr: up,
         upstream: log,
         _dir: dir,
     }
@@ -227,6 +331,18 @@ layers:
       - name: inner
         title: Inner
         sources: [c]
+  - name: fi
+    title: Queryable
+    sources: [info]
+  - name: fi_group
+    title: Queryable group
+    layers:
+      - name: fi_a
+        title: A
+        sources: [info]
+      - name: fi_b
+        title: B
+        sources: [fic]
 globals:
   cache:
     base_dir: ./cache
@@ -237,7 +353,27 @@ caches:
   c:
     grids: [GLOBAL_WEBMERCATOR]
     sources: [up]
+  fic:
+    grids: [GLOBAL_WEBMERCATOR]
+    sources: [info130]
 sources:
+  info:
+    type: wms
+    supported_srs: ['EPSG:4326']
+    wms_opts:
+      featureinfo: true
+    req:
+      url: http://UPSTREAM/service
+      layers: a
+  info130:
+    type: wms
+    supported_srs: ['EPSG:3857']
+    wms_opts:
+      featureinfo: true
+      version: '1.3.0'
+    req:
+      url: http://UPSTREAM/service
+      layers: b
   down:
     type: wms
     req:
@@ -539,7 +675,7 @@ async fn getmap_from_the_cache_same_srs_and_reprojected() {
     assert_eq!(a.body[25], 2, "PNG colour type");
     assert!(check_geolocation(&a.image(), "EPSG:3857", bbox) > 100);
     assert!(
-        !s.upstream.lock().expect("log").is_empty(),
+        !s.upstream.queries.lock().expect("log").is_empty(),
         "tiles came from the upstream"
     );
 
@@ -705,4 +841,933 @@ async fn png_is_paletted_by_default_with_trns_when_transparent() {
     // 32 bit on request
     let a = get(&s, &url.replace("image/png", "image/png%3B%20mode%3D32bit")).await;
     assert_eq!(a.body[25], 6, "RGBA");
+}
+
+/// MapProxy's `concurrent_tile_creators` bounds the meta tiles one GetMap makes at once;
+/// `max_tile_limit` is read from the cache (else `globals.cache`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_tile_creators_and_max_tile_limit() {
+    let yaml = |creators: u32| {
+        format!(
+            r#"
+services:
+  wms:
+    srs: ['EPSG:3857']
+layers:
+  - name: one
+    title: One at a time
+    sources: [c1]
+  - name: limited
+    title: Few tiles
+    sources: [c2]
+globals:
+  cache:
+    base_dir: ./cache
+    max_tile_limit: 10
+caches:
+  c1:
+    grids: [GLOBAL_WEBMERCATOR]
+    sources: [up]
+    meta_size: [1, 1]
+    meta_buffer: 0
+    concurrent_tile_creators: {creators}
+  c2:
+    grids: [GLOBAL_WEBMERCATOR]
+    sources: [up]
+    max_tile_limit: 4
+sources:
+  up:
+    type: wms
+    req:
+      url: http://UPSTREAM/service
+      layers: foo
+      slow: 1
+"#
+        )
+    };
+    // 3×3 tiles at level 4 (one meta tile each): one request at a time, then at most three
+    let url = getmap(
+        "1.1.1",
+        "one",
+        "EPSG:3857",
+        "0,0,7514065.628545966,7514065.628545966",
+        768,
+        768,
+        "image/png",
+    );
+    for creators in [1, 3] {
+        let s = serve(&yaml(creators)).await;
+        let a = get(&s, &url).await;
+        assert_eq!(a.status, 200, "{}", a.text());
+        assert_eq!(s.upstream.queries.lock().expect("log").len(), 9);
+        let max = s.upstream.max_in_flight.load(Ordering::SeqCst);
+        assert!(
+            (1..=creators as usize).contains(&max),
+            "concurrent_tile_creators {creators}: {max} upstream requests at once"
+        );
+    }
+    // the cache's own limit (4) wins over globals' (10)
+    let s = serve(&yaml(2)).await;
+    let a = get(&s, &url.replace("LAYERS=one", "LAYERS=limited")).await;
+    assert_eq!(a.status, 500);
+    assert!(
+        a.text()
+            .contains("too many tiles, max_tile_limit: 4, num_tiles: 9"),
+        "{}",
+        a.text()
+    );
+    assert!(s.upstream.queries.lock().expect("log").is_empty());
+}
+
+/// Parses `NAME LON LAT` lines of the loopback's text answers.
+fn text_points(t: &str) -> Vec<(String, f64, f64)> {
+    t.lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            Some((
+                it.next()?.to_string(),
+                it.next()?.parse().ok()?,
+                it.next()?.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn featureinfo_forwarded_reprojected_and_merged() {
+    let s = serve(YAML).await;
+    let webmerc = Srs::get("EPSG:3857").expect("3857");
+    let wgs84 = Srs::get("EPSG:4326").expect("4326");
+    // 1.1.1 in EPSG:3857; the source supports only 4326: bbox and point transformed
+    let bbox = [1_000_000.0, 6_000_000.0, 1_512_000.0, 6_512_000.0];
+    let (px, py) = (100u32, 300u32);
+    let point = |b: [f64; 4], w: f64, h: f64| {
+        (
+            b[0] + f64::from(px) * (b[2] - b[0]) / w,
+            b[3] - f64::from(py) * (b[3] - b[1]) / h,
+        )
+    };
+    let want = webmerc.transform_to(&wgs84, point(bbox, 512.0, 512.0));
+    let fi = |v: &str, layers: &str, srs: &str, bbox: &str, fmt: &str| {
+        let (srs_key, x, y) = if v == "1.3.0" {
+            ("CRS", "I", "J")
+        } else {
+            ("SRS", "X", "Y")
+        };
+        format!(
+            "/service?SERVICE=WMS&VERSION={v}&REQUEST=GetFeatureInfo&LAYERS={layers}&QUERY_LAYERS={layers}&{srs_key}={srs}&BBOX={bbox}&WIDTH=512&HEIGHT=512&{x}={px}&{y}={py}&INFO_FORMAT={fmt}"
+        )
+    };
+    let b3857 = "1000000,6000000,1512000,6512000";
+    let a = get(&s, &fi("1.1.1", "fi", "EPSG:3857", b3857, "text/plain")).await;
+    assert_eq!(
+        (a.status, a.content_type.as_str()),
+        (200, "text/plain; charset=utf-8"),
+        "{}",
+        a.text()
+    );
+    let pts = text_points(&a.text());
+    assert_eq!(pts.len(), 1, "{}", a.text());
+    // within one pixel of the transformed bbox (~0.01°)
+    assert!(
+        (pts[0].1 - want.0).abs() < 0.01 && (pts[0].2 - want.1).abs() < 0.01,
+        "{pts:?} vs {want:?}"
+    );
+    let q = s.upstream.queries.lock().expect("log").clone();
+    let fiq = q
+        .iter()
+        .find(|q| q.contains("GetFeatureInfo"))
+        .expect("asked");
+    assert!(
+        fiq.contains("srs=EPSG%3A4326") && fiq.contains("query_layers=a"),
+        "{fiq}"
+    );
+
+    // 1.3.0 in EPSG:4326 (lat/lon bbox, I/J) on a group: the 4326 source as asked, the 1.3.0
+    // cache source in 3857 (its own i/j and crs); text documents joined
+    let b4326 = [8.0, 47.0, 9.0, 48.0];
+    let want = point(b4326, 512.0, 512.0);
+    let a = get(
+        &s,
+        &fi("1.3.0", "fi_group", "EPSG:4326", "47,8,48,9", "text/plain"),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let pts = text_points(&a.text());
+    assert_eq!(
+        pts.iter().map(|p| p.0.as_str()).collect::<Vec<_>>(),
+        ["a", "b"],
+        "{}",
+        a.text()
+    );
+    for p in &pts {
+        assert!(
+            (p.1 - want.0).abs() < 0.01 && (p.2 - want.1).abs() < 0.01,
+            "{p:?} vs {want:?}"
+        );
+    }
+    let q = s.upstream.queries.lock().expect("log").clone();
+    assert!(
+        q.iter().any(|q| q.contains("GetFeatureInfo")
+            && q.contains("crs=EPSG%3A3857")
+            && q.contains("&i=")),
+        "{q:?}"
+    );
+
+    // JSON merged as MapProxy: the features lists concatenated
+    let a = get(
+        &s,
+        &fi(
+            "1.3.0",
+            "fi_group",
+            "EPSG:4326",
+            "47,8,48,9",
+            "application/json",
+        ),
+    )
+    .await;
+    assert_eq!(a.content_type, "application/json", "{}", a.text());
+    let v: serde_json::Value = serde_json::from_str(&a.text()).expect("json");
+    let features = v["features"].as_array().expect("features");
+    assert_eq!(features.len(), 2, "{v}");
+    assert_eq!(v["type"], "FeatureCollection");
+    // XML: the root's children appended; 1.1.1 answers application/vnd.ogc.gml
+    let a = get(
+        &s,
+        &fi(
+            "1.1.1",
+            "fi_group",
+            "EPSG:4326",
+            "8,47,9,48",
+            "application/vnd.ogc.gml",
+        ),
+    )
+    .await;
+    assert_eq!(a.content_type, "application/vnd.ogc.gml", "{}", a.text());
+    let t = a.text();
+    assert!(t.starts_with("<FeatureCollection>"), "{t}");
+    assert_eq!(t.matches("<feature ").count(), 2, "{t}");
+    // 1.3.0 XML is text/xml
+    let a = get(&s, &fi("1.3.0", "fi", "EPSG:4326", "47,8,48,9", "text/xml")).await;
+    assert_eq!(a.content_type, "text/xml; charset=utf-8");
+    // HTML: the bodies' children appended
+    let a = get(
+        &s,
+        &fi("1.1.1", "fi_group", "EPSG:4326", "8,47,9,48", "text/html"),
+    )
+    .await;
+    assert_eq!(a.content_type, "text/html; charset=utf-8");
+    let t = a.text();
+    assert!(t.starts_with("<html><head><title>a</title>"), "{t}");
+    assert_eq!(t.matches("<p>").count(), 2, "{t}");
+    assert_eq!(t.matches("<body>").count(), 1, "{t}");
+
+    // not queryable, unknown layers: MapProxy's exceptions
+    let a = get(&s, &fi("1.1.1", "cached", "EPSG:3857", b3857, "text/plain")).await;
+    assert_eq!(a.status, 500);
+    assert!(
+        a.text().contains("layer cached is not queryable"),
+        "{}",
+        a.text()
+    );
+    let url = fi("1.1.1", "fi", "EPSG:3857", b3857, "text/plain")
+        .replace("QUERY_LAYERS=fi", "QUERY_LAYERS=nope");
+    let a = get(&s, &url).await;
+    assert_eq!(a.status, 500);
+    assert!(
+        a.text().contains("code=\"LayerNotDefined\"") && a.text().contains("unknown layer: nope"),
+        "{}",
+        a.text()
+    );
+    // missing X: MapProxy's missing parameters
+    let a = get(
+        &s,
+        &fi("1.1.1", "fi", "EPSG:3857", b3857, "text/plain").replace("&X=100", ""),
+    )
+    .await;
+    assert!(
+        a.text().contains("missing parameters [&#x27;x&#x27;]"),
+        "{}",
+        a.text()
+    );
+
+    // capabilities: queryable flags and the GetFeatureInfo formats
+    let t = get(
+        &s,
+        "/service?SERVICE=WMS&REQUEST=GetCapabilities&VERSION=1.1.1",
+    )
+    .await
+    .text();
+    assert!(
+        t.contains("<Layer queryable=\"1\">\n      <Name>fi</Name>"),
+        "{t}"
+    );
+    assert!(
+        t.contains("<Layer queryable=\"1\">\n      <Name>fi_group</Name>"),
+        "{t}"
+    );
+    assert!(t.contains("<Layer>\n      <Name>cached</Name>"), "{t}");
+    assert!(t.contains("<GetFeatureInfo>\n      <Format>text/plain</Format>\n      <Format>text/html</Format>\n      <Format>application/vnd.ogc.gml</Format>"), "{t}");
+    let t = get(
+        &s,
+        "/service?SERVICE=WMS&REQUEST=GetCapabilities&VERSION=1.3.0",
+    )
+    .await
+    .text();
+    assert!(
+        t.contains("<Format>text/xml</Format>\n      <DCPType>"),
+        "{t}"
+    );
+}
+
+/// A WMS source's `image.transparent_color` (+ tolerance) and `forward_req_params`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transparent_color_and_forward_req_params() {
+    let s = serve(
+        r#"
+services:
+  wms:
+    srs: ['EPSG:4326']
+    image_formats: ['image/png']
+layers:
+  - name: masked
+    title: Masked
+    sources: [masked]
+globals:
+  image:
+    paletted: false
+sources:
+  masked:
+    type: wms
+    forward_req_params: ['Time']
+    image:
+      transparent_color: [128, 128, 128]
+      transparent_color_tolerance: 64
+    req:
+      url: http://UPSTREAM/service
+      layers: foo
+"#,
+    )
+    .await;
+    let url = getmap(
+        "1.1.1",
+        "masked",
+        "EPSG:4326",
+        "0,0,20,20",
+        200,
+        200,
+        "image/png",
+    ) + "&TRANSPARENT=true&time=2020-01-01&other=1";
+    let a = get(&s, &url).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let img = a.image();
+    let (mut clear, mut opaque) = (0, 0);
+    for j in (0..200).step_by(7) {
+        for i in (0..200).step_by(7) {
+            let lon = (f64::from(i) + 0.5) * 0.1;
+            let lat = 20.0 - (f64::from(j) + 0.5) * 0.1;
+            let c = color_of(lon, lat);
+            let hit = (64..=192).contains(&c[0]) && (64..=192).contains(&c[1]);
+            let alpha = img.get_pixel(i, j).0[3];
+            assert_eq!(alpha == 0, hit, "pixel {i},{j}: {c:?} alpha {alpha}");
+            if hit {
+                clear += 1;
+            } else {
+                opaque += 1;
+            }
+        }
+    }
+    assert!(clear > 20 && opaque > 20, "{clear} {opaque}");
+    let q = s.upstream.queries.lock().expect("log").clone();
+    assert!(q[0].contains("&Time=2020-01-01"), "{q:?}");
+    assert!(!q[0].contains("other="), "{q:?}");
+}
+
+const LEGEND_YAML: &str = r#"
+services:
+  wms:
+    srs: ['EPSG:4326']
+    image_formats: ['image/png', 'image/jpeg']
+layers:
+  - name: lg
+    title: Legend graphic
+    sources: [lgsrc]
+  - name: lgurl
+    title: Static
+    sources: [lgstatic]
+  - name: lgfile
+    title: File
+    legendurl: file://legend_file.png
+    sources: [lgsrc]
+  - name: lggroup
+    title: Group
+    layers:
+      - name: lg_child
+        title: Child
+        sources: [lgsrc]
+      - name: lg_child2
+        title: Child2
+        sources: [lgstatic]
+  - name: nolegend
+    title: None
+    sources: [plain]
+globals:
+  cache:
+    base_dir: ./cache
+sources:
+  lgsrc:
+    type: wms
+    wms_opts:
+      legendgraphic: true
+    req:
+      url: http://UPSTREAM/service
+      layers: a,b
+  lgstatic:
+    type: wms
+    wms_opts:
+      legendurl: http://UPSTREAM/legend.png
+    req:
+      url: http://UPSTREAM/service
+      layers: c
+  plain:
+    type: wms
+    req:
+      url: http://UPSTREAM/service
+      layers: d
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legendgraphic_from_sources_cached_and_stacked() {
+    let s = serve(LEGEND_YAML).await;
+    let lg = |layer: &str| {
+        format!("/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetLegendGraphic&LAYER={layer}&FORMAT=image/png&SLD_VERSION=1.1.0")
+    };
+    let upstream_count = || s.upstream.queries.lock().expect("log").len();
+    // a GetLegendGraphic per upstream layer, stacked: the last on top
+    let a = get(&s, &lg("lg")).await;
+    assert_eq!(
+        (a.status, a.content_type.as_str()),
+        (200, "image/png"),
+        "{}",
+        a.text()
+    );
+    let img = a.image();
+    assert_eq!(img.dimensions(), (30, 25));
+    assert_eq!(img.get_pixel(0, 0).0, [0, 255, 0, 255], "b on top");
+    assert_eq!(img.get_pixel(0, 20).0, [255, 0, 0, 255]);
+    assert_eq!(img.get_pixel(25, 20).0[3], 0, "transparent beside a");
+    let q = s.upstream.queries.lock().expect("log").clone();
+    assert_eq!(q.len(), 2, "{q:?}");
+    for l in ["a", "b"] {
+        let want = format!("layer={l}&format=image%2Fpng&request=GetLegendGraphic&version=1.1.1&service=WMS&sld_version=1.1.0");
+        assert!(q.contains(&want), "{q:?}");
+    }
+    // cached as MapProxy: <base_dir>/legends/md5(url+layer... + str(scale)).png
+    let up = format!("http://{}/service", q_host(&s));
+    let id = format!("{up}a{up}bNone");
+    let file = s
+        ._dir
+        .path()
+        .join("cache/legends")
+        .join(format!("{:x}.png", md5_hex(&id)));
+    assert!(file.exists(), "{}", file.display());
+    let a = get(&s, &lg("lg")).await;
+    assert_eq!(a.image().dimensions(), (30, 25));
+    assert_eq!(upstream_count(), 2, "from the cache");
+    // SCALE goes upstream (and is another cache entry)
+    let a = get(&s, &format!("{}&SCALE=5000", lg("lg"))).await;
+    assert_eq!(a.status, 200);
+    let q = s.upstream.queries.lock().expect("log").clone();
+    assert_eq!(q.len(), 4);
+    assert!(q[2..].iter().all(|q| q.contains("&scale=5000.0&")), "{q:?}");
+    // a static legendurl of a source; a layer's file:// legendurl (relative to the YAML)
+    let a = get(&s, &lg("lgurl")).await;
+    assert_eq!(a.image().dimensions(), (25, 5));
+    image::RgbaImage::from_pixel(7, 9, image::Rgba([1, 2, 3, 255]))
+        .save(s._dir.path().join("legend_file.png"))
+        .expect("save");
+    let a = get(&s, &lg("lgfile")).await;
+    assert_eq!(a.image().dimensions(), (7, 9), "{}", a.text());
+    // a group: its children's legends stacked (MapProxy: internal error)
+    let a = get(&s, &lg("lggroup")).await;
+    assert_eq!(a.image().dimensions(), (30, 30), "{}", a.text());
+    // JPEG on request
+    let a = get(&s, &lg("lg").replace("image/png", "image/jpeg")).await;
+    assert_eq!(a.content_type, "image/jpeg");
+
+    // errors as MapProxy
+    let a = get(&s, &lg("nolegend")).await;
+    assert_eq!(
+        (a.status, a.content_type.as_str()),
+        (404, "application/vnd.ogc.se_xml")
+    );
+    assert!(
+        a.text().contains("layer nolegend has no legend graphic"),
+        "{}",
+        a.text()
+    );
+    let a = get(
+        &s,
+        &lg("lg").replace("SLD_VERSION=1.1.0", "SLD_VERSION=1.0.0"),
+    )
+    .await;
+    assert!(
+        a.text().contains("invalid sld_version 1.0.0"),
+        "{}",
+        a.text()
+    );
+    let a = get(&s, &lg("lg").replace("&FORMAT=image/png", "")).await;
+    assert!(
+        a.text().contains("missing parameters [&#x27;format&#x27;]"),
+        "{}",
+        a.text()
+    );
+    let a = get(&s, &lg("nope").replace("1.1.1", "1.3.0")).await;
+    assert_eq!(a.status, 500);
+    assert!(
+        a.text().contains("code=\"LayerNotDefined\""),
+        "{}",
+        a.text()
+    );
+
+    // capabilities: the GetLegendGraphic request and LegendURLs with the legends' sizes
+    let t = get(
+        &s,
+        "/service?SERVICE=WMS&REQUEST=GetCapabilities&VERSION=1.1.1",
+    )
+    .await
+    .text();
+    assert!(t.contains("<GetLegendGraphic>"), "{t}");
+    assert!(t.contains("<LegendURL width=\"30\" height=\"25\">"), "{t}");
+    assert!(t.contains("<LegendURL width=\"25\" height=\"5\">"), "{t}");
+    assert!(
+        t.contains(&format!("xlink:href=\"http://{}/service?format=image%2Fpng&amp;layer=lg&amp;sld_version=1.1.0&amp;request=GetLegendGraphic&amp;service=WMS&amp;version=1.1.1\"", s.addr)),
+        "{t}"
+    );
+    assert_eq!(
+        t.matches("<LegendURL").count(),
+        5,
+        "lg, lgurl, lgfile, lg_child, lg_child2: {t}"
+    );
+    let t = get(
+        &s,
+        "/service?SERVICE=WMS&REQUEST=GetCapabilities&VERSION=1.3.0",
+    )
+    .await
+    .text();
+    assert!(t.contains("<sld:GetLegendGraphic>"), "{t}");
+}
+
+fn md5_hex(s: &str) -> impl std::fmt::LowerHex {
+    use md5::Digest;
+    md5::Md5::digest(s.as_bytes())
+}
+
+/// The loopback upstream's host:port.
+fn q_host(s: &Served) -> String {
+    s.upstream_addr.to_string()
+}
+
+/// `limited_to` (MapProxy's `doc/auth.rst`): GetMap clipped per layer and per request,
+/// GetFeatureInfo only inside, capabilities' bboxes limited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limited_to_clips_maps_featureinfo_and_capabilities() {
+    use mapproxy_serve_mapproxy::authorize::{
+        AuthRequest, Authorized, Authorizer, LayerAccess, LimitedTo, Partial,
+    };
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let log = asked.clone();
+    let auth = Authorizer::new(move |r: &AuthRequest<'_>| {
+        log.lock()
+            .expect("log")
+            .push((r.service.to_string(), r.layers.join(",")));
+        let triangle =
+            LimitedTo::wkt("EPSG:4326", "POLYGON((5 45, 15 45, 15 55, 5 45))").expect("wkt");
+        let box_fi = LimitedTo::bbox("EPSG:4326", [8.0, 47.0, 9.0, 48.0]);
+        // the whole request: west of 12°E, as GeoJSON in EPSG:3857
+        let x12 = 12.0_f64.to_radians() * R;
+        let whole = LimitedTo::geojson(
+            "EPSG:3857",
+            &format!(
+                r#"{{"type": "Polygon", "coordinates": [[[-2e7, -2e7], [{x12}, -2e7], [{x12}, 2e7], [-2e7, 2e7], [-2e7, -2e7]]]}}"#
+            ),
+        )
+        .expect("geojson");
+        let mut p = Partial::new()
+            .layer("cached", LayerAccess::all().limited_to(triangle))
+            .layer("fi", LayerAccess::all().limited_to(box_fi))
+            .layer("direct", LayerAccess::all());
+        if r.service == "wms.map" && r.layers.contains(&"direct") {
+            p = p.limited_to(whole);
+        }
+        Authorized::Partial(p)
+    });
+    let s = serve_auth(YAML, Some(auth)).await;
+    // the triangle (5 45, 15 45, 15 55): inside drawn and geolocated, outside transparent
+    let url = getmap(
+        "1.1.1",
+        "cached",
+        "EPSG:4326",
+        "0,40,20,60",
+        200,
+        200,
+        "image/png",
+    ) + "&TRANSPARENT=true";
+    let a = get(&s, &url).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let img = a.image();
+    let px = |lon: f64, lat: f64| {
+        let i = ((lon - 0.0) / 20.0 * 200.0) as u32;
+        let j = ((60.0 - lat) / 20.0 * 200.0) as u32;
+        img.get_pixel(i, j).0
+    };
+    assert_eq!(px(13.0, 46.0)[3], 255, "inside");
+    assert_eq!(px(6.0, 53.0)[3], 0, "outside the triangle, inside its bbox");
+    assert_eq!(px(2.0, 50.0)[3], 0);
+    assert_eq!(px(17.0, 50.0)[3], 0);
+    let want = color_of(13.05, 45.95);
+    let got = px(13.0, 46.0);
+    assert!(
+        (i32::from(got[0]) - i32::from(want[0])).abs() <= 3,
+        "{got:?} {want:?}"
+    );
+    // the request's limited_to: west of 12°E only, BGCOLOR beyond
+    let url = getmap(
+        "1.1.1",
+        "direct",
+        "EPSG:4326",
+        "0,40,20,60",
+        200,
+        200,
+        "image/png",
+    ) + "&BGCOLOR=0xff00ff";
+    let a = get(&s, &url).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let img = a.image();
+    assert_eq!(
+        img.get_pixel(150, 100).0,
+        [255, 0, 255, 255],
+        "east of 12°: bgcolor"
+    );
+    assert_ne!(img.get_pixel(50, 100).0, [255, 0, 255, 255]);
+    assert!(asked
+        .lock()
+        .expect("log")
+        .iter()
+        .any(|(svc, l)| svc == "wms.map" && l == "direct"));
+
+    // feature info only inside the layer's limited_to
+    let fi = |x: u32, y: u32| {
+        format!("/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetFeatureInfo&LAYERS=fi&QUERY_LAYERS=fi&SRS=EPSG:4326&BBOX=8,47,10,49&WIDTH=200&HEIGHT=200&X={x}&Y={y}&INFO_FORMAT=text/plain")
+    };
+    let a = get(&s, &fi(50, 150)).await;
+    assert_eq!(text_points(&a.text()).len(), 1, "inside: {}", a.text());
+    let a = get(&s, &fi(150, 50)).await;
+    assert_eq!((a.status, a.text().as_str()), (200, ""), "outside: empty");
+
+    // capabilities: fi's bbox limited to its limited_to
+    let t = get(
+        &s,
+        "/service?SERVICE=WMS&REQUEST=GetCapabilities&VERSION=1.1.1",
+    )
+    .await
+    .text();
+    assert!(
+        t.contains("<Name>fi</Name>\n      <Title>Queryable</Title>\n      <LatLonBoundingBox minx=\"8.0\" miny=\"47.0\" maxx=\"9.0\" maxy=\"48.0\" />"),
+        "{t}"
+    );
+    // a layer the answer does not name is not listed
+    assert!(!t.contains("<Name>broken</Name>"), "{t}");
+    // legends: asked as wms.legendgraphic
+    let _ = get(
+        &s,
+        "/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetLegendGraphic&LAYER=broken&FORMAT=image/png",
+    )
+    .await;
+    assert!(asked
+        .lock()
+        .expect("log")
+        .iter()
+        .any(|(svc, l)| svc == "wms.legendgraphic" && l == "broken"));
+}
+
+/// OWSLib, the Python OGC client (OWSLIB_PYTHON: `.ci/test` installs it into
+/// target/owslib-venv), reads the capabilities of 1.1.1 and 1.3.0, fetches a map in
+/// EPSG:4326 from the 3857 cache (checked for geolocation here) and a feature info.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owslib_reads_capabilities_and_fetches_maps() {
+    let python = match std::env::var("OWSLIB_PYTHON") {
+        Ok(p) if !p.is_empty() => p,
+        _ => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("OWSLIB_PYTHON is not set (CI=true): set it to a python with OWSLib");
+            }
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIP: owslib_reads_capabilities_and_fetches_maps: set OWSLIB_PYTHON to a python with OWSLib (.ci/test installs it)"
+            );
+            return;
+        }
+    };
+    let s = serve(YAML).await;
+    let out = s._dir.path().to_path_buf();
+    let script = r#"
+import sys
+from owslib.wms import WebMapService
+url, out = sys.argv[1], sys.argv[2]
+for v in ('1.1.1', '1.3.0'):
+    wms = WebMapService(url, version=v)
+    print(v, wms.identification.title)
+    print(v, 'layers', ' '.join(sorted(wms.contents)))
+    print(v, 'queryable', wms['fi'].queryable, wms['cached'].queryable)
+    print(v, 'crs', ' '.join(sorted(wms['cached'].crsOptions)))
+    print(v, 'getmap', ' '.join(o.name for o in wms.operations))
+    img = wms.getmap(layers=['cached'], srs='EPSG:4326', bbox=(4, 45, 20, 55),
+                     size=(512, 320), format='image/png')
+    open('%s/owslib-%s.png' % (out, v), 'wb').write(img.read())
+    fi = wms.getfeatureinfo(layers=['fi'], query_layers=['fi'], srs='EPSG:4326',
+                            bbox=(8, 47, 10, 49), size=(200, 200), format='image/png',
+                            info_format='text/plain', xy=(50, 150))
+    print(v, 'featureinfo', fi.read().decode())
+"#;
+    let url = format!("http://{}/service", s.addr);
+    let (python2, out2) = (python.clone(), out.clone());
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python2)
+            .args(["-c", script, &url, &out2.to_string_lossy()])
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("run python");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "OWSLib failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for v in ["1.1.1", "1.3.0"] {
+        assert!(stdout.contains(&format!("{v} Test WMS")), "{stdout}");
+        assert!(
+            stdout.contains(&format!(
+                "{v} layers broken cached direct fi fi_a fi_b fi_group group inner"
+            )),
+            "{stdout}"
+        );
+        assert!(stdout.contains(&format!("{v} queryable 1 0")), "{stdout}");
+        assert!(stdout.contains("EPSG:32632"), "{stdout}");
+        assert!(
+            stdout.contains(&format!("{v} getmap GetCapabilities GetMap GetFeatureInfo")),
+            "{stdout}"
+        );
+        let img = image::open(out.join(format!("owslib-{v}.png")))
+            .expect("OWSLib's map is an image")
+            .to_rgba8();
+        assert_eq!(img.dimensions(), (512, 320));
+        assert!(
+            check_geolocation(&img, "EPSG:4326", [4.0, 45.0, 20.0, 55.0]) > 100,
+            "{v}"
+        );
+        // the point x=50, y=150 of 8,47,10,49 at 200 px: 8.5°E 47.5°N
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{v} featureinfo")))
+            .expect("feature info line");
+        let pts = text_points(line.trim_start_matches(&format!("{v} featureinfo ")));
+        assert!(
+            pts.len() == 1 && (pts[0].1 - 8.5).abs() < 0.02 && (pts[0].2 - 47.5).abs() < 0.02,
+            "{line}"
+        );
+    }
+}
+
+/// Coverages of sources (MapProxy's `coverage:`): blank outside without asking, only the part
+/// inside the coverage's bbox asked for, `clip` clears outside the polygons (WKT file,
+/// GeoJSON datasource); feature info outside is empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_coverages_blank_clip_and_limit_featureinfo() {
+    let yaml = r#"
+services:
+  wms:
+    srs: ['EPSG:4326', 'EPSG:3857']
+    image_formats: ['image/png']
+layers:
+  - name: boxed
+    title: bbox coverage
+    sources: [boxed]
+  - name: clipped
+    title: WKT coverage, clipped
+    sources: [clipped]
+  - name: cached
+    title: a cache of a GeoJSON-covered source
+    sources: [c]
+globals:
+  cache:
+    base_dir: ./cache
+  image:
+    paletted: false
+caches:
+  c:
+    grids: [GLOBAL_WEBMERCATOR]
+    sources: [geo]
+sources:
+  boxed:
+    type: wms
+    coverage:
+      bbox: [5, 45, 15, 55]
+      srs: 'EPSG:4326'
+    wms_opts:
+      featureinfo: true
+    req:
+      url: http://UPSTREAM/service
+      layers: boxed
+  clipped:
+    type: wms
+    coverage:
+      polygons: triangle.wkt
+      polygons_srs: 'EPSG:4326'
+      clip: true
+    req:
+      url: http://UPSTREAM/service
+      layers: clipped
+  geo:
+    type: wms
+    coverage:
+      datasource: area.geojson
+      srs: 'EPSG:4326'
+    req:
+      url: http://UPSTREAM/service
+      layers: geo
+"#;
+    // the coverage files are read when the app is built: written next to the YAML first
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("triangle.wkt"),
+        "POLYGON((5 45, 15 45, 15 55, 5 45))\n",
+    )
+    .expect("wkt");
+    std::fs::write(
+        dir.path().join("area.geojson"),
+        r#"{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [[[0, 40], [20, 40], [20, 60], [0, 60], [0, 40]]]}}]}"#,
+    )
+    .expect("geojson");
+    let yaml = yaml
+        .replace(
+            "triangle.wkt",
+            &dir.path().join("triangle.wkt").to_string_lossy(),
+        )
+        .replace(
+            "area.geojson",
+            &dir.path().join("area.geojson").to_string_lossy(),
+        );
+    let s = serve(&yaml).await;
+    let count = |layer: &str| {
+        s.upstream
+            .queries
+            .lock()
+            .expect("log")
+            .iter()
+            .filter(|q| q.contains(&format!("layers={layer}")))
+            .count()
+    };
+    // outside the bbox coverage: blank, the upstream not asked
+    let url = getmap(
+        "1.1.1",
+        "boxed",
+        "EPSG:4326",
+        "20,40,30,50",
+        100,
+        100,
+        "image/png",
+    ) + "&TRANSPARENT=true";
+    let a = get(&s, &url).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert!(a.image().pixels().all(|p| p.0[3] == 0));
+    assert_eq!(count("boxed"), 0);
+    // partly inside: only the coverage's bbox asked for, the rest transparent
+    let url = getmap(
+        "1.1.1",
+        "boxed",
+        "EPSG:4326",
+        "0,40,20,60",
+        200,
+        200,
+        "image/png",
+    ) + "&TRANSPARENT=true";
+    let a = get(&s, &url).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let q = s.upstream.queries.lock().expect("log").clone();
+    let asked = q
+        .iter()
+        .find(|q| q.contains("layers=boxed"))
+        .expect("asked");
+    assert!(
+        asked.contains("bbox=5.0%2C45.0%2C15.0%2C55.0")
+            || asked.contains("bbox=5.0,45.0,15.0,55.0"),
+        "{asked}"
+    );
+    assert!(asked.contains("width=100&height=100"), "{asked}");
+    let img = a.image();
+    assert_eq!(img.get_pixel(20, 100).0[3], 0, "west of 5°E");
+    assert_eq!(img.get_pixel(100, 100).0[3], 255);
+    assert!(
+        check_geolocation(
+            &image::imageops::crop_imm(&img, 50, 50, 100, 100).to_image(),
+            "EPSG:4326",
+            [5.0, 45.0, 15.0, 55.0]
+        ) > 5
+    );
+    // clip: the triangle only
+    let url = getmap(
+        "1.1.1",
+        "clipped",
+        "EPSG:4326",
+        "5,45,15,55",
+        100,
+        100,
+        "image/png",
+    ) + "&TRANSPARENT=true";
+    let img = get(&s, &url).await.image();
+    assert_eq!(img.get_pixel(80, 80).0[3], 255, "inside (13.05, 46.95)");
+    assert_eq!(
+        img.get_pixel(20, 20).0[3],
+        0,
+        "outside the triangle (7.05, 52.95)"
+    );
+    // a cache of a GeoJSON-covered source: tiles far outside are blank, not asked for
+    let url = getmap(
+        "1.1.1",
+        "cached",
+        "EPSG:4326",
+        "-120,-40,-100,-20",
+        100,
+        100,
+        "image/png",
+    ) + "&TRANSPARENT=true";
+    let a = get(&s, &url).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(count("geo"), 0);
+    let url = getmap(
+        "1.1.1",
+        "cached",
+        "EPSG:4326",
+        "8,47,12,51",
+        100,
+        100,
+        "image/png",
+    );
+    let a = get(&s, &url).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert!(count("geo") > 0);
+    assert!(check_geolocation(&a.image(), "EPSG:4326", [8.0, 47.0, 12.0, 51.0]) > 5);
+    // feature info only inside the coverage
+    let fi = |bbox: &str| {
+        format!("/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetFeatureInfo&LAYERS=boxed&QUERY_LAYERS=boxed&SRS=EPSG:4326&BBOX={bbox}&WIDTH=100&HEIGHT=100&X=50&Y=50&INFO_FORMAT=text/plain")
+    };
+    assert_eq!(get(&s, &fi("20,40,30,50")).await.text(), "");
+    assert_eq!(
+        text_points(&get(&s, &fi("8,47,10,49")).await.text()).len(),
+        1
+    );
 }

@@ -172,6 +172,8 @@ pub struct GlobalsImage {
     pub font_dir: Option<PathBuf>,
     /// `merge_method` of layered images.
     pub merge_method: Option<String>,
+    /// `transparent_color_tolerance` of WMS sources' `transparent_color`; default 5.
+    pub transparent_color_tolerance: f64,
 }
 
 /// Where a cache stores tiles: `cache: {type: ...}`.
@@ -256,6 +258,10 @@ pub struct CacheConf {
     pub disable_storage: bool,
     /// Default from `globals.cache`.
     pub concurrent_tile_creators: u32,
+    /// The most tiles one WMS request may read from this cache (0: no limit); default from
+    /// `globals.cache` (MapProxy's spec does not list it for caches, but its configuration
+    /// reads it there first).
+    pub max_tile_limit: u32,
     /// `image:` options, kept as written.
     pub image: Option<Node>,
     /// Levels to look up for a missing tile (coarser).
@@ -910,6 +916,10 @@ fn globals(ctx: &mut Ctx, n: Option<&Node>) -> Globals {
         formats: IndexMap::new(),
         font_dir: opt(&mut ik, "font_dir", |n, p| ctx.path(n, p)),
         merge_method: opt(&mut ik, "merge_method", |n, p| ctx.string(n, p)),
+        transparent_color_tolerance: opt(&mut ik, "transparent_color_tolerance", |n, p| {
+            ctx.number(n, p)
+        })
+        .unwrap_or(5.0),
     };
     if !["nearest", "bilinear", "bicubic"].contains(&image.resampling_method.as_str()) {
         let loc = ik.loc_of("resampling_method");
@@ -1271,6 +1281,8 @@ fn cache(ctx: &mut Ctx, g: &Globals, n: &Node, path: &str) -> Option<CacheConf> 
         disable_storage: opt(&mut k, "disable_storage", |n, p| ctx.boolean(n, p)).unwrap_or(false),
         concurrent_tile_creators: opt(&mut k, "concurrent_tile_creators", |n, p| ctx.u32(n, p))
             .unwrap_or(g.cache.concurrent_tile_creators),
+        max_tile_limit: opt(&mut k, "max_tile_limit", |n, p| ctx.u32(n, p))
+            .unwrap_or(g.cache.max_tile_limit),
         image: image_opts(ctx, &mut k, &[]),
         upscale_tiles: opt(&mut k, "upscale_tiles", |n, p| ctx.u32(n, p)),
         downscale_tiles: opt(&mut k, "downscale_tiles", |n, p| ctx.u32(n, p)),

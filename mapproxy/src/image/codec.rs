@@ -153,6 +153,46 @@ pub fn blank_image(width: u32, height: u32, color: [u8; 4]) -> RgbaImage {
     RgbaImage::from_pixel(width, height, image::Rgba(color))
 }
 
+/// `src` copied into `dst` with its upper left corner at `x`, `y` (pixels outside `dst`
+/// dropped), row by row: image's `replace` goes pixel by pixel.
+pub fn paste(dst: &mut RgbaImage, src: &RgbaImage, x: u32, y: u32) {
+    let (dw, dh) = dst.dimensions();
+    if x >= dw || y >= dh {
+        return;
+    }
+    let w = src.width().min(dw - x) as usize;
+    let rows = src.height().min(dh - y) as usize;
+    let (sstride, dstride) = (src.width() as usize * 4, dw as usize * 4);
+    let s: &[u8] = src;
+    let d: &mut [u8] = dst;
+    for r in 0..rows {
+        let so = r * sstride;
+        let d0 = (y as usize + r) * dstride + x as usize * 4;
+        d[d0..d0 + w * 4].copy_from_slice(&s[so..so + w * 4]);
+    }
+}
+
+/// `src` drawn over `dst` (same size) with alpha blending; opaque pixels are copied and
+/// transparent ones skipped without the blend (image's `overlay` blends every pixel).
+pub fn overlay(dst: &mut RgbaImage, src: &RgbaImage) {
+    use image::Pixel;
+    if dst.dimensions() != src.dimensions() {
+        image::imageops::overlay(dst, src, 0, 0);
+        return;
+    }
+    if !has_transparency(src) {
+        dst.copy_from_slice(src);
+        return;
+    }
+    for (d, s) in dst.pixels_mut().zip(src.pixels()) {
+        match s.0[3] {
+            255 => *d = *s,
+            0 => {}
+            _ => d.blend(s),
+        }
+    }
+}
+
 /// The `w`×`h` part of `img` at `x`, `y` (meta tile splitting); the part outside `img` is
 /// transparent, as Pillow's `crop` fills it.
 pub fn sub_image(img: &RgbaImage, x: u32, y: u32, w: u32, h: u32) -> RgbaImage {
@@ -170,11 +210,19 @@ pub fn sub_image(img: &RgbaImage, x: u32, y: u32, w: u32, h: u32) -> RgbaImage {
     out
 }
 
+/// JPEG with the jpeg-encoder crate (SIMD DCT and colour conversion, RGBA read directly; image's
+/// encoder took 3× as long), 4:2:0 as Pillow's default.
 fn encode_jpeg(img: &RgbaImage, quality: u8) -> Result<Vec<u8>, ImageError> {
-    let rgb = image::DynamicImage::ImageRgba8(img.clone()).to_rgb8();
+    let (w, h) = img.dimensions();
+    let (Ok(w16), Ok(h16)) = (u16::try_from(w), u16::try_from(h)) else {
+        return Err(ImageError(format!(
+            "cannot encode JPEG: {w}×{h} is too large"
+        )));
+    };
     let mut out = Vec::new();
-    let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality.clamp(1, 100));
-    rgb.write_with_encoder(enc)
+    let mut enc = jpeg_encoder::Encoder::new(&mut out, quality.clamp(1, 100));
+    enc.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
+    enc.encode(img.as_raw(), w16, h16, jpeg_encoder::ColorType::Rgba)
         .map_err(|e| ImageError(format!("cannot encode JPEG: {e}")))?;
     Ok(out)
 }
@@ -233,28 +281,39 @@ fn quantize(img: &RgbaImage, colors: usize, alpha: bool) -> Quantized {
             [p[0], p[1], p[2], 255]
         }
     };
-    // exact palette when the image has few colours
-    let mut exact: HashMap<[u8; 4], u8> = HashMap::new();
+    // exact palette when the image has few colours, built with the indices in one pass; a
+    // pixel like the one before it (long runs in maps) skips the lookup
+    let mut exact: ColorMap = ColorMap::default();
     let mut palette: Vec<[u8; 4]> = Vec::new();
+    let mut indices: Vec<u8> = Vec::with_capacity(img.as_raw().len() / 4);
+    let mut last: Option<([u8; 4], u8)> = None;
     let mut fits = true;
     for p in img.as_raw().chunks_exact(4) {
         let c = px(p);
-        if let std::collections::hash_map::Entry::Vacant(e) = exact.entry(c) {
-            if palette.len() == colors {
-                fits = false;
-                break;
+        if let Some((lc, li)) = last {
+            if lc == c {
+                indices.push(li);
+                continue;
             }
-            // palette.len() < colors <= 256
-            e.insert(palette.len() as u8);
-            palette.push(c);
         }
+        let i = match exact.entry(u32::from_ne_bytes(c)) {
+            std::collections::hash_map::Entry::Occupied(e) => *e.get(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                if palette.len() == colors {
+                    fits = false;
+                    break;
+                }
+                // palette.len() < colors <= 256
+                let i = palette.len() as u8;
+                e.insert(i);
+                palette.push(c);
+                i
+            }
+        };
+        last = Some((c, i));
+        indices.push(i);
     }
     if fits {
-        let indices = img
-            .as_raw()
-            .chunks_exact(4)
-            .map(|p| exact.get(&px(p)).copied().unwrap_or(0))
-            .collect();
         return sort_transparent_first(Quantized { palette, indices });
     }
     let rgba: Vec<u8> = if alpha {
@@ -273,18 +332,30 @@ fn quantize(img: &RgbaImage, colors: usize, alpha: bool) -> Quantized {
         .map(|c| [c[0], c[1], c[2], if alpha { c[3] } else { 255 }])
         .collect();
     // NeuQuant's palette index for a colour is cached: tiles repeat colours a lot
-    let mut memo: HashMap<[u8; 4], u8> = HashMap::new();
+    let mut memo: ColorMap = ColorMap::default();
+    let mut last: Option<([u8; 4], u8)> = None;
     let indices = rgba
         .chunks_exact(4)
         .map(|p| {
             let c = [p[0], p[1], p[2], p[3]];
-            *memo
-                .entry(c)
-                .or_insert_with(|| u8::try_from(nq.index_of(p)).unwrap_or(0))
+            if let Some((lc, li)) = last {
+                if lc == c {
+                    return li;
+                }
+            }
+            let i = *memo
+                .entry(u32::from_ne_bytes(c))
+                .or_insert_with(|| u8::try_from(nq.index_of(p)).unwrap_or(0));
+            last = Some((c, i));
+            i
         })
         .collect();
     sort_transparent_first(Quantized { palette, indices })
 }
+
+/// Colour (RGBA as a u32) → palette index, with foldhash: std's SipHash was a third of a
+/// WMS PNG's encoding time.
+type ColorMap = HashMap<u32, u8, foldhash::fast::FixedState>;
 
 /// Entries with alpha < 255 first, so the `tRNS` chunk is as short as it can be.
 fn sort_transparent_first(q: Quantized) -> Quantized {

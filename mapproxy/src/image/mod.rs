@@ -2,11 +2,12 @@
 
 mod codec;
 mod format;
+pub mod mask;
 pub mod transform;
 
 pub use codec::{
-    blank_image, decode, encode, has_transparency, single_color, sniff_format, sub_image,
-    ImageError, ImageOpts,
+    blank_image, decode, encode, has_transparency, overlay, paste, single_color, sniff_format,
+    sub_image, ImageError, ImageOpts,
 };
 pub use format::ImageFormat;
 pub use image::RgbaImage;

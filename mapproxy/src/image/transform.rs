@@ -288,25 +288,75 @@ fn quad_is_good(
     true
 }
 
-/// Fill the target rectangle of `quad` by sampling `src` through its bilinear map.
+/// MapProxy's `bbox_position_in_image`: the part of `bbox` (drawn at `size`) inside `inner`:
+/// its size, offset and bbox.
+pub fn bbox_position_in_image(
+    bbox: Bbox,
+    size: (u32, u32),
+    inner: Bbox,
+) -> ((u32, u32), (u32, u32), Bbox) {
+    let sx = f64::from(size.0) / (bbox[2] - bbox[0]);
+    let sy = f64::from(size.1) / (bbox[3] - bbox[1]);
+    let mut off = [0.0, f64::from(size.1), f64::from(size.0), 0.0];
+    let mut sub = bbox;
+    if inner[0] > bbox[0] {
+        sub[0] = inner[0];
+        off[0] = (inner[0] - bbox[0]) * sx;
+    }
+    if inner[1] > bbox[1] {
+        sub[1] = inner[1];
+        off[1] = (bbox[3] - inner[1]) * sy;
+    }
+    if inner[2] < bbox[2] {
+        sub[2] = inner[2];
+        off[2] = (inner[2] - bbox[0]) * sx;
+    }
+    if inner[3] < bbox[3] {
+        sub[3] = inner[3];
+        off[3] = (bbox[3] - inner[3]) * sy;
+    }
+    let w = (off[2] - off[0]).abs() as u32;
+    let h = (off[1] - off[3]).abs() as u32;
+    ((w, h), (off[0] as u32, off[3] as u32), sub)
+}
+
+/// Fill the target rectangle of `quad` by sampling `src` through its bilinear map: along a
+/// row the map is linear, so each row is a start point and a step.
 fn fill_quad(src: &RgbaImage, out: &mut RgbaImage, quad: &Quad, resampling: Resampling) {
     let (q, c) = (&quad.0, &quad.1);
     let x1 = q[2].min(out.width());
     let y1 = q[3].min(out.height());
+    if q[0] >= x1 {
+        return;
+    }
+    let (w, h) = (f64::from(q[2] - q[0]), f64::from(q[3] - q[1]));
+    let [nw, sw, se, ne] = *c;
+    let width = out.width() as usize;
+    let buf: &mut [u8] = out;
     for y in q[1]..y1 {
-        let t = f64::from(y - q[1]) + 0.5;
-        for x in q[0]..x1 {
-            let s = f64::from(x - q[0]) + 0.5;
-            let (sx, sy) = quad_map(q, c, s, t);
-            out.put_pixel(x, y, image::Rgba(sample(src, sx, sy, resampling)));
+        let v = (f64::from(y - q[1]) + 0.5) / h;
+        let (ax, ay) = (nw.0 * (1.0 - v) + sw.0 * v, nw.1 * (1.0 - v) + sw.1 * v);
+        let (bx, by) = (
+            ne.0 * (1.0 - v) + se.0 * v - ax,
+            ne.1 * (1.0 - v) + se.1 * v - ay,
+        );
+        let start = (y as usize * width + q[0] as usize) * 4;
+        let end = (y as usize * width + x1 as usize) * 4;
+        let Some(row) = buf.get_mut(start..end) else {
+            return;
+        };
+        for (k, px) in row.chunks_exact_mut(4).enumerate() {
+            let u = (k as f64 + 0.5) / w;
+            px.copy_from_slice(&sample(src, ax + bx * u, ay + by * u, resampling));
         }
     }
 }
 
-/// The colour of `src` at (x, y) (source pixels; pixel centres at i + 0.5).
+/// The colour of `src` at (x, y) (source pixels; pixel centres at i + 0.5). Bicubic and
+/// bilinear read the raw buffer directly away from the edges (the hot path of reprojection).
 pub fn sample(src: &RgbaImage, x: f64, y: f64, resampling: Resampling) -> [u8; 4] {
     let (w, h) = (i64::from(src.width()), i64::from(src.height()));
-    let px = |i: i64, j: i64| -> [f64; 4] {
+    let px = |i: i64, j: i64| -> [f32; 4] {
         if i < 0 || j < 0 || i >= w || j >= h {
             [0.0; 4]
         } else {
@@ -314,14 +364,18 @@ pub fn sample(src: &RgbaImage, x: f64, y: f64, resampling: Resampling) -> [u8; 4
             [p[0].into(), p[1].into(), p[2].into(), p[3].into()]
         }
     };
-    let to_u8 = |v: [f64; 4]| v.map(|c| c.round().clamp(0.0, 255.0) as u8);
+    // round half up and clamp to 0..=255 (float to int casts saturate; NaN is 0)
+    let to_u8 = |v: [f32; 4]| v.map(|c| (c + 0.5) as u8);
     match resampling {
-        Resampling::Nearest => to_u8(px(x.floor() as i64, y.floor() as i64)),
+        Resampling::Nearest => {
+            let p = px(x.floor() as i64, y.floor() as i64);
+            p.map(|c| c as u8)
+        }
         Resampling::Bilinear => {
             let (fx, fy) = (x - 0.5, y - 0.5);
             let (i, j) = (fx.floor() as i64, fy.floor() as i64);
-            let (dx, dy) = (fx - fx.floor(), fy - fy.floor());
-            let mut acc = [0.0; 4];
+            let (dx, dy) = ((fx - fx.floor()) as f32, (fy - fy.floor()) as f32);
+            let mut acc = [0.0f32; 4];
             for (ii, jj, wgt) in [
                 (i, j, (1.0 - dx) * (1.0 - dy)),
                 (i + 1, j, dx * (1.0 - dy)),
@@ -337,11 +391,31 @@ pub fn sample(src: &RgbaImage, x: f64, y: f64, resampling: Resampling) -> [u8; 4
         }
         Resampling::Bicubic => {
             let (fx, fy) = (x - 0.5, y - 0.5);
-            let (i, j) = (fx.floor() as i64, fy.floor() as i64);
-            let (dx, dy) = (fx - fx.floor(), fy - fy.floor());
-            let wx = cubic_weights(dx);
-            let wy = cubic_weights(dy);
-            let mut acc = [0.0; 4];
+            let (i, j) = (fast_floor(fx), fast_floor(fy));
+            let wx = cubic_weights_at((fx - i as f64) as f32);
+            let wy = cubic_weights_at((fy - j as f64) as f32);
+            let mut acc = [0.0f32; 4];
+            if i >= 1 && j >= 1 && i + 2 < w && j + 2 < h {
+                // the 4×4 window is inside: rows of 16 bytes from the raw buffer
+                let raw: &[u8] = src;
+                let stride = w as usize * 4;
+                for (m, wyv) in wy.iter().enumerate() {
+                    let at = (j as usize - 1 + m) * stride + (i as usize - 1) * 4;
+                    let Some(r) = raw.get(at..at + 16) else {
+                        return [0; 4];
+                    };
+                    let mut hsum = [0.0f32; 4];
+                    for (n, wxv) in wx.iter().enumerate() {
+                        for k in 0..4 {
+                            hsum[k] += f32::from(r[n * 4 + k]) * wxv;
+                        }
+                    }
+                    for k in 0..4 {
+                        acc[k] += hsum[k] * wyv;
+                    }
+                }
+                return to_u8(acc);
+            }
             for (m, wyv) in wy.iter().enumerate() {
                 for (n, wxv) in wx.iter().enumerate() {
                     let p = px(i - 1 + n as i64, j - 1 + m as i64);
@@ -356,10 +430,36 @@ pub fn sample(src: &RgbaImage, x: f64, y: f64, resampling: Resampling) -> [u8; 4
     }
 }
 
+/// `floor` without the libm call (x86-64's baseline has no rounding instruction).
+fn fast_floor(v: f64) -> i64 {
+    let t = v as i64;
+    if (t as f64) > v {
+        t - 1
+    } else {
+        t
+    }
+}
+
+/// Steps of the bicubic weight table: a fraction of a source pixel is rounded to 1/1024
+/// (0.001 px, far below the mesh's half-pixel tolerance).
+const CUBIC_STEPS: usize = 1024;
+
+/// [`cubic_weights`] from a table (the kernel's branches were a sixth of a reprojection).
+fn cubic_weights_at(d: f32) -> [f32; 4] {
+    static TABLE: std::sync::OnceLock<Vec<[f32; 4]>> = std::sync::OnceLock::new();
+    let t = TABLE.get_or_init(|| {
+        (0..=CUBIC_STEPS)
+            .map(|i| cubic_weights(i as f32 / CUBIC_STEPS as f32))
+            .collect()
+    });
+    let i = ((d * CUBIC_STEPS as f32 + 0.5) as usize).min(CUBIC_STEPS);
+    t[i]
+}
+
 /// Pillow's bicubic kernel (a = -0.5) at offsets -1, 0, 1, 2 from the sample's cell.
-fn cubic_weights(d: f64) -> [f64; 4] {
-    const A: f64 = -0.5;
-    let k = |x: f64| {
+fn cubic_weights(d: f32) -> [f32; 4] {
+    const A: f32 = -0.5;
+    let k = |x: f32| {
         let x = x.abs();
         if x < 1.0 {
             ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0

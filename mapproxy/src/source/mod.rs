@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | [`TileSource`] | `type: tile`: one tile of its grid per query, from a URL template | `source/tile.py`, `client/tile.py` |
 //! | [`WmsSource`] | `type: wms`: GetMap 1.1.1 / 1.3.0 | `source/wms.py`, `client/wms.py`, `request/wms/` |
+//! | [`LegendSource`] | the legend of a source: GetLegendGraphic per upstream layer or a static URL, stacked, cached in `<base_dir>/legends` | `source/wms.py` `WMSLegendSource`, `cache/legend.py` |
 //! | [`DebugSource`] | `type: debug`: the query's bbox and resolution as text | `source/debug.py`, `image/message.py` |
 //!
 //! HTTP goes through [`SourceHttp`] (the project's shared client, MapProxy's `client/http.py`
@@ -12,6 +13,7 @@
 mod debug;
 mod error;
 mod http;
+mod legend;
 mod merge;
 mod pyfmt;
 mod tile;
@@ -20,10 +22,11 @@ mod wms;
 pub use debug::{draw_text, DebugSource};
 pub use error::{OnError, OnErrorResponse};
 pub use http::{HttpOpts, HttpSourceError, SourceHttp};
+pub use legend::{concat_legends, LegendClient, LegendSource};
 pub use merge::MergedSource;
 pub use pyfmt::{py_float_repr, py_quote};
 pub use tile::{TileSource, TileUrlTemplate};
-pub use wms::{WmsSource, WmsSourceConf, WmsVersion};
+pub use wms::{InfoQuery, WmsSource, WmsSourceConf, WmsVersion};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -93,4 +96,15 @@ pub trait MapSource: Send + Sync + 'static {
         &'a self,
         query: &'a MapQuery,
     ) -> BoxFuture<'a, Result<SourceImage, SourceError>>;
+
+    /// [`get_map`](Self::get_map) for a WMS GetMap that carries parameters of the client's
+    /// request (name as written by the client, value): a source that forwards some of them
+    /// (a WMS source's `forward_req_params`) adds those to its request; others ignore them.
+    fn get_map_forwarding<'a>(
+        &'a self,
+        query: &'a MapQuery,
+        _client_params: &'a [(String, String)],
+    ) -> BoxFuture<'a, Result<SourceImage, SourceError>> {
+        self.get_map(query)
+    }
 }

@@ -73,6 +73,19 @@ pub struct WmsSourceConf {
     pub axis_order_ne: Vec<u32>,
     /// Codes with east/north axis order even if listed as north/east (`srs.axis_order_en`).
     pub axis_order_en: Vec<u32>,
+    /// `wms_opts.featureinfo`: GetFeatureInfo is forwarded to this source.
+    pub featureinfo: bool,
+    /// `wms_opts.featureinfo_format`: the `info_format` asked for (and the type the answer
+    /// is read as), instead of the client's.
+    pub featureinfo_format: Option<String>,
+    /// `wms_opts.query_layers` (default: `req.layers`).
+    pub query_layers: Option<String>,
+    /// `image.transparent_color` and its tolerance: pixels of that colour (each channel
+    /// within the tolerance) are made transparent (MapProxy's `make_transparent`).
+    pub transparent_color: Option<([u8; 3], f64)>,
+    /// `forward_req_params`: parameters of the client's GetMap passed on (names compared
+    /// without regard to case).
+    pub forward_req_params: Vec<String>,
 }
 
 impl WmsSourceConf {
@@ -88,13 +101,38 @@ impl WmsSourceConf {
             concurrent_requests: 0,
             axis_order_ne: Vec::new(),
             axis_order_en: Vec::new(),
+            featureinfo: false,
+            featureinfo_format: None,
+            query_layers: None,
+            transparent_color: None,
+            forward_req_params: Vec::new(),
         }
     }
+}
+
+/// A GetFeatureInfo request to a source (MapProxy's `InfoQuery`), bbox in east/north order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InfoQuery {
+    pub bbox: crate::grid::Bbox,
+    pub size: (u32, u32),
+    /// EPSG code.
+    pub srs: u32,
+    /// The queried pixel; `pos_float`: written with a decimal point (MapProxy keeps `x`/`y`
+    /// as floats when the client sent one).
+    pub pos: (f64, f64),
+    pub pos_float: bool,
+    /// The client's `INFO_FORMAT`.
+    pub info_format: Option<String>,
+    /// The client's `FORMAT`.
+    pub format: Option<String>,
+    pub feature_count: Option<String>,
 }
 
 /// A `type: wms` source.
 pub struct WmsSource {
     conf: WmsSourceConf,
+    /// `coverage`: outside it a request is answered blank without asking the upstream.
+    coverage: Option<std::sync::Arc<crate::coverage::Coverage>>,
     ne: BTreeSet<u32>,
     http: SourceHttp,
     on_error: Option<OnError>,
@@ -134,6 +172,7 @@ impl WmsSource {
             (conf.concurrent_requests > 0).then(|| Semaphore::new(conf.concurrent_requests));
         WmsSource {
             conf,
+            coverage: None,
             ne,
             http,
             on_error,
@@ -143,6 +182,78 @@ impl WmsSource {
 
     pub fn conf(&self) -> &WmsSourceConf {
         &self.conf
+    }
+
+    /// This source limited to `coverage` (MapProxy's source `coverage:`).
+    pub fn with_coverage(mut self, coverage: crate::coverage::Coverage) -> WmsSource {
+        self.coverage = Some(std::sync::Arc::new(coverage));
+        self
+    }
+
+    pub fn coverage(&self) -> Option<&crate::coverage::Coverage> {
+        self.coverage.as_deref()
+    }
+
+    /// MapProxy's `WMSSource.get_map` with a coverage: blank outside it (no request), only
+    /// the part inside its bbox asked for (`_get_sub_query`), cleared outside the polygons
+    /// with `clip`.
+    async fn fetch_covered(
+        &self,
+        cov: &crate::coverage::Coverage,
+        query: &MapQuery,
+        client_params: &[(String, String)],
+    ) -> Result<SourceImage, SourceError> {
+        let srs = crate::srs::Srs::get(&format!("EPSG:{}", query.srs))
+            .map_err(|e| SourceError::new(e.to_string()))?;
+        let blank = |size: (u32, u32)| -> Result<SourceImage, SourceError> {
+            let img = crate::image::blank_image(size.0.max(1), size.1.max(1), [255, 255, 255, 0]);
+            encode_png(&img).map(|d| SourceImage::new(d, Some(ImageFormat::png())))
+        };
+        if !cov.intersects(query.bbox, &srs) {
+            return blank(query.size);
+        }
+        let inside = cov.bbox_contains(query.bbox, &srs);
+        if inside && !cov.clip {
+            return self.fetch_map(query, client_params).await;
+        }
+        let (img, offset) = if inside {
+            (self.fetch_map(query, client_params).await?, (0, 0))
+        } else {
+            let Some(ext) = cov.extent_in(&srs) else {
+                return blank(query.size);
+            };
+            let (size, offset, bbox) =
+                crate::image::transform::bbox_position_in_image(query.bbox, query.size, ext);
+            if size.0 == 0 || size.1 == 0 {
+                return blank(query.size);
+            }
+            let sub = MapQuery {
+                bbox,
+                size,
+                ..query.clone()
+            };
+            (self.fetch_map(&sub, client_params).await?, offset)
+        };
+        let clip = if cov.clip {
+            cov.geometry.in_srs(&srs)
+        } else {
+            None
+        };
+        let (size, bbox, cacheable) = (query.size, query.bbox, img.cacheable);
+        tokio::task::spawn_blocking(move || -> Result<SourceImage, SourceError> {
+            let part =
+                crate::image::decode(&img.data).map_err(|e| SourceError::new(e.to_string()))?;
+            let mut full = crate::image::blank_image(size.0, size.1, [255, 255, 255, 0]);
+            crate::image::paste(&mut full, &part, offset.0, offset.1);
+            if let Some(g) = &clip {
+                crate::image::mask::mask_outside(&mut full, bbox, g);
+            }
+            let mut out = SourceImage::new(encode_png(&full)?, Some(ImageFormat::png()));
+            out.cacheable = cacheable;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| SourceError::new(e.to_string()))?
     }
 
     /// The format asked for: the source's, else the query's; the first supported one when
@@ -161,6 +272,16 @@ impl WmsSource {
 
     /// The GetMap URL for `query`; an error for an SRS that is not in `supported_srs`.
     pub fn get_map_url(&self, query: &MapQuery) -> Result<String, SourceError> {
+        self.get_map_url_forwarding(query, &[])
+    }
+
+    /// [`get_map_url`](Self::get_map_url) with the client's parameters named in
+    /// `forward_req_params` added (MapProxy's `dimensions_for_params`).
+    pub fn get_map_url_forwarding(
+        &self,
+        query: &MapQuery,
+        client_params: &[(String, String)],
+    ) -> Result<String, SourceError> {
         if !self.conf.supported_srs.is_empty() && !self.conf.supported_srs.contains(&query.srs) {
             return Err(SourceError::new(format!(
                 "EPSG:{} is not among the supported_srs of the WMS source ({}) and \
@@ -184,20 +305,7 @@ impl WmsSource {
                 .collect(),
         );
         p.set("format", format.mime_type());
-        let b = query.bbox;
-        let v130 = self.conf.version == WmsVersion::V1_3_0;
-        let b = if v130 && self.ne.contains(&query.srs) {
-            [b[1], b[0], b[3], b[2]]
-        } else {
-            b
-        };
-        p.set(
-            "bbox",
-            b.iter()
-                .map(|v| py_float_repr(*v))
-                .collect::<Vec<_>>()
-                .join(","),
-        );
+        p.set("bbox", self.axis_bbox(query.bbox, query.srs));
         p.set("width", query.size.0.to_string());
         p.set("height", query.size.1.to_string());
         p.set("srs", format!("EPSG:{}", query.srs));
@@ -207,7 +315,22 @@ impl WmsSource {
         if !p.has("styles") {
             p.set("styles", String::new());
         }
-        if v130 {
+        // by the configured name (MapProxy: `query.dimensions[name] = params[name]`)
+        for f in &self.conf.forward_req_params {
+            if let Some((_, v)) = client_params
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(f))
+            {
+                p.set(f, v.clone());
+            }
+        }
+        Ok(self.finish_url(p))
+    }
+
+    /// `srs` → `crs` for 1.3.0, the query string written as MapProxy writes it, appended to
+    /// the URL.
+    fn finish_url(&self, mut p: Params) -> String {
+        if self.conf.version == WmsVersion::V1_3_0 {
             if let Some(srs) = p.remove("srs") {
                 p.set("crs", srs);
             }
@@ -225,7 +348,170 @@ impl WmsSource {
         } else {
             "?"
         };
-        Ok(format!("{url}{delim}{qs}"))
+        format!("{url}{delim}{qs}")
+    }
+
+    fn axis_bbox(&self, b: crate::grid::Bbox, srs: u32) -> String {
+        let b = if self.conf.version == WmsVersion::V1_3_0 && self.ne.contains(&srs) {
+            [b[1], b[0], b[3], b[2]]
+        } else {
+            b
+        };
+        b.iter()
+            .map(|v| py_float_repr(*v))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The GetFeatureInfo URL (MapProxy's `WMSInfoClient._query_url`): the `req` parameters,
+    /// `info_format`/`query_layers` from `wms_opts`, then bbox, size, position (`x`/`y`,
+    /// 1.3.0 `i`/`j`), `feature_count`, `query_layers` (else `req.layers`), the client's
+    /// `info_format`, a `format` (the client's, else `image/png`), the SRS.
+    pub fn get_info_url(&self, q: &InfoQuery) -> String {
+        let mut p = Params(
+            self.conf
+                .req
+                .iter()
+                .filter(|(k, _)| !k.eq_ignore_ascii_case("url"))
+                .cloned()
+                .collect(),
+        );
+        if let Some(f) = &self.conf.format {
+            p.set("format", f.mime_type());
+        }
+        if let Some(f) = &self.conf.featureinfo_format {
+            p.set("info_format", f.clone());
+        }
+        if let Some(l) = &self.conf.query_layers {
+            p.set("query_layers", l.clone());
+        }
+        p.set("bbox", self.axis_bbox(q.bbox, q.srs));
+        p.set("width", q.size.0.to_string());
+        p.set("height", q.size.1.to_string());
+        let coord = |v: f64| {
+            if q.pos_float {
+                py_float_repr(v)
+            } else {
+                format!("{}", v as i64)
+            }
+        };
+        let (xk, yk) = if self.conf.version == WmsVersion::V1_3_0 {
+            ("i", "j")
+        } else {
+            ("x", "y")
+        };
+        p.set(xk, coord(q.pos.0));
+        p.set(yk, coord(q.pos.1));
+        if let Some(c) = &q.feature_count {
+            p.set("feature_count", c.clone());
+        }
+        if !p.has("query_layers") {
+            let layers =
+                p.0.iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("layers"))
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default();
+            p.set("query_layers", layers);
+        }
+        if !p.has("info_format") {
+            if let Some(f) = &q.info_format {
+                p.set("info_format", f.clone());
+            }
+        }
+        if !p.has("format") {
+            p.set(
+                "format",
+                q.format.clone().unwrap_or_else(|| "image/png".into()),
+            );
+        }
+        p.set("srs", format!("EPSG:{}", q.srs));
+        p.set("request", "GetFeatureInfo".into());
+        p.set("version", self.conf.version.as_str().into());
+        p.set("service", "WMS".into());
+        if !p.has("styles") {
+            p.set("styles", String::new());
+        }
+        self.finish_url(p)
+    }
+
+    /// The GetLegendGraphic URL of one upstream layer (MapProxy's `WMSLegendClient`): the
+    /// `req` parameters without `layers`, `layer`, `format` (the source's, else PNG),
+    /// `scale` when asked, then `request`, `version`, `service`, `sld_version`.
+    pub fn get_legend_url(&self, layer: &str, scale: Option<f64>) -> String {
+        let mut p = Params(
+            self.conf
+                .req
+                .iter()
+                .filter(|(k, _)| {
+                    !k.eq_ignore_ascii_case("url") && !k.eq_ignore_ascii_case("layers")
+                })
+                .cloned()
+                .collect(),
+        );
+        p.set("layer", layer.to_string());
+        let format = self
+            .conf
+            .format
+            .as_ref()
+            .map(|f| f.mime_type())
+            .unwrap_or_else(|| "image/png".into());
+        p.set("format", format);
+        if let Some(s) = scale {
+            p.set("scale", py_float_repr(s));
+        }
+        p.set("request", "GetLegendGraphic".into());
+        p.set("version", self.conf.version.as_str().into());
+        p.set("service", "WMS".into());
+        p.set("sld_version", "1.1.0".into());
+        self.finish_url(p)
+    }
+
+    /// A legend image of one upstream layer; an answer that is not an image is an error
+    /// (`no image returned from source WMS`).
+    pub async fn get_legend(
+        &self,
+        layer: &str,
+        scale: Option<f64>,
+    ) -> Result<bytes::Bytes, SourceError> {
+        let url = self.get_legend_url(layer, scale);
+        let resp = self.http.open(&url).await.map_err(SourceError::from)?;
+        if let Some(ct) = content_type(resp.headers()) {
+            if !ct.starts_with("image/") {
+                return Err(SourceError::new("no image returned from source WMS"));
+            }
+        }
+        Ok(resp.into_body())
+    }
+
+    /// GetFeatureInfo (MapProxy's `WMSInfoClient.get_info`): the document, typed by
+    /// `wms_opts.featureinfo_format`, else the answer's Content-Type, else the client's
+    /// `INFO_FORMAT`.
+    pub async fn get_info(
+        &self,
+        q: &InfoQuery,
+    ) -> Result<crate::featureinfo::InfoDoc, SourceError> {
+        let url = self.get_info_url(q);
+        let _permit = match &self.limit {
+            Some(s) => Some(
+                s.acquire()
+                    .await
+                    .map_err(|_| SourceError::new("source closed"))?,
+            ),
+            None => None,
+        };
+        let resp = self.http.open(&url).await.map_err(|e| {
+            log::warn!(target: "mapproxy.source.wms", "could not retrieve feature info: {}", e.full_msg);
+            SourceError::from(e)
+        })?;
+        let mime = self
+            .conf
+            .featureinfo_format
+            .clone()
+            .or_else(|| content_type(resp.headers()))
+            .or_else(|| q.info_format.clone())
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(resp.body()).into_owned();
+        Ok(crate::featureinfo::InfoDoc::new(text, &mime))
     }
 }
 
@@ -234,8 +520,69 @@ impl MapSource for WmsSource {
         &'a self,
         query: &'a MapQuery,
     ) -> BoxFuture<'a, Result<SourceImage, SourceError>> {
+        self.get_map_forwarding(query, &[])
+    }
+
+    fn get_map_forwarding<'a>(
+        &'a self,
+        query: &'a MapQuery,
+        client_params: &'a [(String, String)],
+    ) -> BoxFuture<'a, Result<SourceImage, SourceError>> {
         Box::pin(async move {
-            let url = self.get_map_url(query)?;
+            let img = match &self.coverage {
+                Some(cov) => self.fetch_covered(cov, query, client_params).await?,
+                None => self.fetch_map(query, client_params).await?,
+            };
+            match self.conf.transparent_color {
+                Some((color, tolerance)) => {
+                    tokio::task::spawn_blocking(move || make_transparent(&img, color, tolerance))
+                        .await
+                        .map_err(|e| SourceError::new(e.to_string()))?
+                }
+                None => Ok(img),
+            }
+        })
+    }
+}
+
+/// MapProxy's `make_transparent`: pixels whose channels are each within `tolerance` of
+/// `color` get alpha 0 (others keep theirs); the result is a PNG.
+fn make_transparent(
+    img: &SourceImage,
+    color: [u8; 3],
+    tolerance: f64,
+) -> Result<SourceImage, SourceError> {
+    let mut rgba = crate::image::decode(&img.data).map_err(|e| SourceError::new(e.to_string()))?;
+    for p in rgba.pixels_mut() {
+        let hit = (0..3).all(|i| (f64::from(p.0[i]) - f64::from(color[i])).abs() <= tolerance);
+        if hit {
+            p.0[3] = 0;
+        }
+    }
+    let data = encode_png(&rgba)?;
+    Ok(SourceImage {
+        data,
+        format: Some(ImageFormat::png()),
+        cacheable: img.cacheable,
+    })
+}
+
+/// A 32 bit PNG of `img` (a source's image after a change: transparent colour, coverage).
+fn encode_png(img: &crate::image::RgbaImage) -> Result<bytes::Bytes, SourceError> {
+    let mut opts = crate::image::ImageOpts::new(ImageFormat::png());
+    opts.transparent = true;
+    opts.paletted = false;
+    crate::image::encode(img, &opts).map_err(|e| SourceError::new(e.to_string()))
+}
+
+impl WmsSource {
+    async fn fetch_map(
+        &self,
+        query: &MapQuery,
+        client_params: &[(String, String)],
+    ) -> Result<SourceImage, SourceError> {
+        {
+            let url = self.get_map_url_forwarding(query, client_params)?;
             let _permit = match &self.limit {
                 Some(s) => Some(
                     s.acquire()
@@ -286,6 +633,6 @@ impl MapSource for WmsSource {
                 resp.into_body(),
                 ct.as_deref().and_then(image_format_of),
             ))
-        })
+        }
     }
 }

@@ -6,34 +6,45 @@
 //! came by), never extra `PATH_INFO` segments (MapProxy #1184), with the first value of a
 //! forwarded header (#590).
 
+use std::collections::HashMap;
+
 use http::{Response, StatusCode};
 use mapproxy_serve_core::app::Body;
 
-use super::{Version, WmsLayer, WmsRequest, WmsService};
+use super::{Extent, Version, WmsLayer, WmsRequest, WmsService};
 use crate::grid::Bbox;
 use crate::service::response::{html_escape, mimetype_response};
 use crate::service::Ctx;
 use crate::source::py_float_repr;
 use crate::srs::{switch_axis_order, Srs};
 
-pub(crate) fn handle(wms: &WmsService, req: &WmsRequest, ctx: &Ctx<'_>) -> Response<Body> {
+pub(crate) async fn handle(wms: &WmsService, req: &WmsRequest, ctx: &Ctx<'_>) -> Response<Body> {
     let handler = super::super::handler_name(ctx.path).unwrap_or("service");
     let url = format!("{}/{handler}", ctx.script_url());
     // authorization: a partial answer lists only the layers with `map`
-    let allowed: Box<dyn Fn(&str) -> bool> = {
+    let allowed = {
         let mut names = Vec::new();
         collect_names(&wms.root, &mut names);
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         match ctx.listing("wms.capabilities", &refs) {
-            Ok(crate::authorize::Listing::All) => Box::new(|_| true),
-            Ok(crate::authorize::Listing::Only(p)) => Box::new(move |n| p.access(n).map),
+            Ok(crate::authorize::Listing::All) => Access(None),
+            Ok(crate::authorize::Listing::Only(p)) => Access(Some(p)),
             Err(d) => return super::super::denied_response(d),
         }
     };
+    // the legends' sizes (fetched once per legend source, then cached)
+    let mut with_legend = Vec::new();
+    collect_legend_layers(&wms.root, &mut with_legend);
+    let sizes = futures_util::future::join_all(with_legend.iter().map(|l| l.legend_size())).await;
+    let legend_sizes: HashMap<String, (u32, u32)> = with_legend
+        .iter()
+        .zip(sizes)
+        .filter_map(|(l, s)| Some((l.name.clone()?, s?)))
+        .collect();
     let doc = if req.version >= Version::V130 {
-        render_130(wms, &url, &*allowed)
+        render_130(wms, &url, &allowed, &legend_sizes)
     } else {
-        render_111(wms, &url, req.version, &*allowed)
+        render_111(wms, &url, req.version, &allowed, &legend_sizes)
     };
     let doc = doc
         .lines()
@@ -48,6 +59,110 @@ pub(crate) fn handle(wms: &WmsService, req: &WmsRequest, ctx: &Ctx<'_>) -> Respo
         "text/xml"
     };
     mimetype_response(StatusCode::OK, mime, doc)
+}
+
+/// What a capabilities request may see: every layer, or a `partial` answer's layers with
+/// `map`, their extents limited to the `limited_to`s.
+struct Access(Option<crate::authorize::Partial>);
+
+impl Access {
+    fn allows(&self, name: &str) -> bool {
+        self.0.as_ref().is_none_or(|p| p.access(name).map)
+    }
+
+    /// The layer's extent, intersected with the bounding boxes of the answer's and the
+    /// layer's `limited_to` (in EPSG:4326; left as it is when they do not intersect).
+    fn extent(&self, l: &WmsLayer) -> Option<Extent> {
+        let ext = l.extent.clone()?;
+        let Some(p) = &self.0 else { return Some(ext) };
+        let own = l.name.as_deref().and_then(|n| p.access(n).limited_to);
+        let limits: Vec<&crate::authorize::LimitedTo> =
+            p.limited_to.iter().chain(own.as_ref()).collect();
+        if limits.is_empty() {
+            return Some(ext);
+        }
+        let wgs84 = Srs::get("EPSG:4326").ok()?;
+        let mut b = ext.bbox_for(&wgs84)?;
+        for g in limits {
+            use geo::BoundingRect;
+            let Some(r) = g.in_srs(&wgs84).and_then(|m| m.bounding_rect()) else {
+                continue;
+            };
+            let i = [
+                b[0].max(r.min().x),
+                b[1].max(r.min().y),
+                b[2].min(r.max().x),
+                b[3].min(r.max().y),
+            ];
+            if i[0] < i[2] && i[1] < i[3] {
+                b = i;
+            }
+        }
+        Some(Extent {
+            srs: wgs84,
+            bbox: b,
+        })
+    }
+}
+
+fn collect_legend_layers<'a>(l: &'a WmsLayer, out: &mut Vec<&'a WmsLayer>) {
+    if l.own && !l.legends.is_empty() && l.name.is_some() {
+        out.push(l);
+    }
+    for c in &l.children {
+        collect_legend_layers(c, out);
+    }
+}
+
+/// MapProxy's `legend_url` of a layer, after the service URL (escaped).
+fn legend_href(url: &str, name: &str) -> String {
+    e(&format!(
+        "{url}?format=image%2Fpng&layer={}&sld_version=1.1.0&request=GetLegendGraphic&service=WMS&version=1.1.1",
+        crate::source::py_quote(name)
+    ))
+}
+
+/// The `<Style>` with the `LegendURL` of a layer with a legend of its own.
+fn legend_style(
+    url: &str,
+    l: &WmsLayer,
+    sizes: &HashMap<String, (u32, u32)>,
+    ind: &str,
+    v130: bool,
+) -> String {
+    let Some(name) = &l.name else {
+        return String::new();
+    };
+    let Some((w, h)) = sizes.get(name) else {
+        return String::new();
+    };
+    let ns = if v130 {
+        ""
+    } else {
+        " xmlns:xlink=\"http://www.w3.org/1999/xlink\""
+    };
+    format!(
+        "{ind}  <Style>\n{ind}    <Name>default</Name>\n{ind}    <Title>default</Title>\n{ind}    <LegendURL width=\"{w}\" height=\"{h}\">\n{ind}      <Format>image/png</Format>\n{ind}      <OnlineResource{ns} xlink:type=\"simple\" xlink:href=\"{}\"/>\n{ind}    </LegendURL>\n{ind}  </Style>\n",
+        legend_href(url, name)
+    )
+}
+
+fn legend_request(wms: &WmsService, url: &str, v130: bool) -> String {
+    if !wms.root.has_legend() {
+        return String::new();
+    }
+    let tag = if v130 {
+        "sld:GetLegendGraphic"
+    } else {
+        "GetLegendGraphic"
+    };
+    let mut s = format!("    <{tag}>\n");
+    for fmt in &wms.config.image_formats {
+        s.push_str(&format!("      <Format>{}</Format>\n", e(fmt)));
+    }
+    s.push_str(&dcp(url));
+    s.push_str(&format!("    </{tag}>\n"));
+    s
 }
 
 fn collect_names(l: &WmsLayer, out: &mut Vec<String>) {
@@ -81,9 +196,9 @@ fn limit_llbbox(b: Bbox) -> Bbox {
 /// `layer_srs_bbox`: one bbox per `bbox_srs` entry the service lists (default EPSG:3857,
 /// 4326, 900913: the layer's extent in each; an entry with a bbox: its intersection with the
 /// layer's extent, via EPSG:4326), then the layer's own SRS when listed and not among them.
-fn layer_srs_bbox(wms: &WmsService, l: &WmsLayer, axis_order: bool) -> Vec<(String, Bbox)> {
+fn layer_srs_bbox(wms: &WmsService, ext: Option<&Extent>, axis_order: bool) -> Vec<(String, Bbox)> {
     let mut out = Vec::new();
-    let Some(ext) = l.extent.as_ref() else {
+    let Some(ext) = ext else {
         return out;
     };
     let listed = |code: &str| wms.config.srs.iter().any(|s| s.eq_ignore_ascii_case(code));
@@ -128,10 +243,8 @@ fn layer_srs_bbox(wms: &WmsService, l: &WmsLayer, axis_order: bool) -> Vec<(Stri
     out
 }
 
-fn llbbox(l: &WmsLayer) -> Bbox {
-    l.extent
-        .as_ref()
-        .and_then(|e| e.llbbox())
+fn llbbox(ext: Option<&Extent>) -> Bbox {
+    ext.and_then(|e| e.llbbox())
         .map(limit_llbbox)
         .unwrap_or([-180.0, -90.0, 180.0, 90.0])
 }
@@ -175,7 +288,8 @@ fn render_111(
     wms: &WmsService,
     url: &str,
     version: Version,
-    allowed: &dyn Fn(&str) -> bool,
+    allowed: &Access,
+    sizes: &HashMap<String, (u32, u32)>,
 ) -> String {
     let v = version.to_string();
     let mut s = format!("<?xml version=\"1.0\"?>\n<!DOCTYPE WMT_MS_Capabilities SYSTEM \"http://schemas.opengis.net/wms/{v}/WMS_MS_Capabilities.dtd\"\n [\n <!ELEMENT VendorSpecificCapabilities EMPTY>\n ]>  <!-- end of DOCTYPE declaration -->\n<WMT_MS_Capabilities version=\"{v}\">\n");
@@ -187,27 +301,42 @@ fn render_111(
         s.push_str(&format!("        <Format>{}</Format>\n", e(fmt)));
     }
     s.push_str(&dcp(url));
-    s.push_str("    </GetMap>\n  </Request>\n  <Exception>\n    <Format>application/vnd.ogc.se_xml</Format>\n    <Format>application/vnd.ogc.se_inimage</Format>\n    <Format>application/vnd.ogc.se_blank</Format>\n  </Exception>\n");
-    layer_111(wms, &wms.root, true, allowed, &mut s, 1);
+    s.push_str("    </GetMap>\n    <GetFeatureInfo>\n");
+    for t in &wms.config.info_types {
+        s.push_str(&format!("      <Format>{}</Format>\n", t.mime(false)));
+    }
+    s.push_str(&dcp(url));
+    s.push_str("    </GetFeatureInfo>\n");
+    s.push_str(&legend_request(wms, url, false));
+    s.push_str("  </Request>\n  <Exception>\n    <Format>application/vnd.ogc.se_xml</Format>\n    <Format>application/vnd.ogc.se_inimage</Format>\n    <Format>application/vnd.ogc.se_blank</Format>\n  </Exception>\n");
+    layer_111(wms, url, &wms.root, true, allowed, sizes, &mut s, 1);
     s.push_str("</Capability>\n</WMT_MS_Capabilities>");
     s
 }
 
+#[allow(clippy::too_many_arguments)]
 fn layer_111(
     wms: &WmsService,
+    url: &str,
     l: &WmsLayer,
     with_srs: bool,
-    allowed: &dyn Fn(&str) -> bool,
+    allowed: &Access,
+    sizes: &HashMap<String, (u32, u32)>,
     s: &mut String,
     depth: usize,
 ) {
     if let Some(n) = &l.name {
-        if !with_srs && !allowed(n) {
+        if !with_srs && !allowed.allows(n) {
             return;
         }
     }
     let ind = "  ".repeat(depth);
-    s.push_str(&format!("{ind}<Layer>\n"));
+    let q = if l.queryable() {
+        " queryable=\"1\""
+    } else {
+        ""
+    };
+    s.push_str(&format!("{ind}<Layer{q}>\n"));
     if let Some(n) = &l.name {
         s.push_str(&format!("{ind}  <Name>{}</Name>\n", e(n)));
     }
@@ -220,7 +349,8 @@ fn layer_111(
             s.push_str(&format!("{ind}  <SRS>{}</SRS>\n", e(srs)));
         }
     }
-    let ll = llbbox(l);
+    let ext = allowed.extent(l);
+    let ll = llbbox(ext.as_ref());
     s.push_str(&format!(
         "{ind}  <LatLonBoundingBox minx=\"{}\" miny=\"{}\" maxx=\"{}\" maxy=\"{}\" />\n",
         f(ll[0]),
@@ -228,7 +358,7 @@ fn layer_111(
         f(ll[2]),
         f(ll[3])
     ));
-    for (code, b) in layer_srs_bbox(wms, l, false) {
+    for (code, b) in layer_srs_bbox(wms, ext.as_ref(), false) {
         s.push_str(&format!(
             "{ind}  <BoundingBox SRS=\"{code}\" minx=\"{}\" miny=\"{}\" maxx=\"{}\" maxy=\"{}\" />\n",
             f(b[0]),
@@ -237,6 +367,7 @@ fn layer_111(
             f(b[3])
         ));
     }
+    s.push_str(&legend_style(url, l, sizes, &ind, false));
     if l.min_res.is_some() || l.max_res.is_some() {
         // MapProxy's scale_hint: the diagonal of a pixel at each resolution
         let hint = |r: f64| f((r * r * 2.0).sqrt());
@@ -251,12 +382,17 @@ fn layer_111(
         s.push_str(&format!("{ind}  <ScaleHint {min} {max} />\n"));
     }
     for c in &l.children {
-        layer_111(wms, c, false, allowed, s, depth + 1);
+        layer_111(wms, url, c, false, allowed, sizes, s, depth + 1);
     }
     s.push_str(&format!("{ind}</Layer>\n"));
 }
 
-fn render_130(wms: &WmsService, url: &str, allowed: &dyn Fn(&str) -> bool) -> String {
+fn render_130(
+    wms: &WmsService,
+    url: &str,
+    allowed: &Access,
+    sizes: &HashMap<String, (u32, u32)>,
+) -> String {
     let mut s = String::from("<?xml version=\"1.0\" ?>\n<WMS_Capabilities xmlns=\"http://www.opengis.net/wms\" xmlns:sld=\"http://www.opengis.net/sld\" xmlns:xlink=\"http://www.w3.org/1999/xlink\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" version=\"1.3.0\" xsi:schemaLocation=\"http://www.opengis.net/wms http://schemas.opengis.net/wms/1.3.0/capabilities_1_3_0.xsd http://www.opengis.net/sld http://schemas.opengis.net/sld/1.1.0/sld_capabilities.xsd\">\n");
     s.push_str(&service_block(wms, url, "WMS"));
     if let Some(max) = wms.config.max_output_pixels {
@@ -272,27 +408,42 @@ fn render_130(wms: &WmsService, url: &str, allowed: &dyn Fn(&str) -> bool) -> St
         s.push_str(&format!("      <Format>{}</Format>\n", e(fmt)));
     }
     s.push_str(&dcp(url));
-    s.push_str("    </GetMap>\n  </Request>\n  <Exception>\n    <Format>XML</Format>\n    <Format>INIMAGE</Format>\n    <Format>BLANK</Format>\n  </Exception>\n");
-    layer_130(wms, &wms.root, true, allowed, &mut s, 1);
+    s.push_str("    </GetMap>\n    <GetFeatureInfo>\n");
+    for t in &wms.config.info_types {
+        s.push_str(&format!("      <Format>{}</Format>\n", t.mime(true)));
+    }
+    s.push_str(&dcp(url));
+    s.push_str("    </GetFeatureInfo>\n");
+    s.push_str(&legend_request(wms, url, true));
+    s.push_str("  </Request>\n  <Exception>\n    <Format>XML</Format>\n    <Format>INIMAGE</Format>\n    <Format>BLANK</Format>\n  </Exception>\n");
+    layer_130(wms, url, &wms.root, true, allowed, sizes, &mut s, 1);
     s.push_str("</Capability>\n</WMS_Capabilities>");
     s
 }
 
+#[allow(clippy::too_many_arguments)]
 fn layer_130(
     wms: &WmsService,
+    url: &str,
     l: &WmsLayer,
     with_srs: bool,
-    allowed: &dyn Fn(&str) -> bool,
+    allowed: &Access,
+    sizes: &HashMap<String, (u32, u32)>,
     s: &mut String,
     depth: usize,
 ) {
     if let Some(n) = &l.name {
-        if !with_srs && !allowed(n) {
+        if !with_srs && !allowed.allows(n) {
             return;
         }
     }
     let ind = "  ".repeat(depth);
-    s.push_str(&format!("{ind}<Layer>\n"));
+    let q = if l.queryable() {
+        " queryable=\"1\""
+    } else {
+        ""
+    };
+    s.push_str(&format!("{ind}<Layer{q}>\n"));
     if let Some(n) = &l.name {
         s.push_str(&format!("{ind}  <Name>{}</Name>\n", e(n)));
     }
@@ -305,7 +456,8 @@ fn layer_130(
             s.push_str(&format!("{ind}  <CRS>{}</CRS>\n", e(srs)));
         }
     }
-    let ll = llbbox(l);
+    let ext = allowed.extent(l);
+    let ll = llbbox(ext.as_ref());
     s.push_str(&format!(
         "{ind}  <EX_GeographicBoundingBox>\n{ind}    <westBoundLongitude>{}</westBoundLongitude>\n{ind}    <eastBoundLongitude>{}</eastBoundLongitude>\n{ind}    <southBoundLatitude>{}</southBoundLatitude>\n{ind}    <northBoundLatitude>{}</northBoundLatitude>\n{ind}  </EX_GeographicBoundingBox>\n",
         f(ll[0]),
@@ -313,7 +465,7 @@ fn layer_130(
         f(ll[1]),
         f(ll[3])
     ));
-    for (code, b) in layer_srs_bbox(wms, l, true) {
+    for (code, b) in layer_srs_bbox(wms, ext.as_ref(), true) {
         s.push_str(&format!(
             "{ind}  <BoundingBox CRS=\"{code}\" minx=\"{}\" miny=\"{}\" maxx=\"{}\" maxy=\"{}\" />\n",
             f(b[0]),
@@ -322,6 +474,7 @@ fn layer_130(
             f(b[3])
         ));
     }
+    s.push_str(&legend_style(url, l, sizes, &ind, true));
     if l.min_res.is_some() || l.max_res.is_some() {
         // MapProxy: res / 0.00028 (metres) as scale denominators
         let den = |r: f64| f(r / 0.00028);
@@ -339,7 +492,7 @@ fn layer_130(
         }
     }
     for c in &l.children {
-        layer_130(wms, c, false, allowed, s, depth + 1);
+        layer_130(wms, url, c, false, allowed, sizes, s, depth + 1);
     }
     s.push_str(&format!("{ind}</Layer>\n"));
 }

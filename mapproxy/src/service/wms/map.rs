@@ -6,7 +6,9 @@
 //! concurrently:
 //! - a cache: the grid in the request's SRS (else one of the same kind, geographic or
 //!   projected, else the first), the level `closest_level` picks for the resolution in the
-//!   grid's SRS, the covering tiles from the tile manager (created on a miss), stitched, then
+//!   grid's SRS, the covering tiles from the tile manager (missing ones made, at most
+//!   `concurrent_tile_creators` meta tiles at once; more than `max_tile_limit` tiles is an
+//!   error), stitched, then
 //!   cropped/resized or reprojected by [`crate::image::transform`]; the part of the request
 //!   outside the grid stays transparent;
 //! - a direct WMS source: one GetMap in the request's SRS when the source supports it (else in
@@ -20,7 +22,8 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::future::join_all;
+use futures_util::future::{join_all, FutureExt};
+use futures_util::stream::{self, StreamExt};
 use http::{Response, StatusCode};
 use image::RgbaImage;
 use mapproxy_serve_core::app::Body;
@@ -33,17 +36,17 @@ use crate::image::{ImageFormat, ImageOpts};
 use crate::service::Ctx;
 use crate::source::{MapQuery, MapSource};
 use crate::srs::Srs;
-use crate::tile::{TileError, TileProvider};
-
-/// MapProxy's default `max_tile_limit` of a cache.
-const MAX_TILE_LIMIT: i64 = 500;
+use crate::tile::{TileCoord, TileError};
+use crate::tile_manager::TileManager;
 
 /// A cache in one grid.
 #[derive(Clone)]
 pub struct CacheGridLayer {
     pub grid: Arc<TileGrid>,
     pub srs: Arc<Srs>,
-    pub provider: Arc<dyn TileProvider>,
+    pub manager: Arc<TileManager>,
+    /// `max_tile_limit` of the cache (0: no limit): a request needing more tiles is an error.
+    pub max_tile_limit: u32,
 }
 
 /// A cache in its grids.
@@ -92,73 +95,9 @@ pub(crate) async fn handle(
 ) -> Result<Response<Body>, WmsError> {
     let p = &req.params;
     let v130 = req.version >= Version::V130;
-    // validate_param
-    let srs_key = if v130 { "crs" } else { "srs" };
-    // 1.0.0 requests carry WMTVER instead of VERSION
-    let version_key = if req.version < Version::V110 {
-        "wmtver"
-    } else {
-        "version"
-    };
-    let expected = [
-        version_key,
-        "request",
-        "layers",
-        "styles",
-        srs_key,
-        "bbox",
-        "width",
-        "height",
-        "format",
-    ];
-    let missing: Vec<&str> = expected
-        .iter()
-        .copied()
-        .filter(|k| {
-            // 1.3.0 also takes SRS for CRS (MapProxy's adapt_to_111)
-            let present = match *k {
-                "crs" => p.has("crs") || p.has("srs"),
-                k => p.has(k),
-            };
-            // MapProxy's map requests have no non-strict parameters: all are required
-            !present
-        })
-        .collect();
-    if !missing.is_empty() {
-        let list = missing
-            .iter()
-            .map(|m| format!("'{m}'"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        return Err(WmsError::new(format!("missing parameters [{list}]")));
-    }
-    let raw_bbox = p.get("bbox").unwrap_or_default();
-    let bbox =
-        parse_bbox(raw_bbox).ok_or_else(|| WmsError::new(format!("invalid bbox {raw_bbox}")))?;
-    if bbox[0] >= bbox[2] || bbox[1] >= bbox[3] {
-        return Err(WmsError::new(format!("invalid bbox {raw_bbox}")));
-    }
-    if let Some(styles) = p.get("styles") {
-        if !styles
-            .split(',')
-            .all(|s| matches!(s, "" | "default" | "inspire_common:DEFAULT"))
-        {
-            return Err(
-                WmsError::new(format!("unsupported styles: {styles}")).code("StyleNotDefined")
-            );
-        }
-    }
-    let size = match (parse_dim(p.get("width")), parse_dim(p.get("height"))) {
-        (Some(w), Some(h)) => (w, h),
-        _ => {
-            return Err(WmsError::new(format!(
-                "invalid image size {}x{}: width and height must be positive integers",
-                p.get("width").unwrap_or_default(),
-                p.get("height").unwrap_or_default()
-            ))
-            .code("InvalidParameterValue"))
-        }
-    };
+    // MapProxy's map requests have no non-strict parameters: all are required
+    check_missing(p, &map_params(req.version))?;
+    let (bbox, size) = check_bbox_styles_size(p)?;
     // check_map_request: max_output_pixels first, always as XML
     if let Some(max) = wms.config.max_output_pixels {
         if u64::from(size.0) * u64::from(size.1) > max {
@@ -185,21 +124,7 @@ pub(crate) async fn handle(
             WmsError::new(format!("unsupported image format: {format}")).code("InvalidFormat")
         );
     }
-    let srs_code = req.srs_param().unwrap_or_default();
-    let srs_ok = wms
-        .config
-        .srs
-        .iter()
-        .any(|s| s.eq_ignore_ascii_case(srs_code.trim()));
-    let srs = match Srs::get(srs_code).ok().filter(|_| srs_ok) {
-        Some(s) => s,
-        None if v130 => {
-            return Err(WmsError::new(format!("unsupported crs: {srs_code}")).code("InvalidCRS"))
-        }
-        None => {
-            return Err(WmsError::new(format!("unsupported srs: {srs_code}")).code("InvalidSRS"))
-        }
-    };
+    let srs = check_srs(wms, req)?;
     let bbox = if v130 {
         crate::srs::switch_axis_order(bbox, &srs)
     } else {
@@ -241,6 +166,8 @@ pub(crate) async fn handle(
         srs: srs.code().to_string(),
         bbox,
     };
+    // per rendered layer: the geometries it is clipped to
+    let mut masks: Vec<Vec<geo::MultiPolygon<f64>>> = Vec::new();
     if let Some(answer) = ctx.ask("wms.map", &layer_names, Some(&extent)) {
         match answer {
             Authorized::Full => {}
@@ -257,6 +184,23 @@ pub(crate) async fn handle(
                     }
                 }
                 render.retain(|(n, _)| part.access(n).map);
+                // limited_to: of the layer and of the whole request, in the request's SRS
+                // (a geometry in an unknown SRS allows nothing)
+                let in_srs = |g: &crate::authorize::LimitedTo| {
+                    g.in_srs(&srs)
+                        .unwrap_or_else(|| geo::MultiPolygon(Vec::new()))
+                };
+                let whole = part.limited_to.as_ref().map(in_srs);
+                masks = render
+                    .iter()
+                    .map(|(n, _)| {
+                        whole
+                            .iter()
+                            .cloned()
+                            .chain(part.access(n).limited_to.as_ref().map(in_srs))
+                            .collect()
+                    })
+                    .collect();
             }
         }
     }
@@ -272,17 +216,21 @@ pub(crate) async fn handle(
     }
 
     let resampling = wms.config.resampling;
-    let results = join_all(
-        render
-            .iter()
-            .map(|(_, l)| render_layer(l, &query, &format, resampling)),
-    )
-    .await;
+    // concurrent_layer_renderer: how many layers render at once (in order)
+    let futures: Vec<_> = render
+        .iter()
+        .map(|(_, l)| render_layer(l, &query, &format, resampling, &p.0).boxed())
+        .collect();
+    let results: Vec<_> = stream::iter(futures)
+        .buffered(wms.config.concurrent_layer_renderer.max(1))
+        .collect()
+        .await;
+    masks.resize(results.len(), Vec::new());
     let mut images = Vec::new();
     let mut errors = Vec::new();
-    for r in results {
+    for (r, m) in results.into_iter().zip(masks) {
         match r {
-            Ok(img) => images.push(img),
+            Ok(img) => images.push((img, m)),
             Err(e) => {
                 if wms.config.on_source_errors_raise {
                     return Err(WmsError::new(e));
@@ -298,11 +246,11 @@ pub(crate) async fn handle(
         )));
     }
     // pass-through: one direct layer, answered in the asked format, no background to merge
-    if let [Rendered::Encoded(bytes, fmt)] = images.as_slice() {
+    if let [(Rendered::Encoded(bytes, fmt), m)] = images.as_slice() {
         let same_format = fmt
             .as_ref()
             .is_some_and(|f| *f == ImageFormat::new(format.clone()));
-        if same_format && (transparent || !p.has("bgcolor")) && errors.is_empty() {
+        if same_format && (transparent || !p.has("bgcolor")) && errors.is_empty() && m.is_empty() {
             return Ok(super::super::response::content_type_response(
                 StatusCode::OK,
                 &format,
@@ -318,15 +266,28 @@ pub(crate) async fn handle(
     let notice = errors.join("\n");
     let cacheable = errors.is_empty();
     let encoded = tokio::task::spawn_blocking(move || -> Result<Bytes, String> {
+        // one opaque image of the full size and nothing to clip: it is the output
+        if let [(Rendered::Image(img), m)] = images.as_slice() {
+            if img.dimensions() == size
+                && m.is_empty()
+                && notice.is_empty()
+                && !crate::image::has_transparency(img)
+            {
+                return crate::image::encode(img, &opts).map_err(|e| e.to_string());
+            }
+        }
         let mut out = crate::image::blank_image(size.0, size.1, bg);
-        for img in images {
-            let img = match img {
+        for (img, masks) in images {
+            let mut img = match img {
                 Rendered::Blank => continue,
                 Rendered::Image(i) => i,
                 Rendered::Encoded(b, _) => crate::image::decode(&b).map_err(|e| e.to_string())?,
             };
+            for m in &masks {
+                crate::image::mask::mask_outside(&mut img, bbox, m);
+            }
             if img.dimensions() == size {
-                image::imageops::overlay(&mut out, &img, 0, 0);
+                crate::image::overlay(&mut out, &img);
             }
         }
         if !notice.is_empty() {
@@ -344,6 +305,98 @@ pub(crate) async fn handle(
     } else {
         super::super::response::no_cache(res)
     })
+}
+
+/// The parameters of a GetMap of `version` (1.0.0 has `WMTVER`, 1.3.0 `CRS`).
+pub(super) fn map_params(version: Version) -> [&'static str; 9] {
+    [
+        if version < Version::V110 {
+            "wmtver"
+        } else {
+            "version"
+        },
+        "request",
+        "layers",
+        "styles",
+        if version >= Version::V130 {
+            "crs"
+        } else {
+            "srs"
+        },
+        "bbox",
+        "width",
+        "height",
+        "format",
+    ]
+}
+
+/// MapProxy's `validate_param`: `missing parameters ['a', 'b']`.
+pub(super) fn check_missing(p: &super::Params, expected: &[&str]) -> Result<(), WmsError> {
+    let missing: Vec<&str> = expected
+        .iter()
+        .copied()
+        .filter(|k| match *k {
+            // 1.3.0 also takes SRS for CRS (MapProxy's adapt_to_111)
+            "crs" => !(p.has("crs") || p.has("srs")),
+            k => !p.has(k),
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let list = missing
+        .iter()
+        .map(|m| format!("'{m}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(WmsError::new(format!("missing parameters [{list}]")))
+}
+
+/// `validate_bbox`, `validate_styles` and the size: the bbox as given (axis order of the
+/// request) and the size.
+pub(super) fn check_bbox_styles_size(p: &super::Params) -> Result<(Bbox, (u32, u32)), WmsError> {
+    let raw_bbox = p.get("bbox").unwrap_or_default();
+    let bbox =
+        parse_bbox(raw_bbox).ok_or_else(|| WmsError::new(format!("invalid bbox {raw_bbox}")))?;
+    if bbox[0] >= bbox[2] || bbox[1] >= bbox[3] {
+        return Err(WmsError::new(format!("invalid bbox {raw_bbox}")));
+    }
+    if let Some(styles) = p.get("styles") {
+        if !styles
+            .split(',')
+            .all(|s| matches!(s, "" | "default" | "inspire_common:DEFAULT"))
+        {
+            return Err(
+                WmsError::new(format!("unsupported styles: {styles}")).code("StyleNotDefined")
+            );
+        }
+    }
+    match (parse_dim(p.get("width")), parse_dim(p.get("height"))) {
+        (Some(w), Some(h)) => Ok((bbox, (w, h))),
+        _ => Err(WmsError::new(format!(
+            "invalid image size {}x{}: width and height must be positive integers",
+            p.get("width").unwrap_or_default(),
+            p.get("height").unwrap_or_default()
+        ))
+        .code("InvalidParameterValue")),
+    }
+}
+
+/// `validate_srs`: one of the service's `srs` (InvalidSRS, 1.3.0 InvalidCRS).
+pub(super) fn check_srs(wms: &WmsService, req: &WmsRequest) -> Result<Arc<Srs>, WmsError> {
+    let srs_code = req.srs_param().unwrap_or_default();
+    let srs_ok = wms
+        .config
+        .srs
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case(srs_code.trim()));
+    match Srs::get(srs_code).ok().filter(|_| srs_ok) {
+        Some(s) => Ok(s),
+        None if req.version >= Version::V130 => {
+            Err(WmsError::new(format!("unsupported crs: {srs_code}")).code("InvalidCRS"))
+        }
+        None => Err(WmsError::new(format!("unsupported srs: {srs_code}")).code("InvalidSRS")),
+    }
 }
 
 fn parse_bbox(s: &str) -> Option<Bbox> {
@@ -364,43 +417,16 @@ fn parse_dim(s: Option<&str>) -> Option<u32> {
     (v >= 1.0 && v <= f64::from(u32::MAX)).then_some(v as u32)
 }
 
-/// MapProxy's `bbox_position_in_image`: the part of `bbox` (drawn at `size`) inside `inner`:
-/// its size, offset and bbox.
-fn position_in_image(bbox: Bbox, size: (u32, u32), inner: Bbox) -> ((u32, u32), (u32, u32), Bbox) {
-    let sx = f64::from(size.0) / (bbox[2] - bbox[0]);
-    let sy = f64::from(size.1) / (bbox[3] - bbox[1]);
-    let mut off = [0.0, f64::from(size.1), f64::from(size.0), 0.0];
-    let mut sub = bbox;
-    if inner[0] > bbox[0] {
-        sub[0] = inner[0];
-        off[0] = (inner[0] - bbox[0]) * sx;
-    }
-    if inner[1] > bbox[1] {
-        sub[1] = inner[1];
-        off[1] = (bbox[3] - inner[1]) * sy;
-    }
-    if inner[2] < bbox[2] {
-        sub[2] = inner[2];
-        off[2] = (inner[2] - bbox[0]) * sx;
-    }
-    if inner[3] < bbox[3] {
-        sub[3] = inner[3];
-        off[3] = (bbox[3] - inner[3]) * sy;
-    }
-    let w = (off[2] - off[0]).abs() as u32;
-    let h = (off[1] - off[3]).abs() as u32;
-    ((w, h), (off[0] as u32, off[3] as u32), sub)
-}
-
 async fn render_layer(
     layer: &MapLayer,
     q: &Query,
     format: &str,
     resampling: Resampling,
+    client_params: &[(String, String)],
 ) -> Result<Rendered, String> {
     match layer {
         MapLayer::Cache(c) => render_cache(c, q, resampling).await,
-        MapLayer::Direct(d) => render_direct(d, q, format, resampling).await,
+        MapLayer::Direct(d) => render_direct(d, q, format, resampling, client_params).await,
     }
 }
 
@@ -441,7 +467,7 @@ async fn render_cache(
     let (sub_size, offset, sub_bbox) = if contained {
         (q.size, (0, 0), q.bbox)
     } else {
-        position_in_image(q.bbox, q.size, extent)
+        crate::image::transform::bbox_position_in_image(q.bbox, q.size, extent)
     };
     if sub_size.0 == 0 || sub_size.1 == 0 {
         return Ok(Rendered::Blank);
@@ -458,7 +484,7 @@ async fn render_cache(
         return Ok(Rendered::Image(img));
     }
     let mut out = RgbaImage::new(q.size.0, q.size.1);
-    image::imageops::replace(&mut out, &img, i64::from(offset.0), i64::from(offset.1));
+    crate::image::paste(&mut out, &img, offset.0, offset.1);
     Ok(Rendered::Image(out))
 }
 
@@ -488,24 +514,14 @@ async fn cache_image(
         .map_err(|e| e.to_string())?;
     let (cols, rows) = affected.grid_size;
     let num_tiles = cols.saturating_mul(rows);
-    if num_tiles >= MAX_TILE_LIMIT {
+    let limit = i64::from(g.max_tile_limit);
+    if limit > 0 && num_tiles >= limit {
         return Err(format!(
-            "Request too large or invalid BBOX. (too many tiles, max_tile_limit: {MAX_TILE_LIMIT}, num_tiles: {num_tiles})"
+            "Request too large or invalid BBOX. (too many tiles, max_tile_limit: {limit}, num_tiles: {num_tiles})"
         ));
     }
-    let coords: Vec<Option<crate::tile::TileCoord>> = affected.tiles.clone().collect();
-    let provider = &g.provider;
-    let tiles = join_all(coords.iter().map(|c| async move {
-        match c {
-            Some(c) => match provider.tile(*c).await {
-                Ok(t) => Ok(Some(t.data)),
-                Err(TileError::OutOfRange) => Ok(None),
-                Err(e) => Err(e.to_string()),
-            },
-            None => Ok(None),
-        }
-    }))
-    .await;
+    let coords: Vec<Option<TileCoord>> = affected.tiles.clone().collect();
+    let tiles = load_tiles(&g.manager, &coords).await;
     let tiles: Vec<Option<Bytes>> = tiles.into_iter().collect::<Result<_, _>>()?;
     if tiles.iter().all(|t| t.is_none()) {
         return Ok(None);
@@ -522,12 +538,7 @@ async fn cache_image(
             let Some(data) = t else { continue };
             let tile = crate::image::decode(data).map_err(|e| e.to_string())?;
             let (col, row) = ((i as i64 % cols) as u32, (i as i64 / cols) as u32);
-            image::imageops::replace(
-                &mut stitched,
-                &tile,
-                i64::from(col * tw),
-                i64::from(row * th),
-            );
+            crate::image::paste(&mut stitched, &tile, col * tw, row * th);
         }
         Ok(Some(transform(
             &stitched, abbox, &src_srs, q.size, q.bbox, &q.srs, resampling,
@@ -537,12 +548,54 @@ async fn cache_image(
     .map_err(|e| e.to_string())?
 }
 
+/// The tiles at `coords` (in order; `None` outside the grid or where nothing was made),
+/// making missing ones as MapProxy's `TileCreator` does: the tiles grouped by meta tile, at
+/// most `concurrent_tile_creators` meta tiles of this request at once.
+async fn load_tiles(
+    manager: &TileManager,
+    coords: &[Option<TileCoord>],
+) -> Vec<Result<Option<Bytes>, String>> {
+    // meta tile → the indexes of its tiles, in first-seen order
+    let meta = manager.meta_grid();
+    let mut groups: Vec<(TileCoord, Vec<(usize, TileCoord)>)> = Vec::new();
+    let mut index: std::collections::HashMap<TileCoord, usize> = Default::default();
+    for (i, c) in coords.iter().enumerate() {
+        let Some(c) = *c else { continue };
+        let main = meta.main_tile(c).unwrap_or(c);
+        let gi = *index.entry(main).or_insert_with(|| {
+            groups.push((main, Vec::new()));
+            groups.len() - 1
+        });
+        groups[gi].1.push((i, c));
+    }
+    let mut out: Vec<Result<Option<Bytes>, String>> = coords.iter().map(|_| Ok(None)).collect();
+    let mut done = stream::iter(groups.into_iter().map(|(_, tiles)| async move {
+        join_all(tiles.into_iter().map(|(i, c)| async move {
+            let r = match manager.load_tile(c).await {
+                Ok(t) => Ok(Some(t.data)),
+                Err(TileError::OutOfRange) => Ok(None),
+                Err(e) => Err(e.to_string()),
+            };
+            (i, r)
+        }))
+        .await
+    }))
+    .buffer_unordered(manager.concurrent_tile_creators());
+    while let Some(group) = done.next().await {
+        for (i, r) in group {
+            out[i] = r;
+        }
+    }
+    out
+}
+
 /// A direct WMS source: in the query's SRS if supported, else a supported one reprojected.
 async fn render_direct(
     d: &DirectLayer,
     q: &Query,
     format: &str,
     resampling: Resampling,
+    client_params: &[(String, String)],
 ) -> Result<Rendered, String> {
     let supported = d.supported_srs.is_empty() || d.supported_srs.iter().any(|s| **s == *q.srs);
     let fmt = ImageFormat::new(
@@ -561,7 +614,11 @@ async fn render_direct(
             format: fmt,
             transparent: d.transparent,
         };
-        let img = d.source.get_map(&mq).await.map_err(|e| e.message)?;
+        let img = d
+            .source
+            .get_map_forwarding(&mq, client_params)
+            .await
+            .map_err(|e| e.message)?;
         return Ok(Rendered::Encoded(img.data, img.format));
     }
     let target = d
@@ -582,7 +639,11 @@ async fn render_direct(
         format: ImageFormat::png(),
         transparent: d.transparent,
     };
-    let img = d.source.get_map(&mq).await.map_err(|e| e.message)?;
+    let img = d
+        .source
+        .get_map_forwarding(&mq, client_params)
+        .await
+        .map_err(|e| e.message)?;
     let q = q.clone();
     tokio::task::spawn_blocking(move || -> Result<Rendered, String> {
         let src = crate::image::decode(&img.data).map_err(|e| e.to_string())?;
@@ -601,7 +662,7 @@ mod tests {
     #[test]
     fn bbox_position() {
         // MapProxy's doctest
-        let (size, off, sub) = position_in_image(
+        let (size, off, sub) = crate::image::transform::bbox_position_in_image(
             [-180.0, -90.0, 180.0, 90.0],
             (360, 180),
             [-60.0, -30.0, 180.0, 90.0],

@@ -5,7 +5,8 @@
 //! |---|---|
 //! | `GetCapabilities` | 1.0.0/1.1.0/1.1.1 (`application/vnd.ogc.wms_xml`) and 1.3.0 (`text/xml`) documents: service metadata, the layer tree, SRS lists, bboxes (1.3.0 axis order) ([`capabilities`]) |
 //! | `GetMap` | layers from caches (the best grid and level, tiles stitched, cropped, resampled or reprojected) and from direct WMS sources, merged in order; PNG (paletted by default), JPEG ([`map`]) |
-//! | `GetFeatureInfo`, `GetLegendGraphic` | not yet: an `OperationNotSupported` exception that says so |
+//! | `GetFeatureInfo` | forwarded to the layers' info sources, the documents merged ([`featureinfo`]) |
+//! | `GetLegendGraphic` | the layer's legends (`legendurl`, upstream GetLegendGraphic), cached and stacked ([`legend`]) |
 //!
 //! Versions are negotiated as MapProxy's `negotiate_version`; parameter names are
 //! case-insensitive. Errors are MapProxy's exception documents (1.1.1
@@ -15,6 +16,8 @@
 //! `VERSION`, `WIDTH=0`) get an exception document here.
 
 mod capabilities;
+mod featureinfo;
+mod legend;
 mod map;
 
 use std::collections::HashMap;
@@ -28,8 +31,9 @@ use super::{Ctx, ServiceMd};
 use crate::grid::{Bbox, TileGrid};
 use crate::image::transform::Resampling;
 use crate::srs::Srs;
-use crate::tile::TileProvider;
+use crate::tile_manager::TileManager;
 
+pub use featureinfo::InfoLayer;
 pub use map::{CacheGridLayer, CacheLayer, DirectLayer, MapLayer};
 
 /// A WMS version (`1.1.1` → (1, 1, 1)).
@@ -104,6 +108,11 @@ pub struct WmsConfig {
     pub paletted: bool,
     /// `globals.image.jpeg_quality`.
     pub jpeg_quality: u8,
+    /// `concurrent_layer_renderer`: layers of one GetMap rendered at once (default 1).
+    pub concurrent_layer_renderer: usize,
+    /// `featureinfo_types`: the GetFeatureInfo formats capabilities list (default text,
+    /// html, xml).
+    pub info_types: Vec<crate::featureinfo::InfoType>,
 }
 
 impl Default for WmsConfig {
@@ -130,6 +139,12 @@ impl Default for WmsConfig {
             resampling: Resampling::Bicubic,
             paletted: true,
             jpeg_quality: 90,
+            concurrent_layer_renderer: 1,
+            info_types: vec![
+                crate::featureinfo::InfoType::Text,
+                crate::featureinfo::InfoType::Html,
+                crate::featureinfo::InfoType::Xml,
+            ],
         }
     }
 }
@@ -187,6 +202,14 @@ pub struct WmsLayer {
     /// What a request of this layer renders (a group with a name and its own sources: these;
     /// else the children's).
     pub map_layers: Vec<MapLayer>,
+    /// The layer has sources (or a legend) of its own (MapProxy's `this` of a group): its
+    /// own info and legend sources answer for it, not its children's.
+    pub own: bool,
+    /// Its own info sources (WMS sources with `wms_opts.featureinfo`).
+    pub info: Vec<InfoLayer>,
+    /// Its own legend sources (`legendurl`, or its sources' `wms_opts.legendurl` /
+    /// `legendgraphic`).
+    pub legends: Vec<Arc<crate::source::LegendSource>>,
     pub children: Vec<Arc<WmsLayer>>,
     pub extent: Option<Extent>,
     /// `min_res`, `max_res` (the layer renders nothing outside).
@@ -216,6 +239,11 @@ impl WmsLayer {
         for c in &self.children {
             c.render_layers(out);
         }
+    }
+
+    /// `queryable`: it or one of its children has info sources.
+    pub fn queryable(&self) -> bool {
+        !self.info.is_empty() || self.children.iter().any(|c| c.queryable())
     }
 
     /// `renders_query`: within `min_res`/`max_res` (MapProxy's `ResolutionRange.contains`).
@@ -268,16 +296,18 @@ impl WmsService {
     }
 }
 
-/// A cache in one grid, as the WMS reads it.
+/// A cache in one grid, as the WMS reads it; `max_tile_limit` 0 is no limit.
 pub fn cache_grid_layer(
     grid: Arc<TileGrid>,
-    provider: Arc<dyn TileProvider>,
+    manager: Arc<TileManager>,
+    max_tile_limit: u32,
 ) -> Result<CacheGridLayer, crate::srs::SrsError> {
     let srs = Srs::get(&format!("EPSG:{}", grid.srs()))?;
     Ok(CacheGridLayer {
         grid,
         srs,
-        provider,
+        manager,
+        max_tile_limit,
     })
 }
 
@@ -532,19 +562,19 @@ pub(crate) async fn handle(wms: &WmsService, ctx: &Ctx<'_>) -> Response<Body> {
         req.exc = ExcFormat::Xml;
     }
     match req_type {
-        ReqType::Capabilities => capabilities::handle(wms, &req, ctx),
+        ReqType::Capabilities => capabilities::handle(wms, &req, ctx).await,
         ReqType::Map => match map::handle(wms, &req, ctx).await {
             Ok(r) => r,
             Err(e) => req.error(e),
         },
-        ReqType::FeatureInfo => req.error(
-            WmsError::new("GetFeatureInfo is not supported yet by this server")
-                .code("OperationNotSupported"),
-        ),
-        ReqType::LegendGraphic => req.error(
-            WmsError::new("GetLegendGraphic is not supported yet by this server")
-                .code("OperationNotSupported"),
-        ),
+        ReqType::FeatureInfo => match featureinfo::handle(wms, &req, ctx).await {
+            Ok(r) => r,
+            Err(e) => req.error(e),
+        },
+        ReqType::LegendGraphic => match legend::handle(wms, &req, ctx).await {
+            Ok(r) => r,
+            Err(e) => req.error(e),
+        },
     }
 }
 

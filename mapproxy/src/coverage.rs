@@ -1,0 +1,192 @@
+//! Coverages of sources (MapProxy's `config/coverage.py` `load_coverage`, `util/coverage.py`):
+//! where a source has data. A request outside is answered blank without asking the source; a
+//! request partly outside asks only for the part inside the coverage's bbox; with
+//! `clip: true` the image is also cleared outside the polygons. Feature info outside is empty.
+//!
+//! | key | geometry |
+//! |---|---|
+//! | `bbox` (+ `bbox_srs` or `srs`) | `[minx, miny, maxx, maxy]` or `"minx,miny,maxx,maxy"` |
+//! | `polygons` (+ `polygons_srs`) | a file of WKT polygons/multipolygons, one per line |
+//! | `datasource` (+ `srs`) | a bbox (list or string), or a file: WKT lines or GeoJSON |
+//!
+//! Not yet (a configuration error): `union`, `intersection`, `difference`, `ogr_datasource`,
+//! `expire_tiles`, `where` (OGR filters).
+
+use std::sync::Arc;
+
+use mapproxy_serve_core::error::ConfigError;
+
+use crate::authorize::LimitedTo;
+use crate::config::yaml::{Node, Value};
+use crate::grid::Bbox;
+use crate::srs::Srs;
+
+/// A loaded coverage.
+#[derive(Debug, Clone)]
+pub struct Coverage {
+    /// The polygons (a bbox is one rectangle) and their SRS.
+    pub geometry: LimitedTo,
+    srs: Arc<Srs>,
+    /// The polygons' bbox, in `srs`.
+    bbox: Bbox,
+    /// `clip: true`.
+    pub clip: bool,
+}
+
+impl Coverage {
+    /// A coverage of `geometry`.
+    pub fn new(geometry: LimitedTo, clip: bool) -> Result<Coverage, String> {
+        use geo::BoundingRect;
+        let srs = Srs::get(&geometry.srs).map_err(|e| e.to_string())?;
+        let r = geometry
+            .geometry
+            .bounding_rect()
+            .ok_or("the coverage has no polygons")?;
+        Ok(Coverage {
+            bbox: [r.min().x, r.min().y, r.max().x, r.max().y],
+            geometry,
+            srs,
+            clip,
+        })
+    }
+
+    /// Its bbox in `srs`.
+    pub fn extent_in(&self, srs: &Srs) -> Option<Bbox> {
+        self.srs.transform_bbox_to(srs, self.bbox).ok()
+    }
+
+    /// Does `bbox` (in `srs`) meet the polygons?
+    pub fn intersects(&self, bbox: Bbox, srs: &Srs) -> bool {
+        use geo::Intersects;
+        let Ok(b) = srs.transform_bbox_to(&self.srs, bbox) else {
+            return false;
+        };
+        let rect = geo::Rect::new(
+            geo::coord! { x: b[0], y: b[1] },
+            geo::coord! { x: b[2], y: b[3] },
+        );
+        self.geometry.geometry.intersects(&rect)
+    }
+
+    /// Is `bbox` (in `srs`) within the coverage's bbox?
+    pub fn bbox_contains(&self, bbox: Bbox, srs: &Srs) -> bool {
+        self.extent_in(srs).is_some_and(|e| {
+            e[0] <= bbox[0] && e[1] <= bbox[1] && e[2] >= bbox[2] && e[3] >= bbox[3]
+        })
+    }
+
+    /// Is `p` (in `srs`) inside?
+    pub fn contains_point(&self, srs: &Srs, p: (f64, f64)) -> bool {
+        self.geometry.contains_point(srs, p)
+    }
+}
+
+fn err(n: &Node, path: &str, msg: impl std::fmt::Display) -> ConfigError {
+    n.loc.error(format!("{path}: {msg}"))
+}
+
+fn bbox_of(n: &Node, path: &str) -> Result<Bbox, ConfigError> {
+    let nums: Option<Vec<f64>> = match &n.value {
+        Value::Seq(items) => items
+            .iter()
+            .map(|i| match i.value {
+                Value::Int(v) => Some(v as f64),
+                Value::Float(v) => Some(v),
+                _ => None,
+            })
+            .collect(),
+        Value::Str(s) => s.split(',').map(|x| x.trim().parse().ok()).collect(),
+        _ => None,
+    };
+    match nums.as_deref() {
+        Some([a, b, c, d]) => Ok([*a, *b, *c, *d]),
+        _ => Err(err(n, path, "expected [minx, miny, maxx, maxy]")),
+    }
+}
+
+/// MapProxy's `load_coverage` of a source's `coverage:` at `path` (file names already joined
+/// to the YAML's directory by the configuration reader).
+pub fn load(n: &Node, path: &str) -> Result<Coverage, ConfigError> {
+    let Value::Map(m) = &n.value else {
+        return Err(err(n, path, "expected a mapping"));
+    };
+    let text = |k: &str| match m.get(k).map(|n| &n.value) {
+        Some(Value::Str(s)) => Some(s.clone()),
+        Some(Value::Int(i)) => Some(format!("EPSG:{i}")),
+        _ => None,
+    };
+    for k in [
+        "union",
+        "intersection",
+        "difference",
+        "ogr_datasource",
+        "expire_tiles",
+        "where",
+    ] {
+        if m.contains_key(k) {
+            return Err(err(n, &format!("{path}.{k}"), "not supported yet"));
+        }
+    }
+    let clip = matches!(m.get("clip").map(|n| &n.value), Some(Value::Bool(true)));
+    let srs_of = |k: &str| text(k).ok_or_else(|| err(n, path, format!("missing '{k}'")));
+    let file = |f: &str, kp: &str| {
+        std::fs::read_to_string(f).map_err(|e| err(n, &format!("{path}.{kp}"), format!("{f}: {e}")))
+    };
+    let from_text = |srs: String, content: &str, kp: &str| {
+        let t = content.trim_start_matches('\u{feff}').trim_start();
+        if t.starts_with('{') {
+            LimitedTo::geojson(srs, t)
+        } else {
+            LimitedTo::wkt(srs, t)
+        }
+        .map_err(|e| err(n, &format!("{path}.{kp}"), e))
+    };
+    let geometry = if let Some(b) = m.get("bbox") {
+        let srs = text("bbox_srs").map_or_else(|| srs_of("srs"), Ok)?;
+        LimitedTo::bbox(srs, bbox_of(b, &format!("{path}.bbox"))?)
+    } else if let Some(p) = m.get("polygons") {
+        let Value::Str(f) = &p.value else {
+            return Err(err(p, &format!("{path}.polygons"), "expected a file name"));
+        };
+        from_text(srs_of("polygons_srs")?, &file(f, "polygons")?, "polygons")?
+    } else if let Some(d) = m.get("datasource") {
+        let srs = srs_of("srs")?;
+        match &d.value {
+            Value::Seq(_) => LimitedTo::bbox(srs, bbox_of(d, &format!("{path}.datasource"))?),
+            Value::Str(s) if bbox_of(d, "").is_ok() && !std::path::Path::new(s).exists() => {
+                LimitedTo::bbox(srs, bbox_of(d, &format!("{path}.datasource"))?)
+            }
+            Value::Str(f) => from_text(srs, &file(f, "datasource")?, "datasource")?,
+            _ => {
+                return Err(err(
+                    d,
+                    &format!("{path}.datasource"),
+                    "expected a file or a bbox",
+                ))
+            }
+        }
+    } else {
+        return Err(err(n, path, "expected bbox, polygons or datasource"));
+    };
+    Coverage::new(geometry, clip).map_err(|e| err(n, path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bbox_coverage() {
+        let c = Coverage::new(LimitedTo::bbox("EPSG:4326", [5.0, 45.0, 15.0, 55.0]), false)
+            .expect("coverage");
+        let wgs84 = Srs::get("EPSG:4326").expect("srs");
+        assert!(c.intersects([0.0, 40.0, 6.0, 46.0], &wgs84));
+        assert!(!c.intersects([20.0, 40.0, 30.0, 46.0], &wgs84));
+        assert!(c.bbox_contains([6.0, 46.0, 7.0, 47.0], &wgs84));
+        assert!(!c.bbox_contains([0.0, 46.0, 7.0, 47.0], &wgs84));
+        assert!(c.contains_point(&wgs84, (10.0, 50.0)));
+        let merc = Srs::get("EPSG:3857").expect("srs");
+        let e = c.extent_in(&merc).expect("extent");
+        assert!((e[0] - 556_597.45).abs() < 1.0, "{e:?}");
+    }
+}
