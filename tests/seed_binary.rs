@@ -501,3 +501,33 @@ fn config_errors_name_file_line_and_path() {
     assert!(out.stderr.contains("unknown seed tasks: zzz"), "{}", out.stderr);
 }
 
+
+#[test]
+fn duration_stops_and_keeps_progress_and_rate_limit_paces_requests() {
+    let s = Setup::new(SEED_YAML);
+    // --rate-limit 20: requests start at least 50 ms apart
+    let started = Instant::now();
+    let out = s.seed(&["--seed", "area", "-c", "4", "--rate-limit", "20"]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let n = s.up.take().len();
+    let total: usize = [1, 2, 3].iter().map(|&z| meta_tiles(z).len()).sum();
+    assert_eq!(n, total);
+    let min = Duration::from_millis(50 * (n as u64 - 1));
+    assert!(started.elapsed() >= min, "{:?} < {min:?}", started.elapsed());
+
+    // --duration with an upstream that stops answering: stops, exit 3, progress kept
+    let s = Setup::new(SEED_YAML);
+    *s.up.hold_after.lock().unwrap() = Some(3);
+    let p = s.path("progress");
+    let out = s.seed(&[
+        "-c",
+        "1",
+        "--duration",
+        "1s",
+        "--progress-file",
+        p.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code(), Some(3), "{out:?}");
+    let text = std::fs::read_to_string(&p).unwrap();
+    assert!(text.contains("seed area c g [1, 2, 3] node 0/1\t3\n"), "{text}");
+}

@@ -56,7 +56,7 @@ pub struct SeedArgs {
     /// This machine's share, 0 to NODES-1
     #[arg(long, default_value_t = 0)]
     pub node: u32,
-    /// At most this many source requests (meta tiles) per second per cache
+    /// At most this many requests (meta tiles) per second to each source
     #[arg(long = "rate-limit", value_name = "PER_SECOND")]
     pub rate_limit: Option<f64>,
     /// When not on a terminal: a progress line every N meta tiles (0: none)

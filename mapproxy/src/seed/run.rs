@@ -40,7 +40,7 @@ pub struct Options {
     pub continue_seed: bool,
     /// `--duration`: stop (keeping the progress) after this long.
     pub duration: Option<Duration>,
-    /// `--rate-limit`: at most this many source requests (meta tiles) per second per cache.
+    /// `--rate-limit`: at most this many requests (meta tiles) per second per source.
     pub rate_limit: Option<f64>,
     /// `--progress-lines N`: when not on a terminal, a progress line every N meta tiles.
     pub progress_lines: u64,
@@ -487,6 +487,9 @@ impl RateLimit {
     }
 }
 
+/// How long meta tiles in flight may take after a stop.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
 /// Run one task: walk, make (or remove), report progress, keep the progress file.
 pub async fn run_task(
     task: &Task,
@@ -693,10 +696,31 @@ pub async fn run_task(
         })
     });
 
-    let _ = producer.await;
-    for w in workers {
-        let _ = w.await;
+    // Wait for the workers; once stopped (--duration, Ctrl-C) the meta tiles in flight get
+    // STOP_GRACE to finish (MapProxy sends SIGINT, then SIGTERM 10 s later), then are dropped:
+    // their lock goes with them, stores are atomic, and the progress file does not count them.
+    let mut workers = workers;
+    let joined = async {
+        for w in &mut workers {
+            let _ = w.await;
+        }
+    };
+    let stopped = async {
+        while !stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(STOP_GRACE).await;
+    };
+    tokio::select! {
+        _ = joined => {}
+        _ = stopped => {}
     }
+    for w in &workers {
+        w.abort();
+    }
+    // the receiver goes with the last worker: a producer waiting to send gives up
+    drop(rx);
+    let _ = producer.await;
     ticker.abort();
     if let Some(d) = deadline {
         d.abort();
@@ -901,7 +925,7 @@ pub fn main(mapproxy_yaml: &Path, seed_yaml: &Path, o: &Options, out: Box<dyn Wr
             say(&format!("========== {title} tasks =========="));
             say(&format!(
                 "Start {} process ({} task{})",
-                title.to_lowercase().replace("seeding", "seeding"),
+                title.to_lowercase(),
                 list.len(),
                 if list.len() > 1 { "s" } else { "" }
             ));
@@ -911,9 +935,15 @@ pub fn main(mapproxy_yaml: &Path, seed_yaml: &Path, o: &Options, out: Box<dyn Wr
                     break;
                 }
                 say(&t.describe());
+                // one limit per source: caches filled from the same source share it
+                let source = loaded
+                    .conf
+                    .caches
+                    .get(&t.cache)
+                    .map_or_else(|| t.cache.clone(), |c| c.sources.join(","));
                 let limit = o.rate_limit.map(|r| {
                     limits
-                        .entry(t.cache.clone())
+                        .entry(source)
                         .or_insert_with(|| Arc::new(RateLimit::new(r)))
                         .clone()
                 });
