@@ -18,11 +18,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use mapproxy_serve_mapproxy::image::{encode, ImageFormat, ImageOpts, RgbaImage};
 
+/// One upstream request: BBOX, WIDTH, HEIGHT.
+type Request = ([f64; 4], u32, u32);
+
 /// The loopback WMS: answers a PNG of the asked size; records each request's BBOX, WIDTH and
 /// HEIGHT; with `hold_after = Some(n)`, requests after the n-th get no answer (ever).
 struct Upstream {
     port: u16,
-    log: Arc<Mutex<Vec<([f64; 4], u32, u32)>>>,
+    log: Arc<Mutex<Vec<Request>>>,
     hold_after: Arc<Mutex<Option<usize>>>,
 }
 
@@ -47,16 +50,12 @@ impl Upstream {
         }
     }
 
-    fn take(&self) -> Vec<([f64; 4], u32, u32)> {
+    fn take(&self) -> Vec<Request> {
         std::mem::take(&mut *self.log.lock().unwrap())
     }
 }
 
-fn serve(
-    conn: TcpStream,
-    log: &Mutex<Vec<([f64; 4], u32, u32)>>,
-    hold_after: &Mutex<Option<usize>>,
-) {
+fn serve(conn: TcpStream, log: &Mutex<Vec<Request>>, hold_after: &Mutex<Option<usize>>) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut conn = conn;
     loop {
@@ -254,13 +253,7 @@ impl Setup {
     fn seed(&self, extra: &[&str]) -> support::Exited {
         let m = self.path("mapproxy.yaml");
         let s = self.path("seed.yaml");
-        let mut args = vec![
-            "seed",
-            "-f",
-            m.to_str().unwrap(),
-            "-s",
-            s.to_str().unwrap(),
-        ];
+        let mut args = vec!["seed", "-f", m.to_str().unwrap(), "-s", s.to_str().unwrap()];
         args.extend_from_slice(extra);
         support::run(&args, Some(self.dir.path()))
     }
@@ -315,7 +308,9 @@ fn seeds_exactly_the_meta_tiles_of_a_geojson_coverage() {
     assert_eq!(got.len(), got_set.len(), "a meta tile was requested twice");
     assert_eq!(got_set, expected_meta);
     // meta tiles: 2×2 tiles plus the buffer (cut at the grid's edges)
-    assert!(reqs.iter().all(|(_, w, h)| *w >= 128 && *h >= 128 && *w <= 148));
+    assert!(reqs
+        .iter()
+        .all(|(_, w, h)| *w >= 128 && *h >= 128 && *w <= 148));
     assert_eq!(s.cache(), seeded_tiles(&levels));
     // plain progress lines (stdout is a pipe here)
     assert!(out.stdout.contains("meta tiles/s, ETA"), "{}", out.stdout);
@@ -352,15 +347,27 @@ fn cleanup_removes_by_level_coverage_and_age() {
     assert_eq!(before.iter().filter(|t| t.2 == 2).count(), 256);
     let l3: BTreeSet<_> = seeded_tiles(&[3]);
     assert_eq!(
-        before.iter().filter(|t| t.2 == 3).copied().collect::<BTreeSet<_>>(),
+        before
+            .iter()
+            .filter(|t| t.2 == 3)
+            .copied()
+            .collect::<BTreeSet<_>>(),
         l3
     );
 
     // stamp: newer than every tile; oldstamp: older
-    let f = std::fs::File::options().write(true).open(s.path("stamp")).unwrap();
-    f.set_modified(SystemTime::now() + Duration::from_secs(60)).unwrap();
-    let f = std::fs::File::options().write(true).open(s.path("oldstamp")).unwrap();
-    f.set_modified(SystemTime::now() - Duration::from_secs(3600)).unwrap();
+    let f = std::fs::File::options()
+        .write(true)
+        .open(s.path("stamp"))
+        .unwrap();
+    f.set_modified(SystemTime::now() + Duration::from_secs(60))
+        .unwrap();
+    let f = std::fs::File::options()
+        .write(true)
+        .open(s.path("oldstamp"))
+        .unwrap();
+    f.set_modified(SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
 
     let out = s.seed(&["--cleanup", "part,old,none"]);
     assert_eq!(out.code(), Some(0), "{out:?}");
@@ -377,7 +384,11 @@ fn cleanup_removes_by_level_coverage_and_age() {
     let want_l3: BTreeSet<_> = l3.difference(&removed).copied().collect();
     assert!(!removed.is_empty() && want_l3.len() < l3.len());
     assert_eq!(
-        after.iter().filter(|t| t.2 == 3).copied().collect::<BTreeSet<_>>(),
+        after
+            .iter()
+            .filter(|t| t.2 == 3)
+            .copied()
+            .collect::<BTreeSet<_>>(),
         want_l3
     );
     // old: level 1 older than the stamp: all gone; none: level 2 untouched
@@ -450,12 +461,11 @@ fn continue_resumes_after_a_kill() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let first: BTreeSet<_> = s
-        .up
-        .take()
-        .iter()
-        .map(|(b, w, _)| request_meta(*b, request_level(*b, *w)))
-        .collect();
+    let first: BTreeSet<_> =
+        s.up.take()
+            .iter()
+            .map(|(b, w, _)| request_meta(*b, request_level(*b, *w)))
+            .collect();
     assert_eq!(first.len(), done + 1);
     *s.up.hold_after.lock().unwrap() = None;
 
@@ -463,23 +473,26 @@ fn continue_resumes_after_a_kill() {
     let out = s.seed(&["--continue", "--progress-file", p, "-c", "2"]);
     assert_eq!(out.code(), Some(0), "{out:?}");
     assert!(
-        out.stdout
-            .contains(&format!("continuing: {done} meta tiles done before are skipped")),
+        out.stdout.contains(&format!(
+            "continuing: {done} meta tiles done before are skipped"
+        )),
         "{}",
         out.stdout
     );
-    let second: Vec<_> = s
-        .up
-        .take()
-        .iter()
-        .map(|(b, w, _)| request_meta(*b, request_level(*b, *w)))
-        .collect();
+    let second: Vec<_> =
+        s.up.take()
+            .iter()
+            .map(|(b, w, _)| request_meta(*b, request_level(*b, *w)))
+            .collect();
     // the done ones are not asked again; the one in flight at the kill is
     assert_eq!(second.len(), total - done);
     let all: BTreeSet<_> = first.iter().chain(&second).copied().collect();
     assert_eq!(all.len(), total);
     assert_eq!(s.cache(), seeded_tiles(&[1, 2, 3]));
-    assert!(!progress.exists(), "the progress file is removed when all is done");
+    assert!(
+        !progress.exists(),
+        "the progress file is removed when all is done"
+    );
 }
 
 #[test]
@@ -498,9 +511,12 @@ fn config_errors_name_file_line_and_path() {
     std::fs::write(s.path("seed.yaml"), SEED_YAML).unwrap();
     let out = s.seed(&["--seed", "zzz"]);
     assert_eq!(out.code(), Some(2));
-    assert!(out.stderr.contains("unknown seed tasks: zzz"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("unknown seed tasks: zzz"),
+        "{}",
+        out.stderr
+    );
 }
-
 
 #[test]
 fn duration_stops_and_keeps_progress_and_rate_limit_paces_requests() {
@@ -513,7 +529,11 @@ fn duration_stops_and_keeps_progress_and_rate_limit_paces_requests() {
     let total: usize = [1, 2, 3].iter().map(|&z| meta_tiles(z).len()).sum();
     assert_eq!(n, total);
     let min = Duration::from_millis(50 * (n as u64 - 1));
-    assert!(started.elapsed() >= min, "{:?} < {min:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= min,
+        "{:?} < {min:?}",
+        started.elapsed()
+    );
 
     // --duration with an upstream that stops answering: stops, exit 3, progress kept
     let s = Setup::new(SEED_YAML);
@@ -529,5 +549,8 @@ fn duration_stops_and_keeps_progress_and_rate_limit_paces_requests() {
     ]);
     assert_eq!(out.code(), Some(3), "{out:?}");
     let text = std::fs::read_to_string(&p).unwrap();
-    assert!(text.contains("seed area c g [1, 2, 3] node 0/1\t3\n"), "{text}");
+    assert!(
+        text.contains("seed area c g [1, 2, 3] node 0/1\t3\n"),
+        "{text}"
+    );
 }

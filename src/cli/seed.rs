@@ -103,7 +103,9 @@ fn names(list: &[String]) -> Option<Vec<String>> {
 /// Run `seed`; the exit status.
 pub fn run(a: SeedArgs) -> i32 {
     let Some(seed_conf) = a.seed_conf.or(a.seed_conf_arg) else {
-        eprintln!("mapproxy-serve seed: missing seed_conf file as last argument or -s/--seed-conf option");
+        eprintln!(
+            "mapproxy-serve seed: missing seed_conf file as last argument or -s/--seed-conf option"
+        );
         return EXIT_CONFIG;
     };
     let Some(proxy_conf) = a.proxy_conf else {

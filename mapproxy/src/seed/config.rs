@@ -155,11 +155,7 @@ pub fn load_str(
                         if !conf.coverages.contains_key(c) {
                             ctx.errors.push(task.coverages_loc.error(format!(
                                 "{tp}.coverages: coverage {c} not found. available coverages: {}",
-                                conf.coverages
-                                    .keys()
-                                    .cloned()
-                                    .collect::<Vec<_>>()
-                                    .join(",")
+                                conf.coverages.keys().cloned().collect::<Vec<_>>().join(",")
                             )));
                         }
                     }
@@ -180,13 +176,7 @@ pub fn load_str(
     errors.into_result(conf)
 }
 
-fn read_task(
-    ctx: &mut Ctx,
-    name: &str,
-    n: &Node,
-    path: &str,
-    cleanup: bool,
-) -> Option<TaskConf> {
+fn read_task(ctx: &mut Ctx, name: &str, n: &Node, path: &str, cleanup: bool) -> Option<TaskConf> {
     let mut k = ctx.map(n, path)?;
     let mut task = TaskConf {
         name: name.to_string(),
@@ -530,7 +520,9 @@ mod tests {
         assert!(c.coverages["a"].1.is_some());
         assert_eq!(c.warnings.len(), 1);
         assert!(
-            c.warnings[0].to_string().contains("unknown 'extra' in cleanups.c1"),
+            c.warnings[0]
+                .to_string()
+                .contains("unknown 'extra' in cleanups.c1"),
             "{}",
             c.warnings[0]
         );
@@ -547,14 +539,26 @@ mod tests {
         )
         .unwrap_err();
         let text = e.to_string();
-        assert!(text.contains("seed.yaml:4: seeds.s1.levels.from: expected an integer"), "{text}");
+        assert!(
+            text.contains("seed.yaml:4: seeds.s1.levels.from: expected an integer"),
+            "{text}"
+        );
         assert!(
             text.contains("seed.yaml:14: cleanups.c.coverages: coverage nope not found"),
             "{text}"
         );
-        assert!(text.contains("seed.yaml:7: seeds.s2: missing 'caches'"), "{text}");
-        assert!(text.contains("seed.yaml:9: coverages.f.datasource: can't load coverage file"), "{text}");
-        assert!(text.contains("coverages.g.union: not supported yet"), "{text}");
+        assert!(
+            text.contains("seed.yaml:7: seeds.s2: missing 'caches'"),
+            "{text}"
+        );
+        assert!(
+            text.contains("seed.yaml:9: coverages.f.datasource: can't load coverage file"),
+            "{text}"
+        );
+        assert!(
+            text.contains("coverages.g.union: not supported yet"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -573,7 +577,10 @@ mod tests {
             .unwrap()
             .as_secs();
         assert!((1244537820 - 14 * 3600..1244537820 + 14 * 3600).contains(&t));
-        let m = std::fs::metadata(dir.path().join("stamp")).unwrap().modified().unwrap();
+        let m = std::fs::metadata(dir.path().join("stamp"))
+            .unwrap()
+            .modified()
+            .unwrap();
         assert_eq!(c.seeds["b"].before, Some(m));
     }
 }

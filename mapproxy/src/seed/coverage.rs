@@ -125,7 +125,12 @@ impl Coverage {
 
     /// The bbox of all parts, in their (common, after [`Coverage::transform_to`]) SRS.
     pub fn bbox(&self) -> Bbox {
-        let mut b = [f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY];
+        let mut b = [
+            f64::INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NEG_INFINITY,
+        ];
         for p in &self.parts {
             b[0] = b[0].min(p.bbox[0]);
             b[1] = b[1].min(p.bbox[1]);

@@ -157,7 +157,10 @@ impl Task {
                 if *remove_all {
                     s.push_str("    Remove: all tiles")
                 } else {
-                    s.push_str(&format!("    Remove: tiles older than {}", local_time(*before)))
+                    s.push_str(&format!(
+                        "    Remove: tiles older than {}",
+                        local_time(*before)
+                    ))
                 }
             }
         }
@@ -175,7 +178,9 @@ fn now_hms() -> String {
     chrono::Local::now().format("%H:%M:%S").to_string()
 }
 
-type Managers = IndexMap<String, Result<Vec<(String, Arc<TileManager>)>, ConfigError>>;
+/// A cache's managers by grid name.
+type GridManagers = Vec<(String, Arc<TileManager>)>;
+type Managers = IndexMap<String, Result<GridManagers, ConfigError>>;
 
 /// The tasks of seed.yaml's `seeds` (or `cleanups`) named in `names` (`None`: all), as
 /// MapProxy's `SeedingConfiguration.seeds()`/`cleanups()` makes them.
@@ -185,11 +190,7 @@ pub fn tasks(
     cleanup: bool,
     names: Option<&[String]>,
 ) -> Result<Vec<Task>, ConfigErrors> {
-    let section = if cleanup {
-        &conf.cleanups
-    } else {
-        &conf.seeds
-    };
+    let section = if cleanup { &conf.cleanups } else { &conf.seeds };
     let mut errors = ConfigErrors::new();
     let mut out = Vec::new();
     let start = SystemTime::now();
@@ -214,7 +215,7 @@ fn task_of(
     start: SystemTime,
 ) -> Result<Vec<Task>, ConfigError> {
     // cache name → grid name → manager
-    let mut caches: Vec<(&String, Vec<(String, Arc<TileManager>)>)> = Vec::new();
+    let mut caches: Vec<(&String, GridManagers)> = Vec::new();
     for c in &t.caches {
         match managers.get(c) {
             None => {
@@ -745,7 +746,12 @@ pub async fn run_task(
 }
 
 /// One meta tile: seed it (with retries and backoff) or remove its tiles.
-async fn work(task: &Task, cell: Cell, o: &Options, limit: Option<&RateLimit>) -> Result<u64, String> {
+async fn work(
+    task: &Task,
+    cell: Cell,
+    o: &Options,
+    limit: Option<&RateLimit>,
+) -> Result<u64, String> {
     match &task.kind {
         Kind::Seed { refresh_before } => {
             let mut attempt = 0;
@@ -802,7 +808,12 @@ async fn work(task: &Task, cell: Cell, o: &Options, limit: Option<&RateLimit>) -
 
 /// `mapproxy-serve seed`: returns the exit status (0 done, 1 tiles failed, 2 configuration
 /// error, 3 stopped by `--duration`). Output goes to `out`, errors to stderr.
-pub fn main(mapproxy_yaml: &Path, seed_yaml: &Path, o: &Options, out: Box<dyn Write + Send>) -> i32 {
+pub fn main(
+    mapproxy_yaml: &Path,
+    seed_yaml: &Path,
+    o: &Options,
+    out: Box<dyn Write + Send>,
+) -> i32 {
     let out = Arc::new(Mutex::new(out));
     let say = |s: &str| {
         let mut w = out.lock().unwrap_or_else(PoisonError::into_inner);
@@ -841,11 +852,16 @@ pub fn main(mapproxy_yaml: &Path, seed_yaml: &Path, o: &Options, out: Box<dyn Wr
         (&o.cleanup_names, &seed_conf.cleanups, "cleanup"),
     ] {
         if let Some(names) = names {
-            let missing: Vec<&String> = names.iter().filter(|n| !section.contains_key(*n)).collect();
+            let missing: Vec<&String> =
+                names.iter().filter(|n| !section.contains_key(*n)).collect();
             if !missing.is_empty() {
                 eprintln!(
                     "unknown {what} tasks: {}",
-                    missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                    missing
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
                 eprintln!(
                     "available {what} tasks: {}",
@@ -856,7 +872,11 @@ pub fn main(mapproxy_yaml: &Path, seed_yaml: &Path, o: &Options, out: Box<dyn Wr
         }
     }
     if o.nodes == 0 || o.node >= o.nodes {
-        eprintln!("--node must be from 0 to {} (--nodes {})", o.nodes.saturating_sub(1), o.nodes);
+        eprintln!(
+            "--node must be from 0 to {} (--nodes {})",
+            o.nodes.saturating_sub(1),
+            o.nodes
+        );
         return 2;
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()

@@ -220,7 +220,13 @@ mod tests {
         assert_eq!(all.len(), 4);
         assert_eq!(all.iter().map(|c| c.tiles).sum::<u64>(), 64);
         // level 1: 2x2 tiles: one meta tile of 4 tiles
-        assert_eq!(cells(&meta, &Area::Grid, 1), vec![Cell { main: (0, 0, 1), tiles: 4 }]);
+        assert_eq!(
+            cells(&meta, &Area::Grid, 1),
+            vec![Cell {
+                main: (0, 0, 1),
+                tiles: 4
+            }]
+        );
         // a polygon in one quarter of the world, not on tile edges
         let merc = Srs::get("EPSG:3857").unwrap();
         let h = crate::grid::MERCATOR_HALF_EXTENT;
@@ -255,6 +261,9 @@ mod tests {
             }
         }
         assert_eq!(counts.iter().sum::<u32>(), 10_000);
-        assert!(counts.iter().all(|&c| (3000..3700).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (3000..3700).contains(&c)),
+            "{counts:?}"
+        );
     }
 }
