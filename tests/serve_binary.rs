@@ -1159,6 +1159,15 @@ async fn serve_develop_reloads_on_an_edit_of_a_base_file() {
     wait_status(&c, &tile, 200, "the fixed base file").await;
 }
 
+/// A MapProxy YAML with one layer `up` over a cache of the tile server at `up`.
+fn up_tile_yaml(up: std::net::SocketAddr) -> String {
+    format!(
+        "services:\n  tms:\nlayers:\n  - name: up\n    title: up\n    sources: [up_cache]\n\
+         caches:\n  up_cache:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [up]\n\
+         sources:\n  up:\n    type: tile\n    grid: GLOBAL_WEBMERCATOR\n    url: http://{up}/%(tms_path)s.png\n"
+    )
+}
+
 /// A loopback tile server for the lock test: counts requests and answers each with `png`
 /// only once the test opens the gate.
 async fn gated_tile_upstream(
@@ -1216,15 +1225,7 @@ async fn two_processes_sharing_a_cache_fetch_a_tile_once() {
     .unwrap();
     let (up, count, gate) = gated_tile_upstream(png.clone()).await;
     let dir = tempfile::tempdir().unwrap();
-    let yaml = write(
-        dir.path(),
-        "mapproxy.yaml",
-        &format!(
-            "services:\n  tms:\nlayers:\n  - name: up\n    title: up\n    sources: [up_cache]\n\
-             caches:\n  up_cache:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [up]\n\
-             sources:\n  up:\n    type: tile\n    grid: GLOBAL_WEBMERCATOR\n    url: http://{up}/%(tms_path)s.png\n"
-        ),
-    );
+    let yaml = write(dir.path(), "mapproxy.yaml", &up_tile_yaml(up));
     let ini = |name: &str| {
         write(
             dir.path(),
@@ -1298,15 +1299,7 @@ async fn mapproxy_log_conf_configures_the_logging() {
     let (up, _count, gate) = gated_tile_upstream(png).await;
     gate.add_permits(100);
     let dir = tempfile::tempdir().unwrap();
-    write(
-        dir.path(),
-        "mapproxy.yaml",
-        &format!(
-            "services:\n  tms:\nlayers:\n  - name: up\n    title: up\n    sources: [up_cache]\n\
-             caches:\n  up_cache:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [up]\n\
-             sources:\n  up:\n    type: tile\n    grid: GLOBAL_WEBMERCATOR\n    url: http://{up}/%(tms_path)s.png\n"
-        ),
-    );
+    write(dir.path(), "mapproxy.yaml", &up_tile_yaml(up));
     // MapProxy ≤ 1.11's log.ini: Python's fileConfig, here (%(here)s) its own directory
     write(
         dir.path(),

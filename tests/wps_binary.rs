@@ -24,6 +24,11 @@ const GML: &str = r#"<?xml version="1.0" encoding="utf-8" ?>
 
 /// A site: the WPS at /wps next to a text app in one urlmap, on a port chosen beforehand (so
 /// `url` and `outputurl` in pywps.cfg name it), its outputs served at /wps/outputs.
+/// The GML served as a reference input through the outputs mount.
+const LAYER: &str = "layer-6f1c2a9e-4b7d-4c1e-9a8b-3d2e1f0a5b6c.gml";
+/// One over `maxsingleinputsize`.
+const BIG: &str = "big-0b4e5c6d-7e8f-4a1b-8c2d-3e4f5a6b7c8d.gml";
+
 struct Site {
     _dir: tempfile::TempDir,
     dir: PathBuf,
@@ -70,7 +75,8 @@ level = INFO
         "local.cfg",
         "[metadata:main]\nidentification_abstract = local abstract\n",
     );
-    write(&d, "outputs/layer.gml", GML);
+    // named as the app names its outputs: the mount serves nothing else
+    write(&d, &format!("outputs/{LAYER}"), GML);
     let ini = write(
         &d,
         "site.ini",
@@ -383,10 +389,19 @@ async fn execute_kvp_xml_raw_lineage_and_references() {
     assert_eq!(r.header("content-type"), "application/gml+xml");
     assert_eq!(r.text().matches("<gml:featureMember>").count(), 3);
     assert_eq!(s.get("/wps/outputs/..%2Fpywps.cfg").await.status, 404);
+    // a file the app did not write is not served, whatever its name
+    write(&s.outputs(), "secret.txt", "not for you");
+    assert_eq!(s.get("/wps/outputs/secret.txt").await.status, 404);
+    // a key given twice: its first value, as Werkzeug's args.get; `True` is not `true`
+    let r = s
+        .get("/wps?service=WPS&request=Execute&identifier=say_hello&identifier=nope&DataInputs=name=x&storeExecuteResponse=True&status=True")
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("<wps:ProcessSucceeded>"), "{}", r.text());
 
     // Complex input by reference through the shared client (this server's outputs mount),
     // KVP and XML; too large → FileSizeExceeded.
-    let layer = s.url("/wps/outputs/layer.gml");
+    let layer = s.url(&format!("/wps/outputs/{LAYER}"));
     let r = s
         .get(&format!(
             "/wps?service=WPS&request=Execute&identifier=feature_count&DataInputs=layer=@xlink:href={layer}&RawDataOutput=count"
@@ -394,11 +409,11 @@ async fn execute_kvp_xml_raw_lineage_and_references() {
         .await;
     assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "3"));
     let big = format!("{}{}", GML, " ".repeat(6000));
-    write(&s.outputs(), "big.gml", &big);
+    write(&s.outputs(), BIG, &big);
     let r = s
         .post(&execute(
             "feature_count",
-            &format!(r#"<wps:Input><ows:Identifier>layer</ows:Identifier><wps:Reference xlink:href="{}" mimeType="application/gml+xml"/></wps:Input>"#, s.url("/wps/outputs/big.gml")),
+            &format!(r#"<wps:Input><ows:Identifier>layer</ows:Identifier><wps:Reference xlink:href="{}" mimeType="application/gml+xml"/></wps:Input>"#, s.url(&format!("/wps/outputs/{BIG}"))),
             "",
         ))
         .await;
@@ -588,7 +603,7 @@ async fn owslib_as_a_client() {
     let s = site("");
     let script = support::repo_root().join("tests/fixtures/wps/owslib_client.py");
     let wps = s.url("/wps");
-    let layer = s.url("/wps/outputs/layer.gml");
+    let layer = s.url(&format!("/wps/outputs/{LAYER}"));
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(python)
             .arg(script)

@@ -1,11 +1,12 @@
 //! A MapProxy app from a `mapproxy.yaml`: the configuration compiled, in this one place, into
 //! caches, sources, tile managers and the layers the services serve.
 //!
-//! What is built today: `file` caches (every layout) of `tile`, `wms` and `debug` sources (one
-//! source per cache), tile layers from layers whose source is a cache, the services `tms`
-//! (`/tms`, `/tiles`), `kml`, `wmts` (REST and KVP) and `demo`. Everything else the YAML may
-//! say is an error naming the file, line and YAML path ("not supported yet"), never silently
-//! ignored: several sources per cache, caches as sources, other cache and source types.
+//! What is built today: `file` caches (every layout) of `tile`, `wms` and `debug` sources
+//! (several merged in order: [`MergedSource`]), tile layers from layers whose source is a
+//! cache, the services `tms` (`/tms`, `/tiles`), `kml`, `wmts` (REST and KVP), `wms` and
+//! `demo`. Everything else the YAML may say is an error naming the file, line and YAML path
+//! ("not supported yet"), never silently ignored: caches as sources, tile sources merged with
+//! WMS ones, other cache and source types.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,8 +30,8 @@ use crate::service::wms::{
 };
 use crate::service::{KmlConfig, MapProxyService, ServiceConfig, TileLayer, TmsConfig, WmtsConfig};
 use crate::source::{
-    DebugSource, HttpOpts, MapSource, OnError, OnErrorResponse, SourceHttp, TileSource,
-    TileUrlTemplate, WmsSource, WmsVersion,
+    DebugSource, HttpOpts, MapSource, MergedSource, OnError, OnErrorResponse, SourceHttp,
+    TileSource, TileUrlTemplate, WmsSource, WmsVersion,
 };
 use crate::srs::Srs;
 use crate::tile_manager::{MetaSettings, TileManager};
@@ -741,13 +742,23 @@ fn compile_cache(
     name: &str,
     cache: &CacheConf,
 ) -> Result<Vec<CacheGrid>, ConfigError> {
-    if cache.cache.kind != "file" {
+    if !matches!(
+        cache.cache.kind.as_str(),
+        "file" | "mbtiles" | "sqlite" | "geopackage" | "redis"
+    ) {
         return Err(err(
             &cache.cache.loc,
             format!(
                 "cache '{name}': cache type '{}' is not supported yet",
                 cache.cache.kind
             ),
+        ));
+    }
+    // options of the supported types that are not implemented (MapProxy's redis TLS)
+    if let Some(key) = cache.cache.options.keys().find(|k| k.starts_with("ssl_")) {
+        return Err(err(
+            &cache.cache.loc,
+            format!("cache '{name}': cache.{key} is not supported yet"),
         ));
     }
     let unsupported = [
@@ -771,22 +782,38 @@ fn compile_cache(
             format!("cache '{name}': {key} is not supported yet"),
         ));
     }
-    let source_name = match cache.sources.as_slice() {
-        [one] => one,
+    let (mut parts, metatiling, transparent) = match cache.sources.as_slice() {
+        [one] => {
+            let (src, meta, tr) = compile_source(conf, grids, cache, one)?;
+            (vec![src], meta, tr)
+        }
         [] => {
             return Err(err(
                 &cache.loc,
                 format!("cache '{name}': caches without sources are not supported yet"),
             ))
         }
-        _ => {
-            return Err(err(
-                &cache.loc,
-                format!("cache '{name}': several sources in one cache are not supported yet"),
-            ))
+        several => {
+            // merged in list order, the first at the bottom (MapProxy's LayerMerger); all
+            // asked for meta tiles, or all tile sources asked tile by tile
+            let mut parts = Vec::new();
+            let (mut metatiling, mut transparent) = (None, false);
+            for s in several {
+                let (src, meta, tr) = compile_source(conf, grids, cache, s)?;
+                if *metatiling.get_or_insert(meta) != meta {
+                    return Err(err(
+                        &cache.loc,
+                        format!(
+                            "cache '{name}': tile sources merged with WMS or debug sources are not supported yet"
+                        ),
+                    ));
+                }
+                transparent |= tr;
+                parts.push(src);
+            }
+            (parts, metatiling.unwrap_or(true), transparent)
         }
     };
-    let (source, metatiling, transparent) = compile_source(conf, grids, cache, source_name)?;
     let layout = match &cache.cache.directory_layout {
         Some(l) => DirectoryLayout::parse(l).map_err(|e| err(&cache.cache.loc, e.to_string()))?,
         None => DirectoryLayout::Tc,
@@ -797,6 +824,23 @@ fn compile_cache(
     opts.transparent = transparent;
     opts.paletted = g.image.paletted;
     opts.jpeg_quality = g.image.jpeg_quality;
+    let source: Arc<dyn MapSource> = match parts.pop() {
+        Some(one) if parts.is_empty() => one,
+        last => {
+            parts.extend(last);
+            // a meta image is cut and encoded by the tile manager: merged losslessly; a
+            // merged tile is stored as the cache encodes it
+            let out = if metatiling {
+                let mut o = ImageOpts::new(ImageFormat::png());
+                o.transparent = transparent;
+                o.paletted = false;
+                o
+            } else {
+                opts.clone()
+            };
+            Arc::new(MergedSource::new(parts, out))
+        }
+    };
     let link = match cache.link_single_color_images {
         LinkSingleColor::No => None,
         LinkSingleColor::Symlink => Some(LinkMode::Symlink),
@@ -842,13 +886,119 @@ fn compile_cache(
                 grid_srs: &format!("EPSG:{}", grid.srs()),
             }
         };
-        let dir = crate::cache::path::cache_dir(name, naming);
-        let file_cache: Arc<dyn TileCache> =
-            Arc::new(FileCache::for_format(&dir, layout, &format).with_link_single_color(link));
-        // MapProxy's lock_cache_id: the MD5 of the cache directory.
-        let lock_id = {
+        let md5 = |s: &str| {
             use md5::{Digest, Md5};
-            format!("{:x}", Md5::digest(dir.to_string_lossy().as_bytes()))
+            format!("{:x}", Md5::digest(s.as_bytes()))
+        };
+        // MapProxy's `cache_dir()`: `cache.directory`, else `cache_dir`
+        let own_dir = cache.cache.directory.as_ref().unwrap_or(&cache.cache_dir);
+        // `<directory>/<grid>` when `directory` is set, else `<cache_dir>/<name>/<grid>`
+        // (MapProxy's sqlite and geopackage `levels` directories)
+        let level_dir = match &cache.cache.directory {
+            Some(d) => d.join(grid_name),
+            None => cache.cache_dir.join(name).join(grid_name),
+        };
+        let timeout = Duration::from_secs_f64(
+            cache
+                .cache
+                .sqlite_timeout
+                .unwrap_or(g.cache.sqlite_timeout)
+                .clamp(0.001, 86_400.0),
+        );
+        let cache_err = |e: std::io::Error| {
+            err(
+                &cache.cache.loc,
+                format!("cache '{name}' (grid '{grid_name}'): {e}"),
+            )
+        };
+        // the storage, and MapProxy's lock_cache_id for it (the tile locks' file names)
+        let (file_cache, lock_id): (Arc<dyn TileCache>, String) = match cache.cache.kind.as_str() {
+            "mbtiles" => {
+                let file = cache
+                    .cache
+                    .filename
+                    .clone()
+                    .unwrap_or_else(|| own_dir.join(format!("{name}.mbtiles")));
+                let c = crate::cache::MbTilesCache::open(&file, timeout).map_err(cache_err)?;
+                (
+                    Arc::new(c),
+                    format!("mbtiles-{}", md5(&file.to_string_lossy())),
+                )
+            }
+            "sqlite" => (
+                Arc::new(crate::cache::SqliteCache::new(
+                    &level_dir,
+                    timeout,
+                    cache.cache.ttl.unwrap_or(0),
+                )),
+                format!("sqlite-{}", md5(&level_dir.to_string_lossy())),
+            ),
+            "geopackage" => {
+                let table_name = cache
+                    .cache
+                    .table_name
+                    .clone()
+                    .unwrap_or_else(|| format!("{name}_{grid_name}"));
+                let table = crate::cache::GpkgTable::new(&table_name, &grid)
+                    .map_err(|e| err(&cache.cache.loc, format!("cache '{name}': {e}")))?;
+                if cache.cache.levels.unwrap_or(false) {
+                    (
+                        Arc::new(crate::cache::GeoPackageCache::levels(
+                            &level_dir, table, timeout,
+                        )),
+                        format!("gpkg-{}", md5(&level_dir.to_string_lossy())),
+                    )
+                } else {
+                    let file = cache
+                        .cache
+                        .filename
+                        .clone()
+                        .unwrap_or_else(|| own_dir.join(format!("{name}.gpkg")));
+                    let c = crate::cache::GeoPackageCache::open(&file, table, timeout)
+                        .map_err(cache_err)?;
+                    (Arc::new(c), format!("gpkg{}", md5(&file.to_string_lossy())))
+                }
+            }
+            "redis" => {
+                let r = cache
+                    .cache
+                    .redis
+                    .clone()
+                    .unwrap_or(crate::config::RedisConf {
+                        host: "127.0.0.1".into(),
+                        port: 6379,
+                        db: 0,
+                        prefix: None,
+                        default_ttl: 3600.0,
+                        username: None,
+                        password: None,
+                    });
+                let mut o = crate::cache::RedisOptions::new(
+                    r.prefix
+                        .clone()
+                        .unwrap_or_else(|| format!("{name}_{grid_name}")),
+                );
+                o.host = r.host.clone();
+                o.port = r.port;
+                o.db = r.db;
+                o.username = r.username.clone();
+                o.password = r.password.clone();
+                o.ttl = r.default_ttl;
+                let c = crate::cache::RedisCache::new(&o).map_err(cache_err)?;
+                let id = md5(&format!("{}{}{}{}", o.host, o.port, o.prefix, o.db));
+                (Arc::new(c), format!("redis-{id}"))
+            }
+            _ => {
+                let dir = crate::cache::path::cache_dir(name, naming);
+                // MapProxy's lock_cache_id: the MD5 of the cache directory.
+                let id = md5(&dir.to_string_lossy());
+                (
+                    Arc::new(
+                        FileCache::for_format(&dir, layout, &format).with_link_single_color(link),
+                    ),
+                    id,
+                )
+            }
         };
         let locker = TileLocker::new(
             &tile_lock_dir,

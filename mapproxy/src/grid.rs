@@ -11,8 +11,10 @@
 //! compare against values printed by MapProxy 7.0.0). Where MapProxy does something surprising
 //! the doc comment says so; the behaviour is kept, since cache paths and tile URLs depend on it.
 //!
-//! Not supported yet: `bbox_srs` other than the grid's own SRS (needs a projection library),
-//! named resolutions (`res: [[name, value], ...]`), grids read from OGC TileMatrixSet JSON.
+//! `bbox_srs`: the bbox is transformed into the grid's SRS as MapProxy's `grid_bbox` does
+//! (`srs.rs`'s `transform_bbox_to`, the envelope of 16 points per edge).
+//!
+//! Not supported yet: named resolutions (`res: [[name, value], ...]`), grids read from OGC TileMatrixSet JSON.
 
 use std::f64::consts::SQRT_2;
 use std::fmt;
@@ -33,8 +35,12 @@ pub enum GridError {
     /// No `bbox` and the SRS has no default one (only EPSG:4326, 900913, 3857, 102100 and
     /// 102113 have).
     NeedBbox { srs: u32 },
-    /// `bbox_srs` differs from `srs`: transforming the bbox needs a projection library.
-    BboxSrsUnsupported { srs: u32, bbox_srs: u32 },
+    /// `bbox_srs` cannot be transformed into `srs`.
+    BboxSrs {
+        srs: u32,
+        bbox_srs: u32,
+        why: String,
+    },
     /// `origin` is none of `ll`, `sw`, `ul`, `nw` (any case).
     UnknownOrigin(String),
     /// Keys that cannot go together (MapProxy asserts): `res` with `min_res`, `max_res` or
@@ -67,9 +73,9 @@ impl fmt::Display for GridError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             GridError::NeedBbox { srs } => write!(f, "need a bbox for grid with EPSG:{srs}"),
-            GridError::BboxSrsUnsupported { srs, bbox_srs } => write!(
+            GridError::BboxSrs { srs, bbox_srs, why } => write!(
                 f,
-                "bbox_srs EPSG:{bbox_srs} differs from the grid's EPSG:{srs}; transforming bboxes is not supported yet"
+                "cannot transform the bbox from bbox_srs EPSG:{bbox_srs} to the grid's EPSG:{srs}: {why}"
             ),
             GridError::UnknownOrigin(o) => write!(f, "unknown origin value '{o}'"),
             GridError::Conflict(what) => write!(f, "{what}"),
@@ -235,15 +241,19 @@ pub fn tile_grid(
     globals: &GridGlobals,
 ) -> Result<TileGrid, GridError> {
     let srs = conf.srs.unwrap_or(900913);
-    let bbox = match conf.bbox {
-        Some(b) => b,
-        None => default_bbox(srs).ok_or(GridError::NeedBbox { srs })?,
-    };
-    if let Some(bbox_srs) = conf.bbox_srs {
-        if bbox_srs != srs {
-            return Err(GridError::BboxSrsUnsupported { srs, bbox_srs });
+    let bbox = match (conf.bbox, conf.bbox_srs) {
+        (Some(b), Some(bbox_srs)) if bbox_srs != srs => {
+            let fail = |why: String| GridError::BboxSrs { srs, bbox_srs, why };
+            let from = crate::srs::Srs::get(&format!("EPSG:{bbox_srs}"))
+                .map_err(|e| fail(e.to_string()))?;
+            let to =
+                crate::srs::Srs::get(&format!("EPSG:{srs}")).map_err(|e| fail(e.to_string()))?;
+            from.transform_bbox_to(&to, b)
+                .map_err(|e| fail(e.to_string()))?
         }
-    }
+        (Some(b), _) => b,
+        (None, _) => default_bbox(srs).ok_or(GridError::NeedBbox { srs })?,
+    };
     let tile_size = conf.tile_size.unwrap_or(globals.tile_size);
     let res_factor = conf.res_factor.unwrap_or(ResFactor::Value(2.0));
 

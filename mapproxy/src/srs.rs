@@ -158,10 +158,21 @@ impl Srs {
     /// MapProxy's `transform_bbox_to`: the envelope of 16 points around the bbox, with its
     /// special case for 4326 → web mercator edges beyond ±85.06°.
     pub fn transform_bbox_to(&self, dst: &Srs, bbox: Bbox) -> Result<Bbox, SrsError> {
+        self.transform_bbox_with(dst, bbox, 16)
+    }
+
+    /// [`transform_bbox_to`](Srs::transform_bbox_to) with `points` envelope points
+    /// (MapProxy's `with_points`; its KML service asks for 4).
+    pub fn transform_bbox_with(
+        &self,
+        dst: &Srs,
+        bbox: Bbox,
+        points: usize,
+    ) -> Result<Bbox, SrsError> {
         if self == dst {
             return Ok(bbox);
         }
-        let mut pts = envelope_points(bbox, 16);
+        let mut pts = envelope_points(bbox, points);
         self.transform_points(dst, &mut pts);
         let finite: Vec<&(f64, f64)> = pts
             .iter()

@@ -221,17 +221,21 @@ impl TileManager {
             .meta
             .meta_tile(main)
             .map_err(|_| TileError::OutOfRange)?;
-        if inner.load_all(&meta_tile, refresh_before)?.is_some() {
+        if inner.load_all(&meta_tile, refresh_before).await?.is_some() {
             return Ok(false);
         }
         if only_cached {
-            let mut any = false;
-            for c in meta_tile.coords() {
-                if inner.cache.is_cached(c).map_err(cache_error)? {
-                    any = true;
-                    break;
-                }
-            }
+            let coords: Vec<TileCoord> = meta_tile.coords().collect();
+            let any = inner
+                .cache_call(move |c| {
+                    for coord in coords {
+                        if c.is_cached(coord)? {
+                            return Ok(true);
+                        }
+                    }
+                    Ok(false)
+                })
+                .await?;
             if !any {
                 return Ok(false);
             }
@@ -296,7 +300,8 @@ impl Inner {
         // in the common case: done on the worker thread itself, as nginx does without aio. A
         // hand-off to the blocking pool (spawn_blocking) cost more than the read (benchmark:
         // bench/mapproxy_tiles.sh). Misses (source requests, encoding, locks) still leave it.
-        let loaded = self.cache.load(coord).map_err(cache_error)?;
+        // A cache that waits on a database lock or the network leaves it too.
+        let loaded = self.cache_call(move |c| c.load(coord)).await?;
         Ok(loaded.map(|t| TileData {
             format: crate::image::sniff_format(&t.data)
                 .unwrap_or_else(|| self.image_opts.format.clone()),
@@ -331,7 +336,7 @@ impl Inner {
         let _lock = self.locker.lock(lock_coord).await.map_err(cache_error)?;
 
         // another process may have made them while this one waited for the lock
-        if let Some(stored) = self.load_all(&meta_tile, expire)? {
+        if let Some(stored) = self.load_all(&meta_tile, expire).await? {
             return Ok(stored);
         }
 
@@ -384,11 +389,19 @@ impl Inner {
         // page cache (a hand-off to the blocking pool cost more: bench/mapproxy_misses.sh).
         let mut mtimes = HashMap::new();
         if stored {
-            for (coord, data) in &tiles {
-                if let Some(t) = self.cache.store(*coord, data).map_err(cache_error)? {
-                    mtimes.insert(*coord, t);
-                }
-            }
+            let to_store = tiles.clone();
+            let times = self
+                .cache_call(move |c| {
+                    let mut times = Vec::new();
+                    for (coord, data) in &to_store {
+                        if let Some(t) = c.store(*coord, data)? {
+                            times.push((*coord, t));
+                        }
+                    }
+                    Ok(times)
+                })
+                .await?;
+            mtimes.extend(times);
         }
         let format = self.image_opts.format.clone();
         Ok(tiles
@@ -412,31 +425,55 @@ impl Inner {
             .collect())
     }
 
+    /// Runs `f` on the cache: on this thread for a cache whose calls do not block
+    /// ([`TileCache::blocks`]), else on the blocking pool.
+    async fn cache_call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn TileCache) -> std::io::Result<T> + Send + 'static,
+    ) -> Result<T, TileError> {
+        if !self.cache.blocks() {
+            return f(&*self.cache).map_err(cache_error);
+        }
+        let cache = self.cache.clone();
+        blocking(move || f(&*cache).map_err(cache_error)).await
+    }
+
     /// All tiles of the meta tile when every one is stored (and not older than `expire`), else
-    /// `None` (read on this thread, as hits are).
-    fn load_all(
+    /// `None` (read as hits are).
+    async fn load_all(
         &self,
         meta_tile: &MetaTile,
         expire: Option<SystemTime>,
     ) -> Result<Option<HashMap<TileCoord, Made>>, TileError> {
-        let mut out = HashMap::new();
-        for c in meta_tile.coords() {
-            match self.cache.load(c).map_err(cache_error)? {
-                Some(t) if expire.is_none_or(|e| t.mtime >= e) => {
-                    let format = crate::image::sniff_format(&t.data)
-                        .unwrap_or_else(|| self.image_opts.format.clone());
-                    out.insert(
-                        c,
-                        Made {
-                            data: t.data,
-                            format,
-                            stored: true,
-                            mtime: Some(t.mtime),
-                        },
-                    );
+        let coords: Vec<TileCoord> = meta_tile.coords().collect();
+        let loaded = self
+            .cache_call(move |c| {
+                let mut out = Vec::new();
+                for coord in coords {
+                    match c.load(coord)? {
+                        Some(t) if expire.is_none_or(|e| t.mtime >= e) => out.push((coord, t)),
+                        _ => return Ok(None),
+                    }
                 }
-                _ => return Ok(None),
-            }
+                Ok(Some(out))
+            })
+            .await?;
+        let Some(loaded) = loaded else {
+            return Ok(None);
+        };
+        let mut out = HashMap::new();
+        for (c, t) in loaded {
+            let format = crate::image::sniff_format(&t.data)
+                .unwrap_or_else(|| self.image_opts.format.clone());
+            out.insert(
+                c,
+                Made {
+                    data: t.data,
+                    format,
+                    stored: true,
+                    mtime: Some(t.mtime),
+                },
+            );
         }
         Ok(Some(out))
     }

@@ -2,6 +2,8 @@
 //! caches written by the real MapProxy 7 served byte for byte, and tile and WMS sources against
 //! real upstreams on loopback (requests counted, paths recorded).
 
+mod support;
+
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -175,7 +177,25 @@ async fn upstream() -> Upstream {
                     let res = if path == "/service" {
                         let w = query_param(&query, "width").and_then(|v| v.parse().ok());
                         let h = query_param(&query, "height").and_then(|v| v.parse().ok());
+                        let top = query_param(&query, "layers").as_deref() == Some("top");
                         match (w, h) {
+                            // layer "top": the left half transparent, the right half blue
+                            (Some(w), Some(h)) if top && w <= 4096 && h <= 4096 => {
+                                let img = image::RgbaImage::from_fn(w, h, |x, _| {
+                                    image::Rgba(if x < w / 2 {
+                                        [0, 0, 0, 0]
+                                    } else {
+                                        [0, 0, 255, 255]
+                                    })
+                                });
+                                let mut out = std::io::Cursor::new(Vec::new());
+                                img.write_to(&mut out, image::ImageFormat::Png)
+                                    .expect("encode");
+                                Response::builder()
+                                    .header("content-type", "image/png")
+                                    .body(http_body_util::Full::new(Bytes::from(out.into_inner())))
+                                    .expect("response")
+                            }
                             (Some(w), Some(h)) if w <= 4096 && h <= 4096 => Response::builder()
                                 .header("content-type", "image/png")
                                 .body(http_body_util::Full::new(Bytes::from(png(
@@ -354,4 +374,224 @@ fn options_not_supported_yet_are_errors_and_expires_hours_keeps_fractions() {
     .expect("write");
     let built = mapproxy_serve_mapproxy::app::build(&path).expect("builds");
     assert_eq!(built.service.config().max_age, 1800);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_sources_of_a_cache_are_merged_in_order() {
+    let up = upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let yaml = format!(
+        "services:\n  tms:\n\
+         layers:\n  - name: m\n    title: M\n    sources: [m_cache]\n\
+         caches:\n  m_cache:\n    grids: [GLOBAL_GEODETIC]\n    sources: [bottom, top]\n    format: image/png\n\
+         sources:\n  bottom:\n    type: wms\n    req:\n      url: http://{0}/service?\n      layers: bottom\n\
+         \x20 top:\n    type: wms\n    req:\n      url: http://{0}/service?\n      layers: top\n      transparent: true\n",
+        up.addr
+    );
+    let app = build(tmp.path(), &yaml);
+    // one meta tile of 512×256: each source asked once for it, the top laid over the bottom
+    let (status, _, left) = get(&app, "/tms/1.0.0/m/EPSG4326/0/0/0.png").await;
+    assert_eq!(status, 200);
+    let (status, _, right) = get(&app, "/tms/1.0.0/m/EPSG4326/0/1/0.png").await;
+    assert_eq!(status, 200);
+    let left = image::load_from_memory(&left).expect("png").to_rgba8();
+    let right = image::load_from_memory(&right).expect("png").to_rgba8();
+    assert_eq!(
+        left.get_pixel(100, 100).0,
+        [0, 128, 0, 255],
+        "the bottom shows through"
+    );
+    assert_eq!(
+        right.get_pixel(100, 100).0,
+        [0, 0, 255, 255],
+        "the top covers it"
+    );
+    let mut seen = up.seen.lock().expect("seen").clone();
+    seen.sort();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(
+        seen[0].contains("layers=bottom") && seen[1].contains("layers=top"),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kml_of_a_utm_grid_as_mapproxy_7() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let yaml = "services:\n  kml:\n\
+         layers:\n  - name: d\n    title: D\n    sources: [c]\n\
+         caches:\n  c:\n    grids: [utm32]\n    sources: [dbg]\n\
+         sources:\n  dbg:\n    type: debug\n\
+         grids:\n  utm32:\n    srs: 'EPSG:25832'\n    bbox: [280000, 5200000, 920000, 6100000]\n    origin: sw\n    num_levels: 5\n";
+    let app = build(tmp.path(), yaml);
+    let (status, _, body) = get(&app, "/kml/d/EPSG25832/0/0/0.kml").await;
+    assert_eq!(status, 200);
+    let body = String::from_utf8_lossy(&body);
+    // what MapProxy 7.0.0 answers (transform_bbox_to(SRS(4326), with_points=4))
+    assert!(
+        body.contains(
+            "<LatLonAltBox>\n        <north>54.998171</north><south>46.820887</south>\n        <east>15.549430</east><west>5.560259</west>\n      </LatLonAltBox>"
+        ),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_capabilities_views_show_the_apps_own_documents() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let yaml = "services:\n  demo:\n  tms:\n  wmts:\n\
+         layers:\n  - name: d\n    title: D\n    sources: [c]\n\
+         caches:\n  c:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [dbg]\n\
+         sources:\n  dbg:\n    type: debug\n";
+    let app = build(tmp.path(), yaml);
+    for (query, service, doc) in [
+        ("tms_capabilities", "TMS", "&lt;TileMapService"),
+        (
+            "tms_capabilities&layer=d&srs=EPSG3857",
+            "TMS",
+            "&lt;TileMap version=&quot;1.0.0&quot;&gt;",
+        ),
+        (
+            "wmts_capabilities",
+            "WMTS",
+            "&lt;Capabilities xmlns=&quot;http://www.opengis.net/wmts/1.0&quot;",
+        ),
+        (
+            "wmts_capabilities_kvp",
+            "WMTS",
+            "&lt;ows:Identifier&gt;d&lt;/ows:Identifier&gt;",
+        ),
+    ] {
+        let (status, headers, body) = get(&app, &format!("/demo/?{query}")).await;
+        assert_eq!(status, 200, "{query}");
+        assert!(headers["content-type"]
+            .to_str()
+            .unwrap_or("")
+            .starts_with("text/html"));
+        let body = String::from_utf8_lossy(&body);
+        assert!(
+            body.contains(&format!("<h2>{service} GetCapabilities</h2>")),
+            "{query}: {body}"
+        );
+        assert!(body.contains(doc), "{query}: {body}");
+    }
+    // a capabilities document the app does not have: its own error, as MapProxy's urlopen
+    let (status, _, _) = get(&app, "/demo/?tms_capabilities&layer=nope&srs=EPSG3857").await;
+    assert_eq!(status, 404);
+}
+
+/// Each cache type behind the app: a miss is fetched once and stored where MapProxy keeps it,
+/// the second request is a hit (with its conditional answer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_cache_type_is_filled_once_and_served() {
+    let redis = support::redis::RedisServer::start(
+        "every_cache_type_is_filled_once_and_served (redis row)",
+    );
+    let mut kinds = vec![
+        ("{type: mbtiles}", "cache_data/c.mbtiles"),
+        ("{type: mbtiles, filename: ./m/x.mbtiles}", "m/x.mbtiles"),
+        (
+            "{type: sqlite}",
+            "cache_data/c/GLOBAL_WEBMERCATOR/1.mbtiles",
+        ),
+        (
+            "{type: sqlite, directory: sq, ttl: 60}",
+            "sq/GLOBAL_WEBMERCATOR/1.mbtiles",
+        ),
+        ("{type: geopackage}", "cache_data/c.gpkg"),
+        (
+            "{type: geopackage, table_name: t-1, filename: g.gpkg}",
+            "cache_data/g.gpkg",
+        ),
+        (
+            "{type: geopackage, levels: true}",
+            "cache_data/c/GLOBAL_WEBMERCATOR/1.gpkg",
+        ),
+    ];
+    let redis_backend;
+    if let Some(r) = &redis {
+        redis_backend = format!(
+            "{{type: redis, port: {}, prefix: app-test, default_ttl: 60}}",
+            r.port
+        );
+        kinds.push((redis_backend.as_str(), ""));
+    }
+    for (backend, file) in kinds {
+        let up = upstream().await;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let yaml = format!(
+            "services:\n  tms:\n\
+             layers:\n  - name: osm\n    title: OSM\n    sources: [c]\n\
+             caches:\n  c:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [osm_tiles]\n    cache: {backend}\n\
+             sources:\n  osm_tiles:\n    type: tile\n    grid: GLOBAL_WEBMERCATOR\n    url: http://{}/%(tms_path)s.png\n",
+            up.addr
+        );
+        let app = build(tmp.path(), &yaml);
+        let (status, headers, body) = get(&app, "/tms/1.0.0/osm/EPSG3857/0/0/0.png").await;
+        assert_eq!(status, 200, "{backend}: {}", String::from_utf8_lossy(&body));
+        if !file.is_empty() {
+            assert!(tmp.path().join(file).is_file(), "{backend}: {file}");
+        }
+        let (status, headers2, body2) = get(&app, "/tms/1.0.0/osm/EPSG3857/0/0/0.png").await;
+        assert_eq!(status, 200, "{backend}");
+        assert_eq!(body2, body, "{backend}");
+        assert_eq!(
+            up.seen.lock().expect("seen").len(),
+            1,
+            "{backend}: one upstream request"
+        );
+        // a new app on the same storage (a restart, another instance) serves it from the cache
+        let again = build(tmp.path(), &yaml);
+        let (status, _, body3) = get(&again, "/tms/1.0.0/osm/EPSG3857/0/0/0.png").await;
+        assert_eq!((status, &body3), (StatusCode::OK, &body), "{backend}");
+        assert_eq!(
+            up.seen.lock().expect("seen").len(),
+            1,
+            "{backend}: still one"
+        );
+        // the stored time is stable: the same ETag twice, and a 304 for it
+        assert_eq!(headers["etag"], headers2["etag"], "{backend}");
+        let req = Request::get("/tms/1.0.0/osm/EPSG3857/0/0/0.png")
+            .header("if-none-match", headers["etag"].clone())
+            .body(empty_body())
+            .expect("request");
+        assert_eq!(app.call(req).await.status(), 304, "{backend}");
+    }
+}
+
+#[test]
+fn bad_cache_backend_options_are_errors_with_file_and_line() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("mapproxy.yaml");
+    for (backend, want) in [
+        ("{type: geopackage, table_name: 'a b'}", "table_name"),
+        ("{type: sqlite, sqlite_timeout: -1}", "sqlite_timeout"),
+        ("{type: sqlite, ttl: soon}", "ttl"),
+        ("{type: redis, port: 70000}", "port"),
+        (
+            "{type: redis, ssl_certfile: c.pem, ssl_keyfile: k.pem}",
+            "ssl_certfile is not supported yet",
+        ),
+        (
+            "{type: compact, version: 2}",
+            "cache type 'compact' is not supported yet",
+        ),
+    ] {
+        std::fs::write(
+            &path,
+            format!(
+                "services:\n  tms:\nlayers:\n  - name: d\n    title: d\n    sources: [c]\n\
+                 caches:\n  c:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [s]\n    cache: {backend}\n\
+                 sources:\n  s:\n    type: debug\n"
+            ),
+        )
+        .expect("write");
+        let e = mapproxy_serve_mapproxy::app::build(&path)
+            .err()
+            .unwrap_or_else(|| panic!("{backend} is refused"))
+            .to_string();
+        // the cache: line (11), or the key on it
+        assert!(e.contains("mapproxy.yaml:11"), "{backend}: {e}");
+        assert!(e.contains(want), "{backend}: {e}");
+    }
 }

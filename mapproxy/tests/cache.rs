@@ -517,3 +517,757 @@ for c in json.load(sys.stdin):
         checks.len()
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// One behaviour table over every cache type: file, mbtiles, sqlite, geopackage (one file and one
+// per level) and redis (a real redis-server on a loopback port).
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mapproxy_serve_mapproxy::cache::{
+    GeoPackageCache, GpkgTable, MbTilesCache, RedisCache, RedisOptions, SqliteCache,
+};
+use mapproxy_serve_mapproxy::grid::global_webmercator;
+use support::redis::RedisServer;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    File,
+    MbTiles,
+    Sqlite,
+    GeoPackage,
+    GeoPackageLevels,
+    Redis,
+}
+
+const KINDS: [Kind; 6] = [
+    Kind::File,
+    Kind::MbTiles,
+    Kind::Sqlite,
+    Kind::GeoPackage,
+    Kind::GeoPackageLevels,
+    Kind::Redis,
+];
+
+/// How a kind reports tile times: exactly what `store` returned (Redis: its key's expiry less
+/// the ttl, to the millisecond), to the second, or unknown (the epoch: MBTiles and GeoPackage
+/// have no tile times).
+fn time_kind(k: Kind) -> &'static str {
+    match k {
+        Kind::File => "exact",
+        Kind::Redis => "milliseconds",
+        Kind::Sqlite => "seconds",
+        Kind::MbTiles | Kind::GeoPackage | Kind::GeoPackageLevels => "epoch",
+    }
+}
+
+/// A cache of `kind` in `dir` (a Redis prefix named after `dir` on `redis`). `ttl`: seconds
+/// (sqlite, redis).
+fn open_cache(
+    kind: Kind,
+    dir: &Path,
+    redis: Option<&RedisServer>,
+    ttl: f64,
+) -> Option<Arc<dyn TileCache>> {
+    let grid = global_webmercator();
+    let timeout = Duration::from_secs(30);
+    Some(match kind {
+        Kind::File => Arc::new(FileCache::new(dir.join("file"), DirectoryLayout::Tc, "png")),
+        Kind::MbTiles => {
+            Arc::new(MbTilesCache::open(dir.join("c.mbtiles"), timeout).expect("mbtiles"))
+        }
+        Kind::Sqlite => Arc::new(SqliteCache::new(dir.join("sqlite"), timeout, ttl as u64)),
+        Kind::GeoPackage => Arc::new(
+            GeoPackageCache::open(
+                dir.join("c.gpkg"),
+                GpkgTable::new("c_GLOBAL_WEBMERCATOR", &grid).expect("table"),
+                timeout,
+            )
+            .expect("gpkg"),
+        ),
+        Kind::GeoPackageLevels => Arc::new(GeoPackageCache::levels(
+            dir.join("gpkg_levels"),
+            GpkgTable::new("c_GLOBAL_WEBMERCATOR", &grid).expect("table"),
+            timeout,
+        )),
+        Kind::Redis => {
+            let server = redis?;
+            let mut o = RedisOptions::new(dir.to_string_lossy());
+            o.port = server.port;
+            o.ttl = ttl;
+            Arc::new(RedisCache::new(&o).expect("redis"))
+        }
+    })
+}
+
+fn secs_of(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .expect("after epoch")
+        .as_secs_f64()
+}
+
+/// Polls `f` until it is true or `secs` pass.
+fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
+#[test]
+fn every_cache_type_passes_the_behaviour_table() {
+    let redis = RedisServer::start("every_cache_type_passes_the_behaviour_table (redis rows)");
+    let a = encode(&varied(), &ImageOpts::new(ImageFormat::png())).expect("encode");
+    let b = encode(&two_colors(), &ImageOpts::new(ImageFormat::png())).expect("encode");
+    let mut ran = Vec::new();
+    for kind in KINDS {
+        let dir = tmp_dir(&format!("table-{kind:?}"));
+        let Some(cache) = open_cache(kind, &dir, redis.as_ref(), 3600.0) else {
+            continue;
+        };
+        let k = format!("{kind:?}");
+        // nothing stored
+        let c = (5, 6, 7);
+        assert!(cache.load(c).expect("load").is_none(), "{k}");
+        assert!(!cache.is_cached(c).expect("is_cached"), "{k}");
+        // store, load, is_cached, the stored time
+        let before = SystemTime::now();
+        let stored = cache.store(c, &a).expect("store");
+        let after = SystemTime::now();
+        let got = cache.load(c).expect("load").expect("stored tile");
+        assert_eq!(&got.data[..], &a[..], "{k}");
+        assert!(cache.is_cached(c).expect("is_cached"), "{k}");
+        match time_kind(kind) {
+            "exact" => assert_eq!(Some(got.mtime), stored, "{k}"),
+            "seconds" => {
+                assert_eq!(Some(got.mtime), stored, "{k}");
+                assert_eq!(secs_of(got.mtime), secs_of(before).floor(), "{k}");
+            }
+            "epoch" => assert_eq!(got.mtime, UNIX_EPOCH, "{k}"),
+            _ => {
+                assert_eq!(Some(got.mtime), stored, "{k}");
+                // the same on every read (a stable ETag)
+                let again = cache.load(c).expect("load").expect("tile");
+                assert_eq!(again.mtime, got.mtime, "{k}");
+                let t = secs_of(got.mtime);
+                assert!(
+                    t >= secs_of(before) - 0.001 && t <= secs_of(after),
+                    "{k}: {t} not in [{}, {}]",
+                    secs_of(before),
+                    secs_of(after)
+                );
+            }
+        }
+        // the same coordinates in other orders and levels are other tiles
+        for other in [(6, 5, 7), (5, 6, 8), (5, 6, 6), (5, 7, 7)] {
+            assert!(!cache.is_cached(other).expect("is_cached"), "{k} {other:?}");
+        }
+        // replace
+        cache.store(c, &b).expect("store");
+        assert_eq!(
+            &cache.load(c).expect("load").expect("tile").data[..],
+            &b[..],
+            "{k}"
+        );
+        // level 0 and big coordinates
+        cache.store((0, 0, 0), &a).expect("store");
+        cache.store((262_143, 262_143, 18), &b).expect("store");
+        assert_eq!(
+            &cache.load((0, 0, 0)).expect("load").expect("z0").data[..],
+            &a[..]
+        );
+        assert_eq!(
+            &cache
+                .load((262_143, 262_143, 18))
+                .expect("load")
+                .expect("z18")
+                .data[..],
+            &b[..]
+        );
+        // a second instance on the same storage (another process) sees the tiles
+        let again = open_cache(kind, &dir, redis.as_ref(), 3600.0).expect("reopen");
+        assert_eq!(
+            &again.load(c).expect("load").expect("tile").data[..],
+            &b[..],
+            "{k}"
+        );
+        // remove, twice
+        again.remove(c).expect("remove");
+        assert!(cache.load(c).expect("load").is_none(), "{k}");
+        assert!(!cache.is_cached(c).expect("is_cached"), "{k}");
+        cache.remove(c).expect("remove of a missing tile");
+        assert!(cache.is_cached((0, 0, 0)).expect("is_cached"), "{k}");
+        ran.push(k);
+    }
+    println!("behaviour table ran for: {}", ran.join(", "));
+}
+
+/// `ttl`: an expired tile is not cached (sqlite: MapProxy's last_modified condition; redis:
+/// the key's expiry).
+#[test]
+fn ttl_expires_tiles() {
+    let redis = RedisServer::start("ttl_expires_tiles (redis row)");
+    let a = encode(&varied(), &ImageOpts::new(ImageFormat::png())).expect("encode");
+    for (kind, ttl) in [(Kind::Sqlite, 1.0), (Kind::Redis, 0.3)] {
+        let dir = tmp_dir(&format!("ttl-{kind:?}"));
+        let Some(cache) = open_cache(kind, &dir, redis.as_ref(), ttl) else {
+            continue;
+        };
+        cache.store((1, 1, 1), &a).expect("store");
+        assert!(cache.is_cached((1, 1, 1)).expect("is_cached"), "{kind:?}");
+        assert!(
+            eventually(5, || !cache.is_cached((1, 1, 1)).expect("is_cached")),
+            "{kind:?}: the tile did not expire"
+        );
+        assert!(cache.load((1, 1, 1)).expect("load").is_none(), "{kind:?}");
+        // stored again, it is fresh again
+        cache.store((1, 1, 1), &a).expect("store");
+        assert!(cache.load((1, 1, 1)).expect("load").is_some(), "{kind:?}");
+    }
+}
+
+/// A tile of `len` bytes whose content says what it is: 8 bytes seed, 4 bytes length, then
+/// bytes derived from the seed; [`check_payload`] tells a whole tile from a torn one.
+fn payload(seed: u64, len: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len);
+    v.extend_from_slice(&seed.to_le_bytes());
+    v.extend_from_slice(&(len as u32).to_le_bytes());
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    while v.len() < len {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        v.push((s >> 33) as u8);
+    }
+    v
+}
+
+fn check_payload(data: &[u8]) -> bool {
+    if data.len() < 12 {
+        return false;
+    }
+    let seed = u64::from_le_bytes(data[..8].try_into().expect("8 bytes"));
+    let len = u32::from_le_bytes(data[8..12].try_into().expect("4 bytes")) as usize;
+    len == data.len() && payload(seed, len) == data
+}
+
+/// Writers and readers on the same tiles at once, through two instances of each cache (two
+/// connection pools, as two processes): no error ("database is locked" included), and every
+/// tile read is whole.
+#[test]
+fn concurrent_readers_and_writers() {
+    let redis = RedisServer::start("concurrent_readers_and_writers (redis row)");
+    const THREADS: usize = 8;
+    const OPS: usize = 150;
+    for kind in KINDS {
+        let dir = tmp_dir(&format!("conc-{kind:?}"));
+        let Some(one) = open_cache(kind, &dir, redis.as_ref(), 3600.0) else {
+            continue;
+        };
+        let two = open_cache(kind, &dir, redis.as_ref(), 3600.0).expect("second instance");
+        let coords: Vec<(i64, i64, usize)> = (0..12)
+            .map(|i| (i % 4, i / 4, 3 + (i as usize % 2)))
+            .collect();
+        let start = Instant::now();
+        let mut handles = Vec::new();
+        for t in 0..THREADS {
+            let cache = if t % 2 == 0 { one.clone() } else { two.clone() };
+            let coords = coords.clone();
+            handles.push(std::thread::spawn(move || {
+                let (mut reads, mut writes, mut hits) = (0, 0, 0);
+                for i in 0..OPS {
+                    let c = coords[(t * 7 + i * 5) % coords.len()];
+                    if (t + i) % 3 == 0 {
+                        let seed = (t * 1_000_000 + i) as u64;
+                        let len = 2_000 + (i * 997 + t * 131) % 30_000;
+                        cache
+                            .store(c, &payload(seed, len))
+                            .unwrap_or_else(|e| panic!("{kind:?} store {c:?}: {e}"));
+                        writes += 1;
+                    } else if i % 17 == 0 {
+                        cache
+                            .remove(c)
+                            .unwrap_or_else(|e| panic!("{kind:?} remove {c:?}: {e}"));
+                    } else {
+                        if let Some(tile) = cache
+                            .load(c)
+                            .unwrap_or_else(|e| panic!("{kind:?} load {c:?}: {e}"))
+                        {
+                            assert!(check_payload(&tile.data), "{kind:?}: torn tile at {c:?}");
+                            hits += 1;
+                        }
+                        reads += 1;
+                    }
+                }
+                (reads, writes, hits)
+            }));
+        }
+        let (mut reads, mut writes, mut hits) = (0, 0, 0);
+        for h in handles {
+            let (r, w, x) = h.join().expect("no thread failed");
+            reads += r;
+            writes += w;
+            hits += x;
+        }
+        let took = start.elapsed();
+        assert!(writes > 0 && hits > 0, "{kind:?}");
+        println!(
+            "concurrent {kind:?}: {THREADS} threads, {writes} stores, {reads} loads ({hits} hits) in {:.0} ms",
+            took.as_secs_f64() * 1000.0
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The SQLite and Redis caches against the real MapProxy 7 (MAPPROXY_PYTHON): it reads what we
+// wrote, we read what it wrote.
+
+/// MapProxy's own cache classes on the storage in each JSON entry: `read` entries are loaded
+/// and compared byte for byte (sqlite: the timestamp too), `write` entries are stored.
+const MAPPROXY_CACHES_PY: &str = r#"
+import io, json, sys, time
+from mapproxy.cache.tile import Tile
+from mapproxy.image import ImageResult
+from mapproxy.grid.tile_grid import tile_grid
+from mapproxy.cache.mbtiles import MBTilesCache, MBTilesLevelCache
+from mapproxy.cache.geopackage import GeopackageCache, GeopackageLevelCache
+grid = tile_grid(3857, origin='nw', name='GLOBAL_WEBMERCATOR')
+def cache(c):
+    k = c['kind']
+    if k == 'mbtiles': return MBTilesCache(c['path'])
+    if k == 'sqlite': return MBTilesLevelCache(c['path'])
+    if k == 'gpkg': return GeopackageCache(c['path'], grid, c['table'])
+    if k == 'gpkg_levels': return GeopackageLevelCache(c['path'], grid, c['table'])
+    if k == 'redis':
+        from mapproxy.cache.redis import RedisCache
+        return RedisCache('127.0.0.1', c['port'], c['prefix'], ttl=c['ttl'])
+    raise ValueError(k)
+job = json.load(sys.stdin)
+for c in job['read']:
+    fc = cache(c)
+    t = Tile(tuple(c['coord']))
+    assert fc.is_cached(Tile(tuple(c['coord']))), ('not cached', c)
+    assert fc.load_tile(t), ('not loaded', c)
+    data = t.image_result.as_buffer().read()
+    assert data == bytes.fromhex(c['hex']), ('other bytes', c['kind'], c['coord'])
+    if c['kind'] == 'sqlite':
+        assert t.timestamp == c['time'], ('timestamp', t.timestamp, c['time'])
+    missing = Tile((c['coord'][0] + 1, c['coord'][1], c['coord'][2]))
+    assert not fc.load_tile(missing), ('a tile we did not write', c)
+    print('read', c['kind'], c['coord'])
+for c in job['write']:
+    fc = cache(c)
+    t = Tile(tuple(c['coord']), ImageResult(io.BytesIO(bytes.fromhex(c['hex']))))
+    assert fc.store_tile(t) is not False, ('not stored', c)
+    print('wrote', c['kind'], c['coord'])
+"#;
+
+fn run_mapproxy(python: &str, job: serde_json::Value) -> String {
+    let mut child = Command::new(python)
+        .args(["-c", MAPPROXY_CACHES_PY])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run MAPPROXY_PYTHON={python}: {e}"));
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        // a python that failed early closes its stdin: its stderr tells why (below)
+        let _ = stdin.write_all(job.to_string().as_bytes());
+    }
+    let out = child.wait_with_output().expect("python ran");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "MapProxy failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn hex(data: &[u8]) -> String {
+    data.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn mapproxy_and_we_read_each_others_sqlite_and_redis_caches() {
+    let what = "mapproxy_and_we_read_each_others_sqlite_and_redis_caches";
+    let python = match std::env::var("MAPPROXY_PYTHON") {
+        Ok(p) if !p.is_empty() => p,
+        _ => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("MAPPROXY_PYTHON is not set: set it to a python with MapProxy 7 installed");
+            }
+            println!("SKIP: {what}: set MAPPROXY_PYTHON to a python with MapProxy 7");
+            return;
+        }
+    };
+    // MapProxy's redis cache needs the Python redis package (.ci/test installs it)
+    let has_redis_py = Command::new(&python)
+        .args(["-c", "import redis"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    let redis = if has_redis_py {
+        RedisServer::start(&format!("{what} (redis rows)"))
+    } else {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{what}: MAPPROXY_PYTHON has no redis package (pip install redis)");
+        }
+        println!("SKIP: {what} (redis rows): MAPPROXY_PYTHON has no redis package");
+        None
+    };
+    let dir = tmp_dir("interop");
+    let ours = encode(&varied(), &ImageOpts::new(ImageFormat::png())).expect("encode");
+    let theirs = encode(&two_colors(), &ImageOpts::new(ImageFormat::png())).expect("encode");
+    let grid = global_webmercator();
+    let table = "c_GLOBAL_WEBMERCATOR";
+    let timeout = Duration::from_secs(30);
+
+    // (kind as MapProxy names it, storage, our cache)
+    let mut rows: Vec<(&str, serde_json::Value, Arc<dyn TileCache>)> = vec![
+        (
+            "mbtiles",
+            serde_json::json!({"path": dir.join("ours.mbtiles")}),
+            Arc::new(MbTilesCache::open(dir.join("ours.mbtiles"), timeout).expect("mbtiles")),
+        ),
+        (
+            "sqlite",
+            serde_json::json!({"path": dir.join("ours_sqlite")}),
+            Arc::new(SqliteCache::new(dir.join("ours_sqlite"), timeout, 0)),
+        ),
+        (
+            "gpkg",
+            serde_json::json!({"path": dir.join("ours.gpkg"), "table": table}),
+            Arc::new(
+                GeoPackageCache::open(
+                    dir.join("ours.gpkg"),
+                    GpkgTable::new(table, &grid).expect("table"),
+                    timeout,
+                )
+                .expect("gpkg"),
+            ),
+        ),
+        (
+            "gpkg_levels",
+            serde_json::json!({"path": dir.join("ours_gpkg_levels"), "table": table}),
+            Arc::new(GeoPackageCache::levels(
+                dir.join("ours_gpkg_levels"),
+                GpkgTable::new(table, &grid).expect("table"),
+                timeout,
+            )),
+        ),
+    ];
+    if let Some(r) = &redis {
+        let mut o = RedisOptions::new("ours");
+        o.port = r.port;
+        o.ttl = 600.0;
+        rows.push((
+            "redis",
+            serde_json::json!({"port": r.port, "prefix": "ours", "ttl": 600}),
+            Arc::new(RedisCache::new(&o).expect("redis")),
+        ));
+    }
+    let coords = [(0i64, 0i64, 0usize), (5, 9, 4), (1000, 77, 12)];
+    // 1. we write, MapProxy reads
+    let mut read = Vec::new();
+    for (kind, storage, cache) in &rows {
+        for c in coords {
+            let t = cache.store(c, &ours).expect("store");
+            let mut e = storage.clone();
+            e["kind"] = (*kind).into();
+            e["coord"] = serde_json::json!([c.0, c.1, c.2]);
+            e["hex"] = hex(&ours).into();
+            if *kind == "sqlite" {
+                e["time"] = secs_of(t.expect("sqlite knows the time")).into();
+            }
+            read.push(e);
+        }
+    }
+    // 2. MapProxy writes into its own storage of each kind, we read
+    let mut write = Vec::new();
+    let mut theirs_rows: Vec<(&str, Option<PathBuf>, serde_json::Value)> = Vec::new();
+    for (kind, storage, _) in &rows {
+        let mut s = storage.clone();
+        let ours_path = s["path"].as_str().map(|p| p.replace("ours", "theirs"));
+        if let Some(p) = &ours_path {
+            s["path"] = p.clone().into();
+        }
+        if *kind == "redis" {
+            s["prefix"] = "theirs".into();
+        }
+        for c in coords {
+            let mut e = s.clone();
+            e["kind"] = (*kind).into();
+            e["coord"] = serde_json::json!([c.0, c.1, c.2]);
+            e["hex"] = hex(&theirs).into();
+            write.push(e);
+        }
+        // opened after MapProxy made them (below)
+        theirs_rows.push((kind, ours_path.map(PathBuf::from), s));
+    }
+    let before = SystemTime::now();
+    let out = run_mapproxy(&python, serde_json::json!({"read": read, "write": write}));
+    let after = SystemTime::now();
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("read ")).count(),
+        read.len(),
+        "{out}"
+    );
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("wrote ")).count(),
+        write.len(),
+        "{out}"
+    );
+    for (kind, path, storage) in &theirs_rows {
+        let cache: Arc<dyn TileCache> = match *kind {
+            "mbtiles" => Arc::new(
+                MbTilesCache::open(path.clone().expect("path"), timeout).expect("their mbtiles"),
+            ),
+            "sqlite" => Arc::new(SqliteCache::new(path.clone().expect("path"), timeout, 0)),
+            "gpkg" => Arc::new(
+                GeoPackageCache::open(
+                    path.clone().expect("path"),
+                    GpkgTable::new(table, &grid).expect("table"),
+                    timeout,
+                )
+                .expect("their gpkg fits the grid"),
+            ),
+            "gpkg_levels" => Arc::new(GeoPackageCache::levels(
+                path.clone().expect("path"),
+                GpkgTable::new(table, &grid).expect("table"),
+                timeout,
+            )),
+            _ => {
+                let mut o = RedisOptions::new("theirs");
+                o.port = storage["port"].as_u64().expect("port") as u16;
+                // the ttl MapProxy wrote with
+                o.ttl = storage["ttl"].as_f64().expect("ttl");
+                Arc::new(RedisCache::new(&o).expect("redis"))
+            }
+        };
+        for c in coords {
+            assert!(cache.is_cached(c).expect("is_cached"), "{kind} {c:?}");
+            let t = cache
+                .load(c)
+                .expect("load")
+                .unwrap_or_else(|| panic!("{kind} {c:?}"));
+            assert_eq!(&t.data[..], &theirs[..], "{kind} {c:?}");
+            // sqlite: its last_modified; redis: the key's expiry less the ttl
+            if *kind == "sqlite" || *kind == "redis" {
+                let s = secs_of(t.mtime);
+                assert!(
+                    s >= secs_of(before).floor() && s <= secs_of(after),
+                    "{kind}: MapProxy's time {s} not in its run"
+                );
+            }
+            assert!(
+                !cache.is_cached((c.0 + 1, c.1, c.2)).expect("is_cached"),
+                "{kind}"
+            );
+        }
+    }
+    println!(
+        "MapProxy 7 read our {} and we read its: {}",
+        rows.iter().map(|r| r.0).collect::<Vec<_>>().join(", "),
+        theirs_rows
+            .iter()
+            .map(|r| r.0)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+}
+
+/// Not a test of its own: the writer that [`a_killed_writer_leaves_no_torn_tile`] runs in a
+/// child process (this test binary again) and kills; without `CACHES_KILLED_WRITER` it returns.
+#[test]
+fn killed_writer_child() {
+    let Ok(spec) = std::env::var("CACHES_KILLED_WRITER") else {
+        return;
+    };
+    let (kind, dir) = spec.split_once('|').expect("kind|dir");
+    let kind = KINDS
+        .into_iter()
+        .find(|k| format!("{k:?}") == kind)
+        .expect("a kind");
+    let cache = open_cache(kind, Path::new(dir), None, 3600.0).expect("cache");
+    let mut i = 0u64;
+    loop {
+        let c = ((i % 4) as i64, ((i / 4) % 4) as i64, 5);
+        let len = 1_000 + (i as usize * 7_919) % 200_000;
+        cache.store(c, &payload(i, len)).expect("store");
+        i += 1;
+    }
+}
+
+/// A writer killed (SIGKILL) while it stores tiles leaves every tile whole (the previous one
+/// or the new one) and the database intact.
+#[test]
+fn a_killed_writer_leaves_no_torn_tile() {
+    let exe = std::env::current_exe().expect("test binary");
+    let coords: Vec<(i64, i64, usize)> = (0..16).map(|i| (i % 4, i / 4, 5)).collect();
+    for kind in [Kind::File, Kind::MbTiles, Kind::Sqlite, Kind::GeoPackage] {
+        let dir = tmp_dir(&format!("killed-{kind:?}"));
+        let mut child = Command::new(&exe)
+            .args([
+                "--exact",
+                "killed_writer_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(
+                "CACHES_KILLED_WRITER",
+                format!("{kind:?}|{}", dir.display()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("child writer");
+        let cache = open_cache(kind, &dir, None, 3600.0).expect("cache");
+        // every tile written once, then one of them replaced: the writer is in its loop
+        let all = eventually(30, || {
+            coords.iter().all(|c| cache.is_cached(*c).unwrap_or(false))
+        });
+        assert!(all, "{kind:?}: the child wrote no tiles");
+        let first = cache.load(coords[0]).expect("load").expect("tile");
+        assert!(
+            eventually(30, || cache
+                .load(coords[0])
+                .expect("load")
+                .is_some_and(|t| t.data != first.data)),
+            "{kind:?}: the child stopped writing"
+        );
+        child.kill().expect("kill");
+        child.wait().expect("reaped");
+        let after = open_cache(kind, &dir, None, 3600.0).expect("reopen");
+        for c in &coords {
+            let t = after.load(*c).expect("load").expect("a tile");
+            assert!(check_payload(&t.data), "{kind:?}: torn tile at {c:?}");
+        }
+        // the database is intact
+        let db = match kind {
+            Kind::MbTiles => Some(dir.join("c.mbtiles")),
+            Kind::Sqlite => Some(dir.join("sqlite/5.mbtiles")),
+            Kind::GeoPackage => Some(dir.join("c.gpkg")),
+            _ => None,
+        };
+        if let Some(db) = db {
+            let conn = rusqlite::Connection::open(&db).expect("open");
+            let check: String = conn
+                .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+                .expect("integrity_check");
+            assert_eq!(check, "ok", "{kind:?}");
+        }
+    }
+}
+
+/// MapProxy's checks of an existing GeoPackage table: another SRS or other resolutions are
+/// errors (not tiles written into a table that describes another grid).
+#[test]
+fn a_geopackage_table_of_another_grid_is_refused() {
+    let dir = tmp_dir("gpkg-mismatch");
+    let file = dir.join("c.gpkg");
+    let timeout = Duration::from_secs(5);
+    let web = global_webmercator();
+    GeoPackageCache::open(&file, GpkgTable::new("t", &web).expect("table"), timeout).expect("made");
+    // the same grid: fine; another table in the same file: fine
+    GeoPackageCache::open(&file, GpkgTable::new("t", &web).expect("table"), timeout)
+        .expect("reopened");
+    let geo = mapproxy_serve_mapproxy::grid::global_geodetic();
+    GeoPackageCache::open(&file, GpkgTable::new("u", &geo).expect("table"), timeout)
+        .expect("a second table");
+    let e = GeoPackageCache::open(&file, GpkgTable::new("t", &geo).expect("table"), timeout)
+        .err()
+        .expect("another SRS is refused")
+        .to_string();
+    assert!(e.contains("EPSG:4326") && e.contains("c.gpkg"), "{e}");
+    // same SRS, other resolutions (GLOBAL_MERCATOR is 900913: a table of its own)
+    let mut other = GpkgTable::new("t", &web).expect("table");
+    for l in &mut other.levels {
+        l.0 /= 3.0;
+    }
+    let e = GeoPackageCache::open(&file, other, timeout)
+        .err()
+        .expect("other resolutions are refused")
+        .to_string();
+    assert!(e.contains("resolution"), "{e}");
+    assert!(GpkgTable::new("a;b", &web).is_err());
+}
+
+/// Two writer processes (this test binary again) and this one writing and reading the same
+/// SQLite files at once: no "database is locked", every tile whole.
+#[test]
+fn writer_processes_and_readers_share_a_sqlite_cache() {
+    let exe = std::env::current_exe().expect("test binary");
+    for kind in [Kind::MbTiles, Kind::Sqlite, Kind::GeoPackage] {
+        let dir = tmp_dir(&format!("procs-{kind:?}"));
+        let cache = open_cache(kind, &dir, None, 3600.0).expect("cache");
+        let mut children: Vec<std::process::Child> = (0..2)
+            .map(|_| {
+                Command::new(&exe)
+                    .args([
+                        "--exact",
+                        "killed_writer_child",
+                        "--nocapture",
+                        "--test-threads=1",
+                    ])
+                    .env(
+                        "CACHES_KILLED_WRITER",
+                        format!("{kind:?}|{}", dir.display()),
+                    )
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("child writer")
+            })
+            .collect();
+        // the children are writing: the first tile is there
+        assert!(
+            eventually(30, || cache.is_cached((0, 0, 5)).unwrap_or(false)),
+            "{kind:?}: the children wrote nothing"
+        );
+        let start = Instant::now();
+        let (mut stores, mut loads) = (0, 0);
+        for i in 0..400u64 {
+            let c = ((i % 4) as i64, ((i / 4) % 4) as i64, 5);
+            if i % 2 == 0 {
+                cache
+                    .store(
+                        c,
+                        &payload(1 << 40 | i, 5_000 + (i as usize * 131) % 50_000),
+                    )
+                    .unwrap_or_else(|e| panic!("{kind:?} store: {e}"));
+                stores += 1;
+            } else if let Some(t) = cache
+                .load(c)
+                .unwrap_or_else(|e| panic!("{kind:?} load: {e}"))
+            {
+                assert!(check_payload(&t.data), "{kind:?}: torn tile at {c:?}");
+                loads += 1;
+            }
+            // the children are still running (a failed store ends one with an error)
+            for ch in &mut children {
+                assert!(
+                    ch.try_wait().expect("try_wait").is_none(),
+                    "{kind:?}: a writer process failed"
+                );
+            }
+        }
+        for mut ch in children {
+            ch.kill().expect("kill");
+            ch.wait().expect("reaped");
+        }
+        println!(
+            "{kind:?}: {stores} stores and {loads} loads beside 2 writer processes in {:.0} ms",
+            start.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+}

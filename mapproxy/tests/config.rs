@@ -301,7 +301,8 @@ fn globals_override_defaults_and_paths_resolve() {
     assert_eq!(c.meta_size, (2, 3)); // from globals
     assert_eq!(
         c.cache.filename,
-        Some(PathBuf::from("/etc/mp/db/c.mbtiles"))
+        // MapProxy: relative to the cache's directory (here globals.cache.base_dir)
+        Some(PathBuf::from("/etc/mp/tiles/db/c.mbtiles"))
     );
     assert_eq!(c.cache.directory_layout, None);
 }

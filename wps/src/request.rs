@@ -80,10 +80,17 @@ pub struct ExecuteSpec {
     pub language: Option<String>,
 }
 
+/// How many distinct input identifiers one Execute may name (a process declares a handful).
+const MAX_DISTINCT_INPUTS: usize = 256;
+
 impl ExecuteSpec {
     fn push_input(&mut self, id: String, v: RawInput) {
+        let full = self.inputs.len() >= MAX_DISTINCT_INPUTS;
         match self.inputs.iter_mut().find(|(i, _)| *i == id) {
             Some((_, vs)) => vs.push(v),
+            // identifiers beyond any process description's are dropped (the lookup stays
+            // bounded: a 3 MB request can name 30,000)
+            None if full => {}
             None => self.inputs.push((id, vec![v])),
         }
     }
@@ -96,17 +103,23 @@ pub fn query_pairs(query: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// `_get_get_param`: the last value of a key compared case-insensitively.
+/// `_get_get_param`: over the distinct keys in order (Werkzeug's `args.keys()`), the first
+/// value (`args.get(k)`) of the last key equal to `key` ignoring case: `a=1&a=2` is 1,
+/// `a=1&A=2` is 2.
 fn param<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .rev()
-        .find(|(k, _)| k.eq_ignore_ascii_case(key))
-        .map(|(_, v)| v.as_str())
+    let mut found = None;
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        let first_of_key = !pairs[..i].iter().any(|(seen, _)| seen == k);
+        if first_of_key && k.eq_ignore_ascii_case(key) {
+            found = Some(v.as_str());
+        }
+    }
+    found
 }
 
+/// PyWPS compares with `== 'true'`: `True` or ` true` is false.
 fn is_true(v: Option<&str>) -> bool {
-    v.is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    v == Some("true")
 }
 
 /// `check_and_set_version`: 1.0.0 (the default) only.

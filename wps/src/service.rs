@@ -305,6 +305,11 @@ impl Inner {
                 .find(|(i, _)| i == input.identifier)
                 .map(|(_, v)| v.as_slice())
                 .unwrap_or(&[]);
+            // deque(maxlen=max_occurs): only the last ones given count, and only those are
+            // fetched (PyWPS fetches a reference when the process reads it; fetching all of a
+            // request's references first would let one small request make thousands)
+            let max = input.max_occurs.max(1) as usize;
+            let given = &given[given.len().saturating_sub(max)..];
             let mut values = Vec::with_capacity(given.len());
             for raw in given {
                 values.push(
@@ -341,11 +346,6 @@ impl Inner {
                     ),
                     input.identifier,
                 ));
-            }
-            // deque(maxlen=max_occurs): the last ones given are kept.
-            let max = input.max_occurs.max(1) as usize;
-            if values.len() > max {
-                values.drain(..values.len() - max);
             }
             if !values.is_empty() {
                 out.push((input.identifier, values));
@@ -505,6 +505,13 @@ impl Inner {
             let meta = tokio::fs::metadata(&path).await.map_err(|e| {
                 WpsException::invalid(format!("Cannot read input {id} ({href}): {e}"), id)
             })?;
+            if !meta.is_file() {
+                // a FIFO or a device would block or never end
+                return Err(WpsException::invalid(
+                    format!("Cannot read input {id} ({href}): not a regular file"),
+                    id,
+                ));
+            }
             if meta.len() > limit {
                 return Err(too_large());
             }
@@ -542,7 +549,9 @@ impl Inner {
                 "not found\n",
             )
         };
-        if !plain || !(method == Method::GET || method == Method::HEAD) {
+        // only the names this app writes (`<uuid>.xml`, `<process>-<uuid><ext>`): the
+        // outputpath may be a shared directory (PyWPS's default is the system's temporary one)
+        if !plain || !written_here(&name) || !(method == Method::GET || method == Method::HEAD) {
             return not_found();
         }
         match tokio::fs::read(self.cfg.outputpath.join(&*name)).await {
@@ -558,6 +567,24 @@ impl Inner {
             Err(_) => not_found(),
         }
     }
+}
+
+/// A status document (`<uuid>.xml`) or an output written as a reference
+/// (`<process>-<uuid><ext>`).
+fn written_here(name: &str) -> bool {
+    let is_uuid = |s: &str| s.len() == 36 && uuid::Uuid::try_parse(s).is_ok();
+    if name.strip_suffix(".xml").is_some_and(is_uuid) {
+        return true;
+    }
+    name.char_indices()
+        .filter(|(_, c)| *c == '-')
+        .any(|(i, _)| {
+            let rest = &name[i + 1..];
+            rest.get(..36).is_some_and(is_uuid)
+                && rest
+                    .get(36..)
+                    .is_some_and(|ext| ext.is_empty() || ext.starts_with('.'))
+        })
 }
 
 /// The whole body, at most `limit` bytes: `Err(None)` when longer, `Err(Some(message))` when

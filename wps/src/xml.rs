@@ -16,7 +16,7 @@ use crate::process::{
 /// PyWPS's. Written here because the XML crates (quick-xml, xml-rs) emit the named entities
 /// `&quot;`/`&apos;` and cannot be told otherwise; the rule is these five replacements.
 pub fn esc(s: &str) -> Cow<'_, str> {
-    if !s.contains(['&', '<', '>', '"', '\'']) {
+    if !s.contains(['&', '<', '>', '"', '\'']) && s.chars().all(xml_char) {
         return Cow::Borrowed(s);
     }
     let mut o = String::with_capacity(s.len() + 16);
@@ -27,10 +27,19 @@ pub fn esc(s: &str) -> Cow<'_, str> {
             '>' => o.push_str("&gt;"),
             '"' => o.push_str("&#34;"),
             '\'' => o.push_str("&#39;"),
+            // a character XML 1.0 cannot hold (PyWPS writes it and its document does not
+            // parse): U+FFFD in its place
+            c if !xml_char(c) => o.push('\u{FFFD}'),
             c => o.push(c),
         }
     }
     Cow::Owned(o)
+}
+
+/// XML 1.0's `Char`: tab, newline, carriage return and everything from U+0020 but the
+/// surrogates (absent from Rust strings) and U+FFFE/U+FFFF.
+fn xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && c != '\u{FFFE}' && c != '\u{FFFF}')
 }
 
 const HEAD: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";

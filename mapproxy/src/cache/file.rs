@@ -220,6 +220,11 @@ impl TileCache for FileCache {
         }
     }
 
+    /// Local files: read and written on the calling thread.
+    fn blocks(&self) -> bool {
+        false
+    }
+
     /// `os.path.exists`: one `stat` (a dangling link is not cached).
     fn is_cached(&self, coord: TileCoord) -> io::Result<bool> {
         Ok(self.tile_location(coord).exists())

@@ -5,9 +5,13 @@
 
 pub mod file;
 pub mod path;
+pub mod redis;
+pub mod sqlite;
 
 pub use file::{FileCache, LinkMode};
 pub use path::{CacheDirNaming, DirectoryLayout};
+pub use redis::{RedisCache, RedisOptions};
+pub use sqlite::{GeoPackageCache, GpkgTable, MbTilesCache, SqliteCache};
 
 use std::io;
 use std::time::SystemTime;
@@ -34,6 +38,12 @@ pub trait TileCache: Send + Sync + 'static {
     /// Store the tile so that readers see the whole tile or none of it. Returns the time a
     /// later `load` reports for it when the storage knows it without a second look.
     fn store(&self, coord: TileCoord, data: &[u8]) -> io::Result<Option<SystemTime>>;
+    /// May a call wait on more than the local page cache (another writer's database lock, a
+    /// network round trip)? The tile manager runs such caches' calls on the blocking pool; a
+    /// file cache's small reads and writes run on the calling thread (as nginx serves files).
+    fn blocks(&self) -> bool {
+        true
+    }
     /// Remove the tile (seeding's cleanup); no error when it is not stored.
     fn remove(&self, coord: TileCoord) -> io::Result<()>;
 }

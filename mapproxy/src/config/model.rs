@@ -107,6 +107,8 @@ pub struct GlobalsCache {
     pub link_single_color_images: LinkSingleColor,
     /// Default false.
     pub bulk_meta_tiles: bool,
+    /// `sqlite_timeout`: seconds a SQLite cache waits for a busy database; default 30.
+    pub sqlite_timeout: f64,
 }
 
 /// `http:` options (in `globals` and in tile/WMS sources; a source's unset keys are `None`
@@ -182,8 +184,20 @@ pub struct CacheBackend {
     pub directory_layout: Option<String>,
     /// `directory`, joined to the YAML's directory.
     pub directory: Option<PathBuf>,
-    /// `filename` (mbtiles, geopackage), joined to the YAML's directory.
+    /// `filename` (mbtiles, geopackage), as MapProxy resolves it: `./name` from the YAML's
+    /// directory, other relative names from the cache's directory (`directory`, else
+    /// `cache_dir`).
     pub filename: Option<PathBuf>,
+    /// `sqlite_timeout` (sqlite, mbtiles, geopackage): seconds; `None`: `globals.cache`'s.
+    pub sqlite_timeout: Option<f64>,
+    /// `ttl` (sqlite): seconds a tile is fresh; `None`: forever (MapProxy's 0).
+    pub ttl: Option<u64>,
+    /// `table_name` (geopackage); `None`: `<cache name>_<grid name>`.
+    pub table_name: Option<String>,
+    /// `levels` (geopackage): one GeoPackage per level.
+    pub levels: Option<bool>,
+    /// The redis options (`type: redis`).
+    pub redis: Option<RedisConf>,
     /// `use_grid_names`: directories named by grid name instead of SRS code (file caches).
     pub use_grid_names: Option<bool>,
     /// `tile_lock_dir`, joined to the YAML's directory.
@@ -195,6 +209,23 @@ pub struct CacheBackend {
     pub options: IndexMap<String, Node>,
     /// Where `cache:` was written (the cache entry when absent).
     pub loc: Location,
+}
+
+/// `type: redis` options, with MapProxy's defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisConf {
+    /// Default `127.0.0.1`.
+    pub host: String,
+    /// Default 6379.
+    pub port: u16,
+    /// Default 0.
+    pub db: i64,
+    /// `None`: `<cache name>_<grid name>`.
+    pub prefix: Option<String>,
+    /// `default_ttl`: seconds; default 3600; 0: tiles never expire.
+    pub default_ttl: f64,
+    pub username: Option<String>,
+    pub password: Option<String>,
 }
 
 /// One entry of `caches:`.
@@ -605,6 +636,17 @@ fn opt<T>(k: &mut Keys, key: &str, f: impl FnOnce(&Node, &str) -> Option<T>) -> 
     k.get(key).and_then(|n| f(n, &path))
 }
 
+/// A number of seconds above 0.
+fn positive(ctx: &mut Ctx, n: &Node, path: &str) -> Option<f64> {
+    let v = ctx.number(n, path)?;
+    if v > 0.0 && v.is_finite() {
+        Some(v)
+    } else {
+        ctx.error(&n.loc, path, "expected a number of seconds above 0");
+        None
+    }
+}
+
 fn link_single(ctx: &mut Ctx, n: &Node, path: &str) -> Option<LinkSingleColor> {
     match &n.value {
         Value::Bool(false) => Some(LinkSingleColor::No),
@@ -786,10 +828,14 @@ fn globals(ctx: &mut Ctx, n: Option<&Node>) -> Globals {
                 .unwrap_or(LinkSingleColor::No),
                 bulk_meta_tiles: opt(&mut c, "bulk_meta_tiles", |n, p| ctx.boolean(n, p))
                     .unwrap_or(false),
+                sqlite_timeout: opt(&mut c, "sqlite_timeout", |n, p| positive(ctx, n, p))
+                    .unwrap_or(30.0),
             };
             for key in [
                 "directory_permissions",
                 "file_permissions",
+                // always on here (see cache/sqlite.rs); accepted as MapProxy's option
+                "sqlite_wal",
                 "s3",
                 "azureblob",
             ] {
@@ -927,6 +973,7 @@ fn default_globals_cache(ctx: &Ctx) -> GlobalsCache {
         max_tile_limit: 500,
         link_single_color_images: LinkSingleColor::No,
         bulk_meta_tiles: false,
+        sqlite_timeout: 30.0,
     }
 }
 
@@ -1046,6 +1093,11 @@ fn backend(ctx: &mut Ctx, n: Option<&Node>, path: &str, loc: &Location) -> Cache
         directory_layout: Some("tc".into()),
         directory: None,
         filename: None,
+        sqlite_timeout: None,
+        ttl: None,
+        table_name: None,
+        levels: None,
+        redis: None,
         use_grid_names: None,
         tile_lock_dir: None,
         coverage: None,
@@ -1084,7 +1136,69 @@ fn backend(ctx: &mut Ctx, n: Option<&Node>, path: &str, loc: &Location) -> Cache
     b.directory_layout = opt(&mut k, "directory_layout", |n, p| ctx.string(n, p))
         .or_else(|| (b.kind == "file").then(|| "tc".to_string()));
     b.directory = opt(&mut k, "directory", |n, p| ctx.path(n, p));
-    b.filename = opt(&mut k, "filename", |n, p| ctx.path(n, p));
+    // MapProxy: `./name` is relative to the YAML, other relative names to the cache's
+    // directory (joined in `cache`, where that is known)
+    b.filename = opt(&mut k, "filename", |n, p| ctx.string(n, p)).map(|f| {
+        if f.starts_with("./") {
+            ctx.resolve(&f)
+        } else {
+            PathBuf::from(f)
+        }
+    });
+    if matches!(b.kind.as_str(), "sqlite" | "mbtiles" | "geopackage") {
+        b.sqlite_timeout = opt(&mut k, "sqlite_timeout", |n, p| positive(ctx, n, p));
+        k.get("sqlite_wal");
+    }
+    if b.kind == "sqlite" {
+        b.ttl = opt(&mut k, "ttl", |n, p| ctx.int(n, p, 0, i64::MAX))
+            .map(|t| t as u64)
+            .filter(|t| *t > 0);
+    }
+    if b.kind == "geopackage" {
+        b.table_name = opt(&mut k, "table_name", |n, p| {
+            let s = ctx.string(n, p)?;
+            if !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                Some(s)
+            } else {
+                ctx.error(
+                    &n.loc,
+                    p,
+                    format!(
+                        "the table_name {s} contains unsupported characters \
+                         (letters, digits, '_' and '-' only)"
+                    ),
+                );
+                None
+            }
+        });
+        b.levels = opt(&mut k, "levels", |n, p| ctx.boolean(n, p));
+    }
+    if b.kind == "redis" {
+        b.redis = Some(RedisConf {
+            host: opt(&mut k, "host", |n, p| ctx.string(n, p))
+                .unwrap_or_else(|| "127.0.0.1".into()),
+            port: opt(&mut k, "port", |n, p| ctx.int(n, p, 1, 65535))
+                .map(|p| p as u16)
+                .unwrap_or(6379),
+            db: opt(&mut k, "db", |n, p| ctx.int(n, p, 0, i64::from(i32::MAX))).unwrap_or(0),
+            prefix: opt(&mut k, "prefix", |n, p| ctx.string(n, p)).filter(|p| !p.is_empty()),
+            default_ttl: opt(&mut k, "default_ttl", |n, p| {
+                let v = ctx.number(n, p)?;
+                if v >= 0.0 && v.is_finite() {
+                    Some(v)
+                } else {
+                    ctx.error(&n.loc, p, "expected a number of seconds, 0 or more");
+                    None
+                }
+            })
+            .unwrap_or(3600.0),
+            username: opt(&mut k, "username", |n, p| ctx.string(n, p)),
+            password: opt(&mut k, "password", |n, p| ctx.string(n, p)),
+        });
+    }
     b.use_grid_names = opt(&mut k, "use_grid_names", |n, p| ctx.boolean(n, p));
     b.tile_lock_dir = opt(&mut k, "tile_lock_dir", |n, p| ctx.path(n, p));
     let cp = k.at("coverage");
@@ -1102,6 +1216,19 @@ fn backend(ctx: &mut Ctx, n: Option<&Node>, path: &str, loc: &Location) -> Cache
         "filename",
         "use_grid_names",
         "tile_lock_dir",
+        // typed above
+        "sqlite_timeout",
+        "sqlite_wal",
+        "ttl",
+        "table_name",
+        "levels",
+        "host",
+        "port",
+        "db",
+        "prefix",
+        "default_ttl",
+        "username",
+        "password",
     ] {
         b.options.shift_remove(key);
     }
@@ -1171,6 +1298,15 @@ fn cache(ctx: &mut Ctx, g: &Globals, n: &Node, path: &str) -> Option<CacheConf> 
         loc: n.loc.clone(),
     };
     k.finish(ctx);
+    let mut c = c;
+    // MapProxy: a relative `filename` is in the cache's directory (`directory`, else
+    // `cache_dir`)
+    if let Some(f) = &c.cache.filename {
+        if f.is_relative() {
+            let dir = c.cache.directory.as_ref().unwrap_or(&c.cache_dir);
+            c.cache.filename = Some(dir.join(f));
+        }
+    }
     Some(c)
 }
 

@@ -1,7 +1,8 @@
 //! KML super-overlays (MapProxy's `service/kml.py`): `/kml/<layer>[/<grid>]` and
 //! `/kml/<layer>/<grid>/z/x/y.kml` documents, tiles as `/kml/.../z/x/y.<format>` (origin `sw`,
-//! no level offset). WGS84 extents are computed for grids in EPSG:4326, 3857 and 900913;
-//! layers in other SRS answer 500 for their KML documents (their tiles are served).
+//! no level offset). WGS84 extents as MapProxy computes them: EPSG:4326 as is, web mercator
+//! by its formula, other grids through `srs.rs` with 4 envelope points (MapProxy's
+//! `with_points=4`).
 
 use std::sync::Arc;
 
@@ -84,10 +85,17 @@ pub(crate) async fn handle(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Bod
     }
 }
 
-/// `_tile_bbox_to_wgs`: the bbox in WGS84; web mercator's edges become ±90.
+/// `_tile_bbox_to_wgs`: the bbox in WGS84 (`transform_bbox_to(SRS(4326), with_points=4)`);
+/// web mercator's edges become ±90.
 fn to_wgs(layer: &TileLayer, src: Bbox) -> Option<Bbox> {
     let srs = layer.grid.srs();
-    let mut b = wgs84_bbox(srs, src)?;
+    let mut b = if matches!(srs, 4326 | 3857 | 900913) {
+        wgs84_bbox(srs, src)?
+    } else {
+        let from = crate::srs::Srs::get(&format!("EPSG:{srs}")).ok()?;
+        let wgs84 = crate::srs::Srs::get("EPSG:4326").ok()?;
+        from.transform_bbox_with(&wgs84, src, 4).ok()?
+    };
     if matches!(srs, 900913 | 3857) {
         if (src[1] - -20037508.342789244).abs() < 0.1 {
             b[1] = -90.0;

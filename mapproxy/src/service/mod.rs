@@ -195,6 +195,9 @@ pub struct TileLayer {
     pub wgs84_bbox: Option<Bbox>,
     /// The grid as the TMS and KML services present it, computed on first use.
     pub(crate) service_grid: std::sync::OnceLock<tms::ServiceGrid>,
+    /// Whether WMTS can serve the grid (every level from the upper left), computed on first
+    /// use: the answer walks every level, and WMTS asks it of every layer per tile.
+    pub(crate) wmts_compatible: std::sync::OnceLock<bool>,
 }
 
 impl std::fmt::Debug for TileLayer {
@@ -216,8 +219,9 @@ pub fn grid_url_name(grid: &TileGrid, grid_name: &str, use_grid_names: bool) -> 
     }
 }
 
-/// A bbox in EPSG:4326, 3857 or 900913 as WGS84 longitudes and latitudes; `None` for any
-/// other SRS (the caller passes those).
+/// A bbox as WGS84 longitudes and latitudes: EPSG:4326 as it is, web mercator by its
+/// formula, any other SRS as MapProxy's `transform_bbox_to(SRS(4326))` (16 envelope points);
+/// `None` when the SRS is unknown or the transformation fails.
 pub fn wgs84_bbox(srs: u32, bbox: Bbox) -> Option<Bbox> {
     match srs {
         4326 => Some(bbox),
@@ -229,7 +233,12 @@ pub fn wgs84_bbox(srs: u32, bbox: Bbox) -> Option<Bbox> {
                 |y: f64| (2.0 * (y / R).exp().atan() - std::f64::consts::FRAC_PI_2).to_degrees();
             Some([lon(bbox[0]), lat(bbox[1]), lon(bbox[2]), lat(bbox[3])])
         }
-        _ => None,
+        // MapProxy: SRS(srs).transform_bbox_to(SRS(4326), bbox)
+        _ => {
+            let from = crate::srs::Srs::get(&format!("EPSG:{srs}")).ok()?;
+            let wgs84 = crate::srs::Srs::get("EPSG:4326").ok()?;
+            from.transform_bbox_to(&wgs84, bbox).ok()
+        }
     }
 }
 
@@ -255,7 +264,16 @@ impl TileLayer {
             bbox,
             wgs84_bbox: wgs84,
             service_grid: std::sync::OnceLock::new(),
+            wmts_compatible: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Can WMTS serve this layer's grid (`supports_access_with_origin('ul')`)?
+    pub fn wmts_compatible(&self) -> bool {
+        *self.wmts_compatible.get_or_init(|| {
+            self.grid
+                .supports_access_with_origin(crate::grid::Origin::UpperLeft)
+        })
     }
 
     /// The grid segment of this layer's TMS/KML URLs (MapProxy's `md['name_path'][1]`).
@@ -516,6 +534,9 @@ impl MapProxyService {
                     self.authorized_demo(&ctx)
                 };
                 Some(match input {
+                    Ok(_) if demo::capabilities_target(&pq).is_some() => {
+                        self.demo_capabilities(req, &ctx, &pq).await
+                    }
                     Ok(input) => {
                         demo::handle_with_headers(&pq, req.headers(), &ctx.script_url(), &input)
                     }
@@ -535,6 +556,51 @@ impl MapProxyService {
             return self.welcome(&ctx.script_url());
         }
         response::mimetype_response(StatusCode::NOT_FOUND, "text/plain", "not found")
+    }
+
+    /// The demo's capabilities views (`?wms_capabilities`, `?tms_capabilities&layer=..&srs=..`,
+    /// ...): the document answered by this app itself, with the request's headers and
+    /// extensions (so the authorizer and the forwarded URL apply), escaped into the page.
+    /// MapProxy fetches it over HTTP from its own URL (or the public one with
+    /// `type=external`); here no request leaves the process, and both show the public URL.
+    async fn demo_capabilities(
+        &self,
+        req: &Request<()>,
+        ctx: &Ctx<'_>,
+        path_and_query: &str,
+    ) -> Response<Body> {
+        use http_body_util::BodyExt;
+        let Some(target) = demo::capabilities_target(path_and_query) else {
+            return response::mimetype_response(StatusCode::NOT_FOUND, "text/plain", "not found");
+        };
+        let Ok(uri) = target.path_and_query.parse::<http::Uri>() else {
+            return response::mimetype_response(StatusCode::NOT_FOUND, "text/plain", "not found");
+        };
+        let mut inner = Request::new(());
+        *inner.uri_mut() = uri;
+        *inner.headers_mut() = req.headers().clone();
+        *inner.extensions_mut() = req.extensions().clone();
+        inner
+            .extensions_mut()
+            .remove::<mapproxy_serve_core::environ::EmptyPathInfo>();
+        let res = Box::pin(self.dispatch(&inner)).await;
+        if !res.status().is_success() {
+            // MapProxy: urlopen raises, the demo answers its internal error
+            return res;
+        }
+        let Ok(body) = res.into_body().collect().await else {
+            return response::mimetype_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "text/plain",
+                "internal error",
+            );
+        };
+        let url = format!("{}{}", ctx.script_url(), target.path_and_query);
+        demo::capabilities_page(
+            target.service,
+            &url,
+            &String::from_utf8_lossy(&body.to_bytes()),
+        )
     }
 
     /// `authorized_demo`: the demo's input as the authorizer allows it.

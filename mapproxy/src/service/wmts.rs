@@ -129,9 +129,7 @@ fn capabilities(svc: &MapProxyService, ctx: &Ctx<'_>, url: &str, restful: bool) 
     // `authorized_tile_layers`: asked with every layer name; the matrix sets stay all
     let mut all_names: Vec<&str> = Vec::new();
     for l in svc.layers() {
-        if l.grid.supports_access_with_origin(Origin::UpperLeft)
-            && !all_names.contains(&l.name.as_str())
-        {
+        if l.wmts_compatible() && !all_names.contains(&l.name.as_str()) {
             all_names.push(&l.name);
         }
     }
@@ -229,7 +227,7 @@ fn capabilities(svc: &MapProxyService, ctx: &Ctx<'_>, url: &str, restful: bool) 
         .layers()
         .iter()
         .map(|l| l.as_ref())
-        .filter(|l| l.grid.supports_access_with_origin(Origin::UpperLeft))
+        .filter(|l| l.wmts_compatible())
         .collect();
     let mut names: Vec<&str> = Vec::new();
     let mut sets: Vec<&TileLayer> = Vec::new();
@@ -433,11 +431,7 @@ pub(crate) async fn kvp(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body> 
 
 /// `WMTSServer.tile`: layer, matrix set, then the tile in `nw` origin.
 async fn tile(svc: &MapProxyService, ctx: &Ctx<'_>, req: WmtsTile) -> Response<Body> {
-    let wmts_layers = || {
-        svc.layers()
-            .iter()
-            .filter(|l| l.grid.supports_access_with_origin(Origin::UpperLeft))
-    };
+    let wmts_layers = || svc.layers().iter().filter(|l| l.wmts_compatible());
     if !wmts_layers().any(|l| l.name == req.layer) {
         return wmts_error(
             Some("InvalidParameterValue"),

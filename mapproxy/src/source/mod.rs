@@ -12,6 +12,7 @@
 mod debug;
 mod error;
 mod http;
+mod merge;
 mod pyfmt;
 mod tile;
 mod wms;
@@ -19,6 +20,7 @@ mod wms;
 pub use debug::{draw_text, DebugSource};
 pub use error::{OnError, OnErrorResponse};
 pub use http::{HttpOpts, HttpSourceError, SourceHttp};
+pub use merge::MergedSource;
 pub use pyfmt::{py_float_repr, py_quote};
 pub use tile::{TileSource, TileUrlTemplate};
 pub use wms::{WmsSource, WmsSourceConf, WmsVersion};

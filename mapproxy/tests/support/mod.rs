@@ -1,3 +1,4 @@
 //! Helpers shared by this crate's integration tests (`mod support;`).
 
 pub mod chromium;
+pub mod redis;

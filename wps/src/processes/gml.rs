@@ -227,8 +227,25 @@ fn members<'a, 'i>(el: roxmltree::Node<'a, 'i>) -> Vec<roxmltree::Node<'a, 'i>> 
         .collect()
 }
 
+/// How deep multi-geometries may nest: deeper input is refused, not followed (each level is
+/// a stack frame; a hostile document nests thousands).
+const MAX_NESTING: usize = 32;
+
 /// One GML geometry element.
 pub fn read_geometry(el: roxmltree::Node<'_, '_>) -> Result<Geometry<f64>, ProcessError> {
+    read_geometry_at(el, 0)
+}
+
+fn read_geometry_at(
+    el: roxmltree::Node<'_, '_>,
+    depth: usize,
+) -> Result<Geometry<f64>, ProcessError> {
+    if depth > MAX_NESTING {
+        return Err(bad(&format!(
+            "GML geometries nested deeper than {MAX_NESTING} levels"
+        )));
+    }
+    let read_geometry = |m| read_geometry_at(m, depth + 1);
     let name = gml_name(&el).unwrap_or("");
     Ok(match name {
         "Point" => {
@@ -356,6 +373,18 @@ mod tests {
   <gml:featureMember><ogr:a fid="a.1"><ogr:geometryProperty><gml:Polygon><gml:outerBoundaryIs><gml:LinearRing><gml:coordinates>0,0 2,0 2,2 0,2 0,0</gml:coordinates></gml:LinearRing></gml:outerBoundaryIs></gml:Polygon></ogr:geometryProperty><ogr:name>sq</ogr:name></ogr:a></gml:featureMember>
   <gml:featureMember><ogr:a><ogr:geometryProperty><gml:LineString><gml:posList srsDimension="3">0 0 9 4 0 9</gml:posList></gml:LineString></ogr:geometryProperty></ogr:a></gml:featureMember>
 </ogr:FeatureCollection>"#;
+
+    #[test]
+    fn deeply_nested_multi_geometries_are_refused_not_followed() {
+        let n = 20_000;
+        let doc = format!(
+            "<ogr:FeatureCollection xmlns:ogr=\"http://ogr.maptools.org/\" xmlns:g=\"http://www.opengis.net/gml\"><g:featureMember><ogr:a><ogr:geometryProperty>{}{}</ogr:geometryProperty></ogr:a></g:featureMember></ogr:FeatureCollection>",
+            "<g:MultiPolygon><g:polygonMember>".repeat(n),
+            "</g:polygonMember></g:MultiPolygon>".repeat(n)
+        );
+        let e = features(doc.as_bytes()).expect_err("too deep");
+        assert!(e.to_string().contains("nested deeper than 32"), "{e}");
+    }
 
     #[test]
     fn reads_gml2_and_gml3() {

@@ -10,8 +10,9 @@
 //! - no proj4 definitions: the viewer shows the SRS OpenLayers knows (EPSG:3857 and its
 //!   aliases, EPSG:4326, CRS:84) and says so for others;
 //! - the capabilities views (`?wms_capabilities`, ...) need the document: the service layer
-//!   asks [`capabilities_target`] for it and renders it with [`capabilities_page`]; [`handle`]
-//!   alone answers them 501.
+//!   asks [`capabilities_target`] which one, answers it itself (MapProxy fetches it over HTTP
+//!   from its own URL) and renders it with [`capabilities_page`]; [`handle`] alone answers
+//!   them 501.
 //!
 //! Every value from the request is escaped for where it lands (HTML text, attributes, JS
 //! strings, URLs).

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# A cached 256×256 PNG tile through /tms/ from each cache type (issue 14): file, mbtiles, sqlite,
+# geopackage and redis, one mapproxy-serve serving all five layers, in one run. The server is
+# pinned to SERVER_CPU, wrk to LOAD_CPU, loopback only; redis-server (Debian package) runs on a
+# loopback port on the server's CPU. Prints req/s, p99 latency and the server's CPU time per
+# request (redis: mapproxy-serve's and redis-server's together), and the ratios to the file cache.
+#
+#   bench/mapproxy_caches.sh                 # ROUNDS=3 DURATION=5s CONNS=64
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-5s} CONNS=${CONNS:-64} THREADS=${THREADS:-2}
+SERVER_CPU=${SERVER_CPU:-1} LOAD_CPU=${LOAD_CPU:-0}
+command -v wrk >/dev/null || { echo "bench: wrk missing (apt-get install wrk)"; exit 1; }
+REDIS=$(command -v redis-server || echo /usr/bin/redis-server)
+[ -x "$REDIS" ] || { echo "bench: redis-server missing (apt-get install redis-server)"; exit 1; }
+cargo build -q --release --bin mapproxy-serve
+BIN=$PWD/target/release/mapproxy-serve
+W=$(mktemp -d /tmp/mps-caches-bench.XXXX)
+MPS= RED=
+stop_all() {
+  [ -n "$MPS" ] && kill "$MPS" 2>/dev/null
+  [ -n "$RED" ] && kill "$RED" 2>/dev/null
+  rm -rf "$W"
+}
+trap stop_all EXIT
+RPORT=18419
+taskset -c "$SERVER_CPU" "$REDIS" --port $RPORT --bind 127.0.0.1 --save "" --appendonly no --dir "$W" >/dev/null 2>&1 & RED=$!
+{
+  echo "services:"
+  echo "  tms:"
+  echo "    use_grid_names: true"
+  echo "layers:"
+  for t in file mbtiles sqlite geopackage redis; do
+    echo "  - {name: $t, title: $t, sources: [${t}_cache]}"
+  done
+  echo "caches:"
+  for t in file mbtiles sqlite geopackage redis; do
+    echo "  ${t}_cache:"
+    echo "    grids: [webmercator]"
+    echo "    sources: [debug]"
+    echo "    meta_size: [1, 1]"
+    echo "    meta_buffer: 0"
+    case $t in
+      file) ;;
+      redis) echo "    cache: {type: redis, port: $RPORT, default_ttl: 0}" ;;
+      *) echo "    cache: {type: $t}" ;;
+    esac
+  done
+  echo "sources:"
+  echo "  debug: {type: debug}"
+  echo "grids:"
+  echo "  webmercator: {base: GLOBAL_WEBMERCATOR}"
+  echo "globals:"
+  echo "  cache: {base_dir: $W/cache_data}"
+} > "$W/mapproxy.yaml"
+cat > "$W/config.ini" <<EOF
+[server:main]
+use = egg:mapproxy-serve#http
+host = 127.0.0.1
+port = 18411
+[app:main]
+use = egg:MapProxy#app
+mapproxy_conf = $W/mapproxy.yaml
+EOF
+tile() { echo "/tms/1.0.0/$1/webmercator/1/0/0.png"; }
+taskset -c "$SERVER_CPU" "$BIN" "$W/config.ini" 2>"$W/mps.log" & MPS=$!
+for _ in $(seq 1 300); do curl -sf -o /dev/null "http://127.0.0.1:18411$(tile file)" && break; sleep 0.1; done
+for t in file mbtiles sqlite geopackage redis; do
+  curl -sf -o "$W/$t.png" "http://127.0.0.1:18411$(tile $t)" || { echo "bench: $t tile failed"; cat "$W/mps.log"; exit 1; }
+done
+for t in mbtiles sqlite geopackage redis; do
+  cmp -s "$W/file.png" "$W/$t.png" || { echo "bench: $t serves another tile than file"; exit 1; }
+done
+cpu_ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo $t; }
+run() { # NAME PIDS...
+  local name=$1; shift
+  local url="http://127.0.0.1:18411$(tile "$name")"
+  taskset -c "$LOAD_CPU" wrk -t"$THREADS" -c"$CONNS" -d1s "$url" >/dev/null
+  local c0 out; c0=$(cpu_ticks "$@")
+  out=$(taskset -c "$LOAD_CPU" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$url")
+  local ticks=$(( $(cpu_ticks "$@") - c0 )) n; n=$(awk '/requests in/{print $1}' <<<"$out")
+  local rps p99; rps=$(awk '/Requests\/sec/{print $2}' <<<"$out"); p99=$(awk '$1=="99%"{print $2}' <<<"$out")
+  grep -q "Non-2xx" <<<"$out" && { echo "bench: $name answered errors"; exit 1; }
+  echo "$name $rps $p99 $(python3 -c "print(f'{$ticks * 1e6 / $(getconf CLK_TCK) / $n:.1f}')")"
+}
+echo "| round | cache | req/s | p99 | server CPU µs/req |"
+echo "|---|---|---|---|---|"
+for r in $(seq 1 "$ROUNDS"); do
+  for t in file mbtiles sqlite geopackage redis; do
+    pids=$MPS; [ "$t" = redis ] && pids="$MPS $RED"
+    line=$(run "$t" $pids)
+    read -r n rps p99 cpu <<<"$line"; echo "| $r | $n | $rps | $p99 | $cpu |"; echo "$r $n $rps $cpu" >> "$W/rps"
+  done
+done
+python3 - "$W/rps" <<'EOF'
+import sys, statistics, collections
+by = collections.defaultdict(dict)
+for line in open(sys.argv[1]):
+    r, n, rps, cpu = line.split(); by[r][n] = (float(rps), float(cpu))
+print("\nmedian per-round req/s against the file cache (issue 14 wants mbtiles/sqlite/geopackage >= 0.8x, redis >= 0.5x):")
+for n in ["mbtiles", "sqlite", "geopackage", "redis"]:
+    print(f"  {n}: {statistics.median(v[n][0] / v['file'][0] for v in by.values()):.2f}x")
+EOF
