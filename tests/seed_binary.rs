@@ -230,15 +230,23 @@ struct Setup {
 
 impl Setup {
     fn new(seed_yaml: &str) -> Setup {
+        Setup::with_cache(
+            seed_yaml,
+            "type: file\n      directory_layout: tms\n      directory: tiles",
+        )
+    }
+
+    /// `cache` is the cache's `cache:` mapping, indented for its place.
+    fn with_cache(seed_yaml: &str, cache: &str) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let up = Upstream::start();
         let yaml = format!(
             "services:\n  tms:\nsources:\n  wms:\n    type: wms\n    req:\n      url: http://127.0.0.1:{}/service\n      layers: base\n\
              grids:\n  g:\n    srs: 'EPSG:3857'\n    bbox: [0, 0, 1024000, 1024000]\n    origin: ll\n    res: [4000, 2000, 1000, 500]\n    tile_size: [64, 64]\n\
-             caches:\n  c:\n    grids: [g]\n    sources: [wms]\n    meta_size: [2, 2]\n    meta_buffer: 10\n    cache:\n      type: file\n      directory_layout: tms\n      directory: tiles\n\
+             caches:\n  c:\n    grids: [g]\n    sources: [wms]\n    meta_size: [2, 2]\n    meta_buffer: 10\n    cache:\n      {cache}\n\
              layers:\n  - name: c\n    title: c\n    sources: [c]\n\
              globals:\n  image:\n    paletted: false\n",
-            up.port
+            up.port,
         );
         std::fs::write(dir.path().join("mapproxy.yaml"), yaml).unwrap();
         std::fs::write(dir.path().join("area.geojson"), geojson()).unwrap();
@@ -553,4 +561,35 @@ fn duration_stops_and_keeps_progress_and_rate_limit_paces_requests() {
         text.contains("seed area c g [1, 2, 3] node 0/1\t3\n"),
         "{text}"
     );
+}
+
+#[test]
+fn seeds_and_cleans_sqlite_caches() {
+    let cleanup = "cleanups:\n  l3:\n    caches: [c]\n    levels: [3]\n    remove_all: true\n";
+    for cache in [
+        "type: mbtiles\n      filename: c.mbtiles",
+        "type: sqlite\n      directory: sq",
+        "type: geopackage\n      filename: c.gpkg",
+    ] {
+        let s = Setup::with_cache(&format!("{SEED_YAML}{cleanup}"), cache);
+        let total: usize = [1, 2, 3].iter().map(|&z| meta_tiles(z).len()).sum();
+        let out = s.seed(&["--seed", "area", "-c", "3"]);
+        assert_eq!(out.code(), Some(0), "{cache}: {out:?}");
+        assert_eq!(s.up.take().len(), total, "{cache}");
+        // all stored: nothing requested again
+        let out = s.seed(&["--seed", "area"]);
+        assert_eq!(out.code(), Some(0), "{cache}: {out:?}");
+        assert!(s.up.take().is_empty(), "{cache}");
+        // level 3 removed: only its meta tiles are made again
+        let out = s.seed(&["--cleanup", "l3"]);
+        assert_eq!(out.code(), Some(0), "{cache}: {out:?}");
+        let out = s.seed(&["--seed", "area"]);
+        assert_eq!(out.code(), Some(0), "{cache}: {out:?}");
+        let again: BTreeSet<_> =
+            s.up.take()
+                .iter()
+                .map(|(b, w, _)| request_meta(*b, request_level(*b, *w)))
+                .collect();
+        assert_eq!(again, meta_tiles(3), "{cache}");
+    }
 }
