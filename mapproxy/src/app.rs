@@ -1335,6 +1335,28 @@ fn compile_cache(
     Ok(out)
 }
 
+/// The tile managers of every cache, by cache name, each as `(grid name, manager)` in the
+/// cache's grid order: the same managers the services use (so seeding makes meta tiles, takes
+/// locks and stores as a request would). A cache that cannot be built is its error, so that
+/// seeding fails only for the caches it uses. Must run inside a tokio runtime (the HTTP client).
+#[allow(clippy::type_complexity)]
+pub fn cache_managers(
+    conf: &MapProxyConf,
+) -> IndexMap<String, Result<Vec<(String, Arc<TileManager>)>, ConfigError>> {
+    let mut grids = conf.grid_set();
+    conf.caches
+        .iter()
+        .map(|(name, cache)| {
+            let built = compile_cache(conf, &mut grids, name, cache).map(|cgs| {
+                cgs.into_iter()
+                    .map(|cg| (cg.grid_name, cg.manager))
+                    .collect()
+            });
+            (name.clone(), built)
+        })
+        .collect()
+}
+
 /// `egg:MapProxy#app`.
 pub fn factory(
     conf: &mapproxy_serve_core::config::FactoryConf,

@@ -14,6 +14,7 @@
 //! | [`tile_manager`] | cache hit or create: meta tiles, single flight, locks, splitting | `mapproxy/cache/tile_manager.py`, `tile_creator.py` |
 //! | [`service`] | the HTTP surface: welcome page, TMS, `/tiles`, the OWS dispatch, the WMS, their error documents and cache headers | `wsgiapp.py`, `service/`, `request/`, `response.py`, `exception.py` |
 //! | [`source`] | sources: the `MapSource` trait, tile, WMS and debug sources | `mapproxy/source/`, `mapproxy/client/` |
+//! | [`seed`] | `mapproxy-serve seed`: seed.yaml, coverages, seeding and cleanup through the tile managers, `--nodes`, `--continue` | `mapproxy/seed/`, `mapproxy-seed` |
 //! | [`multiapp`] | MultiMapProxy: one project per `NAME.yaml` of a directory | `mapproxy/multiapp.py` |
 //! | [`srs`] | CRS codes, transformations (proj4rs), WMS 1.3.0 axis order | `mapproxy/srs.py` |
 //! | [`coverage`] | coverages of sources (bbox, WKT, GeoJSON): blank outside, asked inside, `clip` | `config/coverage.py`, `util/coverage.py` |
@@ -34,6 +35,7 @@ pub mod image;
 pub mod lock;
 pub mod meta;
 pub mod multiapp;
+pub mod seed;
 pub mod service;
 pub mod source;
 pub mod srs;

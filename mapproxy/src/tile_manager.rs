@@ -194,6 +194,80 @@ impl TileManager {
     }
 }
 
+/// Seeding and cleanup (MapProxy's `load_tile_coords` with `_expire_timestamp`, and
+/// `remove_tile_coords`), used by [`crate::seed`].
+impl TileManager {
+    /// The cache the manager reads and writes.
+    pub fn cache(&self) -> &Arc<dyn TileCache> {
+        &self.inner.cache
+    }
+
+    /// Makes the meta tile holding `coord` unless all its tiles are stored and none is older
+    /// than `refresh_before`; with `only_cached`, only when at least one of them is stored
+    /// (`--skip-uncached`). The meta tile's lock is held while it is made, as for a request.
+    /// Returns whether the meta tile was (re)made.
+    pub async fn seed_meta_tile(
+        &self,
+        coord: TileCoord,
+        refresh_before: Option<SystemTime>,
+        only_cached: bool,
+    ) -> Result<bool, TileError> {
+        let inner = &self.inner;
+        let main = inner
+            .meta
+            .main_tile(coord)
+            .map_err(|_| TileError::OutOfRange)?;
+        let meta_tile = inner
+            .meta
+            .meta_tile(main)
+            .map_err(|_| TileError::OutOfRange)?;
+        if inner.load_all(&meta_tile, refresh_before).await?.is_some() {
+            return Ok(false);
+        }
+        if only_cached {
+            let coords: Vec<TileCoord> = meta_tile.coords().collect();
+            let any = inner
+                .cache_call(move |c| {
+                    for coord in coords {
+                        if c.is_cached(coord)? {
+                            return Ok(true);
+                        }
+                    }
+                    Ok(false)
+                })
+                .await?;
+            if !any {
+                return Ok(false);
+            }
+        }
+        inner.create_locked(main, refresh_before).await?;
+        Ok(true)
+    }
+
+    /// Removes the tile when it is stored and, with `before`, older than that. Returns
+    /// whether it was removed.
+    pub fn remove_tile(
+        &self,
+        coord: TileCoord,
+        before: Option<SystemTime>,
+    ) -> std::io::Result<bool> {
+        let cache = &self.inner.cache;
+        match before {
+            None => {
+                if !cache.is_cached(coord)? {
+                    return Ok(false);
+                }
+            }
+            Some(b) => match cache.load(coord)? {
+                Some(t) if t.mtime < b => {}
+                _ => return Ok(false),
+            },
+        }
+        cache.remove(coord)?;
+        Ok(true)
+    }
+}
+
 impl TileProvider for TileManager {
     fn tile(&self, coord: TileCoord) -> BoxFuture<'_, Result<TileData, TileError>> {
         Box::pin(self.load_tile(coord))
@@ -238,7 +312,7 @@ impl Inner {
 
     /// Makes the meta tile of `main` (run as its own task), then leaves the in-flight table.
     async fn create(self: Arc<Self>, main: TileCoord) -> Result<Created, TileError> {
-        let result = self.create_locked(main).await;
+        let result = self.create_locked(main, None).await;
         self.in_flight
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -246,7 +320,13 @@ impl Inner {
         result.map(Arc::new)
     }
 
-    async fn create_locked(&self, main: TileCoord) -> Result<HashMap<TileCoord, Made>, TileError> {
+    /// Makes the meta tile of `main` under its lock; tiles stored before `expire` count as
+    /// missing (seeding's `refresh_before`).
+    async fn create_locked(
+        &self,
+        main: TileCoord,
+        expire: Option<SystemTime>,
+    ) -> Result<HashMap<TileCoord, Made>, TileError> {
         let meta_tile = self
             .meta
             .meta_tile(main)
@@ -256,7 +336,7 @@ impl Inner {
         let _lock = self.locker.lock(lock_coord).await.map_err(cache_error)?;
 
         // another process may have made them while this one waited for the lock
-        if let Some(stored) = self.load_all(&meta_tile).await? {
+        if let Some(stored) = self.load_all(&meta_tile, expire).await? {
             return Ok(stored);
         }
 
@@ -358,10 +438,12 @@ impl Inner {
         blocking(move || f(&*cache).map_err(cache_error)).await
     }
 
-    /// All tiles of the meta tile when every one is stored, else `None` (read as hits are).
+    /// All tiles of the meta tile when every one is stored (and not older than `expire`), else
+    /// `None` (read as hits are).
     async fn load_all(
         &self,
         meta_tile: &MetaTile,
+        expire: Option<SystemTime>,
     ) -> Result<Option<HashMap<TileCoord, Made>>, TileError> {
         let coords: Vec<TileCoord> = meta_tile.coords().collect();
         let loaded = self
@@ -369,8 +451,8 @@ impl Inner {
                 let mut out = Vec::new();
                 for coord in coords {
                     match c.load(coord)? {
-                        Some(t) => out.push((coord, t)),
-                        None => return Ok(None),
+                        Some(t) if expire.is_none_or(|e| t.mtime >= e) => out.push((coord, t)),
+                        _ => return Ok(None),
                     }
                 }
                 Ok(Some(out))

@@ -1,5 +1,5 @@
 //! The `mapproxy-serve` command line: serve, check, inspect, appconfig, list-factories, create,
-//! and MapProxy's serve-develop, serve-multiapp-develop and grids.
+//! and MapProxy's serve-develop, serve-multiapp-develop, grids and seed.
 //!
 //! A binary that links extra factory crates calls [`main`] to get the whole command line:
 //!
@@ -13,6 +13,7 @@
 mod create;
 mod develop;
 mod grids;
+mod seed;
 mod serve;
 
 use std::io::Write;
@@ -159,6 +160,8 @@ enum Command {
         #[arg(short = 'a', long = "all")]
         all: bool,
     },
+    /// Seed and clean up caches as MapProxy's mapproxy-seed (-f mapproxy.yaml -s seed.yaml)
+    Seed(seed::SeedArgs),
     /// Write an ini template (or, with -t base-config DIR, a MapProxy project)
     Create {
         /// The template: develop, production, urlmap, fcgi, log-ini, base-config
@@ -313,6 +316,7 @@ pub fn run(cli: Cli) -> i32 {
                 EXIT_CONFIG
             }
         },
+        Some(Command::Seed(args)) => seed::run(args),
         Some(Command::Create {
             template,
             dest,

@@ -19,9 +19,9 @@
 //!
 //! `parts:` is MapProxy's free-form section for YAML anchors; it is kept as written.
 
-mod load;
-mod model;
-mod read;
+pub(crate) mod load;
+pub(crate) mod model;
+pub(crate) mod read;
 pub mod yaml;
 
 use std::path::{Path, PathBuf};

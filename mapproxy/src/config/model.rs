@@ -511,7 +511,7 @@ pub struct ServicesConf {
 /// `load_coverage` does: `polygons`, `expire_tiles`, and `datasource`/`ogr_datasource` unless
 /// they are a bbox (`"x,y,x,y"` or a list) or a `driver:`/URL-like name (`^\w{2,}:`); inside
 /// `union`/`difference`/`intersection` too.
-fn coverage(ctx: &mut Ctx, n: &Node, path: &str) -> Node {
+pub(crate) fn coverage(ctx: &mut Ctx, n: &Node, path: &str) -> Node {
     check_coverage(ctx, n, path);
     resolve_coverage(ctx, n)
 }
