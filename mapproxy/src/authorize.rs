@@ -92,27 +92,17 @@ impl LimitedTo {
 
     /// One or more `POLYGON`/`MULTIPOLYGON` WKTs, one per line (MapProxy's string geometry).
     pub fn wkt(srs: impl Into<String>, text: &str) -> Result<LimitedTo, String> {
-        use wkt::TryFromWkt;
-        let mut polys = Vec::new();
-        for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-            let g = geo::Geometry::<f64>::try_from_wkt_str(line).map_err(|e| e.to_string())?;
-            push_polygons(g, &mut polys)?;
-        }
         Ok(LimitedTo {
             srs: srs.into(),
-            geometry: geo::MultiPolygon(polys),
+            geometry: geo::MultiPolygon(crate::coverage::polygons_from_wkt(text)?),
         })
     }
 
-    /// A GeoJSON geometry, feature or feature collection of (multi)polygons.
+    /// A GeoJSON geometry, feature or feature collection of polygons.
     pub fn geojson(srs: impl Into<String>, text: &str) -> Result<LimitedTo, String> {
-        let gj: geojson::GeoJson = text.parse().map_err(|e: geojson::Error| e.to_string())?;
-        let g = geo::Geometry::<f64>::try_from(gj).map_err(|e| e.to_string())?;
-        let mut polys = Vec::new();
-        push_polygons(g, &mut polys)?;
         Ok(LimitedTo {
             srs: srs.into(),
-            geometry: geo::MultiPolygon(polys),
+            geometry: geo::MultiPolygon(crate::coverage::polygons_from_geojson(text)?),
         })
     }
 
@@ -139,21 +129,6 @@ impl LimitedTo {
             geo::coord! { x: x, y: y }
         }))
     }
-}
-
-fn push_polygons(g: geo::Geometry<f64>, out: &mut Vec<geo::Polygon<f64>>) -> Result<(), String> {
-    match g {
-        geo::Geometry::Polygon(p) => out.push(p),
-        geo::Geometry::MultiPolygon(m) => out.extend(m.0),
-        geo::Geometry::Rect(r) => out.push(r.to_polygon()),
-        geo::Geometry::GeometryCollection(c) => {
-            for g in c.0 {
-                push_polygons(g, out)?;
-            }
-        }
-        _ => return Err("expected polygons or multipolygons".into()),
-    }
-    Ok(())
 }
 
 impl Partial {

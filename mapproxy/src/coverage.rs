@@ -81,6 +81,62 @@ impl Coverage {
     }
 }
 
+/// The polygons of WKT text, one geometry per line (MapProxy's `polygons:` files, its
+/// `load_polygon_lines`, a WKT `limited_to`): polygons and multipolygons kept, other
+/// geometries skipped as MapProxy skips them. Errors name the line.
+pub fn polygons_from_wkt(text: &str) -> Result<Vec<geo::Polygon<f64>>, String> {
+    use wkt::TryFromWkt;
+    let mut out = Vec::new();
+    for (i, line) in text.trim_start_matches('\u{feff}').lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let g = geo::Geometry::<f64>::try_from_wkt_str(line)
+            .map_err(|e| format!("line {}: invalid WKT: {e}", i + 1))?;
+        push_polygons(g, &mut out);
+    }
+    Ok(out)
+}
+
+/// The polygons of a GeoJSON document (a FeatureCollection, a Feature or a geometry), as
+/// [`polygons_from_wkt`] keeps them.
+pub fn polygons_from_geojson(text: &str) -> Result<Vec<geo::Polygon<f64>>, String> {
+    let gj: geojson::GeoJson = text
+        .trim_start_matches('\u{feff}')
+        .parse()
+        .map_err(|e: geojson::Error| format!("invalid GeoJSON: {e}"))?;
+    let geoms = match gj {
+        geojson::GeoJson::FeatureCollection(fc) => {
+            fc.features.into_iter().filter_map(|f| f.geometry).collect()
+        }
+        geojson::GeoJson::Feature(f) => f.geometry.into_iter().collect(),
+        geojson::GeoJson::Geometry(g) => vec![g],
+    };
+    let mut out = Vec::new();
+    for g in geoms {
+        let g = geo::Geometry::<f64>::try_from(&g.value)
+            .map_err(|e| format!("invalid GeoJSON geometry: {e}"))?;
+        push_polygons(g, &mut out);
+    }
+    Ok(out)
+}
+
+fn push_polygons(g: geo::Geometry<f64>, out: &mut Vec<geo::Polygon<f64>>) {
+    match g {
+        geo::Geometry::Polygon(p) => out.push(p),
+        geo::Geometry::MultiPolygon(mp) => out.extend(mp.0),
+        geo::Geometry::Rect(r) => out.push(r.to_polygon()),
+        geo::Geometry::GeometryCollection(gc) => {
+            for g in gc.0 {
+                push_polygons(g, out);
+            }
+        }
+        // MapProxy logs and skips other geometries
+        _ => {}
+    }
+}
+
 fn err(n: &Node, path: &str, msg: impl std::fmt::Display) -> ConfigError {
     n.loc.error(format!("{path}: {msg}"))
 }

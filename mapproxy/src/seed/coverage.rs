@@ -215,61 +215,13 @@ pub fn load_polygons(path: &Path) -> Result<Vec<Polygon<f64>>, String> {
 }
 
 fn load_polygons_text(text: &str, path: &Path) -> Result<Vec<Polygon<f64>>, String> {
-    use wkt::TryFromWkt;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let g = geo::Geometry::<f64>::try_from_wkt_str(line.trim()).map_err(|e| {
-            format!(
-                "invalid geometry in '{}' line {}: {e}",
-                path.display(),
-                i + 1
-            )
-        })?;
-        push_polygons(g, &mut out);
-    }
-    Ok(out)
-}
-
-fn push_polygons(g: geo::Geometry<f64>, out: &mut Vec<Polygon<f64>>) {
-    match g {
-        geo::Geometry::Polygon(p) => out.push(p),
-        geo::Geometry::MultiPolygon(mp) => out.extend(mp.0),
-        geo::Geometry::GeometryCollection(gc) => {
-            for g in gc.0 {
-                push_polygons(g, out);
-            }
-        }
-        // MapProxy logs and skips other geometries
-        _ => {}
-    }
+    crate::coverage::polygons_from_wkt(text)
+        .map_err(|e| format!("invalid geometry in '{}' {e}", path.display()))
 }
 
 fn load_geojson(text: &str, path: &Path) -> Result<Vec<Polygon<f64>>, String> {
-    let gj: geojson::GeoJson = text
-        .parse()
-        .map_err(|e| format!("can't load coverage file '{}': {e}", path.display()))?;
-    let mut geoms = Vec::new();
-    match gj {
-        geojson::GeoJson::FeatureCollection(fc) => {
-            geoms.extend(fc.features.into_iter().filter_map(|f| f.geometry))
-        }
-        geojson::GeoJson::Feature(f) => geoms.extend(f.geometry),
-        geojson::GeoJson::Geometry(g) => geoms.push(g),
-    }
-    let mut out = Vec::new();
-    for g in geoms {
-        let g = geo::Geometry::<f64>::try_from(&g.value).map_err(|e| {
-            format!(
-                "invalid geometry in coverage file '{}': {e}",
-                path.display()
-            )
-        })?;
-        push_polygons(g, &mut out);
-    }
-    Ok(out)
+    crate::coverage::polygons_from_geojson(text)
+        .map_err(|e| format!("can't load coverage file '{}': {e}", path.display()))
 }
 
 #[cfg(test)]
