@@ -408,6 +408,14 @@ async fn execute_kvp_xml_raw_lineage_and_references() {
         ))
         .await;
     assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "3"));
+    // a reference that redirects (twice, the second relatively) is followed, as PyWPS's requests
+    let redirect = redirector(vec!["/again".to_string(), layer.clone()]);
+    let r = s
+        .get(&format!(
+            "/wps?service=WPS&request=Execute&identifier=feature_count&DataInputs=layer=@xlink:href=http://{redirect}/first&RawDataOutput=count"
+        ))
+        .await;
+    assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "3"));
     let big = format!("{}{}", GML, " ".repeat(6000));
     write(&s.outputs(), BIG, &big);
     let r = s
@@ -733,4 +741,31 @@ async fn an_edit_of_pywps_cfg_reloads() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A loopback server answering its n-th request with `301 Location: locations[n]` (the last
+/// one for every later request); one request per connection.
+fn redirector(locations: Vec<String>) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { return };
+            let mut buf = [0u8; 4096];
+            let mut head = Vec::new();
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => head.extend_from_slice(&buf[..k]),
+                }
+            }
+            let to = &locations[n.min(locations.len() - 1)];
+            let _ = write!(
+                stream,
+                "HTTP/1.1 301 Moved Permanently\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    addr
 }
