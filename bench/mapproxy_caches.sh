@@ -8,6 +8,7 @@
 #   bench/mapproxy_caches.sh                 # ROUNDS=3 DURATION=5s CONNS=64
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-5s} CONNS=${CONNS:-64} THREADS=${THREADS:-2}
 SERVER_CPU=${SERVER_CPU:-1} LOAD_CPU=${LOAD_CPU:-0}
 command -v wrk >/dev/null || { echo "bench: wrk missing (apt-get install wrk)"; exit 1; }
@@ -71,7 +72,6 @@ done
 for t in mbtiles sqlite geopackage redis; do
   cmp -s "$W/file.png" "$W/$t.png" || { echo "bench: $t serves another tile than file"; exit 1; }
 done
-cpu_ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo $t; }
 run() { # NAME PIDS...
   local name=$1; shift
   local url="http://127.0.0.1:18411$(tile "$name")"

@@ -13,6 +13,7 @@
 # target/mapproxy-venv/bin/python, as .ci/test installs it); gunicorn is added to that venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-5s} CONNS=${CONNS:-64} THREADS=${THREADS:-2}
 SERVER_CPU=${SERVER_CPU:-1} LOAD_CPU=${LOAD_CPU:-0}
 PY=${MAPPROXY_PYTHON:-$PWD/target/mapproxy-venv/bin/python}
@@ -112,9 +113,7 @@ function response(status)
 end
 EOF
 
-wait_up() { for _ in $(seq 1 600); do curl -sf -o /dev/null "http://127.0.0.1:$1/tms/1.0.0/" && return 0; sleep 0.1; done; echo "bench: :$1 did not answer"; exit 1; }
-rss() { local t=0; for p in "$@"; do t=$((t + $(awk '/VmRSS/{print $2}' "/proc/$p/status" 2>/dev/null || echo 0))); done; echo $((t / 1024)); }
-cpu_ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo $t; }
+wait_up() { wait_http "http://127.0.0.1:$1/tms/1.0.0/"; }
 round() { # NAME PORT CACHE_DIR PIDS...
   local name=$1 port=$2 cache=$3; shift 3
   # moved aside, not removed: on ext4 without a journal, freshly freed inodes make the next
@@ -130,7 +129,7 @@ round() { # NAME PORT CACHE_DIR PIDS...
   rps=$(awk '/Requests\/sec/{print $2}' <<<"$out"); p99=$(awk '$1=="99%"{print $2}' <<<"$out")
   up=$(wc -l < "$W/logs/upstream.log")
   local n; n=$(awk '/requests in/{print $1}' <<<"$out")
-  echo "$name $rps $p99 $(( ticks * 1000000 / $(getconf CLK_TCK) / n )) $n/$up $(rss "$@")MB"
+  echo "$name $rps $p99 $(( ticks * 1000000 / $(getconf CLK_TCK) / n )) $n/$up $(rss_mb "$@")MB"
 }
 
 taskset -c "$SERVER_CPU" "$BIN" "$W/config.ini" 2>"$W/mps.log" & MPS=$!

@@ -10,6 +10,7 @@
 # target/mapproxy-venv/bin/python, as .ci/test installs it); gunicorn is added to that venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-5s} CONNS=${CONNS:-64} THREADS=${THREADS:-2}
 SERVER_CPU=${SERVER_CPU:-1} LOAD_CPU=${LOAD_CPU:-0}
 PY=${MAPPROXY_PYTHON:-$PWD/target/mapproxy-venv/bin/python}
@@ -67,20 +68,18 @@ from mapproxy.wsgiapp import make_wsgi_app
 application = make_wsgi_app('$W/mapproxy.yaml')
 EOF
 
-wait_up() { for _ in $(seq 1 300); do curl -sf -o /dev/null "http://127.0.0.1:$1$TILE" && return 0; sleep 0.1; done; echo "bench: :$1 did not answer"; exit 1; }
-rss() { awk '/VmRSS/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-cpu_ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo $t; }
+wait_up() { wait_http "http://127.0.0.1:$1$TILE"; }
 run() { # NAME PORT PIDS...
   local name=$1 port=$2; shift 2
   taskset -c "$LOAD_CPU" wrk -t"$THREADS" -c"$CONNS" -d2s "http://127.0.0.1:$port$TILE" >/dev/null
   local c0 out; c0=$(cpu_ticks "$@")
   out=$(taskset -c "$LOAD_CPU" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$port$TILE")
   local ticks=$(( $(cpu_ticks "$@") - c0 )) n; n=$(awk '/requests in/{print $1}' <<<"$out")
-  local rps p99 mem=0; rps=$(awk '/Requests\/sec/{print $2}' <<<"$out"); p99=$(awk '$1=="99%"{print $2}' <<<"$out")
-  for p in "$@"; do mem=$((mem + $(rss "$p"))); done
+  local rps p99 mem; rps=$(awk '/Requests\/sec/{print $2}' <<<"$out"); p99=$(awk '$1=="99%"{print $2}' <<<"$out")
+  mem=$(rss_mb "$@")
   # server CPU time (user + system) per request, in µs: what wrk's rate hides when the load
   # generator, not the server, is the limit
-  echo "$name $rps $p99 $((mem / 1024))MB $(python3 -c "print(f'{$ticks * 1e6 / $(getconf CLK_TCK) / $n:.1f}')")"
+  echo "$name $rps $p99 ${mem}MB $(python3 -c "print(f'{$ticks * 1e6 / $(getconf CLK_TCK) / $n:.1f}')")"
 }
 
 taskset -c "$SERVER_CPU" "$BIN" "$W/config.ini" 2>"$W/mps.log" & MPS=$!

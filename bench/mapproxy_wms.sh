@@ -20,6 +20,7 @@
 # target/mapproxy-venv/bin/python, as .ci/test installs it); gunicorn is added to that venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-5s} CONNS=${CONNS:-16} THREADS=${THREADS:-2}
 SERVER_CPU=${SERVER_CPU:-1} LOAD_CPU=${LOAD_CPU:-0} PERF=${PERF:-0}
 PY=${MAPPROXY_PYTHON:-$PWD/target/mapproxy-venv/bin/python}
@@ -84,9 +85,7 @@ declare -A CASE=(
 )
 CASES=${CASES:-same 4326 utm jpeg}
 
-wait_up() { for _ in $(seq 1 600); do curl -sf -o /dev/null "http://127.0.0.1:$1/service?SERVICE=WMS&REQUEST=GetCapabilities" && return 0; sleep 0.1; done; echo "bench: :$1 did not answer"; exit 1; }
-rss() { local t=0; for p in "$@"; do t=$((t + $(awk '/VmRSS/{print $2}' "/proc/$p/status" 2>/dev/null || echo 0))); done; echo $((t / 1024)); }
-cpu_ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo $t; }
+wait_up() { wait_http "http://127.0.0.1:$1/service?SERVICE=WMS&REQUEST=GetCapabilities"; }
 check() { # PORT CASE: a 200 image answer
   local ct; ct=$(curl -s -o "$W/answer" -w '%{http_code} %{content_type}' "http://127.0.0.1:$1${CASE[$2]}")
   case "$ct" in "200 image/"*) ;; *) echo "bench: :$1 $2 answered $ct: $(head -c 300 "$W/answer")"; exit 1;; esac
@@ -102,7 +101,7 @@ run() { # NAME PORT CASE PIDS...
   if grep -q 'Non-2xx' <<<"$out"; then echo "bench: $name $c: $(grep 'Non-2xx' <<<"$out")" >&2; exit 1; fi
   rps=$(awk '/Requests\/sec/{print $2}' <<<"$out"); p99=$(awk '$1=="99%"{print $2}' <<<"$out")
   n=$(awk '/requests in/{print $1}' <<<"$out")
-  echo "$name $c $rps $p99 $(( ticks * 1000000 / $(getconf CLK_TCK) / n )) $(rss "$@")MB"
+  echo "$name $c $rps $p99 $(( ticks * 1000000 / $(getconf CLK_TCK) / n )) $(rss_mb "$@")MB"
 }
 
 taskset -c "$SERVER_CPU" "$BIN" "$W/config.ini" 2>"$W/mps.log" & MPS=$!

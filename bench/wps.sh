@@ -14,6 +14,7 @@
 # Needs wrk (Debian package); PyWPS 4.8.1 and gunicorn go into target/pywps-venv (PyPI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 ROOT=$PWD
 ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-10s} CONNS=${CONNS:-16} THREADS=${THREADS:-2}
 SERVER_CPU=${SERVER_CPU:-1} LOAD_CPU=${LOAD_CPU:-0} JOBS=${JOBS:-100} GUNICORN_WORKERS=${GUNICORN_WORKERS:-2}
@@ -80,17 +81,16 @@ say_hello = Process(handler, identifier='say_hello', title='Process Say Hello', 
 application = Service([say_hello], ['$W/pywps.cfg'])
 EOF
 Q="/wps?service=WPS&request=Execute&version=1.0.0&identifier=say_hello&DataInputs=name=World"
-wait_up() { for _ in $(seq 1 300); do curl -sf -o /dev/null "http://127.0.0.1:$1$Q" && return 0; sleep 0.1; done; echo "bench: :$1 did not answer"; exit 1; }
-rss() { awk '/VmRSS/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+wait_up() { wait_http "http://127.0.0.1:$1$Q"; }
 run() { # NAME PORT PIDS...
   local name=$1 port=$2; shift 2
   taskset -c "$LOAD_CPU" wrk -t"$THREADS" -c"$CONNS" -d2s --timeout 30s "http://127.0.0.1:$port$Q" >/dev/null
   local out; out=$(taskset -c "$LOAD_CPU" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --timeout 30s --latency "http://127.0.0.1:$port$Q")
-  local rps p99 errs tmo mem=0; rps=$(awk '/Requests\/sec/{print $2}' <<<"$out"); p99=$(awk '$1=="99%"{print $2}' <<<"$out")
+  local rps p99 errs tmo mem; rps=$(awk '/Requests\/sec/{print $2}' <<<"$out"); p99=$(awk '$1=="99%"{print $2}' <<<"$out")
   errs=$(awk '/Non-2xx/{print $NF}' <<<"$out"); errs=${errs:-0}
   tmo=$(sed -n 's/.*timeout \([0-9]*\).*/\1/p' <<<"$out"); tmo=${tmo:-0}
-  for p in "$@"; do mem=$((mem + $(rss "$p"))); done
-  echo "$name $rps $p99 $((mem / 1024))MB $errs $tmo"
+  mem=$(rss_mb "$@")
+  echo "$name $rps $p99 ${mem}MB $errs $tmo"
 }
 
 taskset -c "$SERVER_CPU" "$BIN" "$W/wps.ini" 2>"$W/mps.log" & MPS=$!
