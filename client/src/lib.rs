@@ -346,6 +346,48 @@ impl HttpClient {
         read_limited(response.into_body(), limit).await
     }
 
+    /// [`get`](HttpClient::get), following redirects as Python's `requests.get` does (301,
+    /// 302, 303, 307, 308 with a `Location`, absolute or relative to the URL answering it; at
+    /// most `max_redirects`; only to http(s), which every request checks).
+    pub async fn get_following_redirects(
+        &self,
+        url: &str,
+        limit: usize,
+        max_redirects: usize,
+    ) -> Result<Bytes, ClientError> {
+        let mut current = url.to_string();
+        for _ in 0..=max_redirects {
+            let req = get_request(&current)?;
+            let shown = url_for_messages(Some(req.uri()));
+            let res = self.get_response(&current, limit).await?;
+            let status = res.status();
+            if status.is_success() {
+                return Ok(res.into_body());
+            }
+            let location = res
+                .headers()
+                .get(http::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .filter(|_| status.is_redirection() && status != http::StatusCode::NOT_MODIFIED);
+            match location {
+                Some(location) => current = resolve_location(req.uri(), location),
+                None => {
+                    return Err(ClientError::new(
+                        ClientErrorKind::Status(status),
+                        format!("unexpected HTTP status ({shown}): {status}"),
+                    ))
+                }
+            }
+        }
+        Err(ClientError::new(
+            ClientErrorKind::Status(http::StatusCode::LOOP_DETECTED),
+            format!(
+                "more than {max_redirects} redirects ({})",
+                url_for_messages(url.parse::<Uri>().ok().as_ref())
+            ),
+        ))
+    }
+
     /// GETs `url` and returns the whole response, whatever its status, with its body read
     /// (at most `limit` bytes, else [`ClientErrorKind::BodyTooLarge`]).
     pub async fn get_response(
@@ -415,6 +457,26 @@ where
 }
 
 /// `scheme://host[:port]/path` of a URI: no user info, no query (either may hold secrets).
+/// A redirect's `location` against the `base` it answered: absolute URLs as they are,
+/// `//host/p` on `base`'s scheme, `/p` on its scheme and host, other relative references next
+/// to its last path segment.
+fn resolve_location(base: &Uri, location: &str) -> String {
+    if location.contains("://") {
+        return location.to_string();
+    }
+    let (Some(scheme), Some(authority)) = (base.scheme_str(), base.authority()) else {
+        return location.to_string();
+    };
+    if let Some(rest) = location.strip_prefix("//") {
+        return format!("{scheme}://{rest}");
+    }
+    if location.starts_with('/') {
+        return format!("{scheme}://{authority}{location}");
+    }
+    let dir = base.path().rsplit_once('/').map_or("", |(d, _)| d);
+    format!("{scheme}://{authority}{dir}/{location}")
+}
+
 fn url_for_messages(uri: Option<&Uri>) -> String {
     let Some(uri) = uri else {
         return "?".to_owned();

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use mapproxy_serve_client::{ClientError, ClientErrorKind, HttpClient};
+use mapproxy_serve_client::{ClientErrorKind, HttpClient};
 use mapproxy_serve_core::app::{text_response, AppFuture, Body, Handler};
 use mapproxy_serve_core::environ::path_info;
 
@@ -519,25 +519,23 @@ impl Inner {
                 WpsException::invalid(format!("Cannot read input {id} ({href}): {e}"), id)
             });
         }
-        let e = match get_following_redirects(&self.client, href, limit as usize).await {
-            Ok(b) => return Ok(b),
-            Err(FetchError::Http(message)) => message,
-            Err(FetchError::Client(e)) if e.kind() == ClientErrorKind::BodyTooLarge => {
-                return Err(too_large())
-            }
-            Err(FetchError::Client(e)) if e.kind() == ClientErrorKind::InvalidUrl => {
-                return Err(WpsException::invalid(
-                    format!("Invalid reference {href} for input {id}"),
-                    id,
-                ))
-            }
-            Err(FetchError::Client(e)) => e.to_string(),
-        };
-        Err(WpsException::new(
-            Code::NoApplicableCode,
-            format!("Reference of input {id} could not be fetched: {e}"),
-            id,
-        ))
+        match self
+            .client
+            .get_following_redirects(href, limit as usize, MAX_REDIRECTS)
+            .await
+        {
+            Ok(b) => Ok(b),
+            Err(e) if e.kind() == ClientErrorKind::BodyTooLarge => Err(too_large()),
+            Err(e) if e.kind() == ClientErrorKind::InvalidUrl => Err(WpsException::invalid(
+                format!("Invalid reference {href} for input {id}"),
+                id,
+            )),
+            Err(e) => Err(WpsException::new(
+                Code::NoApplicableCode,
+                format!("Reference of input {id} could not be fetched: {e}"),
+                id,
+            )),
+        }
     }
 
     /// The outputs mount: a file written under `outputpath` (one name, no directories).
@@ -577,91 +575,6 @@ impl Inner {
 
 /// How many redirects a reference may take (PyWPS's requests allows 30; browsers 20).
 const MAX_REDIRECTS: usize = 10;
-
-/// GETs a reference as PyWPS's `requests.get` does: redirects followed (301, 302, 303, 307,
-/// 308 with a `Location`, absolute or relative to the URL answering it), only to http(s), at
-/// most [`MAX_REDIRECTS`]; then the body of a 2xx, at most `limit` bytes.
-async fn get_following_redirects(
-    client: &HttpClient,
-    href: &str,
-    limit: usize,
-) -> Result<Bytes, FetchError> {
-    let mut url = href.to_string();
-    for _ in 0..=MAX_REDIRECTS {
-        let res = client
-            .get_response(&url, limit)
-            .await
-            .map_err(FetchError::Client)?;
-        let status = res.status();
-        if !status.is_redirection() || status == StatusCode::NOT_MODIFIED {
-            if status.is_success() {
-                return Ok(res.into_body());
-            }
-            return Err(FetchError::Http(format!(
-                "unexpected HTTP status ({}): {status}",
-                without_userinfo(&url)
-            )));
-        }
-        let Some(location) = res
-            .headers()
-            .get(header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-        else {
-            return Err(FetchError::Http(format!(
-                "unexpected HTTP status ({}): {status} without a Location",
-                without_userinfo(&url)
-            )));
-        };
-        url = resolve_location(&url, location);
-    }
-    Err(FetchError::Http(format!(
-        "more than {MAX_REDIRECTS} redirects ({})",
-        without_userinfo(href)
-    )))
-}
-
-/// `url` for messages: credentials in it (`user:pass@`) left out.
-fn without_userinfo(url: &str) -> String {
-    match url.parse::<http::Uri>() {
-        Ok(u) => match u.authority().map(|a| a.as_str()) {
-            Some(a) if a.contains('@') => {
-                let host = a.rsplit_once('@').map_or(a, |(_, h)| h);
-                url.replacen(a, host, 1)
-            }
-            _ => url.to_string(),
-        },
-        Err(_) => url.to_string(),
-    }
-}
-
-/// Why a reference was not fetched: the client's error, or an HTTP answer that is no body.
-enum FetchError {
-    Client(ClientError),
-    Http(String),
-}
-
-/// `location` against `base`: absolute URLs as they are, `/path` on `base`'s scheme and host,
-/// other relative references next to `base`'s last segment. (A non-http result is refused by
-/// the client.)
-fn resolve_location(base: &str, location: &str) -> String {
-    if location.contains("://") {
-        return location.to_string();
-    }
-    let Ok(uri) = base.parse::<http::Uri>() else {
-        return location.to_string();
-    };
-    let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
-        return location.to_string();
-    };
-    if let Some(rest) = location.strip_prefix("//") {
-        return format!("{scheme}://{rest}");
-    }
-    if location.starts_with('/') {
-        return format!("{scheme}://{authority}{location}");
-    }
-    let dir = uri.path().rsplit_once('/').map_or("", |(d, _)| d);
-    format!("{scheme}://{authority}{dir}/{location}")
-}
 
 /// A status document (`<uuid>.xml`) or an output written as a reference
 /// (`<process>-<uuid><ext>`).
