@@ -29,15 +29,10 @@ impl ImageFormat {
 
     /// The part after `/`, before `;`, trimmed: `image/png; mode=8bit` → `png`.
     pub fn ext(&self) -> &str {
-        let e = match self.0.split_once('/') {
-            Some((_, e)) => e,
-            None => &self.0,
-        };
-        let e = match e.split_once(';') {
-            Some((e, _)) => e,
-            None => e,
-        };
-        e.trim()
+        // byte scans: every tile request asks (a `str` pattern search costs more here)
+        let s = self.0.as_str();
+        let e = &s[s.bytes().position(|b| b == b'/').map_or(0, |i| i + 1)..];
+        e[..e.bytes().position(|b| b == b';').unwrap_or(e.len())].trim()
     }
 
     pub fn png() -> ImageFormat {

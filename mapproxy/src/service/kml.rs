@@ -41,10 +41,10 @@ fn kml_layer<'s>(
 pub(crate) async fn handle(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body> {
     let req = if let Some((layer, spec)) = parse_init(ctx.path) {
         TileReq {
-            layer: layer.to_string(),
-            layer_spec: spec.map(str::to_string),
+            layer,
+            layer_spec: spec,
             tile: (0, 0, 0),
-            format: "kml".into(),
+            format: "kml",
         }
     } else {
         match parse_tile_path_with(ctx.path, false) {

@@ -443,21 +443,32 @@ impl MapProxyService {
             TileService::Tms => &self.tms_index,
             TileService::Kml => &self.kml_index,
         };
-        let get = |k: &str| idx.by_key.get(k).and_then(|&i| self.layers.get(i));
-        if self.use_grid_names(service) {
-            return get(&layer_key(layer, spec?, true));
+        // the keys are put together in a reused buffer: no allocation per tile request
+        thread_local! {
+            static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
         }
-        let name = match spec {
-            Some(s) => format!("{layer}_{s}"),
-            None => layer.to_string(),
+        let get = |parts: &[&str]| {
+            KEY.with(|k| {
+                let mut k = k.borrow_mut();
+                k.clear();
+                parts.iter().for_each(|p| k.push_str(p));
+                idx.by_key.get(k.as_str()).and_then(|&i| self.layers.get(i))
+            })
+        };
+        if self.use_grid_names(service) {
+            return get(&[layer, "/", spec?]);
+        }
+        let name: &[&str] = match spec {
+            Some(s) => &[layer, "_", s],
+            None => &[layer],
         };
         let fallbacks = match service {
             TileService::Tms => ["_EPSG900913", "_EPSG4326"],
             TileService::Kml => ["_EPSG4326", "_EPSG900913"],
         };
-        get(&name)
-            .or_else(|| get(&format!("{name}{}", fallbacks[0])))
-            .or_else(|| get(&format!("{name}{}", fallbacks[1])))
+        get(name)
+            .or_else(|| get(&[name, &[fallbacks[0]]].concat()))
+            .or_else(|| get(&[name, &[fallbacks[1]]].concat()))
     }
 
     /// This service as an [`App`].
@@ -743,19 +754,14 @@ fn qs_decode(s: &str) -> String {
         .into_owned()
 }
 
-fn decoded_path<B>(req: &Request<B>) -> String {
-    percent_encoding::percent_decode_str(path_info(req))
-        .decode_utf8_lossy()
-        .into_owned()
+fn decoded_path<B>(req: &Request<B>) -> std::borrow::Cow<'_, str> {
+    percent_encoding::percent_decode_str(path_info(req)).decode_utf8_lossy()
 }
 
 /// `^/(\w+)`: the first path segment's leading word characters.
 fn handler_name(path: &str) -> Option<&str> {
     let rest = path.strip_prefix('/')?;
-    let end = rest
-        .char_indices()
-        .find(|(_, c)| !(c.is_alphanumeric() || *c == '_'))
-        .map_or(rest.len(), |(i, _)| i);
+    let end = tms::word_len(rest);
     (end > 0).then(|| &rest[..end])
 }
 

@@ -142,8 +142,8 @@ pub(crate) fn tile_response(
     mtime: Option<SystemTime>,
     max_age: u64,
 ) -> Response<Body> {
-    let etag = tile_etag(mtime, data.len());
-    cached_response(req_headers, content_type, data, &etag, mtime, max_age)
+    let v = tile_validators(mtime, data.len());
+    conditional_response(req_headers, content_type, data, &v, max_age)
 }
 
 /// MapProxy's `cache_headers` + `make_conditional` for any cacheable answer: `ETag`,
@@ -157,27 +157,95 @@ pub(crate) fn cached_response(
     mtime: Option<SystemTime>,
     max_age: u64,
 ) -> Response<Body> {
+    let v = Validators::new(etag, mtime);
+    conditional_response(req_headers, content_type, data, &v, max_age)
+}
+
+/// The validators of an answer as header values: its ETag, and its time as `Last-Modified`
+/// and as the float `If-Modified-Since` is compared with.
+#[derive(Clone)]
+struct Validators {
+    etag: HeaderValue,
+    last_modified: Option<HeaderValue>,
+    timestamp: Option<f64>,
+}
+
+impl Validators {
+    fn new(etag: &str, mtime: Option<SystemTime>) -> Validators {
+        let timestamp = mtime.map(timestamp);
+        // wsgiref's format_date_time: whole seconds (gmtime truncates)
+        let last_modified = timestamp.and_then(|ts| {
+            let secs = ts.floor();
+            (0.0..253_402_300_800.0).contains(&secs).then(|| {
+                let t = UNIX_EPOCH + Duration::from_secs(secs as u64);
+                HeaderValue::from_str(&httpdate::fmt_http_date(t))
+                    .unwrap_or_else(|_| HeaderValue::from_static(""))
+            })
+        });
+        Validators {
+            etag: HeaderValue::from_str(etag).unwrap_or_else(|_| HeaderValue::from_static("")),
+            last_modified,
+            timestamp,
+        }
+    }
+}
+
+/// A tile's [`Validators`], remembered per thread for the last 256 (time, size) pairs: a hot
+/// tile's ETag (an MD5 over Python's float repr) and date are worked out once, not per request.
+fn tile_validators(mtime: Option<SystemTime>, size: usize) -> Validators {
+    const SLOTS: usize = 256;
+    type Slot = Option<(Option<SystemTime>, usize, Validators)>;
+    thread_local! {
+        static MEMO: std::cell::RefCell<Vec<Slot>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let nanos = mtime
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as u64);
+    let slot = (nanos ^ (size as u64).rotate_left(17)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56;
+    let slot = slot as usize % SLOTS;
+    MEMO.with(|memo| {
+        let mut memo = memo.borrow_mut();
+        if memo.is_empty() {
+            memo.resize(SLOTS, None);
+        }
+        if let Some((t, s, v)) = &memo[slot] {
+            if *t == mtime && *s == size {
+                return v.clone();
+            }
+        }
+        let v = Validators::new(&tile_etag(mtime, size), mtime);
+        memo[slot] = Some((mtime, size, v.clone()));
+        v
+    })
+}
+
+fn conditional_response(
+    req_headers: &HeaderMap,
+    content_type: &str,
+    data: impl Into<bytes::Bytes>,
+    v: &Validators,
+    max_age: u64,
+) -> Response<Body> {
     let mut res = content_type_response(StatusCode::OK, content_type, data);
     let h = res.headers_mut();
-    set(h, http::header::ETAG, etag);
-    let ts = mtime.map(timestamp);
-    if let Some(t) = mtime {
-        // wsgiref's format_date_time: whole seconds (gmtime truncates)
-        let secs = timestamp(t).floor();
-        if (0.0..253_402_300_800.0).contains(&secs) {
-            let t = UNIX_EPOCH + Duration::from_secs(secs as u64);
-            set(h, http::header::LAST_MODIFIED, &httpdate::fmt_http_date(t));
-        }
+    if !v.etag.is_empty() {
+        h.insert(http::header::ETAG, v.etag.clone());
+    }
+    if let Some(lm) = &v.last_modified {
+        h.insert(http::header::LAST_MODIFIED, lm.clone());
     }
     h.insert(http::header::CACHE_CONTROL, cache_control(max_age));
     let mut not_modified = false;
     if let Some(inm) = req_headers.get(http::header::IF_NONE_MATCH) {
-        if inm.as_bytes() == etag.as_bytes() {
+        if inm.as_bytes() == v.etag.as_bytes() {
             not_modified = true;
         }
     }
     if !not_modified {
-        if let (Some(ts), Some(ims)) = (ts, req_headers.get(http::header::IF_MODIFIED_SINCE)) {
+        if let (Some(ts), Some(ims)) = (
+            v.timestamp,
+            req_headers.get(http::header::IF_MODIFIED_SINCE),
+        ) {
             if let Some(since) = ims.to_str().ok().and_then(parse_httpdate) {
                 if ts <= since {
                     not_modified = true;

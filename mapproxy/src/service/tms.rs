@@ -80,12 +80,12 @@ pub(crate) fn render_error(kind: Kind, e: &TileRequestError) -> Response<Body> {
 
 /// A parsed tile request (`/layer[/grid]/z/x/y.format`).
 #[derive(Debug, PartialEq)]
-pub(crate) struct TileReq {
-    pub layer: String,
-    pub layer_spec: Option<String>,
+pub(crate) struct TileReq<'a> {
+    pub layer: &'a str,
+    pub layer_spec: Option<&'a str>,
     /// x, y, z as given (numbers too large for i64 are clamped: they are out of range anyway).
     pub tile: (i64, i64, i64),
-    pub format: String,
+    pub format: &'a str,
 }
 
 fn is_int(s: &str) -> bool {
@@ -104,15 +104,22 @@ pub(crate) fn parse_int(s: &str) -> i64 {
 /// MapProxy's `tile_req_re` (searched from the start, nothing required after the format):
 /// `^(/[^/]+)/((1.0.0)/)?([^/]+)/(([^/]+)/)?(-?\d+)/(-?\d+)/(-?\d+)\.(\w+)`, tried in the
 /// regex's order of alternatives. Returns the first segment and the request.
-pub(crate) fn parse_tile_path(path: &str) -> Option<(&str, TileReq)> {
+pub(crate) fn parse_tile_path(path: &str) -> Option<(&str, TileReq<'_>)> {
     parse_tile_path_with(path, true)
 }
 
 /// [`parse_tile_path`]; without `version` the `1.0.0/` group is not in the regex (KML's).
-pub(crate) fn parse_tile_path_with(path: &str, version: bool) -> Option<(&str, TileReq)> {
+pub(crate) fn parse_tile_path_with(path: &str, version: bool) -> Option<(&str, TileReq<'_>)> {
     let allow_version = version;
     let rest = path.strip_prefix('/')?;
-    let segs: Vec<&str> = rest.split('/').collect();
+    // the regex reads at most seven segments: begin, 1.0.0, layer, spec, z, x, y.format
+    let mut buf = [""; 7];
+    let mut n = 0;
+    for (slot, seg) in buf.iter_mut().zip(rest.split('/')) {
+        *slot = seg;
+        n += 1;
+    }
+    let segs = &buf[..n];
     let begin = *segs.first()?;
     if begin.is_empty() || segs.len() < 2 {
         return None;
@@ -137,7 +144,7 @@ pub(crate) fn parse_tile_path_with(path: &str, version: bool) -> Option<(&str, T
             let Some(s) = segs.get(i).filter(|s| !s.is_empty()) else {
                 continue;
             };
-            layer_spec = Some(s.to_string());
+            layer_spec = Some(*s);
             i += 1;
         }
         let (Some(z), Some(x), Some(last)) = (segs.get(i), segs.get(i + 1), segs.get(i + 2)) else {
@@ -149,30 +156,40 @@ pub(crate) fn parse_tile_path_with(path: &str, version: bool) -> Option<(&str, T
         let Some((y, fmt)) = last.split_once('.') else {
             continue;
         };
-        let fmt_end = fmt
-            .char_indices()
-            .find(|(_, c)| !(c.is_alphanumeric() || *c == '_'))
-            .map_or(fmt.len(), |(i, _)| i);
+        let fmt_end = word_len(fmt);
         if !is_int(y) || fmt_end == 0 {
             continue;
         }
         return Some((
             begin,
             TileReq {
-                layer: layer.to_string(),
+                layer,
                 layer_spec,
                 tile: (parse_int(x), parse_int(y), parse_int(z)),
-                format: fmt[..fmt_end].to_string(),
+                format: &fmt[..fmt_end],
             },
         ));
     }
     None
 }
 
+/// The length of the leading `\w+` of `s` (Python's Unicode word characters).
+pub(crate) fn word_len(s: &str) -> usize {
+    s.char_indices()
+        .find(|(_, c)| !(c.is_alphanumeric() || *c == '_'))
+        .map_or(s.len(), |(i, _)| i)
+}
+
 /// `capabilities_re`: `^.*/1\.0\.0/?(/(?P<layer>[^/]+))?(/(?P<layer_spec>[^/]+))?$`.
 /// `Some((layer, layer_spec))` when it matches.
 fn parse_capabilities_path(path: &str) -> Option<(Option<&str>, Option<&str>)> {
-    for (p, _) in path.rmatch_indices("/1.0.0") {
+    // A match starts at one of the last four `/` (at most three may follow it), tried from
+    // the end as the greedy `.*` does; tile paths are turned down without a substring search.
+    let slashes = path.bytes().enumerate().rev().filter(|&(_, b)| b == b'/');
+    for (p, _) in slashes.take(4) {
+        if !path[p..].starts_with("/1.0.0") {
+            continue;
+        }
         let rest = &path[p + "/1.0.0".len()..];
         for r in [rest.strip_prefix('/'), Some(rest)].into_iter().flatten() {
             if r.is_empty() {
@@ -452,7 +469,7 @@ async fn tile(svc: &MapProxyService, ctx: &Ctx<'_>, kind: Kind) -> Response<Body
             _ => svc.config.tms.as_ref().and_then(|t| t.origin),
         },
     };
-    let Some(layer) = tile_layer(svc, &req.layer, req.layer_spec.as_deref()) else {
+    let Some(layer) = tile_layer(svc, req.layer, req.layer_spec) else {
         return render_error(
             kind,
             &TileRequestError::new(format!("unknown layer: {}", req.layer)),
@@ -522,7 +539,7 @@ pub(crate) async fn serve_tile(
     ctx: &Ctx<'_>,
     service: &str,
     layer: &TileLayer,
-    req: &TileReq,
+    req: &TileReq<'_>,
     origin: Option<Origin>,
     use_profiles: bool,
 ) -> Result<Response<Body>, TileRequestError> {
@@ -555,7 +572,7 @@ pub(crate) async fn serve_tile(
             "image/png".into()
         }
     } else {
-        match req.format.as_str() {
+        match req.format {
             "png" => "image/png".into(),
             "jpeg" => "image/jpeg".into(),
             f => format!("image/{f}").into(),
@@ -580,13 +597,13 @@ mod tests {
         let (b, r) = parse_tile_path("/tiles/osm/EPSG3857/1/0/2.png").unwrap_or_else(|| panic!());
         assert_eq!(b, "tiles");
         assert_eq!(r.layer, "osm");
-        assert_eq!(r.layer_spec.as_deref(), Some("EPSG3857"));
+        assert_eq!(r.layer_spec, Some("EPSG3857"));
         assert_eq!(r.tile, (0, 2, 1));
         let (_, r) =
             parse_tile_path("/tiles/1.0.0/osm/1/0/2.png/extra").unwrap_or_else(|| panic!());
-        assert_eq!((r.layer.as_str(), r.layer_spec), ("osm", None));
+        assert_eq!((r.layer, r.layer_spec), ("osm", None));
         let (_, r) = parse_tile_path("/tms/1.0.0/1/0/0/0.png").unwrap_or_else(|| panic!());
-        assert_eq!((r.layer.as_str(), r.tile), ("1", (0, 0, 0)));
+        assert_eq!((r.layer, r.tile), ("1", (0, 0, 0)));
         assert!(parse_tile_path("/tiles/osm/EPSG3857/1/0/2").is_none());
         assert!(parse_tile_path("/tiles").is_none());
         let (_, r) = parse_tile_path("/tiles/osm/1/99999999999999999999999/-0.png")

@@ -448,9 +448,10 @@ async fn tile(svc: &MapProxyService, ctx: &Ctx<'_>, req: WmtsTile) -> Response<B
     };
     let format = req
         .format
-        .unwrap_or_else(|| super::tms::layer_format(layer).to_string());
+        .as_deref()
+        .unwrap_or_else(|| super::tms::layer_format(layer));
     let treq = TileReq {
-        layer: req.layer,
+        layer: &req.layer,
         layer_spec: None,
         tile: req.tile,
         format,
