@@ -62,7 +62,7 @@ pub(crate) async fn handle(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Bod
             }
         }
     };
-    let Some(layer) = kml_layer(svc, &req.layer, req.layer_spec.as_deref()) else {
+    let Some(layer) = kml_layer(svc, req.layer, req.layer_spec) else {
         return render_error(
             Kind::Tiles,
             &TileRequestError {
