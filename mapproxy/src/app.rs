@@ -1214,6 +1214,8 @@ fn compile_cache(
             )
         };
         // the storage, and MapProxy's lock_cache_id for it (the tile locks' file names)
+        // a lock shared beyond this host (redis), else the local lock file
+        let mut shared_locks: Option<Arc<dyn crate::lock::MetaTileLocks>> = None;
         let (file_cache, lock_id): (Arc<dyn TileCache>, String) = match cache.cache.kind.as_str() {
             "mbtiles" => {
                 let file = cache
@@ -1262,19 +1264,7 @@ fn compile_cache(
                 }
             }
             "redis" => {
-                let r = cache
-                    .cache
-                    .redis
-                    .clone()
-                    .unwrap_or(crate::config::RedisConf {
-                        host: "127.0.0.1".into(),
-                        port: 6379,
-                        db: 0,
-                        prefix: None,
-                        default_ttl: 3600.0,
-                        username: None,
-                        password: None,
-                    });
+                let r = cache.cache.redis.clone().unwrap_or_default();
                 let mut o = crate::cache::RedisOptions::new(
                     r.prefix
                         .clone()
@@ -1286,9 +1276,19 @@ fn compile_cache(
                 o.username = r.username.clone();
                 o.password = r.password.clone();
                 o.ttl = r.default_ttl;
-                let c = crate::cache::RedisCache::new(&o).map_err(cache_err)?;
+                let c = Arc::new(crate::cache::RedisCache::new(&o).map_err(cache_err)?);
                 let id = md5(&format!("{}{}{}{}", o.host, o.port, o.prefix, o.db));
-                (Arc::new(c), format!("redis-{id}"))
+                // one fetch per meta tile across the instances sharing this Redis
+                shared_locks = r.tile_lock.then(|| {
+                    let timeout = r.tile_lock_timeout.unwrap_or(g.http.client_timeout);
+                    crate::lock::RedisTileLocker::new(
+                        c.clone(),
+                        Duration::from_secs_f64(r.tile_lock_expiry.clamp(0.001, 86_400.0)),
+                        Duration::from_secs_f64(timeout.clamp(0.001, 86_400.0)),
+                    )
+                    .into()
+                });
+                (c, format!("redis-{id}"))
             }
             _ => {
                 let dir = crate::cache::path::cache_dir(name, naming);
@@ -1302,11 +1302,14 @@ fn compile_cache(
                 )
             }
         };
-        let locker = TileLocker::new(
-            &tile_lock_dir,
-            lock_id,
-            Duration::from_secs_f64(g.http.client_timeout.clamp(1.0, 86_400.0)),
-        );
+        let locker = shared_locks.unwrap_or_else(|| {
+            TileLocker::new(
+                &tile_lock_dir,
+                lock_id,
+                Duration::from_secs_f64(g.http.client_timeout.clamp(1.0, 86_400.0)),
+            )
+            .into()
+        });
         let meta = if metatiling {
             MetaSettings {
                 meta_size: cache.meta_size,

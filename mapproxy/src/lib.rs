@@ -10,7 +10,7 @@
 //! | [`image`] | image formats, encoding, meta tile splitting | `mapproxy/image/` |
 //! | [`cache`] | tile caches: the `TileCache` trait and the file cache layouts | `mapproxy/cache/` |
 //! | [`meta`] | meta tiles: the block of tiles one source request covers, its buffer | `mapproxy/grid/meta_grid.py` |
-//! | [`lock`] | the cross-process lock file of a meta tile | `mapproxy/cache/base.py` `TileLocker`, `mapproxy/util/lock.py` |
+//! | [`lock`] | the lock of a meta tile: the cross-process lock file, the Redis lock across machines | `mapproxy/cache/base.py` `TileLocker`, `mapproxy/util/lock.py` |
 //! | [`tile_manager`] | cache hit or create: meta tiles, single flight, locks, splitting | `mapproxy/cache/tile_manager.py`, `tile_creator.py` |
 //! | [`service`] | the HTTP surface: welcome page, TMS, `/tiles`, the OWS dispatch, the WMS, their error documents and cache headers | `wsgiapp.py`, `service/`, `request/`, `response.py`, `exception.py` |
 //! | [`source`] | sources: the `MapSource` trait, tile, WMS and debug sources | `mapproxy/source/`, `mapproxy/client/` |

@@ -1,5 +1,18 @@
-//! The cross-process tile lock: one meta tile is made by one process at a time, among the
-//! processes sharing a lock directory (MapProxy's `TileLocker` in `mapproxy/cache/base.py`).
+//! Meta tile locks: one meta tile is made by one process at a time, among the processes that
+//! share the lock (MapProxy's `TileLocker` in `mapproxy/cache/base.py`).
+//!
+//! Two kinds, one waiting rule ([`lock_or_wait`]): a lock is tried every 10 ms until it is
+//! taken or the timeout passes; where a holder may die without its lock going away at once
+//! ([`MetaTileLocks::poll_cache`]), the waiter also looks into the cache between tries and
+//! stops waiting once the holder's tiles are there.
+//!
+//! - [`TileLocker`], the local lock of every cache kind (below): processes on one host sharing
+//!   a lock directory. The kernel drops it when its holder dies.
+//! - [`RedisTileLocker`] (`lock/redis.rs`), for `type: redis` caches: a key in the cache's
+//!   Redis with an expiry, so that instances on several machines sharing the cache fetch a meta
+//!   tile once; a killed holder's lock is gone after its expiry.
+//!
+//! # The local lock
 //!
 //! On Linux the locks are byte-range locks on one file per cache,
 //! `<lock_dir>/<lock_cache_id>.locks`: the meta tile's main tile names a byte (a fixed hash of
@@ -15,11 +28,22 @@
 //! atomically.
 //!
 //! Elsewhere (no OFD locks) it is MapProxy's scheme: `<lock_cache_id>-<x>-<y>-<z>.lck`, an
-//! exclusive `flock`, ` <pid>\n` written into it, removed on unlock, and every 50th lock first
+//! exclusive `flock`, ` <pid>\n` written into it, removed on unlock, and every 50th try first
 //! removes `.lck` files older than the timeout + 10 s (`cleanup_lockdir`).
 //!
-//! Either way a lock is tried every 10 ms until the timeout (MapProxy's `http.client_timeout`,
-//! default 60 s), then [`LockError::Timeout`].
+//! The timeout is MapProxy's `http.client_timeout` (default 60 s); past it,
+//! [`LockError::Timeout`].
+
+mod redis;
+
+pub use self::redis::RedisTileLocker;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+
+use crate::tile::TileError;
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -34,22 +58,102 @@ const STEP: Duration = Duration::from_millis(10);
 /// Why no lock was taken.
 #[derive(Debug)]
 pub enum LockError {
-    /// Another holder kept it past the timeout.
-    Timeout(PathBuf),
+    /// Another holder kept it past the timeout; the lock's name (a file, a Redis key).
+    Timeout(String),
     /// The lock file or its directory could not be created.
     Io(PathBuf, io::Error),
+    /// The lock server could not be asked (Redis).
+    Server(String),
 }
 
 impl std::fmt::Display for LockError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            LockError::Timeout(p) => write!(f, "timeout waiting for lock {}", p.display()),
+            LockError::Timeout(p) => write!(f, "timeout waiting for lock {p}"),
             LockError::Io(p, e) => write!(f, "cannot create lock file {}: {e}", p.display()),
+            LockError::Server(e) => write!(f, "cannot take a tile lock: {e}"),
         }
     }
 }
 
 impl std::error::Error for LockError {}
+
+impl From<LockError> for TileError {
+    fn from(e: LockError) -> TileError {
+        TileError::Cache {
+            message: e.to_string(),
+        }
+    }
+}
+
+/// A kind of meta tile lock: one try at a time; the waiting is [`lock_or_wait`]'s.
+pub trait MetaTileLocks: Send + Sync + 'static {
+    /// One try at the lock of `coord` (a meta tile's main tile): `None` while another holds it.
+    fn try_lock(&self, coord: TileCoord) -> BoxFuture<'_, Result<Option<HeldLock>, LockError>>;
+    /// How long a waiter waits at most.
+    fn timeout(&self) -> Duration;
+    /// The lock's name in messages (a file, a Redis key).
+    fn describe(&self, coord: TileCoord) -> String;
+    /// Does a waiter look into the cache between tries? Where a holder that died keeps its
+    /// lock until an expiry (Redis), the tiles it stored before dying, or another holder's,
+    /// end the wait sooner.
+    fn poll_cache(&self) -> bool {
+        false
+    }
+}
+
+/// A held lock of any kind: released when dropped.
+pub struct HeldLock(#[allow(dead_code)] Box<dyn Send + Sync>);
+
+impl HeldLock {
+    pub fn new(guard: impl Send + Sync + 'static) -> HeldLock {
+        HeldLock(Box::new(guard))
+    }
+}
+
+impl std::fmt::Debug for HeldLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HeldLock")
+    }
+}
+
+/// How a wait ended: the lock was taken, or (for [`MetaTileLocks::poll_cache`] locks) `found`
+/// found what the holder made.
+#[derive(Debug)]
+pub enum Waited<T> {
+    Locked(HeldLock),
+    Found(T),
+}
+
+/// The one waiting rule of every lock kind: try the lock of `coord` every 10 ms until it is
+/// taken or the lock's timeout passes; between tries of a lock that polls the cache, `found`
+/// looks whether the holder's work is done (then no lock is needed).
+pub async fn lock_or_wait<T, E, F, Fut>(
+    locks: &dyn MetaTileLocks,
+    coord: TileCoord,
+    mut found: F,
+) -> Result<Waited<T>, E>
+where
+    E: From<LockError>,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>, E>>,
+{
+    let deadline = tokio::time::Instant::now() + locks.timeout();
+    loop {
+        if let Some(held) = locks.try_lock(coord).await? {
+            return Ok(Waited::Locked(held));
+        }
+        if locks.poll_cache() {
+            if let Some(t) = found().await? {
+                return Ok(Waited::Found(t));
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(LockError::Timeout(locks.describe(coord)).into());
+        }
+        tokio::time::sleep(STEP).await;
+    }
+}
 
 /// The tile locks of one cache in one directory.
 #[derive(Debug, Clone)]
@@ -89,10 +193,9 @@ impl TileLocker {
         imp::lock_path(&self.lock_dir, &self.lock_cache_id, coord)
     }
 
-    /// Takes the lock of `coord` (a meta tile's main tile), waiting at most the timeout. A try
-    /// is an open of the lock file and a non-blocking lock call, done on the calling thread
-    /// (as the cache hit's read is); the waits between tries are async.
-    pub async fn lock(&self, coord: TileCoord) -> Result<TileLock, LockError> {
+    /// One try at the lock of `coord` (a meta tile's main tile): an open of the lock file and a
+    /// non-blocking lock call, done on the calling thread (as the cache hit's read is).
+    pub fn try_lock(&self, coord: TileCoord) -> Result<Option<TileLock>, LockError> {
         let path = self.lock_path(coord);
         #[cfg(not(target_os = "linux"))]
         if self
@@ -103,23 +206,44 @@ impl TileLocker {
         {
             cleanup_lock_dir(&self.lock_dir, self.timeout + Duration::from_secs(10));
         }
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        loop {
-            match imp::try_lock(&path, coord) {
-                Ok(Some(file)) => {
-                    return Ok(TileLock {
-                        file: Some(file),
-                        path,
-                    })
-                }
-                Ok(None) => {}
-                Err(e) => return Err(LockError::Io(path, e)),
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(LockError::Timeout(path));
-            }
-            tokio::time::sleep(STEP).await;
+        match imp::try_lock(&path, coord) {
+            Ok(Some(file)) => Ok(Some(TileLock {
+                file: Some(file),
+                path,
+            })),
+            Ok(None) => Ok(None),
+            Err(e) => Err(LockError::Io(path, e)),
         }
+    }
+
+    /// Takes the lock of `coord` (a meta tile's main tile), waiting at most the timeout.
+    pub async fn lock(&self, coord: TileCoord) -> Result<HeldLock, LockError> {
+        let nothing = || async { Ok::<Option<std::convert::Infallible>, LockError>(None) };
+        match lock_or_wait(self, coord, nothing).await? {
+            Waited::Locked(held) => Ok(held),
+            Waited::Found(never) => match never {},
+        }
+    }
+}
+
+impl MetaTileLocks for TileLocker {
+    fn try_lock(&self, coord: TileCoord) -> BoxFuture<'_, Result<Option<HeldLock>, LockError>> {
+        let r = TileLocker::try_lock(self, coord).map(|l| l.map(HeldLock::new));
+        Box::pin(std::future::ready(r))
+    }
+
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn describe(&self, coord: TileCoord) -> String {
+        self.lock_path(coord).display().to_string()
+    }
+}
+
+impl From<TileLocker> for Arc<dyn MetaTileLocks> {
+    fn from(l: TileLocker) -> Arc<dyn MetaTileLocks> {
+        Arc::new(l)
     }
 }
 
@@ -287,7 +411,7 @@ mod tests {
         assert_eq!(path, dir.path().join("locks").join("abc.locks"));
         #[cfg(not(target_os = "linux"))]
         assert_eq!(path, dir.path().join("locks").join("abc-1-2-3.lck"));
-        let held = locker.lock((1, 2, 3)).await.expect("first");
+        let held = locker.try_lock((1, 2, 3)).expect("first").expect("free");
         assert_eq!(held.path(), path);
         assert!(path.exists());
         let start = std::time::Instant::now();
@@ -295,7 +419,7 @@ mod tests {
         let other = TileLocker::new(dir.path().join("locks"), "abc", Duration::from_millis(50));
         for l in [&locker, &other] {
             match l.lock((1, 2, 3)).await {
-                Err(LockError::Timeout(p)) => assert_eq!(p, path),
+                Err(LockError::Timeout(p)) => assert_eq!(p, path.display().to_string()),
                 other => panic!("expected a timeout, got {other:?}"),
             }
         }

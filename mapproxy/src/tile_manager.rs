@@ -6,9 +6,11 @@
 //! - **Single flight in the process**: concurrent misses of tiles of one meta tile share one
 //!   creation (keyed by the meta tile's main tile in this manager, i.e. this cache and grid);
 //!   the creation runs in its own task, so a client that goes away does not cancel it.
-//! - **Across processes**: the creation holds the meta tile's lock file ([`TileLocker`]) and
+//! - **Across processes**: the creation holds the meta tile's lock ([`crate::lock`]: the local
+//!   lock file, or for a Redis cache a Redis key shared by instances on several machines) and
 //!   looks at the cache again once it has it, as MapProxy does: a second process that waited
-//!   for the lock finds the tiles stored and requests nothing.
+//!   for the lock finds the tiles stored and requests nothing. A waiter on a Redis lock also
+//!   looks into the cache while it waits (its holder may have been killed after storing).
 //! - **`concurrent_tile_creators`** is MapProxy's limit per client request (how many meta
 //!   tiles one request, a WMS GetMap, makes at once), not per cache: the manager keeps it for
 //!   such callers ([`TileManager::concurrent_tile_creators`]); each tile request makes one
@@ -29,7 +31,7 @@ use futures_util::future::{BoxFuture, FutureExt, Shared};
 use crate::cache::TileCache;
 use crate::grid::{TileCoord, TileGrid};
 use crate::image::{decode, encode, ImageFormat, ImageOpts, RgbaImage};
-use crate::lock::TileLocker;
+use crate::lock::{lock_or_wait, MetaTileLocks, Waited};
 use crate::meta::{MetaGrid, MetaTile};
 use crate::source::{MapQuery, MapSource};
 use crate::tile::{TileData, TileError, TileProvider};
@@ -85,7 +87,7 @@ struct Inner {
     metatiling: bool,
     image_opts: ImageOpts,
     request_format: ImageFormat,
-    locker: TileLocker,
+    locker: Arc<dyn MetaTileLocks>,
     concurrent_tile_creators: usize,
     in_flight: Mutex<HashMap<TileCoord, Creation>>,
 }
@@ -93,15 +95,16 @@ struct Inner {
 impl TileManager {
     /// A manager of `cache` (tiles of `grid`) filled from `source`, meta tiles as `meta`,
     /// tiles encoded with `image_opts` (the source is asked for `image_opts.format`), locks
-    /// from `locker`; `concurrent_tile_creators` (at least 1) is kept for callers that make
-    /// several meta tiles for one request.
+    /// from `locker` (a [`crate::lock::TileLocker`], a [`crate::lock::RedisTileLocker`]);
+    /// `concurrent_tile_creators` (at least 1) is kept for callers that make several meta
+    /// tiles for one request.
     pub fn new(
         cache: Arc<dyn TileCache>,
         source: Arc<dyn MapSource>,
         grid: TileGrid,
         meta: MetaSettings,
         image_opts: ImageOpts,
-        locker: TileLocker,
+        locker: impl Into<Arc<dyn MetaTileLocks>>,
         concurrent_tile_creators: usize,
     ) -> TileManager {
         let metatiling = !meta.is_none();
@@ -119,7 +122,7 @@ impl TileManager {
                 metatiling,
                 request_format: image_opts.format.clone(),
                 image_opts,
-                locker,
+                locker: locker.into(),
                 concurrent_tile_creators: concurrent_tile_creators.max(1),
                 in_flight: Mutex::new(HashMap::new()),
             }),
@@ -333,7 +336,22 @@ impl Inner {
             .map_err(|_| TileError::OutOfRange)?;
         let lock_coord = meta_tile.main_tile_coord().unwrap_or(main);
         let lock_coord = self.meta.main_tile(lock_coord).unwrap_or(lock_coord);
-        let _lock = self.locker.lock(lock_coord).await.map_err(cache_error)?;
+        // the tile stored last: a waiter that polls the cache looks for it first
+        let last = meta_tile.tiles.iter().rev().find_map(|(c, _)| *c);
+        let meta_ref = &meta_tile;
+        let waited = lock_or_wait(&*self.locker, lock_coord, || async move {
+            match last {
+                Some(last) if self.cache_call(move |c| c.is_cached(last)).await? => {
+                    self.load_all(meta_ref, expire).await
+                }
+                _ => Ok(None),
+            }
+        })
+        .await?;
+        let _lock = match waited {
+            Waited::Locked(held) => held,
+            Waited::Found(stored) => return Ok(stored),
+        };
 
         // another process may have made them while this one waited for the lock
         if let Some(stored) = self.load_all(&meta_tile, expire).await? {

@@ -1271,3 +1271,131 @@ fn writer_processes_and_readers_share_a_sqlite_cache() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The Redis tile lock (lock/redis.rs): expiry, renewal while held, release of its own key only,
+// a killed holder's lock taken after its expiry, waiters that find the holder's tiles.
+
+fn redis_conn(port: u16) -> redis::Connection {
+    redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .expect("client")
+        .get_connection_with_timeout(Duration::from_secs(5))
+        .expect("connection")
+}
+
+fn eval_calls(con: &mut redis::Connection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(con)
+        .expect("INFO");
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_eval:calls="))
+        .and_then(|r| r.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_tile_lock_expires_renews_and_releases_only_its_own() {
+    use mapproxy_serve_mapproxy::lock::{
+        lock_or_wait, LockError, MetaTileLocks, RedisTileLocker, Waited,
+    };
+    let Some(server) =
+        RedisServer::start("redis_tile_lock_expires_renews_and_releases_only_its_own")
+    else {
+        return;
+    };
+    let cache = |prefix: &str| {
+        let mut o = RedisOptions::new(prefix);
+        o.port = server.port;
+        Arc::new(RedisCache::new(&o).expect("redis"))
+    };
+    let expiry = Duration::from_millis(300);
+    // two instances of one cache
+    let a = RedisTileLocker::new(cache("lk"), expiry, Duration::from_millis(100));
+    let b = RedisTileLocker::new(cache("lk"), expiry, Duration::from_millis(100));
+    let key = a.key((3, 4, 5));
+    assert_eq!(key, "lk-lock-5-3-4");
+    let mut con = redis_conn(server.port);
+    let pttl = |con: &mut redis::Connection| -> i64 {
+        redis::cmd("PTTL").arg(&key).query(con).expect("PTTL")
+    };
+    let nothing = || async { Ok::<Option<()>, LockError>(None) };
+
+    // taken: the key expires within `expiry`; the other instance times out
+    let held = a.try_lock((3, 4, 5)).await.expect("try").expect("free");
+    let ttl = pttl(&mut con);
+    assert!(ttl > 0 && ttl <= 300, "{ttl}");
+    match lock_or_wait(&b, (3, 4, 5), nothing).await {
+        Err(LockError::Timeout(name)) => assert_eq!(name, format!("redis key {key}")),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    // held for three expiries: renewed, never gone
+    let until = Instant::now() + expiry * 3;
+    while Instant::now() < until {
+        let ttl = pttl(&mut con);
+        assert!(ttl > 0 && ttl <= 300, "renewed lock: {ttl}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // released when dropped
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pttl(&mut con) != -2 {
+        assert!(Instant::now() < deadline, "lock not released");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // a killed holder's lock (set by hand, never renewed): taken once it expired
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg("dead-holder")
+        .arg("PX")
+        .arg(300)
+        .query(&mut con)
+        .expect("SET");
+    let patient = RedisTileLocker::new(cache("lk"), expiry, Duration::from_secs(5));
+    let start = Instant::now();
+    let Waited::Locked(held) = lock_or_wait(&patient, (3, 4, 5), nothing)
+        .await
+        .expect("taken after the expiry")
+    else {
+        panic!("nothing to find")
+    };
+    assert!(
+        start.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // a holder whose key was taken over (it expired while the holder stalled) leaves the new
+    // holder's key alone
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg("successor")
+        .arg("PX")
+        .arg(60_000)
+        .query(&mut con)
+        .expect("SET");
+    let evals = eval_calls(&mut con);
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while eval_calls(&mut con) == evals {
+        assert!(Instant::now() < deadline, "no release script ran");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let v: Option<String> = redis::cmd("GET").arg(&key).query(&mut con).expect("GET");
+    assert_eq!(v.as_deref(), Some("successor"));
+
+    // a waiter that polls the cache stops waiting when the holder's tiles are there
+    assert!(b.poll_cache());
+    let mut polls = 0;
+    let found = lock_or_wait(&patient, (3, 4, 5), || {
+        polls += 1;
+        let n = polls;
+        async move { Ok::<_, LockError>((n >= 3).then_some("tiles")) }
+    })
+    .await
+    .expect("found");
+    assert!(matches!(found, Waited::Found("tiles")), "{found:?}");
+    assert_eq!(polls, 3);
+}

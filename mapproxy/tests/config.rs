@@ -598,3 +598,49 @@ sources:
     let l = load(&fixtures().join("system/cache_band_merge.yaml")).expect("loads");
     assert!(l.conf.caches.values().any(|c| c.band_sources.is_some()));
 }
+
+#[test]
+fn redis_tile_lock_options_default_on_and_are_checked() {
+    let base = "\
+sources:
+  s: {type: tile, url: 'http://x/{z}'}
+layers:
+  - {name: l, title: l, sources: [c]}
+caches:
+  c:
+    sources: [s]
+    cache:
+      type: redis
+";
+    // a MapProxy YAML: the lock is on, with its defaults, and nothing warns
+    let l = load_str(base, Path::new("m.yaml")).expect("loads");
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    let r = l.conf.caches["c"].cache.redis.clone().expect("redis");
+    assert!(r.tile_lock);
+    assert_eq!(r.tile_lock_expiry, 10.0);
+    assert_eq!(r.tile_lock_timeout, None);
+
+    let l = load_str(
+        &format!("{base}      tile_lock: false\n      tile_lock_expiry: 2.5\n      tile_lock_timeout: 30\n"),
+        Path::new("m.yaml"),
+    )
+    .expect("loads");
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    let r = l.conf.caches["c"].cache.redis.clone().expect("redis");
+    assert!(!r.tile_lock);
+    assert_eq!(r.tile_lock_expiry, 2.5);
+    assert_eq!(r.tile_lock_timeout, Some(30.0));
+
+    let e = load_str(
+        &format!("{base}      tile_lock: sometimes\n      tile_lock_expiry: 0\n"),
+        Path::new("m.yaml"),
+    )
+    .expect_err("errors");
+    assert_eq!(
+        messages(&e),
+        vec![
+            "m.yaml:10: caches.c.cache.tile_lock: expected true or false, found 'sometimes'",
+            "m.yaml:11: caches.c.cache.tile_lock_expiry: expected a number of seconds above 0",
+        ]
+    );
+}

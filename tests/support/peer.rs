@@ -111,9 +111,15 @@ pub fn render(template: &str, port: u16, socket: &Path, tmp: &Path) -> PathBuf {
 
 /// Start `kind` with `template`; retry once on another port if it does not come up.
 pub fn start_peer(kind: Kind, bin: &Path, template: &str, socket: &Path, tmp: &Path) -> Peer {
+    start_peer_with(kind, bin, tmp, |port| render(template, port, socket, tmp))
+}
+
+/// Start `kind` with the config `conf(port)` writes for a port that was free a moment ago;
+/// retry once on another port if it does not come up.
+pub fn start_peer_with(kind: Kind, bin: &Path, tmp: &Path, conf: impl Fn(u16) -> PathBuf) -> Peer {
     for attempt in 0..2 {
         let port = free_port();
-        let conf = render(template, port, socket, tmp);
+        let conf = conf(port);
         let child = kind
             .command(bin, &conf, tmp)
             .spawn()

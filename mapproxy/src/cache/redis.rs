@@ -117,9 +117,15 @@ impl RedisCache {
         format!("{}-{z}-{x}-{y}", self.prefix)
     }
 
+    /// The key prefix (the tile locks of `lock/redis.rs` live beside the tiles).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// Runs `f` on a pooled connection; a connection that failed is dropped, and a command
-    /// that failed on a pooled (possibly stale) connection is tried once more on a new one.
-    fn with<R>(
+    /// that failed on a pooled (possibly stale) connection is tried once more on a new one
+    /// (also the tile locks' way to Redis, `lock/redis.rs`: one pool per cache).
+    pub(crate) fn with<R>(
         &self,
         f: impl Fn(&mut redis::Connection) -> redis::RedisResult<R>,
     ) -> io::Result<R> {

@@ -228,6 +228,41 @@ pub struct RedisConf {
     pub default_ttl: f64,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// `tile_lock` (ours, not MapProxy's): instances sharing the cache fetch a missing meta
+    /// tile once, under a lock in this Redis; default true. False: the local lock file.
+    pub tile_lock: bool,
+    /// `tile_lock_expiry` (ours): seconds a lock outlives a killed holder; default 10.
+    pub tile_lock_expiry: f64,
+    /// `tile_lock_timeout` (ours): seconds a waiter waits for a lock; `None`:
+    /// `globals.http.client_timeout`, as the local lock.
+    pub tile_lock_timeout: Option<f64>,
+}
+
+/// [`RedisConf::tile_lock_expiry`]'s default, seconds.
+pub const DEFAULT_TILE_LOCK_EXPIRY: f64 = 10.0;
+
+impl RedisConf {
+    /// MapProxy's defaults (and ours for the tile lock).
+    pub fn new() -> RedisConf {
+        RedisConf {
+            host: "127.0.0.1".into(),
+            port: 6379,
+            db: 0,
+            prefix: None,
+            default_ttl: 3600.0,
+            username: None,
+            password: None,
+            tile_lock: true,
+            tile_lock_expiry: DEFAULT_TILE_LOCK_EXPIRY,
+            tile_lock_timeout: None,
+        }
+    }
+}
+
+impl Default for RedisConf {
+    fn default() -> RedisConf {
+        RedisConf::new()
+    }
 }
 
 /// One entry of `caches:`.
@@ -1072,6 +1107,10 @@ const CACHE_TYPES: &[(&str, &[&str])] = &[
             "ssl_certfile",
             "ssl_keyfile",
             "ssl_ca_certs",
+            // ours: the tile lock across instances (lock/redis.rs)
+            "tile_lock",
+            "tile_lock_expiry",
+            "tile_lock_timeout",
         ],
     ),
     (
@@ -1207,6 +1246,10 @@ fn backend(ctx: &mut Ctx, n: Option<&Node>, path: &str, loc: &Location) -> Cache
             .unwrap_or(3600.0),
             username: opt(&mut k, "username", |n, p| ctx.string(n, p)),
             password: opt(&mut k, "password", |n, p| ctx.string(n, p)),
+            tile_lock: opt(&mut k, "tile_lock", |n, p| ctx.boolean(n, p)).unwrap_or(true),
+            tile_lock_expiry: opt(&mut k, "tile_lock_expiry", |n, p| positive(ctx, n, p))
+                .unwrap_or(DEFAULT_TILE_LOCK_EXPIRY),
+            tile_lock_timeout: opt(&mut k, "tile_lock_timeout", |n, p| positive(ctx, n, p)),
         });
     }
     b.use_grid_names = opt(&mut k, "use_grid_names", |n, p| ctx.boolean(n, p));
@@ -1239,6 +1282,9 @@ fn backend(ctx: &mut Ctx, n: Option<&Node>, path: &str, loc: &Location) -> Cache
         "default_ttl",
         "username",
         "password",
+        "tile_lock",
+        "tile_lock_expiry",
+        "tile_lock_timeout",
     ] {
         b.options.shift_remove(key);
     }
