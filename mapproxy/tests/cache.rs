@@ -520,7 +520,8 @@ for c in json.load(sys.stdin):
 
 // ---------------------------------------------------------------------------------------------
 // One behaviour table over every cache type: file, mbtiles, sqlite, geopackage (one file and one
-// per level) and redis (a real redis-server on a loopback port).
+// per level), redis (a real redis-server on a loopback port) and s3 (moto's S3 server on a
+// loopback port).
 
 mod support;
 
@@ -528,9 +529,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mapproxy_serve_mapproxy::cache::{
-    GeoPackageCache, GpkgTable, MbTilesCache, RedisCache, RedisOptions, SqliteCache,
+    GeoPackageCache, GpkgTable, MbTilesCache, RedisCache, RedisOptions, S3Cache, S3Options,
+    SqliteCache,
 };
 use mapproxy_serve_mapproxy::grid::global_webmercator;
+use support::moto::MotoServer;
 use support::redis::RedisServer;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -541,15 +544,17 @@ enum Kind {
     GeoPackage,
     GeoPackageLevels,
     Redis,
+    S3,
 }
 
-const KINDS: [Kind; 6] = [
+const KINDS: [Kind; 7] = [
     Kind::File,
     Kind::MbTiles,
     Kind::Sqlite,
     Kind::GeoPackage,
     Kind::GeoPackageLevels,
     Kind::Redis,
+    Kind::S3,
 ];
 
 /// How a kind reports tile times: exactly what `store` returned (Redis: its key's expiry less
@@ -560,6 +565,8 @@ fn time_kind(k: Kind) -> &'static str {
         Kind::File => "exact",
         Kind::Redis => "milliseconds",
         Kind::Sqlite => "seconds",
+        // S3's Last-Modified, to the second; `store` does not know it
+        Kind::S3 => "server seconds",
         Kind::MbTiles | Kind::GeoPackage | Kind::GeoPackageLevels => "epoch",
     }
 }
@@ -570,6 +577,7 @@ fn open_cache(
     kind: Kind,
     dir: &Path,
     redis: Option<&RedisServer>,
+    moto: Option<&MotoServer>,
     ttl: f64,
 ) -> Option<Arc<dyn TileCache>> {
     let grid = global_webmercator();
@@ -600,6 +608,33 @@ fn open_cache(
             o.ttl = ttl;
             Arc::new(RedisCache::new(&o).expect("redis"))
         }
+        Kind::S3 => {
+            let server = moto?;
+            // a bucket per directory, named after it
+            let bucket: String = dir
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .to_ascii_lowercase()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .collect();
+            server.create_bucket(&bucket);
+            Arc::new(
+                S3Cache::new(&S3Options {
+                    bucket_name: bucket,
+                    base_path: "c/GLOBAL_WEBMERCATOR".into(),
+                    layout: DirectoryLayout::Tms,
+                    file_ext: "png".into(),
+                    profile_name: None,
+                    region_name: None,
+                    endpoint_url: Some(server.url()),
+                    access_control_list: None,
+                    use_http_get: false,
+                })
+                .expect("s3"),
+            )
+        }
     })
 }
 
@@ -624,12 +659,13 @@ fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
 #[test]
 fn every_cache_type_passes_the_behaviour_table() {
     let redis = RedisServer::start("every_cache_type_passes_the_behaviour_table (redis rows)");
+    let moto = MotoServer::start("every_cache_type_passes_the_behaviour_table (s3 rows)");
     let a = encode(&varied(), &ImageOpts::new(ImageFormat::png())).expect("encode");
     let b = encode(&two_colors(), &ImageOpts::new(ImageFormat::png())).expect("encode");
     let mut ran = Vec::new();
     for kind in KINDS {
         let dir = tmp_dir(&format!("table-{kind:?}"));
-        let Some(cache) = open_cache(kind, &dir, redis.as_ref(), 3600.0) else {
+        let Some(cache) = open_cache(kind, &dir, redis.as_ref(), moto.as_ref(), 3600.0) else {
             continue;
         };
         let k = format!("{kind:?}");
@@ -651,6 +687,17 @@ fn every_cache_type_passes_the_behaviour_table() {
                 assert_eq!(secs_of(got.mtime), secs_of(before).floor(), "{k}");
             }
             "epoch" => assert_eq!(got.mtime, UNIX_EPOCH, "{k}"),
+            "server seconds" => {
+                assert_eq!(stored, None, "{k}");
+                let t = secs_of(got.mtime);
+                assert!(
+                    t >= secs_of(before).floor() && t <= secs_of(after),
+                    "{k}: {t} not in [{}, {}]",
+                    secs_of(before),
+                    secs_of(after)
+                );
+                assert_eq!(cache.load(c).expect("load").expect("tile").mtime, got.mtime);
+            }
             _ => {
                 assert_eq!(Some(got.mtime), stored, "{k}");
                 // the same on every read (a stable ETag)
@@ -692,7 +739,7 @@ fn every_cache_type_passes_the_behaviour_table() {
             &b[..]
         );
         // a second instance on the same storage (another process) sees the tiles
-        let again = open_cache(kind, &dir, redis.as_ref(), 3600.0).expect("reopen");
+        let again = open_cache(kind, &dir, redis.as_ref(), moto.as_ref(), 3600.0).expect("reopen");
         assert_eq!(
             &again.load(c).expect("load").expect("tile").data[..],
             &b[..],
@@ -714,10 +761,12 @@ fn every_cache_type_passes_the_behaviour_table() {
 #[test]
 fn ttl_expires_tiles() {
     let redis = RedisServer::start("ttl_expires_tiles (redis row)");
+    // S3 objects have no ttl (MapProxy's S3Cache has none)
+    let moto: Option<MotoServer> = None;
     let a = encode(&varied(), &ImageOpts::new(ImageFormat::png())).expect("encode");
     for (kind, ttl) in [(Kind::Sqlite, 1.0), (Kind::Redis, 0.3)] {
         let dir = tmp_dir(&format!("ttl-{kind:?}"));
-        let Some(cache) = open_cache(kind, &dir, redis.as_ref(), ttl) else {
+        let Some(cache) = open_cache(kind, &dir, redis.as_ref(), moto.as_ref(), ttl) else {
             continue;
         };
         cache.store((1, 1, 1), &a).expect("store");
@@ -764,14 +813,16 @@ fn check_payload(data: &[u8]) -> bool {
 #[test]
 fn concurrent_readers_and_writers() {
     let redis = RedisServer::start("concurrent_readers_and_writers (redis row)");
+    let moto = MotoServer::start("concurrent_readers_and_writers (s3 row)");
     const THREADS: usize = 8;
     const OPS: usize = 150;
     for kind in KINDS {
         let dir = tmp_dir(&format!("conc-{kind:?}"));
-        let Some(one) = open_cache(kind, &dir, redis.as_ref(), 3600.0) else {
+        let Some(one) = open_cache(kind, &dir, redis.as_ref(), moto.as_ref(), 3600.0) else {
             continue;
         };
-        let two = open_cache(kind, &dir, redis.as_ref(), 3600.0).expect("second instance");
+        let two =
+            open_cache(kind, &dir, redis.as_ref(), moto.as_ref(), 3600.0).expect("second instance");
         let coords: Vec<(i64, i64, usize)> = (0..12)
             .map(|i| (i % 4, i / 4, 3 + (i as usize % 2)))
             .collect();
@@ -1098,7 +1149,7 @@ fn killed_writer_child() {
         .into_iter()
         .find(|k| format!("{k:?}") == kind)
         .expect("a kind");
-    let cache = open_cache(kind, Path::new(dir), None, 3600.0).expect("cache");
+    let cache = open_cache(kind, Path::new(dir), None, None, 3600.0).expect("cache");
     let mut i = 0u64;
     loop {
         let c = ((i % 4) as i64, ((i / 4) % 4) as i64, 5);
@@ -1131,7 +1182,7 @@ fn a_killed_writer_leaves_no_torn_tile() {
             .stderr(Stdio::null())
             .spawn()
             .expect("child writer");
-        let cache = open_cache(kind, &dir, None, 3600.0).expect("cache");
+        let cache = open_cache(kind, &dir, None, None, 3600.0).expect("cache");
         // every tile written once, then one of them replaced: the writer is in its loop
         let all = eventually(30, || {
             coords.iter().all(|c| cache.is_cached(*c).unwrap_or(false))
@@ -1147,7 +1198,7 @@ fn a_killed_writer_leaves_no_torn_tile() {
         );
         child.kill().expect("kill");
         child.wait().expect("reaped");
-        let after = open_cache(kind, &dir, None, 3600.0).expect("reopen");
+        let after = open_cache(kind, &dir, None, None, 3600.0).expect("reopen");
         for c in &coords {
             let t = after.load(*c).expect("load").expect("a tile");
             assert!(check_payload(&t.data), "{kind:?}: torn tile at {c:?}");
@@ -1209,7 +1260,7 @@ fn writer_processes_and_readers_share_a_sqlite_cache() {
     let exe = std::env::current_exe().expect("test binary");
     for kind in [Kind::MbTiles, Kind::Sqlite, Kind::GeoPackage] {
         let dir = tmp_dir(&format!("procs-{kind:?}"));
-        let cache = open_cache(kind, &dir, None, 3600.0).expect("cache");
+        let cache = open_cache(kind, &dir, None, None, 3600.0).expect("cache");
         let mut children: Vec<std::process::Child> = (0..2)
             .map(|_| {
                 Command::new(&exe)
