@@ -899,6 +899,10 @@ def cache(c):
     if k == 'redis':
         from mapproxy.cache.redis import RedisCache
         return RedisCache('127.0.0.1', c['port'], c['prefix'], ttl=c['ttl'])
+    if k == 's3':
+        from mapproxy.cache.s3 import S3Cache
+        return S3Cache(c['base_path'], 'png', directory_layout=c['layout'],
+                       bucket_name=c['bucket'], endpoint_url=c['endpoint'])
     raise ValueError(k)
 job = json.load(sys.stdin)
 for c in job['read']:
@@ -1321,4 +1325,110 @@ fn writer_processes_and_readers_share_a_sqlite_cache() {
             start.elapsed().as_secs_f64() * 1000.0
         );
     }
+}
+
+/// The S3 cache against MapProxy 7's own S3Cache (boto3) on one moto server: MapProxy reads
+/// the tiles we stored, we read the tiles it stored, in the default `tms` layout and in `tc`
+/// and `reverse_tms`, under a base path with slashes.
+#[test]
+fn mapproxy_and_we_read_each_others_s3_cache() {
+    let what = "mapproxy_and_we_read_each_others_s3_cache";
+    let python = match std::env::var("MAPPROXY_PYTHON") {
+        Ok(p) if !p.is_empty() => p,
+        _ => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("MAPPROXY_PYTHON is not set: set it to a python with MapProxy 7 installed");
+            }
+            println!("SKIP: {what}: set MAPPROXY_PYTHON to a python with MapProxy 7 and boto3");
+            return;
+        }
+    };
+    let has_boto3 = Command::new(&python)
+        .args(["-c", "import boto3"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !has_boto3 {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{what}: MAPPROXY_PYTHON has no boto3 package (pip install boto3)");
+        }
+        println!("SKIP: {what}: MAPPROXY_PYTHON has no boto3 package");
+        return;
+    }
+    let Some(moto) = MotoServer::start(what) else {
+        return;
+    };
+    moto.create_bucket("interop");
+    let ours = encode(&varied(), &ImageOpts::new(ImageFormat::png())).expect("encode");
+    let theirs = encode(&two_colors(), &ImageOpts::new(ImageFormat::png())).expect("encode");
+    let coords = [(0i64, 0i64, 0usize), (5, 9, 4), (1000, 77, 12)];
+    let cache = |base: &str, layout: DirectoryLayout| {
+        S3Cache::new(&S3Options {
+            bucket_name: "interop".into(),
+            base_path: base.into(),
+            layout,
+            file_ext: "png".into(),
+            profile_name: None,
+            region_name: None,
+            endpoint_url: Some(moto.url()),
+            access_control_list: None,
+            use_http_get: false,
+        })
+        .expect("s3")
+    };
+    let layouts = [
+        DirectoryLayout::Tms,
+        DirectoryLayout::Tc,
+        DirectoryLayout::ReverseTms,
+    ];
+    let (mut read, mut write) = (Vec::new(), Vec::new());
+    for layout in layouts {
+        let l = layout.as_str();
+        let ours_base = format!("/ours/{l}/layer/");
+        let c = cache(&ours_base, layout);
+        for coord in coords {
+            c.store(coord, &ours).expect("store");
+            read.push(serde_json::json!({
+                "kind": "s3", "bucket": "interop", "endpoint": moto.url(), "layout": l,
+                "base_path": ours_base, "coord": [coord.0, coord.1, coord.2], "hex": hex(&ours),
+            }));
+            write.push(serde_json::json!({
+                "kind": "s3", "bucket": "interop", "endpoint": moto.url(), "layout": l,
+                "base_path": format!("theirs/{l}"), "coord": [coord.0, coord.1, coord.2],
+                "hex": hex(&theirs),
+            }));
+        }
+    }
+    let before = SystemTime::now();
+    let out = run_mapproxy(&python, serde_json::json!({"read": read, "write": write}));
+    let after = SystemTime::now();
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("read ")).count(),
+        read.len(),
+        "{out}"
+    );
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("wrote ")).count(),
+        write.len(),
+        "{out}"
+    );
+    for layout in layouts {
+        let c = cache(&format!("theirs/{}", layout.as_str()), layout);
+        for coord in coords {
+            let t = c
+                .load(coord)
+                .expect("load")
+                .unwrap_or_else(|| panic!("{layout:?} {coord:?}"));
+            assert_eq!(&t.data[..], &theirs[..], "{layout:?} {coord:?}");
+            let s = secs_of(t.mtime);
+            assert!(
+                s >= secs_of(before).floor() && s <= secs_of(after),
+                "{layout:?}: time {s} not in MapProxy's run"
+            );
+            assert!(!c
+                .is_cached((coord.0 + 1, coord.1, coord.2))
+                .expect("is_cached"));
+        }
+    }
+    println!("MapProxy 7's S3Cache read our tiles and we read its, in tms, tc and reverse_tms");
 }

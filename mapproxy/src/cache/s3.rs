@@ -183,8 +183,11 @@ impl S3Cache {
         let url = endpoint
             .parse()
             .map_err(|e| io::Error::other(format!("s3: endpoint_url '{endpoint}': {e}")))?;
-        let bucket = Bucket::new(url, style, name.clone(), region)
-            .map_err(|e| io::Error::other(format!("s3: bucket '{name}' at '{endpoint}': {e}")))?;
+        let bucket = Bucket::new(url, style, name.clone(), region).map_err(|e| {
+            io::Error::other(format!(
+                "s3: endpoint_url '{endpoint}' (bucket '{name}'): {e}"
+            ))
+        })?;
         let config = ClientConfig {
             request_timeout: Some(Duration::from_secs(60)),
             ..ClientConfig::default()
