@@ -148,7 +148,7 @@ mod tests {
         .unwrap();
         let home = ("HOME", dir.display().to_string());
         // the default profile, with the config file's region
-        let f = resolve(None, &env_of(&[home.clone()])).unwrap();
+        let f = resolve(None, &env_of(std::slice::from_ref(&home))).unwrap();
         assert_eq!(f.credentials.as_ref().unwrap().key(), "DEF");
         assert_eq!(f.region.as_deref(), Some("eu-west-1"));
         // the environment wins over the default profile...
@@ -173,7 +173,7 @@ mod tests {
         assert_eq!(f.credentials.unwrap().key(), "OTHER");
         assert_eq!(f.region.as_deref(), Some("us-west-2"));
         // a named profile that does not exist
-        let e = resolve(Some("nope"), &env_of(&[home.clone()])).unwrap_err();
+        let e = resolve(Some("nope"), &env_of(std::slice::from_ref(&home))).unwrap_err();
         assert!(e.contains("(nope) could not be found"), "{e}");
         // no files, no variables: unsigned
         let f = resolve(None, &env_of(&[("HOME", "/nonexistent".into())])).unwrap();
