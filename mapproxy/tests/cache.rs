@@ -1432,3 +1432,41 @@ fn mapproxy_and_we_read_each_others_s3_cache() {
     }
     println!("MapProxy 7's S3Cache read our tiles and we read its, in tms, tc and reverse_tms");
 }
+
+/// `access_control_list` is sent with every stored tile, and `use_http_get` reads with unsigned
+/// GETs: a tile stored `public-read` is read, a private one answers 403 to an anonymous GET,
+/// which is a miss (as MapProxy reads it), and so is a tile never stored.
+#[test]
+fn s3_access_control_list_and_use_http_get() {
+    let Some(moto) = MotoServer::start("s3_access_control_list_and_use_http_get") else {
+        return;
+    };
+    moto.create_bucket("acl");
+    let opts = |acl: Option<&str>, use_http_get: bool| S3Options {
+        bucket_name: "acl".into(),
+        base_path: "t".into(),
+        layout: DirectoryLayout::Tms,
+        file_ext: "png".into(),
+        profile_name: None,
+        region_name: None,
+        endpoint_url: Some(moto.url()),
+        access_control_list: acl.map(str::to_string),
+        use_http_get,
+    };
+    let public = S3Cache::new(&opts(Some("public-read"), false)).expect("s3");
+    let private = S3Cache::new(&opts(None, false)).expect("s3");
+    let anonymous = S3Cache::new(&opts(None, true)).expect("s3");
+    let a = encode(&varied(), &ImageOpts::new(ImageFormat::png())).expect("encode");
+    public.store((1, 2, 3), &a).expect("store");
+    private.store((2, 2, 3), &a).expect("store");
+    let got = anonymous
+        .load((1, 2, 3))
+        .expect("load")
+        .expect("public tile");
+    assert_eq!(&got.data[..], &a[..]);
+    assert!(anonymous.is_cached((1, 2, 3)).expect("is_cached"));
+    // signed reads see both; the anonymous GET of the private one is refused: a miss
+    assert!(private.load((2, 2, 3)).expect("load").is_some());
+    assert!(anonymous.load((2, 2, 3)).expect("load").is_none());
+    assert!(anonymous.load((3, 2, 3)).expect("load").is_none());
+}
