@@ -5,8 +5,8 @@
 //! as it is, and the other way round.
 //!
 //! Requests are signed with rusty-s3 (a sans-IO SigV4 signer: it makes presigned URLs and
-//! leaves the HTTP to us) and sent by the project's shared pooled client (`client/`), so that
-//! S3 has the same timeouts, TLS settings and keep-alive pool as every other upstream. The
+//! leaves the HTTP to us) and sent by the project's pooled client (`client/`): the same
+//! timeouts, TLS settings and keep-alive as every other upstream. The
 //! cache trait is blocking: a call hands its request to a small runtime of its own and waits
 //! ([`TileCache::blocks`] is true, so the tile manager runs it on the blocking pool).
 //!
@@ -112,6 +112,23 @@ fn run<T: Send + 'static>(
         .unwrap_or_else(|_| Err(io::Error::other("s3: the request task failed")))
 }
 
+/// The S3 caches' client: the project's client with a pool of its own, whose connections
+/// live on the S3 runtime (a pool shared with the sources would mix connections of two
+/// runtimes).
+fn client() -> io::Result<HttpClient> {
+    static CLIENT: OnceLock<Result<HttpClient, String>> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            HttpClient::new(&ClientConfig {
+                request_timeout: Some(Duration::from_secs(60)),
+                ..ClientConfig::default()
+            })
+            .map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(|e| io::Error::other(format!("s3: HTTP client: {e}")))
+}
+
 /// A response: status, `Last-Modified`, body.
 struct Answer {
     status: StatusCode,
@@ -188,12 +205,7 @@ impl S3Cache {
                 "s3: endpoint_url '{endpoint}' (bucket '{name}'): {e}"
             ))
         })?;
-        let config = ClientConfig {
-            request_timeout: Some(Duration::from_secs(60)),
-            ..ClientConfig::default()
-        };
-        let client = HttpClient::shared(&config)
-            .map_err(|e| io::Error::other(format!("s3: HTTP client: {e}")))?;
+        let client = client()?;
         Ok(S3Cache {
             bucket,
             credentials: found.credentials,
