@@ -4,6 +4,9 @@
 # pinned to SERVER_CPU, wrk to LOAD_CPU, loopback only; redis-server (Debian package) runs on a
 # loopback port on the server's CPU. Prints req/s, p99 latency and the server's CPU time per
 # request (redis: mapproxy-serve's and redis-server's together), and the ratios to the file cache.
+# With moto's S3 server (target/moto-venv from .ci/test, or MOTO_SERVER) an s3 row too: moto is a
+# Python server, so its req/s measure moto; its CPU column is mapproxy-serve's alone (the cost of
+# an S3 hit on our side: signing, the pooled HTTP round trip, the hand-off to the blocking pool).
 #
 #   bench/mapproxy_caches.sh                 # ROUNDS=3 DURATION=5s CONNS=64
 set -euo pipefail
@@ -17,25 +20,36 @@ REDIS=$(command -v redis-server || echo /usr/bin/redis-server)
 cargo build -q --release --bin mapproxy-serve
 BIN=$PWD/target/release/mapproxy-serve
 W=$(mktemp -d /tmp/mps-caches-bench.XXXX)
-MPS= RED=
+MPS= RED= MOTO_PID=
+MOTO=${MOTO_SERVER:-$PWD/target/moto-venv/bin/moto_server}
+TYPES="file mbtiles sqlite geopackage redis"
+[ -x "$MOTO" ] && TYPES="$TYPES s3" || echo "bench: no moto_server ($MOTO): no s3 row"
 stop_all() {
   [ -n "$MPS" ] && kill "$MPS" 2>/dev/null
   [ -n "$RED" ] && kill "$RED" 2>/dev/null
+  [ -n "$MOTO_PID" ] && kill "$MOTO_PID" 2>/dev/null
   rm -rf "$W"
 }
 trap stop_all EXIT
 RPORT=18419
 taskset -c "$SERVER_CPU" "$REDIS" --port $RPORT --bind 127.0.0.1 --save "" --appendonly no --dir "$W" >/dev/null 2>&1 & RED=$!
+SPORT=18420
+export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench
+if [[ $TYPES == *s3* ]]; then
+  taskset -c "$SERVER_CPU" "$MOTO" -H 127.0.0.1 -p $SPORT >/dev/null 2>&1 & MOTO_PID=$!
+  for _ in $(seq 1 300); do curl -s -o /dev/null "http://127.0.0.1:$SPORT/" && break; sleep 0.1; done
+  curl -sf -o /dev/null -X PUT "http://127.0.0.1:$SPORT/bench" || { echo "bench: moto bucket failed"; exit 1; }
+fi
 {
   echo "services:"
   echo "  tms:"
   echo "    use_grid_names: true"
   echo "layers:"
-  for t in file mbtiles sqlite geopackage redis; do
+  for t in $TYPES; do
     echo "  - {name: $t, title: $t, sources: [${t}_cache]}"
   done
   echo "caches:"
-  for t in file mbtiles sqlite geopackage redis; do
+  for t in $TYPES; do
     echo "  ${t}_cache:"
     echo "    grids: [webmercator]"
     echo "    sources: [debug]"
@@ -44,6 +58,7 @@ taskset -c "$SERVER_CPU" "$REDIS" --port $RPORT --bind 127.0.0.1 --save "" --app
     case $t in
       file) ;;
       redis) echo "    cache: {type: redis, port: $RPORT, default_ttl: 0}" ;;
+      s3) echo "    cache: {type: s3, bucket_name: bench, endpoint_url: 'http://127.0.0.1:$SPORT'}" ;;
       *) echo "    cache: {type: $t}" ;;
     esac
   done
@@ -66,10 +81,10 @@ EOF
 tile() { echo "/tms/1.0.0/$1/webmercator/1/0/0.png"; }
 taskset -c "$SERVER_CPU" "$BIN" "$W/config.ini" 2>"$W/mps.log" & MPS=$!
 for _ in $(seq 1 300); do curl -sf -o /dev/null "http://127.0.0.1:18411$(tile file)" && break; sleep 0.1; done
-for t in file mbtiles sqlite geopackage redis; do
+for t in $TYPES; do
   curl -sf -o "$W/$t.png" "http://127.0.0.1:18411$(tile $t)" || { echo "bench: $t tile failed"; cat "$W/mps.log"; exit 1; }
 done
-for t in mbtiles sqlite geopackage redis; do
+for t in ${TYPES#file }; do
   cmp -s "$W/file.png" "$W/$t.png" || { echo "bench: $t serves another tile than file"; exit 1; }
 done
 run() { # NAME PIDS...
@@ -86,7 +101,7 @@ run() { # NAME PIDS...
 echo "| round | cache | req/s | p99 | server CPU µs/req |"
 echo "|---|---|---|---|---|"
 for r in $(seq 1 "$ROUNDS"); do
-  for t in file mbtiles sqlite geopackage redis; do
+  for t in $TYPES; do
     pids=$MPS; [ "$t" = redis ] && pids="$MPS $RED"
     line=$(run "$t" $pids)
     read -r n rps p99 cpu <<<"$line"; echo "| $r | $n | $rps | $p99 | $cpu |"; echo "$r $n $rps $cpu" >> "$W/rps"
@@ -97,7 +112,12 @@ import sys, statistics, collections
 by = collections.defaultdict(dict)
 for line in open(sys.argv[1]):
     r, n, rps, cpu = line.split(); by[r][n] = (float(rps), float(cpu))
+print("\nmedian per-round server CPU per request against the file cache:")
+for n in ["mbtiles", "sqlite", "geopackage", "redis", "s3"]:
+    if n not in by["1"]: continue
+    print(f"  {n}: {statistics.median(v[n][1] / v['file'][1] for v in by.values()):.2f}x")
 print("\nmedian per-round req/s against the file cache (issue 14 wants mbtiles/sqlite/geopackage >= 0.8x, redis >= 0.5x):")
-for n in ["mbtiles", "sqlite", "geopackage", "redis"]:
+for n in ["mbtiles", "sqlite", "geopackage", "redis", "s3"]:
+    if n not in by["1"]: continue
     print(f"  {n}: {statistics.median(v[n][0] / v['file'][0] for v in by.values()):.2f}x")
 EOF

@@ -1046,7 +1046,7 @@ fn compile_cache(
 ) -> Result<Vec<CacheGrid>, ConfigError> {
     if !matches!(
         cache.cache.kind.as_str(),
-        "file" | "mbtiles" | "sqlite" | "geopackage" | "redis"
+        "file" | "mbtiles" | "sqlite" | "geopackage" | "redis" | "s3"
     ) {
         return Err(err(
             &cache.cache.loc,
@@ -1289,6 +1289,60 @@ fn compile_cache(
                     .into()
                 });
                 (c, format!("redis-{id}"))
+            }
+            "s3" => {
+                // MapProxy's _s3_cache: each key from the cache, else globals.cache.s3
+                let local = cache.cache.s3.clone().unwrap_or_default();
+                let global = &g.cache.s3;
+                let bucket_name = local
+                    .bucket_name
+                    .or_else(|| global.bucket_name.clone())
+                    .filter(|b| !b.is_empty())
+                    .ok_or_else(|| {
+                        err(
+                            &cache.cache.loc,
+                            format!("no bucket_name configured for s3 cache {name}"),
+                        )
+                    })?;
+                let include_grid_name = local
+                    .include_grid_name
+                    .or(global.include_grid_name)
+                    .unwrap_or(false);
+                // `directory` (with the grid name: os.path.join), else `<name>/<grid>`
+                let base_path = match local.directory {
+                    Some(d) if include_grid_name && !d.is_empty() => {
+                        if d.ends_with('/') {
+                            format!("{d}{grid_name}")
+                        } else {
+                            format!("{d}/{grid_name}")
+                        }
+                    }
+                    Some(d) => d,
+                    None => format!("{name}/{grid_name}"),
+                };
+                let layout = match &cache.cache.directory_layout {
+                    Some(l) => DirectoryLayout::parse(l)
+                        .map_err(|e| err(&cache.cache.loc, e.to_string()))?,
+                    None => DirectoryLayout::Tms,
+                };
+                let o = crate::cache::S3Options {
+                    bucket_name,
+                    base_path,
+                    layout,
+                    file_ext: format.ext().to_string(),
+                    profile_name: local.profile_name.or_else(|| global.profile_name.clone()),
+                    region_name: local.region_name.or_else(|| global.region_name.clone()),
+                    endpoint_url: local.endpoint_url.or_else(|| global.endpoint_url.clone()),
+                    access_control_list: local
+                        .access_control_list
+                        .or_else(|| global.access_control_list.clone()),
+                    use_http_get: local.use_http_get.or(global.use_http_get).unwrap_or(false),
+                };
+                let c = crate::cache::S3Cache::new(&o).map_err(cache_err)?;
+                // as MapProxy, a missing bucket or refused credentials stop the start
+                c.check_bucket().map_err(cache_err)?;
+                let id = md5(&format!("{}{}", o.base_path, o.bucket_name));
+                (Arc::new(c), id)
             }
             _ => {
                 let dir = crate::cache::path::cache_dir(name, naming);

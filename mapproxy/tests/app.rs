@@ -516,6 +516,17 @@ async fn every_cache_type_is_filled_once_and_served() {
         );
         kinds.push((redis_backend.as_str(), ""));
     }
+    let moto =
+        support::moto::MotoServer::start("every_cache_type_is_filled_once_and_served (s3 row)");
+    let s3_backend;
+    if let Some(m) = &moto {
+        m.create_bucket("app-test");
+        s3_backend = format!(
+            "{{type: s3, bucket_name: app-test, endpoint_url: '{}'}}",
+            m.url()
+        );
+        kinds.push((s3_backend.as_str(), ""));
+    }
     for (backend, file) in kinds {
         let up = upstream().await;
         let tmp = tempfile::tempdir().expect("tempdir");
@@ -576,6 +587,19 @@ fn bad_cache_backend_options_are_errors_with_file_and_line() {
             "{type: compact, version: 2}",
             "cache type 'compact' is not supported yet",
         ),
+        ("{type: s3}", "no bucket_name configured for s3 cache c"),
+        (
+            "{type: s3, bucket_name: b, use_http_get: maybe}",
+            "use_http_get",
+        ),
+        (
+            "{type: s3, bucket_name: b, endpoint_url: 'ftp://h'}",
+            "endpoint",
+        ),
+        (
+            "{type: s3, bucket_name: b, profile_name: no-such-profile}",
+            "The config profile (no-such-profile) could not be found",
+        ),
     ] {
         std::fs::write(
             &path,
@@ -594,4 +618,90 @@ fn bad_cache_backend_options_are_errors_with_file_and_line() {
         assert!(e.contains("mapproxy.yaml:11"), "{backend}: {e}");
         assert!(e.contains(want), "{backend}: {e}");
     }
+}
+
+/// A bucket filled as MapProxy 7's S3Cache names its keys (`<cache>/<grid>/z/x/y.png` by
+/// default; `directory` with `include_grid_name`; other layouts; `globals.cache.s3` defaults)
+/// is served as it is, without asking the upstream; a missing bucket stops the start with
+/// MapProxy's message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_tiles_from_an_s3_bucket_laid_out_as_mapproxy_does() {
+    let Some(moto) = support::moto::MotoServer::start(
+        "serves_tiles_from_an_s3_bucket_laid_out_as_mapproxy_does",
+    ) else {
+        return;
+    };
+    moto.create_bucket("mp-tiles");
+    // TMS 0/1/1 (origin sw, from level 1) is the GLOBAL_WEBMERCATOR (origin nw) cache's tile
+    // x 1, y 0, z 1
+    let cases = [
+        ("{type: s3}", "c/GLOBAL_WEBMERCATOR/1/1/0.png"),
+        (
+            "{type: s3, directory: /1.0.0/osm/, include_grid_name: true}",
+            "1.0.0/osm/GLOBAL_WEBMERCATOR/1/1/0.png",
+        ),
+        (
+            "{type: s3, directory: tiles, directory_layout: tc}",
+            "tiles/01/000/000/001/000/000/000.png",
+        ),
+        (
+            "{type: s3, directory: r, directory_layout: reverse_tms}",
+            "r/0/1/1.png",
+        ),
+        (
+            "{type: s3, directory: q, directory_layout: quadkey}",
+            "q/1.png",
+        ),
+    ];
+    for (i, (backend, key)) in cases.iter().enumerate() {
+        let up = upstream().await;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let tile = format!("tile {i} as MapProxy stored it").into_bytes();
+        moto.put("mp-tiles", key, &tile);
+        let yaml = format!(
+            "globals:\n  cache:\n    s3:\n      bucket_name: mp-tiles\n      endpoint_url: '{}'\n\
+             services:\n  tms:\n\
+             layers:\n  - name: osm\n    title: OSM\n    sources: [c]\n\
+             caches:\n  c:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [osm_tiles]\n    cache: {backend}\n\
+             sources:\n  osm_tiles:\n    type: tile\n    grid: GLOBAL_WEBMERCATOR\n    url: http://{}/%(tms_path)s.png\n",
+            moto.url(),
+            up.addr
+        );
+        let app = build(tmp.path(), &yaml);
+        let (status, headers, body) = get(&app, "/tms/1.0.0/osm/EPSG3857/0/1/1.png").await;
+        assert_eq!(status, 200, "{backend}: {}", String::from_utf8_lossy(&body));
+        assert_eq!(
+            &body[..],
+            &tile[..],
+            "{backend}: the object at {key} (upstream asked {:?})",
+            up.seen.lock().expect("seen")
+        );
+        assert!(headers.contains_key("last-modified"), "{backend}");
+        assert!(
+            up.seen.lock().expect("seen").is_empty(),
+            "{backend}: served from the bucket"
+        );
+    }
+    // a missing bucket: MapProxy's message, with the file and line of the cache
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("mapproxy.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "services:\n  tms:\nlayers:\n  - name: d\n    title: d\n    sources: [c]\n\
+             caches:\n  c:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [s]\n    \
+             cache: {{type: s3, bucket_name: missing, endpoint_url: '{}'}}\n\
+             sources:\n  s:\n    type: debug\n",
+            moto.url()
+        ),
+    )
+    .expect("write");
+    let e = tokio::task::spawn_blocking(move || mapproxy_serve_mapproxy::app::build(&path))
+        .await
+        .expect("build ran")
+        .err()
+        .expect("a missing bucket is refused")
+        .to_string();
+    assert!(e.contains("mapproxy.yaml:11"), "{e}");
+    assert!(e.contains("No such bucket: missing"), "{e}");
 }

@@ -520,7 +520,8 @@ for c in json.load(sys.stdin):
 
 // ---------------------------------------------------------------------------------------------
 // One behaviour table over every cache type: file, mbtiles, sqlite, geopackage (one file and one
-// per level) and redis (a real redis-server on a loopback port).
+// per level), redis (a real redis-server on a loopback port) and s3 (moto's S3 server on a
+// loopback port).
 
 mod support;
 
@@ -528,9 +529,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mapproxy_serve_mapproxy::cache::{
-    GeoPackageCache, GpkgTable, MbTilesCache, RedisCache, RedisOptions, SqliteCache,
+    GeoPackageCache, GpkgTable, MbTilesCache, RedisCache, RedisOptions, S3Cache, S3Options,
+    SqliteCache,
 };
 use mapproxy_serve_mapproxy::grid::global_webmercator;
+use support::moto::MotoServer;
 use support::redis::RedisServer;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -541,15 +544,17 @@ enum Kind {
     GeoPackage,
     GeoPackageLevels,
     Redis,
+    S3,
 }
 
-const KINDS: [Kind; 6] = [
+const KINDS: [Kind; 7] = [
     Kind::File,
     Kind::MbTiles,
     Kind::Sqlite,
     Kind::GeoPackage,
     Kind::GeoPackageLevels,
     Kind::Redis,
+    Kind::S3,
 ];
 
 /// How a kind reports tile times: exactly what `store` returned (Redis: its key's expiry less
@@ -560,6 +565,8 @@ fn time_kind(k: Kind) -> &'static str {
         Kind::File => "exact",
         Kind::Redis => "milliseconds",
         Kind::Sqlite => "seconds",
+        // S3's Last-Modified, to the second; `store` does not know it
+        Kind::S3 => "server seconds",
         Kind::MbTiles | Kind::GeoPackage | Kind::GeoPackageLevels => "epoch",
     }
 }
@@ -570,6 +577,7 @@ fn open_cache(
     kind: Kind,
     dir: &Path,
     redis: Option<&RedisServer>,
+    moto: Option<&MotoServer>,
     ttl: f64,
 ) -> Option<Arc<dyn TileCache>> {
     let grid = global_webmercator();
@@ -600,6 +608,33 @@ fn open_cache(
             o.ttl = ttl;
             Arc::new(RedisCache::new(&o).expect("redis"))
         }
+        Kind::S3 => {
+            let server = moto?;
+            // a bucket per directory, named after it
+            let bucket: String = dir
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .to_ascii_lowercase()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .collect();
+            server.create_bucket(&bucket);
+            Arc::new(
+                S3Cache::new(&S3Options {
+                    bucket_name: bucket,
+                    base_path: "c/GLOBAL_WEBMERCATOR".into(),
+                    layout: DirectoryLayout::Tms,
+                    file_ext: "png".into(),
+                    profile_name: None,
+                    region_name: None,
+                    endpoint_url: Some(server.url()),
+                    access_control_list: None,
+                    use_http_get: false,
+                })
+                .expect("s3"),
+            )
+        }
     })
 }
 
@@ -624,12 +659,13 @@ fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
 #[test]
 fn every_cache_type_passes_the_behaviour_table() {
     let redis = RedisServer::start("every_cache_type_passes_the_behaviour_table (redis rows)");
+    let moto = MotoServer::start("every_cache_type_passes_the_behaviour_table (s3 rows)");
     let a = encode(&varied(), &ImageOpts::new(ImageFormat::png())).expect("encode");
     let b = encode(&two_colors(), &ImageOpts::new(ImageFormat::png())).expect("encode");
     let mut ran = Vec::new();
     for kind in KINDS {
         let dir = tmp_dir(&format!("table-{kind:?}"));
-        let Some(cache) = open_cache(kind, &dir, redis.as_ref(), 3600.0) else {
+        let Some(cache) = open_cache(kind, &dir, redis.as_ref(), moto.as_ref(), 3600.0) else {
             continue;
         };
         let k = format!("{kind:?}");
@@ -651,6 +687,17 @@ fn every_cache_type_passes_the_behaviour_table() {
                 assert_eq!(secs_of(got.mtime), secs_of(before).floor(), "{k}");
             }
             "epoch" => assert_eq!(got.mtime, UNIX_EPOCH, "{k}"),
+            "server seconds" => {
+                assert_eq!(stored, None, "{k}");
+                let t = secs_of(got.mtime);
+                assert!(
+                    t >= secs_of(before).floor() && t <= secs_of(after),
+                    "{k}: {t} not in [{}, {}]",
+                    secs_of(before),
+                    secs_of(after)
+                );
+                assert_eq!(cache.load(c).expect("load").expect("tile").mtime, got.mtime);
+            }
             _ => {
                 assert_eq!(Some(got.mtime), stored, "{k}");
                 // the same on every read (a stable ETag)
@@ -692,7 +739,7 @@ fn every_cache_type_passes_the_behaviour_table() {
             &b[..]
         );
         // a second instance on the same storage (another process) sees the tiles
-        let again = open_cache(kind, &dir, redis.as_ref(), 3600.0).expect("reopen");
+        let again = open_cache(kind, &dir, redis.as_ref(), moto.as_ref(), 3600.0).expect("reopen");
         assert_eq!(
             &again.load(c).expect("load").expect("tile").data[..],
             &b[..],
@@ -714,10 +761,12 @@ fn every_cache_type_passes_the_behaviour_table() {
 #[test]
 fn ttl_expires_tiles() {
     let redis = RedisServer::start("ttl_expires_tiles (redis row)");
+    // S3 objects have no ttl (MapProxy's S3Cache has none)
+    let moto: Option<MotoServer> = None;
     let a = encode(&varied(), &ImageOpts::new(ImageFormat::png())).expect("encode");
     for (kind, ttl) in [(Kind::Sqlite, 1.0), (Kind::Redis, 0.3)] {
         let dir = tmp_dir(&format!("ttl-{kind:?}"));
-        let Some(cache) = open_cache(kind, &dir, redis.as_ref(), ttl) else {
+        let Some(cache) = open_cache(kind, &dir, redis.as_ref(), moto.as_ref(), ttl) else {
             continue;
         };
         cache.store((1, 1, 1), &a).expect("store");
@@ -764,14 +813,16 @@ fn check_payload(data: &[u8]) -> bool {
 #[test]
 fn concurrent_readers_and_writers() {
     let redis = RedisServer::start("concurrent_readers_and_writers (redis row)");
+    let moto = MotoServer::start("concurrent_readers_and_writers (s3 row)");
     const THREADS: usize = 8;
     const OPS: usize = 150;
     for kind in KINDS {
         let dir = tmp_dir(&format!("conc-{kind:?}"));
-        let Some(one) = open_cache(kind, &dir, redis.as_ref(), 3600.0) else {
+        let Some(one) = open_cache(kind, &dir, redis.as_ref(), moto.as_ref(), 3600.0) else {
             continue;
         };
-        let two = open_cache(kind, &dir, redis.as_ref(), 3600.0).expect("second instance");
+        let two =
+            open_cache(kind, &dir, redis.as_ref(), moto.as_ref(), 3600.0).expect("second instance");
         let coords: Vec<(i64, i64, usize)> = (0..12)
             .map(|i| (i % 4, i / 4, 3 + (i as usize % 2)))
             .collect();
@@ -848,6 +899,10 @@ def cache(c):
     if k == 'redis':
         from mapproxy.cache.redis import RedisCache
         return RedisCache('127.0.0.1', c['port'], c['prefix'], ttl=c['ttl'])
+    if k == 's3':
+        from mapproxy.cache.s3 import S3Cache
+        return S3Cache(c['base_path'], 'png', directory_layout=c['layout'],
+                       bucket_name=c['bucket'], endpoint_url=c['endpoint'])
     raise ValueError(k)
 job = json.load(sys.stdin)
 for c in job['read']:
@@ -1098,7 +1153,7 @@ fn killed_writer_child() {
         .into_iter()
         .find(|k| format!("{k:?}") == kind)
         .expect("a kind");
-    let cache = open_cache(kind, Path::new(dir), None, 3600.0).expect("cache");
+    let cache = open_cache(kind, Path::new(dir), None, None, 3600.0).expect("cache");
     let mut i = 0u64;
     loop {
         let c = ((i % 4) as i64, ((i / 4) % 4) as i64, 5);
@@ -1131,7 +1186,7 @@ fn a_killed_writer_leaves_no_torn_tile() {
             .stderr(Stdio::null())
             .spawn()
             .expect("child writer");
-        let cache = open_cache(kind, &dir, None, 3600.0).expect("cache");
+        let cache = open_cache(kind, &dir, None, None, 3600.0).expect("cache");
         // every tile written once, then one of them replaced: the writer is in its loop
         let all = eventually(30, || {
             coords.iter().all(|c| cache.is_cached(*c).unwrap_or(false))
@@ -1147,7 +1202,7 @@ fn a_killed_writer_leaves_no_torn_tile() {
         );
         child.kill().expect("kill");
         child.wait().expect("reaped");
-        let after = open_cache(kind, &dir, None, 3600.0).expect("reopen");
+        let after = open_cache(kind, &dir, None, None, 3600.0).expect("reopen");
         for c in &coords {
             let t = after.load(*c).expect("load").expect("a tile");
             assert!(check_payload(&t.data), "{kind:?}: torn tile at {c:?}");
@@ -1209,7 +1264,7 @@ fn writer_processes_and_readers_share_a_sqlite_cache() {
     let exe = std::env::current_exe().expect("test binary");
     for kind in [Kind::MbTiles, Kind::Sqlite, Kind::GeoPackage] {
         let dir = tmp_dir(&format!("procs-{kind:?}"));
-        let cache = open_cache(kind, &dir, None, 3600.0).expect("cache");
+        let cache = open_cache(kind, &dir, None, None, 3600.0).expect("cache");
         let mut children: Vec<std::process::Child> = (0..2)
             .map(|_| {
                 Command::new(&exe)
@@ -1398,4 +1453,148 @@ async fn redis_tile_lock_expires_renews_and_releases_only_its_own() {
     .expect("found");
     assert!(matches!(found, Waited::Found("tiles")), "{found:?}");
     assert_eq!(polls, 3);
+}
+
+/// The S3 cache against MapProxy 7's own S3Cache (boto3) on one moto server: MapProxy reads
+/// the tiles we stored, we read the tiles it stored, in the default `tms` layout and in `tc`
+/// and `reverse_tms`, under a base path with slashes.
+#[test]
+fn mapproxy_and_we_read_each_others_s3_cache() {
+    let what = "mapproxy_and_we_read_each_others_s3_cache";
+    let python = match std::env::var("MAPPROXY_PYTHON") {
+        Ok(p) if !p.is_empty() => p,
+        _ => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("MAPPROXY_PYTHON is not set: set it to a python with MapProxy 7 installed");
+            }
+            println!("SKIP: {what}: set MAPPROXY_PYTHON to a python with MapProxy 7 and boto3");
+            return;
+        }
+    };
+    let has_boto3 = Command::new(&python)
+        .args(["-c", "import boto3"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !has_boto3 {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{what}: MAPPROXY_PYTHON has no boto3 package (pip install boto3)");
+        }
+        println!("SKIP: {what}: MAPPROXY_PYTHON has no boto3 package");
+        return;
+    }
+    let Some(moto) = MotoServer::start(what) else {
+        return;
+    };
+    moto.create_bucket("interop");
+    let ours = encode(&varied(), &ImageOpts::new(ImageFormat::png())).expect("encode");
+    let theirs = encode(&two_colors(), &ImageOpts::new(ImageFormat::png())).expect("encode");
+    let coords = [(0i64, 0i64, 0usize), (5, 9, 4), (1000, 77, 12)];
+    let cache = |base: &str, layout: DirectoryLayout| {
+        S3Cache::new(&S3Options {
+            bucket_name: "interop".into(),
+            base_path: base.into(),
+            layout,
+            file_ext: "png".into(),
+            profile_name: None,
+            region_name: None,
+            endpoint_url: Some(moto.url()),
+            access_control_list: None,
+            use_http_get: false,
+        })
+        .expect("s3")
+    };
+    let layouts = [
+        DirectoryLayout::Tms,
+        DirectoryLayout::Tc,
+        DirectoryLayout::ReverseTms,
+    ];
+    let (mut read, mut write) = (Vec::new(), Vec::new());
+    for layout in layouts {
+        let l = layout.as_str();
+        let ours_base = format!("/ours/{l}/layer/");
+        let c = cache(&ours_base, layout);
+        for coord in coords {
+            c.store(coord, &ours).expect("store");
+            read.push(serde_json::json!({
+                "kind": "s3", "bucket": "interop", "endpoint": moto.url(), "layout": l,
+                "base_path": ours_base, "coord": [coord.0, coord.1, coord.2], "hex": hex(&ours),
+            }));
+            write.push(serde_json::json!({
+                "kind": "s3", "bucket": "interop", "endpoint": moto.url(), "layout": l,
+                "base_path": format!("theirs/{l}"), "coord": [coord.0, coord.1, coord.2],
+                "hex": hex(&theirs),
+            }));
+        }
+    }
+    let before = SystemTime::now();
+    let out = run_mapproxy(&python, serde_json::json!({"read": read, "write": write}));
+    let after = SystemTime::now();
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("read ")).count(),
+        read.len(),
+        "{out}"
+    );
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("wrote ")).count(),
+        write.len(),
+        "{out}"
+    );
+    for layout in layouts {
+        let c = cache(&format!("theirs/{}", layout.as_str()), layout);
+        for coord in coords {
+            let t = c
+                .load(coord)
+                .expect("load")
+                .unwrap_or_else(|| panic!("{layout:?} {coord:?}"));
+            assert_eq!(&t.data[..], &theirs[..], "{layout:?} {coord:?}");
+            let s = secs_of(t.mtime);
+            assert!(
+                s >= secs_of(before).floor() && s <= secs_of(after),
+                "{layout:?}: time {s} not in MapProxy's run"
+            );
+            assert!(!c
+                .is_cached((coord.0 + 1, coord.1, coord.2))
+                .expect("is_cached"));
+        }
+    }
+    println!("MapProxy 7's S3Cache read our tiles and we read its, in tms, tc and reverse_tms");
+}
+
+/// `access_control_list` is sent with every stored tile, and `use_http_get` reads with unsigned
+/// GETs: a tile stored `public-read` is read, a private one answers 403 to an anonymous GET,
+/// which is a miss (as MapProxy reads it), and so is a tile never stored.
+#[test]
+fn s3_access_control_list_and_use_http_get() {
+    let Some(moto) = MotoServer::start("s3_access_control_list_and_use_http_get") else {
+        return;
+    };
+    moto.create_bucket("acl");
+    let opts = |acl: Option<&str>, use_http_get: bool| S3Options {
+        bucket_name: "acl".into(),
+        base_path: "t".into(),
+        layout: DirectoryLayout::Tms,
+        file_ext: "png".into(),
+        profile_name: None,
+        region_name: None,
+        endpoint_url: Some(moto.url()),
+        access_control_list: acl.map(str::to_string),
+        use_http_get,
+    };
+    let public = S3Cache::new(&opts(Some("public-read"), false)).expect("s3");
+    let private = S3Cache::new(&opts(None, false)).expect("s3");
+    let anonymous = S3Cache::new(&opts(None, true)).expect("s3");
+    let a = encode(&varied(), &ImageOpts::new(ImageFormat::png())).expect("encode");
+    public.store((1, 2, 3), &a).expect("store");
+    private.store((2, 2, 3), &a).expect("store");
+    let got = anonymous
+        .load((1, 2, 3))
+        .expect("load")
+        .expect("public tile");
+    assert_eq!(&got.data[..], &a[..]);
+    assert!(anonymous.is_cached((1, 2, 3)).expect("is_cached"));
+    // signed reads see both; the anonymous GET of the private one is refused: a miss
+    assert!(private.load((2, 2, 3)).expect("load").is_some());
+    assert!(anonymous.load((2, 2, 3)).expect("load").is_none());
+    assert!(anonymous.load((3, 2, 3)).expect("load").is_none());
 }

@@ -6,11 +6,13 @@
 pub mod file;
 pub mod path;
 pub mod redis;
+pub mod s3;
 pub mod sqlite;
 
 pub use file::{FileCache, LinkMode};
 pub use path::{CacheDirNaming, DirectoryLayout};
 pub use redis::{RedisCache, RedisOptions};
+pub use s3::{S3Cache, S3Options};
 pub use sqlite::{GeoPackageCache, GpkgTable, MbTilesCache, SqliteCache};
 
 use std::io;

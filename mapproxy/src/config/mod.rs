@@ -30,8 +30,9 @@ use mapproxy_serve_core::error::{ConfigError, ConfigErrors};
 
 pub use model::{
     CacheBackend, CacheConf, Globals, GlobalsCache, GlobalsImage, Grid, HttpConf, HttpOpts,
-    LayerConf, LinkSingleColor, MapProxyConf, OnError, RedisConf, ServicesConf, SourceCommon,
-    SourceConf, SourceKind, TileSourceConf, TmsConf, WmsConf, WmsSourceConf, WmtsConf,
+    LayerConf, LinkSingleColor, MapProxyConf, OnError, RedisConf, S3Conf, ServicesConf,
+    SourceCommon, SourceConf, SourceKind, TileSourceConf, TmsConf, WmsConf, WmsSourceConf,
+    WmtsConf,
 };
 
 /// A loaded configuration.

@@ -109,6 +109,22 @@ pub struct GlobalsCache {
     pub bulk_meta_tiles: bool,
     /// `sqlite_timeout`: seconds a SQLite cache waits for a busy database; default 30.
     pub sqlite_timeout: f64,
+    /// `s3`: the defaults of the s3 caches' options (MapProxy's `globals.cache.s3.*`).
+    pub s3: S3Conf,
+}
+
+/// `type: s3` options as written (unset: `None`; the cache's own win over `globals.cache.s3`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct S3Conf {
+    pub bucket_name: Option<String>,
+    /// `directory`: the key prefix in the bucket, as written (not a local path).
+    pub directory: Option<String>,
+    pub profile_name: Option<String>,
+    pub region_name: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub access_control_list: Option<String>,
+    pub use_http_get: Option<bool>,
+    pub include_grid_name: Option<bool>,
 }
 
 /// `http:` options (in `globals` and in tile/WMS sources; a source's unset keys are `None`
@@ -200,6 +216,8 @@ pub struct CacheBackend {
     pub levels: Option<bool>,
     /// The redis options (`type: redis`).
     pub redis: Option<RedisConf>,
+    /// The s3 options (`type: s3`).
+    pub s3: Option<S3Conf>,
     /// `use_grid_names`: directories named by grid name instead of SRS code (file caches).
     pub use_grid_names: Option<bool>,
     /// `tile_lock_dir`, joined to the YAML's directory.
@@ -871,13 +889,26 @@ fn globals(ctx: &mut Ctx, n: Option<&Node>) -> Globals {
                     .unwrap_or(false),
                 sqlite_timeout: opt(&mut c, "sqlite_timeout", |n, p| positive(ctx, n, p))
                     .unwrap_or(30.0),
+                s3: {
+                    let sp = c.at("s3");
+                    match c.get("s3").cloned() {
+                        Some(n) => match ctx.map(&n, &sp) {
+                            Some(mut sk) => {
+                                let conf = s3_conf(ctx, &mut sk);
+                                sk.finish(ctx);
+                                conf
+                            }
+                            None => S3Conf::default(),
+                        },
+                        None => S3Conf::default(),
+                    }
+                },
             };
             for key in [
                 "directory_permissions",
                 "file_permissions",
                 // always on here (see cache/sqlite.rs); accepted as MapProxy's option
                 "sqlite_wal",
-                "s3",
                 "azureblob",
             ] {
                 c.get(key);
@@ -1019,6 +1050,22 @@ fn default_globals_cache(ctx: &Ctx) -> GlobalsCache {
         link_single_color_images: LinkSingleColor::No,
         bulk_meta_tiles: false,
         sqlite_timeout: 30.0,
+        s3: S3Conf::default(),
+    }
+}
+
+/// The s3 keys of a cache or of `globals.cache.s3` (MapProxy's get_value reads the same keys
+/// in both).
+fn s3_conf(ctx: &mut Ctx, k: &mut Keys) -> S3Conf {
+    S3Conf {
+        bucket_name: opt(k, "bucket_name", |n, p| ctx.string(n, p)),
+        directory: None,
+        profile_name: opt(k, "profile_name", |n, p| ctx.string(n, p)),
+        region_name: opt(k, "region_name", |n, p| ctx.string(n, p)),
+        endpoint_url: opt(k, "endpoint_url", |n, p| ctx.string(n, p)),
+        access_control_list: opt(k, "access_control_list", |n, p| ctx.string(n, p)),
+        use_http_get: opt(k, "use_http_get", |n, p| ctx.boolean(n, p)),
+        include_grid_name: opt(k, "include_grid_name", |n, p| ctx.boolean(n, p)),
     }
 }
 
@@ -1147,6 +1194,7 @@ fn backend(ctx: &mut Ctx, n: Option<&Node>, path: &str, loc: &Location) -> Cache
         table_name: None,
         levels: None,
         redis: None,
+        s3: None,
         use_grid_names: None,
         tile_lock_dir: None,
         coverage: None,
@@ -1184,6 +1232,12 @@ fn backend(ctx: &mut Ctx, n: Option<&Node>, path: &str, loc: &Location) -> Cache
     };
     b.directory_layout = opt(&mut k, "directory_layout", |n, p| ctx.string(n, p))
         .or_else(|| (b.kind == "file").then(|| "tc".to_string()));
+    if b.kind == "s3" {
+        // a key prefix in the bucket, not a path on this machine
+        let mut conf = s3_conf(ctx, &mut k);
+        conf.directory = opt(&mut k, "directory", |n, p| ctx.string(n, p));
+        b.s3 = Some(conf);
+    }
     b.directory = opt(&mut k, "directory", |n, p| ctx.path(n, p));
     // MapProxy: `./name` is relative to the YAML, other relative names to the cache's
     // directory (joined in `cache`, where that is known)
