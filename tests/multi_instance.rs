@@ -383,7 +383,16 @@ async fn instances_behind_nginx_share_a_redis_cache_and_its_tile_locks() {
     assert!(reqs.iter().all(|(_, b, w)| level(b, *w) == 1), "{reqs:?}");
     // every instance answered (round robin), though only some fetched: nginx's access log
     // has each answer's instance
-    let access = std::fs::read_to_string(tmp.path().join("nginx-access.log")).unwrap_or_default();
+    // nginx writes a line after its answer went out: poll until all are there
+    let log = tmp.path().join("nginx-access.log");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let access = loop {
+        let access = std::fs::read_to_string(&log).unwrap_or_default();
+        if access.lines().count() >= CLIENTS * PER_CLIENT || Instant::now() > deadline {
+            break access;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(access.lines().count(), CLIENTS * PER_CLIENT);
     for s in instances.iter().flatten() {
         let n = access
