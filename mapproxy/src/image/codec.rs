@@ -68,9 +68,36 @@ impl std::error::Error for ImageError {}
 
 /// Decode PNG or JPEG bytes into RGBA.
 pub fn decode(data: &[u8]) -> Result<RgbaImage, ImageError> {
+    if data.starts_with(b"\x89PNG\r\n\x1a\n") {
+        if let Some(img) = decode_png_rgba(data) {
+            return Ok(img);
+        }
+    }
     image::load_from_memory(data)
         .map(|i| i.to_rgba8())
         .map_err(|e| ImageError(format!("cannot decode image: {e}")))
+}
+
+/// A paletted, RGB or RGBA PNG straight to 8-bit RGBA with the png crate: palette, `tRNS` and
+/// the missing alpha expanded in the one pass that unfilters the rows. image's loader expands
+/// an opaque paletted tile to RGB and then converts that to RGBA in a second buffer (the two
+/// passes and their buffers were a quarter of a stitched GetMap). `None` for other PNGs
+/// (greyscale) and for errors, which image's loader then reports.
+fn decode_png_rgba(data: &[u8]) -> Option<RgbaImage> {
+    let mut dec = png::Decoder::new(std::io::Cursor::new(data));
+    dec.set_transformations(png::Transformations::ALPHA | png::Transformations::STRIP_16);
+    let mut reader = dec.read_info().ok()?;
+    if !matches!(
+        reader.info().color_type,
+        png::ColorType::Indexed | png::ColorType::Rgb | png::ColorType::Rgba
+    ) || reader.output_color_type() != (png::ColorType::Rgba, png::BitDepth::Eight)
+    {
+        return None;
+    }
+    let mut buf = vec![0; reader.output_buffer_size()?];
+    let info = reader.next_frame(&mut buf).ok()?;
+    buf.truncate(info.buffer_size());
+    RgbaImage::from_raw(info.width, info.height, buf)
 }
 
 /// The format of encoded bytes by their signature: `image/png` or `image/jpeg` (what a `mixed`
@@ -464,6 +491,40 @@ mod tests {
         o.transparent = true;
         let png = encode(&img, &o).expect("encode");
         assert_eq!(decode(&png).expect("decode"), img);
+    }
+
+    /// PNGs of each colour type decode to the RGBA they were made from (the png crate's path
+    /// for paletted, RGB and RGBA; image's for greyscale).
+    #[test]
+    fn png_colour_types_round_trip() {
+        let img = gradient(true);
+        for (paletted, transparent) in [(false, false), (false, true), (true, true)] {
+            let mut o = ImageOpts::new(ImageFormat::png());
+            o.paletted = paletted;
+            o.transparent = transparent;
+            let back = decode(&encode(&img, &o).expect("encode")).expect("decode");
+            if !paletted {
+                let want = if transparent {
+                    img.clone()
+                } else {
+                    RgbaImage::from_fn(256, 256, |x, y| {
+                        let p = img.get_pixel(x, y).0;
+                        image::Rgba([p[0], p[1], p[2], 255])
+                    })
+                };
+                assert_eq!(back, want, "paletted {paletted} transparent {transparent}");
+            }
+            assert_eq!(back.dimensions(), (256, 256));
+        }
+        let gray = image::GrayImage::from_fn(8, 8, |x, _| image::Luma([x as u8 * 30]));
+        let mut png = Vec::new();
+        image::DynamicImage::ImageLuma8(gray)
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .expect("encode grey");
+        assert_eq!(
+            decode(&png).expect("decode grey").get_pixel(3, 0).0,
+            [90, 90, 90, 255]
+        );
     }
 
     #[test]
