@@ -68,9 +68,125 @@ impl std::error::Error for ImageError {}
 
 /// Decode PNG or JPEG bytes into RGBA.
 pub fn decode(data: &[u8]) -> Result<RgbaImage, ImageError> {
+    if data.starts_with(b"\x89PNG\r\n\x1a\n") {
+        if let Some(img) = decode_png_rgba(data) {
+            return Ok(img);
+        }
+    }
     image::load_from_memory(data)
         .map(|i| i.to_rgba8())
         .map_err(|e| ImageError(format!("cannot decode image: {e}")))
+}
+
+/// A paletted, RGB or RGBA PNG straight to 8-bit RGBA with the png crate: palette, `tRNS` and
+/// the missing alpha expanded in the one pass that unfilters the rows. image's loader expands
+/// an opaque paletted tile to RGB and then converts that to RGBA in a second buffer (the two
+/// passes and their buffers were a quarter of a stitched GetMap). `None` for other PNGs
+/// (greyscale) and for errors, which image's loader then reports.
+fn decode_png_rgba(data: &[u8]) -> Option<RgbaImage> {
+    let mut dec = png::Decoder::new(std::io::Cursor::new(data));
+    dec.set_transformations(png::Transformations::ALPHA | png::Transformations::STRIP_16);
+    let mut reader = dec.read_info().ok()?;
+    if !matches!(
+        reader.info().color_type,
+        png::ColorType::Indexed | png::ColorType::Rgb | png::ColorType::Rgba
+    ) || reader.output_color_type() != (png::ColorType::Rgba, png::BitDepth::Eight)
+    {
+        return None;
+    }
+    let mut buf = vec![0; reader.output_buffer_size()?];
+    let info = reader.next_frame(&mut buf).ok()?;
+    buf.truncate(info.buffer_size());
+    RgbaImage::from_raw(info.width, info.height, buf)
+}
+
+/// Tiles (row-major, `cols` per row, each `tile_size`, `None` where there is none) decoded
+/// into one stitched image, transparent where a tile is missing. PNG tiles are decoded row by
+/// row straight into the image as it is built, so neither the image nor a per-tile buffer is
+/// zeroed or copied first (zeroing and copying new buffers was a quarter of a stitched
+/// GetMap); other tiles go through [`decode`].
+pub fn stitch(
+    tiles: &[Option<&[u8]>],
+    cols: usize,
+    tile_size: (u32, u32),
+) -> Result<RgbaImage, ImageError> {
+    let (tw, th) = (tile_size.0 as usize, tile_size.1 as usize);
+    let rows = tiles.len().div_ceil(cols.max(1));
+    let (w, h) = (cols * tw, rows * th);
+    let too_large = || ImageError(format!("cannot stitch {cols}×{rows} tiles: too large"));
+    let (Ok(w32), Ok(h32)) = (u32::try_from(w), u32::try_from(h)) else {
+        return Err(too_large());
+    };
+    let mut buf: Vec<u8> = Vec::with_capacity(
+        w.checked_mul(h)
+            .and_then(|n| n.checked_mul(4))
+            .ok_or_else(too_large)?,
+    );
+    let tw4 = tw * 4;
+    for tile_row in tiles.chunks(cols.max(1)) {
+        // per tile of this row: a PNG reader giving RGBA rows of the tile's size, or the
+        // decoded tile, or nothing
+        enum Src<'a> {
+            Rows(png::Reader<std::io::Cursor<&'a [u8]>>),
+            Image(RgbaImage),
+            Blank,
+        }
+        let mut srcs: Vec<Src> = Vec::with_capacity(cols);
+        for t in tile_row {
+            srcs.push(match t {
+                None => Src::Blank,
+                Some(data) => match png_rgba_reader(data, tile_size) {
+                    Some(r) => Src::Rows(r),
+                    None => Src::Image(decode(data)?),
+                },
+            });
+        }
+        srcs.resize_with(cols, || Src::Blank);
+        for y in 0..th {
+            for s in &mut srcs {
+                let before = buf.len();
+                match s {
+                    Src::Rows(r) => match r.next_row() {
+                        Ok(Some(row)) if row.data().len() == tw4 => {
+                            buf.extend_from_slice(row.data())
+                        }
+                        Ok(_) => {
+                            return Err(ImageError("cannot decode image: PNG row missing".into()))
+                        }
+                        Err(e) => return Err(ImageError(format!("cannot decode image: {e}"))),
+                    },
+                    Src::Image(img) if (y as u32) < img.height() => {
+                        let stride = img.width() as usize * 4;
+                        let row = &img.as_raw()[y * stride..(y + 1) * stride];
+                        buf.extend_from_slice(&row[..stride.min(tw4)]);
+                    }
+                    _ => {}
+                }
+                // a short (or missing) tile row is padded with transparency
+                buf.resize(before + tw4, 0);
+            }
+        }
+    }
+    RgbaImage::from_raw(w32, h32, buf).ok_or_else(too_large)
+}
+
+/// A reader of `size` giving 8-bit RGBA rows (see [`decode_png_rgba`]); `None` for other PNGs
+/// and for anything that is not one.
+fn png_rgba_reader(data: &[u8], size: (u32, u32)) -> Option<png::Reader<std::io::Cursor<&[u8]>>> {
+    if !data.starts_with(b"\x89PNG\r\n\x1a\n") {
+        return None;
+    }
+    let mut dec = png::Decoder::new(std::io::Cursor::new(data));
+    dec.set_transformations(png::Transformations::ALPHA | png::Transformations::STRIP_16);
+    let reader = dec.read_info().ok()?;
+    let info = reader.info();
+    let ok = matches!(
+        info.color_type,
+        png::ColorType::Indexed | png::ColorType::Rgb | png::ColorType::Rgba
+    ) && !info.interlaced
+        && (info.width, info.height) == size
+        && reader.output_color_type() == (png::ColorType::Rgba, png::BitDepth::Eight);
+    ok.then_some(reader)
 }
 
 /// The format of encoded bytes by their signature: `image/png` or `image/jpeg` (what a `mixed`
@@ -464,6 +580,77 @@ mod tests {
         o.transparent = true;
         let png = encode(&img, &o).expect("encode");
         assert_eq!(decode(&png).expect("decode"), img);
+    }
+
+    /// PNGs of each colour type decode to the RGBA they were made from (the png crate's path
+    /// for paletted, RGB and RGBA; image's for greyscale).
+    #[test]
+    fn png_colour_types_round_trip() {
+        let img = gradient(true);
+        for (paletted, transparent) in [(false, false), (false, true), (true, true)] {
+            let mut o = ImageOpts::new(ImageFormat::png());
+            o.paletted = paletted;
+            o.transparent = transparent;
+            let back = decode(&encode(&img, &o).expect("encode")).expect("decode");
+            if !paletted {
+                let want = if transparent {
+                    img.clone()
+                } else {
+                    RgbaImage::from_fn(256, 256, |x, y| {
+                        let p = img.get_pixel(x, y).0;
+                        image::Rgba([p[0], p[1], p[2], 255])
+                    })
+                };
+                assert_eq!(back, want, "paletted {paletted} transparent {transparent}");
+            }
+            assert_eq!(back.dimensions(), (256, 256));
+        }
+        let gray = image::GrayImage::from_fn(8, 8, |x, _| image::Luma([x as u8 * 30]));
+        let mut png = Vec::new();
+        image::DynamicImage::ImageLuma8(gray)
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .expect("encode grey");
+        assert_eq!(
+            decode(&png).expect("decode grey").get_pixel(3, 0).0,
+            [90, 90, 90, 255]
+        );
+    }
+
+    /// `stitch` gives what decoding each tile and pasting it gives: paletted and truecolour
+    /// PNG tiles, a JPEG tile, a missing tile (transparent), a tile of another size.
+    #[test]
+    fn stitch_is_decode_and_paste() {
+        let tile = |seed: u8, opts: &ImageOpts| {
+            let img = RgbaImage::from_fn(16, 8, |x, y| {
+                image::Rgba([seed.wrapping_add(x as u8 * 9), y as u8 * 20, seed, 255])
+            });
+            encode(&img, opts).expect("encode").to_vec()
+        };
+        let mut truecolor = ImageOpts::new(ImageFormat::png());
+        truecolor.paletted = false;
+        let tiles = [
+            Some(tile(1, &ImageOpts::new(ImageFormat::png()))),
+            None,
+            Some(tile(2, &truecolor)),
+            Some(tile(3, &ImageOpts::new(ImageFormat::jpeg()))),
+            Some(
+                encode(&blank_image(4, 4, [9, 9, 9, 255]), &truecolor)
+                    .expect("encode")
+                    .to_vec(),
+            ),
+            Some(tile(5, &truecolor)),
+        ];
+        let parts: Vec<Option<&[u8]>> = tiles.iter().map(|t| t.as_deref()).collect();
+        let got = stitch(&parts, 3, (16, 8)).expect("stitch");
+        let mut want = RgbaImage::new(48, 16);
+        for (i, t) in tiles.iter().enumerate() {
+            if let Some(t) = t {
+                let d = decode(t).expect("decode");
+                paste(&mut want, &d, (i as u32 % 3) * 16, (i as u32 / 3) * 8);
+            }
+        }
+        assert_eq!(got, want);
+        assert!(stitch(&[Some(b"not an image".as_slice())], 1, (16, 8)).is_err());
     }
 
     #[test]

@@ -7,7 +7,7 @@ pub mod transform;
 
 pub use codec::{
     blank_image, decode, encode, has_transparency, overlay, paste, single_color, sniff_format,
-    sub_image, ImageError, ImageOpts,
+    stitch, sub_image, ImageError, ImageOpts,
 };
 pub use format::ImageFormat;
 pub use image::RgbaImage;

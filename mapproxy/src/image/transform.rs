@@ -78,12 +78,144 @@ pub fn transform(
     if src_srs == dst_srs {
         return transform_simple(src, src_bbox, dst_size, dst_bbox, resampling);
     }
+    if let Some(out) = transform_separable(
+        src, src_bbox, src_srs, dst_size, dst_bbox, dst_srs, resampling,
+    ) {
+        return out;
+    }
     let quads = mesh(src_size, src_bbox, src_srs, dst_size, dst_bbox, dst_srs);
     let mut out = RgbaImage::new(dst_size.0, dst_size.1);
     for q in &quads {
         fill_quad(src, &mut out, q, resampling);
     }
     out
+}
+
+/// Reprojection whose source x depends only on the target x and source y only on the target
+/// y (3857 ↔ 4326: longitude is linear in x, latitude a function of y alone), found by
+/// checking the exact projection on a lattice. Then every target column's and row's source
+/// position is projected exactly (no mesh) and the image is resampled in two 1-D passes with
+/// per-row and per-column weights computed once: per target row, the source rows weighted
+/// into one f32 row, then that row sampled at the columns' positions. Same kernels and
+/// transparent-outside rule as [`sample`]; `None` when the map is not separable.
+fn transform_separable(
+    src: &RgbaImage,
+    src_bbox: Bbox,
+    src_srs: &Srs,
+    dst_size: (u32, u32),
+    dst_bbox: Bbox,
+    dst_srs: &Srs,
+    resampling: Resampling,
+) -> Option<RgbaImage> {
+    let (sw, sh) = (src.width() as usize, src.height() as usize);
+    let (dw, dh) = (dst_size.0 as usize, dst_size.1 as usize);
+    if sw == 0 || sh == 0 || dw == 0 || dh == 0 {
+        return None;
+    }
+    let src_px = to_px(src_srs.align_bbox(src_bbox), src.dimensions());
+    let dst_w = to_map(dst_srs.align_bbox(dst_bbox), dst_size);
+    let exact = |p: (f64, f64)| src_px(dst_srs.transform_to(src_srs, dst_w(p)));
+    let (mid_u, mid_v) = (f64::from(dst_size.0) / 2.0, f64::from(dst_size.1) / 2.0);
+    let xs: Vec<f64> = (0..dw).map(|u| exact((u as f64 + 0.5, mid_v)).0).collect();
+    let ys: Vec<f64> = (0..dh).map(|v| exact((mid_u, v as f64 + 0.5)).1).collect();
+    if !xs.iter().chain(&ys).all(|v| v.is_finite()) {
+        return None;
+    }
+    // separable within 1/100 of a source pixel on a 9×9 lattice of pixel centres (edges
+    // included)
+    for a in 0..=8 {
+        for b in 0..=8 {
+            let (u, v) = ((dw - 1) * a / 8, (dh - 1) * b / 8);
+            let (x, y) = exact((u as f64 + 0.5, v as f64 + 0.5));
+            if !((x - xs[u]).abs() < 0.01 && (y - ys[v]).abs() < 0.01) {
+                return None;
+            }
+        }
+    }
+    // a pad of 3 zero pixels each side: windows reaching past the source read transparency
+    const PAD: i64 = 3;
+    // each target column's first padded source column and weights; `None`: all outside
+    let col_taps: Vec<Option<(usize, [f32; 4])>> = xs
+        .iter()
+        .map(|&x| {
+            let (start, w) = kernel_taps(x, resampling);
+            (start >= -PAD && start + 4 <= sw as i64 + PAD).then(|| ((start + PAD) as usize, w))
+        })
+        .collect();
+    // the padded source columns the rows need
+    let lo = col_taps.iter().flatten().map(|t| t.0).min()?;
+    let hi = col_taps.iter().flatten().map(|t| t.0 + 4).max()?;
+    let raw: &[u8] = src;
+    let stride = sw * 4;
+    let mut row = vec![0f32; (hi - lo) * 4];
+    let mut out = RgbaImage::new(dst_size.0, dst_size.1);
+    let obuf: &mut [u8] = &mut out;
+    // the source columns of the padded range [lo, hi) that exist, as byte offsets
+    let (c0, c1) = (
+        (lo as i64 - PAD).clamp(0, sw as i64) as usize,
+        (hi as i64 - PAD).clamp(0, sw as i64) as usize,
+    );
+    let r0 = (c0 + PAD as usize - lo) * 4;
+    for (v, &y) in ys.iter().enumerate() {
+        let (start, wy) = kernel_taps(y, resampling);
+        if start < -PAD || start + 4 > sh as i64 + PAD {
+            continue;
+        }
+        // weighted sum of the (up to) four source rows: a zero weight for rows outside
+        let rows: [(&[u8], f32); 4] = std::array::from_fn(|m| {
+            let j = start + m as i64;
+            if j < 0 || j >= sh as i64 {
+                (&raw[c0 * 4..c1 * 4], 0.0)
+            } else {
+                let at = j as usize * stride;
+                (&raw[at + c0 * 4..at + c1 * 4], wy[m])
+            }
+        });
+        let acc = &mut row[r0..r0 + (c1 - c0) * 4];
+        for (k, a) in acc.iter_mut().enumerate() {
+            *a = f32::from(rows[0].0[k]) * rows[0].1
+                + f32::from(rows[1].0[k]) * rows[1].1
+                + f32::from(rows[2].0[k]) * rows[2].1
+                + f32::from(rows[3].0[k]) * rows[3].1;
+        }
+        let orow = &mut obuf[v * dw * 4..(v + 1) * dw * 4];
+        for (px, t) in orow.chunks_exact_mut(4).zip(&col_taps) {
+            let Some((i, wx)) = *t else { continue };
+            let at = (i - lo) * 4;
+            let Some(s) = row.get(at..at + 16) else {
+                continue;
+            };
+            let mut acc = [0f32; 4];
+            for (n, w) in wx.iter().enumerate() {
+                for c in 0..4 {
+                    acc[c] += s[n * 4 + c] * w;
+                }
+            }
+            for c in 0..4 {
+                px[c] = (acc[c] + 0.5) as u8;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// The four source pixels (first index) and weights [`sample`]'s kernel gives position `p`
+/// (source pixels, centres at i + 0.5) along one axis.
+fn kernel_taps(p: f64, resampling: Resampling) -> (i64, [f32; 4]) {
+    match resampling {
+        Resampling::Nearest => (fast_floor(p) - 1, [0.0, 1.0, 0.0, 0.0]),
+        Resampling::Bilinear => {
+            let f = p - 0.5;
+            let i = fast_floor(f);
+            let d = (f - i as f64) as f32;
+            (i - 1, [0.0, 1.0 - d, d, 0.0])
+        }
+        Resampling::Bicubic => {
+            let f = p - 0.5;
+            let i = fast_floor(f);
+            (i - 1, cubic_weights_at((f - i as f64) as f32))
+        }
+    }
 }
 
 /// Same SRS: crop, or resize the covering source rectangle.
@@ -345,9 +477,61 @@ fn fill_quad(src: &RgbaImage, out: &mut RgbaImage, quad: &Quad, resampling: Resa
         let Some(row) = buf.get_mut(start..end) else {
             return;
         };
+        if resampling == Resampling::Bicubic {
+            // the position of the row's first pixel and the step, less the half pixel of
+            // the kernel's cell
+            let (dx, dy) = (bx / w, by / w);
+            fill_row_bicubic(
+                src,
+                row,
+                (ax + dx * 0.5 - 0.5, ay + dy * 0.5 - 0.5),
+                (dx, dy),
+            );
+            continue;
+        }
         for (k, px) in row.chunks_exact_mut(4).enumerate() {
             let u = (k as f64 + 0.5) / w;
             px.copy_from_slice(&sample(src, ax + bx * u, ay + by * u, resampling));
+        }
+    }
+}
+
+/// One row of [`fill_quad`] with the bicubic kernel: the position stepped linearly from
+/// `start` (cell coordinates: source pixels less 0.5) by `step`, the 4×4 window read from
+/// the raw buffer where it lies inside, [`sample`] at the edges.
+fn fill_row_bicubic(src: &RgbaImage, row: &mut [u8], start: (f64, f64), step: (f64, f64)) {
+    let (sw, sh) = (i64::from(src.width()), i64::from(src.height()));
+    let raw: &[u8] = src;
+    let stride = sw as usize * 4;
+    let table = cubic_table();
+    let at = |d: f64| table[((d * CUBIC_STEPS as f64 + 0.5) as usize).min(CUBIC_STEPS)];
+    for (k, px) in row.chunks_exact_mut(4).enumerate() {
+        let (fx, fy) = (start.0 + step.0 * k as f64, start.1 + step.1 * k as f64);
+        let (i, j) = (fast_floor(fx), fast_floor(fy));
+        if i < 1 || j < 1 || i + 2 >= sw || j + 2 >= sh {
+            px.copy_from_slice(&sample(src, fx + 0.5, fy + 0.5, Resampling::Bicubic));
+            continue;
+        }
+        let (wx, wy) = (at(fx - i as f64), at(fy - j as f64));
+        let base = (j as usize - 1) * stride + (i as usize - 1) * 4;
+        let mut acc = [0f32; 4];
+        for (m, wyv) in wy.iter().enumerate() {
+            let o = base + m * stride;
+            let Some(r) = raw.get(o..o + 16) else {
+                break;
+            };
+            let mut hsum = [0f32; 4];
+            for (n, wxv) in wx.iter().enumerate() {
+                for c in 0..4 {
+                    hsum[c] += f32::from(r[n * 4 + c]) * wxv;
+                }
+            }
+            for c in 0..4 {
+                acc[c] += hsum[c] * wyv;
+            }
+        }
+        for c in 0..4 {
+            px[c] = (acc[c] + 0.5) as u8;
         }
     }
 }
@@ -446,14 +630,18 @@ const CUBIC_STEPS: usize = 1024;
 
 /// [`cubic_weights`] from a table (the kernel's branches were a sixth of a reprojection).
 fn cubic_weights_at(d: f32) -> [f32; 4] {
+    let i = ((d * CUBIC_STEPS as f32 + 0.5) as usize).min(CUBIC_STEPS);
+    cubic_table()[i]
+}
+
+/// The weights at each 1/[`CUBIC_STEPS`] of a pixel.
+fn cubic_table() -> &'static [[f32; 4]] {
     static TABLE: std::sync::OnceLock<Vec<[f32; 4]>> = std::sync::OnceLock::new();
-    let t = TABLE.get_or_init(|| {
+    TABLE.get_or_init(|| {
         (0..=CUBIC_STEPS)
             .map(|i| cubic_weights(i as f32 / CUBIC_STEPS as f32))
             .collect()
-    });
-    let i = ((d * CUBIC_STEPS as f32 + 0.5) as usize).min(CUBIC_STEPS);
-    t[i]
+    })
 }
 
 /// Pillow's bicubic kernel (a = -0.5) at offsets -1, 0, 1, 2 from the sample's cell.
@@ -600,6 +788,69 @@ mod tests {
             assert!(max_err < 1.0, "{s}->{d}: max error {max_err} px");
         }
         Ok(())
+    }
+
+    /// The separable path (3857 → 4326) gives what the mesh's per-pixel sampler gives, for
+    /// each kernel, on a smooth image (the two differ only by the mesh's sub-pixel error).
+    #[test]
+    fn separable_matches_mesh() -> Result<(), crate::srs::SrsError> {
+        let (src_srs, dst_srs) = (Srs::get("EPSG:3857")?, Srs::get("EPSG:4326")?);
+        let sb = [0.0, 5_000_000.0, 2_000_000.0, 7_500_000.0];
+        let db = [1.0, 42.0, 17.0, 55.0];
+        let size = (300, 260);
+        let src = RgbaImage::from_fn(800, 1000, |i, j| {
+            image::Rgba([(i / 4) as u8, (j / 4) as u8, ((i + j) / 8) as u8, 255])
+        });
+        for r in [
+            Resampling::Nearest,
+            Resampling::Bilinear,
+            Resampling::Bicubic,
+        ] {
+            let sep = transform_separable(&src, sb, &src_srs, size, db, &dst_srs, r)
+                .expect("3857 -> 4326 is separable");
+            let mut meshed = RgbaImage::new(size.0, size.1);
+            for q in &mesh(src.dimensions(), sb, &src_srs, size, db, &dst_srs) {
+                fill_quad(&src, &mut meshed, q, r);
+            }
+            let max = sep
+                .as_raw()
+                .iter()
+                .zip(meshed.as_raw())
+                .map(|(a, b)| a.abs_diff(*b))
+                .max();
+            assert!(max.is_some_and(|m| m <= 1), "{r:?}: max difference {max:?}");
+        }
+        // UTM is not separable: the mesh draws it
+        let utm = Srs::get("EPSG:32632")?;
+        let ub = [300_000.0, 5_000_000.0, 700_000.0, 5_900_000.0];
+        assert!(
+            transform_separable(&src, sb, &src_srs, size, ub, &utm, Resampling::Bicubic).is_none()
+        );
+        Ok(())
+    }
+
+    /// The bicubic row loop of `fill_quad` gives what [`sample`] gives at each pixel's
+    /// position through the quad's map, inside the source and over its edges.
+    #[test]
+    fn bicubic_rows_match_sample() {
+        let src = RgbaImage::from_fn(64, 48, |i, j| {
+            image::Rgba([(i * 4) as u8, (j * 5) as u8, ((i * j) % 256) as u8, 200])
+        });
+        let quad: Quad = (
+            [0, 0, 40, 30],
+            [(-3.2, -2.5), (5.0, 50.1), (70.3, 44.0), (60.7, 1.25)],
+        );
+        let mut out = RgbaImage::new(40, 30);
+        fill_quad(&src, &mut out, &quad, Resampling::Bicubic);
+        for y in 0..30 {
+            for x in 0..40 {
+                let (sx, sy) = quad_map(&quad.0, &quad.1, f64::from(x) + 0.5, f64::from(y) + 0.5);
+                let want = sample(&src, sx, sy, Resampling::Bicubic);
+                let got = out.get_pixel(x, y).0;
+                let diff = (0..4).map(|c| got[c].abs_diff(want[c])).max();
+                assert!(diff <= Some(1), "{x},{y}: {got:?} vs {want:?}");
+            }
+        }
     }
 
     #[test]

@@ -533,13 +533,10 @@ async fn cache_image(
     tokio::task::spawn_blocking(move || -> Result<Option<RgbaImage>, String> {
         let w = u32::try_from(cols).map_err(|e| e.to_string())? * tw;
         let h = u32::try_from(rows).map_err(|e| e.to_string())? * th;
-        let mut stitched = RgbaImage::new(w, h);
-        for (i, t) in tiles.iter().enumerate() {
-            let Some(data) = t else { continue };
-            let tile = crate::image::decode(data).map_err(|e| e.to_string())?;
-            let (col, row) = ((i as i64 % cols) as u32, (i as i64 / cols) as u32);
-            crate::image::paste(&mut stitched, &tile, col * tw, row * th);
-        }
+        let parts: Vec<Option<&[u8]>> = tiles.iter().map(|t| t.as_deref()).collect();
+        let ncols = usize::try_from(cols).map_err(|e| e.to_string())?;
+        let stitched = crate::image::stitch(&parts, ncols, (tw, th)).map_err(|e| e.to_string())?;
+        debug_assert_eq!(stitched.dimensions(), (w, h));
         Ok(Some(transform(
             &stitched, abbox, &src_srs, q.size, q.bbox, &q.srs, resampling,
         )))
