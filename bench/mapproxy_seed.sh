@@ -92,7 +92,9 @@ round() { # NAME DIR COMMAND...
   [ -d "$dir/cache" ] && mv "$dir/cache" "$dir/cache.$RANDOM$RANDOM"   # not removed: see mapproxy_misses.sh
   : > "$W/logs/upstream.log"
   local t
-  t=$( { /usr/bin/time -f "%e %U %S" taskset -c "$SEED_CPU" "$@" > "$W/$name.out" 2>&1; } 2>&1 | tail -1)
+  /usr/bin/time -f "%e %U %S" -o "$W/time" taskset -c "$SEED_CPU" "$@" > "$W/$name.out" 2>&1 \
+    || { echo "bench: $name failed:" >&2; tail -5 "$W/$name.out" >&2; exit 1; }
+  t=$(tail -1 "$W/time")
   local files up; files=$(find "$dir/cache" -name '*.png' | wc -l); up=$(wc -l < "$W/logs/upstream.log")
   read -r wall user sys <<<"$t"
   echo "$name $wall $(python3 -c "print(round(($user + $sys) * 1e6 / max($files, 1)))") $files $up"

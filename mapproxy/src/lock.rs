@@ -263,7 +263,10 @@ mod imp {
         pool: &Pool,
     ) -> io::Result<Option<(File, Instant)>> {
         let (file, opened) = pool.take(path)?;
-        match fcntl(&file, FcntlArg::F_OFD_SETLK(&range(nix::libc::F_WRLCK, coord))) {
+        match fcntl(
+            &file,
+            FcntlArg::F_OFD_SETLK(&range(nix::libc::F_WRLCK, coord)),
+        ) {
             Ok(_) => Ok(Some((file, opened))),
             Err(Errno::EAGAIN | Errno::EACCES) => {
                 pool.put(file, opened);
@@ -277,7 +280,12 @@ mod imp {
     /// the descriptor is closed (which releases the lock too). The file stays.
     pub fn release(_path: &Path, coord: TileCoord, held: (File, Instant), pool: &Pool) {
         let (file, opened) = held;
-        if fcntl(&file, FcntlArg::F_OFD_SETLK(&range(nix::libc::F_UNLCK, coord))).is_ok() {
+        if fcntl(
+            &file,
+            FcntlArg::F_OFD_SETLK(&range(nix::libc::F_UNLCK, coord)),
+        )
+        .is_ok()
+        {
             pool.put(file, opened);
         }
     }
@@ -392,7 +400,10 @@ mod tests {
         }
         let held = locker.lock((1, 0, 5)).await.expect("held");
         for l in [&other, &locker] {
-            assert!(matches!(l.lock((1, 0, 5)).await, Err(LockError::Timeout(_))));
+            assert!(matches!(
+                l.lock((1, 0, 5)).await,
+                Err(LockError::Timeout(_))
+            ));
         }
         drop(held);
         drop(other.lock((1, 0, 5)).await.expect("released on drop"));
