@@ -329,15 +329,7 @@ impl HttpClient {
         let response = self.request(req).await?;
         let status = response.status();
         if !status.is_success() {
-            // A short error body of known length is read, so that the connection goes back
-            // to the pool (tile sources see many 404s); others are dropped with it.
-            let body = response.into_body();
-            if http_body::Body::size_hint(&body)
-                .upper()
-                .is_some_and(|n| n <= DRAIN_LIMIT)
-            {
-                let _ = read_limited(body, DRAIN_LIMIT as usize).await;
-            }
+            response.into_body().drain().await;
             return Err(ClientError::new(
                 ClientErrorKind::Status(status),
                 format!("unexpected HTTP status ({shown}): {status}"),
@@ -548,6 +540,20 @@ fn classify(err: hyper_util::client::legacy::Error, url: &str) -> ClientError {
         None => err.to_string(),
     };
     ClientError::new(kind, format!("{kind} ({url}): {detail}")).with_source(err)
+}
+
+impl ResponseBody {
+    /// Reads and drops a short body of known length (at most 16 KiB), so that its connection
+    /// goes back to the pool (tile sources see many 404s); a longer or unknown one is dropped
+    /// with its connection. For error responses whose body is not wanted.
+    pub async fn drain(self) {
+        if http_body::Body::size_hint(&self)
+            .upper()
+            .is_some_and(|n| n <= DRAIN_LIMIT)
+        {
+            let _ = read_limited(self, DRAIN_LIMIT as usize).await;
+        }
+    }
 }
 
 /// Reads a response body whole, failing past `limit` bytes.

@@ -31,6 +31,12 @@
 //! exclusive `flock`, ` <pid>\n` written into it, removed on unlock, and every 50th try first
 //! removes `.lck` files older than the timeout + 10 s (`cleanup_lockdir`).
 //!
+//! The descriptors are kept for the next lock (a small pool per locker, [`imp::Pool`]): a lock
+//! is then one `fcntl` to take it and one to give it back, instead of an open of the lock file,
+//! the `fcntl` and a close per meta tile. A pooled descriptor is used for at most a second
+//! after its open, so a lock file removed or replaced while the server runs is picked up again
+//! within a second.
+//!
 //! The timeout is MapProxy's `http.client_timeout` (default 60 s); past it,
 //! [`LockError::Timeout`].
 
@@ -163,6 +169,7 @@ pub struct TileLocker {
     timeout: Duration,
     #[cfg(not(target_os = "linux"))]
     calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    pool: std::sync::Arc<imp::Pool>,
 }
 
 impl TileLocker {
@@ -177,6 +184,7 @@ impl TileLocker {
             timeout,
             #[cfg(not(target_os = "linux"))]
             calls: Default::default(),
+            pool: Default::default(),
         }
     }
 
@@ -206,10 +214,12 @@ impl TileLocker {
         {
             cleanup_lock_dir(&self.lock_dir, self.timeout + Duration::from_secs(10));
         }
-        match imp::try_lock(&path, coord) {
+        match imp::try_lock(&path, coord, &self.pool) {
             Ok(Some(file)) => Ok(Some(TileLock {
                 file: Some(file),
                 path,
+                coord,
+                pool: self.pool.clone(),
             })),
             Ok(None) => Ok(None),
             Err(e) => Err(LockError::Io(path, e)),
@@ -317,31 +327,92 @@ mod imp {
     use super::*;
     use nix::errno::Errno;
     use nix::fcntl::{fcntl, FcntlArg};
+    use std::sync::{Mutex, PoisonError};
+    use std::time::Instant;
+
+    /// How long a pooled descriptor is used after its open.
+    const REUSE_FOR: Duration = Duration::from_secs(1);
+    /// At most this many idle descriptors are kept.
+    const MAX_IDLE: usize = 256;
+
+    /// Idle descriptors of the lock file, each its own open file description holding no
+    /// lock, with the time of its open.
+    #[derive(Debug, Default)]
+    pub struct Pool(Mutex<Vec<(File, Instant)>>);
+
+    impl Pool {
+        fn take(&self, path: &Path) -> io::Result<(File, Instant)> {
+            let now = Instant::now();
+            let mut idle = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            while let Some((file, opened)) = idle.pop() {
+                if now.duration_since(opened) < REUSE_FOR {
+                    return Ok((file, opened));
+                }
+                // older ones are below it: all too old
+                idle.clear();
+            }
+            drop(idle);
+            Ok((open_lock_file(path)?, now))
+        }
+
+        fn put(&self, file: File, opened: Instant) {
+            let mut idle = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            if idle.len() < MAX_IDLE && opened.elapsed() < REUSE_FOR {
+                // kept in order of opening: the oldest at the bottom
+                let at = idle.partition_point(|(_, t)| *t <= opened);
+                idle.insert(at, (file, opened));
+            }
+        }
+    }
 
     pub fn lock_path(dir: &Path, lock_cache_id: &str, _coord: TileCoord) -> PathBuf {
         dir.join(format!("{lock_cache_id}.locks"))
     }
 
-    /// An OFD write lock on the meta tile's byte, through a descriptor of its own (OFD locks
-    /// belong to the open file description: two tasks of one process exclude each other too).
-    pub fn try_lock(path: &Path, coord: TileCoord) -> io::Result<Option<File>> {
-        let file = open_lock_file(path)?;
-        let range = nix::libc::flock {
-            l_type: nix::libc::F_WRLCK as _,
+    fn range(kind: i32, coord: TileCoord) -> nix::libc::flock {
+        nix::libc::flock {
+            l_type: kind as _,
             l_whence: nix::libc::SEEK_SET as _,
             l_start: lock_byte(coord),
             l_len: 1,
             l_pid: 0,
-        };
-        match fcntl(&file, FcntlArg::F_OFD_SETLK(&range)) {
-            Ok(_) => Ok(Some(file)),
-            Err(Errno::EAGAIN | Errno::EACCES) => Ok(None),
+        }
+    }
+
+    /// An OFD write lock on the meta tile's byte, through a descriptor of its own (OFD locks
+    /// belong to the open file description: two tasks of one process exclude each other too).
+    pub fn try_lock(
+        path: &Path,
+        coord: TileCoord,
+        pool: &Pool,
+    ) -> io::Result<Option<(File, Instant)>> {
+        let (file, opened) = pool.take(path)?;
+        match fcntl(
+            &file,
+            FcntlArg::F_OFD_SETLK(&range(nix::libc::F_WRLCK, coord)),
+        ) {
+            Ok(_) => Ok(Some((file, opened))),
+            Err(Errno::EAGAIN | Errno::EACCES) => {
+                pool.put(file, opened);
+                Ok(None)
+            }
             Err(e) => Err(e.into()),
         }
     }
 
-    /// Closing the descriptor releases the lock; the file stays for the next one.
-    pub fn release(_path: &Path) {}
+    /// Unlocks the byte and keeps the descriptor for the next lock; when the unlock fails,
+    /// the descriptor is closed (which releases the lock too). The file stays.
+    pub fn release(_path: &Path, coord: TileCoord, held: (File, Instant), pool: &Pool) {
+        let (file, opened) = held;
+        if fcntl(
+            &file,
+            FcntlArg::F_OFD_SETLK(&range(nix::libc::F_UNLCK, coord)),
+        )
+        .is_ok()
+        {
+            pool.put(file, opened);
+        }
+    }
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -350,12 +421,16 @@ mod imp {
     use fs4::fs_std::FileExt;
     use std::io::Write;
 
+    /// No descriptors are kept: each meta tile has its own file.
+    #[derive(Debug, Default)]
+    pub struct Pool;
+
     pub fn lock_path(dir: &Path, lock_cache_id: &str, (x, y, z): TileCoord) -> PathBuf {
         dir.join(format!("{lock_cache_id}-{x}-{y}-{z}.lck"))
     }
 
     /// MapProxy's: an exclusive `flock` of the meta tile's own file, ` <pid>\n` written in it.
-    pub fn try_lock(path: &Path, _coord: TileCoord) -> io::Result<Option<File>> {
+    pub fn try_lock(path: &Path, _coord: TileCoord, _pool: &Pool) -> io::Result<Option<File>> {
         let mut file = open_lock_file(path)?;
         match FileExt::try_lock_exclusive(&file) {
             Ok(true) => {}
@@ -373,16 +448,22 @@ mod imp {
 
     /// MapProxy removes the file while holding the lock: a waiter that opened the old file may
     /// then lock it while a newcomer locks a new one; both re-check the cache first.
-    pub fn release(path: &Path) {
+    pub fn release(path: &Path, _coord: TileCoord, file: File, _pool: &Pool) {
         let _ = std::fs::remove_file(path);
+        drop(file);
     }
 }
 
 /// A held lock: released when dropped.
 #[derive(Debug)]
 pub struct TileLock {
+    #[cfg(target_os = "linux")]
+    file: Option<(File, std::time::Instant)>,
+    #[cfg(not(target_os = "linux"))]
     file: Option<File>,
     path: PathBuf,
+    coord: TileCoord,
+    pool: std::sync::Arc<imp::Pool>,
 }
 
 impl TileLock {
@@ -393,8 +474,9 @@ impl TileLock {
 
 impl Drop for TileLock {
     fn drop(&mut self) {
-        imp::release(&self.path);
-        self.file.take();
+        if let Some(file) = self.file.take() {
+            imp::release(&self.path, self.coord, file, &self.pool);
+        }
     }
 }
 
@@ -428,6 +510,28 @@ mod tests {
         drop(other.lock((0, 0, 3)).await.expect("other tile"));
         drop(held);
         drop(other.lock((1, 2, 3)).await.expect("free again"));
+    }
+
+    #[tokio::test]
+    async fn kept_descriptors_still_exclude() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = Duration::from_millis(30);
+        let locker = TileLocker::new(dir.path(), "abc", t);
+        let other = TileLocker::new(dir.path(), "abc", t);
+        // descriptors given back to the pool, then used again
+        for x in 0..3 {
+            drop(locker.lock((x, 0, 5)).await.expect("lock"));
+        }
+        let held = locker.lock((1, 0, 5)).await.expect("held");
+        for l in [&other, &locker] {
+            assert!(matches!(
+                l.lock((1, 0, 5)).await,
+                Err(LockError::Timeout(_))
+            ));
+        }
+        drop(held);
+        drop(other.lock((1, 0, 5)).await.expect("released on drop"));
+        drop(locker.lock((1, 0, 5)).await.expect("and again"));
     }
 
     #[test]

@@ -227,6 +227,16 @@ async fn tile_source_errors_and_on_error() {
             "HTTP Error \"{}\": 404",
             up.url("/tiles/0/0/0.png")
         ))));
+    // the short error bodies are read: every request of a row of misses on one connection
+    for _ in 0..4 {
+        tile_source(&up, None).get_map(&q).await.expect_err("404");
+    }
+    assert_eq!(up.count(), 5);
+    assert_eq!(
+        up.connections.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "error responses' connections are used again"
+    );
 
     // on_error 404: a transparent image, not cacheable
     let mut on = OnError::new();

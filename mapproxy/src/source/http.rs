@@ -170,14 +170,16 @@ impl SourceHttp {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
         log_request(url, Some(status.as_u16()), size, Some(elapsed));
-        if status == http::StatusCode::NO_CONTENT {
-            return Err(HttpSourceError {
-                message: "HTTP Error \"204 No Content\"".into(),
-                full_msg: format!("HTTP Error \"204 No Content\" \"{url}\""),
-                status: Some(204),
-            });
-        }
-        if !status.is_success() {
+        if !status.is_success() || status == http::StatusCode::NO_CONTENT {
+            // the error body is not shown: a short one is read so the connection is used again
+            response.into_body().drain().await;
+            if status == http::StatusCode::NO_CONTENT {
+                return Err(HttpSourceError {
+                    message: "HTTP Error \"204 No Content\"".into(),
+                    full_msg: format!("HTTP Error \"204 No Content\" \"{url}\""),
+                    status: Some(204),
+                });
+            }
             let code = status.as_u16();
             return Err(self.error(url, "HTTP Error", &code.to_string(), Some(code)));
         }
@@ -257,7 +259,7 @@ fn log_request(url: &str, status: Option<u16>, size: Option<u64>, duration: Opti
     let status = status.map_or_else(|| "-".to_owned(), |s| s.to_string());
     let size = match size {
         // a Content-Length of 0 is shown as 0.0, as MapProxy (the header's text is truthy)
-        Some(n) => format!("{:.1}", n as f64 / 1024.0),
+        Some(n) => kib_one_decimal(n),
         _ => "-".to_owned(),
     };
     let duration = match duration {
@@ -265,4 +267,33 @@ fn log_request(url: &str, status: Option<u16>, size: Option<u64>, duration: Opti
         _ => "-".to_owned(),
     };
     log::info!(target: "mapproxy.source.request", "GET {url} {status} {size} {duration}");
+}
+
+/// Python's `"%.1f" % (n / 1024.0)` in integers (n / 1024 is exact in binary, so the digits
+/// are those of the exact quotient, a tie rounded to even), without float formatting's slow
+/// exact path (a tenth of a miss's user time in a profile).
+fn kib_one_decimal(n: u64) -> String {
+    if n >= 1 << 50 {
+        return format!("{:.1}", n as f64 / 1024.0);
+    }
+    let tenths = n * 10;
+    let (mut q, r) = (tenths / 1024, tenths % 1024);
+    if r > 512 || (r == 512 && q % 2 == 1) {
+        q += 1;
+    }
+    format!("{}.{}", q / 10, q % 10)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn kib_one_decimal_is_pythons_format() {
+        for n in (0..20_000u64).chain([31_791, 1 << 40, (1 << 50) + 7, u64::MAX]) {
+            assert_eq!(
+                super::kib_one_decimal(n),
+                format!("{:.1}", n as f64 / 1024.0),
+                "{n}"
+            );
+        }
+    }
 }

@@ -51,6 +51,8 @@ pub enum Mode {
 pub struct Upstream {
     pub addr: SocketAddr,
     pub count: AtomicUsize,
+    /// Connections accepted.
+    pub connections: AtomicUsize,
     pub in_flight: AtomicUsize,
     pub max_in_flight: AtomicUsize,
     /// Path and query of each request, in order.
@@ -68,6 +70,7 @@ impl Upstream {
         let up = Arc::new(Upstream {
             addr: listener.local_addr().expect("addr"),
             count: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
             requests: Mutex::new(Vec::new()),
@@ -81,6 +84,7 @@ impl Upstream {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
+                server.connections.fetch_add(1, Ordering::SeqCst);
                 let up = server.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
