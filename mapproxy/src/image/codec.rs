@@ -125,7 +125,9 @@ pub fn stitch(
     let tw4 = tw * 4;
     for tile_row in tiles.chunks(cols.max(1)) {
         // per tile of this row: a PNG reader giving RGBA rows of the tile's size, or the
-        // decoded tile, or nothing
+        // decoded tile, or nothing (a row's few sources live in one short Vec: boxing the
+        // reader would only add an allocation per tile)
+        #[allow(clippy::large_enum_variant)]
         enum Src<'a> {
             Rows(png::Reader<std::io::Cursor<&'a [u8]>>),
             Image(RgbaImage),
