@@ -1046,7 +1046,7 @@ fn compile_cache(
 ) -> Result<Vec<CacheGrid>, ConfigError> {
     if !matches!(
         cache.cache.kind.as_str(),
-        "file" | "mbtiles" | "sqlite" | "geopackage" | "redis" | "s3"
+        "file" | "mbtiles" | "sqlite" | "geopackage" | "redis" | "s3" | "compact"
     ) {
         return Err(err(
             &cache.cache.loc,
@@ -1167,6 +1167,13 @@ fn compile_cache(
                 .unwrap_or(&cache.cache_dir)
                 .join("tile_locks")
         });
+    // MapProxy's _compact_cache: one `directory` cannot hold the bundles of several grids
+    if cache.cache.kind == "compact" && cache.cache.directory.is_some() && grid_names.len() > 1 {
+        return Err(err(
+            &cache.cache.loc,
+            format!("using single directory for cache with multiple grids in {name}"),
+        ));
+    }
     let mut out = Vec::new();
     for grid_name in &grid_names {
         let grid = grids.tile_grid(grid_name).map_err(|e| {
@@ -1289,6 +1296,25 @@ fn compile_cache(
                     .into()
                 });
                 (c, format!("redis-{id}"))
+            }
+            "compact" => {
+                // `directory` as it is, else `<cache_dir>/<name>/<grid>`
+                let dir = match &cache.cache.directory {
+                    Some(d) => d.clone(),
+                    None => cache.cache_dir.join(name).join(grid_name),
+                };
+                let version = match cache.cache.compact_version {
+                    Some(1) => crate::cache::CompactVersion::V1,
+                    Some(2) => crate::cache::CompactVersion::V2,
+                    _ => {
+                        return Err(err(
+                            &cache.cache.loc,
+                            "compact cache only supports version 1 or 2",
+                        ))
+                    }
+                };
+                let id = format!("compactcache-{}", md5(&dir.to_string_lossy()));
+                (Arc::new(crate::cache::CompactCache::new(dir, version)), id)
             }
             "s3" => {
                 // MapProxy's _s3_cache: each key from the cache, else globals.cache.s3

@@ -19,7 +19,10 @@
 //! then updates the header and finally the index entry: a reader (which takes no lock) sees
 //! the old tile or the whole new one. MapProxy removes the lock file when it unlocks, so a
 //! waiter may lock a file that is no longer the one at the path; ours checks after locking that
-//! the locked file is still the one there, and tries again when not.
+//! the locked file is still the one there, and tries again when not. Unlike MapProxy, ours
+//! leaves the lock file in place when it unlocks: a MapProxy waiter that opened it then locks
+//! the same file as the next writer, where a removal would let it lock a file nobody else
+//! sees (MapProxy's own writers keep that race among themselves).
 //!
 //! Nothing read from a bundle is trusted: an entry that points past the end of the file, a
 //! truncated index or size record reads as a missing tile (it is fetched and appended again);
@@ -568,10 +571,9 @@ fn write_all_at(f: &File, buf: &[u8], at: u64) -> io::Result<()> {
     f.write_all(buf)
 }
 
-/// MapProxy's `FileLock(<bundle>.lck, remove_on_unlock=True)`: an exclusive `flock` of the
-/// lock file, ` <pid>\n` written in it, the file removed on unlock (while still locked).
+/// MapProxy's `FileLock(<bundle>.lck)`: an exclusive `flock` of the lock file, ` <pid>\n`
+/// written in it; unlocked when dropped. The file stays (see the module's notes).
 struct BundleLock {
-    path: PathBuf,
     _file: Locked,
 }
 
@@ -606,10 +608,7 @@ impl BundleLock {
                     let _ = file
                         .set_len(0)
                         .and_then(|()| write_all_at(&file, pid.as_bytes(), 0));
-                    return Ok(BundleLock {
-                        path: path.to_path_buf(),
-                        _file: file,
-                    });
+                    return Ok(BundleLock { _file: file });
                 }
                 continue;
             }
@@ -621,13 +620,6 @@ impl BundleLock {
             }
             std::thread::sleep(LOCK_STEP);
         }
-    }
-}
-
-impl Drop for BundleLock {
-    fn drop(&mut self) {
-        // removed while locked, then unlocked by the close
-        let _ = fs::remove_file(&self.path);
     }
 }
 
@@ -814,13 +806,10 @@ mod tests {
                 let e = cache.store((5, 5, 3), &tile).expect_err("a cut bundle");
                 assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
             }
-            // no lock file left behind
-            let left: Vec<_> = fs::read_dir(bundle.parent().expect("dir"))
-                .expect("dir")
-                .flatten()
-                .filter(|e| e.file_name().to_string_lossy().ends_with(".lck"))
-                .collect();
-            assert!(left.is_empty(), "{left:?}");
+            // the lock file stays, unlocked
+            let lck = bundle.with_extension("lck");
+            let f = try_flock(File::open(&lck).expect("lock file")).expect("flock");
+            assert!(f.is_some(), "{version:?}: still locked");
         }
     }
 
@@ -851,7 +840,33 @@ mod tests {
         // readers take no lock
         assert!(cache.load((0, 0, 2)).expect("load").is_some());
         drop(held);
-        assert!(!slot.with_ext(".lck").exists());
         cache.store((1, 1, 2), &[4]).expect("free again");
+        // MapProxy removes the lock file while it holds it: a waiter ends up holding the file
+        // that is at the path, so that the next writer waits for it
+        let held = cache.lock(&slot).expect("lock");
+        let lck = slot.with_ext(".lck");
+        let waiter = {
+            let cache = cache.clone().with_lock_timeout(Duration::from_secs(10));
+            let base = slot.base.clone();
+            std::thread::spawn(move || {
+                let slot = Slot {
+                    base,
+                    origin: (0, 0),
+                    x: 0,
+                    y: 0,
+                };
+                cache.lock(&slot).map(|l| (l, slot.with_ext(".lck")))
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        fs::remove_file(&lck).expect("remove");
+        drop(held);
+        let (got, path) = waiter.join().expect("waiter").expect("locked");
+        assert!(is_at_path(&got._file, &path));
+        let e = cache
+            .store((1, 1, 2), &[5])
+            .expect_err("the waiter holds it");
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        drop(got);
     }
 }

@@ -218,6 +218,8 @@ pub struct CacheBackend {
     pub redis: Option<RedisConf>,
     /// The s3 options (`type: s3`).
     pub s3: Option<S3Conf>,
+    /// `version` (compact: 1 or 2, required).
+    pub compact_version: Option<u8>,
     /// `use_grid_names`: directories named by grid name instead of SRS code (file caches).
     pub use_grid_names: Option<bool>,
     /// `tile_lock_dir`, joined to the YAML's directory.
@@ -1195,6 +1197,7 @@ fn backend(ctx: &mut Ctx, n: Option<&Node>, path: &str, loc: &Location) -> Cache
         levels: None,
         redis: None,
         s3: None,
+        compact_version: None,
         use_grid_names: None,
         tile_lock_dir: None,
         coverage: None,
@@ -1306,6 +1309,22 @@ fn backend(ctx: &mut Ctx, n: Option<&Node>, path: &str, loc: &Location) -> Cache
             tile_lock_timeout: opt(&mut k, "tile_lock_timeout", |n, p| positive(ctx, n, p)),
         });
     }
+    if b.kind == "compact" {
+        // MapProxy's spec: required('version'): number(); its loader: 1 or 2
+        let vp = k.at("version");
+        match k.get("version") {
+            Some(v) => {
+                if let Some(n) = ctx.number(v, &vp) {
+                    if n == 1.0 || n == 2.0 {
+                        b.compact_version = Some(n as u8);
+                    } else {
+                        ctx.error(&v.loc, &vp, "compact cache only supports version 1 or 2");
+                    }
+                }
+            }
+            None => ctx.error(&n.loc, path, format!("missing 'version', not in {path}")),
+        }
+    }
     b.use_grid_names = opt(&mut k, "use_grid_names", |n, p| ctx.boolean(n, p));
     b.tile_lock_dir = opt(&mut k, "tile_lock_dir", |n, p| ctx.path(n, p));
     let cp = k.at("coverage");
@@ -1339,6 +1358,7 @@ fn backend(ctx: &mut Ctx, n: Option<&Node>, path: &str, loc: &Location) -> Cache
         "tile_lock",
         "tile_lock_expiry",
         "tile_lock_timeout",
+        "version",
     ] {
         b.options.shift_remove(key);
     }
