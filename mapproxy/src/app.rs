@@ -1174,6 +1174,12 @@ fn compile_cache(
             format!("using single directory for cache with multiple grids in {name}"),
         ));
     }
+    // the cache's own, else globals.cache's (file and compact caches apply them)
+    let directory_permissions = cache
+        .cache
+        .directory_permissions
+        .or(g.cache.directory_permissions);
+    let file_permissions = cache.cache.file_permissions.or(g.cache.file_permissions);
     let mut out = Vec::new();
     for grid_name in &grid_names {
         let grid = grids.tile_grid(grid_name).map_err(|e| {
@@ -1314,7 +1320,9 @@ fn compile_cache(
                     }
                 };
                 let id = format!("compactcache-{}", md5(&dir.to_string_lossy()));
-                (Arc::new(crate::cache::CompactCache::new(dir, version)), id)
+                let c = crate::cache::CompactCache::new(dir, version)
+                    .with_permissions(directory_permissions, file_permissions);
+                (Arc::new(c), id)
             }
             "s3" => {
                 // MapProxy's _s3_cache: each key from the cache, else globals.cache.s3
@@ -1376,7 +1384,9 @@ fn compile_cache(
                 let id = md5(&dir.to_string_lossy());
                 (
                     Arc::new(
-                        FileCache::for_format(&dir, layout, &format).with_link_single_color(link),
+                        FileCache::for_format(&dir, layout, &format)
+                            .with_link_single_color(link)
+                            .with_permissions(directory_permissions, file_permissions),
                     ),
                     id,
                 )

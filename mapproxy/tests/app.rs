@@ -596,6 +596,10 @@ fn bad_cache_backend_options_are_errors_with_file_and_line() {
             "{type: compact, version: 3}",
             "compact cache only supports version 1 or 2",
         ),
+        (
+            "{type: compact, version: 1, file_permissions: rw}",
+            "file_permissions: expected octal permissions like '775', found 'rw'",
+        ),
         ("{type: s3}", "no bucket_name configured for s3 cache c"),
         (
             "{type: s3, bucket_name: b, use_http_get: maybe}",
@@ -626,6 +630,65 @@ fn bad_cache_backend_options_are_errors_with_file_and_line() {
         // the cache: line (11), or the key on it
         assert!(e.contains("mapproxy.yaml:11"), "{backend}: {e}");
         assert!(e.contains(want), "{backend}: {e}");
+    }
+}
+
+/// `directory_permissions` / `file_permissions` (MapProxy's octal strings) of a cache, else of
+/// `globals.cache`, on the directories and files a file or compact cache makes.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_permissions_are_applied() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| {
+        std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    for (globals, backend, files) in [
+        (
+            "",
+            "{type: compact, version: 2, directory_permissions: '0o750', file_permissions: '640'}",
+            &["cache_data/c/GLOBAL_WEBMERCATOR/L01/R0000C0000.bundle"][..],
+        ),
+        (
+            "globals:\n  cache:\n    directory_permissions: '750'\n    file_permissions: '0640'\n",
+            "{type: compact, version: 1}",
+            &[
+                "cache_data/c/GLOBAL_WEBMERCATOR/L01/R0000C0000.bundle",
+                "cache_data/c/GLOBAL_WEBMERCATOR/L01/R0000C0000.bundlx",
+                "cache_data/c/GLOBAL_WEBMERCATOR/L01/R0000C0000.lck",
+            ][..],
+        ),
+        (
+            "globals:\n  cache:\n    directory_permissions: '750'\n    file_permissions: '0640'\n",
+            "{type: file}",
+            &["cache_data/c_EPSG3857/01/000/000/000/000/000/001.png"][..],
+        ),
+    ] {
+        let up = upstream().await;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let yaml = format!(
+            "{globals}services:\n  tms:\n\
+             layers:\n  - name: osm\n    title: OSM\n    sources: [c]\n\
+             caches:\n  c:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [osm_tiles]\n    cache: {backend}\n\
+             sources:\n  osm_tiles:\n    type: tile\n    grid: GLOBAL_WEBMERCATOR\n    url: http://{}/%(tms_path)s.png\n",
+            up.addr
+        );
+        let app = build(tmp.path(), &yaml);
+        let (status, _, _) = get(&app, "/tms/1.0.0/osm/EPSG3857/0/0/0.png").await;
+        assert_eq!(status, 200, "{backend}");
+        for f in files {
+            let f = tmp.path().join(f);
+            assert_eq!(mode(&f), 0o640, "{backend}: {}", f.display());
+            assert_eq!(
+                mode(f.parent().expect("dir")),
+                0o750,
+                "{backend}: {}",
+                f.display()
+            );
+        }
     }
 }
 
