@@ -1046,7 +1046,7 @@ fn compile_cache(
 ) -> Result<Vec<CacheGrid>, ConfigError> {
     if !matches!(
         cache.cache.kind.as_str(),
-        "file" | "mbtiles" | "sqlite" | "geopackage" | "redis" | "s3"
+        "file" | "mbtiles" | "sqlite" | "geopackage" | "redis" | "s3" | "compact"
     ) {
         return Err(err(
             &cache.cache.loc,
@@ -1167,6 +1167,19 @@ fn compile_cache(
                 .unwrap_or(&cache.cache_dir)
                 .join("tile_locks")
         });
+    // MapProxy's _compact_cache: one `directory` cannot hold the bundles of several grids
+    if cache.cache.kind == "compact" && cache.cache.directory.is_some() && grid_names.len() > 1 {
+        return Err(err(
+            &cache.cache.loc,
+            format!("using single directory for cache with multiple grids in {name}"),
+        ));
+    }
+    // the cache's own, else globals.cache's (file and compact caches apply them)
+    let directory_permissions = cache
+        .cache
+        .directory_permissions
+        .or(g.cache.directory_permissions);
+    let file_permissions = cache.cache.file_permissions.or(g.cache.file_permissions);
     let mut out = Vec::new();
     for grid_name in &grid_names {
         let grid = grids.tile_grid(grid_name).map_err(|e| {
@@ -1290,6 +1303,27 @@ fn compile_cache(
                 });
                 (c, format!("redis-{id}"))
             }
+            "compact" => {
+                // `directory` as it is, else `<cache_dir>/<name>/<grid>`
+                let dir = match &cache.cache.directory {
+                    Some(d) => d.clone(),
+                    None => cache.cache_dir.join(name).join(grid_name),
+                };
+                let version = match cache.cache.compact_version {
+                    Some(1) => crate::cache::CompactVersion::V1,
+                    Some(2) => crate::cache::CompactVersion::V2,
+                    _ => {
+                        return Err(err(
+                            &cache.cache.loc,
+                            "compact cache only supports version 1 or 2",
+                        ))
+                    }
+                };
+                let id = format!("compactcache-{}", md5(&dir.to_string_lossy()));
+                let c = crate::cache::CompactCache::new(dir, version)
+                    .with_permissions(directory_permissions, file_permissions);
+                (Arc::new(c), id)
+            }
             "s3" => {
                 // MapProxy's _s3_cache: each key from the cache, else globals.cache.s3
                 let local = cache.cache.s3.clone().unwrap_or_default();
@@ -1350,7 +1384,9 @@ fn compile_cache(
                 let id = md5(&dir.to_string_lossy());
                 (
                     Arc::new(
-                        FileCache::for_format(&dir, layout, &format).with_link_single_color(link),
+                        FileCache::for_format(&dir, layout, &format)
+                            .with_link_single_color(link)
+                            .with_permissions(directory_permissions, file_permissions),
                     ),
                     id,
                 )

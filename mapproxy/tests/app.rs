@@ -507,6 +507,14 @@ async fn every_cache_type_is_filled_once_and_served() {
             "{type: geopackage, levels: true}",
             "cache_data/c/GLOBAL_WEBMERCATOR/1.gpkg",
         ),
+        (
+            "{type: compact, version: 1}",
+            "cache_data/c/GLOBAL_WEBMERCATOR/L01/R0000C0000.bundlx",
+        ),
+        (
+            "{type: compact, version: 2, directory: cc}",
+            "cc/L01/R0000C0000.bundle",
+        ),
     ];
     let redis_backend;
     if let Some(r) = &redis {
@@ -583,9 +591,14 @@ fn bad_cache_backend_options_are_errors_with_file_and_line() {
             "{type: redis, ssl_certfile: c.pem, ssl_keyfile: k.pem}",
             "ssl_certfile is not supported yet",
         ),
+        ("{type: compact}", "missing 'version'"),
         (
-            "{type: compact, version: 2}",
-            "cache type 'compact' is not supported yet",
+            "{type: compact, version: 3}",
+            "compact cache only supports version 1 or 2",
+        ),
+        (
+            "{type: compact, version: 1, file_permissions: rw}",
+            "file_permissions: expected octal permissions like '775', found 'rw'",
         ),
         ("{type: s3}", "no bucket_name configured for s3 cache c"),
         (
@@ -617,6 +630,99 @@ fn bad_cache_backend_options_are_errors_with_file_and_line() {
         // the cache: line (11), or the key on it
         assert!(e.contains("mapproxy.yaml:11"), "{backend}: {e}");
         assert!(e.contains(want), "{backend}: {e}");
+    }
+}
+
+/// `directory_permissions` / `file_permissions` (MapProxy's octal strings) of a cache, else of
+/// `globals.cache`, on the directories and files a file or compact cache makes.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_permissions_are_applied() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| {
+        std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    for (globals, backend, files) in [
+        (
+            "",
+            "{type: compact, version: 2, directory_permissions: '0o750', file_permissions: '640'}",
+            &["cache_data/c/GLOBAL_WEBMERCATOR/L01/R0000C0000.bundle"][..],
+        ),
+        (
+            "globals:\n  cache:\n    directory_permissions: '750'\n    file_permissions: '0640'\n",
+            "{type: compact, version: 1}",
+            &[
+                "cache_data/c/GLOBAL_WEBMERCATOR/L01/R0000C0000.bundle",
+                "cache_data/c/GLOBAL_WEBMERCATOR/L01/R0000C0000.bundlx",
+                "cache_data/c/GLOBAL_WEBMERCATOR/L01/R0000C0000.lck",
+            ][..],
+        ),
+        (
+            "globals:\n  cache:\n    directory_permissions: '750'\n    file_permissions: '0640'\n",
+            "{type: file}",
+            &["cache_data/c_EPSG3857/01/000/000/000/000/000/001.png"][..],
+        ),
+    ] {
+        let up = upstream().await;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let yaml = format!(
+            "{globals}services:\n  tms:\n\
+             layers:\n  - name: osm\n    title: OSM\n    sources: [c]\n\
+             caches:\n  c:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [osm_tiles]\n    cache: {backend}\n\
+             sources:\n  osm_tiles:\n    type: tile\n    grid: GLOBAL_WEBMERCATOR\n    url: http://{}/%(tms_path)s.png\n",
+            up.addr
+        );
+        let app = build(tmp.path(), &yaml);
+        let (status, _, _) = get(&app, "/tms/1.0.0/osm/EPSG3857/0/0/0.png").await;
+        assert_eq!(status, 200, "{backend}");
+        for f in files {
+            let f = tmp.path().join(f);
+            assert_eq!(mode(&f), 0o640, "{backend}: {}", f.display());
+            assert_eq!(
+                mode(f.parent().expect("dir")),
+                0o750,
+                "{backend}: {}",
+                f.display()
+            );
+        }
+    }
+}
+
+/// MapProxy's compact cache: one `directory` cannot hold the bundles of several grids (without
+/// it, each grid has `<cache_dir>/<name>/<grid>`).
+#[test]
+fn a_compact_directory_of_several_grids_is_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("mapproxy.yaml");
+    for (backend, refused) in [
+        ("{type: compact, version: 1, directory: c}", true),
+        ("{type: compact, version: 1}", false),
+    ] {
+        std::fs::write(
+            &path,
+            format!(
+                "services:\n  tms:\nlayers:\n  - name: d\n    title: d\n    sources: [c]\n\
+                 caches:\n  c:\n    grids: [GLOBAL_WEBMERCATOR, GLOBAL_GEODETIC]\n    sources: [s]\n    cache: {backend}\n\
+                 sources:\n  s:\n    type: debug\n"
+            ),
+        )
+        .expect("write");
+        match mapproxy_serve_mapproxy::app::build(&path) {
+            Err(e) => {
+                let e = e.to_string();
+                assert!(refused, "{backend}: {e}");
+                assert!(e.contains("mapproxy.yaml:11"), "{e}");
+                assert!(
+                    e.contains("using single directory for cache with multiple grids in c"),
+                    "{e}"
+                );
+            }
+            Ok(_) => assert!(!refused, "{backend} is refused"),
+        }
     }
 }
 

@@ -520,8 +520,8 @@ for c in json.load(sys.stdin):
 
 // ---------------------------------------------------------------------------------------------
 // One behaviour table over every cache type: file, mbtiles, sqlite, geopackage (one file and one
-// per level), redis (a real redis-server on a loopback port) and s3 (moto's S3 server on a
-// loopback port).
+// per level), redis (a real redis-server on a loopback port), s3 (moto's S3 server on a
+// loopback port) and compact (ArcGIS bundles v1 and v2).
 
 mod support;
 
@@ -529,8 +529,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mapproxy_serve_mapproxy::cache::{
-    GeoPackageCache, GpkgTable, MbTilesCache, RedisCache, RedisOptions, S3Cache, S3Options,
-    SqliteCache,
+    CompactCache, CompactVersion, GeoPackageCache, GpkgTable, MbTilesCache, RedisCache,
+    RedisOptions, S3Cache, S3Options, SqliteCache,
 };
 use mapproxy_serve_mapproxy::grid::global_webmercator;
 use support::moto::MotoServer;
@@ -545,9 +545,11 @@ enum Kind {
     GeoPackageLevels,
     Redis,
     S3,
+    CompactV1,
+    CompactV2,
 }
 
-const KINDS: [Kind; 7] = [
+const KINDS: [Kind; 9] = [
     Kind::File,
     Kind::MbTiles,
     Kind::Sqlite,
@@ -555,11 +557,13 @@ const KINDS: [Kind; 7] = [
     Kind::GeoPackageLevels,
     Kind::Redis,
     Kind::S3,
+    Kind::CompactV1,
+    Kind::CompactV2,
 ];
 
 /// How a kind reports tile times: exactly what `store` returned (Redis: its key's expiry less
 /// the ttl, to the millisecond), to the second, or unknown (the epoch: MBTiles and GeoPackage
-/// have no tile times).
+/// and compact bundles have no tile times).
 fn time_kind(k: Kind) -> &'static str {
     match k {
         Kind::File => "exact",
@@ -567,7 +571,11 @@ fn time_kind(k: Kind) -> &'static str {
         Kind::Sqlite => "seconds",
         // S3's Last-Modified, to the second; `store` does not know it
         Kind::S3 => "server seconds",
-        Kind::MbTiles | Kind::GeoPackage | Kind::GeoPackageLevels => "epoch",
+        Kind::MbTiles
+        | Kind::GeoPackage
+        | Kind::GeoPackageLevels
+        | Kind::CompactV1
+        | Kind::CompactV2 => "epoch",
     }
 }
 
@@ -601,6 +609,8 @@ fn open_cache(
             GpkgTable::new("c_GLOBAL_WEBMERCATOR", &grid).expect("table"),
             timeout,
         )),
+        Kind::CompactV1 => Arc::new(CompactCache::new(dir.join("compact"), CompactVersion::V1)),
+        Kind::CompactV2 => Arc::new(CompactCache::new(dir.join("compact"), CompactVersion::V2)),
         Kind::Redis => {
             let server = redis?;
             let mut o = RedisOptions::new(dir.to_string_lossy());
@@ -877,8 +887,8 @@ fn concurrent_readers_and_writers() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The SQLite and Redis caches against the real MapProxy 7 (MAPPROXY_PYTHON): it reads what we
-// wrote, we read what it wrote.
+// The SQLite, Redis and compact caches against the real MapProxy 7 (MAPPROXY_PYTHON): it reads
+// what we wrote, we read what it wrote (compact: and our bundles of the same tiles are its bytes).
 
 /// MapProxy's own cache classes on the storage in each JSON entry: `read` entries are loaded
 /// and compared byte for byte (sqlite: the timestamp too), `write` entries are stored.
@@ -899,6 +909,12 @@ def cache(c):
     if k == 'redis':
         from mapproxy.cache.redis import RedisCache
         return RedisCache('127.0.0.1', c['port'], c['prefix'], ttl=c['ttl'])
+    if k == 'compact1':
+        from mapproxy.cache.compact import CompactCacheV1
+        return CompactCacheV1(c['path'])
+    if k == 'compact2':
+        from mapproxy.cache.compact import CompactCacheV2
+        return CompactCacheV2(c['path'])
     if k == 's3':
         from mapproxy.cache.s3 import S3Cache
         return S3Cache(c['base_path'], 'png', directory_layout=c['layout'],
@@ -1020,6 +1036,22 @@ fn mapproxy_and_we_read_each_others_sqlite_and_redis_caches() {
                 timeout,
             )),
         ),
+        (
+            "compact1",
+            serde_json::json!({"path": dir.join("ours_compact1")}),
+            Arc::new(CompactCache::new(
+                dir.join("ours_compact1"),
+                CompactVersion::V1,
+            )),
+        ),
+        (
+            "compact2",
+            serde_json::json!({"path": dir.join("ours_compact2")}),
+            Arc::new(CompactCache::new(
+                dir.join("ours_compact2"),
+                CompactVersion::V2,
+            )),
+        ),
     ];
     if let Some(r) = &redis {
         let mut o = RedisOptions::new("ours");
@@ -1101,6 +1133,36 @@ fn mapproxy_and_we_read_each_others_sqlite_and_redis_caches() {
                 GpkgTable::new(table, &grid).expect("table"),
                 timeout,
             )),
+            "compact1" | "compact2" => {
+                let version = if *kind == "compact1" {
+                    CompactVersion::V1
+                } else {
+                    CompactVersion::V2
+                };
+                let path = path.clone().expect("path");
+                // the same tiles stored by us in the same order: the same files, byte for byte
+                let same = dir.join(format!("same_{kind}"));
+                let ours = CompactCache::new(&same, version);
+                for c in coords {
+                    ours.store(c, &theirs).expect("store");
+                }
+                // MapProxy removes its lock files, ours stay (cache/compact.rs)
+                let files = files_under(&path);
+                assert!(files.iter().all(|f| !f.ends_with(".lck")), "{files:?}");
+                let ours_files: BTreeSet<String> = files_under(&same)
+                    .into_iter()
+                    .filter(|f| !f.ends_with(".lck"))
+                    .collect();
+                assert_eq!(files, ours_files, "{kind}");
+                for f in &files {
+                    assert!(
+                        fs::read(path.join(f)).expect("theirs")
+                            == fs::read(same.join(f)).expect("ours"),
+                        "{kind}: {f} differs from MapProxy's"
+                    );
+                }
+                Arc::new(CompactCache::new(path, version))
+            }
             _ => {
                 let mut o = RedisOptions::new("theirs");
                 o.port = storage["port"].as_u64().expect("port") as u16;
@@ -1141,6 +1203,82 @@ fn mapproxy_and_we_read_each_others_sqlite_and_redis_caches() {
     );
 }
 
+/// MapProxy 7 and we store tiles into one compact bundle at the same time (its `FileLock` and
+/// ours on the same `.lck`): afterwards every tile is whole, for us and for MapProxy.
+#[test]
+fn mapproxy_and_we_write_one_compact_bundle_at_once() {
+    let what = "mapproxy_and_we_write_one_compact_bundle_at_once";
+    let python = match std::env::var("MAPPROXY_PYTHON") {
+        Ok(p) if !p.is_empty() => p,
+        _ => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("MAPPROXY_PYTHON is not set: set it to a python with MapProxy 7 installed");
+            }
+            println!("SKIP: {what}: set MAPPROXY_PYTHON to a python with MapProxy 7");
+            return;
+        }
+    };
+    // even columns only (MapProxy's reader checks that the tile right of each is missing);
+    // MapProxy writes rows 0 and 2, we rows 1 and 3, all in one bundle
+    let coords: Vec<(i64, i64, usize)> = (0..16).map(|i| ((i % 4) * 2, i / 4, 5)).collect();
+    let their_coords: Vec<_> = coords.iter().copied().filter(|c| c.1 % 2 == 0).collect();
+    let our_coords: Vec<_> = coords.iter().copied().filter(|c| c.1 % 2 == 1).collect();
+    for (kind, version) in [
+        ("compact1", CompactVersion::V1),
+        ("compact2", CompactVersion::V2),
+    ] {
+        let dir = tmp_dir(&format!("together-{kind}"));
+        let cache = CompactCache::new(&dir, version);
+        let mut want = std::collections::HashMap::new();
+        let write: Vec<serde_json::Value> = (0..400u64)
+            .map(|i| {
+                let c = their_coords[i as usize % their_coords.len()];
+                let tile = payload(1 << 50 | i, 3_000 + (i as usize * 877) % 9_000);
+                let e = serde_json::json!({
+                    "kind": kind, "path": dir, "coord": [c.0, c.1, c.2], "hex": hex(&tile),
+                });
+                want.insert(c, tile);
+                e
+            })
+            .collect();
+        let py = python.clone();
+        let theirs = std::thread::spawn(move || {
+            run_mapproxy(&py, serde_json::json!({"read": [], "write": write}))
+        });
+        // ours until MapProxy is done
+        let mut stores = 0u64;
+        while !theirs.is_finished() {
+            let c = our_coords[stores as usize % our_coords.len()];
+            // small: the bundle grows by every store
+            let tile = payload(1 << 51 | stores, 500 + (stores as usize * 613) % 2_000);
+            cache
+                .store(c, &tile)
+                .unwrap_or_else(|e| panic!("{kind} store: {e}"));
+            want.insert(c, tile);
+            stores += 1;
+        }
+        let out = theirs.join().expect("MapProxy ran");
+        assert_eq!(out.lines().filter(|l| l.starts_with("wrote ")).count(), 400);
+        // each place holds the last tile its writer stored there (appends that overlapped
+        // would leave an entry pointing at the other writer's tile); MapProxy reads them too
+        let mut read = Vec::new();
+        for c in &coords {
+            let t = cache.load(*c).expect("load").expect("a tile");
+            assert!(check_payload(&t.data), "{kind}: torn tile at {c:?}");
+            assert!(
+                t.data == want[c],
+                "{kind}: not the last tile stored at {c:?}"
+            );
+            read.push(serde_json::json!({
+                "kind": kind, "path": dir, "coord": [c.0, c.1, c.2], "hex": hex(&t.data),
+            }));
+        }
+        let out = run_mapproxy(&python, serde_json::json!({"read": read, "write": []}));
+        assert_eq!(out.lines().filter(|l| l.starts_with("read ")).count(), 16);
+        println!("{kind}: MapProxy stored 400 tiles and we {stores} into one bundle at once");
+    }
+}
+
 /// Not a test of its own: the writer that [`a_killed_writer_leaves_no_torn_tile`] runs in a
 /// child process (this test binary again) and kills; without `CACHES_KILLED_WRITER` it returns.
 #[test]
@@ -1169,7 +1307,14 @@ fn killed_writer_child() {
 fn a_killed_writer_leaves_no_torn_tile() {
     let exe = std::env::current_exe().expect("test binary");
     let coords: Vec<(i64, i64, usize)> = (0..16).map(|i| (i % 4, i / 4, 5)).collect();
-    for kind in [Kind::File, Kind::MbTiles, Kind::Sqlite, Kind::GeoPackage] {
+    for kind in [
+        Kind::File,
+        Kind::MbTiles,
+        Kind::Sqlite,
+        Kind::GeoPackage,
+        Kind::CompactV1,
+        Kind::CompactV2,
+    ] {
         let dir = tmp_dir(&format!("killed-{kind:?}"));
         let mut child = Command::new(&exe)
             .args([
@@ -1262,7 +1407,13 @@ fn a_geopackage_table_of_another_grid_is_refused() {
 #[test]
 fn writer_processes_and_readers_share_a_sqlite_cache() {
     let exe = std::env::current_exe().expect("test binary");
-    for kind in [Kind::MbTiles, Kind::Sqlite, Kind::GeoPackage] {
+    for kind in [
+        Kind::MbTiles,
+        Kind::Sqlite,
+        Kind::GeoPackage,
+        Kind::CompactV1,
+        Kind::CompactV2,
+    ] {
         let dir = tmp_dir(&format!("procs-{kind:?}"));
         let cache = open_cache(kind, &dir, None, None, 3600.0).expect("cache");
         let mut children: Vec<std::process::Child> = (0..2)

@@ -173,31 +173,41 @@ impl FileCache {
     }
 
     fn ensure_dir(&self, dir: &Path) -> io::Result<()> {
-        if dir.as_os_str().is_empty() || dir.is_dir() {
-            return Ok(());
-        }
-        if let Some(parent) = dir.parent() {
-            self.ensure_dir(parent)?;
-        }
-        match fs::create_dir(dir) {
-            Ok(()) => {}
-            // another writer made it meanwhile
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
-            Err(e) => {
-                return Err(io::Error::new(
-                    e.kind(),
-                    format!("cannot create cache directory {}: {e}", dir.display()),
-                ))
-            }
-        }
-        #[cfg(unix)]
-        if let Some(mode) = self.directory_permissions {
-            use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(dir, fs::Permissions::from_mode(mode))?;
-        }
-        Ok(())
+        ensure_dir(dir, self.directory_permissions)
     }
+}
 
+/// MapProxy's `ensure_directory` for a directory: the missing ones made one by one, each
+/// `chmod`ed to `directory_permissions` when given (so the umask does not apply).
+pub(crate) fn ensure_dir(dir: &Path, directory_permissions: Option<u32>) -> io::Result<()> {
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        ensure_dir(parent, directory_permissions)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => {}
+        // another writer made it meanwhile
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("cannot create cache directory {}: {e}", dir.display()),
+            ))
+        }
+    }
+    #[cfg(unix)]
+    if let Some(mode) = directory_permissions {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode))?;
+    }
+    #[cfg(not(unix))]
+    let _ = directory_permissions;
+    Ok(())
+}
+
+impl FileCache {
     /// MapProxy's `_store`: the file is written atomically; a symbolic link at the location
     /// (a linked single-colour tile) is replaced, not written through (the rename replaces the
     /// link itself). The directories are made when the first try finds them missing, so a

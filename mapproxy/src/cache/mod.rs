@@ -3,12 +3,14 @@
 //! A cache stores encoded tiles by coordinate (in its grid's own origin). Calls are blocking
 //! file-system work: async callers run them where blocking is allowed.
 
+pub mod compact;
 pub mod file;
 pub mod path;
 pub mod redis;
 pub mod s3;
 pub mod sqlite;
 
+pub use compact::{CompactCache, CompactVersion};
 pub use file::{FileCache, LinkMode};
 pub use path::{CacheDirNaming, DirectoryLayout};
 pub use redis::{RedisCache, RedisOptions};

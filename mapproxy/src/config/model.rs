@@ -93,6 +93,10 @@ pub struct GlobalsCache {
     pub lock_dir: PathBuf,
     /// Tile lock files; `None`: each cache uses `<its cache_dir>/tile_locks`.
     pub tile_lock_dir: Option<PathBuf>,
+    /// `directory_permissions` / `file_permissions` (octal strings, as MapProxy's
+    /// `int(v, base=8)`): the default of every cache's own.
+    pub directory_permissions: Option<u32>,
+    pub file_permissions: Option<u32>,
     /// Default 4×4.
     pub meta_size: (u32, u32),
     /// Default 80 pixels.
@@ -218,6 +222,12 @@ pub struct CacheBackend {
     pub redis: Option<RedisConf>,
     /// The s3 options (`type: s3`).
     pub s3: Option<S3Conf>,
+    /// `version` (compact: 1 or 2, required).
+    pub compact_version: Option<u8>,
+    /// `directory_permissions` / `file_permissions` (file, compact: applied; `None`:
+    /// `globals.cache`'s).
+    pub directory_permissions: Option<u32>,
+    pub file_permissions: Option<u32>,
     /// `use_grid_names`: directories named by grid name instead of SRS code (file caches).
     pub use_grid_names: Option<bool>,
     /// `tile_lock_dir`, joined to the YAML's directory.
@@ -695,6 +705,28 @@ fn opt<T>(k: &mut Keys, key: &str, f: impl FnOnce(&Node, &str) -> Option<T>) -> 
     k.get(key).and_then(|n| f(n, &path))
 }
 
+/// `directory_permissions` / `file_permissions`: an octal string as MapProxy reads it
+/// (`int(v, base=8)`: `"775"`, `"0775"`, `"0o775"`), at most `7777`.
+fn permissions(ctx: &mut Ctx, n: &Node, path: &str) -> Option<u32> {
+    let s = ctx.string(n, path)?;
+    let t = s.trim();
+    let digits = t
+        .strip_prefix("0o")
+        .or_else(|| t.strip_prefix("0O"))
+        .unwrap_or(t);
+    match u32::from_str_radix(digits, 8) {
+        Ok(m) if !digits.is_empty() && !digits.starts_with('+') && m <= 0o7777 => Some(m),
+        _ => {
+            ctx.error(
+                &n.loc,
+                path,
+                format!("expected octal permissions like '775', found '{s}'"),
+            );
+            None
+        }
+    }
+}
+
 /// A number of seconds above 0.
 fn positive(ctx: &mut Ctx, n: &Node, path: &str) -> Option<f64> {
     let v = ctx.number(n, path)?;
@@ -870,6 +902,10 @@ fn globals(ctx: &mut Ctx, n: Option<&Node>) -> Globals {
                 lock_dir: opt(&mut c, "lock_dir", |n, p| ctx.path(n, p))
                     .unwrap_or_else(|| ctx.resolve("./cache_data/tile_locks")),
                 tile_lock_dir: opt(&mut c, "tile_lock_dir", |n, p| ctx.path(n, p)),
+                directory_permissions: opt(&mut c, "directory_permissions", |n, p| {
+                    permissions(ctx, n, p)
+                }),
+                file_permissions: opt(&mut c, "file_permissions", |n, p| permissions(ctx, n, p)),
                 meta_size: opt(&mut c, "meta_size", |n, p| ctx.pair(n, p)).unwrap_or((4, 4)),
                 meta_buffer: opt(&mut c, "meta_buffer", |n, p| ctx.u32(n, p)).unwrap_or(80),
                 minimize_meta_requests: opt(&mut c, "minimize_meta_requests", |n, p| {
@@ -905,8 +941,6 @@ fn globals(ctx: &mut Ctx, n: Option<&Node>) -> Globals {
                 },
             };
             for key in [
-                "directory_permissions",
-                "file_permissions",
                 // always on here (see cache/sqlite.rs); accepted as MapProxy's option
                 "sqlite_wal",
                 "azureblob",
@@ -1042,6 +1076,8 @@ fn default_globals_cache(ctx: &Ctx) -> GlobalsCache {
         base_dir: ctx.resolve("./cache_data"),
         lock_dir: ctx.resolve("./cache_data/tile_locks"),
         tile_lock_dir: None,
+        directory_permissions: None,
+        file_permissions: None,
         meta_size: (4, 4),
         meta_buffer: 80,
         minimize_meta_requests: false,
@@ -1195,6 +1231,9 @@ fn backend(ctx: &mut Ctx, n: Option<&Node>, path: &str, loc: &Location) -> Cache
         levels: None,
         redis: None,
         s3: None,
+        compact_version: None,
+        directory_permissions: None,
+        file_permissions: None,
         use_grid_names: None,
         tile_lock_dir: None,
         coverage: None,
@@ -1306,6 +1345,26 @@ fn backend(ctx: &mut Ctx, n: Option<&Node>, path: &str, loc: &Location) -> Cache
             tile_lock_timeout: opt(&mut k, "tile_lock_timeout", |n, p| positive(ctx, n, p)),
         });
     }
+    if b.kind == "compact" {
+        // MapProxy's spec: required('version'): number(); its loader: 1 or 2
+        let vp = k.at("version");
+        match k.get("version") {
+            Some(v) => {
+                if let Some(n) = ctx.number(v, &vp) {
+                    if n == 1.0 || n == 2.0 {
+                        b.compact_version = Some(n as u8);
+                    } else {
+                        ctx.error(&v.loc, &vp, "compact cache only supports version 1 or 2");
+                    }
+                }
+            }
+            None => ctx.error(&n.loc, path, format!("missing 'version', not in {path}")),
+        }
+    }
+    b.directory_permissions = opt(&mut k, "directory_permissions", |n, p| {
+        permissions(ctx, n, p)
+    });
+    b.file_permissions = opt(&mut k, "file_permissions", |n, p| permissions(ctx, n, p));
     b.use_grid_names = opt(&mut k, "use_grid_names", |n, p| ctx.boolean(n, p));
     b.tile_lock_dir = opt(&mut k, "tile_lock_dir", |n, p| ctx.path(n, p));
     let cp = k.at("coverage");
@@ -1339,6 +1398,9 @@ fn backend(ctx: &mut Ctx, n: Option<&Node>, path: &str, loc: &Location) -> Cache
         "tile_lock",
         "tile_lock_expiry",
         "tile_lock_timeout",
+        "version",
+        "directory_permissions",
+        "file_permissions",
     ] {
         b.options.shift_remove(key);
     }
