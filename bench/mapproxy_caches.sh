@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A cached 256×256 PNG tile through /tms/ from each cache type (issue 14): file, mbtiles, sqlite,
-# geopackage and redis, one mapproxy-serve serving all five layers, in one run. The server is
+# geopackage, compact (v2) and redis, one mapproxy-serve serving all layers, in one run. The server is
 # pinned to SERVER_CPU, wrk to LOAD_CPU, loopback only; redis-server (Debian package) runs on a
 # loopback port on the server's CPU. Prints req/s, p99 latency and the server's CPU time per
 # request (redis: mapproxy-serve's and redis-server's together), and the ratios to the file cache.
@@ -22,7 +22,7 @@ BIN=$PWD/target/release/mapproxy-serve
 W=$(mktemp -d /tmp/mps-caches-bench.XXXX)
 MPS= RED= MOTO_PID=
 MOTO=${MOTO_SERVER:-$PWD/target/moto-venv/bin/moto_server}
-TYPES="file mbtiles sqlite geopackage redis"
+TYPES="file mbtiles sqlite geopackage compact redis"
 [ -x "$MOTO" ] && TYPES="$TYPES s3" || echo "bench: no moto_server ($MOTO): no s3 row"
 stop_all() {
   [ -n "$MPS" ] && kill "$MPS" 2>/dev/null
@@ -57,6 +57,7 @@ fi
     echo "    meta_buffer: 0"
     case $t in
       file) ;;
+      compact) echo "    cache: {type: compact, version: 2}" ;;
       redis) echo "    cache: {type: redis, port: $RPORT, default_ttl: 0}" ;;
       s3) echo "    cache: {type: s3, bucket_name: bench, endpoint_url: 'http://127.0.0.1:$SPORT'}" ;;
       *) echo "    cache: {type: $t}" ;;
@@ -113,11 +114,11 @@ by = collections.defaultdict(dict)
 for line in open(sys.argv[1]):
     r, n, rps, cpu = line.split(); by[r][n] = (float(rps), float(cpu))
 print("\nmedian per-round server CPU per request against the file cache:")
-for n in ["mbtiles", "sqlite", "geopackage", "redis", "s3"]:
+for n in ["mbtiles", "sqlite", "geopackage", "compact", "redis", "s3"]:
     if n not in by["1"]: continue
     print(f"  {n}: {statistics.median(v[n][1] / v['file'][1] for v in by.values()):.2f}x")
 print("\nmedian per-round req/s against the file cache (issue 14 wants mbtiles/sqlite/geopackage >= 0.8x, redis >= 0.5x):")
-for n in ["mbtiles", "sqlite", "geopackage", "redis", "s3"]:
+for n in ["mbtiles", "sqlite", "geopackage", "compact", "redis", "s3"]:
     if n not in by["1"]: continue
     print(f"  {n}: {statistics.median(v[n][0] / v['file'][0] for v in by.values()):.2f}x")
 EOF
