@@ -28,7 +28,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 
-use crate::cache::TileCache;
+use crate::cache::{QuickLoad, TileCache};
 use crate::grid::{TileCoord, TileGrid};
 use crate::image::{decode, encode, ImageFormat, ImageOpts, RgbaImage};
 use crate::lock::{lock_or_wait, MetaTileLocks, Waited};
@@ -303,8 +303,15 @@ impl Inner {
         // in the common case: done on the worker thread itself, as nginx does without aio. A
         // hand-off to the blocking pool (spawn_blocking) cost more than the read (benchmark:
         // bench/mapproxy_tiles.sh). Misses (source requests, encoding, locks) still leave it.
-        // A cache that waits on a database lock or the network leaves it too.
-        let loaded = self.cache_call(move |c| c.load(coord)).await?;
+        // The other caches' hits take their quick way too (compact bundles: positional reads;
+        // SQLite: a read that does not wait for locks; Redis: a future on this runtime); a
+        // hit that would wait on a database lock, and the caches without a quick way (S3),
+        // leave the thread for the blocking pool.
+        let loaded = match self.cache.quick_load(coord) {
+            QuickLoad::Now(r) => r.map_err(cache_error)?,
+            QuickLoad::Future(f) => f.await.map_err(cache_error)?,
+            QuickLoad::WouldBlock => self.cache_call(move |c| c.load(coord)).await?,
+        };
         Ok(loaded.map(|t| TileData {
             format: crate::image::sniff_format(&t.data)
                 .unwrap_or_else(|| self.image_opts.format.clone()),

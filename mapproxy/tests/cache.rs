@@ -890,6 +890,287 @@ fn concurrent_readers_and_writers() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// `quick_load`, the way hits are read on the async workers (tile_manager.rs): it answers what
+// `load` answers, for every cache type; SQLite falls back to the blocking path while another
+// writer holds the database; Redis reconnects when its connection was killed.
+
+use mapproxy_serve_mapproxy::cache::{CachedTile, QuickLoad};
+
+/// How `quick_load` answered ("now", "future", or "would block", then `load` on the blocking
+/// pool as the tile manager does) and what.
+async fn quick(
+    cache: &Arc<dyn TileCache>,
+    c: (i64, i64, usize),
+) -> (&'static str, Option<CachedTile>) {
+    match cache.quick_load(c) {
+        QuickLoad::Now(r) => ("now", r.expect("quick_load")),
+        QuickLoad::Future(f) => ("future", f.await.expect("quick_load's future")),
+        QuickLoad::WouldBlock => {
+            let cache = cache.clone();
+            let r = tokio::task::spawn_blocking(move || cache.load(c))
+                .await
+                .expect("blocking task");
+            ("would block", r.expect("load"))
+        }
+    }
+}
+
+/// The quick way each kind takes for a stored tile.
+fn quick_way(k: Kind) -> &'static str {
+    match k {
+        Kind::Redis => "future",
+        // S3 hits stay on the blocking pool
+        Kind::S3 => "would block",
+        _ => "now",
+    }
+}
+
+fn same_tile(a: &Option<CachedTile>, b: &Option<CachedTile>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.data == b.data && a.mtime == b.mtime,
+        _ => false,
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+#[test]
+fn quick_load_answers_as_load_for_every_cache_type() {
+    let redis = RedisServer::start("quick_load_answers_as_load_for_every_cache_type (redis rows)");
+    let moto = MotoServer::start("quick_load_answers_as_load_for_every_cache_type (s3 rows)");
+    let a = encode(&varied(), &ImageOpts::new(ImageFormat::png())).expect("encode");
+    let b = encode(&two_colors(), &ImageOpts::new(ImageFormat::png())).expect("encode");
+    let rt = runtime();
+    let mut ran = Vec::new();
+    for kind in KINDS {
+        let dir = tmp_dir(&format!("quick-{kind:?}"));
+        let Some(cache) = open_cache(kind, &dir, redis.as_ref(), moto.as_ref(), 3600.0) else {
+            continue;
+        };
+        let k = format!("{kind:?}");
+        rt.block_on(async {
+            // a miss, before anything is stored (the per-level files are not made yet)
+            let c = (5, 6, 7);
+            let (_, got) = quick(&cache, c).await;
+            assert!(got.is_none(), "{k}");
+            // a hit: what load answers, tile time included, the quick way
+            cache.store(c, &a).expect("store");
+            let (way, got) = quick(&cache, c).await;
+            assert_eq!(way, quick_way(kind), "{k}");
+            assert_eq!(&got.as_ref().expect("a hit").data[..], &a[..], "{k}");
+            assert!(same_tile(&got, &cache.load(c).expect("load")), "{k}");
+            // misses next to it, in the same file or bundle, and on other levels
+            for other in [(6, 5, 7), (5, 7, 7), (5, 6, 8), (5, 6, 6), (300, 6, 9)] {
+                let (_, got) = quick(&cache, other).await;
+                assert!(got.is_none(), "{k} {other:?}");
+            }
+            // replaced: the new tile
+            cache.store(c, &b).expect("store");
+            let (_, got) = quick(&cache, c).await;
+            assert_eq!(&got.as_ref().expect("a hit").data[..], &b[..], "{k}");
+            assert!(same_tile(&got, &cache.load(c).expect("load")), "{k}");
+            // a second instance (another process) reads it the quick way, from its first hit
+            let again =
+                open_cache(kind, &dir, redis.as_ref(), moto.as_ref(), 3600.0).expect("reopen");
+            let (way, got) = quick(&again, c).await;
+            assert_eq!(way, quick_way(kind), "{k}: a second instance");
+            assert_eq!(&got.expect("a hit").data[..], &b[..], "{k}");
+            // removed by the other: gone for both
+            again.remove(c).expect("remove");
+            assert!(quick(&cache, c).await.1.is_none(), "{k}");
+            assert!(quick(&again, c).await.1.is_none(), "{k}");
+        });
+        ran.push(k);
+    }
+    // expired tiles: none, as load (sqlite: MapProxy's last_modified condition; redis: the
+    // key's expiry)
+    for (kind, ttl) in [(Kind::Sqlite, 1.0), (Kind::Redis, 0.3)] {
+        let dir = tmp_dir(&format!("quick-ttl-{kind:?}"));
+        let Some(cache) = open_cache(kind, &dir, redis.as_ref(), None, ttl) else {
+            continue;
+        };
+        let c = (1, 1, 1);
+        cache.store(c, &a).expect("store");
+        assert!(
+            eventually(5, || cache.load(c).expect("load").is_none()),
+            "{kind:?}: the tile did not expire"
+        );
+        let (way, got) = rt.block_on(quick(&cache, c));
+        assert!(got.is_none(), "{kind:?}: an expired tile answered {way}");
+        assert_eq!(way, quick_way(kind), "{kind:?}");
+        ran.push(format!("{kind:?} ttl"));
+    }
+    println!("quick_load table ran for: {}", ran.join(", "));
+}
+
+/// A cache that counts the calls of the tile manager (quick loads and blocking loads).
+struct Counting {
+    inner: Arc<dyn TileCache>,
+    quick: std::sync::atomic::AtomicUsize,
+    loads: std::sync::atomic::AtomicUsize,
+}
+
+impl TileCache for Counting {
+    fn load(&self, coord: (i64, i64, usize)) -> std::io::Result<Option<CachedTile>> {
+        self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.load(coord)
+    }
+    fn quick_load(&self, coord: (i64, i64, usize)) -> QuickLoad<'_> {
+        self.quick.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.quick_load(coord)
+    }
+    fn store(&self, coord: (i64, i64, usize), data: &[u8]) -> std::io::Result<Option<SystemTime>> {
+        self.inner.store(coord, data)
+    }
+    fn remove(&self, coord: (i64, i64, usize)) -> std::io::Result<()> {
+        self.inner.remove(coord)
+    }
+}
+
+/// A source that must not be asked: the tests' tiles are all cached.
+struct NoSource;
+
+impl mapproxy_serve_mapproxy::source::MapSource for NoSource {
+    fn get_map<'a>(
+        &'a self,
+        _query: &'a mapproxy_serve_mapproxy::source::MapQuery,
+    ) -> futures_util::future::BoxFuture<
+        'a,
+        Result<
+            mapproxy_serve_mapproxy::source::SourceImage,
+            mapproxy_serve_mapproxy::source::SourceError,
+        >,
+    > {
+        panic!("the source was asked for a cached tile")
+    }
+}
+
+/// Another process (a seeder) holds an SQLite level file in exclusive locking mode: the quick
+/// read finds it busy and says so at once, the tile manager loads the tile on the blocking pool,
+/// which waits for the writer (the busy timeout) and answers the tile the writer committed,
+/// not "database is locked".
+#[test]
+fn a_hit_while_another_writer_holds_the_database_is_answered_by_the_blocking_path() {
+    use mapproxy_serve_mapproxy::lock::TileLocker;
+    use mapproxy_serve_mapproxy::tile_manager::{MetaSettings, TileManager};
+    use std::sync::atomic::Ordering;
+    let a = encode(&varied(), &ImageOpts::new(ImageFormat::png())).expect("encode");
+    let b = encode(&two_colors(), &ImageOpts::new(ImageFormat::png())).expect("encode");
+    let dir = tmp_dir("sqlite-exclusive");
+    let timeout = Duration::from_secs(30);
+    let c = (3, 2, 4);
+    // stored by an instance that is then closed: the writer below is the file's only user
+    SqliteCache::new(dir.join("sqlite"), timeout, 0)
+        .store(c, &a)
+        .expect("store");
+    let writer = rusqlite::Connection::open(dir.join("sqlite").join("4.mbtiles")).expect("open");
+    writer
+        .execute_batch("PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE;")
+        .expect("exclusive");
+    writer
+        .execute(
+            "UPDATE tiles SET tile_data = ? WHERE tile_column = 3 AND tile_row = 2 AND zoom_level = 4",
+            [&b[..]],
+        )
+        .expect("update");
+    let cache = Arc::new(SqliteCache::new(dir.join("sqlite"), timeout, 0));
+    assert!(
+        matches!(cache.quick_load(c), QuickLoad::WouldBlock),
+        "a quick read of a locked database must not wait"
+    );
+    let counting = Arc::new(Counting {
+        inner: cache.clone(),
+        quick: Default::default(),
+        loads: Default::default(),
+    });
+    let manager = Arc::new(TileManager::new(
+        counting.clone(),
+        Arc::new(NoSource),
+        global_webmercator(),
+        MetaSettings::NONE,
+        ImageOpts::new(ImageFormat::png()),
+        TileLocker::new(dir.join("locks"), "sqlite", Duration::from_secs(10)),
+        2,
+    ));
+    let rt = runtime();
+    let task = {
+        let manager = manager.clone();
+        rt.spawn(async move { manager.load_tile(c).await })
+    };
+    // the manager fell back to the blocking load, which waits for the writer
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while counting.loads.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "no blocking load");
+        assert!(
+            !task.is_finished(),
+            "answered while the database was locked"
+        );
+        std::thread::yield_now();
+    }
+    assert_eq!(counting.quick.load(Ordering::SeqCst), 1);
+    // the writer commits and lets go of its lock
+    writer
+        .execute_batch("COMMIT; PRAGMA locking_mode=NORMAL; SELECT 1 FROM tiles LIMIT 1;")
+        .expect("commit");
+    drop(writer);
+    let tile = rt
+        .block_on(task)
+        .expect("task")
+        .unwrap_or_else(|e| panic!("the hit failed: {e:?}"));
+    assert_eq!(&tile.data[..], &b[..], "the writer's tile");
+    assert_eq!(counting.loads.load(Ordering::SeqCst), 1);
+    // no writer now: the quick way answers
+    match cache.quick_load(c) {
+        QuickLoad::Now(r) => assert_eq!(&r.expect("read").expect("a hit").data[..], &b[..]),
+        _ => panic!("the quick read of a free database did not answer"),
+    };
+}
+
+/// The async connection of a Redis cache is killed by the server (`CLIENT KILL`): the next hit
+/// is sent again over a new connection and answers the tile.
+#[test]
+fn a_redis_hit_after_the_connection_was_killed_reconnects() {
+    let Some(server) = RedisServer::start("a_redis_hit_after_the_connection_was_killed_reconnects")
+    else {
+        return;
+    };
+    let a = encode(&varied(), &ImageOpts::new(ImageFormat::png())).expect("encode");
+    let dir = tmp_dir("redis-kill");
+    let cache = open_cache(Kind::Redis, &dir, Some(&server), None, 3600.0).expect("cache");
+    let c = (7, 8, 9);
+    let stored = cache.store(c, &a).expect("store");
+    let mut admin = redis_conn(server.port);
+    let rt = runtime();
+    for round in 0..5 {
+        let (way, got) = rt.block_on(quick(&cache, c));
+        assert_eq!(way, "future");
+        let got = got.unwrap_or_else(|| panic!("round {round}: no tile"));
+        assert_eq!(&got.data[..], &a[..], "round {round}");
+        assert_eq!(Some(got.mtime), stored, "round {round}");
+        // every client but this one: the cache's async connection (and its pooled ones)
+        let killed: i64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("normal")
+            .arg("SKIPME")
+            .arg("yes")
+            .query(&mut admin)
+            .expect("CLIENT KILL");
+        assert!(killed >= 1, "round {round}: no connection to kill");
+    }
+    // a miss after a kill is a miss, not an error
+    let (_, got) = rt.block_on(quick(&cache, (1, 2, 3)));
+    assert!(got.is_none());
+}
+
+// ---------------------------------------------------------------------------------------------
 // The SQLite, Redis and compact caches against the real MapProxy 7 (MAPPROXY_PYTHON): it reads
 // what we wrote, we read what it wrote (compact: and our bundles of the same tiles are its bytes).
 

@@ -39,7 +39,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 
 use super::file::{ensure_dir, write_atomic};
-use super::{CachedTile, TileCache};
+use super::{CachedTile, QuickLoad, TileCache};
 use crate::grid::TileCoord;
 
 /// Tiles per bundle row and column.
@@ -297,6 +297,13 @@ impl TileCache for CompactCache {
             data: Bytes::from(data),
             mtime: UNIX_EPOCH,
         }))
+    }
+
+    /// A hit is positional reads of the index entry and the tile (v1: two files), taking no
+    /// lock (a writer appends the tile before it writes its entry): done on the calling
+    /// thread, as a file cache's hit.
+    fn quick_load(&self, coord: TileCoord) -> QuickLoad<'_> {
+        QuickLoad::Now(self.load(coord))
     }
 
     fn is_cached(&self, coord: TileCoord) -> io::Result<bool> {

@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 
 use super::path::{self, DirectoryLayout};
-use super::{CachedTile, TileCache};
+use super::{CachedTile, QuickLoad, TileCache};
 use crate::grid::TileCoord;
 use crate::image::{self, ImageFormat};
 
@@ -228,6 +228,11 @@ impl TileCache for FileCache {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io::Error::new(e.kind(), format!("{}: {e}", loc.display()))),
         }
+    }
+
+    /// A hit is one open, fstat and read of a small file: done on the calling thread.
+    fn quick_load(&self, coord: TileCoord) -> QuickLoad<'_> {
+        QuickLoad::Now(self.load(coord))
     }
 
     /// Local files: read and written on the calling thread.

@@ -1,7 +1,9 @@
 //! Tile caches (MapProxy's `mapproxy/cache/`): where a tile of a grid is stored.
 //!
 //! A cache stores encoded tiles by coordinate (in its grid's own origin). Calls are blocking
-//! file-system work: async callers run them where blocking is allowed.
+//! file-system work: async callers run them where blocking is allowed. A hit may take a faster
+//! way first ([`TileCache::quick_load`]): on the calling (async worker) thread when it cannot
+//! wait, or as a future (Redis), else the caller falls back to `load` on the blocking pool.
 
 pub mod compact;
 pub mod file;
@@ -21,6 +23,7 @@ use std::io;
 use std::time::SystemTime;
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 
 use crate::grid::TileCoord;
 
@@ -31,10 +34,32 @@ pub struct CachedTile {
     pub mtime: SystemTime,
 }
 
+/// What [`TileCache::quick_load`] gives: the answer of `load`, at once or as a future, or
+/// word that it could not be had without blocking.
+pub enum QuickLoad<'a> {
+    /// What `load` would have answered.
+    Now(io::Result<Option<CachedTile>>),
+    /// What `load` would have answered, from a future that does not block the thread (a
+    /// network round trip on the caller's runtime).
+    Future(BoxFuture<'a, io::Result<Option<CachedTile>>>),
+    /// Not without waiting (a database lock, a cache with only blocking calls): call `load`
+    /// where blocking is allowed.
+    WouldBlock,
+}
+
 /// One cache of one grid (MapProxy: a cache's `<name>_<grid>` directory, or a table, ...).
 pub trait TileCache: Send + Sync + 'static {
     /// The tile, or `None` when it is not stored.
     fn load(&self, coord: TileCoord) -> io::Result<Option<CachedTile>>;
+    /// `load` without blocking the calling thread, as async workers call it for each request:
+    /// a cache whose hits are cheap local reads answers [`QuickLoad::Now`], one that must wait
+    /// on the network [`QuickLoad::Future`], and one that would have to wait on another's lock
+    /// (or cannot tell) [`QuickLoad::WouldBlock`], the default. Whatever it answers is what
+    /// `load` answers for the same tile at that moment (misses and expired tiles included).
+    fn quick_load(&self, coord: TileCoord) -> QuickLoad<'_> {
+        let _ = coord;
+        QuickLoad::WouldBlock
+    }
     /// Is the tile stored? (Cheaper than `load` where the storage allows.)
     fn is_cached(&self, coord: TileCoord) -> io::Result<bool> {
         Ok(self.load(coord)?.is_some())

@@ -8,20 +8,37 @@
 //! 6.2+) and read back with `PEXPIRETIME` (Redis 7+; `PTTL` before), so that a tile's time, and
 //! with it its ETag, is the same on every read and equal to what `store` returned. Without a
 //! ttl the time is unknown: the epoch (a stable ETag), as for MBTiles.
+//!
+//! Hits on an async runtime ([`TileCache::quick_load`]) go over one multiplexed async
+//! connection per tokio runtime (its reader task runs on that runtime; requests from all its
+//! workers are pipelined on it), made on first use; a command that fails because the
+//! connection dropped (a restarted server, `CLIENT KILL`, an idle timeout) is sent once more
+//! over a new one. Stores, removals, the tile locks and calls from outside a runtime use the
+//! pooled blocking connections.
 
+use std::collections::HashMap;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use redis::{Client, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
+use futures_util::FutureExt;
+use redis::aio::MultiplexedConnection;
+use redis::{
+    AsyncConnectionConfig, Client, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo,
+};
+use tokio::runtime;
 
-use super::{CachedTile, TileCache};
+use super::{CachedTile, QuickLoad, TileCache};
 use crate::grid::TileCoord;
 
 /// Idle connections kept (more are opened when more threads need one).
 const POOL_SIZE: usize = 8;
+
+/// Async connections kept for runtimes that may have ended (tests start many): beyond this
+/// many, the table starts again.
+const MAX_RUNTIMES: usize = 16;
 
 /// Connecting, reading and writing give up after this long (a stalled Redis must not hold a
 /// request forever).
@@ -65,6 +82,12 @@ pub struct RedisCache {
     prefix: String,
     ttl_ms: u64,
     pool: Mutex<Vec<redis::Connection>>,
+    /// The multiplexed async connection of each runtime, with a number telling it from the one
+    /// that replaces it.
+    async_conns: Mutex<HashMap<runtime::Id, (u64, MultiplexedConnection)>>,
+    /// Serializes connecting (the first hits of a runtime wait for one connection).
+    connecting: tokio::sync::Mutex<()>,
+    next_conn: AtomicU64,
     /// The server has no PEXPIRETIME / no SET PXAT (Redis before 7 / 6.2): relative times.
     old_server: AtomicBool,
 }
@@ -108,6 +131,9 @@ impl RedisCache {
                 0
             },
             pool: Mutex::new(Vec::new()),
+            async_conns: Mutex::new(HashMap::new()),
+            connecting: tokio::sync::Mutex::new(()),
+            next_conn: AtomicU64::new(0),
             old_server: AtomicBool::new(false),
         })
     }
@@ -154,6 +180,121 @@ impl RedisCache {
         }
     }
 
+    /// The runtime's async connection (made when it has none).
+    async fn async_conn(&self, rt: runtime::Id) -> io::Result<(u64, MultiplexedConnection)> {
+        if let Some(c) = lock(&self.async_conns).get(&rt) {
+            return Ok(c.clone());
+        }
+        let _connecting = self.connecting.lock().await;
+        if let Some(c) = lock(&self.async_conns).get(&rt) {
+            return Ok(c.clone());
+        }
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(IO_TIMEOUT))
+            .set_response_timeout(Some(IO_TIMEOUT));
+        let conn = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(io_err)?;
+        let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let mut conns = lock(&self.async_conns);
+        if conns.len() >= MAX_RUNTIMES {
+            conns.clear();
+        }
+        conns.insert(rt, (id, conn.clone()));
+        Ok((id, conn))
+    }
+
+    /// Forgets the runtime's async connection `id` (it failed), unless already replaced.
+    fn drop_async_conn(&self, rt: runtime::Id, id: u64) {
+        let mut conns = lock(&self.async_conns);
+        if conns.get(&rt).is_some_and(|(i, _)| *i == id) {
+            conns.remove(&rt);
+        }
+    }
+
+    /// `load` over the runtime's async connection, sent once more over a new connection when
+    /// the first one failed (dropped by the server, or by a runtime that ended).
+    async fn load_async(
+        &self,
+        rt: runtime::Id,
+        coord: TileCoord,
+    ) -> io::Result<Option<CachedTile>> {
+        let key = self.key(coord);
+        let mut retried = false;
+        loop {
+            let (id, mut conn) = self.async_conn(rt).await?;
+            match self.query_async(&mut conn, &key).await {
+                Err(e)
+                    if !retried
+                        && (e.is_io_error()
+                            || e.is_connection_dropped()
+                            || e.is_unrecoverable_error()) =>
+                {
+                    self.drop_async_conn(rt, id);
+                    retried = true;
+                }
+                Err(e) => return Err(io_err(e)),
+                Ok((data, expiry)) => return Ok(self.tile(data, expiry)),
+            }
+        }
+    }
+
+    /// The tile's bytes and its key's expiry (milliseconds since the epoch), as `load` reads
+    /// them.
+    async fn query_async(
+        &self,
+        conn: &mut MultiplexedConnection,
+        key: &str,
+    ) -> redis::RedisResult<(Option<Vec<u8>>, Option<i64>)> {
+        if self.ttl_ms == 0 {
+            let data: Option<Vec<u8>> = redis::cmd("GET").arg(key).query_async(conn).await?;
+            return Ok((data, None));
+        }
+        if !self.old_server.load(Ordering::Relaxed) {
+            let r = redis::pipe()
+                .cmd("GET")
+                .arg(key)
+                .cmd("PEXPIRETIME")
+                .arg(key)
+                .query_async::<(Option<Vec<u8>>, i64)>(conn)
+                .await;
+            match r {
+                Ok((d, at)) => return Ok((d, (at >= 0).then_some(at))),
+                Err(e) if e.to_string().contains("unknown command") => {
+                    self.old_server.store(true, Ordering::Relaxed);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let (d, pttl) = redis::pipe()
+            .cmd("GET")
+            .arg(key)
+            .cmd("PTTL")
+            .arg(key)
+            .query_async::<(Option<Vec<u8>>, i64)>(conn)
+            .await?;
+        Ok((d, (pttl >= 0).then(|| now_ms() + pttl)))
+    }
+
+    /// The tile of a key's bytes and expiry: its time is the expiry less the ttl; without a
+    /// ttl, or for a key without expiry (written with another ttl setting), unknown: the epoch.
+    fn tile(&self, data: Option<Vec<u8>>, expiry: Option<i64>) -> Option<CachedTile> {
+        let data = data?;
+        let mtime = match expiry {
+            Some(at) if self.ttl_ms > 0 => {
+                UNIX_EPOCH
+                    + Duration::from_millis(at.saturating_sub(self.ttl_ms as i64).max(0) as u64)
+            }
+            _ => UNIX_EPOCH,
+        };
+        Some(CachedTile {
+            data: Bytes::from(data),
+            mtime,
+        })
+    }
+
     fn connect(&self) -> io::Result<redis::Connection> {
         let conn = self
             .client
@@ -198,19 +339,16 @@ impl TileCache for RedisCache {
                 Err(e) => return Err(e),
             }
         };
-        let Some(data) = data else { return Ok(None) };
-        let mtime = match expiry {
-            Some(at) => {
-                UNIX_EPOCH
-                    + Duration::from_millis(at.saturating_sub(self.ttl_ms as i64).max(0) as u64)
-            }
-            // a key without expiry (written with another ttl setting): unknown
-            None => UNIX_EPOCH,
-        };
-        Ok(Some(CachedTile {
-            data: Bytes::from(data),
-            mtime,
-        }))
+        Ok(self.tile(data, expiry))
+    }
+
+    /// On a tokio runtime: a future over the runtime's multiplexed connection; elsewhere the
+    /// blocking `load`.
+    fn quick_load(&self, coord: TileCoord) -> QuickLoad<'_> {
+        match runtime::Handle::try_current() {
+            Ok(h) => QuickLoad::Future(self.load_async(h.id(), coord).boxed()),
+            Err(_) => QuickLoad::WouldBlock,
+        }
     }
 
     fn is_cached(&self, coord: TileCoord) -> io::Result<bool> {

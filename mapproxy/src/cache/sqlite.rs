@@ -12,6 +12,13 @@
 //! block the writer nor it them, with a busy timeout (`sqlite_timeout`, 30 s) for writers
 //! waiting on each other; a write that still finds the database busy is retried until that
 //! timeout has passed. A killed writer leaves no partial tile: each store is one transaction.
+//!
+//! Hits ([`TileCache::quick_load`]) are read on the calling thread through separate read-only
+//! connections without a busy timeout: a read that would wait (a writer holding the database
+//! in exclusive locking mode, a WAL recovery) answers [`QuickLoad::WouldBlock`], and the caller
+//! loads the tile on the blocking pool, waiting as `load` does. Nothing else goes through them:
+//! stores, removals and a file's first open (its schema) keep the pooled read-write
+//! connections.
 
 use std::collections::HashMap;
 use std::fs;
@@ -23,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 
-use super::{CachedTile, TileCache};
+use super::{CachedTile, QuickLoad, TileCache};
 use crate::grid::{Bbox, TileCoord, TileGrid};
 
 /// MapProxy's default `sqlite_timeout` (seconds).
@@ -57,6 +64,8 @@ struct Db {
     args: InitArgs,
     pool: Mutex<Vec<Connection>>,
     ready: Mutex<bool>,
+    /// Read-only connections without a busy timeout, for hits on the calling thread.
+    readers: Mutex<Vec<Connection>>,
 }
 
 /// What a schema needs beyond the connection.
@@ -80,6 +89,7 @@ impl Db {
             args,
             pool: Mutex::new(Vec::new()),
             ready: Mutex::new(false),
+            readers: Mutex::new(Vec::new()),
         }
     }
 
@@ -124,6 +134,47 @@ impl Db {
             *ready = true;
         }
         Ok(conn)
+    }
+
+    /// A read-only connection that does not wait for locks (busy timeout 0).
+    fn open_reader(&self) -> rusqlite::Result<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::ZERO)?;
+        Ok(conn)
+    }
+
+    /// Runs the read `f` on a read-only connection without waiting for any lock. `None`, for
+    /// the caller to take the blocking path instead, when the database is busy or locked, and
+    /// when the read fails otherwise: a file not made yet (the blocking path makes it and its
+    /// schema), a table missing, ... (the blocking path reports such errors as it always has).
+    fn try_read<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Option<R> {
+        let pooled = lock(&self.readers).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => self.open_reader().ok()?,
+        };
+        match f(&conn) {
+            Ok(v) => {
+                self.return_reader(conn);
+                Some(v)
+            }
+            Err(e) => {
+                if is_busy(&e) {
+                    self.return_reader(conn);
+                }
+                None
+            }
+        }
+    }
+
+    fn return_reader(&self, conn: Connection) {
+        let mut readers = lock(&self.readers);
+        if readers.len() < POOL_SIZE {
+            readers.push(conn);
+        }
     }
 
     /// Runs `f` again while the database is busy, until the timeout has passed.
@@ -194,12 +245,34 @@ fn now_secs() -> i64 {
 struct MbTilesFile {
     db: Db,
     timestamps: bool,
-    /// Seconds; 0: tiles do not expire (only with timestamps).
-    ttl: u64,
+    /// `load`'s and `is_cached`'s statements (with the ttl condition), made once.
+    select: String,
+    exists: String,
 }
 
 impl MbTilesFile {
     fn new(path: PathBuf, timeout: Duration, timestamps: bool, ttl: u64) -> MbTilesFile {
+        let ttl = if timestamps { ttl } else { 0 };
+        let cond = if ttl > 0 {
+            // MapProxy's condition, as text comparison of local times
+            format!(" AND datetime('now', 'localtime', '-{ttl} seconds') < last_modified")
+        } else {
+            String::new()
+        };
+        let select = if timestamps {
+            // last_modified is local time with second resolution (MapProxy's
+            // datetime(?, 'unixepoch', 'localtime')); 'utc' turns it back
+            format!(
+                "SELECT tile_data, CAST(strftime('%s', last_modified, 'utc') AS INTEGER) \
+                 FROM tiles WHERE tile_column = ? AND tile_row = ? AND zoom_level = ?{cond}"
+            )
+        } else {
+            "SELECT tile_data FROM tiles WHERE tile_column = ? AND tile_row = ? AND zoom_level = ?"
+                .to_string()
+        };
+        let exists = format!(
+            "SELECT 1 FROM tiles WHERE tile_column = ? AND tile_row = ? AND zoom_level = ?{cond}"
+        );
         MbTilesFile {
             db: Db::new(
                 path,
@@ -211,62 +284,47 @@ impl MbTilesFile {
                 },
             ),
             timestamps,
-            ttl: if timestamps { ttl } else { 0 },
+            select,
+            exists,
         }
     }
 
-    fn ttl_condition(&self) -> String {
-        if self.ttl > 0 {
-            // MapProxy's condition, as text comparison of local times
-            format!(
-                " AND datetime('now', 'localtime', '-{} seconds') < last_modified",
-                self.ttl
-            )
-        } else {
-            String::new()
-        }
-    }
-
-    fn load(&self, (x, y, z): TileCoord) -> io::Result<Option<CachedTile>> {
+    /// The tile through `c` (`None`: missing, or expired).
+    fn select(&self, c: &Connection, (x, y, z): TileCoord) -> rusqlite::Result<Option<CachedTile>> {
         let ts = self.timestamps;
-        let sql = if ts {
-            // last_modified is local time with second resolution (MapProxy's
-            // datetime(?, 'unixepoch', 'localtime')); 'utc' turns it back
-            format!(
-                "SELECT tile_data, CAST(strftime('%s', last_modified, 'utc') AS INTEGER) \
-                 FROM tiles WHERE tile_column = ? AND tile_row = ? AND zoom_level = ?{}",
-                self.ttl_condition()
-            )
-        } else {
-            "SELECT tile_data FROM tiles WHERE tile_column = ? AND tile_row = ? AND zoom_level = ?"
-                .to_string()
-        };
-        self.db.with(|c| {
-            c.prepare_cached(&sql)?
-                .query_row(params![x, y, z as i64], |r| {
-                    let data: Vec<u8> = r.get(0)?;
-                    let mtime = if ts {
-                        r.get::<_, Option<i64>>(1)?.map(secs).unwrap_or(UNIX_EPOCH)
-                    } else {
-                        // MBTiles has no tile times (MapProxy: the epoch)
-                        UNIX_EPOCH
-                    };
-                    Ok(CachedTile {
-                        data: Bytes::from(data),
-                        mtime,
-                    })
+        c.prepare_cached(&self.select)?
+            .query_row(params![x, y, z as i64], |r| {
+                let data: Vec<u8> = r.get(0)?;
+                let mtime = if ts {
+                    r.get::<_, Option<i64>>(1)?.map(secs).unwrap_or(UNIX_EPOCH)
+                } else {
+                    // MBTiles has no tile times (MapProxy: the epoch)
+                    UNIX_EPOCH
+                };
+                Ok(CachedTile {
+                    data: Bytes::from(data),
+                    mtime,
                 })
-                .optional()
-        })
+            })
+            .optional()
+    }
+
+    fn load(&self, coord: TileCoord) -> io::Result<Option<CachedTile>> {
+        self.db.with(|c| self.select(c, coord))
+    }
+
+    fn quick_load(&self, coord: TileCoord) -> QuickLoad<'static> {
+        match self.db.try_read(|c| self.select(c, coord)) {
+            Some(t) => QuickLoad::Now(Ok(t)),
+            None => QuickLoad::WouldBlock,
+        }
     }
 
     fn is_cached(&self, (x, y, z): TileCoord) -> io::Result<bool> {
-        let sql = format!(
-            "SELECT 1 FROM tiles WHERE tile_column = ? AND tile_row = ? AND zoom_level = ?{}",
-            self.ttl_condition()
-        );
-        self.db
-            .with(|c| c.prepare_cached(&sql)?.exists(params![x, y, z as i64]))
+        self.db.with(|c| {
+            c.prepare_cached(&self.exists)?
+                .exists(params![x, y, z as i64])
+        })
     }
 
     fn store(&self, (x, y, z): TileCoord, data: &[u8]) -> io::Result<Option<SystemTime>> {
@@ -326,6 +384,9 @@ impl TileCache for MbTilesCache {
     fn load(&self, coord: TileCoord) -> io::Result<Option<CachedTile>> {
         self.file.load(coord)
     }
+    fn quick_load(&self, coord: TileCoord) -> QuickLoad<'_> {
+        self.file.quick_load(coord)
+    }
     fn is_cached(&self, coord: TileCoord) -> io::Result<bool> {
         self.file.is_cached(coord)
     }
@@ -384,6 +445,9 @@ impl SqliteCache {
 impl TileCache for SqliteCache {
     fn load(&self, coord: TileCoord) -> io::Result<Option<CachedTile>> {
         self.level(coord.2).load(coord)
+    }
+    fn quick_load(&self, coord: TileCoord) -> QuickLoad<'_> {
+        self.level(coord.2).quick_load(coord)
     }
     fn is_cached(&self, coord: TileCoord) -> io::Result<bool> {
         self.level(coord.2).is_cached(coord)
@@ -686,18 +750,27 @@ impl GpkgFile {
         }
     }
 
-    fn load(&self, (x, y, z): TileCoord) -> io::Result<Option<CachedTile>> {
-        self.db.with(|c| {
-            c.prepare_cached(&self.select)?
-                .query_row(params![x, y, z as i64], |r| {
-                    Ok(CachedTile {
-                        data: Bytes::from(r.get::<_, Vec<u8>>(0)?),
-                        // GeoPackage has no tile times (MapProxy: the epoch)
-                        mtime: UNIX_EPOCH,
-                    })
+    fn select(&self, c: &Connection, (x, y, z): TileCoord) -> rusqlite::Result<Option<CachedTile>> {
+        c.prepare_cached(&self.select)?
+            .query_row(params![x, y, z as i64], |r| {
+                Ok(CachedTile {
+                    data: Bytes::from(r.get::<_, Vec<u8>>(0)?),
+                    // GeoPackage has no tile times (MapProxy: the epoch)
+                    mtime: UNIX_EPOCH,
                 })
-                .optional()
-        })
+            })
+            .optional()
+    }
+
+    fn load(&self, coord: TileCoord) -> io::Result<Option<CachedTile>> {
+        self.db.with(|c| self.select(c, coord))
+    }
+
+    fn quick_load(&self, coord: TileCoord) -> QuickLoad<'static> {
+        match self.db.try_read(|c| self.select(c, coord)) {
+            Some(t) => QuickLoad::Now(Ok(t)),
+            None => QuickLoad::WouldBlock,
+        }
     }
 
     fn is_cached(&self, (x, y, z): TileCoord) -> io::Result<bool> {
@@ -798,6 +871,9 @@ impl GeoPackageCache {
 impl TileCache for GeoPackageCache {
     fn load(&self, coord: TileCoord) -> io::Result<Option<CachedTile>> {
         self.with(coord.2, |f| f.load(coord))
+    }
+    fn quick_load(&self, coord: TileCoord) -> QuickLoad<'_> {
+        self.with(coord.2, |f| f.quick_load(coord))
     }
     fn is_cached(&self, coord: TileCoord) -> io::Result<bool> {
         self.with(coord.2, |f| f.is_cached(coord))
