@@ -1126,7 +1126,11 @@ fn a_hit_while_another_writer_holds_the_database_is_answered_by_the_blocking_pat
         .unwrap_or_else(|e| panic!("the hit failed: {e:?}"));
     assert_eq!(&tile.data[..], &b[..], "the writer's tile");
     assert_eq!(counting.loads.load(Ordering::SeqCst), 1);
-    // no writer now: the quick way answers
+    // no writer now: the manager's next hit takes the quick way, no blocking load
+    let tile = rt.block_on(manager.load_tile(c)).expect("a hit");
+    assert_eq!(&tile.data[..], &b[..]);
+    assert_eq!(counting.quick.load(Ordering::SeqCst), 2);
+    assert_eq!(counting.loads.load(Ordering::SeqCst), 1);
     match cache.quick_load(c) {
         QuickLoad::Now(r) => assert_eq!(&r.expect("read").expect("a hit").data[..], &b[..]),
         _ => panic!("the quick read of a free database did not answer"),

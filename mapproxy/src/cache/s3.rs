@@ -8,7 +8,10 @@
 //! leaves the HTTP to us) and sent by the project's pooled client (`client/`): the same
 //! timeouts, TLS settings and keep-alive as every other upstream. The
 //! cache trait is blocking: a call hands its request to a small runtime of its own and waits
-//! ([`TileCache::blocks`] is true, so the tile manager runs it on the blocking pool).
+//! ([`TileCache::blocks`] is true, so the tile manager runs it on the blocking pool). Hits
+//! stay there too: S3 has no [`TileCache::quick_load`] of its own (the default answers
+//! `WouldBlock`). A hit is an HTTP round trip to a remote server, which costs far more than the
+//! hand-off; hits as futures on the caller's runtime are not done (issue 14 sets S3 no target).
 //!
 //! A tile's time is the object's `Last-Modified` (seconds, as MapProxy reads it).
 
