@@ -100,11 +100,76 @@ fn decode_png_rgba(data: &[u8]) -> Option<RgbaImage> {
     RgbaImage::from_raw(info.width, info.height, buf)
 }
 
+/// What the header chunks of a PNG say about a paletted image whose every pixel is fully
+/// transparent: colour type 3 with a `tRNS` chunk giving alpha 0 to every `PLTE` entry (a
+/// one-entry palette with alpha 0 is the common case: blank tiles as we and Pillow write them).
+/// `Some((width, height, colour))`, `colour` the one RGBA value every pixel decodes to when all
+/// entries share their RGB (`None` when they differ: the pixels are transparent, their colour
+/// channels vary). `None` for anything else, nothing decoded.
+///
+/// Only the chunks before the first `IDAT` are read and their CRCs are not verified: a corrupt
+/// tile whose header chunks say "transparent" is treated as transparent (decoding would have
+/// reported it as an error), as is one whose image data uses indices outside its palette.
+fn png_transparent_header(data: &[u8]) -> Option<(u32, u32, Option<[u8; 4]>)> {
+    let rest = data.strip_prefix(b"\x89PNG\r\n\x1a\n")?;
+    let mut pos = 0usize;
+    let mut size: Option<(u32, u32)> = None;
+    let mut plte: Option<&[u8]> = None;
+    let mut trns: Option<&[u8]> = None;
+    loop {
+        let head = rest.get(pos..pos.checked_add(8)?)?;
+        let len = usize::try_from(u32::from_be_bytes([head[0], head[1], head[2], head[3]])).ok()?;
+        let kind = &head[4..8];
+        let start = pos + 8;
+        let body = rest.get(start..start.checked_add(len)?)?;
+        match kind {
+            b"IHDR" => {
+                // width, height, bit depth, colour type 3 (paletted), ...
+                if len != 13 || pos != 0 || body[9] != 3 {
+                    return None;
+                }
+                let w = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+                let h = u32::from_be_bytes([body[4], body[5], body[6], body[7]]);
+                size = Some((w, h));
+            }
+            b"PLTE" => plte = Some(body),
+            b"tRNS" => trns = Some(body),
+            b"IDAT" => break,
+            _ => {}
+        }
+        // IHDR comes first
+        size?;
+        // the chunk's data and its CRC
+        pos = start.checked_add(len)?.checked_add(4)?;
+    }
+    let (w, h) = size?;
+    let (plte, trns) = (plte?, trns?);
+    let n = plte.len() / 3;
+    if n == 0 || plte.len() % 3 != 0 || trns.len() < n || trns[..n].iter().any(|&a| a != 0) {
+        return None;
+    }
+    let first = &plte[..3];
+    let color = plte
+        .chunks_exact(3)
+        .all(|c| c == first)
+        .then(|| [first[0], first[1], first[2], 0]);
+    Some((w, h, color))
+}
+
+/// A paletted PNG whose every pixel is fully transparent, seen from its header chunks without
+/// decoding (see `png_transparent_header`, which also says what is not checked): such a tile
+/// adds nothing to a map.
+pub fn png_is_transparent(data: &[u8]) -> bool {
+    png_transparent_header(data).is_some()
+}
+
 /// Tiles (row-major, `cols` per row, each `tile_size`, `None` where there is none) decoded
 /// into one stitched image, transparent where a tile is missing. PNG tiles are decoded row by
 /// row straight into the image as it is built, so neither the image nor a per-tile buffer is
 /// zeroed or copied first (zeroing and copying new buffers was a quarter of a stitched
-/// GetMap); other tiles go through [`decode`].
+/// GetMap); other tiles go through [`decode`]. A fully transparent paletted tile of one
+/// colour (its header chunks say so, see [`png_is_transparent`]) is filled with that colour
+/// without decoding.
 pub fn stitch(
     tiles: &[Option<&[u8]>],
     cols: usize,
@@ -131,15 +196,21 @@ pub fn stitch(
         enum Src<'a> {
             Rows(png::Reader<std::io::Cursor<&'a [u8]>>),
             Image(RgbaImage),
+            Fill([u8; 4]),
             Blank,
         }
         let mut srcs: Vec<Src> = Vec::with_capacity(cols);
         for t in tile_row {
             srcs.push(match t {
                 None => Src::Blank,
-                Some(data) => match png_rgba_reader(data, tile_size) {
-                    Some(r) => Src::Rows(r),
-                    None => Src::Image(decode(data)?),
+                Some(data) => match png_transparent_header(data) {
+                    // all [0, 0, 0, 0]: as a missing tile
+                    Some((w, h, Some([0, 0, 0, 0]))) if (w, h) == tile_size => Src::Blank,
+                    Some((w, h, Some(c))) if (w, h) == tile_size => Src::Fill(c),
+                    _ => match png_rgba_reader(data, tile_size) {
+                        Some(r) => Src::Rows(r),
+                        None => Src::Image(decode(data)?),
+                    },
                 },
             });
         }
@@ -161,6 +232,11 @@ pub fn stitch(
                         let stride = img.width() as usize * 4;
                         let row = &img.as_raw()[y * stride..(y + 1) * stride];
                         buf.extend_from_slice(&row[..stride.min(tw4)]);
+                    }
+                    Src::Fill(c) => {
+                        for _ in 0..tw {
+                            buf.extend_from_slice(c);
+                        }
                     }
                     _ => {}
                 }
@@ -653,6 +729,79 @@ mod tests {
         }
         assert_eq!(got, want);
         assert!(stitch(&[Some(b"not an image".as_slice())], 1, (16, 8)).is_err());
+    }
+
+    /// A paletted PNG written with the png crate: `palette` RGB entries, `trns` alphas, the
+    /// pixels' indices (8 bits).
+    fn paletted_png(w: u32, h: u32, palette: &[[u8; 3]], trns: &[u8], idx: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        {
+            let mut enc = png::Encoder::new(&mut out, w, h);
+            enc.set_color(png::ColorType::Indexed);
+            enc.set_depth(png::BitDepth::Eight);
+            enc.set_palette(palette.concat());
+            if !trns.is_empty() {
+                enc.set_trns(trns.to_vec());
+            }
+            let mut wr = enc.write_header().expect("header");
+            wr.write_image_data(idx).expect("data");
+        }
+        out
+    }
+
+    /// Fully transparent paletted tiles are recognised from their header chunks (not decoded)
+    /// and stitched as decoding them would; other tiles are still drawn.
+    #[test]
+    fn transparent_png_from_header() {
+        let mut o = ImageOpts::new(ImageFormat::png());
+        o.transparent = true;
+        // a blank tile as we write it: one entry [0, 0, 0] with alpha 0
+        let blank = encode(&blank_image(16, 8, [0, 0, 0, 0]), &o).expect("encode");
+        assert!(png_is_transparent(&blank));
+        // one colour with alpha 0 (Pillow keeps the colour)
+        let white = paletted_png(16, 8, &[[255, 255, 255]], &[0], &[0; 128]);
+        assert!(png_is_transparent(&white));
+        // several entries, all alpha 0, different colours: transparent, but decoded to stitch
+        let idx: Vec<u8> = (0..128).map(|i| (i % 2) as u8).collect();
+        let mixed = paletted_png(16, 8, &[[1, 2, 3], [4, 5, 6]], &[0, 0], &idx);
+        assert!(png_is_transparent(&mixed));
+        // not transparent: an opaque or half-transparent entry, a tRNS shorter than PLTE, no
+        // tRNS, truecolour, opaque paletted tiles, garbage and truncated files
+        let half = paletted_png(16, 8, &[[1, 2, 3], [4, 5, 6]], &[0, 128], &idx);
+        let short = paletted_png(16, 8, &[[1, 2, 3], [4, 5, 6]], &[0], &idx);
+        let no_trns = paletted_png(16, 8, &[[1, 2, 3]], &[], &[0; 128]);
+        let mut truecolor = o.clone();
+        truecolor.paletted = false;
+        let rgba_blank = encode(&blank_image(16, 8, [0, 0, 0, 0]), &truecolor).expect("encode");
+        let opaque = encode(
+            &RgbaImage::from_fn(16, 8, |x, y| image::Rgba([x as u8 * 9, y as u8, 7, 255])),
+            &ImageOpts::new(ImageFormat::png()),
+        )
+        .expect("encode");
+        for (name, t) in [
+            ("half", &half[..]),
+            ("short tRNS", &short),
+            ("no tRNS", &no_trns),
+            ("RGBA", &rgba_blank),
+            ("opaque", &opaque),
+            ("garbage", b"\x89PNG\r\n\x1a\nxx"),
+            ("truncated", &blank[..40]),
+        ] {
+            assert!(!png_is_transparent(t), "{name}");
+        }
+        // stitched: as decoding each tile and pasting it
+        let tiles: Vec<&[u8]> = vec![&blank, &white, &mixed, &half, &opaque, &rgba_blank];
+        let parts: Vec<Option<&[u8]>> = tiles.iter().map(|t| Some(*t)).collect();
+        let got = stitch(&parts, 3, (16, 8)).expect("stitch");
+        let mut want = RgbaImage::new(48, 16);
+        for (i, t) in tiles.iter().enumerate() {
+            let d = decode(t).expect("decode");
+            paste(&mut want, &d, (i as u32 % 3) * 16, (i as u32 / 3) * 8);
+        }
+        assert_eq!(got, want);
+        // the opaque tile is drawn
+        assert_eq!(got.get_pixel(16 + 3, 8 + 2).0, [27, 2, 7, 255]);
+        assert_eq!(got.get_pixel(16 + 3, 2).0, [255, 255, 255, 0]);
     }
 
     #[test]

@@ -523,7 +523,13 @@ async fn cache_image(
     let coords: Vec<Option<TileCoord>> = affected.tiles.clone().collect();
     let tiles = load_tiles(&g.manager, &coords).await;
     let tiles: Vec<Option<Bytes>> = tiles.into_iter().collect::<Result<_, _>>()?;
-    if tiles.iter().all(|t| t.is_none()) {
+    // no tiles, or only fully transparent ones (paletted PNGs whose header chunks say so, not
+    // decoded: blank tiles are common, see `png_is_transparent`): nothing to draw, as a
+    // stitched image that is transparent everywhere stays so when transformed
+    if tiles
+        .iter()
+        .all(|t| t.as_deref().is_none_or(crate::image::png_is_transparent))
+    {
         return Ok(None);
     }
     let (tw, th) = grid.tile_size();
