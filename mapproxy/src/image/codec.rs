@@ -12,10 +12,9 @@
 //!   not fully opaque, a JPEG otherwise.
 //!
 //! Compression is zlib level 6 as Pillow's default `compress_level`; paletted rows are not
-//! filtered (Pillow's encoder filters only truecolour rows), truecolour rows are filtered
-//! adaptively. (Pillow also sets the zlib `Z_RLE` strategy for quantized images; flate2 has no
-//! strategy knob, so our paletted files can be a little larger or smaller, never different
-//! pixels.)
+//! filtered (Pillow's encoder filters only truecolour rows) and are deflated with the zlib
+//! `Z_RLE` strategy Pillow sets for them (written directly with zlib-rs, [`write_png`]);
+//! truecolour rows are filtered adaptively (the png crate's encoder, default strategy).
 //!
 //! Quantizing: an image with at most `colors` distinct colours (most tiles: backgrounds, line
 //! maps, blank tiles) gets the exact palette, so its pixels are kept exactly; others go through
@@ -577,30 +576,34 @@ fn encode_png_paletted(img: &RgbaImage, colors: usize, alpha: bool) -> Result<Ve
     let q = quantize(img, colors, alpha);
     let n = q.palette.len().max(1);
     // Pillow: palettes of up to 16 colours are written with 1, 2 or 4 bits per pixel
-    let (depth, bits) = match n {
-        0..=2 => (png::BitDepth::One, 1),
-        3..=4 => (png::BitDepth::Two, 2),
-        5..=16 => (png::BitDepth::Four, 4),
-        _ => (png::BitDepth::Eight, 8),
+    let bits: usize = match n {
+        0..=2 => 1,
+        3..=4 => 2,
+        5..=16 => 4,
+        _ => 8,
     };
     let width = img.width() as usize;
-    let data = if bits == 8 {
-        q.indices
-    } else {
-        let per_byte = 8 / bits;
-        let row_bytes = width.div_ceil(per_byte);
-        let mut packed = Vec::with_capacity(row_bytes * img.height() as usize);
-        for row in q.indices.chunks(width.max(1)) {
+    let height = img.height() as usize;
+    // the scanlines, each with its filter byte 0 (none: Pillow filters no paletted rows)
+    let row_bytes = (width * bits).div_ceil(8);
+    let mut raw = Vec::with_capacity((row_bytes + 1) * height);
+    if width > 0 {
+        for row in q.indices.chunks_exact(width) {
+            raw.push(0);
+            if bits == 8 {
+                raw.extend_from_slice(row);
+                continue;
+            }
+            let per_byte = 8 / bits;
             for group in row.chunks(per_byte) {
                 let mut b = 0u8;
                 for (i, &v) in group.iter().enumerate() {
                     b |= v << (8 - bits * (i + 1));
                 }
-                packed.push(b);
+                raw.push(b);
             }
         }
-        packed
-    };
+    }
     let mut plte = Vec::with_capacity(n * 3);
     for c in &q.palette {
         plte.extend_from_slice(&c[..3]);
@@ -615,21 +618,83 @@ fn encode_png_paletted(img: &RgbaImage, colors: usize, alpha: bool) -> Result<Ve
             None => Vec::new(),
         }
     };
-    let mut out = Vec::new();
-    {
-        let mut enc = png_encoder(&mut out, img);
-        enc.set_color(png::ColorType::Indexed);
-        enc.set_depth(depth);
-        enc.set_palette(plte);
-        if !trns.is_empty() {
-            enc.set_trns(trns);
-        }
-        enc.set_filter(png::Filter::NoFilter);
-        let mut w = enc.write_header().map_err(png_err)?;
-        w.write_image_data(&data).map_err(png_err)?;
-        w.finish().map_err(png_err)?;
+    // bits is 1, 2, 4 or 8
+    write_png(img.dimensions(), bits as u8, 3, &plte, &trns, &raw)
+}
+
+/// A PNG file written directly: signature, `IHDR`, `PLTE` and `tRNS` when given, one `IDAT`
+/// with `raw` (the scanlines with their filter bytes) deflated by zlib-rs as Pillow does for
+/// MapProxy's quantized images: level 6 (Pillow's default), memLevel 9 (Pillow's), the
+/// `Z_RLE` strategy (MapProxy's `img_to_buf` passes `compress_type=Image.RLE` after
+/// quantizing; checked against MapProxy 7's Pillow 13: its IDAT is zlib's with these
+/// settings), `IEND`.
+/// (The png crate's encoder has no strategy knob and copies the data through its own writer.)
+fn write_png(
+    (width, height): (u32, u32),
+    bit_depth: u8,
+    color_type: u8,
+    plte: &[u8],
+    trns: &[u8],
+    raw: &[u8],
+) -> Result<Vec<u8>, ImageError> {
+    let too_large = || ImageError("cannot encode PNG: too large".into());
+    let bound = zlib_rs::compress_bound(raw.len());
+    let mut out = Vec::with_capacity(
+        bound
+            .checked_add(plte.len() + trns.len() + 8 + 25 + 3 * 12 + 12)
+            .ok_or_else(too_large)?,
+    );
+    out.extend_from_slice(b"\x89PNG\r\n\x1a\n");
+    let mut ihdr = [0u8; 13];
+    ihdr[..4].copy_from_slice(&width.to_be_bytes());
+    ihdr[4..8].copy_from_slice(&height.to_be_bytes());
+    // bit depth, colour type; compression, filter method and interlace 0
+    ihdr[8] = bit_depth;
+    ihdr[9] = color_type;
+    png_chunk(&mut out, b"IHDR", &ihdr)?;
+    if !plte.is_empty() {
+        png_chunk(&mut out, b"PLTE", plte)?;
     }
+    if !trns.is_empty() {
+        png_chunk(&mut out, b"tRNS", trns)?;
+    }
+    // IDAT: the length is written once the stream is deflated in place
+    let head = out.len();
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(b"IDAT");
+    let start = out.len();
+    out.resize(start + bound, 0);
+    let config = zlib_rs::DeflateConfig {
+        level: 6,
+        strategy: zlib_rs::Strategy::Rle,
+        mem_level: 9,
+        ..zlib_rs::DeflateConfig::default()
+    };
+    let (deflated, rc) = zlib_rs::compress_slice(&mut out[start..], raw, config);
+    if rc != zlib_rs::ReturnCode::Ok {
+        return Err(ImageError(format!("cannot encode PNG: zlib {rc:?}")));
+    }
+    let len = deflated.len();
+    out.truncate(start + len);
+    let len32 = u32::try_from(len).map_err(|_| too_large())?;
+    out[head..head + 4].copy_from_slice(&len32.to_be_bytes());
+    let crc = zlib_rs::crc32::crc32(0, &out[head + 4..]);
+    out.extend_from_slice(&crc.to_be_bytes());
+    png_chunk(&mut out, b"IEND", &[])?;
     Ok(out)
+}
+
+/// One PNG chunk: length, type, data, CRC of type and data.
+fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) -> Result<(), ImageError> {
+    let len = u32::try_from(data.len())
+        .map_err(|_| ImageError("cannot encode PNG: chunk too large".into()))?;
+    out.extend_from_slice(&len.to_be_bytes());
+    let at = out.len();
+    out.extend_from_slice(kind);
+    out.extend_from_slice(data);
+    let crc = zlib_rs::crc32::crc32(0, &out[at..]);
+    out.extend_from_slice(&crc.to_be_bytes());
+    Ok(())
 }
 
 #[cfg(test)]
@@ -802,6 +867,58 @@ mod tests {
         // the opaque tile is drawn
         assert_eq!(got.get_pixel(16 + 3, 8 + 2).0, [27, 2, 7, 255]);
         assert_eq!(got.get_pixel(16 + 3, 2).0, [255, 255, 255, 0]);
+    }
+
+    /// The paletted PNGs written directly: chunks in order with valid CRCs (the png crate
+    /// checks them), a zlib stream, decodable by image's loader as by ours, `tRNS` only when
+    /// transparent.
+    #[test]
+    fn paletted_png_layout() {
+        let chunks = |png: &[u8]| -> Vec<String> {
+            let mut out = Vec::new();
+            let mut pos = 8;
+            while pos + 8 <= png.len() {
+                let len = u32::from_be_bytes([png[pos], png[pos + 1], png[pos + 2], png[pos + 3]]);
+                out.push(String::from_utf8_lossy(&png[pos + 4..pos + 8]).into_owned());
+                pos += 12 + len as usize;
+            }
+            assert_eq!(pos, png.len());
+            out
+        };
+        let mut img = gradient(false);
+        for x in 0..64 {
+            img.put_pixel(x, 3, image::Rgba([0, 0, 0, 0]));
+        }
+        for (transparent, want) in [
+            (true, vec!["IHDR", "PLTE", "tRNS", "IDAT", "IEND"]),
+            (false, vec!["IHDR", "PLTE", "IDAT", "IEND"]),
+        ] {
+            let mut o = ImageOpts::new(ImageFormat::png());
+            o.transparent = transparent;
+            let png = encode(&img, &o).expect("encode");
+            assert_eq!(chunks(&png), want);
+            // zlib header: deflate, 32K window
+            let idat = png.windows(4).position(|w| w == b"IDAT").expect("IDAT") + 4;
+            assert_eq!(png[idat] & 0x0f, 8);
+            let ours = decode(&png).expect("decode");
+            let theirs = image::load_from_memory_with_format(&png, image::ImageFormat::Png)
+                .expect("image decodes")
+                .to_rgba8();
+            assert_eq!(ours, theirs);
+            assert_eq!(ours.get_pixel(3, 3).0[3], if transparent { 0 } else { 255 });
+        }
+        // bit depths 1, 2, 4, 8 and odd widths
+        for n in [2u32, 4, 16, 200] {
+            let img = RgbaImage::from_fn(13, 5, |x, y| {
+                let i = (x + 13 * y) % n;
+                image::Rgba([i as u8, 255 - i as u8, 7, 255])
+            });
+            let png = encode(&img, &ImageOpts::new(ImageFormat::png())).expect("encode");
+            let back = image::load_from_memory_with_format(&png, image::ImageFormat::Png)
+                .expect("image decodes")
+                .to_rgba8();
+            assert_eq!(back, img, "{n} colours");
+        }
     }
 
     #[test]
