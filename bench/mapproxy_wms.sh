@@ -19,7 +19,8 @@
 # With PERF=1, then records mapproxy-serve under each case with perf and prints where the time
 # goes (decode, resample/reproject, encode, the rest).
 #
-#   bench/mapproxy_wms.sh     # ROUNDS=3 DURATION=5s CONNS=16 (MPS_BIN=path: that binary)
+#   bench/mapproxy_wms.sh     # ROUNDS=3 DURATION=5s CONNS=16 MPS_PORT=18431 MP7_PORT=18433
+#                             # (MPS_BIN=path: that binary instead of this tree's)
 #                             # CASES="same 4326 utm jpeg same_text 4326_text utm_text jpeg_text"
 #
 # Needs wrk (and perf for PERF=1) and a Python with MapProxy 7 (MAPPROXY_PYTHON, default
@@ -30,6 +31,14 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-5s} CONNS=${CONNS:-16} THREADS=${THREADS:-2}
 SERVER_CPU=${SERVER_CPU:-1} LOAD_CPU=${LOAD_CPU:-0} PERF=${PERF:-0}
 PY=${MAPPROXY_PYTHON:-$PWD/target/mapproxy-venv/bin/python}
+# the servers' ports (another run of this script on the machine needs others: a port already
+# answering would be measured in place of ours)
+MPS_PORT=${MPS_PORT:-18431} MP7_PORT=${MP7_PORT:-18433}
+for p in "$MPS_PORT" "$MP7_PORT"; do
+  if curl -s -o /dev/null -m 2 "http://127.0.0.1:$p/"; then
+    echo "bench: port $p is in use (another run?); set MPS_PORT/MP7_PORT"; exit 1
+  fi
+done
 command -v wrk >/dev/null || { echo "bench: wrk missing (apt-get install wrk)"; exit 1; }
 "$PY" -c 'import gunicorn' 2>/dev/null || "$PY" -m pip install -q gunicorn
 # MPS_BIN: measure that binary instead of building this tree's (an A/B against another commit)
@@ -85,7 +94,7 @@ cat > "$W/config.ini" <<EOF
 [server:main]
 use = egg:mapproxy-serve#http
 host = 127.0.0.1
-port = 18431
+port = $MPS_PORT
 [app:main]
 use = egg:MapProxy#app
 mapproxy_conf = $W/mps.yaml
@@ -131,21 +140,21 @@ run() { # NAME PORT CASE PIDS...
 }
 
 taskset -c "$SERVER_CPU" "$BIN" "$W/config.ini" 2>"$W/mps.log" & MPS=$!
-wait_up 18431
-( cd "$W" && exec taskset -c "$SERVER_CPU" "$(dirname "$PY")/gunicorn" -w 2 -b 127.0.0.1:18433 app:application 2>"$W/gunicorn.log" ) & GUN=$!
-wait_up 18433
-for c in $CASES; do check 18431 "$c"; check 18433 "$c"; done
+wait_up $MPS_PORT
+( cd "$W" && exec taskset -c "$SERVER_CPU" "$(dirname "$PY")/gunicorn" -w 2 -b 127.0.0.1:$MP7_PORT app:application 2>"$W/gunicorn.log" ) & GUN=$!
+wait_up $MP7_PORT
+for c in $CASES; do check $MPS_PORT "$c"; check $MP7_PORT "$c"; done
 echo "| round | case | server | req/s | p99 | server CPU per request (µs) | RSS |"
 echo "|---|---|---|---|---|---|---|"
 for r in $(seq 1 "$ROUNDS"); do
   for c in $CASES; do
     # even rounds start with MapProxy 7, so a drift of the machine favours neither
     if [ $((r % 2)) = 0 ]; then
-      b="$(run mapproxy7-gunicorn 18433 "$c" $GUN $(pgrep -P $GUN | tr '\n' ' '))"
-      a="$(run mapproxy-serve 18431 "$c" $MPS)"
+      b="$(run mapproxy7-gunicorn $MP7_PORT "$c" $GUN $(pgrep -P $GUN | tr '\n' ' '))"
+      a="$(run mapproxy-serve $MPS_PORT "$c" $MPS)"
     else
-      a="$(run mapproxy-serve 18431 "$c" $MPS)"
-      b="$(run mapproxy7-gunicorn 18433 "$c" $GUN $(pgrep -P $GUN | tr '\n' ' '))"
+      a="$(run mapproxy-serve $MPS_PORT "$c" $MPS)"
+      b="$(run mapproxy7-gunicorn $MP7_PORT "$c" $GUN $(pgrep -P $GUN | tr '\n' ' '))"
     fi
     for line in "$a" "$b"; do
       read -r n cs rps p99 cpu mem <<<"$line"; echo "| $r | $cs | $n | $rps | $p99 | $cpu | $mem |"; echo "$r $cs $n $rps $cpu" >> "$W/rps"
@@ -180,7 +189,7 @@ if [ "$PERF" = 1 ]; then
   echo
   echo "where mapproxy-serve's time goes (perf, self time by symbol, grouped):"
   for c in $CASES; do
-    url="http://127.0.0.1:18431${CASE[$c]}"
+    url="http://127.0.0.1:$MPS_PORT${CASE[$c]}"
     taskset -c "$LOAD_CPU" wrk -t"$THREADS" -c"$CONNS" -d8s "$url" >/dev/null &
     WRK=$!
     sleep 1
