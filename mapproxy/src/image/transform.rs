@@ -317,9 +317,30 @@ fn resize(
     let opts = fr::ResizeOptions::new()
         .crop(crop.0, crop.1, crop.2, crop.3)
         .resize_alg(alg);
-    fr::Resizer::new().resize(&src_view, &mut dst, &opts).ok()?;
+    RESIZER
+        .with(|r| {
+            let mut r = r.borrow_mut();
+            let done = r.resize(&src_view, &mut dst, &opts);
+            // a large map's buffers are not kept by the thread
+            if r.size_of_internal_buffers() > KEPT_RESIZER_BUFFERS {
+                r.reset_internal_buffers();
+            }
+            done
+        })
+        .ok()?;
     RgbaImage::from_raw(size.0, size.1, dst.into_vec())
 }
+
+thread_local! {
+    /// A resizer per thread (the blocking pool's threads render the maps): its buffers (the
+    /// source premultiplied by alpha, the horizontal pass) are kept between maps, not
+    /// allocated and zeroed for each (zeroing new buffers was a tenth of a stitched GetMap).
+    static RESIZER: std::cell::RefCell<fr::Resizer> = std::cell::RefCell::new(fr::Resizer::new());
+}
+
+/// The most buffer memory a thread's resizer keeps between maps (a 2048×2048 source's
+/// premultiplied copy and its horizontal pass).
+const KEPT_RESIZER_BUFFERS: usize = 32 << 20;
 
 /// The quads of MapProxy's `transform_meshes` (with the finer acceptance described in the
 /// module documentation).
