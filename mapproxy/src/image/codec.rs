@@ -467,29 +467,28 @@ struct Quantized {
 /// At most `colors` (1-256) colours; `alpha: false` quantizes the RGB image (alpha dropped, as
 /// MapProxy's `img.convert('RGB')`).
 fn quantize(img: &RgbaImage, colors: usize, alpha: bool) -> Quantized {
-    let px = |p: &[u8]| -> [u8; 4] {
-        if alpha {
-            [p[0], p[1], p[2], p[3]]
-        } else {
-            [p[0], p[1], p[2], 255]
-        }
-    };
-    // exact palette when the image has few colours, built with the indices in one pass; a
-    // pixel like the one before it (long runs in maps) skips the lookup
+    // exact palette when the image has few colours, built with the indices in one pass, run
+    // by run: the pixels equal to a run's first (long runs in maps: backgrounds, blank
+    // areas) are found with one compare each and share its one lookup
     let mut exact: ColorMap = ColorMap::default();
     let mut palette: Vec<[u8; 4]> = Vec::new();
     let mut indices: Vec<u8> = Vec::with_capacity(img.as_raw().len() / 4);
-    let mut last: Option<([u8; 4], u8)> = None;
     let mut fits = true;
-    for p in img.as_raw().chunks_exact(4) {
-        let c = px(p);
-        if let Some((lc, li)) = last {
-            if lc == c {
-                indices.push(li);
-                continue;
-            }
-        }
-        let i = match exact.entry(u32::from_ne_bytes(c)) {
+    // RGBA as a u32; without alpha, alpha forced to 255 (MapProxy's `img.convert('RGB')`)
+    let opaque = if alpha {
+        0
+    } else {
+        u32::from_ne_bytes([0, 0, 0, 255])
+    };
+    let word = |p: &[u8]| u32::from_ne_bytes([p[0], p[1], p[2], p[3]]) | opaque;
+    let mut rest: &[u8] = img.as_raw();
+    while rest.len() >= 4 {
+        let c = word(rest);
+        let run = 1 + rest[4..]
+            .chunks_exact(4)
+            .take_while(|p| word(p) == c)
+            .count();
+        let i = match exact.entry(c) {
             std::collections::hash_map::Entry::Occupied(e) => *e.get(),
             std::collections::hash_map::Entry::Vacant(e) => {
                 if palette.len() == colors {
@@ -499,12 +498,12 @@ fn quantize(img: &RgbaImage, colors: usize, alpha: bool) -> Quantized {
                 // palette.len() < colors <= 256
                 let i = palette.len() as u8;
                 e.insert(i);
-                palette.push(c);
+                palette.push(c.to_ne_bytes());
                 i
             }
         };
-        last = Some((c, i));
-        indices.push(i);
+        indices.resize(indices.len() + run, i);
+        rest = &rest[run * 4..];
     }
     if fits {
         return sort_transparent_first(Quantized { palette, indices });
@@ -723,6 +722,14 @@ mod tests {
         o.transparent = true;
         let png = encode(&img, &o).expect("encode");
         assert_eq!(decode(&png).expect("decode"), img);
+        // opaque: alpha dropped, the colours kept (runs of one colour cross rows)
+        o.transparent = false;
+        let png = encode(&img, &o).expect("encode");
+        let mut want = img.clone();
+        for p in want.pixels_mut() {
+            p.0[3] = 255;
+        }
+        assert_eq!(decode(&png).expect("decode"), want);
     }
 
     /// PNGs of each colour type decode to the RGBA they were made from (the png crate's path
