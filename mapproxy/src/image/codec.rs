@@ -194,6 +194,7 @@ pub fn stitch(
         #[allow(clippy::large_enum_variant)]
         enum Src<'a> {
             Rows(png::Reader<std::io::Cursor<&'a [u8]>>),
+            Indexed(png::Reader<std::io::Cursor<&'a [u8]>>, PaletteRows),
             Image(RgbaImage),
             Fill([u8; 4]),
             Blank,
@@ -206,9 +207,12 @@ pub fn stitch(
                     // all [0, 0, 0, 0]: as a missing tile
                     Some((w, h, Some([0, 0, 0, 0]))) if (w, h) == tile_size => Src::Blank,
                     Some((w, h, Some(c))) if (w, h) == tile_size => Src::Fill(c),
-                    _ => match png_rgba_reader(data, tile_size) {
-                        Some(r) => Src::Rows(r),
-                        None => Src::Image(decode(data)?),
+                    _ => match png_indexed_reader(data, tile_size) {
+                        Some((r, rows)) => Src::Indexed(r, rows),
+                        None => match png_rgba_reader(data, tile_size) {
+                            Some(r) => Src::Rows(r),
+                            None => Src::Image(decode(data)?),
+                        },
                     },
                 },
             });
@@ -227,6 +231,21 @@ pub fn stitch(
                         }
                         Err(e) => return Err(ImageError(format!("cannot decode image: {e}"))),
                     },
+                    Src::Indexed(r, rows) => {
+                        let row = match r.next_row() {
+                            Ok(Some(row)) => row,
+                            Ok(None) => {
+                                return Err(ImageError(
+                                    "cannot decode image: PNG row missing".into(),
+                                ))
+                            }
+                            Err(e) => return Err(ImageError(format!("cannot decode image: {e}"))),
+                        };
+                        buf.resize(before + tw4, 0);
+                        if !rows.expand(row.data(), &mut buf[before..]) {
+                            return Err(ImageError("cannot decode image: PNG row short".into()));
+                        }
+                    }
                     Src::Image(img) if (y as u32) < img.height() => {
                         let stride = img.width() as usize * 4;
                         let row = &img.as_raw()[y * stride..(y + 1) * stride];
@@ -245,6 +264,109 @@ pub fn stitch(
         }
     }
     RgbaImage::from_raw(w32, h32, buf).ok_or_else(too_large)
+}
+
+/// A reader of `size` giving a paletted PNG's rows as they are stored (indices, 1, 2, 4 or 8
+/// bits), with what expands them to RGBA; `None` for other PNGs and for anything that is not
+/// one.
+fn png_indexed_reader(
+    data: &[u8],
+    size: (u32, u32),
+) -> Option<(png::Reader<std::io::Cursor<&[u8]>>, PaletteRows)> {
+    // IHDR's colour type (the transformations are chosen before the header is read)
+    if !data.starts_with(b"\x89PNG\r\n\x1a\n") || data.get(25) != Some(&3) {
+        return None;
+    }
+    let mut dec = png::Decoder::new(std::io::Cursor::new(data));
+    dec.set_transformations(png::Transformations::IDENTITY);
+    let reader = dec.read_info().ok()?;
+    let info = reader.info();
+    if info.color_type != png::ColorType::Indexed
+        || info.interlaced
+        || (info.width, info.height) != size
+    {
+        return None;
+    }
+    let rows = PaletteRows::new(
+        info.palette.as_deref()?,
+        info.trns.as_deref(),
+        info.bit_depth,
+    )?;
+    Some((reader, rows))
+}
+
+/// Expands a paletted PNG's stored rows to RGBA with lookup tables: a byte of 1, 2 or 4 bit
+/// indices gives its 8, 4 or 2 pixels' RGBA at once (the png crate expands index by index,
+/// shifting and masking each: a sixth of a stitched GetMap of 1-bit tiles).
+enum PaletteRows {
+    Bits1(Box<[[u8; 32]; 256]>),
+    Bits2(Box<[[u8; 16]; 256]>),
+    Bits4(Box<[[u8; 8]; 256]>),
+    Bits8(Box<[[u8; 4]; 256]>),
+}
+
+impl PaletteRows {
+    /// The tables for `palette` (RGB) with `trns` (alpha) as the png crate reads them: a
+    /// `tRNS` longer than the palette is ignored, entries it does not cover are opaque,
+    /// indices past the palette black and opaque.
+    fn new(palette: &[u8], trns: Option<&[u8]>, depth: png::BitDepth) -> Option<PaletteRows> {
+        let mut lut = [[0u8, 0, 0, 255]; 256];
+        for (e, c) in lut.iter_mut().zip(palette.chunks_exact(3)) {
+            e[..3].copy_from_slice(c);
+        }
+        let trns = trns.unwrap_or(&[]);
+        if trns.len() <= palette.len() / 3 {
+            for (e, &a) in lut.iter_mut().zip(trns) {
+                e[3] = a;
+            }
+        }
+        fn table<const N: usize>(lut: &[[u8; 4]; 256], bits: usize) -> Box<[[u8; N]; 256]> {
+            let mut t = Box::new([[0u8; N]; 256]);
+            let mask = (1usize << bits) - 1;
+            for (b, e) in t.iter_mut().enumerate() {
+                for (k, px) in e.chunks_exact_mut(4).enumerate() {
+                    px.copy_from_slice(&lut[(b >> (8 - bits * (k + 1))) & mask]);
+                }
+            }
+            t
+        }
+        Some(match depth {
+            png::BitDepth::One => PaletteRows::Bits1(table(&lut, 1)),
+            png::BitDepth::Two => PaletteRows::Bits2(table(&lut, 2)),
+            png::BitDepth::Four => PaletteRows::Bits4(table(&lut, 4)),
+            png::BitDepth::Eight => PaletteRows::Bits8(Box::new(lut)),
+            png::BitDepth::Sixteen => return None,
+        })
+    }
+
+    /// `src`, a stored row, expanded into `dst` (RGBA, 4 bytes a pixel); false when `src` is
+    /// too short for it.
+    fn expand(&self, src: &[u8], dst: &mut [u8]) -> bool {
+        fn packed<const N: usize>(t: &[[u8; N]; 256], src: &[u8], dst: &mut [u8]) -> bool {
+            let full = dst.len() / N;
+            if src.len() < dst.len().div_ceil(N) {
+                return false;
+            }
+            let mut chunks = dst.chunks_exact_mut(N);
+            for (d, &b) in (&mut chunks).zip(src) {
+                d.copy_from_slice(&t[usize::from(b)]);
+            }
+            let rest = chunks.into_remainder();
+            let n = rest.len();
+            if n > 0 {
+                // the row's last byte, partly used (src is long enough, checked above)
+                let b = src[full];
+                rest.copy_from_slice(&t[usize::from(b)][..n]);
+            }
+            true
+        }
+        match self {
+            PaletteRows::Bits1(t) => packed(t, src, dst),
+            PaletteRows::Bits2(t) => packed(t, src, dst),
+            PaletteRows::Bits4(t) => packed(t, src, dst),
+            PaletteRows::Bits8(t) => packed(t, src, dst),
+        }
+    }
 }
 
 /// A reader of `size` giving 8-bit RGBA rows (see [`decode_png_rgba`]); `None` for other PNGs
@@ -926,6 +1048,55 @@ mod tests {
                 .to_rgba8();
             assert_eq!(back, img, "{n} colours");
         }
+    }
+
+    /// Paletted tiles of each bit depth and an odd width, expanded by our tables, stitch as the
+    /// png crate's expansion decodes them: tRNS shorter than, as long as and (ignored) longer
+    /// than the palette, indices past the palette.
+    #[test]
+    fn stitch_packed_palettes() {
+        let (w, h) = (13u32, 3u32);
+        let mut tiles: Vec<Vec<u8>> = Vec::new();
+        for (depth, bits) in [
+            (png::BitDepth::One, 1usize),
+            (png::BitDepth::Two, 2),
+            (png::BitDepth::Four, 4),
+            (png::BitDepth::Eight, 8),
+        ] {
+            let n = 1usize << bits;
+            for (entries, trns) in [
+                (n, vec![]),
+                (n.min(3), vec![0u8, 77]),
+                (n.min(2), vec![0u8, 1, 2, 3]),
+            ] {
+                let palette: Vec<u8> = (0..entries * 3).map(|i| (i * 37 % 251) as u8).collect();
+                let row_bytes = (w as usize * bits).div_ceil(8);
+                let data: Vec<u8> = (0..row_bytes * h as usize)
+                    .map(|i| (i * 151 + 7) as u8)
+                    .collect();
+                let mut out = Vec::new();
+                {
+                    let mut enc = png::Encoder::new(&mut out, w, h);
+                    enc.set_color(png::ColorType::Indexed);
+                    enc.set_depth(depth);
+                    enc.set_palette(palette);
+                    if !trns.is_empty() {
+                        enc.set_trns(trns);
+                    }
+                    let mut wr = enc.write_header().expect("header");
+                    wr.write_image_data(&data).expect("data");
+                }
+                tiles.push(out);
+            }
+        }
+        let parts: Vec<Option<&[u8]>> = tiles.iter().map(|t| Some(t.as_slice())).collect();
+        let got = stitch(&parts, 3, (w, h)).expect("stitch");
+        let mut want = RgbaImage::new(3 * w, 4 * h);
+        for (i, t) in tiles.iter().enumerate() {
+            let d = decode_png_rgba(t).expect("png crate decodes");
+            paste(&mut want, &d, (i as u32 % 3) * w, (i as u32 / 3) * h);
+        }
+        assert_eq!(got, want);
     }
 
     #[test]
