@@ -445,6 +445,35 @@ pub fn encode(img: &RgbaImage, opts: &ImageOpts) -> Result<Bytes, ImageError> {
     Ok(Bytes::from(out))
 }
 
+/// `encode` of a `width`×`height` image of one colour (a map with nothing drawn on its
+/// background). The last few such answers are kept: encoding a uniform 1024×1024 JPEG still
+/// transforms and codes every block (5 ms), and blank maps of one size and background repeat.
+pub fn encode_uniform(
+    width: u32,
+    height: u32,
+    color: [u8; 4],
+    opts: &ImageOpts,
+) -> Result<Bytes, ImageError> {
+    type Key = (u32, u32, [u8; 4], ImageOpts);
+    static KEPT: std::sync::Mutex<Vec<(Key, Bytes)>> = std::sync::Mutex::new(Vec::new());
+    const KEEP: usize = 8;
+    let key: Key = (width, height, color, opts.clone());
+    // a poisoned lock (a panic elsewhere while holding it) only loses the shortcut
+    if let Ok(kept) = KEPT.lock() {
+        if let Some((_, b)) = kept.iter().find(|(k, _)| *k == key) {
+            return Ok(b.clone());
+        }
+    }
+    let out = encode(&blank_image(width, height, color), opts)?;
+    if let Ok(mut kept) = KEPT.lock() {
+        if kept.len() >= KEEP {
+            kept.remove(0);
+        }
+        kept.push((key, out.clone()));
+    }
+    Ok(out)
+}
+
 /// Any pixel not fully opaque (MapProxy's `img_has_transparency`).
 pub fn has_transparency(img: &RgbaImage) -> bool {
     img.pixels().any(|p| p.0[3] < 255)
@@ -1160,6 +1189,24 @@ mod tests {
             sub_image(&img2, 0, 0, 2, 2),
             blank_image(2, 2, [1, 2, 3, 4])
         );
+    }
+
+    #[test]
+    fn uniform_maps_as_encoded() {
+        for (format, transparent, color) in [
+            (ImageFormat::jpeg(), false, [255, 255, 255, 255]),
+            (ImageFormat::png(), true, [255, 255, 255, 0]),
+            (ImageFormat::png(), false, [10, 20, 30, 255]),
+        ] {
+            let mut o = ImageOpts::new(format);
+            o.transparent = transparent;
+            for _ in 0..2 {
+                assert_eq!(
+                    encode_uniform(33, 17, color, &o).expect("uniform"),
+                    encode(&blank_image(33, 17, color), &o).expect("encode")
+                );
+            }
+        }
     }
 
     #[test]

@@ -276,6 +276,12 @@ pub(crate) async fn handle(
                 return crate::image::encode(img, &opts).map_err(|e| e.to_string());
             }
         }
+        // nothing drawn (no tiles, only transparent ones, outside every extent): the
+        // background, encoded once for maps of its size and format
+        if notice.is_empty() && images.iter().all(|(i, _)| matches!(i, Rendered::Blank)) {
+            return crate::image::encode_uniform(size.0, size.1, bg, &opts)
+                .map_err(|e| e.to_string());
+        }
         let mut out = crate::image::blank_image(size.0, size.1, bg);
         for (img, masks) in images {
             let mut img = match img {
