@@ -18,7 +18,7 @@ command -v wrk >/dev/null || { echo "bench: wrk missing (apt-get install wrk)"; 
 REDIS=$(command -v redis-server || echo /usr/bin/redis-server)
 [ -x "$REDIS" ] || { echo "bench: redis-server missing (apt-get install redis-server)"; exit 1; }
 cargo build -q --release --bin mapproxy-serve
-BIN=$PWD/target/release/mapproxy-serve
+BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/mapproxy-serve
 W=$(mktemp -d /tmp/mps-caches-bench.XXXX)
 MPS= RED= MOTO_PID=
 MOTO=${MOTO_SERVER:-$PWD/target/moto-venv/bin/moto_server}
