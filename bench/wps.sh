@@ -24,7 +24,7 @@ if ! "$VENV/bin/python" -c 'import pywps, gunicorn' 2>/dev/null; then
   python3 -m venv "$VENV" && "$VENV/bin/pip" install -q 'pywps==4.8.1' gunicorn
 fi
 cargo build -q --release --bin mapproxy-serve
-BIN=$PWD/target/release/mapproxy-serve
+BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/mapproxy-serve
 W=$(mktemp -d /tmp/mps-wps-bench.XXXX)
 MPS=
 stop_all() {

@@ -12,10 +12,9 @@
 //!   not fully opaque, a JPEG otherwise.
 //!
 //! Compression is zlib level 6 as Pillow's default `compress_level`; paletted rows are not
-//! filtered (Pillow's encoder filters only truecolour rows), truecolour rows are filtered
-//! adaptively. (Pillow also sets the zlib `Z_RLE` strategy for quantized images; flate2 has no
-//! strategy knob, so our paletted files can be a little larger or smaller, never different
-//! pixels.)
+//! filtered (Pillow's encoder filters only truecolour rows) and are deflated with the zlib
+//! `Z_RLE` strategy Pillow sets for them (written directly with zlib-rs, [`write_png`]);
+//! truecolour rows are filtered adaptively (the png crate's encoder, default strategy).
 //!
 //! Quantizing: an image with at most `colors` distinct colours (most tiles: backgrounds, line
 //! maps, blank tiles) gets the exact palette, so its pixels are kept exactly; others go through
@@ -100,11 +99,76 @@ fn decode_png_rgba(data: &[u8]) -> Option<RgbaImage> {
     RgbaImage::from_raw(info.width, info.height, buf)
 }
 
+/// What the header chunks of a PNG say about a paletted image whose every pixel is fully
+/// transparent: colour type 3 with a `tRNS` chunk giving alpha 0 to every `PLTE` entry (a
+/// one-entry palette with alpha 0 is the common case: blank tiles as we and Pillow write them).
+/// `Some((width, height, colour))`, `colour` the one RGBA value every pixel decodes to when all
+/// entries share their RGB (`None` when they differ: the pixels are transparent, their colour
+/// channels vary). `None` for anything else, nothing decoded.
+///
+/// Only the chunks before the first `IDAT` are read and their CRCs are not verified: a corrupt
+/// tile whose header chunks say "transparent" is treated as transparent (decoding would have
+/// reported it as an error), as is one whose image data uses indices outside its palette.
+fn png_transparent_header(data: &[u8]) -> Option<(u32, u32, Option<[u8; 4]>)> {
+    let rest = data.strip_prefix(b"\x89PNG\r\n\x1a\n")?;
+    let mut pos = 0usize;
+    let mut size: Option<(u32, u32)> = None;
+    let mut plte: Option<&[u8]> = None;
+    let mut trns: Option<&[u8]> = None;
+    loop {
+        let head = rest.get(pos..pos.checked_add(8)?)?;
+        let len = usize::try_from(u32::from_be_bytes([head[0], head[1], head[2], head[3]])).ok()?;
+        let kind = &head[4..8];
+        let start = pos + 8;
+        let body = rest.get(start..start.checked_add(len)?)?;
+        match kind {
+            b"IHDR" => {
+                // width, height, bit depth, colour type 3 (paletted), ...
+                if len != 13 || pos != 0 || body[9] != 3 {
+                    return None;
+                }
+                let w = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+                let h = u32::from_be_bytes([body[4], body[5], body[6], body[7]]);
+                size = Some((w, h));
+            }
+            b"PLTE" => plte = Some(body),
+            b"tRNS" => trns = Some(body),
+            b"IDAT" => break,
+            _ => {}
+        }
+        // IHDR comes first
+        size?;
+        // the chunk's data and its CRC
+        pos = start.checked_add(len)?.checked_add(4)?;
+    }
+    let (w, h) = size?;
+    let (plte, trns) = (plte?, trns?);
+    let n = plte.len() / 3;
+    if n == 0 || plte.len() % 3 != 0 || trns.len() < n || trns[..n].iter().any(|&a| a != 0) {
+        return None;
+    }
+    let first = &plte[..3];
+    let color = plte
+        .chunks_exact(3)
+        .all(|c| c == first)
+        .then(|| [first[0], first[1], first[2], 0]);
+    Some((w, h, color))
+}
+
+/// A paletted PNG whose every pixel is fully transparent, seen from its header chunks without
+/// decoding (see `png_transparent_header`, which also says what is not checked): such a tile
+/// adds nothing to a map.
+pub fn png_is_transparent(data: &[u8]) -> bool {
+    png_transparent_header(data).is_some()
+}
+
 /// Tiles (row-major, `cols` per row, each `tile_size`, `None` where there is none) decoded
 /// into one stitched image, transparent where a tile is missing. PNG tiles are decoded row by
 /// row straight into the image as it is built, so neither the image nor a per-tile buffer is
 /// zeroed or copied first (zeroing and copying new buffers was a quarter of a stitched
-/// GetMap); other tiles go through [`decode`].
+/// GetMap); other tiles go through [`decode`]. A fully transparent paletted tile of one
+/// colour (its header chunks say so, see [`png_is_transparent`]) is filled with that colour
+/// without decoding.
 pub fn stitch(
     tiles: &[Option<&[u8]>],
     cols: usize,
@@ -130,16 +194,26 @@ pub fn stitch(
         #[allow(clippy::large_enum_variant)]
         enum Src<'a> {
             Rows(png::Reader<std::io::Cursor<&'a [u8]>>),
+            Indexed(png::Reader<std::io::Cursor<&'a [u8]>>, PaletteRows),
             Image(RgbaImage),
+            Fill([u8; 4]),
             Blank,
         }
         let mut srcs: Vec<Src> = Vec::with_capacity(cols);
         for t in tile_row {
             srcs.push(match t {
                 None => Src::Blank,
-                Some(data) => match png_rgba_reader(data, tile_size) {
-                    Some(r) => Src::Rows(r),
-                    None => Src::Image(decode(data)?),
+                Some(data) => match png_transparent_header(data) {
+                    // all [0, 0, 0, 0]: as a missing tile
+                    Some((w, h, Some([0, 0, 0, 0]))) if (w, h) == tile_size => Src::Blank,
+                    Some((w, h, Some(c))) if (w, h) == tile_size => Src::Fill(c),
+                    _ => match png_indexed_reader(data, tile_size) {
+                        Some((r, rows)) => Src::Indexed(r, rows),
+                        None => match png_rgba_reader(data, tile_size) {
+                            Some(r) => Src::Rows(r),
+                            None => Src::Image(decode(data)?),
+                        },
+                    },
                 },
             });
         }
@@ -157,10 +231,30 @@ pub fn stitch(
                         }
                         Err(e) => return Err(ImageError(format!("cannot decode image: {e}"))),
                     },
+                    Src::Indexed(r, rows) => {
+                        let row = match r.next_row() {
+                            Ok(Some(row)) => row,
+                            Ok(None) => {
+                                return Err(ImageError(
+                                    "cannot decode image: PNG row missing".into(),
+                                ))
+                            }
+                            Err(e) => return Err(ImageError(format!("cannot decode image: {e}"))),
+                        };
+                        buf.resize(before + tw4, 0);
+                        if !rows.expand(row.data(), &mut buf[before..]) {
+                            return Err(ImageError("cannot decode image: PNG row short".into()));
+                        }
+                    }
                     Src::Image(img) if (y as u32) < img.height() => {
                         let stride = img.width() as usize * 4;
                         let row = &img.as_raw()[y * stride..(y + 1) * stride];
                         buf.extend_from_slice(&row[..stride.min(tw4)]);
+                    }
+                    Src::Fill(c) => {
+                        for _ in 0..tw {
+                            buf.extend_from_slice(c);
+                        }
                     }
                     _ => {}
                 }
@@ -170,6 +264,109 @@ pub fn stitch(
         }
     }
     RgbaImage::from_raw(w32, h32, buf).ok_or_else(too_large)
+}
+
+/// A reader of `size` giving a paletted PNG's rows as they are stored (indices, 1, 2, 4 or 8
+/// bits), with what expands them to RGBA; `None` for other PNGs and for anything that is not
+/// one.
+fn png_indexed_reader(
+    data: &[u8],
+    size: (u32, u32),
+) -> Option<(png::Reader<std::io::Cursor<&[u8]>>, PaletteRows)> {
+    // IHDR's colour type (the transformations are chosen before the header is read)
+    if !data.starts_with(b"\x89PNG\r\n\x1a\n") || data.get(25) != Some(&3) {
+        return None;
+    }
+    let mut dec = png::Decoder::new(std::io::Cursor::new(data));
+    dec.set_transformations(png::Transformations::IDENTITY);
+    let reader = dec.read_info().ok()?;
+    let info = reader.info();
+    if info.color_type != png::ColorType::Indexed
+        || info.interlaced
+        || (info.width, info.height) != size
+    {
+        return None;
+    }
+    let rows = PaletteRows::new(
+        info.palette.as_deref()?,
+        info.trns.as_deref(),
+        info.bit_depth,
+    )?;
+    Some((reader, rows))
+}
+
+/// Expands a paletted PNG's stored rows to RGBA with lookup tables: a byte of 1, 2 or 4 bit
+/// indices gives its 8, 4 or 2 pixels' RGBA at once (the png crate expands index by index,
+/// shifting and masking each: a sixth of a stitched GetMap of 1-bit tiles).
+enum PaletteRows {
+    Bits1(Box<[[u8; 32]; 256]>),
+    Bits2(Box<[[u8; 16]; 256]>),
+    Bits4(Box<[[u8; 8]; 256]>),
+    Bits8(Box<[[u8; 4]; 256]>),
+}
+
+impl PaletteRows {
+    /// The tables for `palette` (RGB) with `trns` (alpha) as the png crate reads them: a
+    /// `tRNS` longer than the palette is ignored, entries it does not cover are opaque,
+    /// indices past the palette black and opaque.
+    fn new(palette: &[u8], trns: Option<&[u8]>, depth: png::BitDepth) -> Option<PaletteRows> {
+        let mut lut = [[0u8, 0, 0, 255]; 256];
+        for (e, c) in lut.iter_mut().zip(palette.chunks_exact(3)) {
+            e[..3].copy_from_slice(c);
+        }
+        let trns = trns.unwrap_or(&[]);
+        if trns.len() <= palette.len() / 3 {
+            for (e, &a) in lut.iter_mut().zip(trns) {
+                e[3] = a;
+            }
+        }
+        fn table<const N: usize>(lut: &[[u8; 4]; 256], bits: usize) -> Box<[[u8; N]; 256]> {
+            let mut t = Box::new([[0u8; N]; 256]);
+            let mask = (1usize << bits) - 1;
+            for (b, e) in t.iter_mut().enumerate() {
+                for (k, px) in e.chunks_exact_mut(4).enumerate() {
+                    px.copy_from_slice(&lut[(b >> (8 - bits * (k + 1))) & mask]);
+                }
+            }
+            t
+        }
+        Some(match depth {
+            png::BitDepth::One => PaletteRows::Bits1(table(&lut, 1)),
+            png::BitDepth::Two => PaletteRows::Bits2(table(&lut, 2)),
+            png::BitDepth::Four => PaletteRows::Bits4(table(&lut, 4)),
+            png::BitDepth::Eight => PaletteRows::Bits8(Box::new(lut)),
+            png::BitDepth::Sixteen => return None,
+        })
+    }
+
+    /// `src`, a stored row, expanded into `dst` (RGBA, 4 bytes a pixel); false when `src` is
+    /// too short for it.
+    fn expand(&self, src: &[u8], dst: &mut [u8]) -> bool {
+        fn packed<const N: usize>(t: &[[u8; N]; 256], src: &[u8], dst: &mut [u8]) -> bool {
+            let full = dst.len() / N;
+            if src.len() < dst.len().div_ceil(N) {
+                return false;
+            }
+            let mut chunks = dst.chunks_exact_mut(N);
+            for (d, &b) in (&mut chunks).zip(src) {
+                d.copy_from_slice(&t[usize::from(b)]);
+            }
+            let rest = chunks.into_remainder();
+            let n = rest.len();
+            if n > 0 {
+                // the row's last byte, partly used (src is long enough, checked above)
+                let b = src[full];
+                rest.copy_from_slice(&t[usize::from(b)][..n]);
+            }
+            true
+        }
+        match self {
+            PaletteRows::Bits1(t) => packed(t, src, dst),
+            PaletteRows::Bits2(t) => packed(t, src, dst),
+            PaletteRows::Bits4(t) => packed(t, src, dst),
+            PaletteRows::Bits8(t) => packed(t, src, dst),
+        }
+    }
 }
 
 /// A reader of `size` giving 8-bit RGBA rows (see [`decode_png_rgba`]); `None` for other PNGs
@@ -246,6 +443,35 @@ pub fn encode(img: &RgbaImage, opts: &ImageOpts) -> Result<Bytes, ImageError> {
         }
     };
     Ok(Bytes::from(out))
+}
+
+/// `encode` of a `width`×`height` image of one colour (a map with nothing drawn on its
+/// background). The last few such answers are kept: encoding a uniform 1024×1024 JPEG still
+/// transforms and codes every block (5 ms), and blank maps of one size and background repeat.
+pub fn encode_uniform(
+    width: u32,
+    height: u32,
+    color: [u8; 4],
+    opts: &ImageOpts,
+) -> Result<Bytes, ImageError> {
+    type Key = (u32, u32, [u8; 4], ImageOpts);
+    static KEPT: std::sync::Mutex<Vec<(Key, Bytes)>> = std::sync::Mutex::new(Vec::new());
+    const KEEP: usize = 8;
+    let key: Key = (width, height, color, opts.clone());
+    // a poisoned lock (a panic elsewhere while holding it) only loses the shortcut
+    if let Ok(kept) = KEPT.lock() {
+        if let Some((_, b)) = kept.iter().find(|(k, _)| *k == key) {
+            return Ok(b.clone());
+        }
+    }
+    let out = encode(&blank_image(width, height, color), opts)?;
+    if let Ok(mut kept) = KEPT.lock() {
+        if kept.len() >= KEEP {
+            kept.remove(0);
+        }
+        kept.push((key, out.clone()));
+    }
+    Ok(out)
 }
 
 /// Any pixel not fully opaque (MapProxy's `img_has_transparency`).
@@ -392,29 +618,28 @@ struct Quantized {
 /// At most `colors` (1-256) colours; `alpha: false` quantizes the RGB image (alpha dropped, as
 /// MapProxy's `img.convert('RGB')`).
 fn quantize(img: &RgbaImage, colors: usize, alpha: bool) -> Quantized {
-    let px = |p: &[u8]| -> [u8; 4] {
-        if alpha {
-            [p[0], p[1], p[2], p[3]]
-        } else {
-            [p[0], p[1], p[2], 255]
-        }
-    };
-    // exact palette when the image has few colours, built with the indices in one pass; a
-    // pixel like the one before it (long runs in maps) skips the lookup
+    // exact palette when the image has few colours, built with the indices in one pass, run
+    // by run: the pixels equal to a run's first (long runs in maps: backgrounds, blank
+    // areas) are found with one compare each and share its one lookup
     let mut exact: ColorMap = ColorMap::default();
     let mut palette: Vec<[u8; 4]> = Vec::new();
     let mut indices: Vec<u8> = Vec::with_capacity(img.as_raw().len() / 4);
-    let mut last: Option<([u8; 4], u8)> = None;
     let mut fits = true;
-    for p in img.as_raw().chunks_exact(4) {
-        let c = px(p);
-        if let Some((lc, li)) = last {
-            if lc == c {
-                indices.push(li);
-                continue;
-            }
-        }
-        let i = match exact.entry(u32::from_ne_bytes(c)) {
+    // RGBA as a u32; without alpha, alpha forced to 255 (MapProxy's `img.convert('RGB')`)
+    let opaque = if alpha {
+        0
+    } else {
+        u32::from_ne_bytes([0, 0, 0, 255])
+    };
+    let word = |p: &[u8]| u32::from_ne_bytes([p[0], p[1], p[2], p[3]]) | opaque;
+    let mut rest: &[u8] = img.as_raw();
+    while rest.len() >= 4 {
+        let c = word(rest);
+        let run = 1 + rest[4..]
+            .chunks_exact(4)
+            .take_while(|p| word(p) == c)
+            .count();
+        let i = match exact.entry(c) {
             std::collections::hash_map::Entry::Occupied(e) => *e.get(),
             std::collections::hash_map::Entry::Vacant(e) => {
                 if palette.len() == colors {
@@ -424,12 +649,12 @@ fn quantize(img: &RgbaImage, colors: usize, alpha: bool) -> Quantized {
                 // palette.len() < colors <= 256
                 let i = palette.len() as u8;
                 e.insert(i);
-                palette.push(c);
+                palette.push(c.to_ne_bytes());
                 i
             }
         };
-        last = Some((c, i));
-        indices.push(i);
+        indices.resize(indices.len() + run, i);
+        rest = &rest[run * 4..];
     }
     if fits {
         return sort_transparent_first(Quantized { palette, indices });
@@ -501,30 +726,34 @@ fn encode_png_paletted(img: &RgbaImage, colors: usize, alpha: bool) -> Result<Ve
     let q = quantize(img, colors, alpha);
     let n = q.palette.len().max(1);
     // Pillow: palettes of up to 16 colours are written with 1, 2 or 4 bits per pixel
-    let (depth, bits) = match n {
-        0..=2 => (png::BitDepth::One, 1),
-        3..=4 => (png::BitDepth::Two, 2),
-        5..=16 => (png::BitDepth::Four, 4),
-        _ => (png::BitDepth::Eight, 8),
+    let bits: usize = match n {
+        0..=2 => 1,
+        3..=4 => 2,
+        5..=16 => 4,
+        _ => 8,
     };
     let width = img.width() as usize;
-    let data = if bits == 8 {
-        q.indices
-    } else {
-        let per_byte = 8 / bits;
-        let row_bytes = width.div_ceil(per_byte);
-        let mut packed = Vec::with_capacity(row_bytes * img.height() as usize);
-        for row in q.indices.chunks(width.max(1)) {
+    let height = img.height() as usize;
+    // the scanlines, each with its filter byte 0 (none: Pillow filters no paletted rows)
+    let row_bytes = (width * bits).div_ceil(8);
+    let mut raw = Vec::with_capacity((row_bytes + 1) * height);
+    if width > 0 {
+        for row in q.indices.chunks_exact(width) {
+            raw.push(0);
+            if bits == 8 {
+                raw.extend_from_slice(row);
+                continue;
+            }
+            let per_byte = 8 / bits;
             for group in row.chunks(per_byte) {
                 let mut b = 0u8;
                 for (i, &v) in group.iter().enumerate() {
                     b |= v << (8 - bits * (i + 1));
                 }
-                packed.push(b);
+                raw.push(b);
             }
         }
-        packed
-    };
+    }
     let mut plte = Vec::with_capacity(n * 3);
     for c in &q.palette {
         plte.extend_from_slice(&c[..3]);
@@ -539,21 +768,83 @@ fn encode_png_paletted(img: &RgbaImage, colors: usize, alpha: bool) -> Result<Ve
             None => Vec::new(),
         }
     };
-    let mut out = Vec::new();
-    {
-        let mut enc = png_encoder(&mut out, img);
-        enc.set_color(png::ColorType::Indexed);
-        enc.set_depth(depth);
-        enc.set_palette(plte);
-        if !trns.is_empty() {
-            enc.set_trns(trns);
-        }
-        enc.set_filter(png::Filter::NoFilter);
-        let mut w = enc.write_header().map_err(png_err)?;
-        w.write_image_data(&data).map_err(png_err)?;
-        w.finish().map_err(png_err)?;
+    // bits is 1, 2, 4 or 8
+    write_png(img.dimensions(), bits as u8, 3, &plte, &trns, &raw)
+}
+
+/// A PNG file written directly: signature, `IHDR`, `PLTE` and `tRNS` when given, one `IDAT`
+/// with `raw` (the scanlines with their filter bytes) deflated by zlib-rs as Pillow does for
+/// MapProxy's quantized images: level 6 (Pillow's default), memLevel 9 (Pillow's), the
+/// `Z_RLE` strategy (MapProxy's `img_to_buf` passes `compress_type=Image.RLE` after
+/// quantizing; checked against MapProxy 7's Pillow 13: its IDAT is zlib's with these
+/// settings), `IEND`.
+/// (The png crate's encoder has no strategy knob and copies the data through its own writer.)
+fn write_png(
+    (width, height): (u32, u32),
+    bit_depth: u8,
+    color_type: u8,
+    plte: &[u8],
+    trns: &[u8],
+    raw: &[u8],
+) -> Result<Vec<u8>, ImageError> {
+    let too_large = || ImageError("cannot encode PNG: too large".into());
+    let bound = zlib_rs::compress_bound(raw.len());
+    let mut out = Vec::with_capacity(
+        bound
+            .checked_add(plte.len() + trns.len() + 8 + 25 + 3 * 12 + 12)
+            .ok_or_else(too_large)?,
+    );
+    out.extend_from_slice(b"\x89PNG\r\n\x1a\n");
+    let mut ihdr = [0u8; 13];
+    ihdr[..4].copy_from_slice(&width.to_be_bytes());
+    ihdr[4..8].copy_from_slice(&height.to_be_bytes());
+    // bit depth, colour type; compression, filter method and interlace 0
+    ihdr[8] = bit_depth;
+    ihdr[9] = color_type;
+    png_chunk(&mut out, b"IHDR", &ihdr)?;
+    if !plte.is_empty() {
+        png_chunk(&mut out, b"PLTE", plte)?;
     }
+    if !trns.is_empty() {
+        png_chunk(&mut out, b"tRNS", trns)?;
+    }
+    // IDAT: the length is written once the stream is deflated in place
+    let head = out.len();
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(b"IDAT");
+    let start = out.len();
+    out.resize(start + bound, 0);
+    let config = zlib_rs::DeflateConfig {
+        level: 6,
+        strategy: zlib_rs::Strategy::Rle,
+        mem_level: 9,
+        ..zlib_rs::DeflateConfig::default()
+    };
+    let (deflated, rc) = zlib_rs::compress_slice(&mut out[start..], raw, config);
+    if rc != zlib_rs::ReturnCode::Ok {
+        return Err(ImageError(format!("cannot encode PNG: zlib {rc:?}")));
+    }
+    let len = deflated.len();
+    out.truncate(start + len);
+    let len32 = u32::try_from(len).map_err(|_| too_large())?;
+    out[head..head + 4].copy_from_slice(&len32.to_be_bytes());
+    let crc = zlib_rs::crc32::crc32(0, &out[head + 4..]);
+    out.extend_from_slice(&crc.to_be_bytes());
+    png_chunk(&mut out, b"IEND", &[])?;
     Ok(out)
+}
+
+/// One PNG chunk: length, type, data, CRC of type and data.
+fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) -> Result<(), ImageError> {
+    let len = u32::try_from(data.len())
+        .map_err(|_| ImageError("cannot encode PNG: chunk too large".into()))?;
+    out.extend_from_slice(&len.to_be_bytes());
+    let at = out.len();
+    out.extend_from_slice(kind);
+    out.extend_from_slice(data);
+    let crc = zlib_rs::crc32::crc32(0, &out[at..]);
+    out.extend_from_slice(&crc.to_be_bytes());
+    Ok(())
 }
 
 #[cfg(test)]
@@ -582,6 +873,14 @@ mod tests {
         o.transparent = true;
         let png = encode(&img, &o).expect("encode");
         assert_eq!(decode(&png).expect("decode"), img);
+        // opaque: alpha dropped, the colours kept (runs of one colour cross rows)
+        o.transparent = false;
+        let png = encode(&img, &o).expect("encode");
+        let mut want = img.clone();
+        for p in want.pixels_mut() {
+            p.0[3] = 255;
+        }
+        assert_eq!(decode(&png).expect("decode"), want);
     }
 
     /// PNGs of each colour type decode to the RGBA they were made from (the png crate's path
@@ -655,6 +954,180 @@ mod tests {
         assert!(stitch(&[Some(b"not an image".as_slice())], 1, (16, 8)).is_err());
     }
 
+    /// A paletted PNG written with the png crate: `palette` RGB entries, `trns` alphas, the
+    /// pixels' indices (8 bits).
+    fn paletted_png(w: u32, h: u32, palette: &[[u8; 3]], trns: &[u8], idx: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        {
+            let mut enc = png::Encoder::new(&mut out, w, h);
+            enc.set_color(png::ColorType::Indexed);
+            enc.set_depth(png::BitDepth::Eight);
+            enc.set_palette(palette.concat());
+            if !trns.is_empty() {
+                enc.set_trns(trns.to_vec());
+            }
+            let mut wr = enc.write_header().expect("header");
+            wr.write_image_data(idx).expect("data");
+        }
+        out
+    }
+
+    /// Fully transparent paletted tiles are recognised from their header chunks (not decoded)
+    /// and stitched as decoding them would; other tiles are still drawn.
+    #[test]
+    fn transparent_png_from_header() {
+        let mut o = ImageOpts::new(ImageFormat::png());
+        o.transparent = true;
+        // a blank tile as we write it: one entry [0, 0, 0] with alpha 0
+        let blank = encode(&blank_image(16, 8, [0, 0, 0, 0]), &o).expect("encode");
+        assert!(png_is_transparent(&blank));
+        // one colour with alpha 0 (Pillow keeps the colour)
+        let white = paletted_png(16, 8, &[[255, 255, 255]], &[0], &[0; 128]);
+        assert!(png_is_transparent(&white));
+        // several entries, all alpha 0, different colours: transparent, but decoded to stitch
+        let idx: Vec<u8> = (0..128).map(|i| (i % 2) as u8).collect();
+        let mixed = paletted_png(16, 8, &[[1, 2, 3], [4, 5, 6]], &[0, 0], &idx);
+        assert!(png_is_transparent(&mixed));
+        // not transparent: an opaque or half-transparent entry, a tRNS shorter than PLTE, no
+        // tRNS, truecolour, opaque paletted tiles, garbage and truncated files
+        let half = paletted_png(16, 8, &[[1, 2, 3], [4, 5, 6]], &[0, 128], &idx);
+        let short = paletted_png(16, 8, &[[1, 2, 3], [4, 5, 6]], &[0], &idx);
+        let no_trns = paletted_png(16, 8, &[[1, 2, 3]], &[], &[0; 128]);
+        let mut truecolor = o.clone();
+        truecolor.paletted = false;
+        let rgba_blank = encode(&blank_image(16, 8, [0, 0, 0, 0]), &truecolor).expect("encode");
+        let opaque = encode(
+            &RgbaImage::from_fn(16, 8, |x, y| image::Rgba([x as u8 * 9, y as u8, 7, 255])),
+            &ImageOpts::new(ImageFormat::png()),
+        )
+        .expect("encode");
+        for (name, t) in [
+            ("half", &half[..]),
+            ("short tRNS", &short),
+            ("no tRNS", &no_trns),
+            ("RGBA", &rgba_blank),
+            ("opaque", &opaque),
+            ("garbage", b"\x89PNG\r\n\x1a\nxx"),
+            ("truncated", &blank[..40]),
+        ] {
+            assert!(!png_is_transparent(t), "{name}");
+        }
+        // stitched: as decoding each tile and pasting it
+        let tiles: Vec<&[u8]> = vec![&blank, &white, &mixed, &half, &opaque, &rgba_blank];
+        let parts: Vec<Option<&[u8]>> = tiles.iter().map(|t| Some(*t)).collect();
+        let got = stitch(&parts, 3, (16, 8)).expect("stitch");
+        let mut want = RgbaImage::new(48, 16);
+        for (i, t) in tiles.iter().enumerate() {
+            let d = decode(t).expect("decode");
+            paste(&mut want, &d, (i as u32 % 3) * 16, (i as u32 / 3) * 8);
+        }
+        assert_eq!(got, want);
+        // the opaque tile is drawn
+        assert_eq!(got.get_pixel(16 + 3, 8 + 2).0, [27, 2, 7, 255]);
+        assert_eq!(got.get_pixel(16 + 3, 2).0, [255, 255, 255, 0]);
+    }
+
+    /// The paletted PNGs written directly: chunks in order with valid CRCs (the png crate
+    /// checks them), a zlib stream, decodable by image's loader as by ours, `tRNS` only when
+    /// transparent.
+    #[test]
+    fn paletted_png_layout() {
+        let chunks = |png: &[u8]| -> Vec<String> {
+            let mut out = Vec::new();
+            let mut pos = 8;
+            while pos + 8 <= png.len() {
+                let len = u32::from_be_bytes([png[pos], png[pos + 1], png[pos + 2], png[pos + 3]]);
+                out.push(String::from_utf8_lossy(&png[pos + 4..pos + 8]).into_owned());
+                pos += 12 + len as usize;
+            }
+            assert_eq!(pos, png.len());
+            out
+        };
+        let mut img = gradient(false);
+        for x in 0..64 {
+            img.put_pixel(x, 3, image::Rgba([0, 0, 0, 0]));
+        }
+        for (transparent, want) in [
+            (true, vec!["IHDR", "PLTE", "tRNS", "IDAT", "IEND"]),
+            (false, vec!["IHDR", "PLTE", "IDAT", "IEND"]),
+        ] {
+            let mut o = ImageOpts::new(ImageFormat::png());
+            o.transparent = transparent;
+            let png = encode(&img, &o).expect("encode");
+            assert_eq!(chunks(&png), want);
+            // zlib header: deflate, 32K window
+            let idat = png.windows(4).position(|w| w == b"IDAT").expect("IDAT") + 4;
+            assert_eq!(png[idat] & 0x0f, 8);
+            let ours = decode(&png).expect("decode");
+            let theirs = image::load_from_memory_with_format(&png, image::ImageFormat::Png)
+                .expect("image decodes")
+                .to_rgba8();
+            assert_eq!(ours, theirs);
+            assert_eq!(ours.get_pixel(3, 3).0[3], if transparent { 0 } else { 255 });
+        }
+        // bit depths 1, 2, 4, 8 and odd widths
+        for n in [2u32, 4, 16, 200] {
+            let img = RgbaImage::from_fn(13, 5, |x, y| {
+                let i = (x + 13 * y) % n;
+                image::Rgba([i as u8, 255 - i as u8, 7, 255])
+            });
+            let png = encode(&img, &ImageOpts::new(ImageFormat::png())).expect("encode");
+            let back = image::load_from_memory_with_format(&png, image::ImageFormat::Png)
+                .expect("image decodes")
+                .to_rgba8();
+            assert_eq!(back, img, "{n} colours");
+        }
+    }
+
+    /// Paletted tiles of each bit depth and an odd width, expanded by our tables, stitch as the
+    /// png crate's expansion decodes them: tRNS shorter than, as long as and (ignored) longer
+    /// than the palette, indices past the palette.
+    #[test]
+    fn stitch_packed_palettes() {
+        let (w, h) = (13u32, 3u32);
+        let mut tiles: Vec<Vec<u8>> = Vec::new();
+        for (depth, bits) in [
+            (png::BitDepth::One, 1usize),
+            (png::BitDepth::Two, 2),
+            (png::BitDepth::Four, 4),
+            (png::BitDepth::Eight, 8),
+        ] {
+            let n = 1usize << bits;
+            for (entries, trns) in [
+                (n, vec![]),
+                (n.min(3), vec![0u8, 77]),
+                (n.min(2), vec![0u8, 1, 2, 3]),
+            ] {
+                let palette: Vec<u8> = (0..entries * 3).map(|i| (i * 37 % 251) as u8).collect();
+                let row_bytes = (w as usize * bits).div_ceil(8);
+                let data: Vec<u8> = (0..row_bytes * h as usize)
+                    .map(|i| (i * 151 + 7) as u8)
+                    .collect();
+                let mut out = Vec::new();
+                {
+                    let mut enc = png::Encoder::new(&mut out, w, h);
+                    enc.set_color(png::ColorType::Indexed);
+                    enc.set_depth(depth);
+                    enc.set_palette(palette);
+                    if !trns.is_empty() {
+                        enc.set_trns(trns);
+                    }
+                    let mut wr = enc.write_header().expect("header");
+                    wr.write_image_data(&data).expect("data");
+                }
+                tiles.push(out);
+            }
+        }
+        let parts: Vec<Option<&[u8]>> = tiles.iter().map(|t| Some(t.as_slice())).collect();
+        let got = stitch(&parts, 3, (w, h)).expect("stitch");
+        let mut want = RgbaImage::new(3 * w, 4 * h);
+        for (i, t) in tiles.iter().enumerate() {
+            let d = decode_png_rgba(t).expect("png crate decodes");
+            paste(&mut want, &d, (i as u32 % 3) * w, (i as u32 / 3) * h);
+        }
+        assert_eq!(got, want);
+    }
+
     #[test]
     fn neuquant_gets_close() {
         let img = gradient(false);
@@ -716,6 +1189,24 @@ mod tests {
             sub_image(&img2, 0, 0, 2, 2),
             blank_image(2, 2, [1, 2, 3, 4])
         );
+    }
+
+    #[test]
+    fn uniform_maps_as_encoded() {
+        for (format, transparent, color) in [
+            (ImageFormat::jpeg(), false, [255, 255, 255, 255]),
+            (ImageFormat::png(), true, [255, 255, 255, 0]),
+            (ImageFormat::png(), false, [10, 20, 30, 255]),
+        ] {
+            let mut o = ImageOpts::new(format);
+            o.transparent = transparent;
+            for _ in 0..2 {
+                assert_eq!(
+                    encode_uniform(33, 17, color, &o).expect("uniform"),
+                    encode(&blank_image(33, 17, color), &o).expect("encode")
+                );
+            }
+        }
     }
 
     #[test]

@@ -6,8 +6,8 @@ pub mod mask;
 pub mod transform;
 
 pub use codec::{
-    blank_image, decode, encode, has_transparency, overlay, paste, single_color, sniff_format,
-    stitch, sub_image, ImageError, ImageOpts,
+    blank_image, decode, encode, encode_uniform, has_transparency, overlay, paste,
+    png_is_transparent, single_color, sniff_format, stitch, sub_image, ImageError, ImageOpts,
 };
 pub use format::ImageFormat;
 pub use image::RgbaImage;

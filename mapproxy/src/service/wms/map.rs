@@ -276,6 +276,12 @@ pub(crate) async fn handle(
                 return crate::image::encode(img, &opts).map_err(|e| e.to_string());
             }
         }
+        // nothing drawn (no tiles, only transparent ones, outside every extent): the
+        // background, encoded once for maps of its size and format
+        if notice.is_empty() && images.iter().all(|(i, _)| matches!(i, Rendered::Blank)) {
+            return crate::image::encode_uniform(size.0, size.1, bg, &opts)
+                .map_err(|e| e.to_string());
+        }
         let mut out = crate::image::blank_image(size.0, size.1, bg);
         for (img, masks) in images {
             let mut img = match img {
@@ -523,7 +529,13 @@ async fn cache_image(
     let coords: Vec<Option<TileCoord>> = affected.tiles.clone().collect();
     let tiles = load_tiles(&g.manager, &coords).await;
     let tiles: Vec<Option<Bytes>> = tiles.into_iter().collect::<Result<_, _>>()?;
-    if tiles.iter().all(|t| t.is_none()) {
+    // no tiles, or only fully transparent ones (paletted PNGs whose header chunks say so, not
+    // decoded: blank tiles are common, see `png_is_transparent`): nothing to draw, as a
+    // stitched image that is transparent everywhere stays so when transformed
+    if tiles
+        .iter()
+        .all(|t| t.as_deref().is_none_or(crate::image::png_is_transparent))
+    {
         return Ok(None);
     }
     let (tw, th) = grid.tile_size();
