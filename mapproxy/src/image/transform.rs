@@ -453,7 +453,9 @@ pub fn bbox_position_in_image(
 }
 
 /// Fill the target rectangle of `quad` by sampling `src` through its bilinear map: along a
-/// row the map is linear, so each row is a start point and a step.
+/// row the map is linear, so each row is a start point and a step added per pixel. A quad
+/// whose source footprint (the bbox of its corners, which holds every position of its map)
+/// lies wholly outside the source, kernel reach included, stays transparent as `out` is.
 fn fill_quad(src: &RgbaImage, out: &mut RgbaImage, quad: &Quad, resampling: Resampling) {
     let (q, c) = (&quad.0, &quad.1);
     let x1 = q[2].min(out.width());
@@ -461,6 +463,29 @@ fn fill_quad(src: &RgbaImage, out: &mut RgbaImage, quad: &Quad, resampling: Resa
     if q[0] >= x1 {
         return;
     }
+    // the kernels read at most two source pixels from the position (bicubic's 4×4 window)
+    const REACH: f64 = 3.0;
+    let (fmin, fmax) = c.iter().fold(
+        (
+            (f64::INFINITY, f64::INFINITY),
+            (f64::NEG_INFINITY, f64::NEG_INFINITY),
+        ),
+        |(lo, hi), p| {
+            (
+                (lo.0.min(p.0), lo.1.min(p.1)),
+                (hi.0.max(p.0), hi.1.max(p.1)),
+            )
+        },
+    );
+    if fmax.0 < -REACH
+        || fmax.1 < -REACH
+        || fmin.0 > f64::from(src.width()) + REACH
+        || fmin.1 > f64::from(src.height()) + REACH
+    {
+        return;
+    }
+    // fixed-point stepping needs positions well inside i64's 32.32 range
+    let fixed = fmin.0.min(fmin.1) > -FIXED_LIMIT && fmax.0.max(fmax.1) < FIXED_LIMIT;
     let (w, h) = (f64::from(q[2] - q[0]), f64::from(q[3] - q[1]));
     let [nw, sw, se, ne] = *c;
     let width = out.width() as usize;
@@ -477,62 +502,228 @@ fn fill_quad(src: &RgbaImage, out: &mut RgbaImage, quad: &Quad, resampling: Resa
         let Some(row) = buf.get_mut(start..end) else {
             return;
         };
-        if resampling == Resampling::Bicubic {
-            // the position of the row's first pixel and the step, less the half pixel of
-            // the kernel's cell
-            let (dx, dy) = (bx / w, by / w);
-            fill_row_bicubic(
-                src,
-                row,
-                (ax + dx * 0.5 - 0.5, ay + dy * 0.5 - 0.5),
-                (dx, dy),
-            );
+        // the position of the row's first pixel centre and the step per pixel
+        let (dx, dy) = (bx / w, by / w);
+        let (px0, py0) = (ax + dx * 0.5, ay + dy * 0.5);
+        if resampling == Resampling::Bicubic && fixed {
+            // cell coordinates: less the half pixel of the kernel's cell
+            fill_row_bicubic(src, row, (px0 - 0.5, py0 - 0.5), (dx, dy));
             continue;
         }
-        for (k, px) in row.chunks_exact_mut(4).enumerate() {
-            let u = (k as f64 + 0.5) / w;
-            px.copy_from_slice(&sample(src, ax + bx * u, ay + by * u, resampling));
+        let (mut sx, mut sy) = (px0, py0);
+        for px in row.chunks_exact_mut(4) {
+            px.copy_from_slice(&sample(src, sx, sy, resampling));
+            sx += dx;
+            sy += dy;
         }
     }
 }
 
-/// One row of [`fill_quad`] with the bicubic kernel: the position stepped linearly from
-/// `start` (cell coordinates: source pixels less 0.5) by `step`, the 4×4 window read from
-/// the raw buffer where it lies inside, [`sample`] at the edges.
+/// Positions beyond ±2^30 source pixels are not stepped in fixed point (32.32 in an i64).
+const FIXED_LIMIT: f64 = (1u64 << 30) as f64;
+
+/// One row of [`fill_quad`] with the bicubic kernel: the position stepped from `start` (cell
+/// coordinates: source pixels less 0.5) by `step` in 32.32 fixed point (an addition per
+/// pixel), the 4×4 window read from the raw buffer (zeros for pixels outside the source) and
+/// summed in fixed point by [`bicubic_window`].
 fn fill_row_bicubic(src: &RgbaImage, row: &mut [u8], start: (f64, f64), step: (f64, f64)) {
     let (sw, sh) = (i64::from(src.width()), i64::from(src.height()));
     let raw: &[u8] = src;
     let stride = sw as usize * 4;
-    let table = cubic_table();
-    let at = |d: f64| table[((d * CUBIC_STEPS as f64 + 0.5) as usize).min(CUBIC_STEPS)];
-    for (k, px) in row.chunks_exact_mut(4).enumerate() {
-        let (fx, fy) = (start.0 + step.0 * k as f64, start.1 + step.1 * k as f64);
-        let (i, j) = (fast_floor(fx), fast_floor(fy));
-        if i < 1 || j < 1 || i + 2 >= sw || j + 2 >= sh {
-            px.copy_from_slice(&sample(src, fx + 0.5, fy + 0.5, Resampling::Bicubic));
+    let table = cubic_table_fixed();
+    // the last first column and row of a window inside the source (none: below 4×4)
+    let (last_i, last_j) = ((sw - 4).max(0) as u64, (sh - 4).max(0) as u64);
+    let big = sw >= 4 && sh >= 4;
+    const ONE: f64 = (1u64 << 32) as f64;
+    let (mut fx, mut fy) = ((start.0 * ONE) as i64, (start.1 * ONE) as i64);
+    let (dx, dy) = ((step.0 * ONE) as i64, (step.1 * ONE) as i64);
+    // the weight set of a 32-bit fraction, rounded to 1/CUBIC_STEPS
+    let weights = |f: i64| {
+        let k = ((f & 0xffff_ffff) + (1 << 21)) >> 22;
+        table[k as usize]
+    };
+    for px in row.chunks_exact_mut(4) {
+        let (i, j) = (fx >> 32, fy >> 32);
+        let (wx, wy) = (weights(fx), weights(fy));
+        fx = fx.wrapping_add(dx);
+        fy = fy.wrapping_add(dy);
+        // the window's first pixel (i - 1, j - 1) and last (i + 2, j + 2) inside the source
+        let window = if big && (i - 1) as u64 <= last_i && (j - 1) as u64 <= last_j {
+            let base = (j as usize - 1) * stride + (i as usize - 1) * 4;
+            let rows: [Option<&[u8; 16]>; 4] = std::array::from_fn(|m| {
+                let at = base + m * stride;
+                raw.get(at..at + 16).and_then(|r| r.try_into().ok())
+            });
+            match rows {
+                [Some(a), Some(b), Some(c), Some(d)] => bicubic_window([a, b, c, d], &wx, &wy),
+                _ => continue,
+            }
+        } else {
+            if i < -2 || j < -2 || i > sw || j > sh {
+                // wholly outside: transparent
+                px.copy_from_slice(&[0; 4]);
+                continue;
+            }
+            let rows = edge_window(raw, (sw, sh), i - 1, j - 1);
+            bicubic_window([&rows[0], &rows[1], &rows[2], &rows[3]], &wx, &wy)
+        };
+        px.copy_from_slice(&window);
+    }
+}
+
+/// The 4×4 window from (i, j) of a `size` RGBA buffer, transparent where outside it.
+fn edge_window(raw: &[u8], size: (i64, i64), i: i64, j: i64) -> [[u8; 16]; 4] {
+    let mut rows = [[0u8; 16]; 4];
+    for (m, row) in rows.iter_mut().enumerate() {
+        let y = j + m as i64;
+        if y < 0 || y >= size.1 {
             continue;
         }
-        let (wx, wy) = (at(fx - i as f64), at(fy - j as f64));
-        let base = (j as usize - 1) * stride + (i as usize - 1) * 4;
-        let mut acc = [0f32; 4];
-        for (m, wyv) in wy.iter().enumerate() {
-            let o = base + m * stride;
-            let Some(r) = raw.get(o..o + 16) else {
-                break;
-            };
-            let mut hsum = [0f32; 4];
-            for (n, wxv) in wx.iter().enumerate() {
-                for c in 0..4 {
-                    hsum[c] += f32::from(r[n * 4 + c]) * wxv;
-                }
+        for n in 0..4 {
+            let x = i + n as i64;
+            if x < 0 || x >= size.0 {
+                continue;
             }
-            for c in 0..4 {
-                acc[c] += hsum[c] * wyv;
+            let at = (y * size.0 + x) as usize * 4;
+            if let (Some(d), Some(s)) = (row.get_mut(n * 4..n * 4 + 4), raw.get(at..at + 4)) {
+                d.copy_from_slice(s);
             }
         }
-        for c in 0..4 {
-            px[c] = (acc[c] + 0.5) as u8;
+    }
+    rows
+}
+
+/// Fraction bits of the fixed-point bicubic weights; each set of four sums to exactly
+/// `1 << WEIGHT_BITS`, so a uniform window gives its pixel back unchanged.
+const WEIGHT_BITS: u32 = 14;
+/// Bits dropped from the vertical sums before the horizontal pass: they stay 16-bit (at most
+/// 255 × 1.125 × 2^6 in magnitude) with 6 fraction bits.
+const MID_SHIFT: u32 = 8;
+/// The horizontal sums' fraction bits.
+const OUT_SHIFT: u32 = 2 * WEIGHT_BITS - MID_SHIFT;
+
+/// [`cubic_weights`] at each 1/[`CUBIC_STEPS`] of a pixel in fixed point (the rounding
+/// remainder added to the largest weight).
+fn cubic_table_fixed() -> &'static [[i16; 4]] {
+    static TABLE: std::sync::OnceLock<Vec<[i16; 4]>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let one = 1i32 << WEIGHT_BITS;
+        (0..=CUBIC_STEPS)
+            .map(|i| {
+                let w = cubic_weights(i as f32 / CUBIC_STEPS as f32);
+                let mut f = w.map(|v| (f64::from(v) * f64::from(one)).round() as i32);
+                let rest = one - f.iter().sum::<i32>();
+                let big = if f[1] >= f[2] { 1 } else { 2 };
+                f[big] += rest;
+                f.map(|v| v.clamp(i16::MIN.into(), i16::MAX.into()) as i16)
+            })
+            .collect()
+    })
+}
+
+/// The bicubic sum of a 4×4 RGBA window (`rows`: four rows of four pixels) with fixed-point
+/// weights `wx` (columns) and `wy` (rows): SSE2 on x86-64, else [`bicubic_window_scalar`]
+/// (the same result bit for bit).
+#[inline(always)]
+fn bicubic_window(rows: [&[u8; 16]; 4], wx: &[i16; 4], wy: &[i16; 4]) -> [u8; 4] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        bicubic_window_sse2(rows, wx, wy)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        bicubic_window_scalar(rows, wx, wy)
+    }
+}
+
+/// [`bicubic_window`] in plain integers: per column the rows weighted (i32), shifted down by
+/// [`MID_SHIFT`] and saturated to i16; the columns weighted (i32), rounded, shifted down by
+/// [`OUT_SHIFT`] and saturated to 0..=255. A uniform window is its pixel (which the sums give
+/// too).
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+fn bicubic_window_scalar(rows: [&[u8; 16]; 4], wx: &[i16; 4], wy: &[i16; 4]) -> [u8; 4] {
+    let first = [rows[0][0], rows[0][1], rows[0][2], rows[0][3]];
+    if rows.iter().all(|r| r.chunks_exact(4).all(|p| p == first)) {
+        return first;
+    }
+    let mut out = [0u8; 4];
+    for (c, o) in out.iter_mut().enumerate() {
+        let mut acc = 0i32;
+        for (n, &wxn) in wx.iter().enumerate() {
+            let mut col = 0i32;
+            for (m, &wym) in wy.iter().enumerate() {
+                col = col.wrapping_add(i32::from(rows[m][n * 4 + c]) * i32::from(wym));
+            }
+            let col = (col >> MID_SHIFT).clamp(i16::MIN.into(), i16::MAX.into());
+            acc = acc.wrapping_add(col * i32::from(wxn));
         }
+        let v = acc.wrapping_add(1 << (OUT_SHIFT - 1)) >> OUT_SHIFT;
+        *o = v.clamp(0, 255) as u8;
+    }
+    out
+}
+
+/// [`bicubic_window`] with SSE2: the row pairs' bytes interleaved and multiplied-and-added
+/// (`pmaddwd`) with pairs of row weights, then the column sums packed to i16, interleaved
+/// and multiplied-and-added with pairs of column weights; the saturating packs are the
+/// scalar version's clamps.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[inline(always)]
+fn bicubic_window_sse2(rows: [&[u8; 16]; 4], wx: &[i16; 4], wy: &[i16; 4]) -> [u8; 4] {
+    use std::arch::x86_64::*;
+    // two weights as the (low, high) i16 halves of each i32 lane
+    let pair = |w: &[i16; 4], k: usize| i32::from(w[k] as u16) | (i32::from(w[k + 1]) << 16);
+    let (wy01, wy23, wx01, wx23) = (pair(wy, 0), pair(wy, 2), pair(wx, 0), pair(wx, 2));
+    // SAFETY: SSE2 is part of the x86-64 baseline, so its intrinsics are always available;
+    // the only memory accesses are the unaligned 16-byte loads (`loadu`: no alignment
+    // needed) of the four `&[u8; 16]`, each exactly 16 readable bytes.
+    unsafe {
+        let r0 = _mm_loadu_si128(rows[0].as_ptr().cast());
+        let r1 = _mm_loadu_si128(rows[1].as_ptr().cast());
+        let r2 = _mm_loadu_si128(rows[2].as_ptr().cast());
+        let r3 = _mm_loadu_si128(rows[3].as_ptr().cast());
+        // a uniform window: its pixel
+        let f = _mm_shuffle_epi32(r0, 0);
+        let eq = _mm_and_si128(
+            _mm_and_si128(_mm_cmpeq_epi32(r0, f), _mm_cmpeq_epi32(r1, f)),
+            _mm_and_si128(_mm_cmpeq_epi32(r2, f), _mm_cmpeq_epi32(r3, f)),
+        );
+        if _mm_movemask_epi8(eq) == 0xffff {
+            return _mm_cvtsi128_si32(r0).to_le_bytes();
+        }
+        let z = _mm_setzero_si128();
+        // per column n and channel: row m's byte next to row m+1's, as i16 pairs
+        let (wy01, wy23) = (_mm_set1_epi32(wy01), _mm_set1_epi32(wy23));
+        let a_lo = _mm_unpacklo_epi8(r0, r1); // columns 0, 1 of rows 0, 1
+        let a_hi = _mm_unpackhi_epi8(r0, r1); // columns 2, 3
+        let b_lo = _mm_unpacklo_epi8(r2, r3);
+        let b_hi = _mm_unpackhi_epi8(r2, r3);
+        let col = |a: __m128i, b: __m128i| {
+            _mm_srai_epi32::<{ MID_SHIFT as i32 }>(_mm_add_epi32(
+                _mm_madd_epi16(a, wy01),
+                _mm_madd_epi16(b, wy23),
+            ))
+        };
+        let c0 = col(_mm_unpacklo_epi8(a_lo, z), _mm_unpacklo_epi8(b_lo, z));
+        let c1 = col(_mm_unpackhi_epi8(a_lo, z), _mm_unpackhi_epi8(b_lo, z));
+        let c2 = col(_mm_unpacklo_epi8(a_hi, z), _mm_unpacklo_epi8(b_hi, z));
+        let c3 = col(_mm_unpackhi_epi8(a_hi, z), _mm_unpackhi_epi8(b_hi, z));
+        // (c0, c1) and (c2, c3) as i16 (saturated), channel by channel side by side
+        let c01 = _mm_packs_epi32(c0, c1);
+        let c23 = _mm_packs_epi32(c2, c3);
+        let c01 = _mm_unpacklo_epi16(c01, _mm_unpackhi_epi64(c01, c01));
+        let c23 = _mm_unpacklo_epi16(c23, _mm_unpackhi_epi64(c23, c23));
+        let sum = _mm_add_epi32(
+            _mm_madd_epi16(c01, _mm_set1_epi32(wx01)),
+            _mm_madd_epi16(c23, _mm_set1_epi32(wx23)),
+        );
+        let v = _mm_srai_epi32::<{ OUT_SHIFT as i32 }>(_mm_add_epi32(
+            sum,
+            _mm_set1_epi32(1 << (OUT_SHIFT - 1)),
+        ));
+        let v = _mm_packs_epi32(v, v);
+        _mm_cvtsi128_si32(_mm_packus_epi16(v, v)).to_le_bytes()
     }
 }
 
@@ -851,6 +1042,61 @@ mod tests {
                 assert!(diff <= Some(1), "{x},{y}: {got:?} vs {want:?}");
             }
         }
+    }
+
+    /// The SSE2 bicubic window gives the scalar one's result bit for bit, over random windows
+    /// (some uniform, some with a single odd pixel) and random weights (the table's and
+    /// arbitrary i16s, whose sums saturate).
+    #[test]
+    fn bicubic_window_fixed_point() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let table = cubic_table_fixed();
+        for t in 0..200_000 {
+            let mut rows = [[0u8; 16]; 4];
+            for r in rows.iter_mut() {
+                for b in r.iter_mut() {
+                    *b = next() as u8;
+                }
+            }
+            if t % 4 == 1 {
+                let p = [next() as u8, next() as u8, next() as u8, next() as u8];
+                for r in rows.iter_mut() {
+                    for px in r.chunks_exact_mut(4) {
+                        px.copy_from_slice(&p);
+                    }
+                }
+                if t % 8 == 1 {
+                    rows[(next() % 4) as usize][(next() % 16) as usize] ^= 1;
+                }
+            }
+            let (wx, wy) = if t % 3 == 0 {
+                (
+                    [0; 4].map(|_: i16| next() as i16),
+                    [0; 4].map(|_: i16| next() as i16),
+                )
+            } else {
+                (
+                    table[(next() % table.len() as u64) as usize],
+                    table[(next() % table.len() as u64) as usize],
+                )
+            };
+            let r = [&rows[0], &rows[1], &rows[2], &rows[3]];
+            assert_eq!(
+                bicubic_window(r, &wx, &wy),
+                bicubic_window_scalar(r, &wx, &wy),
+                "{rows:?} {wx:?} {wy:?}"
+            );
+        }
+        // the table's weights sum to one exactly
+        assert!(table
+            .iter()
+            .all(|w| w.iter().map(|&v| i32::from(v)).sum::<i32>() == 1 << WEIGHT_BITS));
     }
 
     #[test]
