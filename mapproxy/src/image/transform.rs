@@ -96,8 +96,10 @@ pub fn transform(
 /// checking the exact projection on a lattice. Then every target column's and row's source
 /// position is projected exactly (no mesh) and the image is resampled in two 1-D passes with
 /// per-row and per-column weights computed once: per target row, the source rows weighted
-/// into one f32 row, then that row sampled at the columns' positions. Same kernels and
-/// transparent-outside rule as [`sample`]; `None` when the map is not separable.
+/// into one row of i16 sums ([`vertical`]), then that row sampled at the columns' positions
+/// ([`horizontal`]): the fixed-point sums of the mesh's [`bicubic_window`], so both paths
+/// give the same pixel for the same position. Same kernels and transparent-outside rule as
+/// [`sample`]; `None` when the map is not separable.
 fn transform_separable(
     src: &RgbaImage,
     src_bbox: Bbox,
@@ -135,7 +137,7 @@ fn transform_separable(
     // a pad of 3 zero pixels each side: windows reaching past the source read transparency
     const PAD: i64 = 3;
     // each target column's first padded source column and weights; `None`: all outside
-    let col_taps: Vec<Option<(usize, [f32; 4])>> = xs
+    let col_taps: Vec<Option<(usize, [i16; 4])>> = xs
         .iter()
         .map(|&x| {
             let (start, w) = kernel_taps(x, resampling);
@@ -147,7 +149,7 @@ fn transform_separable(
     let hi = col_taps.iter().flatten().map(|t| t.0 + 4).max()?;
     let raw: &[u8] = src;
     let stride = sw * 4;
-    let mut row = vec![0f32; (hi - lo) * 4];
+    let mut row = vec![0i16; (hi - lo) * 4];
     let mut out = RgbaImage::new(dst_size.0, dst_size.1);
     let obuf: &mut [u8] = &mut out;
     // the source columns of the padded range [lo, hi) that exist, as byte offsets
@@ -162,58 +164,48 @@ fn transform_separable(
             continue;
         }
         // weighted sum of the (up to) four source rows: a zero weight for rows outside
-        let rows: [(&[u8], f32); 4] = std::array::from_fn(|m| {
+        let mut wy = wy;
+        let rows: [&[u8]; 4] = std::array::from_fn(|m| {
             let j = start + m as i64;
             if j < 0 || j >= sh as i64 {
-                (&raw[c0 * 4..c1 * 4], 0.0)
+                wy[m] = 0;
+                &raw[c0 * 4..c1 * 4]
             } else {
                 let at = j as usize * stride;
-                (&raw[at + c0 * 4..at + c1 * 4], wy[m])
+                &raw[at + c0 * 4..at + c1 * 4]
             }
         });
-        let acc = &mut row[r0..r0 + (c1 - c0) * 4];
-        for (k, a) in acc.iter_mut().enumerate() {
-            *a = f32::from(rows[0].0[k]) * rows[0].1
-                + f32::from(rows[1].0[k]) * rows[1].1
-                + f32::from(rows[2].0[k]) * rows[2].1
-                + f32::from(rows[3].0[k]) * rows[3].1;
-        }
+        vertical(rows, &wy, &mut row[r0..r0 + (c1 - c0) * 4]);
         let orow = &mut obuf[v * dw * 4..(v + 1) * dw * 4];
         for (px, t) in orow.chunks_exact_mut(4).zip(&col_taps) {
-            let Some((i, wx)) = *t else { continue };
+            let Some((i, wx)) = t else { continue };
             let at = (i - lo) * 4;
-            let Some(s) = row.get(at..at + 16) else {
+            let Some(cols) = row.get(at..at + 16).and_then(|c| c.try_into().ok()) else {
                 continue;
             };
-            let mut acc = [0f32; 4];
-            for (n, w) in wx.iter().enumerate() {
-                for c in 0..4 {
-                    acc[c] += s[n * 4 + c] * w;
-                }
-            }
-            for c in 0..4 {
-                px[c] = (acc[c] + 0.5) as u8;
-            }
+            px.copy_from_slice(&horizontal(cols, wx));
         }
     }
     Some(out)
 }
 
-/// The four source pixels (first index) and weights [`sample`]'s kernel gives position `p`
-/// (source pixels, centres at i + 0.5) along one axis.
-fn kernel_taps(p: f64, resampling: Resampling) -> (i64, [f32; 4]) {
+/// The four source pixels (first index) and fixed-point weights [`sample`]'s kernel gives
+/// position `p` (source pixels, centres at i + 0.5) along one axis.
+fn kernel_taps(p: f64, resampling: Resampling) -> (i64, [i16; 4]) {
+    const ONE: i16 = 1 << WEIGHT_BITS;
     match resampling {
-        Resampling::Nearest => (fast_floor(p) - 1, [0.0, 1.0, 0.0, 0.0]),
+        Resampling::Nearest => (fast_floor(p) - 1, [0, ONE, 0, 0]),
         Resampling::Bilinear => {
             let f = p - 0.5;
             let i = fast_floor(f);
-            let d = (f - i as f64) as f32;
-            (i - 1, [0.0, 1.0 - d, d, 0.0])
+            let d = (((f - i as f64) * f64::from(ONE)).round() as i16).clamp(0, ONE);
+            (i - 1, [0, ONE - d, d, 0])
         }
         Resampling::Bicubic => {
             let f = p - 0.5;
             let i = fast_floor(f);
-            (i - 1, cubic_weights_at((f - i as f64) as f32))
+            let k = (((f - i as f64) * CUBIC_STEPS as f64 + 0.5) as usize).min(CUBIC_STEPS);
+            (i - 1, cubic_table_fixed()[k])
         }
     }
 }
@@ -628,7 +620,7 @@ fn cubic_table_fixed() -> &'static [[i16; 4]] {
 fn bicubic_window(rows: [&[u8; 16]; 4], wx: &[i16; 4], wy: &[i16; 4]) -> [u8; 4] {
     #[cfg(target_arch = "x86_64")]
     {
-        bicubic_window_sse2(rows, wx, wy)
+        sse2::window(rows, wx, wy)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -636,26 +628,27 @@ fn bicubic_window(rows: [&[u8; 16]; 4], wx: &[i16; 4], wy: &[i16; 4]) -> [u8; 4]
     }
 }
 
-/// [`bicubic_window`] in plain integers: per column the rows weighted (i32), shifted down by
-/// [`MID_SHIFT`] and saturated to i16; the columns weighted (i32), rounded, shifted down by
-/// [`OUT_SHIFT`] and saturated to 0..=255. A uniform window is its pixel (which the sums give
-/// too).
-#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
-fn bicubic_window_scalar(rows: [&[u8; 16]; 4], wx: &[i16; 4], wy: &[i16; 4]) -> [u8; 4] {
-    let first = [rows[0][0], rows[0][1], rows[0][2], rows[0][3]];
-    if rows.iter().all(|r| r.chunks_exact(4).all(|p| p == first)) {
-        return first;
+/// The rows pass in plain integers: per byte `k`, the four rows' bytes weighted by `wy`
+/// (i32), shifted down by [`MID_SHIFT`] and saturated to i16.
+fn vertical_scalar(rows: [&[u8]; 4], wy: &[i16; 4], out: &mut [i16]) {
+    for (k, o) in out.iter_mut().enumerate() {
+        let mut acc = 0i32;
+        for (r, &w) in rows.iter().zip(wy) {
+            let v = r.get(k).copied().unwrap_or(0);
+            acc = acc.wrapping_add(i32::from(v) * i32::from(w));
+        }
+        *o = (acc >> MID_SHIFT).clamp(i16::MIN.into(), i16::MAX.into()) as i16;
     }
+}
+
+/// The columns pass in plain integers: four columns of RGBA rows-pass sums (`cols`, i16)
+/// weighted by `wx` (i32), rounded, shifted down by [`OUT_SHIFT`] and saturated to 0..=255.
+fn horizontal_scalar(cols: &[i16; 16], wx: &[i16; 4]) -> [u8; 4] {
     let mut out = [0u8; 4];
     for (c, o) in out.iter_mut().enumerate() {
         let mut acc = 0i32;
-        for (n, &wxn) in wx.iter().enumerate() {
-            let mut col = 0i32;
-            for (m, &wym) in wy.iter().enumerate() {
-                col = col.wrapping_add(i32::from(rows[m][n * 4 + c]) * i32::from(wym));
-            }
-            let col = (col >> MID_SHIFT).clamp(i16::MIN.into(), i16::MAX.into());
-            acc = acc.wrapping_add(col * i32::from(wxn));
+        for (n, &w) in wx.iter().enumerate() {
+            acc = acc.wrapping_add(i32::from(cols[n * 4 + c]) * i32::from(w));
         }
         let v = acc.wrapping_add(1 << (OUT_SHIFT - 1)) >> OUT_SHIFT;
         *o = v.clamp(0, 255) as u8;
@@ -663,60 +656,100 @@ fn bicubic_window_scalar(rows: [&[u8; 16]; 4], wx: &[i16; 4], wy: &[i16; 4]) -> 
     out
 }
 
-/// [`bicubic_window`] with SSE2: the row pairs' bytes interleaved and multiplied-and-added
-/// (`pmaddwd`) with pairs of row weights, then the column sums packed to i16, interleaved
-/// and multiplied-and-added with pairs of column weights; the saturating packs are the
-/// scalar version's clamps.
+/// [`bicubic_window`] in plain integers: the rows pass then the columns pass. A uniform
+/// window is its pixel (which the sums give too, the weights summing to one).
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+fn bicubic_window_scalar(rows: [&[u8; 16]; 4], wx: &[i16; 4], wy: &[i16; 4]) -> [u8; 4] {
+    let first = [rows[0][0], rows[0][1], rows[0][2], rows[0][3]];
+    if rows.iter().all(|r| r.chunks_exact(4).all(|p| p == first)) {
+        return first;
+    }
+    let mut cols = [0i16; 16];
+    vertical_scalar(rows.map(|r| &r[..]), wy, &mut cols);
+    horizontal_scalar(&cols, wx)
+}
+
+/// The rows pass over whole rows (`out.len()` bytes of each): SSE2 on x86-64, else
+/// [`vertical_scalar`].
+#[inline]
+fn vertical(rows: [&[u8]; 4], wy: &[i16; 4], out: &mut [i16]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        sse2::vertical(rows, wy, out)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        vertical_scalar(rows, wy, out)
+    }
+}
+
+/// The columns pass: SSE2 on x86-64, else [`horizontal_scalar`].
+#[inline(always)]
+fn horizontal(cols: &[i16; 16], wx: &[i16; 4]) -> [u8; 4] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        sse2::horizontal(cols, wx)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        horizontal_scalar(cols, wx)
+    }
+}
+
+/// The fixed-point resampling sums with SSE2 (x86-64's baseline: no run-time detection).
+/// Rows pass: two rows' bytes interleaved, widened to i16 and multiplied-and-added
+/// (`pmaddwd`) with a pair of row weights; columns pass: two columns' i16 sums interleaved
+/// and multiplied-and-added with a pair of column weights; the saturating packs are the
+/// scalar versions' clamps, so the results are theirs bit for bit.
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
-#[inline(always)]
-fn bicubic_window_sse2(rows: [&[u8; 16]; 4], wx: &[i16; 4], wy: &[i16; 4]) -> [u8; 4] {
+mod sse2 {
+    use super::{MID_SHIFT, OUT_SHIFT};
     use std::arch::x86_64::*;
-    // two weights as the (low, high) i16 halves of each i32 lane
-    let pair = |w: &[i16; 4], k: usize| i32::from(w[k] as u16) | (i32::from(w[k + 1]) << 16);
-    let (wy01, wy23, wx01, wx23) = (pair(wy, 0), pair(wy, 2), pair(wx, 0), pair(wx, 2));
-    // SAFETY: SSE2 is part of the x86-64 baseline, so its intrinsics are always available;
-    // the only memory accesses are the unaligned 16-byte loads (`loadu`: no alignment
-    // needed) of the four `&[u8; 16]`, each exactly 16 readable bytes.
-    unsafe {
-        let r0 = _mm_loadu_si128(rows[0].as_ptr().cast());
-        let r1 = _mm_loadu_si128(rows[1].as_ptr().cast());
-        let r2 = _mm_loadu_si128(rows[2].as_ptr().cast());
-        let r3 = _mm_loadu_si128(rows[3].as_ptr().cast());
-        // a uniform window: its pixel
-        let f = _mm_shuffle_epi32(r0, 0);
-        let eq = _mm_and_si128(
-            _mm_and_si128(_mm_cmpeq_epi32(r0, f), _mm_cmpeq_epi32(r1, f)),
-            _mm_and_si128(_mm_cmpeq_epi32(r2, f), _mm_cmpeq_epi32(r3, f)),
-        );
-        if _mm_movemask_epi8(eq) == 0xffff {
-            return _mm_cvtsi128_si32(r0).to_le_bytes();
-        }
+
+    // SAFETY (every `unsafe` block below): SSE2 is part of the x86-64 baseline, so its
+    // intrinsics are always available; the only memory accesses are unaligned loads and
+    // stores (`loadu`/`storeu`: no alignment needed) of 16 bytes at pointers into slices or
+    // arrays checked to hold those 16 bytes.
+
+    /// Two weights as the (low, high) i16 halves of each i32 lane.
+    #[inline(always)]
+    fn pair(w: &[i16; 4], k: usize) -> i32 {
+        i32::from(w[k] as u16) | (i32::from(w[k + 1]) << 16)
+    }
+
+    /// The rows pass of 16 bytes (four RGBA pixels) of four rows: per pixel, the i32 sums of
+    /// its channels shifted down by `MID_SHIFT`.
+    #[inline(always)]
+    unsafe fn rows4(r: [__m128i; 4], wy01: __m128i, wy23: __m128i) -> [__m128i; 4] {
         let z = _mm_setzero_si128();
-        // per column n and channel: row m's byte next to row m+1's, as i16 pairs
-        let (wy01, wy23) = (_mm_set1_epi32(wy01), _mm_set1_epi32(wy23));
-        let a_lo = _mm_unpacklo_epi8(r0, r1); // columns 0, 1 of rows 0, 1
-        let a_hi = _mm_unpackhi_epi8(r0, r1); // columns 2, 3
-        let b_lo = _mm_unpacklo_epi8(r2, r3);
-        let b_hi = _mm_unpackhi_epi8(r2, r3);
+        let a_lo = _mm_unpacklo_epi8(r[0], r[1]); // pixels 0, 1 of rows 0, 1
+        let a_hi = _mm_unpackhi_epi8(r[0], r[1]); // pixels 2, 3
+        let b_lo = _mm_unpacklo_epi8(r[2], r[3]);
+        let b_hi = _mm_unpackhi_epi8(r[2], r[3]);
         let col = |a: __m128i, b: __m128i| {
             _mm_srai_epi32::<{ MID_SHIFT as i32 }>(_mm_add_epi32(
                 _mm_madd_epi16(a, wy01),
                 _mm_madd_epi16(b, wy23),
             ))
         };
-        let c0 = col(_mm_unpacklo_epi8(a_lo, z), _mm_unpacklo_epi8(b_lo, z));
-        let c1 = col(_mm_unpackhi_epi8(a_lo, z), _mm_unpackhi_epi8(b_lo, z));
-        let c2 = col(_mm_unpacklo_epi8(a_hi, z), _mm_unpacklo_epi8(b_hi, z));
-        let c3 = col(_mm_unpackhi_epi8(a_hi, z), _mm_unpackhi_epi8(b_hi, z));
-        // (c0, c1) and (c2, c3) as i16 (saturated), channel by channel side by side
-        let c01 = _mm_packs_epi32(c0, c1);
-        let c23 = _mm_packs_epi32(c2, c3);
+        [
+            col(_mm_unpacklo_epi8(a_lo, z), _mm_unpacklo_epi8(b_lo, z)),
+            col(_mm_unpackhi_epi8(a_lo, z), _mm_unpackhi_epi8(b_lo, z)),
+            col(_mm_unpacklo_epi8(a_hi, z), _mm_unpacklo_epi8(b_hi, z)),
+            col(_mm_unpackhi_epi8(a_hi, z), _mm_unpackhi_epi8(b_hi, z)),
+        ]
+    }
+
+    /// The columns pass of two registers of i16 sums, (c0, c1) and (c2, c3), to one pixel.
+    #[inline(always)]
+    unsafe fn columns4(c01: __m128i, c23: __m128i, wx: &[i16; 4]) -> [u8; 4] {
+        // channel by channel side by side: c0.r c1.r c0.g c1.g ...
         let c01 = _mm_unpacklo_epi16(c01, _mm_unpackhi_epi64(c01, c01));
         let c23 = _mm_unpacklo_epi16(c23, _mm_unpackhi_epi64(c23, c23));
         let sum = _mm_add_epi32(
-            _mm_madd_epi16(c01, _mm_set1_epi32(wx01)),
-            _mm_madd_epi16(c23, _mm_set1_epi32(wx23)),
+            _mm_madd_epi16(c01, _mm_set1_epi32(pair(wx, 0))),
+            _mm_madd_epi16(c23, _mm_set1_epi32(pair(wx, 2))),
         );
         let v = _mm_srai_epi32::<{ OUT_SHIFT as i32 }>(_mm_add_epi32(
             sum,
@@ -724,6 +757,60 @@ fn bicubic_window_sse2(rows: [&[u8; 16]; 4], wx: &[i16; 4], wy: &[i16; 4]) -> [u
         ));
         let v = _mm_packs_epi32(v, v);
         _mm_cvtsi128_si32(_mm_packus_epi16(v, v)).to_le_bytes()
+    }
+
+    /// `bicubic_window`: a uniform window is its pixel, else the rows pass and the columns
+    /// pass in registers.
+    #[inline(always)]
+    pub(super) fn window(rows: [&[u8; 16]; 4], wx: &[i16; 4], wy: &[i16; 4]) -> [u8; 4] {
+        let (wy01, wy23) = (pair(wy, 0), pair(wy, 2));
+        unsafe {
+            let r = rows.map(|r| _mm_loadu_si128(r.as_ptr().cast()));
+            let f = _mm_shuffle_epi32(r[0], 0);
+            let eq = _mm_and_si128(
+                _mm_and_si128(_mm_cmpeq_epi32(r[0], f), _mm_cmpeq_epi32(r[1], f)),
+                _mm_and_si128(_mm_cmpeq_epi32(r[2], f), _mm_cmpeq_epi32(r[3], f)),
+            );
+            if _mm_movemask_epi8(eq) == 0xffff {
+                return _mm_cvtsi128_si32(r[0]).to_le_bytes();
+            }
+            let c = rows4(r, _mm_set1_epi32(wy01), _mm_set1_epi32(wy23));
+            columns4(_mm_packs_epi32(c[0], c[1]), _mm_packs_epi32(c[2], c[3]), wx)
+        }
+    }
+
+    /// `vertical`: 16 bytes at a time, the rest by `vertical_scalar`.
+    pub(super) fn vertical(rows: [&[u8]; 4], wy: &[i16; 4], out: &mut [i16]) {
+        let n = out.len();
+        if rows.iter().any(|r| r.len() < n) {
+            return super::vertical_scalar(rows, wy, out);
+        }
+        let full = n / 16 * 16;
+        let (wy01, wy23) = (pair(wy, 0), pair(wy, 2));
+        unsafe {
+            let (wy01, wy23) = (_mm_set1_epi32(wy01), _mm_set1_epi32(wy23));
+            for (k, o) in out[..full].chunks_exact_mut(16).enumerate() {
+                // k * 16 + 16 <= full <= every row's length
+                let at = k * 16;
+                let r = rows.map(|r| _mm_loadu_si128(r.as_ptr().add(at).cast()));
+                let c = rows4(r, wy01, wy23);
+                let (c01, c23) = (_mm_packs_epi32(c[0], c[1]), _mm_packs_epi32(c[2], c[3]));
+                // o: 16 i16, 32 bytes
+                _mm_storeu_si128(o.as_mut_ptr().cast(), c01);
+                _mm_storeu_si128(o.as_mut_ptr().add(8).cast(), c23);
+            }
+        }
+        super::vertical_scalar(rows.map(|r| &r[full..]), wy, &mut out[full..]);
+    }
+
+    /// `horizontal`.
+    #[inline(always)]
+    pub(super) fn horizontal(cols: &[i16; 16], wx: &[i16; 4]) -> [u8; 4] {
+        unsafe {
+            let c01 = _mm_loadu_si128(cols.as_ptr().cast());
+            let c23 = _mm_loadu_si128(cols.as_ptr().add(8).cast());
+            columns4(c01, c23, wx)
+        }
     }
 }
 
@@ -1092,6 +1179,27 @@ mod tests {
                 bicubic_window_scalar(r, &wx, &wy),
                 "{rows:?} {wx:?} {wy:?}"
             );
+        }
+        // the passes of the separable path: whole rows (a tail shorter than 16 bytes
+        // included) and single pixels of i16 sums
+        for t in 0..2_000 {
+            let len = (next() % 100) as usize;
+            let rows: Vec<Vec<u8>> = (0..4)
+                .map(|_| (0..len).map(|_| next() as u8).collect())
+                .collect();
+            let wy = if t % 3 == 0 {
+                [0; 4].map(|_: i16| next() as i16)
+            } else {
+                table[(next() % table.len() as u64) as usize]
+            };
+            let r = [&rows[0][..], &rows[1][..], &rows[2][..], &rows[3][..]];
+            let (mut simd, mut scalar) = (vec![0i16; len], vec![0i16; len]);
+            vertical(r, &wy, &mut simd);
+            vertical_scalar(r, &wy, &mut scalar);
+            assert_eq!(simd, scalar, "{rows:?} {wy:?}");
+            let cols: [i16; 16] = [0; 16].map(|_: i16| next() as i16);
+            let wx = table[(next() % table.len() as u64) as usize];
+            assert_eq!(horizontal(&cols, &wx), horizontal_scalar(&cols, &wx));
         }
         // the table's weights sum to one exactly
         assert!(table
