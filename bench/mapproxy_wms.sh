@@ -27,7 +27,7 @@ PY=${MAPPROXY_PYTHON:-$PWD/target/mapproxy-venv/bin/python}
 command -v wrk >/dev/null || { echo "bench: wrk missing (apt-get install wrk)"; exit 1; }
 "$PY" -c 'import gunicorn' 2>/dev/null || "$PY" -m pip install -q gunicorn
 cargo build -q --release --bin mapproxy-serve
-BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/mapproxy-serve
+BIN=${BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release/mapproxy-serve}
 W=$(mktemp -d /tmp/mps-wms-bench.XXXX)
 MPS= GUN=
 stop_all() {

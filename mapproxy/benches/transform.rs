@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use mapproxy_serve_mapproxy::grid::{get_resolution, global_webmercator};
-use mapproxy_serve_mapproxy::image::transform::{transform, Resampling};
+use mapproxy_serve_mapproxy::image::transform::{mesh, transform, Resampling};
 use mapproxy_serve_mapproxy::image::RgbaImage;
 use mapproxy_serve_mapproxy::srs::Srs;
 
@@ -68,35 +68,50 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (cols, rows) = affected.grid_size;
         let (tw, th) = grid.tile_size();
         let (w, h) = (u32::try_from(cols)? * tw, u32::try_from(rows)? * th);
-        for (kind, src) in [
-            ("textured", textured(w, h)),
-            ("debug-like", debug_like(w, h)),
-        ] {
-            let mut times: Vec<Duration> = Vec::with_capacity(runs);
-            for _ in 0..runs + 2 {
-                let t = Instant::now();
-                let out = transform(
-                    &src,
-                    affected.bbox,
-                    &merc,
-                    size,
-                    bbox,
-                    &dst,
-                    Resampling::Bicubic,
-                );
-                times.push(t.elapsed());
-                std::hint::black_box(out);
-            }
-            // the first two runs warm the caches and the weight table
-            let mut times = times.split_off(2);
-            times.sort();
-            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-            println!(
-                "| {name} | {kind} | {w}x{h} | {:.2} ms | {:.2} ms |",
-                ms(times[times.len() / 2]),
-                ms(times[0])
-            );
-        }
+        let textured = textured(w, h);
+        let debug_like = debug_like(w, h);
+        let step = |src: &RgbaImage| {
+            transform(
+                src,
+                affected.bbox,
+                &merc,
+                size,
+                bbox,
+                &dst,
+                Resampling::Bicubic,
+            )
+        };
+        report(name, "textured", (w, h), runs, || step(&textured));
+        report(name, "debug-like", (w, h), runs, || step(&debug_like));
+        // the mesh alone (the 4326 step does not use it: its map is separable)
+        let mesh_only = || mesh((w, h), affected.bbox, &merc, size, bbox, &dst);
+        let quads = mesh_only().len();
+        report(
+            name,
+            &format!("mesh only ({quads} quads)"),
+            (w, h),
+            runs,
+            mesh_only,
+        );
     }
     Ok(())
+}
+
+/// Times `f` `runs` times (after two warm-up runs) and prints the median and the minimum.
+fn report<T>(name: &str, kind: &str, (w, h): (u32, u32), runs: usize, mut f: impl FnMut() -> T) {
+    let mut times: Vec<Duration> = Vec::with_capacity(runs);
+    for k in 0..runs + 2 {
+        let t = Instant::now();
+        std::hint::black_box(f());
+        if k >= 2 {
+            times.push(t.elapsed());
+        }
+    }
+    times.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "| {name} | {kind} | {w}x{h} | {:.2} ms | {:.2} ms |",
+        ms(times[times.len() / 2]),
+        ms(times[0])
+    );
 }
