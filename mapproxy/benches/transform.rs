@@ -7,7 +7,8 @@
 //!
 //! Two source images: `textured` (every pixel differs: the sampler's worst case) and
 //! `debug-like` (transparent with black text and lines, as the debug source's tiles the
-//! server benchmark serves). `BENCH_RUNS` (default 30) sets the runs per case.
+//! server benchmark serves). `BENCH_RUNS` (default 30) sets the runs per case, `BENCH_ONLY`
+//! (`utm` or `4326`) picks one case.
 
 use std::time::{Duration, Instant};
 
@@ -59,7 +60,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
     println!("| case | source | source size | median | min |");
     println!("|---|---|---|---|---|");
+    let only = std::env::var("BENCH_ONLY").ok();
     for (name, code, bbox) in cases {
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
         let dst = Srs::get(code)?;
         let size = (512, 512);
         let src_bbox = dst.transform_bbox_to(&merc, bbox)?;
