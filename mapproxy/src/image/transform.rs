@@ -531,24 +531,20 @@ fn fill_row_bicubic(src: &RgbaImage, row: &mut [u8], start: (f64, f64), step: (f
     let (dx, dy) = ((step.0 * ONE) as i64, (step.1 * ONE) as i64);
     // the weight set of a 32-bit fraction, rounded to 1/CUBIC_STEPS
     let weights = |f: i64| {
-        let k = ((f & 0xffff_ffff) + (1 << 21)) >> 22;
-        table[k as usize]
+        let k = (((f & 0xffff_ffff) + (1 << 21)) >> 22) as usize;
+        &table[k.min(CUBIC_STEPS)]
     };
     for px in row.chunks_exact_mut(4) {
-        let (i, j) = (fx >> 32, fy >> 32);
-        let (wx, wy) = (weights(fx), weights(fy));
+        let (x, y) = (fx, fy);
         fx = fx.wrapping_add(dx);
         fy = fy.wrapping_add(dy);
+        let (i, j) = (x >> 32, y >> 32);
         // the window's first pixel (i - 1, j - 1) and last (i + 2, j + 2) inside the source
         let window = if big && (i - 1) as u64 <= last_i && (j - 1) as u64 <= last_j {
             let base = (j as usize - 1) * stride + (i as usize - 1) * 4;
-            let rows: [Option<&[u8; 16]>; 4] = std::array::from_fn(|m| {
-                let at = base + m * stride;
-                raw.get(at..at + 16).and_then(|r| r.try_into().ok())
-            });
-            match rows {
-                [Some(a), Some(b), Some(c), Some(d)] => bicubic_window([a, b, c, d], &wx, &wy),
-                _ => continue,
+            match bicubic_window_in(raw, base, stride, || (weights(x), weights(y))) {
+                Some(p) => p,
+                None => continue,
             }
         } else {
             if i < -2 || j < -2 || i > sw || j > sh {
@@ -557,7 +553,11 @@ fn fill_row_bicubic(src: &RgbaImage, row: &mut [u8], start: (f64, f64), step: (f
                 continue;
             }
             let rows = edge_window(raw, (sw, sh), i - 1, j - 1);
-            bicubic_window([&rows[0], &rows[1], &rows[2], &rows[3]], &wx, &wy)
+            bicubic_window(
+                [&rows[0], &rows[1], &rows[2], &rows[3]],
+                weights(x),
+                weights(y),
+            )
         };
         px.copy_from_slice(&window);
     }
@@ -596,20 +596,18 @@ const OUT_SHIFT: u32 = 2 * WEIGHT_BITS - MID_SHIFT;
 
 /// [`cubic_weights`] at each 1/[`CUBIC_STEPS`] of a pixel in fixed point (the rounding
 /// remainder added to the largest weight).
-fn cubic_table_fixed() -> &'static [[i16; 4]] {
-    static TABLE: std::sync::OnceLock<Vec<[i16; 4]>> = std::sync::OnceLock::new();
+fn cubic_table_fixed() -> &'static [[i16; 4]; CUBIC_STEPS + 1] {
+    static TABLE: std::sync::OnceLock<[[i16; 4]; CUBIC_STEPS + 1]> = std::sync::OnceLock::new();
     TABLE.get_or_init(|| {
         let one = 1i32 << WEIGHT_BITS;
-        (0..=CUBIC_STEPS)
-            .map(|i| {
-                let w = cubic_weights(i as f32 / CUBIC_STEPS as f32);
-                let mut f = w.map(|v| (f64::from(v) * f64::from(one)).round() as i32);
-                let rest = one - f.iter().sum::<i32>();
-                let big = if f[1] >= f[2] { 1 } else { 2 };
-                f[big] += rest;
-                f.map(|v| v.clamp(i16::MIN.into(), i16::MAX.into()) as i16)
-            })
-            .collect()
+        std::array::from_fn(|i| {
+            let w = cubic_weights(i as f32 / CUBIC_STEPS as f32);
+            let mut f = w.map(|v| (f64::from(v) * f64::from(one)).round() as i32);
+            let rest = one - f.iter().sum::<i32>();
+            let big = if f[1] >= f[2] { 1 } else { 2 };
+            f[big] += rest;
+            f.map(|v| v.clamp(i16::MIN.into(), i16::MAX.into()) as i16)
+        })
     })
 }
 
@@ -625,6 +623,32 @@ fn bicubic_window(rows: [&[u8; 16]; 4], wx: &[i16; 4], wy: &[i16; 4]) -> [u8; 4]
     #[cfg(not(target_arch = "x86_64"))]
     {
         bicubic_window_scalar(rows, wx, wy)
+    }
+}
+
+/// [`bicubic_window`] of the window whose first pixel is at byte `base` of `raw` (rows
+/// `stride` bytes apart): a uniform window is its pixel (the `weights` are not asked for);
+/// `None` when the window does not fit in `raw`.
+#[inline(always)]
+fn bicubic_window_in<'w>(
+    raw: &[u8],
+    base: usize,
+    stride: usize,
+    weights: impl FnOnce() -> (&'w [i16; 4], &'w [i16; 4]),
+) -> Option<[u8; 4]> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        sse2::window_in(raw, base, stride, weights)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let row = |m: usize| -> Option<&[u8; 16]> {
+            let at = base.checked_add(stride.checked_mul(m)?)?;
+            raw.get(at..at.checked_add(16)?)?.try_into().ok()
+        };
+        let rows = [row(0)?, row(1)?, row(2)?, row(3)?];
+        let (wx, wy) = weights();
+        Some(bicubic_window_scalar(rows, wx, wy))
     }
 }
 
@@ -704,24 +728,37 @@ fn horizontal(cols: &[i16; 16], wx: &[i16; 4]) -> [u8; 4] {
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod sse2 {
-    use super::{MID_SHIFT, OUT_SHIFT};
+    use super::{MID_SHIFT, OUT_SHIFT, WEIGHT_BITS};
     use std::arch::x86_64::*;
 
-    // SAFETY (every `unsafe` block below): SSE2 is part of the x86-64 baseline, so its
-    // intrinsics are always available; the only memory accesses are unaligned loads and
-    // stores (`loadu`/`storeu`: no alignment needed) of 16 bytes at pointers into slices or
-    // arrays checked to hold those 16 bytes.
+    // SAFETY (every `unsafe` block and fn below): SSE2 is part of the x86-64 baseline, so
+    // its intrinsics are always available; the only memory accesses are unaligned loads and
+    // stores (`loadu`/`storeu`/`loadl`: no alignment needed) of 16 bytes (8 for a weight
+    // set) at pointers into slices, arrays or references checked to hold those bytes.
 
-    /// Two weights as the (low, high) i16 halves of each i32 lane.
+    /// A weight set as its two pairs (w0, w1) and (w2, w3), each in every i32 lane as the
+    /// (low, high) i16 halves: `pmaddwd` operands. An `[i16; 4]` is those 8 bytes.
     #[inline(always)]
-    fn pair(w: &[i16; 4], k: usize) -> i32 {
-        i32::from(w[k] as u16) | (i32::from(w[k + 1]) << 16)
+    unsafe fn pairs(w: &[i16; 4]) -> (__m128i, __m128i) {
+        let v = _mm_loadl_epi64(w.as_ptr().cast());
+        (_mm_shuffle_epi32(v, 0x00), _mm_shuffle_epi32(v, 0x55))
+    }
+
+    /// All 16 pixels of a window equal?
+    #[inline(always)]
+    unsafe fn uniform(r: &[__m128i; 4]) -> bool {
+        let f = _mm_shuffle_epi32(r[0], 0);
+        let eq = _mm_and_si128(
+            _mm_and_si128(_mm_cmpeq_epi32(r[0], f), _mm_cmpeq_epi32(r[1], f)),
+            _mm_and_si128(_mm_cmpeq_epi32(r[2], f), _mm_cmpeq_epi32(r[3], f)),
+        );
+        _mm_movemask_epi8(eq) == 0xffff
     }
 
     /// The rows pass of 16 bytes (four RGBA pixels) of four rows: per pixel, the i32 sums of
     /// its channels shifted down by `MID_SHIFT`.
     #[inline(always)]
-    unsafe fn rows4(r: [__m128i; 4], wy01: __m128i, wy23: __m128i) -> [__m128i; 4] {
+    unsafe fn rows4(r: &[__m128i; 4], wy01: __m128i, wy23: __m128i) -> [__m128i; 4] {
         let z = _mm_setzero_si128();
         let a_lo = _mm_unpacklo_epi8(r[0], r[1]); // pixels 0, 1 of rows 0, 1
         let a_hi = _mm_unpackhi_epi8(r[0], r[1]); // pixels 2, 3
@@ -744,13 +781,11 @@ mod sse2 {
     /// The columns pass of two registers of i16 sums, (c0, c1) and (c2, c3), to one pixel.
     #[inline(always)]
     unsafe fn columns4(c01: __m128i, c23: __m128i, wx: &[i16; 4]) -> [u8; 4] {
+        let (wx01, wx23) = pairs(wx);
         // channel by channel side by side: c0.r c1.r c0.g c1.g ...
         let c01 = _mm_unpacklo_epi16(c01, _mm_unpackhi_epi64(c01, c01));
         let c23 = _mm_unpacklo_epi16(c23, _mm_unpackhi_epi64(c23, c23));
-        let sum = _mm_add_epi32(
-            _mm_madd_epi16(c01, _mm_set1_epi32(pair(wx, 0))),
-            _mm_madd_epi16(c23, _mm_set1_epi32(pair(wx, 2))),
-        );
+        let sum = _mm_add_epi32(_mm_madd_epi16(c01, wx01), _mm_madd_epi16(c23, wx23));
         let v = _mm_srai_epi32::<{ OUT_SHIFT as i32 }>(_mm_add_epi32(
             sum,
             _mm_set1_epi32(1 << (OUT_SHIFT - 1)),
@@ -759,48 +794,98 @@ mod sse2 {
         _mm_cvtsi128_si32(_mm_packus_epi16(v, v)).to_le_bytes()
     }
 
-    /// `bicubic_window`: a uniform window is its pixel, else the rows pass and the columns
+    /// A window's sum: a uniform window is its pixel, else the rows pass and the columns
     /// pass in registers.
     #[inline(always)]
+    unsafe fn sum<'w>(
+        r: &[__m128i; 4],
+        weights: impl FnOnce() -> (&'w [i16; 4], &'w [i16; 4]),
+    ) -> [u8; 4] {
+        if uniform(r) {
+            return _mm_cvtsi128_si32(r[0]).to_le_bytes();
+        }
+        let (wx, wy) = weights();
+        let (wy01, wy23) = pairs(wy);
+        let c = rows4(r, wy01, wy23);
+        columns4(_mm_packs_epi32(c[0], c[1]), _mm_packs_epi32(c[2], c[3]), wx)
+    }
+
+    /// `bicubic_window`.
+    #[inline(always)]
     pub(super) fn window(rows: [&[u8; 16]; 4], wx: &[i16; 4], wy: &[i16; 4]) -> [u8; 4] {
-        let (wy01, wy23) = (pair(wy, 0), pair(wy, 2));
         unsafe {
             let r = rows.map(|r| _mm_loadu_si128(r.as_ptr().cast()));
-            let f = _mm_shuffle_epi32(r[0], 0);
-            let eq = _mm_and_si128(
-                _mm_and_si128(_mm_cmpeq_epi32(r[0], f), _mm_cmpeq_epi32(r[1], f)),
-                _mm_and_si128(_mm_cmpeq_epi32(r[2], f), _mm_cmpeq_epi32(r[3], f)),
-            );
-            if _mm_movemask_epi8(eq) == 0xffff {
-                return _mm_cvtsi128_si32(r[0]).to_le_bytes();
-            }
-            let c = rows4(r, _mm_set1_epi32(wy01), _mm_set1_epi32(wy23));
-            columns4(_mm_packs_epi32(c[0], c[1]), _mm_packs_epi32(c[2], c[3]), wx)
+            sum(&r, || (wx, wy))
         }
     }
 
-    /// `vertical`: 16 bytes at a time, the rest by `vertical_scalar`.
+    /// `bicubic_window_in`: one bounds check for the four rows.
+    #[inline(always)]
+    pub(super) fn window_in<'w>(
+        raw: &[u8],
+        base: usize,
+        stride: usize,
+        weights: impl FnOnce() -> (&'w [i16; 4], &'w [i16; 4]),
+    ) -> Option<[u8; 4]> {
+        let end = stride.checked_mul(3)?.checked_add(base)?.checked_add(16)?;
+        if end > raw.len() {
+            return None;
+        }
+        unsafe {
+            // base + 3 * stride + 16 <= raw.len(): the four 16-byte rows are in `raw`
+            let p = raw.as_ptr().add(base);
+            let r = [
+                _mm_loadu_si128(p.cast()),
+                _mm_loadu_si128(p.add(stride).cast()),
+                _mm_loadu_si128(p.add(2 * stride).cast()),
+                _mm_loadu_si128(p.add(3 * stride).cast()),
+            ];
+            Some(sum(&r, weights))
+        }
+    }
+
+    /// `vertical`: 16 bytes at a time, the rest by `vertical_scalar`. With weights summing to
+    /// one, 16 bytes equal in the four rows are their bytes shifted up by the 6 fraction
+    /// bits (what the sums give).
     pub(super) fn vertical(rows: [&[u8]; 4], wy: &[i16; 4], out: &mut [i16]) {
         let n = out.len();
         if rows.iter().any(|r| r.len() < n) {
             return super::vertical_scalar(rows, wy, out);
         }
+        let one = wy.iter().map(|&w| i32::from(w)).sum::<i32>() == 1 << WEIGHT_BITS;
         let full = n / 16 * 16;
-        let (wy01, wy23) = (pair(wy, 0), pair(wy, 2));
         unsafe {
-            let (wy01, wy23) = (_mm_set1_epi32(wy01), _mm_set1_epi32(wy23));
+            let (wy01, wy23) = pairs(wy);
+            let z = _mm_setzero_si128();
             for (k, o) in out[..full].chunks_exact_mut(16).enumerate() {
-                // k * 16 + 16 <= full <= every row's length
+                // k * 16 + 16 <= full <= every row's length; `o`: 16 i16, 32 bytes
                 let at = k * 16;
                 let r = rows.map(|r| _mm_loadu_si128(r.as_ptr().add(at).cast()));
-                let c = rows4(r, wy01, wy23);
-                let (c01, c23) = (_mm_packs_epi32(c[0], c[1]), _mm_packs_epi32(c[2], c[3]));
-                // o: 16 i16, 32 bytes
+                let (c01, c23) = if one && uniform_rows(&r) {
+                    const UP: i32 = (WEIGHT_BITS - MID_SHIFT) as i32;
+                    (
+                        _mm_slli_epi16::<UP>(_mm_unpacklo_epi8(r[0], z)),
+                        _mm_slli_epi16::<UP>(_mm_unpackhi_epi8(r[0], z)),
+                    )
+                } else {
+                    let c = rows4(&r, wy01, wy23);
+                    (_mm_packs_epi32(c[0], c[1]), _mm_packs_epi32(c[2], c[3]))
+                };
                 _mm_storeu_si128(o.as_mut_ptr().cast(), c01);
                 _mm_storeu_si128(o.as_mut_ptr().add(8).cast(), c23);
             }
         }
         super::vertical_scalar(rows.map(|r| &r[full..]), wy, &mut out[full..]);
+    }
+
+    /// The four rows' 16 bytes equal?
+    #[inline(always)]
+    unsafe fn uniform_rows(r: &[__m128i; 4]) -> bool {
+        let eq = _mm_and_si128(
+            _mm_cmpeq_epi8(r[0], r[1]),
+            _mm_and_si128(_mm_cmpeq_epi8(r[0], r[2]), _mm_cmpeq_epi8(r[0], r[3])),
+        );
+        _mm_movemask_epi8(eq) == 0xffff
     }
 
     /// `horizontal`.
@@ -1174,19 +1259,30 @@ mod tests {
                 )
             };
             let r = [&rows[0], &rows[1], &rows[2], &rows[3]];
-            assert_eq!(
-                bicubic_window(r, &wx, &wy),
-                bicubic_window_scalar(r, &wx, &wy),
-                "{rows:?} {wx:?} {wy:?}"
-            );
+            let want = bicubic_window_scalar(r, &wx, &wy);
+            assert_eq!(bicubic_window(r, &wx, &wy), want, "{rows:?} {wx:?} {wy:?}");
+            // the same window read from a buffer (rows 24 bytes apart, at byte 5)
+            let mut raw = vec![0u8; 5 + 3 * 24 + 16];
+            for (m, row) in rows.iter().enumerate() {
+                raw[5 + m * 24..5 + m * 24 + 16].copy_from_slice(row);
+            }
+            assert_eq!(bicubic_window_in(&raw, 5, 24, || (&wx, &wy)), Some(want));
+            assert_eq!(bicubic_window_in(&raw, 6, 24, || (&wx, &wy)), None);
         }
         // the passes of the separable path: whole rows (a tail shorter than 16 bytes
         // included) and single pixels of i16 sums
         for t in 0..2_000 {
             let len = (next() % 100) as usize;
-            let rows: Vec<Vec<u8>> = (0..4)
+            let mut rows: Vec<Vec<u8>> = (0..4)
                 .map(|_| (0..len).map(|_| next() as u8).collect())
                 .collect();
+            if t % 4 == 1 {
+                // equal rows (the uniform shortcut with weights summing to one), one byte off
+                rows = vec![rows[0].clone(); 4];
+                if t % 8 == 1 && len > 0 {
+                    rows[(next() % 4) as usize][(next() as usize) % len] ^= 4;
+                }
+            }
             let wy = if t % 3 == 0 {
                 [0; 4].map(|_: i16| next() as i16)
             } else {
