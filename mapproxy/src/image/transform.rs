@@ -15,7 +15,14 @@
 //!
 //! The per-pixel sampler (nearest/bilinear/bicubic on straight RGBA, transparent outside the
 //! source) is written here: the mesh needs a source position per target pixel from a
-//! per-quad map, which resize libraries do not take.
+//! per-quad map, which resize libraries do not take. Bicubic (the default) and the
+//! separable path sum in fixed point: weights with 14 fraction bits summing exactly to one,
+//! a rows pass kept as i16 with 6 fraction bits, then a columns pass, rounded; SSE2 `pmaddwd`
+//! on x86-64 (the baseline, no run-time detection; the crate's only unsafe code, in `sse2`)
+//! and plain integers elsewhere, bit for bit the same. Along a quad's row the position is
+//! stepped in 32.32 fixed point; a window of 16 equal pixels is that pixel (what the sums
+//! give too); quads whose source footprint is outside the source are left transparent.
+//! `benches/transform.rs` times one 512×512 step.
 
 use fast_image_resize as fr;
 use image::RgbaImage;
@@ -96,8 +103,10 @@ pub fn transform(
 /// checking the exact projection on a lattice. Then every target column's and row's source
 /// position is projected exactly (no mesh) and the image is resampled in two 1-D passes with
 /// per-row and per-column weights computed once: per target row, the source rows weighted
-/// into one f32 row, then that row sampled at the columns' positions. Same kernels and
-/// transparent-outside rule as [`sample`]; `None` when the map is not separable.
+/// into one row of i16 sums ([`vertical`]), then that row sampled at the columns' positions
+/// ([`horizontal`]): the fixed-point sums of the mesh's [`bicubic_window`], so both paths
+/// give the same pixel for the same position. Same kernels and transparent-outside rule as
+/// [`sample`]; `None` when the map is not separable.
 fn transform_separable(
     src: &RgbaImage,
     src_bbox: Bbox,
@@ -116,26 +125,29 @@ fn transform_separable(
     let dst_w = to_map(dst_srs.align_bbox(dst_bbox), dst_size);
     let exact = |p: (f64, f64)| src_px(dst_srs.transform_to(src_srs, dst_w(p)));
     let (mid_u, mid_v) = (f64::from(dst_size.0) / 2.0, f64::from(dst_size.1) / 2.0);
-    let xs: Vec<f64> = (0..dw).map(|u| exact((u as f64 + 0.5, mid_v)).0).collect();
-    let ys: Vec<f64> = (0..dh).map(|v| exact((mid_u, v as f64 + 0.5)).1).collect();
-    if !xs.iter().chain(&ys).all(|v| v.is_finite()) {
-        return None;
-    }
+    // the source x of target column u and the source y of target row v, on the middle row
+    // and column
+    let col_x = |u: usize| exact((u as f64 + 0.5, mid_v)).0;
+    let row_y = |v: usize| exact((mid_u, v as f64 + 0.5)).1;
     // separable within 1/100 of a source pixel on a 9×9 lattice of pixel centres (edges
-    // included)
-    for a in 0..=8 {
-        for b in 0..=8 {
+    // included), checked first: a map that is not (UTM) costs 99 projections
+    let lattice_x: [f64; 9] = std::array::from_fn(|a| col_x((dw - 1) * a / 8));
+    let lattice_y: [f64; 9] = std::array::from_fn(|b| row_y((dh - 1) * b / 8));
+    for (a, lx) in lattice_x.iter().enumerate() {
+        for (b, ly) in lattice_y.iter().enumerate() {
             let (u, v) = ((dw - 1) * a / 8, (dh - 1) * b / 8);
             let (x, y) = exact((u as f64 + 0.5, v as f64 + 0.5));
-            if !((x - xs[u]).abs() < 0.01 && (y - ys[v]).abs() < 0.01) {
+            if !((x - lx).abs() < 0.01 && (y - ly).abs() < 0.01) {
                 return None;
             }
         }
     }
+    let xs = axis_positions(dw, col_x)?;
+    let ys = axis_positions(dh, row_y)?;
     // a pad of 3 zero pixels each side: windows reaching past the source read transparency
     const PAD: i64 = 3;
     // each target column's first padded source column and weights; `None`: all outside
-    let col_taps: Vec<Option<(usize, [f32; 4])>> = xs
+    let col_taps: Vec<Option<(usize, [i16; 4])>> = xs
         .iter()
         .map(|&x| {
             let (start, w) = kernel_taps(x, resampling);
@@ -147,7 +159,7 @@ fn transform_separable(
     let hi = col_taps.iter().flatten().map(|t| t.0 + 4).max()?;
     let raw: &[u8] = src;
     let stride = sw * 4;
-    let mut row = vec![0f32; (hi - lo) * 4];
+    let mut row = vec![0i16; (hi - lo) * 4];
     let mut out = RgbaImage::new(dst_size.0, dst_size.1);
     let obuf: &mut [u8] = &mut out;
     // the source columns of the padded range [lo, hi) that exist, as byte offsets
@@ -162,58 +174,72 @@ fn transform_separable(
             continue;
         }
         // weighted sum of the (up to) four source rows: a zero weight for rows outside
-        let rows: [(&[u8], f32); 4] = std::array::from_fn(|m| {
+        let mut wy = wy;
+        let rows: [&[u8]; 4] = std::array::from_fn(|m| {
             let j = start + m as i64;
             if j < 0 || j >= sh as i64 {
-                (&raw[c0 * 4..c1 * 4], 0.0)
+                wy[m] = 0;
+                &raw[c0 * 4..c1 * 4]
             } else {
                 let at = j as usize * stride;
-                (&raw[at + c0 * 4..at + c1 * 4], wy[m])
+                &raw[at + c0 * 4..at + c1 * 4]
             }
         });
-        let acc = &mut row[r0..r0 + (c1 - c0) * 4];
-        for (k, a) in acc.iter_mut().enumerate() {
-            *a = f32::from(rows[0].0[k]) * rows[0].1
-                + f32::from(rows[1].0[k]) * rows[1].1
-                + f32::from(rows[2].0[k]) * rows[2].1
-                + f32::from(rows[3].0[k]) * rows[3].1;
-        }
+        vertical(rows, &wy, &mut row[r0..r0 + (c1 - c0) * 4]);
         let orow = &mut obuf[v * dw * 4..(v + 1) * dw * 4];
         for (px, t) in orow.chunks_exact_mut(4).zip(&col_taps) {
-            let Some((i, wx)) = *t else { continue };
+            let Some((i, wx)) = t else { continue };
             let at = (i - lo) * 4;
-            let Some(s) = row.get(at..at + 16) else {
+            let Some(cols) = row.get(at..at + 16).and_then(|c| c.try_into().ok()) else {
                 continue;
             };
-            let mut acc = [0f32; 4];
-            for (n, w) in wx.iter().enumerate() {
-                for c in 0..4 {
-                    acc[c] += s[n * 4 + c] * w;
-                }
-            }
-            for c in 0..4 {
-                px[c] = (acc[c] + 0.5) as u8;
-            }
+            px.copy_from_slice(&horizontal(cols, wx));
         }
     }
     Some(out)
 }
 
-/// The four source pixels (first index) and weights [`sample`]'s kernel gives position `p`
-/// (source pixels, centres at i + 0.5) along one axis.
-fn kernel_taps(p: f64, resampling: Resampling) -> (i64, [f32; 4]) {
+/// The source positions of `n` target pixels along one axis (`at`: exact, finite), each
+/// projected, or interpolated when the axis is linear: 17 positions spread over it within
+/// 1/10000 of a source pixel of the line through the first and last (3857 <-> 4326 along x:
+/// longitude is linear in both). `None` when a position is not finite.
+fn axis_positions(n: usize, at: impl Fn(usize) -> f64) -> Option<Vec<f64>> {
+    if n < 17 {
+        let v: Vec<f64> = (0..n).map(at).collect();
+        return v.iter().all(|p| p.is_finite()).then_some(v);
+    }
+    let (first, last) = (at(0), at(n - 1));
+    let step = (last - first) / (n - 1) as f64;
+    let linear = first.is_finite()
+        && last.is_finite()
+        && (1..16).all(|k| {
+            let i = (n - 1) * k / 16;
+            (at(i) - (first + step * i as f64)).abs() < 1e-4
+        });
+    if linear {
+        return Some((0..n).map(|i| first + step * i as f64).collect());
+    }
+    let v: Vec<f64> = (0..n).map(at).collect();
+    v.iter().all(|p| p.is_finite()).then_some(v)
+}
+
+/// The four source pixels (first index) and fixed-point weights [`sample`]'s kernel gives
+/// position `p` (source pixels, centres at i + 0.5) along one axis.
+fn kernel_taps(p: f64, resampling: Resampling) -> (i64, [i16; 4]) {
+    const ONE: i16 = 1 << WEIGHT_BITS;
     match resampling {
-        Resampling::Nearest => (fast_floor(p) - 1, [0.0, 1.0, 0.0, 0.0]),
+        Resampling::Nearest => (fast_floor(p) - 1, [0, ONE, 0, 0]),
         Resampling::Bilinear => {
             let f = p - 0.5;
             let i = fast_floor(f);
-            let d = (f - i as f64) as f32;
-            (i - 1, [0.0, 1.0 - d, d, 0.0])
+            let d = (((f - i as f64) * f64::from(ONE)).round() as i16).clamp(0, ONE);
+            (i - 1, [0, ONE - d, d, 0])
         }
         Resampling::Bicubic => {
             let f = p - 0.5;
             let i = fast_floor(f);
-            (i - 1, cubic_weights_at((f - i as f64) as f32))
+            let k = (((f - i as f64) * CUBIC_STEPS as f64 + 0.5) as usize).min(CUBIC_STEPS);
+            (i - 1, cubic_table_fixed()[k])
         }
     }
 }
@@ -506,7 +532,9 @@ pub fn bbox_position_in_image(
 }
 
 /// Fill the target rectangle of `quad` by sampling `src` through its bilinear map: along a
-/// row the map is linear, so each row is a start point and a step.
+/// row the map is linear, so each row is a start point and a step added per pixel. A quad
+/// whose source footprint (the bbox of its corners, which holds every position of its map)
+/// lies wholly outside the source, kernel reach included, stays transparent as `out` is.
 fn fill_quad(src: &RgbaImage, out: &mut RgbaImage, quad: &Quad, resampling: Resampling) {
     let (q, c) = (&quad.0, &quad.1);
     let x1 = q[2].min(out.width());
@@ -514,6 +542,29 @@ fn fill_quad(src: &RgbaImage, out: &mut RgbaImage, quad: &Quad, resampling: Resa
     if q[0] >= x1 {
         return;
     }
+    // the kernels read at most two source pixels from the position (bicubic's 4×4 window)
+    const REACH: f64 = 3.0;
+    let (fmin, fmax) = c.iter().fold(
+        (
+            (f64::INFINITY, f64::INFINITY),
+            (f64::NEG_INFINITY, f64::NEG_INFINITY),
+        ),
+        |(lo, hi), p| {
+            (
+                (lo.0.min(p.0), lo.1.min(p.1)),
+                (hi.0.max(p.0), hi.1.max(p.1)),
+            )
+        },
+    );
+    if fmax.0 < -REACH
+        || fmax.1 < -REACH
+        || fmin.0 > f64::from(src.width()) + REACH
+        || fmin.1 > f64::from(src.height()) + REACH
+    {
+        return;
+    }
+    // fixed-point stepping needs positions well inside i64's 32.32 range
+    let fixed = fmin.0.min(fmin.1) > -FIXED_LIMIT && fmax.0.max(fmax.1) < FIXED_LIMIT;
     let (w, h) = (f64::from(q[2] - q[0]), f64::from(q[3] - q[1]));
     let [nw, sw, se, ne] = *c;
     let width = out.width() as usize;
@@ -530,61 +581,428 @@ fn fill_quad(src: &RgbaImage, out: &mut RgbaImage, quad: &Quad, resampling: Resa
         let Some(row) = buf.get_mut(start..end) else {
             return;
         };
-        if resampling == Resampling::Bicubic {
-            // the position of the row's first pixel and the step, less the half pixel of
-            // the kernel's cell
-            let (dx, dy) = (bx / w, by / w);
-            fill_row_bicubic(
-                src,
-                row,
-                (ax + dx * 0.5 - 0.5, ay + dy * 0.5 - 0.5),
-                (dx, dy),
-            );
+        // the position of the row's first pixel centre and the step per pixel
+        let (dx, dy) = (bx / w, by / w);
+        let (px0, py0) = (ax + dx * 0.5, ay + dy * 0.5);
+        if fixed {
+            const ONE: i16 = 1 << WEIGHT_BITS;
+            // the weight sets of a 32.32 position's fraction; bilinear and bicubic in cell
+            // coordinates (less the half pixel of the kernel's cell), nearest in pixels
+            let cell = (px0 - 0.5, py0 - 0.5);
+            match resampling {
+                Resampling::Bicubic => {
+                    let table = cubic_table_fixed();
+                    fill_row_fixed(src, row, cell, (dx, dy), |f| {
+                        // rounded to 1/CUBIC_STEPS
+                        let k = (((f & 0xffff_ffff) + (1 << 21)) >> 22) as usize;
+                        table[k.min(CUBIC_STEPS)]
+                    });
+                }
+                Resampling::Bilinear => fill_row_fixed(src, row, cell, (dx, dy), |f| {
+                    // rounded to WEIGHT_BITS: 0..=ONE
+                    let d = (((f & 0xffff_ffff) + (1 << 17)) >> 18) as i16;
+                    [0, ONE - d, d, 0]
+                }),
+                Resampling::Nearest => {
+                    fill_row_fixed(src, row, (px0, py0), (dx, dy), |_| [0, ONE, 0, 0])
+                }
+            }
             continue;
         }
-        for (k, px) in row.chunks_exact_mut(4).enumerate() {
-            let u = (k as f64 + 0.5) / w;
-            px.copy_from_slice(&sample(src, ax + bx * u, ay + by * u, resampling));
+        let (mut sx, mut sy) = (px0, py0);
+        for px in row.chunks_exact_mut(4) {
+            px.copy_from_slice(&sample(src, sx, sy, resampling));
+            sx += dx;
+            sy += dy;
         }
     }
 }
 
-/// One row of [`fill_quad`] with the bicubic kernel: the position stepped linearly from
-/// `start` (cell coordinates: source pixels less 0.5) by `step`, the 4×4 window read from
-/// the raw buffer where it lies inside, [`sample`] at the edges.
-fn fill_row_bicubic(src: &RgbaImage, row: &mut [u8], start: (f64, f64), step: (f64, f64)) {
+/// Positions beyond ±2^30 source pixels are not stepped in fixed point (32.32 in an i64).
+const FIXED_LIMIT: f64 = (1u64 << 30) as f64;
+
+/// One row of [`fill_quad`]: the position stepped from `start` by `step` in 32.32 fixed
+/// point (an addition per pixel), the 4×4 window from one pixel before its integer part read
+/// from the raw buffer (zeros for pixels outside the source) and summed in fixed point by
+/// [`bicubic_window`] with the `weights` of its fractions (x, y).
+fn fill_row_fixed(
+    src: &RgbaImage,
+    row: &mut [u8],
+    start: (f64, f64),
+    step: (f64, f64),
+    weights: impl Fn(i64) -> [i16; 4],
+) {
     let (sw, sh) = (i64::from(src.width()), i64::from(src.height()));
     let raw: &[u8] = src;
     let stride = sw as usize * 4;
-    let table = cubic_table();
-    let at = |d: f64| table[((d * CUBIC_STEPS as f64 + 0.5) as usize).min(CUBIC_STEPS)];
-    for (k, px) in row.chunks_exact_mut(4).enumerate() {
-        let (fx, fy) = (start.0 + step.0 * k as f64, start.1 + step.1 * k as f64);
-        let (i, j) = (fast_floor(fx), fast_floor(fy));
-        if i < 1 || j < 1 || i + 2 >= sw || j + 2 >= sh {
-            px.copy_from_slice(&sample(src, fx + 0.5, fy + 0.5, Resampling::Bicubic));
+    // the last first column and row of a window inside the source (none: below 4×4)
+    let (last_i, last_j) = ((sw - 4).max(0) as u64, (sh - 4).max(0) as u64);
+    let big = sw >= 4 && sh >= 4;
+    const ONE: f64 = (1u64 << 32) as f64;
+    let (mut fx, mut fy) = ((start.0 * ONE) as i64, (start.1 * ONE) as i64);
+    let (dx, dy) = ((step.0 * ONE) as i64, (step.1 * ONE) as i64);
+    for px in row.chunks_exact_mut(4) {
+        let (x, y) = (fx, fy);
+        fx = fx.wrapping_add(dx);
+        fy = fy.wrapping_add(dy);
+        let (i, j) = (x >> 32, y >> 32);
+        // the window's first pixel (i - 1, j - 1) and last (i + 2, j + 2) inside the source
+        let window = if big && (i - 1) as u64 <= last_i && (j - 1) as u64 <= last_j {
+            let base = (j as usize - 1) * stride + (i as usize - 1) * 4;
+            match bicubic_window_in(raw, base, stride, || (weights(x), weights(y))) {
+                Some(p) => p,
+                None => continue,
+            }
+        } else {
+            if i < -2 || j < -2 || i > sw || j > sh {
+                // wholly outside: transparent
+                px.copy_from_slice(&[0; 4]);
+                continue;
+            }
+            let rows = edge_window(raw, (sw, sh), i - 1, j - 1);
+            bicubic_window(
+                [&rows[0], &rows[1], &rows[2], &rows[3]],
+                &weights(x),
+                &weights(y),
+            )
+        };
+        px.copy_from_slice(&window);
+    }
+}
+
+/// The 4×4 window from (i, j) of a `size` RGBA buffer, transparent where outside it.
+fn edge_window(raw: &[u8], size: (i64, i64), i: i64, j: i64) -> [[u8; 16]; 4] {
+    let mut rows = [[0u8; 16]; 4];
+    for (m, row) in rows.iter_mut().enumerate() {
+        let y = j + m as i64;
+        if y < 0 || y >= size.1 {
             continue;
         }
-        let (wx, wy) = (at(fx - i as f64), at(fy - j as f64));
-        let base = (j as usize - 1) * stride + (i as usize - 1) * 4;
-        let mut acc = [0f32; 4];
-        for (m, wyv) in wy.iter().enumerate() {
-            let o = base + m * stride;
-            let Some(r) = raw.get(o..o + 16) else {
-                break;
-            };
-            let mut hsum = [0f32; 4];
-            for (n, wxv) in wx.iter().enumerate() {
-                for c in 0..4 {
-                    hsum[c] += f32::from(r[n * 4 + c]) * wxv;
-                }
+        for n in 0..4 {
+            let x = i + n as i64;
+            if x < 0 || x >= size.0 {
+                continue;
             }
-            for c in 0..4 {
-                acc[c] += hsum[c] * wyv;
+            let at = (y * size.0 + x) as usize * 4;
+            if let (Some(d), Some(s)) = (row.get_mut(n * 4..n * 4 + 4), raw.get(at..at + 4)) {
+                d.copy_from_slice(s);
             }
         }
-        for c in 0..4 {
-            px[c] = (acc[c] + 0.5) as u8;
+    }
+    rows
+}
+
+/// Fraction bits of the fixed-point bicubic weights; each set of four sums to exactly
+/// `1 << WEIGHT_BITS`, so a uniform window gives its pixel back unchanged.
+const WEIGHT_BITS: u32 = 14;
+/// Bits dropped from the vertical sums before the horizontal pass: they stay 16-bit (at most
+/// 255 × 1.125 × 2^6 in magnitude) with 6 fraction bits.
+const MID_SHIFT: u32 = 8;
+/// The horizontal sums' fraction bits.
+const OUT_SHIFT: u32 = 2 * WEIGHT_BITS - MID_SHIFT;
+
+/// [`cubic_weights`] at each 1/[`CUBIC_STEPS`] of a pixel in fixed point (the rounding
+/// remainder added to the largest weight).
+fn cubic_table_fixed() -> &'static [[i16; 4]; CUBIC_STEPS + 1] {
+    static TABLE: std::sync::OnceLock<[[i16; 4]; CUBIC_STEPS + 1]> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let one = 1i32 << WEIGHT_BITS;
+        std::array::from_fn(|i| {
+            let w = cubic_weights(i as f32 / CUBIC_STEPS as f32);
+            let mut f = w.map(|v| (f64::from(v) * f64::from(one)).round() as i32);
+            let rest = one - f.iter().sum::<i32>();
+            let big = if f[1] >= f[2] { 1 } else { 2 };
+            f[big] += rest;
+            f.map(|v| v.clamp(i16::MIN.into(), i16::MAX.into()) as i16)
+        })
+    })
+}
+
+/// The bicubic sum of a 4×4 RGBA window (`rows`: four rows of four pixels) with fixed-point
+/// weights `wx` (columns) and `wy` (rows): SSE2 on x86-64, else [`bicubic_window_scalar`]
+/// (the same result bit for bit).
+#[inline(always)]
+fn bicubic_window(rows: [&[u8; 16]; 4], wx: &[i16; 4], wy: &[i16; 4]) -> [u8; 4] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        sse2::window(rows, wx, wy)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        bicubic_window_scalar(rows, wx, wy)
+    }
+}
+
+/// [`bicubic_window`] of the window whose first pixel is at byte `base` of `raw` (rows
+/// `stride` bytes apart): a uniform window is its pixel (the `weights` are not asked for);
+/// `None` when the window does not fit in `raw`.
+#[inline(always)]
+fn bicubic_window_in(
+    raw: &[u8],
+    base: usize,
+    stride: usize,
+    weights: impl FnOnce() -> ([i16; 4], [i16; 4]),
+) -> Option<[u8; 4]> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        sse2::window_in(raw, base, stride, weights)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let row = |m: usize| -> Option<&[u8; 16]> {
+            let at = base.checked_add(stride.checked_mul(m)?)?;
+            raw.get(at..at.checked_add(16)?)?.try_into().ok()
+        };
+        let rows = [row(0)?, row(1)?, row(2)?, row(3)?];
+        let (wx, wy) = weights();
+        Some(bicubic_window_scalar(rows, &wx, &wy))
+    }
+}
+
+/// The rows pass in plain integers: per byte `k`, the four rows' bytes weighted by `wy`
+/// (i32), shifted down by [`MID_SHIFT`] and saturated to i16.
+fn vertical_scalar(rows: [&[u8]; 4], wy: &[i16; 4], out: &mut [i16]) {
+    for (k, o) in out.iter_mut().enumerate() {
+        let mut acc = 0i32;
+        for (r, &w) in rows.iter().zip(wy) {
+            let v = r.get(k).copied().unwrap_or(0);
+            acc = acc.wrapping_add(i32::from(v) * i32::from(w));
+        }
+        *o = (acc >> MID_SHIFT).clamp(i16::MIN.into(), i16::MAX.into()) as i16;
+    }
+}
+
+/// The columns pass in plain integers: four columns of RGBA rows-pass sums (`cols`, i16)
+/// weighted by `wx` (i32), rounded, shifted down by [`OUT_SHIFT`] and saturated to 0..=255.
+fn horizontal_scalar(cols: &[i16; 16], wx: &[i16; 4]) -> [u8; 4] {
+    let mut out = [0u8; 4];
+    for (c, o) in out.iter_mut().enumerate() {
+        let mut acc = 0i32;
+        for (n, &w) in wx.iter().enumerate() {
+            acc = acc.wrapping_add(i32::from(cols[n * 4 + c]) * i32::from(w));
+        }
+        let v = acc.wrapping_add(1 << (OUT_SHIFT - 1)) >> OUT_SHIFT;
+        *o = v.clamp(0, 255) as u8;
+    }
+    out
+}
+
+/// [`bicubic_window`] in plain integers: the rows pass then the columns pass. A uniform
+/// window is its pixel (which the sums give too, the weights summing to one).
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+fn bicubic_window_scalar(rows: [&[u8; 16]; 4], wx: &[i16; 4], wy: &[i16; 4]) -> [u8; 4] {
+    let first = [rows[0][0], rows[0][1], rows[0][2], rows[0][3]];
+    if rows.iter().all(|r| r.chunks_exact(4).all(|p| p == first)) {
+        return first;
+    }
+    let mut cols = [0i16; 16];
+    vertical_scalar(rows.map(|r| &r[..]), wy, &mut cols);
+    horizontal_scalar(&cols, wx)
+}
+
+/// The rows pass over whole rows (`out.len()` bytes of each): SSE2 on x86-64, else
+/// [`vertical_scalar`].
+#[inline]
+fn vertical(rows: [&[u8]; 4], wy: &[i16; 4], out: &mut [i16]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        sse2::vertical(rows, wy, out)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        vertical_scalar(rows, wy, out)
+    }
+}
+
+/// The columns pass: SSE2 on x86-64, else [`horizontal_scalar`].
+#[inline(always)]
+fn horizontal(cols: &[i16; 16], wx: &[i16; 4]) -> [u8; 4] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        sse2::horizontal(cols, wx)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        horizontal_scalar(cols, wx)
+    }
+}
+
+/// The fixed-point resampling sums with SSE2 (x86-64's baseline: no run-time detection).
+/// Rows pass: two rows' bytes interleaved, widened to i16 and multiplied-and-added
+/// (`pmaddwd`) with a pair of row weights; columns pass: two columns' i16 sums interleaved
+/// and multiplied-and-added with a pair of column weights; the saturating packs are the
+/// scalar versions' clamps, so the results are theirs bit for bit.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod sse2 {
+    use super::{MID_SHIFT, OUT_SHIFT, WEIGHT_BITS};
+    use std::arch::x86_64::*;
+
+    // SAFETY (every `unsafe` block and fn below): SSE2 is part of the x86-64 baseline, so
+    // its intrinsics are always available; the only memory accesses are unaligned loads and
+    // stores (`loadu`/`storeu`/`loadl`: no alignment needed) of 16 bytes (8 for a weight
+    // set) at pointers into slices, arrays or references checked to hold those bytes.
+
+    /// A weight set as its two pairs (w0, w1) and (w2, w3), each in every i32 lane as the
+    /// (low, high) i16 halves: `pmaddwd` operands. An `[i16; 4]` is those 8 bytes.
+    #[inline(always)]
+    unsafe fn pairs(w: &[i16; 4]) -> (__m128i, __m128i) {
+        let v = _mm_loadl_epi64(w.as_ptr().cast());
+        (_mm_shuffle_epi32(v, 0x00), _mm_shuffle_epi32(v, 0x55))
+    }
+
+    /// All 16 pixels of a window equal?
+    #[inline(always)]
+    unsafe fn uniform(r: &[__m128i; 4]) -> bool {
+        let f = _mm_shuffle_epi32(r[0], 0);
+        let eq = _mm_and_si128(
+            _mm_and_si128(_mm_cmpeq_epi32(r[0], f), _mm_cmpeq_epi32(r[1], f)),
+            _mm_and_si128(_mm_cmpeq_epi32(r[2], f), _mm_cmpeq_epi32(r[3], f)),
+        );
+        _mm_movemask_epi8(eq) == 0xffff
+    }
+
+    /// The rows pass of 16 bytes (four RGBA pixels) of four rows: per pixel, the i32 sums of
+    /// its channels shifted down by `MID_SHIFT`.
+    #[inline(always)]
+    unsafe fn rows4(r: &[__m128i; 4], wy01: __m128i, wy23: __m128i) -> [__m128i; 4] {
+        let z = _mm_setzero_si128();
+        let a_lo = _mm_unpacklo_epi8(r[0], r[1]); // pixels 0, 1 of rows 0, 1
+        let a_hi = _mm_unpackhi_epi8(r[0], r[1]); // pixels 2, 3
+        let b_lo = _mm_unpacklo_epi8(r[2], r[3]);
+        let b_hi = _mm_unpackhi_epi8(r[2], r[3]);
+        let col = |a: __m128i, b: __m128i| {
+            _mm_srai_epi32::<{ MID_SHIFT as i32 }>(_mm_add_epi32(
+                _mm_madd_epi16(a, wy01),
+                _mm_madd_epi16(b, wy23),
+            ))
+        };
+        [
+            col(_mm_unpacklo_epi8(a_lo, z), _mm_unpacklo_epi8(b_lo, z)),
+            col(_mm_unpackhi_epi8(a_lo, z), _mm_unpackhi_epi8(b_lo, z)),
+            col(_mm_unpacklo_epi8(a_hi, z), _mm_unpacklo_epi8(b_hi, z)),
+            col(_mm_unpackhi_epi8(a_hi, z), _mm_unpackhi_epi8(b_hi, z)),
+        ]
+    }
+
+    /// The columns pass of two registers of i16 sums, (c0, c1) and (c2, c3), to one pixel.
+    #[inline(always)]
+    unsafe fn columns4(c01: __m128i, c23: __m128i, wx: &[i16; 4]) -> [u8; 4] {
+        let (wx01, wx23) = pairs(wx);
+        // channel by channel side by side: c0.r c1.r c0.g c1.g ...
+        let c01 = _mm_unpacklo_epi16(c01, _mm_unpackhi_epi64(c01, c01));
+        let c23 = _mm_unpacklo_epi16(c23, _mm_unpackhi_epi64(c23, c23));
+        let sum = _mm_add_epi32(_mm_madd_epi16(c01, wx01), _mm_madd_epi16(c23, wx23));
+        let v = _mm_srai_epi32::<{ OUT_SHIFT as i32 }>(_mm_add_epi32(
+            sum,
+            _mm_set1_epi32(1 << (OUT_SHIFT - 1)),
+        ));
+        let v = _mm_packs_epi32(v, v);
+        _mm_cvtsi128_si32(_mm_packus_epi16(v, v)).to_le_bytes()
+    }
+
+    /// A window's sum: a uniform window is its pixel, else the rows pass and the columns
+    /// pass in registers.
+    #[inline(always)]
+    unsafe fn sum(r: &[__m128i; 4], weights: impl FnOnce() -> ([i16; 4], [i16; 4])) -> [u8; 4] {
+        if uniform(r) {
+            return _mm_cvtsi128_si32(r[0]).to_le_bytes();
+        }
+        let (wx, wy) = weights();
+        let (wy01, wy23) = pairs(&wy);
+        let c = rows4(r, wy01, wy23);
+        columns4(
+            _mm_packs_epi32(c[0], c[1]),
+            _mm_packs_epi32(c[2], c[3]),
+            &wx,
+        )
+    }
+
+    /// `bicubic_window`.
+    #[inline(always)]
+    pub(super) fn window(rows: [&[u8; 16]; 4], wx: &[i16; 4], wy: &[i16; 4]) -> [u8; 4] {
+        unsafe {
+            let r = rows.map(|r| _mm_loadu_si128(r.as_ptr().cast()));
+            sum(&r, || (*wx, *wy))
+        }
+    }
+
+    /// `bicubic_window_in`: one bounds check for the four rows.
+    #[inline(always)]
+    pub(super) fn window_in(
+        raw: &[u8],
+        base: usize,
+        stride: usize,
+        weights: impl FnOnce() -> ([i16; 4], [i16; 4]),
+    ) -> Option<[u8; 4]> {
+        let end = stride.checked_mul(3)?.checked_add(base)?.checked_add(16)?;
+        if end > raw.len() {
+            return None;
+        }
+        unsafe {
+            // base + 3 * stride + 16 <= raw.len(): the four 16-byte rows are in `raw`
+            let p = raw.as_ptr().add(base);
+            let r = [
+                _mm_loadu_si128(p.cast()),
+                _mm_loadu_si128(p.add(stride).cast()),
+                _mm_loadu_si128(p.add(2 * stride).cast()),
+                _mm_loadu_si128(p.add(3 * stride).cast()),
+            ];
+            Some(sum(&r, weights))
+        }
+    }
+
+    /// `vertical`: 16 bytes at a time, the rest by `vertical_scalar`. With weights summing to
+    /// one, 16 bytes equal in the four rows are their bytes shifted up by the 6 fraction
+    /// bits (what the sums give).
+    pub(super) fn vertical(rows: [&[u8]; 4], wy: &[i16; 4], out: &mut [i16]) {
+        let n = out.len();
+        if rows.iter().any(|r| r.len() < n) {
+            return super::vertical_scalar(rows, wy, out);
+        }
+        let one = wy.iter().map(|&w| i32::from(w)).sum::<i32>() == 1 << WEIGHT_BITS;
+        let full = n / 16 * 16;
+        unsafe {
+            let (wy01, wy23) = pairs(wy);
+            let z = _mm_setzero_si128();
+            for (k, o) in out[..full].chunks_exact_mut(16).enumerate() {
+                // k * 16 + 16 <= full <= every row's length; `o`: 16 i16, 32 bytes
+                let at = k * 16;
+                let r = rows.map(|r| _mm_loadu_si128(r.as_ptr().add(at).cast()));
+                let (c01, c23) = if one && uniform_rows(&r) {
+                    const UP: i32 = (WEIGHT_BITS - MID_SHIFT) as i32;
+                    (
+                        _mm_slli_epi16::<UP>(_mm_unpacklo_epi8(r[0], z)),
+                        _mm_slli_epi16::<UP>(_mm_unpackhi_epi8(r[0], z)),
+                    )
+                } else {
+                    let c = rows4(&r, wy01, wy23);
+                    (_mm_packs_epi32(c[0], c[1]), _mm_packs_epi32(c[2], c[3]))
+                };
+                _mm_storeu_si128(o.as_mut_ptr().cast(), c01);
+                _mm_storeu_si128(o.as_mut_ptr().add(8).cast(), c23);
+            }
+        }
+        super::vertical_scalar(rows.map(|r| &r[full..]), wy, &mut out[full..]);
+    }
+
+    /// The four rows' 16 bytes equal?
+    #[inline(always)]
+    unsafe fn uniform_rows(r: &[__m128i; 4]) -> bool {
+        let eq = _mm_and_si128(
+            _mm_cmpeq_epi8(r[0], r[1]),
+            _mm_and_si128(_mm_cmpeq_epi8(r[0], r[2]), _mm_cmpeq_epi8(r[0], r[3])),
+        );
+        _mm_movemask_epi8(eq) == 0xffff
+    }
+
+    /// `horizontal`.
+    #[inline(always)]
+    pub(super) fn horizontal(cols: &[i16; 16], wx: &[i16; 4]) -> [u8; 4] {
+        unsafe {
+            let c01 = _mm_loadu_si128(cols.as_ptr().cast());
+            let c23 = _mm_loadu_si128(cols.as_ptr().add(8).cast());
+            columns4(c01, c23, wx)
         }
     }
 }
@@ -904,6 +1322,93 @@ mod tests {
                 assert!(diff <= Some(1), "{x},{y}: {got:?} vs {want:?}");
             }
         }
+    }
+
+    /// The SSE2 bicubic window gives the scalar one's result bit for bit, over random windows
+    /// (some uniform, some with a single odd pixel) and random weights (the table's and
+    /// arbitrary i16s, whose sums saturate).
+    #[test]
+    fn bicubic_window_fixed_point() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let table = cubic_table_fixed();
+        for t in 0..200_000 {
+            let mut rows = [[0u8; 16]; 4];
+            for r in rows.iter_mut() {
+                for b in r.iter_mut() {
+                    *b = next() as u8;
+                }
+            }
+            if t % 4 == 1 {
+                let p = [next() as u8, next() as u8, next() as u8, next() as u8];
+                for r in rows.iter_mut() {
+                    for px in r.chunks_exact_mut(4) {
+                        px.copy_from_slice(&p);
+                    }
+                }
+                if t % 8 == 1 {
+                    rows[(next() % 4) as usize][(next() % 16) as usize] ^= 1;
+                }
+            }
+            let (wx, wy) = if t % 3 == 0 {
+                (
+                    [0; 4].map(|_: i16| next() as i16),
+                    [0; 4].map(|_: i16| next() as i16),
+                )
+            } else {
+                (
+                    table[(next() % table.len() as u64) as usize],
+                    table[(next() % table.len() as u64) as usize],
+                )
+            };
+            let r = [&rows[0], &rows[1], &rows[2], &rows[3]];
+            let want = bicubic_window_scalar(r, &wx, &wy);
+            assert_eq!(bicubic_window(r, &wx, &wy), want, "{rows:?} {wx:?} {wy:?}");
+            // the same window read from a buffer (rows 24 bytes apart, at byte 5)
+            let mut raw = vec![0u8; 5 + 3 * 24 + 16];
+            for (m, row) in rows.iter().enumerate() {
+                raw[5 + m * 24..5 + m * 24 + 16].copy_from_slice(row);
+            }
+            assert_eq!(bicubic_window_in(&raw, 5, 24, || (wx, wy)), Some(want));
+            assert_eq!(bicubic_window_in(&raw, 6, 24, || (wx, wy)), None);
+        }
+        // the passes of the separable path: whole rows (a tail shorter than 16 bytes
+        // included) and single pixels of i16 sums
+        for t in 0..2_000 {
+            let len = (next() % 100) as usize;
+            let mut rows: Vec<Vec<u8>> = (0..4)
+                .map(|_| (0..len).map(|_| next() as u8).collect())
+                .collect();
+            if t % 4 == 1 {
+                // equal rows (the uniform shortcut with weights summing to one), one byte off
+                rows = vec![rows[0].clone(); 4];
+                if t % 8 == 1 && len > 0 {
+                    rows[(next() % 4) as usize][(next() as usize) % len] ^= 4;
+                }
+            }
+            let wy = if t % 3 == 0 {
+                [0; 4].map(|_: i16| next() as i16)
+            } else {
+                table[(next() % table.len() as u64) as usize]
+            };
+            let r = [&rows[0][..], &rows[1][..], &rows[2][..], &rows[3][..]];
+            let (mut simd, mut scalar) = (vec![0i16; len], vec![0i16; len]);
+            vertical(r, &wy, &mut simd);
+            vertical_scalar(r, &wy, &mut scalar);
+            assert_eq!(simd, scalar, "{rows:?} {wy:?}");
+            let cols: [i16; 16] = [0; 16].map(|_: i16| next() as i16);
+            let wx = table[(next() % table.len() as u64) as usize];
+            assert_eq!(horizontal(&cols, &wx), horizontal_scalar(&cols, &wx));
+        }
+        // the table's weights sum to one exactly
+        assert!(table
+            .iter()
+            .all(|w| w.iter().map(|&v| i32::from(v)).sum::<i32>() == 1 << WEIGHT_BITS));
     }
 
     #[test]
