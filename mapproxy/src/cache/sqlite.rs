@@ -170,6 +170,18 @@ impl Db {
         }
     }
 
+    /// A tile read by `f` as [`TileCache::quick_load`] answers: at once when the read did not
+    /// have to wait, else [`QuickLoad::WouldBlock`] (see [`Db::try_read`]).
+    fn quick_load(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<Option<CachedTile>>,
+    ) -> QuickLoad<'static> {
+        match self.try_read(f) {
+            Some(t) => QuickLoad::Now(Ok(t)),
+            None => QuickLoad::WouldBlock,
+        }
+    }
+
     fn return_reader(&self, conn: Connection) {
         let mut readers = lock(&self.readers);
         if readers.len() < POOL_SIZE {
@@ -314,10 +326,7 @@ impl MbTilesFile {
     }
 
     fn quick_load(&self, coord: TileCoord) -> QuickLoad<'static> {
-        match self.db.try_read(|c| self.select(c, coord)) {
-            Some(t) => QuickLoad::Now(Ok(t)),
-            None => QuickLoad::WouldBlock,
-        }
+        self.db.quick_load(|c| self.select(c, coord))
     }
 
     fn is_cached(&self, (x, y, z): TileCoord) -> io::Result<bool> {
@@ -767,10 +776,7 @@ impl GpkgFile {
     }
 
     fn quick_load(&self, coord: TileCoord) -> QuickLoad<'static> {
-        match self.db.try_read(|c| self.select(c, coord)) {
-            Some(t) => QuickLoad::Now(Ok(t)),
-            None => QuickLoad::WouldBlock,
-        }
+        self.db.quick_load(|c| self.select(c, coord))
     }
 
     fn is_cached(&self, (x, y, z): TileCoord) -> io::Result<bool> {
