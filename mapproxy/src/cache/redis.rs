@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures_util::FutureExt;
@@ -87,6 +87,10 @@ pub struct RedisCache {
     async_conns: Mutex<HashMap<runtime::Id, (u64, MultiplexedConnection)>>,
     /// Serializes connecting (the first hits of a runtime wait for one connection).
     connecting: tokio::sync::Mutex<()>,
+    /// When the last async connect failed: the hits that queued behind it fail at once instead
+    /// of each trying its own connect of up to `IO_TIMEOUT` in turn (a host that drops packets
+    /// would otherwise answer the Nth waiter after N × 10 s).
+    connect_failed: Mutex<Option<Instant>>,
     next_conn: AtomicU64,
     /// The server has no PEXPIRETIME / no SET PXAT (Redis before 7 / 6.2): relative times.
     old_server: AtomicBool,
@@ -133,6 +137,7 @@ impl RedisCache {
             pool: Mutex::new(Vec::new()),
             async_conns: Mutex::new(HashMap::new()),
             connecting: tokio::sync::Mutex::new(()),
+            connect_failed: Mutex::new(None),
             next_conn: AtomicU64::new(0),
             old_server: AtomicBool::new(false),
         })
@@ -185,9 +190,16 @@ impl RedisCache {
         if let Some(c) = lock(&self.async_conns).get(&rt) {
             return Ok(c.clone());
         }
+        let queued = Instant::now();
         let _connecting = self.connecting.lock().await;
         if let Some(c) = lock(&self.async_conns).get(&rt) {
             return Ok(c.clone());
+        }
+        if lock(&self.connect_failed).is_some_and(|at| at >= queued) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "redis: the connection attempt this request waited for failed",
+            ));
         }
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(IO_TIMEOUT))
@@ -196,7 +208,10 @@ impl RedisCache {
             .client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(io_err)?;
+            .map_err(|e| {
+                *lock(&self.connect_failed) = Some(Instant::now());
+                io_err(e)
+            })?;
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let mut conns = lock(&self.async_conns);
         if conns.len() >= MAX_RUNTIMES {

@@ -144,7 +144,9 @@ fn png_transparent_header(data: &[u8]) -> Option<(u32, u32, Option<[u8; 4]>)> {
     let (w, h) = size?;
     let (plte, trns) = (plte?, trns?);
     let n = plte.len() / 3;
-    if n == 0 || plte.len() % 3 != 0 || trns.len() < n || trns[..n].iter().any(|&a| a != 0) {
+    // a tRNS longer than the palette is ignored by decoders (png, PaletteRows): its pixels would
+    // decode opaque, so such a tile is not taken for transparent
+    if n == 0 || plte.len() % 3 != 0 || trns.len() != n || trns.iter().any(|&a| a != 0) {
         return None;
     }
     let first = &plte[..3];
@@ -992,6 +994,8 @@ mod tests {
         // tRNS, truecolour, opaque paletted tiles, garbage and truncated files
         let half = paletted_png(16, 8, &[[1, 2, 3], [4, 5, 6]], &[0, 128], &idx);
         let short = paletted_png(16, 8, &[[1, 2, 3], [4, 5, 6]], &[0], &idx);
+        // decoders ignore a tRNS longer than PLTE: its pixels decode opaque
+        let long = paletted_png(16, 8, &[[1, 2, 3]], &[0, 0], &[0; 128]);
         let no_trns = paletted_png(16, 8, &[[1, 2, 3]], &[], &[0; 128]);
         let mut truecolor = o.clone();
         truecolor.paletted = false;
@@ -1004,6 +1008,7 @@ mod tests {
         for (name, t) in [
             ("half", &half[..]),
             ("short tRNS", &short),
+            ("long tRNS", &long),
             ("no tRNS", &no_trns),
             ("RGBA", &rgba_blank),
             ("opaque", &opaque),
