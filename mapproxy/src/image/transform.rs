@@ -199,19 +199,30 @@ fn transform_separable(
     Some(out)
 }
 
+/// How far outside the source a position may lie for the fixed-point and index arithmetic
+/// (2^30 source pixels): any source image is far smaller, so a position beyond it reads only
+/// transparency.
+const POS_LIMIT: f64 = (1u64 << 30) as f64;
+
+/// Finite and within [`POS_LIMIT`] (false for NaN).
+fn in_range(p: f64) -> bool {
+    p.abs() < POS_LIMIT
+}
+
 /// The source positions of `n` target pixels along one axis (`at`: exact, finite), each
 /// projected, or interpolated when the axis is linear: 17 positions spread over it within
 /// 1/10000 of a source pixel of the line through the first and last (3857 <-> 4326 along x:
-/// longitude is linear in both). `None` when a position is not finite.
+/// longitude is linear in both). `None` when a position is not finite or lies beyond
+/// [`POS_LIMIT`] (a hostile `BBOX` such as ±1e300: the index arithmetic would overflow).
 fn axis_positions(n: usize, at: impl Fn(usize) -> f64) -> Option<Vec<f64>> {
     if n < 17 {
         let v: Vec<f64> = (0..n).map(at).collect();
-        return v.iter().all(|p| p.is_finite()).then_some(v);
+        return v.iter().all(|&p| in_range(p)).then_some(v);
     }
     let (first, last) = (at(0), at(n - 1));
     let step = (last - first) / (n - 1) as f64;
-    let linear = first.is_finite()
-        && last.is_finite()
+    let linear = in_range(first)
+        && in_range(last)
         && (1..16).all(|k| {
             let i = (n - 1) * k / 16;
             (at(i) - (first + step * i as f64)).abs() < 1e-4
@@ -220,7 +231,7 @@ fn axis_positions(n: usize, at: impl Fn(usize) -> f64) -> Option<Vec<f64>> {
         return Some((0..n).map(|i| first + step * i as f64).collect());
     }
     let v: Vec<f64> = (0..n).map(at).collect();
-    v.iter().all(|p| p.is_finite()).then_some(v)
+    v.iter().all(|&p| in_range(p)).then_some(v)
 }
 
 /// The four source pixels (first index) and fixed-point weights [`sample`]'s kernel gives
@@ -1010,6 +1021,11 @@ mod sse2 {
 /// The colour of `src` at (x, y) (source pixels; pixel centres at i + 0.5). Bicubic and
 /// bilinear read the raw buffer directly away from the edges (the hot path of reprojection).
 pub fn sample(src: &RgbaImage, x: f64, y: f64, resampling: Resampling) -> [u8; 4] {
+    if !(in_range(x) && in_range(y)) {
+        // far outside (or NaN): transparent, as every pixel outside the source; the index
+        // arithmetic below would overflow
+        return [0; 4];
+    }
     let (w, h) = (i64::from(src.width()), i64::from(src.height()));
     let px = |i: i64, j: i64| -> [f32; 4] {
         if i < 0 || j < 0 || i >= w || j >= h {
@@ -1302,6 +1318,32 @@ mod tests {
 
     /// The bicubic row loop of `fill_quad` gives what [`sample`] gives at each pixel's
     /// position through the quad's map, inside the source and over its edges.
+    #[test]
+    fn sample_far_outside_is_transparent() {
+        let src = RgbaImage::from_pixel(8, 8, image::Rgba([9, 8, 7, 255]));
+        for r in [
+            Resampling::Nearest,
+            Resampling::Bilinear,
+            Resampling::Bicubic,
+        ] {
+            for (x, y) in [
+                (1e300, 4.0),
+                (-1e300, -1e300),
+                (4.0, -9.3e18),
+                (f64::NAN, 4.0),
+            ] {
+                assert_eq!(sample(&src, x, y, r), [0; 4], "{r:?} {x} {y}");
+            }
+            assert_eq!(sample(&src, 4.0, 4.0, r), [9, 8, 7, 255], "{r:?}");
+        }
+        assert!(axis_positions(32, |i| i as f64 * 1e300).is_none());
+        assert!(axis_positions(8, |i| i as f64 - 3e18).is_none());
+        assert_eq!(
+            axis_positions(4, |i| i as f64),
+            Some(vec![0.0, 1.0, 2.0, 3.0])
+        );
+    }
+
     #[test]
     fn bicubic_rows_match_sample() {
         let src = RgbaImage::from_fn(64, 48, |i, j| {
