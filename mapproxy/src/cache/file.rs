@@ -274,7 +274,7 @@ fn single_color_components(data: &[u8]) -> Option<Vec<u8>> {
 
 /// PNG colour type 4 or 6 (gray+alpha, RGBA) in the IHDR.
 fn png_has_alpha_channel(data: &[u8]) -> bool {
-    data.starts_with(b"\x89PNG\r\n\x1a\n") && matches!(data.get(25), Some(4) | Some(6))
+    matches!(image::png_color_type(data), Some(4) | Some(6))
 }
 
 fn remove_if_exists(p: &Path) -> io::Result<()> {

@@ -268,6 +268,17 @@ pub fn stitch(
     RgbaImage::from_raw(w32, h32, buf).ok_or_else(too_large)
 }
 
+/// A PNG's colour type from its IHDR (0 gray, 2 RGB, 3 paletted, 4 gray+alpha, 6 RGBA), read
+/// without decoding; `None` for anything that is not a PNG.
+pub fn png_color_type(data: &[u8]) -> Option<u8> {
+    // the signature, then IHDR first: length, "IHDR", width, height, bit depth, colour type
+    if data.starts_with(b"\x89PNG\r\n\x1a\n") && data.get(12..16) == Some(b"IHDR") {
+        data.get(25).copied()
+    } else {
+        None
+    }
+}
+
 /// A reader of `size` giving a paletted PNG's rows as they are stored (indices, 1, 2, 4 or 8
 /// bits), with what expands them to RGBA; `None` for other PNGs and for anything that is not
 /// one.
@@ -276,7 +287,7 @@ fn png_indexed_reader(
     size: (u32, u32),
 ) -> Option<(png::Reader<std::io::Cursor<&[u8]>>, PaletteRows)> {
     // IHDR's colour type (the transformations are chosen before the header is read)
-    if !data.starts_with(b"\x89PNG\r\n\x1a\n") || data.get(25) != Some(&3) {
+    if png_color_type(data) != Some(3) {
         return None;
     }
     let mut dec = png::Decoder::new(std::io::Cursor::new(data));
@@ -459,13 +470,16 @@ pub fn encode_uniform(
     type Key = (u32, u32, [u8; 4], ImageOpts);
     static KEPT: std::sync::Mutex<Vec<(Key, Bytes)>> = std::sync::Mutex::new(Vec::new());
     const KEEP: usize = 8;
-    let key: Key = (width, height, color, opts.clone());
     // a poisoned lock (a panic elsewhere while holding it) only loses the shortcut
     if let Ok(kept) = KEPT.lock() {
-        if let Some((_, b)) = kept.iter().find(|(k, _)| *k == key) {
+        let hit = kept
+            .iter()
+            .find(|((w, h, c, o), _)| (*w, *h, *c) == (width, height, color) && o == opts);
+        if let Some((_, b)) = hit {
             return Ok(b.clone());
         }
     }
+    let key: Key = (width, height, color, opts.clone());
     let out = encode(&blank_image(width, height, color), opts)?;
     if let Ok(mut kept) = KEPT.lock() {
         if kept.len() >= KEEP {

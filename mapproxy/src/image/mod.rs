@@ -6,7 +6,7 @@ pub mod mask;
 pub mod transform;
 
 pub use codec::{
-    blank_image, decode, encode, encode_uniform, has_transparency, overlay, paste,
+    blank_image, decode, encode, encode_uniform, has_transparency, overlay, paste, png_color_type,
     png_is_transparent, single_color, sniff_format, stitch, sub_image, ImageError, ImageOpts,
 };
 pub use format::ImageFormat;
