@@ -171,11 +171,23 @@ pub fn png_is_transparent(data: &[u8]) -> bool {
 /// GetMap); other tiles go through [`decode`]. A fully transparent paletted tile of one
 /// colour (its header chunks say so, see [`png_is_transparent`]) is filled with that colour
 /// without decoding.
+///
+/// With `under`, an opaque colour (a map's background, when these tiles are its bottom
+/// layer), the tiles are drawn over it as [`overlay`] draws them and the image is opaque:
+/// paletted tiles have their palettes blended once instead of every pixel, and an opaque
+/// image is resized without premultiplying by alpha (together a fifth of a 1024×1024 JPEG
+/// map). Resampling is linear, so resampling the blended image is resampling the layer and
+/// blending after, but for rounding.
 pub fn stitch(
     tiles: &[Option<&[u8]>],
     cols: usize,
     tile_size: (u32, u32),
+    under: Option<[u8; 3]>,
 ) -> Result<RgbaImage, ImageError> {
+    let under = under.map(|[r, g, b]| [r, g, b, 255]);
+    // a pixel as drawn over `under`
+    let drawn = |px: [u8; 4]| under.map_or(px, |bg| over(bg, px));
+    let empty = drawn([0, 0, 0, 0]);
     let (tw, th) = (tile_size.0 as usize, tile_size.1 as usize);
     let rows = tiles.len().div_ceil(cols.max(1));
     let (w, h) = (cols * tw, rows * th);
@@ -208,8 +220,8 @@ pub fn stitch(
                 Some(data) => match png_transparent_header(data) {
                     // all [0, 0, 0, 0]: as a missing tile
                     Some((w, h, Some([0, 0, 0, 0]))) if (w, h) == tile_size => Src::Blank,
-                    Some((w, h, Some(c))) if (w, h) == tile_size => Src::Fill(c),
-                    _ => match png_indexed_reader(data, tile_size) {
+                    Some((w, h, Some(c))) if (w, h) == tile_size => Src::Fill(drawn(c)),
+                    _ => match png_indexed_reader(data, tile_size, under) {
                         Some((r, rows)) => Src::Indexed(r, rows),
                         None => match png_rgba_reader(data, tile_size) {
                             Some(r) => Src::Rows(r),
@@ -260,8 +272,23 @@ pub fn stitch(
                     }
                     _ => {}
                 }
-                // a short (or missing) tile row is padded with transparency
-                buf.resize(before + tw4, 0);
+                // a short (or missing) tile row is padded with transparency (or `under`)
+                if empty == [0, 0, 0, 0] {
+                    buf.resize(before + tw4, 0);
+                } else {
+                    while buf.len() < before + tw4 {
+                        buf.extend_from_slice(&empty);
+                    }
+                }
+                // decoded RGBA rows drawn over `under` (paletted ones were, by their palette)
+                if let (Some(bg), Src::Rows(_) | Src::Image(_)) = (under, &*s) {
+                    for px in buf[before..].chunks_exact_mut(4) {
+                        if px[3] != 255 {
+                            let c = over(bg, [px[0], px[1], px[2], px[3]]);
+                            px.copy_from_slice(&c);
+                        }
+                    }
+                }
             }
         }
     }
@@ -285,6 +312,7 @@ pub fn png_color_type(data: &[u8]) -> Option<u8> {
 fn png_indexed_reader(
     data: &[u8],
     size: (u32, u32),
+    under: Option<[u8; 4]>,
 ) -> Option<(png::Reader<std::io::Cursor<&[u8]>>, PaletteRows)> {
     // IHDR's colour type (the transformations are chosen before the header is read)
     if png_color_type(data) != Some(3) {
@@ -304,6 +332,7 @@ fn png_indexed_reader(
         info.palette.as_deref()?,
         info.trns.as_deref(),
         info.bit_depth,
+        under,
     )?;
     Some((reader, rows))
 }
@@ -321,8 +350,14 @@ enum PaletteRows {
 impl PaletteRows {
     /// The tables for `palette` (RGB) with `trns` (alpha) as the png crate reads them: a
     /// `tRNS` longer than the palette is ignored, entries it does not cover are opaque,
-    /// indices past the palette black and opaque.
-    fn new(palette: &[u8], trns: Option<&[u8]>, depth: png::BitDepth) -> Option<PaletteRows> {
+    /// indices past the palette black and opaque; with `under`, each entry as drawn over
+    /// that colour.
+    fn new(
+        palette: &[u8],
+        trns: Option<&[u8]>,
+        depth: png::BitDepth,
+        under: Option<[u8; 4]>,
+    ) -> Option<PaletteRows> {
         let mut lut = [[0u8, 0, 0, 255]; 256];
         for (e, c) in lut.iter_mut().zip(palette.chunks_exact(3)) {
             e[..3].copy_from_slice(c);
@@ -331,6 +366,11 @@ impl PaletteRows {
         if trns.len() <= palette.len() / 3 {
             for (e, &a) in lut.iter_mut().zip(trns) {
                 e[3] = a;
+            }
+        }
+        if let Some(bg) = under {
+            for e in lut.iter_mut() {
+                *e = over(bg, *e);
             }
         }
         fn table<const N: usize>(lut: &[[u8; 4]; 256], bits: usize) -> Box<[[u8; N]; 256]> {
@@ -492,7 +532,19 @@ pub fn encode_uniform(
 
 /// Any pixel not fully opaque (MapProxy's `img_has_transparency`).
 pub fn has_transparency(img: &RgbaImage) -> bool {
-    img.pixels().any(|p| p.0[3] < 255)
+    !all_opaque(img.as_raw())
+}
+
+/// Whether every pixel of RGBA bytes has alpha 255. A block's pixels are ANDed as words
+/// without a branch per pixel, which the compiler vectorizes (a pixel at a time, this scan
+/// of a 1024×1024 map and of the image it was resized from was a tenth of the request).
+pub fn all_opaque(rgba: &[u8]) -> bool {
+    rgba.chunks(1024).all(|block| {
+        let and = block.chunks_exact(4).fold(u32::MAX, |a, p| {
+            a & u32::from_le_bytes([p[0], p[1], p[2], p[3]])
+        });
+        and >> 24 == 0xff
+    })
 }
 
 /// The colour of an image of one colour, `None` when it has more (MapProxy's
@@ -535,7 +587,6 @@ pub fn paste(dst: &mut RgbaImage, src: &RgbaImage, x: u32, y: u32) {
 /// `src` drawn over `dst` (same size) with alpha blending; opaque pixels are copied and
 /// transparent ones skipped without the blend (image's `overlay` blends every pixel).
 pub fn overlay(dst: &mut RgbaImage, src: &RgbaImage) {
-    use image::Pixel;
     if dst.dimensions() != src.dimensions() {
         image::imageops::overlay(dst, src, 0, 0);
         return;
@@ -545,10 +596,20 @@ pub fn overlay(dst: &mut RgbaImage, src: &RgbaImage) {
         return;
     }
     for (d, s) in dst.pixels_mut().zip(src.pixels()) {
-        match s.0[3] {
-            255 => *d = *s,
-            0 => {}
-            _ => d.blend(s),
+        d.0 = over(d.0, s.0);
+    }
+}
+
+/// The pixel `src` drawn over `dst`: [`overlay`]'s blend, one pixel.
+fn over(dst: [u8; 4], src: [u8; 4]) -> [u8; 4] {
+    use image::Pixel;
+    match src[3] {
+        255 => src,
+        0 => dst,
+        _ => {
+            let mut d = image::Rgba(dst);
+            d.blend(&image::Rgba(src));
+            d.0
         }
     }
 }
@@ -934,7 +995,8 @@ mod tests {
     }
 
     /// `stitch` gives what decoding each tile and pasting it gives: paletted and truecolour
-    /// PNG tiles, a JPEG tile, a missing tile (transparent), a tile of another size.
+    /// PNG tiles, a JPEG tile, a missing tile (transparent), a tile of another size; and with
+    /// a background, that overlaid on it.
     #[test]
     fn stitch_is_decode_and_paste() {
         let tile = |seed: u8, opts: &ImageOpts| {
@@ -956,10 +1018,21 @@ mod tests {
                     .to_vec(),
             ),
             Some(tile(5, &truecolor)),
+            // translucent truecolour
+            Some(
+                encode(
+                    &RgbaImage::from_fn(16, 8, |x, y| {
+                        image::Rgba([x as u8 * 15, 200, y as u8 * 30, (x * 17) as u8])
+                    }),
+                    &truecolor,
+                )
+                .expect("encode")
+                .to_vec(),
+            ),
         ];
         let parts: Vec<Option<&[u8]>> = tiles.iter().map(|t| t.as_deref()).collect();
-        let got = stitch(&parts, 3, (16, 8)).expect("stitch");
-        let mut want = RgbaImage::new(48, 16);
+        let got = stitch(&parts, 3, (16, 8), None).expect("stitch");
+        let mut want = RgbaImage::new(48, 24);
         for (i, t) in tiles.iter().enumerate() {
             if let Some(t) = t {
                 let d = decode(t).expect("decode");
@@ -967,7 +1040,13 @@ mod tests {
             }
         }
         assert_eq!(got, want);
-        assert!(stitch(&[Some(b"not an image".as_slice())], 1, (16, 8)).is_err());
+        // drawn over a background: the stitched layer overlaid on it
+        let under = stitch(&parts, 3, (16, 8), Some([10, 120, 250])).expect("stitch");
+        let mut want_under = blank_image(48, 24, [10, 120, 250, 255]);
+        overlay(&mut want_under, &want);
+        assert_eq!(under, want_under);
+        assert!(!has_transparency(&under));
+        assert!(stitch(&[Some(b"not an image".as_slice())], 1, (16, 8), None).is_err());
     }
 
     /// A paletted PNG written with the png crate: `palette` RGB entries, `trns` alphas, the
@@ -1034,7 +1113,7 @@ mod tests {
         // stitched: as decoding each tile and pasting it
         let tiles: Vec<&[u8]> = vec![&blank, &white, &mixed, &half, &opaque, &rgba_blank];
         let parts: Vec<Option<&[u8]>> = tiles.iter().map(|t| Some(*t)).collect();
-        let got = stitch(&parts, 3, (16, 8)).expect("stitch");
+        let got = stitch(&parts, 3, (16, 8), None).expect("stitch");
         let mut want = RgbaImage::new(48, 16);
         for (i, t) in tiles.iter().enumerate() {
             let d = decode(t).expect("decode");
@@ -1138,13 +1217,36 @@ mod tests {
             }
         }
         let parts: Vec<Option<&[u8]>> = tiles.iter().map(|t| Some(t.as_slice())).collect();
-        let got = stitch(&parts, 3, (w, h)).expect("stitch");
+        let got = stitch(&parts, 3, (w, h), None).expect("stitch");
         let mut want = RgbaImage::new(3 * w, 4 * h);
         for (i, t) in tiles.iter().enumerate() {
             let d = decode_png_rgba(t).expect("png crate decodes");
             paste(&mut want, &d, (i as u32 % 3) * w, (i as u32 / 3) * h);
         }
         assert_eq!(got, want);
+        // the palettes blended over a background give the pixels blended over it
+        let under = stitch(&parts, 3, (w, h), Some([200, 30, 90])).expect("stitch");
+        let mut want_under = blank_image(3 * w, 4 * h, [200, 30, 90, 255]);
+        overlay(&mut want_under, &want);
+        assert_eq!(under, want_under);
+    }
+
+    /// The word-wise scan agrees with a pixel-wise one, wherever the one translucent pixel is.
+    #[test]
+    fn all_opaque_finds_any_alpha() {
+        let mut raw = vec![255u8; 4 * 700];
+        assert!(all_opaque(&raw));
+        for i in [0, 1, 255, 256, 257, 699] {
+            for a in [0u8, 1, 254] {
+                raw[i * 4 + 3] = a;
+                assert!(!all_opaque(&raw), "pixel {i} alpha {a}");
+                raw[i * 4 + 3] = 255;
+            }
+            // colour bytes are not alpha
+            raw[i * 4] = 0;
+            assert!(all_opaque(&raw));
+        }
+        assert!(all_opaque(&[]));
     }
 
     #[test]

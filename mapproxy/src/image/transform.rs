@@ -364,7 +364,7 @@ fn resize(
         let end = (bottom * w4).min(raw.len());
         raw.get((top * w4).min(end)..end).unwrap_or(&[])
     };
-    let opaque = rows.chunks_exact(4).all(|p| p[3] == 255);
+    let opaque = crate::image::codec::all_opaque(rows);
     let opts = fr::ResizeOptions::new()
         .crop(crop.0, crop.1, crop.2, crop.3)
         .resize_alg(alg)

@@ -216,10 +216,17 @@ pub(crate) async fn handle(
     }
 
     let resampling = wms.config.resampling;
+    // an opaque map's bottom layer is drawn over the background as its tiles are stitched
+    // (see `stitch`), unless a mask is to make part of it transparent first
+    let under = (!transparent && masks.first().is_none_or(|m| m.is_empty())).then_some(bgcolor);
     // concurrent_layer_renderer: how many layers render at once (in order)
     let futures: Vec<_> = render
         .iter()
-        .map(|(_, l)| render_layer(l, &query, &format, resampling, &p.0).boxed())
+        .enumerate()
+        .map(|(i, (_, l))| {
+            let under = if i == 0 { under } else { None };
+            render_layer(l, &query, &format, resampling, &p.0, under).boxed()
+        })
         .collect();
     let results: Vec<_> = stream::iter(futures)
         .buffered(wms.config.concurrent_layer_renderer.max(1))
@@ -429,9 +436,10 @@ async fn render_layer(
     format: &str,
     resampling: Resampling,
     client_params: &[(String, String)],
+    under: Option<[u8; 3]>,
 ) -> Result<Rendered, String> {
     match layer {
-        MapLayer::Cache(c) => render_cache(c, q, resampling).await,
+        MapLayer::Cache(c) => render_cache(c, q, resampling, under).await,
         MapLayer::Direct(d) => render_direct(d, q, format, resampling, client_params).await,
     }
 }
@@ -453,6 +461,7 @@ async fn render_cache(
     c: &CacheLayer,
     q: &Query,
     resampling: Resampling,
+    under: Option<[u8; 3]>,
 ) -> Result<Rendered, String> {
     let Some(g) = pick_grid(c, &q.srs) else {
         return Ok(Rendered::Blank);
@@ -483,7 +492,7 @@ async fn render_cache(
         size: sub_size,
         srs: q.srs.clone(),
     };
-    let Some(img) = cache_image(g, &sub, resampling).await? else {
+    let Some(img) = cache_image(g, &sub, resampling, under).await? else {
         return Ok(Rendered::Blank);
     };
     if contained {
@@ -495,11 +504,12 @@ async fn render_cache(
 }
 
 /// `CacheMapLayer._image`: the covering tiles, stitched and transformed; `None` when there
-/// are none.
+/// are none. With `under`, the tiles are drawn over that colour (see `stitch`).
 async fn cache_image(
     g: &CacheGridLayer,
     q: &Query,
     resampling: Resampling,
+    under: Option<[u8; 3]>,
 ) -> Result<Option<RgbaImage>, String> {
     let src_bbox = q
         .srs
@@ -547,7 +557,8 @@ async fn cache_image(
         let h = u32::try_from(rows).map_err(|e| e.to_string())? * th;
         let parts: Vec<Option<&[u8]>> = tiles.iter().map(|t| t.as_deref()).collect();
         let ncols = usize::try_from(cols).map_err(|e| e.to_string())?;
-        let stitched = crate::image::stitch(&parts, ncols, (tw, th)).map_err(|e| e.to_string())?;
+        let stitched =
+            crate::image::stitch(&parts, ncols, (tw, th), under).map_err(|e| e.to_string())?;
         debug_assert_eq!(stitched.dimensions(), (w, h));
         Ok(Some(transform(
             &stitched, abbox, &src_srs, q.size, q.bbox, &q.srs, resampling,
