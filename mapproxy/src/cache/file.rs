@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
+use super::memory::{self, Stamp};
 use super::path::{self, DirectoryLayout};
 use super::{CachedTile, QuickLoad, TileCache};
 use crate::grid::TileCoord;
@@ -223,14 +224,15 @@ impl FileCache {
 impl TileCache for FileCache {
     fn load(&self, coord: TileCoord) -> io::Result<Option<CachedTile>> {
         let loc = self.tile_location(coord);
-        match read_tile_file(&loc) {
+        match memory::load(&loc, read_tile_file) {
             Ok(t) => Ok(Some(t)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io::Error::new(e.kind(), format!("{}: {e}", loc.display()))),
         }
     }
 
-    /// A hit is one open, fstat and read of a small file: done on the calling thread.
+    /// A hit is one `statx` of a tile kept in memory, or an open, fstat and read of a small
+    /// file: done on the calling thread.
     fn quick_load(&self, coord: TileCoord) -> QuickLoad<'_> {
         QuickLoad::Now(self.load(coord))
     }
@@ -300,8 +302,9 @@ fn symlink(_target: &Path, _link: &Path) -> io::Result<()> {
 /// A tile file read with one open, fstat, read and close: the open does not follow a symbolic
 /// link, so that the size and time come from the file read; a linked single-colour tile (a
 /// symbolic link) is opened again through the link and takes the link's own time, as
-/// MapProxy's `lstat`.
-fn read_tile_file(loc: &Path) -> io::Result<CachedTile> {
+/// MapProxy's `lstat`. With the file's [`Stamp`] when it is not a link, so that it can be kept
+/// in [`memory`].
+fn read_tile_file(loc: &Path) -> io::Result<(CachedTile, Option<Stamp>)> {
     use std::io::Read;
     let mut opts = fs::OpenOptions::new();
     opts.read(true);
@@ -326,10 +329,15 @@ fn read_tile_file(loc: &Path) -> io::Result<CachedTile> {
     let len = meta.len();
     let mut data = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
     file.take(len).read_to_end(&mut data)?;
-    Ok(CachedTile {
+    let tile = CachedTile {
         data: Bytes::from(data),
         mtime,
-    })
+    };
+    let stamp = match link_time {
+        Some(_) => None,
+        None => Stamp::of(&meta),
+    };
+    Ok((tile, stamp))
 }
 
 /// MapProxy's `write_atomic`: write `<file>.tmp-<random>` in the same directory (created

@@ -7,6 +7,7 @@
 
 pub mod compact;
 pub mod file;
+pub mod memory;
 pub mod path;
 pub mod redis;
 pub mod s3;
