@@ -9,3 +9,13 @@ cpu_ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/
 
 # Polls URL (every 0.1 s, at most 60 s) until it answers 2xx; exits the script otherwise.
 wait_http() { for _ in $(seq 1 600); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done; echo "bench: $1 did not answer"; exit 1; }
+
+# Sets BIN: MPS_BIN when given (an A/B against another commit's binary), else this tree's
+# release binary, built with the cargo features in FEATURES (FEATURES=turbojpeg: JPEG by
+# libjpeg-turbo; needs cmake and nasm).
+mps_binary() {
+  if [ -n "${MPS_BIN:-}" ]; then BIN=$MPS_BIN; echo "mapproxy-serve: $BIN"; return; fi
+  cargo build -q --release ${FEATURES:+--features "$FEATURES"} --bin mapproxy-serve
+  BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/mapproxy-serve
+  echo "mapproxy-serve: this tree's release build, features: ${FEATURES:-(default)}"
+}

@@ -17,9 +17,7 @@ SERVER_CPU=${SERVER_CPU:-1} LOAD_CPU=${LOAD_CPU:-0}
 command -v wrk >/dev/null || { echo "bench: wrk missing (apt-get install wrk)"; exit 1; }
 REDIS=$(command -v redis-server || echo /usr/bin/redis-server)
 [ -x "$REDIS" ] || { echo "bench: redis-server missing (apt-get install redis-server)"; exit 1; }
-cargo build -q --release --bin mapproxy-serve
-# cargo's output directory: CARGO_TARGET_DIR when set (a worktree's own), else ./target
-BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/mapproxy-serve
+mps_binary
 W=$(mktemp -d /tmp/mps-caches-bench.XXXX)
 MPS= RED= MOTO_PID=
 MOTO=${MOTO_SERVER:-$PWD/target/moto-venv/bin/moto_server}

@@ -19,8 +19,7 @@ SERVER_CPU=${SERVER_CPU:-1} LOAD_CPU=${LOAD_CPU:-0}
 PY=${MAPPROXY_PYTHON:-$PWD/target/mapproxy-venv/bin/python}
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 "$PY" -c 'import gunicorn' 2>/dev/null || "$PY" -m pip install -q gunicorn
-cargo build -q --release --bin mapproxy-serve
-BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/mapproxy-serve
+mps_binary
 W=$(mktemp -d /tmp/mps-misses-bench.XXXX)
 chmod 755 "$W"   # nginx workers run as another user
 MPS= GUN=

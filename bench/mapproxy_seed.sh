@@ -16,8 +16,7 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3} CONC=${CONC:-4} SEED_CPU=${SEED_CPU:-1} LOAD_CPU=${LOAD_CPU:-0}
 PY=${MAPPROXY_PYTHON:-$PWD/target/mapproxy-venv/bin/python}
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-cargo build -q --release --bin mapproxy-serve
-BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/mapproxy-serve
+mps_binary
 W=$(mktemp -d /tmp/mps-seed-bench.XXXX)
 chmod 755 "$W"   # nginx workers run as another user
 stop_all() {

@@ -19,8 +19,7 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-5} RELOADS=${RELOADS:-100} MP7_RELOADS=${MP7_RELOADS:-10} SERVER_CPU=${SERVER_CPU:-1}
 PY=${MAPPROXY_PYTHON:-$PWD/target/mapproxy-venv/bin/python}
 "$PY" -c 'import gunicorn' 2>/dev/null || "$PY" -m pip install -q gunicorn
-cargo build -q --release --bin mapproxy-serve
-BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/mapproxy-serve
+mps_binary
 GUNICORN=$(dirname "$PY")/gunicorn
 W=$(mktemp -d /tmp/mps-startup-bench.XXXX)
 trap 'rm -rf "$W"' EXIT

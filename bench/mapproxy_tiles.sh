@@ -17,8 +17,7 @@ PY=${MAPPROXY_PYTHON:-$PWD/target/mapproxy-venv/bin/python}
 command -v wrk >/dev/null || { echo "bench: wrk missing (apt-get install wrk)"; exit 1; }
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 "$PY" -c 'import gunicorn' 2>/dev/null || "$PY" -m pip install -q gunicorn
-cargo build -q --release --bin mapproxy-serve
-BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/mapproxy-serve
+mps_binary
 W=$(mktemp -d /tmp/mps-tiles-bench.XXXX)
 chmod 755 "$W"   # nginx workers run as another user
 MPS=

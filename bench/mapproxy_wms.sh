@@ -20,7 +20,8 @@
 # goes (decode, resample/reproject, encode, the rest).
 #
 #   bench/mapproxy_wms.sh     # ROUNDS=3 DURATION=5s CONNS=16 MPS_PORT=18431 MP7_PORT=18433
-#                             # (MPS_BIN=path: that binary instead of this tree's)
+#                             # (MPS_BIN=path: that binary instead of this tree's;
+#                             # FEATURES=turbojpeg: JPEG by libjpeg-turbo)
 #                             # CASES="same 4326 utm jpeg same_text 4326_text utm_text jpeg_text"
 #
 # Needs wrk (and perf for PERF=1) and a Python with MapProxy 7 (MAPPROXY_PYTHON, default
@@ -41,13 +42,7 @@ for p in "$MPS_PORT" "$MP7_PORT"; do
 done
 command -v wrk >/dev/null || { echo "bench: wrk missing (apt-get install wrk)"; exit 1; }
 "$PY" -c 'import gunicorn' 2>/dev/null || "$PY" -m pip install -q gunicorn
-# MPS_BIN: measure that binary instead of building this tree's (an A/B against another commit)
-if [ -n "${MPS_BIN:-}" ]; then
-  BIN=$MPS_BIN
-else
-  cargo build -q --release --bin mapproxy-serve
-  BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/mapproxy-serve
-fi
+mps_binary
 W=$(mktemp -d /tmp/mps-wms-bench.XXXX)
 MPS= GUN=
 stop_all() {

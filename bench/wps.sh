@@ -23,8 +23,7 @@ VENV=target/pywps-venv
 if ! "$VENV/bin/python" -c 'import pywps, gunicorn' 2>/dev/null; then
   python3 -m venv "$VENV" && "$VENV/bin/pip" install -q 'pywps==4.8.1' gunicorn
 fi
-cargo build -q --release --bin mapproxy-serve
-BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/mapproxy-serve
+mps_binary
 W=$(mktemp -d /tmp/mps-wps-bench.XXXX)
 MPS=
 stop_all() {
