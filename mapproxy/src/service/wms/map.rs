@@ -31,7 +31,7 @@ use mapproxy_serve_core::app::Body;
 use super::{parse_bgcolor, Version, WmsError, WmsRequest, WmsService};
 use crate::authorize::{Authorized, QueryExtent};
 use crate::grid::{bbox_intersects, get_resolution, Bbox, TileGrid};
-use crate::image::transform::{transform, Resampling};
+use crate::image::transform::{transform, transform_known, Known, Resampling};
 use crate::image::{ImageFormat, ImageOpts};
 use crate::service::Ctx;
 use crate::source::{MapQuery, MapSource};
@@ -83,7 +83,8 @@ struct Query {
 enum Rendered {
     /// Nothing to draw (outside the extent, no tiles).
     Blank,
-    Image(RgbaImage),
+    /// An image of the map's size, and whether it is known to be opaque.
+    Image(Known<RgbaImage>),
     /// A direct source's bytes as they came (for pass-through) and its format.
     Encoded(Bytes, Option<ImageFormat>),
 }
@@ -274,11 +275,11 @@ pub(crate) async fn handle(
     let cacheable = errors.is_empty();
     let encoded = tokio::task::spawn_blocking(move || -> Result<Bytes, String> {
         // one opaque image of the full size and nothing to clip: it is the output
-        if let [(Rendered::Image(img), m)] = images.as_slice() {
+        if let [(Rendered::Image(Known { image: img, opaque }), m)] = images.as_slice() {
             if img.dimensions() == size
                 && m.is_empty()
                 && notice.is_empty()
-                && !crate::image::has_transparency(img)
+                && (*opaque || !crate::image::has_transparency(img))
             {
                 return crate::image::encode(img, &opts).map_err(|e| e.to_string());
             }
@@ -293,7 +294,7 @@ pub(crate) async fn handle(
         for (img, masks) in images {
             let mut img = match img {
                 Rendered::Blank => continue,
-                Rendered::Image(i) => i,
+                Rendered::Image(i) => i.image,
                 Rendered::Encoded(b, _) => crate::image::decode(&b).map_err(|e| e.to_string())?,
             };
             for m in &masks {
@@ -499,18 +500,22 @@ async fn render_cache(
         return Ok(Rendered::Image(img));
     }
     let mut out = RgbaImage::new(q.size.0, q.size.1);
-    crate::image::paste(&mut out, &img, offset.0, offset.1);
-    Ok(Rendered::Image(out))
+    crate::image::paste(&mut out, &img.image, offset.0, offset.1);
+    Ok(Rendered::Image(Known {
+        image: out,
+        opaque: false,
+    }))
 }
 
 /// `CacheMapLayer._image`: the covering tiles, stitched and transformed; `None` when there
-/// are none. With `under`, the tiles are drawn over that colour (see `stitch`).
+/// are none. With `under`, the tiles are drawn over that colour (see `stitch`), so the
+/// stitched image is opaque.
 async fn cache_image(
     g: &CacheGridLayer,
     q: &Query,
     resampling: Resampling,
     under: Option<[u8; 3]>,
-) -> Result<Option<RgbaImage>, String> {
+) -> Result<Option<Known<RgbaImage>>, String> {
     let src_bbox = q
         .srs
         .transform_bbox_to(&g.srs, q.bbox)
@@ -552,7 +557,7 @@ async fn cache_image(
     let src_srs = g.srs.clone();
     let q = q.clone();
     let abbox = affected.bbox;
-    tokio::task::spawn_blocking(move || -> Result<Option<RgbaImage>, String> {
+    tokio::task::spawn_blocking(move || -> Result<Option<Known<RgbaImage>>, String> {
         let w = u32::try_from(cols).map_err(|e| e.to_string())? * tw;
         let h = u32::try_from(rows).map_err(|e| e.to_string())? * th;
         let parts: Vec<Option<&[u8]>> = tiles.iter().map(|t| t.as_deref()).collect();
@@ -560,8 +565,12 @@ async fn cache_image(
         let stitched =
             crate::image::stitch(&parts, ncols, (tw, th), under).map_err(|e| e.to_string())?;
         debug_assert_eq!(stitched.dimensions(), (w, h));
-        Ok(Some(transform(
-            &stitched, abbox, &src_srs, q.size, q.bbox, &q.srs, resampling,
+        let stitched = Known {
+            image: &stitched,
+            opaque: under.is_some(),
+        };
+        Ok(Some(transform_known(
+            stitched, abbox, &src_srs, q.size, q.bbox, &q.srs, resampling,
         )))
     })
     .await
@@ -667,9 +676,10 @@ async fn render_direct(
     let q = q.clone();
     tokio::task::spawn_blocking(move || -> Result<Rendered, String> {
         let src = crate::image::decode(&img.data).map_err(|e| e.to_string())?;
-        Ok(Rendered::Image(transform(
-            &src, src_bbox, &target, q.size, q.bbox, &q.srs, resampling,
-        )))
+        Ok(Rendered::Image(Known {
+            image: transform(&src, src_bbox, &target, q.size, q.bbox, &q.srs, resampling),
+            opaque: false,
+        }))
     })
     .await
     .map_err(|e| e.to_string())?
