@@ -600,7 +600,9 @@ pub fn overlay(dst: &mut RgbaImage, src: &RgbaImage) {
     }
 }
 
-/// The pixel `src` drawn over `dst`: [`overlay`]'s blend, one pixel.
+/// The pixel `src` drawn over `dst`: [`overlay`]'s blend, one pixel. Over an opaque pixel the
+/// result is opaque, as Pillow's `alpha_composite` and `paste` with a mask give it (image's
+/// float blend gives 254 for some alphas: 136 over 255 is 0.99999994).
 fn over(dst: [u8; 4], src: [u8; 4]) -> [u8; 4] {
     use image::Pixel;
     match src[3] {
@@ -609,6 +611,9 @@ fn over(dst: [u8; 4], src: [u8; 4]) -> [u8; 4] {
         _ => {
             let mut d = image::Rgba(dst);
             d.blend(&image::Rgba(src));
+            if dst[3] == 255 {
+                d.0[3] = 255;
+            }
             d.0
         }
     }
@@ -1089,6 +1094,8 @@ mod tests {
         };
         let mut truecolor = ImageOpts::new(ImageFormat::png());
         truecolor.paletted = false;
+        let mut translucent = truecolor.clone();
+        translucent.transparent = true;
         let tiles = [
             Some(tile(1, &ImageOpts::new(ImageFormat::png()))),
             None,
@@ -1100,13 +1107,13 @@ mod tests {
                     .to_vec(),
             ),
             Some(tile(5, &truecolor)),
-            // translucent truecolour
+            // translucent truecolour (alpha 0 to 255 in steps of 17: 136 among them)
             Some(
                 encode(
                     &RgbaImage::from_fn(16, 8, |x, y| {
                         image::Rgba([x as u8 * 15, 200, y as u8 * 30, (x * 17) as u8])
                     }),
-                    &truecolor,
+                    &translucent,
                 )
                 .expect("encode")
                 .to_vec(),
@@ -1275,7 +1282,8 @@ mod tests {
             let n = 1usize << bits;
             for (entries, trns) in [
                 (n, vec![]),
-                (n.min(3), vec![0u8, 77]),
+                // 136 over an opaque pixel: opaque (a float blend gives 254)
+                (n.min(3), vec![0u8, 136]),
                 (n.min(2), vec![0u8, 1, 2, 3]),
             ] {
                 let palette: Vec<u8> = (0..entries * 3).map(|i| (i * 37 % 251) as u8).collect();
@@ -1311,6 +1319,18 @@ mod tests {
         let mut want_under = blank_image(3 * w, 4 * h, [200, 30, 90, 255]);
         overlay(&mut want_under, &want);
         assert_eq!(under, want_under);
+        assert!(all_opaque(&under));
+    }
+
+    /// Any pixel drawn over an opaque one is opaque.
+    #[test]
+    fn over_an_opaque_pixel_is_opaque() {
+        for a in 1..=255u8 {
+            for d in [[0, 0, 0, 255], [255, 255, 255, 255], [12, 200, 99, 255]] {
+                assert_eq!(over(d, [200, 100, 50, a])[3], 255, "alpha {a} over {d:?}");
+            }
+        }
+        assert!(over([1, 2, 3, 0], [200, 100, 50, 136])[3] < 255);
     }
 
     /// The word-wise scan agrees with a pixel-wise one, wherever the one translucent pixel is.
