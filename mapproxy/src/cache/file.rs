@@ -33,6 +33,9 @@ pub struct FileCache {
     link_single_color: Option<LinkMode>,
     directory_permissions: Option<u32>,
     file_permissions: Option<u32>,
+    /// Whether hits may be kept in [`memory`]: the cache directory is on a local file system
+    /// (asked once it exists).
+    keep_in_memory: std::sync::OnceLock<bool>,
 }
 
 impl FileCache {
@@ -51,6 +54,7 @@ impl FileCache {
             link_single_color: None,
             directory_permissions: None,
             file_permissions: None,
+            keep_in_memory: std::sync::OnceLock::new(),
         }
     }
 
@@ -209,6 +213,17 @@ pub(crate) fn ensure_dir(dir: &Path, directory_permissions: Option<u32>) -> io::
 }
 
 impl FileCache {
+    /// See [`memory::local_fs`]; not known while the cache directory is not made.
+    fn keep_in_memory(&self) -> bool {
+        if let Some(keep) = self.keep_in_memory.get() {
+            return *keep;
+        }
+        match memory::local_fs(&self.cache_dir) {
+            Some(keep) => *self.keep_in_memory.get_or_init(|| keep),
+            None => false,
+        }
+    }
+
     /// MapProxy's `_store`: the file is written atomically; a symbolic link at the location
     /// (a linked single-colour tile) is replaced, not written through (the rename replaces the
     /// link itself). The directories are made when the first try finds them missing, so a
@@ -224,7 +239,12 @@ impl FileCache {
 impl TileCache for FileCache {
     fn load(&self, coord: TileCoord) -> io::Result<Option<CachedTile>> {
         let loc = self.tile_location(coord);
-        match memory::load(&loc, read_tile_file) {
+        let found = if self.keep_in_memory() {
+            memory::load(&loc, read_tile_file)
+        } else {
+            read_tile_file(&loc).map(|(tile, _)| tile)
+        };
+        match found {
             Ok(t) => Ok(Some(t)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io::Error::new(e.kind(), format!("{}: {e}", loc.display()))),

@@ -419,7 +419,8 @@ fn resize(
     // kernel reads, checked
     let rows = {
         let w4 = src.width() as usize * 4;
-        // the kernel's reach in source rows: 2 (bicubic) scaled by the reduction, and a margin
+        // the kernel's reach in source rows, 2 (bicubic), widened by the reduction and a
+        // margin: checking more rows than are read only makes the check stricter
         let reach = 2.0 * (crop.3 / f64::from(size.1.max(1))).max(1.0) + 2.0;
         let top = (crop.1 - reach).floor().max(0.0) as usize;
         let bottom = (crop.1 + crop.3 + reach).ceil().max(0.0) as usize;
