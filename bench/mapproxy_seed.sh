@@ -13,6 +13,7 @@
 # target/mapproxy-venv/bin/python, as .ci/test installs it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 ROUNDS=${ROUNDS:-3} CONC=${CONC:-4} SEED_CPU=${SEED_CPU:-1} LOAD_CPU=${LOAD_CPU:-0}
 PY=${MAPPROXY_PYTHON:-$PWD/target/mapproxy-venv/bin/python}
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)

@@ -16,6 +16,7 @@
 # .ci/test installs it); gunicorn is added to that venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 RUNS=${RUNS:-5} RELOADS=${RELOADS:-100} MP7_RELOADS=${MP7_RELOADS:-10} SERVER_CPU=${SERVER_CPU:-1}
 PY=${MAPPROXY_PYTHON:-$PWD/target/mapproxy-venv/bin/python}
 "$PY" -c 'import gunicorn' 2>/dev/null || "$PY" -m pip install -q gunicorn
