@@ -21,7 +21,8 @@
 #
 #   bench/mapproxy_wms.sh     # ROUNDS=3 DURATION=5s CONNS=16 MPS_PORT=18431 MP7_PORT=18433
 #                             # (MPS_BIN=path: that binary instead of this tree's;
-#                             # FEATURES=turbojpeg: JPEG by libjpeg-turbo)
+#                             # FEATURES=turbojpeg, the default when cmake and nasm are
+#                             # there: JPEG by libjpeg-turbo; FEATURES= the pure-Rust build)
 #                             # CASES="same 4326 utm jpeg same_text 4326_text utm_text jpeg_text"
 #
 # Needs wrk (and perf for PERF=1) and a Python with MapProxy 7 (MAPPROXY_PYTHON, default
