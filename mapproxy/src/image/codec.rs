@@ -647,13 +647,11 @@ fn encode_jpeg(img: &RgbaImage, quality: u8) -> Result<Vec<u8>, ImageError> {
     return encode_jpeg_rust(img, quality);
 }
 
-/// [`encode_jpeg`] with libjpeg-turbo, through the turbojpeg crate; one compressor per thread.
+/// [`encode_jpeg`] with libjpeg-turbo, through the turbojpeg crate; compressors are kept
+/// between maps as the resizers are (at most one per CPU).
 #[cfg(feature = "turbojpeg")]
 fn encode_jpeg_turbo(img: &RgbaImage, quality: u8) -> Result<Vec<u8>, ImageError> {
-    thread_local! {
-        static COMPRESSOR: std::cell::RefCell<Option<turbojpeg::Compressor>> =
-            const { std::cell::RefCell::new(None) };
-    }
+    static COMPRESSORS: super::Kept<turbojpeg::Compressor> = super::Kept::new();
     let err = |e: turbojpeg::Error| ImageError(format!("cannot encode JPEG: {e}"));
     let (w, h) = (img.width() as usize, img.height() as usize);
     let image = turbojpeg::Image {
@@ -664,20 +662,20 @@ fn encode_jpeg_turbo(img: &RgbaImage, quality: u8) -> Result<Vec<u8>, ImageError
         // the fourth byte is not read
         format: turbojpeg::PixelFormat::RGBX,
     };
-    COMPRESSOR.with(|c| {
-        let mut c = c.borrow_mut();
-        let compressor = match &mut *c {
-            Some(compressor) => compressor,
-            None => c.insert(turbojpeg::Compressor::new().map_err(err)?),
-        };
-        compressor
-            .set_quality(i32::from(quality.clamp(1, 100)))
-            .map_err(err)?;
-        compressor
-            .set_subsamp(turbojpeg::Subsamp::Sub2x2)
-            .map_err(err)?;
-        compressor.compress_to_vec(image).map_err(err)
-    })
+    let mut compressor = match COMPRESSORS.take() {
+        Some(c) => c,
+        None => turbojpeg::Compressor::new().map_err(err)?,
+    };
+    compressor
+        .set_quality(i32::from(quality.clamp(1, 100)))
+        .map_err(err)?;
+    compressor
+        .set_subsamp(turbojpeg::Subsamp::Sub2x2)
+        .map_err(err)?;
+    let out = compressor.compress_to_vec(image).map_err(err);
+    // dropped (freed) when one per CPU is kept already
+    drop(COMPRESSORS.give_back(compressor));
+    out
 }
 
 /// [`encode_jpeg`] with the jpeg-encoder crate (pure Rust; SIMD DCT and colour conversion,
@@ -996,6 +994,13 @@ mod tests {
         let img = RgbaImage::from_fn(300, 200, |x, y| {
             image::Rgba([(x / 2) as u8, ((y + x / 4) / 2) as u8, 128, 255])
         });
+        let max_diff = |a: &RgbaImage, b: &RgbaImage| {
+            a.as_raw()
+                .iter()
+                .zip(b.as_raw())
+                .map(|(a, b)| (i16::from(*a) - i16::from(*b)).abs())
+                .max()
+        };
         let close = |jpeg: &[u8], tolerance: i16| {
             assert_eq!(&jpeg[..2], &[0xff, 0xd8]);
             // SOF0 (baseline), three components, Y sampled 2×2
@@ -1006,23 +1011,13 @@ mod tests {
             assert_eq!(jpeg[sof + 9], 3);
             assert_eq!(jpeg[sof + 11], 0x22);
             let back = decode(jpeg).expect("decode");
-            let worst = back
-                .as_raw()
-                .iter()
-                .zip(img.as_raw())
-                .map(|(a, b)| (i16::from(*a) - i16::from(*b)).abs())
-                .max();
+            let worst = max_diff(&back, &img);
             assert!(worst.is_some_and(|d| d <= tolerance), "{worst:?}");
             back
         };
         let rust = close(&encode_jpeg_rust(&img, 90).expect("encode"), 8);
         let used = close(&encode_jpeg(&img, 90).expect("encode"), 8);
-        let diff = rust
-            .as_raw()
-            .iter()
-            .zip(used.as_raw())
-            .map(|(a, b)| (i16::from(*a) - i16::from(*b)).abs())
-            .max();
+        let diff = max_diff(&rust, &used);
         assert!(diff.is_some_and(|d| d <= 6), "{diff:?}");
     }
 

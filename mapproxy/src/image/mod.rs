@@ -11,3 +11,38 @@ pub use codec::{
 };
 pub use format::ImageFormat;
 pub use image::RgbaImage;
+
+/// Workers with buffers (resizers, JPEG compressors) kept between maps, so that their buffers
+/// are not allocated and zeroed for each map: at most one per CPU, whichever threads use them
+/// (one per blocking thread kept up to 750 MB of resizers under 16 concurrent 1024×1024 maps).
+pub(crate) struct Kept<T> {
+    items: std::sync::Mutex<Vec<T>>,
+}
+
+impl<T> Kept<T> {
+    pub(crate) const fn new() -> Kept<T> {
+        Kept {
+            items: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A kept one, if any is free (a poisoned lock only loses the shortcut).
+    pub(crate) fn take(&self) -> Option<T> {
+        self.items.lock().ok().and_then(|mut v| v.pop())
+    }
+
+    /// Keep `item` for the next map, unless one per CPU is kept already: then it is returned.
+    pub(crate) fn give_back(&self, item: T) -> Option<T> {
+        // available_parallelism reads cgroup files: once
+        static KEEP: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        let keep = *KEEP
+            .get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get().max(2)));
+        match self.items.lock() {
+            Ok(mut v) if v.len() < keep => {
+                v.push(item);
+                None
+            }
+            _ => Some(item),
+        }
+    }
+}

@@ -84,10 +84,7 @@ pub fn transform(
     dst_srs: &Srs,
     resampling: Resampling,
 ) -> RgbaImage {
-    let src = Known {
-        image: src,
-        opaque: false,
-    };
+    let src = Known::unknown(src);
     transform_known(
         src, src_bbox, src_srs, dst_size, dst_bbox, dst_srs, resampling,
     )
@@ -103,6 +100,16 @@ pub struct Known<I> {
     pub opaque: bool,
 }
 
+impl<I> Known<I> {
+    /// An image nothing is known of.
+    pub fn unknown(image: I) -> Known<I> {
+        Known {
+            image,
+            opaque: false,
+        }
+    }
+}
+
 /// [`transform`] of a source whose opacity may be known: an opaque source is resized without
 /// scanning it for alpha, and the result says whether it is known to be opaque, so that the
 /// map's encoder need not scan it either (each scan of a 1024×1024 map was 3% of its time).
@@ -115,10 +122,6 @@ pub fn transform_known(
     dst_srs: &Srs,
     resampling: Resampling,
 ) -> Known<RgbaImage> {
-    let unknown = |image| Known {
-        image,
-        opaque: false,
-    };
     if src_srs == dst_srs {
         return transform_simple(src, src_bbox, dst_size, dst_bbox, resampling);
     }
@@ -126,7 +129,7 @@ pub fn transform_known(
     if let Some(out) = transform_separable(
         src, src_bbox, src_srs, dst_size, dst_bbox, dst_srs, resampling,
     ) {
-        return unknown(out);
+        return Known::unknown(out);
     }
     let quads = mesh(
         src.dimensions(),
@@ -140,7 +143,7 @@ pub fn transform_known(
     for q in &quads {
         fill_quad(src, &mut out, q, resampling);
     }
-    unknown(out)
+    Known::unknown(out)
 }
 
 /// Reprojection whose source x depends only on the target x and source y only on the target
@@ -310,10 +313,6 @@ fn transform_simple(
     resampling: Resampling,
 ) -> Known<RgbaImage> {
     let src = known.image;
-    let unknown = |image| Known {
-        image,
-        opaque: false,
-    };
     let src_size = src.dimensions();
     let px = to_px(src_bbox, src_size);
     let (minx, miny) = px((dst_bbox[0], dst_bbox[3]));
@@ -340,7 +339,7 @@ fn transform_simple(
         maxy.min(f64::from(src_size.1)),
     );
     if cx1 <= cx0 || cy1 <= cy0 {
-        return unknown(RgbaImage::new(dst_size.0, dst_size.1));
+        return Known::unknown(RgbaImage::new(dst_size.0, dst_size.1));
     }
     let sx = f64::from(dst_size.0) / (maxx - minx);
     let sy = f64::from(dst_size.1) / (maxy - miny);
@@ -361,7 +360,7 @@ fn transform_simple(
                 &([0, 0, dst_size.0, dst_size.1], corners),
                 resampling,
             );
-            return unknown(out);
+            return Known::unknown(out);
         }
     };
     if (ox, oy, w, h) == (0, 0, dst_size.0, dst_size.1) {
@@ -372,7 +371,7 @@ fn transform_simple(
     }
     let mut out = RgbaImage::new(dst_size.0, dst_size.1);
     image::imageops::replace(&mut out, &resized, i64::from(ox), i64::from(oy));
-    unknown(out)
+    Known::unknown(out)
 }
 
 /// `crop` as Pillow's: the part outside the source is transparent.
@@ -390,10 +389,7 @@ fn crop(known: Known<&RgbaImage>, x: i64, y: i64, size: (u32, u32)) -> Known<Rgb
     }
     let mut out = RgbaImage::new(size.0, size.1);
     image::imageops::replace(&mut out, src, -x, -y);
-    Known {
-        image: out,
-        opaque: false,
-    }
+    Known::unknown(out)
 }
 
 /// Resize the `crop` rectangle (left, top, width, height, in source pixels) of `src` to
@@ -441,38 +437,24 @@ fn resize(
 }
 
 /// Resizers kept between maps with their buffers (the source premultiplied by alpha, the
-/// horizontal pass), so these are not allocated and zeroed for each map (zeroing new buffers
-/// was a tenth of a stitched GetMap). At most one per CPU is kept, each with at most
-/// [`KEPT_RESIZER_BUFFERS`]: a resizer per blocking thread kept up to 750 MB under 16
-/// concurrent 1024×1024 maps.
-static RESIZERS: std::sync::Mutex<Vec<fr::Resizer>> = std::sync::Mutex::new(Vec::new());
+/// horizontal pass): zeroing new buffers was a tenth of a stitched GetMap. Each kept one holds
+/// at most [`KEPT_RESIZER_BUFFERS`].
+static RESIZERS: crate::image::Kept<fr::Resizer> = crate::image::Kept::new();
 
 /// The buffer memory a kept resizer may hold (a 1024×1024 map's from ~1300×1300 tiles).
 const KEPT_RESIZER_BUFFERS: usize = 16 << 20;
 
 fn take_resizer() -> fr::Resizer {
-    RESIZERS
-        .lock()
-        .ok()
-        .and_then(|mut v| v.pop())
-        .unwrap_or_default()
+    RESIZERS.take().unwrap_or_default()
 }
 
-fn give_back_resizer(mut r: fr::Resizer) {
+fn give_back_resizer(r: fr::Resizer) {
     if r.size_of_internal_buffers() > KEPT_RESIZER_BUFFERS {
         return;
     }
-    // available_parallelism reads cgroup files: once
-    static KEEP: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let keep =
-        *KEEP.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get().max(2)));
-    if let Ok(mut v) = RESIZERS.lock() {
-        if v.len() < keep {
-            v.push(r);
-            return;
-        }
+    if let Some(mut r) = RESIZERS.give_back(r) {
+        r.reset_internal_buffers();
     }
-    r.reset_internal_buffers();
 }
 
 /// The quads of MapProxy's `transform_meshes` (with the finer acceptance described in the
@@ -1582,11 +1564,7 @@ mod tests {
             ("far", &far, (97, 20)),
         ] {
             for resampling in [Resampling::Bicubic, Resampling::Bilinear] {
-                let known = Known {
-                    image: src,
-                    opaque: false,
-                };
-                let got = resize(known, crop, size, resampling).expect("resize");
+                let got = resize(Known::unknown(src), crop, size, resampling).expect("resize");
                 let view = fr::images::ImageRef::new(300, 200, src.as_raw(), fr::PixelType::U8x4)
                     .expect("view");
                 let mut dst = fr::images::Image::new(size.0, size.1, fr::PixelType::U8x4);

@@ -501,10 +501,7 @@ async fn render_cache(
     }
     let mut out = RgbaImage::new(q.size.0, q.size.1);
     crate::image::paste(&mut out, &img.image, offset.0, offset.1);
-    Ok(Rendered::Image(Known {
-        image: out,
-        opaque: false,
-    }))
+    Ok(Rendered::Image(Known::unknown(out)))
 }
 
 /// `CacheMapLayer._image`: the covering tiles, stitched and transformed; `None` when there
@@ -676,10 +673,9 @@ async fn render_direct(
     let q = q.clone();
     tokio::task::spawn_blocking(move || -> Result<Rendered, String> {
         let src = crate::image::decode(&img.data).map_err(|e| e.to_string())?;
-        Ok(Rendered::Image(Known {
-            image: transform(&src, src_bbox, &target, q.size, q.bbox, &q.srs, resampling),
-            opaque: false,
-        }))
+        Ok(Rendered::Image(Known::unknown(transform(
+            &src, src_bbox, &target, q.size, q.bbox, &q.srs, resampling,
+        ))))
     })
     .await
     .map_err(|e| e.to_string())?
