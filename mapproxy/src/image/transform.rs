@@ -5,7 +5,8 @@
 //! - Same SRS, other resolution: a resize of the source rectangle that covers the target
 //!   bbox (sub-pixel crop box), by `fast_image_resize` (SIMD). As Pillow's `EXTENT`
 //!   transform, which MapProxy uses, each target pixel is interpolated from the source
-//!   pixels around its centre (`nearest`, `bilinear`, `bicubic` = Catmull-Rom), without
+//!   pixels around its centre (`nearest`, `bilinear`, `bicubic` = Pillow's transform kernel,
+//!   the cubic with a = -1: [`pillow_cubic`]), without
 //!   widening the kernel when shrinking: MapProxy picks the level closest to the asked
 //!   resolution, so a map is shrunk by at most about 1.5, and a filter over the wider
 //!   footprint read a third more pixels (`fast_image_resize`'s convolution).
@@ -408,7 +409,7 @@ fn resize(
     let alg = match resampling {
         Resampling::Nearest => fr::ResizeAlg::Nearest,
         Resampling::Bilinear => fr::ResizeAlg::Interpolation(fr::FilterType::Bilinear),
-        Resampling::Bicubic => fr::ResizeAlg::Interpolation(fr::FilterType::CatmullRom),
+        Resampling::Bicubic => fr::ResizeAlg::Interpolation(pillow_cubic_filter()),
     };
     // an opaque source (most base maps) needs no premultiplying by alpha and no dividing
     // after (both are identities then, and were an eighth of a same-SRS GetMap): the rows the
@@ -1177,19 +1178,34 @@ fn cubic_table() -> &'static [[f32; 4]] {
     })
 }
 
-/// Pillow's bicubic kernel (a = -0.5) at offsets -1, 0, 1, 2 from the sample's cell.
+/// The bicubic kernel of Pillow's `transform` (`Geometry.c`'s `BICUBIC`, which MapProxy's
+/// `EXTENT` and `MESH` transforms use): the cubic convolution kernel with a = -1, sharper than
+/// the a = -0.5 (Catmull-Rom) of Pillow's `resize`. Zero from 2 pixels on.
+fn pillow_cubic(x: f64) -> f64 {
+    const A: f64 = -1.0;
+    let x = x.abs();
+    if x < 1.0 {
+        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        (((x - 5.0) * x + 8.0) * x - 4.0) * A
+    } else {
+        0.0
+    }
+}
+
+/// [`pillow_cubic`] for fast_image_resize.
+fn pillow_cubic_filter() -> fr::FilterType {
+    match fr::Filter::new("pillow transform bicubic", pillow_cubic, 2.0) {
+        Ok(f) => fr::FilterType::Custom(f),
+        // the support is finite and positive: cannot happen
+        Err(_) => fr::FilterType::CatmullRom,
+    }
+}
+
+/// [`pillow_cubic`] at offsets -1, 0, 1, 2 from the sample's cell.
 fn cubic_weights(d: f32) -> [f32; 4] {
-    const A: f32 = -0.5;
-    let k = |x: f32| {
-        let x = x.abs();
-        if x < 1.0 {
-            ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
-        } else if x < 2.0 {
-            (((x - 5.0) * x + 8.0) * x - 4.0) * A
-        } else {
-            0.0
-        }
-    };
+    let d = f64::from(d);
+    let k = |x: f64| pillow_cubic(x) as f32;
     [k(1.0 + d), k(d), k(1.0 - d), k(2.0 - d)]
 }
 
@@ -1570,7 +1586,7 @@ mod tests {
                 let mut dst = fr::images::Image::new(size.0, size.1, fr::PixelType::U8x4);
                 let alg = match resampling {
                     Resampling::Bilinear => fr::FilterType::Bilinear,
-                    _ => fr::FilterType::CatmullRom,
+                    _ => pillow_cubic_filter(),
                 };
                 let opts = fr::ResizeOptions::new()
                     .crop(crop.0, crop.1, crop.2, crop.3)
