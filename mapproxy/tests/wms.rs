@@ -1771,3 +1771,75 @@ sources:
         1
     );
 }
+
+/// An opaque map's bottom cache layer is drawn over `BGCOLOR` while its tiles are stitched
+/// (paletted tiles with `tRNS`: the debug source's black text on transparency). The answer is
+/// what the same map asked with `TRANSPARENT=true` gives drawn over `BGCOLOR`, within
+/// rounding; every pixel is opaque, and `BGCOLOR` shows where the tiles are transparent: in the
+/// cache's SRS (resized) and reprojected to 4326.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opaque_map_draws_transparent_tiles_over_bgcolor() {
+    let s = serve(
+        r#"
+services:
+  wms:
+    srs: ['EPSG:3857', 'EPSG:4326']
+    image_formats: ['image/png', 'image/png; mode=32bit']
+layers:
+  - name: text
+    title: Text
+    sources: [text_cache]
+caches:
+  text_cache:
+    grids: [GLOBAL_WEBMERCATOR]
+    sources: [debug]
+    meta_size: [1, 1]
+    meta_buffer: 0
+sources:
+  debug:
+    type: debug
+globals:
+  cache:
+    base_dir: ./cache
+"#,
+    )
+    .await;
+    let magenta = image::Rgba([255u8, 0, 255, 255]);
+    for (srs, bbox) in [
+        ("EPSG:3857", "1000000,6000000,1409600,6409600"),
+        ("EPSG:4326", "8.983,47.29,12.663,49.75"),
+    ] {
+        let url = getmap(
+            "1.1.1",
+            "text",
+            srs,
+            bbox,
+            256,
+            256,
+            "image/png%3B%20mode%3D32bit",
+        );
+        let clear = get(&s, &format!("{url}&TRANSPARENT=true")).await;
+        assert_eq!(clear.status, 200, "{}", clear.text());
+        let opaque = get(&s, &format!("{url}&BGCOLOR=0xff00ff")).await;
+        assert_eq!(opaque.status, 200, "{}", opaque.text());
+        let mut want = image::RgbaImage::from_pixel(256, 256, magenta);
+        image::imageops::overlay(&mut want, &clear.image(), 0, 0);
+        let (mut background, mut drawn, mut worst) = (0, 0, 0);
+        for (o, w) in opaque.image().pixels().zip(want.pixels()) {
+            assert_eq!(o.0[3], 255, "{srs}: every pixel opaque");
+            for c in 0..3 {
+                worst = worst.max((i32::from(o.0[c]) - i32::from(w.0[c])).abs());
+            }
+            if *o == magenta {
+                background += 1;
+            } else {
+                drawn += 1;
+            }
+        }
+        assert!(worst <= 3, "{srs}: off by {worst}");
+        assert!(
+            background > 10_000 && drawn > 500,
+            "{srs}: {background} background, {drawn} drawn"
+        );
+    }
+}
