@@ -114,8 +114,9 @@ pub fn local_fs(dir: &Path) -> Option<bool> {
     }
 }
 
+/// A kept tile and the stamp of the file it was read from.
 #[derive(Clone)]
-struct Kept {
+struct Entry {
     stamp: Stamp,
     tile: CachedTile,
 }
@@ -123,14 +124,14 @@ struct Kept {
 #[derive(Clone)]
 struct BySize;
 
-impl quick_cache::Weighter<PathBuf, Kept> for BySize {
-    fn weight(&self, path: &PathBuf, kept: &Kept) -> u64 {
+impl quick_cache::Weighter<PathBuf, Entry> for BySize {
+    fn weight(&self, path: &PathBuf, entry: &Entry) -> u64 {
         // the path, the bytes, and the entry's own size with the map's slot, roughly
-        (path.as_os_str().len() + kept.tile.data.len() + 128) as u64
+        (path.as_os_str().len() + entry.tile.data.len() + 128) as u64
     }
 }
 
-type Tiles = quick_cache::sync::Cache<PathBuf, Kept, BySize>;
+type Tiles = quick_cache::sync::Cache<PathBuf, Entry, BySize>;
 
 fn tiles() -> &'static Tiles {
     static TILES: OnceLock<Tiles> = OnceLock::new();
@@ -169,7 +170,7 @@ fn load_settled(
     match stamp {
         Some(stamp) if tile.data.len() <= MAX_TILE && stamp.settled(settle) => tiles.insert(
             path.to_path_buf(),
-            Kept {
+            Entry {
                 stamp,
                 tile: tile.clone(),
             },
