@@ -448,10 +448,26 @@ pub fn aligned_resolutions(
 /// Python's `round(v, ndigits)` for floats: the exact binary value rounded half-to-even to
 /// `ndigits` decimals, read back to the nearest float. Rust's `{:.N}` formatting rounds the
 /// exact value the same way.
+///
+/// Where the floats next to `v` are more than `10^-ndigits` away, the rounded decimal (within
+/// half of that of `v`) reads back as `v` itself: no formatting, which for the large values of a
+/// tile's offset in metres (12 decimals of a 17-digit number) takes the slow exact path (a
+/// tile's bbox is 4 of these per request).
 fn py_round(v: f64, ndigits: usize) -> f64 {
-    if !v.is_finite() {
+    if !v.is_finite() || v == 0.0 {
         return v;
     }
+    let a = v.abs();
+    // the gap below `a`, never wider than the one above it
+    let gap = a - f64::from_bits(a.to_bits() - 1);
+    let exp = i32::try_from(ndigits).unwrap_or(i32::MAX);
+    if gap > 1.000_001 * 10f64.powi(-exp) {
+        return v;
+    }
+    py_round_formatted(v, ndigits)
+}
+
+fn py_round_formatted(v: f64, ndigits: usize) -> f64 {
     format!("{v:.ndigits$}").parse().unwrap_or(v)
 }
 
@@ -1079,6 +1095,27 @@ mod tests {
         assert_eq!(py_round(2.675, 2), 2.67);
         assert_eq!(py_round(2f64.powi(-13), 12), 0.000122070312);
         assert_eq!(py_round(SQRT_2, 8).to_string(), "1.41421356");
+        // the shortcut for floats spaced wider than 10^-ndigits agrees with the formatting
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // magnitudes 1e-3 .. 1e9, both signs, and near powers of two
+            let mag = 10f64.powf((x % 12_000) as f64 / 1000.0 - 3.0);
+            let v = if x & 1 == 0 { mag } else { -mag };
+            let p = 2f64.powi((x >> 20) as i32 % 40);
+            for v in [
+                v,
+                p,
+                f64::from_bits(p.to_bits() + 1),
+                f64::from_bits(p.to_bits() - 1),
+            ] {
+                for n in [8, 12] {
+                    assert_eq!(py_round(v, n), py_round_formatted(v, n), "{v:e} {n}");
+                }
+            }
+        }
     }
 
     #[test]
