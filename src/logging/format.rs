@@ -181,7 +181,14 @@ enum Part {
 pub struct Formatter {
     parts: Vec<Part>,
     datefmt: Option<Vec<DatePart>>,
+    /// The last second's `asctime` without milliseconds, with the second and zone it is for:
+    /// many lines share a second, and the local zone's lookup and the date's formatting cost
+    /// more than the rest of a line.
+    second: std::sync::Arc<std::sync::Mutex<Option<SecondText>>>,
 }
+
+/// A second since the epoch, the zone it was shown in, and its `asctime` there.
+type SecondText = (i64, Option<FixedOffset>, String);
 
 impl Formatter {
     /// Read a format (`None` or empty: `%(message)s`, like Python) and an optional `datefmt`.
@@ -202,7 +209,11 @@ impl Formatter {
             Some(d) if !d.is_empty() => Some(parse_datefmt(d)),
             _ => None,
         };
-        Ok(Formatter { parts, datefmt })
+        Ok(Formatter {
+            parts,
+            datefmt,
+            second: Default::default(),
+        })
     }
 
     /// True when the format shows the record's time in any form (`asctime`, `created`,
@@ -256,6 +267,31 @@ impl Formatter {
     }
 
     fn asctime(&self, r: &LogRecord<'_>) -> String {
+        let mut s = self.asctime_second(r);
+        if self.datefmt.is_none() {
+            let _ = write!(s, ",{:03}", msecs(r) as u64);
+        }
+        s
+    }
+
+    /// `asctime` without Python's default `,mmm`: a function of the whole second and the zone.
+    fn asctime_second(&self, r: &LogRecord<'_>) -> String {
+        let key = (r.created_secs, r.tz);
+        if let Ok(last) = self.second.try_lock() {
+            if let Some((secs, tz, text)) = &*last {
+                if (*secs, *tz) == key {
+                    return text.clone();
+                }
+            }
+        }
+        let text = self.render_second(r);
+        if let Ok(mut last) = self.second.try_lock() {
+            *last = Some((key.0, key.1, text.clone()));
+        }
+        text
+    }
+
+    fn render_second(&self, r: &LogRecord<'_>) -> String {
         // Python: time.localtime(created) — whole seconds.
         let dt: DateTime<FixedOffset> = match r.tz {
             Some(tz) => tz.timestamp_opt(r.created_secs, 0).single(),
@@ -272,11 +308,7 @@ impl Formatter {
         });
         match &self.datefmt {
             Some(items) => strftime(&dt, items),
-            None => {
-                let mut s = dt.format("%Y-%m-%d %H:%M:%S").to_string();
-                let _ = write!(s, ",{:03}", msecs(r) as u64);
-                s
-            }
+            None => dt.format("%Y-%m-%d %H:%M:%S").to_string(),
         }
     }
 }
@@ -789,6 +821,37 @@ mod tests {
         assert_eq!(fmt("%(process)05d"), "04242");
         assert_eq!(fmt("%(created)f"), "1700000000.123456");
         assert_eq!(fmt("%(asctime)s"), "2023-11-14 22:13:20,123");
+        // one formatter, records of other seconds, milliseconds and zones
+        for datefmt in [None, Some("%H:%M:%S %z")] {
+            let f = Formatter::new(Some("%(asctime)s"), datefmt).expect("valid format");
+            let mut r = LogRecord::example();
+            let mut seen = Vec::new();
+            for (secs, nanos, east) in
+                [(0, 123, 0), (0, 999, 0), (1, 5, 0), (1, 5, 3600), (0, 1, 0)]
+            {
+                r.created_secs = 1_700_000_000 + secs;
+                r.created_nanos = nanos * 1_000_000;
+                r.tz = FixedOffset::east_opt(east);
+                seen.push(f.format(&r));
+            }
+            let want: &[&str] = match datefmt {
+                None => &[
+                    "2023-11-14 22:13:20,123",
+                    "2023-11-14 22:13:20,999",
+                    "2023-11-14 22:13:21,005",
+                    "2023-11-14 23:13:21,005",
+                    "2023-11-14 22:13:20,001",
+                ],
+                Some(_) => &[
+                    "22:13:20 +0000",
+                    "22:13:20 +0000",
+                    "22:13:21 +0000",
+                    "23:13:21 +0100",
+                    "22:13:20 +0000",
+                ],
+            };
+            assert_eq!(seen, want);
+        }
         assert_eq!(fmt("%(msecs)s"), "123.0");
         assert_eq!(fmt("%(levelno)+d %(levelno)x %(levelno)#o"), "+20 14 0o24");
         assert_eq!(fmt("%(created).3e"), "1.700e+09");
