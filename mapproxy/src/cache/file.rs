@@ -184,16 +184,24 @@ impl FileCache {
 
 /// MapProxy's `ensure_directory` for a directory: the missing ones made one by one, each
 /// `chmod`ed to `directory_permissions` when given (so the umask does not apply).
+///
+/// The deepest directory is made first and its parents only when that finds them missing:
+/// a new tile's directories are one `mkdir` each, plus one failed `mkdir` per missing parent.
 pub(crate) fn ensure_dir(dir: &Path, directory_permissions: Option<u32>) -> io::Result<()> {
-    if dir.as_os_str().is_empty() || dir.is_dir() {
+    if dir.as_os_str().is_empty() {
         return Ok(());
     }
-    if let Some(parent) = dir.parent() {
-        ensure_dir(parent, directory_permissions)?;
+    let mut made = fs::create_dir(dir);
+    if matches!(&made, Err(e) if e.kind() == io::ErrorKind::NotFound) {
+        if let Some(parent) = dir.parent() {
+            ensure_dir(parent, directory_permissions)?;
+        }
+        made = fs::create_dir(dir);
     }
-    match fs::create_dir(dir) {
+    match made {
         Ok(()) => {}
-        // another writer made it meanwhile
+        // there already, or another writer made it meanwhile (a file there is found by the
+        // write that follows)
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
         Err(e) => {
             return Err(io::Error::new(
