@@ -464,7 +464,55 @@ fn py_round(v: f64, ndigits: usize) -> f64 {
     if gap > 1.000_001 * 10f64.powi(-exp) {
         return v;
     }
-    py_round_formatted(v, ndigits)
+    match py_round_exact(a, ndigits) {
+        Some(r) => r.copysign(v),
+        None => py_round_formatted(v, ndigits),
+    }
+}
+
+/// `round(a, ndigits)` for a positive finite `a` in integers: `a * 10^ndigits` exactly (the
+/// mantissa times the power of ten fits in 128 bits), rounded half to even, then divided by
+/// `10^ndigits` in one correctly rounded division, which gives the float nearest the rounded
+/// decimal, as reading it back does. `None` where the rounded value or the power of ten is not
+/// exact in a float (at least 2^53, or ndigits over 22).
+fn py_round_exact(a: f64, ndigits: usize) -> Option<f64> {
+    let n = u32::try_from(ndigits).ok().filter(|n| *n <= 22)?;
+    let pow = 10u128.pow(n);
+    let bits = a.to_bits();
+    let biased = i32::try_from((bits >> 52) & 0x7ff).ok()?;
+    let fraction = bits & ((1 << 52) - 1);
+    // a = mantissa * 2^exp
+    let (mantissa, exp) = match biased {
+        0 => (fraction, -1074),
+        _ => (fraction | (1 << 52), biased - 1075),
+    };
+    // < 2^53 * 10^22 < 2^127
+    let scaled = u128::from(mantissa) * pow;
+    let rounded = if exp >= 0 {
+        scaled
+            .checked_shl(exp.unsigned_abs())
+            .filter(|r| r >> exp == scaled)?
+    } else {
+        let shift = exp.unsigned_abs();
+        if shift >= 128 {
+            // scaled < 2^127 <= half of 2^shift
+            0
+        } else {
+            let q = scaled >> shift;
+            let rest = scaled - (q << shift);
+            let half = 1u128 << (shift - 1);
+            if rest > half || (rest == half && q & 1 == 1) {
+                q + 1
+            } else {
+                q
+            }
+        }
+    };
+    if rounded >= 1 << 53 {
+        return None;
+    }
+    // both exact in a float: one division, correctly rounded
+    Some(rounded as f64 / pow as f64)
 }
 
 fn py_round_formatted(v: f64, ndigits: usize) -> f64 {
@@ -1095,14 +1143,27 @@ mod tests {
         assert_eq!(py_round(2.675, 2), 2.67);
         assert_eq!(py_round(2f64.powi(-13), 12), 0.000122070312);
         assert_eq!(py_round(SQRT_2, 8).to_string(), "1.41421356");
-        // the shortcut for floats spaced wider than 10^-ndigits agrees with the formatting
+        // exact ties go to the even neighbour, in integers as in the formatting
+        for (v, n, want) in [
+            (0.125, 2, 0.12),
+            (0.375, 2, 0.38),
+            (2.5, 0, 2.0),
+            (3.5, 0, 4.0),
+        ] {
+            assert_eq!(py_round_exact(v, n), Some(want));
+            assert_eq!(py_round_formatted(v, n), want);
+        }
+        assert_eq!(py_round(-2.5, 0).to_bits(), (-2.0f64).to_bits());
+        assert_eq!(py_round(-1e-20, 12).to_bits(), (-0.0f64).to_bits());
+        // the shortcuts (floats spaced wider than 10^-ndigits; the integer rounding) agree
+        // with the formatting
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
         for _ in 0..200_000 {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            // magnitudes 1e-3 .. 1e9, both signs, and near powers of two
-            let mag = 10f64.powf((x % 12_000) as f64 / 1000.0 - 3.0);
+            // magnitudes 1e-16 .. 1e9, both signs, and near powers of two
+            let mag = 10f64.powf((x % 25_000) as f64 / 1000.0 - 16.0);
             let v = if x & 1 == 0 { mag } else { -mag };
             let p = 2f64.powi((x >> 20) as i32 % 40);
             for v in [
@@ -1111,8 +1172,9 @@ mod tests {
                 f64::from_bits(p.to_bits() + 1),
                 f64::from_bits(p.to_bits() - 1),
             ] {
-                for n in [8, 12] {
-                    assert_eq!(py_round(v, n), py_round_formatted(v, n), "{v:e} {n}");
+                for n in [0, 1, 2, 8, 12, 22] {
+                    let (got, want) = (py_round(v, n), py_round_formatted(v, n));
+                    assert_eq!(got.to_bits(), want.to_bits(), "{v:e} {n}: {got} {want}");
                 }
             }
         }
