@@ -1,13 +1,36 @@
 #!/usr/bin/env bash
 # Cache misses, in one run: distinct uncached 256×256 PNG tiles through /tms/, 64 at a time
-# (wrk, keep-alive, DURATION per round, tens of thousands of tiles), each fetched from a local upstream tile server (nginx
-# serving one PNG for every tile URL) and written to the file cache; mapproxy-serve
-# (egg:MapProxy#app) against MapProxy 7 on gunicorn (-w 2, threads 8: MapProxy's tile
-# creation waits on the upstream), each pinned to SERVER_CPU; upstream and client on LOAD_CPU.
-# Every round starts with an empty cache; prints tiles/s, the upstream's request count and
-# the server's CPU time per tile and RSS after the round, then the median per-round ratios.
+# (wrk, keep-alive, DURATION per round, tens of thousands of tiles), each fetched from a local
+# upstream tile server (nginx serving one PNG for every tile URL) and written to the file cache;
+# mapproxy-serve (egg:MapProxy#app) against MapProxy 7 on gunicorn (-w 2, threads 8: MapProxy's
+# tile creation waits on the upstream), each pinned to SERVER_CPU; upstream and client on
+# LOAD_CPU. Every round starts with an empty cache; prints tiles/s, the upstream's request
+# count and the server's CPU time per tile and RSS after the round, then the median per-round
+# ratios, for each request pattern in PATTERNS:
 #
-#   bench/mapproxy_misses.sh             # ROUNDS=3 DURATION=5s CONNS=64
+#   blocks  the issue's "1,000 distinct tiles": blocks of 32×32 tiles (1,024), one after the
+#           other, row by row in each block, as a map viewer's misses come (a region's tiles);
+#           the tc layout's directories are made once per column of a block (0.09 per tile)
+#   rows    whole rows of level 12 (4096 tiles each): every tile is in a new column, so each
+#           one makes three new directories (tc: z/xxx/xxx/xxx/yyy/yyy/): the worst case,
+#           where the kernel's directory and inode work that both servers do dominates
+#
+# Each server's cache is on a file system of its own, made for this run: CACHE_FS=loop (the
+# default as root) makes an ext4 in a sparse file per server, formatted as this machine's root
+# file system is (MKFS_OPTS, default `-O ^has_journal`: no journal) and attached with direct
+# I/O (written to the disk once, not cached twice), and mounts it; CACHE_FS=dir puts both
+# caches under the work directory in /tmp. On ext4 without a journal, inodes freed in the last
+# minutes make new files slower to allocate (`recently_deleted`), and MapProxy removes its
+# `.lck` file after every tile: on one file system each server's rounds would pay for the
+# other's, and every run for the history of the disk.
+#
+# LOGGING=quiet (the default): both servers log at WARNING, as each does without a logging
+# configuration: MapProxy under gunicorn has none (Python's default, WARNING), mapproxy-serve
+# runs with -q (without logging sections it logs INFO on stderr, a line per source request).
+# LOGGING=template: both use MapProxy's logging template (below).
+#
+#   bench/mapproxy_misses.sh             # ROUNDS=3 DURATION=5s CONNS=64 PATTERNS="blocks rows"
+#                                        # CACHE_FS=loop LOGGING=quiet GUNICORN_ARGS="-w 2 --threads 8"
 #
 # Needs nginx, curl and wrk (Debian packages) and a Python with MapProxy 7 (MAPPROXY_PYTHON, default
 # target/mapproxy-venv/bin/python, as .ci/test installs it); gunicorn is added to that venv.
@@ -15,7 +38,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-5s} CONNS=${CONNS:-64} THREADS=${THREADS:-2}
+PATTERNS=${PATTERNS:-blocks rows}
+CACHE_FS=${CACHE_FS:-$([ "$(id -u)" = 0 ] && command -v mkfs.ext4 >/dev/null && echo loop || echo dir)}
+MKFS_OPTS=${MKFS_OPTS--O ^has_journal}
 SERVER_CPU=${SERVER_CPU:-1} LOAD_CPU=${LOAD_CPU:-0}
+GUNICORN_ARGS=${GUNICORN_ARGS:--w 2 --threads 8} LOGGING=${LOGGING:-quiet}
 PY=${MAPPROXY_PYTHON:-$PWD/target/mapproxy-venv/bin/python}
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 "$PY" -c 'import gunicorn' 2>/dev/null || "$PY" -m pip install -q gunicorn
@@ -27,9 +54,31 @@ stop_all() {
   "$NGINX" -c "$W/nginx.conf" -p "$W" -s stop 2>/dev/null || true
   [ -n "$GUN" ] && kill "$GUN" 2>/dev/null
   [ -n "$MPS" ] && kill "$MPS" 2>/dev/null
+  for fs in "$W"/*.fs; do
+    mountpoint -q "$fs" 2>/dev/null || continue
+    local dev; dev=$(findmnt -n -o SOURCE "$fs")
+    umount "$fs" || umount -l "$fs"
+    losetup -d "$dev" 2>/dev/null || true
+  done
   rm -rf "$W"
 }
 trap stop_all EXIT
+# The directory a server's cache goes into (CACHE_FS above).
+cache_fs() { # NAME
+  local d="$W/$1.fs"
+  mkdir -p "$d"
+  if [ "$CACHE_FS" = loop ]; then
+    truncate -s 32G "$W/$1.img"
+    # inode tables (and a journal, if any) written now, not by a kernel thread in the rounds
+    # shellcheck disable=SC2086
+    mkfs.ext4 -q -F $MKFS_OPTS -E lazy_itable_init=0,lazy_journal_init=0 "$W/$1.img"
+    mount "$(losetup -f --show --direct-io=on "$W/$1.img")" "$d"
+  fi
+  echo "$d"
+}
+MPS_FS=$(cache_fs mps) MP7_FS=$(cache_fs mp7)
+if [ "$CACHE_FS" = loop ]; then echo "caches: a new ext4 each (mkfs.ext4 $MKFS_OPTS, loop device with direct I/O)"
+else echo "caches: in $W ($(df --output=fstype "$W" | tail -1))"; fi
 
 # The upstream's tile: a 256×256 RGB gradient (not a single colour, so it is stored as is).
 "$PY" -c "
@@ -54,7 +103,7 @@ http {
 EOF
 taskset -c "$LOAD_CPU" "$NGINX" -c "$W/nginx.conf" -p "$W"
 
-yaml() { # CACHE_DIR
+yaml() { # DIR: the cache and lock directories go below it
   cat <<EOF
 services:
   tms:
@@ -74,11 +123,23 @@ sources:
     url: http://127.0.0.1:18422/%(tms_path)s.png
 globals:
   cache:
-    base_dir: $1
+    base_dir: $1/cache
+    lock_dir: $1/locks
+    tile_lock_dir: $1/tile_locks
 EOF
 }
-yaml "$W/mps_cache" > "$W/mps.yaml"
-yaml "$W/mp7_cache" > "$W/mp7.yaml"
+yaml "$MPS_FS" > "$W/mps.yaml"
+yaml "$MP7_FS" > "$W/mp7.yaml"
+# LOGGING=template: both log as MapProxy's logging template says (`mapproxy-util create -t
+# log-ini`, here the copy `mapproxy-serve create -t log-ini` writes, whose fileConfig Python
+# accepts): every source request a line in source-requests.log, next to each cache; MapProxy
+# loads it as its wsgi-app template's commented-out lines do.
+if [ "$LOGGING" = template ]; then
+  for fs in "$MPS_FS" "$MP7_FS"; do "$BIN" create -t log-ini "$fs/log.ini" >/dev/null; done
+  MPS_LOG_CONF="log_conf = $MPS_FS/log.ini"
+  MP7_LOG_CONF="from logging.config import fileConfig
+fileConfig('$MP7_FS/log.ini', {'here': '$MP7_FS'})"
+fi
 cat > "$W/config.ini" <<EOF
 [server:main]
 use = egg:mapproxy-serve#http
@@ -87,34 +148,44 @@ port = 18421
 [app:main]
 use = egg:MapProxy#app
 mapproxy_conf = $W/mps.yaml
+${MPS_LOG_CONF:-}
 EOF
 cat > "$W/app.py" <<EOF
+${MP7_LOG_CONF:-}
 from mapproxy.wsgiapp import make_wsgi_app
 application = make_wsgi_app('$W/mp7.yaml')
 EOF
 # Distinct tiles of level 12 (4096×4096 tiles), each asked once: wrk's threads take every
 # THREADS-th tile in turn, so every request of a round is a miss (the upstream's request count
-# shows it). Row by row: with the default `tc` layout nearly every tile makes new directories
-# (column by column, 64 writers share one directory, and ext4's directory lock and linear
-# search dominate both servers instead). wrk cannot stop after N requests and still report,
-# so a round is DURATION long.
-cat > "$W/misses.lua" <<EOF
+# shows it). wrk cannot stop after N requests and still report, so a round is DURATION long.
+lua() { # PATTERN: the n-th request's tile x, y
+  case $1 in
+    blocks) echo 'local i = n % 1024; local b = math.floor(n / 1024)
+  local x = (b % 128) * 32 + i % 32; local y = (math.floor(b / 128) % 128) * 32 + math.floor(i / 32)' ;;
+    rows) echo 'local x = n % 4096; local y = math.floor(n / 4096) % 4096' ;;
+    *) echo "bench: unknown pattern $1" >&2; exit 1 ;;
+  esac
+}
+for pattern in $PATTERNS; do
+  cat > "$W/misses-$pattern.lua" <<EOF
 local n, counter = 0, 0
 function setup(thread) thread:set("id", counter); counter = counter + 1 end
 function init(args) n = id end
 function request()
-  local path = string.format("/tms/1.0.0/tiles/EPSG3857/12/%d/%d.png", n % 4096, math.floor(n / 4096) % 4096)
+  $(lua "$pattern")
+  local path = string.format("/tms/1.0.0/tiles/EPSG3857/12/%d/%d.png", x, y)
   n = n + $THREADS
   return wrk.format("GET", path)
 end
 function response(status)
-  if status ~= 200 then io.stderr:write("status " .. status .. "\n") end
+  if status ~= 200 then io.stderr:write("status " .. status .. "\\n") end
 end
 EOF
+done
 
 wait_up() { wait_http "http://127.0.0.1:$1/tms/1.0.0/"; }
-round() { # NAME PORT CACHE_DIR PIDS...
-  local name=$1 port=$2 cache=$3; shift 3
+round() { # PATTERN NAME PORT CACHE_DIR PIDS...
+  local pattern=$1 name=$2 port=$3 cache=$4; shift 4
   # moved aside, not removed: on ext4 without a journal, freshly freed inodes make the next
   # minute's file creations scan past them (recently_deleted), which would bill this round
   # for the last one's cleanup; all of $W is removed at exit
@@ -122,7 +193,7 @@ round() { # NAME PORT CACHE_DIR PIDS...
   : > "$W/logs/upstream.log"
   local c0 out ticks rps p99 up
   c0=$(cpu_ticks "$@")
-  out=$(taskset -c "$LOAD_CPU" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -s "$W/misses.lua" --latency "http://127.0.0.1:$port" 2>&1)
+  out=$(taskset -c "$LOAD_CPU" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -s "$W/misses-$pattern.lua" --latency "http://127.0.0.1:$port" 2>&1)
   ticks=$(( $(cpu_ticks "$@") - c0 ))
   if grep -q '^status' <<<"$out"; then echo "bench: $name: $(grep -m1 '^status' <<<"$out")" >&2; exit 1; fi
   rps=$(awk '/Requests\/sec/{print $2}' <<<"$out"); p99=$(awk '$1=="99%"{print $2}' <<<"$out")
@@ -131,25 +202,31 @@ round() { # NAME PORT CACHE_DIR PIDS...
   echo "$name $rps $p99 $(( ticks * 1000000 / $(getconf CLK_TCK) / n )) $n/$up $(rss_mb "$@")MB"
 }
 
-taskset -c "$SERVER_CPU" "$BIN" "$W/config.ini" 2>"$W/mps.log" & MPS=$!
+taskset -c "$SERVER_CPU" "$BIN" -q "$W/config.ini" 2>"$W/mps.log" & MPS=$!
 wait_up 18421
-( cd "$W" && exec taskset -c "$SERVER_CPU" "$(dirname "$PY")/gunicorn" -w 2 --threads 8 -b 127.0.0.1:18423 app:application 2>"$W/gunicorn.log" ) & GUN=$!
+( cd "$W" && exec taskset -c "$SERVER_CPU" "$(dirname "$PY")/gunicorn" $GUNICORN_ARGS -b 127.0.0.1:18423 app:application 2>"$W/gunicorn.log" ) & GUN=$!
 wait_up 18423
-echo "| round | server | tiles/s | p99 | server CPU per tile (µs) | requests / upstream requests | RSS |"
-echo "|---|---|---|---|---|---|---|"
-for r in $(seq 1 "$ROUNDS"); do
-  for line in "$(round mapproxy-serve 18421 "$W/mps_cache" $MPS)" \
-              "$(round mapproxy7-gunicorn 18423 "$W/mp7_cache" $GUN $(pgrep -P $GUN | tr '\n' ' '))"; do
-    read -r n rps p99 cpu up mem <<<"$line"; echo "| $r | $n | $rps | $p99 | $cpu | $up | $mem |"; echo "$r $n $rps $cpu" >> "$W/rps"
+echo "| pattern | round | server | tiles/s | p99 | server CPU per tile (µs) | requests / upstream requests | RSS |"
+echo "|---|---|---|---|---|---|---|---|"
+for pattern in $PATTERNS; do
+  for r in $(seq 1 "$ROUNDS"); do
+    for line in "$(round "$pattern" mapproxy-serve 18421 "$MPS_FS/cache" $MPS)" \
+                "$(round "$pattern" mapproxy7-gunicorn 18423 "$MP7_FS/cache" $GUN $(pgrep -P $GUN | tr '\n' ' '))"; do
+      read -r n rps p99 cpu up mem <<<"$line"
+      echo "| $pattern | $r | $n | $rps | $p99 | $cpu | $up | $mem |"; echo "$pattern $r $n $rps $cpu" >> "$W/rps"
+    done
   done
 done
-python3 - "$W/rps" <<'EOF'
-import sys, statistics, collections
-by = collections.defaultdict(dict)
+GUNICORN_ARGS=$GUNICORN_ARGS python3 - "$W/rps" <<'EOF'
+import os, sys, statistics, collections
+GUNICORN_ARGS = os.environ["GUNICORN_ARGS"]
+by = collections.defaultdict(lambda: collections.defaultdict(dict))
 for line in open(sys.argv[1]):
-    r, n, rps, cpu = line.split(); by[r][n] = (float(rps), float(cpu))
-med = lambda f: statistics.median(f(v) for v in by.values())
-print("\nmedian per-round ratios, mapproxy-serve / MapProxy 7 (gunicorn -w 2 --threads 8): "
-      f"tiles/s {med(lambda v: v['mapproxy-serve'][0] / v['mapproxy7-gunicorn'][0]):.1f}x, "
-      f"CPU per tile {med(lambda v: v['mapproxy7-gunicorn'][1] / max(v['mapproxy-serve'][1], 1)):.1f}x less")
+    p, r, n, rps, cpu = line.split(); by[p][r][n] = (float(rps), float(cpu))
+print()
+for p, rounds in by.items():
+    med = lambda f: statistics.median(f(v) for v in rounds.values())
+    print(f"{p}: median per-round ratios, mapproxy-serve / MapProxy 7 (gunicorn {GUNICORN_ARGS}): "
+          f"tiles/s {med(lambda v: v['mapproxy-serve'][0] / v['mapproxy7-gunicorn'][0]):.1f}x, "
+          f"CPU per tile {med(lambda v: v['mapproxy7-gunicorn'][1] / max(v['mapproxy-serve'][1], 1)):.1f}x less")
 EOF
