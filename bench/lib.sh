@@ -7,6 +7,9 @@ rss_mb() { local t=0; for p in "$@"; do t=$((t + $(awk '/VmRSS/{print $2}' "/pro
 # The summed CPU time (user + system, clock ticks) of the processes PIDS....
 cpu_ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo $t; }
 
+# The summed system (kernel) CPU time, clock ticks, of the processes PIDS....
+sys_ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo $t; }
+
 # Polls URL (every 0.1 s, at most 60 s) until it answers 2xx; exits the script otherwise.
 wait_http() { for _ in $(seq 1 600); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done; echo "bench: $1 did not answer"; exit 1; }
 

@@ -15,14 +15,17 @@
 #           one makes three new directories (tc: z/xxx/xxx/xxx/yyy/yyy/): the worst case,
 #           where the kernel's directory and inode work that both servers do dominates
 #
-# Each server's cache is on a file system of its own, made for this run: CACHE_FS=loop (the
-# default as root) makes an ext4 in a sparse file per server, formatted as this machine's root
-# file system is (MKFS_OPTS, default `-O ^has_journal`: no journal) and attached with direct
-# I/O (written to the disk once, not cached twice), and mounts it; CACHE_FS=dir puts both
-# caches under the work directory in /tmp. On ext4 without a journal, inodes freed in the last
-# minutes make new files slower to allocate (`recently_deleted`), and MapProxy removes its
-# `.lck` file after every tile: on one file system each server's rounds would pay for the
-# other's, and every run for the history of the disk.
+# Each server's cache is on a file system of its own, new for every round: CACHE_FS=loop (the
+# default as root) makes an ext4 in a sparse file, formatted as this machine's root file
+# system is (MKFS_OPTS, default `-O ^has_journal`: no journal), attached with direct I/O
+# (written to the disk once, not cached twice) and mounted over the server's cache directory;
+# the last round's is unmounted (its data written out) and removed. So every round of either
+# server starts on the same empty file system, whatever the rounds before it wrote: a faster
+# server writes more files per round, and ext4 makes directories and inodes more slowly the
+# more it holds and the more it freed in the last minutes (`recently_deleted`, without a
+# journal; MapProxy removes its `.lck` file after every tile). The lock directories and logs
+# stay in /tmp. CACHE_FS=dir: both caches under the work directory in /tmp, each round's
+# moved aside.
 #
 # LOGGING=quiet (the default): both servers log at WARNING, as each does without a logging
 # configuration: MapProxy under gunicorn has none (Python's default, WARNING), mapproxy-serve
@@ -63,21 +66,29 @@ stop_all() {
   rm -rf "$W"
 }
 trap stop_all EXIT
-# The directory a server's cache goes into (CACHE_FS above).
-cache_fs() { # NAME
+# A new, empty cache file system for server NAME at $W/NAME.fs (CACHE_FS above); the last
+# one's data is written out (umount) and it is removed.
+fresh_fs() { # NAME
   local d="$W/$1.fs"
-  mkdir -p "$d"
   if [ "$CACHE_FS" = loop ]; then
-    truncate -s 32G "$W/$1.img"
-    # inode tables (and a journal, if any) written now, not by a kernel thread in the rounds
+    if mountpoint -q "$d"; then
+      local dev; dev=$(findmnt -n -o SOURCE "$d")
+      umount "$d"; losetup -d "$dev"
+    fi
+    rm -f "$W/$1.img"; truncate -s 16G "$W/$1.img"
     # shellcheck disable=SC2086
-    mkfs.ext4 -q -F $MKFS_OPTS -E lazy_itable_init=0,lazy_journal_init=0 "$W/$1.img"
-    mount "$(losetup -f --show --direct-io=on "$W/$1.img")" "$d"
+    mkfs.ext4 -q -F $MKFS_OPTS "$W/$1.img"
+    mkdir -p "$d"
+    # noinit_itable: no kernel thread zeroing inode tables during the round
+    mount -o noinit_itable "$(losetup -f --show --direct-io=on "$W/$1.img")" "$d"
+  else
+    # moved aside, not removed: freed inodes would slow the next minutes' file creations
+    [ -d "$d" ] && mv "$d" "$d.$RANDOM$RANDOM"
+    mkdir -p "$d"
   fi
-  echo "$d"
 }
-MPS_FS=$(cache_fs mps) MP7_FS=$(cache_fs mp7)
-if [ "$CACHE_FS" = loop ]; then echo "caches: a new ext4 each (mkfs.ext4 $MKFS_OPTS, loop device with direct I/O)"
+mkdir -p "$W/mps.var" "$W/mp7.var"
+if [ "$CACHE_FS" = loop ]; then echo "caches: a new ext4 each round (mkfs.ext4 $MKFS_OPTS, loop device with direct I/O)"
 else echo "caches: in $W ($(df --output=fstype "$W" | tail -1))"; fi
 
 # The upstream's tile: a 256×256 RGB gradient (not a single colour, so it is stored as is).
@@ -103,7 +114,7 @@ http {
 EOF
 taskset -c "$LOAD_CPU" "$NGINX" -c "$W/nginx.conf" -p "$W"
 
-yaml() { # DIR: the cache and lock directories go below it
+yaml() { # NAME: the cache in $W/NAME.fs, locks in $W/NAME.var
   cat <<EOF
 services:
   tms:
@@ -123,22 +134,22 @@ sources:
     url: http://127.0.0.1:18422/%(tms_path)s.png
 globals:
   cache:
-    base_dir: $1/cache
-    lock_dir: $1/locks
-    tile_lock_dir: $1/tile_locks
+    base_dir: $W/$1.fs/cache
+    lock_dir: $W/$1.var/locks
+    tile_lock_dir: $W/$1.var/tile_locks
 EOF
 }
-yaml "$MPS_FS" > "$W/mps.yaml"
-yaml "$MP7_FS" > "$W/mp7.yaml"
+yaml mps > "$W/mps.yaml"
+yaml mp7 > "$W/mp7.yaml"
 # LOGGING=template: both log as MapProxy's logging template says (`mapproxy-util create -t
 # log-ini`, here the copy `mapproxy-serve create -t log-ini` writes, whose fileConfig Python
-# accepts): every source request a line in source-requests.log, next to each cache; MapProxy
+# accepts): every source request a line in source-requests.log, in $W/NAME.var; MapProxy
 # loads it as its wsgi-app template's commented-out lines do.
 if [ "$LOGGING" = template ]; then
-  for fs in "$MPS_FS" "$MP7_FS"; do "$BIN" create -t log-ini "$fs/log.ini" >/dev/null; done
-  MPS_LOG_CONF="log_conf = $MPS_FS/log.ini"
+  for v in "$W/mps.var" "$W/mp7.var"; do "$BIN" create -t log-ini "$v/log.ini" >/dev/null; done
+  MPS_LOG_CONF="log_conf = $W/mps.var/log.ini"
   MP7_LOG_CONF="from logging.config import fileConfig
-fileConfig('$MP7_FS/log.ini', {'here': '$MP7_FS'})"
+fileConfig('$W/mp7.var/log.ini', {'here': '$W/mp7.var'})"
 fi
 cat > "$W/config.ini" <<EOF
 [server:main]
@@ -184,36 +195,37 @@ EOF
 done
 
 wait_up() { wait_http "http://127.0.0.1:$1/tms/1.0.0/"; }
-round() { # PATTERN NAME PORT CACHE_DIR PIDS...
-  local pattern=$1 name=$2 port=$3 cache=$4; shift 4
-  # moved aside, not removed: on ext4 without a journal, freshly freed inodes make the next
-  # minute's file creations scan past them (recently_deleted), which would bill this round
-  # for the last one's cleanup; all of $W is removed at exit
-  [ -d "$cache" ] && mv "$cache" "$cache.$RANDOM$RANDOM"
+round() { # PATTERN NAME FS PORT PIDS...
+  local pattern=$1 name=$2 fs=$3 port=$4; shift 4
+  fresh_fs "$fs"
+  # the other server's last round written out too: its write-back (and ext4's block
+  # allocation, done then) would otherwise run during this round
+  sync
   : > "$W/logs/upstream.log"
-  local c0 out ticks rps p99 up
-  c0=$(cpu_ticks "$@")
+  local c0 k0 out ticks kticks rps p99 up
+  c0=$(cpu_ticks "$@") k0=$(sys_ticks "$@")
   out=$(taskset -c "$LOAD_CPU" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -s "$W/misses-$pattern.lua" --latency "http://127.0.0.1:$port" 2>&1)
-  ticks=$(( $(cpu_ticks "$@") - c0 ))
+  ticks=$(( $(cpu_ticks "$@") - c0 )) kticks=$(( $(sys_ticks "$@") - k0 ))
   if grep -q '^status' <<<"$out"; then echo "bench: $name: $(grep -m1 '^status' <<<"$out")" >&2; exit 1; fi
   rps=$(awk '/Requests\/sec/{print $2}' <<<"$out"); p99=$(awk '$1=="99%"{print $2}' <<<"$out")
   up=$(wc -l < "$W/logs/upstream.log")
   local n; n=$(awk '/requests in/{print $1}' <<<"$out")
-  echo "$name $rps $p99 $(( ticks * 1000000 / $(getconf CLK_TCK) / n )) $n/$up $(rss_mb "$@")MB"
+  local us=$(( 1000000 / $(getconf CLK_TCK) ))
+  echo "$name $rps $p99 $(( ticks * us / n )) $(( kticks * us / n )) $n/$up $(rss_mb "$@")MB"
 }
 
 taskset -c "$SERVER_CPU" "$BIN" -q "$W/config.ini" 2>"$W/mps.log" & MPS=$!
 wait_up 18421
 ( cd "$W" && exec taskset -c "$SERVER_CPU" "$(dirname "$PY")/gunicorn" $GUNICORN_ARGS -b 127.0.0.1:18423 app:application 2>"$W/gunicorn.log" ) & GUN=$!
 wait_up 18423
-echo "| pattern | round | server | tiles/s | p99 | server CPU per tile (µs) | requests / upstream requests | RSS |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| pattern | round | server | tiles/s | p99 | server CPU per tile (µs) | of it in the kernel | requests / upstream requests | RSS |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for pattern in $PATTERNS; do
   for r in $(seq 1 "$ROUNDS"); do
-    for line in "$(round "$pattern" mapproxy-serve 18421 "$MPS_FS/cache" $MPS)" \
-                "$(round "$pattern" mapproxy7-gunicorn 18423 "$MP7_FS/cache" $GUN $(pgrep -P $GUN | tr '\n' ' '))"; do
-      read -r n rps p99 cpu up mem <<<"$line"
-      echo "| $pattern | $r | $n | $rps | $p99 | $cpu | $up | $mem |"; echo "$pattern $r $n $rps $cpu" >> "$W/rps"
+    for line in "$(round "$pattern" mapproxy-serve mps 18421 $MPS)" \
+                "$(round "$pattern" mapproxy7-gunicorn mp7 18423 $GUN $(pgrep -P $GUN | tr '\n' ' '))"; do
+      read -r n rps p99 cpu kcpu up mem <<<"$line"
+      echo "| $pattern | $r | $n | $rps | $p99 | $cpu | $kcpu | $up | $mem |"; echo "$pattern $r $n $rps $cpu" >> "$W/rps"
     done
   done
 done
