@@ -436,3 +436,43 @@ pub fn write_atomic(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ensure_dir;
+    use std::fs;
+
+    #[cfg(unix)]
+    fn mode(p: &std::path::Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        fs::metadata(p).expect("exists").permissions().mode() & 0o777
+    }
+
+    /// The missing directories are made, each with `directory_permissions`; those already
+    /// there are left as they are; a file in the way is an error naming the directory.
+    #[test]
+    #[cfg(unix)]
+    fn ensure_dir_makes_the_missing_directories() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let base = tmp.path().join("cache");
+        fs::create_dir(&base).expect("base");
+        fs::set_permissions(&base, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .expect("chmod");
+        let deep = base.join("12/000/000/001/000/000");
+        ensure_dir(&deep, Some(0o750)).expect("made");
+        assert!(deep.is_dir());
+        let mut d = deep.as_path();
+        while d != base {
+            assert_eq!(mode(d), 0o750, "{}", d.display());
+            d = d.parent().expect("parent");
+        }
+        assert_eq!(mode(&base), 0o700, "an existing directory keeps its mode");
+        // there already: nothing to do, nothing changed
+        ensure_dir(&deep, Some(0o755)).expect("there");
+        assert_eq!(mode(&deep), 0o750);
+
+        fs::write(base.join("file"), b"x").expect("file");
+        let err = ensure_dir(&base.join("file/sub/dir"), None).expect_err("a file in the way");
+        assert!(err.to_string().contains("file/sub"), "{err}");
+    }
+}
