@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 
 use mapproxy_serve_mapproxy::grid::{get_resolution, global_webmercator};
-use mapproxy_serve_mapproxy::image::transform::{mesh, transform, Resampling};
+use mapproxy_serve_mapproxy::image::transform::{mesh, transform, Resampling, Warp};
 use mapproxy_serve_mapproxy::image::RgbaImage;
 use mapproxy_serve_mapproxy::srs::Srs;
 
@@ -76,15 +76,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let textured = textured(w, h);
         let debug_like = debug_like(w, h);
         let step = |src: &RgbaImage| {
-            transform(
-                src,
-                affected.bbox,
-                &merc,
-                size,
-                bbox,
-                &dst,
-                Resampling::Bicubic,
-            )
+            let warp = Warp {
+                src_bbox: affected.bbox,
+                src_srs: &merc,
+                dst_size: size,
+                dst_bbox: bbox,
+                dst_srs: &dst,
+                resampling: Resampling::Bicubic,
+            };
+            transform(src, &warp)
         };
         report(name, "textured", (w, h), runs, || step(&textured));
         report(name, "debug-like", (w, h), runs, || step(&debug_like));

@@ -74,22 +74,21 @@ fn to_map(bbox: Bbox, size: (u32, u32)) -> impl Fn((f64, f64)) -> (f64, f64) {
     move |(x, y)| (bbox[0] + x * sx, bbox[3] - y * sy)
 }
 
-/// Transform `src` (covering `src_bbox` in `src_srs`) into a `dst_size` image of `dst_bbox` in
-/// `dst_srs`. Target pixels without a source are transparent.
-pub fn transform(
-    src: &RgbaImage,
-    src_bbox: Bbox,
-    src_srs: &Srs,
-    dst_size: (u32, u32),
-    dst_bbox: Bbox,
-    dst_srs: &Srs,
-    resampling: Resampling,
-) -> RgbaImage {
-    let src = Known::unknown(src);
-    transform_known(
-        src, src_bbox, src_srs, dst_size, dst_bbox, dst_srs, resampling,
-    )
-    .image
+/// What a transform maps: a source image covering `src_bbox` in `src_srs` into a `dst_size`
+/// image of `dst_bbox` in `dst_srs`, resampled with `resampling`.
+#[derive(Clone, Copy, Debug)]
+pub struct Warp<'a> {
+    pub src_bbox: Bbox,
+    pub src_srs: &'a Srs,
+    pub dst_size: (u32, u32),
+    pub dst_bbox: Bbox,
+    pub dst_srs: &'a Srs,
+    pub resampling: Resampling,
+}
+
+/// Transform `src` as `warp` says. Target pixels without a source are transparent.
+pub fn transform(src: &RgbaImage, warp: &Warp<'_>) -> RgbaImage {
+    transform_known(Known::unknown(src), warp).image
 }
 
 /// An image and whether it is known, without looking at its pixels, to be opaque (every
@@ -114,35 +113,26 @@ impl<I> Known<I> {
 /// [`transform`] of a source whose opacity may be known: an opaque source is resized without
 /// scanning it for alpha, and the result says whether it is known to be opaque, so that the
 /// map's encoder need not scan it either (each scan of a 1024×1024 map was 3% of its time).
-pub fn transform_known(
-    src: Known<&RgbaImage>,
-    src_bbox: Bbox,
-    src_srs: &Srs,
-    dst_size: (u32, u32),
-    dst_bbox: Bbox,
-    dst_srs: &Srs,
-    resampling: Resampling,
-) -> Known<RgbaImage> {
-    if src_srs == dst_srs {
-        return transform_simple(src, src_bbox, dst_size, dst_bbox, resampling);
+pub fn transform_known(src: Known<&RgbaImage>, warp: &Warp<'_>) -> Known<RgbaImage> {
+    let w = *warp;
+    if w.src_srs == w.dst_srs {
+        return transform_simple(src, w.src_bbox, w.dst_size, w.dst_bbox, w.resampling);
     }
     let src = src.image;
-    if let Some(out) = transform_separable(
-        src, src_bbox, src_srs, dst_size, dst_bbox, dst_srs, resampling,
-    ) {
+    if let Some(out) = transform_separable(src, warp) {
         return Known::unknown(out);
     }
     let quads = mesh(
         src.dimensions(),
-        src_bbox,
-        src_srs,
-        dst_size,
-        dst_bbox,
-        dst_srs,
+        w.src_bbox,
+        w.src_srs,
+        w.dst_size,
+        w.dst_bbox,
+        w.dst_srs,
     );
-    let mut out = RgbaImage::new(dst_size.0, dst_size.1);
+    let mut out = RgbaImage::new(w.dst_size.0, w.dst_size.1);
     for q in &quads {
-        fill_quad(src, &mut out, q, resampling);
+        fill_quad(src, &mut out, q, w.resampling);
     }
     Known::unknown(out)
 }
@@ -156,15 +146,15 @@ pub fn transform_known(
 /// ([`horizontal`]): the fixed-point sums of the mesh's [`bicubic_window`], so both paths
 /// give the same pixel for the same position. Same kernels and transparent-outside rule as
 /// [`sample`]; `None` when the map is not separable.
-fn transform_separable(
-    src: &RgbaImage,
-    src_bbox: Bbox,
-    src_srs: &Srs,
-    dst_size: (u32, u32),
-    dst_bbox: Bbox,
-    dst_srs: &Srs,
-    resampling: Resampling,
-) -> Option<RgbaImage> {
+fn transform_separable(src: &RgbaImage, warp: &Warp<'_>) -> Option<RgbaImage> {
+    let Warp {
+        src_bbox,
+        src_srs,
+        dst_size,
+        dst_bbox,
+        dst_srs,
+        resampling,
+    } = *warp;
     let (sw, sh) = (src.width() as usize, src.height() as usize);
     let (dw, dh) = (dst_size.0 as usize, dst_size.1 as usize);
     if sw == 0 || sh == 0 || dw == 0 || dh == 0 {
@@ -1290,7 +1280,15 @@ mod tests {
             let dst_srs = Srs::get(d)?;
             let src_size = (1000u32, 1000u32);
             let src = coded(src_size.0, src_size.1);
-            let out = transform(&src, sb, &src_srs, size, db, &dst_srs, Resampling::Nearest);
+            let warp = Warp {
+                src_bbox: sb,
+                src_srs: &src_srs,
+                dst_size: size,
+                dst_bbox: db,
+                dst_srs: &dst_srs,
+                resampling: Resampling::Nearest,
+            };
+            let out = transform(&src, &warp);
             let src_px = to_px(src_srs.align_bbox(sb), src_size);
             let dst_w = to_map(dst_srs.align_bbox(db), size);
             let mut max_err: f64 = 0.0;
@@ -1355,8 +1353,15 @@ mod tests {
             Resampling::Bilinear,
             Resampling::Bicubic,
         ] {
-            let sep = transform_separable(&src, sb, &src_srs, size, db, &dst_srs, r)
-                .expect("3857 -> 4326 is separable");
+            let warp = Warp {
+                src_bbox: sb,
+                src_srs: &src_srs,
+                dst_size: size,
+                dst_bbox: db,
+                dst_srs: &dst_srs,
+                resampling: r,
+            };
+            let sep = transform_separable(&src, &warp).expect("3857 -> 4326 is separable");
             let mut meshed = RgbaImage::new(size.0, size.1);
             for q in &mesh(src.dimensions(), sb, &src_srs, size, db, &dst_srs) {
                 fill_quad(&src, &mut meshed, q, r);
@@ -1372,9 +1377,15 @@ mod tests {
         // UTM is not separable: the mesh draws it
         let utm = Srs::get("EPSG:32632")?;
         let ub = [300_000.0, 5_000_000.0, 700_000.0, 5_900_000.0];
-        assert!(
-            transform_separable(&src, sb, &src_srs, size, ub, &utm, Resampling::Bicubic).is_none()
-        );
+        let warp = Warp {
+            src_bbox: sb,
+            src_srs: &src_srs,
+            dst_size: size,
+            dst_bbox: ub,
+            dst_srs: &utm,
+            resampling: Resampling::Bicubic,
+        };
+        assert!(transform_separable(&src, &warp).is_none());
         Ok(())
     }
 
@@ -1522,35 +1533,41 @@ mod tests {
         // same resolution: an exact crop
         let out = transform(
             &src,
-            [0.0, 0.0, 512.0, 512.0],
-            &srs,
-            (100, 100),
-            [10.0, 400.0, 110.0, 500.0],
-            &srs,
-            Resampling::Bicubic,
+            &Warp {
+                src_bbox: [0.0, 0.0, 512.0, 512.0],
+                src_srs: &srs,
+                dst_size: (100, 100),
+                dst_bbox: [10.0, 400.0, 110.0, 500.0],
+                dst_srs: &srs,
+                resampling: Resampling::Bicubic,
+            },
         );
         assert_eq!(decode(out.get_pixel(0, 0).0), (10, 12));
         // half resolution, nearest: every other pixel
         let out = transform(
             &src,
-            [0.0, 0.0, 512.0, 512.0],
-            &srs,
-            (128, 128),
-            [0.0, 256.0, 256.0, 512.0],
-            &srs,
-            Resampling::Nearest,
+            &Warp {
+                src_bbox: [0.0, 0.0, 512.0, 512.0],
+                src_srs: &srs,
+                dst_size: (128, 128),
+                dst_bbox: [0.0, 256.0, 256.0, 512.0],
+                dst_srs: &srs,
+                resampling: Resampling::Nearest,
+            },
         );
         let (i, j) = decode(out.get_pixel(10, 20).0);
         assert!((20..=21).contains(&i) && (40..=41).contains(&j), "{i} {j}");
         // partly outside the source: transparent there
         let out = transform(
             &src,
-            [0.0, 0.0, 512.0, 512.0],
-            &srs,
-            (100, 100),
-            [-100.0, 0.0, 100.0, 200.0],
-            &srs,
-            Resampling::Bilinear,
+            &Warp {
+                src_bbox: [0.0, 0.0, 512.0, 512.0],
+                src_srs: &srs,
+                dst_size: (100, 100),
+                dst_bbox: [-100.0, 0.0, 100.0, 200.0],
+                dst_srs: &srs,
+                resampling: Resampling::Bilinear,
+            },
         );
         assert_eq!(out.get_pixel(10, 50).0[3], 0);
         assert_eq!(out.get_pixel(90, 50).0[3], 255);

@@ -31,7 +31,7 @@ use mapproxy_serve_core::app::Body;
 use super::{parse_bgcolor, Version, WmsError, WmsRequest, WmsService};
 use crate::authorize::{Authorized, QueryExtent};
 use crate::grid::{bbox_intersects, get_resolution, Bbox, TileGrid};
-use crate::image::transform::{transform, transform_known, Known, Resampling};
+use crate::image::transform::{transform, transform_known, Known, Resampling, Warp};
 use crate::image::{ImageFormat, ImageOpts};
 use crate::service::Ctx;
 use crate::source::{MapQuery, MapSource};
@@ -566,9 +566,15 @@ async fn cache_image(
             image: &stitched,
             opaque: under.is_some(),
         };
-        Ok(Some(transform_known(
-            stitched, abbox, &src_srs, q.size, q.bbox, &q.srs, resampling,
-        )))
+        let warp = Warp {
+            src_bbox: abbox,
+            src_srs: &src_srs,
+            dst_size: q.size,
+            dst_bbox: q.bbox,
+            dst_srs: &q.srs,
+            resampling,
+        };
+        Ok(Some(transform_known(stitched, &warp)))
     })
     .await
     .map_err(|e| e.to_string())?
@@ -673,9 +679,15 @@ async fn render_direct(
     let q = q.clone();
     tokio::task::spawn_blocking(move || -> Result<Rendered, String> {
         let src = crate::image::decode(&img.data).map_err(|e| e.to_string())?;
-        Ok(Rendered::Image(Known::unknown(transform(
-            &src, src_bbox, &target, q.size, q.bbox, &q.srs, resampling,
-        ))))
+        let warp = Warp {
+            src_bbox,
+            src_srs: &target,
+            dst_size: q.size,
+            dst_bbox: q.bbox,
+            dst_srs: &q.srs,
+            resampling,
+        };
+        Ok(Rendered::Image(Known::unknown(transform(&src, &warp))))
     })
     .await
     .map_err(|e| e.to_string())?
