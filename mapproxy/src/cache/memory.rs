@@ -156,9 +156,10 @@ fn load_settled(
     settle: Duration,
 ) -> io::Result<CachedTile> {
     let tiles = tiles();
-    if let Some(kept) = tiles.get(path) {
+    let kept = tiles.get(path);
+    if let Some(kept) = &kept {
         match fs::symlink_metadata(path) {
-            Ok(m) if Stamp::of(&m) == Some(kept.stamp) => return Ok(kept.tile),
+            Ok(m) if Stamp::of(&m) == Some(kept.stamp) => return Ok(kept.tile.clone()),
             Ok(_) => {}
             Err(e) => {
                 tiles.remove(path);
@@ -175,9 +176,12 @@ fn load_settled(
                 tile: tile.clone(),
             },
         ),
-        _ => {
+        // a stale entry goes; where none was kept (a tile not settled yet, too large, a
+        // link), there is nothing to remove
+        _ if kept.is_some() => {
             tiles.remove(path);
         }
+        _ => {}
     }
     Ok(tile)
 }
