@@ -1530,44 +1530,30 @@ mod tests {
     fn same_srs_crop_and_scale() -> Result<(), crate::srs::SrsError> {
         let srs = Srs::get("EPSG:3857")?;
         let src = coded(512, 512);
-        // same resolution: an exact crop
-        let out = transform(
-            &src,
-            &Warp {
+        // the source covers 0..512 in both axes of the map
+        let warped = |dst_size, dst_bbox, resampling| {
+            let warp = Warp {
                 src_bbox: [0.0, 0.0, 512.0, 512.0],
                 src_srs: &srs,
-                dst_size: (100, 100),
-                dst_bbox: [10.0, 400.0, 110.0, 500.0],
+                dst_size,
+                dst_bbox,
                 dst_srs: &srs,
-                resampling: Resampling::Bicubic,
-            },
-        );
+                resampling,
+            };
+            transform(&src, &warp)
+        };
+        // same resolution: an exact crop
+        let out = warped((100, 100), [10.0, 400.0, 110.0, 500.0], Resampling::Bicubic);
         assert_eq!(decode(out.get_pixel(0, 0).0), (10, 12));
         // half resolution, nearest: every other pixel
-        let out = transform(
-            &src,
-            &Warp {
-                src_bbox: [0.0, 0.0, 512.0, 512.0],
-                src_srs: &srs,
-                dst_size: (128, 128),
-                dst_bbox: [0.0, 256.0, 256.0, 512.0],
-                dst_srs: &srs,
-                resampling: Resampling::Nearest,
-            },
-        );
+        let out = warped((128, 128), [0.0, 256.0, 256.0, 512.0], Resampling::Nearest);
         let (i, j) = decode(out.get_pixel(10, 20).0);
         assert!((20..=21).contains(&i) && (40..=41).contains(&j), "{i} {j}");
         // partly outside the source: transparent there
-        let out = transform(
-            &src,
-            &Warp {
-                src_bbox: [0.0, 0.0, 512.0, 512.0],
-                src_srs: &srs,
-                dst_size: (100, 100),
-                dst_bbox: [-100.0, 0.0, 100.0, 200.0],
-                dst_srs: &srs,
-                resampling: Resampling::Bilinear,
-            },
+        let out = warped(
+            (100, 100),
+            [-100.0, 0.0, 100.0, 200.0],
+            Resampling::Bilinear,
         );
         assert_eq!(out.get_pixel(10, 50).0[3], 0);
         assert_eq!(out.get_pixel(90, 50).0[3], 255);
