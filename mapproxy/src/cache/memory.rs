@@ -26,7 +26,7 @@
 
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -124,14 +124,22 @@ struct Entry {
 #[derive(Clone)]
 struct BySize;
 
-impl quick_cache::Weighter<PathBuf, Entry> for BySize {
-    fn weight(&self, path: &PathBuf, entry: &Entry) -> u64 {
+impl quick_cache::Weighter<Key, Entry> for BySize {
+    fn weight(&self, path: &Key, entry: &Entry) -> u64 {
         // the path, the bytes, and the entry's own size with the map's slot, roughly
-        (path.as_os_str().len() + entry.tile.data.len() + 128) as u64
+        (path.len() + entry.tile.data.len() + 128) as u64
     }
 }
 
-type Tiles = quick_cache::sync::Cache<PathBuf, Entry, BySize>;
+/// A kept tile's path as bytes: hashed in one piece (`Path`'s own hash goes component by
+/// component, most of a hit's lookup).
+type Key = Box<[u8]>;
+
+fn key(path: &Path) -> &[u8] {
+    path.as_os_str().as_encoded_bytes()
+}
+
+type Tiles = quick_cache::sync::Cache<Key, Entry, BySize>;
 
 fn tiles() -> &'static Tiles {
     static TILES: OnceLock<Tiles> = OnceLock::new();
@@ -156,13 +164,13 @@ fn load_settled(
     settle: Duration,
 ) -> io::Result<CachedTile> {
     let tiles = tiles();
-    let kept = tiles.get(path);
+    let kept = tiles.get(key(path));
     if let Some(kept) = &kept {
         match fs::symlink_metadata(path) {
             Ok(m) if Stamp::of(&m) == Some(kept.stamp) => return Ok(kept.tile.clone()),
             Ok(_) => {}
             Err(e) => {
-                tiles.remove(path);
+                tiles.remove(key(path));
                 return Err(e);
             }
         }
@@ -170,7 +178,7 @@ fn load_settled(
     let (tile, stamp) = read(path)?;
     match stamp {
         Some(stamp) if tile.data.len() <= MAX_TILE && stamp.settled(settle) => tiles.insert(
-            path.to_path_buf(),
+            key(path).into(),
             Entry {
                 stamp,
                 tile: tile.clone(),
@@ -179,7 +187,7 @@ fn load_settled(
         // a stale entry goes; where none was kept (a tile not settled yet, too large, a
         // link), there is nothing to remove
         _ if kept.is_some() => {
-            tiles.remove(path);
+            tiles.remove(key(path));
         }
         _ => {}
     }

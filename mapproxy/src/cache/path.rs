@@ -85,48 +85,63 @@ fn zpad(v: i64, width: usize) -> String {
     format!("{v:0width$}")
 }
 
-/// `v` zero padded to `width` digits (more when it has more), as `"%03d"` of a non-negative
-/// value.
-fn push_zpad(s: &mut String, v: u64, width: usize) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    let mut v = v;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
+/// The `tc` path of a tile with `0 <= x, y < 10^9` and `0 <= z < 100`, the common case (on
+/// every cache hit): `zz/xxx/xxx/xxx/yyy/yyy/yyy`, written digit by digit into a fixed buffer
+/// (`format!` was a sixth of a hit's instructions). `None` for other coordinates, which take
+/// the general way.
+fn tc_digits((x, y, z): TileCoord) -> Option<[u8; 26]> {
+    const LIMIT: i64 = 1_000_000_000;
+    if !((0..LIMIT).contains(&x) && (0..LIMIT).contains(&y) && (0..100).contains(&z)) {
+        return None;
+    }
+    let mut b = [b'/'; 26];
+    b[0] = b'0' + (z / 10) as u8;
+    b[1] = b'0' + (z % 10) as u8;
+    let mut i = 2;
+    for v in [x, y] {
+        for part in [v / 1_000_000, v / 1000 % 1000, v % 1000] {
+            // b[i] is the '/'
+            b[i + 1] = b'0' + (part / 100) as u8;
+            b[i + 2] = b'0' + (part / 10 % 10) as u8;
+            b[i + 3] = b'0' + (part % 10) as u8;
+            i += 4;
         }
     }
-    for _ in (buf.len() - i)..width {
-        s.push('0');
-    }
-    for &b in &buf[i..] {
-        s.push(b as char);
-    }
+    Some(b)
 }
 
 /// The tile's path relative to the cache directory, `/`-separated, with `file_ext` appended
 /// (MapProxy's `tile_location_<layout>` without the cache directory and dimensions).
 pub fn tile_relpath(layout: DirectoryLayout, (x, y, z): TileCoord, file_ext: &str) -> String {
-    match layout {
-        // the default layout, on every cache hit: written digit by digit (format! was a
-        // sixth of a hit's instructions); negative coordinates take the general path
-        DirectoryLayout::Tc if x >= 0 && y >= 0 && z < 100 => {
-            let mut s = String::with_capacity(32 + file_ext.len());
-            push_zpad(&mut s, z as u64, 2);
-            for v in [x, y] {
-                let v = v as u64;
-                for part in [v / 1_000_000, v / 1000 % 1000, v % 1000] {
-                    s.push('/');
-                    push_zpad(&mut s, part, 3);
-                }
+    let mut s = String::new();
+    push_tile_relpath(|part| s.push_str(part), layout, (x, y, z), file_ext);
+    s
+}
+
+/// [`tile_relpath`], given piece by piece to `push`.
+fn push_tile_relpath(
+    mut push: impl FnMut(&str),
+    layout: DirectoryLayout,
+    coord: TileCoord,
+    file_ext: &str,
+) {
+    if layout == DirectoryLayout::Tc {
+        if let Some(digits) = tc_digits(coord) {
+            // ASCII digits and slashes
+            if let Ok(digits) = std::str::from_utf8(&digits) {
+                push(digits);
+                push(".");
+                push(file_ext);
+                return;
             }
-            s.push('.');
-            s.push_str(file_ext);
-            s
         }
+    }
+    push(&general_relpath(layout, coord, file_ext));
+}
+
+/// [`tile_relpath`] by formatting, for every layout and coordinate.
+fn general_relpath(layout: DirectoryLayout, (x, y, z): TileCoord, file_ext: &str) -> String {
+    match layout {
         DirectoryLayout::Tc => format!(
             "{:02}/{}/{}/{}/{}/{}/{}.{file_ext}",
             z,
@@ -292,7 +307,26 @@ pub fn tile_location(
     coord: TileCoord,
     file_ext: &str,
 ) -> PathBuf {
-    cache_dir.join(tile_relpath(layout, coord, file_ext))
+    // `cache_dir.join(tile_relpath(..))` in one allocation (a relative path: the directory,
+    // a `/` unless it ends in one or is empty, the relative path)
+    let dir = cache_dir.as_os_str();
+    let mut p = std::ffi::OsString::with_capacity(dir.len() + 28 + file_ext.len());
+    p.push(dir);
+    if dir.as_encoded_bytes().last().is_some_and(|&b| b != b'/') {
+        p.push("/");
+    }
+    #[cfg(unix)]
+    if layout == DirectoryLayout::Tc {
+        if let Some(digits) = tc_digits(coord) {
+            // bytes as they are: no UTF-8 check of what is ASCII
+            p.push(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&digits));
+            p.push(".");
+            p.push(file_ext);
+            return PathBuf::from(p);
+        }
+    }
+    push_tile_relpath(|part| p.push(part), layout, coord, file_ext);
+    PathBuf::from(p)
 }
 
 /// The directory of all tiles of `level` (`level_location`): `02` for `tc`/`mp`, `2` for `tms`,
@@ -360,6 +394,63 @@ pub fn cache_dir(cache_name: &str, naming: CacheDirNaming<'_>) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The `tc` fast way writes what the formatting does, at and around its limits; the whole
+    /// location is the directory joined with the relative path, however the directory ends.
+    #[test]
+    fn tc_fast_path_as_formatted() {
+        let values = [
+            0,
+            1,
+            9,
+            10,
+            999,
+            1000,
+            1001,
+            999_999,
+            1_000_000,
+            123_456_789,
+            999_999_999,
+        ];
+        for &x in &values {
+            for &y in &values {
+                for z in [0, 5, 12, 99] {
+                    assert!(tc_digits((x, y, z)).is_some());
+                    assert_eq!(
+                        tile_relpath(DirectoryLayout::Tc, (x, y, z), "png"),
+                        general_relpath(DirectoryLayout::Tc, (x, y, z), "png"),
+                        "{x} {y} {z}"
+                    );
+                }
+            }
+        }
+        for c in [
+            (1_000_000_000, 0, 1),
+            (0, 1_000_000_000, 1),
+            (0, 0, 100),
+            (-1, 0, 1),
+        ] {
+            assert!(tc_digits(c).is_none(), "{c:?}");
+            assert_eq!(
+                tile_relpath(DirectoryLayout::Tc, c, "png"),
+                general_relpath(DirectoryLayout::Tc, c, "png")
+            );
+        }
+        for dir in ["", "/", "cache", "/var/cache/", "/var/cache"] {
+            for layout in [
+                DirectoryLayout::Tc,
+                DirectoryLayout::Tms,
+                DirectoryLayout::Quadkey,
+            ] {
+                let c = (1234, 5678, 13);
+                assert_eq!(
+                    tile_location(Path::new(dir), layout, c, "jpeg"),
+                    Path::new(dir).join(tile_relpath(layout, c, "jpeg")),
+                    "{dir:?}"
+                );
+            }
+        }
+    }
 
     // The doctests of MapProxy's path.py.
     #[test]
