@@ -334,6 +334,9 @@ pub struct MapProxyService {
     demo: demo::DemoInput,
     /// The WMS (`services.wms`), when built.
     wms: Option<Arc<wms::WmsService>>,
+    /// `access_control_allow_origin` as the header value every answer gets (`None`: empty or
+    /// not a valid header value).
+    allow_origin: Option<http::HeaderValue>,
 }
 
 impl std::fmt::Debug for MapProxyService {
@@ -345,8 +348,13 @@ impl std::fmt::Debug for MapProxyService {
     }
 }
 
-/// The headers MapProxy itself reads for public URLs.
-const MAPPROXY_FORWARDED: &[&str] = &["x-script-name", "x-forwarded-host", "x-forwarded-proto"];
+/// The headers MapProxy itself reads for public URLs (names, not strings: a lookup by `&str`
+/// parses the name first, a third of a cache hit's header work).
+const MAPPROXY_FORWARDED: [http::HeaderName; 3] = [
+    http::HeaderName::from_static("x-script-name"),
+    http::HeaderName::from_static("x-forwarded-host"),
+    http::HeaderName::from_static("x-forwarded-proto"),
+];
 
 impl MapProxyService {
     /// The service for `layers` (in capabilities order; a later layer with the same
@@ -373,6 +381,11 @@ impl MapProxyService {
             .as_ref()
             .filter(|w| w.restful)
             .and_then(|w| restful_template_regex(&w.restful_template).ok());
+        let allow_origin = config
+            .access_control_allow_origin
+            .as_deref()
+            .filter(|o| !o.is_empty())
+            .and_then(|o| http::HeaderValue::from_str(o).ok());
         MapProxyService {
             config,
             layers,
@@ -382,6 +395,7 @@ impl MapProxyService {
             wmts_regex,
             demo: demo::DemoInput::default(),
             wms: None,
+            allow_origin,
         }
     }
 
@@ -481,15 +495,9 @@ impl MapProxyService {
         // The body is never read (GET semantics); drop it before any await.
         let req = self.apply_mapproxy_forwarded(req.map(|_| ())).await;
         let mut res = self.dispatch(&req).await;
-        if let Some(origin) = self
-            .config
-            .access_control_allow_origin
-            .as_deref()
-            .filter(|o| !o.is_empty())
-        {
-            if let Ok(v) = http::HeaderValue::from_str(origin) {
-                res.headers_mut().insert("access-control-allow-origin", v);
-            }
+        if let Some(v) = &self.allow_origin {
+            res.headers_mut()
+                .insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, v.clone());
         }
         res
     }
@@ -498,7 +506,7 @@ impl MapProxyService {
     async fn apply_mapproxy_forwarded(&self, req: Request<()>) -> Request<()> {
         if !MAPPROXY_FORWARDED
             .iter()
-            .any(|h| req.headers().contains_key(*h))
+            .any(|h| req.headers().contains_key(h))
         {
             return req;
         }
@@ -755,7 +763,12 @@ fn qs_decode(s: &str) -> String {
 }
 
 fn decoded_path<B>(req: &Request<B>) -> std::borrow::Cow<'_, str> {
-    percent_encoding::percent_decode_str(path_info(req)).decode_utf8_lossy()
+    let path = path_info(req);
+    // most paths have nothing to decode (and a `str` is valid UTF-8 already)
+    if !path.as_bytes().contains(&b'%') {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    percent_encoding::percent_decode_str(path).decode_utf8_lossy()
 }
 
 /// `^/(\w+)`: the first path segment's leading word characters.

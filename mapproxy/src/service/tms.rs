@@ -113,10 +113,23 @@ pub(crate) fn parse_tile_path_with(path: &str, version: bool) -> Option<(&str, T
     let allow_version = version;
     let rest = path.strip_prefix('/')?;
     // the regex reads at most seven segments: begin, 1.0.0, layer, spec, z, x, y.format
+    // (split at `/` bytes: `str::split` with a char pattern searches with memchr per segment,
+    // which costs more than the scan for these short segments)
     let mut buf = [""; 7];
     let mut n = 0;
-    for (slot, seg) in buf.iter_mut().zip(rest.split('/')) {
-        *slot = seg;
+    let mut start = 0;
+    for (i, b) in rest.bytes().enumerate() {
+        if b == b'/' {
+            buf[n] = &rest[start..i];
+            n += 1;
+            start = i + 1;
+            if n == buf.len() {
+                break;
+            }
+        }
+    }
+    if n < buf.len() {
+        buf[n] = &rest[start..];
         n += 1;
     }
     let segs = &buf[..n];
@@ -175,6 +188,15 @@ pub(crate) fn parse_tile_path_with(path: &str, version: bool) -> Option<(&str, T
 
 /// The length of the leading `\w+` of `s` (Python's Unicode word characters).
 pub(crate) fn word_len(s: &str) -> usize {
+    // ASCII first: the only other bytes that can start a word character are those of
+    // multi-byte characters, for which the Unicode test below decides
+    let ascii = s
+        .bytes()
+        .position(|b| !(b.is_ascii_alphanumeric() || b == b'_'))
+        .unwrap_or(s.len());
+    if s.as_bytes().get(ascii).is_none_or(|b| b.is_ascii()) {
+        return ascii;
+    }
     s.char_indices()
         .find(|(_, c)| !(c.is_alphanumeric() || *c == '_'))
         .map_or(s.len(), |(i, _)| i)
