@@ -315,16 +315,6 @@ pub fn tile_location(
     if dir.as_encoded_bytes().last().is_some_and(|&b| b != b'/') {
         p.push("/");
     }
-    #[cfg(unix)]
-    if layout == DirectoryLayout::Tc {
-        if let Some(digits) = tc_digits(coord) {
-            // bytes as they are: no UTF-8 check of what is ASCII
-            p.push(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&digits));
-            p.push(".");
-            p.push(file_ext);
-            return PathBuf::from(p);
-        }
-    }
     push_tile_relpath(|part| p.push(part), layout, coord, file_ext);
     PathBuf::from(p)
 }

@@ -791,6 +791,24 @@ impl Handler for ServiceHandler {
 mod tests {
     use super::*;
 
+    /// A path without `%` is taken as it is; one with escapes is decoded (invalid UTF-8
+    /// replaced, as Python's `unquote`).
+    #[test]
+    fn paths_are_percent_decoded() {
+        let decoded = |uri: &str| {
+            let req = Request::get(uri)
+                .body(())
+                .unwrap_or_else(|_| panic!("{uri}"));
+            decoded_path(&req).into_owned()
+        };
+        assert_eq!(
+            decoded("/tms/1.0.0/osm/0/0/0.png"),
+            "/tms/1.0.0/osm/0/0/0.png"
+        );
+        assert_eq!(decoded("/tm%73/1.0.0/a%20b"), "/tms/1.0.0/a b");
+        assert_eq!(decoded("/x%FF"), "/x\u{fffd}");
+    }
+
     #[test]
     fn handler_names() {
         assert_eq!(handler_name("/tms/1.0.0"), Some("tms"));

@@ -197,9 +197,13 @@ pub(crate) fn word_len(s: &str) -> usize {
     if s.as_bytes().get(ascii).is_none_or(|b| b.is_ascii()) {
         return ascii;
     }
-    s.char_indices()
-        .find(|(_, c)| !(c.is_alphanumeric() || *c == '_'))
-        .map_or(s.len(), |(i, _)| i)
+    // `ascii` is a character boundary (the byte before it is ASCII, or it is 0)
+    let rest = &s[ascii..];
+    ascii
+        + rest
+            .char_indices()
+            .find(|(_, c)| !(c.is_alphanumeric() || *c == '_'))
+            .map_or(rest.len(), |(i, _)| i)
 }
 
 /// `capabilities_re`: `^.*/1\.0\.0/?(/(?P<layer>[^/]+))?(/(?P<layer_spec>[^/]+))?$`.
@@ -631,6 +635,18 @@ mod tests {
         let (_, r) = parse_tile_path("/tiles/osm/1/99999999999999999999999/-0.png")
             .unwrap_or_else(|| panic!());
         assert_eq!(r.tile, (i64::MAX, 0, 1));
+    }
+
+    /// `\w+` as Python reads it: ASCII word characters, then Unicode letters and digits.
+    #[test]
+    fn word_lengths() {
+        assert_eq!(word_len("tms/1.0.0"), 3);
+        assert_eq!(word_len("png"), 3);
+        assert_eq!(word_len(""), 0);
+        assert_eq!(word_len("a_1-b"), 3);
+        assert_eq!(word_len("ab\u{e4}\u{df}9/x"), "ab\u{e4}\u{df}9".len());
+        assert_eq!(word_len("\u{e4}b"), "\u{e4}b".len());
+        assert_eq!(word_len("ab\u{20ac}c"), 2);
     }
 
     #[test]
