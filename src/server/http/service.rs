@@ -144,8 +144,14 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
         };
         let req = Request::from_parts(parts, body);
 
-        // The app's own `call` runs here, before its future: catch a panic in either.
-        let fut = match catch_sync(|| self.app.call(req)) {
+        // The app's own `call` runs here, and the first poll of its future (`settle`: an
+        // answer ready at once frees the request before hyper reads on): catch a panic in
+        // either.
+        let fut = match catch_sync(|| {
+            let mut fut = self.app.call(req);
+            fut.settle();
+            fut
+        }) {
             Ok(fut) => fut,
             Err(info) => {
                 let res = panic_response(&info, self.debug);
