@@ -150,6 +150,13 @@ impl ProxyHeadersLayer {
             config: Arc::new(config),
         }
     }
+
+    /// Applies the configuration to `req` in place, without a service around it (an app
+    /// that honours the headers itself, as MapProxy does); returns the client address when
+    /// it changed.
+    pub fn apply<B>(&self, req: &mut Request<B>) -> Option<RemoteAddr> {
+        apply(&self.config, req)
+    }
 }
 
 impl<S> Layer<S> for ProxyHeadersLayer {
