@@ -39,8 +39,6 @@ use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
 
-use tokio::time::Instant;
-
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{Notify, Semaphore};
 
@@ -60,7 +58,8 @@ const MODE_H2: u8 = 2;
 /// Per-connection activity, shared by the I/O wrapper, the request service and the watchdog.
 #[derive(Debug)]
 pub(crate) struct ConnState {
-    start: Instant,
+    /// The connection's start on the coarse clock (see [`ConnState::now_ms`]).
+    start: coarsetime::Instant,
     /// Milliseconds since `start` of the last activity (see the module docs).
     last_io: AtomicU64,
     /// Milliseconds since `start` of the last response data written, or of the moment a
@@ -86,7 +85,7 @@ pub(crate) struct ConnState {
 impl ConnState {
     pub(crate) fn new() -> Self {
         ConnState {
-            start: Instant::now(),
+            start: coarsetime::Instant::now_without_cache_update(),
             last_io: AtomicU64::new(0),
             last_send: AtomicU64::new(0),
             head_since: AtomicU64::new(0),
@@ -100,8 +99,16 @@ impl ConnState {
         }
     }
 
+    /// Milliseconds since the connection's start. Taken about four times a request (the
+    /// activity marks), so from a coarse clock: on Linux `CLOCK_MONOTONIC_COARSE`, which
+    /// moves once per kernel tick (1-4 ms) and is read without the time-stamp counter. The
+    /// timeouts it serves are whole seconds; a watchdog that wakes before the coarse clock
+    /// reached the due time sleeps again for the rest.
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(NONE - 1)
+        coarsetime::Instant::now_without_cache_update()
+            .duration_since(self.start)
+            .as_millis()
+            .min(NONE - 1)
     }
 
     fn is_h2(&self) -> bool {
@@ -550,6 +557,7 @@ impl<F: Future> Future for WokenOnly<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::time::Instant;
 
     const H: Duration = Duration::from_millis(100);
     const C: Duration = Duration::from_millis(400);
