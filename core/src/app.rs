@@ -112,27 +112,6 @@ impl AppFuture {
             FutureKind::Boxed(fut) => AppFuture::new(async move { f(fut.await) }),
         }
     }
-
-    /// Polls a boxed future once, at once; when that answers, keeps the answer and drops the
-    /// future, and with it the request it holds.
-    ///
-    /// The server calls this in the app's `call`: a request still alive when hyper looks for
-    /// the client's EOF (right after `call`, before it polls the future) keeps hyper's read
-    /// buffer shared, and hyper then allocates a new one (8 KiB) for every request. Most
-    /// answers (a cached tile, a static file, a capabilities document) are ready at the first
-    /// poll.
-    ///
-    /// The poll has no waker of its own (`Waker::noop`): whoever holds the future polls it
-    /// again, with the task's waker, before waiting for it, and a future registers the waker
-    /// of every poll.
-    pub fn settle(&mut self) {
-        if let FutureKind::Boxed(fut) = &mut self.0 {
-            let mut cx = Context::from_waker(std::task::Waker::noop());
-            if let Poll::Ready(res) = fut.as_mut().poll(&mut cx) {
-                self.0 = FutureKind::Ready(Some(res));
-            }
-        }
-    }
 }
 
 impl Future for AppFuture {
@@ -329,48 +308,4 @@ where
     L: Layer<App, Service: AppService> + Send + Sync + 'static,
 {
     Arc::new(move |inner: App| app(layer.layer(inner)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ok() -> Response<Body> {
-        Response::new(empty_body())
-    }
-
-    /// A future that answers at its first poll is dropped by `settle`, and with it what it
-    /// holds (the request).
-    #[test]
-    fn settle_drops_a_future_that_answered() {
-        let held = Arc::new(());
-        let h = held.clone();
-        let mut fut = AppFuture::new(async move {
-            let _request = h;
-            ok()
-        });
-        assert_eq!(Arc::strong_count(&held), 2);
-        fut.settle();
-        assert_eq!(Arc::strong_count(&held), 1);
-        let res = futures_util::FutureExt::now_or_never(fut).expect("ready");
-        assert_eq!(res.status(), http::StatusCode::OK);
-    }
-
-    /// A future still waiting stays, and is woken through the waker of a later poll.
-    #[tokio::test]
-    async fn settle_keeps_a_waiting_future() {
-        let (tx, rx) = tokio::sync::oneshot::channel::<http::StatusCode>();
-        let mut fut = AppFuture::new(async move {
-            let status = rx.await.unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-            let mut res = ok();
-            *res.status_mut() = status;
-            res
-        });
-        fut.settle();
-        let task = tokio::spawn(fut);
-        tokio::task::yield_now().await;
-        let _ = tx.send(http::StatusCode::ACCEPTED);
-        let res = task.await.expect("the task ends");
-        assert_eq!(res.status(), http::StatusCode::ACCEPTED);
-    }
 }

@@ -701,7 +701,9 @@ mod tests {
         let s = ConnState::new();
         let t0 = Instant::now();
         assert_eq!(s.expired(hc()).await, "header_read_timeout");
-        assert!(t0.elapsed() >= H && t0.elapsed() < C, "{:?}", t0.elapsed());
+        // the coarse clock may run up to a tick ahead of or behind tokio's
+        let e = t0.elapsed();
+        assert!(e >= H - Duration::from_millis(20) && e < C, "{e:?}");
     }
 
     #[tokio::test]

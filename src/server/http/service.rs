@@ -144,21 +144,15 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
         };
         let req = Request::from_parts(parts, body);
 
-        // The app's own `call` runs here, and the first poll of its future (`settle`: an
-        // answer ready at once frees the request before hyper reads on): catch a panic in
-        // either.
-        let fut = match catch_sync(|| {
-            let mut fut = self.app.call(req);
-            fut.settle();
-            fut
-        }) {
+        // The app's own `call` runs here, before its future: catch a panic in either.
+        let fut = match catch_sync(|| self.app.call(req)) {
             Ok(fut) => fut,
             Err(info) => {
                 let res = panic_response(&info, self.debug);
                 return ready(finish(res, guard, &settings, false, !h1));
             }
         };
-        ResponseFuture::App {
+        let fut = ResponseFuture::App {
             fut: catch_panic(fut),
             pending: Some(Pending {
                 hit,
@@ -168,6 +162,37 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
                 debug: self.debug,
                 http2: !h1,
             }),
+        };
+        if h1 {
+            fut.settle()
+        } else {
+            fut
+        }
+    }
+}
+
+impl ResponseFuture {
+    /// Polls the future once, at once; when that answers, keeps the answer and drops the
+    /// app's future, and with it the request it holds.
+    ///
+    /// HTTP/1 only. Right after `call`, hyper's HTTP/1 connection looks for the client's EOF
+    /// before it polls the future. A request still alive then holds parts of hyper's read
+    /// buffer (its header values), and hyper allocates a new 8 KiB buffer, for every request.
+    /// Most answers (a cached tile, a static file, a capabilities document) are ready at the
+    /// first poll. On HTTP/2 hyper calls the service on the connection's task and polls the
+    /// future on a task of the stream's own, where the first poll stays: the connection does
+    /// not wait for it.
+    ///
+    /// The poll has no waker of its own (`Waker::noop`): hyper polls the future again, with
+    /// the task's waker, before it waits for it, and a future registers the waker of every
+    /// poll. A panic is caught as in any poll (`catch_panic`), and a body the app left is
+    /// drained as it is later (`Drain`).
+    fn settle(mut self) -> ResponseFuture {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match Pin::new(&mut self).poll(&mut cx) {
+            Poll::Ready(Ok(res)) => ResponseFuture::Ready { res: Some(res) },
+            Poll::Ready(Err(never)) => match never {},
+            Poll::Pending => self,
         }
     }
 }
@@ -340,6 +365,81 @@ mod tests {
 
     fn strip(prefix: &str, uri: &str) -> Option<(String, String)> {
         strip_prefix(prefix, &uri.parse().unwrap()).map(|(m, u)| (m, u.to_string()))
+    }
+
+    /// A response future for an HTTP/1 request answered by `app`.
+    fn app_future(app: crate::app::AppFuture) -> ResponseFuture {
+        let conf = crate::config::FactoryConf::from_pairs("mapproxy-serve#http", []);
+        let settings = super::super::HttpServer::from_conf(&conf)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .settings;
+        ResponseFuture::App {
+            fut: catch_panic(app),
+            pending: Some(Pending {
+                hit: None,
+                leftover: None,
+                guard: Arc::new(ConnState::new()).request_started(false),
+                settings,
+                debug: false,
+                http2: false,
+            }),
+        }
+    }
+
+    fn status(fut: &ResponseFuture) -> Option<StatusCode> {
+        match fut {
+            ResponseFuture::Ready { res: Some(res) } => Some(res.status()),
+            _ => None,
+        }
+    }
+
+    /// An answer ready at the first poll is kept, and the app's future is dropped with what
+    /// it holds (the request).
+    #[test]
+    fn settle_keeps_the_answer_and_drops_the_request() {
+        let request = Arc::new(());
+        let held = request.clone();
+        let fut = app_future(crate::app::AppFuture::new(async move {
+            let _request = held;
+            Response::new(empty_body())
+        }));
+        assert_eq!(Arc::strong_count(&request), 2);
+        let fut = fut.settle();
+        assert_eq!(Arc::strong_count(&request), 1);
+        assert_eq!(status(&fut), Some(StatusCode::OK));
+    }
+
+    /// A panic in the first poll is answered as one in any poll: 500.
+    #[test]
+    fn settle_catches_a_panic() {
+        let fut = app_future(crate::app::AppFuture::new(async {
+            panic!("in the first poll")
+        }));
+        assert_eq!(
+            status(&fut.settle()),
+            Some(StatusCode::INTERNAL_SERVER_ERROR)
+        );
+    }
+
+    /// A future still waiting stays, and is woken through the waker of a later poll.
+    #[tokio::test]
+    async fn settle_keeps_a_waiting_future() {
+        let (tx, rx) = tokio::sync::oneshot::channel::<StatusCode>();
+        let fut = app_future(crate::app::AppFuture::new(async move {
+            let mut res = Response::new(empty_body());
+            *res.status_mut() = rx.await.unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            res
+        }));
+        let fut = fut.settle();
+        assert_eq!(status(&fut), None);
+        let task = tokio::spawn(fut);
+        tokio::task::yield_now().await;
+        let _ = tx.send(StatusCode::ACCEPTED);
+        let res = task
+            .await
+            .expect("the task ends")
+            .unwrap_or_else(|e| match e {});
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
     }
 
     #[test]
