@@ -168,7 +168,7 @@ impl ConnState {
     /// the watchdog is awake in time to see it. Only a stalled upload ([`BodyWait`]), whose
     /// idle time may have started in the past, wakes it.
     pub(crate) async fn expired(&self, t: Timeouts) -> &'static str {
-        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(NONE / 2);
+        let ms = timeout_ms;
         let (header_timeout, idle_timeout, send_timeout) = (t.header, t.idle, t.send);
         let period = [header_timeout, idle_timeout, send_timeout]
             .into_iter()
@@ -240,6 +240,13 @@ impl ConnState {
             }
         }
     }
+}
+
+/// A timeout in the watchdog's milliseconds: at least 1. A shorter one (the configuration
+/// takes fractions of a second) would make the watchdog's period 0: it would wake and look
+/// again without end while a request is in progress.
+fn timeout_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(NONE / 2).max(1)
 }
 
 /// The watchdog's limits; `None`: no limit.
@@ -694,6 +701,28 @@ mod tests {
         assert!(t0.elapsed() >= Duration::from_millis(600));
         drop(g);
         assert_eq!(s.send_waits.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn timeouts_under_a_millisecond_count_as_one() {
+        assert_eq!(timeout_ms(Duration::from_micros(500)), 1);
+        assert_eq!(timeout_ms(Duration::from_millis(1)), 1);
+        assert_eq!(timeout_ms(Duration::from_millis(2500)), 2500);
+        assert_eq!(timeout_ms(Duration::MAX), NONE / 2);
+    }
+
+    /// A sub-millisecond header time still ends the connection (the watchdog sleeps 1 ms
+    /// rounds, not 0).
+    #[tokio::test]
+    async fn a_sub_millisecond_header_time_expires() {
+        let s = ConnState::new();
+        let t = Timeouts {
+            header: Some(Duration::from_micros(500)),
+            idle: None,
+            send: None,
+        };
+        let why = tokio::time::timeout(Duration::from_secs(5), s.expired(t)).await;
+        assert_eq!(why.ok(), Some("header_read_timeout"));
     }
 
     #[tokio::test]
