@@ -168,13 +168,12 @@ impl ConnState {
     /// the watchdog is awake in time to see it. Only a stalled upload ([`BodyWait`]), whose
     /// idle time may have started in the past, wakes it.
     pub(crate) async fn expired(&self, t: Timeouts) -> &'static str {
-        let ms = timeout_ms;
         let (header_timeout, idle_timeout, send_timeout) = (t.header, t.idle, t.send);
         let period = [header_timeout, idle_timeout, send_timeout]
             .into_iter()
             .flatten()
             .min()
-            .map(ms);
+            .map(timeout_ms);
         loop {
             let notified = self.notify.notified();
             tokio::pin!(notified);
@@ -184,7 +183,7 @@ impl ConnState {
             if let Some(t) = header_timeout {
                 let since = self.head_since.load(Ordering::SeqCst);
                 if since != NONE && !self.h2.load(Ordering::Relaxed) {
-                    let due = since.saturating_add(ms(t));
+                    let due = since.saturating_add(timeout_ms(t));
                     if now >= due {
                         return "header_read_timeout";
                     }
@@ -195,7 +194,10 @@ impl ConnState {
                 if self.active.load(Ordering::SeqCst) == 0
                     || self.body_waits.load(Ordering::SeqCst) > 0
                 {
-                    let due = self.last_io.load(Ordering::Relaxed).saturating_add(ms(t));
+                    let due = self
+                        .last_io
+                        .load(Ordering::Relaxed)
+                        .saturating_add(timeout_ms(t));
                     if now >= due {
                         return "channel_timeout";
                     }
@@ -217,7 +219,7 @@ impl ConnState {
                             Err(stamped) => stamped,
                         };
                     }
-                    let due = since.saturating_add(ms(t));
+                    let due = since.saturating_add(timeout_ms(t));
                     if now >= due {
                         return "send_timeout";
                     }
@@ -718,8 +720,7 @@ mod tests {
         let s = ConnState::new();
         let t = Timeouts {
             header: Some(Duration::from_micros(500)),
-            idle: None,
-            send: None,
+            ..Timeouts::default()
         };
         let why = tokio::time::timeout(Duration::from_secs(5), s.expired(t)).await;
         assert_eq!(why.ok(), Some("header_read_timeout"));
