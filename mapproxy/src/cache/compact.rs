@@ -38,7 +38,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-use super::file::{ensure_dir, write_atomic};
+use super::atomic_write::write_atomic;
+use super::file::ensure_dir;
 use super::{CachedTile, QuickLoad, TileCache};
 use crate::grid::TileCoord;
 

@@ -4,8 +4,9 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::atomic_write::write_atomic;
 
 use bytes::Bytes;
 
@@ -232,11 +233,12 @@ impl FileCache {
         }
     }
 
-    /// MapProxy's `_store`: the file is written atomically; a symbolic link at the location
-    /// (a linked single-colour tile) is replaced, not written through (the rename replaces the
-    /// link itself). The directories are made when the first try finds them missing, so a
-    /// store into an existing directory is an open, a write, an fstat, a close and a rename.
-    /// Returns the stored file's modification time.
+    /// MapProxy's `_store`: the file is written atomically ([`write_atomic`]); a symbolic
+    /// link at the location (a linked single-colour tile) is replaced, not written through
+    /// (the rename replaces the link itself). The directories are made when the first try
+    /// finds them missing, so a new tile in an existing directory is an open (of an unnamed
+    /// file, on Linux), a write, an fstat, a link and a close. Returns the stored file's
+    /// modification time.
     fn write_file(&self, location: &Path, data: &[u8]) -> io::Result<SystemTime> {
         write_atomic(location, data, self.file_permissions, || {
             self.ensure_parent(location)
@@ -366,75 +368,6 @@ fn read_tile_file(loc: &Path) -> io::Result<(CachedTile, Option<Stamp>)> {
         None => Stamp::of(&meta),
     };
     Ok((tile, stamp))
-}
-
-/// MapProxy's `write_atomic`: write `<file>.tmp-<random>` in the same directory (created
-/// exclusively, mode 0664 less the umask, or `mode` when given), then rename it over `file`;
-/// the temporary file is removed when anything fails. `make_dir` is called once when the
-/// directory is missing. Returns the file's modification time.
-pub fn write_atomic(
-    file: &Path,
-    data: &[u8],
-    mode: Option<u32>,
-    make_dir: impl Fn() -> io::Result<()>,
-) -> io::Result<SystemTime> {
-    use std::io::Write;
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    static PID: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    let pid = *PID.get_or_init(|| u64::from(std::process::id()));
-    let mut attempts = 0;
-    let mut made_dir = false;
-    loop {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let rnd = (pid * 7919 + n * 104_729 + u64::from(nanos)) % 100_000_000;
-        let mut tmp = file.as_os_str().to_owned();
-        tmp.push(format!(".tmp-{rnd}"));
-        let tmp = PathBuf::from(tmp);
-        let mut opts = fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o664);
-        let mut f = match opts.open(&tmp) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 16 => {
-                attempts += 1;
-                continue;
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound && !made_dir => {
-                made_dir = true;
-                make_dir()?;
-                continue;
-            }
-            Err(e) => {
-                return Err(io::Error::new(
-                    e.kind(),
-                    format!("cannot create {}: {e}", tmp.display()),
-                ))
-            }
-        };
-        #[cfg(not(unix))]
-        let _ = mode;
-        let r = (|| {
-            f.write_all(data)?;
-            #[cfg(unix)]
-            if let Some(mode) = mode {
-                use std::os::unix::fs::PermissionsExt;
-                f.set_permissions(fs::Permissions::from_mode(mode))?;
-            }
-            let mtime = f.metadata()?.modified()?;
-            drop(f);
-            fs::rename(&tmp, file)?;
-            Ok(mtime)
-        })();
-        return r.map_err(|e: io::Error| {
-            let _ = fs::remove_file(&tmp);
-            io::Error::new(e.kind(), format!("cannot write {}: {e}", file.display()))
-        });
-    }
 }
 
 #[cfg(test)]

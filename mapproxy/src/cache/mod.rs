@@ -5,6 +5,7 @@
 //! way first ([`TileCache::quick_load`]): on the calling (async worker) thread when it cannot
 //! wait, or as a future (Redis), else the caller falls back to `load` on the blocking pool.
 
+pub mod atomic_write;
 pub mod compact;
 pub mod file;
 pub mod memory;

@@ -410,7 +410,9 @@ impl ProgressStore {
                 text.push_str(&format!("{id}\t{n}\n"));
             }
         }
-        if let Err(e) = crate::cache::file::write_atomic(f, text.as_bytes(), None, || Ok(())) {
+        if let Err(e) =
+            crate::cache::atomic_write::write_atomic(f, text.as_bytes(), None, || Ok(()))
+        {
             eprintln!("unable to write seed progress to {}: {e}", f.display());
         }
     }

@@ -142,7 +142,7 @@ impl LegendSource {
             let data = png.clone();
             let dir = self.cache_dir.clone();
             let stored = tokio::task::spawn_blocking(move || {
-                crate::cache::file::write_atomic(&file, &data, None, || {
+                crate::cache::atomic_write::write_atomic(&file, &data, None, || {
                     std::fs::create_dir_all(&dir)
                 })
             })
