@@ -34,6 +34,8 @@
 #
 #   bench/mapproxy_misses.sh             # ROUNDS=3 DURATION=5s CONNS=64 PATTERNS="blocks rows"
 #                                        # CACHE_FS=loop LOGGING=quiet GUNICORN_ARGS="-w 2 --threads 8"
+#   BASE_BIN=/tmp/mps-base bench/mapproxy_misses.sh   # also another build (an earlier commit's),
+#                                        # as "mapproxy-serve-base", in the same rounds: an A/B
 #
 # Needs nginx, curl and wrk (Debian packages) and a Python with MapProxy 7 (MAPPROXY_PYTHON, default
 # target/mapproxy-venv/bin/python, as .ci/test installs it); gunicorn is added to that venv.
@@ -52,11 +54,12 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 mps_binary
 W=$(mktemp -d /tmp/mps-misses-bench.XXXX)
 chmod 755 "$W"   # nginx workers run as another user
-MPS= GUN=
+MPS= GUN= BASE=
 stop_all() {
   "$NGINX" -c "$W/nginx.conf" -p "$W" -s stop 2>/dev/null || true
   [ -n "$GUN" ] && kill "$GUN" 2>/dev/null
   [ -n "$MPS" ] && kill "$MPS" 2>/dev/null
+  [ -n "$BASE" ] && kill "$BASE" 2>/dev/null
   for fs in "$W"/*.fs; do
     mountpoint -q "$fs" 2>/dev/null || continue
     local dev; dev=$(findmnt -n -o SOURCE "$fs")
@@ -87,7 +90,7 @@ fresh_fs() { # NAME
     mkdir -p "$d"
   fi
 }
-mkdir -p "$W/mps.var" "$W/mp7.var"
+mkdir -p "$W/mps.var" "$W/mp7.var" "$W/mpb.var"
 if [ "$CACHE_FS" = loop ]; then echo "caches: a new ext4 each round (mkfs.ext4 $MKFS_OPTS, loop device with direct I/O)"
 else echo "caches: in $W ($(df --output=fstype "$W" | tail -1))"; fi
 
@@ -140,13 +143,14 @@ globals:
 EOF
 }
 yaml mps > "$W/mps.yaml"
+yaml mpb > "$W/mpb.yaml"
 yaml mp7 > "$W/mp7.yaml"
 # LOGGING=template: both log as MapProxy's logging template says (`mapproxy-util create -t
 # log-ini`, here the copy `mapproxy-serve create -t log-ini` writes, whose fileConfig Python
 # accepts): every source request a line in source-requests.log, in $W/NAME.var; MapProxy
 # loads it as its wsgi-app template's commented-out lines do.
 if [ "$LOGGING" = template ]; then
-  for v in "$W/mps.var" "$W/mp7.var"; do "$BIN" create -t log-ini "$v/log.ini" >/dev/null; done
+  for v in "$W/mps.var" "$W/mp7.var" "$W/mpb.var"; do "$BIN" create -t log-ini "$v/log.ini" >/dev/null; done
   MPS_LOG_CONF="log_conf = $W/mps.var/log.ini"
   MP7_LOG_CONF="from logging.config import fileConfig
 fileConfig('$W/mp7.var/log.ini', {'here': '$W/mp7.var'})"
@@ -161,6 +165,7 @@ use = egg:MapProxy#app
 mapproxy_conf = $W/mps.yaml
 ${MPS_LOG_CONF:-}
 EOF
+sed -e 's/^port = 18421/port = 18424/' -e 's/mps\./mpb./g' "$W/config.ini" > "$W/config-base.ini"
 cat > "$W/app.py" <<EOF
 ${MP7_LOG_CONF:-}
 from mapproxy.wsgiapp import make_wsgi_app
@@ -216,6 +221,11 @@ round() { # PATTERN NAME FS PORT PIDS...
 
 taskset -c "$SERVER_CPU" "$BIN" -q "$W/config.ini" 2>"$W/mps.log" & MPS=$!
 wait_up 18421
+if [ -n "${BASE_BIN:-}" ]; then
+  echo "mapproxy-serve-base: $BASE_BIN"
+  taskset -c "$SERVER_CPU" "$BASE_BIN" -q "$W/config-base.ini" 2>"$W/mpb.log" & BASE=$!
+  wait_up 18424
+fi
 ( cd "$W" && exec taskset -c "$SERVER_CPU" "$(dirname "$PY")/gunicorn" $GUNICORN_ARGS -b 127.0.0.1:18423 app:application 2>"$W/gunicorn.log" ) & GUN=$!
 wait_up 18423
 echo "| pattern | round | server | tiles/s | p99 | server CPU per tile (µs) | of it in the kernel | requests / upstream requests | RSS |"
@@ -223,6 +233,7 @@ echo "|---|---|---|---|---|---|---|---|---|"
 for pattern in $PATTERNS; do
   for r in $(seq 1 "$ROUNDS"); do
     for line in "$(round "$pattern" mapproxy-serve mps 18421 $MPS)" \
+                ${BASE:+"$(round "$pattern" mapproxy-serve-base mpb 18424 $BASE)"} \
                 "$(round "$pattern" mapproxy7-gunicorn mp7 18423 $GUN $(pgrep -P $GUN | tr '\n' ' '))"; do
       read -r n rps p99 cpu kcpu up mem <<<"$line"
       echo "| $pattern | $r | $n | $rps | $p99 | $cpu | $kcpu | $up | $mem |"; echo "$pattern $r $n $rps $cpu" >> "$W/rps"
@@ -241,4 +252,9 @@ for p, rounds in by.items():
     print(f"{p}: median per-round ratios, mapproxy-serve / MapProxy 7 (gunicorn {GUNICORN_ARGS}): "
           f"tiles/s {med(lambda v: v['mapproxy-serve'][0] / v['mapproxy7-gunicorn'][0]):.1f}x, "
           f"CPU per tile {med(lambda v: v['mapproxy7-gunicorn'][1] / max(v['mapproxy-serve'][1], 1)):.1f}x less")
+    if all('mapproxy-serve-base' in v for v in rounds.values()):
+        print(f"{p}: median per-round ratios, mapproxy-serve / mapproxy-serve-base: "
+              f"tiles/s {med(lambda v: v['mapproxy-serve'][0] / v['mapproxy-serve-base'][0]):.2f}x, "
+              f"CPU per tile {med(lambda v: v['mapproxy-serve-base'][1] / max(v['mapproxy-serve'][1], 1)):.2f}x less; "
+              f"base / MapProxy 7: tiles/s {med(lambda v: v['mapproxy-serve-base'][0] / v['mapproxy7-gunicorn'][0]):.1f}x")
 EOF
