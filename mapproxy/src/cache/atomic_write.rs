@@ -7,8 +7,8 @@
 //! common case) is written as an unnamed file in its directory (`O_TMPFILE`) and given its
 //! name with `linkat` once written: the same atomic appearance with one directory change
 //! instead of three (the temporary name added, then found and removed by the rename, which
-//! adds the real one). On ext4 that is about a tenth of a tile's write (bench/README:
-//! `mapproxy_misses.sh`), and a crash leaves no `.tmp-` files behind.
+//! adds the real one). On ext4 that took 5-15% off a cache miss's CPU time (bench/README:
+//! `mapproxy_misses.sh`, session 16), and a crash leaves no `.tmp-` files behind.
 //!
 //! The rename is still used when the file exists (a re-seeded or re-made tile, a linked
 //! single-colour tile replaced: `linkat` does not replace), on file systems without unnamed
