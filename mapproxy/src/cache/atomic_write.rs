@@ -8,11 +8,15 @@
 //! name with `linkat` once written: the same atomic appearance with one directory change
 //! instead of three (the temporary name added, then found and removed by the rename, which
 //! adds the real one). On ext4 that took 5-15% off a cache miss's CPU time (bench/README:
-//! `mapproxy_misses.sh`, session 16), and a crash leaves no `.tmp-` files behind.
+//! `mapproxy_misses.sh`, session 16), and a crash while a new file is written leaves no
+//! `.tmp-` file behind. A watcher of the directory (inotify) sees the new name created and
+//! then closed after writing, as for a file written in place, instead of a rename.
 //!
 //! The rename is still used when the file exists (a re-seeded or re-made tile, a linked
-//! single-colour tile replaced: `linkat` does not replace), on file systems without unnamed
-//! files (NFS, older kernels), and where the process may not link one (see [`Link`]).
+//! single-colour tile replaced: `linkat` does not replace; the unnamed file is then linked
+//! under the temporary name and renamed), on file systems without unnamed files (NFS, FUSE:
+//! each write there tries the open once), and where the process may not link one (see
+//! `unnamed::Link`).
 
 use std::fs;
 use std::io;
@@ -21,19 +25,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Writes `data` to `file` atomically, made with mode 0664 less the umask, or `mode` when
-/// given (set on the open file, before it has its name). `make_dir` is called once when the
-/// directory is missing. Returns the file's modification time.
+/// given (set on the open file, before it has its final name). `make_dir` is called at most
+/// once, when the directory is missing. Returns the file's modification time.
 pub fn write_atomic(
     file: &Path,
     data: &[u8],
     mode: Option<u32>,
     make_dir: impl Fn() -> io::Result<()>,
 ) -> io::Result<SystemTime> {
+    let made = std::cell::Cell::new(false);
+    let make_dir_once = || match made.replace(true) {
+        true => Ok(()),
+        false => make_dir(),
+    };
     #[cfg(target_os = "linux")]
-    if let Some(written) = unnamed::write(file, data, mode, &make_dir) {
+    if let Some(written) = unnamed::write(file, data, mode, &make_dir_once) {
         return written;
     }
-    write_renamed(file, data, mode, make_dir)
+    write_renamed(file, data, mode, make_dir_once)
 }
 
 /// A new temporary name next to `file`: `<file>.tmp-<number below 10^8>`, as MapProxy's
@@ -197,7 +206,7 @@ mod unnamed {
         make_dir: &dyn Fn() -> io::Result<()>,
         way: Link,
     ) -> Option<io::Result<SystemTime>> {
-        if way == Link::Neither {
+        if way == Link::Neither || (mode.is_none() && !umask_honoured()) {
             return None;
         }
         let dir = match file.parent() {
@@ -212,6 +221,7 @@ mod unnamed {
                 if let Err(e) = make_dir() {
                     return Some(Err(e));
                 }
+                // still missing (or another error): the rename's open reports it
                 opts.open(dir).ok()?
             }
             // EOPNOTSUPP (NFS, FUSE, ...), EISDIR (kernels before 3.11), or what the rename's
@@ -230,6 +240,21 @@ mod unnamed {
         name(&f, file, way).map(|linked| linked.map(|()| mtime))
     }
 
+    /// Before "fs: add missing umask strip in vfs_tmpfile" (Linux 6.0/6.1), an unnamed file
+    /// on a file system without POSIX ACLs was made without the umask, where an `O_CREAT`
+    /// open applies it. On such kernels the unnamed way is taken only when the mode is set
+    /// anyway (`file_permissions`); the kernel's release is read once.
+    pub(super) fn umask_honoured() -> bool {
+        static HONOURED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *HONOURED.get_or_init(|| {
+            let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+            let mut parts = release.trim().split(['.', '-']);
+            let major = parts.next().and_then(|p| p.parse::<u32>().ok());
+            let minor = parts.next().and_then(|p| p.parse::<u32>().ok());
+            matches!((major, minor), (Some(ma), Some(mi)) if (ma, mi) >= (6, 1))
+        })
+    }
+
     /// Gives the written unnamed file `f` the name `file`, finding the way on the first call;
     /// `None` when no way linked it (the caller writes the file again, MapProxy's way, which
     /// also makes a directory removed meanwhile again).
@@ -243,7 +268,7 @@ mod unnamed {
                 Ok(()) => Ok(()),
                 // there already: linked under a temporary name and renamed over it, as
                 // MapProxy replaces a file
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => replace(f, file, w),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => replace(f, file, w)?,
                 // ENOENT: this way is not allowed (AT_EMPTY_PATH without the capability, no
                 // /proc), or the directory is gone
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -254,14 +279,17 @@ mod unnamed {
             }
             return Some(linked);
         }
-        if way == Link::Unknown && !Path::new("/proc/self/fd").is_dir() {
+        // no way here at all (no capability, no /proc) unless the directory went away
+        let dir_there = file.parent().is_some_and(Path::is_dir);
+        if way == Link::Unknown && dir_there && !Path::new("/proc/self/fd").is_dir() {
             found(Link::Neither);
         }
         None
     }
 
-    /// `file` exists: `f` linked as `<file>.tmp-<random>` and renamed over it.
-    fn replace(f: &fs::File, file: &Path, way: Link) -> io::Result<()> {
+    /// `file` exists: `f` linked as `<file>.tmp-<random>` and renamed over it; `None` when the
+    /// directory went away meanwhile (the caller writes by rename, making it again).
+    fn replace(f: &fs::File, file: &Path, way: Link) -> Option<io::Result<()>> {
         let mut attempts = 0;
         loop {
             let tmp = temporary_name(file);
@@ -271,12 +299,13 @@ mod unnamed {
                     attempts += 1;
                     continue;
                 }
-                Err(e) => return Err(about(e, "cannot write", file)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+                Err(e) => return Some(Err(about(e, "cannot create", &tmp))),
             }
-            return fs::rename(&tmp, file).map_err(|e| {
+            return Some(fs::rename(&tmp, file).map_err(|e| {
                 let _ = fs::remove_file(&tmp);
                 about(e, "cannot write", file)
-            });
+            }));
         }
     }
 }
@@ -285,6 +314,10 @@ mod unnamed {
 mod tests {
     use super::*;
     use std::cell::Cell;
+
+    /// A way of writing a file atomically: file, data, mode, make_dir.
+    type Write<'a> = dyn Fn(&Path, &[u8], Option<u32>, &dyn Fn() -> io::Result<()>) -> io::Result<SystemTime>
+        + 'a;
 
     /// The names in `dir`, sorted.
     fn names(dir: &Path) -> Vec<String> {
@@ -303,19 +336,17 @@ mod tests {
             .expect("metadata")
             .permissions()
             .mode()
-            & 0o777
+            & 0o7777
     }
 
-    /// A new file, a replaced one, a replaced symbolic link (not written through), a missing
-    /// directory made once, `mode` set: each way of writing, with no temporary file left.
-    fn writes_atomically(
-        write: &dyn Fn(
-            &Path,
-            &[u8],
-            Option<u32>,
-            &dyn Fn() -> io::Result<()>,
-        ) -> io::Result<SystemTime>,
-    ) {
+    fn mtime_of(p: &Path) -> SystemTime {
+        fs::metadata(p).expect("meta").modified().expect("mtime")
+    }
+
+    /// A new file (the mode an `O_CREAT` open with 0664 gives it here, or `mode`), a replaced
+    /// one, a replaced symbolic link (not written through), a missing directory made once:
+    /// each with the time a later `stat` shows, and no temporary file left.
+    fn writes_atomically(write: &Write) {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("a/b");
         let file = dir.join("0.png");
@@ -327,27 +358,29 @@ mod tests {
         let mtime = write(&file, b"one", None, &make_dir).expect("new");
         assert_eq!(made.get(), 1, "the directory made once");
         assert_eq!(fs::read(&file).expect("read"), b"one");
-        assert_eq!(
-            fs::metadata(&file)
-                .expect("meta")
-                .modified()
-                .expect("mtime"),
-            mtime
-        );
+        assert_eq!(mtime_of(&file), mtime);
         let first = fs::metadata(&file).expect("meta");
 
-        write(&file, b"two", None, &make_dir).expect("replaced");
+        let mtime = write(&file, b"two", None, &make_dir).expect("replaced");
         assert_eq!(fs::read(&file).expect("read"), b"two");
+        assert_eq!(mtime_of(&file), mtime);
         #[cfg(unix)]
         {
-            use std::os::unix::fs::MetadataExt;
+            use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
             let second = fs::metadata(&file).expect("meta");
             assert_ne!(first.ino(), second.ino(), "replaced by another file");
-            assert_eq!(
-                mode_of(&file) & !0o022,
-                0o644 & !0o022,
-                "0664 less the umask"
-            );
+            let reference = dir.join("reference");
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o664)
+                .open(&reference)
+                .expect("reference");
+            assert_eq!(mode_of(&file), mode_of(&reference), "0664 less the umask");
+
+            let given = dir.join("2.png");
+            write(&given, b"new", Some(0o640), &make_dir).expect("new with a mode");
+            assert_eq!(mode_of(&given), 0o640);
 
             let target = dir.join("target.png");
             fs::write(&target, b"target").expect("target");
@@ -383,25 +416,50 @@ mod tests {
         writes_atomically(&|f, d, m, mk| write_atomic(f, d, m, mk));
     }
 
-    /// Each way of linking an unnamed file, and the rename when there is none.
+    /// `make_dir` is called at most once, also when it makes nothing: the write then fails,
+    /// naming the file it could not create.
+    #[test]
+    fn a_directory_not_made_is_an_error() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let file = tmp.path().join("missing/0.png");
+        let calls = Cell::new(0);
+        let err = write_atomic(&file, b"x", None, || {
+            calls.set(calls.get() + 1);
+            Ok(())
+        })
+        .expect_err("no directory");
+        assert_eq!(calls.get(), 1);
+        assert!(err.to_string().contains("missing/0.png"), "{err}");
+    }
+
+    /// Each way of linking an unnamed file where this machine has it, and the rename when
+    /// there is none.
     #[cfg(target_os = "linux")]
     #[test]
     fn unnamed_files_write_atomically() {
-        use unnamed::{write_linking, Link};
-        writes_atomically(&|f, d, m, mk| {
-            write_linking(f, d, m, mk, Link::ProcFd).expect("linked through /proc/self/fd")
-        });
-        // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH (bit 2 of the effective capabilities)
-        // before Linux 6.10
-        let status = fs::read_to_string("/proc/self/status").expect("status");
-        let cap_eff = status
-            .lines()
-            .find_map(|l| l.strip_prefix("CapEff:"))
-            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-            .expect("CapEff");
-        if cap_eff & (1 << 2) != 0 {
+        use unnamed::{umask_honoured, write_linking, Link};
+        for way in [Link::ProcFd, Link::EmptyPath] {
+            // unnamed files (no O_TMPFILE on some file systems: overlayfs before 6.6, NFS)
+            // and AT_EMPTY_PATH (CAP_DAC_READ_SEARCH before 6.10) may be missing here
+            let probe = tempfile::tempdir().expect("tempdir");
+            let there = write_linking(&probe.path().join("p"), b"p", Some(0o644), &|| Ok(()), way);
+            match there {
+                Some(r) => {
+                    r.expect("probe");
+                }
+                None => {
+                    eprintln!("SKIP: unnamed files linked by {way:?} are not possible here");
+                    assert!(names(probe.path()).is_empty());
+                    continue;
+                }
+            }
             writes_atomically(&|f, d, m, mk| {
-                write_linking(f, d, m, mk, Link::EmptyPath).expect("linked by AT_EMPTY_PATH")
+                write_linking(f, d, m, mk, way)
+                    // an old kernel: no unnamed file without a mode to set
+                    .or_else(|| {
+                        (m.is_none() && !umask_honoured()).then(|| write_renamed(f, d, m, mk))
+                    })
+                    .expect("linked")
             });
         }
         let tmp = tempfile::tempdir().expect("tempdir");

@@ -237,8 +237,8 @@ impl FileCache {
     /// link at the location (a linked single-colour tile) is replaced, not written through
     /// (the rename replaces the link itself). The directories are made when the first try
     /// finds them missing, so a new tile in an existing directory is an open (of an unnamed
-    /// file, on Linux), a write, an fstat, a link and a close. Returns the stored file's
-    /// modification time.
+    /// file, on Linux), a write, an fchmod when `file_permissions` is set, an fstat, a link
+    /// and a close. Returns the stored file's modification time.
     fn write_file(&self, location: &Path, data: &[u8]) -> io::Result<SystemTime> {
         write_atomic(location, data, self.file_permissions, || {
             self.ensure_parent(location)
