@@ -36,6 +36,7 @@
 #                                        # CACHE_FS=loop LOGGING=quiet GUNICORN_ARGS="-w 2 --threads 8"
 #   BASE_BIN=/tmp/mps-base bench/mapproxy_misses.sh   # also another build (an earlier commit's),
 #                                        # as "mapproxy-serve-base", in the same rounds: an A/B
+#                                        # (head first in odd rounds, base first in even ones)
 #
 # Needs nginx, curl and wrk (Debian packages) and a Python with MapProxy 7 (MAPPROXY_PYTHON, default
 # target/mapproxy-venv/bin/python, as .ci/test installs it); gunicorn is added to that venv.
@@ -232,9 +233,17 @@ echo "| pattern | round | server | tiles/s | p99 | server CPU per tile (µs) | o
 echo "|---|---|---|---|---|---|---|---|---|"
 for pattern in $PATTERNS; do
   for r in $(seq 1 "$ROUNDS"); do
-    for line in "$(round "$pattern" mapproxy-serve mps 18421 $MPS)" \
-                ${BASE:+"$(round "$pattern" mapproxy-serve-base mpb 18424 $BASE)"} \
-                "$(round "$pattern" mapproxy7-gunicorn mp7 18423 $GUN $(pgrep -P $GUN | tr '\n' ' '))"; do
+    # with BASE_BIN, head and base take turns going first, so neither gains from the order
+    servers=(head mp7)
+    if [ -n "$BASE" ]; then
+      if [ $((r % 2)) = 1 ]; then servers=(head base mp7); else servers=(base head mp7); fi
+    fi
+    for s in "${servers[@]}"; do
+      case $s in
+        head) line=$(round "$pattern" mapproxy-serve mps 18421 $MPS) ;;
+        base) line=$(round "$pattern" mapproxy-serve-base mpb 18424 $BASE) ;;
+        mp7) line=$(round "$pattern" mapproxy7-gunicorn mp7 18423 $GUN $(pgrep -P $GUN | tr '\n' ' ')) ;;
+      esac
       read -r n rps p99 cpu kcpu up mem <<<"$line"
       echo "| $pattern | $r | $n | $rps | $p99 | $cpu | $kcpu | $up | $mem |"; echo "$pattern $r $n $rps $cpu" >> "$W/rps"
     done
