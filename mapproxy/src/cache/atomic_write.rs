@@ -62,6 +62,22 @@ fn temporary_name(file: &Path) -> PathBuf {
     PathBuf::from(tmp)
 }
 
+/// `make` tried at new temporary names next to `file` until one is free (at most 17 tries,
+/// as a name another writer took fails with AlreadyExists); the last name and its result.
+fn at_temporary_name<T>(
+    file: &Path,
+    mut make: impl FnMut(&Path) -> io::Result<T>,
+) -> (PathBuf, io::Result<T>) {
+    let mut attempts = 0;
+    loop {
+        let tmp = temporary_name(file);
+        match make(&tmp) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 16 => attempts += 1,
+            r => return (tmp, r),
+        }
+    }
+}
+
 /// The same error with the path it is about.
 fn about(e: io::Error, what: &str, path: &Path) -> io::Error {
     io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
@@ -76,40 +92,30 @@ fn write_renamed(
     make_dir: impl Fn() -> io::Result<()>,
 ) -> io::Result<SystemTime> {
     use std::io::Write;
-    let mut attempts = 0;
-    let mut made_dir = false;
-    loop {
-        let tmp = temporary_name(file);
-        let mut opts = fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o664);
-        let mut f = match opts.open(&tmp) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 16 => {
-                attempts += 1;
-                continue;
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound && !made_dir => {
-                made_dir = true;
-                make_dir()?;
-                continue;
-            }
-            Err(e) => return Err(about(e, "cannot create", &tmp)),
-        };
-        let r = (|| {
-            f.write_all(data)?;
-            set_mode(&f, mode)?;
-            let mtime = f.metadata()?.modified()?;
-            drop(f);
-            fs::rename(&tmp, file)?;
-            Ok(mtime)
-        })();
-        return r.map_err(|e: io::Error| {
-            let _ = fs::remove_file(&tmp);
-            about(e, "cannot write", file)
-        });
-    }
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o664);
+    let (tmp, f) = match at_temporary_name(file, |tmp| opts.open(tmp)) {
+        (_, Err(e)) if e.kind() == io::ErrorKind::NotFound => {
+            make_dir()?;
+            at_temporary_name(file, |tmp| opts.open(tmp))
+        }
+        opened => opened,
+    };
+    let mut f = f.map_err(|e| about(e, "cannot create", &tmp))?;
+    let r = (|| {
+        f.write_all(data)?;
+        set_mode(&f, mode)?;
+        let mtime = f.metadata()?.modified()?;
+        drop(f);
+        fs::rename(&tmp, file)?;
+        Ok(mtime)
+    })();
+    r.map_err(|e: io::Error| {
+        let _ = fs::remove_file(&tmp);
+        about(e, "cannot write", file)
+    })
 }
 
 /// `file_permissions`, set on the open file (so the umask does not apply).
@@ -127,7 +133,7 @@ fn set_mode(f: &fs::File, mode: Option<u32>) -> io::Result<()> {
 /// The unnamed file (`O_TMPFILE`) and its `linkat`.
 #[cfg(target_os = "linux")]
 mod unnamed {
-    use super::{about, set_mode, temporary_name};
+    use super::{about, at_temporary_name, set_mode};
     use nix::fcntl::{AtFlags, AT_FDCWD};
     use nix::unistd::linkat;
     use std::fs;
@@ -290,23 +296,16 @@ mod unnamed {
     /// `file` exists: `f` linked as `<file>.tmp-<random>` and renamed over it; `None` when the
     /// directory went away meanwhile (the caller writes by rename, making it again).
     fn replace(f: &fs::File, file: &Path, way: Link) -> Option<io::Result<()>> {
-        let mut attempts = 0;
-        loop {
-            let tmp = temporary_name(file);
-            match link(f, &tmp, way) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 16 => {
-                    attempts += 1;
-                    continue;
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
-                Err(e) => return Some(Err(about(e, "cannot create", &tmp))),
-            }
-            return Some(fs::rename(&tmp, file).map_err(|e| {
-                let _ = fs::remove_file(&tmp);
-                about(e, "cannot write", file)
-            }));
+        let (tmp, linked) = at_temporary_name(file, |tmp| link(f, tmp, way));
+        match linked {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+            Err(e) => return Some(Err(about(e, "cannot create", &tmp))),
         }
+        Some(fs::rename(&tmp, file).map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            about(e, "cannot write", file)
+        }))
     }
 }
 
