@@ -8,7 +8,10 @@
 //!   Chromium advances its clock only when the page is idle (no network, no pending timers
 //!   that are due), so the budget is not a sleep; the process is killed at the deadline.
 //! - [`poll_screenshot`] repeats [`screenshot`] with doubling budgets until the image passes
-//!   a check or the deadline passes.
+//!   a check or the deadline passes. Each try is killed after its budget plus [`HUNG_AFTER`]
+//!   of real time and tried again: Chromium 156's headless `--screenshot` sometimes never
+//!   exits after the page and all its requests were served (one try in three with two
+//!   browsers at once on 2 cores), and one such try must not use up the whole deadline.
 //!
 //! The browser runs with a fresh profile in a temporary folder, without sandbox (tests run as
 //! root in containers), GPU, extensions, first-run or background networking.
@@ -119,8 +122,14 @@ pub fn screenshot(
             // the process we started, by its id
             let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
             // let it exit before its profile folder is removed
-            let _ = rx.recv_timeout(Duration::from_secs(10));
-            return Err(format!("chromium did not finish by the deadline ({url})"));
+            let log = rx
+                .recv_timeout(Duration::from_secs(10))
+                .map(|(_, log)| log)
+                .unwrap_or_default();
+            return Err(format!(
+                "chromium did not exit in time ({url}); its last words:\n{}",
+                tail(&log, 10)
+            ));
         }
     };
     let status = status.map_err(|e| format!("waiting for chromium: {e}"))?;
@@ -133,8 +142,19 @@ pub fn screenshot(
     Ok(img.to_rgba8())
 }
 
-/// [`screenshot`] with budgets of 2, 4, 8, ... (at most 30) seconds of virtual time until `check` accepts the
-/// image; the last image and `check`'s verdict when the deadline passes first.
+/// The last `n` lines of `log`.
+fn tail(log: &str, n: usize) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Real time a try of [`poll_screenshot`] may take beyond its virtual-time budget before it
+/// is taken as hung, killed and tried again.
+pub const HUNG_AFTER: Duration = Duration::from_secs(20);
+
+/// [`screenshot`] with budgets of 2, 4, 8, ... (at most 30) seconds of virtual time until
+/// `check` accepts the image, each try killed after its budget plus [`HUNG_AFTER`]; the last
+/// image (whatever `check` said of it), else the last error, when the deadline passes first.
 pub fn poll_screenshot(
     chromium: &Path,
     url: &str,
@@ -145,7 +165,8 @@ pub fn poll_screenshot(
     let mut budget = Duration::from_secs(2);
     let mut last = None;
     loop {
-        match screenshot(chromium, url, size, budget, deadline) {
+        let give_up = deadline.min(Instant::now() + budget + HUNG_AFTER);
+        match screenshot(chromium, url, size, budget, give_up) {
             Ok(img) if check(&img) => return Ok(img),
             Ok(img) => last = Some(img),
             Err(e) if Instant::now() >= deadline => return last.ok_or(e),
