@@ -448,7 +448,6 @@ where
         .unwrap_or_default()
 }
 
-/// `scheme://host[:port]/path` of a URI: no user info, no query (either may hold secrets).
 /// A redirect's `location` against the `base` it answered: absolute URLs as they are,
 /// `//host/p` on `base`'s scheme, `/p` on its scheme and host, other relative references next
 /// to its last path segment.
@@ -469,6 +468,7 @@ fn resolve_location(base: &Uri, location: &str) -> String {
     format!("{scheme}://{authority}{dir}/{location}")
 }
 
+/// `scheme://host[:port]/path` of a URI: no user info, no query (either may hold secrets).
 fn url_for_messages(uri: Option<&Uri>) -> String {
     let Some(uri) = uri else {
         return "?".to_owned();
