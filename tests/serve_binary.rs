@@ -1,6 +1,7 @@
 //! The server through the real `mapproxy-serve` binary: addresses (port 0, unix
 //! sockets, `-b`), HTTP/1.1 and h2c, 431/413, header timeouts against silent and slowloris
-//! connections, graceful SIGTERM, panics, the pid file, `NAME=VALUE`, exit statuses and
+//! connections, half-closing clients, graceful SIGTERM, panics, the pid file, `NAME=VALUE`,
+//! exit statuses and
 //! `check`.
 
 mod support;
@@ -208,6 +209,29 @@ fn header_too_large_431_and_body_too_large_413() {
     let r = raw_exchange(connect(), req.as_bytes());
     assert!(status_line(&r).contains(" 200 "), "{r}");
     assert!(r.contains("\"body_length\": 5"), "{r}");
+}
+
+/// A client that shuts down its writing side after the request (an HTTP/1.0 script,
+/// `nc -N`) still gets the answer, as from gunicorn or nginx: also from a slow app, where
+/// the server sees the EOF long before it answers, and with HTTP/1.1.
+#[test]
+fn a_client_that_half_closes_still_gets_the_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = tcp_site(dir.path());
+    let s = serve(&[path(&ini)], None);
+    for req in [
+        "GET /slow HTTP/1.0\r\n\r\n",
+        "GET /fast HTTP/1.0\r\n\r\n",
+        "GET /slow HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    ] {
+        let c = TcpStream::connect(s.host_port()).unwrap();
+        c.set_read_timeout(Some(DEADLINE)).unwrap();
+        (&c).write_all(req.as_bytes()).unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        let r = raw_exchange(c, b"");
+        assert!(status_line(&r).contains(" 200 "), "{req:?}: {r:?}");
+        assert!(r.contains("\"path_info\""), "{req:?}: {r}");
+    }
 }
 
 /// Read until the server closes the connection; how long that took.

@@ -466,8 +466,14 @@ impl BoundHttpServer {
         }
         let s = &self.settings;
         let mut builder = auto::Builder::new(TokioExecutor::new());
+        // half_close: a client may shut down its writing side after the request (HTTP/1.0
+        // clients, `nc -N`, scripts) and still read the answer, as gunicorn, Paste and nginx
+        // give it; hyper's default takes that EOF for a dropped client and closes the
+        // connection without one. A client that is really gone is seen when the answer is
+        // written, as under gunicorn.
         builder
             .http1()
+            .half_close(true)
             .timer(TokioTimer::new())
             .header_read_timeout(None)
             .max_buf_size(s.max_header.max(8192));
