@@ -1,8 +1,7 @@
 //! The server through the real `mapproxy-serve` binary: addresses (port 0, unix
 //! sockets, `-b`), HTTP/1.1 and h2c, 431/413, header timeouts against silent and slowloris
 //! connections, half-closing clients, graceful SIGTERM, panics, the pid file, `NAME=VALUE`,
-//! exit statuses and
-//! `check`.
+//! exit statuses and `check`.
 
 mod support;
 
