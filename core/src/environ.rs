@@ -125,24 +125,53 @@ pub fn remote_ip<B>(req: &Request<B>) -> Option<IpAddr> {
 }
 
 /// The public scheme and host of a request: the [`PublicUrl`] extension when set, else the
-/// URI's own scheme and authority, else the `Host` header, else `http` and `localhost`.
+/// URI's own scheme and authority, else the `Host` header, else `http` and `localhost`. The
+/// scheme's default port is left out (`Host: example.org:80` gives `http://example.org`), as
+/// WSGI apps build their URLs (MapProxy's `Request.host`, Paste's `construct_url`,
+/// werkzeug).
 pub fn public_url<B>(req: &Request<B>) -> PublicUrl {
-    if let Some(p) = req.extensions().get::<PublicUrl>() {
-        return p.clone();
+    let mut p = match req.extensions().get::<PublicUrl>() {
+        Some(p) => p.clone(),
+        None => {
+            let scheme = req.uri().scheme_str().unwrap_or("http").to_string();
+            let host = req
+                .uri()
+                .authority()
+                .map(|a| a.as_str().to_string())
+                .or_else(|| {
+                    req.headers()
+                        .get(http::header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                        .map(str::to_string)
+                })
+                .unwrap_or_else(|| "localhost".to_string());
+            PublicUrl { scheme, host }
+        }
+    };
+    let (name, port) = split_host_port(&p.host);
+    if matches!(
+        (p.scheme.as_str(), port),
+        ("http", Some("80")) | ("https", Some("443"))
+    ) {
+        p.host.truncate(name.len());
     }
-    let scheme = req.uri().scheme_str().unwrap_or("http").to_string();
-    let host = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            req.headers()
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| "localhost".to_string());
-    PublicUrl { scheme, host }
+    p
+}
+
+/// `host[:port]` split at the port's colon; an IPv6 address in brackets stays whole
+/// (`[::1]:8080` gives `("[::1]", Some("8080"))`).
+pub fn split_host_port(h: &str) -> (&str, Option<&str>) {
+    if h.starts_with('[') {
+        if let Some(end) = h.find(']') {
+            let (host, rest) = h.split_at(end + 1);
+            return (host, rest.strip_prefix(':'));
+        }
+        return (h, None);
+    }
+    match h.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => (host, Some(port)),
+        _ => (h, None),
+    }
 }
 
 /// The public URL of the app itself: `scheme://host` + mount path, no trailing `/`.
@@ -170,6 +199,37 @@ mod tests {
             host: "public.example".into(),
         });
         assert_eq!(script_url(&req), "https://public.example/maps");
+    }
+
+    #[test]
+    fn the_default_port_is_left_out() {
+        for (scheme, host, url) in [
+            ("http", "example.org:80", "http://example.org"),
+            ("https", "example.org:443", "https://example.org"),
+            ("https", "example.org:80", "https://example.org:80"),
+            ("http", "example.org:443", "http://example.org:443"),
+            ("http", "[::1]:80", "http://[::1]"),
+            ("http", "[::1]:8080", "http://[::1]:8080"),
+            ("http", "example.org", "http://example.org"),
+        ] {
+            let mut req = Request::builder().uri("/").body(()).unwrap();
+            req.extensions_mut().insert(PublicUrl {
+                scheme: scheme.into(),
+                host: host.into(),
+            });
+            assert_eq!(script_url(&req), url);
+        }
+        let req = Request::builder()
+            .uri("/x")
+            .header("host", "example.org:80")
+            .body(())
+            .unwrap();
+        assert_eq!(script_url(&req), "http://example.org");
+        assert_eq!(split_host_port("h"), ("h", None));
+        assert_eq!(split_host_port("h:1"), ("h", Some("1")));
+        assert_eq!(split_host_port("[::1]:8"), ("[::1]", Some("8")));
+        assert_eq!(split_host_port("::1"), ("::1", None));
+        assert_eq!(split_host_port("[::1]"), ("[::1]", None));
     }
 
     #[test]

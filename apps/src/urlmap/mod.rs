@@ -386,7 +386,7 @@ impl Inner {
         }
         let public = environ::public_url(req);
         let host = public.host.to_ascii_lowercase();
-        let (name, port) = split_host_port(&host);
+        let (name, port) = environ::split_host_port(&host);
         let port = match port {
             Some(p) if !p.is_empty() => p,
             _ if public.scheme.eq_ignore_ascii_case("http") => "80",
@@ -433,20 +433,6 @@ impl Inner {
         res.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         res
-    }
-}
-
-/// `host[:port]` or `[v6][:port]` → (host, port).
-fn split_host_port(host: &str) -> (&str, Option<&str>) {
-    if host.starts_with('[') {
-        if let Some(end) = host.find(']') {
-            let (name, rest) = host.split_at(end + 1);
-            return (name, rest.strip_prefix(':'));
-        }
-    }
-    match host.split_once(':') {
-        Some((name, port)) => (name, Some(port)),
-        None => (host, None),
     }
 }
 

@@ -226,14 +226,6 @@ async fn domain_entries() {
     );
 }
 
-#[test]
-fn host_port_split() {
-    assert_eq!(split_host_port("h"), ("h", None));
-    assert_eq!(split_host_port("h:8"), ("h", Some("8")));
-    assert_eq!(split_host_port("[::1]:8"), ("[::1]", Some("8")));
-    assert_eq!(split_host_port("[::1]"), ("[::1]", None));
-}
-
 #[tokio::test]
 async fn not_found_app_gets_the_request_unchanged() {
     let app = urlmap(&[("/foo", "foo"), ("not_found_app", "fallback")]);

@@ -55,7 +55,9 @@ use ipnet::IpNet;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use mapproxy_serve_core::environ::{public_url, MountPath, PeerAddr, PublicUrl, RemoteAddr};
+use mapproxy_serve_core::environ::{
+    public_url, split_host_port, MountPath, PeerAddr, PublicUrl, RemoteAddr,
+};
 
 /// Every header this layer reads (and removes).
 pub const FORWARDED_HEADERS: &[&str] = &[
@@ -345,21 +347,6 @@ fn valid_host(h: &str) -> Option<&str> {
     h.parse::<Authority>().ok().map(|_| h)
 }
 
-/// Split `host[:port]` (IPv6 in brackets).
-fn split_host_port(h: &str) -> (&str, Option<&str>) {
-    if h.starts_with('[') {
-        if let Some(end) = h.find(']') {
-            let (host, rest) = h.split_at(end + 1);
-            return (host, rest.strip_prefix(':'));
-        }
-        return (h, None);
-    }
-    match h.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') => (host, Some(port)),
-        _ => (h, None),
-    }
-}
-
 fn valid_path(p: &str) -> Option<String> {
     ProxyHeadersConfig::normalize_prefix(p).ok()
 }
@@ -469,14 +456,8 @@ fn apply<B>(cfg: &ProxyHeadersConfig, req: &mut Request<B>) -> Option<RemoteAddr
         }
         public = Some(p);
     }
-    if let Some(mut p) = public {
-        let (h, port) = split_host_port(&p.host);
-        if matches!(
-            (p.scheme.as_str(), port),
-            ("http", Some("80")) | ("https", Some("443"))
-        ) {
-            p.host = h.to_string();
-        }
+    // (`public_url` leaves out the scheme's default port)
+    if let Some(p) = public {
         req.extensions_mut().insert(p);
     }
     if let Some(r) = remote {
