@@ -604,7 +604,10 @@ async fn public_urls_behind_proxies() {
     let a = get_with(&g.svc, "/tms", &[("host", "example.org:80")]).await;
     assert_eq!(href(&a).as_deref(), Some("http://example.org/tms/1.0.0/"));
     let a = get_with(&g.svc, "/tms", &[("host", "example.org:8080")]).await;
-    assert_eq!(href(&a).as_deref(), Some("http://example.org:8080/tms/1.0.0/"));
+    assert_eq!(
+        href(&a).as_deref(),
+        Some("http://example.org:8080/tms/1.0.0/")
+    );
     let a = get_with(
         &g.svc,
         "/tms",

@@ -98,6 +98,12 @@ fn command(bin: &str, args: &[&str], cwd: Option<&Path>) -> Command {
 
 /// Run the binary to completion (killed after [`DEADLINE`]).
 pub fn run(args: &[&str], cwd: Option<&Path>) -> Exited {
+    run_within(args, cwd, DEADLINE)
+}
+
+/// [`run`] with another deadline: for runs whose work grows with the test's input (a debug
+/// build reads 100,000 urlmap mounts in about 15 s on a busy 2-core machine).
+pub fn run_within(args: &[&str], cwd: Option<&Path>, deadline: Duration) -> Exited {
     let mut child = command(bin(), args, cwd)
         .spawn()
         .expect("spawn mapproxy-serve");
@@ -113,10 +119,10 @@ pub fn run(args: &[&str], cwd: Option<&Path>) -> Exited {
         let _ = err.read_to_string(&mut s);
         s
     });
-    let status = wait_with_deadline(&mut child, DEADLINE).unwrap_or_else(|| {
+    let status = wait_with_deadline(&mut child, deadline).unwrap_or_else(|| {
         let _ = child.kill();
         let _ = child.wait();
-        panic!("mapproxy-serve {args:?} did not exit within {DEADLINE:?}")
+        panic!("mapproxy-serve {args:?} did not exit within {deadline:?}")
     });
     Exited {
         status,
