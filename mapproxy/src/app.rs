@@ -760,7 +760,10 @@ fn compile_source(
         ));
     };
     match &src.kind {
-        SourceKind::Debug => Ok((Arc::new(DebugSource::new()), true, true)),
+        // MapProxy's DebugSourceConfiguration has no `transparent`: the cache's image options
+        // stay opaque (compatible_image_options), and its transparent drawing is stored
+        // black on white
+        SourceKind::Debug => Ok((Arc::new(DebugSource::new()), true, false)),
         SourceKind::Tile(t) => {
             if let Some(n) = &t.common.coverage {
                 return Err(err(
@@ -1066,7 +1069,6 @@ fn compile_cache(
     let unsupported = [
         ("request_format", cache.request_format.is_some()),
         ("disable_storage", cache.disable_storage),
-        ("image", cache.image.is_some()),
         ("upscale_tiles", cache.upscale_tiles.is_some()),
         ("downscale_tiles", cache.downscale_tiles.is_some()),
         (
@@ -1083,6 +1085,34 @@ fn compile_cache(
             &cache.loc,
             format!("cache '{name}': {key} is not supported yet"),
         ));
+    }
+    // `image: {transparent: ...}` overrides what the sources say (MapProxy's `base_opts` of
+    // compatible_image_options); the other image options are not implemented
+    let mut image_transparent = None;
+    if let Some(node) = &cache.image {
+        let Value::Map(m) = &node.value else {
+            return Err(err(
+                &node.loc,
+                format!("caches.{name}.image: expected a mapping"),
+            ));
+        };
+        for (key, n) in m {
+            match (key.as_str(), &n.value) {
+                ("transparent", Value::Bool(b)) => image_transparent = Some(*b),
+                ("transparent", _) => {
+                    return Err(err(
+                        &n.loc,
+                        format!("caches.{name}.image.transparent: expected true or false"),
+                    ))
+                }
+                (other, _) => {
+                    return Err(err(
+                        &n.loc,
+                        format!("cache '{name}': image.{other} is not supported yet"),
+                    ))
+                }
+            }
+        }
     }
     let (mut parts, metatiling, transparent) = match cache.sources.as_slice() {
         [one] => {
@@ -1116,6 +1146,7 @@ fn compile_cache(
             (parts, metatiling.unwrap_or(true), transparent)
         }
     };
+    let transparent = image_transparent.unwrap_or(transparent);
     let layout = match &cache.cache.directory_layout {
         Some(l) => DirectoryLayout::parse(l).map_err(|e| err(&cache.cache.loc, e.to_string()))?,
         None => DirectoryLayout::Tc,

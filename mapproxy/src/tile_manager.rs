@@ -381,6 +381,7 @@ impl Inner {
         let opts = self.image_opts.clone();
         let tile_size = self.grid.tile_size();
         let passthrough = !self.metatiling
+            && !image.drawn
             && image
                 .format
                 .clone()

@@ -1773,7 +1773,8 @@ sources:
 }
 
 /// An opaque map's bottom cache layer is drawn over `BGCOLOR` while its tiles are stitched
-/// (paletted tiles with `tRNS`: the debug source's black text on transparency). The answer is
+/// (paletted tiles with `tRNS`: the debug source's black text on transparency, in a cache
+/// with `image: {transparent: true}`). The answer is
 /// what the same map asked with `TRANSPARENT=true` gives drawn over `BGCOLOR`, within
 /// rounding; every pixel is opaque, and `BGCOLOR` shows where the tiles are transparent: in the
 /// cache's SRS (resized) and reprojected to 4326.
@@ -1795,6 +1796,9 @@ caches:
     sources: [debug]
     meta_size: [1, 1]
     meta_buffer: 0
+    # the debug source alone makes an opaque cache, as in MapProxy
+    image:
+      transparent: true
 sources:
   debug:
     type: debug

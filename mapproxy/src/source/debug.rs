@@ -1,5 +1,5 @@
 //! `type: debug` (MapProxy's `DebugSource` in `source/__init__.py`, drawn as
-//! `image/message.py` draws messages): a transparent image with the query's bbox and
+//! `image/message.py` draws messages): a transparent image (white, alpha 0) with the query's bbox and
 //! resolution as text in the upper left, `bbox: (minx, miny, maxx, maxy)` (Python's `repr`)
 //! and `res: %.8f(%.8f)`. No network. The text is a bitmap font (embedded-graphics' 6×10),
 //! not MapProxy's DejaVu Sans Mono.
@@ -47,7 +47,9 @@ impl DebugSource {
         if w == 0 || h == 0 || u64::from(w) * u64::from(h) > MAX_PIXELS {
             return Err(SourceError::new(format!("invalid image size {w}x{h}")));
         }
-        let mut img = RgbaImage::new(w, h);
+        // MapProxy's `create_image` for a transparent image: white with alpha 0, so a cache
+        // that is not transparent (RGB, as Pillow drops the alpha) stores black on white
+        let mut img = RgbaImage::from_pixel(w, h, image::Rgba([255, 255, 255, 0]));
         draw_text(&mut img, &Self::text(query));
         Ok(img)
     }
@@ -103,7 +105,7 @@ impl MapSource for DebugSource {
             let mut opts = ImageOpts::new(ImageFormat::png());
             opts.transparent = true;
             let data = encode(&img, &opts).map_err(|e| SourceError::new(e.to_string()))?;
-            Ok(SourceImage::new(data, Some(ImageFormat::png())))
+            Ok(SourceImage::drawn_png(data))
         })
     }
 }

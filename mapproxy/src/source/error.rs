@@ -74,6 +74,7 @@ impl OnError {
             data,
             format: Some(ImageFormat::png()),
             cacheable: r.cache,
+            drawn: true,
         }))
     }
 }

@@ -55,6 +55,7 @@ impl MapSource for MergedSource {
                 data,
                 format: Some(self.out.format.clone()),
                 cacheable,
+                drawn: true,
             })
         })
     }

@@ -54,15 +54,32 @@ pub struct SourceImage {
     /// May the tiles made from it be stored? False for an `on_error` image without
     /// `cache: true` (MapProxy's `ImageResult.cacheable`).
     pub cacheable: bool,
+    /// Drawn in this process (the debug source, blank and clipped coverage images, error
+    /// images, merged and made-transparent images), not bytes a server sent: MapProxy holds
+    /// these as images and encodes them with the cache's options (`tile_creator.py`
+    /// `as_buffer(self.tile_mgr.image_opts)`), so a tile is never stored as they were
+    /// encoded here. A server's image of the cache's format is stored as it came.
+    pub drawn: bool,
 }
 
 impl SourceImage {
-    /// A cacheable image.
+    /// A cacheable image as a server sent it.
     pub fn new(data: Bytes, format: Option<ImageFormat>) -> SourceImage {
         SourceImage {
             data,
             format,
             cacheable: true,
+            drawn: false,
+        }
+    }
+
+    /// A cacheable image drawn in this process, as a PNG (see [`SourceImage::drawn`]).
+    pub fn drawn_png(data: Bytes) -> SourceImage {
+        SourceImage {
+            data,
+            format: Some(ImageFormat::png()),
+            cacheable: true,
+            drawn: true,
         }
     }
 }

@@ -207,7 +207,7 @@ impl WmsSource {
             .map_err(|e| SourceError::new(e.to_string()))?;
         let blank = |size: (u32, u32)| -> Result<SourceImage, SourceError> {
             let img = crate::image::blank_image(size.0.max(1), size.1.max(1), [255, 255, 255, 0]);
-            encode_png(&img).map(|d| SourceImage::new(d, Some(ImageFormat::png())))
+            encode_png(&img).map(SourceImage::drawn_png)
         };
         if !cov.intersects(query.bbox, &srs) {
             return blank(query.size);
@@ -248,7 +248,7 @@ impl WmsSource {
             if let Some(g) = &clip {
                 crate::image::mask::mask_outside(&mut full, bbox, g);
             }
-            let mut out = SourceImage::new(encode_png(&full)?, Some(ImageFormat::png()));
+            let mut out = SourceImage::drawn_png(encode_png(&full)?);
             out.cacheable = cacheable;
             Ok(out)
         })
@@ -564,6 +564,7 @@ fn make_transparent(
         data,
         format: Some(ImageFormat::png()),
         cacheable: img.cacheable,
+        drawn: true,
     })
 }
 
