@@ -2074,9 +2074,9 @@ sources:
     // capabilities: InfoFormat (both) and FeatureInfo ResourceURLs (RESTful), queryable only
     let host = s.addr.to_string();
     let rest = get(&s, "/wmts/1.0.0/WMTSCapabilities.xml").await.text();
-    assert!(rest.contains(&format!(
+    assert!(rest.contains(
         "      <Format>image/png</Format>\n      <InfoFormat>application/json</InfoFormat>\n      <InfoFormat>text/plain</InfoFormat>\n      <TileMatrixSetLink>"
-    )), "{rest}");
+    ), "{rest}");
     assert!(rest.contains(&format!(
         "        template=\"http://{host}/wmts/q/{{TileMatrixSet}}/{{TileMatrix}}/{{TileCol}}/{{TileRow}}.png\"/>\n      <ResourceURL format=\"application/json\" resourceType=\"FeatureInfo\" template=\"http://{host}/wmts/q/{{TileMatrixSet}}/{{TileMatrix}}/{{TileCol}}/{{TileRow}}/{{I}}/{{J}}.json\"/>\n      <ResourceURL format=\"text/plain\" resourceType=\"FeatureInfo\" template=\"http://{host}/wmts/q/{{TileMatrixSet}}/{{TileMatrix}}/{{TileCol}}/{{TileRow}}/{{I}}/{{J}}.txt\"/>\n    </Layer>"
     )), "{rest}");
