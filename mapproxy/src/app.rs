@@ -112,15 +112,16 @@ fn compile(
     flatten(&conf.layers, &mut flat);
     for layer in flat {
         let Some(name) = &layer.name else { continue };
-        let tile_sources: Vec<&String> = if !layer.tile_sources.is_empty() {
-            layer.tile_sources.iter().collect()
-        } else if layer.sources.len() == 1 && caches.contains_key(&layer.sources[0]) {
-            vec![&layer.sources[0]]
-        } else {
-            Vec::new()
-        };
+        let (tile_sources, fi_only) = tile_layer_sources(conf, layer);
         for src in tile_sources {
             let Some(cgs) = caches.get(src) else { continue };
+            let info = match tile_layer_info(conf, src, &fi_only) {
+                Ok(i) => i,
+                Err(e) => {
+                    errors.push(e);
+                    Vec::new()
+                }
+            };
             for cg in cgs {
                 let grid = Arc::new(cg.grid.clone());
                 let title = layer.title.clone().unwrap_or_default();
@@ -131,7 +132,8 @@ fn compile(
                     grid.clone(),
                     cg.format.clone(),
                     cg.manager.clone(),
-                );
+                )
+                .with_info(info.clone());
                 let tms_grid_names = conf.services.tms.as_ref().is_some_and(|t| t.use_grid_names);
                 demo_layers.push(tl.demo_layer(&grid, tms_grid_names));
                 layers.push(tl);
@@ -157,6 +159,13 @@ fn compile(
             if let Some(t) = &w.restful_template {
                 c.restful_template = t.clone();
             }
+            if let Some(t) = &w.restful_featureinfo_template {
+                c.restful_featureinfo_template = t.clone();
+            }
+            match wmts_info_formats(w.featureinfo_formats.as_ref()) {
+                Ok(f) => c.featureinfo_formats = f,
+                Err(e) => errors.push(e),
+            }
             c
         }),
         wms: s.wms.is_some(),
@@ -173,6 +182,15 @@ fn compile(
             errors.push(ConfigError::new(format!(
                 "services.wmts.restful_template: {e}"
             )));
+        }
+        if let Some(c) = &config.wmts {
+            if let Err(e) =
+                crate::service::restful_featureinfo_template_regex(&c.restful_featureinfo_template)
+            {
+                errors.push(ConfigError::new(format!(
+                    "services.wmts.restful_featureinfo_template: {e}"
+                )));
+            }
         }
     }
     let tms_on = config.tms.is_some();
@@ -624,6 +642,114 @@ fn flatten<'a>(layers: &'a [LayerConf], out: &mut Vec<&'a LayerConf>) {
         out.push(l);
         flatten(&l.layers, out);
     }
+}
+
+/// MapProxy's `tile_layers` (config/configuration/layer.py:137-165): `tile_sources`, else
+/// the layer's one cache among its `sources`, where debug sources and FeatureInfo-only WMS
+/// sources (`wms_opts.map: false`, returned second) are left aside; any other source, or a
+/// second cache, makes no tile layer.
+fn tile_layer_sources<'c>(
+    conf: &'c MapProxyConf,
+    layer: &'c LayerConf,
+) -> (Vec<&'c String>, Vec<&'c String>) {
+    if !layer.tile_sources.is_empty() {
+        return (layer.tile_sources.iter().collect(), Vec::new());
+    }
+    let mut sources = Vec::new();
+    let mut fi_only = Vec::new();
+    for name in &layer.sources {
+        if conf.caches.contains_key(name) {
+            sources.push(name);
+            continue;
+        }
+        match conf.sources.get(name).map(|s| &s.kind) {
+            Some(SourceKind::Debug) => {}
+            Some(SourceKind::Wms(w))
+                if matches!(
+                    w.wms_opts.get("map").map(|n| &n.value),
+                    Some(Value::Bool(false))
+                ) =>
+            {
+                fi_only.push(name)
+            }
+            _ => return (Vec::new(), Vec::new()),
+        }
+    }
+    if sources.len() > 1 {
+        return (Vec::new(), Vec::new());
+    }
+    (sources, fi_only)
+}
+
+/// The `info_sources` of a tile layer over `cache` (layer.py:169-180): the info source of
+/// every WMS source of the cache (through caches of caches, `cache_source_names`), then of
+/// the layer's FeatureInfo-only sources.
+fn tile_layer_info(
+    conf: &MapProxyConf,
+    cache: &str,
+    fi_only: &[&String],
+) -> Result<Vec<crate::service::wms::InfoLayer>, ConfigError> {
+    fn cache_source_names<'c>(conf: &'c MapProxyConf, cache: &str, out: &mut Vec<&'c String>) {
+        let Some(c) = conf.caches.get(cache) else {
+            return;
+        };
+        for src in &c.sources {
+            if conf.caches.contains_key(src) && !conf.sources.contains_key(src) {
+                cache_source_names(conf, src, out);
+            } else {
+                out.push(src);
+            }
+        }
+    }
+    let mut names = Vec::new();
+    cache_source_names(conf, cache, &mut names);
+    names.extend(fi_only.iter().copied());
+    let mut out = Vec::new();
+    for n in names {
+        if let Some(sc) = conf.sources.get(n) {
+            if let SourceKind::Wms(w) = &sc.kind {
+                if let Some(i) = info_layer(conf, n, sc, w)? {
+                    out.push(i);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `services.wmts.featureinfo_formats` as MapProxy's `OrderedDict((suffix, mimetype))`
+/// (config/configuration/service.py:135-136); an entry without `suffix` fails to load there
+/// (a `KeyError`), here it is a configuration error.
+fn wmts_info_formats(node: Option<&Node>) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let Some(node) = node else {
+        return Ok(out);
+    };
+    let key = "services.wmts.featureinfo_formats";
+    let entries = match &node.value {
+        Value::Seq(entries) => entries,
+        Value::Null => return Ok(out),
+        _ => return Err(err(&node.loc, format!("{key}: expected a list"))),
+    };
+    for (i, e) in entries.iter().enumerate() {
+        let Value::Map(m) = &e.value else {
+            return Err(err(&e.loc, format!("{key}[{i}]: expected a mapping")));
+        };
+        let text = |k: &str| -> Result<String, ConfigError> {
+            match m.get(k).map(|n| &n.value) {
+                Some(Value::Str(v)) => Ok(v.clone()),
+                Some(_) => Err(err(&e.loc, format!("{key}[{i}].{k}: expected a string"))),
+                None => Err(err(&e.loc, format!("{key}[{i}]: '{k}' is missing"))),
+            }
+        };
+        let mime = text("mimetype")?;
+        let suffix = text("suffix")?;
+        match out.iter_mut().find(|(s, _)| *s == suffix) {
+            Some(entry) => entry.1 = mime,
+            None => out.push((suffix, mime)),
+        }
+    }
+    Ok(out)
 }
 
 impl TileLayer {

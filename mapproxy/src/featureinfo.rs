@@ -1,5 +1,7 @@
 //! Feature info documents and how several are merged into one answer (MapProxy's
-//! `featureinfo.py`: `create_featureinfo_doc`, `combine_docs`).
+//! `featureinfo.py`: `create_featureinfo_doc`, `combine_docs`), and how the info sources of a
+//! layer are asked ([`InfoLayer`], [`query_all`]: MapProxy's `WMSInfoSource`, `WMSInfoClient`),
+//! for the WMS and the WMTS alike.
 //!
 //! | type | MIME types | merged as MapProxy merges |
 //! |---|---|---|
@@ -17,7 +19,14 @@
 //! would normalise more than MapProxy does): the `<body>` tags are found case-insensitively
 //! and a fragment without one is taken whole, as lxml's `document_fromstring` wraps it.
 
+use std::sync::Arc;
+
+use futures_util::future::join_all;
 use serde_json::Value;
+
+use crate::grid::Bbox;
+use crate::source::{InfoQuery, WmsSource};
+use crate::srs::Srs;
 
 /// A document's type, from its MIME type (MapProxy's `featureinfo_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +107,123 @@ pub fn combine(docs: &[InfoDoc]) -> (String, InfoType) {
         InfoType::Json => combine_json(docs),
     };
     (out, first.kind)
+}
+
+// ---- asking the info sources (WMS and WMTS GetFeatureInfo) ----
+
+/// A source answering GetFeatureInfo for a layer (MapProxy's `WMSInfoSource` over its
+/// `WMSInfoClient`).
+#[derive(Clone)]
+pub struct InfoLayer {
+    pub source: Arc<WmsSource>,
+    /// `supported_srs` of the source (empty: any).
+    pub supported_srs: Vec<Arc<Srs>>,
+}
+
+/// A feature info query (MapProxy's `InfoQuery`): a pixel of an image of `size` over `bbox`.
+pub struct InfoRequest {
+    pub bbox: Bbox,
+    pub size: (u32, u32),
+    pub srs: Arc<Srs>,
+    pub pos: (f64, f64),
+    /// The position was written with a decimal point (WMS `X`/`Y` kept as floats).
+    pub pos_float: bool,
+    pub info_format: Option<String>,
+    pub format: Option<String>,
+    pub feature_count: Option<String>,
+}
+
+impl InfoRequest {
+    /// `InfoQuery.coord`: the queried pixel in the query's SRS.
+    pub fn coord(&self) -> (f64, f64) {
+        pixel_to_coord(self.bbox, self.size, self.pos)
+    }
+
+    fn source_query(
+        &self,
+        srs: u32,
+        bbox: Bbox,
+        size: (u32, u32),
+        pos: (f64, f64),
+        pos_float: bool,
+    ) -> InfoQuery {
+        InfoQuery {
+            bbox,
+            size,
+            srs,
+            pos,
+            pos_float,
+            info_format: self.info_format.clone(),
+            format: self.format.clone(),
+            feature_count: self.feature_count.clone(),
+        }
+    }
+}
+
+impl InfoLayer {
+    /// The source's document; `None` outside its coverage (MapProxy's `WMSInfoSource`).
+    /// In the query's SRS when the source supports it, else in a supported one with the
+    /// bbox and the point transformed, the size keeping square pixels
+    /// (`WMSInfoClient._get_transformed_query`).
+    pub async fn get_info(&self, q: &InfoRequest) -> Result<Option<InfoDoc>, String> {
+        if let Some(cov) = self.source.coverage() {
+            if !cov.contains_point(&q.srs, q.coord()) {
+                return Ok(None);
+            }
+        }
+        let supported =
+            self.supported_srs.is_empty() || self.supported_srs.iter().any(|s| **s == *q.srs);
+        let iq = if supported {
+            q.source_query(q.srs.epsg(), q.bbox, q.size, q.pos, q.pos_float)
+        } else {
+            let target = self
+                .supported_srs
+                .iter()
+                .find(|s| s.is_latlong() == q.srs.is_latlong())
+                .or_else(|| self.supported_srs.first())
+                .ok_or("no supported SRS")?;
+            let coord = q.coord();
+            let bbox = q
+                .srs
+                .transform_bbox_to(target, q.bbox)
+                .map_err(|e| e.to_string())?;
+            let aratio = (bbox[3] - bbox[1]) / (bbox[2] - bbox[0]);
+            let size = (q.size.0, (aratio * f64::from(q.size.0)) as u32);
+            let c = q.srs.transform_to(target, coord);
+            let px = (c.0 - bbox[0]) * f64::from(size.0) / (bbox[2] - bbox[0]);
+            let py = (bbox[3] - c.1) * f64::from(size.1) / (bbox[3] - bbox[1]);
+            if !(px.is_finite() && py.is_finite()) {
+                return Err("the point cannot be transformed into a supported SRS".into());
+            }
+            q.source_query(target.epsg(), bbox, size, (px.round(), py.round()), false)
+        };
+        self.source
+            .get_info(&iq)
+            .await
+            .map(Some)
+            .map_err(|e| e.message)
+    }
+}
+
+/// Every layer asked concurrently; the documents in the layers' order (a source outside its
+/// coverage gives none). The first error ends the request, as MapProxy's exception does.
+pub async fn query_all(layers: &[InfoLayer], q: &InfoRequest) -> Result<Vec<InfoDoc>, String> {
+    let results = join_all(layers.iter().map(|l| l.get_info(q))).await;
+    let mut docs = Vec::new();
+    for r in results {
+        if let Some(d) = r? {
+            docs.push(d);
+        }
+    }
+    Ok(docs)
+}
+
+/// `make_lin_transf((0, 0, w, h), bbox)(pos)`.
+pub fn pixel_to_coord(bbox: Bbox, size: (u32, u32), pos: (f64, f64)) -> (f64, f64) {
+    (
+        bbox[0] + pos.0 * (bbox[2] - bbox[0]) / f64::from(size.0),
+        bbox[1] + (f64::from(size.1) - pos.1) * (bbox[3] - bbox[1]) / f64::from(size.1),
+    )
 }
 
 fn combine_text(docs: &[InfoDoc]) -> String {

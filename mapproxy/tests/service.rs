@@ -909,8 +909,12 @@ async fn wmts_kvp_tiles() {
     assert!(a
         .text()
         .contains("<ows:Get xlink:href=\"http://localhost/ows?\">"));
+    // GetFeatureInfo's own parameters missing: MapProxy's 500 NoApplicableCode
     let a = get(&svc, "/service?SERVICE=WMTS&REQUEST=GetFeatureInfo").await;
-    assert_eq!(a.status, StatusCode::NOT_IMPLEMENTED);
+    assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(a
+        .text()
+        .contains("&#x27;infoformat&#x27;, &#x27;i&#x27;, &#x27;j&#x27;]"));
     assert_eq!(p.calls(), 3);
 }
 

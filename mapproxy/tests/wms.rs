@@ -1847,3 +1847,302 @@ globals:
         );
     }
 }
+
+/// WMTS GetFeatureInfo (KVP and RESTful) as MapProxy 7 answers it on the same
+/// configuration (checked against `mapproxy-util serve-develop`): the upstream's queries
+/// below are MapProxy's, byte for byte, as are the statuses, content types and messages.
+#[tokio::test]
+async fn wmts_featureinfo_as_mapproxy() {
+    let s = serve(
+        r#"
+globals:
+  cache:
+    base_dir: ./cache
+services:
+  wmts:
+    featureinfo_formats:
+      - mimetype: application/json
+        suffix: json
+      - mimetype: text/plain
+        suffix: txt
+layers:
+  - name: q
+    title: Q
+    sources: [q_cache]
+  - name: nq
+    title: NQ
+    sources: [nq_cache]
+caches:
+  q_cache:
+    grids: [GLOBAL_WEBMERCATOR]
+    sources: [up]
+  nq_cache:
+    grids: [GLOBAL_WEBMERCATOR]
+    sources: [dbg]
+sources:
+  up:
+    type: wms
+    wms_opts:
+      featureinfo: true
+    req:
+      url: http://UPSTREAM/service
+      layers: foo
+  dbg:
+    type: debug
+"#,
+    )
+    .await;
+    let kvp = "/service?SERVICE=WMTS&VERSION=1.0.0&REQUEST=GetFeatureInfo&STYLE=&FORMAT=image/png&TILEMATRIXSET=GLOBAL_WEBMERCATOR";
+    let last_query = || {
+        s.upstream
+            .queries
+            .lock()
+            .expect("log")
+            .last()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let exception = |a: &Answer, status: u16, code: &str, text: &str| {
+        assert_eq!(a.status, status, "{}", a.text());
+        assert_eq!(a.content_type, "text/xml");
+        let t = a.text();
+        assert!(
+            t.contains(&format!("<ows:Exception exceptionCode=\"{code}\">\n    <ows:ExceptionText>{text}</ows:ExceptionText>")),
+            "{t}"
+        );
+    };
+    let tile_1_0 = "layers=foo&bbox=0.0,0.0,20037508.342789244,20037508.342789244&width=256&height=256&x=17&y=27";
+
+    // a MIME type of featureinfo_formats: the tile's bbox, the pixel, the asked format
+    let a = get(
+        &s,
+        &format!("{kvp}&LAYER=q&TILEMATRIX=01&TILEROW=0&TILECOL=1&INFOFORMAT=text/plain&I=17&J=27"),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.content_type, "text/plain; charset=utf-8");
+    assert_eq!(
+        last_query(),
+        format!("{tile_1_0}&query_layers=foo&info_format=text%2Fplain&format=image%2Fpng&srs=EPSG%3A3857&request=GetFeatureInfo&version=1.1.1&service=WMS&styles=")
+    );
+    // the upstream's answer: the queried point (the tile's pixel 17/27 of level 1, tile 1/0)
+    let p = text_points(&a.text());
+    assert_eq!(p.len(), 1, "{}", a.text());
+    assert_eq!(p[0].0, "foo");
+    assert!(
+        (p[0].1 - 11.9531).abs() < 1e-3 && (p[0].2 - 83.1111).abs() < 1e-3,
+        "{p:?}"
+    );
+    // FEATURE_COUNT forwarded; JSON answered as application/json
+    let a = get(&s, &format!("{kvp}&LAYER=q&TILEMATRIX=01&TILEROW=0&TILECOL=1&INFOFORMAT=application/json&I=17&J=27&FEATURE_COUNT=3")).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.content_type, "application/json");
+    assert_eq!(
+        last_query(),
+        format!("{tile_1_0}&feature_count=3&query_layers=foo&info_format=application%2Fjson&format=image%2Fpng&srs=EPSG%3A3857&request=GetFeatureInfo&version=1.1.1&service=WMS&styles=")
+    );
+    // KVP takes a suffix too
+    let a = get(
+        &s,
+        &format!("{kvp}&LAYER=q&TILEMATRIX=01&TILEROW=0&TILECOL=1&INFOFORMAT=txt&I=17&J=27"),
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.content_type.as_str()),
+        (200, "text/plain; charset=utf-8")
+    );
+    // no range check of the tile or the pixel: MapProxy asks the upstream all the same
+    let a = get(
+        &s,
+        &format!(
+            "{kvp}&LAYER=q&TILEMATRIX=01&TILEROW=5&TILECOL=9&INFOFORMAT=text/plain&I=300&J=-4"
+        ),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(
+        last_query(),
+        "layers=foo&bbox=160300066.74231395,-100187541.71394622,180337575.08510318,-80150033.37115698&width=256&height=256&x=300&y=-4&query_layers=foo&info_format=text%2Fplain&format=image%2Fpng&srs=EPSG%3A3857&request=GetFeatureInfo&version=1.1.1&service=WMS&styles="
+    );
+    let asked = s.upstream.queries.lock().expect("log").len();
+
+    // errors
+    let a = get(
+        &s,
+        &format!("{kvp}&LAYER=q&TILEMATRIX=01&TILEROW=0&TILECOL=1&INFOFORMAT=text/html&I=17&J=27"),
+    )
+    .await;
+    exception(
+        &a,
+        400,
+        "InvalidParameterValue",
+        "unknown infoformat: text/html",
+    );
+    let a = get(
+        &s,
+        &format!(
+            "{kvp}&LAYER=nq&TILEMATRIX=01&TILEROW=0&TILECOL=1&INFOFORMAT=text/plain&I=17&J=27"
+        ),
+    )
+    .await;
+    exception(&a, 501, "OperationNotSupported", "layer nq not queryable");
+    let a = get(
+        &s,
+        &format!(
+            "{kvp}&LAYER=zz&TILEMATRIX=01&TILEROW=0&TILECOL=1&INFOFORMAT=text/plain&I=17&J=27"
+        ),
+    )
+    .await;
+    exception(&a, 400, "InvalidParameterValue", "unknown layer: zz");
+    let a = get(&s, "/service?SERVICE=WMTS&VERSION=1.0.0&REQUEST=GetFeatureInfo&STYLE=&FORMAT=image/png&TILEMATRIXSET=nope&LAYER=q&TILEMATRIX=01&TILEROW=0&TILECOL=1&INFOFORMAT=text/plain&I=17&J=27").await;
+    exception(
+        &a,
+        400,
+        "InvalidParameterValue",
+        "unknown tilematrixset: nope",
+    );
+    let a = get(&s, &format!("{kvp}&LAYER=q&TILEMATRIX=01&TILEROW=0&TILECOL=1&INFOFORMAT=text/plain&I=17&J=27&STYLES=x")).await;
+    exception(&a, 500, "StyleNotDefined", "unsupported styles: x");
+    let a = get(
+        &s,
+        &format!("{kvp}&LAYER=q&TILEMATRIX=01&TILEROW=0&TILECOL=1&I=17&J=27"),
+    )
+    .await;
+    exception(
+        &a,
+        500,
+        "NoApplicableCode",
+        "missing parameters [&#x27;infoformat&#x27;]",
+    );
+    let a = get(&s, "/service?SERVICE=WMTS&REQUEST=GetFeatureInfo").await;
+    exception(
+        &a,
+        500,
+        "NoApplicableCode",
+        "missing parameters [&#x27;version&#x27;, &#x27;layer&#x27;, &#x27;style&#x27;, &#x27;tilematrixset&#x27;, &#x27;tilematrix&#x27;, &#x27;tilerow&#x27;, &#x27;tilecol&#x27;, &#x27;format&#x27;, &#x27;infoformat&#x27;, &#x27;i&#x27;, &#x27;j&#x27;]",
+    );
+    // MapProxy raises (a bare 500 "internal error") on these; OWS exceptions here
+    let a = get(
+        &s,
+        &format!("{kvp}&LAYER=q&TILEMATRIX=01&TILEROW=0&TILECOL=1&INFOFORMAT=text/plain&I=x&J=27"),
+    )
+    .await;
+    exception(&a, 400, "InvalidParameterValue", "i and j must be integers");
+    let a = get(
+        &s,
+        &format!("{kvp}&LAYER=q&TILEMATRIX=40&TILEROW=0&TILECOL=0&INFOFORMAT=text/plain&I=1&J=1"),
+    )
+    .await;
+    exception(
+        &a,
+        400,
+        "TileOutOfRange",
+        "The requested tile is outside the bounding box of the tile map.",
+    );
+    assert_eq!(
+        s.upstream.queries.lock().expect("log").len(),
+        asked,
+        "no upstream query for an error"
+    );
+
+    // RESTful: the FeatureInfo template after the tile template, the suffix as format
+    let a = get(&s, "/wmts/q/GLOBAL_WEBMERCATOR/01/1/0/17/27.txt").await;
+    assert_eq!(
+        (a.status, a.content_type.as_str()),
+        (200, "text/plain; charset=utf-8"),
+        "{}",
+        a.text()
+    );
+    assert_eq!(
+        last_query(),
+        format!("{tile_1_0}&query_layers=foo&info_format=text%2Fplain&format=image%2Fpng&srs=EPSG%3A3857&request=GetFeatureInfo&version=1.1.1&service=WMS&styles=")
+    );
+    let a = get(&s, "/wmts/q/GLOBAL_WEBMERCATOR/01/1/0/17/27.json").await;
+    assert_eq!(
+        (a.status, a.content_type.as_str()),
+        (200, "application/json")
+    );
+    assert!(a.text().contains("\"layer\": \"foo\""), "{}", a.text());
+    let a = get(&s, "/wmts/q/GLOBAL_WEBMERCATOR/01/1/0/17/27.html").await;
+    exception(&a, 400, "InvalidParameterValue", "unknown infoformat: html");
+    let a = get(&s, "/wmts/nq/GLOBAL_WEBMERCATOR/01/1/0/17/27.txt").await;
+    exception(&a, 501, "OperationNotSupported", "layer nq not queryable");
+    // a path neither template matches stays MapProxy's text/plain "invalid request"
+    let a = get(&s, "/wmts/q/GLOBAL_WEBMERCATOR/01/1/0/17.txt").await;
+    assert_eq!((a.status, a.content_type.as_str()), (500, "text/plain"));
+    assert_eq!(
+        a.text(),
+        "internal error: invalid request (/wmts/q/GLOBAL_WEBMERCATOR/01/1/0/17.txt)"
+    );
+
+    // capabilities: InfoFormat (both) and FeatureInfo ResourceURLs (RESTful), queryable only
+    let host = s.addr.to_string();
+    let rest = get(&s, "/wmts/1.0.0/WMTSCapabilities.xml").await.text();
+    assert!(rest.contains(
+        "      <Format>image/png</Format>\n      <InfoFormat>application/json</InfoFormat>\n      <InfoFormat>text/plain</InfoFormat>\n      <TileMatrixSetLink>"
+    ), "{rest}");
+    assert!(rest.contains(&format!(
+        "        template=\"http://{host}/wmts/q/{{TileMatrixSet}}/{{TileMatrix}}/{{TileCol}}/{{TileRow}}.png\"/>\n      <ResourceURL format=\"application/json\" resourceType=\"FeatureInfo\" template=\"http://{host}/wmts/q/{{TileMatrixSet}}/{{TileMatrix}}/{{TileCol}}/{{TileRow}}/{{I}}/{{J}}.json\"/>\n      <ResourceURL format=\"text/plain\" resourceType=\"FeatureInfo\" template=\"http://{host}/wmts/q/{{TileMatrixSet}}/{{TileMatrix}}/{{TileCol}}/{{TileRow}}/{{I}}/{{J}}.txt\"/>\n    </Layer>"
+    )), "{rest}");
+    assert_eq!(rest.matches("<InfoFormat>").count(), 2, "{rest}");
+    assert_eq!(
+        rest.matches("resourceType=\"FeatureInfo\"").count(),
+        2,
+        "{rest}"
+    );
+    let kvp_caps = get(&s, "/service?SERVICE=WMTS&REQUEST=GetCapabilities")
+        .await
+        .text();
+    assert_eq!(kvp_caps.matches("<InfoFormat>").count(), 2, "{kvp_caps}");
+    assert!(
+        !kvp_caps.contains("resourceType=\"FeatureInfo\""),
+        "{kvp_caps}"
+    );
+
+    // no featureinfo_formats (MapProxy's default): every format is unknown
+    let s = serve(
+        r#"
+globals:
+  cache:
+    base_dir: ./cache
+services:
+  wmts:
+layers:
+  - name: q
+    title: Q
+    sources: [q_cache]
+caches:
+  q_cache:
+    grids: [GLOBAL_WEBMERCATOR]
+    sources: [up]
+sources:
+  up:
+    type: wms
+    wms_opts:
+      featureinfo: true
+    req:
+      url: http://UPSTREAM/service
+      layers: foo
+"#,
+    )
+    .await;
+    let a = get(&s, "/wmts/q/GLOBAL_WEBMERCATOR/01/1/0/1/1.txt").await;
+    exception(&a, 400, "InvalidParameterValue", "unknown infoformat: txt");
+    let a = get(
+        &s,
+        &format!("{kvp}&LAYER=q&TILEMATRIX=01&TILEROW=0&TILECOL=1&INFOFORMAT=text/plain&I=1&J=1"),
+    )
+    .await;
+    exception(
+        &a,
+        400,
+        "InvalidParameterValue",
+        "unknown infoformat: text/plain",
+    );
+    let caps = get(&s, "/wmts/1.0.0/WMTSCapabilities.xml").await.text();
+    assert!(
+        !caps.contains("InfoFormat") && !caps.contains("resourceType=\"FeatureInfo\""),
+        "{caps}"
+    );
+    assert!(s.upstream.queries.lock().expect("log").is_empty());
+}

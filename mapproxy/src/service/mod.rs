@@ -56,7 +56,7 @@ use crate::image::ImageFormat;
 use crate::tile::TileProvider;
 
 pub use response::{escape_html, html_escape, parse_httpdate, py_float, tile_etag};
-pub use wmts::restful_template_regex;
+pub use wmts::{restful_featureinfo_template_regex, restful_template_regex};
 
 /// Service metadata (`services.<svc>.md`, `services.wms.md`): what capabilities print.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -120,8 +120,14 @@ pub struct KmlConfig {
 pub struct WmtsConfig {
     pub restful: bool,
     pub restful_template: String,
+    /// `restful_featureinfo_template`.
+    pub restful_featureinfo_template: String,
     pub kvp: bool,
     pub md: ServiceMd,
+    /// `featureinfo_formats`: (suffix, MIME type) in the configuration's order (a later
+    /// entry with the same suffix replaces the MIME type in place, as an `OrderedDict`);
+    /// none by default, so that every `INFOFORMAT` is unknown.
+    pub featureinfo_formats: Vec<(String, String)>,
 }
 
 impl Default for WmtsConfig {
@@ -130,8 +136,12 @@ impl Default for WmtsConfig {
             restful: true,
             restful_template: "/{Layer}/{TileMatrixSet}/{TileMatrix}/{TileCol}/{TileRow}.{Format}"
                 .into(),
+            restful_featureinfo_template:
+                "/{Layer}/{TileMatrixSet}/{TileMatrix}/{TileCol}/{TileRow}/{I}/{J}.{InfoFormat}"
+                    .into(),
             kvp: true,
             md: ServiceMd::default(),
+            featureinfo_formats: Vec::new(),
         }
     }
 }
@@ -196,6 +206,10 @@ pub struct TileLayer {
     /// Whether WMTS can serve the grid (every level from the upper left), computed on first
     /// use: the answer walks every level, and WMTS asks it of every layer per tile.
     pub(crate) wmts_compatible: std::sync::OnceLock<bool>,
+    /// The info sources WMTS GetFeatureInfo asks (MapProxy's `info_sources`: the WMS sources
+    /// with `wms_opts.featureinfo` of the cache, and the layer's FeatureInfo-only sources);
+    /// none: the layer is not queryable.
+    pub info: Vec<crate::featureinfo::InfoLayer>,
 }
 
 impl std::fmt::Debug for TileLayer {
@@ -263,7 +277,19 @@ impl TileLayer {
             wgs84_bbox: wgs84,
             service_grid: std::sync::OnceLock::new(),
             wmts_compatible: std::sync::OnceLock::new(),
+            info: Vec::new(),
         }
+    }
+
+    /// The layer with these info sources (queryable when not empty).
+    pub fn with_info(mut self, info: Vec<crate::featureinfo::InfoLayer>) -> TileLayer {
+        self.info = info;
+        self
+    }
+
+    /// MapProxy's `TileLayer.queryable`.
+    pub fn queryable(&self) -> bool {
+        !self.info.is_empty()
     }
 
     /// Can WMTS serve this layer's grid (`supports_access_with_origin('ul')`)?
@@ -328,6 +354,8 @@ pub struct MapProxyService {
     /// The RESTful WMTS template as a regex (`None`: no RESTful WMTS, or an invalid template,
     /// which [`restful_template_regex`] reports to the configuration loader).
     wmts_regex: Option<regex::Regex>,
+    /// The RESTful WMTS FeatureInfo template as a regex, tried when `wmts_regex` does not match.
+    wmts_fi_regex: Option<regex::Regex>,
     /// What `/demo/` lists (used when `config.demo`).
     demo: demo::DemoInput,
     /// The WMS (`services.wms`), when built.
@@ -379,6 +407,10 @@ impl MapProxyService {
             .as_ref()
             .filter(|w| w.restful)
             .and_then(|w| restful_template_regex(&w.restful_template).ok());
+        let wmts_fi_regex =
+            config.wmts.as_ref().filter(|w| w.restful).and_then(|w| {
+                restful_featureinfo_template_regex(&w.restful_featureinfo_template).ok()
+            });
         let allow_origin = config
             .access_control_allow_origin
             .as_deref()
@@ -391,6 +423,7 @@ impl MapProxyService {
             kml_index,
             forwarded,
             wmts_regex,
+            wmts_fi_regex,
             demo: demo::DemoInput::default(),
             wms: None,
             allow_origin,

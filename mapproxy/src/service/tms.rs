@@ -33,7 +33,7 @@ pub(crate) struct TileRequestError {
 }
 
 impl TileRequestError {
-    fn new(msg: impl Into<String>) -> Self {
+    pub(crate) fn new(msg: impl Into<String>) -> Self {
         TileRequestError {
             msg: msg.into(),
             internal: false,
@@ -49,7 +49,7 @@ impl TileRequestError {
         }
     }
 
-    fn with_code(mut self, code: &'static str) -> Self {
+    pub(crate) fn with_code(mut self, code: &'static str) -> Self {
         self.code = Some(code);
         self
     }
@@ -507,13 +507,13 @@ async fn tile(svc: &MapProxyService, ctx: &Ctx<'_>, kind: Kind) -> Response<Body
     }
 }
 
-fn out_of_range() -> TileRequestError {
+pub(crate) fn out_of_range() -> TileRequestError {
     TileRequestError::new("The requested tile is outside the bounding box of the tile map.")
         .with_code("TileOutOfRange")
 }
 
 /// The grid's coordinate of a requested tile in `origin` (`None`: the grid's own).
-fn grid_coord(
+pub(crate) fn grid_coord(
     layer: &TileLayer,
     tile: (i64, i64, i64),
     origin: Option<Origin>,

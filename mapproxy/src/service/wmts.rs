@@ -1,21 +1,41 @@
-//! WMTS: capabilities and tiles, RESTful (`/wmts` + `restful_template`) and KVP (MapProxy's
-//! `service/wmts.py`, `request/wmts.py`, `templates/wmts100capabilities.xml`). GetFeatureInfo
-//! is not here yet: it answers `OperationNotSupported` (501).
+//! WMTS: capabilities, tiles and feature info, RESTful (`/wmts` + `restful_template`, then
+//! `restful_featureinfo_template`) and KVP (MapProxy's `service/wmts.py`, `request/wmts.py`,
+//! `templates/wmts100capabilities.xml`).
+//!
+//! GetFeatureInfo asks the layer's info sources (its cache's WMS sources with
+//! `wms_opts.featureinfo`, its FeatureInfo-only sources) at pixel `I`/`J` of the tile, in the
+//! tile's grid, as MapProxy's `WMTSServer.featureinfo` does; `INFOFORMAT` must be one of
+//! `services.wmts.featureinfo_formats` (a MIME type, or in the RESTful form its suffix).
+//! Where MapProxy raises a Python exception (a non-integer `I`, a `TileMatrix` beyond the
+//! grid's levels, a template without `{InfoFormat}`) the answer here is an OWS exception.
 
 use http::{Response, StatusCode};
 use mapproxy_serve_core::app::Body;
 use regex::Regex;
 
-use super::response::{content_type_response, html_escape, mimetype_response, no_cache, py_float};
-use super::tms::{parse_int, serve_tile, TileReq, TileRequestError};
+use super::response::mimetype_response;
+use super::response::{content_type_response, html_escape, no_cache, py_float};
+use super::tms::{grid_coord, out_of_range, parse_int, serve_tile, TileReq, TileRequestError};
 use super::{denied_response, Ctx, MapProxyService, TileLayer};
+use crate::authorize::{Authorized, Denied, LimitedTo, QueryExtent};
+use crate::featureinfo::{combine, query_all, InfoRequest};
 use crate::grid::Origin;
+use crate::srs::Srs;
 
 const CAPABILITIES_PATH: &str = "/1.0.0/WMTSCapabilities.xml";
 
 /// `URLTemplateConverter`: the template as a regex searched in the path after `/wmts`.
 /// `Err` names the required variables the template lacks.
 pub fn restful_template_regex(template: &str) -> Result<Regex, String> {
+    template_regex(template, &[])
+}
+
+/// `FeatureInfoURLTemplateConverter`: as [`restful_template_regex`], `I` and `J` required too.
+pub fn restful_featureinfo_template_regex(template: &str) -> Result<Regex, String> {
+    template_regex(template, &["I", "J"])
+}
+
+fn template_regex(template: &str, also_required: &[&str]) -> Result<Regex, String> {
     let mut re = String::from("/wmts");
     let mut found = Vec::new();
     let mut rest = template;
@@ -64,6 +84,7 @@ pub fn restful_template_regex(template: &str) -> Result<Regex, String> {
     re.push_str(&regex::escape(rest));
     let missing: Vec<&str> = ["TileCol", "TileRow", "TileMatrix", "TileMatrixSet", "Layer"]
         .into_iter()
+        .chain(also_required.iter().copied())
         .filter(|r| !found.iter().any(|f| f == r))
         .collect();
     if !missing.is_empty() {
@@ -96,13 +117,6 @@ fn wmts_error(code: Option<&str>, msg: &str) -> Response<Body> {
         html_escape(msg)
     );
     no_cache(content_type_response(status, "text/xml", body))
-}
-
-fn not_yet(what: &str) -> Response<Body> {
-    wmts_error(
-        Some("OperationNotSupported"),
-        &format!("WMTS {what} is not available yet in this server (tiles are)"),
-    )
 }
 
 /// MapProxy's `meter_per_unit`: geographic SRS count degrees of 111319.4907932736 m.
@@ -256,6 +270,14 @@ fn capabilities(svc: &MapProxyService, ctx: &Ctx<'_>, url: &str, restful: bool) 
             py_float(ll[3]),
             html_escape(&first.name),
         ));
+        if first.queryable() {
+            for (_, mime) in &wmts.featureinfo_formats {
+                d.push_str(&format!(
+                    "      <InfoFormat>{}</InfoFormat>\n",
+                    html_escape(mime)
+                ));
+            }
+        }
         for g in &grids {
             d.push_str(&format!(
                 "      <TileMatrixSetLink>\n        <TileMatrixSet>{}</TileMatrixSet>\n      </TileMatrixSetLink>\n",
@@ -271,6 +293,19 @@ fn capabilities(svc: &MapProxyService, ctx: &Ctx<'_>, url: &str, restful: bool) 
                 "      <ResourceURL format=\"image/{fmt}\" resourceType=\"tile\"\n        template=\"{}\"/>\n",
                 html_escape(&format!("{url}{template}"))
             ));
+            if first.queryable() {
+                for (suffix, mime) in &wmts.featureinfo_formats {
+                    let template = wmts
+                        .restful_featureinfo_template
+                        .replace("{InfoFormat}", suffix)
+                        .replace("{Layer}", &first.name);
+                    d.push_str(&format!(
+                        "      <ResourceURL format=\"{}\" resourceType=\"FeatureInfo\" template=\"{}\"/>\n",
+                        html_escape(mime),
+                        html_escape(&format!("{url}{template}"))
+                    ));
+                }
+            }
         }
         d.push_str("    </Layer>\n");
     }
@@ -330,6 +365,37 @@ pub(crate) async fn rest(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body>
     }
     let caps = svc.wmts_regex.as_ref().and_then(|re| re.captures(ctx.path));
     let Some(caps) = caps else {
+        // then the FeatureInfo template (request/wmts.py:428-435)
+        if let Some(caps) = svc
+            .wmts_fi_regex
+            .as_ref()
+            .and_then(|re| re.captures(ctx.path))
+        {
+            let get = |n: &str| caps.name(n).map(|m| m.as_str().to_string());
+            let int = |n: &str| parse_int(&get(n).unwrap_or_default());
+            // `I`/`J` are `\d+`: only too many digits fail here (Python's int has no limit)
+            let (Ok(i), Ok(j)) = (
+                get("I").unwrap_or_default().parse::<i64>(),
+                get("J").unwrap_or_default().parse::<i64>(),
+            ) else {
+                return wmts_error(Some("InvalidParameterValue"), "i and j must be integers");
+            };
+            let req = WmtsInfo {
+                tile: WmtsTile {
+                    layer: get("Layer").unwrap_or_default(),
+                    matrix_set: get("TileMatrixSet").unwrap_or_default(),
+                    tile: (int("TileCol"), int("TileRow"), int("TileMatrix")),
+                    format: get("Format"),
+                },
+                pos: (i, j),
+                infoformat: get("InfoFormat"),
+                feature_count: None,
+                // the RESTful request has no origin: its tile is the grid's own for the
+                // authorizer's extent
+                origin: None,
+            };
+            return featureinfo(svc, ctx, req).await;
+        }
         // a RequestError without a request: content type `text/plain`, no charset
         return no_cache(content_type_response(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -358,8 +424,9 @@ pub(crate) async fn kvp(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body> 
         .map(|r| r.to_lowercase())
         .and_then(|r| r.strip_prefix("get").map(str::to_string))
         .filter(|r| matches!(r.as_str(), "tile" | "featureinfo" | "capabilities"));
+    let featureinfo_req = kind.as_deref() == Some("featureinfo");
     match kind.as_deref() {
-        Some("tile") => {}
+        Some("tile" | "featureinfo") => {}
         Some("capabilities") => {
             // the OWS path used (`/service` or `/ows`), never extra segments (#1184)
             let name = if ctx.path.starts_with("/ows") {
@@ -369,10 +436,9 @@ pub(crate) async fn kvp(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body> 
             };
             return capabilities(svc, ctx, &format!("{}/{name}", ctx.script_url()), false);
         }
-        Some(_) => return not_yet("GetFeatureInfo"),
-        None => return wmts_error(None, "unknown WMTS request type 'None'"),
+        Some(_) | None => return wmts_error(None, "unknown WMTS request type 'None'"),
     }
-    let expected = [
+    let mut expected = vec![
         "version",
         "request",
         "layer",
@@ -383,6 +449,10 @@ pub(crate) async fn kvp(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body> 
         "tilecol",
         "format",
     ];
+    if featureinfo_req {
+        // WMTS100FeatureInfoRequest.expected_param (request/wmts.py:211)
+        expected.extend(["infoformat", "i", "j"]);
+    }
     let missing: Vec<String> = expected
         .iter()
         .filter(|p| ctx.arg(p).is_none())
@@ -426,25 +496,186 @@ pub(crate) async fn kvp(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body> 
         tile: (col, row, matrix),
         format: (!format.is_empty()).then(|| format.to_string()),
     };
-    tile(svc, ctx, req).await
+    if !featureinfo_req {
+        return tile(svc, ctx, req).await;
+    }
+    // `pos`: int(i), int(j) (request/wmts.py:194-196); MapProxy raises on anything else
+    let (Some(i), Some(j)) = (int("i"), int("j")) else {
+        return wmts_error(Some("InvalidParameterValue"), "i and j must be integers");
+    };
+    let req = WmtsInfo {
+        tile: req,
+        pos: (i, j),
+        infoformat: ctx.arg("infoformat"),
+        feature_count: ctx.arg("feature_count"),
+        origin: Some(Origin::UpperLeft),
+    };
+    featureinfo(svc, ctx, req).await
+}
+
+/// A WMTS GetFeatureInfo request, parsed.
+struct WmtsInfo {
+    tile: WmtsTile,
+    /// `I`, `J`: the pixel in the tile.
+    pos: (i64, i64),
+    /// `INFOFORMAT` (KVP) or the `{InfoFormat}` suffix (RESTful).
+    infoformat: Option<String>,
+    /// `FEATURE_COUNT` (KVP only).
+    feature_count: Option<String>,
+    /// The tile's origin for the authorizer's extent: `nw` for KVP, none for RESTful.
+    origin: Option<Origin>,
+}
+
+/// `WMTSServer.featureinfo` (service/wmts.py:113-152): `check_request` (layer, matrix set,
+/// info format), the query over the tile's bbox in the grid (`grid.tile_bbox`, the row
+/// counted from the grid's origin), the authorizer (`wmts.featureinfo`), `not queryable`,
+/// `limited_to`, the info sources; the documents merged and answered as the asked MIME type.
+async fn featureinfo(svc: &MapProxyService, ctx: &Ctx<'_>, req: WmtsInfo) -> Response<Body> {
+    let layer = match wmts_layer(svc, &req.tile) {
+        Ok(l) => l,
+        Err(e) => return error_response(e),
+    };
+    // check_request's info format (service/wmts.py:210-220)
+    let formats = svc
+        .config
+        .wmts
+        .as_ref()
+        .map(|w| w.featureinfo_formats.as_slice())
+        .unwrap_or_default();
+    let infoformat = req.infoformat.as_deref();
+    let mime = match infoformat {
+        Some(f) if f.contains('/') => formats.iter().find(|(_, m)| m == f).map(|(_, m)| m),
+        Some(f) => formats.iter().find(|(s, _)| s == f).map(|(_, m)| m),
+        None => None,
+    };
+    let Some(mime) = mime else {
+        return wmts_error(
+            Some("InvalidParameterValue"),
+            &format!("unknown infoformat: {}", infoformat.unwrap_or("None")),
+        );
+    };
+    let (col, row, matrix) = req.tile.tile;
+    // grid.tile_bbox: a level the grid has not is an IndexError in MapProxy
+    let level = usize::try_from(matrix).unwrap_or(usize::MAX);
+    let Ok(bbox) = layer.grid.tile_bbox((col, row, level), false) else {
+        return wmts_error(
+            Some("TileOutOfRange"),
+            "The requested tile is outside the bounding box of the tile map.",
+        );
+    };
+    let srs = match Srs::get(&format!("EPSG:{}", layer.grid.srs())) {
+        Ok(s) => s,
+        Err(e) => return wmts_error(None, &e.to_string()),
+    };
+    let query = InfoRequest {
+        bbox,
+        size: layer.grid.tile_size(),
+        srs: srs.clone(),
+        pos: (req.pos.0 as f64, req.pos.1 as f64),
+        pos_float: false,
+        info_format: Some(mime.clone()),
+        format: None,
+        feature_count: req.feature_count,
+    };
+    let limited_to = match authorize_info(ctx, layer, req.tile.tile, req.origin) {
+        Ok(l) => l,
+        Err(e) => return error_response(e),
+    };
+    if !layer.queryable() {
+        return wmts_error(
+            Some("OperationNotSupported"),
+            &format!("layer {} not queryable", req.tile.layer),
+        );
+    }
+    let docs = if limited_to
+        .as_ref()
+        .is_some_and(|l| !l.contains_point(&srs, query.coord()))
+    {
+        Vec::new()
+    } else {
+        match query_all(&layer.info, &query).await {
+            Ok(d) => d,
+            // MapProxy lets the source's exception through (a 500); an OWS exception here
+            Err(e) => return wmts_error(None, &e),
+        }
+    };
+    if docs.is_empty() {
+        return mimetype_response(StatusCode::OK, mime, "");
+    }
+    let (body, _) = combine(&docs);
+    mimetype_response(StatusCode::OK, mime, body)
+}
+
+/// `authorize_tile_layer(featureinfo=True)` (service/wmts.py:154-181): asked for
+/// `wmts.featureinfo` with the tile's extent (a tile outside the grid: `TileOutOfRange`);
+/// `partial` needs the layer's `featureinfo` and gives its `limited_to`, else the request's.
+fn authorize_info(
+    ctx: &Ctx<'_>,
+    layer: &TileLayer,
+    tile: (i64, i64, i64),
+    origin: Option<Origin>,
+) -> Result<Option<LimitedTo>, TileRequestError> {
+    if ctx.authorizer.is_none() {
+        return Ok(None);
+    }
+    let coord = grid_coord(layer, tile, origin, false)?;
+    let bbox = layer
+        .grid
+        .tile_bbox(coord, false)
+        .map_err(|_| out_of_range())?;
+    let extent = QueryExtent {
+        srs: format!("EPSG:{}", layer.grid.srs()),
+        bbox,
+    };
+    let denied = |s| TileRequestError::denied(Denied(s));
+    match ctx.ask("wmts.featureinfo", &[&layer.name], Some(&extent)) {
+        None | Some(Authorized::Full) => Ok(None),
+        Some(Authorized::Unauthenticated) => Err(denied(StatusCode::UNAUTHORIZED)),
+        Some(Authorized::Partial(p)) => {
+            let access = p.access(&layer.name);
+            if !access.featureinfo {
+                return Err(denied(StatusCode::FORBIDDEN));
+            }
+            Ok(access.limited_to.or(p.limited_to))
+        }
+        Some(Authorized::None) => Err(denied(StatusCode::FORBIDDEN)),
+    }
+}
+
+/// `check_request`: the layer, then its matrix set.
+fn wmts_layer<'s>(
+    svc: &'s MapProxyService,
+    req: &WmtsTile,
+) -> Result<&'s TileLayer, TileRequestError> {
+    let wmts_layers = || svc.layers().iter().filter(|l| l.wmts_compatible());
+    if !wmts_layers().any(|l| l.name == req.layer) {
+        return Err(
+            TileRequestError::new(format!("unknown layer: {}", req.layer))
+                .with_code("InvalidParameterValue"),
+        );
+    }
+    wmts_layers()
+        .find(|l| l.name == req.layer && matrix_set_name(l) == req.matrix_set)
+        .map(|l| l.as_ref())
+        .ok_or_else(|| {
+            TileRequestError::new(format!("unknown tilematrixset: {}", req.matrix_set))
+                .with_code("InvalidParameterValue")
+        })
+}
+
+/// A tile request's error as the WMTS answers it (a denial as MapProxy renders it).
+fn error_response(e: TileRequestError) -> Response<Body> {
+    match e.denied {
+        Some(d) => denied_response(d),
+        None => wmts_error(e.code, &e.msg),
+    }
 }
 
 /// `WMTSServer.tile`: layer, matrix set, then the tile in `nw` origin.
 async fn tile(svc: &MapProxyService, ctx: &Ctx<'_>, req: WmtsTile) -> Response<Body> {
-    let wmts_layers = || svc.layers().iter().filter(|l| l.wmts_compatible());
-    if !wmts_layers().any(|l| l.name == req.layer) {
-        return wmts_error(
-            Some("InvalidParameterValue"),
-            &format!("unknown layer: {}", req.layer),
-        );
-    }
-    let Some(layer) =
-        wmts_layers().find(|l| l.name == req.layer && matrix_set_name(l) == req.matrix_set)
-    else {
-        return wmts_error(
-            Some("InvalidParameterValue"),
-            &format!("unknown tilematrixset: {}", req.matrix_set),
-        );
+    let layer = match wmts_layer(svc, &req) {
+        Ok(l) => l,
+        Err(e) => return error_response(e),
     };
     let format = req
         .format
@@ -468,10 +699,7 @@ async fn tile(svc: &MapProxyService, ctx: &Ctx<'_>, req: WmtsTile) -> Response<B
     .await
     {
         Ok(res) => res,
-        Err(TileRequestError {
-            denied: Some(d), ..
-        }) => denied_response(d),
-        Err(TileRequestError { msg, code, .. }) => wmts_error(code, &msg),
+        Err(e) => error_response(e),
     }
 }
 

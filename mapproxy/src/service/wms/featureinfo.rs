@@ -12,112 +12,15 @@
 //! `application/vnd.ogc.gml`, 1.3.0 `text/xml`); no document: an empty body of the asked
 //! `INFO_FORMAT`.
 
-use std::sync::Arc;
-
-use futures_util::future::join_all;
 use http::{Response, StatusCode};
 use mapproxy_serve_core::app::Body;
 
 use super::{Version, WmsError, WmsLayer, WmsRequest, WmsService};
 use crate::authorize::{Authorized, QueryExtent};
-use crate::featureinfo::{combine, InfoDoc};
-use crate::grid::Bbox;
+pub use crate::featureinfo::InfoLayer;
+use crate::featureinfo::{combine, pixel_to_coord, query_all, InfoRequest};
 use crate::service::response::mimetype_response;
 use crate::service::Ctx;
-use crate::source::{InfoQuery, WmsSource};
-use crate::srs::Srs;
-
-/// A source answering GetFeatureInfo for a layer.
-#[derive(Clone)]
-pub struct InfoLayer {
-    pub source: Arc<WmsSource>,
-    /// `supported_srs` of the source (empty: any).
-    pub supported_srs: Vec<Arc<Srs>>,
-}
-
-impl InfoLayer {
-    /// The source's document; `None` outside its coverage (MapProxy's `WMSInfoSource`).
-    async fn get_info(&self, q: &Query) -> Result<Option<InfoDoc>, String> {
-        if let Some(cov) = self.source.coverage() {
-            if !cov.contains_point(&q.srs, pixel_to_coord(q.bbox, q.size, q.pos)) {
-                return Ok(None);
-            }
-        }
-        let supported =
-            self.supported_srs.is_empty() || self.supported_srs.iter().any(|s| **s == *q.srs);
-        let iq = if supported {
-            q.info_query(q.srs.epsg(), q.bbox, q.size, q.pos, q.pos_float)
-        } else {
-            // MapProxy's `_get_transformed_query`
-            let target = self
-                .supported_srs
-                .iter()
-                .find(|s| s.is_latlong() == q.srs.is_latlong())
-                .or_else(|| self.supported_srs.first())
-                .ok_or("no supported SRS")?;
-            let coord = pixel_to_coord(q.bbox, q.size, q.pos);
-            let bbox = q
-                .srs
-                .transform_bbox_to(target, q.bbox)
-                .map_err(|e| e.to_string())?;
-            let aratio = (bbox[3] - bbox[1]) / (bbox[2] - bbox[0]);
-            let size = (q.size.0, (aratio * f64::from(q.size.0)) as u32);
-            let c = q.srs.transform_to(target, coord);
-            let px = (c.0 - bbox[0]) * f64::from(size.0) / (bbox[2] - bbox[0]);
-            let py = (bbox[3] - c.1) * f64::from(size.1) / (bbox[3] - bbox[1]);
-            if !(px.is_finite() && py.is_finite()) {
-                return Err("the point cannot be transformed into a supported SRS".into());
-            }
-            q.info_query(target.epsg(), bbox, size, (px.round(), py.round()), false)
-        };
-        self.source
-            .get_info(&iq)
-            .await
-            .map(Some)
-            .map_err(|e| e.message)
-    }
-}
-
-/// `make_lin_transf((0, 0, w, h), bbox)(pos)`.
-fn pixel_to_coord(bbox: Bbox, size: (u32, u32), pos: (f64, f64)) -> (f64, f64) {
-    (
-        bbox[0] + pos.0 * (bbox[2] - bbox[0]) / f64::from(size.0),
-        bbox[1] + (f64::from(size.1) - pos.1) * (bbox[3] - bbox[1]) / f64::from(size.1),
-    )
-}
-
-struct Query {
-    bbox: Bbox,
-    size: (u32, u32),
-    srs: Arc<Srs>,
-    pos: (f64, f64),
-    pos_float: bool,
-    info_format: Option<String>,
-    format: Option<String>,
-    feature_count: Option<String>,
-}
-
-impl Query {
-    fn info_query(
-        &self,
-        srs: u32,
-        bbox: Bbox,
-        size: (u32, u32),
-        pos: (f64, f64),
-        pos_float: bool,
-    ) -> InfoQuery {
-        InfoQuery {
-            bbox,
-            size,
-            srs,
-            pos,
-            pos_float,
-            info_format: self.info_format.clone(),
-            format: self.format.clone(),
-            feature_count: self.feature_count.clone(),
-        }
-    }
-}
 
 impl WmsLayer {
     /// `info_layers_for_query`: this layer's own info sources when it has sources of its
@@ -203,7 +106,7 @@ pub(crate) async fn handle(
             .code("InvalidPoint"))
         }
     };
-    let query = Query {
+    let query = InfoRequest {
         bbox,
         size,
         srs: srs.clone(),
@@ -290,15 +193,9 @@ pub(crate) async fn handle(
     } else {
         actual.into_iter().flat_map(|(_, ls)| ls).collect()
     };
-    let results = join_all(info_layers.iter().map(|l| l.get_info(&query))).await;
-    let mut docs = Vec::new();
-    for r in results {
-        match r {
-            Ok(Some(d)) => docs.push(d),
-            Ok(None) => {}
-            Err(e) => return Err(WmsError::new(e)),
-        }
-    }
+    let docs = query_all(&info_layers, &query)
+        .await
+        .map_err(WmsError::new)?;
     if docs.is_empty() {
         let mime = query.info_format.as_deref().unwrap_or("text/plain");
         return Ok(mimetype_response(StatusCode::OK, mime, ""));
