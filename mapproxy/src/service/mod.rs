@@ -804,13 +804,21 @@ fn qs_decode(s: &str) -> String {
         .into_owned()
 }
 
+/// `PATH_INFO` percent-decoded: UTF-8 when the bytes are, else each byte one character, as
+/// WSGI gives it to MapProxy (latin-1, PEP 3333): `0.png%ff` asks for the format `pngÿ`
+/// (MapProxy's 404), not `png` followed by a replacement character that ends the word. (A
+/// UTF-8 layer name is found here; MapProxy reads it as latin-1 and finds no such layer.)
 fn decoded_path<B>(req: &Request<B>) -> std::borrow::Cow<'_, str> {
     let path = path_info(req);
     // most paths have nothing to decode (and a `str` is valid UTF-8 already)
     if !path.as_bytes().contains(&b'%') {
         return std::borrow::Cow::Borrowed(path);
     }
-    percent_encoding::percent_decode_str(path).decode_utf8_lossy()
+    let bytes: Vec<u8> = percent_encoding::percent_decode_str(path).collect();
+    match String::from_utf8(bytes) {
+        Ok(s) => std::borrow::Cow::Owned(s),
+        Err(e) => std::borrow::Cow::Owned(e.into_bytes().into_iter().map(char::from).collect()),
+    }
 }
 
 /// `^/(\w+)`: the first path segment's leading word characters.
