@@ -384,6 +384,11 @@ pub fn parse_httpdate(s: &str) -> Option<f64> {
     if year < 100 {
         year += if year > 68 { 1900 } else { 2000 };
     }
+    // MapProxy's parse_httpdate (util/times.py) moves years before 1970 by 2000:
+    // `If-Modified-Since: ... 1969 ...` is taken for 3969
+    if year < 1970 {
+        year += 2000;
+    }
     if !(1..=9999).contains(&year) {
         return None;
     }
@@ -461,6 +466,15 @@ mod tests {
             };
             assert_eq!(parse_httpdate(d), expect, "{d}");
         }
+        // MapProxy's years before 1970 plus 2000: 1969 is 3969, the 3-digit 100 is 2100
+        assert_eq!(
+            parse_httpdate("Fri, 01 Jan 1969 00:00:00 GMT"),
+            parse_httpdate("Fri, 01 Jan 3969 00:00:00 GMT")
+        );
+        assert_eq!(
+            parse_httpdate("Friday, 01-Jan-100 00:00:00 GMT"),
+            parse_httpdate("Fri, 01 Jan 2100 00:00:00 GMT")
+        );
         // timegm rolls over: 99 Feb 2009 is 10 May 2009
         assert_eq!(
             parse_httpdate("Fri, 99 Feb 2009 00:00:00 GMT"),
