@@ -241,23 +241,19 @@ fn split(path_and_query: &str) -> (&str, &str) {
         .unwrap_or((path_and_query, ""))
 }
 
+/// MapProxy's demo answers `content_type='text/plain'` (no charset; `Vary` as every text
+/// answer of MapProxy's `Response`).
 fn text(status: StatusCode, body: &str) -> Response<Body> {
-    let mut res = Response::new(full_body(Bytes::copy_from_slice(body.as_bytes())));
-    *res.status_mut() = status;
-    res.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    res
+    crate::service::response::content_type_response(
+        status,
+        "text/plain",
+        Bytes::copy_from_slice(body.as_bytes()),
+    )
 }
 
+/// A page: MapProxy's `content_type='text/html'`.
 fn html_response(html: String) -> Response<Body> {
-    let mut res = Response::new(full_body(html));
-    res.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    res
+    crate::service::response::content_type_response(StatusCode::OK, "text/html", html)
 }
 
 fn static_file(name: &str, headers: &HeaderMap) -> Response<Body> {
