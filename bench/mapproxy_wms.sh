@@ -10,9 +10,10 @@
 #   jpeg  1024×1024 JPEG in EPSG:3857
 #
 # each over two caches of the debug source: `debug` (meta tiles 4×4 with a buffer of 80 px: the
-# debug text lands in the meta buffer, so every tile of these areas is fully transparent, blank
-# tiles) and, as same_text, 4326_text, utm_text, jpeg_text, `debug_text` (meta_size [1, 1],
-# meta_buffer 0: each tile has its own bbox text drawn, tiles with content).
+# debug text lands in the meta buffer, so every tile of these areas is blank: opaque white, as
+# MapProxy stores a debug cache's tiles) and, as same_text, 4326_text, utm_text, jpeg_text,
+# `debug_text` (meta_size [1, 1], meta_buffer 0: each tile has its own bbox text drawn, black
+# on white).
 #
 # Prints, per round and case: req/s, p99, the server's CPU time per request (from
 # /proc/PID/stat, all its processes) and RSS after the round; then the median per-round ratios.
