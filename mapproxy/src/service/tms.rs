@@ -545,17 +545,28 @@ pub(crate) fn authorize_tile(
     if ctx.authorizer.is_none() {
         return Ok(());
     }
+    let extent = tile_extent(layer, tile, origin, use_profiles)?;
+    ctx.check_layer(service, &layer.name, Some(&extent))
+        .map_err(TileRequestError::denied)
+}
+
+/// The extent of a requested tile, as the authorizer is asked with it (a tile outside the
+/// grid: `TileOutOfRange`).
+pub(crate) fn tile_extent(
+    layer: &TileLayer,
+    tile: (i64, i64, i64),
+    origin: Option<Origin>,
+    use_profiles: bool,
+) -> Result<QueryExtent, TileRequestError> {
     let coord = grid_coord(layer, tile, origin, use_profiles)?;
     let bbox = layer
         .grid
         .tile_bbox(coord, false)
         .map_err(|_| out_of_range())?;
-    let extent = QueryExtent {
+    Ok(QueryExtent {
         srs: format!("EPSG:{}", layer.grid.srs()),
         bbox,
-    };
-    ctx.check_layer(service, &layer.name, Some(&extent))
-        .map_err(TileRequestError::denied)
+    })
 }
 
 /// `TileLayer.render` + `TileServer.map`'s response: the authorizer (`service` is what it is

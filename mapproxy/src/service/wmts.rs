@@ -15,9 +15,9 @@ use regex::Regex;
 
 use super::response::mimetype_response;
 use super::response::{content_type_response, html_escape, no_cache, py_float};
-use super::tms::{grid_coord, out_of_range, parse_int, serve_tile, TileReq, TileRequestError};
+use super::tms::{parse_int, serve_tile, tile_extent, TileReq, TileRequestError};
 use super::{denied_response, Ctx, MapProxyService, TileLayer};
-use crate::authorize::{Authorized, Denied, LimitedTo, QueryExtent};
+use crate::authorize::{Authorized, Denied, LimitedTo};
 use crate::featureinfo::{combine, query_all, InfoRequest};
 use crate::grid::Origin;
 use crate::srs::Srs;
@@ -618,15 +618,7 @@ fn authorize_info(
     if ctx.authorizer.is_none() {
         return Ok(None);
     }
-    let coord = grid_coord(layer, tile, origin, false)?;
-    let bbox = layer
-        .grid
-        .tile_bbox(coord, false)
-        .map_err(|_| out_of_range())?;
-    let extent = QueryExtent {
-        srs: format!("EPSG:{}", layer.grid.srs()),
-        bbox,
-    };
+    let extent = tile_extent(layer, tile, origin, false)?;
     let denied = |s| TileRequestError::denied(Denied(s));
     match ctx.ask("wmts.featureinfo", &[&layer.name], Some(&extent)) {
         None | Some(Authorized::Full) => Ok(None),
