@@ -314,7 +314,7 @@ services:
     image_formats: ['image/png', 'image/jpeg', 'image/png; mode=32bit']
     md:
       title: Test WMS
-      abstract: geolocated pixels
+      abstract: MapProxy's geolocated pixels
 layers:
   - name: cached
     title: Cached 3857
@@ -457,6 +457,18 @@ async fn capabilities_111_and_130() {
         assert!(t.contains(&format!("<Name>{name}</Name>")), "{name}");
     }
     assert!(t.contains("<SRS>EPSG:32632</SRS>"));
+    // metadata as the templates write it: not escaped (a plain tempita Template)
+    assert!(
+        t.contains("<Abstract>MapProxy's geolocated pixels</Abstract>"),
+        "{t}"
+    );
+    // a lon/lat bbox clipped to ±180 is MapProxy's int -180/180 (limit_llbbox)
+    assert!(
+        t.contains(
+            "<Title>Direct</Title>\n      <LatLonBoundingBox minx=\"-180\" miny=\"-89.999999\" maxx=\"180\" maxy=\"89.999999\" />"
+        ),
+        "{t}"
+    );
     // the direct layer's extent is WGS84: east/north in 1.1.1
     assert!(
         t.contains(
@@ -484,7 +496,9 @@ async fn capabilities_111_and_130() {
     );
     assert!(t.contains(r#"<BoundingBox CRS="EPSG:3857" minx="-20037508.342789244""#));
     assert!(t.contains("<CRS>CRS:84</CRS>"));
-    assert!(t.contains("<MaxWidth>4000</MaxWidth>"));
+    assert!(t.contains("\n    <MaxWidth>4000</MaxWidth>"), "{t}");
+    assert!(t.contains("<westBoundLongitude>-180</westBoundLongitude>"));
+    assert!(t.contains("<Get><OnlineResource xlink:href="), "{t}");
     // extra PATH_INFO does not leak into the online resource (MapProxy #1184)
     let t = get(&s, "/service/foo/bar?SERVICE=WMS&REQUEST=GetCapabilities")
         .await
