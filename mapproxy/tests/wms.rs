@@ -260,10 +260,19 @@ async fn serve_auth(
 struct Answer {
     status: u16,
     content_type: String,
+    /// The status line and headers, as sent.
+    head: String,
     body: Vec<u8>,
 }
 
 impl Answer {
+    /// Whether the answer carries MapProxy's no-cache headers (`cache_headers(no_cache=True)`).
+    fn no_cache(&self) -> bool {
+        let h = self.head.to_ascii_lowercase();
+        h.contains("\r\ncache-control: no-cache, no-store")
+            && h.contains("\r\npragma: no-cache")
+            && h.contains("\r\nexpires: -1")
+    }
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
@@ -303,6 +312,7 @@ async fn get(s: &Served, path: &str) -> Answer {
     Answer {
         status,
         content_type,
+        head,
         body: raw[split + 4..].to_vec(),
     }
 }
@@ -668,6 +678,153 @@ async fn exceptions_as_mapproxy() {
     assert!(a.text().contains("image size too large"));
 }
 
+/// MapProxy's reading of repeated and odd parameters (`RequestParams`: most keys joined with
+/// `,`, BBOX/WIDTH/HEIGHT/VERSION/REQUEST the first value), 1.3.0's CRS, sizes and bboxes
+/// MapProxy lets through, and errors as images for GetFeatureInfo and GetLegendGraphic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parameters_read_as_mapproxy() {
+    let s = serve(YAML).await;
+    let ok = getmap(
+        "1.1.1",
+        "cached",
+        "EPSG:3857",
+        "0,0,1000000,1000000",
+        256,
+        256,
+        "image/png",
+    );
+    let xml_cases: &[(String, &str, &str)] = &[
+        (
+            format!("{ok}&LAYERS=nope"),
+            "LayerNotDefined",
+            "unknown layer: nope<",
+        ),
+        (
+            ok.replace("LAYERS=cached", "LAYERS="),
+            "LayerNotDefined",
+            "unknown layer: <",
+        ),
+        (
+            format!("{ok}&FORMAT=image/jpeg"),
+            "InvalidFormat",
+            "unsupported image format: image/png,image/jpeg<",
+        ),
+        (
+            format!("{ok}&SRS=EPSG:4326"),
+            "InvalidSRS",
+            "unsupported srs: EPSG:3857,EPSG:4326<",
+        ),
+        (
+            format!("{ok}&STYLES=foo"),
+            "StyleNotDefined",
+            "unsupported styles: ,foo<",
+        ),
+        (
+            ok.replace("WIDTH=256", "WIDTH=99999999999999999999"),
+            "",
+            ">image size too large<",
+        ),
+        (
+            ok.replace("WIDTH=256", "WIDTH=4294967297"),
+            "",
+            ">image size too large<",
+        ),
+    ];
+    for (url, code, msg) in xml_cases {
+        let a = get(&s, url).await;
+        assert_eq!(a.status, 500, "{url}");
+        assert_eq!(a.content_type, "application/vnd.ogc.se_xml", "{url}");
+        assert!(a.no_cache(), "{url}");
+        let t = a.text();
+        assert!(t.contains(msg), "{url}: {t}");
+        match *code {
+            "" => assert!(!t.contains("code="), "{t}"),
+            c => assert!(t.contains(&format!("code=\"{c}\"")), "{t}"),
+        }
+    }
+    // WIDTH, HEIGHT and BBOX: the first value
+    let a = get(&s, &format!("{ok}&WIDTH=10&BBOX=0,0,1,1")).await;
+    assert_eq!((a.status, a.image().width()), (200, 256));
+
+    // 1.3.0 needs CRS (SRS does not stand in); 9.9.9 negotiates to 1.3.0; no VERSION is
+    // 1.3.0 with VERSION missing
+    let srs130 = ok.replace("VERSION=1.1.1", "VERSION=1.3.0");
+    for (url, msg) in [
+        (srs130.clone(), "missing parameters [&#x27;crs&#x27;]"),
+        (
+            ok.replace("VERSION=1.1.1", "VERSION=9.9.9"),
+            "missing parameters [&#x27;crs&#x27;]",
+        ),
+        (
+            ok.replace("VERSION=1.1.1&", ""),
+            "missing parameters [&#x27;version&#x27;, &#x27;crs&#x27;]",
+        ),
+    ] {
+        let a = get(&s, &url).await;
+        assert_eq!(
+            (a.status, a.content_type.as_str()),
+            (500, "text/xml; charset=utf-8"),
+            "{url}"
+        );
+        let t = a.text();
+        assert!(
+            t.contains(&format!("<ServiceException>{msg}</ServiceException>")),
+            "{url}: {t}"
+        );
+    }
+    // with CRS as well, SRS is ignored
+    let a = get(&s, &format!("{srs130}&CRS=EPSG:3857")).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+
+    // a NaN bbox passes MapProxy's checks and draws nothing: the background
+    let a = get(&s, &ok.replace("0,0,1000000,1000000", "nan,nan,nan,nan")).await;
+    assert_eq!((a.status, a.content_type.as_str()), (200, "image/png"));
+    let img = a.image();
+    assert_eq!(img.dimensions(), (256, 256));
+    assert!(img.pixels().all(|p| p.0 == [255, 255, 255, 255]));
+    // infinities stay an exception document (MapProxy: a bare internal error)
+    let a = get(&s, &ok.replace("0,0,1000000,1000000", "0,0,inf,inf")).await;
+    assert_eq!(a.status, 500);
+    assert!(
+        a.text().contains("invalid bbox 0,0,inf,inf"),
+        "{}",
+        a.text()
+    );
+
+    // image exceptions: no-cache, also for GetFeatureInfo and GetLegendGraphic
+    let inimage = "&EXCEPTIONS=application/vnd.ogc.se_inimage";
+    let a = get(&s, &format!("{ok}&LAYERS=nope{inimage}")).await;
+    assert_eq!((a.status, a.content_type.as_str()), (200, "image/png"));
+    assert!(a.no_cache(), "{}", a.head);
+    let a = get(&s, &format!("{ok}&LAYERS=nope&EXCEPTIONS=blank")).await;
+    assert_eq!((a.status, a.content_type.as_str()), (200, "image/png"));
+    assert!(a.no_cache(), "{}", a.head);
+    let fi = "/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetFeatureInfo&LAYERS=nope&QUERY_LAYERS=fi&STYLES=&SRS=EPSG:3857&BBOX=0,0,1000000,1000000&WIDTH=100&HEIGHT=80&FORMAT=image/png&X=1&Y=1";
+    let a = get(&s, &format!("{fi}{inimage}")).await;
+    assert_eq!((a.status, a.content_type.as_str()), (200, "image/png"));
+    assert!(a.no_cache(), "{}", a.head);
+    let img = a.image();
+    assert_eq!(img.dimensions(), (100, 80));
+    assert!(img.pixels().any(|p| p.0[0] < 100), "the message is drawn");
+    let a = get(&s, fi).await;
+    assert_eq!(a.status, 500);
+    assert!(a.text().contains("unknown layer: nope"), "{}", a.text());
+    let a = get(
+        &s,
+        &format!("/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetLegendGraphic&LAYER=nope&FORMAT=image/png{inimage}"),
+    )
+    .await;
+    assert_eq!((a.status, a.content_type.as_str()), (200, "image/png"));
+    assert_eq!(a.image().dimensions(), (256, 256));
+    // capabilities keep their XML handler
+    let a = get(
+        &s,
+        &format!("/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetCapabilities{inimage}"),
+    )
+    .await;
+    assert_eq!(a.content_type, "application/vnd.ogc.wms_xml");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn getmap_from_the_cache_same_srs_and_reprojected() {
     let s = serve(YAML).await;
@@ -924,9 +1081,37 @@ sources:
     let s = serve(&yaml(2)).await;
     let a = get(&s, &url.replace("LAYERS=one", "LAYERS=limited")).await;
     assert_eq!(a.status, 500);
+    // a request error (MapBBOXError), not a source error: no "Could not get any sources"
+    assert!(
+        a.text().contains(
+            "<ServiceException>Request too large or invalid BBOX. (too many tiles, max_tile_limit: 4, num_tiles: 9)</ServiceException>"
+        ),
+        "{}",
+        a.text()
+    );
+    // as an image: the message drawn, no-cache as every error answer
+    let a = get(
+        &s,
+        &format!(
+            "{}&EXCEPTIONS=application/vnd.ogc.se_inimage",
+            url.replace("LAYERS=one", "LAYERS=limited")
+        ),
+    )
+    .await;
+    assert_eq!((a.status, a.content_type.as_str()), (200, "image/png"));
+    assert!(a.no_cache(), "{}", a.head);
+    // a negative WIDTH reaches the cache as a negative resolution (its finest level):
+    // MapProxy's "too many tiles" there too
+    let a = get(
+        &s,
+        &url.replace("LAYERS=one", "LAYERS=limited")
+            .replace("WIDTH=768", "WIDTH=-10"),
+    )
+    .await;
+    assert_eq!(a.status, 500);
     assert!(
         a.text()
-            .contains("too many tiles, max_tile_limit: 4, num_tiles: 9"),
+            .contains("<ServiceException>Request too large or invalid BBOX. (too many tiles, max_tile_limit: 4, num_tiles: "),
         "{}",
         a.text()
     );
