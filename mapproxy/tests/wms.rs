@@ -825,6 +825,119 @@ async fn parameters_read_as_mapproxy() {
     assert_eq!(a.content_type, "application/vnd.ogc.wms_xml");
 }
 
+/// image/gif, image/tiff and image/GeoTIFF (MapProxy's default image_formats): maps that
+/// decode, GIF paletted, TIFFs with MapProxy's GeoTIFF tags for the map's bbox and SRS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gif_tiff_and_geotiff_maps() {
+    let formats = "image_formats: ['image/png', 'image/jpeg', 'image/png; mode=32bit']";
+    assert!(YAML.contains(formats));
+    let yaml = YAML.replace(
+        formats,
+        "image_formats: ['image/png', 'image/gif', 'image/tiff', 'image/GeoTIFF']",
+    );
+    let s = serve(&yaml).await;
+    let url = |fmt: &str| {
+        getmap(
+            "1.1.1",
+            "cached",
+            "EPSG:3857",
+            "0,0,1000000,500000",
+            100,
+            50,
+            fmt,
+        )
+    };
+    let a = get(&s, &url("image/gif")).await;
+    assert_eq!((a.status, a.content_type.as_str()), (200, "image/gif"));
+    assert!(a.body.starts_with(b"GIF87a"), "{}", a.text());
+    assert_eq!(a.image().dimensions(), (100, 50));
+    // the tag values of a little-endian TIFF's IFD
+    fn tag(b: &[u8], want: u16) -> Option<Vec<u8>> {
+        let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+        let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let ifd = u32_at(4) as usize;
+        (0..usize::from(u16_at(ifd))).find_map(|i| {
+            let e = ifd + 2 + 12 * i;
+            (u16_at(e) == want).then(|| {
+                let size = match u16_at(e + 2) {
+                    3 => 2,
+                    4 => 4,
+                    _ => 8,
+                } * u32_at(e + 4) as usize;
+                let at = if size <= 4 {
+                    e + 8
+                } else {
+                    u32_at(e + 8) as usize
+                };
+                b[at..at + size].to_vec()
+            })
+        })
+    }
+    let f64s = |v: Vec<u8>| -> Vec<f64> {
+        v.chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect()
+    };
+    let u16s = |v: Vec<u8>| -> Vec<u16> {
+        v.chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect()
+    };
+    for fmt in ["image/tiff", "image/GeoTIFF"] {
+        let a = get(&s, &url(fmt)).await;
+        assert_eq!(
+            (a.status, a.content_type.as_str()),
+            (200, fmt),
+            "{}",
+            a.text()
+        );
+        assert!(a.body.starts_with(b"II*\0\x08\0\0\0"));
+        assert_eq!(a.image().dimensions(), (100, 50));
+        let b = &a.body;
+        assert_eq!(tag(b, 259).map(u16s), Some(vec![1]), "uncompressed");
+        assert_eq!(
+            tag(b, 33550).map(f64s),
+            Some(vec![10000.0, 10000.0, 0.0]),
+            "ModelPixelScale"
+        );
+        assert_eq!(
+            tag(b, 33922).map(f64s),
+            Some(vec![0.0, 0.0, 0.0, 0.0, 500000.0, 0.0]),
+            "ModelTiepoint"
+        );
+        assert_eq!(
+            tag(b, 34735).map(u16s),
+            Some(vec![
+                1, 1, 0, 3, 1024, 0, 1, 1, 1025, 0, 1, 1, 3072, 0, 1, 3857
+            ]),
+            "GeoKeyDirectory"
+        );
+    }
+    // 1.3.0 in EPSG:4326: the bbox in east/north order, a geographic model
+    let a = get(
+        &s,
+        &getmap(
+            "1.3.0",
+            "cached",
+            "EPSG:4326",
+            "40,0,50,20",
+            100,
+            50,
+            "image/GeoTIFF",
+        ),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(
+        tag(&a.body, 33922).map(f64s),
+        Some(vec![0.0, 0.0, 0.0, 0.0, 50.0, 0.0])
+    );
+    assert_eq!(
+        tag(&a.body, 34735).map(u16s).map(|k| (k[7], k[15])),
+        Some((2, 4326))
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn getmap_from_the_cache_same_srs_and_reprojected() {
     let s = serve(YAML).await;

@@ -241,6 +241,12 @@ pub(crate) async fn handle(
     let mut opts = ImageOpts::new(ImageFormat::new(format.clone()));
     opts.transparent = transparent;
     opts.jpeg_quality = wms.config.jpeg_quality;
+    // `result.georef`: a TIFF gets the map's GeoTIFF tags (service/wms.py:166)
+    opts.georef = Some(crate::image::GeoRef {
+        bbox,
+        epsg: srs.epsg(),
+        latlong: srs.is_latlong(),
+    });
     let lower = format.to_ascii_lowercase();
     opts.paletted =
         wms.config.paletted && !(lower.contains("mode=24bit") || lower.contains("mode=32bit"));
