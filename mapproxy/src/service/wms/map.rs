@@ -17,7 +17,8 @@
 //!
 //! The images are merged in order over `BGCOLOR` (or transparent with `TRANSPARENT=true`)
 //! and encoded as the format asks: PNG paletted by default (`image.paletted`), 24/32 bit with
-//! `mode=24bit`/`32bit`, JPEG with `jpeg_quality`.
+//! `mode=24bit`/`32bit`, JPEG with `jpeg_quality`, GIF, and TIFF/GeoTIFF with the map's
+//! GeoTIFF tags.
 
 use std::sync::Arc;
 

@@ -4,7 +4,7 @@
 //! | request | what |
 //! |---|---|
 //! | `GetCapabilities` | 1.0.0/1.1.0/1.1.1 (`application/vnd.ogc.wms_xml`) and 1.3.0 (`text/xml`) documents: service metadata, the layer tree, SRS lists, bboxes (1.3.0 axis order) ([`capabilities`]) |
-//! | `GetMap` | layers from caches (the best grid and level, tiles stitched, cropped, resampled or reprojected) and from direct WMS sources, merged in order; PNG (paletted by default), JPEG ([`map`]) |
+//! | `GetMap` | layers from caches (the best grid and level, tiles stitched, cropped, resampled or reprojected) and from direct WMS sources, merged in order; PNG (paletted by default), JPEG, GIF, TIFF/GeoTIFF ([`map`]) |
 //! | `GetFeatureInfo` | forwarded to the layers' info sources, the documents merged ([`featureinfo`]) |
 //! | `GetLegendGraphic` | the layer's legends (`legendurl`, upstream GetLegendGraphic), cached and stacked ([`legend`]) |
 //!
@@ -12,8 +12,10 @@
 //! case-insensitive. Errors are MapProxy's exception documents (1.1.1
 //! `application/vnd.ogc.se_xml`, 1.3.0 `text/xml` in the ogc namespace, 1.0.0 `WMTException`),
 //! HTTP 500 as MapProxy ≥ 3 answers them, or with `EXCEPTIONS=...inimage`/`...blank` an image
-//! (200). Requests MapProxy answers with a bare `internal error` (a malformed `BBOX` or
-//! `VERSION`, `WIDTH=0`) get an exception document here.
+//! (200; GetMap, GetFeatureInfo, GetLegendGraphic), all no-cache. A repeated parameter is read
+//! as MapProxy reads that one: its values joined with `,` or its first value (`Params`).
+//! Requests MapProxy answers with a bare `internal error` (a malformed `BBOX` or `VERSION`,
+//! `WIDTH=0`, a repeated `X`) get an exception document here.
 
 mod capabilities;
 mod featureinfo;
