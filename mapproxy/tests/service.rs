@@ -902,6 +902,32 @@ async fn wmts_kvp_tiles() {
             500,
             "StyleNotDefined",
         ),
+        // repeated: the values joined, as MapProxy's RequestParams (a repeated TILEMATRIX
+        // or TILECOL is MapProxy's internal error, int("1,1"); ours the integer error)
+        (
+            "LAYER=wms_cache",
+            "LAYER=wms_cache&LAYER=wms_cache",
+            400,
+            "unknown layer: wms_cache,wms_cache",
+        ),
+        (
+            "TILEMATRIXSET=GLOBAL_MERCATOR",
+            "TILEMATRIXSET=GLOBAL_MERCATOR&TILEMATRIXSET=GLOBAL_MERCATOR",
+            400,
+            "unknown tilematrixset: GLOBAL_MERCATOR,GLOBAL_MERCATOR",
+        ),
+        (
+            "STYLE=default",
+            "STYLE=default&STYLES=&STYLES=x",
+            500,
+            "unsupported styles: ,x",
+        ),
+        (
+            "TILEMATRIX=01",
+            "TILEMATRIX=01&TILEMATRIX=01",
+            400,
+            "must be integers",
+        ),
     ]
     .map(|(a, b, s, n)| ((a, b), s, n))
     {

@@ -260,10 +260,19 @@ async fn serve_auth(
 struct Answer {
     status: u16,
     content_type: String,
+    /// The status line and headers, as sent.
+    head: String,
     body: Vec<u8>,
 }
 
 impl Answer {
+    /// Whether the answer carries MapProxy's no-cache headers (`cache_headers(no_cache=True)`).
+    fn no_cache(&self) -> bool {
+        let h = self.head.to_ascii_lowercase();
+        h.contains("\r\ncache-control: no-cache, no-store")
+            && h.contains("\r\npragma: no-cache")
+            && h.contains("\r\nexpires: -1")
+    }
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
@@ -303,6 +312,7 @@ async fn get(s: &Served, path: &str) -> Answer {
     Answer {
         status,
         content_type,
+        head,
         body: raw[split + 4..].to_vec(),
     }
 }
@@ -314,7 +324,7 @@ services:
     image_formats: ['image/png', 'image/jpeg', 'image/png; mode=32bit']
     md:
       title: Test WMS
-      abstract: geolocated pixels
+      abstract: MapProxy's geolocated pixels
 layers:
   - name: cached
     title: Cached 3857
@@ -457,6 +467,18 @@ async fn capabilities_111_and_130() {
         assert!(t.contains(&format!("<Name>{name}</Name>")), "{name}");
     }
     assert!(t.contains("<SRS>EPSG:32632</SRS>"));
+    // metadata as the templates write it: not escaped (a plain tempita Template)
+    assert!(
+        t.contains("<Abstract>MapProxy's geolocated pixels</Abstract>"),
+        "{t}"
+    );
+    // a lon/lat bbox clipped to ±180 is MapProxy's int -180/180 (limit_llbbox)
+    assert!(
+        t.contains(
+            "<Title>Direct</Title>\n      <LatLonBoundingBox minx=\"-180\" miny=\"-89.999999\" maxx=\"180\" maxy=\"89.999999\" />"
+        ),
+        "{t}"
+    );
     // the direct layer's extent is WGS84: east/north in 1.1.1
     assert!(
         t.contains(
@@ -484,7 +506,9 @@ async fn capabilities_111_and_130() {
     );
     assert!(t.contains(r#"<BoundingBox CRS="EPSG:3857" minx="-20037508.342789244""#));
     assert!(t.contains("<CRS>CRS:84</CRS>"));
-    assert!(t.contains("<MaxWidth>4000</MaxWidth>"));
+    assert!(t.contains("\n    <MaxWidth>4000</MaxWidth>"), "{t}");
+    assert!(t.contains("<westBoundLongitude>-180</westBoundLongitude>"));
+    assert!(t.contains("<Get><OnlineResource xlink:href="), "{t}");
     // extra PATH_INFO does not leak into the online resource (MapProxy #1184)
     let t = get(&s, "/service/foo/bar?SERVICE=WMS&REQUEST=GetCapabilities")
         .await
@@ -652,6 +676,266 @@ async fn exceptions_as_mapproxy() {
     .await;
     assert_eq!(a.status, 500);
     assert!(a.text().contains("image size too large"));
+}
+
+/// MapProxy's reading of repeated and odd parameters (`RequestParams`: most keys joined with
+/// `,`, BBOX/WIDTH/HEIGHT/VERSION/REQUEST the first value), 1.3.0's CRS, sizes and bboxes
+/// MapProxy lets through, and errors as images for GetFeatureInfo and GetLegendGraphic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parameters_read_as_mapproxy() {
+    let s = serve(YAML).await;
+    let ok = getmap(
+        "1.1.1",
+        "cached",
+        "EPSG:3857",
+        "0,0,1000000,1000000",
+        256,
+        256,
+        "image/png",
+    );
+    let xml_cases: &[(String, &str, &str)] = &[
+        (
+            format!("{ok}&LAYERS=nope"),
+            "LayerNotDefined",
+            "unknown layer: nope<",
+        ),
+        (
+            ok.replace("LAYERS=cached", "LAYERS="),
+            "LayerNotDefined",
+            "unknown layer: <",
+        ),
+        (
+            format!("{ok}&FORMAT=image/jpeg"),
+            "InvalidFormat",
+            "unsupported image format: image/png,image/jpeg<",
+        ),
+        (
+            format!("{ok}&SRS=EPSG:4326"),
+            "InvalidSRS",
+            "unsupported srs: EPSG:3857,EPSG:4326<",
+        ),
+        (
+            format!("{ok}&STYLES=foo"),
+            "StyleNotDefined",
+            "unsupported styles: ,foo<",
+        ),
+        (
+            ok.replace("WIDTH=256", "WIDTH=99999999999999999999"),
+            "",
+            ">image size too large<",
+        ),
+        (
+            ok.replace("WIDTH=256", "WIDTH=4294967297"),
+            "",
+            ">image size too large<",
+        ),
+    ];
+    for (url, code, msg) in xml_cases {
+        let a = get(&s, url).await;
+        assert_eq!(a.status, 500, "{url}");
+        assert_eq!(a.content_type, "application/vnd.ogc.se_xml", "{url}");
+        assert!(a.no_cache(), "{url}");
+        let t = a.text();
+        assert!(t.contains(msg), "{url}: {t}");
+        match *code {
+            "" => assert!(!t.contains("code="), "{t}"),
+            c => assert!(t.contains(&format!("code=\"{c}\"")), "{t}"),
+        }
+    }
+    // WIDTH, HEIGHT and BBOX: the first value
+    let a = get(&s, &format!("{ok}&WIDTH=10&BBOX=0,0,1,1")).await;
+    assert_eq!((a.status, a.image().width()), (200, 256));
+
+    // 1.3.0 needs CRS (SRS does not stand in); 9.9.9 negotiates to 1.3.0; no VERSION is
+    // 1.3.0 with VERSION missing
+    let srs130 = ok.replace("VERSION=1.1.1", "VERSION=1.3.0");
+    for (url, msg) in [
+        (srs130.clone(), "missing parameters [&#x27;crs&#x27;]"),
+        (
+            ok.replace("VERSION=1.1.1", "VERSION=9.9.9"),
+            "missing parameters [&#x27;crs&#x27;]",
+        ),
+        (
+            ok.replace("VERSION=1.1.1&", ""),
+            "missing parameters [&#x27;version&#x27;, &#x27;crs&#x27;]",
+        ),
+    ] {
+        let a = get(&s, &url).await;
+        assert_eq!(
+            (a.status, a.content_type.as_str()),
+            (500, "text/xml; charset=utf-8"),
+            "{url}"
+        );
+        let t = a.text();
+        assert!(
+            t.contains(&format!("<ServiceException>{msg}</ServiceException>")),
+            "{url}: {t}"
+        );
+    }
+    // with CRS as well, SRS is ignored
+    let a = get(&s, &format!("{srs130}&CRS=EPSG:3857")).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+
+    // a NaN bbox passes MapProxy's checks and draws nothing: the background
+    let a = get(&s, &ok.replace("0,0,1000000,1000000", "nan,nan,nan,nan")).await;
+    assert_eq!((a.status, a.content_type.as_str()), (200, "image/png"));
+    let img = a.image();
+    assert_eq!(img.dimensions(), (256, 256));
+    assert!(img.pixels().all(|p| p.0 == [255, 255, 255, 255]));
+    // infinities stay an exception document (MapProxy: a bare internal error)
+    let a = get(&s, &ok.replace("0,0,1000000,1000000", "0,0,inf,inf")).await;
+    assert_eq!(a.status, 500);
+    assert!(
+        a.text().contains("invalid bbox 0,0,inf,inf"),
+        "{}",
+        a.text()
+    );
+
+    // image exceptions: no-cache, also for GetFeatureInfo and GetLegendGraphic
+    let inimage = "&EXCEPTIONS=application/vnd.ogc.se_inimage";
+    let a = get(&s, &format!("{ok}&LAYERS=nope{inimage}")).await;
+    assert_eq!((a.status, a.content_type.as_str()), (200, "image/png"));
+    assert!(a.no_cache(), "{}", a.head);
+    let a = get(&s, &format!("{ok}&LAYERS=nope&EXCEPTIONS=blank")).await;
+    assert_eq!((a.status, a.content_type.as_str()), (200, "image/png"));
+    assert!(a.no_cache(), "{}", a.head);
+    let fi = "/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetFeatureInfo&LAYERS=nope&QUERY_LAYERS=fi&STYLES=&SRS=EPSG:3857&BBOX=0,0,1000000,1000000&WIDTH=100&HEIGHT=80&FORMAT=image/png&X=1&Y=1";
+    let a = get(&s, &format!("{fi}{inimage}")).await;
+    assert_eq!((a.status, a.content_type.as_str()), (200, "image/png"));
+    assert!(a.no_cache(), "{}", a.head);
+    let img = a.image();
+    assert_eq!(img.dimensions(), (100, 80));
+    assert!(img.pixels().any(|p| p.0[0] < 100), "the message is drawn");
+    let a = get(&s, fi).await;
+    assert_eq!(a.status, 500);
+    assert!(a.text().contains("unknown layer: nope"), "{}", a.text());
+    let a = get(
+        &s,
+        &format!("/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetLegendGraphic&LAYER=nope&FORMAT=image/png{inimage}"),
+    )
+    .await;
+    assert_eq!((a.status, a.content_type.as_str()), (200, "image/png"));
+    assert_eq!(a.image().dimensions(), (256, 256));
+    // capabilities keep their XML handler
+    let a = get(
+        &s,
+        &format!("/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetCapabilities{inimage}"),
+    )
+    .await;
+    assert_eq!(a.content_type, "application/vnd.ogc.wms_xml");
+}
+
+/// image/gif, image/tiff and image/GeoTIFF (MapProxy's default image_formats): maps that
+/// decode, GIF paletted, TIFFs with MapProxy's GeoTIFF tags for the map's bbox and SRS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gif_tiff_and_geotiff_maps() {
+    let formats = "image_formats: ['image/png', 'image/jpeg', 'image/png; mode=32bit']";
+    assert!(YAML.contains(formats));
+    let yaml = YAML.replace(
+        formats,
+        "image_formats: ['image/png', 'image/gif', 'image/tiff', 'image/GeoTIFF']",
+    );
+    let s = serve(&yaml).await;
+    let url = |fmt: &str| {
+        getmap(
+            "1.1.1",
+            "cached",
+            "EPSG:3857",
+            "0,0,1000000,500000",
+            100,
+            50,
+            fmt,
+        )
+    };
+    let a = get(&s, &url("image/gif")).await;
+    assert_eq!((a.status, a.content_type.as_str()), (200, "image/gif"));
+    assert!(a.body.starts_with(b"GIF87a"), "{}", a.text());
+    assert_eq!(a.image().dimensions(), (100, 50));
+    // the tag values of a little-endian TIFF's IFD
+    fn tag(b: &[u8], want: u16) -> Option<Vec<u8>> {
+        let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+        let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let ifd = u32_at(4) as usize;
+        (0..usize::from(u16_at(ifd))).find_map(|i| {
+            let e = ifd + 2 + 12 * i;
+            (u16_at(e) == want).then(|| {
+                let size = match u16_at(e + 2) {
+                    3 => 2,
+                    4 => 4,
+                    _ => 8,
+                } * u32_at(e + 4) as usize;
+                let at = if size <= 4 {
+                    e + 8
+                } else {
+                    u32_at(e + 8) as usize
+                };
+                b[at..at + size].to_vec()
+            })
+        })
+    }
+    let f64s = |v: Vec<u8>| -> Vec<f64> {
+        v.chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect()
+    };
+    let u16s = |v: Vec<u8>| -> Vec<u16> {
+        v.chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect()
+    };
+    for fmt in ["image/tiff", "image/GeoTIFF"] {
+        let a = get(&s, &url(fmt)).await;
+        assert_eq!(
+            (a.status, a.content_type.as_str()),
+            (200, fmt),
+            "{}",
+            a.text()
+        );
+        assert!(a.body.starts_with(b"II*\0\x08\0\0\0"));
+        assert_eq!(a.image().dimensions(), (100, 50));
+        let b = &a.body;
+        assert_eq!(tag(b, 259).map(u16s), Some(vec![1]), "uncompressed");
+        assert_eq!(
+            tag(b, 33550).map(f64s),
+            Some(vec![10000.0, 10000.0, 0.0]),
+            "ModelPixelScale"
+        );
+        assert_eq!(
+            tag(b, 33922).map(f64s),
+            Some(vec![0.0, 0.0, 0.0, 0.0, 500000.0, 0.0]),
+            "ModelTiepoint"
+        );
+        assert_eq!(
+            tag(b, 34735).map(u16s),
+            Some(vec![
+                1, 1, 0, 3, 1024, 0, 1, 1, 1025, 0, 1, 1, 3072, 0, 1, 3857
+            ]),
+            "GeoKeyDirectory"
+        );
+    }
+    // 1.3.0 in EPSG:4326: the bbox in east/north order, a geographic model
+    let a = get(
+        &s,
+        &getmap(
+            "1.3.0",
+            "cached",
+            "EPSG:4326",
+            "40,0,50,20",
+            100,
+            50,
+            "image/GeoTIFF",
+        ),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(
+        tag(&a.body, 33922).map(f64s),
+        Some(vec![0.0, 0.0, 0.0, 0.0, 50.0, 0.0])
+    );
+    assert_eq!(
+        tag(&a.body, 34735).map(u16s).map(|k| (k[7], k[15])),
+        Some((2, 4326))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -910,9 +1194,37 @@ sources:
     let s = serve(&yaml(2)).await;
     let a = get(&s, &url.replace("LAYERS=one", "LAYERS=limited")).await;
     assert_eq!(a.status, 500);
+    // a request error (MapBBOXError), not a source error: no "Could not get any sources"
+    assert!(
+        a.text().contains(
+            "<ServiceException>Request too large or invalid BBOX. (too many tiles, max_tile_limit: 4, num_tiles: 9)</ServiceException>"
+        ),
+        "{}",
+        a.text()
+    );
+    // as an image: the message drawn, no-cache as every error answer
+    let a = get(
+        &s,
+        &format!(
+            "{}&EXCEPTIONS=application/vnd.ogc.se_inimage",
+            url.replace("LAYERS=one", "LAYERS=limited")
+        ),
+    )
+    .await;
+    assert_eq!((a.status, a.content_type.as_str()), (200, "image/png"));
+    assert!(a.no_cache(), "{}", a.head);
+    // a negative WIDTH reaches the cache as a negative resolution (its finest level):
+    // MapProxy's "too many tiles" there too
+    let a = get(
+        &s,
+        &url.replace("LAYERS=one", "LAYERS=limited")
+            .replace("WIDTH=768", "WIDTH=-10"),
+    )
+    .await;
+    assert_eq!(a.status, 500);
     assert!(
         a.text()
-            .contains("too many tiles, max_tile_limit: 4, num_tiles: 9"),
+            .contains("<ServiceException>Request too large or invalid BBOX. (too many tiles, max_tile_limit: 4, num_tiles: "),
         "{}",
         a.text()
     );

@@ -10,6 +10,12 @@
 //! - `image/jpeg`: RGB at `jpeg_quality` (MapProxy's default 90).
 //! - `mixed`: a PNG (RGBA, not quantized: MapProxy gives `mixed` no `colors`) when any pixel is
 //!   not fully opaque, a JPEG otherwise.
+//! - `image/gif`: paletted (Pillow converts to `P` for GIF): at most 256 colours, GIF87a, or
+//!   GIF89a with a transparent index when the format is transparent and a pixel is.
+//! - `image/tiff`, `image/GeoTIFF` (`filter_format`): uncompressed, RGB (RGBA with an
+//!   unassociated alpha when a pixel is not opaque), one strip, laid out byte for byte as
+//!   Pillow's TIFF writer lays it out; with a [`GeoRef`] (WMS maps) MapProxy's GeoTIFF tags
+//!   `ModelPixelScale`, `ModelTiepoint` and `GeoKeyDirectory` (`GeoReference.tiff_tags`).
 //!
 //! Compression is zlib level 6 as Pillow's default `compress_level`; paletted rows are not
 //! filtered (Pillow's encoder filters only truecolour rows) and are deflated with the zlib
@@ -39,6 +45,19 @@ pub struct ImageOpts {
     pub paletted: bool,
     /// Palette size for paletted PNGs (MapProxy's default 256).
     pub colors: u16,
+    /// Where a map lies, for the GeoTIFF tags of a TIFF (MapProxy sets `result.georef` for
+    /// WMS maps, service/wms.py:166).
+    pub georef: Option<GeoRef>,
+}
+
+/// MapProxy's `GeoReference`: a bbox (east/north order) in an SRS.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GeoRef {
+    pub bbox: [f64; 4],
+    /// The EPSG number (`GeoKeyDirectory` key 3072).
+    pub epsg: u32,
+    /// Geographic (`GTModelType` 2) or projected (1).
+    pub latlong: bool,
 }
 
 impl ImageOpts {
@@ -49,6 +68,7 @@ impl ImageOpts {
             jpeg_quality: 90,
             paletted: true,
             colors: 256,
+            georef: None,
         }
     }
 }
@@ -459,6 +479,8 @@ enum Target {
     Png,
     Jpeg,
     Mixed,
+    Gif,
+    Tiff,
 }
 
 fn target(format: &ImageFormat) -> Result<Target, ImageError> {
@@ -469,9 +491,14 @@ fn target(format: &ImageFormat) -> Result<Target, ImageError> {
         Ok(Target::Jpeg)
     } else if ext == "mixed" {
         Ok(Target::Mixed)
+    } else if ext == "gif" {
+        Ok(Target::Gif)
+    } else if ext == "tiff" || ext == "tif" || ext == "geotiff" {
+        // MapProxy's filter_format: geotiff is written as tiff (image/__init__.py:463)
+        Ok(Target::Tiff)
     } else {
         Err(ImageError(format!(
-            "cannot encode {format}: expected a PNG, JPEG or mixed format"
+            "cannot encode {format}: expected a PNG, JPEG, GIF, TIFF or mixed format"
         )))
     }
 }
@@ -494,8 +521,169 @@ pub fn encode(img: &RgbaImage, opts: &ImageOpts) -> Result<Bytes, ImageError> {
                 encode_jpeg(img, opts.jpeg_quality)?
             }
         }
+        Target::Gif => encode_gif(img, opts.transparent)?,
+        Target::Tiff => encode_tiff(img, opts.georef.as_ref())?,
     };
     Ok(Bytes::from(out))
+}
+
+/// A paletted GIF: the image's colours (quantized to 256 when it has more), GIF87a, or GIF89a
+/// with the fully transparent colour as its transparent index when `transparent` and a pixel
+/// is transparent.
+fn encode_gif(img: &RgbaImage, transparent: bool) -> Result<Vec<u8>, ImageError> {
+    let err = |e: gif::EncodingError| ImageError(format!("cannot encode GIF: {e}"));
+    let (w, h) = img.dimensions();
+    let (Ok(w16), Ok(h16)) = (u16::try_from(w), u16::try_from(h)) else {
+        return Err(ImageError(format!(
+            "cannot encode GIF: {w}×{h} is too large"
+        )));
+    };
+    let alpha = transparent && has_transparency(img);
+    let mut q = quantize(img, 256, alpha);
+    let mut key = None;
+    if alpha {
+        // GIF has one transparent index: the clearest colour, made fully transparent
+        if let Some(i) = (0..q.palette.len()).min_by_key(|&i| q.palette[i][3]) {
+            if q.palette[i][3] < 128 {
+                key = u8::try_from(i).ok();
+            }
+        }
+    }
+    if q.palette.is_empty() {
+        q.palette.push([0, 0, 0, 255]);
+    }
+    // a colour table of 2^n entries, as GIF stores it
+    let mut rgb: Vec<u8> = q.palette.iter().flat_map(|c| [c[0], c[1], c[2]]).collect();
+    let n = q.palette.len().next_power_of_two().max(2);
+    rgb.resize(n * 3, 0);
+    let mut out = Vec::new();
+    {
+        let mut enc = gif::Encoder::new(&mut out, w16, h16, &rgb).map_err(err)?;
+        let frame = gif::Frame {
+            width: w16,
+            height: h16,
+            buffer: std::borrow::Cow::Borrowed(&q.indices),
+            transparent: key,
+            ..gif::Frame::default()
+        };
+        enc.write_frame(&frame).map_err(err)?;
+    }
+    // the gif crate writes GIF89a; Pillow writes GIF87a when nothing needs 89a
+    if key.is_none() && out.starts_with(b"GIF89a") {
+        out[..6].copy_from_slice(b"GIF87a");
+    }
+    Ok(out)
+}
+
+/// An uncompressed TIFF as Pillow's writer lays it out (little endian, the IFD at offset 8
+/// with its entries in tag order, the values that do not fit an entry after it in entry order,
+/// each padded to an even length, then the pixels as one strip); RGB, or RGBA with
+/// `ExtraSamples` 2 (unassociated alpha) when a pixel is not opaque. With `georef`, MapProxy's
+/// GeoTIFF tags (`GeoReference.tiff_tags`, image/__init__.py:58-91).
+fn encode_tiff(img: &RgbaImage, georef: Option<&GeoRef>) -> Result<Vec<u8>, ImageError> {
+    const SHORT: u16 = 3;
+    const LONG: u16 = 4;
+    const DOUBLE: u16 = 12;
+    let too_large = || ImageError("cannot encode TIFF: too large".into());
+    let (w, h) = img.dimensions();
+    let alpha = has_transparency(img);
+    let samples: u16 = if alpha { 4 } else { 3 };
+    let data_len =
+        u32::try_from(u64::from(w) * u64::from(h) * u64::from(samples)).map_err(|_| too_large())?;
+    // (tag, type, count, value bytes)
+    let short = |v: &[u16]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let double = |v: &[f64]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let mut entries: Vec<(u16, u16, u32, Vec<u8>)> = vec![
+        (256, LONG, 1, w.to_le_bytes().to_vec()),
+        (257, LONG, 1, h.to_le_bytes().to_vec()),
+        (
+            258,
+            SHORT,
+            u32::from(samples),
+            short(&vec![8; usize::from(samples)]),
+        ),
+        (259, SHORT, 1, short(&[1])),
+        (262, SHORT, 1, short(&[2])),
+        // StripOffsets: set below, once the layout is known
+        (273, LONG, 1, 0u32.to_le_bytes().to_vec()),
+        (277, SHORT, 1, short(&[samples])),
+        (278, LONG, 1, h.to_le_bytes().to_vec()),
+        (279, LONG, 1, data_len.to_le_bytes().to_vec()),
+        (284, SHORT, 1, short(&[1])),
+    ];
+    if alpha {
+        entries.push((338, SHORT, 1, short(&[2])));
+    }
+    if let Some(g) = georef {
+        let [x0, y0, x1, y1] = g.bbox;
+        entries.push((
+            33550,
+            DOUBLE,
+            3,
+            double(&[(x1 - x0) / f64::from(w), (y1 - y0) / f64::from(h), 0.0]),
+        ));
+        entries.push((33922, DOUBLE, 6, double(&[0.0, 0.0, 0.0, x0, y1, 0.0])));
+        // the EPSG number is a SHORT in MapProxy's tags: larger codes cannot be written
+        let epsg = u16::try_from(g.epsg)
+            .map_err(|_| ImageError(format!("cannot encode GeoTIFF: EPSG:{}", g.epsg)))?;
+        let model = if g.latlong { 2 } else { 1 };
+        entries.push((
+            34735,
+            SHORT,
+            16,
+            short(&[
+                1, 1, 0, 3, 1024, 0, 1, model, 1025, 0, 1, 1, 3072, 0, 1, epsg,
+            ]),
+        ));
+    }
+    entries.sort_by_key(|e| e.0);
+    let count = u16::try_from(entries.len()).map_err(|_| too_large())?;
+    let ifd_end = 8 + 2 + 12 * entries.len() + 4;
+    let extra: usize = entries
+        .iter()
+        .filter(|e| e.3.len() > 4)
+        .map(|e| e.3.len().next_multiple_of(2))
+        .sum();
+    let strip_offset = u32::try_from(ifd_end + extra).map_err(|_| too_large())?;
+    if let Some(e) = entries.iter_mut().find(|e| e.0 == 273) {
+        e.3 = strip_offset.to_le_bytes().to_vec();
+    }
+    let mut out = Vec::with_capacity(strip_offset as usize + data_len as usize);
+    out.extend_from_slice(b"II*\0");
+    out.extend_from_slice(&8u32.to_le_bytes());
+    out.extend_from_slice(&count.to_le_bytes());
+    let mut offset = ifd_end;
+    let mut values = Vec::with_capacity(extra);
+    for (tag, typ, n, v) in &entries {
+        out.extend_from_slice(&tag.to_le_bytes());
+        out.extend_from_slice(&typ.to_le_bytes());
+        out.extend_from_slice(&n.to_le_bytes());
+        if v.len() <= 4 {
+            let mut inline = [0u8; 4];
+            inline[..v.len()].copy_from_slice(v);
+            out.extend_from_slice(&inline);
+        } else {
+            let at = u32::try_from(offset).map_err(|_| too_large())?;
+            out.extend_from_slice(&at.to_le_bytes());
+            values.extend_from_slice(v);
+            if v.len() % 2 == 1 {
+                values.push(0);
+            }
+            offset += v.len().next_multiple_of(2);
+        }
+    }
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&values);
+    if alpha {
+        out.extend_from_slice(img.as_raw());
+    } else {
+        out.extend(
+            img.as_raw()
+                .chunks_exact(4)
+                .flat_map(|p| [p[0], p[1], p[2]]),
+        );
+    }
+    Ok(out)
 }
 
 /// `encode` of a `width`×`height` image of one colour (a map with nothing drawn on its
@@ -976,6 +1164,70 @@ fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) -> Result<(), Image
 mod tests {
     use super::*;
 
+    /// MapProxy 7's GetMap of a white 100×80 map in EPSG:4326 (-180,-90,180,90) as
+    /// image/tiff, up to its pixels: Pillow's layout and MapProxy's GeoTIFF tags.
+    const MAPPROXY_TIFF_HEAD: &str = "49492a00080000000d000001040001000000640000000101040001000000500000000201030003000000aa0000000301030001000000010000000601030001000000020000001101040001000000180100001501030001000000030000001601040001000000500000001701040001000000c05d00001c01030001000000010000000e830c0003000000b000000082840c0006000000c8000000af87030010000000f800000000000000080008000800cdcccccccccc0c400000000000000240000000000000000000000000000000000000000000000000000000000000000000000000008066c000000000008056400000000000000000010001000000030000040000010002000104000001000100000c00000100e610";
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    #[test]
+    fn tiff_as_mapproxy_writes_it() {
+        let white = blank_image(100, 80, [255, 255, 255, 255]);
+        for fmt in ["image/tiff", "image/GeoTIFF"] {
+            let mut opts = ImageOpts::new(ImageFormat::new(fmt));
+            opts.georef = Some(GeoRef {
+                bbox: [-180.0, -90.0, 180.0, 90.0],
+                epsg: 4326,
+                latlong: true,
+            });
+            let out = encode(&white, &opts).expect("encodes");
+            assert_eq!(out.len(), 280 + 100 * 80 * 3);
+            assert_eq!(hex(&out[..280]), MAPPROXY_TIFF_HEAD, "{fmt}");
+            assert!(out[280..].iter().all(|b| *b == 255));
+            let back = decode(&out).expect("decodes");
+            assert_eq!(back.dimensions(), (100, 80));
+            assert!(back.pixels().all(|p| p.0 == [255, 255, 255, 255]));
+        }
+        // without a georef (a tile): no GeoTIFF tags; with transparency: RGBA, ExtraSamples
+        let mut img = gradient(true);
+        img.put_pixel(3, 4, image::Rgba([1, 2, 3, 0]));
+        let out = encode(&img, &ImageOpts::new(ImageFormat::new("image/tiff"))).expect("encodes");
+        let entries = u16::from_le_bytes([out[8], out[9]]);
+        let tags: Vec<u16> = (0..usize::from(entries))
+            .map(|i| u16::from_le_bytes([out[10 + 12 * i], out[11 + 12 * i]]))
+            .collect();
+        assert_eq!(
+            tags,
+            [256, 257, 258, 259, 262, 273, 277, 278, 279, 284, 338]
+        );
+        assert_eq!(decode(&out).expect("decodes"), img);
+    }
+
+    #[test]
+    fn gif_is_paletted() {
+        // opaque: GIF87a, the exact colours of an image with few
+        let mut img = blank_image(20, 10, [255, 255, 255, 255]);
+        img.put_pixel(1, 1, image::Rgba([200, 0, 0, 255]));
+        let out = encode(&img, &ImageOpts::new(ImageFormat::new("image/gif"))).expect("encodes");
+        assert!(out.starts_with(b"GIF87a"));
+        assert_eq!(decode(&out).expect("decodes"), img);
+        // transparent: GIF89a with a transparent index
+        let mut t = blank_image(20, 10, [255, 255, 255, 0]);
+        t.put_pixel(1, 1, image::Rgba([0, 0, 0, 255]));
+        let mut opts = ImageOpts::new(ImageFormat::new("image/gif"));
+        opts.transparent = true;
+        let out = encode(&t, &opts).expect("encodes");
+        assert!(out.starts_with(b"GIF89a"));
+        let back = decode(&out).expect("decodes");
+        assert_eq!(back.get_pixel(1, 1).0, [0, 0, 0, 255]);
+        assert_eq!(back.get_pixel(5, 5).0[3], 0);
+        // more than 256 colours: quantized, still an image of the size
+        let out = encode(&gradient(false), &ImageOpts::new(ImageFormat::new("gif"))).expect("gif");
+        assert_eq!(decode(&out).expect("decodes").dimensions(), (256, 256));
+    }
+
     fn gradient(alpha: bool) -> RgbaImage {
         RgbaImage::from_fn(256, 256, |x, y| {
             image::Rgba([
@@ -1431,9 +1683,12 @@ mod tests {
     fn unknown_format_is_an_error() {
         let e = encode(
             &blank_image(1, 1, [0; 4]),
-            &ImageOpts::new(ImageFormat::new("image/tiff")),
+            &ImageOpts::new(ImageFormat::new("image/webp")),
         )
         .unwrap_err();
-        assert!(e.0.contains("expected a PNG, JPEG or mixed"), "{e}");
+        assert!(
+            e.0.contains("expected a PNG, JPEG, GIF, TIFF or mixed"),
+            "{e}"
+        );
     }
 }

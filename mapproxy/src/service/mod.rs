@@ -777,6 +777,23 @@ impl Ctx<'_> {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v)
     }
+
+    /// All values of a query parameter joined with `,` (MapProxy's
+    /// `RequestParams.__getitem__` and attribute access, request/request_params.py:49):
+    /// `LAYER=a&LAYER=b` is `a,b`. [`Ctx::arg`] is `params.get(k)`, the first value.
+    pub fn arg_joined(&self, name: &str) -> Option<String> {
+        let mut out: Option<String> = None;
+        for (_, v) in query_pairs(self.query).filter(|(k, _)| k.eq_ignore_ascii_case(name)) {
+            match &mut out {
+                None => out = Some(v),
+                Some(o) => {
+                    o.push(',');
+                    o.push_str(&v);
+                }
+            }
+        }
+        out
+    }
 }
 
 /// A denial as MapProxy renders a `RequestError` without a request: the message as

@@ -464,7 +464,9 @@ pub(crate) async fn kvp(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body> 
             &format!("missing parameters [{}]", missing.join(", ")),
         );
     }
-    if let Some(styles) = ctx.arg("styles") {
+    // repeated LAYER, TILEMATRIXSET, STYLES, TILECOL/ROW/MATRIX: their values joined, as
+    // MapProxy's `self['layer']`, `self.params.tilematrixset` (request/wmts.py:56-66, 151-154)
+    if let Some(styles) = ctx.arg_joined("styles") {
         if !styles.replace(',', "").trim().is_empty() {
             return wmts_error(
                 Some("StyleNotDefined"),
@@ -474,7 +476,7 @@ pub(crate) async fn kvp(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body> 
     }
     // MapProxy's int() raises here (a bare 500 "internal error"); answer the OWS document.
     let int = |name: &str| -> Option<i64> {
-        let v = ctx.arg(name)?;
+        let v = ctx.arg_joined(name)?;
         let v = v.trim();
         let v = v.strip_prefix('+').unwrap_or(v);
         let digits = v.strip_prefix('-').unwrap_or(v);
@@ -491,8 +493,8 @@ pub(crate) async fn kvp(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body> 
     let format = format.split_once('/').map_or(format.as_str(), |(_, f)| f);
     let format = format.split_once(';').map_or(format, |(f, _)| f).trim();
     let req = WmtsTile {
-        layer: ctx.arg("layer").unwrap_or_default(),
-        matrix_set: ctx.arg("tilematrixset").unwrap_or_default(),
+        layer: ctx.arg_joined("layer").unwrap_or_default(),
+        matrix_set: ctx.arg_joined("tilematrixset").unwrap_or_default(),
         tile: (col, row, matrix),
         format: (!format.is_empty()).then(|| format.to_string()),
     };

@@ -114,12 +114,14 @@ fn collect_legend_layers<'a>(l: &'a WmsLayer, out: &mut Vec<&'a WmsLayer>) {
     }
 }
 
-/// MapProxy's `legend_url` of a layer, after the service URL (escaped).
+/// MapProxy's `{{service.url}}{{layer.legend_url|escape}}`: the service URL as it is, the
+/// legend query escaped.
 fn legend_href(url: &str, name: &str) -> String {
-    e(&format!(
-        "{url}?format=image%2Fpng&layer={}&sld_version=1.1.0&request=GetLegendGraphic&service=WMS&version=1.1.1",
+    let query = format!(
+        "?format=image%2Fpng&layer={}&sld_version=1.1.0&request=GetLegendGraphic&service=WMS&version=1.1.1",
         crate::source::py_quote(name)
-    ))
+    );
+    format!("{url}{}", html_escape(&query))
 }
 
 /// The `<Style>` with the `LegendURL` of a layer with a legend of its own.
@@ -160,7 +162,7 @@ fn legend_request(wms: &WmsService, url: &str, v130: bool) -> String {
     for fmt in &wms.config.image_formats {
         s.push_str(&format!("      <Format>{}</Format>\n", e(fmt)));
     }
-    s.push_str(&dcp(url));
+    s.push_str(&dcp(url, v130));
     s.push_str(&format!("    </{tag}>\n"));
     s
 }
@@ -174,22 +176,36 @@ fn collect_names(l: &WmsLayer, out: &mut Vec<String>) {
     }
 }
 
-fn e(s: &str) -> String {
-    html_escape(s).into_owned()
+/// A value as MapProxy's capabilities templates write it: `{{value}}` of a plain tempita
+/// `Template` (mapproxy/template.py:28), not escaped. Only the URLs the templates pass
+/// through `|escape` are escaped here (legend URLs; service/templates/wms111capabilities.xml
+/// :144, :166, wms130capabilities.xml).
+fn e(s: &str) -> &str {
+    s
 }
 
 fn f(v: f64) -> String {
     py_float_repr(v)
 }
 
-/// `limit_llbbox`: longitudes within ±180, latitudes within ±89.999999 (some clients cannot
-/// handle the poles).
-fn limit_llbbox(b: Bbox) -> Bbox {
+/// `limit_llbbox` as the templates print it: longitudes within ±180, latitudes within
+/// ±89.999999 (some clients cannot handle the poles). A longitude at or past ±180 is
+/// MapProxy's int `-180`/`180` (`max(-180, minx)` keeps its first argument on a tie,
+/// service/wms.py:588-591), so it prints without `.0`.
+fn limit_llbbox(b: Bbox) -> [String; 4] {
     [
-        b[0].max(-180.0),
-        b[1].max(-89.999999),
-        b[2].min(180.0),
-        b[3].min(89.999999),
+        if b[0] <= -180.0 {
+            "-180".to_string()
+        } else {
+            f(b[0])
+        },
+        f(b[1].max(-89.999999)),
+        if b[2] >= 180.0 {
+            "180".to_string()
+        } else {
+            f(b[2])
+        },
+        f(b[3].min(89.999999)),
     ]
 }
 
@@ -243,13 +259,16 @@ fn layer_srs_bbox(wms: &WmsService, ext: Option<&Extent>, axis_order: bool) -> V
     out
 }
 
-fn llbbox(ext: Option<&Extent>) -> Bbox {
-    ext.and_then(|e| e.llbbox())
-        .map(limit_llbbox)
-        .unwrap_or([-180.0, -90.0, 180.0, 90.0])
+fn llbbox(ext: Option<&Extent>) -> [String; 4] {
+    limit_llbbox(
+        ext.and_then(|e| e.llbbox())
+            .unwrap_or([-180.0, -90.0, 180.0, 90.0]),
+    )
 }
 
-fn service_block(wms: &WmsService, url: &str, name: &str) -> String {
+/// `<Service>` up to `AccessConstraints` (1.3.0 indents `Fees` and `AccessConstraints` by
+/// four spaces, as its template does).
+fn service_block(wms: &WmsService, url: &str, name: &str, v130: bool) -> String {
     let md = &wms.config.md;
     let mut s = format!(
         "<Service>\n  <Name>{name}</Name>\n  <Title>{}</Title>\n  <Abstract>{}</Abstract>\n",
@@ -272,16 +291,23 @@ fn service_block(wms: &WmsService, url: &str, name: &str) -> String {
             e(&c.state), e(&c.postcode), e(&c.country), e(&c.phone), e(&c.fax), e(&c.email)
         ));
     }
+    let ind = if v130 { "    " } else { "  " };
     s.push_str(&format!(
-        "  <Fees>{}</Fees>\n  <AccessConstraints>{}</AccessConstraints>\n",
+        "{ind}<Fees>{}</Fees>\n{ind}<AccessConstraints>{}</AccessConstraints>\n",
         e(md.fees.as_deref().unwrap_or("none")),
         e(md.access_constraints.as_deref().unwrap_or("none"))
     ));
     s
 }
 
-fn dcp(url: &str) -> String {
-    format!("      <DCPType>\n        <HTTP>\n          <Get><OnlineResource xmlns:xlink=\"http://www.w3.org/1999/xlink\" xlink:href=\"{}?\"/></Get>\n        </HTTP>\n      </DCPType>\n", e(url))
+/// A request's `<DCPType>` (1.3.0's template leaves the `xmlns:xlink` off the `Get`).
+fn dcp(url: &str, v130: bool) -> String {
+    let ns = if v130 {
+        ""
+    } else {
+        " xmlns:xlink=\"http://www.w3.org/1999/xlink\""
+    };
+    format!("      <DCPType>\n        <HTTP>\n          <Get><OnlineResource{ns} xlink:href=\"{}?\"/></Get>\n        </HTTP>\n      </DCPType>\n", e(url))
 }
 
 fn render_111(
@@ -293,19 +319,19 @@ fn render_111(
 ) -> String {
     let v = version.to_string();
     let mut s = format!("<?xml version=\"1.0\"?>\n<!DOCTYPE WMT_MS_Capabilities SYSTEM \"http://schemas.opengis.net/wms/{v}/WMS_MS_Capabilities.dtd\"\n [\n <!ELEMENT VendorSpecificCapabilities EMPTY>\n ]>  <!-- end of DOCTYPE declaration -->\n<WMT_MS_Capabilities version=\"{v}\">\n");
-    s.push_str(&service_block(wms, url, "OGC:WMS"));
+    s.push_str(&service_block(wms, url, "OGC:WMS", false));
     s.push_str("</Service>\n\n<Capability>\n  <Request>\n    <GetCapabilities>\n      <Format>application/vnd.ogc.wms_xml</Format>\n");
-    s.push_str(&dcp(url));
+    s.push_str(&dcp(url, false));
     s.push_str("    </GetCapabilities>\n    <GetMap>\n");
     for fmt in &wms.config.image_formats {
         s.push_str(&format!("        <Format>{}</Format>\n", e(fmt)));
     }
-    s.push_str(&dcp(url));
+    s.push_str(&dcp(url, false));
     s.push_str("    </GetMap>\n    <GetFeatureInfo>\n");
     for t in &wms.config.info_types {
         s.push_str(&format!("      <Format>{}</Format>\n", t.mime(false)));
     }
-    s.push_str(&dcp(url));
+    s.push_str(&dcp(url, false));
     s.push_str("    </GetFeatureInfo>\n");
     s.push_str(&legend_request(wms, url, false));
     s.push_str("  </Request>\n  <Exception>\n    <Format>application/vnd.ogc.se_xml</Format>\n    <Format>application/vnd.ogc.se_inimage</Format>\n    <Format>application/vnd.ogc.se_blank</Format>\n  </Exception>\n");
@@ -353,10 +379,7 @@ fn layer_111(
     let ll = llbbox(ext.as_ref());
     s.push_str(&format!(
         "{ind}  <LatLonBoundingBox minx=\"{}\" miny=\"{}\" maxx=\"{}\" maxy=\"{}\" />\n",
-        f(ll[0]),
-        f(ll[1]),
-        f(ll[2]),
-        f(ll[3])
+        ll[0], ll[1], ll[2], ll[3]
     ));
     for (code, b) in layer_srs_bbox(wms, ext.as_ref(), false) {
         s.push_str(&format!(
@@ -394,25 +417,25 @@ fn render_130(
     sizes: &HashMap<String, (u32, u32)>,
 ) -> String {
     let mut s = String::from("<?xml version=\"1.0\" ?>\n<WMS_Capabilities xmlns=\"http://www.opengis.net/wms\" xmlns:sld=\"http://www.opengis.net/sld\" xmlns:xlink=\"http://www.w3.org/1999/xlink\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" version=\"1.3.0\" xsi:schemaLocation=\"http://www.opengis.net/wms http://schemas.opengis.net/wms/1.3.0/capabilities_1_3_0.xsd http://www.opengis.net/sld http://schemas.opengis.net/sld/1.1.0/sld_capabilities.xsd\">\n");
-    s.push_str(&service_block(wms, url, "WMS"));
+    s.push_str(&service_block(wms, url, "WMS", true));
     if let Some(max) = wms.config.max_output_pixels {
         let side = (max as f64).sqrt() as u64;
         s.push_str(&format!(
-            "  <MaxWidth>{side}</MaxWidth>\n  <MaxHeight>{side}</MaxHeight>\n"
+            "    <MaxWidth>{side}</MaxWidth>\n    <MaxHeight>{side}</MaxHeight>\n"
         ));
     }
     s.push_str("</Service>\n<Capability>\n  <Request>\n    <GetCapabilities>\n      <Format>text/xml</Format>\n");
-    s.push_str(&dcp(url));
+    s.push_str(&dcp(url, true));
     s.push_str("    </GetCapabilities>\n    <GetMap>\n");
     for fmt in &wms.config.image_formats {
         s.push_str(&format!("      <Format>{}</Format>\n", e(fmt)));
     }
-    s.push_str(&dcp(url));
+    s.push_str(&dcp(url, true));
     s.push_str("    </GetMap>\n    <GetFeatureInfo>\n");
     for t in &wms.config.info_types {
         s.push_str(&format!("      <Format>{}</Format>\n", t.mime(true)));
     }
-    s.push_str(&dcp(url));
+    s.push_str(&dcp(url, true));
     s.push_str("    </GetFeatureInfo>\n");
     s.push_str(&legend_request(wms, url, true));
     s.push_str("  </Request>\n  <Exception>\n    <Format>XML</Format>\n    <Format>INIMAGE</Format>\n    <Format>BLANK</Format>\n  </Exception>\n");
@@ -460,10 +483,7 @@ fn layer_130(
     let ll = llbbox(ext.as_ref());
     s.push_str(&format!(
         "{ind}  <EX_GeographicBoundingBox>\n{ind}    <westBoundLongitude>{}</westBoundLongitude>\n{ind}    <eastBoundLongitude>{}</eastBoundLongitude>\n{ind}    <southBoundLatitude>{}</southBoundLatitude>\n{ind}    <northBoundLatitude>{}</northBoundLatitude>\n{ind}  </EX_GeographicBoundingBox>\n",
-        f(ll[0]),
-        f(ll[2]),
-        f(ll[1]),
-        f(ll[3])
+        ll[0], ll[2], ll[1], ll[3]
     ));
     for (code, b) in layer_srs_bbox(wms, ext.as_ref(), true) {
         s.push_str(&format!(

@@ -68,15 +68,10 @@ pub(crate) async fn handle(
     }
     super::map::check_missing(p, &expected)?;
     let (bbox, size) = super::map::check_bbox_styles_size(p)?;
-    // validate_layers (LAYERS), then QUERY_LAYERS (MapProxy: an internal error), the SRS
-    let names = |key: &str| -> Vec<String> {
-        p.get(key)
-            .unwrap_or_default()
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect()
-    };
+    // validate_layers (LAYERS: every value split at `,`, an empty name unknown; service/
+    // wms.py:300), then QUERY_LAYERS (MapProxy: an internal error), the SRS
+    let names =
+        |key: &str| -> Vec<String> { p.list(key).into_iter().map(str::to_string).collect() };
     let layers = names("layers");
     let query_layers = names("query_layers");
     for n in layers.iter().chain(&query_layers) {
@@ -112,7 +107,8 @@ pub(crate) async fn handle(
         srs: srs.clone(),
         pos: (pos.0 .0, pos.1 .0),
         pos_float: pos.0 .1 || pos.1 .1,
-        info_format: p.get("info_format").map(str::to_string),
+        // `p['info_format']`: all values joined (service/wms.py:219)
+        info_format: p.joined("info_format").map(|f| f.into_owned()),
         format: p
             .get("format")
             .filter(|f| !f.is_empty())

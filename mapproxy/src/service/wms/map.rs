@@ -17,7 +17,8 @@
 //!
 //! The images are merged in order over `BGCOLOR` (or transparent with `TRANSPARENT=true`)
 //! and encoded as the format asks: PNG paletted by default (`image.paletted`), 24/32 bit with
-//! `mode=24bit`/`32bit`, JPEG with `jpeg_quality`.
+//! `mode=24bit`/`32bit`, JPEG with `jpeg_quality`, GIF, and TIFF/GeoTIFF with the map's
+//! GeoTIFF tags.
 
 use std::sync::Arc;
 
@@ -79,6 +80,20 @@ struct Query {
     srs: Arc<Srs>,
 }
 
+/// Why a map layer did not render.
+enum LayerError {
+    /// A source failed (`SourceError`): `on_source_errors` decides.
+    Source(String),
+    /// The request cannot be answered (`MapBBOXError`, `MapError`): raised as is.
+    Request(String),
+}
+
+impl From<String> for LayerError {
+    fn from(e: String) -> LayerError {
+        LayerError::Source(e)
+    }
+}
+
 /// The rendered output of one map layer.
 enum Rendered {
     /// Nothing to draw (outside the extent, no tiles).
@@ -98,28 +113,28 @@ pub(crate) async fn handle(
     let v130 = req.version >= Version::V130;
     // MapProxy's map requests have no non-strict parameters: all are required
     check_missing(p, &map_params(req.version))?;
-    let (bbox, size) = check_bbox_styles_size(p)?;
-    // check_map_request: max_output_pixels first, always as XML
-    if let Some(max) = wms.config.max_output_pixels {
-        if u64::from(size.0) * u64::from(size.1) > max {
+    let (bbox, raw_size) = check_bbox_styles(p)?;
+    // check_map_request: max_output_pixels first, always as XML (service/wms.py:278): a
+    // WIDTH of 4294967297 or 1e20 is "too large" here, not an invalid size
+    if let (Some(max), Some((w, h))) = (wms.config.max_output_pixels, raw_size) {
+        if w * h > max as f64 {
             let mut e = WmsError::new("image size too large");
             e.xml_only = true;
             return Err(e);
         }
     }
-    let names: Vec<&str> = p
-        .get("layers")
-        .unwrap_or_default()
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .collect();
+    // validate_layers: every value split at `,`, an empty name is unknown (service/wms.py:300)
+    let names: Vec<&str> = p.list("layers");
     for n in &names {
         if wms.layer(n).is_none() {
             return Err(WmsError::new(format!("unknown layer: {n}")).code("LayerNotDefined"));
         }
     }
-    // the format as written must be one of image_formats (MapProxy: `png` is not `image/png`)
-    let format = p.get("format").unwrap_or("image/png").to_string();
+    // the format as written must be one of image_formats (MapProxy: `png` is not `image/png`);
+    // a repeated FORMAT is its values joined (request/wms/__init__.py:245)
+    let format = p
+        .joined("format")
+        .map_or_else(|| "image/png".to_string(), |f| f.into_owned());
     if !wms.config.image_formats.contains(&format) {
         return Err(
             WmsError::new(format!("unsupported image format: {format}")).code("InvalidFormat")
@@ -130,6 +145,17 @@ pub(crate) async fn handle(
         crate::srs::switch_axis_order(bbox, &srs)
     } else {
         bbox
+    };
+    let size = match positive_size(raw_size) {
+        Some(s) => s,
+        None => {
+            // a negative WIDTH/HEIGHT passes MapProxy's checks and reaches the caches with
+            // a negative resolution (their finest level): its "too many tiles" error
+            if let Some(e) = negative_size_error(wms, &names, bbox, &srs, raw_size) {
+                return Err(e);
+            }
+            return Err(size_error(p));
+        }
     };
     let query = Query {
         bbox,
@@ -169,6 +195,9 @@ pub(crate) async fn handle(
     };
     // per rendered layer: the geometries it is clipped to
     let mut masks: Vec<Vec<geo::MultiPolygon<f64>>> = Vec::new();
+    // a NaN in BBOX passes validate_bbox (every comparison is false) and every layer's
+    // extent test fails: a blank map (cache_map_layer.py:38 BlankImageError)
+    let nan_bbox = bbox.iter().any(|v| v.is_nan());
     if let Some(answer) = ctx.ask("wms.map", &layer_names, Some(&extent)) {
         match answer {
             Authorized::Full => {}
@@ -205,10 +234,20 @@ pub(crate) async fn handle(
             }
         }
     }
+    if nan_bbox {
+        render.clear();
+        masks.clear();
+    }
 
     let mut opts = ImageOpts::new(ImageFormat::new(format.clone()));
     opts.transparent = transparent;
     opts.jpeg_quality = wms.config.jpeg_quality;
+    // `result.georef`: a TIFF gets the map's GeoTIFF tags (service/wms.py:166)
+    opts.georef = Some(crate::image::GeoRef {
+        bbox,
+        epsg: srs.epsg(),
+        latlong: srs.is_latlong(),
+    });
     let lower = format.to_ascii_lowercase();
     opts.paletted =
         wms.config.paletted && !(lower.contains("mode=24bit") || lower.contains("mode=32bit"));
@@ -239,7 +278,10 @@ pub(crate) async fn handle(
     for (r, m) in results.into_iter().zip(masks) {
         match r {
             Ok(img) => images.push((img, m)),
-            Err(e) => {
+            // MapBBOXError & co. are the request's errors, raised whatever on_source_errors
+            // says and without the "Could not get any sources" prefix (service/wms.py:672)
+            Err(LayerError::Request(e)) => return Err(WmsError::new(e)),
+            Err(LayerError::Source(e)) => {
                 if wms.config.on_source_errors_raise {
                     return Err(WmsError::new(e));
                 }
@@ -349,11 +391,9 @@ pub(super) fn check_missing(p: &super::Params, expected: &[&str]) -> Result<(), 
     let missing: Vec<&str> = expected
         .iter()
         .copied()
-        .filter(|k| match *k {
-            // 1.3.0 also takes SRS for CRS (MapProxy's adapt_to_111)
-            "crs" => !(p.has("crs") || p.has("srs")),
-            k => !p.has(k),
-        })
+        // 1.3.0 needs CRS: SRS does not stand in for it, as MapProxy validates before
+        // `adapt_to_111` (request/wms/__init__.py:159-162, 229, 390)
+        .filter(|k| !p.has(k))
         .collect();
     if missing.is_empty() {
         return Ok(());
@@ -366,16 +406,19 @@ pub(super) fn check_missing(p: &super::Params, expected: &[&str]) -> Result<(), 
     Err(WmsError::new(format!("missing parameters [{list}]")))
 }
 
-/// `validate_bbox`, `validate_styles` and the size: the bbox as given (axis order of the
-/// request) and the size.
-pub(super) fn check_bbox_styles_size(p: &super::Params) -> Result<(Bbox, (u32, u32)), WmsError> {
+/// `validate_bbox` and `validate_styles`: the bbox as given (axis order of the request; the
+/// first BBOX, `request/wms/__init__.py:63`, may hold NaN, which passes MapProxy's
+/// comparisons) and WIDTH×HEIGHT as MapProxy's `size` reads them (the first values,
+/// `int(float(v))`; `None` when not numbers).
+pub(super) fn check_bbox_styles(p: &super::Params) -> Result<(Bbox, Option<(f64, f64)>), WmsError> {
     let raw_bbox = p.get("bbox").unwrap_or_default();
     let bbox =
         parse_bbox(raw_bbox).ok_or_else(|| WmsError::new(format!("invalid bbox {raw_bbox}")))?;
     if bbox[0] >= bbox[2] || bbox[1] >= bbox[3] {
         return Err(WmsError::new(format!("invalid bbox {raw_bbox}")));
     }
-    if let Some(styles) = p.get("styles") {
+    // `self.params['styles']`: all values joined (request/wms/__init__.py:259)
+    if let Some(styles) = p.joined("styles") {
         if !styles
             .split(',')
             .all(|s| matches!(s, "" | "default" | "inspire_common:DEFAULT"))
@@ -385,20 +428,100 @@ pub(super) fn check_bbox_styles_size(p: &super::Params) -> Result<(Bbox, (u32, u
             );
         }
     }
-    match (parse_dim(p.get("width")), parse_dim(p.get("height"))) {
-        (Some(w), Some(h)) => Ok((bbox, (w, h))),
-        _ => Err(WmsError::new(format!(
-            "invalid image size {}x{}: width and height must be positive integers",
-            p.get("width").unwrap_or_default(),
-            p.get("height").unwrap_or_default()
-        ))
-        .code("InvalidParameterValue")),
+    let size = dim_value(p.get("width")).zip(dim_value(p.get("height")));
+    Ok((bbox, size))
+}
+
+/// [`check_bbox_styles`] for requests that need a drawable size and a bbox of numbers:
+/// WIDTH/HEIGHT of 0, negative or not numbers, and a NaN bbox, are errors here (MapProxy
+/// fails on them with a bare internal error).
+pub(super) fn check_bbox_styles_size(p: &super::Params) -> Result<(Bbox, (u32, u32)), WmsError> {
+    let (bbox, raw) = check_bbox_styles(p)?;
+    if bbox.iter().any(|v| v.is_nan()) {
+        let raw_bbox = p.get("bbox").unwrap_or_default();
+        return Err(WmsError::new(format!("invalid bbox {raw_bbox}")));
     }
+    Ok((bbox, positive_size(raw).ok_or_else(|| size_error(p))?))
+}
+
+/// A size of at least 1×1 that fits `u32`.
+fn positive_size(raw: Option<(f64, f64)>) -> Option<(u32, u32)> {
+    let ok = |v: f64| v >= 1.0 && v <= f64::from(u32::MAX);
+    let (w, h) = raw?;
+    (ok(w) && ok(h)).then_some((w as u32, h as u32))
+}
+
+/// Our answer to a size MapProxy cannot draw.
+fn size_error(p: &super::Params) -> WmsError {
+    WmsError::new(format!(
+        "invalid image size {}x{}: width and height must be positive integers",
+        p.get("width").unwrap_or_default(),
+        p.get("height").unwrap_or_default()
+    ))
+    .code("InvalidParameterValue")
+}
+
+/// MapProxy with a negative WIDTH or HEIGHT: the resolution is negative, so each cache's
+/// grid picks its finest level (`closest_level`), and the tiles covering the bbox there are
+/// counted against `max_tile_limit` (`layer/cache_map_layer.py:69`): the first cache layer
+/// over its limit gives MapProxy's "too many tiles" error. `None` when no cache would.
+fn negative_size_error(
+    wms: &WmsService,
+    names: &[&str],
+    bbox: Bbox,
+    srs: &Srs,
+    raw: Option<(f64, f64)>,
+) -> Option<WmsError> {
+    let (w, h) = raw?;
+    if !(w < 0.0 || h < 0.0) || w == 0.0 || h == 0.0 || bbox.iter().any(|v| !v.is_finite()) {
+        return None;
+    }
+    let mut render = Vec::new();
+    for n in names {
+        if let Some(l) = wms.layer(n) {
+            l.render_layers(&mut render);
+        }
+    }
+    for (_, l) in &render {
+        let MapLayer::Cache(c) = l else { continue };
+        let Some(g) = pick_grid(c, srs) else { continue };
+        if g.max_tile_limit == 0 {
+            continue;
+        }
+        let Ok(src_bbox) = srs.transform_bbox_to(&g.srs, bbox) else {
+            continue;
+        };
+        if !bbox_intersects(g.grid.bbox(), src_bbox) {
+            continue;
+        }
+        let res =
+            ((src_bbox[2] - src_bbox[0]).abs() / w).min((src_bbox[3] - src_bbox[1]).abs() / h);
+        let level = g.grid.closest_level(res);
+        let Ok(affected) = g.grid.get_affected_level_tiles(src_bbox, level) else {
+            continue;
+        };
+        let num_tiles = affected.grid_size.0.saturating_mul(affected.grid_size.1);
+        if let Some(e) = too_many_tiles(g.max_tile_limit, num_tiles) {
+            return Some(WmsError::new(e));
+        }
+    }
+    None
+}
+
+/// `MapBBOXError` of `CacheMapLayer._image` as `LayerRenderer` words it (service/wms.py:673).
+fn too_many_tiles(max_tile_limit: u32, num_tiles: i64) -> Option<String> {
+    let limit = i64::from(max_tile_limit);
+    (limit > 0 && num_tiles >= limit).then(|| {
+        format!(
+            "Request too large or invalid BBOX. (too many tiles, max_tile_limit: {limit}, num_tiles: {num_tiles})"
+        )
+    })
 }
 
 /// `validate_srs`: one of the service's `srs` (InvalidSRS, 1.3.0 InvalidCRS).
 pub(super) fn check_srs(wms: &WmsService, req: &WmsRequest) -> Result<Arc<Srs>, WmsError> {
     let srs_code = req.srs_param().unwrap_or_default();
+    let srs_code = srs_code.as_ref();
     let srs_ok = wms
         .config
         .srs
@@ -413,10 +536,12 @@ pub(super) fn check_srs(wms: &WmsService, req: &WmsRequest) -> Result<Arc<Srs>, 
     }
 }
 
+/// Four numbers; NaN passes (as MapProxy's `float`), infinities do not (MapProxy fails on
+/// them later with a bare internal error).
 fn parse_bbox(s: &str) -> Option<Bbox> {
     let v: Vec<f64> = s
         .split(',')
-        .map(|x| x.trim().parse::<f64>().ok().filter(|f| f.is_finite()))
+        .map(|x| x.trim().parse::<f64>().ok().filter(|f| !f.is_infinite()))
         .collect::<Option<Vec<f64>>>()?;
     match v.as_slice() {
         [a, b, c, d] => Some([*a, *b, *c, *d]),
@@ -424,11 +549,11 @@ fn parse_bbox(s: &str) -> Option<Bbox> {
     }
 }
 
-/// `int(float(v))` as MapProxy reads WIDTH/HEIGHT (`256.0` is 256); 0 and negatives are
-/// errors here (MapProxy divides by zero).
-fn parse_dim(s: Option<&str>) -> Option<u32> {
+/// `int(float(v))` as MapProxy reads WIDTH/HEIGHT (`256.0` is 256, `-10` stays negative);
+/// `None` for what is not a finite number.
+pub(super) fn dim_value(s: Option<&str>) -> Option<f64> {
     let v = s?.trim().parse::<f64>().ok()?.trunc();
-    (v >= 1.0 && v <= f64::from(u32::MAX)).then_some(v as u32)
+    v.is_finite().then_some(v)
 }
 
 async fn render_layer(
@@ -438,7 +563,7 @@ async fn render_layer(
     resampling: Resampling,
     client_params: &[(String, String)],
     under: Option<[u8; 3]>,
-) -> Result<Rendered, String> {
+) -> Result<Rendered, LayerError> {
     match layer {
         MapLayer::Cache(c) => render_cache(c, q, resampling, under).await,
         MapLayer::Direct(d) => render_direct(d, q, format, resampling, client_params).await,
@@ -463,7 +588,7 @@ async fn render_cache(
     q: &Query,
     resampling: Resampling,
     under: Option<[u8; 3]>,
-) -> Result<Rendered, String> {
+) -> Result<Rendered, LayerError> {
     let Some(g) = pick_grid(c, &q.srs) else {
         return Ok(Rendered::Blank);
     };
@@ -512,7 +637,7 @@ async fn cache_image(
     q: &Query,
     resampling: Resampling,
     under: Option<[u8; 3]>,
-) -> Result<Option<Known<RgbaImage>>, String> {
+) -> Result<Option<Known<RgbaImage>>, LayerError> {
     let src_bbox = q
         .srs
         .transform_bbox_to(&g.srs, q.bbox)
@@ -532,15 +657,12 @@ async fn cache_image(
         .map_err(|e| e.to_string())?;
     let (cols, rows) = affected.grid_size;
     let num_tiles = cols.saturating_mul(rows);
-    let limit = i64::from(g.max_tile_limit);
-    if limit > 0 && num_tiles >= limit {
-        return Err(format!(
-            "Request too large or invalid BBOX. (too many tiles, max_tile_limit: {limit}, num_tiles: {num_tiles})"
-        ));
+    if let Some(e) = too_many_tiles(g.max_tile_limit, num_tiles) {
+        return Err(LayerError::Request(e));
     }
     let coords: Vec<Option<TileCoord>> = affected.tiles.clone().collect();
     let tiles = load_tiles(&g.manager, &coords).await;
-    let tiles: Vec<Option<Bytes>> = tiles.into_iter().collect::<Result<_, _>>()?;
+    let tiles: Vec<Option<Bytes>> = tiles.into_iter().collect::<Result<_, String>>()?;
     // no tiles, or only fully transparent ones (paletted PNGs whose header chunks say so, not
     // decoded: blank tiles are common, see `png_is_transparent`): nothing to draw, as a
     // stitched image that is transparent everywhere stays so when transformed
@@ -578,6 +700,7 @@ async fn cache_image(
     })
     .await
     .map_err(|e| e.to_string())?
+    .map_err(LayerError::Source)
 }
 
 /// The tiles at `coords` (in order; `None` outside the grid or where nothing was made),
@@ -628,7 +751,7 @@ async fn render_direct(
     format: &str,
     resampling: Resampling,
     client_params: &[(String, String)],
-) -> Result<Rendered, String> {
+) -> Result<Rendered, LayerError> {
     let supported = d.supported_srs.is_empty() || d.supported_srs.iter().any(|s| **s == *q.srs);
     let fmt = ImageFormat::new(
         format
@@ -659,7 +782,7 @@ async fn render_direct(
         .find(|s| s.is_latlong() == q.srs.is_latlong())
         .or_else(|| d.supported_srs.first())
         .cloned()
-        .ok_or("no supported SRS")?;
+        .ok_or_else(|| "no supported SRS".to_string())?;
     let src_bbox = q
         .srs
         .transform_bbox_to(&target, q.bbox)
@@ -691,6 +814,7 @@ async fn render_direct(
     })
     .await
     .map_err(|e| e.to_string())?
+    .map_err(LayerError::Source)
 }
 
 #[cfg(test)]
@@ -712,6 +836,14 @@ mod tests {
         assert_eq!(parse_bbox("1,2,3,4"), Some([1.0, 2.0, 3.0, 4.0]));
         assert_eq!(parse_bbox("1,2,3"), None);
         assert_eq!(parse_bbox("1,2,x,4"), None);
-        assert_eq!(parse_dim(Some("0")), None);
+        assert_eq!(parse_bbox("nan,0,1,2").map(|b| b[0].is_nan()), Some(true));
+        assert_eq!(parse_bbox("0,0,inf,1"), None);
+        assert_eq!(dim_value(Some(" 256.7")), Some(256.0));
+        assert_eq!(dim_value(Some("-10")), Some(-10.0));
+        assert_eq!(dim_value(Some("inf")), None);
+        assert_eq!(positive_size(Some((0.0, 5.0))), None);
+        assert_eq!(positive_size(Some((-10.0, 5.0))), None);
+        assert_eq!(positive_size(Some((4294967297.0, 5.0))), None);
+        assert_eq!(positive_size(Some((3.0, 5.0))), Some((3, 5)));
     }
 }

@@ -4,7 +4,7 @@
 //! | request | what |
 //! |---|---|
 //! | `GetCapabilities` | 1.0.0/1.1.0/1.1.1 (`application/vnd.ogc.wms_xml`) and 1.3.0 (`text/xml`) documents: service metadata, the layer tree, SRS lists, bboxes (1.3.0 axis order) ([`capabilities`]) |
-//! | `GetMap` | layers from caches (the best grid and level, tiles stitched, cropped, resampled or reprojected) and from direct WMS sources, merged in order; PNG (paletted by default), JPEG ([`map`]) |
+//! | `GetMap` | layers from caches (the best grid and level, tiles stitched, cropped, resampled or reprojected) and from direct WMS sources, merged in order; PNG (paletted by default), JPEG, GIF, TIFF/GeoTIFF ([`map`]) |
 //! | `GetFeatureInfo` | forwarded to the layers' info sources, the documents merged ([`featureinfo`]) |
 //! | `GetLegendGraphic` | the layer's legends (`legendurl`, upstream GetLegendGraphic), cached and stacked ([`legend`]) |
 //!
@@ -12,8 +12,10 @@
 //! case-insensitive. Errors are MapProxy's exception documents (1.1.1
 //! `application/vnd.ogc.se_xml`, 1.3.0 `text/xml` in the ogc namespace, 1.0.0 `WMTException`),
 //! HTTP 500 as MapProxy ≥ 3 answers them, or with `EXCEPTIONS=...inimage`/`...blank` an image
-//! (200). Requests MapProxy answers with a bare `internal error` (a malformed `BBOX` or
-//! `VERSION`, `WIDTH=0`) get an exception document here.
+//! (200; GetMap, GetFeatureInfo, GetLegendGraphic), all no-cache. A repeated parameter is read
+//! as MapProxy reads that one: its values joined with `,` or its first value (`Params`).
+//! Requests MapProxy answers with a bare `internal error` (a malformed `BBOX` or `VERSION`,
+//! `WIDTH=0`, a repeated `X`) get an exception document here.
 
 mod capabilities;
 mod featureinfo;
@@ -324,7 +326,15 @@ pub fn direct_layer(
     }
 }
 
-/// Case-insensitive request parameters: first value per name (MapProxy's `NoCaseMultiDict`).
+/// Case-insensitive request parameters, every value kept in order (MapProxy's
+/// `NoCaseMultiDict` under its `RequestParams`). MapProxy reads a repeated parameter in one
+/// of two ways, and each use here follows the accessor MapProxy uses for that parameter:
+/// - [`Params::get`], the first value: `params.get(k)` and the `NoCaseMultiDict` item
+///   (`VERSION`, `REQUEST`, `BBOX`, `WIDTH`, `HEIGHT`, `TRANSPARENT`, `BGCOLOR`, `LAYER`);
+/// - [`Params::joined`], all values joined with `,`: `RequestParams.__getitem__` and
+///   attribute access (`request/request_params.py` `__getitem__`; `FORMAT`, `SRS`, `CRS`,
+///   `STYLES`, `EXCEPTIONS`, `INFO_FORMAT`; `LAYERS` and `QUERY_LAYERS` are all values split
+///   at `,`, `request/wms/__init__.py:47`).
 pub(crate) struct Params(Vec<(String, String)>);
 
 impl Params {
@@ -335,8 +345,37 @@ impl Params {
                 .collect(),
         )
     }
+    /// The first value.
     pub(crate) fn get(&self, k: &str) -> Option<&str> {
         self.0.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+    }
+    /// All values joined with `,` (borrowed when there is one).
+    pub(crate) fn joined(&self, k: &str) -> Option<std::borrow::Cow<'_, str>> {
+        let mut values = self
+            .0
+            .iter()
+            .filter(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str());
+        let first = values.next()?;
+        let mut rest = values.peekable();
+        if rest.peek().is_none() {
+            return Some(std::borrow::Cow::Borrowed(first));
+        }
+        let mut out = first.to_string();
+        for v in rest {
+            out.push(',');
+            out.push_str(v);
+        }
+        Some(std::borrow::Cow::Owned(out))
+    }
+    /// A list parameter (`LAYERS`, `QUERY_LAYERS`): every value split at `,`, empty names
+    /// kept (MapProxy: `LAYERS=` is the layer ``).
+    pub(crate) fn list(&self, k: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(n, _)| n == k)
+            .flat_map(|(_, v)| v.split(','))
+            .collect()
     }
     fn has(&self, k: &str) -> bool {
         self.get(k).is_some()
@@ -411,16 +450,18 @@ fn xml_exception(version: Version, e: &WmsError) -> Response<Body> {
 /// the request's size (256×256 without one), format, transparency and `BGCOLOR`; 200.
 fn image_exception(p: &Params, e: &WmsError, blank: bool) -> Response<Body> {
     let size = match (
-        p.get("width").and_then(|w| w.trim().parse::<u32>().ok()),
-        p.get("height").and_then(|h| h.trim().parse::<u32>().ok()),
+        map::dim_value(p.get("width")),
+        map::dim_value(p.get("height")),
     ) {
-        (Some(w), Some(h)) if w > 0 && h > 0 && u64::from(w) * u64::from(h) <= 4000 * 4000 => {
-            (w, h)
+        // `params.size`: int(float(v)) (request/wms/__init__.py:81)
+        (Some(w), Some(h)) if w >= 1.0 && h >= 1.0 && w * h <= 4000.0 * 4000.0 => {
+            (w as u32, h as u32)
         }
         _ => (256, 256),
     };
+    // `params['transparent']`: all values (request/wms/exception.py:76)
     let transparent = p
-        .get("transparent")
+        .joined("transparent")
         .is_some_and(|t| t.eq_ignore_ascii_case("true"));
     let bg = p
         .get("bgcolor")
@@ -443,7 +484,12 @@ fn image_exception(p: &Params, e: &WmsError, blank: bool) -> Response<Body> {
     let mut opts = crate::image::ImageOpts::new(crate::image::ImageFormat::new(mime.clone()));
     opts.transparent = transparent;
     match crate::image::encode(&img, &opts) {
-        Ok(bytes) => super::response::content_type_response(StatusCode::OK, &mime, bytes),
+        // RequestError.render: every error answer is no-cache, images too (exception.py:60)
+        Ok(bytes) => no_cache(super::response::content_type_response(
+            StatusCode::OK,
+            &mime,
+            bytes,
+        )),
         Err(err) => xml_exception(Version::V111, &WmsError::new(err.to_string())),
     }
 }
@@ -501,12 +547,13 @@ impl WmsRequest {
         }
     }
 
-    /// `SRS` (1.3.0: `CRS`).
-    pub(crate) fn srs_param(&self) -> Option<&str> {
+    /// `SRS` (1.3.0: `CRS`; MapProxy's `adapt_to_111` moves it to `srs`), all values joined
+    /// as `validate_srs` reads `self.params['srs']` (request/wms/__init__.py:253, 396, 410).
+    pub(crate) fn srs_param(&self) -> Option<std::borrow::Cow<'_, str>> {
         if self.version >= Version::V130 {
-            self.params.get("crs").or_else(|| self.params.get("srs"))
+            self.params.joined("crs")
         } else {
-            self.params.get("srs")
+            self.params.joined("srs")
         }
     }
 }
@@ -540,7 +587,8 @@ pub(crate) async fn handle(wms: &WmsService, ctx: &Ctx<'_>) -> Response<Body> {
             "getlegendgraphic" => Ok(ReqType::LegendGraphic),
             _ => Err(r),
         });
-    let exc = match params.get("exceptions").map(|e| e.to_ascii_lowercase()) {
+    // `'image' in self.params['exceptions'].lower()`: all values (request/wms/__init__.py:269)
+    let exc = match params.joined("exceptions").map(|e| e.to_ascii_lowercase()) {
         Some(e) if e.contains("image") => ExcFormat::InImage,
         Some(e) if e.contains("blank") => ExcFormat::Blank,
         _ => ExcFormat::Xml,
@@ -557,8 +605,10 @@ pub(crate) async fn handle(wms: &WmsService, ctx: &Ctx<'_>) -> Response<Body> {
         }
         None => return req.error(WmsError::new("unknown WMS request type 'None'")),
     };
-    if req_type != ReqType::Map {
-        // only GetMap answers errors in images
+    if req_type == ReqType::Capabilities {
+        // GetMap, GetFeatureInfo and GetLegendGraphic (WMSMapRequest.exception_handler,
+        // request/wms/__init__.py:264) answer errors in images; capabilities requests have
+        // a fixed XML handler (request/wms/__init__.py:628-651)
         req.exc = ExcFormat::Xml;
     }
     match req_type {
