@@ -871,8 +871,8 @@ fn answer(
 mod tests {
     use super::*;
 
-    /// A path without `%` is taken as it is; one with escapes is decoded (invalid UTF-8
-    /// replaced, as Python's `unquote`).
+    /// A path without `%` is taken as it is; one with escapes is decoded: UTF-8, else a
+    /// character per byte (WSGI's latin-1).
     #[test]
     fn paths_are_percent_decoded() {
         let decoded = |uri: &str| {
@@ -886,7 +886,8 @@ mod tests {
             "/tms/1.0.0/osm/0/0/0.png"
         );
         assert_eq!(decoded("/tm%73/1.0.0/a%20b"), "/tms/1.0.0/a b");
-        assert_eq!(decoded("/x%FF"), "/x\u{fffd}");
+        assert_eq!(decoded("/x%FF"), "/x\u{ff}");
+        assert_eq!(decoded("/%C3%A4"), "/\u{e4}");
     }
 
     /// Each request's future is one allocation, the size of its largest state: glibc's malloc
