@@ -295,6 +295,7 @@ fn compile_wms(
         on_source_errors_raise: w.on_source_errors == "raise",
         paletted: conf.globals.image.paletted,
         jpeg_quality: conf.globals.image.jpeg_quality,
+        max_tile_age: (conf.globals.tiles_expires_hours.max(0.0) * 3600.0) as u64,
         ..WmsConfig::default()
     };
     if let Some(n) = &w.bbox_srs {

@@ -142,6 +142,11 @@ impl TileManager {
         self.inner.concurrent_tile_creators
     }
 
+    /// The options tiles are encoded with (the cache's `format`, its transparency).
+    pub fn image_opts(&self) -> &ImageOpts {
+        &self.inner.image_opts
+    }
+
     /// The tile, from the cache or made.
     pub async fn load_tile(&self, coord: TileCoord) -> Result<TileData, TileError> {
         let inner = &self.inner;

@@ -286,8 +286,13 @@ impl Answer {
 
 /// A real HTTP/1.0 GET over TCP.
 async fn get(s: &Served, path: &str) -> Answer {
+    get_with(s, path, "").await
+}
+
+/// [`get`] with extra header lines (each ending in `\r\n`).
+async fn get_with(s: &Served, path: &str, headers: &str) -> Answer {
     let mut stream = TcpStream::connect(s.addr).await.expect("connect");
-    let req = format!("GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", s.addr);
+    let req = format!("GET {path} HTTP/1.0\r\nHost: {}\r\n{headers}\r\n", s.addr);
     stream.write_all(req.as_bytes()).await.expect("write");
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.expect("read");
@@ -2457,4 +2462,167 @@ sources:
         "{caps}"
     );
     assert!(s.upstream.queries.lock().expect("log").is_empty());
+}
+
+/// A header's value in an answer's head.
+fn header<'a>(a: &'a Answer, name: &str) -> Option<&'a str> {
+    a.head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// WMS-C (`TILED=true`) as MapProxy 7 answers it: the `TileSet`s of the 1.1.0/1.1.1
+/// capabilities (service/templates/wms111capabilities.xml:3-15, 99-114), the tile checks of
+/// `CacheMapLayer` (layer/cache_map_layer.py:52-57, 74-80) and the cached tile as stored with
+/// the tile services' cache headers and conditional answers (service/wms.py:170-174).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wms_c_tiled_as_mapproxy() {
+    let s = serve(YAML).await;
+    let caps = |v: &str, tiled: &str| {
+        format!("/service?SERVICE=WMS&REQUEST=GetCapabilities&VERSION={v}{tiled}")
+    };
+    let dtd = " [\n <!ELEMENT VendorSpecificCapabilities (TileSet*) >\n <!ELEMENT TileSet (SRS, BoundingBox?, Resolutions, Width, Height, Format, Layers*, Styles*) >\n <!ELEMENT Resolutions (#PCDATA) >\n <!ELEMENT Width (#PCDATA) >\n <!ELEMENT Height (#PCDATA) >\n <!ELEMENT Layers (#PCDATA) >\n <!ELEMENT Styles (#PCDATA) >\n ]>  <!-- end of DOCTYPE declaration -->\n";
+    // MapProxy 7's TileSet of a GLOBAL_WEBMERCATOR cache (its first level left out, as TMS)
+    let tile_set = |srs: &str, layer: &str| {
+        format!("    <TileSet>\n      <SRS>{srs}</SRS>\n      <BoundingBox SRS=\"{srs}\" minx=\"-20037508.342789244\" miny=\"-20037508.342789244\" maxx=\"20037508.342789244\" maxy=\"20037508.342789244\" />\n      <Resolutions>78271.51696402048 39135.75848201024 19567.87924100512 9783.93962050256 4891.96981025128 2445.98490512564 1222.99245256282 611.49622628141 305.748113140705 152.8740565703525 76.43702828517625 38.21851414258813 19.109257071294063 9.554628535647032 4.777314267823516 2.388657133911758 1.194328566955879 0.5971642834779395 0.29858214173896974 </Resolutions>\n      <Width>256</Width>\n      <Height>256</Height>\n      <Format>image/png</Format>\n      <Layers>{layer}</Layers>\n      <Styles></Styles>\n    </TileSet>\n")
+    };
+    for (v, srs) in [("1.1.1", "EPSG:3857"), ("1.1.0", "OSGEO:41001")] {
+        let a = get(&s, &caps(v, "&TILED=true")).await;
+        assert_eq!(a.status, 200);
+        let t = a.text();
+        assert!(t.contains(dtd), "{v}: {t}");
+        // every layer whose only source is one cache, by `<name>_EPSG<code>`, in order
+        let sets = format!(
+            "  </Exception>\n  <VendorSpecificCapabilities>\n{}{}{}  </VendorSpecificCapabilities>\n  <Layer queryable=\"1\">\n",
+            tile_set(srs, "cached"),
+            tile_set(srs, "inner"),
+            tile_set(srs, "fi_b")
+        );
+        assert!(t.contains(&sets), "{v}: {t}");
+        // without TILED (or TILED=false): none
+        for tiled in ["", "&tiled=FALSE"] {
+            let t = get(&s, &caps(v, tiled)).await.text();
+            assert!(!t.contains("TileSet"), "{v}{tiled}: {t}");
+            assert!(t.contains(" [\n <!ELEMENT VendorSpecificCapabilities EMPTY>\n ]>"));
+        }
+    }
+    // the 1.3.0 (and 1.0.0) templates have no tile sets
+    for v in ["1.3.0", "1.0.0"] {
+        let t = get(&s, &caps(v, "&TILED=true")).await.text();
+        assert!(!t.contains("TileSet"), "{v}: {t}");
+    }
+
+    let world = "20037508.342789244";
+    let tile = format!("0,0,{world},{world}");
+    let tiled = |layers: &str, bbox: &str, w: u32, format: &str| {
+        getmap("1.1.1", layers, "EPSG:3857", bbox, w, w, format) + "&TILED=true"
+    };
+    let xml_error = |a: &Answer, msg: &str| {
+        assert_eq!(
+            (a.status, a.content_type.as_str()),
+            (500, "application/vnd.ogc.se_xml"),
+            "{}",
+            a.text()
+        );
+        assert!(
+            a.text()
+                .contains(&format!("<ServiceException>{msg}</ServiceException>")),
+            "{}",
+            a.text()
+        );
+        assert!(a.no_cache());
+    };
+    let a = get(&s, &tiled("cached", &tile, 100, "image/png")).await;
+    xml_error(&a, "Invalid request: invalid tile size (use 256x256)");
+    let a = get(&s, &tiled("cached", &tile, 256, "image/jpeg")).await;
+    xml_error(&a, "Invalid request: invalid tile format, use png");
+    let a = get(&s, &tiled("cached", "0,0,1000,1000", 256, "image/png")).await;
+    xml_error(&a, "Request too large or invalid BBOX. (not a single tile)");
+    let a = get(
+        &s,
+        &tiled(
+            "cached",
+            &format!("10000,0,{world},{world}"),
+            256,
+            "image/png",
+        ),
+    )
+    .await;
+    xml_error(
+        &a,
+        "Request too large or invalid BBOX. (query does not align to tile boundaries)",
+    );
+    // a group: its layers are checked as well
+    let a = get(&s, &tiled("group", &tile, 100, "image/png")).await;
+    xml_error(&a, "Invalid request: invalid tile size (use 256x256)");
+    assert!(
+        s.upstream.queries.lock().expect("log").is_empty(),
+        "no tile was made for a refused request"
+    );
+
+    // one tile: the cached file as it is, with ETag, Last-modified and Cache-control
+    let a = get(&s, &tiled("cached", &tile, 256, "image/png")).await;
+    assert_eq!(
+        (a.status, a.content_type.as_str()),
+        (200, "image/png"),
+        "{}",
+        a.text()
+    );
+    let file = s
+        ._dir
+        .path()
+        .join("cache/c_EPSG3857/01/000/000/001/000/000/000.png");
+    let stored = std::fs::read(&file).expect("the tile is cached");
+    assert_eq!(a.body, stored, "the tile as stored");
+    let mtime = std::fs::metadata(&file)
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    let etag = mapproxy_serve_mapproxy::service::tile_etag(Some(mtime), stored.len());
+    assert_eq!(header(&a, "etag"), Some(etag.as_str()));
+    assert_eq!(
+        header(&a, "cache-control"),
+        Some("public, max-age=259200, s-maxage=259200")
+    );
+    let last_modified = header(&a, "last-modified")
+        .expect("Last-modified")
+        .to_string();
+    assert!(!a.no_cache());
+    // the same layer twice renders once (an OrderedDict by name): the tile still
+    let b = get(&s, &tiled("cached,cached", &tile, 256, "image/png")).await;
+    assert_eq!(b.body, stored);
+    assert_eq!(header(&b, "etag"), Some(etag.as_str()));
+    // conditional requests: 304 without a body
+    let c = get_with(
+        &s,
+        &tiled("cached", &tile, 256, "image/png"),
+        &format!("If-None-Match: {etag}\r\n"),
+    )
+    .await;
+    assert_eq!(c.status, 304);
+    assert!(c.body.is_empty());
+    assert_eq!(header(&c, "etag"), Some(etag.as_str()));
+    let c = get_with(
+        &s,
+        &tiled("cached", &tile, 256, "image/png"),
+        "If-Modified-Since: Fri, 01 Jan 2100 00:00:00 GMT\r\n",
+    )
+    .await;
+    assert_eq!(c.status, 304);
+    let c = get_with(
+        &s,
+        &tiled("cached", &tile, 256, "image/png"),
+        &format!("If-None-Match: x{etag}\r\n"),
+    )
+    .await;
+    assert_eq!((c.status, c.body.len()), (200, stored.len()));
+    assert_eq!(header(&c, "last-modified"), Some(last_modified.as_str()));
+    // the same map without TILED: rendered, no tile headers
+    let d = get(
+        &s,
+        &getmap("1.1.1", "cached", "EPSG:3857", &tile, 256, 256, "image/png"),
+    )
+    .await;
+    assert_eq!(d.status, 200);
+    assert_eq!(header(&d, "etag"), None);
 }

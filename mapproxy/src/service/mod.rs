@@ -432,7 +432,16 @@ impl MapProxyService {
 
     /// The WMS `SERVICE=WMS` answers.
     pub fn with_wms(mut self, wms: wms::WmsService) -> MapProxyService {
-        self.wms = Some(Arc::new(wms));
+        // the WMS-C tile sets: every tile layer by `<name>_EPSG<code>`, never grid names
+        // (config/configuration/service.py:173: `tile_layers(conf)`)
+        let idx = LayerIndex::build(&self.layers, false);
+        let tile_layers = idx
+            .order
+            .iter()
+            .filter_map(|k| idx.by_key.get(k).and_then(|&i| self.layers.get(i)))
+            .cloned()
+            .collect();
+        self.wms = Some(Arc::new(wms.with_tile_layers(tile_layers)));
         self
     }
 

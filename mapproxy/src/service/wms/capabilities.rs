@@ -41,10 +41,22 @@ pub(crate) async fn handle(wms: &WmsService, req: &WmsRequest, ctx: &Ctx<'_>) ->
         .zip(sizes)
         .filter_map(|(l, s)| Some((l.name.clone()?, s?)))
         .collect();
+    // WMS-C: `params.get('tiled', 'false').lower() == 'true'` lists every tile layer
+    // (service/wms.py:193-196); only the 1.1.0 and 1.1.1 templates print them
+    let tiled = req
+        .params
+        .get("tiled")
+        .is_some_and(|t| t.eq_ignore_ascii_case("true"));
+    let tile_layers: &[std::sync::Arc<crate::service::TileLayer>] =
+        if tiled && (Version::V110..Version::V130).contains(&req.version) {
+            &wms.tile_layers
+        } else {
+            &[]
+        };
     let doc = if req.version >= Version::V130 {
         render_130(wms, &url, &allowed, &legend_sizes)
     } else {
-        render_111(wms, &url, req.version, &allowed, &legend_sizes)
+        render_111(wms, &url, req.version, &allowed, &legend_sizes, tile_layers)
     };
     let doc = doc
         .lines()
@@ -310,15 +322,62 @@ fn dcp(url: &str, v130: bool) -> String {
     format!("      <DCPType>\n        <HTTP>\n          <Get><OnlineResource{ns} xlink:href=\"{}?\"/></Get>\n        </HTTP>\n      </DCPType>\n", e(url))
 }
 
+/// The DOCTYPE's internal subset (wms111capabilities.xml:3-15): the WMS-C elements when
+/// there are tile sets.
+fn vendor_dtd(tiled: bool) -> &'static str {
+    if tiled {
+        " <!ELEMENT VendorSpecificCapabilities (TileSet*) >\n <!ELEMENT TileSet (SRS, BoundingBox?, Resolutions, Width, Height, Format, Layers*, Styles*) >\n <!ELEMENT Resolutions (#PCDATA) >\n <!ELEMENT Width (#PCDATA) >\n <!ELEMENT Height (#PCDATA) >\n <!ELEMENT Layers (#PCDATA) >\n <!ELEMENT Styles (#PCDATA) >\n"
+    } else {
+        " <!ELEMENT VendorSpecificCapabilities EMPTY>\n"
+    }
+}
+
+/// `<VendorSpecificCapabilities>` with one WMS-C `TileSet` per tile layer
+/// (wms111capabilities.xml:99-114; 1.1.0 names the SRS as the TMS does, `OSGEO:41001` for
+/// the global mercator grid, wms110capabilities.xml:91-92).
+fn tile_sets(layers: &[std::sync::Arc<crate::service::TileLayer>], version: Version) -> String {
+    if layers.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from("  <VendorSpecificCapabilities>\n");
+    for l in layers {
+        let g = crate::service::tms::ServiceGrid::of(l);
+        let srs = if version < Version::V111 {
+            g.srs_name.clone()
+        } else {
+            format!("EPSG:{}", l.grid.srs())
+        };
+        let b = l.bbox;
+        let mut res = String::new();
+        for (_, r) in g.tile_sets(l) {
+            res.push_str(&f(r));
+            res.push(' ');
+        }
+        let (w, h) = l.grid.tile_size();
+        s.push_str(&format!(
+            "    <TileSet>\n      <SRS>{srs}</SRS>\n      <BoundingBox SRS=\"{srs}\" minx=\"{}\" miny=\"{}\" maxx=\"{}\" maxy=\"{}\" />\n      <Resolutions>{res}</Resolutions>\n      <Width>{w}</Width>\n      <Height>{h}</Height>\n      <Format>{}</Format>\n      <Layers>{}</Layers>\n      <Styles></Styles>\n    </TileSet>\n",
+            f(b[0]),
+            f(b[1]),
+            f(b[2]),
+            f(b[3]),
+            e(l.format.as_str()),
+            e(&l.name)
+        ));
+    }
+    s.push_str("  </VendorSpecificCapabilities>\n");
+    s
+}
+
 fn render_111(
     wms: &WmsService,
     url: &str,
     version: Version,
     allowed: &Access,
     sizes: &HashMap<String, (u32, u32)>,
+    tile_layers: &[std::sync::Arc<crate::service::TileLayer>],
 ) -> String {
     let v = version.to_string();
-    let mut s = format!("<?xml version=\"1.0\"?>\n<!DOCTYPE WMT_MS_Capabilities SYSTEM \"http://schemas.opengis.net/wms/{v}/WMS_MS_Capabilities.dtd\"\n [\n <!ELEMENT VendorSpecificCapabilities EMPTY>\n ]>  <!-- end of DOCTYPE declaration -->\n<WMT_MS_Capabilities version=\"{v}\">\n");
+    let mut s = format!("<?xml version=\"1.0\"?>\n<!DOCTYPE WMT_MS_Capabilities SYSTEM \"http://schemas.opengis.net/wms/{v}/WMS_MS_Capabilities.dtd\"\n [\n{} ]>  <!-- end of DOCTYPE declaration -->\n<WMT_MS_Capabilities version=\"{v}\">\n", vendor_dtd(!tile_layers.is_empty()));
     s.push_str(&service_block(wms, url, "OGC:WMS", false));
     s.push_str("</Service>\n\n<Capability>\n  <Request>\n    <GetCapabilities>\n      <Format>application/vnd.ogc.wms_xml</Format>\n");
     s.push_str(&dcp(url, false));
@@ -335,6 +394,7 @@ fn render_111(
     s.push_str("    </GetFeatureInfo>\n");
     s.push_str(&legend_request(wms, url, false));
     s.push_str("  </Request>\n  <Exception>\n    <Format>application/vnd.ogc.se_xml</Format>\n    <Format>application/vnd.ogc.se_inimage</Format>\n    <Format>application/vnd.ogc.se_blank</Format>\n  </Exception>\n");
+    s.push_str(&tile_sets(tile_layers, version));
     layer_111(wms, url, &wms.root, true, allowed, sizes, &mut s, 1);
     s.push_str("</Capability>\n</WMT_MS_Capabilities>");
     s

@@ -37,7 +37,7 @@ use crate::image::{ImageFormat, ImageOpts};
 use crate::service::Ctx;
 use crate::source::{MapQuery, MapSource};
 use crate::srs::Srs;
-use crate::tile::{TileCoord, TileError};
+use crate::tile::{TileCoord, TileData, TileError};
 use crate::tile_manager::TileManager;
 
 /// A cache in one grid.
@@ -102,6 +102,9 @@ enum Rendered {
     Image(Known<RgbaImage>),
     /// A direct source's bytes as they came (for pass-through) and its format.
     Encoded(Bytes, Option<ImageFormat>),
+    /// A WMS-C tile (`TILED=true`): the cached tile as stored, and whether the cache's image
+    /// options are transparent.
+    Tile(TileData, bool),
 }
 
 pub(crate) async fn handle(
@@ -165,6 +168,10 @@ pub(crate) async fn handle(
     let transparent = p
         .get("transparent")
         .is_some_and(|t| t.eq_ignore_ascii_case("true"));
+    // WMS-C: `params.get('tiled', 'false').lower() == 'true'` (service/wms.py:96)
+    let tiled = p
+        .get("tiled")
+        .is_some_and(|t| t.eq_ignore_ascii_case("true"));
     let bgcolor = p
         .get("bgcolor")
         .and_then(parse_bgcolor)
@@ -176,7 +183,14 @@ pub(crate) async fn handle(
     for n in &names {
         if let Some(l) = wms.layer(n) {
             if l.renders_res(res) {
-                l.render_layers(&mut render);
+                // `actual_layers` is an OrderedDict by layer name: a layer asked twice (or
+                // through a group and by itself) renders once, where it came first
+                // (service/wms.py:117-126)
+                let mut more = Vec::new();
+                l.render_layers(&mut more);
+                let seen: std::collections::HashSet<String> =
+                    render.iter().map(|(n, _)| n.clone()).collect();
+                render.extend(more.into_iter().filter(|(n, _)| !seen.contains(n)));
             }
         }
     }
@@ -265,7 +279,7 @@ pub(crate) async fn handle(
         .enumerate()
         .map(|(i, (_, l))| {
             let under = if i == 0 { under } else { None };
-            render_layer(l, &query, &format, resampling, &p.0, under).boxed()
+            render_layer(l, &query, &format, resampling, &p.0, under, tiled).boxed()
         })
         .collect();
     let results: Vec<_> = stream::iter(futures)
@@ -294,6 +308,21 @@ pub(crate) async fn handle(
             "Could not get any sources:\n{}",
             errors.join("\n")
         )));
+    }
+    // WMS-C: one tile, the cache's as stored, with the tile services' cache headers and
+    // conditional answers, when LayerMerger.merge returns it as is (an opaque cache or
+    // TRANSPARENT=true; image/merge.py:63-71) and `as_buffer` does not re-encode a loaded
+    // file (image/__init__.py:221-233); service/wms.py:170-174
+    if let [(Rendered::Tile(tile, cache_transparent), m)] = images.as_slice() {
+        if (!cache_transparent || transparent) && errors.is_empty() && m.is_empty() {
+            return Ok(super::super::response::tile_response(
+                ctx.headers,
+                &format,
+                tile.data.clone(),
+                tile.mtime,
+                wms.config.max_tile_age,
+            ));
+        }
     }
     // pass-through: one direct layer, answered in the asked format, no background to merge
     if let [(Rendered::Encoded(bytes, fmt), m)] = images.as_slice() {
@@ -337,7 +366,9 @@ pub(crate) async fn handle(
             let mut img = match img {
                 Rendered::Blank => continue,
                 Rendered::Image(i) => i.image,
-                Rendered::Encoded(b, _) => crate::image::decode(&b).map_err(|e| e.to_string())?,
+                Rendered::Encoded(b, _) | Rendered::Tile(TileData { data: b, .. }, _) => {
+                    crate::image::decode(&b).map_err(|e| e.to_string())?
+                }
             };
             for m in &masks {
                 crate::image::mask::mask_outside(&mut img, bbox, m);
@@ -563,8 +594,11 @@ async fn render_layer(
     resampling: Resampling,
     client_params: &[(String, String)],
     under: Option<[u8; 3]>,
+    tiled: bool,
 ) -> Result<Rendered, LayerError> {
     match layer {
+        // `query.tiled_only` reaches caches only (layer/cache_map_layer.py:34)
+        MapLayer::Cache(c) if tiled => render_tile(c, q, format).await,
         MapLayer::Cache(c) => render_cache(c, q, resampling, under).await,
         MapLayer::Direct(d) => render_direct(d, q, format, resampling, client_params).await,
     }
@@ -627,6 +661,82 @@ async fn render_cache(
     let mut out = RgbaImage::new(q.size.0, q.size.1);
     crate::image::paste(&mut out, &img.image, offset.0, offset.1);
     Ok(Rendered::Image(Known::unknown(out)))
+}
+
+/// `CacheMapLayer.get_map` with `tiled_only` (WMS-C, `TILED=true`;
+/// layer/cache_map_layer.py:34-37, 52-57, 74-91): the cache's format and tile size, exactly one
+/// tile whose bbox is the request's (within a tenth of a pixel), no extent clipping; that tile
+/// as stored.
+async fn render_tile(c: &CacheLayer, q: &Query, format: &str) -> Result<Rendered, LayerError> {
+    let Some(g) = pick_grid(c, &q.srs) else {
+        return Ok(Rendered::Blank);
+    };
+    let cache_opts = g.manager.image_opts();
+    // `query.format` (the request's FORMAT without `image/` and options) against the tile
+    // manager's `image_opts.format.ext`
+    if ImageFormat::new(format) != cache_opts.format {
+        return Err(LayerError::Request(format!(
+            "Invalid request: invalid tile format, use {}",
+            cache_opts.format.ext()
+        )));
+    }
+    let (tw, th) = g.grid.tile_size();
+    if q.size != (tw, th) {
+        return Err(LayerError::Request(format!(
+            "Invalid request: invalid tile size (use {tw}x{th})"
+        )));
+    }
+    let src_bbox = q
+        .srs
+        .transform_bbox_to(&g.srs, q.bbox)
+        .map_err(|e| e.to_string())?;
+    let grid = &g.grid;
+    if !bbox_intersects(grid.bbox(), src_bbox) {
+        return Ok(Rendered::Blank);
+    }
+    let res = get_resolution(src_bbox, q.size);
+    let res0 = grid.resolution(0).map_err(|e| e.to_string())?;
+    if res > res0 * grid.max_shrink_factor() {
+        return Ok(Rendered::Blank);
+    }
+    let level = grid.closest_level(res);
+    // a GridError is a MapBBOXError here (layer/cache_map_layer.py:63-64)
+    let affected = grid
+        .get_affected_level_tiles(src_bbox, level)
+        .map_err(|e| LayerError::Request(format!("Request too large or invalid BBOX. ({e})")))?;
+    let num_tiles = affected.grid_size.0.saturating_mul(affected.grid_size.1);
+    if let Some(e) = too_many_tiles(g.max_tile_limit, num_tiles) {
+        return Err(LayerError::Request(e));
+    }
+    if num_tiles > 1 {
+        return Err(LayerError::Request(
+            "Request too large or invalid BBOX. (not a single tile)".into(),
+        ));
+    }
+    // `bbox_equals(query.bbox, src_bbox, w/size/10, h/size/10)`: the request's bbox as
+    // given (in its SRS) against the tile's (in the grid's)
+    let b = q.bbox;
+    let a = affected.bbox;
+    let dx = ((b[2] - b[0]) / f64::from(q.size.0) / 10.0).abs();
+    let dy = ((b[3] - b[1]) / f64::from(q.size.1) / 10.0).abs();
+    // (util/bbox.py:70-73 compares minx and miny with the x delta, maxx and maxy with y's)
+    let aligned = (b[0] - a[0]).abs() < dx
+        && (b[1] - a[1]).abs() < dx
+        && (b[2] - a[2]).abs() < dy
+        && (b[3] - a[3]).abs() < dy;
+    if !aligned {
+        return Err(LayerError::Request(
+            "Request too large or invalid BBOX. (query does not align to tile boundaries)".into(),
+        ));
+    }
+    let Some(Some(coord)) = affected.tiles.clone().next() else {
+        return Ok(Rendered::Blank);
+    };
+    match g.manager.load_tile(coord).await {
+        Ok(t) => Ok(Rendered::Tile(t, cache_opts.transparent)),
+        Err(TileError::OutOfRange) => Ok(Rendered::Blank),
+        Err(e) => Err(LayerError::Source(e.to_string())),
+    }
 }
 
 /// `CacheMapLayer._image`: the covering tiles, stitched and transformed; `None` when there

@@ -3,8 +3,8 @@
 //!
 //! | request | what |
 //! |---|---|
-//! | `GetCapabilities` | 1.0.0/1.1.0/1.1.1 (`application/vnd.ogc.wms_xml`) and 1.3.0 (`text/xml`) documents: service metadata, the layer tree, SRS lists, bboxes (1.3.0 axis order) ([`capabilities`]) |
-//! | `GetMap` | layers from caches (the best grid and level, tiles stitched, cropped, resampled or reprojected) and from direct WMS sources, merged in order; PNG (paletted by default), JPEG, GIF, TIFF/GeoTIFF ([`map`]) |
+//! | `GetCapabilities` | 1.0.0/1.1.0/1.1.1 (`application/vnd.ogc.wms_xml`) and 1.3.0 (`text/xml`) documents: service metadata, the layer tree, SRS lists, bboxes (1.3.0 axis order); with `TILED=true` the WMS-C `TileSet`s (1.1.0/1.1.1) ([`capabilities`]) |
+//! | `GetMap` | layers from caches (the best grid and level, tiles stitched, cropped, resampled or reprojected) and from direct WMS sources, merged in order; PNG (paletted by default), JPEG, GIF, TIFF/GeoTIFF; with `TILED=true` (WMS-C) one cached tile as stored, with tile cache headers ([`map`]) |
 //! | `GetFeatureInfo` | forwarded to the layers' info sources, the documents merged ([`featureinfo`]) |
 //! | `GetLegendGraphic` | the layer's legends (`legendurl`, upstream GetLegendGraphic), cached and stacked ([`legend`]) |
 //!
@@ -115,6 +115,10 @@ pub struct WmsConfig {
     /// `featureinfo_types`: the GetFeatureInfo formats capabilities list (default text,
     /// html, xml).
     pub info_types: Vec<crate::featureinfo::InfoType>,
+    /// `Cache-control: max-age` of a WMS-C tile (`TILED=true`): `globals.tiles.expires_hours`
+    /// × 3600, as the tile services (MapProxy's `max_tile_age`, config/configuration/
+    /// service.py:209).
+    pub max_tile_age: u64,
 }
 
 impl Default for WmsConfig {
@@ -147,6 +151,7 @@ impl Default for WmsConfig {
                 crate::featureinfo::InfoType::Html,
                 crate::featureinfo::InfoType::Xml,
             ],
+            max_tile_age: 72 * 3600,
         }
     }
 }
@@ -272,6 +277,10 @@ pub struct WmsService {
     pub root: Arc<WmsLayer>,
     /// Named layers, depth first.
     layers: HashMap<String, Arc<WmsLayer>>,
+    /// The tile layers `TILED=true` capabilities list as WMS-C `TileSet`s: MapProxy's
+    /// `tile_layers` keyed by `<name>_EPSG<code>` (config/configuration/service.py:85-95,
+    /// 173), in that order ([`WmsService::with_tile_layers`]).
+    tile_layers: Vec<Arc<super::TileLayer>>,
 }
 
 impl WmsService {
@@ -290,7 +299,14 @@ impl WmsService {
             config,
             root,
             layers,
+            tile_layers: Vec::new(),
         }
+    }
+
+    /// The tile layers of the WMS-C `TileSet`s, in order.
+    pub fn with_tile_layers(mut self, tile_layers: Vec<Arc<super::TileLayer>>) -> WmsService {
+        self.tile_layers = tile_layers;
+        self
     }
 
     pub fn layer(&self, name: &str) -> Option<&Arc<WmsLayer>> {
