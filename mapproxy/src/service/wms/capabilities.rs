@@ -55,6 +55,8 @@ pub(crate) async fn handle(wms: &WmsService, req: &WmsRequest, ctx: &Ctx<'_>) ->
         };
     let doc = if req.version >= Version::V130 {
         render_130(wms, &url, &allowed, &legend_sizes)
+    } else if req.version < Version::V110 {
+        render_100(wms, &url, &allowed, &legend_sizes)
     } else {
         render_111(wms, &url, req.version, &allowed, &legend_sizes, tile_layers)
     };
@@ -127,10 +129,11 @@ fn collect_legend_layers<'a>(l: &'a WmsLayer, out: &mut Vec<&'a WmsLayer>) {
 }
 
 /// MapProxy's `{{service.url}}{{layer.legend_url|escape}}`: the service URL as it is, the
-/// legend query escaped.
+/// legend query escaped; the request's `styles=` ends it (`adapt_params_to_version` adds it
+/// to every WMS request URL, request/wms/__init__.py:171-172).
 fn legend_href(url: &str, name: &str) -> String {
     let query = format!(
-        "?format=image%2Fpng&layer={}&sld_version=1.1.0&request=GetLegendGraphic&service=WMS&version=1.1.1",
+        "?format=image%2Fpng&layer={}&sld_version=1.1.0&request=GetLegendGraphic&service=WMS&version=1.1.1&styles=",
         crate::source::py_quote(name)
     );
     format!("{url}{}", html_escape(&query))
@@ -377,7 +380,13 @@ fn render_111(
     tile_layers: &[std::sync::Arc<crate::service::TileLayer>],
 ) -> String {
     let v = version.to_string();
-    let mut s = format!("<?xml version=\"1.0\"?>\n<!DOCTYPE WMT_MS_Capabilities SYSTEM \"http://schemas.opengis.net/wms/{v}/WMS_MS_Capabilities.dtd\"\n [\n{} ]>  <!-- end of DOCTYPE declaration -->\n<WMT_MS_Capabilities version=\"{v}\">\n", vendor_dtd(!tile_layers.is_empty()));
+    // wms110capabilities.xml:2 names the 1.1.0 DTD by its own file name
+    let dtd = if version < Version::V111 {
+        "capabilities_1_1_0.dtd"
+    } else {
+        "WMS_MS_Capabilities.dtd"
+    };
+    let mut s = format!("<?xml version=\"1.0\"?>\n<!DOCTYPE WMT_MS_Capabilities SYSTEM \"http://schemas.opengis.net/wms/{v}/{dtd}\"\n [\n{} ]>  <!-- end of DOCTYPE declaration -->\n<WMT_MS_Capabilities version=\"{v}\">\n", vendor_dtd(!tile_layers.is_empty()));
     s.push_str(&service_block(wms, url, "OGC:WMS", false));
     s.push_str("</Service>\n\n<Capability>\n  <Request>\n    <GetCapabilities>\n      <Format>application/vnd.ogc.wms_xml</Format>\n");
     s.push_str(&dcp(url, false));
@@ -392,10 +401,15 @@ fn render_111(
     }
     s.push_str(&dcp(url, false));
     s.push_str("    </GetFeatureInfo>\n");
-    s.push_str(&legend_request(wms, url, false));
+    // 1.1.0 has no GetLegendGraphic (wms111capabilities.xml:81-92 only)
+    if version >= Version::V111 {
+        s.push_str(&legend_request(wms, url, false));
+    }
     s.push_str("  </Request>\n  <Exception>\n    <Format>application/vnd.ogc.se_xml</Format>\n    <Format>application/vnd.ogc.se_inimage</Format>\n    <Format>application/vnd.ogc.se_blank</Format>\n  </Exception>\n");
     s.push_str(&tile_sets(tile_layers, version));
-    layer_111(wms, url, &wms.root, true, allowed, sizes, &mut s, 1);
+    layer_111(
+        wms, url, version, &wms.root, true, allowed, sizes, &mut s, 1,
+    );
     s.push_str("</Capability>\n</WMT_MS_Capabilities>");
     s
 }
@@ -404,6 +418,7 @@ fn render_111(
 fn layer_111(
     wms: &WmsService,
     url: &str,
+    version: Version,
     l: &WmsLayer,
     with_srs: bool,
     allowed: &Access,
@@ -427,13 +442,17 @@ fn layer_111(
         s.push_str(&format!("{ind}  <Name>{}</Name>\n", e(n)));
     }
     s.push_str(&format!("{ind}  <Title>{}</Title>\n", e(&l.title)));
-    if let Some(a) = &l.abstract_ {
+    // 1.1.0: no layer abstract, the SRS list in one element (wms110capabilities.xml:109-112)
+    let v111 = version >= Version::V111;
+    if let Some(a) = l.abstract_.as_ref().filter(|_| v111) {
         s.push_str(&format!("{ind}  <Abstract>{}</Abstract>\n", e(a)));
     }
-    if with_srs {
+    if with_srs && v111 {
         for srs in &wms.config.srs {
             s.push_str(&format!("{ind}  <SRS>{}</SRS>\n", e(srs)));
         }
+    } else if with_srs {
+        s.push_str(&format!("{ind}  <SRS>{}</SRS>\n", srs_list(wms)));
     }
     let ext = allowed.extent(l);
     let ll = llbbox(ext.as_ref());
@@ -451,21 +470,157 @@ fn layer_111(
         ));
     }
     s.push_str(&legend_style(url, l, sizes, &ind, false));
-    if l.min_res.is_some() || l.max_res.is_some() {
-        // MapProxy's scale_hint: the diagonal of a pixel at each resolution
-        let hint = |r: f64| f((r * r * 2.0).sqrt());
-        let min = l
-            .max_res
-            .map(|r| format!("min=\"{}\"", hint(r)))
-            .unwrap_or_default();
-        let max = l
-            .min_res
-            .map(|r| format!("max=\"{}\"", hint(r)))
-            .unwrap_or_default();
-        s.push_str(&format!("{ind}  <ScaleHint {min} {max} />\n"));
-    }
+    s.push_str(&scale_hint(l, &ind));
     for c in &l.children {
-        layer_111(wms, url, c, false, allowed, sizes, s, depth + 1);
+        layer_111(wms, url, version, c, false, allowed, sizes, s, depth + 1);
+    }
+    s.push_str(&format!("{ind}</Layer>\n"));
+}
+
+/// `<ScaleHint>` of a layer with `min_res`/`max_res` (1.0.0 to 1.1.1): MapProxy's
+/// `scale_hint`, the diagonal of a pixel at each resolution.
+fn scale_hint(l: &WmsLayer, ind: &str) -> String {
+    if l.min_res.is_none() && l.max_res.is_none() {
+        return String::new();
+    }
+    let hint = |r: f64| f((r * r * 2.0).sqrt());
+    let min = l
+        .max_res
+        .map(|r| format!("min=\"{}\"", hint(r)))
+        .unwrap_or_default();
+    let max = l
+        .min_res
+        .map(|r| format!("max=\"{}\"", hint(r)))
+        .unwrap_or_default();
+    format!("{ind}  <ScaleHint {min} {max} />\n")
+}
+
+/// The service's SRS in one element's text, each followed by a space (wms100capabilities.xml,
+/// wms110capabilities.xml: `{{for s in srs}}{{s}} {{endfor}}`).
+fn srs_list(wms: &WmsService) -> String {
+    let mut out = String::new();
+    for srs in &wms.config.srs {
+        out.push_str(e(srs));
+        out.push(' ');
+    }
+    out
+}
+
+/// `wms100format`: a format's 1.0.0 element name (`PNG`, `TIFF`, `GIF`, `JPEG`), `None` for
+/// others (service/template_helper.py:25-36).
+fn wms100format(format: &str) -> Option<String> {
+    let sub = format.split_once('/')?.1.to_ascii_uppercase();
+    ["PNG", "TIFF", "GIF", "JPEG"]
+        .contains(&sub.as_str())
+        .then_some(sub)
+}
+
+/// The 1.0.0 document (service/templates/wms100capabilities.xml): old-style request names and
+/// format elements, `onlineResource` attributes, a plain-text `OnlineResource`, one SRS
+/// element on every layer, `StyleURL` legends.
+fn render_100(
+    wms: &WmsService,
+    url: &str,
+    allowed: &Access,
+    sizes: &HashMap<String, (u32, u32)>,
+) -> String {
+    let md = &wms.config.md;
+    let online = if md.online_resource.is_empty() {
+        url
+    } else {
+        md.online_resource.as_str()
+    };
+    let mut s = format!(
+        "<?xml version=\"1.0\"?>\n<!DOCTYPE WMT_MS_Capabilities SYSTEM \"http://schemas.opengis.net/wms/1.0.0/WMS_MS_Capabilities.dtd\"\n [\n <!ELEMENT VendorSpecificCapabilities EMPTY>\n ]>  <!-- end of DOCTYPE declaration -->\n<WMT_MS_Capabilities version=\"1.0.0\">\n<Service>\n  <Name>OGC:WMS</Name>\n  <Title>{}</Title>\n  <Abstract>{}</Abstract>\n  <OnlineResource>{}</OnlineResource>\n  <Fees>{}</Fees>\n  <AccessConstraints>{}</AccessConstraints>\n</Service>\n\n<Capability>\n  <Request>\n",
+        e(&md.title),
+        e(&md.abstract_),
+        e(online),
+        e(md.fees.as_deref().unwrap_or("none")),
+        e(md.access_constraints.as_deref().unwrap_or("none"))
+    );
+    let dcp = format!(
+        "      <DCPType>\n        <HTTP>\n          <Get onlineResource=\"{}?\"/>\n        </HTTP>\n      </DCPType>\n",
+        e(url)
+    );
+    s.push_str("    <Capabilities>\n      <Format>\n        <WMS_XML/>\n      </Format>\n");
+    s.push_str(&dcp);
+    s.push_str("    </Capabilities>\n    <Map>\n      <Format>\n");
+    for fmt in &wms.config.image_formats {
+        if let Some(name) = wms100format(fmt) {
+            s.push_str(&format!("        <{name}/>\n"));
+        }
+    }
+    s.push_str("      </Format>\n");
+    s.push_str(&dcp);
+    s.push_str("    </Map>\n    <FeatureInfo>\n      <Format>\n");
+    // `wms100info_format`: GML.1 for the XML types, MIME for the others
+    for t in &wms.config.info_types {
+        let name = match t.mime(false) {
+            "application/vnd.ogc.gml" | "text/xml" => "GML.1",
+            _ => "MIME",
+        };
+        s.push_str(&format!("        <{name}/>\n"));
+    }
+    s.push_str("      </Format>\n");
+    s.push_str(&dcp);
+    s.push_str("    </FeatureInfo>\n  </Request>\n  <Exception>\n    <Format>\n      <INIMAGE/>\n      <BLANK/>\n      <WMS_XML/>\n    </Format>\n  </Exception>\n");
+    layer_100(wms, url, &wms.root, true, allowed, sizes, &mut s, 1);
+    s.push_str("</Capability>\n</WMT_MS_Capabilities>");
+    s
+}
+
+#[allow(clippy::too_many_arguments)]
+fn layer_100(
+    wms: &WmsService,
+    url: &str,
+    l: &WmsLayer,
+    root: bool,
+    allowed: &Access,
+    sizes: &HashMap<String, (u32, u32)>,
+    s: &mut String,
+    depth: usize,
+) {
+    if let Some(n) = &l.name {
+        if !root && !allowed.allows(n) {
+            return;
+        }
+    }
+    let ind = "  ".repeat(depth);
+    let q = if l.queryable() {
+        " queryable=\"1\""
+    } else {
+        ""
+    };
+    s.push_str(&format!("{ind}<Layer{q}>\n"));
+    if let Some(n) = &l.name {
+        s.push_str(&format!("{ind}  <Name>{}</Name>\n", e(n)));
+    }
+    s.push_str(&format!("{ind}  <Title>{}</Title>\n", e(&l.title)));
+    s.push_str(&format!("{ind}  <SRS>{}</SRS>\n", srs_list(wms)));
+    let ext = allowed.extent(l);
+    let ll = llbbox(ext.as_ref());
+    s.push_str(&format!(
+        "{ind}  <LatLonBoundingBox minx=\"{}\" miny=\"{}\" maxx=\"{}\" maxy=\"{}\" />\n",
+        ll[0], ll[1], ll[2], ll[3]
+    ));
+    for (code, b) in layer_srs_bbox(wms, ext.as_ref(), false) {
+        s.push_str(&format!(
+            "{ind}  <BoundingBox SRS=\"{code}\" minx=\"{}\" miny=\"{}\" maxx=\"{}\" maxy=\"{}\" />\n",
+            f(b[0]),
+            f(b[1]),
+            f(b[2]),
+            f(b[3])
+        ));
+    }
+    if let Some(name) = l.name.as_ref().filter(|n| sizes.contains_key(*n)) {
+        s.push_str(&format!(
+            "{ind}  <Style>\n{ind}    <Name>default</Name>\n{ind}    <Title>default</Title>\n{ind}    <StyleURL>{}</StyleURL>\n{ind}  </Style>\n",
+            legend_href(url, name)
+        ));
+    }
+    s.push_str(&scale_hint(l, &ind));
+    for c in &l.children {
+        layer_100(wms, url, c, false, allowed, sizes, s, depth + 1);
     }
     s.push_str(&format!("{ind}</Layer>\n"));
 }

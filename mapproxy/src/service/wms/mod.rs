@@ -3,12 +3,13 @@
 //!
 //! | request | what |
 //! |---|---|
-//! | `GetCapabilities` | 1.0.0/1.1.0/1.1.1 (`application/vnd.ogc.wms_xml`) and 1.3.0 (`text/xml`) documents: service metadata, the layer tree, SRS lists, bboxes (1.3.0 axis order); with `TILED=true` the WMS-C `TileSet`s (1.1.0/1.1.1) ([`capabilities`]) |
+//! | `GetCapabilities` | 1.0.0 (`text/xml`), 1.1.0/1.1.1 (`application/vnd.ogc.wms_xml`) and 1.3.0 (`text/xml`) documents, each from its own MapProxy template: service metadata, the layer tree, SRS lists, bboxes (1.3.0 axis order); with `TILED=true` the WMS-C `TileSet`s (1.1.0/1.1.1) ([`capabilities`]) |
 //! | `GetMap` | layers from caches (the best grid and level, tiles stitched, cropped, resampled or reprojected) and from direct WMS sources, merged in order; PNG (paletted by default), JPEG, GIF, TIFF/GeoTIFF; with `TILED=true` (WMS-C) one cached tile as stored, with tile cache headers ([`map`]) |
 //! | `GetFeatureInfo` | forwarded to the layers' info sources, the documents merged ([`featureinfo`]) |
 //! | `GetLegendGraphic` | the layer's legends (`legendurl`, upstream GetLegendGraphic), cached and stacked ([`legend`]) |
 //!
-//! Versions are negotiated as MapProxy's `negotiate_version`; parameter names are
+//! Versions are negotiated as MapProxy's `negotiate_version` (as tuples of any length: `1.1` is
+//! below 1.1.0, so 1.0.0); parameter names are
 //! case-insensitive. Errors are MapProxy's exception documents (1.1.1
 //! `application/vnd.ogc.se_xml`, 1.3.0 `text/xml` in the ogc namespace, 1.0.0 `WMTException`),
 //! HTTP 500 as MapProxy ≥ 3 answers them, or with `EXCEPTIONS=...inimage`/`...blank` an image
@@ -69,19 +70,44 @@ impl std::fmt::Display for Version {
 
 /// MapProxy's `negotiate_version` over the supported versions (sorted).
 pub fn negotiate_version(v: Version, supported: &[Version]) -> Version {
+    negotiate_parts(&[i64::from(v.0), i64::from(v.1), i64::from(v.2)], supported)
+}
+
+/// A requested version as MapProxy's `Version` reads it (request/wms/__init__.py:290-291):
+/// every dot-separated part an integer, as many parts as written, compared as tuples, so
+/// `1.1` is (1, 1), below (1, 1, 0). `None` where Python's `int` fails (MapProxy: an internal
+/// error).
+pub fn version_parts(s: &str) -> Option<Vec<i64>> {
+    s.split('.')
+        .map(|p| {
+            let t = p.trim();
+            let digits = t.strip_prefix(['+', '-']).unwrap_or(t);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            t.parse::<i64>().ok()
+        })
+        .collect()
+}
+
+/// `negotiate_version` of a requested version's parts (request/wms/__init__.py:697-725): the
+/// lowest supported below it, the highest above it, else the highest not above it. A
+/// version written exactly as a supported one is that one (`wms_request`, :741-748).
+pub fn negotiate_parts(v: &[i64], supported: &[Version]) -> Version {
+    let parts = |s: &Version| [i64::from(s.0), i64::from(s.1), i64::from(s.2)];
     let (Some(&lo), Some(&hi)) = (supported.first(), supported.last()) else {
         return Version::V130;
     };
-    if v < lo {
+    if v < &parts(&lo)[..] {
         return lo;
     }
-    if v > hi {
+    if v > &parts(&hi)[..] {
         return hi;
     }
     supported
         .iter()
         .rev()
-        .find(|s| v >= **s)
+        .find(|s| v >= &parts(s)[..])
         .copied()
         .unwrap_or(lo)
 }
@@ -582,9 +608,8 @@ pub(crate) async fn handle(wms: &WmsService, ctx: &Ctx<'_>) -> Response<Body> {
     let raw_version = params.get("version").or_else(|| params.get("wmtver"));
     let version = match raw_version {
         None => highest,
-        Some(v) => match Version::parse(v) {
-            Some(v) if versions.contains(&v) => v,
-            Some(v) => negotiate_version(v, versions),
+        Some(v) => match version_parts(v) {
+            Some(parts) => negotiate_parts(&parts, versions),
             None => {
                 return xml_exception(
                     highest,
@@ -665,6 +690,19 @@ mod tests {
         );
         assert_eq!(Version::parse("1.3.0"), Some(Version::V130));
         assert_eq!(Version::parse("x"), None);
+        // as tuples of any length (MapProxy answers these, see tests/wms.rs)
+        let n = |s: &str| version_parts(s).map(|p| negotiate_parts(&p, &all));
+        assert_eq!(n("1.1"), Some(Version::V100));
+        assert_eq!(n("0.9"), Some(Version::V100));
+        assert_eq!(n("1.1.0"), Some(Version::V110));
+        assert_eq!(n("1.1.1.0"), Some(Version::V111));
+        assert_eq!(n("1.2"), Some(Version::V111));
+        assert_eq!(n("2"), Some(Version::V130));
+        assert_eq!(n(" 1 . 3 . 0 "), Some(Version::V130));
+        assert_eq!(n("-1"), Some(Version::V100));
+        assert_eq!(n("1..1"), None);
+        assert_eq!(n(""), None);
+        assert_eq!(n("1.x"), None);
     }
 
     #[test]
