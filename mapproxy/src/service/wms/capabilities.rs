@@ -414,21 +414,18 @@ fn render_111(
     s
 }
 
-#[allow(clippy::too_many_arguments)]
-fn layer_111(
-    wms: &WmsService,
-    url: &str,
-    version: Version,
+/// The start of a `<Layer>` element, as every version's template writes it: the indentation
+/// for the rest, or `None` for a named layer the authorizer hides (the root, `keep`, stays).
+fn layer_head(
     l: &WmsLayer,
-    with_srs: bool,
+    keep: bool,
     allowed: &Access,
-    sizes: &HashMap<String, (u32, u32)>,
     s: &mut String,
     depth: usize,
-) {
+) -> Option<String> {
     if let Some(n) = &l.name {
-        if !with_srs && !allowed.allows(n) {
-            return;
+        if !keep && !allowed.allows(n) {
+            return None;
         }
     }
     let ind = "  ".repeat(depth);
@@ -442,6 +439,24 @@ fn layer_111(
         s.push_str(&format!("{ind}  <Name>{}</Name>\n", e(n)));
     }
     s.push_str(&format!("{ind}  <Title>{}</Title>\n", e(&l.title)));
+    Some(ind)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn layer_111(
+    wms: &WmsService,
+    url: &str,
+    version: Version,
+    l: &WmsLayer,
+    with_srs: bool,
+    allowed: &Access,
+    sizes: &HashMap<String, (u32, u32)>,
+    s: &mut String,
+    depth: usize,
+) {
+    let Some(ind) = layer_head(l, with_srs, allowed, s, depth) else {
+        return;
+    };
     // 1.1.0: no layer abstract, the SRS list in one element (wms110capabilities.xml:109-112)
     let v111 = version >= Version::V111;
     if let Some(a) = l.abstract_.as_ref().filter(|_| v111) {
@@ -580,22 +595,9 @@ fn layer_100(
     s: &mut String,
     depth: usize,
 ) {
-    if let Some(n) = &l.name {
-        if !root && !allowed.allows(n) {
-            return;
-        }
-    }
-    let ind = "  ".repeat(depth);
-    let q = if l.queryable() {
-        " queryable=\"1\""
-    } else {
-        ""
+    let Some(ind) = layer_head(l, root, allowed, s, depth) else {
+        return;
     };
-    s.push_str(&format!("{ind}<Layer{q}>\n"));
-    if let Some(n) = &l.name {
-        s.push_str(&format!("{ind}  <Name>{}</Name>\n", e(n)));
-    }
-    s.push_str(&format!("{ind}  <Title>{}</Title>\n", e(&l.title)));
     s.push_str(&format!("{ind}  <SRS>{}</SRS>\n", srs_list(wms)));
     let ext = allowed.extent(l);
     let ll = llbbox(ext.as_ref());
@@ -670,22 +672,9 @@ fn layer_130(
     s: &mut String,
     depth: usize,
 ) {
-    if let Some(n) = &l.name {
-        if !with_srs && !allowed.allows(n) {
-            return;
-        }
-    }
-    let ind = "  ".repeat(depth);
-    let q = if l.queryable() {
-        " queryable=\"1\""
-    } else {
-        ""
+    let Some(ind) = layer_head(l, with_srs, allowed, s, depth) else {
+        return;
     };
-    s.push_str(&format!("{ind}<Layer{q}>\n"));
-    if let Some(n) = &l.name {
-        s.push_str(&format!("{ind}  <Name>{}</Name>\n", e(n)));
-    }
-    s.push_str(&format!("{ind}  <Title>{}</Title>\n", e(&l.title)));
     if let Some(a) = &l.abstract_ {
         s.push_str(&format!("{ind}  <Abstract>{}</Abstract>\n", e(a)));
     }
