@@ -624,18 +624,69 @@ fn service_md(md: Option<&Node>) -> crate::service::ServiceMd {
     else {
         return out;
     };
-    let text = |k: &str| match m.get(k).map(|n| &n.value) {
-        Some(Value::Str(s)) => Some(s.clone()),
-        Some(Value::Int(i)) => Some(i.to_string()),
-        Some(Value::Float(f)) => Some(crate::source::py_float_repr(*f)),
-        _ => None,
-    };
+    let text = |k: &str| scalar_text(m.get(k));
     out.title = text("title").unwrap_or_default();
     out.abstract_ = text("abstract").unwrap_or_default();
     out.online_resource = text("online_resource").unwrap_or_default();
     out.fees = text("fees");
     out.access_constraints = text("access_constraints");
+    // `contact`: printed when it is a non-empty mapping (the templates' `{{if
+    // service.contact}}`), missing fields empty (`bunch(default='')`)
+    if let Some(Node {
+        value: Value::Map(c),
+        ..
+    }) = m.get("contact")
+    {
+        if !c.is_empty() {
+            let f = |k: &str| scalar_text(c.get(k)).unwrap_or_default();
+            out.contact = Some(crate::service::Contact {
+                person: f("person"),
+                position: f("position"),
+                organization: f("organization"),
+                address_type: scalar_text(c.get("address_type")),
+                address: f("address"),
+                city: f("city"),
+                state: f("state"),
+                postcode: f("postcode"),
+                country: f("country"),
+                phone: f("phone"),
+                fax: f("fax"),
+                email: f("email"),
+            });
+        }
+    }
+    // `keyword_list`: `[{vocabulary: ..., keywords: [...]}, ...]`
+    if let Some(Node {
+        value: Value::Seq(lists),
+        ..
+    }) = m.get("keyword_list")
+    {
+        for list in lists {
+            let Value::Map(k) = &list.value else { continue };
+            let keywords = match k.get("keywords").map(|n| &n.value) {
+                Some(Value::Seq(items)) => {
+                    items.iter().filter_map(|n| scalar_text(Some(n))).collect()
+                }
+                _ => Vec::new(),
+            };
+            out.keyword_list.push(crate::service::Keywords {
+                vocabulary: scalar_text(k.get("vocabulary")),
+                keywords,
+            });
+        }
+    }
     out
+}
+
+/// A scalar of `md` as Python's `str()` prints it in a template.
+fn scalar_text(n: Option<&Node>) -> Option<String> {
+    match n.map(|n| &n.value) {
+        Some(Value::Str(s)) => Some(s.clone()),
+        Some(Value::Int(i)) => Some(i.to_string()),
+        Some(Value::Float(f)) => Some(crate::source::py_float_repr(*f)),
+        Some(Value::Bool(b)) => Some(if *b { "True" } else { "False" }.to_string()),
+        _ => None,
+    }
 }
 
 fn flatten<'a>(layers: &'a [LayerConf], out: &mut Vec<&'a LayerConf>) {

@@ -88,6 +88,8 @@ pub struct Contact {
     pub person: String,
     pub position: String,
     pub organization: String,
+    /// `address_type` (the WMS documents print `postal` when unset).
+    pub address_type: Option<String>,
     pub address: String,
     pub city: String,
     pub state: String,

@@ -290,19 +290,41 @@ fn service_block(wms: &WmsService, url: &str, name: &str, v130: bool) -> String 
         e(&md.title),
         e(&md.abstract_)
     );
+    // 1.3.0 only: the service's keyword_list (wms130capabilities.xml:7-15)
+    if v130 && !md.keyword_list.is_empty() {
+        s.push_str("  <KeywordList>\n");
+        for list in &md.keyword_list {
+            let vocabulary = match list.vocabulary.as_deref().filter(|v| !v.is_empty()) {
+                Some(v) => format!(" vocabulary=\"{}\"", e(v)),
+                None => String::new(),
+            };
+            for k in &list.keywords {
+                s.push_str(&format!("    <Keyword{vocabulary}>{}</Keyword>\n", e(k)));
+            }
+        }
+        s.push_str("  </KeywordList>\n");
+    }
     let online = if md.online_resource.is_empty() {
         url
     } else {
         md.online_resource.as_str()
     };
+    // the template's `  {{endif}}{{if service.online_resource}} .. {{else}}` line: after a
+    // keyword list, the service URL's line (the `else`) is indented by two more spaces
+    let ind = if v130 && !md.keyword_list.is_empty() && md.online_resource.is_empty() {
+        "    "
+    } else {
+        "  "
+    };
     s.push_str(&format!(
-        "  <OnlineResource xmlns:xlink=\"http://www.w3.org/1999/xlink\" xlink:href=\"{}\"/>\n",
+        "{ind}<OnlineResource xmlns:xlink=\"http://www.w3.org/1999/xlink\" xlink:href=\"{}\"/>\n",
         e(online)
     ));
     if let Some(c) = &md.contact {
         s.push_str(&format!(
-            "  <ContactInformation>\n      <ContactPersonPrimary>\n        <ContactPerson>{}</ContactPerson>\n        <ContactOrganization>{}</ContactOrganization>\n      </ContactPersonPrimary>\n      <ContactPosition>{}</ContactPosition>\n      <ContactAddress>\n        <AddressType>postal</AddressType>\n        <Address>{}</Address>\n        <City>{}</City>\n        <StateOrProvince>{}</StateOrProvince>\n        <PostCode>{}</PostCode>\n        <Country>{}</Country>\n      </ContactAddress>\n      <ContactVoiceTelephone>{}</ContactVoiceTelephone>\n      <ContactFacsimileTelephone>{}</ContactFacsimileTelephone>\n      <ContactElectronicMailAddress>{}</ContactElectronicMailAddress>\n  </ContactInformation>\n",
-            e(&c.person), e(&c.organization), e(&c.position), e(&c.address), e(&c.city),
+            "  <ContactInformation>\n      <ContactPersonPrimary>\n        <ContactPerson>{}</ContactPerson>\n        <ContactOrganization>{}</ContactOrganization>\n      </ContactPersonPrimary>\n      <ContactPosition>{}</ContactPosition>\n      <ContactAddress>\n        <AddressType>{}</AddressType>\n        <Address>{}</Address>\n        <City>{}</City>\n        <StateOrProvince>{}</StateOrProvince>\n        <PostCode>{}</PostCode>\n        <Country>{}</Country>\n      </ContactAddress>\n      <ContactVoiceTelephone>{}</ContactVoiceTelephone>\n      <ContactFacsimileTelephone>{}</ContactFacsimileTelephone>\n      <ContactElectronicMailAddress>{}</ContactElectronicMailAddress>\n  </ContactInformation>\n",
+            e(&c.person), e(&c.organization), e(&c.position),
+            e(c.address_type.as_deref().unwrap_or("postal")), e(&c.address), e(&c.city),
             e(&c.state), e(&c.postcode), e(&c.country), e(&c.phone), e(&c.fax), e(&c.email)
         ));
     }
