@@ -464,6 +464,25 @@ fn layer_head(
     Some(ind)
 }
 
+/// A layer's `LatLonBoundingBox` and `BoundingBox` elements of the 1.0.0 and 1.1.x documents.
+fn bboxes_1x(wms: &WmsService, allowed: &Access, l: &WmsLayer, ind: &str, s: &mut String) {
+    let ext = allowed.extent(l);
+    let ll = llbbox(ext.as_ref());
+    s.push_str(&format!(
+        "{ind}  <LatLonBoundingBox minx=\"{}\" miny=\"{}\" maxx=\"{}\" maxy=\"{}\" />\n",
+        ll[0], ll[1], ll[2], ll[3]
+    ));
+    for (code, b) in layer_srs_bbox(wms, ext.as_ref(), false) {
+        s.push_str(&format!(
+            "{ind}  <BoundingBox SRS=\"{code}\" minx=\"{}\" miny=\"{}\" maxx=\"{}\" maxy=\"{}\" />\n",
+            f(b[0]),
+            f(b[1]),
+            f(b[2]),
+            f(b[3])
+        ));
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn layer_111(
     wms: &WmsService,
@@ -491,21 +510,7 @@ fn layer_111(
     } else if with_srs {
         s.push_str(&format!("{ind}  <SRS>{}</SRS>\n", srs_list(wms)));
     }
-    let ext = allowed.extent(l);
-    let ll = llbbox(ext.as_ref());
-    s.push_str(&format!(
-        "{ind}  <LatLonBoundingBox minx=\"{}\" miny=\"{}\" maxx=\"{}\" maxy=\"{}\" />\n",
-        ll[0], ll[1], ll[2], ll[3]
-    ));
-    for (code, b) in layer_srs_bbox(wms, ext.as_ref(), false) {
-        s.push_str(&format!(
-            "{ind}  <BoundingBox SRS=\"{code}\" minx=\"{}\" miny=\"{}\" maxx=\"{}\" maxy=\"{}\" />\n",
-            f(b[0]),
-            f(b[1]),
-            f(b[2]),
-            f(b[3])
-        ));
-    }
+    bboxes_1x(wms, allowed, l, &ind, s);
     s.push_str(&legend_style(url, l, sizes, &ind, false));
     s.push_str(&scale_hint(l, &ind));
     for c in &l.children {
@@ -621,21 +626,7 @@ fn layer_100(
         return;
     };
     s.push_str(&format!("{ind}  <SRS>{}</SRS>\n", srs_list(wms)));
-    let ext = allowed.extent(l);
-    let ll = llbbox(ext.as_ref());
-    s.push_str(&format!(
-        "{ind}  <LatLonBoundingBox minx=\"{}\" miny=\"{}\" maxx=\"{}\" maxy=\"{}\" />\n",
-        ll[0], ll[1], ll[2], ll[3]
-    ));
-    for (code, b) in layer_srs_bbox(wms, ext.as_ref(), false) {
-        s.push_str(&format!(
-            "{ind}  <BoundingBox SRS=\"{code}\" minx=\"{}\" miny=\"{}\" maxx=\"{}\" maxy=\"{}\" />\n",
-            f(b[0]),
-            f(b[1]),
-            f(b[2]),
-            f(b[3])
-        ));
-    }
+    bboxes_1x(wms, allowed, l, &ind, s);
     if let Some(name) = l.name.as_ref().filter(|n| sizes.contains_key(*n)) {
         s.push_str(&format!(
             "{ind}  <Style>\n{ind}    <Name>default</Name>\n{ind}    <Title>default</Title>\n{ind}    <StyleURL>{}</StyleURL>\n{ind}  </Style>\n",
