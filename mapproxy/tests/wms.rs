@@ -2663,3 +2663,81 @@ async fn wms_golden_documents_as_mapproxy_printed_them() {
     }
     assert_eq!(checked, 15);
 }
+
+/// WMTS GetFeatureInfo asks the authorizer for `wmts.featureinfo` with the layer and the
+/// tile's extent (MapProxy's `authorize_tile_layer(featureinfo=True)`, service/wmts.py:154-181):
+/// `unauthenticated` 401, `none` 403, `partial` without the layer's `featureinfo` 403, `full`
+/// and `partial` with it the upstream's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wmts_featureinfo_is_authorized() {
+    use mapproxy_serve_mapproxy::authorize::{
+        AuthRequest, Authorized, Authorizer, LayerAccess, Partial,
+    };
+    use std::sync::atomic::{AtomicU8, Ordering};
+    let answer = Arc::new(AtomicU8::new(0));
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let (which, log) = (answer.clone(), asked.clone());
+    let auth = Authorizer::new(move |r: &AuthRequest<'_>| {
+        log.lock().expect("log").push((
+            r.service.to_string(),
+            r.layers.join(","),
+            r.query_extent.map(|e| (e.srs.clone(), e.bbox)),
+        ));
+        match which.load(Ordering::SeqCst) {
+            0 => Authorized::Full,
+            1 => Authorized::Unauthenticated,
+            2 => Authorized::None,
+            3 => Authorized::Partial(Partial::new().layer("q", LayerAccess::tile())),
+            _ => Authorized::Partial(Partial::new().layer("q", LayerAccess::all())),
+        }
+    });
+    let s = serve_auth(
+        r#"
+globals:
+  cache:
+    base_dir: ./cache
+services:
+  wmts:
+    featureinfo_formats:
+      - mimetype: text/plain
+        suffix: txt
+layers:
+  - name: q
+    title: Q
+    sources: [q_cache]
+caches:
+  q_cache:
+    grids: [GLOBAL_WEBMERCATOR]
+    sources: [up]
+sources:
+  up:
+    type: wms
+    wms_opts:
+      featureinfo: true
+    req:
+      url: http://UPSTREAM/service
+      layers: foo
+"#,
+        Some(auth),
+    )
+    .await;
+    let url = "/service?SERVICE=WMTS&VERSION=1.0.0&REQUEST=GetFeatureInfo&STYLE=&FORMAT=image/png&TILEMATRIXSET=GLOBAL_WEBMERCATOR&LAYER=q&TILEMATRIX=01&TILEROW=0&TILECOL=1&INFOFORMAT=text/plain&I=17&J=27";
+    for (mode, status) in [(0, 200), (1, 401), (2, 403), (3, 403), (4, 200)] {
+        answer.store(mode, Ordering::SeqCst);
+        let before = s.upstream.queries.lock().expect("log").len();
+        let a = get(&s, url).await;
+        assert_eq!(a.status, status, "answer {mode}: {}", a.text());
+        let after = s.upstream.queries.lock().expect("log").len();
+        assert_eq!(after - before, usize::from(status == 200), "answer {mode}");
+        let last = asked.lock().expect("log").last().cloned();
+        let (service, layers, extent) = last.expect("the authorizer was asked");
+        assert_eq!(
+            (service.as_str(), layers.as_str()),
+            ("wmts.featureinfo", "q")
+        );
+        // the tile 1/0 of level 1 (rows from the top): the north-east quarter
+        let (srs, bbox) = extent.expect("a query extent");
+        assert_eq!(srs, "EPSG:3857");
+        assert_eq!(bbox, [0.0, 0.0, 20037508.342789244, 20037508.342789244]);
+    }
+}
