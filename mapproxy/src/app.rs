@@ -461,6 +461,108 @@ fn wms_bbox_srs(n: &Node) -> Result<Vec<(String, Option<crate::grid::Bbox>)>, Co
     Ok(out)
 }
 
+/// The extent of source `name` (MapProxy's `source.extent`): a WMS source's coverage, else
+/// the default extent (`debug`, tile sources, a WMS source without a coverage); a cache used
+/// as a source: that cache's sources' extent.
+fn source_extent(conf: &MapProxyConf, name: &str) -> Result<Option<WmsExtent>, ConfigError> {
+    if let Some(sc) = conf.sources.get(name) {
+        if let SourceKind::Wms(w) = &sc.kind {
+            if let Some(n) = &w.common.coverage {
+                let cov = crate::coverage::load(n, &format!("sources.{name}.coverage"))?;
+                let (srs, bbox) = cov.extent();
+                return Ok(Some(WmsExtent {
+                    srs,
+                    bbox,
+                    default: false,
+                }));
+            }
+        }
+        return Ok(WmsExtent::world());
+    }
+    cache_sources_extent(conf, name, 0)
+}
+
+/// The merged extent of cache `name`'s sources (`None` for no cache of that name).
+fn cache_sources_extent(
+    conf: &MapProxyConf,
+    name: &str,
+    depth: usize,
+) -> Result<Option<WmsExtent>, ConfigError> {
+    let Some(cache) = conf.caches.get(name) else {
+        return Ok(None);
+    };
+    let mut extents = Vec::new();
+    for s in &cache.sources {
+        // a cache naming itself through others is refused where caches are compiled
+        if conf.sources.contains_key(s) || depth < 16 {
+            extents.extend(if conf.sources.contains_key(s) {
+                source_extent(conf, s)?
+            } else {
+                cache_sources_extent(conf, s, depth + 1)?
+            });
+        }
+    }
+    Ok(WmsExtent::merge(&extents))
+}
+
+/// A resolution range: MapProxy's `ResolutionRange(min_res, max_res)`, `min_res` the coarsest.
+type ResRange = (Option<f64>, Option<f64>);
+
+/// A layer's `min_res`/`max_res`, or its `min_scale`/`max_scale`, as MapProxy's
+/// `resolution_range` (grid/resolutions.py:135-157): resolutions or scales, not both;
+/// `max_scale` gives `min_res` and `min_scale` gives `max_res` (res = scale × 0.00028 m);
+/// `min_res` must be larger than `max_res`; 0 is no limit (Python's falsy 0).
+fn layer_res_range(l: &LayerConf) -> Result<Option<ResRange>, ConfigError> {
+    let set = |v: Option<f64>| v.filter(|v| *v != 0.0);
+    let (min_res, max_res) = (set(l.min_res), set(l.max_res));
+    let (min_scale, max_scale) = (set(l.min_scale), set(l.max_scale));
+    let name = l.name.as_deref().unwrap_or_default();
+    let (min_res, max_res) = match (
+        min_res.is_some() || max_res.is_some(),
+        min_scale.is_some() || max_scale.is_some(),
+    ) {
+        (false, false) => return Ok(None),
+        (true, false) => (min_res, max_res),
+        (false, true) => (
+            max_scale.map(|s| s * 0.00028),
+            min_scale.map(|s| s * 0.00028),
+        ),
+        (true, true) => {
+            return Err(err(
+                &l.loc,
+                format!(
+                "layer '{name}': requires either min_res/max_res or max_scale/min_scale, not both"
+            ),
+            ))
+        }
+    };
+    if let (Some(min), Some(max)) = (min_res, max_res) {
+        if min <= max {
+            return Err(err(
+                &l.loc,
+                format!(
+                    "layer '{name}': min_res ({min}) must be larger than max_res ({max}): min_res is the coarsest resolution the layer shows (min_scale the smallest scale denominator)"
+                ),
+            ));
+        }
+    }
+    Ok(Some((min_res, max_res)))
+}
+
+/// MapProxy's `merge_layer_res_ranges`: none when one of them has none; else the coarser
+/// `min_res` and the finer `max_res` (each none when one side has none).
+fn merge_res_ranges(ranges: &[Option<ResRange>]) -> Option<ResRange> {
+    let (first, rest) = ranges.split_first()?;
+    rest.iter().try_fold((*first)?, |a, b| {
+        let b = (*b)?;
+        let both = |x: Option<f64>, y: Option<f64>, f: fn(f64, f64) -> f64| Some(f(x?, y?));
+        match (both(a.0, b.0, f64::max), both(a.1, b.1, f64::min)) {
+            (None, None) => None,
+            r => Some(r),
+        }
+    })
+}
+
 /// One entry of `layers:` as a WMS layer (children first); `None` for an empty group.
 fn wms_layer(
     conf: &MapProxyConf,
@@ -518,10 +620,17 @@ fn wms_layer(
                 )
                 .map_err(|e| err(&l.loc, format!("cache '{src}': {e}")))?;
                 if grids.is_empty() {
-                    extents.push(WmsExtent {
-                        srs: g.srs.clone(),
-                        bbox: cg.grid.bbox(),
-                    });
+                    // its sources' extent, else its first grid's (MapProxy's
+                    // CacheConfiguration.caches and map_layer)
+                    let mut e = cache_sources_extent(conf, src, 0)?;
+                    if e.as_ref().is_none_or(|e| e.default) {
+                        e = Some(WmsExtent {
+                            srs: g.srs.clone(),
+                            bbox: cg.grid.bbox(),
+                            default: false,
+                        });
+                    }
+                    extents.extend(e);
                 }
                 grids.push(g);
             }
@@ -534,17 +643,26 @@ fn wms_layer(
                 format!("layer source '{src}' is neither a cache nor a source"),
             ));
         };
+        let mut opaque = crate::service::wms::Opaque::Never;
+        let mut wms = None;
         let (source, supported, transparent): (Arc<dyn MapSource>, Vec<Arc<Srs>>, bool) =
             match &sc.kind {
                 SourceKind::Wms(w) => {
-                    let s = wms_source(conf, src, sc, w)?;
+                    let s = Arc::new(wms_source(conf, src, sc, w)?);
+                    wms = Some(s.clone());
+                    if !w.transparent {
+                        opaque = match s.coverage() {
+                            Some(c) => crate::service::wms::Opaque::Within(Arc::new(c.clone())),
+                            None => crate::service::wms::Opaque::Always,
+                        };
+                    }
                     let mut supported = Vec::new();
                     for code in w.supported_srs.iter().flatten() {
                         supported.push(Srs::get(code).map_err(|e| {
                             err(&sc.loc, format!("sources.{src}.supported_srs: {e}"))
                         })?);
                     }
-                    (Arc::new(s), supported, w.transparent)
+                    (s, supported, w.transparent)
                 }
                 SourceKind::Debug => (Arc::new(DebugSource::new()), Vec::new(), true),
                 _ => {
@@ -556,28 +674,27 @@ fn wms_layer(
                     ))
                 }
             };
-        if let Ok(wgs84) = Srs::get("EPSG:4326") {
-            extents.push(WmsExtent {
-                srs: wgs84,
-                bbox: [-180.0, -90.0, 180.0, 90.0],
-            });
-        }
+        extents.extend(source_extent(conf, src)?);
         map_layers.push(MapLayer::Direct(crate::service::wms::direct_layer(
             source,
             supported,
             transparent,
+            opaque,
+            wms,
         )));
     }
     if map_layers.is_empty() && info.is_empty() && legends.is_empty() && children.is_empty() {
         return Ok(None);
     }
-    for c in &children {
-        if let Some(e) = &c.extent {
-            if map_layers.is_empty() {
-                extents.push(e.clone());
-            }
-        }
-    }
+    // MapProxy's WMSGroupLayer: the children's extents, then the layer's own
+    // (merge_layer_extents of `layers + [this]`)
+    let own_extent = if extents.is_empty() {
+        None
+    } else {
+        WmsExtent::merge(&extents)
+    };
+    let mut extents: Vec<WmsExtent> = children.iter().filter_map(|c| c.extent.clone()).collect();
+    extents.extend(own_extent);
     let abstract_ = match &l.md {
         Some(Node {
             value: Value::Map(m),
@@ -588,9 +705,21 @@ fn wms_layer(
         },
         _ => None,
     };
-    // scales are resolutions at 0.28 mm per pixel (MapProxy's scale_to_res)
-    let min_res = l.min_res.or(l.min_scale.map(|s| s * 0.00028));
-    let max_res = l.max_res.or(l.max_scale.map(|s| s * 0.00028));
+    // MapProxy's WMSLayer (`this`) takes the layer's range; a WMSGroupLayer the merge of its
+    // children's and this one's (service/wms.py:826); a group without sources of its own
+    // ignores its min_res/max_res
+    let has_this = !l.sources.is_empty() || l.legendurl.is_some();
+    let this_range = if has_this { layer_res_range(l)? } else { None };
+    let range = if children.is_empty() {
+        this_range
+    } else {
+        let mut ranges: Vec<Option<ResRange>> = children.iter().map(|c| c.res_range()).collect();
+        if has_this {
+            ranges.push(this_range);
+        }
+        merge_res_ranges(&ranges)
+    };
+    let (min_res, max_res) = range.unwrap_or((None, None));
     Ok(Some(WmsLayer {
         name: l.name.clone(),
         title: l.title.clone().unwrap_or_default(),

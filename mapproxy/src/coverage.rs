@@ -50,6 +50,18 @@ impl Coverage {
         })
     }
 
+    /// Its SRS and its bbox in it (MapProxy's `coverage.extent`).
+    pub fn extent(&self) -> (Arc<Srs>, Bbox) {
+        (self.srs.clone(), self.bbox)
+    }
+
+    /// The same SRS, bbox and polygons (MapProxy's coverage `__eq__`, util/coverage.py).
+    pub fn same_area(&self, other: &Coverage) -> bool {
+        *self.srs == *other.srs
+            && self.bbox == other.bbox
+            && self.geometry.geometry == other.geometry.geometry
+    }
+
     /// Its bbox in `srs`.
     pub fn extent_in(&self, srs: &Srs) -> Option<Bbox> {
         self.srs.transform_bbox_to(srs, self.bbox).ok()

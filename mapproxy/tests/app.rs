@@ -811,3 +811,52 @@ async fn serves_tiles_from_an_s3_bucket_laid_out_as_mapproxy_does() {
     assert!(e.contains("mapproxy.yaml:11"), "{e}");
     assert!(e.contains("No such bucket: missing"), "{e}");
 }
+
+/// A layer's resolution range as MapProxy's `resolution_range` reads it: resolutions or
+/// scales, not both ("requires either min_res/max_res or max_scale/min_scale"), and
+/// `min_res` above `max_res` (MapProxy asserts it); errors name the file and line.
+#[test]
+fn layer_resolution_ranges_are_checked_as_mapproxy() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("mapproxy.yaml");
+    let yaml = |limits: &str| {
+        format!(
+            "services:\n  wms:\nlayers:\n  - name: d\n    title: d\n    sources: [s]\n{limits}\
+             sources:\n  s:\n    type: debug\n"
+        )
+    };
+    for (limits, want) in [
+        (
+            "    min_res: 10\n    max_res: 1000\n",
+            "min_res (10) must be larger than max_res (1000)",
+        ),
+        (
+            "    min_scale: 100000\n    max_scale: 1000\n",
+            "min_res (0.27999999999999997) must be larger than max_res (27.99",
+        ),
+        (
+            "    min_res: 1000\n    min_scale: 100\n",
+            "requires either min_res/max_res or max_scale/min_scale",
+        ),
+    ] {
+        std::fs::write(&path, yaml(limits)).expect("write");
+        let e = mapproxy_serve_mapproxy::app::build(&path)
+            .err()
+            .unwrap_or_else(|| panic!("{limits} is refused"))
+            .to_string();
+        assert!(e.contains("mapproxy.yaml:4"), "{e}");
+        assert!(e.contains(want), "{want} in {e}");
+    }
+    for ok in [
+        "    min_res: 1000\n    max_res: 10\n",
+        "    min_scale: 1000\n    max_scale: 100000\n",
+        "    max_scale: 100000\n",
+        "    min_res: 0\n    max_res: 10\n",
+    ] {
+        std::fs::write(&path, yaml(ok)).expect("write");
+        assert!(
+            mapproxy_serve_mapproxy::app::build(&path).is_ok(),
+            "{ok} is accepted"
+        );
+    }
+}

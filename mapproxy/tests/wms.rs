@@ -487,7 +487,7 @@ async fn capabilities_111_and_130() {
     // the direct layer's extent is WGS84: east/north in 1.1.1
     assert!(
         t.contains(
-            r#"<BoundingBox SRS="EPSG:4326" minx="-180.0" miny="-90.0" maxx="180.0" maxy="90.0" />"#
+            r#"<BoundingBox SRS="EPSG:4326" minx="-180" miny="-90" maxx="180" maxy="90" />"#
         ),
         "{t}"
     );
@@ -505,7 +505,7 @@ async fn capabilities_111_and_130() {
     );
     assert!(
         t.contains(
-            r#"<BoundingBox CRS="EPSG:4326" minx="-90.0" miny="-180.0" maxx="90.0" maxy="180.0" />"#
+            r#"<BoundingBox CRS="EPSG:4326" minx="-90" miny="-180" maxx="90" maxy="180" />"#
         ),
         "{t}"
     );
@@ -622,7 +622,8 @@ async fn exceptions_as_mapproxy() {
     assert_eq!((a.status, a.content_type.as_str()), (500, "text/xml"));
     assert!(a.text().contains("<WMTException version=\"1.0.0\">\nmissing parameters [&#x27;wmtver&#x27;, &#x27;layers&#x27;"), "{}", a.text());
     // a source down: MapProxy's "Could not get any sources"; with another layer rendered:
-    // the image, not cacheable
+    // the image, not cacheable (the broken layer first: a WMS source without `transparent`
+    // is opaque and would hide the layers asked before it)
     let a = get(&s, &ok.replace("LAYERS=cached", "LAYERS=broken")).await;
     assert_eq!(a.status, 500);
     assert!(
@@ -631,7 +632,7 @@ async fn exceptions_as_mapproxy() {
         "{}",
         a.text()
     );
-    let a = get(&s, &ok.replace("LAYERS=cached", "LAYERS=cached,broken")).await;
+    let a = get(&s, &ok.replace("LAYERS=cached", "LAYERS=broken,cached")).await;
     assert_eq!(a.status, 200, "{}", a.text());
 
     // 1.3.0: text/xml in the ogc namespace, InvalidCRS
@@ -2630,38 +2631,45 @@ async fn wms_c_tiled_as_mapproxy() {
 /// The WMS documents MapProxy 7 printed for `fixtures/wms/mapproxy.yaml` (`gen_golden.sh`):
 /// version negotiation (`VERSION=1.1` and `0.9` are 1.0.0, `1.2` and `1.1.1.0` are 1.1.1, `2`
 /// is 1.3.0; request/wms/__init__.py:290-291, 697-748), the 1.0.0 and 1.1.0 documents
-/// (wms100capabilities.xml, wms110capabilities.xml), the WMS-C tile sets and tile errors:
-/// same status, content type and bytes (the host aside).
+/// (wms100capabilities.xml, wms110capabilities.xml), the WMS-C tile sets and tile errors;
+/// and for `fixtures/wms/groups/mapproxy.yaml` (`gen_golden.sh groups`) the capabilities of
+/// every version: layer extents (a WMS source without coverage and `debug` have MapProxy's
+/// default extent, printed as ints, which leaves a group's other extents as they are; two
+/// extents merge in EPSG:4326), scale ranges (`max_scale` the coarse end; a group's the merge
+/// of its children's and its own), legend styles as each template indents them. Same status,
+/// content type and bytes (the host aside).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wms_golden_documents_as_mapproxy_printed_them() {
-    let dir = format!("{}/tests/fixtures/wms", env!("CARGO_MANIFEST_DIR"));
-    let read = |name: &str| {
-        std::fs::read(format!("{dir}/{name}")).unwrap_or_else(|e| panic!("{name}: {e}"))
-    };
-    let yaml = String::from_utf8(read("mapproxy.yaml")).expect("utf-8");
-    let s = serve(&yaml).await;
-    let index = String::from_utf8(read("index.txt")).expect("utf-8");
-    let mut checked = 0;
-    for line in index.lines() {
-        let mut words: Vec<&str> = line.split(' ').collect();
-        let (Some(path), true) = (words.pop(), words.len() >= 3) else {
-            panic!("bad index line {line}");
+    for (set, count) in [("", 15), ("/groups", 4)] {
+        let dir = format!("{}/tests/fixtures/wms{set}", env!("CARGO_MANIFEST_DIR"));
+        let read = |name: &str| {
+            std::fs::read(format!("{dir}/{name}")).unwrap_or_else(|e| panic!("{name}: {e}"))
         };
-        let name = words[0];
-        let status: u16 = words[1].parse().expect("status");
-        let content_type = words[2..].join(" ");
-        let a = get(&s, path).await;
-        assert_eq!(
-            (a.status, a.content_type.as_str()),
-            (status, content_type.as_str()),
-            "{name} {path}"
-        );
-        let want =
-            String::from_utf8_lossy(&read(name)).replace("127.0.0.1:18931", &s.addr.to_string());
-        assert_eq!(a.text(), want, "{name} {path}");
-        checked += 1;
+        let yaml = String::from_utf8(read("mapproxy.yaml")).expect("utf-8");
+        let s = serve(&yaml).await;
+        let index = String::from_utf8(read("index.txt")).expect("utf-8");
+        let mut checked = 0;
+        for line in index.lines() {
+            let mut words: Vec<&str> = line.split(' ').collect();
+            let (Some(path), true) = (words.pop(), words.len() >= 3) else {
+                panic!("bad index line {line}");
+            };
+            let name = words[0];
+            let status: u16 = words[1].parse().expect("status");
+            let content_type = words[2..].join(" ");
+            let a = get(&s, path).await;
+            assert_eq!(
+                (a.status, a.content_type.as_str()),
+                (status, content_type.as_str()),
+                "{set} {name} {path}"
+            );
+            let want = String::from_utf8_lossy(&read(name))
+                .replace("127.0.0.1:18931", &s.addr.to_string());
+            assert_eq!(a.text(), want, "{set} {name} {path}");
+            checked += 1;
+        }
+        assert_eq!(checked, count, "{set}");
     }
-    assert_eq!(checked, 15);
 }
 
 /// WMTS GetFeatureInfo asks the authorizer for `wmts.featureinfo` with the layer and the
@@ -2740,4 +2748,143 @@ sources:
         assert_eq!(srs, "EPSG:3857");
         assert_eq!(bbox, [0.0, 0.0, 20037508.342789244, 20037508.342789244]);
     }
+}
+
+/// Which layers a GetMap renders, as MapProxy 7 decides it (service/wms.py:117-126): an
+/// opaque layer (a WMS source without `transparent`, within its coverage if it has one)
+/// hides the layers asked before it, which are not rendered at all (no upstream request); a
+/// group is opaque when one of its children is; a layer's `min_scale`/`max_scale` are
+/// MapProxy's (`max_scale` is the coarse end), and a group renders within the merge of its
+/// children's ranges. The upstream request counts are those of MapProxy 7 for the same YAML
+/// and requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opaque_layers_hide_the_ones_before_and_scale_ranges_as_mapproxy() {
+    let s = serve(
+        r#"
+services:
+  wms:
+    srs: ['EPSG:4326', 'EPSG:3857']
+    md: {title: opaque}
+layers:
+  - name: cached
+    title: cached
+    sources: [c]
+  - name: direct
+    title: direct
+    sources: [opaque]
+  - name: tdirect
+    title: transparent direct
+    sources: [transp]
+  - name: covered
+    title: covered
+    sources: [cov]
+  - name: grp
+    title: group
+    layers:
+      - name: g1
+        title: g1
+        sources: [transp]
+        max_scale: 50000000
+        min_scale: 10
+      - name: g2
+        title: g2
+        sources: [opaque]
+        min_scale: 100000
+        max_scale: 900000000
+globals:
+  cache:
+    base_dir: ./cache
+caches:
+  c:
+    grids: [GLOBAL_WEBMERCATOR]
+    sources: [transp]
+sources:
+  opaque:
+    type: wms
+    req: {url: 'http://UPSTREAM/service', layers: x}
+  transp:
+    type: wms
+    req: {url: 'http://UPSTREAM/service', layers: x, transparent: true}
+  cov:
+    type: wms
+    req: {url: 'http://UPSTREAM/service', layers: x}
+    coverage:
+      bbox: [0, 40, 20, 60]
+      srs: 'EPSG:4326'
+"#,
+    )
+    .await;
+    let cases = [
+        // the cache is hidden by the opaque layer after it: only `direct` is asked
+        ("cached,direct", "5,45,10,50", 1),
+        // a transparent layer after an opaque one: both, in one request to their server
+        // (combined_layers: the first one's parameters, both layers)
+        ("direct,tdirect", "5,45,10,50", 1),
+        // within the coverage the covered source is opaque, partly outside it is not (and a
+        // source with a coverage is not combined with one without)
+        ("tdirect,covered", "5,45,10,50", 1),
+        ("tdirect,covered", "-5,45,10,50", 2),
+        // the group is opaque (g2): `direct` before it is hidden; its two sources combined
+        ("direct,grp", "5,45,10,50", 1),
+        ("grp", "5,45,10,50", 1),
+        // below the group's merged range (g1's min_scale 10): nothing
+        ("grp", "5,45,5.000001,45.000001", 0),
+        ("grp", "-180,-90,180,90", 1),
+        // g1 (max_scale 5e7) draws nothing of the world map, g2 (9e8) does
+        ("g1", "-180,-90,180,90", 0),
+        ("g2", "-180,-90,180,90", 1),
+    ];
+    let mut combined = Vec::new();
+    for (layers, bbox, asked) in cases {
+        let before = s.upstream.queries.lock().expect("log").len();
+        let a = get(
+            &s,
+            &getmap("1.1.1", layers, "EPSG:4326", bbox, 256, 256, "image/png"),
+        )
+        .await;
+        assert_eq!(a.status, 200, "{layers} {bbox}: {}", a.text());
+        let log = s.upstream.queries.lock().expect("log");
+        assert_eq!(
+            log.len() - before,
+            asked,
+            "{layers} {bbox}: upstream requests"
+        );
+        if (layers == "direct,tdirect" || layers == "grp") && asked == 1 {
+            combined.push(log[before].to_ascii_lowercase());
+        }
+    }
+    // MapProxy's combined requests: `layers=x,x`, the first source's `transparent`
+    assert!(
+        combined[0].contains("layers=x%2cx") || combined[0].contains("layers=x,x"),
+        "{combined:?}"
+    );
+    assert!(!combined[0].contains("transparent"), "{combined:?}");
+    assert!(combined[1].contains("transparent=true"), "{combined:?}");
+    // the scale hints: MapProxy's ScaleHint of g1 (min_scale 10, max_scale 5e7) and the
+    // group's merged range
+    let caps = get(
+        &s,
+        "/service?SERVICE=WMS&REQUEST=GetCapabilities&VERSION=1.1.1",
+    )
+    .await;
+    let text = caps.text();
+    for hint in [
+        // grp: the merge of g1 and g2
+        "<ScaleHint min=\"0.0039597979746446655\" max=\"356381.8177180199\" />",
+        "<ScaleHint min=\"0.0039597979746446655\" max=\"19798.989873223327\" />",
+        "<ScaleHint min=\"39.597979746446654\" max=\"356381.8177180199\" />",
+    ] {
+        assert!(text.contains(hint), "{hint} in {text}");
+    }
+    let caps = get(
+        &s,
+        "/service?SERVICE=WMS&REQUEST=GetCapabilities&VERSION=1.3.0",
+    )
+    .await;
+    let text = caps.text();
+    assert!(
+        text.contains("<MinScaleDenominator>10.0</MinScaleDenominator>\n      <MaxScaleDenominator>900000000.0</MaxScaleDenominator>")
+            && text.contains("<MinScaleDenominator>10.0</MinScaleDenominator>\n        <MaxScaleDenominator>50000000.0</MaxScaleDenominator>"),
+        "{text}"
+    );
 }

@@ -136,7 +136,7 @@ pub struct WmsSource {
     ne: BTreeSet<u32>,
     http: SourceHttp,
     on_error: Option<OnError>,
-    limit: Option<Semaphore>,
+    limit: Option<std::sync::Arc<Semaphore>>,
 }
 
 /// Case-insensitive ordered parameters (MapProxy's `NoCaseMultiDict`, one value per key).
@@ -168,8 +168,8 @@ impl WmsSource {
         for c in &conf.axis_order_en {
             ne.remove(c);
         }
-        let limit =
-            (conf.concurrent_requests > 0).then(|| Semaphore::new(conf.concurrent_requests));
+        let limit = (conf.concurrent_requests > 0)
+            .then(|| std::sync::Arc::new(Semaphore::new(conf.concurrent_requests)));
         WmsSource {
             conf,
             coverage: None,
@@ -192,6 +192,55 @@ impl WmsSource {
 
     pub fn coverage(&self) -> Option<&crate::coverage::Coverage> {
         self.coverage.as_deref()
+    }
+
+    /// MapProxy's `combined_layer` (source/wms.py:192-236, client/wms.py:106-118): two
+    /// sources of one URL, with the same `supported_srs`, `supported_formats`,
+    /// `transparent_color` and coverage, asked in one request: this one's parameters with the
+    /// other's `layers` appended. `None` when they cannot be combined.
+    pub fn combined(&self, other: &WmsSource) -> Option<WmsSource> {
+        let (a, b) = (&self.conf, &other.conf);
+        let same_coverage = match (&self.coverage, &other.coverage) {
+            (None, None) => true,
+            (Some(x), Some(y)) => x.same_area(y),
+            _ => false,
+        };
+        if a.url != b.url
+            || a.supported_srs != b.supported_srs
+            || a.supported_formats != b.supported_formats
+            || a.transparent_color != b.transparent_color
+            || !same_coverage
+        {
+            return None;
+        }
+        let layers = |c: &WmsSourceConf| {
+            c.req
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("layers"))
+                .map(|(_, v)| v.clone())
+                .filter(|v| !v.is_empty())
+        };
+        let joined = match (layers(a), layers(b)) {
+            (Some(x), Some(y)) => format!("{x},{y}"),
+            (x, y) => x.or(y).unwrap_or_default(),
+        };
+        let mut conf = a.clone();
+        match conf
+            .req
+            .iter_mut()
+            .find(|(k, _)| k.eq_ignore_ascii_case("layers"))
+        {
+            Some(kv) => kv.1 = joined,
+            None => conf.req.insert(0, ("layers".to_string(), joined)),
+        }
+        Some(WmsSource {
+            conf,
+            coverage: self.coverage.clone(),
+            ne: self.ne.clone(),
+            http: self.http.clone(),
+            on_error: self.on_error.clone(),
+            limit: self.limit.clone(),
+        })
     }
 
     /// MapProxy's `WMSSource.get_map` with a coverage: blank outside it (no request), only

@@ -115,6 +115,7 @@ impl Access {
         Some(Extent {
             srs: wgs84,
             bbox: b,
+            default: false,
         })
     }
 }
@@ -153,15 +154,18 @@ fn legend_style(
     let Some((w, h)) = sizes.get(name) else {
         return String::new();
     };
-    let ns = if v130 {
-        ""
+    let href = legend_href(url, name);
+    if v130 {
+        // wms130capabilities.xml:290-297 (a space before `/>`)
+        format!(
+            "{ind}  <Style>\n{ind}    <Name>default</Name>\n{ind}    <Title>default</Title>\n{ind}    <LegendURL width=\"{w}\" height=\"{h}\">\n{ind}      <Format>image/png</Format>\n{ind}      <OnlineResource xlink:type=\"simple\" xlink:href=\"{href}\" />\n{ind}    </LegendURL>\n{ind}  </Style>\n"
+        )
     } else {
-        " xmlns:xlink=\"http://www.w3.org/1999/xlink\""
-    };
-    format!(
-        "{ind}  <Style>\n{ind}    <Name>default</Name>\n{ind}    <Title>default</Title>\n{ind}    <LegendURL width=\"{w}\" height=\"{h}\">\n{ind}      <Format>image/png</Format>\n{ind}      <OnlineResource{ns} xlink:type=\"simple\" xlink:href=\"{}\"/>\n{ind}    </LegendURL>\n{ind}  </Style>\n",
-        legend_href(url, name)
-    )
+        // wms111capabilities.xml:161-168 (four spaces per level inside `Style`)
+        format!(
+            "{ind}  <Style>\n{ind}      <Name>default</Name>\n{ind}      <Title>default</Title>\n{ind}      <LegendURL width=\"{w}\" height=\"{h}\">\n{ind}          <Format>image/png</Format>\n{ind}          <OnlineResource xmlns:xlink=\"http://www.w3.org/1999/xlink\" xlink:type=\"simple\" xlink:href=\"{href}\"/>\n{ind}      </LegendURL>\n{ind}  </Style>\n"
+        )
+    }
 }
 
 fn legend_request(wms: &WmsService, url: &str, v130: bool) -> String {
@@ -174,10 +178,18 @@ fn legend_request(wms: &WmsService, url: &str, v130: bool) -> String {
         "GetLegendGraphic"
     };
     let mut s = format!("    <{tag}>\n");
-    for fmt in &wms.config.image_formats {
-        s.push_str(&format!("      <Format>{}</Format>\n", e(fmt)));
+    if v130 {
+        for fmt in &wms.config.image_formats {
+            s.push_str(&format!("      <Format>{}</Format>\n", e(fmt)));
+        }
+        s.push_str(&dcp(url, v130));
+    } else {
+        // wms111capabilities.xml:82-91 indents its formats and DCPType by four more spaces
+        for fmt in &wms.config.image_formats {
+            s.push_str(&format!("        <Format>{}</Format>\n", e(fmt)));
+        }
+        s.push_str(&format!("        <DCPType>\n            <HTTP>\n                <Get><OnlineResource xmlns:xlink=\"http://www.w3.org/1999/xlink\" xlink:href=\"{}?\"/></Get>\n            </HTTP>\n        </DCPType>\n", e(url)));
     }
-    s.push_str(&dcp(url, v130));
     s.push_str(&format!("    </{tag}>\n"));
     s
 }
@@ -225,20 +237,33 @@ fn limit_llbbox(b: Bbox) -> [String; 4] {
 }
 
 /// `layer_srs_bbox`: one bbox per `bbox_srs` entry the service lists (default EPSG:3857,
-/// 4326, 900913: the layer's extent in each; an entry with a bbox: its intersection with the
-/// layer's extent, via EPSG:4326), then the layer's own SRS when listed and not among them.
-fn layer_srs_bbox(wms: &WmsService, ext: Option<&Extent>, axis_order: bool) -> Vec<(String, Bbox)> {
+/// 4326, 900913: the layer's extent in each; an entry with a bbox: that bbox for a layer with
+/// the default extent, else its intersection with the layer's extent, via EPSG:4326), then
+/// the layer's own SRS when listed and not among them; each printed as MapProxy prints it
+/// (the default extent's bbox in EPSG:4326 is its ints, `-180`).
+fn layer_srs_bbox(
+    wms: &WmsService,
+    ext: Option<&Extent>,
+    axis_order: bool,
+) -> Vec<(String, [String; 4])> {
     let mut out = Vec::new();
     let Some(ext) = ext else {
         return out;
     };
     let listed = |code: &str| wms.config.srs.iter().any(|s| s.eq_ignore_ascii_case(code));
-    let flip = |b: Bbox, srs: &Srs| {
-        if axis_order {
+    let print = |b: Bbox, srs: &Srs, ints: bool| {
+        let b = if axis_order {
             switch_axis_order(b, srs)
         } else {
             b
-        }
+        };
+        b.map(|v| {
+            if ints && v.fract() == 0.0 && v.abs() < 1e15 {
+                format!("{}", v as i64)
+            } else {
+                f(v)
+            }
+        })
     };
     for (code, bbox) in &wms.config.bbox_srs {
         if !listed(code) {
@@ -247,6 +272,7 @@ fn layer_srs_bbox(wms: &WmsService, ext: Option<&Extent>, axis_order: bool) -> V
         let Ok(srs) = Srs::get(code) else { continue };
         let b = match bbox {
             None => ext.bbox_for(&srs),
+            Some(b) if ext.default => Some(*b),
             Some(b) => (|| {
                 let wgs84 = Srs::get("EPSG:4326").ok()?;
                 let a = srs.transform_bbox_to(&wgs84, *b).ok()?;
@@ -264,12 +290,13 @@ fn layer_srs_bbox(wms: &WmsService, ext: Option<&Extent>, axis_order: bool) -> V
             })(),
         };
         if let Some(b) = b {
-            out.push((code.clone(), flip(b, &srs)));
+            let ints = bbox.is_none() && ext.default && *srs == *ext.srs;
+            out.push((code.clone(), print(b, &srs, ints)));
         }
     }
     let code = ext.srs.code();
     if listed(code) && !wms.config.bbox_srs.iter().any(|(c, _)| c == code) {
-        out.push((code.to_string(), flip(ext.bbox, &ext.srs)));
+        out.push((code.to_string(), print(ext.bbox, &ext.srs, ext.default)));
     }
     out
 }
@@ -475,10 +502,7 @@ fn bboxes_1x(wms: &WmsService, allowed: &Access, l: &WmsLayer, ind: &str, s: &mu
     for (code, b) in layer_srs_bbox(wms, ext.as_ref(), false) {
         s.push_str(&format!(
             "{ind}  <BoundingBox SRS=\"{code}\" minx=\"{}\" miny=\"{}\" maxx=\"{}\" maxy=\"{}\" />\n",
-            f(b[0]),
-            f(b[1]),
-            f(b[2]),
-            f(b[3])
+            b[0], b[1], b[2], b[3]
         ));
     }
 }
@@ -705,10 +729,7 @@ fn layer_130(
     for (code, b) in layer_srs_bbox(wms, ext.as_ref(), true) {
         s.push_str(&format!(
             "{ind}  <BoundingBox CRS=\"{code}\" minx=\"{}\" miny=\"{}\" maxx=\"{}\" maxy=\"{}\" />\n",
-            f(b[0]),
-            f(b[1]),
-            f(b[2]),
-            f(b[3])
+            b[0], b[1], b[2], b[3]
         ));
     }
     s.push_str(&legend_style(url, l, sizes, &ind, true));

@@ -63,6 +63,30 @@ pub struct DirectLayer {
     /// `supported_srs` (empty: any).
     pub supported_srs: Vec<Arc<Srs>>,
     pub transparent: bool,
+    /// Whether its images are sure to be opaque (layers asked before it are then left out).
+    pub opaque: Opaque,
+    /// The source when it is a WMS source: adjacent ones of one server are combined.
+    pub wms: Option<Arc<crate::source::WmsSource>>,
+}
+
+/// MapProxy's `is_opaque` of a layer's source (source/wms.py:168-190): a WMS source without
+/// `transparent` is opaque, within its coverage when it has one; other sources never are.
+#[derive(Clone)]
+pub enum Opaque {
+    Never,
+    Always,
+    Within(Arc<crate::coverage::Coverage>),
+}
+
+impl Opaque {
+    /// Is a map of `bbox` in `srs` sure to be opaque?
+    pub fn covers(&self, bbox: Bbox, srs: &Srs) -> bool {
+        match self {
+            Opaque::Never => false,
+            Opaque::Always => true,
+            Opaque::Within(c) => c.bbox_contains(bbox, srs),
+        }
+    }
 }
 
 /// What a WMS layer draws.
@@ -178,11 +202,15 @@ pub(crate) async fn handle(
         .unwrap_or([255, 255, 255]);
 
     // the layers to render, in order, as authorized
-    let res = get_resolution(bbox, size);
     let mut render: Vec<(String, MapLayer)> = Vec::new();
     for n in &names {
         if let Some(l) = wms.layer(n) {
-            if l.renders_res(res) {
+            if l.renders_query(bbox, size, &srs) {
+                // an opaque layer hides the ones asked before it: they are not rendered
+                // (service/wms.py:122-125)
+                if l.is_opaque(bbox, &srs) {
+                    render.clear();
+                }
                 // `actual_layers` is an OrderedDict by layer name: a layer asked twice (or
                 // through a group and by itself) renders once, where it came first
                 // (service/wms.py:117-126)
@@ -273,6 +301,7 @@ pub(crate) async fn handle(
     // an opaque map's bottom layer is drawn over the background as its tiles are stitched
     // (see `stitch`), unless a mask is to make part of it transparent first
     let under = (!transparent && masks.first().is_none_or(|m| m.is_empty())).then_some(bgcolor);
+    let (render, mut masks) = combine_layers(render, masks);
     // concurrent_layer_renderer: how many layers render at once (in order)
     let futures: Vec<_> = render
         .iter()
@@ -852,6 +881,39 @@ async fn load_tiles(
         }
     }
     out
+}
+
+/// MapProxy's `combined_layers` (service/wms.py:875-892): each layer is combined with the
+/// one before it where both are WMS sources that can be asked in one request
+/// ([`WmsSource::combined`](crate::source::WmsSource::combined)) and both are limited
+/// to the same area (`LimitedLayer.combined_layer`).
+#[allow(clippy::type_complexity)]
+fn combine_layers(
+    render: Vec<(String, MapLayer)>,
+    mut masks: Vec<Vec<geo::MultiPolygon<f64>>>,
+) -> (Vec<(String, MapLayer)>, Vec<Vec<geo::MultiPolygon<f64>>>) {
+    masks.resize(render.len(), Vec::new());
+    let mut out: Vec<(String, MapLayer)> = Vec::with_capacity(render.len());
+    let mut out_masks: Vec<Vec<geo::MultiPolygon<f64>>> = Vec::with_capacity(render.len());
+    for ((name, layer), mask) in render.into_iter().zip(masks) {
+        if let (Some((_, MapLayer::Direct(last))), Some(last_mask), MapLayer::Direct(d)) =
+            (out.last_mut(), out_masks.last(), &layer)
+        {
+            let combined = match (&last.wms, &d.wms) {
+                (Some(a), Some(b)) if *last_mask == mask => a.combined(b),
+                _ => None,
+            };
+            if let Some(c) = combined {
+                let c = Arc::new(c);
+                last.source = c.clone();
+                last.wms = Some(c);
+                continue;
+            }
+        }
+        out.push((name, layer));
+        out_masks.push(mask);
+    }
+    (out, out_masks)
 }
 
 /// A direct WMS source: in the query's SRS if supported, else a supported one reprojected.

@@ -37,7 +37,7 @@ use crate::srs::Srs;
 use crate::tile_manager::TileManager;
 
 pub use featureinfo::InfoLayer;
-pub use map::{CacheGridLayer, CacheLayer, DirectLayer, MapLayer};
+pub use map::{CacheGridLayer, CacheLayer, DirectLayer, MapLayer, Opaque};
 
 /// A WMS version (`1.1.1` → (1, 1, 1)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -182,14 +182,27 @@ impl Default for WmsConfig {
     }
 }
 
-/// A layer's extent: an SRS and a bbox in it.
+/// A layer's extent: an SRS and a bbox in it (MapProxy's `MapExtent`, extent.py).
 #[derive(Debug, Clone)]
 pub struct Extent {
     pub srs: Arc<Srs>,
     pub bbox: Bbox,
+    /// MapProxy's `DefaultMapExtent`: the world in EPSG:4326, of a source without a coverage
+    /// (a WMS source, `debug`); it leaves other extents unchanged when merged, and its bbox
+    /// is MapProxy's ints `(-180, -90, 180, 90)`, printed without `.0`.
+    pub default: bool,
 }
 
 impl Extent {
+    /// `DefaultMapExtent()`.
+    pub fn world() -> Option<Extent> {
+        Some(Extent {
+            srs: Srs::get("EPSG:4326").ok()?,
+            bbox: [-180.0, -90.0, 180.0, 90.0],
+            default: true,
+        })
+    }
+
     /// The bbox in `srs`.
     pub fn bbox_for(&self, srs: &Srs) -> Option<Bbox> {
         self.srs.transform_bbox_to(srs, self.bbox).ok()
@@ -201,28 +214,35 @@ impl Extent {
         self.bbox_for(&wgs84)
     }
 
-    /// The union of extents: in their SRS when they share one, else in EPSG:4326 (MapProxy's
-    /// `merge_layer_extents`).
-    pub fn merge(extents: &[Extent]) -> Option<Extent> {
-        let first = extents.first()?;
-        let same = extents.iter().all(|e| *e.srs == *first.srs);
-        let (srs, boxes): (Arc<Srs>, Vec<Bbox>) = if same {
-            (first.srs.clone(), extents.iter().map(|e| e.bbox).collect())
-        } else {
-            let wgs84 = Srs::get("EPSG:4326").ok()?;
-            let b = extents.iter().filter_map(|e| e.bbox_for(&wgs84)).collect();
-            (wgs84, b)
-        };
-        let mut u = *boxes.first()?;
-        for b in &boxes[1..] {
-            u = [
-                u[0].min(b[0]),
-                u[1].min(b[1]),
-                u[2].max(b[2]),
-                u[3].max(b[3]),
-            ];
+    /// `MapExtent.__add__`: a default extent leaves the other as it is; two others merge
+    /// their EPSG:4326 bboxes.
+    fn add(&self, other: &Extent) -> Option<Extent> {
+        if other.default {
+            return Some(self.clone());
         }
-        Some(Extent { srs, bbox: u })
+        if self.default {
+            return Some(other.clone());
+        }
+        let (a, b) = (self.llbbox()?, other.llbbox()?);
+        Some(Extent {
+            srs: Srs::get("EPSG:4326").ok()?,
+            bbox: [
+                a[0].min(b[0]),
+                a[1].min(b[1]),
+                a[2].max(b[2]),
+                a[3].max(b[3]),
+            ],
+            default: false,
+        })
+    }
+
+    /// The union of extents, as MapProxy's `merge_layer_extents`: none is the default
+    /// extent; else the last one plus each of the others in order.
+    pub fn merge(extents: &[Extent]) -> Option<Extent> {
+        let Some((last, rest)) = extents.split_last() else {
+            return Extent::world();
+        };
+        rest.iter().try_fold(last.clone(), |acc, e| acc.add(e))
     }
 }
 
@@ -279,16 +299,40 @@ impl WmsLayer {
         !self.info.is_empty() || self.children.iter().any(|c| c.queryable())
     }
 
-    /// `renders_query`: within `min_res`/`max_res` (MapProxy's `ResolutionRange.contains`).
-    fn renders_res(&self, res: f64) -> bool {
-        // MapProxy compares with a small tolerance: res within min_res (exclusive of coarser)
+    /// `is_opaque`: a layer's own sources (any of them opaque), a group's children (any).
+    fn is_opaque(&self, bbox: Bbox, srs: &Srs) -> bool {
+        if !self.children.is_empty() {
+            return self.children.iter().any(|c| c.is_opaque(bbox, srs));
+        }
+        self.map_layers.iter().any(|m| match m {
+            MapLayer::Direct(d) => d.opaque.covers(bbox, srs),
+            MapLayer::Cache(_) => false,
+        })
+    }
+
+    /// Its resolution range, if it has one.
+    pub fn res_range(&self) -> Option<(Option<f64>, Option<f64>)> {
+        (self.min_res.is_some() || self.max_res.is_some()).then_some((self.min_res, self.max_res))
+    }
+
+    /// `renders_query`: the map's x and y resolutions within `min_res`/`max_res`
+    /// (MapProxy's `ResolutionRange.contains`, grid/resolutions.py: degrees in metres on the
+    /// WGS84 semi-major axis; `min_res` with a 1e-6 tolerance, `max_res` inclusive).
+    fn renders_query(&self, bbox: Bbox, size: (u32, u32), srs: &Srs) -> bool {
+        let (mut w, mut h) = (bbox[2] - bbox[0], bbox[3] - bbox[1]);
+        if srs.is_latlong() {
+            let m = 6378137.0 * 2.0 * std::f64::consts::PI / 360.0;
+            (w, h) = (w * m, h * m);
+        }
+        let (xr, yr) = (w / f64::from(size.0), h / f64::from(size.1));
         if let Some(min) = self.min_res {
-            if res > min * (1.0 + 1e-9) {
+            let min = min + 1e-6;
+            if min <= xr || min <= yr {
                 return false;
             }
         }
         if let Some(max) = self.max_res {
-            if res <= max * (1.0 - 1e-9) {
+            if max > xr || max > yr {
                 return false;
             }
         }
@@ -360,11 +404,15 @@ pub fn direct_layer(
     source: Arc<dyn crate::source::MapSource>,
     supported_srs: Vec<Arc<Srs>>,
     transparent: bool,
+    opaque: map::Opaque,
+    wms: Option<Arc<crate::source::WmsSource>>,
 ) -> DirectLayer {
     DirectLayer {
         source,
         supported_srs,
         transparent,
+        opaque,
+        wms,
     }
 }
 
