@@ -1245,8 +1245,6 @@ fn compile_cache(
         ));
     }
     let unsupported = [
-        ("request_format", cache.request_format.is_some()),
-        ("disable_storage", cache.disable_storage),
         ("upscale_tiles", cache.upscale_tiles.is_some()),
         ("downscale_tiles", cache.downscale_tiles.is_some()),
         (
@@ -1330,6 +1328,7 @@ fn compile_cache(
         None => DirectoryLayout::Tc,
     };
     let format = ImageFormat::new(cache.format.clone());
+    let request_format = cache_request_format(name, cache)?;
     let g = &conf.globals;
     let mut opts = ImageOpts::new(format.clone());
     opts.transparent = transparent;
@@ -1397,6 +1396,28 @@ fn compile_cache(
                 format!("grid '{grid_name}' of cache '{name}': {e}"),
             )
         })?;
+        if cache.disable_storage {
+            // MapProxy's _tile_cache: a DummyCache (no storage is built) and a DummyLocker
+            // (config/configuration/cache.py:394, :645)
+            let manager = TileManager::new(
+                Arc::new(crate::cache::DummyCache),
+                source.clone(),
+                grid.clone(),
+                meta_settings(cache, metatiling),
+                opts.clone(),
+                Arc::new(crate::cache::DummyLocker) as Arc<dyn crate::lock::MetaTileLocks>,
+                cache.concurrent_tile_creators.max(1) as usize,
+            )
+            .with_request_format(request_format.clone());
+            out.push(CacheGrid {
+                grid_name: grid_name.clone(),
+                grid,
+                manager: Arc::new(manager),
+                format: format.clone(),
+                max_tile_limit: cache.max_tile_limit,
+            });
+            continue;
+        }
         let naming = if let Some(d) = &cache.cache.directory {
             crate::cache::CacheDirNaming::Directory(d)
         } else if cache.cache.use_grid_names.unwrap_or(false) {
@@ -1609,14 +1630,7 @@ fn compile_cache(
             )
             .into()
         });
-        let meta = if metatiling {
-            MetaSettings {
-                meta_size: cache.meta_size,
-                meta_buffer: cache.meta_buffer,
-            }
-        } else {
-            MetaSettings::NONE
-        };
+        let meta = meta_settings(cache, metatiling);
         let manager = TileManager::new(
             file_cache,
             source.clone(),
@@ -1625,7 +1639,8 @@ fn compile_cache(
             opts.clone(),
             locker,
             cache.concurrent_tile_creators.max(1) as usize,
-        );
+        )
+        .with_request_format(request_format.clone());
         out.push(CacheGrid {
             grid_name: grid_name.clone(),
             grid,
@@ -1635,6 +1650,46 @@ fn compile_cache(
         });
     }
     Ok(out)
+}
+
+/// Meta tiling of a cache's tile manager: the cache's, or none (tile sources).
+fn meta_settings(cache: &CacheConf, metatiling: bool) -> MetaSettings {
+    if metatiling {
+        MetaSettings {
+            meta_size: cache.meta_size,
+            meta_buffer: cache.meta_buffer,
+        }
+    } else {
+        MetaSettings::NONE
+    }
+}
+
+/// The format the sources are asked for (MapProxy's caches(), config/configuration/cache.py:
+/// 556-565): `request_format`, else the cache's `format`; a `mixed` cache needs `request_format`
+/// `image/png` or `image/vnd.jpeg-png`.
+fn cache_request_format(
+    name: &str,
+    cache: &CacheConf,
+) -> Result<ImageFormat, ConfigError> {
+    if cache.format == "mixed"
+        && !matches!(
+            cache.request_format.as_deref(),
+            Some("image/png" | "image/vnd.jpeg-png")
+        )
+    {
+        return Err(err(
+            &cache.loc,
+            format!(
+                "caches.{name}.request_format: request_format must be set to image/png or image/vnd.jpeg-png if mixed mode is enabled"
+            ),
+        ));
+    }
+    Ok(ImageFormat::new(
+        cache
+            .request_format
+            .clone()
+            .unwrap_or_else(|| cache.format.clone()),
+    ))
 }
 
 /// The tile managers of every cache, by cache name, each as `(grid name, manager)` in the
@@ -1649,6 +1704,14 @@ pub fn cache_managers(
     conf.caches
         .iter()
         .map(|(name, cache)| {
+            if cache.disable_storage {
+                // MapProxy's seed/config.py:103
+                let e = err(
+                    &cache.loc,
+                    format!("can't seed cache {name} (disable_storage: true)"),
+                );
+                return (name.clone(), Err(e));
+            }
             let built = compile_cache(conf, &mut grids, name, cache).map(|cgs| {
                 cgs.into_iter()
                     .map(|cg| (cg.grid_name, cg.manager))

@@ -811,3 +811,114 @@ async fn serves_tiles_from_an_s3_bucket_laid_out_as_mapproxy_does() {
     assert!(e.contains("mapproxy.yaml:11"), "{e}");
     assert!(e.contains("No such bucket: missing"), "{e}");
 }
+
+/// `disable_storage: true` (MapProxy's DummyCache and DummyLocker): every request asks the
+/// source, nothing is written (no tiles, no lock files), and the answer has MapProxy 7's
+/// headers for a tile it did not load: `ETag: md5("NoneNone")`, no Last-Modified, the max
+/// age. Seeding such a cache is refused as MapProxy's seed/config.py:103 refuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disable_storage_asks_the_source_every_time_and_writes_nothing() {
+    let up = upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let yaml = format!(
+        "services:\n  tms:\n\
+         layers:\n  - name: n\n    title: N\n    sources: [n_cache]\n\
+         caches:\n  n_cache:\n    grids: [GLOBAL_GEODETIC]\n    sources: [w_wms]\n    disable_storage: true\n\
+         sources:\n  w_wms:\n    type: wms\n    req:\n      url: http://{}/service?\n      layers: dbg\n",
+        up.addr
+    );
+    let app = build(tmp.path(), &yaml);
+    for round in 1..=2 {
+        let (status, headers, body) = get(&app, "/tms/1.0.0/n/EPSG4326/0/0/0.png").await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(headers["content-type"], "image/png");
+        // MapProxy 7: md5("NoneNone"), the same for every made tile
+        assert_eq!(headers["etag"], "c7485dcc8d256a6f197ed7802687f252");
+        assert!(!headers.contains_key("last-modified"), "{headers:?}");
+        assert_eq!(
+            headers["cache-control"],
+            "public, max-age=259200, s-maxage=259200"
+        );
+        assert_eq!(
+            up.seen.lock().expect("seen").len(),
+            round,
+            "asked every time"
+        );
+    }
+    assert!(
+        !tmp.path().join("cache_data").exists(),
+        "no tiles and no tile locks are written"
+    );
+    let conf = mapproxy_serve_mapproxy::config::load(&tmp.path().join("mapproxy.yaml"))
+        .expect("loads")
+        .conf;
+    let managers = mapproxy_serve_mapproxy::app::cache_managers(&conf);
+    let e = managers["n_cache"]
+        .as_ref()
+        .err()
+        .expect("not seedable")
+        .to_string();
+    assert!(
+        e.contains("can't seed cache n_cache (disable_storage: true)"),
+        "{e}"
+    );
+    assert!(e.contains("mapproxy.yaml:"), "{e}");
+}
+
+/// `request_format`: the source is asked for PNG, the tiles are stored as the cache's JPEG
+/// (MapProxy's caches(), config/configuration/cache.py:556-565); without `format`, the
+/// request format is the cache's (cache.py:417); `mixed` without a PNG request format is
+/// MapProxy's configuration error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_format_asks_the_source_in_another_format_than_stored() {
+    let up = upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let yaml = format!(
+        "services:\n  tms:\n\
+         layers:\n  - name: r\n    title: R\n    sources: [r_cache]\n\
+         \x20 - name: q\n    title: Q\n    sources: [q_cache]\n\
+         caches:\n  r_cache:\n    grids: [GLOBAL_GEODETIC]\n    sources: [w_wms]\n    format: image/jpeg\n    request_format: image/png\n\
+         \x20 q_cache:\n    grids: [GLOBAL_GEODETIC]\n    sources: [w_wms]\n    request_format: image/jpeg\n\
+         sources:\n  w_wms:\n    type: wms\n    req:\n      url: http://{}/service?\n      layers: dbg\n",
+        up.addr
+    );
+    let app = build(tmp.path(), &yaml);
+    let (status, headers, body) = get(&app, "/tms/1.0.0/r/EPSG4326/0/0/0.jpeg").await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(headers["content-type"], "image/jpeg");
+    assert!(body.starts_with(&[0xFF, 0xD8]), "a JPEG tile");
+    let seen = up.seen.lock().expect("seen").clone();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].contains("format=image%2Fpng"), "{seen:?}");
+    let stored = tmp
+        .path()
+        .join("cache_data/r_cache_EPSG4326/01/000/000/000/000/000/000.jpeg");
+    let file = std::fs::read(&stored).expect("stored as .jpeg");
+    assert!(file.starts_with(&[0xFF, 0xD8]), "stored as JPEG");
+    // no format: the request format is the cache's format
+    let (status, headers, _) = get(&app, "/tms/1.0.0/q/EPSG4326/0/0/0.jpeg").await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "image/jpeg");
+    let seen = up.seen.lock().expect("seen").clone();
+    assert!(seen[1].contains("format=image%2Fjpeg"), "{seen:?}");
+    assert!(tmp
+        .path()
+        .join("cache_data/q_cache_EPSG4326/01/000/000/000/000/000/000.jpeg")
+        .is_file());
+
+    let path = tmp.path().join("mapproxy.yaml");
+    std::fs::write(
+        &path,
+        "layers:\n  - name: m\n    title: M\n    sources: [m]\n\
+         caches:\n  m:\n    sources: [d]\n    format: mixed\n\
+         sources:\n  d:\n    type: debug\n",
+    )
+    .expect("write");
+    let e = mapproxy_serve_mapproxy::app::build(&path)
+        .err()
+        .expect("mixed needs request_format")
+        .to_string();
+    assert!(e.contains("mapproxy.yaml:"), "{e}");
+    assert!(e.contains("caches.m.request_format"), "{e}");
+    assert!(e.contains("image/png or image/vnd.jpeg-png"), "{e}");
+}
