@@ -525,7 +525,8 @@ fn wms_layer(
                 }
                 grids.push(g);
             }
-            map_layers.push(MapLayer::Cache(CacheLayer { grids }));
+            let direct_from = direct_from(conf, src, cgs)?;
+            map_layers.push(MapLayer::Cache(CacheLayer { grids, direct_from }));
             continue;
         }
         let Some(sc) = conf.sources.get(src) else {
@@ -1247,11 +1248,6 @@ fn compile_cache(
     let unsupported = [
         ("upscale_tiles", cache.upscale_tiles.is_some()),
         ("downscale_tiles", cache.downscale_tiles.is_some()),
-        (
-            "use_direct_from_level",
-            cache.use_direct_from_level.is_some(),
-        ),
-        ("use_direct_from_res", cache.use_direct_from_res.is_some()),
         ("refresh_before", cache.refresh_before.is_some()),
         ("watermark", cache.watermark.is_some()),
         ("cache.coverage", cache.cache.coverage.is_some()),
@@ -1650,6 +1646,82 @@ fn compile_cache(
         });
     }
     Ok(out)
+}
+
+/// `use_direct_from_level`/`use_direct_from_res` of cache `name` (MapProxy's map_layer,
+/// config/configuration/cache.py:754-761): the WMS asks the cache's one source directly for
+/// maps at that resolution (of the cache's first grid) or finer. Tile services (TMS, WMTS,
+/// KML) always read the cache, as MapProxy's do.
+fn direct_from(
+    conf: &MapProxyConf,
+    name: &str,
+    cgs: &[CacheGrid],
+) -> Result<Option<crate::service::wms::DirectFrom>, ConfigError> {
+    let Some(cache) = conf.caches.get(name) else {
+        return Ok(None);
+    };
+    let Some(main) = cgs.first() else {
+        return Ok(None);
+    };
+    let res = match (cache.use_direct_from_level, cache.use_direct_from_res) {
+        (None, None) => return Ok(None),
+        // the level wins (MapProxy sets use_direct_from_res from it)
+        (Some(level), _) => {
+            let bad = || {
+                err(
+                    &cache.loc,
+                    format!(
+                        "caches.{name}.use_direct_from_level: {level} is not a level of grid '{}'",
+                        main.grid_name
+                    ),
+                )
+            };
+            if level.fract() != 0.0 || level < 0.0 {
+                return Err(bad());
+            }
+            main.grid.resolution(level as usize).map_err(|_| bad())?
+        }
+        (None, Some(res)) => res,
+    };
+    let [one] = cache.sources.as_slice() else {
+        return Err(err(
+            &cache.loc,
+            format!("caches.{name}: use_direct_from_level/res only supports single sources"),
+        ));
+    };
+    let Some(sc) = conf.sources.get(one) else {
+        return Err(err(
+            &cache.loc,
+            format!("caches.{name}: use_direct_from_level/res needs a source, '{one}' is not one"),
+        ));
+    };
+    let layer = match &sc.kind {
+        SourceKind::Wms(w) => {
+            let s = wms_source(conf, one, sc, w)?;
+            let mut supported = Vec::new();
+            for code in w.supported_srs.iter().flatten() {
+                supported.push(
+                    Srs::get(code)
+                        .map_err(|e| err(&sc.loc, format!("sources.{one}.supported_srs: {e}")))?,
+                );
+            }
+            crate::service::wms::direct_layer(Arc::new(s), supported, w.transparent)
+        }
+        SourceKind::Debug => {
+            crate::service::wms::direct_layer(Arc::new(DebugSource::new()), Vec::new(), true)
+        }
+        _ => {
+            return Err(err(
+                &cache.loc,
+                format!(
+                    "caches.{name}: use_direct_from_level/res with a source of this type is not supported yet"
+                ),
+            ))
+        }
+    };
+    let srs = Srs::get(&format!("EPSG:{}", main.grid.srs()))
+        .map_err(|e| err(&cache.loc, format!("caches.{name}: {e}")))?;
+    Ok(Some(crate::service::wms::DirectFrom { res, srs, layer }))
 }
 
 /// Meta tiling of a cache's tile manager: the cache's, or none (tile sources).

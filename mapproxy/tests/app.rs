@@ -922,3 +922,69 @@ async fn request_format_asks_the_source_in_another_format_than_stored() {
     assert!(e.contains("caches.m.request_format"), "{e}");
     assert!(e.contains("image/png or image/vnd.jpeg-png"), "{e}");
 }
+
+/// `use_direct_from_level` (MapProxy's ResolutionConditional over the cache's map layer,
+/// config/configuration/cache.py:754-761): WMS maps at the level's resolution or finer ask the
+/// source directly (the request's bbox and size); coarser ones and the tile services use
+/// the cache. As MapProxy 7 answers the same requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn use_direct_from_level_sends_fine_wms_maps_to_the_source() {
+    let up = upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let yaml = format!(
+        "services:\n  tms:\n  wms:\n    srs: ['EPSG:3857']\n\
+         layers:\n  - name: d\n    title: D\n    sources: [d_cache]\n\
+         caches:\n  d_cache:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [w_wms]\n    use_direct_from_level: 3\n\
+         sources:\n  w_wms:\n    type: wms\n    req:\n      url: http://{}/service?\n      layers: dbg\n",
+        up.addr
+    );
+    let app = build(tmp.path(), &yaml);
+    let map = |bbox: &str, size: u32| {
+        format!(
+            "/service?SERVICE=WMS&REQUEST=GetMap&VERSION=1.1.1&LAYERS=d&STYLES=&SRS=EPSG:3857&BBOX={bbox}&WIDTH={size}&HEIGHT={size}&FORMAT=image/png"
+        )
+    };
+    let w = "20037508.342789244";
+    // level 0 (res 156543): the cache's one tile
+    let (status, _, body) = get(&app, &map(&format!("-{w},-{w},{w},{w}"), 256)).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(tmp.path().join("cache_data/d_cache_EPSG3857/00").is_dir());
+    // finer than level 3 (res 19567.88): the source, asked for the map itself
+    let fine = "-20037508.342789244,-20037508.342789244,-15028131.257091932,-15028131.257091932";
+    let (status, _, body) = get(&app, &map(fine, 300)).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let seen = up.seen.lock().expect("seen").clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(
+        seen[1].contains(&format!("bbox={fine}&width=300&height=300")),
+        "{seen:?}"
+    );
+    assert!(!tmp.path().join("cache_data/d_cache_EPSG3857/03").exists());
+    // the tile services always use the cache (TMS level 5 of the global profile: grid
+    // level 6)
+    let (status, _, _) = get(&app, "/tms/1.0.0/d/EPSG3857/5/0/0.png").await;
+    assert_eq!(status, 200);
+    assert!(tmp.path().join("cache_data/d_cache_EPSG3857/06").is_dir());
+    let seen = up.seen.lock().expect("seen").clone();
+    assert!(
+        seen[2].contains("width=1104&height=1104"),
+        "a meta tile: {seen:?}"
+    );
+
+    // MapProxy: "use_direct_from_level/res only supports single sources"
+    let path = tmp.path().join("mapproxy.yaml");
+    std::fs::write(
+        &path,
+        "services:\n  wms:\n\
+         layers:\n  - name: m\n    title: M\n    sources: [m]\n\
+         caches:\n  m:\n    sources: [a, b]\n    use_direct_from_res: 10\n\
+         sources:\n  a:\n    type: debug\n  b:\n    type: debug\n",
+    )
+    .expect("write");
+    let e = mapproxy_serve_mapproxy::app::build(&path)
+        .err()
+        .expect("two sources are refused")
+        .to_string();
+    assert!(e.contains("mapproxy.yaml:"), "{e}");
+    assert!(e.contains("only supports single sources"), "{e}");
+}

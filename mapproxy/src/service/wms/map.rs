@@ -54,6 +54,37 @@ pub struct CacheGridLayer {
 #[derive(Clone)]
 pub struct CacheLayer {
     pub grids: Vec<CacheGridLayer>,
+    /// `use_direct_from_level`/`use_direct_from_res`: requests this fine or finer skip the
+    /// cache.
+    pub direct_from: Option<DirectFrom>,
+}
+
+/// MapProxy's `ResolutionConditional` (layer/resolution_conditional.py): a map whose
+/// resolution in `srs` (the cache's first grid's; the finer of x and y) is `res` or finer is
+/// asked from the cache's source directly; coarser ones come from the cache.
+#[derive(Clone)]
+pub struct DirectFrom {
+    pub res: f64,
+    pub srs: Arc<Srs>,
+    pub layer: DirectLayer,
+}
+
+impl DirectFrom {
+    /// Is the query answered by the source? (A bbox that cannot be transformed: no.)
+    fn applies(&self, q: &Query) -> bool {
+        let bbox = if *q.srs == *self.srs {
+            q.bbox
+        } else {
+            match q.srs.transform_bbox_to(&self.srs, q.bbox) {
+                Ok(b) => b,
+                Err(_) => return false,
+            }
+        };
+        let xres = (bbox[2] - bbox[0]) / f64::from(q.size.0);
+        let yres = (bbox[3] - bbox[1]) / f64::from(q.size.1);
+        // `if res > self.resolution: one (the cache) else two (the source)`
+        xres.min(yres).partial_cmp(&self.res) != Some(std::cmp::Ordering::Greater)
+    }
 }
 
 /// A source (WMS, debug) used directly.
@@ -597,6 +628,10 @@ async fn render_layer(
     tiled: bool,
 ) -> Result<Rendered, LayerError> {
     match layer {
+        MapLayer::Cache(CacheLayer {
+            direct_from: Some(d),
+            ..
+        }) if d.applies(q) => render_direct(&d.layer, q, format, resampling, client_params).await,
         // `query.tiled_only` reaches caches only (layer/cache_map_layer.py:34)
         MapLayer::Cache(c) if tiled => render_tile(c, q, format).await,
         MapLayer::Cache(c) => render_cache(c, q, resampling, under).await,
