@@ -951,15 +951,20 @@ async fn use_direct_from_level_sends_fine_wms_maps_to_the_source() {
     assert!(tmp.path().join("cache_data/d_cache_EPSG3857/00").is_dir());
     // finer than level 3 (res 19567.88): the source, asked for the map itself
     let fine = "-20037508.342789244,-20037508.342789244,-15028131.257091932,-15028131.257091932";
+    // at 256 px, the level's tile: 19567.879241005125 by the division, just above the
+    // level's 19567.87924100512, so the cache (as MapProxy 7 decides)
+    let (status, _, _) = get(&app, &map(fine, 256)).await;
+    assert_eq!(status, 200);
+    assert_eq!(up.seen.lock().expect("seen").len(), 2, "a cache meta tile");
+    assert!(tmp.path().join("cache_data/d_cache_EPSG3857/03").is_dir());
     let (status, _, body) = get(&app, &map(fine, 300)).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let seen = up.seen.lock().expect("seen").clone();
-    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen.len(), 3, "{seen:?}");
     assert!(
-        seen[1].contains(&format!("bbox={fine}&width=300&height=300")),
+        seen[2].contains(&format!("bbox={fine}&width=300&height=300")),
         "{seen:?}"
     );
-    assert!(!tmp.path().join("cache_data/d_cache_EPSG3857/03").exists());
     // the tile services always use the cache (TMS level 5 of the global profile: grid
     // level 6)
     let (status, _, _) = get(&app, "/tms/1.0.0/d/EPSG3857/5/0/0.png").await;
@@ -967,7 +972,7 @@ async fn use_direct_from_level_sends_fine_wms_maps_to_the_source() {
     assert!(tmp.path().join("cache_data/d_cache_EPSG3857/06").is_dir());
     let seen = up.seen.lock().expect("seen").clone();
     assert!(
-        seen[2].contains("width=1104&height=1104"),
+        seen[3].contains("width=1104&height=1104"),
         "a meta tile: {seen:?}"
     );
 
