@@ -1258,34 +1258,9 @@ fn compile_cache(
             format!("cache '{name}': {key} is not supported yet"),
         ));
     }
-    // `image: {transparent: ...}` overrides what the sources say (MapProxy's `base_opts` of
-    // compatible_image_options); the other image options are not implemented
-    let mut image_transparent = None;
-    if let Some(node) = &cache.image {
-        let Value::Map(m) = &node.value else {
-            return Err(err(
-                &node.loc,
-                format!("caches.{name}.image: expected a mapping"),
-            ));
-        };
-        for (key, n) in m {
-            match (key.as_str(), &n.value) {
-                ("transparent", Value::Bool(b)) => image_transparent = Some(*b),
-                ("transparent", _) => {
-                    return Err(err(
-                        &n.loc,
-                        format!("caches.{name}.image.transparent: expected true or false"),
-                    ))
-                }
-                (other, _) => {
-                    return Err(err(
-                        &n.loc,
-                        format!("cache '{name}': image.{other} is not supported yet"),
-                    ))
-                }
-            }
-        }
-    }
+    // `image:` and the named formats of globals.image.formats, merged as MapProxy does
+    let image = crate::image_options::cache_image(conf, name, cache)?;
+    let image_transparent = image.transparent;
     let (mut parts, metatiling, transparent) = match cache.sources.as_slice() {
         [one] => {
             let (src, meta, tr) = compile_source(conf, grids, cache, one)?;
@@ -1323,13 +1298,15 @@ fn compile_cache(
         Some(l) => DirectoryLayout::parse(l).map_err(|e| err(&cache.cache.loc, e.to_string()))?,
         None => DirectoryLayout::Tc,
     };
-    let format = ImageFormat::new(cache.format.clone());
-    let request_format = cache_request_format(name, cache)?;
+    let format = image.format.clone();
+    let request_format = cache_request_format(
+        name,
+        cache,
+        &image,
+        conf.globals.image.formats.contains_key(&cache.format),
+    )?;
     let g = &conf.globals;
-    let mut opts = ImageOpts::new(format.clone());
-    opts.transparent = transparent;
-    opts.paletted = g.image.paletted;
-    opts.jpeg_quality = g.image.jpeg_quality;
+    let opts = cache_image_opts(name, cache, &image, transparent, g.image.jpeg_quality)?;
     let source: Arc<dyn MapSource> = match parts.pop() {
         Some(one) if parts.is_empty() => one,
         last => {
@@ -1742,6 +1719,8 @@ fn meta_settings(cache: &CacheConf, metatiling: bool) -> MetaSettings {
 fn cache_request_format(
     name: &str,
     cache: &CacheConf,
+    image: &crate::image_options::CacheImage,
+    named: bool,
 ) -> Result<ImageFormat, ConfigError> {
     if cache.format == "mixed"
         && !matches!(
@@ -1756,12 +1735,41 @@ fn cache_request_format(
             ),
         ));
     }
-    Ok(ImageFormat::new(
-        cache
-            .request_format
-            .clone()
-            .unwrap_or_else(|| cache.format.clone()),
-    ))
+    Ok(match &cache.request_format {
+        Some(f) => ImageFormat::new(f.clone()),
+        // a named format of globals.image.formats: the format it names (MapProxy 7's WMS
+        // source takes its image_opts' format, source/wms.py:88)
+        None if named => image.format.clone(),
+        None => ImageFormat::new(cache.format.clone()),
+    })
+}
+
+/// The options a cache's tiles are encoded with: `compatible_image_options` of its image
+/// options and its sources' (`transparent`: already merged; `colors` unset: the sources',
+/// no palette), `encoding_options.jpeg_quality` else `globals.image.jpeg_quality`.
+fn cache_image_opts(
+    name: &str,
+    cache: &CacheConf,
+    image: &crate::image_options::CacheImage,
+    transparent: bool,
+    jpeg_quality: u8,
+) -> Result<ImageOpts, ConfigError> {
+    let mut opts = ImageOpts::new(image.format.clone());
+    opts.transparent = transparent;
+    let colors = image.colors.unwrap_or(0);
+    opts.paletted = colors > 0;
+    opts.colors = colors;
+    opts.jpeg_quality = image.jpeg_quality.unwrap_or(jpeg_quality);
+    opts.mode = image.mode;
+    opts.resampling = Some(image.resampling);
+    if image.mode == Some(crate::image::ImageMode::P) && colors == 0 {
+        // Pillow's convert('P'): the web palette, dithered
+        return Err(err(
+            &cache.loc,
+            format!("caches.{name}.image: mode P without colors is not supported yet"),
+        ));
+    }
+    Ok(opts)
 }
 
 /// The tile managers of every cache, by cache name, each as `(grid name, manager)` in the

@@ -993,3 +993,144 @@ async fn use_direct_from_level_sends_fine_wms_maps_to_the_source() {
     assert!(e.contains("mapproxy.yaml:"), "{e}");
     assert!(e.contains("only supports single sources"), "{e}");
 }
+
+/// A cache's `image:` options and the named formats of `globals.image.formats`, merged as
+/// MapProxy 7 merges them (config/configuration/image_options.py, image/opts.py): the PNG
+/// colour types and JPEG quality MapProxy 7 writes for the same YAML (checked with
+/// MapProxy 7: `colors: 0` and `mode: RGB` → RGB, `mode: RGBA` → RGBA, a named `png8` → a
+/// paletted `.png`, the source asked for `image/png`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_image_options_and_named_formats_encode_as_mapproxy() {
+    let up = upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let caches = [
+        ("named", "format: png8"),
+        ("truecolor", "image: {colors: 0}"),
+        ("rgba", "image: {mode: RGBA, colors: 0}"),
+        ("rgb", "image: {mode: RGB}"),
+        (
+            "q60",
+            "format: image/jpeg\n    image: {encoding_options: {jpeg_quality: 60}}",
+        ),
+        ("q90", "format: image/jpeg"),
+        (
+            "named_q",
+            "format: jpeg_low\n    image: {resampling_method: nearest}",
+        ),
+    ];
+    let mut yaml = format!(
+        "services:\n  tms:\n\
+         globals:\n  image:\n    formats:\n      png8: {{format: image/png, colors: 8}}\n      jpeg_low: {{format: image/jpeg, encoding_options: {{jpeg_quality: 20}}}}\n\
+         sources:\n  w_wms:\n    type: wms\n    req:\n      url: http://{}/service?\n      layers: dbg\n\
+         caches:\n",
+        up.addr
+    );
+    for (name, opts) in caches {
+        yaml.push_str(&format!(
+            "  {name}:\n    grids: [GLOBAL_GEODETIC]\n    sources: [w_wms]\n    {opts}\n"
+        ));
+    }
+    yaml.push_str("layers:\n");
+    for (name, _) in caches {
+        yaml.push_str(&format!(
+            "  - name: {name}\n    title: {name}\n    sources: [{name}]\n"
+        ));
+    }
+    let app = build(tmp.path(), &yaml);
+    // the PNG colour type (IHDR byte 25): 2 RGB, 3 paletted, 6 RGBA
+    for (name, color_type) in [("named", 3), ("truecolor", 2), ("rgba", 6), ("rgb", 2)] {
+        let (status, headers, body) =
+            get(&app, &format!("/tms/1.0.0/{name}/EPSG4326/0/0/0.png")).await;
+        assert_eq!(status, 200, "{name}: {}", String::from_utf8_lossy(&body));
+        assert_eq!(headers["content-type"], "image/png", "{name}");
+        assert_eq!(body.get(25), Some(&color_type), "{name}");
+        assert!(
+            tmp.path()
+                .join(format!(
+                    "cache_data/{name}_EPSG4326/01/000/000/000/000/000/000.png"
+                ))
+                .is_file(),
+            "{name}: stored as .png"
+        );
+    }
+    let seen = up.seen.lock().expect("seen").clone();
+    assert!(
+        seen[0].contains("format=image%2Fpng"),
+        "png8 asks for its format: {seen:?}"
+    );
+    // the JPEG quality: the first luminance quantization value (libjpeg's table scaled:
+    // 16 at quality 50, 13 at 60, 3 at 90, 40 at 20)
+    fn first_dqt(jpeg: &[u8]) -> Option<u8> {
+        let at = jpeg.windows(2).position(|w| w == [0xFF, 0xDB])?;
+        jpeg.get(at + 5).copied()
+    }
+    for (name, q) in [("q60", 13), ("q90", 3), ("named_q", 40)] {
+        let (status, headers, body) =
+            get(&app, &format!("/tms/1.0.0/{name}/EPSG4326/0/0/0.jpeg")).await;
+        assert_eq!(status, 200, "{name}: {}", String::from_utf8_lossy(&body));
+        assert_eq!(headers["content-type"], "image/jpeg", "{name}");
+        assert_eq!(first_dqt(&body), Some(q), "{name}");
+    }
+}
+
+/// `image:` options that are not implemented, and bad values, are errors with file:line and
+/// the YAML path.
+#[test]
+fn cache_image_options_not_supported_yet_are_errors() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("mapproxy.yaml");
+    for (image, want) in [
+        (
+            "{opacity: 0.5}",
+            "caches.c.image.opacity: opacity is not supported yet",
+        ),
+        (
+            "{mode: L}",
+            "caches.c.image.mode: mode L is not supported yet",
+        ),
+        (
+            "{mode: P, colors: 0}",
+            "mode P without colors is not supported yet",
+        ),
+        (
+            "{mode: CMYK}",
+            "caches.c.image.mode: expected RGB, RGBA or P",
+        ),
+        (
+            "{colors: 300}",
+            "caches.c.image.colors: expected 0 to 256 colors",
+        ),
+        (
+            "{encoding_options: {quantizer: mediancut}}",
+            "quantizer mediancut is not supported yet",
+        ),
+        (
+            "{encoding_options: {jpeg_quality: high}}",
+            "jpeg_quality is not an integer",
+        ),
+        (
+            "{encoding_options: {foo: 1}}",
+            "unknown encoding_options: 'foo'",
+        ),
+        (
+            "{resampling_method: lanczos}",
+            "caches.c.image.resampling_method: expected nearest, bilinear or bicubic",
+        ),
+    ] {
+        std::fs::write(
+            &path,
+            format!(
+                "layers:\n  - name: d\n    title: d\n    sources: [c]\n\
+                 caches:\n  c:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [s]\n    image: {image}\n\
+                 sources:\n  s:\n    type: debug\n"
+            ),
+        )
+        .expect("write");
+        let e = mapproxy_serve_mapproxy::app::build(&path)
+            .err()
+            .unwrap_or_else(|| panic!("{image} is refused"))
+            .to_string();
+        assert!(e.contains("mapproxy.yaml:"), "{image}: {e}");
+        assert!(e.contains(want), "{image}: {e}");
+    }
+}

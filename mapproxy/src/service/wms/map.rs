@@ -661,6 +661,8 @@ async fn render_cache(
     let Some(g) = pick_grid(c, &q.srs) else {
         return Ok(Rendered::Blank);
     };
+    // the cache's own `resampling_method` (CacheMapLayer: the tile manager's image_opts)
+    let resampling = g.manager.image_opts().resampling.unwrap_or(resampling);
     // the grid's extent in the query's SRS, and the part of the query inside it
     let grid_bbox = g.grid.bbox();
     let extent = match g.srs.transform_bbox_to(&q.srs, grid_bbox) {
