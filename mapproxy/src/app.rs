@@ -538,7 +538,7 @@ fn wms_layer(
         let (source, supported, transparent): (Arc<dyn MapSource>, Vec<Arc<Srs>>, bool) =
             match &sc.kind {
                 SourceKind::Wms(w) => {
-                    let s = wms_source(conf, src, sc, w)?;
+                    let s = wms_source(conf, src, sc, w)?.with_format_last();
                     let mut supported = Vec::new();
                     for code in w.supported_srs.iter().flatten() {
                         supported.push(Srs::get(code).map_err(|e| {
@@ -1674,7 +1674,7 @@ fn direct_from(
     };
     let layer = match &sc.kind {
         SourceKind::Wms(w) => {
-            let s = wms_source(conf, one, sc, w)?;
+            let s = wms_source(conf, one, sc, w)?.with_format_last();
             let mut supported = Vec::new();
             for code in w.supported_srs.iter().flatten() {
                 supported.push(

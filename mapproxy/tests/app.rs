@@ -934,6 +934,7 @@ async fn use_direct_from_level_sends_fine_wms_maps_to_the_source() {
     let yaml = format!(
         "services:\n  tms:\n  wms:\n    srs: ['EPSG:3857']\n\
          layers:\n  - name: d\n    title: D\n    sources: [d_cache]\n\
+         \x20 - name: p\n    title: P\n    sources: [w_wms]\n\
          caches:\n  d_cache:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [w_wms]\n    use_direct_from_level: 3\n\
          sources:\n  w_wms:\n    type: wms\n    req:\n      url: http://{}/service?\n      layers: dbg\n",
         up.addr
@@ -962,9 +963,14 @@ async fn use_direct_from_level_sends_fine_wms_maps_to_the_source() {
     let seen = up.seen.lock().expect("seen").clone();
     assert_eq!(seen.len(), 3, "{seen:?}");
     assert!(
-        seen[2].contains(&format!("bbox={fine}&width=300&height=300")),
+        seen[2].ends_with(&format!("?layers=dbg&bbox={fine}&width=300&height=300&srs=EPSG%3A3857&format=image%2Fpng&request=GetMap&version=1.1.1&service=WMS&styles=")),
         "{seen:?}"
     );
+    // a layer's own WMS source asks the same (MapProxy 7: format after srs)
+    let (status, _, _) = get(&app, &map(fine, 300).replace("LAYERS=d", "LAYERS=p")).await;
+    assert_eq!(status, 200);
+    let seen = up.seen.lock().expect("seen").clone();
+    assert_eq!(seen.get(3), seen.get(2), "{seen:?}");
     // the tile services always use the cache (TMS level 5 of the global profile: grid
     // level 6)
     let (status, _, _) = get(&app, "/tms/1.0.0/d/EPSG3857/5/0/0.png").await;
@@ -972,7 +978,7 @@ async fn use_direct_from_level_sends_fine_wms_maps_to_the_source() {
     assert!(tmp.path().join("cache_data/d_cache_EPSG3857/06").is_dir());
     let seen = up.seen.lock().expect("seen").clone();
     assert!(
-        seen[3].contains("width=1104&height=1104"),
+        seen[4].contains("width=1104&height=1104"),
         "a meta tile: {seen:?}"
     );
 
