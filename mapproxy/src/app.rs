@@ -1762,6 +1762,7 @@ fn cache_image_opts(
     opts.jpeg_quality = image.jpeg_quality.unwrap_or(jpeg_quality);
     opts.mode = image.mode;
     opts.resampling = Some(image.resampling);
+    opts.opacity = image.opacity;
     if image.mode == Some(crate::image::ImageMode::P) && colors == 0 {
         // Pillow's convert('P'): the web palette, dithered
         return Err(err(

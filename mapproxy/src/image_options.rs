@@ -28,6 +28,8 @@ pub struct CacheImage {
     pub resampling: Resampling,
     /// `encoding_options.jpeg_quality`.
     pub jpeg_quality: Option<u8>,
+    /// `opacity` (0-1).
+    pub opacity: Option<f64>,
 }
 
 /// One format's (or the cache's) options as written.
@@ -40,6 +42,7 @@ struct Written {
     resampling: Option<Resampling>,
     /// `Some` when `encoding_options` was given (its `jpeg_quality`, if any).
     encoding: Option<Option<u8>>,
+    opacity: Option<f64>,
 }
 
 fn err(loc: &Location, msg: impl Into<String>) -> ConfigError {
@@ -154,8 +157,13 @@ fn read(node: &Node, path: &str) -> Result<Written, ConfigError> {
                 }
                 w.encoding = Some(quality);
             }
+            ("opacity", Value::Float(f)) if (0.0..=1.0).contains(f) => w.opacity = Some(*f),
+            ("opacity", Value::Int(i)) if (0..=1).contains(i) => w.opacity = Some(*i as f64),
             ("opacity", _) => {
-                return Err(err(&n.loc, format!("{here}: opacity is not supported yet")))
+                return Err(err(
+                    &n.loc,
+                    format!("{here}: expected a number from 0 to 1"),
+                ))
             }
             // MapProxy warns that it is no longer needed
             ("merge_method", _) => {}
@@ -214,6 +222,7 @@ pub fn cache_image(
         mode: own.mode.or(base.mode),
         resampling: own.resampling.or(base.resampling),
         encoding: own.encoding.or(base.encoding),
+        opacity: own.opacity.or(base.opacity),
     };
     let mut format_text = merged.format.unwrap_or_else(|| {
         // image_opts: a format that is not `image/...` (and not a named one) is PNG
@@ -247,5 +256,6 @@ pub fn cache_image(
         mode: merged.mode,
         resampling,
         jpeg_quality: merged.encoding.flatten(),
+        opacity: merged.opacity,
     })
 }

@@ -1087,8 +1087,8 @@ fn cache_image_options_not_supported_yet_are_errors() {
     let path = tmp.path().join("mapproxy.yaml");
     for (image, want) in [
         (
-            "{opacity: 0.5}",
-            "caches.c.image.opacity: opacity is not supported yet",
+            "{opacity: 1.5}",
+            "caches.c.image.opacity: expected a number from 0 to 1",
         ),
         (
             "{mode: L}",
@@ -1139,4 +1139,58 @@ fn cache_image_options_not_supported_yet_are_errors() {
         assert!(e.contains("mapproxy.yaml:"), "{image}: {e}");
         assert!(e.contains(want), "{image}: {e}");
     }
+}
+
+/// A cache's `image.opacity` where MapProxy's LayerMerger uses it (image/merge.py:84-118):
+/// over an opaque map the layer's colours are blended (`Image.blend`), over a transparent
+/// one its alpha is scaled and it is composited; a single opaque layer is answered as it
+/// is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_opacity_fades_the_layer_in_wms_maps() {
+    let up = upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let yaml = format!(
+        "services:\n  wms:\n    srs: ['EPSG:4326']\n\
+         layers:\n  - name: bottom\n    title: B\n    sources: [bottom]\n\
+         \x20 - name: top\n    title: T\n    sources: [top_cache]\n\
+         caches:\n  top_cache:\n    grids: [GLOBAL_GEODETIC]\n    sources: [top]\n    image: {{opacity: 0.5}}\n\
+         sources:\n  bottom:\n    type: wms\n    req:\n      url: http://{0}/service?\n      layers: bottom\n\
+         \x20 top:\n    type: wms\n    req:\n      url: http://{0}/service?\n      layers: top\n      transparent: true\n",
+        up.addr
+    );
+    let app = build(tmp.path(), &yaml);
+    let map = |extra: &str| {
+        format!(
+            "/service?SERVICE=WMS&REQUEST=GetMap&VERSION=1.1.1&LAYERS=bottom,top&STYLES=&SRS=EPSG:4326&BBOX=-180,-90,180,90&WIDTH=512&HEIGHT=256&FORMAT=image/png{extra}"
+        )
+    };
+    // the top layer's right half is blue over the green bottom: blended half and half
+    let (status, _, body) = get(&app, &map("")).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let img = image::load_from_memory(&body).expect("png").to_rgba8();
+    assert_eq!(img.get_pixel(400, 100).0, [0, 64, 127, 255]);
+    // the transparent half's colour (black) is blended too, as Image.blend does
+    assert_eq!(img.get_pixel(100, 100).0, [0, 64, 0, 255]);
+    // transparent: the blue's alpha halved (255 * 127 / 255), composited over the green
+    let (status, _, body) = get(&app, &map("&TRANSPARENT=true")).await;
+    assert_eq!(status, 200);
+    let img = image::load_from_memory(&body).expect("png").to_rgba8();
+    let p = img.get_pixel(400, 100).0;
+    assert_eq!(p[3], 255);
+    for (got, want) in p.iter().zip([0u8, 64, 127]) {
+        assert!(got.abs_diff(want) <= 1, "{p:?}");
+    }
+    assert_eq!(img.get_pixel(100, 100).0, [0, 128, 0, 255]);
+    // the transparent cache alone in an opaque map: blended with the white background
+    let (status, _, body) = get(&app, &map("").replace("bottom,top", "top")).await;
+    assert_eq!(status, 200);
+    let img = image::load_from_memory(&body).expect("png").to_rgba8();
+    assert_eq!(img.get_pixel(400, 100).0, [127, 127, 255, 255]);
+    assert_eq!(img.get_pixel(100, 100).0, [127, 127, 127, 255]);
+    // the cache alone in an opaque map: as it is (MapProxy returns a single layer as it is
+    // unless it is transparent in an opaque map)
+    let (status, _, body) = get(&app, &map("&TRANSPARENT=true").replace("bottom,top", "top")).await;
+    assert_eq!(status, 200);
+    let img = image::load_from_memory(&body).expect("png").to_rgba8();
+    assert_eq!(img.get_pixel(400, 100).0, [0, 0, 255, 255]);
 }

@@ -52,6 +52,8 @@ pub struct ImageOpts {
     pub mode: Option<ImageMode>,
     /// A cache's `resampling_method` (`None`: the service's, `globals.image`'s).
     pub resampling: Option<super::transform::Resampling>,
+    /// A cache's `opacity` (0-1) as its WMS layer is merged with others.
+    pub opacity: Option<f64>,
 }
 
 /// MapProxy's `image.mode` (Pillow's modes) a PNG is written in.
@@ -86,6 +88,7 @@ impl ImageOpts {
             georef: None,
             mode: None,
             resampling: None,
+            opacity: None,
         }
     }
 }
