@@ -634,7 +634,8 @@ fn wms_layer(
                 }
                 grids.push(g);
             }
-            map_layers.push(MapLayer::Cache(CacheLayer { grids }));
+            let direct_from = direct_from(conf, src, cgs)?;
+            map_layers.push(MapLayer::Cache(CacheLayer { grids, direct_from }));
             continue;
         }
         let Some(sc) = conf.sources.get(src) else {
@@ -648,7 +649,7 @@ fn wms_layer(
         let (source, supported, transparent): (Arc<dyn MapSource>, Vec<Arc<Srs>>, bool) =
             match &sc.kind {
                 SourceKind::Wms(w) => {
-                    let s = Arc::new(wms_source(conf, src, sc, w)?);
+                    let s = Arc::new(wms_source(conf, src, sc, w)?.with_format_last());
                     wms = Some(s.clone());
                     if !w.transparent {
                         opaque = match s.coverage() {
@@ -1374,15 +1375,8 @@ fn compile_cache(
         ));
     }
     let unsupported = [
-        ("request_format", cache.request_format.is_some()),
-        ("disable_storage", cache.disable_storage),
         ("upscale_tiles", cache.upscale_tiles.is_some()),
         ("downscale_tiles", cache.downscale_tiles.is_some()),
-        (
-            "use_direct_from_level",
-            cache.use_direct_from_level.is_some(),
-        ),
-        ("use_direct_from_res", cache.use_direct_from_res.is_some()),
         ("refresh_before", cache.refresh_before.is_some()),
         ("watermark", cache.watermark.is_some()),
         ("cache.coverage", cache.cache.coverage.is_some()),
@@ -1393,34 +1387,9 @@ fn compile_cache(
             format!("cache '{name}': {key} is not supported yet"),
         ));
     }
-    // `image: {transparent: ...}` overrides what the sources say (MapProxy's `base_opts` of
-    // compatible_image_options); the other image options are not implemented
-    let mut image_transparent = None;
-    if let Some(node) = &cache.image {
-        let Value::Map(m) = &node.value else {
-            return Err(err(
-                &node.loc,
-                format!("caches.{name}.image: expected a mapping"),
-            ));
-        };
-        for (key, n) in m {
-            match (key.as_str(), &n.value) {
-                ("transparent", Value::Bool(b)) => image_transparent = Some(*b),
-                ("transparent", _) => {
-                    return Err(err(
-                        &n.loc,
-                        format!("caches.{name}.image.transparent: expected true or false"),
-                    ))
-                }
-                (other, _) => {
-                    return Err(err(
-                        &n.loc,
-                        format!("cache '{name}': image.{other} is not supported yet"),
-                    ))
-                }
-            }
-        }
-    }
+    // `image:` and the named formats of globals.image.formats, merged as MapProxy does
+    let image = crate::image_options::cache_image(conf, name, cache)?;
+    let image_transparent = image.transparent;
     let (mut parts, metatiling, transparent) = match cache.sources.as_slice() {
         [one] => {
             let (src, meta, tr) = compile_source(conf, grids, cache, one)?;
@@ -1458,12 +1427,15 @@ fn compile_cache(
         Some(l) => DirectoryLayout::parse(l).map_err(|e| err(&cache.cache.loc, e.to_string()))?,
         None => DirectoryLayout::Tc,
     };
-    let format = ImageFormat::new(cache.format.clone());
+    let format = image.format.clone();
+    let request_format = cache_request_format(
+        name,
+        cache,
+        &image,
+        conf.globals.image.formats.contains_key(&cache.format),
+    )?;
     let g = &conf.globals;
-    let mut opts = ImageOpts::new(format.clone());
-    opts.transparent = transparent;
-    opts.paletted = g.image.paletted;
-    opts.jpeg_quality = g.image.jpeg_quality;
+    let opts = cache_image_opts(name, cache, &image, transparent, g.image.jpeg_quality)?;
     let source: Arc<dyn MapSource> = match parts.pop() {
         Some(one) if parts.is_empty() => one,
         last => {
@@ -1526,6 +1498,28 @@ fn compile_cache(
                 format!("grid '{grid_name}' of cache '{name}': {e}"),
             )
         })?;
+        if cache.disable_storage {
+            // MapProxy's _tile_cache: a DummyCache (no storage is built) and a DummyLocker
+            // (config/configuration/cache.py:394, :645)
+            let manager = TileManager::new(
+                Arc::new(crate::cache::DummyCache),
+                source.clone(),
+                grid.clone(),
+                meta_settings(cache, metatiling),
+                opts.clone(),
+                Arc::new(crate::cache::DummyLocker) as Arc<dyn crate::lock::MetaTileLocks>,
+                cache.concurrent_tile_creators.max(1) as usize,
+            )
+            .with_request_format(request_format.clone());
+            out.push(CacheGrid {
+                grid_name: grid_name.clone(),
+                grid,
+                manager: Arc::new(manager),
+                format: format.clone(),
+                max_tile_limit: cache.max_tile_limit,
+            });
+            continue;
+        }
         let naming = if let Some(d) = &cache.cache.directory {
             crate::cache::CacheDirNaming::Directory(d)
         } else if cache.cache.use_grid_names.unwrap_or(false) {
@@ -1738,14 +1732,7 @@ fn compile_cache(
             )
             .into()
         });
-        let meta = if metatiling {
-            MetaSettings {
-                meta_size: cache.meta_size,
-                meta_buffer: cache.meta_buffer,
-            }
-        } else {
-            MetaSettings::NONE
-        };
+        let meta = meta_settings(cache, metatiling);
         let manager = TileManager::new(
             file_cache,
             source.clone(),
@@ -1754,7 +1741,8 @@ fn compile_cache(
             opts.clone(),
             locker,
             cache.concurrent_tile_creators.max(1) as usize,
-        );
+        )
+        .with_request_format(request_format.clone());
         out.push(CacheGrid {
             grid_name: grid_name.clone(),
             grid,
@@ -1764,6 +1752,165 @@ fn compile_cache(
         });
     }
     Ok(out)
+}
+
+/// `use_direct_from_level`/`use_direct_from_res` of cache `name` (MapProxy's map_layer,
+/// config/configuration/cache.py:754-761): the WMS asks the cache's one source directly for
+/// maps at that resolution (of the cache's first grid) or finer. Tile services (TMS, WMTS,
+/// KML) always read the cache, as MapProxy's do.
+fn direct_from(
+    conf: &MapProxyConf,
+    name: &str,
+    cgs: &[CacheGrid],
+) -> Result<Option<crate::service::wms::DirectFrom>, ConfigError> {
+    let Some(cache) = conf.caches.get(name) else {
+        return Ok(None);
+    };
+    let Some(main) = cgs.first() else {
+        return Ok(None);
+    };
+    let res = match (cache.use_direct_from_level, cache.use_direct_from_res) {
+        (None, None) => return Ok(None),
+        // the level wins (MapProxy sets use_direct_from_res from it)
+        (Some(level), _) => {
+            let bad = || {
+                err(
+                    &cache.loc,
+                    format!(
+                        "caches.{name}.use_direct_from_level: {level} is not a level of grid '{}'",
+                        main.grid_name
+                    ),
+                )
+            };
+            if level.fract() != 0.0 || level < 0.0 {
+                return Err(bad());
+            }
+            main.grid.resolution(level as usize).map_err(|_| bad())?
+        }
+        (None, Some(res)) => res,
+    };
+    let [one] = cache.sources.as_slice() else {
+        return Err(err(
+            &cache.loc,
+            format!("caches.{name}: use_direct_from_level/res only supports single sources"),
+        ));
+    };
+    let Some(sc) = conf.sources.get(one) else {
+        return Err(err(
+            &cache.loc,
+            format!("caches.{name}: use_direct_from_level/res needs a source, '{one}' is not one"),
+        ));
+    };
+    let layer = match &sc.kind {
+        SourceKind::Wms(w) => {
+            let s = wms_source(conf, one, sc, w)?.with_format_last();
+            let mut supported = Vec::new();
+            for code in w.supported_srs.iter().flatten() {
+                supported.push(
+                    Srs::get(code)
+                        .map_err(|e| err(&sc.loc, format!("sources.{one}.supported_srs: {e}")))?,
+                );
+            }
+            // MapProxy's ResolutionConditional: never opaque, never combined
+            crate::service::wms::direct_layer(
+                Arc::new(s),
+                supported,
+                w.transparent,
+                crate::service::wms::Opaque::Never,
+                None,
+            )
+        }
+        SourceKind::Debug => crate::service::wms::direct_layer(
+            Arc::new(DebugSource::new()),
+            Vec::new(),
+            true,
+            crate::service::wms::Opaque::Never,
+            None,
+        ),
+        _ => {
+            return Err(err(
+                &cache.loc,
+                format!(
+                    "caches.{name}: use_direct_from_level/res with a source of this type is not supported yet"
+                ),
+            ))
+        }
+    };
+    let srs = Srs::get(&format!("EPSG:{}", main.grid.srs()))
+        .map_err(|e| err(&cache.loc, format!("caches.{name}: {e}")))?;
+    Ok(Some(crate::service::wms::DirectFrom { res, srs, layer }))
+}
+
+/// Meta tiling of a cache's tile manager: the cache's, or none (tile sources).
+fn meta_settings(cache: &CacheConf, metatiling: bool) -> MetaSettings {
+    if metatiling {
+        MetaSettings {
+            meta_size: cache.meta_size,
+            meta_buffer: cache.meta_buffer,
+        }
+    } else {
+        MetaSettings::NONE
+    }
+}
+
+/// The format the sources are asked for (MapProxy's caches(), config/configuration/cache.py:
+/// 556-565): `request_format`, else the cache's `format`; a `mixed` cache needs `request_format`
+/// `image/png` or `image/vnd.jpeg-png`.
+fn cache_request_format(
+    name: &str,
+    cache: &CacheConf,
+    image: &crate::image_options::CacheImage,
+    named: bool,
+) -> Result<ImageFormat, ConfigError> {
+    if cache.format == "mixed"
+        && !matches!(
+            cache.request_format.as_deref(),
+            Some("image/png" | "image/vnd.jpeg-png")
+        )
+    {
+        return Err(err(
+            &cache.loc,
+            format!(
+                "caches.{name}.request_format: request_format must be set to image/png or image/vnd.jpeg-png if mixed mode is enabled"
+            ),
+        ));
+    }
+    Ok(match &cache.request_format {
+        Some(f) => ImageFormat::new(f.clone()),
+        // a named format of globals.image.formats: the format it names (MapProxy 7's WMS
+        // source takes its image_opts' format, source/wms.py:88)
+        None if named => image.format.clone(),
+        None => ImageFormat::new(cache.format.clone()),
+    })
+}
+
+/// The options a cache's tiles are encoded with: `compatible_image_options` of its image
+/// options and its sources' (`transparent`: already merged; `colors` unset: the sources',
+/// no palette), `encoding_options.jpeg_quality` else `globals.image.jpeg_quality`.
+fn cache_image_opts(
+    name: &str,
+    cache: &CacheConf,
+    image: &crate::image_options::CacheImage,
+    transparent: bool,
+    jpeg_quality: u8,
+) -> Result<ImageOpts, ConfigError> {
+    let mut opts = ImageOpts::new(image.format.clone());
+    opts.transparent = transparent;
+    let colors = image.colors.unwrap_or(0);
+    opts.paletted = colors > 0;
+    opts.colors = colors;
+    opts.jpeg_quality = image.jpeg_quality.unwrap_or(jpeg_quality);
+    opts.mode = image.mode;
+    opts.resampling = Some(image.resampling);
+    opts.opacity = image.opacity;
+    if image.mode == Some(crate::image::ImageMode::P) && colors == 0 {
+        // Pillow's convert('P'): the web palette, dithered
+        return Err(err(
+            &cache.loc,
+            format!("caches.{name}.image: mode P without colors is not supported yet"),
+        ));
+    }
+    Ok(opts)
 }
 
 /// The tile managers of every cache, by cache name, each as `(grid name, manager)` in the
@@ -1778,6 +1925,14 @@ pub fn cache_managers(
     conf.caches
         .iter()
         .map(|(name, cache)| {
+            if cache.disable_storage {
+                // MapProxy's seed/config.py:103
+                let e = err(
+                    &cache.loc,
+                    format!("can't seed cache {name} (disable_storage: true)"),
+                );
+                return (name.clone(), Err(e));
+            }
             let built = compile_cache(conf, &mut grids, name, cache).map(|cgs| {
                 cgs.into_iter()
                     .map(|cg| (cg.grid_name, cg.manager))

@@ -32,6 +32,7 @@ pub mod escape;
 pub mod featureinfo;
 pub mod grid;
 pub mod image;
+pub mod image_options;
 pub mod lock;
 pub mod meta;
 pub mod multiapp;

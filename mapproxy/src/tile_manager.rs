@@ -129,6 +129,15 @@ impl TileManager {
         }
     }
 
+    /// Asks the source for `format` instead of the tiles' own (MapProxy's `request_format`:
+    /// e.g. PNG from the source, JPEG tiles stored); call before the manager is shared.
+    pub fn with_request_format(mut self, format: ImageFormat) -> TileManager {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.request_format = format;
+        }
+        self
+    }
+
     pub fn grid(&self) -> &TileGrid {
         &self.inner.grid
     }

@@ -860,3 +860,386 @@ fn layer_resolution_ranges_are_checked_as_mapproxy() {
         );
     }
 }
+
+/// `disable_storage: true` (MapProxy's DummyCache and DummyLocker): every request asks the
+/// source, nothing is written (no tiles, no lock files), and the answer has MapProxy 7's
+/// headers for a tile it did not load: `ETag: md5("NoneNone")`, no Last-Modified, the max
+/// age. Seeding such a cache is refused as MapProxy's seed/config.py:103 refuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disable_storage_asks_the_source_every_time_and_writes_nothing() {
+    let up = upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let yaml = format!(
+        "services:\n  tms:\n\
+         layers:\n  - name: n\n    title: N\n    sources: [n_cache]\n\
+         caches:\n  n_cache:\n    grids: [GLOBAL_GEODETIC]\n    sources: [w_wms]\n    disable_storage: true\n\
+         sources:\n  w_wms:\n    type: wms\n    req:\n      url: http://{}/service?\n      layers: dbg\n",
+        up.addr
+    );
+    let app = build(tmp.path(), &yaml);
+    for round in 1..=2 {
+        let (status, headers, body) = get(&app, "/tms/1.0.0/n/EPSG4326/0/0/0.png").await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(headers["content-type"], "image/png");
+        // MapProxy 7: md5("NoneNone"), the same for every made tile
+        assert_eq!(headers["etag"], "c7485dcc8d256a6f197ed7802687f252");
+        assert!(!headers.contains_key("last-modified"), "{headers:?}");
+        assert_eq!(
+            headers["cache-control"],
+            "public, max-age=259200, s-maxage=259200"
+        );
+        assert_eq!(
+            up.seen.lock().expect("seen").len(),
+            round,
+            "asked every time"
+        );
+    }
+    assert!(
+        !tmp.path().join("cache_data").exists(),
+        "no tiles and no tile locks are written"
+    );
+    let conf = mapproxy_serve_mapproxy::config::load(&tmp.path().join("mapproxy.yaml"))
+        .expect("loads")
+        .conf;
+    let managers = mapproxy_serve_mapproxy::app::cache_managers(&conf);
+    let e = managers["n_cache"]
+        .as_ref()
+        .err()
+        .expect("not seedable")
+        .to_string();
+    assert!(
+        e.contains("can't seed cache n_cache (disable_storage: true)"),
+        "{e}"
+    );
+    assert!(e.contains("mapproxy.yaml:"), "{e}");
+}
+
+/// `request_format`: the source is asked for PNG, the tiles are stored as the cache's JPEG
+/// (MapProxy's caches(), config/configuration/cache.py:556-565); without `format`, the
+/// request format is the cache's (cache.py:417); `mixed` without a PNG request format is
+/// MapProxy's configuration error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_format_asks_the_source_in_another_format_than_stored() {
+    let up = upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let yaml = format!(
+        "services:\n  tms:\n\
+         layers:\n  - name: r\n    title: R\n    sources: [r_cache]\n\
+         \x20 - name: q\n    title: Q\n    sources: [q_cache]\n\
+         caches:\n  r_cache:\n    grids: [GLOBAL_GEODETIC]\n    sources: [w_wms]\n    format: image/jpeg\n    request_format: image/png\n\
+         \x20 q_cache:\n    grids: [GLOBAL_GEODETIC]\n    sources: [w_wms]\n    request_format: image/jpeg\n\
+         sources:\n  w_wms:\n    type: wms\n    req:\n      url: http://{}/service?\n      layers: dbg\n",
+        up.addr
+    );
+    let app = build(tmp.path(), &yaml);
+    let (status, headers, body) = get(&app, "/tms/1.0.0/r/EPSG4326/0/0/0.jpeg").await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(headers["content-type"], "image/jpeg");
+    assert!(body.starts_with(&[0xFF, 0xD8]), "a JPEG tile");
+    let seen = up.seen.lock().expect("seen").clone();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].contains("format=image%2Fpng"), "{seen:?}");
+    let stored = tmp
+        .path()
+        .join("cache_data/r_cache_EPSG4326/01/000/000/000/000/000/000.jpeg");
+    let file = std::fs::read(&stored).expect("stored as .jpeg");
+    assert!(file.starts_with(&[0xFF, 0xD8]), "stored as JPEG");
+    // no format: the request format is the cache's format
+    let (status, headers, _) = get(&app, "/tms/1.0.0/q/EPSG4326/0/0/0.jpeg").await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "image/jpeg");
+    let seen = up.seen.lock().expect("seen").clone();
+    assert!(seen[1].contains("format=image%2Fjpeg"), "{seen:?}");
+    assert!(tmp
+        .path()
+        .join("cache_data/q_cache_EPSG4326/01/000/000/000/000/000/000.jpeg")
+        .is_file());
+
+    let path = tmp.path().join("mapproxy.yaml");
+    std::fs::write(
+        &path,
+        "layers:\n  - name: m\n    title: M\n    sources: [m]\n\
+         caches:\n  m:\n    sources: [d]\n    format: mixed\n\
+         sources:\n  d:\n    type: debug\n",
+    )
+    .expect("write");
+    let e = mapproxy_serve_mapproxy::app::build(&path)
+        .err()
+        .expect("mixed needs request_format")
+        .to_string();
+    assert!(e.contains("mapproxy.yaml:"), "{e}");
+    assert!(e.contains("caches.m.request_format"), "{e}");
+    assert!(e.contains("image/png or image/vnd.jpeg-png"), "{e}");
+}
+
+/// `use_direct_from_level` (MapProxy's ResolutionConditional over the cache's map layer,
+/// config/configuration/cache.py:754-761): WMS maps at the level's resolution or finer ask the
+/// source directly (the request's bbox and size); coarser ones and the tile services use
+/// the cache. As MapProxy 7 answers the same requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn use_direct_from_level_sends_fine_wms_maps_to_the_source() {
+    let up = upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let yaml = format!(
+        "services:\n  tms:\n  wms:\n    srs: ['EPSG:3857']\n\
+         layers:\n  - name: d\n    title: D\n    sources: [d_cache]\n\
+         \x20 - name: p\n    title: P\n    sources: [w_wms]\n\
+         caches:\n  d_cache:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [w_wms]\n    use_direct_from_level: 3\n\
+         sources:\n  w_wms:\n    type: wms\n    req:\n      url: http://{}/service?\n      layers: dbg\n",
+        up.addr
+    );
+    let app = build(tmp.path(), &yaml);
+    let map = |bbox: &str, size: u32| {
+        format!(
+            "/service?SERVICE=WMS&REQUEST=GetMap&VERSION=1.1.1&LAYERS=d&STYLES=&SRS=EPSG:3857&BBOX={bbox}&WIDTH={size}&HEIGHT={size}&FORMAT=image/png"
+        )
+    };
+    let w = "20037508.342789244";
+    // level 0 (res 156543): the cache's one tile
+    let (status, _, body) = get(&app, &map(&format!("-{w},-{w},{w},{w}"), 256)).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(tmp.path().join("cache_data/d_cache_EPSG3857/00").is_dir());
+    // finer than level 3 (res 19567.88): the source, asked for the map itself
+    let fine = "-20037508.342789244,-20037508.342789244,-15028131.257091932,-15028131.257091932";
+    // at 256 px, the level's tile: 19567.879241005125 by the division, just above the
+    // level's 19567.87924100512, so the cache (as MapProxy 7 decides)
+    let (status, _, _) = get(&app, &map(fine, 256)).await;
+    assert_eq!(status, 200);
+    assert_eq!(up.seen.lock().expect("seen").len(), 2, "a cache meta tile");
+    assert!(tmp.path().join("cache_data/d_cache_EPSG3857/03").is_dir());
+    let (status, _, body) = get(&app, &map(fine, 300)).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let seen = up.seen.lock().expect("seen").clone();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(
+        seen[2].ends_with(&format!("?layers=dbg&bbox={fine}&width=300&height=300&srs=EPSG%3A3857&format=image%2Fpng&request=GetMap&version=1.1.1&service=WMS&styles=")),
+        "{seen:?}"
+    );
+    // a layer's own WMS source asks the same (MapProxy 7: format after srs)
+    let (status, _, _) = get(&app, &map(fine, 300).replace("LAYERS=d", "LAYERS=p")).await;
+    assert_eq!(status, 200);
+    let seen = up.seen.lock().expect("seen").clone();
+    assert_eq!(seen.get(3), seen.get(2), "{seen:?}");
+    // the tile services always use the cache (TMS level 5 of the global profile: grid
+    // level 6)
+    let (status, _, _) = get(&app, "/tms/1.0.0/d/EPSG3857/5/0/0.png").await;
+    assert_eq!(status, 200);
+    assert!(tmp.path().join("cache_data/d_cache_EPSG3857/06").is_dir());
+    let seen = up.seen.lock().expect("seen").clone();
+    assert!(
+        seen[4].contains("width=1104&height=1104"),
+        "a meta tile: {seen:?}"
+    );
+
+    // MapProxy: "use_direct_from_level/res only supports single sources"
+    let path = tmp.path().join("mapproxy.yaml");
+    std::fs::write(
+        &path,
+        "services:\n  wms:\n\
+         layers:\n  - name: m\n    title: M\n    sources: [m]\n\
+         caches:\n  m:\n    sources: [a, b]\n    use_direct_from_res: 10\n\
+         sources:\n  a:\n    type: debug\n  b:\n    type: debug\n",
+    )
+    .expect("write");
+    let e = mapproxy_serve_mapproxy::app::build(&path)
+        .err()
+        .expect("two sources are refused")
+        .to_string();
+    assert!(e.contains("mapproxy.yaml:"), "{e}");
+    assert!(e.contains("only supports single sources"), "{e}");
+}
+
+/// A cache's `image:` options and the named formats of `globals.image.formats`, merged as
+/// MapProxy 7 merges them (config/configuration/image_options.py, image/opts.py): the PNG
+/// colour types and JPEG quality MapProxy 7 writes for the same YAML (checked with
+/// MapProxy 7: `colors: 0` and `mode: RGB` → RGB, `mode: RGBA` → RGBA, a named `png8` → a
+/// paletted `.png`, the source asked for `image/png`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_image_options_and_named_formats_encode_as_mapproxy() {
+    let up = upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let caches = [
+        ("named", "format: png8"),
+        ("truecolor", "image: {colors: 0}"),
+        ("rgba", "image: {mode: RGBA, colors: 0}"),
+        ("rgb", "image: {mode: RGB}"),
+        (
+            "q60",
+            "format: image/jpeg\n    image: {encoding_options: {jpeg_quality: 60}}",
+        ),
+        ("q90", "format: image/jpeg"),
+        (
+            "named_q",
+            "format: jpeg_low\n    image: {resampling_method: nearest}",
+        ),
+    ];
+    let mut yaml = format!(
+        "services:\n  tms:\n\
+         globals:\n  image:\n    formats:\n      png8: {{format: image/png, colors: 8}}\n      jpeg_low: {{format: image/jpeg, encoding_options: {{jpeg_quality: 20}}}}\n\
+         sources:\n  w_wms:\n    type: wms\n    req:\n      url: http://{}/service?\n      layers: dbg\n\
+         caches:\n",
+        up.addr
+    );
+    for (name, opts) in caches {
+        yaml.push_str(&format!(
+            "  {name}:\n    grids: [GLOBAL_GEODETIC]\n    sources: [w_wms]\n    {opts}\n"
+        ));
+    }
+    yaml.push_str("layers:\n");
+    for (name, _) in caches {
+        yaml.push_str(&format!(
+            "  - name: {name}\n    title: {name}\n    sources: [{name}]\n"
+        ));
+    }
+    let app = build(tmp.path(), &yaml);
+    // the PNG colour type (IHDR byte 25): 2 RGB, 3 paletted, 6 RGBA
+    for (name, color_type) in [("named", 3), ("truecolor", 2), ("rgba", 6), ("rgb", 2)] {
+        let (status, headers, body) =
+            get(&app, &format!("/tms/1.0.0/{name}/EPSG4326/0/0/0.png")).await;
+        assert_eq!(status, 200, "{name}: {}", String::from_utf8_lossy(&body));
+        assert_eq!(headers["content-type"], "image/png", "{name}");
+        assert_eq!(body.get(25), Some(&color_type), "{name}");
+        assert!(
+            tmp.path()
+                .join(format!(
+                    "cache_data/{name}_EPSG4326/01/000/000/000/000/000/000.png"
+                ))
+                .is_file(),
+            "{name}: stored as .png"
+        );
+    }
+    let seen = up.seen.lock().expect("seen").clone();
+    assert!(
+        seen[0].contains("format=image%2Fpng"),
+        "png8 asks for its format: {seen:?}"
+    );
+    // the JPEG quality: the first luminance quantization value (libjpeg's table scaled:
+    // 16 at quality 50, 13 at 60, 3 at 90, 40 at 20)
+    fn first_dqt(jpeg: &[u8]) -> Option<u8> {
+        let at = jpeg.windows(2).position(|w| w == [0xFF, 0xDB])?;
+        jpeg.get(at + 5).copied()
+    }
+    for (name, q) in [("q60", 13), ("q90", 3), ("named_q", 40)] {
+        let (status, headers, body) =
+            get(&app, &format!("/tms/1.0.0/{name}/EPSG4326/0/0/0.jpeg")).await;
+        assert_eq!(status, 200, "{name}: {}", String::from_utf8_lossy(&body));
+        assert_eq!(headers["content-type"], "image/jpeg", "{name}");
+        assert_eq!(first_dqt(&body), Some(q), "{name}");
+    }
+}
+
+/// `image:` options that are not implemented, and bad values, are errors with file:line and
+/// the YAML path.
+#[test]
+fn cache_image_options_not_supported_yet_are_errors() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("mapproxy.yaml");
+    for (image, want) in [
+        (
+            "{opacity: 1.5}",
+            "caches.c.image.opacity: expected a number from 0 to 1",
+        ),
+        (
+            "{mode: L}",
+            "caches.c.image.mode: mode L is not supported yet",
+        ),
+        (
+            "{mode: P, colors: 0}",
+            "mode P without colors is not supported yet",
+        ),
+        (
+            "{mode: CMYK}",
+            "caches.c.image.mode: expected RGB, RGBA or P",
+        ),
+        (
+            "{colors: 300}",
+            "caches.c.image.colors: expected 0 to 256 colors",
+        ),
+        (
+            "{encoding_options: {quantizer: mediancut}}",
+            "quantizer mediancut is not supported yet",
+        ),
+        (
+            "{encoding_options: {jpeg_quality: high}}",
+            "jpeg_quality is not an integer",
+        ),
+        (
+            "{encoding_options: {foo: 1}}",
+            "unknown encoding_options: 'foo'",
+        ),
+        (
+            "{resampling_method: lanczos}",
+            "caches.c.image.resampling_method: expected nearest, bilinear or bicubic",
+        ),
+    ] {
+        std::fs::write(
+            &path,
+            format!(
+                "layers:\n  - name: d\n    title: d\n    sources: [c]\n\
+                 caches:\n  c:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [s]\n    image: {image}\n\
+                 sources:\n  s:\n    type: debug\n"
+            ),
+        )
+        .expect("write");
+        let e = mapproxy_serve_mapproxy::app::build(&path)
+            .err()
+            .unwrap_or_else(|| panic!("{image} is refused"))
+            .to_string();
+        assert!(e.contains("mapproxy.yaml:"), "{image}: {e}");
+        assert!(e.contains(want), "{image}: {e}");
+    }
+}
+
+/// A cache's `image.opacity` where MapProxy's LayerMerger uses it (image/merge.py:84-118):
+/// over an opaque map the layer's colours are blended (`Image.blend`), over a transparent
+/// one its alpha is scaled and it is composited; a single opaque layer is answered as it
+/// is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_opacity_fades_the_layer_in_wms_maps() {
+    let up = upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let yaml = format!(
+        "services:\n  wms:\n    srs: ['EPSG:4326']\n\
+         layers:\n  - name: bottom\n    title: B\n    sources: [bottom]\n\
+         \x20 - name: top\n    title: T\n    sources: [top_cache]\n\
+         caches:\n  top_cache:\n    grids: [GLOBAL_GEODETIC]\n    sources: [top]\n    image: {{opacity: 0.5}}\n\
+         sources:\n  bottom:\n    type: wms\n    req:\n      url: http://{0}/service?\n      layers: bottom\n\
+         \x20 top:\n    type: wms\n    req:\n      url: http://{0}/service?\n      layers: top\n      transparent: true\n",
+        up.addr
+    );
+    let app = build(tmp.path(), &yaml);
+    let map = |extra: &str| {
+        format!(
+            "/service?SERVICE=WMS&REQUEST=GetMap&VERSION=1.1.1&LAYERS=bottom,top&STYLES=&SRS=EPSG:4326&BBOX=-180,-90,180,90&WIDTH=512&HEIGHT=256&FORMAT=image/png{extra}"
+        )
+    };
+    // the top layer's right half is blue over the green bottom: blended half and half
+    let (status, _, body) = get(&app, &map("")).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let img = image::load_from_memory(&body).expect("png").to_rgba8();
+    assert_eq!(img.get_pixel(400, 100).0, [0, 64, 127, 255]);
+    // the transparent half's colour (black) is blended too, as Image.blend does
+    assert_eq!(img.get_pixel(100, 100).0, [0, 64, 0, 255]);
+    // transparent: the blue's alpha halved (255 * 127 / 255), composited over the green
+    let (status, _, body) = get(&app, &map("&TRANSPARENT=true")).await;
+    assert_eq!(status, 200);
+    let img = image::load_from_memory(&body).expect("png").to_rgba8();
+    let p = img.get_pixel(400, 100).0;
+    assert_eq!(p[3], 255);
+    for (got, want) in p.iter().zip([0u8, 64, 127]) {
+        assert!(got.abs_diff(want) <= 1, "{p:?}");
+    }
+    assert_eq!(img.get_pixel(100, 100).0, [0, 128, 0, 255]);
+    // the transparent cache alone in an opaque map: blended with the white background
+    let (status, _, body) = get(&app, &map("").replace("bottom,top", "top")).await;
+    assert_eq!(status, 200);
+    let img = image::load_from_memory(&body).expect("png").to_rgba8();
+    assert_eq!(img.get_pixel(400, 100).0, [127, 127, 255, 255]);
+    assert_eq!(img.get_pixel(100, 100).0, [127, 127, 127, 255]);
+    // the cache alone in an opaque map: as it is (MapProxy returns a single layer as it is
+    // unless it is transparent in an opaque map)
+    let (status, _, body) = get(&app, &map("&TRANSPARENT=true").replace("bottom,top", "top")).await;
+    assert_eq!(status, 200);
+    let img = image::load_from_memory(&body).expect("png").to_rgba8();
+    assert_eq!(img.get_pixel(400, 100).0, [0, 0, 255, 255]);
+}

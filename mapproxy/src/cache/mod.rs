@@ -7,6 +7,7 @@
 
 pub mod atomic_write;
 pub mod compact;
+pub mod dummy;
 pub mod file;
 pub mod memory;
 pub mod path;
@@ -15,6 +16,7 @@ pub mod s3;
 pub mod sqlite;
 
 pub use compact::{CompactCache, CompactVersion};
+pub use dummy::{DummyCache, DummyLocker};
 pub use file::{FileCache, LinkMode};
 pub use path::{CacheDirNaming, DirectoryLayout};
 pub use redis::{RedisCache, RedisOptions};

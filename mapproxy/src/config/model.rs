@@ -1421,14 +1421,18 @@ fn cache(ctx: &mut Ctx, g: &Globals, n: &Node, path: &str) -> Option<CacheConf> 
     };
     let cache_node = k.get("cache");
     let cp = k.at("cache");
+    // MapProxy's image_opts (config/configuration/cache.py:417): no `format`, the
+    // `request_format`
+    let request_format = opt(&mut k, "request_format", |n, p| ctx.string(n, p));
     let c = CacheConf {
         sources,
         band_sources,
         grids: opt(&mut k, "grids", |n, p| ctx.strings(n, p))
             .unwrap_or_else(|| vec!["GLOBAL_MERCATOR".into()]),
         format: opt(&mut k, "format", |n, p| ctx.string(n, p))
+            .or_else(|| request_format.clone())
             .unwrap_or_else(|| "image/png".into()),
-        request_format: opt(&mut k, "request_format", |n, p| ctx.string(n, p)),
+        request_format,
         meta_size: opt(&mut k, "meta_size", |n, p| ctx.pair(n, p)).unwrap_or(g.cache.meta_size),
         meta_buffer: opt(&mut k, "meta_buffer", |n, p| ctx.u32(n, p))
             .unwrap_or(g.cache.meta_buffer),

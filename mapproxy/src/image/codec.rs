@@ -48,6 +48,23 @@ pub struct ImageOpts {
     /// Where a map lies, for the GeoTIFF tags of a TIFF (MapProxy sets `result.georef` for
     /// WMS maps, service/wms.py:166).
     pub georef: Option<GeoRef>,
+    /// A cache's `image.mode` (`None`: as the image and `transparent` give it).
+    pub mode: Option<ImageMode>,
+    /// A cache's `resampling_method` (`None`: the service's, `globals.image`'s).
+    pub resampling: Option<super::transform::Resampling>,
+    /// A cache's `opacity` (0-1) as its WMS layer is merged with others.
+    pub opacity: Option<f64>,
+}
+
+/// MapProxy's `image.mode` (Pillow's modes) a PNG is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageMode {
+    /// Truecolour without alpha (after quantizing, when `colors` is set).
+    Rgb,
+    /// Truecolour with alpha (after quantizing, when `colors` is set).
+    Rgba,
+    /// Paletted.
+    P,
 }
 
 /// MapProxy's `GeoReference`: a bbox (east/north order) in an SRS.
@@ -69,6 +86,9 @@ impl ImageOpts {
             paletted: true,
             colors: 256,
             georef: None,
+            mode: None,
+            resampling: None,
+            opacity: None,
         }
     }
 }
@@ -508,10 +528,32 @@ pub fn encode(img: &RgbaImage, opts: &ImageOpts) -> Result<Bytes, ImageError> {
     let out = match target(&opts.format)? {
         Target::Jpeg => encode_jpeg(img, opts.jpeg_quality)?,
         Target::Png => {
-            if opts.paletted && opts.colors > 0 {
-                encode_png_paletted(img, usize::from(opts.colors.min(256)), opts.transparent)?
-            } else {
-                encode_png_truecolor(img, opts.transparent)?
+            let colors = usize::from(opts.colors.min(256));
+            match opts.mode {
+                // MapProxy's img_to_buf: quantized, then `img.convert(image_opts.mode)`
+                Some(m @ (ImageMode::Rgb | ImageMode::Rgba)) => {
+                    let alpha = m == ImageMode::Rgba;
+                    if opts.paletted && colors > 0 {
+                        let q = quantize(img, colors, opts.transparent);
+                        let expanded = RgbaImage::from_fn(img.width(), img.height(), |x, y| {
+                            let i = (y as usize) * (img.width() as usize) + x as usize;
+                            let c = q
+                                .indices
+                                .get(i)
+                                .and_then(|&i| q.palette.get(usize::from(i)))
+                                .copied()
+                                .unwrap_or([0, 0, 0, 255]);
+                            image::Rgba(c)
+                        });
+                        encode_png_truecolor(&expanded, alpha)?
+                    } else {
+                        encode_png_truecolor(img, alpha)?
+                    }
+                }
+                _ if opts.paletted && colors > 0 => {
+                    encode_png_paletted(img, colors, opts.transparent)?
+                }
+                _ => encode_png_truecolor(img, opts.transparent)?,
             }
         }
         Target::Mixed => {

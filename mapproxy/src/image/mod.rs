@@ -8,7 +8,7 @@ pub mod transform;
 pub use codec::{
     blank_image, decode, encode, encode_uniform, has_transparency, overlay, paste, png_color_type,
     png_is_transparent, single_color, sniff_format, stitch, sub_image, GeoRef, ImageError,
-    ImageOpts,
+    ImageMode, ImageOpts,
 };
 pub use format::ImageFormat;
 pub use image::RgbaImage;

@@ -90,12 +90,14 @@ fn timestamp(t: SystemTime) -> f64 {
     }
 }
 
-/// MapProxy's tile ETag: `md5(str(timestamp) + str(size))`, hex, unquoted.
+/// MapProxy's tile ETag: `md5(str(timestamp) + str(size))`, hex, unquoted. A tile without a
+/// time was made, not loaded from a cache (`disable_storage`): MapProxy knows neither its
+/// timestamp nor its size (cache/tile.py `Tile.size` is set by loads), `md5("NoneNone")`.
 pub fn tile_etag(mtime: Option<SystemTime>, size: usize) -> String {
-    let ts = match mtime {
-        Some(t) => py_float(timestamp(t)),
-        None => "None".to_string(),
+    let Some(t) = mtime else {
+        return hex(&Md5::digest(b"NoneNone"));
     };
+    let ts = py_float(timestamp(t));
     let mut text = ts;
     text.push_str(itoa::Buffer::new().format(size));
     hex(&Md5::digest(text.as_bytes()))

@@ -137,6 +137,8 @@ pub struct WmsSource {
     http: SourceHttp,
     on_error: Option<OnError>,
     limit: Option<std::sync::Arc<Semaphore>>,
+    /// A layer's direct source: a format not in `req` is added after `srs`.
+    format_last: bool,
 }
 
 /// Case-insensitive ordered parameters (MapProxy's `NoCaseMultiDict`, one value per key).
@@ -177,6 +179,7 @@ impl WmsSource {
             http,
             on_error,
             limit,
+            format_last: false,
         }
     }
 
@@ -185,6 +188,16 @@ impl WmsSource {
     }
 
     /// This source limited to `coverage` (MapProxy's source `coverage:`).
+    /// As a WMS layer's direct source (a layer's `sources`, a cache's
+    /// `use_direct_from_level`): MapProxy builds it without a format parameter
+    /// (config/configuration/source.py `source()` without params), so the client adds the
+    /// map's format after `srs` (client/wms.py:102), where a cache's source has it after
+    /// `req`'s own parameters.
+    pub fn with_format_last(mut self) -> WmsSource {
+        self.format_last = true;
+        self
+    }
+
     pub fn with_coverage(mut self, coverage: crate::coverage::Coverage) -> WmsSource {
         self.coverage = Some(std::sync::Arc::new(coverage));
         self
@@ -240,6 +253,7 @@ impl WmsSource {
             http: self.http.clone(),
             on_error: self.on_error.clone(),
             limit: self.limit.clone(),
+            format_last: self.format_last,
         })
     }
 
@@ -353,11 +367,17 @@ impl WmsSource {
                 .cloned()
                 .collect(),
         );
-        p.set("format", format.mime_type());
+        let format_last = self.format_last && self.conf.format.is_none() && !p.has("format");
+        if !format_last {
+            p.set("format", format.mime_type());
+        }
         p.set("bbox", self.axis_bbox(query.bbox, query.srs));
         p.set("width", query.size.0.to_string());
         p.set("height", query.size.1.to_string());
         p.set("srs", format!("EPSG:{}", query.srs));
+        if format_last {
+            p.set("format", format.mime_type());
+        }
         p.set("request", "GetMap".into());
         p.set("version", self.conf.version.as_str().into());
         p.set("service", "WMS".into());

@@ -54,6 +54,37 @@ pub struct CacheGridLayer {
 #[derive(Clone)]
 pub struct CacheLayer {
     pub grids: Vec<CacheGridLayer>,
+    /// `use_direct_from_level`/`use_direct_from_res`: requests this fine or finer skip the
+    /// cache.
+    pub direct_from: Option<DirectFrom>,
+}
+
+/// MapProxy's `ResolutionConditional` (layer/resolution_conditional.py): a map whose
+/// resolution in `srs` (the cache's first grid's; the finer of x and y) is `res` or finer is
+/// asked from the cache's source directly; coarser ones come from the cache.
+#[derive(Clone)]
+pub struct DirectFrom {
+    pub res: f64,
+    pub srs: Arc<Srs>,
+    pub layer: DirectLayer,
+}
+
+impl DirectFrom {
+    /// Is the query answered by the source? (A bbox that cannot be transformed: no.)
+    fn applies(&self, q: &Query) -> bool {
+        let bbox = if *q.srs == *self.srs {
+            q.bbox
+        } else {
+            match q.srs.transform_bbox_to(&self.srs, q.bbox) {
+                Ok(b) => b,
+                Err(_) => return false,
+            }
+        };
+        let xres = (bbox[2] - bbox[0]) / f64::from(q.size.0);
+        let yres = (bbox[3] - bbox[1]) / f64::from(q.size.1);
+        // `if res > self.resolution: one (the cache) else two (the source)`
+        xres.min(yres).partial_cmp(&self.res) != Some(std::cmp::Ordering::Greater)
+    }
 }
 
 /// A source (WMS, debug) used directly.
@@ -298,10 +329,14 @@ pub(crate) async fn handle(
     }
 
     let resampling = wms.config.resampling;
-    // an opaque map's bottom layer is drawn over the background as its tiles are stitched
-    // (see `stitch`), unless a mask is to make part of it transparent first
-    let under = (!transparent && masks.first().is_none_or(|m| m.is_empty())).then_some(bgcolor);
     let (render, mut masks) = combine_layers(render, masks);
+    let opacities = layer_opacities(&render, &query, transparent);
+    // an opaque map's bottom layer is drawn over the background as its tiles are stitched
+    // (see `stitch`), unless a mask is to make part of it transparent first or it is faded
+    let under = (!transparent
+        && masks.first().is_none_or(|m| m.is_empty())
+        && opacities.first().is_none_or(Option::is_none))
+    .then_some(bgcolor);
     // concurrent_layer_renderer: how many layers render at once (in order)
     let futures: Vec<_> = render
         .iter()
@@ -318,9 +353,9 @@ pub(crate) async fn handle(
     masks.resize(results.len(), Vec::new());
     let mut images = Vec::new();
     let mut errors = Vec::new();
-    for (r, m) in results.into_iter().zip(masks) {
+    for ((r, m), opacity) in results.into_iter().zip(masks).zip(opacities) {
         match r {
-            Ok(img) => images.push((img, m)),
+            Ok(img) => images.push((img, m, opacity)),
             // MapBBOXError & co. are the request's errors, raised whatever on_source_errors
             // says and without the "Could not get any sources" prefix (service/wms.py:672)
             Err(LayerError::Request(e)) => return Err(WmsError::new(e)),
@@ -342,7 +377,7 @@ pub(crate) async fn handle(
     // conditional answers, when LayerMerger.merge returns it as is (an opaque cache or
     // TRANSPARENT=true; image/merge.py:63-71) and `as_buffer` does not re-encode a loaded
     // file (image/__init__.py:221-233); service/wms.py:170-174
-    if let [(Rendered::Tile(tile, cache_transparent), m)] = images.as_slice() {
+    if let [(Rendered::Tile(tile, cache_transparent), m, None)] = images.as_slice() {
         if (!cache_transparent || transparent) && errors.is_empty() && m.is_empty() {
             return Ok(super::super::response::tile_response(
                 ctx.headers,
@@ -354,7 +389,7 @@ pub(crate) async fn handle(
         }
     }
     // pass-through: one direct layer, answered in the asked format, no background to merge
-    if let [(Rendered::Encoded(bytes, fmt), m)] = images.as_slice() {
+    if let [(Rendered::Encoded(bytes, fmt), m, None)] = images.as_slice() {
         let same_format = fmt
             .as_ref()
             .is_some_and(|f| *f == ImageFormat::new(format.clone()));
@@ -375,7 +410,7 @@ pub(crate) async fn handle(
     let cacheable = errors.is_empty();
     let encoded = tokio::task::spawn_blocking(move || -> Result<Bytes, String> {
         // one opaque image of the full size and nothing to clip: it is the output
-        if let [(Rendered::Image(Known { image: img, opaque }), m)] = images.as_slice() {
+        if let [(Rendered::Image(Known { image: img, opaque }), m, None)] = images.as_slice() {
             if img.dimensions() == size
                 && m.is_empty()
                 && notice.is_empty()
@@ -386,12 +421,12 @@ pub(crate) async fn handle(
         }
         // nothing drawn (no tiles, only transparent ones, outside every extent): the
         // background, encoded once for maps of its size and format
-        if notice.is_empty() && images.iter().all(|(i, _)| matches!(i, Rendered::Blank)) {
+        if notice.is_empty() && images.iter().all(|(i, _, _)| matches!(i, Rendered::Blank)) {
             return crate::image::encode_uniform(size.0, size.1, bg, &opts)
                 .map_err(|e| e.to_string());
         }
         let mut out = crate::image::blank_image(size.0, size.1, bg);
-        for (img, masks) in images {
+        for (img, masks, opacity) in images {
             let mut img = match img {
                 Rendered::Blank => continue,
                 Rendered::Image(i) => i.image,
@@ -402,8 +437,12 @@ pub(crate) async fn handle(
             for m in &masks {
                 crate::image::mask::mask_outside(&mut img, bbox, m);
             }
-            if img.dimensions() == size {
-                crate::image::overlay(&mut out, &img);
+            if img.dimensions() != size {
+                continue;
+            }
+            match opacity {
+                Some(o) => fade(&mut out, &mut img, o, transparent),
+                None => crate::image::overlay(&mut out, &img),
             }
         }
         if !notice.is_empty() {
@@ -626,10 +665,60 @@ async fn render_layer(
     tiled: bool,
 ) -> Result<Rendered, LayerError> {
     match layer {
+        MapLayer::Cache(CacheLayer {
+            direct_from: Some(d),
+            ..
+        }) if d.applies(q) => render_direct(&d.layer, q, format, resampling, client_params).await,
         // `query.tiled_only` reaches caches only (layer/cache_map_layer.py:34)
         MapLayer::Cache(c) if tiled => render_tile(c, q, format).await,
         MapLayer::Cache(c) => render_cache(c, q, resampling, under).await,
         MapLayer::Direct(d) => render_direct(d, q, format, resampling, client_params).await,
+    }
+}
+
+/// A cache's `image.opacity` below 1 per layer to render, where MapProxy's LayerMerger uses
+/// it (image/merge.py:63-118): a layer its cache draws (not the source of
+/// `use_direct_from_level`), unless it is the only layer and opaque or the map is
+/// transparent (then it is returned as it is).
+fn layer_opacities(
+    render: &[(String, MapLayer)],
+    q: &Query,
+    transparent: bool,
+) -> Vec<Option<f64>> {
+    render
+        .iter()
+        .map(|(_, l)| {
+            let MapLayer::Cache(c) = l else { return None };
+            if c.direct_from.as_ref().is_some_and(|d| d.applies(q)) {
+                return None;
+            }
+            let opts = c.grids.first()?.manager.image_opts();
+            let o = opts.opacity.filter(|o| *o < 1.0)?;
+            (render.len() > 1 || (opts.transparent && !transparent)).then_some(o)
+        })
+        .collect()
+}
+
+/// A layer drawn with `opacity` (image/merge.py:98-118): over a transparent map its alpha
+/// is multiplied by `int(255 * opacity)` (ImageChops.multiply: `a * c / 255`) and it is
+/// composited; over an opaque map its colours (alpha dropped, `convert('RGB')`) are blended
+/// (Image.blend: `out + opacity * (img - out)` in single precision, truncated).
+fn fade(out: &mut RgbaImage, img: &mut RgbaImage, opacity: f64, transparent: bool) {
+    if transparent {
+        let c = (255.0 * opacity).max(0.0) as u32;
+        for p in img.pixels_mut() {
+            p.0[3] = (u32::from(p.0[3]) * c / 255) as u8;
+        }
+        crate::image::overlay(out, img);
+        return;
+    }
+    let alpha = opacity as f32;
+    for (o, i) in out.pixels_mut().zip(img.pixels()) {
+        for k in 0..3 {
+            let a = f32::from(o.0[k]);
+            let v = a + alpha * (f32::from(i.0[k]) - a);
+            o.0[k] = v.clamp(0.0, 255.0) as u8;
+        }
     }
 }
 
@@ -655,6 +744,8 @@ async fn render_cache(
     let Some(g) = pick_grid(c, &q.srs) else {
         return Ok(Rendered::Blank);
     };
+    // the cache's own `resampling_method` (CacheMapLayer: the tile manager's image_opts)
+    let resampling = g.manager.image_opts().resampling.unwrap_or(resampling);
     // the grid's extent in the query's SRS, and the part of the query inside it
     let grid_bbox = g.grid.bbox();
     let extent = match g.srs.transform_bbox_to(&q.srs, grid_bbox) {
