@@ -2,11 +2,11 @@
 //! caches, sources, tile managers and the layers the services serve.
 //!
 //! What is built today: `file` caches (every layout) of `tile`, `wms` and `debug` sources
-//! (several merged in order: [`MergedSource`]), tile layers from layers whose source is a
-//! cache, the services `tms` (`/tms`, `/tiles`), `kml`, `wmts` (REST and KVP), `wms` and
-//! `demo`. Everything else the YAML may say is an error naming the file, line and YAML path
-//! ("not supported yet"), never silently ignored: caches as sources, tile sources merged with
-//! WMS ones, other cache and source types.
+//! and of other caches (several merged in order: [`MergedSource`]; caches as sources:
+//! [`crate::source::CacheSource`], built after the caches they name), tile layers from layers
+//! whose source is a cache, the services `tms` (`/tms`, `/tiles`), `kml`, `wmts` (REST and
+//! KVP), `wms` and `demo`. Everything else the YAML may say is an error naming the file, line
+//! and YAML path ("not supported yet"), never silently ignored: other cache and source types.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -98,14 +98,20 @@ fn compile(
         }
     }
     let mut caches: IndexMap<String, Vec<CacheGrid>> = IndexMap::new();
-    for (name, cache) in &conf.caches {
-        match compile_cache(conf, &mut grids, name, cache) {
+    // a cache whose sources name other caches is built after them (MapProxy's CacheSource)
+    for name in cache_build_order(conf, errors) {
+        let Some(cache) = conf.caches.get(name) else {
+            continue;
+        };
+        match compile_cache(conf, &mut grids, name, cache, &caches) {
             Ok(c) => {
-                caches.insert(name.clone(), c);
+                caches.insert(name.to_string(), c);
             }
             Err(e) => errors.push(e),
         }
     }
+    // in the YAML's order again
+    caches.sort_by_cached_key(|name, _| conf.caches.get_index_of(name));
     let mut layers = Vec::new();
     let mut demo_layers = Vec::new();
     let mut flat = Vec::new();
@@ -930,11 +936,17 @@ fn compile_source(
     grids: &mut GridSet,
     cache: &CacheConf,
     name: &str,
+    built: &IndexMap<String, Vec<CacheGrid>>,
+    cache_name: &str,
 ) -> Result<(Arc<dyn MapSource>, bool, bool), ConfigError> {
     let Some(src) = conf.sources.get(name) else {
+        if conf.caches.contains_key(name) {
+            return cache_as_source(conf, built, &cache.loc, cache_name, name);
+        }
+        // config/validator.py _validate_cache_source
         return Err(err(
             &cache.loc,
-            format!("source '{name}': caches as sources are not supported yet"),
+            format!("Source '{name}' for cache '{cache_name}' not found in config"),
         ));
     };
     match &src.kind {
@@ -1219,11 +1231,138 @@ fn wms_source(
     })
 }
 
+/// The caches in an order that builds the caches named as sources of another before it
+/// (depth first, else the YAML's order); a cycle is an error naming the caches in it.
+fn cache_build_order<'a>(conf: &'a MapProxyConf, errors: &mut Vec<ConfigError>) -> Vec<&'a str> {
+    fn visit<'a>(
+        conf: &'a MapProxyConf,
+        name: &'a str,
+        path: &mut Vec<&'a str>,
+        order: &mut Vec<&'a str>,
+        errors: &mut Vec<ConfigError>,
+    ) {
+        if order.contains(&name) {
+            return;
+        }
+        let Some(cache) = conf.caches.get(name) else {
+            return;
+        };
+        if let Some(i) = path.iter().position(|n| *n == name) {
+            let mut cycle: Vec<&str> = path[i..].to_vec();
+            cycle.push(name);
+            errors.push(err(
+                &cache.loc,
+                format!(
+                    "cache '{name}': its sources form a cycle of caches ({})",
+                    cycle.join(" -> ")
+                ),
+            ));
+            return;
+        }
+        path.push(name);
+        for src in &cache.sources {
+            // a source of that name wins over a cache (config/configuration/cache.py
+            // _sources_for_grid)
+            if !conf.sources.contains_key(src.as_str()) {
+                visit(conf, src, path, order, errors);
+            }
+        }
+        path.pop();
+        if !order.contains(&name) {
+            order.push(name);
+        }
+    }
+    let mut order = Vec::new();
+    for name in conf.caches.keys() {
+        visit(conf, name, &mut Vec::new(), &mut order, errors);
+    }
+    order
+}
+
+/// A cache named as the source of cache `cache_name` (MapProxy's `CacheSource`): drawing maps
+/// from its tiles (the WMS's path; reprojected into another grid's SRS), which supports meta
+/// tiles; its image options' transparency.
+fn cache_as_source(
+    conf: &MapProxyConf,
+    built: &IndexMap<String, Vec<CacheGrid>>,
+    loc: &Location,
+    cache_name: &str,
+    name: &str,
+) -> Result<(Arc<dyn MapSource>, bool, bool), ConfigError> {
+    let layer = cache_source_layer(built, loc, cache_name, name)?;
+    let transparent = layer
+        .grids
+        .first()
+        .is_some_and(|g| g.manager.image_opts().transparent);
+    let resampling =
+        Resampling::parse(&conf.globals.image.resampling_method).unwrap_or(Resampling::Bicubic);
+    Ok((
+        Arc::new(crate::source::CacheSource::new(layer, resampling)),
+        true,
+        transparent,
+    ))
+}
+
+fn cache_source_layer(
+    built: &IndexMap<String, Vec<CacheGrid>>,
+    loc: &Location,
+    cache_name: &str,
+    name: &str,
+) -> Result<CacheLayer, ConfigError> {
+    let Some(cgs) = built.get(name) else {
+        // not built: its own error (or a cycle's) is reported
+        return Err(err(
+            loc,
+            format!("cache '{cache_name}': its source cache '{name}' could not be built"),
+        ));
+    };
+    let mut grids = Vec::new();
+    for cg in cgs {
+        grids.push(
+            // no max_tile_limit: MapProxy's CacheSource has none
+            crate::service::wms::cache_grid_layer(Arc::new(cg.grid.clone()), cg.manager.clone(), 0)
+                .map_err(|e| err(loc, format!("cache '{name}': {e}")))?,
+        );
+    }
+    Ok(CacheLayer { grids })
+}
+
+/// MapProxy's `tiled_only` (config/configuration/cache.py `_sources_for_grid`): when every
+/// source of the cache is a cache whose one grid holds the tiles of `grid` in the cache's
+/// format, the cache is filled tile by tile with those caches' tiles as stored (several
+/// merged); `None` otherwise.
+fn tiled_only_source(
+    conf: &MapProxyConf,
+    built: &IndexMap<String, Vec<CacheGrid>>,
+    cache: &CacheConf,
+    cache_name: &str,
+    grid: &TileGrid,
+    opts: &ImageOpts,
+) -> Result<Option<Arc<dyn MapSource>>, ConfigError> {
+    let mut parts: Vec<Arc<dyn MapSource>> = Vec::new();
+    for name in &cache.sources {
+        if conf.sources.contains_key(name.as_str()) {
+            return Ok(None);
+        }
+        let layer = cache_source_layer(built, &cache.loc, cache_name, name)?;
+        if !crate::source::supports_tiled_only_access(&layer, grid, &opts.format) {
+            return Ok(None);
+        }
+        parts.push(Arc::new(crate::source::CacheSource::tiled_only(layer)));
+    }
+    Ok(match parts.len() {
+        0 => None,
+        1 => parts.pop(),
+        _ => Some(Arc::new(MergedSource::new(parts, opts.clone()))),
+    })
+}
+
 fn compile_cache(
     conf: &MapProxyConf,
     grids: &mut GridSet,
     name: &str,
     cache: &CacheConf,
+    built: &IndexMap<String, Vec<CacheGrid>>,
 ) -> Result<Vec<CacheGrid>, ConfigError> {
     if !matches!(
         cache.cache.kind.as_str(),
@@ -1294,7 +1433,7 @@ fn compile_cache(
     }
     let (mut parts, metatiling, transparent) = match cache.sources.as_slice() {
         [one] => {
-            let (src, meta, tr) = compile_source(conf, grids, cache, one)?;
+            let (src, meta, tr) = compile_source(conf, grids, cache, one, built, name)?;
             (vec![src], meta, tr)
         }
         [] => {
@@ -1307,21 +1446,24 @@ fn compile_cache(
             // merged in list order, the first at the bottom (MapProxy's LayerMerger); all
             // asked for meta tiles, or all tile sources asked tile by tile
             let mut parts = Vec::new();
-            let (mut metatiling, mut transparent) = (None, false);
+            let (mut all_meta, mut any_meta, mut transparent) = (true, false, false);
             for s in several {
-                let (src, meta, tr) = compile_source(conf, grids, cache, s)?;
-                if *metatiling.get_or_insert(meta) != meta {
-                    return Err(err(
-                        &cache.loc,
-                        format!(
-                            "cache '{name}': tile sources merged with WMS or debug sources are not supported yet"
-                        ),
-                    ));
-                }
+                let (src, meta, tr) = compile_source(conf, grids, cache, s, built, name)?;
+                all_meta &= meta;
+                any_meta |= meta;
                 transparent |= tr;
                 parts.push(src);
             }
-            (parts, metatiling.unwrap_or(true), transparent)
+            // tile sources with WMS, debug or cache sources: tile by tile when the cache
+            // has no meta tiles, else MapProxy's ValueError (cache/tile_manager.py:61-65)
+            let meta_configured = cache.meta_buffer > 0 || cache.meta_size != (1, 1);
+            if any_meta && !all_meta && meta_configured {
+                return Err(err(
+                    &cache.loc,
+                    format!("cache '{name}': meta tiling configured but not supported by all sources (tile sources with WMS, debug or cache sources need meta_size: [1, 1] and meta_buffer: 0)"),
+                ));
+            }
+            (parts, all_meta, transparent)
         }
     };
     let transparent = image_transparent.unwrap_or(transparent);
@@ -1617,9 +1759,14 @@ fn compile_cache(
         } else {
             MetaSettings::NONE
         };
+        // caches of this grid's tiles as sources: their tiles, one by one
+        let (source, meta) = match tiled_only_source(conf, built, cache, name, &grid, &opts)? {
+            Some(tiled) => (tiled, MetaSettings::NONE),
+            None => (source.clone(), meta),
+        };
         let manager = TileManager::new(
             file_cache,
-            source.clone(),
+            source,
             grid.clone(),
             meta,
             opts.clone(),
@@ -1646,15 +1793,37 @@ pub fn cache_managers(
     conf: &MapProxyConf,
 ) -> IndexMap<String, Result<Vec<(String, Arc<TileManager>)>, ConfigError>> {
     let mut grids = conf.grid_set();
+    // caches that are sources of others first, as `compile` builds them
+    let mut cycles = Vec::new();
+    let order = cache_build_order(conf, &mut cycles);
+    let mut built: IndexMap<String, Vec<CacheGrid>> = IndexMap::new();
+    let mut failed: std::collections::HashMap<&str, ConfigError> = Default::default();
+    for name in order {
+        let Some(cache) = conf.caches.get(name) else {
+            continue;
+        };
+        match compile_cache(conf, &mut grids, name, cache, &built) {
+            Ok(cgs) => {
+                built.insert(name.to_string(), cgs);
+            }
+            Err(e) => {
+                failed.insert(name, e);
+            }
+        }
+    }
     conf.caches
         .iter()
         .map(|(name, cache)| {
-            let built = compile_cache(conf, &mut grids, name, cache).map(|cgs| {
-                cgs.into_iter()
-                    .map(|cg| (cg.grid_name, cg.manager))
-                    .collect()
-            });
-            (name.clone(), built)
+            let result = match built.get(name) {
+                Some(cgs) => Ok(cgs
+                    .iter()
+                    .map(|cg| (cg.grid_name.clone(), cg.manager.clone()))
+                    .collect()),
+                None => Err(failed.remove(name.as_str()).unwrap_or_else(|| {
+                    err(&cache.loc, format!("cache '{name}' could not be built"))
+                })),
+            };
+            (name.clone(), result)
         })
         .collect()
 }

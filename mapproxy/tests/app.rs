@@ -811,3 +811,157 @@ async fn serves_tiles_from_an_s3_bucket_laid_out_as_mapproxy_does() {
     assert!(e.contains("mapproxy.yaml:11"), "{e}");
     assert!(e.contains("No such bucket: missing"), "{e}");
 }
+
+fn pixel(png: &[u8], x: u32, y: u32) -> [u8; 4] {
+    image::load_from_memory(png)
+        .expect("image")
+        .to_rgba8()
+        .get_pixel(x, y)
+        .0
+}
+
+/// Caches as sources (MapProxy's CacheSource), each asserted against what MapProxy 7 asks its
+/// upstream for the same YAML: a cache in another grid draws its meta tile from the other
+/// cache's tiles (reprojected, through the WMS's path); a cache of the same grid and format
+/// takes the other cache's tiles as stored, one by one; a cache and a WMS source merged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caches_as_sources_as_mapproxy_7() {
+    let up = upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let yaml = format!(
+        "services:\n  tms:\n\
+         layers:\n  - name: geo\n    title: geo\n    sources: [geo]\n\
+         \x20 - name: same\n    title: same\n    sources: [same]\n\
+         \x20 - name: mixed\n    title: mixed\n    sources: [mixed]\n\
+         caches:\n  merc:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [tiles]\n\
+         \x20 geo:\n    grids: [GLOBAL_GEODETIC]\n    sources: [merc]\n\
+         \x20 same:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [merc]\n\
+         \x20 mixed:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [merc, w]\n\
+         sources:\n  tiles:\n    type: tile\n    grid: GLOBAL_WEBMERCATOR\n    url: http://{0}/%(tms_path)s.png\n\
+         \x20 w:\n    type: wms\n    req:\n      url: http://{0}/service?\n      layers: top\n      transparent: true\n",
+        up.addr
+    );
+    let app = build(tmp.path(), &yaml);
+    let seen = || up.seen.lock().expect("seen").clone();
+
+    // GLOBAL_GEODETIC level 1 (TMS 0) is one meta tile of 512×256, the world: MapProxy 7
+    // draws it from the four tiles of GLOBAL_WEBMERCATOR level 1
+    let (status, _, body) = get(&app, "/tms/1.0.0/geo/EPSG4326/0/0/0.png").await;
+    assert_eq!(status, 200);
+    let mut s = seen();
+    s.sort();
+    assert_eq!(
+        s,
+        ["/1/0/0.png?", "/1/0/1.png?", "/1/1/0.png?", "/1/1/1.png?"]
+    );
+    // the upstream's red where web mercator reaches; beyond 85.05° the transparent pixels of
+    // this opaque cache are black, as in MapProxy 7's tile
+    assert_eq!(pixel(&body, 100, 128), [200, 0, 0, 255]);
+    assert_eq!(
+        pixel(&body, 100, 1),
+        [0, 0, 0, 255],
+        "opaque, MapProxy 7 too"
+    );
+    let data = tmp.path().join("cache_data");
+    for p in [
+        "geo_EPSG4326/01/000/000/000/000/000/000.png",
+        "geo_EPSG4326/01/000/000/001/000/000/000.png",
+        "merc_EPSG3857/01/000/000/000/000/000/000.png",
+        "merc_EPSG3857/01/000/000/001/000/000/001.png",
+    ] {
+        assert!(
+            data.join(p).is_file(),
+            "{p} stored, as MapProxy 7 stores it"
+        );
+    }
+    let (status, _, _) = get(&app, "/tms/1.0.0/geo/EPSG4326/0/1/0.png").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        seen().len(),
+        4,
+        "the other tile of the meta tile was stored with it"
+    );
+
+    // the same grid and format: tiled only, one tile of the other cache, stored as it came
+    let (status, _, body) = get(&app, "/tms/1.0.0/same/EPSG3857/1/0/0.png").await;
+    assert_eq!(status, 200);
+    assert_eq!(seen()[4..], ["/2/0/3.png?"], "one tile, as MapProxy 7 asks");
+    let merc = std::fs::read(data.join("merc_EPSG3857/02/000/000/000/000/000/003.png"))
+        .expect("merc tile");
+    let same = std::fs::read(data.join("same_EPSG3857/02/000/000/000/000/000/003.png"))
+        .expect("same tile");
+    assert_eq!(body.as_ref(), merc.as_slice());
+    assert_eq!(
+        same, merc,
+        "the other cache's bytes, as MapProxy 7 stores them"
+    );
+
+    // a cache and a WMS merged: one meta tile (4×4 tiles of level 2, the world) from the
+    // WMS and from the cache's other 15 tiles of level 2, as MapProxy 7 asks them
+    let (status, _, left) = get(&app, "/tms/1.0.0/mixed/EPSG3857/1/0/0.png").await;
+    assert_eq!(status, 200);
+    let (status, _, right) = get(&app, "/tms/1.0.0/mixed/EPSG3857/1/3/0.png").await;
+    assert_eq!(status, 200);
+    let s = seen()[5..].to_vec();
+    let wms: Vec<&String> = s.iter().filter(|p| p.starts_with("/service")).collect();
+    assert_eq!(
+        wms,
+        ["/service?layers=top&transparent=True&format=image%2Fpng&bbox=-20037508.342789244,-20037508.342789244,20037508.342789244,20037508.342789244&width=1024&height=1024&srs=EPSG%3A3857&request=GetMap&version=1.1.1&service=WMS&styles="],
+    );
+    let mut tiles: Vec<&String> = s.iter().filter(|p| !p.starts_with("/service")).collect();
+    tiles.sort();
+    let mut expected = Vec::new();
+    for x in 0..4 {
+        for y in 0..4 {
+            if (x, y) != (0, 3) {
+                expected.push(format!("/2/{x}/{y}.png?"));
+            }
+        }
+    }
+    expected.sort();
+    assert_eq!(tiles, expected.iter().collect::<Vec<_>>());
+    // the cache at the bottom, the WMS (left half transparent, right half blue) on top
+    assert_eq!(pixel(&left, 128, 128), [200, 0, 0, 255]);
+    assert_eq!(pixel(&right, 128, 128), [0, 0, 255, 255]);
+}
+
+#[test]
+fn caches_as_sources_refused_as_mapproxy_7() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("mapproxy.yaml");
+    let head = "services:\n  tms:\nlayers:\n  - name: a\n    title: a\n    sources: [a]\n";
+    let tail = "sources:\n  t:\n    type: tile\n    url: http://127.0.0.1:9/%(tms_path)s.png\n\
+                \x20 d:\n    type: debug\n";
+    let build_err = |caches: &str| {
+        std::fs::write(&path, format!("{head}caches:\n{caches}{tail}")).expect("write");
+        match mapproxy_serve_mapproxy::app::build(&path) {
+            Ok(_) => panic!("refused:\n{caches}"),
+            Err(e) => e.to_string(),
+        }
+    };
+    // config/validator.py's message
+    let e = build_err("  a:\n    sources: [nope]\n");
+    assert!(e.contains("mapproxy.yaml:"), "{e}");
+    assert!(
+        e.contains("Source 'nope' for cache 'a' not found in config"),
+        "{e}"
+    );
+    // MapProxy recurses until Python gives up; here the cycle is named
+    let e = build_err("  a:\n    sources: [b]\n  b:\n    sources: [a]\n");
+    assert!(e.contains("cycle of caches (a -> b -> a)"), "{e}");
+    // cache/tile_manager.py:65: a tile source with meta tiles configured
+    let e = build_err("  a:\n    sources: [t, d]\n");
+    assert!(
+        e.contains("meta tiling configured but not supported by all sources"),
+        "{e}"
+    );
+    // without meta tiles it is built (tile by tile)
+    std::fs::write(
+        &path,
+        format!("{head}caches:\n  a:\n    sources: [t, d]\n    meta_size: [1, 1]\n    meta_buffer: 0\n{tail}"),
+    )
+    .expect("write");
+    if let Err(e) = mapproxy_serve_mapproxy::app::build(&path) {
+        panic!("builds: {e}");
+    }
+}
