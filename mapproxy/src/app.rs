@@ -1357,6 +1357,34 @@ fn tiled_only_source(
     })
 }
 
+/// `upscale_tiles`/`downscale_tiles` and `cache_rescaled_tiles` of a cache
+/// (config/configuration/cache.py:582-595); they draw the missing tiles of a cache without
+/// sources.
+fn rescale_tiles(
+    conf: &MapProxyConf,
+    name: &str,
+    cache: &CacheConf,
+) -> Result<Option<crate::tile_manager::Rescale>, ConfigError> {
+    let levels = match (cache.upscale_tiles, cache.downscale_tiles) {
+        (Some(u), Some(d)) if u > 0 && d > 0 => {
+            return Err(err(
+                &cache.loc,
+                format!("caches.{name}: cannot use both upscale_tiles and downscale_tiles"),
+            ))
+        }
+        (Some(u), _) if u > 0 => -i64::from(u),
+        (_, Some(d)) => i64::from(d),
+        _ => return Ok(None),
+    };
+    let resampling =
+        Resampling::parse(&conf.globals.image.resampling_method).unwrap_or(Resampling::Bicubic);
+    Ok(Some(crate::tile_manager::Rescale {
+        levels,
+        store: cache.cache_rescaled_tiles.unwrap_or(false),
+        resampling,
+    }))
+}
+
 fn compile_cache(
     conf: &MapProxyConf,
     grids: &mut GridSet,
@@ -1386,8 +1414,6 @@ fn compile_cache(
     let unsupported = [
         ("request_format", cache.request_format.is_some()),
         ("disable_storage", cache.disable_storage),
-        ("upscale_tiles", cache.upscale_tiles.is_some()),
-        ("downscale_tiles", cache.downscale_tiles.is_some()),
         (
             "use_direct_from_level",
             cache.use_direct_from_level.is_some(),
@@ -1403,6 +1429,7 @@ fn compile_cache(
             format!("cache '{name}': {key} is not supported yet"),
         ));
     }
+    let rescale = rescale_tiles(conf, name, cache)?;
     // `image: {transparent: ...}` overrides what the sources say (MapProxy's `base_opts` of
     // compatible_image_options); the other image options are not implemented
     let mut image_transparent = None;
@@ -1436,12 +1463,12 @@ fn compile_cache(
             let (src, meta, tr) = compile_source(conf, grids, cache, one, built, name)?;
             (vec![src], meta, tr)
         }
-        [] => {
-            return Err(err(
-                &cache.loc,
-                format!("cache '{name}': caches without sources are not supported yet"),
-            ))
-        }
+        // MapProxy's DummySource: transparent, tiles never made (see `without_sources`)
+        [] => (
+            vec![Arc::new(crate::source::NoSource) as Arc<dyn MapSource>],
+            false,
+            true,
+        ),
         several => {
             // merged in list order, the first at the bottom (MapProxy's LayerMerger); all
             // asked for meta tiles, or all tile sources asked tile by tile
@@ -1773,6 +1800,11 @@ fn compile_cache(
             locker,
             cache.concurrent_tile_creators.max(1) as usize,
         );
+        let manager = if cache.sources.is_empty() {
+            manager.without_sources(rescale)
+        } else {
+            manager
+        };
         out.push(CacheGrid {
             grid_name: grid_name.clone(),
             grid,

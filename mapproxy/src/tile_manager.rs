@@ -36,6 +36,9 @@ use crate::meta::{MetaGrid, MetaTile};
 use crate::source::{MapQuery, MapSource};
 use crate::tile::{TileData, TileError, TileProvider};
 
+mod rescale;
+pub use rescale::Rescale;
+
 /// Meta tiling of a cache (MapProxy's `meta_size`, `meta_buffer`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MetaSettings {
@@ -90,6 +93,9 @@ struct Inner {
     locker: Arc<dyn MetaTileLocks>,
     concurrent_tile_creators: usize,
     in_flight: Mutex<HashMap<TileCoord, Creation>>,
+    /// A cache without sources (`sources: []`): missing tiles are not made (see [`rescale`]).
+    without_sources: bool,
+    rescale: Option<Rescale>,
 }
 
 impl TileManager {
@@ -125,8 +131,24 @@ impl TileManager {
                 locker: locker.into(),
                 concurrent_tile_creators: concurrent_tile_creators.max(1),
                 in_flight: Mutex::new(HashMap::new()),
+                without_sources: false,
+                rescale: None,
             }),
         }
+    }
+
+    /// The manager of a cache without sources (`sources: []`, MapProxy's `DummySource`): a
+    /// missing tile is blank and not stored, or drawn from other levels with `rescale`
+    /// (`upscale_tiles`/`downscale_tiles`); seeding makes nothing. Call on a new manager.
+    pub fn without_sources(mut self, rescale: Option<Rescale>) -> TileManager {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => {
+                inner.without_sources = true;
+                inner.rescale = rescale;
+            }
+            None => debug_assert!(false, "without_sources on a shared manager"),
+        }
+        self
     }
 
     pub fn grid(&self) -> &TileGrid {
@@ -153,6 +175,9 @@ impl TileManager {
         let coord = inner.grid.limit_tile(coord).ok_or(TileError::OutOfRange)?;
         if let Some(t) = inner.load(coord).await? {
             return Ok(t);
+        }
+        if inner.without_sources {
+            return inner.missing_without_sources(coord).await;
         }
         let main = inner
             .meta
@@ -229,7 +254,7 @@ impl TileManager {
             .meta
             .meta_tile(main)
             .map_err(|_| TileError::OutOfRange)?;
-        if inner.load_all(&meta_tile, refresh_before).await?.is_some() {
+        if inner.without_sources || inner.load_all(&meta_tile, refresh_before).await?.is_some() {
             return Ok(false);
         }
         if only_cached {

@@ -964,4 +964,141 @@ fn caches_as_sources_refused_as_mapproxy_7() {
     if let Err(e) = mapproxy_serve_mapproxy::app::build(&path) {
         panic!("builds: {e}");
     }
+    // config/configuration/cache.py:588-589
+    let e = build_err("  a:\n    sources: []\n    upscale_tiles: 1\n    downscale_tiles: 1\n");
+    assert!(
+        e.contains("cannot use both upscale_tiles and downscale_tiles"),
+        "{e}"
+    );
+}
+
+/// A 256×256 tile of `rgba` with a white top left quarter, written as MapProxy's `tc` layout
+/// names it.
+fn put_tile(dir: &Path, (x, y, z): (u32, u32, u32), rgba: [u8; 4]) {
+    let img = image::RgbaImage::from_fn(256, 256, |px, py| {
+        image::Rgba(if px < 128 && py < 128 {
+            [255, 255, 255, 255]
+        } else {
+            rgba
+        })
+    });
+    let path = dir.join(format!("{z:02}/000/000/{x:03}/000/000/{y:03}.png"));
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    img.save(&path).expect("save");
+}
+
+fn count_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .map(|e| {
+            let e = e.expect("entry");
+            if e.file_type().expect("type").is_dir() {
+                count_files(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+fn near(a: [u8; 4], b: [u8; 4]) -> bool {
+    a.iter().zip(b).all(|(x, y)| x.abs_diff(y) <= 2)
+}
+
+/// Caches without sources, with `upscale_tiles`/`downscale_tiles`: the same tiles written,
+/// the same requests, the colours MapProxy 7 answered (its bicubic gives 119 where the tile
+/// has 120; within 2 here); nothing stored, no upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upscale_and_downscale_tiles_as_mapproxy_7() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let yaml = "services:\n  tms:\n\
+         layers:\n  - name: up\n    title: up\n    sources: [up]\n\
+         \x20 - name: down\n    title: down\n    sources: [down]\n\
+         \x20 - name: empty\n    title: empty\n    sources: [empty]\n\
+         \x20 - name: kept\n    title: kept\n    sources: [kept]\n\
+         caches:\n  up:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: []\n    upscale_tiles: 2\n\
+         \x20 down:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: []\n    downscale_tiles: 1\n\
+         \x20 empty:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: []\n\
+         \x20 kept:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: []\n    upscale_tiles: 1\n    cache_rescaled_tiles: true\n";
+    let data = tmp.path().join("cache_data");
+    let colours = [
+        [255, 0, 0, 255],
+        [0, 255, 0, 255],
+        [0, 0, 255, 255],
+        [255, 255, 0, 255],
+    ];
+    for (i, (x, y)) in [(0, 0), (1, 0), (0, 1), (1, 1)].into_iter().enumerate() {
+        put_tile(&data.join("up_EPSG3857"), (x, y, 1), colours[i]);
+        put_tile(&data.join("kept_EPSG3857"), (x, y, 1), colours[i]);
+    }
+    for x in 0..4u8 {
+        for y in 0..4u8 {
+            put_tile(
+                &data.join("down_EPSG3857"),
+                (u32::from(x), u32::from(y), 2),
+                [x * 60, y * 60, 100, 255],
+            );
+        }
+    }
+    let app = build(tmp.path(), yaml);
+    let files = count_files(&data);
+
+    // grid level 3 (TMS 2), column 1, row 6: level 2 is missing, level 1's tile (0, 1) blue
+    let (status, _, body) = get(&app, "/tms/1.0.0/up/EPSG3857/2/1/1.png").await;
+    assert_eq!(status, 200);
+    for (x, y) in [(10, 10), (100, 100), (200, 200), (10, 200)] {
+        assert_eq!(pixel(&body, x, y), [0, 0, 255, 255]);
+    }
+    // grid level 5: nothing on levels 4 and 3, blank
+    let (status, _, body) = get(&app, "/tms/1.0.0/up/EPSG3857/4/0/0.png").await;
+    assert_eq!(status, 200);
+    assert_eq!(pixel(&body, 128, 128)[3], 0);
+    // a stored tile as it is
+    let (_, _, body) = get(&app, "/tms/1.0.0/up/EPSG3857/0/0/0.png").await;
+    assert_eq!(pixel(&body, 10, 10), [255, 255, 255, 255]);
+    assert_eq!(pixel(&body, 200, 200), [0, 0, 255, 255]);
+
+    // grid level 1, tile (0, 1): the four tiles of level 2 below it, scaled down
+    let (status, _, body) = get(&app, "/tms/1.0.0/down/EPSG3857/0/0/0.png").await;
+    assert_eq!(status, 200);
+    for ((x, y), want) in [
+        ((10, 10), [255, 255, 255, 255]),
+        ((100, 100), [0, 119, 100, 255]),
+        ((130, 130), [255, 255, 255, 255]),
+        ((200, 200), [60, 180, 100, 255]),
+        ((10, 200), [0, 180, 100, 255]),
+        ((200, 10), [60, 119, 100, 255]),
+    ] {
+        let got = pixel(&body, x, y);
+        assert!(near(got, want), "({x}, {y}): {got:?}, MapProxy 7 {want:?}");
+    }
+    let (_, _, body) = get(&app, "/tms/1.0.0/down/EPSG3857/0/1/0.png").await;
+    for ((x, y), want) in [
+        ((100, 100), [119, 119, 100, 255]),
+        ((200, 200), [180, 180, 100, 255]),
+        ((10, 200), [119, 180, 100, 255]),
+        ((200, 10), [180, 119, 100, 255]),
+    ] {
+        let got = pixel(&body, x, y);
+        assert!(near(got, want), "({x}, {y}): {got:?}, MapProxy 7 {want:?}");
+    }
+    // no sources: a missing tile is blank, 256×256, transparent
+    let (status, _, body) = get(&app, "/tms/1.0.0/empty/EPSG3857/1/0/0.png").await;
+    assert_eq!(status, 200);
+    let img = image::load_from_memory(&body).expect("image").to_rgba8();
+    assert_eq!(img.dimensions(), (256, 256));
+    assert!(img.pixels().all(|p| p.0[3] == 0));
+    assert_eq!(
+        count_files(&data),
+        files,
+        "nothing stored (MapProxy 7 neither)"
+    );
+    // cache_rescaled_tiles: stored
+    let (status, _, body) = get(&app, "/tms/1.0.0/kept/EPSG3857/1/0/0.png").await;
+    assert_eq!(status, 200);
+    let stored = std::fs::read(data.join("kept_EPSG3857/02/000/000/000/000/000/003.png"))
+        .expect("the rescaled tile stored");
+    assert_eq!(stored, body.as_ref());
 }

@@ -177,3 +177,21 @@ pub fn supports_tiled_only_access(
         _ => false,
     }
 }
+
+/// The source of a cache without sources (`sources: []`, MapProxy's `DummySource`): its tile
+/// manager never asks it ([`crate::tile_manager::TileManager::without_sources`]); asked
+/// anyway, it answers a transparent image that is not stored.
+pub struct NoSource;
+
+impl MapSource for NoSource {
+    fn get_map<'a>(
+        &'a self,
+        query: &'a MapQuery,
+    ) -> BoxFuture<'a, Result<SourceImage, SourceError>> {
+        Box::pin(async move {
+            let mut img = blank(query)?;
+            img.cacheable = false;
+            Ok(img)
+        })
+    }
+}

@@ -21,7 +21,7 @@ mod pyfmt;
 mod tile;
 mod wms;
 
-pub use cache::{is_subset_of, supports_tiled_only_access, CacheSource};
+pub use cache::{is_subset_of, supports_tiled_only_access, CacheSource, NoSource};
 pub use debug::{draw_text, DebugSource};
 pub use error::{OnError, OnErrorResponse};
 pub use http::{HttpOpts, HttpSourceError, SourceHttp};
