@@ -1357,6 +1357,120 @@ fn tiled_only_source(
     })
 }
 
+/// `watermark` of a cache (config/configuration/cache.py `_tile_filter`, tilefilter.py
+/// `create_watermark_filter`): `None` without one or with an empty `text`.
+fn watermark(
+    name: &str,
+    cache: &CacheConf,
+) -> Result<Option<crate::image::watermark::Watermark>, ConfigError> {
+    let Some(node) = &cache.watermark else {
+        return Ok(None);
+    };
+    let Value::Map(m) = &node.value else {
+        return Err(err(
+            &node.loc,
+            format!("caches.{name}.watermark: expected a mapping"),
+        ));
+    };
+    let number = |key: &str, default: f64| -> Result<f64, ConfigError> {
+        match m.get(key).map(|n| (n, &n.value)) {
+            None | Some((_, Value::Null)) => Ok(default),
+            Some((_, Value::Int(i))) => Ok(*i as f64),
+            Some((_, Value::Float(f))) if f.is_finite() => Ok(*f),
+            Some((n, _)) => Err(err(
+                &n.loc,
+                format!("caches.{name}.watermark.{key}: expected a number"),
+            )),
+        }
+    };
+    let text = match m.get("text").map(|n| (n, &n.value)) {
+        None | Some((_, Value::Null)) => String::new(),
+        Some((_, Value::Str(s))) => s.clone(),
+        Some((_, Value::Int(i))) => i.to_string(),
+        Some((n, _)) => {
+            return Err(err(
+                &n.loc,
+                format!("caches.{name}.watermark.text: expected a string"),
+            ))
+        }
+    };
+    let font_size = number("font_size", 24.0)?;
+    if !(1.0..=1000.0).contains(&font_size) {
+        let loc = m.get("font_size").map_or(&node.loc, |n| &n.loc);
+        return Err(err(
+            loc,
+            format!("caches.{name}.watermark.font_size: expected 1 to 1000"),
+        ));
+    }
+    let opacity = number("opacity", 30.0)?;
+    let opacity = if (0.0..=255.0).contains(&opacity) {
+        opacity as u8
+    } else {
+        let loc = m.get("opacity").map_or(&node.loc, |n| &n.loc);
+        return Err(err(
+            loc,
+            format!("caches.{name}.watermark.opacity: expected 0 to 255"),
+        ));
+    };
+    let wide = match m.get("spacing").map(|n| (n, &n.value)) {
+        None | Some((_, Value::Null)) => false,
+        Some((_, Value::Str(s))) if s == "wide" => true,
+        Some((n, v)) => {
+            let shown = match v {
+                Value::Str(s) => s.clone(),
+                _ => "?".into(),
+            };
+            // tilefilter.py:27-28
+            return Err(err(
+                &n.loc,
+                format!("caches.{name}.watermark.spacing: unsupported watermark spacing: '{shown}' (only 'wide')"),
+            ));
+        }
+    };
+    // config/configuration/base.py parse_color: 0xrrggbb, #rrggbb, [r, g, b]
+    let color = match m.get("color") {
+        None => [128, 128, 128],
+        Some(n) => {
+            let bad = || {
+                err(
+                    &n.loc,
+                    format!("caches.{name}.watermark.color: expected #rrggbb, 0xrrggbb or [r, g, b] (0-255; the alpha is `opacity`)"),
+                )
+            };
+            match &n.value {
+                Value::Str(s) => {
+                    let hex = s.strip_prefix("0x").unwrap_or(s);
+                    let hex = hex.strip_prefix('#').unwrap_or(hex);
+                    match parse_hex_color(&format!("#{hex}")) {
+                        Some([r, g, b, 255]) if hex.len() == 6 => [r, g, b],
+                        _ => return Err(bad()),
+                    }
+                }
+                Value::Seq(items) => {
+                    let v: Vec<u8> = items
+                        .iter()
+                        .filter_map(|i| match i.value {
+                            Value::Int(x) => u8::try_from(x).ok(),
+                            _ => None,
+                        })
+                        .collect();
+                    match v.as_slice() {
+                        [r, g, b] if items.len() == 3 => [*r, *g, *b],
+                        _ => return Err(bad()),
+                    }
+                }
+                _ => return Err(bad()),
+            }
+        }
+    };
+    if text.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(crate::image::watermark::Watermark::new(
+        &text, font_size, color, opacity, wide,
+    )))
+}
+
 /// `upscale_tiles`/`downscale_tiles` and `cache_rescaled_tiles` of a cache
 /// (config/configuration/cache.py:582-595); they draw the missing tiles of a cache without
 /// sources.
@@ -1420,7 +1534,6 @@ fn compile_cache(
         ),
         ("use_direct_from_res", cache.use_direct_from_res.is_some()),
         ("refresh_before", cache.refresh_before.is_some()),
-        ("watermark", cache.watermark.is_some()),
         ("cache.coverage", cache.cache.coverage.is_some()),
     ];
     if let Some((key, _)) = unsupported.iter().find(|(_, set)| *set) {
@@ -1430,6 +1543,7 @@ fn compile_cache(
         ));
     }
     let rescale = rescale_tiles(conf, name, cache)?;
+    let watermark = watermark(name, cache)?;
     // `image: {transparent: ...}` overrides what the sources say (MapProxy's `base_opts` of
     // compatible_image_options); the other image options are not implemented
     let mut image_transparent = None;
@@ -1804,6 +1918,10 @@ fn compile_cache(
             manager.without_sources(rescale)
         } else {
             manager
+        };
+        let manager = match &watermark {
+            Some(w) => manager.with_watermark(w.clone()),
+            None => manager,
         };
         out.push(CacheGrid {
             grid_name: grid_name.clone(),

@@ -96,6 +96,8 @@ struct Inner {
     /// A cache without sources (`sources: []`): missing tiles are not made (see [`rescale`]).
     without_sources: bool,
     rescale: Option<Rescale>,
+    /// Drawn on the tiles made, before they are stored (MapProxy's `pre_store_filter`).
+    watermark: Option<Arc<crate::image::watermark::Watermark>>,
 }
 
 impl TileManager {
@@ -133,8 +135,20 @@ impl TileManager {
                 in_flight: Mutex::new(HashMap::new()),
                 without_sources: false,
                 rescale: None,
+                watermark: None,
             }),
         }
+    }
+
+    /// The tiles made are drawn on with `watermark` before they are stored (MapProxy's
+    /// `pre_store_filter`; a source's bytes are then not stored as they came). Call on a new
+    /// manager.
+    pub fn with_watermark(mut self, watermark: crate::image::watermark::Watermark) -> TileManager {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.watermark = Some(Arc::new(watermark)),
+            None => debug_assert!(false, "with_watermark on a shared manager"),
+        }
+        self
     }
 
     /// The manager of a cache without sources (`sources: []`, MapProxy's `DummySource`): a
@@ -411,6 +425,7 @@ impl Inner {
         let opts = self.image_opts.clone();
         let tile_size = self.grid.tile_size();
         let passthrough = !self.metatiling
+            && self.watermark.is_none()
             && !image.drawn
             && image
                 .format
@@ -426,13 +441,17 @@ impl Inner {
         } else {
             let pattern = meta_tile.tiles.clone();
             let data = image.data.clone();
+            let watermark = self.watermark.clone();
             // decoding, cropping and encoding are CPU work: off the async workers
             blocking(move || {
                 let img = decode(&data).map_err(source_error)?;
                 let mut out = Vec::new();
                 for (coord, offset) in pattern {
                     let Some(coord) = coord else { continue };
-                    let tile = crop(&img, offset, tile_size, opts.transparent);
+                    let mut tile = crop(&img, offset, tile_size, opts.transparent);
+                    if let Some(w) = &watermark {
+                        w.draw(&mut tile, coord);
+                    }
                     out.push((coord, encode(&tile, &opts).map_err(source_error)?));
                 }
                 Ok(out)

@@ -350,13 +350,17 @@ fn options_not_supported_yet_are_errors_and_expires_hours_keeps_fractions() {
         "services:\n  tms:\n    origin: nw\nlayers:\n  - name: d\n    title: d\n    sources: [c]\n\
                 caches:\n  c:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [s]\n";
     let tail = "sources:\n  s:\n    type: debug\n";
-    std::fs::write(&path, format!("{base}    watermark: {{text: x}}\n{tail}")).expect("write");
+    std::fs::write(
+        &path,
+        format!("{base}    refresh_before: {{days: 1}}\n{tail}"),
+    )
+    .expect("write");
     let e = mapproxy_serve_mapproxy::app::build(&path)
         .err()
-        .expect("watermark is refused")
+        .expect("refresh_before is refused")
         .to_string();
     assert!(e.contains("mapproxy.yaml:"), "{e}");
-    assert!(e.contains("watermark is not supported yet"), "{e}");
+    assert!(e.contains("refresh_before is not supported yet"), "{e}");
     std::fs::write(
         &path,
         format!("{base}{tail}").replace("origin: nw", "origin: up"),
@@ -970,6 +974,9 @@ fn caches_as_sources_refused_as_mapproxy_7() {
         e.contains("cannot use both upscale_tiles and downscale_tiles"),
         "{e}"
     );
+    let e = build_err("  a:\n    sources: [d]\n    watermark: {text: x, spacing: narrow}\n");
+    assert!(e.contains("unsupported watermark spacing: 'narrow'"), "{e}");
+    assert!(e.contains("caches.a.watermark.spacing"), "{e}");
 }
 
 /// A 256×256 tile of `rgba` with a white top left quarter, written as MapProxy's `tc` layout
@@ -1101,4 +1108,70 @@ async fn upscale_and_downscale_tiles_as_mapproxy_7() {
     let stored = std::fs::read(data.join("kept_EPSG3857/02/000/000/000/000/000/003.png"))
         .expect("the rescaled tile stored");
     assert_eq!(stored, body.as_ref());
+}
+
+/// Non-green pixels of a tile of the upstream's green: (min x, max x, min y, max y).
+fn ink(png: &[u8]) -> Option<(u32, u32, u32, u32)> {
+    let img = image::load_from_memory(png).expect("image").to_rgba8();
+    let mut b: Option<(u32, u32, u32, u32)> = None;
+    for (x, y, p) in img.enumerate_pixels() {
+        if p.0 != [0, 128, 0, 255] {
+            let (x0, x1, y0, y1) = b.unwrap_or((x, x, y, y));
+            b = Some((x0.min(x), x1.max(x), y0.min(y), y1.max(y)));
+        }
+    }
+    b
+}
+
+/// `watermark`: where MapProxy 7 drew "mapproxy" at font size 12 on the same tiles (even
+/// rows: x 99-157, y 133-142; odd rows: x 0-29 and 227-255; `spacing: wide`: only where the
+/// column's and row's parity differ). The glyphs are not Pillow's: bounds within 4 pixels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watermark_placed_as_mapproxy_7() {
+    let up = upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let yaml = format!(
+        "services:\n  tms:\n\
+         layers:\n  - name: wm\n    title: wm\n    sources: [wm]\n\
+         \x20 - name: wide\n    title: wide\n    sources: [wide]\n\
+         caches:\n  wm:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [g]\n    watermark:\n      text: mapproxy\n      color: '#ff0000'\n      opacity: 200\n      font_size: 12\n\
+         \x20 wide:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [g]\n    watermark:\n      text: mapproxy\n      color: [255, 0, 0]\n      opacity: 200\n      font_size: 12\n      spacing: wide\n\
+         sources:\n  g:\n    type: wms\n    req:\n      url: http://{0}/service?\n      layers: bottom\n",
+        up.addr
+    );
+    let app = build(tmp.path(), &yaml);
+    let close = |got: u32, want: u32| got.abs_diff(want) <= 4;
+    // TMS 1/0/1 is grid tile (0, 2): even row, centred
+    let (status, _, body) = get(&app, "/tms/1.0.0/wm/EPSG3857/1/0/1.png").await;
+    assert_eq!(status, 200);
+    let (x0, x1, y0, y1) = ink(&body).expect("a watermark");
+    assert!(
+        close(x0, 99) && close(x1, 157) && close(y0, 133) && close(y1, 142),
+        "{:?}",
+        (x0, x1, y0, y1)
+    );
+    let stored = std::fs::read(
+        tmp.path()
+            .join("cache_data/wm_EPSG3857/02/000/000/000/000/000/002.png"),
+    )
+    .expect("stored");
+    assert_eq!(stored, body.as_ref(), "stored with the watermark");
+    // TMS 1/0/0 is grid tile (0, 3): odd row, halves on both edges
+    let (_, _, body) = get(&app, "/tms/1.0.0/wm/EPSG3857/1/0/0.png").await;
+    let img = image::load_from_memory(&body).expect("image").to_rgba8();
+    let xs: Vec<u32> = img
+        .enumerate_pixels()
+        .filter(|(_, _, p)| p.0 != [0, 128, 0, 255])
+        .map(|(x, _, _)| x)
+        .collect();
+    assert!(xs.iter().any(|x| *x < 10) && xs.iter().any(|x| *x > 246));
+    assert!(xs.iter().all(|x| *x <= 33 || *x >= 223), "{xs:?}");
+    // wide: grid tile (0, 3) has it, (1, 3) and (0, 2) do not
+    let (_, _, body) = get(&app, "/tms/1.0.0/wide/EPSG3857/1/0/0.png").await;
+    let (x0, x1, y0, y1) = ink(&body).expect("a watermark");
+    assert!(close(x0, 99) && close(x1, 157) && close(y0, 133) && close(y1, 142));
+    for t in ["1/1/0", "1/0/1"] {
+        let (_, _, body) = get(&app, &format!("/tms/1.0.0/wide/EPSG3857/{t}.png")).await;
+        assert_eq!(ink(&body), None, "{t}");
+    }
 }
