@@ -2,11 +2,11 @@
 //! caches, sources, tile managers and the layers the services serve.
 //!
 //! What is built today: `file` caches (every layout) of `tile`, `wms` and `debug` sources
-//! (several merged in order: [`MergedSource`]), tile layers from layers whose source is a
-//! cache, the services `tms` (`/tms`, `/tiles`), `kml`, `wmts` (REST and KVP), `wms` and
-//! `demo`. Everything else the YAML may say is an error naming the file, line and YAML path
-//! ("not supported yet"), never silently ignored: caches as sources, tile sources merged with
-//! WMS ones, other cache and source types.
+//! and of other caches (several merged in order: [`MergedSource`]; caches as sources:
+//! [`crate::source::CacheSource`], built after the caches they name), tile layers from layers
+//! whose source is a cache, the services `tms` (`/tms`, `/tiles`), `kml`, `wmts` (REST and
+//! KVP), `wms` and `demo`. Everything else the YAML may say is an error naming the file, line
+//! and YAML path ("not supported yet"), never silently ignored: other cache and source types.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -98,14 +98,20 @@ fn compile(
         }
     }
     let mut caches: IndexMap<String, Vec<CacheGrid>> = IndexMap::new();
-    for (name, cache) in &conf.caches {
-        match compile_cache(conf, &mut grids, name, cache) {
+    // a cache whose sources name other caches is built after them (MapProxy's CacheSource)
+    for name in cache_build_order(conf, errors) {
+        let Some(cache) = conf.caches.get(name) else {
+            continue;
+        };
+        match compile_cache(conf, &mut grids, name, cache, &caches) {
             Ok(c) => {
-                caches.insert(name.clone(), c);
+                caches.insert(name.to_string(), c);
             }
             Err(e) => errors.push(e),
         }
     }
+    // in the YAML's order again
+    caches.sort_by_cached_key(|name, _| conf.caches.get_index_of(name));
     let mut layers = Vec::new();
     let mut demo_layers = Vec::new();
     let mut flat = Vec::new();
@@ -1060,11 +1066,17 @@ fn compile_source(
     grids: &mut GridSet,
     cache: &CacheConf,
     name: &str,
+    built: &IndexMap<String, Vec<CacheGrid>>,
+    cache_name: &str,
 ) -> Result<(Arc<dyn MapSource>, bool, bool), ConfigError> {
     let Some(src) = conf.sources.get(name) else {
+        if conf.caches.contains_key(name) {
+            return cache_as_source(conf, built, &cache.loc, cache_name, name);
+        }
+        // config/validator.py _validate_cache_source
         return Err(err(
             &cache.loc,
-            format!("source '{name}': caches as sources are not supported yet"),
+            format!("Source '{name}' for cache '{cache_name}' not found in config"),
         ));
     };
     match &src.kind {
@@ -1349,11 +1361,284 @@ fn wms_source(
     })
 }
 
+/// The caches in an order that builds the caches named as sources of another before it
+/// (depth first, else the YAML's order); a cycle is an error naming the caches in it.
+fn cache_build_order<'a>(conf: &'a MapProxyConf, errors: &mut Vec<ConfigError>) -> Vec<&'a str> {
+    fn visit<'a>(
+        conf: &'a MapProxyConf,
+        name: &'a str,
+        path: &mut Vec<&'a str>,
+        order: &mut Vec<&'a str>,
+        errors: &mut Vec<ConfigError>,
+    ) {
+        if order.contains(&name) {
+            return;
+        }
+        let Some(cache) = conf.caches.get(name) else {
+            return;
+        };
+        if let Some(i) = path.iter().position(|n| *n == name) {
+            let mut cycle: Vec<&str> = path[i..].to_vec();
+            cycle.push(name);
+            errors.push(err(
+                &cache.loc,
+                format!(
+                    "cache '{name}': its sources form a cycle of caches ({})",
+                    cycle.join(" -> ")
+                ),
+            ));
+            return;
+        }
+        path.push(name);
+        for src in &cache.sources {
+            // a source of that name wins over a cache (config/configuration/cache.py
+            // _sources_for_grid)
+            if !conf.sources.contains_key(src.as_str()) {
+                visit(conf, src, path, order, errors);
+            }
+        }
+        path.pop();
+        if !order.contains(&name) {
+            order.push(name);
+        }
+    }
+    let mut order = Vec::new();
+    for name in conf.caches.keys() {
+        visit(conf, name, &mut Vec::new(), &mut order, errors);
+    }
+    order
+}
+
+/// A cache named as the source of cache `cache_name` (MapProxy's `CacheSource`): drawing maps
+/// from its tiles (the WMS's path; reprojected into another grid's SRS), which supports meta
+/// tiles; its image options' transparency.
+fn cache_as_source(
+    conf: &MapProxyConf,
+    built: &IndexMap<String, Vec<CacheGrid>>,
+    loc: &Location,
+    cache_name: &str,
+    name: &str,
+) -> Result<(Arc<dyn MapSource>, bool, bool), ConfigError> {
+    let layer = cache_source_layer(built, loc, cache_name, name)?;
+    let transparent = layer
+        .grids
+        .first()
+        .is_some_and(|g| g.manager.image_opts().transparent);
+    let resampling =
+        Resampling::parse(&conf.globals.image.resampling_method).unwrap_or(Resampling::Bicubic);
+    Ok((
+        Arc::new(crate::source::CacheSource::new(layer, resampling)),
+        true,
+        transparent,
+    ))
+}
+
+fn cache_source_layer(
+    built: &IndexMap<String, Vec<CacheGrid>>,
+    loc: &Location,
+    cache_name: &str,
+    name: &str,
+) -> Result<CacheLayer, ConfigError> {
+    let Some(cgs) = built.get(name) else {
+        // not built: its own error (or a cycle's) is reported
+        return Err(err(
+            loc,
+            format!("cache '{cache_name}': its source cache '{name}' could not be built"),
+        ));
+    };
+    let mut grids = Vec::new();
+    for cg in cgs {
+        grids.push(
+            // no max_tile_limit: MapProxy's CacheSource has none
+            crate::service::wms::cache_grid_layer(Arc::new(cg.grid.clone()), cg.manager.clone(), 0)
+                .map_err(|e| err(loc, format!("cache '{name}': {e}")))?,
+        );
+    }
+    // MapProxy's CacheSource reads the tile manager: no use_direct_from_level
+    Ok(CacheLayer {
+        grids,
+        direct_from: None,
+    })
+}
+
+/// MapProxy's `tiled_only` (config/configuration/cache.py `_sources_for_grid`): when every
+/// source of the cache is a cache whose one grid holds the tiles of `grid` in the cache's
+/// format, the cache is filled tile by tile with those caches' tiles as stored (several
+/// merged); `None` otherwise.
+fn tiled_only_source(
+    conf: &MapProxyConf,
+    built: &IndexMap<String, Vec<CacheGrid>>,
+    cache: &CacheConf,
+    cache_name: &str,
+    grid: &TileGrid,
+    opts: &ImageOpts,
+) -> Result<Option<Arc<dyn MapSource>>, ConfigError> {
+    let mut parts: Vec<Arc<dyn MapSource>> = Vec::new();
+    for name in &cache.sources {
+        if conf.sources.contains_key(name.as_str()) {
+            return Ok(None);
+        }
+        let layer = cache_source_layer(built, &cache.loc, cache_name, name)?;
+        if !crate::source::supports_tiled_only_access(&layer, grid, &opts.format) {
+            return Ok(None);
+        }
+        parts.push(Arc::new(crate::source::CacheSource::tiled_only(layer)));
+    }
+    Ok(match parts.len() {
+        0 => None,
+        1 => parts.pop(),
+        _ => Some(Arc::new(MergedSource::new(parts, opts.clone()))),
+    })
+}
+
+/// `watermark` of a cache (config/configuration/cache.py `_tile_filter`, tilefilter.py
+/// `create_watermark_filter`): `None` without one or with an empty `text`.
+fn watermark(
+    name: &str,
+    cache: &CacheConf,
+) -> Result<Option<crate::image::watermark::Watermark>, ConfigError> {
+    let Some(node) = &cache.watermark else {
+        return Ok(None);
+    };
+    let Value::Map(m) = &node.value else {
+        return Err(err(
+            &node.loc,
+            format!("caches.{name}.watermark: expected a mapping"),
+        ));
+    };
+    let number = |key: &str, default: f64| -> Result<f64, ConfigError> {
+        match m.get(key).map(|n| (n, &n.value)) {
+            None | Some((_, Value::Null)) => Ok(default),
+            Some((_, Value::Int(i))) => Ok(*i as f64),
+            Some((_, Value::Float(f))) if f.is_finite() => Ok(*f),
+            Some((n, _)) => Err(err(
+                &n.loc,
+                format!("caches.{name}.watermark.{key}: expected a number"),
+            )),
+        }
+    };
+    let text = match m.get("text").map(|n| (n, &n.value)) {
+        None | Some((_, Value::Null)) => String::new(),
+        Some((_, Value::Str(s))) => s.clone(),
+        Some((_, Value::Int(i))) => i.to_string(),
+        Some((n, _)) => {
+            return Err(err(
+                &n.loc,
+                format!("caches.{name}.watermark.text: expected a string"),
+            ))
+        }
+    };
+    let font_size = number("font_size", 24.0)?;
+    if !(1.0..=1000.0).contains(&font_size) {
+        let loc = m.get("font_size").map_or(&node.loc, |n| &n.loc);
+        return Err(err(
+            loc,
+            format!("caches.{name}.watermark.font_size: expected 1 to 1000"),
+        ));
+    }
+    let opacity = number("opacity", 30.0)?;
+    let opacity = if (0.0..=255.0).contains(&opacity) {
+        opacity as u8
+    } else {
+        let loc = m.get("opacity").map_or(&node.loc, |n| &n.loc);
+        return Err(err(
+            loc,
+            format!("caches.{name}.watermark.opacity: expected 0 to 255"),
+        ));
+    };
+    let wide = match m.get("spacing").map(|n| (n, &n.value)) {
+        None | Some((_, Value::Null)) => false,
+        Some((_, Value::Str(s))) if s == "wide" => true,
+        Some((n, v)) => {
+            let shown = match v {
+                Value::Str(s) => s.clone(),
+                _ => "?".into(),
+            };
+            // tilefilter.py:27-28
+            return Err(err(
+                &n.loc,
+                format!("caches.{name}.watermark.spacing: unsupported watermark spacing: '{shown}' (only 'wide')"),
+            ));
+        }
+    };
+    // config/configuration/base.py parse_color: 0xrrggbb, #rrggbb, [r, g, b]
+    let color = match m.get("color") {
+        None => [128, 128, 128],
+        Some(n) => {
+            let bad = || {
+                err(
+                    &n.loc,
+                    format!("caches.{name}.watermark.color: expected #rrggbb, 0xrrggbb or [r, g, b] (0-255; the alpha is `opacity`)"),
+                )
+            };
+            match &n.value {
+                Value::Str(s) => {
+                    let hex = s.strip_prefix("0x").unwrap_or(s);
+                    let hex = hex.strip_prefix('#').unwrap_or(hex);
+                    match parse_hex_color(&format!("#{hex}")) {
+                        Some([r, g, b, 255]) if hex.len() == 6 => [r, g, b],
+                        _ => return Err(bad()),
+                    }
+                }
+                Value::Seq(items) => {
+                    let v: Vec<u8> = items
+                        .iter()
+                        .filter_map(|i| match i.value {
+                            Value::Int(x) => u8::try_from(x).ok(),
+                            _ => None,
+                        })
+                        .collect();
+                    match v.as_slice() {
+                        [r, g, b] if items.len() == 3 => [*r, *g, *b],
+                        _ => return Err(bad()),
+                    }
+                }
+                _ => return Err(bad()),
+            }
+        }
+    };
+    if text.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(crate::image::watermark::Watermark::new(
+        &text, font_size, color, opacity, wide,
+    )))
+}
+
+/// `upscale_tiles`/`downscale_tiles` and `cache_rescaled_tiles` of a cache
+/// (config/configuration/cache.py:582-595); they draw the missing tiles of a cache without
+/// sources.
+fn rescale_tiles(
+    conf: &MapProxyConf,
+    name: &str,
+    cache: &CacheConf,
+) -> Result<Option<crate::tile_manager::Rescale>, ConfigError> {
+    let levels = match (cache.upscale_tiles, cache.downscale_tiles) {
+        (Some(u), Some(d)) if u > 0 && d > 0 => {
+            return Err(err(
+                &cache.loc,
+                format!("caches.{name}: cannot use both upscale_tiles and downscale_tiles"),
+            ))
+        }
+        (Some(u), _) if u > 0 => -i64::from(u),
+        (_, Some(d)) => i64::from(d),
+        _ => return Ok(None),
+    };
+    let resampling =
+        Resampling::parse(&conf.globals.image.resampling_method).unwrap_or(Resampling::Bicubic);
+    Ok(Some(crate::tile_manager::Rescale {
+        levels,
+        store: cache.cache_rescaled_tiles.unwrap_or(false),
+        resampling,
+    }))
+}
+
 fn compile_cache(
     conf: &MapProxyConf,
     grids: &mut GridSet,
     name: &str,
     cache: &CacheConf,
+    built: &IndexMap<String, Vec<CacheGrid>>,
 ) -> Result<Vec<CacheGrid>, ConfigError> {
     if !matches!(
         cache.cache.kind.as_str(),
@@ -1375,10 +1660,7 @@ fn compile_cache(
         ));
     }
     let unsupported = [
-        ("upscale_tiles", cache.upscale_tiles.is_some()),
-        ("downscale_tiles", cache.downscale_tiles.is_some()),
         ("refresh_before", cache.refresh_before.is_some()),
-        ("watermark", cache.watermark.is_some()),
         ("cache.coverage", cache.cache.coverage.is_some()),
     ];
     if let Some((key, _)) = unsupported.iter().find(|(_, set)| *set) {
@@ -1390,36 +1672,41 @@ fn compile_cache(
     // `image:` and the named formats of globals.image.formats, merged as MapProxy does
     let image = crate::image_options::cache_image(conf, name, cache)?;
     let image_transparent = image.transparent;
+    let rescale = rescale_tiles(conf, name, cache)?;
+    let watermark = watermark(name, cache)?;
     let (mut parts, metatiling, transparent) = match cache.sources.as_slice() {
         [one] => {
-            let (src, meta, tr) = compile_source(conf, grids, cache, one)?;
+            let (src, meta, tr) = compile_source(conf, grids, cache, one, built, name)?;
             (vec![src], meta, tr)
         }
-        [] => {
-            return Err(err(
-                &cache.loc,
-                format!("cache '{name}': caches without sources are not supported yet"),
-            ))
-        }
+        // MapProxy's DummySource: transparent, tiles never made (see `without_sources`)
+        [] => (
+            vec![Arc::new(crate::source::NoSource) as Arc<dyn MapSource>],
+            false,
+            true,
+        ),
         several => {
             // merged in list order, the first at the bottom (MapProxy's LayerMerger); all
             // asked for meta tiles, or all tile sources asked tile by tile
             let mut parts = Vec::new();
-            let (mut metatiling, mut transparent) = (None, false);
+            let (mut all_meta, mut any_meta, mut transparent) = (true, false, false);
             for s in several {
-                let (src, meta, tr) = compile_source(conf, grids, cache, s)?;
-                if *metatiling.get_or_insert(meta) != meta {
-                    return Err(err(
-                        &cache.loc,
-                        format!(
-                            "cache '{name}': tile sources merged with WMS or debug sources are not supported yet"
-                        ),
-                    ));
-                }
+                let (src, meta, tr) = compile_source(conf, grids, cache, s, built, name)?;
+                all_meta &= meta;
+                any_meta |= meta;
                 transparent |= tr;
                 parts.push(src);
             }
-            (parts, metatiling.unwrap_or(true), transparent)
+            // tile sources with WMS, debug or cache sources: tile by tile when the cache
+            // has no meta tiles, else MapProxy's ValueError (cache/tile_manager.py:61-65)
+            let meta_configured = cache.meta_buffer > 0 || cache.meta_size != (1, 1);
+            if any_meta && !all_meta && meta_configured {
+                return Err(err(
+                    &cache.loc,
+                    format!("cache '{name}': meta tiling configured but not supported by all sources (tile sources with WMS, debug or cache sources need meta_size: [1, 1] and meta_buffer: 0)"),
+                ));
+            }
+            (parts, all_meta, transparent)
         }
     };
     let transparent = image_transparent.unwrap_or(transparent);
@@ -1733,9 +2020,14 @@ fn compile_cache(
             .into()
         });
         let meta = meta_settings(cache, metatiling);
+        // caches of this grid's tiles as sources: their tiles, one by one
+        let (source, meta) = match tiled_only_source(conf, built, cache, name, &grid, &opts)? {
+            Some(tiled) => (tiled, MetaSettings::NONE),
+            None => (source.clone(), meta),
+        };
         let manager = TileManager::new(
             file_cache,
-            source.clone(),
+            source,
             grid.clone(),
             meta,
             opts.clone(),
@@ -1743,6 +2035,15 @@ fn compile_cache(
             cache.concurrent_tile_creators.max(1) as usize,
         )
         .with_request_format(request_format.clone());
+        let manager = if cache.sources.is_empty() {
+            manager.without_sources(rescale)
+        } else {
+            manager
+        };
+        let manager = match &watermark {
+            Some(w) => manager.with_watermark(w.clone()),
+            None => manager,
+        };
         out.push(CacheGrid {
             grid_name: grid_name.clone(),
             grid,
@@ -1922,6 +2223,24 @@ pub fn cache_managers(
     conf: &MapProxyConf,
 ) -> IndexMap<String, Result<Vec<(String, Arc<TileManager>)>, ConfigError>> {
     let mut grids = conf.grid_set();
+    // caches that are sources of others first, as `compile` builds them
+    let mut cycles = Vec::new();
+    let order = cache_build_order(conf, &mut cycles);
+    let mut built: IndexMap<String, Vec<CacheGrid>> = IndexMap::new();
+    let mut failed: std::collections::HashMap<&str, ConfigError> = Default::default();
+    for name in order {
+        let Some(cache) = conf.caches.get(name) else {
+            continue;
+        };
+        match compile_cache(conf, &mut grids, name, cache, &built) {
+            Ok(cgs) => {
+                built.insert(name.to_string(), cgs);
+            }
+            Err(e) => {
+                failed.insert(name, e);
+            }
+        }
+    }
     conf.caches
         .iter()
         .map(|(name, cache)| {
@@ -1933,12 +2252,16 @@ pub fn cache_managers(
                 );
                 return (name.clone(), Err(e));
             }
-            let built = compile_cache(conf, &mut grids, name, cache).map(|cgs| {
-                cgs.into_iter()
-                    .map(|cg| (cg.grid_name, cg.manager))
-                    .collect()
-            });
-            (name.clone(), built)
+            let result = match built.get(name) {
+                Some(cgs) => Ok(cgs
+                    .iter()
+                    .map(|cg| (cg.grid_name.clone(), cg.manager.clone()))
+                    .collect()),
+                None => Err(failed.remove(name.as_str()).unwrap_or_else(|| {
+                    err(&cache.loc, format!("cache '{name}' could not be built"))
+                })),
+            };
+            (name.clone(), result)
         })
         .collect()
 }

@@ -36,6 +36,9 @@ use crate::meta::{MetaGrid, MetaTile};
 use crate::source::{MapQuery, MapSource};
 use crate::tile::{TileData, TileError, TileProvider};
 
+mod rescale;
+pub use rescale::Rescale;
+
 /// Meta tiling of a cache (MapProxy's `meta_size`, `meta_buffer`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MetaSettings {
@@ -90,6 +93,11 @@ struct Inner {
     locker: Arc<dyn MetaTileLocks>,
     concurrent_tile_creators: usize,
     in_flight: Mutex<HashMap<TileCoord, Creation>>,
+    /// A cache without sources (`sources: []`): missing tiles are not made (see [`rescale`]).
+    without_sources: bool,
+    rescale: Option<Rescale>,
+    /// Drawn on the tiles made, before they are stored (MapProxy's `pre_store_filter`).
+    watermark: Option<Arc<crate::image::watermark::Watermark>>,
 }
 
 impl TileManager {
@@ -125,6 +133,9 @@ impl TileManager {
                 locker: locker.into(),
                 concurrent_tile_creators: concurrent_tile_creators.max(1),
                 in_flight: Mutex::new(HashMap::new()),
+                without_sources: false,
+                rescale: None,
+                watermark: None,
             }),
         }
     }
@@ -134,6 +145,31 @@ impl TileManager {
     pub fn with_request_format(mut self, format: ImageFormat) -> TileManager {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.request_format = format;
+        }
+        self
+    }
+
+    /// The tiles made are drawn on with `watermark` before they are stored (MapProxy's
+    /// `pre_store_filter`; a source's bytes are then not stored as they came). Call on a new
+    /// manager.
+    pub fn with_watermark(mut self, watermark: crate::image::watermark::Watermark) -> TileManager {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.watermark = Some(Arc::new(watermark)),
+            None => debug_assert!(false, "with_watermark on a shared manager"),
+        }
+        self
+    }
+
+    /// The manager of a cache without sources (`sources: []`, MapProxy's `DummySource`): a
+    /// missing tile is blank and not stored, or drawn from other levels with `rescale`
+    /// (`upscale_tiles`/`downscale_tiles`); seeding makes nothing. Call on a new manager.
+    pub fn without_sources(mut self, rescale: Option<Rescale>) -> TileManager {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => {
+                inner.without_sources = true;
+                inner.rescale = rescale;
+            }
+            None => debug_assert!(false, "without_sources on a shared manager"),
         }
         self
     }
@@ -162,6 +198,9 @@ impl TileManager {
         let coord = inner.grid.limit_tile(coord).ok_or(TileError::OutOfRange)?;
         if let Some(t) = inner.load(coord).await? {
             return Ok(t);
+        }
+        if inner.without_sources {
+            return inner.missing_without_sources(coord).await;
         }
         let main = inner
             .meta
@@ -238,7 +277,7 @@ impl TileManager {
             .meta
             .meta_tile(main)
             .map_err(|_| TileError::OutOfRange)?;
-        if inner.load_all(&meta_tile, refresh_before).await?.is_some() {
+        if inner.without_sources || inner.load_all(&meta_tile, refresh_before).await?.is_some() {
             return Ok(false);
         }
         if only_cached {
@@ -395,6 +434,7 @@ impl Inner {
         let opts = self.image_opts.clone();
         let tile_size = self.grid.tile_size();
         let passthrough = !self.metatiling
+            && self.watermark.is_none()
             && !image.drawn
             && image
                 .format
@@ -410,13 +450,17 @@ impl Inner {
         } else {
             let pattern = meta_tile.tiles.clone();
             let data = image.data.clone();
+            let watermark = self.watermark.clone();
             // decoding, cropping and encoding are CPU work: off the async workers
             blocking(move || {
                 let img = decode(&data).map_err(source_error)?;
                 let mut out = Vec::new();
                 for (coord, offset) in pattern {
                     let Some(coord) = coord else { continue };
-                    let tile = crop(&img, offset, tile_size, opts.transparent);
+                    let mut tile = crop(&img, offset, tile_size, opts.transparent);
+                    if let Some(w) = &watermark {
+                        w.draw(&mut tile, coord);
+                    }
                     out.push((coord, encode(&tile, &opts).map_err(source_error)?));
                 }
                 Ok(out)

@@ -350,13 +350,17 @@ fn options_not_supported_yet_are_errors_and_expires_hours_keeps_fractions() {
         "services:\n  tms:\n    origin: nw\nlayers:\n  - name: d\n    title: d\n    sources: [c]\n\
                 caches:\n  c:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [s]\n";
     let tail = "sources:\n  s:\n    type: debug\n";
-    std::fs::write(&path, format!("{base}    watermark: {{text: x}}\n{tail}")).expect("write");
+    std::fs::write(
+        &path,
+        format!("{base}    refresh_before: {{days: 1}}\n{tail}"),
+    )
+    .expect("write");
     let e = mapproxy_serve_mapproxy::app::build(&path)
         .err()
-        .expect("watermark is refused")
+        .expect("refresh_before is refused")
         .to_string();
     assert!(e.contains("mapproxy.yaml:"), "{e}");
-    assert!(e.contains("watermark is not supported yet"), "{e}");
+    assert!(e.contains("refresh_before is not supported yet"), "{e}");
     std::fs::write(
         &path,
         format!("{base}{tail}").replace("origin: nw", "origin: up"),
@@ -1242,4 +1246,364 @@ async fn cache_opacity_fades_the_layer_in_wms_maps() {
     assert_eq!(status, 200);
     let img = image::load_from_memory(&body).expect("png").to_rgba8();
     assert_eq!(img.get_pixel(400, 100).0, [0, 0, 255, 255]);
+}
+
+fn pixel(png: &[u8], x: u32, y: u32) -> [u8; 4] {
+    image::load_from_memory(png)
+        .expect("image")
+        .to_rgba8()
+        .get_pixel(x, y)
+        .0
+}
+
+/// Caches as sources (MapProxy's CacheSource), each asserted against what MapProxy 7 asks its
+/// upstream for the same YAML: a cache in another grid draws its meta tile from the other
+/// cache's tiles (reprojected, through the WMS's path); a cache of the same grid and format
+/// takes the other cache's tiles as stored, one by one; a cache and a WMS source merged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caches_as_sources_as_mapproxy_7() {
+    let up = upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let yaml = format!(
+        "services:\n  tms:\n\
+         layers:\n  - name: geo\n    title: geo\n    sources: [geo]\n\
+         \x20 - name: same\n    title: same\n    sources: [same]\n\
+         \x20 - name: mixed\n    title: mixed\n    sources: [mixed]\n\
+         caches:\n  merc:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [tiles]\n\
+         \x20 geo:\n    grids: [GLOBAL_GEODETIC]\n    sources: [merc]\n\
+         \x20 same:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [merc]\n\
+         \x20 mixed:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [merc, w]\n\
+         sources:\n  tiles:\n    type: tile\n    grid: GLOBAL_WEBMERCATOR\n    url: http://{0}/%(tms_path)s.png\n\
+         \x20 w:\n    type: wms\n    req:\n      url: http://{0}/service?\n      layers: top\n      transparent: true\n",
+        up.addr
+    );
+    let app = build(tmp.path(), &yaml);
+    let seen = || up.seen.lock().expect("seen").clone();
+
+    // GLOBAL_GEODETIC level 1 (TMS 0) is one meta tile of 512×256, the world: MapProxy 7
+    // draws it from the four tiles of GLOBAL_WEBMERCATOR level 1
+    let (status, _, body) = get(&app, "/tms/1.0.0/geo/EPSG4326/0/0/0.png").await;
+    assert_eq!(status, 200);
+    let mut s = seen();
+    s.sort();
+    assert_eq!(
+        s,
+        ["/1/0/0.png?", "/1/0/1.png?", "/1/1/0.png?", "/1/1/1.png?"]
+    );
+    // the upstream's red where web mercator reaches; beyond 85.05° the transparent pixels of
+    // this opaque cache are black, as in MapProxy 7's tile
+    assert_eq!(pixel(&body, 100, 128), [200, 0, 0, 255]);
+    assert_eq!(
+        pixel(&body, 100, 1),
+        [0, 0, 0, 255],
+        "opaque, MapProxy 7 too"
+    );
+    let data = tmp.path().join("cache_data");
+    for p in [
+        "geo_EPSG4326/01/000/000/000/000/000/000.png",
+        "geo_EPSG4326/01/000/000/001/000/000/000.png",
+        "merc_EPSG3857/01/000/000/000/000/000/000.png",
+        "merc_EPSG3857/01/000/000/001/000/000/001.png",
+    ] {
+        assert!(
+            data.join(p).is_file(),
+            "{p} stored, as MapProxy 7 stores it"
+        );
+    }
+    let (status, _, _) = get(&app, "/tms/1.0.0/geo/EPSG4326/0/1/0.png").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        seen().len(),
+        4,
+        "the other tile of the meta tile was stored with it"
+    );
+
+    // the same grid and format: tiled only, one tile of the other cache, stored as it came
+    let (status, _, body) = get(&app, "/tms/1.0.0/same/EPSG3857/1/0/0.png").await;
+    assert_eq!(status, 200);
+    assert_eq!(seen()[4..], ["/2/0/3.png?"], "one tile, as MapProxy 7 asks");
+    let merc = std::fs::read(data.join("merc_EPSG3857/02/000/000/000/000/000/003.png"))
+        .expect("merc tile");
+    let same = std::fs::read(data.join("same_EPSG3857/02/000/000/000/000/000/003.png"))
+        .expect("same tile");
+    assert_eq!(body.as_ref(), merc.as_slice());
+    assert_eq!(
+        same, merc,
+        "the other cache's bytes, as MapProxy 7 stores them"
+    );
+
+    // a cache and a WMS merged: one meta tile (4×4 tiles of level 2, the world) from the
+    // WMS and from the cache's other 15 tiles of level 2, as MapProxy 7 asks them
+    let (status, _, left) = get(&app, "/tms/1.0.0/mixed/EPSG3857/1/0/0.png").await;
+    assert_eq!(status, 200);
+    let (status, _, right) = get(&app, "/tms/1.0.0/mixed/EPSG3857/1/3/0.png").await;
+    assert_eq!(status, 200);
+    let s = seen()[5..].to_vec();
+    let wms: Vec<&String> = s.iter().filter(|p| p.starts_with("/service")).collect();
+    assert_eq!(
+        wms,
+        ["/service?layers=top&transparent=True&format=image%2Fpng&bbox=-20037508.342789244,-20037508.342789244,20037508.342789244,20037508.342789244&width=1024&height=1024&srs=EPSG%3A3857&request=GetMap&version=1.1.1&service=WMS&styles="],
+    );
+    let mut tiles: Vec<&String> = s.iter().filter(|p| !p.starts_with("/service")).collect();
+    tiles.sort();
+    let mut expected = Vec::new();
+    for x in 0..4 {
+        for y in 0..4 {
+            if (x, y) != (0, 3) {
+                expected.push(format!("/2/{x}/{y}.png?"));
+            }
+        }
+    }
+    expected.sort();
+    assert_eq!(tiles, expected.iter().collect::<Vec<_>>());
+    // the cache at the bottom, the WMS (left half transparent, right half blue) on top
+    assert_eq!(pixel(&left, 128, 128), [200, 0, 0, 255]);
+    assert_eq!(pixel(&right, 128, 128), [0, 0, 255, 255]);
+}
+
+#[test]
+fn caches_as_sources_refused_as_mapproxy_7() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("mapproxy.yaml");
+    let head = "services:\n  tms:\nlayers:\n  - name: a\n    title: a\n    sources: [a]\n";
+    let tail = "sources:\n  t:\n    type: tile\n    url: http://127.0.0.1:9/%(tms_path)s.png\n\
+                \x20 d:\n    type: debug\n";
+    let build_err = |caches: &str| {
+        std::fs::write(&path, format!("{head}caches:\n{caches}{tail}")).expect("write");
+        match mapproxy_serve_mapproxy::app::build(&path) {
+            Ok(_) => panic!("refused:\n{caches}"),
+            Err(e) => e.to_string(),
+        }
+    };
+    // config/validator.py's message
+    let e = build_err("  a:\n    sources: [nope]\n");
+    assert!(e.contains("mapproxy.yaml:"), "{e}");
+    assert!(
+        e.contains("Source 'nope' for cache 'a' not found in config"),
+        "{e}"
+    );
+    // MapProxy recurses until Python gives up; here the cycle is named
+    let e = build_err("  a:\n    sources: [b]\n  b:\n    sources: [a]\n");
+    assert!(e.contains("cycle of caches (a -> b -> a)"), "{e}");
+    // cache/tile_manager.py:65: a tile source with meta tiles configured
+    let e = build_err("  a:\n    sources: [t, d]\n");
+    assert!(
+        e.contains("meta tiling configured but not supported by all sources"),
+        "{e}"
+    );
+    // without meta tiles it is built (tile by tile)
+    std::fs::write(
+        &path,
+        format!("{head}caches:\n  a:\n    sources: [t, d]\n    meta_size: [1, 1]\n    meta_buffer: 0\n{tail}"),
+    )
+    .expect("write");
+    if let Err(e) = mapproxy_serve_mapproxy::app::build(&path) {
+        panic!("builds: {e}");
+    }
+    // config/configuration/cache.py:588-589
+    let e = build_err("  a:\n    sources: []\n    upscale_tiles: 1\n    downscale_tiles: 1\n");
+    assert!(
+        e.contains("cannot use both upscale_tiles and downscale_tiles"),
+        "{e}"
+    );
+    let e = build_err("  a:\n    sources: [d]\n    watermark: {text: x, spacing: narrow}\n");
+    assert!(e.contains("unsupported watermark spacing: 'narrow'"), "{e}");
+    assert!(e.contains("caches.a.watermark.spacing"), "{e}");
+}
+
+/// A 256×256 tile of `rgba` with a white top left quarter, written as MapProxy's `tc` layout
+/// names it.
+fn put_tile(dir: &Path, (x, y, z): (u32, u32, u32), rgba: [u8; 4]) {
+    let img = image::RgbaImage::from_fn(256, 256, |px, py| {
+        image::Rgba(if px < 128 && py < 128 {
+            [255, 255, 255, 255]
+        } else {
+            rgba
+        })
+    });
+    let path = dir.join(format!("{z:02}/000/000/{x:03}/000/000/{y:03}.png"));
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    img.save(&path).expect("save");
+}
+
+fn count_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .map(|e| {
+            let e = e.expect("entry");
+            if e.file_type().expect("type").is_dir() {
+                count_files(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+fn near(a: [u8; 4], b: [u8; 4]) -> bool {
+    a.iter().zip(b).all(|(x, y)| x.abs_diff(y) <= 2)
+}
+
+/// Caches without sources, with `upscale_tiles`/`downscale_tiles`: the same tiles written,
+/// the same requests, the colours MapProxy 7 answered (its bicubic gives 119 where the tile
+/// has 120; within 2 here); nothing stored, no upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upscale_and_downscale_tiles_as_mapproxy_7() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let yaml = "services:\n  tms:\n\
+         layers:\n  - name: up\n    title: up\n    sources: [up]\n\
+         \x20 - name: down\n    title: down\n    sources: [down]\n\
+         \x20 - name: empty\n    title: empty\n    sources: [empty]\n\
+         \x20 - name: kept\n    title: kept\n    sources: [kept]\n\
+         caches:\n  up:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: []\n    upscale_tiles: 2\n\
+         \x20 down:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: []\n    downscale_tiles: 1\n\
+         \x20 empty:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: []\n\
+         \x20 kept:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: []\n    upscale_tiles: 1\n    cache_rescaled_tiles: true\n";
+    let data = tmp.path().join("cache_data");
+    let colours = [
+        [255, 0, 0, 255],
+        [0, 255, 0, 255],
+        [0, 0, 255, 255],
+        [255, 255, 0, 255],
+    ];
+    for (i, (x, y)) in [(0, 0), (1, 0), (0, 1), (1, 1)].into_iter().enumerate() {
+        put_tile(&data.join("up_EPSG3857"), (x, y, 1), colours[i]);
+        put_tile(&data.join("kept_EPSG3857"), (x, y, 1), colours[i]);
+    }
+    for x in 0..4u8 {
+        for y in 0..4u8 {
+            put_tile(
+                &data.join("down_EPSG3857"),
+                (u32::from(x), u32::from(y), 2),
+                [x * 60, y * 60, 100, 255],
+            );
+        }
+    }
+    let app = build(tmp.path(), yaml);
+    let files = count_files(&data);
+
+    // grid level 3 (TMS 2), column 1, row 6: level 2 is missing, level 1's tile (0, 1) blue
+    let (status, _, body) = get(&app, "/tms/1.0.0/up/EPSG3857/2/1/1.png").await;
+    assert_eq!(status, 200);
+    for (x, y) in [(10, 10), (100, 100), (200, 200), (10, 200)] {
+        assert_eq!(pixel(&body, x, y), [0, 0, 255, 255]);
+    }
+    // grid level 5: nothing on levels 4 and 3, blank
+    let (status, _, body) = get(&app, "/tms/1.0.0/up/EPSG3857/4/0/0.png").await;
+    assert_eq!(status, 200);
+    assert_eq!(pixel(&body, 128, 128)[3], 0);
+    // a stored tile as it is
+    let (_, _, body) = get(&app, "/tms/1.0.0/up/EPSG3857/0/0/0.png").await;
+    assert_eq!(pixel(&body, 10, 10), [255, 255, 255, 255]);
+    assert_eq!(pixel(&body, 200, 200), [0, 0, 255, 255]);
+
+    // grid level 1, tile (0, 1): the four tiles of level 2 below it, scaled down
+    let (status, _, body) = get(&app, "/tms/1.0.0/down/EPSG3857/0/0/0.png").await;
+    assert_eq!(status, 200);
+    for ((x, y), want) in [
+        ((10, 10), [255, 255, 255, 255]),
+        ((100, 100), [0, 119, 100, 255]),
+        ((130, 130), [255, 255, 255, 255]),
+        ((200, 200), [60, 180, 100, 255]),
+        ((10, 200), [0, 180, 100, 255]),
+        ((200, 10), [60, 119, 100, 255]),
+    ] {
+        let got = pixel(&body, x, y);
+        assert!(near(got, want), "({x}, {y}): {got:?}, MapProxy 7 {want:?}");
+    }
+    let (_, _, body) = get(&app, "/tms/1.0.0/down/EPSG3857/0/1/0.png").await;
+    for ((x, y), want) in [
+        ((100, 100), [119, 119, 100, 255]),
+        ((200, 200), [180, 180, 100, 255]),
+        ((10, 200), [119, 180, 100, 255]),
+        ((200, 10), [180, 119, 100, 255]),
+    ] {
+        let got = pixel(&body, x, y);
+        assert!(near(got, want), "({x}, {y}): {got:?}, MapProxy 7 {want:?}");
+    }
+    // no sources: a missing tile is blank, 256×256, transparent
+    let (status, _, body) = get(&app, "/tms/1.0.0/empty/EPSG3857/1/0/0.png").await;
+    assert_eq!(status, 200);
+    let img = image::load_from_memory(&body).expect("image").to_rgba8();
+    assert_eq!(img.dimensions(), (256, 256));
+    assert!(img.pixels().all(|p| p.0[3] == 0));
+    assert_eq!(
+        count_files(&data),
+        files,
+        "nothing stored (MapProxy 7 neither)"
+    );
+    // cache_rescaled_tiles: stored
+    let (status, _, body) = get(&app, "/tms/1.0.0/kept/EPSG3857/1/0/0.png").await;
+    assert_eq!(status, 200);
+    let stored = std::fs::read(data.join("kept_EPSG3857/02/000/000/000/000/000/003.png"))
+        .expect("the rescaled tile stored");
+    assert_eq!(stored, body.as_ref());
+}
+
+/// Non-green pixels of a tile of the upstream's green: (min x, max x, min y, max y).
+fn ink(png: &[u8]) -> Option<(u32, u32, u32, u32)> {
+    let img = image::load_from_memory(png).expect("image").to_rgba8();
+    let mut b: Option<(u32, u32, u32, u32)> = None;
+    for (x, y, p) in img.enumerate_pixels() {
+        if p.0 != [0, 128, 0, 255] {
+            let (x0, x1, y0, y1) = b.unwrap_or((x, x, y, y));
+            b = Some((x0.min(x), x1.max(x), y0.min(y), y1.max(y)));
+        }
+    }
+    b
+}
+
+/// `watermark`: where MapProxy 7 drew "mapproxy" at font size 12 on the same tiles (even
+/// rows: x 99-157, y 133-142; odd rows: x 0-29 and 227-255; `spacing: wide`: only where the
+/// column's and row's parity differ). The glyphs are not Pillow's: bounds within 4 pixels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watermark_placed_as_mapproxy_7() {
+    let up = upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let yaml = format!(
+        "services:\n  tms:\n\
+         layers:\n  - name: wm\n    title: wm\n    sources: [wm]\n\
+         \x20 - name: wide\n    title: wide\n    sources: [wide]\n\
+         caches:\n  wm:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [g]\n    watermark:\n      text: mapproxy\n      color: '#ff0000'\n      opacity: 200\n      font_size: 12\n\
+         \x20 wide:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [g]\n    watermark:\n      text: mapproxy\n      color: [255, 0, 0]\n      opacity: 200\n      font_size: 12\n      spacing: wide\n\
+         sources:\n  g:\n    type: wms\n    req:\n      url: http://{0}/service?\n      layers: bottom\n",
+        up.addr
+    );
+    let app = build(tmp.path(), &yaml);
+    let close = |got: u32, want: u32| got.abs_diff(want) <= 4;
+    // TMS 1/0/1 is grid tile (0, 2): even row, centred
+    let (status, _, body) = get(&app, "/tms/1.0.0/wm/EPSG3857/1/0/1.png").await;
+    assert_eq!(status, 200);
+    let (x0, x1, y0, y1) = ink(&body).expect("a watermark");
+    assert!(
+        close(x0, 99) && close(x1, 157) && close(y0, 133) && close(y1, 142),
+        "{:?}",
+        (x0, x1, y0, y1)
+    );
+    let stored = std::fs::read(
+        tmp.path()
+            .join("cache_data/wm_EPSG3857/02/000/000/000/000/000/002.png"),
+    )
+    .expect("stored");
+    assert_eq!(stored, body.as_ref(), "stored with the watermark");
+    // TMS 1/0/0 is grid tile (0, 3): odd row, halves on both edges
+    let (_, _, body) = get(&app, "/tms/1.0.0/wm/EPSG3857/1/0/0.png").await;
+    let img = image::load_from_memory(&body).expect("image").to_rgba8();
+    let xs: Vec<u32> = img
+        .enumerate_pixels()
+        .filter(|(_, _, p)| p.0 != [0, 128, 0, 255])
+        .map(|(x, _, _)| x)
+        .collect();
+    assert!(xs.iter().any(|x| *x < 10) && xs.iter().any(|x| *x > 246));
+    assert!(xs.iter().all(|x| *x <= 33 || *x >= 223), "{xs:?}");
+    // wide: grid tile (0, 3) has it, (1, 3) and (0, 2) do not
+    let (_, _, body) = get(&app, "/tms/1.0.0/wide/EPSG3857/1/0/0.png").await;
+    let (x0, x1, y0, y1) = ink(&body).expect("a watermark");
+    assert!(close(x0, 99) && close(x1, 157) && close(y0, 133) && close(y1, 142));
+    for t in ["1/1/0", "1/0/1"] {
+        let (_, _, body) = get(&app, &format!("/tms/1.0.0/wide/EPSG3857/{t}.png")).await;
+        assert_eq!(ink(&body), None, "{t}");
+    }
 }

@@ -4,6 +4,7 @@ mod codec;
 mod format;
 pub mod mask;
 pub mod transform;
+pub mod watermark;
 
 pub use codec::{
     blank_image, decode, encode, encode_uniform, has_transparency, overlay, paste, png_color_type,

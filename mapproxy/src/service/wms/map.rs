@@ -783,6 +783,24 @@ async fn render_cache(
     Ok(Rendered::Image(Known::unknown(out)))
 }
 
+/// `CacheMapLayer.get_map` of a cache that is another cache's source (source/tile.py
+/// `CacheSource`): the map of `bbox` (in `srs`) at `size`, drawn from the cache's tiles as a
+/// GetMap of it is; `None` where the cache has nothing (MapProxy's `BlankImageError`).
+pub async fn cache_map(
+    c: &CacheLayer,
+    bbox: Bbox,
+    size: (u32, u32),
+    srs: Arc<Srs>,
+    resampling: Resampling,
+) -> Result<Option<RgbaImage>, String> {
+    let q = Query { bbox, size, srs };
+    match render_cache(c, &q, resampling, None).await {
+        Ok(Rendered::Image(img)) => Ok(Some(img.image)),
+        Ok(_) => Ok(None),
+        Err(LayerError::Source(e) | LayerError::Request(e)) => Err(e),
+    }
+}
+
 /// `CacheMapLayer.get_map` with `tiled_only` (WMS-C, `TILED=true`;
 /// layer/cache_map_layer.py:34-37, 52-57, 74-91): the cache's format and tile size, exactly one
 /// tile whose bbox is the request's (within a tenth of a pixel), no extent clipping; that tile

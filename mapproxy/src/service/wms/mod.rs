@@ -37,7 +37,7 @@ use crate::srs::Srs;
 use crate::tile_manager::TileManager;
 
 pub use featureinfo::InfoLayer;
-pub use map::{CacheGridLayer, CacheLayer, DirectFrom, DirectLayer, MapLayer, Opaque};
+pub use map::{cache_map, CacheGridLayer, CacheLayer, DirectFrom, DirectLayer, MapLayer, Opaque};
 
 /// A WMS version (`1.1.1` → (1, 1, 1)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
