@@ -2888,3 +2888,77 @@ sources:
         "{text}"
     );
 }
+
+/// A `bbox_srs` entry with a bbox limits maps in its SRS (MapProxy's `srs_extents`,
+/// service/wms.py:103-115): the part of the map inside it is asked for and placed into the
+/// map (BGCOLOR around it), sizes and offsets as MapProxy's `bbox_position_in_image` (ints
+/// before the size: 126×153 for the second map, where MapProxy 7 asked for the same); a map
+/// outside it is blank without a request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bbox_srs_with_a_bbox_limits_maps_as_mapproxy() {
+    let s = serve(
+        r#"
+services:
+  wms:
+    srs: ['EPSG:4326', 'EPSG:3857']
+    bbox_srs:
+      - srs: 'EPSG:4326'
+        bbox: [0, 40, 20, 60]
+      - 'EPSG:3857'
+    md: {title: limited}
+layers:
+  - name: direct
+    title: direct
+    sources: [opaque]
+globals:
+  image:
+    paletted: false
+sources:
+  opaque:
+    type: wms
+    req: {url: 'http://UPSTREAM/service', layers: x}
+"#,
+    )
+    .await;
+    let red = [255, 0, 0, 255];
+    for (bbox, asked) in [
+        ("-10,30,30,70", Some("width=128&height=150")),
+        ("-10.3,30.7,30.1,69.9", Some("width=126&height=153")),
+        ("25,30,30,35", None),
+        ("5,45,10,50", Some("width=256&height=300")),
+    ] {
+        let before = s.upstream.queries.lock().expect("log").len();
+        let a = get(
+            &s,
+            &format!(
+                "{}&BGCOLOR=0xff0000",
+                getmap("1.1.1", "direct", "EPSG:4326", bbox, 256, 300, "image/png")
+            ),
+        )
+        .await;
+        assert_eq!(a.status, 200, "{bbox}: {}", a.text());
+        let img = a.image();
+        assert_eq!(img.dimensions(), (256, 300), "{bbox}");
+        let log = s.upstream.queries.lock().expect("log");
+        match asked {
+            Some(size) => {
+                assert_eq!(log.len() - before, 1, "{bbox}");
+                let q = log[before].to_ascii_lowercase();
+                assert!(q.contains(size), "{bbox}: {q}");
+                if bbox != "5,45,10,50" {
+                    assert!(
+                        q.contains("bbox=0.0%2c40.0%2c20.0%2c60.0")
+                            || q.contains("bbox=0.0,40.0,20.0,60.0"),
+                        "{bbox}: {q}"
+                    );
+                    assert_eq!(img.get_pixel(0, 0).0, red, "{bbox}");
+                }
+                assert_ne!(img.get_pixel(128, 150).0, red, "{bbox}");
+            }
+            None => {
+                assert_eq!(log.len(), before, "{bbox}: no request");
+                assert!(img.pixels().all(|p| p.0 == red), "{bbox}");
+            }
+        }
+    }
+}

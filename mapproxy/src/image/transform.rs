@@ -597,29 +597,34 @@ pub fn bbox_position_in_image(
     size: (u32, u32),
     inner: Bbox,
 ) -> ((u32, u32), (u32, u32), Bbox) {
-    let sx = f64::from(size.0) / (bbox[2] - bbox[0]);
-    let sy = f64::from(size.1) / (bbox[3] - bbox[1]);
+    // make_lin_transf's arithmetic: (x - minx) * width / (maxx - minx)
+    let (w, h) = (f64::from(size.0), f64::from(size.1));
+    let px = |x: f64| ((x - bbox[0]) * w / (bbox[2] - bbox[0])).trunc();
+    let py = |y: f64| ((bbox[3] - y) * h / (bbox[3] - bbox[1])).trunc();
+    // each offset an int (Python's `int(x)`) before the size is taken from them
     let mut off = [0.0, f64::from(size.1), f64::from(size.0), 0.0];
     let mut sub = bbox;
     if inner[0] > bbox[0] {
         sub[0] = inner[0];
-        off[0] = (inner[0] - bbox[0]) * sx;
+        off[0] = px(inner[0]);
     }
     if inner[1] > bbox[1] {
         sub[1] = inner[1];
-        off[1] = (bbox[3] - inner[1]) * sy;
+        off[1] = py(inner[1]);
     }
     if inner[2] < bbox[2] {
         sub[2] = inner[2];
-        off[2] = (inner[2] - bbox[0]) * sx;
+        off[2] = px(inner[2]);
     }
     if inner[3] < bbox[3] {
         sub[3] = inner[3];
-        off[3] = (bbox[3] - inner[3]) * sy;
+        off[3] = py(inner[3]);
     }
-    let w = (off[2] - off[0]).abs() as u32;
-    let h = (off[1] - off[3]).abs() as u32;
-    ((w, h), (off[0] as u32, off[3] as u32), sub)
+    let (sw, sh) = (
+        (off[2] - off[0]).abs() as u32,
+        (off[1] - off[3]).abs() as u32,
+    );
+    ((sw, sh), (off[0] as u32, off[3] as u32), sub)
 }
 
 /// Fill the target rectangle of `quad` by sampling `src` through its bilinear map: along a

@@ -215,6 +215,19 @@ pub(crate) async fn handle(
             return Err(size_error(p));
         }
     };
+    // WMS-C: `params.get('tiled', 'false').lower() == 'true'` (service/wms.py:96)
+    let tiled = p
+        .get("tiled")
+        .is_some_and(|t| t.eq_ignore_ascii_case("true"));
+    // a `bbox_srs` entry with a bbox for the map's SRS limits the map to it: the part inside
+    // is drawn (not as a WMS-C tile) and placed into the full image, a map outside it is
+    // blank (service/wms.py:103-115)
+    let full = (bbox, size);
+    let (limited, outside) = srs_extent_limit(wms, &srs, bbox, size);
+    let (bbox, size, tiled) = match limited {
+        Some((sub_size, _, sub_bbox)) => (sub_bbox, sub_size, false),
+        None => (bbox, size, tiled),
+    };
     let query = Query {
         bbox,
         size,
@@ -223,10 +236,6 @@ pub(crate) async fn handle(
     let transparent = p
         .get("transparent")
         .is_some_and(|t| t.eq_ignore_ascii_case("true"));
-    // WMS-C: `params.get('tiled', 'false').lower() == 'true'` (service/wms.py:96)
-    let tiled = p
-        .get("tiled")
-        .is_some_and(|t| t.eq_ignore_ascii_case("true"));
     let bgcolor = p
         .get("bgcolor")
         .and_then(parse_bgcolor)
@@ -234,7 +243,7 @@ pub(crate) async fn handle(
 
     // the layers to render, in order, as authorized
     let mut render: Vec<(String, MapLayer)> = Vec::new();
-    for n in &names {
+    for n in names.iter().filter(|_| !outside) {
         if let Some(l) = wms.layer(n) {
             if l.renders_query(bbox, size, &srs) {
                 // an opaque layer hides the ones asked before it: they are not rendered
@@ -271,7 +280,10 @@ pub(crate) async fn handle(
     // a NaN in BBOX passes validate_bbox (every comparison is false) and every layer's
     // extent test fails: a blank map (cache_map_layer.py:38 BlankImageError)
     let nan_bbox = bbox.iter().any(|v| v.is_nan());
-    if let Some(answer) = ctx.ask("wms.map", &layer_names, Some(&extent)) {
+    if let Some(answer) = ctx
+        .ask("wms.map", &layer_names, Some(&extent))
+        .filter(|_| !outside)
+    {
         match answer {
             Authorized::Full => {}
             Authorized::Unauthenticated => {
@@ -378,7 +390,11 @@ pub(crate) async fn handle(
     // TRANSPARENT=true; image/merge.py:63-71) and `as_buffer` does not re-encode a loaded
     // file (image/__init__.py:221-233); service/wms.py:170-174
     if let [(Rendered::Tile(tile, cache_transparent), m, None)] = images.as_slice() {
-        if (!cache_transparent || transparent) && errors.is_empty() && m.is_empty() {
+        if (!cache_transparent || transparent)
+            && errors.is_empty()
+            && m.is_empty()
+            && limited.is_none()
+        {
             return Ok(super::super::response::tile_response(
                 ctx.headers,
                 &format,
@@ -393,7 +409,12 @@ pub(crate) async fn handle(
         let same_format = fmt
             .as_ref()
             .is_some_and(|f| *f == ImageFormat::new(format.clone()));
-        if same_format && (transparent || !p.has("bgcolor")) && errors.is_empty() && m.is_empty() {
+        if same_format
+            && (transparent || !p.has("bgcolor"))
+            && errors.is_empty()
+            && m.is_empty()
+            && limited.is_none()
+        {
             return Ok(super::super::response::content_type_response(
                 StatusCode::OK,
                 &format,
@@ -408,10 +429,12 @@ pub(crate) async fn handle(
     };
     let notice = errors.join("\n");
     let cacheable = errors.is_empty();
+    let place = limited.map(|(_, offset, _)| (full.1, offset));
     let encoded = tokio::task::spawn_blocking(move || -> Result<Bytes, String> {
         // one opaque image of the full size and nothing to clip: it is the output
         if let [(Rendered::Image(Known { image: img, opaque }), m, None)] = images.as_slice() {
             if img.dimensions() == size
+                && place.is_none()
                 && m.is_empty()
                 && notice.is_empty()
                 && (*opaque || !crate::image::has_transparency(img))
@@ -422,8 +445,8 @@ pub(crate) async fn handle(
         // nothing drawn (no tiles, only transparent ones, outside every extent): the
         // background, encoded once for maps of its size and format
         if notice.is_empty() && images.iter().all(|(i, _, _)| matches!(i, Rendered::Blank)) {
-            return crate::image::encode_uniform(size.0, size.1, bg, &opts)
-                .map_err(|e| e.to_string());
+            let (w, h) = place.map_or(size, |(full, _)| full);
+            return crate::image::encode_uniform(w, h, bg, &opts).map_err(|e| e.to_string());
         }
         let mut out = crate::image::blank_image(size.0, size.1, bg);
         for (img, masks, opacity) in images {
@@ -448,6 +471,12 @@ pub(crate) async fn handle(
         if !notice.is_empty() {
             // on_source_errors: notify: the errors written over the rendered layers
             crate::source::draw_text(&mut out, &notice);
+        }
+        if let Some(((w, h), (x, y))) = place {
+            // sub_image_result: the part drawn, in an image of the map's size
+            let mut whole = crate::image::blank_image(w, h, bg);
+            image::imageops::replace(&mut whole, &out, i64::from(x), i64::from(y));
+            out = whole;
         }
         crate::image::encode(&out, &opts).map_err(|e| e.to_string())
     })
@@ -990,6 +1019,41 @@ async fn load_tiles(
         }
     }
     out
+}
+
+/// The `bbox_srs` entry with a bbox for the map's SRS (MapProxy's `srs_extents`): where the
+/// map's bbox is not inside it, the part inside (`bbox_position_in_image`: its size, offset
+/// and bbox), or `outside` when the two do not meet (or the part is not a pixel wide).
+#[allow(clippy::type_complexity)]
+fn srs_extent_limit(
+    wms: &WmsService,
+    srs: &Srs,
+    bbox: Bbox,
+    size: (u32, u32),
+) -> (Option<((u32, u32), (u32, u32), Bbox)>, bool) {
+    let Some(e) = wms
+        .config
+        .bbox_srs
+        .iter()
+        .find(|(code, _)| code == srs.code())
+        .and_then(|(_, b)| *b)
+    else {
+        return (None, false);
+    };
+    // bbox_contains, with its tolerance of a 1e13th of the extent (util/bbox.py:116-146)
+    let (dx, dy) = ((e[2] - e[0]).abs() / 10e12, (e[3] - e[1]).abs() / 10e12);
+    if e[0] <= bbox[0] + dx && e[2] >= bbox[2] - dx && e[1] <= bbox[1] + dy && e[3] >= bbox[3] - dy
+    {
+        return (None, false);
+    }
+    if !bbox_intersects(e, bbox) {
+        return (None, true);
+    }
+    let sub = crate::image::transform::bbox_position_in_image(bbox, size, e);
+    if sub.0 .0 == 0 || sub.0 .1 == 0 {
+        return (None, true);
+    }
+    (Some(sub), false)
 }
 
 /// MapProxy's `combined_layers` (service/wms.py:875-892): each layer is combined with the
