@@ -1002,16 +1002,9 @@ fn on_error(list: &[config::OnError]) -> Result<Option<OnError>, ConfigError> {
                 err(&e.response.loc, format!("on_error response: expected 'transparent', #rrggbb or [r, g, b], found '{s}'"))
             })?,
             Value::Seq(items) => {
-                let v: Vec<u8> = items
-                    .iter()
-                    .filter_map(|n| match n.value {
-                        Value::Int(i) => u8::try_from(i).ok(),
-                        _ => None,
-                    })
-                    .collect();
-                match v.as_slice() {
-                    [r, g, b] => [*r, *g, *b, 255],
-                    [r, g, b, a] => [*r, *g, *b, *a],
+                match byte_list(items).as_deref() {
+                    Some([r, g, b]) => [*r, *g, *b, 255],
+                    Some([r, g, b, a]) => [*r, *g, *b, *a],
                     _ => {
                         return Err(err(
                             &e.response.loc,
@@ -1580,19 +1573,10 @@ fn watermark(
                         _ => return Err(bad()),
                     }
                 }
-                Value::Seq(items) => {
-                    let v: Vec<u8> = items
-                        .iter()
-                        .filter_map(|i| match i.value {
-                            Value::Int(x) => u8::try_from(x).ok(),
-                            _ => None,
-                        })
-                        .collect();
-                    match v.as_slice() {
-                        [r, g, b] if items.len() == 3 => [*r, *g, *b],
-                        _ => return Err(bad()),
-                    }
-                }
+                Value::Seq(items) => match byte_list(items).as_deref() {
+                    Some([r, g, b]) => [*r, *g, *b],
+                    _ => return Err(bad()),
+                },
                 _ => return Err(bad()),
             }
         }
@@ -1631,6 +1615,17 @@ fn rescale_tiles(
         store: cache.cache_rescaled_tiles.unwrap_or(false),
         resampling,
     }))
+}
+
+/// A YAML list of colour channels (ints 0-255); `None` when an item is anything else.
+fn byte_list(items: &[Node]) -> Option<Vec<u8>> {
+    items
+        .iter()
+        .map(|n| match n.value {
+            Value::Int(x) => u8::try_from(x).ok(),
+            _ => None,
+        })
+        .collect()
 }
 
 fn compile_cache(
