@@ -536,6 +536,9 @@ fn wms_layer(
         };
         let (source, supported, transparent): (Arc<dyn MapSource>, Vec<Arc<Srs>>, bool) =
             match &sc.kind {
+                SourceKind::Wms(w) if w.common.seed_only && !conf.seeding => {
+                    (Arc::new(crate::source::DummySource), Vec::new(), true)
+                }
                 SourceKind::Wms(w) => {
                     let s = wms_source(conf, src, sc, w)?;
                     let mut supported = Vec::new();
@@ -937,6 +940,16 @@ fn compile_source(
             format!("source '{name}': caches as sources are not supported yet"),
         ));
     };
+    // a seed_only source serves as MapProxy's DummySource (transparent, meta tiles; the
+    // debug source has no seed_only: config/configuration/source.py:671-690)
+    let seed_only = match &src.kind {
+        SourceKind::Tile(t) => t.common.seed_only,
+        SourceKind::Wms(w) => w.common.seed_only,
+        _ => false,
+    };
+    if seed_only && !conf.seeding {
+        return Ok((Arc::new(crate::source::DummySource), true, true));
+    }
     match &src.kind {
         // MapProxy's DebugSourceConfiguration has no `transparent`: the cache's image options
         // stay opaque (compatible_image_options), and its transparent drawing is stored
@@ -1625,7 +1638,8 @@ fn compile_cache(
             opts.clone(),
             locker,
             cache.concurrent_tile_creators.max(1) as usize,
-        );
+        )
+        .with_minimize_meta_requests(cache.minimize_meta_requests);
         out.push(CacheGrid {
             grid_name: grid_name.clone(),
             grid,
@@ -1646,6 +1660,11 @@ pub fn cache_managers(
     conf: &MapProxyConf,
 ) -> IndexMap<String, Result<Vec<(String, Arc<TileManager>)>, ConfigError>> {
     let mut grids = conf.grid_set();
+    // MapProxy's seeding loads with seed=True: seed_only sources are real
+    let conf = &MapProxyConf {
+        seeding: true,
+        ..conf.clone()
+    };
     conf.caches
         .iter()
         .map(|(name, cache)| {

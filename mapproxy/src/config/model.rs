@@ -29,6 +29,10 @@ pub struct MapProxyConf {
     pub services: ServicesConf,
     /// `parts:`, MapProxy's free-form section for YAML anchors; kept as written.
     pub parts: Option<Node>,
+    /// Loaded for seeding (MapProxy's `load_configuration(seed=True)`, `context.seed`):
+    /// `seed_only` sources are their real selves then, else dummies. Not a YAML key; false
+    /// as loaded, set by the seeding code.
+    pub seeding: bool,
 }
 
 /// One entry of `grids:`.
@@ -1911,6 +1915,7 @@ pub(crate) fn build(
         layers: Vec::new(),
         services: ServicesConf::default(),
         parts: k.get("parts").cloned(),
+        seeding: false,
     };
     if let Some(gn) = k.get("grids") {
         if let Some(gk) = ctx.map(gn, "grids") {
