@@ -75,6 +75,10 @@ pub struct Globals {
     pub grid_tile_size: (u32, u32),
     /// `globals.srs`, kept as written (axis orders, proj_data_dir).
     pub srs: Option<Node>,
+    /// Keys of `globals` set to what is not implemented (`http.manage_cookies: true`,
+    /// `http.method: POST`, `image.formats`, `image.merge_method`, `srs`, `renderd`): where,
+    /// and the YAML path. The app refuses them ("... is not supported yet").
+    pub unsupported: Vec<(Location, String)>,
 }
 
 /// `link_single_color_images`: `false`, `true` (= symlink), `symlink` or `hardlink`.
@@ -956,6 +960,7 @@ fn globals(ctx: &mut Ctx, n: Option<&Node>) -> Globals {
         }
         None => default_globals_cache(ctx),
     };
+    let mut unsupported = Vec::new();
     // http
     let hn = k.get("http").cloned().unwrap_or_else(|| empty.clone());
     let hp = k.at("http");
@@ -965,6 +970,12 @@ fn globals(ctx: &mut Ctx, n: Option<&Node>) -> Globals {
                 .expect("null reads as an empty map")
         });
         let o = http_opts(ctx, &mut hk);
+        if o.manage_cookies == Some(true) {
+            unsupported.push((hk.loc_of("manage_cookies"), hk.at("manage_cookies")));
+        }
+        if o.method.as_deref() == Some("POST") {
+            unsupported.push((hk.loc_of("method"), format!("{}: POST", hk.at("method"))));
+        }
         let acao = match hk.get("access_control_allow_origin") {
             None => Some("*".to_string()),
             Some(Node {
@@ -1045,6 +1056,11 @@ fn globals(ctx: &mut Ctx, n: Option<&Node>) -> Globals {
             }
         }
     }
+    for key in ["formats", "merge_method"] {
+        if ik.get(key).is_some() {
+            unsupported.push((ik.loc_of(key), ik.at(key)));
+        }
+    }
     ik.finish(ctx);
     let grid_tile_size = match k.get("grid") {
         Some(gn) => {
@@ -1061,8 +1077,19 @@ fn globals(ctx: &mut Ctx, n: Option<&Node>) -> Globals {
         None => (256, 256),
     };
     let srs = k.get("srs").cloned();
-    for key in ["mapserver", "renderd"] {
-        k.get(key);
+    if let Some(Node {
+        value: Value::Map(m),
+        ..
+    }) = &srs
+    {
+        for (key, n) in m {
+            unsupported.push((n.loc.clone(), format!("{}.{key}", k.at("srs"))));
+        }
+    }
+    k.get("mapserver");
+    // MapProxy makes the tiles of every cache through renderd when it is set
+    if k.get("renderd").is_some() {
+        unsupported.push((k.loc_of("renderd"), k.at("renderd")));
     }
     k.finish(ctx);
     Globals {
@@ -1072,6 +1099,7 @@ fn globals(ctx: &mut Ctx, n: Option<&Node>) -> Globals {
         image,
         grid_tile_size,
         srs,
+        unsupported,
     }
 }
 
