@@ -313,7 +313,7 @@ fn refuse_unsupported(conf: &MapProxyConf) -> Vec<ConfigError> {
             && cache.sources.iter().all(|s| {
                 matches!(
                     conf.sources.get(s).map(|s| &s.kind),
-                    Some(SourceKind::Tile(t)) if !(t.common.seed_only && !conf.seeding)
+                    Some(SourceKind::Tile(t)) if !t.common.seed_only || conf.seeding
                 )
             });
         if cache.bulk_meta_tiles && tile_sources && cache.meta_size != (1, 1) {

@@ -143,12 +143,11 @@ impl TileManager {
         }
     }
 
-    /// With MapProxy's `minimize_meta_requests` (see [`TileManager::create_minimal`]).
+    /// With MapProxy's `minimize_meta_requests` (see [`TileManager::create_minimal`]); for a
+    /// manager as [`TileManager::new`] made it (one that is already shared keeps its setting).
     pub fn with_minimize_meta_requests(mut self, minimize: bool) -> TileManager {
-        match Arc::get_mut(&mut self.inner) {
-            Some(inner) => inner.minimize_meta_requests = minimize,
-            // not shared before this returns; a shared manager keeps its setting
-            None => debug_assert!(false, "with_minimize_meta_requests on a shared manager"),
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.minimize_meta_requests = minimize;
         }
         self
     }
