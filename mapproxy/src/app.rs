@@ -97,6 +97,7 @@ fn compile(
             ));
         }
     }
+    errors.extend(refuse_unsupported(conf));
     let mut caches: IndexMap<String, Vec<CacheGrid>> = IndexMap::new();
     // a cache whose sources name other caches is built after them (MapProxy's CacheSource)
     for name in cache_build_order(conf, errors) {
@@ -234,6 +235,136 @@ fn compile(
     }
 }
 
+/// Keys the model reads whose behaviour is not implemented, each an error naming where it is
+/// set and its YAML path ("... is not supported yet"), so that none is silently ignored.
+fn refuse_unsupported(conf: &MapProxyConf) -> Vec<ConfigError> {
+    let mut out: Vec<ConfigError> = conf
+        .globals
+        .unsupported
+        .iter()
+        .map(|(loc, path)| err(loc, format!("{path} is not supported yet")))
+        .collect();
+    let g = &conf.globals;
+    for (name, src) in &conf.sources {
+        let refuse = |out: &mut Vec<ConfigError>, loc: &Location, key: &str| {
+            out.push(err(
+                loc,
+                format!("sources.{name}.{key} is not supported yet"),
+            ));
+        };
+        let (common, http, on_errors, image) = match &src.kind {
+            SourceKind::Wms(w) => {
+                // MapProxy's WMS client POSTs with `method: POST`, and with `AUTO` when the
+                // request has an `sld_body` (client/wms.py:45-53); this one only GETs
+                let method = w.http.method.as_deref().unwrap_or(g.http.method.as_str());
+                if method == "POST" {
+                    refuse(&mut out, &src.loc, "http.method: POST");
+                } else if method == "AUTO" && w.params.keys().any(|k| k == "sld_body") {
+                    refuse(&mut out, &src.loc, "req.sld_body (sent by POST)");
+                }
+                (&w.common, &w.http, &w.on_error, &w.image)
+            }
+            SourceKind::Tile(t) => {
+                if t.request_format.is_some() {
+                    refuse(&mut out, &src.loc, "request_format");
+                }
+                (&t.common, &t.http, &t.on_error, &t.image)
+            }
+            SourceKind::Debug | SourceKind::Other { .. } => continue,
+        };
+        // MapProxy's source res_range: nothing drawn outside it
+        for (key, set) in [
+            ("min_res", common.min_res.is_some()),
+            ("max_res", common.max_res.is_some()),
+            ("min_scale", common.min_scale.is_some()),
+            ("max_scale", common.max_scale.is_some()),
+        ] {
+            if set {
+                refuse(&mut out, &src.loc, key);
+            }
+        }
+        if http.manage_cookies == Some(true) {
+            refuse(&mut out, &src.loc, "http.manage_cookies");
+        }
+        for e in on_errors.iter().filter(|e| e.authorize_stale) {
+            refuse(
+                &mut out,
+                &e.loc,
+                &format!("on_error.{}.authorize_stale", e.status),
+            );
+        }
+        // a WMS source's transparent_color is implemented, no other image option of a source
+        if let Some(Node {
+            value: Value::Map(m),
+            ..
+        }) = image
+        {
+            let wms = matches!(src.kind, SourceKind::Wms(_));
+            for (key, n) in m {
+                if !(wms
+                    && matches!(
+                        key.as_str(),
+                        "transparent_color" | "transparent_color_tolerance"
+                    ))
+                {
+                    refuse(&mut out, &n.loc, &format!("image.{key}"));
+                }
+            }
+        }
+    }
+    // bulk_meta_tiles: the meta tiles of tile sources fetched tile by tile
+    // (cache/tile_manager.py:62-64; no effect on sources that make meta tiles)
+    for (name, cache) in &conf.caches {
+        let tile_sources = !cache.sources.is_empty()
+            && cache.sources.iter().all(|s| {
+                matches!(
+                    conf.sources.get(s).map(|s| &s.kind),
+                    Some(SourceKind::Tile(t)) if !t.common.seed_only || conf.seeding
+                )
+            });
+        if cache.bulk_meta_tiles && tile_sources && cache.meta_size != (1, 1) {
+            out.push(err(
+                &cache.loc,
+                format!("cache '{name}': bulk_meta_tiles is not supported yet"),
+            ));
+        }
+    }
+    fn layers(list: &[LayerConf], path: &str, out: &mut Vec<ConfigError>) {
+        for (i, l) in list.iter().enumerate() {
+            let here = format!("{path}[{i}]");
+            if let Some(n) = &l.dimensions {
+                out.push(err(
+                    &n.loc,
+                    format!("{here}.dimensions is not supported yet"),
+                ));
+            }
+            for (key, set) in [
+                ("wmts_rest_legendurl", l.wmts_rest_legendurl.is_some()),
+                ("wmts_kvp_legendurl", l.wmts_kvp_legendurl.is_some()),
+            ] {
+                if set {
+                    out.push(err(&l.loc, format!("{here}.{key} is not supported yet")));
+                }
+            }
+            if let Some(Node {
+                value: Value::Map(m),
+                ..
+            }) = &l.md
+            {
+                for (key, n) in m.iter().filter(|(k, _)| k.as_str() != "abstract") {
+                    out.push(err(&n.loc, format!("{here}.md.{key} is not supported yet")));
+                }
+            }
+            layers(&l.layers, &format!("{here}.layers"), out);
+        }
+    }
+    layers(&conf.layers, "layers", &mut out);
+    for (name, n) in &conf.services.other {
+        out.push(err(&n.loc, format!("services.{name} is not supported yet")));
+    }
+    out
+}
+
 /// The demo's WMS layers: every named layer, its SRS without reprojection (its caches'
 /// grids, its direct sources' `supported_srs`) and its extent in each SRS of the WMS.
 fn demo_wms_layers(wms: &WmsService) -> Vec<crate::service::demo::DemoWmsLayer> {
@@ -326,6 +457,17 @@ fn compile_wms(
             &n.loc,
             "services.wms.featureinfo_xslt: XSLT transformation of feature info is not supported yet",
         ));
+    }
+    for (key, n) in [
+        ("attribution", &w.attribution),
+        ("inspire_md", &w.inspire_md),
+    ] {
+        if let Some(n) = n {
+            errors.push(err(
+                &n.loc,
+                format!("services.wms.{key} is not supported yet"),
+            ));
+        }
     }
     for s in &wc.srs {
         if let Err(e) = Srs::get(s) {
@@ -654,6 +796,9 @@ fn wms_layer(
         let mut wms = None;
         let (source, supported, transparent): (Arc<dyn MapSource>, Vec<Arc<Srs>>, bool) =
             match &sc.kind {
+                SourceKind::Wms(w) if w.common.seed_only && !conf.seeding => {
+                    (Arc::new(crate::source::DummySource), Vec::new(), true)
+                }
                 SourceKind::Wms(w) => {
                     let s = Arc::new(wms_source(conf, src, sc, w)?.with_format_last());
                     wms = Some(s.clone());
@@ -1072,6 +1217,16 @@ fn compile_source(
             format!("Source '{name}' for cache '{cache_name}' not found in config"),
         ));
     };
+    // a seed_only source serves as MapProxy's DummySource (transparent, meta tiles; the
+    // debug source has no seed_only: config/configuration/source.py:671-690)
+    let seed_only = match &src.kind {
+        SourceKind::Tile(t) => t.common.seed_only,
+        SourceKind::Wms(w) => w.common.seed_only,
+        _ => false,
+    };
+    if seed_only && !conf.seeding {
+        return Ok((Arc::new(crate::source::DummySource), true, true));
+    }
     match &src.kind {
         // MapProxy's DebugSourceConfiguration has no `transparent`: the cache's image options
         // stay opaque (compatible_image_options), and its transparent drawing is stored
@@ -2029,7 +2184,8 @@ fn compile_cache(
             locker,
             cache.concurrent_tile_creators.max(1) as usize,
         )
-        .with_request_format(request_format.clone());
+        .with_request_format(request_format.clone())
+        .with_minimize_meta_requests(cache.minimize_meta_requests);
         let manager = if cache.sources.is_empty() {
             manager.without_sources(rescale)
         } else {
@@ -2218,6 +2374,11 @@ pub fn cache_managers(
     conf: &MapProxyConf,
 ) -> IndexMap<String, Result<Vec<(String, Arc<TileManager>)>, ConfigError>> {
     let mut grids = conf.grid_set();
+    // MapProxy's seeding loads with seed=True: seed_only sources are real
+    let conf = &MapProxyConf {
+        seeding: true,
+        ..conf.clone()
+    };
     // caches that are sources of others first, as `compile` builds them
     let mut cycles = Vec::new();
     let order = cache_build_order(conf, &mut cycles);

@@ -30,12 +30,18 @@ pub enum TileError {
     Source { message: String },
     /// The cache could not be read or written.
     Cache { message: String },
+    /// Not in the cache, and nothing makes it: the cache's only source is a `seed_only`
+    /// source when not seeding (MapProxy's `cache_only` tile manager,
+    /// `cache/tile_manager.py:164-166`). The tile services answer MapProxy's empty tile, the
+    /// WMS draws nothing there.
+    Missing,
 }
 
 impl std::fmt::Display for TileError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TileError::OutOfRange => f.write_str("tile out of range"),
+            TileError::Missing => f.write_str("tile not cached"),
             TileError::Source { message } | TileError::Cache { message } => f.write_str(message),
         }
     }

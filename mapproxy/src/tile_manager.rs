@@ -20,6 +20,13 @@
 //!   and encoded with the cache's image options.
 //! - A source error stores nothing and is answered as [`TileError::Source`] with MapProxy's
 //!   text; an `on_error` image is stored only when the source marked it cacheable.
+//! - **Cache only**: when the only source is a [`crate::source::DummySource`] (a `seed_only`
+//!   source when not seeding), a missing tile is [`TileError::Missing`]: nothing is asked,
+//!   made or stored (MapProxy's `cache_only`, `cache/tile_manager.py:164-166`).
+//! - **`minimize_meta_requests`**: several missing tiles asked for at once (a WMS GetMap,
+//!   [`TileManager::create_minimal`]) are made by one request for the smallest block of tiles
+//!   holding them all plus the buffer, under the lock of its first tile's meta tile, never for
+//!   a single tile (MapProxy's `TileCreator.create_tiles`, `cache/tile_creator.py:48-69`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -92,6 +99,10 @@ struct Inner {
     request_format: ImageFormat,
     locker: Arc<dyn MetaTileLocks>,
     concurrent_tile_creators: usize,
+    /// The only source is a dummy: missing tiles stay missing.
+    cache_only: bool,
+    /// MapProxy's `minimize_meta_requests` (cache, else `globals.cache`).
+    minimize_meta_requests: bool,
     in_flight: Mutex<HashMap<TileCoord, Creation>>,
     /// A cache without sources (`sources: []`): missing tiles are not made (see [`rescale`]).
     without_sources: bool,
@@ -116,6 +127,7 @@ impl TileManager {
         concurrent_tile_creators: usize,
     ) -> TileManager {
         let metatiling = !meta.is_none();
+        let cache_only = source.is_dummy();
         let meta = if metatiling {
             MetaGrid::new(grid.clone(), meta.meta_size, meta.meta_buffer)
         } else {
@@ -132,6 +144,8 @@ impl TileManager {
                 image_opts,
                 locker: locker.into(),
                 concurrent_tile_creators: concurrent_tile_creators.max(1),
+                cache_only,
+                minimize_meta_requests: false,
                 in_flight: Mutex::new(HashMap::new()),
                 without_sources: false,
                 rescale: None,
@@ -145,6 +159,15 @@ impl TileManager {
     pub fn with_request_format(mut self, format: ImageFormat) -> TileManager {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.request_format = format;
+        }
+        self
+    }
+
+    /// With MapProxy's `minimize_meta_requests` (see [`TileManager::create_minimal`]); for a
+    /// manager as [`TileManager::new`] made it (one that is already shared keeps its setting).
+    pub fn with_minimize_meta_requests(mut self, minimize: bool) -> TileManager {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.minimize_meta_requests = minimize;
         }
         self
     }
@@ -174,6 +197,14 @@ impl TileManager {
         self
     }
 
+    /// Whether several missing tiles asked for at once are made by one minimal meta tile
+    /// ([`TileManager::create_minimal`]): `minimize_meta_requests` with meta tiling (MapProxy
+    /// checks `meta_grid` first) and a source that makes tiles.
+    pub fn minimizes_meta_requests(&self) -> bool {
+        let i = &self.inner;
+        i.minimize_meta_requests && i.metatiling && !i.cache_only
+    }
+
     pub fn grid(&self) -> &TileGrid {
         &self.inner.grid
     }
@@ -201,6 +232,9 @@ impl TileManager {
         }
         if inner.without_sources {
             return inner.missing_without_sources(coord).await;
+        }
+        if inner.cache_only {
+            return Err(TileError::Missing);
         }
         let main = inner
             .meta
@@ -247,6 +281,60 @@ impl TileManager {
             format: made.format.clone(),
             mtime: made.mtime,
         })
+    }
+}
+
+/// Several tiles at once (MapProxy's `load_tile_coords` of a WMS GetMap).
+impl TileManager {
+    /// The tile when it is in the cache (`None`: missing), as [`TileManager::load_tile`]
+    /// reads it.
+    pub async fn cached_tile(&self, coord: TileCoord) -> Result<Option<TileData>, TileError> {
+        let coord = self
+            .inner
+            .grid
+            .limit_tile(coord)
+            .ok_or(TileError::OutOfRange)?;
+        self.inner.load(coord).await
+    }
+
+    /// Makes the missing `tiles` (of one level, at least two: MapProxy never does this for a
+    /// single tile) by one request for the smallest block of tiles holding them plus the
+    /// meta buffer (`MetaGrid.minimal_meta_tile` of the tiles in the order given), and
+    /// stores every tile of that block, under the lock of the meta tile of its first tile;
+    /// when all of the block is stored once the lock is held, nothing is requested
+    /// (`cache/tile_creator.py:53-56, 171-194`). Returns the block's tiles.
+    pub async fn create_minimal(
+        &self,
+        tiles: &[TileCoord],
+    ) -> Result<HashMap<TileCoord, TileData>, TileError> {
+        let meta_tile = self
+            .inner
+            .meta
+            .minimal_meta_tile(tiles)
+            .map_err(|_| TileError::OutOfRange)?
+            .ok_or(TileError::OutOfRange)?;
+        let inner = self.inner.clone();
+        // its own task, as a single meta tile: a client that goes away does not cancel it
+        let made = tokio::spawn(async move { inner.create_meta_locked(&meta_tile, None).await })
+            .await
+            .unwrap_or_else(|e| {
+                Err(TileError::Source {
+                    message: format!("tile creation failed: {e}"),
+                })
+            })?;
+        Ok(made
+            .into_iter()
+            .map(|(c, m)| {
+                (
+                    c,
+                    TileData {
+                        data: m.data,
+                        format: m.format,
+                        mtime: m.mtime,
+                    },
+                )
+            })
+            .collect())
     }
 }
 
@@ -394,11 +482,22 @@ impl Inner {
             .meta
             .meta_tile(main)
             .map_err(|_| TileError::OutOfRange)?;
-        let lock_coord = meta_tile.main_tile_coord().unwrap_or(main);
+        self.create_meta_locked(&meta_tile, expire).await
+    }
+
+    /// Makes `meta_tile` (a meta tile, or a minimal one) under the lock of the meta tile of
+    /// its first tile (`TileManager.lock(Tile(meta_tile.main_tile_coord))`).
+    async fn create_meta_locked(
+        &self,
+        meta_tile: &MetaTile,
+        expire: Option<SystemTime>,
+    ) -> Result<HashMap<TileCoord, Made>, TileError> {
+        let main = meta_tile.main_tile_coord().ok_or(TileError::OutOfRange)?;
+        let lock_coord = main;
         let lock_coord = self.meta.main_tile(lock_coord).unwrap_or(lock_coord);
         // the tile stored last: a waiter that polls the cache looks for it first
         let last = meta_tile.tiles.iter().rev().find_map(|(c, _)| *c);
-        let meta_ref = &meta_tile;
+        let meta_ref = meta_tile;
         let waited = lock_or_wait(&*self.locker, lock_coord, || async move {
             match last {
                 Some(last) if self.cache_call(move |c| c.is_cached(last)).await? => {
@@ -414,7 +513,7 @@ impl Inner {
         };
 
         // another process may have made them while this one waited for the lock
-        if let Some(stored) = self.load_all(&meta_tile, expire).await? {
+        if let Some(stored) = self.load_all(meta_tile, expire).await? {
             return Ok(stored);
         }
 

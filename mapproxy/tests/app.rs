@@ -1607,3 +1607,77 @@ async fn watermark_placed_as_mapproxy_7() {
         assert_eq!(ink(&body), None, "{t}");
     }
 }
+
+/// Keys the YAML reader reads but the app does not implement are refused, each with its
+/// file:line and YAML path, never silently ignored.
+#[tokio::test]
+async fn parsed_but_unimplemented_keys_are_errors_with_file_line_and_path() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("mapproxy.yaml");
+    let yaml = "\
+services:
+  wms:
+    attribution:
+      text: x
+  ogcapi: {}
+layers:
+  - name: d
+    title: d
+    sources: [c]
+    dimensions:
+      time:
+        values: ['2020']
+    md:
+      abstract: fine
+      keyword_list: [a]
+caches:
+  c:
+    grids: [GLOBAL_WEBMERCATOR]
+    sources: [t]
+    bulk_meta_tiles: true
+sources:
+  t:
+    type: tile
+    url: http://127.0.0.1:1/%(tms_path)s.png
+    min_res: 10
+    image:
+      opacity: 0.5
+  w:
+    type: wms
+    http:
+      method: POST
+      manage_cookies: true
+    req:
+      url: http://127.0.0.1:1/service
+      layers: a
+globals:
+  image:
+    merge_method: composite
+  srs:
+    proj_data_dir: ./proj
+    axis_order_ne: ['EPSG:9999']
+";
+    std::fs::write(&path, yaml).expect("write");
+    let e = mapproxy_serve_mapproxy::app::build(&path)
+        .err()
+        .expect("refused")
+        .to_string();
+    for want in [
+        "mapproxy.yaml:4: services.wms.attribution is not supported yet",
+        "mapproxy.yaml:5: services.ogcapi is not supported yet",
+        "mapproxy.yaml:11: layers[0].dimensions is not supported yet",
+        "mapproxy.yaml:15: layers[0].md.keyword_list is not supported yet",
+        "cache 'c': bulk_meta_tiles is not supported yet",
+        "sources.t.min_res is not supported yet",
+        "mapproxy.yaml:27: sources.t.image.opacity is not supported yet",
+        "sources.w.http.method: POST is not supported yet",
+        "sources.w.http.manage_cookies is not supported yet",
+        "mapproxy.yaml:38: globals.image.merge_method is not supported yet",
+        "mapproxy.yaml:41: globals.srs.axis_order_ne is not supported yet",
+    ] {
+        assert!(e.contains(want), "{want}\n{e}");
+    }
+    // proj_data_dir has nothing to do here (projections are built in): accepted
+    assert!(!e.contains("proj_data_dir"), "{e}");
+    assert!(!e.contains("abstract"), "{e}");
+}

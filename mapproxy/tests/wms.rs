@@ -1237,6 +1237,382 @@ sources:
     assert!(s.upstream.queries.lock().expect("log").is_empty());
 }
 
+/// The upstream GetMaps seen so far as (layers, bbox, width, height), and the log emptied.
+fn take_getmaps(s: &Served) -> Vec<(String, String, String, String)> {
+    let mut log = s.upstream.queries.lock().expect("log");
+    let out = log
+        .iter()
+        .map(|q| {
+            let get = |k: &str| {
+                q.split('&')
+                    .filter_map(|p| p.split_once('='))
+                    .find(|(n, _)| n.eq_ignore_ascii_case(k))
+                    .map(|(_, v)| v.replace("%2C", ","))
+                    .unwrap_or_default()
+            };
+            (get("layers"), get("bbox"), get("width"), get("height"))
+        })
+        .collect();
+    log.clear();
+    out
+}
+
+/// The tile files below `dir` (relative paths, sorted).
+fn tile_files(dir: &std::path::Path) -> Vec<String> {
+    fn walk(base: &std::path::Path, d: &std::path::Path, out: &mut Vec<String>) {
+        let Ok(rd) = std::fs::read_dir(d) else { return };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else if let Ok(rel) = p.strip_prefix(base) {
+                out.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// `minimize_meta_requests` (cache/tile_creator.py:48-69): several missing tiles of one
+/// GetMap are made by one request for the smallest block holding them plus the buffer; a
+/// single missing tile, and TMS, make the whole meta tile. The upstream requests are the ones
+/// MapProxy 7 sent for the same GetMaps (run by hand against a logging upstream).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minimize_meta_requests_as_mapproxy() {
+    let s = serve(
+        r#"
+services:
+  tms:
+  wms:
+    srs: ['EPSG:3857']
+layers:
+  - name: min
+    title: Minimized (globals.cache)
+    sources: [cmin]
+  - name: plain
+    title: Not minimized
+    sources: [cplain]
+globals:
+  cache:
+    base_dir: ./cache
+    minimize_meta_requests: true
+  image:
+    # exact colours: the tiles are compared with the upstream's pixels
+    paletted: false
+caches:
+  cmin:
+    grids: [GLOBAL_WEBMERCATOR]
+    sources: [up]
+  cplain:
+    grids: [GLOBAL_WEBMERCATOR]
+    sources: [up]
+    minimize_meta_requests: false
+sources:
+  up:
+    type: wms
+    req:
+      url: http://UPSTREAM/service
+      layers: foo
+"#,
+    )
+    .await;
+    let q = |layers: &str, bbox: &str, w: &str, h: &str| {
+        (
+            layers.to_string(),
+            bbox.to_string(),
+            w.to_string(),
+            h.to_string(),
+        )
+    };
+    let cache = s._dir.path().join("cache");
+    // 2×2 tiles of level 3 in four meta tiles: one request for the 2×2 block + 80 px
+    let map1 = getmap(
+        "1.1.1",
+        "min",
+        "EPSG:3857",
+        "-2000000,-1000000,3000000,2500000",
+        256,
+        179,
+        "image/png",
+    );
+    let a = get(&s, &map1).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(
+        take_getmaps(&s),
+        [q(
+            "foo",
+            "-6574807.424977722,-6574807.424977721,6574807.424977721,6574807.424977722",
+            "672",
+            "672"
+        )]
+    );
+    // the four tiles are stored
+    assert_eq!(
+        tile_files(&cache.join("cmin_EPSG3857")),
+        [
+            "03/000/000/003/000/000/003.png",
+            "03/000/000/003/000/000/004.png",
+            "03/000/000/004/000/000/003.png",
+            "03/000/000/004/000/000/004.png",
+        ]
+    );
+    // each tile is its part of the block: the upstream's pixels of the tile's own bbox
+    let tile_matches = |x: i64, y: i64| {
+        let path = cache.join(format!(
+            "cmin_EPSG3857/03/000/000/{x:03}/000/000/{y:03}.png"
+        ));
+        let stored = image::open(&path).expect("tile").to_rgba8();
+        let size = 5_009_377.085697311;
+        let minx = -20_037_508.342789244 + x as f64 * size;
+        let maxy = 20_037_508.342789244 - y as f64 * size;
+        let want = upstream_image(
+            "EPSG:3857",
+            [minx, maxy - size, minx + size, maxy],
+            256,
+            256,
+        );
+        let off = stored
+            .pixels()
+            .zip(want.pixels())
+            .filter(|(a, b)| (0..3).any(|c| a.0[c].abs_diff(b.0[c]) > 1))
+            .count();
+        assert_eq!(off, 0, "tile {x},{y}: {off} pixels differ");
+    };
+    for (x, y) in [(3, 3), (4, 3), (3, 4), (4, 4)] {
+        tile_matches(x, y);
+    }
+    // wider: the two missing tiles of column 5 only
+    let a = get(
+        &s,
+        &getmap(
+            "1.1.1",
+            "min",
+            "EPSG:3857",
+            "-2000000,-1000000,8000000,2500000",
+            512,
+            179,
+            "image/png",
+        ),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(
+        take_getmaps(&s),
+        [q(
+            "foo",
+            "3443946.746416902,-6574807.424977721,11584184.510675034,6574807.424977722",
+            "416",
+            "672"
+        )]
+    );
+    tile_matches(5, 3);
+    tile_matches(5, 4);
+    // all cached: nothing asked
+    let a = get(&s, &map1).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert!(take_getmaps(&s).is_empty());
+    // one tile missing (the other is cached): its whole meta tile
+    let a = get(
+        &s,
+        &getmap(
+            "1.1.1",
+            "min",
+            "EPSG:3857",
+            "-8000000,-4000000,-2000000,-1000000",
+            307,
+            154,
+            "image/png",
+        ),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let meta_sw = q(
+        "foo",
+        "-20037508.342789244,-20037508.342789244,1565430.3392804088,1565430.3392804097",
+        "1104",
+        "1104",
+    );
+    assert_eq!(take_getmaps(&s), std::slice::from_ref(&meta_sw));
+    // TMS asks one tile: its meta tile, never a minimal one
+    let a = get(&s, "/tms/1.0.0/min/EPSG3857/3/2/2.png").await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(
+        take_getmaps(&s),
+        [q(
+            "foo",
+            "-20037508.342789244,-20037508.342789244,-9236039.001754418,-9236039.001754414",
+            "1104",
+            "1104"
+        )]
+    );
+    // the cache's `minimize_meta_requests: false` wins over globals': four meta tiles
+    let a = get(&s, &map1.replace("LAYERS=min", "LAYERS=plain")).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let mut got = take_getmaps(&s);
+    got.sort();
+    let mut want = vec![
+        q(
+            "foo",
+            "-20037508.342789244,-1565430.3392804088,1565430.3392804088,20037508.342789244",
+            "1104",
+            "1104",
+        ),
+        q(
+            "foo",
+            "-1565430.3392804097,-1565430.3392804088,20037508.342789244,20037508.342789244",
+            "1104",
+            "1104",
+        ),
+        meta_sw,
+        q(
+            "foo",
+            "-1565430.3392804097,-20037508.342789244,20037508.342789244,1565430.3392804097",
+            "1104",
+            "1104",
+        ),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+}
+
+/// `seed_only` sources (config/configuration/source.py:296-298, 559-561): when serving, a
+/// DummySource that never asks its upstream. A cache whose only source it is makes and stores
+/// nothing: TMS answers MapProxy's empty tile (a transparent RGBA PNG, service/tile.py:267-276),
+/// the WMS draws nothing, for a cache and a direct layer alike. Merged with another source it
+/// is left out; merged only with dummies, blank tiles are stored. Seeding (the managers
+/// `mapproxy-serve seed` uses) asks the real source, and the seeded tiles are then served.
+/// Checked against MapProxy 7 with the same configuration and a logging upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_only_sources_serve_blank_and_seed_real() {
+    let s = serve(
+        r#"
+services:
+  tms:
+  wms:
+    srs: ['EPSG:3857']
+layers:
+  - name: so
+    title: Seed only
+    sources: [cso]
+  - name: sod
+    title: Seed only, direct
+    sources: [up_so]
+  - name: mix
+    title: Seed only and another
+    sources: [cmix]
+  - name: dd
+    title: Two seed only
+    sources: [cdd]
+globals:
+  cache:
+    base_dir: ./cache
+caches:
+  cso:
+    grids: [GLOBAL_WEBMERCATOR]
+    sources: [up_so]
+  cmix:
+    grids: [GLOBAL_WEBMERCATOR]
+    sources: [up_so, up]
+  cdd:
+    grids: [GLOBAL_WEBMERCATOR]
+    sources: [up_so, tile_so]
+sources:
+  up:
+    type: wms
+    req:
+      url: http://UPSTREAM/service
+      layers: foo
+  up_so:
+    type: wms
+    seed_only: true
+    req:
+      url: http://UPSTREAM/service
+      layers: seeded
+  tile_so:
+    type: tile
+    seed_only: true
+    url: http://UPSTREAM/tiles/%(tms_path)s.png
+"#,
+    )
+    .await;
+    let cache = s._dir.path().join("cache");
+    let transparent = |img: &image::RgbaImage| img.pixels().all(|p| p.0[3] == 0);
+    // TMS: the empty tile, nothing asked or stored
+    let a = get(&s, "/tms/1.0.0/so/EPSG3857/3/2/2.png").await;
+    assert_eq!(
+        (a.status, a.content_type.as_str()),
+        (200, "image/png"),
+        "{}",
+        a.text()
+    );
+    assert_eq!(a.body[25], 6, "RGBA PNG");
+    let img = a.image();
+    assert_eq!(img.dimensions(), (256, 256));
+    assert!(transparent(&img));
+    assert!(header(&a, "last-modified").is_some(), "{}", a.head);
+    assert!(header(&a, "etag").is_some(), "{}", a.head);
+    assert!(!cache.join("cso_EPSG3857").exists());
+    // WMS: the cache layer and the direct layer draw nothing
+    for layer in ["so", "sod"] {
+        let a = get(
+            &s,
+            &(getmap(
+                "1.1.1",
+                layer,
+                "EPSG:3857",
+                "-2000000,-1000000,3000000,2500000",
+                256,
+                179,
+                "image/png",
+            ) + "&TRANSPARENT=true"),
+        )
+        .await;
+        assert_eq!(a.status, 200, "{layer}: {}", a.text());
+        assert!(transparent(&a.image()), "{layer}");
+    }
+    assert!(take_getmaps(&s).is_empty(), "the upstream was asked");
+    assert!(!cache.join("cso_EPSG3857").exists());
+    // merged with another source: only that one is asked, and its tiles are stored
+    let a = get(&s, "/tms/1.0.0/mix/EPSG3857/3/2/2.png").await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let got = take_getmaps(&s);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, "foo");
+    assert!(!transparent(&a.image()));
+    assert_eq!(tile_files(&cache.join("cmix_EPSG3857")).len(), 16);
+    // only dummies: a blank meta tile, stored (image/merge.py:61-62)
+    let a = get(&s, "/tms/1.0.0/dd/EPSG3857/3/2/2.png").await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert!(transparent(&a.image()));
+    assert!(take_getmaps(&s).is_empty());
+    assert_eq!(tile_files(&cache.join("cdd_EPSG3857")).len(), 16);
+
+    // seeding builds the real source: TMS 3/2/2 is (2, 13, 4) of GLOBAL_WEBMERCATOR
+    let loaded =
+        mapproxy_serve_mapproxy::config::load(&s._dir.path().join("mapproxy.yaml")).expect("load");
+    let managers = mapproxy_serve_mapproxy::app::cache_managers(&loaded.conf);
+    let so = &managers["cso"].as_ref().expect("cso builds")[0].1;
+    assert!(so
+        .seed_meta_tile((2, 13, 4), None, false)
+        .await
+        .expect("seeded"));
+    let got = take_getmaps(&s);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].0, "seeded");
+    assert_eq!(tile_files(&cache.join("cso_EPSG3857")).len(), 16);
+    // served from the cache now; a tile outside the seeded meta tile is still empty
+    let a = get(&s, "/tms/1.0.0/so/EPSG3857/3/2/2.png").await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert!(!transparent(&a.image()));
+    let a = get(&s, "/tms/1.0.0/so/EPSG3857/3/5/2.png").await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert!(transparent(&a.image()));
+    assert!(take_getmaps(&s).is_empty());
+}
+
 /// Parses `NAME LON LAT` lines of the loopback's text answers.
 fn text_points(t: &str) -> Vec<(String, f64, f64)> {
     t.lines()

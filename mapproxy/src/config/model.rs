@@ -29,6 +29,10 @@ pub struct MapProxyConf {
     pub services: ServicesConf,
     /// `parts:`, MapProxy's free-form section for YAML anchors; kept as written.
     pub parts: Option<Node>,
+    /// Loaded for seeding (MapProxy's `load_configuration(seed=True)`, `context.seed`):
+    /// `seed_only` sources are their real selves then, else dummies. Not a YAML key; false
+    /// as loaded, set by the seeding code.
+    pub seeding: bool,
 }
 
 /// One entry of `grids:`.
@@ -71,6 +75,10 @@ pub struct Globals {
     pub grid_tile_size: (u32, u32),
     /// `globals.srs`, kept as written (axis orders, proj_data_dir).
     pub srs: Option<Node>,
+    /// Keys of `globals` set to what is not implemented (`http.manage_cookies: true`,
+    /// `http.method: POST`, `image.formats`, `image.merge_method`, `srs`, `renderd`): where,
+    /// and the YAML path. The app refuses them ("... is not supported yet").
+    pub unsupported: Vec<(Location, String)>,
 }
 
 /// `link_single_color_images`: `false`, `true` (= symlink), `symlink` or `hardlink`.
@@ -952,6 +960,7 @@ fn globals(ctx: &mut Ctx, n: Option<&Node>) -> Globals {
         }
         None => default_globals_cache(ctx),
     };
+    let mut unsupported = Vec::new();
     // http
     let hn = k.get("http").cloned().unwrap_or_else(|| empty.clone());
     let hp = k.at("http");
@@ -961,6 +970,12 @@ fn globals(ctx: &mut Ctx, n: Option<&Node>) -> Globals {
                 .expect("null reads as an empty map")
         });
         let o = http_opts(ctx, &mut hk);
+        if o.manage_cookies == Some(true) {
+            unsupported.push((hk.loc_of("manage_cookies"), hk.at("manage_cookies")));
+        }
+        if o.method.as_deref() == Some("POST") {
+            unsupported.push((hk.loc_of("method"), format!("{}: POST", hk.at("method"))));
+        }
         let acao = match hk.get("access_control_allow_origin") {
             None => Some("*".to_string()),
             Some(Node {
@@ -1041,6 +1056,10 @@ fn globals(ctx: &mut Ctx, n: Option<&Node>) -> Globals {
             }
         }
     }
+    // `formats` is read above (named formats of caches' `format:`)
+    if ik.get("merge_method").is_some() {
+        unsupported.push((ik.loc_of("merge_method"), ik.at("merge_method")));
+    }
     ik.finish(ctx);
     let grid_tile_size = match k.get("grid") {
         Some(gn) => {
@@ -1057,8 +1076,21 @@ fn globals(ctx: &mut Ctx, n: Option<&Node>) -> Globals {
         None => (256, 256),
     };
     let srs = k.get("srs").cloned();
-    for key in ["mapserver", "renderd"] {
-        k.get(key);
+    if let Some(Node {
+        value: Value::Map(m),
+        ..
+    }) = &srs
+    {
+        // proj_data_dir points PROJ at its data files: projections here come from the EPSG
+        // definitions built in, so it has nothing to do
+        for (key, n) in m.iter().filter(|(key, _)| key.as_str() != "proj_data_dir") {
+            unsupported.push((n.loc.clone(), format!("{}.{key}", k.at("srs"))));
+        }
+    }
+    k.get("mapserver");
+    // MapProxy makes the tiles of every cache through renderd when it is set
+    if k.get("renderd").is_some() {
+        unsupported.push((k.loc_of("renderd"), k.at("renderd")));
     }
     k.finish(ctx);
     Globals {
@@ -1068,6 +1100,7 @@ fn globals(ctx: &mut Ctx, n: Option<&Node>) -> Globals {
         image,
         grid_tile_size,
         srs,
+        unsupported,
     }
 }
 
@@ -1915,6 +1948,7 @@ pub(crate) fn build(
         layers: Vec::new(),
         services: ServicesConf::default(),
         parts: k.get("parts").cloned(),
+        seeding: false,
     };
     if let Some(gn) = k.get("grids") {
         if let Some(gk) = ctx.map(gn, "grids") {

@@ -593,6 +593,9 @@ pub(crate) async fn serve_tile(
     let data = match layer.provider.tile(coord).await {
         Ok(d) => d,
         Err(TileError::OutOfRange) => return Err(out_of_range()),
+        Err(TileError::Missing) => {
+            return Ok(empty_tile_response(svc, ctx, layer));
+        }
         Err(e) => {
             return Err(TileRequestError {
                 msg: e.to_string(),
@@ -623,6 +626,25 @@ pub(crate) async fn serve_tile(
         data.mtime,
         max_age,
     ))
+}
+
+/// MapProxy's `TileLayer.empty_response` (service/tile.py:267-276, `empty_response_as_png`):
+/// a fully transparent RGBA PNG of the grid's tile size, whatever the layer's format, with
+/// the time of the request (`timestamp=time.time()`) for `Last-modified` and the `ETag`.
+fn empty_tile_response(svc: &MapProxyService, ctx: &Ctx<'_>, layer: &TileLayer) -> Response<Body> {
+    let (w, h) = layer.grid.tile_size();
+    let img = image::RgbaImage::from_pixel(w, h, image::Rgba([255, 255, 255, 0]));
+    let mut opts = crate::image::ImageOpts::new(crate::image::ImageFormat::png());
+    opts.transparent = true;
+    opts.paletted = false;
+    let data = crate::image::encode(&img, &opts).unwrap_or_default();
+    tile_response(
+        ctx.headers,
+        "image/png",
+        data,
+        Some(std::time::SystemTime::now()),
+        svc.config.max_age,
+    )
 }
 
 #[cfg(test)]

@@ -2,7 +2,11 @@
 //! asked for the same map, and the images are laid over each other in the order of the list,
 //! the first at the bottom (MapProxy's `LayerMerger`: later layers are pasted with their
 //! alpha over the earlier ones). A failing source fails the whole image, as in MapProxy's
-//! tile creation; the result is cacheable only when every part is.
+//! tile creation; the result is cacheable only when every part is. A [`super::DummySource`]
+//! (a `seed_only` source when not seeding) is left out, as MapProxy's `_query_sources` skips
+//! a source that raises `BlankImageError` (`cache/tile_creator.py:140-153`); with all left
+//! out the merge is a blank image that is stored (`image/merge.py:61-62`: a cacheable
+//! `BlankImageResult`).
 
 use std::sync::Arc;
 
@@ -31,7 +35,13 @@ impl MapSource for MergedSource {
         query: &'a MapQuery,
     ) -> BoxFuture<'a, Result<SourceImage, SourceError>> {
         Box::pin(async move {
-            let parts = join_all(self.sources.iter().map(|s| s.get_map(query))).await;
+            let parts = join_all(
+                self.sources
+                    .iter()
+                    .filter(|s| !s.is_dummy())
+                    .map(|s| s.get_map(query)),
+            )
+            .await;
             let (w, h) = query.size;
             // the background: transparent, or MapProxy's default white for opaque images
             let bg = if query.transparent {

@@ -7,6 +7,7 @@
 //! | [`LegendSource`] | the legend of a source: GetLegendGraphic per upstream layer or a static URL, stacked, cached in `<base_dir>/legends` | `source/wms.py` `WMSLegendSource`, `cache/legend.py` |
 //! | [`CacheSource`] | another cache (`caches.NAME.sources` naming a cache): its tiles, or maps drawn from them | `source/tile.py` `CacheSource`, `layer/cache_map_layer.py` |
 //! | [`DebugSource`] | `type: debug`: the query's bbox and resolution as text | `source/debug.py`, `image/message.py` |
+//! | [`DummySource`] | a `seed_only` source when not seeding: never asks its upstream, answers blank | `source/__init__.py` `DummySource` |
 //!
 //! HTTP goes through [`SourceHttp`] (the project's shared client, MapProxy's `client/http.py`
 //! errors and the `mapproxy.source.request` log line); [`OnError`] is a source's `on_error`.
@@ -126,5 +127,33 @@ pub trait MapSource: Send + Sync + 'static {
         _client_params: &'a [(String, String)],
     ) -> BoxFuture<'a, Result<SourceImage, SourceError>> {
         self.get_map(query)
+    }
+
+    /// Whether this is a [`DummySource`], which has no image for any query (MapProxy's
+    /// `BlankImageError`): a cache whose only source it is makes no tiles, a merge leaves it
+    /// out, a WMS layer draws nothing for it.
+    fn is_dummy(&self) -> bool {
+        false
+    }
+}
+
+/// What a `seed_only` `wms` or `tile` source is when not seeding (MapProxy 7
+/// `config/configuration/source.py:296-298, 559-561`: `DummySource` unless
+/// `context.seed`): its upstream is never asked; it has no image (`get_map` raises
+/// `BlankImageError`, `source/__init__.py:71-87`), which its users turn into nothing drawn
+/// ([`MapSource::is_dummy`]). Seeding builds the real source.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DummySource;
+
+impl MapSource for DummySource {
+    fn get_map<'a>(
+        &'a self,
+        _query: &'a MapQuery,
+    ) -> BoxFuture<'a, Result<SourceImage, SourceError>> {
+        Box::pin(async { Err(SourceError::new("no image (seed_only source)")) })
+    }
+
+    fn is_dummy(&self) -> bool {
+        true
     }
 }

@@ -901,7 +901,7 @@ async fn render_tile(c: &CacheLayer, q: &Query, format: &str) -> Result<Rendered
     };
     match g.manager.load_tile(coord).await {
         Ok(t) => Ok(Rendered::Tile(t, cache_opts.transparent)),
-        Err(TileError::OutOfRange) => Ok(Rendered::Blank),
+        Err(TileError::OutOfRange | TileError::Missing) => Ok(Rendered::Blank),
         Err(e) => Err(LayerError::Source(e.to_string())),
     }
 }
@@ -982,8 +982,54 @@ async fn cache_image(
 
 /// The tiles at `coords` (in order; `None` outside the grid or where nothing was made),
 /// making missing ones as MapProxy's `TileCreator` does: the tiles grouped by meta tile, at
-/// most `concurrent_tile_creators` meta tiles of this request at once.
+/// most `concurrent_tile_creators` meta tiles of this request at once; with
+/// `minimize_meta_requests` and more than one tile missing, one minimal meta tile of the
+/// missing ones (`cache/tile_creator.py:53-56`).
 async fn load_tiles(
+    manager: &TileManager,
+    coords: &[Option<TileCoord>],
+) -> Vec<Result<Option<Bytes>, String>> {
+    if manager.minimizes_meta_requests() {
+        // the cached tiles first, then the missing ones (cache/tile_manager.py:162-178)
+        let mut out: Vec<Result<Option<Bytes>, String>> = Vec::with_capacity(coords.len());
+        let mut missing = Vec::new();
+        for (i, c) in coords.iter().enumerate() {
+            let r = match *c {
+                None => Ok(None),
+                Some(c) => match manager.cached_tile(c).await {
+                    Ok(Some(t)) => Ok(Some(t.data)),
+                    Ok(None) => {
+                        missing.push((i, c));
+                        Ok(None)
+                    }
+                    Err(TileError::OutOfRange) => Ok(None),
+                    Err(e) => Err(e.to_string()),
+                },
+            };
+            out.push(r);
+        }
+        if missing.len() > 1 {
+            let wanted: Vec<TileCoord> = missing.iter().map(|(_, c)| *c).collect();
+            match manager.create_minimal(&wanted).await {
+                Ok(made) => {
+                    for (i, c) in missing {
+                        out[i] = Ok(made.get(&c).map(|t| t.data.clone()));
+                    }
+                }
+                Err(e) => {
+                    for (i, _) in missing {
+                        out[i] = Err(e.to_string());
+                    }
+                }
+            }
+            return out;
+        }
+    }
+    load_tiles_by_meta_tile(manager, coords).await
+}
+
+/// [`load_tiles`] by meta tile.
+async fn load_tiles_by_meta_tile(
     manager: &TileManager,
     coords: &[Option<TileCoord>],
 ) -> Vec<Result<Option<Bytes>, String>> {
@@ -1005,7 +1051,7 @@ async fn load_tiles(
         join_all(tiles.into_iter().map(|(i, c)| async move {
             let r = match manager.load_tile(c).await {
                 Ok(t) => Ok(Some(t.data)),
-                Err(TileError::OutOfRange) => Ok(None),
+                Err(TileError::OutOfRange | TileError::Missing) => Ok(None),
                 Err(e) => Err(e.to_string()),
             };
             (i, r)
@@ -1097,6 +1143,11 @@ async fn render_direct(
     resampling: Resampling,
     client_params: &[(String, String)],
 ) -> Result<Rendered, LayerError> {
+    // a seed_only source when not seeding: MapProxy's DummySource raises BlankImageError,
+    // the layer draws nothing (source/__init__.py:86-87)
+    if d.source.is_dummy() {
+        return Ok(Rendered::Blank);
+    }
     let supported = d.supported_srs.is_empty() || d.supported_srs.iter().any(|s| **s == *q.srs);
     let fmt = ImageFormat::new(
         format
