@@ -252,7 +252,7 @@ fn refuse_unsupported(conf: &MapProxyConf) -> Vec<ConfigError> {
                 format!("sources.{name}.{key} is not supported yet"),
             ));
         };
-        let (common, http, on_errors, image) = match &src.kind {
+        let (http, on_errors, image) = match &src.kind {
             SourceKind::Wms(w) => {
                 // MapProxy's WMS client POSTs with `method: POST`, and with `AUTO` when the
                 // request has an `sld_body` (client/wms.py:45-53); this one only GETs
@@ -262,27 +262,16 @@ fn refuse_unsupported(conf: &MapProxyConf) -> Vec<ConfigError> {
                 } else if method == "AUTO" && w.params.keys().any(|k| k == "sld_body") {
                     refuse(&mut out, &src.loc, "req.sld_body (sent by POST)");
                 }
-                (&w.common, &w.http, &w.on_error, &w.image)
+                (&w.http, &w.on_error, &w.image)
             }
             SourceKind::Tile(t) => {
                 if t.request_format.is_some() {
                     refuse(&mut out, &src.loc, "request_format");
                 }
-                (&t.common, &t.http, &t.on_error, &t.image)
+                (&t.http, &t.on_error, &t.image)
             }
             SourceKind::Debug | SourceKind::Other { .. } => continue,
         };
-        // MapProxy's source res_range: nothing drawn outside it
-        for (key, set) in [
-            ("min_res", common.min_res.is_some()),
-            ("max_res", common.max_res.is_some()),
-            ("min_scale", common.min_scale.is_some()),
-            ("max_scale", common.max_scale.is_some()),
-        ] {
-            if set {
-                refuse(&mut out, &src.loc, key);
-            }
-        }
         if http.manage_cookies == Some(true) {
             refuse(&mut out, &src.loc, "http.manage_cookies");
         }
@@ -656,15 +645,42 @@ fn cache_sources_extent(
 /// A resolution range: MapProxy's `ResolutionRange(min_res, max_res)`, `min_res` the coarsest.
 type ResRange = (Option<f64>, Option<f64>);
 
-/// A layer's `min_res`/`max_res`, or its `min_scale`/`max_scale`, as MapProxy's
-/// `resolution_range` (grid/resolutions.py:135-157): resolutions or scales, not both;
-/// `max_scale` gives `min_res` and `min_scale` gives `max_res` (res = scale × 0.00028 m);
-/// `min_res` must be larger than `max_res`; 0 is no limit (Python's falsy 0).
+/// A layer's `min_res`/`max_res`, or its `min_scale`/`max_scale` (see [`res_range`]).
 fn layer_res_range(l: &LayerConf) -> Result<Option<ResRange>, ConfigError> {
-    let set = |v: Option<f64>| v.filter(|v| *v != 0.0);
-    let (min_res, max_res) = (set(l.min_res), set(l.max_res));
-    let (min_scale, max_scale) = (set(l.min_scale), set(l.max_scale));
     let name = l.name.as_deref().unwrap_or_default();
+    res_range(
+        [l.min_res, l.max_res, l.min_scale, l.max_scale],
+        &l.loc,
+        &format!("layer '{name}'"),
+    )
+}
+
+/// A source's `min_res`/`max_res` or scales (see [`res_range`]): no image outside.
+fn source_res_range(
+    name: &str,
+    src: &config::SourceConf,
+    c: &config::SourceCommon,
+) -> Result<Option<crate::grid::ResRange>, ConfigError> {
+    Ok(res_range(
+        [c.min_res, c.max_res, c.min_scale, c.max_scale],
+        &src.loc,
+        &format!("source '{name}'"),
+    )?
+    .map(|(min_res, max_res)| crate::grid::ResRange { min_res, max_res }))
+}
+
+/// `[min_res, max_res, min_scale, max_scale]` as MapProxy's `resolution_range`
+/// (grid/resolutions.py:135-157): resolutions or scales, not both; `max_scale` gives
+/// `min_res` and `min_scale` gives `max_res` (res = scale × 0.00028 m); `min_res` must be
+/// larger than `max_res`; 0 is no limit (Python's falsy 0).
+fn res_range(
+    [min_res, max_res, min_scale, max_scale]: [Option<f64>; 4],
+    loc: &Location,
+    what: &str,
+) -> Result<Option<ResRange>, ConfigError> {
+    let set = |v: Option<f64>| v.filter(|v| *v != 0.0);
+    let (min_res, max_res) = (set(min_res), set(max_res));
+    let (min_scale, max_scale) = (set(min_scale), set(max_scale));
     let (min_res, max_res) = match (
         min_res.is_some() || max_res.is_some(),
         min_scale.is_some() || max_scale.is_some(),
@@ -677,19 +693,17 @@ fn layer_res_range(l: &LayerConf) -> Result<Option<ResRange>, ConfigError> {
         ),
         (true, true) => {
             return Err(err(
-                &l.loc,
-                format!(
-                "layer '{name}': requires either min_res/max_res or max_scale/min_scale, not both"
-            ),
+                loc,
+                format!("{what}: requires either min_res/max_res or max_scale/min_scale, not both"),
             ))
         }
     };
     if let (Some(min), Some(max)) = (min_res, max_res) {
         if min <= max {
             return Err(err(
-                &l.loc,
+                loc,
                 format!(
-                    "layer '{name}': min_res ({min}) must be larger than max_res ({max}): min_res is the coarsest resolution the layer shows (min_scale the smallest scale denominator)"
+                    "{what}: min_res ({min}) must be larger than max_res ({max}): min_res is the coarsest resolution the layer shows (min_scale the smallest scale denominator)"
                 ),
             ));
         }
@@ -1252,7 +1266,8 @@ fn compile_source(
                 .map_err(|e| err(&src.loc, format!("sources.{name}.url: {e}")))?;
             let http = SourceHttp::new(&http_opts(conf, &t.http))
                 .map_err(|e| err(&src.loc, format!("sources.{name}.http: {e}")))?;
-            let source = TileSource::new(template, grid, http, on_error(&t.on_error)?);
+            let source = TileSource::new(template, grid, http, on_error(&t.on_error)?)
+                .with_res_range(source_res_range(name, src, &t.common)?);
             Ok((Arc::new(source), false, t.transparent))
         }
         SourceKind::Wms(w) => {
@@ -1499,7 +1514,8 @@ fn wms_source(
     }
     let http = SourceHttp::new(&http_opts(conf, &w.http))
         .map_err(|e| err(&src.loc, format!("sources.{name}.http: {e}")))?;
-    let source = WmsSource::new(c, http, on_error(&w.on_error)?);
+    let source = WmsSource::new(c, http, on_error(&w.on_error)?)
+        .with_res_range(source_res_range(name, src, &w.common)?);
     Ok(match &w.common.coverage {
         Some(n) => source.with_coverage(crate::coverage::load(
             n,

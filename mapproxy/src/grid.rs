@@ -967,6 +967,40 @@ pub fn bbox_intersects(a: Bbox, b: Bbox) -> bool {
     a[0] < b[2] && a[2] > b[0] && a[1] < b[3] && a[3] > b[1]
 }
 
+/// MapProxy's `ResolutionRange` (grid/resolutions.py:149-196): `min_res` is the coarsest
+/// resolution drawn, `max_res` the finest.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ResRange {
+    pub min_res: Option<f64>,
+    pub max_res: Option<f64>,
+}
+
+impl ResRange {
+    /// `contains`: the x and y resolutions of `bbox` drawn at `size` (degrees in metres on the
+    /// WGS84 semi-major axis for a geographic SRS) below `min_res` (with MapProxy's 1e-6
+    /// tolerance) and at or above `max_res`.
+    pub fn contains(&self, bbox: Bbox, size: (u32, u32), latlong: bool) -> bool {
+        let (mut w, mut h) = (bbox[2] - bbox[0], bbox[3] - bbox[1]);
+        if latlong {
+            let m = 6378137.0 * 2.0 * std::f64::consts::PI / 360.0;
+            (w, h) = (w * m, h * m);
+        }
+        let (xr, yr) = (w / f64::from(size.0), h / f64::from(size.1));
+        if let Some(min) = self.min_res {
+            let min = min + 1e-6;
+            if min <= xr || min <= yr {
+                return false;
+            }
+        }
+        if let Some(max) = self.max_res {
+            if max > xr || max > yr {
+                return false;
+            }
+        }
+        true
+    }
+}
+
 /// The finer of the two axis resolutions of a bbox drawn at `size` pixels (MapProxy's
 /// `get_resolution`).
 pub fn get_resolution(bbox: Bbox, size: (u32, u32)) -> f64 {

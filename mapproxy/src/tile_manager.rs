@@ -384,8 +384,11 @@ impl TileManager {
                 return Ok(false);
             }
         }
-        inner.create_locked(main, refresh_before).await?;
-        Ok(true)
+        match inner.create_locked(main, refresh_before).await {
+            // the source has no image here (min_res/max_res): nothing to seed
+            Err(TileError::Missing) => Ok(false),
+            r => r.map(|_| true),
+        }
     }
 
     /// Removes the tile when it is stored and, with `before`, older than that. Returns
@@ -524,6 +527,11 @@ impl Inner {
             format: self.request_format.clone(),
             transparent: self.image_opts.transparent,
         };
+        // a source without an image for this query (MapProxy's BlankImageError: outside its
+        // min_res/max_res): no tiles are made (cache/tile_creator.py:129-138)
+        if self.source.blank_for(&query) {
+            return Err(TileError::Missing);
+        }
         let image = self
             .source
             .get_map(&query)

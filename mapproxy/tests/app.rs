@@ -1668,7 +1668,6 @@ globals:
         "mapproxy.yaml:11: layers[0].dimensions is not supported yet",
         "mapproxy.yaml:15: layers[0].md.keyword_list is not supported yet",
         "cache 'c': bulk_meta_tiles is not supported yet",
-        "sources.t.min_res is not supported yet",
         "mapproxy.yaml:27: sources.t.image.opacity is not supported yet",
         "sources.w.http.method: POST is not supported yet",
         "sources.w.http.manage_cookies is not supported yet",

@@ -3338,3 +3338,88 @@ sources:
         }
     }
 }
+
+/// A source's `min_res`/`max_res` (MapProxy's source `res_range`, source/wms.py:67 and
+/// cache/tile_creator.py:129-138): outside it the source has no image. A direct layer draws
+/// nothing and asks nothing; a cache makes no tile (TMS answers the empty tile, nothing
+/// stored), inside it the upstream is asked. Request counts as MapProxy 7's for this YAML.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_resolution_ranges_as_mapproxy() {
+    let s = serve(
+        r#"
+services:
+  wms:
+    srs: ['EPSG:4326', 'EPSG:3857']
+    md: {title: ranges}
+  tms:
+layers:
+  - name: lim
+    title: lim
+    sources: [lim_src]
+  - name: cached
+    title: cached
+    sources: [lc]
+globals:
+  cache:
+    base_dir: ./cache
+caches:
+  lc:
+    grids: [GLOBAL_WEBMERCATOR]
+    sources: [lim_src]
+sources:
+  lim_src:
+    type: wms
+    min_res: 1000
+    req: {url: 'http://UPSTREAM/service', layers: a, transparent: true}
+"#,
+    )
+    .await;
+    let count = || s.upstream.queries.lock().expect("log").len();
+    let before = count();
+    let a = get(
+        &s,
+        &getmap(
+            "1.1.1",
+            "lim",
+            "EPSG:4326",
+            "-180,-90,180,90",
+            256,
+            256,
+            "image/png",
+        ),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert!(
+        a.image().pixels().all(|p| p.0 == [255, 255, 255, 255]),
+        "nothing drawn on the white background"
+    );
+    assert_eq!(count(), before, "no request outside the range");
+    let a = get(
+        &s,
+        &getmap(
+            "1.1.1",
+            "lim",
+            "EPSG:4326",
+            "5,45,5.1,45.1",
+            256,
+            256,
+            "image/png",
+        ),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(count(), before + 1, "asked inside the range");
+    // TMS level 0 (the grid's level 1 with the global profile's offset, 78 km a pixel): the
+    // empty tile, nothing asked or stored
+    let a = get(&s, "/tms/1.0.0/cached/EPSG3857/0/0/0.png").await;
+    assert_eq!((a.status, a.content_type.as_str()), (200, "image/png"));
+    assert!(a.image().pixels().all(|p| p.0[3] == 0));
+    assert_eq!(count(), before + 1);
+    assert!(!s._dir.path().join("cache/lc_EPSG3857/01").exists());
+    // TMS level 10 (grid level 11, 76 m): made from the source and stored
+    let a = get(&s, "/tms/1.0.0/cached/EPSG3857/10/500/600.png").await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(count(), before + 2);
+    assert!(s._dir.path().join("cache/lc_EPSG3857/11").is_dir());
+}

@@ -38,7 +38,7 @@ impl MapSource for MergedSource {
             let parts = join_all(
                 self.sources
                     .iter()
-                    .filter(|s| !s.is_dummy())
+                    .filter(|s| !s.blank_for(query))
                     .map(|s| s.get_map(query)),
             )
             .await;

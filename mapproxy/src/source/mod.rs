@@ -135,6 +135,25 @@ pub trait MapSource: Send + Sync + 'static {
     fn is_dummy(&self) -> bool {
         false
     }
+
+    /// Whether it has no image for `query` (MapProxy's `BlankImageError`): a
+    /// [`DummySource`], or a query outside the source's `min_res`/`max_res`. Its users treat
+    /// it as [`is_dummy`](MapSource::is_dummy): nothing made, left out of a merge, nothing
+    /// drawn.
+    fn blank_for(&self, _query: &MapQuery) -> bool {
+        self.is_dummy()
+    }
+}
+
+/// Is `query` outside `range` (MapProxy's `res_range.contains` at the top of a WMS or tile
+/// source's `get_map`, source/wms.py:67, source/tile.py:71)?
+pub fn outside_res_range(range: Option<&crate::grid::ResRange>, query: &MapQuery) -> bool {
+    let Some(r) = range else {
+        return false;
+    };
+    let latlong =
+        crate::srs::Srs::get(&format!("EPSG:{}", query.srs)).is_ok_and(|s| s.is_latlong());
+    !r.contains(query.bbox, query.size, latlong)
 }
 
 /// What a `seed_only` `wms` or `tile` source is when not seeding (MapProxy 7

@@ -197,6 +197,8 @@ pub struct TileSource {
     grid: TileGrid,
     http: SourceHttp,
     on_error: Option<OnError>,
+    /// `min_res`/`max_res` (or the scales): no image outside ([`MapSource::blank_for`]).
+    res_range: Option<crate::grid::ResRange>,
 }
 
 impl TileSource {
@@ -213,7 +215,14 @@ impl TileSource {
             grid,
             http,
             on_error,
+            res_range: None,
         }
+    }
+
+    /// This source limited to `range` (MapProxy's source `min_res`/`max_res`).
+    pub fn with_res_range(mut self, range: Option<crate::grid::ResRange>) -> TileSource {
+        self.res_range = range;
+        self
     }
 
     pub fn grid(&self) -> &TileGrid {
@@ -260,6 +269,10 @@ impl TileSource {
 }
 
 impl MapSource for TileSource {
+    fn blank_for(&self, query: &MapQuery) -> bool {
+        super::outside_res_range(self.res_range.as_ref(), query)
+    }
+
     fn get_map<'a>(
         &'a self,
         query: &'a MapQuery,

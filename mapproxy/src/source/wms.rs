@@ -139,6 +139,8 @@ pub struct WmsSource {
     limit: Option<std::sync::Arc<Semaphore>>,
     /// A layer's direct source: a format not in `req` is added after `srs`.
     format_last: bool,
+    /// `min_res`/`max_res` (or the scales): no image outside ([`MapSource::blank_for`]).
+    res_range: Option<crate::grid::ResRange>,
 }
 
 /// Case-insensitive ordered parameters (MapProxy's `NoCaseMultiDict`, one value per key).
@@ -180,6 +182,7 @@ impl WmsSource {
             on_error,
             limit,
             format_last: false,
+            res_range: None,
         }
     }
 
@@ -200,6 +203,12 @@ impl WmsSource {
 
     pub fn with_coverage(mut self, coverage: crate::coverage::Coverage) -> WmsSource {
         self.coverage = Some(std::sync::Arc::new(coverage));
+        self
+    }
+
+    /// This source limited to `range` (MapProxy's source `min_res`/`max_res`).
+    pub fn with_res_range(mut self, range: Option<crate::grid::ResRange>) -> WmsSource {
+        self.res_range = range;
         self
     }
 
@@ -254,6 +263,8 @@ impl WmsSource {
             on_error: self.on_error.clone(),
             limit: self.limit.clone(),
             format_last: self.format_last,
+            // the layers outside their res_range are filtered out before (source/wms.py:233)
+            res_range: None,
         })
     }
 
@@ -585,6 +596,10 @@ impl WmsSource {
 }
 
 impl MapSource for WmsSource {
+    fn blank_for(&self, query: &MapQuery) -> bool {
+        super::outside_res_range(self.res_range.as_ref(), query)
+    }
+
     fn get_map<'a>(
         &'a self,
         query: &'a MapQuery,

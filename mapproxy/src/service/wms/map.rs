@@ -248,7 +248,7 @@ pub(crate) async fn handle(
             if l.renders_query(bbox, size, &srs) {
                 // an opaque layer hides the ones asked before it: they are not rendered
                 // (service/wms.py:122-125)
-                if l.is_opaque(bbox, &srs) {
+                if l.is_opaque(bbox, size, &srs) {
                     render.clear();
                 }
                 // `actual_layers` is an OrderedDict by layer name: a layer asked twice (or
@@ -1145,7 +1145,15 @@ async fn render_direct(
 ) -> Result<Rendered, LayerError> {
     // a seed_only source when not seeding: MapProxy's DummySource raises BlankImageError,
     // the layer draws nothing (source/__init__.py:86-87)
-    if d.source.is_dummy() {
+    // and a source outside its min_res/max_res for the map (source/wms.py:67)
+    let asked = MapQuery {
+        bbox: q.bbox,
+        size: q.size,
+        srs: q.srs.epsg(),
+        format: ImageFormat::png(),
+        transparent: d.transparent,
+    };
+    if d.source.blank_for(&asked) {
         return Ok(Rendered::Blank);
     }
     let supported = d.supported_srs.is_empty() || d.supported_srs.iter().any(|s| **s == *q.srs);

@@ -299,13 +299,23 @@ impl WmsLayer {
         !self.info.is_empty() || self.children.iter().any(|c| c.queryable())
     }
 
-    /// `is_opaque`: a layer's own sources (any of them opaque), a group's children (any).
-    fn is_opaque(&self, bbox: Bbox, srs: &Srs) -> bool {
+    /// `is_opaque`: a layer's own sources (any of them opaque: a WMS source without
+    /// `transparent`, within its coverage and its min_res/max_res), a group's children (any).
+    fn is_opaque(&self, bbox: Bbox, size: (u32, u32), srs: &Srs) -> bool {
         if !self.children.is_empty() {
-            return self.children.iter().any(|c| c.is_opaque(bbox, srs));
+            return self.children.iter().any(|c| c.is_opaque(bbox, size, srs));
         }
         self.map_layers.iter().any(|m| match m {
-            MapLayer::Direct(d) => d.opaque.covers(bbox, srs),
+            MapLayer::Direct(d) => {
+                d.opaque.covers(bbox, srs)
+                    && !d.source.blank_for(&crate::source::MapQuery {
+                        bbox,
+                        size,
+                        srs: srs.epsg(),
+                        format: crate::image::ImageFormat::png(),
+                        transparent: d.transparent,
+                    })
+            }
             MapLayer::Cache(_) => false,
         })
     }
@@ -315,28 +325,13 @@ impl WmsLayer {
         (self.min_res.is_some() || self.max_res.is_some()).then_some((self.min_res, self.max_res))
     }
 
-    /// `renders_query`: the map's x and y resolutions within `min_res`/`max_res`
-    /// (MapProxy's `ResolutionRange.contains`, grid/resolutions.py: degrees in metres on the
-    /// WGS84 semi-major axis; `min_res` with a 1e-6 tolerance, `max_res` inclusive).
+    /// `renders_query`: the map within its resolution range.
     fn renders_query(&self, bbox: Bbox, size: (u32, u32), srs: &Srs) -> bool {
-        let (mut w, mut h) = (bbox[2] - bbox[0], bbox[3] - bbox[1]);
-        if srs.is_latlong() {
-            let m = 6378137.0 * 2.0 * std::f64::consts::PI / 360.0;
-            (w, h) = (w * m, h * m);
+        crate::grid::ResRange {
+            min_res: self.min_res,
+            max_res: self.max_res,
         }
-        let (xr, yr) = (w / f64::from(size.0), h / f64::from(size.1));
-        if let Some(min) = self.min_res {
-            let min = min + 1e-6;
-            if min <= xr || min <= yr {
-                return false;
-            }
-        }
-        if let Some(max) = self.max_res {
-            if max > xr || max > yr {
-                return false;
-            }
-        }
-        true
+        .contains(bbox, size, srs.is_latlong())
     }
 }
 
