@@ -1825,10 +1825,7 @@ fn compile_cache(
             format!("cache '{name}': cache.{key} is not supported yet"),
         ));
     }
-    let unsupported = [
-        ("refresh_before", cache.refresh_before.is_some()),
-        ("cache.coverage", cache.cache.coverage.is_some()),
-    ];
+    let unsupported = [("cache.coverage", cache.cache.coverage.is_some())];
     if let Some((key, _)) = unsupported.iter().find(|(_, set)| *set) {
         return Err(err(
             &cache.loc,
@@ -2201,7 +2198,8 @@ fn compile_cache(
             cache.concurrent_tile_creators.max(1) as usize,
         )
         .with_request_format(request_format.clone())
-        .with_minimize_meta_requests(cache.minimize_meta_requests);
+        .with_minimize_meta_requests(cache.minimize_meta_requests)
+        .with_refresh_before(cache.refresh_before.clone());
         let manager = if cache.sources.is_empty() {
             manager.without_sources(rescale)
         } else {

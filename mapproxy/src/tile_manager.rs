@@ -102,6 +102,8 @@ struct Inner {
     /// The only source is a dummy: missing tiles stay missing.
     cache_only: bool,
     /// MapProxy's `minimize_meta_requests` (cache, else `globals.cache`).
+    /// The cache's `refresh_before`: tiles stored before it are made again.
+    refresh_before: Option<crate::config::before::Before>,
     minimize_meta_requests: bool,
     in_flight: Mutex<HashMap<TileCoord, Creation>>,
     /// A cache without sources (`sources: []`): missing tiles are not made (see [`rescale`]).
@@ -146,6 +148,7 @@ impl TileManager {
                 concurrent_tile_creators: concurrent_tile_creators.max(1),
                 cache_only,
                 minimize_meta_requests: false,
+                refresh_before: None,
                 in_flight: Mutex::new(HashMap::new()),
                 without_sources: false,
                 rescale: None,
@@ -159,6 +162,20 @@ impl TileManager {
     pub fn with_request_format(mut self, format: ImageFormat) -> TileManager {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.request_format = format;
+        }
+        self
+    }
+
+    /// With the cache's `refresh_before` (MapProxy's `TileManager._refresh_before`,
+    /// cache/tile_manager.py:197-241): a stored tile older than it is a miss and is made
+    /// again, as when seeding with `refresh_before`; ages and `mtime` files are evaluated at
+    /// each load. For a manager as [`TileManager::new`] made it.
+    pub fn with_refresh_before(
+        mut self,
+        before: Option<crate::config::before::Before>,
+    ) -> TileManager {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.refresh_before = before;
         }
         self
     }
@@ -442,6 +459,15 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl Inner {
+    /// The time before which stored tiles are out of date: the cache's `refresh_before`,
+    /// else `seeding`'s (MapProxy's `expire_timestamp`: the cache's wins).
+    fn expire(&self, seeding: Option<SystemTime>) -> Option<SystemTime> {
+        match &self.refresh_before {
+            Some(b) => b.at().or(seeding),
+            None => seeding,
+        }
+    }
+
     async fn load(&self, coord: TileCoord) -> Result<Option<TileData>, TileError> {
         // A cache hit is one open, fstat and read of a small file, served from the page cache
         // in the common case: done on the worker thread itself, as nginx does without aio. A
@@ -456,6 +482,10 @@ impl Inner {
             QuickLoad::Future(f) => f.await.map_err(cache_error)?,
             QuickLoad::WouldBlock => self.cache_call(move |c| c.load(coord)).await?,
         };
+        // out of date (refresh_before): a miss
+        let expire = self.expire(None);
+        let loaded =
+            loaded.filter(|t| expire.is_none_or(|e| !crate::config::before::is_stale(t.mtime, e)));
         Ok(loaded.map(|t| TileData {
             format: crate::image::sniff_format(&t.data)
                 .unwrap_or_else(|| self.image_opts.format.clone()),
@@ -495,6 +525,7 @@ impl Inner {
         meta_tile: &MetaTile,
         expire: Option<SystemTime>,
     ) -> Result<HashMap<TileCoord, Made>, TileError> {
+        let expire = self.expire(expire);
         let main = meta_tile.main_tile_coord().ok_or(TileError::OutOfRange)?;
         let lock_coord = main;
         let lock_coord = self.meta.main_tile(lock_coord).unwrap_or(lock_coord);
@@ -642,7 +673,12 @@ impl Inner {
                 let mut out = Vec::new();
                 for coord in coords {
                     match c.load(coord)? {
-                        Some(t) if expire.is_none_or(|e| t.mtime >= e) => out.push((coord, t)),
+                        Some(t)
+                            if expire
+                                .is_none_or(|e| !crate::config::before::is_stale(t.mtime, e)) =>
+                        {
+                            out.push((coord, t))
+                        }
                         _ => return Ok(None),
                     }
                 }

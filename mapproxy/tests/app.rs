@@ -350,17 +350,16 @@ fn options_not_supported_yet_are_errors_and_expires_hours_keeps_fractions() {
         "services:\n  tms:\n    origin: nw\nlayers:\n  - name: d\n    title: d\n    sources: [c]\n\
                 caches:\n  c:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [s]\n";
     let tail = "sources:\n  s:\n    type: debug\n";
-    std::fs::write(
-        &path,
-        format!("{base}    refresh_before: {{days: 1}}\n{tail}"),
-    )
-    .expect("write");
+    std::fs::write(&path, format!("{base}    cache: {{type: couchdb}}\n{tail}")).expect("write");
     let e = mapproxy_serve_mapproxy::app::build(&path)
         .err()
-        .expect("refresh_before is refused")
+        .expect("couchdb is refused")
         .to_string();
     assert!(e.contains("mapproxy.yaml:"), "{e}");
-    assert!(e.contains("refresh_before is not supported yet"), "{e}");
+    assert!(
+        e.contains("cache type 'couchdb' is not supported yet"),
+        "{e}"
+    );
     std::fs::write(
         &path,
         format!("{base}{tail}").replace("origin: nw", "origin: up"),
@@ -1679,4 +1678,63 @@ globals:
     // proj_data_dir has nothing to do here (projections are built in): accepted
     assert!(!e.contains("proj_data_dir"), "{e}");
     assert!(!e.contains("abstract"), "{e}");
+}
+
+/// A cache's `refresh_before` (MapProxy's `TileManager._refresh_before`,
+/// cache/tile_manager.py:197-241): a stored tile whose whole seconds are not after the
+/// time is a miss and is fetched and stored again; `{mtime: FILE}` is read at each load,
+/// so touching the file refreshes the tiles (MapProxy's way to expire a cache by hand);
+/// `{time: ...}` before the tile's time keeps it; a file that does not exist is an error
+/// with file:line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_before_makes_out_of_date_tiles_again() {
+    let up = upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let stamp = tmp.path().join("stamp");
+    std::fs::write(&stamp, "").expect("stamp");
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&stamp)
+        .and_then(|f| f.set_modified(old))
+        .expect("stamp time");
+    let yaml = |refresh: &str| {
+        format!(
+            "services:\n  tms:\n\
+             layers:\n  - name: t\n    title: t\n    sources: [c]\n\
+             caches:\n  c:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [tiles]\n\
+             \x20   refresh_before:\n      {refresh}\n\
+             sources:\n  tiles:\n    type: tile\n    grid: GLOBAL_WEBMERCATOR\n    url: http://{}/%(tms_path)s.png\n",
+            up.addr
+        )
+    };
+    let app = build(tmp.path(), &yaml("mtime: ./stamp"));
+    let asked = || up.seen.lock().expect("seen").len();
+    let (s, _, _) = get(&app, "/tms/1.0.0/t/EPSG3857/2/1/1.png").await;
+    assert_eq!((s, asked()), (StatusCode::OK, 1));
+    // stored after the stamp: a hit
+    let (s, _, _) = get(&app, "/tms/1.0.0/t/EPSG3857/2/1/1.png").await;
+    assert_eq!((s, asked()), (StatusCode::OK, 1));
+    // the stamp touched (a second ahead, past the tile's whole second): made again, once
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(2);
+    std::fs::File::options()
+        .write(true)
+        .open(&stamp)
+        .and_then(|f| f.set_modified(later))
+        .expect("touch");
+    let (s, _, _) = get(&app, "/tms/1.0.0/t/EPSG3857/2/1/1.png").await;
+    assert_eq!((s, asked()), (StatusCode::OK, 2));
+    // a time long before: stored tiles are kept
+    let app = build(tmp.path(), &yaml("time: '2001-01-01T00:00:00'"));
+    let (s, _, _) = get(&app, "/tms/1.0.0/t/EPSG3857/2/1/1.png").await;
+    assert_eq!((s, asked()), (StatusCode::OK, 2));
+    // no such file: refused where it is written
+    let path = tmp.path().join("mapproxy.yaml");
+    std::fs::write(&path, yaml("mtime: ./nope")).expect("write");
+    let e = mapproxy_serve_mapproxy::app::build(&path)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("mapproxy.yaml:12"), "{e}");
+    assert!(e.contains("caches.c.refresh_before.mtime"), "{e}");
 }

@@ -19,6 +19,7 @@
 //!
 //! `parts:` is MapProxy's free-form section for YAML anchors; it is kept as written.
 
+pub mod before;
 pub(crate) mod load;
 pub(crate) mod model;
 pub(crate) mod read;

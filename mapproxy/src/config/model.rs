@@ -345,8 +345,9 @@ pub struct CacheConf {
     pub use_direct_from_res: Option<f64>,
     /// Store tiles made by up/downscaling.
     pub cache_rescaled_tiles: Option<bool>,
-    /// `refresh_before` (seconds/minutes/hours/days/weeks, time or mtime), as written.
-    pub refresh_before: Option<Node>,
+    /// `refresh_before` (seconds/minutes/hours/days/weeks, time or mtime): tiles stored
+    /// before it are made again.
+    pub refresh_before: Option<super::before::Before>,
     /// `watermark` (text, font_size, color, opacity, spacing), as written.
     pub watermark: Option<Node>,
     /// `cache_dir`, default `globals.cache.base_dir`.
@@ -1488,14 +1489,11 @@ fn cache(ctx: &mut Ctx, g: &Globals, n: &Node, path: &str) -> Option<CacheConf> 
         use_direct_from_level: opt(&mut k, "use_direct_from_level", |n, p| ctx.number(n, p)),
         use_direct_from_res: opt(&mut k, "use_direct_from_res", |n, p| ctx.number(n, p)),
         cache_rescaled_tiles: opt(&mut k, "cache_rescaled_tiles", |n, p| ctx.boolean(n, p)),
-        refresh_before: checked(
-            ctx,
-            &mut k,
-            "refresh_before",
-            &[
-                "seconds", "minutes", "hours", "days", "weeks", "time", "mtime",
-            ],
-        ),
+        refresh_before: {
+            let p = k.at("refresh_before");
+            k.get("refresh_before")
+                .and_then(|n| super::before::read(ctx, n, &p))
+        },
         watermark: checked(
             ctx,
             &mut k,

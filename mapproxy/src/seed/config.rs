@@ -15,7 +15,7 @@
 //! - `${VAR}` in values is replaced from the environment, as for mapproxy.yaml.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use indexmap::IndexMap;
 use mapproxy_serve_core::error::{ConfigError, ConfigErrors, Location};
@@ -221,7 +221,7 @@ fn read_task(ctx: &mut Ctx, name: &str, n: &Node, path: &str, cleanup: bool) -> 
         "refresh_before"
     };
     if let Some(b) = k.get(before_key) {
-        task.before = read_before(ctx, b, &k.at(before_key));
+        task.before = crate::config::before::read(ctx, b, &k.at(before_key)).and_then(|b| b.at());
         ok &= task.before.is_some();
     }
     if cleanup {
@@ -285,83 +285,6 @@ fn read_levels(ctx: &mut Ctx, n: &Node, path: &str, res: bool) -> Option<Levels>
             None
         }
     }
-}
-
-/// `{time: ...}`, `{mtime: FILE}` or an age before now.
-fn read_before(ctx: &mut Ctx, n: &Node, path: &str) -> Option<SystemTime> {
-    let mut k = ctx.map(n, path)?;
-    let time = k.get("time").map(|v| (v, k.at("time")));
-    let mtime = k.get("mtime").map(|v| (v, k.at("mtime")));
-    let mut age = Vec::new();
-    for (unit, secs) in [
-        ("weeks", 604_800.0),
-        ("days", 86_400.0),
-        ("hours", 3_600.0),
-        ("minutes", 60.0),
-        ("seconds", 1.0),
-    ] {
-        if let Some(v) = k.get(unit) {
-            age.push((v, k.at(unit), secs));
-        }
-    }
-    k.finish(ctx);
-    if let Some((v, p)) = time {
-        let s = match &v.value {
-            Value::Str(s) => s.clone(),
-            _ => {
-                ctx.error(&v.loc, &p, "expected an ISO time (2024-01-31T12:00:00)");
-                return None;
-            }
-        };
-        return match parse_local_time(&s) {
-            Some(t) => Some(t),
-            None => {
-                ctx.error(
-                    &v.loc,
-                    &p,
-                    format!("can't parse time '{s}'. should be ISO time string"),
-                );
-                None
-            }
-        };
-    }
-    if let Some((v, p)) = mtime {
-        let f = ctx.path(v, &p)?;
-        return match std::fs::metadata(&f).and_then(|m| m.modified()) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                ctx.error(
-                    &v.loc,
-                    &p,
-                    format!(
-                        "can't parse last modified time from file '{}': {e}",
-                        f.display()
-                    ),
-                );
-                None
-            }
-        };
-    }
-    let mut secs = 0.0;
-    for (v, p, unit) in age {
-        secs += ctx.number(v, &p)? * unit;
-    }
-    if !(0.0..=1e11).contains(&secs) {
-        ctx.error(&n.loc, path, "the age must be positive");
-        return None;
-    }
-    SystemTime::now().checked_sub(Duration::from_secs_f64(secs))
-}
-
-/// `2024-01-31T12:00:00` (also with a space, or with fractions) in local time.
-fn parse_local_time(s: &str) -> Option<SystemTime> {
-    use chrono::{Local, NaiveDateTime, TimeZone};
-    let s = s.trim();
-    let naive = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())?;
-    let t = Local.from_local_datetime(&naive).earliest()?;
-    Some(SystemTime::from(t))
 }
 
 fn read_coverage(ctx: &mut Ctx, n: &Node, path: &str) -> Option<Option<Coverage>> {
