@@ -775,10 +775,9 @@ fn layer_md(l: &LayerConf) -> Result<crate::service::wms::LayerMd, ConfigError> 
         }) => Ok(Some(*i)),
         Some(n) => Err(expected(n, &format!("{path}.{key}"), "an integer")),
     };
-    // a list of mappings, each passed to `each` with its path
-    let entries = |m: &IndexMap<String, Node>,
-                   key: &str|
-     -> Result<Vec<(IndexMap<String, Node>, String)>, ConfigError> {
+    // a list of mappings, each with its path
+    type Entries = Vec<(IndexMap<String, Node>, String)>;
+    let entries = |m: &IndexMap<String, Node>, key: &str| -> Result<Entries, ConfigError> {
         let path = format!("{base}.{key}");
         match m.get(key) {
             None => Ok(Vec::new()),
