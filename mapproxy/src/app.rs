@@ -335,15 +335,6 @@ fn refuse_unsupported(conf: &MapProxyConf) -> Vec<ConfigError> {
                     out.push(err(&l.loc, format!("{here}.{key} is not supported yet")));
                 }
             }
-            if let Some(Node {
-                value: Value::Map(m),
-                ..
-            }) = &l.md
-            {
-                for (key, n) in m.iter().filter(|(k, _)| k.as_str() != "abstract") {
-                    out.push(err(&n.loc, format!("{here}.md.{key} is not supported yet")));
-                }
-            }
             layers(&l.layers, &format!("{here}.layers"), out);
         }
     }
@@ -533,7 +524,7 @@ fn compile_wms(
         WmsLayer {
             name: None,
             title: String::new(),
-            abstract_: None,
+            md: Default::default(),
             map_layers: Vec::new(),
             own: false,
             info: Vec::new(),
@@ -861,16 +852,7 @@ fn wms_layer(
     };
     let mut extents: Vec<WmsExtent> = children.iter().filter_map(|c| c.extent.clone()).collect();
     extents.extend(own_extent);
-    let abstract_ = match &l.md {
-        Some(Node {
-            value: Value::Map(m),
-            ..
-        }) => match m.get("abstract").map(|n| &n.value) {
-            Some(Value::Str(s)) => Some(s.clone()),
-            _ => None,
-        },
-        _ => None,
-    };
+    let md = layer_md(l)?;
     // MapProxy's WMSLayer (`this`) takes the layer's range; a WMSGroupLayer the merge of its
     // children's and this one's (service/wms.py:826); a group without sources of its own
     // ignores its min_res/max_res
@@ -889,7 +871,7 @@ fn wms_layer(
     Ok(Some(WmsLayer {
         name: l.name.clone(),
         title: l.title.clone().unwrap_or_default(),
-        abstract_,
+        md,
         own: !l.sources.is_empty() || l.legendurl.is_some(),
         info,
         legends,
@@ -899,6 +881,146 @@ fn wms_layer(
         min_res,
         max_res,
     }))
+}
+
+/// A layer's `md` (MapProxy's `wms_130_layer_md`, config/spec.py:272-317), typed as MapProxy's
+/// validator wants it: text must be strings, `width`/`height` integers, the lists lists of
+/// mappings (a wrong type is an error, as MapProxy refuses the configuration). Null is an
+/// empty mapping where a mapping goes (`md`, `attribution`, `logo`), as the validator reads it
+/// (util/ext/dictspec/validator.py:110); other keys are left aside.
+fn layer_md(l: &LayerConf) -> Result<crate::service::wms::LayerMd, ConfigError> {
+    use crate::service::wms::{Attribution, Identifier, LayerMd, Logo, MdUrl};
+    let mut md = LayerMd::default();
+    let Some(n) = &l.md else { return Ok(md) };
+    let base = format!("{}.md", l.path);
+    let expected = |n: &Node, path: &str, what: &str| {
+        let found = match &n.value {
+            Value::Str(s) => format!("'{s}'"),
+            Value::Int(i) => i.to_string(),
+            Value::Float(f) => f.to_string(),
+            Value::Bool(b) => b.to_string(),
+            other => other.kind().to_string(),
+        };
+        err(&n.loc, format!("{path}: expected {what}, found {found}"))
+    };
+    // a mapping, or null as an empty one
+    let map = |n: &Node, path: &str| match &n.value {
+        Value::Map(m) => Ok(Some(m.clone())),
+        Value::Null => Ok(None),
+        _ => Err(expected(n, path, "a mapping")),
+    };
+    let text = |m: &IndexMap<String, Node>, key: &str, path: &str| match m.get(key) {
+        None => Ok(String::new()),
+        Some(Node {
+            value: Value::Str(s),
+            ..
+        }) => Ok(s.clone()),
+        Some(n) => Err(expected(n, &format!("{path}.{key}"), "a string")),
+    };
+    let int = |m: &IndexMap<String, Node>, key: &str, path: &str| match m.get(key) {
+        None => Ok(None),
+        Some(Node {
+            value: Value::Int(i),
+            ..
+        }) => Ok(Some(*i)),
+        Some(n) => Err(expected(n, &format!("{path}.{key}"), "an integer")),
+    };
+    // a list of mappings, each with its path
+    type Entries = Vec<(IndexMap<String, Node>, String)>;
+    let entries = |m: &IndexMap<String, Node>, key: &str| -> Result<Entries, ConfigError> {
+        let path = format!("{base}.{key}");
+        match m.get(key) {
+            None => Ok(Vec::new()),
+            Some(Node {
+                value: Value::Seq(items),
+                ..
+            }) => items
+                .iter()
+                .enumerate()
+                .map(|(i, it)| {
+                    let p = format!("{path}[{i}]");
+                    match &it.value {
+                        Value::Map(e) => Ok((e.clone(), p)),
+                        _ => Err(expected(it, &p, "a mapping")),
+                    }
+                })
+                .collect(),
+            Some(n) => Err(expected(n, &path, "a list")),
+        }
+    };
+    let Some(m) = map(n, &base)? else {
+        return Ok(md);
+    };
+    if m.contains_key("abstract") {
+        md.abstract_ = Some(text(&m, "abstract", &base)?);
+    }
+    for (k, p) in entries(&m, "keyword_list")? {
+        let keywords = match k.get("keywords") {
+            None => Vec::new(),
+            Some(Node {
+                value: Value::Seq(items),
+                ..
+            }) => items
+                .iter()
+                .enumerate()
+                .map(|(i, it)| match &it.value {
+                    Value::Str(s) => Ok(s.clone()),
+                    _ => Err(expected(it, &format!("{p}.keywords[{i}]"), "a string")),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(n) => return Err(expected(n, &format!("{p}.keywords"), "a list")),
+        };
+        let vocabulary = text(&k, "vocabulary", &p)?;
+        md.keyword_list.push(crate::service::Keywords {
+            vocabulary: Some(vocabulary).filter(|v| !v.is_empty()),
+            keywords,
+        });
+    }
+    if let Some(a) = m.get("attribution") {
+        let p = format!("{base}.attribution");
+        if let Some(a) = map(a, &p)?.filter(|a| !a.is_empty()) {
+            let mut logo = None;
+            if let Some(n) = a.get("logo") {
+                let lp = format!("{p}.logo");
+                if let Some(g) = map(n, &lp)?.filter(|g| !g.is_empty()) {
+                    logo = Some(Logo {
+                        url: text(&g, "url", &lp)?,
+                        format: text(&g, "format", &lp)?,
+                        width: int(&g, "width", &lp)?,
+                        height: int(&g, "height", &lp)?,
+                    });
+                }
+            }
+            md.attribution = Some(Attribution {
+                title: text(&a, "title", &p)?,
+                url: text(&a, "url", &p)?,
+                logo,
+            });
+        }
+    }
+    for (e, p) in entries(&m, "identifier")? {
+        md.identifier.push(Identifier {
+            url: text(&e, "url", &p)?,
+            name: text(&e, "name", &p)?,
+            value: text(&e, "value", &p)?,
+        });
+    }
+    let urls = |key: &str| -> Result<Vec<MdUrl>, ConfigError> {
+        entries(&m, key)?
+            .into_iter()
+            .map(|(e, p)| {
+                Ok(MdUrl {
+                    url: text(&e, "url", &p)?,
+                    type_: text(&e, "type", &p)?,
+                    format: text(&e, "format", &p)?,
+                })
+            })
+            .collect()
+    };
+    md.metadata = urls("metadata")?;
+    md.data = urls("data")?;
+    md.feature_list = urls("feature_list")?;
+    Ok(md)
 }
 
 fn config_template(config: &ServiceConfig, _w: &config::WmtsConf) -> String {

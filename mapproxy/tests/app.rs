@@ -1665,7 +1665,6 @@ globals:
         "mapproxy.yaml:4: services.wms.attribution is not supported yet",
         "mapproxy.yaml:5: services.ogcapi is not supported yet",
         "mapproxy.yaml:11: layers[0].dimensions is not supported yet",
-        "mapproxy.yaml:15: layers[0].md.keyword_list is not supported yet",
         "cache 'c': bulk_meta_tiles is not supported yet",
         "mapproxy.yaml:27: sources.t.image.opacity is not supported yet",
         "sources.w.http.method: POST is not supported yet",

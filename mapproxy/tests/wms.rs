@@ -3012,11 +3012,15 @@ async fn wms_c_tiled_as_mapproxy() {
 /// every version: layer extents (a WMS source without coverage and `debug` have MapProxy's
 /// default extent, printed as ints, which leaves a group's other extents as they are; two
 /// extents merge in EPSG:4326), scale ranges (`max_scale` the coarse end; a group's the merge
-/// of its children's and its own), legend styles as each template indents them. Same status,
-/// content type and bytes (the host aside).
+/// of its children's and its own), legend styles as each template indents them; and for
+/// `fixtures/wms/layer_md/mapproxy.yaml` (`gen_golden.sh layer_md`) every key of a layer's
+/// `md` on layers, groups and nested layers: 1.0.0 and 1.1.0 print none, 1.1.1 the abstract
+/// and the ISO/FGDC `MetadataURL`s, 1.3.0 all (wms130capabilities.xml:204-288), only URLs
+/// escaped; the WMTS and TMS documents print no layer md. Same status, content type and bytes
+/// (the host aside).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wms_golden_documents_as_mapproxy_printed_them() {
-    for (set, count) in [("", 15), ("/groups", 4)] {
+    for (set, count) in [("", 15), ("/groups", 4), ("/layer_md", 8)] {
         let dir = format!("{}/tests/fixtures/wms{set}", env!("CARGO_MANIFEST_DIR"));
         let read = |name: &str| {
             std::fs::read(format!("{dir}/{name}")).unwrap_or_else(|e| panic!("{name}: {e}"))
@@ -3046,6 +3050,96 @@ async fn wms_golden_documents_as_mapproxy_printed_them() {
         }
         assert_eq!(checked, count, "{set}");
     }
+}
+
+/// A layer's `md` of the wrong type is a configuration error with file:line and the YAML path,
+/// as MapProxy's validator refuses it (config/spec.py:272-317: text is `str`, `width` and
+/// `height` `int`, the lists lists of mappings); null is an empty mapping where a mapping goes.
+#[test]
+fn layer_md_of_the_wrong_type_is_an_error_with_line_and_path() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("mapproxy.yaml");
+    for (md, want) in [
+        (
+            "{abstract: 5}",
+            "mapproxy.yaml:9: layers[0].layers[0].md.abstract: expected a string, found 5",
+        ),
+        (
+            "{abstract: ~}",
+            "layers[0].layers[0].md.abstract: expected a string, found null",
+        ),
+        (
+            "[a]",
+            "layers[0].layers[0].md: expected a mapping, found a list",
+        ),
+        (
+            "{keyword_list: x}",
+            "layers[0].layers[0].md.keyword_list: expected a list, found 'x'",
+        ),
+        (
+            "{keyword_list: [{keywords: [a, 1]}]}",
+            "md.keyword_list[0].keywords[1]: expected a string, found 1",
+        ),
+        (
+            "{keyword_list: [{keywords: a}]}",
+            "md.keyword_list[0].keywords: expected a list, found 'a'",
+        ),
+        (
+            "{keyword_list: [a]}",
+            "md.keyword_list[0]: expected a mapping, found 'a'",
+        ),
+        (
+            "{attribution: [x]}",
+            "md.attribution: expected a mapping, found a list",
+        ),
+        (
+            "{attribution: {title: [x]}}",
+            "md.attribution.title: expected a string, found a list",
+        ),
+        (
+            "{attribution: {logo: {width: wide}}}",
+            "md.attribution.logo.width: expected an integer, found 'wide'",
+        ),
+        (
+            "{identifier: [{name: n, value: 1}]}",
+            "md.identifier[0].value: expected a string, found 1",
+        ),
+        (
+            "{metadata: [{url: 1}]}",
+            "md.metadata[0].url: expected a string, found 1",
+        ),
+        (
+            "{data: {url: x}}",
+            "md.data: expected a list, found a mapping",
+        ),
+        (
+            "{feature_list: [~]}",
+            "md.feature_list[0]: expected a mapping, found null",
+        ),
+    ] {
+        std::fs::write(
+            &path,
+            format!(
+                "services:\n  wms:\nlayers:\n  - title: g\n    layers:\n      - name: d\n        title: d\n        sources: [s]\n        md: {md}\n\
+                 sources:\n  s:\n    type: debug\n"
+            ),
+        )
+        .expect("write");
+        let e = mapproxy_serve_mapproxy::app::build(&path)
+            .err()
+            .unwrap_or_else(|| panic!("{md} is refused"))
+            .to_string();
+        assert!(e.contains("mapproxy.yaml:"), "{md}: {e}");
+        assert!(e.contains(want), "{md}: {e}");
+    }
+    // null where a mapping goes: nothing printed
+    std::fs::write(
+        &path,
+        "services:\n  wms:\nlayers:\n  - name: d\n    title: d\n    sources: [s]\n    md: {attribution: ~, unknown: 1}\n\
+         sources:\n  s:\n    type: debug\n",
+    )
+    .expect("write");
+    assert!(mapproxy_serve_mapproxy::app::build(&path).is_ok());
 }
 
 /// WMTS GetFeatureInfo asks the authorizer for `wmts.featureinfo` with the layer and the

@@ -485,6 +485,8 @@ pub struct LayerConf {
     pub layers: Vec<LayerConf>,
     /// Metadata as written (abstract, attribution, keyword_list, ...).
     pub md: Option<Node>,
+    /// The layer's YAML path (`layers[0].layers[1]`), for errors found later.
+    pub path: String,
     /// Scale hint.
     pub min_res: Option<f64>,
     /// Scale hint.
@@ -1757,7 +1759,22 @@ fn layer(ctx: &mut Ctx, n: &Node, path: &str, name_from_key: Option<&str>) -> Op
         sources: opt(&mut k, "sources", |n, p| ctx.strings(n, p)).unwrap_or_default(),
         tile_sources: opt(&mut k, "tile_sources", |n, p| ctx.strings(n, p)).unwrap_or_default(),
         layers: Vec::new(),
-        md: k.get("md").cloned(),
+        // MapProxy's wms_130_layer_md (config/spec.py:272-318): other keys warn
+        md: checked(
+            ctx,
+            &mut k,
+            "md",
+            &[
+                "abstract",
+                "keyword_list",
+                "attribution",
+                "identifier",
+                "metadata",
+                "data",
+                "feature_list",
+            ],
+        ),
+        path: path.to_string(),
         min_res: opt(&mut k, "min_res", |n, p| ctx.number(n, p)),
         max_res: opt(&mut k, "max_res", |n, p| ctx.number(n, p)),
         min_scale: opt(&mut k, "min_scale", |n, p| ctx.number(n, p)),

@@ -522,9 +522,10 @@ fn layer_111(
     let Some(ind) = layer_head(l, with_srs, allowed, s, depth) else {
         return;
     };
-    // 1.1.0: no layer abstract, the SRS list in one element (wms110capabilities.xml:109-112)
+    // 1.1.0: no layer md, the SRS list in one element (wms110capabilities.xml:109-112); 1.1.1:
+    // the abstract when `md` has the key (wms111capabilities.xml:6-8)
     let v111 = version >= Version::V111;
-    if let Some(a) = l.abstract_.as_ref().filter(|_| v111) {
+    if let Some(a) = l.md.abstract_.as_ref().filter(|_| v111) {
         s.push_str(&format!("{ind}  <Abstract>{}</Abstract>\n", e(a)));
     }
     if with_srs && v111 {
@@ -535,12 +536,36 @@ fn layer_111(
         s.push_str(&format!("{ind}  <SRS>{}</SRS>\n", srs_list(wms)));
     }
     bboxes_1x(wms, allowed, l, &ind, s);
+    if v111 {
+        metadata_111(l, &ind, s);
+    }
     s.push_str(&legend_style(url, l, sizes, &ind, false));
     s.push_str(&scale_hint(l, &ind));
     for c in &l.children {
         layer_111(wms, url, version, c, false, allowed, sizes, s, depth + 1);
     }
     s.push_str(&format!("{ind}</Layer>\n"));
+}
+
+/// The 1.1.1 `MetadataURL`s (wms111capabilities.xml:19-31): only the entries whose `type`
+/// `wms111metadatatype` names (`ISO19115:2003` as `TC211`, `FGDC:1998` as `FGDC`,
+/// service/template_helper.py:51-55), after the bounding boxes.
+fn metadata_111(l: &WmsLayer, ind: &str, s: &mut String) {
+    for m in &l.md.metadata {
+        let t = match m.type_.as_str() {
+            "ISO19115:2003" => "TC211",
+            "FGDC:1998" => "FGDC",
+            _ => continue,
+        };
+        s.push_str(&format!("{ind}  <MetadataURL type=\"{t}\">\n"));
+        if !m.format.is_empty() {
+            s.push_str(&format!("{ind}    <Format>{}</Format>\n", e(&m.format)));
+        }
+        s.push_str(&format!(
+            "{ind}    <OnlineResource xmlns:xlink=\"http://www.w3.org/1999/xlink\" xlink:href=\"{}\"/>\n{ind}  </MetadataURL>\n",
+            html_escape(&m.url)
+        ));
+    }
 }
 
 /// `<ScaleHint>` of a layer with `min_res`/`max_res` (1.0.0 to 1.1.1): MapProxy's
@@ -712,8 +737,22 @@ fn layer_130(
     let Some(ind) = layer_head(l, with_srs, allowed, s, depth) else {
         return;
     };
-    if let Some(a) = &l.abstract_ {
+    // wms130capabilities.xml:211-223: `{{if md.abstract}}`, `{{if md.keyword_list}}`
+    if let Some(a) = l.md.abstract_.as_ref().filter(|a| !a.is_empty()) {
         s.push_str(&format!("{ind}  <Abstract>{}</Abstract>\n", e(a)));
+    }
+    if !l.md.keyword_list.is_empty() {
+        s.push_str(&format!("{ind}  <KeywordList>\n"));
+        for list in &l.md.keyword_list {
+            let voc = match &list.vocabulary {
+                Some(v) if !v.is_empty() => format!(" vocabulary=\"{}\"", e(v)),
+                _ => String::new(),
+            };
+            for k in &list.keywords {
+                s.push_str(&format!("{ind}    <Keyword{voc}>{}</Keyword>\n", e(k)));
+            }
+        }
+        s.push_str(&format!("{ind}  </KeywordList>\n"));
     }
     if with_srs {
         for srs in &wms.config.srs {
@@ -732,6 +771,7 @@ fn layer_130(
             b[0], b[1], b[2], b[3]
         ));
     }
+    md_130(l, &ind, s);
     s.push_str(&legend_style(url, l, sizes, &ind, true));
     if l.min_res.is_some() || l.max_res.is_some() {
         // MapProxy: res / 0.00028 (metres) as scale denominators
@@ -753,4 +793,90 @@ fn layer_130(
         layer_130(wms, url, c, false, allowed, sizes, s, depth + 1);
     }
     s.push_str(&format!("{ind}</Layer>\n"));
+}
+
+/// A layer's md between its bounding boxes and its style in the 1.3.0 document
+/// (wms130capabilities.xml:239-288): `Attribution`, the `AuthorityURL`s and then the
+/// `Identifier`s, and `layer_meta_tag` (:310-319) for `MetadataURL`, `DataURL` and
+/// `FeatureListURL`. Only URLs and the `type` attribute are escaped (`|escape`).
+fn md_130(l: &WmsLayer, ind: &str, s: &mut String) {
+    let md = &l.md;
+    if let Some(a) = &md.attribution {
+        s.push_str(&format!("{ind}  <Attribution>\n"));
+        if !a.title.is_empty() {
+            s.push_str(&format!("{ind}    <Title>{}</Title>\n", e(&a.title)));
+        }
+        if !a.url.is_empty() {
+            s.push_str(&format!(
+                "{ind}    <OnlineResource xlink:href=\"{}\"/>\n",
+                html_escape(&a.url)
+            ));
+        }
+        if let Some(logo) = &a.logo {
+            let dim = |name: &str, v: Option<i64>| match v {
+                Some(v) if v != 0 => format!(" {name}=\"{v}\""),
+                _ => String::new(),
+            };
+            s.push_str(&format!(
+                "{ind}    <LogoURL{}{}>\n",
+                dim("width", logo.width),
+                dim("height", logo.height)
+            ));
+            if !logo.format.is_empty() {
+                s.push_str(&format!(
+                    "{ind}      <Format>{}</Format>\n",
+                    e(&logo.format)
+                ));
+            }
+            if !logo.url.is_empty() {
+                s.push_str(&format!(
+                    "{ind}      <OnlineResource xlink:href=\"{}\"/>\n",
+                    html_escape(&logo.url)
+                ));
+            }
+            s.push_str(&format!("{ind}    </LogoURL>\n"));
+        }
+        s.push_str(&format!("{ind}  </Attribution>\n"));
+    }
+    for idf in &md.identifier {
+        s.push_str(&format!(
+            "{ind}  <AuthorityURL name=\"{}\">\n",
+            e(&idf.name)
+        ));
+        if !idf.url.is_empty() {
+            s.push_str(&format!(
+                "{ind}    <OnlineResource xlink:href=\"{}\" />\n",
+                html_escape(&idf.url)
+            ));
+        }
+        s.push_str(&format!("{ind}  </AuthorityURL>\n"));
+    }
+    for idf in &md.identifier {
+        s.push_str(&format!(
+            "{ind}  <Identifier authority=\"{}\">{}</Identifier>\n",
+            e(&idf.name),
+            e(&idf.value)
+        ));
+    }
+    for (tag, urls) in [
+        ("MetadataURL", &md.metadata),
+        ("DataURL", &md.data),
+        ("FeatureListURL", &md.feature_list),
+    ] {
+        for u in urls {
+            let t = if u.type_.is_empty() {
+                String::new()
+            } else {
+                format!(" type=\"{}\"", html_escape(&u.type_))
+            };
+            s.push_str(&format!("{ind}  <{tag}{t}>\n"));
+            if !u.format.is_empty() {
+                s.push_str(&format!("{ind}    <Format>{}</Format>\n", e(&u.format)));
+            }
+            s.push_str(&format!(
+                "{ind}    <OnlineResource xlink:href=\"{}\"/>\n{ind}  </{tag}>\n",
+                html_escape(&u.url)
+            ));
+        }
+    }
 }

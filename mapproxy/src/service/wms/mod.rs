@@ -246,12 +246,70 @@ impl Extent {
     }
 }
 
+/// A layer's `md` as the capabilities print it (MapProxy's `wms_130_layer_md`,
+/// config/spec.py:272-317; only the 1.1.1 and 1.3.0 documents print it). Text is kept as
+/// written; the templates test most fields for truth, so an empty string prints nothing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LayerMd {
+    /// `abstract`: 1.1.1 prints it when the key is there (`'abstract' in layer.md`), 1.3.0
+    /// when it is not empty.
+    pub abstract_: Option<String>,
+    /// `keyword_list` (1.3.0 `KeywordList`, printed when the list is not empty).
+    pub keyword_list: Vec<crate::service::Keywords>,
+    /// `attribution`, when a mapping with keys (1.3.0 `Attribution`).
+    pub attribution: Option<Attribution>,
+    /// `identifier` (1.3.0 `AuthorityURL`s, then `Identifier`s).
+    pub identifier: Vec<Identifier>,
+    /// `metadata` (1.3.0 `MetadataURL`; 1.1.1 those of type `ISO19115:2003` or `FGDC:1998`).
+    pub metadata: Vec<MdUrl>,
+    /// `data` (1.3.0 `DataURL`).
+    pub data: Vec<MdUrl>,
+    /// `feature_list` (1.3.0 `FeatureListURL`).
+    pub feature_list: Vec<MdUrl>,
+}
+
+/// `md.attribution`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Attribution {
+    pub title: String,
+    pub url: String,
+    /// `logo`, when a mapping with keys.
+    pub logo: Option<Logo>,
+}
+
+/// `md.attribution.logo`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Logo {
+    pub url: String,
+    pub format: String,
+    pub width: Option<i64>,
+    pub height: Option<i64>,
+}
+
+/// One entry of `md.identifier`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Identifier {
+    pub url: String,
+    pub name: String,
+    pub value: String,
+}
+
+/// One entry of `md.metadata`, `md.data` or `md.feature_list`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MdUrl {
+    pub url: String,
+    /// `type` (of `metadata`; MapProxy's `layer_meta_tag` prints it for any of the three).
+    pub type_: String,
+    pub format: String,
+}
+
 /// One layer of the WMS tree (MapProxy's `WMSLayer` / `WMSGroupLayer`).
 pub struct WmsLayer {
     /// `None` for an unnamed group (not requestable).
     pub name: Option<String>,
     pub title: String,
-    pub abstract_: Option<String>,
+    /// `md` beyond the title.
+    pub md: LayerMd,
     /// What a request of this layer renders (a group with a name and its own sources: these;
     /// else the children's).
     pub map_layers: Vec<MapLayer>,
