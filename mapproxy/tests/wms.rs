@@ -3517,3 +3517,47 @@ sources:
     assert_eq!(count(), before + 2);
     assert!(s._dir.path().join("cache/lc_EPSG3857/11").is_dir());
 }
+
+/// MapProxy's TMS and WMTS capabilities are plain tempita templates (mapproxy/template.py):
+/// titles and names are printed as written, not XML-escaped, as in its WMS documents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tile_service_capabilities_print_titles_as_written() {
+    let s = serve(
+        r#"
+services:
+  tms:
+  wmts:
+  wms:
+    md: {title: 'Maps & more'}
+layers:
+  - name: t
+    title: 'Roads & <rails>'
+    sources: [c]
+globals:
+  cache:
+    base_dir: ./cache
+caches:
+  c:
+    grids: [GLOBAL_WEBMERCATOR]
+    sources: [d]
+sources:
+  d:
+    type: debug
+"#,
+    )
+    .await;
+    let tms = get(&s, "/tms/1.0.0/").await.text();
+    assert!(tms.contains("<Title>Maps & more</Title>"), "{tms}");
+    assert!(tms.contains("title=\"Roads & <rails>\""), "{tms}");
+    let map = get(&s, "/tms/1.0.0/t/EPSG3857").await.text();
+    assert!(map.contains("<Title>Roads & <rails></Title>"), "{map}");
+    let wmts = get(&s, "/wmts/1.0.0/WMTSCapabilities.xml").await.text();
+    assert!(
+        wmts.contains("<ows:Title>Roads & <rails></ows:Title>"),
+        "{wmts}"
+    );
+    assert!(
+        wmts.contains("<ows:Title>Maps & more</ows:Title>"),
+        "{wmts}"
+    );
+}

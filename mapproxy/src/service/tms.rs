@@ -364,7 +364,7 @@ fn tile_layer<'s>(
 fn tms_root(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body> {
     let body = format!(
         "<?xml version=\"1.0\"?>\n    <Services>\n    <TileMapService title=\"{}\" version=\"1.0.0\"\n        href=\"{}/tms/1.0.0/\" />\n</Services>",
-        html_escape(&svc.config.md.title),
+        &svc.config.md.title,
         ctx.script_url()
     );
     mimetype_response(StatusCode::OK, "text/xml", body)
@@ -374,23 +374,19 @@ fn tms_capabilities(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body> {
     let md = &svc.config.md;
     let mut body = format!(
         "<?xml version=\"1.0\"?>\n    <TileMapService version=\"1.0.0\">\n    <Title>{}</Title>\n    <Abstract>{}</Abstract>\n",
-        html_escape(&md.title),
-        html_escape(&md.abstract_)
+        &md.title,
+        &md.abstract_
     );
     if !md.keyword_list.is_empty() {
         body.push_str("    <KeywordList>");
         for kw in &md.keyword_list {
-            let words: Vec<String> = kw
-                .keywords
-                .iter()
-                .map(|k| format!("\"{}\"", html_escape(k)))
-                .collect();
+            let words: Vec<String> = kw.keywords.iter().map(|k| format!("\"{}\"", k)).collect();
             body.push_str(&words.join(" "));
         }
         body.push_str("</KeywordList>\n");
     }
     if let Some(c) = &md.contact {
-        let e = |s: &str| html_escape(s).into_owned();
+        let e = |s: &str| s.to_string();
         body.push_str(&format!(
             "    <ContactInformation>\n        <ContactPersonPrimary>\n            <ContactPerson>{}</ContactPerson>\n            <ContactOrganization>{}</ContactOrganization>\n        </ContactPersonPrimary>\n        <ContactPosition>{}</ContactPosition>\n        <ContactAddress>\n            <Address>{}</Address>\n            <City>{}</City>\n            <PostCode>{}</PostCode>\n            <Country>{}</Country>\n        </ContactAddress>\n        <ContactVoiceTelephone>{}</ContactVoiceTelephone>\n        <ContactFacsimileTelephone>{}</ContactFacsimileTelephone>\n        <ContactElectronicMailAddress>{}</ContactElectronicMailAddress>\n    </ContactInformation>\n",
             e(&c.person),
@@ -422,12 +418,12 @@ fn tms_capabilities(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body> {
         let g = ServiceGrid::of(layer);
         body.push_str(&format!(
             "        <TileMap title=\"{}\"\n                 srs=\"{}\"\n                 profile=\"{}\"\n                 href=\"{}/tms/1.0.0/{}/{}\" />\n",
-            html_escape(&layer.title),
+            &layer.title,
             g.srs_name,
             g.profile,
             ctx.script_url(),
-            html_escape(&layer.name),
-            html_escape(&layer.url_grid_name(use_grid_names))
+            &layer.name,
+            &layer.url_grid_name(use_grid_names)
         ));
     }
     body.push_str("    </TileMaps>\n</TileMapService>\n");
@@ -441,7 +437,7 @@ fn tilemap(svc: &MapProxyService, ctx: &Ctx<'_>, layer: &TileLayer) -> Response<
     let url = format!(
         "{}/tms/1.0.0/{}/{}",
         ctx.script_url(),
-        html_escape(&layer.name),
+        &layer.name,
         html_escape(&layer.url_grid_name(svc.use_grid_names(TileService::Tms)))
     );
     let mime = if layer.format.ext() == "mixed" {
@@ -451,7 +447,7 @@ fn tilemap(svc: &MapProxyService, ctx: &Ctx<'_>, layer: &TileLayer) -> Response<
     };
     let mut body = format!(
         "<?xml version=\"1.0\"?>\n <TileMap version=\"1.0.0\">\n  <Title>{}</Title>\n  <Abstract></Abstract>\n  <SRS>{}</SRS>\n  <BoundingBox minx=\"{}\" miny=\"{}\" maxx=\"{}\" maxy=\"{}\" />\n  <Origin x=\"{}\" y=\"{}\" />\n  <TileFormat width=\"{tw}\" height=\"{th}\" mime-type=\"{}\" extension=\"{}\" />\n  <TileSets profile=\"{}\">\n",
-        html_escape(&layer.title),
+        &layer.title,
         g.srs_name,
         py_float(b[0]),
         py_float(b[1]),
@@ -459,8 +455,8 @@ fn tilemap(svc: &MapProxyService, ctx: &Ctx<'_>, layer: &TileLayer) -> Response<
         py_float(b[3]),
         py_float(b[0]),
         py_float(b[1]),
-        html_escape(&mime),
-        html_escape(layer_format(layer)),
+        &mime,
+        layer_format(layer),
         g.profile,
     );
     for (order, res) in g.tile_sets(layer) {

@@ -179,8 +179,8 @@ fn capabilities(svc: &MapProxyService, ctx: &Ctx<'_>, url: &str, restful: bool) 
     d.push_str("<?xml version=\"1.0\"?>\n<Capabilities xmlns=\"http://www.opengis.net/wmts/1.0\" xmlns:ows=\"http://www.opengis.net/ows/1.1\" xmlns:xlink=\"http://www.w3.org/1999/xlink\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xmlns:gml=\"http://www.opengis.net/gml\" xsi:schemaLocation=\"http://www.opengis.net/wmts/1.0 http://schemas.opengis.net/wmts/1.0/wmtsGetCapabilities_response.xsd\" version=\"1.0.0\">\n");
     d.push_str(&format!(
         "  <ows:ServiceIdentification>\n    <ows:Title>{}</ows:Title>\n    <ows:Abstract>{}</ows:Abstract>\n",
-        html_escape(&title),
-        html_escape(&abstract_),
+        &title,
+        &abstract_,
     ));
     let keyword_list = if wmts.md.keyword_list.is_empty() {
         &md.keyword_list
@@ -194,12 +194,12 @@ fn capabilities(svc: &MapProxyService, ctx: &Ctx<'_>, url: &str, restful: bool) 
                 .vocabulary
                 .as_deref()
                 .filter(|v| !v.is_empty())
-                .map(|v| format!(" vocabulary=\"{}\"", html_escape(v)))
+                .map(|v| format!(" vocabulary=\"{}\"", v))
                 .unwrap_or_default();
             for k in &kw.keywords {
                 d.push_str(&format!(
                     "        <ows:Keyword{vocabulary}>{}</ows:Keyword>\n",
-                    html_escape(k)
+                    k
                 ));
             }
         }
@@ -207,11 +207,11 @@ fn capabilities(svc: &MapProxyService, ctx: &Ctx<'_>, url: &str, restful: bool) 
     }
     d.push_str(&format!(
         "    <ows:ServiceType>OGC WMTS</ows:ServiceType>\n    <ows:ServiceTypeVersion>1.0.0</ows:ServiceTypeVersion>\n    <ows:Fees>{}</ows:Fees>\n    <ows:AccessConstraints>{}</ows:AccessConstraints>\n  </ows:ServiceIdentification>\n",
-        html_escape(&fees),
-        html_escape(&access)
+        &fees,
+        &access
     ));
     if let Some(c) = wmts.md.contact.as_ref().or(md.contact.as_ref()) {
-        let e = |s: &str| html_escape(s).into_owned();
+        let e = |s: &str| s.to_string();
         let online = pick(&wmts.md.online_resource, &md.online_resource);
         d.push_str(&format!(
             "  <ows:ServiceProvider>\n    <ows:ProviderName>{}</ows:ProviderName>\n    <ows:ProviderSite xlink:href=\"{}\"/>\n    <ows:ServiceContact>\n      <ows:IndividualName>{}</ows:IndividualName>\n      <ows:PositionName>{}</ows:PositionName>\n      <ows:ContactInfo>\n        <ows:Phone>\n          <ows:Voice>{}</ows:Voice>\n          <ows:Facsimile>{}</ows:Facsimile>\n        </ows:Phone>\n        <ows:Address>\n          <ows:DeliveryPoint>{}</ows:DeliveryPoint>\n          <ows:City>{}</ows:City>\n          <ows:AdministrativeArea>{}</ows:AdministrativeArea>\n          <ows:PostalCode>{}</ows:PostalCode>\n          <ows:Country>{}</ows:Country>\n          <ows:ElectronicMailAddress>{}</ows:ElectronicMailAddress>\n        </ows:Address>\n      </ows:ContactInfo>\n    </ows:ServiceContact>\n  </ows:ServiceProvider>\n",
@@ -263,25 +263,22 @@ fn capabilities(svc: &MapProxyService, ctx: &Ctx<'_>, url: &str, restful: bool) 
         let ll = first.wgs84_bbox.unwrap_or([-180.0, -90.0, 180.0, 90.0]);
         d.push_str(&format!(
             "    <Layer>\n      <ows:Title>{}</ows:Title>\n      <ows:Abstract></ows:Abstract>\n      <ows:WGS84BoundingBox>\n        <ows:LowerCorner>{} {}</ows:LowerCorner>\n        <ows:UpperCorner>{} {}</ows:UpperCorner>\n      </ows:WGS84BoundingBox>\n      <ows:Identifier>{}</ows:Identifier>\n      <Style isDefault=\"true\">\n        <ows:Identifier>default</ows:Identifier>\n      </Style>\n      <Format>image/{fmt}</Format>\n",
-            html_escape(&first.title),
+            &first.title,
             py_float(ll[0]),
             py_float(ll[1]),
             py_float(ll[2]),
             py_float(ll[3]),
-            html_escape(&first.name),
+            &first.name,
         ));
         if first.queryable() {
             for (_, mime) in &wmts.featureinfo_formats {
-                d.push_str(&format!(
-                    "      <InfoFormat>{}</InfoFormat>\n",
-                    html_escape(mime)
-                ));
+                d.push_str(&format!("      <InfoFormat>{}</InfoFormat>\n", mime));
             }
         }
         for g in &grids {
             d.push_str(&format!(
                 "      <TileMatrixSetLink>\n        <TileMatrixSet>{}</TileMatrixSet>\n      </TileMatrixSetLink>\n",
-                html_escape(matrix_set_name(g))
+                matrix_set_name(g)
             ));
         }
         if restful {
@@ -291,7 +288,7 @@ fn capabilities(svc: &MapProxyService, ctx: &Ctx<'_>, url: &str, restful: bool) 
                 .replace("{Layer}", &first.name);
             d.push_str(&format!(
                 "      <ResourceURL format=\"image/{fmt}\" resourceType=\"tile\"\n        template=\"{}\"/>\n",
-                html_escape(&format!("{url}{template}"))
+                &format!("{url}{template}")
             ));
             if first.queryable() {
                 for (suffix, mime) in &wmts.featureinfo_formats {
@@ -301,8 +298,8 @@ fn capabilities(svc: &MapProxyService, ctx: &Ctx<'_>, url: &str, restful: bool) 
                         .replace("{Layer}", &first.name);
                     d.push_str(&format!(
                         "      <ResourceURL format=\"{}\" resourceType=\"FeatureInfo\" template=\"{}\"/>\n",
-                        html_escape(mime),
-                        html_escape(&format!("{url}{template}"))
+                        mime,
+                        &format!("{url}{template}")
                     ));
                 }
             }
@@ -314,7 +311,7 @@ fn capabilities(svc: &MapProxyService, ctx: &Ctx<'_>, url: &str, restful: bool) 
         let srs = g.srs();
         d.push_str(&format!(
             "    <TileMatrixSet>\n      <ows:Identifier>{}</ows:Identifier>\n      <ows:SupportedCRS>urn:ogc:def:crs:EPSG:{srs}</ows:SupportedCRS>\n",
-            html_escape(matrix_set_name(s))
+            matrix_set_name(s)
         ));
         for (level, &res) in g.resolutions().iter().enumerate() {
             let Some(origin) = g.origin_tile(level, Origin::UpperLeft) else {
