@@ -53,8 +53,11 @@ pub fn build(path: &Path) -> Result<Built, ConfigErrors> {
 /// [`build`] with the peers whose forwarded headers are believed.
 pub fn build_with(path: &Path, trusted_proxies: &str) -> Result<Built, ConfigErrors> {
     let loaded = config::load(path)?;
+    // tagged sources (`wms:lyr1,lyr2`) as sources of their own
+    let (conf, tag_errors) = crate::tagged::expand(&loaded.conf);
     let mut errors = Vec::new();
-    let service = compile(&loaded.conf, trusted_proxies, &mut errors);
+    let service = compile(&conf, trusted_proxies, &mut errors);
+    crate::tagged::report(tag_errors, &mut errors);
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
@@ -591,12 +594,6 @@ fn wms_layer(
     let layer_legend = l.legendurl.is_some();
     let mut extents = Vec::new();
     for src in &l.sources {
-        if src.contains(':') {
-            return Err(err(
-                &l.loc,
-                format!("layer sources with layer tags ('{src}') are not supported yet"),
-            ));
-        }
         // MapProxy's fi_source of the layer's source, or of the cache's sources
         let fi_names: Vec<&String> = match conf.caches.get(src) {
             Some(c) => c.sources.iter().collect(),
@@ -2222,13 +2219,27 @@ fn cache_image_opts(
 pub fn cache_managers(
     conf: &MapProxyConf,
 ) -> IndexMap<String, Result<Vec<(String, Arc<TileManager>)>, ConfigError>> {
+    let (expanded, tag_errors) = crate::tagged::expand(conf);
+    let conf = &expanded;
     let mut grids = conf.grid_set();
     // caches that are sources of others first, as `compile` builds them
     let mut cycles = Vec::new();
     let order = cache_build_order(conf, &mut cycles);
     let mut built: IndexMap<String, Vec<CacheGrid>> = IndexMap::new();
     let mut failed: std::collections::HashMap<&str, ConfigError> = Default::default();
+    for e in tag_errors {
+        if let Some(c) = e
+            .cache
+            .as_deref()
+            .and_then(|c| conf.caches.get_key_value(c))
+        {
+            failed.entry(c.0.as_str()).or_insert(e.error);
+        }
+    }
     for name in order {
+        if failed.contains_key(name) {
+            continue;
+        }
         let Some(cache) = conf.caches.get(name) else {
             continue;
         };

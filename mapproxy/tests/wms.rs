@@ -1577,7 +1577,8 @@ async fn legendgraphic_from_sources_cached_and_stacked() {
     let q = s.upstream.queries.lock().expect("log").clone();
     assert_eq!(q.len(), 2, "{q:?}");
     for l in ["a", "b"] {
-        let want = format!("layer={l}&format=image%2Fpng&request=GetLegendGraphic&version=1.1.1&service=WMS&sld_version=1.1.0");
+        // the order MapProxy 7 sends
+        let want = format!("layer={l}&format=image%2Fpng&request=GetLegendGraphic&service=WMS&sld_version=1.1.0&version=1.1.1&styles=");
         assert!(q.contains(&want), "{q:?}");
     }
     // cached as MapProxy: <base_dir>/legends/md5(url+layer... + str(scale)).png
@@ -2960,5 +2961,117 @@ sources:
                 assert!(img.pixels().all(|p| p.0 == red), "{bbox}");
             }
         }
+    }
+}
+
+/// Tagged sources (`wms1:a,b`, config/configuration/source.py:22-75): the source with its
+/// `req.layers` replaced by the tag, for maps, feature info and legends of a layer and for a
+/// cache. The queries are what MapProxy 7 sends for the same YAML (checked against
+/// `mapproxy-util serve-develop` and a logging upstream).
+#[tokio::test]
+async fn tagged_sources_ask_the_tag_layers() {
+    let s = serve(
+        "services:
+  wms:
+  tms:
+layers:
+  - name: direct
+    title: direct
+    sources: ['wms1:a,b']
+  - name: cached
+    title: cached
+    sources: [c1]
+caches:
+  c1:
+    grids: [GLOBAL_WEBMERCATOR]
+    sources: ['wms1:c']
+    cache: {type: file}
+sources:
+  wms1:
+    type: wms
+    req: {url: 'http://UPSTREAM/svc', layers: 'a,b,c', transparent: true}
+    wms_opts: {featureinfo: true, legendgraphic: true}
+",
+    )
+    .await;
+    let taken = |s: &Served| std::mem::take(&mut *s.upstream.queries.lock().expect("log"));
+    let a = get(
+        &s,
+        "/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetMap&LAYERS=direct&SRS=EPSG:4326&BBOX=0,0,10,10&WIDTH=100&HEIGHT=100&FORMAT=image/png&STYLES=",
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(
+        taken(&s),
+        ["layers=a,b&transparent=True&bbox=0.0,0.0,10.0,10.0&width=100&height=100&srs=EPSG%3A4326&format=image%2Fpng&request=GetMap&version=1.1.1&service=WMS&styles="]
+    );
+    let a = get(
+        &s,
+        "/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetFeatureInfo&LAYERS=direct&QUERY_LAYERS=direct&SRS=EPSG:4326&BBOX=0,0,10,10&WIDTH=100&HEIGHT=100&FORMAT=image/png&STYLES=&X=10&Y=10",
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(
+        taken(&s),
+        ["layers=a,b&transparent=True&bbox=0.0,0.0,10.0,10.0&width=100&height=100&x=10&y=10&query_layers=a,b&format=image%2Fpng&srs=EPSG%3A4326&request=GetFeatureInfo&version=1.1.1&service=WMS&styles="]
+    );
+    let a = get(
+        &s,
+        "/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetLegendGraphic&LAYER=direct&FORMAT=image/png",
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(
+        taken(&s),
+        [
+            "transparent=True&layer=a&format=image%2Fpng&request=GetLegendGraphic&service=WMS&sld_version=1.1.0&version=1.1.1&styles=",
+            "transparent=True&layer=b&format=image%2Fpng&request=GetLegendGraphic&service=WMS&sld_version=1.1.0&version=1.1.1&styles="
+        ]
+    );
+    let a = get(&s, "/tms/1.0.0/cached/EPSG3857/1/0/0.png").await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(
+        taken(&s),
+        ["layers=c&transparent=True&format=image%2Fpng&bbox=-20037508.342789244,-20037508.342789244,20037508.342789244,20037508.342789244&width=1024&height=1024&srs=EPSG%3A3857&request=GetMap&version=1.1.1&service=WMS&styles="]
+    );
+    let a = get(
+        &s,
+        "/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetFeatureInfo&LAYERS=cached&QUERY_LAYERS=cached&SRS=EPSG:4326&BBOX=0,0,10,10&WIDTH=100&HEIGHT=100&FORMAT=image/png&STYLES=&X=10&Y=10",
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(
+        taken(&s),
+        ["layers=c&transparent=True&bbox=0.0,0.0,10.0,10.0&width=100&height=100&x=10&y=10&query_layers=c&format=image%2Fpng&srs=EPSG%3A4326&request=GetFeatureInfo&version=1.1.1&service=WMS&styles="]
+    );
+}
+
+/// The tagged references MapProxy 7 refuses, with its messages (source.py:39-41, 55-56).
+#[test]
+fn tagged_sources_refused_as_mapproxy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("mapproxy.yaml");
+    let wms = "sources:\n  wms1:\n    type: wms\n    req: {url: 'http://127.0.0.1:9/svc', layers: 'a,b,c'}\n  dbg:\n    type: debug\n";
+    for (yaml, want) in [
+        (
+            "layers:\n  - name: d\n    title: d\n    sources: ['wms1:a,x']\n",
+            "mapproxy.yaml:4: layers (a,x) not supported by source (a,b,c)",
+        ),
+        (
+            "layers:\n  - name: d\n    title: d\n    sources: ['dbg:a']\n",
+            "mapproxy.yaml:4: found ':' in: 'dbg:a'. tagged sources only supported for WMS/Mapserver/Mapnik",
+        ),
+        (
+            "caches:\n  c1:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: ['dbg:a']\n",
+            "found ':' in: 'dbg:a'. tagged sources only supported for WMS/Mapserver/Mapnik",
+        ),
+    ] {
+        std::fs::write(&path, format!("services:\n  wms:\n{yaml}{wms}")).expect("write");
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let e = rt
+            .block_on(async { mapproxy_serve_mapproxy::app::build(&path).err() })
+            .expect("refused")
+            .to_string();
+        assert!(e.contains(want), "{e}");
     }
 }
