@@ -143,6 +143,13 @@ fn compile(
                     cg.manager.clone(),
                 )
                 .with_info(info.clone());
+                let tl = match with_cache_coverage_extent(tl, conf, src) {
+                    Ok(tl) => tl,
+                    Err(e) => {
+                        errors.push(e);
+                        continue;
+                    }
+                };
                 let tms_grid_names = conf.services.tms.as_ref().is_some_and(|t| t.use_grid_names);
                 demo_layers.push(tl.demo_layer(&grid, tms_grid_names));
                 layers.push(tl);
@@ -514,6 +521,69 @@ fn cache_sources_extent(
     Ok(WmsExtent::merge(&extents))
 }
 
+/// The `cache.coverage` of cache `name` (config/configuration/cache.py:20-24); MapProxy
+/// hands it to the cache, whose tile manager skips the tiles outside it
+/// (cache/tile_manager.py:110-117). `clip: true` (tiles masked on the way out,
+/// tile_manager.py:125-133) is refused.
+fn cache_coverage(
+    name: &str,
+    cache: &CacheConf,
+) -> Result<Option<crate::coverage::Coverage>, ConfigError> {
+    let Some(n) = &cache.cache.coverage else {
+        return Ok(None);
+    };
+    let cov = crate::coverage::load(n, &format!("caches.{name}.cache.coverage"))?;
+    if cov.clip {
+        return Err(err(
+            &n.loc,
+            format!(
+                "caches.{name}.cache.coverage: clip is not supported yet (MapProxy's cache/tile_manager.py:125)"
+            ),
+        ));
+    }
+    Ok(Some(cov))
+}
+
+/// The extent of cache `name` when it has a `cache.coverage`: the coverage's, which MapProxy
+/// prefers to its sources' (config/configuration/cache.py:712-714).
+fn cache_coverage_extent(
+    conf: &MapProxyConf,
+    name: &str,
+) -> Result<Option<WmsExtent>, ConfigError> {
+    let Some(cache) = conf.caches.get(name) else {
+        return Ok(None);
+    };
+    Ok(cache_coverage(name, cache)?.map(|c| {
+        let (srs, bbox) = c.extent();
+        WmsExtent {
+            srs,
+            bbox,
+            default: false,
+        }
+    }))
+}
+
+/// A tile layer over cache `cache`: with a `cache.coverage`, the coverage's extent is the
+/// layer's (TMS BoundingBox and Origin, WMTS WGS84BoundingBox; MapProxy's `caches()` extent,
+/// config/configuration/cache.py:712-714, as `TileLayer.extent`, service/tile.py:224).
+fn with_cache_coverage_extent(
+    mut tl: TileLayer,
+    conf: &MapProxyConf,
+    cache: &str,
+) -> Result<TileLayer, ConfigError> {
+    let Some(e) = cache_coverage_extent(conf, cache)? else {
+        return Ok(tl);
+    };
+    let grid_srs = Srs::get(&format!("EPSG:{}", tl.grid.srs()));
+    if let Ok(b) = grid_srs.and_then(|s| e.srs.transform_bbox_to(&s, e.bbox)) {
+        tl.bbox = b;
+    }
+    if let Ok(b) = Srs::get("EPSG:4326").and_then(|s| e.srs.transform_bbox_to(&s, e.bbox)) {
+        tl.wgs84_bbox = Some(b);
+    }
+    Ok(tl)
+}
+
 /// A resolution range: MapProxy's `ResolutionRange(min_res, max_res)`, `min_res` the coarsest.
 type ResRange = (Option<f64>, Option<f64>);
 
@@ -625,7 +695,10 @@ fn wms_layer(
                 if grids.is_empty() {
                     // its sources' extent, else its first grid's (MapProxy's
                     // CacheConfiguration.caches and map_layer)
-                    let mut e = cache_sources_extent(conf, src, 0)?;
+                    let mut e = match cache_coverage_extent(conf, src)? {
+                        Some(e) => Some(e),
+                        None => cache_sources_extent(conf, src, 0)?,
+                    };
                     if e.as_ref().is_none_or(|e| e.default) {
                         e = Some(WmsExtent {
                             srs: g.srs.clone(),
@@ -1656,10 +1729,7 @@ fn compile_cache(
             format!("cache '{name}': cache.{key} is not supported yet"),
         ));
     }
-    let unsupported = [
-        ("refresh_before", cache.refresh_before.is_some()),
-        ("cache.coverage", cache.cache.coverage.is_some()),
-    ];
+    let unsupported = [("refresh_before", cache.refresh_before.is_some())];
     if let Some((key, _)) = unsupported.iter().find(|(_, set)| *set) {
         return Err(err(
             &cache.loc,
@@ -2039,6 +2109,10 @@ fn compile_cache(
         };
         let manager = match &watermark {
             Some(w) => manager.with_watermark(w.clone()),
+            None => manager,
+        };
+        let manager = match cache_coverage(name, cache)? {
+            Some(c) => manager.with_coverage(c),
             None => manager,
         };
         out.push(CacheGrid {

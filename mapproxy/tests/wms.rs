@@ -3075,3 +3075,168 @@ fn tagged_sources_refused_as_mapproxy() {
         assert!(e.contains(want), "{e}");
     }
 }
+
+/// A cache's `cache.coverage` (config/configuration/cache.py:20-24, cache/tile_manager.py:110-117):
+/// tiles outside it are blank and never asked for; the cache's extent in the capabilities is
+/// the coverage's (cache.py:712-714). What MapProxy 7 does for the same YAML (checked against
+/// `mapproxy-util serve-develop` and a logging upstream: the same one query, the same
+/// LatLonBoundingBox, blank transparent tiles outside).
+#[tokio::test]
+async fn cache_coverage_limits_tiles_as_mapproxy() {
+    let s = serve(
+        "services:
+  wms:
+  tms:
+  wmts:
+layers:
+  - name: cov
+    title: cov
+    sources: [c1]
+caches:
+  c1:
+    grids: [GLOBAL_WEBMERCATOR]
+    sources: [wms1]
+    meta_size: [1, 1]
+    cache:
+      type: file
+      coverage:
+        bbox: [5, 45, 15, 55]
+        srs: 'EPSG:4326'
+sources:
+  wms1:
+    type: wms
+    req: {url: 'http://UPSTREAM/svc', layers: 'a', transparent: true}
+",
+    )
+    .await;
+    let taken = |s: &Served| std::mem::take(&mut *s.upstream.queries.lock().expect("log"));
+    let a = get(&s, "/tms/1.0.0/cov/EPSG3857/2/4/5.png").await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(
+        taken(&s),
+        ["layers=a&transparent=True&format=image%2Fpng&bbox=-1565430.3392804097,3443946.7464169012,6574807.424977721,11584184.510675032&width=416&height=416&srs=EPSG%3A3857&request=GetMap&version=1.1.1&service=WMS&styles="]
+    );
+    for t in ["2/0/0", "2/4/4"] {
+        let a = get(&s, &format!("/tms/1.0.0/cov/EPSG3857/{t}.png")).await;
+        assert_eq!(a.status, 200, "{t}: {}", a.text());
+        assert_eq!(a.content_type, "image/png", "{t}");
+        let img = a.image();
+        assert_eq!(img.dimensions(), (256, 256), "{t}");
+        assert!(img.pixels().all(|p| p.0[3] == 0), "{t}: blank");
+    }
+    assert!(taken(&s).is_empty(), "nothing asked outside the coverage");
+    let stored: Vec<_> = walkdir(&s._dir.path().join("cache_data"))
+        .into_iter()
+        .filter(|f| f.ends_with(".png"))
+        .collect();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert!(
+        stored[0].ends_with("c1_EPSG3857/03/000/000/004/000/000/002.png"),
+        "{stored:?}"
+    );
+    let caps = get(
+        &s,
+        "/service?SERVICE=WMS&REQUEST=GetCapabilities&VERSION=1.1.1",
+    )
+    .await
+    .text();
+    // seeding levels 0-3 makes only the tiles meeting the coverage: MapProxy 7's
+    // mapproxy-seed asks 4 times into an empty cache and stores these 4 tiles (its seeder's
+    // load_tile_coords, seed/seeder.py:157)
+    let dir = s._dir.path().to_path_buf();
+    std::fs::write(
+        dir.join("seed.yaml"),
+        "seeds:\n  s:\n    caches: [c1]\n    levels:\n      to: 3\n",
+    )
+    .expect("write");
+    let code = tokio::task::spawn_blocking(move || {
+        mapproxy_serve_mapproxy::seed::main(
+            &dir.join("mapproxy.yaml"),
+            &dir.join("seed.yaml"),
+            &mapproxy_serve_mapproxy::seed::Options {
+                concurrency: 1,
+                quiet: 2,
+                ..Default::default()
+            },
+            Box::new(std::io::sink()),
+        )
+    })
+    .await
+    .expect("seed");
+    assert_eq!(code, 0);
+    // the level-3 tile is stored already (MapProxy's second run asks nothing either)
+    let q = taken(&s);
+    assert_eq!(q.len(), 3, "{q:#?}");
+    let stored: Vec<String> = walkdir(&s._dir.path().join("cache_data"))
+        .into_iter()
+        .filter_map(|f| f.split_once("cache_data/").map(|(_, t)| t.to_string()))
+        .filter(|f| f.ends_with(".png"))
+        .collect();
+    assert_eq!(
+        stored,
+        [
+            "c1_EPSG3857/00/000/000/000/000/000/000.png",
+            "c1_EPSG3857/01/000/000/001/000/000/000.png",
+            "c1_EPSG3857/02/000/000/002/000/000/001.png",
+            "c1_EPSG3857/03/000/000/004/000/000/002.png"
+        ],
+        "{q:#?}"
+    );
+    // the tile services' extent: MapProxy 7's TileMap and WMTS capabilities
+    let tm = get(&s, "/tms/1.0.0/cov/EPSG3857").await.text();
+    assert!(
+        tm.contains("<BoundingBox minx=\"556597.4539663679\" miny=\"5621521.486192066\" maxx=\"1669792.3618991035\" maxy=\"7361866.113051188\" />\n  <Origin x=\"556597.4539663679\" y=\"5621521.486192066\" />"),
+        "{tm}"
+    );
+    let wmts = get(&s, "/wmts/1.0.0/WMTSCapabilities.xml").await.text();
+    // MapProxy 7: `5 45` / `15 55` (the YAML's integers)
+    assert!(
+        wmts.contains("<ows:LowerCorner>5.0 45.0</ows:LowerCorner>\n        <ows:UpperCorner>15.0 55.0</ows:UpperCorner>"),
+        "{wmts}"
+    );
+    // MapProxy 7 prints the YAML's integers as written (`minx="5"`); floats here
+    assert!(
+        caps.contains(
+            "<LatLonBoundingBox minx=\"5.0\" miny=\"45.0\" maxx=\"15.0\" maxy=\"55.0\" />"
+        ),
+        "{caps}"
+    );
+    assert!(
+        caps.contains("<BoundingBox SRS=\"EPSG:3857\" minx=\"556597.4539663679\" miny=\"5621521.486192066\" maxx=\"1669792.3618991035\" maxy=\"7361866.113051188\" />"),
+        "{caps}"
+    );
+    // `clip: true` (tiles masked on the way out) is not supported yet
+    let path = s._dir.path().join("clip.yaml");
+    std::fs::write(
+        &path,
+        "caches:\n  c1:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: []\n    cache:\n      type: file\n      coverage:\n        bbox: [5, 45, 15, 55]\n        srs: 'EPSG:4326'\n        clip: true\n",
+    )
+    .expect("write");
+    let e = mapproxy_serve_mapproxy::app::build(&path)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("clip.yaml:")
+            && e.contains("caches.c1.cache.coverage: clip is not supported yet"),
+        "{e}"
+    );
+}
+
+/// The files under `dir`, as strings, sorted.
+fn walkdir(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p.display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
