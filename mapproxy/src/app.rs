@@ -53,8 +53,11 @@ pub fn build(path: &Path) -> Result<Built, ConfigErrors> {
 /// [`build`] with the peers whose forwarded headers are believed.
 pub fn build_with(path: &Path, trusted_proxies: &str) -> Result<Built, ConfigErrors> {
     let loaded = config::load(path)?;
+    // tagged sources (`wms:lyr1,lyr2`) as sources of their own
+    let (conf, tag_errors) = crate::tagged::expand(&loaded.conf);
     let mut errors = Vec::new();
-    let service = compile(&loaded.conf, trusted_proxies, &mut errors);
+    let service = compile(&conf, trusted_proxies, &mut errors);
+    crate::tagged::report(tag_errors, &mut errors);
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
@@ -141,6 +144,13 @@ fn compile(
                     cg.manager.clone(),
                 )
                 .with_info(info.clone());
+                let tl = match with_cache_coverage_extent(tl, conf, src) {
+                    Ok(tl) => tl,
+                    Err(e) => {
+                        errors.push(e);
+                        continue;
+                    }
+                };
                 let tms_grid_names = conf.services.tms.as_ref().is_some_and(|t| t.use_grid_names);
                 demo_layers.push(tl.demo_layer(&grid, tms_grid_names));
                 layers.push(tl);
@@ -633,6 +643,69 @@ fn cache_sources_extent(
     Ok(WmsExtent::merge(&extents))
 }
 
+/// The `cache.coverage` of cache `name` (config/configuration/cache.py:20-24); MapProxy
+/// hands it to the cache, whose tile manager skips the tiles outside it
+/// (cache/tile_manager.py:110-117). `clip: true` (tiles masked on the way out,
+/// tile_manager.py:125-133) is refused.
+fn cache_coverage(
+    name: &str,
+    cache: &CacheConf,
+) -> Result<Option<crate::coverage::Coverage>, ConfigError> {
+    let Some(n) = &cache.cache.coverage else {
+        return Ok(None);
+    };
+    let cov = crate::coverage::load(n, &format!("caches.{name}.cache.coverage"))?;
+    if cov.clip {
+        return Err(err(
+            &n.loc,
+            format!(
+                "caches.{name}.cache.coverage: clip is not supported yet (MapProxy's cache/tile_manager.py:125)"
+            ),
+        ));
+    }
+    Ok(Some(cov))
+}
+
+/// The extent of cache `name` when it has a `cache.coverage`: the coverage's, which MapProxy
+/// prefers to its sources' (config/configuration/cache.py:712-714).
+fn cache_coverage_extent(
+    conf: &MapProxyConf,
+    name: &str,
+) -> Result<Option<WmsExtent>, ConfigError> {
+    let Some(cache) = conf.caches.get(name) else {
+        return Ok(None);
+    };
+    Ok(cache_coverage(name, cache)?.map(|c| {
+        let (srs, bbox) = c.extent();
+        WmsExtent {
+            srs,
+            bbox,
+            default: false,
+        }
+    }))
+}
+
+/// A tile layer over cache `cache`: with a `cache.coverage`, the coverage's extent is the
+/// layer's (TMS BoundingBox and Origin, WMTS WGS84BoundingBox; MapProxy's `caches()` extent,
+/// config/configuration/cache.py:712-714, as `TileLayer.extent`, service/tile.py:224).
+fn with_cache_coverage_extent(
+    mut tl: TileLayer,
+    conf: &MapProxyConf,
+    cache: &str,
+) -> Result<TileLayer, ConfigError> {
+    let Some(e) = cache_coverage_extent(conf, cache)? else {
+        return Ok(tl);
+    };
+    let grid_srs = Srs::get(&format!("EPSG:{}", tl.grid.srs()));
+    if let Ok(b) = grid_srs.and_then(|s| e.srs.transform_bbox_to(&s, e.bbox)) {
+        tl.bbox = b;
+    }
+    if let Ok(b) = Srs::get("EPSG:4326").and_then(|s| e.srs.transform_bbox_to(&s, e.bbox)) {
+        tl.wgs84_bbox = Some(b);
+    }
+    Ok(tl)
+}
+
 /// A resolution range: MapProxy's `ResolutionRange(min_res, max_res)`, `min_res` the coarsest.
 type ResRange = (Option<f64>, Option<f64>);
 
@@ -738,12 +811,6 @@ fn wms_layer(
     let layer_legend = l.legendurl.is_some();
     let mut extents = Vec::new();
     for src in &l.sources {
-        if src.contains(':') {
-            return Err(err(
-                &l.loc,
-                format!("layer sources with layer tags ('{src}') are not supported yet"),
-            ));
-        }
         // MapProxy's fi_source of the layer's source, or of the cache's sources
         let fi_names: Vec<&String> = match conf.caches.get(src) {
             Some(c) => c.sources.iter().collect(),
@@ -775,7 +842,10 @@ fn wms_layer(
                 if grids.is_empty() {
                     // its sources' extent, else its first grid's (MapProxy's
                     // CacheConfiguration.caches and map_layer)
-                    let mut e = cache_sources_extent(conf, src, 0)?;
+                    let mut e = match cache_coverage_extent(conf, src)? {
+                        Some(e) => Some(e),
+                        None => cache_sources_extent(conf, src, 0)?,
+                    };
                     if e.as_ref().is_none_or(|e| e.default) {
                         e = Some(WmsExtent {
                             srs: g.srs.clone(),
@@ -1947,13 +2017,6 @@ fn compile_cache(
             format!("cache '{name}': cache.{key} is not supported yet"),
         ));
     }
-    let unsupported = [("cache.coverage", cache.cache.coverage.is_some())];
-    if let Some((key, _)) = unsupported.iter().find(|(_, set)| *set) {
-        return Err(err(
-            &cache.loc,
-            format!("cache '{name}': {key} is not supported yet"),
-        ));
-    }
     // `image:` and the named formats of globals.image.formats, merged as MapProxy does
     let image = crate::image_options::cache_image(conf, name, cache)?;
     let image_transparent = image.transparent;
@@ -2331,6 +2394,10 @@ fn compile_cache(
             Some(w) => manager.with_watermark(w.clone()),
             None => manager,
         };
+        let manager = match cache_coverage(name, cache)? {
+            Some(c) => manager.with_coverage(c),
+            None => manager,
+        };
         out.push(CacheGrid {
             grid_name: grid_name.clone(),
             grid,
@@ -2509,6 +2576,8 @@ fn cache_image_opts(
 pub fn cache_managers(
     conf: &MapProxyConf,
 ) -> IndexMap<String, Result<Vec<(String, Arc<TileManager>)>, ConfigError>> {
+    let (expanded, tag_errors) = crate::tagged::expand(conf);
+    let conf = &expanded;
     let mut grids = conf.grid_set();
     // MapProxy's seeding loads with seed=True: seed_only sources are real
     let conf = &MapProxyConf {
@@ -2520,7 +2589,19 @@ pub fn cache_managers(
     let order = cache_build_order(conf, &mut cycles);
     let mut built: IndexMap<String, Vec<CacheGrid>> = IndexMap::new();
     let mut failed: std::collections::HashMap<&str, ConfigError> = Default::default();
+    for e in tag_errors {
+        if let Some(c) = e
+            .cache
+            .as_deref()
+            .and_then(|c| conf.caches.get_key_value(c))
+        {
+            failed.entry(c.0.as_str()).or_insert(e.error);
+        }
+    }
     for name in order {
+        if failed.contains_key(name) {
+            continue;
+        }
         let Some(cache) = conf.caches.get(name) else {
             continue;
         };

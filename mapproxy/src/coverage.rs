@@ -70,6 +70,14 @@ impl Coverage {
     /// Does `bbox` (in `srs`) meet the polygons?
     pub fn intersects(&self, bbox: Bbox, srs: &Srs) -> bool {
         use geo::Intersects;
+        // disjoint from the coverage's extent in `srs`: outside (a bbox reaching the
+        // antimeridian, e.g. a web mercator tile at x = 20037508.34, can come back from the
+        // transformation below wrapped to -180 and span the whole world)
+        if let Some(e) = self.extent_in(srs) {
+            if e[0] > bbox[2] || e[2] < bbox[0] || e[1] > bbox[3] || e[3] < bbox[1] {
+                return false;
+            }
+        }
         let Ok(b) = srs.transform_bbox_to(&self.srs, bbox) else {
             return false;
         };

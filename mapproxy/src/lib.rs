@@ -40,6 +40,7 @@ pub mod seed;
 pub mod service;
 pub mod source;
 pub mod srs;
+mod tagged;
 pub mod tile;
 pub mod tile_manager;
 

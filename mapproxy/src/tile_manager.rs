@@ -111,6 +111,8 @@ struct Inner {
     rescale: Option<Rescale>,
     /// Drawn on the tiles made, before they are stored (MapProxy's `pre_store_filter`).
     watermark: Option<Arc<crate::image::watermark::Watermark>>,
+    /// The cache's `coverage` (MapProxy's `cache.coverage`): tiles outside are not made.
+    coverage: Option<Arc<crate::coverage::Coverage>>,
 }
 
 impl TileManager {
@@ -153,6 +155,7 @@ impl TileManager {
                 without_sources: false,
                 rescale: None,
                 watermark: None,
+                coverage: None,
             }),
         }
     }
@@ -222,6 +225,32 @@ impl TileManager {
         i.minimize_meta_requests && i.metatiling && !i.cache_only
     }
 
+    /// Tiles outside `coverage` are blank and not made, and seeding skips meta tiles without
+    /// a tile in it (MapProxy's `TileManager.load_tile_coords` with the cache's coverage,
+    /// cache/tile_manager.py:110-117). Call on a new manager.
+    pub fn with_coverage(mut self, coverage: crate::coverage::Coverage) -> TileManager {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.coverage = Some(Arc::new(coverage)),
+            None => debug_assert!(false, "with_coverage on a shared manager"),
+        }
+        self
+    }
+
+    /// Is the tile outside the cache's coverage (never made)?
+    fn outside_coverage(&self, coord: TileCoord) -> bool {
+        let inner = &self.inner;
+        let Some(cov) = &inner.coverage else {
+            return false;
+        };
+        let Ok(bbox) = inner.grid.tile_bbox(coord, false) else {
+            return true;
+        };
+        match crate::srs::Srs::get(&format!("EPSG:{}", inner.grid.srs())) {
+            Ok(srs) => !cov.intersects(bbox, &srs),
+            Err(_) => false,
+        }
+    }
+
     pub fn grid(&self) -> &TileGrid {
         &self.inner.grid
     }
@@ -244,6 +273,10 @@ impl TileManager {
     pub async fn load_tile(&self, coord: TileCoord) -> Result<TileData, TileError> {
         let inner = &self.inner;
         let coord = inner.grid.limit_tile(coord).ok_or(TileError::OutOfRange)?;
+        if self.outside_coverage(coord) {
+            // MapProxy: no tile (`coord = None`), answered blank; neither read nor made
+            return inner.blank_tile();
+        }
         if let Some(t) = inner.load(coord).await? {
             return Ok(t);
         }
@@ -382,6 +415,9 @@ impl TileManager {
             .meta
             .meta_tile(main)
             .map_err(|_| TileError::OutOfRange)?;
+        if inner.coverage.is_some() && meta_tile.coords().all(|c| self.outside_coverage(c)) {
+            return Ok(false);
+        }
         if inner.without_sources || inner.load_all(&meta_tile, refresh_before).await?.is_some() {
             return Ok(false);
         }

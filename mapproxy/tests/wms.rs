@@ -1953,7 +1953,8 @@ async fn legendgraphic_from_sources_cached_and_stacked() {
     let q = s.upstream.queries.lock().expect("log").clone();
     assert_eq!(q.len(), 2, "{q:?}");
     for l in ["a", "b"] {
-        let want = format!("layer={l}&format=image%2Fpng&request=GetLegendGraphic&version=1.1.1&service=WMS&sld_version=1.1.0");
+        // the order MapProxy 7 sends
+        let want = format!("layer={l}&format=image%2Fpng&request=GetLegendGraphic&service=WMS&sld_version=1.1.0&version=1.1.1&styles=");
         assert!(q.contains(&want), "{q:?}");
     }
     // cached as MapProxy: <base_dir>/legends/md5(url+layer... + str(scale)).png
@@ -3560,4 +3561,281 @@ sources:
         wmts.contains("<ows:Title>Maps & more</ows:Title>"),
         "{wmts}"
     );
+}
+
+/// Tagged sources (`wms1:a,b`, config/configuration/source.py:22-75): the source with its
+/// `req.layers` replaced by the tag, for maps, feature info and legends of a layer and for a
+/// cache. The queries are what MapProxy 7 sends for the same YAML (checked against
+/// `mapproxy-util serve-develop` and a logging upstream).
+#[tokio::test]
+async fn tagged_sources_ask_the_tag_layers() {
+    let s = serve(
+        "services:
+  wms:
+  tms:
+layers:
+  - name: direct
+    title: direct
+    sources: ['wms1:a,b']
+  - name: cached
+    title: cached
+    sources: [c1]
+caches:
+  c1:
+    grids: [GLOBAL_WEBMERCATOR]
+    sources: ['wms1:c']
+    cache: {type: file}
+sources:
+  wms1:
+    type: wms
+    req: {url: 'http://UPSTREAM/svc', layers: 'a,b,c', transparent: true}
+    wms_opts: {featureinfo: true, legendgraphic: true}
+",
+    )
+    .await;
+    let taken = |s: &Served| std::mem::take(&mut *s.upstream.queries.lock().expect("log"));
+    let a = get(
+        &s,
+        "/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetMap&LAYERS=direct&SRS=EPSG:4326&BBOX=0,0,10,10&WIDTH=100&HEIGHT=100&FORMAT=image/png&STYLES=",
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(
+        taken(&s),
+        ["layers=a,b&transparent=True&bbox=0.0,0.0,10.0,10.0&width=100&height=100&srs=EPSG%3A4326&format=image%2Fpng&request=GetMap&version=1.1.1&service=WMS&styles="]
+    );
+    let a = get(
+        &s,
+        "/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetFeatureInfo&LAYERS=direct&QUERY_LAYERS=direct&SRS=EPSG:4326&BBOX=0,0,10,10&WIDTH=100&HEIGHT=100&FORMAT=image/png&STYLES=&X=10&Y=10",
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(
+        taken(&s),
+        ["layers=a,b&transparent=True&bbox=0.0,0.0,10.0,10.0&width=100&height=100&x=10&y=10&query_layers=a,b&format=image%2Fpng&srs=EPSG%3A4326&request=GetFeatureInfo&version=1.1.1&service=WMS&styles="]
+    );
+    let a = get(
+        &s,
+        "/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetLegendGraphic&LAYER=direct&FORMAT=image/png",
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(
+        taken(&s),
+        [
+            "transparent=True&layer=a&format=image%2Fpng&request=GetLegendGraphic&service=WMS&sld_version=1.1.0&version=1.1.1&styles=",
+            "transparent=True&layer=b&format=image%2Fpng&request=GetLegendGraphic&service=WMS&sld_version=1.1.0&version=1.1.1&styles="
+        ]
+    );
+    let a = get(&s, "/tms/1.0.0/cached/EPSG3857/1/0/0.png").await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(
+        taken(&s),
+        ["layers=c&transparent=True&format=image%2Fpng&bbox=-20037508.342789244,-20037508.342789244,20037508.342789244,20037508.342789244&width=1024&height=1024&srs=EPSG%3A3857&request=GetMap&version=1.1.1&service=WMS&styles="]
+    );
+    let a = get(
+        &s,
+        "/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetFeatureInfo&LAYERS=cached&QUERY_LAYERS=cached&SRS=EPSG:4326&BBOX=0,0,10,10&WIDTH=100&HEIGHT=100&FORMAT=image/png&STYLES=&X=10&Y=10",
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(
+        taken(&s),
+        ["layers=c&transparent=True&bbox=0.0,0.0,10.0,10.0&width=100&height=100&x=10&y=10&query_layers=c&format=image%2Fpng&srs=EPSG%3A4326&request=GetFeatureInfo&version=1.1.1&service=WMS&styles="]
+    );
+}
+
+/// The tagged references MapProxy 7 refuses, with its messages (source.py:39-41, 55-56).
+#[test]
+fn tagged_sources_refused_as_mapproxy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("mapproxy.yaml");
+    let wms = "sources:\n  wms1:\n    type: wms\n    req: {url: 'http://127.0.0.1:9/svc', layers: 'a,b,c'}\n  dbg:\n    type: debug\n";
+    for (yaml, want) in [
+        (
+            "layers:\n  - name: d\n    title: d\n    sources: ['wms1:a,x']\n",
+            "mapproxy.yaml:4: layers (a,x) not supported by source (a,b,c)",
+        ),
+        (
+            "layers:\n  - name: d\n    title: d\n    sources: ['dbg:a']\n",
+            "mapproxy.yaml:4: found ':' in: 'dbg:a'. tagged sources only supported for WMS/Mapserver/Mapnik",
+        ),
+        (
+            "caches:\n  c1:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: ['dbg:a']\n",
+            "found ':' in: 'dbg:a'. tagged sources only supported for WMS/Mapserver/Mapnik",
+        ),
+    ] {
+        std::fs::write(&path, format!("services:\n  wms:\n{yaml}{wms}")).expect("write");
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let e = rt
+            .block_on(async { mapproxy_serve_mapproxy::app::build(&path).err() })
+            .expect("refused")
+            .to_string();
+        assert!(e.contains(want), "{e}");
+    }
+}
+
+/// A cache's `cache.coverage` (config/configuration/cache.py:20-24, cache/tile_manager.py:110-117):
+/// tiles outside it are blank and never asked for; the cache's extent in the capabilities is
+/// the coverage's (cache.py:712-714). What MapProxy 7 does for the same YAML (checked against
+/// `mapproxy-util serve-develop` and a logging upstream: the same one query, the same
+/// LatLonBoundingBox, blank transparent tiles outside).
+#[tokio::test]
+async fn cache_coverage_limits_tiles_as_mapproxy() {
+    let s = serve(
+        "services:
+  wms:
+  tms:
+  wmts:
+layers:
+  - name: cov
+    title: cov
+    sources: [c1]
+caches:
+  c1:
+    grids: [GLOBAL_WEBMERCATOR]
+    sources: [wms1]
+    meta_size: [1, 1]
+    cache:
+      type: file
+      coverage:
+        bbox: [5, 45, 15, 55]
+        srs: 'EPSG:4326'
+sources:
+  wms1:
+    type: wms
+    req: {url: 'http://UPSTREAM/svc', layers: 'a', transparent: true}
+",
+    )
+    .await;
+    let taken = |s: &Served| std::mem::take(&mut *s.upstream.queries.lock().expect("log"));
+    let a = get(&s, "/tms/1.0.0/cov/EPSG3857/2/4/5.png").await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(
+        taken(&s),
+        ["layers=a&transparent=True&format=image%2Fpng&bbox=-1565430.3392804097,3443946.7464169012,6574807.424977721,11584184.510675032&width=416&height=416&srs=EPSG%3A3857&request=GetMap&version=1.1.1&service=WMS&styles="]
+    );
+    for t in ["2/0/0", "2/4/4"] {
+        let a = get(&s, &format!("/tms/1.0.0/cov/EPSG3857/{t}.png")).await;
+        assert_eq!(a.status, 200, "{t}: {}", a.text());
+        assert_eq!(a.content_type, "image/png", "{t}");
+        let img = a.image();
+        assert_eq!(img.dimensions(), (256, 256), "{t}");
+        assert!(img.pixels().all(|p| p.0[3] == 0), "{t}: blank");
+    }
+    assert!(taken(&s).is_empty(), "nothing asked outside the coverage");
+    let stored: Vec<_> = walkdir(&s._dir.path().join("cache_data"))
+        .into_iter()
+        .filter(|f| f.ends_with(".png"))
+        .collect();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert!(
+        stored[0].ends_with("c1_EPSG3857/03/000/000/004/000/000/002.png"),
+        "{stored:?}"
+    );
+    let caps = get(
+        &s,
+        "/service?SERVICE=WMS&REQUEST=GetCapabilities&VERSION=1.1.1",
+    )
+    .await
+    .text();
+    // seeding levels 0-3 makes only the tiles meeting the coverage: MapProxy 7's
+    // mapproxy-seed asks 4 times into an empty cache and stores these 4 tiles (its seeder's
+    // load_tile_coords, seed/seeder.py:157)
+    let dir = s._dir.path().to_path_buf();
+    std::fs::write(
+        dir.join("seed.yaml"),
+        "seeds:\n  s:\n    caches: [c1]\n    levels:\n      to: 3\n",
+    )
+    .expect("write");
+    let code = tokio::task::spawn_blocking(move || {
+        mapproxy_serve_mapproxy::seed::main(
+            &dir.join("mapproxy.yaml"),
+            &dir.join("seed.yaml"),
+            &mapproxy_serve_mapproxy::seed::Options {
+                concurrency: 1,
+                quiet: 2,
+                ..Default::default()
+            },
+            Box::new(std::io::sink()),
+        )
+    })
+    .await
+    .expect("seed");
+    assert_eq!(code, 0);
+    // the level-3 tile is stored already (MapProxy's second run asks nothing either)
+    let q = taken(&s);
+    assert_eq!(q.len(), 3, "{q:#?}");
+    let stored: Vec<String> = walkdir(&s._dir.path().join("cache_data"))
+        .into_iter()
+        .filter_map(|f| f.split_once("cache_data/").map(|(_, t)| t.to_string()))
+        .filter(|f| f.ends_with(".png"))
+        .collect();
+    assert_eq!(
+        stored,
+        [
+            "c1_EPSG3857/00/000/000/000/000/000/000.png",
+            "c1_EPSG3857/01/000/000/001/000/000/000.png",
+            "c1_EPSG3857/02/000/000/002/000/000/001.png",
+            "c1_EPSG3857/03/000/000/004/000/000/002.png"
+        ],
+        "{q:#?}"
+    );
+    // the tile services' extent: MapProxy 7's TileMap and WMTS capabilities
+    let tm = get(&s, "/tms/1.0.0/cov/EPSG3857").await.text();
+    assert!(
+        tm.contains("<BoundingBox minx=\"556597.4539663679\" miny=\"5621521.486192066\" maxx=\"1669792.3618991035\" maxy=\"7361866.113051188\" />\n  <Origin x=\"556597.4539663679\" y=\"5621521.486192066\" />"),
+        "{tm}"
+    );
+    let wmts = get(&s, "/wmts/1.0.0/WMTSCapabilities.xml").await.text();
+    // MapProxy 7: `5 45` / `15 55` (the YAML's integers)
+    assert!(
+        wmts.contains("<ows:LowerCorner>5.0 45.0</ows:LowerCorner>\n        <ows:UpperCorner>15.0 55.0</ows:UpperCorner>"),
+        "{wmts}"
+    );
+    // MapProxy 7 prints the YAML's integers as written (`minx="5"`); floats here
+    assert!(
+        caps.contains(
+            "<LatLonBoundingBox minx=\"5.0\" miny=\"45.0\" maxx=\"15.0\" maxy=\"55.0\" />"
+        ),
+        "{caps}"
+    );
+    assert!(
+        caps.contains("<BoundingBox SRS=\"EPSG:3857\" minx=\"556597.4539663679\" miny=\"5621521.486192066\" maxx=\"1669792.3618991035\" maxy=\"7361866.113051188\" />"),
+        "{caps}"
+    );
+    // `clip: true` (tiles masked on the way out) is not supported yet
+    let path = s._dir.path().join("clip.yaml");
+    std::fs::write(
+        &path,
+        "caches:\n  c1:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: []\n    cache:\n      type: file\n      coverage:\n        bbox: [5, 45, 15, 55]\n        srs: 'EPSG:4326'\n        clip: true\n",
+    )
+    .expect("write");
+    let e = mapproxy_serve_mapproxy::app::build(&path)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("clip.yaml:")
+            && e.contains("caches.c1.cache.coverage: clip is not supported yet"),
+        "{e}"
+    );
+}
+
+/// The files under `dir`, as strings, sorted.
+fn walkdir(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p.display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
 }

@@ -516,7 +516,7 @@ impl WmsSource {
 
     /// The GetLegendGraphic URL of one upstream layer (MapProxy's `WMSLegendClient`): the
     /// `req` parameters without `layers`, `layer`, `format` (the source's, else PNG),
-    /// `scale` when asked, then `request`, `version`, `service`, `sld_version`.
+    /// `scale` when asked, then `request`, `service`, `sld_version`, `version`, `styles`.
     pub fn get_legend_url(&self, layer: &str, scale: Option<f64>) -> String {
         let mut p = Params(
             self.conf
@@ -539,10 +539,15 @@ impl WmsSource {
         if let Some(s) = scale {
             p.set("scale", py_float_repr(s));
         }
+        // then as MapProxy 7 sends them (checked against it; request/wms/__init__.py:497
+        // fixed_params, then the template's version and empty styles)
         p.set("request", "GetLegendGraphic".into());
-        p.set("version", self.conf.version.as_str().into());
         p.set("service", "WMS".into());
         p.set("sld_version", "1.1.0".into());
+        p.set("version", self.conf.version.as_str().into());
+        if !p.has("styles") {
+            p.set("styles", String::new());
+        }
         self.finish_url(p)
     }
 

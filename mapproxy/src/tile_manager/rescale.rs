@@ -64,6 +64,12 @@ impl Inner {
                 });
             }
         }
+        self.blank_tile()
+    }
+
+    /// A blank tile (transparent where the format has alpha), not stored.
+    pub(super) fn blank_tile(&self) -> Result<TileData, TileError> {
+        let opts = &self.image_opts;
         let (w, h) = self.grid.tile_size();
         let mut blank_opts = opts.clone();
         blank_opts.transparent = true;
