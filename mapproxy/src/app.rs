@@ -964,13 +964,7 @@ fn layer_md(l: &LayerConf) -> Result<crate::service::wms::LayerMd, ConfigError> 
     let Some(n) = &l.md else { return Ok(md) };
     let base = format!("{}.md", l.path);
     let expected = |n: &Node, path: &str, what: &str| {
-        let found = match &n.value {
-            Value::Str(s) => format!("'{s}'"),
-            Value::Int(i) => i.to_string(),
-            Value::Float(f) => f.to_string(),
-            Value::Bool(b) => b.to_string(),
-            other => other.kind().to_string(),
-        };
+        let found = crate::config::read::found(n);
         err(&n.loc, format!("{path}: expected {what}, found {found}"))
     };
     // a mapping, or null as an empty one

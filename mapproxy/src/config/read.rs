@@ -21,14 +21,7 @@ impl Ctx {
     }
 
     fn expected(&mut self, n: &Node, path: &str, what: &str) {
-        let found = match &n.value {
-            Value::Str(s) => format!("'{s}'"),
-            Value::Int(i) => i.to_string(),
-            Value::Float(f) => f.to_string(),
-            Value::Bool(b) => b.to_string(),
-            other => other.kind().to_string(),
-        };
-        self.error(&n.loc, path, format!("expected {what}, found {found}"));
+        self.error(&n.loc, path, format!("expected {what}, found {}", found(n)));
     }
 
     pub fn string(&mut self, n: &Node, path: &str) -> Option<String> {
@@ -196,5 +189,17 @@ impl<'a> Keys<'a> {
                     .push(v.loc.error(format!("unknown '{k}' in {at}")));
             }
         }
+    }
+}
+
+/// A value as the "found ..." of a type error: a string quoted, a number or boolean as
+/// written, else its kind (`a mapping`, `a list`, `null`).
+pub(crate) fn found(n: &Node) -> String {
+    match &n.value {
+        Value::Str(s) => format!("'{s}'"),
+        Value::Int(i) => i.to_string(),
+        Value::Float(f) => f.to_string(),
+        Value::Bool(b) => b.to_string(),
+        other => other.kind().to_string(),
     }
 }
