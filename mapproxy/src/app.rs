@@ -2015,6 +2015,21 @@ fn compile_cache(
     let image = crate::image_options::cache_image(conf, name, cache)?;
     let image_transparent = image.transparent;
     let rescale = rescale_tiles(conf, name, cache)?;
+    // MapProxy also rescales where a cache's sources made nothing (cache/tile_manager.py:
+    // 161-182); here only caches without sources do
+    if rescale.is_some() && !cache.sources.is_empty() {
+        let key = if cache.upscale_tiles.is_some() {
+            "upscale_tiles"
+        } else {
+            "downscale_tiles"
+        };
+        return Err(err(
+            &cache.loc,
+            format!(
+                "cache '{name}': {key} with sources is not supported yet (only with `sources: []`)"
+            ),
+        ));
+    }
     let watermark = watermark(name, cache)?;
     let (mut parts, metatiling, transparent) = match cache.sources.as_slice() {
         [one] => {
@@ -2140,6 +2155,16 @@ fn compile_cache(
                 cache.concurrent_tile_creators.max(1) as usize,
             )
             .with_request_format(request_format.clone());
+            // the watermark is a pre_store_filter and the coverage limits the tiles, with or
+            // without storage (cache/tile_manager.py:110-117, 243-251)
+            let manager = match &watermark {
+                Some(w) => manager.with_watermark(w.clone()),
+                None => manager,
+            };
+            let manager = match cache_coverage(name, cache)? {
+                Some(c) => manager.with_coverage(c),
+                None => manager,
+            };
             out.push(CacheGrid {
                 grid_name: grid_name.clone(),
                 grid,
@@ -2451,6 +2476,17 @@ fn direct_from(
         ));
     };
     let layer = match &sc.kind {
+        // a seed_only source when not seeding: MapProxy's source_conf.source() is its
+        // DummySource (config/configuration/cache.py:759, source.py:296)
+        SourceKind::Wms(w) if w.common.seed_only && !conf.seeding => {
+            crate::service::wms::direct_layer(
+                Arc::new(crate::source::DummySource),
+                Vec::new(),
+                true,
+                crate::service::wms::Opaque::Never,
+                None,
+            )
+        }
         SourceKind::Wms(w) => {
             let s = wms_source(conf, one, sc, w)?.with_format_last();
             let mut supported = Vec::new();

@@ -236,8 +236,8 @@ impl TileManager {
         self
     }
 
-    /// Is the tile outside the cache's coverage (never made)?
-    fn outside_coverage(&self, coord: TileCoord) -> bool {
+    /// Is the tile outside the cache's coverage (never read or made)?
+    pub fn outside_coverage(&self, coord: TileCoord) -> bool {
         let inner = &self.inner;
         let Some(cov) = &inner.coverage else {
             return false;
@@ -274,8 +274,9 @@ impl TileManager {
         let inner = &self.inner;
         let coord = inner.grid.limit_tile(coord).ok_or(TileError::OutOfRange)?;
         if self.outside_coverage(coord) {
-            // MapProxy: no tile (`coord = None`), answered blank; neither read nor made
-            return inner.blank_tile();
+            // MapProxy: no tile (`coord = None`): neither read nor made; the services answer
+            // their empty tile (TMS/WMTS: a transparent PNG), the WMS draws nothing
+            return Err(TileError::Missing);
         }
         if let Some(t) = inner.load(coord).await? {
             return Ok(t);
@@ -418,7 +419,12 @@ impl TileManager {
         if inner.coverage.is_some() && meta_tile.coords().all(|c| self.outside_coverage(c)) {
             return Ok(false);
         }
-        if inner.without_sources || inner.load_all(&meta_tile, refresh_before).await?.is_some() {
+        if inner.without_sources
+            || inner
+                .load_all(&meta_tile, inner.expire(refresh_before))
+                .await?
+                .is_some()
+        {
             return Ok(false);
         }
         if only_cached {
@@ -599,11 +605,13 @@ impl Inner {
         if self.source.blank_for(&query) {
             return Err(TileError::Missing);
         }
-        let image = self
-            .source
-            .get_map(&query)
-            .await
-            .map_err(|e| source_error(e.message))?;
+        let image = self.source.get_map(&query).await.map_err(|e| {
+            if e.blank {
+                TileError::Missing
+            } else {
+                source_error(e.message)
+            }
+        })?;
 
         let opts = self.image_opts.clone();
         let tile_size = self.grid.tile_size();

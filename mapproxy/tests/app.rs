@@ -1737,3 +1737,67 @@ async fn refresh_before_makes_out_of_date_tiles_again() {
     assert!(e.contains("mapproxy.yaml:12"), "{e}");
     assert!(e.contains("caches.c.refresh_before.mtime"), "{e}");
 }
+
+/// A cache filled from another cache that has nothing for a tile makes no tile and stores
+/// nothing (MapProxy's CacheMapLayer raises BlankImageError, cache/tile_creator.py:129-138):
+/// TMS answers the empty tile; `upscale_tiles` on a cache with sources is refused (MapProxy
+/// also rescales where sources made nothing; here only `sources: []` caches rescale).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_cache_without_the_tile_stores_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let yaml = "services:\n  tms:\n\
+         layers:\n  - name: a\n    title: a\n    sources: [a]\n\
+         caches:\n  a:\n    grids: [GLOBAL_GEODETIC]\n    sources: [b]\n\
+         \x20 b:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: []\n";
+    let app = build(tmp.path(), yaml);
+    let (s, h, body) = get(&app, "/tms/1.0.0/a/EPSG4326/1/0/0.png").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        h.get("content-type").map(|v| v.as_bytes()),
+        Some(&b"image/png"[..])
+    );
+    let img = image::load_from_memory(&body).expect("png").to_rgba8();
+    assert!(img.pixels().all(|p| p.0[3] == 0), "the empty tile");
+    // (the lock file of the meta tile stays, as for every miss)
+    let stored: Vec<_> = walk(&tmp.path().join("cache_data"))
+        .into_iter()
+        .filter(|p| !p.to_string_lossy().contains("tile_locks"))
+        .collect();
+    assert!(stored.is_empty(), "nothing stored: {stored:?}");
+    let refused = yaml
+        .replace(
+            "    sources: []\n",
+            "    sources: []\n    upscale_tiles: 1\n",
+        )
+        .replace(
+            "  a:\n    grids: [GLOBAL_GEODETIC]\n    sources: [b]\n",
+            "  a:\n    grids: [GLOBAL_GEODETIC]\n    sources: [b]\n    upscale_tiles: 2\n",
+        );
+    let path = tmp.path().join("mapproxy.yaml");
+    std::fs::write(&path, refused).expect("write");
+    let e = mapproxy_serve_mapproxy::app::build(&path)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("cache 'a': upscale_tiles with sources is not supported yet"),
+        "{e}"
+    );
+}
+
+/// Every file under `dir` (none when it does not exist).
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -286,9 +286,11 @@ fn capabilities(svc: &MapProxyService, ctx: &Ctx<'_>, url: &str, restful: bool) 
                 .restful_template
                 .replace("{Format}", fmt)
                 .replace("{Layer}", &first.name);
+            // the one value from the request (its host): escaped, unlike MapProxy, so that
+            // a forged Host cannot put markup into the document
             d.push_str(&format!(
                 "      <ResourceURL format=\"image/{fmt}\" resourceType=\"tile\"\n        template=\"{}\"/>\n",
-                &format!("{url}{template}")
+                html_escape(&format!("{url}{template}"))
             ));
             if first.queryable() {
                 for (suffix, mime) in &wmts.featureinfo_formats {
@@ -299,7 +301,7 @@ fn capabilities(svc: &MapProxyService, ctx: &Ctx<'_>, url: &str, restful: bool) 
                     d.push_str(&format!(
                         "      <ResourceURL format=\"{}\" resourceType=\"FeatureInfo\" template=\"{}\"/>\n",
                         mime,
-                        &format!("{url}{template}")
+                        html_escape(&format!("{url}{template}"))
                     ));
                 }
             }

@@ -48,7 +48,7 @@ impl CacheSource {
 
     async fn tile(&self, query: &MapQuery) -> Result<SourceImage, SourceError> {
         let Some(g) = self.layer.grids.first() else {
-            return blank(query);
+            return blank();
         };
         let grid = &g.grid;
         let res = get_resolution(query.bbox, query.size);
@@ -62,11 +62,11 @@ impl CacheSource {
             ));
         }
         let Some(Some(coord)) = affected.tiles.clone().next() else {
-            return blank(query);
+            return blank();
         };
         match g.manager.load_tile(coord).await {
             Ok(t) => Ok(SourceImage::new(t.data, Some(t.format))),
-            Err(TileError::OutOfRange) => blank(query),
+            Err(TileError::OutOfRange | TileError::Missing) => blank(),
             Err(e) => Err(SourceError::new(e.to_string())),
         }
     }
@@ -85,14 +85,16 @@ impl CacheSource {
         .map_err(SourceError::new)?;
         match img {
             Some(img) => drawn(&img),
-            None => blank(query),
+            None => blank(),
         }
     }
 }
 
-/// MapProxy's `BlankImageError`: nothing there, a transparent image.
-fn blank(query: &MapQuery) -> Result<SourceImage, SourceError> {
-    drawn(&RgbaImage::new(query.size.0, query.size.1))
+/// MapProxy's `BlankImageError` (`CacheMapLayer._image` with no tiles,
+/// layer/cache_map_layer.py): nothing there; the cache it fills makes no tile and stores
+/// nothing (cache/tile_creator.py:129-138), a merge leaves it out.
+fn blank() -> Result<SourceImage, SourceError> {
+    Err(SourceError::blank("the source cache has no tile here"))
 }
 
 fn drawn(img: &RgbaImage) -> Result<SourceImage, SourceError> {
@@ -180,7 +182,7 @@ pub fn supports_tiled_only_access(
 
 /// The source of a cache without sources (`sources: []`, MapProxy's `DummySource`): its tile
 /// manager never asks it ([`crate::tile_manager::TileManager::without_sources`]); asked
-/// anyway, it answers a transparent image that is not stored.
+/// anyway, it has nothing ([`SourceError::blank`]).
 pub struct NoSource;
 
 impl MapSource for NoSource {
@@ -188,10 +190,10 @@ impl MapSource for NoSource {
         &'a self,
         query: &'a MapQuery,
     ) -> BoxFuture<'a, Result<SourceImage, SourceError>> {
+        // MapProxy's DummySource: BlankImageError
         Box::pin(async move {
-            let mut img = blank(query)?;
-            img.cacheable = false;
-            Ok(img)
+            let _ = query;
+            blank()
         })
     }
 }

@@ -52,7 +52,12 @@ impl MapSource for MergedSource {
             let mut out = RgbaImage::from_pixel(w, h, image::Rgba(bg));
             let mut cacheable = true;
             for part in parts {
-                let part = part?;
+                let part = match part {
+                    // nothing there (a cache used as a source without the tile): left out,
+                    // as MapProxy's get_map_from_source (cache/tile_creator.py:140-145)
+                    Err(e) if e.blank => continue,
+                    other => other?,
+                };
                 cacheable &= part.cacheable;
                 let img = decode(&part.data).map_err(|e| {
                     SourceError::new(format!("cannot decode a source's image: {e}"))

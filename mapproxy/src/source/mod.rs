@@ -93,12 +93,24 @@ impl SourceImage {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceError {
     pub message: String,
+    /// Not a failure: the source has nothing here (MapProxy's `BlankImageError`, e.g. a
+    /// cache used as a source that has no tile): no tile is made, a merge leaves it out.
+    pub blank: bool,
 }
 
 impl SourceError {
     pub fn new(message: impl Into<String>) -> SourceError {
         SourceError {
             message: message.into(),
+            blank: false,
+        }
+    }
+
+    /// [`SourceError::blank`]: nothing here.
+    pub fn blank(message: impl Into<String>) -> SourceError {
+        SourceError {
+            message: message.into(),
+            blank: true,
         }
     }
 }

@@ -19,7 +19,7 @@ use futures_util::future::BoxFuture;
 use super::{cache_error, Inner};
 use crate::grid::TileCoord;
 use crate::image::transform::{transform, Resampling, Warp};
-use crate::image::{decode, encode, encode_uniform, RgbaImage};
+use crate::image::{decode, encode, RgbaImage};
 use crate::srs::Srs;
 use crate::tile::{TileData, TileError};
 
@@ -64,21 +64,8 @@ impl Inner {
                 });
             }
         }
-        self.blank_tile()
-    }
-
-    /// A blank tile (transparent where the format has alpha), not stored.
-    pub(super) fn blank_tile(&self) -> Result<TileData, TileError> {
-        let opts = &self.image_opts;
-        let (w, h) = self.grid.tile_size();
-        let mut blank_opts = opts.clone();
-        blank_opts.transparent = true;
-        let data = encode_uniform(w, h, [255, 255, 255, 0], &blank_opts).map_err(cache_error)?;
-        Ok(TileData {
-            data,
-            format: opts.format.clone(),
-            mtime: None,
-        })
+        // nothing to scale from: no tile (MapProxy's RESCALE_TILE_MISSING: the empty tile)
+        Err(TileError::Missing)
     }
 
     /// `_scaled_tile`: the tile drawn from the next level towards `stop`, `None` when nothing

@@ -995,7 +995,9 @@ async fn load_tiles(
         let mut missing = Vec::new();
         for (i, c) in coords.iter().enumerate() {
             let r = match *c {
+                // outside the cache's coverage: no tile (cache/tile_manager.py:110-117)
                 None => Ok(None),
+                Some(c) if manager.outside_coverage(c) => Ok(None),
                 Some(c) => match manager.cached_tile(c).await {
                     Ok(Some(t)) => Ok(Some(t.data)),
                     Ok(None) => {
@@ -1016,6 +1018,8 @@ async fn load_tiles(
                         out[i] = Ok(made.get(&c).map(|t| t.data.clone()));
                     }
                 }
+                // the source has nothing there (min_res/max_res, a source cache without it)
+                Err(TileError::Missing) => {}
                 Err(e) => {
                     for (i, _) in missing {
                         out[i] = Err(e.to_string());
