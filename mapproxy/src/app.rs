@@ -2031,6 +2031,19 @@ fn compile_cache(
         ));
     }
     let watermark = watermark(name, cache)?;
+    let coverage = cache_coverage(name, cache)?;
+    // the watermark is a pre_store_filter and the coverage limits the tiles, with or without
+    // storage (cache/tile_manager.py:110-117, 243-251)
+    let dress = |manager: TileManager| {
+        let manager = match &watermark {
+            Some(w) => manager.with_watermark(w.clone()),
+            None => manager,
+        };
+        match &coverage {
+            Some(c) => manager.with_coverage(c.clone()),
+            None => manager,
+        }
+    };
     let (mut parts, metatiling, transparent) = match cache.sources.as_slice() {
         [one] => {
             let (src, meta, tr) = compile_source(conf, grids, cache, one, built, name)?;
@@ -2155,16 +2168,7 @@ fn compile_cache(
                 cache.concurrent_tile_creators.max(1) as usize,
             )
             .with_request_format(request_format.clone());
-            // the watermark is a pre_store_filter and the coverage limits the tiles, with or
-            // without storage (cache/tile_manager.py:110-117, 243-251)
-            let manager = match &watermark {
-                Some(w) => manager.with_watermark(w.clone()),
-                None => manager,
-            };
-            let manager = match cache_coverage(name, cache)? {
-                Some(c) => manager.with_coverage(c),
-                None => manager,
-            };
+            let manager = dress(manager);
             out.push(CacheGrid {
                 grid_name: grid_name.clone(),
                 grid,
@@ -2409,14 +2413,7 @@ fn compile_cache(
         } else {
             manager
         };
-        let manager = match &watermark {
-            Some(w) => manager.with_watermark(w.clone()),
-            None => manager,
-        };
-        let manager = match cache_coverage(name, cache)? {
-            Some(c) => manager.with_coverage(c),
-            None => manager,
-        };
+        let manager = dress(manager);
         out.push(CacheGrid {
             grid_name: grid_name.clone(),
             grid,

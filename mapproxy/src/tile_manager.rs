@@ -112,7 +112,8 @@ struct Inner {
     /// Drawn on the tiles made, before they are stored (MapProxy's `pre_store_filter`).
     watermark: Option<Arc<crate::image::watermark::Watermark>>,
     /// The cache's `coverage` (MapProxy's `cache.coverage`): tiles outside are not made.
-    coverage: Option<Arc<crate::coverage::Coverage>>,
+    /// The cache's coverage and the grid's SRS it is tested in.
+    coverage: Option<(Arc<crate::coverage::Coverage>, Arc<crate::srs::Srs>)>,
 }
 
 impl TileManager {
@@ -230,7 +231,12 @@ impl TileManager {
     /// cache/tile_manager.py:110-117). Call on a new manager.
     pub fn with_coverage(mut self, coverage: crate::coverage::Coverage) -> TileManager {
         match Arc::get_mut(&mut self.inner) {
-            Some(inner) => inner.coverage = Some(Arc::new(coverage)),
+            Some(inner) => {
+                // a grid's SRS is known (the grid was built from it)
+                if let Ok(srs) = crate::srs::Srs::get(&format!("EPSG:{}", inner.grid.srs())) {
+                    inner.coverage = Some((Arc::new(coverage), srs));
+                }
+            }
             None => debug_assert!(false, "with_coverage on a shared manager"),
         }
         self
@@ -239,16 +245,13 @@ impl TileManager {
     /// Is the tile outside the cache's coverage (never read or made)?
     pub fn outside_coverage(&self, coord: TileCoord) -> bool {
         let inner = &self.inner;
-        let Some(cov) = &inner.coverage else {
+        let Some((cov, srs)) = &inner.coverage else {
             return false;
         };
         let Ok(bbox) = inner.grid.tile_bbox(coord, false) else {
             return true;
         };
-        match crate::srs::Srs::get(&format!("EPSG:{}", inner.grid.srs())) {
-            Ok(srs) => !cov.intersects(bbox, &srs),
-            Err(_) => false,
-        }
+        !cov.intersects(bbox, srs)
     }
 
     pub fn grid(&self) -> &TileGrid {
