@@ -15,6 +15,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::error::{chain_text, ClientError, ClientErrorKind};
 use crate::Body;
+use crate::MessageUrl;
 
 /// The body of a response from [`HttpClient::request`](crate::HttpClient::request): hyper's
 /// streaming body, cut with a [`ClientErrorKind::RequestTimeout`] error when
@@ -36,7 +37,7 @@ pub struct ResponseBody {
     idle: Option<Pin<Box<Sleep>>>,
     /// The last poll found no frame: `idle` runs for this wait.
     waiting: bool,
-    url: String,
+    url: MessageUrl,
 }
 
 /// The body's time limits, for its timers and messages.
@@ -53,7 +54,7 @@ impl ResponseBody {
         inner: Incoming,
         deadline: Option<Pin<Box<Sleep>>>,
         limits: Limits,
-        url: String,
+        url: MessageUrl,
     ) -> Self {
         ResponseBody {
             inner: Some(inner),
@@ -94,7 +95,7 @@ impl ResponseBody {
     }
 
     /// The URL for messages (no query).
-    pub(crate) fn url(&self) -> &str {
+    pub(crate) fn url(&self) -> &MessageUrl {
         &self.url
     }
 

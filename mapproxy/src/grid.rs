@@ -460,13 +460,24 @@ fn py_round(v: f64, ndigits: usize) -> f64 {
     let a = v.abs();
     // the gap below `a`, never wider than the one above it
     let gap = a - f64::from_bits(a.to_bits() - 1);
-    let exp = i32::try_from(ndigits).unwrap_or(i32::MAX);
-    if gap > 1.000_001 * 10f64.powi(-exp) {
+    if gap > 1.000_001 * ten_to_minus(ndigits) {
         return v;
     }
     match py_round_exact(a, ndigits) {
         Some(r) => r.copysign(v),
         None => py_round_formatted(v, ndigits),
+    }
+}
+
+/// `10^-n` (from a table for the usual `n`: `powi` is a libgcc call, a tenth of `py_round`).
+fn ten_to_minus(n: usize) -> f64 {
+    const TABLE: [f64; 16] = [
+        1e0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10, 1e-11, 1e-12, 1e-13,
+        1e-14, 1e-15,
+    ];
+    match TABLE.get(n) {
+        Some(p) => *p,
+        None => 10f64.powi(-i32::try_from(n).unwrap_or(i32::MAX)),
     }
 }
 

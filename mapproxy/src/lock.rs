@@ -170,6 +170,10 @@ pub struct TileLocker {
     #[cfg(not(target_os = "linux"))]
     calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     pool: std::sync::Arc<imp::Pool>,
+    /// Linux: the one lock file of every meta tile, its path made once (a join and a format
+    /// per miss were 2% of a tile miss's instructions).
+    #[cfg(target_os = "linux")]
+    locks_file: Arc<Path>,
 }
 
 impl TileLocker {
@@ -178,9 +182,12 @@ impl TileLocker {
         lock_cache_id: impl Into<String>,
         timeout: Duration,
     ) -> TileLocker {
+        let (lock_dir, lock_cache_id) = (lock_dir.into(), lock_cache_id.into());
         TileLocker {
-            lock_dir: lock_dir.into(),
-            lock_cache_id: lock_cache_id.into(),
+            #[cfg(target_os = "linux")]
+            locks_file: Arc::from(imp::lock_path(&lock_dir, &lock_cache_id, (0, 0, 0))),
+            lock_dir,
+            lock_cache_id,
             timeout,
             #[cfg(not(target_os = "linux"))]
             calls: Default::default(),
@@ -198,13 +205,25 @@ impl TileLocker {
 
     /// The file the lock of `coord` (a meta tile's main tile) is taken on.
     pub fn lock_path(&self, coord: TileCoord) -> PathBuf {
-        imp::lock_path(&self.lock_dir, &self.lock_cache_id, coord)
+        self.lock_file(coord).to_path_buf()
+    }
+
+    /// The lock file of the meta tile whose main tile is `coord`.
+    fn lock_file(&self, coord: TileCoord) -> Arc<Path> {
+        #[cfg(target_os = "linux")]
+        {
+            // one file for all
+            let _ = coord;
+            self.locks_file.clone()
+        }
+        #[cfg(not(target_os = "linux"))]
+        Arc::from(imp::lock_path(&self.lock_dir, &self.lock_cache_id, coord))
     }
 
     /// One try at the lock of `coord` (a meta tile's main tile): an open of the lock file and a
     /// non-blocking lock call, done on the calling thread (as the cache hit's read is).
     pub fn try_lock(&self, coord: TileCoord) -> Result<Option<TileLock>, LockError> {
-        let path = self.lock_path(coord);
+        let path = self.lock_file(coord);
         #[cfg(not(target_os = "linux"))]
         if self
             .calls
@@ -222,7 +241,7 @@ impl TileLocker {
                 pool: self.pool.clone(),
             })),
             Ok(None) => Ok(None),
-            Err(e) => Err(LockError::Io(path, e)),
+            Err(e) => Err(LockError::Io(path.to_path_buf(), e)),
         }
     }
 
@@ -461,7 +480,7 @@ pub struct TileLock {
     file: Option<(File, std::time::Instant)>,
     #[cfg(not(target_os = "linux"))]
     file: Option<File>,
-    path: PathBuf,
+    path: Arc<Path>,
     coord: TileCoord,
     pool: std::sync::Arc<imp::Pool>,
 }
