@@ -1630,7 +1630,13 @@ fn wms_source(
     if let Some(f) = &w.supported_formats {
         c.supported_formats = f.iter().map(|f| ImageFormat::new(f.clone())).collect();
     }
-    c.concurrent_requests = w.common.concurrent_requests.unwrap_or(0) as usize;
+    // MapProxy's get_value('concurrent_requests', conf, global_key='http.concurrent_requests')
+    c.concurrent_requests = w
+        .common
+        .concurrent_requests
+        .unwrap_or(conf.globals.http.concurrent_requests) as usize;
+    c.lock_dir = Some(conf.globals.cache.lock_dir.clone());
+    c.lock_timeout = http_opts(conf, &w.http).client_timeout;
     let opt_text = |k: &str| -> Result<Option<String>, ConfigError> {
         match w.wms_opts.get(k) {
             None => Ok(None),

@@ -41,8 +41,10 @@
 //! [`LockError::Timeout`].
 
 mod redis;
+mod requests;
 
 pub use self::redis::RedisTileLocker;
+pub use self::requests::{RequestLimit, RequestPermit};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -305,6 +307,36 @@ pub fn cleanup_lock_dir(dir: &Path, max_age: Duration) {
     }
 }
 
+/// A file under an exclusive `flock` (unlocked and closed when dropped): MapProxy's kind of
+/// lock (util/ext/lockfile.py), for files it shares with us.
+#[cfg(target_os = "linux")]
+pub(crate) type Flocked = nix::fcntl::Flock<File>;
+#[cfg(not(target_os = "linux"))]
+pub(crate) type Flocked = File;
+
+/// A non-blocking exclusive `flock` of `f`: `None` while another holds it.
+#[cfg(target_os = "linux")]
+pub(crate) fn try_flock(f: File) -> io::Result<Option<Flocked>> {
+    use nix::errno::Errno;
+    use nix::fcntl::{Flock, FlockArg};
+    match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+        Ok(l) => Ok(Some(l)),
+        Err((_, Errno::EWOULDBLOCK | Errno::EINTR)) => Ok(None),
+        Err((_, e)) => Err(e.into()),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn try_flock(f: File) -> io::Result<Option<Flocked>> {
+    use fs4::fs_std::FileExt;
+    match FileExt::try_lock_exclusive(&f) {
+        Ok(true) => Ok(Some(f)),
+        Ok(false) => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Opens the lock file for writing, creating it (mode 0664 less the umask, as MapProxy's) and
 /// its directory when missing.
 fn open_lock_file(path: &Path) -> io::Result<File> {
@@ -437,7 +469,6 @@ mod imp {
 #[cfg(not(target_os = "linux"))]
 mod imp {
     use super::*;
-    use fs4::fs_std::FileExt;
     use std::io::Write;
 
     /// No descriptors are kept: each meta tile has its own file.
@@ -450,13 +481,9 @@ mod imp {
 
     /// MapProxy's: an exclusive `flock` of the meta tile's own file, ` <pid>\n` written in it.
     pub fn try_lock(path: &Path, _coord: TileCoord, _pool: &Pool) -> io::Result<Option<File>> {
-        let mut file = open_lock_file(path)?;
-        match FileExt::try_lock_exclusive(&file) {
-            Ok(true) => {}
-            Ok(false) => return Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-            Err(e) => return Err(e),
-        }
+        let Some(mut file) = try_flock(open_lock_file(path)?)? else {
+            return Ok(None);
+        };
         // a failure to write is no reason to give up the lock
         let _ = file
             .set_len(0)

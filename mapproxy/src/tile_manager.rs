@@ -14,7 +14,7 @@
 //! - **`concurrent_tile_creators`** is MapProxy's limit per client request (how many meta
 //!   tiles one request, a WMS GetMap, makes at once), not per cache: the manager keeps it for
 //!   such callers ([`TileManager::concurrent_tile_creators`]); each tile request makes one
-//!   meta tile. The limit on a source's parallel requests is its `concurrent_requests`.
+//!   meta tile. The limit on a WMS host's parallel requests is `concurrent_requests` (`lock/requests.rs`).
 //! - **No meta tiling** (`meta_size` 1×1 and no buffer, as MapProxy for tile sources): the
 //!   source's bytes are stored as they came when their format is the cache's, else decoded
 //!   and encoded with the cache's image options.

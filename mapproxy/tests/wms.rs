@@ -2053,6 +2053,55 @@ async fn legendgraphic_from_sources_cached_and_stacked() {
     assert!(t.contains("<sld:GetLegendGraphic>"), "{t}");
 }
 
+/// `globals.http.concurrent_requests` (the default of every WMS source) takes MapProxy's
+/// slot files `<lock_dir>/<md5 of the host>.lck<i>` (`SemLock`) for each GetMap; a source's
+/// own `concurrent_requests: 0` overrides it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_take_mapproxys_slot_files() {
+    let yaml = YAML.replace(
+        "globals:\n  cache:\n    base_dir: ./cache\n",
+        "globals:\n  http:\n    concurrent_requests: 2\n  cache:\n    base_dir: ./cache\n    lock_dir: ./locks\n",
+    );
+    assert_ne!(yaml, YAML);
+    let s = serve(&yaml).await;
+    let base = s
+        ._dir
+        .path()
+        .join("locks")
+        .join(format!("{:x}.lck", md5_hex(&q_host(&s))));
+    let slot = |i: usize| std::path::PathBuf::from(format!("{}{i}", base.display()));
+    let map = getmap(
+        "1.1.1",
+        "direct",
+        "EPSG:4326",
+        "5,47,15,55",
+        30,
+        20,
+        "image/png",
+    );
+    let a = get(&s, &map).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let written: Vec<String> = (0..2)
+        .filter_map(|i| std::fs::read_to_string(slot(i)).ok())
+        .collect();
+    assert_eq!(
+        written,
+        [format!(" {}\n", std::process::id())],
+        "one slot used"
+    );
+    assert!(!slot(2).exists());
+
+    // `concurrent_requests: 0` on the source: no slot
+    let yaml = yaml.replace(
+        "  up:\n    type: wms\n",
+        "  up:\n    type: wms\n    concurrent_requests: 0\n",
+    );
+    let s = serve(&yaml).await;
+    let a = get(&s, &map).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert!(!s._dir.path().join("locks").exists());
+}
+
 fn md5_hex(s: &str) -> impl std::fmt::LowerHex {
     use md5::Digest;
     md5::Md5::digest(s.as_bytes())

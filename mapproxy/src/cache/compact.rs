@@ -42,6 +42,7 @@ use super::atomic_write::write_atomic;
 use super::file::ensure_dir;
 use super::{CachedTile, QuickLoad, TileCache};
 use crate::grid::TileCoord;
+use crate::lock::{try_flock, Flocked};
 
 /// Tiles per bundle row and column.
 const GRID: i64 = 128;
@@ -582,7 +583,7 @@ fn write_all_at(f: &File, buf: &[u8], at: u64) -> io::Result<()> {
 /// MapProxy's `FileLock(<bundle>.lck)`: an exclusive `flock` of the lock file, ` <pid>\n`
 /// written in it; unlocked when dropped. The file stays (see the module's notes).
 struct BundleLock {
-    _file: Locked,
+    _file: Flocked,
 }
 
 impl BundleLock {
@@ -628,35 +629,6 @@ impl BundleLock {
             }
             std::thread::sleep(LOCK_STEP);
         }
-    }
-}
-
-/// A file under an exclusive `flock` (unlocked and closed when dropped).
-#[cfg(target_os = "linux")]
-type Locked = nix::fcntl::Flock<File>;
-#[cfg(not(target_os = "linux"))]
-type Locked = File;
-
-/// A non-blocking exclusive `flock` of `f`: `None` while another holds it.
-#[cfg(target_os = "linux")]
-fn try_flock(f: File) -> io::Result<Option<Locked>> {
-    use nix::errno::Errno;
-    use nix::fcntl::{Flock, FlockArg};
-    match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
-        Ok(l) => Ok(Some(l)),
-        Err((_, Errno::EWOULDBLOCK | Errno::EINTR)) => Ok(None),
-        Err((_, e)) => Err(e.into()),
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn try_flock(f: File) -> io::Result<Option<Locked>> {
-    use fs4::fs_std::FileExt;
-    match FileExt::try_lock_exclusive(&f) {
-        Ok(true) => Ok(Some(f)),
-        Ok(false) => Ok(None),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-        Err(e) => Err(e),
     }
 }
 

@@ -178,6 +178,8 @@ pub struct HttpConf {
     pub hide_error_details: bool,
     /// Default false.
     pub manage_cookies: bool,
+    /// The default of every WMS source's `concurrent_requests`; default 0 (no limit).
+    pub concurrent_requests: u32,
 }
 
 /// `globals.image`.
@@ -990,7 +992,7 @@ fn globals(ctx: &mut Ctx, n: Option<&Node>) -> Globals {
                 ctx.string(n, &p)
             }
         };
-        hk.get("concurrent_requests");
+        let concurrent_requests = opt(&mut hk, "concurrent_requests", |n, p| ctx.u32(n, p));
         hk.finish(ctx);
         HttpConf {
             client_timeout: o.client_timeout.unwrap_or(60.0),
@@ -1001,6 +1003,7 @@ fn globals(ctx: &mut Ctx, n: Option<&Node>) -> Globals {
             method: o.method.unwrap_or_else(|| "AUTO".into()),
             hide_error_details: o.hide_error_details.unwrap_or(true),
             manage_cookies: o.manage_cookies.unwrap_or(false),
+            concurrent_requests: concurrent_requests.unwrap_or(0),
         }
     };
     // tiles

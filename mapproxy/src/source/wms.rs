@@ -12,13 +12,13 @@
 use std::collections::BTreeSet;
 
 use futures_util::future::BoxFuture;
-use tokio::sync::Semaphore;
 
 use super::error::OnError;
 use super::http::{content_type, image_format_of, SourceHttp};
 use super::pyfmt::{py_float_repr, py_quote};
 use super::{MapQuery, MapSource, SourceError, SourceImage};
 use crate::image::ImageFormat;
+use crate::lock::RequestLimit;
 
 /// The EPSG codes MapProxy treats as north/east (lat/lon) in WMS 1.3.0 by default
 /// (`srs.axis_order_ne_` of its defaults). Geographic CRSs beyond these need a projection
@@ -67,8 +67,14 @@ pub struct WmsSourceConf {
     pub supported_formats: Vec<ImageFormat>,
     /// The source's own image format (`req.format`), else the query's.
     pub format: Option<ImageFormat>,
-    /// `concurrent_requests` (0: no limit): requests of this source at once, in this process.
+    /// `concurrent_requests` (0: no limit): GetMap requests at once to the host of `url`,
+    /// among the sources and processes sharing `lock_dir` ([`RequestLimit`]).
     pub concurrent_requests: usize,
+    /// `globals.cache.lock_dir`, where the `concurrent_requests` slots are; `None`: the limit
+    /// holds in this source only.
+    pub lock_dir: Option<std::path::PathBuf>,
+    /// How long a request waits for a slot (`http.client_timeout`).
+    pub lock_timeout: std::time::Duration,
     /// More codes with north/east axis order for 1.3.0 (MapProxy's `srs.axis_order_ne`).
     pub axis_order_ne: Vec<u32>,
     /// Codes with east/north axis order even if listed as north/east (`srs.axis_order_en`).
@@ -99,6 +105,8 @@ impl WmsSourceConf {
             supported_formats: Vec::new(),
             format: None,
             concurrent_requests: 0,
+            lock_dir: None,
+            lock_timeout: std::time::Duration::from_secs(60),
             axis_order_ne: Vec::new(),
             axis_order_en: Vec::new(),
             featureinfo: false,
@@ -136,7 +144,7 @@ pub struct WmsSource {
     ne: BTreeSet<u32>,
     http: SourceHttp,
     on_error: Option<OnError>,
-    limit: Option<std::sync::Arc<Semaphore>>,
+    limit: Option<RequestLimit>,
     /// A layer's direct source: a format not in `req` is added after `srs`.
     format_last: bool,
     /// `min_res`/`max_res` (or the scales): no image outside ([`MapSource::blank_for`]).
@@ -172,8 +180,12 @@ impl WmsSource {
         for c in &conf.axis_order_en {
             ne.remove(c);
         }
-        let limit = (conf.concurrent_requests > 0)
-            .then(|| std::sync::Arc::new(Semaphore::new(conf.concurrent_requests)));
+        let limit = (conf.concurrent_requests > 0).then(|| match &conf.lock_dir {
+            Some(dir) => {
+                RequestLimit::shared(conf.concurrent_requests, dir, &conf.url, conf.lock_timeout)
+            }
+            None => RequestLimit::local(conf.concurrent_requests),
+        });
         WmsSource {
             conf,
             coverage: None,
@@ -576,14 +588,7 @@ impl WmsSource {
         q: &InfoQuery,
     ) -> Result<crate::featureinfo::InfoDoc, SourceError> {
         let url = self.get_info_url(q);
-        let _permit = match &self.limit {
-            Some(s) => Some(
-                s.acquire()
-                    .await
-                    .map_err(|_| SourceError::new("source closed"))?,
-            ),
-            None => None,
-        };
+        // no `concurrent_requests` slot: MapProxy's WMSInfoClient takes none
         let resp = self.http.open(&url).await.map_err(|e| {
             log::warn!(target: "mapproxy.source.wms", "could not retrieve feature info: {}", e.full_msg);
             SourceError::from(e)
@@ -674,11 +679,10 @@ impl WmsSource {
         {
             let url = self.get_map_url_forwarding(query, client_params)?;
             let _permit = match &self.limit {
-                Some(s) => Some(
-                    s.acquire()
-                        .await
-                        .map_err(|_| SourceError::new("source closed"))?,
-                ),
+                Some(l) => Some(l.acquire().await.map_err(|e| {
+                    log::warn!(target: "mapproxy.source.wms", "{e}");
+                    SourceError::new(e.to_string())
+                })?),
                 None => None,
             };
             let resp = match self.http.open(&url).await {
