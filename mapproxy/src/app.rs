@@ -1947,9 +1947,9 @@ fn watermark(
     if text.is_empty() {
         return Ok(None);
     }
-    Ok(Some(crate::image::watermark::Watermark::new(
-        &text, font_size, color, opacity, wide,
-    )))
+    crate::image::watermark::Watermark::new(&text, font_size, color, opacity, wide)
+        .map(Some)
+        .map_err(|e| err(&node.loc, format!("caches.{name}.watermark: {e}")))
 }
 
 /// `upscale_tiles`/`downscale_tiles` and `cache_rescaled_tiles` of a cache

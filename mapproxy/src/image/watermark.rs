@@ -51,17 +51,26 @@ enum Placement {
 
 impl Watermark {
     /// `text` (not empty) in `color` at `opacity` (0-255), `font_size` pixels, `wide` spacing.
-    pub fn new(text: &str, font_size: f64, color: [u8; 3], opacity: u8, wide: bool) -> Watermark {
-        let mask = text_mask(text, font_size);
+    /// A text whose drawing would be over [`MAX_TEXT_SIDE`] pixels wide or high is an error
+    /// (the message says how large): it would take that much memory, and time on every tile,
+    /// for a text no tile can show.
+    pub fn new(
+        text: &str,
+        font_size: f64,
+        color: [u8; 3],
+        opacity: u8,
+        wide: bool,
+    ) -> Result<Watermark, String> {
+        let mask = text_mask(text, font_size)?;
         let inked = |y: &u32| (0..mask.width()).any(|x| mask.get_pixel(x, *y).0[0] > 0);
         let top = (0..mask.height()).find(inked).unwrap_or(0);
         let bottom = (0..mask.height()).rev().find(inked).map_or(0, |y| y + 1);
-        Watermark {
+        Ok(Watermark {
             ink_rows: (i64::from(top), i64::from(bottom)),
             mask,
             rgba: [color[0], color[1], color[2], opacity],
             wide,
-        }
+        })
     }
 
     fn placement(&self, (x, y, _): TileCoord) -> Option<Placement> {
@@ -116,8 +125,12 @@ impl Watermark {
     }
 }
 
+/// The widest and highest text drawing a watermark may have, in pixels (MapProxy draws any,
+/// clipped to the tile; 64 times a 256-pixel tile is far past any tile's view).
+pub const MAX_TEXT_SIDE: u64 = 16_384;
+
 /// The text's coverage: the lines in the 10×20 font, scaled to `font_size`.
-fn text_mask(text: &str, font_size: f64) -> GrayImage {
+fn text_mask(text: &str, font_size: f64) -> Result<GrayImage, String> {
     let lines: Vec<&str> = text.split('\n').collect();
     let cols = lines
         .iter()
@@ -126,16 +139,26 @@ fn text_mask(text: &str, font_size: f64) -> GrayImage {
         .unwrap_or(0)
         .max(1);
     let rows = lines.len().max(1);
+    let scale = (font_size.clamp(1.0, 1000.0) * 0.6) / 10.0;
+    // the drawing's size, checked before anything is drawn (the unscaled canvas is at most
+    // 1/0.06 times as large in each direction)
+    let side = |px: usize| (px as f64 * scale).round() as u64;
+    let (w, h) = (side(cols * 10), side(rows * 20) + 3 * (rows as u64 - 1));
+    if w > MAX_TEXT_SIDE || h > MAX_TEXT_SIDE {
+        return Err(format!(
+            "the text at font_size {} would be drawn {w}×{h} pixels; at most {MAX_TEXT_SIDE} each way (a shorter text, fewer lines or a smaller font_size)",
+            crate::source::py_float_repr(font_size)
+        ));
+    }
     let mut canvas = Mask(GrayImage::new(
-        u32::try_from(cols * 10).unwrap_or(u32::MAX).min(10_000),
-        u32::try_from(rows * 20).unwrap_or(u32::MAX).min(10_000),
+        u32::try_from(cols * 10).unwrap_or(u32::MAX),
+        u32::try_from(rows * 20).unwrap_or(u32::MAX),
     ));
     let style = MonoTextStyle::new(&FONT_10X20, BinaryColor::On);
     for (i, line) in lines.iter().enumerate() {
         let y = i32::try_from(i * 20).unwrap_or(i32::MAX);
         let _ = Text::with_baseline(line, Point::new(0, y), style, Baseline::Top).draw(&mut canvas);
     }
-    let scale = (font_size.clamp(1.0, 1000.0) * 0.6) / 10.0;
     let w = ((f64::from(canvas.0.width()) * scale).round() as u32).max(1);
     let line_h = ((20.0 * scale).round() as u32).max(1);
     let scaled = image::imageops::resize(
@@ -145,7 +168,7 @@ fn text_mask(text: &str, font_size: f64) -> GrayImage {
         image::imageops::FilterType::Triangle,
     );
     if rows == 1 {
-        return scaled;
+        return Ok(scaled);
     }
     // MapProxy's `linespacing` of 3 pixels between lines
     let spaced_h = line_h * rows as u32 + 3 * (rows as u32 - 1);
@@ -161,7 +184,7 @@ fn text_mask(text: &str, font_size: f64) -> GrayImage {
             }
         }
     }
-    out
+    Ok(out)
 }
 
 struct Mask(GrayImage);
@@ -206,7 +229,7 @@ mod tests {
 
     #[test]
     fn placement_follows_mapproxy() {
-        let wm = Watermark::new("mapproxy", 24.0, [128, 128, 128], 30, false);
+        let wm = Watermark::new("mapproxy", 24.0, [128, 128, 128], 30, false).expect("fits");
         // 8 characters of 14.4 px: 115 px wide, 29 px high
         assert_eq!(wm.mask.dimensions(), (115, 29));
         // even row: centred
@@ -233,7 +256,7 @@ mod tests {
         assert!(odd.iter().any(|p| p.0 < 58) && odd.iter().any(|p| p.0 >= 256 - 58));
         assert!(odd.iter().all(|p| p.0 < 58 || p.0 >= 256 - 58));
         // wide: only where column and row parity differ
-        let wide = Watermark::new("mapproxy", 24.0, [128, 128, 128], 30, true);
+        let wide = Watermark::new("mapproxy", 24.0, [128, 128, 128], 30, true).expect("fits");
         assert!(drawn(&wide, (0, 0, 3)).is_empty());
         assert!(drawn(&wide, (1, 1, 3)).is_empty());
         assert!(!drawn(&wide, (1, 0, 3)).is_empty());
@@ -243,17 +266,30 @@ mod tests {
     fn text_is_pasted_through_its_alpha() {
         // scale 1: the font's own pixels, full coverage
         let size = 100.0 / 6.0;
-        let wm = Watermark::new("X", size, [0, 0, 0], 255, false);
+        let wm = Watermark::new("X", size, [0, 0, 0], 255, false).expect("fits");
         let mut t = RgbaImage::from_pixel(256, 256, image::Rgba([200, 100, 50, 0]));
         wm.draw(&mut t, (0, 0, 0));
         // full coverage at full opacity: the text colour, alpha 255
         assert!(t.pixels().any(|p| p.0 == [0, 0, 0, 255]));
-        let wm = Watermark::new("X", size, [0, 0, 0], 30, false);
+        let wm = Watermark::new("X", size, [0, 0, 0], 30, false).expect("fits");
         let mut t = RgbaImage::from_pixel(256, 256, image::Rgba([200, 200, 200, 255]));
         wm.draw(&mut t, (0, 0, 0));
         // 30/255 of black over grey: 200 * 225 / 255 = 176; the alpha too is mixed, as
         // Pillow's paste does (checked: Pillow gives (176, 176, 176, 229))
         assert!(t.pixels().any(|p| p.0 == [176, 176, 176, 229]), "faded");
         assert!(t.pixels().all(|p| p.0[0] >= 176));
+    }
+
+    #[test]
+    fn a_text_too_large_to_draw_is_an_error() {
+        // 100 characters at font_size 1000: 60,000 pixels wide
+        let e =
+            Watermark::new(&"X".repeat(100), 1000.0, [0, 0, 0], 30, false).expect_err("too wide");
+        assert!(e.contains("60000×1200 pixels"), "{e}");
+        let tall = vec!["X"; 1000].join("\n");
+        let e = Watermark::new(&tall, 24.0, [0, 0, 0], 30, false).expect_err("too high");
+        assert!(e.contains("14×31797 pixels"), "{e}");
+        // a long attribution at a large size still fits
+        Watermark::new("© OpenStreetMap contributors", 200.0, [0, 0, 0], 30, false).expect("fits");
     }
 }
