@@ -325,6 +325,48 @@ fn unknown_keys_are_warnings_in_mapproxys_wording() {
     );
 }
 
+/// Metadata is read as written, but its keys are checked as MapProxy's spec does
+/// (`wms_130_layer_md`, `ogc_service_md`): the same warnings as MapProxy 7's loader prints
+/// for this YAML (checked against it).
+#[test]
+fn unknown_metadata_keys_warn_as_mapproxy() {
+    let text = "\
+services:
+  wms:
+    md:
+      title: T
+      contact: {person: x, anything: goes}
+      keyword_list:
+        - {vocabulary: v, keywords: [a], extra: 1}
+layers:
+  - name: d
+    title: d
+    md:
+      abstract: A
+      attribution: {title: t, titel: x, logo: {url: u, widht: 3}}
+      keyword_list: [{vocab: x, keywords: [a]}]
+      identifier: [{url: u, nam: n}]
+      metadata: [{url: u, typ: t}]
+      data: [{url: u, format: f}]
+      foo: bar
+";
+    let l = load_str(text, Path::new("m.yaml")).expect("warnings only");
+    let mut w: Vec<_> = l.warnings.iter().map(|w| w.to_string()).collect();
+    w.sort();
+    assert_eq!(
+        w,
+        vec![
+            "m.yaml:13: unknown 'titel' in layers[0].md.attribution",
+            "m.yaml:13: unknown 'widht' in layers[0].md.attribution.logo",
+            "m.yaml:14: unknown 'vocab' in layers[0].md.keyword_list[0]",
+            "m.yaml:15: unknown 'nam' in layers[0].md.identifier[0]",
+            "m.yaml:16: unknown 'typ' in layers[0].md.metadata[0]",
+            "m.yaml:18: unknown 'foo' in layers[0].md",
+            "m.yaml:7: unknown 'extra' in services.wms.md.keyword_list[0]",
+        ]
+    );
+}
+
 #[test]
 fn wrong_types_are_errors_with_line_and_path_all_collected() {
     let text = "\

@@ -701,16 +701,111 @@ fn image_opts(ctx: &mut Ctx, k: &mut Keys, extra: &[&str]) -> Option<Node> {
 }
 
 /// A mapping kept as written, after warning about keys not in `known`.
-fn checked(ctx: &mut Ctx, k: &mut Keys, key: &str, known: &[&str]) -> Option<Node> {
+/// The keys MapProxy's spec (config/spec.py) knows in a part of the YAML read as written
+/// (metadata): unknown ones warn, `unknown 'k' in path`, as MapProxy's validator does; values
+/// of other types than the spec's are left to whoever reads them.
+enum Known {
+    Any,
+    Map(&'static [(&'static str, Known)]),
+    List(&'static Known),
+}
+
+/// `keyword_list` of service and layer metadata.
+const KEYWORD_LIST: Known = Known::List(&Known::Map(&[
+    ("vocabulary", Known::Any),
+    ("keywords", Known::Any),
+]));
+
+/// `url` and `format` entries (a layer's `data` and `feature_list`).
+const URL_FORMAT: Known = Known::List(&Known::Map(&[("url", Known::Any), ("format", Known::Any)]));
+
+/// A layer's `md` (`wms_130_layer_md`, config/spec.py:272-318).
+const LAYER_MD: Known = Known::Map(&[
+    ("abstract", Known::Any),
+    ("keyword_list", KEYWORD_LIST),
+    (
+        "attribution",
+        Known::Map(&[
+            ("title", Known::Any),
+            ("url", Known::Any),
+            (
+                "logo",
+                Known::Map(&[
+                    ("url", Known::Any),
+                    ("width", Known::Any),
+                    ("height", Known::Any),
+                    ("format", Known::Any),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "identifier",
+        Known::List(&Known::Map(&[
+            ("url", Known::Any),
+            ("name", Known::Any),
+            ("value", Known::Any),
+        ])),
+    ),
+    (
+        "metadata",
+        Known::List(&Known::Map(&[
+            ("url", Known::Any),
+            ("type", Known::Any),
+            ("format", Known::Any),
+        ])),
+    ),
+    ("data", URL_FORMAT),
+    ("feature_list", URL_FORMAT),
+]);
+
+/// The WMS's and WMTS's `md` (`ogc_service_md`, config/spec.py:338-352).
+const SERVICE_MD: Known = Known::Map(&[
+    ("title", Known::Any),
+    ("abstract", Known::Any),
+    ("online_resource", Known::Any),
+    ("contact", Known::Any),
+    ("fees", Known::Any),
+    ("access_constraints", Known::Any),
+    ("keyword_list", KEYWORD_LIST),
+]);
+
+/// A cache's `watermark` (config/spec.py:454-460).
+const WATERMARK: Known = Known::Map(&[
+    ("text", Known::Any),
+    ("font_size", Known::Any),
+    ("color", Known::Any),
+    ("opacity", Known::Any),
+    ("spacing", Known::Any),
+]);
+
+/// `key` of `k` as written, its unknown keys (by `known`) warned about.
+fn checked(ctx: &mut Ctx, k: &mut Keys, key: &str, known: &Known) -> Option<Node> {
     let path = k.at(key);
     let n = k.get(key)?;
-    if let Some(mut sub) = ctx.map(n, &path) {
-        for key in known {
-            sub.get(key);
-        }
-        sub.finish(ctx);
-    }
+    warn_unknown(ctx, n, &path, known);
     Some(n.clone())
+}
+
+fn warn_unknown(ctx: &mut Ctx, n: &Node, path: &str, known: &Known) {
+    match (known, &n.value) {
+        (Known::Map(keys), Value::Map(m)) => {
+            for (k, v) in m {
+                match keys.iter().find(|(name, _)| name == k) {
+                    Some((_, sub)) => warn_unknown(ctx, v, &format!("{path}.{k}"), sub),
+                    None => ctx
+                        .warnings
+                        .push(v.loc.error(format!("unknown '{k}' in {path}"))),
+                }
+            }
+        }
+        (Known::List(item), Value::Seq(items)) => {
+            for (i, v) in items.iter().enumerate() {
+                warn_unknown(ctx, v, &format!("{path}[{i}]"), item);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn opt<T>(k: &mut Keys, key: &str, f: impl FnOnce(&Node, &str) -> Option<T>) -> Option<T> {
@@ -1499,12 +1594,7 @@ fn cache(ctx: &mut Ctx, g: &Globals, n: &Node, path: &str) -> Option<CacheConf> 
             k.get("refresh_before")
                 .and_then(|n| super::before::read(ctx, n, &p))
         },
-        watermark: checked(
-            ctx,
-            &mut k,
-            "watermark",
-            &["text", "font_size", "color", "opacity", "spacing"],
-        ),
+        watermark: checked(ctx, &mut k, "watermark", &WATERMARK),
         cache_dir: opt(&mut k, "cache_dir", |n, p| ctx.path(n, p))
             .unwrap_or_else(|| g.cache.base_dir.clone()),
         name: opt(&mut k, "name", |n, p| ctx.string(n, p)),
@@ -1763,20 +1853,7 @@ fn layer(ctx: &mut Ctx, n: &Node, path: &str, name_from_key: Option<&str>) -> Op
         tile_sources: opt(&mut k, "tile_sources", |n, p| ctx.strings(n, p)).unwrap_or_default(),
         layers: Vec::new(),
         // MapProxy's wms_130_layer_md (config/spec.py:272-318): other keys warn
-        md: checked(
-            ctx,
-            &mut k,
-            "md",
-            &[
-                "abstract",
-                "keyword_list",
-                "attribution",
-                "identifier",
-                "metadata",
-                "data",
-                "feature_list",
-            ],
-        ),
+        md: checked(ctx, &mut k, "md", &LAYER_MD),
         path: path.to_string(),
         min_res: opt(&mut k, "min_res", |n, p| ctx.number(n, p)),
         max_res: opt(&mut k, "max_res", |n, p| ctx.number(n, p)),
@@ -1878,7 +1955,7 @@ fn services(ctx: &mut Ctx, n: Option<&Node>) -> ServicesConf {
                         |n, p| ctx.string(n, p),
                     ),
                     kvp: opt(&mut sk, "kvp", |n, p| ctx.boolean(n, p)).unwrap_or(true),
-                    md: sk.get("md").cloned(),
+                    md: checked(ctx, &mut sk, "md", &SERVICE_MD),
                     featureinfo_formats: sk.get("featureinfo_formats").cloned(),
                 });
                 sk.finish(ctx);
@@ -1917,7 +1994,7 @@ fn services(ctx: &mut Ctx, n: Option<&Node>) -> ServicesConf {
                             .to_vec()
                         }),
                     versions: opt(&mut sk, "versions", |n, p| ctx.strings(n, p)),
-                    md: sk.get("md").cloned(),
+                    md: checked(ctx, &mut sk, "md", &SERVICE_MD),
                     max_output_pixels: sk.get("max_output_pixels").cloned().unwrap_or(default_mop),
                     strict: opt(&mut sk, "strict", |n, p| ctx.boolean(n, p)).unwrap_or(false),
                     featureinfo_types: opt(&mut sk, "featureinfo_types", |n, p| ctx.strings(n, p)),
