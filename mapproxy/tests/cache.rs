@@ -321,10 +321,14 @@ fn png_is_paletted_by_default_with_trns_when_transparent() {
     assert_eq!(back.get_pixel(5, 5).0[3], 0);
     assert!(back.get_pixel(200, 200).0[3] > 180);
 
-    // few colours: the exact palette, packed to 1 bit as Pillow writes it
+    // few colours: exact, in a palette of all 256 entries at 8 bits, as Pillow's FASTOCTREE
+    // and PNG writer give it (the most used first, unused entries black)
     let out = encode(&two_colors(), &ImageOpts::new(ImageFormat::png())).expect("encode");
     let ihdr = png_chunk(&out, b"IHDR").expect("IHDR");
-    assert_eq!((ihdr[8], ihdr[9]), (1, 3));
+    assert_eq!((ihdr[8], ihdr[9]), (8, 3));
+    let plte = png_chunk(&out, b"PLTE").expect("PLTE");
+    assert_eq!(plte.len(), 256 * 3);
+    assert_eq!(&plte[..9], &[200, 0, 0, 255, 255, 255, 0, 0, 0]);
     assert_eq!(decode(&out).expect("decodes"), two_colors());
 
     // colors: 16 -> at most 16 palette entries, 4 bits

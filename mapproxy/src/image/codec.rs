@@ -2,10 +2,12 @@
 //! (`mapproxy/image/__init__.py`).
 //!
 //! - `image/png` (and `png8`, `image/png; mode=8bit`, ...): paletted by default (MapProxy's
-//!   `image.paletted: true` gives PNG formats `colors: 256`): quantized to at most `colors`
-//!   colours, colour type 3; a transparent format keeps alpha in a `tRNS` chunk (Pillow's
-//!   `quantize(FASTOCTREE)` of an RGBA image), an opaque one is quantized from RGB. Palettes of
-//!   at most 16 colours are packed to 1, 2 or 4 bits as Pillow does.
+//!   `image.paletted: true` gives PNG formats `colors: 256`): Pillow's
+//!   `quantize(colors, FASTOCTREE)` ([`super::octree`]) of the RGBA image when the format is
+//!   transparent, else of its RGB conversion; colour type 3 with a `PLTE` of all `colors`
+//!   entries and, when transparent, a `tRNS` of all their alphas, as Pillow writes them;
+//!   `colors` up to 16 are packed to 1, 2 or 4 bits as Pillow does. Byte for byte MapProxy 7's
+//!   (tested against files it wrote).
 //! - `paletted: false`: a truecolour PNG, RGBA when the format is transparent, RGB otherwise.
 //! - `image/jpeg`: RGB at `jpeg_quality` (MapProxy's default 90).
 //! - `mixed`: a PNG (RGBA, not quantized: MapProxy gives `mixed` no `colors`) when any pixel is
@@ -22,9 +24,8 @@
 //! `Z_RLE` strategy Pillow sets for them (written directly with zlib-rs, [`write_png`]);
 //! truecolour rows are filtered adaptively (the png crate's encoder, default strategy).
 //!
-//! Quantizing: an image with at most `colors` distinct colours (most tiles: backgrounds, line
-//! maps, blank tiles) gets the exact palette, so its pixels are kept exactly; others go through
-//! NeuQuant (`color_quant`, image-rs's pure-Rust quantizer, which quantizes RGBA with alpha).
+//! GIFs are quantized here, not as Pillow's GIF writer does: an image with at most 256
+//! distinct colours gets the exact palette; others go through NeuQuant (`color_quant`).
 
 use std::collections::HashMap;
 
@@ -534,13 +535,13 @@ pub fn encode(img: &RgbaImage, opts: &ImageOpts) -> Result<Bytes, ImageError> {
                 Some(m @ (ImageMode::Rgb | ImageMode::Rgba)) => {
                     let alpha = m == ImageMode::Rgba;
                     if opts.paletted && colors > 0 {
-                        let q = quantize(img, colors, opts.transparent);
+                        let (palette, indices) =
+                            super::octree::quantize(img, colors, opts.transparent);
                         let expanded = RgbaImage::from_fn(img.width(), img.height(), |x, y| {
                             let i = (y as usize) * (img.width() as usize) + x as usize;
-                            let c = q
-                                .indices
+                            let c = indices
                                 .get(i)
-                                .and_then(|&i| q.palette.get(usize::from(i)))
+                                .and_then(|&i| palette.get(usize::from(i)))
                                 .copied()
                                 .unwrap_or([0, 0, 0, 255]);
                             image::Rgba(c)
@@ -963,7 +964,7 @@ fn encode_png_truecolor(img: &RgbaImage, alpha: bool) -> Result<Vec<u8>, ImageEr
     Ok(out)
 }
 
-/// A palette and each pixel's index into it.
+/// A GIF's palette and each pixel's index into it.
 struct Quantized {
     /// RGBA entries.
     palette: Vec<[u8; 4]>,
@@ -1077,9 +1078,12 @@ fn sort_transparent_first(q: Quantized) -> Quantized {
     }
 }
 
+/// MapProxy's paletted PNG: Pillow's `quantize(colors, FASTOCTREE)` ([`super::octree`]) and
+/// its PNG writer: a `PLTE` of all `colors` entries (unused ones black), 1, 2 or 4 bits per
+/// pixel for up to 16, and with alpha a `tRNS` of every entry's alpha.
 fn encode_png_paletted(img: &RgbaImage, colors: usize, alpha: bool) -> Result<Vec<u8>, ImageError> {
-    let q = quantize(img, colors, alpha);
-    let n = q.palette.len().max(1);
+    let (palette, indices) = super::octree::quantize(img, colors, alpha);
+    let n = palette.len().max(1);
     // Pillow: palettes of up to 16 colours are written with 1, 2 or 4 bits per pixel
     let bits: usize = match n {
         0..=2 => 1,
@@ -1093,7 +1097,7 @@ fn encode_png_paletted(img: &RgbaImage, colors: usize, alpha: bool) -> Result<Ve
     let row_bytes = (width * bits).div_ceil(8);
     let mut raw = Vec::with_capacity((row_bytes + 1) * height);
     if width > 0 {
-        for row in q.indices.chunks_exact(width) {
+        for row in indices.chunks_exact(width) {
             raw.push(0);
             if bits == 8 {
                 raw.extend_from_slice(row);
@@ -1109,26 +1113,18 @@ fn encode_png_paletted(img: &RgbaImage, colors: usize, alpha: bool) -> Result<Ve
             }
         }
     }
-    let mut plte = Vec::with_capacity(n * 3);
-    for c in &q.palette {
-        plte.extend_from_slice(&c[..3]);
-    }
-    if plte.is_empty() {
-        plte.extend_from_slice(&[0, 0, 0]);
-    }
-    let trns: Vec<u8> = {
-        let last = q.palette.iter().rposition(|c| c[3] != 255);
-        match last {
-            Some(l) => q.palette[..=l].iter().map(|c| c[3]).collect(),
-            None => Vec::new(),
-        }
+    let plte: Vec<u8> = palette.iter().flat_map(|c| [c[0], c[1], c[2]]).collect();
+    let trns: Vec<u8> = if alpha {
+        palette.iter().map(|c| c[3]).collect()
+    } else {
+        Vec::new()
     };
     // bits is 1, 2, 4 or 8
     write_png(img.dimensions(), bits as u8, 3, &plte, &trns, &raw)
 }
 
-/// A PNG file written directly: signature, `IHDR`, `PLTE` and `tRNS` when given, one `IDAT`
-/// with `raw` (the scanlines with their filter bytes) deflated by zlib-rs as Pillow does for
+/// A PNG file written directly: signature, `IHDR`, `PLTE` and `tRNS` when given, `IDAT`s
+/// of at most Pillow's block size (`max(64 KiB, 4 × width)`) with `raw` (the scanlines with their filter bytes) deflated by zlib-rs as Pillow does for
 /// MapProxy's quantized images: level 6 (Pillow's default), memLevel 9 (Pillow's), the
 /// `Z_RLE` strategy (MapProxy's `img_to_buf` passes `compress_type=Image.RLE` after
 /// quantizing; checked against MapProxy 7's Pillow 13: its IDAT is zlib's with these
@@ -1163,28 +1159,23 @@ fn write_png(
     if !trns.is_empty() {
         png_chunk(&mut out, b"tRNS", trns)?;
     }
-    // IDAT: the length is written once the stream is deflated in place
-    let head = out.len();
-    out.extend_from_slice(&[0, 0, 0, 0]);
-    out.extend_from_slice(b"IDAT");
-    let start = out.len();
-    out.resize(start + bound, 0);
+    let mut z = vec![0u8; bound];
     let config = zlib_rs::DeflateConfig {
         level: 6,
         strategy: zlib_rs::Strategy::Rle,
         mem_level: 9,
         ..zlib_rs::DeflateConfig::default()
     };
-    let (deflated, rc) = zlib_rs::compress_slice(&mut out[start..], raw, config);
+    let (deflated, rc) = zlib_rs::compress_slice(&mut z, raw, config);
     if rc != zlib_rs::ReturnCode::Ok {
         return Err(ImageError(format!("cannot encode PNG: zlib {rc:?}")));
     }
-    let len = deflated.len();
-    out.truncate(start + len);
-    let len32 = u32::try_from(len).map_err(|_| too_large())?;
-    out[head..head + 4].copy_from_slice(&len32.to_be_bytes());
-    let crc = zlib_rs::crc32::crc32(0, &out[head + 4..]);
-    out.extend_from_slice(&crc.to_be_bytes());
+    // Pillow's encoder hands the stream over in blocks of its buffer size, each an IDAT:
+    // ImageFile's `max(MAXBLOCK, width * 4)`
+    let block = (width as usize).saturating_mul(4).max(65_536);
+    for part in deflated.chunks(block) {
+        png_chunk(&mut out, b"IDAT", part)?;
+    }
     png_chunk(&mut out, b"IEND", &[])?;
     Ok(out)
 }
@@ -1313,6 +1304,151 @@ mod tests {
         let used = close(&encode_jpeg(&img, 90).expect("encode"), 8);
         let diff = max_diff(&rust, &used);
         assert!(diff.is_some_and(|d| d <= 6), "{diff:?}");
+    }
+
+    /// The pixel of a test image at (x, y), as `/tmp`'s generator script computed it for
+    /// MapProxy 7 (see [`paletted_png_is_mapproxys_byte_for_byte`]).
+    fn golden_px(name: &str, x: u32, y: u32) -> [u8; 4] {
+        let (xi, yi) = (i64::from(x), i64::from(y));
+        match name {
+            "gradient" => [x as u8, y as u8, (x ^ y) as u8, 255],
+            "gradient_alpha" => [x as u8, y as u8, (x ^ y) as u8, (x / 2) as u8],
+            "few" => match y {
+                10 => [200, 0, 0, 255],
+                20 => [0, 0, 200, 0],
+                _ => [255, 255, 255, 255],
+            },
+            "noise" => {
+                let v = (xi * 7919 + yi * 104_729 + xi * yi * 31) % 65_521;
+                let a = if (x + y) % 7 != 0 {
+                    255
+                } else {
+                    (v % 200) as u8
+                };
+                [v as u8, (v >> 3) as u8, ((x * 3 + y) % 256) as u8, a]
+            }
+            "map" => {
+                let d = (((xi - 300).pow(2) + (yi - 200).pow(2)) as f64).sqrt();
+                let mut c = if d < 150.0 {
+                    [170, 211, 223]
+                } else if d < 152.0 {
+                    [(170.0 + (d - 150.0) * 30.0) as u8, 200, 180]
+                } else {
+                    [242, 239, 233]
+                };
+                if (xi - yi).abs() < 2 {
+                    c = [230, 50, 50];
+                }
+                [c[0], c[1], c[2], if x > 5 { 255 } else { 128 }]
+            }
+            _ => unreachable!("{name}"),
+        }
+    }
+
+    /// MapProxy 7's `img_to_buf` of these RGBA images as `image/png` (paletted, 256 colours;
+    /// Pillow 13's FASTOCTREE, zlib RLE, IDATs of 64 KiB): md5 and length of the file. The
+    /// generator: each image `Image.new('RGBA', (w, h))` filled with [`golden_px`]'s pixels,
+    /// `img_to_buf(img, ImageOptions(format='image/png', transparent=t, colors=256))`.
+    #[test]
+    fn paletted_png_is_mapproxys_byte_for_byte() {
+        use md5::{Digest, Md5};
+        let cases: [(&str, u32, u32, bool, &str, usize); 10] = [
+            (
+                "gradient",
+                256,
+                256,
+                false,
+                "75e8c98ee4bfc69c9f55e426ad816751",
+                7236,
+            ),
+            (
+                "gradient_alpha",
+                256,
+                256,
+                true,
+                "4736ed3569effa608e312f517810c2ba",
+                4760,
+            ),
+            (
+                "few",
+                256,
+                256,
+                true,
+                "861b9bbe830c6d45c7f93b30f12d89f6",
+                1198,
+            ),
+            (
+                "few",
+                256,
+                256,
+                false,
+                "19135acfa8bda6284722d3418649fbf3",
+                930,
+            ),
+            (
+                "noise",
+                256,
+                256,
+                false,
+                "bfb7b8046eb6a7062e8506447c979d7a",
+                56316,
+            ),
+            (
+                "noise",
+                256,
+                256,
+                true,
+                "65b9885bbd0a0eea8c6711d7e1c45c1c",
+                57181,
+            ),
+            (
+                "noise",
+                700,
+                500,
+                false,
+                "d5e118ef7d25188751264a6e3ba5ab24",
+                292039,
+            ),
+            (
+                "map",
+                600,
+                400,
+                true,
+                "f98c2b0a2cd364d491987ad5f6b6f4ab",
+                5364,
+            ),
+            (
+                "map",
+                600,
+                400,
+                false,
+                "cb1f44dfc3c07106b29206d32c6d4dd3",
+                4180,
+            ),
+            (
+                "gradient",
+                5,
+                3,
+                true,
+                "4782a3cc4a213f0c245264d0fedb38c7",
+                1115,
+            ),
+        ];
+        let mut wrong = Vec::new();
+        for (name, w, h, transparent, md5, len) in cases {
+            let img = RgbaImage::from_fn(w, h, |x, y| image::Rgba(golden_px(name, x, y)));
+            let mut o = ImageOpts::new(ImageFormat::png());
+            o.transparent = transparent;
+            let png = encode(&img, &o).expect("encodes");
+            let got = format!("{:x}", Md5::digest(&png));
+            if got != md5 || png.len() != len {
+                wrong.push(format!(
+                    "{name} {w}x{h} transparent={transparent}: {} bytes (want {len})",
+                    png.len()
+                ));
+            }
+        }
+        assert!(wrong.is_empty(), "{wrong:#?}");
     }
 
     #[test]
@@ -1498,8 +1634,9 @@ mod tests {
             paste(&mut want, &d, (i as u32 % 3) * 16, (i as u32 / 3) * 8);
         }
         assert_eq!(got, want);
-        // the opaque tile is drawn
-        assert_eq!(got.get_pixel(16 + 3, 8 + 2).0, [27, 2, 7, 255]);
+        // the opaque tile is drawn (its colours are Pillow's bucket averages: 27 of x * 9 at
+        // x = 3 falls in the bucket of 16-31, whose pixels average 22)
+        assert_eq!(got.get_pixel(16 + 3, 8 + 2).0, [22, 3, 7, 255]);
         assert_eq!(got.get_pixel(16 + 3, 2).0, [255, 255, 255, 0]);
     }
 
@@ -1541,17 +1678,22 @@ mod tests {
             assert_eq!(ours, theirs);
             assert_eq!(ours.get_pixel(3, 3).0[3], if transparent { 0 } else { 255 });
         }
-        // bit depths 1, 2, 4, 8 and odd widths
-        for n in [2u32, 4, 16, 200] {
+        // bit depths 1, 2, 4 (`colors` up to 16, as Pillow packs them), 8, and odd widths;
+        // colours in distinct coarse buckets are kept exactly
+        for (n, bits) in [(2u32, 1u8), (4, 2), (16, 4), (256, 8)] {
             let img = RgbaImage::from_fn(13, 5, |x, y| {
-                let i = (x + 13 * y) % n;
-                image::Rgba([i as u8, 255 - i as u8, 7, 255])
+                let i = (x + 13 * y) % n.min(16);
+                image::Rgba([(i % 4 * 64 + 10) as u8, (i / 4 * 64 + 10) as u8, 7, 255])
             });
-            let png = encode(&img, &ImageOpts::new(ImageFormat::png())).expect("encode");
+            let mut o = ImageOpts::new(ImageFormat::png());
+            o.colors = n as u16;
+            let png = encode(&img, &o).expect("encode");
+            assert_eq!(png[24], bits, "IHDR bit depth for {n} colours");
             let back = image::load_from_memory_with_format(&png, image::ImageFormat::Png)
                 .expect("image decodes")
                 .to_rgba8();
             assert_eq!(back, img, "{n} colours");
+            assert_eq!(decode(&png).expect("decodes"), img);
         }
     }
 

@@ -3,6 +3,7 @@
 mod codec;
 mod format;
 pub mod mask;
+mod octree;
 pub mod transform;
 pub mod watermark;
 
