@@ -64,14 +64,12 @@ impl Cube {
         ((c[0] << (b[1] + b[2] + b[3])) | (c[1] << (b[2] + b[3])) | (c[2] << b[3]) | c[3]) as usize
     }
 
-    /// The bucket index of a colour: each channel's top bits.
+    /// The bucket index of a colour: each channel's top bits (none of a channel of 0 bits:
+    /// a byte shifted by 8 is 0, as in the C code's unsigned shift).
     fn pos_of(&self, p: [u8; 4]) -> usize {
-        let mut c = [0u32; 4];
-        for i in 0..4 {
-            // 8 - 0 bits: a shift of the whole byte, 0 (the C code's unsigned shift)
-            c[i] = u32::from(p[i]).checked_shr(8 - self.bits[i]).unwrap_or(0);
-        }
-        self.pos(c)
+        self.pos(std::array::from_fn(|i| {
+            u32::from(p[i]) >> (8 - self.bits[i])
+        }))
     }
 
     fn used(&self) -> usize {
@@ -162,12 +160,15 @@ pub fn quantize(img: &RgbaImage, colors: usize, alpha: bool) -> (Vec<[u8; 4]>, V
     let [fine_bits, coarse_bits] = if alpha { LEVELS_ALPHA } else { LEVELS };
     let pixels = pixels(img, alpha);
     let mut fine = Cube::new(fine_bits);
-    for &p in &pixels {
+    // a run of equal pixels (most of a map tile) is added at once
+    for run in pixels.chunk_by(|a, b| a == b) {
+        let p = run[0];
+        let n = run.len() as u32;
         let i = fine.pos_of(p);
         let b = &mut fine.buckets[i];
-        b.count = b.count.wrapping_add(1);
+        b.count = b.count.wrapping_add(n);
         for (s, v) in b.sums.iter_mut().zip(p) {
-            *s += u64::from(v);
+            *s += u64::from(v) * u64::from(n);
         }
     }
     let mut coarse = fine.resized(coarse_bits);
@@ -188,10 +189,11 @@ pub fn quantize(img: &RgbaImage, colors: usize, alpha: bool) -> (Vec<[u8; 4]>, V
     coarse_lookup.set_lookup(&palette, n_coarse, 0);
     let mut lookup = coarse_lookup.resized(fine_bits);
     lookup.set_lookup(&palette, n_fine, n_coarse);
-    let indices = pixels
-        .iter()
-        .map(|&p| lookup.buckets[lookup.pos_of(p)].count as u8)
-        .collect();
+    let mut indices = Vec::with_capacity(pixels.len());
+    for run in pixels.chunk_by(|a, b| a == b) {
+        let i = lookup.buckets[lookup.pos_of(run[0])].count as u8;
+        indices.resize(indices.len() + run.len(), i);
+    }
     (palette.iter().map(Bucket::average).collect(), indices)
 }
 
