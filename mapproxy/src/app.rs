@@ -23,6 +23,7 @@ use crate::grid::{GridSet, Origin, TileGrid};
 use crate::image::transform::Resampling;
 use crate::image::{ImageFormat, ImageOpts};
 use crate::lock::TileLocker;
+use crate::pynum::Num;
 use crate::service::demo::{DemoInput, DemoServices, DemoTileLayer};
 use crate::service::wms::{
     CacheLayer, Extent as WmsExtent, MapLayer, Version as WmsVersionNum, WmsConfig, WmsLayer,
@@ -144,7 +145,7 @@ fn compile(
                     cg.manager.clone(),
                 )
                 .with_info(info.clone());
-                let tl = match with_cache_coverage_extent(tl, conf, src) {
+                let tl = match with_cache_extent(tl, conf, src) {
                     Ok(tl) => tl,
                     Err(e) => {
                         errors.push(e);
@@ -382,7 +383,7 @@ fn demo_wms_layers(wms: &WmsService) -> Vec<crate::service::demo::DemoWmsLayer> 
                 .iter()
                 .filter_map(|code| {
                     let target = Srs::get(code).ok()?;
-                    Some((code.clone(), ext.bbox_for(&target)?))
+                    Some((code.clone(), crate::pynum::values(ext.bbox_for(&target)?)))
                 })
                 .collect();
             out.push(crate::service::demo::DemoWmsLayer {
@@ -555,7 +556,7 @@ fn compile_wms(
 }
 
 /// `services.wms.bbox_srs`: `['EPSG:3857', {srs: 'EPSG:25832', bbox: [...]}]`.
-fn wms_bbox_srs(n: &Node) -> Result<Vec<(String, Option<crate::grid::Bbox>)>, ConfigError> {
+fn wms_bbox_srs(n: &Node) -> Result<Vec<(String, Option<crate::pynum::NumBbox>)>, ConfigError> {
     let bad = |loc: &Location| {
         err(
             loc,
@@ -577,12 +578,14 @@ fn wms_bbox_srs(n: &Node) -> Result<Vec<(String, Option<crate::grid::Bbox>)>, Co
                     Some(Value::Str(s)) => crate::srs::parse_code(s).ok_or_else(|| bad(&it.loc))?.0,
                     _ => return Err(bad(&it.loc)),
                 };
-                let nums: Vec<f64> = match m.get("bbox").map(|v| &v.value) {
+                // kept as written: MapProxy's MapExtent of the YAML's list
+                // (config/configuration/service.py:339-352), ints printed as ints
+                let nums: Vec<Num> = match m.get("bbox").map(|v| &v.value) {
                     Some(Value::Seq(v)) => v
                         .iter()
                         .filter_map(|x| match x.value {
-                            Value::Int(i) => Some(i as f64),
-                            Value::Float(f) => Some(f),
+                            Value::Int(i) => Some(Num::Int(i)),
+                            Value::Float(f) => Some(Num::Float(f)),
                             _ => None,
                         })
                         .collect(),
@@ -685,22 +688,29 @@ fn cache_coverage_extent(
     }))
 }
 
-/// A tile layer over cache `cache`: with a `cache.coverage`, the coverage's extent is the
-/// layer's (TMS BoundingBox and Origin, WMTS WGS84BoundingBox; MapProxy's `caches()` extent,
-/// config/configuration/cache.py:712-714, as `TileLayer.extent`, service/tile.py:224).
-fn with_cache_coverage_extent(
+/// A tile layer over cache `cache`: the cache's extent is the layer's (TMS BoundingBox and
+/// Origin: the extent in the grid's SRS; WMTS WGS84BoundingBox: its `llbbox`): with a
+/// `cache.coverage` the coverage's, else its sources' merged extent unless that is the default
+/// one, else the grid's (MapProxy's `caches()` extent, config/configuration/cache.py:711-716,
+/// as `TileLayer.extent`, service/tile.py:224). An extent kept in its own SRS keeps the
+/// YAML's ints (`1000000`, not `1000000.0`).
+fn with_cache_extent(
     mut tl: TileLayer,
     conf: &MapProxyConf,
     cache: &str,
 ) -> Result<TileLayer, ConfigError> {
-    let Some(e) = cache_coverage_extent(conf, cache)? else {
-        return Ok(tl);
+    let e = match cache_coverage_extent(conf, cache)? {
+        Some(e) => e,
+        None => match cache_sources_extent(conf, cache, 0)? {
+            Some(e) if !e.default => e,
+            _ => return Ok(tl),
+        },
     };
     let grid_srs = Srs::get(&format!("EPSG:{}", tl.grid.srs()));
-    if let Ok(b) = grid_srs.and_then(|s| e.srs.transform_bbox_to(&s, e.bbox)) {
+    if let Some(b) = grid_srs.ok().and_then(|s| e.bbox_for(&s)) {
         tl.bbox = b;
     }
-    if let Ok(b) = Srs::get("EPSG:4326").and_then(|s| e.srs.transform_bbox_to(&s, e.bbox)) {
+    if let Some(b) = e.llbbox() {
         tl.wgs84_bbox = Some(b);
     }
     Ok(tl)
@@ -847,11 +857,7 @@ fn wms_layer(
                         None => cache_sources_extent(conf, src, 0)?,
                     };
                     if e.as_ref().is_none_or(|e| e.default) {
-                        e = Some(WmsExtent {
-                            srs: g.srs.clone(),
-                            bbox: cg.grid.bbox(),
-                            default: false,
-                        });
+                        e = Some(WmsExtent::of_floats(g.srs.clone(), cg.grid.bbox()));
                     }
                     extents.extend(e);
                 }

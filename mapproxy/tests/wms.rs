@@ -3021,7 +3021,15 @@ async fn wms_c_tiled_as_mapproxy() {
 /// (the host aside).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wms_golden_documents_as_mapproxy_printed_them() {
-    for (set, count) in [("", 15), ("/groups", 4), ("/layer_md", 8)] {
+    let mut failed = Vec::new();
+    // (set, documents, whether transformed floats may differ in their last digits)
+    for (set, count, last_digits) in [
+        ("", 15, false),
+        ("/groups", 4, false),
+        ("/layer_md", 8, false),
+        ("/numbers", 23, true),
+        ("/numbers_srs", 4, true),
+    ] {
         let dir = format!("{}/tests/fixtures/wms{set}", env!("CARGO_MANIFEST_DIR"));
         let read = |name: &str| {
             std::fs::read(format!("{dir}/{name}")).unwrap_or_else(|e| panic!("{name}: {e}"))
@@ -3039,17 +3047,113 @@ async fn wms_golden_documents_as_mapproxy_printed_them() {
             let status: u16 = words[1].parse().expect("status");
             let content_type = words[2..].join(" ");
             let a = get(&s, path).await;
-            assert_eq!(
-                (a.status, a.content_type.as_str()),
-                (status, content_type.as_str()),
-                "{set} {name} {path}"
-            );
             let want = String::from_utf8_lossy(&read(name))
                 .replace("127.0.0.1:18931", &s.addr.to_string());
-            assert_eq!(a.text(), want, "{set} {name} {path}");
+            let text = a.text();
+            let same_text = text == want || (last_digits && same_but_last_digits(&text, &want));
+            if (a.status, a.content_type.as_str()) != (status, content_type.as_str()) || !same_text
+            {
+                // GOLDEN_OUT=dir: what we answered, for a diff
+                if let Ok(out) = std::env::var("GOLDEN_OUT") {
+                    let f = format!("{out}/{}_{name}", set.trim_start_matches('/'));
+                    std::fs::write(&f, a.text()).unwrap_or_else(|e| panic!("{f}: {e}"));
+                }
+                failed.push(format!(
+                    "{set} {name} {path}: {} {}",
+                    a.status, a.content_type
+                ));
+            }
             checked += 1;
         }
         assert_eq!(checked, count, "{set}");
+    }
+    assert!(failed.is_empty(), "differ from MapProxy's: {failed:#?}");
+}
+
+/// A number or the text between numbers.
+#[derive(Debug, PartialEq)]
+enum Token<'a> {
+    Text(&'a str),
+    Num(&'a str),
+}
+
+/// `s` cut into numbers (`-12`, `0.5`, `1e-05`) and the text between them.
+fn tokens(s: &str) -> Vec<Token<'_>> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let (mut i, mut text_start) = (0, 0);
+    while i < b.len() {
+        let after_word = i > 0 && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'.');
+        let starts =
+            b[i].is_ascii_digit() || (b[i] == b'-' && b.get(i + 1).is_some_and(u8::is_ascii_digit));
+        if after_word || !starts {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        i += 1;
+        let digits = |i: &mut usize| {
+            while *i < b.len() && b[*i].is_ascii_digit() {
+                *i += 1;
+            }
+        };
+        digits(&mut i);
+        if b.get(i) == Some(&b'.') && b.get(i + 1).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+            digits(&mut i);
+        }
+        if b.get(i) == Some(&b'e') {
+            let sign = usize::from(matches!(b.get(i + 1), Some(b'-' | b'+')));
+            if b.get(i + 1 + sign).is_some_and(u8::is_ascii_digit) {
+                i += 1 + sign;
+                digits(&mut i);
+            }
+        }
+        if text_start < start {
+            out.push(Token::Text(&s[text_start..start]));
+        }
+        out.push(Token::Num(&s[start..i]));
+        text_start = i;
+    }
+    if text_start < b.len() {
+        out.push(Token::Text(&s[text_start..]));
+    }
+    out
+}
+
+/// The same document but for the last digits of floats: proj4rs and MapProxy's PROJ round
+/// some transformations differently in the last bit. Ints must be the same ints and floats
+/// floats (`5` is not `5.0`), all text the same.
+fn same_but_last_digits(ours: &str, theirs: &str) -> bool {
+    let is_float = |n: &str| n.contains(['.', 'e']);
+    let (a, b) = (tokens(ours), tokens(theirs));
+    a.len() == b.len()
+        && a.iter().zip(&b).all(|(x, y)| match (x, y) {
+            (Token::Num(x), Token::Num(y)) if x != y => {
+                let (Ok(p), Ok(q)) = (x.parse::<f64>(), y.parse::<f64>()) else {
+                    return false;
+                };
+                is_float(x) && is_float(y) && (p - q).abs() <= 1e-14 * p.abs().max(1.0)
+            }
+            _ => x == y,
+        })
+}
+
+#[test]
+fn golden_comparison_tolerates_only_the_last_digits_of_floats() {
+    let doc = "<B SRS=\"EPSG:3857\" minx=\"661283.006268542\" miny=\"5\" maxx=\"1e-05\" />";
+    assert!(same_but_last_digits(
+        doc,
+        "<B SRS=\"EPSG:3857\" minx=\"661283.0062685419\" miny=\"5\" maxx=\"1e-05\" />"
+    ));
+    for other in [
+        "<B SRS=\"EPSG:3857\" minx=\"661283.006268542\" miny=\"5.0\" maxx=\"1e-05\" />",
+        "<B SRS=\"EPSG:3857\" minx=\"661283.0062685\" miny=\"5\" maxx=\"1e-05\" />",
+        "<B SRS=\"EPSG:3857\" minx=\"661283.006268542\" miny=\"6\" maxx=\"1e-05\" />",
+        "<B SRS=\"EPSG:4326\" minx=\"661283.006268542\" miny=\"5\" maxx=\"1e-05\" />",
+        "<B SRS=\"EPSG:3857\" minx=\"661283.006268542\" miny=\"5\" />",
+    ] {
+        assert!(!same_but_last_digits(doc, other), "{other}");
     }
 }
 
@@ -3790,14 +3894,12 @@ sources:
     let wmts = get(&s, "/wmts/1.0.0/WMTSCapabilities.xml").await.text();
     // MapProxy 7: `5 45` / `15 55` (the YAML's integers)
     assert!(
-        wmts.contains("<ows:LowerCorner>5.0 45.0</ows:LowerCorner>\n        <ows:UpperCorner>15.0 55.0</ows:UpperCorner>"),
+        wmts.contains("<ows:LowerCorner>5 45</ows:LowerCorner>\n        <ows:UpperCorner>15 55</ows:UpperCorner>"),
         "{wmts}"
     );
-    // MapProxy 7 prints the YAML's integers as written (`minx="5"`); floats here
+    // MapProxy 7 prints the YAML's integers as written (`minx="5"`)
     assert!(
-        caps.contains(
-            "<LatLonBoundingBox minx=\"5.0\" miny=\"45.0\" maxx=\"15.0\" maxy=\"55.0\" />"
-        ),
+        caps.contains("<LatLonBoundingBox minx=\"5\" miny=\"45\" maxx=\"15\" maxy=\"55\" />"),
         "{caps}"
     );
     assert!(
