@@ -383,7 +383,7 @@ fn demo_wms_layers(wms: &WmsService) -> Vec<crate::service::demo::DemoWmsLayer> 
                 .iter()
                 .filter_map(|code| {
                     let target = Srs::get(code).ok()?;
-                    Some((code.clone(), crate::pynum::values(ext.bbox_for(&target)?)))
+                    Some((code.clone(), ext.bbox_for(&target)?))
                 })
                 .collect();
             out.push(crate::service::demo::DemoWmsLayer {
@@ -1300,7 +1300,7 @@ impl TileLayer {
             matrix_set: self.grid_name.clone(),
             format: self.format.ext().to_string(),
             grid: grid.clone(),
-            extent: None,
+            extent: Some(self.bbox),
         }
     }
 }

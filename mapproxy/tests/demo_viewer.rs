@@ -140,7 +140,8 @@ fn demo_input() -> DemoInput {
             native_srs: vec!["EPSG:3857".into()],
             extents: vec![(
                 "EPSG:3857".into(),
-                [-20_037_508.34, -10_000_000.0, 20_037_508.34, 10_000_000.0],
+                [-20_037_508.34, -10_000_000.0, 20_037_508.34, 10_000_000.0]
+                    .map(mapproxy_serve_mapproxy::grid::Num::Float),
             )],
         }],
         wms_formats: vec!["image/png".into()],

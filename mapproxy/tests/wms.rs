@@ -3070,6 +3070,83 @@ async fn wms_golden_documents_as_mapproxy_printed_them() {
     assert!(failed.is_empty(), "differ from MapProxy's: {failed:#?}");
 }
 
+/// The numbers of a demo viewer page: the map's extent, the grid's extent and resolutions (as
+/// `key`, the list as printed), the "Bounding Box" and the resolution table rows. MapProxy's
+/// page has them as `const extent = [...]`, ours in the viewer's `config` object.
+fn demo_numbers(page: &str, ours: bool) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for line in page.lines().map(str::trim) {
+        let lists: &[(&str, &str)] = if ours {
+            &[
+                ("extent", "extent: ["),
+                ("grid_extent", "gridExtent: ["),
+                ("resolutions", "resolutions: ["),
+            ]
+        } else {
+            &[
+                ("extent", "const extent = ["),
+                ("grid_extent", "const grid_extent = ["),
+                ("resolutions", "const resolutions = ["),
+            ]
+        };
+        if !ours || line.contains("{kind: ") {
+            for (key, start) in lists {
+                if let Some((_, rest)) = line.split_once(start) {
+                    let list = rest.split_once(']').map_or(rest, |(l, _)| l);
+                    out.push((key.to_string(), list.to_string()));
+                }
+            }
+        }
+        if let Some((_, rest)) = line.split_once("<p class=\"code\">") {
+            let code = rest.split_once("</p>").map_or(rest, |(c, _)| c);
+            out.push(("code".into(), code.to_string()));
+        }
+        if line.starts_with("<tr><td>") {
+            out.push(("row".into(), line.to_string()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The demo viewers of `fixtures/wms/numbers` (TMS, WMTS, WMS; `gen_golden.sh numbers` saved
+/// MapProxy 7's pages, listed in `demo.txt`): our pages are laid out differently, their
+/// numbers are MapProxy's: a coverage's ints in its own SRS, `res` and `min_res` ints, the
+/// TMS grid's computed floats (tms_demo.html, wmts_demo.html, wms_demo.html print them with
+/// `str()`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_numbers_as_mapproxy_printed_them() {
+    let dir = format!("{}/tests/fixtures/wms/numbers", env!("CARGO_MANIFEST_DIR"));
+    let read = |name: &str| {
+        std::fs::read_to_string(format!("{dir}/{name}")).unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let s = serve(&read("mapproxy.yaml")).await;
+    let mut failed = Vec::new();
+    let index = read("demo.txt");
+    for line in index.lines() {
+        let Some((name, path)) = line.split_once(' ') else {
+            panic!("bad index line {line}");
+        };
+        let a = get(&s, path).await;
+        assert_eq!(a.status, 200, "{name} {path}");
+        let (ours, theirs) = (
+            demo_numbers(&a.text(), true),
+            demo_numbers(&read(name), false),
+        );
+        assert!(!theirs.is_empty(), "{name}");
+        let same = ours.len() == theirs.len()
+            && ours
+                .iter()
+                .zip(&theirs)
+                .all(|(a, b)| a.0 == b.0 && same_but_last_digits(&a.1, &b.1));
+        if !same {
+            failed.push(format!("{name}:\n ours   {ours:?}\n theirs {theirs:?}"));
+        }
+    }
+    assert_eq!(index.lines().count(), 20);
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
 /// A number or the text between numbers.
 #[derive(Debug, PartialEq)]
 enum Token<'a> {
