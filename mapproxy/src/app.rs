@@ -428,6 +428,8 @@ fn compile_wms(
     };
     if let Some(n) = &w.bbox_srs {
         match wms_bbox_srs(n) {
+            // an empty list is the default one (`limit_srs_extents`, service/wms.py:468-481)
+            Ok(b) if b.is_empty() => {}
             Ok(b) => wc.bbox_srs = b,
             Err(e) => errors.push(e),
         }
@@ -555,7 +557,9 @@ fn compile_wms(
     Some(WmsService::new(wc, Arc::new(root)))
 }
 
-/// `services.wms.bbox_srs`: `['EPSG:3857', {srs: 'EPSG:25832', bbox: [...]}]`.
+/// `services.wms.bbox_srs`: `['EPSG:3857', {srs: 'EPSG:25832', bbox: [...]}]`. An SRS named
+/// twice keeps its first place and its last bbox (MapProxy's dict, `extents_for_srs`,
+/// config/configuration/service.py:339-352).
 fn wms_bbox_srs(n: &Node) -> Result<Vec<(String, Option<crate::pynum::NumBbox>)>, ConfigError> {
     let bad = |loc: &Location| {
         err(
@@ -566,12 +570,16 @@ fn wms_bbox_srs(n: &Node) -> Result<Vec<(String, Option<crate::pynum::NumBbox>)>
     let Value::Seq(items) = &n.value else {
         return Err(bad(&n.loc));
     };
-    let mut out = Vec::new();
+    let mut out: Vec<(String, Option<crate::pynum::NumBbox>)> = Vec::new();
+    let mut set = |code: String, bbox| match out.iter_mut().find(|(c, _)| *c == code) {
+        Some(e) => e.1 = bbox,
+        None => out.push((code, bbox)),
+    };
     for it in items {
         match &it.value {
             Value::Str(s) => {
                 let (code, _) = crate::srs::parse_code(s).ok_or_else(|| bad(&it.loc))?;
-                out.push((code, None));
+                set(code, None);
             }
             Value::Map(m) => {
                 let code = match m.get("srs").map(|v| &v.value) {
@@ -594,7 +602,7 @@ fn wms_bbox_srs(n: &Node) -> Result<Vec<(String, Option<crate::pynum::NumBbox>)>
                 let [a, b, c, d] = nums.as_slice() else {
                     return Err(bad(&it.loc));
                 };
-                out.push((code, Some([*a, *b, *c, *d])));
+                set(code, Some([*a, *b, *c, *d]));
             }
             _ => return Err(bad(&it.loc)),
         }
@@ -602,11 +610,23 @@ fn wms_bbox_srs(n: &Node) -> Result<Vec<(String, Option<crate::pynum::NumBbox>)>
     Ok(out)
 }
 
-/// The extent of source `name` (MapProxy's `source.extent`): a WMS source's coverage, else
-/// the default extent (`debug`, tile sources, a WMS source without a coverage); a cache used
-/// as a source: that cache's sources' extent.
+/// The extent of source `name` (MapProxy's `source.extent`): a WMS source's coverage, a tile
+/// source's grid (its bbox, floats; `TiledSource`, source/tile.py:50), else the default
+/// extent (`debug`, a WMS source without a coverage); a cache used as a source: that cache's
+/// sources' extent.
 fn source_extent(conf: &MapProxyConf, name: &str) -> Result<Option<WmsExtent>, ConfigError> {
     if let Some(sc) = conf.sources.get(name) {
+        if let SourceKind::Tile(t) = &sc.kind {
+            // a tile source's coverage is refused where sources are compiled
+            let grid = conf
+                .grid_set()
+                .tile_grid(t.grid.as_deref().unwrap_or("GLOBAL_MERCATOR"));
+            if let Ok(g) = grid {
+                if let Ok(srs) = Srs::get(&format!("EPSG:{}", g.srs())) {
+                    return Ok(Some(WmsExtent::of_floats(srs, g.bbox())));
+                }
+            }
+        }
         if let SourceKind::Wms(w) = &sc.kind {
             if let Some(n) = &w.common.coverage {
                 let cov = crate::coverage::load(n, &format!("sources.{name}.coverage"))?;

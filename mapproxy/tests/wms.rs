@@ -3017,8 +3017,12 @@ async fn wms_c_tiled_as_mapproxy() {
 /// `fixtures/wms/layer_md/mapproxy.yaml` (`gen_golden.sh layer_md`) every key of a layer's
 /// `md` on layers, groups and nested layers: 1.0.0 and 1.1.0 print none, 1.1.1 the abstract
 /// and the ISO/FGDC `MetadataURL`s, 1.3.0 all (wms130capabilities.xml:204-288), only URLs
-/// escaped; the WMTS and TMS documents print no layer md. Same status, content type and bytes
-/// (the host aside).
+/// escaped; the WMTS and TMS documents print no layer md; and for `fixtures/wms/numbers`,
+/// `numbers_srs` and `numbers_tile` (`gen_golden.sh numbers` ...) the numbers of coverages,
+/// grids, `bbox_srs` entries and tile sources in the WMS, WMTS and TMS documents: the YAML's
+/// ints printed as ints until MapProxy transforms or computes them. Same status, content type
+/// and bytes (the host aside; in the numbers sets, the last digits of transformed floats
+/// aside: see [`same_but_last_digits`]).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wms_golden_documents_as_mapproxy_printed_them() {
     let mut failed = Vec::new();
@@ -3029,6 +3033,7 @@ async fn wms_golden_documents_as_mapproxy_printed_them() {
         ("/layer_md", 8, false),
         ("/numbers", 23, true),
         ("/numbers_srs", 4, true),
+        ("/numbers_tile", 7, true),
     ] {
         let dir = format!("{}/tests/fixtures/wms{set}", env!("CARGO_MANIFEST_DIR"));
         let read = |name: &str| {
@@ -3145,6 +3150,26 @@ async fn demo_numbers_as_mapproxy_printed_them() {
     }
     assert_eq!(index.lines().count(), 20);
     assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+/// `bbox_srs: []` is the default list (EPSG:3857, 4326, 900913 as listed in `srs`;
+/// `limit_srs_extents`, service/wms.py:468-481), as MapProxy 7 printed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_bbox_srs_is_the_default_one() {
+    let s = serve(
+        "services:\n  wms:\n    srs: ['EPSG:4326', 'EPSG:3857']\n    bbox_srs: []\nlayers:\n  - name: dbg\n    title: Debug\n    sources: [dbg]\nsources:\n  dbg:\n    type: debug\n",
+    )
+    .await;
+    let caps = get(
+        &s,
+        "/service?SERVICE=WMS&REQUEST=GetCapabilities&VERSION=1.1.1",
+    )
+    .await
+    .text();
+    assert!(
+        caps.contains("    <LatLonBoundingBox minx=\"-180\" miny=\"-89.999999\" maxx=\"180\" maxy=\"89.999999\" />\n    <BoundingBox SRS=\"EPSG:3857\" minx=\"-20037508.342789244\" miny=\"-20037508.342789244\" maxx=\"20037508.342789244\" maxy=\"20037508.342789244\" />\n    <BoundingBox SRS=\"EPSG:4326\" minx=\"-180\" miny=\"-90\" maxx=\"180\" maxy=\"90\" />\n"),
+        "{caps}"
+    );
 }
 
 /// A number or the text between numbers.
