@@ -612,8 +612,8 @@ fn wms_bbox_srs(n: &Node) -> Result<Vec<(String, Option<crate::pynum::NumBbox>)>
 
 /// The extent of source `name` (MapProxy's `source.extent`): a WMS source's coverage, a tile
 /// source's grid (its bbox, floats; `TiledSource`, source/tile.py:50), else the default
-/// extent (`debug`, a WMS source without a coverage); a cache used as a source: that cache's
-/// sources' extent.
+/// extent (`debug`, a WMS source without a coverage); `None` for no source of that name (a
+/// cache used as a source: [`cache_as_source_extent`]).
 fn source_extent(conf: &MapProxyConf, name: &str) -> Result<Option<WmsExtent>, ConfigError> {
     if let Some(sc) = conf.sources.get(name) {
         if let SourceKind::Tile(t) = &sc.kind {
@@ -640,30 +640,69 @@ fn source_extent(conf: &MapProxyConf, name: &str) -> Result<Option<WmsExtent>, C
         }
         return Ok(WmsExtent::world());
     }
-    cache_sources_extent(conf, name, 0)
+    Ok(None)
 }
 
-/// The merged extent of cache `name`'s sources (`None` for no cache of that name).
-fn cache_sources_extent(
+/// A grid's extent: its bbox in its SRS (MapProxy's `map_extent_from_grid`, floats).
+fn grid_extent(grid: &TileGrid) -> Option<WmsExtent> {
+    let srs = Srs::get(&format!("EPSG:{}", grid.srs())).ok()?;
+    Some(WmsExtent::of_floats(srs, grid.bbox()))
+}
+
+/// The extent of cache `name` in its grid `grid` (MapProxy's `CacheConfiguration.caches()`,
+/// config/configuration/cache.py:711-716): its `cache.coverage`'s, else its sources' merged
+/// extent unless that is the default one; `None`: the grid's.
+fn cache_own_extent(
     conf: &MapProxyConf,
     name: &str,
+    grid: &TileGrid,
     depth: usize,
 ) -> Result<Option<WmsExtent>, ConfigError> {
     let Some(cache) = conf.caches.get(name) else {
         return Ok(None);
     };
+    if let Some(e) = cache_coverage_extent(conf, name)? {
+        return Ok(Some(e));
+    }
     let mut extents = Vec::new();
     for s in &cache.sources {
-        // a cache naming itself through others is refused where caches are compiled
-        if conf.sources.contains_key(s) || depth < 16 {
-            extents.extend(if conf.sources.contains_key(s) {
-                source_extent(conf, s)?
-            } else {
-                cache_sources_extent(conf, s, depth + 1)?
-            });
+        if conf.sources.contains_key(s) {
+            extents.extend(source_extent(conf, s)?);
+        } else if depth < 16 {
+            // a cache naming itself through others is refused where caches are compiled
+            extents.extend(cache_as_source_extent(conf, s, grid, depth + 1)?);
         }
     }
-    Ok(WmsExtent::merge(&extents))
+    Ok(WmsExtent::merge(&extents).filter(|e| !e.default))
+}
+
+/// The extent of cache `name` as a source of a cache in grid `outer`
+/// (`CacheConfiguration.source`, config/configuration/cache.py:442-461): with one grid, its
+/// extent in that grid intersected with `outer`'s (its grid's when they do not meet:
+/// CacheMapLayer's `extent or map_extent_from_grid`); with more, its first grid's extent.
+fn cache_as_source_extent(
+    conf: &MapProxyConf,
+    name: &str,
+    outer: &TileGrid,
+    depth: usize,
+) -> Result<Option<WmsExtent>, ConfigError> {
+    let Some(first) = conf.caches.get(name).and_then(|c| c.grids.first()) else {
+        return Ok(None);
+    };
+    let Ok(g) = conf.grid_set().tile_grid(first) else {
+        return Ok(None);
+    };
+    let own = match cache_own_extent(conf, name, &g, depth)? {
+        Some(e) => Some(e),
+        None => grid_extent(&g),
+    };
+    if conf.caches.get(name).is_some_and(|c| c.grids.len() > 1) {
+        return Ok(own);
+    }
+    Ok(own
+        .zip(grid_extent(outer))
+        .and_then(|(e, o)| e.intersection(&o))
+        .or_else(|| grid_extent(&g)))
 }
 
 /// The `cache.coverage` of cache `name` (config/configuration/cache.py:20-24); MapProxy
@@ -719,12 +758,8 @@ fn with_cache_extent(
     conf: &MapProxyConf,
     cache: &str,
 ) -> Result<TileLayer, ConfigError> {
-    let e = match cache_coverage_extent(conf, cache)? {
-        Some(e) => e,
-        None => match cache_sources_extent(conf, cache, 0)? {
-            Some(e) if !e.default => e,
-            _ => return Ok(tl),
-        },
+    let Some(e) = cache_own_extent(conf, cache, &tl.grid, 0)? else {
+        return Ok(tl);
     };
     let grid_srs = Srs::get(&format!("EPSG:{}", tl.grid.srs()));
     if let Some(b) = grid_srs.ok().and_then(|s| e.bbox_for(&s)) {
@@ -872,14 +907,11 @@ fn wms_layer(
                 if grids.is_empty() {
                     // its sources' extent, else its first grid's (MapProxy's
                     // CacheConfiguration.caches and map_layer)
-                    let mut e = match cache_coverage_extent(conf, src)? {
-                        Some(e) => Some(e),
-                        None => cache_sources_extent(conf, src, 0)?,
+                    let e = match cache_own_extent(conf, src, &cg.grid, 0)? {
+                        Some(e) => e,
+                        None => WmsExtent::of_floats(g.srs.clone(), cg.grid.bbox()),
                     };
-                    if e.as_ref().is_none_or(|e| e.default) {
-                        e = Some(WmsExtent::of_floats(g.srs.clone(), cg.grid.bbox()));
-                    }
-                    extents.extend(e);
+                    extents.push(e);
                 }
                 grids.push(g);
             }

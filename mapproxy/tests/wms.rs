@@ -3033,7 +3033,7 @@ async fn wms_golden_documents_as_mapproxy_printed_them() {
         ("/layer_md", 8, false),
         ("/numbers", 23, true),
         ("/numbers_srs", 4, true),
-        ("/numbers_tile", 7, true),
+        ("/numbers_tile", 11, true),
     ] {
         let dir = format!("{}/tests/fixtures/wms{set}", env!("CARGO_MANIFEST_DIR"));
         let read = |name: &str| {
