@@ -2186,6 +2186,57 @@ async fn limited_to_clips_maps_featureinfo_and_capabilities() {
         .any(|(svc, l)| svc == "wms.legendgraphic" && l == "broken"));
 }
 
+/// A capabilities extent limited by `limited_to`: the bounds of the geometry's intersection
+/// with the layer's extent in the geometry's SRS, floats (`5` becomes `8.0`), the layer's
+/// limit first, then the answer's (service/wms.py:406-420). The lines MapProxy 7 printed for
+/// this configuration and answer (make_wsgi_app with a `mapproxy.authorize` in the environ).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limited_to_extents_as_mapproxy_printed_them() {
+    use mapproxy_serve_mapproxy::authorize::{
+        AuthRequest, Authorized, Authorizer, LayerAccess, LimitedTo,
+    };
+    let yaml = "services:\n  wms:\n    srs: ['EPSG:4326', 'EPSG:3857']\nlayers:\n  - name: a\n    title: A\n    sources: [wms_int]\n  - name: b\n    title: B\n    sources: [wms_int]\n  - name: c\n    title: C\n    sources: [dbg]\nsources:\n  dbg:\n    type: debug\n  wms_int:\n    type: wms\n    req: {url: 'http://127.0.0.1:9/wms', layers: x}\n    coverage:\n      bbox: [5, 45, 15, 55]\n      srs: 'EPSG:4326'\n";
+    let auth = Authorizer::new(|_: &AuthRequest<'_>| {
+        let box_4326 = LimitedTo::bbox("EPSG:4326", [8.0, 47.0, 9.0, 48.0]);
+        let box_3857 = LimitedTo::bbox("EPSG:3857", [1e6, 6e6, 1.1e6, 6.1e6]);
+        Authorized::Partial(
+            mapproxy_serve_mapproxy::authorize::Partial::new()
+                .layer("a", LayerAccess::all().limited_to(box_4326.clone()))
+                .layer("b", LayerAccess::all().limited_to(box_3857))
+                .layer("c", LayerAccess::all().limited_to(box_4326)),
+        )
+    });
+    let s = serve_auth(yaml, Some(auth)).await;
+    let caps = get(
+        &s,
+        "/service?SERVICE=WMS&REQUEST=GetCapabilities&VERSION=1.1.1",
+    )
+    .await
+    .text();
+    let ours: Vec<&str> = caps
+        .lines()
+        .filter(|l| l.contains("BoundingBox") || l.contains("<Name>"))
+        .collect();
+    let mapproxy = r#"  <Name>OGC:WMS</Name>
+    <LatLonBoundingBox minx="5" miny="45" maxx="15" maxy="55" />
+    <BoundingBox SRS="EPSG:3857" minx="556597.4539663679" miny="5621521.486192066" maxx="1669792.3618991035" maxy="7361866.113051188" />
+    <BoundingBox SRS="EPSG:4326" minx="5" miny="45" maxx="15" maxy="55" />
+      <Name>a</Name>
+      <LatLonBoundingBox minx="8.0" miny="47.0" maxx="9.0" maxy="48.0" />
+      <BoundingBox SRS="EPSG:3857" minx="890555.9263461885" miny="5942074.072431109" maxx="1001875.4171394621" maxy="6106854.834885074" />
+      <BoundingBox SRS="EPSG:4326" minx="8.0" miny="47.0" maxx="9.0" maxy="48.0" />
+      <Name>b</Name>
+      <LatLonBoundingBox minx="8.983152841195214" miny="47.353704702433106" maxx="9.881468125314735" maxy="47.958779800526045" />
+      <BoundingBox SRS="EPSG:3857" minx="1000000.0" miny="6000000.0" maxx="1100000.0" maxy="6100000.0" />
+      <BoundingBox SRS="EPSG:4326" minx="8.983152841195214" miny="47.353704702433106" maxx="9.881468125314735" maxy="47.958779800526045" />
+      <Name>c</Name>
+      <LatLonBoundingBox minx="8.0" miny="47.0" maxx="9.0" maxy="48.0" />
+      <BoundingBox SRS="EPSG:3857" minx="890555.9263461885" miny="5942074.072431109" maxx="1001875.4171394621" maxy="6106854.834885074" />
+      <BoundingBox SRS="EPSG:4326" minx="8.0" miny="47.0" maxx="9.0" maxy="48.0" />"#;
+    let ours = ours.join("\n");
+    assert!(same_but_last_digits(&ours, mapproxy), "{ours}");
+}
+
 /// OWSLib, the Python OGC client (OWSLIB_PYTHON: `.ci/test` installs it into
 /// target/owslib-venv), reads the capabilities of 1.1.1 and 1.3.0, fetches a map in
 /// EPSG:4326 from the 3857 cache (checked for geolocation here) and a feature info.

@@ -84,38 +84,84 @@ impl Access {
         self.0.as_ref().is_none_or(|p| p.access(name).map)
     }
 
-    /// The layer's extent, intersected with the bounding boxes of the answer's and the
-    /// layer's `limited_to` (in EPSG:4326; left as it is when they do not intersect). Floats:
-    /// MapProxy's limited extent is the bounds of a shapely intersection
-    /// (`FilteredRootLayer.extent`, service/wms.py:406-420; util/coverage.py:247-249).
+    /// The layer's extent limited by the layer's `limited_to`, then by the answer's
+    /// (`FilteredRootLayer.extent`, service/wms.py:406-420): each time the bounds of the
+    /// geometry's intersection with the extent's bbox in the geometry's SRS (a shapely
+    /// intersection, util/coverage.py:247-249): floats in that SRS. An empty intersection
+    /// leaves the extent as it is (MapProxy prints NaN bounds).
     fn extent(&self, l: &WmsLayer) -> Option<Extent> {
-        let ext = l.extent.clone()?;
+        let mut ext = l.extent.clone()?;
         let Some(p) = &self.0 else { return Some(ext) };
         let own = l.name.as_deref().and_then(|n| p.access(n).limited_to);
-        let limits: Vec<&crate::authorize::LimitedTo> =
-            p.limited_to.iter().chain(own.as_ref()).collect();
-        if limits.is_empty() {
-            return Some(ext);
-        }
-        let wgs84 = Srs::get("EPSG:4326").ok()?;
-        let mut b = ext.bbox_for(&wgs84)?;
-        for g in limits {
-            use geo::BoundingRect;
-            let Some(r) = g.in_srs(&wgs84).and_then(|m| m.bounding_rect()) else {
+        for g in own.iter().chain(&p.limited_to) {
+            let Ok(srs) = Srs::get(&g.srs) else { continue };
+            let Some(b) = ext.bbox_for(&srs).map(values) else {
                 continue;
             };
-            let i = [
-                b[0].max(Num::Float(r.min().x)),
-                b[1].max(Num::Float(r.min().y)),
-                b[2].min(Num::Float(r.max().x)),
-                b[3].min(Num::Float(r.max().y)),
-            ];
-            if i[0].f() < i[2].f() && i[1].f() < i[3].f() {
-                b = i;
+            if let Some(r) = clipped_bounds(&g.geometry, b) {
+                ext = Extent::of_floats(srs, r);
             }
         }
-        Some(Extent::of_floats(wgs84, values(b)))
+        Some(ext)
     }
+}
+
+/// The bounds of `geometry` clipped to `bbox` (`None`: they do not meet): each exterior ring
+/// clipped by the bbox's four half-planes (Sutherland-Hodgman), which keeps the corners
+/// exact; geo's BooleanOps snaps coordinates to a grid (1000000.0 came out 999999.9997).
+fn clipped_bounds(geometry: &geo::MultiPolygon<f64>, bbox: [f64; 4]) -> Option<[f64; 4]> {
+    let mut out: Option<[f64; 4]> = None;
+    for poly in geometry {
+        let mut pts: Vec<(f64, f64)> = poly.exterior().coords().map(|c| (c.x, c.y)).collect();
+        // (axis, bound, keep the side >= bound)
+        for (axis, bound, above) in [
+            (0, bbox[0], true),
+            (0, bbox[2], false),
+            (1, bbox[1], true),
+            (1, bbox[3], false),
+        ] {
+            let inside = |p: (f64, f64)| {
+                let v = if axis == 0 { p.0 } else { p.1 };
+                if above {
+                    v >= bound
+                } else {
+                    v <= bound
+                }
+            };
+            let cross = |a: (f64, f64), b: (f64, f64)| {
+                if axis == 0 {
+                    let t = (bound - a.0) / (b.0 - a.0);
+                    (bound, a.1 + t * (b.1 - a.1))
+                } else {
+                    let t = (bound - a.1) / (b.1 - a.1);
+                    (a.0 + t * (b.0 - a.0), bound)
+                }
+            };
+            let mut next = Vec::with_capacity(pts.len() + 4);
+            for (i, &cur) in pts.iter().enumerate() {
+                let prev = pts[(i + pts.len() - 1) % pts.len()];
+                match (inside(prev), inside(cur)) {
+                    (true, true) => next.push(cur),
+                    (true, false) => next.push(cross(prev, cur)),
+                    (false, true) => {
+                        next.push(cross(prev, cur));
+                        next.push(cur);
+                    }
+                    (false, false) => {}
+                }
+            }
+            pts = next;
+            if pts.is_empty() {
+                break;
+            }
+        }
+        for (x, y) in pts {
+            let b = out.get_or_insert([x, y, x, y]);
+            *b = [b[0].min(x), b[1].min(y), b[2].max(x), b[3].max(y)];
+        }
+    }
+    // a ring touching the bbox only along an edge or at a corner has no area inside
+    out.filter(|b| b[0] < b[2] && b[1] < b[3])
 }
 
 fn collect_legend_layers<'a>(l: &'a WmsLayer, out: &mut Vec<&'a WmsLayer>) {
@@ -889,5 +935,31 @@ fn md_130(l: &WmsLayer, ind: &str, s: &mut String) {
                 html_escape(&u.url)
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clipped_bounds;
+
+    #[test]
+    fn clipped_bounds_of_a_triangle_and_a_box() {
+        let triangle = geo::MultiPolygon::new(vec![geo::Polygon::new(
+            geo::LineString::from(vec![(5.0, 45.0), (15.0, 45.0), (15.0, 55.0), (5.0, 45.0)]),
+            vec![],
+        )]);
+        // the triangle's corner (5 45) inside, its hypotenuse cut at x=10 (y=50) and y=50
+        assert_eq!(
+            clipped_bounds(&triangle, [0.0, 40.0, 10.0, 50.0]),
+            Some([5.0, 45.0, 10.0, 50.0])
+        );
+        // above the hypotenuse only: the triangle's part is (12 52)...(15 55): clipped
+        assert_eq!(
+            clipped_bounds(&triangle, [12.0, 46.0, 20.0, 60.0]),
+            Some([12.0, 46.0, 15.0, 55.0])
+        );
+        assert_eq!(clipped_bounds(&triangle, [20.0, 40.0, 30.0, 50.0]), None);
+        // touching along an edge only
+        assert_eq!(clipped_bounds(&triangle, [15.0, 40.0, 30.0, 50.0]), None);
     }
 }
