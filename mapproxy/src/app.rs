@@ -23,6 +23,7 @@ use crate::grid::{GridSet, Origin, TileGrid};
 use crate::image::transform::Resampling;
 use crate::image::{ImageFormat, ImageOpts};
 use crate::lock::TileLocker;
+use crate::pynum::Num;
 use crate::service::demo::{DemoInput, DemoServices, DemoTileLayer};
 use crate::service::wms::{
     CacheLayer, Extent as WmsExtent, MapLayer, Version as WmsVersionNum, WmsConfig, WmsLayer,
@@ -144,7 +145,7 @@ fn compile(
                     cg.manager.clone(),
                 )
                 .with_info(info.clone());
-                let tl = match with_cache_coverage_extent(tl, conf, src) {
+                let tl = match with_cache_extent(tl, conf, src) {
                     Ok(tl) => tl,
                     Err(e) => {
                         errors.push(e);
@@ -427,6 +428,8 @@ fn compile_wms(
     };
     if let Some(n) = &w.bbox_srs {
         match wms_bbox_srs(n) {
+            // an empty list is the default one (`limit_srs_extents`, service/wms.py:468-481)
+            Ok(b) if b.is_empty() => {}
             Ok(b) => wc.bbox_srs = b,
             Err(e) => errors.push(e),
         }
@@ -554,8 +557,10 @@ fn compile_wms(
     Some(WmsService::new(wc, Arc::new(root)))
 }
 
-/// `services.wms.bbox_srs`: `['EPSG:3857', {srs: 'EPSG:25832', bbox: [...]}]`.
-fn wms_bbox_srs(n: &Node) -> Result<Vec<(String, Option<crate::grid::Bbox>)>, ConfigError> {
+/// `services.wms.bbox_srs`: `['EPSG:3857', {srs: 'EPSG:25832', bbox: [...]}]`. An SRS named
+/// twice keeps its first place and its last bbox (MapProxy's dict, `extents_for_srs`,
+/// config/configuration/service.py:339-352).
+fn wms_bbox_srs(n: &Node) -> Result<Vec<(String, Option<crate::pynum::NumBbox>)>, ConfigError> {
     let bad = |loc: &Location| {
         err(
             loc,
@@ -565,24 +570,30 @@ fn wms_bbox_srs(n: &Node) -> Result<Vec<(String, Option<crate::grid::Bbox>)>, Co
     let Value::Seq(items) = &n.value else {
         return Err(bad(&n.loc));
     };
-    let mut out = Vec::new();
+    let mut out: Vec<(String, Option<crate::pynum::NumBbox>)> = Vec::new();
+    let mut set = |code: String, bbox| match out.iter_mut().find(|(c, _)| *c == code) {
+        Some(e) => e.1 = bbox,
+        None => out.push((code, bbox)),
+    };
     for it in items {
         match &it.value {
             Value::Str(s) => {
                 let (code, _) = crate::srs::parse_code(s).ok_or_else(|| bad(&it.loc))?;
-                out.push((code, None));
+                set(code, None);
             }
             Value::Map(m) => {
                 let code = match m.get("srs").map(|v| &v.value) {
                     Some(Value::Str(s)) => crate::srs::parse_code(s).ok_or_else(|| bad(&it.loc))?.0,
                     _ => return Err(bad(&it.loc)),
                 };
-                let nums: Vec<f64> = match m.get("bbox").map(|v| &v.value) {
+                // kept as written: MapProxy's MapExtent of the YAML's list
+                // (config/configuration/service.py:339-352), ints printed as ints
+                let nums: Vec<Num> = match m.get("bbox").map(|v| &v.value) {
                     Some(Value::Seq(v)) => v
                         .iter()
                         .filter_map(|x| match x.value {
-                            Value::Int(i) => Some(i as f64),
-                            Value::Float(f) => Some(f),
+                            Value::Int(i) => Some(Num::Int(i)),
+                            Value::Float(f) => Some(Num::Float(f)),
                             _ => None,
                         })
                         .collect(),
@@ -591,7 +602,7 @@ fn wms_bbox_srs(n: &Node) -> Result<Vec<(String, Option<crate::grid::Bbox>)>, Co
                 let [a, b, c, d] = nums.as_slice() else {
                     return Err(bad(&it.loc));
                 };
-                out.push((code, Some([*a, *b, *c, *d])));
+                set(code, Some([*a, *b, *c, *d]));
             }
             _ => return Err(bad(&it.loc)),
         }
@@ -599,11 +610,23 @@ fn wms_bbox_srs(n: &Node) -> Result<Vec<(String, Option<crate::grid::Bbox>)>, Co
     Ok(out)
 }
 
-/// The extent of source `name` (MapProxy's `source.extent`): a WMS source's coverage, else
-/// the default extent (`debug`, tile sources, a WMS source without a coverage); a cache used
-/// as a source: that cache's sources' extent.
+/// The extent of source `name` (MapProxy's `source.extent`): a WMS source's coverage, a tile
+/// source's grid (its bbox, floats; `TiledSource`, source/tile.py:50), else the default
+/// extent (`debug`, a WMS source without a coverage); `None` for no source of that name (a
+/// cache used as a source: [`cache_as_source_extent`]).
 fn source_extent(conf: &MapProxyConf, name: &str) -> Result<Option<WmsExtent>, ConfigError> {
     if let Some(sc) = conf.sources.get(name) {
+        if let SourceKind::Tile(t) = &sc.kind {
+            // a tile source's coverage is refused where sources are compiled
+            let grid = conf
+                .grid_set()
+                .tile_grid(t.grid.as_deref().unwrap_or("GLOBAL_MERCATOR"));
+            if let Ok(g) = grid {
+                if let Ok(srs) = Srs::get(&format!("EPSG:{}", g.srs())) {
+                    return Ok(Some(WmsExtent::of_floats(srs, g.bbox())));
+                }
+            }
+        }
         if let SourceKind::Wms(w) = &sc.kind {
             if let Some(n) = &w.common.coverage {
                 let cov = crate::coverage::load(n, &format!("sources.{name}.coverage"))?;
@@ -617,30 +640,69 @@ fn source_extent(conf: &MapProxyConf, name: &str) -> Result<Option<WmsExtent>, C
         }
         return Ok(WmsExtent::world());
     }
-    cache_sources_extent(conf, name, 0)
+    Ok(None)
 }
 
-/// The merged extent of cache `name`'s sources (`None` for no cache of that name).
-fn cache_sources_extent(
+/// A grid's extent: its bbox in its SRS (MapProxy's `map_extent_from_grid`, floats).
+fn grid_extent(grid: &TileGrid) -> Option<WmsExtent> {
+    let srs = Srs::get(&format!("EPSG:{}", grid.srs())).ok()?;
+    Some(WmsExtent::of_floats(srs, grid.bbox()))
+}
+
+/// The extent of cache `name` in its grid `grid` (MapProxy's `CacheConfiguration.caches()`,
+/// config/configuration/cache.py:711-716): its `cache.coverage`'s, else its sources' merged
+/// extent unless that is the default one; `None`: the grid's.
+fn cache_own_extent(
     conf: &MapProxyConf,
     name: &str,
+    grid: &TileGrid,
     depth: usize,
 ) -> Result<Option<WmsExtent>, ConfigError> {
     let Some(cache) = conf.caches.get(name) else {
         return Ok(None);
     };
+    if let Some(e) = cache_coverage_extent(conf, name)? {
+        return Ok(Some(e));
+    }
     let mut extents = Vec::new();
     for s in &cache.sources {
-        // a cache naming itself through others is refused where caches are compiled
-        if conf.sources.contains_key(s) || depth < 16 {
-            extents.extend(if conf.sources.contains_key(s) {
-                source_extent(conf, s)?
-            } else {
-                cache_sources_extent(conf, s, depth + 1)?
-            });
+        if conf.sources.contains_key(s) {
+            extents.extend(source_extent(conf, s)?);
+        } else if depth < 16 {
+            // a cache naming itself through others is refused where caches are compiled
+            extents.extend(cache_as_source_extent(conf, s, grid, depth + 1)?);
         }
     }
-    Ok(WmsExtent::merge(&extents))
+    Ok(WmsExtent::merge(&extents).filter(|e| !e.default))
+}
+
+/// The extent of cache `name` as a source of a cache in grid `outer`
+/// (`CacheConfiguration.source`, config/configuration/cache.py:442-461): with one grid, its
+/// extent in that grid intersected with `outer`'s (its grid's when they do not meet:
+/// CacheMapLayer's `extent or map_extent_from_grid`); with more, its first grid's extent.
+fn cache_as_source_extent(
+    conf: &MapProxyConf,
+    name: &str,
+    outer: &TileGrid,
+    depth: usize,
+) -> Result<Option<WmsExtent>, ConfigError> {
+    let Some(first) = conf.caches.get(name).and_then(|c| c.grids.first()) else {
+        return Ok(None);
+    };
+    let Ok(g) = conf.grid_set().tile_grid(first) else {
+        return Ok(None);
+    };
+    let own = match cache_own_extent(conf, name, &g, depth)? {
+        Some(e) => Some(e),
+        None => grid_extent(&g),
+    };
+    if conf.caches.get(name).is_some_and(|c| c.grids.len() > 1) {
+        return Ok(own);
+    }
+    Ok(own
+        .zip(grid_extent(outer))
+        .and_then(|(e, o)| e.intersection(&o))
+        .or_else(|| grid_extent(&g)))
 }
 
 /// The `cache.coverage` of cache `name` (config/configuration/cache.py:20-24); MapProxy
@@ -685,22 +747,25 @@ fn cache_coverage_extent(
     }))
 }
 
-/// A tile layer over cache `cache`: with a `cache.coverage`, the coverage's extent is the
-/// layer's (TMS BoundingBox and Origin, WMTS WGS84BoundingBox; MapProxy's `caches()` extent,
-/// config/configuration/cache.py:712-714, as `TileLayer.extent`, service/tile.py:224).
-fn with_cache_coverage_extent(
+/// A tile layer over cache `cache`: the cache's extent is the layer's (TMS BoundingBox and
+/// Origin: the extent in the grid's SRS; WMTS WGS84BoundingBox: its `llbbox`): with a
+/// `cache.coverage` the coverage's, else its sources' merged extent unless that is the default
+/// one, else the grid's (MapProxy's `caches()` extent, config/configuration/cache.py:711-716,
+/// as `TileLayer.extent`, service/tile.py:224). An extent kept in its own SRS keeps the
+/// YAML's ints (`1000000`, not `1000000.0`).
+fn with_cache_extent(
     mut tl: TileLayer,
     conf: &MapProxyConf,
     cache: &str,
 ) -> Result<TileLayer, ConfigError> {
-    let Some(e) = cache_coverage_extent(conf, cache)? else {
+    let Some(e) = cache_own_extent(conf, cache, &tl.grid, 0)? else {
         return Ok(tl);
     };
     let grid_srs = Srs::get(&format!("EPSG:{}", tl.grid.srs()));
-    if let Ok(b) = grid_srs.and_then(|s| e.srs.transform_bbox_to(&s, e.bbox)) {
+    if let Some(b) = grid_srs.ok().and_then(|s| e.bbox_for(&s)) {
         tl.bbox = b;
     }
-    if let Ok(b) = Srs::get("EPSG:4326").and_then(|s| e.srs.transform_bbox_to(&s, e.bbox)) {
+    if let Some(b) = e.llbbox() {
         tl.wgs84_bbox = Some(b);
     }
     Ok(tl)
@@ -842,18 +907,11 @@ fn wms_layer(
                 if grids.is_empty() {
                     // its sources' extent, else its first grid's (MapProxy's
                     // CacheConfiguration.caches and map_layer)
-                    let mut e = match cache_coverage_extent(conf, src)? {
-                        Some(e) => Some(e),
-                        None => cache_sources_extent(conf, src, 0)?,
+                    let e = match cache_own_extent(conf, src, &cg.grid, 0)? {
+                        Some(e) => e,
+                        None => WmsExtent::of_floats(g.srs.clone(), cg.grid.bbox()),
                     };
-                    if e.as_ref().is_none_or(|e| e.default) {
-                        e = Some(WmsExtent {
-                            srs: g.srs.clone(),
-                            bbox: cg.grid.bbox(),
-                            default: false,
-                        });
-                    }
-                    extents.extend(e);
+                    extents.push(e);
                 }
                 grids.push(g);
             }
@@ -1294,7 +1352,7 @@ impl TileLayer {
             matrix_set: self.grid_name.clone(),
             format: self.format.ext().to_string(),
             grid: grid.clone(),
-            extent: None,
+            extent: Some(self.bbox),
         }
     }
 }

@@ -19,6 +19,7 @@ use mapproxy_serve_core::error::ConfigError;
 use crate::authorize::LimitedTo;
 use crate::config::yaml::{Node, Value};
 use crate::grid::Bbox;
+use crate::pynum::{floats, values, Num, NumBbox};
 use crate::srs::Srs;
 
 /// A loaded coverage.
@@ -27,8 +28,10 @@ pub struct Coverage {
     /// The polygons (a bbox is one rectangle) and their SRS.
     pub geometry: LimitedTo,
     srs: Arc<Srs>,
-    /// The polygons' bbox, in `srs`.
-    bbox: Bbox,
+    /// The polygons' bbox, in `srs`: as written for a bbox coverage (a list's ints stay
+    /// ints: MapProxy's `BBOXCoverage` keeps the YAML's list, config/coverage.py:72-76,
+    /// util/coverage.py:296-298), else floats.
+    bbox: NumBbox,
     /// `clip: true`.
     pub clip: bool,
 }
@@ -43,28 +46,36 @@ impl Coverage {
             .bounding_rect()
             .ok_or("the coverage has no polygons")?;
         Ok(Coverage {
-            bbox: [r.min().x, r.min().y, r.max().x, r.max().y],
+            bbox: floats([r.min().x, r.min().y, r.max().x, r.max().y]),
             geometry,
             srs,
             clip,
         })
     }
 
-    /// Its SRS and its bbox in it (MapProxy's `coverage.extent`).
-    pub fn extent(&self) -> (Arc<Srs>, Bbox) {
+    /// The bbox as written (`bbox`, `datasource` list or string), when it is the polygons'.
+    fn with_written_bbox(mut self, written: NumBbox) -> Coverage {
+        if values(written) == values(self.bbox) {
+            self.bbox = written;
+        }
+        self
+    }
+
+    /// Its SRS and its bbox in it (MapProxy's `coverage.extent`), ints as written.
+    pub fn extent(&self) -> (Arc<Srs>, NumBbox) {
         (self.srs.clone(), self.bbox)
     }
 
     /// The same SRS, bbox and polygons (MapProxy's coverage `__eq__`, util/coverage.py).
     pub fn same_area(&self, other: &Coverage) -> bool {
         *self.srs == *other.srs
-            && self.bbox == other.bbox
+            && values(self.bbox) == values(other.bbox)
             && self.geometry.geometry == other.geometry.geometry
     }
 
     /// Its bbox in `srs`.
     pub fn extent_in(&self, srs: &Srs) -> Option<Bbox> {
-        self.srs.transform_bbox_to(srs, self.bbox).ok()
+        self.srs.transform_bbox_to(srs, values(self.bbox)).ok()
     }
 
     /// Does `bbox` (in `srs`) meet the polygons?
@@ -161,17 +172,21 @@ fn err(n: &Node, path: &str, msg: impl std::fmt::Display) -> ConfigError {
     n.loc.error(format!("{path}: {msg}"))
 }
 
-fn bbox_of(n: &Node, path: &str) -> Result<Bbox, ConfigError> {
-    let nums: Option<Vec<f64>> = match &n.value {
+/// A bbox list (ints kept) or string (`float()` of each part: floats).
+fn bbox_of(n: &Node, path: &str) -> Result<NumBbox, ConfigError> {
+    let nums: Option<Vec<Num>> = match &n.value {
         Value::Seq(items) => items
             .iter()
             .map(|i| match i.value {
-                Value::Int(v) => Some(v as f64),
-                Value::Float(v) => Some(v),
+                Value::Int(v) => Some(Num::Int(v)),
+                Value::Float(v) => Some(Num::Float(v)),
                 _ => None,
             })
             .collect(),
-        Value::Str(s) => s.split(',').map(|x| x.trim().parse().ok()).collect(),
+        Value::Str(s) => s
+            .split(',')
+            .map(|x| x.trim().parse().ok().map(Num::Float))
+            .collect(),
         _ => None,
     };
     match nums.as_deref() {
@@ -217,9 +232,12 @@ pub fn load(n: &Node, path: &str) -> Result<Coverage, ConfigError> {
         }
         .map_err(|e| err(n, &format!("{path}.{kp}"), e))
     };
+    let mut written = None;
     let geometry = if let Some(b) = m.get("bbox") {
         let srs = text("bbox_srs").map_or_else(|| srs_of("srs"), Ok)?;
-        LimitedTo::bbox(srs, bbox_of(b, &format!("{path}.bbox"))?)
+        let b = bbox_of(b, &format!("{path}.bbox"))?;
+        written = Some(b);
+        LimitedTo::bbox(srs, values(b))
     } else if let Some(p) = m.get("polygons") {
         let Value::Str(f) = &p.value else {
             return Err(err(p, &format!("{path}.polygons"), "expected a file name"));
@@ -228,9 +246,15 @@ pub fn load(n: &Node, path: &str) -> Result<Coverage, ConfigError> {
     } else if let Some(d) = m.get("datasource") {
         let srs = srs_of("srs")?;
         match &d.value {
-            Value::Seq(_) => LimitedTo::bbox(srs, bbox_of(d, &format!("{path}.datasource"))?),
+            Value::Seq(_) => {
+                let b = bbox_of(d, &format!("{path}.datasource"))?;
+                written = Some(b);
+                LimitedTo::bbox(srs, values(b))
+            }
             Value::Str(s) if bbox_of(d, "").is_ok() && !std::path::Path::new(s).exists() => {
-                LimitedTo::bbox(srs, bbox_of(d, &format!("{path}.datasource"))?)
+                let b = bbox_of(d, &format!("{path}.datasource"))?;
+                written = Some(b);
+                LimitedTo::bbox(srs, values(b))
             }
             Value::Str(f) => from_text(srs, &file(f, "datasource")?, "datasource")?,
             _ => {
@@ -244,7 +268,11 @@ pub fn load(n: &Node, path: &str) -> Result<Coverage, ConfigError> {
     } else {
         return Err(err(n, path, "expected bbox, polygons or datasource"));
     };
-    Coverage::new(geometry, clip).map_err(|e| err(n, path, e))
+    let cov = Coverage::new(geometry, clip).map_err(|e| err(n, path, e))?;
+    Ok(match written {
+        Some(b) => cov.with_written_bbox(b),
+        None => cov,
+    })
 }
 
 #[cfg(test)]

@@ -19,6 +19,8 @@
 use std::f64::consts::SQRT_2;
 use std::fmt;
 
+pub use crate::pynum::Num;
+
 /// A bounding box `(minx, miny, maxx, maxy)` in the grid's SRS.
 pub type Bbox = [f64; 4];
 
@@ -167,13 +169,15 @@ pub struct GridConf {
     /// `ll`/`sw`/`ul`/`nw`; default `ll`.
     pub origin: Option<String>,
     pub tile_size: Option<(u32, u32)>,
-    /// Explicit resolutions; MapProxy sorts them coarsest first.
-    pub res: Option<Vec<f64>>,
+    /// Explicit resolutions; MapProxy sorts them coarsest first. An int stays an int (the
+    /// TMS `units-per-pixel` and the WMS-C `Resolutions` print it as one).
+    pub res: Option<Vec<Num>>,
     pub res_factor: Option<ResFactor>,
     pub threshold_res: Option<Vec<f64>>,
     pub num_levels: Option<u32>,
-    /// The coarsest resolution (level 0), despite the name.
-    pub min_res: Option<f64>,
+    /// The coarsest resolution (level 0), despite the name; level 0 is this value, an int
+    /// when written as one.
+    pub min_res: Option<Num>,
     /// The finest resolution wanted, despite the name.
     pub max_res: Option<f64>,
     pub align_resolutions_with: Option<String>,
@@ -266,12 +270,16 @@ pub fn tile_grid(
             }
             let mut res = res.clone();
             // Python's sorted(reverse=True) is stable; so is sort_by
-            res.sort_by(|a, b| b.partial_cmp(a).unwrap_or(std::cmp::Ordering::Equal));
+            res.sort_by(|a, b| {
+                b.f()
+                    .partial_cmp(&a.f())
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            });
             res
         }
         None => match align_with {
             Some(other) => aligned_resolutions(
-                other.resolutions(),
+                other.resolutions_num(),
                 conf.min_res,
                 conf.max_res,
                 res_factor,
@@ -339,19 +347,23 @@ fn bbox_fit_res(bbox: Bbox, tile_size: (u32, u32)) -> f64 {
 /// - Otherwise `num_levels` levels (default 20, or 40 when the factor is √2), each the
 ///   previous one divided by the factor (repeated division, not `min_res / factor^n`).
 pub fn resolutions(
-    min_res: Option<f64>,
+    min_res: Option<Num>,
     max_res: Option<f64>,
     res_factor: ResFactor,
     num_levels: Option<u32>,
     bbox: Bbox,
     tile_size: (u32, u32),
-) -> Result<Vec<f64>, GridError> {
+) -> Result<Vec<Num>, GridError> {
     let factor = match res_factor {
         ResFactor::Sqrt2 => SQRT_2,
         ResFactor::Value(v) => v,
     };
     let num_levels = num_levels.filter(|n| *n != 0);
-    let min_res = set(min_res).unwrap_or_else(|| bbox_fit_res(bbox, tile_size));
+    // level 0 is `min_res` as written (an int stays one), the others are divisions: floats
+    let first = min_res
+        .filter(|m| m.f() != 0.0)
+        .unwrap_or_else(|| Num::Float(bbox_fit_res(bbox, tile_size)));
+    let min_res = first.f();
 
     if let Some(max_res) = set(max_res) {
         if let Some(n) = num_levels {
@@ -362,7 +374,7 @@ pub fn resolutions(
             }
             let step = (min_res.log10() - max_res.log10()) / f64::from(n - 1);
             return Ok((0..n)
-                .map(|i| 10f64.powf(min_res.log10() - step * f64::from(i)))
+                .map(|i| Num::Float(10f64.powf(min_res.log10() - step * f64::from(i))))
                 .collect());
         }
         if factor.is_nan() || factor.abs() <= 1.0 || min_res.is_nan() || max_res.is_nan() {
@@ -370,14 +382,14 @@ pub fn resolutions(
                 "res_factor {factor} never reaches max_res (MapProxy loops forever)"
             )));
         }
-        let mut res = vec![min_res];
+        let mut res = vec![first];
         let mut last = min_res;
         loop {
             let next = last / factor;
             if max_res >= next {
                 break;
             }
-            res.push(next);
+            res.push(Num::Float(next));
             last = next;
         }
         return Ok(res);
@@ -388,11 +400,11 @@ pub fn resolutions(
         ));
     }
     let n = num_levels.unwrap_or(if factor != SQRT_2 { 20 } else { 40 });
-    let mut res = vec![min_res];
+    let mut res = vec![first];
     let mut last = min_res;
     while res.len() < n as usize {
         last /= factor;
-        res.push(last);
+        res.push(Num::Float(last));
     }
     Ok(res)
 }
@@ -407,18 +419,18 @@ pub fn resolutions(
 /// √2 grid keeps every other one. Any other factor is ignored. Fewer than two kept
 /// resolutions is an error (MapProxy's IndexError).
 pub fn aligned_resolutions(
-    with: &[f64],
-    min_res: Option<f64>,
+    with: &[Num],
+    min_res: Option<Num>,
     max_res: Option<f64>,
     res_factor: ResFactor,
     num_levels: Option<u32>,
     bbox: Bbox,
     tile_size: (u32, u32),
-) -> Result<Vec<f64>, GridError> {
-    let min_res = set(min_res).unwrap_or_else(|| bbox_fit_res(bbox, tile_size));
-    let mut res: Vec<f64> = with.iter().copied().filter(|r| *r <= min_res).collect();
+) -> Result<Vec<Num>, GridError> {
+    let min_res = set(min_res.map(Num::f)).unwrap_or_else(|| bbox_fit_res(bbox, tile_size));
+    let mut res: Vec<Num> = with.iter().copied().filter(|r| r.f() <= min_res).collect();
     if let Some(max_res) = set(max_res) {
-        res.retain(|r| *r >= max_res);
+        res.retain(|r| r.f() >= max_res);
     }
     if let Some(n) = num_levels.filter(|n| *n != 0) {
         res.truncate(n as usize);
@@ -428,11 +440,14 @@ pub fn aligned_resolutions(
             "align_resolutions_with leaves fewer than two resolutions".into(),
         ));
     };
-    let calculated = py_round(r0 / r1, 8);
+    let calculated = py_round(r0.f() / r1.f(), 8);
     match res_factor {
         ResFactor::Sqrt2 => {
             if calculated != py_round(SQRT_2, 8) && calculated == 2.0 {
-                res = res.iter().flat_map(|r| [*r, r / SQRT_2]).collect();
+                res = res
+                    .iter()
+                    .flat_map(|r| [*r, Num::Float(r.f() / SQRT_2)])
+                    .collect();
             }
         }
         ResFactor::Value(2.0) => {
@@ -557,8 +572,9 @@ pub struct TileGridParts {
     pub bbox: Bbox,
     pub origin: Origin,
     pub tile_size: (u32, u32),
-    /// Coarsest first (MapProxy does not sort them here; [`tile_grid`] does for `res`).
-    pub resolutions: Vec<f64>,
+    /// Coarsest first (MapProxy does not sort them here; [`tile_grid`] does for `res`). Ints
+    /// where MapProxy holds ints (see [`GridConf::res`]).
+    pub resolutions: Vec<Num>,
     /// Ascending; see [`TileGrid::closest_level`].
     pub threshold_res: Option<Vec<f64>>,
     pub stretch_factor: f64,
@@ -569,6 +585,8 @@ pub struct TileGridParts {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TileGrid {
     parts: TileGridParts,
+    /// The values of `parts.resolutions`.
+    res: Vec<f64>,
     grid_sizes: Vec<(i64, i64)>,
 }
 
@@ -583,7 +601,8 @@ impl TileGrid {
         let height = parts.bbox[3] - parts.bbox[1];
         let (tw, th) = (f64::from(parts.tile_size.0), f64::from(parts.tile_size.1));
         let mut grid_sizes = Vec::with_capacity(parts.resolutions.len());
-        for &res in &parts.resolutions {
+        let resolutions: Vec<f64> = parts.resolutions.iter().map(|r| r.f()).collect();
+        for &res in &resolutions {
             if res == 0.0 {
                 return Err(GridError::BadResolutions("a resolution of 0".into()));
             }
@@ -595,7 +614,11 @@ impl TileGrid {
             let y = f64_to_i64(y).ok_or(GridError::BadResolutions(format!("resolution {res}")))?;
             grid_sizes.push((x.max(1), y.max(1)));
         }
-        Ok(TileGrid { parts, grid_sizes })
+        Ok(TileGrid {
+            parts,
+            res: resolutions,
+            grid_sizes,
+        })
     }
 
     pub fn name(&self) -> Option<&str> {
@@ -616,6 +639,11 @@ impl TileGrid {
     }
     /// Resolutions per level, coarsest (level 0) first.
     pub fn resolutions(&self) -> &[f64] {
+        &self.res
+    }
+    /// The resolutions as MapProxy holds them: an int where the YAML wrote one (`res` entries,
+    /// `min_res` as level 0), for the documents that print them.
+    pub fn resolutions_num(&self) -> &[Num] {
         &self.parts.resolutions
     }
     /// The `threshold_res` values, ascending.
@@ -630,7 +658,7 @@ impl TileGrid {
     }
     /// Number of levels.
     pub fn levels(&self) -> usize {
-        self.parts.resolutions.len()
+        self.res.len()
     }
     /// Columns and rows of tiles per level (each at least 1).
     pub fn grid_sizes(&self) -> &[(i64, i64)] {
@@ -638,8 +666,7 @@ impl TileGrid {
     }
     /// The resolution of `level`.
     pub fn resolution(&self, level: usize) -> Result<f64, GridError> {
-        self.parts
-            .resolutions
+        self.res
             .get(level)
             .copied()
             .ok_or(GridError::NoLevel(level))
@@ -662,7 +689,7 @@ impl TileGrid {
     /// the lower level gets the lower level. No match returns the last level. (MapProxy skips
     /// thresholds above level 0 only while others remain, and ignores a threshold of 0.)
     pub fn closest_level(&self, res: f64) -> usize {
-        let resolutions = &self.parts.resolutions;
+        let resolutions = &self.res;
         let Some(&first) = resolutions.first() else {
             return 0;
         };
@@ -1262,8 +1289,8 @@ mod tests {
             Err(GridError::BadResolutions(_))
         ));
         let conf = GridConf {
-            res: Some(vec![1.0]),
-            min_res: Some(0.0),
+            res: Some(vec![Num::Float(1.0)]),
+            min_res: Some(Num::Float(0.0)),
             ..GridConf::default()
         };
         assert!(matches!(

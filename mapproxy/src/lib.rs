@@ -19,6 +19,7 @@
 //! | [`srs`] | CRS codes, transformations (proj4rs), WMS 1.3.0 axis order | `mapproxy/srs.py` |
 //! | [`coverage`] | coverages of sources (bbox, WKT, GeoJSON): blank outside, asked inside, `clip` | `config/coverage.py`, `util/coverage.py` |
 //! | [`featureinfo`] | feature info documents (text, HTML, XML, JSON) and how several are merged | `mapproxy/featureinfo.py` |
+//! | [`pynum`] | numbers as Python holds them: an int written in the YAML stays an int (printed `5`, not `5.0`) | Python's `int`/`float` `str()` |
 //! | [`escape`] | HTML escaping and percent-decoding, for every page | `mapproxy/util/escape.py` |
 #![deny(unsafe_code)]
 
@@ -36,6 +37,7 @@ pub mod image_options;
 pub mod lock;
 pub mod meta;
 pub mod multiapp;
+pub mod pynum;
 pub mod seed;
 pub mod service;
 pub mod source;

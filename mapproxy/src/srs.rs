@@ -224,7 +224,7 @@ impl Srs {
 }
 
 /// `switch_bbox_epsg_axis_order`: swap the axes of a bbox for a north/east SRS.
-pub fn switch_axis_order(bbox: Bbox, srs: &Srs) -> Bbox {
+pub fn switch_axis_order<T: Copy>(bbox: [T; 4], srs: &Srs) -> [T; 4] {
     if srs.is_axis_order_ne() {
         [bbox[1], bbox[0], bbox[3], bbox[2]]
     } else {

@@ -31,7 +31,10 @@ fn input() -> DemoInput {
     let wms = |name: &str| DemoWmsLayer {
         name: name.to_string(),
         native_srs: vec!["EPSG:4326".into(), "EPSG:3857".into()],
-        extents: vec![("EPSG:4326".into(), [-180.0, -90.0, 180.0, 90.0])],
+        extents: vec![(
+            "EPSG:4326".into(),
+            [-180, -90, 180, 90].map(mapproxy_serve_mapproxy::grid::Num::Int),
+        )],
     };
     DemoInput {
         services: DemoServices {

@@ -68,7 +68,11 @@ fn local_grid() -> TileGrid {
         srs: Some(3857),
         bbox: Some([-2_000_000.0, -1_000_000.0, 2_000_000.0, 1_000_000.0]),
         origin: Some("sw".into()),
-        res: Some(vec![15625.0, 7812.5, 3906.25]),
+        res: Some(
+            [15625.0, 7812.5, 3906.25]
+                .map(mapproxy_serve_mapproxy::grid::Num::Float)
+                .to_vec(),
+        ),
         ..GridConf::default()
     };
     tile_grid(&conf, None, &GridGlobals::default()).expect("local grid")
@@ -136,7 +140,8 @@ fn demo_input() -> DemoInput {
             native_srs: vec!["EPSG:3857".into()],
             extents: vec![(
                 "EPSG:3857".into(),
-                [-20_037_508.34, -10_000_000.0, 20_037_508.34, 10_000_000.0],
+                [-20_037_508.34, -10_000_000.0, 20_037_508.34, 10_000_000.0]
+                    .map(mapproxy_serve_mapproxy::grid::Num::Float),
             )],
         }],
         wms_formats: vec!["image/png".into()],

@@ -3,7 +3,7 @@
 
 use mapproxy_serve_mapproxy::grid::{
     global_geodetic, global_mercator, global_webmercator, Bbox, GridConf, GridError, GridGlobals,
-    GridSet, Origin, ResFactor, TileCoord, TileGrid,
+    GridSet, Num, Origin, ResFactor, TileCoord, TileGrid,
 };
 use serde_json::Value;
 
@@ -22,6 +22,14 @@ fn i(v: &Value) -> i64 {
 
 fn floats(v: &Value) -> Vec<f64> {
     v.as_array().expect("array").iter().map(f).collect()
+}
+
+/// A number as the case wrote it: an int stays an int, as in MapProxy.
+fn num(v: &Value) -> Num {
+    match v.as_i64() {
+        Some(i) => Num::Int(i),
+        None => Num::Float(f(v)),
+    }
 }
 
 fn bbox(v: &Value) -> Bbox {
@@ -49,14 +57,14 @@ fn conf(v: &Value) -> GridConf {
         bbox_srs: get("bbox_srs").map(epsg),
         origin: get("origin").map(|o| o.as_str().expect("origin").to_string()),
         tile_size: get("tile_size").map(|t| (i(&t[0]) as u32, i(&t[1]) as u32)),
-        res: get("res").map(floats),
+        res: get("res").map(|v| v.as_array().expect("array").iter().map(num).collect()),
         res_factor: get("res_factor").map(|r| match r.as_str() {
             Some("sqrt2") => ResFactor::Sqrt2,
             _ => ResFactor::Value(f(r)),
         }),
         threshold_res: get("threshold_res").map(floats),
         num_levels: get("num_levels").map(|n| i(n) as u32),
-        min_res: get("min_res").map(f),
+        min_res: get("min_res").map(num),
         max_res: get("max_res").map(f),
         align_resolutions_with: get("align_resolutions_with")
             .map(|a| a.as_str().expect("align").to_string()),

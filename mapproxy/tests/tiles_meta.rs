@@ -36,7 +36,10 @@ fn grid(v: &Value) -> TileGrid {
         bbox: [bbox[0], bbox[1], bbox[2], bbox[3]],
         origin: Origin::parse(v["origin"].as_str().expect("origin")).expect("origin"),
         tile_size: (i(&ts[0]) as u32, i(&ts[1]) as u32),
-        resolutions: arr(&v["resolutions"]).iter().map(f).collect(),
+        resolutions: arr(&v["resolutions"])
+            .iter()
+            .map(|r| mapproxy_serve_mapproxy::grid::Num::Float(f(r)))
+            .collect(),
         threshold_res: None,
         stretch_factor: 1.15,
         max_shrink_factor: 4.0,

@@ -55,6 +55,27 @@ impl Ctx {
         }
     }
 
+    /// A number, kept an int when written as one (MapProxy keeps the YAML's int).
+    pub fn num(&mut self, n: &Node, path: &str) -> Option<crate::pynum::Num> {
+        match &n.value {
+            Value::Int(i) => Some(crate::pynum::Num::Int(*i)),
+            _ => self.number(n, path).map(crate::pynum::Num::Float),
+        }
+    }
+
+    /// A list of [`num`](Ctx::num)s.
+    pub fn nums(&mut self, n: &Node, path: &str) -> Option<Vec<crate::pynum::Num>> {
+        let Value::Seq(items) = &n.value else {
+            self.expected(n, path, "a list of numbers");
+            return None;
+        };
+        let mut out = Vec::new();
+        for (i, it) in items.iter().enumerate() {
+            out.push(self.num(it, &format!("{path}[{i}]"))?);
+        }
+        Some(out)
+    }
+
     pub fn int(&mut self, n: &Node, path: &str, min: i64, max: i64) -> Option<i64> {
         match &n.value {
             Value::Int(i) if (min..=max).contains(i) => Some(*i),

@@ -53,6 +53,7 @@ use mapproxy_serve_filters::proxy_headers::{ProxyHeadersConfig, ProxyHeadersLaye
 use crate::authorize::{AuthRequest, Authorized, Authorizer, Denied, QueryExtent};
 use crate::grid::{Bbox, Origin, TileGrid};
 use crate::image::ImageFormat;
+use crate::pynum::{floats, NumBbox};
 use crate::tile::TileProvider;
 
 pub use response::{escape_html, html_escape, parse_httpdate, py_float, tile_etag};
@@ -199,10 +200,11 @@ pub struct TileLayer {
     pub format: ImageFormat,
     pub provider: Arc<dyn TileProvider>,
     /// The layer's extent in the grid's SRS (TMS `BoundingBox`); the grid's bbox by default.
-    pub bbox: Bbox,
+    /// Numbers as MapProxy holds them: a coverage's ints in the grid's SRS stay ints.
+    pub bbox: NumBbox,
     /// The extent in WGS84 for capabilities: computed for EPSG:4326/3857/900913, else what
     /// the caller passes.
-    pub wgs84_bbox: Option<Bbox>,
+    pub wgs84_bbox: Option<NumBbox>,
     /// The grid as the TMS and KML services present it, computed on first use.
     pub(crate) service_grid: std::sync::OnceLock<tms::ServiceGrid>,
     /// Whether WMTS can serve the grid (every level from the upper left), computed on first
@@ -267,7 +269,8 @@ impl TileLayer {
         provider: Arc<dyn TileProvider>,
     ) -> TileLayer {
         let bbox = grid.bbox();
-        let wgs84 = wgs84_bbox(grid.srs(), bbox);
+        let wgs84 = wgs84_bbox(grid.srs(), bbox).map(floats);
+        let bbox = floats(bbox);
         TileLayer {
             name: name.into(),
             title: title.into(),

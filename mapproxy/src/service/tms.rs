@@ -5,10 +5,10 @@ use std::sync::Arc;
 use http::{Response, StatusCode};
 use mapproxy_serve_core::app::Body;
 
-use super::response::{html_escape, mimetype_response, no_cache, py_float, tile_response};
+use super::response::{html_escape, mimetype_response, no_cache, tile_response};
 use super::{denied_response, Ctx, MapProxyService, TileLayer, TileService};
 use crate::authorize::{Denied, QueryExtent};
-use crate::grid::{default_bbox, Origin, TileCoord, TileGrid};
+use crate::grid::{default_bbox, Num, Origin, TileCoord, TileGrid};
 use crate::tile::TileError;
 
 /// Which exception document a request answers with.
@@ -280,8 +280,8 @@ impl ServiceGrid {
     }
 
     /// `tile_sets`: (order, resolution) of every public level.
-    pub fn tile_sets(&self, layer: &TileLayer) -> Vec<(usize, f64)> {
-        let res = layer.grid.resolutions();
+    pub fn tile_sets(&self, layer: &TileLayer) -> Vec<(usize, Num)> {
+        let res = layer.grid.resolutions_num();
         let start = match (self.skip_first_level, self.skip_odd_level) {
             (true, true) => 2,
             (true, false) => 1,
@@ -449,20 +449,19 @@ fn tilemap(svc: &MapProxyService, ctx: &Ctx<'_>, layer: &TileLayer) -> Response<
         "<?xml version=\"1.0\"?>\n <TileMap version=\"1.0.0\">\n  <Title>{}</Title>\n  <Abstract></Abstract>\n  <SRS>{}</SRS>\n  <BoundingBox minx=\"{}\" miny=\"{}\" maxx=\"{}\" maxy=\"{}\" />\n  <Origin x=\"{}\" y=\"{}\" />\n  <TileFormat width=\"{tw}\" height=\"{th}\" mime-type=\"{}\" extension=\"{}\" />\n  <TileSets profile=\"{}\">\n",
         &layer.title,
         g.srs_name,
-        py_float(b[0]),
-        py_float(b[1]),
-        py_float(b[2]),
-        py_float(b[3]),
-        py_float(b[0]),
-        py_float(b[1]),
+        b[0],
+        b[1],
+        b[2],
+        b[3],
+        b[0],
+        b[1],
         &mime,
         layer_format(layer),
         g.profile,
     );
     for (order, res) in g.tile_sets(layer) {
         body.push_str(&format!(
-            "    <TileSet href=\"{url}/{order}\" units-per-pixel=\"{}\" order=\"{order}\" />\n",
-            py_float(res)
+            "    <TileSet href=\"{url}/{order}\" units-per-pixel=\"{res}\" order=\"{order}\" />\n"
         ));
     }
     body.push_str("  </TileSets>\n</TileMap>");

@@ -260,14 +260,18 @@ fn capabilities(svc: &MapProxyService, ctx: &Ctx<'_>, url: &str, restful: bool) 
         let grids: Vec<&&TileLayer> = wmts_layers.iter().filter(|l| l.name == name).collect();
         let Some(first) = grids.first() else { continue };
         let fmt = super::tms::layer_format(first);
-        let ll = first.wgs84_bbox.unwrap_or([-180.0, -90.0, 180.0, 90.0]);
+        // `layer.md['extent'].llbbox` printed with `str()` (wmts100capabilities.xml:93-94):
+        // a coverage's EPSG:4326 ints stay ints
+        let ll = first
+            .wgs84_bbox
+            .unwrap_or(crate::pynum::floats([-180.0, -90.0, 180.0, 90.0]));
         d.push_str(&format!(
             "    <Layer>\n      <ows:Title>{}</ows:Title>\n      <ows:Abstract></ows:Abstract>\n      <ows:WGS84BoundingBox>\n        <ows:LowerCorner>{} {}</ows:LowerCorner>\n        <ows:UpperCorner>{} {}</ows:UpperCorner>\n      </ows:WGS84BoundingBox>\n      <ows:Identifier>{}</ows:Identifier>\n      <Style isDefault=\"true\">\n        <ows:Identifier>default</ows:Identifier>\n      </Style>\n      <Format>image/{fmt}</Format>\n",
             &first.title,
-            py_float(ll[0]),
-            py_float(ll[1]),
-            py_float(ll[2]),
-            py_float(ll[3]),
+            ll[0],
+            ll[1],
+            ll[2],
+            ll[3],
             &first.name,
         ));
         if first.queryable() {

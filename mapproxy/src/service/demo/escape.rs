@@ -118,6 +118,7 @@ impl Args {
     }
 }
 
+use crate::pynum::Num;
 pub use crate::source::py_float_repr as py_float;
 
 /// Floats joined with `", "`, as the templates' `', '.join(str(r) for r in ...)`.
@@ -126,6 +127,11 @@ pub fn py_floats(v: &[f64]) -> String {
         .map(|&x| py_float(x))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Python numbers joined with `", "` (`str()` of each: `5` for an int, `5.0` for a float).
+pub fn py_nums(v: &[Num]) -> String {
+    v.iter().map(Num::to_string).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]

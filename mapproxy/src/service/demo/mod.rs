@@ -28,7 +28,8 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, LOCATION};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use mapproxy_serve_core::app::{full_body, Body};
 
-use crate::grid::{Bbox, TileGrid};
+use crate::grid::TileGrid;
+use crate::pynum::NumBbox;
 
 pub use escape::py_float;
 
@@ -65,7 +66,9 @@ pub struct DemoWmsLayer {
     pub native_srs: Vec<String>,
     /// The layer's extent in each SRS the viewer may be asked for (MapProxy transforms its
     /// extent; this crate has no projection library yet, so the caller gives them).
-    pub extents: Vec<(String, Bbox)>,
+    /// Numbers as MapProxy holds them (`layer.extent.bbox_for(srs)`: an extent's own SRS
+    /// keeps the YAML's ints).
+    pub extents: Vec<(String, NumBbox)>,
 }
 
 /// A tile layer in one grid: listed under WMTS (grids addressable from the upper left) and
@@ -83,9 +86,10 @@ pub struct DemoTileLayer {
     pub format: String,
     /// The grid.
     pub grid: Arc<TileGrid>,
-    /// The layer's extent in the grid's SRS (the map opens on it); `None`: the grid's
-    /// configured bbox (MapProxy's default extent of a cache layer).
-    pub extent: Option<Bbox>,
+    /// The layer's extent in the grid's SRS (the map opens on it; MapProxy's `layer.bbox`,
+    /// the YAML's ints kept); `None`: the grid's configured bbox (MapProxy's default extent
+    /// of a cache layer).
+    pub extent: Option<NumBbox>,
 }
 
 /// What the demo shows.

@@ -3,9 +3,10 @@
 use std::f64::consts::SQRT_2;
 use std::fmt::Write as _;
 
-use super::escape::{html, js_string, py_float, py_floats, quote};
+use super::escape::{html, js_string, py_floats, py_nums, quote};
 use super::{assets, DemoInput, DemoTileLayer, DemoWmsLayer, MAPPROXY_VERSION};
 use crate::grid::{default_bbox, Bbox, Origin, TileGrid};
+use crate::pynum::{floats, Num};
 
 /// Why a viewer page cannot be shown.
 #[derive(Debug, PartialEq)]
@@ -312,21 +313,8 @@ impl<'a> TmsGrid<'a> {
         }
     }
 
-    fn internal_level(&self, mut level: usize) -> usize {
-        if self.skip_first {
-            level += 1;
-            if self.skip_odd {
-                level += 1;
-            }
-        }
-        if self.skip_odd {
-            level *= 2;
-        }
-        level
-    }
-
-    /// `(order, resolution)` of the levels TMS serves.
-    fn tile_sets(&self) -> Vec<(usize, f64)> {
+    /// `(order, resolution)` of the levels TMS serves, the resolutions as MapProxy holds them.
+    fn tile_sets(&self) -> Vec<(usize, Num)> {
         let start = match (self.skip_first, self.skip_odd) {
             (true, true) => 2,
             (true, false) => 1,
@@ -334,7 +322,7 @@ impl<'a> TmsGrid<'a> {
         };
         let step = if self.skip_odd { 2 } else { 1 };
         self.grid
-            .resolutions()
+            .resolutions_num()
             .iter()
             .skip(start)
             .step_by(step)
@@ -343,17 +331,12 @@ impl<'a> TmsGrid<'a> {
             .collect()
     }
 
-    /// The bbox of all tiles of the first served level (the grid's bbox if it has no such
-    /// level).
+    /// The grid's configured bbox. MapProxy's `TileServiceGrid.bbox` means the bbox of all
+    /// tiles of the first served level, but calls a `_get_bbox` `TileGrid` does not have
+    /// (service/tile.py:484-491); the AttributeError in the property makes Python fall back to
+    /// `__getattr__`, the wrapped grid's `bbox` (checked against MapProxy 7's demo pages).
     fn bbox(&self) -> Bbox {
-        let level = self.internal_level(0);
-        match self.grid.grid_sizes().get(level) {
-            Some(&(cols, rows)) => self
-                .grid
-                .tiles_bbox((0, 0, level), (cols - 1, rows - 1, level))
-                .unwrap_or(self.grid.bbox()),
-            None => self.grid.bbox(),
-        }
+        self.grid.bbox()
     }
 }
 
@@ -392,8 +375,8 @@ fn srs_options(input: &DemoInput, current: usize, origin: Origin) -> String {
     out
 }
 
-fn js_array(v: &[f64]) -> String {
-    format!("[{}]", py_floats(v))
+fn js_array(v: &[Num]) -> String {
+    format!("[{}]", py_nums(v))
 }
 
 /// The scripts of a viewer page: OpenLayers, then `config` (a JS object literal) and the
@@ -506,9 +489,9 @@ pub fn tms_viewer(
     let (idx, layer, srs, format) = find_tile_layer(input, name, srs, format)?;
     let tms = TmsGrid::new(&layer.grid);
     let tile_sets = tms.tile_sets();
-    let res: Vec<f64> = tile_sets.iter().map(|&(_, r)| r).collect();
+    let res: Vec<Num> = tile_sets.iter().map(|&(_, r)| r).collect();
     let grid_bbox = tms.bbox();
-    let extent = layer.extent.unwrap_or(layer.grid.bbox());
+    let extent = layer.extent.unwrap_or(floats(layer.grid.bbox()));
     let (tw, th) = layer.grid.tile_size();
     let url = format!(
         "../tms/1.0.0/{}/{}/{{z}}/{{x}}/{{-y}}.{}",
@@ -524,7 +507,7 @@ pub fn tms_viewer(
         js_string(format),
         format == "png",
         js_array(&extent),
-        js_array(&grid_bbox),
+        js_array(&floats(grid_bbox)),
         js_array(&res),
         background_js(input)
     );
@@ -551,7 +534,7 @@ pub fn tms_viewer(
         py_floats(&grid_bbox)
     );
     for (level, r) in &tile_sets {
-        let _ = writeln!(b, "<tr><td>{level}</td><td>{}</td></tr>", py_float(*r));
+        let _ = writeln!(b, "<tr><td>{level}</td><td>{r}</td></tr>");
     }
     b.push_str("</table>\n");
     let title = format!("TMS {} {}", layer.name, srs);
@@ -573,7 +556,7 @@ pub fn wmts_viewer(
         "../service?".to_string()
     };
     let grid_bbox = TmsGrid::new(&layer.grid).bbox();
-    let extent = layer.extent.unwrap_or(layer.grid.bbox());
+    let extent = layer.extent.unwrap_or(floats(layer.grid.bbox()));
     let (tw, th) = layer.grid.tile_size();
     let config = format!(
         "{{kind: \"wmts\", url: {}, rest: {rest}, layer: {}, matrixSet: {}, srs: {}, format: {}, \
@@ -584,8 +567,8 @@ pub fn wmts_viewer(
         js_string(srs),
         js_string(format),
         js_array(&extent),
-        js_array(&grid_bbox),
-        js_array(layer.grid.resolutions()),
+        js_array(&floats(grid_bbox)),
+        js_array(layer.grid.resolutions_num()),
         background_js(input)
     );
     let mut b = format!(
@@ -605,7 +588,7 @@ pub fn wmts_viewer(
         b,
         "<h3>Capabilities</h3>\n<p><a href=\"../wmts/1.0.0/WMTSCapabilities.xml\">WMTS capabilities (xml)</a></p>\n\
          <h3>Bounding Box</h3>\n<p class=\"code\">{}</p>\n",
-        py_floats(&extent)
+        py_nums(&extent)
     );
     let title = format!("WMTS {} {}", layer.name, srs);
     Ok(layout(Some(&title), &b, &viewer_scripts(&config)))

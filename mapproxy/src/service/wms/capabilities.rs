@@ -12,7 +12,7 @@ use http::{Response, StatusCode};
 use mapproxy_serve_core::app::Body;
 
 use super::{Extent, Version, WmsLayer, WmsRequest, WmsService};
-use crate::grid::Bbox;
+use crate::pynum::{floats, values, Num, NumBbox};
 use crate::service::response::{html_escape, mimetype_response};
 use crate::service::Ctx;
 use crate::source::py_float_repr;
@@ -84,40 +84,84 @@ impl Access {
         self.0.as_ref().is_none_or(|p| p.access(name).map)
     }
 
-    /// The layer's extent, intersected with the bounding boxes of the answer's and the
-    /// layer's `limited_to` (in EPSG:4326; left as it is when they do not intersect).
+    /// The layer's extent limited by the layer's `limited_to`, then by the answer's
+    /// (`FilteredRootLayer.extent`, service/wms.py:406-420): each time the bounds of the
+    /// geometry's intersection with the extent's bbox in the geometry's SRS (a shapely
+    /// intersection, util/coverage.py:247-249): floats in that SRS. An empty intersection
+    /// leaves the extent as it is (MapProxy prints NaN bounds).
     fn extent(&self, l: &WmsLayer) -> Option<Extent> {
-        let ext = l.extent.clone()?;
+        let mut ext = l.extent.clone()?;
         let Some(p) = &self.0 else { return Some(ext) };
         let own = l.name.as_deref().and_then(|n| p.access(n).limited_to);
-        let limits: Vec<&crate::authorize::LimitedTo> =
-            p.limited_to.iter().chain(own.as_ref()).collect();
-        if limits.is_empty() {
-            return Some(ext);
-        }
-        let wgs84 = Srs::get("EPSG:4326").ok()?;
-        let mut b = ext.bbox_for(&wgs84)?;
-        for g in limits {
-            use geo::BoundingRect;
-            let Some(r) = g.in_srs(&wgs84).and_then(|m| m.bounding_rect()) else {
+        for g in own.iter().chain(&p.limited_to) {
+            let Ok(srs) = Srs::get(&g.srs) else { continue };
+            let Some(b) = ext.bbox_for(&srs).map(values) else {
                 continue;
             };
-            let i = [
-                b[0].max(r.min().x),
-                b[1].max(r.min().y),
-                b[2].min(r.max().x),
-                b[3].min(r.max().y),
-            ];
-            if i[0] < i[2] && i[1] < i[3] {
-                b = i;
+            if let Some(r) = clipped_bounds(&g.geometry, b) {
+                ext = Extent::of_floats(srs, r);
             }
         }
-        Some(Extent {
-            srs: wgs84,
-            bbox: b,
-            default: false,
-        })
+        Some(ext)
     }
+}
+
+/// The bounds of `geometry` clipped to `bbox` (`None`: they do not meet): each exterior ring
+/// clipped by the bbox's four half-planes (Sutherland-Hodgman), which keeps the corners
+/// exact; geo's BooleanOps snaps coordinates to a grid (1000000.0 came out 999999.9997).
+fn clipped_bounds(geometry: &geo::MultiPolygon<f64>, bbox: [f64; 4]) -> Option<[f64; 4]> {
+    let mut out: Option<[f64; 4]> = None;
+    for poly in geometry {
+        let mut pts: Vec<(f64, f64)> = poly.exterior().coords().map(|c| (c.x, c.y)).collect();
+        // (axis, bound, keep the side >= bound)
+        for (axis, bound, above) in [
+            (0, bbox[0], true),
+            (0, bbox[2], false),
+            (1, bbox[1], true),
+            (1, bbox[3], false),
+        ] {
+            let inside = |p: (f64, f64)| {
+                let v = if axis == 0 { p.0 } else { p.1 };
+                if above {
+                    v >= bound
+                } else {
+                    v <= bound
+                }
+            };
+            let cross = |a: (f64, f64), b: (f64, f64)| {
+                if axis == 0 {
+                    let t = (bound - a.0) / (b.0 - a.0);
+                    (bound, a.1 + t * (b.1 - a.1))
+                } else {
+                    let t = (bound - a.1) / (b.1 - a.1);
+                    (a.0 + t * (b.0 - a.0), bound)
+                }
+            };
+            let mut next = Vec::with_capacity(pts.len() + 4);
+            for (i, &cur) in pts.iter().enumerate() {
+                let prev = pts[(i + pts.len() - 1) % pts.len()];
+                match (inside(prev), inside(cur)) {
+                    (true, true) => next.push(cur),
+                    (true, false) => next.push(cross(prev, cur)),
+                    (false, true) => {
+                        next.push(cross(prev, cur));
+                        next.push(cur);
+                    }
+                    (false, false) => {}
+                }
+            }
+            pts = next;
+            if pts.is_empty() {
+                break;
+            }
+        }
+        for (x, y) in pts {
+            let b = out.get_or_insert([x, y, x, y]);
+            *b = [b[0].min(x), b[1].min(y), b[2].max(x), b[3].max(y)];
+        }
+    }
+    // a ring touching the bbox only along an edge or at a corner has no area inside
+    out.filter(|b| b[0] < b[2] && b[1] < b[3])
 }
 
 fn collect_legend_layers<'a>(l: &'a WmsLayer, out: &mut Vec<&'a WmsLayer>) {
@@ -215,97 +259,110 @@ fn f(v: f64) -> String {
     py_float_repr(v)
 }
 
-/// `limit_llbbox` as the templates print it: longitudes within ±180, latitudes within
-/// ±89.999999 (some clients cannot handle the poles). A longitude at or past ±180 is
-/// MapProxy's int `-180`/`180` (`max(-180, minx)` keeps its first argument on a tie,
-/// service/wms.py:588-591), so it prints without `.0`.
-fn limit_llbbox(b: Bbox) -> [String; 4] {
+/// `limit_llbbox` (service/wms.py:575-593): longitudes within ±180, latitudes within
+/// ±89.999999 (some clients cannot handle the poles), with Python's `max(-180, minx)`: the
+/// first argument on a tie, so a longitude at or past ±180 is the int `-180`/`180`.
+fn limit_llbbox(b: NumBbox) -> NumBbox {
     [
-        if b[0] <= -180.0 {
-            "-180".to_string()
-        } else {
-            f(b[0])
-        },
-        f(b[1].max(-89.999999)),
-        if b[2] >= 180.0 {
-            "180".to_string()
-        } else {
-            f(b[2])
-        },
-        f(b[3].min(89.999999)),
+        Num::Int(-180).max(b[0]),
+        Num::Float(-89.999999).max(b[1]),
+        Num::Int(180).min(b[2]),
+        Num::Float(89.999999).min(b[3]),
     ]
 }
 
-/// `layer_srs_bbox`: one bbox per `bbox_srs` entry the service lists (default EPSG:3857,
-/// 4326, 900913: the layer's extent in each; an entry with a bbox: that bbox for a layer with
-/// the default extent, else its intersection with the layer's extent, via EPSG:4326), then
-/// the layer's own SRS when listed and not among them; each printed as MapProxy prints it
-/// (the default extent's bbox in EPSG:4326 is its ints, `-180`).
+/// The extent a `bbox_srs` entry stands for (`extents_for_srs`,
+/// config/configuration/service.py:339-352): an SRS alone is the default extent, one with a
+/// bbox that bbox (as written) in that SRS.
+fn srs_extent(code: &str, bbox: Option<NumBbox>) -> Option<Extent> {
+    match bbox {
+        None => Extent::world(),
+        Some(bbox) => Some(Extent {
+            srs: Srs::get(code).ok()?,
+            bbox,
+            default: false,
+        }),
+    }
+}
+
+/// `layer_srs_bbox` (service/wms.py:503-533): one bbox per `bbox_srs` entry the service lists
+/// (default EPSG:3857, 4326, 900913): an entry without a bbox: the layer's extent in its SRS;
+/// with one: that bbox for a layer with the default extent, else its intersection with the
+/// layer's extent, via EPSG:4326 (MapProxy fails on none; left out here); then the layer's
+/// own SRS when listed and not among them, its bbox as it is. Numbers as MapProxy holds them.
 fn layer_srs_bbox(
     wms: &WmsService,
     ext: Option<&Extent>,
     axis_order: bool,
-) -> Vec<(String, [String; 4])> {
+) -> Vec<(String, NumBbox)> {
     let mut out = Vec::new();
     let Some(ext) = ext else {
         return out;
     };
     let listed = |code: &str| wms.config.srs.iter().any(|s| s.eq_ignore_ascii_case(code));
-    let print = |b: Bbox, srs: &Srs, ints: bool| {
-        let b = if axis_order {
+    let order = |b: NumBbox, srs: &Srs| {
+        if axis_order {
             switch_axis_order(b, srs)
         } else {
             b
-        };
-        b.map(|v| {
-            if ints && v.fract() == 0.0 && v.abs() < 1e15 {
-                format!("{}", v as i64)
-            } else {
-                f(v)
-            }
-        })
+        }
     };
     for (code, bbox) in &wms.config.bbox_srs {
         if !listed(code) {
             continue;
         }
         let Ok(srs) = Srs::get(code) else { continue };
-        let b = match bbox {
-            None => ext.bbox_for(&srs),
-            Some(b) if ext.default => Some(*b),
-            Some(b) => (|| {
+        let Some(extent) = srs_extent(code, *bbox) else {
+            continue;
+        };
+        let b = if extent.default {
+            ext.bbox_for(&srs)
+        } else if ext.default {
+            extent.bbox_for(&srs)
+        } else {
+            (|| {
                 let wgs84 = Srs::get("EPSG:4326").ok()?;
-                let a = srs.transform_bbox_to(&wgs84, *b).ok()?;
-                let c = ext.bbox_for(&wgs84)?;
-                let i = [
-                    a[0].max(c[0]),
-                    a[1].max(c[1]),
-                    a[2].min(c[2]),
-                    a[3].min(c[3]),
-                ];
-                if i[0] >= i[2] || i[1] >= i[3] {
-                    return None;
-                }
-                wgs84.transform_bbox_to(&srs, i).ok()
-            })(),
+                let to_wgs84 = |e: &Extent| {
+                    Some(Extent {
+                        srs: wgs84.clone(),
+                        bbox: e.bbox_for(&wgs84)?,
+                        default: false,
+                    })
+                };
+                let (a, b) = (to_wgs84(&extent)?, to_wgs84(ext)?);
+                a.intersection(&b)?.bbox_for(&srs)
+            })()
         };
         if let Some(b) = b {
-            let ints = bbox.is_none() && ext.default && *srs == *ext.srs;
-            out.push((code.clone(), print(b, &srs, ints)));
+            out.push((code.clone(), order(b, &srs)));
         }
     }
     let code = ext.srs.code();
     if listed(code) && !wms.config.bbox_srs.iter().any(|(c, _)| c == code) {
-        out.push((code.to_string(), print(ext.bbox, &ext.srs, ext.default)));
+        out.push((code.to_string(), order(ext.bbox, &ext.srs)));
     }
     out
 }
 
-fn llbbox(ext: Option<&Extent>) -> [String; 4] {
-    limit_llbbox(
-        ext.and_then(|e| e.llbbox())
-            .unwrap_or([-180.0, -90.0, 180.0, 90.0]),
-    )
+/// `layer_llbbox` (service/wms.py:535-541): with an EPSG:4326 `bbox_srs` entry, the layer's
+/// extent intersected with it (the default extent's ints where the layer reaches them),
+/// else the layer's own; limited by [`limit_llbbox`].
+fn llbbox(wms: &WmsService, ext: Option<&Extent>) -> NumBbox {
+    let Some(ext) = ext.cloned().or_else(Extent::world) else {
+        return limit_llbbox(floats([-180.0, -90.0, 180.0, 90.0]));
+    };
+    let bbox_srs_4326 = wms
+        .config
+        .bbox_srs
+        .iter()
+        .find(|(c, _)| c == "EPSG:4326")
+        .and_then(|(c, b)| srs_extent(c, *b));
+    if let Some(i) = bbox_srs_4326.and_then(|e| e.intersection(&ext)) {
+        if let Some(ll) = i.llbbox() {
+            return limit_llbbox(ll);
+        }
+    }
+    limit_llbbox(ext.llbbox().unwrap_or(floats([-180.0, -90.0, 180.0, 90.0])))
 }
 
 /// `<Service>` up to `AccessConstraints` (1.3.0 indents `Fees` and `AccessConstraints` by
@@ -402,16 +459,16 @@ fn tile_sets(layers: &[std::sync::Arc<crate::service::TileLayer>], version: Vers
         let b = l.bbox;
         let mut res = String::new();
         for (_, r) in g.tile_sets(l) {
-            res.push_str(&f(r));
+            res.push_str(&r.to_string());
             res.push(' ');
         }
         let (w, h) = l.grid.tile_size();
         s.push_str(&format!(
             "    <TileSet>\n      <SRS>{srs}</SRS>\n      <BoundingBox SRS=\"{srs}\" minx=\"{}\" miny=\"{}\" maxx=\"{}\" maxy=\"{}\" />\n      <Resolutions>{res}</Resolutions>\n      <Width>{w}</Width>\n      <Height>{h}</Height>\n      <Format>{}</Format>\n      <Layers>{}</Layers>\n      <Styles></Styles>\n    </TileSet>\n",
-            f(b[0]),
-            f(b[1]),
-            f(b[2]),
-            f(b[3]),
+            b[0],
+            b[1],
+            b[2],
+            b[3],
             e(l.format.as_str()),
             e(&l.name)
         ));
@@ -494,7 +551,7 @@ fn layer_head(
 /// A layer's `LatLonBoundingBox` and `BoundingBox` elements of the 1.0.0 and 1.1.x documents.
 fn bboxes_1x(wms: &WmsService, allowed: &Access, l: &WmsLayer, ind: &str, s: &mut String) {
     let ext = allowed.extent(l);
-    let ll = llbbox(ext.as_ref());
+    let ll = llbbox(wms, ext.as_ref());
     s.push_str(&format!(
         "{ind}  <LatLonBoundingBox minx=\"{}\" miny=\"{}\" maxx=\"{}\" maxy=\"{}\" />\n",
         ll[0], ll[1], ll[2], ll[3]
@@ -760,7 +817,7 @@ fn layer_130(
         }
     }
     let ext = allowed.extent(l);
-    let ll = llbbox(ext.as_ref());
+    let ll = llbbox(wms, ext.as_ref());
     s.push_str(&format!(
         "{ind}  <EX_GeographicBoundingBox>\n{ind}    <westBoundLongitude>{}</westBoundLongitude>\n{ind}    <eastBoundLongitude>{}</eastBoundLongitude>\n{ind}    <southBoundLatitude>{}</southBoundLatitude>\n{ind}    <northBoundLatitude>{}</northBoundLatitude>\n{ind}  </EX_GeographicBoundingBox>\n",
         ll[0], ll[2], ll[1], ll[3]
@@ -878,5 +935,31 @@ fn md_130(l: &WmsLayer, ind: &str, s: &mut String) {
                 html_escape(&u.url)
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clipped_bounds;
+
+    #[test]
+    fn clipped_bounds_of_a_triangle_and_a_box() {
+        let triangle = geo::MultiPolygon::new(vec![geo::Polygon::new(
+            geo::LineString::from(vec![(5.0, 45.0), (15.0, 45.0), (15.0, 55.0), (5.0, 45.0)]),
+            vec![],
+        )]);
+        // the triangle's corner (5 45) inside, its hypotenuse cut at x=10 (y=50) and y=50
+        assert_eq!(
+            clipped_bounds(&triangle, [0.0, 40.0, 10.0, 50.0]),
+            Some([5.0, 45.0, 10.0, 50.0])
+        );
+        // above the hypotenuse only: the triangle's part is (12 52)...(15 55): clipped
+        assert_eq!(
+            clipped_bounds(&triangle, [12.0, 46.0, 20.0, 60.0]),
+            Some([12.0, 46.0, 15.0, 55.0])
+        );
+        assert_eq!(clipped_bounds(&triangle, [20.0, 40.0, 30.0, 50.0]), None);
+        // touching along an edge only
+        assert_eq!(clipped_bounds(&triangle, [15.0, 40.0, 30.0, 50.0]), None);
     }
 }

@@ -1086,7 +1086,7 @@ fn srs_extent_limit(
         .bbox_srs
         .iter()
         .find(|(code, _)| code == srs.code())
-        .and_then(|(_, b)| *b)
+        .and_then(|(_, b)| b.map(crate::pynum::values))
     else {
         return (None, false);
     };

@@ -33,6 +33,7 @@ use super::response::{html_escape, mimetype_response, no_cache};
 use super::{Ctx, ServiceMd};
 use crate::grid::{Bbox, TileGrid};
 use crate::image::transform::Resampling;
+use crate::pynum::{floats, merge_bbox, values, Num, NumBbox};
 use crate::srs::Srs;
 use crate::tile_manager::TileManager;
 
@@ -122,7 +123,7 @@ pub struct WmsConfig {
     pub image_formats: Vec<String>,
     /// `bbox_srs`: the SRS capabilities print a `BoundingBox` in, each with an optional
     /// bbox of its own (default EPSG:3857, 4326, 900913, as MapProxy's `DEFAULT_EXTENTS`).
-    pub bbox_srs: Vec<(String, Option<Bbox>)>,
+    pub bbox_srs: Vec<(String, Option<NumBbox>)>,
     /// `versions`, sorted (default all four).
     pub versions: Vec<Version>,
     /// `max_output_pixels` (`None`: no limit).
@@ -182,14 +183,16 @@ impl Default for WmsConfig {
     }
 }
 
-/// A layer's extent: an SRS and a bbox in it (MapProxy's `MapExtent`, extent.py).
+/// A layer's extent: an SRS and a bbox in it (MapProxy's `MapExtent`, extent.py), its numbers
+/// as MapProxy holds them (a coverage's or `bbox_srs` entry's ints stay ints until transformed
+/// or merged with floats; the templates print them with `str()`).
 #[derive(Debug, Clone)]
 pub struct Extent {
     pub srs: Arc<Srs>,
-    pub bbox: Bbox,
+    pub bbox: NumBbox,
     /// MapProxy's `DefaultMapExtent`: the world in EPSG:4326, of a source without a coverage
     /// (a WMS source, `debug`); it leaves other extents unchanged when merged, and its bbox
-    /// is MapProxy's ints `(-180, -90, 180, 90)`, printed without `.0`.
+    /// is MapProxy's ints `(-180, -90, 180, 90)` (extent.py:136).
     pub default: bool,
 }
 
@@ -198,24 +201,40 @@ impl Extent {
     pub fn world() -> Option<Extent> {
         Some(Extent {
             srs: Srs::get("EPSG:4326").ok()?,
-            bbox: [-180.0, -90.0, 180.0, 90.0],
+            bbox: [-180, -90, 180, 90].map(Num::Int),
             default: true,
         })
     }
 
-    /// The bbox in `srs`.
-    pub fn bbox_for(&self, srs: &Srs) -> Option<Bbox> {
-        self.srs.transform_bbox_to(srs, self.bbox).ok()
+    /// An extent of floats, not the default one.
+    pub fn of_floats(srs: Arc<Srs>, bbox: crate::grid::Bbox) -> Extent {
+        Extent {
+            srs,
+            bbox: floats(bbox),
+            default: false,
+        }
+    }
+
+    /// The bbox in `srs`: as held in its own SRS (`bbox_for`, extent.py:44-48), else
+    /// transformed (floats).
+    pub fn bbox_for(&self, srs: &Srs) -> Option<NumBbox> {
+        if *self.srs == *srs {
+            return Some(self.bbox);
+        }
+        self.srs
+            .transform_bbox_to(srs, values(self.bbox))
+            .ok()
+            .map(floats)
     }
 
     /// The bbox in WGS84 longitudes/latitudes.
-    pub fn llbbox(&self) -> Option<Bbox> {
+    pub fn llbbox(&self) -> Option<NumBbox> {
         let wgs84 = Srs::get("EPSG:4326").ok()?;
         self.bbox_for(&wgs84)
     }
 
     /// `MapExtent.__add__`: a default extent leaves the other as it is; two others merge
-    /// their EPSG:4326 bboxes.
+    /// their EPSG:4326 bboxes (`merge_bbox`, extent.py:70-77).
     fn add(&self, other: &Extent) -> Option<Extent> {
         if other.default {
             return Some(self.clone());
@@ -226,11 +245,27 @@ impl Extent {
         let (a, b) = (self.llbbox()?, other.llbbox()?);
         Some(Extent {
             srs: Srs::get("EPSG:4326").ok()?,
+            bbox: merge_bbox(a, b),
+            default: false,
+        })
+    }
+
+    /// `MapExtent.intersection` (extent.py:94-113): `None` when they do not intersect, else
+    /// the max of the mins and the min of the maxes, in `self`'s SRS.
+    pub fn intersection(&self, other: &Extent) -> Option<Extent> {
+        let sub = other.bbox_for(&self.srs)?;
+        let b = self.bbox;
+        let (a, s) = (values(b), values(sub));
+        if !(a[0] < s[2] && a[2] > s[0] && a[1] < s[3] && a[3] > s[1]) {
+            return None;
+        }
+        Some(Extent {
+            srs: self.srs.clone(),
             bbox: [
-                a[0].min(b[0]),
-                a[1].min(b[1]),
-                a[2].max(b[2]),
-                a[3].max(b[3]),
+                b[0].max(sub[0]),
+                b[1].max(sub[1]),
+                b[2].min(sub[2]),
+                b[3].min(sub[3]),
             ],
             default: false,
         })
