@@ -264,6 +264,9 @@ async fn a_tile_source_fills_the_cache_once_and_errors_are_mapproxys() {
     assert_eq!(status, 200);
     assert_eq!(headers["content-type"], "image/png");
     assert!(headers.contains_key("etag"));
+    // made alone and stored by this request: MapProxy's store_tile gives it a time
+    // (cache/base.py:34-42), unlike the tiles of a meta tile
+    assert!(headers.contains_key("last-modified"), "{headers:?}");
     assert_eq!(
         up.seen.lock().expect("seen").clone(),
         vec!["/1/0/1.png?".to_string()],
@@ -320,8 +323,20 @@ async fn a_wms_source_is_asked_once_per_meta_tile() {
     let (status, headers, _) = get(&app, "/tms/1.0.0/w/EPSG4326/0/0/0.jpeg").await;
     assert_eq!(status, 200);
     assert_eq!(headers["content-type"], "image/jpeg");
-    let (status, _, _) = get(&app, "/tms/1.0.0/w/EPSG4326/0/1/0.jpeg").await;
+    // a tile cut from a meta tile just made: MapProxy 7 copies only its image to the tile
+    // asked for (cache/tile_manager.py:177-179), so no time, no size: no Last-Modified and
+    // the ETag of md5("NoneNone")
+    assert_eq!(headers["etag"], "c7485dcc8d256a6f197ed7802687f252");
+    assert!(!headers.contains_key("last-modified"), "{headers:?}");
+    assert_eq!(
+        headers["cache-control"],
+        "public, max-age=259200, s-maxage=259200"
+    );
+    let (status, headers, _) = get(&app, "/tms/1.0.0/w/EPSG4326/0/1/0.jpeg").await;
     assert_eq!(status, 200);
+    // made with the first: now a cache hit, with its file's time
+    assert!(headers.contains_key("last-modified"), "{headers:?}");
+    assert_ne!(headers["etag"], "c7485dcc8d256a6f197ed7802687f252");
     let seen = up.seen.lock().expect("seen").clone();
     assert_eq!(
         seen,
