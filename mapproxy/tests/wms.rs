@@ -3005,14 +3005,71 @@ async fn wms_c_tiled_as_mapproxy() {
     .await;
     assert_eq!((c.status, c.body.len()), (200, stored.len()));
     assert_eq!(header(&c, "last-modified"), Some(last_modified.as_str()));
-    // the same map without TILED: rendered, no tile headers
+    // the same map without TILED: the tile as stored too (MapProxy's TileMerger returns the
+    // one tile, the transformer leaves it, an opaque layer is not merged and `as_buffer`
+    // keeps the buffer of the same format: image/tile.py:53-56, image/transform.py:84-85,
+    // image/merge.py:63-71, image/__init__.py:240-257), without tile headers
     let d = get(
         &s,
         &getmap("1.1.1", "cached", "EPSG:3857", &tile, 256, 256, "image/png"),
     )
     .await;
     assert_eq!(d.status, 200);
+    assert_eq!(d.body, stored, "the tile as stored");
     assert_eq!(header(&d, "etag"), None);
+    assert_eq!(header(&d, "last-modified"), None);
+    // ... within a tenth of a pixel, and with TRANSPARENT=true
+    let near = format!("0.5,-0.5,{world},{world}");
+    for url in [
+        getmap("1.1.1", "cached", "EPSG:3857", &near, 256, 256, "image/png"),
+        getmap(
+            "1.1.1",
+            "cached",
+            "EPSG:900913",
+            &tile,
+            256,
+            256,
+            "image/png",
+        ) + "&TRANSPARENT=TRUE",
+    ] {
+        let d = get(&s, &url).await;
+        assert_eq!((d.status, &d.body), (200, &stored), "{url}");
+    }
+    // drawn again: another format, another size, a bbox a pixel off, another SRS
+    for url in [
+        getmap(
+            "1.1.1",
+            "cached",
+            "EPSG:3857",
+            &tile,
+            256,
+            256,
+            "image/jpeg",
+        ),
+        getmap("1.1.1", "cached", "EPSG:3857", &tile, 255, 255, "image/png"),
+        getmap(
+            "1.1.1",
+            "cached",
+            "EPSG:3857",
+            &format!("20000,0,{world},{world}"),
+            256,
+            256,
+            "image/png",
+        ),
+        getmap(
+            "1.1.1",
+            "cached",
+            "EPSG:4326",
+            "0,0,90,85",
+            256,
+            256,
+            "image/png",
+        ),
+    ] {
+        let d = get(&s, &url).await;
+        assert_eq!(d.status, 200, "{url}: {}", d.text());
+        assert_ne!(d.body, stored, "{url}");
+    }
 }
 
 /// The WMS documents MapProxy 7 printed for `fixtures/wms/mapproxy.yaml` (`gen_golden.sh`):

@@ -160,6 +160,15 @@ enum Rendered {
     /// A WMS-C tile (`TILED=true`): the cached tile as stored, and whether the cache's image
     /// options are transparent.
     Tile(TileData, bool),
+    /// A map that is exactly one tile of a cache (see [`stored_tile`]): the tile as stored,
+    /// with the cache's format, whether its image options are transparent, and whether they
+    /// set no `mode`.
+    Stored {
+        data: Bytes,
+        format: ImageFormat,
+        transparent: bool,
+        no_mode: bool,
+    },
 }
 
 pub(crate) async fn handle(
@@ -404,6 +413,35 @@ pub(crate) async fn handle(
             ));
         }
     }
+    // one tile of a cache, as stored, when LayerMerger.merge returns it as is (an opaque
+    // cache or TRANSPARENT=true; image/merge.py:63-71) and `as_buffer` keeps its buffer (the
+    // cache's format and mode are the request's; image/__init__.py:240-257); no tile headers
+    // without TILED (service/wms.py:170-177)
+    if let [(
+        Rendered::Stored {
+            data,
+            format: cache_format,
+            transparent: cache_transparent,
+            no_mode,
+        },
+        m,
+        None,
+    )] = images.as_slice()
+    {
+        if (!cache_transparent || transparent)
+            && *no_mode
+            && *cache_format == ImageFormat::new(format.clone())
+            && errors.is_empty()
+            && m.is_empty()
+            && limited.is_none()
+        {
+            return Ok(super::super::response::content_type_response(
+                StatusCode::OK,
+                &format,
+                data.clone(),
+            ));
+        }
+    }
     // pass-through: one direct layer, answered in the asked format, no background to merge
     if let [(Rendered::Encoded(bytes, fmt), m, None)] = images.as_slice() {
         let same_format = fmt
@@ -453,7 +491,9 @@ pub(crate) async fn handle(
             let mut img = match img {
                 Rendered::Blank => continue,
                 Rendered::Image(i) => i.image,
-                Rendered::Encoded(b, _) | Rendered::Tile(TileData { data: b, .. }, _) => {
+                Rendered::Encoded(b, _)
+                | Rendered::Tile(TileData { data: b, .. }, _)
+                | Rendered::Stored { data: b, .. } => {
                     crate::image::decode(&b).map_err(|e| e.to_string())?
                 }
             };
@@ -700,7 +740,7 @@ async fn render_layer(
         }) if d.applies(q) => render_direct(&d.layer, q, format, resampling, client_params).await,
         // `query.tiled_only` reaches caches only (layer/cache_map_layer.py:34)
         MapLayer::Cache(c) if tiled => render_tile(c, q, format).await,
-        MapLayer::Cache(c) => render_cache(c, q, resampling, under).await,
+        MapLayer::Cache(c) => render_cache(c, q, resampling, under, true).await,
         MapLayer::Direct(d) => render_direct(d, q, format, resampling, client_params).await,
     }
 }
@@ -764,11 +804,14 @@ fn pick_grid<'a>(c: &'a CacheLayer, srs: &Srs) -> Option<&'a CacheGridLayer> {
         .or_else(|| c.grids.first())
 }
 
+/// With `stored`, a map that is exactly one tile is that tile as stored
+/// ([`Rendered::Stored`]).
 async fn render_cache(
     c: &CacheLayer,
     q: &Query,
     resampling: Resampling,
     under: Option<[u8; 3]>,
+    stored: bool,
 ) -> Result<Rendered, LayerError> {
     let Some(g) = pick_grid(c, &q.srs) else {
         return Ok(Rendered::Blank);
@@ -795,6 +838,11 @@ async fn render_cache(
     };
     if sub_size.0 == 0 || sub_size.1 == 0 {
         return Ok(Rendered::Blank);
+    }
+    if stored && contained {
+        if let Some(r) = stored_tile(g, q).await? {
+            return Ok(r);
+        }
     }
     let sub = Query {
         bbox: sub_bbox,
@@ -823,7 +871,7 @@ pub async fn cache_map(
     resampling: Resampling,
 ) -> Result<Option<RgbaImage>, String> {
     let q = Query { bbox, size, srs };
-    match render_cache(c, &q, resampling, None).await {
+    match render_cache(c, &q, resampling, None, false).await {
         Ok(Rendered::Image(img)) => Ok(Some(img.image)),
         Ok(_) => Ok(None),
         Err(LayerError::Source(e) | LayerError::Request(e)) => Err(e),
@@ -903,6 +951,59 @@ async fn render_tile(c: &CacheLayer, q: &Query, format: &str) -> Result<Rendered
         Ok(t) => Ok(Rendered::Tile(t, cache_opts.transparent)),
         Err(TileError::OutOfRange | TileError::Missing) => Ok(Rendered::Blank),
         Err(e) => Err(LayerError::Source(e.to_string())),
+    }
+}
+
+/// A map in the grid's SRS and of its tile size whose bbox is one tile's (within a tenth of a
+/// pixel, `bbox_equals` with `xres/10`, `yres/10`): MapProxy's TileMerger returns that one tile
+/// (image/tile.py:53-56) and the transformer returns it untransformed
+/// (image/transform.py:84-85, 175-179), so its stored bytes reach the response when nothing
+/// else changes them. `None`: not such a map (drawn as any other).
+async fn stored_tile(g: &CacheGridLayer, q: &Query) -> Result<Option<Rendered>, LayerError> {
+    let grid = &g.grid;
+    if *g.srs != *q.srs || q.size != grid.tile_size() {
+        return Ok(None);
+    }
+    let res = get_resolution(q.bbox, q.size);
+    let Ok(res0) = grid.resolution(0) else {
+        return Ok(None);
+    };
+    if res > res0 * grid.max_shrink_factor() {
+        return Ok(None);
+    }
+    let Ok(affected) = grid.get_affected_level_tiles(q.bbox, grid.closest_level(res)) else {
+        return Ok(None);
+    };
+    if affected.grid_size != (1, 1) {
+        return Ok(None);
+    }
+    let (a, b) = (affected.bbox, q.bbox);
+    let dx = (b[2] - b[0]) / f64::from(q.size.0) / 10.0;
+    let dy = (b[3] - b[1]) / f64::from(q.size.1) / 10.0;
+    // util/bbox.py:70-73: minx and miny with the x delta, maxx and maxy with y's
+    let equal = (a[0] - b[0]).abs() < dx
+        && (a[1] - b[1]).abs() < dx
+        && (a[2] - b[2]).abs() < dy
+        && (a[3] - b[3]).abs() < dy;
+    if !equal {
+        return Ok(None);
+    }
+    let Some(Some(coord)) = affected.tiles.clone().next() else {
+        return Ok(None);
+    };
+    match load_tiles(&g.manager, &[Some(coord)]).await.pop() {
+        Some(Ok(Some(data))) => {
+            let opts = g.manager.image_opts();
+            Ok(Some(Rendered::Stored {
+                data,
+                format: opts.format.clone(),
+                transparent: opts.transparent,
+                no_mode: opts.mode.is_none(),
+            }))
+        }
+        // no tile: MapProxy's BlankImageError (layer/cache_map_layer.py:84-85)
+        Some(Ok(None)) | None => Ok(Some(Rendered::Blank)),
+        Some(Err(e)) => Err(LayerError::Source(e)),
     }
 }
 
