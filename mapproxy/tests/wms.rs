@@ -1062,10 +1062,34 @@ async fn direct_source_passes_through_and_reprojects() {
     .await;
     assert_eq!(a.status, 200, "{}", a.text());
     // the upstream's bytes, unchanged
-    assert_eq!(
-        a.body,
-        png(&upstream_image("EPSG:4326", bbox, 300, 240)).to_vec()
+    let sent = png(&upstream_image("EPSG:4326", bbox, 300, 240)).to_vec();
+    assert_eq!(a.body, sent);
+    // BGCOLOR does not matter for a source that is not transparent: MapProxy's LayerMerger
+    // returns it as is (image/merge.py:63-71)
+    let url = getmap(
+        "1.1.1",
+        "direct",
+        "EPSG:4326",
+        "5,47,15,55",
+        300,
+        240,
+        "image/png",
     );
+    let a = get(&s, &(url.clone() + "&BGCOLOR=0xff0000")).await;
+    assert_eq!((a.status, &a.body), (200, &sent));
+    // a transparent source (req.transparent) is merged over the background unless the map is
+    // transparent: encoded again, the same pixels
+    let t = serve(&YAML.replace(
+        "      url: http://UPSTREAM/service\n      layers: foo\n",
+        "      url: http://UPSTREAM/service\n      layers: foo\n      transparent: true\n",
+    ))
+    .await;
+    let a = get(&t, &url).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_ne!(a.body, sent, "drawn over the background");
+    assert_eq!(a.image(), upstream_image("EPSG:4326", bbox, 300, 240));
+    let a = get(&t, &(url + "&TRANSPARENT=TRUE")).await;
+    assert_eq!((a.status, &a.body), (200, &sent));
     // a CRS the source does not support: asked in one it does, reprojected
     let bbox = [400_000.0, 5_200_000.0, 700_000.0, 5_600_000.0];
     let a = get(

@@ -155,8 +155,15 @@ enum Rendered {
     Blank,
     /// An image of the map's size, and whether it is known to be opaque.
     Image(Known<RgbaImage>),
-    /// A direct source's bytes as they came (for pass-through) and its format.
-    Encoded(Bytes, Option<ImageFormat>),
+    /// A direct source's image: its bytes, their format, whether the source is transparent
+    /// (its `image_opts.transparent`: `req.transparent`) and whether they are the bytes a
+    /// server sent (not drawn here: see [`crate::source::SourceImage::drawn`]).
+    Encoded {
+        data: Bytes,
+        format: Option<ImageFormat>,
+        transparent: bool,
+        as_sent: bool,
+    },
     /// A WMS-C tile (`TILED=true`): the cached tile as stored, and whether the cache's image
     /// options are transparent.
     Tile(TileData, bool),
@@ -442,13 +449,26 @@ pub(crate) async fn handle(
             ));
         }
     }
-    // pass-through: one direct layer, answered in the asked format, no background to merge
-    if let [(Rendered::Encoded(bytes, fmt), m, None)] = images.as_slice() {
+    // pass-through: one direct layer as the server sent it, when LayerMerger.merge returns it
+    // as is (the source is not transparent, or the map is: image/merge.py:63-71; BGCOLOR does
+    // not matter then) and `as_buffer` keeps the buffer (the format its bytes have is the
+    // request's: image/__init__.py:240-257)
+    if let [(
+        Rendered::Encoded {
+            data: bytes,
+            format: fmt,
+            transparent: source_transparent,
+            as_sent: true,
+        },
+        m,
+        None,
+    )] = images.as_slice()
+    {
         let same_format = fmt
             .as_ref()
             .is_some_and(|f| *f == ImageFormat::new(format.clone()));
         if same_format
-            && (transparent || !p.has("bgcolor"))
+            && (!source_transparent || transparent)
             && errors.is_empty()
             && m.is_empty()
             && limited.is_none()
@@ -491,7 +511,7 @@ pub(crate) async fn handle(
             let mut img = match img {
                 Rendered::Blank => continue,
                 Rendered::Image(i) => i.image,
-                Rendered::Encoded(b, _)
+                Rendered::Encoded { data: b, .. }
                 | Rendered::Tile(TileData { data: b, .. }, _)
                 | Rendered::Stored { data: b, .. } => {
                     crate::image::decode(&b).map_err(|e| e.to_string())?
@@ -1283,7 +1303,14 @@ async fn render_direct(
             .get_map_forwarding(&mq, client_params)
             .await
             .map_err(|e| e.message)?;
-        return Ok(Rendered::Encoded(img.data, img.format));
+        // MapProxy peeks at the bytes for their format (image/__init__.py:43-50, 241-244)
+        let format = crate::image::sniff_format(&img.data).or(img.format);
+        return Ok(Rendered::Encoded {
+            data: img.data,
+            format,
+            transparent: d.transparent,
+            as_sent: !img.drawn,
+        });
     }
     let target = d
         .supported_srs
