@@ -1993,6 +1993,9 @@ async fn legendgraphic_from_sources_cached_and_stacked() {
     let a = get(&s, &lg("lg")).await;
     assert_eq!(a.image().dimensions(), (30, 25));
     assert_eq!(upstream_count(), 2, "from the cache");
+    // the one legend of the layer, asked for as PNG: the cached file as it is (MapProxy's
+    // as_buffer keeps a loaded file's bytes, image/__init__.py:240-257)
+    assert_eq!(a.body, std::fs::read(&file).expect("cached legend"));
     // SCALE goes upstream (and is another cache entry)
     let a = get(&s, &format!("{}&SCALE=5000", lg("lg"))).await;
     assert_eq!(a.status, 200);
@@ -2007,6 +2010,12 @@ async fn legendgraphic_from_sources_cached_and_stacked() {
         .expect("save");
     let a = get(&s, &lg("lgfile")).await;
     assert_eq!(a.image().dimensions(), (7, 9), "{}", a.text());
+    // one image from one client: stored and answered as it came (cache/legend.py:67,
+    // client/wms.py:241-245), not encoded again
+    assert_eq!(
+        a.body,
+        std::fs::read(s._dir.path().join("legend_file.png")).expect("legend file")
+    );
     // a group: its children's legends stacked (MapProxy: internal error)
     let a = get(&s, &lg("lggroup")).await;
     assert_eq!(a.image().dimensions(), (30, 30), "{}", a.text());
