@@ -1816,3 +1816,81 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// WMTS `LegendURL`s as MapProxy 7 prints them (config/configuration/layer.py:207-219,
+/// service/wmts.py:282-343, checked against MapProxy 7.0.0): a layer's `legendurl` with the
+/// WMS on gives the WMS GetLegendGraphic of the highest WMS version; `wmts_kvp_legendurl` and
+/// `wmts_rest_legendurl` are templates of `{base_url}` (the service URL without `/service`
+/// or `/wmts`) and `{layer_name}`, inserted as they are; without the WMS, no default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wmts_legend_urls_as_mapproxy_7() {
+    let layers = "layers:\n  - name: l\n    title: L\n    sources: [c]\n    legendurl: http://x/l.png\n\
+                  \x20 - name: k\n    title: K\n    sources: [c]\n    wmts_kvp_legendurl: '{base_url}/kvp/{layer_name}?a=1&amp;b=2'\n    wmts_rest_legendurl: '{base_url}/rest/{layer_name}'\n\
+                  caches:\n  c:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: []\n";
+    let href = |doc: &[u8]| -> Vec<String> {
+        String::from_utf8_lossy(doc)
+            .lines()
+            .filter(|l| l.contains("xlink:href") && !l.contains("ResourceURL"))
+            .filter(|l| {
+                l.contains("GetLegendGraphic") || l.contains("/kvp/") || l.contains("/rest/")
+            })
+            .map(|l| l.trim().to_string())
+            .collect()
+    };
+    let legend_l = |base: &str, v: &str| {
+        format!("xlink:href=\"{base}/service?service=WMS&amp;request=GetLegendGraphic&amp;version={v}&amp;format=image%2Fpng&amp;layer=l\"")
+    };
+    for (wms, v) in [
+        ("  wms:\n", "1.3.0"),
+        ("  wms:\n    versions: ['1.1.1', '1.0.0']\n", "1.1.1"),
+    ] {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let app = build(tmp.path(), &format!("services:\n  wmts:\n{wms}{layers}"));
+        let req = |uri: &str| {
+            Request::get(uri)
+                .header("host", "h")
+                .body(empty_body())
+                .expect("request")
+        };
+        let body = |res: Response<mapproxy_serve_core::app::Body>| async move {
+            res.into_body().collect().await.expect("body").to_bytes()
+        };
+        let rest = body(app.call(req("/wmts/1.0.0/WMTSCapabilities.xml")).await).await;
+        assert_eq!(
+            href(&rest),
+            vec![
+                legend_l("http://h", v),
+                "xlink:href=\"http://h/rest/k\"".into()
+            ],
+            "{}",
+            String::from_utf8_lossy(&rest)
+        );
+        let doc = String::from_utf8_lossy(&rest).into_owned();
+        assert!(
+            doc.contains("<ows:Identifier>default</ows:Identifier>\n        <LegendURL\n          format=\"image/png\"\n          xlink:href="),
+            "{doc}"
+        );
+        for (path, base) in [("/service", "http://h"), ("/ows", "http://h/ows")] {
+            let kvp = body(
+                app.call(req(&format!("{path}?SERVICE=WMTS&REQUEST=GetCapabilities")))
+                    .await,
+            )
+            .await;
+            assert_eq!(
+                href(&kvp),
+                vec![
+                    legend_l(base, v),
+                    format!("xlink:href=\"{base}/kvp/k?a=1&amp;b=2\"")
+                ],
+                "{path}"
+            );
+        }
+    }
+    // no WMS: only the configured templates
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let app = build(tmp.path(), &format!("services:\n  wmts:\n{layers}"));
+    let (_, _, rest) = get(&app, "/wmts/1.0.0/WMTSCapabilities.xml").await;
+    let rest = String::from_utf8_lossy(&rest).into_owned();
+    assert_eq!(rest.matches("<LegendURL").count(), 1, "{rest}");
+    assert!(rest.contains("/rest/k\""), "{rest}");
+}
