@@ -1894,3 +1894,36 @@ async fn wmts_legend_urls_as_mapproxy_7() {
     assert_eq!(rest.matches("<LegendURL").count(), 1, "{rest}");
     assert!(rest.contains("/rest/k\""), "{rest}");
 }
+
+/// A GetMap where no layer has an image (outside every extent): MapProxy 7 answers its
+/// BlankImageResult, whose as_buffer encodes with `colors = 0` (image/__init__.py:302-310):
+/// a truecolour PNG (RGB, RGBA with TRANSPARENT=true), not the paletted PNG of drawn maps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_map_without_layer_images_is_a_truecolour_png_as_mapproxy_7() {
+    let up = upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let yaml = format!(
+        "services:\n  wms:\n\
+         layers:\n  - name: w\n    title: W\n    sources: [w_cache]\n\
+         caches:\n  w_cache:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [w_wms]\n\
+         sources:\n  w_wms:\n    type: wms\n    req:\n      url: http://{}/service?\n      layers: dbg\n",
+        up.addr
+    );
+    let app = build(tmp.path(), &yaml);
+    let map = |bbox: &str, extra: &str| {
+        format!("/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetMap&LAYERS=w&STYLES=&SRS=EPSG:3857&BBOX={bbox}&WIDTH=200&HEIGHT=100&FORMAT=image/png{extra}")
+    };
+    let outside = "30000000,30000000,40000000,35000000";
+    // IHDR colour type: byte 25
+    for (extra, colour_type) in [("", 2), ("&TRANSPARENT=TRUE", 6), ("&BGCOLOR=0xff0000", 2)] {
+        let (status, headers, body) = get(&app, &map(outside, extra)).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(headers["content-type"], "image/png");
+        assert_eq!(body[25], colour_type, "{extra}");
+    }
+    assert!(up.seen.lock().expect("seen").is_empty(), "nothing asked");
+    // a drawn map: paletted
+    let (status, _, body) = get(&app, &map("0,0,1000000,500000", "")).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(body[25], 3);
+}

@@ -151,8 +151,12 @@ impl From<String> for LayerError {
 
 /// The rendered output of one map layer.
 enum Rendered {
-    /// Nothing to draw (outside the extent, no tiles).
+    /// Nothing to draw (outside the extent, no tiles): MapProxy's `BlankImageError`, the layer
+    /// is not merged.
     Blank,
+    /// Tiles, every one fully transparent: nothing to draw either, but for MapProxy a layer
+    /// image that is merged (so the map is encoded as any drawn map).
+    Clear,
     /// An image of the map's size, and whether it is known to be opaque.
     Image(Known<RgbaImage>),
     /// A direct source's image: its bytes, their format, whether the source is transparent
@@ -502,14 +506,27 @@ pub(crate) async fn handle(
         }
         // nothing drawn (no tiles, only transparent ones, outside every extent): the
         // background, encoded once for maps of its size and format
-        if notice.is_empty() && images.iter().all(|(i, _, _)| matches!(i, Rendered::Blank)) {
+        if notice.is_empty()
+            && images
+                .iter()
+                .all(|(i, _, _)| matches!(i, Rendered::Blank | Rendered::Clear))
+        {
             let (w, h) = place.map_or(size, |(full, _)| full);
+            // no layer image at all (and not placed into a bbox_srs limit): MapProxy's
+            // BlankImageResult, whose as_buffer sets `colors = 0` (image/__init__.py:302-310,
+            // image/merge.py:61-62, service/wms.py:107-112): not quantized, a truecolour PNG
+            // (RGB, RGBA when transparent)
+            if place.is_none() && images.iter().all(|(i, _, _)| matches!(i, Rendered::Blank)) {
+                let mut opts = opts.clone();
+                opts.paletted = false;
+                return crate::image::encode_uniform(w, h, bg, &opts).map_err(|e| e.to_string());
+            }
             return crate::image::encode_uniform(w, h, bg, &opts).map_err(|e| e.to_string());
         }
         let mut out = crate::image::blank_image(size.0, size.1, bg);
         for (img, masks, opacity) in images {
             let mut img = match img {
-                Rendered::Blank => continue,
+                Rendered::Blank | Rendered::Clear => continue,
                 Rendered::Image(i) => i.image,
                 Rendered::Encoded { data: b, .. }
                 | Rendered::Tile(TileData { data: b, .. }, _)
@@ -869,8 +886,10 @@ async fn render_cache(
         size: sub_size,
         srs: q.srs.clone(),
     };
-    let Some(img) = cache_image(g, &sub, resampling, under).await? else {
-        return Ok(Rendered::Blank);
+    let img = match cache_image(g, &sub, resampling, under).await? {
+        Stitched::Missing => return Ok(Rendered::Blank),
+        Stitched::Clear => return Ok(Rendered::Clear),
+        Stitched::Image(img) => img,
     };
     if contained {
         return Ok(Rendered::Image(img));
@@ -1027,28 +1046,36 @@ async fn stored_tile(g: &CacheGridLayer, q: &Query) -> Result<Option<Rendered>, 
     }
 }
 
-/// `CacheMapLayer._image`: the covering tiles, stitched and transformed; `None` when there
-/// are none. With `under`, the tiles are drawn over that colour (see `stitch`), so the
-/// stitched image is opaque.
+/// What [`cache_image`] drew.
+enum Stitched {
+    /// No tiles (MapProxy's `BlankImageError`).
+    Missing,
+    /// Tiles, all fully transparent.
+    Clear,
+    Image(Known<RgbaImage>),
+}
+
+/// `CacheMapLayer._image`: the covering tiles, stitched and transformed. With `under`, the
+/// tiles are drawn over that colour (see `stitch`), so the stitched image is opaque.
 async fn cache_image(
     g: &CacheGridLayer,
     q: &Query,
     resampling: Resampling,
     under: Option<[u8; 3]>,
-) -> Result<Option<Known<RgbaImage>>, LayerError> {
+) -> Result<Stitched, LayerError> {
     let src_bbox = q
         .srs
         .transform_bbox_to(&g.srs, q.bbox)
         .map_err(|e| e.to_string())?;
     let grid = &g.grid;
     if !bbox_intersects(grid.bbox(), src_bbox) {
-        return Ok(None);
+        return Ok(Stitched::Missing);
     }
     let res = get_resolution(src_bbox, q.size);
     let level = grid.closest_level(res);
     let res0 = grid.resolution(0).map_err(|e| e.to_string())?;
     if res > res0 * grid.max_shrink_factor() {
-        return Ok(None);
+        return Ok(Stitched::Missing);
     }
     let affected = grid
         .get_affected_level_tiles(src_bbox, level)
@@ -1064,17 +1091,21 @@ async fn cache_image(
     // no tiles, or only fully transparent ones (paletted PNGs whose header chunks say so, not
     // decoded: blank tiles are common, see `png_is_transparent`): nothing to draw, as a
     // stitched image that is transparent everywhere stays so when transformed
+    // (MapProxy: BlankImageError only when no tile is there, layer/cache_map_layer.py:84-85)
+    if tiles.iter().all(Option::is_none) {
+        return Ok(Stitched::Missing);
+    }
     if tiles
         .iter()
         .all(|t| t.as_deref().is_none_or(crate::image::png_is_transparent))
     {
-        return Ok(None);
+        return Ok(Stitched::Clear);
     }
     let (tw, th) = grid.tile_size();
     let src_srs = g.srs.clone();
     let q = q.clone();
     let abbox = affected.bbox;
-    tokio::task::spawn_blocking(move || -> Result<Option<Known<RgbaImage>>, String> {
+    tokio::task::spawn_blocking(move || -> Result<Stitched, String> {
         let w = u32::try_from(cols).map_err(|e| e.to_string())? * tw;
         let h = u32::try_from(rows).map_err(|e| e.to_string())? * th;
         let parts: Vec<Option<&[u8]>> = tiles.iter().map(|t| t.as_deref()).collect();
@@ -1094,7 +1125,7 @@ async fn cache_image(
             dst_srs: &q.srs,
             resampling,
         };
-        Ok(Some(transform_known(stitched, &warp)))
+        Ok(Stitched::Image(transform_known(stitched, &warp)))
     })
     .await
     .map_err(|e| e.to_string())?
