@@ -1870,7 +1870,11 @@ async fn wmts_legend_urls_as_mapproxy_7() {
             doc.contains("<ows:Identifier>default</ows:Identifier>\n        <LegendURL\n          format=\"image/png\"\n          xlink:href="),
             "{doc}"
         );
-        for (path, base) in [("/service", "http://h"), ("/ows", "http://h/ows")] {
+        for (path, base) in [
+            ("/service", "http://h"),
+            ("/ows", "http://h/ows"),
+            ("/wms", "http://h/wms"),
+        ] {
             let kvp = body(
                 app.call(req(&format!("{path}?SERVICE=WMTS&REQUEST=GetCapabilities")))
                     .await,

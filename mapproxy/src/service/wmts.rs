@@ -442,7 +442,7 @@ pub(crate) async fn rest(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body>
     tile(svc, ctx, req).await
 }
 
-/// `SERVICE=WMTS` on `/service?`, `/ows?`.
+/// `SERVICE=WMTS` on `/service?`, `/ows?`, `/wms?`.
 pub(crate) async fn kvp(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body> {
     let kind = ctx
         .arg("request")
@@ -453,9 +453,12 @@ pub(crate) async fn kvp(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body> 
     match kind.as_deref() {
         Some("tile" | "featureinfo") => {}
         Some("capabilities") => {
-            // the OWS path used (`/service` or `/ows`), never extra segments (#1184)
+            // the OWS path used (`/service`, `/ows` or `/wms`: MapProxy's request URL), never
+            // extra segments (#1184)
             let name = if ctx.path.starts_with("/ows") {
                 "ows"
+            } else if ctx.path.starts_with("/wms") {
+                "wms"
             } else {
                 "service"
             };
