@@ -1258,6 +1258,29 @@ sources:
         "{}",
         a.text()
     );
+    // a bbox narrower than a tenth of a pixel: no tiles between its corners, MapProxy's
+    // GridError('Invalid BBOX') as a MapBBOXError (layer/cache_map_layer.py:64-65)
+    let a = get(
+        &s,
+        &getmap(
+            "1.1.1",
+            "limited",
+            "EPSG:3857",
+            "-1e-320,0,1e-320,1e-320",
+            16,
+            16,
+            "image/png",
+        ),
+    )
+    .await;
+    assert_eq!(a.status, 500);
+    assert!(
+        a.text().contains(
+            "<ServiceException>Request too large or invalid BBOX. (Invalid BBOX)</ServiceException>"
+        ),
+        "{}",
+        a.text()
+    );
     assert!(s.upstream.queries.lock().expect("log").is_empty());
 }
 

@@ -1077,9 +1077,10 @@ async fn cache_image(
     if res > res0 * grid.max_shrink_factor() {
         return Ok(Stitched::Missing);
     }
+    // a GridError is a MapBBOXError, the request's error (layer/cache_map_layer.py:64-65)
     let affected = grid
         .get_affected_level_tiles(src_bbox, level)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| LayerError::Request(format!("Request too large or invalid BBOX. ({e})")))?;
     let (cols, rows) = affected.grid_size;
     let num_tiles = cols.saturating_mul(rows);
     if let Some(e) = too_many_tiles(g.max_tile_limit, num_tiles) {
