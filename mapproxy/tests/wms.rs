@@ -2025,6 +2025,18 @@ async fn legendgraphic_from_sources_cached_and_stacked() {
     let q = s.upstream.queries.lock().expect("log").clone();
     assert_eq!(q.len(), 4);
     assert!(q[2..].iter().all(|q| q.contains("&scale=5000.0&")), "{q:?}");
+    // SCALE as Python's float() reads it: inf (also 1e400) is a scale; 0 is not sent
+    // upstream (`if query.scale:`, client/wms.py:226-227)
+    let a = get(&s, &format!("{}&SCALE=1e400", lg("lg"))).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let a = get(&s, &format!("{}&SCALE=0", lg("lg"))).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let q = s.upstream.queries.lock().expect("log").clone();
+    assert_eq!(q.len(), 8, "{q:?}");
+    assert!(q[4..6].iter().all(|q| q.contains("&scale=inf&")), "{q:?}");
+    assert!(q[6..].iter().all(|q| !q.contains("scale=")), "{q:?}");
+    let a = get(&s, &format!("{}&SCALE=abc", lg("lg"))).await;
+    assert!(a.text().contains("invalid scale abc"), "{}", a.text());
     // a static legendurl of a source; a layer's file:// legendurl (relative to the YAML)
     let a = get(&s, &lg("lgurl")).await;
     assert_eq!(a.image().dimensions(), (25, 5));

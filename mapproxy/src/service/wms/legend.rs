@@ -105,11 +105,12 @@ pub(crate) async fn handle(
     }
     let scale = match p.get("scale") {
         None => None,
+        // Python's float(): `inf`, `nan` and `1e400` (inf) are scales too
+        // (request/wms/__init__.py:447-449); what it refuses is MapProxy's internal error
         Some(s) => Some(
             s.trim()
                 .parse::<f64>()
                 .ok()
-                .filter(|v| v.is_finite())
                 .ok_or_else(|| WmsError::new(format!("invalid scale {s}")))?,
         ),
     };
