@@ -124,6 +124,7 @@ fn compile(
     for layer in flat {
         let Some(name) = &layer.name else { continue };
         let (tile_sources, fi_only) = tile_layer_sources(conf, layer);
+        let (legend_kvp, legend_rest) = wmts_legendurls(conf, layer);
         for src in tile_sources {
             let Some(cgs) = caches.get(src) else { continue };
             let info = match tile_layer_info(conf, src, &fi_only) {
@@ -144,7 +145,8 @@ fn compile(
                     cg.format.clone(),
                     cg.manager.clone(),
                 )
-                .with_info(info.clone());
+                .with_info(info.clone())
+                .with_wmts_legendurls(legend_kvp.clone(), legend_rest.clone());
                 let tl = match with_cache_extent(tl, conf, src) {
                     Ok(tl) => tl,
                     Err(e) => {
@@ -338,14 +340,6 @@ fn refuse_unsupported(conf: &MapProxyConf) -> Vec<ConfigError> {
                     format!("{here}.dimensions is not supported yet"),
                 ));
             }
-            for (key, set) in [
-                ("wmts_rest_legendurl", l.wmts_rest_legendurl.is_some()),
-                ("wmts_kvp_legendurl", l.wmts_kvp_legendurl.is_some()),
-            ] {
-                if set {
-                    out.push(err(&l.loc, format!("{here}.{key} is not supported yet")));
-                }
-            }
             layers(&l.layers, &format!("{here}.layers"), out);
         }
     }
@@ -354,6 +348,31 @@ fn refuse_unsupported(conf: &MapProxyConf) -> Vec<ConfigError> {
         out.push(err(&n.loc, format!("services.{name} is not supported yet")));
     }
     out
+}
+
+/// A tile layer's WMTS `LegendURL` templates (KVP, RESTful): its `wmts_kvp_legendurl` and
+/// `wmts_rest_legendurl`, else, for a layer with a `legendurl` while the WMS is on, the WMS
+/// GetLegendGraphic of the highest WMS version (config/configuration/layer.py:207-219).
+fn wmts_legendurls(conf: &MapProxyConf, l: &LayerConf) -> (Option<String>, Option<String>) {
+    let mut kvp = l.wmts_kvp_legendurl.clone();
+    let mut rest = l.wmts_rest_legendurl.clone();
+    if let (Some(_), Some(wms)) = (&l.legendurl, &conf.services.wms) {
+        // `versions` (default ['1.3.0']) sorted by their numbers, the last
+        let key = |v: &String| -> Vec<u64> {
+            v.split('.')
+                .map(|u| u.trim().parse().unwrap_or(0))
+                .collect()
+        };
+        let version = wms
+            .versions
+            .as_ref()
+            .and_then(|v| v.iter().max_by_key(|v| key(v)).cloned())
+            .unwrap_or_else(|| "1.3.0".to_string());
+        let url = format!("{{base_url}}/service?service=WMS&amp;request=GetLegendGraphic&amp;version={version}&amp;format=image%2Fpng&amp;layer={{layer_name}}");
+        kvp.get_or_insert_with(|| url.clone());
+        rest.get_or_insert(url);
+    }
+    (kvp, rest)
 }
 
 /// The demo's WMS layers: every named layer, its SRS without reprojection (its caches'

@@ -79,6 +79,8 @@ struct Made {
     stored: bool,
     /// The stored tile's time as a cache load reports it, when the store told it.
     mtime: Option<SystemTime>,
+    /// Read from the cache after the lock was held (another request or process made it).
+    found: bool,
 }
 
 /// Tiles by coordinate, hashed with foldhash (std's SipHash was 2% of a tile miss's
@@ -328,6 +330,20 @@ impl TileManager {
                 message: "no tile created".into(),
             });
         };
+        // MapProxy answers a tile it had to make without its time (no Last-Modified, the
+        // ETag of `(None, None)`) unless it made the tile alone and stored it here: a meta
+        // tile's tiles are new Tile objects of which only the image is copied to the one
+        // asked for (cache/tile_manager.py:177-179, tile_creator.py:171-194, 252-270), and a
+        // tile found stored once the lock is held is loaded without its metadata
+        // (tile_creator.py:119-120); only `store_tile` sets the time of the asked tile
+        // (cache/base.py:34-42)
+        if inner.metatiling || made.found {
+            return Ok(TileData {
+                data: made.data.clone(),
+                format: made.format.clone(),
+                mtime: None,
+            });
+        }
         if made.stored && made.mtime.is_none() {
             // the stored tile's time, as a later cache hit will show it
             if let Some(t) = inner.load(coord).await? {
@@ -692,6 +708,7 @@ impl Inner {
                         format,
                         stored,
                         mtime: mtimes.get(&c).copied(),
+                        found: false,
                     },
                 )
             })
@@ -750,6 +767,7 @@ impl Inner {
                     format,
                     stored: true,
                     mtime: Some(t.mtime),
+                    found: true,
                 },
             );
         }

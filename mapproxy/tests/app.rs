@@ -264,6 +264,9 @@ async fn a_tile_source_fills_the_cache_once_and_errors_are_mapproxys() {
     assert_eq!(status, 200);
     assert_eq!(headers["content-type"], "image/png");
     assert!(headers.contains_key("etag"));
+    // made alone and stored by this request: MapProxy's store_tile gives it a time
+    // (cache/base.py:34-42), unlike the tiles of a meta tile
+    assert!(headers.contains_key("last-modified"), "{headers:?}");
     assert_eq!(
         up.seen.lock().expect("seen").clone(),
         vec!["/1/0/1.png?".to_string()],
@@ -320,8 +323,20 @@ async fn a_wms_source_is_asked_once_per_meta_tile() {
     let (status, headers, _) = get(&app, "/tms/1.0.0/w/EPSG4326/0/0/0.jpeg").await;
     assert_eq!(status, 200);
     assert_eq!(headers["content-type"], "image/jpeg");
-    let (status, _, _) = get(&app, "/tms/1.0.0/w/EPSG4326/0/1/0.jpeg").await;
+    // a tile cut from a meta tile just made: MapProxy 7 copies only its image to the tile
+    // asked for (cache/tile_manager.py:177-179), so no time, no size: no Last-Modified and
+    // the ETag of md5("NoneNone")
+    assert_eq!(headers["etag"], "c7485dcc8d256a6f197ed7802687f252");
+    assert!(!headers.contains_key("last-modified"), "{headers:?}");
+    assert_eq!(
+        headers["cache-control"],
+        "public, max-age=259200, s-maxage=259200"
+    );
+    let (status, headers, _) = get(&app, "/tms/1.0.0/w/EPSG4326/0/1/0.jpeg").await;
     assert_eq!(status, 200);
+    // made with the first: now a cache hit, with its file's time
+    assert!(headers.contains_key("last-modified"), "{headers:?}");
+    assert_ne!(headers["etag"], "c7485dcc8d256a6f197ed7802687f252");
     let seen = up.seen.lock().expect("seen").clone();
     assert_eq!(
         seen,
@@ -1800,4 +1815,119 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// WMTS `LegendURL`s as MapProxy 7 prints them (config/configuration/layer.py:207-219,
+/// service/wmts.py:282-343, checked against MapProxy 7.0.0): a layer's `legendurl` with the
+/// WMS on gives the WMS GetLegendGraphic of the highest WMS version; `wmts_kvp_legendurl` and
+/// `wmts_rest_legendurl` are templates of `{base_url}` (the service URL without `/service`
+/// or `/wmts`) and `{layer_name}`, inserted as they are; without the WMS, no default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wmts_legend_urls_as_mapproxy_7() {
+    let layers = "layers:\n  - name: l\n    title: L\n    sources: [c]\n    legendurl: http://x/l.png\n\
+                  \x20 - name: k\n    title: K\n    sources: [c]\n    wmts_kvp_legendurl: '{base_url}/kvp/{layer_name}?a=1&amp;b=2'\n    wmts_rest_legendurl: '{base_url}/rest/{layer_name}'\n\
+                  caches:\n  c:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: []\n";
+    let href = |doc: &[u8]| -> Vec<String> {
+        String::from_utf8_lossy(doc)
+            .lines()
+            .filter(|l| l.contains("xlink:href") && !l.contains("ResourceURL"))
+            .filter(|l| {
+                l.contains("GetLegendGraphic") || l.contains("/kvp/") || l.contains("/rest/")
+            })
+            .map(|l| l.trim().to_string())
+            .collect()
+    };
+    let legend_l = |base: &str, v: &str| {
+        format!("xlink:href=\"{base}/service?service=WMS&amp;request=GetLegendGraphic&amp;version={v}&amp;format=image%2Fpng&amp;layer=l\"")
+    };
+    for (wms, v) in [
+        ("  wms:\n", "1.3.0"),
+        ("  wms:\n    versions: ['1.1.1', '1.0.0']\n", "1.1.1"),
+    ] {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let app = build(tmp.path(), &format!("services:\n  wmts:\n{wms}{layers}"));
+        let req = |uri: &str| {
+            Request::get(uri)
+                .header("host", "h")
+                .body(empty_body())
+                .expect("request")
+        };
+        let body = |res: Response<mapproxy_serve_core::app::Body>| async move {
+            res.into_body().collect().await.expect("body").to_bytes()
+        };
+        let rest = body(app.call(req("/wmts/1.0.0/WMTSCapabilities.xml")).await).await;
+        assert_eq!(
+            href(&rest),
+            vec![
+                legend_l("http://h", v),
+                "xlink:href=\"http://h/rest/k\"".into()
+            ],
+            "{}",
+            String::from_utf8_lossy(&rest)
+        );
+        let doc = String::from_utf8_lossy(&rest).into_owned();
+        assert!(
+            doc.contains("<ows:Identifier>default</ows:Identifier>\n        <LegendURL\n          format=\"image/png\"\n          xlink:href="),
+            "{doc}"
+        );
+        for (path, base) in [
+            ("/service", "http://h"),
+            ("/ows", "http://h/ows"),
+            ("/wms", "http://h/wms"),
+        ] {
+            let kvp = body(
+                app.call(req(&format!("{path}?SERVICE=WMTS&REQUEST=GetCapabilities")))
+                    .await,
+            )
+            .await;
+            assert_eq!(
+                href(&kvp),
+                vec![
+                    legend_l(base, v),
+                    format!("xlink:href=\"{base}/kvp/k?a=1&amp;b=2\"")
+                ],
+                "{path}"
+            );
+        }
+    }
+    // no WMS: only the configured templates
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let app = build(tmp.path(), &format!("services:\n  wmts:\n{layers}"));
+    let (_, _, rest) = get(&app, "/wmts/1.0.0/WMTSCapabilities.xml").await;
+    let rest = String::from_utf8_lossy(&rest).into_owned();
+    assert_eq!(rest.matches("<LegendURL").count(), 1, "{rest}");
+    assert!(rest.contains("/rest/k\""), "{rest}");
+}
+
+/// A GetMap where no layer has an image (outside every extent): MapProxy 7 answers its
+/// BlankImageResult, whose as_buffer encodes with `colors = 0` (image/__init__.py:302-310):
+/// a truecolour PNG (RGB, RGBA with TRANSPARENT=true), not the paletted PNG of drawn maps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_map_without_layer_images_is_a_truecolour_png_as_mapproxy_7() {
+    let up = upstream().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let yaml = format!(
+        "services:\n  wms:\n\
+         layers:\n  - name: w\n    title: W\n    sources: [w_cache]\n\
+         caches:\n  w_cache:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: [w_wms]\n\
+         sources:\n  w_wms:\n    type: wms\n    req:\n      url: http://{}/service?\n      layers: dbg\n",
+        up.addr
+    );
+    let app = build(tmp.path(), &yaml);
+    let map = |bbox: &str, extra: &str| {
+        format!("/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetMap&LAYERS=w&STYLES=&SRS=EPSG:3857&BBOX={bbox}&WIDTH=200&HEIGHT=100&FORMAT=image/png{extra}")
+    };
+    let outside = "30000000,30000000,40000000,35000000";
+    // IHDR colour type: byte 25
+    for (extra, colour_type) in [("", 2), ("&TRANSPARENT=TRUE", 6), ("&BGCOLOR=0xff0000", 2)] {
+        let (status, headers, body) = get(&app, &map(outside, extra)).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(headers["content-type"], "image/png");
+        assert_eq!(body[25], colour_type, "{extra}");
+    }
+    assert!(up.seen.lock().expect("seen").is_empty(), "nothing asked");
+    // a drawn map: paletted
+    let (status, _, body) = get(&app, &map("0,0,1000000,500000", "")).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(body[25], 3);
 }

@@ -1062,10 +1062,34 @@ async fn direct_source_passes_through_and_reprojects() {
     .await;
     assert_eq!(a.status, 200, "{}", a.text());
     // the upstream's bytes, unchanged
-    assert_eq!(
-        a.body,
-        png(&upstream_image("EPSG:4326", bbox, 300, 240)).to_vec()
+    let sent = png(&upstream_image("EPSG:4326", bbox, 300, 240)).to_vec();
+    assert_eq!(a.body, sent);
+    // BGCOLOR does not matter for a source that is not transparent: MapProxy's LayerMerger
+    // returns it as is (image/merge.py:63-71)
+    let url = getmap(
+        "1.1.1",
+        "direct",
+        "EPSG:4326",
+        "5,47,15,55",
+        300,
+        240,
+        "image/png",
     );
+    let a = get(&s, &(url.clone() + "&BGCOLOR=0xff0000")).await;
+    assert_eq!((a.status, &a.body), (200, &sent));
+    // a transparent source (req.transparent) is merged over the background unless the map is
+    // transparent: encoded again, the same pixels
+    let t = serve(&YAML.replace(
+        "      url: http://UPSTREAM/service\n      layers: foo\n",
+        "      url: http://UPSTREAM/service\n      layers: foo\n      transparent: true\n",
+    ))
+    .await;
+    let a = get(&t, &url).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_ne!(a.body, sent, "drawn over the background");
+    assert_eq!(a.image(), upstream_image("EPSG:4326", bbox, 300, 240));
+    let a = get(&t, &(url + "&TRANSPARENT=TRUE")).await;
+    assert_eq!((a.status, &a.body), (200, &sent));
     // a CRS the source does not support: asked in one it does, reprojected
     let bbox = [400_000.0, 5_200_000.0, 700_000.0, 5_600_000.0];
     let a = get(
@@ -1231,6 +1255,29 @@ sources:
     assert!(
         a.text()
             .contains("<ServiceException>Request too large or invalid BBOX. (too many tiles, max_tile_limit: 4, num_tiles: "),
+        "{}",
+        a.text()
+    );
+    // a bbox narrower than a tenth of a pixel: no tiles between its corners, MapProxy's
+    // GridError('Invalid BBOX') as a MapBBOXError (layer/cache_map_layer.py:64-65)
+    let a = get(
+        &s,
+        &getmap(
+            "1.1.1",
+            "limited",
+            "EPSG:3857",
+            "-1e-320,0,1e-320,1e-320",
+            16,
+            16,
+            "image/png",
+        ),
+    )
+    .await;
+    assert_eq!(a.status, 500);
+    assert!(
+        a.text().contains(
+            "<ServiceException>Request too large or invalid BBOX. (Invalid BBOX)</ServiceException>"
+        ),
         "{}",
         a.text()
     );
@@ -1969,12 +2016,27 @@ async fn legendgraphic_from_sources_cached_and_stacked() {
     let a = get(&s, &lg("lg")).await;
     assert_eq!(a.image().dimensions(), (30, 25));
     assert_eq!(upstream_count(), 2, "from the cache");
+    // the one legend of the layer, asked for as PNG: the cached file as it is (MapProxy's
+    // as_buffer keeps a loaded file's bytes, image/__init__.py:240-257)
+    assert_eq!(a.body, std::fs::read(&file).expect("cached legend"));
     // SCALE goes upstream (and is another cache entry)
     let a = get(&s, &format!("{}&SCALE=5000", lg("lg"))).await;
     assert_eq!(a.status, 200);
     let q = s.upstream.queries.lock().expect("log").clone();
     assert_eq!(q.len(), 4);
     assert!(q[2..].iter().all(|q| q.contains("&scale=5000.0&")), "{q:?}");
+    // SCALE as Python's float() reads it: inf (also 1e400) is a scale; 0 is not sent
+    // upstream (`if query.scale:`, client/wms.py:226-227)
+    let a = get(&s, &format!("{}&SCALE=1e400", lg("lg"))).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let a = get(&s, &format!("{}&SCALE=0", lg("lg"))).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let q = s.upstream.queries.lock().expect("log").clone();
+    assert_eq!(q.len(), 8, "{q:?}");
+    assert!(q[4..6].iter().all(|q| q.contains("&scale=inf&")), "{q:?}");
+    assert!(q[6..].iter().all(|q| !q.contains("scale=")), "{q:?}");
+    let a = get(&s, &format!("{}&SCALE=abc", lg("lg"))).await;
+    assert!(a.text().contains("invalid scale abc"), "{}", a.text());
     // a static legendurl of a source; a layer's file:// legendurl (relative to the YAML)
     let a = get(&s, &lg("lgurl")).await;
     assert_eq!(a.image().dimensions(), (25, 5));
@@ -1983,6 +2045,12 @@ async fn legendgraphic_from_sources_cached_and_stacked() {
         .expect("save");
     let a = get(&s, &lg("lgfile")).await;
     assert_eq!(a.image().dimensions(), (7, 9), "{}", a.text());
+    // one image from one client: stored and answered as it came (cache/legend.py:67,
+    // client/wms.py:241-245), not encoded again
+    assert_eq!(
+        a.body,
+        std::fs::read(s._dir.path().join("legend_file.png")).expect("legend file")
+    );
     // a group: its children's legends stacked (MapProxy: internal error)
     let a = get(&s, &lg("lggroup")).await;
     assert_eq!(a.image().dimensions(), (30, 30), "{}", a.text());
@@ -3039,7 +3107,8 @@ async fn wms_c_tiled_as_mapproxy() {
         "no tile was made for a refused request"
     );
 
-    // one tile: the cached file as it is, with ETag, Last-modified and Cache-control
+    // one tile, made now from a meta tile: MapProxy 7 knows neither its time nor its size
+    // (cache/tile_manager.py:177-179): the ETag of md5("NoneNone"), no Last-modified
     let a = get(&s, &tiled("cached", &tile, 256, "image/png")).await;
     assert_eq!(
         (a.status, a.content_type.as_str()),
@@ -3047,6 +3116,15 @@ async fn wms_c_tiled_as_mapproxy() {
         "{}",
         a.text()
     );
+    assert_eq!(header(&a, "etag"), Some("c7485dcc8d256a6f197ed7802687f252"));
+    assert_eq!(header(&a, "last-modified"), None);
+    assert_eq!(
+        header(&a, "cache-control"),
+        Some("public, max-age=259200, s-maxage=259200")
+    );
+    // then the cached file as it is, with ETag, Last-modified and Cache-control
+    let a = get(&s, &tiled("cached", &tile, 256, "image/png")).await;
+    assert_eq!(a.status, 200);
     let file = s
         ._dir
         .path()
@@ -3095,14 +3173,71 @@ async fn wms_c_tiled_as_mapproxy() {
     .await;
     assert_eq!((c.status, c.body.len()), (200, stored.len()));
     assert_eq!(header(&c, "last-modified"), Some(last_modified.as_str()));
-    // the same map without TILED: rendered, no tile headers
+    // the same map without TILED: the tile as stored too (MapProxy's TileMerger returns the
+    // one tile, the transformer leaves it, an opaque layer is not merged and `as_buffer`
+    // keeps the buffer of the same format: image/tile.py:53-56, image/transform.py:84-85,
+    // image/merge.py:63-71, image/__init__.py:240-257), without tile headers
     let d = get(
         &s,
         &getmap("1.1.1", "cached", "EPSG:3857", &tile, 256, 256, "image/png"),
     )
     .await;
     assert_eq!(d.status, 200);
+    assert_eq!(d.body, stored, "the tile as stored");
     assert_eq!(header(&d, "etag"), None);
+    assert_eq!(header(&d, "last-modified"), None);
+    // ... within a tenth of a pixel, and with TRANSPARENT=true
+    let near = format!("0.5,-0.5,{world},{world}");
+    for url in [
+        getmap("1.1.1", "cached", "EPSG:3857", &near, 256, 256, "image/png"),
+        getmap(
+            "1.1.1",
+            "cached",
+            "EPSG:900913",
+            &tile,
+            256,
+            256,
+            "image/png",
+        ) + "&TRANSPARENT=TRUE",
+    ] {
+        let d = get(&s, &url).await;
+        assert_eq!((d.status, &d.body), (200, &stored), "{url}");
+    }
+    // drawn again: another format, another size, a bbox a pixel off, another SRS
+    for url in [
+        getmap(
+            "1.1.1",
+            "cached",
+            "EPSG:3857",
+            &tile,
+            256,
+            256,
+            "image/jpeg",
+        ),
+        getmap("1.1.1", "cached", "EPSG:3857", &tile, 255, 255, "image/png"),
+        getmap(
+            "1.1.1",
+            "cached",
+            "EPSG:3857",
+            &format!("20000,0,{world},{world}"),
+            256,
+            256,
+            "image/png",
+        ),
+        getmap(
+            "1.1.1",
+            "cached",
+            "EPSG:4326",
+            "0,0,90,85",
+            256,
+            256,
+            "image/png",
+        ),
+    ] {
+        let d = get(&s, &url).await;
+        assert_eq!(d.status, 200, "{url}: {}", d.text());
+        assert_ne!(d.body, stored, "{url}");
+    }
 }
 
 /// The WMS documents MapProxy 7 printed for `fixtures/wms/mapproxy.yaml` (`gen_golden.sh`):

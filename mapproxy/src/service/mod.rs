@@ -214,6 +214,11 @@ pub struct TileLayer {
     /// with `wms_opts.featureinfo` of the cache, and the layer's FeatureInfo-only sources);
     /// none: the layer is not queryable.
     pub info: Vec<crate::featureinfo::InfoLayer>,
+    /// The `LegendURL` of the WMTS KVP and RESTful capabilities (a layer's
+    /// `wmts_kvp_legendurl`/`wmts_rest_legendurl`, else the WMS GetLegendGraphic of a layer
+    /// with `legendurl` when the WMS is on): `{base_url}` and `{layer_name}` replaced when
+    /// written, inserted as it is (MapProxy's template does not escape it).
+    pub wmts_legendurls: (Option<String>, Option<String>),
 }
 
 impl std::fmt::Debug for TileLayer {
@@ -283,7 +288,14 @@ impl TileLayer {
             service_grid: std::sync::OnceLock::new(),
             wmts_compatible: std::sync::OnceLock::new(),
             info: Vec::new(),
+            wmts_legendurls: (None, None),
         }
+    }
+
+    /// The layer with these WMTS legend URL templates (KVP, RESTful).
+    pub fn with_wmts_legendurls(mut self, kvp: Option<String>, rest: Option<String>) -> TileLayer {
+        self.wmts_legendurls = (kvp, rest);
+        self
     }
 
     /// The layer with these info sources (queryable when not empty).

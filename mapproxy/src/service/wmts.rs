@@ -265,8 +265,34 @@ fn capabilities(svc: &MapProxyService, ctx: &Ctx<'_>, url: &str, restful: bool) 
         let ll = first
             .wgs84_bbox
             .unwrap_or(crate::pynum::floats([-180.0, -90.0, 180.0, 90.0]));
+        // `legendurls[layer.name]` (service/wmts.py:282-343): the template of the last
+        // tile layer of that name, `{base_url}` being the service URL without `/service`
+        // (KVP) or `/wmts` (RESTful) at its end
+        let legend = grids
+            .iter()
+            .rev()
+            .find_map(|g| {
+                if restful {
+                    g.wmts_legendurls.1.as_deref()
+                } else {
+                    g.wmts_legendurls.0.as_deref()
+                }
+            })
+            .filter(|t| !t.is_empty())
+            .map(|t| {
+                let suffix = if restful { "/wmts" } else { "/service" };
+                let base = url.strip_suffix(suffix).unwrap_or(url);
+                // the request's host: escaped (see ResourceURL below)
+                let href = t
+                    .replace("{base_url}", &html_escape(base))
+                    .replace("{layer_name}", &first.name);
+                format!(
+                    "        <LegendURL\n          format=\"image/png\"\n          xlink:href=\"{href}\"\n        />\n"
+                )
+            })
+            .unwrap_or_default();
         d.push_str(&format!(
-            "    <Layer>\n      <ows:Title>{}</ows:Title>\n      <ows:Abstract></ows:Abstract>\n      <ows:WGS84BoundingBox>\n        <ows:LowerCorner>{} {}</ows:LowerCorner>\n        <ows:UpperCorner>{} {}</ows:UpperCorner>\n      </ows:WGS84BoundingBox>\n      <ows:Identifier>{}</ows:Identifier>\n      <Style isDefault=\"true\">\n        <ows:Identifier>default</ows:Identifier>\n      </Style>\n      <Format>image/{fmt}</Format>\n",
+            "    <Layer>\n      <ows:Title>{}</ows:Title>\n      <ows:Abstract></ows:Abstract>\n      <ows:WGS84BoundingBox>\n        <ows:LowerCorner>{} {}</ows:LowerCorner>\n        <ows:UpperCorner>{} {}</ows:UpperCorner>\n      </ows:WGS84BoundingBox>\n      <ows:Identifier>{}</ows:Identifier>\n      <Style isDefault=\"true\">\n        <ows:Identifier>default</ows:Identifier>\n{legend}      </Style>\n      <Format>image/{fmt}</Format>\n",
             &first.title,
             ll[0],
             ll[1],
@@ -420,7 +446,7 @@ pub(crate) async fn rest(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body>
     tile(svc, ctx, req).await
 }
 
-/// `SERVICE=WMTS` on `/service?`, `/ows?`.
+/// `SERVICE=WMTS` on `/service?`, `/ows?`, `/wms?`.
 pub(crate) async fn kvp(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body> {
     let kind = ctx
         .arg("request")
@@ -431,9 +457,12 @@ pub(crate) async fn kvp(svc: &MapProxyService, ctx: &Ctx<'_>) -> Response<Body> 
     match kind.as_deref() {
         Some("tile" | "featureinfo") => {}
         Some("capabilities") => {
-            // the OWS path used (`/service` or `/ows`), never extra segments (#1184)
+            // the OWS path used (`/service`, `/ows` or `/wms`: MapProxy's request URL), never
+            // extra segments (#1184)
             let name = if ctx.path.starts_with("/ows") {
                 "ows"
+            } else if ctx.path.starts_with("/wms") {
+                "wms"
             } else {
                 "service"
             };

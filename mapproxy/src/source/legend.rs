@@ -128,16 +128,14 @@ impl LegendSource {
                 }
             }
         }
-        let png = tokio::task::spawn_blocking(move || -> Result<Bytes, SourceError> {
-            let imgs = legends
-                .iter()
-                .map(|b| decode(b))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| SourceError::new(e.to_string()))?;
-            encode_png(&concat_legends(&imgs))
-        })
-        .await
-        .map_err(|e| SourceError::new(e.to_string()))??;
+        let png = if let [one] = legends.as_slice() {
+            // one image: stored as it came (MapProxy's client result has the format asked
+            // for, so `as_buffer` keeps its buffer: cache/legend.py:67, client/wms.py:199-206,
+            // image/__init__.py:240-257)
+            one.clone()
+        } else {
+            Self::stack(legends).await?
+        };
         if !failed {
             let data = png.clone();
             let dir = self.cache_dir.clone();
@@ -152,6 +150,21 @@ impl LegendSource {
             }
         }
         Ok(png)
+    }
+
+    /// Several images (or none) stacked (`concat_legends`), as a 32 bit PNG (MapProxy stores
+    /// the new image with `ImageOptions(format='image/png')`: no palette).
+    async fn stack(legends: Vec<Bytes>) -> Result<Bytes, SourceError> {
+        tokio::task::spawn_blocking(move || -> Result<Bytes, SourceError> {
+            let imgs = legends
+                .iter()
+                .map(|b| decode(b))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| SourceError::new(e.to_string()))?;
+            encode_png(&concat_legends(&imgs))
+        })
+        .await
+        .map_err(|e| SourceError::new(e.to_string()))?
     }
 
     /// The size of the legend without a scale (capabilities' `LegendURL`), asked once.

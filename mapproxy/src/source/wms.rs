@@ -548,7 +548,8 @@ impl WmsSource {
             .map(|f| f.mime_type())
             .unwrap_or_else(|| "image/png".into());
         p.set("format", format);
-        if let Some(s) = scale {
+        // `if query.scale:` (client/wms.py:226-227): a scale of 0 is not sent
+        if let Some(s) = scale.filter(|s| *s != 0.0) {
             p.set("scale", py_float_repr(s));
         }
         // then as MapProxy 7 sends them (checked against it; request/wms/__init__.py:497

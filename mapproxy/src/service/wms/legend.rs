@@ -5,7 +5,8 @@
 //! `LayerNotDefined`; a layer without a legend answers `layer NAME has no legend graphic`
 //! with status 404. The layer's legends (one per legend source, each cached as
 //! [`crate::source::LegendSource`] describes) are stacked, the last on top, and encoded in
-//! `FORMAT` (one of `image_formats`). A group without sources of its own stacks its
+//! `FORMAT` (one of `image_formats`); one legend asked for as PNG is answered as stored (the
+//! upstream's bytes when it has one upstream legend). A group without sources of its own stacks its
 //! children's legends (MapProxy fails with an internal error there). `SCALE` is passed to
 //! the upstream GetLegendGraphic.
 
@@ -104,21 +105,30 @@ pub(crate) async fn handle(
     }
     let scale = match p.get("scale") {
         None => None,
+        // Python's float(): `inf`, `nan` and `1e400` (inf) are scales too
+        // (request/wms/__init__.py:447-449); what it refuses is MapProxy's internal error
         Some(s) => Some(
             s.trim()
                 .parse::<f64>()
                 .ok()
-                .filter(|v| v.is_finite())
                 .ok_or_else(|| WmsError::new(format!("invalid scale {s}")))?,
         ),
     };
     let mut sources = Vec::new();
     layer.legend_sources(&mut sources);
     let legends = join_all(sources.iter().map(|s| s.get_legend(scale))).await;
-    let legends: Vec<_> = legends
+    let mut legends: Vec<_> = legends
         .into_iter()
         .collect::<Result<_, _>>()
         .map_err(|e| WmsError::new(e.message))?;
+    // one legend source asked for PNG: its image as stored (concat_legends returns the one
+    // legend, service/wms.py:330, image/merge.py:287-288, and as_buffer keeps a buffer of the
+    // format asked for or loaded from the legend cache, image/__init__.py:240-257)
+    if legends.len() == 1 && ImageFormat::new(format.clone()) == ImageFormat::png() {
+        if let Some(one) = legends.pop() {
+            return Ok(content_type_response(StatusCode::OK, &format, one));
+        }
+    }
     let mut opts = ImageOpts::new(ImageFormat::new(format.clone()));
     opts.transparent = true;
     opts.paletted = wms.config.paletted;

@@ -151,15 +151,35 @@ impl From<String> for LayerError {
 
 /// The rendered output of one map layer.
 enum Rendered {
-    /// Nothing to draw (outside the extent, no tiles).
+    /// Nothing to draw (outside the extent, no tiles): MapProxy's `BlankImageError`, the layer
+    /// is not merged.
     Blank,
+    /// Tiles, every one fully transparent: nothing to draw either, but for MapProxy a layer
+    /// image that is merged (so the map is encoded as any drawn map).
+    Clear,
     /// An image of the map's size, and whether it is known to be opaque.
     Image(Known<RgbaImage>),
-    /// A direct source's bytes as they came (for pass-through) and its format.
-    Encoded(Bytes, Option<ImageFormat>),
+    /// A direct source's image: its bytes, their format, whether the source is transparent
+    /// (its `image_opts.transparent`: `req.transparent`) and whether they are the bytes a
+    /// server sent (not drawn here: see [`crate::source::SourceImage::drawn`]).
+    Encoded {
+        data: Bytes,
+        format: Option<ImageFormat>,
+        transparent: bool,
+        as_sent: bool,
+    },
     /// A WMS-C tile (`TILED=true`): the cached tile as stored, and whether the cache's image
     /// options are transparent.
     Tile(TileData, bool),
+    /// A map that is exactly one tile of a cache (see [`stored_tile`]): the tile as stored,
+    /// with the cache's format, whether its image options are transparent, and whether they
+    /// set no `mode`.
+    Stored {
+        data: Bytes,
+        format: ImageFormat,
+        transparent: bool,
+        no_mode: bool,
+    },
 }
 
 pub(crate) async fn handle(
@@ -404,13 +424,55 @@ pub(crate) async fn handle(
             ));
         }
     }
-    // pass-through: one direct layer, answered in the asked format, no background to merge
-    if let [(Rendered::Encoded(bytes, fmt), m, None)] = images.as_slice() {
+    // one tile of a cache, as stored, when LayerMerger.merge returns it as is (an opaque
+    // cache or TRANSPARENT=true; image/merge.py:63-71) and `as_buffer` keeps its buffer (the
+    // cache's format and mode are the request's; image/__init__.py:240-257); no tile headers
+    // without TILED (service/wms.py:170-177)
+    if let [(
+        Rendered::Stored {
+            data,
+            format: cache_format,
+            transparent: cache_transparent,
+            no_mode,
+        },
+        m,
+        None,
+    )] = images.as_slice()
+    {
+        if (!cache_transparent || transparent)
+            && *no_mode
+            && *cache_format == ImageFormat::new(format.clone())
+            && errors.is_empty()
+            && m.is_empty()
+            && limited.is_none()
+        {
+            return Ok(super::super::response::content_type_response(
+                StatusCode::OK,
+                &format,
+                data.clone(),
+            ));
+        }
+    }
+    // pass-through: one direct layer as the server sent it, when LayerMerger.merge returns it
+    // as is (the source is not transparent, or the map is: image/merge.py:63-71; BGCOLOR does
+    // not matter then) and `as_buffer` keeps the buffer (the format its bytes have is the
+    // request's: image/__init__.py:240-257)
+    if let [(
+        Rendered::Encoded {
+            data: bytes,
+            format: fmt,
+            transparent: source_transparent,
+            as_sent: true,
+        },
+        m,
+        None,
+    )] = images.as_slice()
+    {
         let same_format = fmt
             .as_ref()
             .is_some_and(|f| *f == ImageFormat::new(format.clone()));
         if same_format
-            && (transparent || !p.has("bgcolor"))
+            && (!source_transparent || transparent)
             && errors.is_empty()
             && m.is_empty()
             && limited.is_none()
@@ -444,16 +506,31 @@ pub(crate) async fn handle(
         }
         // nothing drawn (no tiles, only transparent ones, outside every extent): the
         // background, encoded once for maps of its size and format
-        if notice.is_empty() && images.iter().all(|(i, _, _)| matches!(i, Rendered::Blank)) {
+        if notice.is_empty()
+            && images
+                .iter()
+                .all(|(i, _, _)| matches!(i, Rendered::Blank | Rendered::Clear))
+        {
             let (w, h) = place.map_or(size, |(full, _)| full);
+            // no layer image at all (and not placed into a bbox_srs limit): MapProxy's
+            // BlankImageResult, whose as_buffer sets `colors = 0` (image/__init__.py:302-310,
+            // image/merge.py:61-62, service/wms.py:107-112): not quantized, a truecolour PNG
+            // (RGB, RGBA when transparent)
+            if place.is_none() && images.iter().all(|(i, _, _)| matches!(i, Rendered::Blank)) {
+                let mut opts = opts.clone();
+                opts.paletted = false;
+                return crate::image::encode_uniform(w, h, bg, &opts).map_err(|e| e.to_string());
+            }
             return crate::image::encode_uniform(w, h, bg, &opts).map_err(|e| e.to_string());
         }
         let mut out = crate::image::blank_image(size.0, size.1, bg);
         for (img, masks, opacity) in images {
             let mut img = match img {
-                Rendered::Blank => continue,
+                Rendered::Blank | Rendered::Clear => continue,
                 Rendered::Image(i) => i.image,
-                Rendered::Encoded(b, _) | Rendered::Tile(TileData { data: b, .. }, _) => {
+                Rendered::Encoded { data: b, .. }
+                | Rendered::Tile(TileData { data: b, .. }, _)
+                | Rendered::Stored { data: b, .. } => {
                     crate::image::decode(&b).map_err(|e| e.to_string())?
                 }
             };
@@ -700,7 +777,7 @@ async fn render_layer(
         }) if d.applies(q) => render_direct(&d.layer, q, format, resampling, client_params).await,
         // `query.tiled_only` reaches caches only (layer/cache_map_layer.py:34)
         MapLayer::Cache(c) if tiled => render_tile(c, q, format).await,
-        MapLayer::Cache(c) => render_cache(c, q, resampling, under).await,
+        MapLayer::Cache(c) => render_cache(c, q, resampling, under, true).await,
         MapLayer::Direct(d) => render_direct(d, q, format, resampling, client_params).await,
     }
 }
@@ -764,11 +841,14 @@ fn pick_grid<'a>(c: &'a CacheLayer, srs: &Srs) -> Option<&'a CacheGridLayer> {
         .or_else(|| c.grids.first())
 }
 
+/// With `stored`, a map that is exactly one tile is that tile as stored
+/// ([`Rendered::Stored`]).
 async fn render_cache(
     c: &CacheLayer,
     q: &Query,
     resampling: Resampling,
     under: Option<[u8; 3]>,
+    stored: bool,
 ) -> Result<Rendered, LayerError> {
     let Some(g) = pick_grid(c, &q.srs) else {
         return Ok(Rendered::Blank);
@@ -796,13 +876,20 @@ async fn render_cache(
     if sub_size.0 == 0 || sub_size.1 == 0 {
         return Ok(Rendered::Blank);
     }
+    if stored && contained {
+        if let Some(r) = stored_tile(g, q).await? {
+            return Ok(r);
+        }
+    }
     let sub = Query {
         bbox: sub_bbox,
         size: sub_size,
         srs: q.srs.clone(),
     };
-    let Some(img) = cache_image(g, &sub, resampling, under).await? else {
-        return Ok(Rendered::Blank);
+    let img = match cache_image(g, &sub, resampling, under).await? {
+        Stitched::Missing => return Ok(Rendered::Blank),
+        Stitched::Clear => return Ok(Rendered::Clear),
+        Stitched::Image(img) => img,
     };
     if contained {
         return Ok(Rendered::Image(img));
@@ -823,7 +910,7 @@ pub async fn cache_map(
     resampling: Resampling,
 ) -> Result<Option<RgbaImage>, String> {
     let q = Query { bbox, size, srs };
-    match render_cache(c, &q, resampling, None).await {
+    match render_cache(c, &q, resampling, None, false).await {
         Ok(Rendered::Image(img)) => Ok(Some(img.image)),
         Ok(_) => Ok(None),
         Err(LayerError::Source(e) | LayerError::Request(e)) => Err(e),
@@ -906,32 +993,94 @@ async fn render_tile(c: &CacheLayer, q: &Query, format: &str) -> Result<Rendered
     }
 }
 
-/// `CacheMapLayer._image`: the covering tiles, stitched and transformed; `None` when there
-/// are none. With `under`, the tiles are drawn over that colour (see `stitch`), so the
-/// stitched image is opaque.
+/// A map in the grid's SRS and of its tile size whose bbox is one tile's (within a tenth of a
+/// pixel, `bbox_equals` with `xres/10`, `yres/10`): MapProxy's TileMerger returns that one tile
+/// (image/tile.py:53-56) and the transformer returns it untransformed
+/// (image/transform.py:84-85, 175-179), so its stored bytes reach the response when nothing
+/// else changes them. `None`: not such a map (drawn as any other).
+async fn stored_tile(g: &CacheGridLayer, q: &Query) -> Result<Option<Rendered>, LayerError> {
+    let grid = &g.grid;
+    if *g.srs != *q.srs || q.size != grid.tile_size() {
+        return Ok(None);
+    }
+    let res = get_resolution(q.bbox, q.size);
+    let Ok(res0) = grid.resolution(0) else {
+        return Ok(None);
+    };
+    if res > res0 * grid.max_shrink_factor() {
+        return Ok(None);
+    }
+    let Ok(affected) = grid.get_affected_level_tiles(q.bbox, grid.closest_level(res)) else {
+        return Ok(None);
+    };
+    if affected.grid_size != (1, 1) {
+        return Ok(None);
+    }
+    let (a, b) = (affected.bbox, q.bbox);
+    let dx = (b[2] - b[0]) / f64::from(q.size.0) / 10.0;
+    let dy = (b[3] - b[1]) / f64::from(q.size.1) / 10.0;
+    // util/bbox.py:70-73: minx and miny with the x delta, maxx and maxy with y's
+    let equal = (a[0] - b[0]).abs() < dx
+        && (a[1] - b[1]).abs() < dx
+        && (a[2] - b[2]).abs() < dy
+        && (a[3] - b[3]).abs() < dy;
+    if !equal {
+        return Ok(None);
+    }
+    let Some(Some(coord)) = affected.tiles.clone().next() else {
+        return Ok(None);
+    };
+    match load_tiles(&g.manager, &[Some(coord)]).await.pop() {
+        Some(Ok(Some(data))) => {
+            let opts = g.manager.image_opts();
+            Ok(Some(Rendered::Stored {
+                data,
+                format: opts.format.clone(),
+                transparent: opts.transparent,
+                no_mode: opts.mode.is_none(),
+            }))
+        }
+        // no tile: MapProxy's BlankImageError (layer/cache_map_layer.py:84-85)
+        Some(Ok(None)) | None => Ok(Some(Rendered::Blank)),
+        Some(Err(e)) => Err(LayerError::Source(e)),
+    }
+}
+
+/// What [`cache_image`] drew.
+enum Stitched {
+    /// No tiles (MapProxy's `BlankImageError`).
+    Missing,
+    /// Tiles, all fully transparent.
+    Clear,
+    Image(Known<RgbaImage>),
+}
+
+/// `CacheMapLayer._image`: the covering tiles, stitched and transformed. With `under`, the
+/// tiles are drawn over that colour (see `stitch`), so the stitched image is opaque.
 async fn cache_image(
     g: &CacheGridLayer,
     q: &Query,
     resampling: Resampling,
     under: Option<[u8; 3]>,
-) -> Result<Option<Known<RgbaImage>>, LayerError> {
+) -> Result<Stitched, LayerError> {
     let src_bbox = q
         .srs
         .transform_bbox_to(&g.srs, q.bbox)
         .map_err(|e| e.to_string())?;
     let grid = &g.grid;
     if !bbox_intersects(grid.bbox(), src_bbox) {
-        return Ok(None);
+        return Ok(Stitched::Missing);
     }
     let res = get_resolution(src_bbox, q.size);
     let level = grid.closest_level(res);
     let res0 = grid.resolution(0).map_err(|e| e.to_string())?;
     if res > res0 * grid.max_shrink_factor() {
-        return Ok(None);
+        return Ok(Stitched::Missing);
     }
+    // a GridError is a MapBBOXError, the request's error (layer/cache_map_layer.py:64-65)
     let affected = grid
         .get_affected_level_tiles(src_bbox, level)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| LayerError::Request(format!("Request too large or invalid BBOX. ({e})")))?;
     let (cols, rows) = affected.grid_size;
     let num_tiles = cols.saturating_mul(rows);
     if let Some(e) = too_many_tiles(g.max_tile_limit, num_tiles) {
@@ -943,17 +1092,21 @@ async fn cache_image(
     // no tiles, or only fully transparent ones (paletted PNGs whose header chunks say so, not
     // decoded: blank tiles are common, see `png_is_transparent`): nothing to draw, as a
     // stitched image that is transparent everywhere stays so when transformed
+    // (MapProxy: BlankImageError only when no tile is there, layer/cache_map_layer.py:84-85)
+    if tiles.iter().all(Option::is_none) {
+        return Ok(Stitched::Missing);
+    }
     if tiles
         .iter()
         .all(|t| t.as_deref().is_none_or(crate::image::png_is_transparent))
     {
-        return Ok(None);
+        return Ok(Stitched::Clear);
     }
     let (tw, th) = grid.tile_size();
     let src_srs = g.srs.clone();
     let q = q.clone();
     let abbox = affected.bbox;
-    tokio::task::spawn_blocking(move || -> Result<Option<Known<RgbaImage>>, String> {
+    tokio::task::spawn_blocking(move || -> Result<Stitched, String> {
         let w = u32::try_from(cols).map_err(|e| e.to_string())? * tw;
         let h = u32::try_from(rows).map_err(|e| e.to_string())? * th;
         let parts: Vec<Option<&[u8]>> = tiles.iter().map(|t| t.as_deref()).collect();
@@ -973,7 +1126,7 @@ async fn cache_image(
             dst_srs: &q.srs,
             resampling,
         };
-        Ok(Some(transform_known(stitched, &warp)))
+        Ok(Stitched::Image(transform_known(stitched, &warp)))
     })
     .await
     .map_err(|e| e.to_string())?
@@ -1182,7 +1335,14 @@ async fn render_direct(
             .get_map_forwarding(&mq, client_params)
             .await
             .map_err(|e| e.message)?;
-        return Ok(Rendered::Encoded(img.data, img.format));
+        // MapProxy peeks at the bytes for their format (image/__init__.py:43-50, 241-244)
+        let format = crate::image::sniff_format(&img.data).or(img.format);
+        return Ok(Rendered::Encoded {
+            data: img.data,
+            format,
+            transparent: d.transparent,
+            as_sent: !img.drawn,
+        });
     }
     let target = d
         .supported_srs
