@@ -1713,7 +1713,8 @@ fn wms_source(
         .concurrent_requests
         .unwrap_or(conf.globals.http.concurrent_requests) as usize;
     c.lock_dir = Some(conf.globals.cache.lock_dir.clone());
-    c.lock_timeout = http_opts(conf, &w.http).client_timeout;
+    let opts = http_opts(conf, &w.http);
+    c.lock_timeout = opts.client_timeout;
     let opt_text = |k: &str| -> Result<Option<String>, ConfigError> {
         match w.wms_opts.get(k) {
             None => Ok(None),
@@ -1781,8 +1782,8 @@ fn wms_source(
             ));
         }
     }
-    let http = SourceHttp::new(&http_opts(conf, &w.http))
-        .map_err(|e| err(&src.loc, format!("sources.{name}.http: {e}")))?;
+    let http =
+        SourceHttp::new(&opts).map_err(|e| err(&src.loc, format!("sources.{name}.http: {e}")))?;
     let source = WmsSource::new(c, http, on_error(&w.on_error)?)
         .with_res_range(source_res_range(name, src, &w.common)?);
     Ok(match &w.common.coverage {

@@ -1138,13 +1138,24 @@ fn write_png(
     trns: &[u8],
     raw: &[u8],
 ) -> Result<Vec<u8>, ImageError> {
-    let too_large = || ImageError("cannot encode PNG: too large".into());
-    let bound = zlib_rs::compress_bound(raw.len());
-    let mut out = Vec::with_capacity(
-        bound
-            .checked_add(plte.len() + trns.len() + 8 + 25 + 3 * 12 + 12)
-            .ok_or_else(too_large)?,
-    );
+    let mut z = vec![0u8; zlib_rs::compress_bound(raw.len())];
+    let config = zlib_rs::DeflateConfig {
+        level: 6,
+        strategy: zlib_rs::Strategy::Rle,
+        mem_level: 9,
+        ..zlib_rs::DeflateConfig::default()
+    };
+    let (deflated, rc) = zlib_rs::compress_slice(&mut z, raw, config);
+    if rc != zlib_rs::ReturnCode::Ok {
+        return Err(ImageError(format!("cannot encode PNG: zlib {rc:?}")));
+    }
+    // Pillow's encoder hands the stream over in blocks of its buffer size, each an IDAT:
+    // ImageFile's `max(MAXBLOCK, width * 4)`
+    let block = (width as usize).saturating_mul(4).max(65_536);
+    let idats = deflated.len().div_ceil(block);
+    // signature, the chunks' data and 12 bytes of length, type and CRC each
+    let size = 8 + 25 + plte.len() + trns.len() + deflated.len() + 12 * (idats + 3);
+    let mut out = Vec::with_capacity(size);
     out.extend_from_slice(b"\x89PNG\r\n\x1a\n");
     let mut ihdr = [0u8; 13];
     ihdr[..4].copy_from_slice(&width.to_be_bytes());
@@ -1159,20 +1170,6 @@ fn write_png(
     if !trns.is_empty() {
         png_chunk(&mut out, b"tRNS", trns)?;
     }
-    let mut z = vec![0u8; bound];
-    let config = zlib_rs::DeflateConfig {
-        level: 6,
-        strategy: zlib_rs::Strategy::Rle,
-        mem_level: 9,
-        ..zlib_rs::DeflateConfig::default()
-    };
-    let (deflated, rc) = zlib_rs::compress_slice(&mut z, raw, config);
-    if rc != zlib_rs::ReturnCode::Ok {
-        return Err(ImageError(format!("cannot encode PNG: zlib {rc:?}")));
-    }
-    // Pillow's encoder hands the stream over in blocks of its buffer size, each an IDAT:
-    // ImageFile's `max(MAXBLOCK, width * 4)`
-    let block = (width as usize).saturating_mul(4).max(65_536);
     for part in deflated.chunks(block) {
         png_chunk(&mut out, b"IDAT", part)?;
     }

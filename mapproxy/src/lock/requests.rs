@@ -32,7 +32,8 @@ use super::{open_lock_file, try_flock, Flocked, LockError, STEP};
 pub struct RequestLimit {
     local: Arc<Semaphore>,
     slots: Option<Arc<Slots>>,
-    timeout: Duration,
+    /// How long a request waits for a permit; `None`: as long as it takes (a local limit).
+    timeout: Option<Duration>,
 }
 
 /// The slot files `<base>0` … `<base><n-1>`.
@@ -82,7 +83,7 @@ impl RequestLimit {
         RequestLimit {
             local: Arc::new(Semaphore::new(n)),
             slots: None,
-            timeout: Duration::MAX,
+            timeout: None,
         }
     }
 
@@ -110,30 +111,31 @@ impl RequestLimit {
                 n,
                 next: AtomicUsize::new(std::process::id() as usize),
             })),
-            timeout,
+            timeout: Some(timeout),
         }
     }
 
-    /// The first slot file's path, when the limit is shared.
+    /// The path of slot `i`, when the limit is shared.
     pub fn slot_path(&self, i: usize) -> Option<PathBuf> {
         self.slots.as_ref().map(|s| s.path(i))
     }
 
     /// Waits for a permit: one of this process's, then a free slot file.
     pub async fn acquire(&self) -> Result<RequestPermit, LockError> {
-        let deadline = tokio::time::Instant::now()
-            .checked_add(self.timeout)
-            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400 * 365));
+        let deadline = self.timeout.map(|t| tokio::time::Instant::now() + t);
         let describe = || match &self.slots {
             Some(s) => format!("{}*", s.base.display()),
             None => "concurrent_requests".to_string(),
         };
-        let local =
-            match tokio::time::timeout_at(deadline, self.local.clone().acquire_owned()).await {
-                Ok(Ok(p)) => p,
-                // the semaphore is never closed
-                Ok(Err(_)) | Err(_) => return Err(LockError::Timeout(describe())),
-            };
+        let permit = self.local.clone().acquire_owned();
+        let local = match deadline {
+            Some(d) => tokio::time::timeout_at(d, permit).await.ok(),
+            None => Some(permit.await),
+        };
+        // the semaphore is never closed: an error is the timeout
+        let Some(Ok(local)) = local else {
+            return Err(LockError::Timeout(describe()));
+        };
         let Some(slots) = &self.slots else {
             return Ok(RequestPermit {
                 _local: local,
@@ -147,7 +149,7 @@ impl RequestLimit {
                     _slot: Some(file),
                 });
             }
-            if tokio::time::Instant::now() >= deadline {
+            if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
                 return Err(LockError::Timeout(describe()));
             }
             tokio::time::sleep(STEP).await;

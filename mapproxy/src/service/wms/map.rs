@@ -516,11 +516,9 @@ pub(crate) async fn handle(
             // BlankImageResult, whose as_buffer sets `colors = 0` (image/__init__.py:302-310,
             // image/merge.py:61-62, service/wms.py:107-112): not quantized, a truecolour PNG
             // (RGB, RGBA when transparent)
-            if place.is_none() && images.iter().all(|(i, _, _)| matches!(i, Rendered::Blank)) {
-                let mut opts = opts.clone();
-                opts.paletted = false;
-                return crate::image::encode_uniform(w, h, bg, &opts).map_err(|e| e.to_string());
-            }
+            let mut opts = opts.clone();
+            opts.paletted &=
+                place.is_some() || images.iter().any(|(i, _, _)| matches!(i, Rendered::Clear));
             return crate::image::encode_uniform(w, h, bg, &opts).map_err(|e| e.to_string());
         }
         let mut out = crate::image::blank_image(size.0, size.1, bg);
