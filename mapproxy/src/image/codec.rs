@@ -8,7 +8,9 @@
 //!   entries and, when transparent, a `tRNS` of all their alphas, as Pillow writes them;
 //!   `colors` up to 16 are packed to 1, 2 or 4 bits as Pillow does. Byte for byte MapProxy 7's
 //!   (tested against files it wrote).
-//! - `paletted: false`: a truecolour PNG, RGBA when the format is transparent, RGB otherwise.
+//! - `paletted: false`: a truecolour PNG, RGBA when the format is transparent, RGB otherwise;
+//!   rows filtered as Pillow's encoder filters them ([`filter_rows`]). Byte for byte MapProxy
+//!   7's too.
 //! - `image/jpeg`: RGB at `jpeg_quality` (MapProxy's default 90).
 //! - `mixed`: a PNG (RGBA, not quantized: MapProxy gives `mixed` no `colors`) when any pixel is
 //!   not fully opaque, a JPEG otherwise.
@@ -19,10 +21,10 @@
 //!   Pillow's TIFF writer lays it out; with a [`GeoRef`] (WMS maps) MapProxy's GeoTIFF tags
 //!   `ModelPixelScale`, `ModelTiepoint` and `GeoKeyDirectory` (`GeoReference.tiff_tags`).
 //!
-//! Compression is zlib level 6 as Pillow's default `compress_level`; paletted rows are not
-//! filtered (Pillow's encoder filters only truecolour rows) and are deflated with the zlib
-//! `Z_RLE` strategy Pillow sets for them (written directly with zlib-rs, [`write_png`]);
-//! truecolour rows are filtered adaptively (the png crate's encoder, default strategy).
+//! Compression is the stock zlib's ([`super::zlib`]) at Pillow's settings, level 6 and
+//! memLevel 9: paletted rows are not filtered (Pillow's encoder filters only truecolour rows)
+//! and are deflated with the `Z_RLE` strategy MapProxy asks for after quantizing; truecolour
+//! rows with `Z_FILTERED`, Pillow's default. PNGs are written directly ([`write_png`]).
 //!
 //! GIFs are quantized here, not as Pillow's GIF writer does: an image with at most 256
 //! distinct colours gets the exact palette; others go through NeuQuant (`color_quant`).
@@ -927,41 +929,109 @@ fn encode_jpeg_rust(img: &RgbaImage, quality: u8) -> Result<Vec<u8>, ImageError>
     Ok(out)
 }
 
-fn png_encoder<'a>(out: &'a mut Vec<u8>, img: &RgbaImage) -> png::Encoder<'a, &'a mut Vec<u8>> {
-    let mut enc = png::Encoder::new(out, img.width(), img.height());
-    // Pillow's default compress_level
-    enc.set_deflate_compression(png::DeflateCompression::Level(6));
-    enc
-}
-
-fn png_err(e: png::EncodingError) -> ImageError {
-    ImageError(format!("cannot encode PNG: {e}"))
-}
-
+/// A truecolour PNG as Pillow writes one: RGBA (colour type 6) when `alpha`, else RGB (2), 8
+/// bits, rows filtered by [`filter_rows`], deflated with zlib's `Z_FILTERED` strategy
+/// (ZipEncode.c's default for PNG rows).
 fn encode_png_truecolor(img: &RgbaImage, alpha: bool) -> Result<Vec<u8>, ImageError> {
-    let mut out = Vec::new();
-    let data: Vec<u8> = if alpha {
-        img.as_raw().clone()
-    } else {
-        img.as_raw()
-            .chunks_exact(4)
-            .flat_map(|p| [p[0], p[1], p[2]])
-            .collect()
-    };
-    {
-        let mut enc = png_encoder(&mut out, img);
-        enc.set_color(if alpha {
-            png::ColorType::Rgba
-        } else {
-            png::ColorType::Rgb
-        });
-        enc.set_depth(png::BitDepth::Eight);
-        enc.set_filter(png::Filter::Adaptive);
-        let mut w = enc.write_header().map_err(png_err)?;
-        w.write_image_data(&data).map_err(png_err)?;
-        w.finish().map_err(png_err)?;
+    let raw = filter_rows(img, alpha);
+    let color_type = if alpha { 6 } else { 2 };
+    write_png(
+        img.dimensions(),
+        8,
+        color_type,
+        &[],
+        &[],
+        &raw,
+        super::zlib::Strategy::Filtered,
+    )
+}
+
+/// The scanlines of `img` (RGBA, or RGB when not `alpha`) each with its filter byte, chosen
+/// as Pillow's PNG encoder chooses (ZipEncode.c, after libpng's heuristic): of None, Up, Sub
+/// and Paeth, tried in that order, the first with the least sum of the filtered bytes'
+/// distances from zero (a byte v counts min(v, 256 − v)); a later filter wins only when
+/// strictly less, and none is tried once a sum is 0. (Average only with Pillow's `optimize`,
+/// which MapProxy does not ask for.) The row above the first is zeros.
+fn filter_rows(img: &RgbaImage, alpha: bool) -> Vec<u8> {
+    let bpp = if alpha { 4 } else { 3 };
+    let width = img.width() as usize;
+    let n = width * bpp;
+    let mut out = Vec::with_capacity((n + 1) * img.height() as usize);
+    if width == 0 {
+        return out;
     }
-    Ok(out)
+    let cost = |v: u8| u64::from(if v < 128 { v } else { v.wrapping_neg() });
+    let mut prev = vec![0u8; n];
+    let mut cur = vec![0u8; n];
+    let mut up = vec![0u8; n];
+    let mut sub = vec![0u8; n];
+    let mut paeth = vec![0u8; n];
+    for row in img.as_raw().chunks_exact(width * 4) {
+        if alpha {
+            cur.copy_from_slice(row);
+        } else {
+            for (d, s) in cur.chunks_exact_mut(3).zip(row.chunks_exact(4)) {
+                d.copy_from_slice(&s[..3]);
+            }
+        }
+        let mut kind = 0u8;
+        let mut sum: u64 = cur.iter().map(|&v| cost(v)).sum();
+        if sum > 0 {
+            let mut s = 0;
+            for ((d, &c), &b) in up.iter_mut().zip(&cur).zip(&prev) {
+                *d = c.wrapping_sub(b);
+                s += cost(*d);
+            }
+            if s < sum {
+                (kind, sum) = (2, s);
+            }
+        }
+        if sum > 0 {
+            let mut s = 0;
+            for i in 0..n {
+                let left = if i >= bpp { cur[i - bpp] } else { 0 };
+                sub[i] = cur[i].wrapping_sub(left);
+                s += cost(sub[i]);
+            }
+            if s < sum {
+                (kind, sum) = (1, s);
+            }
+        }
+        if sum > 0 {
+            let mut s = 0;
+            for i in 0..n {
+                let (a, c) = if i >= bpp {
+                    (i16::from(cur[i - bpp]), i16::from(prev[i - bpp]))
+                } else {
+                    (0, 0)
+                };
+                let b = i16::from(prev[i]);
+                let (pa, pb, pc) = ((b - c).abs(), (a - c).abs(), (a + b - 2 * c).abs());
+                let predictor = if pa <= pb && pa <= pc {
+                    a
+                } else if pb <= pc {
+                    b
+                } else {
+                    c
+                };
+                // a predictor is one of the bytes a, b, c
+                paeth[i] = cur[i].wrapping_sub(predictor as u8);
+                s += cost(paeth[i]);
+            }
+            if s < sum {
+                kind = 4;
+            }
+        }
+        out.push(kind);
+        out.extend_from_slice(match kind {
+            1 => &sub,
+            2 => &up,
+            4 => &paeth,
+            _ => &cur,
+        });
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    out
 }
 
 /// A GIF's palette and each pixel's index into it.
@@ -1120,16 +1190,24 @@ fn encode_png_paletted(img: &RgbaImage, colors: usize, alpha: bool) -> Result<Ve
         Vec::new()
     };
     // bits is 1, 2, 4 or 8
-    write_png(img.dimensions(), bits as u8, 3, &plte, &trns, &raw)
+    write_png(
+        img.dimensions(),
+        bits as u8,
+        3,
+        &plte,
+        &trns,
+        &raw,
+        super::zlib::Strategy::Rle,
+    )
 }
 
 /// A PNG file written directly: signature, `IHDR`, `PLTE` and `tRNS` when given, `IDAT`s
-/// of at most Pillow's block size (`max(64 KiB, 4 × width)`) with `raw` (the scanlines with their filter bytes) deflated by zlib-rs as Pillow does for
-/// MapProxy's quantized images: level 6 (Pillow's default), memLevel 9 (Pillow's), the
-/// `Z_RLE` strategy (MapProxy's `img_to_buf` passes `compress_type=Image.RLE` after
-/// quantizing; checked against MapProxy 7's Pillow 13: its IDAT is zlib's with these
-/// settings), `IEND`.
-/// (The png crate's encoder has no strategy knob and copies the data through its own writer.)
+/// of at most Pillow's block size (`max(64 KiB, 4 × width)`) with `raw` (the scanlines with
+/// their filter bytes) deflated by the stock zlib as Pillow deflates them: level 6 (Pillow's
+/// default), memLevel 9 (Pillow's), `strategy` ([`super::zlib`]), `IEND`. For quantized
+/// images MapProxy's `img_to_buf` passes `compress_type=Image.RLE`; truecolour rows get
+/// Pillow's default for PNG, `Z_FILTERED`. (The png crate's encoder has no strategy knob
+/// and its own deflate.)
 fn write_png(
     (width, height): (u32, u32),
     bit_depth: u8,
@@ -1137,18 +1215,10 @@ fn write_png(
     plte: &[u8],
     trns: &[u8],
     raw: &[u8],
+    strategy: super::zlib::Strategy,
 ) -> Result<Vec<u8>, ImageError> {
-    let mut z = vec![0u8; zlib_rs::compress_bound(raw.len())];
-    let config = zlib_rs::DeflateConfig {
-        level: 6,
-        strategy: zlib_rs::Strategy::Rle,
-        mem_level: 9,
-        ..zlib_rs::DeflateConfig::default()
-    };
-    let (deflated, rc) = zlib_rs::compress_slice(&mut z, raw, config);
-    if rc != zlib_rs::ReturnCode::Ok {
-        return Err(ImageError(format!("cannot encode PNG: zlib {rc:?}")));
-    }
+    let deflated = super::zlib::deflate(raw, 6, 9, strategy)
+        .map_err(|e| ImageError(format!("cannot encode PNG: {e}")))?;
     // Pillow's encoder hands the stream over in blocks of its buffer size, each an IDAT:
     // ImageFile's `max(MAXBLOCK, width * 4)`
     let block = (width as usize).saturating_mul(4).max(65_536);
@@ -1185,7 +1255,7 @@ fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) -> Result<(), Image
     let at = out.len();
     out.extend_from_slice(kind);
     out.extend_from_slice(data);
-    let crc = zlib_rs::crc32::crc32(0, &out[at..]);
+    let crc = crc32fast::hash(&out[at..]);
     out.extend_from_slice(&crc.to_be_bytes());
     Ok(())
 }
@@ -1303,7 +1373,7 @@ mod tests {
         assert!(diff.is_some_and(|d| d <= 6), "{diff:?}");
     }
 
-    /// The pixel of a test image at (x, y), as `/tmp`'s generator script computed it for
+    /// The pixel of a test image at (x, y), as `tests/gen_png_goldens.py` computes it for
     /// MapProxy 7 (see [`paletted_png_is_mapproxys_byte_for_byte`]).
     fn golden_px(name: &str, x: u32, y: u32) -> [u8; 4] {
         let (xi, yi) = (i64::from(x), i64::from(y));
@@ -1348,7 +1418,6 @@ mod tests {
     /// `img_to_buf(img, ImageOptions(format='image/png', transparent=t, colors=256))`.
     #[test]
     fn paletted_png_is_mapproxys_byte_for_byte() {
-        use md5::{Digest, Md5};
         let cases: [(&str, u32, u32, bool, &str, usize); 10] = [
             (
                 "gradient",
@@ -1431,11 +1500,19 @@ mod tests {
                 1115,
             ),
         ];
+        assert_goldens(&cases, true);
+    }
+
+    /// Each case (image name, size, transparent, md5, length) encoded as `image/png`,
+    /// `paletted` or not, against MapProxy 7's file.
+    fn assert_goldens(cases: &[(&str, u32, u32, bool, &str, usize)], paletted: bool) {
+        use md5::{Digest, Md5};
         let mut wrong = Vec::new();
-        for (name, w, h, transparent, md5, len) in cases {
+        for &(name, w, h, transparent, md5, len) in cases {
             let img = RgbaImage::from_fn(w, h, |x, y| image::Rgba(golden_px(name, x, y)));
             let mut o = ImageOpts::new(ImageFormat::png());
             o.transparent = transparent;
+            o.paletted = paletted;
             let png = encode(&img, &o).expect("encodes");
             let got = format!("{:x}", Md5::digest(&png));
             if got != md5 || png.len() != len {
@@ -1446,6 +1523,121 @@ mod tests {
             }
         }
         assert!(wrong.is_empty(), "{wrong:#?}");
+    }
+
+    /// MapProxy 7's `img_to_buf` of these images as truecolour `image/png` (`colors=0`, as
+    /// `paletted: false` gives): Pillow 13's row filters and zlib 1.2.13's `Z_FILTERED`
+    /// deflate. The images as in [`paletted_png_is_mapproxys_byte_for_byte`], converted to
+    /// RGB when not transparent (MapProxy holds an opaque layer's image as RGB).
+    #[test]
+    fn truecolour_png_is_mapproxys_byte_for_byte() {
+        let cases: [(&str, u32, u32, bool, &str, usize); 13] = [
+            (
+                "gradient",
+                256,
+                256,
+                false,
+                "9c8031ce76bcd4660151816127115020",
+                1315,
+            ),
+            (
+                "gradient_alpha",
+                256,
+                256,
+                true,
+                "fd125f7c8cf25acbae2b9467ff66a419",
+                1606,
+            ),
+            (
+                "few",
+                256,
+                256,
+                true,
+                "091e29ee0aa68ab98b6c94f1431280df",
+                869,
+            ),
+            (
+                "few",
+                256,
+                256,
+                false,
+                "eb74b99d80dd23d4c7d37f9379592f49",
+                771,
+            ),
+            (
+                "noise",
+                256,
+                256,
+                false,
+                "8630a5a342754a89a1a671a50f0ebe7e",
+                120505,
+            ),
+            (
+                "noise",
+                256,
+                256,
+                true,
+                "22fe778199bd30cce99851b738244a2a",
+                161673,
+            ),
+            (
+                "noise",
+                700,
+                500,
+                false,
+                "9196bf4b2b8a18809895e8dfe454fd31",
+                616046,
+            ),
+            (
+                "noise",
+                700,
+                500,
+                true,
+                "13956ae36d815e754b123bdb6187e62d",
+                839109,
+            ),
+            (
+                "map",
+                600,
+                400,
+                true,
+                "2b052a771bedc3e6781a16ad37dbb761",
+                7708,
+            ),
+            (
+                "map",
+                600,
+                400,
+                false,
+                "b7a11195596a88a0a12eff7dcee1ae8a",
+                7115,
+            ),
+            (
+                "gradient",
+                5,
+                3,
+                true,
+                "2d47516b4a847f3f9cf5ef7332ea7fcd",
+                95,
+            ),
+            (
+                "gradient",
+                5,
+                3,
+                false,
+                "5fb80ae164a1c56622840756e16d6095",
+                92,
+            ),
+            (
+                "gradient",
+                1,
+                1,
+                false,
+                "73acd0b4a2391d4bbd9765aca5db19dc",
+                69,
+            ),
+        ];
+        assert_goldens(&cases, false);
     }
 
     #[test]

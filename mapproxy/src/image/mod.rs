@@ -6,6 +6,7 @@ pub mod mask;
 mod octree;
 pub mod transform;
 pub mod watermark;
+mod zlib;
 
 pub use codec::{
     blank_image, decode, encode, encode_uniform, has_transparency, overlay, paste, png_color_type,
