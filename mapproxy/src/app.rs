@@ -2176,7 +2176,22 @@ fn compile_cache(
         conf.globals.image.formats.contains_key(&cache.format),
     )?;
     let g = &conf.globals;
-    let opts = cache_image_opts(name, cache, &image, transparent, g.image.jpeg_quality)?;
+    let source_colors = cache
+        .sources
+        .iter()
+        .map(|s| source_colors(conf, s, &request_format))
+        .collect::<Result<Vec<_>, _>>()?;
+    let colors = image
+        .colors
+        .unwrap_or_else(|| crate::image_options::compatible_colors(&source_colors));
+    let opts = cache_image_opts(
+        name,
+        cache,
+        &image,
+        transparent,
+        colors,
+        g.image.jpeg_quality,
+    )?;
     let source: Arc<dyn MapSource> = match parts.pop() {
         Some(one) if parts.is_empty() => one,
         last => {
@@ -2650,19 +2665,46 @@ fn cache_request_format(
     })
 }
 
+/// The `colors` of cache source `name` (a source or a cache) asked for `request_format`, as
+/// MapProxy 7's `compatible_image_options` reads it: a WMS source's for its `req.format`, else
+/// the request format ([`crate::image_options::source_colors`]); a tile or debug source has
+/// none; a cache its own (`CacheConfiguration.image_opts`, the options a `CacheSource` has).
+fn source_colors(
+    conf: &MapProxyConf,
+    name: &str,
+    request_format: &ImageFormat,
+) -> Result<Option<u16>, ConfigError> {
+    if let Some(src) = conf.sources.get(name) {
+        return match &src.kind {
+            SourceKind::Wms(w) => {
+                let format = match w.params.get("format").map(|n| &n.value) {
+                    Some(Value::Str(f)) => f.as_str(),
+                    _ => request_format.as_str(),
+                };
+                crate::image_options::source_colors(conf, format)
+            }
+            _ => Ok(None),
+        };
+    }
+    match conf.caches.get(name) {
+        Some(c) => Ok(crate::image_options::cache_image(conf, name, c)?.colors),
+        None => Ok(None),
+    }
+}
+
 /// The options a cache's tiles are encoded with: `compatible_image_options` of its image
-/// options and its sources' (`transparent`: already merged; `colors` unset: the sources',
-/// no palette), `encoding_options.jpeg_quality` else `globals.image.jpeg_quality`.
+/// options and its sources' (`transparent` and `colors`: already merged),
+/// `encoding_options.jpeg_quality` else `globals.image.jpeg_quality`.
 fn cache_image_opts(
     name: &str,
     cache: &CacheConf,
     image: &crate::image_options::CacheImage,
     transparent: bool,
+    colors: u16,
     jpeg_quality: u8,
 ) -> Result<ImageOpts, ConfigError> {
     let mut opts = ImageOpts::new(image.format.clone());
     opts.transparent = transparent;
-    let colors = image.colors.unwrap_or(0);
     opts.paletted = colors > 0;
     opts.colors = colors;
     opts.jpeg_quality = image.jpeg_quality.unwrap_or(jpeg_quality);

@@ -19,8 +19,9 @@ pub struct CacheImage {
     pub format: ImageFormat,
     /// `transparent`; `None`: the sources decide.
     pub transparent: Option<bool>,
-    /// `colors`; `None`: not set (MapProxy then takes the sources' most, usually 0: no
-    /// palette); 0: no palette.
+    /// `colors`; `None`: not set (MapProxy then takes the sources', [`compatible_colors`]:
+    /// a WMS source's PNG has 256 with `globals.image.paletted`, a tile source none); 0: no
+    /// palette.
     pub colors: Option<u16>,
     /// `mode`.
     pub mode: Option<ImageMode>,
@@ -258,4 +259,48 @@ pub fn cache_image(
         jpeg_quality: merged.encoding.flatten(),
         opacity: merged.opacity,
     })
+}
+
+/// The `colors` of a source's image options as MapProxy 7 makes them for a source asked for
+/// `format` (`SourceConfiguration.image_opts`, through `ImageOptionsConfiguration.image_opts`
+/// with no `image:` of the source: a source's own `image.colors` is refused elsewhere): the
+/// named format's of `globals.image.formats`, else 256 for a PNG format when
+/// `globals.image.paletted`; `None` when unset.
+pub fn source_colors(conf: &MapProxyConf, format: &str) -> Result<Option<u16>, ConfigError> {
+    let named = match conf.globals.image.formats.get(format) {
+        Some(n) => read(n, &format!("globals.image.formats.{format}"))?,
+        None => Written::default(),
+    };
+    let png = match &named.format {
+        Some(f) => f.contains("png"),
+        None => format.starts_with("image/") && format.contains("png"),
+    };
+    Ok(named
+        .colors
+        .or((png && conf.globals.image.paletted).then_some(256)))
+}
+
+/// The `colors` MapProxy 7's `compatible_image_options` gives a cache whose own `colors` is
+/// unset, from its sources' (each `None` when unset): 0 when one of them is 0, else the most
+/// (an unset one counting 0).
+pub fn compatible_colors(sources: &[Option<u16>]) -> u16 {
+    if sources.contains(&Some(0)) {
+        return 0;
+    }
+    sources.iter().map(|c| c.unwrap_or(0)).max().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compatible_colors;
+
+    /// MapProxy 7's `compatible_image_options`: a 0 wins, else the most, unset counting 0.
+    #[test]
+    fn colors_as_compatible_image_options() {
+        assert_eq!(compatible_colors(&[Some(256), None]), 256);
+        assert_eq!(compatible_colors(&[Some(256), Some(0)]), 0);
+        assert_eq!(compatible_colors(&[None, None]), 0);
+        assert_eq!(compatible_colors(&[Some(16), Some(64)]), 64);
+        assert_eq!(compatible_colors(&[]), 0);
+    }
 }

@@ -156,8 +156,12 @@ fn mixed_and_linked_fixtures() {
             transparent.put_pixel(x, y, image_px([250, 0, 0, 255]));
         }
     }
+    // the fixture's ImageOptions(format='mixed', transparent=True): no colours (a cache's
+    // come from its sources: a WMS source's 256 make its PNG tiles paletted)
     let mut o = ImageOpts::new(ImageFormat::new("mixed"));
     o.transparent = true;
+    o.paletted = false;
+    o.colors = 0;
     let ours = encode(&opaque, &o).expect("encode");
     assert_eq!(sniff_format(&ours), Some(ImageFormat::jpeg()));
     let ours = encode(&transparent, &o).expect("encode");

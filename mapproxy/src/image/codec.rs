@@ -12,8 +12,10 @@
 //!   rows filtered as Pillow's encoder filters them ([`filter_rows`]). Byte for byte MapProxy
 //!   7's too.
 //! - `image/jpeg`: RGB at `jpeg_quality` (MapProxy's default 90).
-//! - `mixed`: a PNG (RGBA, not quantized: MapProxy gives `mixed` no `colors`) when any pixel is
-//!   not fully opaque, a JPEG otherwise.
+//! - `mixed`: a transparent PNG when any pixel is not fully opaque, a JPEG otherwise; the PNG
+//!   is paletted when the cache has colours (MapProxy gives a `mixed` cache its sources'
+//!   colours: a WMS source's PNG has 256 with `image.paletted`, so usually paletted), else
+//!   RGBA.
 //! - `image/gif`: paletted (Pillow converts to `P` for GIF): at most 256 colours, GIF87a, or
 //!   GIF89a with a transparent index when the format is transparent and a pixel is.
 //! - `image/tiff`, `image/GeoTIFF` (`filter_format`): uncompressed, RGB (RGBA with an
@@ -530,38 +532,13 @@ fn target(format: &ImageFormat) -> Result<Target, ImageError> {
 pub fn encode(img: &RgbaImage, opts: &ImageOpts) -> Result<Bytes, ImageError> {
     let out = match target(&opts.format)? {
         Target::Jpeg => encode_jpeg(img, opts.jpeg_quality)?,
-        Target::Png => {
-            let colors = usize::from(opts.colors.min(256));
-            match opts.mode {
-                // MapProxy's img_to_buf: quantized, then `img.convert(image_opts.mode)`
-                Some(m @ (ImageMode::Rgb | ImageMode::Rgba)) => {
-                    let alpha = m == ImageMode::Rgba;
-                    if opts.paletted && colors > 0 {
-                        let (palette, indices) =
-                            super::octree::quantize(img, colors, opts.transparent);
-                        let expanded = RgbaImage::from_fn(img.width(), img.height(), |x, y| {
-                            let i = (y as usize) * (img.width() as usize) + x as usize;
-                            let c = indices
-                                .get(i)
-                                .and_then(|&i| palette.get(usize::from(i)))
-                                .copied()
-                                .unwrap_or([0, 0, 0, 255]);
-                            image::Rgba(c)
-                        });
-                        encode_png_truecolor(&expanded, alpha)?
-                    } else {
-                        encode_png_truecolor(img, alpha)?
-                    }
-                }
-                _ if opts.paletted && colors > 0 => {
-                    encode_png_paletted(img, colors, opts.transparent)?
-                }
-                _ => encode_png_truecolor(img, opts.transparent)?,
-            }
-        }
+        Target::Png => encode_png(img, opts, opts.transparent)?,
+        // MapProxy's img_to_buf: a transparent `mixed` image is a PNG with
+        // `transparent = True`, quantized when the cache has colours (its sources' in
+        // compatible_image_options: a WMS source's PNG 256)
         Target::Mixed => {
             if has_transparency(img) {
-                encode_png_truecolor(img, true)?
+                encode_png(img, opts, true)?
             } else {
                 encode_jpeg(img, opts.jpeg_quality)?
             }
@@ -570,6 +547,36 @@ pub fn encode(img: &RgbaImage, opts: &ImageOpts) -> Result<Bytes, ImageError> {
         Target::Tiff => encode_tiff(img, opts.georef.as_ref())?,
     };
     Ok(Bytes::from(out))
+}
+
+/// A PNG of `img` as `img_to_buf` writes it with `transparent` (the format's, or true for a
+/// transparent `mixed` tile): quantized when `opts` has colours, then converted to
+/// `opts.mode` when set.
+fn encode_png(img: &RgbaImage, opts: &ImageOpts, transparent: bool) -> Result<Vec<u8>, ImageError> {
+    let colors = usize::from(opts.colors.min(256));
+    Ok(match opts.mode {
+        // MapProxy's img_to_buf: quantized, then `img.convert(image_opts.mode)`
+        Some(m @ (ImageMode::Rgb | ImageMode::Rgba)) => {
+            let alpha = m == ImageMode::Rgba;
+            if opts.paletted && colors > 0 {
+                let (palette, indices) = super::octree::quantize(img, colors, transparent);
+                let expanded = RgbaImage::from_fn(img.width(), img.height(), |x, y| {
+                    let i = (y as usize) * (img.width() as usize) + x as usize;
+                    let c = indices
+                        .get(i)
+                        .and_then(|&i| palette.get(usize::from(i)))
+                        .copied()
+                        .unwrap_or([0, 0, 0, 255]);
+                    image::Rgba(c)
+                });
+                encode_png_truecolor(&expanded, alpha)?
+            } else {
+                encode_png_truecolor(img, alpha)?
+            }
+        }
+        _ if opts.paletted && colors > 0 => encode_png_paletted(img, colors, transparent)?,
+        _ => encode_png_truecolor(img, transparent)?,
+    })
 }
 
 /// A paletted GIF: the image's colours (quantized to 256 when it has more), GIF87a, or GIF89a
