@@ -1,5 +1,6 @@
 //! Encoding one 256×256 tile as MapProxy's default PNG (paletted, 256 colours: Pillow's
-//! FASTOCTREE and its PNG writer, `image/octree.rs`), opaque and transparent, for two tiles:
+//! FASTOCTREE and its PNG writer, `image/octree.rs`) and as a truecolour PNG (`colors: 0`:
+//! Pillow's row filters, zlib), opaque and transparent, for two tiles:
 //! `textured` (every pixel differs) and `debug-like` (transparent with black text and lines).
 //! Plain `std::time` (`harness = false`), the median of the runs in µs per tile:
 //!
@@ -41,24 +42,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200);
-    println!("| tile | transparent | µs per tile (median) | bytes |");
-    println!("|---|---|---|---|");
-    for (name, img) in [("textured", textured()), ("debug-like", debug_like())] {
+    println!("| tile | PNG | transparent | µs per tile (median) | bytes |");
+    println!("|---|---|---|---|---|");
+    let cases = [("textured", textured()), ("debug-like", debug_like())];
+    for ((name, img), paletted) in cases
+        .iter()
+        .flat_map(|c| [(c, true), (c, false)].into_iter())
+    {
         for transparent in [false, true] {
             let mut opts = ImageOpts::new(ImageFormat::png());
             opts.transparent = transparent;
+            opts.paletted = paletted;
+            opts.colors = if paletted { 256 } else { 0 };
             let mut times: Vec<Duration> = Vec::with_capacity(runs);
             let mut len = 0;
             for _ in 0..runs {
                 let t = Instant::now();
-                let out = encode(&img, &opts)?;
+                let out = encode(img, &opts)?;
                 times.push(t.elapsed());
                 len = out.len();
             }
             times.sort();
             let median = times[times.len() / 2];
+            let png = if paletted { "paletted" } else { "truecolour" };
             println!(
-                "| {name} | {transparent} | {:.0} | {len} |",
+                "| {name} | {png} | {transparent} | {:.0} | {len} |",
                 median.as_secs_f64() * 1e6
             );
         }
