@@ -4387,8 +4387,8 @@ fn cache_files(dir: &std::path::Path) -> std::collections::BTreeMap<String, Stri
 
 /// MapProxy 7 (MAPPROXY_PYTHON) and this app, one YAML each, over the same loopback WMS:
 /// the TMS tiles, single-tile GetMaps and the cache files they write are the same bytes for
-/// the default paletted PNG, a truecolour PNG (`colors: 0`), transparent sources and a `mixed`
-/// cache (paletted PNG tiles, as its WMS source gives it 256 colours).
+/// the default paletted PNG, a truecolour PNG (`colors: 0`), transparent sources, a `mixed`
+/// cache (paletted PNG tiles, as its WMS source gives it 256 colours) and a JPEG cache.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tiles_and_cache_files_are_mapproxy7s_bytes() {
     let Some(python) = mapproxy_python("tiles_and_cache_files_are_mapproxy7s_bytes") else {
@@ -4405,12 +4405,14 @@ layers:
   - {name: tc, title: tc, sources: [tc]}
   - {name: tc_t, title: tc_t, sources: [tc_t]}
   - {name: mixed, title: mixed, sources: [mixed]}
+  - {name: jpeg, title: jpeg, sources: [jpeg]}
 caches:
   png: {grids: [GLOBAL_WEBMERCATOR], sources: [opaque]}
   png_t: {grids: [GLOBAL_WEBMERCATOR], sources: [holes]}
   tc: {grids: [GLOBAL_WEBMERCATOR], sources: [opaque], image: {colors: 0}}
   tc_t: {grids: [GLOBAL_WEBMERCATOR], sources: [holes], image: {colors: 0, transparent: true}}
   mixed: {grids: [GLOBAL_WEBMERCATOR], sources: [holes], format: mixed, request_format: image/png}
+  jpeg: {grids: [GLOBAL_WEBMERCATOR], sources: [opaque], format: image/jpeg}
 sources:
   opaque:
     type: wms
@@ -4441,7 +4443,8 @@ globals:
     };
 
     let mut paths = Vec::new();
-    for layer in ["png", "png_t", "tc", "tc_t", "mixed"] {
+    for layer in ["png", "png_t", "tc", "tc_t", "mixed", "jpeg"] {
+        let ext = if layer == "jpeg" { "jpeg" } else { "png" };
         for (z, x, y) in [
             (0, 0, 0),
             (1, 1, 0),
@@ -4450,7 +4453,7 @@ globals:
             (4, 8, 9),
             (5, 17, 20),
         ] {
-            paths.push(format!("/tms/1.0.0/{layer}/EPSG3857/{z}/{x}/{y}.png"));
+            paths.push(format!("/tms/1.0.0/{layer}/EPSG3857/{z}/{x}/{y}.{ext}"));
         }
         // a GetMap that is one cached tile (z 2, the tile above the origin's east)
         let q = 20037508.342789244 / 2.0;

@@ -11,7 +11,11 @@
 //! - `paletted: false`: a truecolour PNG, RGBA when the format is transparent, RGB otherwise;
 //!   rows filtered as Pillow's encoder filters them ([`filter_rows`]). Byte for byte MapProxy
 //!   7's too.
-//! - `image/jpeg`: RGB at `jpeg_quality` (MapProxy's default 90).
+//! - `image/jpeg`: RGB (the alpha dropped, as `convert('RGB')`) at `jpeg_quality` (MapProxy's
+//!   default 90): baseline, 4:2:0, libjpeg's defaults as Pillow sets them. Byte for byte
+//!   MapProxy 7's in both builds (tested against files it wrote): libjpeg-turbo with the
+//!   `turbojpeg` feature, else [`super::jpeg`], which repeats libjpeg-turbo's arithmetic
+//!   (tested against libjpeg-turbo on every size up to 40×40 and qualities 1-100).
 //! - `mixed`: a transparent PNG when any pixel is not fully opaque, a JPEG otherwise; the PNG
 //!   is paletted when the cache has colours (MapProxy gives a `mixed` cache its sources'
 //!   colours: a WMS source's PNG has 256 with `image.paletted`, so usually paletted), else
@@ -877,9 +881,9 @@ pub fn sub_image(img: &RgbaImage, x: u32, y: u32, w: u32, h: u32) -> RgbaImage {
 }
 
 /// JPEG as Pillow writes it for MapProxy: 4:2:0, baseline, `jpeg_set_quality` tables, standard
-/// Huffman tables. With the `turbojpeg` feature by libjpeg-turbo, the library Pillow itself
-/// uses (2.6× faster than jpeg-encoder on a 1024×1024 map; building it needs cmake and nasm),
-/// else by [`encode_jpeg_rust`].
+/// Huffman tables, JFIF 1.01 with no density. With the `turbojpeg` feature by libjpeg-turbo, the
+/// library Pillow itself uses (its SIMD code; building it needs cmake and nasm), else by
+/// [`encode_jpeg_rust`]; the two write the same bytes.
 fn encode_jpeg(img: &RgbaImage, quality: u8) -> Result<Vec<u8>, ImageError> {
     #[cfg(feature = "turbojpeg")]
     return encode_jpeg_turbo(img, quality);
@@ -918,22 +922,11 @@ fn encode_jpeg_turbo(img: &RgbaImage, quality: u8) -> Result<Vec<u8>, ImageError
     out
 }
 
-/// [`encode_jpeg`] with the jpeg-encoder crate (pure Rust; SIMD DCT and colour conversion,
-/// RGBA read directly; image's encoder took 3× as long).
+/// [`encode_jpeg`] in pure Rust: [`super::jpeg`], libjpeg's arithmetic step for step.
 #[cfg_attr(feature = "turbojpeg", allow(dead_code))]
 fn encode_jpeg_rust(img: &RgbaImage, quality: u8) -> Result<Vec<u8>, ImageError> {
-    let (w, h) = img.dimensions();
-    let (Ok(w16), Ok(h16)) = (u16::try_from(w), u16::try_from(h)) else {
-        return Err(ImageError(format!(
-            "cannot encode JPEG: {w}×{h} is too large"
-        )));
-    };
-    let mut out = Vec::new();
-    let mut enc = jpeg_encoder::Encoder::new(&mut out, quality.clamp(1, 100));
-    enc.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
-    enc.encode(img.as_raw(), w16, h16, jpeg_encoder::ColorType::Rgba)
-        .map_err(|e| ImageError(format!("cannot encode JPEG: {e}")))?;
-    Ok(out)
+    super::jpeg::encode(img.as_raw(), img.width(), img.height(), quality)
+        .map_err(|e| ImageError(format!("cannot encode JPEG: {e}")))
 }
 
 /// A truecolour PNG as Pillow writes one: RGBA (colour type 6) when `alpha`, else RGB (2), 8
@@ -1346,38 +1339,129 @@ mod tests {
         })
     }
 
-    /// Both JPEG encoders: baseline 4:2:0 at the quality asked, the pixels back within JPEG's
-    /// error; with the `turbojpeg` feature, libjpeg-turbo and jpeg-encoder agree within a few levels.
+    /// The pure-Rust JPEG encoder: baseline 4:2:0 at the quality asked, the pixels back within
+    /// JPEG's error.
     #[test]
-    fn jpeg_encoders_agree() {
+    fn jpeg_decodes_back() {
         let img = RgbaImage::from_fn(300, 200, |x, y| {
             image::Rgba([(x / 2) as u8, ((y + x / 4) / 2) as u8, 128, 255])
         });
-        let max_diff = |a: &RgbaImage, b: &RgbaImage| {
-            a.as_raw()
-                .iter()
-                .zip(b.as_raw())
-                .map(|(a, b)| (i16::from(*a) - i16::from(*b)).abs())
-                .max()
+        let jpeg = encode_jpeg_rust(&img, 90).expect("encode");
+        assert_eq!(&jpeg[..2], &[0xff, 0xd8]);
+        // SOF0 (baseline), three components, Y sampled 2×2
+        let sof = jpeg
+            .windows(2)
+            .position(|w| w == [0xff, 0xc0])
+            .expect("SOF0");
+        assert_eq!(jpeg[sof + 9], 3);
+        assert_eq!(jpeg[sof + 11], 0x22);
+        let back = decode(&jpeg).expect("decode");
+        let worst = back
+            .as_raw()
+            .iter()
+            .zip(img.as_raw())
+            .map(|(a, b)| (i16::from(*a) - i16::from(*b)).abs())
+            .max();
+        assert!(worst.is_some_and(|d| d <= 8), "{worst:?}");
+        for (w, h) in [(0, 5), (5, 0), (65501, 1)] {
+            assert!(super::super::jpeg::encode(&[], w, h, 90).is_err());
+        }
+    }
+
+    /// The pure-Rust encoder writes libjpeg-turbo's bytes: every size from 1×1 to 40×40 (all
+    /// the edge cases of 4:2:0's padding and dummy blocks), larger ones, and qualities from 1
+    /// to 100, over noise (every coefficient), gradients and flat areas.
+    #[cfg(feature = "turbojpeg")]
+    #[test]
+    fn jpeg_rust_is_libjpeg_turbo() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut rand = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
         };
-        let close = |jpeg: &[u8], tolerance: i16| {
-            assert_eq!(&jpeg[..2], &[0xff, 0xd8]);
-            // SOF0 (baseline), three components, Y sampled 2×2
-            let sof = jpeg
-                .windows(2)
-                .position(|w| w == [0xff, 0xc0])
-                .expect("SOF0");
-            assert_eq!(jpeg[sof + 9], 3);
-            assert_eq!(jpeg[sof + 11], 0x22);
-            let back = decode(jpeg).expect("decode");
-            let worst = max_diff(&back, &img);
-            assert!(worst.is_some_and(|d| d <= tolerance), "{worst:?}");
-            back
-        };
-        let rust = close(&encode_jpeg_rust(&img, 90).expect("encode"), 8);
-        let used = close(&encode_jpeg(&img, 90).expect("encode"), 8);
-        let diff = max_diff(&rust, &used);
-        assert!(diff.is_some_and(|d| d <= 6), "{diff:?}");
+        let mut sizes: Vec<(u32, u32)> = (1..=40)
+            .flat_map(|w| (1..=40).map(move |h| (w, h)))
+            .collect();
+        sizes.extend([(256, 256), (257, 255), (513, 97), (1000, 3)]);
+        let mut wrong = Vec::new();
+        for (n, (w, h)) in sizes.into_iter().enumerate() {
+            let kind = n % 3;
+            let img = RgbaImage::from_fn(w, h, |x, y| {
+                let r = rand().to_le_bytes();
+                match kind {
+                    0 => image::Rgba([r[0], r[1], r[2], r[3]]),
+                    1 => image::Rgba([
+                        (x * 7) as u8,
+                        (y * 5) as u8,
+                        ((x + y) * 3) as u8 ^ (r[0] & 7),
+                        255,
+                    ]),
+                    _ if (x / 5 + y / 3) % 2 == 0 => image::Rgba([250, 240, 230, 255]),
+                    _ => image::Rgba([20, 90, r[0] | 0xc0, 0]),
+                }
+            });
+            let q = [90, 75, 1, 100, 50, 49, 95, 10][n % 8];
+            let ours = encode_jpeg_rust(&img, q).expect("encode");
+            let turbo = encode_jpeg_turbo(&img, q).expect("encode");
+            if ours != turbo {
+                let at = ours.iter().zip(&turbo).position(|(a, b)| a != b);
+                wrong.push(format!(
+                    "{w}x{h} q{q} kind {kind}: {} bytes, libjpeg-turbo {}, first difference at {at:?}",
+                    ours.len(),
+                    turbo.len()
+                ));
+            }
+        }
+        assert!(wrong.is_empty(), "{} differ: {wrong:#?}", wrong.len());
+    }
+
+    /// MapProxy 7's `img_to_buf` of [`golden_px`]'s RGBA images as `image/jpeg` (Pillow 13 with
+    /// libjpeg-turbo 3.2: `convert('RGB')`, `save(buf, 'jpeg', quality=Q)`), at the default
+    /// `jpeg_quality` 90 (`None`) or an `encoding_options.jpeg_quality`: md5 and length of the
+    /// file, from `tests/gen_jpeg_cases.py`.
+    #[test]
+    fn jpeg_is_mapproxys_byte_for_byte() {
+        use md5::{Digest, Md5};
+        type Case = (&'static str, u32, u32, Option<u8>, &'static str, usize);
+        #[rustfmt::skip]
+        let cases: [Case; 13] = [
+            ("gradient", 256, 256, None, "6bbd990450ba5303c941dfbd9cfb3c1a", 5972),
+            ("gradient", 256, 256, Some(75), "74a9e515d9c26458418336d965caa875", 3982),
+            ("gradient_alpha", 256, 256, None, "6bbd990450ba5303c941dfbd9cfb3c1a", 5972),
+            ("few", 256, 256, None, "578727c2b3ee9721a282e4633385c812", 3365),
+            ("noise", 256, 256, None, "8847816f1660168baa0e62ca8d5e484f", 57237),
+            ("noise", 256, 256, Some(75), "7f68732df7d8e5067fc7119c97d2a13a", 38069),
+            ("noise", 100, 37, None, "b9bd9c0366d500f00fc614d5cb942f4e", 4369),
+            ("noise", 700, 500, Some(95), "e83930f5cadc673edf4277b9bcbb57dc", 403407),
+            ("map", 600, 400, None, "7a05daec7d673d36267edc85aabe110c", 13219),
+            ("map", 100, 37, Some(75), "a71b287893babf9689ae4fb98850b26c", 1014),
+            ("gradient", 5, 3, None, "ba8e16ac45e03417ed5b2083bdcf9694", 635),
+            ("gradient", 17, 9, Some(100), "e2830704de0134eb84729ddbac55d865", 751),
+            ("noise", 33, 1, Some(1), "d21ef169abdbd83e825a59083dcdf787", 651),
+        ];
+        let mut wrong = Vec::new();
+        for (name, w, h, quality, md5, len) in cases {
+            let img = RgbaImage::from_fn(w, h, |x, y| image::Rgba(golden_px(name, x, y)));
+            let mut o = ImageOpts::new(ImageFormat::jpeg());
+            if let Some(q) = quality {
+                o.jpeg_quality = q;
+            }
+            let jpeg = encode(&img, &o).expect("encodes");
+            if let Ok(dir) = std::env::var("MAPPROXY_JPEG_DUMP") {
+                let q = quality.map_or("None".to_string(), |q| q.to_string());
+                std::fs::write(format!("{dir}/{name}_{w}x{h}_q{q}.jpg"), &jpeg).expect("dump");
+            }
+            let got = format!("{:x}", Md5::digest(&jpeg));
+            if got != md5 || jpeg.len() != len {
+                wrong.push(format!(
+                    "{name} {w}x{h} q={quality:?}: {} bytes (want {len})",
+                    jpeg.len()
+                ));
+            }
+        }
+        assert!(wrong.is_empty(), "{wrong:#?}");
     }
 
     /// The pixel of a test image at (x, y), as `tests/gen_png_goldens.py` computes it for

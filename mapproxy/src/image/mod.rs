@@ -2,6 +2,7 @@
 
 mod codec;
 mod format;
+mod jpeg;
 pub mod mask;
 mod octree;
 pub mod transform;
