@@ -12,6 +12,7 @@ The output names the Pillow and libjpeg(-turbo) versions the goldens come from. 
 directory argument the JPEGs are also written there (`name_WxH_qQ.jpg`), to compare bytes.
 """
 import hashlib
+import io
 import math
 import os
 import sys
@@ -88,3 +89,15 @@ def main():
 
 if __name__ == '__main__':
     main()
+
+# The pixels Pillow decodes from its JPEGs (RGBA bytes, md5), for codec.rs's
+# `jpeg_decodes_as_pillow`.
+print('// decoded')
+for name, w, h, q in [('noise', 256, 256, 90), ('map', 600, 400, 90), ('noise', 100, 37, 75),
+                      ('gradient', 17, 9, 100)]:
+    img = Image.new('RGBA', (w, h))
+    img.putdata([px(name, x, y) for y in range(h) for x in range(w)])
+    jpeg = img_to_buf(img, ImageOptions(format='image/jpeg',
+                                        encoding_options={'jpeg_quality': q})).read()
+    rgba = Image.open(io.BytesIO(jpeg)).convert('RGBA').tobytes()
+    print(f'("{name}", {w}, {h}, {q}, "{hashlib.md5(rgba).hexdigest()}"),')

@@ -4473,8 +4473,12 @@ globals:
         p.contains("/tc/")
             || p.contains("LAYERS=tc&")
             || (p.contains("LAYERS=mixed&") && p.ends_with("TRANSPARENT=true"))
-            || ((p.contains("LAYERS=png_t&") || p.contains("LAYERS=mixed&"))
+            || ((p.contains("LAYERS=png_t&")
+                || p.contains("LAYERS=mixed&")
+                || p.contains("LAYERS=jpeg&"))
                 && p.ends_with("TRANSPARENT=false"))
+            // a JPEG tile's image is RGB in MapProxy: quantized without alpha, no tRNS
+            || p.contains("LAYERS=jpeg&")
     };
     let mut differ = Vec::new();
     for p in paths.iter().filter(|p| !known(p)) {

@@ -114,16 +114,51 @@ impl std::fmt::Display for ImageError {
 
 impl std::error::Error for ImageError {}
 
-/// Decode PNG or JPEG bytes into RGBA.
+/// Decode PNG or JPEG bytes into RGBA. With the `turbojpeg` feature JPEGs are decoded by
+/// libjpeg-turbo, as Pillow decodes them (islow IDCT, fancy upsampling): the same pixels;
+/// else by image's decoder (zune-jpeg), whose pixels differ from libjpeg's by a few levels.
 pub fn decode(data: &[u8]) -> Result<RgbaImage, ImageError> {
     if data.starts_with(b"\x89PNG\r\n\x1a\n") {
         if let Some(img) = decode_png_rgba(data) {
             return Ok(img);
         }
     }
+    #[cfg(feature = "turbojpeg")]
+    if data.starts_with(&[0xff, 0xd8]) {
+        if let Some(img) = decode_jpeg_turbo(data) {
+            return Ok(img);
+        }
+    }
     image::load_from_memory(data)
         .map(|i| i.to_rgba8())
         .map_err(|e| ImageError(format!("cannot decode image: {e}")))
+}
+
+/// A JPEG decoded by libjpeg-turbo into RGBA; `None` for what it cannot decode (CMYK, errors)
+/// and for images over image's default allocation limit (512 MiB), which image's loader then
+/// reports.
+#[cfg(feature = "turbojpeg")]
+fn decode_jpeg_turbo(data: &[u8]) -> Option<RgbaImage> {
+    let header = turbojpeg::read_header(data).ok()?;
+    let (w, h) = (header.width, header.height);
+    let len = w.checked_mul(h)?.checked_mul(4)?;
+    if len > 512 << 20 {
+        return None;
+    }
+    let mut pixels = vec![0u8; len];
+    let mut d = turbojpeg::Decompressor::new().ok()?;
+    d.decompress(
+        data,
+        turbojpeg::Image {
+            pixels: pixels.as_mut_slice(),
+            width: w,
+            pitch: w * 4,
+            height: h,
+            format: turbojpeg::PixelFormat::RGBA,
+        },
+    )
+    .ok()?;
+    RgbaImage::from_raw(u32::try_from(w).ok()?, u32::try_from(h).ok()?, pixels)
 }
 
 /// A paletted, RGB or RGBA PNG straight to 8-bit RGBA with the png crate: palette, `tRNS` and
@@ -1421,6 +1456,34 @@ mod tests {
     /// libjpeg-turbo 3.2: `convert('RGB')`, `save(buf, 'jpeg', quality=Q)`), at the default
     /// `jpeg_quality` 90 (`None`) or an `encoding_options.jpeg_quality`: md5 and length of the
     /// file, from `tests/gen_jpeg_cases.py`.
+    /// The pixels of MapProxy 7's JPEGs as Pillow decodes them (md5 of the RGBA bytes,
+    /// `tests/gen_jpeg_cases.py`): the same with the `turbojpeg` feature (libjpeg-turbo
+    /// decodes); image's decoder (the default build) is a few levels off.
+    #[test]
+    fn jpeg_decodes_as_pillow() {
+        use md5::{Digest, Md5};
+        let cases: [(&str, u32, u32, u8, &str); 4] = [
+            ("noise", 256, 256, 90, "cdbf07f904e4dd6def796f3bf8d9866d"),
+            ("map", 600, 400, 90, "fb8bbf3e694e812e3bad5f6e31ac03d3"),
+            ("noise", 100, 37, 75, "8635a34aa6fb62187c00f8dccad457c4"),
+            ("gradient", 17, 9, 100, "5bcc550444c67f3bc7f2a26172b649d4"),
+        ];
+        for (name, w, h, q, md5) in cases {
+            let img = RgbaImage::from_fn(w, h, |x, y| image::Rgba(golden_px(name, x, y)));
+            let mut o = ImageOpts::new(ImageFormat::jpeg());
+            o.jpeg_quality = q;
+            let back = decode(&encode(&img, &o).expect("encodes")).expect("decodes");
+            let got = format!("{:x}", Md5::digest(back.as_raw()));
+            if cfg!(feature = "turbojpeg") {
+                assert_eq!(got, md5, "{name} {w}x{h} q{q}");
+            } else {
+                // zune-jpeg's IDCT and upsampling are not libjpeg's: a few levels off
+                assert_eq!(back.dimensions(), (w, h));
+                assert!(back.pixels().all(|p| p.0[3] == 255));
+            }
+        }
+    }
+
     #[test]
     fn jpeg_is_mapproxys_byte_for_byte() {
         use md5::{Digest, Md5};
