@@ -524,8 +524,29 @@ fn target(format: &ImageFormat) -> Result<Target, ImageError> {
     }
 }
 
-/// Encode in `opts.format` as MapProxy does (see the module documentation).
+/// Encode in `opts.format` as MapProxy does (see the module documentation) an image held as
+/// MapProxy holds a merged map or tile: RGBA when `opts.transparent`, else RGB
+/// (`create_image`). [`encode_mode`] for an image held in another mode.
 pub fn encode(img: &RgbaImage, opts: &ImageOpts) -> Result<Bytes, ImageError> {
+    let held = if opts.transparent {
+        ImageMode::Rgba
+    } else {
+        ImageMode::Rgb
+    };
+    encode_mode(img, held, opts)
+}
+
+/// [`encode`] of an image MapProxy would hold in Pillow mode `held` (see
+/// [`super::mode`]): `img_to_buf` quantizes with alpha only when the options are transparent
+/// and the image has alpha (an RGB image quantizes to a palette without `tRNS`), and writes
+/// an unquantized PNG in the image's mode (a paletted one as RGBA here).
+pub fn encode_mode(
+    img: &RgbaImage,
+    held: ImageMode,
+    opts: &ImageOpts,
+) -> Result<Bytes, ImageError> {
+    let has_alpha = held != ImageMode::Rgb;
+    let quantize_alpha = opts.transparent && has_alpha;
     let out = match target(&opts.format)? {
         Target::Jpeg => encode_jpeg(img, opts.jpeg_quality)?,
         Target::Png => {
@@ -536,7 +557,7 @@ pub fn encode(img: &RgbaImage, opts: &ImageOpts) -> Result<Bytes, ImageError> {
                     let alpha = m == ImageMode::Rgba;
                     if opts.paletted && colors > 0 {
                         let (palette, indices) =
-                            super::octree::quantize(img, colors, opts.transparent);
+                            super::octree::quantize(img, colors, quantize_alpha);
                         let expanded = RgbaImage::from_fn(img.width(), img.height(), |x, y| {
                             let i = (y as usize) * (img.width() as usize) + x as usize;
                             let c = indices
@@ -552,9 +573,9 @@ pub fn encode(img: &RgbaImage, opts: &ImageOpts) -> Result<Bytes, ImageError> {
                     }
                 }
                 _ if opts.paletted && colors > 0 => {
-                    encode_png_paletted(img, colors, opts.transparent)?
+                    encode_png_paletted(img, colors, quantize_alpha)?
                 }
-                _ => encode_png_truecolor(img, opts.transparent)?,
+                _ => encode_png_truecolor(img, has_alpha)?,
             }
         }
         Target::Mixed => {
