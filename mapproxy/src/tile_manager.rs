@@ -37,7 +37,7 @@ use futures_util::future::{BoxFuture, FutureExt, Shared};
 
 use crate::cache::{QuickLoad, TileCache};
 use crate::grid::{TileCoord, TileGrid};
-use crate::image::{decode, encode, ImageFormat, ImageOpts, RgbaImage};
+use crate::image::{decode, encode_mode, ImageFormat, ImageOpts, RgbaImage};
 use crate::lock::{lock_or_wait, MetaTileLocks, Waited};
 use crate::meta::{MetaGrid, MetaTile};
 use crate::source::{MapQuery, MapSource};
@@ -659,6 +659,11 @@ impl Inner {
             // decoding, cropping and encoding are CPU work: off the async workers
             blocking(move || {
                 let img = decode(&data).map_err(source_error)?;
+                // MapProxy encodes each tile in the mode the source's image opened in (an RGB
+                // image: no tRNS for a transparent cache); a tile reaching outside it is
+                // pasted into a `create_image` of the cache's options (image/tile.py:121-131)
+                let opened = crate::image::mode::opened_mode(&data, opts.transparent);
+                let created = crate::image::mode::created_mode(opts.mode, opts.transparent);
                 let mut out = Vec::new();
                 for (coord, offset) in pattern {
                     let Some(coord) = coord else { continue };
@@ -666,7 +671,15 @@ impl Inner {
                     if let Some(w) = &watermark {
                         w.draw(&mut tile, coord);
                     }
-                    out.push((coord, encode(&tile, &opts).map_err(source_error)?));
+                    let inside = offset.0 >= 0
+                        && offset.1 >= 0
+                        && offset.0 + i64::from(tile_size.0) <= i64::from(img.width())
+                        && offset.1 + i64::from(tile_size.1) <= i64::from(img.height());
+                    let held = if inside { opened } else { created };
+                    out.push((
+                        coord,
+                        encode_mode(&tile, held, &opts).map_err(source_error)?,
+                    ));
                 }
                 Ok(out)
             })

@@ -1070,8 +1070,9 @@ async fn use_direct_from_level_sends_fine_wms_maps_to_the_source() {
 /// A cache's `image:` options and the named formats of `globals.image.formats`, merged as
 /// MapProxy 7 merges them (config/configuration/image_options.py, image/opts.py): the PNG
 /// colour types and JPEG quality MapProxy 7 writes for the same YAML (checked with
-/// MapProxy 7: `colors: 0` and `mode: RGB` → RGB, `mode: RGBA` → RGBA, a named `png8` → a
-/// paletted `.png`, the source asked for `image/png`).
+/// MapProxy 7: `colors: 0` → the mode of the source's image, RGBA from this upstream,
+/// `mode: RGB` → RGB, `mode: RGBA` → RGBA, a named `png8` → a paletted `.png`, the source
+/// asked for `image/png`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cache_image_options_and_named_formats_encode_as_mapproxy() {
     let up = upstream().await;
@@ -1111,7 +1112,7 @@ async fn cache_image_options_and_named_formats_encode_as_mapproxy() {
     }
     let app = build(tmp.path(), &yaml);
     // the PNG colour type (IHDR byte 25): 2 RGB, 3 paletted, 6 RGBA
-    for (name, color_type) in [("named", 3), ("truecolor", 2), ("rgba", 6), ("rgb", 2)] {
+    for (name, color_type) in [("named", 3), ("truecolor", 6), ("rgba", 6), ("rgb", 2)] {
         let (status, headers, body) =
             get(&app, &format!("/tms/1.0.0/{name}/EPSG4326/0/0/0.png")).await;
         assert_eq!(status, 200, "{name}: {}", String::from_utf8_lossy(&body));

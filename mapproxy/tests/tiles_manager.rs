@@ -360,11 +360,12 @@ async fn on_error_image_is_stored_only_with_cache_true() {
     );
     let t = m.tile((0, 0, 1)).await.expect("on_error tile");
     assert_eq!(t.mtime, None);
-    // `transparent` in a cache that is not transparent: the white it is made of, opaque (the
-    // tile is encoded as the cache's format says, as MapProxy converts it to RGB)
+    // `transparent` in a cache that is not transparent, not quantized (`paletted: false`):
+    // MapProxy's img_to_buf writes the RGBA image it holds as it is (only quantizing a
+    // cache that is not transparent drops the alpha), so the white stays transparent
     assert_eq!(
         decode(&t.data).expect("png").get_pixel(0, 0).0,
-        [255, 255, 255, 255]
+        [255, 255, 255, 0]
     );
     assert_eq!(cache.len(), 0);
     m.tile((0, 0, 1)).await.expect("again");

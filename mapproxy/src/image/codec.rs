@@ -567,17 +567,38 @@ fn target(format: &ImageFormat) -> Result<Target, ImageError> {
     }
 }
 
-/// Encode in `opts.format` as MapProxy does (see the module documentation).
+/// Encode in `opts.format` as MapProxy does (see the module documentation) an image held as
+/// MapProxy holds a merged map or tile: RGBA when `opts.transparent`, else RGB
+/// (`create_image`). [`encode_mode`] for an image held in another mode.
 pub fn encode(img: &RgbaImage, opts: &ImageOpts) -> Result<Bytes, ImageError> {
+    let held = if opts.transparent {
+        ImageMode::Rgba
+    } else {
+        ImageMode::Rgb
+    };
+    encode_mode(img, held, opts)
+}
+
+/// [`encode`] of an image MapProxy would hold in Pillow mode `held` (see
+/// [`super::mode`]): `img_to_buf` quantizes with alpha only when the options are transparent
+/// and the image has alpha (an RGB image quantizes to a palette without `tRNS`), and writes
+/// an unquantized PNG in the image's mode (a paletted one as RGBA here).
+pub fn encode_mode(
+    img: &RgbaImage,
+    held: ImageMode,
+    opts: &ImageOpts,
+) -> Result<Bytes, ImageError> {
+    let has_alpha = held != ImageMode::Rgb;
+    let quantize_alpha = opts.transparent && has_alpha;
     let out = match target(&opts.format)? {
         Target::Jpeg => encode_jpeg(img, opts.jpeg_quality)?,
-        Target::Png => encode_png(img, opts, opts.transparent)?,
+        Target::Png => encode_png(img, opts, quantize_alpha, has_alpha)?,
         // MapProxy's img_to_buf: a transparent `mixed` image is a PNG with
         // `transparent = True`, quantized when the cache has colours (its sources' in
         // compatible_image_options: a WMS source's PNG 256)
         Target::Mixed => {
             if has_transparency(img) {
-                encode_png(img, opts, true)?
+                encode_png(img, opts, has_alpha, has_alpha)?
             } else {
                 encode_jpeg(img, opts.jpeg_quality)?
             }
@@ -588,17 +609,23 @@ pub fn encode(img: &RgbaImage, opts: &ImageOpts) -> Result<Bytes, ImageError> {
     Ok(Bytes::from(out))
 }
 
-/// A PNG of `img` as `img_to_buf` writes it with `transparent` (the format's, or true for a
-/// transparent `mixed` tile): quantized when `opts` has colours, then converted to
-/// `opts.mode` when set.
-fn encode_png(img: &RgbaImage, opts: &ImageOpts, transparent: bool) -> Result<Vec<u8>, ImageError> {
+/// A PNG of `img` as `img_to_buf` writes it: quantized when `opts` has colours (with alpha
+/// when `quantize_alpha`: the options are transparent, or it is a transparent `mixed` tile,
+/// and the image has alpha), then converted to `opts.mode` when set; else truecolour in the
+/// image's mode (RGBA when `has_alpha`).
+fn encode_png(
+    img: &RgbaImage,
+    opts: &ImageOpts,
+    quantize_alpha: bool,
+    has_alpha: bool,
+) -> Result<Vec<u8>, ImageError> {
     let colors = usize::from(opts.colors.min(256));
     Ok(match opts.mode {
         // MapProxy's img_to_buf: quantized, then `img.convert(image_opts.mode)`
         Some(m @ (ImageMode::Rgb | ImageMode::Rgba)) => {
             let alpha = m == ImageMode::Rgba;
             if opts.paletted && colors > 0 {
-                let (palette, indices) = super::octree::quantize(img, colors, transparent);
+                let (palette, indices) = super::octree::quantize(img, colors, quantize_alpha);
                 let expanded = RgbaImage::from_fn(img.width(), img.height(), |x, y| {
                     let i = (y as usize) * (img.width() as usize) + x as usize;
                     let c = indices
@@ -613,8 +640,8 @@ fn encode_png(img: &RgbaImage, opts: &ImageOpts, transparent: bool) -> Result<Ve
                 encode_png_truecolor(img, alpha)?
             }
         }
-        _ if opts.paletted && colors > 0 => encode_png_paletted(img, colors, transparent)?,
-        _ => encode_png_truecolor(img, transparent)?,
+        _ if opts.paletted && colors > 0 => encode_png_paletted(img, colors, quantize_alpha)?,
+        _ => encode_png_truecolor(img, has_alpha)?,
     })
 }
 

@@ -4,15 +4,16 @@ mod codec;
 mod format;
 mod jpeg;
 pub mod mask;
+pub mod mode;
 mod octree;
 pub mod transform;
 pub mod watermark;
 mod zlib;
 
 pub use codec::{
-    blank_image, decode, encode, encode_uniform, has_transparency, overlay, paste, png_color_type,
-    png_is_transparent, single_color, sniff_format, stitch, sub_image, GeoRef, ImageError,
-    ImageMode, ImageOpts,
+    blank_image, decode, encode, encode_mode, encode_uniform, has_transparency, overlay, paste,
+    png_color_type, png_is_transparent, single_color, sniff_format, stitch, sub_image, GeoRef,
+    ImageError, ImageMode, ImageOpts,
 };
 pub use format::ImageFormat;
 pub use image::RgbaImage;

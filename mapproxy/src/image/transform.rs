@@ -91,6 +91,33 @@ pub fn transform(src: &RgbaImage, warp: &Warp<'_>) -> RgbaImage {
     transform_known(Known::unknown(src), warp).image
 }
 
+/// Whether [`transform`] of a `src_size` image keeps its pixels as they are: nearest
+/// neighbour, or a crop (the same SRS and resolutions within a tenth of a pixel, MapProxy's
+/// `_transform_simple` crop, image/transform.py:107-116). Otherwise Pillow resamples it
+/// after `img_for_resampling`, which turns a paletted image into its palette's mode.
+pub fn keeps_pixels(src_size: (u32, u32), w: &Warp<'_>) -> bool {
+    if w.resampling == Resampling::Nearest {
+        return true;
+    }
+    if w.src_srs != w.dst_srs || src_size.0 == 0 || src_size.1 == 0 {
+        return false;
+    }
+    let (sb, db, ds) = (w.src_bbox, w.dst_bbox, w.dst_size);
+    let src_res = (
+        (sb[2] - sb[0]) / f64::from(src_size.0),
+        (sb[3] - sb[1]) / f64::from(src_size.1),
+    );
+    let dst_res = (
+        (db[2] - db[0]) / f64::from(ds.0),
+        (db[3] - db[1]) / f64::from(ds.1),
+    );
+    let tenth = (
+        (dst_res.0 / (f64::from(ds.0) * 10.0)).abs(),
+        (dst_res.1 / (f64::from(ds.1) * 10.0)).abs(),
+    );
+    (src_res.0 - dst_res.0).abs() < tenth.0 && (src_res.1 - dst_res.1).abs() < tenth.1
+}
+
 /// An image and whether it is known, without looking at its pixels, to be opaque (every
 /// alpha 255): stitched over a map's background, or an opaque image cropped or resized to
 /// cover a whole target. `false` says nothing.

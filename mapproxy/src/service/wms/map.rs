@@ -16,10 +16,11 @@
 //!   bytes pass through unchanged.
 //!
 //! The images are merged in order over `BGCOLOR` (or transparent with `TRANSPARENT=true`)
-//! and encoded as the format asks: PNG paletted by default (`image.paletted`), 24/32 bit with
-//! `mode=24bit`/`32bit`, JPEG with `jpeg_quality`, GIF, and TIFF/GeoTIFF with the map's
+//! and encoded as the format asks: PNG paletted by default (`image.paletted`, whatever
+//! `mode=` the format names), JPEG with `jpeg_quality`, GIF, and TIFF/GeoTIFF with the map's
 //! GeoTIFF tags.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -32,8 +33,9 @@ use mapproxy_serve_core::app::Body;
 use super::{parse_bgcolor, Version, WmsError, WmsRequest, WmsService};
 use crate::authorize::{Authorized, QueryExtent};
 use crate::grid::{bbox_intersects, get_resolution, Bbox, TileGrid};
+use crate::image::mode::{created_mode, opened_mode, resampled_mode};
 use crate::image::transform::{transform, transform_known, Known, Resampling, Warp};
-use crate::image::{ImageFormat, ImageOpts};
+use crate::image::{ImageFormat, ImageMode, ImageOpts};
 use crate::service::Ctx;
 use crate::source::{MapQuery, MapSource};
 use crate::srs::Srs;
@@ -157,8 +159,14 @@ enum Rendered {
     /// Tiles, every one fully transparent: nothing to draw either, but for MapProxy a layer
     /// image that is merged (so the map is encoded as any drawn map).
     Clear,
-    /// An image of the map's size, and whether it is known to be opaque.
-    Image(Known<RgbaImage>),
+    /// An image of the map's size, whether it is known to be opaque, the Pillow mode MapProxy
+    /// holds it in ([`crate::image::mode`]: how it is encoded when it is the map) and whether
+    /// its layer's image options are transparent (LayerMerger's single-layer shortcut).
+    Image {
+        img: Known<RgbaImage>,
+        mode: ImageMode,
+        transparent: bool,
+    },
     /// A direct source's image: its bytes, their format, whether the source is transparent
     /// (its `image_opts.transparent`: `req.transparent`) and whether they are the bytes a
     /// server sent (not drawn here: see [`crate::source::SourceImage::drawn`]).
@@ -353,12 +361,10 @@ pub(crate) async fn handle(
         epsg: srs.epsg(),
         latlong: srs.is_latlong(),
     });
-    let lower = format.to_ascii_lowercase();
-    opts.paletted =
-        wms.config.paletted && !(lower.contains("mode=24bit") || lower.contains("mode=32bit"));
-    if lower.contains("mode=32bit") {
-        opts.transparent = true;
-    }
+    // MapProxy 7 gives every PNG format 256 colours with `image.paletted` (its
+    // `image_formats` options come from `globals.image.formats` only, which has no
+    // defaults: `image/png; mode=32bit` is paletted too; image_options.py:98-101)
+    opts.paletted = wms.config.paletted;
 
     let resampling = wms.config.resampling;
     let (render, mut masks) = combine_layers(render, masks);
@@ -493,8 +499,28 @@ pub(crate) async fn handle(
     let cacheable = errors.is_empty();
     let place = limited.map(|(_, offset, _)| (full.1, offset));
     let encoded = tokio::task::spawn_blocking(move || -> Result<Bytes, String> {
-        // one opaque image of the full size and nothing to clip: it is the output
-        if let [(Rendered::Image(Known { image: img, opaque }), m, None)] = images.as_slice() {
+        // LayerMerger.merge's single-layer shortcut: one layer image whose options are not
+        // transparent (or a transparent map), of the map's size, nothing to clip, is the map
+        // as it is, in the mode MapProxy holds it in (an opaque cache's stitched tiles are
+        // RGB: no tRNS even for TRANSPARENT=true; transparent pixels keep their colours);
+        // image/merge.py:63-71, image/__init__.py:233-257
+        if let [(r, m, None)] = images.as_slice() {
+            if place.is_none() && m.is_empty() && notice.is_empty() {
+                if let Some((img, mode)) = single_layer(r, transparent, size)? {
+                    return crate::image::encode_mode(&img, mode, &opts).map_err(|e| e.to_string());
+                }
+            }
+        }
+        // one opaque image of the full size and nothing to clip: the merged map is that image
+        if let [(
+            Rendered::Image {
+                img: Known { image: img, opaque },
+                ..
+            },
+            m,
+            None,
+        )] = images.as_slice()
+        {
             if img.dimensions() == size
                 && place.is_none()
                 && m.is_empty()
@@ -525,7 +551,7 @@ pub(crate) async fn handle(
         for (img, masks, opacity) in images {
             let mut img = match img {
                 Rendered::Blank | Rendered::Clear => continue,
-                Rendered::Image(i) => i.image,
+                Rendered::Image { img, .. } => img.image,
                 Rendered::Encoded { data: b, .. }
                 | Rendered::Tile(TileData { data: b, .. }, _)
                 | Rendered::Stored { data: b, .. } => {
@@ -826,6 +852,48 @@ fn fade(out: &mut RgbaImage, img: &mut RgbaImage, opacity: f64, transparent: boo
     }
 }
 
+/// The single layer image `r` as LayerMerger.merge returns it (image/merge.py:63-71) and
+/// the Pillow mode it is held in, when its image options are not transparent or the map is
+/// (`map_transparent`) and it is of the map's `size`; `None` otherwise (it is merged).
+/// Encoded images are decoded (`as_buffer` re-encodes them: another format or mode).
+fn single_layer(
+    r: &Rendered,
+    map_transparent: bool,
+    size: (u32, u32),
+) -> Result<Option<(Cow<'_, RgbaImage>, ImageMode)>, String> {
+    let (data, layer_transparent) = match r {
+        Rendered::Blank | Rendered::Clear => return Ok(None),
+        Rendered::Image {
+            img,
+            mode,
+            transparent,
+        } => {
+            if (*transparent && !map_transparent) || img.image.dimensions() != size {
+                return Ok(None);
+            }
+            return Ok(Some((Cow::Borrowed(&img.image), *mode)));
+        }
+        Rendered::Encoded {
+            data, transparent, ..
+        }
+        | Rendered::Stored {
+            data, transparent, ..
+        } => (data, *transparent),
+        Rendered::Tile(t, transparent) => (&t.data, *transparent),
+    };
+    if layer_transparent && !map_transparent {
+        return Ok(None);
+    }
+    let img = crate::image::decode(data).map_err(|e| e.to_string())?;
+    if img.dimensions() != size {
+        return Ok(None);
+    }
+    Ok(Some((
+        Cow::Owned(img),
+        opened_mode(data, layer_transparent),
+    )))
+}
+
 /// `SRSConditional`: the grid in the query's SRS, else one of the same kind, else the first.
 fn pick_grid<'a>(c: &'a CacheLayer, srs: &Srs) -> Option<&'a CacheGridLayer> {
     c.grids
@@ -884,17 +952,26 @@ async fn render_cache(
         size: sub_size,
         srs: q.srs.clone(),
     };
-    let img = match cache_image(g, &sub, resampling, under).await? {
+    let (img, mode) = match cache_image(g, &sub, resampling, under).await? {
         Stitched::Missing => return Ok(Rendered::Blank),
         Stitched::Clear => return Ok(Rendered::Clear),
-        Stitched::Image(img) => img,
+        Stitched::Image(img, mode) => (img, mode),
     };
     if contained {
-        return Ok(Rendered::Image(img));
+        return Ok(Rendered::Image {
+            img,
+            mode,
+            transparent: g.manager.image_opts().transparent,
+        });
     }
+    // sub_image_result: pasted into a transparent RGBA image (image/__init__.py:275-289)
     let mut out = RgbaImage::new(q.size.0, q.size.1);
     crate::image::paste(&mut out, &img.image, offset.0, offset.1);
-    Ok(Rendered::Image(Known::unknown(out)))
+    Ok(Rendered::Image {
+        img: Known::unknown(out),
+        mode: ImageMode::Rgba,
+        transparent: true,
+    })
 }
 
 /// `CacheMapLayer.get_map` of a cache that is another cache's source (source/tile.py
@@ -909,7 +986,7 @@ pub async fn cache_map(
 ) -> Result<Option<RgbaImage>, String> {
     let q = Query { bbox, size, srs };
     match render_cache(c, &q, resampling, None, false).await {
-        Ok(Rendered::Image(img)) => Ok(Some(img.image)),
+        Ok(Rendered::Image { img, .. }) => Ok(Some(img.image)),
         Ok(_) => Ok(None),
         Err(LayerError::Source(e) | LayerError::Request(e)) => Err(e),
     }
@@ -1050,7 +1127,8 @@ enum Stitched {
     Missing,
     /// Tiles, all fully transparent.
     Clear,
-    Image(Known<RgbaImage>),
+    /// The image and the Pillow mode MapProxy holds it in.
+    Image(Known<RgbaImage>, ImageMode),
 }
 
 /// `CacheMapLayer._image`: the covering tiles, stitched and transformed. With `under`, the
@@ -1104,6 +1182,13 @@ async fn cache_image(
     let src_srs = g.srs.clone();
     let q = q.clone();
     let abbox = affected.bbox;
+    let cache_opts = g.manager.image_opts();
+    // TileMerger: one tile is that tile as opened, more are pasted into a `create_image` of
+    // the cache's options (image/tile.py:53-60)
+    let stitched_mode = match tiles.as_slice() {
+        [Some(t)] => opened_mode(t, cache_opts.transparent),
+        _ => created_mode(cache_opts.mode, cache_opts.transparent),
+    };
     tokio::task::spawn_blocking(move || -> Result<Stitched, String> {
         let w = u32::try_from(cols).map_err(|e| e.to_string())? * tw;
         let h = u32::try_from(rows).map_err(|e| e.to_string())? * th;
@@ -1124,7 +1209,12 @@ async fn cache_image(
             dst_srs: &q.srs,
             resampling,
         };
-        Ok(Stitched::Image(transform_known(stitched, &warp)))
+        let mode = if crate::image::transform::keeps_pixels((w, h), &warp) {
+            stitched_mode
+        } else {
+            resampled_mode(stitched_mode)
+        };
+        Ok(Stitched::Image(transform_known(stitched, &warp), mode))
     })
     .await
     .map_err(|e| e.to_string())?
@@ -1366,6 +1456,7 @@ async fn render_direct(
         .await
         .map_err(|e| e.message)?;
     let q = q.clone();
+    let transparent = d.transparent;
     tokio::task::spawn_blocking(move || -> Result<Rendered, String> {
         let src = crate::image::decode(&img.data).map_err(|e| e.to_string())?;
         let warp = Warp {
@@ -1376,7 +1467,18 @@ async fn render_direct(
             dst_srs: &q.srs,
             resampling,
         };
-        Ok(Rendered::Image(Known::unknown(transform(&src, &warp))))
+        // the source's image as opened, reprojected (source/wms.py:107-131)
+        let opened = opened_mode(&img.data, transparent);
+        let mode = if crate::image::transform::keeps_pixels(src.dimensions(), &warp) {
+            opened
+        } else {
+            resampled_mode(opened)
+        };
+        Ok(Rendered::Image {
+            img: Known::unknown(transform(&src, &warp)),
+            mode,
+            transparent,
+        })
     })
     .await
     .map_err(|e| e.to_string())?
