@@ -1279,7 +1279,7 @@ fn write_png(
     raw: &[u8],
     strategy: super::zlib::Strategy,
 ) -> Result<Vec<u8>, ImageError> {
-    let deflated = super::zlib::deflate(raw, 6, 9, strategy)
+    let deflated = super::zlib::deflate(raw, strategy)
         .map_err(|e| ImageError(format!("cannot encode PNG: {e}")))?;
     // Pillow's encoder hands the stream over in blocks of its buffer size, each an IDAT:
     // ImageFile's `max(MAXBLOCK, width * 4)`
