@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 
 pub use crate::grid::TileCoord;
-use crate::image::ImageFormat;
+use crate::image::{ImageFormat, ImageMode, RgbaImage};
 
 /// A tile's encoded bytes, as stored in the cache (or as the source sent them).
 #[derive(Debug, Clone)]
@@ -18,6 +18,19 @@ pub struct TileData {
     /// The cache file's modification time (`None`: not cached, e.g. a `disable_storage` cache);
     /// `Last-Modified` and the `ETag` are made from it.
     pub mtime: Option<SystemTime>,
+    /// The tile as drawn before it was encoded, when this request made it from a meta tile
+    /// (`None`: read from the cache, or the source's bytes passed through).
+    pub drawn: Option<std::sync::Arc<Drawn>>,
+}
+
+/// A tile just made, before encoding: MapProxy's created `Tile` keeps its `ImageSource`
+/// (the meta tile's crop, watermarked), so a WMS map drawn from it has the crop's pixels, not
+/// those of the encoded tile (quantized to a palette, or a JPEG's).
+#[derive(Debug)]
+pub struct Drawn {
+    pub image: RgbaImage,
+    /// The Pillow mode MapProxy holds it in.
+    pub mode: ImageMode,
 }
 
 /// Why a tile could not be given.

@@ -41,6 +41,7 @@ use crate::image::{decode, encode_mode, ImageFormat, ImageOpts, RgbaImage};
 use crate::lock::{lock_or_wait, MetaTileLocks, Waited};
 use crate::meta::{MetaGrid, MetaTile};
 use crate::source::{MapQuery, MapSource};
+use crate::tile::Drawn;
 use crate::tile::{TileData, TileError, TileProvider};
 
 mod rescale;
@@ -81,6 +82,8 @@ struct Made {
     mtime: Option<SystemTime>,
     /// Read from the cache after the lock was held (another request or process made it).
     found: bool,
+    /// The tile before encoding (see [`crate::tile::Drawn`]), when cropped from a meta tile.
+    drawn: Option<Arc<Drawn>>,
 }
 
 /// Tiles by coordinate, hashed with foldhash (std's SipHash was 2% of a tile miss's
@@ -342,6 +345,7 @@ impl TileManager {
                 data: made.data.clone(),
                 format: made.format.clone(),
                 mtime: None,
+                drawn: made.drawn.clone(),
             });
         }
         if made.stored && made.mtime.is_none() {
@@ -354,6 +358,7 @@ impl TileManager {
             data: made.data.clone(),
             format: made.format.clone(),
             mtime: made.mtime,
+            drawn: made.drawn.clone(),
         })
     }
 }
@@ -405,6 +410,7 @@ impl TileManager {
                         data: m.data,
                         format: m.format,
                         mtime: m.mtime,
+                        drawn: m.drawn,
                     },
                 )
             })
@@ -556,6 +562,7 @@ impl Inner {
                 .unwrap_or_else(|| self.image_opts.format.clone()),
             data: t.data,
             mtime: Some(t.mtime),
+            drawn: None,
         }))
     }
 
@@ -646,11 +653,11 @@ impl Inner {
                 .clone()
                 .or_else(|| crate::image::sniff_format(&image.data))
                 .is_some_and(|f| f == opts.format);
-        let tiles: Vec<(TileCoord, Bytes)> = if passthrough {
+        let tiles: Vec<(TileCoord, Bytes, Option<Arc<Drawn>>)> = if passthrough {
             meta_tile
                 .tiles
                 .iter()
-                .filter_map(|(c, _)| c.map(|c| (c, image.data.clone())))
+                .filter_map(|(c, _)| c.map(|c| (c, image.data.clone(), None)))
                 .collect()
         } else {
             let pattern = meta_tile.tiles.clone();
@@ -676,10 +683,12 @@ impl Inner {
                         && offset.0 + i64::from(tile_size.0) <= i64::from(img.width())
                         && offset.1 + i64::from(tile_size.1) <= i64::from(img.height());
                     let held = if inside { opened } else { created };
-                    out.push((
-                        coord,
-                        encode_mode(&tile, held, &opts).map_err(source_error)?,
-                    ));
+                    let data = encode_mode(&tile, held, &opts).map_err(source_error)?;
+                    let drawn = Drawn {
+                        image: tile,
+                        mode: held,
+                    };
+                    out.push((coord, data, Some(Arc::new(drawn))));
                 }
                 Ok(out)
             })
@@ -691,7 +700,8 @@ impl Inner {
         // page cache (a hand-off to the blocking pool cost more: bench/mapproxy_misses.sh).
         let mut mtimes = CoordMap::default();
         if stored {
-            let to_store = tiles.clone();
+            let to_store: Vec<(TileCoord, Bytes)> =
+                tiles.iter().map(|(c, d, _)| (*c, d.clone())).collect();
             let times = self
                 .cache_call(move |c| {
                     let mut times = Vec::new();
@@ -708,7 +718,7 @@ impl Inner {
         let format = self.image_opts.format.clone();
         Ok(tiles
             .into_iter()
-            .map(|(c, data)| {
+            .map(|(c, data, drawn)| {
                 let format = if passthrough {
                     crate::image::sniff_format(&data).unwrap_or_else(|| format.clone())
                 } else {
@@ -722,6 +732,7 @@ impl Inner {
                         stored,
                         mtime: mtimes.get(&c).copied(),
                         found: false,
+                        drawn,
                     },
                 )
             })
@@ -780,6 +791,7 @@ impl Inner {
                     format,
                     stored: true,
                     mtime: Some(t.mtime),
+                    drawn: None,
                     found: true,
                 },
             );

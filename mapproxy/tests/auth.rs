@@ -34,6 +34,7 @@ impl TileProvider for FakeProvider {
             data: Bytes::from(vec![7u8; 2000]),
             format: self.format.clone(),
             mtime: None,
+            drawn: None,
         };
         Box::pin(async move { Ok(data) })
     }

@@ -77,6 +77,7 @@ impl TileProvider for FakeProvider {
                 data: self.data.clone(),
                 format: self.format.clone(),
                 mtime: self.mtime,
+                drawn: None,
             }),
         };
         Box::pin(async move { res })

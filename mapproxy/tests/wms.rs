@@ -4581,16 +4581,20 @@ globals:
             ));
         }
     }
-    // not yet the same bytes: GetMaps whose tile the request made (MapProxy draws the meta
-    // tile's crop before it is encoded, not the stored tile: the opaque maps of the paletted
-    // transparent, mixed and JPEG caches, the first GetMap of each); without the turbojpeg
-    // feature, the JPEG cache's maps (its tiles decoded by zune-jpeg, a few levels off
-    // libjpeg's pixels)
-    let known = |p: &str| {
-        ((p.contains("LAYERS=png_t&") || p.contains("LAYERS=mixed&") || p.contains("LAYERS=jpeg&"))
-            && p.ends_with("TRANSPARENT=false"))
-            || (cfg!(not(feature = "turbojpeg")) && p.contains("LAYERS=jpeg&"))
-    };
+    // without the turbojpeg feature, the JPEG cache's maps differ: its tiles are decoded by
+    // zune-jpeg, a few levels off libjpeg's pixels
+    let known = |p: &str| cfg!(not(feature = "turbojpeg")) && p.contains("LAYERS=jpeg&");
+    // maps of 2×2 tiles (z 3), stitched, not resampled
+    let t3 = 20037508.342789244 / 4.0;
+    for layer in ["png", "png_t", "tc_t", "mixed", "jpeg"] {
+        for transparent in ["false", "true"] {
+            paths.push(format!(
+                "/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetMap&LAYERS={layer}&STYLES=&SRS=EPSG:3857&BBOX=0,0,{},{}&WIDTH=512&HEIGHT=512&FORMAT=image/png&TRANSPARENT={transparent}",
+                2.0 * t3,
+                2.0 * t3
+            ));
+        }
+    }
     let mut differ = Vec::new();
     // every request is sent to both, in order (a known one may make tiles later ones read)
     for p in &paths {

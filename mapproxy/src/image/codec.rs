@@ -268,6 +268,25 @@ pub fn stitch(
     tile_size: (u32, u32),
     under: Option<[u8; 3]>,
 ) -> Result<RgbaImage, ImageError> {
+    let tiles: Vec<Option<StitchTile>> = tiles.iter().map(|t| t.map(StitchTile::Encoded)).collect();
+    stitch_tiles(&tiles, cols, tile_size, under)
+}
+
+/// A tile for [`stitch_tiles`]: its encoded bytes, or its image as just made (MapProxy
+/// draws a tile its request made from the meta tile's crop, not from the stored tile).
+#[derive(Clone, Copy)]
+pub enum StitchTile<'a> {
+    Encoded(&'a [u8]),
+    Drawn(&'a RgbaImage),
+}
+
+/// [`stitch`] of tiles given encoded or drawn.
+pub fn stitch_tiles(
+    tiles: &[Option<StitchTile<'_>>],
+    cols: usize,
+    tile_size: (u32, u32),
+    under: Option<[u8; 3]>,
+) -> Result<RgbaImage, ImageError> {
     let under = under.map(|[r, g, b]| [r, g, b, 255]);
     // a pixel as drawn over `under`
     let drawn = |px: [u8; 4]| under.map_or(px, |bg| over(bg, px));
@@ -293,7 +312,7 @@ pub fn stitch(
         enum Src<'a> {
             Rows(png::Reader<std::io::Cursor<&'a [u8]>>),
             Indexed(png::Reader<std::io::Cursor<&'a [u8]>>, PaletteRows),
-            Image(RgbaImage),
+            Image(std::borrow::Cow<'a, RgbaImage>),
             Fill([u8; 4]),
             Blank,
         }
@@ -301,7 +320,8 @@ pub fn stitch(
         for t in tile_row {
             srcs.push(match t {
                 None => Src::Blank,
-                Some(data) => match png_transparent_header(data) {
+                Some(StitchTile::Drawn(img)) => Src::Image(std::borrow::Cow::Borrowed(*img)),
+                Some(StitchTile::Encoded(data)) => match png_transparent_header(data) {
                     // all [0, 0, 0, 0]: as a missing tile
                     Some((w, h, Some([0, 0, 0, 0]))) if (w, h) == tile_size => Src::Blank,
                     Some((w, h, Some(c))) if (w, h) == tile_size => Src::Fill(drawn(c)),
@@ -309,7 +329,7 @@ pub fn stitch(
                         Some((r, rows)) => Src::Indexed(r, rows),
                         None => match png_rgba_reader(data, tile_size) {
                             Some(r) => Src::Rows(r),
-                            None => Src::Image(decode(data)?),
+                            None => Src::Image(std::borrow::Cow::Owned(decode(data)?)),
                         },
                     },
                 },

@@ -61,6 +61,7 @@ impl Inner {
                     data,
                     format: opts.format.clone(),
                     mtime,
+                    drawn: None,
                 });
             }
         }

@@ -35,7 +35,7 @@ use crate::authorize::{Authorized, QueryExtent};
 use crate::grid::{bbox_intersects, get_resolution, Bbox, TileGrid};
 use crate::image::mode::{created_mode, opened_mode, resampled_mode};
 use crate::image::transform::{transform, transform_known, Known, Resampling, Warp};
-use crate::image::{ImageFormat, ImageMode, ImageOpts};
+use crate::image::{ImageFormat, ImageMode, ImageOpts, StitchTile};
 use crate::service::Ctx;
 use crate::source::{MapQuery, MapSource};
 use crate::srs::Srs;
@@ -179,11 +179,12 @@ enum Rendered {
     /// A WMS-C tile (`TILED=true`): the cached tile as stored, and whether the cache's image
     /// options are transparent.
     Tile(TileData, bool),
-    /// A map that is exactly one tile of a cache (see [`stored_tile`]): the tile as stored,
-    /// with the cache's format, whether its image options are transparent, and whether they
-    /// set no `mode`.
+    /// A map that is exactly one tile of a cache (see [`stored_tile`]): the tile as stored
+    /// (and as drawn, when this request made it), with the cache's format, whether its image
+    /// options are transparent, and whether they set no `mode`.
     Stored {
         data: Bytes,
+        drawn: Option<std::sync::Arc<crate::tile::Drawn>>,
         format: ImageFormat,
         transparent: bool,
         no_mode: bool,
@@ -438,6 +439,7 @@ pub(crate) async fn handle(
         Rendered::Stored {
             data,
             format: cache_format,
+            drawn: _,
             transparent: cache_transparent,
             no_mode,
         },
@@ -552,6 +554,7 @@ pub(crate) async fn handle(
             let mut img = match img {
                 Rendered::Blank | Rendered::Clear => continue,
                 Rendered::Image { img, .. } => img.image,
+                Rendered::Stored { drawn: Some(d), .. } => d.image.clone(),
                 Rendered::Encoded { data: b, .. }
                 | Rendered::Tile(TileData { data: b, .. }, _)
                 | Rendered::Stored { data: b, .. } => {
@@ -873,6 +876,16 @@ fn single_layer(
             }
             return Ok(Some((Cow::Borrowed(&img.image), *mode)));
         }
+        Rendered::Stored {
+            drawn: Some(d),
+            transparent,
+            ..
+        } => {
+            if (*transparent && !map_transparent) || d.image.dimensions() != size {
+                return Ok(None);
+            }
+            return Ok(Some((Cow::Borrowed(&d.image), d.mode)));
+        }
         Rendered::Encoded {
             data, transparent, ..
         }
@@ -1106,10 +1119,11 @@ async fn stored_tile(g: &CacheGridLayer, q: &Query) -> Result<Option<Rendered>, 
         return Ok(None);
     };
     match load_tiles(&g.manager, &[Some(coord)]).await.pop() {
-        Some(Ok(Some(data))) => {
+        Some(Ok(Some(t))) => {
             let opts = g.manager.image_opts();
             Ok(Some(Rendered::Stored {
-                data,
+                data: t.data,
+                drawn: t.drawn,
                 format: opts.format.clone(),
                 transparent: opts.transparent,
                 no_mode: opts.mode.is_none(),
@@ -1164,7 +1178,7 @@ async fn cache_image(
     }
     let coords: Vec<Option<TileCoord>> = affected.tiles.clone().collect();
     let tiles = load_tiles(&g.manager, &coords).await;
-    let tiles: Vec<Option<Bytes>> = tiles.into_iter().collect::<Result<_, String>>()?;
+    let tiles: Vec<Option<TileData>> = tiles.into_iter().collect::<Result<_, String>>()?;
     // no tiles, or only fully transparent ones (paletted PNGs whose header chunks say so, not
     // decoded: blank tiles are common, see `png_is_transparent`): nothing to draw, as a
     // stitched image that is transparent everywhere stays so when transformed
@@ -1172,10 +1186,10 @@ async fn cache_image(
     if tiles.iter().all(Option::is_none) {
         return Ok(Stitched::Missing);
     }
-    if tiles
-        .iter()
-        .all(|t| t.as_deref().is_none_or(crate::image::png_is_transparent))
-    {
+    if tiles.iter().all(|t| {
+        t.as_ref()
+            .is_none_or(|t| crate::image::png_is_transparent(&t.data))
+    }) {
         return Ok(Stitched::Clear);
     }
     let (tw, th) = grid.tile_size();
@@ -1186,16 +1200,29 @@ async fn cache_image(
     // TileMerger: one tile is that tile as opened, more are pasted into a `create_image` of
     // the cache's options (image/tile.py:53-60)
     let stitched_mode = match tiles.as_slice() {
-        [Some(t)] => opened_mode(t, cache_opts.transparent),
+        [Some(t)] => match &t.drawn {
+            Some(d) => d.mode,
+            None => opened_mode(&t.data, cache_opts.transparent),
+        },
         _ => created_mode(cache_opts.mode, cache_opts.transparent),
     };
     tokio::task::spawn_blocking(move || -> Result<Stitched, String> {
         let w = u32::try_from(cols).map_err(|e| e.to_string())? * tw;
         let h = u32::try_from(rows).map_err(|e| e.to_string())? * th;
-        let parts: Vec<Option<&[u8]>> = tiles.iter().map(|t| t.as_deref()).collect();
+        // a tile this request made is drawn as made, before it was encoded (MapProxy's
+        // created tiles keep their image: cache/tile_creator.py, image/tile.py TileSplitter)
+        let parts: Vec<Option<StitchTile>> = tiles
+            .iter()
+            .map(|t| {
+                t.as_ref().map(|t| match &t.drawn {
+                    Some(d) => StitchTile::Drawn(&d.image),
+                    None => StitchTile::Encoded(&t.data),
+                })
+            })
+            .collect();
         let ncols = usize::try_from(cols).map_err(|e| e.to_string())?;
-        let stitched =
-            crate::image::stitch(&parts, ncols, (tw, th), under).map_err(|e| e.to_string())?;
+        let stitched = crate::image::stitch_tiles(&parts, ncols, (tw, th), under)
+            .map_err(|e| e.to_string())?;
         debug_assert_eq!(stitched.dimensions(), (w, h));
         let stitched = Known {
             image: &stitched,
@@ -1229,10 +1256,10 @@ async fn cache_image(
 async fn load_tiles(
     manager: &TileManager,
     coords: &[Option<TileCoord>],
-) -> Vec<Result<Option<Bytes>, String>> {
+) -> Vec<Result<Option<TileData>, String>> {
     if manager.minimizes_meta_requests() {
         // the cached tiles first, then the missing ones (cache/tile_manager.py:162-178)
-        let mut out: Vec<Result<Option<Bytes>, String>> = Vec::with_capacity(coords.len());
+        let mut out: Vec<Result<Option<TileData>, String>> = Vec::with_capacity(coords.len());
         let mut missing = Vec::new();
         for (i, c) in coords.iter().enumerate() {
             let r = match *c {
@@ -1240,7 +1267,7 @@ async fn load_tiles(
                 None => Ok(None),
                 Some(c) if manager.outside_coverage(c) => Ok(None),
                 Some(c) => match manager.cached_tile(c).await {
-                    Ok(Some(t)) => Ok(Some(t.data)),
+                    Ok(Some(t)) => Ok(Some(t)),
                     Ok(None) => {
                         missing.push((i, c));
                         Ok(None)
@@ -1256,7 +1283,7 @@ async fn load_tiles(
             match manager.create_minimal(&wanted).await {
                 Ok(made) => {
                     for (i, c) in missing {
-                        out[i] = Ok(made.get(&c).map(|t| t.data.clone()));
+                        out[i] = Ok(made.get(&c).cloned());
                     }
                 }
                 // the source has nothing there (min_res/max_res, a source cache without it)
@@ -1277,7 +1304,7 @@ async fn load_tiles(
 async fn load_tiles_by_meta_tile(
     manager: &TileManager,
     coords: &[Option<TileCoord>],
-) -> Vec<Result<Option<Bytes>, String>> {
+) -> Vec<Result<Option<TileData>, String>> {
     // meta tile → the indexes of its tiles, in first-seen order
     let meta = manager.meta_grid();
     let mut groups: Vec<(TileCoord, Vec<(usize, TileCoord)>)> = Vec::new();
@@ -1291,11 +1318,11 @@ async fn load_tiles_by_meta_tile(
         });
         groups[gi].1.push((i, c));
     }
-    let mut out: Vec<Result<Option<Bytes>, String>> = coords.iter().map(|_| Ok(None)).collect();
+    let mut out: Vec<Result<Option<TileData>, String>> = coords.iter().map(|_| Ok(None)).collect();
     let mut done = stream::iter(groups.into_iter().map(|(_, tiles)| async move {
         join_all(tiles.into_iter().map(|(i, c)| async move {
             let r = match manager.load_tile(c).await {
-                Ok(t) => Ok(Some(t.data)),
+                Ok(t) => Ok(Some(t)),
                 Err(TileError::OutOfRange | TileError::Missing) => Ok(None),
                 Err(e) => Err(e.to_string()),
             };
