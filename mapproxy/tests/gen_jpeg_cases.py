@@ -13,7 +13,6 @@ directory argument the JPEGs are also written there (`name_WxH_qQ.jpg`), to comp
 """
 import hashlib
 import io
-import math
 import os
 import sys
 
@@ -23,37 +22,10 @@ from PIL import Image, features
 from mapproxy.image import img_to_buf
 from mapproxy.image.opts import ImageOptions
 
-
-def px(name, x, y):
-    if name == 'gradient':
-        return (x % 256, y % 256, (x ^ y) % 256, 255)
-    if name == 'gradient_alpha':
-        return (x % 256, y % 256, (x ^ y) % 256, (x // 2) % 256)
-    if name == 'few':
-        if y == 10:
-            return (200, 0, 0, 255)
-        if y == 20:
-            return (0, 0, 200, 0)
-        return (255, 255, 255, 255)
-    if name == 'noise':
-        v = (x * 7919 + y * 104729 + x * y * 31) % 65521
-        a = 255 if (x + y) % 7 != 0 else (v % 200)
-        return (v % 256, (v >> 3) % 256, (x * 3 + y) % 256, a)
-    if name == 'map':
-        d = math.sqrt((x - 300) ** 2 + (y - 200) ** 2)
-        if d < 150.0:
-            c = (170, 211, 223)
-        elif d < 152.0:
-            c = (int(170.0 + (d - 150.0) * 30.0), 200, 180)
-        else:
-            c = (242, 239, 233)
-        if abs(x - y) < 2:
-            c = (230, 50, 50)
-        return c + (255 if x > 5 else 128,)
-    raise ValueError(name)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gen_png_goldens import px  # noqa: E402  (codec.rs's golden_px, shared)
 
 
-# (image, width, height, jpeg_quality or None for MapProxy's default)
 CASES = [
     ('gradient', 256, 256, None),
     ('gradient', 256, 256, 75),

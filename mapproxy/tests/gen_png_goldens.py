@@ -13,6 +13,7 @@ not transparent, as MapProxy holds an opaque image; Pillow's row filters, zlib Z
 The goldens in codec.rs were printed with Pillow 13.0.0 on zlib 1.2.13.
 """
 import hashlib
+import math
 
 from PIL import Image
 from mapproxy.image import img_to_buf
@@ -35,7 +36,7 @@ def px(name, x, y):
         return (v % 256, (v >> 3) % 256, (x * 3 + y) % 256, 255 if (x + y) % 7 else (v % 200))
     if name == 'map':
         # a map-like image: a few flat areas with anti-aliased edges
-        d = ((x - 300) ** 2 + (y - 200) ** 2) ** 0.5
+        d = math.sqrt((x - 300) ** 2 + (y - 200) ** 2)
         if d < 150:
             base = (170, 211, 223)
         elif d < 152:
@@ -59,26 +60,31 @@ def show(name, w, h, transparent, data):
     print(f'("{name}", {w}, {h}, {str(transparent).lower()}, "{md5}", {len(data)}),')
 
 
-print('// paletted')
-for name, w, h, transparent in [
-        ('gradient', 256, 256, False), ('gradient_alpha', 256, 256, True),
-        ('few', 256, 256, True), ('few', 256, 256, False),
-        ('noise', 256, 256, False), ('noise', 256, 256, True),
-        ('noise', 700, 500, False), ('map', 600, 400, True), ('map', 600, 400, False),
-        ('gradient', 5, 3, True)]:
-    opts = ImageOptions(format='image/png', transparent=transparent, colors=256)
-    show(name, w, h, transparent, img_to_buf(image(name, w, h), opts).read())
+def main():
+    print('// paletted')
+    for name, w, h, transparent in [
+            ('gradient', 256, 256, False), ('gradient_alpha', 256, 256, True),
+            ('few', 256, 256, True), ('few', 256, 256, False),
+            ('noise', 256, 256, False), ('noise', 256, 256, True),
+            ('noise', 700, 500, False), ('map', 600, 400, True), ('map', 600, 400, False),
+            ('gradient', 5, 3, True)]:
+        opts = ImageOptions(format='image/png', transparent=transparent, colors=256)
+        show(name, w, h, transparent, img_to_buf(image(name, w, h), opts).read())
 
-print('// truecolour')
-for name, w, h, transparent in [
-        ('gradient', 256, 256, False), ('gradient_alpha', 256, 256, True),
-        ('few', 256, 256, True), ('few', 256, 256, False),
-        ('noise', 256, 256, False), ('noise', 256, 256, True),
-        ('noise', 700, 500, False), ('noise', 700, 500, True),
-        ('map', 600, 400, True), ('map', 600, 400, False),
-        ('gradient', 5, 3, True), ('gradient', 5, 3, False), ('gradient', 1, 1, False)]:
-    img = image(name, w, h)
-    if not transparent:
-        img = img.convert('RGB')
-    opts = ImageOptions(format='image/png', transparent=transparent, colors=0)
-    show(name, w, h, transparent, img_to_buf(img, opts).read())
+    print('// truecolour')
+    for name, w, h, transparent in [
+            ('gradient', 256, 256, False), ('gradient_alpha', 256, 256, True),
+            ('few', 256, 256, True), ('few', 256, 256, False),
+            ('noise', 256, 256, False), ('noise', 256, 256, True),
+            ('noise', 700, 500, False), ('noise', 700, 500, True),
+            ('map', 600, 400, True), ('map', 600, 400, False),
+            ('gradient', 5, 3, True), ('gradient', 5, 3, False), ('gradient', 1, 1, False)]:
+        img = image(name, w, h)
+        if not transparent:
+            img = img.convert('RGB')
+        opts = ImageOptions(format='image/png', transparent=transparent, colors=0)
+        show(name, w, h, transparent, img_to_buf(img, opts).read())
+
+
+if __name__ == '__main__':
+    main()
