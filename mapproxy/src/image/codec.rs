@@ -248,7 +248,16 @@ pub fn png_is_transparent(data: &[u8]) -> bool {
     png_transparent_header(data).is_some()
 }
 
-/// Tiles (row-major, `cols` per row, each `tile_size`, `None` where there is none) decoded
+/// A tile for [`stitch`]: its encoded bytes, or its image as just made (MapProxy
+/// draws a tile its request made from the meta tile's crop, not from the stored tile).
+#[derive(Clone, Copy)]
+pub enum StitchTile<'a> {
+    Encoded(&'a [u8]),
+    Drawn(&'a RgbaImage),
+}
+
+/// Tiles (row-major, `cols` per row, each `tile_size`, `None` where there is none; encoded,
+/// or drawn: see [`StitchTile`]) decoded
 /// into one stitched image, transparent where a tile is missing. PNG tiles are decoded row by
 /// row straight into the image as it is built, so neither the image nor a per-tile buffer is
 /// zeroed or copied first (zeroing and copying new buffers was a quarter of a stitched
@@ -263,25 +272,6 @@ pub fn png_is_transparent(data: &[u8]) -> bool {
 /// map). Resampling is linear, so resampling the blended image is resampling the layer and
 /// blending after, but for rounding.
 pub fn stitch(
-    tiles: &[Option<&[u8]>],
-    cols: usize,
-    tile_size: (u32, u32),
-    under: Option<[u8; 3]>,
-) -> Result<RgbaImage, ImageError> {
-    let tiles: Vec<Option<StitchTile>> = tiles.iter().map(|t| t.map(StitchTile::Encoded)).collect();
-    stitch_tiles(&tiles, cols, tile_size, under)
-}
-
-/// A tile for [`stitch_tiles`]: its encoded bytes, or its image as just made (MapProxy
-/// draws a tile its request made from the meta tile's crop, not from the stored tile).
-#[derive(Clone, Copy)]
-pub enum StitchTile<'a> {
-    Encoded(&'a [u8]),
-    Drawn(&'a RgbaImage),
-}
-
-/// [`stitch`] of tiles given encoded or drawn.
-pub fn stitch_tiles(
     tiles: &[Option<StitchTile<'_>>],
     cols: usize,
     tile_size: (u32, u32),
@@ -1346,6 +1336,11 @@ fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) -> Result<(), Image
 mod tests {
     use super::*;
 
+    /// Tiles given by their bytes, for [`stitch`].
+    fn encoded<'a>(parts: &[Option<&'a [u8]>]) -> Vec<Option<StitchTile<'a>>> {
+        parts.iter().map(|p| p.map(StitchTile::Encoded)).collect()
+    }
+
     /// MapProxy 7's GetMap of a white 100×80 map in EPSG:4326 (-180,-90,180,90) as
     /// image/tiff, up to its pixels: Pillow's layout and MapProxy's GeoTIFF tags.
     const MAPPROXY_TIFF_HEAD: &str = "49492a00080000000d000001040001000000640000000101040001000000500000000201030003000000aa0000000301030001000000010000000601030001000000020000001101040001000000180100001501030001000000030000001601040001000000500000001701040001000000c05d00001c01030001000000010000000e830c0003000000b000000082840c0006000000c8000000af87030010000000f800000000000000080008000800cdcccccccccc0c400000000000000240000000000000000000000000000000000000000000000000000000000000000000000000008066c000000000008056400000000000000000010001000000030000040000010002000104000001000100000c00000100e610";
@@ -1935,7 +1930,7 @@ mod tests {
             ),
         ];
         let parts: Vec<Option<&[u8]>> = tiles.iter().map(|t| t.as_deref()).collect();
-        let got = stitch(&parts, 3, (16, 8), None).expect("stitch");
+        let got = stitch(&encoded(&parts), 3, (16, 8), None).expect("stitch");
         let mut want = RgbaImage::new(48, 24);
         for (i, t) in tiles.iter().enumerate() {
             if let Some(t) = t {
@@ -1945,12 +1940,18 @@ mod tests {
         }
         assert_eq!(got, want);
         // drawn over a background: the stitched layer overlaid on it
-        let under = stitch(&parts, 3, (16, 8), Some([10, 120, 250])).expect("stitch");
+        let under = stitch(&encoded(&parts), 3, (16, 8), Some([10, 120, 250])).expect("stitch");
         let mut want_under = blank_image(48, 24, [10, 120, 250, 255]);
         overlay(&mut want_under, &want);
         assert_eq!(under, want_under);
         assert!(!has_transparency(&under));
-        assert!(stitch(&[Some(b"not an image".as_slice())], 1, (16, 8), None).is_err());
+        assert!(stitch(
+            &[Some(StitchTile::Encoded(b"not an image"))],
+            1,
+            (16, 8),
+            None
+        )
+        .is_err());
     }
 
     /// A paletted PNG written with the png crate: `palette` RGB entries, `trns` alphas, the
@@ -2017,7 +2018,7 @@ mod tests {
         // stitched: as decoding each tile and pasting it
         let tiles: Vec<&[u8]> = vec![&blank, &white, &mixed, &half, &opaque, &rgba_blank];
         let parts: Vec<Option<&[u8]>> = tiles.iter().map(|t| Some(*t)).collect();
-        let got = stitch(&parts, 3, (16, 8), None).expect("stitch");
+        let got = stitch(&encoded(&parts), 3, (16, 8), None).expect("stitch");
         let mut want = RgbaImage::new(48, 16);
         for (i, t) in tiles.iter().enumerate() {
             let d = decode(t).expect("decode");
@@ -2128,7 +2129,7 @@ mod tests {
             }
         }
         let parts: Vec<Option<&[u8]>> = tiles.iter().map(|t| Some(t.as_slice())).collect();
-        let got = stitch(&parts, 3, (w, h), None).expect("stitch");
+        let got = stitch(&encoded(&parts), 3, (w, h), None).expect("stitch");
         let mut want = RgbaImage::new(3 * w, 4 * h);
         for (i, t) in tiles.iter().enumerate() {
             let d = decode_png_rgba(t).expect("png crate decodes");
@@ -2136,7 +2137,7 @@ mod tests {
         }
         assert_eq!(got, want);
         // the palettes blended over a background give the pixels blended over it
-        let under = stitch(&parts, 3, (w, h), Some([200, 30, 90])).expect("stitch");
+        let under = stitch(&encoded(&parts), 3, (w, h), Some([200, 30, 90])).expect("stitch");
         let mut want_under = blank_image(3 * w, 4 * h, [200, 30, 90, 255]);
         overlay(&mut want_under, &want);
         assert_eq!(under, want_under);

@@ -12,8 +12,8 @@ mod zlib;
 
 pub use codec::{
     blank_image, decode, encode, encode_mode, encode_uniform, has_transparency, overlay, paste,
-    png_color_type, png_is_transparent, single_color, sniff_format, stitch, stitch_tiles,
-    sub_image, GeoRef, ImageError, ImageMode, ImageOpts, StitchTile,
+    png_color_type, png_is_transparent, single_color, sniff_format, stitch, sub_image, GeoRef,
+    ImageError, ImageMode, ImageOpts, StitchTile,
 };
 pub use format::ImageFormat;
 pub use image::RgbaImage;

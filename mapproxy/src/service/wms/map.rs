@@ -1221,8 +1221,8 @@ async fn cache_image(
             })
             .collect();
         let ncols = usize::try_from(cols).map_err(|e| e.to_string())?;
-        let stitched = crate::image::stitch_tiles(&parts, ncols, (tw, th), under)
-            .map_err(|e| e.to_string())?;
+        let stitched =
+            crate::image::stitch(&parts, ncols, (tw, th), under).map_err(|e| e.to_string())?;
         debug_assert_eq!(stitched.dimensions(), (w, h));
         let stitched = Known {
             image: &stitched,
