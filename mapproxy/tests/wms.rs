@@ -4639,3 +4639,145 @@ globals:
         a.len()
     );
 }
+
+/// MapProxy's system test `test_cache_coverage.py` (fixture `cache_coverage.yaml`, its two
+/// GeoJSON files in tests/fixtures/coverage/): caches whose coverage is a bbox, an
+/// `intersection` of two bboxes and an `intersection` of two GeoJSON data sources. The extents
+/// the capabilities print are MapProxy's: the bbox as written, the combined ones as floats
+/// (shapely's bounds), in TMS, WMTS and WMS.
+#[tokio::test]
+async fn combined_coverages_as_mapproxys_system_test() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/coverage");
+    let yaml = r#"
+services:
+  demo:
+  tms:
+  kml:
+  wmts:
+  wms:
+    md:
+      title: MapProxy test fixture
+layers:
+  - name: bbox_coverage_cache
+    title: bbox_coverage_cache
+    sources: [bbox_coverage_cache]
+  - name: intersection_coverage_cache
+    title: intersection_coverage_cache
+    sources: [intersection_coverage_cache]
+  - name: datasource_coverage_cache
+    title: datasource_coverage_cache
+    sources: [datasource_coverage_cache]
+parts:
+  coverages:
+    bbox_coverage: &bbox_coverage
+      bbox: [-50, -50, 50, 50]
+      srs: EPSG:4326
+    intersection_coverage: &intersection_coverage
+      intersection:
+        - bbox: [-50, -57, 53, 59]
+          srs: 'EPSG:4326'
+        - bbox: [-48, -56, 51, 58]
+          srs: 'EPSG:4326'
+    datasource_coverage: &datasource_coverage
+      intersection:
+        - datasource: 'FIXTURES/boundary.geojson'
+          srs: 'EPSG:4326'
+        - datasource: 'FIXTURES/bbox.geojson'
+          srs: 'EPSG:4326'
+caches:
+  bbox_coverage_cache:
+    grids: [crs84quad]
+    sources: [wms_source]
+    cache: {type: geopackage, filename: test.gpkg, table_name: test, coverage: *bbox_coverage}
+  intersection_coverage_cache:
+    grids: [crs84quad]
+    sources: [wms_source]
+    cache: {type: geopackage, filename: test.gpkg, table_name: test, coverage: *intersection_coverage}
+  datasource_coverage_cache:
+    grids: [crs84quad]
+    sources: [wms_source]
+    cache: {type: geopackage, filename: test.gpkg, table_name: test, coverage: *datasource_coverage}
+sources:
+  wms_source:
+    type: wms
+    req: {url: 'http://UPSTREAM/service', layers: 'foo,bar'}
+grids:
+  crs84quad:
+    name: InspireCrs84Quad
+    srs: 'EPSG:4326'
+    bbox: [-180, -90, 180, 90]
+    origin: 'ul'
+    min_res: 0.703125
+"#
+    .replace("FIXTURES", &fixtures.to_string_lossy());
+    let s = serve(&yaml).await;
+    let attrs = |doc: &str, elem: &str, names: [&str; 4]| -> Vec<[String; 4]> {
+        let opts = roxmltree::ParsingOptions {
+            allow_dtd: true,
+            ..Default::default()
+        };
+        let doc = roxmltree::Document::parse_with_options(doc, opts).expect("xml");
+        doc.descendants()
+            .filter(|n| n.tag_name().name() == elem)
+            .map(|n| names.map(|a| n.attribute(a).unwrap_or("").to_string()))
+            .collect()
+    };
+    let want = [
+        ["-50", "-50", "50", "50"],
+        ["-48.0", "-56.0", "51.0", "58.0"],
+        [
+            "-85.56451604106776",
+            "25.08",
+            "-78.11791218081675",
+            "36.17088587412222",
+        ],
+    ];
+    let names = ["bbox", "intersection", "datasource"];
+    for (name, want) in names.iter().zip(&want) {
+        let a = get(&s, &format!("/tms/1.0.0/{name}_coverage_cache/EPSG4326")).await;
+        assert_eq!(a.status, 200, "{name}: {}", a.text());
+        assert_eq!(
+            attrs(&a.text(), "BoundingBox", ["minx", "miny", "maxx", "maxy"]),
+            [*want],
+            "{name}: TMS TileMap"
+        );
+    }
+    let caps = get(
+        &s,
+        "/service?SERVICE=WMS&REQUEST=GetCapabilities&VERSION=1.1.1",
+    )
+    .await;
+    let ll = attrs(
+        &caps.text(),
+        "LatLonBoundingBox",
+        ["minx", "miny", "maxx", "maxy"],
+    );
+    // the root layer's first, then the three layers'
+    assert_eq!(ll[1..], want, "WMS 1.1.1 LatLonBoundingBox");
+    let wmts = get(
+        &s,
+        "/service?SERVICE=WMTS&REQUEST=GetCapabilities&VERSION=1.0.0",
+    )
+    .await;
+    let wmts = wmts.text();
+    let doc = roxmltree::Document::parse(&wmts).expect("xml");
+    let corners: Vec<(String, String)> = doc
+        .descendants()
+        .filter(|n| n.tag_name().name() == "WGS84BoundingBox")
+        .map(|n| {
+            let text = |name: &str| {
+                n.children()
+                    .find(|c| c.tag_name().name() == name)
+                    .and_then(|c| c.text())
+                    .unwrap_or("")
+                    .to_string()
+            };
+            (text("LowerCorner"), text("UpperCorner"))
+        })
+        .collect();
+    let want_corners: Vec<(String, String)> = want
+        .iter()
+        .map(|w| (format!("{} {}", w[0], w[1]), format!("{} {}", w[2], w[3])))
+        .collect();
+    assert_eq!(corners, want_corners, "WMTS WGS84BoundingBox");
+}

@@ -10,8 +10,9 @@
 //! - Coverages: `bbox` (list or `"x0,y0,x1,y1"`) with `srs` / `bbox_srs`; `datasource` (a bbox,
 //!   or a GeoJSON or WKT file) with `srs`; `polygons` (WKT file) with `polygons_srs`. Relative
 //!   file names are joined to the directory of mapproxy.yaml, as MapProxy's `abspath` does
-//!   while seeding. OGR data sources, `union`/`intersection`/`difference` and `expire_tiles`
-//!   are errors ("not supported yet"), never silently ignored.
+//!   while seeding. `union`/`intersection`/`difference` of coverages as for sources
+//!   ([`crate::coverage::combine`]). OGR data sources and `expire_tiles` are errors ("not
+//!   supported yet"), never silently ignored.
 //! - `${VAR}` in values is replaced from the environment, as for mapproxy.yaml.
 
 use std::path::{Path, PathBuf};
@@ -290,14 +291,31 @@ fn read_levels(ctx: &mut Ctx, n: &Node, path: &str, res: bool) -> Option<Levels>
 fn read_coverage(ctx: &mut Ctx, n: &Node, path: &str) -> Option<Option<Coverage>> {
     let m = n.as_map()?;
     let get = |k: &str| m.get(k).filter(|v| v.value != Value::Null);
-    for key in [
-        "union",
-        "intersection",
-        "difference",
-        "ogr_datasource",
-        "expire_tiles",
-        "where",
-    ] {
+    for (key, op) in crate::coverage::Combine::KEYS {
+        let Some(list) = get(key) else { continue };
+        let kp = format!("{path}.{key}");
+        let Value::Seq(items) = &list.value else {
+            ctx.error(&list.loc, &kp, "expected a list of coverages");
+            return None;
+        };
+        let mut parts = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            match read_coverage(ctx, item, &format!("{kp}[{i}]"))? {
+                Some(c) => parts.push(c),
+                // a part without polygons: MapProxy's EmptyGeometryError for the whole
+                None => return Some(None),
+            }
+        }
+        // an empty result has no geometries: its tasks are skipped (EmptyCoverageError)
+        return match Coverage::combine(op, parts) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                ctx.error(&list.loc, &kp, e);
+                None
+            }
+        };
+    }
+    for key in ["ogr_datasource", "expire_tiles", "where"] {
         if let Some(v) = get(key) {
             ctx.error(
                 &v.loc,
@@ -479,8 +497,43 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("coverages.g.union: not supported yet"),
+            text.contains("seed.yaml:10: coverages.g.union: expected at least one coverage"),
             "{text}"
+        );
+    }
+
+    /// `union`, `intersection` and `difference` coverages (MapProxy's union_coverage ...): one
+    /// area of polygons in the first part's SRS; an empty result has no geometries and its
+    /// tasks are skipped (EmptyCoverageError); unknown keys inside are warnings.
+    #[test]
+    fn combined_coverages() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = load_text(
+            "coverages:\n  u:\n    union:\n      - {bbox: [0, 0, 10, 10], srs: 'EPSG:4326'}\n      - {bbox: [10, 0, 20, 10], srs: 'EPSG:4326', unknown: true}\n\
+             \x20 i:\n    intersection:\n      - {bbox: [0, 0, 10, 10], srs: 'EPSG:4326'}\n      - {bbox: [5, 5, 15, 15], srs: 'EPSG:4326'}\n\
+             \x20 d:\n    difference:\n      - {bbox: [0, 0, 10, 10], srs: 'EPSG:4326'}\n      - {bbox: [-5, -5, 15, 15], srs: 'EPSG:4326'}\n",
+            dir.path(),
+        )
+        .unwrap();
+        let ll = Srs::get("EPSG:4326").unwrap();
+        let bbox = |k: &str| {
+            let (_, cov) = &c.coverages[k];
+            cov.as_ref().map(|c| c.transform_to(&ll).unwrap().bbox())
+        };
+        assert_eq!(bbox("u"), Some([0.0, 0.0, 20.0, 10.0]));
+        assert_eq!(bbox("i"), Some([5.0, 5.0, 10.0, 10.0]));
+        assert_eq!(bbox("d"), None, "empty: the tasks are skipped");
+        let u = c.coverages["u"].1.as_ref().unwrap();
+        // polygons now: touching counts, as shapely's intersects
+        assert!(u.intersects([20.0, 0.0, 30.0, 10.0]));
+        assert!(!u.intersects([20.5, 0.0, 30.0, 10.0]));
+        assert_eq!(c.warnings.len(), 1);
+        assert!(
+            c.warnings[0]
+                .to_string()
+                .contains("unknown 'unknown' in coverages.u.union[1]"),
+            "{}",
+            c.warnings[0]
         );
     }
 

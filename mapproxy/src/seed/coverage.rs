@@ -12,20 +12,14 @@ use std::sync::Arc;
 
 use geo::{BoundingRect, Intersects, MultiPolygon, Polygon, Rect, Relate};
 
+use crate::coverage::{combine, Area, Combine};
 use crate::grid::Bbox;
 use crate::srs::Srs;
 
 /// One coverage, or several (a task's `coverages:` list is their union).
 #[derive(Debug, Clone)]
 pub struct Coverage {
-    parts: Vec<Part>,
-}
-
-#[derive(Debug, Clone)]
-struct Part {
-    srs: Arc<Srs>,
-    bbox: Bbox,
-    geom: Option<MultiPolygon<f64>>,
+    parts: Vec<Area>,
 }
 
 /// What a coverage is made from, as read from seed.yaml (files already read).
@@ -44,18 +38,18 @@ impl Coverage {
     /// `EmptyGeometryError`: the task is skipped).
     pub fn new(shape: Shape, srs: Arc<Srs>) -> Option<Coverage> {
         let part = match shape {
-            Shape::Bbox(bbox) => Part {
+            Shape::Bbox(bbox) => Area {
                 srs,
                 bbox,
-                geom: None,
+                polygons: None,
             },
             Shape::Polygons(polys) => {
                 let mp = MultiPolygon::new(polys);
                 let r = mp.bounding_rect()?;
-                Part {
+                Area {
                     srs,
                     bbox: [r.min().x, r.min().y, r.max().x, r.max().y],
-                    geom: Some(mp),
+                    polygons: Some(mp),
                 }
             }
         };
@@ -71,56 +65,19 @@ impl Coverage {
 
     /// The same coverage in `dst`.
     pub fn transform_to(&self, dst: &Arc<Srs>) -> Result<Coverage, String> {
-        let mut parts = Vec::new();
-        for p in &self.parts {
-            if *p.srs == **dst {
-                parts.push(p.clone());
-                continue;
-            }
-            let bbox = p
-                .srs
-                .transform_bbox_to(dst, p.bbox)
-                .map_err(|e| e.to_string())?;
-            let geom = match &p.geom {
-                None => None,
-                Some(mp) => {
-                    let t = geo::MapCoords::map_coords(mp, |c| {
-                        let (x, y) = p.srs.transform_to(dst, (c.x, c.y));
-                        geo::coord! { x: x, y: y }
-                    });
-                    let bad = geo::CoordsIter::coords_iter(&t)
-                        .any(|c| !c.x.is_finite() || !c.y.is_finite());
-                    if bad {
-                        return Err(format!(
-                            "cannot transform the coverage from {} to {}",
-                            p.srs.code(),
-                            dst.code()
-                        ));
-                    }
-                    Some(t)
-                }
-            };
-            let bbox = match &geom {
-                Some(g) => g
-                    .bounding_rect()
-                    .map(|r| [r.min().x, r.min().y, r.max().x, r.max().y])
-                    .unwrap_or(bbox),
-                None => bbox,
-            };
-            if bbox.iter().any(|v| !v.is_finite()) {
-                return Err(format!(
-                    "cannot transform the coverage from {} to {}",
-                    p.srs.code(),
-                    dst.code()
-                ));
-            }
-            parts.push(Part {
-                srs: dst.clone(),
-                bbox,
-                geom,
-            });
-        }
+        let parts = self
+            .parts
+            .iter()
+            .map(|p| p.transform_to(dst))
+            .collect::<Result<_, _>>()?;
         Ok(Coverage { parts })
+    }
+
+    /// `parts` combined by `op` (a `union`, `intersection` or `difference` coverage): one
+    /// part of polygons, in the SRS of the first; `None` when that has no polygons.
+    pub fn combine(op: Combine, parts: Vec<Coverage>) -> Result<Option<Coverage>, String> {
+        let areas = parts.into_iter().flat_map(|c| c.parts).collect();
+        Ok(combine(op, areas)?.map(|a| Coverage { parts: vec![a] }))
     }
 
     /// The bbox of all parts, in their (common, after [`Coverage::transform_to`]) SRS.
@@ -154,7 +111,7 @@ impl Coverage {
                 && p.bbox[2] > bbox[0]
                 && p.bbox[1] < bbox[3]
                 && p.bbox[3] > bbox[1];
-            match &p.geom {
+            match &p.polygons {
                 None => overlaps,
                 Some(g) => {
                     // touching counts for polygons (shapely), so the bbox test is inclusive
@@ -170,7 +127,7 @@ impl Coverage {
 
     /// Does the coverage hold all of `bbox`?
     pub fn contains(&self, bbox: Bbox) -> bool {
-        self.parts.iter().any(|p| match &p.geom {
+        self.parts.iter().any(|p| match &p.polygons {
             None => {
                 p.bbox[0] <= bbox[0]
                     && p.bbox[1] <= bbox[1]
