@@ -1665,25 +1665,38 @@ fn wms_source(
     src: &config::SourceConf,
     w: &config::WmsSourceConf,
 ) -> Result<WmsSource, ConfigError> {
+    // `req` as MapProxy's create_request keeps it: the YAML's order, values as Python's
+    // str() writes them (`transparent: true` is `True`); `layers` a tag may have replaced,
+    // added last when `req` has none (config/configuration/source.py:49-57)
     let mut req: Vec<(String, String)> = Vec::new();
-    if let Some(l) = &w.layers {
-        req.push(("layers".into(), l.clone()));
-    }
     for (k, v) in &w.params {
-        let v = match &v.value {
-            Value::Str(s) => s.clone(),
-            Value::Int(i) => i.to_string(),
-            Value::Float(f) => crate::source::py_float_repr(*f),
-            Value::Bool(true) => "True".into(),
-            Value::Bool(false) => "False".into(),
-            _ => continue,
+        let v = match (k.as_str(), &w.layers) {
+            ("layers", Some(l)) => l.clone(),
+            _ => match &v.value {
+                Value::Str(s) => s.clone(),
+                Value::Int(i) => i.to_string(),
+                Value::Float(f) => crate::source::py_float_repr(*f),
+                Value::Bool(true) => "True".into(),
+                Value::Bool(false) => "False".into(),
+                _ => continue,
+            },
         };
         req.push((k.clone(), v));
     }
-    if w.transparent && !req.iter().any(|(k, _)| k == "transparent") {
-        req.push(("transparent".into(), "True".into()));
+    if let Some(l) = &w.layers {
+        if !req.iter().any(|(k, _)| k == "layers") {
+            req.push(("layers".into(), l.clone()));
+        }
     }
     let mut c = crate::source::WmsSourceConf::new(w.url.clone(), req);
+    if let Some(a) = &w.arcgis {
+        c.url = crate::source::arcgis::rest_endpoint(&w.url);
+        c.arcgis = Some(crate::source::ArcGisConf {
+            identify_url: crate::source::arcgis::rest_identify_endpoint(&w.url),
+            tolerance: a.tolerance.clone(),
+            return_geometries: a.return_geometries,
+        });
+    }
     if let Some(v) = w.wms_opts.get("version") {
         let text = match &v.value {
             Value::Str(s) => s.clone(),

@@ -97,7 +97,11 @@ fn tagged_source(
         // `if not layers: return source` (source.py:36)
         return Ok(Some(sc.clone()));
     }
-    let SourceKind::Wms(w) = &sc.kind else {
+    let wms = match &sc.kind {
+        SourceKind::Wms(w) if w.arcgis.is_none() => Some(w),
+        _ => None,
+    };
+    let Some(w) = wms else {
         if let SourceKind::Other { type_name, .. } = &sc.kind {
             if type_name == "mapserver" || type_name == "mapnik" {
                 // refused where the app reports the source type itself

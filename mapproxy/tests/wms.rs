@@ -78,7 +78,15 @@ async fn upstream() -> (SocketAddr, Arc<UpstreamLog>) {
                     async move {
                         let q = req.uri().query().unwrap_or("").to_string();
                         let path = req.uri().path().to_string();
-                        log.queries.lock().expect("log").push(q.clone());
+                        // an ArcGIS REST export or identify: logged with its path
+                        let arcgis = ["/export", "/exportImage", "/identify"]
+                            .iter()
+                            .any(|e| path.ends_with(e));
+                        log.queries.lock().expect("log").push(if arcgis {
+                            format!("{path}?{q}")
+                        } else {
+                            q.clone()
+                        });
                         let now = log.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
                         log.max_in_flight.fetch_max(now, Ordering::SeqCst);
                         if q.contains("slow=1") {
@@ -95,11 +103,26 @@ async fn upstream() -> (SocketAddr, Arc<UpstreamLog>) {
                             .split(',')
                             .filter_map(|v| v.parse().ok())
                             .collect();
-                        let w: u32 = get("width").and_then(|v| v.parse().ok()).unwrap_or(0);
-                        let h: u32 = get("height").and_then(|v| v.parse().ok()).unwrap_or(0);
-                        let srs = get("srs").unwrap_or_default();
+                        let mut w: u32 = get("width").and_then(|v| v.parse().ok()).unwrap_or(0);
+                        let mut h: u32 = get("height").and_then(|v| v.parse().ok()).unwrap_or(0);
+                        let mut srs = get("srs").unwrap_or_default();
+                        if arcgis {
+                            // size=w,h and imageSR=code
+                            let size = get("size").unwrap_or_default();
+                            if let Some((a, b)) = size.split_once(',') {
+                                (w, h) = (a.parse().unwrap_or(0), b.parse().unwrap_or(0));
+                            }
+                            srs = format!("EPSG:{}", get("imageSR").unwrap_or_default());
+                        }
                         let request = get("request").unwrap_or_default();
-                        let res = if request == "GetFeatureInfo" {
+                        let res = if path.ends_with("/identify") {
+                            Response::builder()
+                                .header("content-type", "text/plain")
+                                .body(Full::new(Bytes::from(format!(
+                                    "{{\"results\": [], \"geometry\": \"{}\"}}",
+                                    get("geometry").unwrap_or_default()
+                                ))))
+                        } else if request == "GetFeatureInfo" {
                             Ok(feature_info(&get))
                         } else if request == "GetLegendGraphic" || path == "/legend.png" {
                             // legends: a solid image per upstream layer
@@ -4780,4 +4803,99 @@ grids:
         .map(|w| (format!("{} {}", w[0], w[1]), format!("{} {}", w[2], w[3])))
         .collect();
     assert_eq!(corners, want_corners, "WMTS WGS84BoundingBox");
+}
+
+/// `type: arcgis` sources against MapProxy 7 (MAPPROXY_PYTHON, mandatory in CI), over one
+/// loopback upstream that answers ArcGIS REST `export` with images and `identify` with JSON:
+/// the same upstream requests (endpoint, parameters in order) and the same answers, for a
+/// cache's meta tile, a direct WMS layer (reprojected to EPSG:4326 from a `supported_srs`
+/// of 3857), and feature info as JSON and HTML.
+#[tokio::test]
+async fn arcgis_sources_as_mapproxy7() {
+    let Some(python) = mapproxy_python("arcgis_sources_as_mapproxy7") else {
+        return;
+    };
+    let yaml = r#"
+services:
+  tms:
+  wms:
+    srs: ['EPSG:3857', 'EPSG:4326']
+    featureinfo_types: [json, html]
+layers:
+  - {name: arc, title: arc, sources: [arc_c]}
+  - {name: arc_direct, title: arc_direct, sources: [arc_img]}
+  - {name: arc_fi, title: arc_fi, sources: [arc_map]}
+caches:
+  arc_c:
+    grids: [GLOBAL_WEBMERCATOR]
+    sources: [arc_map]
+    meta_size: [2, 2]
+    meta_buffer: 20
+sources:
+  arc_map:
+    type: arcgis
+    req:
+      layers: 'show:0,1'
+      url: http://UPSTREAM/arcgis/rest/services/World/MapServer
+      transparent: true
+    opts:
+      featureinfo: true
+      featureinfo_tolerance: 10
+  arc_img:
+    type: arcgis
+    req:
+      url: http://UPSTREAM/arcgis/rest/services/Img/ImageServer/export/
+      dpi: 96
+    supported_srs: ['EPSG:3857']
+"#;
+    let ours = serve(yaml).await;
+    let theirs_dir = tempfile::tempdir().expect("tempdir");
+    let theirs_yaml = theirs_dir.path().join("mapproxy.yaml");
+    std::fs::write(
+        &theirs_yaml,
+        yaml.replace("UPSTREAM", &ours.upstream_addr.to_string()),
+    )
+    .expect("write");
+    let theirs = mapproxy7(&python, &theirs_yaml).await;
+    let theirs_served = Served {
+        addr: theirs.addr,
+        upstream_addr: ours.upstream_addr,
+        upstream: ours.upstream.clone(),
+        _dir: tempfile::tempdir().expect("tempdir"),
+    };
+    let q = 20037508.342789244 / 2.0;
+    let paths = [
+        "/tms/1.0.0/arc/EPSG3857/2/1/2.png".to_string(),
+        format!("/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetMap&LAYERS=arc&STYLES=&SRS=EPSG:3857&BBOX=0,{q},{q},{}&WIDTH=256&HEIGHT=256&FORMAT=image/png&TRANSPARENT=true", 2.0 * q),
+        "/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetMap&LAYERS=arc_direct&STYLES=&SRS=EPSG:4326&BBOX=5,45,15,55&WIDTH=200&HEIGHT=200&FORMAT=image/png".to_string(),
+        "/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetMap&LAYERS=arc_fi&STYLES=&SRS=EPSG:3857&BBOX=0,0,1000000,1000000&WIDTH=100&HEIGHT=100&FORMAT=image/jpeg".to_string(),
+        "/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetFeatureInfo&LAYERS=arc_fi&QUERY_LAYERS=arc_fi&STYLES=&SRS=EPSG:3857&BBOX=0,0,1000000,1000000&WIDTH=100&HEIGHT=100&FORMAT=image/png&X=10&Y=20&INFO_FORMAT=application/json".to_string(),
+        "/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetFeatureInfo&LAYERS=arc_fi&QUERY_LAYERS=arc_fi&STYLES=&SRS=EPSG:3857&BBOX=0,0,1000000,1000000&WIDTH=100&HEIGHT=100&FORMAT=image/png&X=10.5&Y=20&INFO_FORMAT=text/html".to_string(),
+    ];
+    let taken = || std::mem::take(&mut *ours.upstream.queries.lock().expect("log"));
+    for p in &paths {
+        let a = get(&theirs_served, p).await;
+        let asked_a = taken();
+        let b = get(&ours, p).await;
+        let asked_b = taken();
+        assert_eq!(a.status, 200, "MapProxy 7 {p}: {}", a.text());
+        assert!(!asked_a.is_empty(), "MapProxy 7 asked the upstream for {p}");
+        assert!(
+            asked_a.iter().all(|u| u.contains("/arcgis/rest/services/")),
+            "{asked_a:?}"
+        );
+        assert_eq!(asked_b, asked_a, "upstream requests for {p}");
+        assert_eq!(
+            (b.status, &b.content_type),
+            (a.status, &a.content_type),
+            "{p}"
+        );
+        // the reprojected map: the same request upstream, the pixels are our transform's
+        // (see image/transform.rs for how close they are to Pillow's)
+        if p.contains("arc_direct") {
+            assert_eq!(b.image().dimensions(), a.image().dimensions(), "{p}");
+        } else {
+            assert!(b.body == a.body, "{p}: the answers differ");
+        }
+    }
 }

@@ -427,10 +427,16 @@ pub struct WmsSourceConf {
     pub url: String,
     /// `req.layers`, if given.
     pub layers: Option<String>,
-    /// `req.transparent`; default false.
+    /// Whether the source's images are transparent: `req.transparent` of a WMS source
+    /// (unless `image.transparent` says otherwise); an ArcGIS source's `image.transparent`
+    /// or `transparent` (MapProxy's base `image_opts`: its `req.transparent` is only sent).
     pub transparent: bool,
-    /// The other `req:` parameters, sent as they are.
+    /// The `req:` parameters but `url`, in their order, sent as they are (`layers` is
+    /// [`layers`](Self::layers)' value).
     pub params: IndexMap<String, Node>,
+    /// `type: arcgis` (MapProxy's `ArcGISSource`: a WMS source asking an ArcGIS REST
+    /// `export`, its feature info an `identify`): its `opts`.
+    pub arcgis: Option<ArcGisOpts>,
     /// SRS the upstream WMS serves; requests are transformed into these.
     pub supported_srs: Option<Vec<String>>,
     /// Formats the upstream WMS serves.
@@ -449,16 +455,25 @@ pub struct WmsSourceConf {
     pub common: SourceCommon,
 }
 
+/// An ArcGIS source's `opts` (its `featureinfo` is in [`WmsSourceConf::wms_opts`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArcGisOpts {
+    /// `opts.featureinfo_tolerance` as Python's `str()` writes it (default `5`).
+    pub tolerance: String,
+    /// `opts.featureinfo_return_geometries` (default false).
+    pub return_geometries: bool,
+}
+
 /// One entry of `sources:`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceKind {
     /// `type: tile`.
     Tile(TileSourceConf),
-    /// `type: wms`.
+    /// `type: wms`, and `type: arcgis` ([`WmsSourceConf::arcgis`]).
     Wms(WmsSourceConf),
     /// `type: debug`.
     Debug,
-    /// Another type (mapnik, arcgis, mapserver, ogcapitiles, ...): not supported yet, kept
+    /// Another type (mapnik, mapserver, ogcapitiles, ...): not supported yet, kept
     /// with its type name and keys for the app to report.
     Other { type_name: String, conf: Node },
 }
@@ -1731,7 +1746,8 @@ fn source(ctx: &mut Ctx, n: &Node, path: &str) -> Option<SourceConf> {
                 common: common(ctx, &mut k),
             })
         }
-        "wms" => {
+        "wms" | "arcgis" => {
+            let arcgis = type_name == "arcgis";
             let rp = k.at("req");
             let Some(req) = k.get("req") else {
                 ctx.error(&n.loc, path, format!("missing 'req', not in {path}"));
@@ -1743,7 +1759,10 @@ fn source(ctx: &mut Ctx, n: &Node, path: &str) -> Option<SourceConf> {
             for (key, v) in rk.entries() {
                 let kp = format!("{rp}.{key}");
                 match key.as_str() {
-                    "url" => url = ctx.string(v, &kp),
+                    "url" => {
+                        url = ctx.string(v, &kp);
+                        continue;
+                    }
                     "layers" => layers = scalar_text(ctx, v, &kp),
                     "transparent" => {
                         transparent = match &v.value {
@@ -1752,20 +1771,30 @@ fn source(ctx: &mut Ctx, n: &Node, path: &str) -> Option<SourceConf> {
                             _ => false,
                         }
                     }
-                    _ => {
-                        params.insert(key.clone(), v.clone());
-                    }
+                    _ => {}
                 }
+                params.insert(key.clone(), v.clone());
             }
             let Some(url) = url else {
                 ctx.error(&req.loc, &rp, format!("missing 'url', not in {rp}"));
                 return None;
             };
-            let wp = k.at("wms_opts");
-            let mut wms_opts = IndexMap::new();
-            if let Some(w) = k.get("wms_opts") {
-                if let Some(mut wk) = ctx.map(w, &wp) {
-                    for key in [
+            // wms_opts (a WMS source), opts (ArcGIS: featureinfo, its tolerance and
+            // geometries; `map` read as MapProxy reads it, though its spec lacks it)
+            let (wp, opt_keys): (String, &[&str]) = if arcgis {
+                (
+                    k.at("opts"),
+                    &[
+                        "featureinfo",
+                        "featureinfo_tolerance",
+                        "featureinfo_return_geometries",
+                        "map",
+                    ],
+                )
+            } else {
+                (
+                    k.at("wms_opts"),
+                    &[
                         "version",
                         "map",
                         "featureinfo",
@@ -1775,7 +1804,13 @@ fn source(ctx: &mut Ctx, n: &Node, path: &str) -> Option<SourceConf> {
                         "featureinfo_xslt",
                         "featureinfo_out_format",
                         "query_layers",
-                    ] {
+                    ],
+                )
+            };
+            let mut wms_opts = IndexMap::new();
+            if let Some(w) = k.get(if arcgis { "opts" } else { "wms_opts" }) {
+                if let Some(mut wk) = ctx.map(w, &wp) {
+                    for key in opt_keys {
                         if let Some(v) = wk.get(key) {
                             wms_opts.insert(key.to_string(), v.clone());
                         }
@@ -1795,15 +1830,35 @@ fn source(ctx: &mut Ctx, n: &Node, path: &str) -> Option<SourceConf> {
                     wk.finish(ctx);
                 }
             }
-            SourceKind::Wms(WmsSourceConf {
-                url,
-                layers,
-                transparent,
-                params,
-                supported_srs: opt(&mut k, "supported_srs", |n, p| ctx.strings(n, p)),
-                supported_formats: opt(&mut k, "supported_formats", |n, p| ctx.strings(n, p)),
-                wms_opts,
-                image: image_opts(
+            let arcgis = if arcgis {
+                let tp = format!("{wp}.featureinfo_tolerance");
+                let tolerance = match wms_opts.shift_remove("featureinfo_tolerance") {
+                    None => "5".to_string(),
+                    Some(t) => match t.value {
+                        Value::Int(i) => i.to_string(),
+                        Value::Float(f) => crate::source::py_float_repr(f),
+                        _ => {
+                            ctx.error(&t.loc, &tp, "expected a number");
+                            "5".to_string()
+                        }
+                    },
+                };
+                let gp = format!("{wp}.featureinfo_return_geometries");
+                let return_geometries = wms_opts
+                    .shift_remove("featureinfo_return_geometries")
+                    .and_then(|g| ctx.boolean(&g, &gp))
+                    .unwrap_or(false);
+                Some(ArcGisOpts {
+                    tolerance,
+                    return_geometries,
+                })
+            } else {
+                None
+            };
+            let image = if arcgis.is_some() {
+                image_opts(ctx, &mut k, &[])
+            } else {
+                image_opts(
                     ctx,
                     &mut k,
                     &[
@@ -1811,16 +1866,50 @@ fn source(ctx: &mut Ctx, n: &Node, path: &str) -> Option<SourceConf> {
                         "transparent_color",
                         "transparent_color_tolerance",
                     ],
-                ),
+                )
+            };
+            // MapProxy's SourceConfiguration.image_opts: a `transparent` beside `req` (not in
+            // the spec: it still warns), else `image.transparent`, else a WMS source's
+            // `req.transparent` (WMSSourceConfiguration.image_opts); an ArcGIS source's
+            // `req.transparent` is only sent
+            let flag = |n: Option<&Node>| match n.map(|n| &n.value) {
+                Some(Value::Bool(b)) => Some(*b),
+                Some(Value::Str(s)) => Some(s.eq_ignore_ascii_case("true")),
+                _ => None,
+            };
+            let beside = flag(n.as_map().and_then(|m| m.get("transparent")));
+            let in_image = flag(
+                image
+                    .as_ref()
+                    .and_then(|i| i.as_map())
+                    .and_then(|m| m.get("transparent")),
+            );
+            if arcgis.is_some() {
+                transparent = false;
+            }
+            let transparent = beside.or(in_image).unwrap_or(transparent);
+            SourceKind::Wms(WmsSourceConf {
+                url,
+                layers,
+                transparent,
+                params,
+                arcgis: arcgis.clone(),
+                supported_srs: opt(&mut k, "supported_srs", |n, p| ctx.strings(n, p)),
+                supported_formats: opt(&mut k, "supported_formats", |n, p| ctx.strings(n, p)),
+                wms_opts,
+                image,
                 http: sub_http(ctx, &mut k),
                 on_error: on_error(ctx, &mut k),
-                forward_req_params: opt(&mut k, "forward_req_params", |n, p| ctx.strings(n, p))
-                    .unwrap_or_default(),
+                forward_req_params: if arcgis.is_some() {
+                    Vec::new()
+                } else {
+                    opt(&mut k, "forward_req_params", |n, p| ctx.strings(n, p)).unwrap_or_default()
+                },
                 common: common(ctx, &mut k),
             })
         }
         "debug" => SourceKind::Debug,
-        "mapserver" | "mapnik" | "arcgis" | "ogcapitiles" | "ogcapimaps" => {
+        "mapserver" | "mapnik" | "ogcapitiles" | "ogcapimaps" => {
             return Some(SourceConf {
                 kind: SourceKind::Other {
                     type_name,

@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | [`TileSource`] | `type: tile`: one tile of its grid per query, from a URL template | `source/tile.py`, `client/tile.py` |
 //! | [`WmsSource`] | `type: wms`: GetMap 1.1.1 / 1.3.0 | `source/wms.py`, `client/wms.py`, `request/wms/` |
+//! | [`WmsSource`] with [`ArcGisConf`] | `type: arcgis`: an ArcGIS REST export / identify ([`arcgis`]) | `source/arcgis.py`, `client/arcgis.py`, `request/arcgis.py` |
 //! | [`LegendSource`] | the legend of a source: GetLegendGraphic per upstream layer or a static URL, stacked, cached in `<base_dir>/legends` | `source/wms.py` `WMSLegendSource`, `cache/legend.py` |
 //! | [`CacheSource`] | another cache (`caches.NAME.sources` naming a cache): its tiles, or maps drawn from them | `source/tile.py` `CacheSource`, `layer/cache_map_layer.py` |
 //! | [`DebugSource`] | `type: debug`: the query's bbox and resolution as text | `source/debug.py`, `image/message.py` |
@@ -12,6 +13,7 @@
 //! HTTP goes through [`SourceHttp`] (the project's shared client, MapProxy's `client/http.py`
 //! errors and the `mapproxy.source.request` log line); [`OnError`] is a source's `on_error`.
 
+pub mod arcgis;
 mod cache;
 mod debug;
 mod error;
@@ -22,6 +24,7 @@ mod pyfmt;
 mod tile;
 mod wms;
 
+pub use arcgis::ArcGisConf;
 pub use cache::{is_subset_of, supports_tiled_only_access, CacheSource, NoSource};
 pub use debug::{draw_text, DebugSource};
 pub use error::{OnError, OnErrorResponse};

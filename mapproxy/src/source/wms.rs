@@ -92,6 +92,9 @@ pub struct WmsSourceConf {
     /// `forward_req_params`: parameters of the client's GetMap passed on (names compared
     /// without regard to case).
     pub forward_req_params: Vec<String>,
+    /// `type: arcgis`: maps from `url`'s REST export, feature info from its identify
+    /// ([`super::arcgis`]); `url` is the export endpoint.
+    pub arcgis: Option<super::arcgis::ArcGisConf>,
 }
 
 impl WmsSourceConf {
@@ -114,6 +117,7 @@ impl WmsSourceConf {
             query_layers: None,
             transparent_color: None,
             forward_req_params: Vec::new(),
+            arcgis: None,
         }
     }
 }
@@ -152,10 +156,10 @@ pub struct WmsSource {
 }
 
 /// Case-insensitive ordered parameters (MapProxy's `NoCaseMultiDict`, one value per key).
-struct Params(Vec<(String, String)>);
+pub(super) struct Params(pub(super) Vec<(String, String)>);
 
 impl Params {
-    fn set(&mut self, key: &str, value: String) {
+    pub(super) fn set(&mut self, key: &str, value: String) {
         match self.0.iter_mut().find(|(k, _)| k.eq_ignore_ascii_case(key)) {
             Some(kv) => kv.1 = value,
             None => self.0.push((key.to_owned(), value)),
@@ -234,6 +238,10 @@ impl WmsSource {
     /// other's `layers` appended. `None` when they cannot be combined.
     pub fn combined(&self, other: &WmsSource) -> Option<WmsSource> {
         let (a, b) = (&self.conf, &other.conf);
+        // ArcGISClient.combined_client: never
+        if a.arcgis.is_some() || b.arcgis.is_some() {
+            return None;
+        }
         let same_coverage = match (&self.coverage, &other.coverage) {
             (None, None) => true,
             (Some(x), Some(y)) => x.same_area(y),
@@ -382,6 +390,14 @@ impl WmsSource {
             )));
         }
         let format = self.request_format(query);
+        if self.conf.arcgis.is_some() {
+            return Ok(super::arcgis::export_url(
+                &self.conf.url,
+                &self.conf.req,
+                &format,
+                query,
+            ));
+        }
         let mut p = Params(
             self.conf
                 .req
@@ -427,20 +443,7 @@ impl WmsSource {
                 p.set("crs", srs);
             }
         }
-        let qs =
-            p.0.iter()
-                .map(|(k, v)| format!("{k}={}", py_quote(v)))
-                .collect::<Vec<_>>()
-                .join("&");
-        let url = &self.conf.url;
-        let delim = if url.ends_with('?') {
-            ""
-        } else if url.contains('?') {
-            "&"
-        } else {
-            "?"
-        };
-        format!("{url}{delim}{qs}")
+        query_url(&self.conf.url, &p)
     }
 
     fn axis_bbox(&self, b: crate::grid::Bbox, srs: u32) -> String {
@@ -460,6 +463,9 @@ impl WmsSource {
     /// 1.3.0 `i`/`j`), `feature_count`, `query_layers` (else `req.layers`), the client's
     /// `info_format`, a `format` (the client's, else `image/png`), the SRS.
     pub fn get_info_url(&self, q: &InfoQuery) -> String {
+        if let Some(a) = &self.conf.arcgis {
+            return super::arcgis::identify_url(a, &self.conf.req, q);
+        }
         let mut p = Params(
             self.conf
                 .req
@@ -594,11 +600,18 @@ impl WmsSource {
             log::warn!(target: "mapproxy.source.wms", "could not retrieve feature info: {}", e.full_msg);
             SourceError::from(e)
         })?;
+        // an ArcGIS identify is always read as the client asked (ArcGISInfoClient.get_info:
+        // ArcGIS servers answer text/plain whatever they send)
+        let from_answer = if self.conf.arcgis.is_some() {
+            None
+        } else {
+            content_type(resp.headers())
+        };
         let mime = self
             .conf
             .featureinfo_format
             .clone()
-            .or_else(|| content_type(resp.headers()))
+            .or(from_answer)
             .or_else(|| q.info_format.clone())
             .unwrap_or_default();
         let text = String::from_utf8_lossy(resp.body()).into_owned();
@@ -638,6 +651,25 @@ impl MapSource for WmsSource {
             }
         })
     }
+}
+
+/// `url` + `?` (or `&` when it has a `?` already, nothing when it ends with one) + the
+/// parameters, each value quoted as Python's `quote(value, safe=',')` (MapProxy's
+/// `BaseRequest.complete_url` and `RequestParams.query_string`).
+pub(super) fn query_url(url: &str, p: &Params) -> String {
+    let qs =
+        p.0.iter()
+            .map(|(k, v)| format!("{k}={}", py_quote(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+    let delim = if url.ends_with('?') {
+        ""
+    } else if url.contains('?') {
+        "&"
+    } else {
+        "?"
+    };
+    format!("{url}{delim}{qs}")
 }
 
 /// MapProxy's `make_transparent`: pixels whose channels are each within `tolerance` of

@@ -1407,6 +1407,21 @@ fn combine_layers(
     (out, out_masks)
 }
 
+/// The size a WMS source is asked for when `dst_size` is reprojected from `src_bbox`
+/// (MapProxy's `WMSLikeSource._get_transformed`): the target's size along the axis with the
+/// finer resolution, the other from the source bbox's aspect ratio, rounded half up.
+fn reprojected_size(src_bbox: crate::grid::Bbox, dst_size: (u32, u32)) -> (u32, u32) {
+    let (w, h) = (src_bbox[2] - src_bbox[0], src_bbox[3] - src_bbox[1]);
+    let ratio = w / h;
+    let (dw, dh) = (f64::from(dst_size.0), f64::from(dst_size.1));
+    // `int(x + 0.5)` of a positive size; `as` saturates a non-finite or huge one
+    if w / dw < h / dh {
+        (dst_size.0, (dw / ratio + 0.5) as u32)
+    } else {
+        ((dh * ratio + 0.5) as u32, dst_size.1)
+    }
+}
+
 /// A direct WMS source: in the query's SRS if supported, else a supported one reprojected.
 async fn render_direct(
     d: &DirectLayer,
@@ -1472,7 +1487,7 @@ async fn render_direct(
         .map_err(|e| e.to_string())?;
     let mq = MapQuery {
         bbox: src_bbox,
-        size: q.size,
+        size: reprojected_size(src_bbox, q.size),
         srs: target.epsg(),
         format: ImageFormat::png(),
         transparent: d.transparent,
@@ -1515,6 +1530,27 @@ async fn render_direct(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// MapProxy's `_get_transformed` sizes: 5,45,15,55 in EPSG:4326 at 200×200 is asked in
+    /// EPSG:3857 at 200×313 (checked against MapProxy 7).
+    #[test]
+    fn reprojected_request_size() {
+        let b = [
+            556597.4539663679,
+            5621521.486192066,
+            1669792.3618991035,
+            7361866.113051188,
+        ];
+        assert_eq!(reprojected_size(b, (200, 200)), (200, 313));
+        assert_eq!(
+            reprojected_size([0.0, 0.0, 20.0, 10.0], (100, 100)),
+            (200, 100)
+        );
+        assert_eq!(
+            reprojected_size([0.0, 0.0, 10.0, 20.0], (100, 300)),
+            (150, 300)
+        );
+    }
 
     #[test]
     fn bbox_position() {
