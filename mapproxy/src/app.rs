@@ -1658,6 +1658,28 @@ fn info_layer(
     }))
 }
 
+/// A source's resampling for reprojection: its `image.resampling_method`, else
+/// `globals.image.resampling_method` (MapProxy's image options of a source).
+fn source_resampling(
+    conf: &MapProxyConf,
+    name: &str,
+    image: Option<&Node>,
+) -> Result<Resampling, ConfigError> {
+    if let Some(n) = image
+        .and_then(|i| i.as_map())
+        .and_then(|m| m.get("resampling_method"))
+    {
+        let text = n.as_str().unwrap_or_default();
+        return Resampling::parse(text).ok_or_else(|| {
+            err(
+                &n.loc,
+                format!("sources.{name}.image.resampling_method: expected nearest, bilinear or bicubic, found '{text}'"),
+            )
+        });
+    }
+    Ok(Resampling::parse(&conf.globals.image.resampling_method).unwrap_or(Resampling::Bicubic))
+}
+
 /// A `type: wms` source (for caches and for direct WMS layers).
 fn wms_source(
     conf: &MapProxyConf,
@@ -1689,6 +1711,8 @@ fn wms_source(
         }
     }
     let mut c = crate::source::WmsSourceConf::new(w.url.clone(), req);
+    c.image_transparent = w.transparent;
+    c.resampling = source_resampling(conf, name, w.image.as_ref())?;
     if let Some(a) = &w.arcgis {
         c.url = crate::source::arcgis::rest_endpoint(&w.url);
         c.arcgis = Some(crate::source::ArcGisConf {

@@ -331,18 +331,27 @@ async fn wms_source_requests_getmap_per_version() {
     let first = up.url(&up.requests()[0]);
     assert_eq!(log_lines(&format!("GET {first} 200 ")).len(), 1);
 
-    // supported_srs without a projection library: an error, no request
+    // a query in an SRS not among supported_srs: asked in a supported one over the bbox
+    // transformed, at MapProxy's size (the source bbox's aspect ratio), reprojected back
     let mut c = wms(&up, WmsVersion::V1_1_1);
     c.supported_srs = vec![3857];
-    let e = WmsSource::new(c, http(), None)
-        .get_map(&q)
+    let ll = MapQuery {
+        bbox: [-20.0, -20.0, 20.0, 20.0],
+        size: (100, 100),
+        ..q.clone()
+    };
+    let before = up.requests().len();
+    let img = WmsSource::new(c, http(), None)
+        .get_map(&ll)
         .await
-        .expect_err("srs");
+        .expect("reprojected");
+    assert_eq!(decode(&img.data).expect("png").dimensions(), (100, 100));
+    let asked = &up.requests()[before..];
+    assert_eq!(asked.len(), 1, "{asked:?}");
     assert!(
-        e.message
-            .starts_with("EPSG:4326 is not among the supported_srs"),
+        asked[0].contains("&width=100&height=102&srs=EPSG%3A3857&"),
         "{}",
-        e.message
+        asked[0]
     );
     // supported_formats: the first one is asked for
     let mut c = wms(&up, WmsVersion::V1_1_1);
@@ -359,7 +368,7 @@ async fn wms_source_requests_getmap_per_version() {
         .get_map_url(&q)
         .expect("url")
         .contains("format=image%2Fpng"));
-    assert_eq!(up.count(), 2);
+    assert_eq!(up.count(), 3);
 
     // an exception document instead of an image
     up.set_mode(Mode::Xml);

@@ -60,8 +60,8 @@ pub struct WmsSourceConf {
     pub req: Vec<(String, String)>,
     /// `wms_opts.version` (default 1.1.1).
     pub version: WmsVersion,
-    /// `supported_srs` (EPSG codes; empty: any). A query in another SRS is an error until a
-    /// projection library can transform it.
+    /// `supported_srs` (EPSG codes; empty: any). A query in another SRS is asked in the
+    /// best of these and reprojected (MapProxy's `_get_transformed`).
     pub supported_srs: Vec<u32>,
     /// `supported_formats` (empty: any): a query in another format asks for the first.
     pub supported_formats: Vec<ImageFormat>,
@@ -95,6 +95,12 @@ pub struct WmsSourceConf {
     /// `type: arcgis`: maps from `url`'s REST export, feature info from its identify
     /// ([`super::arcgis`]); `url` is the export endpoint.
     pub arcgis: Option<super::arcgis::ArcGisConf>,
+    /// How a map asked in an SRS not among `supported_srs` is reprojected from one that is
+    /// (the source's image options: `globals.image.resampling_method`).
+    pub resampling: crate::image::transform::Resampling,
+    /// The source's image options' `transparent` (how a paletted answer is opened before
+    /// reprojecting).
+    pub image_transparent: bool,
 }
 
 impl WmsSourceConf {
@@ -118,6 +124,8 @@ impl WmsSourceConf {
             transparent_color: None,
             forward_req_params: Vec::new(),
             arcgis: None,
+            resampling: crate::image::transform::Resampling::Bicubic,
+            image_transparent: false,
         }
     }
 }
@@ -364,7 +372,8 @@ impl WmsSource {
         }
     }
 
-    /// The GetMap URL for `query`; an error for an SRS that is not in `supported_srs`.
+    /// The GetMap URL for `query` (in a supported SRS: [`WmsSource::get_map`] reprojects
+    /// others).
     pub fn get_map_url(&self, query: &MapQuery) -> Result<String, SourceError> {
         self.get_map_url_forwarding(query, &[])
     }
@@ -376,19 +385,6 @@ impl WmsSource {
         query: &MapQuery,
         client_params: &[(String, String)],
     ) -> Result<String, SourceError> {
-        if !self.conf.supported_srs.is_empty() && !self.conf.supported_srs.contains(&query.srs) {
-            return Err(SourceError::new(format!(
-                "EPSG:{} is not among the supported_srs of the WMS source ({}) and \
-                 transforming needs a projection library",
-                query.srs,
-                self.conf
-                    .supported_srs
-                    .iter()
-                    .map(|c| format!("EPSG:{c}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
         let format = self.request_format(query);
         if self.conf.arcgis.is_some() {
             return Ok(super::arcgis::export_url(
@@ -637,9 +633,15 @@ impl MapSource for WmsSource {
         client_params: &'a [(String, String)],
     ) -> BoxFuture<'a, Result<SourceImage, SourceError>> {
         Box::pin(async move {
-            let img = match &self.coverage {
-                Some(cov) => self.fetch_covered(cov, query, client_params).await?,
-                None => self.fetch_map(query, client_params).await?,
+            let supported =
+                self.conf.supported_srs.is_empty() || self.conf.supported_srs.contains(&query.srs);
+            let img = if !supported {
+                self.fetch_transformed(query, client_params).await?
+            } else {
+                match &self.coverage {
+                    Some(cov) => self.fetch_covered(cov, query, client_params).await?,
+                    None => self.fetch_map(query, client_params).await?,
+                }
             };
             match self.conf.transparent_color {
                 Some((color, tolerance)) => {
@@ -703,7 +705,105 @@ fn encode_png(img: &crate::image::RgbaImage) -> Result<bytes::Bytes, SourceError
     crate::image::encode(img, &opts).map_err(|e| SourceError::new(e.to_string()))
 }
 
+/// The supported SRS a map in `target` is asked in (MapProxy's `SupportedSRS.best_srs`
+/// without `preferred_src_proj`): the first with the target's kind (geographic or
+/// projected), else the first.
+pub fn best_srs(
+    supported: &[std::sync::Arc<crate::srs::Srs>],
+    target: &crate::srs::Srs,
+) -> Option<std::sync::Arc<crate::srs::Srs>> {
+    if let Some(s) = supported.iter().find(|s| ***s == *target) {
+        return Some(s.clone());
+    }
+    supported
+        .iter()
+        .find(|s| s.is_latlong() == target.is_latlong())
+        .or_else(|| supported.first())
+        .cloned()
+}
+
+/// The size a map of `dst_size` is asked for from `src_bbox` when it is reprojected
+/// (MapProxy's `WMSLikeSource._get_transformed`): the target's size along the axis with the
+/// finer resolution, the other from the source bbox's aspect ratio, rounded half up.
+pub fn reprojected_size(src_bbox: crate::grid::Bbox, dst_size: (u32, u32)) -> (u32, u32) {
+    let (w, h) = (src_bbox[2] - src_bbox[0], src_bbox[3] - src_bbox[1]);
+    let ratio = w / h;
+    let (dw, dh) = (f64::from(dst_size.0), f64::from(dst_size.1));
+    // `int(x + 0.5)` of a positive size; `as` saturates a non-finite or huge one
+    if w / dw < h / dh {
+        (dst_size.0, (dw / ratio + 0.5) as u32)
+    } else {
+        ((dh * ratio + 0.5) as u32, dst_size.1)
+    }
+}
+
 impl WmsSource {
+    /// MapProxy's `_get_transformed`: a map in an SRS the upstream does not serve is asked in
+    /// the best supported one ([`best_srs`]) over the target's bbox transformed, at
+    /// [`reprojected_size`], and reprojected with the source's resampling. The image keeps
+    /// the mode MapProxy's has (a paletted answer becomes RGB, an RGB one stays RGB: no alpha
+    /// channel is added for the corners outside the source, which are black as Pillow's).
+    async fn fetch_transformed(
+        &self,
+        query: &MapQuery,
+        client_params: &[(String, String)],
+    ) -> Result<SourceImage, SourceError> {
+        use crate::srs::Srs;
+        let srs_err = |e: crate::srs::SrsError| SourceError::new(e.to_string());
+        let dst = Srs::get(&format!("EPSG:{}", query.srs)).map_err(srs_err)?;
+        let mut supported = Vec::new();
+        for c in &self.conf.supported_srs {
+            supported.push(Srs::get(&format!("EPSG:{c}")).map_err(srs_err)?);
+        }
+        let src_srs = best_srs(&supported, &dst)
+            .ok_or_else(|| SourceError::new("no supported SRS for transformation available"))?;
+        let src_bbox = dst
+            .transform_bbox_to(&src_srs, query.bbox)
+            .map_err(srs_err)?;
+        let sub = MapQuery {
+            bbox: src_bbox,
+            size: reprojected_size(src_bbox, query.size),
+            srs: src_srs.epsg(),
+            ..query.clone()
+        };
+        let img = match &self.coverage {
+            Some(cov) => self.fetch_covered(cov, &sub, client_params).await?,
+            None => self.fetch_map(&sub, client_params).await?,
+        };
+        let (dst_bbox, dst_size, resampling) = (query.bbox, query.size, self.conf.resampling);
+        let transparent = self.conf.image_transparent;
+        tokio::task::spawn_blocking(move || -> Result<SourceImage, SourceError> {
+            use crate::image::transform::{keeps_pixels, transform, Warp};
+            let src =
+                crate::image::decode(&img.data).map_err(|e| SourceError::new(e.to_string()))?;
+            let warp = Warp {
+                src_bbox,
+                src_srs: &src_srs,
+                dst_size,
+                dst_bbox,
+                dst_srs: &dst,
+                resampling,
+            };
+            let opened = crate::image::mode::opened_mode(&img.data, transparent);
+            let mode = if keeps_pixels(src.dimensions(), &warp) {
+                opened
+            } else {
+                crate::image::mode::resampled_mode(opened)
+            };
+            let out = transform(&src, &warp);
+            let mut opts = crate::image::ImageOpts::new(ImageFormat::png());
+            opts.transparent = true;
+            opts.paletted = false;
+            let data = crate::image::encode_mode(&out, mode, &opts)
+                .map_err(|e| SourceError::new(e.to_string()))?;
+            let mut out = SourceImage::drawn_png(data);
+            out.cacheable = img.cacheable;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| SourceError::new(e.to_string()))?
+    }
+
     async fn fetch_map(
         &self,
         query: &MapQuery,

@@ -34,7 +34,7 @@ use super::{parse_bgcolor, Version, WmsError, WmsRequest, WmsService};
 use crate::authorize::{Authorized, QueryExtent};
 use crate::grid::{bbox_intersects, get_resolution, Bbox, TileGrid};
 use crate::image::mode::{created_mode, opened_mode, resampled_mode};
-use crate::image::transform::{transform, transform_known, Known, Resampling, Warp};
+use crate::image::transform::{transform_known, Known, Resampling, Warp};
 use crate::image::{ImageFormat, ImageMode, ImageOpts, StitchTile};
 use crate::service::Ctx;
 use crate::source::{MapQuery, MapSource};
@@ -801,11 +801,11 @@ async fn render_layer(
         MapLayer::Cache(CacheLayer {
             direct_from: Some(d),
             ..
-        }) if d.applies(q) => render_direct(&d.layer, q, format, resampling, client_params).await,
+        }) if d.applies(q) => render_direct(&d.layer, q, format, client_params).await,
         // `query.tiled_only` reaches caches only (layer/cache_map_layer.py:34)
         MapLayer::Cache(c) if tiled => render_tile(c, q, format).await,
         MapLayer::Cache(c) => render_cache(c, q, resampling, under, true).await,
-        MapLayer::Direct(d) => render_direct(d, q, format, resampling, client_params).await,
+        MapLayer::Direct(d) => render_direct(d, q, format, client_params).await,
     }
 }
 
@@ -1407,27 +1407,12 @@ fn combine_layers(
     (out, out_masks)
 }
 
-/// The size a WMS source is asked for when `dst_size` is reprojected from `src_bbox`
-/// (MapProxy's `WMSLikeSource._get_transformed`): the target's size along the axis with the
-/// finer resolution, the other from the source bbox's aspect ratio, rounded half up.
-fn reprojected_size(src_bbox: crate::grid::Bbox, dst_size: (u32, u32)) -> (u32, u32) {
-    let (w, h) = (src_bbox[2] - src_bbox[0], src_bbox[3] - src_bbox[1]);
-    let ratio = w / h;
-    let (dw, dh) = (f64::from(dst_size.0), f64::from(dst_size.1));
-    // `int(x + 0.5)` of a positive size; `as` saturates a non-finite or huge one
-    if w / dw < h / dh {
-        (dst_size.0, (dw / ratio + 0.5) as u32)
-    } else {
-        ((dh * ratio + 0.5) as u32, dst_size.1)
-    }
-}
-
-/// A direct WMS source: in the query's SRS if supported, else a supported one reprojected.
+/// A direct WMS source (in the query's SRS if supported, else reprojected from a supported
+/// one by the source, as MapProxy's `WMSLikeSource._get_transformed`).
 async fn render_direct(
     d: &DirectLayer,
     q: &Query,
     format: &str,
-    resampling: Resampling,
     client_params: &[(String, String)],
 ) -> Result<Rendered, LayerError> {
     // a seed_only source when not seeding: MapProxy's DummySource raises BlankImageError,
@@ -1443,7 +1428,6 @@ async fn render_direct(
     if d.source.blank_for(&asked) {
         return Ok(Rendered::Blank);
     }
-    let supported = d.supported_srs.is_empty() || d.supported_srs.iter().any(|s| **s == *q.srs);
     let fmt = ImageFormat::new(
         format
             .split(';')
@@ -1452,44 +1436,11 @@ async fn render_direct(
             .trim()
             .to_string(),
     );
-    if supported {
-        let mq = MapQuery {
-            bbox: q.bbox,
-            size: q.size,
-            srs: q.srs.epsg(),
-            format: fmt,
-            transparent: d.transparent,
-        };
-        let img = d
-            .source
-            .get_map_forwarding(&mq, client_params)
-            .await
-            .map_err(|e| e.message)?;
-        // MapProxy peeks at the bytes for their format (image/__init__.py:43-50, 241-244)
-        let format = crate::image::sniff_format(&img.data).or(img.format);
-        return Ok(Rendered::Encoded {
-            data: img.data,
-            format,
-            transparent: d.transparent,
-            as_sent: !img.drawn,
-        });
-    }
-    let target = d
-        .supported_srs
-        .iter()
-        .find(|s| s.is_latlong() == q.srs.is_latlong())
-        .or_else(|| d.supported_srs.first())
-        .cloned()
-        .ok_or_else(|| "no supported SRS".to_string())?;
-    let src_bbox = q
-        .srs
-        .transform_bbox_to(&target, q.bbox)
-        .map_err(|e| e.to_string())?;
     let mq = MapQuery {
-        bbox: src_bbox,
-        size: reprojected_size(src_bbox, q.size),
-        srs: target.epsg(),
-        format: ImageFormat::png(),
+        bbox: q.bbox,
+        size: q.size,
+        srs: q.srs.epsg(),
+        format: fmt,
         transparent: d.transparent,
     };
     let img = d
@@ -1497,60 +1448,19 @@ async fn render_direct(
         .get_map_forwarding(&mq, client_params)
         .await
         .map_err(|e| e.message)?;
-    let q = q.clone();
-    let transparent = d.transparent;
-    tokio::task::spawn_blocking(move || -> Result<Rendered, String> {
-        let src = crate::image::decode(&img.data).map_err(|e| e.to_string())?;
-        let warp = Warp {
-            src_bbox,
-            src_srs: &target,
-            dst_size: q.size,
-            dst_bbox: q.bbox,
-            dst_srs: &q.srs,
-            resampling,
-        };
-        // the source's image as opened, reprojected (source/wms.py:107-131)
-        let opened = opened_mode(&img.data, transparent);
-        let mode = if crate::image::transform::keeps_pixels(src.dimensions(), &warp) {
-            opened
-        } else {
-            resampled_mode(opened)
-        };
-        Ok(Rendered::Image {
-            img: Known::unknown(transform(&src, &warp)),
-            mode,
-            transparent,
-        })
+    // MapProxy peeks at the bytes for their format (image/__init__.py:43-50, 241-244)
+    let format = crate::image::sniff_format(&img.data).or(img.format);
+    Ok(Rendered::Encoded {
+        data: img.data,
+        format,
+        transparent: d.transparent,
+        as_sent: !img.drawn,
     })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(LayerError::Source)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// MapProxy's `_get_transformed` sizes: 5,45,15,55 in EPSG:4326 at 200×200 is asked in
-    /// EPSG:3857 at 200×313 (checked against MapProxy 7).
-    #[test]
-    fn reprojected_request_size() {
-        let b = [
-            556597.4539663679,
-            5621521.486192066,
-            1669792.3618991035,
-            7361866.113051188,
-        ];
-        assert_eq!(reprojected_size(b, (200, 200)), (200, 313));
-        assert_eq!(
-            reprojected_size([0.0, 0.0, 20.0, 10.0], (100, 100)),
-            (200, 100)
-        );
-        assert_eq!(
-            reprojected_size([0.0, 0.0, 10.0, 20.0], (100, 300)),
-            (150, 300)
-        );
-    }
 
     #[test]
     fn bbox_position() {
