@@ -195,7 +195,7 @@ fn compile(
     };
     config.trusted_proxies = trusted_proxies.to_string();
     if let Some(wms) = &s.wms {
-        config.md = service_md(wms.md.as_ref());
+        config.md = wms_md(wms);
     }
     if let Some(w) = &s.wmts {
         if let Err(e) = crate::service::restful_template_regex(&config_template(&config, w)) {
@@ -430,7 +430,7 @@ fn compile_wms(
     errors: &mut Vec<ConfigError>,
 ) -> Option<WmsService> {
     let mut wc = WmsConfig {
-        md: service_md(w.md.as_ref()),
+        md: wms_md(w),
         srs: w.srs.clone(),
         image_formats: w
             .image_formats
@@ -629,14 +629,23 @@ fn wms_bbox_srs(n: &Node) -> Result<Vec<(String, Option<crate::pynum::NumBbox>)>
     Ok(out)
 }
 
-/// The extent of source `name` (MapProxy's `source.extent`): a WMS source's coverage, a tile
-/// source's grid (its bbox, floats; `TiledSource`, source/tile.py:50), else the default
+/// The extent of source `name` (MapProxy's `source.extent`): a WMS or tile source's coverage,
+/// else a tile source's grid (its bbox, floats; `TiledSource`, source/tile.py:50), else the default
 /// extent (`debug`, a WMS source without a coverage); `None` for no source of that name (a
 /// cache used as a source: [`cache_as_source_extent`]).
 fn source_extent(conf: &MapProxyConf, name: &str) -> Result<Option<WmsExtent>, ConfigError> {
     if let Some(sc) = conf.sources.get(name) {
         if let SourceKind::Tile(t) = &sc.kind {
-            // a tile source's coverage is refused where sources are compiled
+            // `coverage.extent if coverage else map_extent_from_grid(grid)`
+            if let Some(n) = &t.common.coverage {
+                let cov = crate::coverage::load(n, &format!("sources.{name}.coverage"))?;
+                let (srs, bbox) = cov.extent();
+                return Ok(Some(WmsExtent {
+                    srs,
+                    bbox,
+                    default: false,
+                }));
+            }
             let grid = conf
                 .grid_set()
                 .tile_grid(t.grid.as_deref().unwrap_or("GLOBAL_MERCATOR"));
@@ -1172,6 +1181,19 @@ fn config_template(config: &ServiceConfig, _w: &config::WmtsConf) -> String {
         .unwrap_or_default()
 }
 
+/// The WMS service's `md`; without one, MapProxy's `{'title': 'MapProxy WMS'}`
+/// (config/configuration/service.py `ServiceConfiguration.__init__`), which the tile
+/// services' documents print too.
+fn wms_md(w: &config::WmsConf) -> crate::service::ServiceMd {
+    match &w.md {
+        Some(md) => service_md(Some(md)),
+        None => crate::service::ServiceMd {
+            title: "MapProxy WMS".into(),
+            ..Default::default()
+        },
+    }
+}
+
 /// `md` of the WMS service: what the tile services' documents print.
 fn service_md(md: Option<&Node>) -> crate::service::ServiceMd {
     let mut out = crate::service::ServiceMd::default();
@@ -1510,14 +1532,13 @@ fn compile_source(
         // black on white
         SourceKind::Debug => Ok((Arc::new(DebugSource::new()), true, false)),
         SourceKind::Tile(t) => {
-            if let Some(n) = &t.common.coverage {
-                return Err(err(
-                    &n.loc,
-                    format!(
-                        "sources.{name}.coverage: coverages of tile sources are not supported yet"
-                    ),
-                ));
-            }
+            let coverage = match &t.common.coverage {
+                Some(n) => Some(crate::coverage::load(
+                    n,
+                    &format!("sources.{name}.coverage"),
+                )?),
+                None => None,
+            };
             let grid_name = t.grid.as_deref().unwrap_or("GLOBAL_MERCATOR");
             let grid = grids.tile_grid(grid_name).map_err(|e| {
                 err(
@@ -1530,7 +1551,8 @@ fn compile_source(
             let http = SourceHttp::new(&http_opts(conf, &t.http))
                 .map_err(|e| err(&src.loc, format!("sources.{name}.http: {e}")))?;
             let source = TileSource::new(template, grid, http, on_error(&t.on_error)?)
-                .with_res_range(source_res_range(name, src, &t.common)?);
+                .with_res_range(source_res_range(name, src, &t.common)?)
+                .with_coverage(coverage);
             Ok((Arc::new(source), false, t.transparent))
         }
         SourceKind::Wms(w) => {

@@ -4809,11 +4809,12 @@ grids:
 /// loopback upstream that answers ArcGIS REST `export` with images and `identify` with JSON:
 /// the same upstream requests (endpoint, parameters in order) and the same answers, for a
 /// cache's meta tile, a direct WMS layer (reprojected to EPSG:4326 from a `supported_srs`
-/// of 3857), and feature info as JSON and HTML. And a WMS source serving EPSG:4326 alone
-/// for a web mercator cache: reprojected by the source, asked at MapProxy's size.
+/// of 3857), and feature info as JSON and HTML. A WMS source serving EPSG:4326 alone for a
+/// web mercator cache: reprojected by the source, asked at MapProxy's size. A tile source
+/// with a coverage: tiles outside it are never asked for, the extents are the coverage's.
 #[tokio::test]
-async fn arcgis_and_reprojecting_sources_as_mapproxy7() {
-    let Some(python) = mapproxy_python("arcgis_and_reprojecting_sources_as_mapproxy7") else {
+async fn sources_as_mapproxy7() {
+    let Some(python) = mapproxy_python("sources_as_mapproxy7") else {
         return;
     };
     let yaml = r#"
@@ -4827,7 +4828,11 @@ layers:
   - {name: arc_direct, title: arc_direct, sources: [arc_img]}
   - {name: arc_fi, title: arc_fi, sources: [arc_map]}
   - {name: wms_r, title: wms_r, sources: [wms_r_c]}
+  - {name: tiled, title: tiled, sources: [tiled_c]}
 caches:
+  tiled_c:
+    grids: [GLOBAL_WEBMERCATOR]
+    sources: [tiles]
   arc_c:
     grids: [GLOBAL_WEBMERCATOR]
     sources: [arc_map]
@@ -4839,6 +4844,11 @@ caches:
     meta_size: [2, 2]
     meta_buffer: 20
 sources:
+  tiles:
+    type: tile
+    grid: GLOBAL_WEBMERCATOR
+    url: 'http://UPSTREAM/service?layers=a&width=256&height=256&srs=EPSG:3857&bbox=%(bbox)s'
+    coverage: {bbox: [5, 45, 15, 55], srs: 'EPSG:4326'}
   wms_ll:
     type: wms
     req: {url: 'http://UPSTREAM/service', transparent: false, layers: a}
@@ -4878,6 +4888,10 @@ sources:
     let paths = [
         "/tms/1.0.0/arc/EPSG3857/2/1/2.png".to_string(),
         "/tms/1.0.0/wms_r/EPSG3857/3/4/5.png".to_string(),
+        "/tms/1.0.0/tiled/EPSG3857/5/16/21.png".to_string(),
+        "/tms/1.0.0/tiled/EPSG3857/5/3/21.png".to_string(),
+        "/tms/1.0.0/tiled/EPSG3857".to_string(),
+        "/service?SERVICE=WMS&REQUEST=GetCapabilities&VERSION=1.1.1".to_string(),
         format!("/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetMap&LAYERS=arc&STYLES=&SRS=EPSG:3857&BBOX=0,{q},{q},{}&WIDTH=256&HEIGHT=256&FORMAT=image/png&TRANSPARENT=true", 2.0 * q),
         "/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetMap&LAYERS=arc_direct&STYLES=&SRS=EPSG:4326&BBOX=5,45,15,55&WIDTH=200&HEIGHT=200&FORMAT=image/png".to_string(),
         "/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetMap&LAYERS=arc_fi&STYLES=&SRS=EPSG:3857&BBOX=0,0,1000000,1000000&WIDTH=100&HEIGHT=100&FORMAT=image/jpeg".to_string(),
@@ -4891,7 +4905,6 @@ sources:
         let b = get(&ours, p).await;
         let asked_b = taken();
         assert_eq!(a.status, 200, "MapProxy 7 {p}: {}", a.text());
-        assert!(!asked_a.is_empty(), "MapProxy 7 asked the upstream for {p}");
         // a reprojected request's bbox: proj4rs and PROJ differ in the last digits
         let reprojected = p.contains("arc_direct") || p.contains("wms_r");
         if reprojected {
@@ -4930,7 +4943,20 @@ sources:
         if reprojected {
             assert_eq!(b.image().dimensions(), a.image().dimensions(), "{p}");
         } else {
-            assert!(b.body == a.body, "{p}: the answers differ");
+            if a.content_type.contains("xml") {
+                // documents name the server they came from
+                let (ta, tb) = (
+                    a.text().replace(&theirs_served.addr.to_string(), "HOST"),
+                    b.text().replace(&ours.addr.to_string(), "HOST"),
+                );
+                if let (Ok(dir), true) = (std::env::var("MPS_DIFF_DIR"), ta != tb) {
+                    let _ = std::fs::write(format!("{dir}/mapproxy7.xml"), &ta);
+                    let _ = std::fs::write(format!("{dir}/ours.xml"), &tb);
+                }
+                assert_eq!(tb, ta, "{p}");
+            } else {
+                assert!(b.body == a.body, "{p}: the answers differ");
+            }
         }
     }
 }

@@ -199,6 +199,9 @@ pub struct TileSource {
     on_error: Option<OnError>,
     /// `min_res`/`max_res` (or the scales): no image outside ([`MapSource::blank_for`]).
     res_range: Option<crate::grid::ResRange>,
+    /// `coverage`: no image for a tile that does not meet it ([`MapSource::blank_for`]; a
+    /// tile source's coverage only limits, it never clips: source/tile.py:73-74).
+    coverage: Option<std::sync::Arc<crate::coverage::Coverage>>,
 }
 
 impl TileSource {
@@ -216,7 +219,14 @@ impl TileSource {
             http,
             on_error,
             res_range: None,
+            coverage: None,
         }
+    }
+
+    /// This source limited to `coverage` (MapProxy's `TiledSource(coverage=...)`).
+    pub fn with_coverage(mut self, coverage: Option<crate::coverage::Coverage>) -> TileSource {
+        self.coverage = coverage.map(std::sync::Arc::new);
+        self
     }
 
     /// This source limited to `range` (MapProxy's source `min_res`/`max_res`).
@@ -270,7 +280,14 @@ impl TileSource {
 
 impl MapSource for TileSource {
     fn blank_for(&self, query: &MapQuery) -> bool {
-        super::outside_res_range(self.res_range.as_ref(), query)
+        if super::outside_res_range(self.res_range.as_ref(), query) {
+            return true;
+        }
+        // `if self.coverage and not self.coverage.intersects(query.bbox, query.srs)`
+        self.coverage.as_ref().is_some_and(|c| {
+            crate::srs::Srs::get(&format!("EPSG:{}", query.srs))
+                .is_ok_and(|srs| !c.intersects(query.bbox, &srs))
+        })
     }
 
     fn get_map<'a>(
