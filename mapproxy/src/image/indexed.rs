@@ -146,6 +146,35 @@ impl Indexed {
         }
     }
 
+    /// The image as Pillow converts it to RGBA: each entry's colour, alpha 0 for
+    /// `Trns::Index`'s entry, `Trns::Alphas`'s alphas for the entries they cover, else 255;
+    /// indices past the palette black.
+    pub fn to_rgba(&self) -> RgbaImage {
+        let mut lut = [[0u8, 0, 0, 255]; 256];
+        for (e, c) in lut.iter_mut().zip(self.palette.rgb.chunks_exact(3)) {
+            e[..3].copy_from_slice(c);
+        }
+        match &self.palette.trns {
+            Some(Trns::Index(i)) => {
+                if let Some(e) = lut.get_mut(*i) {
+                    e[3] = 0;
+                }
+            }
+            Some(Trns::Alphas(a)) => {
+                for (e, &a) in lut.iter_mut().zip(a) {
+                    e[3] = a;
+                }
+            }
+            None => {}
+        }
+        let raw = self
+            .indices
+            .iter()
+            .flat_map(|&i| lut[usize::from(i)])
+            .collect();
+        RgbaImage::from_raw(self.width, self.height, raw).unwrap_or_default()
+    }
+
     /// Whether `img_to_buf` writes this image as it is (no quantizing) for options with
     /// `colors` colours (0: none): `not (img.mode == 'P' and len(img.getpalette()) ==
     /// colors * 3)`, image/__init__.py:393.
@@ -164,11 +193,17 @@ fn trns_info(s: &[u8]) -> Trns {
     }
 }
 
-/// `img_to_buf` of a paletted image MapProxy holds as mode `P`: `img` is its RGBA (as
-/// decoded), `p` its indices and palette. Written as it is (see the module documentation)
-/// when `img_to_buf` does not quantize it, else as [`super::encode_mode`] writes a `P`
-/// image.
+/// `img_to_buf` of a paletted image MapProxy holds as mode `P`, `p` (`img`: the same image
+/// as we hold it, possibly drawn over a map's background). Written as it is (see the module
+/// documentation) when `img_to_buf` does not quantize it, else as [`super::encode_mode`]
+/// writes a `P` image of its RGBA conversion ([`Indexed::to_rgba`]: an opaque map's
+/// quantizing, and a JPEG, take the palette's colours, not those drawn over the
+/// background).
 pub fn encode_indexed(img: &RgbaImage, p: &Indexed, opts: &ImageOpts) -> Result<Bytes, ImageError> {
+    if (img.width(), img.height()) != (p.width, p.height) {
+        return super::encode_mode(img, ImageMode::P, opts);
+    }
+    let img = &p.to_rgba();
     let colors = if opts.paletted {
         usize::from(opts.colors.min(256))
     } else {
@@ -177,7 +212,7 @@ pub fn encode_indexed(img: &RgbaImage, p: &Indexed, opts: &ImageOpts) -> Result<
     let ext = opts.format.ext().to_ascii_lowercase();
     // `mixed`: a PNG when a pixel is not opaque, else a JPEG (of the RGB conversion)
     let png = ext.starts_with("png") || (ext == "mixed" && super::has_transparency(img));
-    if !png || !p.kept_for(colors) || (img.width(), img.height()) != (p.width, p.height) {
+    if !png || !p.kept_for(colors) {
         return super::encode_mode(img, ImageMode::P, opts);
     }
     Ok(Bytes::from(match opts.mode {
@@ -864,5 +899,10 @@ mod tests {
         assert_eq!(c.indices, p.indices[4..6]);
         let moved = Indexed::from_moved(&c.index_image(), c.palette.clone());
         assert_eq!(moved, c);
+        let rgba = c.to_rgba();
+        let e = usize::from(c.indices[0]) * 3;
+        let alpha = if c.indices[0] == 2 { 0 } else { 255 };
+        assert_eq!(rgba.get_pixel(0, 0).0[..3], c.palette.rgb[e..e + 3]);
+        assert_eq!(rgba.get_pixel(0, 0).0[3], alpha);
     }
 }
