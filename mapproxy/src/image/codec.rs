@@ -28,9 +28,11 @@
 //!   `ModelPixelScale`, `ModelTiepoint` and `GeoKeyDirectory` (`GeoReference.tiff_tags`).
 //!
 //! Compression is the stock zlib's ([`super::zlib`]) at Pillow's settings, level 6 and
-//! memLevel 9: paletted rows are not filtered (Pillow's encoder filters only truecolour rows)
-//! and are deflated with the `Z_RLE` strategy MapProxy asks for after quantizing; truecolour
-//! rows with `Z_FILTERED`, Pillow's default. PNGs are written directly ([`write_png`]).
+//! memLevel 9: 8-bit paletted rows are not filtered (Pillow's encoder does not filter raw
+//! mode `P`), packed ones (up to 16 colours) are, as truecolour rows are; quantized rows are
+//! deflated with the `Z_RLE` strategy MapProxy asks for after quantizing; truecolour rows
+//! with `Z_FILTERED`, Pillow's default. A paletted image MapProxy keeps as it is (not
+//! quantized) is written by [`super::indexed`]. PNGs are written directly ([`write_png`]).
 //!
 //! GIFs are quantized here, not as Pillow's GIF writer does: an image with at most 256
 //! distinct colours gets the exact palette; others go through NeuQuant (`color_quant`).

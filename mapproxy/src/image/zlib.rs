@@ -5,11 +5,11 @@
 //! unique: the same data compressed by another deflate implementation at "level 6" (zlib-rs,
 //! which follows zlib-ng's level 6, or miniz_oxide) decodes to the same pixels but is
 //! different bytes, and different cache files. So this calls the stock zlib itself for
-//! `Z_FILTERED` (an RLE stream has nothing to differ in: zlib-rs writes it, [`deflate_rle`]),
-//! through libz-sys, built from the zlib source that crate bundles (its `static` feature: the same
-//! bytes on every machine, whatever zlib the system has; checked against Pillow 13 on zlib
-//! 1.2.13 by the golden tests in `codec.rs`). No safe Rust binding exposes `memLevel` and the
-//! strategy (flate2 sets neither), hence the few `unsafe` calls below.
+//! `Z_FILTERED` and `Z_DEFAULT_STRATEGY` (an RLE stream has nothing to differ in: zlib-rs
+//! writes it, [`deflate_rle`]), through libz-sys, built from the zlib source that crate
+//! bundles (its `static` feature: the same bytes on every machine, whatever zlib the system
+//! has; checked against Pillow 13 on zlib 1.2.13 by the golden tests in `codec.rs` and
+//! `indexed.rs`). No safe Rust binding exposes `memLevel` and the strategy (flate2 sets neither), hence the few `unsafe` calls below.
 #![allow(unsafe_code)]
 
 use std::os::raw::{c_int, c_uint};
