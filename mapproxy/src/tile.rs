@@ -31,6 +31,9 @@ pub struct Drawn {
     pub image: RgbaImage,
     /// The Pillow mode MapProxy holds it in.
     pub mode: ImageMode,
+    /// Its indices and palette when MapProxy holds it as `P` (a crop of a paletted source
+    /// image), which `img_to_buf` may write as they are ([`crate::image::encode_indexed`]).
+    pub indexed: Option<crate::image::Indexed>,
 }
 
 /// Why a tile could not be given.

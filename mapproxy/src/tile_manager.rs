@@ -37,7 +37,9 @@ use futures_util::future::{BoxFuture, FutureExt, Shared};
 
 use crate::cache::{QuickLoad, TileCache};
 use crate::grid::{TileCoord, TileGrid};
-use crate::image::{decode, encode_mode, ImageFormat, ImageOpts, RgbaImage};
+use crate::image::{
+    decode, encode_indexed, encode_mode, ImageFormat, ImageMode, ImageOpts, Indexed, RgbaImage,
+};
 use crate::lock::{lock_or_wait, MetaTileLocks, Waited};
 use crate::meta::{MetaGrid, MetaTile};
 use crate::source::{MapQuery, MapSource};
@@ -671,6 +673,13 @@ impl Inner {
                 // pasted into a `create_image` of the cache's options (image/tile.py:121-131)
                 let opened = crate::image::mode::opened_mode(&data, opts.transparent);
                 let created = crate::image::mode::created_mode(opts.mode, opts.transparent);
+                // a paletted image is cropped to its palette and indices (TileSplitter's
+                // `crop`), written as they are when `img_to_buf` does not quantize them;
+                // the watermark converts it to RGBA (image/message.py:145-148)
+                let indexed = (opened == ImageMode::P && watermark.is_none())
+                    .then(|| Indexed::decode(&data))
+                    .flatten()
+                    .filter(|p| (p.width, p.height) == img.dimensions());
                 let mut out = Vec::new();
                 for (coord, offset) in pattern {
                     let Some(coord) = coord else { continue };
@@ -682,11 +691,24 @@ impl Inner {
                         && offset.1 >= 0
                         && offset.0 + i64::from(tile_size.0) <= i64::from(img.width())
                         && offset.1 + i64::from(tile_size.1) <= i64::from(img.height());
-                    let held = if inside { opened } else { created };
-                    let data = encode_mode(&tile, held, &opts).map_err(source_error)?;
+                    let held = match (inside, opened) {
+                        (false, _) => created,
+                        (true, ImageMode::P) if watermark.is_some() => ImageMode::Rgba,
+                        (true, m) => m,
+                    };
+                    let indexed = indexed.as_ref().filter(|_| inside).map(|p| {
+                        // inside the image: non-negative offsets
+                        p.crop(offset.0 as u32, offset.1 as u32, tile_size.0, tile_size.1)
+                    });
+                    let data = match &indexed {
+                        Some(p) => encode_indexed(&tile, p, &opts),
+                        None => encode_mode(&tile, held, &opts),
+                    }
+                    .map_err(source_error)?;
                     let drawn = Drawn {
                         image: tile,
                         mode: held,
+                        indexed,
                     };
                     out.push((coord, data, Some(Arc::new(drawn))));
                 }

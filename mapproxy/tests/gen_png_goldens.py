@@ -11,9 +11,19 @@ repeats them) and encoded by MapProxy's own `img_to_buf`: paletted with 256 colo
 FASTOCTREE, zlib Z_RLE), and truecolour with `colors=0`, as `paletted: false` gives (RGB when
 not transparent, as MapProxy holds an opaque image; Pillow's row filters, zlib Z_FILTERED).
 The goldens in codec.rs were printed with Pillow 13.0.0 on zlib 1.2.13.
+
+Then (`small_palettes_are_mapproxys_byte_for_byte` in codec.rs) images quantized to 2, 4 and
+16 colours (packed rows, which Pillow filters), and (`kept_paletted_png_is_mapproxys_byte_for_byte`
+in src/image/indexed.rs) paletted images as MapProxy keeps them: a `P` image (`pal_index`'s
+indices, `pal_palette`'s entries, a `tRNS` or none) saved by Pillow as a source would send it,
+opened again, cropped (TileSplitter's crop) and written by `img_to_buf` with 256 colours and with
+none (`colors: 0`): written as it is when the palette has as many entries as the options have
+colours, or no colours are asked for; quantized otherwise.
 """
 import hashlib
+import io
 import math
+import warnings
 
 from PIL import Image
 from mapproxy.image import img_to_buf
@@ -85,6 +95,61 @@ def main():
         opts = ImageOptions(format='image/png', transparent=transparent, colors=0)
         show(name, w, h, transparent, img_to_buf(img, opts).read())
 
+    print('// small palettes (quantized)')
+    for name, w, h, colors in [('noise', 64, 64, 2), ('noise', 64, 64, 4), ('noise', 64, 64, 16),
+                               ('map', 600, 400, 16), ('gradient', 5, 3, 4)]:
+        img = image(name, w, h).convert('RGB')
+        opts = ImageOptions(format='image/png', transparent=False, colors=colors)
+        data = img_to_buf(img, opts).read()
+        print(f'("{name}", {w}, {h}, {colors}, "{hashlib.md5(data).hexdigest()}", {len(data)}),')
+
+    print('// kept paletted: (entries, tRNS, w, h, crop, colors, md5, len); crop None: the source')
+    for n, trns, w, h in PAL_SOURCES:
+        src = pal_source(n, trns, w, h)
+        print(f'({n}, {rust_trns(trns)}, {w}, {h}, None, 0, "{hashlib.md5(src).hexdigest()}", {len(src)}),')
+        for box in [(0, 0, w, h), (7, 5, 7 + 33, 5 + 20), (16, 16, 48, 48)]:
+            crop = Image.open(io.BytesIO(src)).crop(box)
+            for colors in [256, 0]:
+                opts = ImageOptions(format='image/png', transparent=False, colors=colors)
+                data = img_to_buf(crop, opts).read()
+                print(f'({n}, {rust_trns(trns)}, {w}, {h}, Some({box}), {colors}, '
+                      f'"{hashlib.md5(data).hexdigest()}", {len(data)}),')
+
+
+# palette sizes (1, 2, 4 and 8 bits a pixel), with no tRNS, one transparent entry (an index)
+# and alphas (bytes)
+PAL_SOURCES = [(256, None, 64, 64), (256, 5, 64, 64), (200, b'\x00\x80\xff', 64, 64),
+               (16, None, 64, 64), (16, b'\xff\x00\xff\xff', 64, 64), (4, 0, 64, 64),
+               (2, None, 64, 64), (4, b'\x00\x80', 64, 64)]
+
+
+def pal_palette(n):
+    return [c for i in range(n) for c in ((i * 37) % 256, (i * 91) % 256, (i * 13 + 7) % 256)]
+
+
+def pal_index(n, x, y):
+    return (x // 3 + (y * y) // 7 + (x * y) // 11) % n
+
+
+def pal_source(n, trns, w, h):
+    img = Image.new('P', (w, h))
+    img.putpalette(pal_palette(n))
+    img.putdata([pal_index(n, x, y) for y in range(h) for x in range(w)])
+    kw = {} if trns is None else {'transparency': trns}
+    buf = io.BytesIO()
+    img.save(buf, 'png', **kw)
+    return buf.getvalue()
+
+
+def rust_trns(trns):
+    if trns is None:
+        return 'None'
+    if isinstance(trns, int):
+        return f'Some(Trns::Index({trns}))'
+    return f'Some(Trns::Alphas(vec!{list(trns)}))'
+
 
 if __name__ == '__main__':
+    # Pillow warns of tRNS alphas on P images, as MapProxy's own runs do
+    warnings.simplefilter('ignore')
     main()

@@ -50,6 +50,71 @@ fn png(img: &image::RgbaImage) -> Bytes {
     Bytes::from(out.into_inner())
 }
 
+/// The loopback WMS's paletted PNGs (as MapServer's `mode=8bit` or a tile server's PNG8
+/// send them): `img`'s pixels mapped to a palette by their colour, written by the png crate.
+/// `pal`: 256 entries; `pal4`: 4 (2 bits a pixel); `pal_trns`: 256 entries, entry 0 fully
+/// transparent (a `tRNS` of one 0) where `holes` has holes; `pal16a`: 16 entries (4 bits),
+/// the first 8 with alphas 0, 36, ..., 252 (a `tRNS` of alphas).
+fn paletted(img: &image::RgbaImage, layer: &str) -> Bytes {
+    let (entries, trns): (usize, Vec<u8>) = match layer {
+        "pal4" => (4, vec![]),
+        "pal_trns" => (256, vec![0]),
+        "pal16a" => (16, (0..8).map(|i| i * 36).collect()),
+        _ => (256, vec![]),
+    };
+    let palette: Vec<u8> = (0..entries)
+        .flat_map(|i| {
+            let i = i as u8;
+            match entries {
+                4 => [i * 80, 255 - i * 60, 100],
+                16 => [i * 16, 200 - i * 8, i * 5 + 30],
+                _ => [i & 0xf0, (i & 0x0f) << 4, 128 ^ i],
+            }
+        })
+        .collect();
+    let indices: Vec<u8> = img
+        .enumerate_pixels()
+        .map(|(i, j, p)| match entries {
+            4 => ((p.0[0] >> 7) << 1) | (p.0[1] >> 7),
+            16 => ((p.0[0] >> 6) << 2) | (p.0[1] >> 6),
+            _ if layer == "pal_trns" && (i / 50 + j / 50) % 3 == 0 => 0,
+            _ => (p.0[0] & 0xf0) | (p.0[1] >> 4),
+        })
+        .collect();
+    let bits = match entries {
+        4 => 2,
+        16 => 4,
+        _ => 8,
+    };
+    let w = img.width() as usize;
+    let mut packed = Vec::new();
+    for row in indices.chunks(w) {
+        for group in row.chunks(8 / bits) {
+            let mut b = 0u8;
+            for (k, &v) in group.iter().enumerate() {
+                b |= v << (8 - bits * (k + 1));
+            }
+            packed.push(b);
+        }
+    }
+    let mut out = Vec::new();
+    let mut enc = png::Encoder::new(&mut out, img.width(), img.height());
+    enc.set_color(png::ColorType::Indexed);
+    enc.set_depth(match bits {
+        2 => png::BitDepth::Two,
+        4 => png::BitDepth::Four,
+        _ => png::BitDepth::Eight,
+    });
+    enc.set_palette(palette);
+    if !trns.is_empty() {
+        enc.set_trns(trns);
+    }
+    let mut writer = enc.write_header().expect("header");
+    writer.write_image_data(&packed).expect("encode");
+    writer.finish().expect("finish");
+    Bytes::from(out)
+}
+
 /// What the loopback WMS saw: the queries, and the most GetMaps it answered at once.
 #[derive(Default)]
 struct UpstreamLog {
@@ -151,7 +216,10 @@ async fn upstream() -> (SocketAddr, Arc<UpstreamLog>) {
                                 }
                             }
                             // layer `rgb`: an RGB PNG (no alpha channel), else RGBA
-                            let body = if get("layers").as_deref() == Some("rgb") {
+                            let layers = get("layers").unwrap_or_default();
+                            let body = if layers.starts_with("pal") {
+                                paletted(&img, &layers)
+                            } else if layers == "rgb" {
                                 let rgb = image::DynamicImage::ImageRgba8(img).to_rgb8();
                                 let mut out = std::io::Cursor::new(Vec::new());
                                 rgb.write_to(&mut out, image::ImageFormat::Png)
@@ -4546,6 +4614,14 @@ layers:
   - {name: tc_t, title: tc_t, sources: [tc_t]}
   - {name: mixed, title: mixed, sources: [mixed]}
   - {name: jpeg, title: jpeg, sources: [jpeg]}
+  - {name: pal, title: pal, sources: [pal]}
+  - {name: pal_tc, title: pal_tc, sources: [pal_tc]}
+  - {name: pal_t, title: pal_t, sources: [pal_t]}
+  - {name: pal4, title: pal4, sources: [pal4]}
+  - {name: pal4_tc, title: pal4_tc, sources: [pal4_tc]}
+  - {name: pal_trns_tc, title: pal_trns_tc, sources: [pal_trns_tc]}
+  - {name: pal16a, title: pal16a, sources: [pal16a]}
+  - {name: pal16a_tc, title: pal16a_tc, sources: [pal16a_tc]}
 caches:
   png: {grids: [GLOBAL_WEBMERCATOR], sources: [opaque]}
   png_t: {grids: [GLOBAL_WEBMERCATOR], sources: [holes]}
@@ -4553,6 +4629,15 @@ caches:
   tc_t: {grids: [GLOBAL_WEBMERCATOR], sources: [holes], image: {colors: 0, transparent: true}}
   mixed: {grids: [GLOBAL_WEBMERCATOR], sources: [holes], format: mixed, request_format: image/png}
   jpeg: {grids: [GLOBAL_WEBMERCATOR], sources: [opaque], format: image/jpeg}
+  # paletted sources: a default (256 colours), a truecolour (colors: 0) and a transparent cache
+  pal: {grids: [GLOBAL_WEBMERCATOR], sources: [pal]}
+  pal_tc: {grids: [GLOBAL_WEBMERCATOR], sources: [pal], image: {colors: 0}}
+  pal_t: {grids: [GLOBAL_WEBMERCATOR], sources: [pal_trns_t], image: {transparent: true}}
+  pal4: {grids: [GLOBAL_WEBMERCATOR], sources: [pal4]}
+  pal4_tc: {grids: [GLOBAL_WEBMERCATOR], sources: [pal4], image: {colors: 0}}
+  pal_trns_tc: {grids: [GLOBAL_WEBMERCATOR], sources: [pal_trns], image: {colors: 0}}
+  pal16a: {grids: [GLOBAL_WEBMERCATOR], sources: [pal16a]}
+  pal16a_tc: {grids: [GLOBAL_WEBMERCATOR], sources: [pal16a], image: {colors: 0}}
 sources:
   opaque:
     type: wms
@@ -4560,6 +4645,21 @@ sources:
   holes:
     type: wms
     req: {url: 'http://UPSTREAM/service', layers: holes, transparent: true}
+  pal:
+    type: wms
+    req: {url: 'http://UPSTREAM/service', layers: pal}
+  pal4:
+    type: wms
+    req: {url: 'http://UPSTREAM/service', layers: pal4}
+  pal_trns:
+    type: wms
+    req: {url: 'http://UPSTREAM/service', layers: pal_trns}
+  pal_trns_t:
+    type: wms
+    req: {url: 'http://UPSTREAM/service', layers: pal_trns, transparent: true}
+  pal16a:
+    type: wms
+    req: {url: 'http://UPSTREAM/service', layers: pal16a}
 globals:
   cache:
     # meta tiles split with a buffer, small enough for a debug build's upstream
@@ -4583,7 +4683,19 @@ globals:
     };
 
     let mut paths = Vec::new();
-    for layer in ["png", "png_t", "tc", "tc_t", "mixed", "jpeg"] {
+    let pal_layers = [
+        "pal",
+        "pal_tc",
+        "pal_t",
+        "pal4",
+        "pal4_tc",
+        "pal_trns_tc",
+        "pal16a",
+        "pal16a_tc",
+    ];
+    let base_layers = ["png", "png_t", "tc", "tc_t", "mixed", "jpeg"];
+    for layer in base_layers.iter().chain(&pal_layers) {
+        let layer = *layer;
         let ext = if layer == "jpeg" { "jpeg" } else { "png" };
         for (z, x, y) in [
             (0, 0, 0),
@@ -4609,7 +4721,24 @@ globals:
     let known = |p: &str| cfg!(not(feature = "turbojpeg")) && p.contains("LAYERS=jpeg&");
     // maps of 2×2 tiles (z 3), stitched, not resampled
     let t3 = 20037508.342789244 / 4.0;
-    for layer in ["png", "png_t", "tc_t", "mixed", "jpeg"] {
+    // maps inside one tile (z 2, the tile above the origin's east) at its resolution: a crop
+    // of that tile (a paletted one is cropped to its palette and written as it is)
+    let res2 = 20037508.342789244 / 2.0 / 256.0;
+    let (top, left) = (20037508.342789244, 0.0);
+    for layer in base_layers.iter().chain(&pal_layers) {
+        for transparent in ["false", "true"] {
+            paths.push(format!(
+                "/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetMap&LAYERS={layer}&STYLES=&SRS=EPSG:3857&BBOX={},{},{},{}&WIDTH=128&HEIGHT=100&FORMAT=image/png&TRANSPARENT={transparent}",
+                left + 32.0 * res2,
+                top - 140.0 * res2,
+                left + 160.0 * res2,
+                top - 40.0 * res2,
+            ));
+        }
+    }
+    for layer in [
+        "png", "png_t", "tc_t", "mixed", "jpeg", "pal", "pal_tc", "pal4_tc",
+    ] {
         for transparent in ["false", "true"] {
             paths.push(format!(
                 "/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetMap&LAYERS={layer}&STYLES=&SRS=EPSG:3857&BBOX=0,0,{},{}&WIDTH=512&HEIGHT=512&FORMAT=image/png&TRANSPARENT={transparent}",

@@ -28,9 +28,11 @@
 //!   `ModelPixelScale`, `ModelTiepoint` and `GeoKeyDirectory` (`GeoReference.tiff_tags`).
 //!
 //! Compression is the stock zlib's ([`super::zlib`]) at Pillow's settings, level 6 and
-//! memLevel 9: paletted rows are not filtered (Pillow's encoder filters only truecolour rows)
-//! and are deflated with the `Z_RLE` strategy MapProxy asks for after quantizing; truecolour
-//! rows with `Z_FILTERED`, Pillow's default. PNGs are written directly ([`write_png`]).
+//! memLevel 9: 8-bit paletted rows are not filtered (Pillow's encoder does not filter raw
+//! mode `P`), packed ones (up to 16 colours) are, as truecolour rows are; quantized rows are
+//! deflated with the `Z_RLE` strategy MapProxy asks for after quantizing; truecolour rows
+//! with `Z_FILTERED`, Pillow's default. A paletted image MapProxy keeps as it is (not
+//! quantized) is written by [`super::indexed`]. PNGs are written directly ([`write_png`]).
 //!
 //! GIFs are quantized here, not as Pillow's GIF writer does: an image with at most 256
 //! distinct colours gets the exact palette; others go through NeuQuant (`color_quant`).
@@ -1004,7 +1006,7 @@ fn encode_jpeg_rust(img: &RgbaImage, quality: u8) -> Result<Vec<u8>, ImageError>
 /// A truecolour PNG as Pillow writes one: RGBA (colour type 6) when `alpha`, else RGB (2), 8
 /// bits, rows filtered by [`filter_rows`], deflated with zlib's `Z_FILTERED` strategy
 /// (ZipEncode.c's default for PNG rows).
-fn encode_png_truecolor(img: &RgbaImage, alpha: bool) -> Result<Vec<u8>, ImageError> {
+pub(super) fn encode_png_truecolor(img: &RgbaImage, alpha: bool) -> Result<Vec<u8>, ImageError> {
     let raw = filter_rows(img, alpha);
     let color_type = if alpha { 6 } else { 2 };
     write_png(
@@ -1012,7 +1014,7 @@ fn encode_png_truecolor(img: &RgbaImage, alpha: bool) -> Result<Vec<u8>, ImageEr
         8,
         color_type,
         &[],
-        &[],
+        None,
         &raw,
         super::zlib::Strategy::Filtered,
     )
@@ -1032,12 +1034,8 @@ fn filter_rows(img: &RgbaImage, alpha: bool) -> Vec<u8> {
     if width == 0 {
         return out;
     }
-    let cost = |v: u8| u64::from(if v < 128 { v } else { v.wrapping_neg() });
-    let mut prev = vec![0u8; n];
+    let mut filter = RowFilter::new(n, bpp);
     let mut cur = vec![0u8; n];
-    let mut up = vec![0u8; n];
-    let mut sub = vec![0u8; n];
-    let mut paeth = vec![0u8; n];
     for row in img.as_raw().chunks_exact(width * 4) {
         if alpha {
             cur.copy_from_slice(row);
@@ -1046,11 +1044,43 @@ fn filter_rows(img: &RgbaImage, alpha: bool) -> Vec<u8> {
                 d.copy_from_slice(&s[..3]);
             }
         }
+        filter.push(&mut cur, &mut out);
+    }
+    out
+}
+
+/// Pillow's choice of a row's filter ([`filter_rows`]) for rows of `n` bytes, `bpp` bytes a
+/// pixel (1 for packed paletted rows: ZipEncode.c's `(bits + 7) / 8`).
+struct RowFilter {
+    bpp: usize,
+    prev: Vec<u8>,
+    up: Vec<u8>,
+    sub: Vec<u8>,
+    paeth: Vec<u8>,
+}
+
+impl RowFilter {
+    fn new(n: usize, bpp: usize) -> RowFilter {
+        RowFilter {
+            bpp,
+            prev: vec![0; n],
+            up: vec![0; n],
+            sub: vec![0; n],
+            paeth: vec![0; n],
+        }
+    }
+
+    /// `cur` (the next row, `n` bytes) filtered onto `out` after its filter byte; `cur` is
+    /// left with the row before it (swapped with the one kept).
+    fn push(&mut self, cur: &mut Vec<u8>, out: &mut Vec<u8>) {
+        let (bpp, n) = (self.bpp, cur.len());
+        let cost = |v: u8| u64::from(if v < 128 { v } else { v.wrapping_neg() });
+        let (prev, up, sub, paeth) = (&self.prev, &mut self.up, &mut self.sub, &mut self.paeth);
         let mut kind = 0u8;
         let mut sum: u64 = cur.iter().map(|&v| cost(v)).sum();
         if sum > 0 {
             let mut s = 0;
-            for ((d, &c), &b) in up.iter_mut().zip(&cur).zip(&prev) {
+            for ((d, &c), &b) in up.iter_mut().zip(cur.iter()).zip(prev) {
                 *d = c.wrapping_sub(b);
                 s += cost(*d);
             }
@@ -1096,14 +1126,13 @@ fn filter_rows(img: &RgbaImage, alpha: bool) -> Vec<u8> {
         }
         out.push(kind);
         out.extend_from_slice(match kind {
-            1 => &sub,
-            2 => &up,
-            4 => &paeth,
-            _ => &cur,
+            1 => &self.sub,
+            2 => &self.up,
+            4 => &self.paeth,
+            _ => cur,
         });
-        std::mem::swap(&mut prev, &mut cur);
+        std::mem::swap(&mut self.prev, cur);
     }
-    out
 }
 
 /// A GIF's palette and each pixel's index into it.
@@ -1222,55 +1251,79 @@ fn sort_transparent_first(q: Quantized) -> Quantized {
 
 /// MapProxy's paletted PNG: Pillow's `quantize(colors, FASTOCTREE)` ([`super::octree`]) and
 /// its PNG writer: a `PLTE` of all `colors` entries (unused ones black), 1, 2 or 4 bits per
-/// pixel for up to 16, and with alpha a `tRNS` of every entry's alpha.
+/// pixel for up to 16, and with alpha a `tRNS` of every entry's alpha; deflated with the
+/// `Z_RLE` MapProxy asks for ([`write_paletted`]).
 fn encode_png_paletted(img: &RgbaImage, colors: usize, alpha: bool) -> Result<Vec<u8>, ImageError> {
     let (palette, indices) = super::octree::quantize(img, colors, alpha);
-    let n = palette.len().max(1);
-    // Pillow: palettes of up to 16 colours are written with 1, 2 or 4 bits per pixel
-    let bits: usize = match n {
+    let plte: Vec<u8> = palette.iter().flat_map(|c| [c[0], c[1], c[2]]).collect();
+    let trns: Option<Vec<u8>> = alpha.then(|| palette.iter().map(|c| c[3]).collect());
+    write_paletted(
+        img.dimensions(),
+        palette.len().max(1),
+        &indices,
+        &plte,
+        trns.as_deref().filter(|t| !t.is_empty()),
+        true,
+    )
+}
+
+/// A paletted PNG of `indices` (one a pixel, row by row) as Pillow's writer writes a `P`
+/// image of `colors` (1-256) palette entries: 1, 2 or 4 bits per pixel for up to 2, 4 or 16
+/// (raw modes `P;1`, `P;2`, `P;4`), else 8; `plte` and `trns` as given (`trns` written even
+/// when empty). Rows of raw mode `P` are not filtered (ZipEncode.c's `ZIP_PNG_PALETTE`),
+/// packed rows are, as truecolour rows are ([`RowFilter`], one byte a pixel). Deflated with
+/// `Z_RLE` when `rle` (MapProxy's `compress_type` for quantized images), else with Pillow's
+/// default: `Z_DEFAULT_STRATEGY` for unfiltered rows, `Z_FILTERED` for filtered ones.
+pub(super) fn write_paletted(
+    (width, height): (u32, u32),
+    colors: usize,
+    indices: &[u8],
+    plte: &[u8],
+    trns: Option<&[u8]>,
+    rle: bool,
+) -> Result<Vec<u8>, ImageError> {
+    let bits: usize = match colors {
         0..=2 => 1,
         3..=4 => 2,
         5..=16 => 4,
         _ => 8,
     };
-    let width = img.width() as usize;
-    let height = img.height() as usize;
-    // the scanlines, each with its filter byte 0 (none: Pillow filters no paletted rows)
-    let row_bytes = (width * bits).div_ceil(8);
-    let mut raw = Vec::with_capacity((row_bytes + 1) * height);
-    if width > 0 {
-        for row in indices.chunks_exact(width) {
-            raw.push(0);
-            if bits == 8 {
+    let w = width as usize;
+    let h = height as usize;
+    let row_bytes = (w * bits).div_ceil(8);
+    let mut raw = Vec::with_capacity((row_bytes + 1) * h);
+    if w > 0 {
+        let mut filter = (bits < 8).then(|| RowFilter::new(row_bytes, 1));
+        let mut packed = Vec::with_capacity(row_bytes);
+        for row in indices.chunks_exact(w).take(h) {
+            let Some(f) = filter.as_mut() else {
+                // filter byte 0 (none)
+                raw.push(0);
                 raw.extend_from_slice(row);
                 continue;
-            }
+            };
+            packed.clear();
             let per_byte = 8 / bits;
+            let mask = (1u8 << bits) - 1;
             for group in row.chunks(per_byte) {
                 let mut b = 0u8;
                 for (i, &v) in group.iter().enumerate() {
-                    b |= v << (8 - bits * (i + 1));
+                    b |= (v & mask) << (8 - bits * (i + 1));
                 }
-                raw.push(b);
+                packed.push(b);
             }
+            f.push(&mut packed, &mut raw);
         }
     }
-    let plte: Vec<u8> = palette.iter().flat_map(|c| [c[0], c[1], c[2]]).collect();
-    let trns: Vec<u8> = if alpha {
-        palette.iter().map(|c| c[3]).collect()
+    let strategy = if rle {
+        super::zlib::Strategy::Rle
+    } else if bits < 8 {
+        super::zlib::Strategy::Filtered
     } else {
-        Vec::new()
+        super::zlib::Strategy::Default
     };
     // bits is 1, 2, 4 or 8
-    write_png(
-        img.dimensions(),
-        bits as u8,
-        3,
-        &plte,
-        &trns,
-        &raw,
-        super::zlib::Strategy::Rle,
-    )
+    write_png((width, height), bits as u8, 3, plte, trns, &raw, strategy)
 }
 
 /// A PNG file written directly: signature, `IHDR`, `PLTE` and `tRNS` when given, `IDAT`s
@@ -1285,7 +1338,7 @@ fn write_png(
     bit_depth: u8,
     color_type: u8,
     plte: &[u8],
-    trns: &[u8],
+    trns: Option<&[u8]>,
     raw: &[u8],
     strategy: super::zlib::Strategy,
 ) -> Result<Vec<u8>, ImageError> {
@@ -1296,7 +1349,8 @@ fn write_png(
     let block = (width as usize).saturating_mul(4).max(65_536);
     let idats = deflated.len().div_ceil(block);
     // signature, the chunks' data and 12 bytes of length, type and CRC each
-    let size = 8 + 25 + plte.len() + trns.len() + deflated.len() + 12 * (idats + 3);
+    let size =
+        8 + 25 + plte.len() + trns.map_or(0, <[u8]>::len) + deflated.len() + 12 * (idats + 4);
     let mut out = Vec::with_capacity(size);
     out.extend_from_slice(b"\x89PNG\r\n\x1a\n");
     let mut ihdr = [0u8; 13];
@@ -1309,7 +1363,7 @@ fn write_png(
     if !plte.is_empty() {
         png_chunk(&mut out, b"PLTE", plte)?;
     }
-    if !trns.is_empty() {
+    if let Some(trns) = trns {
         png_chunk(&mut out, b"tRNS", trns)?;
     }
     for part in deflated.chunks(block) {
@@ -1714,6 +1768,50 @@ mod tests {
             if got != md5 || png.len() != len {
                 wrong.push(format!(
                     "{name} {w}x{h} transparent={transparent}: {} bytes (want {len})",
+                    png.len()
+                ));
+            }
+        }
+        assert!(wrong.is_empty(), "{wrong:#?}");
+    }
+
+    /// MapProxy 7's `img_to_buf` of opaque images quantized to 2, 4 and 16 colours
+    /// (gen_png_goldens.py): 1, 2 and 4 bits a pixel, the packed rows filtered as Pillow
+    /// filters rows of raw modes `P;1`, `P;2`, `P;4`, then `Z_RLE`.
+    #[test]
+    fn small_palettes_are_mapproxys_byte_for_byte() {
+        use md5::{Digest, Md5};
+        let cases: [(&str, u32, u32, u16, &str, usize); 5] = [
+            ("noise", 64, 64, 2, "81e85a88a09c038e61d5e9cf3740555a", 251),
+            ("noise", 64, 64, 4, "69bf38dbaff7ebd5192c7bf215e990b2", 464),
+            (
+                "noise",
+                64,
+                64,
+                16,
+                "4901848cd6f89a9733727cd73ee13f94",
+                1324,
+            ),
+            (
+                "map",
+                600,
+                400,
+                16,
+                "fa25e3845b48060872cc3ef3a0627592",
+                4310,
+            ),
+            ("gradient", 5, 3, 4, "9a2cf44dd32f350e5f085885c04675e8", 91),
+        ];
+        let mut wrong = Vec::new();
+        for (name, w, h, colors, md5, len) in cases {
+            let img = RgbaImage::from_fn(w, h, |x, y| image::Rgba(golden_px(name, x, y)));
+            let mut o = ImageOpts::new(ImageFormat::png());
+            o.colors = colors;
+            let png = encode(&img, &o).expect("encodes");
+            let got = format!("{:x}", Md5::digest(&png));
+            if got != md5 || png.len() != len {
+                wrong.push(format!(
+                    "{name} {w}x{h} {colors}: {} bytes (want {len})",
                     png.len()
                 ));
             }

@@ -2,6 +2,7 @@
 
 mod codec;
 mod format;
+pub mod indexed;
 mod jpeg;
 pub mod mask;
 pub mod mode;
@@ -17,6 +18,7 @@ pub use codec::{
 };
 pub use format::ImageFormat;
 pub use image::RgbaImage;
+pub use indexed::{encode_indexed, Indexed};
 
 /// Workers with buffers (resizers, JPEG compressors) kept between maps, so that their buffers
 /// are not allocated and zeroed for each map: at most one per CPU, whichever threads use them

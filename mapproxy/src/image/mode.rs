@@ -5,7 +5,8 @@
 //!
 //! - opened from bytes ([`opened_mode`]; `ImageResult.as_image`): as the file is (a PNG's
 //!   colour type, a JPEG is RGB), a paletted one converted to RGBA when its image options
-//!   are transparent;
+//!   are transparent (a paletted one kept `P` carries its indices and palette where it is
+//!   cropped and encoded: [`super::indexed`]);
 //! - made by `create_image` ([`created_mode`]: merged maps, stitched tiles, the part of a
 //!   meta tile outside it): the options' `mode`, else RGBA when transparent, else RGB;
 //! - resampled (`img_for_resampling`, not nearest): a paletted image becomes its palette's

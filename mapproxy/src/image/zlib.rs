@@ -5,11 +5,11 @@
 //! unique: the same data compressed by another deflate implementation at "level 6" (zlib-rs,
 //! which follows zlib-ng's level 6, or miniz_oxide) decodes to the same pixels but is
 //! different bytes, and different cache files. So this calls the stock zlib itself for
-//! `Z_FILTERED` (an RLE stream has nothing to differ in: zlib-rs writes it, [`deflate_rle`]),
-//! through libz-sys, built from the zlib source that crate bundles (its `static` feature: the same
-//! bytes on every machine, whatever zlib the system has; checked against Pillow 13 on zlib
-//! 1.2.13 by the golden tests in `codec.rs`). No safe Rust binding exposes `memLevel` and the
-//! strategy (flate2 sets neither), hence the few `unsafe` calls below.
+//! `Z_FILTERED` and `Z_DEFAULT_STRATEGY` (an RLE stream has nothing to differ in: zlib-rs
+//! writes it, [`deflate_rle`]), through libz-sys, built from the zlib source that crate
+//! bundles (its `static` feature: the same bytes on every machine, whatever zlib the system
+//! has; checked against Pillow 13 on zlib 1.2.13 by the golden tests in `codec.rs` and
+//! `indexed.rs`). No safe Rust binding exposes `memLevel` and the strategy (flate2 sets neither), hence the few `unsafe` calls below.
 #![allow(unsafe_code)]
 
 use std::os::raw::{c_int, c_uint};
@@ -25,6 +25,10 @@ pub enum Strategy {
     /// `Z_RLE`: what MapProxy's `img_to_buf` asks for quantized (paletted) images; zlib-rs's
     /// (the same bytes, faster: [`deflate_rle`]).
     Rle,
+    /// `Z_DEFAULT_STRATEGY`: Pillow's default for 8-bit paletted rows (ZipEncode.c's
+    /// `ZIP_PNG_PALETTE`), as a paletted image MapProxy did not quantize is written; the
+    /// stock zlib's.
+    Default,
 }
 
 /// An initialised zlib deflate stream, boxed (zlib keeps a pointer back to it, so it must
@@ -89,6 +93,7 @@ impl Stream {
 /// memLevel 9 is about 400 KB, allocated and zeroed by every `deflateInit2`, which cost more
 /// than deflating a small tile. `deflateReset` makes a kept one as new.
 static FILTERED: super::Kept<Stream> = super::Kept::new();
+static DEFAULT: super::Kept<Stream> = super::Kept::new();
 
 /// `data` deflated in one call at Pillow's settings, `deflateInit2(6, Z_DEFLATED, 15, 9,
 /// strategy)` (level 6, a 32 KiB window, memLevel 9): a zlib stream (header, deflate data,
@@ -97,7 +102,10 @@ pub fn deflate(data: &[u8], strategy: Strategy) -> Result<Vec<u8>, String> {
     if strategy == Strategy::Rle {
         return deflate_rle(data);
     }
-    let (kept, strategy) = (&FILTERED, z::Z_FILTERED);
+    let (kept, strategy) = match strategy {
+        Strategy::Default => (&DEFAULT, z::Z_DEFAULT_STRATEGY),
+        _ => (&FILTERED, z::Z_FILTERED),
+    };
     let len = c_uint::try_from(data.len())
         .map_err(|_| format!("{} bytes are too many to deflate at once", data.len()))?;
     let mut stream = match kept.take() {

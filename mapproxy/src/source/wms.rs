@@ -790,12 +790,30 @@ impl WmsSource {
             } else {
                 crate::image::mode::resampled_mode(opened)
             };
-            let out = transform(&src, &warp);
-            let mut opts = crate::image::ImageOpts::new(ImageFormat::png());
-            opts.transparent = true;
-            opts.paletted = false;
-            let data = crate::image::encode_mode(&out, mode, &opts)
-                .map_err(|e| SourceError::new(e.to_string()))?;
+            // a paletted answer moved pixel by pixel (nearest, or a crop) stays paletted: its
+            // indices moved, its palette kept, written as Pillow writes a P image
+            let keeps = keeps_pixels(src.dimensions(), &warp);
+            let indexed = (keeps && opened == crate::image::ImageMode::P)
+                .then(|| crate::image::Indexed::decode(&img.data))
+                .flatten()
+                .filter(|p| (p.width, p.height) == src.dimensions());
+            let data = match indexed {
+                Some(p) => {
+                    let moved = crate::image::Indexed::from_moved(
+                        &transform(&p.index_image(), &warp),
+                        p.palette.clone(),
+                    );
+                    crate::image::indexed::write_indexed_png(&moved).map(bytes::Bytes::from)
+                }
+                None => {
+                    let out = transform(&src, &warp);
+                    let mut opts = crate::image::ImageOpts::new(ImageFormat::png());
+                    opts.transparent = true;
+                    opts.paletted = false;
+                    crate::image::encode_mode(&out, mode, &opts)
+                }
+            }
+            .map_err(|e| SourceError::new(e.to_string()))?;
             let mut out = SourceImage::drawn_png(data);
             out.cacheable = img.cacheable;
             Ok(out)

@@ -34,8 +34,8 @@ use super::{parse_bgcolor, Version, WmsError, WmsRequest, WmsService};
 use crate::authorize::{Authorized, QueryExtent};
 use crate::grid::{bbox_intersects, get_resolution, Bbox, TileGrid};
 use crate::image::mode::{created_mode, opened_mode, resampled_mode};
-use crate::image::transform::{transform_known, Known, Resampling, Warp};
-use crate::image::{ImageFormat, ImageMode, ImageOpts, StitchTile};
+use crate::image::transform::{transform, transform_known, Known, Resampling, Warp};
+use crate::image::{ImageFormat, ImageMode, ImageOpts, Indexed, StitchTile};
 use crate::service::Ctx;
 use crate::source::{MapQuery, MapSource};
 use crate::srs::Srs;
@@ -166,6 +166,8 @@ enum Rendered {
         img: Known<RgbaImage>,
         mode: ImageMode,
         transparent: bool,
+        /// Its indices and palette when MapProxy holds it as `P`.
+        indexed: Option<Indexed>,
     },
     /// A direct source's image: its bytes, their format, whether the source is transparent
     /// (its `image_opts.transparent`: `req.transparent`) and whether they are the bytes a
@@ -508,8 +510,12 @@ pub(crate) async fn handle(
         // image/merge.py:63-71, image/__init__.py:233-257
         if let [(r, m, None)] = images.as_slice() {
             if place.is_none() && m.is_empty() && notice.is_empty() {
-                if let Some((img, mode)) = single_layer(r, transparent, size)? {
-                    return crate::image::encode_mode(&img, mode, &opts).map_err(|e| e.to_string());
+                if let Some((img, mode, indexed)) = single_layer(r, transparent, size)? {
+                    return match indexed {
+                        Some(p) => crate::image::encode_indexed(&img, &p, &opts),
+                        None => crate::image::encode_mode(&img, mode, &opts),
+                    }
+                    .map_err(|e| e.to_string());
                 }
             }
         }
@@ -859,22 +865,29 @@ fn fade(out: &mut RgbaImage, img: &mut RgbaImage, opacity: f64, transparent: boo
 /// the Pillow mode it is held in, when its image options are not transparent or the map is
 /// (`map_transparent`) and it is of the map's `size`; `None` otherwise (it is merged).
 /// Encoded images are decoded (`as_buffer` re-encodes them: another format or mode).
+type Single<'a> = (Cow<'a, RgbaImage>, ImageMode, Option<Cow<'a, Indexed>>);
+
 fn single_layer(
     r: &Rendered,
     map_transparent: bool,
     size: (u32, u32),
-) -> Result<Option<(Cow<'_, RgbaImage>, ImageMode)>, String> {
+) -> Result<Option<Single<'_>>, String> {
     let (data, layer_transparent) = match r {
         Rendered::Blank | Rendered::Clear => return Ok(None),
         Rendered::Image {
             img,
             mode,
             transparent,
+            indexed,
         } => {
             if (*transparent && !map_transparent) || img.image.dimensions() != size {
                 return Ok(None);
             }
-            return Ok(Some((Cow::Borrowed(&img.image), *mode)));
+            return Ok(Some((
+                Cow::Borrowed(&img.image),
+                *mode,
+                indexed.as_ref().map(Cow::Borrowed),
+            )));
         }
         Rendered::Stored {
             drawn: Some(d),
@@ -884,7 +897,11 @@ fn single_layer(
             if (*transparent && !map_transparent) || d.image.dimensions() != size {
                 return Ok(None);
             }
-            return Ok(Some((Cow::Borrowed(&d.image), d.mode)));
+            return Ok(Some((
+                Cow::Borrowed(&d.image),
+                d.mode,
+                d.indexed.as_ref().map(Cow::Borrowed),
+            )));
         }
         Rendered::Encoded {
             data, transparent, ..
@@ -901,10 +918,27 @@ fn single_layer(
     if img.dimensions() != size {
         return Ok(None);
     }
+    let mode = opened_mode(data, layer_transparent);
     Ok(Some((
         Cow::Owned(img),
-        opened_mode(data, layer_transparent),
+        mode,
+        opened_indexed(data, mode).map(Cow::Owned),
     )))
+}
+
+/// The indices and palette of `data` when MapProxy opens it as `P` (`mode`, see
+/// [`opened_mode`]): a paletted PNG.
+fn opened_indexed(data: &[u8], mode: ImageMode) -> Option<Indexed> {
+    if mode != ImageMode::P {
+        return None;
+    }
+    Indexed::decode(data)
+}
+
+/// A paletted image as `warp` moves its pixels (a crop, nearest neighbour: see
+/// [`crate::image::transform::keeps_pixels`]), which keeps it paletted.
+fn warp_indexed(p: &Indexed, warp: &Warp<'_>) -> Indexed {
+    Indexed::from_moved(&transform(&p.index_image(), warp), p.palette.clone())
 }
 
 /// `SRSConditional`: the grid in the query's SRS, else one of the same kind, else the first.
@@ -965,16 +999,17 @@ async fn render_cache(
         size: sub_size,
         srs: q.srs.clone(),
     };
-    let (img, mode) = match cache_image(g, &sub, resampling, under).await? {
+    let (img, mode, indexed) = match cache_image(g, &sub, resampling, under).await? {
         Stitched::Missing => return Ok(Rendered::Blank),
         Stitched::Clear => return Ok(Rendered::Clear),
-        Stitched::Image(img, mode) => (img, mode),
+        Stitched::Image(img, mode, indexed) => (img, mode, indexed),
     };
     if contained {
         return Ok(Rendered::Image {
             img,
             mode,
             transparent: g.manager.image_opts().transparent,
+            indexed,
         });
     }
     // sub_image_result: pasted into a transparent RGBA image (image/__init__.py:275-289)
@@ -984,6 +1019,7 @@ async fn render_cache(
         img: Known::unknown(out),
         mode: ImageMode::Rgba,
         transparent: true,
+        indexed: None,
     })
 }
 
@@ -1141,8 +1177,9 @@ enum Stitched {
     Missing,
     /// Tiles, all fully transparent.
     Clear,
-    /// The image and the Pillow mode MapProxy holds it in.
-    Image(Known<RgbaImage>, ImageMode),
+    /// The image, the Pillow mode MapProxy holds it in, and its indices and palette when
+    /// that is `P`.
+    Image(Known<RgbaImage>, ImageMode, Option<Indexed>),
 }
 
 /// `CacheMapLayer._image`: the covering tiles, stitched and transformed. With `under`, the
@@ -1206,6 +1243,14 @@ async fn cache_image(
         },
         _ => created_mode(cache_opts.mode, cache_opts.transparent),
     };
+    // one paletted tile: its indices and palette
+    let stitched_indexed = match tiles.as_slice() {
+        [Some(t)] if stitched_mode == ImageMode::P => match &t.drawn {
+            Some(d) => d.indexed.clone(),
+            None => Some(t.data.clone()).and_then(|d| Indexed::decode(&d)),
+        },
+        _ => None,
+    };
     tokio::task::spawn_blocking(move || -> Result<Stitched, String> {
         let w = u32::try_from(cols).map_err(|e| e.to_string())? * tw;
         let h = u32::try_from(rows).map_err(|e| e.to_string())? * th;
@@ -1236,12 +1281,20 @@ async fn cache_image(
             dst_srs: &q.srs,
             resampling,
         };
-        let mode = if crate::image::transform::keeps_pixels((w, h), &warp) {
+        let keeps = crate::image::transform::keeps_pixels((w, h), &warp);
+        let mode = if keeps {
             stitched_mode
         } else {
             resampled_mode(stitched_mode)
         };
-        Ok(Stitched::Image(transform_known(stitched, &warp), mode))
+        let indexed = stitched_indexed
+            .filter(|p| keeps && (p.width, p.height) == (w, h))
+            .map(|p| warp_indexed(&p, &warp));
+        Ok(Stitched::Image(
+            transform_known(stitched, &warp),
+            mode,
+            indexed,
+        ))
     })
     .await
     .map_err(|e| e.to_string())?
