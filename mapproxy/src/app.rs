@@ -926,20 +926,21 @@ fn wms_layer(
         if let Some(cgs) = caches.get(src) {
             let mut grids = Vec::new();
             for cg in cgs {
+                // its coverage's or sources' extent, else its grid's (MapProxy's
+                // CacheConfiguration.caches and map_layer)
+                let own = cache_own_extent(conf, src, &cg.grid, 0)?;
                 let g = crate::service::wms::cache_grid_layer(
                     Arc::new(cg.grid.clone()),
                     cg.manager.clone(),
                     cg.max_tile_limit,
+                    own.clone(),
                 )
                 .map_err(|e| err(&l.loc, format!("cache '{src}': {e}")))?;
                 if grids.is_empty() {
-                    // its sources' extent, else its first grid's (MapProxy's
-                    // CacheConfiguration.caches and map_layer)
-                    let e = match cache_own_extent(conf, src, &cg.grid, 0)? {
+                    extents.push(match own {
                         Some(e) => e,
                         None => WmsExtent::of_floats(g.srs.clone(), cg.grid.bbox()),
-                    };
-                    extents.push(e);
+                    });
                 }
                 grids.push(g);
             }
@@ -953,6 +954,16 @@ fn wms_layer(
                 format!("layer source '{src}' is neither a cache nor a source"),
             ));
         };
+        // `wms_opts.map: false` (an ArcGIS source's `opts.map`): no map layer, its feature
+        // info and legend only (`source()` is None: config/configuration/layer.py:70-76)
+        if let SourceKind::Wms(w) = &sc.kind {
+            if matches!(
+                w.wms_opts.get("map").map(|n| &n.value),
+                Some(Value::Bool(false))
+            ) {
+                continue;
+            }
+        }
         let mut opaque = crate::service::wms::Opaque::Never;
         let mut wms = None;
         let (source, supported, transparent): (Arc<dyn MapSource>, Vec<Arc<Srs>>, bool) =
@@ -1943,8 +1954,15 @@ fn cache_source_layer(
     for cg in cgs {
         grids.push(
             // no max_tile_limit: MapProxy's CacheSource has none
-            crate::service::wms::cache_grid_layer(Arc::new(cg.grid.clone()), cg.manager.clone(), 0)
-                .map_err(|e| err(loc, format!("cache '{name}': {e}")))?,
+            crate::service::wms::cache_grid_layer(
+                Arc::new(cg.grid.clone()),
+                cg.manager.clone(),
+                0,
+                // MapProxy's CacheSource has the intersection with the asking cache's grid
+                // (config/configuration/cache.py:456-457); the grid's here
+                None,
+            )
+            .map_err(|e| err(loc, format!("cache '{name}': {e}")))?,
         );
     }
     // MapProxy's CacheSource reads the tile manager: no use_direct_from_level

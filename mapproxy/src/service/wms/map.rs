@@ -50,6 +50,10 @@ pub struct CacheGridLayer {
     pub manager: Arc<TileManager>,
     /// `max_tile_limit` of the cache (0: no limit): a request needing more tiles is an error.
     pub max_tile_limit: u32,
+    /// The `CacheMapLayer`'s extent (config/configuration/cache.py:711-716): the cache's
+    /// coverage's, else its sources' merged extent; `None`: the grid's bbox. A map reaching
+    /// outside it is drawn from the part inside and pasted (`get_map`'s sub query).
+    pub extent: Option<super::Extent>,
 }
 
 /// A cache in its grids.
@@ -968,11 +972,17 @@ async fn render_cache(
     };
     // the cache's own `resampling_method` (CacheMapLayer: the tile manager's image_opts)
     let resampling = g.manager.image_opts().resampling.unwrap_or(resampling);
-    // the grid's extent in the query's SRS, and the part of the query inside it
-    let grid_bbox = g.grid.bbox();
-    let extent = match g.srs.transform_bbox_to(&q.srs, grid_bbox) {
-        Ok(b) => b,
-        Err(_) => return Ok(Rendered::Blank),
+    // the layer's extent (else the grid's) in the query's SRS, and the part of the query
+    // inside it
+    let extent = match &g.extent {
+        Some(e) => match e.bbox_for(&q.srs) {
+            Some(b) => crate::pynum::values(b),
+            None => return Ok(Rendered::Blank),
+        },
+        None => match g.srs.transform_bbox_to(&q.srs, g.grid.bbox()) {
+            Ok(b) => b,
+            Err(_) => return Ok(Rendered::Blank),
+        },
     };
     if !bbox_intersects(extent, q.bbox) {
         return Ok(Rendered::Blank);

@@ -477,6 +477,7 @@ pub fn cache_grid_layer(
     grid: Arc<TileGrid>,
     manager: Arc<TileManager>,
     max_tile_limit: u32,
+    extent: Option<Extent>,
 ) -> Result<CacheGridLayer, crate::srs::SrsError> {
     let srs = Srs::get(&format!("EPSG:{}", grid.srs()))?;
     Ok(CacheGridLayer {
@@ -484,6 +485,7 @@ pub fn cache_grid_layer(
         srs,
         manager,
         max_tile_limit,
+        extent,
     })
 }
 
