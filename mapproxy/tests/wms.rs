@@ -4505,7 +4505,10 @@ fn cache_files(dir: &std::path::Path) -> std::collections::BTreeMap<String, Stri
 /// MapProxy 7 (MAPPROXY_PYTHON) and this app, one YAML each, over the same loopback WMS:
 /// the TMS tiles, single-tile GetMaps and the cache files they write are the same bytes for
 /// the default paletted PNG, a truecolour PNG (`colors: 0`), transparent sources, a `mixed`
-/// cache (paletted PNG tiles, as its WMS source gives it 256 colours) and a JPEG cache.
+/// cache (paletted PNG tiles, as its WMS source gives it 256 colours) and a JPEG cache; and
+/// GetMaps that resample (a resolution between two levels: Pillow's `EXTENT`) and reproject
+/// (EPSG:4326 from the 3857 caches: `transform_meshes` and `MESH`), bicubic (the default),
+/// bilinear (`png_bl`) and nearest (`tc_nn`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tiles_and_cache_files_are_mapproxy7s_bytes() {
     let Some(python) = mapproxy_python("tiles_and_cache_files_are_mapproxy7s_bytes") else {
@@ -4515,7 +4518,7 @@ async fn tiles_and_cache_files_are_mapproxy7s_bytes() {
 services:
   tms:
   wms:
-    srs: ['EPSG:3857']
+    srs: ['EPSG:3857', 'EPSG:4326']
 layers:
   - {name: png, title: png, sources: [png]}
   - {name: png_t, title: png_t, sources: [png_t]}
@@ -4523,7 +4526,14 @@ layers:
   - {name: tc_t, title: tc_t, sources: [tc_t]}
   - {name: mixed, title: mixed, sources: [mixed]}
   - {name: jpeg, title: jpeg, sources: [jpeg]}
+  - {name: png_bl, title: png_bl, sources: [png_bl]}
+  - {name: tc_nn, title: tc_nn, sources: [tc_nn]}
 caches:
+  png_bl: {grids: [GLOBAL_WEBMERCATOR], sources: [opaque], image: {resampling_method: bilinear}}
+  tc_nn:
+    grids: [GLOBAL_WEBMERCATOR]
+    sources: [holes]
+    image: {colors: 0, transparent: true, resampling_method: nearest}
   png: {grids: [GLOBAL_WEBMERCATOR], sources: [opaque]}
   png_t: {grids: [GLOBAL_WEBMERCATOR], sources: [holes]}
   tc: {grids: [GLOBAL_WEBMERCATOR], sources: [opaque], image: {colors: 0}}
@@ -4592,6 +4602,21 @@ globals:
                 "/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetMap&LAYERS={layer}&STYLES=&SRS=EPSG:3857&BBOX=0,0,{},{}&WIDTH=512&HEIGHT=512&FORMAT=image/png&TRANSPARENT={transparent}",
                 2.0 * t3,
                 2.0 * t3
+            ));
+        }
+    }
+    // maps resampled (the resolution between z 2 and z 3) and reprojected (EPSG:4326 from the
+    // 3857 tiles), each layer as it is and over its transparency
+    let wms = "/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetMap&STYLES=&FORMAT=image/png";
+    for layer in [
+        "png", "png_t", "tc", "tc_t", "mixed", "jpeg", "png_bl", "tc_nn",
+    ] {
+        for transparent in ["false", "true"] {
+            paths.push(format!(
+                "{wms}&LAYERS={layer}&SRS=EPSG:3857&BBOX=-3000000,-2000000,7000000,5500000&WIDTH=400&HEIGHT=300&TRANSPARENT={transparent}"
+            ));
+            paths.push(format!(
+                "{wms}&LAYERS={layer}&SRS=EPSG:4326&BBOX=-30,-20,40,50&WIDTH=350&HEIGHT=300&TRANSPARENT={transparent}"
             ));
         }
     }

@@ -569,6 +569,15 @@ fn bilinear_head(s: &Source<'_>, xin: f64, yin: f64) -> Option<(i32, i32, f64, f
 #[inline(always)]
 fn bilinear(s: &Source<'_>, xin: f64, yin: f64) -> Option<[u8; 4]> {
     let (x, y, dx, dy) = bilinear_head(s, xin, yin)?;
+    if x >= 0 && y >= 0 && x + 1 < s.w && y + 1 < s.h {
+        // the cell is inside; four equal pixels are that pixel (a + 0·d is a)
+        let (a, b) = (s.px(x, y), s.px(x + 1, y));
+        let (c, d) = (s.px(x, y + 1), s.px(x + 1, y + 1));
+        if a == b && a == c && a == d {
+            return Some(a);
+        }
+        return Some(lerp_out(lerp_row(a, b, dx), lerp_row(c, d, dx), dy));
+    }
     let (x0, x1) = (s.xclip(x), s.xclip(x + 1));
     let r = s.yclip(y);
     let v1 = lerp_row(s.px(x0, r), s.px(x1, r), dx);
@@ -641,9 +650,22 @@ fn bicubic(s: &Source<'_>, xin: f64, yin: f64) -> Option<[u8; 4]> {
         // the window is inside: four rows of 16 bytes
         let stride = s.w as usize * 4;
         let base = y as usize * stride + x as usize * 4;
-        let v: [[f64; 4]; 4] = std::array::from_fn(|m| {
+        let rows: [[u8; 16]; 4] = std::array::from_fn(|m| {
             let at = base + m * stride;
-            let row = s.raw.get(at..at + 16).unwrap_or(&[0; 16]);
+            s.raw
+                .get(at..at + 16)
+                .and_then(|r| r.try_into().ok())
+                .unwrap_or([0; 16])
+        });
+        // 16 equal pixels are that pixel: every p but p1 is 0 in both passes (exactly: the
+        // polynomial adds d·0 to p1), and the clip gives the byte back
+        let first = [rows[0][0], rows[0][1], rows[0][2], rows[0][3]];
+        let splat =
+            u128::from(u32::from_ne_bytes(first)) * 0x0000_0001_0000_0001_0000_0001_0000_0001;
+        if rows.iter().all(|r| u128::from_ne_bytes(*r) == splat) {
+            return Some(first);
+        }
+        let v: [[f64; 4]; 4] = rows.map(|row| {
             cubic_row(
                 std::array::from_fn(|n| {
                     [row[n * 4], row[n * 4 + 1], row[n * 4 + 2], row[n * 4 + 3]]
