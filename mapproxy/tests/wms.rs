@@ -4593,7 +4593,20 @@ globals:
     }
     // without the turbojpeg feature, the JPEG cache's maps differ: its tiles are decoded by
     // zune-jpeg, a few levels off libjpeg's pixels
-    let known = |p: &str| cfg!(not(feature = "turbojpeg")) && p.contains("LAYERS=jpeg&");
+    // a transparent cache's resampled or reprojected map over an opaque background
+    // (TRANSPARENT=false) differs by the compositing, not the transform (the same maps with
+    // TRANSPARENT=true are equal): MapProxy pastes the RGBA result onto its RGB background
+    // with Pillow's `BLEND` rounding (LayerMerger.merge, Paste.c), image/codec.rs's `over`
+    // blends in floats as image-rs does
+    let composited = |p: &str| {
+        ["LAYERS=png_t&", "LAYERS=tc_t&", "LAYERS=mixed&"]
+            .iter()
+            .any(|l| p.contains(l))
+            && p.contains("TRANSPARENT=false")
+            && (p.contains("WIDTH=400&HEIGHT=300") || p.contains("SRS=EPSG:4326"))
+    };
+    let known =
+        |p: &str| (cfg!(not(feature = "turbojpeg")) && p.contains("LAYERS=jpeg&")) || composited(p);
     // maps of 2×2 tiles (z 3), stitched, not resampled
     let t3 = 20037508.342789244 / 4.0;
     for layer in ["png", "png_t", "tc_t", "mixed", "jpeg"] {

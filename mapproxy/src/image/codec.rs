@@ -964,7 +964,7 @@ fn encode_jpeg(img: &RgbaImage, quality: u8) -> Result<Vec<u8>, ImageError> {
 }
 
 /// [`encode_jpeg`] with libjpeg-turbo, through the turbojpeg crate; compressors are kept
-/// between maps as the resizers are (at most one per CPU).
+/// between maps (at most one per CPU: `image::Kept`).
 #[cfg(feature = "turbojpeg")]
 fn encode_jpeg_turbo(img: &RgbaImage, quality: u8) -> Result<Vec<u8>, ImageError> {
     static COMPRESSORS: super::Kept<turbojpeg::Compressor> = super::Kept::new();

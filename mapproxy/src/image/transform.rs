@@ -340,10 +340,13 @@ pub fn mesh(
     out
 }
 
+/// A quad's source corners (nw, sw, se, ne), in source pixels.
+type Corners = [(f64, f64); 4];
+
 /// `transform_meshes`'s closures.
 struct Mesher<'a> {
-    corners: &'a dyn Fn(&[u32; 4]) -> [(f64, f64); 4],
-    is_good: &'a dyn Fn(&[u32; 4], &[(f64, f64); 4]) -> bool,
+    corners: &'a dyn Fn(&[u32; 4]) -> Corners,
+    is_good: &'a dyn Fn(&[u32; 4], &Corners) -> bool,
 }
 
 impl Mesher<'_> {
