@@ -1,14 +1,14 @@
 //! One reprojection step of a WMS GetMap, in process: the 3857 tiles stitched for a 512×512
 //! request (GLOBAL_WEBMERCATOR, the level `cache_image` picks) transformed into EPSG:32632
-//! (the mesh) and EPSG:4326 (the separable path), as `bench/mapproxy_wms.sh`'s `utm` and
-//! `4326` cases. Plain `std::time` (`harness = false`), the median of the runs:
+//! and EPSG:4326 (both by the mesh, as `bench/mapproxy_wms.sh`'s `utm` and `4326` cases), and
+//! resampled in EPSG:3857 (a bbox between two levels: Pillow's `EXTENT`). Plain `std::time` (`harness = false`), the median of the runs:
 //!
 //!     cargo bench -p mapproxy-serve-mapproxy --bench transform
 //!
 //! Two source images: `textured` (every pixel differs: the sampler's worst case) and
 //! `debug-like` (transparent with black text and lines, as the debug source's tiles the
 //! server benchmark serves). `BENCH_RUNS` (default 30) sets the runs per case, `BENCH_ONLY`
-//! (`utm` or `4326`) picks one case.
+//! (`utm`, `4326` or `resample`) picks one case.
 
 use std::time::{Duration, Instant};
 
@@ -57,6 +57,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             [540_000.0, 5_240_000.0, 800_000.0, 5_500_000.0],
         ),
         ("4326", "EPSG:4326", [8.983, 47.29, 12.663, 49.75]),
+        // same SRS, between two levels: Pillow's EXTENT resampling
+        (
+            "resample",
+            "EPSG:3857",
+            [1_000_000.0, 6_000_000.0, 1_450_000.0, 6_450_000.0],
+        ),
     ];
     println!("| case | source | source size | median | min |");
     println!("|---|---|---|---|---|");
@@ -88,7 +94,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         report(name, "textured", (w, h), runs, || step(&textured));
         report(name, "debug-like", (w, h), runs, || step(&debug_like));
-        // the mesh alone (the 4326 step does not use it: its map is separable)
+        if name == "resample" {
+            continue;
+        }
+        // the mesh alone
         let mesh_only = || mesh((w, h), affected.bbox, &merc, size, bbox, &dst);
         let quads = mesh_only().len();
         report(

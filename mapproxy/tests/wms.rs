@@ -4596,7 +4596,10 @@ fn cache_files(dir: &std::path::Path) -> std::collections::BTreeMap<String, Stri
 /// MapProxy 7 (MAPPROXY_PYTHON) and this app, one YAML each, over the same loopback WMS:
 /// the TMS tiles, single-tile GetMaps and the cache files they write are the same bytes for
 /// the default paletted PNG, a truecolour PNG (`colors: 0`), transparent sources, a `mixed`
-/// cache (paletted PNG tiles, as its WMS source gives it 256 colours) and a JPEG cache.
+/// cache (paletted PNG tiles, as its WMS source gives it 256 colours) and a JPEG cache; and
+/// GetMaps that resample (a resolution between two levels: Pillow's `EXTENT`) and reproject
+/// (EPSG:4326 from the 3857 caches: `transform_meshes` and `MESH`), bicubic (the default),
+/// bilinear (`png_bl`) and nearest (`tc_nn`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tiles_and_cache_files_are_mapproxy7s_bytes() {
     let Some(python) = mapproxy_python("tiles_and_cache_files_are_mapproxy7s_bytes") else {
@@ -4606,7 +4609,7 @@ async fn tiles_and_cache_files_are_mapproxy7s_bytes() {
 services:
   tms:
   wms:
-    srs: ['EPSG:3857']
+    srs: ['EPSG:3857', 'EPSG:4326']
 layers:
   - {name: png, title: png, sources: [png]}
   - {name: png_t, title: png_t, sources: [png_t]}
@@ -4622,7 +4625,14 @@ layers:
   - {name: pal_trns_tc, title: pal_trns_tc, sources: [pal_trns_tc]}
   - {name: pal16a, title: pal16a, sources: [pal16a]}
   - {name: pal16a_tc, title: pal16a_tc, sources: [pal16a_tc]}
+  - {name: png_bl, title: png_bl, sources: [png_bl]}
+  - {name: tc_nn, title: tc_nn, sources: [tc_nn]}
 caches:
+  png_bl: {grids: [GLOBAL_WEBMERCATOR], sources: [opaque], image: {resampling_method: bilinear}}
+  tc_nn:
+    grids: [GLOBAL_WEBMERCATOR]
+    sources: [holes]
+    image: {colors: 0, transparent: true, resampling_method: nearest}
   png: {grids: [GLOBAL_WEBMERCATOR], sources: [opaque]}
   png_t: {grids: [GLOBAL_WEBMERCATOR], sources: [holes]}
   tc: {grids: [GLOBAL_WEBMERCATOR], sources: [opaque], image: {colors: 0}}
@@ -4718,7 +4728,20 @@ globals:
     }
     // without the turbojpeg feature, the JPEG cache's maps differ: its tiles are decoded by
     // zune-jpeg, a few levels off libjpeg's pixels
-    let known = |p: &str| cfg!(not(feature = "turbojpeg")) && p.contains("LAYERS=jpeg&");
+    // a transparent cache's resampled or reprojected map over an opaque background
+    // (TRANSPARENT=false) differs by the compositing, not the transform (the same maps with
+    // TRANSPARENT=true are equal): MapProxy pastes the RGBA result onto its RGB background
+    // with Pillow's `BLEND` rounding (LayerMerger.merge, Paste.c), image/codec.rs's `over`
+    // blends in floats as image-rs does
+    let composited = |p: &str| {
+        ["LAYERS=png_t&", "LAYERS=tc_t&", "LAYERS=mixed&"]
+            .iter()
+            .any(|l| p.contains(l))
+            && p.contains("TRANSPARENT=false")
+            && (p.contains("WIDTH=400&HEIGHT=300") || p.contains("SRS=EPSG:4326"))
+    };
+    let known =
+        |p: &str| (cfg!(not(feature = "turbojpeg")) && p.contains("LAYERS=jpeg&")) || composited(p);
     // maps of 2×2 tiles (z 3), stitched, not resampled
     let t3 = 20037508.342789244 / 4.0;
     // maps inside one tile (z 2, the tile above the origin's east) at its resolution: a crop
@@ -4744,6 +4767,21 @@ globals:
                 "/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetMap&LAYERS={layer}&STYLES=&SRS=EPSG:3857&BBOX=0,0,{},{}&WIDTH=512&HEIGHT=512&FORMAT=image/png&TRANSPARENT={transparent}",
                 2.0 * t3,
                 2.0 * t3
+            ));
+        }
+    }
+    // maps resampled (the resolution between z 2 and z 3) and reprojected (EPSG:4326 from the
+    // 3857 tiles), each layer as it is and over its transparency
+    let wms = "/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetMap&STYLES=&FORMAT=image/png";
+    for layer in [
+        "png", "png_t", "tc", "tc_t", "mixed", "jpeg", "png_bl", "tc_nn",
+    ] {
+        for transparent in ["false", "true"] {
+            paths.push(format!(
+                "{wms}&LAYERS={layer}&SRS=EPSG:3857&BBOX=-3000000,-2000000,7000000,5500000&WIDTH=400&HEIGHT=300&TRANSPARENT={transparent}"
+            ));
+            paths.push(format!(
+                "{wms}&LAYERS={layer}&SRS=EPSG:4326&BBOX=-30,-20,40,50&WIDTH=350&HEIGHT=300&TRANSPARENT={transparent}"
             ));
         }
     }
@@ -5076,32 +5114,25 @@ sources:
             (a.status, &a.content_type),
             "{p}"
         );
-        // the reprojected maps, and maps drawn from a sub query (the cache's extent is its
-        // source's coverage: MapProxy resamples the part inside): the pixels are our
-        // transform's (see image/transform.rs for how close they are to Pillow's)
-        let resampled = p.contains("REQUEST=GetMap&LAYERS=tiled&")
-            || p.contains("REQUEST=GetMap&LAYERS=map_fi&");
-        if reprojected || resampled {
-            assert_eq!(b.image().dimensions(), a.image().dimensions(), "{p}");
-        } else {
-            if a.content_type.contains("xml") {
-                // documents name the server they came from
-                let (ta, tb) = (
-                    a.text().replace(&theirs_served.addr.to_string(), "HOST"),
-                    b.text().replace(&ours.addr.to_string(), "HOST"),
-                );
-                if let (Ok(dir), true) = (std::env::var("MPS_DIFF_DIR"), ta != tb) {
-                    let _ = std::fs::write(format!("{dir}/mapproxy7.xml"), &ta);
-                    let _ = std::fs::write(format!("{dir}/ours.xml"), &tb);
-                }
-                assert_eq!(tb, ta, "{p}");
-            } else {
-                if let (Ok(dir), true) = (std::env::var("MPS_DIFF_DIR"), a.body != b.body) {
-                    let _ = std::fs::write(format!("{dir}/mapproxy7.bin"), &a.body);
-                    let _ = std::fs::write(format!("{dir}/ours.bin"), &b.body);
-                }
-                assert!(b.body == a.body, "{p}: the answers differ");
+        // every answer equal: reprojected maps (by the source, or a direct layer's), maps
+        // drawn from a sub query (the cache's extent is its source's coverage) among them
+        if a.content_type.contains("xml") {
+            // documents name the server they came from
+            let (ta, tb) = (
+                a.text().replace(&theirs_served.addr.to_string(), "HOST"),
+                b.text().replace(&ours.addr.to_string(), "HOST"),
+            );
+            if let (Ok(dir), true) = (std::env::var("MPS_DIFF_DIR"), ta != tb) {
+                let _ = std::fs::write(format!("{dir}/mapproxy7.xml"), &ta);
+                let _ = std::fs::write(format!("{dir}/ours.xml"), &tb);
             }
+            assert_eq!(tb, ta, "{p}");
+        } else {
+            if let (Ok(dir), true) = (std::env::var("MPS_DIFF_DIR"), a.body != b.body) {
+                let _ = std::fs::write(format!("{dir}/mapproxy7.bin"), &a.body);
+                let _ = std::fs::write(format!("{dir}/ours.bin"), &b.body);
+            }
+            assert!(b.body == a.body, "{p}: the answers differ");
         }
     }
 }

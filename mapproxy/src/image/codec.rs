@@ -966,7 +966,7 @@ fn encode_jpeg(img: &RgbaImage, quality: u8) -> Result<Vec<u8>, ImageError> {
 }
 
 /// [`encode_jpeg`] with libjpeg-turbo, through the turbojpeg crate; compressors are kept
-/// between maps as the resizers are (at most one per CPU).
+/// between maps (at most one per CPU: `image::Kept`).
 #[cfg(feature = "turbojpeg")]
 fn encode_jpeg_turbo(img: &RgbaImage, quality: u8) -> Result<Vec<u8>, ImageError> {
     static COMPRESSORS: super::Kept<turbojpeg::Compressor> = super::Kept::new();
@@ -1387,7 +1387,7 @@ fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) -> Result<(), Image
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// Tiles given by their bytes, for [`stitch`].
@@ -1625,7 +1625,7 @@ mod tests {
 
     /// The pixel of a test image at (x, y), as `tests/gen_png_goldens.py` computes it for
     /// MapProxy 7 (see [`paletted_png_is_mapproxys_byte_for_byte`]).
-    fn golden_px(name: &str, x: u32, y: u32) -> [u8; 4] {
+    pub(crate) fn golden_px(name: &str, x: u32, y: u32) -> [u8; 4] {
         let (xi, yi) = (i64::from(x), i64::from(y));
         match name {
             "gradient" => [x as u8, y as u8, (x ^ y) as u8, 255],

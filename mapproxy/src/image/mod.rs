@@ -20,9 +20,9 @@ pub use format::ImageFormat;
 pub use image::RgbaImage;
 pub use indexed::{encode_indexed, Indexed};
 
-/// Workers with buffers (resizers, JPEG compressors) kept between maps, so that their buffers
+/// Workers with buffers (JPEG compressors, zlib streams) kept between maps, so that their buffers
 /// are not allocated and zeroed for each map: at most one per CPU, whichever threads use them
-/// (one per blocking thread kept up to 750 MB of resizers under 16 concurrent 1024×1024 maps).
+/// (one per blocking thread kept up to 750 MB of image resizers under 16 concurrent 1024×1024 maps).
 pub(crate) struct Kept<T> {
     items: std::sync::Mutex<Vec<T>>,
 }

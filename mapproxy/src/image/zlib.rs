@@ -89,7 +89,7 @@ impl Stream {
     }
 }
 
-/// Streams kept between images (as the resizers are, at most one per CPU): zlib's state at
+/// Streams kept between images (as the JPEG compressors are, at most one per CPU): zlib's state at
 /// memLevel 9 is about 400 KB, allocated and zeroed by every `deflateInit2`, which cost more
 /// than deflating a small tile. `deflateReset` makes a kept one as new.
 static FILTERED: super::Kept<Stream> = super::Kept::new();

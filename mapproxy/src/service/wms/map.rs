@@ -1276,13 +1276,6 @@ async fn cache_image(
             })
             .collect();
         let ncols = usize::try_from(cols).map_err(|e| e.to_string())?;
-        let stitched =
-            crate::image::stitch(&parts, ncols, (tw, th), under).map_err(|e| e.to_string())?;
-        debug_assert_eq!(stitched.dimensions(), (w, h));
-        let stitched = Known {
-            image: &stitched,
-            opaque: under.is_some(),
-        };
         let warp = Warp {
             src_bbox: abbox,
             src_srs: &src_srs,
@@ -1291,7 +1284,18 @@ async fn cache_image(
             dst_srs: &q.srs,
             resampling,
         };
+        // drawn over the background only when the transform keeps the pixels: Pillow
+        // resamples transparent tiles premultiplied by alpha and MapProxy lays the result
+        // over the background after, which rounds otherwise than resampling opaque pixels
         let keeps = crate::image::transform::keeps_pixels((w, h), &warp);
+        let under = under.filter(|_| keeps);
+        let stitched =
+            crate::image::stitch(&parts, ncols, (tw, th), under).map_err(|e| e.to_string())?;
+        debug_assert_eq!(stitched.dimensions(), (w, h));
+        let stitched = Known {
+            image: &stitched,
+            opaque: under.is_some(),
+        };
         let mode = if keeps {
             stitched_mode
         } else {
