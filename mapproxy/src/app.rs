@@ -635,17 +635,23 @@ fn wms_bbox_srs(n: &Node) -> Result<Vec<(String, Option<crate::pynum::NumBbox>)>
 /// cache used as a source: [`cache_as_source_extent`]).
 fn source_extent(conf: &MapProxyConf, name: &str) -> Result<Option<WmsExtent>, ConfigError> {
     if let Some(sc) = conf.sources.get(name) {
+        // a WMS or tile source's coverage (`coverage.extent if coverage else ...`)
+        let common = match &sc.kind {
+            SourceKind::Tile(t) => Some(&t.common),
+            SourceKind::Wms(w) => Some(&w.common),
+            _ => None,
+        };
+        if let Some(n) = common.and_then(|c| c.coverage.as_ref()) {
+            let cov = crate::coverage::load(n, &format!("sources.{name}.coverage"))?;
+            let (srs, bbox) = cov.extent();
+            return Ok(Some(WmsExtent {
+                srs,
+                bbox,
+                default: false,
+            }));
+        }
+        // a tile source's grid (`map_extent_from_grid(grid)`)
         if let SourceKind::Tile(t) = &sc.kind {
-            // `coverage.extent if coverage else map_extent_from_grid(grid)`
-            if let Some(n) = &t.common.coverage {
-                let cov = crate::coverage::load(n, &format!("sources.{name}.coverage"))?;
-                let (srs, bbox) = cov.extent();
-                return Ok(Some(WmsExtent {
-                    srs,
-                    bbox,
-                    default: false,
-                }));
-            }
             let grid = conf
                 .grid_set()
                 .tile_grid(t.grid.as_deref().unwrap_or("GLOBAL_MERCATOR"));
@@ -653,17 +659,6 @@ fn source_extent(conf: &MapProxyConf, name: &str) -> Result<Option<WmsExtent>, C
                 if let Ok(srs) = Srs::get(&format!("EPSG:{}", g.srs())) {
                     return Ok(Some(WmsExtent::of_floats(srs, g.bbox())));
                 }
-            }
-        }
-        if let SourceKind::Wms(w) = &sc.kind {
-            if let Some(n) = &w.common.coverage {
-                let cov = crate::coverage::load(n, &format!("sources.{name}.coverage"))?;
-                let (srs, bbox) = cov.extent();
-                return Ok(Some(WmsExtent {
-                    srs,
-                    bbox,
-                    default: false,
-                }));
             }
         }
         return Ok(WmsExtent::world());

@@ -4567,6 +4567,31 @@ async fn mapproxy7(python: &str, yaml: &std::path::Path) -> MapProxy7 {
     }
 }
 
+/// `yaml` served here ([`serve`]) and by MapProxy 7 ([`mapproxy7`], its cache in the returned
+/// directory), both over the one loopback upstream; MapProxy 7 runs while the last value
+/// lives.
+async fn serve_beside_mapproxy7(
+    python: &str,
+    yaml: &str,
+) -> (Served, Served, tempfile::TempDir, MapProxy7) {
+    let ours = serve(yaml).await;
+    let theirs_dir = tempfile::tempdir().expect("tempdir");
+    let theirs_yaml = theirs_dir.path().join("mapproxy.yaml");
+    std::fs::write(
+        &theirs_yaml,
+        yaml.replace("UPSTREAM", &ours.upstream_addr.to_string()),
+    )
+    .expect("write");
+    let theirs = mapproxy7(python, &theirs_yaml).await;
+    let theirs_served = Served {
+        addr: theirs.addr,
+        upstream_addr: ours.upstream_addr,
+        upstream: ours.upstream.clone(),
+        _dir: tempfile::tempdir().expect("tempdir"),
+    };
+    (ours, theirs_served, theirs_dir, theirs)
+}
+
 /// The files under `dir` (lock files and directories left out) with each one's md5.
 fn cache_files(dir: &std::path::Path) -> std::collections::BTreeMap<String, String> {
     use md5::{Digest, Md5};
@@ -4676,21 +4701,7 @@ globals:
     meta_size: [2, 2]
     meta_buffer: 20
 "#;
-    let ours = serve(yaml).await;
-    let theirs_dir = tempfile::tempdir().expect("tempdir");
-    let theirs_yaml = theirs_dir.path().join("mapproxy.yaml");
-    std::fs::write(
-        &theirs_yaml,
-        yaml.replace("UPSTREAM", &ours.upstream_addr.to_string()),
-    )
-    .expect("write");
-    let theirs = mapproxy7(&python, &theirs_yaml).await;
-    let theirs_served = Served {
-        addr: theirs.addr,
-        upstream_addr: ours.upstream_addr,
-        upstream: ours.upstream.clone(),
-        _dir: tempfile::tempdir().expect("tempdir"),
-    };
+    let (ours, theirs_served, theirs_dir, _theirs) = serve_beside_mapproxy7(&python, yaml).await;
 
     let mut paths = Vec::new();
     let pal_layers = [
@@ -5041,21 +5052,7 @@ sources:
       dpi: 96
     supported_srs: ['EPSG:3857']
 "#;
-    let ours = serve(yaml).await;
-    let theirs_dir = tempfile::tempdir().expect("tempdir");
-    let theirs_yaml = theirs_dir.path().join("mapproxy.yaml");
-    std::fs::write(
-        &theirs_yaml,
-        yaml.replace("UPSTREAM", &ours.upstream_addr.to_string()),
-    )
-    .expect("write");
-    let theirs = mapproxy7(&python, &theirs_yaml).await;
-    let theirs_served = Served {
-        addr: theirs.addr,
-        upstream_addr: ours.upstream_addr,
-        upstream: ours.upstream.clone(),
-        _dir: tempfile::tempdir().expect("tempdir"),
-    };
+    let (ours, theirs_served, _theirs_dir, _theirs) = serve_beside_mapproxy7(&python, yaml).await;
     let q = 20037508.342789244 / 2.0;
     let paths = [
         "/tms/1.0.0/arc/EPSG3857/2/1/2.png".to_string(),
