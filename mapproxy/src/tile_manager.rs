@@ -664,6 +664,7 @@ impl Inner {
         } else {
             let pattern = meta_tile.tiles.clone();
             let data = image.data.clone();
+            let drawn = image.drawn;
             let watermark = self.watermark.clone();
             // decoding, cropping and encoding are CPU work: off the async workers
             blocking(move || {
@@ -676,7 +677,9 @@ impl Inner {
                 // a paletted image is cropped to its palette and indices (TileSplitter's
                 // `crop`), written as they are when `img_to_buf` does not quantize them;
                 // the watermark converts it to RGBA (image/message.py:145-148)
-                let indexed = (opened == ImageMode::P && watermark.is_none())
+                // (a server's paletted image: one drawn here, as the debug source's, is an
+                // RGBA image in MapProxy, whatever encoding carried it to this point)
+                let indexed = (opened == ImageMode::P && watermark.is_none() && !drawn)
                     .then(|| Indexed::decode(&data))
                     .flatten()
                     .filter(|p| (p.width, p.height) == img.dimensions());

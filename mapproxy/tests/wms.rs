@@ -5133,3 +5133,23 @@ sources:
         }
     }
 }
+
+/// A cache of the `debug` source alone is opaque, black on white, as MapProxy 7 stores it: the
+/// source's image is RGBA in MapProxy (drawn, not a server's paletted PNG), so a tile is not
+/// written with the drawn image's palette and transparency.
+#[tokio::test]
+async fn debug_cache_tiles_are_opaque() {
+    let s = serve(
+        "services:\n  tms:\nlayers:\n  - {name: d, title: d, sources: [d]}\ncaches:\n  d: {grids: [GLOBAL_WEBMERCATOR], sources: [dbg]}\nsources:\n  dbg: {type: debug}\n",
+    )
+    .await;
+    for t in ["5/17/20", "5/16/20", "0/0/0"] {
+        let a = get(&s, &format!("/tms/1.0.0/d/EPSG3857/{t}.png")).await;
+        assert_eq!(a.status, 200, "{t}");
+        assert!(
+            !a.body.windows(4).any(|w| w == b"tRNS"),
+            "{t}: no transparency chunk"
+        );
+        assert!(a.image().pixels().all(|p| p.0[3] == 255), "{t}: opaque");
+    }
+}
