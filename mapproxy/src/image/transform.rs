@@ -527,13 +527,15 @@ fn coord(v: f64) -> i32 {
     }
 }
 
-/// `FLOOR` (of a position inside the source, so within i32).
+/// `FLOOR` (of a position inside the source, so within i32): below zero, the truncation
+/// (towards zero) less one unless `v` is whole (without SSE4.1 `f64::floor` is a call).
 #[inline(always)]
 fn floor_i(v: f64) -> i32 {
-    if v < 0.0 {
-        v.floor() as i32
+    let t = v as i32;
+    if v < 0.0 && f64::from(t) != v {
+        t.saturating_sub(1)
     } else {
-        v as i32
+        t
     }
 }
 
