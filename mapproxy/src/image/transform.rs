@@ -28,7 +28,9 @@
 //! no `mul_add`). For `EXTENT` the source position of a target column does not depend on the
 //! row and vice versa, so the horizontal pass of each source row is computed once per target
 //! column and kept for the rows that read it (the same f64 values the per-pixel filter would
-//! compute); the four bands are computed together. `tests/gen_transform_goldens.py` prints
+//! compute); the four bands are computed together, side by side in f64 arrays so that they
+//! vectorize (the p's of `BICUBIC`'s horizontal pass and `BILINEAR`'s differences, integers
+//! in Pillow, are exact in f64). `tests/gen_transform_goldens.py` prints
 //! MapProxy's pixels for the golden test below; `benches/transform.rs` times one 512×512 step.
 
 use image::RgbaImage;
@@ -525,13 +527,15 @@ fn coord(v: f64) -> i32 {
     }
 }
 
-/// `FLOOR` (of a position inside the source, so within i32).
+/// `FLOOR` (of a position inside the source, so within i32): below zero, the truncation
+/// (towards zero) less one unless `v` is whole (without SSE4.1 `f64::floor` is a call).
 #[inline(always)]
 fn floor_i(v: f64) -> i32 {
-    if v < 0.0 {
-        v.floor() as i32
+    let t = v as i32;
+    if v < 0.0 && f64::from(t) != v {
+        t.saturating_sub(1)
     } else {
-        v as i32
+        t
     }
 }
 
@@ -545,10 +549,18 @@ fn nearest(s: &Source<'_>, xin: f64, yin: f64) -> Option<[u8; 4]> {
     Some(s.px(x, y))
 }
 
-/// `BILINEAR(v, a, b, d)` of one source row: a + (b - a)·d, the difference in integers.
+/// `BILINEAR(v, a, b, d)` of one source row: a + (b - a)·d, the difference in integers
+/// (exact in f64 too).
+// indexing every band's arrays alike is what the vectorizer sees through
+#[allow(clippy::needless_range_loop)]
 #[inline(always)]
 fn lerp_row(a: [u8; 4], b: [u8; 4], d: f64) -> [f64; 4] {
-    std::array::from_fn(|k| f64::from(a[k]) + f64::from(i32::from(b[k]) - i32::from(a[k])) * d)
+    let (a, b) = (a.map(f64::from), b.map(f64::from));
+    let mut out = [0.0; 4];
+    for k in 0..4 {
+        out[k] = a[k] + (b[k] - a[k]) * d;
+    }
+    out
 }
 
 /// `BILINEAR(v1, v1, v2, dy)` and the cast to u8 (truncation; the value is in 0..=255).
@@ -592,37 +604,36 @@ fn bilinear(s: &Source<'_>, xin: f64, yin: f64) -> Option<[u8; 4]> {
     Some(lerp_out(v1, v2, dy))
 }
 
-/// `BICUBIC(v, v1, v2, v3, v4, d)` of one source row: the p's in integers (the bytes are
-/// promoted to int), then the polynomial in d.
+/// `BICUBIC(v, v1, v2, v3, v4, d)` of one source row: Pillow's p's are in integers (the
+/// bytes are promoted to int), which f64 holds exactly (the same values as int arithmetic
+/// converted), then the polynomial in d.
 #[inline(always)]
 fn cubic_row(p: [[u8; 4]; 4], d: f64) -> [f64; 4] {
-    std::array::from_fn(|k| {
-        let (v1, v2, v3, v4) = (
-            i32::from(p[0][k]),
-            i32::from(p[1][k]),
-            i32::from(p[2][k]),
-            i32::from(p[3][k]),
-        );
-        let p1 = f64::from(v2);
-        let p2 = f64::from(-v1 + v3);
-        let p3 = f64::from(2 * (v1 - v2) + v3 - v4);
-        let p4 = f64::from(-v1 + v2 - v3 + v4);
-        p1 + d * (p2 + d * (p3 + d * p4))
-    })
+    cubic(p.map(|q| q.map(f64::from)), d)
+}
+
+/// `BICUBIC(v, v1, v2, v3, v4, d)` of four bands, each band's operations in Pillow's order
+/// (the bands side by side, so that they vectorize).
+// indexing every band's arrays alike is what the vectorizer sees through
+#[allow(clippy::needless_range_loop)]
+#[inline(always)]
+fn cubic([v1, v2, v3, v4]: [[f64; 4]; 4], d: f64) -> [f64; 4] {
+    let mut out = [0.0; 4];
+    for k in 0..4 {
+        let p1 = v2[k];
+        let p2 = -v1[k] + v3[k];
+        let p3 = 2.0 * (v1[k] - v2[k]) + v3[k] - v4[k];
+        let p4 = -v1[k] + v2[k] - v3[k] + v4[k];
+        out[k] = p1 + d * (p2 + d * (p3 + d * p4));
+    }
+    out
 }
 
 /// `BICUBIC(v1, v1, v2, v3, v4, dy)` of the four rows' values (f64) and the clip to u8
 /// (`<= 0` → 0, `>= 255` → 255, else truncated: what a saturating cast does).
 #[inline(always)]
 fn cubic_out(v: [[f64; 4]; 4], d: f64) -> [u8; 4] {
-    std::array::from_fn(|k| {
-        let (v1, v2, v3, v4) = (v[0][k], v[1][k], v[2][k], v[3][k]);
-        let p1 = v2;
-        let p2 = -v1 + v3;
-        let p3 = 2.0 * (v1 - v2) + v3 - v4;
-        let p4 = -v1 + v2 - v3 + v4;
-        (p1 + d * (p2 + d * (p3 + d * p4))) as u8
-    })
+    cubic(v, d).map(|x| x as u8)
 }
 
 /// `BICUBIC_HEAD`: the window's first column and row (one before the cell) and the
