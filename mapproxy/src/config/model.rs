@@ -1747,7 +1747,7 @@ fn source(ctx: &mut Ctx, n: &Node, path: &str) -> Option<SourceConf> {
             })
         }
         "wms" | "arcgis" => {
-            let arcgis = type_name == "arcgis";
+            let is_arcgis = type_name == "arcgis";
             let rp = k.at("req");
             let Some(req) = k.get("req") else {
                 ctx.error(&n.loc, path, format!("missing 'req', not in {path}"));
@@ -1781,7 +1781,7 @@ fn source(ctx: &mut Ctx, n: &Node, path: &str) -> Option<SourceConf> {
             };
             // wms_opts (a WMS source), opts (ArcGIS: featureinfo, its tolerance and
             // geometries; `map` read as MapProxy reads it, though its spec lacks it)
-            let (wp, opt_keys): (String, &[&str]) = if arcgis {
+            let (wp, opt_keys): (String, &[&str]) = if is_arcgis {
                 (
                     k.at("opts"),
                     &[
@@ -1808,7 +1808,7 @@ fn source(ctx: &mut Ctx, n: &Node, path: &str) -> Option<SourceConf> {
                 )
             };
             let mut wms_opts = IndexMap::new();
-            if let Some(w) = k.get(if arcgis { "opts" } else { "wms_opts" }) {
+            if let Some(w) = k.get(if is_arcgis { "opts" } else { "wms_opts" }) {
                 if let Some(mut wk) = ctx.map(w, &wp) {
                     for key in opt_keys {
                         if let Some(v) = wk.get(key) {
@@ -1830,7 +1830,7 @@ fn source(ctx: &mut Ctx, n: &Node, path: &str) -> Option<SourceConf> {
                     wk.finish(ctx);
                 }
             }
-            let arcgis = if arcgis {
+            let arcgis = if is_arcgis {
                 let tp = format!("{wp}.featureinfo_tolerance");
                 let tolerance = match wms_opts.shift_remove("featureinfo_tolerance") {
                     None => "5".to_string(),

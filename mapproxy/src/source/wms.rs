@@ -161,6 +161,8 @@ pub struct WmsSource {
     format_last: bool,
     /// `min_res`/`max_res` (or the scales): no image outside ([`MapSource::blank_for`]).
     res_range: Option<crate::grid::ResRange>,
+    /// `supported_srs` looked up once, for [`WmsSource::fetch_transformed`].
+    supported: Vec<std::sync::Arc<crate::srs::Srs>>,
 }
 
 /// Case-insensitive ordered parameters (MapProxy's `NoCaseMultiDict`, one value per key).
@@ -198,7 +200,14 @@ impl WmsSource {
             }
             None => RequestLimit::local(conf.concurrent_requests),
         });
+        // the app checks each code when it reads the YAML
+        let supported = conf
+            .supported_srs
+            .iter()
+            .filter_map(|c| crate::srs::Srs::get(&format!("EPSG:{c}")).ok())
+            .collect();
         WmsSource {
+            supported,
             conf,
             coverage: None,
             ne,
@@ -293,6 +302,7 @@ impl WmsSource {
             format_last: self.format_last,
             // the layers outside their res_range are filtered out before (source/wms.py:233)
             res_range: None,
+            supported: self.supported.clone(),
         })
     }
 
@@ -751,11 +761,7 @@ impl WmsSource {
         use crate::srs::Srs;
         let srs_err = |e: crate::srs::SrsError| SourceError::new(e.to_string());
         let dst = Srs::get(&format!("EPSG:{}", query.srs)).map_err(srs_err)?;
-        let mut supported = Vec::new();
-        for c in &self.conf.supported_srs {
-            supported.push(Srs::get(&format!("EPSG:{c}")).map_err(srs_err)?);
-        }
-        let src_srs = best_srs(&supported, &dst)
+        let src_srs = best_srs(&self.supported, &dst)
             .ok_or_else(|| SourceError::new("no supported SRS for transformation available"))?;
         let src_bbox = dst
             .transform_bbox_to(&src_srs, query.bbox)

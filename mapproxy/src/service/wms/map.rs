@@ -1485,31 +1485,23 @@ async fn render_direct(
     // a seed_only source when not seeding: MapProxy's DummySource raises BlankImageError,
     // the layer draws nothing (source/__init__.py:86-87)
     // and a source outside its min_res/max_res for the map (source/wms.py:67)
-    let asked = MapQuery {
-        bbox: q.bbox,
-        size: q.size,
-        srs: q.srs.epsg(),
-        format: ImageFormat::png(),
-        transparent: d.transparent,
-    };
-    if d.source.blank_for(&asked) {
-        return Ok(Rendered::Blank);
-    }
-    let fmt = ImageFormat::new(
-        format
-            .split(';')
-            .next()
-            .unwrap_or(format)
-            .trim()
-            .to_string(),
-    );
     let mq = MapQuery {
         bbox: q.bbox,
         size: q.size,
         srs: q.srs.epsg(),
-        format: fmt,
+        format: ImageFormat::new(
+            format
+                .split(';')
+                .next()
+                .unwrap_or(format)
+                .trim()
+                .to_string(),
+        ),
         transparent: d.transparent,
     };
+    if d.source.blank_for(&mq) {
+        return Ok(Rendered::Blank);
+    }
     let img = d
         .source
         .get_map_forwarding(&mq, client_params)
