@@ -905,6 +905,11 @@ async fn multiapp_serves_lists_and_rebuilds_projects() {
     assert_eq!(get(&c, &s.url("/UPPER/")).await.0, 404);
     assert_eq!(get(&c, &s.url("/broken/")).await.0, 500);
     assert_eq!(get(&c, &s.url("/broken/")).await.0, 500);
+    // stderr is read by another thread: wait for the line before counting
+    s.wait_line(
+        |l| l.contains("project broken does not build"),
+        std::time::Duration::from_secs(10),
+    );
     let logged = s.count_lines(|l| l.contains("project broken does not build"));
     assert_eq!(logged, 1, "logged once, not per request:\n{}", s.stderr());
     // An edit rebuilds the project on its next request.
