@@ -289,7 +289,7 @@ async fn edits_under_load(trigger: Trigger) {
     };
     let edit = |n: u32| {
         let text = site_text(&format!("v{n}"));
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             write_by_rename(&ini, &text); // as editors save
         } else {
             std::fs::write(&ini, text).unwrap();

@@ -448,7 +448,7 @@ impl Inner {
                         let text = raw.data.as_deref().unwrap_or("");
                         let parts: Vec<&str> = text.split(',').map(str::trim).collect();
                         let nums: Vec<f64> = parts.iter().map_while(|p| p.parse().ok()).collect();
-                        if nums.len() < 4 || nums.len() % 2 != 0 {
+                        if nums.len() < 4 || !nums.len().is_multiple_of(2) {
                             return Err(WpsException::invalid(
                                 format!("Could not parse bounding box '{text}' of {id}"),
                                 id,

@@ -1637,7 +1637,7 @@ pub(super) mod tests {
             },
             "noise" => {
                 let v = (xi * 7919 + yi * 104_729 + xi * yi * 31) % 65_521;
-                let a = if (x + y) % 7 != 0 {
+                let a = if !(x + y).is_multiple_of(7) {
                     255
                 } else {
                     (v % 200) as u8

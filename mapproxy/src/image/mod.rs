@@ -20,6 +20,22 @@ pub use format::ImageFormat;
 pub use image::RgbaImage;
 pub use indexed::{encode_indexed, Indexed};
 
+/// Runs `f` (a map's image work: decoding, stitching, transforming, encoding) on the blocking
+/// pool, at most one per CPU at once. The work is CPU-bound, so running more at once is no
+/// faster and only holds more images in memory: 16 concurrent 1024×1024 WMS maps, each on its
+/// own blocking thread, kept 440 MB resident where MapProxy 7 kept 212 MB.
+pub(crate) async fn cpu_bound<R: Send + 'static>(
+    f: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, tokio::task::JoinError> {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let permits = PERMITS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    });
+    // never closed: `acquire` cannot fail
+    let _permit = permits.acquire().await.ok();
+    tokio::task::spawn_blocking(f).await
+}
+
 /// Workers with buffers (JPEG compressors, zlib streams) kept between maps, so that their buffers
 /// are not allocated and zeroed for each map: at most one per CPU, whichever threads use them
 /// (one per blocking thread kept up to 750 MB of image resizers under 16 concurrent 1024×1024 maps).

@@ -38,49 +38,9 @@ use image::RgbaImage;
 use crate::grid::Bbox;
 use crate::srs::Srs;
 
-/// Whether this CPU runs the filters' AVX2 build (x86-64: the four bands of a pixel in one
-/// register; the same IEEE operations, so the same bytes: Rust never fuses a·b + c into an
-/// FMA, with or without the feature). `MPS_NO_AVX2` set: never (to measure or test the
-/// baseline build).
-#[cfg(target_arch = "x86_64")]
-fn use_avx2() -> bool {
-    #[cfg(test)]
-    if tests::BASELINE.with(std::cell::Cell::get) {
-        return false;
-    }
-    static USE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *USE.get_or_init(|| {
-        std::is_x86_feature_detected!("avx2") && std::env::var_os("MPS_NO_AVX2").is_none()
-    })
-}
-
-/// Runs `$body` (a call of an `#[inline(always)]` kernel) compiled for AVX2 when the CPU has
-/// it, else as built. The compiler cannot widen the filters' band arithmetic past x86-64's
-/// SSE2 pairs without knowing the CPU, hence the one `unsafe` call: a `#[target_feature]`
-/// function may only be called once the feature is known to be there.
-macro_rules! with_avx2 {
-    ($name:ident, ($($arg:ident: $ty:ty),*) -> $ret:ty, $body:expr) => {{
-        #[cfg(target_arch = "x86_64")]
-        let r = {
-            #[target_feature(enable = "avx2")]
-            fn $name($($arg: $ty),*) -> $ret {
-                $body
-            }
-            if use_avx2() {
-                // SAFETY: `use_avx2` checked that this CPU has AVX2.
-                #[allow(unsafe_code)]
-                unsafe {
-                    $name($($arg),*)
-                }
-            } else {
-                $body
-            }
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let r = $body;
-        r
-    }};
-}
+#[macro_use]
+mod avx2;
+use avx2::Avx2;
 
 /// `image.resampling_method`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -738,7 +698,7 @@ fn cubic_rows(s: &Source<'_>, y: i32) -> [i32; 4] {
 
 /// `bicubic_filter32RGB` (four bands).
 #[inline(always)]
-fn bicubic(s: &Source<'_>, xin: f64, yin: f64) -> Option<[u8; 4]> {
+fn bicubic(s: &Source<'_>, xin: f64, yin: f64, simd: Option<Avx2>) -> Option<[u8; 4]> {
     let (x, y, dx, dy) = bicubic_head(s, xin, yin)?;
     if x >= 0 && y >= 0 && x + 3 < s.w && y + 3 < s.h {
         // the window is inside: four rows of 16 bytes
@@ -758,6 +718,9 @@ fn bicubic(s: &Source<'_>, xin: f64, yin: f64) -> Option<[u8; 4]> {
             u128::from(u32::from_ne_bytes(first)) * 0x0000_0001_0000_0001_0000_0001_0000_0001;
         if rows.iter().all(|r| u128::from_ne_bytes(*r) == splat) {
             return Some(first);
+        }
+        if let Some(k) = simd {
+            return Some(k.bicubic_window(&rows, dx, dy));
         }
         let mut v = [[0.0; 4]; 4];
         for (vm, row) in v.iter_mut().zip(&rows) {
@@ -794,12 +757,13 @@ const BICUBIC: u8 = 2;
 /// Pillow's `MESH`: each quad `ImagingGenericTransform`ed as [`fill_quad_with`] says, with
 /// `resampling`'s filter.
 fn fill_quads(s: &Source<'_>, out: &mut RgbaImage, quads: &[Quad], resampling: Resampling) {
-    with_avx2!(fill_quads_avx2, (s: &Source<'_>, out: &mut RgbaImage, quads: &[Quad], resampling: Resampling) -> (), {
+    let simd = Avx2::detect();
+    with_avx2!(fill_quads_avx2, (s: &Source<'_>, out: &mut RgbaImage, quads: &[Quad], resampling: Resampling, simd: Option<Avx2>) -> (), {
         for quad in quads {
             match resampling {
-                Resampling::Nearest => fill_quad_with::<NEAREST>(s, out, quad),
-                Resampling::Bilinear => fill_quad_with::<BILINEAR>(s, out, quad),
-                Resampling::Bicubic => fill_quad_with::<BICUBIC>(s, out, quad),
+                Resampling::Nearest => fill_quad_with::<NEAREST>(s, out, quad, None),
+                Resampling::Bilinear => fill_quad_with::<BILINEAR>(s, out, quad, None),
+                Resampling::Bicubic => fill_quad_with::<BICUBIC>(s, out, quad, simd),
             }
         }
     })
@@ -810,7 +774,12 @@ fn fill_quads(s: &Source<'_>, out: &mut RgbaImage, quads: &[Quad], resampling: R
 /// source (`fill`). `F`: the filter, [`Resampling`] as a number (a direct call, inlined: a
 /// function passed as `impl Fn` is not inlined into the AVX2 build).
 #[inline(always)]
-fn fill_quad_with<const F: u8>(s: &Source<'_>, out: &mut RgbaImage, (b, c): &Quad) {
+fn fill_quad_with<const F: u8>(
+    s: &Source<'_>,
+    out: &mut RgbaImage,
+    (b, c): &Quad,
+    simd: Option<Avx2>,
+) {
     if b[2] <= b[0] || b[3] <= b[1] {
         return;
     }
@@ -832,7 +801,7 @@ fn fill_quad_with<const F: u8>(s: &Source<'_>, out: &mut RgbaImage, (b, c): &Qua
             let p = match F {
                 NEAREST => nearest(s, xx, yy),
                 BILINEAR => bilinear(s, xx, yy),
-                _ => bicubic(s, xx, yy),
+                _ => bicubic(s, xx, yy, simd),
             };
             px.copy_from_slice(&p.unwrap_or([0; 4]));
         }
@@ -935,7 +904,7 @@ fn extent_filtered<const N: usize>(
     let mut all = every_column;
     // a target row's bytes, made before they are copied to the columns with a source
     let mut line = vec![0u8; w * 4];
-    let mut row_f64 = vec![0.0f64; stride];
+    let mut row_f64 = vec![[0.0f64; 4]; s.w as usize];
     // the horizontal pass of source row `tags[k]` at every target column
     let mut slots: [Vec<[f64; 4]>; N] = std::array::from_fn(|_| vec![[0.0; 4]; w]);
     let mut tags = [-1i32; N];
@@ -973,10 +942,10 @@ fn extent_filtered<const N: usize>(
             let src = &s.raw[r as usize * stride..(r as usize + 1) * stride];
             // the row's bytes as f64 once (Pillow promotes each byte it reads; the same
             // values), then each column's window read from them
-            for (f, b) in row_f64.iter_mut().zip(src) {
-                *f = f64::from(*b);
+            for (f, b) in row_f64.iter_mut().zip(src.chunks_exact(4)) {
+                *f = [b[0], b[1], b[2], b[3]].map(f64::from);
             }
-            let px = row_f64.as_chunks::<4>().0;
+            let px = &row_f64;
             for (v, col) in slots[k].iter_mut().zip(&cols) {
                 let Some((cs, dx)) = col else { continue };
                 let at = |m: usize| px[cs[m % N] as usize];
@@ -1026,7 +995,7 @@ pub fn sample(src: &RgbaImage, x: f64, y: f64, resampling: Resampling) -> [u8; 4
     match resampling {
         Resampling::Nearest => nearest(&s, x, y),
         Resampling::Bilinear => bilinear(&s, x, y),
-        Resampling::Bicubic => bicubic(&s, x, y),
+        Resampling::Bicubic => bicubic(&s, x, y, None),
     }
     .unwrap_or([0; 4])
 }

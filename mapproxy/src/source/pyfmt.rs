@@ -54,7 +54,10 @@ fn py_float_with(v: f64, fast: bool) -> String {
     if exact_digits.len() > n {
         let (head, tail) = exact_digits.split_at(n);
         let tie = tail.starts_with('5') && tail[1..].bytes().all(|b| b == b'0');
-        let even = head.bytes().last().is_some_and(|b| (b - b'0') % 2 == 0);
+        let even = head
+            .bytes()
+            .last()
+            .is_some_and(|b| (b - b'0').is_multiple_of(2));
         if tie
             && even
             && head != digits

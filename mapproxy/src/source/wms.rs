@@ -352,7 +352,7 @@ impl WmsSource {
             None
         };
         let (size, bbox, cacheable) = (query.size, query.bbox, img.cacheable);
-        tokio::task::spawn_blocking(move || -> Result<SourceImage, SourceError> {
+        crate::image::cpu_bound(move || -> Result<SourceImage, SourceError> {
             let part =
                 crate::image::decode(&img.data).map_err(|e| SourceError::new(e.to_string()))?;
             let mut full = crate::image::blank_image(size.0, size.1, [255, 255, 255, 0]);
@@ -778,7 +778,7 @@ impl WmsSource {
         };
         let (dst_bbox, dst_size, resampling) = (query.bbox, query.size, self.conf.resampling);
         let transparent = self.conf.image_transparent;
-        tokio::task::spawn_blocking(move || -> Result<SourceImage, SourceError> {
+        crate::image::cpu_bound(move || -> Result<SourceImage, SourceError> {
             use crate::image::transform::{keeps_pixels, transform, Warp};
             let src =
                 crate::image::decode(&img.data).map_err(|e| SourceError::new(e.to_string()))?;

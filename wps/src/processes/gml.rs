@@ -182,7 +182,7 @@ fn coords(el: roxmltree::Node<'_, '_>) -> Result<Vec<Coord<f64>>, ProcessError> 
                     .split_whitespace()
                     .map(num)
                     .collect::<Result<_, _>>()?;
-                if v.len() % dim != 0 {
+                if !v.len().is_multiple_of(dim) {
                     return Err(bad("gml:posList length is not a multiple of its dimension"));
                 }
                 out.extend(v.chunks(dim).map(|p| Coord { x: p[0], y: p[1] }));

@@ -133,7 +133,7 @@ pub(crate) async fn handle(
     opts.transparent = true;
     opts.paletted = wms.config.paletted;
     opts.jpeg_quality = wms.config.jpeg_quality;
-    let body = tokio::task::spawn_blocking(move || -> Result<bytes::Bytes, String> {
+    let body = crate::image::cpu_bound(move || -> Result<bytes::Bytes, String> {
         let imgs = legends
             .iter()
             .map(|b| decode(b))

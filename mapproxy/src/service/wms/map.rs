@@ -506,7 +506,7 @@ pub(crate) async fn handle(
     let notice = errors.join("\n");
     let cacheable = errors.is_empty();
     let place = limited.map(|(_, offset, _)| (full.1, offset));
-    let encoded = tokio::task::spawn_blocking(move || -> Result<Bytes, String> {
+    let encoded = crate::image::cpu_bound(move || -> Result<Bytes, String> {
         // LayerMerger.merge's single-layer shortcut: one layer image whose options are not
         // transparent (or a transparent map), of the map's size, nothing to clip, is the map
         // as it is, in the mode MapProxy holds it in (an opaque cache's stitched tiles are
@@ -1261,7 +1261,7 @@ async fn cache_image(
         },
         _ => None,
     };
-    tokio::task::spawn_blocking(move || -> Result<Stitched, String> {
+    crate::image::cpu_bound(move || -> Result<Stitched, String> {
         let w = u32::try_from(cols).map_err(|e| e.to_string())? * tw;
         let h = u32::try_from(rows).map_err(|e| e.to_string())? * th;
         // a tile this request made is drawn as made, before it was encoded (MapProxy's
