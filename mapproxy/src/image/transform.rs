@@ -711,6 +711,9 @@ fn bicubic(s: &Source<'_>, xin: f64, yin: f64, simd: Option<Avx2>) -> Option<[u8
                 row.copy_from_slice(r);
             }
         }
+        if let Some(k) = simd {
+            return Some(k.bicubic_window(&rows, dx, dy));
+        }
         // 16 equal pixels are that pixel: every p but p1 is 0 in both passes (exactly: the
         // polynomial adds d·0 to p1), and the clip gives the byte back
         let first = [rows[0][0], rows[0][1], rows[0][2], rows[0][3]];
@@ -718,9 +721,6 @@ fn bicubic(s: &Source<'_>, xin: f64, yin: f64, simd: Option<Avx2>) -> Option<[u8
             u128::from(u32::from_ne_bytes(first)) * 0x0000_0001_0000_0001_0000_0001_0000_0001;
         if rows.iter().all(|r| u128::from_ne_bytes(*r) == splat) {
             return Some(first);
-        }
-        if let Some(k) = simd {
-            return Some(k.bicubic_window(&rows, dx, dy));
         }
         let mut v = [[0.0; 4]; 4];
         for (vm, row) in v.iter_mut().zip(&rows) {

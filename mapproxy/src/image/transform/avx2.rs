@@ -14,10 +14,11 @@
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::{
-    __m256d, _mm256_add_pd, _mm256_cvtepi32_pd, _mm256_cvttpd_epi32, _mm256_max_pd, _mm256_min_pd,
-    _mm256_mul_pd, _mm256_set1_pd, _mm256_setzero_pd, _mm256_sub_pd, _mm256_xor_pd,
-    _mm_cvtepu8_epi32, _mm_cvtsi128_si32, _mm_packus_epi16, _mm_packus_epi32, _mm_set_epi64x,
-    _mm_setzero_si128, _mm_srli_si128,
+    __m128i, __m256d, _mm256_add_pd, _mm256_cvtepi32_pd, _mm256_cvttpd_epi32, _mm256_max_pd,
+    _mm256_min_pd, _mm256_mul_pd, _mm256_set1_pd, _mm256_setzero_pd, _mm256_sub_pd, _mm256_xor_pd,
+    _mm_and_si128, _mm_cmpeq_epi8, _mm_cvtepu8_epi32, _mm_cvtsi128_si32, _mm_movemask_epi8,
+    _mm_packus_epi16, _mm_packus_epi32, _mm_set_epi64x, _mm_setzero_si128, _mm_shuffle_epi32,
+    _mm_srli_si128,
 };
 
 /// Whether this CPU runs the filters' AVX2 build (x86-64: the four bands of a pixel in one
@@ -129,9 +130,7 @@ fn cubic(v1: __m256d, v2: __m256d, v3: __m256d, v4: __m256d, d: __m256d) -> __m2
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline]
-fn row_pixels(row: &[u8; 16]) -> [__m256d; 4] {
-    let r = u128::from_le_bytes(*row);
-    let v = _mm_set_epi64x((r >> 64) as i64, r as i64);
+fn row_pixels(v: __m128i) -> [__m256d; 4] {
     [
         _mm256_cvtepi32_pd(_mm_cvtepu8_epi32(v)),
         _mm256_cvtepi32_pd(_mm_cvtepu8_epi32(_mm_srli_si128::<4>(v))),
@@ -140,12 +139,35 @@ fn row_pixels(row: &[u8; 16]) -> [__m256d; 4] {
     ]
 }
 
+/// The four rows of a window as vectors of 16 bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+fn window_bytes(rows: &[[u8; 16]; 4]) -> [__m128i; 4] {
+    let mut out = [_mm_setzero_si128(); 4];
+    for (o, row) in out.iter_mut().zip(rows) {
+        let r = u128::from_le_bytes(*row);
+        *o = _mm_set_epi64x((r >> 64) as i64, r as i64);
+    }
+    out
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn bicubic_window(rows: &[[u8; 16]; 4], dx: f64, dy: f64) -> [u8; 4] {
+    // 16 equal pixels are that pixel (as in `transform::bicubic`): compared in one register
+    let w = window_bytes(rows);
+    let first = _mm_shuffle_epi32::<0>(w[0]);
+    let eq = _mm_and_si128(
+        _mm_and_si128(_mm_cmpeq_epi8(w[0], first), _mm_cmpeq_epi8(w[1], first)),
+        _mm_and_si128(_mm_cmpeq_epi8(w[2], first), _mm_cmpeq_epi8(w[3], first)),
+    );
+    if _mm_movemask_epi8(eq) == 0xffff {
+        return (_mm_cvtsi128_si32(first) as u32).to_le_bytes();
+    }
     let dxv = _mm256_set1_pd(dx);
     let mut h = [_mm256_setzero_pd(); 4];
-    for (hm, row) in h.iter_mut().zip(rows) {
+    for (hm, row) in h.iter_mut().zip(w) {
         let [p0, p1, p2, p3] = row_pixels(row);
         *hm = cubic(p0, p1, p2, p3, dxv);
     }
