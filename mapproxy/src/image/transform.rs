@@ -823,10 +823,11 @@ fn extent(
     match resampling {
         Resampling::Nearest => scale_affine(s, size, a),
         Resampling::Bilinear => {
-            with_avx2!(bilinear_avx2, (s: &Source<'_>, size: (u32, u32), a: [f64; 4]) -> (RgbaImage, bool), extent_filtered::<2>(s, size, a))
+            with_avx2!(bilinear_avx2, (s: &Source<'_>, size: (u32, u32), a: [f64; 4]) -> (RgbaImage, bool), extent_filtered::<2>(s, size, a, None))
         }
         Resampling::Bicubic => {
-            with_avx2!(bicubic_avx2, (s: &Source<'_>, size: (u32, u32), a: [f64; 4]) -> (RgbaImage, bool), extent_filtered::<4>(s, size, a))
+            let simd = Avx2::detect();
+            with_avx2!(bicubic_avx2, (s: &Source<'_>, size: (u32, u32), a: [f64; 4], simd: Option<Avx2>) -> (RgbaImage, bool), extent_filtered::<4>(s, size, a, simd))
         }
     }
 }
@@ -880,6 +881,7 @@ fn extent_filtered<const N: usize>(
     s: &Source<'_>,
     size: (u32, u32),
     [a0, a2, a4, a5]: [f64; 4],
+    simd: Option<Avx2>,
 ) -> (RgbaImage, bool) {
     let w = size.0 as usize;
     let mut out = RgbaImage::new(size.0, size.1);
@@ -962,7 +964,14 @@ fn extent_filtered<const N: usize>(
         let (v0, v1) = (flat(0), flat(1 % N));
         let (v2, v3) = (flat(2 % N), flat(3 % N));
         let vals = &mut line[..w * 4];
-        if N == 4 {
+        if let (4, Some(k)) = (N, simd) {
+            let pixels = |m: usize| slots[rows[m] as usize % N].as_slice();
+            k.cubic_columns(
+                [pixels(0), pixels(1 % N), pixels(2 % N), pixels(3 % N)],
+                dy,
+                vals,
+            );
+        } else if N == 4 {
             for (i, o) in vals.iter_mut().enumerate() {
                 *o = cubic1(v0[i], v1[i], v2[i], v3[i], dy) as u8;
             }

@@ -15,10 +15,10 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::{
     __m128i, __m256d, _mm256_add_pd, _mm256_cvtepi32_pd, _mm256_cvttpd_epi32, _mm256_max_pd,
-    _mm256_min_pd, _mm256_mul_pd, _mm256_set1_pd, _mm256_setzero_pd, _mm256_sub_pd, _mm256_xor_pd,
-    _mm_and_si128, _mm_cmpeq_epi8, _mm_cvtepu8_epi32, _mm_cvtsi128_si32, _mm_movemask_epi8,
-    _mm_packus_epi16, _mm_packus_epi32, _mm_set_epi64x, _mm_setzero_si128, _mm_shuffle_epi32,
-    _mm_srli_si128,
+    _mm256_min_pd, _mm256_mul_pd, _mm256_set1_pd, _mm256_set_pd, _mm256_setzero_pd, _mm256_sub_pd,
+    _mm256_xor_pd, _mm_and_si128, _mm_cmpeq_epi8, _mm_cvtepu8_epi32, _mm_cvtsi128_si32,
+    _mm_movemask_epi8, _mm_packus_epi16, _mm_packus_epi32, _mm_set_epi64x, _mm_setzero_si128,
+    _mm_shuffle_epi32, _mm_srli_si128,
 };
 
 /// Whether this CPU runs the filters' AVX2 build (x86-64: the four bands of a pixel in one
@@ -83,6 +83,15 @@ impl Avx2 {
         use_avx2().then_some(Avx2(()))
     }
 
+    /// `BICUBIC(v1, v1, v2, v3, v4, dy)` of each column of four rows' horizontal passes (the
+    /// four bands of a pixel in one register) and the clip to u8, into `out` (4 bytes per
+    /// column).
+    #[inline(always)]
+    pub(super) fn cubic_columns(self, rows: [&[[f64; 4]]; 4], dy: f64, out: &mut [u8]) {
+        // SAFETY: an `Avx2` exists only where `use_avx2` found AVX2 (`detect`).
+        unsafe { cubic_columns(rows, dy, out) }
+    }
+
     /// `bicubic_filter32RGB` of a window inside the source (four rows of four RGBA pixels)
     /// at fractions `dx`, `dy`: each row's `BICUBIC` with the four bands in one register,
     /// then the column's, then the clip to u8.
@@ -100,6 +109,10 @@ impl Avx2 {
     }
 
     pub(super) fn bicubic_window(self, _: &[[u8; 16]; 4], _: f64, _: f64) -> [u8; 4] {
+        match self {}
+    }
+
+    pub(super) fn cubic_columns(self, _: [&[[f64; 4]]; 4], _: f64, _: &mut [u8]) {
         match self {}
     }
 }
@@ -171,10 +184,37 @@ fn bicubic_window(rows: &[[u8; 16]; 4], dx: f64, dy: f64) -> [u8; 4] {
         let [p0, p1, p2, p3] = row_pixels(row);
         *hm = cubic(p0, p1, p2, p3, dxv);
     }
-    let v = cubic(h[0], h[1], h[2], h[3], _mm256_set1_pd(dy));
-    // `<= 0` → 0, `>= 255` → 255, else truncated (maxpd gives 0 for a NaN, as `as u8`)
+    clip_u8(cubic(h[0], h[1], h[2], h[3], _mm256_set1_pd(dy)))
+}
+
+/// Four f64 as a vector.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+fn lanes(v: &[f64; 4]) -> __m256d {
+    _mm256_set_pd(v[3], v[2], v[1], v[0])
+}
+
+/// The clip to u8 of four lanes: `<= 0` → 0, `>= 255` → 255, else truncated (maxpd gives 0
+/// for a NaN, as `as u8`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+fn clip_u8(v: __m256d) -> [u8; 4] {
     let v = _mm256_min_pd(_mm256_max_pd(v, _mm256_setzero_pd()), _mm256_set1_pd(255.0));
     let i = _mm256_cvttpd_epi32(v);
     let b = _mm_packus_epi16(_mm_packus_epi32(i, i), _mm_setzero_si128());
     (_mm_cvtsi128_si32(b) as u32).to_le_bytes()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn cubic_columns(rows: [&[[f64; 4]]; 4], dy: f64, out: &mut [u8]) {
+    let d = _mm256_set1_pd(dy);
+    let [r0, r1, r2, r3] = rows;
+    let columns = r0.iter().zip(r1).zip(r2.iter().zip(r3));
+    for (o, ((a, b), (c, e))) in out.chunks_exact_mut(4).zip(columns) {
+        let v = cubic(lanes(a), lanes(b), lanes(c), lanes(e), d);
+        o.copy_from_slice(&clip_u8(v));
+    }
 }
