@@ -699,7 +699,10 @@ fn cubic_rows(s: &Source<'_>, y: i32) -> [i32; 4] {
 /// `bicubic_filter32RGB` (four bands).
 #[inline(always)]
 fn bicubic(s: &Source<'_>, xin: f64, yin: f64, simd: Option<Avx2>) -> Option<[u8; 4]> {
-    let (x, y, dx, dy) = bicubic_head(s, xin, yin)?;
+    let (x, y, dx, dy) = match simd {
+        Some(k) => k.bicubic_head((s.wf, s.hf), xin, yin)?,
+        None => bicubic_head(s, xin, yin)?,
+    };
     if x >= 0 && y >= 0 && x + 3 < s.w && y + 3 < s.h {
         // the window is inside: four rows of 16 bytes
         let stride = s.w as usize * 4;

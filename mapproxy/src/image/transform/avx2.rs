@@ -92,6 +92,20 @@ impl Avx2 {
         unsafe { cubic_columns(rows, dy, out) }
     }
 
+    /// `BICUBIC_HEAD` (as `transform::bicubic_head`) for a source of `size` pixels, with
+    /// `floor` an instruction (`roundsd`; the baseline build has none, so it truncates and
+    /// corrects): the same integers and fractions.
+    #[inline(always)]
+    pub(super) fn bicubic_head(
+        self,
+        size: (f64, f64),
+        xin: f64,
+        yin: f64,
+    ) -> Option<(i32, i32, f64, f64)> {
+        // SAFETY: an `Avx2` exists only where `use_avx2` found AVX2 (`detect`).
+        unsafe { bicubic_head(size, xin, yin) }
+    }
+
     /// `bicubic_filter32RGB` of a window inside the source (four rows of four RGBA pixels)
     /// at fractions `dx`, `dy`: each row's `BICUBIC` with the four bands in one register,
     /// then the column's, then the clip to u8.
@@ -113,6 +127,15 @@ impl Avx2 {
     }
 
     pub(super) fn cubic_columns(self, _: [&[[f64; 4]]; 4], _: f64, _: &mut [u8]) {
+        match self {}
+    }
+
+    pub(super) fn bicubic_head(
+        self,
+        _: (f64, f64),
+        _: f64,
+        _: f64,
+    ) -> Option<(i32, i32, f64, f64)> {
         match self {}
     }
 }
@@ -217,4 +240,18 @@ fn cubic_columns(rows: [&[[f64; 4]]; 4], dy: f64, out: &mut [u8]) {
         let v = cubic(lanes(a), lanes(b), lanes(c), lanes(e), d);
         o.copy_from_slice(&clip_u8(v));
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+fn bicubic_head((w, h): (f64, f64), xin: f64, yin: f64) -> Option<(i32, i32, f64, f64)> {
+    // the filters' test: inside the source (false for NaN)
+    if !(xin >= 0.0 && xin < w && yin >= 0.0 && yin < h) {
+        return None;
+    }
+    let (xin, yin) = (xin - 0.5, yin - 0.5);
+    // whole numbers within i32 (the position is inside the source): the casts are exact
+    let (fx, fy) = (xin.floor(), yin.floor());
+    Some((fx as i32 - 1, fy as i32 - 1, xin - fx, yin - fy))
 }
