@@ -558,16 +558,9 @@ fn nearest(s: &Source<'_>, xin: f64, yin: f64) -> Option<[u8; 4]> {
 
 /// `BILINEAR(v, a, b, d)` of one source row: a + (b - a)·d, the difference in integers
 /// (exact in f64 too).
-// indexing every band's arrays alike is what the vectorizer sees through
-#[allow(clippy::needless_range_loop)]
 #[inline(always)]
 fn lerp_row(a: [u8; 4], b: [u8; 4], d: f64) -> [f64; 4] {
-    let mut out = [0.0; 4];
-    for k in 0..4 {
-        let (a, b) = (f64::from(a[k]), f64::from(b[k]));
-        out[k] = a + (b - a) * d;
-    }
-    out
+    lerp(a.map(f64::from), b.map(f64::from), d)
 }
 
 /// `BILINEAR(v, a, b, d)` of one source row's values (bytes as f64).
@@ -700,7 +693,7 @@ fn cubic_rows(s: &Source<'_>, y: i32) -> [i32; 4] {
 #[inline(always)]
 fn bicubic(s: &Source<'_>, xin: f64, yin: f64, simd: Option<Avx2>) -> Option<[u8; 4]> {
     let (x, y, dx, dy) = match simd {
-        Some(k) => k.bicubic_head((s.wf, s.hf), xin, yin)?,
+        Some(k) => k.bicubic_head(s, xin, yin)?,
         None => bicubic_head(s, xin, yin)?,
     };
     if x >= 0 && y >= 0 && x + 3 < s.w && y + 3 < s.h {
@@ -963,22 +956,17 @@ fn extent_filtered<const N: usize>(
         }
         // the vertical pass: one dy for the whole row, so a flat loop over its f64s (the
         // bands of every column), which the compiler vectorizes
-        let flat = |m: usize| slots[rows[m] as usize % N].as_flattened();
-        let (v0, v1) = (flat(0), flat(1 % N));
-        let (v2, v3) = (flat(2 % N), flat(3 % N));
+        let pixels = |m: usize| slots[rows[m % N] as usize % N].as_slice();
         let vals = &mut line[..w * 4];
         if let (4, Some(k)) = (N, simd) {
-            let pixels = |m: usize| slots[rows[m] as usize % N].as_slice();
-            k.cubic_columns(
-                [pixels(0), pixels(1 % N), pixels(2 % N), pixels(3 % N)],
-                dy,
-                vals,
-            );
+            k.cubic_columns([pixels(0), pixels(1), pixels(2), pixels(3)], dy, vals);
         } else if N == 4 {
+            let [v0, v1, v2, v3] = [0, 1, 2, 3].map(|m| pixels(m).as_flattened());
             for (i, o) in vals.iter_mut().enumerate() {
                 *o = cubic1(v0[i], v1[i], v2[i], v3[i], dy) as u8;
             }
         } else {
+            let [v0, v1] = [0, 1].map(|m| pixels(m).as_flattened());
             for (i, o) in vals.iter_mut().enumerate() {
                 *o = (v0[i] + (v1[i] - v0[i]) * dy) as u8;
             }

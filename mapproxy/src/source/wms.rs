@@ -655,7 +655,7 @@ impl MapSource for WmsSource {
             };
             match self.conf.transparent_color {
                 Some((color, tolerance)) => {
-                    tokio::task::spawn_blocking(move || make_transparent(&img, color, tolerance))
+                    crate::image::cpu_bound(move || make_transparent(&img, color, tolerance))
                         .await
                         .map_err(|e| SourceError::new(e.to_string()))?
                 }

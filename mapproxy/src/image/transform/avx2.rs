@@ -12,6 +12,8 @@
 //! [`use_avx2`]. The kernels themselves are safe code (value intrinsics, no pointers).
 #![allow(unsafe_code)]
 
+use super::Source;
+
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::{
     __m128i, __m256d, _mm256_add_pd, _mm256_cvtepi32_pd, _mm256_cvttpd_epi32, _mm256_max_pd,
@@ -92,18 +94,18 @@ impl Avx2 {
         unsafe { cubic_columns(rows, dy, out) }
     }
 
-    /// `BICUBIC_HEAD` (as `transform::bicubic_head`) for a source of `size` pixels, with
+    /// `BICUBIC_HEAD` (as `transform::bicubic_head`), with
     /// `floor` an instruction (`roundsd`; the baseline build has none, so it truncates and
     /// corrects): the same integers and fractions.
     #[inline(always)]
     pub(super) fn bicubic_head(
         self,
-        size: (f64, f64),
+        s: &Source<'_>,
         xin: f64,
         yin: f64,
     ) -> Option<(i32, i32, f64, f64)> {
         // SAFETY: an `Avx2` exists only where `use_avx2` found AVX2 (`detect`).
-        unsafe { bicubic_head(size, xin, yin) }
+        unsafe { bicubic_head(s, xin, yin) }
     }
 
     /// `bicubic_filter32RGB` of a window inside the source (four rows of four RGBA pixels)
@@ -132,7 +134,7 @@ impl Avx2 {
 
     pub(super) fn bicubic_head(
         self,
-        _: (f64, f64),
+        _: &Source<'_>,
         _: f64,
         _: f64,
     ) -> Option<(i32, i32, f64, f64)> {
@@ -245,9 +247,8 @@ fn cubic_columns(rows: [&[[f64; 4]]; 4], dy: f64, out: &mut [u8]) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline]
-fn bicubic_head((w, h): (f64, f64), xin: f64, yin: f64) -> Option<(i32, i32, f64, f64)> {
-    // the filters' test: inside the source (false for NaN)
-    if !(xin >= 0.0 && xin < w && yin >= 0.0 && yin < h) {
+fn bicubic_head(s: &Source<'_>, xin: f64, yin: f64) -> Option<(i32, i32, f64, f64)> {
+    if !s.inside(xin, yin) {
         return None;
     }
     let (xin, yin) = (xin - 0.5, yin - 0.5);
