@@ -39,6 +39,7 @@ impl Resp {
 
 /// Send one request on a new HTTP/1.1 connection. The path is sent exactly as given (no
 /// `..` or `%2e` normalisation, unlike URL-parsing clients); `Host` defaults to the address.
+/// Panics when there is no whole answer within 30 s.
 pub async fn send(
     addr: SocketAddr,
     method: &str,
@@ -46,6 +47,20 @@ pub async fn send(
     headers: &[(&str, &str)],
     body: impl Into<Bytes>,
 ) -> Resp {
+    send_within(addr, method, path, headers, body, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|| panic!("{method} {path}: no answer within 30 s"))
+}
+
+/// [`send`], `None` when the whole answer did not come within `limit`.
+pub async fn send_within(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+    limit: Duration,
+) -> Option<Resp> {
     let stream = tokio::time::timeout(
         Duration::from_secs(10),
         tokio::net::TcpStream::connect(addr),
@@ -66,7 +81,7 @@ pub async fn send(
         b = b.header(*k, *v);
     }
     let req = b.body(Full::new(body.into())).expect("request");
-    let res = tokio::time::timeout(Duration::from_secs(30), async {
+    tokio::time::timeout(limit, async {
         let res = sender.send_request(req).await.expect("send request");
         let (parts, body) = res.into_parts();
         let body = body.collect().await.expect("response body").to_bytes();
@@ -76,8 +91,8 @@ pub async fn send(
             body,
         }
     })
-    .await;
-    res.unwrap_or_else(|_| panic!("{method} {path}: no answer within 30 s"))
+    .await
+    .ok()
 }
 
 /// `GET path` with headers.

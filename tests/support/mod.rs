@@ -17,6 +17,6 @@ pub mod peer;
 pub mod process;
 pub mod programs;
 
-pub use http::{basic, free_port, get, send, Resp};
+pub use http::{basic, free_port, get, send, send_within, Resp};
 pub use process::*;
 pub use programs::find_program;
