@@ -8,7 +8,8 @@
 //! Two source images: `textured` (every pixel differs: the sampler's worst case) and
 //! `debug-like` (transparent with black text and lines, as the debug source's tiles the
 //! server benchmark serves). `BENCH_RUNS` (default 30) sets the runs per case, `BENCH_ONLY`
-//! (`utm`, `4326` or `resample`) picks one case.
+//! (`utm`, `4326` or `resample`) picks one case, `BENCH_SOURCE` (`textured`, `debug-like`,
+//! `mesh`) one source.
 
 use std::time::{Duration, Instant};
 
@@ -113,6 +114,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// Times `f` `runs` times (after two warm-up runs) and prints the median and the minimum.
 fn report<T>(name: &str, kind: &str, (w, h): (u32, u32), runs: usize, mut f: impl FnMut() -> T) {
+    if std::env::var("BENCH_SOURCE").is_ok_and(|s| !kind.starts_with(&s)) {
+        return;
+    }
     let mut times: Vec<Duration> = Vec::with_capacity(runs);
     for k in 0..runs + 2 {
         let t = Instant::now();
