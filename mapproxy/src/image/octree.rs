@@ -158,12 +158,11 @@ const LEVELS_ALPHA: [[u32; 4]; 2] = [[3, 4, 3, 3], [2, 2, 2, 2]];
 pub fn quantize(img: &RgbaImage, colors: usize, alpha: bool) -> (Vec<[u8; 4]>, Vec<u8>) {
     let colors = colors.clamp(1, 256);
     let [fine_bits, coarse_bits] = if alpha { LEVELS_ALPHA } else { LEVELS };
-    let pixels = pixels(img, alpha);
+    let runs = runs(img, alpha);
     let mut fine = Cube::new(fine_bits);
     // a run of equal pixels (most of a map tile) is added at once
-    for run in pixels.chunk_by(|a, b| a == b) {
-        let p = run[0];
-        let n = run.len() as u32;
+    for &(p, n) in &runs {
+        let p = p.to_le_bytes();
         let i = fine.pos_of(p);
         let b = &mut fine.buckets[i];
         b.count = b.count.wrapping_add(n);
@@ -189,31 +188,52 @@ pub fn quantize(img: &RgbaImage, colors: usize, alpha: bool) -> (Vec<[u8; 4]>, V
     coarse_lookup.set_lookup(&palette, n_coarse, 0);
     let mut lookup = coarse_lookup.resized(fine_bits);
     lookup.set_lookup(&palette, n_fine, n_coarse);
-    let mut indices = Vec::with_capacity(pixels.len());
-    for run in pixels.chunk_by(|a, b| a == b) {
-        let i = lookup.buckets[lookup.pos_of(run[0])].count as u8;
-        indices.resize(indices.len() + run.len(), i);
+    let mut indices = vec![0u8; img.as_raw().len() / 4];
+    let mut at = 0;
+    for &(p, n) in &runs {
+        let i = lookup.buckets[lookup.pos_of(p.to_le_bytes())].count as u8;
+        let n = n as usize;
+        if let Some(run) = indices.get_mut(at..at + n) {
+            run.fill(i);
+        }
+        at += n;
     }
     (palette.iter().map(Bucket::average).collect(), indices)
 }
 
-/// The pixels as `ImagingQuantize` gives them to the quantizer: with alpha, every fully
-/// transparent pixel takes the colour of the first one; without, alpha is 255.
-fn pixels(img: &RgbaImage, alpha: bool) -> Vec<[u8; 4]> {
-    let mut first_clear: Option<[u8; 3]> = None;
-    img.pixels()
-        .map(|p| {
-            let [r, g, b, a] = p.0;
-            if !alpha {
-                return [r, g, b, 255];
-            }
-            if a != 0 {
-                return p.0;
-            }
-            let [r, g, b] = *first_clear.get_or_insert([r, g, b]);
-            [r, g, b, 0]
-        })
-        .collect()
+/// The pixels as `ImagingQuantize` gives them to the quantizer, in runs of equal ones (a
+/// pixel as its little-endian RGBA word, the run's length): with alpha, every fully
+/// transparent pixel takes the colour of the first one; without, alpha is 255. One pass over
+/// the image, comparing words (most of a map is runs: a background, an area's fill).
+fn runs(img: &RgbaImage, alpha: bool) -> Vec<(u32, u32)> {
+    let mut first_clear: Option<u32> = None;
+    let mut word = |b: &[u8]| {
+        let w = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        if !alpha {
+            w | 0xff00_0000
+        } else if w >> 24 != 0 {
+            w
+        } else {
+            *first_clear.get_or_insert(w & 0x00ff_ffff)
+        }
+    };
+    let mut out = Vec::new();
+    let mut px = img.as_raw().chunks_exact(4);
+    let Some(first) = px.next() else {
+        return out;
+    };
+    let (mut cur, mut n) = (word(first), 1u32);
+    for b in px {
+        let w = word(b);
+        if w == cur {
+            n += 1;
+        } else {
+            out.push((cur, n));
+            (cur, n) = (w, 1);
+        }
+    }
+    out.push((cur, n));
+    out
 }
 
 #[cfg(test)]

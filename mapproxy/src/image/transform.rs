@@ -523,46 +523,45 @@ impl<'a> Source<'a> {
     /// windows all lie in one such rectangle is that colour, without its filter.
     #[inline(always)]
     fn uniform(&self, x0: i32, x1: i32, y0: i32, y1: i32) -> Option<[u8; 4]> {
+        if y0 < 0 || y1 >= self.h || y1 < y0 {
+            return None;
+        }
+        let p = self.uniform_row(x0, x1, y0)?;
+        for y in y0 + 1..=y1 {
+            if self.uniform_row(x0, x1, y)? != p {
+                return None;
+            }
+        }
+        Some(p.to_ne_bytes())
+    }
+
+    /// The one colour of the pixels `x0..=x1` of row `y` (inside the source) as a word,
+    /// `None` when they are not all that pixel or not all inside.
+    #[inline(always)]
+    fn uniform_row(&self, x0: i32, x1: i32, y: i32) -> Option<u32> {
         #[cfg(test)]
         if tests::NO_UNIFORM.with(std::cell::Cell::get) {
             return None;
         }
-        if x0 < 0 || y0 < 0 || x1 >= self.w || y1 >= self.h || x1 < x0 || y1 < y0 {
+        if x0 < 0 || y < 0 || x1 >= self.w || y >= self.h || x1 < x0 {
             return None;
         }
-        let stride = self.w as usize * 4;
-        let (a, b) = (x0 as usize * 4, (x1 as usize + 1) * 4);
-        let at = y0 as usize * stride + a;
-        let first = self.raw.get(at..at + 4)?;
-        let p = [first[0], first[1], first[2], first[3]];
-        let p32 = u32::from_ne_bytes(p);
-        // the far corners first: a textured source fails here
-        let corner = |x: i32, y: i32| {
-            let at = y as usize * stride + x as usize * 4;
-            self.raw.get(at..at + 4) == Some(&p[..])
-        };
-        if !(corner(x1, y0) && corner(x0, y1) && corner(x1, y1)) {
+        let start = y as usize * self.w as usize * 4;
+        let row = self
+            .raw
+            .get(start + x0 as usize * 4..start + (x1 as usize + 1) * 4)?;
+        let p = u32::from_ne_bytes([row[0], row[1], row[2], row[3]]);
+        // the last pixel first: a textured source fails here
+        if row[row.len() - 4..] != row[..4] {
             return None;
         }
-        let p64 = u64::from(p32) * 0x1_0000_0001;
-        for y in y0..=y1 {
-            let start = y as usize * stride;
-            let row = self.raw.get(start + a..start + b)?;
-            // two pixels at a time, the differences or'ed (no early exit within a row: the
-            // compiler widens it)
-            let mut pairs = row.chunks_exact(8);
-            let mut diff = 0u64;
-            for c in &mut pairs {
-                if let Ok(c) = <[u8; 8]>::try_from(c) {
-                    diff |= u64::from_ne_bytes(c) ^ p64;
-                }
-            }
-            if let Ok(c) = <[u8; 4]>::try_from(pairs.remainder()) {
-                diff |= u64::from(u32::from_ne_bytes(c) ^ p32);
-            }
-            if diff != 0 {
-                return None;
-            }
+        // the pixels' differences from p or'ed, without an exit per pixel (the compiler
+        // widens it)
+        let diff = row.chunks_exact(4).fold(0, |d, c| {
+            d | (u32::from_ne_bytes([c[0], c[1], c[2], c[3]]) ^ p)
+        });
+        if diff != 0 {
+            return None;
         }
         #[cfg(test)]
         tests::UNIFORM_HITS.with(|h| h.set(h.get() + 1));
@@ -1050,6 +1049,10 @@ fn extent_filtered<const N: usize>(
     let words = chunks.len().div_ceil(64);
     let mut slot_rows = [-1i32; N];
     let mut made: [Vec<u64>; N] = std::array::from_fn(|_| vec![0u64; words]);
+    // and each chunk's colour on that row (a pixel's word, MIXED, or UNKNOWN till looked at)
+    const UNKNOWN: u64 = u64::MAX;
+    const MIXED: u64 = u64::MAX - 1;
+    let mut colours: [Vec<u64>; N] = std::array::from_fn(|_| vec![UNKNOWN; chunks.len()]);
     // the chunks of this target row that go through the filter (a bit each)
     let mut filtered = vec![0u64; words];
     let buf: &mut [u8] = &mut out;
@@ -1077,14 +1080,37 @@ fn extent_filtered<const N: usize>(
             std::array::from_fn(|k| if k == 0 { r0 } else { r1 })
         };
         // the window's rows are consecutive but for the clamped ones at the edges
-        let (rlo, rhi) = (rows[0], rows[N - 1]);
         // the chunks of one colour are done; the others are filtered below, in runs of
         // consecutive chunks (one run per 64 chunks for a textured source)
+        for &r in &rows {
+            // rows of one window are at most N apart: distinct slots
+            let k = r as usize % N;
+            if slot_rows[k] != r {
+                slot_rows[k] = r;
+                made[k].fill(0);
+                colours[k].fill(UNKNOWN);
+            }
+        }
         filtered.fill(0);
         for (ci, &(start, end, span)) in chunks.iter().enumerate() {
             let Some((c0, c1)) = span else { continue };
-            match s.uniform(c0, c1, rlo, rhi) {
+            // one colour on each of the window's rows, the same on all (each row's looked at
+            // once, for every target row that reads it)
+            let mut one = None;
+            for &r in &rows {
+                let c = &mut colours[r as usize % N][ci];
+                if *c == UNKNOWN {
+                    *c = s.uniform_row(c0, c1, r).map_or(MIXED, u64::from);
+                }
+                if *c == MIXED || one.is_some_and(|o| o != *c) {
+                    one = None;
+                    break;
+                }
+                one = Some(*c);
+            }
+            match one {
                 Some(p) => {
+                    let p = (p as u32).to_ne_bytes();
                     for v in line[start * 4..end * 4].chunks_exact_mut(4) {
                         v.copy_from_slice(&p);
                     }
@@ -1093,12 +1119,7 @@ fn extent_filtered<const N: usize>(
             }
         }
         for &r in &rows {
-            // rows of one window are at most N apart: distinct slots
             let k = r as usize % N;
-            if slot_rows[k] != r {
-                slot_rows[k] = r;
-                made[k].fill(0);
-            }
             for (wi, (m, f)) in made[k].iter_mut().zip(&filtered).enumerate() {
                 let todo = *f & !*m;
                 *m |= todo;
