@@ -1334,6 +1334,25 @@ mod tests {
         }
     }
 
+    /// `src` transformed by the golden warp `case` with the resampling named `r`.
+    fn golden_transformed(
+        src: &RgbaImage,
+        case: &str,
+        r: &str,
+    ) -> Result<RgbaImage, crate::srs::SrsError> {
+        let (s, sb, d, size, db) = golden_warp(case, src.width(), src.height());
+        let (s, d) = (Srs::get(s)?, Srs::get(d)?);
+        let warp = Warp {
+            src_bbox: sb,
+            src_srs: &s,
+            dst_size: size,
+            dst_bbox: db,
+            dst_srs: &d,
+            resampling: Resampling::parse(r).expect("resampling"),
+        };
+        Ok(transform(src, &warp))
+    }
+
     /// MapProxy 7's `ImageTransformer.transform` (Pillow 13): the md5 of its result's pixels
     /// (RGBA, or RGB for an RGB result: our alpha is dropped there) for each source, warp and
     /// resampling, from `tests/gen_transform_goldens.py`: Pillow's `EXTENT` (same SRS: up,
@@ -1437,18 +1456,7 @@ mod tests {
         for baseline in [false, true] {
             BASELINE.with(|b| b.set(baseline));
             for (name, case, r, md5, rgb) in cases {
-                let src = golden_source(name);
-                let (s, sb, d, size, db) = golden_warp(case, src.width(), src.height());
-                let (s, d) = (Srs::get(s)?, Srs::get(d)?);
-                let warp = Warp {
-                    src_bbox: sb,
-                    src_srs: &s,
-                    dst_size: size,
-                    dst_bbox: db,
-                    dst_srs: &d,
-                    resampling: Resampling::parse(r).expect("resampling"),
-                };
-                let out = transform(&src, &warp);
+                let out = golden_transformed(&golden_source(name), case, r)?;
                 let bytes: Vec<u8> = if rgb {
                     out.pixels()
                         .flat_map(|p| [p.0[0], p.0[1], p.0[2]])
@@ -1510,20 +1518,10 @@ mod tests {
             BASELINE.with(|b| b.set(baseline));
             for case in warps {
                 for r in ["bilinear", "bicubic"] {
-                    let (s, sb, d, size, db) = golden_warp(case, src.width(), src.height());
-                    let (s, d) = (Srs::get(s)?, Srs::get(d)?);
-                    let warp = Warp {
-                        src_bbox: sb,
-                        src_srs: &s,
-                        dst_size: size,
-                        dst_bbox: db,
-                        dst_srs: &d,
-                        resampling: Resampling::parse(r).expect("resampling"),
-                    };
                     NO_UNIFORM.with(|n| n.set(true));
-                    let filtered = transform(&src, &warp);
+                    let filtered = golden_transformed(&src, case, r)?;
                     NO_UNIFORM.with(|n| n.set(false));
-                    if transform(&src, &warp) != filtered {
+                    if golden_transformed(&src, case, r)? != filtered {
                         wrong.push(format!("{case} {r} (baseline build: {baseline})"));
                     }
                 }
