@@ -570,7 +570,7 @@ impl<'a> Source<'a> {
 
     /// [`Source::uniform`] of the rectangle every filter window of a block of target pixels
     /// reads, from the source positions of the block's four corner pixels: the map is
-    /// bilinear (`MESH`'s quads, `EXTENT`'s affine map), so each pixel's position lies
+    /// bilinear (`MESH`'s quads), so each pixel's position lies
     /// between the corners' (one pixel more on each side covers the rounding). `None` also
     /// when a position is not finite or near an edge (the clamped windows there are the
     /// filters' own).
@@ -915,7 +915,8 @@ fn fill_quad_with<const F: u8>(
     }
 }
 
-/// The side of the blocks of target pixels that [`Source::uniform_block`] tries at once.
+/// The side of the blocks of target pixels that [`Source::uniform_block`] tries at once, and
+/// the width of `EXTENT`'s chunks of target columns.
 const BLOCK: u32 = 8;
 
 /// Pillow's `EXTENT` transform of the source rectangle `(x0, y0, x1, y1)` (source pixels) to
@@ -987,7 +988,8 @@ fn scale_affine(s: &Source<'_>, size: (u32, u32), [a0, a2, a4, a5]: [f64; 4]) ->
 /// filter's body, the same f64 for every target row that reads it) once per target column,
 /// kept in `N` slots by row number while the target rows move down the source. The columns
 /// go in chunks of [`BLOCK`]: a chunk whose windows on a row all read one colour is that
-/// colour ([`Source::uniform`]), and only the other chunks make their horizontal passes.
+/// colour (each source row's span of it looked at once, [`Source::uniform_row`]), and only
+/// the other chunks make their horizontal passes.
 #[inline(always)]
 fn extent_filtered<const N: usize>(
     s: &Source<'_>,
@@ -1041,7 +1043,7 @@ fn extent_filtered<const N: usize>(
     // (Pillow promotes each byte it reads; the same values): a row is converted once, when a
     // chunk first needs it
     let mut rows_f64: [Vec<[f64; 4]>; N] = std::array::from_fn(|_| vec![[0.0; 4]; s.w as usize]);
-    let mut rows_tags = [-1i32; N];
+    let mut converted = [false; N];
     // the horizontal pass of a source row at every target column, in N slots by row number:
     // which row each slot holds, and the chunks made of it (a bit each: only the chunks that
     // need it are made)
@@ -1079,9 +1081,7 @@ fn extent_filtered<const N: usize>(
             };
             std::array::from_fn(|k| if k == 0 { r0 } else { r1 })
         };
-        // the window's rows are consecutive but for the clamped ones at the edges
-        // the chunks of one colour are done; the others are filtered below, in runs of
-        // consecutive chunks (one run per 64 chunks for a textured source)
+        // a slot taking a new row forgets the old one's chunks, colours and f64s
         for &r in &rows {
             // rows of one window are at most N apart: distinct slots
             let k = r as usize % N;
@@ -1089,8 +1089,11 @@ fn extent_filtered<const N: usize>(
                 slot_rows[k] = r;
                 made[k].fill(0);
                 colours[k].fill(UNKNOWN);
+                converted[k] = false;
             }
         }
+        // the chunks of one colour are done; the others are filtered below, in runs of
+        // consecutive chunks (one run per 64 chunks for a textured source)
         filtered.fill(0);
         for (ci, &(start, end, span)) in chunks.iter().enumerate() {
             let Some((c0, c1)) = span else { continue };
@@ -1124,8 +1127,8 @@ fn extent_filtered<const N: usize>(
                 let todo = *f & !*m;
                 *m |= todo;
                 for (a, b) in bit_runs(todo) {
-                    if rows_tags[k] != r {
-                        rows_tags[k] = r;
+                    if !converted[k] {
+                        converted[k] = true;
                         let src = &s.raw[r as usize * stride..(r as usize + 1) * stride];
                         for (f, b) in rows_f64[k].iter_mut().zip(src.chunks_exact(4)) {
                             *f = [b[0], b[1], b[2], b[3]].map(f64::from);
@@ -1220,9 +1223,9 @@ mod tests {
     std::thread_local! {
         /// Set: this thread runs the filters' baseline build (the golden test runs both).
         pub(super) static BASELINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-        /// Set: `Source::uniform` finds nothing, so every pixel goes through its filter.
+        /// Set: `Source::uniform_row` finds nothing, so every pixel goes through its filter.
         pub(super) static NO_UNIFORM: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-        /// How often `Source::uniform` found one colour.
+        /// How often `Source::uniform_row` found one colour.
         pub(super) static UNIFORM_HITS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     }
 
@@ -1529,7 +1532,7 @@ mod tests {
         }
         BASELINE.with(|b| b.set(false));
         assert!(wrong.is_empty(), "{wrong:#?}");
-        // the blocks were tried and found (thousands of them)
+        // spans of one colour were looked for and found (thousands of them)
         assert!(UNIFORM_HITS.with(std::cell::Cell::get) > 1000);
         Ok(())
     }
